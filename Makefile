@@ -1,0 +1,56 @@
+# Capstan. `make up` starts the all-in-one cluster; `make test` runs the suite.
+GO        ?= go
+BIN       := bin/capstan
+PKGS      := ./...
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
+# Debian packages the end-to-end tests and `capstan up` need.
+APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2
+TEST_FLAGS ?= -count=1 -timeout 25m
+
+.PHONY: all build test unit bench lint deps fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/capstan
+
+# deps installs, as root, the system packages that end-to-end tests and
+# `capstan up` need, when they are missing. Without root it only reports.
+deps:
+	@missing=""; for p in $(APT_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "deps: installing$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: missing$$missing (run 'make deps' as root)"; fi
+
+# test runs unit, integration and end-to-end tests. End-to-end tests need
+# root; under CI=true a missing prerequisite fails them instead of skipping.
+test: deps lint
+	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# fuzz runs each fuzz target for FUZZTIME.
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf bin
