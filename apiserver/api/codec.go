@@ -1,0 +1,58 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Decode parses the JSON of one object of kind k, refusing unknown fields
+// and trailing data, and checks that its kind field matches.
+func Decode(k Kind, data []byte) (Object, error) {
+	obj := k.New()
+	if obj == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, k)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(obj); err != nil {
+		return nil, fmt.Errorf("%w: decode %s: %w", ErrInvalid, k.Singular(), err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: decode %s: data after the object", ErrInvalid, k.Singular())
+	}
+	if obj.GetKind() == "" {
+		obj.setKind(k.Singular())
+	}
+	if obj.GetKind() != k.Singular() {
+		return nil, fmt.Errorf("%w: kind %q sent to the %s endpoint", ErrInvalid, obj.GetKind(), k)
+	}
+	return obj, nil
+}
+
+// DecodeAny parses an object whose kind is read from its kind field.
+func DecodeAny(data []byte) (Object, error) {
+	var tm TypeMeta
+	if err := json.Unmarshal(data, &tm); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	k, ok := KindOf(tm.Kind)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, tm.Kind)
+	}
+	return Decode(k, data)
+}
+
+// Clone returns a deep copy of obj.
+func Clone[T Object](obj T) T {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		panic(fmt.Sprintf("api: marshal %T: %v", obj, err))
+	}
+	k, _ := KindOf(obj.GetKind())
+	out := k.New()
+	if err := json.Unmarshal(b, out); err != nil {
+		panic(fmt.Sprintf("api: unmarshal %T: %v", obj, err))
+	}
+	return out.(T)
+}

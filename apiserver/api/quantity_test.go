@@ -1,0 +1,97 @@
+package api
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func TestQuantityRoundTrip(t *testing.T) {
+	tests := []struct {
+		in    string
+		milli int64
+		out   string
+	}{
+		{"250m", 250, "250m"},
+		{"0.25", 250, "250m"},
+		{"1", 1000, "1"},
+		{"2000m", 2000, "2"},
+		{"1.5", 1500, "1500m"},
+		{"1000", 1000000, "1k"},
+		{"1500", 1500000, "1500"},
+		{"64Mi", 64 << 20 * 1000, "64Mi"},
+		{"1024Mi", 1 << 30 * 1000, "1Gi"},
+		{"0.5Gi", 512 << 20 * 1000, "512Mi"},
+		{"1G", 1e9 * 1000, "1G"},
+		{"1e3", 1e6, "1k"},
+		{"1E", 1e18 * 1000 / 1000 * 1, ""}, // overflow checked below
+		{"0.1m", 1, "1m"},                  // rounded up like Kubernetes
+		{"0", 0, "0"},
+		{"100Ki", 100 << 10 * 1000, "100Ki"},
+		{"3Ki", 3072000, "3Ki"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			q, err := ParseQuantity(tt.in)
+			if tt.out == "" {
+				if err == nil {
+					t.Fatalf("ParseQuantity(%q) = %v, want overflow error", tt.in, q)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseQuantity(%q): %v", tt.in, err)
+			}
+			if q.MilliValue() != tt.milli {
+				t.Errorf("milli = %d, want %d", q.MilliValue(), tt.milli)
+			}
+			if got := q.String(); got != tt.out {
+				t.Errorf("String() = %q, want %q", got, tt.out)
+			}
+			again, err := ParseQuantity(q.String())
+			if err != nil || again.MilliValue() != q.MilliValue() {
+				t.Errorf("reparse %q = %v, %v", q.String(), again, err)
+			}
+		})
+	}
+}
+
+func TestQuantityBad(t *testing.T) {
+	for _, s := range []string{"", "abc", "1X", "1.2.3", "--1", "m", "Mi", "1e", "1e99", "1/2", "99999999999999999999Ei", "1 Mi"} {
+		if q, err := ParseQuantity(s); err == nil {
+			t.Errorf("ParseQuantity(%q) = %v, want error", s, q)
+		}
+	}
+}
+
+func TestQuantityJSON(t *testing.T) {
+	var r ResourceList
+	if err := json.Unmarshal([]byte(`{"cpu":0.5,"memory":"64Mi"}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(r)
+	if string(b) != `{"cpu":"500m","memory":"64Mi"}` {
+		t.Errorf("marshal = %s", b)
+	}
+	if err := json.Unmarshal([]byte(`{"cpu":"lots"}`), &r); err == nil {
+		t.Error("want error for bad quantity")
+	}
+}
+
+func FuzzParseQuantity(f *testing.F) {
+	for _, s := range []string{"250m", "64Mi", "1.5", "1e3", "0.1m", "1E", "-1", "9223372036854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		q, err := ParseQuantity(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseQuantity(q.String())
+		if err != nil {
+			t.Fatalf("canonical form %q of %q does not parse: %v", q.String(), s, err)
+		}
+		if again.MilliValue() != q.MilliValue() {
+			t.Fatalf("%q -> %q -> %d, want %d", s, q.String(), again.MilliValue(), q.MilliValue())
+		}
+	})
+}
