@@ -1,0 +1,152 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// RemoteOptions says how to reach a registry.
+type RemoteOptions struct {
+	// Insecure allows plain HTTP to any registry. Registries on loopback
+	// (127.0.0.0/8, ::1, localhost) and private addresses use plain HTTP
+	// even without it.
+	Insecure bool
+	// Username and Password, when Username is set, are sent with HTTP
+	// basic authentication. Default: anonymous.
+	Username string
+	Password string
+}
+
+func (o RemoteOptions) nameOptions() []name.Option {
+	opts := []name.Option{name.StrictValidation}
+	if o.Insecure {
+		opts = append(opts, name.Insecure)
+	}
+	return opts
+}
+
+func (o RemoteOptions) remoteOptions(ctx context.Context) []remote.Option {
+	var auth authn.Authenticator = authn.Anonymous
+	if o.Username != "" {
+		auth = &authn.Basic{Username: o.Username, Password: o.Password}
+	}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
+}
+
+// ParseReference parses an image reference with an explicit registry, such
+// as "127.0.0.1:5000/examples/hello:v1" or "registry.example/app@sha256:...".
+// A reference without a registry host is refused rather than sent to Docker
+// Hub by default; one without a tag or digest gets the tag "latest".
+func ParseReference(ref string, o RemoteOptions) (name.Reference, error) {
+	if !hasRegistryHost(ref) {
+		return nil, fmt.Errorf("%w: %q names no registry: write it as HOST[:PORT]/REPOSITORY[:TAG], for example %s/examples/hello:v1", ErrInvalidReference, ref, DefaultAddr)
+	}
+	// StrictValidation refuses a missing tag, so add the default ourselves.
+	if !hasTagOrDigest(ref) {
+		ref += ":latest"
+	}
+	r, err := name.ParseReference(ref, o.nameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %w", ErrInvalidReference, ref, err)
+	}
+	return r, nil
+}
+
+// hasRegistryHost reports whether the first path component of ref is a
+// registry host: it holds a '.' or ':' or is "localhost", as in Docker.
+func hasRegistryHost(ref string) bool {
+	first, _, ok := strings.Cut(ref, "/")
+	if !ok {
+		return false
+	}
+	return first == "localhost" || strings.ContainsAny(first, ".:")
+}
+
+// hasTagOrDigest reports whether ref ends in ":TAG" or "@DIGEST" after its
+// last '/', so that a registry port is not mistaken for a tag.
+func hasTagOrDigest(ref string) bool {
+	if strings.Contains(ref, "@") {
+		return true
+	}
+	last := ref[strings.LastIndex(ref, "/")+1:]
+	return strings.Contains(last, ":")
+}
+
+// Push uploads img to ref and returns the reference by digest.
+func Push(ctx context.Context, img v1.Image, ref string, o RemoteOptions) (name.Digest, error) {
+	r, err := ParseReference(ref, o)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	dg, err := img.Digest()
+	if err != nil {
+		return name.Digest{}, fmt.Errorf("push %s: %w", ref, err)
+	}
+	if err := remote.Write(r, img, o.remoteOptions(ctx)...); err != nil {
+		return name.Digest{}, fmt.Errorf("push %s: %w: check that the registry runs and, if it needs them, the credentials", r, err)
+	}
+	return r.Context().Digest(dg.String()), nil
+}
+
+// WriteTarball writes img, tagged ref, to file as a `docker save` style
+// tarball that ReadTarball, `docker load` and `ctr images import` accept.
+func WriteTarball(img v1.Image, ref, file string) error {
+	r, err := ParseReference(ref, RemoteOptions{})
+	if err != nil {
+		return err
+	}
+	if err := tarball.WriteToFile(file, r, img); err != nil {
+		return fmt.Errorf("write %s to %s: %w", ref, file, err)
+	}
+	return nil
+}
+
+// ReadTarball reads the one image in a tarball written by WriteTarball (or
+// `docker save` of a single image).
+func ReadTarball(file string) (v1.Image, error) {
+	img, err := tarball.ImageFromPath(file, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read image tarball %s: %w: give a file written by `capstan image pack -o` or `docker save` of one image", file, err)
+	}
+	return img, nil
+}
+
+// Repository is one repository in a registry and its tags, sorted.
+type Repository struct {
+	Name string
+	Tags []string
+}
+
+// List returns every repository in the registry at addr (HOST[:PORT]) with
+// its tags, sorted by name, using the registry's catalog API.
+func List(ctx context.Context, addr string, o RemoteOptions) ([]Repository, error) {
+	reg, err := name.NewRegistry(addr, o.nameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: registry %q: %w", ErrInvalidReference, addr, err)
+	}
+	ropts := o.remoteOptions(ctx)
+	names, err := remote.Catalog(ctx, reg, ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("list repositories of %s: %w: check the address and that the registry runs", addr, err)
+	}
+	slices.Sort(names)
+	repos := make([]Repository, 0, len(names))
+	for _, n := range names {
+		repo := reg.Repo(n)
+		tags, err := remote.List(repo, ropts...)
+		if err != nil {
+			return nil, fmt.Errorf("list tags of %s: %w", repo, err)
+		}
+		slices.Sort(tags)
+		repos = append(repos, Repository{Name: n, Tags: tags})
+	}
+	return repos, nil
+}
