@@ -1,0 +1,840 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Options tunes a Bolt store. The zero value gives the documented defaults.
+type Options struct {
+	// MaxEvents is how many change-log events are kept for watchers to
+	// resume from (default 100,000).
+	MaxEvents int64
+	// MaxEventAge drops events older than this (default 1 hour).
+	MaxEventAge time.Duration
+	// CompactInterval is how often Start compacts the log (default 1 min).
+	CompactInterval time.Duration
+	// WatchBuffer is how many events a watcher may fall behind before it is
+	// closed with ErrWatcherTooSlow (default 1,024).
+	WatchBuffer int
+	// MaxBatchDelay is how long bbolt waits to merge concurrent writes into
+	// one transaction and one fsync (default 2 ms; bbolt's own is 10 ms).
+	MaxBatchDelay time.Duration
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+	// Logger receives store diagnostics (default: discard).
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if o.MaxEvents == 0 {
+		o.MaxEvents = 100_000
+	}
+	if o.MaxEventAge == 0 {
+		o.MaxEventAge = time.Hour
+	}
+	if o.CompactInterval == 0 {
+		o.CompactInterval = time.Minute
+	}
+	if o.WatchBuffer == 0 {
+		o.WatchBuffer = 1024
+	}
+	if o.MaxBatchDelay == 0 {
+		o.MaxBatchDelay = 2 * time.Millisecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.MaxBatchDelay < 0 {
+		return errors.New("store options: limits must not be negative")
+	}
+	return nil
+}
+
+var (
+	bucketMeta = []byte("meta")
+	bucketLog  = []byte("log")
+	keyRev     = []byte("rev")
+	keyCompact = []byte("compacted")
+)
+
+// Bolt is a Store on a bbolt file.
+type Bolt struct {
+	db   *bolt.DB
+	opts Options
+	rev  atomic.Int64 // last committed revision
+	hub  *hub
+}
+
+var _ Store = (*Bolt)(nil)
+
+// Open opens or creates the store file at path.
+func Open(path string, opts Options) (*Bolt, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w (is another capstan server using this data directory?)", path, err)
+	}
+	db.MaxBatchDelay = opts.MaxBatchDelay
+	s := &Bolt{db: db, opts: opts}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketLog} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		for _, k := range api.Kinds {
+			if _, err := tx.CreateBucketIfNotExists([]byte(k)); err != nil {
+				return err
+			}
+		}
+		s.rev.Store(readInt(tx.Bucket(bucketMeta), keyRev))
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.hub = newHub(s, s.rev.Load())
+	go s.hub.run()
+	return s, nil
+}
+
+// Close stops the watchers and closes the file.
+func (s *Bolt) Close() error {
+	s.hub.close()
+	return s.db.Close()
+}
+
+// Path returns the store's file path.
+func (s *Bolt) Path() string { return s.db.Path() }
+
+// Revision returns the last committed revision.
+func (s *Bolt) Revision() int64 { return s.rev.Load() }
+
+// Start compacts the change log every CompactInterval until ctx ends.
+func (s *Bolt) Start(ctx context.Context) error {
+	t := time.NewTicker(s.opts.CompactInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n, err := s.Compact(); err != nil {
+				s.opts.Logger.Error("compact change log", "err", err)
+			} else if n > 0 {
+				s.opts.Logger.Debug("compacted change log", "events", n)
+			}
+		}
+	}
+}
+
+// Compact drops change-log events beyond MaxEvents or older than
+// MaxEventAge and returns how many it dropped.
+func (s *Bolt) Compact() (int, error) {
+	cutoff := s.opts.Now().Add(-s.opts.MaxEventAge).UnixNano()
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		meta, lg := tx.Bucket(bucketMeta), tx.Bucket(bucketLog)
+		rev := readInt(meta, keyRev)
+		last := readInt(meta, keyCompact)
+		c := lg.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.First() {
+			r := int64(binary.BigEndian.Uint64(k))
+			if r > rev-s.opts.MaxEvents && logTime(v) >= cutoff {
+				break
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			last, n = r, n+1
+		}
+		return writeInt(meta, keyCompact, last)
+	})
+	return n, err
+}
+
+// CompactedRevision returns the newest revision dropped from the log:
+// watches must start at or after it.
+func (s *Bolt) CompactedRevision() int64 {
+	var r int64
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		r = readInt(tx.Bucket(bucketMeta), keyCompact)
+		return nil
+	})
+	return r
+}
+
+// Check runs bbolt's consistency check and returns the first problem.
+func (s *Bolt) Check() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+}
+
+func readInt(b *bolt.Bucket, k []byte) int64 {
+	v := b.Get(k)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func writeInt(b *bolt.Bucket, k []byte, v int64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], uint64(v))
+	return b.Put(k, buf[:])
+}
+
+func revKey(rev int64) []byte {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], uint64(rev))
+	return buf[:]
+}
+
+func objectKey(k api.Key) []byte { return []byte(k.ObjectKey()) }
+
+// ---- reads ----
+
+// Get returns the object with key k.
+func (s *Bolt) Get(_ context.Context, k api.Key) (api.Object, error) {
+	var obj api.Object
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(k.Kind))
+		if b == nil {
+			return fmt.Errorf("%w: %q", api.ErrUnknownKind, k.Kind)
+		}
+		v := b.Get(objectKey(k))
+		if v == nil {
+			return fmt.Errorf("%s: %w", k, ErrNotFound)
+		}
+		var err error
+		obj, err = api.Decode(k.Kind, v)
+		return err
+	})
+	return obj, err
+}
+
+// List returns the matching objects of kind and the revision read at.
+func (s *Bolt) List(_ context.Context, kind api.Kind, opts ListOptions) ([]api.Object, int64, error) {
+	var out []api.Object
+	var rev int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(kind))
+		if b == nil {
+			return fmt.Errorf("%w: %q", api.ErrUnknownKind, kind)
+		}
+		rev = readInt(tx.Bucket(bucketMeta), keyRev)
+		c := b.Cursor()
+		var prefix []byte
+		if opts.App != "" && !kind.ClusterScoped() {
+			prefix = []byte(opts.App + "/")
+		}
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			obj, err := api.Decode(kind, v)
+			if err != nil {
+				return fmt.Errorf("decode %s/%s: %w", kind, k, err)
+			}
+			if matches(obj, opts) {
+				out = append(out, obj)
+			}
+		}
+		return nil
+	})
+	return out, rev, err
+}
+
+func matches(obj api.Object, opts ListOptions) bool {
+	m := obj.Meta()
+	for k, v := range opts.Labels {
+		if got, ok := m.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	if opts.Node != "" {
+		p, ok := obj.(*api.Pod)
+		if !ok || p.Spec.NodeName != opts.Node {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- writes ----
+
+// txWriter applies writes inside one bbolt transaction.
+type txWriter struct {
+	s      *Bolt
+	tx     *bolt.Tx
+	rev    int64
+	now    time.Time
+	nowNs  int64
+	meta   *bolt.Bucket
+	logB   *bolt.Bucket
+	events int
+}
+
+// write runs fn in a batched transaction. fn may run more than once (bbolt
+// re-runs a batch member alone when another one fails), so it must derive
+// everything from tx.
+func (s *Bolt) write(ctx context.Context, fn func(w *txWriter) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var committed int64
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		now := s.opts.Now()
+		w := &txWriter{s: s, tx: tx, meta: meta, logB: tx.Bucket(bucketLog), rev: readInt(meta, keyRev), now: now, nowNs: now.UnixNano()}
+		if err := fn(w); err != nil {
+			return err
+		}
+		if w.events == 0 {
+			return nil
+		}
+		committed = w.rev
+		return writeInt(meta, keyRev, w.rev)
+	})
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	if err != nil {
+		return err
+	}
+	if committed > 0 {
+		for {
+			cur := s.rev.Load()
+			if committed <= cur || s.rev.CompareAndSwap(cur, committed) {
+				break
+			}
+		}
+		s.hub.notify()
+	}
+	return nil
+}
+
+func (w *txWriter) bucket(k api.Kind) (*bolt.Bucket, error) {
+	b := w.tx.Bucket([]byte(k))
+	if b == nil {
+		return nil, fmt.Errorf("%w: %q", api.ErrUnknownKind, k)
+	}
+	return b, nil
+}
+
+// put stores obj at the next revision and logs the event.
+func (w *txWriter) put(b *bolt.Bucket, k api.Key, obj api.Object, typ EventType) ([]byte, error) {
+	w.rev++
+	obj.Meta().ResourceVersion = w.rev
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", k, err)
+	}
+	if err := b.Put(objectKey(k), data); err != nil {
+		return nil, fmt.Errorf("write %s: %w", k, err)
+	}
+	return data, w.log(typ, k, nodeOf(obj), data)
+}
+
+func (w *txWriter) log(typ EventType, k api.Key, node string, data []byte) error {
+	w.events++
+	return w.logB.Put(revKey(w.rev), encodeLog(typ, w.nowNs, k, node, data))
+}
+
+func nodeOf(obj api.Object) string {
+	if p, ok := obj.(*api.Pod); ok {
+		return p.Spec.NodeName
+	}
+	return ""
+}
+
+func (w *txWriter) create(obj api.Object) (api.Object, error) {
+	k := api.KeyOf(obj)
+	b, err := w.bucket(k.Kind)
+	if err != nil {
+		return nil, err
+	}
+	if b.Get(objectKey(k)) != nil {
+		return nil, fmt.Errorf("%s: %w", k, ErrExists)
+	}
+	m := obj.Meta()
+	if m.UID == "" {
+		m.UID = newUID()
+	}
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = w.now.UTC().Truncate(time.Millisecond)
+	}
+	m.Generation = 1
+	if _, err := w.put(b, k, obj, Added); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+func (w *txWriter) update(obj api.Object) (api.Object, error) {
+	k := api.KeyOf(obj)
+	b, err := w.bucket(k.Kind)
+	if err != nil {
+		return nil, err
+	}
+	old := b.Get(objectKey(k))
+	if old == nil {
+		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
+	}
+	var prev struct {
+		Metadata api.ObjectMeta  `json:"metadata"`
+		Spec     json.RawMessage `json:"spec"`
+	}
+	if err := json.Unmarshal(old, &prev); err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", k, err)
+	}
+	m := obj.Meta()
+	if m.ResourceVersion != 0 && m.ResourceVersion != prev.Metadata.ResourceVersion {
+		return nil, fmt.Errorf("%s at resourceVersion %d, now %d: %w", k, m.ResourceVersion, prev.Metadata.ResourceVersion, ErrConflict)
+	}
+	m.UID, m.CreatedAt, m.Generation = prev.Metadata.UID, prev.Metadata.CreatedAt, prev.Metadata.Generation
+	spec, err := specJSON(obj)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(spec, prev.Spec) {
+		m.Generation++
+	}
+	if _, err := w.put(b, k, obj, Modified); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// specJSON returns the JSON of obj's spec, as it is stored.
+func specJSON(obj api.Object) (json.RawMessage, error) {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	var v struct {
+		Spec json.RawMessage `json:"spec"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	return v.Spec, nil
+}
+
+func (w *txWriter) delete(k api.Key, rv int64) (api.Object, error) {
+	b, err := w.bucket(k.Kind)
+	if err != nil {
+		return nil, err
+	}
+	old := b.Get(objectKey(k))
+	if old == nil {
+		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
+	}
+	obj, err := api.Decode(k.Kind, old)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", k, err)
+	}
+	if rv != 0 && rv != obj.Meta().ResourceVersion {
+		return nil, fmt.Errorf("%s at resourceVersion %d, now %d: %w", k, rv, obj.Meta().ResourceVersion, ErrConflict)
+	}
+	if err := b.Delete(objectKey(k)); err != nil {
+		return nil, err
+	}
+	w.rev++
+	// The deleted event carries the last state at the delete's revision.
+	obj.Meta().ResourceVersion = w.rev
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	return obj, w.log(Deleted, k, nodeOf(obj), data)
+}
+
+// Create stores a new object.
+func (s *Bolt) Create(ctx context.Context, obj api.Object) (api.Object, error) {
+	var out api.Object
+	err := s.write(ctx, func(w *txWriter) error {
+		var err error
+		out, err = w.create(api.Clone(obj))
+		return err
+	})
+	return out, err
+}
+
+// Update replaces an object, with compare-and-swap when its
+// ResourceVersion is set.
+func (s *Bolt) Update(ctx context.Context, obj api.Object) (api.Object, error) {
+	var out api.Object
+	err := s.write(ctx, func(w *txWriter) error {
+		var err error
+		out, err = w.update(api.Clone(obj))
+		return err
+	})
+	return out, err
+}
+
+// Delete removes an object, with compare-and-swap when rv is not zero.
+func (s *Bolt) Delete(ctx context.Context, k api.Key, rv int64) (api.Object, error) {
+	var out api.Object
+	err := s.write(ctx, func(w *txWriter) error {
+		var err error
+		out, err = w.delete(k, rv)
+		return err
+	})
+	return out, err
+}
+
+// TxnError says which step of a transaction failed.
+type TxnError struct {
+	Index int
+	Err   error
+}
+
+func (e *TxnError) Error() string { return fmt.Sprintf("transaction step %d: %v", e.Index, e.Err) }
+func (e *TxnError) Unwrap() error { return e.Err }
+
+// Txn applies every op or none.
+func (s *Bolt) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
+	var out []api.Object
+	err := s.write(ctx, func(w *txWriter) error {
+		out = make([]api.Object, len(ops))
+		for i, op := range ops {
+			var err error
+			switch op.Type {
+			case OpCreate:
+				out[i], err = w.create(api.Clone(op.Object))
+			case OpUpdate:
+				out[i], err = w.update(api.Clone(op.Object))
+			case OpDelete:
+				out[i], err = w.delete(op.Key, op.ResourceVersion)
+			default:
+				err = fmt.Errorf("unknown operation %d", op.Type)
+			}
+			if err != nil {
+				return &TxnError{Index: i, Err: err}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func newUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// ---- change log records ----
+
+// A log record is: type byte, unix-nano time (8 bytes), then uvarint-length
+// prefixed kind, app, name and node, then the object JSON.
+func encodeLog(typ EventType, ts int64, k api.Key, node string, obj []byte) []byte {
+	buf := make([]byte, 0, 9+len(k.Kind)+len(k.App)+len(k.Name)+len(node)+4+len(obj))
+	var t byte
+	switch typ {
+	case Added:
+		t = 'A'
+	case Modified:
+		t = 'M'
+	default:
+		t = 'D'
+	}
+	buf = append(buf, t)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(ts))
+	for _, s := range []string{string(k.Kind), k.App, k.Name, node} {
+		buf = binary.AppendUvarint(buf, uint64(len(s)))
+		buf = append(buf, s...)
+	}
+	return append(buf, obj...)
+}
+
+func logTime(v []byte) int64 {
+	if len(v) < 9 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v[1:9]))
+}
+
+// decodeLog parses a record, copying everything out of bbolt's memory.
+func decodeLog(rev int64, v []byte) (Event, error) {
+	if len(v) < 9 {
+		return Event{}, fmt.Errorf("change log record %d: too short", rev)
+	}
+	e := Event{Rev: rev}
+	switch v[0] {
+	case 'A':
+		e.Type = Added
+	case 'M':
+		e.Type = Modified
+	case 'D':
+		e.Type = Deleted
+	default:
+		return Event{}, fmt.Errorf("change log record %d: bad type %q", rev, v[0])
+	}
+	rest := v[9:]
+	var fields [4]string
+	for i := range fields {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || uint64(len(rest)-w) < n {
+			return Event{}, fmt.Errorf("change log record %d: truncated", rev)
+		}
+		fields[i] = string(rest[w : w+int(n)])
+		rest = rest[w+int(n):]
+	}
+	e.Key = api.Key{Kind: api.Kind(fields[0]), App: fields[1], Name: fields[2]}
+	e.Node = fields[3]
+	e.Object = bytes.Clone(rest)
+	return e, nil
+}
+
+// readLog returns the events in (after, upto], at most limit of them.
+func (s *Bolt) readLog(after, upto int64, limit int) ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLog).Cursor()
+		for k, v := c.Seek(revKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			rev := int64(binary.BigEndian.Uint64(k))
+			if rev > upto {
+				break
+			}
+			e, err := decodeLog(rev, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ---- watch ----
+
+// Watcher delivers events on C until its context ends or it falls behind;
+// then C is closed and Err says why (nil when the context ended).
+type Watcher struct {
+	C    <-chan Event
+	ch   chan Event
+	opts WatchOptions
+	mu   sync.Mutex
+	err  error
+	done bool
+}
+
+// Err returns why C was closed: ErrWatcherTooSlow, ErrCompacted,
+// ErrClosed, or nil after the watch's context ended.
+func (w *Watcher) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *Watcher) match(e *Event) bool {
+	o := &w.opts
+	if o.Kind != "" && e.Key.Kind != o.Kind {
+		return false
+	}
+	if o.App != "" && e.Key.App != o.App {
+		return false
+	}
+	if o.Node != "" && (e.Key.Kind != api.KindPod || e.Node != o.Node) {
+		return false
+	}
+	return true
+}
+
+// finish closes the channel once, recording why. Callers hold hub.mu or own
+// the channel exclusively.
+func (w *Watcher) finish(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	w.done, w.err = true, err
+	close(w.ch)
+}
+
+// Watch streams matching events after opts.Since.
+func (s *Bolt) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
+	if opts.Kind != "" && !opts.Kind.Valid() {
+		return nil, fmt.Errorf("%w: %q", api.ErrUnknownKind, opts.Kind)
+	}
+	if opts.Since < s.CompactedRevision() {
+		return nil, fmt.Errorf("watch from revision %d: %w", opts.Since, ErrCompacted)
+	}
+	ch := make(chan Event, s.opts.WatchBuffer)
+	w := &Watcher{C: ch, ch: ch, opts: opts}
+	go s.catchUp(ctx, w)
+	return w, nil
+}
+
+// catchUp replays the log from w's start until it reaches what the hub has
+// published, then hands w to the hub for live events.
+func (s *Bolt) catchUp(ctx context.Context, w *Watcher) {
+	last := w.opts.Since
+	for {
+		s.hub.mu.Lock()
+		if s.hub.closed {
+			s.hub.mu.Unlock()
+			w.finish(ErrClosed)
+			return
+		}
+		pub := s.hub.published
+		if last >= pub {
+			s.hub.watchers[w] = struct{}{}
+			s.hub.mu.Unlock()
+			break
+		}
+		s.hub.mu.Unlock()
+		events, err := s.readLog(last, pub, 1024)
+		if err != nil {
+			w.finish(err)
+			return
+		}
+		if len(events) == 0 || events[0].Rev != last+1 {
+			w.finish(fmt.Errorf("watch from revision %d: %w", last, ErrCompacted))
+			return
+		}
+		for i := range events {
+			if !w.match(&events[i]) {
+				continue
+			}
+			select {
+			case w.ch <- events[i]:
+			case <-ctx.Done():
+				w.finish(nil)
+				return
+			}
+		}
+		last = events[len(events)-1].Rev
+	}
+	<-ctx.Done()
+	s.hub.remove(w)
+}
+
+// hub fans committed events out to live watchers in revision order.
+type hub struct {
+	s         *Bolt
+	notifyCh  chan struct{}
+	stop      chan struct{}
+	stopped   chan struct{}
+	mu        sync.Mutex
+	published int64
+	watchers  map[*Watcher]struct{}
+	closed    bool
+}
+
+func newHub(s *Bolt, rev int64) *hub {
+	return &hub{s: s, notifyCh: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}), published: rev, watchers: map[*Watcher]struct{}{}}
+}
+
+func (h *hub) notify() {
+	select {
+	case h.notifyCh <- struct{}{}:
+	default:
+	}
+}
+
+func (h *hub) run() {
+	defer close(h.stopped)
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-h.notifyCh:
+		}
+		for {
+			h.mu.Lock()
+			from := h.published
+			h.mu.Unlock()
+			upto := h.s.rev.Load()
+			if from >= upto {
+				break
+			}
+			events, err := h.s.readLog(from, upto, 4096)
+			if err != nil || len(events) == 0 {
+				if err != nil {
+					h.s.opts.Logger.Error("read change log", "err", err)
+				}
+				break
+			}
+			h.broadcast(events)
+		}
+	}
+}
+
+func (h *hub) broadcast(events []Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := range events {
+		e := &events[i]
+		for w := range h.watchers {
+			if !w.match(e) {
+				continue
+			}
+			select {
+			case w.ch <- *e:
+			default:
+				delete(h.watchers, w)
+				w.finish(ErrWatcherTooSlow)
+			}
+		}
+		h.published = e.Rev
+	}
+}
+
+func (h *hub) remove(w *Watcher) {
+	h.mu.Lock()
+	delete(h.watchers, w)
+	h.mu.Unlock()
+	w.finish(nil)
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	for w := range h.watchers {
+		delete(h.watchers, w)
+		w.finish(ErrClosed)
+	}
+	h.mu.Unlock()
+	close(h.stop)
+	<-h.stopped
+}
+
+// sortKeys is used by tests and callers that need a stable order.
+func sortKeys(objs []api.Object) {
+	sort.Slice(objs, func(i, j int) bool { return api.KeyOf(objs[i]).String() < api.KeyOf(objs[j]).String() })
+}

@@ -1,0 +1,17 @@
+// Package store keeps Capstan's objects durably and streams their changes.
+//
+// Store is the interface the API server uses; Bolt implements it on a bbolt
+// file. There is one global, monotonically increasing revision, as in etcd:
+// every write (create, update, delete) takes the next revision and records
+// an event in a change log bucket. Watchers resume from any revision still
+// in the log; a revision older than the log's start gets ErrCompacted and
+// must relist. The log is compacted by count and by age.
+//
+// Concurrency: every method is safe for concurrent use. Writes go through
+// bbolt's DB.Batch, so concurrent writers share one fsync; the closures
+// passed to Batch are idempotent because Batch may run them twice. Bytes read
+// from bbolt are copied before the transaction ends. A single hub goroutine
+// tails the change log after each commit and fans events out to watchers in
+// revision order; a watcher whose buffer is full is closed with
+// ErrWatcherTooSlow instead of stalling the others.
+package store

@@ -1,0 +1,22 @@
+package store
+
+import "errors"
+
+// Sentinel errors. Callers test them with errors.Is.
+var (
+	// ErrNotFound: no object has that key.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: create of a key that is taken.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: the resourceVersion given is not the object's current
+	// one; read the object again and retry the change.
+	ErrConflict = errors.New("conflict: the object has changed since it was read; get it again and retry")
+	// ErrCompacted: a watch asked for a revision the change log no longer
+	// holds; list again and watch from the list's revision.
+	ErrCompacted = errors.New("revision compacted: relist and watch from the list's revision")
+	// ErrWatcherTooSlow: the watcher fell behind by more than its buffer and
+	// was closed; resume from its last revision or relist.
+	ErrWatcherTooSlow = errors.New("watcher too slow: it fell behind and was closed; resume from the last revision seen")
+	// ErrClosed: the store is closed.
+	ErrClosed = errors.New("store closed")
+)

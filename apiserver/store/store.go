@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Store keeps objects and their change history. Only the API server uses
+// it; components reach objects through the API.
+type Store interface {
+	// Create stores a new object. It fails with ErrExists when the key is
+	// taken. It assigns UID, CreatedAt (when unset), Generation 1 and the
+	// new ResourceVersion, and returns the stored object.
+	Create(ctx context.Context, obj api.Object) (api.Object, error)
+	// Get returns the object with key k, or ErrNotFound.
+	Get(ctx context.Context, k api.Key) (api.Object, error)
+	// List returns the objects of a kind matching opts, sorted by key, and
+	// the revision the list was read at: watch from it to see later changes.
+	List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api.Object, int64, error)
+	// Update replaces an object. When obj's ResourceVersion is set, it must
+	// match the stored one or the update fails with ErrConflict. UID and
+	// CreatedAt are kept; Generation counts up when the spec changed.
+	Update(ctx context.Context, obj api.Object) (api.Object, error)
+	// Delete removes the object with key k; when rv is not zero it must
+	// match (ErrConflict otherwise). It returns the object as it was.
+	Delete(ctx context.Context, k api.Key, rv int64) (api.Object, error)
+	// Txn applies every op or none, at consecutive revisions.
+	Txn(ctx context.Context, ops []Op) ([]api.Object, error)
+	// Watch streams the events after revision opts.Since that match opts,
+	// in revision order, until ctx ends or the watcher falls behind. A
+	// Since older than the kept history fails with ErrCompacted.
+	Watch(ctx context.Context, opts WatchOptions) (*Watcher, error)
+	// Revision returns the store's current revision.
+	Revision() int64
+}
+
+// ListOptions filters a list.
+type ListOptions struct {
+	// App limits the list to one app; empty lists every app.
+	App string
+	// Labels keeps objects having every one of these labels.
+	Labels map[string]string
+	// Node keeps pods bound to this node.
+	Node string
+}
+
+// WatchOptions filters a watch.
+type WatchOptions struct {
+	// Kind limits events to one kind; empty watches every kind.
+	Kind api.Kind
+	// App limits events to one app.
+	App string
+	// Node limits pod events to pods bound to this node (before or after
+	// the change).
+	Node string
+	// Since is the revision after which events are delivered.
+	Since int64
+}
+
+// OpType is the kind of one transaction step.
+type OpType uint8
+
+// Transaction steps.
+const (
+	OpCreate OpType = iota + 1
+	OpUpdate
+	OpDelete
+)
+
+// Op is one step of a transaction. Create and Update carry Object; Delete
+// carries Key and optionally ResourceVersion.
+type Op struct {
+	Type            OpType
+	Object          api.Object
+	Key             api.Key
+	ResourceVersion int64
+}
+
+// EventType says what happened to an object.
+type EventType string
+
+// Event types, as the watch API spells them.
+const (
+	Added    EventType = "ADDED"
+	Modified EventType = "MODIFIED"
+	Deleted  EventType = "DELETED"
+)
+
+// Event is one change. Object is the JSON of the object after the change
+// (before it, for Deleted); it is shared between watchers and must not be
+// modified.
+type Event struct {
+	Type   EventType
+	Rev    int64
+	Key    api.Key
+	Node   string // pods: the node the pod is bound to
+	Labels map[string]string
+	Object []byte
+}
+
+// Decode parses the event's object.
+func (e Event) Decode() (api.Object, error) { return api.Decode(e.Key.Kind, e.Object) }
