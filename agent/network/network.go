@@ -1,0 +1,245 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	cni "github.com/containerd/go-cni"
+
+	"github.com/capstanhq/capstan/agent/network/nsfile"
+)
+
+// Options configure a Manager. Zero values take the documented defaults.
+type Options struct {
+	// PodCIDR is the node's pod range, e.g. "10.88.1.0/24". Required.
+	PodCIDR string
+	// RunDir holds one bind-mounted network namespace file per pod.
+	// Default /run/capstan/netns.
+	RunDir string
+	// IPAMDir is host-local's state directory (one file per leased address).
+	// Default /var/lib/capstan/cni/networks.
+	IPAMDir string
+	// PluginDirs are searched for CNI plugin binaries.
+	// Default /usr/lib/cni and /opt/cni/bin (Debian and upstream layouts).
+	PluginDirs []string
+	// Bridge is the Linux bridge the pods hang off; at most 15 bytes.
+	// Default "capstan0".
+	Bridge string
+	// NetworkName names the CNI network (and host-local's state subdirectory).
+	// Default "capstan".
+	NetworkName string
+	// IPMasq masquerades traffic leaving the pod CIDR. Default false: the
+	// host-gateway routes between nodes carry pod addresses unchanged.
+	IPMasq bool
+	// PortMap adds the portmap plugin so pods can publish host ports.
+	// It needs iptables on the host. Default false.
+	PortMap bool
+	// ConfList, when set, replaces the generated CNI configuration. Meant for
+	// tests and for hosts that need a different plugin chain.
+	ConfList []byte
+}
+
+func (o *Options) setDefaults() {
+	if o.RunDir == "" {
+		o.RunDir = "/run/capstan/netns"
+	}
+	if o.IPAMDir == "" {
+		o.IPAMDir = "/var/lib/capstan/cni/networks"
+	}
+	if len(o.PluginDirs) == 0 {
+		o.PluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
+	}
+	if o.Bridge == "" {
+		o.Bridge = "capstan0"
+	}
+	if o.NetworkName == "" {
+		o.NetworkName = "capstan"
+	}
+}
+
+func (o *Options) validate() error {
+	if o.PodCIDR == "" {
+		return errors.New("network options: PodCIDR is required (the node's pod range, e.g. 10.88.1.0/24)")
+	}
+	if _, err := netip.ParsePrefix(o.PodCIDR); err != nil {
+		return fmt.Errorf("network options: PodCIDR %q: %w (use CIDR notation such as 10.88.1.0/24)", o.PodCIDR, err)
+	}
+	if len(o.Bridge) > 15 {
+		return fmt.Errorf("network options: bridge name %q is longer than 15 bytes (Linux interface name limit)", o.Bridge)
+	}
+	if !filepath.IsAbs(o.RunDir) || !filepath.IsAbs(o.IPAMDir) {
+		return fmt.Errorf("network options: RunDir %q and IPAMDir %q must be absolute paths", o.RunDir, o.IPAMDir)
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback"} {
+		if findPlugin(o.PluginDirs, p) == "" {
+			return fmt.Errorf("network options: CNI plugin %q not found in %v (install containernetworking-plugins)", p, o.PluginDirs)
+		}
+	}
+	return nil
+}
+
+func findPlugin(dirs []string, name string) string {
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	return ""
+}
+
+// Manager attaches pods to the node's pod network.
+type Manager struct {
+	opts Options
+	cni  cni.CNI
+	log  *slog.Logger
+}
+
+// PortMapping publishes a pod port on the host.
+type PortMapping struct {
+	HostPort      int32
+	ContainerPort int32
+	Protocol      string // "tcp" or "udp"
+	HostIP        string // empty means all addresses
+}
+
+// Attachment is a pod's place on the network.
+type Attachment struct {
+	// NetNSPath is the bind-mounted network namespace containers join.
+	NetNSPath string
+	// IP is the pod's address on the bridge.
+	IP netip.Addr
+	// Gateway is the bridge's address: the pods' default route.
+	Gateway netip.Addr
+}
+
+// New validates opts and loads the CNI configuration.
+func New(opts Options, log *slog.Logger) (*Manager, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	conf := opts.ConfList
+	if conf == nil {
+		var err error
+		if conf, err = ConfList(opts); err != nil {
+			return nil, err
+		}
+	}
+	// Plugin dirs and prefix must come before the networks: each network
+	// captures the plugin search path when it is added.
+	c, err := cni.New(
+		cni.WithPluginDir(opts.PluginDirs),
+		cni.WithInterfacePrefix("eth"),
+		cni.WithMinNetworkCount(1),
+		cni.WithLoNetwork,
+		cni.WithConfListBytes(conf),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("network %s: load CNI config: %w (check the conflist)", opts.NetworkName, err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{opts: opts, cni: c, log: log}, nil
+}
+
+// Options returns the effective options, defaults filled in.
+func (m *Manager) Options() Options { return m.opts }
+
+// NetNSPath is where the network namespace of pod id lives.
+func (m *Manager) NetNSPath(id string) string { return filepath.Join(m.opts.RunDir, id) }
+
+// Setup creates the network namespace of pod id and attaches it. On failure
+// it undoes what it did (CNI DEL and the namespace), so nothing leaks, and
+// returns the plugin's message wrapped in ErrCNI.
+func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (_ Attachment, err error) {
+	path := m.NetNSPath(id)
+	if err := nsfile.Create(path, nsfile.Net, ""); err != nil {
+		return Attachment{}, fmt.Errorf("pod %s: %w", id, err)
+	}
+	defer func() {
+		if err != nil {
+			if terr := m.Teardown(context.WithoutCancel(ctx), id); terr != nil {
+				m.log.Warn("cleanup after failed network setup", "pod", id, "err", terr)
+			}
+		}
+	}()
+	var nsOpts []cni.NamespaceOpts
+	if len(ports) > 0 {
+		pm := make([]cni.PortMapping, 0, len(ports))
+		for _, p := range ports {
+			proto := strings.ToLower(p.Protocol)
+			if proto == "" {
+				proto = "tcp"
+			}
+			pm = append(pm, cni.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: proto, HostIP: p.HostIP})
+		}
+		nsOpts = append(nsOpts, cni.WithCapabilityPortMap(pm))
+	}
+	res, err := m.cni.Setup(ctx, id, path, nsOpts...)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("pod %s: attach to network %s: %w: %w (check the node's pod CIDR %s and the CNI plugins)",
+			id, m.opts.NetworkName, ErrCNI, err, m.opts.PodCIDR)
+	}
+	att := Attachment{NetNSPath: path}
+	for name, iface := range res.Interfaces {
+		if name == "lo" || iface.Sandbox == "" {
+			continue
+		}
+		for _, ipc := range iface.IPConfigs {
+			if a, ok := netip.AddrFromSlice(ipc.IP); ok && a.Unmap().Is4() {
+				att.IP = a.Unmap()
+				if g, ok := netip.AddrFromSlice(ipc.Gateway); ok {
+					att.Gateway = g.Unmap()
+				}
+			}
+		}
+	}
+	if !att.IP.IsValid() {
+		return Attachment{}, fmt.Errorf("pod %s: network %s returned no IPv4 address: %w", id, m.opts.NetworkName, ErrCNI)
+	}
+	m.log.Debug("pod network attached", "pod", id, "ip", att.IP, "netns", path)
+	return att, nil
+}
+
+// Teardown detaches pod id (CNI DEL releases its address, veth and port
+// mappings) and removes its network namespace. It is idempotent.
+func (m *Manager) Teardown(ctx context.Context, id string) error {
+	path := m.NetNSPath(id)
+	var errs []error
+	// CNI DEL must run even when the namespace is gone, so host-local frees
+	// the address; plugins accept a missing namespace on DEL.
+	nsPath := path
+	if !nsfile.IsMounted(path) {
+		nsPath = ""
+	}
+	if err := m.cni.Remove(ctx, id, nsPath); err != nil {
+		errs = append(errs, fmt.Errorf("pod %s: detach from network %s: %w: %w", id, m.opts.NetworkName, ErrCNI, err))
+	}
+	if err := nsfile.Remove(path); err != nil {
+		errs = append(errs, fmt.Errorf("pod %s: %w", id, err))
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveBridge deletes the node's bridge, for uninstall and tests. Pods
+// attached to it lose their network.
+func (m *Manager) RemoveBridge(ctx context.Context) error {
+	if _, err := net.InterfaceByName(m.opts.Bridge); err != nil {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "ip", "link", "delete", m.opts.Bridge).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("bridge %s: delete: %w: %s", m.opts.Bridge, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

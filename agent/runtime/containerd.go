@@ -1,0 +1,224 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/capstanhq/capstan/agent/network"
+)
+
+// Options configure a Containerd runtime. Zero values take the documented
+// defaults; New validates them.
+type Options struct {
+	// Address is the containerd socket: Process.Address() for a managed
+	// child, or a system containerd's socket. Required.
+	Address string
+	// Namespace isolates this agent's images and containers inside
+	// containerd, so several agents can share one daemon. Default "capstan".
+	Namespace string
+	// DataDir holds pod directories (volumes, name files, logs) and FIFOs.
+	// Default /var/lib/capstan/agent.
+	DataDir string
+	// RunDir holds the pods' UTS and IPC namespace files (the network
+	// namespaces live in the network manager's RunDir). Default /run/capstan.
+	RunDir string
+	// Network attaches pods to the pod network. Required.
+	Network *network.Manager
+	// Snapshotter used for images and containers. Default "overlayfs".
+	Snapshotter string
+	// RuntimeName is the containerd runtime (shim). Default
+	// "io.containerd.runc.v2".
+	RuntimeName string
+	// CgroupParent is the cgroup under which each container gets
+	// <CgroupParent>/<Namespace>/<container id>. Default "/capstan".
+	CgroupParent string
+	// Insecure lists registries (host:port) pulled over plain HTTP.
+	// Default ["127.0.0.1:5000"], the embedded registry. Set to an empty,
+	// non-nil slice to allow none.
+	Insecure []string
+	// DockerConfig is a docker-style config.json with registry credentials
+	// ("auths": {"host": {"auth": base64(user:pass)}}). Default: none.
+	DockerConfig string
+	// LogDriver is the executable the shim runs to write container logs; it
+	// must call RunLogDriver when invoked as `<path> capstan-log-driver
+	// <config>`. Default: this process's executable (os.Executable()).
+	LogDriver string
+	// LogMaxSize is the size at which a container log file is rotated.
+	// Default 10 MiB.
+	LogMaxSize int64
+	// LogMaxFiles is how many files (current plus rotated) are kept per
+	// container. Default 3.
+	LogMaxFiles int
+	// ConnectTimeout bounds how long New waits for containerd to answer.
+	// Default 30s.
+	ConnectTimeout time.Duration
+}
+
+func (o *Options) setDefaults() error {
+	if o.Namespace == "" {
+		o.Namespace = "capstan"
+	}
+	if o.DataDir == "" {
+		o.DataDir = "/var/lib/capstan/agent"
+	}
+	if o.RunDir == "" {
+		o.RunDir = "/run/capstan"
+	}
+	if o.Snapshotter == "" {
+		o.Snapshotter = "overlayfs"
+	}
+	if o.RuntimeName == "" {
+		o.RuntimeName = "io.containerd.runc.v2"
+	}
+	if o.CgroupParent == "" {
+		o.CgroupParent = "/capstan"
+	}
+	if o.Insecure == nil {
+		o.Insecure = []string{"127.0.0.1:5000"}
+	}
+	if o.LogDriver == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("runtime options: find own executable for the log driver: %w (set LogDriver)", err)
+		}
+		o.LogDriver = exe
+	}
+	if o.LogMaxSize == 0 {
+		o.LogMaxSize = 10 << 20
+	}
+	if o.LogMaxFiles == 0 {
+		o.LogMaxFiles = 3
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 30 * time.Second
+	}
+	return nil
+}
+
+func (o *Options) validate() error {
+	switch {
+	case o.Address == "":
+		return errors.New("runtime options: Address (the containerd socket) is required")
+	case o.Network == nil:
+		return errors.New("runtime options: Network (a *network.Manager) is required")
+	case !filepath.IsAbs(o.DataDir) || !filepath.IsAbs(o.RunDir):
+		return fmt.Errorf("runtime options: DataDir %q and RunDir %q must be absolute", o.DataDir, o.RunDir)
+	case !filepath.IsAbs(o.LogDriver):
+		return fmt.Errorf("runtime options: LogDriver %q must be an absolute path", o.LogDriver)
+	case o.LogMaxSize < 4096:
+		return fmt.Errorf("runtime options: LogMaxSize %d is below 4096 bytes", o.LogMaxSize)
+	case o.LogMaxFiles < 1:
+		return fmt.Errorf("runtime options: LogMaxFiles %d must be at least 1", o.LogMaxFiles)
+	}
+	if _, err := os.Stat(o.LogDriver); err != nil {
+		return fmt.Errorf("runtime options: log driver: %w", err)
+	}
+	if o.DockerConfig != "" {
+		if _, err := loadDockerConfig(o.DockerConfig); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Containerd implements Runtime on a containerd daemon.
+type Containerd struct {
+	opts   Options
+	client *containerd.Client
+	net    *network.Manager
+	log    *slog.Logger
+}
+
+var _ Runtime = (*Containerd)(nil)
+
+// New validates opts, connects to containerd and waits until it serves (at
+// most ConnectTimeout). Close releases the connection.
+func New(ctx context.Context, opts Options, log *slog.Logger) (*Containerd, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range []string{opts.DataDir, opts.RunDir, filepath.Join(opts.DataDir, "pods"), filepath.Join(opts.DataDir, "fifo")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("runtime: create %s: %w", d, err)
+		}
+	}
+	client, err := containerd.New(opts.Address, containerd.WithDefaultNamespace(opts.Namespace),
+		containerd.WithDefaultRuntime(opts.RuntimeName))
+	if err != nil {
+		return nil, fmt.Errorf("runtime: connect to containerd at %s: %w (is containerd running?)", opts.Address, err)
+	}
+	c := &Containerd{opts: opts, client: client, net: opts.Network, log: log}
+	if err := c.waitServing(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Containerd) waitServing(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		callCtx, callCancel := context.WithTimeout(ctx, time.Second)
+		ok, err := c.client.IsServing(callCtx)
+		callCancel()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("runtime: containerd at %s not serving after %s: %w (last error: %v; check containerd's log)",
+				c.opts.Address, c.opts.ConnectTimeout, ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// Close releases the containerd connection. Containers keep running.
+func (c *Containerd) Close() error { return c.client.Close() }
+
+func (c *Containerd) ctx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, c.opts.Namespace)
+}
+
+// Labels recorded on every container.
+const (
+	labelPodUID    = "capstan.io/pod-uid"
+	labelPodName   = "capstan.io/pod-name"
+	labelApp       = "capstan.io/app"
+	labelContainer = "capstan.io/container"
+	labelAttempt   = "capstan.io/attempt"
+	labelImageRef  = "capstan.io/image"
+	labelStartedAt = "capstan.io/started-at"
+	labelStopSig   = "capstan.io/stop-signal"
+	labelLogPath   = "capstan.io/log-path"
+)
+
+func (c *Containerd) podDir(uid string) string {
+	return filepath.Join(c.opts.DataDir, "pods", uid)
+}
+
+func (c *Containerd) podRunDir(uid string) string {
+	return filepath.Join(c.opts.RunDir, "pods", uid)
+}
+
+func (c *Containerd) insecure(host string) bool {
+	return slices.Contains(c.opts.Insecure, host)
+}

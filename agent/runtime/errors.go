@@ -1,0 +1,21 @@
+package runtime
+
+import "errors"
+
+// Image errors, for the agent to report ErrImagePull / ImagePullBackOff with
+// a cause a user can act on.
+var (
+	// ErrImageNotFound: the registry has no such repository or tag.
+	ErrImageNotFound = errors.New("image not found")
+	// ErrImageUnauthorized: the registry refused the credentials (or their
+	// absence).
+	ErrImageUnauthorized = errors.New("image pull unauthorized")
+	// ErrRegistryUnavailable: the registry could not be reached.
+	ErrRegistryUnavailable = errors.New("registry unreachable")
+	// ErrImageNotPresent: StartContainer was given an image that is not
+	// stored locally; call EnsureImage first.
+	ErrImageNotPresent = errors.New("image not present on node")
+)
+
+// ErrNotFound: no such container or pod in the runtime's namespace.
+var ErrNotFound = errors.New("not found")

@@ -1,0 +1,126 @@
+package runtime
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+)
+
+// ListPods implements Runtime. It reads sandbox.json for every pod
+// directory and groups the containers by their pod-uid label; a container
+// whose pod directory is gone is still reported, with only the UID in its
+// Sandbox, so the agent can remove it.
+func (c *Containerd) ListPods(ctx context.Context) ([]PodState, error) {
+	ctx = c.ctx(ctx)
+	pods := map[string]*PodState{}
+	entries, err := os.ReadDir(filepath.Join(c.opts.DataDir, "pods"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("runtime: list pod directories: %w", err)
+	}
+	for _, e := range entries {
+		sb, err := c.loadSandbox(e.Name())
+		if err != nil {
+			// A sandbox interrupted before sandbox.json was written: report
+			// it so the agent removes it.
+			sb = Sandbox{PodUID: e.Name(), Dir: c.podDir(e.Name())}
+		}
+		pods[e.Name()] = &PodState{Sandbox: sb}
+	}
+	ctrs, err := c.client.Containers(ctx, fmt.Sprintf("labels.%q", labelPodUID))
+	if err != nil {
+		return nil, fmt.Errorf("runtime: list containers in namespace %s: %w", c.opts.Namespace, err)
+	}
+	for _, ctr := range ctrs {
+		s, err := c.status(ctx, ctr)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				continue // removed while listing
+			}
+			return nil, err
+		}
+		p := pods[s.PodUID]
+		if p == nil {
+			p = &PodState{Sandbox: Sandbox{PodUID: s.PodUID}}
+			pods[s.PodUID] = p
+		}
+		p.Containers = append(p.Containers, s)
+	}
+	out := make([]PodState, 0, len(pods))
+	for _, p := range pods {
+		slices.SortFunc(p.Containers, func(a, b ContainerStatus) int {
+			return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Attempt, b.Attempt))
+		})
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b PodState) int { return cmp.Compare(a.Sandbox.PodUID, b.Sandbox.PodUID) })
+	return out, nil
+}
+
+// Exec implements Runtime. The process runs with the container's
+// environment, user and working directory; it ends with ctx (SIGKILL).
+func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio ExecIO) (int, error) {
+	ctx = c.ctx(ctx)
+	if len(cmd) == 0 {
+		return -1, fmt.Errorf("container %s: exec: empty command", id)
+	}
+	ctr, task, err := c.load(ctx, id)
+	if err != nil {
+		return -1, err
+	}
+	if task == nil {
+		return -1, fmt.Errorf("container %s: exec %v: container is not running", id, cmd)
+	}
+	spec, err := ctr.Spec(ctx)
+	if err != nil {
+		return -1, fmt.Errorf("container %s: exec: read spec: %w", id, err)
+	}
+	pspec := *spec.Process
+	pspec.Args = cmd
+	pspec.Terminal = false
+	execID := "exec-" + rand.Text()[:12]
+	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(
+		cio.WithFIFODir(filepath.Join(c.opts.DataDir, "fifo")),
+		cio.WithStreams(stdio.Stdin, orDiscard(stdio.Stdout), orDiscard(stdio.Stderr))))
+	if err != nil {
+		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, err)
+	}
+	defer proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
+	exited, err := proc.Wait(ctx)
+	if err != nil {
+		return -1, fmt.Errorf("container %s: exec %v: wait: %w", id, cmd, err)
+	}
+	if err := proc.Start(ctx); err != nil {
+		return -1, fmt.Errorf("container %s: exec %v: start: %w (is the program in the image?)", id, cmd, err)
+	}
+	var st containerd.ExitStatus
+	select {
+	case st = <-exited:
+	case <-ctx.Done():
+		_ = proc.Kill(context.WithoutCancel(ctx), 9)
+		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, ctx.Err())
+	}
+	code, _, err := st.Result()
+	if err != nil {
+		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, err)
+	}
+	// Drain the output copiers before returning, so the caller sees all of it.
+	proc.IO().Wait()
+	return int(code), nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
