@@ -1,0 +1,64 @@
+package scheduler
+
+import "github.com/capstanhq/capstan/apiserver/api"
+
+// candidate is the pod being placed, with what every filter and scorer
+// needs computed once.
+type candidate struct {
+	pod  *api.Pod
+	info *podInfo
+}
+
+// filter rejects nodes a pod cannot run on. reason is what the
+// unschedulable message counts ("insufficient memory").
+type filter struct {
+	reason string
+	fits   func(c *candidate, n *NodeInfo) bool
+}
+
+// Reasons, as counted in unschedulable messages.
+const (
+	ReasonNotReady      = "not ready"
+	ReasonUnschedulable = "cordoned"
+	ReasonNodeSelector  = "node selector mismatch"
+	ReasonTooManyPods   = "too many pods"
+	ReasonCPU           = "insufficient cpu"
+	ReasonMemory        = "insufficient memory"
+	ReasonHostPorts     = "host port conflict"
+)
+
+func nodeReady(_ *candidate, n *NodeInfo) bool { return n.Ready }
+
+func nodeSchedulable(_ *candidate, n *NodeInfo) bool { return !n.Unschedulable }
+
+func nodeSelector(c *candidate, n *NodeInfo) bool {
+	for k, v := range c.pod.Spec.NodeSelector {
+		if got, ok := n.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func podCount(_ *candidate, n *NodeInfo) bool {
+	return n.Requested.Pods+1 <= n.Allocatable.Pods
+}
+
+func cpuFits(c *candidate, n *NodeInfo) bool {
+	r := c.info.request.MilliCPU
+	return r == 0 || n.Requested.MilliCPU+r <= n.Allocatable.MilliCPU
+}
+
+func memoryFits(c *candidate, n *NodeInfo) bool {
+	r := c.info.request.MilliMemory
+	return r == 0 || n.Requested.MilliMemory+r <= n.Allocatable.MilliMemory
+}
+
+func hostPortsFree(c *candidate, n *NodeInfo) bool {
+	for _, hp := range c.info.hostPorts {
+		if n.hostPorts[hp] > 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,325 @@
+package scheduler
+
+import (
+	"sort"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Label keys the scheduler reads. The workload controller puts
+// WorkloadLabel on every pod it makes.
+const (
+	WorkloadLabel = "capstan.io/workload"
+)
+
+// DefaultPodsPerNode is the pod limit of a node whose allocatable pod count
+// is zero (not reported), as in Kubernetes.
+const DefaultPodsPerNode = 110
+
+// Resources is an amount the scheduler counts: CPU in millicores, memory in
+// thousandths of a byte (api.Quantity's MilliValue), and pods.
+type Resources struct {
+	MilliCPU    int64
+	MilliMemory int64
+	Pods        int64
+}
+
+func (r *Resources) add(o Resources) {
+	r.MilliCPU += o.MilliCPU
+	r.MilliMemory += o.MilliMemory
+	r.Pods += o.Pods
+}
+
+func (r *Resources) sub(o Resources) {
+	r.MilliCPU -= o.MilliCPU
+	r.MilliMemory -= o.MilliMemory
+	r.Pods -= o.Pods
+}
+
+// hostPort is one port published on a node's address.
+type hostPort struct {
+	protocol string
+	port     int32
+}
+
+// podInfo is what the scheduler keeps of a pod: computed once per event.
+type podInfo struct {
+	key       string // app/name
+	node      string
+	request   Resources
+	hostPorts []hostPort
+	workload  workloadID
+	// assumed is set between a scheduling decision and the informer
+	// delivering the bound pod; see Snapshot.Assume.
+	assumed bool
+}
+
+// workloadID stands for an app/workload name inside a snapshot, so that
+// the spread scorer compares integers, not strings. 0 is no workload.
+type workloadID int32
+
+// newPodInfo computes what the snapshot keeps of p; intern says whether to
+// give a new workload an ID (pods being recorded) or not (pods only being
+// scheduled: an unknown workload has no pods anywhere yet).
+func (s *Snapshot) newPodInfo(p *api.Pod, intern bool) *podInfo {
+	pi := &podInfo{
+		key:  p.Metadata.App + "/" + p.Metadata.Name,
+		node: p.Spec.NodeName,
+	}
+	if w := workloadOf(p); w != "" {
+		pi.workload = s.workloads[w]
+		if pi.workload == 0 && intern {
+			pi.workload = workloadID(len(s.workloads) + 1)
+			s.workloads[w] = pi.workload
+		} else if pi.workload == 0 {
+			pi.workload = -1
+		}
+	}
+	pi.request.Pods = 1
+	for i := range p.Spec.Containers {
+		c := &p.Spec.Containers[i]
+		// A container with no request counts as zero, like Kubernetes.
+		pi.request.MilliCPU += c.Resources.Requests.CPU.MilliValue()
+		pi.request.MilliMemory += c.Resources.Requests.Memory.MilliValue()
+		for _, port := range c.Ports {
+			if port.HostPort != 0 {
+				proto := port.Protocol
+				if proto == "" {
+					proto = api.ProtocolTCP
+				}
+				pi.hostPorts = append(pi.hostPorts, hostPort{proto, port.HostPort})
+			}
+		}
+	}
+	return pi
+}
+
+// workloadOf names the workload a pod belongs to: its owner when that is a
+// Workload, else its workload label.
+func workloadOf(p *api.Pod) string {
+	if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload {
+		return p.Metadata.App + "/" + o.Name
+	}
+	if w := p.Metadata.Labels[WorkloadLabel]; w != "" {
+		return p.Metadata.App + "/" + w
+	}
+	return ""
+}
+
+// PodRequest returns what a pod asks the scheduler for: the sum of its
+// containers' requests, and one pod.
+func PodRequest(p *api.Pod) Resources {
+	var s Snapshot
+	return s.newPodInfo(p, false).request
+}
+
+// NodeInfo is the scheduler's view of one node.
+type NodeInfo struct {
+	Name string
+	// Node is nil while pods are known on a node the snapshot has not seen
+	// (their events arrived first); such a node is never a candidate.
+	Node          *api.Node
+	Ready         bool
+	Unschedulable bool
+	Labels        map[string]string
+	Allocatable   Resources
+	// Requested is the sum of the requests of the pods bound here.
+	Requested Resources
+
+	pods      map[string]*podInfo
+	hostPorts map[hostPort]int
+	workloads map[workloadID]int32 // pods of each workload here
+	snap      *Snapshot
+}
+
+// Pods returns the number of pods the snapshot counts on the node.
+func (n *NodeInfo) Pods() int { return len(n.pods) }
+
+// WorkloadPods returns how many pods of the workload app/name are here.
+func (n *NodeInfo) WorkloadPods(workload string) int {
+	if id := n.snap.workloads[workload]; id != 0 {
+		return int(n.workloads[id])
+	}
+	return 0
+}
+
+func (n *NodeInfo) setNode(node *api.Node) {
+	n.Node = node
+	n.Labels = node.Metadata.Labels
+	n.Unschedulable = node.Spec.Unschedulable
+	c := api.FindCondition(node.Status.Conditions, api.NodeReady)
+	n.Ready = c != nil && c.Status == api.ConditionTrue
+	a := node.Status.Allocatable
+	n.Allocatable = Resources{MilliCPU: a.CPU.MilliValue(), MilliMemory: a.Memory.MilliValue(), Pods: a.Pods}
+	if n.Allocatable.Pods == 0 {
+		n.Allocatable.Pods = DefaultPodsPerNode
+	}
+}
+
+func (n *NodeInfo) addPod(p *podInfo) {
+	n.pods[p.key] = p
+	n.Requested.add(p.request)
+	for _, hp := range p.hostPorts {
+		n.hostPorts[hp]++
+	}
+	if p.workload > 0 {
+		n.workloads[p.workload]++
+	}
+}
+
+func (n *NodeInfo) removePod(p *podInfo) {
+	delete(n.pods, p.key)
+	n.Requested.sub(p.request)
+	for _, hp := range p.hostPorts {
+		if n.hostPorts[hp]--; n.hostPorts[hp] <= 0 {
+			delete(n.hostPorts, hp)
+		}
+	}
+	if p.workload > 0 {
+		if n.workloads[p.workload]--; n.workloads[p.workload] <= 0 {
+			delete(n.workloads, p.workload)
+		}
+	}
+}
+
+// Snapshot is the scheduler's incremental view of the cluster. The zero
+// value is not usable; call NewSnapshot.
+type Snapshot struct {
+	nodes map[string]*NodeInfo
+	// order holds the nodes with a Node object, sorted by name, so that
+	// iteration (and so every decision) is deterministic.
+	order []*NodeInfo
+	pods  map[string]*podInfo // app/name -> bound pod
+	// workloads interns app/workload names; IDs are never reused, so the
+	// map grows with the number of workloads ever seen, which is small.
+	workloads map[string]workloadID
+	// next is where the next sampled search starts in order.
+	next int
+}
+
+// NewSnapshot returns an empty snapshot.
+func NewSnapshot() *Snapshot {
+	return &Snapshot{nodes: map[string]*NodeInfo{}, pods: map[string]*podInfo{}, workloads: map[string]workloadID{}}
+}
+
+// NumNodes returns the number of nodes (with a Node object) in the snapshot.
+func (s *Snapshot) NumNodes() int { return len(s.order) }
+
+// Node returns the node called name, or nil.
+func (s *Snapshot) Node(name string) *NodeInfo {
+	if n := s.nodes[name]; n != nil && n.Node != nil {
+		return n
+	}
+	return nil
+}
+
+// NodeOf returns the node the snapshot has pod app/name bound to, or "".
+func (s *Snapshot) NodeOf(app, name string) string {
+	if p := s.pods[app+"/"+name]; p != nil {
+		return p.node
+	}
+	return ""
+}
+
+func (s *Snapshot) info(name string) *NodeInfo {
+	n := s.nodes[name]
+	if n == nil {
+		n = &NodeInfo{Name: name, pods: map[string]*podInfo{}, hostPorts: map[hostPort]int{}, workloads: map[workloadID]int32{}, snap: s}
+		s.nodes[name] = n
+	}
+	return n
+}
+
+// search returns the index of name in order, or where it would go.
+func (s *Snapshot) search(name string) int {
+	return sort.Search(len(s.order), func(i int) bool { return s.order[i].Name >= name })
+}
+
+// AddNode adds or replaces a node.
+func (s *Snapshot) AddNode(node *api.Node) {
+	name := node.Metadata.Name
+	n := s.info(name)
+	if n.Node == nil {
+		i := s.search(name)
+		s.order = append(s.order, nil)
+		copy(s.order[i+1:], s.order[i:])
+		s.order[i] = n
+	}
+	n.setNode(node)
+}
+
+// UpdateNode replaces a node; it is AddNode under the name informers use.
+func (s *Snapshot) UpdateNode(node *api.Node) { s.AddNode(node) }
+
+// RemoveNode forgets a node. Pods still bound to it stay counted against
+// its name until they are removed, so a node that comes back sees them.
+func (s *Snapshot) RemoveNode(name string) {
+	n := s.nodes[name]
+	if n == nil || n.Node == nil {
+		return
+	}
+	if i := s.search(name); i < len(s.order) && s.order[i] == n {
+		s.order = append(s.order[:i], s.order[i+1:]...)
+	}
+	n.Node = nil
+	if len(n.pods) == 0 {
+		delete(s.nodes, name)
+	}
+}
+
+// AddPod records a pod, or updates it when the snapshot knows it already. A
+// pod counts against its node while it is bound and not finished
+// (Succeeded or Failed); a pod being deleted still counts until it is gone,
+// because its containers still run.
+func (s *Snapshot) AddPod(p *api.Pod) {
+	key := p.Metadata.App + "/" + p.Metadata.Name
+	if old := s.pods[key]; old != nil && old.assumed && p.Spec.NodeName == "" {
+		// A late event from before the bind: keep the assumption.
+		return
+	}
+	s.RemovePod(p.Metadata.App, p.Metadata.Name)
+	if p.Spec.NodeName == "" || p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
+		return
+	}
+	pi := s.newPodInfo(p, true)
+	s.pods[key] = pi
+	s.info(pi.node).addPod(pi)
+}
+
+// UpdatePod is AddPod under the name informers use.
+func (s *Snapshot) UpdatePod(p *api.Pod) { s.AddPod(p) }
+
+// RemovePod forgets pod app/name.
+func (s *Snapshot) RemovePod(app, name string) {
+	key := app + "/" + name
+	pi := s.pods[key]
+	if pi == nil {
+		return
+	}
+	delete(s.pods, key)
+	n := s.nodes[pi.node]
+	n.removePod(pi)
+	if n.Node == nil && len(n.pods) == 0 {
+		delete(s.nodes, pi.node)
+	}
+}
+
+// Assume counts pod on node before the API confirms the bind, so the next
+// decision sees it. Until an event of the pod bound to a node arrives
+// (AddPod) or the caller gives up (Forget), events of the pod unbound are
+// ignored: they are older than the decision.
+func (s *Snapshot) Assume(p *api.Pod, node string) {
+	s.RemovePod(p.Metadata.App, p.Metadata.Name)
+	pi := s.newPodInfo(p, true)
+	pi.node, pi.assumed = node, true
+	s.pods[pi.key] = pi
+	s.info(node).addPod(pi)
+}
+
+// Forget drops an assumption whose bind failed; a confirmed pod is left
+// alone.
+func (s *Snapshot) Forget(app, name string) {
+	if pi := s.pods[app+"/"+name]; pi != nil && pi.assumed {
+		s.RemovePod(app, name)
+	}
+}
