@@ -1,0 +1,29 @@
+// Package proxy programs service virtual IPs and node ports into nftables,
+// the way kube-proxy's nftables mode does, through sigs.k8s.io/knftables.
+//
+// It owns one nftables table (family ip, named by Options.Table, default
+// "capstan") and nothing else in the ruleset. The table holds a few static
+// chains hooked into prerouting, output, postrouting, input and forward, and
+// per service port a small set of chains and map elements:
+//
+//	service-ips        VIP . proto . port      -> goto service-<hash>-app/svc/proto/port
+//	service-nodeports  proto . node port       -> goto external-<hash>-...
+//	no-endpoint-*      same keys, no ready endpoint -> goto reject-chain
+//	service-...        numgen random mod N vmap { i : goto endpoint-... }
+//	endpoint-...       masquerade mark for hairpin, then dnat to pod IP:port
+//
+// docs/proxy.md describes the layout and the packet flow in full.
+//
+// The package is split into a pure core and an edge. Build (model.go) turns
+// API Services and Endpoints into ServicePorts; fragment (rules.go) turns one
+// service's ServicePorts into the chains and elements it needs; plan
+// (diff.go) compares old and new fragments and appends only the differences
+// to a knftables transaction. None of these do I/O. Proxier (proxier.go) keeps
+// the last programmed fragments, runs the transaction through a
+// knftables.Interface and rebuilds the whole table in one transaction on its
+// first sync and after any failed one.
+//
+// Concurrency: a Proxier serialises Sync and Cleanup with a mutex; callers may
+// call them from any goroutine. knftables executes the nft binary, which acts
+// on the network namespace of the calling OS thread.
+package proxy

@@ -1,0 +1,266 @@
+package proxy
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Options configures a Proxier. The zero value of each field means its
+// documented default.
+type Options struct {
+	// Table is the name of the nftables table (family ip) the proxier owns.
+	// Default "capstan". Letters, digits, '_' and '-'; starting with a
+	// letter or '_'.
+	Table string
+	// Logger receives sync summaries and skipped service ports. Default: a
+	// logger that discards.
+	Logger *slog.Logger
+	// NFT runs the transactions. Default: knftables.New on Table, which
+	// executes the nft binary (1.0.1 or later) in the network namespace of
+	// the calling thread. Tests pass knftables.NewFake(knftables.IPv4Family,
+	// Table).
+	NFT knftables.Interface
+	// MasqueradeMark is the packet mark bit that asks postrouting to
+	// masquerade (hairpin and node port traffic). Default 0x4000, the bit
+	// kube-proxy uses; pick another if something else on the node uses it.
+	MasqueradeMark uint32
+}
+
+var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
+
+func (o *Options) setDefaults() error {
+	if o.Table == "" {
+		o.Table = "capstan"
+	}
+	if !tableNameRE.MatchString(o.Table) {
+		return fmt.Errorf("%w: table name %q: use letters, digits, '_' and '-', starting with a letter", ErrInvalidOptions, o.Table)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MasqueradeMark == 0 {
+		o.MasqueradeMark = 0x4000
+	}
+	if o.MasqueradeMark&(o.MasqueradeMark-1) != 0 {
+		return fmt.Errorf("%w: masquerade mark %#x must be a single bit, e.g. 0x4000", ErrInvalidOptions, o.MasqueradeMark)
+	}
+	if o.NFT == nil {
+		nft, err := knftables.New(knftables.IPv4Family, o.Table)
+		if err != nil {
+			return fmt.Errorf("proxy: nftables is not usable (install the nftables package, version 1.0.1 or later, and run as root): %w", err)
+		}
+		o.NFT = nft
+	}
+	return nil
+}
+
+// SyncStats describes the last successful sync.
+type SyncStats struct {
+	// Full is true when the table was rebuilt from scratch.
+	Full bool
+	// Services is the number of services whose rules changed.
+	Services int
+	// Operations is the size of the nftables transaction.
+	Operations int
+	// Elapsed is the time the sync took, transaction included.
+	Elapsed time.Duration
+}
+
+// Proxier keeps the nftables table in line with the services and endpoints
+// it is given.
+type Proxier struct {
+	opts Options
+	log  *slog.Logger
+	mark string
+
+	mu sync.Mutex
+	// cache holds, per service, the inputs last programmed and the fragment
+	// they produced. Empty means the next sync rebuilds the whole table:
+	// at start and after a failed transaction, when the kernel's state is
+	// not known.
+	cache map[serviceKey]*cachedService
+	// owners maps an element identity (VIP . proto . port, or proto . node
+	// port) to the service that holds it, so two services claiming one key
+	// cannot make a transaction fail.
+	owners map[string]serviceKey
+	stats  SyncStats
+}
+
+// New validates opts and returns a Proxier. It changes nothing in the
+// kernel: the first Sync builds the table.
+func New(opts Options) (*Proxier, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Proxier{
+		opts: opts,
+		log:  opts.Logger.With("component", "proxy", "table", opts.Table),
+		mark: fmt.Sprintf("%#08x", opts.MasqueradeMark),
+	}, nil
+}
+
+type change struct {
+	key      serviceKey
+	old, new *cachedService
+}
+
+// Sync programs the given services and endpoints, which are the complete
+// current set. The first call (and the first after a failure) replaces the
+// table in one transaction, tolerating whatever a previous run left; later
+// calls change only the chains and elements of services whose inputs
+// changed. Service ports that cannot be programmed are logged and skipped.
+func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints []*api.Endpoints) error {
+	start := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	full := len(p.cache) == 0
+	if full {
+		p.cache = map[serviceKey]*cachedService{}
+		p.owners = map[string]serviceKey{}
+	}
+	changes := p.changes(services, indexEndpoints(endpoints))
+	if !full && len(changes) == 0 {
+		return nil
+	}
+	p.resolveOwners(changes)
+
+	tx := p.opts.NFT.NewTransaction()
+	if full {
+		// Add then delete: removes a leftover table (or none) in the same
+		// transaction that builds the new one, so there is no gap.
+		tx.Add(&knftables.Table{})
+		tx.Delete(&knftables.Table{})
+		addStatic(tx, p.mark)
+	}
+	var pl plan
+	for _, c := range changes {
+		pl.diff(c.old.fragment(), c.new.fragment())
+	}
+	pl.apply(tx)
+	if err := p.opts.NFT.Run(ctx, tx); err != nil {
+		p.cache, p.owners = nil, nil
+		return fmt.Errorf("proxy: program nftables table ip %s (%d operations; the next sync rebuilds the table; check 'nft list table ip %s'): %w",
+			p.opts.Table, tx.NumOperations(), p.opts.Table, err)
+	}
+	for _, c := range changes {
+		if c.new == nil {
+			delete(p.cache, c.key)
+		} else {
+			p.cache[c.key] = c.new
+		}
+	}
+	p.stats = SyncStats{Full: full, Services: len(changes), Operations: tx.NumOperations(), Elapsed: time.Since(start)}
+	p.log.Debug("nftables synced", "full", full, "services", len(changes), "operations", tx.NumOperations(), "elapsed", p.stats.Elapsed)
+	return nil
+}
+
+// changes compares the inputs with the cache and returns the services to
+// add, update or remove, sorted by key.
+func (p *Proxier) changes(services []*api.Service, eps map[serviceKey]*api.Endpoints) []change {
+	var out []change
+	seen := make(map[serviceKey]struct{}, len(services))
+	for _, svc := range services {
+		if svc == nil {
+			continue
+		}
+		key := serviceKey{svc.Metadata.App, svc.Metadata.Name}
+		if _, dup := seen[key]; dup {
+			continue
+		}
+		seen[key] = struct{}{}
+		ep := eps[key]
+		old := p.cache[key]
+		if old != nil && old.matches(svc, ep) {
+			continue
+		}
+		ports, problems := buildService(svc, ep)
+		for _, err := range problems {
+			p.log.Warn("service port skipped", "service", key.String(), "err", err)
+		}
+		out = append(out, change{key: key, old: old, new: newCachedService(svc, ep, fragmentFor(ports))})
+	}
+	for key, old := range p.cache {
+		if _, ok := seen[key]; !ok {
+			out = append(out, change{key: key, old: old})
+		}
+	}
+	slices.SortFunc(out, func(a, b change) int {
+		return cmp.Or(cmp.Compare(a.key.app, b.key.app), cmp.Compare(a.key.name, b.key.name))
+	})
+	return out
+}
+
+// resolveOwners releases the element keys of changed services, then claims
+// those of their new fragments; an element another service already holds is
+// dropped from the newcomer's fragment and logged.
+func (p *Proxier) resolveOwners(changes []change) {
+	for _, c := range changes {
+		if c.old == nil {
+			continue
+		}
+		for k := range c.old.frag.elems {
+			if id := elemIdentity(k); p.owners[id] == c.key {
+				delete(p.owners, id)
+			}
+		}
+	}
+	for _, c := range changes {
+		if c.new == nil {
+			continue
+		}
+		for _, k := range sortedElemKeys(c.new.frag.elems) {
+			id := elemIdentity(k)
+			if owner, taken := p.owners[id]; taken && owner != c.key {
+				p.log.Warn("service port skipped", "service", c.key.String(), "key", k.key,
+					"err", fmt.Errorf("%s is already used by service %s: %w", k.key, owner, ErrSkipped))
+				delete(c.new.frag.elems, k)
+				continue
+			}
+			p.owners[id] = c.key
+		}
+	}
+}
+
+// elemIdentity puts the VIP maps in one key space and the node port maps in
+// another: a VIP port is either served or rejected, never both.
+func elemIdentity(k elemKey) string {
+	switch k.m {
+	case serviceNodePortsMap, noEndpointNodePortsMap:
+		return "nodeport " + k.key
+	}
+	return "vip " + k.key
+}
+
+// Stats returns what the last successful sync did.
+func (p *Proxier) Stats() SyncStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+// Cleanup deletes the table if it exists (for 'capstan agent --cleanup').
+// Established connections keep working through conntrack; new ones to VIPs
+// fail. A later Sync rebuilds the table.
+func (p *Proxier) Cleanup(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cache, p.owners = nil, nil
+	tx := p.opts.NFT.NewTransaction()
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
+	if err := p.opts.NFT.Run(ctx, tx); err != nil {
+		return fmt.Errorf("proxy: delete nftables table ip %s (try 'nft delete table ip %s' as root): %w", p.opts.Table, p.opts.Table, err)
+	}
+	return nil
+}
