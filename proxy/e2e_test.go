@@ -1,0 +1,364 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/internal/testenv"
+)
+
+// Addresses of the end-to-end topology, all in 10.99.2xx.0/24 test ranges:
+//
+//	client (10.99.211.2) --- (10.99.211.1) node [bridge cbr0 10.99.210.1] --- pod1 10.99.210.11
+//	                                                                      \-- pod2 10.99.210.12
+//
+// VIPs are in 10.99.201.0/24. The node's default route points at the client,
+// standing in for the upstream router, so the node has a route to VIPs.
+const (
+	nodeBridgeIP = "10.99.210.1"
+	nodeUplinkIP = "10.99.211.1"
+	clientIP     = "10.99.211.2"
+	pod1IP       = "10.99.210.11"
+	pod2IP       = "10.99.210.12"
+	podPort      = 8080
+)
+
+type topology struct {
+	node, client, pod1, pod2 string
+	nodeW, clientW           *netnsWorker
+	podW                     map[string]*netnsWorker // by pod name
+}
+
+func newTopology(t *testing.T) *topology {
+	t.Helper()
+	tp := &topology{
+		node:   addNetns(t, "cpx-node"),
+		client: addNetns(t, "cpx-client"),
+		pod1:   addNetns(t, "cpx-pod1"),
+		pod2:   addNetns(t, "cpx-pod2"),
+	}
+	ipn := func(ns string, args ...string) { mustRun(t, "ip", append([]string{"-n", ns}, args...)...) }
+	ipn(tp.node, "link", "add", "cbr0", "type", "bridge")
+	ipn(tp.node, "addr", "add", nodeBridgeIP+"/24", "dev", "cbr0")
+	ipn(tp.node, "link", "set", "cbr0", "up")
+	for i, pod := range []struct{ ns, ip string }{{tp.pod1, pod1IP}, {tp.pod2, pod2IP}} {
+		veth := fmt.Sprintf("vpod%d", i+1)
+		ipn(tp.node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", pod.ns)
+		ipn(tp.node, "link", "set", veth, "master", "cbr0", "up")
+		// As the CNI bridge plugin with hairpinMode (agent/network): with
+		// br_netfilter, a hairpin packet DNATed back to its sender is
+		// bridged out of the port it came in on.
+		ipn(tp.node, "link", "set", veth, "type", "bridge_slave", "hairpin", "on")
+		ipn(pod.ns, "addr", "add", pod.ip+"/24", "dev", "eth0")
+		ipn(pod.ns, "link", "set", "eth0", "up")
+		ipn(pod.ns, "route", "add", "default", "via", nodeBridgeIP)
+	}
+	ipn(tp.node, "link", "add", "vclient", "type", "veth", "peer", "name", "eth0", "netns", tp.client)
+	ipn(tp.node, "addr", "add", nodeUplinkIP+"/24", "dev", "vclient")
+	ipn(tp.node, "link", "set", "vclient", "up")
+	ipn(tp.client, "addr", "add", clientIP+"/24", "dev", "eth0")
+	ipn(tp.client, "link", "set", "eth0", "up")
+	ipn(tp.client, "route", "add", "default", "via", nodeUplinkIP)
+	ipn(tp.node, "route", "add", "default", "via", clientIP)
+
+	tp.nodeW = startWorker(t, tp.node)
+	tp.clientW = startWorker(t, tp.client)
+	tp.podW = map[string]*netnsWorker{"pod1": startWorker(t, tp.pod1), "pod2": startWorker(t, tp.pod2)}
+	for name, w := range tp.podW {
+		serveIdentity(t, w, name)
+	}
+	return tp
+}
+
+// serveIdentity listens on podPort inside the pod's namespace and answers
+// every connection with "<pod> <remote address>".
+func serveIdentity(t *testing.T, w *netnsWorker, name string) {
+	t.Helper()
+	var ln net.Listener
+	if err := w.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", podPort))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "%s %s\n", name, c.RemoteAddr())
+			c.Close()
+		}
+	}()
+}
+
+// ask connects from w's namespace to addr and returns the pod name and the
+// client address the pod saw.
+func ask(w *netnsWorker, addr string) (pod, seenFrom string, err error) {
+	err = w.Do(func() error {
+		c, err := net.DialTimeout("tcp4", addr, 3*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("read from %s: %w", addr, err)
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return fmt.Errorf("bad answer %q", line)
+		}
+		pod = f[0]
+		host, _, _ := net.SplitHostPort(f[1])
+		seenFrom = host
+		return nil
+	})
+	return pod, seenFrom, err
+}
+
+// checkTable reads the whole table back with 'nft -j list table' inside the
+// node namespace and checks it parses and holds what the proxier wrote.
+func checkTable(t *testing.T, tp *topology, table string, wantElements ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", tp.node, "nft", "-j", "list", "table", "ip", table).Output()
+	if err != nil {
+		t.Fatalf("nft -j list table ip %s: %v", table, err)
+	}
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("nft -j output does not parse: %v\n%s", err, out)
+	}
+	counts := map[string]int{}
+	for _, obj := range doc.Nftables {
+		for kind := range obj {
+			counts[kind]++
+		}
+	}
+	if counts["table"] != 1 || counts["chain"] < len(baseChains)+5 || counts["map"] != 4 {
+		t.Fatalf("table read back is incomplete: %v", counts)
+	}
+	text := mustRun(t, "ip", "netns", "exec", tp.node, "nft", "list", "table", "ip", table)
+	for _, want := range wantElements {
+		if !strings.Contains(text, want) {
+			t.Fatalf("table lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "nft", "ip")
+	tp := newTopology(t)
+	table := "capstan_e2e_" + tp.node[len(tp.node)-6:]
+	ctx := context.Background()
+
+	rootForward, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.nodeW.Do(func() error { _, err := EnsureSysctls(""); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRun(t, "ip", "netns", "exec", tp.node, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(got) != "1" {
+		t.Fatalf("ip_forward in the node namespace = %q, want 1", got)
+	}
+	if after, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); string(after) != string(rootForward) {
+		t.Fatalf("the root namespace's ip_forward changed from %q to %q", rootForward, after)
+	}
+
+	var p *Proxier
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if err := tp.nodeW.Do(func() (err error) {
+		p, err = New(Options{Table: table, Logger: logger})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sync := func(services []*api.Service, eps []*api.Endpoints) {
+		t.Helper()
+		if err := tp.nodeW.Do(func() error { return p.Sync(ctx, services, eps) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := exec.Command("nft", "list", "table", "ip", table).Run(); err == nil {
+		t.Fatalf("table %s exists in the root namespace", table)
+	}
+
+	pod1 := addr(pod1IP, true, epPort("http", podPort, "TCP"))
+	pod2 := addr(pod2IP, true, epPort("http", podPort, "TCP"))
+	services := []*api.Service{
+		external(service("shop", "web", "10.99.201.10", nodePort(port("http", 80, "TCP"), 30080))),
+		service("shop", "empty", "10.99.201.11", port("http", 80, "TCP")),
+		service("shop", "hair", "10.99.201.12", port("http", 80, "TCP")),
+	}
+	eps := []*api.Endpoints{
+		endpoints("shop", "web", pod1, pod2),
+		endpoints("shop", "hair", pod1),
+	}
+	sync(services, eps)
+	checkTable(t, tp, table, "10.99.201.10 . tcp . 80", "10.99.201.11 . tcp . 80 : goto reject-chain", "tcp . 30080")
+	if err := exec.Command("nft", "list", "table", "ip", table).Run(); err == nil {
+		t.Fatalf("table %s leaked into the root namespace", table)
+	}
+
+	t.Run("VIP spreads over both endpoints, keeping the client address", func(t *testing.T) {
+		seen := map[string]int{}
+		deadline := time.Now().Add(10 * time.Second)
+		for (seen["pod1"] == 0 || seen["pod2"] == 0) && time.Now().Before(deadline) {
+			pod, from, err := ask(tp.clientW, "10.99.201.10:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if from != clientIP {
+				t.Fatalf("pod saw the client as %s, want %s (no masquerade for VIP traffic)", from, clientIP)
+			}
+			seen[pod]++
+		}
+		if seen["pod1"] == 0 || seen["pod2"] == 0 || len(seen) != 2 {
+			t.Fatalf("answers by pod: %v, want both pods", seen)
+		}
+	})
+
+	t.Run("a pod reaches a VIP served by pods on its own bridge", func(t *testing.T) {
+		// Replies from the other pod are bridged; bridge-nf-call-iptables
+		// (set by EnsureSysctls) lets conntrack undo the DNAT.
+		seen := map[string]int{}
+		deadline := time.Now().Add(10 * time.Second)
+		for (seen["pod1"] == 0 || seen["pod2"] == 0) && time.Now().Before(deadline) {
+			pod, _, err := ask(tp.podW["pod2"], "10.99.201.10:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[pod]++
+		}
+		if seen["pod1"] == 0 || seen["pod2"] == 0 {
+			t.Fatalf("answers by pod: %v, want both pods", seen)
+		}
+	})
+
+	t.Run("no ready endpoint is refused at once", func(t *testing.T) {
+		for name, w := range map[string]*netnsWorker{"client": tp.clientW, "node": tp.nodeW, "pod": tp.podW["pod2"]} {
+			start := time.Now()
+			_, _, err := ask(w, "10.99.201.11:80")
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("from %s: err = %v (after %v), want connection refused", name, err, time.Since(start))
+			}
+		}
+	})
+
+	t.Run("hairpin: a pod reaches its own service", func(t *testing.T) {
+		pod, from, err := ask(tp.podW["pod1"], "10.99.201.12:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pod != "pod1" || from != nodeBridgeIP {
+			t.Fatalf("answer from %s seeing %s, want pod1 seeing the masqueraded %s", pod, from, nodeBridgeIP)
+		}
+	})
+
+	t.Run("host reaches a VIP", func(t *testing.T) {
+		pod, _, err := ask(tp.nodeW, "10.99.201.10:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pod != "pod1" && pod != "pod2" {
+			t.Fatalf("answer from %q", pod)
+		}
+	})
+
+	t.Run("node port from another namespace", func(t *testing.T) {
+		pod, from, err := ask(tp.clientW, nodeUplinkIP+":30080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (pod != "pod1" && pod != "pod2") || from != nodeBridgeIP {
+			t.Fatalf("answer from %q seeing %s, want a pod seeing the masqueraded %s", pod, from, nodeBridgeIP)
+		}
+	})
+
+	t.Run("a removed endpoint gets no new connections", func(t *testing.T) {
+		eps[0] = endpoints("shop", "web", pod2)
+		sync(services, eps)
+		if st := p.Stats(); st.Full || st.Services != 1 {
+			t.Fatalf("stats = %+v, want an incremental sync of one service", st)
+		}
+		checkTable(t, tp, table, "numgen random mod 1")
+		for i := 0; i < 20; i++ {
+			pod, _, err := ask(tp.clientW, "10.99.201.10:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pod != "pod2" {
+				t.Fatalf("connection %d reached %s after it was removed", i, pod)
+			}
+		}
+	})
+
+	t.Run("endpoints appearing end the rejection", func(t *testing.T) {
+		eps = append(eps, endpoints("shop", "empty", pod1))
+		sync(services, eps)
+		checkTable(t, tp, table)
+		pod, _, err := ask(tp.clientW, "10.99.201.11:80")
+		if err != nil || pod != "pod1" {
+			t.Fatalf("answer %q, %v; want pod1", pod, err)
+		}
+	})
+
+	t.Run("a new proxier rebuilds over the leftover table", func(t *testing.T) {
+		var p2 *Proxier
+		if err := tp.nodeW.Do(func() (err error) {
+			if p2, err = New(Options{Table: table, Logger: logger}); err != nil {
+				return err
+			}
+			return p2.Sync(ctx, services, eps)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if st := p2.Stats(); !st.Full {
+			t.Fatalf("first sync of a new proxier was not full: %+v", st)
+		}
+		checkTable(t, tp, table)
+		if pod, _, err := ask(tp.clientW, "10.99.201.10:80"); err != nil || pod != "pod2" {
+			t.Fatalf("answer %q, %v; want pod2", pod, err)
+		}
+		p = p2
+	})
+
+	t.Run("cleanup removes the table", func(t *testing.T) {
+		if err := tp.nodeW.Do(func() error { return p.Cleanup(ctx) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := exec.Command("ip", "netns", "exec", tp.node, "nft", "list", "table", "ip", table).Run(); err == nil {
+			t.Fatal("table still listed after Cleanup")
+		}
+		if err := tp.nodeW.Do(func() error { return p.Cleanup(ctx) }); err != nil {
+			t.Fatalf("second Cleanup: %v", err)
+		}
+	})
+}
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
