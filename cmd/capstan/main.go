@@ -49,6 +49,8 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newSchemaCmd(),
+		newValidateCmd(),
 	)
 	return root
 }

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/capstanhq/capstan/schema"
+	"github.com/spf13/cobra"
+)
+
+func newValidateCmd() *cobra.Command {
+	var opts schema.LoadOptions
+	cmd := &cobra.Command{
+		Use:   "validate [DIR]",
+		Short: "Check the app descriptors under DIR (default .)",
+		Long: `Check every .cue, .yaml, .yml and .json file under DIR against the
+descriptor schema, as git sync would. Every error is printed as
+file:line:col: field.path: message; the exit status is 1 when there is any.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			return runValidate(cmd, dir, opts)
+		},
+	}
+	cmd.Flags().Int64Var(&opts.MaxFileBytes, "max-file-size", schema.DefaultMaxFileBytes, "largest descriptor file in bytes")
+	cmd.Flags().IntVar(&opts.MaxFiles, "max-files", schema.DefaultMaxFiles, "most descriptor files in the tree")
+	return cmd
+}
+
+func runValidate(cmd *cobra.Command, dir string, opts schema.LoadOptions) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("validate: open %s: %w", dir, err)
+	}
+	defer root.Close()
+	res, err := schema.Load(root.FS(), opts)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("validate %s: %w", dir, err)}
+	}
+	out := cmd.OutOrStdout()
+	if errs := res.AllErrors(); len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(out, e.String())
+		}
+		rejected := 0
+		for _, a := range res.Apps {
+			if !a.Valid() {
+				rejected++
+			}
+		}
+		return &exitError{code: 1, err: errors.New(plural(len(errs), "error") + " in " + dir + " (" +
+			plural(rejected, "app") + " rejected, " + plural(len(res.Apps)-rejected, "app") + " valid)")}
+	}
+	groups, containers, services := 0, 0, 0
+	for _, a := range res.Valid() {
+		groups += len(a.Spec.Workloads)
+		services += len(a.Spec.Services)
+		for _, w := range a.Spec.Workloads {
+			containers += len(w.Spec.Template.Containers)
+		}
+	}
+	_, err = fmt.Fprintf(out, "%s: %s, %s, %s, %s in %s: valid\n", dir,
+		plural(len(res.Apps), "app"), plural(groups, "pod group"), plural(containers, "container"),
+		plural(services, "service"), plural(res.Files, "file"))
+	return err
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,19 @@
+// Package schema owns the descriptor: the CUE schema that users' app
+// descriptors must satisfy (embedded in the binary, printed by
+// `capstan schema`) and the loader that turns a directory of .cue, .yaml,
+// .yml and .json files into one api.App per app, with provenance.
+//
+// Loading is per app: every file is parsed on its own, the fragments that
+// declare the same app are unified with the schema's #App, and each app is
+// accepted or rejected with all of its errors, so one broken app never
+// blocks the others. Errors are api.SourceError values that print as
+// file:line:col: field.path: message.
+//
+// A Loader caches parsed files by content hash and evaluated apps by the
+// hashes of the files that declare them, so a commit that changes one app
+// re-evaluates only that app.
+//
+// Concurrency: a Loader serialises its Load calls with a mutex (the CUE
+// runtime it holds is not safe for concurrent use); results are owned by
+// the caller. The package has no global mutable state.
+package schema

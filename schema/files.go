@@ -1,0 +1,196 @@
+package schema
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/token"
+	cuejson "cuelang.org/go/encoding/json"
+	cueyaml "cuelang.org/go/encoding/yaml"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// unit is one parsed descriptor file: the fragment of each app it
+// declares, and the errors of the file itself.
+type unit struct {
+	path string
+	hash [32]byte
+	// apps maps each app the file declares to its fragment (the value of
+	// apps.<name> in this file alone).
+	apps   map[string]cue.Value
+	appPos map[string]token.Pos
+	// errs are problems of the file as a whole (syntax, top-level fields).
+	// They reject every app in owners; with no owners they are reported
+	// for the repository.
+	errs   []api.SourceError
+	owners []string
+}
+
+// parseUnit parses one file on its own. It never fails: problems are
+// recorded in the unit.
+func parseUnit(ctx *cue.Context, f rawFile, prev *unit) *unit {
+	u := &unit{path: f.path, hash: f.hash, apps: map[string]cue.Value{}, appPos: map[string]token.Pos{}}
+	if f.err != nil {
+		u.errs = append(u.errs, *f.err)
+		u.owners = attribute(nil, prev)
+		return u
+	}
+	v, err := compile(ctx, f.path, f.data)
+	if err == nil {
+		err = v.Err()
+	}
+	if err != nil {
+		u.errs = append(u.errs, fromCUE(err, f.path, "")...)
+		u.owners = attribute(f.data, prev)
+		return u
+	}
+	if k := v.IncompleteKind(); k != cue.StructKind && k != cue.NullKind {
+		u.errs = append(u.errs, api.SourceError{File: f.path, Line: 1, Column: 1,
+			Message: fmt.Sprintf("the file holds a %s; a descriptor is a map with the single field apps", k)})
+		u.owners = attribute(f.data, prev)
+		return u
+	}
+	if v.IncompleteKind() == cue.NullKind { // an empty YAML file
+		return u
+	}
+	iter, err := v.Fields()
+	if err != nil {
+		u.errs = append(u.errs, fromCUE(err, f.path, "")...)
+		u.owners = attribute(f.data, prev)
+		return u
+	}
+	var appsVal cue.Value
+	for iter.Next() {
+		sel := iter.Selector()
+		if sel.String() == "apps" {
+			appsVal = iter.Value()
+			continue
+		}
+		u.errs = append(u.errs, atPos(iter.Value().Pos(), f.path, sel.String(),
+			"unknown top-level field: a descriptor holds only apps"))
+	}
+	if !appsVal.Exists() {
+		return u
+	}
+	if appsVal.IncompleteKind() != cue.StructKind {
+		u.errs = append(u.errs, atPos(appsVal.Pos(), f.path, "apps", "must be a map of app names to apps"))
+		u.owners = attribute(f.data, prev)
+		return u
+	}
+	ai, err := appsVal.Fields()
+	if err != nil {
+		u.errs = append(u.errs, fromCUE(err, f.path, "")...)
+		u.owners = attribute(f.data, prev)
+		return u
+	}
+	for ai.Next() {
+		name := ai.Selector().Unquoted()
+		u.apps[name] = ai.Value()
+		u.appPos[name] = ai.Value().Pos()
+		u.owners = append(u.owners, name)
+	}
+	sort.Strings(u.owners)
+	return u
+}
+
+func compile(ctx *cue.Context, name string, data []byte) (cue.Value, error) {
+	switch path.Ext(name) {
+	case ".yaml", ".yml":
+		f, err := cueyaml.Extract(name, data)
+		if err != nil {
+			return cue.Value{}, err
+		}
+		return ctx.BuildFile(f), nil
+	case ".json":
+		if len(bytes.TrimSpace(data)) == 0 {
+			return cue.Value{}, fmt.Errorf("empty JSON file: want an object with the field apps")
+		}
+		e, err := cuejson.Extract(name, data)
+		if err != nil {
+			return cue.Value{}, err
+		}
+		return ctx.BuildExpr(e), nil
+	default:
+		return ctx.CompileBytes(data, cue.Filename(name)), nil
+	}
+}
+
+// atPos makes a SourceError at a CUE position in file.
+func atPos(p token.Pos, file, fieldPath, msg string) api.SourceError {
+	e := api.SourceError{File: file, Path: fieldPath, Message: msg}
+	if p.IsValid() {
+		pos := p.Position()
+		e.Line, e.Column = pos.Line, pos.Column
+	}
+	return e
+}
+
+var (
+	// inlineApp finds "apps: shop:" and JSON's "apps": {"shop":.
+	inlineApp = regexp.MustCompile(`"?\bapps"?\s*:\s*\{?\s*"?([a-zA-Z0-9_-]+)"?\s*:`)
+	// blockApps finds a top-level line that opens the apps map.
+	blockApps = regexp.MustCompile(`^"?apps"?\s*:\s*\{?\s*$`)
+	keyLine   = regexp.MustCompile(`^(\s+)"?([a-zA-Z0-9_-]+)"?\s*:`)
+)
+
+// attribute guesses which apps a file that does not parse declares, so
+// its errors reject those apps instead of the whole repository: the apps
+// the previous version of the file declared, and names that look like
+// keys of apps in the text.
+func attribute(data []byte, prev *unit) []string {
+	set := map[string]bool{}
+	if prev != nil {
+		for name := range prev.apps {
+			set[name] = true
+		}
+		for _, name := range prev.owners {
+			set[name] = true
+		}
+	}
+	for _, m := range inlineApp.FindAllSubmatch(data, -1) {
+		set[string(m[1])] = true
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, len(data)+1)
+	indent := ""
+	inBlock := false
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), " \t\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if blockApps.MatchString(line) {
+			inBlock, indent = true, ""
+			continue
+		}
+		if !inBlock {
+			continue
+		}
+		m := keyLine.FindStringSubmatch(line)
+		lead := line[:len(line)-len(strings.TrimLeft(line, " \t"))]
+		switch {
+		case lead == "":
+			inBlock = false
+		case indent == "" && m != nil:
+			indent = m[1]
+			set[m[2]] = true
+		case m != nil && m[1] == indent:
+			set[m[2]] = true
+		case len(lead) < len(indent):
+			inBlock = false
+		}
+	}
+	out := make([]string, 0, len(set))
+	for name := range set {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
