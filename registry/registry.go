@@ -134,7 +134,10 @@ func (r *Registry) Start(ctx context.Context) error {
 	if err := os.MkdirAll(r.opts.RootDir, 0o700); err != nil {
 		return fmt.Errorf("registry: create storage directory: %w: check the permissions of its parent or choose another directory", err)
 	}
-	appCtx, cancelApp := context.WithCancel(context.WithoutCancel(ctx))
+	id := rand.Text()[:12]
+	// The app outlives ctx by the shutdown grace: requests in flight still
+	// need it. Its own context ends when Start returns.
+	appCtx, cancelApp := context.WithCancel(withInstance(context.WithoutCancel(ctx), id))
 	defer cancelApp()
 	app, err := newApp(appCtx, r.opts.RootDir)
 	if err != nil {
@@ -156,12 +159,14 @@ func (r *Registry) Start(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+		// Request contexts carry the instance id for distribution's logs.
+		BaseContext: func(net.Listener) context.Context { return withInstance(context.Background(), id) },
 	}
 
 	r.mu.Lock()
 	r.addr = ln.Addr().String()
 	r.mu.Unlock()
-	r.log.Info("registry listening", "addr", ln.Addr().String(), "root", r.opts.RootDir, "auth", r.auth != nil)
+	r.log.Info("registry listening", "addr", ln.Addr().String(), "instance", id, "root", r.opts.RootDir, "auth", r.auth != nil)
 	close(r.ready)
 
 	served := make(chan error, 1)
@@ -201,6 +206,11 @@ func newApp(ctx context.Context, rootDir string) (app *handlers.App, err error) 
 	}
 	// The secret signs upload state between requests to this one process.
 	cfg.HTTP.Secret = hex.EncodeToString(secret)
+	// Distribution's file parser applies these defaults; a Configuration
+	// built in code must set them itself. Clients (go-containerregistry
+	// among them) ask for 1000 catalog entries a page.
+	cfg.Catalog.MaxEntries = 1000
+	cfg.Tags.MaxTags = 1000
 	defer func() {
 		if p := recover(); p != nil {
 			app = nil

@@ -9,8 +9,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // RemoteOptions says how to reach a registry.
@@ -110,13 +113,40 @@ func WriteTarball(img v1.Image, ref, file string) error {
 }
 
 // ReadTarball reads the one image in a tarball written by WriteTarball (or
-// `docker save` of a single image).
+// `docker save` of a single image). A tarball stores no manifest media
+// types, so the image is rebuilt as OCI from its config and compressed
+// layers: an image packed by PackDir comes back with its original digest.
 func ReadTarball(file string) (v1.Image, error) {
-	img, err := tarball.ImageFromPath(file, nil)
-	if err != nil {
+	fail := func(err error) (v1.Image, error) {
 		return nil, fmt.Errorf("read image tarball %s: %w: give a file written by `capstan image pack -o` or `docker save` of one image", file, err)
 	}
-	return img, nil
+	img, err := tarball.ImageFromPath(file, nil)
+	if err != nil {
+		return fail(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return fail(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return fail(err)
+	}
+	adds := make([]mutate.Addendum, 0, len(layers))
+	for _, l := range layers {
+		adds = append(adds, mutate.Addendum{Layer: l, MediaType: types.OCILayer})
+	}
+	oci := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	oci, err = mutate.Append(oci, adds...)
+	if err != nil {
+		return fail(err)
+	}
+	// Append added history entries of its own; the original config wins.
+	oci, err = mutate.ConfigFile(oci, cf)
+	if err != nil {
+		return fail(err)
+	}
+	return oci, nil
 }
 
 // Repository is one repository in a registry and its tags, sorted.
