@@ -1,0 +1,371 @@
+package gitsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// deepenSteps are the depths fetched, in turn, to find out whether a new
+// head descends from the previous one in a shallow clone.
+var deepenSteps = []int{64, 1024}
+
+// snapshotCacheSize bounds the object cache of one snapshot's FS.
+const snapshotCacheSize = 4 << 20
+
+// mirror is the bare cache clone of one repository. It is used by one
+// goroutine at a time (the repository's worker holds its lock).
+type mirror struct {
+	cfg  RepoConfig
+	dir  string
+	auth transport.AuthMethod
+	log  *slog.Logger
+	repo *git.Repository
+}
+
+func newMirror(cfg RepoConfig, dir string, log *slog.Logger) (*mirror, error) {
+	auth, err := authMethod(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &mirror{cfg: cfg, dir: dir, auth: auth, log: log}, nil
+}
+
+func authMethod(cfg RepoConfig) (transport.AuthMethod, error) {
+	a := cfg.Auth
+	switch {
+	case a.Password != "":
+		return &http.BasicAuth{Username: a.Username, Password: a.Password}, nil
+	case a.Token != "":
+		user := a.Username
+		if user == "" {
+			user = "git"
+		}
+		return &http.BasicAuth{Username: user, Password: a.Token}, nil
+	case a.SSHKeyFile != "":
+		user := "git"
+		if u := sshUser(cfg.URL); u != "" {
+			user = u
+		}
+		keys, err := gitssh.NewPublicKeysFromFile(user, a.SSHKeyFile, a.SSHKeyPassphrase)
+		if err != nil {
+			return nil, fmt.Errorf("%w: repo %q: auth.sshKeyFile %s: %w", ErrInvalidConfig, cfg.Name, a.SSHKeyFile, err)
+		}
+		cb, err := gitssh.NewKnownHostsCallback(a.KnownHostsFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: repo %q: auth.knownHostsFile %s: %w", ErrInvalidConfig, cfg.Name, a.KnownHostsFile, err)
+		}
+		keys.HostKeyCallback = cb
+		return keys, nil
+	}
+	return nil, nil
+}
+
+func sshUser(raw string) string {
+	raw = strings.TrimPrefix(raw, "ssh://")
+	if i := strings.IndexByte(raw, '@'); i > 0 && !strings.ContainsAny(raw[:i], "/:") {
+		return raw[:i]
+	}
+	return ""
+}
+
+// refSpec is what a fetch asks for and the local ref it lands in.
+func (m *mirror) refSpec() (config.RefSpec, plumbing.ReferenceName) {
+	switch {
+	case m.cfg.Tag != "":
+		ref := plumbing.NewTagReferenceName(m.cfg.Tag)
+		return config.RefSpec("+" + ref + ":" + ref), ref
+	case m.cfg.Commit != "":
+		return config.RefSpec("+refs/heads/*:refs/remotes/origin/*"), ""
+	default:
+		return config.RefSpec(fmt.Sprintf("+refs/heads/%s:refs/remotes/origin/%s", m.cfg.Branch, m.cfg.Branch)),
+			plumbing.NewRemoteReferenceName("origin", m.cfg.Branch)
+	}
+}
+
+// open opens the cache clone, creating it when missing.
+func (m *mirror) open() error {
+	if m.repo != nil {
+		return nil
+	}
+	r, err := git.PlainOpen(m.dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		if _, statErr := os.Stat(m.dir); statErr == nil {
+			// The directory exists but is not a repository (HEAD deleted,
+			// say): treat it as corrupted.
+			return fmt.Errorf("%w: %w", ErrCorruptClone, err)
+		}
+		if err := os.MkdirAll(filepath.Dir(m.dir), 0o755); err != nil {
+			return err
+		}
+		r, err = git.PlainInit(m.dir, true)
+		if err == nil {
+			_, err = r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{m.cfg.URL}})
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCorruptClone, err)
+	}
+	m.repo = r
+	return nil
+}
+
+// reset removes the cache clone so the next open clones again.
+func (m *mirror) reset() error {
+	m.repo = nil
+	return os.RemoveAll(m.dir)
+}
+
+// fetch brings the tracked ref up to date at the given depth (0: full).
+func (m *mirror) fetch(ctx context.Context, depth int) error {
+	if err := m.open(); err != nil {
+		return err
+	}
+	spec, _ := m.refSpec()
+	if m.cfg.Commit != "" {
+		depth = 0
+	}
+	err := m.repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: "origin",
+		RemoteURL:  m.cfg.URL,
+		RefSpecs:   []config.RefSpec{spec},
+		Depth:      depth,
+		Auth:       m.auth,
+		Tags:       git.NoTags,
+		Force:      true,
+	})
+	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil
+	}
+	return m.classify(ctx, err)
+}
+
+// classify turns a fetch error into ErrUnreachable, ErrRefNotFound or
+// ErrCorruptClone. An error that is neither a transport error nor a missing
+// ref is checked by listing the remote: if the remote answers, the local
+// clone is to blame.
+func (m *mirror) classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var noRef git.NoMatchingRefSpecError
+	switch {
+	case errors.As(err, &noRef), errors.Is(err, transport.ErrEmptyRemoteRepository),
+		// go-git flattens this one to text when the remote has no branch
+		// at all.
+		strings.Contains(err.Error(), plumbing.ErrReferenceNotFound.Error()):
+		return fmt.Errorf("%w: %w", ErrRefNotFound, err)
+	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrAuthenticationRequired),
+		errors.Is(err, transport.ErrAuthorizationFailed), errors.Is(err, transport.ErrInvalidAuthMethod):
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	remote := git.NewRemote(nil, &config.RemoteConfig{Name: "origin", URLs: []string{m.cfg.URL}})
+	if _, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: m.auth}); listErr != nil {
+		if errors.Is(listErr, transport.ErrEmptyRemoteRepository) {
+			return fmt.Errorf("%w: %w", ErrRefNotFound, listErr)
+		}
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return fmt.Errorf("%w: %w", ErrCorruptClone, err)
+}
+
+// head resolves the tracked commit in the cache clone and checks that every
+// object of the tree at the configured path reads back.
+func (m *mirror) head() (*object.Commit, plumbing.Hash, error) {
+	_, local := m.refSpec()
+	var h plumbing.Hash
+	if m.cfg.Commit != "" {
+		h = plumbing.NewHash(m.cfg.Commit)
+	} else {
+		ref, err := m.repo.Reference(local, true)
+		if err != nil {
+			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %s: %w", ErrCorruptClone, local, err)
+		}
+		h = ref.Hash()
+	}
+	c, err := m.repo.CommitObject(h)
+	if errors.Is(err, plumbing.ErrObjectNotFound) && m.cfg.Commit != "" {
+		return nil, plumbing.ZeroHash, fmt.Errorf("%w: commit %s is not on any branch of the remote", ErrRefNotFound, m.cfg.Commit)
+	}
+	if err != nil {
+		return nil, plumbing.ZeroHash, fmt.Errorf("%w: commit %s: %w", ErrCorruptClone, h, err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return nil, plumbing.ZeroHash, fmt.Errorf("%w: tree of %s: %w", ErrCorruptClone, h, err)
+	}
+	th := tree.Hash
+	if m.cfg.Path != "." {
+		e, err := tree.FindEntry(m.cfg.Path)
+		switch {
+		case errors.Is(err, object.ErrEntryNotFound), errors.Is(err, object.ErrDirectoryNotFound), err == nil && e.Mode != filemode.Dir:
+			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %q in %s", ErrPathNotFound, m.cfg.Path, short(h.String()))
+		case err != nil:
+			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %s: %w", ErrCorruptClone, m.cfg.Path, err)
+		}
+		th = e.Hash
+	}
+	if err := checkTree(m.repo, th); err != nil {
+		return nil, plumbing.ZeroHash, fmt.Errorf("%w: %w", ErrCorruptClone, err)
+	}
+	return c, th, nil
+}
+
+// checkTree reads every object under a tree, so corruption surfaces here
+// and not halfway through the consumer's reads.
+func checkTree(r *git.Repository, h plumbing.Hash) error {
+	t, err := r.TreeObject(h)
+	if err != nil {
+		return fmt.Errorf("tree %s: %w", h, err)
+	}
+	for _, e := range t.Entries {
+		switch e.Mode {
+		case filemode.Dir:
+			if err := checkTree(r, e.Hash); err != nil {
+				return err
+			}
+		case filemode.Submodule:
+		default:
+			b, err := r.BlobObject(e.Hash)
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.Name, err)
+			}
+			rd, err := b.Reader()
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.Name, err)
+			}
+			_, err = io.Copy(io.Discard, rd)
+			rd.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// update fetches and resolves the head, re-cloning once when the local
+// clone turns out to be corrupted.
+func (m *mirror) update(ctx context.Context) (*object.Commit, plumbing.Hash, bool, error) {
+	c, th, err := m.tryUpdate(ctx)
+	if !errors.Is(err, ErrCorruptClone) {
+		return c, th, false, err
+	}
+	m.log.Warn("git cache clone corrupted; cloning again", "repo", m.cfg.Name, "dir", m.dir, "err", err)
+	if rmErr := m.reset(); rmErr != nil {
+		return nil, plumbing.ZeroHash, false, fmt.Errorf("%w: remove %s: %w", ErrCorruptClone, m.dir, rmErr)
+	}
+	c, th, err = m.tryUpdate(ctx)
+	return c, th, true, err
+}
+
+func (m *mirror) tryUpdate(ctx context.Context) (*object.Commit, plumbing.Hash, error) {
+	// Open afresh every time: a cached handle would keep serving objects
+	// and pack indexes that have since been damaged on disk.
+	m.repo = nil
+	if err := m.fetch(ctx, 1); err != nil {
+		return nil, plumbing.ZeroHash, err
+	}
+	return m.head()
+}
+
+// descends reports whether head descends from prev, deepening a shallow
+// clone as needed. known is false when it cannot be told (prev is beyond
+// the deepest fetch).
+func (m *mirror) descends(ctx context.Context, prev, head plumbing.Hash) (descends, known bool) {
+	if prev == head {
+		return true, true
+	}
+	d, k := m.walk(prev, head)
+	m.log.Debug("ancestry walk", "prev", prev, "head", head, "found", d, "known", k)
+	for _, depth := range deepenSteps {
+		if k || m.cfg.Commit != "" {
+			break
+		}
+		if err := m.fetch(ctx, depth); err != nil {
+			m.log.Warn("git deepen fetch failed", "repo", m.cfg.Name, "depth", depth, "err", err)
+			break
+		}
+		d, k = m.walk(prev, head)
+		m.log.Debug("ancestry walk", "depth", depth, "found", d, "known", k)
+	}
+	return d, k
+}
+
+// walk searches head's ancestry for prev in the local objects. The shallow
+// list is not consulted: go-git does not drop entries when a fetch deepens
+// the clone, so a missing parent object is what marks the boundary.
+func (m *mirror) walk(prev, head plumbing.Hash) (found, known bool) {
+	seen := map[plumbing.Hash]bool{head: true}
+	queue := []plumbing.Hash{head}
+	complete := true
+	for len(queue) > 0 {
+		h := queue[0]
+		queue = queue[1:]
+		if h == prev {
+			return true, true
+		}
+		c, err := m.repo.CommitObject(h)
+		if err != nil {
+			complete = false
+			continue
+		}
+		for _, p := range c.ParentHashes {
+			if !seen[p] {
+				seen[p] = true
+				queue = append(queue, p)
+			}
+		}
+	}
+	return false, complete
+}
+
+// treeAt returns the hash of the tree at the configured path in commit h,
+// or false when the commit or path is not available locally.
+func (m *mirror) treeAt(h plumbing.Hash) (plumbing.Hash, bool) {
+	c, err := m.repo.CommitObject(h)
+	if err != nil {
+		return plumbing.ZeroHash, false
+	}
+	t, err := c.Tree()
+	if err != nil {
+		return plumbing.ZeroHash, false
+	}
+	if m.cfg.Path == "." {
+		return t.Hash, true
+	}
+	e, err := t.FindEntry(m.cfg.Path)
+	if err != nil || e.Mode != filemode.Dir {
+		return plumbing.ZeroHash, false
+	}
+	return e.Hash, true
+}
+
+// snapshotFS opens an FS over tree th with its own object storage, so the
+// consumer can read it while the worker fetches.
+func (m *mirror) snapshotFS(th plumbing.Hash, c *object.Commit) TreeFS {
+	st := filesystem.NewStorage(osfs.New(m.dir), cache.NewObjectLRU(snapshotCacheSize))
+	return newTreeFS(st, th, c.Committer.When)
+}

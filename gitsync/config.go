@@ -1,0 +1,290 @@
+package gitsync
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"golang.org/x/crypto/ssh"
+)
+
+// DefaultInterval is the poll interval of a repository that sets none.
+const DefaultInterval = 15 * time.Second
+
+// MinInterval is the shortest poll interval accepted; webhooks and fsnotify
+// exist for anything faster.
+const MinInterval = time.Second
+
+// RepoConfig is one tracked repository.
+type RepoConfig struct {
+	// Name identifies the repository in status, revisions and the webhook
+	// path (/hooks/git/{Name}); a DNS label.
+	Name string `yaml:"name"`
+	// URL is an absolute local path, file://, http(s):// (smart HTTP),
+	// ssh:// or scp-like user@host:path.
+	URL string `yaml:"url"`
+	// Exactly one of Branch, Tag or Commit (a full 40-hex SHA, pinned)
+	// selects what is tracked. Default: Branch "main".
+	Branch string `yaml:"branch"`
+	Tag    string `yaml:"tag"`
+	Commit string `yaml:"commit"`
+	// Path is the sub-directory holding the descriptors, relative to the
+	// repository root. Default "." (the whole repository).
+	Path string `yaml:"path"`
+	// Auth holds credentials for http(s) or ssh remotes.
+	Auth Auth `yaml:"auth"`
+	// Interval is the poll interval, jittered by ±10%. Default 15s, at
+	// least 1s.
+	Interval time.Duration `yaml:"-"`
+	// Verify is the signature policy; off by default.
+	Verify Verify `yaml:"verify"`
+	// WebhookSecret authenticates webhooks for this repository (HMAC key
+	// for GitHub and Gitea, token for GitLab). Empty disables webhooks.
+	WebhookSecret string `yaml:"webhookSecret"`
+}
+
+// Auth holds the credentials of a remote. Basic (Username + Password) and
+// Token are for http(s); a token is sent as the HTTP basic password with
+// Username (default "git"), which GitHub, GitLab and Gitea accept. SSH
+// remotes need SSHKeyFile and KnownHostsFile: host keys are always checked.
+type Auth struct {
+	Username         string `yaml:"username"`
+	Password         string `yaml:"password"`
+	Token            string `yaml:"token"`
+	SSHKeyFile       string `yaml:"sshKeyFile"`
+	SSHKeyPassphrase string `yaml:"sshKeyPassphrase"`
+	KnownHostsFile   string `yaml:"knownHostsFile"`
+}
+
+// Verify is a repository's signature policy. When Enabled, only a head
+// commit signed by one of the trusted keys is applied.
+type Verify struct {
+	Enabled bool `yaml:"enabled"`
+	// OpenPGPKeys holds trusted OpenPGP public keys, ASCII armored (one or
+	// more armored blocks).
+	OpenPGPKeys string `yaml:"openpgpKeys"`
+	// SSHKeys holds trusted SSH signing public keys in authorized_keys
+	// format, one per line; the comment names the signer.
+	SSHKeys string `yaml:"sshKeys"`
+}
+
+// Ref returns the ref a config tracks, as shown to users: "branch main",
+// "tag v1" or "commit abc".
+func (c RepoConfig) Ref() string {
+	switch {
+	case c.Tag != "":
+		return "tag " + c.Tag
+	case c.Commit != "":
+		return "commit " + c.Commit
+	default:
+		return "branch " + c.Branch
+	}
+}
+
+// WithDefaults returns c with defaults filled in.
+func (c RepoConfig) WithDefaults() RepoConfig {
+	if c.Branch == "" && c.Tag == "" && c.Commit == "" {
+		c.Branch = "main"
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	c.Path = cleanRepoPath(c.Path)
+	c.Commit = strings.ToLower(c.Commit)
+	return c
+}
+
+func cleanRepoPath(p string) string {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return "."
+	}
+	return path.Clean(p)
+}
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	fullSHA  = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	scpLike  = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:`)
+)
+
+// transportKind classifies a URL.
+type transportKind int
+
+const (
+	transportInvalid transportKind = iota
+	transportLocal
+	transportHTTP
+	transportSSH
+)
+
+func classifyURL(raw string) (transportKind, string) {
+	switch {
+	case strings.HasPrefix(raw, "/"):
+		return transportLocal, path.Clean(raw)
+	case strings.HasPrefix(raw, "file://"):
+		u, err := url.Parse(raw)
+		if err != nil || u.Path == "" || (u.Host != "" && u.Host != "localhost") {
+			return transportInvalid, ""
+		}
+		return transportLocal, path.Clean(u.Path)
+	case strings.HasPrefix(raw, "http://"), strings.HasPrefix(raw, "https://"):
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return transportInvalid, ""
+		}
+		return transportHTTP, ""
+	case strings.HasPrefix(raw, "ssh://"):
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return transportInvalid, ""
+		}
+		return transportSSH, ""
+	case scpLike.MatchString(raw):
+		return transportSSH, ""
+	}
+	return transportInvalid, ""
+}
+
+// Validate checks a config (after WithDefaults) and returns every problem,
+// each wrapping ErrInvalidConfig.
+func (c RepoConfig) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: repo %q: %s: %s", ErrInvalidConfig, c.Name, field, fmt.Sprintf(format, args...)))
+	}
+	if !dnsLabel.MatchString(c.Name) {
+		bad("name", "must be a DNS label (lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit)")
+	}
+	kind, _ := classifyURL(c.URL)
+	if kind == transportInvalid {
+		bad("url", "%q is not an absolute local path, file://, http(s)://, ssh:// or user@host:path URL", c.URL)
+	}
+	refs := 0
+	for _, s := range []string{c.Branch, c.Tag, c.Commit} {
+		if s != "" {
+			refs++
+		}
+	}
+	if refs != 1 {
+		bad("branch/tag/commit", "set exactly one of them")
+	}
+	for field, name := range map[string]string{"branch": c.Branch, "tag": c.Tag} {
+		if name != "" && !validRefName(name) {
+			bad(field, "%q is not a valid git ref name", name)
+		}
+	}
+	if c.Commit != "" && !fullSHA.MatchString(c.Commit) {
+		bad("commit", "%q must be a full 40-character hexadecimal commit SHA", c.Commit)
+	}
+	if p := c.Path; p == ".." || strings.HasPrefix(p, "../") || strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) {
+		bad("path", "%q must stay inside the repository", p)
+	}
+	if c.Interval < MinInterval {
+		bad("interval", "%s is shorter than %s; use webhooks or a local repository for faster syncs", c.Interval, MinInterval)
+	}
+	errs = append(errs, c.validateAuth(kind)...)
+	if err := c.Verify.validate(); err != nil {
+		bad("verify", "%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c RepoConfig) validateAuth(kind transportKind) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: repo %q: auth: %s", ErrInvalidConfig, c.Name, fmt.Sprintf(format, args...)))
+	}
+	a := c.Auth
+	httpAuth := a.Password != "" || a.Token != ""
+	sshAuth := a.SSHKeyFile != "" || a.KnownHostsFile != "" || a.SSHKeyPassphrase != ""
+	if a.Password != "" && a.Token != "" {
+		bad("set either password or token, not both")
+	}
+	if a.Password != "" && a.Username == "" {
+		bad("password needs a username")
+	}
+	if httpAuth && kind != transportHTTP {
+		bad("password and token are for http(s) URLs")
+	}
+	if sshAuth && kind != transportSSH {
+		bad("sshKeyFile and knownHostsFile are for ssh URLs")
+	}
+	if kind == transportSSH && (a.SSHKeyFile == "" || a.KnownHostsFile == "") {
+		bad("ssh URLs need sshKeyFile and knownHostsFile (host keys are always checked)")
+	}
+	return errs
+}
+
+func (v Verify) validate() error {
+	hasKeys := strings.TrimSpace(v.OpenPGPKeys) != "" || strings.TrimSpace(v.SSHKeys) != ""
+	switch {
+	case v.Enabled && !hasKeys:
+		return errors.New("enabled without any trusted key: add openpgpKeys or sshKeys")
+	case !v.Enabled && hasKeys:
+		return errors.New("trusted keys are set but enabled is false: set enabled: true or remove the keys")
+	}
+	if _, err := parseTrust(v); err != nil {
+		return err
+	}
+	return nil
+}
+
+// validRefName is a conservative subset of git check-ref-format.
+func validRefName(s string) bool {
+	if s == "" || len(s) > 255 || strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") ||
+		strings.HasSuffix(s, ".lock") || strings.HasPrefix(s, "-") || strings.Contains(s, "..") ||
+		strings.Contains(s, "//") || strings.Contains(s, "@{") || s == "@" {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r) {
+			return false
+		}
+	}
+	for _, part := range strings.Split(s, "/") {
+		if strings.HasPrefix(part, ".") {
+			return false
+		}
+	}
+	return true
+}
+
+// trust is a parsed signature policy.
+type trust struct {
+	pgp openpgp.EntityList
+	ssh []trustedSSHKey
+}
+
+type trustedSSHKey struct {
+	key     ssh.PublicKey
+	comment string
+}
+
+func parseTrust(v Verify) (*trust, error) {
+	t := &trust{}
+	if strings.TrimSpace(v.OpenPGPKeys) != "" {
+		el, err := openpgp.ReadArmoredKeyRing(strings.NewReader(v.OpenPGPKeys))
+		if err != nil {
+			return nil, fmt.Errorf("openpgpKeys: not an ASCII-armored OpenPGP public key ring: %w", err)
+		}
+		t.pgp = el
+	}
+	for i, line := range strings.Split(v.SSHKeys, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, comment, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		if err != nil {
+			return nil, fmt.Errorf("sshKeys line %d: not in authorized_keys format: %w", i+1, err)
+		}
+		t.ssh = append(t.ssh, trustedSSHKey{key: key, comment: comment})
+	}
+	return t, nil
+}

@@ -1,0 +1,95 @@
+package gitsync
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Match them with errors.Is; the typed errors below wrap
+// them with the repository and commit involved.
+var (
+	// ErrInvalidConfig marks a repository configuration that fails
+	// validation.
+	ErrInvalidConfig = errors.New("invalid git repository configuration")
+	// ErrUnknownRepo marks a repository name that is not configured.
+	ErrUnknownRepo = errors.New("unknown repository")
+	// ErrUnreachable marks a remote that could not be contacted or refused
+	// the credentials.
+	ErrUnreachable = errors.New("remote unreachable")
+	// ErrRefNotFound marks a branch, tag or commit that the remote does not
+	// have (for example a deleted branch).
+	ErrRefNotFound = errors.New("ref not found")
+	// ErrPathNotFound marks a descriptor path that does not exist (or is not
+	// a directory) in the commit.
+	ErrPathNotFound = errors.New("path not found in commit")
+	// ErrCorruptClone marks a local cache clone that cannot be read; the
+	// Syncer recovers from it by cloning again.
+	ErrCorruptClone = errors.New("local clone corrupted")
+	// ErrUnsigned marks a head commit without a signature while signature
+	// verification is on.
+	ErrUnsigned = errors.New("commit is not signed")
+	// ErrUntrusted marks a head commit whose signature is not made by a
+	// trusted key, or does not verify.
+	ErrUntrusted = errors.New("commit signature is not trusted")
+	// ErrPushRejected marks a rollback commit that the remote refused.
+	ErrPushRejected = errors.New("push rejected")
+	// ErrDirtyWorktree marks a rollback in a local repository whose
+	// worktree or index has changes in the way.
+	ErrDirtyWorktree = errors.New("worktree has uncommitted changes")
+)
+
+// FetchError reports that a repository could not be fetched. Nothing is
+// applied; the last good snapshot stays in force. It wraps ErrUnreachable,
+// ErrRefNotFound or ErrCorruptClone (when re-cloning failed too).
+type FetchError struct {
+	Repo string
+	URL  string
+	Ref  string
+	Err  error
+}
+
+func (e *FetchError) Error() string {
+	hint := "check the URL, the network and the credentials"
+	switch {
+	case errors.Is(e.Err, ErrRefNotFound):
+		hint = "check that " + e.Ref + " exists on the remote, or change the tracked ref"
+	case errors.Is(e.Err, ErrPathNotFound):
+		hint = "create the path in the repository or fix the configured path"
+	case errors.Is(e.Err, ErrCorruptClone):
+		hint = "the cache clone was removed and will be cloned again on the next sync"
+	}
+	return fmt.Sprintf("repo %s: fetch %s %s: %v; nothing was applied, the last good revision keeps running (%s)",
+		e.Repo, e.URL, e.Ref, e.Err, hint)
+}
+
+func (e *FetchError) Unwrap() error { return e.Err }
+
+// SignatureError reports a head commit refused by signature verification.
+// Nothing is applied; the caller records a Rejected revision from Commit.
+type SignatureError struct {
+	Repo string
+	Head CommitInfo
+	// Signer names who signed, as far as it can be told without trusting
+	// the key (an OpenPGP key ID or an SSH key fingerprint); empty when
+	// unsigned.
+	Signer string
+	Err    error
+}
+
+func (e *SignatureError) Error() string {
+	signer := e.Signer
+	if signer == "" {
+		signer = "nobody"
+	}
+	return fmt.Sprintf("repo %s: commit %s (author %s <%s>) signed by %s: %v; it was not applied: sign it with a trusted key or add the signer's key to the repository's verify keys",
+		e.Repo, short(e.Head.Commit), e.Head.Author, e.Head.Email, signer, e.Err)
+}
+
+func (e *SignatureError) Unwrap() error { return e.Err }
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}

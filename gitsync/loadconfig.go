@@ -1,0 +1,205 @@
+package gitsync
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxConfigFile bounds a config file and any file it references.
+const maxConfigFile = 1 << 20
+
+// fileConfig is the YAML shape of a config file:
+//
+//	repos:
+//	  - name: apps
+//	    url: https://git.example.com/org/deploy.git
+//	    branch: main
+//	    path: apps
+//	    interval: 30s
+//	    auth: {username: deploy, passwordFile: /etc/capstan/git-password}
+//	    verify: {enabled: true, sshKeysFile: trusted_signers}
+//	    webhookSecretFile: /etc/capstan/webhook-secret
+//
+// Every *File field reads the value from a file, relative paths being
+// relative to the config file; a relative local URL is too.
+type fileConfig struct {
+	Repos []fileRepo `yaml:"repos"`
+}
+
+type fileRepo struct {
+	Name              string     `yaml:"name"`
+	URL               string     `yaml:"url"`
+	Branch            string     `yaml:"branch"`
+	Tag               string     `yaml:"tag"`
+	Commit            string     `yaml:"commit"`
+	Path              string     `yaml:"path"`
+	Interval          string     `yaml:"interval"`
+	Auth              fileAuth   `yaml:"auth"`
+	Verify            fileVerify `yaml:"verify"`
+	WebhookSecret     string     `yaml:"webhookSecret"`
+	WebhookSecretFile string     `yaml:"webhookSecretFile"`
+}
+
+type fileAuth struct {
+	Username         string `yaml:"username"`
+	Password         string `yaml:"password"`
+	PasswordFile     string `yaml:"passwordFile"`
+	Token            string `yaml:"token"`
+	TokenFile        string `yaml:"tokenFile"`
+	SSHKeyFile       string `yaml:"sshKeyFile"`
+	SSHKeyPassphrase string `yaml:"sshKeyPassphrase"`
+	KnownHostsFile   string `yaml:"knownHostsFile"`
+}
+
+type fileVerify struct {
+	Enabled         bool     `yaml:"enabled"`
+	OpenPGPKeys     string   `yaml:"openpgpKeys"`
+	OpenPGPKeyFiles []string `yaml:"openpgpKeyFiles"`
+	SSHKeys         string   `yaml:"sshKeys"`
+	SSHKeysFile     string   `yaml:"sshKeysFile"`
+}
+
+// LoadConfig reads a YAML config file listing repositories, fills in
+// defaults and validates them.
+func LoadConfig(file string) ([]RepoConfig, error) {
+	data, err := readLimited(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	repos, err := ParseConfig(data, filepath.Dir(file))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return repos, nil
+}
+
+// ParseConfig parses the YAML of a config file; baseDir resolves relative
+// file references. The result has defaults filled in and is validated.
+func ParseConfig(data []byte, baseDir string) ([]RepoConfig, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var fc fileConfig
+	if err := dec.Decode(&fc); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if len(fc.Repos) == 0 {
+		return nil, fmt.Errorf("%w: no repos listed (add a 'repos:' list)", ErrInvalidConfig)
+	}
+	var errs []error
+	repos := make([]RepoConfig, 0, len(fc.Repos))
+	for i, fr := range fc.Repos {
+		rc, err := fr.resolve(baseDir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: repos[%d] (%q): %w", ErrInvalidConfig, i, fr.Name, err))
+			continue
+		}
+		repos = append(repos, rc)
+	}
+	if err := ValidateRepos(repos); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return repos, nil
+}
+
+// ValidateRepos fills in defaults (in place) and validates a set of
+// repositories, including that names are unique.
+func ValidateRepos(repos []RepoConfig) error {
+	var errs []error
+	seen := map[string]bool{}
+	for i := range repos {
+		repos[i] = repos[i].WithDefaults()
+		if err := repos[i].Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[repos[i].Name] {
+			errs = append(errs, fmt.Errorf("%w: repo %q is listed twice; names must be unique", ErrInvalidConfig, repos[i].Name))
+		}
+		seen[repos[i].Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
+	rc := RepoConfig{
+		Name: fr.Name, URL: fr.URL, Branch: fr.Branch, Tag: fr.Tag, Commit: fr.Commit, Path: fr.Path,
+		WebhookSecret: fr.WebhookSecret,
+		Auth: Auth{
+			Username: fr.Auth.Username, Password: fr.Auth.Password, Token: fr.Auth.Token,
+			SSHKeyFile: abs(baseDir, fr.Auth.SSHKeyFile), SSHKeyPassphrase: fr.Auth.SSHKeyPassphrase,
+			KnownHostsFile: abs(baseDir, fr.Auth.KnownHostsFile),
+		},
+		Verify: Verify{Enabled: fr.Verify.Enabled, OpenPGPKeys: fr.Verify.OpenPGPKeys, SSHKeys: fr.Verify.SSHKeys},
+	}
+	if fr.URL != "" && !strings.Contains(fr.URL, ":") && !filepath.IsAbs(fr.URL) {
+		rc.URL = abs(baseDir, fr.URL)
+	}
+	if fr.Interval != "" {
+		d, err := time.ParseDuration(fr.Interval)
+		if err != nil {
+			return rc, fmt.Errorf("interval: %w (write e.g. 30s or 2m)", err)
+		}
+		rc.Interval = d
+	}
+	var err error
+	read := func(dst *string, file, field string) {
+		if file == "" || err != nil {
+			return
+		}
+		if *dst != "" {
+			err = fmt.Errorf("set %s or %sFile, not both", field, field)
+			return
+		}
+		var b []byte
+		b, err = readLimited(abs(baseDir, file))
+		*dst = strings.TrimSpace(string(b))
+	}
+	read(&rc.Auth.Password, fr.Auth.PasswordFile, "password")
+	read(&rc.Auth.Token, fr.Auth.TokenFile, "token")
+	read(&rc.WebhookSecret, fr.WebhookSecretFile, "webhookSecret")
+	read(&rc.Verify.SSHKeys, fr.Verify.SSHKeysFile, "sshKeys")
+	for _, f := range fr.Verify.OpenPGPKeyFiles {
+		if err != nil {
+			break
+		}
+		var b []byte
+		b, err = readLimited(abs(baseDir, f))
+		rc.Verify.OpenPGPKeys += string(b) + "\n"
+	}
+	return rc, err
+}
+
+func abs(baseDir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(baseDir, p)
+}
+
+func readLimited(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", file)
+	}
+	if st.Size() > maxConfigFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", file, maxConfigFile)
+	}
+	return os.ReadFile(file)
+}

@@ -1,0 +1,414 @@
+package gitsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// Sink receives what the Syncer finds. It is owned by the consumer (the
+// server wires it to the schema loader and the API).
+type Sink interface {
+	// Apply is called when a repository's head changed (and on the first
+	// sync after Start). An error is reported and the same head is offered
+	// again on the next sync.
+	Apply(ctx context.Context, s Snapshot) error
+	// Report is called after every sync attempt with its outcome.
+	Report(ctx context.Context, r Result)
+}
+
+// Result is the outcome of one sync attempt of one repository.
+type Result struct {
+	Repo string
+	// At is when the attempt finished.
+	At time.Time
+	// Head is the commit the remote's tracked ref points at ("" when the
+	// fetch failed).
+	Head string
+	// Applied is true when Apply was called for Head and returned nil.
+	Applied bool
+	// Recloned is true when the cache clone was found corrupted and cloned
+	// again during this attempt.
+	Recloned bool
+	// Err is nil on success (applied or unchanged), else a *FetchError, a
+	// *SignatureError or the error Apply returned.
+	Err error
+	// Changed is true when this outcome differs from the previous attempt's
+	// (a new head, a first failure, a recovery, another error), so a caller
+	// can record a Revision or an event once rather than on every poll.
+	Changed bool
+}
+
+// Options configure a Syncer.
+type Options struct {
+	// DataDir holds the cache clones (DataDir/repos/NAME) and the last
+	// applied heads (DataDir/state/NAME.json). Required.
+	DataDir string
+	// Repos are the tracked repositories; defaults are filled in and they
+	// are validated by New.
+	Repos []RepoConfig
+	// Sink receives snapshots and results. Required.
+	Sink Sink
+	// Logger; default discards.
+	Logger *slog.Logger
+	// Rand jitters poll intervals; default seeded from the clock.
+	Rand *rand.Rand
+	// Now is the clock for results; default time.Now.
+	Now func() time.Time
+	// DisableWatch turns off fsnotify on local repositories (default on).
+	DisableWatch bool
+	// Debounce delays a sync after a file system event so a burst of ref
+	// updates makes one sync. Default 20ms.
+	Debounce time.Duration
+	// MaxWebhookBody bounds webhook payloads. Default 1 MiB.
+	MaxWebhookBody int64
+}
+
+// Defaults.
+const (
+	DefaultDebounce       = 20 * time.Millisecond
+	DefaultMaxWebhookBody = 1 << 20
+)
+
+// Syncer tracks repositories and feeds their heads to a Sink.
+type Syncer struct {
+	opts    Options
+	log     *slog.Logger
+	randMu  sync.Mutex
+	workers map[string]*worker
+	names   []string
+}
+
+// New validates the options and prepares a Syncer; nothing runs until
+// Start.
+func New(opts Options) (*Syncer, error) {
+	if opts.DataDir == "" {
+		return nil, fmt.Errorf("%w: gitsync: DataDir is required", ErrInvalidConfig)
+	}
+	if opts.Sink == nil {
+		return nil, fmt.Errorf("%w: gitsync: Sink is required", ErrInvalidConfig)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Rand == nil {
+		seed := uint64(time.Now().UnixNano())
+		opts.Rand = rand.New(rand.NewPCG(seed, seed>>7))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.MaxWebhookBody <= 0 {
+		opts.MaxWebhookBody = DefaultMaxWebhookBody
+	}
+	repos := append([]RepoConfig(nil), opts.Repos...)
+	if err := ValidateRepos(repos); err != nil {
+		return nil, err
+	}
+	opts.Repos = repos
+	s := &Syncer{opts: opts, log: opts.Logger, workers: map[string]*worker{}}
+	for _, rc := range repos {
+		w, err := s.newWorker(rc)
+		if err != nil {
+			return nil, err
+		}
+		s.workers[rc.Name] = w
+		s.names = append(s.names, rc.Name)
+	}
+	return s, nil
+}
+
+// Start runs polling, watching and syncing until ctx ends. The first sync
+// of every repository happens at once.
+func (s *Syncer) Start(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, name := range s.names {
+		w := s.workers[name]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx)
+		}()
+		if local, ok := w.localGitDir(); ok && !s.opts.DisableWatch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := watch(ctx, local, w.cfg, s.opts.Debounce, w.kick); err != nil {
+					s.log.Warn("fsnotify unavailable; polling only", "repo", w.cfg.Name, "dir", local, "err", err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+// Trigger asks for an immediate sync of one repository. Triggers arriving
+// while a sync runs coalesce into one more sync.
+func (s *Syncer) Trigger(repo string) error {
+	w, ok := s.workers[repo]
+	if !ok {
+		return fmt.Errorf("%w: %q (configured: %v)", ErrUnknownRepo, repo, s.names)
+	}
+	w.kick()
+	return nil
+}
+
+// TriggerAll asks for an immediate sync of every repository.
+func (s *Syncer) TriggerAll() {
+	for _, w := range s.workers {
+		w.kick()
+	}
+}
+
+// Sync runs one sync of a repository now, in the caller's goroutine, and
+// returns its result; it waits for a sync already running. Start need not
+// be running.
+func (s *Syncer) Sync(ctx context.Context, repo string) (Result, error) {
+	w, ok := s.workers[repo]
+	if !ok {
+		return Result{}, fmt.Errorf("%w: %q (configured: %v)", ErrUnknownRepo, repo, s.names)
+	}
+	r := w.sync(ctx)
+	return r, r.Err
+}
+
+// Status returns the last result of a repository (zero before any sync).
+func (s *Syncer) Status(repo string) (Result, error) {
+	w, ok := s.workers[repo]
+	if !ok {
+		return Result{}, fmt.Errorf("%w: %q", ErrUnknownRepo, repo)
+	}
+	w.statusMu.Lock()
+	defer w.statusMu.Unlock()
+	return w.last, nil
+}
+
+// Repos lists the configured repositories with defaults filled in.
+func (s *Syncer) Repos() []RepoConfig { return append([]RepoConfig(nil), s.opts.Repos...) }
+
+func (s *Syncer) jitter(d time.Duration) time.Duration {
+	s.randMu.Lock()
+	f := s.opts.Rand.Float64()
+	s.randMu.Unlock()
+	return Jitter(d, f)
+}
+
+// Jitter spreads d by ±10%: f in [0,1) maps to [0.9d, 1.1d).
+func Jitter(d time.Duration, f float64) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*f))
+}
+
+// worker owns one repository.
+type worker struct {
+	s       *Syncer
+	cfg     RepoConfig
+	trust   *trust
+	trigger chan struct{}
+	state   string
+
+	mu       sync.Mutex // held for a whole sync: one fetch at a time
+	mirror   *mirror
+	applied  plumbing.Hash // last applied head (persisted)
+	started  bool          // something was applied since New
+	refused  plumbing.Hash // head refused by signature policy
+	statusMu sync.Mutex
+	last     Result
+}
+
+func (s *Syncer) newWorker(rc RepoConfig) (*worker, error) {
+	w := &worker{
+		s:       s,
+		cfg:     rc,
+		trigger: make(chan struct{}, 1),
+		state:   filepath.Join(s.opts.DataDir, "state", rc.Name+".json"),
+	}
+	if rc.Verify.Enabled {
+		t, err := parseTrust(rc.Verify)
+		if err != nil {
+			return nil, fmt.Errorf("%w: repo %q: verify: %w", ErrInvalidConfig, rc.Name, err)
+		}
+		w.trust = t
+	}
+	m, err := newMirror(rc, filepath.Join(s.opts.DataDir, "repos", rc.Name), s.log)
+	if err != nil {
+		return nil, err
+	}
+	w.mirror = m
+	w.applied = w.loadState()
+	return w, nil
+}
+
+func (w *worker) kick() {
+	select {
+	case w.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.trigger:
+		case <-t.C:
+		}
+		w.sync(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		t.Reset(w.s.jitter(w.cfg.Interval))
+	}
+}
+
+// sync is one attempt: fetch, verify, apply, report.
+func (w *worker) sync(ctx context.Context) Result {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.attempt(ctx)
+	r.Repo = w.cfg.Name
+	r.At = w.s.opts.Now()
+	w.statusMu.Lock()
+	prev := w.last
+	r.Changed = r.Applied || r.Recloned || prev.At.IsZero() || prev.Head != r.Head || errString(prev.Err) != errString(r.Err)
+	w.last = r
+	w.statusMu.Unlock()
+	if ctx.Err() == nil {
+		w.s.opts.Sink.Report(ctx, r)
+	}
+	if r.Err != nil {
+		w.s.log.Warn("git sync failed", "repo", w.cfg.Name, "err", r.Err)
+	}
+	return r
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func (w *worker) attempt(ctx context.Context) Result {
+	var r Result
+	c, tree, recloned, err := w.mirror.update(ctx)
+	r.Recloned = recloned
+	if err != nil {
+		if ctx.Err() != nil {
+			r.Err = ctx.Err()
+			return r
+		}
+		r.Err = &FetchError{Repo: w.cfg.Name, URL: w.cfg.URL, Ref: w.cfg.Ref(), Err: err}
+		return r
+	}
+	head := c.Hash
+	r.Head = head.String()
+	if head == w.applied && w.started {
+		return r
+	}
+	sig, err := verifyCommit(w.cfg.Name, c, w.trust)
+	if err != nil {
+		if head != w.refused {
+			w.s.log.Warn("git head refused by signature policy", "repo", w.cfg.Name, "commit", head.String(), "err", err)
+		}
+		w.refused = head
+		r.Err = err
+		return r
+	}
+	snap := Snapshot{
+		Repo:       w.cfg.Name,
+		CommitInfo: commitInfo(c),
+		Path:       w.cfg.Path,
+		FS:         w.mirror.snapshotFS(tree, c),
+		Signature:  sig,
+	}
+	if !w.applied.IsZero() {
+		snap.Previous = w.applied.String()
+		if head != w.applied {
+			desc, known := w.mirror.descends(ctx, w.applied, head)
+			snap.HistoryRewrite = known && !desc
+			if !known {
+				w.s.log.Info("cannot tell whether the new head descends from the previous one", "repo", w.cfg.Name, "previous", w.applied.String(), "head", head.String())
+			}
+		}
+		if w.started {
+			if prevTree, ok := w.mirror.treeAt(w.applied); ok {
+				paths, err := changedPaths(ctx, w.mirror.repo.Storer, prevTree, tree)
+				if err == nil {
+					snap.Paths = paths
+				}
+			}
+		}
+	}
+	if err := w.s.opts.Sink.Apply(ctx, snap); err != nil {
+		r.Err = fmt.Errorf("repo %s: apply %s: %w", w.cfg.Name, short(r.Head), err)
+		return r
+	}
+	r.Applied = true
+	w.applied = head
+	w.started = true
+	w.refused = plumbing.ZeroHash
+	if err := w.saveState(); err != nil {
+		w.s.log.Warn("cannot save git sync state", "repo", w.cfg.Name, "file", w.state, "err", err)
+	}
+	return r
+}
+
+type stateFile struct {
+	Applied string `json:"applied"`
+}
+
+func (w *worker) loadState() plumbing.Hash {
+	b, err := os.ReadFile(w.state)
+	if err != nil {
+		return plumbing.ZeroHash
+	}
+	var st stateFile
+	if json.Unmarshal(b, &st) != nil || !fullSHA.MatchString(st.Applied) {
+		w.s.log.Warn("ignoring unreadable git sync state", "repo", w.cfg.Name, "file", w.state)
+		return plumbing.ZeroHash
+	}
+	return plumbing.NewHash(st.Applied)
+}
+
+func (w *worker) saveState() error {
+	b, err := json.Marshal(stateFile{Applied: w.applied.String()})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(w.state), 0o755); err != nil {
+		return err
+	}
+	tmp := w.state + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, w.state)
+}
+
+// localGitDir returns the git directory of a local repository URL.
+func (w *worker) localGitDir() (string, bool) {
+	kind, p := classifyURL(w.cfg.URL)
+	if kind != transportLocal {
+		return "", false
+	}
+	return gitDir(p)
+}
+
+var errNotGitDir = errors.New("not a git directory")
