@@ -69,8 +69,17 @@ func posOf(v cue.Value, fallback token.Pos) token.Pos {
 	if !v.Exists() {
 		return fallback
 	}
-	if p := v.Pos(); p.IsValid() && p.Filename() != SchemaFile && p.Filename() != "" {
+	if p := v.Pos(); isUserPos(p) {
 		return p
+	}
+	// A value unified with the schema may report the schema's position;
+	// look for the user's own conjunct.
+	if op, args := v.Expr(); op == cue.AndOp {
+		for _, a := range args {
+			if p := a.Pos(); isUserPos(p) {
+				return p
+			}
+		}
 	}
 	return fallback
 }
@@ -396,4 +405,8 @@ func (c *converter) service(app *api.App, g string, sv cue.Value, desc string, s
 		c.note(fmt.Sprintf("%s.spec.ports[%d]", sp, i), desc+".ports."+p.name, ppos)
 	}
 	app.Spec.Services = append(app.Spec.Services, svc)
+}
+
+func isUserPos(p token.Pos) bool {
+	return p.IsValid() && p.Filename() != SchemaFile && p.Filename() != ""
 }

@@ -59,11 +59,14 @@ func fromCUE(err error, file, fieldPath string) []api.SourceError {
 // reports a value that fits no branch of a disjunction (a field with a
 // default is one) as several errors; the noise about the default is
 // dropped so the user sees what is wrong with what they wrote.
+// errGroup is the errors CUE reports at one path.
+type errGroup struct {
+	path []string
+	errs []errors.Error
+}
+
 func fromCUEApp(err error, ec errContext, schemaSrc []byte) []api.SourceError {
-	type group struct {
-		path []string
-		errs []errors.Error
-	}
+	type group = errGroup
 	var groups []*group
 	byPath := map[string]*group{}
 	for _, e := range errors.Errors(err) {
@@ -71,7 +74,7 @@ func fromCUEApp(err error, ec errContext, schemaSrc []byte) []api.SourceError {
 		if strings.Contains(format, "errors in empty disjunction") {
 			continue
 		}
-		p := e.Path()
+		p := unquotePath(e.Path())
 		if len(p) > 0 && p[0] == "#App" {
 			p = p[1:]
 		}
@@ -98,11 +101,95 @@ func fromCUEApp(err error, ec errContext, schemaSrc []byte) []api.SourceError {
 	ec.notAllowedSet = notAllowed
 	var out []api.SourceError
 	for _, g := range groups {
-		for _, e := range pickErrors(g.errs, schemaSrc) {
+		if onlyConflicts(g.errs) && hasDeeper(groups, g) {
+			// A value that fits no branch of a disjunction, with a more
+			// precise error below it (an unknown field of the long form
+			// of a port): the precise error says it all.
+			continue
+		}
+		picked := pickErrors(g.errs, schemaSrc)
+		if msg, ok := enumMessage(g.errs, picked); ok {
+			se := ec.convert(picked[0], g.path)
+			se.Message = msg
+			out = append(out, se)
+			continue
+		}
+		for _, e := range picked {
 			out = append(out, ec.convert(e, g.path))
 		}
 	}
 	return dedupe(out)
+}
+
+// unquotePath removes CUE's quotes from labels such as "web-1".
+func unquotePath(p []string) []string {
+	out := make([]string, len(p))
+	for i, s := range p {
+		if u, err := strconv.Unquote(s); err == nil && strings.HasPrefix(s, `"`) {
+			s = u
+		}
+		out[i] = s
+	}
+	return out
+}
+
+const conflictFormat = "conflicting values %s and %s"
+
+func onlyConflicts(errs []errors.Error) bool {
+	for _, e := range errs {
+		if format, _ := e.Msg(); !strings.HasPrefix(format, "conflicting values") {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
+// hasDeeper reports whether another group has errors below g's path.
+func hasDeeper(groups []*errGroup, g *errGroup) bool {
+	prefix := strings.Join(g.path, "\x00") + "\x00"
+	for _, o := range groups {
+		if strings.HasPrefix(strings.Join(o.path, "\x00"), prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// enumMessage turns a value that matches none of a list of literals
+// (restartPolicy: "Sometimes") into one message naming them all, default
+// included: CUE reports one conflict per literal.
+func enumMessage(all, picked []errors.Error) (string, bool) {
+	if len(picked) < 2 {
+		return "", false
+	}
+	count := map[string]int{}
+	var order []string
+	for _, e := range all {
+		format, args := e.Msg()
+		if format != conflictFormat || len(args) != 2 {
+			return "", false
+		}
+		for _, a := range args {
+			s := fmt.Sprint(a)
+			if count[s] == 0 {
+				order = append(order, s)
+			}
+			count[s]++
+		}
+	}
+	var value string
+	var alts []string
+	for _, s := range order {
+		if count[s] == len(all) && value == "" {
+			value = s
+		} else {
+			alts = append(alts, s)
+		}
+	}
+	if value == "" || len(alts) == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("%s is not allowed: want one of %s", value, strings.Join(alts, ", ")), true
 }
 
 // pickErrors chooses the informative errors of one path: conflicts
@@ -217,6 +304,9 @@ func message(e errors.Error) string {
 	short := fmt.Sprintf(format, args...)
 	full := e.Error()
 	if strings.TrimSpace(short) == "" || len(full) > len(short) && strings.HasPrefix(full, short) {
+		if format == "invalid JSON for file %q" {
+			return "invalid JSON" + strings.TrimPrefix(full, short)
+		}
 		return full
 	}
 	return short

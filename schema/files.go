@@ -51,13 +51,16 @@ func parseUnit(ctx *cue.Context, f rawFile, prev *unit) *unit {
 		u.owners = attribute(f.data, prev)
 		return u
 	}
-	if k := v.IncompleteKind(); k != cue.StructKind && k != cue.NullKind {
-		u.errs = append(u.errs, api.SourceError{File: f.path, Line: 1, Column: 1,
-			Message: fmt.Sprintf("the file holds a %s; a descriptor is a map with the single field apps", k)})
-		u.owners = attribute(f.data, prev)
+	switch k := v.IncompleteKind(); {
+	case k == cue.NullKind || k == cue.TopKind: // an empty YAML file
 		return u
-	}
-	if v.IncompleteKind() == cue.NullKind { // an empty YAML file
+	case k != cue.StructKind:
+		msg := fmt.Sprintf("the file holds a value of type %s; a descriptor is a map with the single field apps", k)
+		if k == cue.ListKind && yamlDocSep.Match(f.data) {
+			msg = "the file holds several YAML documents; a descriptor file holds one map with the single field apps"
+		}
+		u.errs = append(u.errs, api.SourceError{File: f.path, Line: 1, Column: 1, Message: msg})
+		u.owners = attribute(f.data, prev)
 		return u
 	}
 	iter, err := v.Fields()
@@ -133,6 +136,7 @@ func atPos(p token.Pos, file, fieldPath, msg string) api.SourceError {
 }
 
 var (
+	yamlDocSep = regexp.MustCompile(`(?m)^---\s*$`)
 	// inlineApp finds "apps: shop:" and JSON's "apps": {"shop":.
 	inlineApp = regexp.MustCompile(`"?\bapps"?\s*:\s*\{?\s*"?([a-zA-Z0-9_-]+)"?\s*:`)
 	// blockApps finds a top-level line that opens the apps map.

@@ -193,9 +193,7 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 		return c
 	}
 	app, idx, cerrs := convert(name, v, first, fb)
-	if len(cerrs) == 0 {
-		cerrs = mapValidation(api.Validate(app), idx, fb)
-	}
+	cerrs = append(cerrs, mapValidation(api.Validate(app), idx, fb)...)
 	if len(cerrs) > 0 {
 		c.errs = dedupe(cerrs)
 		return c
