@@ -1,0 +1,91 @@
+package gitsync
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func TestHTTPFetch(t *testing.T) {
+	const user, pass = "deployer", "pa55word"
+	tests := []struct {
+		name    string
+		user    string // server's
+		auth    Auth
+		wantErr error
+	}{
+		{name: "anonymous", auth: Auth{}},
+		{name: "basic auth", user: user, auth: Auth{Username: user, Password: pass}},
+		{name: "token auth", user: "git", auth: Auth{Token: pass}},
+		{name: "wrong password", user: user, auth: Auth{Username: user, Password: "nope"}, wantErr: ErrUnreachable},
+		{name: "no credentials", user: user, auth: Auth{}, wantErr: ErrUnreachable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newGitHTTPServer(t, tt.user, pass)
+			src := newGitRepo(t)
+			first := src.commit("first", map[string]string{"apps/web.cue": "v1", "apps/db.cue": "v1"})
+			url := srv.publish(t, src, "deploy")
+			s, rec := newTestSyncer(t, RepoConfig{Name: "deploy", URL: url, Path: "apps", Auth: tt.auth})
+			ctx := context.Background()
+			res, err := s.Sync(ctx, "deploy")
+			if tt.wantErr != nil {
+				var fe *FetchError
+				if !errors.Is(err, tt.wantErr) || !errors.As(err, &fe) {
+					t.Fatalf("err %v, want a FetchError wrapping %v", err, tt.wantErr)
+				}
+				if len(rec.snaps) != 0 {
+					t.Fatalf("applied %d snapshots despite the error", len(rec.snaps))
+				}
+				return
+			}
+			if err != nil || !res.Applied || rec.snaps[0].Commit != first {
+				t.Fatalf("first sync: %+v, %v", res, err)
+			}
+			second := src.commit("second", map[string]string{"apps/web.cue": "v2"})
+			srv.push(t, src, "deploy")
+			if _, err := s.Sync(ctx, "deploy"); err != nil {
+				t.Fatal(err)
+			}
+			got := rec.snaps[len(rec.snaps)-1]
+			if got.Commit != second || len(got.Paths) != 1 || got.Paths[0] != "web.cue" || got.HistoryRewrite {
+				t.Fatalf("second snapshot %s paths %v rewrite %v", got.Subject(), got.Paths, got.HistoryRewrite)
+			}
+			// A force-push over HTTP is applied and flagged.
+			src.git("reset", "-q", "--hard", first)
+			third := src.commit("third", map[string]string{"apps/db.cue": "v3"})
+			srv.push(t, src, "deploy")
+			if _, err := s.Sync(ctx, "deploy"); err != nil {
+				t.Fatal(err)
+			}
+			got = rec.snaps[len(rec.snaps)-1]
+			if got.Commit != third || !got.HistoryRewrite {
+				t.Fatalf("after force-push: %s rewrite=%v", got.Subject(), got.HistoryRewrite)
+			}
+		})
+	}
+}
+
+func TestHTTPUnreachable(t *testing.T) {
+	srv := newGitHTTPServer(t, "", "")
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+	for name, url := range map[string]string{
+		"missing repository": srv.url + "/missing.git",
+		"closed port":        closedURL + "/deploy.git",
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, rec := newTestSyncer(t, RepoConfig{Name: "deploy", URL: url})
+			_, err := s.Sync(context.Background(), "deploy")
+			if !errors.Is(err, ErrUnreachable) {
+				t.Fatalf("err %v, want ErrUnreachable", err)
+			}
+			if len(rec.snaps) != 0 {
+				t.Fatal("applied something")
+			}
+		})
+	}
+}

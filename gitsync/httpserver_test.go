@@ -1,0 +1,65 @@
+package gitsync
+
+import (
+	"io"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// gitHTTPServer is a real git smart-HTTP server: git http-backend behind
+// net/http/cgi on 127.0.0.1, optionally with basic auth.
+type gitHTTPServer struct {
+	url  string
+	root string
+}
+
+func newGitHTTPServer(t testing.TB, user, pass string) *gitHTTPServer {
+	t.Helper()
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatalf("git --exec-path: %v", err)
+	}
+	backend := filepath.Join(strings.TrimSpace(string(out)), "git-http-backend")
+	root := t.TempDir()
+	h := &cgi.Handler{
+		Path:   backend,
+		Stderr: io.Discard,
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root},
+	}
+	var handler http.Handler = h
+	if user != "" {
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != user || p != pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	return &gitHTTPServer{url: srv.URL, root: root}
+}
+
+// publish makes a bare repository NAME.git on the server fed from src and
+// returns its URL; call push to update it.
+func (s *gitHTTPServer) publish(t testing.TB, src *gitRepo, name string) string {
+	t.Helper()
+	bare := filepath.Join(s.root, name+".git")
+	src.git("init", "-q", "--bare", "-b", "main", bare)
+	src.git("-C", bare, "config", "http.receivepack", "true")
+	src.git("push", "-q", "-f", bare, "HEAD:refs/heads/main")
+	return s.url + "/" + name + ".git"
+}
+
+func (s *gitHTTPServer) push(t testing.TB, src *gitRepo, name string) {
+	t.Helper()
+	src.git("push", "-q", "-f", filepath.Join(s.root, name+".git"), "HEAD:refs/heads/main")
+}

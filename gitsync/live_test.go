@@ -1,0 +1,99 @@
+package gitsync
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// startSyncer runs s.Start until the test ends.
+func startSyncer(t testing.TB, s *Syncer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	})
+}
+
+// deadline for events that should arrive within a second; generous so a
+// loaded machine does not flake, while the poll interval (1h) guarantees
+// only the trigger under test can deliver.
+const eventDeadline = 10 * time.Second
+
+func TestFSNotifyLocalCommit(t *testing.T) {
+	origin := newGitRepo(t)
+	first := origin.commit("first", map[string]string{"apps/web.cue": "v1"})
+	rec := newRecorder()
+	s, err := New(Options{DataDir: t.TempDir(), Sink: rec,
+		Repos: []RepoConfig{{Name: "local", URL: origin.dir, Path: "apps", Interval: time.Hour}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSyncer(t, s)
+	rec.waitApplied(t, first, eventDeadline)
+	for i := range 3 {
+		sha := origin.commit("next", map[string]string{"apps/web.cue": string(rune('a' + i))})
+		snap := rec.waitApplied(t, sha, eventDeadline)
+		if len(snap.Paths) != 1 || snap.Paths[0] != "web.cue" {
+			t.Errorf("paths %v, want [web.cue]", snap.Paths)
+		}
+	}
+	// A commit on another branch does not move the tracked one, and a
+	// reset moves it (a rewrite).
+	origin.git("checkout", "-q", "-b", "dev")
+	origin.commit("on dev", map[string]string{"apps/web.cue": "dev"})
+	origin.git("checkout", "-q", "main")
+	origin.git("reset", "-q", "--hard", first)
+	snap := rec.waitApplied(t, first, eventDeadline)
+	if !snap.HistoryRewrite {
+		t.Errorf("reset to an ancestor not flagged as a history rewrite")
+	}
+}
+
+func TestWebhookTriggersSync(t *testing.T) {
+	const secret = "hook-secret"
+	origin := newGitRepo(t)
+	first := origin.commit("first", map[string]string{"apps/web.cue": "v1"})
+	rec := newRecorder()
+	s, err := New(Options{DataDir: t.TempDir(), Sink: rec, DisableWatch: true,
+		Repos: []RepoConfig{{Name: "hooked", URL: origin.dir, Interval: time.Hour, WebhookSecret: secret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(WebhookPath, s.WebhookHandler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	startSyncer(t, s)
+	rec.waitApplied(t, first, eventDeadline)
+	sha := origin.commit("second", map[string]string{"apps/web.cue": "v2"})
+	postGitHubPush(t, srv.URL+"/hooks/git/hooked", secret, "refs/heads/main")
+	rec.waitApplied(t, sha, eventDeadline)
+}
+
+func postGitHubPush(t testing.TB, url, secret, ref string) {
+	t.Helper()
+	body := []byte(`{"ref":"` + ref + `"}`)
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+sign(secret, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("webhook status %d, want 202", resp.StatusCode)
+	}
+}

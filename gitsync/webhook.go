@@ -1,0 +1,218 @@
+package gitsync
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// WebhookPath is the pattern the webhook handler expects to be mounted at.
+const WebhookPath = "POST /hooks/git/{repo}"
+
+// Forge names a webhook sender.
+type Forge string
+
+// Supported forges.
+const (
+	ForgeGitHub Forge = "github"
+	ForgeGitLab Forge = "gitlab"
+	ForgeGitea  Forge = "gitea"
+)
+
+// hook is an authenticated-or-not webhook request, parsed.
+type hook struct {
+	forge Forge
+	event string // "push", "tag_push", "ping" or the forge's own name
+	ref   string // refs/heads/... or refs/tags/..., for pushes
+}
+
+var errBadPayload = errors.New("bad webhook payload")
+
+// classifyHook tells the forge and event from the headers.
+func classifyHook(h http.Header) (Forge, string, bool) {
+	switch {
+	case h.Get("X-Gitea-Signature") != "" || h.Get("X-Gitea-Event") != "":
+		return ForgeGitea, h.Get("X-Gitea-Event"), true
+	case h.Get("X-Gitlab-Token") != "" || h.Get("X-Gitlab-Event") != "":
+		ev := h.Get("X-Gitlab-Event")
+		switch ev {
+		case "Push Hook":
+			ev = "push"
+		case "Tag Push Hook":
+			ev = "tag_push"
+		}
+		return ForgeGitLab, ev, true
+	case h.Get("X-Hub-Signature-256") != "" || h.Get("X-GitHub-Event") != "":
+		return ForgeGitHub, h.Get("X-GitHub-Event"), true
+	}
+	return "", "", false
+}
+
+// authenticate checks a webhook's signature or token against the secret in
+// constant time.
+func authenticate(forge Forge, h http.Header, body []byte, secret string) bool {
+	if secret == "" {
+		return false
+	}
+	switch forge {
+	case ForgeGitLab:
+		tok := h.Get("X-Gitlab-Token")
+		return tok != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(secret)) == 1
+	case ForgeGitea:
+		if sig := h.Get("X-Gitea-Signature"); sig != "" {
+			return hmacMatches(sig, body, secret)
+		}
+		// Gitea also sends the GitHub header.
+		sig, ok := strings.CutPrefix(h.Get("X-Hub-Signature-256"), "sha256=")
+		return ok && hmacMatches(sig, body, secret)
+	case ForgeGitHub:
+		sig, ok := strings.CutPrefix(h.Get("X-Hub-Signature-256"), "sha256=")
+		return ok && hmacMatches(sig, body, secret)
+	}
+	return false
+}
+
+func hmacMatches(hexSig string, body []byte, secret string) bool {
+	got, err := hex.DecodeString(strings.TrimSpace(hexSig))
+	if err != nil || len(got) != sha256.Size {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+// parseHook reads the event and pushed ref of a webhook request. Only push
+// payloads are decoded; the three forges all carry the ref in "ref".
+func parseHook(h http.Header, body []byte) (hook, error) {
+	forge, event, ok := classifyHook(h)
+	if !ok {
+		return hook{}, fmt.Errorf("%w: no GitHub, GitLab or Gitea headers", errBadPayload)
+	}
+	hk := hook{forge: forge, event: event}
+	if event != "push" && event != "tag_push" {
+		return hk, nil
+	}
+	if forge == ForgeGitHub {
+		if ct, _, _ := mime.ParseMediaType(h.Get("Content-Type")); ct == "application/x-www-form-urlencoded" {
+			form, err := url.ParseQuery(string(body))
+			if err != nil {
+				return hk, fmt.Errorf("%w: %w", errBadPayload, err)
+			}
+			body = []byte(form.Get("payload"))
+		}
+	}
+	var p struct {
+		Ref string `json:"ref"`
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return hk, fmt.Errorf("%w: %w", errBadPayload, err)
+	}
+	if !strings.HasPrefix(p.Ref, "refs/") {
+		return hk, fmt.Errorf("%w: push without a full ref name", errBadPayload)
+	}
+	hk.ref = p.Ref
+	return hk, nil
+}
+
+// trackedRef is the full ref a webhook push must name to trigger a sync;
+// "" for a pinned commit, which no push moves.
+func (c RepoConfig) trackedRef() string {
+	switch {
+	case c.Tag != "":
+		return "refs/tags/" + c.Tag
+	case c.Branch != "":
+		return "refs/heads/" + c.Branch
+	}
+	return ""
+}
+
+// WebhookHandler serves POST /hooks/git/{repo} for GitHub
+// (X-Hub-Signature-256), GitLab (X-Gitlab-Token) and Gitea
+// (X-Gitea-Signature). A push to the tracked ref triggers a sync (202);
+// pings and other refs are acknowledged without one (200); a missing or bad
+// signature gets 401, an unknown repository 404, a repository without a
+// webhook secret 403, and a body over Options.MaxWebhookBody 413. Mount it
+// with WebhookPath; other mounts work too, the repository being the last
+// path element.
+func (s *Syncer) WebhookHandler() http.Handler {
+	return http.HandlerFunc(s.serveHook)
+}
+
+func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		hookReply(w, http.StatusMethodNotAllowed, "", false, "use POST")
+		return
+	}
+	name := r.PathValue("repo")
+	if name == "" {
+		name = r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	}
+	wk, ok := s.workers[name]
+	if !ok {
+		hookReply(w, http.StatusNotFound, name, false, "unknown repository; check the webhook URL")
+		return
+	}
+	if wk.cfg.WebhookSecret == "" {
+		hookReply(w, http.StatusForbidden, name, false, "webhooks are not enabled for this repository: set its webhookSecret")
+		return
+	}
+	limit := s.opts.MaxWebhookBody
+	if r.ContentLength > limit {
+		hookReply(w, http.StatusRequestEntityTooLarge, name, false, fmt.Sprintf("body over %d bytes", limit))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			hookReply(w, http.StatusRequestEntityTooLarge, name, false, fmt.Sprintf("body over %d bytes", limit))
+			return
+		}
+		hookReply(w, http.StatusBadRequest, name, false, "cannot read body")
+		return
+	}
+	forge, _, known := classifyHook(r.Header)
+	if !known || !authenticate(forge, r.Header, body, wk.cfg.WebhookSecret) {
+		s.log.Warn("webhook refused: bad or missing signature", "repo", name, "remote", r.RemoteAddr, "forge", forge)
+		hookReply(w, http.StatusUnauthorized, name, false, "bad or missing signature or token")
+		return
+	}
+	hk, err := parseHook(r.Header, body)
+	if err != nil {
+		hookReply(w, http.StatusBadRequest, name, false, err.Error())
+		return
+	}
+	switch {
+	case hk.event == "ping":
+		hookReply(w, http.StatusOK, name, false, "pong")
+	case hk.event != "push" && hk.event != "tag_push":
+		hookReply(w, http.StatusOK, name, false, fmt.Sprintf("event %q ignored", hk.event))
+	case hk.ref != wk.cfg.trackedRef():
+		hookReply(w, http.StatusOK, name, false, fmt.Sprintf("push to %s ignored; tracking %s", hk.ref, wk.cfg.Ref()))
+	default:
+		wk.kick()
+		s.log.Debug("webhook triggered sync", "repo", name, "forge", hk.forge, "ref", hk.ref)
+		hookReply(w, http.StatusAccepted, name, true, "sync triggered")
+	}
+}
+
+func hookReply(w http.ResponseWriter, code int, repo string, triggered bool, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Repo      string `json:"repo,omitempty"`
+		Triggered bool   `json:"triggered"`
+		Message   string `json:"message"`
+	}{repo, triggered, msg})
+}

@@ -1,0 +1,187 @@
+package gitsync
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func sign(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func TestWebhook(t *testing.T) {
+	const secret = "s3cret-for-tests"
+	origin := newGitRepo(t)
+	origin.commit("init", map[string]string{"a": "1"})
+	s, _ := newTestSyncer(t,
+		RepoConfig{Name: "deploy", URL: origin.dir, WebhookSecret: secret},
+		RepoConfig{Name: "tagged", URL: origin.dir, Tag: "v1", WebhookSecret: secret},
+		RepoConfig{Name: "nosecret", URL: origin.dir},
+	)
+	s.opts.MaxWebhookBody = 4096
+	mux := http.NewServeMux()
+	mux.Handle(WebhookPath, s.WebhookHandler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	push := func(ref string) []byte { return []byte(`{"ref":"` + ref + `","after":"abc"}`) }
+	main := push("refs/heads/main")
+	huge := append([]byte(`{"ref":"refs/heads/main","pad":"`), bytes.Repeat([]byte("x"), 5000)...)
+	huge = append(huge, `"}`...)
+	form := []byte("payload=" + url.QueryEscape(string(main)))
+
+	tests := []struct {
+		name      string
+		repo      string
+		method    string
+		body      []byte
+		headers   map[string]string
+		chunked   bool
+		want      int
+		triggered string // repo expected to be triggered
+	}{
+		{name: "github push", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
+			want: http.StatusAccepted, triggered: "deploy"},
+		{name: "github form-encoded push", repo: "deploy", body: form,
+			headers: map[string]string{"X-GitHub-Event": "push", "Content-Type": "application/x-www-form-urlencoded", "X-Hub-Signature-256": "sha256=" + sign(secret, form)},
+			want: http.StatusAccepted, triggered: "deploy"},
+		{name: "github ping", repo: "deploy", body: []byte(`{"zen":"hi"}`),
+			headers: map[string]string{"X-GitHub-Event": "ping", "X-Hub-Signature-256": "sha256=" + sign(secret, []byte(`{"zen":"hi"}`))},
+			want: http.StatusOK},
+		{name: "github bad signature", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("wrong", main)},
+			want: http.StatusUnauthorized},
+		{name: "github signature of another body", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, push("refs/heads/dev"))},
+			want: http.StatusUnauthorized},
+		{name: "github missing signature", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push"}, want: http.StatusUnauthorized},
+		{name: "github sha1 only", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature": "sha1=00"}, want: http.StatusUnauthorized},
+		{name: "github other branch", repo: "deploy", body: push("refs/heads/dev"),
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, push("refs/heads/dev"))},
+			want: http.StatusOK},
+		{name: "github tag push to tag-tracking repo", repo: "tagged", body: push("refs/tags/v1"),
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, push("refs/tags/v1"))},
+			want: http.StatusAccepted, triggered: "tagged"},
+		{name: "github branch push to tag-tracking repo", repo: "tagged", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
+			want: http.StatusOK},
+		{name: "gitlab push", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret},
+			want: http.StatusAccepted, triggered: "deploy"},
+		{name: "gitlab bad token", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret + "x"},
+			want: http.StatusUnauthorized},
+		{name: "gitlab missing token", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitlab-Event": "Push Hook"}, want: http.StatusUnauthorized},
+		{name: "gitlab other branch", repo: "deploy", body: push("refs/heads/dev"),
+			headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret}, want: http.StatusOK},
+		{name: "gitea push", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign(secret, main)},
+			want: http.StatusAccepted, triggered: "deploy"},
+		{name: "gitea bad signature", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign("nope", main)},
+			want: http.StatusUnauthorized},
+		{name: "gitea truncated signature", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign(secret, main)[:10]},
+			want: http.StatusUnauthorized},
+		{name: "gitea other branch", repo: "deploy", body: push("refs/heads/dev"),
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign(secret, push("refs/heads/dev"))},
+			want: http.StatusOK},
+		{name: "no forge headers", repo: "deploy", body: main, want: http.StatusUnauthorized},
+		{name: "unknown repo", repo: "nope", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
+			want: http.StatusNotFound},
+		{name: "repo without secret", repo: "nosecret", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("", main)},
+			want: http.StatusForbidden},
+		{name: "huge body", repo: "deploy", body: huge,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, huge)},
+			want: http.StatusRequestEntityTooLarge},
+		{name: "huge body chunked", repo: "deploy", body: huge, chunked: true,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, huge)},
+			want: http.StatusRequestEntityTooLarge},
+		{name: "signed garbage", repo: "deploy", body: []byte("{not json"),
+			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, []byte("{not json"))},
+			want: http.StatusBadRequest},
+		{name: "GET", repo: "deploy", method: http.MethodGet, want: http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			var body io.Reader = bytes.NewReader(tt.body)
+			if tt.chunked {
+				body = io.MultiReader(body) // hides the length: sent chunked
+			}
+			req, err := http.NewRequest(method, srv.URL+"/hooks/git/"+tt.repo, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tt.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("status %d, want %d (%s)", resp.StatusCode, tt.want, strings.TrimSpace(string(msg)))
+			}
+			for name, w := range s.workers {
+				got := drain(w.trigger)
+				if got != (name == tt.triggered) {
+					t.Errorf("repo %s triggered=%v, want %v", name, got, name == tt.triggered)
+				}
+			}
+		})
+	}
+}
+
+func drain(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func FuzzParseHook(f *testing.F) {
+	f.Add("push", "", []byte(`{"ref":"refs/heads/main"}`))
+	f.Add("push", "application/x-www-form-urlencoded", []byte(`payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D`))
+	f.Add("ping", "", []byte(`{}`))
+	f.Add("push", "", []byte(`{"ref":5}`))
+	f.Fuzz(func(t *testing.T, event, contentType string, body []byte) {
+		for _, h := range []http.Header{
+			{"X-Github-Event": {event}, "Content-Type": {contentType}},
+			{"X-Gitlab-Event": {event}},
+			{"X-Gitea-Event": {event}},
+		} {
+			hk, err := parseHook(h, body)
+			if err == nil && (hk.event == "push" || hk.event == "tag_push") && !strings.HasPrefix(hk.ref, "refs/") {
+				t.Fatalf("accepted push without a full ref: %+v", hk)
+			}
+			// Authentication must never pass with a wrong secret.
+			if authenticate(hk.forge, h, body, "secret") {
+				t.Fatalf("authenticated without a signature: %v", h)
+			}
+		}
+	})
+}
