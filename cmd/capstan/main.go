@@ -48,6 +48,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(
+		newImageCmd(),
 		newVersionCmd(),
 		newSchemaCmd(),
 		newValidateCmd(),

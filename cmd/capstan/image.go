@@ -1,0 +1,217 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/capstanhq/capstan/registry"
+	"github.com/spf13/cobra"
+)
+
+// imagePasswordEnv holds the registry password, so that it never shows in a
+// process listing.
+const imagePasswordEnv = "CAPSTAN_REGISTRY_PASSWORD"
+
+func newImageCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Pack directories into OCI images, push them and list a registry",
+		Long: `Pack directories into OCI images, push them and list a registry.
+
+Images go to the embedded registry (127.0.0.1:5000 under 'capstan up') or any
+OCI registry. Registries on loopback and private addresses are reached over
+plain HTTP; --insecure allows plain HTTP to any. For a registry that needs a
+login, give --username and set ` + imagePasswordEnv + `.`,
+	}
+	cmd.AddCommand(newImagePackCmd(), newImagePushCmd(), newImageLsCmd())
+	return cmd
+}
+
+// imageRemoteFlags are the flags every verb that talks to a registry takes.
+type imageRemoteFlags struct {
+	insecure bool
+	username string
+}
+
+func (f *imageRemoteFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "allow plain HTTP to the registry (always allowed on loopback and private addresses)")
+	cmd.Flags().StringVar(&f.username, "username", "", "user for HTTP basic authentication; the password comes from $"+imagePasswordEnv)
+}
+
+func (f *imageRemoteFlags) options() (registry.RemoteOptions, error) {
+	o := registry.RemoteOptions{Insecure: f.insecure, Username: f.username}
+	if f.username != "" {
+		o.Password = os.Getenv(imagePasswordEnv)
+		if o.Password == "" {
+			return o, fmt.Errorf("--username %s given but $%s is empty: set it to the password", f.username, imagePasswordEnv)
+		}
+	}
+	return o, nil
+}
+
+func newImagePackCmd() *cobra.Command {
+	var (
+		entrypoint, workdir, user, tag, output string
+		args, env, ports, labels               []string
+		push                                   bool
+		remote                                 imageRemoteFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "pack DIR --entrypoint CMD --tag REF",
+		Short: "Pack a directory into a single-layer linux/amd64 image",
+		Long: `Pack a directory into a single-layer linux/amd64 OCI image whose root is DIR.
+
+Packing is reproducible: the same directory and flags give the same digest.
+Symbolic links must stay inside DIR. The digest is printed; -o writes the image
+to a tarball (docker save format) and --push uploads it to REF.`,
+		Example: `  capstan image pack ./out --entrypoint /hello --port 8080 --env VERSION=v1 \
+      --tag 127.0.0.1:5000/examples/hello:v1 --push`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			cfg := registry.ImageConfig{
+				Entrypoint:   strings.Fields(entrypoint),
+				Cmd:          args,
+				Env:          env,
+				WorkingDir:   workdir,
+				ExposedPorts: ports,
+				User:         user,
+			}
+			var err error
+			if cfg.Labels, err = imageParseLabels(labels); err != nil {
+				return err
+			}
+			ro, err := remote.options()
+			if err != nil {
+				return err
+			}
+			// Parse the tag before packing, so a typo fails fast.
+			if _, err := registry.ParseReference(tag, ro); err != nil {
+				return fmt.Errorf("--tag: %w", err)
+			}
+			img, err := registry.PackDir(argv[0], cfg)
+			if err != nil {
+				return err
+			}
+			dg, err := img.Digest()
+			if err != nil {
+				return fmt.Errorf("pack %s: %w", argv[0], err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "packed %s %s\n", tag, dg)
+			if output != "" {
+				if err := registry.WriteTarball(img, tag, output); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "wrote %s\n", output)
+			}
+			if push {
+				ref, err := registry.Push(cmd.Context(), img, tag, ro)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "pushed %s\n", ref)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&entrypoint, "entrypoint", "", "program to run and its first arguments, separated by spaces (required)")
+	f.StringArrayVar(&args, "arg", nil, "default argument after the entrypoint (repeatable)")
+	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringArrayVar(&ports, "port", nil, "exposed port PORT or PORT/PROTO, PROTO one of tcp, udp, sctp (repeatable)")
+	f.StringArrayVar(&labels, "label", nil, "image label KEY=VALUE (repeatable)")
+	f.StringVar(&workdir, "workdir", "/", "working directory inside the image")
+	f.StringVar(&user, "user", "", "user[:group] to run as (default root)")
+	f.StringVar(&tag, "tag", "", "image reference HOST[:PORT]/REPOSITORY[:TAG] (required)")
+	f.StringVarP(&output, "output", "o", "", "write the image to this tarball file")
+	f.BoolVar(&push, "push", false, "push the image to --tag")
+	remote.register(cmd)
+	_ = cmd.MarkFlagRequired("entrypoint")
+	_ = cmd.MarkFlagRequired("tag")
+	return cmd
+}
+
+// imageParseLabels turns KEY=VALUE flags into a map; a repeated key is an
+// error rather than a silent overwrite.
+func imageParseLabels(flags []string) (map[string]string, error) {
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	labels := make(map[string]string, len(flags))
+	for _, s := range flags {
+		kv, err := registry.ParseKeyValue(s)
+		if err != nil {
+			return nil, fmt.Errorf("--label %w", err)
+		}
+		if _, dup := labels[kv.Key]; dup {
+			return nil, fmt.Errorf("--label %q: key %s given twice: keep one", s, kv.Key)
+		}
+		labels[kv.Key] = kv.Value
+	}
+	return labels, nil
+}
+
+func newImagePushCmd() *cobra.Command {
+	var (
+		tag    string
+		remote imageRemoteFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "push FILE --tag REF",
+		Short: "Push an image tarball (from 'image pack -o' or 'docker save') to a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			ro, err := remote.options()
+			if err != nil {
+				return err
+			}
+			img, err := registry.ReadTarball(argv[0])
+			if err != nil {
+				return err
+			}
+			ref, err := registry.Push(cmd.Context(), img, tag, ro)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pushed %s\n", ref)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&tag, "tag", "", "image reference HOST[:PORT]/REPOSITORY[:TAG] (required)")
+	remote.register(cmd)
+	_ = cmd.MarkFlagRequired("tag")
+	return cmd
+}
+
+func newImageLsCmd() *cobra.Command {
+	var (
+		addr   string
+		remote imageRemoteFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "ls [--registry HOST:PORT]",
+		Short: "List the repositories and tags of a registry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ro, err := remote.options()
+			if err != nil {
+				return err
+			}
+			repos, err := registry.List(cmd.Context(), addr, ro)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REPOSITORY\tTAGS")
+			for _, r := range repos {
+				fmt.Fprintf(tw, "%s/%s\t%s\n", addr, r.Name, strings.Join(r.Tags, ", "))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&addr, "registry", registry.DefaultAddr, "registry address HOST[:PORT]")
+	remote.register(cmd)
+	return cmd
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/capstanhq/capstan/internal/testimage"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// imageRun runs `capstan image ARGS...` in process and returns its output.
+func imageRun(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newImageCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(t.Context())
+	return out.String(), err
+}
+
+func TestImagePackPushLs(t *testing.T) {
+	addr := testimage.StartRegistry(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app"), []byte("#!/bin/true\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tarball := filepath.Join(t.TempDir(), "app.tar")
+	ref := addr + "/examples/app:v1"
+
+	out, err := imageRun(t, "pack", dir, "--entrypoint", "/app --serve", "--arg", "x",
+		"--tag", ref, "--env", "VERSION=v1", "--port", "8080", "--port", "53/udp",
+		"--label", "team=core", "-o", tarball, "--push")
+	if err != nil {
+		t.Fatalf("pack: %v\n%s", err, out)
+	}
+	var digest string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "packed" {
+			digest = f[2]
+		}
+	}
+	if !strings.HasPrefix(digest, "sha256:") || !strings.Contains(out, "pushed "+addr+"/examples/app@"+digest) {
+		t.Fatalf("pack output lacks the digest it pushed:\n%s", out)
+	}
+
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r, remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cf.Config
+	if strings.Join(c.Entrypoint, " ") != "/app --serve" || strings.Join(c.Cmd, " ") != "x" ||
+		strings.Join(c.Env, ",") != "VERSION=v1" || c.Labels["team"] != "core" || len(c.ExposedPorts) != 2 {
+		t.Errorf("pushed config %+v does not match the flags", c)
+	}
+
+	// The tarball pushes under another name with the same digest.
+	out, err = imageRun(t, "push", tarball, "--tag", addr+"/copies/app:v2")
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "pushed "+addr+"/copies/app@"+digest) {
+		t.Errorf("push from tarball gave another digest than pack (%s):\n%s", digest, out)
+	}
+
+	out, err = imageRun(t, "ls", "--registry", addr)
+	if err != nil {
+		t.Fatalf("ls: %v\n%s", err, out)
+	}
+	var rows []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		rows = append(rows, strings.Join(strings.Fields(line), " "))
+	}
+	want := []string{"REPOSITORY TAGS", addr + "/copies/app v2", addr + "/examples/app v1"}
+	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ls output:\n%s\nwant rows %q", out, want)
+	}
+}
+
+func TestImagePackRejectsBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"bad env", []string{"--env", "NOVALUE"}, "KEY=VALUE"},
+		{"bad port", []string{"--port", "99999"}, "1 to 65535"},
+		{"bad label", []string{"--label", "=x"}, "--label"},
+		{"duplicate label", []string{"--label", "a=1", "--label", "a=2"}, "given twice"},
+		{"tag without registry", []string{"--tag", "examples/app:v1"}, "names no registry"},
+		{"username without password", []string{"--username", "ci"}, imagePasswordEnv},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(imagePasswordEnv, "")
+			args := append([]string{"pack", dir, "--entrypoint", "/app", "--tag", "127.0.0.1:1/x:v1"}, tc.args...)
+			out, err := imageRun(t, args...)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("pack %v = %v, want an error containing %q\n%s", tc.args, err, tc.wantErr, out)
+			}
+		})
+	}
+}
+
+// FuzzImageParseLabels checks that accepted label flags keep every key and
+// value exactly.
+func FuzzImageParseLabels(f *testing.F) {
+	f.Add("a=1", "b=2")
+	f.Add("a=1", "a=2")
+	f.Add("=", "x")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		labels, err := imageParseLabels([]string{a, b})
+		if err != nil {
+			return
+		}
+		if len(labels) != 2 {
+			t.Fatalf("%q, %q gave %d labels", a, b, len(labels))
+		}
+		for _, s := range []string{a, b} {
+			k, v, _ := strings.Cut(s, "=")
+			if got, ok := labels[k]; !ok || got != v {
+				t.Fatalf("label %q lost: %v", s, labels)
+			}
+		}
+	})
+}
