@@ -135,13 +135,14 @@ func New(opts Options, log *slog.Logger) (*Manager, error) {
 		}
 	}
 	// Plugin dirs and prefix must come before the networks: each network
-	// captures the plugin search path when it is added.
+	// captures the plugin search path when it is added. The pod network
+	// goes first so its interface is eth0 (the index names it).
 	c, err := cni.New(
 		cni.WithPluginDir(opts.PluginDirs),
 		cni.WithInterfacePrefix("eth"),
 		cni.WithMinNetworkCount(1),
-		cni.WithLoNetwork,
 		cni.WithConfListBytes(conf),
+		cni.WithLoNetwork,
 	)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: load CNI config: %w (check the conflist)", opts.NetworkName, err)

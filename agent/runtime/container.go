@@ -242,7 +242,7 @@ func (c *Containerd) ContainerStatus(ctx context.Context, id string) (ContainerS
 }
 
 func (c *Containerd) status(ctx context.Context, ctr containerd.Container) (ContainerStatus, error) {
-	info, err := ctr.Info(ctx, containerd.WithoutRefreshedMetadata)
+	info, err := ctr.Info(ctx)
 	if err != nil {
 		return ContainerStatus{}, fmt.Errorf("container %s: info: %w", ctr.ID(), err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,8 @@ type env struct {
 	reg   string // registry address
 	ns    string
 	cgDir string
+	proc  *runtime.Process
+	stop  func() // stops the containerd child and waits for it
 }
 
 var envSeq atomic.Int32
@@ -65,19 +68,8 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, dir: dir, ns: "capstan-test-" + tag}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(dir, "ctrd")}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- proc.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("containerd process: %v", err)
-		}
-	})
+	e.startContainerd(log)
+	t.Cleanup(func() { e.stop() })
 
 	netOpts := network.Options{
 		PodCIDR: fmt.Sprintf("10.99.%d.0/24", (os.Getpid()*7+n)%250),
@@ -90,7 +82,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.opts = runtime.Options{
-		Address:      proc.Address(),
+		Address:      e.proc.Address(),
 		Namespace:    e.ns,
 		DataDir:      filepath.Join(dir, "data"),
 		RunDir:       filepath.Join(dir, "run"),
@@ -107,6 +99,26 @@ func newEnv(t *testing.T) *env {
 	e.image = e.reg + "/test/testbox:v1"
 	testimage.Build(t, testboxPkg, e.image, registry.ImageConfig{Env: []string{"FROM_IMAGE=yes"}})
 	return e
+}
+
+// startContainerd runs the containerd child for this test, on the same
+// directory each time.
+func (e *env) startContainerd(log *slog.Logger) {
+	e.t.Helper()
+	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(e.dir, "ctrd")}, log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- proc.Start(ctx) }()
+	e.proc = proc
+	e.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("containerd process: %v", err)
+		}
+	}
 }
 
 // newRuntime connects a fresh Runtime to the same containerd, as an agent
@@ -196,6 +208,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 func (e *env) waitExited(id string, timeout time.Duration) runtime.ContainerStatus {
 	e.t.Helper()
 	var st runtime.ContainerStatus
+	defer func() {
+		if e.t.Failed() {
+			e.t.Logf("last status of %s: %+v", id, st)
+		}
+	}()
 	eventually(e.t, timeout, "container "+id+" to exit", func() bool {
 		var err error
 		st, err = e.rt.ContainerStatus(context.Background(), id)
@@ -246,4 +263,16 @@ func logText(t *testing.T, st runtime.ContainerStatus) string {
 		t.Fatalf("read log of %s: %v", st.ID, err)
 	}
 	return string(b)
+}
+
+// closedPort returns a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

@@ -75,7 +75,9 @@ func (c *Containerd) resolver(ctx context.Context) (remotes.Resolver, error) {
 		}
 		return "", "", nil
 	}
-	secure := config.ConfigureHosts(ctx, config.HostOptions{Credentials: creds})
+	// An explicit https scheme: containerd would otherwise speak plain HTTP
+	// to any loopback registry, and only listed registries may be insecure.
+	secure := config.ConfigureHosts(ctx, config.HostOptions{Credentials: creds, DefaultScheme: "https"})
 	plain := config.ConfigureHosts(ctx, config.HostOptions{Credentials: creds, DefaultScheme: "http"})
 	hosts := func(host string) ([]docker.RegistryHost, error) {
 		if c.insecure(host) {

@@ -10,6 +10,7 @@
 //	spam N                 print N numbered lines, then wait for SIGTERM
 //	cat FILE               print FILE
 //	echo ARGS...           print ARGS and "to stderr" on stderr
+//	env                    print the environment, one variable a line
 package main
 
 import (
@@ -36,7 +37,13 @@ func main() {
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ignoring SIGTERM")
-		select {}
+		// Block on a signal channel: a bare select{} would be reported
+		// as a deadlock by the Go runtime.
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGUSR2)
+		for {
+			<-c
+		}
 	case "exit":
 		code, _ := strconv.Atoi(args[0])
 		fmt.Println("exiting", code)
@@ -70,6 +77,10 @@ func main() {
 	case "echo":
 		fmt.Println(strings.Join(args, " "))
 		fmt.Fprintln(os.Stderr, "to stderr")
+	case "env":
+		for _, kv := range os.Environ() {
+			fmt.Println(kv)
+		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)

@@ -1,0 +1,193 @@
+package network_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/capstanhq/capstan/agent/network"
+	"github.com/capstanhq/capstan/agent/network/nsfile"
+	"github.com/capstanhq/capstan/internal/testenv"
+)
+
+func newManager(t *testing.T, mutate func(*network.Options)) *network.Manager {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "ip")
+	dir, err := os.MkdirTemp("", "cstn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	tag := fmt.Sprintf("%d%d", os.Getpid()%1000, len(t.Name()))
+	opts := network.Options{
+		PodCIDR: fmt.Sprintf("10.99.%d.0/24", 200+os.Getpid()%50),
+		RunDir:  filepath.Join(dir, "netns"),
+		IPAMDir: filepath.Join(dir, "ipam"),
+		Bridge:  "cstn" + tag,
+	}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	m, err := network.New(opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.RemoveBridge(context.Background()); err != nil {
+			t.Error(err)
+		}
+		if _, err := net.InterfaceByName(opts.Bridge); err == nil {
+			t.Errorf("bridge %s still exists", opts.Bridge)
+		}
+	})
+	return m
+}
+
+func TestSetupAndTeardown(t *testing.T) {
+	m := newManager(t, nil)
+	ctx := context.Background()
+	att, err := m.Setup(ctx, "pod-a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Teardown(context.Background(), "pod-a") })
+	cidr := netip.MustParsePrefix(m.Options().PodCIDR)
+	if !cidr.Contains(att.IP) || !cidr.Contains(att.Gateway) || att.IP == att.Gateway {
+		t.Errorf("attachment %+v not in %s", att, cidr)
+	}
+	if !nsfile.IsMounted(att.NetNSPath) {
+		t.Fatalf("%s is not a namespace file", att.NetNSPath)
+	}
+	// Inside the namespace: eth0 with the pod address, lo up, default route.
+	out, err := nsExec(att.NetNSPath, "ip", "addr", "show", "eth0")
+	if err != nil || !strings.Contains(out, att.IP.String()+"/24") {
+		t.Errorf("eth0 in the pod: %v\n%s", err, out)
+	}
+	out, err = nsExec(att.NetNSPath, "ip", "route")
+	if err != nil || !strings.Contains(out, "default via "+att.Gateway.String()) {
+		t.Errorf("routes in the pod: %v\n%s", err, out)
+	}
+	// The node reaches the pod over the bridge.
+	l := listenIn(t, att.NetNSPath, net.JoinHostPort(att.IP.String(), "0"))
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Write([]byte("hi"))
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatalf("dial the pod from the node: %v", err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hi" {
+		t.Errorf("read from the pod: %q, %v", buf, err)
+	}
+	c.Close()
+
+	if err := m.Teardown(ctx, "pod-a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(att.NetNSPath); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("namespace file left: %v", err)
+	}
+	if err := m.Teardown(ctx, "pod-a"); err != nil {
+		t.Errorf("second Teardown: %v", err)
+	}
+	// The address is free again: the next pod gets it.
+	att2, err := m.Setup(ctx, "pod-b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Teardown(ctx, "pod-b")
+	if att2.IP != att.IP {
+		t.Logf("address not reused (%s then %s); host-local allocates round-robin", att.IP, att2.IP)
+	}
+}
+
+func TestBadConfListFailsCleanly(t *testing.T) {
+	m := newManager(t, func(o *network.Options) {
+		o.ConfList = []byte(`{"cniVersion":"1.0.0","name":"bad","plugins":[{"type":"no-such-plugin"}]}`)
+	})
+	id := fmt.Sprintf("pod-x-%d", os.Getpid())
+	// go-cni stops a DEL at the first failing network, so the loopback's
+	// entry in libcni's result cache (/var/lib/cni/results) outlives a
+	// broken conflist; remove it here.
+	t.Cleanup(func() { os.Remove("/var/lib/cni/results/cni-loopback-" + id + "-lo") })
+	_, err := m.Setup(context.Background(), id, nil)
+	if !errors.Is(err, network.ErrCNI) || !strings.Contains(err.Error(), "no-such-plugin") {
+		t.Fatalf("Setup with a missing plugin: err = %v, want ErrCNI naming the plugin", err)
+	}
+	if _, err := os.Stat(m.NetNSPath(id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("namespace left after failure: %v", err)
+	}
+}
+
+func TestExhaustedCIDR(t *testing.T) {
+	m := newManager(t, func(o *network.Options) { o.PodCIDR = "10.99.253.0/30" })
+	ctx := context.Background()
+	if _, err := m.Setup(ctx, "p1", nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Teardown(context.Background(), "p1") })
+	_, err := m.Setup(ctx, "p2", nil)
+	if !errors.Is(err, network.ErrCNI) || !strings.Contains(err.Error(), "no IP addresses available") {
+		t.Fatalf("Setup on a full CIDR: %v", err)
+	}
+	if _, err := os.Stat(m.NetNSPath("p2")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("namespace left after failure: %v", err)
+	}
+}
+
+// nsExec runs a command inside the network namespace bound at path.
+func nsExec(path string, args ...string) (string, error) {
+	full := append([]string{"--net=" + path}, args...)
+	out, err := exec.Command("nsenter", full...).CombinedOutput()
+	return string(out), err
+}
+
+// listenIn opens a TCP listener inside the network namespace at path. The
+// socket keeps its namespace after the thread switches back.
+func listenIn(t *testing.T, path, addr string) net.Listener {
+	t.Helper()
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// The thread is left locked so it dies with the goroutine, never
+		// returning to the pool in the pod's namespace.
+		runtime.LockOSThread()
+		f, err := os.Open(path)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: err}
+			return
+		}
+		l, err := net.Listen("tcp", addr)
+		ch <- result{l, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("listen in %s: %v", path, r.err)
+	}
+	t.Cleanup(func() { r.l.Close() })
+	return r.l
+}

@@ -1,0 +1,134 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/agent/network"
+	"github.com/capstanhq/capstan/agent/runtime"
+)
+
+// A fresh Runtime, as after an agent restart, finds the running pods from
+// containerd labels and sandbox files, with the same task PIDs, and can
+// manage them; nothing is restarted.
+func TestAdoptAfterRestart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb := e.pod("adopt", "data")
+	web := e.start(sb, runtime.ContainerSpec{Name: "web", Args: []string{"sleep"}})
+	done := e.start(sb, runtime.ContainerSpec{Name: "job", Attempt: 2, Args: []string{"exit", "0"}})
+	e.waitExited(done.ID, time.Minute)
+
+	// The agent restarts, and its containerd child with it.
+	e.rt.Close()
+	e.stop()
+	e.startContainerd(slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	e.rt = e.newRuntime()
+
+	pods, err := e.rt.ListPods(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods) != 1 {
+		t.Fatalf("ListPods = %d pods, want 1: %+v", len(pods), pods)
+	}
+	p := pods[0]
+	if p.Sandbox.PodUID != sb.PodUID || p.Sandbox.IP != sb.IP || p.Sandbox.NetNSPath != sb.NetNSPath ||
+		p.Sandbox.PodName != "adopt" || p.Sandbox.App != "shop" {
+		t.Errorf("adopted sandbox = %+v, want %+v", p.Sandbox, sb)
+	}
+	if len(p.Containers) != 2 {
+		t.Fatalf("adopted containers = %+v, want job and web", p.Containers)
+	}
+	job, got := p.Containers[0], p.Containers[1]
+	if got.ID != web.ID || got.PID != web.PID || got.State != runtime.StateRunning || got.Name != "web" || got.Attempt != 0 ||
+		!got.StartedAt.Equal(web.StartedAt) {
+		t.Errorf("adopted web = %+v, want running %s with pid %d", got, web.ID, web.PID)
+	}
+	if job.Name != "job" || job.Attempt != 2 || job.State != runtime.StateExited || job.Reason != runtime.ReasonCompleted {
+		t.Errorf("adopted job = %+v, want exited Completed attempt 2", job)
+	}
+	// The adopted container is still managed: its log still flows and it stops.
+	if err := e.rt.StopContainer(ctx, web.ID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logText(t, got), "stdout got SIGTERM") {
+		t.Errorf("log after adoption lacks the SIGTERM line:\n%s", logText(t, got))
+	}
+	// Creating the sandbox again is idempotent: same namespace and IP.
+	again, err := e.rt.CreatePodSandbox(ctx, runtime.PodSpec{UID: sb.PodUID, Name: "adopt", App: "shop"})
+	if err != nil || again.IP != sb.IP || again.NetNSPath != sb.NetNSPath {
+		t.Errorf("CreatePodSandbox again = %+v, %v; want the existing sandbox", again, err)
+	}
+
+	// RemovePod leaves nothing behind.
+	if err := e.rt.RemovePod(ctx, sb.PodUID); err != nil {
+		t.Fatal(err)
+	}
+	if pods, err := e.rt.ListPods(ctx); err != nil || len(pods) != 0 {
+		t.Errorf("after RemovePod: ListPods = %+v, %v", pods, err)
+	}
+	for _, p := range []string{sb.NetNSPath, sb.UTSPath, sb.IPCPath, sb.Dir} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still exists after RemovePod (%v)", p, err)
+		}
+	}
+	if _, err := e.rt.ContainerStatus(ctx, web.ID); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("status of removed container: %v, want ErrNotFound", err)
+	}
+	if err := e.rt.RemovePod(ctx, sb.PodUID); err != nil {
+		t.Errorf("second RemovePod: %v", err)
+	}
+}
+
+// A CNI failure while creating a sandbox returns the plugin's message and
+// leaves no namespace, directory or address behind.
+func TestSandboxCNIFailureCleansUp(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	// A /30 has two addresses for host-local: the gateway and one pod.
+	netOpts := e.net.Options()
+	netOpts.PodCIDR = "10.99.254.0/30"
+	netOpts.Bridge = netOpts.Bridge + "t"
+	netOpts.NetworkName = "tiny"
+	tiny, err := network.New(netOpts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tiny.RemoveBridge(context.Background()) })
+	opts := e.opts
+	opts.Network = tiny
+	rt := e.runtimeWith(opts)
+
+	first, err := rt.CreatePodSandbox(ctx, runtime.PodSpec{UID: "tiny-1", Name: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.RemovePod(context.Background(), first.PodUID) })
+	_, err = rt.CreatePodSandbox(ctx, runtime.PodSpec{UID: "tiny-2", Name: "two"})
+	if !errors.Is(err, network.ErrCNI) || !strings.Contains(err.Error(), "no IP addresses available") {
+		t.Fatalf("second sandbox on a full CIDR: err = %v, want ErrCNI with the plugin's message", err)
+	}
+	for _, p := range []string{tiny.NetNSPath("tiny-2"), filepath.Join(opts.RunDir, "pods", "tiny-2"), filepath.Join(opts.DataDir, "pods", "tiny-2")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left behind after the failure (%v)", p, err)
+		}
+	}
+	// Freeing the first pod's address makes room again.
+	if err := rt.RemovePod(ctx, first.PodUID); err != nil {
+		t.Fatal(err)
+	}
+	second, err := rt.CreatePodSandbox(ctx, runtime.PodSpec{UID: "tiny-2", Name: "two"})
+	if err != nil {
+		t.Fatalf("sandbox after the address was freed: %v", err)
+	}
+	if err := rt.RemovePod(ctx, second.PodUID); err != nil {
+		t.Fatal(err)
+	}
+}
