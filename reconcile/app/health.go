@@ -1,0 +1,121 @@
+package app
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/reconcile"
+	"github.com/capstanhq/capstan/reconcile/workload"
+)
+
+// Container waiting reasons that make an app Degraded at once.
+var degradedReasons = []string{"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerError", "InvalidImageName"}
+
+// Health rolls an App's health up from its workloads and their pods:
+// Degraded when any pod group has crash-looping, unpullable or
+// unschedulable pods or a stalled rollout; else Progressing when any pod
+// group is not yet at its desired, updated and available count; else
+// Healthy. The message names each pod group at the worst level and why,
+// sorted by name.
+func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, message string) {
+	haveW := map[string]*api.Workload{}
+	for _, w := range workloads {
+		if reconcile.OwnedBy(w, api.KindApp, a.Metadata.UID) {
+			haveW[w.Metadata.Name] = w
+		}
+	}
+	podsOf := map[string][]*api.Pod{}
+	for _, p := range pods {
+		if reconcile.Terminating(p) {
+			continue
+		}
+		if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload {
+			podsOf[o.Name] = append(podsOf[o.Name], p)
+		}
+	}
+	var degraded, progressing []string
+	for _, aw := range a.Spec.Workloads {
+		name := aw.Name
+		w := haveW[name]
+		if w == nil {
+			progressing = append(progressing, name+": not created yet")
+			continue
+		}
+		if why := degradedWhy(w, podsOf[name]); why != "" {
+			degraded = append(degraded, name+": "+why)
+			continue
+		}
+		if why := progressingWhy(w); why != "" {
+			progressing = append(progressing, name+": "+why)
+		}
+	}
+	switch {
+	case len(degraded) > 0:
+		slices.Sort(degraded)
+		return api.HealthDegraded, strings.Join(degraded, "; ")
+	case len(progressing) > 0:
+		slices.Sort(progressing)
+		return api.HealthProgressing, strings.Join(progressing, "; ")
+	}
+	if len(a.Spec.Workloads) == 0 {
+		return api.HealthHealthy, "no pod groups"
+	}
+	return api.HealthHealthy, fmt.Sprintf("%d pod groups available", len(a.Spec.Workloads))
+}
+
+func degradedWhy(w *api.Workload, pods []*api.Pod) string {
+	if c := api.FindCondition(w.Status.Conditions, api.WorkloadDegraded); c != nil && c.Status == api.ConditionTrue {
+		return c.Message
+	}
+	slices.SortFunc(pods, func(a, b *api.Pod) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
+	var bad []string
+	for _, p := range pods {
+		if podDegraded(p) {
+			bad = append(bad, p.Metadata.Name)
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	first := bad[0]
+	for _, p := range pods {
+		if p.Metadata.Name == first {
+			if len(bad) == 1 {
+				return fmt.Sprintf("pod %s: %s", first, reconcile.PodProblem(p))
+			}
+			return fmt.Sprintf("%d pods failing, e.g. pod %s: %s", len(bad), first, reconcile.PodProblem(p))
+		}
+	}
+	return ""
+}
+
+func podDegraded(p *api.Pod) bool {
+	if p.Status.Phase == api.PodFailed {
+		return true
+	}
+	if c := api.FindCondition(p.Status.Conditions, api.PodScheduled); p.Spec.NodeName == "" && c != nil && c.Status == api.ConditionFalse {
+		return true
+	}
+	for _, c := range p.Status.Containers {
+		if c.State.Waiting != nil && slices.Contains(degradedReasons, c.State.Waiting.Reason) {
+			return true
+		}
+	}
+	return false
+}
+
+func progressingWhy(w *api.Workload) string {
+	st := w.Status
+	if st.ObservedGeneration < w.Metadata.Generation {
+		return "change not yet observed by the workload controller"
+	}
+	if c := api.FindCondition(st.Conditions, api.WorkloadProgressing); c != nil && c.Reason != workload.ReasonComplete {
+		return c.Message
+	}
+	if st.UpdatedReplicas < w.Spec.Replicas || st.AvailableReplicas < w.Spec.Replicas || st.Replicas > w.Spec.Replicas {
+		return fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedReplicas, w.Spec.Replicas, st.AvailableReplicas)
+	}
+	return ""
+}
