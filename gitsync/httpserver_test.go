@@ -29,7 +29,7 @@ func newGitHTTPServer(t testing.TB, user, pass string) *gitHTTPServer {
 	h := &cgi.Handler{
 		Path:   backend,
 		Stderr: io.Discard,
-		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root},
+		Env:    []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root},
 	}
 	var handler http.Handler = h
 	if user != "" {
