@@ -41,7 +41,7 @@ func describeSignature(c *object.Commit) Signature {
 		sig.Signer = sig.Key
 	case SignatureSSH:
 		if s, err := parseSSHSignature(c.PGPSignature); err == nil {
-			sig.Key = ssh.FingerprintSHA256(s.pub)
+			sig.Key = sshFingerprint(s.pub)
 			sig.Signer = sig.Key
 		}
 	}
@@ -146,3 +146,5 @@ func signedPayload(c *object.Commit) ([]byte, error) {
 	defer r.Close()
 	return io.ReadAll(r)
 }
+
+func sshFingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
