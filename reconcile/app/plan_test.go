@@ -241,4 +241,3 @@ func commitOf(o api.Object) string {
 	}
 	return "-"
 }
-

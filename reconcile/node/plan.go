@@ -1,0 +1,151 @@
+package node
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// Defaults. Kubernetes waits about 40 s to mark a node NotReady and five
+// minutes to evict; Capstan is quicker by default because its pods are
+// replaced, not moved.
+const (
+	DefaultGracePeriod     = 20 * time.Second
+	DefaultEvictionTimeout = 40 * time.Second
+)
+
+// Reasons on the Ready condition and on events.
+const (
+	ReasonStatusUnknown    = "NodeStatusUnknown"
+	ReasonHeartbeatResumed = "HeartbeatResumed"
+	ReasonNodeNotReady     = "NodeNotReady"
+	ReasonEvicted          = "Evicted"
+)
+
+// Options tune the node controller's decisions.
+type Options struct {
+	// GracePeriod is how long a node may go without a heartbeat before its
+	// Ready condition becomes Unknown (default 20 s).
+	GracePeriod time.Duration
+	// EvictionTimeout is how long after the last heartbeat the pods of a
+	// node that is not Ready are force-deleted (default 40 s).
+	EvictionTimeout time.Duration
+}
+
+// Validate checks the options and fills in defaults.
+func (o *Options) Validate() error {
+	if o.GracePeriod == 0 {
+		o.GracePeriod = DefaultGracePeriod
+	}
+	if o.EvictionTimeout == 0 {
+		o.EvictionTimeout = DefaultEvictionTimeout
+	}
+	if o.GracePeriod < 0 || o.EvictionTimeout < 0 {
+		return fmt.Errorf("node controller: grace period %s and eviction timeout %s must not be negative", o.GracePeriod, o.EvictionTimeout)
+	}
+	if o.EvictionTimeout < o.GracePeriod {
+		return fmt.Errorf("node controller: eviction timeout %s is shorter than the grace period %s; pods would be evicted from nodes still Ready", o.EvictionTimeout, o.GracePeriod)
+	}
+	return nil
+}
+
+// Plan is what the node controller must do for one node.
+type Plan struct {
+	// Status, when set, is the node with its Ready condition changed; write
+	// it to the node's status.
+	Status *api.Node
+	// Evict holds pods to force-delete: their node is gone.
+	Evict []*api.Pod
+	// RequeueAfter is when the node's state changes next if no heartbeat
+	// comes: the grace period or the eviction timeout running out.
+	RequeueAfter time.Duration
+	Events       []reconcile.Event
+}
+
+// LastHeartbeat is when the node was last heard from: its lease's renew
+// time, or its creation when it has no lease yet.
+func LastHeartbeat(n *api.Node, lease *api.Lease) time.Time {
+	t := n.Metadata.CreatedAt
+	if lease != nil && lease.Spec.RenewTime.After(t) {
+		t = lease.Spec.RenewTime
+	}
+	return t
+}
+
+// Compute plans one reconcile of node n, given its lease (nil when none),
+// the pods bound to it and the time. opts must be validated.
+func Compute(n *api.Node, lease *api.Lease, pods []*api.Pod, now time.Time, opts Options) Plan {
+	var p Plan
+	last := LastHeartbeat(n, lease)
+	silent := now.Sub(last)
+	ready := api.FindCondition(n.Status.Conditions, api.NodeReady)
+
+	switch {
+	case silent >= opts.GracePeriod:
+		if ready == nil || ready.Status == api.ConditionTrue || ready.Reason != ReasonStatusUnknown {
+			upd := api.Clone(n)
+			api.SetCondition(&upd.Status.Conditions, api.Condition{Type: api.NodeReady, Status: api.ConditionUnknown,
+				Reason: ReasonStatusUnknown, LastTransitionTime: now,
+				Message: fmt.Sprintf("no heartbeat since %s (%s ago); the agent stopped renewing its lease", last.UTC().Format(time.RFC3339), silent.Truncate(time.Second))})
+			p.Status = upd
+			p.Events = append(p.Events, reconcile.Event{Object: reconcile.RefOf(n), Type: api.EventWarning, Reason: ReasonNodeNotReady,
+				Message: fmt.Sprintf("node %s missed its heartbeats for %s; marked not ready", n.Metadata.Name, silent.Truncate(time.Second))})
+		}
+	case ready != nil && ready.Reason == ReasonStatusUnknown:
+		// We marked it; heartbeats are back, so we unmark it. A NotReady
+		// that the agent itself reported is the agent's to clear.
+		upd := api.Clone(n)
+		api.SetCondition(&upd.Status.Conditions, api.Condition{Type: api.NodeReady, Status: api.ConditionTrue,
+			Reason: ReasonHeartbeatResumed, Message: "the agent renews its lease again", LastTransitionTime: now})
+		p.Status = upd
+	}
+
+	if silent >= opts.EvictionTimeout {
+		for _, pod := range pods {
+			p.Evict = append(p.Evict, pod)
+			p.Events = append(p.Events, reconcile.Event{Object: reconcile.RefOf(pod), Type: api.EventWarning, Reason: ReasonEvicted,
+				Message: fmt.Sprintf("node %s silent for %s (eviction timeout %s); pod deleted to be replaced elsewhere", n.Metadata.Name, silent.Truncate(time.Second), opts.EvictionTimeout)})
+		}
+	}
+	switch {
+	case silent < opts.GracePeriod:
+		p.RequeueAfter = opts.GracePeriod - silent
+	case silent < opts.EvictionTimeout:
+		p.RequeueAfter = opts.EvictionTimeout - silent
+	}
+	return p
+}
+
+// Cordon returns n marked unschedulable, or nil when it already is.
+func Cordon(n *api.Node) *api.Node {
+	if n.Spec.Unschedulable {
+		return nil
+	}
+	c := api.Clone(n)
+	c.Spec.Unschedulable = true
+	return c
+}
+
+// Uncordon returns n marked schedulable, or nil when it already is.
+func Uncordon(n *api.Node) *api.Node {
+	if !n.Spec.Unschedulable {
+		return nil
+	}
+	c := api.Clone(n)
+	c.Spec.Unschedulable = false
+	return c
+}
+
+// Drain plans emptying a node: cordon it (nil when it already is), then
+// delete gracefully every pod bound to it that is not already being
+// deleted. The workload controller replaces them elsewhere.
+func Drain(n *api.Node, pods []*api.Pod) (cordon *api.Node, evict []*api.Pod) {
+	for _, p := range pods {
+		if p.Spec.NodeName == n.Metadata.Name && !reconcile.Terminating(p) {
+			evict = append(evict, p)
+		}
+	}
+	return Cordon(n), evict
+}
