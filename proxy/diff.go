@@ -19,6 +19,10 @@ type plan struct {
 	delElems  []elemKey
 	addElems  []elemOp
 	delChains []string
+	// addHairpin and delHairpin are endpoint addresses whose hairpin
+	// element appears or goes (reference counted by the Proxier).
+	addHairpin []string
+	delHairpin []string
 }
 
 type fill struct {
@@ -77,7 +81,7 @@ func (p *plan) diff(old, new *fragment) {
 
 // empty reports whether the plan changes nothing.
 func (p *plan) empty() bool {
-	return len(p.addChains)+len(p.fill)+len(p.delElems)+len(p.addElems)+len(p.delChains) == 0
+	return len(p.addChains)+len(p.fill)+len(p.delElems)+len(p.addElems)+len(p.delChains)+len(p.addHairpin)+len(p.delHairpin) == 0
 }
 
 // apply appends the plan's operations to tx.
@@ -96,6 +100,12 @@ func (p *plan) apply(tx *knftables.Transaction) {
 	for _, k := range p.delElems {
 		tx.Delete(&knftables.Element{Map: k.m, Key: splitKey(k.key)})
 	}
+	for _, ip := range p.delHairpin {
+		tx.Delete(&knftables.Element{Set: hairpinSet, Key: []string{ip, ip}})
+	}
+	for _, ip := range p.addHairpin {
+		tx.Add(&knftables.Element{Set: hairpinSet, Key: []string{ip, ip}})
+	}
 	for _, e := range p.addElems {
 		tx.Add(&knftables.Element{Map: e.key.m, Key: splitKey(e.key.key), Value: []string{e.value}})
 	}
@@ -104,6 +114,26 @@ func (p *plan) apply(tx *knftables.Transaction) {
 		// on older kernels.
 		tx.Flush(&knftables.Chain{Name: name})
 		tx.Delete(&knftables.Chain{Name: name})
+	}
+}
+
+// hairpin adds to p the hairpin elements that appear or go when the
+// reference counts in refs move by delta; it updates refs.
+func (p *plan) hairpin(refs, delta map[string]int) {
+	for _, ip := range slices.Sorted(maps.Keys(delta)) {
+		before := refs[ip]
+		after := before + delta[ip]
+		switch {
+		case before == 0 && after > 0:
+			p.addHairpin = append(p.addHairpin, ip)
+		case before > 0 && after == 0:
+			p.delHairpin = append(p.delHairpin, ip)
+		}
+		if after == 0 {
+			delete(refs, ip)
+		} else {
+			refs[ip] = after
+		}
 	}
 }
 

@@ -4,13 +4,13 @@
 // It owns one nftables table (family ip, named by Options.Table, default
 // "capstan") and nothing else in the ruleset. The table holds a few static
 // chains hooked into prerouting, output, postrouting, input and forward, and
-// per service port a small set of chains and map elements:
+// per service port a chain and a few map elements:
 //
 //	service-ips        VIP . proto . port      -> goto service-<hash>-app/svc/proto/port
-//	service-nodeports  proto . node port       -> goto external-<hash>-...
+//	service-nodeports  proto . node port       -> goto external-<hash>-... (masquerade, then the service chain)
 //	no-endpoint-*      same keys, no ready endpoint -> goto reject-chain
-//	service-...        numgen random mod N vmap { i : goto endpoint-... }
-//	endpoint-...       masquerade mark for hairpin, then dnat to pod IP:port
+//	service-...        one rule per endpoint: numgen random mod k == 0 dnat to ip:port
+//	hairpin            endpoint . endpoint: masqueraded in postrouting
 //
 // docs/proxy.md describes the layout and the packet flow in full.
 //

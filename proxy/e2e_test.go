@@ -300,7 +300,7 @@ func TestEndToEnd(t *testing.T) {
 		if st := p.Stats(); st.Full || st.Services != 1 {
 			t.Fatalf("stats = %+v, want an incremental sync of one service", st)
 		}
-		checkTable(t, tp, table, "numgen random mod 1")
+		checkTable(t, tp, table, "dnat to 10.99.210.12:8080")
 		for i := 0; i < 20; i++ {
 			pod, _, err := ask(tp.clientW, "10.99.201.10:80")
 			if err != nil {

@@ -111,7 +111,7 @@ func TestHashNameStableAndBounded(t *testing.T) {
 		t.Fatal("different names hash alike")
 	}
 	long := hashName(string(make([]byte, 400)))
-	if len(long)+len(endpointChainPrefix) > 256 {
+	if len(long)+len(externalChainPrefix) > 256 {
 		t.Fatalf("name too long: %d", len(long))
 	}
 }

@@ -93,7 +93,10 @@ type Proxier struct {
 	// port) to the service that holds it, so two services claiming one key
 	// cannot make a transaction fail.
 	owners map[string]serviceKey
-	stats  SyncStats
+	// hairpinRefs counts, per endpoint address, the service fragments
+	// that need its hairpin element.
+	hairpinRefs map[string]int
+	stats       SyncStats
 }
 
 // New validates opts and returns a Proxier. It changes nothing in the
@@ -128,6 +131,7 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 	if full {
 		p.cache = map[serviceKey]*cachedService{}
 		p.owners = map[string]serviceKey{}
+		p.hairpinRefs = map[string]int{}
 	}
 	changes := p.changes(services, indexEndpoints(endpoints))
 	if !full && len(changes) == 0 {
@@ -144,12 +148,25 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 		addStatic(tx, p.mark)
 	}
 	var pl plan
+	hairpinDelta := map[string]int{}
 	for _, c := range changes {
-		pl.diff(c.old.fragment(), c.new.fragment())
+		old, new := c.old.fragment(), c.new.fragment()
+		pl.diff(old, new)
+		if old != nil {
+			for ip := range old.hairpin {
+				hairpinDelta[ip]--
+			}
+		}
+		if new != nil {
+			for ip := range new.hairpin {
+				hairpinDelta[ip]++
+			}
+		}
 	}
+	pl.hairpin(p.hairpinRefs, hairpinDelta)
 	pl.apply(tx)
 	if err := p.opts.NFT.Run(ctx, tx); err != nil {
-		p.cache, p.owners = nil, nil
+		p.cache, p.owners, p.hairpinRefs = nil, nil, nil
 		return fmt.Errorf("proxy: program nftables table ip %s (%d operations; the next sync rebuilds the table; check 'nft list table ip %s'): %w",
 			p.opts.Table, tx.NumOperations(), p.opts.Table, err)
 	}
@@ -255,7 +272,7 @@ func (p *Proxier) Stats() SyncStats {
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cache, p.owners = nil, nil
+	p.cache, p.owners, p.hairpinRefs = nil, nil, nil
 	tx := p.opts.NFT.NewTransaction()
 	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})

@@ -107,30 +107,27 @@ func TestSyncIsIncremental(t *testing.T) {
 		wantTx string
 	}{
 		{
-			name: "an endpoint replaced changes only its chains and the service chain",
+			name: "an endpoint replaced changes only the service chain and its hairpin element",
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				e[0].Spec.Addresses[1].IP = "10.88.1.8" // mutated in place: the cache must notice
 				return s, e
 			},
-			wantTx: `add chain ip capstan endpoint-RNIV2D6U-shop/web/tcp/http__10.88.1.8/8080
-add rule ip capstan endpoint-RNIV2D6U-shop/web/tcp/http__10.88.1.8/8080 ip saddr 10.88.1.8 jump mark-for-masquerade
-add rule ip capstan endpoint-RNIV2D6U-shop/web/tcp/http__10.88.1.8/8080 meta l4proto tcp dnat to 10.88.1.8:8080
-flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http
-add rule ip capstan service-KHN6ECMT-shop/web/tcp/http numgen random mod 2 vmap { 0 : goto endpoint-FDTZTIYG-shop/web/tcp/http__10.88.1.5/8080 , 1 : goto endpoint-RNIV2D6U-shop/web/tcp/http__10.88.1.8/8080 }
-flush chain ip capstan endpoint-YXJ67PQJ-shop/web/tcp/http__10.88.1.6/8080
-delete chain ip capstan endpoint-YXJ67PQJ-shop/web/tcp/http__10.88.1.6/8080
+			wantTx: `flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http
+add rule ip capstan service-KHN6ECMT-shop/web/tcp/http numgen random mod 2 == 0 meta l4proto tcp dnat to 10.88.1.5:8080
+add rule ip capstan service-KHN6ECMT-shop/web/tcp/http meta l4proto tcp dnat to 10.88.1.8:8080
+delete element ip capstan hairpin { 10.88.1.6 . 10.88.1.6 }
+add element ip capstan hairpin { 10.88.1.8 . 10.88.1.8 }
 `,
 		},
 		{
-			name: "an endpoint turning unready removes its chain",
+			name: "an endpoint turning unready leaves the service chain",
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				e[0].Spec.Addresses[0].Ready = false
 				return s, e
 			},
 			wantTx: `flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http
-add rule ip capstan service-KHN6ECMT-shop/web/tcp/http numgen random mod 1 vmap { 0 : goto endpoint-YXJ67PQJ-shop/web/tcp/http__10.88.1.6/8080 }
-flush chain ip capstan endpoint-FDTZTIYG-shop/web/tcp/http__10.88.1.5/8080
-delete chain ip capstan endpoint-FDTZTIYG-shop/web/tcp/http__10.88.1.5/8080
+add rule ip capstan service-KHN6ECMT-shop/web/tcp/http meta l4proto tcp dnat to 10.88.1.6:8080
+delete element ip capstan hairpin { 10.88.1.5 . 10.88.1.5 }
 `,
 		},
 		{
@@ -140,12 +137,10 @@ delete chain ip capstan endpoint-FDTZTIYG-shop/web/tcp/http__10.88.1.5/8080
 			},
 			wantTx: `delete element ip capstan service-ips { 10.96.0.10 . tcp . 80 }
 delete element ip capstan service-nodeports { tcp . 30080 }
+delete element ip capstan hairpin { 10.88.1.5 . 10.88.1.5 }
+delete element ip capstan hairpin { 10.88.1.6 . 10.88.1.6 }
 add element ip capstan no-endpoint-nodeports { tcp . 30080 : goto reject-chain }
 add element ip capstan no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }
-flush chain ip capstan endpoint-FDTZTIYG-shop/web/tcp/http__10.88.1.5/8080
-delete chain ip capstan endpoint-FDTZTIYG-shop/web/tcp/http__10.88.1.5/8080
-flush chain ip capstan endpoint-YXJ67PQJ-shop/web/tcp/http__10.88.1.6/8080
-delete chain ip capstan endpoint-YXJ67PQJ-shop/web/tcp/http__10.88.1.6/8080
 flush chain ip capstan external-KHN6ECMT-shop/web/tcp/http
 delete chain ip capstan external-KHN6ECMT-shop/web/tcp/http
 flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http
@@ -157,12 +152,10 @@ delete chain ip capstan service-KHN6ECMT-shop/web/tcp/http
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				return s, append(e, endpoints("shop", "db", addr("10.88.1.9", true, epPort("pg", 5432, "TCP"))))
 			},
-			wantTx: `add chain ip capstan endpoint-FRSB4HYG-shop/db/tcp/pg__10.88.1.9/5432
-add chain ip capstan service-MI2XOZ6T-shop/db/tcp/pg
-add rule ip capstan endpoint-FRSB4HYG-shop/db/tcp/pg__10.88.1.9/5432 ip saddr 10.88.1.9 jump mark-for-masquerade
-add rule ip capstan endpoint-FRSB4HYG-shop/db/tcp/pg__10.88.1.9/5432 meta l4proto tcp dnat to 10.88.1.9:5432
-add rule ip capstan service-MI2XOZ6T-shop/db/tcp/pg numgen random mod 1 vmap { 0 : goto endpoint-FRSB4HYG-shop/db/tcp/pg__10.88.1.9/5432 }
+			wantTx: `add chain ip capstan service-MI2XOZ6T-shop/db/tcp/pg
+add rule ip capstan service-MI2XOZ6T-shop/db/tcp/pg meta l4proto tcp dnat to 10.88.1.9:5432
 delete element ip capstan no-endpoint-services { 10.96.0.11 . tcp . 5432 }
+add element ip capstan hairpin { 10.88.1.9 . 10.88.1.9 }
 add element ip capstan service-ips { 10.96.0.11 . tcp . 5432 : goto service-MI2XOZ6T-shop/db/tcp/pg }
 `,
 		},
@@ -173,10 +166,8 @@ add element ip capstan service-ips { 10.96.0.11 . tcp . 5432 : goto service-MI2X
 			},
 			wantTx: `delete element ip capstan service-ips { 10.96.0.10 . tcp . 80 }
 delete element ip capstan service-nodeports { tcp . 30080 }
-flush chain ip capstan endpoint-FDTZTIYG-shop/web/tcp/http__10.88.1.5/8080
-delete chain ip capstan endpoint-FDTZTIYG-shop/web/tcp/http__10.88.1.5/8080
-flush chain ip capstan endpoint-YXJ67PQJ-shop/web/tcp/http__10.88.1.6/8080
-delete chain ip capstan endpoint-YXJ67PQJ-shop/web/tcp/http__10.88.1.6/8080
+delete element ip capstan hairpin { 10.88.1.5 . 10.88.1.5 }
+delete element ip capstan hairpin { 10.88.1.6 . 10.88.1.6 }
 flush chain ip capstan external-KHN6ECMT-shop/web/tcp/http
 delete chain ip capstan external-KHN6ECMT-shop/web/tcp/http
 flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http

@@ -3,9 +3,7 @@ package proxy
 import (
 	"crypto/sha256"
 	"encoding/base32"
-	"fmt"
 	"strconv"
-	"strings"
 
 	"sigs.k8s.io/knftables"
 )
@@ -23,9 +21,10 @@ const (
 	masqueradingChain   = "masquerading"
 	rejectChain         = "reject-chain"
 
+	hairpinSet = "hairpin"
+
 	serviceChainPrefix  = "service-"
 	externalChainPrefix = "external-"
-	endpointChainPrefix = "endpoint-"
 
 	// noLocalhost keeps node ports off 127.0.0.0/8: DNAT of loopback
 	// traffic would need route_localnet, which opens the node's loopback
@@ -68,6 +67,8 @@ func addStatic(tx *knftables.Transaction, mark string) {
 	} {
 		tx.Add(&knftables.Map{Name: m.name, Type: m.typ, Comment: knftables.PtrTo(m.comment)})
 	}
+	tx.Add(&knftables.Set{Name: hairpinSet, Type: "ipv4_addr . ipv4_addr",
+		Comment: knftables.PtrTo("endpoint . endpoint: a pod reaching itself through a service")})
 	for _, name := range []string{servicesChain, endpointsCheckChain, markMasqChain, masqueradingChain, rejectChain} {
 		tx.Add(&knftables.Chain{Name: name})
 	}
@@ -81,6 +82,10 @@ func addStatic(tx *knftables.Transaction, mark string) {
 		{endpointsCheckChain, "ip daddr . meta l4proto . th dport vmap @" + noEndpointServicesMap},
 		{endpointsCheckChain, "fib daddr type local " + noLocalhost + " meta l4proto . th dport vmap @" + noEndpointNodePortsMap},
 		{markMasqChain, "mark set mark or " + mark},
+		// Hairpin: a pod reaching its own service would get the reply
+		// straight from itself; masquerading makes it return through the
+		// node, where conntrack undoes the DNAT.
+		{masqueradingChain, "ct status dnat ip saddr . ip daddr @" + hairpinSet + " masquerade fully-random"},
 		{masqueradingChain, "mark and " + mark + " == 0 return"},
 		{masqueradingChain, "mark set mark xor " + mark},
 		{masqueradingChain, "masquerade fully-random"},
@@ -97,14 +102,17 @@ func addStatic(tx *knftables.Transaction, mark string) {
 type elemKey struct{ m, key string }
 
 // fragment is everything the table holds for one service: its chains with
-// their rules, and its map elements with their verdicts.
+// their rules, its map elements with their verdicts, and the endpoint
+// addresses that need a hairpin element (shared between services, so the
+// Proxier counts references).
 type fragment struct {
-	chains map[string][]string
-	elems  map[elemKey]string
+	chains  map[string][]string
+	elems   map[elemKey]string
+	hairpin map[string]struct{}
 }
 
 func newFragment() *fragment {
-	return &fragment{chains: map[string][]string{}, elems: map[elemKey]string{}}
+	return &fragment{chains: map[string][]string{}, elems: map[elemKey]string{}, hairpin: map[string]struct{}{}}
 }
 
 // fragmentFor computes the chains and elements of one service's ports. It is
@@ -130,25 +138,22 @@ func (f *fragment) addPort(sp *ServicePort) {
 	svcChain := serviceChainPrefix + hashName(sp.String())
 	f.elems[elemKey{serviceIPsMap, vipKey}] = "goto " + svcChain
 
-	var vmap strings.Builder
-	fmt.Fprintf(&vmap, "numgen random mod %d vmap { ", len(sp.Endpoints))
+	// Endpoint i is taken with probability 1/(n-i) once the ones before it
+	// were passed over: uniform overall. Plain rules instead of an
+	// anonymous "numgen ... vmap { }" set per service: the kernel names
+	// anonymous sets by scanning all sets of the table, which makes loading
+	// 10,000 services quadratic (tens of seconds).
+	n := len(sp.Endpoints)
+	rules := make([]string, 0, n)
 	for i, ep := range sp.Endpoints {
-		epChain := endpointChainName(sp, ep)
-		if i > 0 {
-			vmap.WriteString(" , ")
+		dnat := "meta l4proto " + sp.Protocol + " dnat to " + ep.String()
+		if left := n - i; left > 1 {
+			dnat = "numgen random mod " + strconv.Itoa(left) + " == 0 " + dnat
 		}
-		fmt.Fprintf(&vmap, "%d : goto %s", i, epChain)
-		ip := ep.IP.String()
-		f.chains[epChain] = []string{
-			// Hairpin: a pod reaching its own service would get the reply
-			// straight from itself; masquerading makes it return through
-			// the node, where conntrack undoes the DNAT.
-			"ip saddr " + ip + " jump " + markMasqChain,
-			"meta l4proto " + sp.Protocol + " dnat to " + ip + ":" + strconv.Itoa(int(ep.Port)),
-		}
+		rules = append(rules, dnat)
+		f.hairpin[ep.IP.String()] = struct{}{}
 	}
-	vmap.WriteString(" }")
-	f.chains[svcChain] = []string{vmap.String()}
+	f.chains[svcChain] = rules
 
 	if sp.NodePort != 0 {
 		extChain := externalChainPrefix + hashName(sp.String())
@@ -157,10 +162,6 @@ func (f *fragment) addPort(sp *ServicePort) {
 		// reply comes back through this node.
 		f.chains[extChain] = []string{"jump " + markMasqChain, "goto " + svcChain}
 	}
-}
-
-func endpointChainName(sp *ServicePort, ep Endpoint) string {
-	return endpointChainPrefix + hashName(sp.String()+"__"+ep.IP.String()+"/"+strconv.Itoa(int(ep.Port)))
 }
 
 // hashName prefixes name with 8 characters of its hash, so chain names stay

@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/internal/testenv"
+)
+
+// scaleModel is n services with one port and three ready endpoints each,
+// VIPs in 10.96.0.0/16 and pods in 10.88.0.0/16 (addresses only: nothing is
+// routed in the benchmarks).
+func scaleModel(n int) ([]*api.Service, []*api.Endpoints) {
+	services := make([]*api.Service, n)
+	eps := make([]*api.Endpoints, n)
+	for i := range n {
+		name := fmt.Sprintf("svc-%05d", i)
+		services[i] = service("bench", name, fmt.Sprintf("10.96.%d.%d", i/250, i%250+1), port("http", 80, "TCP"))
+		var addrs []api.EndpointAddress
+		for j := range 3 {
+			k := 3*i + j
+			addrs = append(addrs, addr(fmt.Sprintf("10.88.%d.%d", k/250, k%250+1), true, epPort("http", 8080, "TCP")))
+		}
+		eps[i] = endpoints("bench", name, addrs...)
+	}
+	return services, eps
+}
+
+// flipEndpoint returns eps with the first address of service i replaced,
+// alternating between two addresses, without touching the other objects.
+func flipEndpoint(eps []*api.Endpoints, i, round int) []*api.Endpoints {
+	out := make([]*api.Endpoints, len(eps))
+	copy(out, eps)
+	e := *eps[i]
+	e.Spec.Addresses = append([]api.EndpointAddress(nil), eps[i].Spec.Addresses...)
+	e.Spec.Addresses[0].IP = fmt.Sprintf("10.89.0.%d", round%2+1)
+	out[i] = &e
+	return out
+}
+
+// discardNFT builds transactions but runs nothing: it isolates the Go side
+// of a sync (comparing inputs, building fragments, diffing).
+type discardNFT struct{ knftables.Interface }
+
+func (discardNFT) Run(context.Context, *knftables.Transaction) error { return nil }
+
+func BenchmarkSyncPure(b *testing.B) {
+	const n = 10000
+	services, eps := scaleModel(n)
+	nft := discardNFT{knftables.NewFake(knftables.IPv4Family, "capstan")}
+	b.Run("from-empty-10000", func(b *testing.B) {
+		for b.Loop() {
+			p, err := New(Options{NFT: nft})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := p.Sync(context.Background(), services, eps); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("one-endpoint-change-10000", func(b *testing.B) {
+		p, err := New(Options{NFT: nft})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Sync(context.Background(), services, eps); err != nil {
+			b.Fatal(err)
+		}
+		round := 0
+		for b.Loop() {
+			round++
+			if err := p.Sync(context.Background(), services, flipEndpoint(eps, n/2, round)); err != nil {
+				b.Fatal(err)
+			}
+			if p.Stats().Services != 1 {
+				b.Fatalf("stats = %+v, want one service changed", p.Stats())
+			}
+		}
+	})
+}
+
+// BenchmarkSyncNftables programs a real nftables table inside a network
+// namespace of its own.
+func BenchmarkSyncNftables(b *testing.B) {
+	testenv.RequireRoot(b)
+	testenv.RequireBinaries(b, "nft", "ip")
+	const n = 10000
+	services, eps := scaleModel(n)
+	w := startWorker(b, addNetns(b, "cpx-bench"))
+	ctx := context.Background()
+	var p *Proxier
+	if err := w.Do(func() (err error) { p, err = New(Options{}); return err }); err != nil {
+		b.Fatal(err)
+	}
+
+	b.Run("from-empty-10000", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			if err := w.Do(func() error { return p.Cleanup(ctx) }); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := w.Do(func() error { return p.Sync(ctx, services, eps) }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(p.Stats().Operations), "ops/tx")
+	})
+	b.Run("one-endpoint-change-10000", func(b *testing.B) {
+		if err := w.Do(func() error { return p.Sync(ctx, services, eps) }); err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < b.N; i++ {
+			changed := flipEndpoint(eps, n/2, i)
+			if err := w.Do(func() error { return p.Sync(ctx, services, changed) }); err != nil {
+				b.Fatal(err)
+			}
+			if st := p.Stats(); st.Full || st.Services != 1 {
+				b.Fatalf("stats = %+v, want an incremental sync of one service", st)
+			}
+		}
+		b.ReportMetric(float64(p.Stats().Operations), "ops/tx")
+	})
+}
