@@ -642,6 +642,7 @@ func (s *Bolt) readLog(after, upto int64, limit int) ([]Event, error) {
 type Watcher struct {
 	C    <-chan Event
 	ch   chan Event
+	hub  *hub
 	opts WatchOptions
 	mu   sync.Mutex
 	err  error
@@ -670,6 +671,20 @@ func (w *Watcher) match(e *Event) bool {
 	return true
 }
 
+// Progress returns a revision up to which the consumer has received every
+// matching event, when it can say so: the watcher is live and its buffer is
+// empty. Watch APIs send it as a bookmark, so a client resuming from it
+// misses nothing. Call it from the goroutine that reads C.
+func (w *Watcher) Progress() (int64, bool) {
+	h := w.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, live := h.watchers[w]; !live || len(w.ch) > 0 {
+		return 0, false
+	}
+	return h.published, true
+}
+
 // finish closes the channel once, recording why. Callers hold hub.mu or own
 // the channel exclusively.
 func (w *Watcher) finish(err error) {
@@ -691,7 +706,7 @@ func (s *Bolt) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 		return nil, fmt.Errorf("watch from revision %d: %w", opts.Since, ErrCompacted)
 	}
 	ch := make(chan Event, s.opts.WatchBuffer)
-	w := &Watcher{C: ch, ch: ch, opts: opts}
+	w := &Watcher{C: ch, ch: ch, opts: opts, hub: s.hub}
 	go s.catchUp(ctx, w)
 	return w, nil
 }

@@ -1,0 +1,230 @@
+package apiserver
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Roles a token can carry.
+const (
+	RoleAdmin  = "admin"
+	RoleViewer = "viewer"
+	// RoleNodePrefix starts a node role: "node:<name>".
+	RoleNodePrefix = "node:"
+)
+
+// Token is a stored bearer token. Only the SHA-256 of its secret is kept.
+type Token struct {
+	ID          string    `json:"id"`
+	Hash        string    `json:"hash"`
+	Role        string    `json:"role"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
+}
+
+// Tokens is the token table, kept in a JSON file written atomically.
+type Tokens struct {
+	path string
+	mu   sync.RWMutex
+	byID map[string]Token
+}
+
+func openTokens(path string) (*Tokens, error) {
+	t := &Tokens{path: path, byID: map[string]Token{}}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return t, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read tokens: %w", err)
+	}
+	var list []Token
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("tokens file %s: %w", path, err)
+	}
+	for _, tok := range list {
+		t.byID[tok.ID] = tok
+	}
+	return t, nil
+}
+
+func (t *Tokens) saveLocked() error {
+	list := make([]Token, 0, len(t.byID))
+	for _, tok := range t.byID {
+		list = append(list, tok)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	data, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(t.path), 0o700); err != nil {
+		return err
+	}
+	tmp := t.path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, t.path)
+}
+
+func hashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Create makes a token for role and returns its bearer string
+// "<id>.<secret>", shown once.
+func (t *Tokens) Create(role, description string, ttl time.Duration, now time.Time) (string, Token, error) {
+	if err := validRole(role); err != nil {
+		return "", Token{}, err
+	}
+	id, secret := randomHex(3), randomHex(16)
+	tok := Token{ID: id, Hash: hashSecret(secret), Role: role, Description: description, CreatedAt: now.UTC()}
+	if ttl > 0 {
+		tok.ExpiresAt = now.Add(ttl).UTC()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, taken := t.byID[id]; taken {
+		return "", Token{}, fmt.Errorf("token id %s collided; try again", id)
+	}
+	t.byID[id] = tok
+	if err := t.saveLocked(); err != nil {
+		delete(t.byID, id)
+		return "", Token{}, fmt.Errorf("save tokens: %w", err)
+	}
+	return id + "." + secret, tok, nil
+}
+
+// Revoke deletes a token by ID.
+func (t *Tokens) Revoke(id string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.byID[id]; !ok {
+		return fmt.Errorf("token %s: not found", id)
+	}
+	delete(t.byID, id)
+	return t.saveLocked()
+}
+
+// List returns the tokens without secrets, sorted by ID.
+func (t *Tokens) List() []Token {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make([]Token, 0, len(t.byID))
+	for _, tok := range t.byID {
+		out = append(out, tok)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Authenticate returns the role of a bearer string, or an error for a
+// malformed, unknown, wrong or expired token.
+func (t *Tokens) Authenticate(bearer string, now time.Time) (string, error) {
+	id, secret, ok := strings.Cut(bearer, ".")
+	if !ok || id == "" || secret == "" {
+		return "", errors.New("malformed token: want <id>.<secret>")
+	}
+	t.mu.RLock()
+	tok, found := t.byID[id]
+	t.mu.RUnlock()
+	if !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1 {
+		return "", errors.New("unknown or revoked token")
+	}
+	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt) {
+		return "", fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339))
+	}
+	return tok.Role, nil
+}
+
+func validRole(role string) error {
+	switch {
+	case role == RoleAdmin, role == RoleViewer:
+		return nil
+	case strings.HasPrefix(role, RoleNodePrefix) && api.IsDNSSubdomain(strings.TrimPrefix(role, RoleNodePrefix)):
+		return nil
+	}
+	return fmt.Errorf("role %q: want admin, viewer or node:<name>", role)
+}
+
+// bearer extracts the token from an Authorization header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// request is what authorization decides on.
+type request struct {
+	verb        string // get, list, watch, create, update, delete, txn
+	kind        api.Kind
+	key         api.Key
+	subresource string // "" or "status"
+}
+
+func (r request) readOnly() bool { return r.verb == "get" || r.verb == "list" || r.verb == "watch" }
+
+// nodeLookup returns the node a stored pod is bound to.
+type nodeLookup func(k api.Key) (string, error)
+
+// authorize decides whether role may do req. Node roles may read
+// everything, write their own Node and Lease, write the status of pods bound
+// to them, delete pods bound to them, and create events.
+func authorize(role string, req request, podNode nodeLookup) error {
+	switch {
+	case role == RoleAdmin:
+		return nil
+	case role == RoleViewer:
+		if req.readOnly() {
+			return nil
+		}
+		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role viewer may only read, not %s %s", req.verb, req.kind))
+	case strings.HasPrefix(role, RoleNodePrefix):
+		node := strings.TrimPrefix(role, RoleNodePrefix)
+		if req.readOnly() {
+			return nil
+		}
+		switch {
+		case (req.kind == api.KindNode || req.kind == api.KindLease) && req.key.Name == node && req.verb != "delete":
+			return nil
+		case req.kind == api.KindEvent && req.verb == "create":
+			return nil
+		case req.kind == api.KindPod && (req.verb == "update" && req.subresource == "status" || req.verb == "delete"):
+			bound, err := podNode(req.key)
+			if err != nil {
+				return err
+			}
+			if bound == node {
+				return nil
+			}
+			return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not change pod %s: it is bound to %q", node, req.key, bound))
+		}
+		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not %s %s", node, req.verb, req.key))
+	}
+	return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %q grants nothing", role))
+}

@@ -1,0 +1,353 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Client talks to the API server.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for cfg. It trusts only cfg's CA and speaks TLS 1.3.
+func New(cfg *Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(cfg.CA)) {
+		return nil, errors.New("client config: ca holds no PEM certificate")
+	}
+	u, err := url.Parse(cfg.Server)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("client config: server %q: want https://HOST:PORT", cfg.Server)
+	}
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, http: &http.Client{Transport: tr}}, nil
+}
+
+// StatusError is an error answer from the server.
+type StatusError struct {
+	Code    int              `json:"code"`
+	Reason  string           `json:"reason"`
+	Message string           `json:"message"`
+	Fields  []api.FieldError `json:"fields,omitempty"`
+}
+
+func (e *StatusError) Error() string { return e.Message }
+
+func hasCode(err error, code int) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == code
+}
+
+// IsNotFound reports a 404.
+func IsNotFound(err error) bool { return hasCode(err, http.StatusNotFound) }
+
+// IsConflict reports a 409 (stale resourceVersion or existing name).
+func IsConflict(err error) bool { return hasCode(err, http.StatusConflict) }
+
+// IsAlreadyExists reports a create of a taken name.
+func IsAlreadyExists(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Reason == "AlreadyExists"
+}
+
+// IsGone reports a 410: the revision was compacted; relist.
+func IsGone(err error) bool { return hasCode(err, http.StatusGone) }
+
+// IsForbidden reports a 403.
+func IsForbidden(err error) bool { return hasCode(err, http.StatusForbidden) }
+
+// Do sends a request and decodes a JSON answer into out (when not nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// send returns a 2xx response or the server's error.
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w (is the server at %s running?)", method, path, err, c.base)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	se := &StatusError{}
+	if json.Unmarshal(data, se) != nil || se.Code == 0 {
+		se = &StatusError{Code: resp.StatusCode, Reason: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
+	}
+	return nil, se
+}
+
+// objectPath is the URL path of an object.
+func objectPath(k api.Key) string {
+	if k.Kind.ClusterScoped() {
+		return "/api/v1/" + string(k.Kind) + "/" + url.PathEscape(k.Name)
+	}
+	return "/api/v1/" + string(k.Kind) + "/" + url.PathEscape(k.App) + "/" + url.PathEscape(k.Name)
+}
+
+func decodeObject(k api.Kind, resp *http.Response) (api.Object, error) {
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return api.Decode(k, data)
+}
+
+func (c *Client) objectCall(ctx context.Context, method, path string, k api.Kind, in any) (api.Object, error) {
+	resp, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return nil, err
+	}
+	return decodeObject(k, resp)
+}
+
+// Get reads one object.
+func (c *Client) Get(ctx context.Context, k api.Key) (api.Object, error) {
+	return c.objectCall(ctx, http.MethodGet, objectPath(k), k.Kind, nil)
+}
+
+// Create stores a new object and returns it as stored.
+func (c *Client) Create(ctx context.Context, obj api.Object) (api.Object, error) {
+	k := api.KeyOf(obj)
+	return c.objectCall(ctx, http.MethodPost, "/api/v1/"+string(k.Kind), k.Kind, obj)
+}
+
+// Update replaces an object's spec and metadata; with a ResourceVersion set
+// it fails with a conflict when the object changed since.
+func (c *Client) Update(ctx context.Context, obj api.Object) (api.Object, error) {
+	k := api.KeyOf(obj)
+	return c.objectCall(ctx, http.MethodPut, objectPath(k), k.Kind, obj)
+}
+
+// UpdateStatus replaces an object's status.
+func (c *Client) UpdateStatus(ctx context.Context, obj api.Object) (api.Object, error) {
+	k := api.KeyOf(obj)
+	return c.objectCall(ctx, http.MethodPut, objectPath(k)+"/status", k.Kind, obj)
+}
+
+// DeleteOptions tune a delete.
+type DeleteOptions struct {
+	// Force removes a pod at once instead of letting its agent stop it.
+	Force bool
+	// ResourceVersion, when set, must match.
+	ResourceVersion int64
+}
+
+// Delete removes an object (pods on a node: marks it for graceful
+// deletion). It returns the object as the server last had it.
+func (c *Client) Delete(ctx context.Context, k api.Key, opts DeleteOptions) (api.Object, error) {
+	q := url.Values{}
+	if opts.Force {
+		q.Set("force", "true")
+	}
+	if opts.ResourceVersion != 0 {
+		q.Set("resourceVersion", strconv.FormatInt(opts.ResourceVersion, 10))
+	}
+	path := objectPath(k)
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	return c.objectCall(ctx, http.MethodDelete, path, k.Kind, nil)
+}
+
+// ListOptions filter a list or a watch.
+type ListOptions struct {
+	App    string
+	Labels map[string]string
+	Node   string
+}
+
+func (o ListOptions) values() url.Values {
+	q := url.Values{}
+	if o.App != "" {
+		q.Set("app", o.App)
+	}
+	if o.Node != "" {
+		q.Set("node", o.Node)
+	}
+	if len(o.Labels) > 0 {
+		parts := make([]string, 0, len(o.Labels))
+		for k, v := range o.Labels {
+			parts = append(parts, k+"="+v)
+		}
+		sort.Strings(parts)
+		q.Set("labels", strings.Join(parts, ","))
+	}
+	return q
+}
+
+// List returns the objects of a kind and the revision to watch from.
+func (c *Client) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api.Object, int64, error) {
+	path := "/api/v1/" + string(kind)
+	if q := opts.values(); len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var l struct {
+		ResourceVersion int64             `json:"resourceVersion"`
+		Items           []json.RawMessage `json:"items"`
+	}
+	if err := c.Do(ctx, http.MethodGet, path, nil, &l); err != nil {
+		return nil, 0, err
+	}
+	out := make([]api.Object, 0, len(l.Items))
+	for _, raw := range l.Items {
+		obj, err := api.Decode(kind, raw)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, obj)
+	}
+	return out, l.ResourceVersion, nil
+}
+
+// TxnOp is one step of a transaction.
+type TxnOp struct {
+	Op              string     `json:"op"` // create, update, delete
+	Object          api.Object `json:"object,omitempty"`
+	Key             string     `json:"key,omitempty"`
+	ResourceVersion int64      `json:"resourceVersion,omitempty"`
+}
+
+// Txn applies every step or none.
+func (c *Client) Txn(ctx context.Context, ops []TxnOp) ([]api.Object, error) {
+	var out struct {
+		Objects []json.RawMessage `json:"objects"`
+	}
+	if err := c.Do(ctx, http.MethodPost, "/api/v1/txn", map[string]any{"ops": ops}, &out); err != nil {
+		return nil, err
+	}
+	objs := make([]api.Object, 0, len(out.Objects))
+	for _, raw := range out.Objects {
+		obj, err := api.DecodeAny(raw)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, obj)
+	}
+	return objs, nil
+}
+
+// Event is one watch event. Bookmarks carry only a revision.
+type Event struct {
+	Type     string // ADDED, MODIFIED, DELETED, BOOKMARK
+	Object   api.Object
+	Revision int64
+}
+
+// Watch is an open watch stream.
+type Watch struct {
+	kind api.Kind
+	body io.ReadCloser
+	dec  *json.Decoder
+}
+
+// Watch opens a stream of changes to kind after revision since.
+func (c *Client) Watch(ctx context.Context, kind api.Kind, opts ListOptions, since int64) (*Watch, error) {
+	q := opts.values()
+	q.Set("watch", "true")
+	q.Set("since", strconv.FormatInt(since, 10))
+	resp, err := c.send(ctx, http.MethodGet, "/api/v1/"+string(kind)+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(resp.Body)
+	return &Watch{kind: kind, body: resp.Body, dec: dec}, nil
+}
+
+// Next returns the next event. A server-side end of the watch (too slow,
+// compacted) comes back as a *StatusError; a closed stream as io.EOF.
+func (w *Watch) Next() (Event, error) {
+	var raw struct {
+		Type   string          `json:"type"`
+		Object json.RawMessage `json:"object"`
+	}
+	if err := w.dec.Decode(&raw); err != nil {
+		return Event{}, err
+	}
+	switch raw.Type {
+	case "ERROR":
+		se := &StatusError{}
+		if err := json.Unmarshal(raw.Object, se); err != nil {
+			return Event{}, fmt.Errorf("watch error event: %w", err)
+		}
+		return Event{}, se
+	case "BOOKMARK":
+		var b struct {
+			Metadata struct {
+				ResourceVersion int64 `json:"resourceVersion"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(raw.Object, &b); err != nil {
+			return Event{}, err
+		}
+		return Event{Type: raw.Type, Revision: b.Metadata.ResourceVersion}, nil
+	}
+	obj, err := api.Decode(w.kind, raw.Object)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Type: raw.Type, Object: obj, Revision: obj.Meta().ResourceVersion}, nil
+}
+
+// Close ends the stream.
+func (w *Watch) Close() error { return w.body.Close() }

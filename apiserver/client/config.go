@@ -1,0 +1,87 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is what a client needs to reach the API: the server URL, the CA
+// that signed its certificate, and a bearer token. `capstan server` writes
+// one for the admin to DIR/admin.yaml.
+type Config struct {
+	Server string `json:"server"`
+	// CA is the PEM of the cluster CA certificate.
+	CA    string `json:"ca"`
+	Token string `json:"token"`
+}
+
+// Validate checks that the config can be used.
+func (c *Config) Validate() error {
+	switch {
+	case c.Server == "":
+		return errors.New("client config: server is empty")
+	case c.CA == "":
+		return errors.New("client config: ca is empty")
+	case c.Token == "":
+		return errors.New("client config: token is empty")
+	}
+	return nil
+}
+
+// LoadConfig reads a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read client config: %w", err)
+	}
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("client config %s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// SaveConfig writes a config file with mode 0600, atomically.
+func SaveConfig(path string, c *Config) error {
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// DefaultConfigPath is where the CLI looks when neither --config nor
+// $CAPSTAN_CONFIG is given: ~/.config/capstan/config.yaml.
+func DefaultConfigPath() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "capstan", "config.yaml")
+}
+
+// ResolveConfigPath picks the config file: the flag, else $CAPSTAN_CONFIG,
+// else the default path.
+func ResolveConfigPath(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if env := os.Getenv("CAPSTAN_CONFIG"); env != "" {
+		return env
+	}
+	return DefaultConfigPath()
+}

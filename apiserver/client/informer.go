@@ -1,0 +1,255 @@
+package client
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Handler receives an informer's changes. Any field may be nil.
+type Handler struct {
+	OnAdd    func(obj api.Object)
+	OnUpdate func(old, obj api.Object)
+	OnDelete func(obj api.Object)
+}
+
+// Informer keeps a local cache of one kind in step with the server.
+type Informer struct {
+	c        *Client
+	kind     api.Kind
+	opts     ListOptions
+	log      *slog.Logger
+	handlers []Handler
+
+	mu     sync.RWMutex
+	items  map[string]api.Object // by ObjectKey
+	rev    int64
+	synced chan struct{}
+	once   sync.Once
+}
+
+// NewInformer returns an informer for kind, filtered by opts. Add handlers
+// before Start.
+func NewInformer(c *Client, kind api.Kind, opts ListOptions, log *slog.Logger) *Informer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Informer{c: c, kind: kind, opts: opts, log: log, items: map[string]api.Object{}, synced: make(chan struct{})}
+}
+
+// AddHandler registers h. It must be called before Start.
+func (i *Informer) AddHandler(h Handler) { i.handlers = append(i.handlers, h) }
+
+// Synced is closed once the first list is in the cache.
+func (i *Informer) Synced() <-chan struct{} { return i.synced }
+
+// WaitForSync blocks until the first list is in the cache or ctx ends.
+func (i *Informer) WaitForSync(ctx context.Context) error {
+	select {
+	case <-i.synced:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Get returns the cached object with the given ObjectKey ("app/name" or
+// "name"). The object is shared: do not modify it.
+func (i *Informer) Get(objectKey string) (api.Object, bool) {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	o, ok := i.items[objectKey]
+	return o, ok
+}
+
+// List returns the cached objects sorted by key. They are shared: do not
+// modify them.
+func (i *Informer) List() []api.Object {
+	i.mu.RLock()
+	out := make([]api.Object, 0, len(i.items))
+	for _, o := range i.items {
+		out = append(out, o)
+	}
+	i.mu.RUnlock()
+	sort.Slice(out, func(a, b int) bool { return api.KeyOf(out[a]).ObjectKey() < api.KeyOf(out[b]).ObjectKey() })
+	return out
+}
+
+// Revision returns the last revision the cache reflects.
+func (i *Informer) Revision() int64 {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.rev
+}
+
+// Start lists and watches until ctx ends. After a disconnect it resumes
+// from the last revision seen; when that is compacted it lists again and
+// reports the difference to the handlers.
+func (i *Informer) Start(ctx context.Context) error {
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	needList := true
+	for ctx.Err() == nil {
+		if needList {
+			if err := i.relist(ctx); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				i.log.Warn("list failed; retrying", "kind", i.kind, "err", err)
+				backoff.wait(ctx)
+				continue
+			}
+			needList = false
+			backoff.reset()
+		}
+		err := i.watch(ctx)
+		switch {
+		case ctx.Err() != nil:
+		case IsGone(err):
+			i.log.Info("watch revision compacted; relisting", "kind", i.kind, "rev", i.Revision())
+			needList = true
+		default:
+			i.log.Debug("watch ended; resuming", "kind", i.kind, "rev", i.Revision(), "err", err)
+			backoff.wait(ctx)
+		}
+	}
+	return nil
+}
+
+func (i *Informer) relist(ctx context.Context) error {
+	objs, rev, err := i.c.List(ctx, i.kind, i.opts)
+	if err != nil {
+		return err
+	}
+	fresh := make(map[string]api.Object, len(objs))
+	for _, o := range objs {
+		fresh[api.KeyOf(o).ObjectKey()] = o
+	}
+	i.mu.Lock()
+	old := i.items
+	i.items, i.rev = fresh, rev
+	i.mu.Unlock()
+	for k, o := range fresh {
+		if prev, ok := old[k]; !ok {
+			i.notify(func(h Handler) {
+				if h.OnAdd != nil {
+					h.OnAdd(o)
+				}
+			})
+		} else if prev.Meta().ResourceVersion != o.Meta().ResourceVersion {
+			i.notify(func(h Handler) {
+				if h.OnUpdate != nil {
+					h.OnUpdate(prev, o)
+				}
+			})
+		}
+	}
+	for k, o := range old {
+		if _, ok := fresh[k]; !ok {
+			i.notify(func(h Handler) {
+				if h.OnDelete != nil {
+					h.OnDelete(o)
+				}
+			})
+		}
+	}
+	i.once.Do(func() { close(i.synced) })
+	return nil
+}
+
+func (i *Informer) notify(f func(Handler)) {
+	for _, h := range i.handlers {
+		f(h)
+	}
+}
+
+// watch applies events until the stream ends and returns why.
+func (i *Informer) watch(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := i.c.Watch(wctx, i.kind, i.opts, i.Revision())
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	for {
+		e, err := w.Next()
+		if err != nil {
+			return err
+		}
+		i.apply(e)
+	}
+}
+
+func (i *Informer) apply(e Event) {
+	if e.Type == "BOOKMARK" {
+		i.mu.Lock()
+		if e.Revision > i.rev {
+			i.rev = e.Revision
+		}
+		i.mu.Unlock()
+		return
+	}
+	k := api.KeyOf(e.Object).ObjectKey()
+	i.mu.Lock()
+	if e.Revision <= i.rev {
+		// Already reflected (a resumed watch may repeat nothing, but a
+		// relist can overtake buffered events).
+		i.mu.Unlock()
+		return
+	}
+	prev, had := i.items[k]
+	if e.Type == "DELETED" {
+		delete(i.items, k)
+	} else {
+		i.items[k] = e.Object
+	}
+	i.rev = e.Revision
+	i.mu.Unlock()
+	switch {
+	case e.Type == "DELETED":
+		if had {
+			i.notify(func(h Handler) {
+				if h.OnDelete != nil {
+					h.OnDelete(e.Object)
+				}
+			})
+		}
+	case had:
+		i.notify(func(h Handler) {
+			if h.OnUpdate != nil {
+				h.OnUpdate(prev, e.Object)
+			}
+		})
+	default:
+		i.notify(func(h Handler) {
+			if h.OnAdd != nil {
+				h.OnAdd(e.Object)
+			}
+		})
+	}
+}
+
+// backoff doubles a delay up to a cap.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max, cur: min} }
+
+func (b *backoff) reset() { b.cur = b.min }
+
+func (b *backoff) wait(ctx context.Context) {
+	t := time.NewTimer(b.cur)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if b.cur *= 2; b.cur > b.max {
+		b.cur = b.max
+	}
+}

@@ -1,0 +1,23 @@
+// Package apiserver serves Capstan's API over HTTPS: JSON over REST for every
+// kind, watch streams, a transaction endpoint, authentication with bearer
+// tokens, role-based authorization, health, metrics and version.
+//
+// It is the only package that touches the store. On first start it makes a
+// CA and a serving certificate in the data directory, an admin token, and an
+// admin client config (DIR/admin.yaml); later starts reuse them.
+//
+// Routes:
+//
+//	GET    /api/v1/{kind}                      list (?app=, ?labels=k=v,..., ?node=)
+//	GET    /api/v1/{kind}?watch=true&since=REV  stream events as NDJSON
+//	POST   /api/v1/{kind}                      create
+//	GET    /api/v1/{kind}/{app}/{name}         get (cluster kinds: /api/v1/{kind}/{name})
+//	PUT    /api/v1/{kind}/{app}/{name}         update the spec and metadata (CAS on resourceVersion)
+//	PUT    /api/v1/{kind}/{app}/{name}/status  update the status
+//	DELETE /api/v1/{kind}/{app}/{name}         delete (?force=true; ?resourceVersion=)
+//	POST   /api/v1/txn                         apply several writes, all or none
+//
+// Concurrency: a Server serves requests concurrently; each watch has its
+// own goroutine and buffer in the store, so a slow watcher is cut off
+// instead of stalling others.
+package apiserver

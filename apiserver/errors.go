@@ -1,0 +1,84 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/store"
+)
+
+// Status is the JSON body of every error response.
+type Status struct {
+	Code    int    `json:"code"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// Fields lists invalid fields for Invalid errors.
+	Fields api.ErrorList `json:"fields,omitempty"`
+}
+
+// apiError is an error with its HTTP status.
+type apiError struct {
+	code   int
+	reason string
+	err    error
+}
+
+func (e *apiError) Error() string { return e.err.Error() }
+func (e *apiError) Unwrap() error { return e.err }
+
+func errorf(code int, reason string, err error) error {
+	return &apiError{code: code, reason: reason, err: err}
+}
+
+func badRequest(msg string) error {
+	return errorf(http.StatusBadRequest, "BadRequest", errors.New(msg))
+}
+
+// toStatus maps an error to the response the client gets.
+func toStatus(err error) Status {
+	var ae *apiError
+	var ve *api.ValidationError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return Status{Code: ae.code, Reason: ae.reason, Message: ae.err.Error()}
+	case errors.As(err, &mbe):
+		return Status{Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge", Message: "request body is larger than the server's limit"}
+	case errors.As(err, &ve):
+		return Status{Code: http.StatusBadRequest, Reason: "Invalid", Message: err.Error(), Fields: ve.Fields}
+	case errors.Is(err, api.ErrUnknownKind):
+		return Status{Code: http.StatusNotFound, Reason: "UnknownKind", Message: err.Error()}
+	case errors.Is(err, api.ErrInvalid):
+		return Status{Code: http.StatusBadRequest, Reason: "Invalid", Message: err.Error()}
+	case errors.Is(err, store.ErrNotFound):
+		return Status{Code: http.StatusNotFound, Reason: "NotFound", Message: err.Error()}
+	case errors.Is(err, store.ErrExists):
+		return Status{Code: http.StatusConflict, Reason: "AlreadyExists", Message: err.Error()}
+	case errors.Is(err, store.ErrConflict):
+		return Status{Code: http.StatusConflict, Reason: "Conflict", Message: err.Error()}
+	case errors.Is(err, store.ErrCompacted):
+		return Status{Code: http.StatusGone, Reason: "Expired", Message: err.Error()}
+	case errors.Is(err, store.ErrWatcherTooSlow):
+		return Status{Code: http.StatusServiceUnavailable, Reason: "WatcherTooSlow", Message: err.Error()}
+	case errors.Is(err, store.ErrClosed):
+		return Status{Code: http.StatusServiceUnavailable, Reason: "ShuttingDown", Message: err.Error()}
+	}
+	return Status{Code: http.StatusInternalServerError, Reason: "InternalError", Message: err.Error()}
+}
+
+func writeError(w http.ResponseWriter, err error) int {
+	st := toStatus(err)
+	if st.Code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="capstan"`)
+	}
+	writeJSON(w, st.Code, st)
+	return st.Code
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

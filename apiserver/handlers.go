@@ -1,0 +1,565 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/store"
+)
+
+// maxSegment bounds one path segment; names are at most 253 characters.
+const maxSegment = 253
+
+// maxTxnOps bounds the steps of one transaction.
+const maxTxnOps = 1000
+
+// statusWriter records the response code for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// parsePath splits /api/v1/... into unescaped segments, refusing anything
+// that is not a plain name: empty segments, "." and "..", an escaped "/",
+// NUL and other control bytes, over-long segments.
+func parsePath(r *http.Request) ([]string, error) {
+	p := r.URL.EscapedPath()
+	rest, ok := strings.CutPrefix(p, "/api/v1/")
+	if !ok {
+		return nil, errorf(http.StatusNotFound, "NotFound", fmt.Errorf("no such path %q: the API lives under /api/v1/", p))
+	}
+	parts := strings.Split(rest, "/")
+	for i, seg := range parts {
+		if len(seg) > 3*maxSegment {
+			return nil, badRequest(fmt.Sprintf("path segment %d is %d bytes long, more than %d", i+1, len(seg), maxSegment))
+		}
+		u, err := url.PathUnescape(seg)
+		if err != nil {
+			return nil, badRequest(fmt.Sprintf("path segment %d: %v", i+1, err))
+		}
+		if u == "" || u == "." || u == ".." || len(u) > maxSegment || strings.ContainsFunc(u, func(r rune) bool { return r == '/' || r < 0x20 || r == 0x7f }) {
+			return nil, badRequest(fmt.Sprintf("path segment %d %s is not a name: want lowercase letters, digits and '-'", i+1, strconv.QuoteToASCII(truncate(u, 64))))
+		}
+		parts[i] = u
+	}
+	return parts, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// route is a parsed API request.
+type route struct {
+	kind        api.Kind
+	key         api.Key // set when the path names an object
+	named       bool
+	subresource string
+	txn         bool
+}
+
+func parseRoute(parts []string) (route, error) {
+	if len(parts) == 1 && parts[0] == "txn" {
+		return route{txn: true}, nil
+	}
+	k := api.Kind(parts[0])
+	if !k.Valid() {
+		return route{}, fmt.Errorf("%w: %q (kinds: nodes, leases, apps, workloads, pods, services, endpoints, revisions, events)", api.ErrUnknownKind, parts[0])
+	}
+	rt := route{kind: k}
+	rest := parts[1:]
+	if len(rest) == 0 {
+		return rt, nil
+	}
+	if n := len(rest); rest[n-1] == "status" && (k.ClusterScoped() && n == 2 || !k.ClusterScoped() && n == 3) {
+		rt.subresource = "status"
+		rest = rest[:n-1]
+	}
+	switch {
+	case k.ClusterScoped() && len(rest) == 1:
+		rt.key = api.Key{Kind: k, Name: rest[0]}
+	case !k.ClusterScoped() && len(rest) == 2:
+		rt.key = api.Key{Kind: k, App: rest[0], Name: rest[1]}
+	default:
+		return route{}, errorf(http.StatusNotFound, "NotFound", fmt.Errorf("no such path: %s objects are at /api/v1/%s/%s", k, k, map[bool]string{true: "{name}", false: "{app}/{name}"}[k.ClusterScoped()]))
+	}
+	rt.named = true
+	if err := rt.key.Validate(); err != nil {
+		return route{}, err
+	}
+	return rt, nil
+}
+
+func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w := &statusWriter{ResponseWriter: rw}
+	verb, kind := strings.ToLower(r.Method), "unknown"
+	defer func() {
+		code := w.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		s.metrics.requests.WithLabelValues(verb, kind, strconv.Itoa(code)).Inc()
+		if verb != "watch" {
+			s.metrics.latency.WithLabelValues(verb, kind).Observe(time.Since(start).Seconds())
+		}
+	}()
+	role, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	parts, err := parsePath(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rt, err := parseRoute(parts)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	kind = string(rt.kind)
+	if rt.txn {
+		kind = "txn"
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	ctx := r.Context()
+	switch {
+	case rt.txn && r.Method == http.MethodPost:
+		verb = "txn"
+		err = s.handleTxn(ctx, w, r, role)
+	case !rt.named && r.Method == http.MethodGet && r.URL.Query().Get("watch") == "true":
+		verb = "watch"
+		err = s.handleWatch(ctx, w, r, rt, role)
+	case !rt.named && r.Method == http.MethodGet:
+		verb = "list"
+		err = s.handleList(ctx, w, r, rt, role)
+	case !rt.named && r.Method == http.MethodPost:
+		verb = "create"
+		err = s.handleCreate(ctx, w, r, rt, role)
+	case rt.named && r.Method == http.MethodGet && rt.subresource == "":
+		verb = "get"
+		err = s.handleGet(ctx, w, rt, role)
+	case rt.named && r.Method == http.MethodPut:
+		verb = "update"
+		err = s.handleUpdate(ctx, w, r, rt, role)
+	case rt.named && r.Method == http.MethodDelete && rt.subresource == "":
+		verb = "delete"
+		err = s.handleDelete(ctx, w, r, rt, role)
+	default:
+		err = errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Errorf("%s is not allowed on %s", r.Method, r.URL.Path))
+	}
+	if err != nil {
+		writeError(w, err)
+	}
+}
+
+func (s *Server) podNode(ctx context.Context) nodeLookup {
+	return func(k api.Key) (string, error) {
+		obj, err := s.store.Get(ctx, k)
+		if err != nil {
+			return "", err
+		}
+		return obj.(*api.Pod).Spec.NodeName, nil
+	}
+}
+
+func (s *Server) authorize(ctx context.Context, role string, req request) error {
+	return authorize(role, req, s.podNode(ctx))
+}
+
+// List is the body of a list response.
+type List struct {
+	Kind            string            `json:"kind"`
+	ResourceVersion int64             `json:"resourceVersion"`
+	Items           []json.RawMessage `json:"items"`
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, badRequest(fmt.Sprintf("label selector %q: want key=value[,key=value]", s))
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (s *Server) handleList(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	if err := s.authorize(ctx, role, request{verb: "list", kind: rt.kind}); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	labels, err := parseLabels(q.Get("labels"))
+	if err != nil {
+		return err
+	}
+	opts := store.ListOptions{App: q.Get("app"), Labels: labels, Node: q.Get("node")}
+	if opts.App != "" && !api.IsDNSLabel(opts.App) {
+		return badRequest(fmt.Sprintf("app %s is not a DNS label", strconv.QuoteToASCII(truncate(opts.App, 64))))
+	}
+	objs, rev, err := s.store.List(ctx, rt.kind, opts)
+	if err != nil {
+		return err
+	}
+	out := List{Kind: rt.kind.Singular() + "List", ResourceVersion: rev, Items: make([]json.RawMessage, 0, len(objs))}
+	for _, o := range objs {
+		b, err := json.Marshal(o)
+		if err != nil {
+			return err
+		}
+		out.Items = append(out.Items, b)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) handleGet(ctx context.Context, w http.ResponseWriter, rt route, role string) error {
+	if err := s.authorize(ctx, role, request{verb: "get", kind: rt.kind, key: rt.key}); err != nil {
+		return err
+	}
+	obj, err := s.store.Get(ctx, rt.key)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, obj)
+	return nil
+}
+
+func readObject(r *http.Request, k api.Kind) (api.Object, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, badRequest("request body is empty: send the object as JSON")
+	}
+	return api.Decode(k, body)
+}
+
+func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	obj, err := readObject(r, rt.kind)
+	if err != nil {
+		return err
+	}
+	m := obj.Meta()
+	m.ResourceVersion, m.UID, m.Generation = 0, "", 0
+	m.CreatedAt = time.Time{}
+	if err := api.Validate(obj); err != nil {
+		return err
+	}
+	if err := s.authorize(ctx, role, request{verb: "create", kind: rt.kind, key: api.KeyOf(obj)}); err != nil {
+		return err
+	}
+	out, err := s.store.Create(ctx, obj)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// mergeField returns a copy of base with one top-level field ("spec",
+// "status", "metadata") taken from from.
+func mergeField(base, from api.Object, fields ...string) (api.Object, error) {
+	var b, f map[string]json.RawMessage
+	bb, err := json.Marshal(base)
+	if err != nil {
+		return nil, err
+	}
+	fb, err := json.Marshal(from)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(bb, &b); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(fb, &f); err != nil {
+		return nil, err
+	}
+	for _, field := range fields {
+		if v, ok := f[field]; ok {
+			b[field] = v
+		} else {
+			delete(b, field)
+		}
+	}
+	merged, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	k, _ := api.KindOf(base.GetKind())
+	return api.Decode(k, merged)
+}
+
+func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	in, err := readObject(r, rt.kind)
+	if err != nil {
+		return err
+	}
+	if k := api.KeyOf(in); k != rt.key {
+		return badRequest(fmt.Sprintf("the body names %s but the path names %s", k, rt.key))
+	}
+	if err := s.authorize(ctx, role, request{verb: "update", kind: rt.kind, key: rt.key, subresource: rt.subresource}); err != nil {
+		return err
+	}
+	want := in.Meta().ResourceVersion
+	// Without a resourceVersion the update is unconditional: retry when a
+	// concurrent write wins the compare-and-swap against the copy read here.
+	for attempt := 0; ; attempt++ {
+		cur, err := s.store.Get(ctx, rt.key)
+		if err != nil {
+			return err
+		}
+		rv := cur.Meta().ResourceVersion
+		if want != 0 && want != rv {
+			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, want, rv, store.ErrConflict)
+		}
+		var next api.Object
+		if rt.subresource == "status" {
+			next, err = mergeField(cur, in, "status")
+		} else {
+			next, err = mergeField(in, cur, "status")
+		}
+		if err != nil {
+			return err
+		}
+		next.Meta().ResourceVersion = rv
+		if err := api.Validate(next); err != nil {
+			return err
+		}
+		out, err := s.store.Update(ctx, next)
+		if errors.Is(err, store.ErrConflict) && want == 0 && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+}
+
+func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	if err := s.authorize(ctx, role, request{verb: "delete", kind: rt.kind, key: rt.key}); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	var rv int64
+	if v := q.Get("resourceVersion"); v != "" {
+		var err error
+		if rv, err = strconv.ParseInt(v, 10, 64); err != nil || rv < 0 {
+			return badRequest(fmt.Sprintf("resourceVersion %q is not a revision", v))
+		}
+	}
+	force := q.Get("force") == "true"
+	isNode := strings.HasPrefix(role, RoleNodePrefix)
+	if rt.kind == api.KindPod && !force && !isNode {
+		// A pod on a node is deleted gracefully: mark it, and its agent
+		// stops the containers and then removes the object.
+		cur, err := s.store.Get(ctx, rt.key)
+		if err != nil {
+			return err
+		}
+		pod := cur.(*api.Pod)
+		if rv != 0 && rv != pod.Metadata.ResourceVersion {
+			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, rv, pod.Metadata.ResourceVersion, store.ErrConflict)
+		}
+		if pod.Spec.NodeName != "" {
+			if pod.Metadata.DeletionRequestedAt == nil {
+				now := s.opts.Now().UTC()
+				pod.Metadata.DeletionRequestedAt = &now
+				out, err := s.store.Update(ctx, pod)
+				if err != nil {
+					return err
+				}
+				writeJSON(w, http.StatusAccepted, out)
+				return nil
+			}
+			writeJSON(w, http.StatusAccepted, pod)
+			return nil
+		}
+		rv = pod.Metadata.ResourceVersion
+	}
+	out, err := s.store.Delete(ctx, rt.key, rv)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// TxnRequest is the body of POST /api/v1/txn.
+type TxnRequest struct {
+	Ops []TxnOp `json:"ops"`
+}
+
+// TxnOp is one step: op "create" or "update" with object, or "delete" with
+// key ("kind/app/name") and optionally resourceVersion.
+type TxnOp struct {
+	Op              string          `json:"op"`
+	Object          json.RawMessage `json:"object,omitempty"`
+	Key             string          `json:"key,omitempty"`
+	ResourceVersion int64           `json:"resourceVersion,omitempty"`
+}
+
+// TxnResponse lists the objects as written, one per step.
+type TxnResponse struct {
+	Objects []api.Object `json:"objects"`
+}
+
+func (s *Server) handleTxn(ctx context.Context, w http.ResponseWriter, r *http.Request, role string) error {
+	if role != RoleAdmin {
+		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %s may not run transactions", role))
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	var req TxnRequest
+	if err := dec.Decode(&req); err != nil {
+		return fmt.Errorf("%w: transaction body: %w", api.ErrInvalid, err)
+	}
+	if len(req.Ops) == 0 || len(req.Ops) > maxTxnOps {
+		return badRequest(fmt.Sprintf("a transaction has 1 to %d steps, this one %d", maxTxnOps, len(req.Ops)))
+	}
+	ops := make([]store.Op, len(req.Ops))
+	for i, op := range req.Ops {
+		switch op.Op {
+		case "create", "update":
+			obj, err := api.DecodeAny(op.Object)
+			if err != nil {
+				return fmt.Errorf("step %d: %w", i, err)
+			}
+			if op.Op == "create" {
+				m := obj.Meta()
+				m.ResourceVersion, m.UID, m.Generation = 0, "", 0
+				ops[i] = store.Op{Type: store.OpCreate, Object: obj}
+			} else {
+				ops[i] = store.Op{Type: store.OpUpdate, Object: obj}
+			}
+			if err := api.Validate(obj); err != nil {
+				return fmt.Errorf("step %d: %w", i, err)
+			}
+		case "delete":
+			k, err := api.ParseKey(op.Key)
+			if err != nil {
+				return fmt.Errorf("step %d: %w", i, err)
+			}
+			ops[i] = store.Op{Type: store.OpDelete, Key: k, ResourceVersion: op.ResourceVersion}
+		default:
+			return badRequest(fmt.Sprintf("step %d: op %q: want create, update or delete", i, op.Op))
+		}
+	}
+	out, err := s.store.Txn(ctx, ops)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, TxnResponse{Objects: out})
+	return nil
+}
+
+// WatchEvent is one line of a watch stream.
+type WatchEvent struct {
+	Type   string          `json:"type"` // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
+	Object json.RawMessage `json:"object"`
+}
+
+func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Request, rt route, role string) error {
+	if err := s.authorize(ctx, role, request{verb: "watch", kind: rt.kind}); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	since := s.store.Revision()
+	if v := q.Get("since"); v != "" {
+		var err error
+		if since, err = strconv.ParseInt(v, 10, 64); err != nil || since < 0 {
+			return badRequest(fmt.Sprintf("since %q is not a revision", v))
+		}
+	}
+	app := q.Get("app")
+	if app != "" && !api.IsDNSLabel(app) {
+		return badRequest(fmt.Sprintf("app %s is not a DNS label", strconv.QuoteToASCII(truncate(app, 64))))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watcher, err := s.store.Watch(ctx, store.WatchOptions{Kind: rt.kind, App: app, Node: q.Get("node"), Since: since})
+	if err != nil {
+		return err
+	}
+	s.metrics.watches.WithLabelValues(string(rt.kind)).Inc()
+	defer s.metrics.watches.WithLabelValues(string(rt.kind)).Dec()
+
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Flush()
+	enc := json.NewEncoder(w)
+	bookmarks := time.NewTicker(s.opts.BookmarkInterval)
+	defer bookmarks.Stop()
+	for {
+		select {
+		case e, ok := <-watcher.C:
+			if !ok {
+				if err := watcher.Err(); err != nil {
+					st, _ := json.Marshal(toStatus(err))
+					_ = enc.Encode(WatchEvent{Type: "ERROR", Object: st})
+				}
+				return nil
+			}
+			if err := enc.Encode(WatchEvent{Type: string(e.Type), Object: e.Object}); err != nil {
+				return nil // client gone
+			}
+			if len(watcher.C) == 0 {
+				w.Flush()
+			}
+		case <-bookmarks.C:
+			if rev, ok := watcher.Progress(); ok {
+				b, _ := json.Marshal(map[string]any{"kind": "Bookmark", "metadata": map[string]int64{"resourceVersion": rev}})
+				if err := enc.Encode(WatchEvent{Type: "BOOKMARK", Object: b}); err != nil {
+					return nil
+				}
+				w.Flush()
+			}
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

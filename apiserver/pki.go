@@ -1,0 +1,164 @@
+package apiserver
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// PKI is the cluster CA and the server's serving certificate.
+type PKI struct {
+	CACert    *x509.Certificate
+	CAPEM     []byte
+	caKey     *ecdsa.PrivateKey
+	ServeCert tls.Certificate
+}
+
+// CAHash is the SHA-256 of the CA certificate's public key info, written as
+// "sha256:<hex>": join tokens pin it, as kubeadm's discovery hash does.
+func (p *PKI) CAHash() string { return CAHash(p.CACert) }
+
+// CAHash returns "sha256:<hex>" of a certificate's public key info.
+func CAHash(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// loadOrCreatePKI reads DIR/pki, making the CA and serving certificate when
+// they are missing. The serving certificate is remade when its names no
+// longer cover sans or it expires within 30 days.
+func loadOrCreatePKI(dir string, sans []string, now time.Time) (*PKI, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pki dir: %w", err)
+	}
+	caCertPath, caKeyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	p := &PKI{}
+	caPEM, err := os.ReadFile(caCertPath)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := createCA(caCertPath, caKeyPath, now); err != nil {
+			return nil, err
+		}
+		caPEM, err = os.ReadFile(caCertPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read CA: %w", err)
+	}
+	keyPEM, err := os.ReadFile(caKeyPath)
+	if err != nil {
+		return nil, fmt.Errorf("read CA key: %w", err)
+	}
+	pair, err := tls.X509KeyPair(caPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA in %s: %w (remove the pki directory to make a new cluster CA)", dir, err)
+	}
+	p.CAPEM = caPEM
+	p.CACert, _ = x509.ParseCertificate(pair.Certificate[0])
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("CA key in %s is not ECDSA", dir)
+	}
+	p.caKey = key
+
+	certPath, servKeyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	cert, err := tls.LoadX509KeyPair(certPath, servKeyPath)
+	if err != nil || !coversNames(cert, sans, now) {
+		if err := p.issueServing(certPath, servKeyPath, sans, now); err != nil {
+			return nil, err
+		}
+		if cert, err = tls.LoadX509KeyPair(certPath, servKeyPath); err != nil {
+			return nil, err
+		}
+	}
+	p.ServeCert = cert
+	return p, nil
+}
+
+func coversNames(cert tls.Certificate, sans []string, now time.Time) bool {
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil || now.Add(30*24*time.Hour).After(leaf.NotAfter) {
+		return false
+	}
+	for _, n := range sans {
+		if leaf.VerifyHostname(n) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+	return n
+}
+
+func createCA(certPath, keyPath string, now time.Time) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "capstan-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	return writeKeyPair(certPath, keyPath, der, key)
+}
+
+func (p *PKI) issueServing(certPath, keyPath string, sans []string, now time.Time) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "capstan-apiserver"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range sans {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.CACert, &key.PublicKey, p.caKey)
+	if err != nil {
+		return err
+	}
+	return writeKeyPair(certPath, keyPath, der, key)
+}
+
+func writeKeyPair(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}

@@ -1,0 +1,253 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/version"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Options configures a Server. Zero values take the documented defaults.
+type Options struct {
+	// DataDir holds pki/, tokens.json and admin.yaml. Required.
+	DataDir string
+	// Listen is the HTTPS address (default 127.0.0.1:7443; port 0 picks one).
+	Listen string
+	// Store keeps the objects. Required.
+	Store store.Store
+	// SANs are extra names and addresses for the serving certificate, beyond
+	// localhost, 127.0.0.1 and the listen host.
+	SANs []string
+	// MaxBodyBytes limits request bodies (default 3 MiB).
+	MaxBodyBytes int64
+	// BookmarkInterval is how often an idle watch gets a bookmark (default
+	// 10 s).
+	BookmarkInterval time.Duration
+	// Registry receives the server's metrics (default: a new registry).
+	Registry *prometheus.Registry
+	// Logger (default: discard).
+	Logger *slog.Logger
+	// Now returns the time (default time.Now).
+	Now func() time.Time
+}
+
+func (o *Options) validate() error {
+	if o.DataDir == "" {
+		return errors.New("apiserver: DataDir is required (--data-dir)")
+	}
+	if o.Store == nil {
+		return errors.New("apiserver: Store is required")
+	}
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:7443"
+	}
+	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+		return fmt.Errorf("apiserver: listen address %q: %w (want HOST:PORT)", o.Listen, err)
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = 3 << 20
+	}
+	if o.BookmarkInterval == 0 {
+		o.BookmarkInterval = 10 * time.Second
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// Server is the HTTPS API server.
+type Server struct {
+	opts    Options
+	store   store.Store
+	pki     *PKI
+	tokens  *Tokens
+	metrics *metrics
+	mux     *http.ServeMux
+	ln      net.Listener
+	ready   atomic.Bool
+}
+
+// New prepares a server: it loads or makes the PKI, the token table and the
+// admin client config, and binds the listen address so Addr is known before
+// Start.
+func New(opts Options) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(opts.Listen)
+	sans := append([]string{"localhost", "127.0.0.1"}, opts.SANs...)
+	if host != "" && host != "0.0.0.0" && host != "::" {
+		sans = append(sans, host)
+	}
+	if name, err := os.Hostname(); err == nil {
+		sans = append(sans, name)
+	}
+	pki, err := loadOrCreatePKI(filepath.Join(opts.DataDir, "pki"), sans, opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := openTokens(filepath.Join(opts.DataDir, "tokens.json"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, store: opts.Store, pki: pki, tokens: tokens, mux: http.NewServeMux()}
+	s.metrics = newMetrics(opts.Registry, opts.Store)
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: listen on %s: %w (is another server running? pick another --listen)", opts.Listen, err)
+	}
+	s.ln = ln
+	if err := s.ensureAdminConfig(); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+// ensureAdminConfig writes DIR/admin.yaml with a new admin token unless a
+// config with a working token is there.
+func (s *Server) ensureAdminConfig() error {
+	path := s.AdminConfigPath()
+	url := "https://" + s.clientAddr()
+	if c, err := client.LoadConfig(path); err == nil {
+		if _, err := s.tokens.Authenticate(c.Token, s.opts.Now()); err == nil {
+			if c.Server != url || c.CA != string(s.pki.CAPEM) {
+				c.Server, c.CA = url, string(s.pki.CAPEM)
+				return client.SaveConfig(path, c)
+			}
+			return nil
+		}
+	}
+	token, _, err := s.tokens.Create(RoleAdmin, "admin (made on first start)", 0, s.opts.Now())
+	if err != nil {
+		return err
+	}
+	return client.SaveConfig(path, &client.Config{Server: url, CA: string(s.pki.CAPEM), Token: token})
+}
+
+// clientAddr is the address clients on this machine dial.
+func (s *Server) clientAddr() string {
+	host, port, _ := net.SplitHostPort(s.ln.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// AdminConfigPath is where the admin client config is written.
+func (s *Server) AdminConfigPath() string { return filepath.Join(s.opts.DataDir, "admin.yaml") }
+
+// Addr is the bound listen address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the https URL clients on this machine use.
+func (s *Server) URL() string { return "https://" + s.clientAddr() }
+
+// PKI returns the cluster CA and serving certificate.
+func (s *Server) PKI() *PKI { return s.pki }
+
+// Tokens returns the token table.
+func (s *Server) Tokens() *Tokens { return s.tokens }
+
+// Handle mounts an extra handler (such as git webhooks) before Start. Its
+// pattern must not start with /api/.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Start serves until ctx ends, then shuts down gracefully: it stops
+// accepting, ends watches and waits up to 10 s for requests in flight.
+func (s *Server) Start(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           s,
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{s.pki.ServeCert}},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(s.ln, "", "") }()
+	s.ready.Store(true)
+	s.opts.Logger.Info("API server listening", "url", s.URL())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("apiserver: %w", err)
+	case <-ctx.Done():
+	}
+	s.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, version.Get()) })
+	metricsHandler := promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{})
+	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := s.authenticate(r); err != nil {
+			writeError(w, err)
+			return
+		}
+		metricsHandler.ServeHTTP(w, r)
+	})
+}
+
+// ServeHTTP routes /api/ itself, so that paths are never cleaned or
+// redirected (a name with "..", "%2F" or NUL is refused, not rewritten), and
+// everything else through the mux.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/api" {
+		s.serveAPI(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// authenticate returns the caller's role.
+func (s *Server) authenticate(r *http.Request) (string, error) {
+	tok := bearer(r)
+	if tok == "" {
+		return "", errorf(http.StatusUnauthorized, "Unauthorized", errors.New("no bearer token: pass --config with a client config, or set CAPSTAN_CONFIG"))
+	}
+	role, err := s.tokens.Authenticate(tok, s.opts.Now())
+	if err != nil {
+		return "", errorf(http.StatusUnauthorized, "Unauthorized", err)
+	}
+	return role, nil
+}
