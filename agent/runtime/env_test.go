@@ -36,7 +36,7 @@ const testboxPkg = "github.com/capstanhq/capstan/agent/runtime/testdata/testbox"
 // a containerd namespace, a bridge and a pod CIDR, a registry with the
 // testbox image.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	rt    *runtime.Containerd
 	net   *network.Manager
@@ -53,7 +53,7 @@ var envSeq atomic.Int32
 
 // newEnv needs root and the system tools; it registers cleanup of
 // everything it creates, also when the test fails.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "containerd", "containerd-shim-runc-v2", "runc", "ip", "go")
@@ -191,7 +191,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -266,7 +266,7 @@ func logText(t *testing.T, st runtime.ContainerStatus) string {
 }
 
 // closedPort returns a loopback address where nothing listens.
-func closedPort(t *testing.T) string {
+func closedPort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
