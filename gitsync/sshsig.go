@@ -52,7 +52,7 @@ type sshSignature struct {
 // parseSSHSignature decodes an armored SSH signature.
 func parseSSHSignature(armored string) (*sshSignature, error) {
 	s := strings.TrimSpace(armored)
-	if !strings.HasPrefix(s, sshsigBegin) || !strings.HasSuffix(s, sshsigEnd) {
+	if len(s) < len(sshsigBegin)+len(sshsigEnd) || !strings.HasPrefix(s, sshsigBegin) || !strings.HasSuffix(s, sshsigEnd) {
 		return nil, errors.New("sshsig: missing armor")
 	}
 	body := strings.Join(strings.Fields(s[len(sshsigBegin):len(s)-len(sshsigEnd)]), "")
