@@ -99,7 +99,7 @@ func (q *query) limit(tcp bool) int {
 // fastOK reports whether the fast path may answer q at all: class IN and a
 // type that is data, not a meta query the slow path must refuse.
 func (q *query) fastOK() bool {
-	return q.qclass == mdns.ClassINET && !isMetaType(q.qtype)
+	return q.qclass == mdns.ClassINET && q.qtype != 0 && !isMetaType(q.qtype)
 }
 
 func isMetaType(t uint16) bool {
@@ -222,11 +222,19 @@ func (s *Server) judge(req []byte) (*mdns.Msg, *mdns.Msg) {
 			Opcode: int(req[2]>>3) & 0xF, Rcode: mdns.RcodeFormatError}}
 		return h, h
 	}
+	// miekg/dns forgives counts larger than what follows and a question
+	// cut off after its name; a query that lies about itself is FORMERR.
+	counted := len(m.Question) == int(binary.BigEndian.Uint16(req[4:])) &&
+		len(m.Answer) == int(binary.BigEndian.Uint16(req[6:])) &&
+		len(m.Ns) == int(binary.BigEndian.Uint16(req[8:])) &&
+		len(m.Extra) == int(binary.BigEndian.Uint16(req[10:]))
 	switch {
 	case m.Opcode != mdns.OpcodeQuery:
 		return m, reply0(m, mdns.RcodeNotImplemented)
-	case len(m.Question) != 1:
+	case len(m.Question) != 1 || !counted:
 		return m, reply0(m, mdns.RcodeFormatError)
+	case m.Question[0].Qtype == 0 || m.Question[0].Qclass == 0:
+		return m, reply0(m, mdns.RcodeFormatError) // reserved, or cut off
 	}
 	if opt := m.IsEdns0(); opt != nil && opt.Version() != 0 {
 		return m, reply0(m, mdns.RcodeBadVers)
