@@ -1,0 +1,45 @@
+package schema
+
+import (
+	"testing"
+	"testing/fstest"
+)
+
+// FuzzLoad feeds arbitrary content to a .cue, a .yaml and a .json file
+// beside a valid app: Load must never panic, must keep the valid app
+// valid unless a fuzzed file claims it, and every app it accepts must
+// pass api.Validate.
+func FuzzLoad(f *testing.F) {
+	f.Add(fullCUE, fullYAML, fullJSON)
+	f.Add(`apps: shop: pods: web: replicas: "3"`, "apps:\n  shop: [", `{"apps": {"x": 1}}`)
+	f.Add(`apps: "A": pods: "B": containers: "C": image: 1`, "- 1\n---\n- 2\n", `{"apps": {"a": {"pods": {"g": {"containers": {"c": {"image": "i", "ports": {"p": {"port": 99999}}}}}}}}}`)
+	f.Add(`import "strings"
+apps: x: pods: g: {containers: c: {image: strings.ToUpper("a"), readiness: {}}, service: {headless: true}}`, "apps: {y: {pods: {g: {containers: {c: {image: i, resources: {cpu: 1e9, memory: 1Ei}}}}}}}", "")
+	f.Add(`a: b: c: d: {x: [for i in list.Range(0, 3, 1) {i}]}`, "&a [*a, *a]", "[[[[[[[[[[[[")
+	valid := `apps: keep: pods: g: containers: c: image: "x"`
+	f.Fuzz(func(t *testing.T, c, y, j string) {
+		fsys := fstest.MapFS{
+			"fuzz.cue":  {Data: []byte(c)},
+			"fuzz.yaml": {Data: []byte(y)},
+			"fuzz.json": {Data: []byte(j)},
+			"keep.cue":  {Data: []byte(valid)},
+		}
+		res, err := Load(fsys, LoadOptions{MaxFileBytes: 64 << 10})
+		if err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		for _, a := range res.Apps {
+			if a.Valid() == (len(a.Errors) > 0) {
+				t.Fatalf("app %s: valid %v with errors %v", a.Name, a.Valid(), a.Errors)
+			}
+			if a.Name == "keep" && len(a.Files) == 1 && !a.Valid() {
+				t.Fatalf("app keep, declared only in keep.cue, rejected: %v", a.Errors)
+			}
+			for _, e := range a.Errors {
+				if e.File == "" || e.Message == "" {
+					t.Fatalf("error without a file or message: %#v", e)
+				}
+			}
+		}
+	})
+}
