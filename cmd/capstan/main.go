@@ -47,7 +47,12 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentFlags().String("config", "", "client config file (default $CAPSTAN_CONFIG, else ~/.config/capstan/config.yaml)")
 	root.AddCommand(
+		newServerCmd(),
+		newGetCmd(),
+		newDescribeCmd(),
+		newDeleteCmd(),
 		newImageCmd(),
 		newVersionCmd(),
 		newSchemaCmd(),

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/spf13/cobra"
+)
+
+// newClient builds an API client from --config, $CAPSTAN_CONFIG or the
+// default path.
+func newClient(cmd *cobra.Command) (*client.Client, error) {
+	flag, _ := cmd.Flags().GetString("config")
+	path := client.ResolveConfigPath(flag)
+	if path == "" {
+		return nil, fmt.Errorf("no client config: pass --config FILE or set CAPSTAN_CONFIG")
+	}
+	cfg, err := client.LoadConfig(path)
+	if os.IsNotExist(unwrapAll(err)) {
+		return nil, fmt.Errorf("no client config at %s: pass --config DATA_DIR/admin.yaml (written by 'capstan server' on first start) or set CAPSTAN_CONFIG", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg)
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		next := u.Unwrap()
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+// parseKindArg accepts "pods", "pod", "po", ...
+func parseKindArg(s string) (api.Kind, error) {
+	k, ok := api.ParseKind(s)
+	if !ok {
+		return "", fmt.Errorf("unknown kind %q: want one of nodes, leases, apps, workloads, pods, services, endpoints, revisions, events", s)
+	}
+	return k, nil
+}
+
+// objectKey turns NAME or APP/NAME plus --app into a key.
+func objectKey(kind api.Kind, arg, app string) (api.Key, error) {
+	if a, n, ok := cutSlash(arg); ok {
+		app, arg = a, n
+	}
+	k := api.Key{Kind: kind, App: app, Name: arg}
+	if kind.ClusterScoped() {
+		k.App = ""
+	} else if k.App == "" {
+		return api.Key{}, fmt.Errorf("%s live in an app: give --app APP or APP/NAME", kind)
+	}
+	return k, k.Validate()
+}
+
+func cutSlash(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", s, false
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/spf13/cobra"
+)
+
+func newDeleteCmd() *cobra.Command {
+	var app string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "delete KIND NAME",
+		Short: "Delete an object",
+		Long: `Delete an object. A pod on a node is deleted gracefully: its agent stops the
+containers (SIGTERM, the grace period, SIGKILL) and then removes it; --force
+removes it at once. Objects that came from git come back on the next sync:
+change the repository instead.`,
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: completeKinds,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, err := parseKindArg(args[0])
+			if err != nil {
+				return err
+			}
+			k, err := objectKey(kind, args[1], app)
+			if err != nil {
+				return err
+			}
+			c, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			obj, err := c.Delete(cmd.Context(), k, client.DeleteOptions{Force: force})
+			if err != nil {
+				return err
+			}
+			verb := "deleted"
+			if obj.Meta().DeletionRequestedAt != nil && !force {
+				verb = "terminating"
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", k, verb)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&app, "app", "", "the object's app (or write APP/NAME)")
+	cmd.Flags().BoolVar(&force, "force", false, "remove a pod at once, without waiting for its agent")
+	return cmd
+}

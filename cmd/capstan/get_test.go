@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+)
+
+func TestGetDescribeDelete(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{Name: "web-1", App: "shop"}
+	p.Spec.NodeName = "n1"
+	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
+	if _, err := c.Client.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"get", "pods"}, []string{"APP", "NAME", "shop", "web-1", "ContainerCreating"}},
+		{[]string{"get", "po", "--app", "shop", "-o", "wide"}, []string{"NODE", "n1"}},
+		{[]string{"get", "pod", "shop/web-1", "-o", "json"}, []string{`"name": "web-1"`}},
+		{[]string{"get", "pod", "web-1", "--app", "shop", "-o", "yaml"}, []string{"name: web-1"}},
+		{[]string{"get", "nodes"}, []string{"No nodes found."}},
+		{[]string{"describe", "pod", "shop/web-1"}, []string{"image: example/hello:v1", "Events:"}},
+		{[]string{"delete", "pod", "shop/web-1"}, []string{"pods/shop/web-1 terminating"}},
+		{[]string{"get", "pods"}, []string{"Terminating"}},
+		{[]string{"delete", "pod", "shop/web-1", "--force"}, []string{"pods/shop/web-1 deleted"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, err := run(t, append(tt.args, "--config", cfg)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	for _, bad := range [][]string{{"get", "widgets"}, {"get", "pod", "web-1"}, {"get", "pods", "-o", "xml"}, {"get", "pod", "shop/nope"}} {
+		if out, err := run(t, append(bad, "--config", cfg)...); err == nil {
+			t.Errorf("%v succeeded:\n%s", bad, out)
+		}
+	}
+	if _, err := run(t, "get", "pods", "--config", "/nonexistent/admin.yaml"); err == nil || !strings.Contains(err.Error(), "no client config") {
+		t.Errorf("missing config: %v", err)
+	}
+}

@@ -1,0 +1,345 @@
+package printer
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Options tune a table.
+type Options struct {
+	// Wide adds more columns (pod IP and node, node addresses, ...).
+	Wide bool
+	// ShowApp adds the APP column (when objects of several apps are listed).
+	ShowApp bool
+	// NoHeaders leaves out the header row (for rows streamed by a watch).
+	NoHeaders bool
+	// Now is the time ages are measured from.
+	Now time.Time
+	// Endpoints, when set, lets the services table show ready/total
+	// endpoints; keyed by "app/name".
+	Endpoints map[string]*api.Endpoints
+}
+
+// column is one column of a kind's table.
+type column struct {
+	name string
+	wide bool
+	cell func(o api.Object, opts *Options) string
+}
+
+// Table writes objs (all of one kind) as a table.
+func Table(w io.Writer, kind api.Kind, objs []api.Object, opts Options) error {
+	cols := columnsFor(kind)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	var header []string
+	if opts.ShowApp && !kind.ClusterScoped() {
+		header = append(header, "APP")
+	}
+	for _, c := range cols {
+		if !c.wide || opts.Wide {
+			header = append(header, c.name)
+		}
+	}
+	if !opts.NoHeaders {
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+	}
+	for _, o := range objs {
+		var row []string
+		if opts.ShowApp && !kind.ClusterScoped() {
+			row = append(row, o.Meta().App)
+		}
+		for _, c := range cols {
+			if !c.wide || opts.Wide {
+				row = append(row, c.cell(o, &opts))
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	return tw.Flush()
+}
+
+// Age renders a duration as kubectl does: 45s, 3m, 5h, 2d.
+func Age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < 2*time.Minute:
+		return strconv.Itoa(int(d.Seconds())) + "s"
+	case d < 2*time.Hour:
+		return strconv.Itoa(int(d.Minutes())) + "m"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d.Hours())) + "h"
+	}
+	return strconv.Itoa(int(d.Hours()/24)) + "d"
+}
+
+func age(t time.Time, opts *Options) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return Age(opts.Now.Sub(t))
+}
+
+var nameCol = column{name: "NAME", cell: func(o api.Object, _ *Options) string { return o.Meta().Name }}
+var ageCol = column{name: "AGE", cell: func(o api.Object, opts *Options) string { return age(o.Meta().CreatedAt, opts) }}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return orNone(sha)
+}
+
+func columnsFor(kind api.Kind) []column {
+	switch kind {
+	case api.KindNode:
+		return []column{nameCol,
+			{name: "STATUS", cell: func(o api.Object, _ *Options) string { return nodeStatus(o.(*api.Node)) }},
+			{name: "CPU", cell: func(o api.Object, _ *Options) string { return o.(*api.Node).Status.Allocatable.CPU.String() }},
+			{name: "MEMORY", cell: func(o api.Object, _ *Options) string { return o.(*api.Node).Status.Allocatable.Memory.String() }},
+			{name: "PODS", cell: func(o api.Object, _ *Options) string {
+				return strconv.FormatInt(o.(*api.Node).Status.Allocatable.Pods, 10)
+			}},
+			ageCol,
+			{name: "ADDRESS", wide: true, cell: func(o api.Object, _ *Options) string { return nodeAddress(o.(*api.Node)) }},
+			{name: "POD-CIDR", wide: true, cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Node).Spec.PodCIDR) }},
+			{name: "VERSION", wide: true, cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Node).Status.Info.AgentVersion) }},
+		}
+	case api.KindLease:
+		return []column{nameCol,
+			{name: "HOLDER", cell: func(o api.Object, _ *Options) string { return o.(*api.Lease).Spec.Holder }},
+			{name: "RENEWED", cell: func(o api.Object, opts *Options) string { return age(o.(*api.Lease).Spec.RenewTime, opts) + " ago" }},
+		}
+	case api.KindApp:
+		return []column{nameCol,
+			{name: "COMMIT", cell: func(o api.Object, _ *Options) string { return short(o.(*api.App).Status.SyncedCommit) }},
+			{name: "SYNC", cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.App).Status.LastSyncResult) }},
+			{name: "SYNCED", cell: func(o api.Object, opts *Options) string { return age(o.(*api.App).Status.LastSyncTime, opts) }},
+			{name: "HEALTH", cell: func(o api.Object, _ *Options) string {
+				h := o.(*api.App).Status.Health
+				if h == "" {
+					return api.HealthUnknown
+				}
+				return h
+			}},
+			ageCol,
+			{name: "MESSAGE", wide: true, cell: func(o api.Object, _ *Options) string {
+				a := o.(*api.App)
+				return orNone(firstNonEmpty(a.Status.HealthMessage, a.Status.LastSyncMessage))
+			}},
+		}
+	case api.KindWorkload:
+		return []column{nameCol,
+			{name: "READY", cell: func(o api.Object, _ *Options) string {
+				w := o.(*api.Workload)
+				return fmt.Sprintf("%d/%d", w.Status.ReadyReplicas, w.Spec.Replicas)
+			}},
+			{name: "UP-TO-DATE", cell: func(o api.Object, _ *Options) string { return strconv.Itoa(int(o.(*api.Workload).Status.UpdatedReplicas)) }},
+			{name: "AVAILABLE", cell: func(o api.Object, _ *Options) string { return strconv.Itoa(int(o.(*api.Workload).Status.AvailableReplicas)) }},
+			ageCol,
+			{name: "IMAGES", wide: true, cell: func(o api.Object, _ *Options) string { return images(o.(*api.Workload).Spec.Template.Containers) }},
+		}
+	case api.KindPod:
+		return []column{nameCol,
+			{name: "READY", cell: func(o api.Object, _ *Options) string { return podReady(o.(*api.Pod)) }},
+			{name: "STATUS", cell: func(o api.Object, _ *Options) string { return PodStatus(o.(*api.Pod)) }},
+			{name: "RESTARTS", cell: func(o api.Object, _ *Options) string { return strconv.Itoa(int(podRestarts(o.(*api.Pod)))) }},
+			ageCol,
+			{name: "IP", wide: true, cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Pod).Status.PodIP) }},
+			{name: "NODE", wide: true, cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Pod).Spec.NodeName) }},
+		}
+	case api.KindService:
+		return []column{nameCol,
+			{name: "VIP", cell: func(o api.Object, _ *Options) string {
+				s := o.(*api.Service)
+				if s.Spec.Headless {
+					return "None"
+				}
+				return orNone(s.Spec.VIP)
+			}},
+			{name: "PORTS", cell: func(o api.Object, _ *Options) string { return servicePorts(o.(*api.Service)) }},
+			{name: "ENDPOINTS", cell: func(o api.Object, opts *Options) string {
+				ep := opts.Endpoints[api.KeyOf(o).ObjectKey()]
+				if ep == nil {
+					return "0/0"
+				}
+				ready := 0
+				for _, a := range ep.Spec.Addresses {
+					if a.Ready {
+						ready++
+					}
+				}
+				return fmt.Sprintf("%d/%d", ready, len(ep.Spec.Addresses))
+			}},
+			ageCol,
+		}
+	case api.KindEndpoints:
+		return []column{nameCol,
+			{name: "ENDPOINTS", cell: func(o api.Object, _ *Options) string { return endpointList(o.(*api.Endpoints)) }},
+			ageCol,
+		}
+	case api.KindRevision:
+		return []column{nameCol,
+			{name: "COMMIT", cell: func(o api.Object, _ *Options) string { return short(o.(*api.Revision).Spec.Commit) }},
+			{name: "RESULT", cell: func(o api.Object, _ *Options) string { return o.(*api.Revision).Spec.Result }},
+			{name: "AUTHOR", cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Revision).Spec.Author) }},
+			ageCol,
+			{name: "MESSAGE", cell: func(o api.Object, _ *Options) string { return firstLine(o.(*api.Revision).Spec.Message) }},
+		}
+	case api.KindEvent:
+		return []column{
+			{name: "LAST SEEN", cell: func(o api.Object, opts *Options) string { return age(o.(*api.Event).Spec.LastSeen, opts) }},
+			{name: "TYPE", cell: func(o api.Object, _ *Options) string { return o.(*api.Event).Spec.Type }},
+			{name: "REASON", cell: func(o api.Object, _ *Options) string { return o.(*api.Event).Spec.Reason }},
+			{name: "OBJECT", cell: func(o api.Object, _ *Options) string {
+				r := o.(*api.Event).Spec.Object
+				return strings.TrimSuffix(r.Kind.Singular(), "s") + "/" + r.Name
+			}},
+			{name: "COUNT", wide: true, cell: func(o api.Object, _ *Options) string { return strconv.Itoa(int(o.(*api.Event).Spec.Count)) }},
+			{name: "MESSAGE", cell: func(o api.Object, _ *Options) string { return o.(*api.Event).Spec.Message }},
+		}
+	}
+	return []column{nameCol, ageCol}
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func nodeStatus(n *api.Node) string {
+	st := "Unknown"
+	if c := api.FindCondition(n.Status.Conditions, api.NodeReady); c != nil {
+		switch c.Status {
+		case api.ConditionTrue:
+			st = "Ready"
+		case api.ConditionFalse:
+			st = "NotReady"
+		}
+	}
+	if n.Spec.Unschedulable {
+		st += ",SchedulingDisabled"
+	}
+	return st
+}
+
+func nodeAddress(n *api.Node) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == "InternalIP" {
+			return a.Address
+		}
+	}
+	return "<none>"
+}
+
+func images(cs []api.Container) string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Image)
+	}
+	return strings.Join(out, ",")
+}
+
+func podReady(p *api.Pod) string {
+	ready := 0
+	for _, c := range p.Status.Containers {
+		if c.Ready {
+			ready++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
+}
+
+func podRestarts(p *api.Pod) int32 {
+	var n int32
+	for _, c := range p.Status.Containers {
+		n += c.RestartCount
+	}
+	return n
+}
+
+// PodStatus is the one-word state kubectl shows: a container's waiting or
+// terminated reason when there is one (CrashLoopBackOff, ImagePullBackOff,
+// OOMKilled), Terminating while being deleted, else the phase.
+func PodStatus(p *api.Pod) string {
+	if p.Metadata.DeletionRequestedAt != nil {
+		return "Terminating"
+	}
+	for _, c := range p.Status.Containers {
+		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+			return w.Reason
+		}
+		if t := c.State.Terminated; t != nil && t.Reason != "" && p.Status.Phase != api.PodSucceeded {
+			return t.Reason
+		}
+	}
+	if p.Spec.NodeName == "" {
+		if c := api.FindCondition(p.Status.Conditions, api.PodScheduled); c != nil && c.Status == api.ConditionFalse {
+			return "Unschedulable"
+		}
+		return api.PodPending
+	}
+	if p.Status.Phase == "" {
+		return "ContainerCreating"
+	}
+	return p.Status.Phase
+}
+
+func servicePorts(s *api.Service) string {
+	var out []string
+	for _, p := range s.Spec.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = api.ProtocolTCP
+		}
+		v := strconv.Itoa(int(p.Port))
+		if p.NodePort != 0 {
+			v += ":" + strconv.Itoa(int(p.NodePort))
+		}
+		out = append(out, v+"/"+proto)
+	}
+	return orNone(strings.Join(out, ","))
+}
+
+func endpointList(e *api.Endpoints) string {
+	var out []string
+	for _, a := range e.Spec.Addresses {
+		if !a.Ready {
+			continue
+		}
+		for _, p := range a.Ports {
+			out = append(out, a.IP+":"+strconv.Itoa(int(p.Port)))
+		}
+		if len(a.Ports) == 0 {
+			out = append(out, a.IP)
+		}
+	}
+	sort.Strings(out)
+	if len(out) > 4 {
+		out = append(out[:4], fmt.Sprintf("+ %d more", len(out)-4))
+	}
+	return orNone(strings.Join(out, ","))
+}
