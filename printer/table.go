@@ -148,8 +148,12 @@ func columnsFor(kind api.Kind) []column {
 				w := o.(*api.Workload)
 				return fmt.Sprintf("%d/%d", w.Status.ReadyReplicas, w.Spec.Replicas)
 			}},
-			{name: "UP-TO-DATE", cell: func(o api.Object, _ *Options) string { return strconv.Itoa(int(o.(*api.Workload).Status.UpdatedReplicas)) }},
-			{name: "AVAILABLE", cell: func(o api.Object, _ *Options) string { return strconv.Itoa(int(o.(*api.Workload).Status.AvailableReplicas)) }},
+			{name: "UP-TO-DATE", cell: func(o api.Object, _ *Options) string {
+				return strconv.Itoa(int(o.(*api.Workload).Status.UpdatedReplicas))
+			}},
+			{name: "AVAILABLE", cell: func(o api.Object, _ *Options) string {
+				return strconv.Itoa(int(o.(*api.Workload).Status.AvailableReplicas))
+			}},
 			ageCol,
 			{name: "IMAGES", wide: true, cell: func(o api.Object, _ *Options) string { return images(o.(*api.Workload).Spec.Template.Containers) }},
 		}
