@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -261,6 +262,9 @@ func parentPath(p string) string {
 	return p[:i]
 }
 
+// alsoAt finds the other positions of a conflict in a message.
+var alsoAt = regexp.MustCompile(`(\(also at |, )[^,()\s]+:\d+:\d+`)
+
 // stamp returns the app's result with provenance for this load.
 func (c *appCache) stamp(name string, opts LoadOptions) AppResult {
 	r := AppResult{Name: name}
@@ -269,6 +273,11 @@ func (c *appCache) stamp(name string, opts LoadOptions) AppResult {
 	}
 	for _, e := range c.errs {
 		e.File = opts.display(e.File)
+		if opts.PathPrefix != "" {
+			e.Message = alsoAt.ReplaceAllStringFunc(e.Message, func(s string) string {
+				return s[:len(s)-len(strings.TrimLeft(s, "(, also at"))] + opts.display(strings.TrimLeft(s, "(, also at"))
+			})
+		}
 		r.Errors = append(r.Errors, e)
 	}
 	if c.app != nil && len(c.errs) == 0 {

@@ -543,3 +543,48 @@ func appSource(i int, tag string) string {
 }
 `, i, tag, i, tag)
 }
+
+func TestMountsServicesAndPrefix(t *testing.T) {
+	res := mustLoad(t, mapFS(map[string]string{
+		"a.cue": `apps: a: pods: g: {
+	volumes: {v: {}, w: {}}
+	containers: {
+		all: image: "x"
+		none: {image: "x", mounts: {}}
+		one: {image: "x", mounts: w: "/data"}
+	}
+	service: headless: true
+}`,
+	}), LoadOptions{})
+	if !res.OK() {
+		t.Fatal(errorStrings(res.AllErrors()))
+	}
+	w := res.Valid()[0].Spec.Workloads[0]
+	got := map[string][]api.VolumeMount{}
+	for _, c := range w.Spec.Template.Containers {
+		got[c.Name] = c.VolumeMounts
+	}
+	want := map[string][]api.VolumeMount{
+		"all":  {{Name: "v", MountPath: "/v"}, {Name: "w", MountPath: "/w"}},
+		"none": nil,
+		"one":  {{Name: "w", MountPath: "/data"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("mounts = %v, want %v", got, want)
+	}
+	if svc := res.Valid()[0].Spec.Services[0]; !svc.Spec.Headless || len(svc.Spec.Ports) != 0 {
+		t.Errorf("service = %+v, want headless without ports", svc)
+	}
+
+	res = mustLoad(t, mapFS(map[string]string{
+		"a.cue":  `apps: a: pods: g: {replicas: 1, containers: c: image: "x"}`,
+		"b.yaml": "apps: {a: {pods: {g: {replicas: 2}}}}\n",
+	}), LoadOptions{PathPrefix: "/deploy/apps/"})
+	want2 := []string{"deploy/apps/a.cue:1:30: apps.a.pods.g.replicas: conflicting values 2 and 1 (also at deploy/apps/b.yaml:1:33)"}
+	if got := errorStrings(res.AllErrors()); !slices.Equal(got, want2) {
+		t.Errorf("errors = %q, want %q", got, want2)
+	}
+	if !slices.Equal(res.Apps[0].Files, []string{"deploy/apps/a.cue", "deploy/apps/b.yaml"}) {
+		t.Errorf("files = %v", res.Apps[0].Files)
+	}
+}
