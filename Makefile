@@ -54,3 +54,25 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# images builds the example programs in examples/images statically and pushes
+# each as $(REGISTRY)/examples/NAME:$(IMAGE_TAG) with `capstan image pack
+# --push`. The registry must be running (`capstan up` serves one on
+# 127.0.0.1:5000). The hello image reports IMAGE_TAG as its version.
+REGISTRY  ?= 127.0.0.1:5000
+IMAGE_TAG ?= v1
+EXAMPLE_IMAGES := hello api worker shipper
+.PHONY: images
+images: build
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	for img in $(EXAMPLE_IMAGES); do \
+		case $$img in \
+			hello) flags="--port 8080 --env VERSION=$(IMAGE_TAG)" ;; \
+			api) flags="--port 9000" ;; \
+			*) flags="" ;; \
+		esac; \
+		mkdir "$$tmp/$$img" && \
+		CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w' -o "$$tmp/$$img/$$img" ./examples/images/$$img && \
+		$(BIN) image pack "$$tmp/$$img" --entrypoint /$$img $$flags \
+			--tag $(REGISTRY)/examples/$$img:$(IMAGE_TAG) --push || exit 1; \
+	done
