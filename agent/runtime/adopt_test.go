@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/agent/network"
+	"github.com/capstanhq/capstan/agent/network/nsfile"
 	"github.com/capstanhq/capstan/agent/runtime"
 )
 
@@ -39,6 +40,9 @@ func TestAdoptAfterRestart(t *testing.T) {
 		t.Fatalf("ListPods = %d pods, want 1: %+v", len(pods), pods)
 	}
 	p := pods[0]
+	if p.Stale {
+		t.Errorf("a running pod is reported stale")
+	}
 	if p.Sandbox.PodUID != sb.PodUID || p.Sandbox.IP != sb.IP || p.Sandbox.NetNSPath != sb.NetNSPath ||
 		p.Sandbox.PodName != "adopt" || p.Sandbox.App != "shop" {
 		t.Errorf("adopted sandbox = %+v, want %+v", p.Sandbox, sb)
@@ -130,5 +134,45 @@ func TestSandboxCNIFailureCleansUp(t *testing.T) {
 	}
 	if err := rt.RemovePod(ctx, second.PodUID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// After a reboot the namespace files are gone but the pod directory and
+// the IPAM lease remain: ListPods reports the pod as stale, and creating
+// the sandbox again attaches it afresh, keeping its volumes.
+func TestStaleSandboxAfterReboot(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb := e.pod("reboot", "data")
+	if err := os.WriteFile(filepath.Join(sb.Dir, "volumes", "data", "keep"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// What a reboot leaves: no namespaces (the kernel drops the veth with
+	// the network namespace), the files on disk.
+	for _, p := range []string{sb.NetNSPath, sb.UTSPath, sb.IPCPath} {
+		if err := nsfile.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods, err := e.rt.ListPods(ctx)
+	if err != nil || len(pods) != 1 || !pods[0].Stale {
+		t.Fatalf("ListPods = %+v, %v; want one stale pod", pods, err)
+	}
+	again, err := e.rt.CreatePodSandbox(ctx, runtime.PodSpec{UID: sb.PodUID, Name: "reboot", App: "shop", Volumes: []string{"data"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !nsfile.IsMounted(again.NetNSPath) || !again.IP.IsValid() {
+		t.Errorf("recreated sandbox = %+v, want a mounted namespace and an IP", again)
+	}
+	if _, err := os.Stat(filepath.Join(again.Dir, "volumes", "data", "keep")); err != nil {
+		t.Errorf("volume content lost: %v", err)
+	}
+	st := e.start(again, runtime.ContainerSpec{Name: "c", Args: []string{"exit", "0"}})
+	if st := e.waitExited(st.ID, time.Minute); st.Reason != runtime.ReasonCompleted {
+		t.Errorf("container in recreated sandbox: %+v", st)
+	}
+	if pods, err := e.rt.ListPods(ctx); err != nil || len(pods) != 1 || pods[0].Stale {
+		t.Errorf("after recreate: ListPods = %+v, %v; want one healthy pod", pods, err)
 	}
 }

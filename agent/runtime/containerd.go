@@ -149,6 +149,9 @@ func New(ctx context.Context, opts Options, log *slog.Logger) (*Containerd, erro
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	if err := checkLogDriver(ctx, opts.LogDriver); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

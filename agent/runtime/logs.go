@@ -2,13 +2,16 @@ package runtime
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +57,39 @@ func RunLogDriver(config string) int {
 	return 0
 }
 
+// logDriverProbe is the config with which New checks that the log driver
+// is wired; the driver answers probeAnswer on stdout.
+const (
+	logDriverProbe = "probe"
+	probeAnswer    = "capstan-log-driver ok"
+)
+
+// checkLogDriver runs the driver with the probe config, so a binary that
+// does not call RunLogDriver fails at start-up instead of leaving every
+// container with nobody reading its output.
+func checkLogDriver(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, LogDriverCommand, logDriverProbe).Output()
+	if err != nil || strings.TrimSpace(string(out)) != probeAnswer {
+		return fmt.Errorf("runtime options: log driver %s does not answer `%s %s` (%v, output %q): its main must call runtime.RunLogDriver, or set LogDriver",
+			path, LogDriverCommand, logDriverProbe, err, truncate(out, 200))
+	}
+	return nil
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}
+
 func runLogDriver(config string) error {
+	if config == logDriverProbe {
+		fmt.Println(probeAnswer)
+		return nil
+	}
 	q, err := url.ParseQuery(config)
 	if err != nil {
 		return fmt.Errorf("config %q: %w", config, err)

@@ -70,3 +70,10 @@ func TestLogDriverRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckLogDriver(t *testing.T) {
+	// /bin/true exits 0 without answering: not a log driver.
+	if err := checkLogDriver(t.Context(), "/bin/true"); err == nil || !strings.Contains(err.Error(), "RunLogDriver") {
+		t.Errorf("checkLogDriver(/bin/true) = %v, want an error naming RunLogDriver", err)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+
+	"github.com/capstanhq/capstan/agent/network/nsfile"
 )
 
 // ListPods implements Runtime. It reads sandbox.json for every pod
@@ -34,7 +36,8 @@ func (c *Containerd) ListPods(ctx context.Context) ([]PodState, error) {
 			// it so the agent removes it.
 			sb = Sandbox{PodUID: e.Name(), Dir: c.podDir(e.Name())}
 		}
-		pods[e.Name()] = &PodState{Sandbox: sb}
+		stale := err != nil || !nsfile.IsMounted(sb.NetNSPath) || !nsfile.IsMounted(sb.UTSPath) || !nsfile.IsMounted(sb.IPCPath)
+		pods[e.Name()] = &PodState{Sandbox: sb, Stale: stale}
 	}
 	ctrs, err := c.client.Containers(ctx, fmt.Sprintf("labels.%q", labelPodUID))
 	if err != nil {
@@ -50,7 +53,7 @@ func (c *Containerd) ListPods(ctx context.Context) ([]PodState, error) {
 		}
 		p := pods[s.PodUID]
 		if p == nil {
-			p = &PodState{Sandbox: Sandbox{PodUID: s.PodUID}}
+			p = &PodState{Sandbox: Sandbox{PodUID: s.PodUID}, Stale: true}
 			pods[s.PodUID] = p
 		}
 		p.Containers = append(p.Containers, s)

@@ -174,6 +174,10 @@ type ContainerStatus struct {
 type PodState struct {
 	Sandbox    Sandbox
 	Containers []ContainerStatus
+	// Stale is set when the sandbox cannot be used any more: its namespaces
+	// are gone (the node rebooted) or it was never completed. Remove the pod
+	// (which also frees its address) and create it again.
+	Stale bool
 }
 
 // ExecIO carries an exec's standard streams; nil ones are discarded.

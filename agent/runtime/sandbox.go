@@ -24,8 +24,15 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 	if pod.Name == "" {
 		return Sandbox{}, fmt.Errorf("pod %s: name is required", pod.UID)
 	}
-	if sb, err := c.loadSandbox(pod.UID); err == nil && nsfile.IsMounted(sb.NetNSPath) {
-		return sb, nil
+	if sb, err := c.loadSandbox(pod.UID); err == nil {
+		if nsfile.IsMounted(sb.NetNSPath) && nsfile.IsMounted(sb.UTSPath) && nsfile.IsMounted(sb.IPCPath) {
+			return sb, nil
+		}
+		// A stale sandbox (node rebooted, or interrupted): release its
+		// address and namespace before attaching again; volumes are kept.
+		if err := c.net.Teardown(ctx, pod.UID); err != nil {
+			return Sandbox{}, fmt.Errorf("pod %s: release stale sandbox: %w", pod.UID, err)
+		}
 	}
 	dir, run := c.podDir(pod.UID), c.podRunDir(pod.UID)
 	sb := Sandbox{

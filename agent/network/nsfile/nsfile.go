@@ -33,12 +33,19 @@ func (k Kind) flag() (int, error) {
 }
 
 // Create makes a new namespace of the given kind and binds it to path, which
-// must not exist yet. For UTS namespaces a non-empty hostname is set inside
-// the new namespace. On error nothing is left behind.
+// must not be a mounted namespace already (a plain file left by an
+// interrupted Create is replaced). For UTS namespaces a non-empty hostname
+// is set inside the new namespace. On error nothing is left behind.
 func Create(path string, kind Kind, hostname string) (err error) {
 	flag, err := kind.flag()
 	if err != nil {
 		return err
+	}
+	if IsMounted(path) {
+		return fmt.Errorf("namespace %s: already exists (remove it first)", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("namespace %s: remove stale file: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("namespace %s: create directory: %w", path, err)
