@@ -37,6 +37,8 @@ type Options struct {
 	// BookmarkInterval is how often an idle watch gets a bookmark (default
 	// 10 s).
 	BookmarkInterval time.Duration
+	// Network sets the ranges VIPs, node ports and pod CIDRs come from.
+	Network NetworkOptions
 	// Registry receives the server's metrics (default: a new registry).
 	Registry *prometheus.Registry
 	// Logger (default: discard).
@@ -111,6 +113,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	alloc, err := newAllocator(opts.Network)
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: %w", err)
+	}
+	opts.Store.SetHooks(alloc)
 	s := &Server{opts: opts, store: opts.Store, pki: pki, tokens: tokens, mux: http.NewServeMux()}
 	s.metrics = newMetrics(opts.Registry, opts.Store)
 	ln, err := net.Listen("tcp", opts.Listen)

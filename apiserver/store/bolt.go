@@ -71,17 +71,32 @@ func (o *Options) setDefaults() error {
 var (
 	bucketMeta = []byte("meta")
 	bucketLog  = []byte("log")
+	bucketAllo = []byte("allocations")
 	keyRev     = []byte("rev")
 	keyCompact = []byte("compacted")
 )
 
 // Bolt is a Store on a bbolt file.
 type Bolt struct {
-	db   *bolt.DB
-	opts Options
-	rev  atomic.Int64 // last committed revision
-	hub  *hub
+	db    *bolt.DB
+	opts  Options
+	rev   atomic.Int64 // last committed revision
+	hub   *hub
+	hooks Hooks
 }
+
+// SetHooks installs h; call it before the first write.
+func (s *Bolt) SetHooks(h Hooks) { s.hooks = h }
+
+// allocations is the Allocations view of a write transaction.
+type allocations struct{ b *bolt.Bucket }
+
+func (a allocations) Get(key string) (string, bool) {
+	v := a.b.Get([]byte(key))
+	return string(v), v != nil
+}
+func (a allocations) Put(key, value string) error { return a.b.Put([]byte(key), []byte(value)) }
+func (a allocations) Delete(key string) error     { return a.b.Delete([]byte(key)) }
 
 var _ Store = (*Bolt)(nil)
 
@@ -97,7 +112,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 	db.MaxBatchDelay = opts.MaxBatchDelay
 	s := &Bolt{db: db, opts: opts}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketLog} {
+		for _, b := range [][]byte{bucketMeta, bucketLog, bucketAllo} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -388,6 +403,11 @@ func (w *txWriter) create(obj api.Object) (api.Object, error) {
 		m.CreatedAt = w.now.UTC().Truncate(time.Millisecond)
 	}
 	m.Generation = 1
+	if h := w.s.hooks; h != nil {
+		if err := h.BeforeCreate(allocations{w.tx.Bucket(bucketAllo)}, obj); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := w.put(b, k, obj, Added); err != nil {
 		return nil, err
 	}
@@ -419,6 +439,18 @@ func (w *txWriter) update(obj api.Object) (api.Object, error) {
 	spec, err := specJSON(obj)
 	if err != nil {
 		return nil, err
+	}
+	if h := w.s.hooks; h != nil {
+		oldObj, err := api.Decode(k.Kind, old)
+		if err != nil {
+			return nil, fmt.Errorf("decode stored %s: %w", k, err)
+		}
+		if err := h.BeforeUpdate(allocations{w.tx.Bucket(bucketAllo)}, oldObj, obj); err != nil {
+			return nil, err
+		}
+		if spec, err = specJSON(obj); err != nil {
+			return nil, err
+		}
 	}
 	if !bytes.Equal(spec, prev.Spec) {
 		m.Generation++
@@ -462,6 +494,11 @@ func (w *txWriter) delete(k api.Key, rv int64) (api.Object, error) {
 	}
 	if err := b.Delete(objectKey(k)); err != nil {
 		return nil, err
+	}
+	if h := w.s.hooks; h != nil {
+		if err := h.AfterDelete(allocations{w.tx.Bucket(bucketAllo)}, obj); err != nil {
+			return nil, err
+		}
 	}
 	w.rev++
 	// The deleted event carries the last state at the delete's revision.

@@ -33,6 +33,28 @@ type Store interface {
 	Watch(ctx context.Context, opts WatchOptions) (*Watcher, error)
 	// Revision returns the store's current revision.
 	Revision() int64
+	// SetHooks installs h; call it before the first write.
+	SetHooks(h Hooks)
+}
+
+// Hooks keep state derived from objects (address allocations) in the same
+// transaction as the write that needs it, so two concurrent creates can
+// never take the same address and a delete always releases it. The API
+// server provides them; the store stays ignorant of what they mean.
+type Hooks interface {
+	// BeforeCreate may change obj before it is stored.
+	BeforeCreate(tx Allocations, obj api.Object) error
+	// BeforeUpdate may change obj (the new version) given old.
+	BeforeUpdate(tx Allocations, old, obj api.Object) error
+	// AfterDelete releases what obj held.
+	AfterDelete(tx Allocations, obj api.Object) error
+}
+
+// Allocations is a key-value view inside the write's transaction.
+type Allocations interface {
+	Get(key string) (string, bool)
+	Put(key, value string) error
+	Delete(key string) error
 }
 
 // ListOptions filters a list.
