@@ -109,10 +109,12 @@ func pick(tx store.Allocations, cursorKey string, n int, key func(int) string) (
 
 func (a *allocator) vipCount() int { return 1<<(32-a.svc.Bits()) - 2 } // no network or broadcast address
 
-func (a *allocator) vipAt(i int) netip.Addr { return u32ToAddr(addrToU32(a.svc.Addr()) + uint32(i) + 1) }
+func (a *allocator) vipAt(i int) netip.Addr {
+	return u32ToAddr(addrToU32(a.svc.Addr()) + uint32(i) + 1)
+}
 
 func vipKey(ip netip.Addr) string { return "vip/" + ip.String() }
-func portKey(p int32) string     { return "nodeport/" + strconv.Itoa(int(p)) }
+func portKey(p int32) string      { return "nodeport/" + strconv.Itoa(int(p)) }
 
 func (a *allocator) takeVIP(tx store.Allocations, owner, want string) (string, error) {
 	if want != "" {
