@@ -21,5 +21,7 @@
 // read-only afterwards). Distribution logs through logrus's process-wide
 // standard logger; this package leaves that logger alone, so the process
 // owner (cmd/) decides where those lines go, for example with LogrusHook.
+// Each registry tags its distribution log lines with a random "instance.id",
+// which it also logs at start.
 // Images returned by PackDir are immutable and safe for concurrent use.
 package registry

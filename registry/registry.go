@@ -108,6 +108,8 @@ func isLoopbackHost(host string) bool {
 }
 
 // Ready is closed once the registry listens; Addr is valid from then on.
+// When Start fails before listening, Ready is never closed: wait on Start's
+// result too.
 func (r *Registry) Ready() <-chan struct{} { return r.ready }
 
 // Addr returns the address the registry listens on (with the real port when
