@@ -1,9 +1,11 @@
 package schema
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"sort"
-	"strconv"
+	"strings"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/token"
@@ -17,28 +19,378 @@ const (
 	LabelWorkload = "capstan.io/workload"
 )
 
-// loc is where an API field came from in the descriptor.
-type loc struct {
-	desc string // descriptor path: apps.shop.pods.web.replicas
-	pos  token.Pos
-}
+// The descriptor as Go values, decoded from the JSON of an app that
+// passed the schema: every default is filled in, every type is right.
+type (
+	dApp struct {
+		Pods map[string]dGroup `json:"pods"`
+	}
+	dGroup struct {
+		Replicas         int32                 `json:"replicas"`
+		Containers       map[string]dContainer `json:"containers"`
+		Volumes          map[string]struct{}   `json:"volumes"`
+		RestartPolicy    string                `json:"restartPolicy"`
+		NodeSelector     map[string]string     `json:"nodeSelector"`
+		Labels           map[string]string     `json:"labels"`
+		Strategy         dStrategy             `json:"strategy"`
+		TerminationGrace int64                 `json:"terminationGrace"`
+		Service          *dService             `json:"service"`
+	}
+	dStrategy struct {
+		MaxSurge         api.IntOrString `json:"maxSurge"`
+		MaxUnavailable   api.IntOrString `json:"maxUnavailable"`
+		ProgressDeadline int32           `json:"progressDeadline"`
+	}
+	dContainer struct {
+		Image      string                     `json:"image"`
+		PullPolicy string                     `json:"pullPolicy"`
+		Command    []string                   `json:"command"`
+		Args       []string                   `json:"args"`
+		Env        map[string]string          `json:"env"`
+		WorkingDir string                     `json:"workingDir"`
+		Ports      map[string]json.RawMessage `json:"ports"`
+		Resources  *dResources                `json:"resources"`
+		Readiness  *dProbe                    `json:"readiness"`
+		Liveness   *dProbe                    `json:"liveness"`
+		Mounts     map[string]json.RawMessage `json:"mounts"`
+	}
+	dContainerPort struct {
+		Port     int32  `json:"port"`
+		Protocol string `json:"protocol"`
+		HostPort int32  `json:"hostPort"`
+	}
+	dMount struct {
+		Path     string `json:"path"`
+		ReadOnly bool   `json:"readOnly"`
+	}
+	dResources struct {
+		CPU      json.RawMessage `json:"cpu"`
+		Memory   json.RawMessage `json:"memory"`
+		Requests *dResourceList  `json:"requests"`
+		Limits   *dResourceList  `json:"limits"`
+	}
+	dResourceList struct {
+		CPU    json.RawMessage `json:"cpu"`
+		Memory json.RawMessage `json:"memory"`
+	}
+	dProbe struct {
+		HTTP *struct {
+			Path string          `json:"path"`
+			Port api.IntOrString `json:"port"`
+		} `json:"http"`
+		TCP *struct {
+			Port api.IntOrString `json:"port"`
+		} `json:"tcp"`
+		Exec *struct {
+			Command []string `json:"command"`
+		} `json:"exec"`
+		InitialDelay     int32 `json:"initialDelay"`
+		Period           int32 `json:"period"`
+		Timeout          int32 `json:"timeout"`
+		FailureThreshold int32 `json:"failureThreshold"`
+		SuccessThreshold int32 `json:"successThreshold"`
+	}
+	dService struct {
+		Ports    map[string]json.RawMessage `json:"ports"`
+		External bool                       `json:"external"`
+		Headless bool                       `json:"headless"`
+	}
+	dServicePort struct {
+		Port     int32            `json:"port"`
+		Target   *api.IntOrString `json:"target"`
+		Protocol string           `json:"protocol"`
+	}
+)
 
-// converter turns one app's validated CUE value into an api.App,
-// recording where each API field came from so that api.Validate's errors
-// can be reported at the descriptor's file:line:col.
+// converter turns one app's validated value into an api.App. It records
+// which descriptor path each API path came from, so that api.Validate's
+// errors can be reported at the descriptor's file:line:col; positions are
+// looked up only for errors, because asking CUE for them is costly.
 type converter struct {
 	app  string
-	idx  map[string]loc
-	errs []api.SourceError
+	v    cue.Value // the app, unified with #App
 	fb   api.SourceError
+	desc map[string][]string // API path -> descriptor path below the app
+	errs []api.SourceError
 }
 
-type field struct {
-	name string
-	v    cue.Value
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func isObject(raw json.RawMessage) bool {
+	return len(bytes.TrimSpace(raw)) > 0 && bytes.TrimSpace(raw)[0] == '{'
+}
+
+// convert builds the App from v, the app's value after the schema
+// accepted it.
+func convert(name string, v cue.Value, fb api.SourceError) (*api.App, *converter, error) {
+	c := &converter{app: name, v: v, fb: fb, desc: map[string][]string{}}
+	data, err := v.MarshalJSON()
+	if err != nil {
+		return nil, c, fmt.Errorf("encode app %s: %w", name, err)
+	}
+	var d dApp
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, c, fmt.Errorf("decode app %s: %w", name, err)
+	}
+	app := api.KindApp.New().(*api.App)
+	app.Metadata.Name = name
+	app.Metadata.App = name
+	for _, g := range sortedKeys(d.Pods) {
+		c.group(app, g, d.Pods[g])
+	}
+	return app, c, nil
+}
+
+func (c *converter) note(apiPath string, desc ...string) { c.desc[apiPath] = desc }
+
+// fail records an error of the descriptor at desc (below the app).
+func (c *converter) fail(desc []string, format string, args ...any) {
+	c.errs = append(c.errs, c.at(desc, fmt.Sprintf(format, args...)))
+}
+
+// at makes an error at the position of desc, or of its nearest parent
+// that has one in the user's files.
+func (c *converter) at(desc []string, msg string) api.SourceError {
+	e := api.SourceError{File: c.fb.File, Line: c.fb.Line, Column: c.fb.Column,
+		Path: strings.Join(append([]string{"apps", c.app}, desc...), "."), Message: msg}
+	if p := deepestPos(c.v, desc); p.IsValid() {
+		setPos(&e, p)
+	}
+	return e
+}
+
+func (c *converter) group(app *api.App, name string, g dGroup) {
+	desc := []string{"pods", name}
+	sub := func(s ...string) []string { return append(append([]string{}, desc...), s...) }
+	wp := fmt.Sprintf("spec.workloads[%d]", len(app.Spec.Workloads))
+	tp := wp + ".spec.template"
+	c.note(wp, desc...)
+	c.note(wp+".spec.replicas", sub("replicas")...)
+	c.note(tp+".labels", sub("labels")...)
+	c.note(tp+".restartPolicy", sub("restartPolicy")...)
+	c.note(tp+".nodeSelector", sub("nodeSelector")...)
+	c.note(tp+".terminationGracePeriodSeconds", sub("terminationGrace")...)
+	c.note(wp+".spec.strategy.maxSurge", sub("strategy", "maxSurge")...)
+	c.note(wp+".spec.strategy.maxUnavailable", sub("strategy", "maxUnavailable")...)
+	c.note(wp+".spec.strategy.progressDeadlineSeconds", sub("strategy", "progressDeadline")...)
+
+	w := api.AppWorkload{Name: name}
+	w.Spec.Replicas = g.Replicas
+	w.Spec.Strategy = api.RolloutStrategy{
+		MaxSurge:                g.Strategy.MaxSurge,
+		MaxUnavailable:          g.Strategy.MaxUnavailable,
+		ProgressDeadlineSeconds: g.Strategy.ProgressDeadline,
+	}
+	t := &w.Spec.Template
+	t.Labels = map[string]string{}
+	for _, k := range sortedKeys(g.Labels) {
+		if k == LabelApp || k == LabelWorkload {
+			c.fail(sub("labels", k), "label %q is set by Capstan; remove it", k)
+			continue
+		}
+		t.Labels[k] = g.Labels[k]
+	}
+	t.Labels[LabelApp] = c.app
+	t.Labels[LabelWorkload] = name
+	t.RestartPolicy = g.RestartPolicy
+	t.NodeSelector = g.NodeSelector
+	t.TerminationGracePeriodSeconds = g.TerminationGrace
+	volumes := sortedKeys(g.Volumes)
+	for i, v := range volumes {
+		t.Volumes = append(t.Volumes, api.Volume{Name: v})
+		c.note(fmt.Sprintf("%s.volumes[%d]", tp, i), sub("volumes", v)...)
+	}
+	portNames := map[string]bool{}
+	for _, cn := range sortedKeys(g.Containers) {
+		cp := fmt.Sprintf("%s.containers[%d]", tp, len(t.Containers))
+		ct := c.container(cn, g.Containers[cn], sub("containers", cn), cp, volumes)
+		for _, p := range ct.Ports {
+			portNames[p.Name] = true
+		}
+		t.Containers = append(t.Containers, ct)
+	}
+	app.Spec.Workloads = append(app.Spec.Workloads, w)
+	if g.Service != nil {
+		c.service(app, name, g.Service, sub("service"), portNames)
+	}
+}
+
+func (c *converter) container(name string, d dContainer, desc []string, cp string, volumes []string) api.Container {
+	sub := func(s ...string) []string { return append(append([]string{}, desc...), s...) }
+	c.note(cp, desc...)
+	c.note(cp+".image", sub("image")...)
+	c.note(cp+".workingDir", sub("workingDir")...)
+	c.note(cp+".resources", sub("resources")...)
+	c.note(cp+".readiness", sub("readiness")...)
+	c.note(cp+".liveness", sub("liveness")...)
+	ct := api.Container{
+		Name:            name,
+		Image:           d.Image,
+		ImagePullPolicy: d.PullPolicy,
+		Command:         d.Command,
+		Args:            d.Args,
+		WorkingDir:      d.WorkingDir,
+	}
+	for i, k := range sortedKeys(d.Env) {
+		ct.Env = append(ct.Env, api.EnvVar{Name: k, Value: d.Env[k]})
+		c.note(fmt.Sprintf("%s.env[%d]", cp, i), sub("env", k)...)
+	}
+	for i, k := range sortedKeys(d.Ports) {
+		port := api.ContainerPort{Name: k, Protocol: api.ProtocolTCP}
+		raw := d.Ports[k]
+		if isObject(raw) {
+			var long dContainerPort
+			_ = json.Unmarshal(raw, &long) // the schema checked the shape
+			port.Port, port.Protocol, port.HostPort = long.Port, long.Protocol, long.HostPort
+		} else {
+			_ = json.Unmarshal(raw, &port.Port)
+		}
+		ct.Ports = append(ct.Ports, port)
+		c.note(fmt.Sprintf("%s.ports[%d]", cp, i), sub("ports", k)...)
+	}
+	if d.Resources != nil {
+		ct.Resources = c.resources(d.Resources, sub("resources"))
+	}
+	ct.Readiness = probe(d.Readiness)
+	ct.Liveness = probe(d.Liveness)
+	if d.Mounts != nil {
+		for i, k := range sortedKeys(d.Mounts) {
+			vm := api.VolumeMount{Name: k}
+			raw := d.Mounts[k]
+			if isObject(raw) {
+				var long dMount
+				_ = json.Unmarshal(raw, &long)
+				vm.MountPath, vm.ReadOnly = long.Path, long.ReadOnly
+			} else {
+				_ = json.Unmarshal(raw, &vm.MountPath)
+			}
+			ct.VolumeMounts = append(ct.VolumeMounts, vm)
+			c.note(fmt.Sprintf("%s.volumeMounts[%d]", cp, i), sub("mounts", k)...)
+		}
+	} else {
+		// Without mounts, a container sees every volume of its group.
+		for _, v := range volumes {
+			ct.VolumeMounts = append(ct.VolumeMounts, api.VolumeMount{Name: v, MountPath: "/" + v})
+		}
+	}
+	return ct
+}
+
+func (c *converter) resources(r *dResources, desc []string) api.Resources {
+	sub := func(s ...string) []string { return append(append([]string{}, desc...), s...) }
+	var out api.Resources
+	req, lim := r.Requests, r.Limits
+	if req == nil {
+		req = &dResourceList{}
+	}
+	if lim == nil {
+		lim = &dResourceList{}
+	}
+	for _, res := range []struct {
+		name               string
+		short, long, limit json.RawMessage
+		req, lim           *api.Quantity
+	}{
+		{"cpu", r.CPU, req.CPU, lim.CPU, &out.Requests.CPU, &out.Limits.CPU},
+		{"memory", r.Memory, req.Memory, lim.Memory, &out.Requests.Memory, &out.Limits.Memory},
+	} {
+		if res.short != nil && res.long != nil {
+			c.fail(sub(res.name), "set either %s or requests.%s, not both", res.name, res.name)
+		}
+		if res.short != nil {
+			c.quantity(res.short, res.req, sub(res.name))
+		}
+		if res.long != nil {
+			c.quantity(res.long, res.req, sub("requests", res.name))
+		}
+		if res.limit != nil {
+			c.quantity(res.limit, res.lim, sub("limits", res.name))
+		}
+	}
+	return out
+}
+
+func (c *converter) quantity(raw json.RawMessage, into *api.Quantity, desc []string) {
+	s := string(bytes.TrimSpace(raw))
+	if strings.HasPrefix(s, `"`) {
+		_ = json.Unmarshal(raw, &s)
+	}
+	q, err := api.ParseQuantity(s)
+	if err != nil {
+		c.fail(desc, "%v", err)
+		return
+	}
+	*into = q
+}
+
+func probe(d *dProbe) *api.Probe {
+	if d == nil {
+		return nil
+	}
+	p := &api.Probe{
+		InitialDelaySeconds: d.InitialDelay,
+		PeriodSeconds:       d.Period,
+		TimeoutSeconds:      d.Timeout,
+		FailureThreshold:    d.FailureThreshold,
+		SuccessThreshold:    d.SuccessThreshold,
+	}
+	if d.HTTP != nil {
+		p.HTTP = &api.HTTPProbe{Path: d.HTTP.Path, Port: d.HTTP.Port}
+	}
+	if d.TCP != nil {
+		p.TCP = &api.TCPProbe{Port: d.TCP.Port}
+	}
+	if d.Exec != nil {
+		p.Exec = &api.ExecProbe{Command: d.Exec.Command}
+	}
+	return p
+}
+
+// service builds the service of pod group g: named g, selecting the
+// group's pods. A port's target defaults to the container port of the
+// same name.
+func (c *converter) service(app *api.App, g string, d *dService, desc []string, portNames map[string]bool) {
+	sub := func(s ...string) []string { return append(append([]string{}, desc...), s...) }
+	sp := fmt.Sprintf("spec.services[%d]", len(app.Spec.Services))
+	c.note(sp, desc...)
+	svc := api.AppService{Name: g, Spec: api.ServiceSpec{
+		Selector: map[string]string{LabelApp: c.app, LabelWorkload: g},
+		External: d.External,
+		Headless: d.Headless,
+		Ports:    []api.ServicePort{},
+	}}
+	for i, k := range sortedKeys(d.Ports) {
+		port := api.ServicePort{Name: k, Protocol: api.ProtocolTCP, TargetPort: api.FromString(k)}
+		raw := d.Ports[k]
+		if isObject(raw) {
+			var long dServicePort
+			_ = json.Unmarshal(raw, &long)
+			port.Port, port.Protocol = long.Port, long.Protocol
+			if long.Target != nil {
+				port.TargetPort = *long.Target
+			}
+		} else {
+			_ = json.Unmarshal(raw, &port.Port)
+		}
+		if port.TargetPort.IsString && !portNames[port.TargetPort.StrVal] {
+			c.fail(sub("ports", k), "no container of pod group %q has a port named %q; name a container port %q or set target",
+				g, port.TargetPort.StrVal, port.TargetPort.StrVal)
+		}
+		svc.Spec.Ports = append(svc.Spec.Ports, port)
+		c.note(fmt.Sprintf("%s.spec.ports[%d]", sp, i), sub("ports", k)...)
+	}
+	app.Spec.Services = append(app.Spec.Services, svc)
 }
 
 // fieldsOf returns the regular fields of a struct value, sorted by name.
+// Only error paths use it: iterating CUE values is costly.
 func fieldsOf(v cue.Value) []field {
 	if !v.Exists() {
 		return nil
@@ -55,12 +407,9 @@ func fieldsOf(v cue.Value) []field {
 	return out
 }
 
-func fieldMap(v cue.Value) map[string]cue.Value {
-	m := map[string]cue.Value{}
-	for _, f := range fieldsOf(v) {
-		m[f.name] = f.v
-	}
-	return m
+type field struct {
+	name string
+	v    cue.Value
 }
 
 // posOf is v's position in the user's files, or fallback when v comes
@@ -82,329 +431,6 @@ func posOf(v cue.Value, fallback token.Pos) token.Pos {
 		}
 	}
 	return fallback
-}
-
-func (c *converter) note(apiPath, desc string, p token.Pos) { c.idx[apiPath] = loc{desc, p} }
-
-func (c *converter) fail(p token.Pos, desc, format string, args ...any) {
-	e := api.SourceError{File: c.fb.File, Line: c.fb.Line, Column: c.fb.Column, Path: desc, Message: fmt.Sprintf(format, args...)}
-	if p.IsValid() {
-		setPos(&e, p)
-	}
-	c.errs = append(c.errs, e)
-}
-
-// The accessors below read values the schema has already checked; an
-// absent value (the zero cue.Value) reads as the zero value.
-
-func str(v cue.Value) string {
-	if !v.Exists() {
-		return ""
-	}
-	s, _ := v.String()
-	return s
-}
-
-func i64(v cue.Value) int64 {
-	if !v.Exists() {
-		return 0
-	}
-	n, _ := v.Int64()
-	return n
-}
-
-func boolean(v cue.Value) bool {
-	if !v.Exists() {
-		return false
-	}
-	b, _ := v.Bool()
-	return b
-}
-
-func strList(v cue.Value) []string {
-	if !v.Exists() {
-		return nil
-	}
-	iter, err := v.List()
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for iter.Next() {
-		out = append(out, str(iter.Value()))
-	}
-	return out
-}
-
-func strMap(v cue.Value) map[string]string {
-	fs := fieldsOf(v)
-	if len(fs) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(fs))
-	for _, f := range fs {
-		m[f.name] = str(f.v)
-	}
-	return m
-}
-
-// kind is the kind of v, or of its default when v has one.
-func kind(v cue.Value) cue.Kind {
-	d, _ := v.Default()
-	return d.IncompleteKind()
-}
-
-func intOrString(v cue.Value) api.IntOrString {
-	if !v.Exists() {
-		return api.IntOrString{}
-	}
-	if kind(v) == cue.IntKind {
-		return api.FromInt(int32(i64(v)))
-	}
-	return api.FromString(str(v))
-}
-
-// convert builds the App. appPos is where the app is first declared.
-func convert(name string, v cue.Value, appPos token.Pos, fb api.SourceError) (*api.App, map[string]loc, []api.SourceError) {
-	c := &converter{app: name, idx: map[string]loc{}, fb: fb}
-	app := api.KindApp.New().(*api.App)
-	app.Metadata.Name = name
-	app.Metadata.App = name
-	c.note("metadata", "apps."+name, appPos)
-	pods := fieldMap(v)["pods"]
-	for _, g := range fieldsOf(pods) {
-		c.group(app, g, posOf(g.v, appPos))
-	}
-	return app, c.idx, c.errs
-}
-
-func (c *converter) group(app *api.App, g field, gpos token.Pos) {
-	desc := "apps." + c.app + ".pods." + g.name
-	wp := fmt.Sprintf("spec.workloads[%d]", len(app.Spec.Workloads))
-	c.note(wp, desc, gpos)
-	f := fieldMap(g.v)
-	w := api.AppWorkload{Name: g.name}
-	w.Spec.Replicas = int32(i64(f["replicas"]))
-	c.note(wp+".spec.replicas", desc+".replicas", posOf(f["replicas"], gpos))
-
-	t := &w.Spec.Template
-	tp := wp + ".spec.template"
-	t.Labels = map[string]string{}
-	if lv, ok := f["labels"]; ok {
-		c.note(tp+".labels", desc+".labels", posOf(lv, gpos))
-		for _, l := range fieldsOf(lv) {
-			if l.name == LabelApp || l.name == LabelWorkload {
-				c.fail(posOf(l.v, gpos), desc+".labels."+l.name, "label %q is set by Capstan; remove it", l.name)
-				continue
-			}
-			t.Labels[l.name] = str(l.v)
-		}
-	}
-	t.Labels[LabelApp] = c.app
-	t.Labels[LabelWorkload] = g.name
-	t.RestartPolicy = str(f["restartPolicy"])
-	c.note(tp+".restartPolicy", desc+".restartPolicy", posOf(f["restartPolicy"], gpos))
-	if ns, ok := f["nodeSelector"]; ok {
-		t.NodeSelector = strMap(ns)
-		c.note(tp+".nodeSelector", desc+".nodeSelector", posOf(ns, gpos))
-	}
-	t.TerminationGracePeriodSeconds = i64(f["terminationGrace"])
-	c.note(tp+".terminationGracePeriodSeconds", desc+".terminationGrace", posOf(f["terminationGrace"], gpos))
-
-	var volumes []string
-	for i, vol := range fieldsOf(f["volumes"]) {
-		t.Volumes = append(t.Volumes, api.Volume{Name: vol.name})
-		volumes = append(volumes, vol.name)
-		c.note(fmt.Sprintf("%s.volumes[%d]", tp, i), desc+".volumes."+vol.name, posOf(vol.v, gpos))
-	}
-	portNames := map[string]bool{}
-	for _, cf := range fieldsOf(f["containers"]) {
-		ct := c.container(cf, desc+".containers."+cf.name, fmt.Sprintf("%s.containers[%d]", tp, len(t.Containers)), posOf(cf.v, gpos), volumes)
-		for _, p := range ct.Ports {
-			portNames[p.Name] = true
-		}
-		t.Containers = append(t.Containers, ct)
-	}
-
-	s := fieldMap(f["strategy"])
-	sp := wp + ".spec.strategy"
-	w.Spec.Strategy = api.RolloutStrategy{
-		MaxSurge:                intOrString(s["maxSurge"]),
-		MaxUnavailable:          intOrString(s["maxUnavailable"]),
-		ProgressDeadlineSeconds: int32(i64(s["progressDeadline"])),
-	}
-	spos := posOf(f["strategy"], gpos)
-	c.note(sp+".maxSurge", desc+".strategy.maxSurge", posOf(s["maxSurge"], spos))
-	c.note(sp+".maxUnavailable", desc+".strategy.maxUnavailable", posOf(s["maxUnavailable"], spos))
-	c.note(sp+".progressDeadlineSeconds", desc+".strategy.progressDeadline", posOf(s["progressDeadline"], spos))
-	app.Spec.Workloads = append(app.Spec.Workloads, w)
-
-	if sv, ok := f["service"]; ok {
-		c.service(app, g.name, sv, desc+".service", posOf(sv, gpos), portNames)
-	}
-}
-
-func (c *converter) container(cf field, desc, cp string, cpos token.Pos, volumes []string) api.Container {
-	c.note(cp, desc, cpos)
-	f := fieldMap(cf.v)
-	ct := api.Container{
-		Name:            cf.name,
-		Image:           str(f["image"]),
-		ImagePullPolicy: str(f["pullPolicy"]),
-		Command:         strList(f["command"]),
-		Args:            strList(f["args"]),
-		WorkingDir:      str(f["workingDir"]),
-	}
-	c.note(cp+".image", desc+".image", posOf(f["image"], cpos))
-	c.note(cp+".workingDir", desc+".workingDir", posOf(f["workingDir"], cpos))
-	for i, e := range fieldsOf(f["env"]) {
-		ct.Env = append(ct.Env, api.EnvVar{Name: e.name, Value: str(e.v)})
-		c.note(fmt.Sprintf("%s.env[%d]", cp, i), desc+".env."+e.name, posOf(e.v, cpos))
-	}
-	for i, p := range fieldsOf(f["ports"]) {
-		port := api.ContainerPort{Name: p.name, Protocol: api.ProtocolTCP}
-		if kind(p.v) == cue.IntKind {
-			port.Port = int32(i64(p.v))
-		} else {
-			pf := fieldMap(p.v)
-			port.Port = int32(i64(pf["port"]))
-			port.Protocol = str(pf["protocol"])
-			if hp, ok := pf["hostPort"]; ok {
-				port.HostPort = int32(i64(hp))
-			}
-		}
-		ct.Ports = append(ct.Ports, port)
-		c.note(fmt.Sprintf("%s.ports[%d]", cp, i), desc+".ports."+p.name, posOf(p.v, cpos))
-	}
-	if r, ok := f["resources"]; ok {
-		ct.Resources = c.resources(r, desc+".resources", posOf(r, cpos))
-		c.note(cp+".resources", desc+".resources", posOf(r, cpos))
-	}
-	if p, ok := f["readiness"]; ok {
-		ct.Readiness = probe(p)
-		c.note(cp+".readiness", desc+".readiness", posOf(p, cpos))
-	}
-	if p, ok := f["liveness"]; ok {
-		ct.Liveness = probe(p)
-		c.note(cp+".liveness", desc+".liveness", posOf(p, cpos))
-	}
-	if m, ok := f["mounts"]; ok {
-		for i, mf := range fieldsOf(m) {
-			vm := api.VolumeMount{Name: mf.name}
-			if kind(mf.v) == cue.StringKind {
-				vm.MountPath = str(mf.v)
-			} else {
-				mm := fieldMap(mf.v)
-				vm.MountPath = str(mm["path"])
-				vm.ReadOnly = boolean(mm["readOnly"])
-			}
-			ct.VolumeMounts = append(ct.VolumeMounts, vm)
-			c.note(fmt.Sprintf("%s.volumeMounts[%d]", cp, i), desc+".mounts."+mf.name, posOf(mf.v, cpos))
-		}
-	} else {
-		// Without mounts, a container sees every volume of its group.
-		for _, name := range volumes {
-			ct.VolumeMounts = append(ct.VolumeMounts, api.VolumeMount{Name: name, MountPath: "/" + name})
-		}
-	}
-	return ct
-}
-
-func (c *converter) resources(r cue.Value, desc string, rpos token.Pos) api.Resources {
-	var out api.Resources
-	f := fieldMap(r)
-	req := fieldMap(f["requests"])
-	lim := fieldMap(f["limits"])
-	for _, res := range []string{"cpu", "memory"} {
-		short, hasShort := f[res]
-		long, hasLong := req[res]
-		if hasShort && hasLong {
-			c.fail(posOf(short, rpos), desc+"."+res, "set either %s or requests.%s, not both", res, res)
-		}
-		if hasShort {
-			c.quantity(short, res, &out.Requests, desc+"."+res, rpos)
-		}
-		if hasLong {
-			c.quantity(long, res, &out.Requests, desc+".requests."+res, rpos)
-		}
-		if l, ok := lim[res]; ok {
-			c.quantity(l, res, &out.Limits, desc+".limits."+res, rpos)
-		}
-	}
-	return out
-}
-
-func (c *converter) quantity(v cue.Value, res string, into *api.ResourceList, desc string, fallback token.Pos) {
-	s := str(v)
-	if kind(v) == cue.IntKind {
-		s = strconv.FormatInt(i64(v), 10)
-	}
-	q, err := api.ParseQuantity(s)
-	if err != nil {
-		c.fail(posOf(v, fallback), desc, "%v", err)
-		return
-	}
-	if res == "cpu" {
-		into.CPU = q
-	} else {
-		into.Memory = q
-	}
-}
-
-func probe(v cue.Value) *api.Probe {
-	f := fieldMap(v)
-	p := &api.Probe{}
-	if h, ok := f["http"]; ok {
-		hf := fieldMap(h)
-		p.HTTP = &api.HTTPProbe{Path: str(hf["path"]), Port: intOrString(hf["port"])}
-	}
-	if t, ok := f["tcp"]; ok {
-		p.TCP = &api.TCPProbe{Port: intOrString(fieldMap(t)["port"])}
-	}
-	if e, ok := f["exec"]; ok {
-		p.Exec = &api.ExecProbe{Command: strList(fieldMap(e)["command"])}
-	}
-	p.InitialDelaySeconds = int32(i64(f["initialDelay"]))
-	p.PeriodSeconds = int32(i64(f["period"]))
-	p.TimeoutSeconds = int32(i64(f["timeout"]))
-	p.FailureThreshold = int32(i64(f["failureThreshold"]))
-	p.SuccessThreshold = int32(i64(f["successThreshold"]))
-	return p
-}
-
-// service builds the service of pod group g: named g, selecting the
-// group's pods. A port's target defaults to the container port of the
-// same name.
-func (c *converter) service(app *api.App, g string, sv cue.Value, desc string, spos token.Pos, portNames map[string]bool) {
-	sp := fmt.Sprintf("spec.services[%d]", len(app.Spec.Services))
-	c.note(sp, desc, spos)
-	f := fieldMap(sv)
-	svc := api.AppService{Name: g, Spec: api.ServiceSpec{
-		Selector: map[string]string{LabelApp: c.app, LabelWorkload: g},
-	}}
-	svc.Spec.External = boolean(f["external"])
-	svc.Spec.Headless = boolean(f["headless"])
-	svc.Spec.Ports = []api.ServicePort{}
-	for i, p := range fieldsOf(f["ports"]) {
-		ppos := posOf(p.v, spos)
-		port := api.ServicePort{Name: p.name, Protocol: api.ProtocolTCP, TargetPort: api.FromString(p.name)}
-		if kind(p.v) == cue.IntKind {
-			port.Port = int32(i64(p.v))
-		} else {
-			pf := fieldMap(p.v)
-			port.Port = int32(i64(pf["port"]))
-			port.Protocol = str(pf["protocol"])
-			if t, ok := pf["target"]; ok {
-				port.TargetPort = intOrString(t)
-			}
-		}
-		if port.TargetPort.IsString && !portNames[port.TargetPort.StrVal] {
-			c.fail(ppos, desc+".ports."+p.name, "no container of pod group %q has a port named %q; name a container port %q or set target", g, port.TargetPort.StrVal, port.TargetPort.StrVal)
-		}
-		svc.Spec.Ports = append(svc.Spec.Ports, port)
-		c.note(fmt.Sprintf("%s.spec.ports[%d]", sp, i), desc+".ports."+p.name, ppos)
-	}
-	app.Spec.Services = append(app.Spec.Services, svc)
 }
 
 func isUserPos(p token.Pos) bool {

@@ -14,6 +14,8 @@
 // re-evaluates only that app.
 //
 // Concurrency: a Loader serialises its Load calls with a mutex (the CUE
-// runtime it holds is not safe for concurrent use); results are owned by
-// the caller. The package has no global mutable state.
+// runtime it holds is not safe for concurrent use). The App objects of a
+// Result share their spec with the Loader's cache: read them freely from
+// any goroutine, but api.Clone one before changing it. The package has no
+// global mutable state.
 package schema

@@ -183,9 +183,9 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 			v = v.Unify(frag)
 		}
 	}
-	nameErrs, badNames := checkNames(name, v, fb)
-	errs = append(errs, nameErrs...)
 	if err := v.Validate(cue.Concrete(true), cue.Final()); err != nil {
+		nameErrs, badNames := checkNames(name, v, fb)
+		errs = append(errs, nameErrs...)
 		ec := errContext{app: name, fallback: fb, skip: badNames, value: v}
 		errs = append(errs, fromCUEApp(err, ec, l.schemaSrc)...)
 	}
@@ -193,8 +193,12 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 		c.errs = dedupe(errs)
 		return c
 	}
-	app, idx, cerrs := convert(name, v, first, fb)
-	cerrs = append(cerrs, mapValidation(api.Validate(app), idx, fb)...)
+	app, conv, err := convert(name, v, fb)
+	if err != nil {
+		c.errs = []api.SourceError{{File: fb.File, Line: fb.Line, Column: fb.Column, Path: "apps." + name, Message: err.Error()}}
+		return c
+	}
+	cerrs := append(conv.errs, conv.mapValidation(api.Validate(app))...)
 	if len(cerrs) > 0 {
 		c.errs = dedupe(cerrs)
 		return c
@@ -227,28 +231,25 @@ func allowedFields(v cue.Value, p []string, notAllowed map[string]bool) []string
 }
 
 // mapValidation reports api.Validate's field errors at the descriptor
-// position of the longest API path it knows.
-func mapValidation(err error, idx map[string]loc, fb api.SourceError) []api.SourceError {
+// position of the longest API path the converter noted.
+func (c *converter) mapValidation(err error) []api.SourceError {
 	if err == nil {
 		return nil
 	}
 	var ve *api.ValidationError
 	if !errors.As(err, &ve) {
-		return []api.SourceError{{File: fb.File, Line: fb.Line, Column: fb.Column, Message: err.Error()}}
+		return []api.SourceError{c.at(nil, err.Error())}
 	}
 	var out []api.SourceError
 	for _, fe := range ve.Fields {
-		e := api.SourceError{File: fb.File, Line: fb.Line, Column: fb.Column, Path: fe.Path, Message: fe.Message}
+		var desc []string
 		for p := fe.Path; p != ""; p = parentPath(p) {
-			if l, ok := idx[p]; ok {
-				e.Path = l.desc
-				if l.pos.IsValid() {
-					setPos(&e, l.pos)
-				}
+			if d, ok := c.desc[p]; ok {
+				desc = d
 				break
 			}
 		}
-		out = append(out, e)
+		out = append(out, c.at(desc, fe.Message))
 	}
 	return out
 }
@@ -281,11 +282,13 @@ func (c *appCache) stamp(name string, opts LoadOptions) AppResult {
 		r.Errors = append(r.Errors, e)
 	}
 	if c.app != nil && len(c.errs) == 0 {
-		app := api.Clone(c.app)
+		// A shallow copy: the cached app is never changed, and callers
+		// must not change the result either (api.Clone it first).
+		app := *c.app
 		src := c.source
 		src.Repo, src.Commit, src.Path = opts.Repo, opts.Commit, opts.display(src.Path)
 		app.Metadata.Source = &src
-		r.App = app
+		r.App = &app
 	}
 	return r
 }

@@ -56,14 +56,16 @@ func checkNames(app string, v cue.Value, fb api.SourceError) ([]api.SourceError,
 	return errs, bad
 }
 
+// lookup returns the value at sels below v.
 func lookup(v cue.Value, sels ...string) cue.Value {
-	for _, s := range sels {
-		if !v.Exists() {
-			return v
-		}
-		v = fieldMap(v)[s]
+	if !v.Exists() || len(sels) == 0 {
+		return v
 	}
-	return v
+	ss := make([]cue.Selector, len(sels))
+	for i, s := range sels {
+		ss[i] = cue.Str(s)
+	}
+	return v.LookupPath(cue.MakePath(ss...))
 }
 
 // isPortName mirrors the API's rule for port names.
@@ -94,7 +96,7 @@ func underAny(path []string, prefixes []string) bool {
 func deepestPos(v cue.Value, path []string) token.Pos {
 	best := posOf(v, token.NoPos)
 	for _, s := range path {
-		v = fieldMap(v)[s]
+		v = lookup(v, s)
 		if !v.Exists() {
 			break
 		}
