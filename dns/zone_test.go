@@ -2,9 +2,11 @@ package dns
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 
@@ -215,5 +217,64 @@ func TestBuildSnapshotSkipsBadObjects(t *testing.T) {
 	}
 	if z := BuildSnapshot("bad..zone", nil, nil); z.Zone() != "cluster.local." || len(z.Skipped()) != 1 {
 		t.Errorf("bad zone: got zone %q, skipped %q", z.Zone(), z.Skipped())
+	}
+}
+
+// Queries racing with Updates see the old snapshot or the new one, never
+// a mix, and never block (run with -race).
+func TestConcurrentUpdates(t *testing.T) {
+	s, addr := fixtureServer(t, Options{})
+	services, endpoints := fixture()
+	var snaps []*Snapshot
+	valid := map[string]bool{}
+	for _, vip := range []string{"10.96.1.1", "10.96.2.2", "10.96.3.3"} {
+		services[0].Spec.VIP = vip
+		snaps = append(snaps, BuildSnapshot("", services, endpoints))
+		valid[vip] = true
+	}
+	done := make(chan struct{})
+	updated := make(chan int)
+	go func() {
+		defer close(updated)
+		n := 0
+		for {
+			select {
+			case <-done:
+				updated <- n
+				return
+			default:
+			}
+			if err := s.Update(snaps[n%len(snaps)]); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			c := &mdns.Client{Net: "udp", Timeout: 5 * time.Second}
+			for range 100 {
+				r, _, err := c.Exchange(new(mdns.Msg).SetQuestion("backend.shop.svc.cluster.local.", mdns.TypeA), addr)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(r.Answer) != 1 || !valid[r.Answer[0].(*mdns.A).A.String()] {
+					errs <- fmt.Errorf("answer %v is from no snapshot", r.Answer)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(done)
+	if n := <-updated; n < 2 {
+		t.Errorf("only %d updates ran during the queries", n)
 	}
 }
