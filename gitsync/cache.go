@@ -18,6 +18,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
@@ -193,7 +194,7 @@ func (m *mirror) classify(ctx context.Context, err error) error {
 
 // head resolves the tracked commit in the cache clone and checks that every
 // object of the tree at the configured path reads back.
-func (m *mirror) head() (*object.Commit, plumbing.Hash, error) {
+func (m *mirror) head(checked plumbing.Hash) (*object.Commit, plumbing.Hash, error) {
 	_, local := m.refSpec()
 	var h plumbing.Hash
 	if m.cfg.Commit != "" {
@@ -227,23 +228,39 @@ func (m *mirror) head() (*object.Commit, plumbing.Hash, error) {
 		}
 		th = e.Hash
 	}
-	if err := checkTree(m.repo, th); err != nil {
+	if err := checkTree(m.repo, th, checked); err != nil {
 		return nil, plumbing.ZeroHash, fmt.Errorf("%w: %w", ErrCorruptClone, err)
 	}
 	return c, th, nil
 }
 
-// checkTree reads every object under a tree, so corruption surfaces here
-// and not halfway through the consumer's reads.
-func checkTree(r *git.Repository, h plumbing.Hash) error {
+// checkTree reads every object under tree h that is not under the same
+// name in tree prev (zero: check everything), so corruption surfaces here
+// and not halfway through the consumer's reads. Objects of prev were
+// checked when they were new.
+func checkTree(r *git.Repository, h, prev plumbing.Hash) error {
+	if h == prev {
+		return nil
+	}
 	t, err := r.TreeObject(h)
 	if err != nil {
 		return fmt.Errorf("tree %s: %w", h, err)
 	}
+	old := map[string]plumbing.Hash{}
+	if !prev.IsZero() {
+		if pt, err := r.TreeObject(prev); err == nil {
+			for _, e := range pt.Entries {
+				old[e.Name] = e.Hash
+			}
+		}
+	}
 	for _, e := range t.Entries {
+		if old[e.Name] == e.Hash {
+			continue
+		}
 		switch e.Mode {
 		case filemode.Dir:
-			if err := checkTree(r, e.Hash); err != nil {
+			if err := checkTree(r, e.Hash, old[e.Name]); err != nil {
 				return err
 			}
 		case filemode.Submodule:
@@ -268,8 +285,11 @@ func checkTree(r *git.Repository, h plumbing.Hash) error {
 
 // update fetches and resolves the head, re-cloning once when the local
 // clone turns out to be corrupted.
-func (m *mirror) update(ctx context.Context) (*object.Commit, plumbing.Hash, bool, error) {
-	c, th, err := m.tryUpdate(ctx)
+//
+// checked is a tree at the configured path whose objects were already
+// checked (zero: none); only what differs from it is read back.
+func (m *mirror) update(ctx context.Context, checked plumbing.Hash) (*object.Commit, plumbing.Hash, bool, error) {
+	c, th, err := m.tryUpdate(ctx, checked)
 	if !errors.Is(err, ErrCorruptClone) {
 		return c, th, false, err
 	}
@@ -277,18 +297,18 @@ func (m *mirror) update(ctx context.Context) (*object.Commit, plumbing.Hash, boo
 	if rmErr := m.reset(); rmErr != nil {
 		return nil, plumbing.ZeroHash, false, fmt.Errorf("%w: remove %s: %w", ErrCorruptClone, m.dir, rmErr)
 	}
-	c, th, err = m.tryUpdate(ctx)
+	c, th, err = m.tryUpdate(ctx, plumbing.ZeroHash)
 	return c, th, true, err
 }
 
-func (m *mirror) tryUpdate(ctx context.Context) (*object.Commit, plumbing.Hash, error) {
+func (m *mirror) tryUpdate(ctx context.Context, checked plumbing.Hash) (*object.Commit, plumbing.Hash, error) {
 	// Open afresh every time: a cached handle would keep serving objects
 	// and pack indexes that have since been damaged on disk.
 	m.repo = nil
 	if err := m.fetch(ctx, 1); err != nil {
 		return nil, plumbing.ZeroHash, err
 	}
-	return m.head()
+	return m.head(checked)
 }
 
 // descends reports whether head descends from prev, deepening a shallow
@@ -366,6 +386,8 @@ func (m *mirror) treeAt(h plumbing.Hash) (plumbing.Hash, bool) {
 // snapshotFS opens an FS over tree th with its own object storage, so the
 // consumer can read it while the worker fetches.
 func (m *mirror) snapshotFS(th plumbing.Hash, c *object.Commit) TreeFS {
-	st := filesystem.NewStorage(osfs.New(m.dir), cache.NewObjectLRU(snapshotCacheSize))
-	return newTreeFS(st, th, c.Committer.When)
+	open := func() storer.EncodedObjectStorer {
+		return filesystem.NewStorage(osfs.New(m.dir), cache.NewObjectLRU(snapshotCacheSize))
+	}
+	return newTreeFS(open(), open, th, c.Committer.When)
 }

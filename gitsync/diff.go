@@ -106,5 +106,5 @@ func TreeAt(repoDir, ref string) (fs.FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newTreeFS(r.Storer, t.Hash, c.Committer.When), nil
+	return newTreeFS(r.Storer, nil, t.Hash, c.Committer.When), nil
 }

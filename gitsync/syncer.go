@@ -225,6 +225,7 @@ type worker struct {
 	applied  plumbing.Hash // last applied head (persisted)
 	started  bool          // something was applied since New
 	refused  plumbing.Hash // head refused by signature policy
+	checked  plumbing.Hash // tree whose objects were read back in this run
 	statusMu sync.Mutex
 	last     Result
 }
@@ -307,7 +308,7 @@ func errString(err error) string {
 
 func (w *worker) attempt(ctx context.Context) Result {
 	var r Result
-	c, tree, recloned, err := w.mirror.update(ctx)
+	c, tree, recloned, err := w.mirror.update(ctx, w.checked)
 	r.Recloned = recloned
 	if err != nil {
 		if ctx.Err() != nil {
@@ -319,6 +320,7 @@ func (w *worker) attempt(ctx context.Context) Result {
 	}
 	head := c.Hash
 	r.Head = head.String()
+	w.checked = tree
 	if head == w.applied && w.started {
 		return r
 	}
@@ -366,6 +368,15 @@ func (w *worker) attempt(ctx context.Context) Result {
 	w.refused = plumbing.ZeroHash
 	if err := w.saveState(); err != nil {
 		w.s.log.Warn("cannot save git sync state", "repo", w.cfg.Name, "file", w.state, "err", err)
+	}
+	if err := w.mirror.markApplied(head); err != nil {
+		w.s.log.Warn("cannot mark the applied head in the cache clone", "repo", w.cfg.Name, "err", err)
+	}
+	if done, err := w.mirror.compact(); err != nil {
+		// Harmless: the next sync re-clones if the clone is damaged.
+		w.s.log.Warn("cannot compact the cache clone", "repo", w.cfg.Name, "err", err)
+	} else if done {
+		w.s.log.Debug("compacted the cache clone", "repo", w.cfg.Name)
 	}
 	return r
 }

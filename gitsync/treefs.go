@@ -28,10 +28,29 @@ const maxSymlinkHops = 40
 // with fs.ModeSymlink by ReadDir, Lstat and ReadLink; Open follows them only
 // when the target stays inside the tree. Submodules are not listed.
 type TreeFS struct {
-	mu   *sync.Mutex
-	s    storer.EncodedObjectStorer
+	st   *treeStore
 	root plumbing.Hash
 	when time.Time
+}
+
+// treeStore serialises object reads (go-git storages are not safe for
+// concurrent use) and reopens the storage once when a read fails, since
+// compaction of the cache clone may have replaced the packs it had open.
+type treeStore struct {
+	mu     sync.Mutex
+	s      storer.EncodedObjectStorer
+	reopen func() storer.EncodedObjectStorer
+}
+
+func (ts *treeStore) do(f func(s storer.EncodedObjectStorer) error) error {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	err := f(ts.s)
+	if err == nil || ts.reopen == nil || errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
+		return err
+	}
+	ts.s = ts.reopen()
+	return f(ts.s)
 }
 
 var (
@@ -44,8 +63,8 @@ var (
 
 // newTreeFS returns the FS of tree root; mod is the modification time
 // reported for every entry (the commit time).
-func newTreeFS(s storer.EncodedObjectStorer, root plumbing.Hash, mod time.Time) TreeFS {
-	return TreeFS{mu: &sync.Mutex{}, s: s, root: root, when: mod}
+func newTreeFS(s storer.EncodedObjectStorer, reopen func() storer.EncodedObjectStorer, root plumbing.Hash, mod time.Time) TreeFS {
+	return TreeFS{st: &treeStore{s: s, reopen: reopen}, root: root, when: mod}
 }
 
 // Hash is the git tree hash of the FS root.
@@ -63,33 +82,36 @@ func (t TreeFS) lookup(op, name string) (entry, error) {
 	if !fs.ValidPath(name) {
 		return entry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
-	if t.mu == nil {
+	if t.st == nil {
 		return entry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if name == "." {
 		return entry{name: ".", mode: filemode.Dir, hash: t.root}, nil
 	}
-	tree, err := object.GetTree(t.s, t.root)
-	if err != nil {
-		return entry{}, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	te, err := tree.FindEntry(name)
+	var e entry
+	err := t.st.do(func(s storer.EncodedObjectStorer) error {
+		tree, err := object.GetTree(s, t.root)
+		if err != nil {
+			return err
+		}
+		te, err := tree.FindEntry(name)
+		if err != nil {
+			return err
+		}
+		if te.Mode == filemode.Submodule {
+			return object.ErrEntryNotFound
+		}
+		e = entry{name: path.Base(name), mode: te.Mode, hash: te.Hash}
+		if te.Mode != filemode.Dir {
+			e.size, err = s.EncodedObjectSize(te.Hash)
+		}
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, plumbing.ErrObjectNotFound) {
 			err = fs.ErrNotExist
 		}
 		return entry{}, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	if te.Mode == filemode.Submodule {
-		return entry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
-	}
-	e := entry{name: path.Base(name), mode: te.Mode, hash: te.Hash}
-	if te.Mode != filemode.Dir {
-		if e.size, err = t.s.EncodedObjectSize(te.Hash); err != nil {
-			return entry{}, &fs.PathError{Op: op, Path: name, Err: err}
-		}
 	}
 	return e, nil
 }
@@ -122,18 +144,20 @@ func (t TreeFS) readBlob(op, name string, e entry) ([]byte, error) {
 	if e.size > MaxFileSize {
 		return nil, &fs.PathError{Op: op, Path: name, Err: fmt.Errorf("file is %d bytes, larger than the %d byte limit", e.size, MaxFileSize)}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b, err := object.GetBlob(t.s, e.hash)
-	if err != nil {
-		return nil, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	r, err := b.Reader()
-	if err != nil {
-		return nil, &fs.PathError{Op: op, Path: name, Err: err}
-	}
-	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+	var data []byte
+	err := t.st.do(func(s storer.EncodedObjectStorer) error {
+		b, err := object.GetBlob(s, e.hash)
+		if err != nil {
+			return err
+		}
+		r, err := b.Reader()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		data, err = io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+		return err
+	})
 	if err != nil {
 		return nil, &fs.PathError{Op: op, Path: name, Err: err}
 	}
@@ -207,34 +231,37 @@ func (t TreeFS) ReadLink(name string) (string, error) {
 
 // ReadDir lists a directory, sorted by name; entries are not followed.
 func (t TreeFS) ReadDir(name string) ([]fs.DirEntry, error) {
-	e, resolved, err := t.resolve("readdir", name)
+	e, _, err := t.resolve("readdir", name)
 	if err != nil {
 		return nil, err
 	}
 	if e.mode != filemode.Dir {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: errors.New("not a directory")}
 	}
-	t.mu.Lock()
-	tree, err := object.GetTree(t.s, e.hash)
+	var entries []entry
+	err = t.st.do(func(s storer.EncodedObjectStorer) error {
+		tree, err := object.GetTree(s, e.hash)
+		if err != nil {
+			return err
+		}
+		entries = make([]entry, 0, len(tree.Entries))
+		for _, te := range tree.Entries {
+			if te.Mode == filemode.Submodule {
+				continue
+			}
+			en := entry{name: te.Name, mode: te.Mode, hash: te.Hash}
+			if te.Mode != filemode.Dir {
+				if en.size, err = s.EncodedObjectSize(te.Hash); err != nil {
+					return fmt.Errorf("%s: %w", te.Name, err)
+				}
+			}
+			entries = append(entries, en)
+		}
+		return nil
+	})
 	if err != nil {
-		t.mu.Unlock()
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: err}
 	}
-	entries := make([]entry, 0, len(tree.Entries))
-	for _, te := range tree.Entries {
-		if te.Mode == filemode.Submodule {
-			continue
-		}
-		en := entry{name: te.Name, mode: te.Mode, hash: te.Hash}
-		if te.Mode != filemode.Dir {
-			if en.size, err = t.s.EncodedObjectSize(te.Hash); err != nil {
-				t.mu.Unlock()
-				return nil, &fs.PathError{Op: "readdir", Path: path.Join(resolved, te.Name), Err: err}
-			}
-		}
-		entries = append(entries, en)
-	}
-	t.mu.Unlock()
 	out := make([]fs.DirEntry, len(entries))
 	for i, en := range entries {
 		out[i] = fs.FileInfoToDirEntry(t.info(en))

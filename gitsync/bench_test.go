@@ -1,0 +1,86 @@
+package gitsync
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+)
+
+// timedSink records when each commit reached Apply.
+type timedSink struct{ at chan applied }
+
+type applied struct {
+	commit string
+	when   time.Time
+}
+
+func (s timedSink) Apply(_ context.Context, snap Snapshot) error {
+	s.at <- applied{snap.Commit, time.Now()}
+	return nil
+}
+func (timedSink) Report(context.Context, Result) {}
+
+// BenchmarkCommitToApply measures a local `git commit` (from the moment the
+// command starts) to Sink.Apply receiving that commit, triggered by fsnotify
+// or by a webhook; it reports p50 and p99 in ms. Run with -benchtime=50x.
+func BenchmarkCommitToApply(b *testing.B) {
+	for _, trigger := range []string{"fsnotify", "webhook"} {
+		b.Run(trigger, func(b *testing.B) {
+			origin := newGitRepo(b)
+			files := map[string]string{}
+			for i := range 100 {
+				files[fmt.Sprintf("apps/app%03d/app.cue", i)] = fmt.Sprintf("app %d", i)
+			}
+			first := origin.commit("seed", files)
+			sink := timedSink{at: make(chan applied, 16)}
+			s, err := New(Options{DataDir: b.TempDir(), Sink: sink, DisableWatch: trigger != "fsnotify",
+				Repos: []RepoConfig{{Name: "bench", URL: origin.dir, Path: "apps", Interval: time.Hour, WebhookSecret: "k"}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := httptest.NewServer(s.WebhookHandler())
+			defer srv.Close()
+			startSyncer(b, s)
+			waitFor(b, sink, first)
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				t0 := time.Now()
+				sha := origin.commit(fmt.Sprintf("change %d", i), map[string]string{fmt.Sprintf("apps/app%03d/app.cue", i%100): fmt.Sprintf("v%d", i)})
+				if trigger == "webhook" {
+					postGitHubPush(b, srv.URL+"/hooks/git/bench", "k", "refs/heads/main")
+				}
+				got := waitFor(b, sink, sha)
+				lat = append(lat, got.Sub(t0))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			pct := func(p float64) float64 {
+				return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+			}
+			b.ReportMetric(pct(0.50), "p50-ms")
+			b.ReportMetric(pct(0.99), "p99-ms")
+			b.ReportMetric(0, "ns/op")
+			_ = http.StatusOK
+		})
+	}
+}
+
+func waitFor(b testing.TB, sink timedSink, sha string) time.Time {
+	b.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case a := <-sink.at:
+			if a.commit == sha {
+				return a.when
+			}
+		case <-timeout:
+			b.Fatalf("commit %s never applied", sha)
+		}
+	}
+}
