@@ -588,3 +588,20 @@ func TestMountsServicesAndPrefix(t *testing.T) {
 		t.Errorf("files = %v", res.Apps[0].Files)
 	}
 }
+
+// TestYAMLAliasBomb: aliases that expand exponentially are refused by the
+// YAML decoder instead of eating memory.
+func TestYAMLAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 12; i++ {
+		prev := fmt.Sprintf("*a%d", i-1)
+		fmt.Fprintf(&b, "a%d: &a%d [%s%s]\n", i, i, strings.Repeat(prev+", ", 9), prev)
+	}
+	b.WriteString("apps: {}\n")
+	res := mustLoad(t, mapFS(map[string]string{"bomb.yaml": b.String()}), LoadOptions{})
+	want := []string{"bomb.yaml:1: aliases expand to more than 50000 nodes"}
+	if got := errorStrings(res.AllErrors()); !slices.Equal(got, want) {
+		t.Errorf("errors = %q, want %q", got, want)
+	}
+}

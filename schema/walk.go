@@ -86,8 +86,11 @@ func walk(fsys fs.FS, opts LoadOptions) ([]rawFile, error) {
 	return files, nil
 }
 
+// refused records a file that cannot be used. Its hash is the reason's,
+// so that a Loader notices when the reason changes.
 func refused(p, format string, args ...any) rawFile {
-	return rawFile{path: p, err: &api.SourceError{File: p, Message: fmt.Sprintf(format, args...)}}
+	msg := fmt.Sprintf(format, args...)
+	return rawFile{path: p, hash: sha256.Sum256([]byte(msg)), err: &api.SourceError{File: p, Message: msg}}
 }
 
 // readOne reads one descriptor file, refusing symbolic links that leave
