@@ -26,9 +26,13 @@ type query struct {
 	edns    bool
 	do      bool
 	udpSize uint16
-	key     []byte // lower-case wire-format qname, in keyBuf
+	keyLen  int // the lower-case wire-format qname is keyBuf[:keyLen]
 	keyBuf  [256]byte
 }
+
+// key returns the lower-case wire-format qname. (A slice of keyBuf kept in
+// the struct itself would make every query escape to the heap.)
+func (q *query) key() []byte { return q.keyBuf[:q.keyLen] }
 
 // parseQuery reads a plain query: QUERY opcode, one question with an
 // uncompressed name, no answer or authority records, at most an EDNS0
@@ -60,8 +64,8 @@ func parseQuery(req []byte, q *query) bool {
 		}
 		off += 1 + l
 	}
-	q.key = q.keyBuf[:copy(q.keyBuf[:], req[headerSize:off])]
-	lowerASCII(q.key)
+	q.keyLen = copy(q.keyBuf[:], req[headerSize:off])
+	lowerASCII(q.keyBuf[:q.keyLen])
 	if off+4 > len(req) {
 		return false
 	}
@@ -118,12 +122,12 @@ func (s *Server) handle(req, out []byte, tcp bool) (reply []byte, forward bool) 
 	}
 	snap := s.snap.Load()
 	if snap == nil {
-		if inZone(q.key, s.zoneKey) {
+		if inZone(q.key(), s.zoneKey) {
 			return s.handleSlow(req, tcp) // SERVFAIL until the first snapshot
 		}
 		return nil, true
 	}
-	a, ok := snap.answer(q.key, q.qtype)
+	a, ok := snap.answer(q.key(), q.qtype)
 	if !ok {
 		return nil, true
 	}

@@ -28,6 +28,7 @@ type Snapshot struct {
 	zone    string // canonical fqdn, "cluster.local."
 	zoneKey string // zone in lower-case wire format
 	soa     *mdns.SOA
+	soaNS   []mdns.RR // just soa, shared by every negative answer
 	soaWire []byte // the SOA record packed without compression
 	names   map[string]*nameEntry
 	skipped []string
@@ -80,13 +81,13 @@ func (s *Snapshot) answer(key []byte, qtype uint16) (a zoneAnswer, ok bool) {
 		if !inZone(key, s.zoneKey) {
 			return zoneAnswer{}, false
 		}
-		return zoneAnswer{rcode: mdns.RcodeNameError, ns: []mdns.RR{s.soa}}, true
+		return zoneAnswer{rcode: mdns.RcodeNameError, ns: s.soaNS}, true
 	}
 	set := e.lookup(qtype)
 	if set == nil || len(set.answer) == 0 {
 		a = zoneAnswer{rcode: mdns.RcodeSuccess, wire: e.nodataW}
 		if e.inZone {
-			a.ns = []mdns.RR{s.soa}
+			a.ns = s.soaNS
 		}
 		return a, true
 	}
@@ -234,6 +235,7 @@ func (b *builder) finish(serial uint32) *Snapshot {
 		Expire:  86400,
 		Minttl:  negativeTTL,
 	}
+	s.soaNS = []mdns.RR{s.soa}
 	soaBuf := make([]byte, 512)
 	n, err := mdns.PackRR(s.soa, soaBuf, 0, nil, false)
 	if err != nil {
