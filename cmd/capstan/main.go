@@ -50,6 +50,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().String("config", "", "client config file (default $CAPSTAN_CONFIG, else ~/.config/capstan/config.yaml)")
 	root.AddCommand(
 		newServerCmd(),
+		newAgentCmd(),
 		newGetCmd(),
 		newDescribeCmd(),
 		newDeleteCmd(),

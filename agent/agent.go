@@ -1,0 +1,254 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+
+	"github.com/capstanhq/capstan/agent/network"
+	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// Agent runs the pods bound to one node.
+type Agent struct {
+	opts    Options
+	log     *slog.Logger
+	host    hostInfo
+	address string
+	probeHC *http.Client
+
+	// Set by Start before any worker runs.
+	rt      runtime.Runtime
+	pods    *client.Informer
+	podCIDR string
+
+	mu      sync.Mutex
+	ctx     context.Context    // the workers' context, set by adopt
+	adopted bool               // workers may start
+	workers map[string]*worker // by pod UID
+	wg      sync.WaitGroup     // running workers
+}
+
+// New validates opts and reads the host's CPU, memory and address. Start
+// runs the agent.
+func New(opts Options) (*Agent, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	host, err := readHostInfo()
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	address := opts.Address
+	if address == "" {
+		a, err := primaryIPv4()
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		address = a.String()
+	}
+	return &Agent{
+		opts: opts, log: opts.Logger.With("node", opts.NodeName), host: host, address: address,
+		probeHC: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		workers: map[string]*worker{},
+	}, nil
+}
+
+// NodeName is the name the agent registers.
+func (a *Agent) NodeName() string { return a.opts.NodeName }
+
+// Start registers the node, connects to containerd (starting a child when
+// no address is given), adopts the pods already running, and runs the pods
+// bound to the node until ctx ends. Stopping leaves every container
+// running; the next Start adopts them.
+func (a *Agent) Start(ctx context.Context) error {
+	node, err := a.register(ctx, false, "AgentStarting", "the agent is connecting to containerd")
+	if err != nil {
+		return err
+	}
+	a.podCIDR = node.Spec.PodCIDR
+	if a.podCIDR == "" {
+		a.podCIDR = a.opts.PodCIDR
+	}
+	if a.podCIDR == "" {
+		return fmt.Errorf("node %s: %w (pass --pod-cidr)", a.opts.NodeName, ErrNoPodCIDR)
+	}
+	net, err := network.New(network.Options{
+		PodCIDR:    a.podCIDR,
+		RunDir:     filepath.Join(a.opts.RunDir, "netns"),
+		IPAMDir:    filepath.Join(a.opts.DataDir, "cni", "networks"),
+		PluginDirs: a.opts.CNIPluginDirs,
+		Bridge:     a.opts.Bridge,
+	}, a.log)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
+	}
+
+	// containerd runs until everything else has stopped.
+	ctrdCtx, stopCtrd := context.WithCancel(context.WithoutCancel(ctx))
+	ctrdDone := make(chan error, 1)
+	defer func() {
+		stopCtrd()
+		if err := <-ctrdDone; err != nil {
+			a.log.Error("containerd child", "err", err)
+		}
+	}()
+	address, err := a.startContainerd(ctx, ctrdCtx, ctrdDone)
+	if err != nil {
+		return err
+	}
+	rt, err := runtime.New(ctx, runtime.Options{
+		Address:      address,
+		Namespace:    a.opts.ContainerdNamespace,
+		DataDir:      a.opts.DataDir,
+		RunDir:       a.opts.RunDir,
+		Network:      net,
+		CgroupParent: a.opts.CgroupParent,
+		Insecure:     a.opts.InsecureRegistries,
+		DockerConfig: a.opts.DockerConfig,
+	}, a.log)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
+	}
+	defer rt.Close()
+	a.rt = rt
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	defer cancel()
+	a.pods = client.NewInformer(a.opts.Client, api.KindPod, client.ListOptions{Node: a.opts.NodeName}, a.log)
+	a.pods.AddHandler(client.Handler{
+		OnAdd:    a.dispatch,
+		OnUpdate: func(_, o api.Object) { a.dispatch(o) },
+		OnDelete: a.dispatch,
+	})
+	bg.Go(func() { _ = a.pods.Start(runCtx) })
+	if err := a.pods.WaitForSync(runCtx); err != nil {
+		return fmt.Errorf("node %s: list pods: %w", a.opts.NodeName, err)
+	}
+	if err := a.adopt(runCtx); err != nil {
+		return err
+	}
+	defer a.wg.Wait()
+	if _, err := a.register(runCtx, true, "AgentReady", "the agent runs pods"); err != nil {
+		return err
+	}
+	if err := a.renewLease(runCtx); err != nil {
+		return err
+	}
+	bg.Go(func() { a.heartbeat(runCtx) })
+	a.log.Info("agent running", "pod_cidr", a.podCIDR, "address", a.address, "containerd", address)
+	<-ctx.Done()
+	return nil
+}
+
+// startContainerd returns the socket to use: the configured one, or that of
+// a containerd child it starts under the data directory, which runs until
+// ctrdCtx ends and reports on done.
+func (a *Agent) startContainerd(ctx, ctrdCtx context.Context, done chan<- error) (string, error) {
+	if a.opts.ContainerdAddress != "" {
+		done <- nil
+		return a.opts.ContainerdAddress, nil
+	}
+	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(a.opts.DataDir, DefaultContainerdSubdir)}, a.log)
+	if err != nil {
+		done <- nil
+		return "", fmt.Errorf("node %s: %w", a.opts.NodeName, err)
+	}
+	exited := make(chan error, 1)
+	go func() {
+		err := proc.Start(ctrdCtx)
+		exited <- err
+		done <- err
+	}()
+	select {
+	case <-proc.Ready():
+		return proc.Address(), nil
+	case err := <-exited:
+		exited <- err
+		return "", fmt.Errorf("node %s: %w", a.opts.NodeName, err)
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// adopt builds a worker for every pod the runtime has, seeded with its
+// containers so that nothing running is restarted, and one for every pod
+// bound to the node; then lets them run.
+func (a *Agent) adopt(ctx context.Context) error {
+	states, err := a.rt.ListPods(ctx)
+	if err != nil {
+		return fmt.Errorf("node %s: adopt running pods: %w", a.opts.NodeName, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ps := range states {
+		key := ""
+		if ps.Sandbox.PodName != "" {
+			key = ps.Sandbox.App + "/" + ps.Sandbox.PodName
+		}
+		w := a.newWorker(ps.Sandbox.PodUID, key)
+		w.seed(ps)
+		a.workers[w.uid] = w
+	}
+	for _, o := range a.pods.List() {
+		a.ensureWorkerLocked(o)
+	}
+	a.adopted, a.ctx = true, ctx
+	for _, w := range a.workers {
+		a.runWorker(ctx, w)
+	}
+	a.log.Info("adopted pods", "runtime_pods", len(states), "workers", len(a.workers))
+	return nil
+}
+
+// dispatch wakes the worker of a pod that changed, creating it if needed.
+func (a *Agent) dispatch(o api.Object) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.adopted {
+		// adopt reads the informer's cache once it is synced.
+		return
+	}
+	w, created := a.ensureWorkerLocked(o)
+	if created {
+		a.runWorker(a.ctx, w)
+	}
+	w.trigger()
+}
+
+func (a *Agent) ensureWorkerLocked(o api.Object) (*worker, bool) {
+	m := o.Meta()
+	if w, ok := a.workers[m.UID]; ok {
+		return w, false
+	}
+	w := a.newWorker(m.UID, m.App+"/"+m.Name)
+	a.workers[m.UID] = w
+	return w, true
+}
+
+// retire removes a finished worker unless a change arrived meanwhile.
+func (a *Agent) retire(w *worker) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	select {
+	case <-w.wake:
+		w.trigger()
+		return false
+	default:
+	}
+	if a.workers[w.uid] == w {
+		delete(a.workers, w.uid)
+	}
+	return true
+}

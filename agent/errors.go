@@ -1,0 +1,7 @@
+package agent
+
+import "errors"
+
+// ErrNoPodCIDR: the server allocated no pod CIDR to the node and none was
+// configured as a fallback.
+var ErrNoPodCIDR = errors.New("no pod CIDR: the server allocated none to the node and no fallback is configured")

@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/version"
+)
+
+// hostInfo is what the node reports about its machine.
+type hostInfo struct {
+	CPUs        int
+	MemoryBytes int64
+	Kernel      string
+}
+
+func readHostInfo() (hostInfo, error) {
+	h := hostInfo{CPUs: goruntime.NumCPU()}
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return h, fmt.Errorf("read host memory: %w", err)
+	}
+	defer f.Close()
+	if h.MemoryBytes, err = parseMemTotal(f); err != nil {
+		return h, err
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	return h, nil
+}
+
+// parseMemTotal reads MemTotal (in kB) from /proc/meminfo.
+func parseMemTotal(r interface{ Read([]byte) (int, error) }) (int64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil || kb <= 0 {
+				return 0, fmt.Errorf("meminfo: MemTotal %q is not a size", f[1])
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, errors.New("meminfo: no MemTotal line")
+}
+
+// primaryIPv4 returns the IPv4 address of the interface holding the default
+// route, read from /proc/net/route.
+func primaryIPv4() (netip.Addr, error) {
+	b, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find the node address: %w (pass --address)", err)
+	}
+	iface, err := defaultRouteInterface(b)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find the node address: interface %s: %w (pass --address)", iface, err)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find the node address: interface %s: %w (pass --address)", iface, err)
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			return p.Addr(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("find the node address: interface %s has no IPv4 address (pass --address)", iface)
+}
+
+// defaultRouteInterface picks the interface of the default route with the
+// lowest metric from the contents of /proc/net/route.
+func defaultRouteInterface(table []byte) (string, error) {
+	best, bestMetric := "", -1
+	sc := bufio.NewScanner(bytes.NewReader(table))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 8 || f[0] == "Iface" {
+			continue
+		}
+		dst, err := hex.DecodeString(f[1])
+		if err != nil || len(dst) != 4 || binary.LittleEndian.Uint32(dst) != 0 {
+			continue
+		}
+		mask, err := hex.DecodeString(f[7])
+		if err != nil || len(mask) != 4 || binary.LittleEndian.Uint32(mask) != 0 {
+			continue
+		}
+		metric, _ := strconv.Atoi(f[6])
+		if bestMetric < 0 || metric < bestMetric {
+			best, bestMetric = f[0], metric
+		}
+	}
+	if best == "" {
+		return "", errors.New("find the node address: no default route (pass --address)")
+	}
+	return best, nil
+}
+
+// desiredNode is the Node this agent registers.
+func (a *Agent) desiredNode(ready bool, reason, msg string) *api.Node {
+	o := &a.opts
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = o.NodeName
+	n.Metadata.Labels = map[string]string{"capstan.io/hostname": o.NodeName, "capstan.io/os": goruntime.GOOS, "capstan.io/arch": goruntime.GOARCH}
+	maps.Copy(n.Metadata.Labels, o.Labels)
+	n.Spec.PodCIDR = o.PodCIDR
+	capacity := api.ResourceList{
+		CPU:    api.NewQuantity(int64(a.host.CPUs), api.DecimalSI),
+		Memory: api.NewQuantity(a.host.MemoryBytes, api.BinarySI),
+		Pods:   o.MaxPods,
+	}
+	status := api.ConditionFalse
+	if ready {
+		status = api.ConditionTrue
+	}
+	n.Status = api.NodeStatus{
+		Capacity: capacity, Allocatable: capacity,
+		Addresses: []api.NodeAddress{{Type: "InternalIP", Address: a.address}, {Type: "Hostname", Address: o.NodeName}},
+		Conditions: []api.Condition{{Type: api.NodeReady, Status: status, Reason: reason, Message: msg,
+			LastTransitionTime: o.Now().UTC()}},
+		Info: api.NodeInfo{AgentVersion: version.Version, OS: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: a.host.Kernel},
+	}
+	return n
+}
+
+// register creates the Node or brings an existing one up to date (labels,
+// status) and returns it as stored.
+func (a *Agent) register(ctx context.Context, ready bool, reason, msg string) (*api.Node, error) {
+	want := a.desiredNode(ready, reason, msg)
+	key := api.Key{Kind: api.KindNode, Name: want.Metadata.Name}
+	obj, err := a.opts.Client.Create(ctx, want)
+	if err == nil {
+		return obj.(*api.Node), nil
+	}
+	if !client.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("node %s: register: %w", key.Name, err)
+	}
+	obj, err = a.opts.Client.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: register: %w", key.Name, err)
+	}
+	cur := obj.(*api.Node)
+	labels := maps.Clone(cur.Metadata.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, want.Metadata.Labels)
+	if !maps.Equal(labels, cur.Metadata.Labels) || (cur.Spec.PodCIDR == "" && want.Spec.PodCIDR != "") {
+		upd := api.Clone(cur)
+		upd.Metadata.Labels = labels
+		if upd.Spec.PodCIDR == "" {
+			upd.Spec.PodCIDR = want.Spec.PodCIDR
+		}
+		obj, err = a.opts.Client.Update(ctx, upd)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: update labels: %w", key.Name, err)
+		}
+		cur = obj.(*api.Node)
+	}
+	return a.updateNodeStatus(ctx, cur, want.Status)
+}
+
+// updateNodeStatus writes status unless the Node already shows it; the
+// Ready condition keeps its transition time while it does not change.
+func (a *Agent) updateNodeStatus(ctx context.Context, cur *api.Node, status api.NodeStatus) (*api.Node, error) {
+	upd := api.Clone(cur)
+	conds := upd.Status.Conditions
+	for _, c := range status.Conditions {
+		api.SetCondition(&conds, c)
+	}
+	status.Conditions = conds
+	upd.Status = status
+	if nodeStatusEqual(cur.Status, upd.Status) {
+		return cur, nil
+	}
+	upd.Metadata.ResourceVersion = 0
+	obj, err := a.opts.Client.UpdateStatus(ctx, upd)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: update status: %w", cur.Metadata.Name, err)
+	}
+	return obj.(*api.Node), nil
+}
+
+func nodeStatusEqual(x, y api.NodeStatus) bool { return jsonEqual(x, y) }
+
+// renewLease is the heartbeat: one small write of the Lease named after the
+// node.
+func (a *Agent) renewLease(ctx context.Context) error {
+	l := api.KindLease.New().(*api.Lease)
+	l.Metadata.Name = a.opts.NodeName
+	l.Spec = api.LeaseSpec{
+		Holder:          a.opts.NodeName,
+		RenewTime:       a.opts.Now().UTC(),
+		DurationSeconds: int32((a.opts.HeartbeatInterval * defaultLeaseDurationFactor).Round(time.Second) / time.Second),
+	}
+	if l.Spec.DurationSeconds < 1 {
+		l.Spec.DurationSeconds = 1
+	}
+	_, err := a.opts.Client.Update(ctx, l)
+	if client.IsNotFound(err) {
+		_, err = a.opts.Client.Create(ctx, l)
+	}
+	if err != nil {
+		return fmt.Errorf("node %s: renew lease: %w", a.opts.NodeName, err)
+	}
+	return nil
+}
+
+// heartbeat renews the Lease every interval until ctx ends.
+func (a *Agent) heartbeat(ctx context.Context) {
+	t := time.NewTicker(a.opts.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.renewLease(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("heartbeat failed; retrying next interval", "err", err)
+		}
+	}
+}

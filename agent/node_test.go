@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+)
+
+func TestParseMemTotal(t *testing.T) {
+	got, err := parseMemTotal(strings.NewReader("MemFree: 1 kB\nMemTotal:       24576000 kB\n"))
+	if err != nil || got != 24576000*1024 {
+		t.Errorf("parseMemTotal = %d, %v", got, err)
+	}
+	if _, err := parseMemTotal(strings.NewReader("MemFree: 1 kB\n")); err == nil {
+		t.Error("no MemTotal accepted")
+	}
+}
+
+func TestDefaultRouteInterface(t *testing.T) {
+	table := `Iface	Destination	Gateway 	Flags	RefCnt	Use	Metric	Mask		MTU	Window	IRTT
+eth1	00000000	0101A8C0	0003	0	0	200	00000000	0	0	0
+eth0	00000000	010011AC	0003	0	0	100	00000000	0	0	0
+eth0	000011AC	00000000	0001	0	0	0	0000FFFF	0	0	0
+`
+	got, err := defaultRouteInterface([]byte(table))
+	if err != nil || got != "eth0" {
+		t.Errorf("default route interface = %q, %v; want eth0 (lowest metric)", got, err)
+	}
+	if _, err := defaultRouteInterface([]byte("Iface\tDestination\n")); err == nil {
+		t.Error("a table without a default route gave an interface")
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	good := func() Options { return Options{Client: c.Client, NodeName: "n1", Address: "192.0.2.7"} }
+	tests := []struct {
+		name   string
+		mutate func(*Options)
+		want   string // substring of the error; empty for none
+	}{
+		{"defaults are valid", func(*Options) {}, ""},
+		{"client required", func(o *Options) { o.Client = nil }, "API client is required"},
+		{"bad node name", func(o *Options) { o.NodeName = "Not_A_Name" }, "not a DNS subdomain"},
+		{"bad label", func(o *Options) { o.Labels = map[string]string{"a b": "c"} }, "label"},
+		{"bad address", func(o *Options) { o.Address = "::1" }, "not an IPv4"},
+		{"relative data dir", func(o *Options) { o.DataDir = "data" }, "absolute"},
+		{"bad pod CIDR", func(o *Options) { o.PodCIDR = "10.1.2.3" }, "pod CIDR"},
+		{"back-off max below initial", func(o *Options) { o.Backoff = Backoff{Initial: time.Minute, Max: time.Second} }, "back-off"},
+		{"tiny heartbeat", func(o *Options) { o.HeartbeatInterval = time.Millisecond }, "heartbeat"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := good()
+			tc.mutate(&o)
+			_, err := New(o)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("New = %v, want error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// Registration creates the Node with the host's resources, labels and a
+// Ready condition; a second registration (agent restart) keeps other
+// labels and the transition time; the heartbeat is a Lease write that
+// leaves the Node alone.
+func TestRegisterAndHeartbeat(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	nodeClient := c.Token(t, "node:n1")
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	a, err := New(Options{Client: nodeClient, NodeName: "n1", Address: "192.0.2.7", PodCIDR: "10.99.150.0/24",
+		Labels: map[string]string{"zone": "a"}, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := a.register(ctx, false, "AgentStarting", "starting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Spec.PodCIDR != "10.99.150.0/24" || n.Metadata.Labels["zone"] != "a" || n.Status.Capacity.Pods != DefaultMaxPods ||
+		n.Status.Capacity.CPU.MilliValue() < 1000 || n.Status.Capacity.Memory.Value() < 1<<20 {
+		t.Errorf("registered node = %+v", n)
+	}
+	if len(n.Status.Addresses) == 0 || n.Status.Addresses[0] != (api.NodeAddress{Type: "InternalIP", Address: "192.0.2.7"}) {
+		t.Errorf("addresses = %+v", n.Status.Addresses)
+	}
+	if cond := api.FindCondition(n.Status.Conditions, api.NodeReady); cond == nil || cond.Status != api.ConditionFalse {
+		t.Errorf("ready condition = %+v, want False while starting", cond)
+	}
+
+	// An admin labels the node; the agent restarts and becomes ready.
+	upd := api.Clone(n)
+	upd.Metadata.Labels["team"] = "x"
+	if _, err := c.Client.Update(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	n, err = a.register(ctx, true, "AgentReady", "ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cond := api.FindCondition(n.Status.Conditions, api.NodeReady)
+	if n.Metadata.Labels["team"] != "x" || cond == nil || cond.Status != api.ConditionTrue || !cond.LastTransitionTime.Equal(now) {
+		t.Errorf("after restart: labels %v, ready %+v", n.Metadata.Labels, cond)
+	}
+	rv := n.Metadata.ResourceVersion
+	// Registering again with nothing new writes nothing.
+	if n, err = a.register(ctx, true, "AgentReady", "ready"); err != nil || n.Metadata.ResourceVersion != rv {
+		t.Errorf("idempotent register: rv %d -> %d, %v", rv, n.Metadata.ResourceVersion, err)
+	}
+
+	for range 2 {
+		now = now.Add(5 * time.Second)
+		if err := a.renewLease(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := c.Client.Get(ctx, api.Key{Kind: api.KindLease, Name: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls := l.(*api.Lease).Spec; ls.Holder != "n1" || !ls.RenewTime.Equal(now) || ls.DurationSeconds != 20 {
+		t.Errorf("lease = %+v", ls)
+	}
+	if got, err := c.Client.Get(ctx, api.Key{Kind: api.KindNode, Name: "n1"}); err != nil || got.Meta().ResourceVersion != rv {
+		t.Errorf("heartbeat rewrote the node: rv %d -> %v (%v)", rv, got.Meta().ResourceVersion, err)
+	}
+}

@@ -1,0 +1,248 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Probe defaults, as in Kubernetes.
+const (
+	defaultProbePeriod  = 10 * time.Second
+	defaultProbeTimeout = time.Second
+	defaultFailures     = 3
+	defaultSuccesses    = 1
+)
+
+// probeConfig is an api.Probe with its defaults applied.
+type probeConfig struct {
+	InitialDelay time.Duration
+	Period       time.Duration
+	Timeout      time.Duration
+	Failures     int
+	Successes    int
+}
+
+func newProbeConfig(p *api.Probe) probeConfig {
+	c := probeConfig{
+		InitialDelay: time.Duration(p.InitialDelaySeconds) * time.Second,
+		Period:       time.Duration(p.PeriodSeconds) * time.Second,
+		Timeout:      time.Duration(p.TimeoutSeconds) * time.Second,
+		Failures:     int(p.FailureThreshold),
+		Successes:    int(p.SuccessThreshold),
+	}
+	if c.Period <= 0 {
+		c.Period = defaultProbePeriod
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = defaultProbeTimeout
+	}
+	if c.Failures <= 0 {
+		c.Failures = defaultFailures
+	}
+	if c.Successes <= 0 {
+		c.Successes = defaultSuccesses
+	}
+	return c
+}
+
+// probeCounter turns single probe results into a verdict that flips only
+// after Successes passes or Failures failures in a row.
+type probeCounter struct {
+	ok        bool
+	successes int
+	failures  int
+}
+
+// observe records one result and reports whether the verdict changed.
+func (c *probeCounter) observe(pass bool, cfg probeConfig) bool {
+	if pass {
+		c.failures = 0
+		c.successes++
+		if !c.ok && c.successes >= cfg.Successes {
+			c.ok = true
+			return true
+		}
+		return false
+	}
+	c.successes = 0
+	c.failures++
+	if c.ok && c.failures >= cfg.Failures {
+		c.ok = false
+		return true
+	}
+	return false
+}
+
+// checker runs one probe once.
+type checker interface {
+	check(ctx context.Context) error
+}
+
+type httpChecker struct {
+	client *http.Client
+	url    string
+}
+
+func (h httpChecker) check(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "capstan-probe")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 10<<10))
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return fmt.Errorf("GET %s: %s", h.url, resp.Status)
+	}
+	return nil
+}
+
+type tcpChecker struct{ addr string }
+
+func (t tcpChecker) check(ctx context.Context) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", t.addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+type execChecker struct {
+	rt  runtime.Runtime
+	id  string
+	cmd []string
+}
+
+func (e execChecker) check(ctx context.Context) error {
+	code, err := e.rt.Exec(ctx, e.id, e.cmd, runtime.ExecIO{})
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("exec %v: exit code %d", e.cmd, code)
+	}
+	return nil
+}
+
+// newChecker builds the checker for probe p of container c, reached at the
+// pod's IP from the host (HTTP, TCP) or inside container id (exec).
+func newChecker(p *api.Probe, c *api.Container, podIP netip.Addr, id string, rt runtime.Runtime, hc *http.Client) (checker, error) {
+	switch {
+	case p.HTTP != nil:
+		port, ok := api.ResolvePort(c, p.HTTP.Port)
+		if !ok {
+			return nil, fmt.Errorf("http probe port %s is not a port of container %s", p.HTTP.Port, c.Name)
+		}
+		path := p.HTTP.Path
+		if path == "" {
+			path = "/"
+		}
+		return httpChecker{client: hc, url: "http://" + net.JoinHostPort(podIP.String(), strconv.Itoa(int(port))) + path}, nil
+	case p.TCP != nil:
+		port, ok := api.ResolvePort(c, p.TCP.Port)
+		if !ok {
+			return nil, fmt.Errorf("tcp probe port %s is not a port of container %s", p.TCP.Port, c.Name)
+		}
+		return tcpChecker{addr: net.JoinHostPort(podIP.String(), strconv.Itoa(int(port)))}, nil
+	case p.Exec != nil:
+		return execChecker{rt: rt, id: id, cmd: p.Exec.Command}, nil
+	}
+	return nil, errors.New("probe has no http, tcp or exec handler")
+}
+
+// prober runs one container's readiness and liveness probes until stopped,
+// and calls changed when a verdict flips.
+type prober struct {
+	id      string
+	stop    context.CancelFunc
+	done    chan struct{}
+	changed func()
+
+	mu        sync.Mutex
+	ready     bool
+	unhealthy bool
+}
+
+// probeSpec is one probe to run.
+type probeSpec struct {
+	cfg     probeConfig
+	check   checker
+	initial bool // verdict before the first result
+}
+
+// startProber runs the given probes (either may be nil) in goroutines.
+func startProber(ctx context.Context, id string, readiness, liveness *probeSpec, changed func()) *prober {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prober{id: id, stop: cancel, done: make(chan struct{}), changed: changed}
+	var wg sync.WaitGroup
+	if readiness != nil {
+		p.ready = readiness.initial
+		wg.Go(func() {
+			p.loop(ctx, *readiness, func(ok bool) { p.ready = ok })
+		})
+	}
+	if liveness != nil {
+		wg.Go(func() {
+			p.loop(ctx, *liveness, func(ok bool) { p.unhealthy = !ok })
+		})
+	}
+	go func() { wg.Wait(); close(p.done) }()
+	return p
+}
+
+// loop probes every period; set records a changed verdict under p.mu.
+func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool)) {
+	counter := probeCounter{ok: s.initial}
+	delay := s.cfg.InitialDelay
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = s.cfg.Period
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		err := s.check.check(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if counter.observe(err == nil, s.cfg) {
+			p.mu.Lock()
+			set(counter.ok)
+			p.mu.Unlock()
+			p.changed()
+		}
+	}
+}
+
+// results returns the current verdicts.
+func (p *prober) results() (ready, unhealthy bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ready, p.unhealthy
+}
+
+// close stops the probes and waits for them.
+func (p *prober) close() {
+	p.stop()
+	<-p.done
+}

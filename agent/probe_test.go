@@ -1,0 +1,141 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+func TestProbeConfigDefaults(t *testing.T) {
+	got := newProbeConfig(&api.Probe{})
+	want := probeConfig{Period: 10 * time.Second, Timeout: time.Second, Failures: 3, Successes: 1}
+	if got != want {
+		t.Errorf("defaults = %+v, want %+v", got, want)
+	}
+	got = newProbeConfig(&api.Probe{InitialDelaySeconds: 2, PeriodSeconds: 3, TimeoutSeconds: 4, FailureThreshold: 5, SuccessThreshold: 6})
+	want = probeConfig{InitialDelay: 2 * time.Second, Period: 3 * time.Second, Timeout: 4 * time.Second, Failures: 5, Successes: 6}
+	if got != want {
+		t.Errorf("explicit = %+v, want %+v", got, want)
+	}
+}
+
+func TestProbeCounterThresholds(t *testing.T) {
+	cfg := probeConfig{Failures: 3, Successes: 2}
+	tests := []struct {
+		name    string
+		initial bool
+		results []bool
+		want    []bool // verdict after each result
+	}{
+		{"needs two successes to pass", false, []bool{true, true, true}, []bool{false, true, true}},
+		{"a failure resets the success run", false, []bool{true, false, true, true}, []bool{false, false, false, true}},
+		{"needs three failures to fail", true, []bool{false, false, false}, []bool{true, true, false}},
+		{"a success resets the failure run", true, []bool{false, false, true, false, false}, []bool{true, true, true, true, true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := probeCounter{ok: tc.initial}
+			for i, r := range tc.results {
+				prev := c.ok
+				changed := c.observe(r, cfg)
+				if c.ok != tc.want[i] || changed != (prev != c.ok) {
+					t.Fatalf("after result %d (%v): verdict %v changed %v, want %v", i, r, c.ok, changed, tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+// HTTP and TCP checkers against real listeners on loopback.
+func TestCheckers(t *testing.T) {
+	var healthy atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" || !healthy.Load() {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	ap := netip.MustParseAddrPort(srv.Listener.Addr().String())
+	c := &api.Container{Name: "web", Ports: []api.ContainerPort{{Name: "http", Port: int32(ap.Port())}}}
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	ctx := context.Background()
+
+	httpChk, err := newChecker(&api.Probe{HTTP: &api.HTTPProbe{Path: "/healthz", Port: api.FromString("http")}}, c, ap.Addr(), "id", nil, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := httpChk.check(ctx); err == nil {
+		t.Error("http probe passed on a 503")
+	}
+	healthy.Store(true)
+	if err := httpChk.check(ctx); err != nil {
+		t.Errorf("http probe failed on a 200: %v", err)
+	}
+
+	tcpChk, err := newChecker(&api.Probe{TCP: &api.TCPProbe{Port: api.FromInt(int32(ap.Port()))}}, c, ap.Addr(), "id", nil, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tcpChk.check(ctx); err != nil {
+		t.Errorf("tcp probe to a listener failed: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := netip.MustParseAddrPort(l.Addr().String())
+	l.Close()
+	closedChk, _ := newChecker(&api.Probe{TCP: &api.TCPProbe{Port: api.FromInt(int32(closed.Port()))}}, c, closed.Addr(), "id", nil, hc)
+	if err := closedChk.check(ctx); err == nil {
+		t.Error("tcp probe to a closed port passed")
+	}
+	if _, err := newChecker(&api.Probe{TCP: &api.TCPProbe{Port: api.FromString("nope")}}, c, ap.Addr(), "id", nil, hc); err == nil {
+		t.Error("a probe on an unknown port name was accepted")
+	}
+}
+
+// A prober reports a readiness flip through its callback, and stops.
+func TestProberFlips(t *testing.T) {
+	var pass atomic.Bool
+	changed := make(chan struct{}, 10)
+	spec := &probeSpec{cfg: probeConfig{Period: 5 * time.Millisecond, Timeout: time.Second, Failures: 1, Successes: 1},
+		check: checkFunc(func() bool { return pass.Load() })}
+	p := startProber(context.Background(), "c1", spec, nil, func() { changed <- struct{}{} })
+	defer p.close()
+	pass.Store(true)
+	waitChange(t, changed)
+	if ready, unhealthy := p.results(); !ready || unhealthy {
+		t.Fatalf("after passing: ready %v unhealthy %v", ready, unhealthy)
+	}
+	pass.Store(false)
+	waitChange(t, changed)
+	if ready, _ := p.results(); ready {
+		t.Fatal("still ready after failing")
+	}
+}
+
+type checkFunc func() bool
+
+func (f checkFunc) check(context.Context) error {
+	if f() {
+		return nil
+	}
+	return strconv.ErrRange
+}
+
+func waitChange(t *testing.T, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no verdict change within 10s")
+	}
+}

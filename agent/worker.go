@@ -1,0 +1,377 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// ReasonCreatePodSandboxError: the pod's sandbox (namespaces, CNI) could
+// not be made; the message is the runtime's or the CNI plugin's.
+const ReasonCreatePodSandboxError = "CreatePodSandboxError"
+
+// worker converges one pod. Only its own goroutine touches its fields,
+// except wake; so every runtime call for a pod is serialised.
+type worker struct {
+	a    *Agent
+	uid  string
+	key  string // app/name in the informer
+	wake chan struct{}
+
+	obs     observed
+	mem     map[string]memory
+	probers map[string]*prober // by container name
+
+	// written is the status last written, with the revision it got, so a
+	// pass does not rewrite it while the informer has not caught up.
+	written   *api.PodStatus
+	writtenRV int64
+}
+
+func (a *Agent) newWorker(uid, key string) *worker {
+	return &worker{
+		a: a, uid: uid, key: key, wake: make(chan struct{}, 1),
+		obs:     observed{Containers: map[string][]runtime.ContainerStatus{}},
+		mem:     map[string]memory{},
+		probers: map[string]*prober{},
+	}
+}
+
+// seed fills the worker's view with a pod found in the runtime at start.
+func (w *worker) seed(ps runtime.PodState) {
+	if !ps.Stale {
+		sb := ps.Sandbox
+		w.obs.Sandbox = &sb
+	}
+	for _, c := range ps.Containers {
+		w.obs.Containers[c.Name] = append(w.obs.Containers[c.Name], c)
+	}
+}
+
+// trigger asks for a pass; triggers coalesce.
+func (w *worker) trigger() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) runWorker(ctx context.Context, w *worker) {
+	a.wg.Go(func() { w.run(ctx) })
+}
+
+func (w *worker) run(ctx context.Context) {
+	defer w.closeProbers()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-timer.C:
+		}
+		next, done := w.pass(ctx)
+		if done && w.a.retire(w) {
+			return
+		}
+		timer.Reset(next)
+	}
+}
+
+// desired returns the pod as the API has it, or nil when it is no longer
+// bound to this node.
+func (w *worker) desired() *api.Pod {
+	if w.key == "" {
+		return nil
+	}
+	o, ok := w.a.pods.Get(w.key)
+	if !ok {
+		return nil
+	}
+	p := o.(*api.Pod)
+	if p.Metadata.UID != w.uid || p.Spec.NodeName != w.a.opts.NodeName {
+		return nil
+	}
+	return p
+}
+
+// pass runs one observe-plan-act round and says when to come back, or that
+// the pod is gone and the worker can end.
+func (w *worker) pass(ctx context.Context) (next time.Duration, done bool) {
+	a := w.a
+	pod := w.desired()
+	w.refresh(ctx)
+	w.readProbes()
+	now := a.opts.Now()
+	p := podPlan(pod, w.obs, w.mem, a.opts.Backoff, now)
+	retry := a.opts.StatusSyncInterval
+	switch {
+	case p.Forget:
+		w.closeProbers()
+		if err := a.rt.RemovePod(ctx, w.uid); err != nil {
+			a.log.Error("remove pod no longer bound here; retrying", "pod", w.key, "uid", w.uid, "err", err)
+			return retry, false
+		}
+		a.log.Info("removed pod no longer bound here", "pod", w.key, "uid", w.uid)
+		return 0, true
+	case p.Terminate:
+		if err := w.terminate(ctx, pod, p.Grace); err != nil {
+			if ctx.Err() == nil {
+				a.log.Error("terminate pod; retrying", "pod", w.key, "err", err)
+			}
+			return retry, false
+		}
+		return 0, true
+	}
+	w.apply(ctx, pod, p)
+	w.syncProbers(ctx, pod)
+	w.readProbes()
+	if err := w.writeStatus(ctx, pod); err != nil && ctx.Err() == nil {
+		a.log.Warn("write pod status; retrying", "pod", w.key, "err", err)
+	}
+	next = retry
+	if !p.Wake.IsZero() {
+		// Recompute: apply may have moved the wake-up (failures).
+		next = min(next, max(p.Wake.Sub(a.opts.Now()), 0))
+	}
+	for _, m := range w.mem {
+		if m.Failure != nil {
+			next = min(next, max(m.Failure.RetryAt.Sub(a.opts.Now()), 0))
+		}
+	}
+	return next, false
+}
+
+// refresh reloads the state of containers that may have changed (those
+// not known to have exited).
+func (w *worker) refresh(ctx context.Context) {
+	for name, attempts := range w.obs.Containers {
+		kept := attempts[:0]
+		for _, c := range attempts {
+			if c.State != runtime.StateExited {
+				st, err := w.a.rt.ContainerStatus(ctx, c.ID)
+				switch {
+				case errors.Is(err, runtime.ErrNotFound):
+					continue
+				case err != nil:
+					w.a.log.Warn("container status", "pod", w.key, "container", c.ID, "err", err)
+				default:
+					c = st
+				}
+			}
+			kept = append(kept, c)
+		}
+		if len(kept) == 0 {
+			delete(w.obs.Containers, name)
+		} else {
+			w.obs.Containers[name] = kept
+		}
+	}
+}
+
+// apply carries out a plan: removals, liveness kills, the sandbox, starts.
+func (w *worker) apply(ctx context.Context, pod *api.Pod, p plan) {
+	a := w.a
+	for _, id := range p.Remove {
+		if err := a.rt.RemoveContainer(ctx, id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			a.log.Warn("remove old container", "pod", w.key, "container", id, "err", err)
+			continue
+		}
+		w.forget(id)
+	}
+	for _, k := range p.Kill {
+		a.log.Info("liveness probe failed; restarting container", "pod", w.key, "container", k.Name)
+		if err := a.rt.StopContainer(ctx, k.ID, gracePeriod(pod)); err != nil {
+			a.log.Warn("stop unhealthy container", "pod", w.key, "container", k.ID, "err", err)
+		}
+		w.closeProber(k.Name)
+		w.refresh(ctx)
+	}
+	if p.Sandbox {
+		sb, err := a.rt.CreatePodSandbox(ctx, a.podSpec(pod))
+		if err != nil {
+			now := a.opts.Now()
+			for _, s := range p.Start {
+				w.fail(s.Name, ReasonCreatePodSandboxError, fmt.Errorf("pod %s: create sandbox: %w", w.key, err), now)
+			}
+			return
+		}
+		w.obs.Sandbox = &sb
+	}
+	for _, s := range p.Start {
+		w.start(ctx, pod, s)
+	}
+}
+
+// start pulls the image of one container and starts its next attempt.
+func (w *worker) start(ctx context.Context, pod *api.Pod, s startAction) {
+	a := w.a
+	i := slices.IndexFunc(pod.Spec.Containers, func(c api.Container) bool { return c.Name == s.Name })
+	c := pod.Spec.Containers[i]
+	policy := runtime.PullIfNotPresent
+	if c.ImagePullPolicy == api.PullAlways {
+		policy = runtime.PullAlways
+	}
+	if _, err := a.rt.EnsureImage(ctx, c.Image, policy); err != nil {
+		if ctx.Err() == nil {
+			w.fail(c.Name, ReasonErrImagePull, fmt.Errorf("pod %s: container %s: pull %s: %w", w.key, c.Name, c.Image, err), a.opts.Now())
+		}
+		return
+	}
+	st, err := a.rt.StartContainer(ctx, *w.obs.Sandbox, containerSpec(c, s.Attempt))
+	if err != nil {
+		if ctx.Err() == nil {
+			w.fail(c.Name, ReasonCreateContainerError, err, a.opts.Now())
+		}
+		return
+	}
+	w.obs.Containers[c.Name] = append(w.obs.Containers[c.Name], st)
+	m := w.mem[c.Name]
+	m.CrashDelay, m.Failure = s.CrashDelay, nil
+	w.mem[c.Name] = m
+}
+
+// fail records a failed start and when to retry it.
+func (w *worker) fail(name, reason string, err error, now time.Time) {
+	m := w.mem[name]
+	f := &failure{Reason: reason, Message: err.Error(), Count: 1}
+	if m.Failure != nil {
+		f.Count = m.Failure.Count + 1
+	}
+	delay := time.Duration(0)
+	for range f.Count {
+		delay = w.a.opts.Backoff.next(delay)
+	}
+	f.RetryAt = now.Add(delay)
+	m.Failure = f
+	w.mem[name] = m
+	w.a.log.Warn("container start failed", "pod", w.key, "container", name, "reason", reason, "retry_in", delay, "err", err)
+}
+
+// forget drops a removed container from the view.
+func (w *worker) forget(id string) {
+	for name, attempts := range w.obs.Containers {
+		w.obs.Containers[name] = slices.DeleteFunc(attempts, func(c runtime.ContainerStatus) bool { return c.ID == id })
+		if len(w.obs.Containers[name]) == 0 {
+			delete(w.obs.Containers, name)
+		}
+	}
+}
+
+// podSpec is what the runtime needs to build the pod's sandbox.
+func (a *Agent) podSpec(pod *api.Pod) runtime.PodSpec {
+	ps := runtime.PodSpec{
+		UID: pod.Metadata.UID, Name: pod.Metadata.Name, App: pod.Metadata.App,
+		DNS: runtime.DNSConfig{Server: a.opts.ClusterDNS, Zone: a.opts.ClusterZone},
+	}
+	for _, v := range pod.Spec.Volumes {
+		ps.Volumes = append(ps.Volumes, v.Name)
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.HostPort != 0 {
+				ps.Ports = append(ps.Ports, runtime.PortMapping{HostPort: p.HostPort, ContainerPort: p.Port, Protocol: p.Protocol})
+			}
+		}
+	}
+	return ps
+}
+
+// containerSpec maps an API container to the runtime's.
+func containerSpec(c api.Container, attempt int) runtime.ContainerSpec {
+	s := runtime.ContainerSpec{
+		Name: c.Name, Image: c.Image, Attempt: attempt,
+		Command: c.Command, Args: c.Args, WorkDir: c.WorkingDir,
+		CPUMillis:   c.Resources.Limits.CPU.MilliValue(),
+		MemoryBytes: c.Resources.Limits.Memory.Value(),
+	}
+	for _, e := range c.Env {
+		s.Env = append(s.Env, e.Name+"="+e.Value)
+	}
+	for _, m := range c.VolumeMounts {
+		s.Mounts = append(s.Mounts, runtime.VolumeMount{Volume: m.Name, Path: m.MountPath, ReadOnly: m.ReadOnly})
+	}
+	return s
+}
+
+// terminate stops the pod's containers (SIGTERM, grace, SIGKILL), removes
+// it from the node and deletes the API object.
+func (w *worker) terminate(ctx context.Context, pod *api.Pod, grace time.Duration) error {
+	a := w.a
+	w.closeProbers()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, attempts := range w.obs.Containers {
+		c := attempts[len(attempts)-1]
+		if c.State == runtime.StateExited {
+			continue
+		}
+		wg.Go(func() {
+			if err := a.rt.StopContainer(ctx, c.ID, grace); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pod %s: stop containers: %w", w.key, err)
+	}
+	if err := a.rt.RemovePod(ctx, w.uid); err != nil {
+		return fmt.Errorf("pod %s: remove from node: %w", w.key, err)
+	}
+	w.obs = observed{Containers: map[string][]runtime.ContainerStatus{}}
+	_, err := a.opts.Client.Delete(ctx, api.KeyOf(pod), client.DeleteOptions{ResourceVersion: pod.Metadata.ResourceVersion})
+	if err != nil && !client.IsNotFound(err) {
+		return fmt.Errorf("pod %s: delete the stopped pod: %w", w.key, err)
+	}
+	a.log.Info("pod terminated and deleted", "pod", w.key, "uid", w.uid)
+	return nil
+}
+
+// writeStatus writes the pod's status when it differs from what the
+// server has.
+func (w *worker) writeStatus(ctx context.Context, pod *api.Pod) error {
+	a := w.a
+	base := pod
+	if w.written != nil && w.writtenRV > pod.Metadata.ResourceVersion {
+		base = api.Clone(pod)
+		base.Status = *w.written
+	}
+	st := podStatus(base, w.obs, w.mem, a.opts.Backoff, a.address, a.opts.Now())
+	if !statusEqual(st, base.Status) {
+		upd := api.Clone(pod)
+		upd.Status = st
+		upd.Metadata.ResourceVersion = 0
+		out, err := a.opts.Client.UpdateStatus(ctx, upd)
+		if err != nil {
+			if client.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("pod %s: update status: %w", w.key, err)
+		}
+		p := out.(*api.Pod)
+		w.written, w.writtenRV = &p.Status, p.Metadata.ResourceVersion
+	}
+	for name, m := range w.mem {
+		if m.Failure != nil && !m.Failure.Reported {
+			f := *m.Failure
+			f.Reported = true
+			m.Failure = &f
+			w.mem[name] = m
+		}
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capstanhq/capstan/agent"
+	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// agentFlags are the flags of `capstan agent`.
+type agentFlags struct {
+	server, token, caFile string
+	opts                  agent.Options
+	labels                []string
+	clusterDNS            string
+	logJSON, verbose      bool
+}
+
+func (f *agentFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.server, "server", "", "API server URL, e.g. https://10.0.0.1:7443 (with --token and --ca-file; else --config)")
+	fl.StringVar(&f.token, "token", "", "node token (role node:NAME)")
+	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of the cluster CA that signed the server's certificate")
+	fl.StringVar(&f.opts.NodeName, "node-name", "", "node name (default: the host name)")
+	fl.StringVar(&f.opts.DataDir, "data-dir", agent.DefaultDataDir, "directory for pods, CNI state and the managed containerd")
+	fl.StringVar(&f.opts.RunDir, "run-dir", agent.DefaultRunDir, "directory for namespace files (a tmpfs such as /run)")
+	fl.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "containerd socket to use (default: start a containerd child under DATA_DIR/containerd)")
+	fl.StringVar(&f.opts.ContainerdNamespace, "containerd-namespace", agent.DefaultNamespace, "containerd namespace for this agent's images and containers")
+	fl.StringSliceVar(&f.labels, "labels", nil, "node labels, k=v,... (repeatable)")
+	fl.StringVar(&f.opts.Address, "address", "", "node InternalIP (default: the address of the default route's interface)")
+	fl.StringVar(&f.opts.PodCIDR, "pod-cidr", "", "pod CIDR to use when the server allocated none, e.g. 10.88.1.0/24")
+	fl.StringVar(&f.opts.Bridge, "bridge", "", "pod bridge name (default capstan0)")
+	fl.StringVar(&f.clusterDNS, "cluster-dns", "", "cluster DNS address for the pods' resolv.conf (default: copy the host's)")
+	fl.StringVar(&f.opts.ClusterZone, "cluster-zone", agent.DefaultClusterZone, "cluster DNS zone")
+	fl.StringSliceVar(&f.opts.InsecureRegistries, "insecure-registry", nil, "registry host:port pulled over plain HTTP (default 127.0.0.1:5000; repeatable)")
+	fl.StringVar(&f.opts.DockerConfig, "docker-config", "", "docker-style config.json with registry credentials")
+	fl.Int64Var(&f.opts.MaxPods, "max-pods", agent.DefaultMaxPods, "pod capacity the node reports")
+	fl.BoolVar(&f.logJSON, "log-json", false, "log as JSON")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages")
+}
+
+// parseLabels turns k=v items into a map.
+func parseLabels(items []string) (map[string]string, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(items))
+	for _, it := range items {
+		k, v, ok := strings.Cut(it, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--labels: %q is not k=v", it)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// agentClient builds the API client from --server/--token/--ca-file, or
+// else from the client config (--config, $CAPSTAN_CONFIG).
+func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
+	if f.server == "" && f.token == "" && f.caFile == "" {
+		return newClient(cmd)
+	}
+	if f.server == "" || f.token == "" || f.caFile == "" {
+		return nil, errors.New("--server, --token and --ca-file go together (or use --config FILE)")
+	}
+	ca, err := os.ReadFile(f.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	return client.New(&client.Config{Server: f.server, Token: f.token, CA: string(ca)})
+}
+
+func (f *agentFlags) logger() *slog.Logger {
+	lvl := slog.LevelInfo
+	if f.verbose {
+		lvl = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if f.logJSON {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func newAgentCmd() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: register the node and run the pods bound to it",
+		Long: `Run the node agent. It registers this machine as a Node, renews its Lease
+as a heartbeat, and runs the pods bound to it on containerd with CNI
+networking. Without --containerd-address it starts its own containerd under
+DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
+(apt-get install containerd runc containernetworking-plugins).
+
+The containerd shim also runs this binary as its container log writer,
+as 'capstan ` + runtime.LogDriverCommand + ` CONFIG'.`,
+		// The log writer invocation reaches this command through its alias.
+		Aliases: []string{runtime.LogDriverCommand},
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.CalledAs() == runtime.LogDriverCommand {
+				if len(args) != 1 {
+					return fmt.Errorf("%s takes one argument, its config", runtime.LogDriverCommand)
+				}
+				os.Exit(runtime.RunLogDriver(args[0]))
+			}
+			if len(args) > 0 {
+				return fmt.Errorf("agent takes no arguments, got %q", args)
+			}
+			var err error
+			if f.opts.Labels, err = parseLabels(f.labels); err != nil {
+				return err
+			}
+			if f.clusterDNS != "" {
+				if f.opts.ClusterDNS, err = netip.ParseAddr(f.clusterDNS); err != nil {
+					return fmt.Errorf("--cluster-dns %q: %w", f.clusterDNS, err)
+				}
+			}
+			if f.opts.Client, err = f.agentClient(cmd); err != nil {
+				return err
+			}
+			f.opts.Logger = f.logger()
+			a, err := agent.New(f.opts)
+			if err != nil {
+				return err
+			}
+			return a.Start(cmd.Context())
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
