@@ -29,7 +29,7 @@ type Snapshot struct {
 	zoneKey string // zone in lower-case wire format
 	soa     *mdns.SOA
 	soaNS   []mdns.RR // just soa, shared by every negative answer
-	soaWire []byte // the SOA record packed without compression
+	soaWire []byte    // the SOA record packed without compression
 	names   map[string]*nameEntry
 	skipped []string
 }
