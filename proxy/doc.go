@@ -24,6 +24,8 @@
 // first sync and after any failed one.
 //
 // Concurrency: a Proxier serialises Sync and Cleanup with a mutex; callers may
-// call them from any goroutine. knftables executes the nft binary, which acts
+// call them from any goroutine. Alternatively Start runs a loop that programs
+// the latest input given to Update (non-blocking, latest wins) and retries
+// failures; the agent's informers feed it. knftables executes the nft binary, which acts
 // on the network namespace of the calling OS thread.
 package proxy

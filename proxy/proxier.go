@@ -34,6 +34,9 @@ type Options struct {
 	// masquerade (hairpin and node port traffic). Default 0x4000, the bit
 	// kube-proxy uses; pick another if something else on the node uses it.
 	MasqueradeMark uint32
+	// RetryInterval is how long Start waits before retrying a failed sync.
+	// Default 5s.
+	RetryInterval time.Duration
 }
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
@@ -50,6 +53,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.MasqueradeMark == 0 {
 		o.MasqueradeMark = 0x4000
+	}
+	if o.RetryInterval < 0 {
+		return fmt.Errorf("%w: retry interval %v is negative", ErrInvalidOptions, o.RetryInterval)
+	}
+	if o.RetryInterval == 0 {
+		o.RetryInterval = 5 * time.Second
 	}
 	if o.MasqueradeMark&(o.MasqueradeMark-1) != 0 {
 		return fmt.Errorf("%w: masquerade mark %#x must be a single bit, e.g. 0x4000", ErrInvalidOptions, o.MasqueradeMark)
@@ -97,6 +106,11 @@ type Proxier struct {
 	// that need its hairpin element.
 	hairpinRefs map[string]int
 	stats       SyncStats
+
+	// pending is the latest Update not yet taken by Start; wake signals it.
+	pendingMu sync.Mutex
+	pending   *desired
+	wake      chan struct{}
 }
 
 // New validates opts and returns a Proxier. It changes nothing in the
@@ -109,6 +123,7 @@ func New(opts Options) (*Proxier, error) {
 		opts: opts,
 		log:  opts.Logger.With("component", "proxy", "table", opts.Table),
 		mark: fmt.Sprintf("%#08x", opts.MasqueradeMark),
+		wake: make(chan struct{}, 1),
 	}, nil
 }
 

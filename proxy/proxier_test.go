@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/knftables"
 
@@ -70,6 +71,15 @@ func sortedLines(dump string) string {
 	lines := strings.Split(dump, "\n")
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+func readGolden(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func checkGolden(t *testing.T, name, got string) {
@@ -336,6 +346,7 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"table starting with a digit", Options{NFT: fake, Table: "1capstan"}, false},
 		{"two mark bits", Options{NFT: fake, MasqueradeMark: 0x6000}, false},
 		{"other mark bit", Options{NFT: fake, MasqueradeMark: 0x2000}, true},
+		{"negative retry interval", Options{NFT: fake, RetryInterval: -time.Second}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
