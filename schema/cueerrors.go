@@ -44,6 +44,7 @@ func fromCUE(err error, file, fieldPath string) []api.SourceError {
 			se.Column, _ = strconv.Atoi(m[3])
 			se.Message = m[4]
 		}
+		se.Message = strings.TrimPrefix(se.Message, file+": ")
 		if p := e.Path(); len(p) > 0 && fieldPath == "" {
 			se.Path = strings.Join(p, ".")
 		}

@@ -272,7 +272,7 @@ func TestFormatsAgree(t *testing.T) {
 func TestSplitAcrossFiles(t *testing.T) {
 	res := mustLoad(t, mapFS(map[string]string{
 		"shop/web.cue":  `apps: shop: pods: web: containers: c: image: "web"`,
-		"shop/db.yaml":  "apps:\n  shop:\n    pods:\n      db:\n        containers: {c: {image: db}}\n",
+		"shop/db.yml":   "apps:\n  shop:\n    pods:\n      db:\n        containers: {c: {image: db}}\n",
 		"shop/more.cue": `apps: shop: pods: web: replicas: 3`,
 	}), LoadOptions{})
 	if !res.OK() {
@@ -282,11 +282,11 @@ func TestSplitAcrossFiles(t *testing.T) {
 	if len(app.Spec.Workloads) != 2 || app.Spec.Workloads[1].Spec.Replicas != 3 {
 		t.Errorf("workloads = %+v", app.Spec.Workloads)
 	}
-	if want := []string{"shop/db.yaml", "shop/more.cue", "shop/web.cue"}; !slices.Equal(res.Apps[0].Files, want) {
+	if want := []string{"shop/db.yml", "shop/more.cue", "shop/web.cue"}; !slices.Equal(res.Apps[0].Files, want) {
 		t.Errorf("files = %v, want %v", res.Apps[0].Files, want)
 	}
-	if app.Metadata.Source.Path != "shop/db.yaml" || app.Metadata.Source.Line != 2 {
-		t.Errorf("source = %+v, want shop/db.yaml:2", app.Metadata.Source)
+	if app.Metadata.Source.Path != "shop/db.yml" || app.Metadata.Source.Line != 2 {
+		t.Errorf("source = %+v, want shop/db.yml:2", app.Metadata.Source)
 	}
 }
 
@@ -603,5 +603,28 @@ func TestYAMLAliasBomb(t *testing.T) {
 	want := []string{"bomb.yaml:1: aliases expand to more than 50000 nodes"}
 	if got := errorStrings(res.AllErrors()); !slices.Equal(got, want) {
 		t.Errorf("errors = %q, want %q", got, want)
+	}
+}
+
+// TestDeepNesting: input nested far deeper than any descriptor is refused
+// by each decoder with an error, not a stack overflow.
+func TestDeepNesting(t *testing.T) {
+	const n = 300000
+	deep := strings.Repeat("[", n) + strings.Repeat("]", n)
+	tests := []struct{ name, src, want string }{
+		{"a.cue", "apps: x: " + deep, "a.cue:1:10010: expression exceeds maximum nesting depth of 10000"},
+		{"a.json", `{"apps": {"x": ` + deep + "}}", "a.json:1:10014: invalid JSON: invalid character '[' exceeded max depth"},
+		{"a.yaml", "apps:\n  x: " + deep + "\n", "a.yaml:2: exceeded max depth of 10000"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := mustLoad(t, mapFS(map[string]string{tc.name: tc.src}), LoadOptions{})
+			if got := errorStrings(res.AllErrors()); !slices.Equal(got, []string{tc.want}) {
+				t.Errorf("errors = %q, want %q", got, tc.want)
+			}
+			if len(res.Apps) != 1 || res.Apps[0].Name != "x" || res.Apps[0].Valid() {
+				t.Errorf("apps = %+v, want x rejected", res.Apps)
+			}
+		})
 	}
 }
