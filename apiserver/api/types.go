@@ -207,6 +207,9 @@ const (
 type AppStatus struct {
 	// SyncedCommit is the commit the spec came from.
 	SyncedCommit string `json:"syncedCommit,omitempty"`
+	// AttemptedCommit is the commit the last sync attempt looked at; it
+	// differs from SyncedCommit while a newer commit is rejected.
+	AttemptedCommit string `json:"attemptedCommit,omitempty"`
 	// LastSyncResult is Applied, Rejected or Failed.
 	LastSyncResult  string    `json:"lastSyncResult,omitempty"`
 	LastSyncTime    time.Time `json:"lastSyncTime,omitzero"`

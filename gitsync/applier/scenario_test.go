@@ -1,0 +1,201 @@
+package applier_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/cockroachdb/datadriven"
+	"golang.org/x/crypto/ssh"
+)
+
+// world is one scenario: a git repository, an API server and a syncer
+// whose sink is the applier.
+type world struct {
+	t       *testing.T
+	repo    string
+	cluster *apiservertest.Cluster
+	syncer  *gitsync.Syncer
+	verify  bool
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.com",
+		"GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func (w *world) start(verify bool) {
+	t := w.t
+	w.repo = t.TempDir()
+	git(t, w.repo, "init", "-q", "-b", "main")
+	git(t, w.repo, "commit", "-q", "--allow-empty", "-m", "empty start")
+	w.cluster = apiservertest.Start(t, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: w.cluster.Client, RepoURLs: map[string]string{"demo": w.repo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := gitsync.RepoConfig{Name: "demo", URL: w.repo, Branch: "main", Path: "apps"}
+	if verify {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		sp, _ := ssh.NewPublicKey(pub)
+		rc.Verify = gitsync.Verify{Enabled: true, SSHKeys: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " trusted@example.com\n"}
+	}
+	w.syncer, err = gitsync.New(gitsync.Options{DataDir: t.TempDir(), Repos: []gitsync.RepoConfig{rc}, Sink: ap, DisableWatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// state prints the apps, their workloads' replicas and images, and the
+// revisions of each app, with commits named by their subject line.
+func (w *world) state(ctx context.Context) string {
+	c := w.cluster.Client
+	subjects := map[string]string{}
+	for _, line := range strings.Split(git(w.t, w.repo, "log", "--all", "--format=%H %s", "--reflog"), "\n") {
+		if sha, subj, ok := strings.Cut(line, " "); ok {
+			subjects[sha] = subj
+		}
+	}
+	name := func(sha string) string {
+		if s, ok := subjects[sha]; ok {
+			return fmt.Sprintf("%q", s)
+		}
+		return "<none>"
+	}
+	var b strings.Builder
+	apps, _, err := c.List(ctx, api.KindApp, client.ListOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if len(apps) == 0 {
+		b.WriteString("no apps\n")
+	}
+	for _, o := range apps {
+		a := o.(*api.App)
+		fmt.Fprintf(&b, "app %s: synced %s, last %s", a.Metadata.Name, name(a.Status.SyncedCommit), a.Status.LastSyncResult)
+		if a.Status.LastSyncResult == api.SyncRejected {
+			fmt.Fprintf(&b, " at %s", name(a.Status.AttemptedCommit))
+		}
+		for _, cd := range a.Status.Conditions {
+			if cd.Status != api.ConditionTrue {
+				fmt.Fprintf(&b, ", %s=%s (%s)", cd.Type, cd.Status, cd.Reason)
+			}
+		}
+		b.WriteString("\n")
+		for _, wl := range a.Spec.Workloads {
+			var imgs []string
+			for _, ct := range wl.Spec.Template.Containers {
+				imgs = append(imgs, ct.Image)
+			}
+			fmt.Fprintf(&b, "  %s x%d %s\n", wl.Name, wl.Spec.Replicas, strings.Join(imgs, ","))
+		}
+	}
+	revs, _, err := c.List(ctx, api.KindRevision, client.ListOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	sort.SliceStable(revs, func(i, j int) bool {
+		ri, rj := revs[i].(*api.Revision), revs[j].(*api.Revision)
+		if ri.Metadata.App != rj.Metadata.App {
+			return ri.Metadata.App < rj.Metadata.App
+		}
+		return ri.Metadata.ResourceVersion < rj.Metadata.ResourceVersion
+	})
+	for _, o := range revs {
+		r := o.(*api.Revision)
+		fmt.Fprintf(&b, "revision %s %s %s", r.Metadata.App, name(r.Spec.Commit), r.Spec.Result)
+		if r.Spec.HistoryRewrite {
+			b.WriteString(" (history rewrite)")
+		}
+		b.WriteString("\n")
+		for _, e := range r.Spec.Errors {
+			fmt.Fprintf(&b, "  %s\n", e.String())
+		}
+	}
+	return b.String()
+}
+
+func TestScenarios(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		w := &world{t: t}
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			switch d.Cmd {
+			case "init":
+				w.start(d.HasArg("verify"))
+				return ""
+			case "write":
+				var file string
+				d.ScanArgs(t, "file", &file)
+				p := filepath.Join(w.repo, file)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte(d.Input+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return ""
+			case "rm":
+				var file string
+				d.ScanArgs(t, "file", &file)
+				git(t, w.repo, "rm", "-q", file)
+				return ""
+			case "commit":
+				git(t, w.repo, "add", "-A")
+				git(t, w.repo, "commit", "-q", "-m", d.Input)
+				return ""
+			case "revert":
+				git(t, w.repo, "revert", "--no-edit", "HEAD")
+				return ""
+			case "reset":
+				// Rewrite history: drop the last commit (a force-push).
+				git(t, w.repo, "reset", "-q", "--hard", "HEAD~1")
+				return ""
+			case "sync":
+				res, err := w.syncer.Sync(ctx, "demo")
+				out := w.state(ctx)
+				if err != nil {
+					out = "sync error: " + firstLine(err.Error()) + "\n" + out
+				} else if res.Err != nil {
+					out = "sync error: " + firstLine(res.Err.Error()) + "\n" + out
+				}
+				return out
+			}
+			t.Fatalf("unknown command %q", d.Cmd)
+			return ""
+		})
+	})
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	// Commit SHAs differ on every run; keep the message stable.
+	for _, f := range strings.Fields(s) {
+		if len(f) >= 7 && strings.Trim(f, "0123456789abcdef:,") == "" {
+			s = strings.ReplaceAll(s, f, "<sha>")
+		}
+	}
+	return s
+}
