@@ -182,6 +182,33 @@ func (s *Server) Tokens() *Tokens { return s.tokens }
 // pattern must not start with /api/.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// HandleAdmin mounts an extra handler that only admin tokens may call
+// (such as "trigger a sync").
+func (s *Server) HandleAdmin(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		role, err := s.authenticate(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if role != RoleAdmin {
+			writeError(w, errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %s may not %s %s", role, r.Method, r.URL.Path)))
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// AdminClient returns a client with the admin config, for components that
+// run in the server's process.
+func (s *Server) AdminClient() (*client.Client, error) {
+	cfg, err := client.LoadConfig(s.AdminConfigPath())
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg)
+}
+
 // Start serves until ctx ends, then shuts down gracefully: it stops
 // accepting, ends watches and waits up to 10 s for requests in flight.
 func (s *Server) Start(ctx context.Context) error {

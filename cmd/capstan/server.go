@@ -16,6 +16,7 @@ import (
 
 // serverFlags are the flags of `capstan server`.
 type serverFlags struct {
+	git     gitFlags
 	dataDir string
 	listen  string
 	sans    []string
@@ -29,6 +30,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringSliceVar(&f.sans, "tls-san", nil, "extra names or addresses for the serving certificate (repeatable)")
 	cmd.Flags().BoolVar(&f.logJSON, "log-json", false, "log as JSON")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages")
+	f.git.register(cmd)
 }
 
 func (f *serverFlags) logger() *slog.Logger {
@@ -54,6 +56,10 @@ DATA_DIR/admin.yaml; point the CLI at it with --config or CAPSTAN_CONFIG.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := f.logger()
+			repos, err := f.git.configs()
+			if err != nil {
+				return err
+			}
 			if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 				return fmt.Errorf("data directory: %w", err)
 			}
@@ -69,9 +75,16 @@ DATA_DIR/admin.yaml; point the CLI at it with --config or CAPSTAN_CONFIG.`,
 				return err
 			}
 			log.Info("admin client config written", "path", srv.AdminConfigPath())
+			syncStart, err := startGitSync(srv, f.dataDir, repos, log)
+			if err != nil {
+				return err
+			}
 			g, ctx := errgroup.WithContext(cmd.Context())
 			g.Go(func() error { return st.Start(ctx) })
 			g.Go(func() error { return srv.Start(ctx) })
+			if syncStart != nil {
+				g.Go(func() error { return syncStart(ctx) })
+			}
 			return g.Wait()
 		},
 	}

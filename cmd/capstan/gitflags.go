@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/spf13/cobra"
+)
+
+// gitFlags are the repository flags of `capstan server` and `capstan up`.
+type gitFlags struct {
+	repos      []string
+	branch     string
+	path       string
+	config     string
+	interval   time.Duration
+	hookSecret string
+}
+
+func (f *gitFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&f.repos, "repo", nil, "git repository to track: a local path, file://, https:// or ssh:// URL (repeatable)")
+	cmd.Flags().StringVar(&f.branch, "branch", "main", "branch tracked in the --repo repositories")
+	cmd.Flags().StringVar(&f.path, "path", ".", "directory of the descriptors inside the --repo repositories")
+	cmd.Flags().StringVar(&f.config, "repo-config", "", "YAML file listing repositories with their own branch, path, auth, signature keys and webhook secret")
+	cmd.Flags().DurationVar(&f.interval, "poll-interval", 15*time.Second, "how often to poll remote repositories (jittered)")
+	cmd.Flags().StringVar(&f.hookSecret, "webhook-secret", "", "secret for webhooks of the --repo repositories (POST /hooks/git/NAME)")
+}
+
+// repoName makes a DNS label from a repository URL: its last path element.
+func repoName(url string) string {
+	base := strings.TrimSuffix(path.Base(strings.TrimRight(filepath.ToSlash(url), "/")), ".git")
+	var b strings.Builder
+	for _, r := range strings.ToLower(base) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	if !api.IsDNSLabel(name) {
+		name = "repo"
+	}
+	return name
+}
+
+// configs returns the tracked repositories, validated.
+func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
+	var repos []gitsync.RepoConfig
+	if f.config != "" {
+		rs, err := gitsync.LoadConfig(f.config)
+		if err != nil {
+			return nil, err
+		}
+		repos = append(repos, rs...)
+	}
+	for _, u := range f.repos {
+		if !strings.Contains(u, "://") && !strings.Contains(u, "@") {
+			abs, err := filepath.Abs(u)
+			if err != nil {
+				return nil, err
+			}
+			u = abs
+		}
+		name := repoName(u)
+		for i := 2; containsRepo(repos, name); i++ {
+			name = fmt.Sprintf("%s-%d", repoName(u), i)
+		}
+		repos = append(repos, gitsync.RepoConfig{Name: name, URL: u, Branch: f.branch, Path: f.path, Interval: f.interval, WebhookSecret: f.hookSecret})
+	}
+	if err := gitsync.ValidateRepos(repos); err != nil {
+		return nil, err
+	}
+	return repos, nil
+}
+
+func containsRepo(repos []gitsync.RepoConfig, name string) bool {
+	for _, r := range repos {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// startGitSync wires the syncer and its applier into the server: the
+// webhook endpoint and POST /sync/{repo}. It returns nil when no repository
+// is tracked.
+func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, log *slog.Logger) (func(context.Context) error, error) {
+	if len(repos) == 0 {
+		return nil, nil
+	}
+	c, err := srv.AdminClient()
+	if err != nil {
+		return nil, err
+	}
+	urls := map[string]string{}
+	for _, r := range repos {
+		urls[r.Name] = r.URL
+	}
+	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Logger: log.With("component", "applier")})
+	if err != nil {
+		return nil, err
+	}
+	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync")})
+	if err != nil {
+		return nil, err
+	}
+	srv.Handle(gitsync.WebhookPath, syncer.WebhookHandler())
+	srv.HandleAdmin("POST /sync/{repo}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("repo")
+		var err error
+		if name == "all" {
+			syncer.TriggerAll()
+		} else {
+			err = syncer.Trigger(name)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(map[string]any{"code": 404, "reason": "NotFound", "message": err.Error()})
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(map[string]string{"triggered": name})
+	}))
+	for _, r := range repos {
+		log.Info("tracking repository", "name", r.Name, "url", r.URL, "ref", r.Ref(), "path", r.Path)
+	}
+	return syncer.Start, nil
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/gitsync"
+)
+
+func gitCmd(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func waitApp(t *testing.T, c *apiservertest.Cluster, name string, cond func(*api.App) bool) *api.App {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if obj, err := c.Client.Get(context.Background(), api.Key{Kind: api.KindApp, App: name, Name: name}); err == nil && cond(obj.(*api.App)) {
+			return obj.(*api.App)
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("app %s did not reach the expected state", name)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestGitOpsJourney: a commit in a local repository is applied (fsnotify),
+// a bad commit is refused with file:line while the app keeps its spec,
+// `capstan rollback` makes a real commit that the next sync applies, and
+// `capstan history` and `capstan sync` show and trigger it all.
+func TestGitOpsJourney(t *testing.T) {
+	repo := t.TempDir()
+	gitCmd(t, repo, "init", "-q", "-b", "main")
+	gitCmd(t, repo, "config", "user.name", "Ada Lovelace")
+	gitCmd(t, repo, "config", "user.email", "ada@example.com")
+	write := func(content string) {
+		if err := os.MkdirAll(filepath.Join(repo, "apps"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(repo, "apps", "shop.cue"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		gitCmd(t, repo, "add", "-A")
+	}
+	write("apps: shop: pods: web: {\n\treplicas: 3\n\tcontainers: web: image: \"127.0.0.1:5000/examples/hello:v1\"\n}\n")
+	gitCmd(t, repo, "commit", "-q", "-m", "shop with 3 replicas")
+	good := gitCmd(t, repo, "rev-parse", "HEAD")
+
+	c := apiservertest.Start(t, apiservertest.Options{})
+	f := gitFlags{repos: []string{repo}, branch: "main", path: "apps", interval: time.Hour}
+	repos, err := f.configs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := startGitSync(c.Server, c.DataDir, repos, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	app := waitApp(t, c, "shop", func(a *api.App) bool { return a.Status.SyncedCommit == good })
+	if app.Spec.Workloads[0].Spec.Replicas != 3 || app.Metadata.Source == nil || app.Metadata.Source.Path != "apps/shop.cue" {
+		t.Fatalf("applied app: %+v %+v", app.Spec.Workloads, app.Metadata.Source)
+	}
+
+	// A bad commit: refused with file:line, the app keeps 3 replicas.
+	write("apps: shop: pods: web: {\n\treplicas: 5\n\tcontainers: web: imag: \"typo\"\n}\n")
+	gitCmd(t, repo, "commit", "-q", "-m", "typo in shop")
+	bad := gitCmd(t, repo, "rev-parse", "HEAD")
+	app = waitApp(t, c, "shop", func(a *api.App) bool { return a.Status.AttemptedCommit == bad })
+	if app.Status.LastSyncResult != api.SyncRejected || app.Spec.Workloads[0].Spec.Replicas != 3 {
+		t.Fatalf("after bad commit: %s, replicas %d", app.Status.LastSyncResult, app.Spec.Workloads[0].Spec.Replicas)
+	}
+	cfg := c.Server.AdminConfigPath()
+	out, err := run(t, "history", "shop", "--config", cfg)
+	if err != nil || !strings.Contains(out, "Rejected") || !strings.Contains(out, "apps/shop.cue:3:") || !strings.Contains(out, "Ada Lovelace") {
+		t.Fatalf("history: %v\n%s", err, out)
+	}
+
+	// Roll back to the good commit: a real commit that sync applies.
+	out, err = run(t, "rollback", "shop", "--to", good, "--config", cfg)
+	if err != nil {
+		t.Fatalf("rollback: %v\n%s", err, out)
+	}
+	head := gitCmd(t, repo, "rev-parse", "HEAD")
+	log := gitCmd(t, repo, "log", "-1", "--format=%an%n%B")
+	if head == bad || !strings.Contains(log, "Ada Lovelace") || !strings.Contains(log, "Rollback apps/shop.cue") || !strings.Contains(log, "typo in shop") {
+		t.Fatalf("rollback commit:\n%s", log)
+	}
+	app = waitApp(t, c, "shop", func(a *api.App) bool { return a.Status.AttemptedCommit == head })
+	if app.Status.LastSyncResult != api.SyncApplied || app.Spec.Workloads[0].Spec.Replicas != 3 {
+		t.Fatalf("after rollback: %s replicas %d", app.Status.LastSyncResult, app.Spec.Workloads[0].Spec.Replicas)
+	}
+
+	if out, err := run(t, "sync", "shop", "--config", cfg); err != nil || !strings.Contains(out, "requested") {
+		t.Fatalf("sync: %v %s", err, out)
+	}
+	if _, err := run(t, "sync", "nope", "--config", cfg); err == nil {
+		t.Fatal("sync of an unknown app succeeded")
+	}
+	_ = gitsync.WebhookPath
+}
