@@ -63,7 +63,7 @@ func ParseQuantity(s string) (Quantity, error) {
 	case suffix == "":
 	case suffix == "m":
 		mult.SetFrac64(1, 1000)
-	case suffix[0] == 'e' || suffix[0] == 'E' && len(suffix) > 1:
+	case isExponent(suffix):
 		exp, err := strconv.Atoi(suffix[1:])
 		if err != nil || exp < -3 || exp > 18 {
 			return Quantity{}, fmt.Errorf("quantity %q: exponent %q must be an integer from -3 to 18", s, suffix)
@@ -97,6 +97,17 @@ func ParseQuantity(s string) (Quantity, error) {
 		return Quantity{}, fmt.Errorf("quantity %q is too large", s)
 	}
 	return Quantity{milli: q.Int64(), format: format}, nil
+}
+
+// isExponent reports whether a suffix is "e3" or "E-3" rather than a unit
+// ("E" is exa, "Ei" exbi).
+func isExponent(suffix string) bool {
+	if len(suffix) < 2 || suffix[0] != 'e' && suffix[0] != 'E' {
+		return false
+	}
+	rest := strings.TrimPrefix(suffix[1:], "-")
+	rest = strings.TrimPrefix(rest, "+")
+	return suffix[0] == 'e' || rest != "" && strings.Trim(rest, "0123456789") == ""
 }
 
 // splitQuantity cuts the numeric part from the suffix.

@@ -28,6 +28,9 @@ func TestQuantityRoundTrip(t *testing.T) {
 		{"0", 0, "0"},
 		{"100Ki", 100 << 10 * 1000, "100Ki"},
 		{"3Ki", 3072000, "3Ki"},
+		{"1Ei", 0, ""}, // 2^60 bytes in milli-units overflows: an error, not a misparse
+		{"1e-3", 1, "1m"},
+		{"2E3", 2000000, "2k"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
