@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -49,45 +50,76 @@ func newServerCmd() *cobra.Command {
 	var f serverFlags
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run the control plane: store, API server and controllers",
+		Short: "Run the control plane: store, API server, git sync and controllers",
 		Long: `Run the control plane. On first start it creates the data directory, a
 cluster CA, a serving certificate and an admin client config at
 DATA_DIR/admin.yaml; point the CLI at it with --config or CAPSTAN_CONFIG.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := f.logger()
-			repos, err := f.git.configs()
+			cp, err := newControlPlane(f, f.logger())
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
-				return fmt.Errorf("data directory: %w", err)
-			}
-			st, err := store.Open(filepath.Join(f.dataDir, "capstan.db"), store.Options{Logger: log})
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			srv, err := apiserver.New(apiserver.Options{DataDir: f.dataDir, Listen: f.listen, Store: st, SANs: f.sans, Registry: reg, Logger: log})
-			if err != nil {
-				return err
-			}
-			log.Info("admin client config written", "path", srv.AdminConfigPath())
-			syncStart, err := startGitSync(srv, f.dataDir, repos, log)
-			if err != nil {
-				return err
-			}
-			g, ctx := errgroup.WithContext(cmd.Context())
-			g.Go(func() error { return st.Start(ctx) })
-			g.Go(func() error { return srv.Start(ctx) })
-			if syncStart != nil {
-				g.Go(func() error { return syncStart(ctx) })
-			}
-			return g.Wait()
+			defer cp.Close()
+			return cp.Start(cmd.Context())
 		},
 	}
 	f.register(cmd)
 	return cmd
 }
+
+// controlPlane is everything `capstan server` runs; `capstan up` runs it
+// next to an agent.
+type controlPlane struct {
+	log    *slog.Logger
+	store  *store.Bolt
+	server *apiserver.Server
+	// runners are the long-running parts, started together.
+	runners []func(context.Context) error
+}
+
+// newControlPlane opens the store and prepares the API server and the
+// components; nothing runs until Start.
+func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
+	repos, err := f.git.configs()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(f.dataDir, "capstan.db"), store.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := apiserver.New(apiserver.Options{DataDir: f.dataDir, Listen: f.listen, Store: st, SANs: f.sans, Registry: reg, Logger: log})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	log.Info("admin client config written", "path", srv.AdminConfigPath())
+	cp := &controlPlane{log: log, store: st, server: srv, runners: []func(context.Context) error{st.Start, srv.Start}}
+	syncStart, err := startGitSync(srv, f.dataDir, repos, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	if syncStart != nil {
+		cp.runners = append(cp.runners, syncStart)
+	}
+	return cp, nil
+}
+
+// Start runs every part until ctx ends or one fails.
+func (cp *controlPlane) Start(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, run := range cp.runners {
+		g.Go(func() error { return run(ctx) })
+	}
+	return g.Wait()
+}
+
+// Close releases the store.
+func (cp *controlPlane) Close() error { return cp.store.Close() }
