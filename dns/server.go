@@ -12,8 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	mdns "github.com/miekg/dns"
 )
 
 // Server is the cluster DNS server of one node. Create it with New, feed
@@ -131,60 +129,6 @@ func (s *Server) Start(ctx context.Context) error {
 	conns.closeAll()
 	wg.Wait()
 	return nil
-}
-
-// serveUDP reads one socket. Zone queries are answered inline; forwarded
-// ones get a goroutine each, up to MaxForwards.
-func (s *Server) serveUDP(ctx context.Context, c *net.UDPConn, wg *sync.WaitGroup) {
-	buf := make([]byte, 65535)
-	out := make([]byte, 65535)
-	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Debug("dns: udp read", "error", err)
-			continue
-		}
-		req := buf[:n]
-		reply, fwd := s.handle(req, out, false)
-		if fwd {
-			s.forwardUDP(ctx, c, from, req, wg)
-			continue
-		}
-		if reply != nil {
-			if _, err := c.WriteToUDPAddrPort(reply, from); err != nil {
-				s.log.Debug("dns: udp write", "to", from, "error", err)
-			}
-		}
-	}
-}
-
-func (s *Server) forwardUDP(ctx context.Context, c *net.UDPConn, from netip.AddrPort, req []byte, wg *sync.WaitGroup) {
-	select {
-	case s.fwdSem <- struct{}{}:
-	default:
-		// Too many in flight: say so at once rather than queue.
-		if m, r := s.judge(req); r != nil {
-			if r.Rcode == -1 {
-				r = reply0(m, mdns.RcodeServerFailure)
-			}
-			if b := s.finish(m, r, false); b != nil {
-				c.WriteToUDPAddrPort(b, from)
-			}
-		}
-		return
-	}
-	req = append([]byte(nil), req...)
-	wg.Go(func() {
-		defer func() { <-s.fwdSem }()
-		if b := s.forward(ctx, req, false); b != nil {
-			if _, err := c.WriteToUDPAddrPort(b, from); err != nil {
-				s.log.Debug("dns: udp write", "to", from, "error", err)
-			}
-		}
-	})
 }
 
 // serveTCP accepts connections, up to MaxTCPConns at once.
