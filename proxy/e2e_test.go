@@ -41,7 +41,7 @@ type topology struct {
 	podW                     map[string]*netnsWorker // by pod name
 }
 
-func newTopology(t *testing.T) *topology {
+func newTopology(t testing.TB) *topology {
 	t.Helper()
 	tp := &topology{
 		node:   addNetns(t, "cpx-node"),
@@ -84,7 +84,7 @@ func newTopology(t *testing.T) *topology {
 
 // serveIdentity listens on podPort inside the pod's namespace and answers
 // every connection with "<pod> <remote address>".
-func serveIdentity(t *testing.T, w *netnsWorker, name string) {
+func serveIdentity(t testing.TB, w *netnsWorker, name string) {
 	t.Helper()
 	var ln net.Listener
 	if err := w.Do(func() (err error) {
