@@ -2,6 +2,8 @@ package runtime_test
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +40,18 @@ func TestPodContainersShareNetworkAndVolume(t *testing.T) {
 			t.Errorf("client log lacks %q:\n%s", want, logs)
 		}
 	}
+	// Another pod on the node reaches the server on the pod's IP, over the
+	// bridge; a server bound to 127.0.0.1 would not be reachable, so start
+	// one on all addresses.
+	e.start(sb, runtime.ContainerSpec{
+		Name: "public", Args: []string{"serve", ":8081", "/data/other", "x"}, Mounts: mount,
+	})
+	other := e.pod("other")
+	peer := e.start(other, runtime.ContainerSpec{Name: "peer", Args: []string{"dial", sb.IP.String() + ":8081"}})
+	if st := e.waitExited(peer.ID, time.Minute); st.ExitCode != 0 {
+		t.Errorf("pod-to-pod dial %s: exit %d; log:\n%s", sb.IP, st.ExitCode, logText(t, st))
+	}
+
 	// The pod's name files are in place.
 	var out strings.Builder
 	code, err := e.rt.Exec(context.Background(), server.ID, []string{"/testbox", "cat", "/etc/hosts"}, runtime.ExecIO{Stdout: &out})
@@ -46,5 +60,51 @@ func TestPodContainersShareNetworkAndVolume(t *testing.T) {
 	}
 	if want := sb.IP.String() + "\tweb"; !strings.Contains(out.String(), want) {
 		t.Errorf("/etc/hosts = %q, want a line %q", out.String(), want)
+	}
+}
+
+// Pods created concurrently, as the agent's per-pod workers do, get
+// distinct addresses; a pod with a cluster DNS address gets its
+// resolv.conf.
+func TestConcurrentSandboxes(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const n = 6
+	type result struct {
+		sb  runtime.Sandbox
+		err error
+	}
+	results := make(chan result, n)
+	for i := range n {
+		go func() {
+			sb, err := e.rt.CreatePodSandbox(ctx, runtime.PodSpec{
+				UID: fmt.Sprintf("conc-%d", i), Name: fmt.Sprintf("p%d", i), App: "shop",
+				DNS: runtime.DNSConfig{Server: netip.MustParseAddr("10.96.0.10"), Zone: "capstan.local"},
+			})
+			results <- result{sb, err}
+		}()
+	}
+	seen := map[netip.Addr]string{}
+	var last runtime.Sandbox
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("concurrent sandbox: %v", r.err)
+			continue
+		}
+		if prev, dup := seen[r.sb.IP]; dup {
+			t.Errorf("pods %s and %s both got %s", prev, r.sb.PodUID, r.sb.IP)
+		}
+		seen[r.sb.IP] = r.sb.PodUID
+		last = r.sb
+	}
+	if t.Failed() {
+		return
+	}
+	st := e.start(last, runtime.ContainerSpec{Name: "c", Args: []string{"cat", "/etc/resolv.conf"}})
+	st = e.waitExited(st.ID, time.Minute)
+	want := "stdout search shop.svc.capstan.local svc.capstan.local capstan.local"
+	if logs := logText(t, st); !strings.Contains(logs, "stdout nameserver 10.96.0.10") || !strings.Contains(logs, want) {
+		t.Errorf("resolv.conf in the pod:\n%s", logs)
 	}
 }

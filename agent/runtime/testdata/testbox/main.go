@@ -7,6 +7,7 @@
 //	oom                    allocate and touch memory until killed
 //	serve ADDR FILE TEXT   write TEXT to FILE, answer "pong" on ADDR, until SIGTERM
 //	check ADDR FILE TEXT   dial ADDR until "pong", read FILE until TEXT, exit 0 (1 on timeout)
+//	dial ADDR              dial ADDR until "pong", exit 0 (1 on timeout)
 //	spam N                 print N numbered lines, then wait for SIGTERM
 //	cat FILE               print FILE
 //	echo ARGS...           print ARGS and "to stderr" on stderr
@@ -61,6 +62,8 @@ func main() {
 		serve(args[0], args[1], args[2])
 	case "check":
 		os.Exit(check(args[0], args[1], args[2]))
+	case "dial":
+		os.Exit(dial(args[0]))
 	case "spam":
 		n, _ := strconv.Atoi(args[0])
 		for i := range n {
@@ -120,7 +123,7 @@ func serve(addr, file, text string) {
 	waitTerm()
 }
 
-func check(addr, file, text string) int {
+func dial(addr string) int {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -128,7 +131,7 @@ func check(addr, file, text string) int {
 			c.Close()
 			if strings.TrimSpace(line) == "pong" {
 				fmt.Println("peer says pong")
-				break
+				return 0
 			}
 		}
 		if time.Now().After(deadline) {
@@ -137,6 +140,13 @@ func check(addr, file, text string) int {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func check(addr, file, text string) int {
+	if code := dial(addr); code != 0 {
+		return code
+	}
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if b, err := os.ReadFile(file); err == nil && string(b) == text {
 			fmt.Printf("volume says %q\n", b)
