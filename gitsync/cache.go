@@ -305,6 +305,15 @@ func (m *mirror) tryUpdate(ctx context.Context, checked plumbing.Hash) (*object.
 	// Open afresh every time: a cached handle would keep serving objects
 	// and pack indexes that have since been damaged on disk.
 	m.repo = nil
+	if m.cfg.Commit != "" {
+		// A pinned commit never moves: fetch only until it is here.
+		if err := m.open(); err != nil {
+			return nil, plumbing.ZeroHash, err
+		}
+		if _, err := m.repo.CommitObject(plumbing.NewHash(m.cfg.Commit)); err == nil {
+			return m.head(checked)
+		}
+	}
 	if err := m.fetch(ctx, 1); err != nil {
 		return nil, plumbing.ZeroHash, err
 	}

@@ -38,6 +38,9 @@ var (
 	ErrDirtyWorktree = errors.New("worktree has uncommitted changes")
 )
 
+// errNotGitDir marks a local URL whose git directory cannot be watched.
+var errNotGitDir = errors.New("not a git directory")
+
 // FetchError reports that a repository could not be fetched. Nothing is
 // applied; the last good snapshot stays in force. It wraps ErrUnreachable,
 // ErrRefNotFound or ErrCorruptClone (when re-cloning failed too).

@@ -3,7 +3,6 @@ package gitsync
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -421,5 +420,3 @@ func (w *worker) localGitDir() (string, bool) {
 	}
 	return gitDir(p)
 }
-
-var errNotGitDir = errors.New("not a git directory")

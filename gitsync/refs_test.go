@@ -1,0 +1,109 @@
+package gitsync
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestTagAndPinnedCommit(t *testing.T) {
+	origin := newGitRepo(t)
+	c1 := origin.commit("one", map[string]string{"apps/a.cue": "1"})
+	c2 := origin.commit("two", map[string]string{"apps/a.cue": "2"})
+	origin.git("tag", "v1", c1)
+	ctx := context.Background()
+
+	t.Run("tag", func(t *testing.T) {
+		s, rec := newTestSyncer(t, RepoConfig{Name: "d", URL: origin.dir, Tag: "v1"})
+		if _, err := s.Sync(ctx, "d"); err != nil || rec.snaps[0].Commit != c1 {
+			t.Fatalf("tag v1: %v", err)
+		}
+		origin.git("tag", "-f", "v1", c2)
+		if _, err := s.Sync(ctx, "d"); err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.snaps[len(rec.snaps)-1]; got.Commit != c2 || got.HistoryRewrite {
+			t.Fatalf("moved tag: %s rewrite=%v", got.Subject(), got.HistoryRewrite)
+		}
+		origin.git("tag", "-d", "v1")
+		if _, err := s.Sync(ctx, "d"); !errors.Is(err, ErrRefNotFound) {
+			t.Fatalf("deleted tag: %v", err)
+		}
+	})
+	t.Run("pinned commit", func(t *testing.T) {
+		s, rec := newTestSyncer(t, RepoConfig{Name: "d", URL: origin.dir, Commit: c1})
+		for range 2 {
+			if _, err := s.Sync(ctx, "d"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(rec.snaps) != 1 || rec.snaps[0].Commit != c1 {
+			t.Fatalf("pinned: %d snapshots", len(rec.snaps))
+		}
+	})
+	t.Run("pinned commit missing", func(t *testing.T) {
+		s, _ := newTestSyncer(t, RepoConfig{Name: "d", URL: origin.dir, Commit: "0123456789012345678901234567890123456789"})
+		if _, err := s.Sync(ctx, "d"); !errors.Is(err, ErrRefNotFound) {
+			t.Fatalf("missing pinned commit: %v", err)
+		}
+	})
+}
+
+// TestPolling checks the poll loop alone: a remote over HTTP (no fsnotify,
+// no webhook) with the shortest interval.
+func TestPolling(t *testing.T) {
+	srv := newGitHTTPServer(t, "", "")
+	src := newGitRepo(t)
+	first := src.commit("first", map[string]string{"a": "1"})
+	url := srv.publish(t, src, "deploy")
+	rec := newRecorder()
+	s, err := New(Options{DataDir: t.TempDir(), Sink: rec, Repos: []RepoConfig{{Name: "deploy", URL: url, Interval: MinInterval}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSyncer(t, s)
+	rec.waitApplied(t, first, eventDeadline)
+	second := src.commit("second", map[string]string{"a": "2"})
+	srv.push(t, src, "deploy")
+	rec.waitApplied(t, second, eventDeadline)
+	// Status is set after Apply returns: poll it.
+	eventually(t, func() bool {
+		st, err := s.Status("deploy")
+		return err == nil && st.Head == second && st.Applied && st.Err == nil
+	})
+}
+
+func TestTriggersCoalesce(t *testing.T) {
+	origin := newGitRepo(t)
+	origin.commit("c", map[string]string{"a": "1"})
+	s, _ := newTestSyncer(t, RepoConfig{Name: "d", URL: origin.dir})
+	for range 10 {
+		if err := s.Trigger("d"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.TriggerAll()
+	if n := len(s.workers["d"].trigger); n != 1 {
+		t.Fatalf("%d pending triggers, want 1", n)
+	}
+	if err := s.Trigger("nope"); !errors.Is(err, ErrUnknownRepo) {
+		t.Fatalf("unknown repo: %v", err)
+	}
+}
+
+// eventually polls cond every few milliseconds until it holds or the
+// deadline passes.
+func eventually(t testing.TB, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(eventDeadline)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("condition not met before the deadline")
+		}
+	}
+}
