@@ -2,8 +2,8 @@
 //
 // It owns three things:
 //
-//   - the zone: BuildSnapshot (and the incremental Index) turn Services and
-//     Endpoints into an immutable Snapshot of records under the cluster zone
+//   - the zone: BuildSnapshot turns Services and Endpoints into an
+//     immutable Snapshot of records under the cluster zone
 //     (default cluster.local) plus PTR records for service VIPs. Every answer
 //     the zone can give is packed into wire format when the snapshot is
 //     built, so answering a cluster name is a map lookup and a copy.
@@ -14,18 +14,21 @@
 //   - the forwarder: names outside the zone go to upstream resolvers (UDP,
 //     TCP when truncated, next upstream on failure, SERVFAIL when all fail)
 //     through a bounded LRU cache that honours TTLs and caches negative
-//     answers for the SOA minimum.
+//     answers (NXDOMAIN, NODATA) for the smaller of the SOA's TTL and
+//     minimum (RFC 2308).
 //
 // Concurrency: a Snapshot is never modified after it is built; the Server
 // holds the current one in an atomic.Pointer and Update swaps it, so lookups
-// take no lock and see either the old or the new snapshot, never a mix. The
-// cache has its own mutex. Each UDP socket is read by one goroutine that
-// answers zone queries inline; forwarded queries run in their own goroutine,
-// bounded by Options.MaxForwards. Each TCP connection has one goroutine.
-// Index is not safe for concurrent use: one informer goroutine owns it.
+// take no lock and see either the old or the new snapshot, never a mix.
+// BuildSnapshot is pure and may run on any goroutine. The cache has its own
+// mutex. Each UDP socket (Options.UDPSockets per address, sharing the port
+// through SO_REUSEPORT) is read by one goroutine that takes a batch of
+// datagrams per system call and answers zone queries inline; forwarded
+// queries run in their own goroutine, bounded by Options.MaxForwards. Each
+// TCP connection has one goroutine.
 //
 // The socket loops are our own rather than miekg/dns's Server because that
-// server unpacks every request into a Msg and packs every reply; this
-// package uses miekg/dns for everything else (parsing the unusual queries,
-// building replies, talking to upstreams).
+// server unpacks every request into a Msg, packs every reply and makes two
+// system calls per query; this package uses miekg/dns for everything else
+// (parsing the unusual queries, building replies, talking to upstreams).
 package dns

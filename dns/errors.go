@@ -3,7 +3,7 @@ package dns
 import "errors"
 
 var (
-	// ErrOptions wraps every problem Options.validate finds.
+	// ErrOptions wraps every problem New finds with its Options.
 	ErrOptions = errors.New("dns: invalid options")
 	// ErrUpstreams means no upstream resolver gave a usable answer; the
 	// client got SERVFAIL.

@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -63,7 +64,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	for _, a := range o.Addrs {
 		if _, err := netip.ParseAddrPort(a); err != nil {
-			return bad("listen address %q: %v (want ip:port, e.g. 10.88.0.1:53)", a, err)
+			return bad("listen address %q: %w (want ip:port, e.g. 10.88.0.1:53)", a, err)
 		}
 	}
 	z, ok := canonicalZone(o.Zone)
@@ -77,7 +78,7 @@ func (o Options) withDefaults() (Options, error) {
 	if len(o.Upstreams) == 0 {
 		cc, err := mdns.ClientConfigFromFile(o.ResolvConf)
 		if err != nil {
-			return bad("no upstreams given and reading %s failed: %v; set Upstreams", o.ResolvConf, err)
+			return bad("no upstreams given and reading %s failed: %w; set Upstreams", o.ResolvConf, err)
 		}
 		for _, s := range cc.Servers {
 			o.Upstreams = append(o.Upstreams, net.JoinHostPort(s, cc.Port))
@@ -90,7 +91,7 @@ func (o Options) withDefaults() (Options, error) {
 	for _, u := range o.Upstreams {
 		ap, err := parseUpstream(u)
 		if err != nil {
-			return bad("upstream %q: %v (want ip or ip:port)", u, err)
+			return bad("upstream %q: %w (want ip or ip:port)", u, err)
 		}
 		for _, a := range o.Addrs {
 			if l := netip.MustParseAddrPort(a); l == ap && l.Port() != 0 {
@@ -153,7 +154,7 @@ func parseUpstream(s string) (netip.AddrPort, error) {
 		return ap, err
 	}
 	if ap.Port() == 0 {
-		return ap, fmt.Errorf("port 0")
+		return ap, errors.New("port 0")
 	}
 	return ap, nil
 }

@@ -11,8 +11,7 @@ import (
 )
 
 // serviceRecords are the records one service contributes to the zone,
-// computed without looking at any other service so an Index can keep them
-// between snapshots.
+// computed without looking at any other service.
 type serviceRecords struct {
 	adds    []addition
 	skipped []string

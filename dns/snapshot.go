@@ -22,8 +22,8 @@ const (
 )
 
 // Snapshot is an immutable view of the zone: every name with its records
-// and the packed replies for them. Build it with BuildSnapshot or an Index;
-// never modify it after.
+// and the packed replies for them. Build it with BuildSnapshot; never
+// modify it after.
 type Snapshot struct {
 	zone    string // canonical fqdn, "cluster.local."
 	zoneKey string // zone in lower-case wire format
