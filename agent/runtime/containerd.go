@@ -187,8 +187,8 @@ func (c *Containerd) waitServing(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("runtime: containerd at %s not serving after %s: %w (last error: %v; check containerd's log)",
-				c.opts.Address, c.opts.ConnectTimeout, ctx.Err(), err)
+			return fmt.Errorf("runtime: containerd at %s not serving after %s: %w (check containerd's log)",
+				c.opts.Address, c.opts.ConnectTimeout, errors.Join(ctx.Err(), err))
 		case <-tick.C:
 		}
 	}

@@ -71,9 +71,12 @@ func checkLogDriver(ctx context.Context, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, LogDriverCommand, logDriverProbe).Output()
-	if err != nil || strings.TrimSpace(string(out)) != probeAnswer {
-		return fmt.Errorf("runtime options: log driver %s does not answer `%s %s` (%v, output %q): its main must call runtime.RunLogDriver, or set LogDriver",
-			path, LogDriverCommand, logDriverProbe, err, truncate(out, 200))
+	if err == nil && strings.TrimSpace(string(out)) != probeAnswer {
+		err = fmt.Errorf("unexpected output %q", truncate(out, 200))
+	}
+	if err != nil {
+		return fmt.Errorf("runtime options: log driver %s does not answer `%s %s`: %w (its main must call runtime.RunLogDriver, or set LogDriver)",
+			path, LogDriverCommand, logDriverProbe, err)
 	}
 	return nil
 }

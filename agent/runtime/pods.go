@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
@@ -109,7 +110,7 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 	select {
 	case st = <-exited:
 	case <-ctx.Done():
-		_ = proc.Kill(context.WithoutCancel(ctx), 9)
+		_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
 		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, ctx.Err())
 	}
 	code, _, err := st.Result()
