@@ -372,8 +372,13 @@ func (w *worker) attempt(ctx context.Context) Result {
 		w.s.log.Warn("cannot mark the applied head in the cache clone", "repo", w.cfg.Name, "err", err)
 	}
 	if done, err := w.mirror.compact(); err != nil {
-		// Harmless: the next sync re-clones if the clone is damaged.
-		w.s.log.Warn("cannot compact the cache clone", "repo", w.cfg.Name, "err", err)
+		// Compaction reads every object the refs reach, so it also finds
+		// damage the incremental checks skip: start afresh next time.
+		w.s.log.Warn("cannot compact the cache clone; it will be cloned again", "repo", w.cfg.Name, "err", err)
+		if err := w.mirror.reset(); err != nil {
+			w.s.log.Warn("cannot remove the cache clone", "repo", w.cfg.Name, "err", err)
+		}
+		w.checked = plumbing.ZeroHash
 	} else if done {
 		w.s.log.Debug("compacted the cache clone", "repo", w.cfg.Name)
 	}
