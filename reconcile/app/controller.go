@@ -1,0 +1,177 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// Options configure the app controller.
+type Options struct {
+	Client   *client.Client // required
+	Workers  int
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	Now      func() time.Time // default time.Now
+}
+
+// Controller runs the app controller.
+type Controller struct {
+	opts      Options
+	ctrl      *reconcile.Controller
+	apps      *client.Informer
+	workloads *client.Informer
+	services  *client.Informer
+	pods      *client.Informer
+	appsByNS  *reconcile.Index
+	wByNS     *reconcile.Index
+	sByNS     *reconcile.Index
+	podsByNS  *reconcile.Index
+	rec       *reconcile.Recorder
+	written   reconcile.Written
+}
+
+func byApp(o api.Object) []string { return []string{o.Meta().App} }
+
+func appByNamespace(o api.Object) []string { return []string{Namespace(o.(*api.App))} }
+
+// New builds the controller.
+func New(opts Options) (*Controller, error) {
+	if opts.Client == nil {
+		return nil, errors.New("app controller: a Client is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Controller{opts: opts,
+		appsByNS: reconcile.NewIndex(appByNamespace), wByNS: reconcile.NewIndex(byApp),
+		sByNS: reconcile.NewIndex(byApp), podsByNS: reconcile.NewIndex(byApp),
+		rec: &reconcile.Recorder{Client: opts.Client, Reporter: "app-controller", Logger: opts.Logger, Now: opts.Now}}
+	var err error
+	c.ctrl, err = reconcile.New(reconcile.Options{Name: "app", Reconciler: c, Workers: opts.Workers, Registry: opts.Registry, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	q := c.ctrl.Queue()
+	c.apps = client.NewInformer(opts.Client, api.KindApp, client.ListOptions{}, opts.Logger)
+	c.workloads = client.NewInformer(opts.Client, api.KindWorkload, client.ListOptions{}, opts.Logger)
+	c.services = client.NewInformer(opts.Client, api.KindService, client.ListOptions{}, opts.Logger)
+	c.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	c.apps.AddHandler(c.appsByNS.Handler())
+	c.apps.AddHandler(reconcile.EnqueueHandler(q, reconcile.ObjectKeyOf))
+	c.workloads.AddHandler(c.wByNS.Handler())
+	c.workloads.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
+	c.services.AddHandler(c.sByNS.Handler())
+	c.services.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
+	c.pods.AddHandler(c.podsByNS.Handler())
+	// Pods change an app's health, not its plan: only state changes that
+	// matter for health queue the app, not every status write.
+	c.pods.AddHandler(client.Handler{
+		OnAdd: func(o api.Object) { c.enqueueApps(o) },
+		OnUpdate: func(old, o api.Object) {
+			if healthOf(old.(*api.Pod)) != healthOf(o.(*api.Pod)) {
+				c.enqueueApps(o)
+			}
+		},
+		OnDelete: func(o api.Object) { c.enqueueApps(o) },
+	})
+	return c, nil
+}
+
+// healthOf is what a pod contributes to its app's health.
+func healthOf(p *api.Pod) string {
+	return fmt.Sprint(podDegraded(p), reconcile.PodReady(p), p.Spec.NodeName != "")
+}
+
+func (c *Controller) enqueueApps(o api.Object) {
+	for _, k := range c.appsIn(o) {
+		c.ctrl.Queue().Add(k)
+	}
+}
+
+// appsIn returns the keys of the apps whose namespace o lives in.
+func (c *Controller) appsIn(o api.Object) []string {
+	var keys []string
+	for _, a := range c.appsByNS.Get(o.Meta().App) {
+		keys = append(keys, api.KeyOf(a).ObjectKey())
+	}
+	return keys
+}
+
+// Start runs the controller until ctx ends.
+func (c *Controller) Start(ctx context.Context) error {
+	done, err := reconcile.RunInformers(ctx, c.apps, c.workloads, c.services, c.pods)
+	if err != nil {
+		return err
+	}
+	err = c.ctrl.Start(ctx)
+	<-done
+	return err
+}
+
+// Reconcile plans and applies one App, then writes its health.
+func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
+	o, ok := c.apps.Get(key)
+	if !ok {
+		c.written.Forget(key)
+		return reconcile.Result{}, nil // the garbage collector removes what it owned
+	}
+	a := c.written.Newer(key, o).(*api.App)
+	if reconcile.Terminating(a) {
+		return reconcile.Result{}, nil
+	}
+	ns := Namespace(a)
+	var ws []*api.Workload
+	for _, w := range c.wByNS.Get(ns) {
+		ws = append(ws, w.(*api.Workload))
+	}
+	var ss []*api.Service
+	for _, s := range c.sByNS.Get(ns) {
+		ss = append(ss, s.(*api.Service))
+	}
+	plan := Compute(a, ws, ss)
+	var errs []error
+	for _, obj := range plan.Create {
+		if _, err := c.opts.Client.Create(ctx, obj); err != nil && !client.IsAlreadyExists(err) {
+			errs = append(errs, fmt.Errorf("app %s: create %s: %w", key, api.KeyOf(obj), err))
+		}
+	}
+	for _, u := range plan.Update {
+		if _, err := c.opts.Client.Update(ctx, u.Object); err != nil {
+			errs = append(errs, fmt.Errorf("app %s: update %s: %w", key, api.KeyOf(u.Object), err))
+		}
+	}
+	for _, obj := range plan.Delete {
+		_, err := c.opts.Client.Delete(ctx, api.KeyOf(obj), client.DeleteOptions{ResourceVersion: obj.Meta().ResourceVersion})
+		if err != nil && !client.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("app %s: prune %s: %w", key, api.KeyOf(obj), err))
+		}
+	}
+	for _, e := range plan.Events {
+		c.rec.Record(ctx, e)
+	}
+	health, msg := Health(a, ws, reconcile.Pods(c.podsByNS.Get(ns)))
+	if health != a.Status.Health || msg != a.Status.HealthMessage {
+		u := api.Clone(a)
+		u.Status.Health, u.Status.HealthMessage = health, msg
+		out, err := c.opts.Client.UpdateStatus(ctx, u)
+		switch {
+		case err == nil:
+			c.written.Put(key, out)
+		case !client.IsNotFound(err):
+			errs = append(errs, fmt.Errorf("app %s: write health: %w", key, err))
+		}
+	}
+	return reconcile.Result{}, errors.Join(errs...)
+}

@@ -1,0 +1,200 @@
+package reconcile_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/agent/hollow"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+	"github.com/capstanhq/capstan/reconcile/app"
+	"github.com/capstanhq/capstan/reconcile/endpoints"
+	"github.com/capstanhq/capstan/reconcile/gc"
+	"github.com/capstanhq/capstan/reconcile/node"
+	"github.com/capstanhq/capstan/reconcile/workload"
+	"github.com/capstanhq/capstan/scheduler"
+)
+
+// starter is anything with the one lifecycle.
+type starter interface{ Start(context.Context) error }
+
+// run starts components until the test ends (or stop is called) and fails
+// the test if one stops with an error.
+func run(t *testing.T, ctx context.Context, cs ...starter) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			if err := c.Start(ctx); err != nil && ctx.Err() == nil {
+				t.Errorf("%T stopped: %v", c, err)
+			}
+		})
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// waitFor polls cond until it returns "" or the deadline passes; cond
+// returns what is still missing, for the failure message.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		missing := cond()
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached after %s: %s", what, timeout, missing)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestClusterConverges runs the scheduler, every controller and 50 hollow
+// nodes against a real API server: an app of 500 replicas converges; then
+// 10 nodes die, and all 500 replicas run again on the 40 others.
+func TestClusterConverges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs without -short (make test)")
+	}
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("CAPSTAN_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	reg := prometheus.NewRegistry()
+
+	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Registry: reg, Logger: log}))
+	wl := must[*workload.Controller](t)(workload.New(workload.Options{Client: c, Workers: 4, Registry: reg, Logger: log}))
+	nc := must[*node.Controller](t)(node.NewController(node.ControllerOptions{Client: c, Registry: reg, Logger: log,
+		Decide: node.Options{GracePeriod: 15 * time.Second, EvictionTimeout: 20 * time.Second}}))
+	ep := must[*endpoints.Controller](t)(endpoints.New(endpoints.Options{Client: c, Registry: reg, Logger: log}))
+	gcc := must[*gc.Controller](t)(gc.New(gc.Options{Client: c, Registry: reg, Logger: log}))
+	ac := must[*app.Controller](t)(app.New(app.Options{Client: c, Registry: reg, Logger: log}))
+	stable := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 40, Prefix: "stable", CPU: "4", Memory: "8Gi",
+		HeartbeatInterval: 2 * time.Second, Logger: log}))
+	doomed := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 10, Prefix: "doomed", CPU: "4", Memory: "8Gi",
+		HeartbeatInterval: 2 * time.Second, Logger: log}))
+	run(t, ctx, sched, wl, nc, ep, gcc, ac, stable)
+	killDoomed := run(t, ctx, doomed)
+
+	const replicas = 500
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop", Source: &api.Source{Repo: "test", Commit: "c1"}}
+	a.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: replicas, Template: api.PodTemplate{
+		Containers: []api.Container{{Name: "web", Image: "example/web:v1", Ports: []api.ContainerPort{{Name: "http", Port: 8080}},
+			Resources: api.Resources{Requests: api.ResourceList{CPU: api.MustParseQuantity("50m"), Memory: api.MustParseQuantity("32Mi")}}}},
+	}}}}
+	a.Spec.Services = []api.AppService{{Name: "web", Spec: api.ServiceSpec{Ports: []api.ServicePort{{Name: "http", Port: 80, TargetPort: api.FromString("http")}}}}}
+	start := time.Now()
+	if _, err := c.Create(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+
+	converged := func(forbidden string) func() string {
+		return func() string {
+			objs, _, err := c.List(ctx, api.KindPod, client.ListOptions{App: "shop"})
+			if err != nil {
+				return err.Error()
+			}
+			running, perNode := 0, map[string]int{}
+			for _, p := range reconcile.Pods(objs) {
+				if p.Metadata.DeletionRequestedAt != nil {
+					continue
+				}
+				if forbidden != "" && strings.HasPrefix(p.Spec.NodeName, forbidden) {
+					return fmt.Sprintf("pod %s still on dead node %s", p.Metadata.Name, p.Spec.NodeName)
+				}
+				if p.Status.Phase == api.PodRunning && reconcile.PodReady(p) {
+					running++
+					perNode[p.Spec.NodeName]++
+				}
+			}
+			if os.Getenv("CAPSTAN_TEST_PROGRESS") != "" {
+				bound := 0
+				for _, p := range reconcile.Pods(objs) {
+					if p.Spec.NodeName != "" {
+						bound++
+					}
+				}
+				t.Logf("progress: %d pods, %d bound, %d running", len(objs), bound, running)
+			}
+			if running != replicas || len(objs) != replicas {
+				return fmt.Sprintf("%d pods, %d running and ready; want %d", len(objs), running, replicas)
+			}
+			o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+			if err != nil {
+				return err.Error()
+			}
+			if st := o.(*api.App).Status; st.Health != api.HealthHealthy {
+				return "app health " + st.Health + ": " + st.HealthMessage
+			}
+			e, err := c.Get(ctx, api.Key{Kind: api.KindEndpoints, App: "shop", Name: "web"})
+			if err != nil {
+				return "endpoints: " + err.Error()
+			}
+			ready := 0
+			for _, addr := range e.(*api.Endpoints).Spec.Addresses {
+				if addr.Ready && len(addr.Ports) == 1 && addr.Ports[0].Port == 8080 {
+					ready++
+				}
+			}
+			if ready != replicas {
+				return fmt.Sprintf("endpoints list %d ready addresses, want %d", ready, replicas)
+			}
+			return ""
+		}
+	}
+	waitFor(t, 2*time.Minute, "500 replicas running on 50 hollow nodes", converged(""))
+	t.Logf("500 replicas running and ready, app Healthy, endpoints complete after %s", time.Since(start).Round(time.Millisecond))
+
+	// The workload spreads over every node: none is left empty.
+	objs := must[[]api.Object](t)(func() ([]api.Object, error) {
+		o, _, err := c.List(ctx, api.KindPod, client.ListOptions{App: "shop"})
+		return o, err
+	}())
+	perNode := map[string]int{}
+	for _, p := range reconcile.Pods(objs) {
+		perNode[p.Spec.NodeName]++
+	}
+	if len(perNode) != 50 {
+		t.Fatalf("pods on %d nodes, want all 50 (spread)", len(perNode))
+	}
+
+	killDoomed()
+	start = time.Now()
+	waitFor(t, 2*time.Minute, "500 replicas running again after 10 nodes died", converged("doomed-"))
+	t.Logf("500 replicas running again on the 40 live nodes %s after 10 nodes died (grace 15s, eviction 20s)", time.Since(start).Round(time.Millisecond))
+	for i := range 10 {
+		o := must[api.Object](t)(c.Get(ctx, api.Key{Kind: api.KindNode, Name: doomed.Name(i)}))
+		if r := api.FindCondition(o.(*api.Node).Status.Conditions, api.NodeReady); r == nil || r.Status == api.ConditionTrue {
+			t.Fatalf("dead node %s still Ready", doomed.Name(i))
+		}
+	}
+}

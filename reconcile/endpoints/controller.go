@@ -1,0 +1,119 @@
+package endpoints
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// Options configure the endpoints controller.
+type Options struct {
+	Client   *client.Client // required
+	Workers  int
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// Controller runs the endpoints controller.
+type Controller struct {
+	opts      Options
+	ctrl      *reconcile.Controller
+	services  *client.Informer
+	endpoints *client.Informer
+	pods      *client.Informer
+	podsByApp *reconcile.Index
+	svcByApp  *reconcile.Index
+	written   reconcile.Written
+}
+
+func byApp(o api.Object) []string { return []string{o.Meta().App} }
+
+// New builds the controller.
+func New(opts Options) (*Controller, error) {
+	if opts.Client == nil {
+		return nil, errors.New("endpoints controller: a Client is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Controller{opts: opts, podsByApp: reconcile.NewIndex(byApp), svcByApp: reconcile.NewIndex(byApp)}
+	var err error
+	c.ctrl, err = reconcile.New(reconcile.Options{Name: "endpoints", Reconciler: c, Workers: opts.Workers, Registry: opts.Registry, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	c.services = client.NewInformer(opts.Client, api.KindService, client.ListOptions{}, opts.Logger)
+	c.endpoints = client.NewInformer(opts.Client, api.KindEndpoints, client.ListOptions{}, opts.Logger)
+	c.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	c.services.AddHandler(c.svcByApp.Handler())
+	c.services.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
+	c.endpoints.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
+	c.pods.AddHandler(c.podsByApp.Handler())
+	c.pods.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), c.servicesOf))
+	return c, nil
+}
+
+// servicesOf returns the keys of the services selecting pod o.
+func (c *Controller) servicesOf(o api.Object) []string {
+	var keys []string
+	for _, s := range c.svcByApp.Get(o.Meta().App) {
+		if Selects(s.(*api.Service).Spec.Selector, o.Meta().Labels) {
+			keys = append(keys, api.KeyOf(s).ObjectKey())
+		}
+	}
+	return keys
+}
+
+// Start runs the controller until ctx ends.
+func (c *Controller) Start(ctx context.Context) error {
+	done, err := reconcile.RunInformers(ctx, c.services, c.endpoints, c.pods)
+	if err != nil {
+		return err
+	}
+	err = c.ctrl.Start(ctx)
+	<-done
+	return err
+}
+
+// Reconcile brings one service's Endpoints up to date.
+func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
+	o, ok := c.services.Get(key)
+	if !ok {
+		return reconcile.Result{}, nil // the garbage collector removes its Endpoints
+	}
+	svc := o.(*api.Service)
+	var have *api.Endpoints
+	var cached api.Object
+	if e, ok := c.endpoints.Get(key); ok {
+		cached = e
+	}
+	if e := c.written.Newer(key, cached); e != nil {
+		have = e.(*api.Endpoints)
+	}
+	plan := Compute(svc, reconcile.Pods(c.podsByApp.Get(svc.Metadata.App)), have)
+	var out api.Object
+	var err error
+	switch {
+	case plan.Create != nil:
+		out, err = c.opts.Client.Create(ctx, plan.Create)
+	case plan.Update != nil:
+		out, err = c.opts.Client.Update(ctx, plan.Update)
+	}
+	if out != nil {
+		c.written.Put(key, out)
+	}
+	if err != nil {
+		c.written.Forget(key)
+		// A conflict or an existing name: the informer brings the newer
+		// Endpoints, and the retry works from them.
+		return reconcile.Result{}, fmt.Errorf("endpoints %s: %w", key, err)
+	}
+	return reconcile.Result{}, nil
+}

@@ -1,0 +1,167 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// ControllerOptions configure the node controller.
+type ControllerOptions struct {
+	Client   *client.Client // required
+	Decide   Options        // grace period and eviction timeout
+	Workers  int
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	Now      func() time.Time // default time.Now
+}
+
+// Controller runs the node controller.
+type Controller struct {
+	opts    ControllerOptions
+	ctrl    *reconcile.Controller
+	nodes   *client.Informer
+	leases  *client.Informer
+	pods    *client.Informer
+	byNode  *reconcile.Index
+	rec     *reconcile.Recorder
+	written reconcile.Written
+}
+
+// NewController validates opts and builds the controller.
+func NewController(opts ControllerOptions) (*Controller, error) {
+	if opts.Client == nil {
+		return nil, errors.New("node controller: a Client is required")
+	}
+	if err := opts.Decide.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Controller{opts: opts, rec: &reconcile.Recorder{Client: opts.Client, Reporter: "node-controller", Logger: opts.Logger, Now: opts.Now}}
+	var err error
+	c.ctrl, err = reconcile.New(reconcile.Options{Name: "node", Reconciler: c, Workers: opts.Workers, Registry: opts.Registry, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	c.nodes = client.NewInformer(opts.Client, api.KindNode, client.ListOptions{}, opts.Logger)
+	c.leases = client.NewInformer(opts.Client, api.KindLease, client.ListOptions{}, opts.Logger)
+	c.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	c.byNode = reconcile.NewIndex(func(o api.Object) []string {
+		if n := o.(*api.Pod).Spec.NodeName; n != "" {
+			return []string{n}
+		}
+		return nil
+	})
+	c.pods.AddHandler(c.byNode.Handler())
+	c.nodes.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
+	// A lease is named after its node.
+	c.leases.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
+	return c, nil
+}
+
+// Start runs the controller until ctx ends.
+func (c *Controller) Start(ctx context.Context) error {
+	done, err := reconcile.RunInformers(ctx, c.nodes, c.leases, c.pods)
+	if err != nil {
+		return err
+	}
+	err = c.ctrl.Start(ctx)
+	<-done
+	return err
+}
+
+// Reconcile checks one node's heartbeat.
+func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Result, error) {
+	o, ok := c.nodes.Get(name)
+	if !ok {
+		c.written.Forget(name)
+		return reconcile.Result{}, nil
+	}
+	n := c.written.Newer(name, o).(*api.Node)
+	var lease *api.Lease
+	if l, ok := c.leases.Get(name); ok {
+		lease = l.(*api.Lease)
+	}
+	plan := Compute(n, lease, reconcile.Pods(c.byNode.Get(name)), c.opts.Now(), c.opts.Decide)
+	var errs []error
+	if plan.Status != nil {
+		out, err := c.opts.Client.UpdateStatus(ctx, plan.Status)
+		switch {
+		case err == nil:
+			c.written.Put(name, out)
+		case !client.IsNotFound(err):
+			errs = append(errs, fmt.Errorf("node %s: write Ready condition: %w", name, err))
+		}
+	}
+	errs = append(errs, reconcile.Parallel(32, plan.Evict, func(p *api.Pod) error {
+		if _, err := c.opts.Client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{Force: true}); err != nil && !client.IsNotFound(err) {
+			return fmt.Errorf("node %s: evict pod %s: %w", name, api.KeyOf(p), err)
+		}
+		return nil
+	}))
+	_ = reconcile.Parallel(32, plan.Events, func(e reconcile.Event) error { c.rec.Record(ctx, e); return nil })
+	return reconcile.Result{RequeueAfter: plan.RequeueAfter}, errors.Join(errs...)
+}
+
+// CordonNode marks a node unschedulable through the API (compare-and-swap,
+// retried on conflict). It reports whether anything changed.
+func CordonNode(ctx context.Context, c *client.Client, name string, cordon bool) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: name})
+		if err != nil {
+			return false, fmt.Errorf("node %s: %w", name, err)
+		}
+		n := o.(*api.Node)
+		upd := Uncordon(n)
+		if cordon {
+			upd = Cordon(n)
+		}
+		if upd == nil {
+			return false, nil
+		}
+		if _, err = c.Update(ctx, upd); err == nil {
+			return true, nil
+		}
+		if !client.IsConflict(err) || attempt >= 5 {
+			return false, fmt.Errorf("node %s: %w", name, err)
+		}
+	}
+}
+
+// DrainNode cordons a node and deletes its pods gracefully; it returns the
+// pods it asked to delete.
+func DrainNode(ctx context.Context, c *client.Client, name string) ([]api.Key, error) {
+	if _, err := CordonNode(ctx, c, name, true); err != nil {
+		return nil, err
+	}
+	objs, _, err := c.List(ctx, api.KindPod, client.ListOptions{Node: name})
+	if err != nil {
+		return nil, fmt.Errorf("drain %s: list pods: %w", name, err)
+	}
+	o, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("drain %s: %w", name, err)
+	}
+	_, evict := Drain(o.(*api.Node), reconcile.Pods(objs))
+	var keys []api.Key
+	for _, p := range evict {
+		if _, err := c.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
+			return keys, fmt.Errorf("drain %s: delete pod %s: %w", name, api.KeyOf(p), err)
+		}
+		keys = append(keys, api.KeyOf(p))
+	}
+	return keys, nil
+}

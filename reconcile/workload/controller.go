@@ -1,0 +1,206 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// ExpectationTimeout is how long the controller waits for the informer to
+// show the pods it just created or deleted before it plans again without
+// them (a lost event must not stall a workload forever).
+const ExpectationTimeout = 30 * time.Second
+
+// WriteParallelism is how many pod creates or deletes one reconcile sends
+// at once.
+const WriteParallelism = 32
+
+// Options configure the workload controller.
+type Options struct {
+	Client   *client.Client // required
+	Workers  int            // default reconcile.DefaultWorkers
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// Now and Rand are the clock and the source of pod names (defaults:
+	// time.Now and a randomly seeded source).
+	Now  func() time.Time
+	Rand *rand.Rand
+}
+
+// Controller runs the workload controller.
+type Controller struct {
+	opts      Options
+	ctrl      *reconcile.Controller
+	workloads *client.Informer
+	pods      *client.Informer
+	byOwner   *reconcile.Index
+	rec       *reconcile.Recorder
+
+	randMu sync.Mutex
+	rnd    *rand.Rand
+
+	expMu        sync.Mutex
+	expectations map[string]expectation
+
+	written reconcile.Written
+}
+
+// expectation is what the last plan of a workload wrote and the cache has
+// not shown yet.
+type expectation struct {
+	created, deleted map[string]bool
+	until            time.Time
+}
+
+// New builds the controller.
+func New(opts Options) (*Controller, error) {
+	if opts.Client == nil {
+		return nil, errors.New("workload controller: a Client is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	c := &Controller{opts: opts, rnd: opts.Rand, expectations: map[string]expectation{},
+		rec: &reconcile.Recorder{Client: opts.Client, Reporter: "workload-controller", Logger: opts.Logger, Now: opts.Now}}
+	var err error
+	c.ctrl, err = reconcile.New(reconcile.Options{Name: "workload", Reconciler: c, Workers: opts.Workers,
+		Registry: opts.Registry, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	c.workloads = client.NewInformer(opts.Client, api.KindWorkload, client.ListOptions{}, opts.Logger)
+	c.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	c.byOwner = reconcile.NewIndex(reconcile.OwnerKeyOf(api.KindWorkload))
+	c.pods.AddHandler(c.byOwner.Handler())
+	c.pods.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.OwnerKeyOf(api.KindWorkload)))
+	c.workloads.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
+	return c, nil
+}
+
+// Start runs the controller until ctx ends.
+func (c *Controller) Start(ctx context.Context) error {
+	done, err := reconcile.RunInformers(ctx, c.workloads, c.pods)
+	if err != nil {
+		return err
+	}
+	err = c.ctrl.Start(ctx)
+	<-done
+	return err
+}
+
+// satisfied reports whether the cache shows what the last plan of key
+// wrote.
+func (c *Controller) satisfied(key string, pods []*api.Pod, now time.Time) bool {
+	c.expMu.Lock()
+	defer c.expMu.Unlock()
+	e, ok := c.expectations[key]
+	if !ok {
+		return true
+	}
+	if now.After(e.until) {
+		delete(c.expectations, key)
+		return true
+	}
+	seen := map[string]*api.Pod{}
+	for _, p := range pods {
+		seen[p.Metadata.Name] = p
+	}
+	for n := range e.created {
+		if seen[n] == nil {
+			return false
+		}
+	}
+	for n := range e.deleted {
+		if p := seen[n]; p != nil && p.Metadata.DeletionRequestedAt == nil {
+			return false
+		}
+	}
+	delete(c.expectations, key)
+	return true
+}
+
+// Reconcile plans and applies one workload.
+func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
+	o, ok := c.workloads.Get(key)
+	if !ok {
+		c.expMu.Lock()
+		delete(c.expectations, key)
+		c.expMu.Unlock()
+		c.written.Forget(key)
+		return reconcile.Result{}, nil // its pods go with the garbage collector
+	}
+	w := c.written.Newer(key, o).(*api.Workload)
+	now := c.opts.Now()
+	var pods []*api.Pod
+	for _, p := range reconcile.Pods(c.byOwner.Get(key)) {
+		if reconcile.OwnedBy(p, api.KindWorkload, w.Metadata.UID) {
+			pods = append(pods, p)
+		}
+	}
+	if !c.satisfied(key, pods, now) {
+		return reconcile.Result{RequeueAfter: time.Second}, nil
+	}
+	c.randMu.Lock()
+	plan := Compute(w, pods, now, c.rnd)
+	c.randMu.Unlock()
+
+	exp := expectation{created: map[string]bool{}, deleted: map[string]bool{}, until: now.Add(ExpectationTimeout)}
+	var expMu sync.Mutex
+	var errs []error
+	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
+		if _, err := c.opts.Client.Create(ctx, p); err != nil {
+			return fmt.Errorf("workload %s: create pod %s: %w", key, p.Metadata.Name, err)
+		}
+		expMu.Lock()
+		exp.created[p.Metadata.Name] = true
+		expMu.Unlock()
+		return nil
+	}))
+	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
+		if _, err := c.opts.Client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
+			return fmt.Errorf("workload %s: delete pod %s: %w", key, p.Metadata.Name, err)
+		}
+		expMu.Lock()
+		exp.deleted[p.Metadata.Name] = true
+		expMu.Unlock()
+		return nil
+	}))
+	if len(exp.created)+len(exp.deleted) > 0 {
+		c.expMu.Lock()
+		c.expectations[key] = exp
+		c.expMu.Unlock()
+	}
+	if plan.StatusChanged {
+		u := api.Clone(w)
+		u.Status = plan.Status
+		out, err := c.opts.Client.UpdateStatus(ctx, u)
+		switch {
+		case err == nil:
+			c.written.Put(key, out)
+		case !client.IsNotFound(err):
+			// A conflict means the workload changed: the informer queues
+			// it again, so the retry sees the new version.
+			errs = append(errs, fmt.Errorf("workload %s: write status: %w", key, err))
+		}
+	}
+	for _, e := range plan.Events {
+		c.rec.Record(ctx, e)
+	}
+	return reconcile.Result{RequeueAfter: plan.RequeueAfter}, errors.Join(errs...)
+}

@@ -1,0 +1,284 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// Scheduler defaults.
+const (
+	DefaultBinders       = 16
+	DefaultRetryInterval = time.Minute
+)
+
+// ConditionReasonUnschedulable is the reason of the Scheduled=False condition.
+const ConditionReasonUnschedulable = "Unschedulable"
+
+// SchedulerOptions configure the running scheduler.
+type SchedulerOptions struct {
+	// Client talks to the API server (required).
+	Client *client.Client
+	// Stack tunes the decision core.
+	Stack Options
+	// Binders is how many pods are bound at once (default 16). Decisions
+	// are made one at a time; only the API writes run in parallel.
+	Binders int
+	// RetryInterval is how often an unschedulable pod is tried again when
+	// the cluster does not change (default 1 min). Any change that can
+	// free room (a node added, made ready or uncordoned, a pod removed)
+	// retries them at once.
+	RetryInterval time.Duration
+	// Registry receives metrics (optional).
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// Scheduler binds pending pods to nodes. Create it with NewScheduler and
+// run it with Start.
+type Scheduler struct {
+	opts  SchedulerOptions
+	stack *Stack
+	ctrl  *reconcile.Controller
+	pods  *client.Informer
+	nodes *client.Informer
+
+	mu            sync.Mutex // guards snap and unschedulable
+	snap          *Snapshot
+	unschedulable map[string]bool
+}
+
+// NewScheduler validates opts and builds the scheduler.
+func NewScheduler(opts SchedulerOptions) (*Scheduler, error) {
+	if opts.Client == nil {
+		return nil, errors.New("scheduler: a Client is required")
+	}
+	if opts.Binders < 0 || opts.RetryInterval < 0 {
+		return nil, fmt.Errorf("scheduler: binders %d and retry interval %s must not be negative", opts.Binders, opts.RetryInterval)
+	}
+	if opts.Binders == 0 {
+		opts.Binders = DefaultBinders
+	}
+	if opts.RetryInterval == 0 {
+		opts.RetryInterval = DefaultRetryInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	stack, err := NewStack(opts.Stack)
+	if err != nil {
+		return nil, err
+	}
+	s := &Scheduler{opts: opts, stack: stack, snap: NewSnapshot(), unschedulable: map[string]bool{}}
+	s.ctrl, err = reconcile.New(reconcile.Options{Name: "scheduler", Reconciler: s, Workers: opts.Binders,
+		Registry: opts.Registry, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	s.nodes = client.NewInformer(opts.Client, api.KindNode, client.ListOptions{}, opts.Logger)
+	s.pods.AddHandler(client.Handler{
+		OnAdd:    func(o api.Object) { s.podChanged(nil, o.(*api.Pod)) },
+		OnUpdate: func(old, o api.Object) { s.podChanged(old.(*api.Pod), o.(*api.Pod)) },
+		OnDelete: func(o api.Object) { s.podDeleted(o.(*api.Pod)) },
+	})
+	s.nodes.AddHandler(client.Handler{
+		OnAdd:    func(o api.Object) { s.nodeChanged(nil, o.(*api.Node)) },
+		OnUpdate: func(old, o api.Object) { s.nodeChanged(old.(*api.Node), o.(*api.Node)) },
+		OnDelete: func(o api.Object) {
+			s.mu.Lock()
+			s.snap.RemoveNode(o.Meta().Name)
+			s.mu.Unlock()
+		},
+	})
+	return s, nil
+}
+
+// Start runs the scheduler until ctx ends.
+func (s *Scheduler) Start(ctx context.Context) error {
+	done, err := reconcile.RunInformers(ctx, s.nodes, s.pods)
+	if err != nil {
+		return err
+	}
+	err = s.ctrl.Start(ctx)
+	<-done
+	return err
+}
+
+func podKey(p *api.Pod) string { return p.Metadata.App + "/" + p.Metadata.Name }
+
+func pending(p *api.Pod) bool {
+	return p.Spec.NodeName == "" && p.Metadata.DeletionRequestedAt == nil &&
+		p.Status.Phase != api.PodSucceeded && p.Status.Phase != api.PodFailed
+}
+
+func (s *Scheduler) podChanged(old, p *api.Pod) {
+	if pending(p) {
+		s.ctrl.Queue().Add(podKey(p))
+		return
+	}
+	s.mu.Lock()
+	s.snap.AddPod(p)
+	delete(s.unschedulable, podKey(p))
+	s.mu.Unlock()
+	// A pod that finished frees its room.
+	if old != nil && p.Status.Phase != old.Status.Phase && (p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed) {
+		s.retryUnschedulable()
+	}
+}
+
+func (s *Scheduler) podDeleted(p *api.Pod) {
+	s.mu.Lock()
+	s.snap.RemovePod(p.Metadata.App, p.Metadata.Name)
+	delete(s.unschedulable, podKey(p))
+	s.mu.Unlock()
+	if p.Spec.NodeName != "" {
+		s.retryUnschedulable()
+	}
+}
+
+func (s *Scheduler) nodeChanged(old, n *api.Node) {
+	s.mu.Lock()
+	var before *NodeInfo
+	if old != nil {
+		if ni := s.snap.Node(n.Metadata.Name); ni != nil {
+			cp := *ni
+			before = &cp
+		}
+	}
+	s.snap.UpdateNode(n)
+	after := s.snap.Node(n.Metadata.Name)
+	s.mu.Unlock()
+	// Only a change that can make room retries unschedulable pods, so
+	// status churn does not turn into a hot loop.
+	if before == nil || after.Ready && !before.Ready || !after.Unschedulable && before.Unschedulable ||
+		after.Allocatable != before.Allocatable || !sameLabels(after.Labels, before.Labels) {
+		s.retryUnschedulable()
+	}
+}
+
+func sameLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Scheduler) retryUnschedulable() {
+	s.mu.Lock()
+	keys := make([]string, 0, len(s.unschedulable))
+	for k := range s.unschedulable {
+		keys = append(keys, k)
+	}
+	s.mu.Unlock()
+	for _, k := range keys {
+		s.ctrl.Queue().Add(k)
+	}
+}
+
+// Reconcile schedules the pod with ObjectKey key, if it is still pending.
+func (s *Scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
+	o, ok := s.pods.Get(key)
+	if !ok {
+		return reconcile.Result{}, nil
+	}
+	pod := o.(*api.Pod)
+	if !pending(pod) {
+		return reconcile.Result{}, nil
+	}
+	s.mu.Lock()
+	if n := s.snap.NodeOf(pod.Metadata.App, pod.Metadata.Name); n != "" {
+		// Assumed by an earlier decision whose bind is still on its way.
+		s.mu.Unlock()
+		return reconcile.Result{}, nil
+	}
+	res, err := s.stack.Schedule(pod, s.snap)
+	if err == nil {
+		s.snap.Assume(pod, res.NodeName)
+		delete(s.unschedulable, key)
+	} else if errors.Is(err, ErrUnschedulable) {
+		s.unschedulable[key] = true
+	}
+	s.mu.Unlock()
+	if errors.Is(err, ErrUnschedulable) {
+		return reconcile.Result{RequeueAfter: s.opts.RetryInterval}, s.markUnschedulable(ctx, pod, res.Message)
+	}
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if err := s.bind(ctx, pod, res.NodeName); err != nil {
+		s.mu.Lock()
+		s.snap.Forget(pod.Metadata.App, pod.Metadata.Name)
+		s.mu.Unlock()
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, nil
+}
+
+// bind writes the decision: spec.nodeName by compare-and-swap on the
+// resourceVersion the decision was made on, then the Scheduled condition.
+// A conflict means the pod changed meanwhile; it is read again and, if it
+// is still pending, bound on the fresh copy.
+func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
+	key := api.KeyOf(pod)
+	cur := pod
+	for attempt := 0; ; attempt++ {
+		b := api.Clone(cur)
+		b.Spec.NodeName = node
+		out, err := s.opts.Client.Update(ctx, b)
+		if err == nil {
+			bound := out.(*api.Pod)
+			s.mu.Lock()
+			s.snap.AddPod(bound)
+			s.mu.Unlock()
+			api.SetCondition(&bound.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionTrue,
+				Reason: "Scheduled", Message: "bound to " + node, LastTransitionTime: time.Now().UTC()})
+			bound.Metadata.ResourceVersion = 0
+			if _, err := s.opts.Client.UpdateStatus(ctx, bound); err != nil && !client.IsNotFound(err) {
+				s.opts.Logger.Warn("pod bound; setting its Scheduled condition failed", "pod", key, "node", node, "err", err)
+			}
+			return nil
+		}
+		if !client.IsConflict(err) || attempt >= 3 {
+			return fmt.Errorf("bind pod %s to node %s: %w", key, node, err)
+		}
+		fresh, gerr := s.opts.Client.Get(ctx, key)
+		if gerr != nil {
+			return fmt.Errorf("bind pod %s to node %s: re-read after conflict: %w", key, node, gerr)
+		}
+		cur = fresh.(*api.Pod)
+		if !pending(cur) {
+			return nil // someone else bound or deleted it
+		}
+	}
+}
+
+// markUnschedulable sets Scheduled=False with the counted reasons, unless
+// the pod already says exactly that.
+func (s *Scheduler) markUnschedulable(ctx context.Context, pod *api.Pod, msg string) error {
+	if c := api.FindCondition(pod.Status.Conditions, api.PodScheduled); c != nil && c.Status == api.ConditionFalse && c.Message == msg {
+		return nil
+	}
+	p := api.Clone(pod)
+	api.SetCondition(&p.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionFalse,
+		Reason: ConditionReasonUnschedulable, Message: msg, LastTransitionTime: time.Now().UTC()})
+	p.Metadata.ResourceVersion = 0
+	if _, err := s.opts.Client.UpdateStatus(ctx, p); err != nil && !client.IsNotFound(err) {
+		return fmt.Errorf("pod %s: record unschedulable: %w", api.KeyOf(pod), err)
+	}
+	return nil
+}
