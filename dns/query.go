@@ -138,10 +138,12 @@ func (s *Server) handle(req, out []byte, tcp bool) (reply []byte, forward bool) 
 }
 
 // render writes the zone's answer for q into out by copying a pre-packed
-// reply, or, for NXDOMAIN, the request's question and the zone's SOA. It
-// then patches in the request's ID, RD and CD bits and question (so the
-// client sees its own 0x20 case) and an OPT record when the request had
-// one. It returns nil when out is too small.
+// reply, or, for NXDOMAIN and NODATA, the request's question and the
+// zone's SOA when the name is in the zone. It then patches in the
+// request's ID, RD and CD bits and question (so the client sees its own
+// 0x20 case, and one packed reply serves every qtype that shares it) and
+// an OPT record when the request had one. It returns nil when out is too
+// small.
 func render(out, req []byte, q *query, a *zoneAnswer, soaWire []byte) []byte {
 	var n int
 	if a.wire != nil {
@@ -150,15 +152,17 @@ func render(out, req []byte, q *query, a *zoneAnswer, soaWire []byte) []byte {
 		}
 		n = copy(out, a.wire)
 	} else {
-		if q.qend+len(soaWire)+optSize > len(out) || len(a.ns) != 1 {
+		if q.qend+len(soaWire)+optSize > len(out) || len(a.answer) != 0 || len(a.ns) > 1 {
 			return nil
 		}
 		clear(out[:headerSize])
 		out[2] = 0x84 // QR, AA
 		out[5] = 1    // one question
 		n = headerSize + copy(out[headerSize:], req[headerSize:q.qend])
-		n += copy(out[n:], soaWire)
-		out[9] = 1 // one authority record
+		if len(a.ns) == 1 {
+			n += copy(out[n:], soaWire)
+			out[9] = 1 // one authority record
+		}
 	}
 	copy(out[headerSize:q.qend], req[headerSize:q.qend])
 	out[0], out[1] = req[0], req[1]

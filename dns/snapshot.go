@@ -36,11 +36,10 @@ type Snapshot struct {
 
 // nameEntry is one owner name and its record sets, sorted by type.
 type nameEntry struct {
-	name    string // canonical fqdn
-	inZone  bool   // false for PTR names under in-addr.arpa / ip6.arpa
-	sets    []rrset
-	any     rrset // every set at once, for qtype ANY; empty when sets is
-	nodataW []byte
+	name   string // canonical fqdn
+	inZone bool   // false for PTR names under in-addr.arpa / ip6.arpa
+	sets   []rrset
+	any    rrset // every set at once, for qtype ANY; empty when sets is
 }
 
 // rrset is the answer for one (name, type): the records, the additional
@@ -85,7 +84,9 @@ func (s *Snapshot) answer(key []byte, qtype uint16) (a zoneAnswer, ok bool) {
 	}
 	set := e.lookup(qtype)
 	if set == nil || len(set.answer) == 0 {
-		a = zoneAnswer{rcode: mdns.RcodeSuccess, wire: e.nodataW}
+		// NODATA is rendered like NXDOMAIN, from the request's question
+		// and the SOA, so it needs no pre-packed reply per name.
+		a = zoneAnswer{rcode: mdns.RcodeSuccess}
 		if e.inZone {
 			a.ns = s.soaNS
 		}
@@ -257,14 +258,14 @@ func (b *builder) finish(serial uint32) *Snapshot {
 			set.wire = packReply(owner, set.qtype, mdns.RcodeSuccess, set.answer, nil, set.extra)
 		}
 		e.any.qtype = mdns.TypeANY
-		if len(e.any.answer) > 0 {
+		switch {
+		case len(e.sets) == 1:
+			// The query path patches the question in, so the reply for
+			// the one type is the reply for ANY.
+			e.any.wire = e.sets[0].wire
+		case len(e.any.answer) > 0:
 			e.any.wire = packReply(owner, mdns.TypeANY, mdns.RcodeSuccess, e.any.answer, nil, e.any.extra)
 		}
-		var ns []mdns.RR
-		if e.inZone {
-			ns = []mdns.RR{s.soa}
-		}
-		e.nodataW = packReply(owner, mdns.TypeNULL, mdns.RcodeSuccess, nil, ns, nil)
 		key, err := nameKey(owner, buf)
 		if err != nil {
 			continue // unreachable: owners are checked by isLabel and fitsName
