@@ -61,6 +61,11 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newSchemaCmd(),
 		newValidateCmd(),
+		newRolloutCmd(),
+		newCordonCmd(),
+		newUncordonCmd(),
+		newDrainCmd(),
+		newHollowCmd(),
 	)
 	return root
 }
