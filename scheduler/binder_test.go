@@ -1,0 +1,123 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+)
+
+// TestSchedulerBindsAndExplains runs the scheduler against a real API
+// server: pods are bound by compare-and-swap with a Scheduled condition; a
+// pod that fits nowhere says why, is not retried on changes that cannot
+// help, and is bound as soon as a node that fits arrives.
+func TestSchedulerBindsAndExplains(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for _, name := range []string{"n1", "n2"} {
+		if _, err := c.Create(ctx, makeNode(name, "1", "1Gi", 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	s, err := NewScheduler(SchedulerOptions{Client: c, Registry: reg, RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+
+	getPod := func(name string) *api.Pod {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*api.Pod)
+	}
+	waitCond := func(name string, want api.ConditionStatus) *api.Pod {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			p := getPod(name)
+			if c := api.FindCondition(p.Status.Conditions, api.PodScheduled); c != nil && c.Status == want {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pod %s: no Scheduled=%s condition after 30s: %+v", name, want, p.Status.Conditions)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	for _, name := range []string{"small-1", "small-2"} {
+		if _, err := c.Create(ctx, makePod("shop", name, "100m", "100Mi", "web")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := waitCond("small-1", api.ConditionTrue), waitCond("small-2", api.ConditionTrue)
+	if a.Spec.NodeName == "" || a.Spec.NodeName == b.Spec.NodeName {
+		t.Fatalf("replicas of one workload on %q and %q: want two different nodes", a.Spec.NodeName, b.Spec.NodeName)
+	}
+
+	if _, err := c.Create(ctx, makePod("shop", "big", "500m", "2Gi", "")); err != nil {
+		t.Fatal(err)
+	}
+	p := waitCond("big", api.ConditionFalse)
+	cond := api.FindCondition(p.Status.Conditions, api.PodScheduled)
+	if want := "0/2 nodes available: 2 insufficient memory"; cond.Message != want || cond.Reason != ConditionReasonUnschedulable {
+		t.Fatalf("condition %s: %q, want %s: %q", cond.Reason, cond.Message, ConditionReasonUnschedulable, want)
+	}
+	// A change that cannot make room (a node's address) does not retry it;
+	// a node that fits does, at once.
+	before := reconciles(t, reg)
+	for i := range 10 {
+		n1, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: "n1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		upd := api.Clone(n1.(*api.Node))
+		upd.Status.Addresses = []api.NodeAddress{{Type: "Hostname", Address: fmt.Sprintf("n1-%d", i)}}
+		if _, err := c.UpdateStatus(ctx, upd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Create(ctx, makeNode("n3", "4", "8Gi", 10)); err != nil {
+		t.Fatal(err)
+	}
+	p = waitCond("big", api.ConditionTrue)
+	if p.Spec.NodeName != "n3" {
+		t.Fatalf("big pod bound to %s, want n3 (the only node with the memory)", p.Spec.NodeName)
+	}
+	if extra := reconciles(t, reg) - before; extra > 3 {
+		t.Fatalf("%v reconciles between the unschedulable verdict and the bind: a hot loop", extra)
+	}
+}
+
+// reconciles reads the scheduler's reconcile counter from the registry.
+func reconciles(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "capstan_controller_reconcile_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no capstan_controller_reconcile_total metric")
+	return 0
+}
