@@ -17,6 +17,9 @@ type cachedService struct {
 	hasEps   bool
 	addrs    []api.EndpointAddress
 	frag     *fragment
+	// seen is the Proxier generation in which the service was last in the
+	// input.
+	seen uint64
 }
 
 func newCachedService(svc *api.Service, ep *api.Endpoints, frag *fragment) *cachedService {

@@ -297,8 +297,8 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("a removed endpoint gets no new connections", func(t *testing.T) {
 		eps[0] = endpoints("shop", "web", pod2)
 		sync(services, eps)
-		if st := p.Stats(); st.Full || st.Services != 1 {
-			t.Fatalf("stats = %+v, want an incremental sync of one service", st)
+		if st := p.Stats(); st.Full || st.Services != 1 || !st.Netlink {
+			t.Fatalf("stats = %+v, want an incremental sync of one service over netlink", st)
 		}
 		checkTable(t, tp, table, "dnat to 10.99.210.12:8080")
 		for i := 0; i < 20; i++ {
@@ -309,6 +309,35 @@ func TestEndToEnd(t *testing.T) {
 			if pod != "pod2" {
 				t.Fatalf("connection %d reached %s after it was removed", i, pod)
 			}
+		}
+	})
+
+	// listing is what nft shows of web's service chain and the hairpin set.
+	webChain := serviceChainPrefix + hashName("shop/web/tcp/http")
+	listing := func() string {
+		return mustRun(t, "ip", "netns", "exec", tp.node, "nft", "list", "chain", "ip", table, webChain) +
+			mustRun(t, "ip", "netns", "exec", tp.node, "nft", "list", "set", "ip", table, hairpinSet)
+	}
+	var netlinkListing string
+	t.Run("an endpoint coming back over netlink", func(t *testing.T) {
+		eps[0] = endpoints("shop", "web", pod1, pod2)
+		sync(services, eps)
+		if st := p.Stats(); st.Full || !st.Netlink {
+			t.Fatalf("stats = %+v, want an incremental sync over netlink", st)
+		}
+		checkTable(t, tp, table, "numgen random mod 2 0 meta l4proto tcp dnat to 10.99.210.11:8080")
+		netlinkListing = listing()
+		seen := map[string]int{}
+		deadline := time.Now().Add(10 * time.Second)
+		for (seen["pod1"] == 0 || seen["pod2"] == 0) && time.Now().Before(deadline) {
+			pod, _, err := ask(tp.clientW, "10.99.201.10:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[pod]++
+		}
+		if seen["pod1"] == 0 || seen["pod2"] == 0 {
+			t.Fatalf("answers by pod: %v, want both pods", seen)
 		}
 	})
 
@@ -332,12 +361,16 @@ func TestEndToEnd(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if st := p2.Stats(); !st.Full {
-			t.Fatalf("first sync of a new proxier was not full: %+v", st)
+		if st := p2.Stats(); !st.Full || st.Netlink {
+			t.Fatalf("first sync of a new proxier was not a full nft rebuild: %+v", st)
 		}
 		checkTable(t, tp, table)
-		if pod, _, err := ask(tp.clientW, "10.99.201.10:80"); err != nil || pod != "pod2" {
-			t.Fatalf("answer %q, %v; want pod2", pod, err)
+		if pod, _, err := ask(tp.clientW, "10.99.201.10:80"); err != nil || (pod != "pod1" && pod != "pod2") {
+			t.Fatalf("answer %q, %v; want a pod", pod, err)
+		}
+		// What netlink wrote reads back exactly like what nft writes.
+		if got := listing(); got != netlinkListing {
+			t.Fatalf("nft rebuilt:\n%s\nnetlink had written:\n%s", got, netlinkListing)
 		}
 		p = p2
 	})

@@ -187,6 +187,14 @@ func endpointPort(p api.ServicePort, proto string, ports []api.EndpointPort) (ui
 	return 0, false
 }
 
+func parseIPv4(s string) ([4]byte, error) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil || !ip.Is4() {
+		return [4]byte{}, fmt.Errorf("%q is not an IPv4 address", s)
+	}
+	return ip.As4(), nil
+}
+
 // protocol maps the API protocol (default TCP) to the nftables keyword.
 func protocol(p string) (string, bool) {
 	switch p {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"sync"
@@ -37,6 +38,15 @@ type Options struct {
 	// RetryInterval is how long Start waits before retrying a failed sync.
 	// Default 5s.
 	RetryInterval time.Duration
+	// NFTOnly sends every change through NFT. By default, when NFT is not
+	// set, a change that only replaces the endpoints of services that keep
+	// at least one (readiness flips, rolling updates) goes to the kernel as
+	// one netlink batch instead, because nft fetches the table's whole
+	// chain list first (docs/proxy.md, Performance). With NFT set (tests)
+	// everything goes through it.
+	NFTOnly bool
+
+	fastPath bool // set by setDefaults: NFT is the real nft and NFTOnly is off
 }
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
@@ -64,6 +74,7 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: masquerade mark %#x must be a single bit, e.g. 0x4000", ErrInvalidOptions, o.MasqueradeMark)
 	}
 	if o.NFT == nil {
+		o.fastPath = !o.NFTOnly
 		nft, err := knftables.New(knftables.IPv4Family, o.Table)
 		if err != nil {
 			return fmt.Errorf("proxy: nftables is not usable (install the nftables package, version 1.0.1 or later, and run as root): %w", err)
@@ -83,6 +94,8 @@ type SyncStats struct {
 	Operations int
 	// Elapsed is the time the sync took, transaction included.
 	Elapsed time.Duration
+	// Netlink is true when the change went over netlink, not through nft.
+	Netlink bool
 }
 
 // Proxier keeps the nftables table in line with the services and endpoints
@@ -105,7 +118,9 @@ type Proxier struct {
 	// hairpinRefs counts, per endpoint address, the service fragments
 	// that need its hairpin element.
 	hairpinRefs map[string]int
-	stats       SyncStats
+	// generation counts calls to changes; see cachedService.seen.
+	generation uint64
+	stats      SyncStats
 
 	// pending is the latest Update not yet taken by Start; wake signals it.
 	pendingMu sync.Mutex
@@ -154,16 +169,9 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 	}
 	p.resolveOwners(changes)
 
-	tx := p.opts.NFT.NewTransaction()
-	if full {
-		// Add then delete: removes a leftover table (or none) in the same
-		// transaction that builds the new one, so there is no gap.
-		tx.Add(&knftables.Table{})
-		tx.Delete(&knftables.Table{})
-		addStatic(tx, p.mark)
-	}
 	var pl plan
 	hairpinDelta := map[string]int{}
+	next := map[string]serviceRules{}
 	for _, c := range changes {
 		old, new := c.old.fragment(), c.new.fragment()
 		pl.diff(old, new)
@@ -176,14 +184,38 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 			for ip := range new.hairpin {
 				hairpinDelta[ip]++
 			}
+			maps.Copy(next, new.services)
 		}
 	}
 	pl.hairpin(p.hairpinRefs, hairpinDelta)
-	pl.apply(tx)
-	if err := p.opts.NFT.Run(ctx, tx); err != nil {
-		p.cache, p.owners, p.hairpinRefs = nil, nil, nil
-		return fmt.Errorf("proxy: program nftables table ip %s (%d operations; the next sync rebuilds the table; check 'nft list table ip %s'): %w",
-			p.opts.Table, tx.NumOperations(), p.opts.Table, err)
+
+	stats := SyncStats{Full: full, Services: len(changes)}
+	if refills, ok := fastPlan(&pl, next); ok && !full && p.opts.fastPath {
+		stats.Netlink = true
+		stats.Operations = len(pl.addHairpin) + len(pl.delHairpin)
+		for _, r := range refills {
+			stats.Operations += 1 + len(r.rules.endpoints)
+		}
+		if err := (netlinkWriter{table: p.opts.Table}).write(refills, pl.addHairpin, pl.delHairpin); err != nil {
+			p.cache, p.owners, p.hairpinRefs = nil, nil, nil
+			return fmt.Errorf("proxy: update nftables table ip %s over netlink (the next sync rebuilds the table with nft): %w", p.opts.Table, err)
+		}
+	} else {
+		tx := p.opts.NFT.NewTransaction()
+		if full {
+			// Add then delete: removes a leftover table (or none) in the
+			// same transaction that builds the new one, so there is no gap.
+			tx.Add(&knftables.Table{})
+			tx.Delete(&knftables.Table{})
+			addStatic(tx, p.mark)
+		}
+		pl.apply(tx)
+		stats.Operations = tx.NumOperations()
+		if err := p.opts.NFT.Run(ctx, tx); err != nil {
+			p.cache, p.owners, p.hairpinRefs = nil, nil, nil
+			return fmt.Errorf("proxy: program nftables table ip %s (%d operations; the next sync rebuilds the table; check 'nft list table ip %s'): %w",
+				p.opts.Table, tx.NumOperations(), p.opts.Table, err)
+		}
 	}
 	for _, c := range changes {
 		if c.new == nil {
@@ -192,38 +224,55 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 			p.cache[c.key] = c.new
 		}
 	}
-	p.stats = SyncStats{Full: full, Services: len(changes), Operations: tx.NumOperations(), Elapsed: time.Since(start)}
-	p.log.Debug("nftables synced", "full", full, "services", len(changes), "operations", tx.NumOperations(), "elapsed", p.stats.Elapsed)
+	stats.Elapsed = time.Since(start)
+	p.stats = stats
+	p.log.Debug("nftables synced", "full", full, "netlink", stats.Netlink, "services", len(changes), "operations", stats.Operations, "elapsed", stats.Elapsed)
 	return nil
 }
 
 // changes compares the inputs with the cache and returns the services to
 // add, update or remove, sorted by key.
 func (p *Proxier) changes(services []*api.Service, eps map[serviceKey]*api.Endpoints) []change {
+	// A generation stamp on the cache entries finds the removed services
+	// without a second map of the keys seen: at 10,000 services the map
+	// operations are most of the cost of a sync that changes one.
+	p.generation++
+	gen := p.generation
 	var out []change
-	seen := make(map[serviceKey]struct{}, len(services))
+	fresh := map[serviceKey]struct{}{} // new services, to spot duplicates
 	for _, svc := range services {
 		if svc == nil {
 			continue
 		}
 		key := serviceKey{svc.Metadata.App, svc.Metadata.Name}
-		if _, dup := seen[key]; dup {
-			continue
-		}
-		seen[key] = struct{}{}
 		ep := eps[key]
 		old := p.cache[key]
+		if old != nil && old.seen == gen {
+			continue // a duplicate in the input: the first one counts
+		}
+		if old == nil {
+			if _, dup := fresh[key]; dup {
+				continue
+			}
+			fresh[key] = struct{}{}
+		}
 		if old != nil && old.matches(svc, ep) {
+			old.seen = gen
 			continue
 		}
 		ports, problems := buildService(svc, ep)
 		for _, err := range problems {
 			p.log.Warn("service port skipped", "service", key.String(), "err", err)
 		}
-		out = append(out, change{key: key, old: old, new: newCachedService(svc, ep, fragmentFor(ports))})
+		c := newCachedService(svc, ep, fragmentFor(ports))
+		c.seen = gen
+		if old != nil {
+			old.seen = gen // not removed: replaced
+		}
+		out = append(out, change{key: key, old: old, new: c})
 	}
 	for key, old := range p.cache {
-		if _, ok := seen[key]; !ok {
+		if old.seen != gen {
 			out = append(out, change{key: key, old: old})
 		}
 	}

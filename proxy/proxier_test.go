@@ -316,6 +316,23 @@ func TestSyncConflictingVIPKeepsFirstOwner(t *testing.T) {
 	}
 }
 
+func TestSyncIgnoresDuplicateServices(t *testing.T) {
+	p, fake := newFakeProxier(t)
+	services, eps := smallModel()
+	dup := append(append([]*api.Service{}, services...), services...)
+	mustSync(t, p, dup, eps)
+	checkGolden(t, "small.nft", fake.Dump())
+	eps[0].Spec.Addresses[0].Ready = false
+	mustSync(t, p, dup, eps)
+	if st := p.Stats(); st.Services != 1 {
+		t.Fatalf("stats = %+v, want one service changed", st)
+	}
+	mustSync(t, p, services[1:], eps)
+	if _, ok := fake.Table.Chains[serviceChainPrefix+hashName("shop/web/tcp/http")]; ok {
+		t.Fatal("web's chain survived its removal")
+	}
+}
+
 func TestCleanupRemovesTable(t *testing.T) {
 	p, fake := newFakeProxier(t)
 	services, eps := smallModel()

@@ -109,10 +109,20 @@ type fragment struct {
 	chains  map[string][]string
 	elems   map[elemKey]string
 	hairpin map[string]struct{}
+	// services holds, per service chain, what its rules were made of: the
+	// netlink fast path writes them from this.
+	services map[string]serviceRules
+}
+
+// serviceRules is the input of one service chain's rules.
+type serviceRules struct {
+	protocol  string
+	endpoints []Endpoint
 }
 
 func newFragment() *fragment {
-	return &fragment{chains: map[string][]string{}, elems: map[elemKey]string{}, hairpin: map[string]struct{}{}}
+	return &fragment{chains: map[string][]string{}, elems: map[elemKey]string{}, hairpin: map[string]struct{}{},
+		services: map[string]serviceRules{}}
 }
 
 // fragmentFor computes the chains and elements of one service's ports. It is
@@ -154,6 +164,7 @@ func (f *fragment) addPort(sp *ServicePort) {
 		f.hairpin[ep.IP.String()] = struct{}{}
 	}
 	f.chains[svcChain] = rules
+	f.services[svcChain] = serviceRules{protocol: sp.Protocol, endpoints: sp.Endpoints}
 
 	if sp.NodePort != 0 {
 		extChain := externalChainPrefix + hashName(sp.String())
