@@ -9,10 +9,16 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/spf13/cobra"
 )
 
 func main() {
+	// The containerd shim starts this binary as the containers' log driver
+	// (see agent/runtime); it must not go through flag parsing.
+	if len(os.Args) == 3 && os.Args[1] == runtime.LogDriverCommand {
+		os.Exit(runtime.RunLogDriver(os.Args[2]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()
