@@ -140,6 +140,9 @@ func (m *mirror) fetch(ctx context.Context, depth int) error {
 	if err := m.open(); err != nil {
 		return err
 	}
+	if kind, dir := classifyURL(m.cfg.URL); kind == transportLocal {
+		return m.localFetch(ctx, dir, depth)
+	}
 	spec, _ := m.refSpec()
 	if m.cfg.Commit != "" {
 		depth = 0
@@ -205,6 +208,14 @@ func (m *mirror) head(checked plumbing.Hash) (*object.Commit, plumbing.Hash, err
 			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %s: %w", ErrCorruptClone, local, err)
 		}
 		h = ref.Hash()
+		// An annotated tag points at a tag object: peel it.
+		for range 10 {
+			tag, err := m.repo.TagObject(h)
+			if err != nil {
+				break
+			}
+			h = tag.Target
+		}
 	}
 	c, err := m.repo.CommitObject(h)
 	if errors.Is(err, plumbing.ErrObjectNotFound) && m.cfg.Commit != "" {

@@ -3,6 +3,7 @@ package gitsync
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -29,6 +30,22 @@ func TestTagAndPinnedCommit(t *testing.T) {
 		origin.git("tag", "-d", "v1")
 		if _, err := s.Sync(ctx, "d"); !errors.Is(err, ErrRefNotFound) {
 			t.Fatalf("deleted tag: %v", err)
+		}
+	})
+	t.Run("annotated tag", func(t *testing.T) {
+		origin.git("tag", "-a", "-m", "release 2", "v2", c2)
+		for _, url := range []string{origin.dir, "file://" + origin.dir} {
+			s, rec := newTestSyncer(t, RepoConfig{Name: "d", URL: url, Tag: "v2"})
+			if _, err := s.Sync(ctx, "d"); err != nil || rec.snaps[0].Commit != c2 {
+				t.Fatalf("annotated tag v2 via %s: %v", url, err)
+			}
+		}
+		srv := newGitHTTPServer(t, "", "")
+		url := srv.publish(t, origin, "tags")
+		origin.git("push", "-q", filepath.Join(srv.root, "tags.git"), "v2")
+		s, rec := newTestSyncer(t, RepoConfig{Name: "d", URL: url, Tag: "v2"})
+		if _, err := s.Sync(ctx, "d"); err != nil || rec.snaps[0].Commit != c2 {
+			t.Fatalf("annotated tag v2 over HTTP: %v", err)
 		}
 	})
 	t.Run("pinned commit", func(t *testing.T) {
