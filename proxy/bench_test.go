@@ -117,25 +117,36 @@ func BenchmarkSyncNftables(b *testing.B) {
 		b.ReportMetric(float64(p.Stats().Operations), "ops/tx")
 		cpu.report(b)
 	})
-	b.Run("one-endpoint-change-10000", func(b *testing.B) {
-		if err := w.Do(func() error { return p.Sync(ctx, services, eps) }); err != nil {
-			b.Fatal(err)
-		}
-		var cpu cpuMeter
-		for i := 0; i < b.N; i++ {
-			changed := flipEndpoint(eps, n/2, i)
-			cpu.start()
-			if err := w.Do(func() error { return p.Sync(ctx, services, changed) }); err != nil {
+	for _, mode := range []struct {
+		name    string
+		nftOnly bool
+	}{{"netlink", false}, {"nft", true}} {
+		b.Run("one-endpoint-change-10000/"+mode.name, func(b *testing.B) {
+			var p *Proxier
+			if err := w.Do(func() (err error) {
+				if p, err = New(Options{NFTOnly: mode.nftOnly}); err != nil {
+					return err
+				}
+				return p.Sync(ctx, services, eps) // full rebuild
+			}); err != nil {
 				b.Fatal(err)
 			}
-			cpu.stop()
-			if st := p.Stats(); st.Full || st.Services != 1 {
-				b.Fatalf("stats = %+v, want an incremental sync of one service", st)
+			var cpu cpuMeter
+			for i := 0; b.Loop(); i++ {
+				changed := flipEndpoint(eps, n/2, i)
+				cpu.start()
+				if err := w.Do(func() error { return p.Sync(ctx, services, changed) }); err != nil {
+					b.Fatal(err)
+				}
+				cpu.stop()
+				if st := p.Stats(); st.Full || st.Services != 1 || st.Netlink == mode.nftOnly {
+					b.Fatalf("stats = %+v, want an incremental sync of one service (netlink %v)", st, !mode.nftOnly)
+				}
 			}
-		}
-		b.ReportMetric(float64(p.Stats().Operations), "ops/tx")
-		cpu.report(b)
-	})
+			b.ReportMetric(float64(p.Stats().Operations), "ops/tx")
+			cpu.report(b)
+		})
+	}
 }
 
 // cpuMeter adds up the CPU time of the nft processes (waited-for children)
