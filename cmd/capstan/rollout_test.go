@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// syncBuffer is an output buffer a running command and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startCmd runs the CLI in the background; the channel yields its error.
+func startCmd(args ...string) (*syncBuffer, <-chan error) {
+	out := &syncBuffer{}
+	root := newRootCmd()
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs(args)
+	done := make(chan error, 1)
+	go func() { done <- root.Execute() }()
+	return out, done
+}
+
+// waitOutput polls out until it contains want.
+func waitOutput(t *testing.T, out *syncBuffer, done <-chan error, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), want) {
+		select {
+		case err := <-done:
+			t.Fatalf("command ended (%v) before printing %q:\n%s", err, want, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("output never contained %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func waitDone(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("command did not end")
+		return nil
+	}
+}
+
+func wantExit(t *testing.T, err error, code int, msg string) {
+	t.Helper()
+	var ee *exitError
+	if code == 0 {
+		if err != nil {
+			t.Fatalf("want success, got %v", err)
+		}
+		return
+	}
+	if !errors.As(err, &ee) || ee.code != code || !strings.Contains(err.Error(), msg) {
+		t.Fatalf("got %v (%T), want exit %d with %q", err, err, code, msg)
+	}
+}
+
+type rolloutFixture struct {
+	t   *testing.T
+	c   *client.Client
+	cfg string
+}
+
+func newRolloutFixture(t *testing.T) *rolloutFixture {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	f := &rolloutFixture{t: t, c: cl.Client, cfg: cl.Server.AdminConfigPath()}
+	spec := func(n int32) api.WorkloadSpec {
+		return api.WorkloadSpec{Replicas: n, Template: api.PodTemplate{Containers: []api.Container{{Name: "c", Image: "127.0.0.1:5000/examples/hello:v1"}}}}
+	}
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	a.Spec.Workloads = []api.AppWorkload{{Name: "frontend", Spec: spec(3)}, {Name: "backend", Spec: spec(2)}}
+	f.create(a)
+	for _, aw := range a.Spec.Workloads {
+		w := api.KindWorkload.New().(*api.Workload)
+		w.Metadata = api.ObjectMeta{Name: aw.Name, App: "shop"}
+		w.Spec = aw.Spec
+		f.create(w)
+	}
+	return f
+}
+
+func (f *rolloutFixture) create(o api.Object) {
+	if _, err := f.c.Create(context.Background(), o); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// status sets a workload's counts as the workload controller would.
+func (f *rolloutFixture) status(name string, current, updated, ready int32, conds ...api.Condition) {
+	f.t.Helper()
+	ctx := context.Background()
+	o, err := f.c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "shop", Name: name})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	w := o.(*api.Workload)
+	w.Status = api.WorkloadStatus{ObservedGeneration: w.Metadata.Generation, Replicas: current, UpdatedReplicas: updated,
+		ReadyReplicas: ready, AvailableReplicas: ready, Conditions: conds}
+	if _, err := f.c.UpdateStatus(ctx, w); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *rolloutFixture) health(h, msg string) {
+	f.t.Helper()
+	ctx := context.Background()
+	o, err := f.c.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	a := o.(*api.App)
+	a.Status.Health, a.Status.HealthMessage = h, msg
+	if _, err := f.c.UpdateStatus(ctx, a); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func TestRolloutStatusFollowsToCompletion(t *testing.T) {
+	f := newRolloutFixture(t)
+	out, err := run(t, "rollout", "status", "shop", "--config", f.cfg)
+	wantExit(t, err, 3, "still in progress")
+	if !strings.Contains(out, "shop: rollout progressing: backend: waiting for the controller to observe generation 1") {
+		t.Errorf("one-shot output:\n%s", out)
+	}
+
+	wout, done := startCmd("rollout", "status", "shop", "-w", "--timeout", "60s", "--config", f.cfg)
+	waitOutput(t, wout, done, "[....................]  0/3")
+	f.status("backend", 2, 2, 1)
+	waitOutput(t, wout, done, "backend: 1 of 2 updated pods available")
+	f.status("backend", 2, 2, 2)
+	f.status("frontend", 4, 2, 3)
+	waitOutput(t, wout, done, "frontend   [=============.......]  2/3")
+	f.status("frontend", 3, 3, 3)
+	wantExit(t, waitDone(t, done), 0, "")
+	blocks := strings.Split(wout.String(), "shop: rollout ")
+	if last := blocks[len(blocks)-1]; !strings.HasPrefix(last, "complete\n") {
+		t.Errorf("watch output does not end complete:\n%s", wout.String())
+	}
+
+	out, err = run(t, "rollout", "status", "shop", "--config", f.cfg)
+	wantExit(t, err, 0, "")
+	if !strings.Contains(out, "frontend   [====================]  3/3      3/3    3/3        complete") {
+		t.Errorf("complete output:\n%s", out)
+	}
+}
+
+func TestRolloutStatusStallFailAndTimeout(t *testing.T) {
+	f := newRolloutFixture(t)
+	f.status("backend", 2, 2, 2)
+	f.status("frontend", 3, 0, 3)
+
+	// Still progressing when the timeout passes: exit 2 with the reason.
+	_, err := run(t, "rollout", "status", "shop", "--timeout", "300ms", "--config", f.cfg)
+	wantExit(t, err, 2, "not done after 300ms: frontend: 0 of 3 pods updated")
+
+	// A crash loop before the deadline fails the rollout at once.
+	wout, done := startCmd("rollout", "status", "shop", "-w", "--config", f.cfg)
+	waitOutput(t, wout, done, "rollout progressing")
+	f.health(api.HealthDegraded, "frontend: pod frontend-1: CrashLoopBackOff")
+	wantExit(t, waitDone(t, done), 1, "rollout of shop failed: frontend: pod frontend-1: CrashLoopBackOff")
+
+	// The progress deadline stalls it, with the controller's message.
+	f.health(api.HealthProgressing, "")
+	wout, done = startCmd("rollout", "status", "shop", "-w", "--config", f.cfg)
+	waitOutput(t, wout, done, "rollout progressing")
+	f.status("frontend", 4, 1, 3, api.Condition{Type: api.WorkloadDegraded, Status: api.ConditionTrue,
+		Reason: "ProgressDeadlineExceeded", Message: "rollout to template abc made no progress for 10m0s"})
+	wantExit(t, waitDone(t, done), 1, "rollout of shop stalled: frontend: ProgressDeadlineExceeded: rollout to template abc made no progress for 10m0s")
+	if !strings.Contains(wout.String(), "stalled: ProgressDeadlineExceeded") {
+		t.Errorf("stalled group not shown:\n%s", wout.String())
+	}
+}
+
+func TestRolloutStatusWaitsForTheApp(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	cfg := cl.Server.AdminConfigPath()
+	_, err := run(t, "rollout", "status", "shop", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), "app shop not found") {
+		t.Fatalf("missing app: %v", err)
+	}
+	wout, done := startCmd("rollout", "status", "shop", "-w", "--config", cfg)
+	waitOutput(t, wout, done, "waiting for app shop to appear")
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	if _, err := cl.Client.Create(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, waitDone(t, done), 0, "")
+	if !strings.Contains(wout.String(), "(no pod groups)") {
+		t.Errorf("output:\n%s", wout.String())
+	}
+}

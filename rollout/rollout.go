@@ -1,0 +1,194 @@
+package rollout
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// State is where a rollout stands.
+type State int
+
+// Rollout states, in the order a rollout normally passes them.
+const (
+	// Progressing: pods are still being replaced, started or made ready.
+	Progressing State = iota
+	// Complete: every pod group runs its current template with all desired
+	// pods available and no old pods left.
+	Complete
+	// Stalled: a pod group made no progress within its progress deadline
+	// (workload condition Degraded, reason ProgressDeadlineExceeded).
+	Stalled
+	// Failed: the app is Degraded (crash-looping, unpullable or
+	// unschedulable pods) before any deadline passed.
+	Failed
+)
+
+func (s State) String() string {
+	switch s {
+	case Progressing:
+		return "progressing"
+	case Complete:
+		return "complete"
+	case Stalled:
+		return "stalled"
+	case Failed:
+		return "failed"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Done reports whether the rollout will not change state without a new
+// commit: complete, stalled or failed.
+func (s State) Done() bool { return s != Progressing }
+
+// Exit statuses of `capstan rollout status`.
+const (
+	ExitComplete   = 0 // every pod group complete
+	ExitFailed     = 1 // stalled or failed (and usage or API errors)
+	ExitTimeout    = 2 // --timeout passed while still progressing
+	ExitInProgress = 3 // without --watch: still progressing
+)
+
+// ExitCode is the exit status for a final state.
+func (s State) ExitCode() int {
+	switch s {
+	case Complete:
+		return ExitComplete
+	case Progressing:
+		return ExitInProgress
+	}
+	return ExitFailed
+}
+
+// Group is the progress of one pod group.
+type Group struct {
+	Name string
+	// Desired is the replica count the workload's spec asks for.
+	Desired int32
+	// Current counts every pod of the group, old template and new.
+	Current   int32
+	Updated   int32
+	Ready     int32
+	Available int32
+	State     State
+	// Reason says what the group waits for, or why it stalled; empty when
+	// complete.
+	Reason string
+}
+
+// Report is the progress of an app's rollout.
+type Report struct {
+	App string
+	// Commit is the commit the app's spec came from (may be empty).
+	Commit string
+	// Refused, when set, says a newer commit was refused by sync and the
+	// rollout shown is of the last good one.
+	Refused string
+	Groups  []Group
+	State   State
+	// Reason explains State: the first group that holds the rollout up,
+	// stalled it, or the app's health message when failed.
+	Reason string
+}
+
+// Evaluate decides the state of app's rollout from the app and its
+// workloads. Workloads the app no longer lists (being removed) are
+// ignored; pod groups the app lists without a workload yet are waiting.
+func Evaluate(app *api.App, workloads []*api.Workload) Report {
+	r := Report{App: app.Metadata.Name, Commit: app.Status.SyncedCommit}
+	if app.Status.LastSyncResult == api.SyncRejected && app.Status.AttemptedCommit != "" && app.Status.AttemptedCommit != app.Status.SyncedCommit {
+		r.Refused = fmt.Sprintf("commit %s was refused: %s", short(app.Status.AttemptedCommit), firstLine(app.Status.LastSyncMessage))
+	}
+	byName := make(map[string]*api.Workload, len(workloads))
+	for _, w := range workloads {
+		byName[w.Metadata.Name] = w
+	}
+	for _, aw := range app.Spec.Workloads {
+		r.Groups = append(r.Groups, evaluateGroup(aw, byName[aw.Name]))
+	}
+	slices.SortStableFunc(r.Groups, func(a, b Group) int { return strings.Compare(a.Name, b.Name) })
+
+	r.State = Complete
+	for _, g := range r.Groups {
+		switch {
+		case g.State == Stalled && r.State != Stalled:
+			r.State, r.Reason = Stalled, g.Name+": "+g.Reason
+		case g.State == Progressing && r.State == Complete:
+			r.State, r.Reason = Progressing, g.Name+": "+g.Reason
+		}
+	}
+	// The health rollup sees pods the workload counts do not explain (a
+	// crash loop, an image that cannot be pulled): that fails the rollout
+	// now rather than at the deadline. A stalled group already says why.
+	if r.State == Progressing && app.Status.Health == api.HealthDegraded {
+		r.State, r.Reason = Failed, app.Status.HealthMessage
+		if r.Reason == "" {
+			r.Reason = "the app is Degraded"
+		}
+	}
+	return r
+}
+
+func evaluateGroup(aw api.AppWorkload, w *api.Workload) Group {
+	g := Group{Name: aw.Name, Desired: aw.Spec.Replicas, State: Progressing}
+	if w == nil {
+		g.Reason = "waiting for its workload to be created"
+		return g
+	}
+	st := w.Status
+	g.Desired, g.Current, g.Updated, g.Ready, g.Available = w.Spec.Replicas, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas
+	if c := api.FindCondition(st.Conditions, api.WorkloadDegraded); c != nil && c.Status == api.ConditionTrue {
+		g.State, g.Reason = Stalled, conditionText(c)
+		return g
+	}
+	if c := api.FindCondition(st.Conditions, api.WorkloadProgressing); c != nil && c.Status == api.ConditionFalse {
+		g.State, g.Reason = Stalled, conditionText(c)
+		return g
+	}
+	switch {
+	case w.Spec.Replicas != aw.Spec.Replicas:
+		g.Reason = fmt.Sprintf("waiting for the workload to take the app's %d replicas (it has %d)", aw.Spec.Replicas, w.Spec.Replicas)
+	case st.ObservedGeneration < w.Metadata.Generation:
+		g.Reason = fmt.Sprintf("waiting for the controller to observe generation %d", w.Metadata.Generation)
+	case st.UpdatedReplicas < g.Desired:
+		g.Reason = fmt.Sprintf("%d of %d pods updated", st.UpdatedReplicas, g.Desired)
+	case st.Replicas > st.UpdatedReplicas:
+		g.Reason = fmt.Sprintf("%d old pods pending termination", st.Replicas-st.UpdatedReplicas)
+	case st.AvailableReplicas < g.Desired:
+		g.Reason = fmt.Sprintf("%d of %d updated pods available", st.AvailableReplicas, g.Desired)
+	case st.Replicas > g.Desired:
+		g.Reason = fmt.Sprintf("%d extra pods pending termination", st.Replicas-g.Desired)
+	default:
+		g.State = Complete
+	}
+	return g
+}
+
+func conditionText(c *api.Condition) string {
+	switch {
+	case c.Reason != "" && c.Message != "":
+		return c.Reason + ": " + c.Message
+	case c.Message != "":
+		return c.Message
+	case c.Reason != "":
+		return c.Reason
+	}
+	return c.Type + " is " + string(c.Status)
+}
+
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}

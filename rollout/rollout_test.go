@@ -1,0 +1,172 @@
+package rollout
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+func app(health, msg string, groups map[string]int32) *api.App {
+	a := &api.App{Metadata: api.ObjectMeta{Name: "shop", App: "shop"}}
+	a.Status.SyncedCommit = "0123456789abcdef"
+	a.Status.Health, a.Status.HealthMessage = health, msg
+	for _, n := range []string{"backend", "frontend", "worker"} {
+		if r, ok := groups[n]; ok {
+			a.Spec.Workloads = append(a.Spec.Workloads, api.AppWorkload{Name: n, Spec: api.WorkloadSpec{Replicas: r}})
+		}
+	}
+	return a
+}
+
+// wl makes a workload at generation 2 with the given counts.
+func wl(name string, desired, current, updated, ready, avail int32, conds ...api.Condition) *api.Workload {
+	w := &api.Workload{Metadata: api.ObjectMeta{Name: name, App: "shop", Generation: 2}}
+	w.Spec.Replicas = desired
+	w.Status = api.WorkloadStatus{ObservedGeneration: 2, Replicas: current, UpdatedReplicas: updated,
+		ReadyReplicas: ready, AvailableReplicas: avail, Conditions: conds}
+	return w
+}
+
+var deadline = api.Condition{Type: api.WorkloadDegraded, Status: api.ConditionTrue, Reason: "ProgressDeadlineExceeded",
+	Message: "rollout to template abc made no progress for 10m0s: 1 of 1 new pods not ready (frontend-x: ImagePullBackOff)"}
+
+func TestEvaluate(t *testing.T) {
+	stale := wl("frontend", 3, 3, 3, 3, 3)
+	stale.Metadata.Generation = 3
+	tests := []struct {
+		name       string
+		app        *api.App
+		workloads  []*api.Workload
+		want       State
+		wantReason string
+		wantGroups []State
+	}{
+		{"all complete", app(api.HealthHealthy, "", map[string]int32{"frontend": 3, "backend": 2}),
+			[]*api.Workload{wl("frontend", 3, 3, 3, 3, 3), wl("backend", 2, 2, 2, 2, 2)},
+			Complete, "", []State{Complete, Complete}},
+		{"no pod groups", app(api.HealthHealthy, "", nil), nil, Complete, "", nil},
+		{"workload not created", app(api.HealthProgressing, "", map[string]int32{"frontend": 3}), nil,
+			Progressing, "frontend: waiting for its workload to be created", []State{Progressing}},
+		{"generation not observed", app(api.HealthHealthy, "", map[string]int32{"frontend": 3}), []*api.Workload{stale},
+			Progressing, "frontend: waiting for the controller to observe generation 3", []State{Progressing}},
+		{"replicas not yet copied from the app", app(api.HealthHealthy, "", map[string]int32{"frontend": 5}),
+			[]*api.Workload{wl("frontend", 3, 3, 3, 3, 3)},
+			Progressing, "frontend: waiting for the workload to take the app's 5 replicas (it has 3)", []State{Progressing}},
+		{"updating", app(api.HealthProgressing, "", map[string]int32{"frontend": 3, "backend": 2}),
+			[]*api.Workload{wl("frontend", 3, 4, 1, 3, 3), wl("backend", 2, 2, 2, 2, 2)},
+			Progressing, "frontend: 1 of 3 pods updated", []State{Complete, Progressing}},
+		{"old pods left", app(api.HealthProgressing, "", map[string]int32{"frontend": 3}),
+			[]*api.Workload{wl("frontend", 3, 4, 3, 4, 4)},
+			Progressing, "frontend: 1 old pods pending termination", []State{Progressing}},
+		{"updated not available", app(api.HealthProgressing, "", map[string]int32{"frontend": 3}),
+			[]*api.Workload{wl("frontend", 3, 3, 3, 2, 2)},
+			Progressing, "frontend: 2 of 3 updated pods available", []State{Progressing}},
+		{"scaling down", app(api.HealthProgressing, "", map[string]int32{"frontend": 3}),
+			[]*api.Workload{wl("frontend", 3, 5, 5, 5, 5)},
+			Progressing, "frontend: 2 extra pods pending termination", []State{Progressing}},
+		{"stalled at the deadline", app(api.HealthDegraded, "frontend: stuck", map[string]int32{"frontend": 3, "backend": 2}),
+			[]*api.Workload{wl("frontend", 3, 4, 1, 3, 3, deadline), wl("backend", 2, 2, 1, 2, 2)},
+			Stalled, "frontend: ProgressDeadlineExceeded: rollout to template abc made no progress for 10m0s: 1 of 1 new pods not ready (frontend-x: ImagePullBackOff)",
+			[]State{Progressing, Stalled}},
+		{"progressing false is a stall too", app(api.HealthProgressing, "", map[string]int32{"backend": 2}),
+			[]*api.Workload{wl("backend", 2, 3, 1, 2, 2, api.Condition{Type: api.WorkloadProgressing, Status: api.ConditionFalse, Reason: "ProgressDeadlineExceeded"})},
+			Stalled, "backend: ProgressDeadlineExceeded", []State{Stalled}},
+		{"app degraded fails before the deadline", app(api.HealthDegraded, "frontend: pod frontend-x: CrashLoopBackOff", map[string]int32{"frontend": 3}),
+			[]*api.Workload{wl("frontend", 3, 4, 1, 3, 3)},
+			Failed, "frontend: pod frontend-x: CrashLoopBackOff", []State{Progressing}},
+		{"app degraded after completion is not a rollout failure", app(api.HealthDegraded, "worker crash", map[string]int32{"frontend": 3}),
+			[]*api.Workload{wl("frontend", 3, 3, 3, 3, 3)},
+			Complete, "", []State{Complete}},
+		{"removed workloads are ignored", app(api.HealthHealthy, "", map[string]int32{"frontend": 1}),
+			[]*api.Workload{wl("frontend", 1, 1, 1, 1, 1), wl("old", 3, 3, 0, 0, 0)},
+			Complete, "", []State{Complete}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Evaluate(tt.app, tt.workloads)
+			if r.State != tt.want || r.Reason != tt.wantReason {
+				t.Errorf("state %v reason %q, want %v %q", r.State, r.Reason, tt.want, tt.wantReason)
+			}
+			var got []State
+			for _, g := range r.Groups {
+				got = append(got, g.State)
+			}
+			if len(got) != len(tt.wantGroups) {
+				t.Fatalf("groups %v, want %v", got, tt.wantGroups)
+			}
+			for i := range got {
+				if got[i] != tt.wantGroups[i] {
+					t.Errorf("group %s: %v, want %v", r.Groups[i].Name, got[i], tt.wantGroups[i])
+				}
+			}
+		})
+	}
+}
+
+func TestRefusedCommit(t *testing.T) {
+	a := app(api.HealthHealthy, "", map[string]int32{"frontend": 1})
+	a.Status.AttemptedCommit, a.Status.LastSyncResult = "fedcba9876543210", api.SyncRejected
+	a.Status.LastSyncMessage = "shop.cue:12:3: replicas: conflicting values\nmore"
+	r := Evaluate(a, []*api.Workload{wl("frontend", 1, 1, 1, 1, 1)})
+	if want := "commit fedcba9 was refused: shop.cue:12:3: replicas: conflicting values ..."; r.Refused != want {
+		t.Errorf("refused %q, want %q", r.Refused, want)
+	}
+	if r.State != Complete {
+		t.Errorf("state %v: a refused commit leaves the last good rollout as it is", r.State)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	for s, want := range map[State]int{Complete: 0, Stalled: 1, Failed: 1, Progressing: 3} {
+		if got := s.ExitCode(); got != want {
+			t.Errorf("%v: exit %d, want %d", s, got, want)
+		}
+	}
+}
+
+func TestBar(t *testing.T) {
+	tests := []struct {
+		name string
+		g    Group
+		want string
+	}{
+		{"empty", Group{Desired: 4}, "[....................]"},
+		{"half updated none available", Group{Desired: 4, Updated: 2}, "[----------..........]"},
+		{"half updated, quarter available", Group{Desired: 4, Updated: 2, Available: 1}, "[=====-----..........]"},
+		{"old pods available do not count", Group{Desired: 4, Updated: 1, Available: 4}, "[=====...............]"},
+		{"done", Group{Desired: 3, Updated: 3, Available: 3}, "[====================]"},
+		{"surge is capped", Group{Desired: 2, Updated: 3, Available: 3}, "[====================]"},
+		{"zero desired", Group{}, "[====================]"},
+	}
+	for _, tt := range tests {
+		if got := Bar(tt.g); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestRender(t *testing.T) {
+	a := app(api.HealthProgressing, "", map[string]int32{"frontend": 3, "backend": 2})
+	r := Evaluate(a, []*api.Workload{wl("frontend", 3, 4, 1, 3, 3), wl("backend", 2, 2, 2, 2, 2)})
+	var b bytes.Buffer
+	if err := Render(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	want := []string{
+		"shop @ 0123456: rollout progressing: frontend: 1 of 3 pods updated",
+		"POD GROUP",
+		"backend    [====================]  2/2",
+		"frontend   [======..............]  1/3      3/3    3/3        progressing: 1 of 3 pods updated",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), b.String())
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d %q lacks %q", i, lines[i], w)
+		}
+	}
+}
