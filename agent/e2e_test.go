@@ -19,7 +19,7 @@ import (
 // One agent on real containerd, runc and CNI runs pods through their
 // lifecycle as the API asks.
 func TestPods(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, false)
 	e.startAgent()
 	cidr := netip.MustParsePrefix(e.opts.PodCIDR)
 
@@ -195,7 +195,7 @@ func TestPods(t *testing.T) {
 // adopts every running container without restarting any, keeps reporting
 // their status, and removes the pods that were deleted while it was down.
 func TestAgentRestartAdoptsPods(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, false)
 	stop := e.startAgent()
 	var pods []*api.Pod
 	for _, name := range []string{"a", "b", "c", "d", "e"} {

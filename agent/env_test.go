@@ -40,21 +40,27 @@ const podboxPkg = "github.com/capstanhq/capstan/agent/testdata/podbox"
 // outlives agent restarts), and the agent's options with a private
 // containerd namespace, bridge, pod CIDR in 10.99.150-159 and directories.
 type env struct {
-	t     testing.TB
-	dir   string
-	api   *apiservertest.Cluster
-	node  string
-	reg   string
-	image string
-	opts  agent.Options
-	proc  *runtime.Process
-	rt    *runtime.Containerd // the harness's own view, for checks and cleanup
-	net   *network.Manager
+	t       testing.TB
+	log     *slog.Logger
+	managed bool // the agent runs its own containerd
+	dir     string
+	api     *apiservertest.Cluster
+	node    string
+	reg     string
+	image   string
+	opts    agent.Options
+	proc    *runtime.Process
+	rt      *runtime.Containerd // the harness's own view, for checks and cleanup
+	net     *network.Manager
 }
 
 var envSeq atomic.Int32
 
-func newEnv(t testing.TB) *env {
+// newEnv makes the test's world. With managed, the agent starts its own
+// containerd child (under DataDir/containerd) and the harness connects to
+// it only once an agent runs; otherwise the harness runs containerd, as a
+// node's system containerd that outlives agent restarts.
+func newEnv(t testing.TB, managed bool) *env {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "containerd", "containerd-shim-runc-v2", "runc", "ip", "go")
@@ -65,23 +71,9 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, node: "node-" + tag}
+	e := &env{t: t, dir: dir, node: "node-" + tag, managed: managed}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-
-	e.proc, err = runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(dir, "ctrd")}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.proc.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("containerd: %v", err)
-		}
-	})
+	e.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	e.api = apiservertest.Start(t, apiservertest.Options{})
 	e.reg = testimage.StartRegistry(t)
@@ -95,7 +87,6 @@ func newEnv(t testing.TB) *env {
 		Labels:              map[string]string{"test": "agent"},
 		DataDir:             filepath.Join(dir, "data"),
 		RunDir:              filepath.Join(dir, "run"),
-		ContainerdAddress:   e.proc.Address(),
 		ContainerdNamespace: "capstan-agent-test-" + tag,
 		PodCIDR:             fmt.Sprintf("10.99.%d.0/24", 150+(os.Getpid()+n)%10),
 		Bridge:              "cag" + tag,
@@ -104,17 +95,49 @@ func newEnv(t testing.TB) *env {
 		Backoff:             agent.Backoff{Initial: 200 * time.Millisecond, Max: time.Second, ResetAfter: 10 * time.Minute},
 		HeartbeatInterval:   time.Second,
 		StatusSyncInterval:  200 * time.Millisecond,
-		Logger:              log,
+		Logger:              e.log,
 	}
-	e.connect()
+	if !managed {
+		stop := e.startContainerd(filepath.Join(dir, "ctrd"))
+		t.Cleanup(stop) // after e.cleanup, which needs containerd
+		e.opts.ContainerdAddress = e.proc.Address()
+		e.connect(e.proc.Address())
+	}
 	t.Cleanup(e.cleanup)
 	return e
 }
 
+// managedSocket is where an agent's own containerd child listens.
+func (e *env) managedSocket() string {
+	return filepath.Join(e.opts.DataDir, agent.DefaultContainerdSubdir, "containerd.sock")
+}
+
+// startContainerd runs a containerd child on dir until stop is called.
+func (e *env) startContainerd(dir string) (stop func()) {
+	e.t.Helper()
+	var err error
+	e.proc, err = runtime.NewProcess(runtime.ProcessOptions{Dir: dir}, e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.proc.Start(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			e.t.Errorf("containerd: %v", err)
+		}
+	}
+}
+
 // connect gives the harness its own runtime on the agent's containerd
 // namespace and directories.
-func (e *env) connect() {
+func (e *env) connect(address string) {
 	e.t.Helper()
+	if e.rt != nil {
+		e.rt.Close()
+	}
 	var err error
 	e.net, err = network.New(network.Options{
 		PodCIDR: e.opts.PodCIDR, RunDir: filepath.Join(e.opts.RunDir, "netns"),
@@ -126,7 +149,7 @@ func (e *env) connect() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	e.rt, err = runtime.New(ctx, runtime.Options{
-		Address: e.proc.Address(), Namespace: e.opts.ContainerdNamespace,
+		Address: address, Namespace: e.opts.ContainerdNamespace,
 		DataDir: e.opts.DataDir, RunDir: e.opts.RunDir, Network: e.net,
 		CgroupParent: e.opts.CgroupParent, Insecure: e.opts.InsecureRegistries,
 	}, nil)
@@ -179,6 +202,20 @@ func (e *env) startAgent() (stop func()) {
 func (e *env) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if e.managed {
+		// The agent is stopped, and its containerd with it: run one on
+		// the same directory to clean up.
+		if e.rt != nil {
+			e.rt.Close()
+			e.rt = nil
+		}
+		if _, err := os.Stat(filepath.Join(e.opts.DataDir, agent.DefaultContainerdSubdir)); err != nil {
+			return // the agent never started
+		}
+		stop := e.startContainerd(filepath.Join(e.opts.DataDir, agent.DefaultContainerdSubdir))
+		defer stop()
+		e.connect(e.proc.Address())
+	}
 	pods, err := e.rt.ListPods(ctx)
 	if err != nil {
 		e.t.Errorf("cleanup: list pods: %v", err)

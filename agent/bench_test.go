@@ -1,0 +1,151 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// BenchmarkPodStartup measures pod startup latency on one node with the
+// image present: from the create of a pod already bound to the node to the
+// first status write that shows it Running (sandbox, CNI, container start
+// and the status write included). One pod per iteration, one after the
+// other; run with -benchtime=100x for 100 pods.
+func BenchmarkPodStartup(b *testing.B) {
+	e := newEnv(b, false)
+	e.startAgent()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Warm up: the first pod pulls the image.
+	warm := e.create(e.pod("bench", "warm", sleeper()))
+	e.waitPod(warm, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+
+	_, rev, err := e.api.Client.List(ctx, api.KindPod, client.ListOptions{App: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := e.api.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, rev)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	running := make(chan string, 1)
+	go func() {
+		seen := map[string]bool{}
+		for {
+			ev, err := w.Next()
+			if err != nil {
+				return
+			}
+			p, ok := ev.Object.(*api.Pod)
+			if ok && p.Status.Phase == api.PodRunning && !seen[p.Metadata.Name] {
+				seen[p.Metadata.Name] = true
+				running <- p.Metadata.Name
+			}
+		}
+	}()
+	var lat []time.Duration
+	for i := 0; b.Loop(); i++ {
+		name := fmt.Sprintf("p%d", i)
+		t0 := time.Now()
+		e.create(e.pod("bench", name, sleeper()))
+		select {
+		case got := <-running:
+			if got != name {
+				b.Fatalf("pod %s ran, expected %s", got, name)
+			}
+		case <-time.After(time.Minute):
+			b.Fatalf("pod %s not running after a minute", name)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		i := int(float64(len(lat)-1) * p)
+		return float64(lat[i].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.5), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+// sleeper is a container that runs until stopped.
+func sleeper() api.Container {
+	return api.Container{Name: "c", Args: []string{"sleep"}}
+}
+
+// BenchmarkAgentIdle runs the capstan agent binary with 50 pods and
+// measures its resident memory and CPU use while nothing changes
+// (heartbeats, status sync and the watch only), over 20 s.
+func BenchmarkAgentIdle(b *testing.B) {
+	const pods, window = 50, 20 * time.Second
+	e := newEnv(b, true)
+	bin := buildCapstan(b)
+	tok, _, err := e.api.Server.Tokens().Create("node:"+e.node, "test", 0, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	caFile := filepath.Join(b.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, []byte(e.api.Config.CA), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	p := e.runAgent(bin, caFile, tok)
+	var created []*api.Pod
+	for i := range pods {
+		created = append(created, e.create(e.pod("idle", fmt.Sprintf("p%d", i), sleeper())))
+	}
+	for _, c := range created {
+		e.waitPod(c, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+	}
+	pid := p.cmd.Process.Pid
+	for b.Loop() {
+		cpu0, t0 := cpuTime(b, pid), time.Now()
+		timer := time.NewTimer(window)
+		<-timer.C
+		cpu1, t1 := cpuTime(b, pid), time.Now()
+		b.ReportMetric(100*float64(cpu1-cpu0)/float64(t1.Sub(t0)), "cpu-%")
+		b.ReportMetric(float64(rssBytes(b, pid))/(1<<20), "rss-MiB")
+	}
+}
+
+// cpuTime is the process's user plus system time from /proc/PID/stat.
+func cpuTime(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / hz
+}
+
+// rssBytes is VmRSS from /proc/PID/status.
+func rssBytes(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	tb.Fatal("no VmRSS")
+	return 0
+}

@@ -1,0 +1,166 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// agentProc is a `capstan agent` child process.
+type agentProc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it exited, err set
+	err  error
+}
+
+// buildCapstan builds the capstan binary for the test.
+func buildCapstan(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "capstan")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/capstanhq/capstan/cmd/capstan").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build capstan: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runAgent starts `capstan agent` for the env's node with its own
+// containerd child, and waits until the node reports Ready after start.
+func (e *env) runAgent(bin, caFile, token string) *agentProc {
+	e.t.Helper()
+	since := time.Now()
+	o := e.opts
+	cmd := exec.Command(bin, "agent",
+		"--server", e.api.Config.Server, "--token", token, "--ca-file", caFile,
+		"--node-name", o.NodeName, "--address", o.Address, "--labels", "test=agent,kind=binary",
+		"--data-dir", o.DataDir, "--run-dir", o.RunDir,
+		"--containerd-namespace", o.ContainerdNamespace, "--pod-cidr", o.PodCIDR, "--bridge", o.Bridge,
+		"--cgroup-parent", o.CgroupParent, "--insecure-registry", strings.Join(o.InsecureRegistries, ","))
+	cmd.Stdout, cmd.Stderr = testWriter{e.t}, testWriter{e.t}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	p := &agentProc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	e.t.Cleanup(func() { p.stop(e.t) })
+	e.waitFor("the node to be ready", func() bool {
+		select {
+		case <-p.done:
+			e.t.Fatalf("capstan agent exited: %v", p.err)
+		default:
+		}
+		n, err := e.api.Client.Get(context.Background(), api.Key{Kind: api.KindNode, Name: o.NodeName})
+		if err != nil {
+			return false
+		}
+		c := api.FindCondition(n.(*api.Node).Status.Conditions, api.NodeReady)
+		return c != nil && c.Status == api.ConditionTrue && !c.LastTransitionTime.Before(since.Add(-time.Second))
+	})
+	return p
+}
+
+// stop ends the agent with SIGTERM (the orderly way) if it still runs.
+func (p *agentProc) stop(t testing.TB) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		t.Errorf("capstan agent did not stop within a minute of SIGTERM; killing it")
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// The capstan agent binary, with its own containerd child, is SIGKILLed
+// while five pods run and started again: no container is restarted (same
+// task PIDs), and status reporting resumes.
+func TestAgentBinarySurvivesSIGKILL(t *testing.T) {
+	e := newEnv(t, true)
+	bin := buildCapstan(t)
+	tok, _, err := e.api.Server.Tokens().Create("node:"+e.node, "test", 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, []byte(e.api.Config.CA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	first := e.runAgent(bin, caFile, tok)
+	var pods []*api.Pod
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		pods = append(pods, e.create(e.pod("kill", name, api.Container{Name: "c", Args: []string{"sleep"}})))
+	}
+	for _, p := range pods {
+		e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning && ready(p) })
+	}
+	e.connect(e.managedSocket())
+	pids := map[string]uint32{}
+	for _, p := range pods {
+		ps, ok := e.podState(p.Metadata.UID)
+		if !ok || len(ps.Containers) != 1 || ps.Containers[0].State != runtime.StateRunning {
+			t.Fatalf("runtime state of %s: %+v", p.Metadata.Name, ps)
+		}
+		pids[p.Metadata.UID] = ps.Containers[0].PID
+	}
+
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-first.done
+	e.rt.Close()
+	e.rt = nil
+	for uid, pid := range pids {
+		if err := syscall.Kill(int(pid), 0); err != nil {
+			t.Errorf("container of pod %s (pid %d) died with the agent: %v", uid, pid, err)
+		}
+	}
+
+	e.runAgent(bin, caFile, tok)
+	e.connect(e.managedSocket())
+	for _, p := range pods {
+		ps, ok := e.podState(p.Metadata.UID)
+		if !ok || len(ps.Containers) != 1 {
+			t.Fatalf("pod %s after the restart: %+v", p.Metadata.Name, ps)
+		}
+		if c := ps.Containers[0]; c.PID != pids[p.Metadata.UID] || c.Attempt != 0 || c.State != runtime.StateRunning {
+			t.Errorf("pod %s: container %+v, want the same task (pid %d) still running", p.Metadata.Name, c, pids[p.Metadata.UID])
+		}
+	}
+	// Status reporting resumes: a container killed behind the agent's back
+	// is seen exiting and restarted.
+	victim := pods[2]
+	if err := syscall.Kill(int(pids[victim.Metadata.UID]), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitPod(victim, "restarted", func(p *api.Pod) bool {
+		cs := p.Status.Containers[0]
+		return cs.RestartCount == 1 && cs.State.Running != nil
+	})
+	if lt := got.Status.Containers[0].LastTermination; lt == nil || lt.ExitCode != 137 {
+		t.Errorf("last termination = %+v, want the SIGKILL (137)", lt)
+	}
+	n, err := e.api.Client.Get(context.Background(), api.Key{Kind: api.KindNode, Name: e.node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := n.Meta().Labels; l["kind"] != "binary" || l["test"] != "agent" {
+		t.Errorf("node labels = %v, want those of --labels", l)
+	}
+	if _, err := os.Stat(e.managedSocket()); errors.Is(err, os.ErrNotExist) {
+		t.Errorf("no managed containerd socket at %s", e.managedSocket())
+	}
+}
