@@ -1,0 +1,202 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/reconcile"
+	"github.com/capstanhq/capstan/scheduler"
+	"github.com/capstanhq/capstan/schema"
+)
+
+// Capacity is the scheduling dry run of a change against the live cluster.
+//
+// The rule, kept simple on purpose:
+//
+//  1. Start from the live nodes and the pods bound to them.
+//  2. Free what the change deletes: the live pods of every removed
+//     workload (and of every workload of a removed app), and the live pods
+//     of every changed workload whose pod template changes (the rollout
+//     replaces them all).
+//  3. Place, one by one through scheduler.Schedule, each accepted decision
+//     counted before the next: for an added workload, its replicas; for a
+//     changed workload whose template changes, its replicas with the new
+//     template; for a workload that only scales up, the replicas it adds.
+//     A scale-down frees nothing (which pods go is the controller's
+//     choice), and the surge of a rolling update is not counted: old and
+//     new pods are never placed side by side.
+//
+// Rejected apps change nothing and are left out.
+type Capacity struct {
+	// Nodes is the number of live nodes, Ready how many of them are ready.
+	Nodes, Ready int
+	// Freed is the number of live pods step 2 took off the nodes.
+	Freed int
+	// Workloads lists each workload that needs pods, sorted by app and
+	// name.
+	Workloads []Placement
+}
+
+// Placement is the dry run of one workload's new pods.
+type Placement struct {
+	App, Workload string
+	// Pods is how many pods were placed; Fit how many found a node.
+	Pods, Fit int
+	// Freed is how many live pods of this workload step 2 removed.
+	Freed int
+	// Nodes counts the fitting pods by the node they landed on.
+	Nodes map[string]int
+	// Unfit groups the pods that fit nowhere by the scheduler's message
+	// ("0/3 nodes available: 2 insufficient memory, 1 not ready").
+	Unfit []Unfit
+}
+
+// Unfit is a number of pods that fit nowhere, for one reason.
+type Unfit struct {
+	Pods    int
+	Message string
+	Reasons []scheduler.Reason
+}
+
+// Pods returns the number of pods placed, and how many fit.
+func (c *Capacity) Pods() (pods, fit int) {
+	for _, w := range c.Workloads {
+		pods += w.Pods
+		fit += w.Fit
+	}
+	return pods, fit
+}
+
+// need is one workload's pods to place.
+type need struct {
+	ns, name string
+	template api.PodTemplate
+	pods     int
+	// replace frees the workload's live pods before placing.
+	replace bool
+}
+
+// dryRun runs the rule above over the apps of p.
+func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
+	snap := scheduler.NewSnapshot()
+	c := &Capacity{}
+	for _, n := range live.Nodes {
+		snap.AddNode(n)
+		c.Nodes++
+		if cond := api.FindCondition(n.Status.Conditions, api.NodeReady); cond != nil && cond.Status == api.ConditionTrue {
+			c.Ready++
+		}
+	}
+	for _, pod := range live.Pods {
+		snap.AddPod(pod)
+	}
+	baseApps, headApps := results(base), results(head)
+	var needs []need
+	var free []need // workloads whose live pods go
+	for _, a := range p.Apps {
+		if a.Status == AppRejected || a.Status == AppUnchanged {
+			continue
+		}
+		bw, _ := desired(validApp(baseApps, a.Name))
+		hw, _ := desired(validApp(headApps, a.Name))
+		for _, name := range slices.Sorted(maps.Keys(unionKeys(bw, hw))) {
+			o, n := bw[name], hw[name]
+			switch {
+			case n == nil:
+				free = append(free, need{ns: o.Metadata.App, name: name})
+			case o == nil:
+				needs = append(needs, need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: int(n.Spec.Replicas)})
+			case !jsonEqual(o.Spec.Template, n.Spec.Template):
+				nd := need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: int(n.Spec.Replicas), replace: true}
+				needs = append(needs, nd)
+				free = append(free, nd)
+			case n.Spec.Replicas > o.Spec.Replicas:
+				needs = append(needs, need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: int(n.Spec.Replicas - o.Spec.Replicas)})
+			}
+		}
+	}
+	freed := map[string]int{}
+	for _, f := range free {
+		for _, pod := range live.Pods {
+			if pod.Metadata.App == f.ns && workloadOf(pod) == f.name && snap.NodeOf(pod.Metadata.App, pod.Metadata.Name) != "" {
+				snap.RemovePod(pod.Metadata.App, pod.Metadata.Name)
+				freed[f.ns+"/"+f.name]++
+				c.Freed++
+			}
+		}
+	}
+	for _, nd := range needs {
+		c.Workloads = append(c.Workloads, place(snap, nd, freed[nd.ns+"/"+nd.name]))
+	}
+	return c
+}
+
+func validApp(m map[string]schema.AppResult, name string) *api.App {
+	if a, ok := m[name]; ok && a.Valid() {
+		return a.App
+	}
+	return nil
+}
+
+func unionKeys[V any](a, b map[string]V) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+// workloadOf names the workload a live pod belongs to: its owner when that
+// is a Workload, else its workload label (as the scheduler counts it).
+func workloadOf(p *api.Pod) string {
+	if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload {
+		return o.Name
+	}
+	return p.Metadata.Labels[reconcile.LabelWorkload]
+}
+
+// place schedules nd's pods one by one, recording each fit in snap.
+func place(snap *scheduler.Snapshot, nd need, freed int) Placement {
+	pl := Placement{App: nd.ns, Workload: nd.name, Pods: nd.pods, Freed: freed, Nodes: map[string]int{}}
+	for i := range nd.pods {
+		pod := api.KindPod.New().(*api.Pod)
+		pod.Metadata = api.ObjectMeta{
+			Name:   fmt.Sprintf("%s-plan-%d", nd.name, i),
+			App:    nd.ns,
+			Labels: nd.template.Labels,
+			Owner:  &api.OwnerRef{Kind: api.KindWorkload, Name: nd.name},
+		}
+		pod.Spec.PodTemplate = nd.template
+		res, err := scheduler.Schedule(pod, snap)
+		var ue *scheduler.UnschedulableError
+		switch {
+		case err == nil:
+			snap.Assume(pod, res.NodeName)
+			pl.Fit++
+			pl.Nodes[res.NodeName]++
+		case errors.As(err, &ue):
+			pl.addUnfit(ue)
+		default:
+			// Schedule fails otherwise only for a bound pod, which these
+			// never are; count it as unfit rather than lose it.
+			pl.Unfit = append(pl.Unfit, Unfit{Pods: 1, Message: err.Error()})
+		}
+	}
+	return pl
+}
+
+func (pl *Placement) addUnfit(ue *scheduler.UnschedulableError) {
+	for i := range pl.Unfit {
+		if pl.Unfit[i].Message == ue.Message {
+			pl.Unfit[i].Pods++
+			return
+		}
+	}
+	pl.Unfit = append(pl.Unfit, Unfit{Pods: 1, Message: ue.Message, Reasons: ue.Reasons})
+}

@@ -1,0 +1,318 @@
+package plan
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// fields collects field-level changes in the order they are found.
+type fields []Field
+
+// scalar records a change of a value rendered as a string; "" is unset.
+func (fs *fields) scalar(subject, name, old, new string) {
+	switch {
+	case old == new:
+	case old == "":
+		*fs = append(*fs, Field{Subject: subject, Name: name, Op: Added, New: new})
+	case new == "":
+		*fs = append(*fs, Field{Subject: subject, Name: name, Op: Removed, Old: old})
+	default:
+		*fs = append(*fs, Field{Subject: subject, Name: name, Op: Changed, Old: old, New: new})
+	}
+}
+
+// keyed records the changes of a map of named values ("env X", "port
+// http"), keys in order.
+func (fs *fields) keyed(subject, prefix string, old, new map[string]string) {
+	keys := map[string]bool{}
+	for k := range old {
+		keys[k] = true
+	}
+	for k := range new {
+		keys[k] = true
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		o, inOld := old[k]
+		n, inNew := new[k]
+		switch {
+		case !inOld:
+			*fs = append(*fs, Field{Subject: subject, Name: prefix + " " + k, Op: Added, New: n})
+		case !inNew:
+			*fs = append(*fs, Field{Subject: subject, Name: prefix + " " + k, Op: Removed, Old: o})
+		case o != n:
+			*fs = append(*fs, Field{Subject: subject, Name: prefix + " " + k, Op: Changed, Old: o, New: n})
+		}
+	}
+}
+
+func itoa[T ~int32 | ~int64](v T) string { return strconv.FormatInt(int64(v), 10) }
+
+func seconds(v int64) string {
+	if v == 0 {
+		return ""
+	}
+	return strconv.FormatInt(v, 10) + "s"
+}
+
+func intOrString(v api.IntOrString) string {
+	if v.IsZero() {
+		return ""
+	}
+	return v.String()
+}
+
+func quantity(q api.Quantity) string {
+	if q.IsZero() {
+		return ""
+	}
+	return q.String()
+}
+
+// compact renders a value as one line of JSON; "" for nil and empty.
+func compact(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil || string(b) == "null" || string(b) == "[]" || string(b) == "{}" {
+		return ""
+	}
+	return string(b)
+}
+
+func quoted(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = strconv.Quote(v)
+	}
+	return out
+}
+
+// diffWorkload lists the field-level changes of a workload's spec.
+func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
+	var fs fields
+	fs.scalar(name, "replicas", itoa(o.Replicas), itoa(n.Replicas))
+	fs.scalar(name, "max surge", intOrString(o.Strategy.MaxSurge), intOrString(n.Strategy.MaxSurge))
+	fs.scalar(name, "max unavailable", intOrString(o.Strategy.MaxUnavailable), intOrString(n.Strategy.MaxUnavailable))
+	fs.scalar(name, "progress deadline", seconds(int64(o.Strategy.ProgressDeadlineSeconds)), seconds(int64(n.Strategy.ProgressDeadlineSeconds)))
+	ot, nt := o.Template, n.Template
+	fs.scalar(name, "restart policy", ot.RestartPolicy, nt.RestartPolicy)
+	fs.scalar(name, "termination grace", seconds(ot.TerminationGracePeriodSeconds), seconds(nt.TerminationGracePeriodSeconds))
+	fs.keyed(name, "node selector", ot.NodeSelector, nt.NodeSelector)
+	fs.keyed(name, "label", ot.Labels, nt.Labels)
+	fs.keyed(name, "volume", volumes(ot.Volumes), volumes(nt.Volumes))
+
+	old := map[string]*api.Container{}
+	for i := range ot.Containers {
+		old[ot.Containers[i].Name] = &ot.Containers[i]
+	}
+	seen := map[string]bool{}
+	for i := range nt.Containers {
+		c := &nt.Containers[i]
+		seen[c.Name] = true
+		if oc := old[c.Name]; oc != nil {
+			diffContainer(&fs, name+"/"+c.Name, oc, c)
+		} else {
+			fs = append(fs, Field{Subject: name, Name: "container " + c.Name, Op: Added, New: c.Image})
+		}
+	}
+	for i := range ot.Containers {
+		if c := &ot.Containers[i]; !seen[c.Name] {
+			fs = append(fs, Field{Subject: name, Name: "container " + c.Name, Op: Removed, Old: c.Image})
+		}
+	}
+	return fs
+}
+
+func volumes(vs []api.Volume) map[string]string {
+	out := map[string]string{}
+	for _, v := range vs {
+		out[v.Name] = "empty dir"
+	}
+	return out
+}
+
+func diffContainer(fs *fields, subject string, o, n *api.Container) {
+	fs.scalar(subject, "image", o.Image, n.Image)
+	fs.scalar(subject, "pull policy", o.ImagePullPolicy, n.ImagePullPolicy)
+	fs.scalar(subject, "command", compact(o.Command), compact(n.Command))
+	fs.scalar(subject, "args", compact(o.Args), compact(n.Args))
+	fs.scalar(subject, "working dir", o.WorkingDir, n.WorkingDir)
+	fs.keyed(subject, "port", containerPorts(o.Ports), containerPorts(n.Ports))
+	fs.scalar(subject, "cpu request", quantity(o.Resources.Requests.CPU), quantity(n.Resources.Requests.CPU))
+	fs.scalar(subject, "memory request", quantity(o.Resources.Requests.Memory), quantity(n.Resources.Requests.Memory))
+	fs.scalar(subject, "cpu limit", quantity(o.Resources.Limits.CPU), quantity(n.Resources.Limits.CPU))
+	fs.scalar(subject, "memory limit", quantity(o.Resources.Limits.Memory), quantity(n.Resources.Limits.Memory))
+	fs.keyed(subject, "env", quoted(env(o.Env)), quoted(env(n.Env)))
+	fs.scalar(subject, "readiness", probe(o.Readiness), probe(n.Readiness))
+	fs.scalar(subject, "liveness", probe(o.Liveness), probe(n.Liveness))
+	fs.keyed(subject, "mount", mounts(o.VolumeMounts), mounts(n.VolumeMounts))
+}
+
+// probe renders a probe on one line: "http /healthz on http, period 10s".
+func probe(p *api.Probe) string {
+	if p == nil {
+		return ""
+	}
+	var parts []string
+	switch {
+	case p.HTTP != nil:
+		parts = append(parts, "http "+p.HTTP.Path+" on "+p.HTTP.Port.String())
+	case p.TCP != nil:
+		parts = append(parts, "tcp on "+p.TCP.Port.String())
+	case p.Exec != nil:
+		parts = append(parts, "exec "+compact(p.Exec.Command))
+	}
+	for _, t := range []struct {
+		name string
+		v    int32
+		unit string
+	}{
+		{"delay", p.InitialDelaySeconds, "s"}, {"period", p.PeriodSeconds, "s"}, {"timeout", p.TimeoutSeconds, "s"},
+		{"failures", p.FailureThreshold, ""}, {"successes", p.SuccessThreshold, ""},
+	} {
+		if t.v != 0 {
+			parts = append(parts, t.name+" "+itoa(t.v)+t.unit)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func env(vs []api.EnvVar) map[string]string {
+	out := make(map[string]string, len(vs))
+	for _, v := range vs {
+		out[v.Name] = v.Value
+	}
+	return out
+}
+
+func protocol(p string) string {
+	if p == "" {
+		return api.ProtocolTCP
+	}
+	return p
+}
+
+// containerPorts keys ports by name, else by number.
+func containerPorts(ps []api.ContainerPort) map[string]string {
+	out := make(map[string]string, len(ps))
+	for _, p := range ps {
+		v := itoa(p.Port) + "/" + protocol(p.Protocol)
+		if p.HostPort != 0 {
+			v += " host " + itoa(p.HostPort)
+		}
+		out[portKey(p.Name, p.Port)] = v
+	}
+	return out
+}
+
+func portKey(name string, port int32) string {
+	if name != "" {
+		return name
+	}
+	return itoa(port)
+}
+
+func mounts(ms []api.VolumeMount) map[string]string {
+	out := make(map[string]string, len(ms))
+	for _, m := range ms {
+		v := m.MountPath
+		if m.ReadOnly {
+			v += " (read-only)"
+		}
+		out[m.Name] = v
+	}
+	return out
+}
+
+// diffService lists the field-level changes of a service's spec.
+func diffService(name string, o, n api.ServiceSpec) []Field {
+	var fs fields
+	fs.keyed(name, "port", servicePorts(o.Ports), servicePorts(n.Ports))
+	fs.scalar(name, "external", yes(o.External), yes(n.External))
+	fs.scalar(name, "headless", yes(o.Headless), yes(n.Headless))
+	fs.keyed(name, "selector", o.Selector, n.Selector)
+	return fs
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// servicePorts renders each port as "80 -> http/TCP" (service port to the
+// pods' target port), keyed by name, else by number.
+func servicePorts(ps []api.ServicePort) map[string]string {
+	out := make(map[string]string, len(ps))
+	for _, p := range ps {
+		target := p.TargetPort.String()
+		if p.TargetPort.IsZero() {
+			target = itoa(p.Port)
+		}
+		out[portKey(p.Name, p.Port)] = itoa(p.Port) + " -> " + target + "/" + protocol(p.Protocol)
+	}
+	return out
+}
+
+// describeWorkload lists what an added or removed workload runs.
+func describeWorkload(name string, w *api.Workload) []Field {
+	fs := []Field{{Subject: name, Name: "replicas", New: itoa(w.Spec.Replicas)}}
+	for _, c := range w.Spec.Template.Containers {
+		sub := name + "/" + c.Name
+		fs = append(fs, Field{Subject: sub, Name: "image", New: c.Image})
+		var req []string
+		if q := quantity(c.Resources.Requests.CPU); q != "" {
+			req = append(req, "cpu "+q)
+		}
+		if q := quantity(c.Resources.Requests.Memory); q != "" {
+			req = append(req, "memory "+q)
+		}
+		if len(req) > 0 {
+			fs = append(fs, Field{Subject: sub, Name: "requests", New: strings.Join(req, ", ")})
+		}
+	}
+	return fs
+}
+
+// describeService lists the ports of an added or removed service.
+func describeService(name string, s *api.Service) []Field {
+	var fs []Field
+	ports := servicePorts(s.Spec.Ports)
+	for _, k := range slices.Sorted(maps.Keys(ports)) {
+		fs = append(fs, Field{Subject: name, Name: "port " + k, New: ports[k]})
+	}
+	if s.Spec.External {
+		fs = append(fs, Field{Subject: name, Name: "external", New: "yes"})
+	}
+	if s.Spec.Headless {
+		fs = append(fs, Field{Subject: name, Name: "headless", New: "yes"})
+	}
+	return fs
+}
+
+// shortImage renders a changed image's new reference relative to the old
+// one: the same repository with a new tag shows as ":v2", with a digest as
+// "@sha256:...".
+func shortImage(old, new string) string {
+	on, _ := splitImage(old)
+	nn, suffix := splitImage(new)
+	if on == nn && suffix != "" {
+		return suffix
+	}
+	return new
+}
+
+// splitImage cuts a reference into its name and its ":tag" or "@digest".
+func splitImage(ref string) (name, suffix string) {
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		return ref[:i], ref[i:]
+	}
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		return ref[:i], ref[i:]
+	}
+	return ref, ""
+}

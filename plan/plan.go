@@ -1,0 +1,294 @@
+package plan
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/reconcile/app"
+	"github.com/capstanhq/capstan/schema"
+)
+
+// Revision is one side of the comparison: what the ref named and the
+// descriptors loaded from its tree.
+type Revision struct {
+	// Ref is what the user asked for ("main", "HEAD", a SHA).
+	Ref string
+	// Commit is the SHA the ref resolved to; may be empty.
+	Commit string
+	// Result is the tree loaded by schema.Load; nil stands for a tree with
+	// no descriptors (the descriptor path does not exist there).
+	Result *schema.Result
+}
+
+// Live is the cluster the dry run places pods on: every node and every pod
+// (of every app), as listed from the API.
+type Live struct {
+	Nodes []*api.Node
+	Pods  []*api.Pod
+}
+
+// Input is everything Compute looks at.
+type Input struct {
+	Base, Head Revision
+	// ChangedFiles are the files (repository-relative) that differ between
+	// base and head under the descriptor path; only counted in the summary.
+	ChangedFiles []string
+	// Live is nil when no server was reachable: capacity is not checked.
+	Live *Live
+	// LiveNote says why Live is nil, shown after "capacity not checked";
+	// default "no server reachable".
+	LiveNote string
+}
+
+// AppStatus is what a change does to one app.
+type AppStatus string
+
+// App statuses. Rejected: head declares the app but it is invalid (or the
+// tree has errors that may hide it), so sync refuses it and the last good
+// revision keeps running.
+const (
+	AppAdded     AppStatus = "added"
+	AppRemoved   AppStatus = "removed"
+	AppChanged   AppStatus = "changed"
+	AppUnchanged AppStatus = "unchanged"
+	AppRejected  AppStatus = "rejected"
+)
+
+// Op is what happens to an object or a field.
+type Op string
+
+// Ops.
+const (
+	Added   Op = "added"
+	Removed Op = "removed"
+	Changed Op = "changed"
+)
+
+// Plan is what a change does.
+type Plan struct {
+	Base, Head   Revision
+	ChangedFiles []string
+	// Errors is every error of head (of apps and of the repository),
+	// sorted by file, line and column. Head is valid when it is empty.
+	Errors []api.SourceError
+	// Apps is every app of base or head, sorted by name.
+	Apps []App
+	// Capacity is the scheduling dry run; nil when it was not run, and
+	// then CapacityNote says why.
+	Capacity     *Capacity
+	CapacityNote string
+}
+
+// Valid reports whether head has no error: sync would accept every app.
+func (p *Plan) Valid() bool { return len(p.Errors) == 0 }
+
+// Count returns how many apps have status s.
+func (p *Plan) Count(s AppStatus) int {
+	n := 0
+	for _, a := range p.Apps {
+		if a.Status == s {
+			n++
+		}
+	}
+	return n
+}
+
+// App is what a change does to one app.
+type App struct {
+	Name   string
+	Status AppStatus
+	// Objects are the Workloads and Services added, changed or removed,
+	// workloads first, each sorted by name. Empty for a rejected app:
+	// nothing of it changes.
+	Objects []Object
+	// Errors reject the app at head.
+	Errors []api.SourceError
+	// Note explains a status that needs it ("invalid at base: ...").
+	Note string
+}
+
+// Object is one Workload or Service added, changed or removed.
+type Object struct {
+	Kind api.Kind
+	Name string
+	Op   Op
+	// Fields are the changes of a changed object, or a description of an
+	// added or removed one (replicas, images, ports).
+	Fields []Field
+}
+
+// Field is one field-level change, "frontend/web: image a:v1 -> :v2".
+type Field struct {
+	// Subject is the workload or service ("frontend"), or the workload
+	// and container ("frontend/web").
+	Subject string
+	// Name is the field: "replicas", "image", "env BACKEND_URL",
+	// "port http", "cpu request", "container sidecar", ...
+	Name string
+	// Op is Added or Removed when the field appears or goes, Changed when
+	// its value does, and "" when it describes an added or removed object.
+	Op       Op
+	Old, New string
+}
+
+// Compute compares base and head and, when in.Live is set, dry-runs the
+// scheduling of the pods the change needs.
+func Compute(in Input) *Plan {
+	p := &Plan{Base: in.Base, Head: in.Head, ChangedFiles: in.ChangedFiles}
+	base, head := results(in.Base.Result), results(in.Head.Result)
+	var repoErrs []api.SourceError
+	if in.Head.Result != nil {
+		p.Errors = in.Head.Result.AllErrors()
+		repoErrs = in.Head.Result.Errors
+	}
+	names := map[string]bool{}
+	for n := range base {
+		names[n] = true
+	}
+	for n := range head {
+		names[n] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		b, inBase := base[name]
+		h, inHead := head[name]
+		p.Apps = append(p.Apps, compareApp(name, b, inBase, h, inHead, repoErrs))
+	}
+	if in.Live != nil {
+		p.Capacity = dryRun(p, in.Base.Result, in.Head.Result, in.Live)
+	} else {
+		note := in.LiveNote
+		if note == "" {
+			note = "no server reachable"
+		}
+		p.CapacityNote = "capacity not checked (" + note + ")"
+	}
+	return p
+}
+
+func results(r *schema.Result) map[string]schema.AppResult {
+	out := map[string]schema.AppResult{}
+	if r != nil {
+		for _, a := range r.Apps {
+			out[a.Name] = a
+		}
+	}
+	return out
+}
+
+// compareApp decides one app, as git sync would apply it: an invalid app
+// at head is rejected whole; an app missing from head is removed only when
+// head's tree has no repository-level error (a file that does not parse
+// may declare it).
+func compareApp(name string, b schema.AppResult, inBase bool, h schema.AppResult, inHead bool, repoErrs []api.SourceError) App {
+	a := App{Name: name}
+	var baseApp *api.App
+	if inBase {
+		if b.Valid() {
+			baseApp = b.App
+		} else {
+			a.Note = "invalid at base: compared with an empty app"
+		}
+	}
+	switch {
+	case inHead && !h.Valid():
+		a.Status, a.Errors, a.Note = AppRejected, h.Errors, "sync refuses it; the last good revision keeps running"
+		return a
+	case !inHead && len(repoErrs) > 0:
+		a.Status, a.Errors, a.Note = AppRejected, repoErrs, "missing at head while files fail to parse: not removed"
+		return a
+	case !inHead:
+		a.Status = AppRemoved
+		a.Objects = diffObjects(baseApp, nil)
+		return a
+	case !inBase:
+		a.Status = AppAdded
+	}
+	a.Objects = diffObjects(baseApp, h.App)
+	if a.Status == "" {
+		a.Status = AppChanged
+		if len(a.Objects) == 0 {
+			a.Status = AppUnchanged
+		}
+	}
+	return a
+}
+
+// diffObjects compares the objects the app controller would create from
+// base and from head (either may be nil).
+func diffObjects(base, head *api.App) []Object {
+	bw, bs := desired(base)
+	hw, hs := desired(head)
+	var out []Object
+	out = append(out, diffKind(api.KindWorkload, bw, hw, func(name string, o, n *api.Workload) []Field {
+		return diffWorkload(name, o.Spec, n.Spec)
+	}, describeWorkload)...)
+	out = append(out, diffKind(api.KindService, bs, hs, func(name string, o, n *api.Service) []Field {
+		return diffService(name, o.Spec, n.Spec)
+	}, describeService)...)
+	return out
+}
+
+func desired(a *api.App) (map[string]*api.Workload, map[string]*api.Service) {
+	ws, ss := map[string]*api.Workload{}, map[string]*api.Service{}
+	if a == nil {
+		return ws, ss
+	}
+	w, s := app.Desired(a)
+	for _, x := range w {
+		ws[x.Metadata.Name] = x
+	}
+	for _, x := range s {
+		ss[x.Metadata.Name] = x
+	}
+	return ws, ss
+}
+
+// specOf returns what the app controller compares: the spec.
+func specOf(o api.Object) any {
+	switch v := o.(type) {
+	case *api.Workload:
+		return v.Spec
+	case *api.Service:
+		return v.Spec
+	}
+	return nil
+}
+
+func diffKind[T api.Object](kind api.Kind, base, head map[string]T,
+	diff func(name string, o, n T) []Field, describe func(name string, o T) []Field) []Object {
+	names := map[string]bool{}
+	for n := range base {
+		names[n] = true
+	}
+	for n := range head {
+		names[n] = true
+	}
+	var out []Object
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		o, inBase := base[name]
+		n, inHead := head[name]
+		switch {
+		case !inBase:
+			out = append(out, Object{Kind: kind, Name: name, Op: Added, Fields: describe(name, n)})
+		case !inHead:
+			out = append(out, Object{Kind: kind, Name: name, Op: Removed, Fields: describe(name, o)})
+		case !jsonEqual(specOf(o), specOf(n)):
+			fields := diff(name, o, n)
+			if len(fields) == 0 {
+				// A difference no field diff names: say so rather than
+				// hide it.
+				fields = []Field{{Subject: name, Name: "spec", Op: Changed}}
+			}
+			out = append(out, Object{Kind: kind, Name: name, Op: Changed, Fields: fields})
+		}
+	}
+	return out
+}
+
+func jsonEqual(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}

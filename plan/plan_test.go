@@ -1,0 +1,181 @@
+package plan
+
+import (
+	"io/fs"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/cockroachdb/datadriven"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/reconcile"
+	"github.com/capstanhq/capstan/schema"
+)
+
+// scenario is one script's state: the two trees and the live cluster.
+type scenario struct {
+	trees map[string]fstest.MapFS // "base", "head"
+	live  *Live
+}
+
+// TestPlan runs the golden scenarios in testdata (rewrite the expected
+// output with -rewrite). Commands:
+//
+//	file name=PATH side=(base[,head]) [delete]   input: the file's content
+//	node name=N cpu=Q memory=Q [pods=K] [notready] [cordoned] [labels=(k=v,...)]
+//	pod app=A name=P workload=W node=N [cpu=Q] [memory=Q]
+//	plan [format=text|markdown] [path=DIR]
+//
+// Nodes and pods make the cluster live: plan then dry-runs the scheduling;
+// without them it prints that capacity was not checked.
+func TestPlan(t *testing.T) {
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		s := &scenario{trees: map[string]fstest.MapFS{"base": {}, "head": {}}}
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			switch d.Cmd {
+			case "file":
+				return s.file(t, d)
+			case "node":
+				return s.node(t, d)
+			case "pod":
+				return s.pod(t, d)
+			case "plan":
+				return s.plan(t, d)
+			}
+			t.Fatalf("%s: unknown command %q", d.Pos, d.Cmd)
+			return ""
+		})
+	})
+}
+
+func (s *scenario) file(t *testing.T, d *datadriven.TestData) string {
+	var name string
+	var sides []string
+	d.ScanArgs(t, "name", &name)
+	d.ScanArgs(t, "side", &sides)
+	for _, side := range sides {
+		tree, ok := s.trees[side]
+		if !ok {
+			t.Fatalf("%s: side %q: want base or head", d.Pos, side)
+		}
+		if d.HasArg("delete") {
+			delete(tree, name)
+			continue
+		}
+		tree[name] = &fstest.MapFile{Data: []byte(d.Input + "\n"), Mode: 0o644}
+	}
+	return ""
+}
+
+func (s *scenario) cluster() *Live {
+	if s.live == nil {
+		s.live = &Live{}
+	}
+	return s.live
+}
+
+func quantityArg(t *testing.T, d *datadriven.TestData, key string) api.Quantity {
+	var v string
+	if !d.MaybeScanArgs(t, key, &v) {
+		return api.Quantity{}
+	}
+	q, err := api.ParseQuantity(v)
+	if err != nil {
+		t.Fatalf("%s: %s=%s: %v", d.Pos, key, v, err)
+	}
+	return q
+}
+
+func (s *scenario) node(t *testing.T, d *datadriven.TestData) string {
+	n := api.KindNode.New().(*api.Node)
+	d.ScanArgs(t, "name", &n.Metadata.Name)
+	n.Status.Allocatable.CPU = quantityArg(t, d, "cpu")
+	n.Status.Allocatable.Memory = quantityArg(t, d, "memory")
+	d.MaybeScanArgs(t, "pods", &n.Status.Allocatable.Pods)
+	ready := api.ConditionTrue
+	if d.HasArg("notready") {
+		ready = api.ConditionFalse
+	}
+	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: ready}}
+	n.Spec.Unschedulable = d.HasArg("cordoned")
+	var labels []string
+	if d.MaybeScanArgs(t, "labels", &labels) {
+		n.Metadata.Labels = map[string]string{}
+		for _, kv := range labels {
+			k, v, _ := strings.Cut(kv, "=")
+			n.Metadata.Labels[k] = v
+		}
+	}
+	s.cluster().Nodes = append(s.cluster().Nodes, n)
+	return ""
+}
+
+func (s *scenario) pod(t *testing.T, d *datadriven.TestData) string {
+	p := api.KindPod.New().(*api.Pod)
+	var workload string
+	d.ScanArgs(t, "app", &p.Metadata.App)
+	d.ScanArgs(t, "name", &p.Metadata.Name)
+	d.ScanArgs(t, "workload", &workload)
+	d.ScanArgs(t, "node", &p.Spec.NodeName)
+	p.Metadata.Labels = map[string]string{reconcile.LabelApp: p.Metadata.App, reconcile.LabelWorkload: workload}
+	p.Metadata.Owner = &api.OwnerRef{Kind: api.KindWorkload, Name: workload, UID: "uid-" + workload}
+	p.Spec.Containers = []api.Container{{Name: "c", Image: "x"}}
+	p.Spec.Containers[0].Resources.Requests.CPU = quantityArg(t, d, "cpu")
+	p.Spec.Containers[0].Resources.Requests.Memory = quantityArg(t, d, "memory")
+	p.Status.Phase = api.PodRunning
+	s.cluster().Pods = append(s.cluster().Pods, p)
+	return ""
+}
+
+func load(t *testing.T, fsys fs.FS, dir string) *schema.Result {
+	if dir != "" {
+		if _, err := fs.Stat(fsys, dir); err != nil {
+			return nil
+		}
+		sub, err := fs.Sub(fsys, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys = sub
+	}
+	res, err := schema.Load(fsys, schema.LoadOptions{PathPrefix: dir})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return res
+}
+
+// changed lists the paths whose content differs between the trees.
+func changed(a, b fstest.MapFS) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(unionKeys(a, b))) {
+		fa, fb := a[name], b[name]
+		if fa == nil || fb == nil || string(fa.Data) != string(fb.Data) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (s *scenario) plan(t *testing.T, d *datadriven.TestData) string {
+	format, dir := "text", ""
+	d.MaybeScanArgs(t, "format", &format)
+	d.MaybeScanArgs(t, "path", &dir)
+	p := Compute(Input{
+		Base:         Revision{Ref: "main", Commit: "0123456789abcdef", Result: load(t, s.trees["base"], dir)},
+		Head:         Revision{Ref: "feature", Commit: "fedcba9876543210", Result: load(t, s.trees["head"], dir)},
+		ChangedFiles: changed(s.trees["base"], s.trees["head"]),
+		Live:         s.live,
+	})
+	switch format {
+	case "text":
+		return RenderText(p)
+	case "markdown":
+		return RenderMarkdown(p)
+	}
+	t.Fatalf("%s: format %q: want text or markdown", d.Pos, format)
+	return ""
+}

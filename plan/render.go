@@ -1,0 +1,317 @@
+package plan
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// maxValue bounds a value printed in a field change; longer ones (a probe
+// as JSON, a long env value) are cut with "...".
+const maxValue = 80
+
+func clip(s string) string {
+	if r := []rune(s); len(r) > maxValue {
+		return string(r[:maxValue-3]) + "..."
+	}
+	return s
+}
+
+// String renders the change without its subject: "replicas 3 -> 5",
+// "image a:v1 -> :v2", "env BACKEND_URL added (\"http://backend\")".
+func (f Field) String() string {
+	switch f.Op {
+	case Added:
+		if f.New == "" {
+			return f.Name + " added"
+		}
+		return f.Name + " added (" + clip(f.New) + ")"
+	case Removed:
+		if f.Old == "" {
+			return f.Name + " removed"
+		}
+		return f.Name + " removed (was " + clip(f.Old) + ")"
+	case Changed:
+		if f.Old == "" && f.New == "" {
+			return f.Name + " changed"
+		}
+		n := f.New
+		if f.Name == "image" {
+			n = shortImage(f.Old, f.New)
+		}
+		return f.Name + " " + clip(f.Old) + " -> " + clip(n)
+	}
+	return f.Name + " " + clip(f.New)
+}
+
+// Line renders the change with its subject: "frontend: replicas 3 -> 5".
+func (f Field) Line() string { return f.Subject + ": " + f.String() }
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+func revision(r Revision) string {
+	c := r.Commit
+	if len(c) > 7 {
+		c = c[:7]
+	}
+	switch {
+	case c == "" || strings.HasPrefix(r.Ref, c):
+		return r.Ref
+	case r.Ref == "":
+		return c
+	}
+	return r.Ref + " (" + c + ")"
+}
+
+// summary is the one-line verdict: validity, app counts, capacity.
+func (p *Plan) summary() []string {
+	var parts []string
+	if p.Valid() {
+		parts = append(parts, "head is valid")
+	} else {
+		parts = append(parts, "head is invalid ("+plural(len(p.Errors), "error")+")")
+	}
+	var counts []string
+	for _, s := range []AppStatus{AppAdded, AppChanged, AppRemoved, AppRejected, AppUnchanged} {
+		if n := p.Count(s); n > 0 {
+			counts = append(counts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	if len(counts) == 0 {
+		parts = append(parts, "no apps")
+	} else {
+		parts = append(parts, "apps: "+strings.Join(counts, ", "))
+	}
+	if len(p.ChangedFiles) > 0 {
+		parts = append(parts, plural(len(p.ChangedFiles), "file")+" changed")
+	}
+	parts = append(parts, p.capacitySummary())
+	return parts
+}
+
+func (p *Plan) capacitySummary() string {
+	c := p.Capacity
+	if c == nil {
+		return p.CapacityNote
+	}
+	pods, fit := c.Pods()
+	switch {
+	case pods == 0:
+		return "capacity: no new pods to place"
+	case fit == pods:
+		return fmt.Sprintf("capacity: all %s fit", plural(pods, "new pod"))
+	}
+	return fmt.Sprintf("capacity: %d of %s do not fit", pods-fit, plural(pods, "new pod"))
+}
+
+func objectTitle(o Object) string {
+	return kindName(o) + " " + o.Name
+}
+
+func kindName(o Object) string { return strings.ToLower(o.Kind.Singular()) }
+
+func opMark(op Op) string {
+	switch op {
+	case Added:
+		return "+"
+	case Removed:
+		return "-"
+	}
+	return "~"
+}
+
+func (a App) title() string {
+	s := "app " + a.Name + ": " + string(a.Status)
+	if a.Status == AppRejected {
+		s += ", " + plural(len(a.Errors), "error")
+	}
+	if a.Note != "" {
+		s += " (" + a.Note + ")"
+	}
+	return s
+}
+
+func nodesPlaced(m map[string]int) string {
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", n, m[n]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (pl Placement) fitText() string {
+	s := fmt.Sprintf("%d fit", pl.Fit)
+	if pl.Fit > 0 {
+		s += " (" + nodesPlaced(pl.Nodes) + ")"
+	}
+	return s
+}
+
+func (pl Placement) unfitTexts() []string {
+	var out []string
+	for _, u := range pl.Unfit {
+		out = append(out, fmt.Sprintf("%d do not: %s", u.Pods, u.Message))
+	}
+	return out
+}
+
+func (pl Placement) podsText() string {
+	s := plural(pl.Pods, "pod")
+	if pl.Freed > 0 {
+		s += " (" + plural(pl.Freed, "old pod") + " freed)"
+	}
+	return s
+}
+
+func (c *Capacity) header() string {
+	s := fmt.Sprintf("%s (%d ready)", plural(c.Nodes, "node"), c.Ready)
+	if c.Freed > 0 {
+		s += ", " + plural(c.Freed, "live pod") + " freed by the change"
+	}
+	return s
+}
+
+// RenderText renders p for a terminal.
+func RenderText(p *Plan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "capstan plan: %s -> %s\n", revision(p.Base), revision(p.Head))
+	b.WriteString(strings.Join(p.summary(), "; ") + "\n")
+	if len(p.Errors) > 0 {
+		b.WriteString("\nerrors:\n")
+		for _, e := range p.Errors {
+			b.WriteString("  " + e.String() + "\n")
+		}
+	}
+	for _, a := range p.Apps {
+		if a.Status == AppUnchanged {
+			continue
+		}
+		b.WriteString("\n" + a.title() + "\n")
+		for _, o := range a.Objects {
+			fmt.Fprintf(&b, "  %s %s\n", opMark(o.Op), objectTitle(o))
+			for _, f := range o.Fields {
+				b.WriteString("      " + f.Line() + "\n")
+			}
+		}
+	}
+	if c := p.Capacity; c != nil {
+		fmt.Fprintf(&b, "\ncapacity on %s:\n", c.header())
+		if len(c.Workloads) == 0 {
+			b.WriteString("  no new pods to place\n")
+		}
+		for _, pl := range c.Workloads {
+			parts := append([]string{pl.fitText()}, pl.unfitTexts()...)
+			fmt.Fprintf(&b, "  %s/%s: %s: %s\n", pl.App, pl.Workload, pl.podsText(), strings.Join(parts, "; "))
+		}
+	}
+	return b.String()
+}
+
+// RenderMarkdown renders p as a pull-request comment: a heading, a summary
+// line, the errors in a fenced block, a table of changes per app and the
+// capacity dry run.
+func RenderMarkdown(p *Plan) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Capstan plan: %s -> %s\n\n", code(revision(p.Base)), code(revision(p.Head)))
+	parts := p.summary()
+	if p.Valid() {
+		parts[0] = "**Valid**"
+	} else {
+		parts[0] = "**Invalid** (" + plural(len(p.Errors), "error") + ")"
+	}
+	b.WriteString(strings.Join(parts, " · ") + "\n")
+	if len(p.Errors) > 0 {
+		var lines []string
+		for _, e := range p.Errors {
+			lines = append(lines, e.String())
+		}
+		b.WriteString("\n#### Errors\n\n" + fenced(strings.Join(lines, "\n")))
+	}
+	for _, a := range p.Apps {
+		if a.Status == AppUnchanged {
+			continue
+		}
+		fmt.Fprintf(&b, "\n#### App %s: %s\n\n", code(a.Name), a.Status)
+		if a.Status == AppRejected {
+			b.WriteString(cell(upperFirst(a.Note)+"; "+plural(len(a.Errors), "error")+" (see Errors).") + "\n")
+			continue
+		}
+		if a.Note != "" {
+			b.WriteString(cell(upperFirst(a.Note)+".") + "\n\n")
+		}
+		if len(a.Objects) == 0 {
+			b.WriteString("No objects.\n")
+			continue
+		}
+		b.WriteString("| Change | Object | Details |\n|---|---|---|\n")
+		for _, o := range a.Objects {
+			var details []string
+			for _, f := range o.Fields {
+				details = append(details, code(f.Line()))
+			}
+			fmt.Fprintf(&b, "| %s | %s %s | %s |\n", o.Op, kindName(o), code(o.Name), strings.Join(details, "<br>"))
+		}
+	}
+	if c := p.Capacity; c != nil {
+		fmt.Fprintf(&b, "\n#### Capacity\n\nDry run on %s.\n\n", cell(c.header()))
+		if len(c.Workloads) == 0 {
+			b.WriteString("No new pods to place.\n")
+		} else {
+			b.WriteString("| Workload | Pods | Fit | Do not fit |\n|---|---|---|---|\n")
+			for _, pl := range c.Workloads {
+				unfit := strings.Join(pl.unfitTexts(), "<br>")
+				if unfit == "" {
+					unfit = "0"
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", code(pl.App+"/"+pl.Workload), cell(pl.podsText()), cell(pl.fitText()), cell(unfit))
+			}
+		}
+	}
+	return b.String()
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// cell makes text safe inside a Markdown table cell: one line, pipes
+// escaped.
+func cell(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	return strings.ReplaceAll(s, "|", `\|`)
+}
+
+// code renders s as inline code that survives a table cell: pipes escaped
+// (GitHub unescapes them inside code spans in tables) and enough backticks
+// around it to hold any it contains.
+func code(s string) string {
+	s = cell(s)
+	fence := "`"
+	for strings.Contains(s, fence) {
+		fence += "`"
+	}
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") || len(fence) > 1 {
+		return fence + " " + s + " " + fence
+	}
+	return fence + s + fence
+}
+
+// fenced puts text in a fenced code block longer than any run of backticks
+// inside it.
+func fenced(s string) string {
+	fence := "```"
+	for strings.Contains(s, fence) {
+		fence += "`"
+	}
+	return fence + "text\n" + s + "\n" + fence + "\n"
+}
