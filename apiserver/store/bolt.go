@@ -517,7 +517,7 @@ func (s *Bolt) Create(ctx context.Context, obj api.Object) (api.Object, error) {
 	var out api.Object
 	err := s.write(ctx, func(w *txWriter) error {
 		var err error
-		out, err = w.create(api.Clone(obj))
+		out, err = w.create(obj)
 		return err
 	})
 	return out, err
@@ -529,7 +529,7 @@ func (s *Bolt) Update(ctx context.Context, obj api.Object) (api.Object, error) {
 	var out api.Object
 	err := s.write(ctx, func(w *txWriter) error {
 		var err error
-		out, err = w.update(api.Clone(obj))
+		out, err = w.update(obj)
 		return err
 	})
 	return out, err
@@ -564,9 +564,9 @@ func (s *Bolt) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
 			var err error
 			switch op.Type {
 			case OpCreate:
-				out[i], err = w.create(api.Clone(op.Object))
+				out[i], err = w.create(op.Object)
 			case OpUpdate:
-				out[i], err = w.update(api.Clone(op.Object))
+				out[i], err = w.update(op.Object)
 			case OpDelete:
 				out[i], err = w.delete(op.Key, op.ResourceVersion)
 			default:

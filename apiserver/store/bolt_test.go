@@ -52,6 +52,7 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 	// A status-only change keeps the generation; a spec change bumps it.
 	p := got.(*api.Pod)
 	p.Status.Phase = api.PodRunning
+	stale := api.Clone(p) // Update sets the new resourceVersion on p
 	up, err := s.Update(ctx, p)
 	if err != nil {
 		t.Fatal(err)
@@ -70,8 +71,8 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 	}
 
 	// Compare-and-swap: the stale copy loses.
-	p.Status.Phase = api.PodFailed
-	if _, err := s.Update(ctx, p); !errors.Is(err, ErrConflict) {
+	stale.Status.Phase = api.PodFailed
+	if _, err := s.Update(ctx, stale); !errors.Is(err, ErrConflict) {
 		t.Fatalf("stale update: %v, want ErrConflict", err)
 	}
 	if _, err := s.Delete(ctx, api.KeyOf(p), 1); !errors.Is(err, ErrConflict) {
@@ -83,7 +84,7 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 	if _, err := s.Get(ctx, api.KeyOf(p)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("get after delete: %v", err)
 	}
-	if _, err := s.Update(ctx, p); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Update(ctx, stale); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("update after delete: %v", err)
 	}
 	if s.Revision() != 4 {

@@ -8,6 +8,10 @@ import (
 
 // Store keeps objects and their change history. Only the API server uses
 // it; components reach objects through the API.
+//
+// Create, Update and Txn set metadata (UID, ResourceVersion, Generation,
+// allocated addresses) on the objects they are given, to avoid a copy per
+// write: pass objects you own, and use the returned ones.
 type Store interface {
 	// Create stores a new object. It fails with ErrExists when the key is
 	// taken. It assigns UID, CreatedAt (when unset), Generation 1 and the
