@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/version"
@@ -37,6 +38,9 @@ type Options struct {
 	// BookmarkInterval is how often an idle watch gets a bookmark (default
 	// 10 s).
 	BookmarkInterval time.Duration
+	// EventTTL is how long an event is kept after it was last seen
+	// (default 1 hour).
+	EventTTL time.Duration
 	// Network sets the ranges VIPs, node ports and pod CIDRs come from.
 	Network NetworkOptions
 	// Registry receives the server's metrics (default: a new registry).
@@ -65,6 +69,9 @@ func (o *Options) validate() error {
 	}
 	if o.BookmarkInterval == 0 {
 		o.BookmarkInterval = 10 * time.Second
+	}
+	if o.EventTTL == 0 {
+		o.EventTTL = time.Hour
 	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
@@ -209,6 +216,42 @@ func (s *Server) AdminClient() (*client.Client, error) {
 	return client.New(cfg)
 }
 
+// ReapEvents deletes events not seen for EventTTL and returns how many.
+func (s *Server) ReapEvents(ctx context.Context) (int, error) {
+	objs, _, err := s.store.List(ctx, api.KindEvent, store.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	cutoff := s.opts.Now().Add(-s.opts.EventTTL)
+	n := 0
+	for _, o := range objs {
+		e := o.(*api.Event)
+		if e.Spec.LastSeen.Before(cutoff) {
+			if _, err := s.store.Delete(ctx, api.KeyOf(e), e.Metadata.ResourceVersion); err == nil {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+func (s *Server) reapEvents(ctx context.Context) {
+	t := time.NewTicker(s.opts.EventTTL / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.ReapEvents(ctx); err != nil {
+				s.opts.Logger.Warn("expire events", "err", err)
+			} else if n > 0 {
+				s.opts.Logger.Debug("expired events", "count", n)
+			}
+		}
+	}
+}
+
 // Start serves until ctx ends, then shuts down gracefully: it stops
 // accepting, ends watches and waits up to 10 s for requests in flight.
 func (s *Server) Start(ctx context.Context) error {
@@ -223,6 +266,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(s.ln, "", "") }()
+	go s.reapEvents(ctx)
 	s.ready.Store(true)
 	s.opts.Logger.Info("API server listening", "url", s.URL())
 	select {

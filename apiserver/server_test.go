@@ -392,3 +392,23 @@ func TestRestartReusesPKIAndAdminToken(t *testing.T) {
 		t.Fatalf("object lost across restart: %v", err)
 	}
 }
+
+func TestEventsExpire(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{EventTTL: time.Hour}})
+	for i, age := range []time.Duration{2 * time.Hour, time.Minute} {
+		e := api.KindEvent.New().(*api.Event)
+		e.Metadata = api.ObjectMeta{Name: fmt.Sprintf("ev%d", i), App: "shop"}
+		e.Spec = api.EventSpec{Type: api.EventNormal, Reason: "Test", Count: 1, FirstSeen: time.Now().Add(-age), LastSeen: time.Now().Add(-age)}
+		if _, err := c.Client.Create(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := c.Server.ReapEvents(ctx); err != nil || n != 1 {
+		t.Fatalf("reaped %d, %v; want the old one", n, err)
+	}
+	objs, _, _ := c.Client.List(ctx, api.KindEvent, client.ListOptions{})
+	if len(objs) != 1 || objs[0].Meta().Name != "ev1" {
+		t.Fatalf("left %v", objs)
+	}
+}
