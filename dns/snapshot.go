@@ -224,12 +224,30 @@ func containsRR(rrs []mdns.RR, rr mdns.RR) bool {
 
 // finish packs every name's replies into an immutable Snapshot.
 func (b *builder) finish(serial uint32) *Snapshot {
-	s := &Snapshot{zone: b.zone, names: make(map[string]*nameEntry, len(b.names)), skipped: b.skipped}
-	s.zoneKey = string(mustKey(b.zone))
+	s := newSnapshot(b.zone, serial, b.skipped, make(map[string]*nameEntry, len(b.names)))
+	buf := make([]byte, 256)
+	for owner, d := range b.names {
+		if owner == b.zone {
+			continue // newSnapshot made the apex
+		}
+		key, err := nameKey(owner, buf)
+		if err != nil {
+			continue // unreachable: owners are checked by isLabel and fitsName
+		}
+		s.names[string(key)] = packEntry(b.zone, owner, d)
+	}
+	return s
+}
+
+// newSnapshot wraps names (which it takes over) in a Snapshot of zone with
+// the SOA for serial, and adds the apex.
+func newSnapshot(zone string, serial uint32, skipped []string, names map[string]*nameEntry) *Snapshot {
+	s := &Snapshot{zone: zone, names: names, skipped: skipped}
+	s.zoneKey = string(mustKey(zone))
 	s.soa = &mdns.SOA{
-		Hdr:     mdns.RR_Header{Name: b.zone, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: negativeTTL},
-		Ns:      "ns.dns." + b.zone,
-		Mbox:    "hostmaster." + b.zone,
+		Hdr:     mdns.RR_Header{Name: zone, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: negativeTTL},
+		Ns:      "ns.dns." + zone,
+		Mbox:    "hostmaster." + zone,
 		Serial:  max(serial, 1),
 		Refresh: 7200,
 		Retry:   1800,
@@ -243,36 +261,34 @@ func (b *builder) finish(serial uint32) *Snapshot {
 		panic("dns: packing the SOA of a validated zone: " + err.Error())
 	}
 	s.soaWire = soaBuf[:n:n]
-	buf := make([]byte, 256)
-	b.add(s.soa)
-	for owner, d := range b.names {
-		e := &nameEntry{name: owner, inZone: mdns.IsSubDomain(b.zone, owner)}
-		for t, set := range d.sets {
-			e.sets = append(e.sets, rrset{qtype: t, answer: set.answer, extra: set.extra})
-		}
-		slices.SortFunc(e.sets, func(x, y rrset) int { return int(x.qtype) - int(y.qtype) })
-		for i := range e.sets {
-			set := &e.sets[i]
-			e.any.answer = append(e.any.answer, set.answer...)
-			e.any.extra = append(e.any.extra, set.extra...)
-			set.wire = packReply(owner, set.qtype, mdns.RcodeSuccess, set.answer, nil, set.extra)
-		}
-		e.any.qtype = mdns.TypeANY
-		switch {
-		case len(e.sets) == 1:
-			// The query path patches the question in, so the reply for
-			// the one type is the reply for ANY.
-			e.any.wire = e.sets[0].wire
-		case len(e.any.answer) > 0:
-			e.any.wire = packReply(owner, mdns.TypeANY, mdns.RcodeSuccess, e.any.answer, nil, e.any.extra)
-		}
-		key, err := nameKey(owner, buf)
-		if err != nil {
-			continue // unreachable: owners are checked by isLabel and fitsName
-		}
-		s.names[string(key)] = e
-	}
+	apex := &draft{sets: map[uint16]*draftSet{mdns.TypeSOA: {answer: []mdns.RR{s.soa}}}}
+	s.names[s.zoneKey] = packEntry(zone, zone, apex)
 	return s
+}
+
+// packEntry packs the replies for one owner name.
+func packEntry(zone, owner string, d *draft) *nameEntry {
+	e := &nameEntry{name: owner, inZone: mdns.IsSubDomain(zone, owner)}
+	for t, set := range d.sets {
+		e.sets = append(e.sets, rrset{qtype: t, answer: set.answer, extra: set.extra})
+	}
+	slices.SortFunc(e.sets, func(x, y rrset) int { return int(x.qtype) - int(y.qtype) })
+	for i := range e.sets {
+		set := &e.sets[i]
+		e.any.answer = append(e.any.answer, set.answer...)
+		e.any.extra = append(e.any.extra, set.extra...)
+		set.wire = packReply(owner, set.qtype, mdns.RcodeSuccess, set.answer, nil, set.extra)
+	}
+	e.any.qtype = mdns.TypeANY
+	switch {
+	case len(e.sets) == 1:
+		// The query path patches the question in, so the reply for the
+		// one type is the reply for ANY.
+		e.any.wire = e.sets[0].wire
+	case len(e.any.answer) > 0:
+		e.any.wire = packReply(owner, mdns.TypeANY, mdns.RcodeSuccess, e.any.answer, nil, e.any.extra)
+	}
+	return e
 }
 
 // packReply packs an authoritative reply with ID 0 and no RD or CD bit;

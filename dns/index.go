@@ -1,0 +1,209 @@
+package dns
+
+import (
+	"maps"
+	"slices"
+	"strings"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Index keeps the zone between changes so that a new Snapshot repacks only
+// the services that changed since the last one and shares every other
+// name's packed replies with it. Feed it from the Service and Endpoints
+// informers; Snapshot then gives the same zone BuildSnapshot would build
+// from the same objects.
+//
+// Index keeps the objects it is given and reads them again on the next
+// Snapshot: do not modify them afterwards (informer caches hand out
+// objects nobody modifies). It is not safe for concurrent use; the
+// Snapshots it returns are.
+type Index struct {
+	zone      string
+	services  map[string]*api.Service // by app/name
+	endpoints map[string]*api.Endpoints
+	dirty     map[string]struct{}
+	compiled  map[string]*compiledService // as in last
+	ents      map[string]int              // shared empty non-terminal -> services under it
+	ptrs      map[string]map[string][]mdns.RR
+	last      *Snapshot
+	invalid   []string // the zone was bad
+}
+
+// compiledService is one service's share of the zone, packed.
+type compiledService struct {
+	owned   map[string]*nameEntry // names no other service can have
+	shared  []sharedName          // <app>.svc.<zone> and svc.<zone>
+	ptr     map[string][]mdns.RR  // reverse name -> PTR records; VIPs may collide
+	skipped []string
+	serial  int64
+}
+
+type sharedName struct{ key, owner string }
+
+// NewIndex returns an empty Index for zone (default DefaultZone).
+func NewIndex(zone string) *Index {
+	b := newBuilder(zone)
+	return &Index{
+		zone:      b.zone,
+		services:  map[string]*api.Service{},
+		endpoints: map[string]*api.Endpoints{},
+		dirty:     map[string]struct{}{},
+		compiled:  map[string]*compiledService{},
+		ents:      map[string]int{},
+		ptrs:      map[string]map[string][]mdns.RR{},
+		invalid:   b.skipped,
+	}
+}
+
+func objKey(app, name string) string { return app + "/" + name }
+
+// SetService records a created or updated service.
+func (x *Index) SetService(svc *api.Service) {
+	k := objKey(svc.Metadata.App, svc.Metadata.Name)
+	x.services[k] = svc
+	x.dirty[k] = struct{}{}
+}
+
+// DeleteService records a deleted service.
+func (x *Index) DeleteService(app, name string) {
+	k := objKey(app, name)
+	delete(x.services, k)
+	x.dirty[k] = struct{}{}
+}
+
+// SetEndpoints records created or updated endpoints.
+func (x *Index) SetEndpoints(ep *api.Endpoints) {
+	k := objKey(ep.Metadata.App, ep.Metadata.Name)
+	x.endpoints[k] = ep
+	x.dirty[k] = struct{}{}
+}
+
+// DeleteEndpoints records deleted endpoints.
+func (x *Index) DeleteEndpoints(app, name string) {
+	k := objKey(app, name)
+	delete(x.endpoints, k)
+	x.dirty[k] = struct{}{}
+}
+
+// Snapshot returns the zone as of every change recorded so far. With no
+// change since the last call it returns the same Snapshot.
+func (x *Index) Snapshot() *Snapshot {
+	if x.last != nil && len(x.dirty) == 0 {
+		return x.last
+	}
+	var names map[string]*nameEntry
+	if x.last == nil {
+		names = make(map[string]*nameEntry, 4*len(x.services)+8)
+	} else {
+		names = maps.Clone(x.last.names)
+	}
+	touched := map[string]string{} // reverse names to re-merge -> owner
+	for k := range x.dirty {
+		if old := x.compiled[k]; old != nil {
+			for nk := range old.owned {
+				delete(names, nk)
+			}
+			for _, sn := range old.shared {
+				if x.ents[sn.key]--; x.ents[sn.key] == 0 {
+					delete(x.ents, sn.key)
+					delete(names, sn.key)
+				}
+			}
+			for nk, rrs := range old.ptr {
+				delete(x.ptrs[nk], k)
+				touched[nk] = rrs[0].Header().Name
+			}
+			delete(x.compiled, k)
+		}
+		c := x.compile(k)
+		if c == nil {
+			continue
+		}
+		x.compiled[k] = c
+		for nk, e := range c.owned {
+			names[nk] = e
+		}
+		for _, sn := range c.shared {
+			if x.ents[sn.key] == 0 {
+				names[sn.key] = packEntry(x.zone, sn.owner, &draft{})
+			}
+			x.ents[sn.key]++
+		}
+		for nk, rrs := range c.ptr {
+			if x.ptrs[nk] == nil {
+				x.ptrs[nk] = map[string][]mdns.RR{}
+			}
+			x.ptrs[nk][k] = rrs
+			touched[nk] = rrs[0].Header().Name
+		}
+	}
+	clear(x.dirty)
+	for nk, owner := range touched {
+		byService := x.ptrs[nk]
+		if len(byService) == 0 {
+			delete(x.ptrs, nk)
+			delete(names, nk)
+			continue
+		}
+		set := &draftSet{}
+		for _, sk := range slices.Sorted(maps.Keys(byService)) {
+			for _, rr := range byService[sk] {
+				if !containsRR(set.answer, rr) {
+					set.answer = append(set.answer, rr)
+				}
+			}
+		}
+		names[nk] = packEntry(x.zone, owner, &draft{sets: map[uint16]*draftSet{mdns.TypePTR: set}})
+	}
+	var serial int64
+	skipped := slices.Clone(x.invalid)
+	for _, c := range x.compiled {
+		serial = max(serial, c.serial)
+		skipped = append(skipped, c.skipped...)
+	}
+	x.last = newSnapshot(x.zone, uint32(serial), skipped, names)
+	return x.last
+}
+
+// compile packs the share of the zone of the service under key, or
+// returns nil when there is no such service.
+func (x *Index) compile(k string) *compiledService {
+	svc := x.services[k]
+	if svc == nil {
+		return nil
+	}
+	ep := x.endpoints[k]
+	c := &compiledService{owned: map[string]*nameEntry{}, ptr: map[string][]mdns.RR{}, serial: svc.Metadata.ResourceVersion}
+	if ep != nil {
+		c.serial = max(c.serial, ep.Metadata.ResourceVersion)
+	}
+	b := newBuilder(x.zone)
+	r := compileService(b.zone, svc, ep)
+	c.skipped = r.addTo(b)
+	appENT := strings.ToLower(svc.Metadata.App) + ".svc." + x.zone
+	buf := make([]byte, 256)
+	for owner, d := range b.names {
+		if owner == x.zone {
+			continue
+		}
+		key, err := nameKey(owner, buf)
+		if err != nil {
+			continue // unreachable: owners are checked by isLabel and fitsName
+		}
+		nk := string(key)
+		switch {
+		case !mdns.IsSubDomain(x.zone, owner):
+			if set := d.sets[mdns.TypePTR]; set != nil {
+				c.ptr[nk] = set.answer
+			}
+		case len(d.sets) == 0 && (owner == appENT || owner == "svc."+x.zone):
+			c.shared = append(c.shared, sharedName{key: nk, owner: owner})
+		default:
+			c.owned[nk] = packEntry(x.zone, owner, d)
+		}
+	}
+	return c
+}
