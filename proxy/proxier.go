@@ -106,10 +106,12 @@ type Proxier struct {
 	mark string
 
 	mu sync.Mutex
+	// synced is false until a sync succeeds, and again after a failed one
+	// or a Cleanup, when the kernel's state is not known: the next sync
+	// rebuilds the whole table.
+	synced bool
 	// cache holds, per service, the inputs last programmed and the fragment
-	// they produced. Empty means the next sync rebuilds the whole table:
-	// at start and after a failed transaction, when the kernel's state is
-	// not known.
+	// they produced.
 	cache map[serviceKey]*cachedService
 	// owners maps an element identity (VIP . proto . port, or proto . node
 	// port) to the service that holds it, so two services claiming one key
@@ -157,7 +159,7 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
-	full := len(p.cache) == 0
+	full := !p.synced
 	if full {
 		p.cache = map[serviceKey]*cachedService{}
 		p.owners = map[string]serviceKey{}
@@ -168,7 +170,29 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 		return nil
 	}
 	p.resolveOwners(changes)
+	stats, err := p.program(ctx, full, changes)
+	if err != nil {
+		p.synced = false
+		return err
+	}
+	for _, c := range changes {
+		if c.new == nil {
+			delete(p.cache, c.key)
+		} else {
+			p.cache[c.key] = c.new
+		}
+	}
+	p.synced = true
+	stats.Elapsed = time.Since(start)
+	p.stats = stats
+	p.log.Debug("nftables synced", "full", full, "netlink", stats.Netlink, "services", len(changes), "operations", stats.Operations, "elapsed", stats.Elapsed)
+	return nil
+}
 
+// program sends the changes to the kernel: over netlink when they only
+// replace endpoints and the fast path is on, else as one nft transaction
+// (with the whole table rebuilt when full).
+func (p *Proxier) program(ctx context.Context, full bool, changes []change) (SyncStats, error) {
 	var pl plan
 	hairpinDelta := map[string]int{}
 	next := map[string]serviceRules{}
@@ -197,37 +221,25 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 			stats.Operations += 1 + len(r.rules.endpoints)
 		}
 		if err := (netlinkWriter{table: p.opts.Table}).write(refills, pl.addHairpin, pl.delHairpin); err != nil {
-			p.cache, p.owners, p.hairpinRefs = nil, nil, nil
-			return fmt.Errorf("proxy: update nftables table ip %s over netlink (the next sync rebuilds the table with nft): %w", p.opts.Table, err)
+			return stats, fmt.Errorf("proxy: update nftables table ip %s over netlink (the next sync rebuilds the table with nft): %w", p.opts.Table, err)
 		}
-	} else {
-		tx := p.opts.NFT.NewTransaction()
-		if full {
-			// Add then delete: removes a leftover table (or none) in the
-			// same transaction that builds the new one, so there is no gap.
-			tx.Add(&knftables.Table{})
-			tx.Delete(&knftables.Table{})
-			addStatic(tx, p.mark)
-		}
-		pl.apply(tx)
-		stats.Operations = tx.NumOperations()
-		if err := p.opts.NFT.Run(ctx, tx); err != nil {
-			p.cache, p.owners, p.hairpinRefs = nil, nil, nil
-			return fmt.Errorf("proxy: program nftables table ip %s (%d operations; the next sync rebuilds the table; check 'nft list table ip %s'): %w",
-				p.opts.Table, tx.NumOperations(), p.opts.Table, err)
-		}
+		return stats, nil
 	}
-	for _, c := range changes {
-		if c.new == nil {
-			delete(p.cache, c.key)
-		} else {
-			p.cache[c.key] = c.new
-		}
+	tx := p.opts.NFT.NewTransaction()
+	if full {
+		// Add then delete: removes a leftover table (or none) in the same
+		// transaction that builds the new one, so there is no gap.
+		tx.Add(&knftables.Table{})
+		tx.Delete(&knftables.Table{})
+		addStatic(tx, p.mark)
 	}
-	stats.Elapsed = time.Since(start)
-	p.stats = stats
-	p.log.Debug("nftables synced", "full", full, "netlink", stats.Netlink, "services", len(changes), "operations", stats.Operations, "elapsed", stats.Elapsed)
-	return nil
+	pl.apply(tx)
+	stats.Operations = tx.NumOperations()
+	if err := p.opts.NFT.Run(ctx, tx); err != nil {
+		return stats, fmt.Errorf("proxy: program nftables table ip %s (%d operations; the next sync rebuilds the table; check 'nft list table ip %s'): %w",
+			p.opts.Table, tx.NumOperations(), p.opts.Table, err)
+	}
+	return stats, nil
 }
 
 // changes compares the inputs with the cache and returns the services to
@@ -336,7 +348,7 @@ func (p *Proxier) Stats() SyncStats {
 func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cache, p.owners, p.hairpinRefs = nil, nil, nil
+	p.synced = false
 	tx := p.opts.NFT.NewTransaction()
 	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})

@@ -238,6 +238,19 @@ func TestSyncWithoutChangesRunsNothing(t *testing.T) {
 	}
 }
 
+func TestSyncOfNoServicesBuildsTheTableOnce(t *testing.T) {
+	p, fake := newFakeProxier(t)
+	mustSync(t, p, nil, nil)
+	if fake.Table == nil || !p.Stats().Full {
+		t.Fatalf("first sync of nothing did not build the table: %+v", p.Stats())
+	}
+	first := fake.LastTransaction
+	mustSync(t, p, nil, nil)
+	if fake.LastTransaction != first {
+		t.Fatalf("second sync of nothing ran:\n%s", fake.LastTransaction)
+	}
+}
+
 func TestSyncRebuildsLeftoverTable(t *testing.T) {
 	fake := knftables.NewFake(knftables.IPv4Family, "capstan")
 	// A previous run left a table with a stale chain and element.
