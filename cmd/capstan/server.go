@@ -9,6 +9,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/registry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -23,6 +24,9 @@ type serverFlags struct {
 	sans    []string
 	logJSON bool
 	verbose bool
+	// registryAddr, when set, runs the embedded registry there with its
+	// storage in DATA_DIR/registry.
+	registryAddr string
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -31,6 +35,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringSliceVar(&f.sans, "tls-san", nil, "extra names or addresses for the serving certificate (repeatable)")
 	cmd.Flags().BoolVar(&f.logJSON, "log-json", false, "log as JSON")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages")
+	cmd.Flags().StringVar(&f.registryAddr, "registry-addr", "", "serve the embedded OCI registry on this address, images in DATA_DIR/registry (default: off; loopback only, e.g. 127.0.0.1:5000)")
 	f.git.register(cmd)
 }
 
@@ -74,6 +79,8 @@ type controlPlane struct {
 	log    *slog.Logger
 	store  *store.Bolt
 	server *apiserver.Server
+	// registry is the embedded registry, nil unless --registry-addr is set.
+	registry *registry.Registry
 	// runners are the long-running parts, started together.
 	runners []func(context.Context) error
 }
@@ -108,6 +115,13 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 	}
 	if syncStart != nil {
 		cp.runners = append(cp.runners, syncStart)
+	}
+	if f.registryAddr != "" {
+		if cp.registry, err = newRegistry(f.registryAddr, f.dataDir, log); err != nil {
+			st.Close()
+			return nil, err
+		}
+		cp.runners = append(cp.runners, cp.registry.Start)
 	}
 	return cp, nil
 }
