@@ -198,3 +198,152 @@ func TestClusterConverges(t *testing.T) {
 		}
 	}
 }
+
+// TestAppLifecycle drives one small app through the whole stack: deploy,
+// a rolling update, a revert, a manual edit reverted as drift, a cordon
+// and drain, and deletion collecting everything the app owned.
+func TestAppLifecycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: runs without -short (make test)")
+	}
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx := t.Context()
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("CAPSTAN_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Logger: log}))
+	wl := must[*workload.Controller](t)(workload.New(workload.Options{Client: c, Logger: log}))
+	ep := must[*endpoints.Controller](t)(endpoints.New(endpoints.Options{Client: c, Logger: log}))
+	gcc := must[*gc.Controller](t)(gc.New(gc.Options{Client: c, Logger: log}))
+	ac := must[*app.Controller](t)(app.New(app.Options{Client: c, Logger: log}))
+	nodes := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 3, Prefix: "n", Logger: log}))
+	run(t, ctx, sched, wl, ep, gcc, ac, nodes)
+
+	const replicas = 4
+	setImage := func(image, commit string) {
+		t.Helper()
+		for attempt := 0; ; attempt++ {
+			var a *api.App
+			o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+			if client.IsNotFound(err) {
+				a = api.KindApp.New().(*api.App)
+				a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+			} else if err != nil {
+				t.Fatal(err)
+			} else {
+				a = api.Clone(o.(*api.App))
+			}
+			a.Metadata.Source = &api.Source{Repo: "test", Commit: commit}
+			a.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: replicas, Template: api.PodTemplate{
+				Containers: []api.Container{{Name: "web", Image: image, Ports: []api.ContainerPort{{Name: "http", Port: 8080}}}}}}}}
+			a.Spec.Services = []api.AppService{{Name: "web", Spec: api.ServiceSpec{Ports: []api.ServicePort{{Name: "http", Port: 80, TargetPort: api.FromString("http")}}}}}
+			if a.Metadata.UID == "" {
+				_, err = c.Create(ctx, a)
+			} else {
+				_, err = c.Update(ctx, a)
+			}
+			if err == nil {
+				return
+			}
+			if !client.IsConflict(err) || attempt > 5 {
+				t.Fatal(err)
+			}
+		}
+	}
+	// rolledOut waits until every pod runs image, the app is Healthy and
+	// the endpoints list them all.
+	rolledOut := func(image string) {
+		t.Helper()
+		waitFor(t, time.Minute, "rollout to "+image, func() string {
+			objs, _, err := c.List(ctx, api.KindPod, client.ListOptions{App: "shop"})
+			if err != nil {
+				return err.Error()
+			}
+			ips := map[string]bool{}
+			for _, p := range reconcile.Pods(objs) {
+				if p.Spec.Containers[0].Image != image || !reconcile.PodReady(p) || p.Metadata.DeletionRequestedAt != nil {
+					return fmt.Sprintf("pod %s: image %s ready=%v", p.Metadata.Name, p.Spec.Containers[0].Image, reconcile.PodReady(p))
+				}
+				ips[p.Status.PodIP] = true
+			}
+			if len(objs) != replicas {
+				return fmt.Sprintf("%d pods", len(objs))
+			}
+			o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+			if err != nil {
+				return err.Error()
+			}
+			if st := o.(*api.App).Status; st.Health != api.HealthHealthy {
+				return "health " + st.Health + ": " + st.HealthMessage
+			}
+			e, err := c.Get(ctx, api.Key{Kind: api.KindEndpoints, App: "shop", Name: "web"})
+			if err != nil {
+				return err.Error()
+			}
+			for _, a := range e.(*api.Endpoints).Spec.Addresses {
+				if !ips[a.IP] || !a.Ready {
+					return "endpoints lag: " + a.Pod
+				}
+			}
+			if n := len(e.(*api.Endpoints).Spec.Addresses); n != replicas {
+				return fmt.Sprintf("%d endpoints", n)
+			}
+			return ""
+		})
+	}
+
+	setImage("example/web:v1", "c1")
+	rolledOut("example/web:v1")
+	setImage("example/web:v2", "c2")
+	rolledOut("example/web:v2")
+	setImage("example/web:v1", "c3") // the revert
+	rolledOut("example/web:v1")
+
+	// Drift: scale the workload by hand; the app controller puts it back.
+	o := must[api.Object](t)(c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "shop", Name: "web"}))
+	w := api.Clone(o.(*api.Workload))
+	w.Spec.Replicas = 9
+	must[api.Object](t)(c.Update(ctx, w))
+	waitFor(t, 30*time.Second, "drift reverted", func() string {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "shop", Name: "web"})
+		if err != nil {
+			return err.Error()
+		}
+		if r := o.(*api.Workload).Spec.Replicas; r != replicas {
+			return fmt.Sprintf("replicas %d", r)
+		}
+		return ""
+	})
+	rolledOut("example/web:v1")
+
+	// Drain one node: its pods move to the other two.
+	keys := must[[]api.Key](t)(node.DrainNode(ctx, c, nodes.Name(0)))
+	waitFor(t, time.Minute, "drained node empty", func() string {
+		objs, _, err := c.List(ctx, api.KindPod, client.ListOptions{Node: nodes.Name(0)})
+		if err != nil {
+			return err.Error()
+		}
+		if len(objs) > 0 {
+			return fmt.Sprintf("%d pods left on %s (drained %d)", len(objs), nodes.Name(0), len(keys))
+		}
+		return ""
+	})
+	rolledOut("example/web:v1")
+
+	// Deleting the App collects its workload, service, pods and endpoints.
+	must[api.Object](t)(c.Delete(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"}, client.DeleteOptions{}))
+	waitFor(t, time.Minute, "app's objects collected", func() string {
+		for _, k := range []api.Kind{api.KindWorkload, api.KindService, api.KindPod, api.KindEndpoints} {
+			objs, _, err := c.List(ctx, k, client.ListOptions{App: "shop"})
+			if err != nil {
+				return err.Error()
+			}
+			if len(objs) > 0 {
+				return fmt.Sprintf("%d %s left", len(objs), k)
+			}
+		}
+		return ""
+	})
+}

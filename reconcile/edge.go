@@ -54,7 +54,7 @@ type Index struct {
 	bucketsOf func(api.Object) []string
 
 	mu      sync.RWMutex
-	buckets map[string]map[string]api.Object // bucket -> object key -> object
+	buckets map[string]map[string]api.Object // bucket -> full key (kinds may mix) -> object
 }
 
 // NewIndex returns an index that files each object under bucketsOf(obj).
@@ -76,7 +76,7 @@ func (x *Index) set(old, obj api.Object) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if old != nil {
-		k := api.KeyOf(old).ObjectKey()
+		k := api.KeyOf(old).String()
 		for _, b := range x.bucketsOf(old) {
 			delete(x.buckets[b], k)
 			if len(x.buckets[b]) == 0 {
@@ -85,7 +85,7 @@ func (x *Index) set(old, obj api.Object) {
 		}
 	}
 	if obj != nil {
-		k := api.KeyOf(obj).ObjectKey()
+		k := api.KeyOf(obj).String()
 		for _, b := range x.bucketsOf(obj) {
 			m := x.buckets[b]
 			if m == nil {
