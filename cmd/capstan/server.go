@@ -9,7 +9,13 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/store"
+	appController "github.com/capstanhq/capstan/reconcile/app"
+	endpointsController "github.com/capstanhq/capstan/reconcile/endpoints"
+	gcController "github.com/capstanhq/capstan/reconcile/gc"
+	nodeController "github.com/capstanhq/capstan/reconcile/node"
+	workloadController "github.com/capstanhq/capstan/reconcile/workload"
 	"github.com/capstanhq/capstan/registry"
+	"github.com/capstanhq/capstan/scheduler"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -19,6 +25,7 @@ import (
 // serverFlags are the flags of `capstan server`.
 type serverFlags struct {
 	git     gitFlags
+	nodes   nodeController.Options
 	dataDir string
 	listen  string
 	sans    []string
@@ -37,6 +44,8 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages")
 	cmd.Flags().StringVar(&f.registryAddr, "registry-addr", "", "serve the embedded OCI registry on this address, images in DATA_DIR/registry (default: off; loopback only, e.g. 127.0.0.1:5000)")
 	f.git.register(cmd)
+	cmd.Flags().DurationVar(&f.nodes.GracePeriod, "node-grace-period", nodeController.DefaultGracePeriod, "a node without a heartbeat for this long becomes NotReady")
+	cmd.Flags().DurationVar(&f.nodes.EvictionTimeout, "pod-eviction-timeout", nodeController.DefaultEvictionTimeout, "pods of a NotReady node are replaced elsewhere this long after its last heartbeat")
 }
 
 func (f *serverFlags) logger() *slog.Logger {
@@ -123,7 +132,47 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 		}
 		cp.runners = append(cp.runners, cp.registry.Start)
 	}
+	controllers, err := newControllers(srv, f, reg, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	cp.runners = append(cp.runners, controllers...)
 	return cp, nil
+}
+
+// newControllers builds the controllers and the scheduler; they talk to
+// the API like any other client.
+func newControllers(srv *apiserver.Server, f serverFlags, reg *prometheus.Registry, log *slog.Logger) ([]func(context.Context) error, error) {
+	c, err := srv.AdminClient()
+	if err != nil {
+		return nil, err
+	}
+	appC, err := appController.New(appController.Options{Client: c, Registry: reg, Logger: log.With("controller", "app")})
+	if err != nil {
+		return nil, err
+	}
+	wlC, err := workloadController.New(workloadController.Options{Client: c, Registry: reg, Logger: log.With("controller", "workload")})
+	if err != nil {
+		return nil, err
+	}
+	nodeC, err := nodeController.NewController(nodeController.ControllerOptions{Client: c, Decide: f.nodes, Registry: reg, Logger: log.With("controller", "node")})
+	if err != nil {
+		return nil, err
+	}
+	epC, err := endpointsController.New(endpointsController.Options{Client: c, Registry: reg, Logger: log.With("controller", "endpoints")})
+	if err != nil {
+		return nil, err
+	}
+	gcC, err := gcController.New(gcController.Options{Client: c, Registry: reg, Logger: log.With("controller", "gc")})
+	if err != nil {
+		return nil, err
+	}
+	sched, err := scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Registry: reg, Logger: log.With("component", "scheduler")})
+	if err != nil {
+		return nil, err
+	}
+	return []func(context.Context) error{appC.Start, wlC.Start, nodeC.Start, epC.Start, gcC.Start, sched.Start}, nil
 }
 
 // Start runs every part until ctx ends or one fails.
