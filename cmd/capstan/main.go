@@ -67,6 +67,7 @@ func newRootCmd() *cobra.Command {
 		newVersionCmd(),
 		newSchemaCmd(),
 		newValidateCmd(),
+		newPlanCmd(),
 		newRolloutCmd(),
 		newCordonCmd(),
 		newUncordonCmd(),

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// Named for this command so it cannot collide with another test's flag in
+// the package.
+var updatePlan = flag.Bool("update-plan", false, "rewrite testdata/plan/*.golden with the current output")
+
+// planRepo is a real git repository made with the git CLI.
+type planRepo struct {
+	t   *testing.T
+	dir string
+}
+
+func newPlanRepo(t *testing.T) *planRepo {
+	r := &planRepo{t: t, dir: t.TempDir()}
+	gitCmd(t, r.dir, "init", "-q", "-b", "main")
+	gitCmd(t, r.dir, "config", "user.name", "Ada Lovelace")
+	gitCmd(t, r.dir, "config", "user.email", "ada@example.com")
+	return r
+}
+
+// commit writes files (content "" deletes) and commits them on the
+// current branch; it returns the commit's SHA.
+func (r *planRepo) commit(msg string, files map[string]string) string {
+	r.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(r.dir, name)
+		if content == "" {
+			if err := os.Remove(p); err != nil {
+				r.t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	gitCmd(r.t, r.dir, "add", "-A")
+	gitCmd(r.t, r.dir, "commit", "-q", "-m", msg)
+	return gitCmd(r.t, r.dir, "rev-parse", "HEAD")
+}
+
+// golden compares got with testdata/plan/NAME, after replacing each SHA
+// of shas (short or long) with its name, so the files do not depend on
+// commit times.
+func golden(t *testing.T, name, got string, shas map[string]string) {
+	t.Helper()
+	for sha, label := range shas {
+		got = strings.ReplaceAll(got, sha, "<"+label+">")
+		got = strings.ReplaceAll(got, sha[:7], "<"+label+">")
+	}
+	path := filepath.Join("testdata", "plan", name)
+	if *updatePlan {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run %s -update-plan to write it)", err, t.Name())
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (rerun with -update-plan to accept):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func exitStatus(err error) int {
+	if err == nil {
+		return 0
+	}
+	return exitCode(err)
+}
+
+const shopV1 = `apps: shop: pods: {
+	frontend: {
+		replicas: 3
+		containers: web: {
+			image: "127.0.0.1:5000/examples/hello:v1"
+			ports: http: 8080
+			resources: {cpu: "100m", memory: "32Mi"}
+		}
+		service: {ports: http: 80, external: true}
+	}
+	backend: {
+		replicas: 2
+		containers: api: {image: "127.0.0.1:5000/examples/api:v1", ports: http: 9000}
+		service: ports: http: 80
+	}
+}
+`
+
+// TestPlanCommand runs `capstan plan` in-process against a real git
+// repository: a valid branch (scale, image, env, a new app), an invalid one
+// (exit 1 with file:line:col), and the errors that make no plan (exit 2).
+func TestPlanCommand(t *testing.T) {
+	t.Setenv("CAPSTAN_CONFIG", "")
+	r := newPlanRepo(t)
+	base := r.commit("shop", map[string]string{"apps/shop.cue": shopV1, "README.md": "# ops\n"})
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "feature")
+	shopV2 := strings.Replace(shopV1, "replicas: 3", "replicas: 5", 1)
+	shopV2 = strings.Replace(shopV2, "hello:v1\"", "hello:v2\"\n\t\t\tenv: BACKEND_URL: \"http://backend:80\"", 1)
+	head := r.commit("scale and roll the frontend, add blog", map[string]string{
+		"apps/shop.cue":  shopV2,
+		"apps/blog.yaml": "apps:\n  blog:\n    pods:\n      web:\n        containers:\n          web: {image: \"127.0.0.1:5000/examples/blog:v1\"}\n",
+		"README.md":      "# ops, changed\n",
+	})
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "broken")
+	broken := r.commit("break shop", map[string]string{
+		"apps/shop.cue": strings.Replace(shopV2, "replicas: 5", "replicas: -1", 1),
+	})
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "moved")
+	moved := r.commit("move the descriptors", map[string]string{"apps/shop.cue": "", "apps/blog.yaml": "", "deploy/shop.cue": shopV2})
+	shas := map[string]string{base: "base", head: "head", broken: "broken", moved: "moved"}
+
+	tests := []struct {
+		name     string
+		args     []string
+		golden   string
+		wantCode int
+		want     []string // substrings of the output or the error
+	}{
+		{
+			name:   "valid change as text",
+			args:   []string{"--base", "main", "--head", "feature", "--path", "apps"},
+			golden: "valid.txt",
+			want:   []string{"frontend: replicas 3 -> 5", "frontend/web: image 127.0.0.1:5000/examples/hello:v1 -> :v2", "env BACKEND_URL added", "app blog: added", "capacity not checked (no server reachable)"},
+		},
+		{
+			name:   "valid change as markdown",
+			args:   []string{"--base", "main", "--head", "feature", "--path", "apps", "--format", "markdown"},
+			golden: "valid.md",
+			want:   []string{"### Capstan plan", "| changed | workload `frontend` |"},
+		},
+		{
+			name:     "invalid head as text",
+			args:     []string{"--base", "main", "--head", "broken", "--path", "apps"},
+			golden:   "invalid.txt",
+			wantCode: 1,
+			want:     []string{"apps/shop.cue:3:13: apps.shop.pods.frontend.replicas:", "head broken is invalid: 1 error in 1 rejected app"},
+		},
+		{
+			name:     "invalid head as markdown",
+			args:     []string{"--base", "main", "--head", "broken", "--path", "apps", "--format", "markdown"},
+			golden:   "invalid.md",
+			wantCode: 1,
+			want:     []string{"```text\napps/shop.cue:3:13:"},
+		},
+		{
+			name:     "descriptor path gone at head",
+			args:     []string{"--base", "main", "--head", "moved", "--path", "apps"},
+			wantCode: 1,
+			want:     []string{"apps: descriptor path not found at moved", "app shop: rejected"},
+		},
+		{
+			name: "whole repository without --path",
+			args: []string{"--base", "feature", "--head", "moved"},
+			want: []string{"app blog: removed", "apps: 1 removed, 1 unchanged; 3 files changed"},
+		},
+		{
+			name:     "unknown ref",
+			args:     []string{"--base", "main", "--head", "no-such-branch"},
+			wantCode: 2,
+			want:     []string{`"no-such-branch"`},
+		},
+		{
+			name:     "bad format",
+			args:     []string{"--base", "main", "--head", "feature", "--format", "html"},
+			wantCode: 2,
+			want:     []string{`--format "html": want text or markdown`},
+		},
+		{
+			name:     "path at neither revision",
+			args:     []string{"--base", "main", "--head", "feature", "--path", "nope"},
+			wantCode: 2,
+			want:     []string{`path "nope" exists neither at main nor at feature`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := run(t, append([]string{"plan", "--repo", r.dir}, tt.args...)...)
+			if got := exitStatus(err); got != tt.wantCode {
+				t.Fatalf("exit status %d (%v), want %d; output:\n%s", got, err, tt.wantCode, out)
+			}
+			all := out
+			if err != nil {
+				all += "\nerror: " + err.Error()
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("output lacks %q:\n%s", w, all)
+				}
+			}
+			if tt.golden != "" {
+				golden(t, tt.golden, out, shas)
+			}
+		})
+	}
+}
+
+// TestPlanDryRun runs `capstan plan --config` against a real API server
+// whose nodes (made through the API) leave room for some of the new pods
+// only, and checks the counted reasons of those that do not fit.
+func TestPlanDryRun(t *testing.T) {
+	t.Setenv("CAPSTAN_CONFIG", "")
+	r := newPlanRepo(t)
+	shop := func(replicas string) string {
+		return "apps: shop: pods: frontend: {\n\treplicas: " + replicas +
+			"\n\tcontainers: web: {\n\t\timage: \"127.0.0.1:5000/examples/hello:v1\"\n\t\tresources: {cpu: \"500m\", memory: \"256Mi\"}\n\t}\n}\n"
+	}
+	base := r.commit("shop", map[string]string{"apps/shop.cue": shop("2")})
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "feature")
+	head := r.commit("scale shop to 7, add batch", map[string]string{
+		"apps/shop.cue":  shop("7"),
+		"apps/batch.cue": "apps: batch: pods: worker: containers: worker: {\n\timage: \"127.0.0.1:5000/examples/worker:v1\"\n\tresources: {cpu: \"1\", memory: \"4Gi\"}\n}\n",
+	})
+
+	c := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	for _, n := range []struct {
+		name, cpu, memory string
+		ready             api.ConditionStatus
+	}{
+		{"n1", "4", "1Gi", api.ConditionTrue},
+		{"n2", "2", "512Mi", api.ConditionTrue},
+		{"n3", "8", "8Gi", api.ConditionFalse},
+	} {
+		node := api.KindNode.New().(*api.Node)
+		node.Metadata.Name = n.name
+		created, err := c.Client.Create(ctx, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node = created.(*api.Node)
+		node.Status.Allocatable = api.ResourceList{CPU: api.MustParseQuantity(n.cpu), Memory: api.MustParseQuantity(n.memory), Pods: 110}
+		node.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: n.ready}}
+		if _, err := c.Client.UpdateStatus(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The two running frontend pods, one on each ready node.
+	for i, nodeName := range []string{"n1", "n2"} {
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: "frontend-" + string(rune('a'+i)), App: "shop",
+			Labels: map[string]string{reconcile.LabelApp: "shop", reconcile.LabelWorkload: "frontend"}}
+		p.Spec.NodeName = nodeName
+		p.Spec.Containers = []api.Container{{Name: "web", Image: "127.0.0.1:5000/examples/hello:v1",
+			Resources: api.Resources{Requests: api.ResourceList{CPU: api.MustParseQuantity("500m"), Memory: api.MustParseQuantity("256Mi")}}}}
+		if _, err := c.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	args := []string{"plan", "--repo", r.dir, "--base", "main", "--head", "feature", "--config", c.Server.AdminConfigPath()}
+	out, err := run(t, args...)
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, out)
+	}
+	// batch/worker asks for 4Gi: no ready node has it. shop/frontend adds
+	// 5 pods of 256Mi: n1 has room for 3, n2 for 1, the fifth fits nowhere.
+	for _, want := range []string{
+		"capacity: 2 of 6 new pods do not fit",
+		"batch/worker: 1 pod: 0 fit; 1 do not: 0/3 nodes available: 2 insufficient memory, 1 not ready",
+		"shop/frontend: 5 pods: 4 fit (n1: 3, n2: 1); 1 do not: 0/3 nodes available: 2 insufficient memory, 1 not ready",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	golden(t, "dryrun.txt", out, map[string]string{base: "base", head: "head"})
+	md, err := run(t, append(args, "--format", "markdown")...)
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, md)
+	}
+	golden(t, "dryrun.md", md, map[string]string{base: "base", head: "head"})
+
+	// The same config once the server is gone: the plan is still made,
+	// and says why capacity was not checked.
+	c.Stop()
+	out, err = run(t, args...)
+	if err != nil {
+		t.Fatalf("plan without a server: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "capacity not checked (no server reachable: list nodes:") {
+		t.Errorf("output does not say the server was unreachable:\n%s", out)
+	}
+}
