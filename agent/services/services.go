@@ -1,0 +1,187 @@
+package services
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/dns"
+)
+
+// DefaultDebounce is how long a change waits for more before the DNS and
+// proxy are rebuilt.
+const DefaultDebounce = 100 * time.Millisecond
+
+// DNS receives zone snapshots; *dns.Server implements it.
+type DNS interface {
+	Update(*dns.Snapshot) error
+}
+
+// Proxy receives the complete services and endpoints; *proxy.Proxier
+// implements it (its Start programs nftables from the latest Update).
+type Proxy interface {
+	Update(services []*api.Service, endpoints []*api.Endpoints)
+}
+
+// Options configure a Feeder. Zero values take the documented defaults;
+// New validates them.
+type Options struct {
+	// Client reads services and endpoints of every app. Required.
+	Client *client.Client
+	// DNS gets a snapshot after every change; nil: no DNS.
+	DNS DNS
+	// Zone is the zone snapshots are built for; it must be the DNS
+	// server's. Default dns.DefaultZone ("cluster.local").
+	Zone string
+	// Proxy gets the lists after every change; nil: no proxy. At least one
+	// of DNS and Proxy is required.
+	Proxy Proxy
+	// Debounce is how long a change waits for more before one push
+	// carries them all. Default DefaultDebounce (100ms).
+	Debounce time.Duration
+	// Logger receives pushes at debug level and skipped DNS names. Default:
+	// discard.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if o.Client == nil {
+		return fmt.Errorf("%w: no API client: give the node's client", ErrOptions)
+	}
+	if o.DNS == nil && o.Proxy == nil {
+		return fmt.Errorf("%w: neither DNS nor Proxy is set: there is nothing to feed", ErrOptions)
+	}
+	if o.Zone == "" {
+		o.Zone = dns.DefaultZone
+	}
+	if o.Debounce < 0 {
+		return fmt.Errorf("%w: debounce %s is negative", ErrOptions, o.Debounce)
+	}
+	if o.Debounce == 0 {
+		o.Debounce = DefaultDebounce
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Feeder keeps the DNS and the proxy in step with the API's services and
+// endpoints.
+type Feeder struct {
+	opts    Options
+	log     *slog.Logger
+	started atomic.Bool
+	synced  chan struct{}
+	once    sync.Once
+	pushes  atomic.Int64
+}
+
+// New validates opts and returns a Feeder to Start.
+func New(opts Options) (*Feeder, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Feeder{opts: opts, log: opts.Logger.With("component", "services"), synced: make(chan struct{})}, nil
+}
+
+// Synced is closed after the first push: the DNS and the proxy then hold
+// every service the API had when the informers first listed.
+func (f *Feeder) Synced() <-chan struct{} { return f.synced }
+
+// Pushes counts the pushes made so far (each one both sinks).
+func (f *Feeder) Pushes() int64 { return f.pushes.Load() }
+
+// Start watches services and endpoints until ctx ends, pushing to the
+// sinks once both informers have listed and then after every change,
+// debounced. It returns nil when ctx ends.
+func (f *Feeder) Start(ctx context.Context) error {
+	if !f.started.CompareAndSwap(false, true) {
+		return ErrStarted
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+
+	changed := make(chan struct{}, 1)
+	poke := func(api.Object) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	h := client.Handler{OnAdd: poke, OnUpdate: func(_, o api.Object) { poke(o) }, OnDelete: poke}
+	svcs := client.NewInformer(f.opts.Client, api.KindService, client.ListOptions{}, f.log)
+	eps := client.NewInformer(f.opts.Client, api.KindEndpoints, client.ListOptions{}, f.log)
+	for _, inf := range []*client.Informer{svcs, eps} {
+		inf.AddHandler(h)
+		wg.Add(1)
+		go func() { defer wg.Done(); inf.Start(ctx) }()
+	}
+	// A push before both lists are in would drop every service of the
+	// other list from the proxy and the zone.
+	for _, inf := range []*client.Informer{svcs, eps} {
+		if err := inf.WaitForSync(ctx); err != nil {
+			return nil
+		}
+	}
+	f.push(svcs, eps)
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+			if timer == nil {
+				timer = time.After(f.opts.Debounce)
+			}
+		case <-timer:
+			timer = nil
+			f.push(svcs, eps)
+		}
+	}
+}
+
+// push builds both sinks' inputs from the caches and hands them over.
+func (f *Feeder) push(svcInf, epInf *client.Informer) {
+	services, endpoints := Lists(svcInf.List(), epInf.List())
+	if f.opts.DNS != nil {
+		snap := dns.BuildSnapshot(f.opts.Zone, services, endpoints)
+		for _, s := range snap.Skipped() {
+			f.log.Warn("service left out of DNS", "why", s)
+		}
+		if err := f.opts.DNS.Update(snap); err != nil {
+			// Only a zone mismatch fails, and it cannot heal: say so loudly.
+			f.log.Error("DNS update refused", "err", err)
+		}
+	}
+	if f.opts.Proxy != nil {
+		f.opts.Proxy.Update(services, endpoints)
+	}
+	f.pushes.Add(1)
+	f.once.Do(func() { close(f.synced) })
+	f.log.Debug("pushed services", "services", len(services), "endpoints", len(endpoints))
+}
+
+// Lists converts informer contents to the typed lists the DNS and the
+// proxy take. The objects are shared with the cache and never modified.
+func Lists(svcObjs, epObjs []api.Object) ([]*api.Service, []*api.Endpoints) {
+	services := make([]*api.Service, 0, len(svcObjs))
+	for _, o := range svcObjs {
+		if s, ok := o.(*api.Service); ok {
+			services = append(services, s)
+		}
+	}
+	endpoints := make([]*api.Endpoints, 0, len(epObjs))
+	for _, o := range epObjs {
+		if e, ok := o.(*api.Endpoints); ok {
+			endpoints = append(endpoints, e)
+		}
+	}
+	return services, endpoints
+}
