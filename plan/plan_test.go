@@ -3,6 +3,7 @@ package plan
 import (
 	"io/fs"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -178,4 +179,69 @@ func (s *scenario) plan(t *testing.T, d *datadriven.TestData) string {
 	}
 	t.Fatalf("%s: format %q: want text or markdown", d.Pos, format)
 	return ""
+}
+
+// TestSameRevisionChangesNothing: a plan of a tree against itself is
+// valid, has every app unchanged and needs no pod, on any cluster.
+func TestSameRevisionChangesNothing(t *testing.T) {
+	res := load(t, os.DirFS("../examples/repo"), "")
+	if len(res.Apps) == 0 {
+		t.Fatal("the example repository declares no app")
+	}
+	live := &Live{Nodes: []*api.Node{api.KindNode.New().(*api.Node)}}
+	p := Compute(Input{Base: Revision{Ref: "a", Result: res}, Head: Revision{Ref: "a", Result: res}, Live: live})
+	if !p.Valid() {
+		t.Fatalf("errors: %v", p.Errors)
+	}
+	for _, a := range p.Apps {
+		if a.Status != AppUnchanged || len(a.Objects) > 0 {
+			t.Errorf("app %s: %s with %d objects, want unchanged", a.Name, a.Status, len(a.Objects))
+		}
+	}
+	if pods, _ := p.Capacity.Pods(); pods != 0 {
+		t.Errorf("%d pods to place, want 0", pods)
+	}
+}
+
+// TestEveryTemplateChangeIsNamed: whatever changes in a workload's spec,
+// the plan names at least one field, never an empty "changed".
+func TestEveryTemplateChangeIsNamed(t *testing.T) {
+	base := api.WorkloadSpec{Replicas: 1, Template: api.PodTemplate{Containers: []api.Container{{Name: "c", Image: "i:v1"}}}}
+	tests := []struct {
+		name   string
+		change func(*api.WorkloadSpec)
+		want   string
+	}{
+		{"command", func(w *api.WorkloadSpec) { w.Template.Containers[0].Command = []string{"/bin/app", "-v"} }, `c/c: command added (["/bin/app","-v"])`},
+		{"working dir", func(w *api.WorkloadSpec) { w.Template.Containers[0].WorkingDir = "/srv" }, "c/c: working dir added (/srv)"},
+		{"mount", func(w *api.WorkloadSpec) {
+			w.Template.Containers[0].VolumeMounts = []api.VolumeMount{{Name: "spool", MountPath: "/spool", ReadOnly: true}}
+		}, "c/c: mount spool added (/spool (read-only))"},
+		{"liveness", func(w *api.WorkloadSpec) {
+			w.Template.Containers[0].Liveness = &api.Probe{TCP: &api.TCPProbe{Port: api.FromInt(5432)}, PeriodSeconds: 10}
+		}, "c/c: liveness added (tcp on 5432, period 10s)"},
+		{"node selector", func(w *api.WorkloadSpec) { w.Template.NodeSelector = map[string]string{"disk": "ssd"} }, "c: node selector disk added (ssd)"},
+		{"restart policy", func(w *api.WorkloadSpec) { w.Template.RestartPolicy = api.RestartNever }, "c: restart policy added (Never)"},
+		{"max surge", func(w *api.WorkloadSpec) { w.Strategy.MaxSurge = api.FromString("50%") }, "c: max surge added (50%)"},
+		{"host port", func(w *api.WorkloadSpec) {
+			w.Template.Containers[0].Ports = []api.ContainerPort{{Name: "dns", Port: 53, Protocol: api.ProtocolUDP, HostPort: 53}}
+		}, "c/c: port dns added (53/UDP host 53)"},
+		{"container removed", func(w *api.WorkloadSpec) {
+			w.Template.Containers = []api.Container{{Name: "d", Image: "i:v1"}}
+		}, "c: container c removed (was i:v1)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			head := base
+			head.Template.Containers = slices.Clone(base.Template.Containers)
+			tt.change(&head)
+			var lines []string
+			for _, f := range diffWorkload("c", base, head) {
+				lines = append(lines, f.Line())
+			}
+			if !slices.Contains(lines, tt.want) {
+				t.Errorf("changes %q lack %q", lines, tt.want)
+			}
+		})
+	}
 }
