@@ -29,7 +29,9 @@ type Index struct {
 	ents      map[string]int              // shared empty non-terminal -> services under it
 	ptrs      map[string]map[string][]mdns.RR
 	last      *Snapshot
-	invalid   []string // the zone was bad
+	invalid   []string            // the zone was bad
+	skipped   map[string][]string // by service, only those with something skipped
+	serial    int64               // max serial of compiled
 }
 
 // compiledService is one service's share of the zone, packed.
@@ -55,6 +57,7 @@ func NewIndex(zone string) *Index {
 		ents:      map[string]int{},
 		ptrs:      map[string]map[string][]mdns.RR{},
 		invalid:   b.skipped,
+		skipped:   map[string][]string{},
 	}
 }
 
@@ -94,22 +97,37 @@ func (x *Index) Snapshot() *Snapshot {
 	if x.last != nil && len(x.dirty) == 0 {
 		return x.last
 	}
-	var names map[string]*nameEntry
+	// names shares every shard with the last snapshot until a change
+	// writes to it; own clones a shard before the first write.
+	var names shards
+	var owned [nameShards]bool
 	if x.last == nil {
-		names = make(map[string]*nameEntry, 4*len(x.services)+8)
+		names = newShards(4 * len(x.services))
+		for i := range owned {
+			owned[i] = true
+		}
 	} else {
-		names = maps.Clone(x.last.names)
+		names = x.last.names
+	}
+	shard := func(key string) map[string]*nameEntry {
+		i := shardOf(key)
+		if !owned[i] {
+			names[i] = maps.Clone(names[i])
+			owned[i] = true
+		}
+		return names[i]
 	}
 	touched := map[string]string{} // reverse names to re-merge -> owner
+	var removedMax int64           // the highest serial of the versions replaced
 	for k := range x.dirty {
 		if old := x.compiled[k]; old != nil {
 			for nk := range old.owned {
-				delete(names, nk)
+				delete(shard(nk), nk)
 			}
 			for _, sn := range old.shared {
 				if x.ents[sn.key]--; x.ents[sn.key] == 0 {
 					delete(x.ents, sn.key)
-					delete(names, sn.key)
+					delete(shard(sn.key), sn.key)
 				}
 			}
 			for nk, rrs := range old.ptr {
@@ -117,18 +135,24 @@ func (x *Index) Snapshot() *Snapshot {
 				touched[nk] = rrs[0].Header().Name
 			}
 			delete(x.compiled, k)
+			delete(x.skipped, k)
+			removedMax = max(removedMax, old.serial)
 		}
 		c := x.compile(k)
 		if c == nil {
 			continue
 		}
 		x.compiled[k] = c
+		x.serial = max(x.serial, c.serial)
+		if len(c.skipped) > 0 {
+			x.skipped[k] = c.skipped
+		}
 		for nk, e := range c.owned {
-			names[nk] = e
+			shard(nk)[nk] = e
 		}
 		for _, sn := range c.shared {
 			if x.ents[sn.key] == 0 {
-				names[sn.key] = packEntry(x.zone, sn.owner, &draft{})
+				shard(sn.key)[sn.key] = packEntry(x.zone, sn.owner, &draft{})
 			}
 			x.ents[sn.key]++
 		}
@@ -145,7 +169,7 @@ func (x *Index) Snapshot() *Snapshot {
 		byService := x.ptrs[nk]
 		if len(byService) == 0 {
 			delete(x.ptrs, nk)
-			delete(names, nk)
+			delete(shard(nk), nk)
 			continue
 		}
 		set := &draftSet{}
@@ -156,15 +180,22 @@ func (x *Index) Snapshot() *Snapshot {
 				}
 			}
 		}
-		names[nk] = packEntry(x.zone, owner, &draft{sets: map[uint16]*draftSet{mdns.TypePTR: set}})
+		shard(nk)[nk] = packEntry(x.zone, owner, &draft{sets: map[uint16]*draftSet{mdns.TypePTR: set}})
 	}
-	var serial int64
+	if removedMax > 0 && removedMax >= x.serial {
+		// The version with the highest serial is gone; another may be
+		// as high.
+		x.serial = 0
+		for _, c := range x.compiled {
+			x.serial = max(x.serial, c.serial)
+		}
+	}
 	skipped := slices.Clone(x.invalid)
-	for _, c := range x.compiled {
-		serial = max(serial, c.serial)
-		skipped = append(skipped, c.skipped...)
+	for _, k := range slices.Sorted(maps.Keys(x.skipped)) {
+		skipped = append(skipped, x.skipped[k]...)
 	}
-	x.last = newSnapshot(x.zone, uint32(serial), skipped, names)
+	shard(string(mustKey(x.zone))) // newSnapshot writes the apex
+	x.last = newSnapshot(x.zone, uint32(x.serial), skipped, names)
 	return x.last
 }
 

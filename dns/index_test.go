@@ -95,11 +95,11 @@ func diffSnapshots(got, want *Snapshot) string {
 	if g, w := slices.Sorted(slices.Values(got.skipped)), slices.Sorted(slices.Values(want.skipped)); !slices.Equal(g, w) {
 		return fmt.Sprintf("skipped %q, want %q", g, w)
 	}
-	if len(got.names) != len(want.names) {
-		return fmt.Sprintf("%d names, want %d: %v vs %v", len(got.names), len(want.names), entryNames(got), entryNames(want))
+	if got.Len() != want.Len() {
+		return fmt.Sprintf("%d names, want %d: %v vs %v", got.Len(), want.Len(), entryNames(got), entryNames(want))
 	}
-	for key, we := range want.names {
-		if got.names[key] == nil {
+	for key, we := range want.entries() {
+		if got.names.get([]byte(key)) == nil {
 			return fmt.Sprintf("%s missing", we.name)
 		}
 		qtypes := []uint16{mdns.TypeANY, mdns.TypeA, mdns.TypeTXT}
@@ -141,9 +141,21 @@ func diffAnswers(g, w zoneAnswer) string {
 	return ""
 }
 
+func (s *Snapshot) entries() func(func(string, *nameEntry) bool) {
+	return func(yield func(string, *nameEntry) bool) {
+		for _, m := range s.names {
+			for k, e := range m {
+				if !yield(k, e) {
+					return
+				}
+			}
+		}
+	}
+}
+
 func entryNames(s *Snapshot) []string {
 	var out []string
-	for _, e := range s.names {
+	for _, e := range s.entries() {
 		out = append(out, e.name)
 	}
 	slices.Sort(out)
@@ -171,7 +183,7 @@ func TestIndexSharesUnchangedNames(t *testing.T) {
 	moved.Spec.VIP = "10.96.9.9"
 	x.SetService(&moved)
 	second := x.Snapshot()
-	if second.names[string(frontend)] != first.names[string(frontend)] {
+	if second.names.get(frontend) != first.names.get(frontend) {
 		t.Error("an unchanged service's entry was rebuilt")
 	}
 	a, _ := second.answer(backend, mdns.TypeA)
@@ -179,7 +191,7 @@ func TestIndexSharesUnchangedNames(t *testing.T) {
 	if rrTexts(a.answer)[0] != "backend.shop.svc.cluster.local. A 10.96.9.9" || rrTexts(b.answer)[0] != "backend.shop.svc.cluster.local. A 10.96.0.10" {
 		t.Errorf("new snapshot %v, old %v: want the new VIP only in the new one", a.answer, b.answer)
 	}
-	if _, ok := second.names[string(mustKey("10.0.96.10.in-addr.arpa."))]; ok {
+	if second.names.get(mustKey("10.0.96.10.in-addr.arpa.")) != nil {
 		t.Error("old VIP's PTR name survived the change")
 	}
 }

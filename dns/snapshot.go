@@ -30,8 +30,36 @@ type Snapshot struct {
 	soa     *mdns.SOA
 	soaNS   []mdns.RR // just soa, shared by every negative answer
 	soaWire []byte    // the SOA record packed without compression
-	names   map[string]*nameEntry
+	names   shards
 	skipped []string
+}
+
+// shards hold a snapshot's names by lower-case wire-format key, spread
+// over nameShards maps by a hash of the key, so that an Index making the
+// next snapshot copies only the maps a change touches, not every name.
+type shards [nameShards]map[string]*nameEntry
+
+const nameShards = 256
+
+// shardOf is FNV-1a of the key, modulo nameShards.
+func shardOf[K string | []byte](key K) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % nameShards)
+}
+
+func (sh *shards) get(key []byte) *nameEntry { return sh[shardOf(key)][string(key)] }
+
+// newShards returns empty shards sized for about n names.
+func newShards(n int) shards {
+	var sh shards
+	for i := range sh {
+		sh[i] = make(map[string]*nameEntry, n/nameShards+1)
+	}
+	return sh
 }
 
 // nameEntry is one owner name and its record sets, sorted by type.
@@ -64,7 +92,13 @@ type zoneAnswer struct {
 func (s *Snapshot) Zone() string { return s.zone }
 
 // Len returns the number of owner names in the snapshot.
-func (s *Snapshot) Len() int { return len(s.names) }
+func (s *Snapshot) Len() int {
+	n := 0
+	for _, m := range s.names {
+		n += len(m)
+	}
+	return n
+}
 
 // Skipped lists the objects BuildSnapshot left out and why (a name that is
 // not a valid DNS name, an address that does not parse), for the caller to
@@ -75,7 +109,7 @@ func (s *Snapshot) Skipped() []string { return s.skipped }
 // name is neither in the zone nor one of the snapshot's reverse names, so
 // the query belongs upstream.
 func (s *Snapshot) answer(key []byte, qtype uint16) (a zoneAnswer, ok bool) {
-	e := s.names[string(key)]
+	e := s.names.get(key)
 	if e == nil {
 		if !inZone(key, s.zoneKey) {
 			return zoneAnswer{}, false
@@ -224,7 +258,7 @@ func containsRR(rrs []mdns.RR, rr mdns.RR) bool {
 
 // finish packs every name's replies into an immutable Snapshot.
 func (b *builder) finish(serial uint32) *Snapshot {
-	s := newSnapshot(b.zone, serial, b.skipped, make(map[string]*nameEntry, len(b.names)))
+	s := newSnapshot(b.zone, serial, b.skipped, newShards(len(b.names)))
 	buf := make([]byte, 256)
 	for owner, d := range b.names {
 		if owner == b.zone {
@@ -234,14 +268,14 @@ func (b *builder) finish(serial uint32) *Snapshot {
 		if err != nil {
 			continue // unreachable: owners are checked by isLabel and fitsName
 		}
-		s.names[string(key)] = packEntry(b.zone, owner, d)
+		s.names[shardOf(key)][string(key)] = packEntry(b.zone, owner, d)
 	}
 	return s
 }
 
-// newSnapshot wraps names (which it takes over) in a Snapshot of zone with
-// the SOA for serial, and adds the apex.
-func newSnapshot(zone string, serial uint32, skipped []string, names map[string]*nameEntry) *Snapshot {
+// newSnapshot wraps names in a Snapshot of zone with the SOA for serial,
+// and adds the apex to the apex's shard, which the caller must own.
+func newSnapshot(zone string, serial uint32, skipped []string, names shards) *Snapshot {
 	s := &Snapshot{zone: zone, names: names, skipped: skipped}
 	s.zoneKey = string(mustKey(zone))
 	s.soa = &mdns.SOA{
@@ -262,7 +296,7 @@ func newSnapshot(zone string, serial uint32, skipped []string, names map[string]
 	}
 	s.soaWire = soaBuf[:n:n]
 	apex := &draft{sets: map[uint16]*draftSet{mdns.TypeSOA: {answer: []mdns.RR{s.soa}}}}
-	s.names[s.zoneKey] = packEntry(zone, zone, apex)
+	s.names[shardOf(s.zoneKey)][s.zoneKey] = packEntry(zone, zone, apex)
 	return s
 }
 
