@@ -23,6 +23,8 @@ import (
 const (
 	RoleAdmin  = "admin"
 	RoleViewer = "viewer"
+	// RoleJoin may only exchange itself for node credentials (POST /join).
+	RoleJoin = "join"
 	// RoleNodePrefix starts a node role: "node:<name>".
 	RoleNodePrefix = "node:"
 )
@@ -162,12 +164,12 @@ func (t *Tokens) Authenticate(bearer string, now time.Time) (string, error) {
 
 func validRole(role string) error {
 	switch {
-	case role == RoleAdmin, role == RoleViewer:
+	case role == RoleAdmin, role == RoleViewer, role == RoleJoin:
 		return nil
 	case strings.HasPrefix(role, RoleNodePrefix) && api.IsDNSSubdomain(strings.TrimPrefix(role, RoleNodePrefix)):
 		return nil
 	}
-	return fmt.Errorf("role %q: want admin, viewer or node:<name>", role)
+	return fmt.Errorf("role %q: want admin, viewer, join or node:<name>", role)
 }
 
 // bearer extracts the token from an Authorization header.

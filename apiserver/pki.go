@@ -4,11 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/capstanhq/capstan/apiserver/client"
 )
 
 // PKI is the cluster CA and the server's serving certificate.
@@ -29,13 +29,7 @@ type PKI struct {
 
 // CAHash is the SHA-256 of the CA certificate's public key info, written as
 // "sha256:<hex>": join tokens pin it, as kubeadm's discovery hash does.
-func (p *PKI) CAHash() string { return CAHash(p.CACert) }
-
-// CAHash returns "sha256:<hex>" of a certificate's public key info.
-func CAHash(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func (p *PKI) CAHash() string { return client.CAHash(p.CACert) }
 
 // loadOrCreatePKI reads DIR/pki, making the CA and serving certificate when
 // they are missing. The serving certificate is remade when its names no

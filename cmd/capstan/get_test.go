@@ -55,3 +55,28 @@ func TestGetDescribeDelete(t *testing.T) {
 		t.Errorf("missing config: %v", err)
 	}
 }
+
+func TestTokenCommands(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	out, err := run(t, "token", "create", "--description", "rack 4", "--config", cfg)
+	if err != nil || !strings.HasPrefix(out, "capstan-join:") {
+		t.Fatalf("create: %v %q", err, out)
+	}
+	out, err = run(t, "token", "ls", "--config", cfg)
+	if err != nil || !strings.Contains(out, "rack 4") || !strings.Contains(out, "join") {
+		t.Fatalf("ls: %v\n%s", err, out)
+	}
+	var id string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "rack 4") {
+			id = strings.Fields(line)[0]
+		}
+	}
+	if out, err := run(t, "token", "revoke", id, "--config", cfg); err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("revoke: %v %s", err, out)
+	}
+	if out, _ := run(t, "token", "ls", "--config", cfg); strings.Contains(out, "rack 4") {
+		t.Fatalf("revoked token still listed:\n%s", out)
+	}
+}

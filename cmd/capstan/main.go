@@ -63,6 +63,7 @@ func newRootCmd() *cobra.Command {
 		newHistoryCmd(),
 		newSyncCmd(),
 		newRollbackCmd(),
+		newTokenCmd(),
 		newImageCmd(),
 		newVersionCmd(),
 		newSchemaCmd(),
