@@ -77,7 +77,11 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 		return &exitError{code: planExitError, err: err}
 	}
 	head, err := planRevision(f.repo, f.head, dir)
-	if err != nil {
+	var te *treeError
+	if errors.As(err, &te) {
+		// Sync refuses such a commit whole and changes nothing.
+		head.Result = &schema.Result{Errors: []api.SourceError{{File: dir, Message: te.err.Error()}}}
+	} else if err != nil {
 		return &exitError{code: planExitError, err: err}
 	}
 	if base.Result == nil && head.Result == nil {
@@ -117,8 +121,8 @@ func planRenderer(format string) (func(*plan.Plan) string, error) {
 }
 
 // planRevision loads the descriptors of ref; Result is nil when dir does
-// not exist at ref. A tree that cannot be loaded at all (over a limit) is
-// returned as a Result with that error, as sync records it.
+// not exist at ref. A tree that cannot be loaded at all (over a limit)
+// gives a *treeError.
 func planRevision(repo, ref, dir string) (plan.Revision, error) {
 	rev := plan.Revision{Ref: ref}
 	fsys, err := gitsync.TreeAt(repo, ref)
@@ -142,11 +146,24 @@ func planRevision(repo, ref, dir string) (plan.Revision, error) {
 	}
 	res, err := schema.Load(fsys, schema.LoadOptions{Repo: repo, Commit: rev.Commit, PathPrefix: dir})
 	if err != nil {
-		res = &schema.Result{Errors: []api.SourceError{{File: dir, Message: err.Error()}}}
+		return rev, &treeError{ref: ref, err: err}
 	}
 	rev.Result = res
 	return rev, nil
 }
+
+// treeError is a tree that cannot be loaded at all (over a limit of the
+// loader): an error of head, as sync records it, but no plan when it is
+// base.
+type treeError struct {
+	ref string
+	err error
+}
+
+func (e *treeError) Error() string {
+	return fmt.Sprintf("plan: load descriptors at %s: %v", e.ref, e.err)
+}
+func (e *treeError) Unwrap() error { return e.err }
 
 // resolveCommit returns the SHA ref names, for the plan's header.
 // gitsync.TreeAt resolves it too but does not return it.
