@@ -21,11 +21,13 @@
 // to a knftables transaction. None of these do I/O. Proxier (proxier.go) keeps
 // the last programmed fragments, runs the transaction through a
 // knftables.Interface and rebuilds the whole table in one transaction on its
-// first sync and after any failed one.
+// first sync and after any failed one. A change that only replaces the
+// endpoints of services keeping at least one goes over netlink instead
+// (netlink.go), skipping nft's fetch of every chain.
 //
-// Concurrency: a Proxier serialises Sync and Cleanup with a mutex; callers may
-// call them from any goroutine. Alternatively Start runs a loop that programs
-// the latest input given to Update (non-blocking, latest wins) and retries
-// failures; the agent's informers feed it. knftables executes the nft binary, which acts
-// on the network namespace of the calling OS thread.
+// Concurrency: a Proxier serialises Sync and Cleanup with a mutex; callers
+// may call them from any goroutine. Alternatively Start runs a loop that
+// programs the latest input given to Update (non-blocking, latest wins) and
+// retries failures; the agent's informers feed it. The nft binary and the
+// netlink socket act on the network namespace of the calling OS thread.
 package proxy
