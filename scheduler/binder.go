@@ -229,29 +229,31 @@ func (s *Scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 	return reconcile.Result{}, nil
 }
 
-// bind writes the decision: spec.nodeName by compare-and-swap on the
-// resourceVersion the decision was made on, then the Scheduled condition.
-// A conflict means the pod changed meanwhile; it is read again and, if it
-// is still pending, bound on the fresh copy.
+// bind writes the decision in one compare-and-swap write on the
+// resourceVersion the decision was made on: spec.nodeName and the
+// Scheduled condition together (a one-step transaction, since a plain
+// update leaves the status alone). A conflict means the pod changed
+// meanwhile; it is read again and, if still pending, bound on the fresh
+// copy.
 func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
 	key := api.KeyOf(pod)
 	cur := pod
 	for attempt := 0; ; attempt++ {
 		b := api.Clone(cur)
 		b.Spec.NodeName = node
-		out, err := s.opts.Client.Update(ctx, b)
-		if err == nil {
-			bound := out.(*api.Pod)
-			s.mu.Lock()
-			s.snap.AddPod(bound)
-			s.mu.Unlock()
-			api.SetCondition(&bound.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionTrue,
-				Reason: "Scheduled", Message: "bound to " + node, LastTransitionTime: time.Now().UTC()})
-			bound.Metadata.ResourceVersion = 0
-			if _, err := s.opts.Client.UpdateStatus(ctx, bound); err != nil && !client.IsNotFound(err) {
-				s.opts.Logger.Warn("pod bound; setting its Scheduled condition failed", "pod", key, "node", node, "err", err)
+		api.SetCondition(&b.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionTrue,
+			Reason: "Scheduled", Message: "bound to " + node, LastTransitionTime: time.Now().UTC()})
+		out, err := s.opts.Client.Txn(ctx, []client.TxnOp{{Op: "update", Object: b}})
+		if err == nil && len(out) == 1 {
+			if bound, ok := out[0].(*api.Pod); ok {
+				s.mu.Lock()
+				s.snap.AddPod(bound)
+				s.mu.Unlock()
 			}
 			return nil
+		}
+		if err == nil {
+			return fmt.Errorf("bind pod %s to node %s: the server answered %d objects, want 1", key, node, len(out))
 		}
 		if !client.IsConflict(err) || attempt >= 3 {
 			return fmt.Errorf("bind pod %s to node %s: %w", key, node, err)

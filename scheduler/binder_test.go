@@ -121,3 +121,47 @@ func reconciles(t *testing.T, reg *prometheus.Registry) float64 {
 	t.Fatal("no capstan_controller_reconcile_total metric")
 	return 0
 }
+
+// TestBindIsCompareAndSwap binds one pod from two stale copies at once, as
+// two schedulers could: exactly one bind lands and the pod is never moved.
+func TestBindIsCompareAndSwap(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx := t.Context()
+	for _, name := range []string{"n1", "n2"} {
+		if _, err := c.Create(ctx, makeNode(name, "1", "1Gi", 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := c.Create(ctx, makePod("shop", "p", "", "", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := o.(*api.Pod)
+	s, err := NewScheduler(SchedulerOptions{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for _, n := range []string{"n1", "n2"} {
+		go func() { errs <- s.bind(ctx, stale, n) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("bind: %v", err)
+		}
+	}
+	got, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := got.(*api.Pod)
+	// One write bound it; the other hit the compare-and-swap, re-read the
+	// pod, found it bound and stopped. Two writes would leave RV+2.
+	if p.Spec.NodeName == "" || p.Metadata.ResourceVersion != stale.Metadata.ResourceVersion+1 {
+		t.Fatalf("pod on %q at resourceVersion %d (created at %d): want exactly one bind", p.Spec.NodeName, p.Metadata.ResourceVersion, stale.Metadata.ResourceVersion)
+	}
+	if c := api.FindCondition(p.Status.Conditions, api.PodScheduled); c == nil || c.Status != api.ConditionTrue || c.Message != "bound to "+p.Spec.NodeName {
+		t.Fatalf("Scheduled condition %+v does not match the node %s", c, p.Spec.NodeName)
+	}
+}

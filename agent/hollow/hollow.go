@@ -94,9 +94,10 @@ type Nodes struct {
 	ctrl  *reconcile.Controller
 	pods  *client.Informer
 
-	mu   sync.Mutex
-	ips  map[string]string // pod key -> IP
-	next map[string]int    // node -> next host number
+	mu    sync.Mutex
+	ips   map[string]string       // pod key -> IP
+	next  map[string]int          // node -> next host number
+	cidrs map[string]netip.Prefix // node -> its pod CIDR, when the server gave one
 }
 
 // New validates opts.
@@ -104,7 +105,7 @@ func New(opts Options) (*Nodes, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	h := &Nodes{opts: opts, names: map[string]int{}, ips: map[string]string{}, next: map[string]int{}}
+	h := &Nodes{opts: opts, names: map[string]int{}, ips: map[string]string{}, next: map[string]int{}, cidrs: map[string]netip.Prefix{}}
 	for i := range opts.Nodes {
 		h.names[h.Name(i)] = i
 	}
@@ -162,7 +163,10 @@ func (h *Nodes) register(ctx context.Context, i int) error {
 		Conditions: []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, Reason: "HollowNodeReady", Message: "hollow node", LastTransitionTime: now}},
 		Info:       api.NodeInfo{AgentVersion: "hollow", OS: "linux", Arch: "amd64"},
 	}
-	if _, err := h.opts.Client.Create(ctx, n); err != nil {
+	out, err := h.opts.Client.Create(ctx, n)
+	if err == nil {
+		h.noteCIDR(out.(*api.Node))
+	} else {
 		if !client.IsAlreadyExists(err) {
 			return fmt.Errorf("hollow node %s: register: %w", name, err)
 		}
@@ -171,6 +175,7 @@ func (h *Nodes) register(ctx context.Context, i int) error {
 		if err != nil {
 			return fmt.Errorf("hollow node %s: register: %w", name, err)
 		}
+		h.noteCIDR(cur.(*api.Node))
 		upd := api.Clone(cur.(*api.Node))
 		upd.Status = n.Status
 		upd.Metadata.ResourceVersion = 0
@@ -231,8 +236,17 @@ func nodeIP(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{100, 64 + byte(i>>16&0x3f), byte(i >> 8), byte(i)})
 }
 
-// podIP hands out a made-up pod address in 10.88.0.0/16 per node: node i
-// gets 10.<88+i/256>.<i%256>.<n>, enough for the tests' scale.
+func (h *Nodes) noteCIDR(n *api.Node) {
+	if p, err := netip.ParsePrefix(n.Spec.PodCIDR); err == nil {
+		h.mu.Lock()
+		h.cidrs[n.Metadata.Name] = p.Masked()
+		h.mu.Unlock()
+	}
+}
+
+// podIP hands out a made-up pod address from the node's pod CIDR (cycling
+// through it), or, when the server gave none, 10.<88+i/256>.<i%256>.<n>
+// for node i.
 func (h *Nodes) podIP(node, key string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -241,10 +255,18 @@ func (h *Nodes) podIP(node, key string) string {
 	}
 	i := h.names[node]
 	h.next[node]++
-	n := h.next[node]%250 + 2
-	ip := netip.AddrFrom4([4]byte{10, byte(88 + i/256), byte(i % 256), byte(n)}).String()
-	h.ips[key] = ip
-	return ip
+	var ip netip.Addr
+	if p, ok := h.cidrs[node]; ok && p.Bits() <= 30 {
+		size := 1 << (32 - p.Bits())
+		ip = p.Addr()
+		for range h.next[node]%(size-3) + 2 {
+			ip = ip.Next()
+		}
+	} else {
+		ip = netip.AddrFrom4([4]byte{10, byte(88 + i/256), byte(i % 256), byte(h.next[node]%250 + 2)})
+	}
+	h.ips[key] = ip.String()
+	return ip.String()
 }
 
 // Reconcile plays the agent for one pod bound to a hollow node.

@@ -1,0 +1,98 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// BenchmarkSchedulerAPI measures scheduling through the real API server and
+// store: the pods are created pending, then the scheduler starts and binds
+// them all (a compare-and-swap update of spec.nodeName plus the Scheduled
+// condition each). pods/s counts from the scheduler's start to the last
+// bind seen by a watch. One run per size; the setup is not timed.
+func BenchmarkSchedulerAPI(b *testing.B) {
+	for _, size := range []struct{ nodes, pods int }{{1000, 10000}, {5000, 50000}} {
+		b.Run(fmt.Sprintf("nodes=%d/pods=%d", size.nodes, size.pods), func(b *testing.B) {
+			for range b.N {
+				benchSchedulerAPI(b, size.nodes, size.pods)
+			}
+		})
+	}
+}
+
+func benchSchedulerAPI(b *testing.B, nodes, pods int) {
+	b.StopTimer()
+	// Room for 5,000 nodes' pod CIDRs.
+	opts := apiservertest.Options{}
+	opts.Server.Network.PodCIDR, opts.Server.Network.NodeCIDRBits = "10.128.0.0/10", 26
+	cl := apiservertest.Start(b, opts)
+	c := cl.Client
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	idx := make([]int, max(nodes, pods))
+	for i := range idx {
+		idx[i] = i
+	}
+	if err := reconcile.Parallel(64, idx[:nodes], func(i int) error {
+		_, err := c.Create(ctx, makeNode(fmt.Sprintf("node-%05d", i), "16", "64Gi", 110))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := reconcile.Parallel(64, idx[:pods], func(i int) error {
+		_, err := c.Create(ctx, makePod("bench", fmt.Sprintf("p%d", i), "10m", "16Mi", fmt.Sprintf("w%d", i%100)))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	// A watch counts the bound pods.
+	var mu sync.Mutex
+	bound := map[string]bool{}
+	all := make(chan struct{})
+	inf := client.NewInformer(c, api.KindPod, client.ListOptions{}, nil)
+	seen := func(o api.Object) {
+		if o.(*api.Pod).Spec.NodeName == "" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !bound[o.Meta().Name] {
+			bound[o.Meta().Name] = true
+			if len(bound) == pods {
+				close(all)
+			}
+		}
+	}
+	inf.AddHandler(client.Handler{OnAdd: seen, OnUpdate: func(_, o api.Object) { seen(o) }})
+	go func() { _ = inf.Start(ctx) }()
+	if err := inf.WaitForSync(ctx); err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewScheduler(SchedulerOptions{Client: c, Binders: 64, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	b.StartTimer()
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	select {
+	case <-all:
+	case <-time.After(30 * time.Minute):
+		b.Fatalf("only %d of %d pods bound after 30 min", len(bound), pods)
+	}
+	b.StopTimer()
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(pods)/elapsed.Seconds(), "pods/s")
+	cancel()
+	<-done
+}
