@@ -175,6 +175,11 @@ func TestPlanCommand(t *testing.T) {
 			want: []string{"app blog: removed", "apps: 1 removed, 1 unchanged; 3 files changed"},
 		},
 		{
+			name: "config that does not exist",
+			args: []string{"--base", "main", "--head", "feature", "--config", filepath.Join(r.dir, "no-such.yaml")},
+			want: []string{"capacity not checked (no server reachable: no client config at"},
+		},
+		{
 			name:     "unknown ref",
 			args:     []string{"--base", "main", "--head", "no-such-branch"},
 			wantCode: 2,
@@ -290,6 +295,13 @@ func TestPlanDryRun(t *testing.T) {
 		t.Fatalf("plan: %v\n%s", err, md)
 	}
 	golden(t, "dryrun.md", md, map[string]string{base: "base", head: "head"})
+
+	// $CAPSTAN_CONFIG works as --config does.
+	t.Setenv("CAPSTAN_CONFIG", c.Server.AdminConfigPath())
+	out, err = run(t, "plan", "--repo", r.dir, "--base", "main", "--head", "feature")
+	if err != nil || !strings.Contains(out, "capacity: 2 of 6 new pods do not fit") {
+		t.Errorf("plan with $CAPSTAN_CONFIG: %v\n%s", err, out)
+	}
 
 	// The same config once the server is gone: the plan is still made,
 	// and says why capacity was not checked.
