@@ -1,0 +1,144 @@
+package demo
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/capstanhq/capstan/examples/repo"
+	"github.com/capstanhq/capstan/internal/testimage"
+	"github.com/capstanhq/capstan/registry"
+)
+
+func TestRepoCreatedOnceAndKept(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo-repo")
+	res, err := Repo(dir, repo.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Created || len(res.Head) != 40 {
+		t.Fatalf("first call: %+v", res)
+	}
+	want, err := os.ReadFile("../repo/shop.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := git(dir, "show", "main:shop.cue"); err != nil || got != strings.TrimSpace(string(want)) {
+		t.Fatalf("committed shop.cue differs from examples/repo (%v)", err)
+	}
+	if _, err := os.Stat(dir + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary directory left behind: %v", err)
+	}
+
+	// The user commits; a restart keeps the commit.
+	if err := os.WriteFile(filepath.Join(dir, "shop.cue"), append(want, []byte("// scaled\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := git(dir, "-c", "user.name=U", "-c", "user.email=u@x", "commit", "-qam", "edit"); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := git(dir, "rev-parse", "HEAD")
+	again, err := Repo(dir, fstest.MapFS{"other.cue": {Data: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Created || again.Head != head || head == res.Head {
+		t.Errorf("second call %+v, want the user's head %s kept", again, head)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "other.cue")); !os.IsNotExist(err) {
+		t.Errorf("an existing repository was written to: %v", err)
+	}
+}
+
+func TestRepoRefusesABrokenRepository(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("git", "init", "-q", "-b", "main", dir).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if _, err := Repo(dir, repo.FS()); err == nil || !strings.Contains(err.Error(), "remove the directory") {
+		t.Errorf("repository without commits: %v", err)
+	}
+}
+
+func packTarball(t *testing.T, dir, ref, content string) {
+	t.Helper()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "app"), []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img, err := registry.PackDir(src, registry.ImageConfig{Entrypoint: []string{"/app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.NewReplacer("/", "_", ":", "_").Replace(ref)
+	if err := registry.WriteTarball(img, ref, filepath.Join(dir, name+".tar")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPushImages(t *testing.T) {
+	addr := testimage.StartRegistry(t)
+	dir := t.TempDir()
+	packTarball(t, dir, "127.0.0.1:5000/examples/hello:v1", "hello")
+	packTarball(t, dir, "127.0.0.1:5000/examples/api:v1", "api")
+	ctx := context.Background()
+	imgs, err := PushImages(ctx, dir, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 2 || imgs[0].Ref != addr+"/examples/api:v1" || imgs[1].Ref != addr+"/examples/hello:v1" || !imgs[0].Pushed || !imgs[1].Pushed {
+		t.Fatalf("first push: %+v", imgs)
+	}
+	repos, err := registry.List(ctx, addr, registry.RemoteOptions{})
+	if err != nil || len(repos) != 2 || repos[1].Name != "examples/hello" || repos[1].Tags[0] != "v1" {
+		t.Fatalf("registry holds %+v (%v)", repos, err)
+	}
+	// Pushing again sends nothing; a changed image is pushed.
+	again, err := PushImages(ctx, dir, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range again {
+		if im.Pushed {
+			t.Errorf("%s pushed again", im.Ref)
+		}
+	}
+	packTarball(t, dir, "127.0.0.1:5000/examples/hello:v1", "hello v2")
+	third, err := PushImages(ctx, dir, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third[0].Pushed || !third[1].Pushed || third[1].Digest == imgs[1].Digest {
+		t.Errorf("after changing hello: %+v", third)
+	}
+
+	if _, err := PushImages(ctx, t.TempDir(), addr); err == nil || !strings.Contains(err.Error(), "no *.tar") {
+		t.Errorf("empty directory: %v", err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "x.tar"), []byte("not a tarball"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PushImages(ctx, bad, addr); err == nil || !strings.Contains(err.Error(), "capstan image pack -o") {
+		t.Errorf("bad tarball: %v", err)
+	}
+}
+
+func TestRetag(t *testing.T) {
+	tests := []struct{ ref, addr, want string }{
+		{"127.0.0.1:5000/examples/hello:v1", "127.0.0.1:40123", "127.0.0.1:40123/examples/hello:v1"},
+		{"registry.example/team/app:2", "127.0.0.1:5000", "127.0.0.1:5000/team/app:2"},
+	}
+	for _, tt := range tests {
+		if got, err := Retag(tt.ref, tt.addr); err != nil || got != tt.want {
+			t.Errorf("Retag(%s, %s) = %s, %v; want %s", tt.ref, tt.addr, got, err, tt.want)
+		}
+	}
+	if _, err := Retag("hello", "127.0.0.1:5000"); err == nil {
+		t.Error("a reference without a tag was accepted")
+	}
+}

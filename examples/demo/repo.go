@@ -1,0 +1,91 @@
+package demo
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Branch is the branch of the demo repository.
+const Branch = "main"
+
+// RepoResult says what Repo found or made.
+type RepoResult struct {
+	// Dir is the repository's working tree.
+	Dir string
+	// Created is true when Repo made the repository in this call.
+	Created bool
+	// Head is the commit at the tip of Branch.
+	Head string
+}
+
+// Repo makes dir a git repository holding the files of src, committed on
+// Branch, unless dir already is one: then it is left as it is, with every
+// commit the user made since. It needs the git command.
+func Repo(dir string, src fs.FS) (RepoResult, error) {
+	res := RepoResult{Dir: dir}
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+		head, err := git(dir, "rev-parse", "--verify", "-q", Branch)
+		if err != nil {
+			return res, fmt.Errorf("demo repository %s exists but has no branch %s: %w (remove the directory to recreate it)", dir, Branch, err)
+		}
+		res.Head = head
+		return res, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("demo repository: %w", err)
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		return res, fmt.Errorf("demo repository: the git command is missing: install git (apt-get install git) or pass --repo: %w", err)
+	}
+	// Build it next to its final place and rename, so an interrupted
+	// first start never leaves a half-made repository that a restart
+	// would take for the user's.
+	tmp := dir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return res, fmt.Errorf("demo repository: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return res, fmt.Errorf("demo repository: %w", err)
+	}
+	if err := os.CopyFS(tmp, src); err != nil {
+		return res, fmt.Errorf("demo repository: copy the example files: %w", err)
+	}
+	for _, args := range [][]string{
+		{"init", "-q", "-b", Branch},
+		{"add", "-A"},
+		{"-c", "user.name=Capstan", "-c", "user.email=capstan@localhost", "commit", "-q", "-m", "Example app: shop (frontend, backend, worker)"},
+	} {
+		if _, err := git(tmp, args...); err != nil {
+			return res, fmt.Errorf("demo repository: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return res, fmt.Errorf("demo repository: %w", err)
+	}
+	head, err := git(dir, "rev-parse", Branch)
+	if err != nil {
+		return res, fmt.Errorf("demo repository: %w", err)
+	}
+	res.Created, res.Head = true, head
+	return res, nil
+}
+
+// git runs git in dir, ignoring the system and user configuration so the
+// result does not depend on the machine.
+func git(dir string, args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
