@@ -72,12 +72,19 @@ func newTopology(t testing.TB) *topology {
 	ipn(tp.client, "link", "set", "eth0", "up")
 	ipn(tp.client, "route", "add", "default", "via", nodeUplinkIP)
 	ipn(tp.node, "route", "add", "default", "via", clientIP)
+	// The node's route to VIPs without endpoints leads back to the client,
+	// so it would answer with ICMP redirects, which share the per-host
+	// ICMP rate limit with the port unreachable the UDP test waits for. A
+	// real router is configured so; here it is the test's shortcut.
+	mustRun(t, "ip", "netns", "exec", tp.node, "sh", "-c",
+		"echo 0 > /proc/sys/net/ipv4/conf/all/send_redirects && echo 0 > /proc/sys/net/ipv4/conf/vclient/send_redirects")
 
 	tp.nodeW = startWorker(t, tp.node)
 	tp.clientW = startWorker(t, tp.client)
 	tp.podW = map[string]*netnsWorker{"pod1": startWorker(t, tp.pod1), "pod2": startWorker(t, tp.pod2)}
 	for name, w := range tp.podW {
 		serveIdentity(t, w, name)
+		serveIdentityUDP(t, w, name)
 	}
 	return tp
 }
@@ -104,6 +111,54 @@ func serveIdentity(t testing.TB, w *netnsWorker, name string) {
 			c.Close()
 		}
 	}()
+}
+
+// serveIdentityUDP answers every datagram on podPort/udp with the pod name.
+func serveIdentityUDP(t testing.TB, w *netnsWorker, name string) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := w.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", podPort))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(name), from)
+		}
+	}()
+}
+
+// askUDP sends one datagram from w's namespace to addr and returns the
+// answer. A rejected datagram comes back as ICMP port unreachable, which a
+// connected UDP socket reports as ECONNREFUSED.
+func askUDP(w *netnsWorker, addr string) (pod string, err error) {
+	err = w.Do(func() error {
+		c, err := net.Dial("udp4", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Write([]byte("who")); err != nil {
+			return err
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			return err
+		}
+		pod = string(buf[:n])
+		return nil
+	})
+	return pod, err
 }
 
 // ask connects from w's namespace to addr and returns the pod name and the
@@ -373,6 +428,35 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("nft rebuilt:\n%s\nnetlink had written:\n%s", got, netlinkListing)
 		}
 		p = p2
+	})
+
+	t.Run("UDP through a VIP, also after an endpoint change, and rejected without endpoints", func(t *testing.T) {
+		udp := func(ip string) api.EndpointAddress { return addr(ip, true, epPort("dns", podPort, "UDP")) }
+		services = append(services, service("infra", "dns", "10.99.201.53", port("dns", 53, "UDP")))
+		eps = append(eps, endpoints("infra", "dns", udp(pod1IP)))
+		sync(services, eps)
+		checkTable(t, tp, table, "10.99.201.53 . udp . 53")
+		if pod, err := askUDP(tp.clientW, "10.99.201.53:53"); err != nil || pod != "pod1" {
+			t.Fatalf("answer %q, %v; want pod1", pod, err)
+		}
+		eps[len(eps)-1] = endpoints("infra", "dns", udp(pod2IP))
+		sync(services, eps)
+		if st := p.Stats(); st.Full || !st.Netlink {
+			t.Fatalf("stats = %+v, want an incremental sync over netlink", st)
+		}
+		checkTable(t, tp, table, "meta l4proto udp dnat to 10.99.210.12:8080")
+		if pod, err := askUDP(tp.clientW, "10.99.201.53:53"); err != nil || pod != "pod2" {
+			t.Fatalf("answer %q, %v; want pod2", pod, err)
+		}
+		eps = eps[:len(eps)-1]
+		sync(services, eps)
+		checkTable(t, tp, table, "10.99.201.53 . udp . 53 : goto reject-chain")
+		if _, err := askUDP(tp.podW["pod1"], "10.99.201.53:53"); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("from a pod: err = %v, want connection refused (ICMP port unreachable)", err)
+		}
+		if _, err := askUDP(tp.clientW, "10.99.201.53:53"); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("err = %v, want connection refused (ICMP port unreachable)", err)
+		}
 	})
 
 	t.Run("cleanup removes the table", func(t *testing.T) {
