@@ -73,51 +73,16 @@ func Compute(w *api.Workload, pods []*api.Pod, now time.Time, rnd *rand.Rand) Pl
 	replicas := int(w.Spec.Replicas)
 	surge, unavailable := rolloutBounds(w)
 
-	var live, newPods, oldPods []*podState
 	var plan Plan
-	names := map[string]bool{}
-	for _, p := range pods {
-		names[p.Metadata.Name] = true
-		if reconcile.Terminating(p) {
-			continue
-		}
-		if p.Status.Phase == api.PodFailed || p.Status.Phase == api.PodSucceeded {
-			// A workload's pods run forever; a finished one is replaced.
-			plan.Delete = append(plan.Delete, p)
-			continue
-		}
-		s := &podState{pod: p, hash: p.Metadata.Labels[reconcile.LabelTemplateHash],
-			scheduled: p.Spec.NodeName != "", ready: reconcile.PodReady(p)}
-		live = append(live, s)
-		if s.hash == hash {
-			newPods = append(newPods, s)
-		} else {
-			oldPods = append(oldPods, s)
-		}
-	}
-	slices.SortFunc(newPods, lessValuable)
-	slices.SortFunc(oldPods, lessValuable)
+	live, newPods, oldPods, finished, names := classify(pods, hash)
+	// A workload's pods run forever; a finished one is replaced.
+	plan.Delete = append(plan.Delete, finished...)
 
 	newAvailable := count(newPods, func(s *podState) bool { return s.ready })
 	complete := len(oldPods) == 0 && len(newPods) == replicas && newAvailable == replicas
 
-	// The progress clock. phaseStart is when the workload entered its
-	// current phase: a new template, or falling short of complete after
-	// being complete (a scale, a lost pod). It is kept as the
-	// LastTransitionTime of the Progressing condition.
 	prev := w.Status
-	phaseStart := now
-	if c := api.FindCondition(prev.Conditions, api.WorkloadProgressing); c != nil && prev.TemplateHash == hash &&
-		!c.LastTransitionTime.IsZero() && (c.Reason == ReasonComplete) == complete {
-		phaseStart = c.LastTransitionTime
-	}
-	lastProgress := phaseStart
-	for _, s := range newPods {
-		lastProgress = latest(lastProgress, s.pod.Metadata.CreatedAt)
-		if c := api.FindCondition(s.pod.Status.Conditions, api.PodReady); c != nil && s.ready {
-			lastProgress = latest(lastProgress, c.LastTransitionTime)
-		}
-	}
+	phaseStart, lastProgress := progressClock(w, hash, newPods, complete, now)
 	deadline := DefaultProgressDeadline
 	if d := w.Spec.Strategy.ProgressDeadlineSeconds; d > 0 {
 		deadline = time.Duration(d) * time.Second
@@ -182,6 +147,55 @@ func Compute(w *api.Workload, pods []*api.Pod, now time.Time, rnd *rand.Rand) Pl
 		plan.RequeueAfter = lastProgress.Add(deadline).Sub(now)
 	}
 	return plan
+}
+
+// classify sorts a workload's pods: live ones (not being deleted, not
+// finished) split into those of the current template and the others, each
+// least valuable first; finished ones; and every name taken.
+func classify(pods []*api.Pod, hash string) (live, newPods, oldPods []*podState, finished []*api.Pod, names map[string]bool) {
+	names = map[string]bool{}
+	for _, p := range pods {
+		names[p.Metadata.Name] = true
+		if reconcile.Terminating(p) {
+			continue
+		}
+		if p.Status.Phase == api.PodFailed || p.Status.Phase == api.PodSucceeded {
+			finished = append(finished, p)
+			continue
+		}
+		s := &podState{pod: p, hash: p.Metadata.Labels[reconcile.LabelTemplateHash],
+			scheduled: p.Spec.NodeName != "", ready: reconcile.PodReady(p)}
+		live = append(live, s)
+		if s.hash == hash {
+			newPods = append(newPods, s)
+		} else {
+			oldPods = append(oldPods, s)
+		}
+	}
+	slices.SortFunc(newPods, lessValuable)
+	slices.SortFunc(oldPods, lessValuable)
+	return live, newPods, oldPods, finished, names
+}
+
+// progressClock returns when the workload entered its current phase (a
+// new template, or falling short of complete after being complete: a
+// scale, a lost pod), kept as the LastTransitionTime of the Progressing
+// condition, and when it last made progress: that, or a new pod created or
+// becoming Ready since.
+func progressClock(w *api.Workload, hash string, newPods []*podState, complete bool, now time.Time) (phaseStart, lastProgress time.Time) {
+	phaseStart = now
+	if c := api.FindCondition(w.Status.Conditions, api.WorkloadProgressing); c != nil && w.Status.TemplateHash == hash &&
+		!c.LastTransitionTime.IsZero() && (c.Reason == ReasonComplete) == complete {
+		phaseStart = c.LastTransitionTime
+	}
+	lastProgress = phaseStart
+	for _, s := range newPods {
+		lastProgress = latest(lastProgress, s.pod.Metadata.CreatedAt)
+		if c := api.FindCondition(s.pod.Status.Conditions, api.PodReady); c != nil && s.ready {
+			lastProgress = latest(lastProgress, c.LastTransitionTime)
+		}
+	}
+	return phaseStart, lastProgress
 }
 
 // rolloutBounds resolves max surge (rounded up) and max unavailable
