@@ -31,9 +31,8 @@ type Options struct {
 	// WatchBuffer is how many events a watcher may fall behind before it is
 	// closed with ErrWatcherTooSlow (default 1,024).
 	WatchBuffer int
-	// MaxBatchDelay is how long bbolt waits to merge concurrent writes into
-	// one transaction and one fsync (default 2 ms; bbolt's own is 10 ms).
-	MaxBatchDelay time.Duration
+	// MaxBatch bounds how many writes share one transaction (default 1,000).
+	MaxBatch int
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 	// Logger receives store diagnostics (default: discard).
@@ -53,8 +52,8 @@ func (o *Options) setDefaults() error {
 	if o.WatchBuffer == 0 {
 		o.WatchBuffer = 1024
 	}
-	if o.MaxBatchDelay == 0 {
-		o.MaxBatchDelay = 2 * time.Millisecond
+	if o.MaxBatch == 0 {
+		o.MaxBatch = 1000
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -62,7 +61,7 @@ func (o *Options) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.MaxBatchDelay < 0 {
+	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.MaxBatch < 0 {
 		return errors.New("store options: limits must not be negative")
 	}
 	return nil
@@ -78,6 +77,11 @@ var (
 
 // Bolt is a Store on a bbolt file.
 type Bolt struct {
+	// writes feeds the group committer; stopCommitter ends it.
+	writes        chan *writeReq
+	stopCommitter chan struct{}
+	committerDone chan struct{}
+
 	db    *bolt.DB
 	opts  Options
 	rev   atomic.Int64 // last committed revision
@@ -111,7 +115,6 @@ func Open(path string, opts Options) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another capstan server using this data directory?)", path, err)
 	}
-	db.MaxBatchDelay = opts.MaxBatchDelay
 	s := &Bolt{db: db, opts: opts}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketLog, bucketAllo} {
@@ -133,11 +136,20 @@ func Open(path string, opts Options) (*Bolt, error) {
 	}
 	s.hub = newHub(s, s.rev.Load())
 	go s.hub.run()
+	s.writes, s.stopCommitter, s.committerDone = make(chan *writeReq), make(chan struct{}), make(chan struct{})
+	go s.runCommitter()
 	return s, nil
 }
 
-// Close stops the watchers and closes the file.
+// Close stops the writer and the watchers and closes the file. Writes in
+// flight finish first; later ones fail with ErrClosed.
 func (s *Bolt) Close() error {
+	select {
+	case <-s.stopCommitter:
+	default:
+		close(s.stopCommitter)
+	}
+	<-s.committerDone
 	s.hub.close()
 	return s.db.Close()
 }
@@ -315,43 +327,23 @@ type txWriter struct {
 	events int
 }
 
-// write runs fn in a batched transaction. fn may run more than once (bbolt
-// re-runs a batch member alone when another one fails), so it must derive
-// everything from tx.
+// write runs fn in the next group commit (see commit.go). fn may run more
+// than once (a transaction is re-run without a write that failed in it), so
+// it must derive everything from the transaction.
 func (s *Bolt) write(ctx context.Context, fn func(w *txWriter) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var committed int64
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		now := s.opts.Now()
-		w := &txWriter{s: s, tx: tx, meta: meta, logB: tx.Bucket(bucketLog), rev: readInt(meta, keyRev), now: now, nowNs: now.UnixNano()}
-		if err := fn(w); err != nil {
-			return err
-		}
-		if w.events == 0 {
-			return nil
-		}
-		committed = w.rev
-		return writeInt(meta, keyRev, w.rev)
-	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	r := &writeReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- r:
+	case <-s.stopCommitter:
 		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if err != nil {
-		return err
-	}
-	if committed > 0 {
-		for {
-			cur := s.rev.Load()
-			if committed <= cur || s.rev.CompareAndSwap(cur, committed) {
-				break
-			}
-		}
-		s.hub.notify()
-	}
-	return nil
+	// Once queued the write may commit: wait for the outcome.
+	return <-r.done
 }
 
 func (w *txWriter) bucket(k api.Kind) (*bolt.Bucket, error) {

@@ -387,3 +387,47 @@ func FuzzDecodeLog(f *testing.F) {
 		}
 	})
 }
+
+// TestGroupCommitIsolatesFailures: writes that fail in a shared
+// transaction do not take the others down, and each gets its own answer.
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{})
+	const n = 64
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("p-%d", i)
+			if i%2 == 0 {
+				name = "contended" // 32 creates of one name: one wins
+			}
+			_, errs[i] = s.Create(ctx, testPod("shop", name, ""))
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case i%2 == 1 && err != nil:
+			t.Fatalf("independent write %d failed: %v", i, err)
+		case i%2 == 0 && err == nil:
+			won++
+		case i%2 == 0 && !errors.Is(err, ErrExists):
+			t.Fatalf("contended write %d: %v", i, err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d contended creates succeeded, want 1", won)
+	}
+	objs, rev, _ := s.List(ctx, api.KindPod, ListOptions{})
+	if len(objs) != n/2+1 || rev != int64(n/2+1) {
+		t.Fatalf("%d objects at revision %d, want %d", len(objs), rev, n/2+1)
+	}
+	s.Close()
+	if _, err := s.Create(ctx, testPod("shop", "late", "")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+}

@@ -8,9 +8,11 @@
 // must relist. The log is compacted by count and by age.
 //
 // Concurrency: every method is safe for concurrent use. Writes go through
-// bbolt's DB.Batch, so concurrent writers share one fsync; the closures
-// passed to Batch are idempotent because Batch may run them twice. Bytes read
-// from bbolt are copied before the transaction ends. A single hub goroutine
+// one committer goroutine that merges whatever is queued into one bbolt
+// transaction and one fsync (group commit, see commit.go); the write
+// closures are idempotent because a transaction is re-run without a write
+// that failed in it. Bytes read from bbolt are copied before the
+// transaction ends. A single hub goroutine
 // tails the change log after each commit and fans events out to watchers in
 // revision order; a watcher whose buffer is full is closed with
 // ErrWatcherTooSlow instead of stalling the others.
