@@ -97,91 +97,27 @@ func (x *Index) Snapshot() *Snapshot {
 	if x.last != nil && len(x.dirty) == 0 {
 		return x.last
 	}
-	// names shares every shard with the last snapshot until a change
-	// writes to it; own clones a shard before the first write.
-	var names shards
-	var owned [nameShards]bool
+	ed := &edit{touched: map[string]string{}}
 	if x.last == nil {
-		names = newShards(4 * len(x.services))
-		for i := range owned {
-			owned[i] = true
+		ed.names = newShards(4 * len(x.services))
+		for i := range ed.owned {
+			ed.owned[i] = true
 		}
 	} else {
-		names = x.last.names
+		ed.names = x.last.names
 	}
-	shard := func(key string) map[string]*nameEntry {
-		i := shardOf(key)
-		if !owned[i] {
-			names[i] = maps.Clone(names[i])
-			owned[i] = true
-		}
-		return names[i]
-	}
-	touched := map[string]string{} // reverse names to re-merge -> owner
-	var removedMax int64           // the highest serial of the versions replaced
+	var removedMax int64 // the highest serial of the versions replaced
 	for k := range x.dirty {
 		if old := x.compiled[k]; old != nil {
-			for nk := range old.owned {
-				delete(shard(nk), nk)
-			}
-			for _, sn := range old.shared {
-				if x.ents[sn.key]--; x.ents[sn.key] == 0 {
-					delete(x.ents, sn.key)
-					delete(shard(sn.key), sn.key)
-				}
-			}
-			for nk, rrs := range old.ptr {
-				delete(x.ptrs[nk], k)
-				touched[nk] = rrs[0].Header().Name
-			}
-			delete(x.compiled, k)
-			delete(x.skipped, k)
+			x.remove(ed, k, old)
 			removedMax = max(removedMax, old.serial)
 		}
-		c := x.compile(k)
-		if c == nil {
-			continue
-		}
-		x.compiled[k] = c
-		x.serial = max(x.serial, c.serial)
-		if len(c.skipped) > 0 {
-			x.skipped[k] = c.skipped
-		}
-		for nk, e := range c.owned {
-			shard(nk)[nk] = e
-		}
-		for _, sn := range c.shared {
-			if x.ents[sn.key] == 0 {
-				shard(sn.key)[sn.key] = packEntry(x.zone, sn.owner, &draft{})
-			}
-			x.ents[sn.key]++
-		}
-		for nk, rrs := range c.ptr {
-			if x.ptrs[nk] == nil {
-				x.ptrs[nk] = map[string][]mdns.RR{}
-			}
-			x.ptrs[nk][k] = rrs
-			touched[nk] = rrs[0].Header().Name
+		if c := x.compile(k); c != nil {
+			x.add(ed, k, c)
 		}
 	}
 	clear(x.dirty)
-	for nk, owner := range touched {
-		byService := x.ptrs[nk]
-		if len(byService) == 0 {
-			delete(x.ptrs, nk)
-			delete(shard(nk), nk)
-			continue
-		}
-		set := &draftSet{}
-		for _, sk := range slices.Sorted(maps.Keys(byService)) {
-			for _, rr := range byService[sk] {
-				if !containsRR(set.answer, rr) {
-					set.answer = append(set.answer, rr)
-				}
-			}
-		}
-		shard(nk)[nk] = packEntry(x.zone, owner, &draft{sets: map[uint16]*draftSet{mdns.TypePTR: set}})
-	}
+	x.mergePTRs(ed)
 	if removedMax > 0 && removedMax >= x.serial {
 		// The version with the highest serial is gone; another may be
 		// as high.
@@ -194,9 +130,94 @@ func (x *Index) Snapshot() *Snapshot {
 	for _, k := range slices.Sorted(maps.Keys(x.skipped)) {
 		skipped = append(skipped, x.skipped[k]...)
 	}
-	shard(string(mustKey(x.zone))) // newSnapshot writes the apex
-	x.last = newSnapshot(x.zone, uint32(x.serial), skipped, names)
+	ed.shard(string(mustKey(x.zone))) // newSnapshot writes the apex
+	x.last = newSnapshot(x.zone, uint32(x.serial), skipped, ed.names)
 	return x.last
+}
+
+// edit is the next snapshot's names while Snapshot makes them. They share
+// every shard with the last snapshot until a change writes to it; shard
+// clones it before the first write.
+type edit struct {
+	names   shards
+	owned   [nameShards]bool
+	touched map[string]string // reverse names to merge again -> owner
+}
+
+func (ed *edit) shard(key string) map[string]*nameEntry {
+	i := shardOf(key)
+	if !ed.owned[i] {
+		ed.names[i] = maps.Clone(ed.names[i])
+		ed.owned[i] = true
+	}
+	return ed.names[i]
+}
+
+// remove takes the names of service k as last compiled out of ed.
+func (x *Index) remove(ed *edit, k string, old *compiledService) {
+	for nk := range old.owned {
+		delete(ed.shard(nk), nk)
+	}
+	for _, sn := range old.shared {
+		if x.ents[sn.key]--; x.ents[sn.key] == 0 {
+			delete(x.ents, sn.key)
+			delete(ed.shard(sn.key), sn.key)
+		}
+	}
+	for nk, rrs := range old.ptr {
+		delete(x.ptrs[nk], k)
+		ed.touched[nk] = rrs[0].Header().Name
+	}
+	delete(x.compiled, k)
+	delete(x.skipped, k)
+}
+
+// add puts the names of service k into ed.
+func (x *Index) add(ed *edit, k string, c *compiledService) {
+	x.compiled[k] = c
+	x.serial = max(x.serial, c.serial)
+	if len(c.skipped) > 0 {
+		x.skipped[k] = c.skipped
+	}
+	for nk, e := range c.owned {
+		ed.shard(nk)[nk] = e
+	}
+	for _, sn := range c.shared {
+		if x.ents[sn.key] == 0 {
+			ed.shard(sn.key)[sn.key] = packEntry(x.zone, sn.owner, &draft{})
+		}
+		x.ents[sn.key]++
+	}
+	for nk, rrs := range c.ptr {
+		if x.ptrs[nk] == nil {
+			x.ptrs[nk] = map[string][]mdns.RR{}
+		}
+		x.ptrs[nk][k] = rrs
+		ed.touched[nk] = rrs[0].Header().Name
+	}
+}
+
+// mergePTRs packs each reverse name a change touched from the PTR records
+// of every service that still has it: two services may briefly share a
+// VIP while one is being replaced.
+func (x *Index) mergePTRs(ed *edit) {
+	for nk, owner := range ed.touched {
+		byService := x.ptrs[nk]
+		if len(byService) == 0 {
+			delete(x.ptrs, nk)
+			delete(ed.shard(nk), nk)
+			continue
+		}
+		set := &draftSet{}
+		for _, sk := range slices.Sorted(maps.Keys(byService)) {
+			for _, rr := range byService[sk] {
+				if !containsRR(set.answer, rr) {
+					set.answer = append(set.answer, rr)
+				}
+			}
+		}
+		ed.shard(nk)[nk] = packEntry(x.zone, owner, &draft{sets: map[uint16]*draftSet{mdns.TypePTR: set}})
+	}
 }
 
 // compile packs the share of the zone of the service under key, or
