@@ -90,3 +90,47 @@ func waitFor(b testing.TB, sink timedSink, sha string) time.Time {
 		}
 	}
 }
+
+// nopSink accepts everything.
+type nopSink struct{ paths int }
+
+func (s *nopSink) Apply(_ context.Context, snap Snapshot) error {
+	s.paths = len(snap.Paths)
+	return nil
+}
+func (*nopSink) Report(context.Context, Result) {}
+
+// BenchmarkSyncOneAppChange measures one sync (fetch, checks, changed
+// paths) of a local repository of 1,000 apps (3 files each) after a commit
+// that changes one app; B/op is the sync's allocation.
+func BenchmarkSyncOneAppChange(b *testing.B) {
+	origin := newGitRepo(b)
+	files := map[string]string{}
+	for i := range 1000 {
+		for _, f := range []string{"app.cue", "pods.cue", "config.yaml"} {
+			files[fmt.Sprintf("apps/app%04d/%s", i, f)] = fmt.Sprintf("app %d %s\n", i, f)
+		}
+	}
+	origin.commit("seed", files)
+	sink := &nopSink{}
+	s, err := New(Options{DataDir: b.TempDir(), Sink: sink, DisableWatch: true,
+		Repos: []RepoConfig{{Name: "big", URL: origin.dir, Path: "apps"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Sync(ctx, "big"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		origin.commit(fmt.Sprintf("change %d", i), map[string]string{fmt.Sprintf("apps/app%04d/app.cue", i%1000): fmt.Sprintf("v%d\n", i)})
+		b.StartTimer()
+		res, err := s.Sync(ctx, "big")
+		if err != nil || !res.Applied || sink.paths != 1 {
+			b.Fatalf("sync: %+v %v, %d paths", res, err, sink.paths)
+		}
+	}
+}

@@ -259,10 +259,13 @@ func checkTree(r *git.Repository, h, prev plumbing.Hash) error {
 	}
 	old := map[string]plumbing.Hash{}
 	if !prev.IsZero() {
-		if pt, err := r.TreeObject(prev); err == nil {
-			for _, e := range pt.Entries {
-				old[e.Name] = e.Hash
-			}
+		// prev was checked before, so failing to read it now is damage.
+		pt, err := r.TreeObject(prev)
+		if err != nil {
+			return fmt.Errorf("previously checked tree %s: %w", prev, err)
+		}
+		for _, e := range pt.Entries {
+			old[e.Name] = e.Hash
 		}
 	}
 	for _, e := range t.Entries {

@@ -8,46 +8,91 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
 // changedPaths lists the files that differ between two trees, sorted, as
 // paths relative to the trees' root. A zero hash stands for an empty tree.
+// Subtrees with equal hashes are skipped unread, so the cost follows the
+// size of the change, not of the repository (go-git's DiffTree took 190 ms
+// for one changed file among 3,000).
 func changedPaths(ctx context.Context, s storer.EncodedObjectStorer, from, to plumbing.Hash) ([]string, error) {
-	get := func(h plumbing.Hash) (*object.Tree, error) {
-		if h.IsZero() {
-			return &object.Tree{}, nil
-		}
-		return object.GetTree(s, h)
-	}
-	a, err := get(from)
-	if err != nil {
+	out := []string{} // empty, not nil: nil means "unknown" in a Snapshot
+	if err := diffTrees(ctx, s, "", from, to, &out); err != nil {
 		return nil, err
-	}
-	b, err := get(to)
-	if err != nil {
-		return nil, err
-	}
-	changes, err := object.DiffTreeWithOptions(ctx, a, b, &object.DiffTreeOptions{})
-	if err != nil {
-		return nil, err
-	}
-	set := map[string]bool{}
-	for _, c := range changes {
-		if c.From.Name != "" {
-			set[c.From.Name] = true
-		}
-		if c.To.Name != "" {
-			set[c.To.Name] = true
-		}
-	}
-	out := make([]string, 0, len(set))
-	for p := range set {
-		out = append(out, p)
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+func diffTrees(ctx context.Context, s storer.EncodedObjectStorer, prefix string, from, to plumbing.Hash, out *[]string) error {
+	if from == to {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	entries := func(h plumbing.Hash) (map[string]object.TreeEntry, error) {
+		m := map[string]object.TreeEntry{}
+		if h.IsZero() {
+			return m, nil
+		}
+		t, err := object.GetTree(s, h)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range t.Entries {
+			m[e.Name] = e
+		}
+		return m, nil
+	}
+	a, err := entries(from)
+	if err != nil {
+		return err
+	}
+	b, err := entries(to)
+	if err != nil {
+		return err
+	}
+	// side lists the files under one side's entry (a blob: itself).
+	side := func(e object.TreeEntry, ok bool) (dir, file plumbing.Hash) {
+		switch {
+		case !ok:
+		case e.Mode == filemode.Dir:
+			dir = e.Hash
+		case e.Mode != filemode.Submodule:
+			file = e.Hash
+		}
+		return dir, file
+	}
+	names := map[string]bool{}
+	for n := range a {
+		names[n] = true
+	}
+	for n := range b {
+		names[n] = true
+	}
+	for n := range names {
+		ea, okA := a[n]
+		eb, okB := b[n]
+		if okA && okB && ea.Hash == eb.Hash && ea.Mode == eb.Mode {
+			continue
+		}
+		dirA, fileA := side(ea, okA)
+		dirB, fileB := side(eb, okB)
+		p := prefix + n
+		if fileA != fileB || (okA && okB && ea.Mode != eb.Mode && ea.Mode != filemode.Dir && eb.Mode != filemode.Dir) {
+			*out = append(*out, p)
+		}
+		if dirA != dirB {
+			if err := diffTrees(ctx, s, p+"/", dirA, dirB, out); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // openLocal opens a local repository (a worktree, any directory inside

@@ -53,12 +53,18 @@ func (m *mirror) localFetch(ctx context.Context, srcDir string, depth int) error
 		}
 		tip = ref.Hash()
 	}
+	base := plumbing.ZeroHash // the tree we already have, to skip its parts unread
 	if localRef != "" {
-		if cur, err := m.repo.Reference(localRef, false); err == nil && cur.Hash() == tip && depth <= 1 {
-			return nil // up to date: no objects to read
+		if cur, err := m.repo.Reference(localRef, false); err == nil {
+			if cur.Hash() == tip && depth <= 1 {
+				return nil // up to date: no objects to read
+			}
+			if base = m.peeledTree(cur.Hash()); base.IsZero() {
+				return fmt.Errorf("%w: %s points at %s, which does not read back", ErrCorruptClone, localRef, cur.Hash())
+			}
 		}
 	}
-	objs, err := m.missingObjects(ctx, src.Storer, tip, depth)
+	objs, err := m.missingObjects(ctx, src.Storer, tip, depth, base)
 	if err != nil {
 		return err
 	}
@@ -93,7 +99,7 @@ func (m *mirror) localFetch(ctx context.Context, srcDir string, depth int) error
 // missingObjects lists what the cache lacks of tip: annotated tags, commits
 // down to depth, and their trees and blobs. A tree the cache has is taken
 // as complete (packs are written whole).
-func (m *mirror) missingObjects(ctx context.Context, src storer.EncodedObjectStorer, tip plumbing.Hash, depth int) ([]plumbing.Hash, error) {
+func (m *mirror) missingObjects(ctx context.Context, src storer.EncodedObjectStorer, tip plumbing.Hash, depth int, base plumbing.Hash) ([]plumbing.Hash, error) {
 	var broken error
 	has := func(h plumbing.Hash) bool {
 		err := m.repo.Storer.HasEncodedObject(h)
@@ -141,7 +147,7 @@ func (m *mirror) missingObjects(ctx context.Context, src storer.EncodedObjectSto
 		}
 		if !has(it.h) {
 			out = append(out, it.h)
-			if out, err = missingTree(src, has, c.TreeHash, seen, out); err != nil {
+			if out, err = m.missingTree(src, has, c.TreeHash, base, seen, out); err != nil {
 				return nil, err
 			}
 		}
@@ -157,8 +163,28 @@ func (m *mirror) missingObjects(ctx context.Context, src storer.EncodedObjectSto
 	return out, nil
 }
 
-func missingTree(src storer.EncodedObjectStorer, has func(plumbing.Hash) bool, h plumbing.Hash, seen map[plumbing.Hash]bool, out []plumbing.Hash) ([]plumbing.Hash, error) {
-	if seen[h] || has(h) {
+// peeledTree is the root tree of a commit (or annotated tag) in the cache,
+// zero when it cannot be read.
+func (m *mirror) peeledTree(h plumbing.Hash) plumbing.Hash {
+	for range 10 {
+		tag, err := m.repo.TagObject(h)
+		if err != nil {
+			break
+		}
+		h = tag.Target
+	}
+	c, err := m.repo.CommitObject(h)
+	if err != nil {
+		return plumbing.ZeroHash
+	}
+	return c.TreeHash
+}
+
+// missingTree adds tree h and what it reaches that the cache lacks. Entries
+// equal to those of base (a tree the cache has, same path) are skipped
+// without a lookup, so an unchanged app costs nothing.
+func (m *mirror) missingTree(src storer.EncodedObjectStorer, has func(plumbing.Hash) bool, h, base plumbing.Hash, seen map[plumbing.Hash]bool, out []plumbing.Hash) ([]plumbing.Hash, error) {
+	if h == base || seen[h] || has(h) {
 		return out, nil
 	}
 	seen[h] = true
@@ -167,11 +193,19 @@ func missingTree(src storer.EncodedObjectStorer, has func(plumbing.Hash) bool, h
 		return out, fmt.Errorf("tree %s: %w", h, err)
 	}
 	out = append(out, h)
+	known := map[string]plumbing.Hash{}
+	if !base.IsZero() {
+		if bt, err := object.GetTree(m.repo.Storer, base); err == nil {
+			for _, e := range bt.Entries {
+				known[e.Name] = e.Hash
+			}
+		}
+	}
 	for _, e := range t.Entries {
 		switch {
-		case e.Mode == filemode.Submodule, seen[e.Hash]:
+		case e.Mode == filemode.Submodule, seen[e.Hash], known[e.Name] == e.Hash:
 		case e.Mode == filemode.Dir:
-			if out, err = missingTree(src, has, e.Hash, seen, out); err != nil {
+			if out, err = m.missingTree(src, has, e.Hash, known[e.Name], seen, out); err != nil {
 				return out, err
 			}
 		default:

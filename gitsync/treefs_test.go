@@ -3,6 +3,7 @@ package gitsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -81,4 +82,41 @@ func mustSub(t *testing.T, fsys fs.FS, dir string) fs.FS {
 		t.Fatal(err)
 	}
 	return sub
+}
+
+// TestDiffMatchesGit compares Diff with `git diff --name-only` over a
+// series of changes: edits, additions, removals, a file becoming a
+// directory and back, a mode change and nested directories.
+func TestDiffMatchesGit(t *testing.T) {
+	r := newGitRepo(t)
+	steps := []map[string]string{
+		{"a/b/c.txt": "1", "a/d.txt": "1", "e.txt": "1", "x": "file"},
+		{"a/b/c.txt": "2"},
+		{"a/b/new.txt": "1", "e.txt": ""},
+		{"x": ""},
+		{"x/inner.txt": "now a dir"},
+		{"a/b": "", "z/y/w.txt": "deep"},
+		{"x": ""},
+		{"x": "file again"},
+	}
+	var shas []string
+	for i, files := range steps {
+		shas = append(shas, r.commit(fmt.Sprintf("step %d", i), files))
+	}
+	if err := os.Chmod(filepath.Join(r.dir, "a", "d.txt"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shas = append(shas, r.commit("chmod", nil))
+	for i := range shas {
+		for j := range shas {
+			want := r.git("diff", "--no-renames", "--name-only", shas[i], shas[j])
+			got, err := Diff(context.Background(), r.dir, shas[i], shas[j])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, "\n") != want {
+				t.Errorf("Diff(%d, %d) = %q, git says %q", i, j, got, want)
+			}
+		}
+	}
 }
