@@ -28,10 +28,11 @@ type Agent struct {
 	podCIDR string
 
 	mu      sync.Mutex
-	ctx     context.Context    // the workers' context, set by adopt
-	adopted bool               // workers may start
-	workers map[string]*worker // by pod UID
-	wg      sync.WaitGroup     // running workers
+	ctx     context.Context        // the workers' context, set by adopt
+	adopted bool                   // workers may start
+	workers map[string]*worker     // by pod UID
+	pulls   map[string]*sync.Mutex // one pull at a time per image reference
+	wg      sync.WaitGroup         // running workers
 }
 
 // New validates opts and reads the host's CPU, memory and address. Start
@@ -59,6 +60,7 @@ func New(opts Options) (*Agent, error) {
 		opts: opts, log: opts.Logger.With("node", opts.NodeName), host: host, address: address,
 		probeHC: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 		workers: map[string]*worker{},
+		pulls:   map[string]*sync.Mutex{},
 	}, nil
 }
 

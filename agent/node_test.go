@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +131,19 @@ func TestRegisterAndHeartbeat(t *testing.T) {
 	}
 	if got, err := c.Client.Get(ctx, api.Key{Kind: api.KindNode, Name: "n1"}); err != nil || got.Meta().ResourceVersion != rv {
 		t.Errorf("heartbeat rewrote the node: rv %d -> %v (%v)", rv, got.Meta().ResourceVersion, err)
+	}
+}
+
+// procStart identifies a live process and reports a missing one.
+func TestProcStart(t *testing.T) {
+	self, ok := procStart(uint32(os.Getpid()))
+	if !ok || self == 0 {
+		t.Fatalf("procStart(self) = %d, %v", self, ok)
+	}
+	if again, ok := procStart(uint32(os.Getpid())); !ok || again != self {
+		t.Errorf("start time changed: %d then %d", self, again)
+	}
+	if _, ok := procStart(1 << 30); ok {
+		t.Error("a PID beyond pid_max is alive")
 	}
 }

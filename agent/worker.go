@@ -1,10 +1,14 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +33,14 @@ type worker struct {
 	mem     map[string]memory
 	probers map[string]*prober // by container name
 
+	// procs holds the start time of each running container's process,
+	// by container ID: while that process lives, a pass need not ask the
+	// runtime, which keeps an idle node cheap.
+	procs map[string]uint64
+	// fullRefresh is when the runtime is next asked about every container
+	// regardless.
+	fullRefresh time.Time
+
 	// written is the status last written, with the revision it got, so a
 	// pass does not rewrite it while the informer has not caught up.
 	written   *api.PodStatus
@@ -41,6 +53,7 @@ func (a *Agent) newWorker(uid, key string) *worker {
 		obs:     observed{Containers: map[string][]runtime.ContainerStatus{}},
 		mem:     map[string]memory{},
 		probers: map[string]*prober{},
+		procs:   map[string]uint64{},
 	}
 }
 
@@ -150,16 +163,23 @@ func (w *worker) pass(ctx context.Context) (next time.Duration, done bool) {
 	return next, false
 }
 
-// refresh reloads the state of containers that may have changed (those
-// not known to have exited).
+// refresh reloads the state of containers that may have changed: those
+// not known to have exited, unless their process is still alive. Every
+// fullRefreshEvery status syncs it asks the runtime about all of them.
 func (w *worker) refresh(ctx context.Context) {
+	now := w.a.opts.Now()
+	full := !now.Before(w.fullRefresh)
+	if full {
+		w.fullRefresh = now.Add(fullRefreshEvery * w.a.opts.StatusSyncInterval)
+	}
 	for name, attempts := range w.obs.Containers {
 		kept := attempts[:0]
 		for _, c := range attempts {
-			if c.State != runtime.StateExited {
+			if c.State != runtime.StateExited && (full || !w.alive(c)) {
 				st, err := w.a.rt.ContainerStatus(ctx, c.ID)
 				switch {
 				case errors.Is(err, runtime.ErrNotFound):
+					delete(w.procs, c.ID)
 					continue
 				case err != nil:
 					w.a.log.Warn("container status", "pod", w.key, "container", c.ID, "err", err)
@@ -167,6 +187,7 @@ func (w *worker) refresh(ctx context.Context) {
 					c = st
 				}
 			}
+			w.track(c)
 			kept = append(kept, c)
 		}
 		if len(kept) == 0 {
@@ -174,6 +195,34 @@ func (w *worker) refresh(ctx context.Context) {
 		} else {
 			w.obs.Containers[name] = kept
 		}
+	}
+}
+
+// fullRefreshEvery is how many status syncs pass between full refreshes.
+const fullRefreshEvery = 10
+
+// alive reports whether a running container's process still lives, as
+// first seen.
+func (w *worker) alive(c runtime.ContainerStatus) bool {
+	want, known := w.procs[c.ID]
+	if !known || c.State != runtime.StateRunning || c.PID == 0 {
+		return false
+	}
+	got, ok := procStart(c.PID)
+	return ok && got == want
+}
+
+// track remembers the process of a running container.
+func (w *worker) track(c runtime.ContainerStatus) {
+	if c.State != runtime.StateRunning || c.PID == 0 {
+		delete(w.procs, c.ID)
+		return
+	}
+	if _, known := w.procs[c.ID]; known {
+		return
+	}
+	if start, ok := procStart(c.PID); ok {
+		w.procs[c.ID] = start
 	}
 }
 
@@ -220,7 +269,7 @@ func (w *worker) start(ctx context.Context, pod *api.Pod, s startAction) {
 	if c.ImagePullPolicy == api.PullAlways {
 		policy = runtime.PullAlways
 	}
-	if _, err := a.rt.EnsureImage(ctx, c.Image, policy); err != nil {
+	if err := a.ensureImage(ctx, c.Image, policy); err != nil {
 		if ctx.Err() == nil {
 			w.fail(c.Name, ReasonErrImagePull, fmt.Errorf("pod %s: container %s: pull %s: %w", w.key, c.Name, c.Image, err), a.opts.Now())
 		}
@@ -234,9 +283,26 @@ func (w *worker) start(ctx context.Context, pod *api.Pod, s startAction) {
 		return
 	}
 	w.obs.Containers[c.Name] = append(w.obs.Containers[c.Name], st)
+	w.track(st)
 	m := w.mem[c.Name]
 	m.CrashDelay, m.Failure = s.CrashDelay, nil
 	w.mem[c.Name] = m
+}
+
+// ensureImage pulls one reference at a time: pods that start together
+// with the same image wait for the first pull instead of racing it.
+func (a *Agent) ensureImage(ctx context.Context, ref string, policy runtime.PullPolicy) error {
+	a.mu.Lock()
+	l := a.pulls[ref]
+	if l == nil {
+		l = &sync.Mutex{}
+		a.pulls[ref] = l
+	}
+	a.mu.Unlock()
+	l.Lock()
+	defer l.Unlock()
+	_, err := a.rt.EnsureImage(ctx, ref, policy)
+	return err
 }
 
 // fail records a failed start and when to retry it.
@@ -374,4 +440,26 @@ func (w *worker) writeStatus(ctx context.Context, pod *api.Pod) error {
 		}
 	}
 	return nil
+}
+
+// procStart reads the start time (in clock ticks since boot) of process
+// pid from /proc; ok is false when the process is gone or a zombie. With
+// the PID it identifies a process even after PIDs wrap around.
+func procStart(pid uint32) (start uint64, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is the state (field 3), f[19] the start time (field 22).
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return 0, false
+	}
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return start, err == nil
 }
