@@ -222,3 +222,52 @@ func BenchmarkIndexEndpointChange(b *testing.B) {
 		})
 	}
 }
+
+// The way the agent uses it: informer events into an Index, each snapshot
+// into a running server, answers following the changes.
+func TestIndexDrivesServer(t *testing.T) {
+	x := NewIndex("")
+	s, addr := startServer(t, Options{}, x.Snapshot())
+	apply := func() {
+		t.Helper()
+		if err := s.Update(x.Snapshot()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aOf := func(name string) (int, []string) {
+		t.Helper()
+		r := ask(t, addr, "udp", name, mdns.TypeA, 0)
+		return r.Rcode, rrTexts(r.Answer)
+	}
+	db := &api.Service{Spec: api.ServiceSpec{Headless: true}}
+	db.Metadata.App, db.Metadata.Name = "shop", "db"
+	x.SetService(db)
+	apply()
+	if rcode, ans := aOf("db.shop.svc.cluster.local."); rcode != mdns.RcodeSuccess || len(ans) != 0 {
+		t.Fatalf("headless service without endpoints: %s %v, want NODATA", mdns.RcodeToString[rcode], ans)
+	}
+	ep := &api.Endpoints{Spec: api.EndpointsSpec{Addresses: []api.EndpointAddress{
+		{Pod: "db-0", IP: "10.88.0.5", Ready: true}, {Pod: "db-1", IP: "10.88.0.6", Ready: false},
+	}}}
+	ep.Metadata = db.Metadata
+	x.SetEndpoints(ep)
+	apply()
+	if _, ans := aOf("db.shop.svc.cluster.local."); !slices.Equal(ans, []string{"db.shop.svc.cluster.local. A 10.88.0.5"}) {
+		t.Fatalf("one ready endpoint: %v", ans)
+	}
+	ready := *ep
+	ready.Spec.Addresses = slices.Clone(ep.Spec.Addresses)
+	ready.Spec.Addresses[1].Ready = true
+	x.SetEndpoints(&ready)
+	apply()
+	if _, ans := aOf("db-1.db.shop.svc.cluster.local."); !slices.Equal(ans, []string{"db-1.db.shop.svc.cluster.local. A 10.88.0.6"}) {
+		t.Fatalf("endpoint turned ready: %v", ans)
+	}
+	x.DeleteService("shop", "db")
+	apply()
+	for _, name := range []string{"db.shop.svc.cluster.local.", "db-1.db.shop.svc.cluster.local.", "shop.svc.cluster.local."} {
+		if rcode, _ := aOf(name); rcode != mdns.RcodeNameError {
+			t.Errorf("%s after delete: %s, want NXDOMAIN", name, mdns.RcodeToString[rcode])
+		}
+	}
+}
