@@ -247,7 +247,7 @@ func (x *Index) compile(k string) *compiledService {
 		}
 		nk := string(key)
 		switch {
-		case !mdns.IsSubDomain(x.zone, owner):
+		case !underZone(owner, x.zone):
 			if set := d.sets[mdns.TypePTR]; set != nil {
 				c.ptr[nk] = set.answer
 			}

@@ -218,7 +218,7 @@ func (b *builder) name(owner string) *draft {
 	}
 	d = &draft{sets: map[uint16]*draftSet{}}
 	b.names[owner] = d
-	if owner != b.zone && mdns.IsSubDomain(b.zone, owner) {
+	if owner != b.zone && underZone(owner, b.zone) {
 		if i := strings.IndexByte(owner, '.'); i >= 0 {
 			b.name(owner[i+1:])
 		}
@@ -302,7 +302,7 @@ func newSnapshot(zone string, serial uint32, skipped []string, names shards) *Sn
 
 // packEntry packs the replies for one owner name.
 func packEntry(zone, owner string, d *draft) *nameEntry {
-	e := &nameEntry{name: owner, inZone: mdns.IsSubDomain(zone, owner)}
+	e := &nameEntry{name: owner, inZone: underZone(owner, zone)}
 	for t, set := range d.sets {
 		e.sets = append(e.sets, rrset{qtype: t, answer: set.answer, extra: set.extra})
 	}
@@ -400,4 +400,14 @@ func addrRR(owner string, ip netip.Addr) mdns.RR {
 	}
 	hdr.Rrtype = mdns.TypeAAAA
 	return &mdns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()}
+}
+
+// underZone reports whether the fqdn owner is zone or below it. Both are
+// unescaped (owners are built from checked labels); it is
+// mdns.IsSubDomain without splitting both names into labels on every call.
+func underZone(owner, zone string) bool {
+	if len(owner) < len(zone) || !strings.EqualFold(owner[len(owner)-len(zone):], zone) {
+		return false
+	}
+	return len(owner) == len(zone) || owner[len(owner)-len(zone)-1] == '.'
 }

@@ -284,3 +284,25 @@ func TestConcurrentUpdates(t *testing.T) {
 		t.Errorf("only %d updates ran during the queries", n)
 	}
 }
+
+func TestUnderZone(t *testing.T) {
+	tests := []struct {
+		owner, zone string
+		want        bool
+	}{
+		{"cluster.local.", "cluster.local.", true},
+		{"a.cluster.local.", "cluster.local.", true},
+		{"A.Cluster.Local.", "cluster.local.", true},
+		{"notcluster.local.", "cluster.local.", false},
+		{"local.", "cluster.local.", false},
+		{"10.0.96.10.in-addr.arpa.", "cluster.local.", false},
+		{"cluster.local.example.", "cluster.local.", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.owner, func(t *testing.T) {
+			if got := underZone(tt.owner, tt.zone); got != tt.want || got != mdns.IsSubDomain(tt.zone, tt.owner) {
+				t.Errorf("underZone(%q, %q) = %v, want %v (as mdns.IsSubDomain)", tt.owner, tt.zone, got, tt.want)
+			}
+		})
+	}
+}
