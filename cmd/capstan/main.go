@@ -70,6 +70,7 @@ func newRootCmd() *cobra.Command {
 		newValidateCmd(),
 		newPlanCmd(),
 		newRolloutCmd(),
+		newUpCmd(),
 		newCordonCmd(),
 		newUncordonCmd(),
 		newDrainCmd(),

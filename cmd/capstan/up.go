@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/capstanhq/capstan/agent"
+	"github.com/capstanhq/capstan/agent/services"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/dns"
+	"github.com/capstanhq/capstan/examples/demo"
+	"github.com/capstanhq/capstan/examples/repo"
+	"github.com/capstanhq/capstan/proxy"
+	"github.com/capstanhq/capstan/registry"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+)
+
+// upFlags are the flags of `capstan up`.
+type upFlags struct {
+	server     serverFlags
+	images     string
+	noAgent    bool
+	nodeName   string
+	containerd string
+	dnsAddr    string
+}
+
+func (f *upFlags) register(cmd *cobra.Command) {
+	f.server.register(cmd)
+	fl := cmd.Flags()
+	fl.Lookup("registry-addr").DefValue = registry.DefaultAddr
+	f.server.registryAddr = registry.DefaultAddr
+	fl.StringVar(&f.images, "images", "", "directory of image tarballs (capstan image pack -o) to push into the registry; 'make up' builds bin/images")
+	fl.BoolVar(&f.noAgent, "no-agent", false, "run no agent, proxy or DNS (no root needed); nodes join with 'capstan agent'")
+	fl.StringVar(&f.nodeName, "node-name", "", "name of this node (default: the host name)")
+	fl.StringVar(&f.containerd, "containerd-address", "", "containerd socket to use (default: start a containerd child under DATA_DIR/agent/containerd)")
+	fl.StringVar(&f.dnsAddr, "dns-addr", "", `cluster DNS address, ip:port (default: this host's IPv4 address on port 53; "off" for none)`)
+}
+
+func newUpCmd() *cobra.Command {
+	var f upFlags
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run a whole cluster in one process: server, registry, agent, proxy and DNS",
+		Long: `Run a one-node cluster on embedded defaults: the store, API server, git sync,
+controllers and scheduler; the registry on 127.0.0.1:5000; this machine's
+agent (containerd, CNI), service proxy (nftables) and cluster DNS.
+
+Without --repo it makes a demo git repository from the example app in
+DATA_DIR/demo-repo and tracks it: commit there to change the cluster. With
+--images it pushes the image tarballs of that directory (skipping those the
+registry already has). It prints one line per step, then what to try.
+
+Ctrl-C stops everything; running 'capstan up' again resumes the same cluster
+(the store, registry, demo repository and containers are all kept in
+DATA_DIR). Needs root unless --no-agent; see docs/up.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runUp(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().Lookup("data-dir").Usage = "directory for the store, registry, demo repository, agent and admin.yaml"
+	return cmd
+}
+
+// progress prints the step lines of `capstan up`.
+type progress struct{ w io.Writer }
+
+func (p progress) ok(format string, args ...any) { fmt.Fprintf(p.w, "✓ "+format+"\n", args...) }
+func (p progress) warn(format string, args ...any) {
+	fmt.Fprintf(p.w, "! "+format+"\n", args...)
+}
+
+// runUp runs everything until ctx ends (Ctrl-C) or a part fails.
+func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
+	p := progress{out}
+	dataDir, err := filepath.Abs(f.server.dataDir)
+	if err != nil {
+		return err
+	}
+	f.server.dataDir = dataDir
+	if err := needRoot(os.Geteuid(), f.noAgent); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory %s: %w (pick another with --data-dir)", dataDir, err)
+	}
+	log, closeLog, err := upLogger(f.server, dataDir, errOut)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	p.ok("data directory %s (logs in %s)", dataDir, filepath.Join(dataDir, "capstan.log"))
+
+	demoDir := ""
+	if len(f.server.git.repos) == 0 && f.server.git.config == "" {
+		res, err := demo.Repo(filepath.Join(dataDir, "demo-repo"), repo.FS())
+		if err != nil {
+			return err
+		}
+		demoDir = res.Dir
+		how := "kept from the last run"
+		if res.Created {
+			how = "created from examples/repo"
+		}
+		p.ok("demo repository %s at %s (%s)", res.Dir, short(res.Head), how)
+		f.server.git.repos = []string{res.Dir}
+		f.server.git.branch, f.server.git.path = demo.Branch, "."
+	}
+
+	cp, err := newControlPlane(f.server, log)
+	if err != nil {
+		return err
+	}
+	defer cp.Close()
+	admin, err := cp.server.AdminClient()
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cp.Start(gctx) })
+	g.Go(func() error {
+		err := upSteps(gctx, g, f, cp, admin, p, demoDir, log)
+		if gctx.Err() != nil {
+			return nil // the real cause comes from the part that failed
+		}
+		return err
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		fmt.Fprintf(out, "stopped; everything is kept in %s: run 'capstan up' again to resume\n", dataDir)
+		return nil
+	}
+	return err
+}
+
+// needRoot refuses to run the agent without root.
+func needRoot(euid int, noAgent bool) error {
+	if noAgent || euid == 0 {
+		return nil
+	}
+	return errors.New("capstan up runs containers and needs root: run 'sudo make up' (or sudo bin/capstan up), or pass --no-agent for the control plane alone")
+}
+
+// upSteps waits for each part in turn, starts the node side once the
+// control plane and registry answer, and prints a line per step.
+func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane, admin *client.Client, p progress, demoDir string, log *slog.Logger) error {
+	if err := pollUntil(ctx, func() bool { return admin.Do(ctx, "GET", "/readyz", nil, nil) == nil }); err != nil {
+		return err
+	}
+	p.ok("store ready at %s", filepath.Join(f.server.dataDir, "capstan.db"))
+	p.ok("API server on %s", cp.server.URL())
+	select {
+	case <-cp.registry.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	regAddr := cp.registry.Addr()
+	p.ok("registry on %s (images in %s)", regAddr, filepath.Join(f.server.dataDir, "registry"))
+	if err := upImages(ctx, f.images, regAddr, p); err != nil {
+		return err
+	}
+	if !f.noAgent {
+		if err := startNode(ctx, g, f, admin, p, log); err != nil {
+			return err
+		}
+	}
+	if len(f.server.git.repos) > 0 || f.server.git.config != "" {
+		// A sync usually lands within a second; past the wait, the hint
+		// below still tells where to look.
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		apps := waitSynced(wctx, admin)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if len(apps) == 0 {
+			p.warn("no app synced yet: see 'capstan history' and %s", filepath.Join(f.server.dataDir, "capstan.log"))
+		}
+		for _, a := range apps {
+			if a.Status.LastSyncResult == api.SyncApplied || a.Status.SyncedCommit != "" {
+				p.ok("app %s synced at commit %s", a.Metadata.Name, short(a.Status.SyncedCommit))
+			} else {
+				p.warn("app %s: commit %s %s: %s", a.Metadata.Name, short(a.Status.AttemptedCommit), strings.ToLower(a.Status.LastSyncResult), a.Status.LastSyncMessage)
+			}
+		}
+	}
+	nextSteps(p.w, f.server.dataDir, cp.server.AdminConfigPath(), demoDir)
+	return nil
+}
+
+// upImages pushes the image tarballs, or reports what the registry holds.
+func upImages(ctx context.Context, dir, addr string, p progress) error {
+	if dir == "" {
+		repos, err := registry.List(ctx, addr, registry.RemoteOptions{})
+		if err != nil {
+			return err
+		}
+		if len(repos) == 0 {
+			p.warn("the registry holds no images: pass --images DIR ('make up' builds bin/images) or push with 'capstan image pack --push'")
+			return nil
+		}
+		p.ok("images: the registry holds %d repositories (%s)", len(repos), repoNames(repos))
+		return nil
+	}
+	imgs, err := demo.PushImages(ctx, dir, addr)
+	if err != nil {
+		return err
+	}
+	var pushed, kept []string
+	for _, im := range imgs {
+		ref := strings.TrimPrefix(im.Ref, addr+"/")
+		if im.Pushed {
+			pushed = append(pushed, ref)
+		} else {
+			kept = append(kept, ref)
+		}
+	}
+	switch {
+	case len(pushed) == 0:
+		p.ok("images already in the registry: %s", strings.Join(kept, ", "))
+	case len(kept) == 0:
+		p.ok("images pushed: %s", strings.Join(pushed, ", "))
+	default:
+		p.ok("images pushed: %s (already there: %s)", strings.Join(pushed, ", "), strings.Join(kept, ", "))
+	}
+	return nil
+}
+
+func repoNames(repos []registry.Repository) string {
+	names := make([]string, 0, len(repos))
+	for _, r := range repos {
+		names = append(names, r.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// startNode starts the DNS server, the proxy, the services feeder and the
+// agent in g, and waits until the feeder pushed and the node is Ready.
+func startNode(ctx context.Context, g *errgroup.Group, f upFlags, admin *client.Client, p progress, log *slog.Logger) error {
+	hostIP, err := hostIPv4("/proc/net/route")
+	if err != nil {
+		return fmt.Errorf("node address: %w (capstan up needs a default route)", err)
+	}
+	var clusterDNS netip.Addr
+	var dnsServer *dns.Server
+	if f.dnsAddr != "off" {
+		addr := f.dnsAddr
+		if addr == "" {
+			addr = netip.AddrPortFrom(hostIP, 53).String()
+		}
+		if dnsServer, err = dns.New(dns.Options{Addrs: []string{addr}, Logger: log.With("component", "dns")}); err != nil {
+			return fmt.Errorf("--dns-addr: %w", err)
+		}
+		clusterDNS = netip.MustParseAddrPort(addr).Addr()
+	}
+	changed, err := proxy.EnsureSysctls("")
+	if err != nil {
+		return err
+	}
+	for _, s := range changed {
+		log.Info("sysctl set for the service proxy", "name", s.Name, "value", s.Value, "why", s.Why)
+	}
+	px, err := proxy.New(proxy.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	feeder, err := services.New(services.Options{Client: admin, DNS: dnsOrNil(dnsServer), Proxy: px, Logger: log})
+	if err != nil {
+		return err
+	}
+	ag, err := agent.New(agent.Options{
+		Client: admin, NodeName: f.nodeName, Address: hostIP.String(),
+		DataDir: filepath.Join(f.server.dataDir, "agent"), ContainerdAddress: f.containerd,
+		ClusterDNS: clusterDNS, Logger: log.With("component", "agent"),
+	})
+	if err != nil {
+		return err
+	}
+	if dnsServer != nil {
+		g.Go(func() error { return dnsServer.Start(ctx) })
+	}
+	g.Go(func() error { return px.Start(ctx) })
+	g.Go(func() error { return feeder.Start(ctx) })
+	g.Go(func() error { return ag.Start(ctx) })
+	select {
+	case <-feeder.Synced():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if dnsServer != nil {
+		select {
+		case <-dnsServer.Ready():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.ok("cluster DNS on %s (zone %s)", dnsServer.Addrs()[0], dns.DefaultZone)
+	}
+	p.ok("service proxy: nftables table ip capstan")
+	name := ag.NodeName()
+	if err := pollUntil(ctx, func() bool { return nodeReady(ctx, admin, name) }); err != nil {
+		return err
+	}
+	p.ok("agent: node %s Ready (containerd, CNI bridge)", name)
+	return nil
+}
+
+// dnsOrNil keeps a nil *dns.Server from becoming a non-nil interface.
+func dnsOrNil(s *dns.Server) services.DNS {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+func nodeReady(ctx context.Context, c *client.Client, name string) bool {
+	obj, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: name})
+	if err != nil {
+		return false
+	}
+	cond := api.FindCondition(obj.(*api.Node).Status.Conditions, api.NodeReady)
+	return cond != nil && cond.Status == api.ConditionTrue
+}
+
+// waitSynced waits until every app has a sync result, and at least one app
+// exists, or ctx ends; it returns the apps seen last.
+func waitSynced(ctx context.Context, c *client.Client) []*api.App {
+	var apps []*api.App
+	pollUntil(ctx, func() bool {
+		objs, _, err := c.List(ctx, api.KindApp, client.ListOptions{})
+		if err != nil || len(objs) == 0 {
+			return false
+		}
+		apps = apps[:0]
+		for _, o := range objs {
+			a := o.(*api.App)
+			if a.Status.LastSyncResult == "" {
+				return false
+			}
+			apps = append(apps, a)
+		}
+		return true
+	})
+	return apps
+}
+
+// pollUntil checks cond every 50ms until it holds or ctx ends.
+func pollUntil(ctx context.Context, cond func() bool) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// nextSteps tells a newcomer what to try.
+func nextSteps(w io.Writer, dataDir, adminConfig, demoDir string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nCapstan is up. The CLI's config is %s:\n", adminConfig)
+	fmt.Fprintf(&b, "  export CAPSTAN_CONFIG=%s\n", adminConfig)
+	b.WriteString("  capstan get pods -A                 # the pods, their nodes and IPs\n")
+	b.WriteString("  capstan rollout status shop -w      # follow a rollout\n")
+	b.WriteString("  capstan history shop                # every commit git sync looked at\n")
+	if demoDir != "" {
+		fmt.Fprintf(&b, "Change the cluster by committing to the demo repository:\n")
+		fmt.Fprintf(&b, "  cd %s\n", demoDir)
+		b.WriteString("  $EDITOR shop.cue                    # e.g. frontend replicas: 3 -> 5, or image hello:v1 -> v2\n")
+		b.WriteString("  git commit -am 'scale the frontend'\n")
+		b.WriteString("  capstan rollout status shop -w\n")
+		b.WriteString("A commit that does not validate is refused with file:line; 'git revert' rolls back.\n")
+	}
+	fmt.Fprintf(&b, "Ctrl-C stops everything; 'capstan up' again resumes this cluster from %s.\n", dataDir)
+	io.WriteString(w, b.String())
+}
+
+// upLogger writes logs to DATA_DIR/capstan.log, or with -v to stderr at
+// debug level, so the terminal shows the steps.
+func upLogger(f serverFlags, dataDir string, errOut io.Writer) (*slog.Logger, func(), error) {
+	if f.verbose {
+		opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+		if f.logJSON {
+			return slog.New(slog.NewJSONHandler(errOut, opts)), func() {}, nil
+		}
+		return slog.New(slog.NewTextHandler(errOut, opts)), func() {}, nil
+	}
+	file, err := os.OpenFile(filepath.Join(dataDir, "capstan.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log file: %w", err)
+	}
+	var h slog.Handler = slog.NewTextHandler(file, nil)
+	if f.logJSON {
+		h = slog.NewJSONHandler(file, nil)
+	}
+	return slog.New(h), func() { file.Close() }, nil
+}
+
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/registry"
+)
+
+// startUp runs `capstan up ARGS` in process until the returned stop is
+// called; stop returns the command's error.
+func startUp(t *testing.T, args ...string) (*syncBuffer, <-chan error, context.CancelFunc) {
+	t.Helper()
+	out := &syncBuffer{}
+	root := newRootCmd()
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs(append([]string{"up"}, args...))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	finished := make(chan struct{})
+	go func() { done <- root.ExecuteContext(ctx); close(finished) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-finished:
+		case <-time.After(30 * time.Second):
+			t.Error("capstan up did not stop")
+		}
+	})
+	return out, done, cancel
+}
+
+func imageTarballs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range []string{"hello", "api"} {
+		src := t.TempDir()
+		if err := os.WriteFile(filepath.Join(src, name), []byte("#!/bin/true\n"+name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		img, err := registry.PackDir(src, registry.ImageConfig{Entrypoint: []string{"/" + name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := registry.WriteTarball(img, "127.0.0.1:5000/examples/"+name+":v1", filepath.Join(dir, name+".tar")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func appFrontendReplicas(t *testing.T, cfgPath string) int32 {
+	t.Helper()
+	cfg, err := client.LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := c.Get(context.Background(), api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+	if err != nil {
+		return -1
+	}
+	for _, w := range obj.(*api.App).Spec.Workloads {
+		if w.Name == "frontend" {
+			return w.Spec.Replicas
+		}
+	}
+	return -1
+}
+
+// TestUpControlPlaneJourney runs `capstan up --no-agent` (no root): the
+// demo repository is made and tracked, image tarballs are pushed, the
+// progress lines and next steps are printed; a commit to the demo
+// repository reaches the cluster; a restart keeps the repository, the
+// images and the store.
+func TestUpControlPlaneJourney(t *testing.T) {
+	dataDir := t.TempDir()
+	images := imageTarballs(t)
+	args := []string{"--no-agent", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0", "--images", images}
+	out, done, stop := startUp(t, args...)
+	waitOutput(t, out, done, "Capstan is up.")
+	adminCfg := filepath.Join(dataDir, "admin.yaml")
+	demoDir := filepath.Join(dataDir, "demo-repo")
+	lines := strings.Split(out.String(), "\n")
+	want := []string{
+		"✓ data directory " + dataDir,
+		"✓ demo repository " + demoDir + " at ",
+		"✓ store ready at " + filepath.Join(dataDir, "capstan.db"),
+		"✓ API server on https://127.0.0.1:",
+		"✓ registry on 127.0.0.1:",
+		"✓ images pushed: examples/api:v1, examples/hello:v1",
+		"✓ app shop synced at commit ",
+	}
+	for i, w := range want {
+		if i >= len(lines) || !strings.HasPrefix(lines[i], w) {
+			t.Fatalf("line %d: want prefix %q; output:\n%s", i, w, out.String())
+		}
+	}
+	for _, w := range []string{"(created from examples/repo)", "export CAPSTAN_CONFIG=" + adminCfg, "capstan rollout status shop -w", "cd " + demoDir} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out.String())
+		}
+	}
+	if got := appFrontendReplicas(t, adminCfg); got != 3 {
+		t.Fatalf("frontend replicas %d, want 3 from the example", got)
+	}
+
+	// A commit in the demo repository reaches the cluster.
+	shop := filepath.Join(demoDir, "shop.cue")
+	b, err := os.ReadFile(shop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(b), "replicas: 3", "replicas: 5", 1)
+	if edited == string(b) {
+		t.Fatal("example has no 'replicas: 3' to edit")
+	}
+	if err := os.WriteFile(shop, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCmd(t, demoDir, "-c", "user.name=U", "-c", "user.email=u@example.com", "commit", "-qam", "scale the frontend")
+	head := gitCmd(t, demoDir, "rev-parse", "HEAD")
+	deadline := time.Now().Add(30 * time.Second)
+	for appFrontendReplicas(t, adminCfg) != 5 {
+		if time.Now().After(deadline) {
+			t.Fatal("the commit never reached the app")
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+
+	// Ctrl-C stops cleanly.
+	stop()
+	if err := waitDone(t, done); err != nil {
+		t.Fatalf("up after cancel: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "stopped; everything is kept in "+dataDir) {
+		t.Errorf("no stop line:\n%s", out.String())
+	}
+
+	// A restart resumes: same repository, images not pushed again, the
+	// app as the last commit left it.
+	out, done, _ = startUp(t, args...)
+	waitOutput(t, out, done, "Capstan is up.")
+	for _, w := range []string{
+		"✓ demo repository " + demoDir + " at " + head[:7] + " (kept from the last run)",
+		"✓ images already in the registry: examples/api:v1, examples/hello:v1",
+		"✓ app shop synced at commit " + head[:7],
+	} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("restart output lacks %q:\n%s", w, out.String())
+		}
+	}
+	if got := appFrontendReplicas(t, adminCfg); got != 5 {
+		t.Errorf("after restart frontend replicas %d, want 5", got)
+	}
+}
+
+func TestUpRootCheck(t *testing.T) {
+	if err := needRoot(1000, false); err == nil || !strings.Contains(err.Error(), "needs root") || !strings.Contains(err.Error(), "--no-agent") {
+		t.Errorf("non-root with the agent: %v", err)
+	}
+	if err := needRoot(1000, true); err != nil {
+		t.Errorf("non-root with --no-agent: %v", err)
+	}
+	if err := needRoot(0, false); err != nil {
+		t.Errorf("root: %v", err)
+	}
+}
+
+func TestDefaultRouteDevice(t *testing.T) {
+	routes := "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
+		"eth1\t00000000\t0102A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0\n" +
+		"eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n" +
+		"eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+	f := filepath.Join(t.TempDir(), "route")
+	if err := os.WriteFile(f, []byte(routes), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dev, err := defaultRouteDevice(f); err != nil || dev != "eth0" {
+		t.Errorf("default route device %q, %v; want eth0 (lowest metric)", dev, err)
+	}
+	if err := os.WriteFile(f, []byte(strings.Join(strings.Split(routes, "\n")[:1], "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := defaultRouteDevice(f); err == nil {
+		t.Error("a table without a default route gave a device")
+	}
+}
