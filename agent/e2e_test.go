@@ -123,6 +123,18 @@ func TestPods(t *testing.T) {
 		}
 	})
 
+	t.Run("memory limit: OOMKilled", func(t *testing.T) {
+		e := e.with(t)
+		p := e.pod("oom", "hog", api.Container{Name: "c", Args: []string{"oom"},
+			Resources: api.Resources{Limits: api.ResourceList{Memory: api.MustParseQuantity("32Mi")}}})
+		p.Spec.RestartPolicy = api.RestartNever
+		p = e.create(p)
+		got := e.waitPod(p, "failed", func(p *api.Pod) bool { return p.Status.Phase == api.PodFailed })
+		if term := got.Status.Containers[0].State.Terminated; term == nil || term.Reason != runtime.ReasonOOMKilled || term.ExitCode != 137 {
+			t.Errorf("terminated = %+v, want OOMKilled (137)", term)
+		}
+	})
+
 	t.Run("readiness probe flips Ready", func(t *testing.T) {
 		e := e.with(t)
 		p := e.pod("web", "web", api.Container{Name: "web", Args: []string{"http", ":8080", "/data/ready"},

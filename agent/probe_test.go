@@ -97,6 +97,18 @@ func TestCheckers(t *testing.T) {
 	if err := closedChk.check(ctx); err == nil {
 		t.Error("tcp probe to a closed port passed")
 	}
+	// A probe that times out fails.
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-hang }))
+	defer slow.Close()
+	defer close(hang)
+	sp := netip.MustParseAddrPort(slow.Listener.Addr().String())
+	slowChk, _ := newChecker(&api.Probe{HTTP: &api.HTTPProbe{Port: api.FromInt(int32(sp.Port()))}}, c, sp.Addr(), "id", nil, hc)
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := slowChk.check(tctx); err == nil {
+		t.Error("http probe of a server that never answers passed")
+	}
 	if _, err := newChecker(&api.Probe{TCP: &api.TCPProbe{Port: api.FromString("nope")}}, c, ap.Addr(), "id", nil, hc); err == nil {
 		t.Error("a probe on an unknown port name was accepted")
 	}

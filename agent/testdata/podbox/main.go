@@ -8,6 +8,7 @@
 //	                       learnt to OUT, then wait for SIGTERM
 //	http ADDR FILE         serve HTTP on ADDR: /ready answers 200 while FILE
 //	                       exists, 503 otherwise; until SIGTERM
+//	oom                    allocate and touch memory until killed
 package main
 
 import (
@@ -66,6 +67,15 @@ func main() {
 		})
 		go func() { fail(http.ListenAndServe(args[0], nil)) }()
 		waitTerm()
+	case "oom":
+		var hold [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			hold = append(hold, b)
+		}
 	default:
 		fail(fmt.Errorf("unknown mode %q", os.Args[1]))
 	}
