@@ -3,6 +3,7 @@ package gitsync
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -286,21 +287,36 @@ func (w *worker) sync(ctx context.Context) Result {
 	r.At = w.s.opts.Now()
 	w.statusMu.Lock()
 	prev := w.last
-	r.Changed = r.Applied || r.Recloned || prev.At.IsZero() || prev.Head != r.Head || errString(prev.Err) != errString(r.Err)
+	r.Changed = r.Applied || r.Recloned || prev.At.IsZero() || prev.Head != r.Head || errKey(prev.Err) != errKey(r.Err)
 	w.last = r
 	w.statusMu.Unlock()
 	if ctx.Err() == nil {
 		w.s.opts.Sink.Report(ctx, r)
 	}
-	if r.Err != nil {
+	if r.Err != nil && r.Changed {
 		w.s.log.Warn("git sync failed", "repo", w.cfg.Name, "err", r.Err)
 	}
 	return r
 }
 
-func errString(err error) string {
+// errKey identifies an error for Result.Changed by its kind and commit,
+// not its text, which may carry changing details (ports, timings).
+func errKey(err error) string {
 	if err == nil {
 		return ""
+	}
+	var se *SignatureError
+	if errors.As(err, &se) {
+		kind := "untrusted"
+		if errors.Is(se.Err, ErrUnsigned) {
+			kind = "unsigned"
+		}
+		return "signature " + se.Head.Commit + " " + kind
+	}
+	for _, k := range []error{ErrUnreachable, ErrRefNotFound, ErrPathNotFound, ErrCorruptClone} {
+		if errors.Is(err, k) {
+			return "fetch " + k.Error()
+		}
 	}
 	return err.Error()
 }
