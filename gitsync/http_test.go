@@ -3,8 +3,11 @@ package gitsync
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -85,6 +88,53 @@ func TestHTTPUnreachable(t *testing.T) {
 			}
 			if len(rec.snaps) != 0 {
 				t.Fatal("applied something")
+			}
+		})
+	}
+}
+
+// TestHTTPCorruptClone damages the cache clone of an HTTP remote: the next
+// sync clones again and applies.
+func TestHTTPCorruptClone(t *testing.T) {
+	for _, mode := range []string{"objects", "head"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := newGitHTTPServer(t, "", "")
+			src := newGitRepo(t)
+			src.commit("first", map[string]string{"apps/a.cue": "1"})
+			url := srv.publish(t, src, "deploy")
+			dataDir := t.TempDir()
+			rec := newRecorder()
+			s, err := New(Options{DataDir: dataDir, Sink: rec, Repos: []RepoConfig{{Name: "deploy", URL: url, Path: "apps"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := s.Sync(ctx, "deploy"); err != nil {
+				t.Fatal(err)
+			}
+			clone := filepath.Join(dataDir, "repos", "deploy")
+			switch mode {
+			case "objects":
+				err = filepath.WalkDir(filepath.Join(clone, "objects"), func(p string, d fs.DirEntry, err error) error {
+					if err != nil || d.IsDir() {
+						return err
+					}
+					return os.WriteFile(p, []byte("garbage"), 0o644)
+				})
+			case "head":
+				err = os.Remove(filepath.Join(clone, "HEAD"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			second := src.commit("second", map[string]string{"apps/a.cue": "2"})
+			srv.push(t, src, "deploy")
+			res, err := s.Sync(ctx, "deploy")
+			if err != nil || !res.Recloned || !res.Applied || res.Head != second {
+				t.Fatalf("after corruption: %+v, %v", res, err)
+			}
+			if b, err := fs.ReadFile(rec.snaps[len(rec.snaps)-1].FS, "a.cue"); err != nil || string(b) != "2" {
+				t.Fatalf("a.cue = %q, %v", b, err)
 			}
 		})
 	}
