@@ -244,16 +244,15 @@ func (w *worker) run(ctx context.Context) workerResult {
 			sent := 0
 			for sent < k {
 				n, err := bc.WriteBatch(out[sent:k], 0)
-				if err != nil {
-					// Count what the kernel refused as lost.
-					id := binary.BigEndian.Uint16(out[sent].Buffers[0])
-					sentAt[id] = time.Time{}
-					res.lost++
-					n++
-				} else {
-					inflight += n
-				}
+				inflight += n
 				sent += n
+				if err != nil && sent < k {
+					// The kernel refused out[sent]: count it lost and
+					// go on with the rest.
+					sentAt[binary.BigEndian.Uint16(out[sent].Buffers[0])] = time.Time{}
+					res.lost++
+					sent++
+				}
 			}
 			res.sent += k
 		}
