@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/capstanhq/capstan/agent/network"
 	"github.com/capstanhq/capstan/agent/runtime"
@@ -72,7 +74,7 @@ func (a *Agent) NodeName() string { return a.opts.NodeName }
 // bound to the node until ctx ends. Stopping leaves every container
 // running; the next Start adopts them.
 func (a *Agent) Start(ctx context.Context) error {
-	node, err := a.register(ctx, false, "AgentStarting", "the agent is connecting to containerd")
+	node, err := a.registerRetrying(ctx, false, "AgentStarting", "the agent is connecting to containerd")
 	if err != nil {
 		return err
 	}
@@ -122,12 +124,23 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	defer rt.Close()
 	a.rt = rt
+	a.log.Info("agent starting", "pod_cidr", a.podCIDR, "address", a.address, "containerd", address)
+	return a.run(ctx)
+}
 
+// run watches the node's pods, adopts what runs, and keeps the workers and
+// the heartbeat going until ctx ends; then it stops them all.
+func (a *Agent) run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var bg sync.WaitGroup
-	defer bg.Wait()
-	defer cancel()
+	defer func() {
+		a.mu.Lock()
+		a.adopted = false // no new workers from here on
+		a.mu.Unlock()
+		cancel()
+		a.wg.Wait()
+		bg.Wait()
+	}()
 	a.pods = client.NewInformer(a.opts.Client, api.KindPod, client.ListOptions{Node: a.opts.NodeName}, a.log)
 	a.pods.AddHandler(client.Handler{
 		OnAdd:    a.dispatch,
@@ -141,17 +154,41 @@ func (a *Agent) Start(ctx context.Context) error {
 	if err := a.adopt(runCtx); err != nil {
 		return err
 	}
-	defer a.wg.Wait()
-	if _, err := a.register(runCtx, true, "AgentReady", "the agent runs pods"); err != nil {
+	if _, err := a.registerRetrying(runCtx, true, "AgentReady", "the agent runs pods"); err != nil {
 		return err
 	}
 	if err := a.renewLease(runCtx); err != nil {
-		return err
+		a.log.Warn("first heartbeat failed; retrying next interval", "err", err)
 	}
 	bg.Go(func() { a.heartbeat(runCtx) })
-	a.log.Info("agent running", "pod_cidr", a.podCIDR, "address", a.address, "containerd", address)
+	a.log.Info("agent running", "pods", len(a.pods.List()))
 	<-ctx.Done()
 	return nil
+}
+
+// registerRetrying registers the node, retrying with back-off while the
+// API server cannot be reached; a refusal (forbidden, invalid) is final.
+func (a *Agent) registerRetrying(ctx context.Context, ready bool, reason, msg string) (*api.Node, error) {
+	delay := time.Second
+	for {
+		n, err := a.register(ctx, ready, reason, msg)
+		if err == nil {
+			return n, nil
+		}
+		var se *client.StatusError
+		if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusConflict && se.Code != http.StatusTooManyRequests {
+			return nil, fmt.Errorf("%w (check the token: it needs the role node:%s)", err, a.opts.NodeName)
+		}
+		a.log.Warn("register node; retrying", "err", err, "in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
 }
 
 // startContainerd returns the socket to use: the configured one, or that of

@@ -147,3 +147,18 @@ func TestProcStart(t *testing.T) {
 		t.Error("a PID beyond pid_max is alive")
 	}
 }
+
+// A token for another node is refused at once, with what to do.
+func TestRegisterWithWrongTokenFailsFast(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	a, err := New(Options{Client: c.Token(t, "node:other"), NodeName: "n1", Address: "192.0.2.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = a.registerRetrying(ctx, false, "AgentStarting", "")
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "node:n1") {
+		t.Errorf("register with another node's token: %v (ctx %v), want a fast refusal naming node:n1", err, ctx.Err())
+	}
+}

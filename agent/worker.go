@@ -91,6 +91,9 @@ func (w *worker) run(ctx context.Context) {
 		case <-w.wake:
 		case <-timer.C:
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		next, done := w.pass(ctx)
 		if done && w.a.retire(w) {
 			return
