@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -122,5 +123,25 @@ func eventually(t testing.TB, cond func() bool) {
 		case <-deadline:
 			t.Fatal("condition not met before the deadline")
 		}
+	}
+}
+
+func TestDataDirLocked(t *testing.T) {
+	origin := newGitRepo(t)
+	origin.commit("c", map[string]string{"a": "1"})
+	dir := t.TempDir()
+	repos := []RepoConfig{{Name: "d", URL: origin.dir}}
+	a, err := New(Options{DataDir: dir, Repos: repos, Sink: newRecorder()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSyncer(t, a)
+	eventually(t, func() bool { st, _ := a.Status("d"); return st.Applied })
+	b, err := New(Options{DataDir: dir, Repos: repos, Sink: newRecorder()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Start on the same data dir: %v", err)
 	}
 }

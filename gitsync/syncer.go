@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -132,8 +134,14 @@ func New(opts Options) (*Syncer, error) {
 }
 
 // Start runs polling, watching and syncing until ctx ends. The first sync
-// of every repository happens at once.
+// of every repository happens at once. It fails at once if another Syncer
+// holds the data directory.
 func (s *Syncer) Start(ctx context.Context) error {
+	unlock, err := lockDataDir(s.opts.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var wg sync.WaitGroup
 	for _, name := range s.names {
 		w := s.workers[name]
@@ -440,4 +448,24 @@ func (w *worker) localGitDir() (string, bool) {
 		return "", false
 	}
 	return gitDir(p)
+}
+
+// lockDataDir takes an exclusive lock on DataDir/gitsync.lock, so two
+// servers never fetch into the same cache clones.
+func lockDataDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("gitsync: data dir %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "gitsync.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("gitsync: data dir %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("gitsync: data dir %s is in use by another process (%w): give each server its own data directory", dir, err)
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
 }
