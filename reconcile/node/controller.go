@@ -106,6 +106,14 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 			errs = append(errs, fmt.Errorf("node %s: write Ready condition: %w", name, err))
 		}
 	}
+	errs = append(errs, reconcile.Parallel(32, plan.NotReady, func(p *api.Pod) error {
+		// Compare-and-swap on the cached version: if the agent wrote
+		// meanwhile it is alive, and the next reconcile decides again.
+		if _, err := c.opts.Client.UpdateStatus(ctx, p); err != nil && !client.IsNotFound(err) {
+			return fmt.Errorf("node %s: mark pod %s not ready: %w", name, api.KeyOf(p), err)
+		}
+		return nil
+	}))
 	errs = append(errs, reconcile.Parallel(32, plan.Evict, func(p *api.Pod) error {
 		if _, err := c.opts.Client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{Force: true}); err != nil && !client.IsNotFound(err) {
 			return fmt.Errorf("node %s: evict pod %s: %w", name, api.KeyOf(p), err)

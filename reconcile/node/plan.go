@@ -58,6 +58,12 @@ type Plan struct {
 	Status *api.Node
 	// Evict holds pods to force-delete: their node is gone.
 	Evict []*api.Pod
+	// NotReady are pods of a node silent past the grace period whose Ready
+	// condition must become False (write their status, compare-and-swap):
+	// the endpoints controller then drops them from services at once,
+	// instead of when they are evicted. The agent sets Ready again when
+	// it is back.
+	NotReady []*api.Pod
 	// RequeueAfter is when the node's state changes next if no heartbeat
 	// comes: the grace period or the eviction timeout running out.
 	RequeueAfter time.Duration
@@ -102,6 +108,9 @@ func Compute(n *api.Node, lease *api.Lease, pods []*api.Pod, now time.Time, opts
 		p.Status = upd
 	}
 
+	if silent >= opts.GracePeriod && silent < opts.EvictionTimeout {
+		p.NotReady = markNotReady(n.Metadata.Name, pods, now)
+	}
 	if silent >= opts.EvictionTimeout {
 		for _, pod := range pods {
 			p.Evict = append(p.Evict, pod)
@@ -116,6 +125,23 @@ func Compute(n *api.Node, lease *api.Lease, pods []*api.Pod, now time.Time, opts
 		p.RequeueAfter = opts.EvictionTimeout - silent
 	}
 	return p
+}
+
+// markNotReady returns copies of the pods whose Ready condition is True,
+// set to False because node is silent.
+func markNotReady(node string, pods []*api.Pod, now time.Time) []*api.Pod {
+	var out []*api.Pod
+	for _, pod := range pods {
+		c := api.FindCondition(pod.Status.Conditions, api.PodReady)
+		if c == nil || c.Status != api.ConditionTrue {
+			continue
+		}
+		upd := api.Clone(pod)
+		api.SetCondition(&upd.Status.Conditions, api.Condition{Type: api.PodReady, Status: api.ConditionFalse,
+			Reason: ReasonNodeNotReady, Message: fmt.Sprintf("node %s stopped renewing its lease", node), LastTransitionTime: now})
+		out = append(out, upd)
+	}
+	return out
 }
 
 // Cordon returns n marked unschedulable, or nil when it already is.

@@ -27,7 +27,7 @@ type sim struct {
 //	node [grace=D] [eviction=D]   register node n1, Ready, lease renewed now
 //	renew                          the agent renews its lease
 //	agent-ready status=S           the agent itself reports Ready=S
-//	pods names=(...) [terminating]  pods bound to n1
+//	pods names=(...) [terminating] [ready]  pods bound to n1
 //	advance D
 //	reconcile                      plan and apply (status written, evicted pods gone)
 //	cordon | uncordon | drain
@@ -82,6 +82,9 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 				t := s.now
 				p.Metadata.DeletionRequestedAt = &t
 			}
+			if d.HasArg("ready") {
+				p.Status.Conditions = []api.Condition{{Type: api.PodReady, Status: api.ConditionTrue}}
+			}
 			s.pods = append(s.pods, p)
 		}
 		return fmt.Sprintf("%d pods", len(s.pods))
@@ -99,6 +102,12 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 			s.node = p.Status
 			c := api.FindCondition(p.Status.Status.Conditions, api.NodeReady)
 			out = append(out, fmt.Sprintf("status Ready=%s %s: %s", c.Status, c.Reason, c.Message))
+		}
+		for _, pod := range p.NotReady {
+			c := api.FindCondition(pod.Status.Conditions, api.PodReady)
+			out = append(out, fmt.Sprintf("pod %s Ready=%s %s: %s", pod.Metadata.Name, c.Status, c.Reason, c.Message))
+			i := slices.IndexFunc(s.pods, func(x *api.Pod) bool { return x.Metadata.Name == pod.Metadata.Name })
+			s.pods[i] = pod
 		}
 		for _, pod := range p.Evict {
 			out = append(out, "evict "+pod.Metadata.Name)
