@@ -17,7 +17,7 @@ import (
 
 // Scheduler defaults.
 const (
-	DefaultBinders       = 16
+	DefaultBinders       = 64
 	DefaultRetryInterval = time.Minute
 )
 
@@ -30,8 +30,9 @@ type SchedulerOptions struct {
 	Client *client.Client
 	// Stack tunes the decision core.
 	Stack Options
-	// Binders is how many pods are bound at once (default 16). Decisions
-	// are made one at a time; only the API writes run in parallel.
+	// Binders is how many binds may be in flight at once (default 64).
+	// Decisions are made one at a time; the binds waiting at any moment go
+	// out together in one transaction.
 	Binders int
 	// RetryInterval is how often an unschedulable pod is tried again when
 	// the cluster does not change (default 1 min). Any change that can
@@ -43,6 +44,13 @@ type SchedulerOptions struct {
 	Logger   *slog.Logger
 }
 
+// Binds go out in transactions of at most maxBindBatch, bindSenders at a
+// time.
+const (
+	maxBindBatch = 256
+	bindSenders  = 4
+)
+
 // Scheduler binds pending pods to nodes. Create it with NewScheduler and
 // run it with Start.
 type Scheduler struct {
@@ -51,6 +59,8 @@ type Scheduler struct {
 	ctrl  *reconcile.Controller
 	pods  *client.Informer
 	nodes *client.Informer
+
+	batch *batcher
 
 	mu            sync.Mutex // guards snap and unschedulable
 	snap          *Snapshot
@@ -78,7 +88,8 @@ func NewScheduler(opts SchedulerOptions) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Scheduler{opts: opts, stack: stack, snap: NewSnapshot(), unschedulable: map[string]bool{}}
+	s := &Scheduler{opts: opts, stack: stack, snap: NewSnapshot(), unschedulable: map[string]bool{},
+		batch: newBatcher(opts.Client, bindSenders, maxBindBatch)}
 	s.ctrl, err = reconcile.New(reconcile.Options{Name: "scheduler", Reconciler: s, Workers: opts.Binders,
 		Registry: opts.Registry, Logger: opts.Logger})
 	if err != nil {
@@ -109,7 +120,10 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var wg sync.WaitGroup
+	wg.Go(func() { s.batch.run(ctx) })
 	err = s.ctrl.Start(ctx)
+	wg.Wait()
 	<-done
 	return err
 }
@@ -231,8 +245,8 @@ func (s *Scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 
 // bind writes the decision in one compare-and-swap write on the
 // resourceVersion the decision was made on: spec.nodeName and the
-// Scheduled condition together (a one-step transaction, since a plain
-// update leaves the status alone). A conflict means the pod changed
+// Scheduled condition together (a transaction step, since a plain update
+// leaves the status alone), batched with the other binds waiting. A conflict means the pod changed
 // meanwhile; it is read again and, if still pending, bound on the fresh
 // copy.
 func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
@@ -243,17 +257,14 @@ func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
 		b.Spec.NodeName = node
 		api.SetCondition(&b.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionTrue,
 			Reason: "Scheduled", Message: "bound to " + node, LastTransitionTime: time.Now().UTC()})
-		out, err := s.opts.Client.Txn(ctx, []client.TxnOp{{Op: "update", Object: b}})
-		if err == nil && len(out) == 1 {
-			if bound, ok := out[0].(*api.Pod); ok {
+		out, err := s.batch.bind(ctx, b)
+		if err == nil {
+			if bound, ok := out.(*api.Pod); ok {
 				s.mu.Lock()
 				s.snap.AddPod(bound)
 				s.mu.Unlock()
 			}
 			return nil
-		}
-		if err == nil {
-			return fmt.Errorf("bind pod %s to node %s: the server answered %d objects, want 1", key, node, len(out))
 		}
 		if !client.IsConflict(err) || attempt >= 3 {
 			return fmt.Errorf("bind pod %s to node %s: %w", key, node, err)

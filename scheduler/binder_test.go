@@ -142,6 +142,7 @@ func TestBindIsCompareAndSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	go s.batch.run(ctx)
 	errs := make(chan error, 2)
 	for _, n := range []string{"n1", "n2"} {
 		go func() { errs <- s.bind(ctx, stale, n) }()
