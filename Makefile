@@ -76,3 +76,30 @@ images: build
 		$(BIN) image pack "$$tmp/$$img" --entrypoint /$$img $$flags \
 			--tag $(REGISTRY)/examples/$$img:$(IMAGE_TAG) --push || exit 1; \
 	done
+
+# up starts the all-in-one cluster, as root on a Debian machine: the system
+# packages when missing (deps), the binary, the example images as tarballs
+# in bin/images (each built once: delete bin/images to rebuild; hello comes
+# as v1 and v2 for the rolling-update walkthrough), then `capstan up`, which
+# pushes them into its registry. Pass more flags with UP_FLAGS, e.g.
+# UP_FLAGS='--data-dir /tmp/capstan'.
+UP_IMAGES := hello:v1 hello:v2 api:v1 worker:v1 shipper:v1
+UP_FLAGS  ?=
+.PHONY: up
+up: deps build
+	@mkdir -p bin/images && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	for spec in $(UP_IMAGES); do \
+		img=$${spec%%:*}; tag=$${spec##*:}; out=bin/images/$$img-$$tag.tar; \
+		[ -f $$out ] && continue; \
+		case $$img in \
+			hello) flags="--port 8080 --env VERSION=$$tag" ;; \
+			api) flags="--port 9000" ;; \
+			*) flags="" ;; \
+		esac; \
+		mkdir -p "$$tmp/$$img" && \
+		CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w' -o "$$tmp/$$img/$$img" ./examples/images/$$img && \
+		$(BIN) image pack "$$tmp/$$img" --entrypoint /$$img $$flags \
+			--tag $(REGISTRY)/examples/$$img:$$tag -o "$$tmp/$$img-$$tag.tar" && \
+		mv "$$tmp/$$img-$$tag.tar" $$out || exit 1; \
+	done
+	$(BIN) up --images bin/images $(UP_FLAGS)
