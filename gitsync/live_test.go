@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 )
@@ -96,4 +97,28 @@ func postGitHubPush(t testing.TB, url, secret, ref string) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("webhook status %d, want 202", resp.StatusCode)
 	}
+}
+
+// TestLocalRepoCreatedLater tracks a local repository that does not exist
+// at Start: the first syncs fail, then its commits are applied (by polling
+// or by the watch, which is retried every interval).
+func TestLocalRepoCreatedLater(t *testing.T) {
+	base := t.TempDir()
+	dir := base + "/later"
+	rec := newRecorder()
+	s, err := New(Options{DataDir: t.TempDir(), Sink: rec,
+		Repos: []RepoConfig{{Name: "later", URL: dir, Interval: MinInterval}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSyncer(t, s)
+	origin := &gitRepo{t: t, dir: dir}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	origin.git("init", "-q", "-b", "main")
+	first := origin.commit("first", map[string]string{"a": "1"})
+	rec.waitApplied(t, first, eventDeadline)
+	second := origin.commit("second", map[string]string{"a": "2"})
+	rec.waitApplied(t, second, eventDeadline)
 }

@@ -150,13 +150,11 @@ func (s *Syncer) Start(ctx context.Context) error {
 			defer wg.Done()
 			w.run(ctx)
 		}()
-		if local, ok := w.localGitDir(); ok && !s.opts.DisableWatch {
+		if kind, _ := classifyURL(w.cfg.URL); kind == transportLocal && !s.opts.DisableWatch {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := watch(ctx, local, w.cfg, s.opts.Debounce, w.kick); err != nil {
-					s.log.Warn("fsnotify unavailable; polling only", "repo", w.cfg.Name, "dir", local, "err", err)
-				}
+				w.watchLoop(ctx)
 			}()
 		}
 	}
@@ -439,6 +437,34 @@ func (w *worker) saveState() error {
 		return err
 	}
 	return os.Rename(tmp, w.state)
+}
+
+// watchLoop runs fsnotify on a local repository; when the watch cannot be
+// set up (the repository does not exist yet, say) it retries every poll
+// interval, polling covering the gap.
+func (w *worker) watchLoop(ctx context.Context) {
+	warned := false
+	for {
+		gd, ok := w.localGitDir()
+		err := errNotGitDir
+		if ok {
+			err = watch(ctx, gd, w.cfg, w.s.opts.Debounce, w.kick)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if !warned {
+			w.s.log.Warn("fsnotify unavailable for now; polling, and retrying the watch every interval", "repo", w.cfg.Name, "err", err)
+			warned = true
+		}
+		t := time.NewTimer(w.s.jitter(w.cfg.Interval))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // localGitDir returns the git directory of a local repository URL.
