@@ -33,6 +33,9 @@ var (
 	ErrUntrusted = errors.New("commit signature is not trusted")
 	// ErrPushRejected marks a rollback commit that the remote refused.
 	ErrPushRejected = errors.New("push rejected")
+	// ErrNothingToRevert marks a rollback whose paths already match the
+	// target.
+	ErrNothingToRevert = errors.New("nothing to roll back: the paths already match")
 	// ErrDirtyWorktree marks a rollback in a local repository whose
 	// worktree or index has changes in the way.
 	ErrDirtyWorktree = errors.New("worktree has uncommitted changes")

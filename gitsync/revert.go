@@ -18,9 +18,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
-// ErrNothingToRevert marks a rollback whose paths already match the target.
-var ErrNothingToRevert = errors.New("nothing to roll back: the paths already match")
-
 // maxUndoneWalk bounds the history walked to list undone commits.
 const maxUndoneWalk = 10_000
 
