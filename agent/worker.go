@@ -202,7 +202,7 @@ func (w *worker) refresh(ctx context.Context) {
 }
 
 // fullRefreshEvery is how many status syncs pass between full refreshes.
-const fullRefreshEvery = 10
+const fullRefreshEvery = 30
 
 // alive reports whether a running container's process still lives, as
 // first seen.
