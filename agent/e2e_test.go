@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -266,4 +267,40 @@ func TestAgentRestartAdoptsPods(t *testing.T) {
 			t.Errorf("pod %s after the restart: %s", p.Metadata.Name, describe(got))
 		}
 	}
+}
+
+// A CNI failure (the pod CIDR is full) shows the plugin's message as
+// CreatePodSandboxError, leaves no namespace behind, and the pod starts
+// once an address is free again.
+func TestSandboxFailureRecovers(t *testing.T) {
+	e := newEnv(t, false)
+	// host-local keeps the gateway and the broadcast address of a /30:
+	// room for exactly one pod.
+	p24 := netip.MustParsePrefix(e.opts.PodCIDR)
+	e.opts.PodCIDR = netip.PrefixFrom(p24.Addr(), 30).String()
+	e.connect(e.proc.Address())
+	e.startAgent()
+
+	first := e.create(e.pod("cni", "first", api.Container{Name: "c", Args: []string{"sleep"}}))
+	e.waitPod(first, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+	second := e.create(e.pod("cni", "second", api.Container{Name: "c", Args: []string{"sleep"}}))
+	got := e.waitPod(second, "failing its sandbox", func(p *api.Pod) bool {
+		if len(p.Status.Containers) != 1 || p.Status.Containers[0].State.Waiting == nil {
+			return false
+		}
+		return p.Status.Containers[0].State.Waiting.Reason == "CreatePodSandboxError"
+	})
+	if msg := got.Status.Containers[0].State.Waiting.Message; !strings.Contains(msg, "no IP addresses available") {
+		t.Errorf("waiting message %q lacks the plugin's message", msg)
+	}
+	if got.Status.Phase != api.PodPending || got.Status.PodIP != "" {
+		t.Errorf("pod without a sandbox: %s", describe(got))
+	}
+	if _, err := os.Stat(filepath.Join(e.opts.RunDir, "netns", second.Metadata.UID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("network namespace of the failed pod left behind: %v", err)
+	}
+	if _, err := e.api.Client.Delete(context.Background(), api.KeyOf(first), client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPod(second, "running once the address is free", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
 }
