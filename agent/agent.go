@@ -91,6 +91,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		IPAMDir:    filepath.Join(a.opts.DataDir, "cni", "networks"),
 		PluginDirs: a.opts.CNIPluginDirs,
 		Bridge:     a.opts.Bridge,
+		PortMap:    a.opts.HostPorts,
 	}, a.log)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)

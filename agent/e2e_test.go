@@ -179,6 +179,19 @@ func TestPods(t *testing.T) {
 		}
 	})
 
+	t.Run("host port without --host-ports is refused", func(t *testing.T) {
+		e := e.with(t)
+		p := e.create(e.pod("ports", "hp", api.Container{Name: "c", Args: []string{"sleep"},
+			Ports: []api.ContainerPort{{Port: 8080, HostPort: 18080}}}))
+		got := e.waitPod(p, "refused", func(p *api.Pod) bool {
+			return len(p.Status.Containers) == 1 && p.Status.Containers[0].State.Waiting != nil &&
+				p.Status.Containers[0].State.Waiting.Reason == "CreatePodSandboxError"
+		})
+		if msg := got.Status.Containers[0].State.Waiting.Message; !strings.Contains(msg, "--host-ports") {
+			t.Errorf("message %q does not say how to allow host ports", msg)
+		}
+	})
+
 	t.Run("graceful delete stops the containers, then removes the object", func(t *testing.T) {
 		e := e.with(t)
 		p := e.pod("del", "bye", api.Container{Name: "c", Args: []string{"sleep"}})

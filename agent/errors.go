@@ -5,3 +5,7 @@ import "errors"
 // ErrNoPodCIDR: the server allocated no pod CIDR to the node and none was
 // configured as a fallback.
 var ErrNoPodCIDR = errors.New("no pod CIDR: the server allocated none to the node and no fallback is configured")
+
+// ErrHostPortsDisabled: a pod asks for a host port on a node whose agent
+// runs without HostPorts.
+var ErrHostPortsDisabled = errors.New("host ports are disabled on this node (start the agent with --host-ports)")

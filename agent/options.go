@@ -60,6 +60,10 @@ type Options struct {
 	// CNIPluginDirs are searched for CNI plugins. Default /usr/lib/cni and
 	// /opt/cni/bin.
 	CNIPluginDirs []string
+	// HostPorts adds CNI's portmap plugin so containers can publish host
+	// ports; it needs iptables. Default false: a pod asking for a host
+	// port then fails with CreatePodSandboxError.
+	HostPorts bool
 	// CgroupParent is the cgroup under which containers run. Default
 	// "/capstan".
 	CgroupParent string

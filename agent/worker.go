@@ -248,7 +248,12 @@ func (w *worker) apply(ctx context.Context, pod *api.Pod, p plan) {
 		w.refresh(ctx)
 	}
 	if p.Sandbox {
-		sb, err := a.rt.CreatePodSandbox(ctx, a.podSpec(pod))
+		spec := a.podSpec(pod)
+		var sb runtime.Sandbox
+		err := ErrHostPortsDisabled
+		if len(spec.Ports) == 0 || a.opts.HostPorts {
+			sb, err = a.rt.CreatePodSandbox(ctx, spec)
+		}
 		if err != nil {
 			now := a.opts.Now()
 			for _, s := range p.Start {

@@ -40,6 +40,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.opts.Bridge, "bridge", "", "pod bridge name (default capstan0)")
 	fl.StringVar(&f.clusterDNS, "cluster-dns", "", "cluster DNS address for the pods' resolv.conf (default: copy the host's)")
 	fl.StringVar(&f.opts.ClusterZone, "cluster-zone", agent.DefaultClusterZone, "cluster DNS zone")
+	fl.BoolVar(&f.opts.HostPorts, "host-ports", false, "let containers publish host ports (CNI portmap; needs iptables)")
 	fl.StringVar(&f.opts.CgroupParent, "cgroup-parent", "", "cgroup under which containers run (default /capstan)")
 	fl.StringSliceVar(&f.opts.InsecureRegistries, "insecure-registry", nil, "registry host:port pulled over plain HTTP (default 127.0.0.1:5000; repeatable)")
 	fl.StringVar(&f.opts.DockerConfig, "docker-config", "", "docker-style config.json with registry credentials")
