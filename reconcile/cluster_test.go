@@ -191,6 +191,20 @@ func TestClusterConverges(t *testing.T) {
 	start = time.Now()
 	waitFor(t, 2*time.Minute, "500 replicas running again after 10 nodes died", converged("doomed-"))
 	t.Logf("500 replicas running again on the 40 live nodes %s after 10 nodes died (grace 15s, eviction 20s)", time.Since(start).Round(time.Millisecond))
+	// Each eviction was recorded as an event on its pod.
+	evs := must[[]api.Object](t)(func() ([]api.Object, error) {
+		o, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: "shop"})
+		return o, err
+	}())
+	evicted := 0
+	for _, o := range evs {
+		if e := o.(*api.Event).Spec; e.Reason == node.ReasonEvicted && e.Object.Kind == api.KindPod && e.Type == api.EventWarning {
+			evicted++
+		}
+	}
+	if evicted < 50 {
+		t.Fatalf("%d Evicted events in app shop, want one per evicted pod (about 100)", evicted)
+	}
 	for i := range 10 {
 		o := must[api.Object](t)(c.Get(ctx, api.Key{Kind: api.KindNode, Name: doomed.Name(i)}))
 		if r := api.FindCondition(o.(*api.Node).Status.Conditions, api.NodeReady); r == nil || r.Status == api.ConditionTrue {
