@@ -147,6 +147,13 @@ func (w *worker) pass(ctx context.Context) (next time.Duration, done bool) {
 		}
 		return 0, true
 	}
+	if p.Sandbox && len(pod.Status.Containers) == 0 && w.written == nil {
+		// A new pod: say ContainerCreating before a pull that may take a
+		// while.
+		if err := w.writeStatus(ctx, pod); err != nil && ctx.Err() == nil {
+			a.log.Warn("write pod status", "pod", w.key, "err", err)
+		}
+	}
 	w.apply(ctx, pod, p)
 	w.syncProbers(ctx, pod)
 	w.readProbes()
