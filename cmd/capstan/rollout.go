@@ -85,7 +85,14 @@ func rolloutStatus(ctx context.Context, c *client.Client, out io.Writer, app str
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	return followRollout(ctx, c, out, app, timeout)
+	// The report read above explains a timeout that passes before the
+	// informers have listed.
+	var first *rollout.Report
+	if a != nil {
+		r := rollout.Evaluate(a, ws)
+		first = &r
+	}
+	return followRollout(ctx, c, out, app, timeout, first)
 }
 
 // readRollout gets the app and its workloads once.
@@ -122,7 +129,7 @@ func rolloutResult(r rollout.Report) error {
 // followRollout watches the app and its workloads through informers and
 // prints the progress each time it changes, until the rollout is done or
 // ctx ends.
-func followRollout(ctx context.Context, c *client.Client, out io.Writer, app string, timeout time.Duration) error {
+func followRollout(ctx context.Context, c *client.Client, out io.Writer, app string, timeout time.Duration, lastReport *rollout.Report) error {
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
@@ -143,7 +150,6 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 		go func() { defer wg.Done(); inf.Start(wctx) }()
 	}
 	var last string
-	var lastReport *rollout.Report
 	for {
 		if synced(apps) && synced(workloads) {
 			text, r := renderFromCache(app, apps, workloads)
@@ -169,6 +175,9 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 				why := "app " + app + " not found"
 				if lastReport != nil {
 					why = lastReport.Reason
+					if last == "" {
+						rollout.Render(out, *lastReport)
+					}
 				}
 				return &exitError{code: rollout.ExitTimeout, err: fmt.Errorf("rollout of %s not done after %s: %s", app, timeout, why)}
 			}
