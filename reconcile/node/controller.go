@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,33 @@ type Controller struct {
 	byNode  *reconcile.Index
 	rec     *reconcile.Recorder
 	written reconcile.Written
+
+	mu   sync.Mutex
+	seen map[string]heartbeat // node -> its lease as last observed
+}
+
+// heartbeat is a lease renew time and when this controller first saw it.
+type heartbeat struct {
+	renew, seenAt time.Time
+}
+
+// observe updates what the controller knows of a node's heartbeat: a new
+// renew time means the node is alive now, on the controller's clock (agents'
+// clocks may be skewed). The first look after the controller starts also
+// counts as alive now, so a control plane coming back from an outage does
+// not evict every node at once; except for a node already marked silent
+// since before its last renewal, which stays as dead as it was.
+func observe(prev heartbeat, known bool, renew time.Time, n *api.Node, now time.Time) heartbeat {
+	if known && prev.renew.Equal(renew) {
+		return prev
+	}
+	if !known {
+		if r := api.FindCondition(n.Status.Conditions, api.NodeReady); r != nil && r.Reason == ReasonStatusUnknown &&
+			!renew.After(r.LastTransitionTime) {
+			return heartbeat{renew: renew, seenAt: LastHeartbeat(n, &api.Lease{Spec: api.LeaseSpec{RenewTime: renew}})}
+		}
+	}
+	return heartbeat{renew: renew, seenAt: now}
 }
 
 // NewController validates opts and builds the controller.
@@ -50,7 +78,7 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Controller{opts: opts, rec: &reconcile.Recorder{Client: opts.Client, Reporter: "node-controller", Logger: opts.Logger, Now: opts.Now}}
+	c := &Controller{opts: opts, seen: map[string]heartbeat{}, rec: &reconcile.Recorder{Client: opts.Client, Reporter: "node-controller", Logger: opts.Logger, Now: opts.Now}}
 	var err error
 	c.ctrl, err = reconcile.New(reconcile.Options{Name: "node", Reconciler: c, Workers: opts.Workers, Registry: opts.Registry, Logger: opts.Logger})
 	if err != nil {
@@ -88,14 +116,23 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 	o, ok := c.nodes.Get(name)
 	if !ok {
 		c.written.Forget(name)
+		c.mu.Lock()
+		delete(c.seen, name)
+		c.mu.Unlock()
 		return reconcile.Result{}, nil
 	}
 	n := c.written.Newer(name, o).(*api.Node)
-	var lease *api.Lease
+	now := c.opts.Now()
+	var renew time.Time
 	if l, ok := c.leases.Get(name); ok {
-		lease = l.(*api.Lease)
+		renew = l.(*api.Lease).Spec.RenewTime
 	}
-	plan := Compute(n, lease, reconcile.Pods(c.byNode.Get(name)), c.opts.Now(), c.opts.Decide)
+	c.mu.Lock()
+	prev, ok := c.seen[name]
+	hb := observe(prev, ok, renew, n, now)
+	c.seen[name] = hb
+	c.mu.Unlock()
+	plan := ComputeSince(n, hb.seenAt, reconcile.Pods(c.byNode.Get(name)), now, c.opts.Decide)
 	var errs []error
 	if plan.Status != nil {
 		out, err := c.opts.Client.UpdateStatus(ctx, plan.Status)

@@ -83,8 +83,15 @@ func LastHeartbeat(n *api.Node, lease *api.Lease) time.Time {
 // Compute plans one reconcile of node n, given its lease (nil when none),
 // the pods bound to it and the time. opts must be validated.
 func Compute(n *api.Node, lease *api.Lease, pods []*api.Pod, now time.Time, opts Options) Plan {
+	return ComputeSince(n, LastHeartbeat(n, lease), pods, now, opts)
+}
+
+// ComputeSince is Compute given when the node was last heard from. The
+// controller passes the time it saw the lease change on its own clock, so
+// agents' clock skew does not matter and a restarted control plane gives
+// every node a fresh grace period instead of evicting them all.
+func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, opts Options) Plan {
 	var p Plan
-	last := LastHeartbeat(n, lease)
 	silent := now.Sub(last)
 	ready := api.FindCondition(n.Status.Conditions, api.NodeReady)
 
