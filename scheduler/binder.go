@@ -246,9 +246,9 @@ func (s *Scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 // bind writes the decision in one compare-and-swap write on the
 // resourceVersion the decision was made on: spec.nodeName and the
 // Scheduled condition together (a transaction step, since a plain update
-// leaves the status alone), batched with the other binds waiting. A conflict means the pod changed
-// meanwhile; it is read again and, if still pending, bound on the fresh
-// copy.
+// leaves the status alone), batched with the other binds waiting. A
+// conflict means the pod changed meanwhile; it is read again and, if still
+// pending, bound on the fresh copy.
 func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
 	key := api.KeyOf(pod)
 	cur := pod
