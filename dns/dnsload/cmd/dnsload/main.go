@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -26,7 +27,7 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "dnsload:", err)
+		fmt.Fprintln(os.Stderr, err) // errors name their package
 		os.Exit(1)
 	}
 }
@@ -63,6 +64,9 @@ func run() error {
 		listen := *serve
 		if listen == "" {
 			listen = "127.0.0.1:0"
+		}
+		if ap, err := netip.ParseAddrPort(listen); err != nil || !ap.Addr().IsLoopback() {
+			return fmt.Errorf("dnsload: -serve %s: want a loopback ip:port such as 127.0.0.1:5354", listen)
 		}
 		srv, err := dns.New(dns.Options{
 			Addrs: []string{listen},
