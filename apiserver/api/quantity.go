@@ -49,6 +49,14 @@ func ParseQuantity(s string) (Quantity, error) {
 	if len(s) > maxQuantityLen {
 		return Quantity{}, fmt.Errorf("quantity is %d characters long, more than %d", len(s), maxQuantityLen)
 	}
+	if q, ok := parseQuantityFast(splitQuantity(s)); ok {
+		return q, nil
+	}
+	return parseQuantityExact(s)
+}
+
+// parseQuantityExact parses with exact rational arithmetic.
+func parseQuantityExact(s string) (Quantity, error) {
 	num, suffix := splitQuantity(s)
 	if num == "" || num == "+" || num == "-" || num == "." {
 		return Quantity{}, fmt.Errorf("quantity %q: no number: want a number with an optional suffix such as 250m or 64Mi", s)
@@ -97,6 +105,73 @@ func ParseQuantity(s string) (Quantity, error) {
 		return Quantity{}, fmt.Errorf("quantity %q is too large", s)
 	}
 	return Quantity{milli: q.Int64(), format: format}, nil
+}
+
+// parseQuantityFast handles the common shapes ("250m", "2", "0.5",
+// "64Mi", "1G") with integer arithmetic; anything else, or anything that
+// could overflow, goes the exact big.Rat way. Decoding a pod parses a few
+// quantities, and every controller decodes every pod.
+func parseQuantityFast(num, suffix string) (Quantity, bool) {
+	if len(num) == 0 || len(num) > 15 || num[0] == '+' || num[0] == '-' {
+		return Quantity{}, false
+	}
+	var whole, frac int64
+	fracDigits := 0
+	seenDot := false
+	for i := 0; i < len(num); i++ {
+		c := num[i]
+		switch {
+		case c == '.':
+			if seenDot {
+				return Quantity{}, false
+			}
+			seenDot = true
+		case !seenDot:
+			whole = whole*10 + int64(c-'0')
+		default:
+			if fracDigits == 3 {
+				return Quantity{}, false // finer than milli: round up the exact way
+			}
+			frac = frac*10 + int64(c-'0')
+			fracDigits++
+		}
+	}
+	if num == "." || seenDot && fracDigits == 0 && len(num) == 1 {
+		return Quantity{}, false
+	}
+	for ; fracDigits < 3; fracDigits++ {
+		frac *= 10
+	}
+	milli := whole*1000 + frac // at most 15 digits: no overflow
+	var mult int64
+	format := DecimalSI
+	switch suffix {
+	case "":
+		mult = 1
+	case "m":
+		if frac != 0 {
+			return Quantity{}, false
+		}
+		return Quantity{milli: whole, format: DecimalSI}, true
+	case "k":
+		mult = 1e3
+	case "M":
+		mult = 1e6
+	case "G":
+		mult = 1e9
+	case "Ki":
+		mult, format = 1<<10, BinarySI
+	case "Mi":
+		mult, format = 1<<20, BinarySI
+	case "Gi":
+		mult, format = 1<<30, BinarySI
+	default:
+		return Quantity{}, false
+	}
+	if milli > (1<<62)/mult {
+		return Quantity{}, false
+	}
+	return Quantity{milli: milli * mult, format: format}, true
 }
 
 // isExponent reports whether a suffix is "e3" or "E-3" rather than a unit

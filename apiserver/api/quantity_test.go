@@ -98,3 +98,32 @@ func FuzzParseQuantity(f *testing.F) {
 		}
 	})
 }
+
+// TestQuantityFastPathAgrees checks the integer fast path against the exact
+// big.Rat parse on many shapes.
+func TestQuantityFastPathAgrees(t *testing.T) {
+	nums := []string{"0", "1", "2", "10", "250", "0.5", "1.5", "0.25", "0.125", "123.456", "999999999999", "3.", ".5"}
+	suffixes := []string{"", "m", "k", "M", "G", "Ki", "Mi", "Gi"}
+	for _, n := range nums {
+		for _, sfx := range suffixes {
+			fast, ok := parseQuantityFast(n, sfx)
+			if !ok {
+				continue
+			}
+			exact, err := parseQuantityExact(n + sfx)
+			if err != nil {
+				t.Fatalf("%s%s: fast path accepted, exact refused: %v", n, sfx, err)
+			}
+			if fast != exact {
+				t.Fatalf("%s%s: fast %+v, exact %+v", n, sfx, fast, exact)
+			}
+		}
+	}
+}
+
+func BenchmarkParseQuantity(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		_, _ = ParseQuantity("250m")
+		_, _ = ParseQuantity("64Mi")
+	}
+}
