@@ -111,6 +111,12 @@ func TestBadQueries(t *testing.T) {
 		long[i] = strings.Repeat("x", 63)
 	}
 	loop := cat(header(1, rd, 1, 0, 0, 0), []byte{0xC0, 12}, []byte{0, 1, 0, 1})
+	// An OPT record padded (option 12) to 3000 bytes: past maxUDPQuery the
+	// datagram is cut, and the cut record does not parse.
+	padded := opt(1232, 0, false)
+	padded = append(padded[:len(padded)-2], 0x0B, 0xBC, 0, 12, 0x0B, 0xB8)
+	padded = append(padded, make([]byte, 3000)...)
+	huge := cat(header(1, rd, 1, 0, 0, 1), question(backend, mdns.TypeA, 1), padded)
 	tests := []struct {
 		name  string
 		pkt   []byte
@@ -146,6 +152,7 @@ func TestBadQueries(t *testing.T) {
 			rcode: mdns.RcodeBadVers},
 		{name: "OPT cut short", pkt: cat(header(1, rd, 1, 0, 0, 1), question(backend, mdns.TypeA, 1), opt(1232, 0, false)[:7]),
 			rcode: mdns.RcodeFormatError},
+		{name: "datagram longer than the read buffer", pkt: huge, rcode: mdns.RcodeFormatError},
 		{name: "trailing bytes after a good query are ignored", pkt: cat(header(1, rd, 1, 0, 0, 0), question(backend, mdns.TypeA, 1), []byte{9, 9, 9}),
 			rcode: mdns.RcodeSuccess},
 		{name: "unknown type in zone is NODATA", pkt: cat(header(1, rd, 1, 0, 0, 0), question(backend, 65000, 1)), rcode: mdns.RcodeSuccess},
