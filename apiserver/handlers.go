@@ -298,39 +298,6 @@ func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *htt
 	return nil
 }
 
-// mergeField returns a copy of base with one top-level field ("spec",
-// "status", "metadata") taken from from.
-func mergeField(base, from api.Object, fields ...string) (api.Object, error) {
-	var b, f map[string]json.RawMessage
-	bb, err := json.Marshal(base)
-	if err != nil {
-		return nil, err
-	}
-	fb, err := json.Marshal(from)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(bb, &b); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(fb, &f); err != nil {
-		return nil, err
-	}
-	for _, field := range fields {
-		if v, ok := f[field]; ok {
-			b[field] = v
-		} else {
-			delete(b, field)
-		}
-	}
-	merged, err := json.Marshal(b)
-	if err != nil {
-		return nil, err
-	}
-	k, _ := api.KindOf(base.GetKind())
-	return api.Decode(k, merged)
-}
-
 func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
 	in, err := readObject(r, rt.kind)
 	if err != nil {
@@ -354,14 +321,13 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 		if want != 0 && want != rv {
 			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, want, rv, store.ErrConflict)
 		}
-		var next api.Object
+		next := in
 		if rt.subresource == "status" {
-			next, err = mergeField(cur, in, "status")
+			// Only the status changes: keep everything else as stored.
+			next = cur
+			api.CopyStatus(next, in)
 		} else {
-			next, err = mergeField(in, cur, "status")
-		}
-		if err != nil {
-			return err
+			api.CopyStatus(next, cur)
 		}
 		next.Meta().ResourceVersion = rv
 		if err := api.Validate(next); err != nil {

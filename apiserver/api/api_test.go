@@ -203,3 +203,16 @@ func FuzzParseKey(f *testing.F) {
 		}
 	})
 }
+
+func TestCopyStatusEveryKind(t *testing.T) {
+	for _, k := range Kinds {
+		src, dst := k.New(), k.New()
+		CopyStatus(dst, src) // must know every kind
+	}
+	src, dst := validPod(), validPod()
+	src.Status.Phase = PodRunning
+	CopyStatus(dst, src)
+	if dst.Status.Phase != PodRunning {
+		t.Fatal("status not copied")
+	}
+}

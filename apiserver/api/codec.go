@@ -56,3 +56,25 @@ func Clone[T Object](obj T) T {
 	}
 	return out.(T)
 }
+
+// CopyStatus sets dst's status to src's; both must be of one kind. The API
+// server uses it to keep the stored status on a spec update and the stored
+// spec on a status update, without a round trip through JSON.
+func CopyStatus(dst, src Object) {
+	switch d := dst.(type) {
+	case *Node:
+		d.Status = src.(*Node).Status
+	case *App:
+		d.Status = src.(*App).Status
+	case *Workload:
+		d.Status = src.(*Workload).Status
+	case *Pod:
+		d.Status = src.(*Pod).Status
+	case *Service:
+		d.Status = src.(*Service).Status
+	case *Lease, *Endpoints, *Revision, *Event:
+		// no status
+	default:
+		panic(fmt.Sprintf("api.CopyStatus: unknown kind %T", dst))
+	}
+}
