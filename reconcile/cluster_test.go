@@ -90,13 +90,14 @@ func TestClusterConverges(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 
-	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Registry: reg, Logger: log}))
-	wl := must[*workload.Controller](t)(workload.New(workload.Options{Client: c, Workers: 4, Registry: reg, Logger: log}))
-	nc := must[*node.Controller](t)(node.NewController(node.ControllerOptions{Client: c, Registry: reg, Logger: log,
+	inf := client.NewInformers(c, log) // shared, as capstan server runs them
+	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Informers: inf, Registry: reg, Logger: log}))
+	wl := must[*workload.Controller](t)(workload.New(workload.Options{Client: c, Informers: inf, Workers: 4, Registry: reg, Logger: log}))
+	nc := must[*node.Controller](t)(node.NewController(node.ControllerOptions{Client: c, Informers: inf, Registry: reg, Logger: log,
 		Decide: node.Options{GracePeriod: 15 * time.Second, EvictionTimeout: 20 * time.Second}}))
-	ep := must[*endpoints.Controller](t)(endpoints.New(endpoints.Options{Client: c, Registry: reg, Logger: log}))
-	gcc := must[*gc.Controller](t)(gc.New(gc.Options{Client: c, Registry: reg, Logger: log}))
-	ac := must[*app.Controller](t)(app.New(app.Options{Client: c, Registry: reg, Logger: log}))
+	ep := must[*endpoints.Controller](t)(endpoints.New(endpoints.Options{Client: c, Informers: inf, Registry: reg, Logger: log}))
+	gcc := must[*gc.Controller](t)(gc.New(gc.Options{Client: c, Informers: inf, Registry: reg, Logger: log}))
+	ac := must[*app.Controller](t)(app.New(app.Options{Client: c, Informers: inf, Registry: reg, Logger: log}))
 	stable := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 40, Prefix: "stable", CPU: "4", Memory: "8Gi",
 		HeartbeatInterval: 2 * time.Second, Logger: log}))
 	doomed := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 10, Prefix: "doomed", CPU: "4", Memory: "8Gi",

@@ -285,3 +285,12 @@ func Parallel[T any](n int, items []T, fn func(T) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// Informer returns the shared informer of kind from f, or a private one
+// when f is nil (tests, or a controller running alone).
+func Informer(f *client.Informers, c *client.Client, kind api.Kind, log *slog.Logger) *client.Informer {
+	if f != nil {
+		return f.For(kind, client.ListOptions{})
+	}
+	return client.NewInformer(c, kind, client.ListOptions{}, log)
+}

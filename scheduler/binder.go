@@ -28,6 +28,9 @@ const ConditionReasonUnschedulable = "Unschedulable"
 type SchedulerOptions struct {
 	// Client talks to the API server (required).
 	Client *client.Client
+	// Informers, when set, shares informers with the other components of
+	// the process (each change is then decoded once).
+	Informers *client.Informers
 	// Stack tunes the decision core.
 	Stack Options
 	// Binders is how many binds may be in flight at once (default 64).
@@ -95,8 +98,8 @@ func NewScheduler(opts SchedulerOptions) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
-	s.nodes = client.NewInformer(opts.Client, api.KindNode, client.ListOptions{}, opts.Logger)
+	s.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
+	s.nodes = reconcile.Informer(opts.Informers, opts.Client, api.KindNode, opts.Logger)
 	s.pods.AddHandler(client.Handler{
 		OnAdd:    func(o api.Object) { s.podChanged(nil, o.(*api.Pod)) },
 		OnUpdate: func(old, o api.Object) { s.podChanged(old.(*api.Pod), o.(*api.Pod)) },

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -19,11 +20,16 @@ type Handler struct {
 
 // Informer keeps a local cache of one kind in step with the server.
 type Informer struct {
-	c        *Client
-	kind     api.Kind
-	opts     ListOptions
-	log      *slog.Logger
+	c    *Client
+	kind api.Kind
+	opts ListOptions
+	log  *slog.Logger
+
+	// notifyMu serializes handler calls and handler registration, so a
+	// handler added late gets the cache as adds and then every change once.
+	notifyMu sync.Mutex
 	handlers []Handler
+	running  atomic.Bool
 
 	mu     sync.RWMutex
 	items  map[string]api.Object // by ObjectKey
@@ -41,8 +47,23 @@ func NewInformer(c *Client, kind api.Kind, opts ListOptions, log *slog.Logger) *
 	return &Informer{c: c, kind: kind, opts: opts, log: log, items: map[string]api.Object{}, synced: make(chan struct{})}
 }
 
-// AddHandler registers h. It must be called before Start.
-func (i *Informer) AddHandler(h Handler) { i.handlers = append(i.handlers, h) }
+// AddHandler registers h. Added after the first list, h first gets every
+// cached object as an add.
+func (i *Informer) AddHandler(h Handler) {
+	i.notifyMu.Lock()
+	defer i.notifyMu.Unlock()
+	i.handlers = append(i.handlers, h)
+	select {
+	case <-i.synced:
+	default:
+		return
+	}
+	if h.OnAdd != nil {
+		for _, o := range i.List() {
+			h.OnAdd(o)
+		}
+	}
+}
 
 // Synced is closed once the first list is in the cache.
 func (i *Informer) Synced() <-chan struct{} { return i.synced }
@@ -89,7 +110,14 @@ func (i *Informer) Revision() int64 {
 // Start lists and watches until ctx ends. After a disconnect it resumes
 // from the last revision seen; when that is compacted it lists again and
 // reports the difference to the handlers.
+//
+// An informer shared by several components is started by each of them:
+// the first call runs it, later calls just wait for their context.
 func (i *Informer) Start(ctx context.Context) error {
+	if !i.running.CompareAndSwap(false, true) {
+		<-ctx.Done()
+		return nil
+	}
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	needList := true
 	for ctx.Err() == nil {
@@ -128,19 +156,23 @@ func (i *Informer) relist(ctx context.Context) error {
 	for _, o := range objs {
 		fresh[api.KeyOf(o).ObjectKey()] = o
 	}
+	// Swap the cache and tell the handlers under notifyMu, so a handler
+	// added meanwhile sees either all of this list or none of it.
+	i.notifyMu.Lock()
+	defer i.notifyMu.Unlock()
 	i.mu.Lock()
 	old := i.items
 	i.items, i.rev = fresh, rev
 	i.mu.Unlock()
 	for k, o := range fresh {
 		if prev, ok := old[k]; !ok {
-			i.notify(func(h Handler) {
+			i.notifyLocked(func(h Handler) {
 				if h.OnAdd != nil {
 					h.OnAdd(o)
 				}
 			})
 		} else if prev.Meta().ResourceVersion != o.Meta().ResourceVersion {
-			i.notify(func(h Handler) {
+			i.notifyLocked(func(h Handler) {
 				if h.OnUpdate != nil {
 					h.OnUpdate(prev, o)
 				}
@@ -149,7 +181,7 @@ func (i *Informer) relist(ctx context.Context) error {
 	}
 	for k, o := range old {
 		if _, ok := fresh[k]; !ok {
-			i.notify(func(h Handler) {
+			i.notifyLocked(func(h Handler) {
 				if h.OnDelete != nil {
 					h.OnDelete(o)
 				}
@@ -161,6 +193,12 @@ func (i *Informer) relist(ctx context.Context) error {
 }
 
 func (i *Informer) notify(f func(Handler)) {
+	i.notifyMu.Lock()
+	defer i.notifyMu.Unlock()
+	i.notifyLocked(f)
+}
+
+func (i *Informer) notifyLocked(f func(Handler)) {
 	for _, h := range i.handlers {
 		f(h)
 	}
@@ -252,4 +290,32 @@ func (b *backoff) wait(ctx context.Context) {
 	if b.cur *= 2; b.cur > b.max {
 		b.cur = b.max
 	}
+}
+
+// Informers shares one Informer per kind and filter among the components
+// of a process, so that the controllers of a server decode each change once
+// and hold one watch per kind, as client-go's shared informers do.
+type Informers struct {
+	c   *Client
+	log *slog.Logger
+	mu  sync.Mutex
+	m   map[string]*Informer
+}
+
+// NewInformers returns an empty set of shared informers.
+func NewInformers(c *Client, log *slog.Logger) *Informers {
+	return &Informers{c: c, log: log, m: map[string]*Informer{}}
+}
+
+// For returns the shared informer of kind and opts, making it on first use.
+func (f *Informers) For(kind api.Kind, opts ListOptions) *Informer {
+	key := string(kind) + "?" + opts.values().Encode()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if inf, ok := f.m[key]; ok {
+		return inf
+	}
+	inf := NewInformer(f.c, kind, opts, f.log)
+	f.m[key] = inf
+	return inf
 }

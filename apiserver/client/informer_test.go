@@ -190,3 +190,48 @@ func TestInformerRelistsAfterCompaction(t *testing.T) {
 		t.Fatalf("relist diff: p0 %v, p14 %v; want add+delete and one add", rec.revs["p0"], rec.revs["p14"])
 	}
 }
+
+func TestSharedInformers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	f := client.NewInformers(c.Client, nil)
+	a, b := f.For(api.KindPod, client.ListOptions{}), f.For(api.KindPod, client.ListOptions{})
+	if a != b || f.For(api.KindPod, client.ListOptions{Node: "n1"}) == a {
+		t.Fatal("For does not share by kind and filter")
+	}
+	early := &recorder{revs: map[string][]int64{}}
+	a.AddHandler(early.handler())
+	if _, err := c.Client.Create(ctx, pod("p0")); err != nil {
+		t.Fatal(err)
+	}
+	// Two components start the same informer: one watch runs.
+	done := make(chan error, 2)
+	go func() { done <- a.Start(ctx) }()
+	go func() { done <- b.Start(ctx) }()
+	if err := a.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A handler added after the first list gets the cache as adds, then
+	// every change once.
+	late := &recorder{revs: map[string][]int64{}}
+	a.AddHandler(late.handler())
+	if _, err := c.Client.Create(ctx, pod("p1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both handlers see p1", func() bool {
+		early.mu.Lock()
+		defer early.mu.Unlock()
+		late.mu.Lock()
+		defer late.mu.Unlock()
+		return len(early.revs["p1"]) == 1 && len(late.revs["p1"]) == 1
+	})
+	late.mu.Lock()
+	if len(late.revs["p0"]) != 1 {
+		t.Errorf("late handler saw p0 %d times, want once", len(late.revs["p0"]))
+	}
+	late.mu.Unlock()
+	cancel()
+	<-done
+	<-done
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
 	appController "github.com/capstanhq/capstan/reconcile/app"
 	endpointsController "github.com/capstanhq/capstan/reconcile/endpoints"
@@ -148,27 +149,28 @@ func newControllers(srv *apiserver.Server, f serverFlags, reg *prometheus.Regist
 	if err != nil {
 		return nil, err
 	}
-	appC, err := appController.New(appController.Options{Client: c, Registry: reg, Logger: log.With("controller", "app")})
+	inf := client.NewInformers(c, log)
+	appC, err := appController.New(appController.Options{Client: c, Informers: inf, Registry: reg, Logger: log.With("controller", "app")})
 	if err != nil {
 		return nil, err
 	}
-	wlC, err := workloadController.New(workloadController.Options{Client: c, Registry: reg, Logger: log.With("controller", "workload")})
+	wlC, err := workloadController.New(workloadController.Options{Client: c, Informers: inf, Registry: reg, Logger: log.With("controller", "workload")})
 	if err != nil {
 		return nil, err
 	}
-	nodeC, err := nodeController.NewController(nodeController.ControllerOptions{Client: c, Decide: f.nodes, Registry: reg, Logger: log.With("controller", "node")})
+	nodeC, err := nodeController.NewController(nodeController.ControllerOptions{Client: c, Informers: inf, Decide: f.nodes, Registry: reg, Logger: log.With("controller", "node")})
 	if err != nil {
 		return nil, err
 	}
-	epC, err := endpointsController.New(endpointsController.Options{Client: c, Registry: reg, Logger: log.With("controller", "endpoints")})
+	epC, err := endpointsController.New(endpointsController.Options{Client: c, Informers: inf, Registry: reg, Logger: log.With("controller", "endpoints")})
 	if err != nil {
 		return nil, err
 	}
-	gcC, err := gcController.New(gcController.Options{Client: c, Registry: reg, Logger: log.With("controller", "gc")})
+	gcC, err := gcController.New(gcController.Options{Client: c, Informers: inf, Registry: reg, Logger: log.With("controller", "gc")})
 	if err != nil {
 		return nil, err
 	}
-	sched, err := scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Registry: reg, Logger: log.With("component", "scheduler")})
+	sched, err := scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Informers: inf, Registry: reg, Logger: log.With("component", "scheduler")})
 	if err != nil {
 		return nil, err
 	}

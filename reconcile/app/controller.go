@@ -16,11 +16,14 @@ import (
 
 // Options configure the app controller.
 type Options struct {
-	Client   *client.Client // required
-	Workers  int
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
-	Now      func() time.Time // default time.Now
+	Client *client.Client // required
+	// Informers, when set, shares informers with the other components of
+	// the process (each change is then decoded once).
+	Informers *client.Informers
+	Workers   int
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
+	Now       func() time.Time // default time.Now
 }
 
 // Controller runs the app controller.
@@ -64,10 +67,10 @@ func New(opts Options) (*Controller, error) {
 		return nil, err
 	}
 	q := c.ctrl.Queue()
-	c.apps = client.NewInformer(opts.Client, api.KindApp, client.ListOptions{}, opts.Logger)
-	c.workloads = client.NewInformer(opts.Client, api.KindWorkload, client.ListOptions{}, opts.Logger)
-	c.services = client.NewInformer(opts.Client, api.KindService, client.ListOptions{}, opts.Logger)
-	c.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	c.apps = reconcile.Informer(opts.Informers, opts.Client, api.KindApp, opts.Logger)
+	c.workloads = reconcile.Informer(opts.Informers, opts.Client, api.KindWorkload, opts.Logger)
+	c.services = reconcile.Informer(opts.Informers, opts.Client, api.KindService, opts.Logger)
+	c.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
 	c.apps.AddHandler(c.appsByNS.Handler())
 	c.apps.AddHandler(reconcile.EnqueueHandler(q, reconcile.ObjectKeyOf))
 	c.workloads.AddHandler(c.wByNS.Handler())

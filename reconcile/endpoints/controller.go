@@ -15,10 +15,13 @@ import (
 
 // Options configure the endpoints controller.
 type Options struct {
-	Client   *client.Client // required
-	Workers  int
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
+	Client *client.Client // required
+	// Informers, when set, shares informers with the other components of
+	// the process (each change is then decoded once).
+	Informers *client.Informers
+	Workers   int
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
 }
 
 // Controller runs the endpoints controller.
@@ -49,9 +52,9 @@ func New(opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.services = client.NewInformer(opts.Client, api.KindService, client.ListOptions{}, opts.Logger)
-	c.endpoints = client.NewInformer(opts.Client, api.KindEndpoints, client.ListOptions{}, opts.Logger)
-	c.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	c.services = reconcile.Informer(opts.Informers, opts.Client, api.KindService, opts.Logger)
+	c.endpoints = reconcile.Informer(opts.Informers, opts.Client, api.KindEndpoints, opts.Logger)
+	c.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
 	c.services.AddHandler(c.svcByApp.Handler())
 	c.services.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
 	c.endpoints.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))

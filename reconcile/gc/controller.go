@@ -18,10 +18,13 @@ var watched = []api.Kind{api.KindApp, api.KindWorkload, api.KindService, api.Kin
 
 // Options configure the garbage collector.
 type Options struct {
-	Client   *client.Client // required
-	Workers  int
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
+	Client *client.Client // required
+	// Informers, when set, shares informers with the other components of
+	// the process (each change is then decoded once).
+	Informers *client.Informers
+	Workers   int
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
 }
 
 // Controller runs the garbage collector. Its keys are full object keys
@@ -55,7 +58,7 @@ func New(opts Options) (*Controller, error) {
 	})
 	q := c.ctrl.Queue()
 	for _, k := range watched {
-		inf := client.NewInformer(opts.Client, k, client.ListOptions{}, opts.Logger)
+		inf := reconcile.Informer(opts.Informers, opts.Client, k, opts.Logger)
 		inf.AddHandler(c.children.Handler())
 		inf.AddHandler(client.Handler{
 			OnAdd:    func(o api.Object) { c.enqueueIfOwned(o) },

@@ -17,12 +17,15 @@ import (
 
 // ControllerOptions configure the node controller.
 type ControllerOptions struct {
-	Client   *client.Client // required
-	Decide   Options        // grace period and eviction timeout
-	Workers  int
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
-	Now      func() time.Time // default time.Now
+	Client *client.Client // required
+	// Informers, when set, shares informers with the other components of
+	// the process (each change is then decoded once).
+	Informers *client.Informers
+	Decide    Options // grace period and eviction timeout
+	Workers   int
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
+	Now       func() time.Time // default time.Now
 }
 
 // Controller runs the node controller.
@@ -84,9 +87,9 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.nodes = client.NewInformer(opts.Client, api.KindNode, client.ListOptions{}, opts.Logger)
-	c.leases = client.NewInformer(opts.Client, api.KindLease, client.ListOptions{}, opts.Logger)
-	c.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	c.nodes = reconcile.Informer(opts.Informers, opts.Client, api.KindNode, opts.Logger)
+	c.leases = reconcile.Informer(opts.Informers, opts.Client, api.KindLease, opts.Logger)
+	c.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
 	c.byNode = reconcile.NewIndex(func(o api.Object) []string {
 		if n := o.(*api.Pod).Spec.NodeName; n != "" {
 			return []string{n}

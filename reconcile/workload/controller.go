@@ -27,10 +27,13 @@ const WriteParallelism = 32
 
 // Options configure the workload controller.
 type Options struct {
-	Client   *client.Client // required
-	Workers  int            // default reconcile.DefaultWorkers
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
+	Client *client.Client // required
+	// Informers, when set, shares informers with the other components of
+	// the process (each change is then decoded once).
+	Informers *client.Informers
+	Workers   int // default reconcile.DefaultWorkers
+	Registry  *prometheus.Registry
+	Logger    *slog.Logger
 	// Now and Rand are the clock and the source of pod names (defaults:
 	// time.Now and a randomly seeded source).
 	Now  func() time.Time
@@ -84,8 +87,8 @@ func New(opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.workloads = client.NewInformer(opts.Client, api.KindWorkload, client.ListOptions{}, opts.Logger)
-	c.pods = client.NewInformer(opts.Client, api.KindPod, client.ListOptions{}, opts.Logger)
+	c.workloads = reconcile.Informer(opts.Informers, opts.Client, api.KindWorkload, opts.Logger)
+	c.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
 	c.byOwner = reconcile.NewIndex(reconcile.OwnerKeyOf(api.KindWorkload))
 	c.pods.AddHandler(c.byOwner.Handler())
 	c.pods.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.OwnerKeyOf(api.KindWorkload)))
