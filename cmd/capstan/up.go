@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -172,7 +173,7 @@ func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane
 		return err
 	}
 	if !f.noAgent {
-		if err := startNode(ctx, g, f, admin, p, log); err != nil {
+		if err := startNode(ctx, g, f, cp, admin, p, log); err != nil {
 			return err
 		}
 	}
@@ -248,7 +249,7 @@ func repoNames(repos []registry.Repository) string {
 
 // startNode starts the DNS server, the proxy, the services feeder and the
 // agent in g, and waits until the feeder pushed and the node is Ready.
-func startNode(ctx context.Context, g *errgroup.Group, f upFlags, admin *client.Client, p progress, log *slog.Logger) error {
+func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane, admin *client.Client, p progress, log *slog.Logger) error {
 	hostIP, err := hostIPv4("/proc/net/route")
 	if err != nil {
 		return fmt.Errorf("node address: %w (capstan up needs a default route)", err)
@@ -280,8 +281,22 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, admin *client.
 	if err != nil {
 		return err
 	}
+	nodeName := f.nodeName
+	if nodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w (pass --node-name)", err)
+		}
+		nodeName = strings.ToLower(h)
+	}
+	// The agent must act as its node: only a node finishes a graceful pod
+	// delete (an admin's delete only marks the pod).
+	nodeClient, err := nodeClient(ctx, cp, nodeName)
+	if err != nil {
+		return err
+	}
 	ag, err := agent.New(agent.Options{
-		Client: admin, NodeName: f.nodeName, Address: hostIP.String(),
+		Client: nodeClient, NodeName: nodeName, Address: hostIP.String(),
 		DataDir: filepath.Join(f.server.dataDir, "agent"), ContainerdAddress: f.containerd,
 		ClusterDNS: clusterDNS, Logger: log.With("component", "agent"),
 	})
@@ -314,6 +329,37 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, admin *client.
 	}
 	p.ok("agent: node %s Ready (containerd, CNI bridge)", name)
 	return nil
+}
+
+// nodeClient returns a client with the node's token, kept in
+// DATA_DIR/node-NAME.token and made on first start (or when the server no
+// longer knows it).
+func nodeClient(ctx context.Context, cp *controlPlane, name string) (*client.Client, error) {
+	path := filepath.Join(filepath.Dir(cp.server.AdminConfigPath()), "node-"+name+".token")
+	cfg, err := client.LoadConfig(cp.server.AdminConfigPath())
+	if err != nil {
+		return nil, err
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		cfg.Token = strings.TrimSpace(string(b))
+		if c, err := client.New(cfg); err == nil {
+			// Anything but 401 means the server knows the token.
+			_, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: name})
+			var se *client.StatusError
+			if err == nil || (errors.As(err, &se) && se.Code != http.StatusUnauthorized) {
+				return c, nil
+			}
+		}
+	}
+	tok, _, err := cp.server.Tokens().Create("node:"+name, "capstan up", 0, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("node token for %s: %w", name, err)
+	}
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("node token: %w", err)
+	}
+	cfg.Token = tok
+	return client.New(cfg)
 }
 
 // dnsOrNil keeps a nil *dns.Server from becoming a non-nil interface.
