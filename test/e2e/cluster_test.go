@@ -1,0 +1,119 @@
+package e2e
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// waitSpread waits until the echo workload has want ready pods, on the
+// given nodes only, none of them being deleted elsewhere, and returns them.
+func waitSpread(t *testing.T, c *Cluster, want int, timeout time.Duration, ok func(map[string][]*api.Pod) bool) []*api.Pod {
+	t.Helper()
+	var pods []*api.Pod
+	deadline := time.Now().Add(timeout)
+	for {
+		pods = c.Pods()
+		ready := ReadyPods(pods)
+		n := 0
+		for _, ps := range ready {
+			n += len(ps)
+		}
+		if n == want && len(pods) == want && ok(ready) {
+			return pods
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: pods %s, want %d ready", timeout, Spread(pods), want)
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+}
+
+func TestCluster(t *testing.T) {
+	c := New(t, Options{Hosts: 3, GracePeriod: 10 * time.Second, EvictionTimeout: 15 * time.Second})
+	c.DeployEcho(6)
+	pods := waitSpread(t, c, 6, 3*time.Minute, func(by map[string][]*api.Pod) bool {
+		return len(by["h0"]) == 2 && len(by["h1"]) == 2 && len(by["h2"]) == 2
+	})
+	t.Logf("spread: %s", Spread(pods))
+
+	t.Run("pod to pod across nodes keeps the source address", func(t *testing.T) {
+		by := ReadyPods(pods)
+		for _, from := range []string{"h0", "h1", "h2"} {
+			for _, to := range []string{"h0", "h1", "h2"} {
+				if from == to {
+					continue
+				}
+				src, dst := by[from][0], by[to][0]
+				var host, source string
+				var err error
+				c.waitFor("a request from "+src.Metadata.Name+" to "+dst.Metadata.Name, 30*time.Second, func() bool {
+					host, source, err = c.Get(src, dst.Status.PodIP+":8080")
+					return err == nil
+				})
+				if host != dst.Metadata.Name || source != src.Status.PodIP {
+					t.Errorf("%s (%s) -> %s (%s): answered by %q seeing source %q", src.Metadata.Name, from, dst.Metadata.Name, to, host, source)
+				}
+			}
+		}
+	})
+}
+
+func TestClusterFailover(t *testing.T) {
+	grace, eviction := 10*time.Second, 15*time.Second
+	c := New(t, Options{Hosts: 3, GracePeriod: grace, EvictionTimeout: eviction})
+	c.DeployEcho(6)
+	pods := waitSpread(t, c, 6, 3*time.Minute, func(by map[string][]*api.Pod) bool {
+		return len(by["h0"]) == 2 && len(by["h1"]) == 2 && len(by["h2"]) == 2
+	})
+	testAuth(t, c, pods)
+
+	victim := c.Hosts[2]
+	var stale []*api.Pod
+	for _, p := range pods {
+		if p.Spec.NodeName == victim.Name {
+			stale = append(stale, p)
+		}
+	}
+	from := ReadyPods(pods)["h0"][0]
+	// Replacement needs the eviction timeout, then a pull-free start.
+	f := c.FailNode(victim, from, 6, eviction+2*time.Minute)
+	t.Logf("failover (grace %s, eviction %s): %s", grace, eviction, f)
+	if f.NotReady == 0 || f.Endpoints == 0 {
+		t.Errorf("failover: %s; want the node NotReady and its endpoints dropped", f)
+	}
+	if !f.DroppedBeforeEviction {
+		t.Errorf("failover: %s; want the endpoints to drop the node's pods before they are evicted", f)
+	}
+	// Requests fail only while the endpoints still list the dead pods:
+	// every failed request chose its target before they were dropped.
+	if f.Failed > 0 && f.LastFailedRead >= f.Endpoints {
+		t.Errorf("a request failed that chose its target %s after the kill, after the endpoints dropped the node (%s)", f.LastFailedRead, f.Endpoints)
+	}
+	if f.Requests-f.Failed < 10 {
+		t.Errorf("only %d of %d requests succeeded during the failover", f.Requests-f.Failed, f.Requests)
+	}
+
+	t.Run("the node comes back and removes its stale pods", func(t *testing.T) {
+		for _, p := range stale {
+			if _, err := os.Stat(c.PodNetNS(p)); err != nil {
+				t.Fatalf("stale pod %s before the node is back: %v, want its namespace still there", p.Metadata.Name, err)
+			}
+		}
+		victim.RestoreLink()
+		victim.Start()
+		victim.WaitReady()
+		for _, p := range stale {
+			ns := c.PodNetNS(p)
+			c.waitFor("stale pod "+p.Metadata.Name+" removed from "+victim.Name, 2*time.Minute, func() bool {
+				_, err := os.Stat(ns)
+				return os.IsNotExist(err)
+			})
+		}
+		if got := ReadyPods(c.Pods()); len(got["h0"])+len(got["h1"]) != 6 {
+			t.Errorf("after the node came back: %s, want the 6 replicas to keep running", Spread(c.Pods()))
+		}
+	})
+}

@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// Attempt is one request of a Poller.
+type Attempt struct {
+	// Read is when the poller began reading the endpoints it chose from;
+	// At when the request started.
+	Read, At time.Time
+	Target   api.EndpointAddress
+	Err      error
+}
+
+// Poller is a client in a pod that, like a service proxy, picks each
+// request's target round-robin among the ready endpoints of the echo
+// service, and records every attempt.
+type Poller struct {
+	c        *Cluster
+	from     *api.Pod
+	mu       sync.Mutex
+	attempts []Attempt
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// StartPoller polls from pod from every interval until Stop.
+func (c *Cluster) StartPoller(from *api.Pod, interval time.Duration) *Poller {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Poller{c: c, from: from, stop: cancel, done: make(chan struct{})}
+	go p.run(ctx, interval)
+	c.t.Cleanup(p.Stop)
+	return p
+}
+
+func (p *Poller) run(ctx context.Context, interval time.Duration) {
+	defer close(p.done)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		read := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		eps, err := p.c.ReadyEndpoints(rctx)
+		cancel()
+		if err != nil || len(eps) == 0 {
+			continue // no target: not a request
+		}
+		a := Attempt{Read: read, At: time.Now(), Target: eps[i%len(eps)]}
+		_, _, a.Err = p.c.Get(p.from, a.Target.IP+":8080")
+		p.mu.Lock()
+		p.attempts = append(p.attempts, a)
+		p.mu.Unlock()
+	}
+}
+
+// Stop ends the polling; safe to call twice.
+func (p *Poller) Stop() {
+	p.stop()
+	<-p.done
+}
+
+// Attempts returns what was recorded so far.
+func (p *Poller) Attempts() []Attempt {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Attempt(nil), p.attempts...)
+}
+
+// Failover is what a node failure cost, measured from the kill.
+type Failover struct {
+	// NotReady: the node's Ready condition left True. Endpoints: no ready
+	// endpoint of the service was on the node any more. Replaced: all
+	// replicas ready on the other nodes.
+	NotReady, Endpoints, Replaced time.Duration
+	// DroppedBeforeEviction: when the endpoints no longer listed the node,
+	// its pods were still in the API (not yet evicted).
+	DroppedBeforeEviction bool
+	Requests, Failed             int
+	// LastFailedRead is, for the last failed request, when its endpoints
+	// were read, from the kill.
+	LastFailedRead time.Duration
+}
+
+func (f Failover) String() string {
+	return fmt.Sprintf("node NotReady after %s, endpoints dropped it after %s, all replicas ready elsewhere after %s; %d of %d requests failed (last one chose its target %s after the kill)",
+		f.NotReady.Round(100*time.Millisecond), f.Endpoints.Round(100*time.Millisecond), f.Replaced.Round(100*time.Millisecond),
+		f.Failed, f.Requests, f.LastFailedRead.Round(100*time.Millisecond))
+}
+
+// FailNode SIGKILLs the victim's agent and cuts its link while a poller in
+// pod from requests the service, and waits until replicas ready pods run
+// on the other nodes. It returns the measurements; the caller checks them.
+func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout time.Duration) Failover {
+	c.t.Helper()
+	poller := c.StartPoller(from, 100*time.Millisecond)
+	c.waitFor("the poller's first answers", time.Minute, func() bool {
+		ok := 0
+		for _, a := range poller.Attempts() {
+			if a.Err == nil {
+				ok++
+			}
+		}
+		return ok >= 5
+	})
+	before := len(poller.Attempts())
+	kill := time.Now()
+	victim.Kill()
+	victim.CutLink()
+	var f Failover
+	c.waitFor("all replicas ready off "+victim.Name, timeout, func() bool {
+		now := time.Since(kill)
+		if f.NotReady == 0 {
+			if n, ok := c.Node(victim.Name); ok {
+				if cond := api.FindCondition(n.Status.Conditions, api.NodeReady); cond == nil || cond.Status != api.ConditionTrue {
+					f.NotReady = now
+				}
+			}
+		}
+		if f.Endpoints == 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			eps, err := c.ReadyEndpoints(ctx)
+			cancel()
+			on := 0
+			for _, e := range eps {
+				if e.Node == victim.Name {
+					on++
+				}
+			}
+			pods := c.Pods()
+			if err == nil && on == 0 {
+				f.Endpoints = now
+				for _, p := range pods {
+					f.DroppedBeforeEviction = f.DroppedBeforeEviction || p.Spec.NodeName == victim.Name
+				}
+			}
+		}
+		pods := c.Pods()
+		ready := ReadyPods(pods)
+		n := 0
+		for node, ps := range ready {
+			if node != victim.Name {
+				n += len(ps)
+			}
+		}
+		if n == replicas && len(pods) == replicas && len(ready[victim.Name]) == 0 {
+			f.Replaced = now
+			return true
+		}
+		return false
+	})
+	poller.Stop()
+	for _, a := range poller.Attempts()[before:] {
+		f.Requests++
+		if a.Err != nil {
+			f.Failed++
+			f.LastFailedRead = a.Read.Sub(kill)
+		}
+	}
+	return f
+}

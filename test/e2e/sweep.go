@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sweep removes everything a Cluster makes, whatever state a run left it
+// in: processes started from Base (server, agents, containerd, shims, log
+// writers), the containers in the cgroup, mounts under Base, the
+// namespaces and the root veth, cgroups and files. It is idempotent.
+func sweep() error {
+	var errs []error
+	if err := killMatching(Base); err != nil {
+		errs = append(errs, err)
+	}
+	if err := killCgroups(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountUnder(Base); err != nil {
+		errs = append(errs, err)
+	}
+	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			if strings.HasPrefix(name, nsPrefix) {
+				if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+					errs = append(errs, fmt.Errorf("delete namespace %s: %v: %s", name, err, out))
+				}
+			}
+		}
+	}
+	if exec.Command("ip", "link", "show", rootVeth).Run() == nil {
+		if out, err := exec.Command("ip", "link", "del", rootVeth).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("delete link %s: %v: %s", rootVeth, err, out))
+		}
+	}
+	if err := os.RemoveAll(Base); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", Base, err))
+	}
+	return errors.Join(errs...)
+}
+
+// killMatching SIGKILLs every process whose command line mentions s and
+// waits until they are gone.
+func killMatching(s string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pids := pidsMatching(s)
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v mentioning %s survive SIGKILL", pids, s)
+		}
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		<-time.After(50 * time.Millisecond)
+	}
+}
+
+func pidsMatching(s string) []int {
+	self := os.Getpid()
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(b, []byte(s)) {
+			continue
+		}
+		// A zombie has an empty command line; one that still shows it
+		// is alive or about to be reaped by its parent.
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && zombie(st) {
+			continue
+		}
+		out = append(out, pid)
+	}
+	return out
+}
+
+func zombie(stat []byte) bool {
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+}
+
+// cgroupDirs lists the harness's cgroup directories in every hierarchy
+// (v1 controllers or the v2 unified tree), deepest first.
+func cgroupDirs() []string {
+	var roots []string
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		roots = []string{"/sys/fs/cgroup"}
+	} else {
+		roots, _ = filepath.Glob("/sys/fs/cgroup/*")
+	}
+	var dirs []string
+	for _, r := range roots {
+		top := filepath.Join(r, cgroupParent)
+		_ = filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	return dirs
+}
+
+// killCgroups SIGKILLs every process in the harness's cgroups (the
+// containers), waits for them, and removes the cgroups.
+func killCgroups() error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		alive := 0
+		for _, d := range cgroupDirs() {
+			b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					alive++
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		if alive == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d processes in cgroup %s survive SIGKILL", alive, cgroupParent)
+		}
+		<-time.After(50 * time.Millisecond)
+	}
+	var errs []error
+	for _, d := range cgroupDirs() {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	mps, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, mp := range mps {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountsUnder lists the mount points at or below dir, deepest first.
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		if len(a) != len(b) {
+			return len(b) - len(a)
+		}
+		return strings.Compare(a, b)
+	})
+	return slices.Compact(out), sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
