@@ -86,7 +86,7 @@ type Failover struct {
 	// DroppedBeforeEviction: when the endpoints no longer listed the node,
 	// its pods were still in the API (not yet evicted).
 	DroppedBeforeEviction bool
-	Requests, Failed             int
+	Requests, Failed      int
 	// LastFailedRead is, for the last failed request, when its endpoints
 	// were read, from the kill.
 	LastFailedRead time.Duration
