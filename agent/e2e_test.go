@@ -57,6 +57,14 @@ func TestPods(t *testing.T) {
 		if string(b) != "peer=pong file=hello" {
 			t.Errorf("client learnt %q, want the server's pong over localhost and its file", b)
 		}
+
+		// Nothing changes: over two heartbeats (many status syncs) the
+		// status is not written again.
+		rv := e.waitPod(p, "settled", func(p *api.Pod) bool { return ready(p) }).Metadata.ResourceVersion
+		e.waitLeaseRenewals(2)
+		if now := e.waitPod(p, "still ready", ready); now.Metadata.ResourceVersion != rv {
+			t.Errorf("status rewritten without a change: resourceVersion %d -> %d (%s)", rv, now.Metadata.ResourceVersion, describe(now))
+		}
 	})
 
 	t.Run("missing image reports ErrImagePull and ImagePullBackOff, then recovers", func(t *testing.T) {

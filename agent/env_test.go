@@ -323,6 +323,23 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
+// waitLeaseRenewals waits until the node's Lease was renewed n times.
+func (e *env) waitLeaseRenewals(n int) {
+	e.t.Helper()
+	renewTime := func() time.Time {
+		l, err := e.api.Client.Get(context.Background(), api.Key{Kind: api.KindLease, Name: e.node})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return l.(*api.Lease).Spec.RenewTime
+	}
+	last := renewTime()
+	for i := range n {
+		e.waitFor(fmt.Sprintf("lease renewal %d", i+1), func() bool { return renewTime().After(last) })
+		last = renewTime()
+	}
+}
+
 // podState returns what the runtime has for a pod UID.
 func (e *env) podState(uid string) (runtime.PodState, bool) {
 	e.t.Helper()
