@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstanhq/capstan/agent"
-	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/client"
 )
 
@@ -102,23 +101,9 @@ func newAgentCmd() *cobra.Command {
 as a heartbeat, and runs the pods bound to it on containerd with CNI
 networking. Without --containerd-address it starts its own containerd under
 DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
-(apt-get install containerd runc containernetworking-plugins).
-
-The containerd shim also runs this binary as its container log writer,
-as 'capstan ` + runtime.LogDriverCommand + ` CONFIG'.`,
-		// The log writer invocation reaches this command through its alias.
-		Aliases: []string{runtime.LogDriverCommand},
-		Args:    cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.CalledAs() == runtime.LogDriverCommand {
-				if len(args) != 1 {
-					return fmt.Errorf("%s takes one argument, its config", runtime.LogDriverCommand)
-				}
-				os.Exit(runtime.RunLogDriver(args[0]))
-			}
-			if len(args) > 0 {
-				return fmt.Errorf("agent takes no arguments, got %q", args)
-			}
+(apt-get install containerd runc containernetworking-plugins).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if f.opts.Labels, err = parseLabels(f.labels); err != nil {
 				return err

@@ -33,7 +33,7 @@ func TestAgentCommandBadFlags(t *testing.T) {
 		{"bad cluster DNS", []string{"--cluster-dns", "dns.local"}, "--cluster-dns"},
 		{"no client config", []string{"--config", "/nonexistent/admin.yaml"}, "no client config"},
 		{"bad node name", []string{"--server", "https://127.0.0.1:7443", "--token", "t", "--ca-file", testCA(t), "--node-name", "Bad_Name"}, "node name"},
-		{"stray argument", []string{"extra"}, "takes no arguments"},
+		{"stray argument", []string{"extra"}, "unknown command"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
