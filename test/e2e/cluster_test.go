@@ -10,7 +10,7 @@ import (
 
 // waitSpread waits until the echo workload has want ready pods, on the
 // given nodes only, none of them being deleted elsewhere, and returns them.
-func waitSpread(t *testing.T, c *Cluster, want int, timeout time.Duration, ok func(map[string][]*api.Pod) bool) []*api.Pod {
+func waitSpread(t testing.TB, c *Cluster, want int, timeout time.Duration, ok func(map[string][]*api.Pod) bool) []*api.Pod {
 	t.Helper()
 	var pods []*api.Pod
 	deadline := time.Now().Add(timeout)
