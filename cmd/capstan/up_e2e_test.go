@@ -1,0 +1,463 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/internal/testenv"
+	"github.com/capstanhq/capstan/registry"
+)
+
+// upEnv runs the capstan binary's `up` in a network namespace of the
+// test's own (a veth pair inside it carries the default route), so the
+// bridge, nftables table, DNS server, registry and API never touch the
+// host's network.
+type upEnv struct {
+	t                    *testing.T
+	bin, ns, data, imgs  string
+	out                  *syncBuffer
+	cmd                  *exec.Cmd
+	done                 chan error
+	repo                 string
+	hostIP               string
+	frontendVIP, nodePrt string
+}
+
+func (e *upEnv) inNS(args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + e.ns}, args...)...)
+}
+
+func (e *upEnv) run(args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := e.inNS(args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (e *upEnv) cli(args ...string) (string, error) {
+	return e.run(append([]string{e.bin, "--config", filepath.Join(e.data, "admin.yaml")}, args...)...)
+}
+
+func (e *upEnv) start() {
+	e.t.Helper()
+	e.out = &syncBuffer{}
+	e.cmd = e.inNS(e.bin, "up", "--data-dir", e.data, "--images", e.imgs)
+	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
+	if err := e.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.done = make(chan error, 1)
+	go func() { e.done <- e.cmd.Wait() }()
+	e.wait("capstan up is up", 5*time.Minute, func() (bool, string) {
+		select {
+		case err := <-e.done:
+			e.t.Fatalf("capstan up exited: %v\n%s", err, e.out.String())
+		default:
+		}
+		return strings.Contains(e.out.String(), "Capstan is up."), e.out.String()
+	})
+}
+
+// stop sends Ctrl-C and waits for a clean exit.
+func (e *upEnv) stop() {
+	e.t.Helper()
+	if e.cmd == nil {
+		return
+	}
+	e.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-e.done:
+		if err != nil {
+			e.t.Errorf("capstan up after Ctrl-C: %v\n%s", err, e.out.String())
+		}
+	case <-time.After(time.Minute):
+		e.cmd.Process.Kill()
+		e.t.Errorf("capstan up did not stop on Ctrl-C\n%s", e.out.String())
+	}
+	e.cmd = nil
+	if !strings.Contains(e.out.String(), "stopped; everything is kept in") {
+		e.t.Errorf("no stop line:\n%s", e.out.String())
+	}
+}
+
+func (e *upEnv) wait(what string, timeout time.Duration, cond func() (bool, string)) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: not within %s; last state:\n%s", what, timeout, state)
+		}
+		<-time.After(250 * time.Millisecond)
+	}
+}
+
+// pods lists the pods, with a one-line-per-pod summary for failures.
+func (e *upEnv) pods() ([]api.Pod, string) {
+	out, err := e.cli("get", "pods", "-A", "-o", "json")
+	if err != nil {
+		return nil, out
+	}
+	var l struct{ Items []api.Pod }
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		return nil, out
+	}
+	var b strings.Builder
+	for _, p := range l.Items {
+		fmt.Fprintf(&b, "%s %s ip=%s image=%s terminating=%v", p.Metadata.Name, p.Status.Phase, p.Status.PodIP,
+			p.Spec.Containers[0].Image, p.Metadata.DeletionRequestedAt != nil)
+		for _, c := range p.Status.Containers {
+			fmt.Fprintf(&b, " %s(ready=%v restarts=%d)", c.Name, c.Ready, c.RestartCount)
+		}
+		b.WriteString("\n")
+	}
+	return l.Items, b.String()
+}
+
+// running reports whether exactly want pods of group run, all ready with
+// IPs, and (when image is set) on that image, with no others left.
+func (e *upEnv) running(group string, want int, image string) (bool, string) {
+	pods, out := e.pods()
+	n := 0
+	for _, p := range pods {
+		if p.Metadata.Labels["capstan.io/workload"] != group {
+			continue
+		}
+		if p.Status.Phase != api.PodRunning || p.Status.PodIP == "" || p.Metadata.DeletionRequestedAt != nil {
+			return false, out
+		}
+		for _, c := range p.Status.Containers {
+			if !c.Ready {
+				return false, out
+			}
+		}
+		if image != "" && !strings.HasSuffix(p.Spec.Containers[0].Image, image) {
+			return false, out
+		}
+		n++
+	}
+	return n == want, out
+}
+
+func (e *upEnv) curl(url string) (string, error) {
+	return e.run("curl", "-sS", "-m", "3", url)
+}
+
+func (e *upEnv) commit(msg string, edit func(string) string) string {
+	e.t.Helper()
+	f := filepath.Join(e.repo, "shop.cue")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	next := edit(string(b))
+	if next == string(b) {
+		e.t.Fatalf("%s: edit changed nothing", msg)
+	}
+	if err := os.WriteFile(f, []byte(next), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	gitCmd(e.t, e.repo, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", "commit", "-qam", msg)
+	return gitCmd(e.t, e.repo, "rev-parse", "HEAD")
+}
+
+func (e *upEnv) revert(sha string) {
+	e.t.Helper()
+	gitCmd(e.t, e.repo, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", "revert", "--no-edit", sha)
+}
+
+// buildUpInputs builds the capstan binary and the example image tarballs
+// (hello v1 and v2, api, worker, shipper) as `make up` does.
+func buildUpInputs(t *testing.T) (bin, imgs string) {
+	dir := t.TempDir()
+	bin = filepath.Join(dir, "capstan")
+	build := func(out, pkg string) {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	build(bin, ".")
+	imgs = filepath.Join(dir, "images")
+	if err := os.Mkdir(imgs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []string{"hello:v1", "hello:v2", "api:v1", "worker:v1", "shipper:v1"} {
+		name, tag, _ := strings.Cut(spec, ":")
+		root := filepath.Join(dir, "root-"+name+"-"+tag)
+		build(filepath.Join(root, name), "../../examples/images/"+name)
+		cfg := registry.ImageConfig{Entrypoint: []string{"/" + name}}
+		switch name {
+		case "hello":
+			cfg.ExposedPorts, cfg.Env = []string{"8080"}, []string{"VERSION=" + tag}
+		case "api":
+			cfg.ExposedPorts = []string{"9000"}
+		}
+		img, err := registry.PackDir(root, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := registry.WriteTarball(img, registry.DefaultAddr+"/examples/"+spec, filepath.Join(imgs, name+"-"+tag+".tar")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bin, imgs
+}
+
+// newUpNetns makes a network namespace with a veth pair inside it holding
+// 10.251.0.1/24 and the default route, and removes it at cleanup.
+func newUpNetns(t *testing.T) (name, hostIP string) {
+	name = fmt.Sprintf("capstan-up-%d", os.Getpid())
+	ip := func(args ...string) {
+		if b, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, b)
+		}
+	}
+	exec.Command("ip", "netns", "del", name).Run() // a leftover of a killed run
+	ip("netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	ip("-n", name, "link", "set", "lo", "up")
+	ip("-n", name, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+	ip("-n", name, "addr", "add", "10.251.0.1/24", "dev", "up0")
+	ip("-n", name, "link", "set", "up0", "up")
+	ip("-n", name, "link", "set", "up1", "up")
+	ip("-n", name, "route", "add", "default", "via", "10.251.0.2", "dev", "up0")
+	return name, "10.251.0.1"
+}
+
+// TestUpJourney is the newcomer's journey end to end, as root, on real
+// containerd, runc, CNI and nftables: capstan up with the demo repository;
+// the six pods run; the frontend answers through its VIP and its node port
+// with data from the backend (reached by DNS name); scale by commit; a
+// refused commit changes nothing; a rolling update to hello:v2 with no
+// failed request; revert back to v1; stop and restart with every container
+// kept.
+func TestUpJourney(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
+	bin, imgs := buildUpInputs(t)
+	ns, hostIP := newUpNetns(t)
+	data := t.TempDir()
+	e := &upEnv{t: t, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP}
+	t.Cleanup(e.cleanup)
+
+	e.start()
+	for _, w := range []string{"(created from examples/repo)", "✓ images pushed: examples/api:v1, examples/hello:v1, examples/hello:v2", "✓ agent: node", "✓ cluster DNS on " + hostIP + ":53", "✓ app shop synced at commit"} {
+		if !strings.Contains(e.out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, e.out.String())
+		}
+	}
+	for group, n := range map[string]int{"frontend": 3, "backend": 2, "worker": 1} {
+		e.wait(group+" running", 5*time.Minute, func() (bool, string) { return e.running(group, n, "") })
+	}
+	out, err := e.cli("get", "services", "-A", "-o", "json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var svcs struct{ Items []api.Service }
+	if err := json.Unmarshal([]byte(out), &svcs); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs.Items {
+		if s.Metadata.Name == "frontend" {
+			e.frontendVIP, e.nodePrt = s.Spec.VIP, fmt.Sprint(s.Spec.Ports[0].NodePort)
+		}
+	}
+	if e.frontendVIP == "" || e.nodePrt == "0" {
+		t.Fatalf("frontend service without VIP or node port:\n%s", out)
+	}
+	vipURL, nodeURL := "http://"+e.frontendVIP+"/", "http://"+hostIP+":"+e.nodePrt+"/"
+	for _, u := range []string{vipURL, nodeURL} {
+		e.wait("frontend answers with backend data at "+u, time.Minute, func() (bool, string) {
+			body, err := e.curl(u)
+			return err == nil && strings.Contains(body, "version v1") && strings.Contains(body, `said: {"hostname":"backend-`), body
+		})
+	}
+	if out, err := e.cli("rollout", "status", "shop", "-w", "--timeout", "2m"); err != nil {
+		t.Fatalf("rollout status: %v\n%s", err, out)
+	}
+
+	// Scale by commit.
+	e.commit("scale the frontend to 5", func(s string) string { return strings.Replace(s, "replicas: 3", "replicas: 5", 1) })
+	e.wait("5 frontends", 3*time.Minute, func() (bool, string) { return e.running("frontend", 5, "") })
+
+	// A commit that does not validate is refused with file:line and
+	// changes nothing.
+	before, _ := e.pods()
+	bad := e.commit("typo", func(s string) string { return strings.Replace(s, "replicas: 5", "replicas: \"five\"", 1) })
+	e.wait("the bad commit refused", time.Minute, func() (bool, string) {
+		out, err := e.cli("get", "app", "shop/shop", "-o", "json")
+		if err != nil {
+			return false, out
+		}
+		var a api.App
+		json.Unmarshal([]byte(out), &a)
+		return a.Status.AttemptedCommit == bad && a.Status.LastSyncResult == api.SyncRejected && strings.Contains(a.Status.LastSyncMessage, "shop.cue:"), out
+	})
+	after, _ := e.pods()
+	if podNames(before) != podNames(after) {
+		t.Errorf("a refused commit changed the pods:\n%s\n%s", podNames(before), podNames(after))
+	}
+	e.revert(bad)
+
+	// A rolling update to v2 while a client polls the VIP.
+	var requests, failures atomic.Int64
+	var lastFailure atomic.Value
+	stopPoll := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stopPoll:
+				return
+			default:
+			}
+			body, err := e.curl(vipURL)
+			requests.Add(1)
+			if err != nil || !strings.Contains(body, "You've hit") {
+				failures.Add(1)
+				lastFailure.Store(fmt.Sprintf("%v: %s", err, body))
+			}
+		}
+	}()
+	v2 := e.commit("hello v2", func(s string) string { return strings.Replace(s, "examples/hello:v1", "examples/hello:v2", 1) })
+	e.wait("5 frontends on v2", 5*time.Minute, func() (bool, string) { return e.running("frontend", 5, "hello:v2") })
+	if out, err := e.cli("rollout", "status", "shop", "-w", "--timeout", "2m"); err != nil {
+		t.Errorf("rollout status after v2: %v\n%s", err, out)
+	}
+	close(stopPoll)
+	wg.Wait()
+	t.Logf("rolling update: %d requests through the VIP, %d failed", requests.Load(), failures.Load())
+	if failures.Load() > 0 {
+		t.Errorf("%d of %d requests failed during the rolling update; last: %v", failures.Load(), requests.Load(), lastFailure.Load())
+	}
+	if body, err := e.curl(vipURL); err != nil || !strings.Contains(body, "version v2") {
+		t.Errorf("after the update: %v %s", err, body)
+	}
+
+	// Roll back by revert.
+	e.revert(v2)
+	e.wait("5 frontends back on v1", 5*time.Minute, func() (bool, string) { return e.running("frontend", 5, "hello:v1") })
+
+	// Stop and start again: the same containers keep running.
+	kept, _ := e.pods()
+	e.stop()
+	e.start()
+	if !strings.Contains(e.out.String(), "(kept from the last run)") || !strings.Contains(e.out.String(), "✓ images already in the registry") {
+		t.Errorf("restart output:\n%s", e.out.String())
+	}
+	e.wait("the same pods after restart", 2*time.Minute, func() (bool, string) {
+		now, out := e.pods()
+		return podNames(now) == podNames(kept) && containerIDs(now) == containerIDs(kept) && allRunning(now), out
+	})
+	for _, p := range kept {
+		for _, c := range p.Status.Containers {
+			if c.RestartCount != 0 {
+				t.Errorf("pod %s container %s restarted %d times", p.Metadata.Name, c.Name, c.RestartCount)
+			}
+		}
+	}
+}
+
+// cleanup removes the app through git (so the agent stops its pods), then
+// stops capstan up.
+func (e *upEnv) cleanup() {
+	if e.cmd != nil {
+		if err := os.Remove(filepath.Join(e.repo, "shop.cue")); err == nil {
+			exec.Command("git", "-C", e.repo, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", "commit", "-qam", "remove shop").Run()
+			deadline := time.Now().Add(2 * time.Minute)
+			for time.Now().Before(deadline) {
+				if pods, _ := e.pods(); len(pods) == 0 {
+					break
+				}
+				<-time.After(500 * time.Millisecond)
+			}
+		}
+		e.stop()
+	}
+	killShims(e.data)
+}
+
+// killShims kills, as a last resort after a failed run, the containers
+// left by the containerd that lived under dataDir: the agent leaves them
+// running on stop by design.
+func killShims(dataDir string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, []byte("containerd-shim")) || !bytes.Contains(cmdline, []byte(dataDir+"/")) {
+			continue
+		}
+		children, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "task", ent.Name(), "children"))
+		for _, c := range strings.Fields(string(children)) {
+			var pid int
+			if _, err := fmt.Sscan(c, &pid); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		var pid int
+		if _, err := fmt.Sscan(ent.Name(), &pid); err == nil {
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	// Container root filesystems stay mounted without their shims.
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	var under []string
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dataDir+"/") {
+			under = append(under, f[4])
+		}
+	}
+	slices.Sort(under)
+	for i := len(under) - 1; i >= 0; i-- {
+		syscall.Unmount(under[i], syscall.MNT_DETACH)
+	}
+}
+
+func podNames(pods []api.Pod) string {
+	var names []string
+	for _, p := range pods {
+		names = append(names, p.Metadata.Name)
+	}
+	slices.Sort(names)
+	return strings.Join(names, " ")
+}
+
+func containerIDs(pods []api.Pod) string {
+	var ids []string
+	for _, p := range pods {
+		for _, c := range p.Status.Containers {
+			ids = append(ids, p.Metadata.Name+"/"+c.Name+"="+c.ContainerID)
+		}
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, " ")
+}
+
+func allRunning(pods []api.Pod) bool {
+	for _, p := range pods {
+		if p.Status.Phase != api.PodRunning {
+			return false
+		}
+	}
+	return len(pods) > 0
+}
