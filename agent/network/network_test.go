@@ -32,7 +32,7 @@ func newManager(t *testing.T, mutate func(*network.Options)) *network.Manager {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	tag := fmt.Sprintf("%d%d", os.Getpid()%1000, len(t.Name()))
 	opts := network.Options{
-		PodCIDR: fmt.Sprintf("10.99.%d.0/24", 200+os.Getpid()%50),
+		PodCIDR: fmt.Sprintf("10.99.%d.0/24", 100+os.Getpid()%40), // 10.99.100-139: see docs/testing.md
 		RunDir:  filepath.Join(dir, "netns"),
 		IPAMDir: filepath.Join(dir, "ipam"),
 		Bridge:  "cstn" + tag,

@@ -72,7 +72,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { e.stop() })
 
 	netOpts := network.Options{
-		PodCIDR: fmt.Sprintf("10.99.%d.0/24", (os.Getpid()*7+n)%250),
+		PodCIDR: fmt.Sprintf("10.99.%d.0/24", 10+(os.Getpid()*7+n)%90), // 10.99.10-99: see docs/testing.md
 		RunDir:  filepath.Join(dir, "netns"),
 		IPAMDir: filepath.Join(dir, "ipam"),
 		Bridge:  "cst" + tag,
