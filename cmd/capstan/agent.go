@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -26,7 +27,7 @@ type agentFlags struct {
 func (f *agentFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.server, "server", "", "API server URL, e.g. https://10.0.0.1:7443 (with --token and --ca-file; else --config)")
-	fl.StringVar(&f.token, "token", "", "node token (role node:NAME)")
+	fl.StringVar(&f.token, "token", "", "join token from 'capstan token create' (checks the server's CA, then gets node credentials kept in DATA_DIR/node.yaml), or a node token with --ca-file")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of the cluster CA that signed the server's certificate")
 	fl.StringVar(&f.opts.NodeName, "node-name", "", "node name (default: the host name)")
 	fl.StringVar(&f.opts.DataDir, "data-dir", agent.DefaultDataDir, "directory for pods, CNI state and the managed containerd")
@@ -64,9 +65,14 @@ func parseLabels(items []string) (map[string]string, error) {
 	return m, nil
 }
 
-// agentClient builds the API client from --server/--token/--ca-file, or
-// else from the client config (--config, $CAPSTAN_CONFIG).
+// agentClient builds the API client: from node credentials saved by an
+// earlier join, from a join token (--server --token capstan-join:...),
+// from --server/--token/--ca-file, or else from the client config
+// (--config, $CAPSTAN_CONFIG).
 func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
+	if strings.HasPrefix(f.token, client.JoinTokenPrefix) {
+		return f.join(cmd)
+	}
 	if f.server == "" && f.token == "" && f.caFile == "" {
 		return newClient(cmd)
 	}
@@ -78,6 +84,38 @@ func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
 		return nil, fmt.Errorf("--ca-file: %w", err)
 	}
 	return client.New(&client.Config{Server: f.server, Token: f.token, CA: string(ca)})
+}
+
+// join trades a join token for node credentials once, and keeps them in
+// DATA_DIR/node.yaml: a restart uses them and needs no valid join token.
+func (f *agentFlags) join(cmd *cobra.Command) (*client.Client, error) {
+	saved := filepath.Join(f.opts.DataDir, "node.yaml")
+	if cfg, err := client.LoadConfig(saved); err == nil {
+		return client.New(cfg)
+	}
+	if f.server == "" {
+		return nil, errors.New("a join token needs --server https://HOST:PORT")
+	}
+	if f.caFile != "" {
+		return nil, errors.New("--ca-file is not needed with a join token: the token pins the server's CA")
+	}
+	name := f.opts.NodeName
+	if name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node name: %w (pass --node-name)", err)
+		}
+		name = strings.ToLower(h)
+		f.opts.NodeName = name
+	}
+	cfg, err := client.Join(cmd.Context(), f.server, f.token, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := client.SaveConfig(saved, cfg); err != nil {
+		return nil, fmt.Errorf("save node credentials: %w", err)
+	}
+	return client.New(cfg)
 }
 
 func (f *agentFlags) logger() *slog.Logger {

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/spf13/cobra"
+)
+
+// TestAgentJoin: `capstan agent --server URL --token <join token>` gets
+// node credentials once, keeps them, and is refused with a clear error for
+// a bad token.
+func TestAgentJoin(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	out, err := run(t, "token", "create", "--config", c.Server.AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	joinToken := strings.TrimSpace(out)
+	cmd := &cobra.Command{}
+	cmd.SetContext(context.Background())
+	dir := t.TempDir()
+
+	f := agentFlags{server: c.Config.Server, token: joinToken}
+	f.opts.DataDir, f.opts.NodeName = dir, "node-j"
+	cl, err := f.agentClient(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "node-j"
+	if _, err := cl.Create(context.Background(), n); err != nil {
+		t.Fatalf("joined node creates itself: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node.yaml")); err != nil {
+		t.Fatalf("credentials not kept: %v", err)
+	}
+	// A restart uses the kept credentials, even with a revoked join token.
+	f2 := agentFlags{server: c.Config.Server, token: joinToken[:len(joinToken)-64] + strings.Repeat("0", 64)}
+	f2.opts.DataDir, f2.opts.NodeName = dir, "node-j"
+	if _, err := f2.agentClient(cmd); err != nil {
+		t.Fatalf("restart with kept credentials: %v", err)
+	}
+	// A fresh node with a token for another CA is refused.
+	f3 := f2
+	f3.opts.DataDir = t.TempDir()
+	if _, err := f3.agentClient(cmd); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("wrong CA hash: %v", err)
+	}
+	f4 := agentFlags{token: joinToken}
+	f4.opts.DataDir = t.TempDir()
+	if _, err := f4.agentClient(cmd); err == nil || !strings.Contains(err.Error(), "--server") {
+		t.Fatalf("join without --server: %v", err)
+	}
+}
