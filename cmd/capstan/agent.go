@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,7 +20,7 @@ type agentFlags struct {
 	opts                  agent.Options
 	labels                []string
 	clusterDNS            string
-	logJSON, verbose      bool
+	logFlags
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
@@ -45,8 +44,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVar(&f.opts.InsecureRegistries, "insecure-registry", nil, "registry host:port pulled over plain HTTP (default 127.0.0.1:5000; repeatable)")
 	fl.StringVar(&f.opts.DockerConfig, "docker-config", "", "docker-style config.json with registry credentials")
 	fl.Int64Var(&f.opts.MaxPods, "max-pods", agent.DefaultMaxPods, "pod capacity the node reports")
-	fl.BoolVar(&f.logJSON, "log-json", false, "log as JSON")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages")
+	f.logFlags.register(fl)
 }
 
 // parseLabels turns k=v items into a map.
@@ -116,18 +114,6 @@ func (f *agentFlags) join(cmd *cobra.Command) (*client.Client, error) {
 		return nil, fmt.Errorf("save node credentials: %w", err)
 	}
 	return client.New(cfg)
-}
-
-func (f *agentFlags) logger() *slog.Logger {
-	lvl := slog.LevelInfo
-	if f.verbose {
-		lvl = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if f.logJSON {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
 func newAgentCmd() *cobra.Command {

@@ -30,8 +30,7 @@ type serverFlags struct {
 	dataDir string
 	listen  string
 	sans    []string
-	logJSON bool
-	verbose bool
+	logFlags
 	// registryAddr, when set, runs the embedded registry there with its
 	// storage in DATA_DIR/registry.
 	registryAddr string
@@ -41,24 +40,11 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "/var/lib/capstan", "directory for the store, PKI, tokens and admin.yaml")
 	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:7443", "HTTPS listen address of the API")
 	cmd.Flags().StringSliceVar(&f.sans, "tls-san", nil, "extra names or addresses for the serving certificate (repeatable)")
-	cmd.Flags().BoolVar(&f.logJSON, "log-json", false, "log as JSON")
-	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "log debug messages")
+	f.logFlags.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.registryAddr, "registry-addr", "", "serve the embedded OCI registry on this address, images in DATA_DIR/registry (default: off; loopback only, e.g. 127.0.0.1:5000)")
 	f.git.register(cmd)
 	cmd.Flags().DurationVar(&f.nodes.GracePeriod, "node-grace-period", nodeController.DefaultGracePeriod, "a node without a heartbeat for this long becomes NotReady")
 	cmd.Flags().DurationVar(&f.nodes.EvictionTimeout, "pod-eviction-timeout", nodeController.DefaultEvictionTimeout, "pods of a NotReady node are replaced elsewhere this long after its last heartbeat")
-}
-
-func (f *serverFlags) logger() *slog.Logger {
-	lvl := slog.LevelInfo
-	if f.verbose {
-		lvl = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if f.logJSON {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
 func newServerCmd() *cobra.Command {
