@@ -13,8 +13,8 @@ import (
 	"github.com/capstanhq/capstan/dns"
 )
 
-// DefaultDebounce is how long a change waits for more before the DNS and
-// proxy are rebuilt.
+// DefaultDebounce is the coalescing window: after a push, further changes
+// wait this long and then go out in one push.
 const DefaultDebounce = 100 * time.Millisecond
 
 // DNS receives zone snapshots; *dns.Server implements it.
@@ -41,8 +41,9 @@ type Options struct {
 	// Proxy gets the lists after every change; nil: no proxy. At least one
 	// of DNS and Proxy is required.
 	Proxy Proxy
-	// Debounce is how long a change waits for more before one push
-	// carries them all. Default DefaultDebounce (100ms).
+	// Debounce is the coalescing window: a change after a quiet spell is
+	// pushed at once, changes within Debounce of a push go out together at
+	// the end of the window. Default DefaultDebounce (100ms).
 	Debounce time.Duration
 	// Logger receives pushes at debug level and skipped DNS names. Default:
 	// discard.
@@ -131,18 +132,30 @@ func (f *Feeder) Start(ctx context.Context) error {
 		}
 	}
 	f.push(svcs, eps)
-	var timer <-chan time.Time
+	// A change after a quiet spell is pushed at once (a pod leaving a
+	// service must leave the proxy before its process stops); changes
+	// within Debounce of a push wait for the end of the window and go out
+	// together, so a burst costs one push per window.
+	var window <-chan time.Time
+	dirty := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
-			if timer == nil {
-				timer = time.After(f.opts.Debounce)
+			if window == nil {
+				f.push(svcs, eps)
+				window = time.After(f.opts.Debounce)
+			} else {
+				dirty = true
 			}
-		case <-timer:
-			timer = nil
-			f.push(svcs, eps)
+		case <-window:
+			window = nil
+			if dirty {
+				dirty = false
+				f.push(svcs, eps)
+				window = time.After(f.opts.Debounce)
+			}
 		}
 	}
 }
