@@ -102,7 +102,11 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 		return err
 	}
 	defer closeLog()
-	p.ok("data directory %s (logs in %s)", dataDir, filepath.Join(dataDir, "capstan.log"))
+	logsAt := filepath.Join(dataDir, "capstan.log")
+	if f.server.verbose {
+		logsAt = "stderr"
+	}
+	p.ok("data directory %s (logs in %s)", dataDir, logsAt)
 
 	demoDir := ""
 	if len(f.server.git.repos) == 0 && f.server.git.config == "" {
