@@ -17,13 +17,15 @@
 // runs with ipMasq off (agent/network: the bridge plugin would masquerade
 // everything leaving the node's own /24, including traffic to other
 // nodes' pods), and the proxy masquerades only hairpin and node-port
-// traffic. Masquerading traffic that leaves the cluster network is not
-// done here yet.
+// traffic. Traffic leaving the cluster network is the Manager's: it keeps
+// one rule, "ip saddr CLUSTER ip daddr != CLUSTER masquerade", in a nat
+// postrouting chain of its own nftables table (default ip capstan-egress),
+// rewritten atomically on every sync (masquerade.go).
 //
 // Wiring into the agent is one line each: New(Options{Client, NodeName})
 // and Start(ctx) next to the agent's other components.
 //
 // Concurrency: a Manager is started once; its informer handlers only
 // signal the single sync goroutine, which is the only one that talks to
-// netlink.
+// netlink and nftables.
 package routes

@@ -28,6 +28,11 @@ const (
 	DefaultResync = 30 * time.Second
 	// DefaultRetry is how soon a failed apply is tried again.
 	DefaultRetry = time.Second
+	// DefaultClusterCIDR is the whole pod network.
+	DefaultClusterCIDR = "10.88.0.0/16"
+	// DefaultEgressTable is the nftables table (family ip) of the
+	// masquerade rule.
+	DefaultEgressTable = "capstan-egress"
 )
 
 // Options configure a Manager. Zero values take the documented defaults;
@@ -45,6 +50,15 @@ type Options struct {
 	// NetNS is the path of the network namespace to program, such as
 	// /run/netns/NAME. Default: the namespace of the calling process.
 	NetNS string
+	// ClusterCIDR is the whole pod network: traffic from it to anywhere
+	// outside it is masqueraded. Default 10.88.0.0/16.
+	ClusterCIDR string
+	// EgressTable is the nftables table (family ip) holding the masquerade
+	// rule; the Manager owns it. Default "capstan-egress".
+	EgressTable string
+	// NoMasquerade leaves pod traffic leaving the cluster network with the
+	// pod's address, for networks that route the pod CIDRs. Default false.
+	NoMasquerade bool
 	// Resync is how often the plan is re-applied without a Node change.
 	// Default 30 s.
 	Resync time.Duration
@@ -60,6 +74,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.Table == 0 {
 		o.Table = unix.RT_TABLE_MAIN
+	}
+	if o.ClusterCIDR == "" {
+		o.ClusterCIDR = DefaultClusterCIDR
+	}
+	if o.EgressTable == "" {
+		o.EgressTable = DefaultEgressTable
 	}
 	if o.Resync == 0 {
 		o.Resync = DefaultResync
@@ -86,6 +106,9 @@ func (o *Options) validate() error {
 	if o.Table < 1 || o.Table == unix.RT_TABLE_LOCAL || o.Table == unix.RT_TABLE_DEFAULT {
 		errs = append(errs, fmt.Errorf("routes options: routing table %d is not usable (use main, %d, or a table of your own)", o.Table, unix.RT_TABLE_MAIN))
 	}
+	if p, err := netip.ParsePrefix(o.ClusterCIDR); err != nil || !p.Addr().Is4() {
+		errs = append(errs, fmt.Errorf("routes options: cluster CIDR %q is not an IPv4 CIDR such as %s", o.ClusterCIDR, DefaultClusterCIDR))
+	}
 	if o.Resync <= 0 || o.Retry <= 0 {
 		errs = append(errs, fmt.Errorf("routes options: resync %s and retry %s must be positive", o.Resync, o.Retry))
 	}
@@ -94,9 +117,10 @@ func (o *Options) validate() error {
 
 // Manager keeps the host-gateway routes to the other nodes' pod CIDRs.
 type Manager struct {
-	opts Options
-	log  *slog.Logger
-	kick chan struct{}
+	opts    Options
+	cluster netip.Prefix
+	log     *slog.Logger
+	kick    chan struct{}
 }
 
 // New validates opts. Start runs the Manager.
@@ -105,7 +129,8 @@ func New(opts Options) (*Manager, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Manager{opts: opts, log: opts.Logger.With("component", "routes"), kick: make(chan struct{}, 1)}, nil
+	return &Manager{opts: opts, cluster: netip.MustParsePrefix(opts.ClusterCIDR).Masked(),
+		log: opts.Logger.With("component", "routes"), kick: make(chan struct{}, 1)}, nil
 }
 
 // Start watches the Nodes and keeps the routes until ctx ends. Routes stay
@@ -190,7 +215,7 @@ func (m *Manager) handle() (*netlink.Handle, error) {
 }
 
 // sync applies Plan(nodes) through h: it lists the owned routes, then adds,
-// replaces and deletes as Diff says. Every change is tried; the errors are
+// replaces and deletes as Diff says; and it rewrites the masquerade rule. Every change is tried; the errors are
 // joined.
 func (m *Manager) sync(h *netlink.Handle, nodes []*api.Node) error {
 	have, err := m.owned(h)
@@ -199,6 +224,9 @@ func (m *Manager) sync(h *netlink.Handle, nodes []*api.Node) error {
 	}
 	c := Diff(have, Plan(m.opts.NodeName, nodes))
 	var errs []error
+	if !m.opts.NoMasquerade {
+		errs = append(errs, m.applyMasquerade())
+	}
 	for _, r := range c.Delete {
 		if err := h.RouteDel(m.toNetlink(r)); err != nil && !errors.Is(err, syscall.ESRCH) {
 			errs = append(errs, fmt.Errorf("routes: delete %s via %s: %w", r.Dst, r.Gateway, err))

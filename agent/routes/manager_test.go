@@ -56,7 +56,7 @@ func kernelRoutes(t *testing.T) []string {
 
 func TestManagerInNetworkNamespace(t *testing.T) {
 	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "ip")
+	testenv.RequireBinaries(t, "ip", "nft")
 	_ = exec.Command("ip", "netns", "del", testNS).Run()
 	run(t, "ip", "netns", "add", testNS)
 	t.Cleanup(func() {
@@ -150,6 +150,11 @@ func TestManagerInNetworkNamespace(t *testing.T) {
 	owned := func(n *api.Node, via string) string { return n.Spec.PodCIDR + " via " + via + " proto 199" }
 
 	want(owned(b, "10.99.241.2"), owned(c, "10.99.241.3"))
+	// Only traffic leaving the pod network is masqueraded.
+	masq := "ip saddr 10.88.0.0/16 ip daddr != 10.88.0.0/16 masquerade"
+	if out := run(t, "ip", "netns", "exec", testNS, "nft", "list", "table", "ip", DefaultEgressTable); !strings.Contains(out, masq) || strings.Count(out, "masquerade") != 1 {
+		t.Errorf("egress table:\n%s\nwant the one rule %q", out, masq)
+	}
 	if out := run(t, "ip", "-n", testNS, "route", "get", firstHost(t, c.Spec.PodCIDR)); !strings.Contains(out, "via 10.99.241.3 dev rt0") {
 		t.Errorf("a pod of c is not reached through c: %s", out)
 	}
@@ -185,6 +190,10 @@ func TestManagerInNetworkNamespace(t *testing.T) {
 	// Once the other program's route is gone, d gets its route.
 	run(t, "ip", "-n", testNS, "route", "del", d.Spec.PodCIDR)
 	want(owned(c, "10.99.241.33"), owned(d, "10.99.241.4"))
+	// Syncs rewrite the egress table rather than add to it.
+	if out := run(t, "ip", "netns", "exec", testNS, "nft", "list", "table", "ip", DefaultEgressTable); strings.Count(out, "masquerade") != 1 {
+		t.Errorf("egress table after many syncs:\n%s\nwant one rule", out)
+	}
 }
 
 func firstHost(t *testing.T, cidr string) string {

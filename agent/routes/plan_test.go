@@ -171,6 +171,8 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "protocol too large", opts: Options{NodeName: "a", Protocol: 256}, want: "protocol 256 is outside"},
 		{name: "local table", opts: Options{NodeName: "a", Table: 255}, want: "table 255 is not usable"},
 		{name: "negative resync", opts: Options{NodeName: "a", Resync: -1}, want: "must be positive"},
+		{name: "bad cluster CIDR", opts: Options{NodeName: "a", ClusterCIDR: "10.88.0.0"}, want: "cluster CIDR"},
+		{name: "IPv6 cluster CIDR", opts: Options{NodeName: "a", ClusterCIDR: "fd00::/48"}, want: "cluster CIDR"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

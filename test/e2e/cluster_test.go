@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -56,6 +59,33 @@ func TestCluster(t *testing.T) {
 				if host != dst.Metadata.Name || source != src.Status.PodIP {
 					t.Errorf("%s (%s) -> %s (%s): answered by %q seeing source %q", src.Metadata.Name, from, dst.Metadata.Name, to, host, source)
 				}
+			}
+		}
+	})
+
+	t.Run("traffic leaving the pod network is masqueraded", func(t *testing.T) {
+		// A server outside the pod network: the root namespace's address.
+		ln, err := net.Listen("tcp", subnet+"1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+			fmt.Fprintf(w, "outside %s\n", ip)
+		})}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		by := ReadyPods(pods)
+		for _, h := range c.Hosts {
+			src := by[h.Name][0]
+			var source string
+			var err error
+			c.waitFor("a request from "+src.Metadata.Name+" out of the pod network", 30*time.Second, func() bool {
+				_, source, err = c.Get(src, ln.Addr().String())
+				return err == nil
+			})
+			if source != h.Address {
+				t.Errorf("%s on %s reached %s from %q, want the node's address %s", src.Metadata.Name, h.Name, ln.Addr(), source, h.Address)
 			}
 		}
 	})
