@@ -21,6 +21,7 @@ const (
 	DefaultNamespace           = "capstan"
 	DefaultMaxPods             = 110
 	DefaultHeartbeatInterval   = 5 * time.Second
+	DefaultTerminationDrain    = 2 * time.Second
 	DefaultStatusSyncInterval  = 2 * time.Second
 	DefaultBackoffInitial      = 10 * time.Second
 	DefaultBackoffMax          = 5 * time.Minute
@@ -83,6 +84,13 @@ type Options struct {
 	// Backoff paces container restarts and image pulls. Default 10 s
 	// doubling to 5 min, reset after 10 min of running.
 	Backoff Backoff
+	// TerminationDrain is how long after a pod's deletion was requested its
+	// containers keep running before SIGTERM, so that every node's proxy has
+	// dropped the pod from its services first and no new connection reaches
+	// a process that is closing (Kubernetes users add a preStop sleep for
+	// this). At most half the pod's grace period. Default 2 s; negative
+	// turns it off.
+	TerminationDrain time.Duration
 	// HeartbeatInterval is how often the Lease is renewed. Default 5 s.
 	HeartbeatInterval time.Duration
 	// StatusSyncInterval is how often each pod worker looks at its
@@ -129,6 +137,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.TerminationDrain == 0 {
+		o.TerminationDrain = DefaultTerminationDrain
 	}
 	if o.StatusSyncInterval == 0 {
 		o.StatusSyncInterval = DefaultStatusSyncInterval

@@ -136,6 +136,18 @@ func gracePeriod(pod *api.Pod) time.Duration {
 	return defaultGrace
 }
 
+// drainWait is how much longer a deleted pod's containers keep running
+// before SIGTERM: the drain counted from the deletion request, at most half
+// the grace period, and never longer than the drain itself (so a clock
+// that differs from the server's cannot stretch it).
+func drainWait(pod *api.Pod, grace, drain time.Duration, now time.Time) time.Duration {
+	if drain <= 0 || pod.Metadata.DeletionRequestedAt == nil {
+		return 0
+	}
+	drain = min(drain, grace/2)
+	return max(0, min(drain, pod.Metadata.DeletionRequestedAt.Add(drain).Sub(now)))
+}
+
 // restartPolicy returns the pod's policy with its default.
 func restartPolicy(pod *api.Pod) string {
 	if pod.Spec.RestartPolicy == "" {

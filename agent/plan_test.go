@@ -185,3 +185,32 @@ func TestBackoffNext(t *testing.T) {
 		t.Errorf("back-off sequence = %v, want %v", got, want)
 	}
 }
+
+func TestDrainWait(t *testing.T) {
+	at := time.Unix(1000, 0)
+	deleted := func() *api.Pod {
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata.DeletionRequestedAt = &at
+		return p
+	}
+	tests := []struct {
+		name         string
+		pod          *api.Pod
+		grace, drain time.Duration
+		now          time.Time
+		want         time.Duration
+	}{
+		{"not deleted", api.KindPod.New().(*api.Pod), 30 * time.Second, 2 * time.Second, at, 0},
+		{"just deleted", deleted(), 30 * time.Second, 2 * time.Second, at, 2 * time.Second},
+		{"half way", deleted(), 30 * time.Second, 2 * time.Second, at.Add(time.Second), time.Second},
+		{"drained already", deleted(), 30 * time.Second, 2 * time.Second, at.Add(5 * time.Second), 0},
+		{"short grace caps it", deleted(), 2 * time.Second, 2 * time.Second, at, time.Second},
+		{"agent clock behind", deleted(), 30 * time.Second, 2 * time.Second, at.Add(-time.Hour), 2 * time.Second},
+		{"off", deleted(), 30 * time.Second, -1, at, 0},
+	}
+	for _, tt := range tests {
+		if got := drainWait(tt.pod, tt.grace, tt.drain, tt.now); got != tt.want {
+			t.Errorf("%s: drainWait = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

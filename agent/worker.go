@@ -388,6 +388,15 @@ func containerSpec(c api.Container, attempt int) runtime.ContainerSpec {
 func (w *worker) terminate(ctx context.Context, pod *api.Pod, grace time.Duration) error {
 	a := w.a
 	w.closeProbers()
+	if wait := drainWait(pod, grace, a.opts.TerminationDrain, a.opts.Now()); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex

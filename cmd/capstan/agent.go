@@ -44,6 +44,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVar(&f.opts.InsecureRegistries, "insecure-registry", nil, "registry host:port pulled over plain HTTP (default 127.0.0.1:5000; repeatable)")
 	fl.StringVar(&f.opts.DockerConfig, "docker-config", "", "docker-style config.json with registry credentials")
 	fl.Int64Var(&f.opts.MaxPods, "max-pods", agent.DefaultMaxPods, "pod capacity the node reports")
+	fl.DurationVar(&f.opts.TerminationDrain, "termination-drain", agent.DefaultTerminationDrain, "how long a deleted pod keeps serving before SIGTERM, while proxies drop it (negative: off)")
 	f.logFlags.register(fl)
 }
 
