@@ -92,7 +92,9 @@ func TestCluster(t *testing.T) {
 }
 
 func TestClusterFailover(t *testing.T) {
-	grace, eviction := 10*time.Second, 15*time.Second
+	// The grace period is three heartbeats (5 s), so a busy CI machine does
+	// not mark a live node NotReady.
+	grace, eviction := 15*time.Second, 20*time.Second
 	c := New(t, Options{Hosts: 3, GracePeriod: grace, EvictionTimeout: eviction})
 	c.DeployEcho(6)
 	pods := waitSpread(t, c, 6, 3*time.Minute, func(by map[string][]*api.Pod) bool {
