@@ -44,7 +44,10 @@ func (e *env) runAgent(bin, caFile, token string) *agentProc {
 		"--node-name", o.NodeName, "--address", o.Address, "--labels", "test=agent,kind=binary",
 		"--data-dir", o.DataDir, "--run-dir", o.RunDir,
 		"--containerd-namespace", o.ContainerdNamespace, "--pod-cidr", o.PodCIDR, "--bridge", o.Bridge,
-		"--cgroup-parent", o.CgroupParent, "--insecure-registry", strings.Join(o.InsecureRegistries, ","))
+		"--cgroup-parent", o.CgroupParent, "--insecure-registry", strings.Join(o.InsecureRegistries, ","),
+		// The test runs in the host's namespace: leave its ruleset, routes
+		// and port 53 alone.
+		"--services=false", "--routes=false")
 	cmd.Stdout, cmd.Stderr = testWriter{e.t}, testWriter{e.t}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)

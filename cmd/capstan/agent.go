@@ -11,7 +11,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstanhq/capstan/agent"
+	"github.com/capstanhq/capstan/agent/routes"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/proxy"
+	"golang.org/x/sync/errgroup"
 )
 
 // agentFlags are the flags of `capstan agent`.
@@ -20,6 +23,9 @@ type agentFlags struct {
 	opts                  agent.Options
 	labels                []string
 	clusterDNS            string
+	dnsAddr               string
+	services, routes      bool
+	cleanup               bool
 	logFlags
 }
 
@@ -37,7 +43,11 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.opts.Address, "address", "", "node InternalIP (default: the address of the default route's interface)")
 	fl.StringVar(&f.opts.PodCIDR, "pod-cidr", "", "pod CIDR to use when the server allocated none, e.g. 10.88.1.0/24")
 	fl.StringVar(&f.opts.Bridge, "bridge", "", "pod bridge name (default capstan0)")
-	fl.StringVar(&f.clusterDNS, "cluster-dns", "", "cluster DNS address for the pods' resolv.conf (default: copy the host's)")
+	fl.StringVar(&f.clusterDNS, "cluster-dns", "", "cluster DNS address for the pods' resolv.conf (default: this node's DNS with --services, else a copy of the host's)")
+	fl.BoolVar(&f.services, "services", true, "run the service proxy (nftables table ip capstan) and the cluster DNS on this node")
+	fl.StringVar(&f.dnsAddr, "dns-addr", "", `cluster DNS address, ip:port (default: the node address on port 53; "off" for none)`)
+	fl.BoolVar(&f.routes, "routes", true, "route to the other nodes' pod CIDRs through their addresses, and masquerade pod traffic leaving the pod network")
+	fl.BoolVar(&f.cleanup, "cleanup", false, "remove the service proxy's nftables table and exit")
 	fl.StringVar(&f.opts.ClusterZone, "cluster-zone", agent.DefaultClusterZone, "cluster DNS zone")
 	fl.BoolVar(&f.opts.HostPorts, "host-ports", false, "let containers publish host ports (CNI portmap; needs iptables)")
 	fl.StringVar(&f.opts.CgroupParent, "cgroup-parent", "", "cgroup under which containers run (default /capstan)")
@@ -87,6 +97,22 @@ func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
 
 // join trades a join token for node credentials once, and keeps them in
 // DATA_DIR/node.yaml: a restart uses them and needs no valid join token.
+// nodeIP is --address, else the address of the default route's interface.
+func (f *agentFlags) nodeIP() (netip.Addr, error) {
+	if f.opts.Address != "" {
+		ip, err := netip.ParseAddr(f.opts.Address)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("--address %q: %w", f.opts.Address, err)
+		}
+		return ip, nil
+	}
+	ip, err := hostIPv4("/proc/net/route")
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("node address: %w (pass --address)", err)
+	}
+	return ip, nil
+}
+
 func (f *agentFlags) join(cmd *cobra.Command) (*client.Client, error) {
 	saved := filepath.Join(f.opts.DataDir, "node.yaml")
 	if cfg, err := client.LoadConfig(saved); err == nil {
@@ -129,6 +155,13 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 (apt-get install containerd runc containernetworking-plugins).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.cleanup {
+				p, err := proxy.New(proxy.Options{Logger: f.logger()})
+				if err != nil {
+					return err
+				}
+				return p.Cleanup(cmd.Context())
+			}
 			var err error
 			if f.opts.Labels, err = parseLabels(f.labels); err != nil {
 				return err
@@ -141,12 +174,36 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 			if f.opts.Client, err = f.agentClient(cmd); err != nil {
 				return err
 			}
-			f.opts.Logger = f.logger()
+			log := f.logger()
+			f.opts.Logger = log
+			g, ctx := errgroup.WithContext(cmd.Context())
+			if f.services {
+				ip, err := f.nodeIP()
+				if err != nil {
+					return err
+				}
+				ns, err := newNodeServices(f.opts.Client, f.dnsAddr, ip, log)
+				if err != nil {
+					return err
+				}
+				if !f.opts.ClusterDNS.IsValid() {
+					f.opts.ClusterDNS = ns.clusterDNS
+				}
+				ns.start(ctx, g)
+			}
 			a, err := agent.New(f.opts)
 			if err != nil {
 				return err
 			}
-			return a.Start(cmd.Context())
+			if f.routes {
+				rm, err := routes.New(routes.Options{Client: f.opts.Client, NodeName: a.NodeName(), Logger: log})
+				if err != nil {
+					return err
+				}
+				g.Go(func() error { return rm.Start(ctx) })
+			}
+			g.Go(func() error { return a.Start(ctx) })
+			return g.Wait()
 		},
 	}
 	f.register(cmd)

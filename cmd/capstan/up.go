@@ -7,20 +7,17 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/capstanhq/capstan/agent"
-	"github.com/capstanhq/capstan/agent/services"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/dns"
 	"github.com/capstanhq/capstan/examples/demo"
 	"github.com/capstanhq/capstan/examples/repo"
-	"github.com/capstanhq/capstan/proxy"
 	"github.com/capstanhq/capstan/registry"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -258,30 +255,7 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 	if err != nil {
 		return fmt.Errorf("node address: %w (capstan up needs a default route)", err)
 	}
-	var clusterDNS netip.Addr
-	var dnsServer *dns.Server
-	if f.dnsAddr != "off" {
-		addr := f.dnsAddr
-		if addr == "" {
-			addr = netip.AddrPortFrom(hostIP, 53).String()
-		}
-		if dnsServer, err = dns.New(dns.Options{Addrs: []string{addr}, Logger: log.With("component", "dns")}); err != nil {
-			return fmt.Errorf("--dns-addr: %w", err)
-		}
-		clusterDNS = netip.MustParseAddrPort(addr).Addr()
-	}
-	changed, err := proxy.EnsureSysctls("")
-	if err != nil {
-		return err
-	}
-	for _, s := range changed {
-		log.Info("sysctl set for the service proxy", "name", s.Name, "value", s.Value, "why", s.Why)
-	}
-	px, err := proxy.New(proxy.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	feeder, err := services.New(services.Options{Client: admin, DNS: dnsOrNil(dnsServer), Proxy: px, Logger: log})
+	ns, err := newNodeServices(admin, f.dnsAddr, hostIP, log)
 	if err != nil {
 		return err
 	}
@@ -302,29 +276,18 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 	ag, err := agent.New(agent.Options{
 		Client: nodeClient, NodeName: nodeName, Address: hostIP.String(),
 		DataDir: filepath.Join(f.server.dataDir, "agent"), ContainerdAddress: f.containerd,
-		ClusterDNS: clusterDNS, Logger: log.With("component", "agent"),
+		ClusterDNS: ns.clusterDNS, Logger: log.With("component", "agent"),
 	})
 	if err != nil {
 		return err
 	}
-	if dnsServer != nil {
-		g.Go(func() error { return dnsServer.Start(ctx) })
-	}
-	g.Go(func() error { return px.Start(ctx) })
-	g.Go(func() error { return feeder.Start(ctx) })
+	ns.start(ctx, g)
 	g.Go(func() error { return ag.Start(ctx) })
-	select {
-	case <-feeder.Synced():
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := ns.waitReady(ctx); err != nil {
+		return err
 	}
-	if dnsServer != nil {
-		select {
-		case <-dnsServer.Ready():
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		p.ok("cluster DNS on %s (zone %s)", dnsServer.Addrs()[0], dns.DefaultZone)
+	if ns.dns != nil {
+		p.ok("cluster DNS on %s (zone %s)", ns.dns.Addrs()[0], dns.DefaultZone)
 	}
 	p.ok("service proxy: nftables table ip capstan")
 	name := ag.NodeName()
@@ -364,14 +327,6 @@ func nodeClient(ctx context.Context, cp *controlPlane, name string) (*client.Cli
 	}
 	cfg.Token = tok
 	return client.New(cfg)
-}
-
-// dnsOrNil keeps a nil *dns.Server from becoming a non-nil interface.
-func dnsOrNil(s *dns.Server) services.DNS {
-	if s == nil {
-		return nil
-	}
-	return s
 }
 
 func nodeReady(ctx context.Context, c *client.Client, name string) bool {
