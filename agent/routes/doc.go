@@ -25,7 +25,8 @@
 // Wiring into the agent is one line each: New(Options{Client, NodeName})
 // and Start(ctx) next to the agent's other components.
 //
-// Concurrency: a Manager is started once; its informer handlers only
+// Concurrency: a Manager runs one Start at a time (it may be started again
+// after Start returned); its informer handlers only
 // signal the single sync goroutine, which is the only one that talks to
 // netlink and nftables.
 package routes

@@ -62,7 +62,8 @@ type Options struct {
 	// Resync is how often the plan is re-applied without a Node change.
 	// Default 30 s.
 	Resync time.Duration
-	// Retry is how soon a failed apply is retried. Default 1 s.
+	// Retry is how soon a failed apply is first retried; it doubles while
+	// applies keep failing, up to Resync. Default 1 s.
 	Retry time.Duration
 	// Logger receives the Manager's logs. Default: discard.
 	Logger *slog.Logger
@@ -160,6 +161,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.wake()
 	timer := time.NewTimer(m.opts.Resync)
 	defer timer.Stop()
+	retry := m.opts.Retry
 	for {
 		select {
 		case <-ctx.Done():
@@ -169,8 +171,13 @@ func (m *Manager) Start(ctx context.Context) error {
 		}
 		next := m.opts.Resync
 		if err := m.sync(h, nodesOf(inf.List())); err != nil {
-			m.log.Warn("routes not all applied; retrying", "err", err, "retry", m.opts.Retry)
-			next = m.opts.Retry
+			// Retry soon, then less often (doubling up to the resync
+			// interval), so a lasting problem is not logged every second.
+			next = min(retry, m.opts.Resync)
+			m.log.Warn("routes not all applied; retrying", "err", err, "retry", next)
+			retry *= 2
+		} else {
+			retry = m.opts.Retry
 		}
 		timer.Reset(next)
 	}
