@@ -1,0 +1,81 @@
+package printer
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+func TestAge(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second: "0s", 45 * time.Second: "45s", 3 * time.Minute: "3m", 5 * time.Hour: "5h", 72 * time.Hour: "3d",
+	} {
+		if got := Age(d); got != want {
+			t.Errorf("Age(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestPodStatus(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name string
+		pod  func(p *api.Pod)
+		want string
+	}{
+		{"unscheduled", func(p *api.Pod) {}, "Pending"},
+		{"unschedulable", func(p *api.Pod) {
+			p.Status.Conditions = []api.Condition{{Type: api.PodScheduled, Status: api.ConditionFalse}}
+		}, "Unschedulable"},
+		{"bound, nothing reported", func(p *api.Pod) { p.Spec.NodeName = "n1" }, "ContainerCreating"},
+		{"crash loop", func(p *api.Pod) {
+			p.Spec.NodeName, p.Status.Phase = "n1", api.PodRunning
+			p.Status.Containers = []api.ContainerStatus{{State: api.ContainerState{Waiting: &api.WaitingState{Reason: "CrashLoopBackOff"}}}}
+		}, "CrashLoopBackOff"},
+		{"oom", func(p *api.Pod) {
+			p.Spec.NodeName, p.Status.Phase = "n1", api.PodFailed
+			p.Status.Containers = []api.ContainerStatus{{State: api.ContainerState{Terminated: &api.TerminatedState{Reason: "OOMKilled"}}}}
+		}, "OOMKilled"},
+		{"terminating", func(p *api.Pod) { p.Metadata.DeletionRequestedAt = &now }, "Terminating"},
+		{"running", func(p *api.Pod) { p.Spec.NodeName, p.Status.Phase = "n1", api.PodRunning }, "Running"},
+	}
+	for _, tt := range tests {
+		p := api.KindPod.New().(*api.Pod)
+		tt.pod(p)
+		if got := PodStatus(p); got != tt.want {
+			t.Errorf("%s: PodStatus = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestTables(t *testing.T) {
+	now := time.Now()
+	svc := api.KindService.New().(*api.Service)
+	svc.Metadata = api.ObjectMeta{Name: "web", App: "shop", CreatedAt: now.Add(-time.Hour)}
+	svc.Spec = api.ServiceSpec{VIP: "10.96.0.1", External: true, Ports: []api.ServicePort{{Port: 80, NodePort: 30080}}}
+	ep := api.KindEndpoints.New().(*api.Endpoints)
+	ep.Spec.Addresses = []api.EndpointAddress{{IP: "10.88.0.2", Ready: true}, {IP: "10.88.0.3"}}
+	var b strings.Builder
+	if err := Table(&b, api.KindService, []api.Object{svc}, Options{Now: now, ShowApp: true, Endpoints: map[string]*api.Endpoints{"shop/web": ep}}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"APP", "VIP", "shop", "10.96.0.1", "80:30080/TCP", "1/2", "60m"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("services table lacks %q:\n%s", want, out)
+		}
+	}
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	n.Spec.Unschedulable = true
+	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+	b.Reset()
+	if err := Table(&b, api.KindNode, []api.Object{n}, Options{Now: now, Wide: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Ready,SchedulingDisabled") || !strings.Contains(b.String(), "POD-CIDR") {
+		t.Errorf("nodes table:\n%s", b.String())
+	}
+}
