@@ -26,6 +26,7 @@ import (
 // serverFlags are the flags of `capstan server`.
 type serverFlags struct {
 	git     gitFlags
+	network apiserver.NetworkOptions
 	nodes   nodeController.Options
 	dataDir string
 	listen  string
@@ -43,6 +44,9 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	f.logFlags.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.registryAddr, "registry-addr", "", "serve the embedded OCI registry on this address, images in DATA_DIR/registry (default: off; loopback only, e.g. 127.0.0.1:5000)")
 	f.git.register(cmd)
+	cmd.Flags().StringVar(&f.network.PodCIDR, "pod-cidr", "10.88.0.0/16", "the pod network, cut into one block per node")
+	cmd.Flags().IntVar(&f.network.NodeCIDRBits, "node-cidr-bits", 24, "prefix length of each node's pod block (24: 254 pods a node; a /16 then holds 256 nodes)")
+	cmd.Flags().StringVar(&f.network.ServiceCIDR, "service-cidr", "10.96.0.0/16", "where service VIPs come from")
 	cmd.Flags().DurationVar(&f.nodes.GracePeriod, "node-grace-period", nodeController.DefaultGracePeriod, "a node without a heartbeat for this long becomes NotReady")
 	cmd.Flags().DurationVar(&f.nodes.EvictionTimeout, "pod-eviction-timeout", nodeController.DefaultEvictionTimeout, "pods of a NotReady node are replaced elsewhere this long after its last heartbeat")
 }
@@ -97,7 +101,7 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := apiserver.New(apiserver.Options{DataDir: f.dataDir, Listen: f.listen, Store: st, SANs: f.sans, Registry: reg, Logger: log})
+	srv, err := apiserver.New(apiserver.Options{DataDir: f.dataDir, Listen: f.listen, Store: st, SANs: f.sans, Network: f.network, Registry: reg, Logger: log})
 	if err != nil {
 		st.Close()
 		return nil, err
