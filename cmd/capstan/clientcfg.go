@@ -41,6 +41,21 @@ func unwrapAll(err error) error {
 	}
 }
 
+// namedObject resolves KIND NAME arguments (NAME or APP/NAME, with --app)
+// and makes the client, for the commands that act on one object.
+func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *client.Client, error) {
+	kind, err := parseKindArg(args[0])
+	if err != nil {
+		return api.Key{}, nil, err
+	}
+	k, err := objectKey(kind, args[1], app)
+	if err != nil {
+		return api.Key{}, nil, err
+	}
+	c, err := newClient(cmd)
+	return k, c, err
+}
+
 // parseKindArg accepts "pods", "pod", "po", ...
 func parseKindArg(s string) (api.Kind, error) {
 	k, ok := api.ParseKind(s)

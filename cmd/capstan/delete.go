@@ -20,15 +20,7 @@ change the repository instead.`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, err := parseKindArg(args[0])
-			if err != nil {
-				return err
-			}
-			k, err := objectKey(kind, args[1], app)
-			if err != nil {
-				return err
-			}
-			c, err := newClient(cmd)
+			k, c, err := namedObject(cmd, args, app)
 			if err != nil {
 				return err
 			}
