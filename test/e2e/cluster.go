@@ -443,6 +443,12 @@ func (h *Host) RestoreLink() { h.c.run("ip", "-n", switchNS, "link", "set", h.Na
 // WaitReady waits until the host's Node is Ready with a fresh transition.
 func (h *Host) WaitReady() {
 	h.c.t.Helper()
+	last := "no node"
+	defer func() {
+		if h.c.t.Failed() {
+			h.c.t.Logf("node %s at the end: %s", h.Name, last)
+		}
+	}()
 	h.c.waitFor("node "+h.Name+" to be Ready", 2*time.Minute, func() bool {
 		if h.agent != nil {
 			h.c.checkAlive(h.agent)
@@ -452,6 +458,9 @@ func (h *Host) WaitReady() {
 			return false
 		}
 		cond := api.FindCondition(n.Status.Conditions, api.NodeReady)
+		if cond != nil {
+			last = fmt.Sprintf("Ready=%s %s: %s (since %s)", cond.Status, cond.Reason, cond.Message, cond.LastTransitionTime.Format(time.RFC3339Nano))
+		}
 		return cond != nil && cond.Status == api.ConditionTrue
 	})
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,12 @@ func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout ti
 	victim.Kill()
 	victim.CutLink()
 	var f Failover
+	var last string // the state the last check saw, shown on a timeout
+	defer func() {
+		if c.t.Failed() {
+			c.t.Logf("failover state at the end: %s", last)
+		}
+	}()
 	c.waitFor("all replicas ready off "+victim.Name, timeout, func() bool {
 		now := time.Since(kill)
 		if f.NotReady == 0 {
@@ -130,6 +137,7 @@ func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout ti
 		if f.Endpoints == 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			eps, err := c.ReadyEndpoints(ctx)
+			seen := time.Since(kill)
 			cancel()
 			on := 0
 			for _, e := range eps {
@@ -139,7 +147,9 @@ func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout ti
 			}
 			pods := c.Pods()
 			if err == nil && on == 0 {
-				f.Endpoints = now
+				// When the read returned: the change was committed by then,
+				// so a poller that read stale endpoints began before it.
+				f.Endpoints = seen
 				for _, p := range pods {
 					f.DroppedBeforeEviction = f.DroppedBeforeEviction || p.Spec.NodeName == victim.Name
 				}
@@ -153,6 +163,7 @@ func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout ti
 				n += len(ps)
 			}
 		}
+		last = fmt.Sprintf("%s after the kill: %s; pods: %s", now.Round(time.Second), f, describePods(pods))
 		if n == replicas && len(pods) == replicas && len(ready[victim.Name]) == 0 {
 			f.Replaced = now
 			return true
@@ -168,4 +179,17 @@ func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout ti
 		}
 	}
 	return f
+}
+
+// describePods renders each pod's node, phase, readiness and deletion.
+func describePods(pods []*api.Pod) string {
+	var b strings.Builder
+	for _, p := range pods {
+		ready := "?"
+		if c := api.FindCondition(p.Status.Conditions, api.PodReady); c != nil {
+			ready = string(c.Status) + "/" + c.Reason
+		}
+		fmt.Fprintf(&b, "\n  %s node=%s phase=%s ready=%s ip=%s deleting=%v", p.Metadata.Name, p.Spec.NodeName, p.Status.Phase, ready, p.Status.PodIP, p.Metadata.DeletionRequestedAt != nil)
+	}
+	return b.String()
 }
