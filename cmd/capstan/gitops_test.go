@@ -15,7 +15,7 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 )
 
-func gitCmd(t *testing.T, dir string, args ...string) string {
+func gitCmd(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir

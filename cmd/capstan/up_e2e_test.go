@@ -25,7 +25,7 @@ import (
 // bridge, nftables table, DNS server, registry and API never touch the
 // host's network.
 type upEnv struct {
-	t                    *testing.T
+	t                    testing.TB
 	bin, ns, data, imgs  string
 	out                  *syncBuffer
 	cmd                  *exec.Cmd
@@ -184,7 +184,7 @@ func (e *upEnv) revert(sha string) {
 
 // buildUpInputs builds the capstan binary and the example image tarballs
 // (hello v1 and v2, api, worker, shipper) as `make up` does.
-func buildUpInputs(t *testing.T) (bin, imgs string) {
+func buildUpInputs(t testing.TB) (bin, imgs string) {
 	dir := t.TempDir()
 	bin = filepath.Join(dir, "capstan")
 	build := func(out, pkg string) {
@@ -223,7 +223,7 @@ func buildUpInputs(t *testing.T) (bin, imgs string) {
 
 // newUpNetns makes a network namespace with a veth pair inside it holding
 // 10.251.0.1/24 and the default route, and removes it at cleanup.
-func newUpNetns(t *testing.T) (name, hostIP string) {
+func newUpNetns(t testing.TB) (name, hostIP string) {
 	name = fmt.Sprintf("capstan-up-%d", os.Getpid())
 	ip := func(args ...string) {
 		if b, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
