@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -878,9 +877,4 @@ func (h *hub) close() {
 	h.mu.Unlock()
 	close(h.stop)
 	<-h.stopped
-}
-
-// sortKeys is used by tests and callers that need a stable order.
-func sortKeys(objs []api.Object) {
-	sort.Slice(objs, func(i, j int) bool { return api.KeyOf(objs[i]).String() < api.KeyOf(objs[j]).String() })
 }
