@@ -90,4 +90,3 @@ func (s *Bolt) readLog(after, upto int64, limit int) ([]Event, error) {
 	})
 	return out, err
 }
-
