@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capstanhq/capstan/agent/routes"
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -83,8 +82,6 @@ type Host struct {
 	c   *Cluster
 	// agent is the running agent process, nil when stopped.
 	agent *process
-	// stopRoutes stops the host's route manager (see startRoutes).
-	stopRoutes func()
 }
 
 // process is a child started in a network namespace.
@@ -379,7 +376,9 @@ func (h *Host) writeConfig() {
 	}
 }
 
-// Start runs the host's agent (and its route manager).
+// Start runs the host's agent. It runs, besides the pods, the routes to
+// the other hosts' pod CIDRs, the service proxy and the cluster DNS on the
+// host's address (the agent's defaults).
 func (h *Host) Start() {
 	h.c.t.Helper()
 	h.agent = h.c.start("agent-"+h.Name, h.NS, "agent",
@@ -389,45 +388,11 @@ func (h *Host) Start() {
 		"--containerd-address", h.c.ctrd, "--containerd-namespace", nsPrefix+h.Name,
 		"--cgroup-parent", cgroupParent+"/"+h.Name,
 		"--insecure-registry", h.c.Registry, "--docker-config", filepath.Join(h.Dir, "docker.json"))
-	h.startRoutes()
 }
 
-// startRoutes runs an agent/routes Manager for the host's namespace in the
-// test process. It stands in for the agent's own until `capstan agent`
-// runs one; then the two keep the same routes.
-func (h *Host) startRoutes() {
-	t := h.c.t
-	cfg, err := client.LoadConfig(filepath.Join(h.Dir, "config.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := routes.New(routes.Options{Client: cl, NodeName: h.Name, NetNS: "/run/netns/" + h.NS,
-		Resync: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Start(ctx) }()
-	h.stopRoutes = func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("e2e: routes of %s: %v", h.Name, err)
-		}
-		h.stopRoutes = nil
-	}
-}
-
-// Kill SIGKILLs the host's agent (and stops its route manager), as a
-// crash would; its containers keep running.
+// Kill SIGKILLs the host's agent, as a crash would; its containers keep
+// running.
 func (h *Host) Kill() {
-	if h.stopRoutes != nil {
-		h.stopRoutes()
-	}
 	if h.agent != nil {
 		h.agent.stop(syscall.SIGKILL)
 		h.agent = nil
@@ -480,9 +445,6 @@ func (c *Cluster) Node(name string) (*api.Node, bool) {
 // containers; the sweep removes those).
 func (c *Cluster) stopAgents() {
 	for _, h := range c.Hosts {
-		if h.stopRoutes != nil {
-			h.stopRoutes()
-		}
 		if h.agent != nil {
 			h.agent.stop(syscall.SIGTERM)
 			h.agent = nil

@@ -12,19 +12,18 @@ import (
 
 // Attempt is one request of a Poller.
 type Attempt struct {
-	// Read is when the poller began reading the endpoints it chose from;
-	// At when the request started.
-	Read, At time.Time
-	Target   api.EndpointAddress
-	Err      error
+	// At is when the request started.
+	At  time.Time
+	Err error
 }
 
-// Poller is a client in a pod that, like a service proxy, picks each
-// request's target round-robin among the ready endpoints of the echo
-// service, and records every attempt.
+// Poller is a client in a pod that requests the echo service through its
+// VIP (the node's service proxy picks the pod), one new connection per
+// request, and records every attempt.
 type Poller struct {
 	c        *Cluster
 	from     *api.Pod
+	vip      string
 	mu       sync.Mutex
 	attempts []Attempt
 	stop     context.CancelFunc
@@ -34,7 +33,7 @@ type Poller struct {
 // StartPoller polls from pod from every interval until Stop.
 func (c *Cluster) StartPoller(from *api.Pod, interval time.Duration) *Poller {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Poller{c: c, from: from, stop: cancel, done: make(chan struct{})}
+	p := &Poller{c: c, from: from, vip: c.EchoVIP(), stop: cancel, done: make(chan struct{})}
 	go p.run(ctx, interval)
 	c.t.Cleanup(p.Stop)
 	return p
@@ -44,21 +43,14 @@ func (p *Poller) run(ctx context.Context, interval time.Duration) {
 	defer close(p.done)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	for i := 0; ; i++ {
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		read := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		eps, err := p.c.ReadyEndpoints(rctx)
-		cancel()
-		if err != nil || len(eps) == 0 {
-			continue // no target: not a request
-		}
-		a := Attempt{Read: read, At: time.Now(), Target: eps[i%len(eps)]}
-		_, _, a.Err = p.c.Get(p.from, a.Target.IP+":8080")
+		a := Attempt{At: time.Now()}
+		_, _, a.Err = p.c.Get(p.from, p.vip+":80")
 		p.mu.Lock()
 		p.attempts = append(p.attempts, a)
 		p.mu.Unlock()
@@ -88,15 +80,14 @@ type Failover struct {
 	// its pods were still in the API (not yet evicted).
 	DroppedBeforeEviction bool
 	Requests, Failed      int
-	// LastFailedRead is, for the last failed request, when its endpoints
-	// were read, from the kill.
-	LastFailedRead time.Duration
+	// LastFailedAt is when the last failed request started.
+	LastFailedAt time.Duration
 }
 
 func (f Failover) String() string {
-	return fmt.Sprintf("node NotReady after %s, endpoints dropped it after %s, all replicas ready elsewhere after %s; %d of %d requests failed (last one chose its target %s after the kill)",
+	return fmt.Sprintf("node NotReady after %s, endpoints dropped it after %s, all replicas ready elsewhere after %s; %d of %d requests through the VIP failed (the last one started %s after the kill)",
 		f.NotReady.Round(100*time.Millisecond), f.Endpoints.Round(100*time.Millisecond), f.Replaced.Round(100*time.Millisecond),
-		f.Failed, f.Requests, f.LastFailedRead.Round(100*time.Millisecond))
+		f.Failed, f.Requests, f.LastFailedAt.Round(100*time.Millisecond))
 }
 
 // FailNode SIGKILLs the victim's agent and cuts its link while a poller in
@@ -147,8 +138,7 @@ func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout ti
 			}
 			pods := c.Pods()
 			if err == nil && on == 0 {
-				// When the read returned: the change was committed by then,
-				// so a poller that read stale endpoints began before it.
+				// When the read returned: the change was committed by then.
 				f.Endpoints = seen
 				for _, p := range pods {
 					f.DroppedBeforeEviction = f.DroppedBeforeEviction || p.Spec.NodeName == victim.Name
@@ -175,7 +165,7 @@ func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout ti
 		f.Requests++
 		if a.Err != nil {
 			f.Failed++
-			f.LastFailedRead = a.Read.Sub(kill)
+			f.LastFailedAt = a.At.Sub(kill)
 		}
 	}
 	return f

@@ -130,3 +130,17 @@ func (c *Cluster) ReadyEndpoints(ctx context.Context) ([]api.EndpointAddress, er
 	}
 	return out, nil
 }
+
+// EchoVIP is the echo service's virtual IP.
+func (c *Cluster) EchoVIP() string {
+	c.t.Helper()
+	o, err := c.Admin.Get(context.Background(), api.Key{Kind: api.KindService, App: EchoApp, Name: "echo"})
+	if err != nil {
+		c.t.Fatalf("e2e: get the echo service: %v", err)
+	}
+	vip := o.(*api.Service).Spec.VIP
+	if vip == "" {
+		c.t.Fatal("e2e: the echo service has no VIP")
+	}
+	return vip
+}
