@@ -14,7 +14,8 @@ import (
 )
 
 // testAuth checks join refusals and node authorization against the real
-// server binary, with tokens made and revoked by the real CLI.
+// server binary, with tokens made and revoked by the real CLI, refused both
+// to client.Join and to the real agent binary.
 func testAuth(t *testing.T, c *Cluster, pods []*api.Pod) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -60,12 +61,20 @@ func testAuth(t *testing.T, c *Cluster, pods []*api.Pod) {
 		if !errors.As(err, &se) || se.Code != 401 {
 			t.Errorf("join with a made-up token: %v, want 401", err)
 		}
+		out, err := c.JoinAgent(c.Hosts[0], client.FormatJoinToken("abcdef.0123456789abcdef", hash), "intruder")
+		if err == nil || !strings.Contains(out, "join refused") {
+			t.Errorf("capstan agent with a made-up token: %v\n%s\nwant it refused", err, out)
+		}
 	})
 	t.Run("a wrong CA hash is refused before the token is sent", func(t *testing.T) {
 		tok := create("e2e-wrong-ca")
 		bad := strings.TrimSuffix(tok, hash) + "sha256:" + strings.Repeat("0", 64)
 		if _, err := client.Join(ctx, server, bad, "fooled"); !errors.Is(err, client.ErrCAMismatch) {
 			t.Errorf("join with a wrong CA hash: %v, want ErrCAMismatch", err)
+		}
+		out, err := c.JoinAgent(c.Hosts[0], bad, "fooled-agent")
+		if err == nil || !strings.Contains(out, client.ErrCAMismatch.Error()) {
+			t.Errorf("capstan agent with a wrong CA hash: %v\n%s\nwant %q", err, out, client.ErrCAMismatch)
 		}
 		// The token itself was never sent, so it still works.
 		if _, err := client.Join(ctx, server, tok, "fooled"); err != nil {
@@ -94,6 +103,10 @@ func testAuth(t *testing.T, c *Cluster, pods []*api.Pod) {
 		var se *client.StatusError
 		if !errors.As(err, &se) || se.Code != 401 {
 			t.Errorf("join with a revoked token: %v, want 401", err)
+		}
+		out, err = c.JoinAgent(c.Hosts[0], tok, "late-agent")
+		if err == nil || !strings.Contains(out, "join refused") {
+			t.Errorf("capstan agent with a revoked token: %v\n%s\nwant it refused", err, out)
 		}
 	})
 	t.Run("a node cannot change another node's pods", func(t *testing.T) {

@@ -513,3 +513,20 @@ func (c *Cluster) AdminConfigPath() string { return filepath.Join(Base, "server"
 
 // ConfigPath is the host's agent client config (node credentials).
 func (h *Host) ConfigPath() string { return filepath.Join(h.Dir, "config.yaml") }
+
+// JoinAgent runs `capstan agent --server URL --token token` on host h as
+// node, with a data directory of its own, and returns its output and exit
+// error once it exits (or after a minute, killed). Meant for tokens that
+// must be refused: a refused agent exits at once.
+func (c *Cluster) JoinAgent(h *Host, token, node string) (string, error) {
+	dir := filepath.Join(Base, "join-"+node)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/"+h.NS, "--", c.Bin, "agent",
+		"--server", c.AdminConfig.Server, "--token", token, "--node-name", node, "--address", h.Address,
+		"--data-dir", filepath.Join(dir, "data"), "--run-dir", filepath.Join(dir, "run"),
+		"--containerd-address", c.ctrd, "--containerd-namespace", nsPrefix+node,
+		"--cgroup-parent", cgroupParent+"/"+node)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
