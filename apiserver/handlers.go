@@ -328,6 +328,10 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 			api.CopyStatus(next, in)
 		} else {
 			api.CopyStatus(next, cur)
+			// A graceful delete, once begun, is the server's to keep.
+			if d := cur.Meta().DeletionRequestedAt; d != nil {
+				next.Meta().DeletionRequestedAt = d
+			}
 		}
 		next.Meta().ResourceVersion = rv
 		if err := api.Validate(next); err != nil {

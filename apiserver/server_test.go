@@ -130,6 +130,13 @@ func TestGracefulPodDelete(t *testing.T) {
 	if _, err := c.Client.Get(ctx, api.KeyOf(p)); err != nil {
 		t.Fatalf("pod gone before its agent stopped it: %v", err)
 	}
+	// An update that does not carry the mark keeps it.
+	marked := api.Clone(out.(*api.Pod))
+	marked.Metadata.DeletionRequestedAt = nil
+	marked.Metadata.Labels = map[string]string{"x": "y"}
+	if up, err := c.Client.Update(ctx, marked); err != nil || up.Meta().DeletionRequestedAt == nil {
+		t.Fatalf("update cleared the deletion mark: %v %v", up, err)
+	}
 	// Its node removes it for good.
 	n1 := c.Token(t, "node:n1")
 	if _, err := n1.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil {
