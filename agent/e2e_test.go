@@ -30,7 +30,7 @@ func TestPods(t *testing.T) {
 			api.Container{Name: "server", Args: []string{"serve", "127.0.0.1:7070", "/shared/greeting", "hello"},
 				VolumeMounts: []api.VolumeMount{{Name: "shared", MountPath: "/shared"}},
 				Resources:    api.Resources{Limits: api.ResourceList{CPU: api.MustParseQuantity("500m"), Memory: api.MustParseQuantity("64Mi")}}},
-			api.Container{Name: "client", Args: []string{"check", "127.0.0.1:7070", "/shared/greeting", "/shared/result"},
+			api.Container{Name: "client", Args: []string{"report", "127.0.0.1:7070", "/shared/greeting", "/shared/result"},
 				VolumeMounts: []api.VolumeMount{{Name: "shared", MountPath: "/shared"}}},
 		)
 		p.Spec.Volumes = []api.Volume{{Name: "shared"}}
@@ -81,7 +81,7 @@ func TestPods(t *testing.T) {
 			t.Errorf("waiting state %+v lacks the pull error", w)
 		}
 		// The image appears: the next retry pulls it.
-		testimage.Build(t, podboxPkg, ref, registry.ImageConfig{})
+		testimage.Build(t, testboxPkg, ref, registry.ImageConfig{})
 		e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning && ready(p) })
 	})
 
@@ -177,12 +177,12 @@ func TestPods(t *testing.T) {
 	t.Run("liveness failure restarts the container", func(t *testing.T) {
 		e := e.with(t)
 		p := e.create(e.pod("live", "live", api.Container{Name: "c", Args: []string{"sleep"},
-			Liveness: &api.Probe{Exec: &api.ExecProbe{Command: []string{"/podbox", "exit", "1"}}, PeriodSeconds: 1, FailureThreshold: 1}}))
+			Liveness: &api.Probe{Exec: &api.ExecProbe{Command: []string{"/testbox", "exit", "1"}}, PeriodSeconds: 1, FailureThreshold: 1}}))
 		got := e.waitPod(p, "restarted", func(p *api.Pod) bool {
 			return len(p.Status.Containers) == 1 && p.Status.Containers[0].RestartCount >= 1
 		})
 		if lt := got.Status.Containers[0].LastTermination; lt == nil || lt.ExitCode != 0 {
-			// podbox exits 0 on SIGTERM: the agent stopped it gracefully.
+			// testbox exits 0 on SIGTERM: the agent stopped it gracefully.
 			t.Errorf("last termination = %+v, want the graceful stop (exit 0)", lt)
 		}
 	})

@@ -33,9 +33,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const podboxPkg = "github.com/capstanhq/capstan/agent/testdata/podbox"
+// testboxPkg is the runtime tests' test program, shared with the agent's.
+const testboxPkg = "github.com/capstanhq/capstan/agent/runtime/testdata/testbox"
 
-// env is one test's world: an API server, a registry with the podbox
+// env is one test's world: an API server, a registry with the testbox
 // image, a containerd child (standing in for the node's containerd, so it
 // outlives agent restarts), and the agent's options with a private
 // containerd namespace, bridge, pod CIDR in 10.99.150-159 and directories.
@@ -77,8 +78,8 @@ func newEnv(t testing.TB, managed bool) *env {
 
 	e.api = apiservertest.Start(t, apiservertest.Options{})
 	e.reg = testimage.StartRegistry(t)
-	e.image = e.reg + "/test/podbox:v1"
-	testimage.Build(t, podboxPkg, e.image, registry.ImageConfig{})
+	e.image = e.reg + "/test/testbox:v1"
+	testimage.Build(t, testboxPkg, e.image, registry.ImageConfig{})
 
 	e.opts = agent.Options{
 		Client:              e.api.Token(t, "node:"+e.node),

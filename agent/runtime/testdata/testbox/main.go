@@ -7,6 +7,10 @@
 //	oom                    allocate and touch memory until killed
 //	serve ADDR FILE TEXT   write TEXT to FILE, answer "pong" on ADDR, until SIGTERM
 //	check ADDR FILE TEXT   dial ADDR until "pong", read FILE until TEXT, exit 0 (1 on timeout)
+//	report ADDR FILE OUT   dial ADDR until "pong", read FILE, write what it
+//	                       learnt to OUT, then wait for SIGTERM
+//	http ADDR FILE         serve HTTP on ADDR: /ready answers 200 while FILE
+//	                       exists, 503 otherwise; until SIGTERM
 //	dial ADDR              dial ADDR until "pong", exit 0 (1 on timeout)
 //	spam N                 print N numbered lines, then wait for SIGTERM
 //	cat FILE               print FILE
@@ -18,6 +22,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -62,6 +67,21 @@ func main() {
 		serve(args[0], args[1], args[2])
 	case "check":
 		os.Exit(check(args[0], args[1], args[2]))
+	case "report":
+		report(args[0], args[1], args[2])
+		waitTerm()
+	case "http":
+		file := args[1]
+		http.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+			if _, err := os.Stat(file); err != nil {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+			}
+		})
+		go func() {
+			fmt.Fprintln(os.Stderr, http.ListenAndServe(args[0], nil))
+			os.Exit(1)
+		}()
+		waitTerm()
 	case "dial":
 		os.Exit(dial(args[0]))
 	case "spam":
@@ -157,5 +177,24 @@ func check(addr, file, text string) int {
 			return 1
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// report waits until the peer answers and the file has content, then
+// records both in out (for the agent's tests, which read it from a volume).
+func report(addr, file, out string) {
+	if dial(addr) != 0 {
+		os.Exit(1)
+	}
+	var content string
+	for content == "" {
+		if b, err := os.ReadFile(file); err == nil && len(b) > 0 {
+			content = string(b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := os.WriteFile(out, []byte("peer=pong file="+content), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 }
