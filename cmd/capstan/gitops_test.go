@@ -12,7 +12,6 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
-	"github.com/capstanhq/capstan/gitsync"
 )
 
 func gitCmd(t testing.TB, dir string, args ...string) string {
@@ -121,5 +120,4 @@ func TestGitOpsJourney(t *testing.T) {
 	if _, err := run(t, "sync", "nope", "--config", cfg); err == nil {
 		t.Fatal("sync of an unknown app succeeded")
 	}
-	_ = gitsync.WebhookPath
 }
