@@ -3,6 +3,12 @@
 // learns which pod answered and from which source address the request
 // came (pod-to-pod traffic across nodes must keep the pod address). It
 // exits on SIGTERM.
+//
+// It also has a readiness switch for the readiness probe: GET /healthz
+// answers 200 while the program is ready and 503 once a POST /unready
+// made it unready; POST /ready makes it ready again. Both POSTs answer
+// "HOSTNAME ready" or "HOSTNAME unready". Every other request, whatever
+// the path, gets the "HOSTNAME REMOTE-IP" answer, ready or not.
 package main
 
 import (
@@ -12,14 +18,28 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 )
 
 func main() {
 	host, _ := os.Hostname()
+	var unready atomic.Bool
 	srv := &http.Server{Addr: ":8080", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprintf(w, "%s %s\n", host, ip)
+		switch {
+		case r.URL.Path == "/healthz":
+			if unready.Load() {
+				http.Error(w, "unready", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		case r.Method == http.MethodPost && (r.URL.Path == "/unready" || r.URL.Path == "/ready"):
+			unready.Store(r.URL.Path == "/unready")
+			fmt.Fprintf(w, "%s %s\n", host, r.URL.Path[1:])
+		default:
+			ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+			fmt.Fprintf(w, "%s %s\n", host, ip)
+		}
 	})}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
