@@ -13,8 +13,10 @@ import (
 // Attempt is one request of a Poller.
 type Attempt struct {
 	// At is when the request started.
-	At  time.Time
-	Err error
+	At time.Time
+	// Host is the answering pod's name, empty when Err is set.
+	Host string
+	Err  error
 }
 
 // Poller is a client in a pod that requests the echo service through its
@@ -50,7 +52,7 @@ func (p *Poller) run(ctx context.Context, interval time.Duration) {
 		case <-tick.C:
 		}
 		a := Attempt{At: time.Now()}
-		_, _, a.Err = p.c.Get(p.from, p.vip+":80")
+		a.Host, _, a.Err = p.c.Get(p.from, p.vip+":80")
 		p.mu.Lock()
 		p.attempts = append(p.attempts, a)
 		p.mu.Unlock()
