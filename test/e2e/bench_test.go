@@ -43,3 +43,44 @@ func BenchmarkFailover(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUnreadyDrain measures, on three hosts with six echo replicas and
+// a client pod of another app polling the echo service's VIP every 20 ms,
+// how long an echo pod made unready (its readiness probe fails from then
+// on; probed every second, unready at the first failure) keeps getting
+// traffic: from the toggle to the start of the last request it answered
+// (drain), to when its Ready condition left True (unready: the probe's
+// share), to when the service's endpoints no longer listed it (endpoints)
+// and to when the client node's nftables no longer sent to it (proxy);
+// and, once made ready again, until it answered again (back). Six
+// toggles, a victim on each node twice, and the mean and the maximum of
+// each. One iteration is a whole cluster: run with -benchtime=1x.
+func BenchmarkUnreadyDrain(b *testing.B) {
+	const toggles = 6
+	for range b.N {
+		c, echo, web := servicesCluster(b)
+		from := web[0]
+		by := ReadyPods(echo)
+		var drain, unready, endpoints, proxy, back []time.Duration
+		b.ResetTimer()
+		for i := range toggles {
+			v := by[c.Hosts[i%len(c.Hosts)].Name][i/len(c.Hosts)%2]
+			d := c.DrainEndpoint(from, v, others(echo, v), 30*time.Second)
+			b.Logf("toggle %d, client on %s, victim on %s: %s", i, from.Spec.NodeName, v.Spec.NodeName, d)
+			drain, unready, endpoints, proxy, back = append(drain, d.LastHit), append(unready, d.Unready), append(endpoints, d.Endpoints), append(proxy, d.Proxy), append(back, d.BackHit)
+		}
+		b.StopTimer()
+		for _, m := range []struct {
+			name string
+			ds   []time.Duration
+		}{{"drain", drain}, {"unready", unready}, {"endpoints", endpoints}, {"proxy", proxy}, {"back", back}} {
+			var sum, mx time.Duration
+			for _, d := range m.ds {
+				sum += d
+				mx = max(mx, d)
+			}
+			b.ReportMetric(float64(sum.Milliseconds())/float64(len(m.ds)), m.name+"-ms/toggle")
+			b.ReportMetric(float64(mx.Milliseconds()), m.name+"-max-ms")
+		}
+	}
+}
