@@ -52,11 +52,11 @@ func BenchmarkFailover(b *testing.B) {
 // (drain), to when its Ready condition left True (unready: the probe's
 // share), to when the service's endpoints no longer listed it (endpoints)
 // and to when the client node's nftables no longer sent to it (proxy);
-// and, once made ready again, until it answered again (back). Six
-// toggles, a victim on each node twice, and the mean and the maximum of
+// and, once made ready again, until it answered again (back). Twelve
+// toggles, each echo pod twice, and the mean and the maximum of
 // each. One iteration is a whole cluster: run with -benchtime=1x.
 func BenchmarkUnreadyDrain(b *testing.B) {
-	const toggles = 6
+	const toggles = 12
 	for range b.N {
 		c, echo, web := servicesCluster(b)
 		from := web[0]

@@ -26,7 +26,7 @@ type Drain struct {
 	// listing that showed it returned).
 	Endpoints, Proxy time.Duration
 	// LastHit is when the last request through the VIP that the victim
-	// answered started; 0 when none started after the toggle.
+	// answered started; 0 when none started after the toggle (Hits 0).
 	LastHit time.Duration
 	// Hits counts the requests started after the toggle that the victim
 	// answered, LateHits those of them started after Proxy.
@@ -36,14 +36,20 @@ type Drain struct {
 	// BackEndpoints: the endpoints listed the victim ready again; BackHit:
 	// the first request it answered started, both after the POST /ready.
 	BackEndpoints, BackHit time.Duration
-	// Requests and Failed count the poller's requests from the toggle on.
+	// Requests and Failed count the poller's requests from the toggle on;
+	// FirstErr is the first failure's error.
 	Requests, Failed int
+	FirstErr         error
 }
 
 func (d Drain) String() string {
 	ms := func(x time.Duration) string { return x.Round(time.Millisecond).String() }
-	return fmt.Sprintf("%s unready: pod not Ready after %s, out of the endpoints after %s, out of the client node's proxy after %s, last request it answered started %s after the toggle (%d answered, %d after the proxy dropped it); ready again: endpoints after %s, first answer after %s; %d of %d requests failed",
-		d.Victim, ms(d.Unready), ms(d.Endpoints), ms(d.Proxy), ms(d.LastHit), d.Hits, d.LateHits, ms(d.BackEndpoints), ms(d.BackHit), d.Failed, d.Requests)
+	lastHit := ms(d.LastHit) + " after the toggle"
+	if d.Hits == 0 {
+		lastHit = "before the toggle"
+	}
+	return fmt.Sprintf("%s unready: pod not Ready after %s, out of the endpoints after %s, out of the client node's proxy after %s, last request it answered started %s (%d answered, %d after the proxy dropped it); ready again: endpoints after %s, first answer after %s; %d of %d requests failed",
+		d.Victim, ms(d.Unready), ms(d.Endpoints), ms(d.Proxy), lastHit, d.Hits, d.LateHits, ms(d.BackEndpoints), ms(d.BackHit), d.Failed, d.Requests)
 }
 
 // DrainEndpoint makes echo pod victim unready (POST /unready to its pod
@@ -147,13 +153,16 @@ func (c *Cluster) DrainEndpoint(from, victim *api.Pod, others []*api.Pod, timeou
 	})
 	back := time.Now()
 	for _, a := range poller.Attempts()[before:] {
-		if !a.At.After(toggle) {
+		if !a.At.After(toggle) || a.At.After(back) {
 			continue
 		}
 		d.Requests++
 		switch {
 		case a.Err != nil:
 			d.Failed++
+			if d.FirstErr == nil {
+				d.FirstErr = a.Err
+			}
 		case a.Host == name:
 			d.Hits++
 			d.LastHit = a.At.Sub(toggle)
@@ -195,6 +204,9 @@ func (c *Cluster) DrainEndpoint(from, victim *api.Pod, others []*api.Pod, timeou
 			d.Requests++
 			if a.Err != nil {
 				d.Failed++
+				if d.FirstErr == nil {
+					d.FirstErr = a.Err
+				}
 			}
 		}
 	}

@@ -142,8 +142,12 @@ func TestServices(t *testing.T) {
 		for _, v := range victims {
 			d := c.DrainEndpoint(from, v, others(echo, v), 30*time.Second)
 			t.Logf("client %s on %s, victim on %s: %s", from.Metadata.Name, from.Spec.NodeName, v.Spec.NodeName, d)
+			lastHit := d.LastHit.Round(time.Millisecond).String()
+			if d.Hits == 0 {
+				lastHit = "none after the toggle"
+			}
 			t.Logf("toggle -> last request at the unready pod %s; toggle -> pod not Ready %s, -> out of the endpoints %s, -> out of the proxy %s",
-				d.LastHit.Round(time.Millisecond), d.Unready.Round(time.Millisecond), d.Endpoints.Round(time.Millisecond), d.Proxy.Round(time.Millisecond))
+				lastHit, d.Unready.Round(time.Millisecond), d.Endpoints.Round(time.Millisecond), d.Proxy.Round(time.Millisecond))
 			if d.LateHits > 0 {
 				t.Errorf("%s answered %d requests started after %s's proxy dropped it (%s after the toggle); last at %s",
 					v.Metadata.Name, d.LateHits, from.Spec.NodeName, d.Proxy, d.LastHit)
@@ -157,7 +161,7 @@ func TestServices(t *testing.T) {
 				}
 			}
 			if d.Failed > 0 {
-				t.Errorf("%d of %d requests through the VIP failed; the unready pod still serves, none should", d.Failed, d.Requests)
+				t.Errorf("%d of %d requests through the VIP failed (the first: %v); the unready pod still serves, none should", d.Failed, d.Requests, d.FirstErr)
 			}
 		}
 	})
