@@ -2,29 +2,30 @@ package apiserver
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/pki"
 )
 
-// PKI is the cluster CA and the server's serving certificate.
+// PKI is the cluster CA, the server's serving certificate and the client
+// certificate it presents to agents.
 type PKI struct {
 	CACert    *x509.Certificate
 	CAPEM     []byte
 	caKey     *ecdsa.PrivateKey
 	ServeCert tls.Certificate
+	// AgentClientCert authenticates the server to the agents' logs and
+	// exec endpoint.
+	AgentClientCert tls.Certificate
 }
 
 // CAHash is the SHA-256 of the CA certificate's public key info, written as
@@ -69,7 +70,7 @@ func loadOrCreatePKI(dir string, sans []string, now time.Time) (*PKI, error) {
 	certPath, servKeyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	cert, err := tls.LoadX509KeyPair(certPath, servKeyPath)
 	if err != nil || !coversNames(cert, sans, now) {
-		if err := p.issueServing(certPath, servKeyPath, sans, now); err != nil {
+		if err := p.issue(certPath, servKeyPath, "capstan-apiserver", x509.ExtKeyUsageServerAuth, sans, now); err != nil {
 			return nil, err
 		}
 		if cert, err = tls.LoadX509KeyPair(certPath, servKeyPath); err != nil {
@@ -77,6 +78,18 @@ func loadOrCreatePKI(dir string, sans []string, now time.Time) (*PKI, error) {
 		}
 	}
 	p.ServeCert = cert
+
+	certPath, clientKeyPath := filepath.Join(dir, "agent-client.crt"), filepath.Join(dir, "agent-client.key")
+	cert, err = tls.LoadX509KeyPair(certPath, clientKeyPath)
+	if err != nil || !coversNames(cert, nil, now) {
+		if err := p.issue(certPath, clientKeyPath, client.APIServerClientName, x509.ExtKeyUsageClientAuth, nil, now); err != nil {
+			return nil, err
+		}
+		if cert, err = tls.LoadX509KeyPair(certPath, clientKeyPath); err != nil {
+			return nil, err
+		}
+	}
+	p.AgentClientCert = cert
 	return p, nil
 }
 
@@ -93,44 +106,25 @@ func coversNames(cert tls.Certificate, sans []string, now time.Time) bool {
 	return true
 }
 
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
-	return n
-}
-
 func createCA(certPath, keyPath string, now time.Time) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
+	return pki.Issue(certPath, keyPath, &x509.Certificate{
 		Subject:               pkix.Name{CommonName: "capstan-ca"},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	return writeKeyPair(certPath, keyPath, der, key)
+	}, nil, nil)
 }
 
-func (p *PKI) issueServing(certPath, keyPath string, sans []string, now time.Time) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
+// issue signs a certificate for one use (serving or client) with the CA.
+func (p *PKI) issue(certPath, keyPath, name string, usage x509.ExtKeyUsage, sans []string, now time.Time) error {
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "capstan-apiserver"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: name},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    now.Add(365 * 24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{usage},
 	}
 	for _, n := range sans {
 		if ip := net.ParseIP(n); ip != nil {
@@ -139,20 +133,5 @@ func (p *PKI) issueServing(certPath, keyPath string, sans []string, now time.Tim
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.CACert, &key.PublicKey, p.caKey)
-	if err != nil {
-		return err
-	}
-	return writeKeyPair(certPath, keyPath, der, key)
-}
-
-func writeKeyPair(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) error {
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		return err
-	}
-	return os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return pki.Issue(certPath, keyPath, tmpl, p.CACert, p.caKey)
 }
