@@ -328,16 +328,11 @@ func (c *Containerd) RemoveContainer(ctx context.Context, id string) error {
 	return nil
 }
 
-// containerIDs lists the containers of one pod.
-func (c *Containerd) containerIDs(ctx context.Context, podUID string) ([]string, error) {
-	ctx = c.ctx(ctx)
-	ctrs, err := c.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", labelPodUID, podUID))
+// podContainers lists the containers of one pod.
+func (c *Containerd) podContainers(ctx context.Context, podUID string) ([]containerd.Container, error) {
+	ctrs, err := c.client.Containers(c.ctx(ctx), fmt.Sprintf("labels.%q==%q", labelPodUID, podUID))
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: list containers: %w", podUID, err)
 	}
-	ids := make([]string, 0, len(ctrs))
-	for _, ctr := range ctrs {
-		ids = append(ids, ctr.ID())
-	}
-	return ids, nil
+	return ctrs, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -90,14 +91,25 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 	}
 	pspec := *spec.Process
 	pspec.Args = cmd
-	pspec.Terminal = false
+	pspec.Terminal = stdio.TTY
 	execID := "exec-" + rand.Text()[:12]
-	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(
-		cio.WithFIFODir(filepath.Join(c.opts.DataDir, "fifo")),
-		cio.WithStreams(stdio.Stdin, orDiscard(stdio.Stdout), orDiscard(stdio.Stderr))))
+	// The shim holds the input open until told otherwise: when Stdin ends,
+	// CloseIO lets the process see end of file.
+	var stdin io.Reader
+	started := make(chan containerd.Process, 1)
+	if stdio.Stdin != nil {
+		stdin = &closingReader{r: stdio.Stdin, proc: started, ctx: context.WithoutCancel(ctx)}
+	}
+	opts := []cio.Opt{cio.WithFIFODir(filepath.Join(c.opts.DataDir, "fifo")),
+		cio.WithStreams(stdin, orDiscard(stdio.Stdout), orDiscard(stdio.Stderr))}
+	if stdio.TTY {
+		opts = append(opts, cio.WithTerminal)
+	}
+	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(opts...))
 	if err != nil {
 		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, err)
 	}
+	started <- proc
 	defer proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
 	exited, err := proc.Wait(ctx)
 	if err != nil {
@@ -107,11 +119,19 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 		return -1, fmt.Errorf("container %s: exec %v: start: %w (is the program in the image?)", id, cmd, err)
 	}
 	var st containerd.ExitStatus
-	select {
-	case st = <-exited:
-	case <-ctx.Done():
-		_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
-		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, ctx.Err())
+wait:
+	for {
+		select {
+		case st = <-exited:
+			break wait
+		case sz := <-stdio.Resize:
+			if err := proc.Resize(ctx, uint32(sz[0]), uint32(sz[1])); err != nil {
+				c.log.Debug("exec: resize terminal", "container", id, "err", err)
+			}
+		case <-ctx.Done():
+			_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+			return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, ctx.Err())
+		}
 	}
 	code, _, err := st.Result()
 	if err != nil {
@@ -120,6 +140,51 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 	// Drain the output copiers before returning, so the caller sees all of it.
 	proc.IO().Wait()
 	return int(code), nil
+}
+
+// closingReader passes reads through and, at end of input, closes the
+// process's stdin in the shim.
+type closingReader struct {
+	r    io.Reader
+	proc chan containerd.Process
+	ctx  context.Context
+	once sync.Once
+}
+
+func (cr *closingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	if err != nil {
+		cr.once.Do(func() {
+			proc := <-cr.proc
+			cr.proc <- proc
+			_ = proc.CloseIO(cr.ctx, containerd.WithStdinCloser)
+		})
+	}
+	return n, err
+}
+
+// PodContainers implements Runtime.
+func (c *Containerd) PodContainers(ctx context.Context, podUID string) ([]ContainerStatus, error) {
+	ctx = c.ctx(ctx)
+	ctrs, err := c.podContainers(ctx, podUID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ContainerStatus, 0, len(ctrs))
+	for _, ctr := range ctrs {
+		s, err := c.status(ctx, ctr)
+		if errdefs.IsNotFound(err) {
+			continue // removed while listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b ContainerStatus) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Attempt, b.Attempt))
+	})
+	return out, nil
 }
 
 func orDiscard(w io.Writer) io.Writer {

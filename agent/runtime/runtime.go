@@ -39,6 +39,9 @@ type Runtime interface {
 	// ListPods rebuilds the state of every pod from containerd labels and the
 	// pod directories, without changing anything.
 	ListPods(ctx context.Context) ([]PodState, error)
+	// PodContainers reports every container of one pod, ordered by name
+	// and attempt (the newest attempt of a name last).
+	PodContainers(ctx context.Context, podUID string) ([]ContainerStatus, error)
 	// Exec runs cmd inside a running container and returns its exit code.
 	Exec(ctx context.Context, id string, cmd []string, stdio ExecIO) (int, error)
 }
@@ -180,9 +183,15 @@ type PodState struct {
 	Stale bool
 }
 
-// ExecIO carries an exec's standard streams; nil ones are discarded.
+// ExecIO carries an exec's standard streams; nil ones are discarded. When
+// Stdin ends, the process sees end of file.
 type ExecIO struct {
 	Stdin  io.Reader
 	Stdout io.Writer
-	Stderr io.Writer
+	Stderr io.Writer // not used with TTY: the terminal merges it into Stdout
+	// TTY runs the process on a pseudo-terminal.
+	TTY bool
+	// Resize changes the terminal's size (columns, rows) while the process
+	// runs; only with TTY.
+	Resize <-chan [2]uint16
 }

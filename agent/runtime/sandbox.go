@@ -152,13 +152,13 @@ func (c *Containerd) RemovePod(ctx context.Context, podUID string) error {
 	if err := identifiers.Validate(podUID); err != nil {
 		return fmt.Errorf("pod %q: %w", podUID, err)
 	}
-	ids, err := c.containerIDs(ctx, podUID)
+	ctrs, err := c.podContainers(ctx, podUID)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, id := range ids {
-		if err := c.RemoveContainer(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+	for _, ctr := range ctrs {
+		if err := c.RemoveContainer(ctx, ctr.ID()); err != nil && !errors.Is(err, ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}

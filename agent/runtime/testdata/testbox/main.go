@@ -16,11 +16,15 @@
 //	cat FILE               print FILE
 //	echo ARGS...           print ARGS and "to stderr" on stderr
 //	env                    print the environment, one variable a line
+//	stdin                  copy standard input to standard output, then print "eof"
+//	tty                    print whether stdin is a terminal and, once the
+//	                       terminal has a size, "size=COLSxROWS"
 package main
 
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +33,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/term"
 )
 
 func main() {
@@ -104,6 +110,20 @@ func main() {
 		for _, kv := range os.Environ() {
 			fmt.Println(kv)
 		}
+	case "stdin":
+		io.Copy(os.Stdout, os.Stdin)
+		fmt.Println("eof")
+	case "tty":
+		fd := int(os.Stdin.Fd())
+		fmt.Printf("terminal=%v\n", term.IsTerminal(fd))
+		for range 1000 {
+			if w, h, err := term.GetSize(fd); err == nil && w > 0 {
+				fmt.Printf("size=%dx%d\n", w, h)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		fmt.Println("size=unknown")
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)

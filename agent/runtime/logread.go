@@ -1,0 +1,321 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// LogOptions select what ReadLogs writes.
+type LogOptions struct {
+	// Tail writes only the last Tail lines; negative means all.
+	Tail int
+	// Timestamps prefixes each line with the RFC 3339 time it was written.
+	Timestamps bool
+	// Follow keeps writing new lines as the container writes them, across
+	// rotations, until ctx ends or Running reports false and the log is
+	// drained.
+	Follow  bool
+	Running func() bool
+}
+
+// followCheck is how often a follower looks at the container's state when
+// the log is quiet.
+const followCheck = time.Second
+
+// ReadLogs writes a container's log (the file at path and its rotated
+// siblings, oldest first) to w: each line as the container wrote it, stdout
+// and stderr interleaved in time order.
+func ReadLogs(ctx context.Context, path string, opts LogOptions, w io.Writer) error {
+	var watcher *fsnotify.Watcher
+	if opts.Follow {
+		// Watch before reading, so no write between the two is missed.
+		var err error
+		if watcher, err = fsnotify.NewWatcher(); err != nil {
+			return fmt.Errorf("log %s: follow: %w", path, err)
+		}
+		defer watcher.Close()
+		if err := watcher.Add(filepath.Dir(path)); err != nil {
+			return fmt.Errorf("log %s: follow: %w", path, err)
+		}
+	}
+	lw := &lineWriter{w: w, timestamps: opts.Timestamps}
+	files := rotatedLogs(path)
+	cur, err := os.Open(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("log %s: %w", path, err)
+	}
+	if cur != nil {
+		defer func() { cur.Close() }()
+	}
+	// Read the rotated files and the current one up to its present end.
+	var readers []io.Reader
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			continue // rotated away meanwhile
+		}
+		readers, closers = append(readers, f), append(closers, f)
+	}
+	if cur != nil {
+		readers = append(readers, cur)
+	}
+	if err := copyRecords(io.MultiReader(readers...), lw, opts.Tail); err != nil {
+		return err
+	}
+	if !opts.Follow {
+		return lw.flush()
+	}
+	return follow(ctx, path, cur, watcher, lw, opts.Running)
+}
+
+// follow reads what is appended to cur, reopening path when it is rotated,
+// until ctx ends or running() turns false with nothing left to read.
+func follow(ctx context.Context, path string, cur *os.File, watcher *fsnotify.Watcher, lw *lineWriter, running func() bool) error {
+	tick := time.NewTicker(followCheck)
+	defer tick.Stop()
+	buf := make([]byte, 32<<10)
+	stopping := false
+	for {
+		if cur != nil {
+			for {
+				n, err := cur.Read(buf)
+				if n > 0 {
+					if err := lw.write(buf[:n]); err != nil {
+						return err
+					}
+				}
+				if err != nil || n == 0 {
+					break
+				}
+			}
+		}
+		// Rotated (or created): the current file is drained; read the
+		// files rotated after it, then follow the new one.
+		if st, err := os.Stat(path); err == nil && (cur == nil || !sameFile(cur, st)) {
+			if err := readRotatedAfter(path, cur, lw); err != nil {
+				return err
+			}
+			if cur != nil {
+				cur.Close()
+			}
+			if cur, err = os.Open(path); err != nil {
+				return fmt.Errorf("log %s: %w", path, err)
+			}
+			continue
+		}
+		if stopping {
+			return lw.flush()
+		}
+		if err := lw.flushWhole(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return lw.flush()
+		case err := <-watcher.Errors:
+			return fmt.Errorf("log %s: follow: %w", path, err)
+		case <-watcher.Events:
+		case <-tick.C:
+			if running != nil && !running() {
+				stopping = true // one last read
+			}
+		}
+	}
+}
+
+// readRotatedAfter writes the rotated files newer than cur (all of them
+// when cur is nil or already dropped), oldest first: a burst of writes may
+// rotate more than once between two looks.
+func readRotatedAfter(path string, cur *os.File, lw *lineWriter) error {
+	files := rotatedLogs(path)
+	start := 0
+	if cur != nil {
+		if fst, err := cur.Stat(); err == nil {
+			for i, p := range files {
+				if st, err := os.Stat(p); err == nil && os.SameFile(fst, st) {
+					start = i + 1
+				}
+			}
+		}
+	}
+	for _, p := range files[start:] {
+		f, err := os.Open(p)
+		if err != nil {
+			continue // rotated away meanwhile
+		}
+		_, err = io.Copy(writerFunc(lw.write), f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sameFile(f *os.File, st os.FileInfo) bool {
+	fst, err := f.Stat()
+	return err == nil && os.SameFile(fst, st)
+}
+
+// rotatedLogs lists path.N ... path.1 that exist, oldest first.
+func rotatedLogs(path string) []string {
+	matches, _ := filepath.Glob(path + ".*")
+	type rot struct {
+		n int
+		p string
+	}
+	var rs []rot
+	for _, m := range matches {
+		n, err := strconv.Atoi(strings.TrimPrefix(m, path+"."))
+		if err == nil && n > 0 {
+			rs = append(rs, rot{n, m})
+		}
+	}
+	out := make([]string, 0, len(rs))
+	for len(rs) > 0 { // few files: pick the highest each time
+		hi := 0
+		for i := range rs {
+			if rs[i].n > rs[hi].n {
+				hi = i
+			}
+		}
+		out = append(out, rs[hi].p)
+		rs = append(rs[:hi], rs[hi+1:]...)
+	}
+	return out
+}
+
+// copyRecords writes the records of r to lw; with tail >= 0 only the last
+// tail of them.
+func copyRecords(r io.Reader, lw *lineWriter, tail int) error {
+	if tail < 0 {
+		_, err := io.Copy(writerFunc(lw.write), r)
+		return err
+	}
+	if tail == 0 {
+		return nil
+	}
+	ring := make([][]byte, tail)
+	n := 0
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			ring[n%tail] = line
+			n++
+		} else if len(line) > 0 {
+			lw.partial = append(lw.partial[:0], line...) // still being written
+		}
+		if err != nil {
+			break
+		}
+	}
+	start := max(0, n-tail)
+	for i := start; i < n; i++ {
+		if err := lw.record(ring[i%tail]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type writerFunc func([]byte) error
+
+func (f writerFunc) Write(p []byte) (int, error) {
+	if err := f(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// lineWriter turns log records ("<time> <stream> <line>\n") back into the
+// container's lines. A record cut by the end of the data read so far is
+// kept until the rest arrives.
+type lineWriter struct {
+	w          io.Writer
+	timestamps bool
+	partial    []byte
+	out        []byte
+}
+
+func (lw *lineWriter) write(p []byte) error {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			lw.partial = append(lw.partial, p...)
+			return nil
+		}
+		var rec []byte
+		if len(lw.partial) > 0 {
+			rec = append(lw.partial, p[:i+1]...)
+			lw.partial = lw.partial[:0]
+		} else {
+			rec = p[:i+1]
+		}
+		if err := lw.record(rec); err != nil {
+			return err
+		}
+		p = p[i+1:]
+	}
+	return lw.flushWhole()
+}
+
+// record formats one whole record into the output buffer.
+func (lw *lineWriter) record(rec []byte) error {
+	ts, rest, ok := bytes.Cut(rec, []byte{' '})
+	_, line, ok2 := bytes.Cut(rest, []byte{' '})
+	if !ok || !ok2 {
+		line = rec // not a record: pass it on as it is
+	}
+	if lw.timestamps && ok && ok2 {
+		lw.out = append(lw.out, ts...)
+		lw.out = append(lw.out, ' ')
+	}
+	lw.out = append(lw.out, line...)
+	if len(lw.out) >= 32<<10 {
+		return lw.flushWhole()
+	}
+	return nil
+}
+
+// flushWhole writes the formatted whole lines.
+func (lw *lineWriter) flushWhole() error {
+	if len(lw.out) == 0 {
+		return nil
+	}
+	_, err := lw.w.Write(lw.out)
+	lw.out = lw.out[:0]
+	if f, ok := lw.w.(interface{ Flush() }); ok && err == nil {
+		f.Flush()
+	}
+	return err
+}
+
+// flush writes everything, a cut last record included.
+func (lw *lineWriter) flush() error {
+	if len(lw.partial) > 0 {
+		rec := append(lw.partial, '\n')
+		lw.partial = nil
+		if err := lw.record(rec); err != nil {
+			return err
+		}
+	}
+	return lw.flushWhole()
+}

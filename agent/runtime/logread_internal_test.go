@@ -1,0 +1,165 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// writeLines writes n records through the rotating writer as the log
+// driver does.
+func writeLines(t *testing.T, w *rotatingFile, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		rec := fmt.Sprintf("2026-11-27T10:00:%02d.000000001Z stdout line %d\n", i%60, i)
+		if _, err := w.Write([]byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func lines(from, n int) string {
+	var b strings.Builder
+	for i := from; i < from+n; i++ {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	return b.String()
+}
+
+func TestReadLogsAcrossRotations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-0.log")
+	w, err := openRotating(path, 400, 3) // about 8 records a file
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeLines(t, w, 0, 20)
+	if len(rotatedLogs(path)) != 2 {
+		t.Fatalf("want 2 rotated files, have %v", rotatedLogs(path))
+	}
+	var all bytes.Buffer
+	if err := ReadLogs(context.Background(), path, LogOptions{Tail: -1}, &all); err != nil {
+		t.Fatal(err)
+	}
+	// The oldest records were dropped by rotation; what is kept is in order.
+	got := all.String()
+	if !strings.HasSuffix(got, lines(10, 10)) {
+		t.Fatalf("all:\n%s", got)
+	}
+	first := strings.SplitN(got, "\n", 2)[0]
+	var n int
+	fmt.Sscanf(first, "line %d", &n)
+	if got != lines(n, 20-n) {
+		t.Fatalf("records out of order or missing:\n%s", got)
+	}
+
+	var tail bytes.Buffer
+	if err := ReadLogs(context.Background(), path, LogOptions{Tail: 12}, &tail); err != nil {
+		t.Fatal(err)
+	}
+	if tail.String() != lines(8, 12) {
+		t.Fatalf("tail 12:\n%s", tail.String())
+	}
+	var ts bytes.Buffer
+	if err := ReadLogs(context.Background(), path, LogOptions{Tail: 1, Timestamps: true}, &ts); err != nil {
+		t.Fatal(err)
+	}
+	if ts.String() != "2026-11-27T10:00:19.000000001Z line 19\n" {
+		t.Fatalf("timestamps: %q", ts.String())
+	}
+	var none bytes.Buffer
+	if err := ReadLogs(context.Background(), path, LogOptions{Tail: 0}, &none); err != nil || none.Len() != 0 {
+		t.Fatalf("tail 0: %q %v", none.String(), err)
+	}
+}
+
+func TestReadLogsOfMissingFileIsEmpty(t *testing.T) {
+	var out bytes.Buffer
+	if err := ReadLogs(context.Background(), filepath.Join(t.TempDir(), "gone.log"), LogOptions{Tail: -1}, &out); err != nil || out.Len() != 0 {
+		t.Fatalf("%q %v", out.String(), err)
+	}
+}
+
+// syncBuffer is a buffer a follower writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestFollowSeesNewLinesAcrossRotationAndEndsWithContainer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-0.log")
+	w, err := openRotating(path, 400, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeLines(t, w, 0, 3)
+	var running atomic.Bool
+	running.Store(true)
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- ReadLogs(context.Background(), path, LogOptions{Tail: 2, Follow: true, Running: running.Load}, out)
+	}()
+	waitFor(t, func() bool { return out.String() == lines(1, 2) })
+	writeLines(t, w, 3, 20) // rotates twice
+	waitFor(t, func() bool { return out.String() == lines(1, 22) })
+	// A record written in two pieces is passed on whole.
+	w.Write([]byte("2026-11-27T10:01:00Z stderr half"))
+	w.Write([]byte(" and half\n"))
+	waitFor(t, func() bool { return strings.HasSuffix(out.String(), "half and half\n") })
+	running.Store(false)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("follow did not end after the container stopped")
+	}
+}
+
+func TestFollowEndsWithContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-0.log")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ReadLogs(ctx, path, LogOptions{Tail: -1, Follow: true}, &syncBuffer{}) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("follow did not end with its context")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
