@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -35,6 +37,11 @@ type Agent struct {
 	workers map[string]*worker     // by pod UID
 	pulls   map[string]*sync.Mutex // one pull at a time per image reference
 	wg      sync.WaitGroup         // running workers
+
+	// The logs and exec endpoint (serve.go), set by listen.
+	serveLn   net.Listener
+	serveTLS  *tls.Config
+	serveHash string
 }
 
 // New validates opts and reads the host's CPU, memory and address. Start
@@ -74,6 +81,12 @@ func (a *Agent) NodeName() string { return a.opts.NodeName }
 // bound to the node until ctx ends. Stopping leaves every container
 // running; the next Start adopts them.
 func (a *Agent) Start(ctx context.Context) error {
+	if err := a.listen(); err != nil {
+		return err
+	}
+	if a.serveLn != nil {
+		defer a.serveLn.Close()
+	}
 	node, err := a.registerRetrying(ctx, false, "AgentStarting", "the agent is connecting to containerd")
 	if err != nil {
 		return err
@@ -162,6 +175,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.log.Warn("first heartbeat failed; retrying next interval", "err", err)
 	}
 	bg.Go(func() { a.heartbeat(runCtx) })
+	bg.Go(func() { a.serve(runCtx) })
 	a.log.Info("agent running", "pods", len(a.pods.List()))
 	<-ctx.Done()
 	return nil

@@ -97,6 +97,8 @@ func newEnv(t testing.TB, managed bool) *env {
 		HeartbeatInterval:   time.Second,
 		StatusSyncInterval:  200 * time.Millisecond,
 		Logger:              e.log,
+		ServerCA:            e.api.Config.CA,
+		ServeAddr:           "127.0.0.1:0",
 	}
 	if !managed {
 		stop := e.startContainerd(filepath.Join(dir, "ctrd"))

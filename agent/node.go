@@ -139,7 +139,9 @@ func (a *Agent) desiredNode(ready bool, reason, msg string) *api.Node {
 		Addresses: []api.NodeAddress{{Type: "InternalIP", Address: a.address}, {Type: "Hostname", Address: o.NodeName}},
 		Conditions: []api.Condition{{Type: api.NodeReady, Status: status, Reason: reason, Message: msg,
 			LastTransitionTime: o.Now().UTC()}},
-		Info: api.NodeInfo{AgentVersion: version.Version, OS: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: a.host.Kernel},
+		Info:        api.NodeInfo{AgentVersion: version.Version, OS: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: a.host.Kernel},
+		DaemonPorts: api.NodeDaemonPorts{Agent: a.servePort()},
+		AgentCert:   a.serveHash,
 	}
 	return n
 }

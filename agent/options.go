@@ -28,6 +28,7 @@ const (
 	DefaultBackoffReset        = 10 * time.Minute
 	DefaultClusterZone         = "cluster.local"
 	DefaultContainerdSubdir    = "containerd"
+	DefaultServePort           = 10250
 	defaultLeaseDurationFactor = 4
 )
 
@@ -36,6 +37,15 @@ const (
 type Options struct {
 	// Client talks to the API server with the node's token. Required.
 	Client *client.Client
+	// ServerCA is the cluster CA (PEM). With it the agent serves container
+	// logs and exec on ServeAddr, over TLS, to the API server alone: only a
+	// client certificate this CA issued to the API server is accepted.
+	// Empty: the agent serves nothing, and `capstan logs` and `capstan
+	// exec` cannot reach its pods.
+	ServerCA string
+	// ServeAddr is where the agent serves logs and exec. Default the node's
+	// Address, port 10250 (the kubelet's).
+	ServeAddr string
 	// NodeName names the Node; default the host name, lower-cased.
 	NodeName string
 	// Labels are put on the Node (merged over labels it already has).

@@ -183,7 +183,7 @@ func bearer(r *http.Request) string {
 
 // request is what authorization decides on.
 type request struct {
-	verb        string // get, list, watch, create, update, delete, txn
+	verb        string // get, list, watch, create, update, delete, txn, log, exec
 	kind        api.Kind
 	key         api.Key
 	subresource string // "" or "status"
@@ -194,15 +194,16 @@ func (r request) readOnly() bool { return r.verb == "get" || r.verb == "list" ||
 // nodeLookup returns the node a stored pod is bound to.
 type nodeLookup func(k api.Key) (string, error)
 
-// authorize decides whether role may do req. Node roles may read
-// everything, write their own Node and Lease, write the status of pods bound
-// to them, delete pods bound to them, and create events.
+// authorize decides whether role may do req. Viewers may read everything
+// and read container logs; only admins exec. Node roles may read
+// everything but logs, write their own Node and Lease, write the status of
+// pods bound to them, delete pods bound to them, and create events.
 func authorize(role string, req request, podNode nodeLookup) error {
 	switch {
 	case role == RoleAdmin:
 		return nil
 	case role == RoleViewer:
-		if req.readOnly() {
+		if req.readOnly() || req.verb == "log" {
 			return nil
 		}
 		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role viewer may only read, not %s %s", req.verb, req.kind))

@@ -43,6 +43,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection (exec hijacks it).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -104,8 +107,9 @@ func parseRoute(parts []string) (route, error) {
 	if len(rest) == 0 {
 		return rt, nil
 	}
-	if n := len(rest); rest[n-1] == "status" && (k.ClusterScoped() && n == 2 || !k.ClusterScoped() && n == 3) {
-		rt.subresource = "status"
+	if n := len(rest); rest[n-1] == "status" && (k.ClusterScoped() && n == 2 || !k.ClusterScoped() && n == 3) ||
+		k == api.KindPod && n == 3 && (rest[2] == "log" || rest[2] == "exec") {
+		rt.subresource = rest[n-1]
 		rest = rest[:n-1]
 	}
 	switch {
@@ -133,7 +137,7 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 			code = http.StatusOK
 		}
 		s.metrics.requests.WithLabelValues(verb, kind, strconv.Itoa(code)).Inc()
-		if verb != "watch" {
+		if verb != "watch" && verb != "log" && verb != "exec" {
 			s.metrics.latency.WithLabelValues(verb, kind).Observe(time.Since(start).Seconds())
 		}
 	}()
@@ -174,7 +178,13 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 	case rt.named && r.Method == http.MethodGet && rt.subresource == "":
 		verb = "get"
 		err = s.handleGet(ctx, w, rt, role)
-	case rt.named && r.Method == http.MethodPut:
+	case rt.named && r.Method == http.MethodGet && rt.subresource == "log":
+		verb = "log"
+		err = s.handlePodLog(ctx, w, r, rt, role)
+	case rt.named && r.Method == http.MethodPost && rt.subresource == "exec":
+		verb = "exec"
+		err = s.handlePodExec(ctx, w, r, rt, role)
+	case rt.named && r.Method == http.MethodPut && (rt.subresource == "" || rt.subresource == "status"):
 		verb = "update"
 		err = s.handleUpdate(ctx, w, r, rt, role)
 	case rt.named && r.Method == http.MethodDelete && rt.subresource == "":

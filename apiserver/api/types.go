@@ -115,6 +115,9 @@ type NodeStatus struct {
 	Conditions  []Condition     `json:"conditions,omitempty"`
 	Info        NodeInfo        `json:"info,omitzero"`
 	DaemonPorts NodeDaemonPorts `json:"daemonPorts,omitzero"`
+	// AgentCert is "sha256:<hex>" of the public key the agent serves logs
+	// and exec with; the API server accepts no other key from this node.
+	AgentCert string `json:"agentCert,omitempty"`
 }
 
 // NodeAddress is one address of a node.

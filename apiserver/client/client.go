@@ -25,6 +25,8 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	// upgrade speaks HTTP/1.1 only, for exec's connection upgrade.
+	upgrade *http.Client
 }
 
 // New returns a client for cfg. It trusts only cfg's CA and speaks TLS 1.3.
@@ -49,7 +51,13 @@ func New(cfg *Config) (*Client, error) {
 		TLSHandshakeTimeout: 5 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, http: &http.Client{Transport: tr}}, nil
+	up := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
+		DialContext:         tr.DialContext,
+		TLSHandshakeTimeout: tr.TLSHandshakeTimeout,
+		DisableKeepAlives:   true,
+	}
+	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, http: &http.Client{Transport: tr}, upgrade: &http.Client{Transport: up}}, nil
 }
 
 // StatusError is an error answer from the server.
@@ -116,15 +124,21 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	return c.roundTrip(c.http, req, func(code int) bool { return code/100 == 2 })
+}
+
+// roundTrip sends an authenticated request and returns a response whose
+// code is ok, or the server's error.
+func (c *Client) roundTrip(hc *http.Client, req *http.Request, ok func(int) bool) (*http.Response, error) {
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w (is the server at %s running?)", method, path, err, c.base)
+		return nil, fmt.Errorf("%s %s: %w (is the server at %s running?)", req.Method, req.URL.Path, err, c.base)
 	}
-	if resp.StatusCode/100 == 2 {
+	if ok(resp.StatusCode) {
 		return resp, nil
 	}
 	defer resp.Body.Close()

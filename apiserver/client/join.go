@@ -22,6 +22,10 @@ import (
 //
 //	capstan-join:<id>.<secret>:sha256:<hex of the CA's public key info>
 
+// APIServerClientName is the common name of the client certificate the
+// API server presents to agents; agents accept no other.
+const APIServerClientName = "capstan-apiserver"
+
 // JoinTokenPrefix starts every join token.
 const JoinTokenPrefix = "capstan-join:"
 

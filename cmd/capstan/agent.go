@@ -41,6 +41,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.opts.ContainerdNamespace, "containerd-namespace", agent.DefaultNamespace, "containerd namespace for this agent's images and containers")
 	fl.StringSliceVar(&f.labels, "labels", nil, "node labels, k=v,... (repeatable)")
 	fl.StringVar(&f.opts.Address, "address", "", "node InternalIP (default: the address of the default route's interface)")
+	fl.StringVar(&f.opts.ServeAddr, "serve-addr", "", "where the agent serves logs and exec to the API server, ip:port (default: the node address, port 10250)")
 	fl.StringVar(&f.opts.PodCIDR, "pod-cidr", "", "pod CIDR to use when the server allocated none, e.g. 10.88.1.0/24")
 	fl.StringVar(&f.opts.Bridge, "bridge", "", "pod bridge name (default capstan0)")
 	fl.StringVar(&f.clusterDNS, "cluster-dns", "", "cluster DNS address for the pods' resolv.conf (default: this node's DNS with --services, else a copy of the host's)")
@@ -77,13 +78,23 @@ func parseLabels(items []string) (map[string]string, error) {
 // agentClient builds the API client: from node credentials saved by an
 // earlier join, from a join token (--server --token capstan-join:...),
 // from --server/--token/--ca-file, or else from the client config
-// (--config, $CAPSTAN_CONFIG).
+// (--config, $CAPSTAN_CONFIG). The cluster CA also becomes the one whose
+// API server certificate the agent's logs and exec endpoint accepts.
 func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
+	cfg, err := f.agentConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	f.opts.ServerCA = cfg.CA
+	return client.New(cfg)
+}
+
+func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
 	if strings.HasPrefix(f.token, client.JoinTokenPrefix) {
 		return f.join(cmd)
 	}
 	if f.server == "" && f.token == "" && f.caFile == "" {
-		return newClient(cmd)
+		return loadClientConfig(cmd)
 	}
 	if f.server == "" || f.token == "" || f.caFile == "" {
 		return nil, errors.New("--server, --token and --ca-file go together (or use --config FILE)")
@@ -92,7 +103,7 @@ func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--ca-file: %w", err)
 	}
-	return client.New(&client.Config{Server: f.server, Token: f.token, CA: string(ca)})
+	return &client.Config{Server: f.server, Token: f.token, CA: string(ca)}, nil
 }
 
 // join trades a join token for node credentials once, and keeps them in
@@ -113,10 +124,10 @@ func (f *agentFlags) nodeIP() (netip.Addr, error) {
 	return ip, nil
 }
 
-func (f *agentFlags) join(cmd *cobra.Command) (*client.Client, error) {
+func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 	saved := filepath.Join(f.opts.DataDir, "node.yaml")
 	if cfg, err := client.LoadConfig(saved); err == nil {
-		return client.New(cfg)
+		return cfg, nil
 	}
 	if f.server == "" {
 		return nil, errors.New("a join token needs --server https://HOST:PORT")
@@ -140,7 +151,7 @@ func (f *agentFlags) join(cmd *cobra.Command) (*client.Client, error) {
 	if err := client.SaveConfig(saved, cfg); err != nil {
 		return nil, fmt.Errorf("save node credentials: %w", err)
 	}
-	return client.New(cfg)
+	return cfg, nil
 }
 
 func newAgentCmd() *cobra.Command {

@@ -12,6 +12,15 @@ import (
 // newClient builds an API client from --config, $CAPSTAN_CONFIG or the
 // default path.
 func newClient(cmd *cobra.Command) (*client.Client, error) {
+	cfg, err := loadClientConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg)
+}
+
+// loadClientConfig reads --config, $CAPSTAN_CONFIG or the default path.
+func loadClientConfig(cmd *cobra.Command) (*client.Config, error) {
 	flag, _ := cmd.Flags().GetString("config")
 	path := client.ResolveConfigPath(flag)
 	if path == "" {
@@ -21,10 +30,7 @@ func newClient(cmd *cobra.Command) (*client.Client, error) {
 	if os.IsNotExist(unwrapAll(err)) {
 		return nil, fmt.Errorf("no client config at %s: pass --config DATA_DIR/admin.yaml (written by 'capstan server' on first start) or set CAPSTAN_CONFIG", path)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return client.New(cfg)
+	return cfg, err
 }
 
 func unwrapAll(err error) error {

@@ -59,6 +59,8 @@ func newRootCmd() *cobra.Command {
 		newAgentCmd(),
 		newGetCmd(),
 		newDescribeCmd(),
+		newLogsCmd(),
+		newExecCmd(),
 		newDeleteCmd(),
 		newHistoryCmd(),
 		newSyncCmd(),

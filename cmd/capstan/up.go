@@ -277,6 +277,7 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 		Client: nodeClient, NodeName: nodeName, Address: hostIP.String(),
 		DataDir: filepath.Join(f.server.dataDir, "agent"), ContainerdAddress: f.containerd,
 		ClusterDNS: ns.clusterDNS, Logger: log.With("component", "agent"),
+		ServerCA: string(cp.server.PKI().CAPEM),
 	})
 	if err != nil {
 		return err

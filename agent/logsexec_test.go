@@ -1,0 +1,239 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"math/big"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// TestLogsAndExec goes the whole way a user's `capstan logs` and `capstan
+// exec` go: the API server authenticates and authorizes, then forwards to
+// this agent's endpoint over mutually pinned TLS.
+func TestLogsAndExec(t *testing.T) {
+	e := newEnv(t, false)
+	e.startAgent()
+	ctx := context.Background()
+	admin := e.api.Client
+
+	p := e.create(e.pod("ops", "spam", api.Container{Name: "c", Args: []string{"spam", "5"}}))
+	e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+	key := api.KeyOf(p)
+	logs := func(c *client.Client, opts client.LogOptions) (string, error) {
+		rc, err := c.Logs(ctx, key, opts)
+		if err != nil {
+			return "", err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		return string(b), err
+	}
+	want := ""
+	for i := range 5 {
+		want += fmt.Sprintf("line %06d %s\n", i, strings.Repeat("x", 80))
+	}
+	want += "waiting\n"
+	e.waitFor("all lines in the log", func() bool {
+		got, err := logs(admin, client.LogOptions{Tail: -1})
+		return err == nil && got == want
+	})
+
+	t.Run("tail and timestamps", func(t *testing.T) {
+		got, err := logs(admin, client.LogOptions{Tail: 1, Timestamps: true})
+		ts, line, _ := strings.Cut(got, " ")
+		if _, perr := time.Parse(time.RFC3339Nano, ts); err != nil || perr != nil || line != "waiting\n" {
+			t.Fatalf("tail 1 with timestamps = %q, %v", got, err)
+		}
+	})
+
+	t.Run("viewers read logs, nodes do not, only admins exec", func(t *testing.T) {
+		if got, err := logs(e.api.Token(t, "viewer"), client.LogOptions{Tail: 1}); err != nil || got != "waiting\n" {
+			t.Errorf("viewer logs = %q, %v", got, err)
+		}
+		if _, err := logs(e.opts.Client, client.LogOptions{Tail: 1}); !client.IsForbidden(err) {
+			t.Errorf("node logs: err = %v, want 403", err)
+		}
+		_, err := e.api.Token(t, "viewer").Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "echo"}})
+		if !client.IsForbidden(err) {
+			t.Errorf("viewer exec: err = %v, want 403", err)
+		}
+	})
+
+	t.Run("exec carries output, errors, exit code and input", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		code, err := admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "echo", "a", "b"}, Stdout: &out, Stderr: &errb})
+		if err != nil || code != 0 || out.String() != "a b\n" || errb.String() != "to stderr\n" {
+			t.Errorf("echo: code %d err %v stdout %q stderr %q", code, err, out.String(), errb.String())
+		}
+		code, err = admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "exit", "7"}, Stdout: io.Discard})
+		if err != nil || code != 7 {
+			t.Errorf("exit 7: code %d err %v", code, err)
+		}
+		out.Reset()
+		code, err = admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "stdin"}, Stdin: strings.NewReader("hello\nworld\n"), Stdout: &out})
+		if err != nil || code != 0 || out.String() != "hello\nworld\neof\n" {
+			t.Errorf("stdin: code %d err %v stdout %q", code, err, out.String())
+		}
+		_, err = admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/no/such/program"}})
+		if err == nil || !strings.Contains(err.Error(), "/no/such/program") {
+			t.Errorf("missing program: err = %v", err)
+		}
+	})
+
+	t.Run("exec with a terminal of the client's size", func(t *testing.T) {
+		resize := make(chan client.TermSize, 1)
+		resize <- client.TermSize{Width: 101, Height: 33}
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		var out bytes.Buffer
+		code, err := admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "tty"}, TTY: true, Stdin: pr, Stdout: &out, Resize: resize})
+		got := strings.ReplaceAll(out.String(), "\r", "")
+		if err != nil || code != 0 || got != "terminal=true\nsize=101x33\n" {
+			t.Errorf("tty: code %d err %v stdout %q", code, err, got)
+		}
+	})
+
+	t.Run("bad requests get clear errors", func(t *testing.T) {
+		if _, err := logs(admin, client.LogOptions{Container: "nope", Tail: -1}); !client.IsNotFound(err) || !strings.Contains(err.Error(), "no container nope") {
+			t.Errorf("unknown container: %v", err)
+		}
+		if _, err := logs(admin, client.LogOptions{Previous: true, Tail: -1}); !client.IsNotFound(err) || !strings.Contains(err.Error(), "no previous run") {
+			t.Errorf("previous of a container that never restarted: %v", err)
+		}
+		duo := e.create(e.pod("ops", "duo", api.Container{Name: "a", Args: []string{"sleep"}}, api.Container{Name: "b", Args: []string{"sleep"}}))
+		_, err := admin.Logs(ctx, api.KeyOf(duo), client.LogOptions{Tail: -1})
+		if se, ok := err.(*client.StatusError); !ok || se.Code != 400 || !strings.Contains(se.Message, "pick one with -c") {
+			t.Errorf("two containers, none named: %v", err)
+		}
+	})
+
+	t.Run("previous run of a restarted container", func(t *testing.T) {
+		p := e.create(e.pod("ops", "crash", api.Container{Name: "c", Args: []string{"exit", "3"}}))
+		e.waitPod(p, "restarted", func(p *api.Pod) bool {
+			return len(p.Status.Containers) == 1 && p.Status.Containers[0].RestartCount >= 1
+		})
+		got, err := admin.Logs(ctx, api.KeyOf(p), client.LogOptions{Previous: true, Tail: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(got)
+		got.Close()
+		if string(b) != "exiting 3\n" {
+			t.Errorf("previous = %q", b)
+		}
+		if _, err := admin.Exec(ctx, api.KeyOf(p), client.ExecOptions{Command: []string{"/testbox", "echo"}}); err == nil {
+			t.Error("exec in an exited container: no error")
+		}
+	})
+
+	t.Run("follow streams until the container stops", func(t *testing.T) {
+		rc, err := admin.Logs(ctx, key, client.LogOptions{Follow: true, Tail: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		lines := make(chan string, 16)
+		go func() {
+			b, _ := io.ReadAll(rc) // ends when the container stops
+			lines <- string(b)
+		}()
+		if _, err := admin.Delete(ctx, key, client.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-lines:
+			if got != "waiting\ngot SIGTERM\n" {
+				t.Errorf("followed %q", got)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("follow did not end after the container stopped")
+		}
+	})
+
+	t.Run("the agent accepts only the API server", func(t *testing.T) {
+		n, err := admin.Get(ctx, api.Key{Kind: api.KindNode, Name: e.node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		node := n.(*api.Node)
+		addr := fmt.Sprintf("127.0.0.1:%d", node.Status.DaemonPorts.Agent)
+		if node.Status.DaemonPorts.Agent == 0 || !strings.HasPrefix(node.Status.AgentCert, "sha256:") {
+			t.Fatalf("node status does not publish the endpoint: %+v", node.Status)
+		}
+		dial := func(certs []tls.Certificate) error {
+			conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, Certificates: certs, MinVersion: tls.VersionTLS13})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			// TLS 1.3 reports a refused client certificate on the first read.
+			fmt.Fprintf(conn, "GET /pods/x/log HTTP/1.1\r\nHost: x\r\n\r\n")
+			_, err = conn.Read(make([]byte, 1))
+			return err
+		}
+		if err := dial(nil); err == nil {
+			t.Error("a client without a certificate was served")
+		}
+		// Signed by the cluster CA, but not the API server's name.
+		if err := dial([]tls.Certificate{issue(t, filepath.Join(e.api.DataDir, "pki"), "capstan-impostor")}); err == nil {
+			t.Error("a client certificate of another name was served")
+		}
+		if err := dial([]tls.Certificate{issue(t, filepath.Join(e.api.DataDir, "pki"), client.APIServerClientName)}); err != nil {
+			t.Errorf("the API server's name signed by the CA was refused: %v", err)
+		}
+
+		// The server talks only to the key the node published.
+		pin := node.Status.AgentCert
+		node.Status.AgentCert = "sha256:" + strings.Repeat("0", 64)
+		if _, err := admin.UpdateStatus(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+		_, err = admin.Logs(ctx, api.Key{Kind: api.KindPod, App: "ops", Name: "duo"}, client.LogOptions{Container: "a", Tail: 1})
+		if se, ok := err.(*client.StatusError); !ok || se.Code != 502 || !strings.Contains(se.Message, "key other than the one in its status") {
+			t.Errorf("agent with an unpinned key: err = %v, want 502", err)
+		}
+		n, _ = admin.Get(ctx, api.Key{Kind: api.KindNode, Name: e.node})
+		node = n.(*api.Node)
+		node.Status.AgentCert = pin
+		if _, err := admin.UpdateStatus(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// issue makes a client certificate for name signed by the CA in dir.
+func issue(t *testing.T, dir, name string) tls.Certificate {
+	t.Helper()
+	ca, err := tls.LoadX509KeyPair(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(ca.Certificate[0])
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, ca.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}

@@ -1,0 +1,243 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/remotecmd"
+)
+
+// Logs and exec: the server authenticates and authorizes the user, finds
+// the pod's node, and forwards the request to that node's agent over TLS,
+// presenting its own client certificate (which the agent requires) and
+// accepting only the agent key the Node's status names.
+
+// agentTarget is where a pod's container can be reached.
+type agentTarget struct {
+	node      string
+	url       string // https://ADDR:PORT/pods/UID
+	container string
+	client    *http.Client
+}
+
+func (s *Server) agentTarget(ctx context.Context, key api.Key, container string) (*agentTarget, error) {
+	obj, err := s.store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	pod := obj.(*api.Pod)
+	var names []string
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	switch {
+	case container == "" && len(names) == 1:
+		container = names[0]
+	case container == "":
+		return nil, badRequest(fmt.Sprintf("pod %s has containers %s: pick one with -c", key.Name, strings.Join(names, ", ")))
+	case !api.IsDNSLabel(container):
+		return nil, badRequest(fmt.Sprintf("container name %s is not a DNS label", strconv.QuoteToASCII(truncate(container, 64))))
+	default:
+		found := false
+		for _, n := range names {
+			found = found || n == container
+		}
+		if !found {
+			return nil, errorf(http.StatusNotFound, "NotFound", fmt.Errorf("pod %s has no container %s (containers: %s)", key.Name, container, strings.Join(names, ", ")))
+		}
+	}
+	if pod.Spec.NodeName == "" {
+		return nil, errorf(http.StatusConflict, "Conflict", fmt.Errorf("pod %s is not scheduled to a node yet: nothing runs", key.Name))
+	}
+	nobj, err := s.store.Get(ctx, api.Key{Kind: api.KindNode, Name: pod.Spec.NodeName})
+	if err != nil {
+		return nil, errorf(http.StatusServiceUnavailable, "ServiceUnavailable", fmt.Errorf("pod %s is bound to node %s: %w", key.Name, pod.Spec.NodeName, err))
+	}
+	node := nobj.(*api.Node)
+	addr := ""
+	for _, a := range node.Status.Addresses {
+		if a.Type == "InternalIP" {
+			addr = a.Address
+		}
+	}
+	port, pin := node.Status.DaemonPorts.Agent, node.Status.AgentCert
+	if addr == "" || port == 0 || pin == "" {
+		return nil, errorf(http.StatusServiceUnavailable, "ServiceUnavailable",
+			fmt.Errorf("node %s does not serve logs and exec: its agent runs without the cluster CA or is older than this server", node.Metadata.Name))
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{s.pki.AgentClientCert},
+			// The agent's certificate is self-signed: its key is pinned
+			// by the hash the node published instead of checked by a CA.
+			InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 || client.CAHash(cs.PeerCertificates[0]) != pin {
+					return fmt.Errorf("node %s's agent presented a key other than the one in its status", node.Metadata.Name)
+				}
+				return nil
+			},
+		},
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		DisableKeepAlives:   true,
+	}
+	return &agentTarget{
+		node:      node.Metadata.Name,
+		url:       "https://" + net.JoinHostPort(addr, strconv.Itoa(int(port))) + "/pods/" + url.PathEscape(pod.Metadata.UID),
+		container: container,
+		client:    &http.Client{Transport: tr},
+	}, nil
+}
+
+// call sends req to the agent and returns a response with the wanted
+// status, or the agent's refusal as an API error.
+func (t *agentTarget) call(req *http.Request, want int) (*http.Response, error) {
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return nil, errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: %w (is its agent running?)", t.node, errors.Unwrap(err)))
+	}
+	if resp.StatusCode == want {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
+	return nil, errorf(resp.StatusCode, http.StatusText(resp.StatusCode), fmt.Errorf("node %s: %s", t.node, strings.TrimSpace(string(msg))))
+}
+
+// handlePodLog streams a container's log: GET
+// /api/v1/pods/APP/NAME/log?container=&follow=&previous=&tail=&timestamps=
+func (s *Server) handlePodLog(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	if err := s.authorize(ctx, role, request{verb: "log", kind: rt.kind, key: rt.key, subresource: "log"}); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	t, err := s.agentTarget(ctx, rt.key, q.Get("container"))
+	if err != nil {
+		return err
+	}
+	fwd := url.Values{"container": {t.container}}
+	for _, b := range []string{"follow", "previous", "timestamps"} {
+		switch v := q.Get(b); v {
+		case "", "false":
+		case "true":
+			fwd.Set(b, "true")
+		default:
+			return badRequest(fmt.Sprintf("%s=%s: want true or false", b, strconv.QuoteToASCII(truncate(v, 16))))
+		}
+	}
+	if v := q.Get("tail"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			return badRequest(fmt.Sprintf("tail=%s: want a number of lines, 0 or more", strconv.QuoteToASCII(truncate(v, 16))))
+		}
+		fwd.Set("tail", v)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url+"/log?"+fwd.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := t.call(req, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil // the user went away
+			}
+			_ = rc.Flush()
+		}
+		if err != nil {
+			return nil
+		}
+	}
+}
+
+// handlePodExec runs a command in a container: POST
+// /api/v1/pods/APP/NAME/exec?container=&command=...&stdin=&tty= with an
+// upgrade to remotecmd.Protocol; the two upgraded connections are then
+// spliced together.
+func (s *Server) handlePodExec(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	if err := s.authorize(ctx, role, request{verb: "exec", kind: rt.kind, key: rt.key, subresource: "exec"}); err != nil {
+		return err
+	}
+	if !strings.EqualFold(r.Header.Get("Upgrade"), remotecmd.Protocol) {
+		return errorf(http.StatusUpgradeRequired, "UpgradeRequired", fmt.Errorf("exec needs an HTTP/1.1 upgrade to %s", remotecmd.Protocol))
+	}
+	q := r.URL.Query()
+	cmd := q["command"]
+	if len(cmd) == 0 || cmd[0] == "" {
+		return badRequest("exec: no command (capstan exec POD -- COMMAND [ARGS...])")
+	}
+	t, err := s.agentTarget(ctx, rt.key, q.Get("container"))
+	if err != nil {
+		return err
+	}
+	fwd := url.Values{"container": {t.container}, "command": cmd}
+	for _, b := range []string{"stdin", "tty"} {
+		if q.Get(b) == "true" {
+			fwd.Set(b, "true")
+		}
+	}
+	// The session outlives this handler's context only through the
+	// hijacked connections; the server's context still ends it.
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, t.url+"/exec?"+fwd.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", remotecmd.Protocol)
+	resp, err := t.call(req, http.StatusSwitchingProtocols)
+	if err != nil {
+		return err
+	}
+	agentConn, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: the agent's upgrade gave no connection", t.node))
+	}
+	userConn, err := remotecmd.Accept(w)
+	if err != nil {
+		agentConn.Close()
+		return err
+	}
+	s.opts.Logger.Info("exec", "pod", rt.key.String(), "container", t.container, "node", t.node, "role", role)
+	splice(ctx, userConn, agentConn)
+	return nil
+}
+
+// splice copies both ways until either side ends, then closes both.
+func splice(ctx context.Context, a, b io.ReadWriteCloser) {
+	done := make(chan struct{}, 2)
+	cp := func(dst io.Writer, src io.Reader) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	a.Close()
+	b.Close()
+	<-done
+}

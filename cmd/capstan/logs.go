@@ -1,0 +1,157 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func newLogsCmd() *cobra.Command {
+	var app string
+	var opts client.LogOptions
+	cmd := &cobra.Command{
+		Use:   "logs POD",
+		Short: "Print a container's log",
+		Long: `Print the log of a pod's container, fetched from its node through the API
+server. POD is APP/NAME (or NAME with --app); a pod with several containers
+needs -c. --previous prints the run before the last restart; -f keeps
+printing until the container stops or Ctrl-C. Viewers may read logs.`,
+		Example: `  capstan logs shop/backend-7f9c2-x2kq4
+  capstan logs shop/backend-7f9c2-x2kq4 -c sidecar --tail 20 -f
+  capstan logs shop/backend-7f9c2-x2kq4 --previous`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := objectKey(api.KindPod, args[0], app)
+			if err != nil {
+				return err
+			}
+			c, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			rc, err := c.Logs(cmd.Context(), k, opts)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			if _, err := io.Copy(cmd.OutOrStdout(), rc); err != nil && cmd.Context().Err() == nil {
+				return fmt.Errorf("logs of %s: %w", k, err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&app, "app", "", "the pod's app (or write APP/NAME)")
+	cmd.Flags().StringVarP(&opts.Container, "container", "c", "", "the container (needed when the pod has more than one)")
+	cmd.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines until the container stops")
+	cmd.Flags().BoolVarP(&opts.Previous, "previous", "p", false, "the container's run before its last restart")
+	cmd.Flags().IntVar(&opts.Tail, "tail", -1, "only the last N lines (-1: all)")
+	cmd.Flags().BoolVar(&opts.Timestamps, "timestamps", false, "prefix each line with the time it was written")
+	return cmd
+}
+
+func newExecCmd() *cobra.Command {
+	var app string
+	var stdin, tty bool
+	var opts client.ExecOptions
+	cmd := &cobra.Command{
+		Use:   "exec POD [-c CONTAINER] [-i] [-t] -- COMMAND [ARGS...]",
+		Short: "Run a command in a container",
+		Long: `Run a command in a running container of a pod, through the API server and
+the pod's agent. -i passes standard input; -t gives the command a terminal
+(with -i, the local terminal goes raw until the command ends). capstan exits
+with the command's exit code. Only admins may exec.`,
+		Example: `  capstan exec shop/backend-7f9c2-x2kq4 -- ls /data
+  capstan exec shop/backend-7f9c2-x2kq4 -it -- sh`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 {
+				return errors.New("write the command after --: capstan exec POD -- COMMAND [ARGS...]")
+			}
+			k, err := objectKey(api.KindPod, args[0], app)
+			if err != nil {
+				return err
+			}
+			c, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			opts.Command, opts.TTY = args[1:], tty
+			opts.Stdout, opts.Stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if stdin {
+				opts.Stdin = cmd.InOrStdin()
+			}
+			if tty && stdin {
+				restore, resize, err := rawTerminal()
+				if err != nil {
+					return err
+				}
+				defer restore()
+				opts.Resize = resize
+			}
+			code, err := c.Exec(cmd.Context(), k, opts)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &exitError{code: code, err: fmt.Errorf("command exited with %d", code)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&app, "app", "", "the pod's app (or write APP/NAME)")
+	cmd.Flags().StringVarP(&opts.Container, "container", "c", "", "the container (needed when the pod has more than one)")
+	cmd.Flags().BoolVarP(&stdin, "stdin", "i", false, "pass standard input to the command")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "give the command a terminal")
+	return cmd
+}
+
+// rawTerminal puts the local terminal in raw mode and reports its size now
+// and on every SIGWINCH. When standard input is not a terminal it changes
+// nothing.
+func rawTerminal() (restore func(), resize <-chan client.TermSize, err error) {
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return func() {}, nil, nil
+	}
+	old, err := term.MakeRaw(fd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("exec -t: make the terminal raw: %w", err)
+	}
+	sizes := make(chan client.TermSize, 1)
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	send := func() {
+		if w, h, err := term.GetSize(fd); err == nil {
+			select {
+			case <-sizes:
+			default:
+			}
+			sizes <- client.TermSize{Width: uint16(w), Height: uint16(h)}
+		}
+	}
+	send()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-winch:
+				send()
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(winch)
+		close(stop)
+		_ = term.Restore(fd, old)
+	}, sizes, nil
+}
