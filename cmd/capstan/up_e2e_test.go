@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -293,6 +294,7 @@ func TestUpJourney(t *testing.T) {
 	if out, err := e.cli("rollout", "status", "shop", "-w", "--timeout", "2m"); err != nil {
 		t.Fatalf("rollout status: %v\n%s", err, out)
 	}
+	e.logsAndExec()
 
 	// Scale by commit.
 	e.commit("scale the frontend to 5", func(s string) string { return strings.Replace(s, "replicas: 3", "replicas: 5", 1) })
@@ -375,6 +377,33 @@ func TestUpJourney(t *testing.T) {
 				t.Errorf("pod %s container %s restarted %d times", p.Metadata.Name, c.Name, c.RestartCount)
 			}
 		}
+	}
+}
+
+// logsAndExec reads a frontend's log and runs commands in it, through the
+// API server and the agent, as a user would.
+func (e *upEnv) logsAndExec() {
+	e.t.Helper()
+	pods, _ := e.pods()
+	front := ""
+	for _, p := range pods {
+		if strings.HasPrefix(p.Metadata.Name, "frontend-") && p.Metadata.DeletionRequestedAt == nil {
+			front = p.Metadata.App + "/" + p.Metadata.Name
+		}
+	}
+	if out, err := e.cli("logs", front, "--tail", "5"); err != nil || !strings.Contains(out, "hello listening on ") {
+		e.t.Errorf("capstan logs %s: %v\n%s", front, err, out)
+	}
+	// The short name goes through the pod's resolv.conf search path.
+	for _, u := range []string{"http://backend/", "http://backend.shop.svc.cluster.local/"} {
+		if out, err := e.cli("exec", front, "--", "/hello", "get", u); err != nil || !strings.Contains(out, `"hostname":"backend-`) {
+			e.t.Errorf("capstan exec %s -- /hello get %s: %v\n%s", front, u, err, out)
+		}
+	}
+	out, err := e.cli("exec", front, "--", "/hello", "get", "http://127.0.0.1:1/")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out, "connection refused") {
+		e.t.Errorf("capstan exec of a failing command: %v (want exit status 1)\n%s", err, out)
 	}
 }
 

@@ -6,6 +6,10 @@
 // Environment: PORT (default 8080), VERSION (default v1), BACKEND_URL
 // (optional, for example http://backend.shop.svc.cluster.local).
 // It exits cleanly on SIGTERM or SIGINT.
+//
+// `hello get URL` instead prints what URL answers and exits 0 on a 2xx, 1
+// otherwise: the image has no shell or curl, and this is what `capstan exec`
+// runs to look at the cluster from inside a pod (DNS, services).
 package main
 
 import (
@@ -23,6 +27,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "get" {
+		os.Exit(getCmd(os.Args[2], os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := run(ctx, ":"+envOr("PORT", "8080")); err != nil {
@@ -123,4 +130,24 @@ func (h *handler) fetch(ctx context.Context) (string, error) {
 		body = body[:len(body)-1]
 	}
 	return string(body), nil
+}
+
+// getCmd prints what url answers; it returns the exit code.
+func getCmd(url string, stdout, stderr io.Writer) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(stdout, io.LimitReader(resp.Body, 1<<20)); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(stderr, resp.Status)
+		return 1
+	}
+	return 0
 }

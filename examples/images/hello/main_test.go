@@ -67,3 +67,16 @@ func TestServeStopsWhenContextEnds(t *testing.T) {
 		t.Fatalf("serve returned %v after cancel, want nil", err)
 	}
 }
+
+func TestGetCommand(t *testing.T) {
+	srv := httptest.NewServer((&handler{host: "pod-1", version: "v1", client: http.DefaultClient}).routes())
+	defer srv.Close()
+	var out, errb strings.Builder
+	if code := getCmd(srv.URL+"/", &out, &errb); code != 0 || out.String() != "You've hit pod-1 (version v1)\n" {
+		t.Fatalf("get / = %d %q %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := getCmd(srv.URL+"/nope", &out, &errb); code != 1 || !strings.Contains(errb.String(), "404") {
+		t.Fatalf("get /nope = %d %q", code, errb.String())
+	}
+}
