@@ -8,21 +8,20 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// plan collects the operations that turn old fragments into new ones. The
-// operations go into the transaction in an order the kernel accepts: new
-// chains first (so rules and elements may point at them), then chain
-// contents, then element removals before additions (a key may move between
-// maps or services), and removed chains last, once nothing points at them.
+// plan collects the operations that turn old fragments into new ones:
+// element removals before additions (a key may move between sets, or get a
+// new value), then the DNAT chains whose rules change. Elements never point
+// at chains, so any order within the transaction would do.
 type plan struct {
-	addChains []string
-	fill      []fill
-	delElems  []elemKey
-	addElems  []elemOp
-	delChains []string
+	delElems []elemKey
+	addElems []elemOp
 	// addHairpin and delHairpin are endpoint addresses whose hairpin
 	// element appears or goes (reference counted by the Proxier).
 	addHairpin []string
 	delHairpin []string
+	// chains are the DNAT chains, rewritten because an endpoint count
+	// came into use or went out of use (reference counted too).
+	chains []fill
 }
 
 type fill struct {
@@ -36,30 +35,14 @@ type elemOp struct {
 	value string
 }
 
-// diff adds to p the changes from old to new; either may be nil (a service
-// added or removed).
+// diff adds to p the element changes from old to new; either may be nil (a
+// service added or removed).
 func (p *plan) diff(old, new *fragment) {
 	if old == nil {
 		old = &fragment{}
 	}
 	if new == nil {
 		new = &fragment{}
-	}
-	for _, name := range slices.Sorted(maps.Keys(new.chains)) {
-		rules := new.chains[name]
-		oldRules, existed := old.chains[name]
-		switch {
-		case !existed:
-			p.addChains = append(p.addChains, name)
-			p.fill = append(p.fill, fill{chain: name, rules: rules})
-		case !slices.Equal(oldRules, rules):
-			p.fill = append(p.fill, fill{chain: name, flush: true, rules: rules})
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(old.chains)) {
-		if _, ok := new.chains[name]; !ok {
-			p.delChains = append(p.delChains, name)
-		}
 	}
 	for _, k := range sortedElemKeys(new.elems) {
 		v := new.elems[k]
@@ -81,24 +64,13 @@ func (p *plan) diff(old, new *fragment) {
 
 // empty reports whether the plan changes nothing.
 func (p *plan) empty() bool {
-	return len(p.addChains)+len(p.fill)+len(p.delElems)+len(p.addElems)+len(p.delChains)+len(p.addHairpin)+len(p.delHairpin) == 0
+	return len(p.delElems)+len(p.addElems)+len(p.addHairpin)+len(p.delHairpin)+len(p.chains) == 0
 }
 
 // apply appends the plan's operations to tx.
 func (p *plan) apply(tx *knftables.Transaction) {
-	for _, name := range p.addChains {
-		tx.Add(&knftables.Chain{Name: name})
-	}
-	for _, f := range p.fill {
-		if f.flush {
-			tx.Flush(&knftables.Chain{Name: f.chain})
-		}
-		for _, r := range f.rules {
-			tx.Add(&knftables.Rule{Chain: f.chain, Rule: r})
-		}
-	}
 	for _, k := range p.delElems {
-		tx.Delete(&knftables.Element{Map: k.m, Key: splitKey(k.key)})
+		tx.Delete(element(k, ""))
 	}
 	for _, ip := range p.delHairpin {
 		tx.Delete(&knftables.Element{Set: hairpinSet, Key: []string{ip, ip}})
@@ -107,15 +79,32 @@ func (p *plan) apply(tx *knftables.Transaction) {
 		tx.Add(&knftables.Element{Set: hairpinSet, Key: []string{ip, ip}})
 	}
 	for _, e := range p.addElems {
-		tx.Add(&knftables.Element{Map: e.key.m, Key: splitKey(e.key.key), Value: []string{e.value}})
+		tx.Add(element(e.key, e.value))
 	}
-	for _, name := range p.delChains {
-		// Flush first: the kernel refuses to delete a chain with rules
-		// on older kernels.
-		tx.Flush(&knftables.Chain{Name: name})
-		tx.Delete(&knftables.Chain{Name: name})
+	for _, f := range p.chains {
+		if f.flush {
+			tx.Flush(&knftables.Chain{Name: f.chain})
+		}
+		for _, r := range f.rules {
+			tx.Add(&knftables.Rule{Chain: f.chain, Rule: r})
+		}
 	}
 }
+
+// element is the knftables form of a set element (value "") or a map
+// element.
+func element(k elemKey, value string) *knftables.Element {
+	if isMap(k.m) {
+		e := &knftables.Element{Map: k.m, Key: splitKey(k.key)}
+		if value != "" {
+			e.Value = splitKey(value)
+		}
+		return e
+	}
+	return &knftables.Element{Set: k.m, Key: splitKey(k.key)}
+}
+
+func isMap(name string) bool { _, ok := endpointsMaps[name]; return ok }
 
 // hairpin adds to p the hairpin elements that appear or go when the
 // reference counts in refs move by delta; it updates refs.
@@ -134,6 +123,32 @@ func (p *plan) hairpin(refs, delta map[string]int) {
 		} else {
 			refs[ip] = after
 		}
+	}
+}
+
+// dnat moves the reference counts of the endpoint counts in refs by delta
+// and, when the set of counts in use changes, adds to p both DNAT chains
+// rewritten whole; with full (a rebuild: the chains are new and empty) it
+// writes them in any case.
+func (p *plan) dnat(refs, delta map[dnatCount]int, full bool) {
+	changed := full
+	for c, d := range delta {
+		before := refs[c]
+		after := before + d
+		if (before == 0) != (after == 0) {
+			changed = true
+		}
+		if after == 0 {
+			delete(refs, c)
+		} else {
+			refs[c] = after
+		}
+	}
+	if !changed {
+		return
+	}
+	for _, chain := range dnatChains {
+		p.chains = append(p.chains, fill{chain: chain, flush: !full, rules: chainRules(chain, slices.Collect(maps.Keys(refs)))})
 	}
 }
 

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -207,7 +209,7 @@ func checkTable(t *testing.T, tp *topology, table string, wantElements ...string
 			counts[kind]++
 		}
 	}
-	if counts["table"] != 1 || counts["chain"] < len(baseChains)+5 || counts["map"] != 4 {
+	if counts["table"] != 1 || counts["chain"] < len(baseChains)+7 || counts["map"] != len(endpointsMaps) || counts["set"] != 5 {
 		t.Fatalf("table read back is incomplete: %v", counts)
 	}
 	text := mustRun(t, "ip", "netns", "exec", tp.node, "nft", "list", "table", "ip", table)
@@ -259,17 +261,22 @@ func TestEndToEnd(t *testing.T) {
 
 	pod1 := addr(pod1IP, true, epPort("http", podPort, "TCP"))
 	pod2 := addr(pod2IP, true, epPort("http", podPort, "TCP"))
+	// pair keeps a service with two endpoints (and hair one with one)
+	// while web's count changes, so web's changes touch elements only and
+	// go over netlink.
 	services := []*api.Service{
 		external(service("shop", "web", "10.99.201.10", nodePort(port("http", 80, "TCP"), 30080))),
 		service("shop", "empty", "10.99.201.11", port("http", 80, "TCP")),
 		service("shop", "hair", "10.99.201.12", port("http", 80, "TCP")),
+		service("shop", "pair", "10.99.201.13", port("http", 80, "TCP")),
 	}
 	eps := []*api.Endpoints{
 		endpoints("shop", "web", pod1, pod2),
 		endpoints("shop", "hair", pod1),
+		endpoints("shop", "pair", pod1, pod2),
 	}
 	sync(services, eps)
-	checkTable(t, tp, table, "10.99.201.10 . tcp . 80", "10.99.201.11 . tcp . 80 : goto reject-chain", "tcp . 30080")
+	checkTable(t, tp, table, "10.99.201.10 . tcp . 80", "10.99.201.11 . tcp . 80", "tcp . 30080")
 	if err := exec.Command("nft", "list", "table", "ip", table).Run(); err == nil {
 		t.Fatalf("table %s leaked into the root namespace", table)
 	}
@@ -355,7 +362,7 @@ func TestEndToEnd(t *testing.T) {
 		if st := p.Stats(); st.Full || st.Services != 1 || !st.Netlink {
 			t.Fatalf("stats = %+v, want an incremental sync of one service over netlink", st)
 		}
-		checkTable(t, tp, table, "dnat to 10.99.210.12:8080")
+		checkTable(t, tp, table, "10.99.201.10 . 80 . 0 : 10.99.210.12 . 8080")
 		for i := 0; i < 20; i++ {
 			pod, _, err := ask(tp.clientW, "10.99.201.10:80")
 			if err != nil {
@@ -367,11 +374,16 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
-	// listing is what nft shows of web's service chain and the hairpin set.
-	webChain := serviceChainPrefix + hashName("shop/web/tcp/http")
+	// listing is what nft shows of the sets and maps that hold services.
 	listing := func() string {
-		return mustRun(t, "ip", "netns", "exec", tp.node, "nft", "list", "chain", "ip", table, webChain) +
-			mustRun(t, "ip", "netns", "exec", tp.node, "nft", "list", "set", "ip", table, hairpinSet)
+		var out string
+		for _, set := range []string{serviceIPsSet, serviceNodePortsSet, noEndpointServicesSet, hairpinSet} {
+			out += mustRun(t, "ip", "netns", "exec", tp.node, "nft", "list", "set", "ip", table, set)
+		}
+		for _, m := range slices.Sorted(maps.Keys(endpointsMaps)) {
+			out += mustRun(t, "ip", "netns", "exec", tp.node, "nft", "list", "map", "ip", table, m)
+		}
+		return out
 	}
 	var netlinkListing string
 	t.Run("an endpoint coming back over netlink", func(t *testing.T) {
@@ -380,8 +392,8 @@ func TestEndToEnd(t *testing.T) {
 		if st := p.Stats(); st.Full || !st.Netlink {
 			t.Fatalf("stats = %+v, want an incremental sync over netlink", st)
 		}
-		checkTable(t, tp, table, "numgen random mod 2 0 meta l4proto tcp dnat to 10.99.210.11:8080")
-		netlinkListing = listing()
+		checkTable(t, tp, table, "10.99.201.10 . 80 . 1 : 10.99.210.11 . 8080", "10.99.201.10 . 80 . 2 : 10.99.210.12 . 8080",
+			"30080 . 1 : 10.99.210.11 . 8080")
 		seen := map[string]int{}
 		deadline := time.Now().Add(10 * time.Second)
 		for (seen["pod1"] == 0 || seen["pod2"] == 0) && time.Now().Before(deadline) {
@@ -399,7 +411,11 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("endpoints appearing end the rejection", func(t *testing.T) {
 		eps = append(eps, endpoints("shop", "empty", pod1))
 		sync(services, eps)
-		checkTable(t, tp, table)
+		if st := p.Stats(); st.Full || !st.Netlink {
+			t.Fatalf("stats = %+v, want an incremental sync over netlink", st)
+		}
+		checkTable(t, tp, table, "10.99.201.11 . 80 . 0 : 10.99.210.11 . 8080")
+		netlinkListing = listing()
 		pod, _, err := ask(tp.clientW, "10.99.201.11:80")
 		if err != nil || pod != "pod1" {
 			t.Fatalf("answer %q, %v; want pod1", pod, err)
@@ -444,13 +460,13 @@ func TestEndToEnd(t *testing.T) {
 		if st := p.Stats(); st.Full || !st.Netlink {
 			t.Fatalf("stats = %+v, want an incremental sync over netlink", st)
 		}
-		checkTable(t, tp, table, "meta l4proto udp dnat to 10.99.210.12:8080")
+		checkTable(t, tp, table, "10.99.201.53 . 53 . 0 : 10.99.210.12 . 8080")
 		if pod, err := askUDP(tp.clientW, "10.99.201.53:53"); err != nil || pod != "pod2" {
 			t.Fatalf("answer %q, %v; want pod2", pod, err)
 		}
 		eps = eps[:len(eps)-1]
 		sync(services, eps)
-		checkTable(t, tp, table, "10.99.201.53 . udp . 53 : goto reject-chain")
+		checkTable(t, tp, table, "10.99.201.53 . udp . 53")
 		if _, err := askUDP(tp.podW["pod1"], "10.99.201.53:53"); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("from a pod: err = %v, want connection refused (ICMP port unreachable)", err)
 		}

@@ -42,7 +42,7 @@ func TestStartProgramsLatestUpdateAndRetries(t *testing.T) {
 		p.Update(services[:1], eps)
 		synctest.Wait()
 		fake.RLock()
-		n := len(fake.Table.Maps[serviceIPsMap].Elements)
+		n := len(fake.Table.Sets[serviceIPsSet].Elements)
 		fake.RUnlock()
 		if n != 1 {
 			t.Fatalf("service-ips has %d elements, want only web's", n)

@@ -101,17 +101,3 @@ func TestBuild(t *testing.T) {
 		})
 	}
 }
-
-func TestHashNameStableAndBounded(t *testing.T) {
-	a, b := hashName("shop/web/tcp/http"), hashName("shop/web/tcp/http")
-	if a != b {
-		t.Fatalf("hashName not stable: %q vs %q", a, b)
-	}
-	if a == hashName("shop/web/tcp/https") {
-		t.Fatal("different names hash alike")
-	}
-	long := hashName(string(make([]byte, 400)))
-	if len(long)+len(externalChainPrefix) > 256 {
-		t.Fatalf("name too long: %d", len(long))
-	}
-}

@@ -5,9 +5,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,10 +39,11 @@ type Options struct {
 	// Default 5s.
 	RetryInterval time.Duration
 	// NFTOnly sends every change through NFT. By default, when NFT is not
-	// set, a change that only replaces the endpoints of services that keep
-	// at least one (readiness flips, rolling updates) goes to the kernel as
-	// one netlink batch instead, because nft fetches the table's whole
-	// chain list first (docs/proxy.md, Performance). With NFT set (tests)
+	// set, a change that touches set and map elements only (endpoint
+	// changes, services added or removed: all but full rebuilds and the
+	// rare change that brings an endpoint count into or out of use) goes
+	// to the kernel as one netlink batch instead, which costs a fraction of
+	// starting nft (docs/proxy.md, Performance). With NFT set (tests)
 	// everything goes through it.
 	NFTOnly bool
 
@@ -120,6 +121,9 @@ type Proxier struct {
 	// hairpinRefs counts, per endpoint address, the service fragments
 	// that need its hairpin element.
 	hairpinRefs map[string]int
+	// dnatRefs counts, per protocol and endpoint count, the service ports
+	// that have that many endpoints: the DNAT chains have a rule for each.
+	dnatRefs map[dnatCount]int
 	// generation counts calls to changes; see cachedService.seen.
 	generation uint64
 	stats      SyncStats
@@ -164,6 +168,7 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 		p.cache = map[serviceKey]*cachedService{}
 		p.owners = map[string]serviceKey{}
 		p.hairpinRefs = map[string]int{}
+		p.dnatRefs = map[dnatCount]int{}
 	}
 	changes := p.changes(services, indexEndpoints(endpoints))
 	if !full && len(changes) == 0 {
@@ -189,13 +194,13 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 	return nil
 }
 
-// program sends the changes to the kernel: over netlink when they only
-// replace endpoints and the fast path is on, else as one nft transaction
-// (with the whole table rebuilt when full).
+// program sends the changes to the kernel: over netlink when they touch
+// elements only and the fast path is on, else as one nft transaction (with
+// the whole table rebuilt when full).
 func (p *Proxier) program(ctx context.Context, full bool, changes []change) (SyncStats, error) {
 	var pl plan
 	hairpinDelta := map[string]int{}
-	next := map[string]serviceRules{}
+	dnatDelta := map[dnatCount]int{}
 	for _, c := range changes {
 		old, new := c.old.fragment(), c.new.fragment()
 		pl.diff(old, new)
@@ -203,24 +208,27 @@ func (p *Proxier) program(ctx context.Context, full bool, changes []change) (Syn
 			for ip := range old.hairpin {
 				hairpinDelta[ip]--
 			}
+			for r, n := range old.dnat {
+				dnatDelta[r] -= n
+			}
 		}
 		if new != nil {
 			for ip := range new.hairpin {
 				hairpinDelta[ip]++
 			}
-			maps.Copy(next, new.services)
+			for r, n := range new.dnat {
+				dnatDelta[r] += n
+			}
 		}
 	}
 	pl.hairpin(p.hairpinRefs, hairpinDelta)
+	pl.dnat(p.dnatRefs, dnatDelta, full)
 
 	stats := SyncStats{Full: full, Services: len(changes)}
-	if refills, ok := fastPlan(&pl, next); ok && !full && p.opts.fastPath {
+	if !full && len(pl.chains) == 0 && p.opts.fastPath {
 		stats.Netlink = true
-		stats.Operations = len(pl.addHairpin) + len(pl.delHairpin)
-		for _, r := range refills {
-			stats.Operations += 1 + len(r.rules.endpoints)
-		}
-		if err := (netlinkWriter{table: p.opts.Table}).write(refills, pl.addHairpin, pl.delHairpin); err != nil {
+		stats.Operations = len(pl.delElems) + len(pl.addElems) + len(pl.addHairpin) + len(pl.delHairpin)
+		if err := (netlinkWriter{table: p.opts.Table}).write(&pl); err != nil {
 			return stats, fmt.Errorf("proxy: update nftables table ip %s over netlink (the next sync rebuilds the table with nft): %w", p.opts.Table, err)
 		}
 		return stats, nil
@@ -325,14 +333,24 @@ func (p *Proxier) resolveOwners(changes []change) {
 	}
 }
 
-// elemIdentity puts the VIP maps in one key space and the node port maps in
-// another: a VIP port is either served or rejected, never both.
+// elemIdentity puts the VIP sets and map in one key space and the node port
+// ones in another: a VIP port is either served or rejected, never both, and
+// its endpoint elements (the key and a slot) belong to whoever serves it.
 func elemIdentity(k elemKey) string {
 	switch k.m {
-	case serviceNodePortsMap, noEndpointNodePortsMap:
+	case serviceNodePortsSet, noEndpointNodePortsSet:
 		return "nodeport " + k.key
+	case serviceIPsSet, noEndpointServicesSet:
+		return "vip " + k.key
 	}
-	return "vip " + k.key
+	// An endpoint map: "[VIP . ]port . slot" in the map of a protocol.
+	info := endpointsMaps[k.m]
+	key := k.key[:strings.LastIndex(k.key, " . ")]
+	if info.chain == nodePortDNATChain {
+		return "nodeport " + info.proto + " . " + key
+	}
+	vip, port, _ := strings.Cut(key, " . ")
+	return "vip " + vip + " . " + info.proto + " . " + port
 }
 
 // Stats returns what the last successful sync did.

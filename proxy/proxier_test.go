@@ -117,44 +117,61 @@ func TestSyncIsIncremental(t *testing.T) {
 		wantTx string
 	}{
 		{
-			name: "an endpoint replaced changes only the service chain and its hairpin element",
+			name: "an endpoint replaced changes only its elements and its hairpin element",
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				e[0].Spec.Addresses[1].IP = "10.88.1.8" // mutated in place: the cache must notice
 				return s, e
 			},
-			wantTx: `flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http
-add rule ip capstan service-KHN6ECMT-shop/web/tcp/http numgen random mod 2 == 0 meta l4proto tcp dnat to 10.88.1.5:8080
-add rule ip capstan service-KHN6ECMT-shop/web/tcp/http meta l4proto tcp dnat to 10.88.1.8:8080
+			wantTx: `delete element ip capstan nodeport-tcp-endpoints { 30080 . 2 }
+delete element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 2 }
 delete element ip capstan hairpin { 10.88.1.6 . 10.88.1.6 }
 add element ip capstan hairpin { 10.88.1.8 . 10.88.1.8 }
+add element ip capstan nodeport-tcp-endpoints { 30080 . 2 : 10.88.1.8 . 8080 }
+add element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 2 : 10.88.1.8 . 8080 }
 `,
 		},
 		{
-			name: "an endpoint turning unready leaves the service chain",
+			name: "an endpoint turning unready moves the others to the slots of the new count, which comes into use",
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				e[0].Spec.Addresses[0].Ready = false
 				return s, e
 			},
-			wantTx: `flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http
-add rule ip capstan service-KHN6ECMT-shop/web/tcp/http meta l4proto tcp dnat to 10.88.1.6:8080
+			wantTx: `delete element ip capstan nodeport-tcp-endpoints { 30080 . 1 }
+delete element ip capstan nodeport-tcp-endpoints { 30080 . 2 }
+delete element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 1 }
+delete element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 2 }
 delete element ip capstan hairpin { 10.88.1.5 . 10.88.1.5 }
+add element ip capstan nodeport-tcp-endpoints { 30080 . 0 : 10.88.1.6 . 8080 }
+add element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 0 : 10.88.1.6 . 8080 }
+flush chain ip capstan service-dnat
+add rule ip capstan service-dnat meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 1 offset 0 map @service-tcp-endpoints
+add rule ip capstan service-dnat meta l4proto udp dnat ip to ip daddr . udp dport . numgen random mod 1 offset 0 map @service-udp-endpoints
+flush chain ip capstan nodeport-dnat
+add rule ip capstan nodeport-dnat jump mark-for-masquerade
+add rule ip capstan nodeport-dnat meta l4proto tcp dnat ip to tcp dport . numgen random mod 1 offset 0 map @nodeport-tcp-endpoints
+add rule ip capstan nodeport-dnat meta l4proto udp dnat ip to udp dport . numgen random mod 1 offset 0 map @nodeport-udp-endpoints
 `,
 		},
 		{
-			name: "the last endpoint going away switches the service to reject",
+			name: "the last endpoint going away switches the service to reject, and its count goes out of use",
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				return s, e[1:]
 			},
-			wantTx: `delete element ip capstan service-ips { 10.96.0.10 . tcp . 80 }
+			wantTx: `delete element ip capstan nodeport-tcp-endpoints { 30080 . 1 }
+delete element ip capstan nodeport-tcp-endpoints { 30080 . 2 }
+delete element ip capstan service-ips { 10.96.0.10 . tcp . 80 }
 delete element ip capstan service-nodeports { tcp . 30080 }
+delete element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 1 }
+delete element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 2 }
 delete element ip capstan hairpin { 10.88.1.5 . 10.88.1.5 }
 delete element ip capstan hairpin { 10.88.1.6 . 10.88.1.6 }
-add element ip capstan no-endpoint-nodeports { tcp . 30080 : goto reject-chain }
-add element ip capstan no-endpoint-services { 10.96.0.10 . tcp . 80 : goto reject-chain }
-flush chain ip capstan external-KHN6ECMT-shop/web/tcp/http
-delete chain ip capstan external-KHN6ECMT-shop/web/tcp/http
-flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http
-delete chain ip capstan service-KHN6ECMT-shop/web/tcp/http
+add element ip capstan no-endpoint-nodeports { tcp . 30080 }
+add element ip capstan no-endpoint-services { 10.96.0.10 . tcp . 80 }
+flush chain ip capstan service-dnat
+add rule ip capstan service-dnat meta l4proto udp dnat ip to ip daddr . udp dport . numgen random mod 1 offset 0 map @service-udp-endpoints
+flush chain ip capstan nodeport-dnat
+add rule ip capstan nodeport-dnat jump mark-for-masquerade
+add rule ip capstan nodeport-dnat meta l4proto udp dnat ip to udp dport . numgen random mod 1 offset 0 map @nodeport-udp-endpoints
 `,
 		},
 		{
@@ -162,26 +179,39 @@ delete chain ip capstan service-KHN6ECMT-shop/web/tcp/http
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				return s, append(e, endpoints("shop", "db", addr("10.88.1.9", true, epPort("pg", 5432, "TCP"))))
 			},
-			wantTx: `add chain ip capstan service-MI2XOZ6T-shop/db/tcp/pg
-add rule ip capstan service-MI2XOZ6T-shop/db/tcp/pg meta l4proto tcp dnat to 10.88.1.9:5432
-delete element ip capstan no-endpoint-services { 10.96.0.11 . tcp . 5432 }
+			wantTx: `delete element ip capstan no-endpoint-services { 10.96.0.11 . tcp . 5432 }
 add element ip capstan hairpin { 10.88.1.9 . 10.88.1.9 }
-add element ip capstan service-ips { 10.96.0.11 . tcp . 5432 : goto service-MI2XOZ6T-shop/db/tcp/pg }
+add element ip capstan service-ips { 10.96.0.11 . tcp . 5432 }
+add element ip capstan service-tcp-endpoints { 10.96.0.11 . 5432 . 0 : 10.88.1.9 . 5432 }
+flush chain ip capstan service-dnat
+add rule ip capstan service-dnat meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 1 offset 0 map @service-tcp-endpoints
+add rule ip capstan service-dnat meta l4proto tcp dnat ip to ip daddr . tcp dport . numgen random mod 2 offset 1 map @service-tcp-endpoints
+add rule ip capstan service-dnat meta l4proto udp dnat ip to ip daddr . udp dport . numgen random mod 1 offset 0 map @service-udp-endpoints
+flush chain ip capstan nodeport-dnat
+add rule ip capstan nodeport-dnat jump mark-for-masquerade
+add rule ip capstan nodeport-dnat meta l4proto tcp dnat ip to tcp dport . numgen random mod 1 offset 0 map @nodeport-tcp-endpoints
+add rule ip capstan nodeport-dnat meta l4proto tcp dnat ip to tcp dport . numgen random mod 2 offset 1 map @nodeport-tcp-endpoints
+add rule ip capstan nodeport-dnat meta l4proto udp dnat ip to udp dport . numgen random mod 1 offset 0 map @nodeport-udp-endpoints
 `,
 		},
 		{
-			name: "a service removed takes its elements and chains along",
+			name: "a service removed takes its elements along",
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				return s[1:], e
 			},
-			wantTx: `delete element ip capstan service-ips { 10.96.0.10 . tcp . 80 }
+			wantTx: `delete element ip capstan nodeport-tcp-endpoints { 30080 . 1 }
+delete element ip capstan nodeport-tcp-endpoints { 30080 . 2 }
+delete element ip capstan service-ips { 10.96.0.10 . tcp . 80 }
 delete element ip capstan service-nodeports { tcp . 30080 }
+delete element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 1 }
+delete element ip capstan service-tcp-endpoints { 10.96.0.10 . 80 . 2 }
 delete element ip capstan hairpin { 10.88.1.5 . 10.88.1.5 }
 delete element ip capstan hairpin { 10.88.1.6 . 10.88.1.6 }
-flush chain ip capstan external-KHN6ECMT-shop/web/tcp/http
-delete chain ip capstan external-KHN6ECMT-shop/web/tcp/http
-flush chain ip capstan service-KHN6ECMT-shop/web/tcp/http
-delete chain ip capstan service-KHN6ECMT-shop/web/tcp/http
+flush chain ip capstan service-dnat
+add rule ip capstan service-dnat meta l4proto udp dnat ip to ip daddr . udp dport . numgen random mod 1 offset 0 map @service-udp-endpoints
+flush chain ip capstan nodeport-dnat
+add rule ip capstan nodeport-dnat jump mark-for-masquerade
+add rule ip capstan nodeport-dnat meta l4proto udp dnat ip to udp dport . numgen random mod 1 offset 0 map @nodeport-udp-endpoints
 `,
 		},
 		{
@@ -190,19 +220,21 @@ delete chain ip capstan service-KHN6ECMT-shop/web/tcp/http
 				s[0].Spec.External = false
 				return s, e
 			},
-			wantTx: `delete element ip capstan service-nodeports { tcp . 30080 }
-flush chain ip capstan external-KHN6ECMT-shop/web/tcp/http
-delete chain ip capstan external-KHN6ECMT-shop/web/tcp/http
+			wantTx: `delete element ip capstan nodeport-tcp-endpoints { 30080 . 1 }
+delete element ip capstan nodeport-tcp-endpoints { 30080 . 2 }
+delete element ip capstan service-nodeports { tcp . 30080 }
 `,
 		},
 		{
-			name: "a VIP change moves only the element",
+			name: "a VIP change moves only the elements",
 			change: func(s []*api.Service, e []*api.Endpoints) ([]*api.Service, []*api.Endpoints) {
 				s[2].Spec.VIP = "10.96.0.54"
 				return s, e
 			},
 			wantTx: `delete element ip capstan service-ips { 10.96.0.53 . udp . 53 }
-add element ip capstan service-ips { 10.96.0.54 . udp . 53 : goto service-R4RSRM2G-infra/dns/udp/dns }
+delete element ip capstan service-udp-endpoints { 10.96.0.53 . 53 . 0 }
+add element ip capstan service-ips { 10.96.0.54 . udp . 53 }
+add element ip capstan service-udp-endpoints { 10.96.0.54 . 53 . 0 : 10.88.2.9 . 5353 }
 `,
 		},
 	}
@@ -257,8 +289,9 @@ func TestSyncRebuildsLeftoverTable(t *testing.T) {
 	tx := fake.NewTransaction()
 	tx.Add(&knftables.Table{})
 	tx.Add(&knftables.Chain{Name: "service-OLD-gone/svc/tcp/80"})
-	tx.Add(&knftables.Map{Name: serviceIPsMap, Type: "ipv4_addr . inet_proto . inet_service : verdict"})
-	tx.Add(&knftables.Element{Map: serviceIPsMap, Key: []string{"10.96.9.9", "tcp", "80"}, Value: []string{"goto service-OLD-gone/svc/tcp/80"}})
+	// (The layout of an older version: a verdict map where a set is now.)
+	tx.Add(&knftables.Map{Name: "service-ips", Type: "ipv4_addr . inet_proto . inet_service : verdict"})
+	tx.Add(&knftables.Element{Map: "service-ips", Key: []string{"10.96.9.9", "tcp", "80"}, Value: []string{"goto service-OLD-gone/svc/tcp/80"}})
 	if err := fake.Run(context.Background(), tx); err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +348,7 @@ func TestSyncConflictingVIPKeepsFirstOwner(t *testing.T) {
 		service("b", "two", "10.96.0.1", port("p", 80, "")),
 	}
 	mustSync(t, p, services, nil)
-	el := fake.Table.Maps[noEndpointServicesMap].Elements
+	el := fake.Table.Sets[noEndpointServicesSet].Elements
 	if len(el) != 1 {
 		t.Fatalf("elements = %v, want exactly one for the shared VIP", el)
 	}
@@ -324,7 +357,7 @@ func TestSyncConflictingVIPKeepsFirstOwner(t *testing.T) {
 	mustSync(t, p, services[1:], nil)
 	services[1].Spec.Ports[0].Name = "q"
 	mustSync(t, p, services[1:], nil)
-	if el := fake.Table.Maps[noEndpointServicesMap].Elements; len(el) != 1 {
+	if el := fake.Table.Sets[noEndpointServicesSet].Elements; len(el) != 1 {
 		t.Fatalf("elements = %v, want the second service's", el)
 	}
 }
@@ -341,8 +374,8 @@ func TestSyncIgnoresDuplicateServices(t *testing.T) {
 		t.Fatalf("stats = %+v, want one service changed", st)
 	}
 	mustSync(t, p, services[1:], eps)
-	if _, ok := fake.Table.Chains[serviceChainPrefix+hashName("shop/web/tcp/http")]; ok {
-		t.Fatal("web's chain survived its removal")
+	if dump := fake.Dump(); strings.Contains(dump, "10.96.0.10") {
+		t.Fatalf("web's elements survived its removal:\n%s", dump)
 	}
 }
 

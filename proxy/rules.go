@@ -1,35 +1,40 @@
 package proxy
 
 import (
-	"crypto/sha256"
-	"encoding/base32"
+	"cmp"
+	"slices"
 	"strconv"
+	"strings"
 
 	"sigs.k8s.io/knftables"
 )
 
-// Names of the table's static objects.
+// Names of the table's objects. Every one of them is static: services live
+// in set and map elements only, so adding, changing or removing one never
+// touches a chain (see docs/proxy.md, Table layout).
 const (
-	serviceIPsMap          = "service-ips"
-	serviceNodePortsMap    = "service-nodeports"
-	noEndpointServicesMap  = "no-endpoint-services"
-	noEndpointNodePortsMap = "no-endpoint-nodeports"
+	serviceIPsSet          = "service-ips"
+	serviceNodePortsSet    = "service-nodeports"
+	noEndpointServicesSet  = "no-endpoint-services"
+	noEndpointNodePortsSet = "no-endpoint-nodeports"
+	hairpinSet             = "hairpin"
 
 	servicesChain       = "services"
+	serviceDNATChain    = "service-dnat"
+	nodePortDNATChain   = "nodeport-dnat"
 	endpointsCheckChain = "endpoints-check"
 	markMasqChain       = "mark-for-masquerade"
 	masqueradingChain   = "masquerading"
 	rejectChain         = "reject-chain"
 
-	hairpinSet = "hairpin"
-
-	serviceChainPrefix  = "service-"
-	externalChainPrefix = "external-"
-
 	// noLocalhost keeps node ports off 127.0.0.0/8: DNAT of loopback
 	// traffic would need route_localnet, which opens the node's loopback
 	// services to its neighbours.
 	noLocalhost = "ip daddr != 127.0.0.0/8"
+
+	// maxEndpoints bounds the endpoints programmed per service port, so
+	// endpoint slots (slotBase) fit the 32-bit numgen value.
+	maxEndpoints = 65535
 )
 
 // baseChain is a chain hooked into netfilter.
@@ -55,21 +60,75 @@ var baseChains = []baseChain{
 	{"nat-postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority, "jump " + masqueradingChain},
 }
 
-// addStatic appends the table and its static chains, maps and rules to tx.
-// It assumes the table is empty (a full rebuild deletes it first).
+// endpointsMap names the map that holds the endpoints of a DNAT chain's
+// service ports of one protocol: service-tcp-endpoints,
+// nodeport-udp-endpoints, ... One map per protocol, because nft derives the
+// protocol of the DNAT port from the map's type.
+func endpointsMap(chain, proto string) string {
+	prefix := "service-"
+	if chain == nodePortDNATChain {
+		prefix = "nodeport-"
+	}
+	return prefix + proto + "-endpoints"
+}
+
+// endpointsMapInfo describes an endpoint map: which DNAT chain reads it and
+// for which protocol.
+type endpointsMapInfo struct{ chain, proto string }
+
+var endpointsMaps = func() map[string]endpointsMapInfo {
+	m := map[string]endpointsMapInfo{}
+	for _, chain := range dnatChains {
+		for _, proto := range protocols {
+			m[endpointsMap(chain, proto)] = endpointsMapInfo{chain, proto}
+		}
+	}
+	return m
+}()
+
+var (
+	dnatChains = []string{serviceDNATChain, nodePortDNATChain}
+	protocols  = []string{"tcp", "udp"}
+)
+
+// endpointsKey is the key expression of an endpoint map without the slot:
+// "ip daddr . tcp dport" for VIPs, "tcp dport" for node ports. The map's
+// typeof ends in "numgen random mod 1" (numgen's integer has no type name
+// nft 1.0.6 accepts) and its data is "ip daddr . tcp dport" (nft cannot
+// read back "th dport" in a map's data).
+func endpointsKey(chain, proto string) string {
+	if chain == nodePortDNATChain {
+		return proto + " dport"
+	}
+	return "ip daddr . " + proto + " dport"
+}
+
+// addStatic appends the table and its static sets, maps, chains and rules
+// to tx. It assumes the table is empty (a full rebuild deletes it first).
+// The DNAT chains' rules depend on the endpoint counts in use; the plan
+// writes them.
 func addStatic(tx *knftables.Transaction, mark string) {
 	tx.Add(&knftables.Table{Comment: knftables.PtrTo("service VIPs and node ports, owned by capstan")})
-	for _, m := range []struct{ name, typ, comment string }{
-		{serviceIPsMap, "ipv4_addr . inet_proto . inet_service : verdict", "VIP . proto . port of services with ready endpoints"},
-		{serviceNodePortsMap, "inet_proto . inet_service : verdict", "node ports of external services with ready endpoints"},
-		{noEndpointServicesMap, "ipv4_addr . inet_proto . inet_service : verdict", "VIP . proto . port of services without ready endpoints"},
-		{noEndpointNodePortsMap, "inet_proto . inet_service : verdict", "node ports of services without ready endpoints"},
+	for _, s := range []struct{ name, typ, comment string }{
+		{serviceIPsSet, "ipv4_addr . inet_proto . inet_service", "VIP . proto . port of services with ready endpoints"},
+		{serviceNodePortsSet, "inet_proto . inet_service", "node ports of external services with ready endpoints"},
+		{noEndpointServicesSet, "ipv4_addr . inet_proto . inet_service", "VIP . proto . port of services without ready endpoints"},
+		{noEndpointNodePortsSet, "inet_proto . inet_service", "node ports of services without ready endpoints"},
+		{hairpinSet, "ipv4_addr . ipv4_addr", "endpoint . endpoint: a pod reaching itself through a service"},
 	} {
-		tx.Add(&knftables.Map{Name: m.name, Type: m.typ, Comment: knftables.PtrTo(m.comment)})
+		tx.Add(&knftables.Set{Name: s.name, Type: s.typ, Comment: knftables.PtrTo(s.comment)})
 	}
-	tx.Add(&knftables.Set{Name: hairpinSet, Type: "ipv4_addr . ipv4_addr",
-		Comment: knftables.PtrTo("endpoint . endpoint: a pod reaching itself through a service")})
-	for _, name := range []string{servicesChain, endpointsCheckChain, markMasqChain, masqueradingChain, rejectChain} {
+	for _, chain := range dnatChains {
+		comment := "VIP . port . slot -> endpoint address . port"
+		if chain == nodePortDNATChain {
+			comment = "node port . slot -> endpoint address . port"
+		}
+		for _, proto := range protocols {
+			tx.Add(&knftables.Map{Name: endpointsMap(chain, proto), Comment: knftables.PtrTo(comment),
+				TypeOf: endpointsKey(chain, proto) + " . numgen random mod 1 : ip daddr . " + proto + " dport"})
+		}
+	}
+	for _, name := range []string{servicesChain, serviceDNATChain, nodePortDNATChain, endpointsCheckChain, markMasqChain, masqueradingChain, rejectChain} {
 		tx.Add(&knftables.Chain{Name: name})
 	}
 	for _, bc := range baseChains {
@@ -77,10 +136,10 @@ func addStatic(tx *knftables.Transaction, mark string) {
 		tx.Add(&knftables.Rule{Chain: bc.name, Rule: bc.rule})
 	}
 	for _, r := range []struct{ chain, rule string }{
-		{servicesChain, "ip daddr . meta l4proto . th dport vmap @" + serviceIPsMap},
-		{servicesChain, "fib daddr type local " + noLocalhost + " meta l4proto . th dport vmap @" + serviceNodePortsMap},
-		{endpointsCheckChain, "ip daddr . meta l4proto . th dport vmap @" + noEndpointServicesMap},
-		{endpointsCheckChain, "fib daddr type local " + noLocalhost + " meta l4proto . th dport vmap @" + noEndpointNodePortsMap},
+		{servicesChain, "ip daddr . meta l4proto . th dport @" + serviceIPsSet + " goto " + serviceDNATChain},
+		{servicesChain, "fib daddr type local " + noLocalhost + " meta l4proto . th dport @" + serviceNodePortsSet + " goto " + nodePortDNATChain},
+		{endpointsCheckChain, "ip daddr . meta l4proto . th dport @" + noEndpointServicesSet + " goto " + rejectChain},
+		{endpointsCheckChain, "fib daddr type local " + noLocalhost + " meta l4proto . th dport @" + noEndpointNodePortsSet + " goto " + rejectChain},
 		{markMasqChain, "mark set mark or " + mark},
 		// Hairpin: a pod reaching its own service would get the reply
 		// straight from itself; masquerading makes it return through the
@@ -98,35 +157,68 @@ func addStatic(tx *knftables.Transaction, mark string) {
 	}
 }
 
-// elemKey names one map element: the map and its key, parts joined by " . ".
-type elemKey struct{ m, key string }
+// slotBase is the first endpoint slot of a service port with n endpoints:
+// ports with n endpoints use slots slotBase(n) .. slotBase(n)+n-1, so the
+// slot ranges of different counts never overlap (0; 1-2; 3-5; 6-9; ...).
+func slotBase(n int) int { return n * (n - 1) / 2 }
 
-// fragment is everything the table holds for one service: its chains with
-// their rules, its map elements with their verdicts, and the endpoint
-// addresses that need a hairpin element (shared between services, so the
-// Proxier counts references).
-type fragment struct {
-	chains  map[string][]string
-	elems   map[elemKey]string
-	hairpin map[string]struct{}
-	// services holds, per service chain, what its rules were made of: the
-	// netlink fast path writes them from this.
-	services map[string]serviceRules
+// dnatCount is a protocol and an endpoint count in use by some service
+// port. Each DNAT chain has one rule per dnatCount in use: it draws a slot
+// among the count's slots and DNATs to the endpoint the chain's endpoint map
+// holds for the packet's key and that slot. For service ports with another
+// count the lookup misses and the next rule is tried. Both chains get the
+// rules of every count, so that fewer changes rewrite them; in the node
+// port chain a count without node ports only costs a missed lookup.
+type dnatCount struct {
+	proto string
+	n     int
 }
 
-// serviceRules is the input of one service chain's rules.
-type serviceRules struct {
-	protocol  string
-	endpoints []Endpoint
+func (c dnatCount) rule(chain string) string {
+	return "meta l4proto " + c.proto + " dnat ip to " + endpointsKey(chain, c.proto) +
+		" . numgen random mod " + strconv.Itoa(c.n) + " offset " + strconv.Itoa(slotBase(c.n)) +
+		" map @" + endpointsMap(chain, c.proto)
+}
+
+// chainRules is the content of a DNAT chain serving the given counts
+// (sorted by protocol, then count: fewest lookups for the smallest
+// services).
+func chainRules(chain string, counts []dnatCount) []string {
+	var out []string
+	if chain == nodePortDNATChain {
+		// Node port traffic may come from another host: masquerade so
+		// the reply comes back through this node.
+		out = append(out, "jump "+markMasqChain)
+	}
+	slices.SortFunc(counts, func(a, b dnatCount) int {
+		return cmp.Or(strings.Compare(a.proto, b.proto), cmp.Compare(a.n, b.n))
+	})
+	for _, c := range counts {
+		out = append(out, c.rule(chain))
+	}
+	return out
+}
+
+// elemKey names one set or map element: the set and its key, parts joined
+// by " . ".
+type elemKey struct{ m, key string }
+
+// fragment is everything the table holds for one service: its set and map
+// elements (the value is "" for a set element), the endpoint addresses
+// that need a hairpin element and the endpoint counts its ports use (both
+// shared between services, so the Proxier counts references).
+type fragment struct {
+	elems   map[elemKey]string
+	hairpin map[string]struct{}
+	dnat    map[dnatCount]int
 }
 
 func newFragment() *fragment {
-	return &fragment{chains: map[string][]string{}, elems: map[elemKey]string{}, hairpin: map[string]struct{}{},
-		services: map[string]serviceRules{}}
+	return &fragment{elems: map[elemKey]string{}, hairpin: map[string]struct{}{}, dnat: map[dnatCount]int{}}
 }
 
-// fragmentFor computes the chains and elements of one service's ports. It is
-// a pure function of its input, so equal inputs give equal fragments.
+// fragmentFor computes the elements of one service's ports. It is a pure
+// function of its input, so equal inputs give equal fragments.
 func fragmentFor(ports []ServicePort) *fragment {
 	f := newFragment()
 	for i := range ports {
@@ -138,52 +230,35 @@ func fragmentFor(ports []ServicePort) *fragment {
 func (f *fragment) addPort(sp *ServicePort) {
 	vipKey := sp.VIP.String() + " . " + sp.Protocol + " . " + strconv.Itoa(int(sp.Port))
 	npKey := sp.Protocol + " . " + strconv.Itoa(int(sp.NodePort))
-	if len(sp.Endpoints) == 0 {
-		f.elems[elemKey{noEndpointServicesMap, vipKey}] = "goto " + rejectChain
+	eps := sp.Endpoints
+	if len(eps) == 0 {
+		f.elems[elemKey{noEndpointServicesSet, vipKey}] = ""
 		if sp.NodePort != 0 {
-			f.elems[elemKey{noEndpointNodePortsMap, npKey}] = "goto " + rejectChain
+			f.elems[elemKey{noEndpointNodePortsSet, npKey}] = ""
 		}
 		return
 	}
-	svcChain := serviceChainPrefix + hashName(sp.String())
-	f.elems[elemKey{serviceIPsMap, vipKey}] = "goto " + svcChain
-
-	// Endpoint i is taken with probability 1/(n-i) once the ones before it
-	// were passed over: uniform overall. Plain rules instead of an
-	// anonymous "numgen ... vmap { }" set per service: the kernel names
-	// anonymous sets by scanning all sets of the table, which makes loading
-	// 10,000 services quadratic (tens of seconds).
-	n := len(sp.Endpoints)
-	rules := make([]string, 0, n)
-	for i, ep := range sp.Endpoints {
-		dnat := "meta l4proto " + sp.Protocol + " dnat to " + ep.String()
-		if left := n - i; left > 1 {
-			dnat = "numgen random mod " + strconv.Itoa(left) + " == 0 " + dnat
+	if len(eps) > maxEndpoints {
+		eps = eps[:maxEndpoints]
+	}
+	f.elems[elemKey{serviceIPsSet, vipKey}] = ""
+	f.dnat[dnatCount{sp.Protocol, len(eps)}]++
+	if sp.NodePort != 0 {
+		f.elems[elemKey{serviceNodePortsSet, npKey}] = ""
+	}
+	// Endpoint i of n sits in slot slotBase(n)+i; the DNAT rule for n
+	// draws one of those n slots uniformly.
+	svcMap, npMap := endpointsMap(serviceDNATChain, sp.Protocol), endpointsMap(nodePortDNATChain, sp.Protocol)
+	svcPrefix := sp.VIP.String() + " . " + strconv.Itoa(int(sp.Port)) + " . "
+	npPrefix := strconv.Itoa(int(sp.NodePort)) + " . "
+	base := slotBase(len(eps))
+	for i, ep := range eps {
+		slot := strconv.Itoa(base + i)
+		target := ep.IP.String() + " . " + strconv.Itoa(int(ep.Port))
+		f.elems[elemKey{svcMap, svcPrefix + slot}] = target
+		if sp.NodePort != 0 {
+			f.elems[elemKey{npMap, npPrefix + slot}] = target
 		}
-		rules = append(rules, dnat)
 		f.hairpin[ep.IP.String()] = struct{}{}
 	}
-	f.chains[svcChain] = rules
-	f.services[svcChain] = serviceRules{protocol: sp.Protocol, endpoints: sp.Endpoints}
-
-	if sp.NodePort != 0 {
-		extChain := externalChainPrefix + hashName(sp.String())
-		f.elems[elemKey{serviceNodePortsMap, npKey}] = "goto " + extChain
-		// Node port traffic may come from another host: masquerade so the
-		// reply comes back through this node.
-		f.chains[extChain] = []string{"jump " + markMasqChain, "goto " + svcChain}
-	}
-}
-
-// hashName prefixes name with 8 characters of its hash, so chain names stay
-// unique and tell similar services apart at a glance, and keeps it within
-// nftables' name limit. Names are stable across restarts.
-func hashName(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	s := base32.StdEncoding.EncodeToString(sum[:])[:8] + "-" + name
-	const max = knftables.NameLengthMax - 16 // room for the longest prefix
-	if len(s) > max {
-		s = s[:max-3] + "..."
-	}
-	return s
 }
