@@ -35,6 +35,7 @@ const (
 	pod1IP       = "10.99.210.11"
 	pod2IP       = "10.99.210.12"
 	podPort      = 8080
+	altPodPort   = 8081 // a second TCP endpoint in each pod
 )
 
 type topology struct {
@@ -85,19 +86,20 @@ func newTopology(t testing.TB) *topology {
 	tp.clientW = startWorker(t, tp.client)
 	tp.podW = map[string]*netnsWorker{"pod1": startWorker(t, tp.pod1), "pod2": startWorker(t, tp.pod2)}
 	for name, w := range tp.podW {
-		serveIdentity(t, w, name)
+		serveIdentity(t, w, name, podPort)
+		serveIdentity(t, w, name+"-alt", altPodPort)
 		serveIdentityUDP(t, w, name)
 	}
 	return tp
 }
 
-// serveIdentity listens on podPort inside the pod's namespace and answers
-// every connection with "<pod> <remote address>".
-func serveIdentity(t testing.TB, w *netnsWorker, name string) {
+// serveIdentity listens on port inside the pod's namespace and answers
+// every connection with "<name> <remote address>".
+func serveIdentity(t testing.TB, w *netnsWorker, name string, port int) {
 	t.Helper()
 	var ln net.Listener
 	if err := w.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", podPort))
+		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -296,6 +298,41 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if seen["pod1"] == 0 || seen["pod2"] == 0 || len(seen) != 2 {
 			t.Fatalf("answers by pod: %v, want both pods", seen)
+		}
+	})
+
+	t.Run("new connections spread evenly over two and three endpoints", func(t *testing.T) {
+		alt := addr(pod1IP, true, epPort("http", altPodPort, "TCP"))
+		sync(append(slices.Clone(services), service("shop", "three", "10.99.201.14", port("http", 80, "TCP"))),
+			append(slices.Clone(eps), endpoints("shop", "three", pod1, pod2, alt)))
+		defer sync(services, eps)
+		for _, tc := range []struct {
+			vip  string
+			pods []string
+		}{
+			{"10.99.201.10:80", []string{"pod1", "pod2"}},
+			{"10.99.201.14:80", []string{"pod1", "pod1-alt", "pod2"}},
+		} {
+			const perEndpoint = 200
+			seen := map[string]int{}
+			for range perEndpoint * len(tc.pods) {
+				pod, _, err := ask(tp.clientW, tc.vip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen[pod]++
+			}
+			// Binomial: the standard deviation is about 10 here; 50 is
+			// five of them.
+			for _, pod := range tc.pods {
+				if n := seen[pod]; n < perEndpoint-50 || n > perEndpoint+50 {
+					t.Fatalf("%s: answers by endpoint %v, want about %d each of %v", tc.vip, seen, perEndpoint, tc.pods)
+				}
+			}
+			if len(seen) != len(tc.pods) {
+				t.Fatalf("%s: answers by endpoint %v, want only %v", tc.vip, seen, tc.pods)
+			}
+			t.Logf("%s: %v", tc.vip, seen)
 		}
 	})
 
