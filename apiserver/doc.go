@@ -3,8 +3,9 @@
 // tokens, role-based authorization, health, metrics and version.
 //
 // It is the only package that touches the store. On first start it makes a
-// CA and a serving certificate in the data directory, an admin token, and an
-// admin client config (DIR/admin.yaml); later starts reuse them.
+// CA, a serving certificate and the client certificate it shows agents in
+// the data directory, an admin token, and an admin client config
+// (DIR/admin.yaml); later starts reuse them.
 //
 // Routes:
 //
@@ -16,6 +17,8 @@
 //	PUT    /api/v1/{kind}/{app}/{name}/status  update the status
 //	DELETE /api/v1/{kind}/{app}/{name}         delete (?force=true; ?resourceVersion=)
 //	POST   /api/v1/txn                         apply several writes, all or none
+//	GET    /api/v1/pods/{app}/{name}/log       a container's log from its agent (?container=&follow=&previous=&tail=&timestamps=)
+//	POST   /api/v1/pods/{app}/{name}/exec      run a command (?container=&command=...&stdin=&tty=), upgraded to capstan-exec.v1
 //
 // Concurrency: a Server serves requests concurrently; each watch has its
 // own goroutine and buffer in the store, so a slow watcher is cut off

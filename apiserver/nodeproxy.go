@@ -124,11 +124,7 @@ func (s *Server) handlePodLog(ctx context.Context, w http.ResponseWriter, r *htt
 		return err
 	}
 	q := r.URL.Query()
-	t, err := s.agentTarget(ctx, rt.key, q.Get("container"))
-	if err != nil {
-		return err
-	}
-	fwd := url.Values{"container": {t.container}}
+	fwd := url.Values{}
 	for _, b := range []string{"follow", "previous", "timestamps"} {
 		switch v := q.Get(b); v {
 		case "", "false":
@@ -144,6 +140,11 @@ func (s *Server) handlePodLog(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 		fwd.Set("tail", v)
 	}
+	t, err := s.agentTarget(ctx, rt.key, q.Get("container"))
+	if err != nil {
+		return err
+	}
+	fwd.Set("container", t.container)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url+"/log?"+fwd.Encode(), nil)
 	if err != nil {
 		return err

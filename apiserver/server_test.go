@@ -247,6 +247,16 @@ func TestBadInput(t *testing.T) {
 		{"bad label selector", tok, "GET", "/api/v1/pods?labels=nokey", nil, 400, "BadRequest"},
 		{"bad txn", tok, "POST", "/api/v1/txn", []byte(`{"ops":[{"op":"explode"}]}`), 400, "BadRequest"},
 		{"empty txn", tok, "POST", "/api/v1/txn", []byte(`{"ops":[]}`), 400, "BadRequest"},
+		{"log of a pod not on a node", tok, "GET", "/api/v1/pods/shop/ok/log", nil, 409, "Conflict"},
+		{"log of an unknown container", tok, "GET", "/api/v1/pods/shop/ok/log?container=nope", nil, 404, "NotFound"},
+		{"log with a bad tail", tok, "GET", "/api/v1/pods/shop/ok/log?tail=-3", nil, 400, "BadRequest"},
+		{"log with a bad flag", tok, "GET", "/api/v1/pods/shop/ok/log?follow=yes", nil, 400, "BadRequest"},
+		{"log of a missing pod", tok, "GET", "/api/v1/pods/shop/nope/log", nil, 404, "NotFound"},
+		{"log of a node", tok, "GET", "/api/v1/nodes/n1/log", nil, 404, "NotFound"},
+		{"update a log", tok, "PUT", "/api/v1/pods/shop/ok/log", good, 405, "MethodNotAllowed"},
+		{"exec without upgrade", tok, "POST", "/api/v1/pods/shop/ok/exec?command=ls", nil, 426, "UpgradeRequired"},
+		{"exec by a viewer", viewer, "POST", "/api/v1/pods/shop/ok/exec?command=ls", nil, 403, "Forbidden"},
+		{"exec by GET", tok, "GET", "/api/v1/pods/shop/ok/exec?command=ls", nil, 405, "MethodNotAllowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

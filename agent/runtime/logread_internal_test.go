@@ -163,3 +163,35 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// FuzzLineWriter feeds arbitrary bytes, in two pieces, as log file
+// contents: whole records come out once each, nothing panics.
+func FuzzLineWriter(f *testing.F) {
+	f.Add([]byte("2026-11-27T10:00:00Z stdout hello\n2026-11-27T10:00:01Z stderr oops\n"), 7, true)
+	f.Add([]byte("no spaces\n\n \n  \n"), 0, false)
+	f.Add([]byte("cut 2026-11-27T10:00:00Z stdout"), 3, true)
+	f.Fuzz(func(t *testing.T, data []byte, cut int, timestamps bool) {
+		var out bytes.Buffer
+		lw := &lineWriter{w: &out, timestamps: timestamps}
+		cut = min(max(cut, 0), len(data))
+		if err := lw.write(data[:cut]); err != nil {
+			t.Fatal(err)
+		}
+		if err := lw.write(data[cut:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := lw.flush(); err != nil {
+			t.Fatal(err)
+		}
+		if out.Len() > len(data)+1 {
+			t.Fatalf("%d bytes out of %d in", out.Len(), len(data))
+		}
+		want := bytes.Count(data, []byte{'\n'})
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			want++
+		}
+		if got := bytes.Count(out.Bytes(), []byte{'\n'}); got != want {
+			t.Fatalf("%d lines out, want %d", got, want)
+		}
+	})
+}
