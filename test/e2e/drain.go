@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -238,14 +239,21 @@ func (c *Cluster) host(name string) *Host {
 const proxyTable = "capstan"
 
 // ProxyDNATs reports whether the service proxy on h sends traffic to
-// ip:port: whether its nftables table has a "dnat to ip:port" rule.
+// ip:port: whether its nftables table names ip:port as a DNAT target,
+// either as a rule's "dnat to ip:port" or as the "ip . port" data of an
+// endpoint map element (the hairpin set's "ip . ip" elements do not count).
 func (h *Host) ProxyDNATs(ip string, port int) (bool, error) {
 	out, err := exec.Command("nsenter", "--net=/run/netns/"+h.NS, "--", "nft", "list", "table", "ip", proxyTable).CombinedOutput()
 	if err != nil {
 		return false, fmt.Errorf("nft list table ip %s on %s: %v: %s", proxyTable, h.Name, err, out)
 	}
-	re := regexp.MustCompile(`dnat (ip )?to ` + regexp.QuoteMeta(fmt.Sprintf("%s:%d", ip, port)) + `\b`)
-	return re.Match(out), nil
+	return dnatsTo(out, ip, port), nil
+}
+
+// dnatsTo reports whether an nft listing names ip:port as a DNAT target.
+func dnatsTo(listing []byte, ip string, port int) bool {
+	re := regexp.MustCompile(`(^|[^0-9.])` + regexp.QuoteMeta(ip) + `(:| \. )` + strconv.Itoa(port) + `([^0-9]|$)`)
+	return re.Match(listing)
 }
 
 // sortedKeys renders a count map in name order, "a=1 b=2".
