@@ -10,6 +10,7 @@ import (
 // private copy of the inputs that matter (so a caller mutating its objects
 // cannot hide a change) and the fragment they produced.
 type cachedService struct {
+	key      serviceKey
 	vip      string
 	external bool
 	headless bool
@@ -22,8 +23,9 @@ type cachedService struct {
 	seen uint64
 }
 
-func newCachedService(svc *api.Service, ep *api.Endpoints, frag *fragment) *cachedService {
+func newCachedService(key serviceKey, svc *api.Service, ep *api.Endpoints, frag *fragment) *cachedService {
 	c := &cachedService{
+		key:      key,
 		vip:      svc.Spec.VIP,
 		external: svc.Spec.External,
 		headless: svc.Spec.Headless,

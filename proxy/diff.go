@@ -67,8 +67,11 @@ func (p *plan) empty() bool {
 	return len(p.delElems)+len(p.addElems)+len(p.addHairpin)+len(p.delHairpin)+len(p.chains) == 0
 }
 
-// apply appends the plan's operations to tx.
+// apply appends the plan's operations to tx, the elements of each set
+// together (so nftRunner can batch them).
 func (p *plan) apply(tx *knftables.Transaction) {
+	slices.SortStableFunc(p.delElems, func(a, b elemKey) int { return strings.Compare(a.m, b.m) })
+	slices.SortStableFunc(p.addElems, func(a, b elemOp) int { return strings.Compare(a.key.m, b.key.m) })
 	for _, k := range p.delElems {
 		tx.Delete(element(k, ""))
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -48,6 +49,9 @@ type Options struct {
 	NFTOnly bool
 
 	fastPath bool // set by setDefaults: NFT is the real nft and NFTOnly is off
+	// runner runs transactions with batched elements when NFT is the real
+	// nft (set by setDefaults); with an injected NFT, its Run does.
+	runner *nftRunner
 }
 
 var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
@@ -80,7 +84,12 @@ func (o *Options) setDefaults() error {
 		if err != nil {
 			return fmt.Errorf("proxy: nftables is not usable (install the nftables package, version 1.0.1 or later, and run as root): %w", err)
 		}
+		path, err := exec.LookPath("nft")
+		if err != nil {
+			return fmt.Errorf("proxy: nftables is not usable: %w", err)
+		}
 		o.NFT = nft
+		o.runner = &nftRunner{path: path}
 	}
 	return nil
 }
@@ -126,7 +135,10 @@ type Proxier struct {
 	dnatRefs map[dnatCount]int
 	// generation counts calls to changes; see cachedService.seen.
 	generation uint64
-	stats      SyncStats
+	// prev holds, per position in the last synced input, the cache entry
+	// of the service there (nil for nil and duplicate entries).
+	prev  []*cachedService
+	stats SyncStats
 
 	// pending is the latest Update not yet taken by Start; wake signals it.
 	pendingMu sync.Mutex
@@ -165,19 +177,22 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 
 	full := !p.synced
 	if full {
+		p.prev = nil
 		p.cache = map[serviceKey]*cachedService{}
 		p.owners = map[string]serviceKey{}
 		p.hairpinRefs = map[string]int{}
 		p.dnatRefs = map[dnatCount]int{}
 	}
-	changes := p.changes(services, indexEndpoints(endpoints))
+	changes, positions := p.changes(services, endpoints)
 	if !full && len(changes) == 0 {
+		p.prev = positions
 		return nil
 	}
 	p.resolveOwners(changes)
 	stats, err := p.program(ctx, full, changes)
 	if err != nil {
 		p.synced = false
+		p.prev = nil
 		return err
 	}
 	for _, c := range changes {
@@ -187,6 +202,7 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 			p.cache[c.key] = c.new
 		}
 	}
+	p.prev = positions
 	p.synced = true
 	stats.Elapsed = time.Since(start)
 	p.stats = stats
@@ -243,7 +259,11 @@ func (p *Proxier) program(ctx context.Context, full bool, changes []change) (Syn
 	}
 	pl.apply(tx)
 	stats.Operations = tx.NumOperations()
-	if err := p.opts.NFT.Run(ctx, tx); err != nil {
+	run := p.opts.NFT.Run
+	if p.opts.runner != nil {
+		run = p.opts.runner.run
+	}
+	if err := run(ctx, tx); err != nil {
 		return stats, fmt.Errorf("proxy: program nftables table ip %s (%d operations; the next sync rebuilds the table; check 'nft list table ip %s'): %w",
 			p.opts.Table, tx.NumOperations(), p.opts.Table, err)
 	}
@@ -251,22 +271,34 @@ func (p *Proxier) program(ctx context.Context, full bool, changes []change) (Syn
 }
 
 // changes compares the inputs with the cache and returns the services to
-// add, update or remove, sorted by key.
-func (p *Proxier) changes(services []*api.Service, eps map[serviceKey]*api.Endpoints) []change {
+// add, update or remove, sorted by key. It also returns, per input
+// position, the cache entry of the service there once the changes are
+// applied (nil for nil and duplicate entries): the next call's guess.
+func (p *Proxier) changes(services []*api.Service, endpoints []*api.Endpoints) ([]change, []*cachedService) {
 	// A generation stamp on the cache entries finds the removed services
-	// without a second map of the keys seen: at 10,000 services the map
-	// operations are most of the cost of a sync that changes one.
+	// without a second map of the keys seen, and the previous sync's
+	// entries by input position spare most map lookups: at 10,000
+	// services hashing keys was most of the cost of a sync that changes
+	// one.
 	p.generation++
 	gen := p.generation
+	eps := newEndpointsIndex(services, endpoints)
 	var out []change
-	fresh := map[serviceKey]struct{}{} // new services, to spot duplicates
-	for _, svc := range services {
+	positions := make([]*cachedService, len(services))
+	seen := 0                         // cache entries marked in this generation
+	var fresh map[serviceKey]struct{} // new services, to spot duplicates
+	for i, svc := range services {
 		if svc == nil {
 			continue
 		}
 		key := serviceKey{svc.Metadata.App, svc.Metadata.Name}
-		ep := eps[key]
-		old := p.cache[key]
+		ep := eps.get(key)
+		var old *cachedService
+		if i < len(p.prev) && p.prev[i] != nil && p.prev[i].key == key {
+			old = p.prev[i]
+		} else {
+			old = p.cache[key]
+		}
 		if old != nil && old.seen == gen {
 			continue // a duplicate in the input: the first one counts
 		}
@@ -274,32 +306,115 @@ func (p *Proxier) changes(services []*api.Service, eps map[serviceKey]*api.Endpo
 			if _, dup := fresh[key]; dup {
 				continue
 			}
+			if fresh == nil {
+				fresh = map[serviceKey]struct{}{}
+			}
 			fresh[key] = struct{}{}
+		} else {
+			old.seen = gen
+			seen++
 		}
 		if old != nil && old.matches(svc, ep) {
-			old.seen = gen
+			positions[i] = old
 			continue
 		}
 		ports, problems := buildService(svc, ep)
 		for _, err := range problems {
 			p.log.Warn("service port skipped", "service", key.String(), "err", err)
 		}
-		c := newCachedService(svc, ep, fragmentFor(ports))
+		c := newCachedService(key, svc, ep, fragmentFor(ports))
 		c.seen = gen
-		if old != nil {
-			old.seen = gen // not removed: replaced
-		}
+		positions[i] = c
 		out = append(out, change{key: key, old: old, new: c})
 	}
-	for key, old := range p.cache {
-		if old.seen != gen {
-			out = append(out, change{key: key, old: old})
+	if seen != len(p.cache) {
+		for key, old := range p.cache {
+			if old.seen != gen {
+				out = append(out, change{key: key, old: old})
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b change) int {
 		return cmp.Or(cmp.Compare(a.key.app, b.key.app), cmp.Compare(a.key.name, b.key.name))
 	})
-	return out
+	return out, positions
+}
+
+// endpointsIndex finds the Endpoints object of each service in turn: by a
+// merge when both lists are sorted the way the agent's informers sort them
+// (by "app/name"), else through a map.
+type endpointsIndex struct {
+	sorted []*api.Endpoints
+	pos    int
+	byKey  map[serviceKey]*api.Endpoints
+}
+
+func newEndpointsIndex(services []*api.Service, endpoints []*api.Endpoints) *endpointsIndex {
+	if servicesSorted(services) && endpointsSorted(endpoints) {
+		return &endpointsIndex{sorted: endpoints}
+	}
+	return &endpointsIndex{byKey: indexEndpoints(endpoints)}
+}
+
+// get returns the Endpoints object of key, or nil. With the merge, keys
+// must come in non-decreasing order.
+func (x *endpointsIndex) get(key serviceKey) *api.Endpoints {
+	if x.byKey != nil {
+		return x.byKey[key]
+	}
+	for ; x.pos < len(x.sorted); x.pos++ {
+		ep := x.sorted[x.pos]
+		if ep == nil {
+			continue
+		}
+		switch c := compareKeys(serviceKey{ep.Metadata.App, ep.Metadata.Name}, key); {
+		case c == 0:
+			return ep
+		case c > 0:
+			return nil
+		}
+	}
+	return nil
+}
+
+// servicesSorted reports whether the services are in non-decreasing key
+// order (duplicates are allowed: the first counts).
+func servicesSorted(services []*api.Service) bool {
+	var last *api.Service
+	for _, s := range services {
+		if s == nil {
+			continue
+		}
+		if last != nil && compareKeys(serviceKey{last.Metadata.App, last.Metadata.Name}, serviceKey{s.Metadata.App, s.Metadata.Name}) > 0 {
+			return false
+		}
+		last = s
+	}
+	return true
+}
+
+// endpointsSorted reports whether the endpoints are in strictly increasing
+// key order: with duplicates the map's choice (the last) applies.
+func endpointsSorted(endpoints []*api.Endpoints) bool {
+	var last *api.Endpoints
+	for _, e := range endpoints {
+		if e == nil {
+			continue
+		}
+		if last != nil && compareKeys(serviceKey{last.Metadata.App, last.Metadata.Name}, serviceKey{e.Metadata.App, e.Metadata.Name}) >= 0 {
+			return false
+		}
+		last = e
+	}
+	return true
+}
+
+// compareKeys orders keys as their "app/name" strings.
+func compareKeys(a, b serviceKey) int {
+	if a.app == b.app {
+		return strings.Compare(a.name, b.name)
+	}
+	return strings.Compare(a.app+"/"+a.name, b.app+"/"+b.name)
 }
 
 // resolveOwners releases the element keys of changed services, then claims

@@ -423,3 +423,54 @@ func TestNewValidatesOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestSyncSortedAndUnsortedInputsAgree checks the two ways of pairing
+// services with their endpoints (a merge of lists sorted by "app/name", as
+// the agent's informers list them, and a map otherwise): a service without
+// an Endpoints object, an Endpoints object without a service, apps whose
+// names sort differently alone and with "/name", and a duplicate service.
+func TestSyncSortedAndUnsortedInputsAgree(t *testing.T) {
+	services := []*api.Service{
+		service("shop", "a", "10.96.1.1", port("http", 80, "TCP")),
+		service("shop", "a", "10.96.1.1", port("http", 80, "TCP")),
+		service("shop", "b", "10.96.1.2", port("http", 80, "TCP")),
+		service("shop-x", "a", "10.96.1.3", port("http", 80, "TCP")), // "shop-x/a" < "shop/a"
+		service("shop", "d", "10.96.1.4", port("http", 80, "TCP")),
+	}
+	eps := []*api.Endpoints{
+		endpoints("shop", "a", addr("10.88.1.1", true)),
+		endpoints("shop", "c", addr("10.88.1.3", true)),
+		endpoints("shop-x", "a", addr("10.88.1.4", true), addr("10.88.1.5", true)),
+		endpoints("shop", "d", addr("10.88.1.6", true)),
+	}
+	byJoinedKey := func(a, b serviceKey) int { return strings.Compare(a.String(), b.String()) }
+	sortedServices := slices.Clone(services)
+	slices.SortStableFunc(sortedServices, func(a, b *api.Service) int {
+		return byJoinedKey(serviceKey{a.Metadata.App, a.Metadata.Name}, serviceKey{b.Metadata.App, b.Metadata.Name})
+	})
+	sortedEps := slices.Clone(eps)
+	slices.SortFunc(sortedEps, func(a, b *api.Endpoints) int {
+		return byJoinedKey(serviceKey{a.Metadata.App, a.Metadata.Name}, serviceKey{b.Metadata.App, b.Metadata.Name})
+	})
+	if !servicesSorted(sortedServices) || !endpointsSorted(sortedEps) || servicesSorted(services) || endpointsSorted(eps) {
+		t.Fatal("the test inputs do not take both paths")
+	}
+	want := fullDump(t, services, eps)
+	if got := fullDump(t, sortedServices, sortedEps); sortedLines(got) != sortedLines(want) {
+		t.Fatalf("sorted inputs:\n%s\nunsorted inputs:\n%s", got, want)
+	}
+	for _, elem := range []string{"10.96.1.1 . 80 . 0 : 10.88.1.1", "10.96.1.3 . 80 . 2 : 10.88.1.5", "10.96.1.4 . 80 . 0 : 10.88.1.6", "no-endpoint-services { 10.96.1.2 . tcp . 80 }"} {
+		if !strings.Contains(want, elem) {
+			t.Fatalf("dump lacks %q:\n%s", elem, want)
+		}
+	}
+	// Incremental syncs alternating between the two forms change nothing.
+	p, fake := newFakeProxier(t)
+	mustSync(t, p, sortedServices, sortedEps)
+	first := fake.LastTransaction
+	mustSync(t, p, services, eps)
+	mustSync(t, p, sortedServices, sortedEps)
+	if fake.LastTransaction != first {
+		t.Fatalf("reordered inputs ran a transaction:\n%s", fake.LastTransaction)
+	}
+}
