@@ -44,6 +44,21 @@ func flipEndpoint(eps []*api.Endpoints, i, round int) []*api.Endpoints {
 	return out
 }
 
+// dropEndpoint returns eps with the last address of service i removed on
+// odd rounds, and eps itself on even ones: the service's endpoint count
+// alternates between 3 and 2.
+func dropEndpoint(eps []*api.Endpoints, i, round int) []*api.Endpoints {
+	if round%2 == 0 {
+		return eps
+	}
+	out := make([]*api.Endpoints, len(eps))
+	copy(out, eps)
+	e := *eps[i]
+	e.Spec.Addresses = eps[i].Spec.Addresses[:len(eps[i].Spec.Addresses)-1]
+	out[i] = &e
+	return out
+}
+
 // discardNFT builds transactions but runs nothing: it isolates the Go side
 // of a sync (comparing inputs, building fragments, diffing).
 type discardNFT struct{ knftables.Interface }
@@ -147,6 +162,41 @@ func BenchmarkSyncNftables(b *testing.B) {
 			cpu.report(b)
 		})
 	}
+}
+
+// The rare change: an endpoint count comes into use (3 -> 2 endpoints in
+// a table where all others have 3) or goes out of use, so the DNAT chains
+// are rewritten through nft.
+func BenchmarkSyncNftablesNewCount(b *testing.B) {
+	testenv.RequireRoot(b)
+	testenv.RequireBinaries(b, "nft", "ip")
+	const n = 10000
+	services, eps := scaleModel(n)
+	w := startWorker(b, addNetns(b, "cpx-bench"))
+	ctx := context.Background()
+	var p *Proxier
+	if err := w.Do(func() (err error) {
+		if p, err = New(Options{}); err != nil {
+			return err
+		}
+		return p.Sync(ctx, services, eps)
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var cpu cpuMeter
+	for i := 0; b.Loop(); i++ {
+		changed := dropEndpoint(eps, n/2, i+1)
+		cpu.start()
+		if err := w.Do(func() error { return p.Sync(ctx, services, changed) }); err != nil {
+			b.Fatal(err)
+		}
+		cpu.stop()
+		if st := p.Stats(); st.Full || st.Services != 1 || st.Netlink {
+			b.Fatalf("stats = %+v, want an incremental sync of one service through nft", st)
+		}
+	}
+	b.ReportMetric(float64(p.Stats().Operations), "ops/tx")
+	cpu.report(b)
 }
 
 // cpuMeter adds up the CPU time of the nft processes (waited-for children)
