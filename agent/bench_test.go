@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -117,8 +118,56 @@ func BenchmarkAgentIdle(b *testing.B) {
 		<-timer.C
 		cpu1, t1 := cpuTime(b, pid), time.Now()
 		b.ReportMetric(100*float64(cpu1-cpu0)/float64(t1.Sub(t0)), "cpu-%")
-		b.ReportMetric(float64(rssBytes(b, pid))/(1<<20), "rss-MiB")
+		b.ReportMetric(float64(procStatus(b, pid, "VmRSS"))/(1<<20), "rss-MiB")
+		b.ReportMetric(float64(procStatus(b, pid, "RssAnon"))/(1<<20), "anon-MiB")
+		b.ReportMetric(float64(procStatus(b, pid, "RssFile"))/(1<<20), "file-MiB")
+		b.ReportMetric(float64(pss(b, pid))/(1<<20), "pss-MiB")
+		var drivers, driverAnon int64
+		for _, d := range logDrivers(b, e.opts.DataDir) {
+			drivers++
+			driverAnon += procStatus(b, d, "RssAnon")
+		}
+		if drivers > 0 {
+			b.ReportMetric(float64(driverAnon)/float64(drivers)/(1<<20), "driver-anon-MiB")
+		}
 	}
+}
+
+// pss is the proportional set size from /proc/PID/smaps_rollup: shared
+// pages (the binary's text, mapped by the agent and every log driver)
+// divided among the processes that map them.
+func pss(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	tb.Fatalf("no Pss in /proc/%d/smaps_rollup", pid)
+	return 0
+}
+
+// logDrivers lists the log driver processes writing under dataDir.
+func logDrivers(tb testing.TB, dataDir string) []int {
+	tb.Helper()
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(cmd), "capstan-log-driver") && strings.Contains(string(cmd), url.QueryEscape(dataDir)) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // cpuTime is the process's user plus system time from /proc/PID/stat.
@@ -136,19 +185,20 @@ func cpuTime(tb testing.TB, pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / hz
 }
 
-// rssBytes is VmRSS from /proc/PID/status.
-func rssBytes(tb testing.TB, pid int) int64 {
+// procStatus is a size field (VmRSS, RssAnon, RssFile) of
+// /proc/PID/status, in bytes.
+func procStatus(tb testing.TB, pid int, field string) int64 {
 	tb.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for _, l := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field+":" {
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
 			return kb << 10
 		}
 	}
-	tb.Fatal("no VmRSS")
+	tb.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }

@@ -47,7 +47,7 @@ func (e *env) runAgent(bin, caFile, token string) *agentProc {
 		"--cgroup-parent", o.CgroupParent, "--insecure-registry", strings.Join(o.InsecureRegistries, ","),
 		// The test runs in the host's namespace: leave its ruleset, routes
 		// and port 53 alone.
-		"--services=false", "--routes=false")
+		"--services=false", "--routes=false", "--serve-addr", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = testWriter{e.t}, testWriter{e.t}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
