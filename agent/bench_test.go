@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -201,4 +202,54 @@ func procStatus(tb testing.TB, pid int, field string) int64 {
 	}
 	tb.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
+}
+
+// BenchmarkLogsAndExec measures the user's round trips through the API
+// server to the agent: a `capstan exec` of a command that prints one line
+// and exits, and a `capstan logs --tail 100` of a container that printed
+// 10,000 lines (about 1 MiB).
+func BenchmarkLogsAndExec(b *testing.B) {
+	e := newEnv(b, false)
+	e.startAgent()
+	ctx := context.Background()
+	p := e.create(e.pod("bench", "chatty", api.Container{Name: "c", Args: []string{"spam", "10000"}}))
+	e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+	key := api.KeyOf(p)
+	e.waitFor("10,000 lines logged", func() bool {
+		rc, err := e.api.Client.Logs(ctx, key, client.LogOptions{Tail: 1})
+		if err != nil {
+			return false
+		}
+		defer rc.Close()
+		var buf [64]byte
+		n, _ := rc.Read(buf[:])
+		return strings.HasPrefix(string(buf[:n]), "waiting")
+	})
+	b.Run("exec", func(b *testing.B) {
+		for b.Loop() {
+			var out strings.Builder
+			code, err := e.api.Client.Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "echo", "hi"}, Stdout: &out})
+			if err != nil || code != 0 || out.String() != "hi\n" {
+				b.Fatalf("exec: %d %v %q", code, err, out.String())
+			}
+		}
+	})
+	for _, tail := range []int{100, -1} {
+		b.Run(fmt.Sprintf("logs-tail-%d", tail), func(b *testing.B) {
+			var bytes int64
+			for b.Loop() {
+				rc, err := e.api.Client.Logs(ctx, key, client.LogOptions{Tail: tail})
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, rc)
+				rc.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				bytes = n
+			}
+			b.SetBytes(bytes)
+		})
+	}
 }
