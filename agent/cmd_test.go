@@ -13,6 +13,7 @@ import (
 
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/internal/nodetest"
 )
 
 // agentProc is a `capstan agent` child process.
@@ -48,7 +49,7 @@ func (e *env) runAgent(bin, caFile, token string) *agentProc {
 		// The test runs in the host's namespace: leave its ruleset, routes
 		// and port 53 alone.
 		"--services=false", "--routes=false", "--serve-addr", "127.0.0.1:0")
-	cmd.Stdout, cmd.Stderr = testWriter{e.t}, testWriter{e.t}
+	cmd.Stdout, cmd.Stderr = nodetest.Writer{T: e.t}, nodetest.Writer{T: e.t}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,12 +1,10 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -19,22 +17,16 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/nodetest"
 	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/internal/testimage"
 	"github.com/capstanhq/capstan/registry"
 )
 
-// TestMain lets the test binary double as the containers' log writer, as
-// the capstan binary does in production.
-func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == runtime.LogDriverCommand {
-		os.Exit(runtime.RunLogDriver(os.Args[2]))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { nodetest.Main(m) }
 
 // testboxPkg is the runtime tests' test program, shared with the agent's.
-const testboxPkg = "github.com/capstanhq/capstan/agent/runtime/testdata/testbox"
+const testboxPkg = nodetest.TestboxPkg
 
 // env is one test's world: an API server, a registry with the testbox
 // image, a containerd child (standing in for the node's containerd, so it
@@ -74,7 +66,7 @@ func newEnv(t testing.TB, managed bool) *env {
 	}
 	e := &env{t: t, dir: dir, node: "node-" + tag, managed: managed}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	e.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e.log = nodetest.Logger(t)
 
 	e.api = apiservertest.Start(t, apiservertest.Options{})
 	e.reg = testimage.StartRegistry(t)
@@ -118,20 +110,8 @@ func (e *env) managedSocket() string {
 // startContainerd runs a containerd child on dir until stop is called.
 func (e *env) startContainerd(dir string) (stop func()) {
 	e.t.Helper()
-	var err error
-	e.proc, err = runtime.NewProcess(runtime.ProcessOptions{Dir: dir}, e.log)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.proc.Start(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("containerd: %v", err)
-		}
-	}
+	e.proc, stop = nodetest.StartContainerd(e.t, dir, e.log)
+	return stop
 }
 
 // connect gives the harness its own runtime on the agent's containerd
@@ -203,8 +183,6 @@ func (e *env) startAgent() (stop func()) {
 // cleanup removes every pod, image, namespace, address and cgroup the test
 // made, and fails the test when mounts are left.
 func (e *env) cleanup() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	if e.managed {
 		// The agent is stopped, and its containerd with it: run one on
 		// the same directory to clean up.
@@ -219,47 +197,7 @@ func (e *env) cleanup() {
 		defer stop()
 		e.connect(e.proc.Address())
 	}
-	pods, err := e.rt.ListPods(ctx)
-	if err != nil {
-		e.t.Errorf("cleanup: list pods: %v", err)
-	}
-	for _, p := range pods {
-		if err := e.rt.RemovePod(ctx, p.Sandbox.PodUID); err != nil {
-			e.t.Errorf("cleanup: remove pod %s: %v", p.Sandbox.PodUID, err)
-		}
-	}
-	if err := e.rt.RemoveImages(ctx); err != nil {
-		e.t.Errorf("cleanup: %v", err)
-	}
-	e.rt.Close()
-	if err := e.net.RemoveBridge(ctx); err != nil {
-		e.t.Errorf("cleanup: %v", err)
-	}
-	for _, root := range cgroupRoots() {
-		os.Remove(filepath.Join(root, e.opts.CgroupParent, e.opts.ContainerdNamespace))
-		os.Remove(filepath.Join(root, e.opts.CgroupParent))
-	}
-	if out, _ := exec.Command("mount").Output(); bytes.Contains(out, []byte(e.dir)) {
-		e.t.Errorf("cleanup: mounts left under %s:\n%s", e.dir, grepLines(out, e.dir))
-	}
-}
-
-func cgroupRoots() []string {
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		return []string{"/sys/fs/cgroup"}
-	}
-	m, _ := filepath.Glob("/sys/fs/cgroup/*")
-	return m
-}
-
-func grepLines(b []byte, s string) string {
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
+	nodetest.Clean(e.t, e.rt, e.net, e.opts.CgroupParent, e.opts.ContainerdNamespace, e.dir)
 }
 
 // pod builds a pod bound to the test's node.
@@ -436,9 +374,3 @@ func (e *env) reasons(app string) func() map[string]bool {
 	}
 }
 
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
-}

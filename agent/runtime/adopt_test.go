@@ -3,7 +3,6 @@ package runtime_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/capstanhq/capstan/agent/network"
 	"github.com/capstanhq/capstan/agent/network/nsfile"
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/internal/nodetest"
 )
 
 // A fresh Runtime, as after an agent restart, finds the running pods from
@@ -29,7 +29,7 @@ func TestAdoptAfterRestart(t *testing.T) {
 	// The agent restarts, and its containerd child with it.
 	e.rt.Close()
 	e.stop()
-	e.startContainerd(slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	e.startContainerd(nodetest.Logger(t))
 	e.rt = e.newRuntime()
 
 	pods, err := e.rt.ListPods(ctx)

@@ -1,36 +1,27 @@
 package runtime_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/agent/network"
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/internal/nodetest"
 	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/internal/testimage"
 	"github.com/capstanhq/capstan/registry"
 )
 
-// TestMain lets the test binary double as the log driver, the way the
-// capstan binary does in production.
-func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == runtime.LogDriverCommand {
-		os.Exit(runtime.RunLogDriver(os.Args[2]))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { nodetest.Main(m) }
 
-const testboxPkg = "github.com/capstanhq/capstan/agent/runtime/testdata/testbox"
+const testboxPkg = nodetest.TestboxPkg
 
 // env is one test's private world: a containerd child with its own root,
 // a containerd namespace, a bridge and a pod CIDR, a registry with the
@@ -66,7 +57,7 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &env{t: t, dir: dir, ns: "capstan-test-" + tag}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := nodetest.Logger(t)
 
 	e.startContainerd(log)
 	t.Cleanup(func() { e.stop() })
@@ -105,20 +96,7 @@ func newEnv(t testing.TB) *env {
 // directory each time.
 func (e *env) startContainerd(log *slog.Logger) {
 	e.t.Helper()
-	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(e.dir, "ctrd")}, log)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- proc.Start(ctx) }()
-	e.proc = proc
-	e.stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			e.t.Errorf("containerd process: %v", err)
-		}
-	}
+	e.proc, e.stop = nodetest.StartContainerd(e.t, filepath.Join(e.dir, "ctrd"), log)
 }
 
 // newRuntime connects a fresh Runtime to the same containerd, as an agent
@@ -127,7 +105,7 @@ func (e *env) newRuntime() *runtime.Containerd {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rt, err := runtime.New(ctx, e.opts, slog.New(slog.NewTextHandler(testWriter{e.t}, nil)))
+	rt, err := runtime.New(ctx, e.opts, nodetest.Logger(e.t))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -137,57 +115,7 @@ func (e *env) newRuntime() *runtime.Containerd {
 // cleanup removes pods (tasks, containers, snapshots, namespaces, IPs), the
 // images of the test namespace, the bridge and the cgroup parents.
 func (e *env) cleanup() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pods, err := e.rt.ListPods(ctx)
-	if err != nil {
-		e.t.Errorf("cleanup: list pods: %v", err)
-	}
-	for _, p := range pods {
-		if err := e.rt.RemovePod(ctx, p.Sandbox.PodUID); err != nil {
-			e.t.Errorf("cleanup: remove pod %s: %v", p.Sandbox.PodUID, err)
-		}
-	}
-	if err := e.rt.RemoveImages(ctx); err != nil {
-		e.t.Errorf("cleanup: %v", err)
-	}
-	e.rt.Close()
-	if err := e.net.RemoveBridge(ctx); err != nil {
-		e.t.Errorf("cleanup: %v", err)
-	}
-	// runc leaves the parent cgroups it created; remove ours, deepest first.
-	for _, root := range cgroupRoots() {
-		os.Remove(filepath.Join(root, e.cgDir))
-		os.Remove(filepath.Join(root, filepath.Dir(e.cgDir)))
-	}
-	if out, _ := exec.Command("mount").Output(); bytes.Contains(out, []byte(e.dir)) {
-		e.t.Errorf("cleanup: mounts left under %s:\n%s", e.dir, grepLines(out, e.dir))
-	}
-}
-
-func cgroupRoots() []string {
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		return []string{"/sys/fs/cgroup"}
-	}
-	m, _ := filepath.Glob("/sys/fs/cgroup/*")
-	return m
-}
-
-func grepLines(b []byte, s string) string {
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+	nodetest.Clean(e.t, e.rt, e.net, e.opts.CgroupParent, e.ns, e.dir)
 }
 
 // eventually polls cond until it holds or the deadline passes.
