@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,8 +55,11 @@ func BenchmarkFailover(b *testing.B) {
 // share), to when the service's endpoints no longer listed it (endpoints)
 // and to when the client node's nftables no longer sent to it (proxy);
 // and, once made ready again, until it answered again (back). Twelve
-// toggles, each echo pod twice, and the mean and the maximum of
-// each. One iteration is a whole cluster: run with -benchtime=1x.
+// toggles, each echo pod twice, and the mean and the maximum of each;
+// late-hits counts requests the victim answered after the client node's
+// proxy had dropped it (want 0). A drain of 0 means no request started
+// after the toggle reached the victim. One iteration is a whole cluster:
+// run with -benchtime=1x.
 func BenchmarkUnreadyDrain(b *testing.B) {
 	const toggles = 12
 	for range b.N {
@@ -62,14 +67,24 @@ func BenchmarkUnreadyDrain(b *testing.B) {
 		from := web[0]
 		by := ReadyPods(echo)
 		var drain, unready, endpoints, proxy, back []time.Duration
+		var late, failed int
+		// One line for all toggles: the testing package keeps only the
+		// first ten lines of a benchmark's log.
+		var rows []string
 		b.ResetTimer()
 		for i := range toggles {
 			v := by[c.Hosts[i%len(c.Hosts)].Name][i/len(c.Hosts)%2]
 			d := c.DrainEndpoint(from, v, others(echo, v), 30*time.Second)
-			b.Logf("toggle %d, client on %s, victim on %s: %s", i, from.Spec.NodeName, v.Spec.NodeName, d)
 			drain, unready, endpoints, proxy, back = append(drain, d.LastHit), append(unready, d.Unready), append(endpoints, d.Endpoints), append(proxy, d.Proxy), append(back, d.BackHit)
+			late, failed = late+d.LateHits, failed+d.Failed
+			rows = append(rows, fmt.Sprintf("%s>%s %d/%d/%d/%d/%d %d %d/%d", from.Spec.NodeName, v.Spec.NodeName,
+				d.LastHit.Milliseconds(), d.Unready.Milliseconds(), d.Endpoints.Milliseconds(), d.Proxy.Milliseconds(), d.BackHit.Milliseconds(),
+				d.LateHits, d.Failed, d.Requests))
 		}
 		b.StopTimer()
+		b.Logf("per toggle (client>victim node, drain/unready/endpoints/proxy/back ms, late hits, failed/requests): %s", strings.Join(rows, "; "))
+		b.ReportMetric(float64(late), "late-hits")
+		b.ReportMetric(float64(failed), "failed-requests")
 		for _, m := range []struct {
 			name string
 			ds   []time.Duration
