@@ -381,6 +381,7 @@ func nextSteps(w io.Writer, dataDir, adminConfig, demoDir string) {
 	fmt.Fprintf(&b, "\nCapstan is up. The CLI's config is %s:\n", adminConfig)
 	fmt.Fprintf(&b, "  export CAPSTAN_CONFIG=%s\n", adminConfig)
 	b.WriteString("  capstan get pods -A                 # the pods, their nodes and IPs\n")
+	b.WriteString("  capstan logs shop/POD -f            # a container's log\n")
 	b.WriteString("  capstan rollout status shop -w      # follow a rollout\n")
 	b.WriteString("  capstan history shop                # every commit git sync looked at\n")
 	if demoDir != "" {
