@@ -114,7 +114,8 @@ func (t *agentTarget) call(req *http.Request, want int) (*http.Response, error) 
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
-	return nil, errorf(resp.StatusCode, http.StatusText(resp.StatusCode), fmt.Errorf("node %s: %s", t.node, strings.TrimSpace(string(msg))))
+	reason := strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "") // "Not Found" -> "NotFound"
+	return nil, errorf(resp.StatusCode, reason, fmt.Errorf("node %s: %s", t.node, strings.TrimSpace(string(msg))))
 }
 
 // handlePodLog streams a container's log: GET
