@@ -2,28 +2,34 @@
 // the way kube-proxy's nftables mode does, through sigs.k8s.io/knftables.
 //
 // It owns one nftables table (family ip, named by Options.Table, default
-// "capstan") and nothing else in the ruleset. The table holds a few static
-// chains hooked into prerouting, output, postrouting, input and forward, and
-// per service port a chain and a few map elements:
+// "capstan") and nothing else in the ruleset. Its chains, sets and maps are
+// static; services live in set and map elements only:
 //
-//	service-ips        VIP . proto . port      -> goto service-<hash>-app/svc/proto/port
-//	service-nodeports  proto . node port       -> goto external-<hash>-... (masquerade, then the service chain)
-//	no-endpoint-*      same keys, no ready endpoint -> goto reject-chain
-//	service-...        one rule per endpoint: numgen random mod k == 0 dnat to ip:port
-//	hairpin            endpoint . endpoint: masqueraded in postrouting
+//	service-ips          VIP . proto . port of services with ready endpoints -> goto service-dnat
+//	service-nodeports    proto . node port of those                          -> goto nodeport-dnat (masquerade mark first)
+//	no-endpoint-*        same keys, no ready endpoint                        -> goto reject-chain
+//	service-tcp-endpoints, ... (per protocol; nodeport-tcp-endpoints, ...)
+//	                     VIP . port . slot -> endpoint address . port
+//	service-dnat, nodeport-dnat
+//	                     per endpoint count n in use and protocol:
+//	                     dnat to the map's endpoint for numgen random mod n offset n(n-1)/2
+//	hairpin              endpoint . endpoint: masqueraded in postrouting
 //
-// docs/proxy.md describes the layout and the packet flow in full.
+// Adding, changing or removing services and endpoints therefore changes
+// elements only, which the kernel applies without revalidating the table;
+// only an endpoint count coming into or going out of use rewrites the two
+// DNAT chains. docs/proxy.md describes the layout and the packet flow in
+// full.
 //
 // The package is split into a pure core and an edge. Build (model.go) turns
 // API Services and Endpoints into ServicePorts; fragment (rules.go) turns one
-// service's ServicePorts into the chains and elements it needs; plan
-// (diff.go) compares old and new fragments and appends only the differences
-// to a knftables transaction. None of these do I/O. Proxier (proxier.go) keeps
-// the last programmed fragments, runs the transaction through a
-// knftables.Interface and rebuilds the whole table in one transaction on its
-// first sync and after any failed one. A change that only replaces the
-// endpoints of services keeping at least one goes over netlink instead
-// (netlink.go), skipping nft's fetch of every chain.
+// service's ServicePorts into the elements it needs; plan (diff.go) compares
+// old and new fragments and appends only the differences to a knftables
+// transaction. None of these do I/O. Proxier (proxier.go) keeps the last
+// programmed fragments, runs the transaction through nft and rebuilds the
+// whole table in one transaction on its first sync and after any failed
+// one. A change that touches elements only goes over netlink instead
+// (netlink.go), without starting nft.
 //
 // Concurrency: a Proxier serialises Sync and Cleanup with a mutex; callers
 // may call them from any goroutine. Alternatively Start runs a loop that

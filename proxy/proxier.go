@@ -136,9 +136,10 @@ type Proxier struct {
 	// generation counts calls to changes; see cachedService.seen.
 	generation uint64
 	// prev holds, per position in the last synced input, the cache entry
-	// of the service there (nil for nil and duplicate entries).
-	prev  []*cachedService
-	stats SyncStats
+	// of the service there (nil for nil and duplicate entries); spare is
+	// the one before, reused for the next sync's.
+	prev, spare []*cachedService
+	stats       SyncStats
 
 	// pending is the latest Update not yet taken by Start; wake signals it.
 	pendingMu sync.Mutex
@@ -185,14 +186,14 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 	}
 	changes, positions := p.changes(services, endpoints)
 	if !full && len(changes) == 0 {
-		p.prev = positions
+		p.prev, p.spare = positions, p.prev
 		return nil
 	}
 	p.resolveOwners(changes)
 	stats, err := p.program(ctx, full, changes)
 	if err != nil {
 		p.synced = false
-		p.prev = nil
+		p.prev, p.spare = nil, positions
 		return err
 	}
 	for _, c := range changes {
@@ -202,7 +203,7 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 			p.cache[c.key] = c.new
 		}
 	}
-	p.prev = positions
+	p.prev, p.spare = positions, p.prev
 	p.synced = true
 	stats.Elapsed = time.Since(start)
 	p.stats = stats
@@ -284,7 +285,12 @@ func (p *Proxier) changes(services []*api.Service, endpoints []*api.Endpoints) (
 	gen := p.generation
 	eps := newEndpointsIndex(services, endpoints)
 	var out []change
-	positions := make([]*cachedService, len(services))
+	positions := p.spare // the slice before prev, reused: no garbage per sync
+	if cap(positions) < len(services) {
+		positions = make([]*cachedService, len(services))
+	}
+	positions = positions[:len(services)]
+	clear(positions)
 	seen := 0                         // cache entries marked in this generation
 	var fresh map[serviceKey]struct{} // new services, to spot duplicates
 	for i, svc := range services {
