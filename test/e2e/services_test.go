@@ -95,7 +95,7 @@ func TestServices(t *testing.T) {
 			vip        string
 		}{
 			{echo[0], "echo", echoName, echoVIP},                                     // same app: first search domain
-			{web[0], "web", "web." + webApp + ".svc.cluster.local", webVIP},          // same app, the other app
+			{web[0], "web", "web." + webApp + ".svc.cluster.local", webVIP},          // same app, in app web
 			{web[0], "echo." + EchoApp, echoName, echoVIP},                           // across apps: <svc>.<app> + svc.cluster.local
 			{echo[0], "web." + webApp + ".svc", "web.web.svc.cluster.local", webVIP}, // <svc>.<app>.svc + cluster.local
 		} {
