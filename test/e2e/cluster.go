@@ -504,7 +504,7 @@ func tail(path string, n int) string {
 func (c *Cluster) CLI(config string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, c.Bin, append(args, "--config", config)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, c.Bin, append([]string{"--config", config}, args...)...).CombinedOutput()
 	return string(out), err
 }
 

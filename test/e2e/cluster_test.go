@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,29 @@ func TestCluster(t *testing.T) {
 			if len(got) != 1 || got[0] != vip {
 				t.Errorf("%s on %s: A %v, want the VIP %s", name, h.Name, got, vip)
 			}
+		}
+	})
+
+	t.Run("logs and exec reach every node through the server", func(t *testing.T) {
+		// The CLI runs in the root namespace and talks to the server only;
+		// the server forwards to each host's agent over the switch.
+		by := ReadyPods(pods)
+		for _, h := range c.Hosts {
+			p := by[h.Name][0]
+			ref := p.Metadata.App + "/" + p.Metadata.Name
+			out, err := c.CLI(c.AdminConfigPath(), "logs", ref, "--tail", "1")
+			if want := "echo " + p.Metadata.Name + " serving on :8080\n"; err != nil || out != want {
+				t.Errorf("capstan logs %s (on %s): %v %q, want %q", ref, h.Name, err, out, want)
+			}
+			out, err = c.CLI(c.AdminConfigPath(), "exec", ref, "--", "/echo", "hostname")
+			if err != nil || out != p.Metadata.Name+"\n" {
+				t.Errorf("capstan exec %s (on %s): %v %q", ref, h.Name, err, out)
+			}
+		}
+		// A node's own credentials read the API but not logs.
+		out, err := c.CLI(c.Hosts[0].ConfigPath(), "logs", by["h1"][0].Metadata.App+"/"+by["h1"][0].Metadata.Name)
+		if err == nil || !strings.Contains(out, "may not") {
+			t.Errorf("logs with node credentials: %v %q, want refused", err, out)
 		}
 	})
 

@@ -9,6 +9,10 @@
 // made it unready; POST /ready makes it ready again. Both POSTs answer
 // "HOSTNAME ready" or "HOSTNAME unready". Every other request, whatever
 // the path, gets the "HOSTNAME REMOTE-IP" answer, ready or not.
+//
+// It prints "echo HOSTNAME serving on :8080" when it starts (for `capstan
+// logs`), and `echo hostname` prints the host name and exits (for `capstan
+// exec`: the image holds nothing else to run).
 package main
 
 import (
@@ -24,6 +28,10 @@ import (
 
 func main() {
 	host, _ := os.Hostname()
+	if len(os.Args) == 2 && os.Args[1] == "hostname" {
+		fmt.Println(host)
+		return
+	}
 	var unready atomic.Bool
 	srv := &http.Server{Addr: ":8080", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -47,7 +55,13 @@ func main() {
 		<-ctx.Done()
 		_ = srv.Shutdown(context.Background())
 	}()
-	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("echo %s serving on %s\n", host, srv.Addr)
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
