@@ -34,6 +34,8 @@
 // Concurrency: a Proxier serialises Sync and Cleanup with a mutex; callers
 // may call them from any goroutine. Alternatively Start runs a loop that
 // programs the latest input given to Update (non-blocking, latest wins) and
-// retries failures; the agent's informers feed it. The nft binary and the
-// netlink socket act on the network namespace of the calling OS thread.
+// retries failures; the agent's informers feed it. The nft binary acts on
+// the network namespace of the calling OS thread; the netlink socket, kept
+// open across syncs, on that of the thread of the first sync that used it.
+// Call a Proxier from one network namespace.
 package proxy

@@ -18,9 +18,19 @@ import (
 // brings an endpoint count into use or out of use (a DNAT rule to add or
 // remove). The elements it writes are byte for byte the ones nft compiles
 // from the text the plan gives knftables, so 'nft list' shows the same
-// whichever path wrote them. The netlink socket is opened in the network
-// namespace of the calling thread, as nft would be.
-type netlinkWriter struct{ table string }
+// whichever path wrote them.
+//
+// The socket is opened on the first write, in the network namespace of the
+// calling thread (as nft would be), and kept: closing a netfilter netlink
+// socket waits for the kernel to finish releasing the last transaction (an
+// RCU grace period, ~10 ms of sleep), and a socket closed in the background
+// makes the next commit wait for that instead. It is closed after a failed
+// write (the next one opens a new one), by Cleanup, and when the Proxier
+// is garbage collected.
+type netlinkWriter struct {
+	table string
+	conn  *nftables.Conn
+}
 
 // fieldKind is one part of a concatenated key or value, as the kernel
 // stores it: each part padded to a 32-bit register.
@@ -154,29 +164,40 @@ func netlinkBatches(p *plan) ([]elementBatch, error) {
 	return out, nil
 }
 
-func (w netlinkWriter) write(p *plan) error {
+func (w *netlinkWriter) write(p *plan) error {
 	batches, err := netlinkBatches(p)
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
+	if w.conn == nil {
+		if w.conn, err = nftables.New(nftables.AsLasting()); err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
 	}
 	t := &nftables.Table{Name: w.table, Family: nftables.TableFamilyIPv4}
 	for _, b := range batches {
 		set := &nftables.Set{Table: t, Name: b.set, IsMap: elementLayouts[b.set].data != nil}
 		if b.del {
-			err = c.SetDeleteElements(set, b.elems)
+			err = w.conn.SetDeleteElements(set, b.elems)
 		} else {
-			err = c.SetAddElements(set, b.elems)
+			err = w.conn.SetAddElements(set, b.elems)
 		}
 		if err != nil {
+			w.close()
 			return fmt.Errorf("netlink: %s: %w", b.set, err)
 		}
 	}
-	if err := c.Flush(); err != nil {
+	if err := w.conn.Flush(); err != nil {
+		w.close() // unread replies may be left in it
 		return fmt.Errorf("netlink: %w", err)
 	}
 	return nil
+}
+
+// close closes the socket, if open.
+func (w *netlinkWriter) close() {
+	if w.conn != nil {
+		w.conn.CloseLasting()
+		w.conn = nil
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -140,6 +141,8 @@ type Proxier struct {
 	// the one before, reused for the next sync's.
 	prev, spare []*cachedService
 	stats       SyncStats
+	// nl writes element-only changes over netlink (fast path).
+	nl *netlinkWriter
 
 	// pending is the latest Update not yet taken by Start; wake signals it.
 	pendingMu sync.Mutex
@@ -245,7 +248,12 @@ func (p *Proxier) program(ctx context.Context, full bool, changes []change) (Syn
 	if !full && len(pl.chains) == 0 && p.opts.fastPath {
 		stats.Netlink = true
 		stats.Operations = len(pl.delElems) + len(pl.addElems) + len(pl.addHairpin) + len(pl.delHairpin)
-		if err := (netlinkWriter{table: p.opts.Table}).write(&pl); err != nil {
+		if p.nl == nil {
+			p.nl = &netlinkWriter{table: p.opts.Table}
+			// Close the socket when the Proxier goes away unused.
+			runtime.AddCleanup(p, (*netlinkWriter).close, p.nl)
+		}
+		if err := p.nl.write(&pl); err != nil {
 			return stats, fmt.Errorf("proxy: update nftables table ip %s over netlink (the next sync rebuilds the table with nft): %w", p.opts.Table, err)
 		}
 		return stats, nil
@@ -488,6 +496,9 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.synced = false
+	if p.nl != nil {
+		p.nl.close()
+	}
 	tx := p.opts.NFT.NewTransaction()
 	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})
