@@ -176,6 +176,7 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	bg.Go(func() { a.heartbeat(runCtx) })
 	bg.Go(func() { a.serve(runCtx) })
+	bg.Go(func() { a.watchExits(runCtx) })
 	a.log.Info("agent running", "pods", len(a.pods.List()))
 	<-ctx.Done()
 	return nil
@@ -264,6 +265,47 @@ func (a *Agent) adopt(ctx context.Context) error {
 	}
 	a.log.Info("adopted pods", "runtime_pods", len(states), "workers", len(a.workers))
 	return nil
+}
+
+// watchExits wakes the worker of a pod whose container exited, so a crash
+// is seen at once rather than at the next status sync. When the event
+// stream breaks (containerd restarted) it subscribes again and wakes every
+// worker, since exits may have been missed meanwhile.
+func (a *Agent) watchExits(ctx context.Context) {
+	delay := 100 * time.Millisecond
+	for {
+		exits := a.rt.Exits(ctx)
+		a.triggerAll() // whatever exited before the subscription
+		for id := range exits {
+			delay = 100 * time.Millisecond
+			st, err := a.rt.ContainerStatus(ctx, id)
+			if err != nil {
+				continue // removed meanwhile
+			}
+			a.mu.Lock()
+			w := a.workers[st.PodUID]
+			a.mu.Unlock()
+			if w != nil {
+				w.trigger()
+			}
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+func (a *Agent) triggerAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, w := range a.workers {
+		w.trigger()
+	}
 }
 
 // dispatch wakes the worker of a pod that changed, creating it if needed.

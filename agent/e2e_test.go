@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -324,4 +325,28 @@ func TestSandboxFailureRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitPod(second, "running once the address is free", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+}
+
+// TestExitSeenFromEvents: with status syncs an hour apart, a container
+// killed from outside still reaches the pod's status, woken by
+// containerd's exit event.
+func TestExitSeenFromEvents(t *testing.T) {
+	e := newEnv(t, false)
+	e.opts.StatusSyncInterval = time.Hour
+	e.startAgent()
+	p := e.pod("jobs", "events", api.Container{Name: "c", Args: []string{"sleep"}})
+	p.Spec.RestartPolicy = api.RestartNever
+	p = e.create(p)
+	e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+	ps, ok := e.podState(p.Metadata.UID)
+	if !ok || len(ps.Containers) != 1 || ps.Containers[0].PID == 0 {
+		t.Fatalf("pod state: %+v", ps)
+	}
+	if err := syscall.Kill(int(ps.Containers[0].PID), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitPod(p, "succeeded", func(p *api.Pod) bool { return p.Status.Phase == api.PodSucceeded })
+	if term := got.Status.Containers[0].State.Terminated; term == nil || term.ExitCode != 0 {
+		t.Errorf("terminated = %+v, want exit 0", term)
+	}
 }

@@ -373,4 +373,3 @@ func (e *env) reasons(app string) func() map[string]bool {
 		return out
 	}
 }
-

@@ -22,7 +22,7 @@ const (
 	DefaultMaxPods             = 110
 	DefaultHeartbeatInterval   = 5 * time.Second
 	DefaultTerminationDrain    = 2 * time.Second
-	DefaultStatusSyncInterval  = 2 * time.Second
+	DefaultStatusSyncInterval  = 10 * time.Second
 	DefaultBackoffInitial      = 10 * time.Second
 	DefaultBackoffMax          = 5 * time.Minute
 	DefaultBackoffReset        = 10 * time.Minute
@@ -104,7 +104,9 @@ type Options struct {
 	// HeartbeatInterval is how often the Lease is renewed. Default 5 s.
 	HeartbeatInterval time.Duration
 	// StatusSyncInterval is how often each pod worker looks at its
-	// containers when nothing else wakes it. Default 2 s.
+	// containers when nothing else wakes it: changes to the pod, probe
+	// verdicts and containerd's exit events wake it at once, so this only
+	// bounds what a missed event delays. Default 10 s.
 	StatusSyncInterval time.Duration
 	// Logger receives the agent's logs. Default: discard.
 	Logger *slog.Logger

@@ -128,7 +128,7 @@ func (w *worker) pass(ctx context.Context) (next time.Duration, done bool) {
 	w.readProbes()
 	now := a.opts.Now()
 	p := podPlan(pod, w.obs, w.mem, a.opts.Backoff, now)
-	retry := a.opts.StatusSyncInterval
+	retry := min(a.opts.StatusSyncInterval, errorRetry)
 	switch {
 	case p.Forget:
 		w.closeProbers()
@@ -157,10 +157,11 @@ func (w *worker) pass(ctx context.Context) (next time.Duration, done bool) {
 	w.apply(ctx, pod, p)
 	w.syncProbers(ctx, pod)
 	w.readProbes()
+	next = a.opts.StatusSyncInterval
 	if err := w.writeStatus(ctx, pod); err != nil && ctx.Err() == nil {
 		a.log.Warn("write pod status; retrying", "pod", w.key, "err", err)
+		next = retry
 	}
-	next = retry
 	if !p.Wake.IsZero() {
 		// Recompute: apply may have moved the wake-up (failures).
 		next = min(next, max(p.Wake.Sub(a.opts.Now()), 0))
@@ -208,8 +209,11 @@ func (w *worker) refresh(ctx context.Context) {
 	}
 }
 
+// errorRetry bounds the wait before a failed step is tried again.
+const errorRetry = 2 * time.Second
+
 // fullRefreshEvery is how many status syncs pass between full refreshes.
-const fullRefreshEvery = 30
+const fullRefreshEvery = 6
 
 // alive reports whether a running container's process still lives, as
 // first seen.

@@ -13,9 +13,11 @@ import (
 	"sync"
 	"syscall"
 
+	apievents "github.com/containerd/containerd/api/events"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
 
 	"github.com/capstanhq/capstan/agent/network/nsfile"
 )
@@ -192,4 +194,42 @@ func orDiscard(w io.Writer) io.Writer {
 		return io.Discard
 	}
 	return w
+}
+
+// Exits implements Runtime with containerd's /tasks/exit events of this
+// runtime's namespace; exits of exec'd processes are left out.
+func (c *Containerd) Exits(ctx context.Context) <-chan string {
+	out := make(chan string, 64)
+	ctx, cancel := context.WithCancel(ctx)
+	envs, errs := c.client.Subscribe(ctx, `topic=="/tasks/exit"`, fmt.Sprintf("namespace==%q", c.opts.Namespace))
+	go func() {
+		defer close(out)
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err := <-errs:
+				if err != nil && ctx.Err() == nil {
+					c.log.Warn("containerd events ended", "err", err)
+				}
+				return
+			case env := <-envs:
+				if env == nil || env.Event == nil {
+					continue
+				}
+				v, err := typeurl.UnmarshalAny(env.Event)
+				ex, ok := v.(*apievents.TaskExit)
+				if err != nil || !ok || ex.ID != ex.ContainerID {
+					continue
+				}
+				select {
+				case out <- ex.ContainerID:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
 }

@@ -44,6 +44,11 @@ type Runtime interface {
 	PodContainers(ctx context.Context, podUID string) ([]ContainerStatus, error)
 	// Exec runs cmd inside a running container and returns its exit code.
 	Exec(ctx context.Context, id string, cmd []string, stdio ExecIO) (int, error)
+	// Exits reports, by container ID, every container whose main process
+	// exits, until ctx ends or the connection to containerd breaks; then
+	// the channel is closed and exits may have been missed: subscribe
+	// again and look at every container.
+	Exits(ctx context.Context) <-chan string
 }
 
 // PullPolicy says when EnsureImage contacts the registry.
