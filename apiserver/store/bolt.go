@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -453,8 +454,16 @@ func (w *txWriter) update(obj api.Object) (api.Object, error) {
 	return obj, nil
 }
 
-// specJSON returns the JSON of obj's spec, as it is stored.
+// specJSON returns the JSON of obj's spec, as it is stored: the Spec
+// field marshalled alone when the object has one (the bytes are the same
+// as inside the whole object, without encoding the rest), else taken out
+// of the whole object's JSON.
 func specJSON(obj api.Object) (json.RawMessage, error) {
+	if v := reflect.ValueOf(obj); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
+		if f := v.Elem().FieldByName("Spec"); f.IsValid() && f.CanAddr() {
+			return json.Marshal(f.Addr().Interface())
+		}
+	}
 	data, err := json.Marshal(obj)
 	if err != nil {
 		return nil, err
@@ -466,6 +475,64 @@ func specJSON(obj api.Object) (json.RawMessage, error) {
 		return nil, err
 	}
 	return v.Spec, nil
+}
+
+// modify is a read-modify-write of the stored object k inside the
+// transaction: a compare-and-swap on rv (when not zero), then fn, then the
+// write an update makes.
+func (w *txWriter) modify(k api.Key, rv int64, fn func(api.Object) error) (api.Object, error) {
+	if fn == nil {
+		return nil, fmt.Errorf("%s: modify without a function", k)
+	}
+	b, err := w.bucket(k.Kind)
+	if err != nil {
+		return nil, err
+	}
+	old := b.Get(objectKey(k))
+	if old == nil {
+		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
+	}
+	obj, err := api.Decode(k.Kind, old)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", k, err)
+	}
+	m := obj.Meta()
+	if rv != 0 && rv != m.ResourceVersion {
+		return nil, fmt.Errorf("%s at resourceVersion %d, now %d: %w", k, rv, m.ResourceVersion, ErrConflict)
+	}
+	uid, created, gen, cur := m.UID, m.CreatedAt, m.Generation, m.ResourceVersion
+	before, err := specJSON(obj)
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(obj); err != nil {
+		return nil, err
+	}
+	m = obj.Meta()
+	if api.KeyOf(obj) != k {
+		return nil, fmt.Errorf("%s: modify may not change the key to %s", k, api.KeyOf(obj))
+	}
+	m.UID, m.CreatedAt, m.Generation, m.ResourceVersion = uid, created, gen, cur
+	if h := w.s.hooks; h != nil {
+		oldObj, err := api.Decode(k.Kind, old)
+		if err != nil {
+			return nil, fmt.Errorf("decode stored %s: %w", k, err)
+		}
+		if err := h.BeforeUpdate(allocations{w.tx.Bucket(bucketAllo)}, oldObj, obj); err != nil {
+			return nil, err
+		}
+	}
+	after, err := specJSON(obj)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(before, after) {
+		m.Generation++
+	}
+	if _, err := w.put(b, k, obj, Modified); err != nil {
+		return nil, err
+	}
+	return obj, nil
 }
 
 func (w *txWriter) delete(k api.Key, rv int64) (api.Object, error) {
@@ -559,6 +626,8 @@ func (s *Bolt) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
 				out[i], err = w.update(op.Object)
 			case OpDelete:
 				out[i], err = w.delete(op.Key, op.ResourceVersion)
+			case OpModify:
+				out[i], err = w.modify(op.Key, op.ResourceVersion, op.Modify)
 			default:
 				err = fmt.Errorf("unknown operation %d", op.Type)
 			}

@@ -92,15 +92,27 @@ const (
 	OpCreate OpType = iota + 1
 	OpUpdate
 	OpDelete
+	// OpModify reads the stored object Key inside the transaction, checks
+	// ResourceVersion (when not zero) like a compare-and-swap update, lets
+	// Modify change it and writes it back as an update would (hooks,
+	// Generation, a Modified event). The caller sends a few fields instead
+	// of the whole object (a pod binding).
+	OpModify
 )
 
 // Op is one step of a transaction. Create and Update carry Object; Delete
-// carries Key and optionally ResourceVersion.
+// carries Key and optionally ResourceVersion; Modify carries Key,
+// optionally ResourceVersion, and Modify.
 type Op struct {
 	Type            OpType
 	Object          api.Object
 	Key             api.Key
 	ResourceVersion int64
+	// Modify changes the stored object in place (OpModify). It may run
+	// more than once (a group commit re-runs a transaction without a write
+	// that failed in it), each time on a fresh copy; an error from it
+	// fails the step and the transaction.
+	Modify func(api.Object) error
 }
 
 // EventType says what happened to an object.
