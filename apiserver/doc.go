@@ -16,9 +16,17 @@
 //	PUT    /api/v1/{kind}/{app}/{name}         update the spec and metadata (CAS on resourceVersion)
 //	PUT    /api/v1/{kind}/{app}/{name}/status  update the status
 //	DELETE /api/v1/{kind}/{app}/{name}         delete (?force=true; ?resourceVersion=)
-//	POST   /api/v1/txn                         apply several writes, all or none
+//	POST   /api/v1/txn                         apply several writes, all or none (?objects=false: answer only the resourceVersions)
 //	GET    /api/v1/pods/{app}/{name}/log       a container's log from its agent (?container=&follow=&previous=&tail=&timestamps=)
 //	POST   /api/v1/pods/{app}/{name}/exec      run a command (?container=&command=...&stdin=&tty=), upgraded to capstan-exec.v1
+//
+// A transaction's steps are {"op": "create"|"update", "object": {...}},
+// {"op": "delete", "key": "kind/app/name", "resourceVersion": N} (N
+// optional) and {"op": "bind", "key": "pods/app/name", "resourceVersion":
+// N, "nodeName": "node"}: the scheduler's binding, a compare-and-swap on N
+// done by the server that sets spec.nodeName and the Scheduled=True
+// condition, refused with 409 for a pod bound to another node or being
+// deleted (binding.go). Only admins run transactions.
 //
 // Concurrency: a Server serves requests concurrently; each watch has its
 // own goroutine and buffer in the store, so a slow watcher is cut off

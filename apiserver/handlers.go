@@ -413,13 +413,15 @@ type TxnRequest struct {
 	Ops []TxnOp `json:"ops"`
 }
 
-// TxnOp is one step: op "create" or "update" with object, or "delete" with
-// key ("kind/app/name") and optionally resourceVersion.
+// TxnOp is one step: op "create" or "update" with object, "delete" with
+// key ("kind/app/name") and optionally resourceVersion, or "bind" with a
+// pod's key, resourceVersion and nodeName (binding.go).
 type TxnOp struct {
 	Op              string          `json:"op"`
 	Object          json.RawMessage `json:"object,omitempty"`
 	Key             string          `json:"key,omitempty"`
 	ResourceVersion int64           `json:"resourceVersion,omitempty"`
+	NodeName        string          `json:"nodeName,omitempty"`
 }
 
 // TxnResponse lists the objects as written, one per step.
@@ -430,6 +432,10 @@ type TxnResponse struct {
 func (s *Server) handleTxn(ctx context.Context, w http.ResponseWriter, r *http.Request, role string) error {
 	if role != RoleAdmin {
 		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %s may not run transactions", role))
+	}
+	objects, err := txnWantsObjects(r)
+	if err != nil {
+		return err
 	}
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -464,13 +470,23 @@ func (s *Server) handleTxn(ctx context.Context, w http.ResponseWriter, r *http.R
 				return fmt.Errorf("step %d: %w", i, err)
 			}
 			ops[i] = store.Op{Type: store.OpDelete, Key: k, ResourceVersion: op.ResourceVersion}
+		case "bind":
+			bop, err := s.bindOp(op)
+			if err != nil {
+				return fmt.Errorf("step %d: %w", i, err)
+			}
+			ops[i] = bop
 		default:
-			return badRequest(fmt.Sprintf("step %d: op %q: want create, update or delete", i, op.Op))
+			return badRequest(fmt.Sprintf("step %d: op %q: want create, update, delete or bind", i, op.Op))
 		}
 	}
 	out, err := s.store.Txn(ctx, ops)
 	if err != nil {
 		return err
+	}
+	if !objects {
+		writeJSON(w, http.StatusOK, txnRevisions(out))
+		return nil
 	}
 	writeJSON(w, http.StatusOK, TxnResponse{Objects: out})
 	return nil
@@ -512,6 +528,7 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	w.WriteHeader(http.StatusOK)
 	w.Flush()
 	enc := json.NewEncoder(w)
+	var line []byte
 	bookmarks := time.NewTicker(s.opts.BookmarkInterval)
 	defer bookmarks.Stop()
 	for {
@@ -524,7 +541,8 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 				}
 				return nil
 			}
-			if err := enc.Encode(WatchEvent{Type: string(e.Type), Object: e.Object}); err != nil {
+			line = appendWatchEvent(line[:0], string(e.Type), e.Object)
+			if _, err := w.Write(line); err != nil {
 				return nil // client gone
 			}
 			if len(watcher.C) == 0 {

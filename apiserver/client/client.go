@@ -276,10 +276,36 @@ func (c *Client) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]a
 
 // TxnOp is one step of a transaction.
 type TxnOp struct {
-	Op              string     `json:"op"` // create, update, delete
+	Op              string     `json:"op"` // create, update, delete, bind
 	Object          api.Object `json:"object,omitempty"`
 	Key             string     `json:"key,omitempty"`
 	ResourceVersion int64      `json:"resourceVersion,omitempty"`
+	NodeName        string     `json:"nodeName,omitempty"` // bind
+}
+
+// BindOp is the transaction step that binds pod k, still at
+// resourceVersion rv, to node: the server sets spec.nodeName and the
+// condition Scheduled=True in one compare-and-swap. A pod that changed
+// since rv, is bound to another node or is being deleted fails with a
+// conflict. Only admins may bind.
+func BindOp(k api.Key, rv int64, node string) TxnOp {
+	return TxnOp{Op: "bind", Key: k.String(), ResourceVersion: rv, NodeName: node}
+}
+
+// Bind binds one pod (see BindOp) and returns it as stored.
+func (c *Client) Bind(ctx context.Context, k api.Key, rv int64, node string) (*api.Pod, error) {
+	out, err := c.Txn(ctx, []TxnOp{BindOp(k, rv, node)})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != 1 {
+		return nil, fmt.Errorf("bind %s: the server answered %d objects", k, len(out))
+	}
+	p, ok := out[0].(*api.Pod)
+	if !ok {
+		return nil, fmt.Errorf("bind %s: the server answered a %T", k, out[0])
+	}
+	return p, nil
 }
 
 // Txn applies every step or none.
@@ -299,6 +325,21 @@ func (c *Client) Txn(ctx context.Context, ops []TxnOp) ([]api.Object, error) {
 		objs = append(objs, obj)
 	}
 	return objs, nil
+}
+
+// TxnRevisions is Txn for a caller that needs only the resourceVersion
+// each step wrote, not the objects (the server leaves them out).
+func (c *Client) TxnRevisions(ctx context.Context, ops []TxnOp) ([]int64, error) {
+	var out struct {
+		ResourceVersions []int64 `json:"resourceVersions"`
+	}
+	if err := c.Do(ctx, http.MethodPost, "/api/v1/txn?objects=false", map[string]any{"ops": ops}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.ResourceVersions) != len(ops) {
+		return nil, fmt.Errorf("transaction of %d steps answered %d resourceVersions", len(ops), len(out.ResourceVersions))
+	}
+	return out.ResourceVersions, nil
 }
 
 // Event is one watch event. Bookmarks carry only a revision.
