@@ -2,10 +2,8 @@ package scheduler
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
-	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 )
 
@@ -23,12 +21,12 @@ type batcher struct {
 
 type bindRequest struct {
 	ctx  context.Context
-	pod  *api.Pod // bound: spec.nodeName and the Scheduled condition set
+	op   client.TxnOp // a bind step (client.BindOp)
 	done chan bindResult
 }
 
 type bindResult struct {
-	obj api.Object
+	rv  int64 // the pod's resourceVersion once bound
 	err error
 }
 
@@ -36,19 +34,20 @@ func newBatcher(c *client.Client, senders, max int) *batcher {
 	return &batcher{c: c, max: max, senders: senders, in: make(chan bindRequest)}
 }
 
-// bind writes pod through the next batch and returns it as stored.
-func (b *batcher) bind(ctx context.Context, pod *api.Pod) (api.Object, error) {
-	r := bindRequest{ctx: ctx, pod: pod, done: make(chan bindResult, 1)}
+// bind sends op through the next batch and returns the pod's new
+// resourceVersion.
+func (b *batcher) bind(ctx context.Context, op client.TxnOp) (int64, error) {
+	r := bindRequest{ctx: ctx, op: op, done: make(chan bindResult, 1)}
 	select {
 	case b.in <- r:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return 0, ctx.Err()
 	}
 	select {
 	case res := <-r.done:
-		return res.obj, res.err
+		return res.rv, res.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
@@ -84,16 +83,15 @@ func (b *batcher) run(ctx context.Context) {
 func (b *batcher) send(ctx context.Context, batch []bindRequest) {
 	ops := make([]client.TxnOp, len(batch))
 	for i, r := range batch {
-		ops[i] = client.TxnOp{Op: "update", Object: r.pod}
+		ops[i] = r.op
 	}
-	out, err := b.c.Txn(ctx, ops)
-	if err == nil && len(out) != len(batch) {
-		err = fmt.Errorf("transaction of %d binds answered %d objects", len(batch), len(out))
-	}
+	// Only the resourceVersions come back: the scheduler learns the bound
+	// pods from its informer, like everyone else.
+	out, err := b.c.TxnRevisions(ctx, ops)
 	switch {
 	case err == nil:
 		for i, r := range batch {
-			r.done <- bindResult{obj: out[i]}
+			r.done <- bindResult{rv: out[i]}
 		}
 	case len(batch) > 1 && (client.IsConflict(err) || client.IsNotFound(err)):
 		// One pod changed or went: find out which, one at a time.

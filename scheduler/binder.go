@@ -246,40 +246,33 @@ func (s *Scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 	return reconcile.Result{}, nil
 }
 
-// bind writes the decision in one compare-and-swap write on the
-// resourceVersion the decision was made on: spec.nodeName and the
-// Scheduled condition together (a transaction step, since a plain update
-// leaves the status alone), batched with the other binds waiting. A
-// conflict means the pod changed meanwhile; it is read again and, if still
-// pending, bound on the fresh copy.
+// bind writes the decision as a binding (client.BindOp): the pod's key,
+// the resourceVersion the decision was made on and the node, which the
+// server applies as one compare-and-swap that sets spec.nodeName and the
+// Scheduled condition together. Binds waiting at once go out in one
+// transaction. A conflict means the pod changed meanwhile (or another
+// scheduler bound it); it is read again and, if still pending, bound on
+// the fresh copy.
 func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
 	key := api.KeyOf(pod)
-	cur := pod
+	rv := pod.Metadata.ResourceVersion
 	for attempt := 0; ; attempt++ {
-		b := api.Clone(cur)
-		b.Spec.NodeName = node
-		api.SetCondition(&b.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionTrue,
-			Reason: "Scheduled", Message: "bound to " + node, LastTransitionTime: time.Now().UTC()})
-		out, err := s.batch.bind(ctx, b)
-		if err == nil {
-			if bound, ok := out.(*api.Pod); ok {
-				s.mu.Lock()
-				s.snap.AddPod(bound)
-				s.mu.Unlock()
-			}
+		// The pod stays assumed in the snapshot until the informer brings
+		// the bound copy (podChanged confirms it).
+		if _, err := s.batch.bind(ctx, client.BindOp(key, rv, node)); err == nil {
 			return nil
-		}
-		if !client.IsConflict(err) || attempt >= 3 {
+		} else if !client.IsConflict(err) || attempt >= 3 {
 			return fmt.Errorf("bind pod %s to node %s: %w", key, node, err)
 		}
 		fresh, gerr := s.opts.Client.Get(ctx, key)
 		if gerr != nil {
 			return fmt.Errorf("bind pod %s to node %s: re-read after conflict: %w", key, node, gerr)
 		}
-		cur = fresh.(*api.Pod)
+		cur := fresh.(*api.Pod)
 		if !pending(cur) {
 			return nil // someone else bound or deleted it
 		}
+		rv = cur.Metadata.ResourceVersion
 	}
 }
 

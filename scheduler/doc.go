@@ -14,7 +14,8 @@
 //     number of feasible nodes from a rotating start offset. It does no I/O
 //     and is exported for the dry run of `capstan plan`.
 //   - The binder (Start) that feeds the snapshot from informers and writes
-//     each decision back with compare-and-swap.
+//     each decision back as a binding, a compare-and-swap the API server
+//     applies (client.BindOp).
 //
 // Concurrency: a Snapshot is not safe for concurrent use; one goroutine owns
 // it (the scheduling loop), or callers serialise access. Schedule mutates
