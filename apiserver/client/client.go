@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -353,7 +354,8 @@ type Event struct {
 type Watch struct {
 	kind api.Kind
 	body io.ReadCloser
-	dec  *json.Decoder
+	r    *bufio.Reader
+	line []byte // the current line when it spans the reader's buffer
 }
 
 // Watch opens a stream of changes to kind after revision since.
@@ -365,8 +367,61 @@ func (c *Client) Watch(ctx context.Context, kind api.Kind, opts ListOptions, sin
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(resp.Body)
-	return &Watch{kind: kind, body: resp.Body, dec: dec}, nil
+	return &Watch{kind: kind, body: resp.Body, r: newLineReader(resp.Body)}, nil
+}
+
+func newLineReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, 64<<10) }
+
+// readLine returns the next non-blank line of the stream, without its
+// newline; it is valid until the next call. A stream that ends inside a
+// line is io.ErrUnexpectedEOF.
+func (w *Watch) readLine() ([]byte, error) {
+	for {
+		b, err := w.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			w.line = append(w.line[:0], b...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				b, err = w.r.ReadSlice('\n')
+				w.line = append(w.line, b...)
+			}
+			b = w.line
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(bytes.TrimSpace(b)) != 0 {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if b = bytes.TrimSpace(b); len(b) != 0 {
+			return b, nil
+		}
+	}
+}
+
+// splitWatchLine takes the type and object out of a watch line as the
+// server writes it, {"type":"T","object":{...}}, without scanning the
+// object (api.Decode checks it, and refuses anything after it). Other
+// spellings of the same JSON are left to encoding/json.
+func splitWatchLine(line []byte) (typ string, obj []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(line, []byte(`{"type":"`))
+	if !ok {
+		return "", nil, false
+	}
+	i := bytes.IndexByte(rest, '"')
+	if i <= 0 {
+		return "", nil, false
+	}
+	for _, c := range rest[:i] {
+		if c < 'A' || c > 'Z' {
+			return "", nil, false
+		}
+	}
+	typ = string(rest[:i])
+	rest, ok = bytes.CutPrefix(rest[i+1:], []byte(`,"object":{`))
+	if !ok || len(rest) < 2 || rest[len(rest)-1] != '}' {
+		return "", nil, false
+	}
+	return typ, line[len(line)-len(rest)-1 : len(line)-1], true
 }
 
 // Next returns the next event. A server-side end of the watch (too slow,
@@ -376,8 +431,14 @@ func (w *Watch) Next() (Event, error) {
 		Type   string          `json:"type"`
 		Object json.RawMessage `json:"object"`
 	}
-	if err := w.dec.Decode(&raw); err != nil {
+	line, err := w.readLine()
+	if err != nil {
 		return Event{}, err
+	}
+	if typ, obj, ok := splitWatchLine(line); ok {
+		raw.Type, raw.Object = typ, obj
+	} else if err := json.Unmarshal(line, &raw); err != nil {
+		return Event{}, fmt.Errorf("watch event: %w", err)
 	}
 	switch raw.Type {
 	case "ERROR":
