@@ -290,6 +290,12 @@ func (a *allocator) BeforeCreate(tx store.Allocations, obj api.Object) error {
 	return nil
 }
 
+// UpdateHookKind names the kinds BeforeUpdate acts on (store.UpdateHookKinds):
+// keep the two in step.
+func (a *allocator) UpdateHookKind(k api.Kind) bool {
+	return k == api.KindService || k == api.KindNode
+}
+
 func (a *allocator) BeforeUpdate(tx store.Allocations, old, obj api.Object) error {
 	switch o := obj.(type) {
 	case *api.Service:

@@ -433,7 +433,7 @@ func (w *txWriter) update(obj api.Object) (api.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	if h := w.s.hooks; h != nil {
+	if h := w.updateHooks(k.Kind); h != nil {
 		oldObj, err := api.Decode(k.Kind, old)
 		if err != nil {
 			return nil, fmt.Errorf("decode stored %s: %w", k, err)
@@ -477,6 +477,15 @@ func specJSON(obj api.Object) (json.RawMessage, error) {
 	return v.Spec, nil
 }
 
+// updateHooks returns the hooks when their BeforeUpdate acts on kind k.
+func (w *txWriter) updateHooks(k api.Kind) Hooks {
+	h := w.s.hooks
+	if f, ok := h.(UpdateHookKinds); ok && !f.UpdateHookKind(k) {
+		return nil
+	}
+	return h
+}
+
 // modify is a read-modify-write of the stored object k inside the
 // transaction: a compare-and-swap on rv (when not zero), then fn, then the
 // write an update makes.
@@ -513,7 +522,7 @@ func (w *txWriter) modify(k api.Key, rv int64, fn func(api.Object) error) (api.O
 		return nil, fmt.Errorf("%s: modify may not change the key to %s", k, api.KeyOf(obj))
 	}
 	m.UID, m.CreatedAt, m.Generation, m.ResourceVersion = uid, created, gen, cur
-	if h := w.s.hooks; h != nil {
+	if h := w.updateHooks(k.Kind); h != nil {
 		oldObj, err := api.Decode(k.Kind, old)
 		if err != nil {
 			return nil, fmt.Errorf("decode stored %s: %w", k, err)

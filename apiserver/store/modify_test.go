@@ -127,3 +127,46 @@ func specOf(data []byte) ([]byte, error) {
 	err := json.Unmarshal(data, &v)
 	return v.Spec, err
 }
+
+type countingHooks struct{ updates map[api.Kind]int }
+
+func (h *countingHooks) BeforeCreate(Allocations, api.Object) error { return nil }
+func (h *countingHooks) AfterDelete(Allocations, api.Object) error  { return nil }
+func (h *countingHooks) BeforeUpdate(_ Allocations, old, obj api.Object) error {
+	if api.KeyOf(old) != api.KeyOf(obj) {
+		return errors.New("old and new differ in key")
+	}
+	h.updates[api.KeyOf(obj).Kind]++
+	return nil
+}
+func (h *countingHooks) UpdateHookKind(k api.Kind) bool { return k == api.KindNode }
+
+// Hooks that name their kinds see only those kinds' updates and modifies.
+func TestUpdateHookKinds(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, Options{})
+	h := &countingHooks{updates: map[api.Kind]int{}}
+	s.SetHooks(h)
+	p, err := s.Create(ctx, testPod("shop", "web", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	if _, err := s.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	touch := func(o api.Object) error { o.Meta().Labels = map[string]string{"x": "y"}; return nil }
+	if _, err := s.Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Txn(ctx, []Op{{Type: OpModify, Key: api.KeyOf(p), Modify: touch}, {Type: OpModify, Key: api.KeyOf(n), Modify: touch}}); err != nil {
+		t.Fatal(err)
+	}
+	if h.updates[api.KindPod] != 0 || h.updates[api.KindNode] != 2 {
+		t.Fatalf("hooks saw %v", h.updates)
+	}
+}

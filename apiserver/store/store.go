@@ -54,6 +54,14 @@ type Hooks interface {
 	AfterDelete(tx Allocations, obj api.Object) error
 }
 
+// UpdateHookKinds may be implemented by Hooks to name the kinds whose
+// updates BeforeUpdate acts on; updates of the other kinds then skip
+// decoding the stored version for it (a pod binding would otherwise decode
+// the pod twice).
+type UpdateHookKinds interface {
+	UpdateHookKind(k api.Kind) bool
+}
+
 // Allocations is a key-value view inside the write's transaction.
 type Allocations interface {
 	Get(key string) (string, bool)
