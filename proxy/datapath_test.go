@@ -15,8 +15,16 @@ import (
 
 const sinkPort = 9090
 
-// serveSink accepts connections in the pod's namespace and discards what
-// they send.
+// A throughput round is roundWrites writes of roundChunk bytes; the sink
+// acknowledges each whole round with one byte, so a round is timed until
+// everything arrived and the next one starts on empty buffers.
+const (
+	roundChunk  = 256 << 10
+	roundWrites = 64 // 16 MiB a round and target
+)
+
+// serveSink accepts connections in the pod's namespace, discards what they
+// send and acknowledges every whole round.
 func serveSink(b testing.TB, w *netnsWorker) {
 	b.Helper()
 	var ln net.Listener
@@ -33,7 +41,24 @@ func serveSink(b testing.TB, w *netnsWorker) {
 			if err != nil {
 				return
 			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				got := 0
+				for {
+					n, err := c.Read(buf)
+					got += n
+					for got >= roundChunk*roundWrites {
+						got -= roundChunk * roundWrites
+						if _, err := c.Write([]byte{1}); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
 		}
 	}()
 }
@@ -100,22 +125,18 @@ func BenchmarkDataPath(b *testing.B) {
 			}
 			defer conns[i].Close()
 		}
-		buf := make([]byte, 256<<10)
-		const writes = 64 // 16 MiB a round and target
+		buf := make([]byte, roundChunk)
 		rate := func(c net.Conn) float64 {
-			// What the previous measurement left in the socket buffers
-			// drains first (a few MB at hundreds of MB/s), so it does not
-			// compete with this one.
-			b.StopTimer()
-			time.Sleep(20 * time.Millisecond)
-			b.StartTimer()
 			start := time.Now()
-			for range writes {
+			for range roundWrites {
 				if _, err := c.Write(buf); err != nil {
 					b.Fatal(err)
 				}
 			}
-			return float64(writes*len(buf)) / time.Since(start).Seconds() / 1e6
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				b.Fatalf("sink's acknowledgement: %v", err)
+			}
+			return float64(roundWrites*len(buf)) / time.Since(start).Seconds() / 1e6
 		}
 		var pod, vip, ratio []float64
 		for i := 0; b.Loop(); i++ {

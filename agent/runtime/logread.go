@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -106,18 +107,14 @@ func follow(ctx context.Context, path string, cur *os.File, watcher *fsnotify.Wa
 				}
 			}
 		}
-		// Rotated (or created): the current file is drained; read the
-		// files rotated after it, then follow the new one.
-		if st, err := os.Stat(path); err == nil && (cur == nil || !sameFile(cur, st)) {
-			if err := readRotatedAfter(path, cur, lw); err != nil {
-				return err
-			}
+		// Rotated (or created): the current file is drained; go on with
+		// the one written after it, one file at a time, since a burst may
+		// rotate more than once between two looks.
+		if next := nextLog(path, cur); next != nil {
 			if cur != nil {
 				cur.Close()
 			}
-			if cur, err = os.Open(path); err != nil {
-				return fmt.Errorf("log %s: %w", path, err)
-			}
+			cur = next
 			continue
 		}
 		if stopping {
@@ -140,38 +137,58 @@ func follow(ctx context.Context, path string, cur *os.File, watcher *fsnotify.Wa
 	}
 }
 
-// readRotatedAfter writes the rotated files newer than cur (all of them
-// when cur is nil or already dropped), oldest first: a burst of writes may
-// rotate more than once between two looks.
-func readRotatedAfter(path string, cur *os.File, lw *lineWriter) error {
-	files := rotatedLogs(path)
-	start := 0
-	if cur != nil {
-		if fst, err := cur.Stat(); err == nil {
-			for i, p := range files {
-				if st, err := os.Stat(p); err == nil && os.SameFile(fst, st) {
-					start = i + 1
-				}
+// nextLog opens the file written after cur, in rotation order (oldest
+// rotated file first, the current one last), or returns nil when cur is the
+// current file. A cur no longer among the files (dropped by rotation, or
+// nil because there was no file) is followed by the oldest one. Files are
+// matched by identity, not name, since names move while it looks.
+func nextLog(path string, cur *os.File) *os.File {
+	for range 10 { // names moved while listing: look again
+		var curSt os.FileInfo
+		if cur != nil {
+			curSt, _ = cur.Stat()
+		}
+		type entry struct {
+			name string
+			st   os.FileInfo
+		}
+		var files []entry
+		for _, name := range append(rotatedLogs(path), path) {
+			if st, err := os.Stat(name); err == nil {
+				files = append(files, entry{name, st})
 			}
 		}
-	}
-	for _, p := range files[start:] {
-		f, err := os.Open(p)
-		if err != nil {
-			continue // rotated away meanwhile
+		next := -1
+		for i, f := range files {
+			if curSt != nil && os.SameFile(f.st, curSt) {
+				next = i + 1
+			}
 		}
-		_, err = io.Copy(writerFunc(lw.write), f)
+		if next < 0 {
+			if curSt != nil && !dropped(curSt) {
+				continue // cur moved past the names as they were read
+			}
+			next = 0
+		}
+		if next == len(files) {
+			return nil // cur is the newest
+		}
+		f, err := os.Open(files[next].name)
+		if err != nil {
+			continue
+		}
+		if st, err := f.Stat(); err == nil && os.SameFile(st, files[next].st) {
+			return f
+		}
 		f.Close()
-		if err != nil {
-			return err
-		}
 	}
-	return nil
+	return nil // rotating too fast to pin down: the next look will tell
 }
 
-func sameFile(f *os.File, st os.FileInfo) bool {
-	fst, err := f.Stat()
-	return err == nil && os.SameFile(fst, st)
+// dropped reports whether a file has no name left (rotation deleted it).
+func dropped(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && sys.Nlink == 0
 }
 
 // rotatedLogs lists path.N ... path.1 that exist, oldest first.

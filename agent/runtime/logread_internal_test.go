@@ -86,15 +86,25 @@ func TestReadLogsOfMissingFileIsEmpty(t *testing.T) {
 	}
 }
 
-// syncBuffer is a buffer a follower writes while the test reads.
+// syncBuffer is a buffer a follower writes while the test reads; every
+// write is signalled on written.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{}
 }
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{written: make(chan struct{}, 1)} }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() {
+		select {
+		case s.written <- struct{}{}:
+		default:
+		}
+	}()
 	return s.b.Write(p)
 }
 
@@ -104,9 +114,25 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitFor waits until the buffer's content satisfies cond, looking again
+// after each write; it fails the test after 30 s.
+func (s *syncBuffer) waitFor(t *testing.T, cond func(string) bool) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for !cond(s.String()) {
+		select {
+		case <-s.written:
+		case <-deadline:
+			t.Fatalf("follower output not as wanted within 30 s:\n%s", s.String())
+		}
+	}
+}
+
 func TestFollowSeesNewLinesAcrossRotationAndEndsWithContainer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-0.log")
-	w, err := openRotating(path, 400, 3)
+	// About 3 records a file, and enough files that a burst's rotations
+	// drop nothing the follower has not read yet.
+	w, err := openRotating(path, 400, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,18 +140,18 @@ func TestFollowSeesNewLinesAcrossRotationAndEndsWithContainer(t *testing.T) {
 	writeLines(t, w, 0, 3)
 	var running atomic.Bool
 	running.Store(true)
-	out := &syncBuffer{}
+	out := newSyncBuffer()
 	done := make(chan error, 1)
 	go func() {
 		done <- ReadLogs(context.Background(), path, LogOptions{Tail: 2, Follow: true, Running: running.Load}, out)
 	}()
-	waitFor(t, func() bool { return out.String() == lines(1, 2) })
-	writeLines(t, w, 3, 20) // rotates twice
-	waitFor(t, func() bool { return out.String() == lines(1, 22) })
+	out.waitFor(t, func(s string) bool { return s == lines(1, 2) })
+	writeLines(t, w, 3, 20) // a burst: several rotations between two looks
+	out.waitFor(t, func(s string) bool { return s == lines(1, 22) })
 	// A record written in two pieces is passed on whole.
 	w.Write([]byte("2026-11-27T10:01:00Z stderr half"))
 	w.Write([]byte(" and half\n"))
-	waitFor(t, func() bool { return strings.HasSuffix(out.String(), "half and half\n") })
+	out.waitFor(t, func(s string) bool { return strings.HasSuffix(s, "half and half\n") })
 	running.Store(false)
 	select {
 	case err := <-done:
@@ -141,7 +167,7 @@ func TestFollowEndsWithContext(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-0.log")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ReadLogs(ctx, path, LogOptions{Tail: -1, Follow: true}, &syncBuffer{}) }()
+	go func() { done <- ReadLogs(ctx, path, LogOptions{Tail: -1, Follow: true}, newSyncBuffer()) }()
 	cancel()
 	select {
 	case err := <-done:
@@ -150,17 +176,6 @@ func TestFollowEndsWithContext(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("follow did not end with its context")
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 30 s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

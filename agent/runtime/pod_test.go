@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +47,11 @@ func TestPodContainersShareNetworkAndVolume(t *testing.T) {
 	// one on all addresses.
 	e.start(sb, runtime.ContainerSpec{
 		Name: "public", Args: []string{"serve", ":8081", "/data/other", "x"}, Mounts: mount,
+	})
+	// The server writes the file once it listens.
+	eventually(t, time.Minute, "the public server to listen", func() bool {
+		_, err := os.Stat(filepath.Join(sb.Dir, "volumes", "data", "other"))
+		return err == nil
 	})
 	other := e.pod("other")
 	peer := e.start(other, runtime.ContainerSpec{Name: "peer", Args: []string{"dial", sb.IP.String() + ":8081"}})

@@ -5,20 +5,21 @@
 //	ignore-term            ignore SIGTERM and wait forever
 //	exit CODE              print "exiting CODE" and exit with CODE
 //	oom                    allocate and touch memory until killed
-//	serve ADDR FILE TEXT   write TEXT to FILE, answer "pong" on ADDR, until SIGTERM
-//	check ADDR FILE TEXT   dial ADDR until "pong", read FILE until TEXT, exit 0 (1 on timeout)
-//	report ADDR FILE OUT   dial ADDR until "pong", read FILE, write what it
+//	serve ADDR FILE TEXT   listen on ADDR, then write TEXT to FILE (so FILE
+//	                       says the server is up), answer "pong", until SIGTERM
+//	check ADDR FILE TEXT   wait for FILE to say TEXT, then dial ADDR for "pong", exit 0 (1 on failure)
+//	report ADDR FILE OUT   wait for FILE, dial ADDR for "pong", write what it
 //	                       learnt to OUT, then wait for SIGTERM
 //	http ADDR FILE         serve HTTP on ADDR: /ready answers 200 while FILE
 //	                       exists, 503 otherwise; until SIGTERM
-//	dial ADDR              dial ADDR until "pong", exit 0 (1 on timeout)
+//	dial ADDR              dial ADDR once for "pong", exit 0 (1 on failure)
 //	spam N                 print N numbered lines, then wait for SIGTERM
 //	cat FILE               print FILE
 //	echo ARGS...           print ARGS and "to stderr" on stderr
 //	env                    print the environment, one variable a line
 //	stdin                  copy standard input to standard output, then print "eof"
 //	tty                    print whether stdin is a terminal and, once the
-//	                       terminal has a size, "size=COLSxROWS"
+//	                       terminal has a size (SIGWINCH), "size=COLSxROWS"
 package main
 
 import (
@@ -29,11 +30,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"golang.org/x/term"
 )
 
@@ -116,14 +119,22 @@ func main() {
 	case "tty":
 		fd := int(os.Stdin.Fd())
 		fmt.Printf("terminal=%v\n", term.IsTerminal(fd))
-		for range 1000 {
+		// A resize after the start arrives as SIGWINCH.
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		timeout := time.After(10 * time.Second)
+		for {
 			if w, h, err := term.GetSize(fd); err == nil && w > 0 {
 				fmt.Printf("size=%dx%d\n", w, h)
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
+			select {
+			case <-winch:
+			case <-timeout:
+				fmt.Println("size=unknown")
+				return
+			}
 		}
-		fmt.Println("size=unknown")
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
@@ -140,11 +151,15 @@ func waitTerm() {
 }
 
 func serve(addr, file, text string) {
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ln, err := net.Listen("tcp", addr)
+	// Renamed into place, so a reader sees all of TEXT or nothing.
+	if err := os.WriteFile(file+".tmp", []byte(text), 0o644); err == nil {
+		err = os.Rename(file+".tmp", file)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -163,57 +178,74 @@ func serve(addr, file, text string) {
 	waitTerm()
 }
 
+// dial asks addr once for "pong".
 func dial(addr string) int {
-	deadline := time.Now().Add(30 * time.Second)
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		fmt.Println("peer did not answer:", err)
+		return 1
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if strings.TrimSpace(line) != "pong" {
+		fmt.Printf("peer said %q\n", line)
+		return 1
+	}
+	fmt.Println("peer says pong")
+	return 0
+}
+
+// waitFile returns FILE's content once ok accepts it, woken by inotify
+// events on its directory; false after 30 s.
+func waitFile(file string, ok func([]byte) bool) ([]byte, bool) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, false
+	}
+	defer w.Close()
+	if err := w.Add(filepath.Dir(file)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, false
+	}
+	timeout := time.After(30 * time.Second)
 	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.TrimSpace(line) == "pong" {
-				fmt.Println("peer says pong")
-				return 0
-			}
+		if b, err := os.ReadFile(file); err == nil && ok(b) {
+			return b, true
 		}
-		if time.Now().After(deadline) {
-			fmt.Println("peer did not answer")
-			return 1
+		select {
+		case <-w.Events:
+		case err := <-w.Errors:
+			fmt.Fprintln(os.Stderr, err)
+			return nil, false
+		case <-timeout:
+			return nil, false
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 func check(addr, file, text string) int {
+	b, ok := waitFile(file, func(b []byte) bool { return string(b) == text })
+	if !ok {
+		fmt.Println("file not shared")
+		return 1
+	}
 	if code := dial(addr); code != 0 {
 		return code
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, err := os.ReadFile(file); err == nil && string(b) == text {
-			fmt.Printf("volume says %q\n", b)
-			return 0
-		}
-		if time.Now().After(deadline) {
-			fmt.Println("file not shared")
-			return 1
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	fmt.Printf("volume says %q\n", b)
+	return 0
 }
 
-// report waits until the peer answers and the file has content, then
+// report waits until the file has content and the peer answers, then
 // records both in out (for the agent's tests, which read it from a volume).
 func report(addr, file, out string) {
-	if dial(addr) != 0 {
+	b, ok := waitFile(file, func(b []byte) bool { return len(b) > 0 })
+	if !ok || dial(addr) != 0 {
 		os.Exit(1)
 	}
-	var content string
-	for content == "" {
-		if b, err := os.ReadFile(file); err == nil && len(b) > 0 {
-			content = string(b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := os.WriteFile(out, []byte("peer=pong file="+content), 0o644); err != nil {
+	if err := os.WriteFile(out, []byte("peer=pong file="+string(b)), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
