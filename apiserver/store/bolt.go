@@ -429,10 +429,12 @@ func (w *txWriter) update(obj api.Object) (api.Object, error) {
 		return nil, fmt.Errorf("%s at resourceVersion %d, now %d: %w", k, m.ResourceVersion, prev.Metadata.ResourceVersion, ErrConflict)
 	}
 	m.UID, m.CreatedAt, m.Generation = prev.Metadata.UID, prev.Metadata.CreatedAt, prev.Metadata.Generation
-	spec, err := specJSON(obj)
-	if err != nil {
-		return nil, err
-	}
+	return w.replace(b, k, old, prev.Spec, obj)
+}
+
+// replace writes obj over the stored version old: the update hooks, a new
+// generation when the spec differs from oldSpec, the put and its event.
+func (w *txWriter) replace(b *bolt.Bucket, k api.Key, old []byte, oldSpec json.RawMessage, obj api.Object) (api.Object, error) {
 	if h := w.updateHooks(k.Kind); h != nil {
 		oldObj, err := api.Decode(k.Kind, old)
 		if err != nil {
@@ -441,12 +443,13 @@ func (w *txWriter) update(obj api.Object) (api.Object, error) {
 		if err := h.BeforeUpdate(allocations{w.tx.Bucket(bucketAllo)}, oldObj, obj); err != nil {
 			return nil, err
 		}
-		if spec, err = specJSON(obj); err != nil {
-			return nil, err
-		}
 	}
-	if !bytes.Equal(spec, prev.Spec) {
-		m.Generation++
+	spec, err := specJSON(obj)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(spec, oldSpec) {
+		obj.Meta().Generation++
 	}
 	if _, err := w.put(b, k, obj, Modified); err != nil {
 		return nil, err
@@ -522,26 +525,7 @@ func (w *txWriter) modify(k api.Key, rv int64, fn func(api.Object) error) (api.O
 		return nil, fmt.Errorf("%s: modify may not change the key to %s", k, api.KeyOf(obj))
 	}
 	m.UID, m.CreatedAt, m.Generation, m.ResourceVersion = uid, created, gen, cur
-	if h := w.updateHooks(k.Kind); h != nil {
-		oldObj, err := api.Decode(k.Kind, old)
-		if err != nil {
-			return nil, fmt.Errorf("decode stored %s: %w", k, err)
-		}
-		if err := h.BeforeUpdate(allocations{w.tx.Bucket(bucketAllo)}, oldObj, obj); err != nil {
-			return nil, err
-		}
-	}
-	after, err := specJSON(obj)
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(before, after) {
-		m.Generation++
-	}
-	if _, err := w.put(b, k, obj, Modified); err != nil {
-		return nil, err
-	}
-	return obj, nil
+	return w.replace(b, k, old, before, obj)
 }
 
 func (w *txWriter) delete(k api.Key, rv int64) (api.Object, error) {
