@@ -101,19 +101,27 @@ func BenchmarkSyncPure(b *testing.B) {
 	})
 }
 
-// BenchmarkSyncNftables programs a real nftables table inside a network
-// namespace of its own.
-func BenchmarkSyncNftables(b *testing.B) {
+// benchProxier makes a Proxier on a network namespace of its own and the
+// model of n services with 3 endpoints each.
+func benchProxier(b *testing.B, n int) (*netnsWorker, *Proxier, []*api.Service, []*api.Endpoints) {
+	b.Helper()
 	testenv.RequireRoot(b)
 	testenv.RequireBinaries(b, "nft", "ip")
-	const n = 10000
 	services, eps := scaleModel(n)
 	w := startWorker(b, addNetns(b, "cpx-bench"))
-	ctx := context.Background()
 	var p *Proxier
 	if err := w.Do(func() (err error) { p, err = New(Options{}); return err }); err != nil {
 		b.Fatal(err)
 	}
+	return w, p, services, eps
+}
+
+// BenchmarkSyncNftables programs a real nftables table inside a network
+// namespace of its own.
+func BenchmarkSyncNftables(b *testing.B) {
+	const n = 10000
+	w, p, services, eps := benchProxier(b, n)
+	ctx := context.Background()
 
 	b.Run("from-empty-10000", func(b *testing.B) {
 		var cpu cpuMeter
@@ -174,19 +182,10 @@ func BenchmarkSyncNftables(b *testing.B) {
 // a table where all others have 3) or goes out of use, so the DNAT chains
 // are rewritten through nft.
 func BenchmarkSyncNftablesNewCount(b *testing.B) {
-	testenv.RequireRoot(b)
-	testenv.RequireBinaries(b, "nft", "ip")
 	const n = 10000
-	services, eps := scaleModel(n)
-	w := startWorker(b, addNetns(b, "cpx-bench"))
+	w, p, services, eps := benchProxier(b, n)
 	ctx := context.Background()
-	var p *Proxier
-	if err := w.Do(func() (err error) {
-		if p, err = New(Options{}); err != nil {
-			return err
-		}
-		return p.Sync(ctx, services, eps)
-	}); err != nil {
+	if err := w.Do(func() error { return p.Sync(ctx, services, eps) }); err != nil {
 		b.Fatal(err)
 	}
 	var cpu cpuMeter
