@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/reconcile"
 	"github.com/capstanhq/capstan/scheduler"
 	"github.com/capstanhq/capstan/schema"
 )
@@ -158,7 +157,7 @@ func workloadOf(p *api.Pod) string {
 	if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload {
 		return o.Name
 	}
-	return p.Metadata.Labels[reconcile.LabelWorkload]
+	return p.Metadata.Labels[api.LabelWorkload]
 }
 
 // place schedules nd's pods one by one, recording each fit in snap.

@@ -12,7 +12,6 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/reconcile"
 	"github.com/capstanhq/capstan/schema"
 )
 
@@ -121,7 +120,7 @@ func (s *scenario) pod(t *testing.T, d *datadriven.TestData) string {
 	d.ScanArgs(t, "name", &p.Metadata.Name)
 	d.ScanArgs(t, "workload", &workload)
 	d.ScanArgs(t, "node", &p.Spec.NodeName)
-	p.Metadata.Labels = map[string]string{reconcile.LabelApp: p.Metadata.App, reconcile.LabelWorkload: workload}
+	p.Metadata.Labels = map[string]string{api.LabelApp: p.Metadata.App, api.LabelWorkload: workload}
 	p.Metadata.Owner = &api.OwnerRef{Kind: api.KindWorkload, Name: workload, UID: "uid-" + workload}
 	p.Spec.Containers = []api.Container{{Name: "c", Image: "x"}}
 	p.Spec.Containers[0].Resources.Requests.CPU = quantityArg(t, d, "cpu")

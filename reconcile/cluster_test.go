@@ -132,7 +132,7 @@ func TestClusterConverges(t *testing.T) {
 				if forbidden != "" && strings.HasPrefix(p.Spec.NodeName, forbidden) {
 					return fmt.Sprintf("pod %s still on dead node %s", p.Metadata.Name, p.Spec.NodeName)
 				}
-				if p.Status.Phase == api.PodRunning && reconcile.PodReady(p) {
+				if p.Status.Phase == api.PodRunning && api.IsPodReady(p) {
 					running++
 					perNode[p.Spec.NodeName]++
 				}
@@ -278,8 +278,8 @@ func TestAppLifecycle(t *testing.T) {
 			}
 			ips := map[string]bool{}
 			for _, p := range reconcile.Pods(objs) {
-				if p.Spec.Containers[0].Image != image || !reconcile.PodReady(p) || p.Metadata.DeletionRequestedAt != nil {
-					return fmt.Sprintf("pod %s: image %s ready=%v", p.Metadata.Name, p.Spec.Containers[0].Image, reconcile.PodReady(p))
+				if p.Spec.Containers[0].Image != image || !api.IsPodReady(p) || p.Metadata.DeletionRequestedAt != nil {
+					return fmt.Sprintf("pod %s: image %s ready=%v", p.Metadata.Name, p.Spec.Containers[0].Image, api.IsPodReady(p))
 				}
 				ips[p.Status.PodIP] = true
 			}

@@ -291,7 +291,7 @@ func (h *Nodes) Reconcile(ctx context.Context, key string) (reconcile.Result, er
 		}
 		return reconcile.Result{}, nil
 	}
-	if p.Status.Phase == api.PodRunning && reconcile.PodReady(p) && p.Status.PodIP != "" {
+	if p.Status.Phase == api.PodRunning && api.IsPodReady(p) && p.Status.PodIP != "" {
 		return reconcile.Result{}, nil
 	}
 	now := h.opts.Now().UTC()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
-	"github.com/capstanhq/capstan/reconcile"
 )
 
 // Named for this command so it cannot collide with another test's flag in
@@ -264,7 +263,7 @@ func TestPlanDryRun(t *testing.T) {
 	for i, nodeName := range []string{"n1", "n2"} {
 		p := api.KindPod.New().(*api.Pod)
 		p.Metadata = api.ObjectMeta{Name: "frontend-" + string(rune('a'+i)), App: "shop",
-			Labels: map[string]string{reconcile.LabelApp: "shop", reconcile.LabelWorkload: "frontend"}}
+			Labels: map[string]string{api.LabelApp: "shop", api.LabelWorkload: "frontend"}}
 		p.Spec.NodeName = nodeName
 		p.Spec.Containers = []api.Container{{Name: "web", Image: "127.0.0.1:5000/examples/hello:v1",
 			Resources: api.Resources{Requests: api.ResourceList{CPU: api.MustParseQuantity("500m"), Memory: api.MustParseQuantity("256Mi")}}}}

@@ -94,7 +94,7 @@ func New(opts Options) (*Controller, error) {
 
 // healthOf is what a pod contributes to its app's health.
 func healthOf(p *api.Pod) string {
-	return fmt.Sprint(podDegraded(p), reconcile.PodReady(p), p.Spec.NodeName != "")
+	return fmt.Sprint(podDegraded(p), api.IsPodReady(p), p.Spec.NodeName != "")
 }
 
 func (c *Controller) enqueueApps(o api.Object) {
@@ -131,7 +131,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		return reconcile.Result{}, nil // the garbage collector removes what it owned
 	}
 	a := c.written.Newer(key, o).(*api.App)
-	if reconcile.Terminating(a) {
+	if api.Terminating(a) {
 		return reconcile.Result{}, nil
 	}
 	ns := Namespace(a)

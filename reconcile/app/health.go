@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/reconcile"
-	"github.com/capstanhq/capstan/reconcile/workload"
 )
 
 // Container waiting reasons that make an app Degraded at once.
@@ -22,13 +20,13 @@ var degradedReasons = []string{"CrashLoopBackOff", "ImagePullBackOff", "ErrImage
 func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, message string) {
 	haveW := map[string]*api.Workload{}
 	for _, w := range workloads {
-		if reconcile.OwnedBy(w, api.KindApp, a.Metadata.UID) {
+		if api.OwnedBy(w, api.KindApp, a.Metadata.UID) {
 			haveW[w.Metadata.Name] = w
 		}
 	}
 	podsOf := map[string][]*api.Pod{}
 	for _, p := range pods {
-		if reconcile.Terminating(p) {
+		if api.Terminating(p) {
 			continue
 		}
 		if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload {
@@ -83,9 +81,9 @@ func degradedWhy(w *api.Workload, pods []*api.Pod) string {
 	for _, p := range pods {
 		if p.Metadata.Name == first {
 			if len(bad) == 1 {
-				return fmt.Sprintf("pod %s: %s", first, reconcile.PodProblem(p))
+				return fmt.Sprintf("pod %s: %s", first, api.PodProblem(p))
 			}
-			return fmt.Sprintf("%d pods failing, e.g. pod %s: %s", len(bad), first, reconcile.PodProblem(p))
+			return fmt.Sprintf("%d pods failing, e.g. pod %s: %s", len(bad), first, api.PodProblem(p))
 		}
 	}
 	return ""
@@ -111,7 +109,7 @@ func progressingWhy(w *api.Workload) string {
 	if st.ObservedGeneration < w.Metadata.Generation {
 		return "change not yet observed by the workload controller"
 	}
-	if c := api.FindCondition(st.Conditions, api.WorkloadProgressing); c != nil && c.Reason != workload.ReasonComplete {
+	if c := api.FindCondition(st.Conditions, api.WorkloadProgressing); c != nil && c.Reason != api.ReasonRolloutComplete {
 		return c.Message
 	}
 	if st.UpdatedReplicas < w.Spec.Replicas || st.AvailableReplicas < w.Spec.Replicas || st.Replicas > w.Spec.Replicas {

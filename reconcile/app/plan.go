@@ -70,8 +70,8 @@ func Desired(a *api.App) ([]*api.Workload, []*api.Service) {
 		if w.Spec.Template.Labels == nil {
 			w.Spec.Template.Labels = map[string]string{}
 		}
-		w.Spec.Template.Labels[reconcile.LabelApp] = ns
-		w.Spec.Template.Labels[reconcile.LabelWorkload] = aw.Name
+		w.Spec.Template.Labels[api.LabelApp] = ns
+		w.Spec.Template.Labels[api.LabelWorkload] = aw.Name
 		w.Metadata.Annotations = map[string]string{AnnotationSpecHash: specHash(w.Spec)}
 		ws = append(ws, w)
 	}
@@ -81,7 +81,7 @@ func Desired(a *api.App) ([]*api.Workload, []*api.Service) {
 		s.Metadata = objectMeta(a, ns, as.Name)
 		s.Spec = deepCopy(as.Spec)
 		if len(s.Spec.Selector) == 0 {
-			s.Spec.Selector = map[string]string{reconcile.LabelApp: ns, reconcile.LabelWorkload: as.Name}
+			s.Spec.Selector = map[string]string{api.LabelApp: ns, api.LabelWorkload: as.Name}
 		}
 		s.Metadata.Annotations = map[string]string{AnnotationSpecHash: specHash(unallocated(s.Spec))}
 		ss = append(ss, s)
@@ -93,7 +93,7 @@ func objectMeta(a *api.App, ns, name string) api.ObjectMeta {
 	m := api.ObjectMeta{
 		Name:   name,
 		App:    ns,
-		Labels: map[string]string{reconcile.LabelApp: ns},
+		Labels: map[string]string{api.LabelApp: ns},
 		Owner:  owner(a),
 	}
 	if a.Metadata.Source != nil {
@@ -184,12 +184,12 @@ func Compute(a *api.App, workloads []*api.Workload, services []*api.Service) Pla
 	}
 	// Prune: what the App owns and git no longer has.
 	for _, name := range slices.Sorted(maps.Keys(haveW)) {
-		if w := haveW[name]; !desiredW[name] && reconcile.OwnedBy(w, api.KindApp, a.Metadata.UID) && !reconcile.Terminating(w) {
+		if w := haveW[name]; !desiredW[name] && api.OwnedBy(w, api.KindApp, a.Metadata.UID) && !api.Terminating(w) {
 			p.Delete = append(p.Delete, w)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(haveS)) {
-		if s := haveS[name]; !desiredS[name] && reconcile.OwnedBy(s, api.KindApp, a.Metadata.UID) && !reconcile.Terminating(s) {
+		if s := haveS[name]; !desiredS[name] && api.OwnedBy(s, api.KindApp, a.Metadata.UID) && !api.Terminating(s) {
 			p.Delete = append(p.Delete, s)
 		}
 	}
@@ -205,8 +205,8 @@ func (p *Plan) plan(a *api.App, want, have api.Object, diff func(have api.Object
 		return
 	}
 	k := api.KeyOf(want)
-	if !reconcile.OwnedBy(have, api.KindApp, a.Metadata.UID) {
-		p.Events = append(p.Events, reconcile.Event{Object: reconcile.RefOf(a), Type: api.EventWarning, Reason: ReasonNameConflict,
+	if !api.OwnedBy(have, api.KindApp, a.Metadata.UID) {
+		p.Events = append(p.Events, reconcile.Event{Object: api.RefOf(a), Type: api.EventWarning, Reason: ReasonNameConflict,
 			Message: fmt.Sprintf("%s %s exists and is not owned by app %s; rename it in git or delete the existing one", k.Kind.Singular(), k.Name, a.Metadata.Name)})
 		return
 	}
@@ -226,7 +226,7 @@ func (p *Plan) plan(a *api.App, want, have api.Object, diff func(have api.Object
 		if src := a.Metadata.Source; src != nil {
 			commit = shortCommit(src.Commit)
 		}
-		p.Events = append(p.Events, reconcile.Event{Object: reconcile.RefOf(have), Type: api.EventWarning, Reason: ReasonDriftReverted,
+		p.Events = append(p.Events, reconcile.Event{Object: api.RefOf(have), Type: api.EventWarning, Reason: ReasonDriftReverted,
 			Message: fmt.Sprintf("spec of %s %s was changed outside git; reverted to commit %s", k.Kind.Singular(), k.Name, commit)})
 	}
 }

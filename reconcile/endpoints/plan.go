@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/reconcile"
 )
 
 // Plan is what the endpoints controller must do for one service: at most
@@ -46,10 +45,10 @@ func Addresses(svc *api.Service, pods []*api.Pod) []api.EndpointAddress {
 		if p.Metadata.App != svc.Metadata.App || !Selects(svc.Spec.Selector, p.Metadata.Labels) {
 			continue
 		}
-		if p.Status.PodIP == "" || reconcile.Terminating(p) || p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
+		if p.Status.PodIP == "" || api.Terminating(p) || p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
 			continue
 		}
-		addr := api.EndpointAddress{IP: p.Status.PodIP, Node: p.Spec.NodeName, Pod: p.Metadata.Name, Ready: reconcile.PodReady(p)}
+		addr := api.EndpointAddress{IP: p.Status.PodIP, Node: p.Spec.NodeName, Pod: p.Metadata.Name, Ready: api.IsPodReady(p)}
 		for _, sp := range svc.Spec.Ports {
 			if port, ok := resolve(p, sp); ok {
 				proto := sp.Protocol

@@ -9,7 +9,6 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/reconcile"
 )
 
 type sim struct {
@@ -58,7 +57,7 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 	case "service":
 		s.svc = api.KindService.New().(*api.Service)
 		s.svc.Metadata = api.ObjectMeta{Name: "web", App: "shop", UID: "uid-web"}
-		s.svc.Spec.Selector = kv(d, "selector", map[string]string{reconcile.LabelWorkload: "web"})
+		s.svc.Spec.Selector = kv(d, "selector", map[string]string{api.LabelWorkload: "web"})
 		if a, ok := d.Arg("ports"); ok {
 			for _, v := range a.Vals {
 				f := strings.Split(v, ":")
@@ -78,7 +77,7 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 	case "pod":
 		p := api.KindPod.New().(*api.Pod)
 		p.Metadata = api.ObjectMeta{Name: str("name", ""), App: str("app", "shop"),
-			Labels: kv(d, "labels", map[string]string{reconcile.LabelWorkload: "web"})}
+			Labels: kv(d, "labels", map[string]string{api.LabelWorkload: "web"})}
 		c := api.Container{Name: "main", Image: "img"}
 		if a, ok := d.Arg("ports"); ok {
 			for _, v := range a.Vals {

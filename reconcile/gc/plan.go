@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/reconcile"
 )
 
 // OwnerKey names an owner as the garbage collector looks it up: the kind,
@@ -40,7 +39,7 @@ func Orphans(objects []api.Object, owners map[string]bool) []api.Object {
 	var out []api.Object
 	for _, o := range objects {
 		k, ok := OwnerOf(o)
-		if !ok || owners[k.UID] || reconcile.Terminating(o) {
+		if !ok || owners[k.UID] || api.Terminating(o) {
 			continue
 		}
 		out = append(out, o)

@@ -103,7 +103,7 @@ func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, o
 				Reason: ReasonStatusUnknown, LastTransitionTime: now,
 				Message: fmt.Sprintf("no heartbeat since %s (%s ago); the agent stopped renewing its lease", last.UTC().Format(time.RFC3339), silent.Truncate(time.Second))})
 			p.Status = upd
-			p.Events = append(p.Events, reconcile.Event{Object: reconcile.RefOf(n), Type: api.EventWarning, Reason: ReasonNodeNotReady,
+			p.Events = append(p.Events, reconcile.Event{Object: api.RefOf(n), Type: api.EventWarning, Reason: ReasonNodeNotReady,
 				Message: fmt.Sprintf("node %s missed its heartbeats for %s; marked not ready", n.Metadata.Name, silent.Truncate(time.Second))})
 		}
 	case ready != nil && ready.Reason == ReasonStatusUnknown:
@@ -121,7 +121,7 @@ func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, o
 	if silent >= opts.EvictionTimeout {
 		for _, pod := range pods {
 			p.Evict = append(p.Evict, pod)
-			p.Events = append(p.Events, reconcile.Event{Object: reconcile.RefOf(pod), Type: api.EventWarning, Reason: ReasonEvicted,
+			p.Events = append(p.Events, reconcile.Event{Object: api.RefOf(pod), Type: api.EventWarning, Reason: ReasonEvicted,
 				Message: fmt.Sprintf("node %s silent for %s (eviction timeout %s); pod deleted to be replaced elsewhere", n.Metadata.Name, silent.Truncate(time.Second), opts.EvictionTimeout)})
 		}
 	}
@@ -176,7 +176,7 @@ func Uncordon(n *api.Node) *api.Node {
 // deleted. The workload controller replaces them elsewhere.
 func Drain(n *api.Node, pods []*api.Pod) (cordon *api.Node, evict []*api.Pod) {
 	for _, p := range pods {
-		if p.Spec.NodeName == n.Metadata.Name && !reconcile.Terminating(p) {
+		if p.Spec.NodeName == n.Metadata.Name && !api.Terminating(p) {
 			evict = append(evict, p)
 		}
 	}

@@ -152,7 +152,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	now := c.opts.Now()
 	var pods []*api.Pod
 	for _, p := range reconcile.Pods(c.byOwner.Get(key)) {
-		if reconcile.OwnedBy(p, api.KindWorkload, w.Metadata.UID) {
+		if api.OwnedBy(p, api.KindWorkload, w.Metadata.UID) {
 			pods = append(pods, p)
 		}
 	}

@@ -21,16 +21,6 @@ const (
 	DefaultProgressDeadline = 600 * time.Second
 )
 
-// Condition reasons.
-const (
-	ReasonRollingOut       = "RollingOut"
-	ReasonScaling          = "Scaling"
-	ReasonComplete         = "RolloutComplete"
-	ReasonDeadlineExceeded = "ProgressDeadlineExceeded"
-	ReasonMinimumAvailable = "MinimumReplicasAvailable"
-	ReasonTooFewAvailable  = "TooFewReplicasAvailable"
-)
-
 // TemplateHash is a stable hash of a pod template: the first 10 hex digits
 // of the SHA-256 of its JSON (encoding/json sorts map keys, so equal
 // templates hash equally).
@@ -140,8 +130,8 @@ func Compute(w *api.Workload, pods []*api.Pod, now time.Time, rnd *rand.Rand) Pl
 	plan.Status = status(w, hash, live, newPods, minAvailable, phaseStart, complete, stalled, deadline, now)
 	plan.StatusChanged = !statusEqual(prev, plan.Status)
 	if stalled && !wasStalled(prev) {
-		plan.Events = append(plan.Events, reconcile.Event{Object: reconcile.RefOf(w), Type: api.EventWarning,
-			Reason: ReasonDeadlineExceeded, Message: degradedMessage(hash, newPods, deadline)})
+		plan.Events = append(plan.Events, reconcile.Event{Object: api.RefOf(w), Type: api.EventWarning,
+			Reason: api.ReasonDeadlineExceeded, Message: degradedMessage(hash, newPods, deadline)})
 	}
 	if !complete && !stalled {
 		plan.RequeueAfter = lastProgress.Add(deadline).Sub(now)
@@ -156,15 +146,15 @@ func classify(pods []*api.Pod, hash string) (live, newPods, oldPods []*podState,
 	names = map[string]bool{}
 	for _, p := range pods {
 		names[p.Metadata.Name] = true
-		if reconcile.Terminating(p) {
+		if api.Terminating(p) {
 			continue
 		}
 		if p.Status.Phase == api.PodFailed || p.Status.Phase == api.PodSucceeded {
 			finished = append(finished, p)
 			continue
 		}
-		s := &podState{pod: p, hash: p.Metadata.Labels[reconcile.LabelTemplateHash],
-			scheduled: p.Spec.NodeName != "", ready: reconcile.PodReady(p)}
+		s := &podState{pod: p, hash: p.Metadata.Labels[api.LabelTemplateHash],
+			scheduled: p.Spec.NodeName != "", ready: api.IsPodReady(p)}
 		live = append(live, s)
 		if s.hash == hash {
 			newPods = append(newPods, s)
@@ -185,7 +175,7 @@ func classify(pods []*api.Pod, hash string) (live, newPods, oldPods []*podState,
 func progressClock(w *api.Workload, hash string, newPods []*podState, complete bool, now time.Time) (phaseStart, lastProgress time.Time) {
 	phaseStart = now
 	if c := api.FindCondition(w.Status.Conditions, api.WorkloadProgressing); c != nil && w.Status.TemplateHash == hash &&
-		!c.LastTransitionTime.IsZero() && (c.Reason == ReasonComplete) == complete {
+		!c.LastTransitionTime.IsZero() && (c.Reason == api.ReasonRolloutComplete) == complete {
 		phaseStart = c.LastTransitionTime
 	}
 	lastProgress = phaseStart
@@ -301,8 +291,8 @@ func newPod(w *api.Workload, t *api.PodTemplate, hash, name string) *api.Pod {
 	for k, v := range t.Labels {
 		labels[k] = v
 	}
-	labels[reconcile.LabelWorkload] = w.Metadata.Name
-	labels[reconcile.LabelTemplateHash] = hash
+	labels[api.LabelWorkload] = w.Metadata.Name
+	labels[api.LabelTemplateHash] = hash
 	p.Metadata = api.ObjectMeta{
 		Name:   name,
 		App:    w.Metadata.App,
@@ -331,17 +321,17 @@ func status(w *api.Workload, hash string, live, newPods []*podState, minAvailabl
 	progressing := api.Condition{Type: api.WorkloadProgressing, Status: api.ConditionTrue, LastTransitionTime: phaseStart}
 	switch {
 	case complete:
-		progressing.Reason = ReasonComplete
+		progressing.Reason = api.ReasonRolloutComplete
 		progressing.Message = fmt.Sprintf("template %s: %d of %d pods updated and available", hash, replicas, replicas)
 	case stalled:
 		progressing.Status = api.ConditionFalse
-		progressing.Reason = ReasonDeadlineExceeded
+		progressing.Reason = api.ReasonDeadlineExceeded
 		progressing.Message = degradedMessage(hash, newPods, deadline)
 	case len(live) == len(newPods):
-		progressing.Reason = ReasonScaling
+		progressing.Reason = api.ReasonScaling
 		progressing.Message = fmt.Sprintf("template %s: %d pods, want %d, %d available", hash, len(newPods), replicas, newAvailable)
 	default:
-		progressing.Reason = ReasonRollingOut
+		progressing.Reason = api.ReasonRollingOut
 		progressing.Message = fmt.Sprintf("rolling to template %s: %d of %d pods updated, %d available", hash, len(newPods), replicas, newAvailable)
 	}
 	// LastTransitionTime of Progressing is the phase's start: set it as
@@ -352,16 +342,16 @@ func status(w *api.Workload, hash string, live, newPods []*podState, minAvailabl
 		st.Conditions = append(st.Conditions, progressing)
 	}
 
-	avail := api.Condition{Type: api.WorkloadAvailable, Status: api.ConditionTrue, Reason: ReasonMinimumAvailable,
+	avail := api.Condition{Type: api.WorkloadAvailable, Status: api.ConditionTrue, Reason: api.ReasonMinimumAvailable,
 		Message: fmt.Sprintf("%d of %d pods available, at least %d required", st.AvailableReplicas, replicas, minAvailable), LastTransitionTime: now}
 	if int(st.AvailableReplicas) < minAvailable {
-		avail.Status, avail.Reason = api.ConditionFalse, ReasonTooFewAvailable
+		avail.Status, avail.Reason = api.ConditionFalse, api.ReasonTooFewAvailable
 	}
 	api.SetCondition(&st.Conditions, avail)
 
 	degraded := api.Condition{Type: api.WorkloadDegraded, Status: api.ConditionFalse, LastTransitionTime: now}
 	if stalled {
-		degraded.Status, degraded.Reason, degraded.Message = api.ConditionTrue, ReasonDeadlineExceeded, progressing.Message
+		degraded.Status, degraded.Reason, degraded.Message = api.ConditionTrue, api.ReasonDeadlineExceeded, progressing.Message
 	}
 	api.SetCondition(&st.Conditions, degraded)
 	return st
@@ -390,7 +380,7 @@ func degradedMessage(hash string, newPods []*podState, deadline time.Duration) s
 	msg := fmt.Sprintf("rollout to template %s made no progress for %s", hash, deadline)
 	if len(stuck) > 0 {
 		msg += fmt.Sprintf(": %d of %d new pods not ready (%s: %s)", len(stuck), len(newPods),
-			stuck[0].pod.Metadata.Name, reconcile.PodProblem(stuck[0].pod))
+			stuck[0].pod.Metadata.Name, api.PodProblem(stuck[0].pod))
 	}
 	return msg
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/reconcile"
 )
 
 // sim is a tiny cluster for the scenario scripts: the plan's creates and
@@ -117,7 +116,7 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 		n, _ := strconv.Atoi(str("replicas", "1"))
 		s.w.Spec.Replicas = int32(n)
 		s.w.Spec.Template = api.PodTemplate{
-			Labels:     map[string]string{reconcile.LabelApp: "shop", reconcile.LabelWorkload: "web"},
+			Labels:     map[string]string{api.LabelApp: "shop", api.LabelWorkload: "web"},
 			Containers: []api.Container{{Name: "main", Image: str("image", "v1")}},
 		}
 		s.w.Spec.Strategy = api.RolloutStrategy{}
@@ -204,7 +203,7 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 					p.Spec.NodeName = "n1"
 					changed++
 				}
-				if !reconcile.PodReady(p) && matches(p) {
+				if !api.IsPodReady(p) && matches(p) {
 					s.setReady(p, true)
 					changed++
 				}
@@ -243,7 +242,7 @@ func (s *sim) census() string {
 		}
 		img := image(&p.Spec.PodTemplate)
 		total[img]++
-		if reconcile.PodReady(p) {
+		if api.IsPodReady(p) {
 			ready[img]++
 		}
 	}
@@ -260,7 +259,7 @@ func describePod(p *api.Pod) string {
 	if p.Spec.NodeName == "" {
 		state = append(state, "unscheduled")
 	}
-	if reconcile.PodReady(p) {
+	if api.IsPodReady(p) {
 		state = append(state, "ready")
 	}
 	if p.Status.Phase == api.PodFailed {

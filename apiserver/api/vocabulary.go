@@ -1,10 +1,6 @@
-package reconcile
+package api
 
-import (
-	"fmt"
-
-	"github.com/capstanhq/capstan/apiserver/api"
-)
+import "fmt"
 
 // Labels the controllers put on the objects they make, and select by.
 const (
@@ -18,42 +14,43 @@ const (
 	LabelTemplateHash = "capstan.io/template-hash"
 )
 
-// Event is something a plan did that the caller records as an api.Event
-// on the object: drift reverted, rollout stalled, pod evicted.
-type Event struct {
-	Object  api.ObjectRef
-	Type    string // api.EventNormal or api.EventWarning
-	Reason  string
-	Message string
-}
+// Reasons of a Workload's Progressing and Available conditions.
+const (
+	ReasonRollingOut       = "RollingOut"
+	ReasonScaling          = "Scaling"
+	ReasonRolloutComplete  = "RolloutComplete"
+	ReasonDeadlineExceeded = "ProgressDeadlineExceeded"
+	ReasonMinimumAvailable = "MinimumReplicasAvailable"
+	ReasonTooFewAvailable  = "TooFewReplicasAvailable"
+)
 
-// PodReady reports whether the pod's Ready condition is True.
-func PodReady(p *api.Pod) bool {
-	c := api.FindCondition(p.Status.Conditions, api.PodReady)
-	return c != nil && c.Status == api.ConditionTrue
+// IsPodReady reports whether the pod's Ready condition is True.
+func IsPodReady(p *Pod) bool {
+	c := FindCondition(p.Status.Conditions, PodReady)
+	return c != nil && c.Status == ConditionTrue
 }
 
 // Terminating reports whether a graceful delete of the object has begun.
-func Terminating(o api.Object) bool { return o.Meta().DeletionRequestedAt != nil }
+func Terminating(o Object) bool { return o.Meta().DeletionRequestedAt != nil }
 
 // OwnedBy reports whether o's owner is the object of kind k with uid.
-func OwnedBy(o api.Object, k api.Kind, uid string) bool {
+func OwnedBy(o Object, k Kind, uid string) bool {
 	ow := o.Meta().Owner
 	return ow != nil && ow.Kind == k && ow.UID == uid
 }
 
 // RefOf returns a reference to obj for events.
-func RefOf(obj api.Object) api.ObjectRef {
-	k := api.KeyOf(obj)
-	return api.ObjectRef{Kind: k.Kind, App: k.App, Name: k.Name, UID: obj.Meta().UID}
+func RefOf(obj Object) ObjectRef {
+	k := KeyOf(obj)
+	return ObjectRef{Kind: k.Kind, App: k.App, Name: k.Name, UID: obj.Meta().UID}
 }
 
 // PodProblem says in a few words why a pod is not ready: "unschedulable:
 // 0/3 nodes available: ...", "CrashLoopBackOff (5 restarts)",
 // "ErrImagePull", "not ready".
-func PodProblem(p *api.Pod) string {
+func PodProblem(p *Pod) string {
 	if p.Spec.NodeName == "" {
-		if c := api.FindCondition(p.Status.Conditions, api.PodScheduled); c != nil && c.Status == api.ConditionFalse {
+		if c := FindCondition(p.Status.Conditions, PodScheduled); c != nil && c.Status == ConditionFalse {
 			return "unschedulable: " + c.Message
 		}
 		return "not scheduled yet"
@@ -69,10 +66,10 @@ func PodProblem(p *api.Pod) string {
 			return fmt.Sprintf("container %s: %s", c.Name, w.Reason)
 		}
 	}
-	if p.Status.Phase == api.PodFailed {
+	if p.Status.Phase == PodFailed {
 		return "failed: " + p.Status.Reason
 	}
-	if PodReady(p) {
+	if IsPodReady(p) {
 		return "ready"
 	}
 	return "not ready"
