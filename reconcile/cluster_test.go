@@ -90,19 +90,22 @@ func TestClusterConverges(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 
-	inf := client.NewInformers(c, log) // shared, as capstan server runs them
-	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Informers: inf, Registry: reg, Logger: log}))
-	wl := must[*workload.Controller](t)(workload.New(workload.Options{Client: c, Informers: inf, Workers: 4, Registry: reg, Logger: log}))
-	nc := must[*node.Controller](t)(node.NewController(node.ControllerOptions{Client: c, Informers: inf, Registry: reg, Logger: log,
+	m := must[*reconcile.Manager](t)(reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg, Logger: log})) // as capstan server runs them
+	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(m, scheduler.SchedulerOptions{}))
+	wl := must[*workload.Controller](t)(workload.New(m, workload.Options{Workers: 4}))
+	nc := must[*node.Controller](t)(node.NewController(m, node.ControllerOptions{
 		Decide: node.Options{GracePeriod: 15 * time.Second, EvictionTimeout: 20 * time.Second}}))
-	ep := must[*endpoints.Controller](t)(endpoints.New(endpoints.Options{Client: c, Informers: inf, Registry: reg, Logger: log}))
-	gcc := must[*gc.Controller](t)(gc.New(gc.Options{Client: c, Informers: inf, Registry: reg, Logger: log}))
-	ac := must[*app.Controller](t)(app.New(app.Options{Client: c, Informers: inf, Registry: reg, Logger: log}))
+	ep := must[*endpoints.Controller](t)(endpoints.New(m, endpoints.Options{}))
+	gcc := must[*gc.Controller](t)(gc.New(m, gc.Options{}))
+	ac := must[*app.Controller](t)(app.New(m, app.Options{}))
+	for _, r := range []reconcile.Runnable{sched, wl, nc, ep, gcc, ac} {
+		m.Add(r)
+	}
 	stable := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 40, Prefix: "stable", CPU: "4", Memory: "8Gi",
 		HeartbeatInterval: 2 * time.Second, Logger: log}))
 	doomed := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 10, Prefix: "doomed", CPU: "4", Memory: "8Gi",
 		HeartbeatInterval: 2 * time.Second, Logger: log}))
-	run(t, ctx, sched, wl, nc, ep, gcc, ac, stable)
+	run(t, ctx, m, stable)
 	killDoomed := run(t, ctx, doomed)
 
 	const replicas = 500
@@ -228,13 +231,17 @@ func TestAppLifecycle(t *testing.T) {
 	if os.Getenv("CAPSTAN_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Logger: log}))
-	wl := must[*workload.Controller](t)(workload.New(workload.Options{Client: c, Logger: log}))
-	ep := must[*endpoints.Controller](t)(endpoints.New(endpoints.Options{Client: c, Logger: log}))
-	gcc := must[*gc.Controller](t)(gc.New(gc.Options{Client: c, Logger: log}))
-	ac := must[*app.Controller](t)(app.New(app.Options{Client: c, Logger: log}))
+	m := must[*reconcile.Manager](t)(reconcile.NewManager(reconcile.ManagerOptions{Client: c, Logger: log}))
+	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(m, scheduler.SchedulerOptions{}))
+	wl := must[*workload.Controller](t)(workload.New(m, workload.Options{}))
+	ep := must[*endpoints.Controller](t)(endpoints.New(m, endpoints.Options{}))
+	gcc := must[*gc.Controller](t)(gc.New(m, gc.Options{}))
+	ac := must[*app.Controller](t)(app.New(m, app.Options{}))
+	for _, r := range []reconcile.Runnable{sched, wl, ep, gcc, ac} {
+		m.Add(r)
+	}
 	nodes := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 3, Prefix: "n", Logger: log}))
-	run(t, ctx, sched, wl, ep, gcc, ac, nodes)
+	run(t, ctx, m, nodes)
 
 	const replicas = 4
 	setImage := func(image, commit string) {

@@ -1,6 +1,8 @@
 // Package reconcile is the controller runtime: a work queue of object keys,
-// and a Controller that runs a fixed number of workers calling a level-based
-// Reconciler for each key. The controllers themselves live in the packages
+// a Controller that runs a fixed number of workers calling a level-based
+// Reconciler for each key, and a Manager that holds what the controllers of
+// one process share (client, informers, metrics, logger, clock) and runs
+// them. Informer handlers, indexes and the event recorder live here too. The controllers themselves live in the packages
 // below it (app, workload, node, endpoints, gc); each has a pure decision
 // core that returns a plan, and a thin edge that reads informers and applies
 // the plan through the API client.

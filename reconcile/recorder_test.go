@@ -14,10 +14,11 @@ import (
 // different one once: two Event objects, the first counted to three.
 func TestRecorderCountsRepeats(t *testing.T) {
 	cl := apiservertest.Start(t, apiservertest.Options{})
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := &reconcile.Recorder{Client: cl.Client, Reporter: "test", Now: func() time.Time { now = now.Add(time.Second); return now }}
+	clock := reconcile.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := &reconcile.Recorder{Client: cl.Client, Reporter: "test", Clock: clock}
 	obj := api.ObjectRef{Kind: api.KindWorkload, App: "shop", Name: "web", UID: "u1"}
 	for i := range 3 {
+		clock.Step(time.Second)
 		r.Record(t.Context(), reconcile.Event{Object: obj, Type: api.EventWarning, Reason: "DriftReverted", Message: "edit " + string(rune('a'+i))})
 	}
 	r.Record(t.Context(), reconcile.Event{Object: obj, Type: api.EventNormal, Reason: "Other", Message: "x"})

@@ -3,7 +3,6 @@ package scheduler
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime/pprof"
 	"sync"
@@ -79,10 +78,15 @@ func benchSchedulerAPI(b *testing.B, nodes, pods int) {
 	if err := inf.WaitForSync(ctx); err != nil {
 		b.Fatal(err)
 	}
-	s, err := NewScheduler(SchedulerOptions{Client: c, Binders: 64, Logger: slog.New(slog.DiscardHandler)})
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c})
 	if err != nil {
 		b.Fatal(err)
 	}
+	s, err := NewScheduler(m, SchedulerOptions{Binders: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.Add(s)
 	start := time.Now()
 	// SCHEDULER_BENCH_CPUPROFILE=path profiles only the timed part (the
 	// -cpuprofile flag also takes in the setup: creating the pods).
@@ -98,7 +102,7 @@ func benchSchedulerAPI(b *testing.B, nodes, pods int) {
 	}
 	b.StartTimer()
 	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
+	go func() { done <- m.Start(ctx) }()
 	select {
 	case <-all:
 	case <-time.After(30 * time.Minute):

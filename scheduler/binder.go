@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -26,11 +23,6 @@ const ConditionReasonUnschedulable = "Unschedulable"
 
 // SchedulerOptions configure the running scheduler.
 type SchedulerOptions struct {
-	// Client talks to the API server (required).
-	Client *client.Client
-	// Informers, when set, shares informers with the other components of
-	// the process (each change is then decoded once).
-	Informers *client.Informers
 	// Stack tunes the decision core.
 	Stack Options
 	// Binders is how many binds may be in flight at once (default 64).
@@ -42,9 +34,6 @@ type SchedulerOptions struct {
 	// free room (a node added, made ready or uncordoned, a pod removed)
 	// retries them at once.
 	RetryInterval time.Duration
-	// Registry receives metrics (optional).
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
 }
 
 // Binds go out in transactions of at most maxBindBatch, bindSenders at a
@@ -57,11 +46,13 @@ const (
 // Scheduler binds pending pods to nodes. Create it with NewScheduler and
 // run it with Start.
 type Scheduler struct {
-	opts  SchedulerOptions
-	stack *Stack
-	ctrl  *reconcile.Controller
-	pods  *client.Informer
-	nodes *client.Informer
+	opts   SchedulerOptions
+	client *client.Client
+	clock  reconcile.Clock
+	stack  *Stack
+	ctrl   *reconcile.Controller
+	pods   *client.Informer
+	nodes  *client.Informer
 
 	batch *batcher
 
@@ -70,11 +61,9 @@ type Scheduler struct {
 	unschedulable map[string]bool
 }
 
-// NewScheduler validates opts and builds the scheduler.
-func NewScheduler(opts SchedulerOptions) (*Scheduler, error) {
-	if opts.Client == nil {
-		return nil, errors.New("scheduler: a Client is required")
-	}
+// NewScheduler validates opts and builds the scheduler on m's client,
+// informers, clock and metrics.
+func NewScheduler(m *reconcile.Manager, opts SchedulerOptions) (*Scheduler, error) {
 	if opts.Binders < 0 || opts.RetryInterval < 0 {
 		return nil, fmt.Errorf("scheduler: binders %d and retry interval %s must not be negative", opts.Binders, opts.RetryInterval)
 	}
@@ -84,22 +73,18 @@ func NewScheduler(opts SchedulerOptions) (*Scheduler, error) {
 	if opts.RetryInterval == 0 {
 		opts.RetryInterval = DefaultRetryInterval
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
 	stack, err := NewStack(opts.Stack)
 	if err != nil {
 		return nil, err
 	}
-	s := &Scheduler{opts: opts, stack: stack, snap: NewSnapshot(), unschedulable: map[string]bool{},
-		batch: newBatcher(opts.Client, bindSenders, maxBindBatch)}
-	s.ctrl, err = reconcile.New(reconcile.Options{Name: "scheduler", Reconciler: s, Workers: opts.Binders,
-		Registry: opts.Registry, Logger: opts.Logger})
+	s := &Scheduler{opts: opts, client: m.Client(), clock: m.Clock(), stack: stack, snap: NewSnapshot(), unschedulable: map[string]bool{},
+		batch: newBatcher(m.Client(), bindSenders, maxBindBatch)}
+	s.ctrl, err = m.NewController("scheduler", s, opts.Binders)
 	if err != nil {
 		return nil, err
 	}
-	s.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
-	s.nodes = reconcile.Informer(opts.Informers, opts.Client, api.KindNode, opts.Logger)
+	s.pods = m.Informer(api.KindPod)
+	s.nodes = m.Informer(api.KindNode)
 	s.pods.AddHandler(client.Handler{
 		OnAdd:    func(o api.Object) { s.podChanged(nil, o.(*api.Pod)) },
 		OnUpdate: func(old, o api.Object) { s.podChanged(old.(*api.Pod), o.(*api.Pod)) },
@@ -117,17 +102,12 @@ func NewScheduler(opts SchedulerOptions) (*Scheduler, error) {
 	return s, nil
 }
 
-// Start runs the scheduler until ctx ends.
+// Start runs the scheduler until ctx ends; the manager runs its informers.
 func (s *Scheduler) Start(ctx context.Context) error {
-	done, err := reconcile.RunInformers(ctx, s.nodes, s.pods)
-	if err != nil {
-		return err
-	}
 	var wg sync.WaitGroup
 	wg.Go(func() { s.batch.run(ctx) })
-	err = s.ctrl.Start(ctx)
+	err := s.ctrl.Start(ctx)
 	wg.Wait()
-	<-done
 	return err
 }
 
@@ -264,7 +244,7 @@ func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
 		} else if !client.IsConflict(err) || attempt >= 3 {
 			return fmt.Errorf("bind pod %s to node %s: %w", key, node, err)
 		}
-		fresh, gerr := s.opts.Client.Get(ctx, key)
+		fresh, gerr := s.client.Get(ctx, key)
 		if gerr != nil {
 			return fmt.Errorf("bind pod %s to node %s: re-read after conflict: %w", key, node, gerr)
 		}
@@ -284,9 +264,9 @@ func (s *Scheduler) markUnschedulable(ctx context.Context, pod *api.Pod, msg str
 	}
 	p := api.Clone(pod)
 	api.SetCondition(&p.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionFalse,
-		Reason: ConditionReasonUnschedulable, Message: msg, LastTransitionTime: time.Now().UTC()})
+		Reason: ConditionReasonUnschedulable, Message: msg, LastTransitionTime: s.clock.Now().UTC()})
 	p.Metadata.ResourceVersion = 0
-	if _, err := s.opts.Client.UpdateStatus(ctx, p); err != nil && !client.IsNotFound(err) {
+	if _, err := s.client.UpdateStatus(ctx, p); err != nil && !client.IsNotFound(err) {
 		return fmt.Errorf("pod %s: record unschedulable: %w", api.KeyOf(pod), err)
 	}
 	return nil

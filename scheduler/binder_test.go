@@ -10,6 +10,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/reconcile"
 )
 
 // TestSchedulerBindsAndExplains runs the scheduler against a real API
@@ -27,12 +28,17 @@ func TestSchedulerBindsAndExplains(t *testing.T) {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	s, err := NewScheduler(SchedulerOptions{Client: c, Registry: reg, RetryInterval: time.Hour})
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s, err := NewScheduler(m, SchedulerOptions{RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(s)
 	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
+	go func() { done <- m.Start(ctx) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -138,7 +144,11 @@ func TestBindIsCompareAndSwap(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := o.(*api.Pod)
-	s, err := NewScheduler(SchedulerOptions{Client: c})
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewScheduler(m, SchedulerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

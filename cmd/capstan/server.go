@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/capstanhq/capstan/apiserver"
-	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/reconcile"
 	appController "github.com/capstanhq/capstan/reconcile/app"
 	endpointsController "github.com/capstanhq/capstan/reconcile/endpoints"
 	gcController "github.com/capstanhq/capstan/reconcile/gc"
@@ -132,39 +132,36 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 	return cp, nil
 }
 
-// newControllers builds the controllers and the scheduler; they talk to
-// the API like any other client.
+// newControllers builds the controllers and the scheduler on one manager
+// (one client, shared informers, the metrics registry); they talk to the API
+// like any other client.
 func newControllers(srv *apiserver.Server, f serverFlags, reg *prometheus.Registry, log *slog.Logger) ([]func(context.Context) error, error) {
 	c, err := srv.AdminClient()
 	if err != nil {
 		return nil, err
 	}
-	inf := client.NewInformers(c, log)
-	appC, err := appController.New(appController.Options{Client: c, Informers: inf, Registry: reg, Logger: log.With("controller", "app")})
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	wlC, err := workloadController.New(workloadController.Options{Client: c, Informers: inf, Registry: reg, Logger: log.With("controller", "workload")})
-	if err != nil {
-		return nil, err
+	builders := []func() (reconcile.Runnable, error){
+		func() (reconcile.Runnable, error) { return appController.New(m, appController.Options{}) },
+		func() (reconcile.Runnable, error) { return workloadController.New(m, workloadController.Options{}) },
+		func() (reconcile.Runnable, error) {
+			return nodeController.NewController(m, nodeController.ControllerOptions{Decide: f.nodes})
+		},
+		func() (reconcile.Runnable, error) { return endpointsController.New(m, endpointsController.Options{}) },
+		func() (reconcile.Runnable, error) { return gcController.New(m, gcController.Options{}) },
+		func() (reconcile.Runnable, error) { return scheduler.NewScheduler(m, scheduler.SchedulerOptions{}) },
 	}
-	nodeC, err := nodeController.NewController(nodeController.ControllerOptions{Client: c, Informers: inf, Decide: f.nodes, Registry: reg, Logger: log.With("controller", "node")})
-	if err != nil {
-		return nil, err
+	for _, build := range builders {
+		r, err := build()
+		if err != nil {
+			return nil, err
+		}
+		m.Add(r)
 	}
-	epC, err := endpointsController.New(endpointsController.Options{Client: c, Informers: inf, Registry: reg, Logger: log.With("controller", "endpoints")})
-	if err != nil {
-		return nil, err
-	}
-	gcC, err := gcController.New(gcController.Options{Client: c, Informers: inf, Registry: reg, Logger: log.With("controller", "gc")})
-	if err != nil {
-		return nil, err
-	}
-	sched, err := scheduler.NewScheduler(scheduler.SchedulerOptions{Client: c, Informers: inf, Registry: reg, Logger: log.With("component", "scheduler")})
-	if err != nil {
-		return nil, err
-	}
-	return []func(context.Context) error{appC.Start, wlC.Start, nodeC.Start, epC.Start, gcC.Start, sched.Start}, nil
+	return []func(context.Context) error{m.Start}, nil
 }
 
 // Start runs every part until ctx ends or one fails.

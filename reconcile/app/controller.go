@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -16,19 +12,13 @@ import (
 
 // Options configure the app controller.
 type Options struct {
-	Client *client.Client // required
-	// Informers, when set, shares informers with the other components of
-	// the process (each change is then decoded once).
-	Informers *client.Informers
-	Workers   int
-	Registry  *prometheus.Registry
-	Logger    *slog.Logger
-	Now       func() time.Time // default time.Now
+	Workers int // default reconcile.DefaultWorkers
 }
 
 // Controller runs the app controller.
 type Controller struct {
 	opts      Options
+	client    *client.Client
 	ctrl      *reconcile.Controller
 	apps      *client.Informer
 	workloads *client.Informer
@@ -47,30 +37,21 @@ func byApp(o api.Object) []string { return []string{o.Meta().App} }
 func appByNamespace(o api.Object) []string { return []string{Namespace(o.(*api.App))} }
 
 // New builds the controller.
-func New(opts Options) (*Controller, error) {
-	if opts.Client == nil {
-		return nil, errors.New("app controller: a Client is required")
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	c := &Controller{opts: opts,
+func New(m *reconcile.Manager, opts Options) (*Controller, error) {
+	c := &Controller{opts: opts, client: m.Client(),
 		appsByNS: reconcile.NewIndex(appByNamespace), wByNS: reconcile.NewIndex(byApp),
 		sByNS: reconcile.NewIndex(byApp), podsByNS: reconcile.NewIndex(byApp),
-		rec: &reconcile.Recorder{Client: opts.Client, Reporter: "app-controller", Logger: opts.Logger, Now: opts.Now}}
+		rec: m.Recorder("app-controller")}
 	var err error
-	c.ctrl, err = reconcile.New(reconcile.Options{Name: "app", Reconciler: c, Workers: opts.Workers, Registry: opts.Registry, Logger: opts.Logger})
+	c.ctrl, err = m.NewController("app", c, opts.Workers)
 	if err != nil {
 		return nil, err
 	}
 	q := c.ctrl.Queue()
-	c.apps = reconcile.Informer(opts.Informers, opts.Client, api.KindApp, opts.Logger)
-	c.workloads = reconcile.Informer(opts.Informers, opts.Client, api.KindWorkload, opts.Logger)
-	c.services = reconcile.Informer(opts.Informers, opts.Client, api.KindService, opts.Logger)
-	c.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
+	c.apps = m.Informer(api.KindApp)
+	c.workloads = m.Informer(api.KindWorkload)
+	c.services = m.Informer(api.KindService)
+	c.pods = m.Informer(api.KindPod)
 	c.apps.AddHandler(c.appsByNS.Handler())
 	c.apps.AddHandler(reconcile.EnqueueHandler(q, reconcile.ObjectKeyOf))
 	c.workloads.AddHandler(c.wByNS.Handler())
@@ -113,15 +94,7 @@ func (c *Controller) appsIn(o api.Object) []string {
 }
 
 // Start runs the controller until ctx ends.
-func (c *Controller) Start(ctx context.Context) error {
-	done, err := reconcile.RunInformers(ctx, c.apps, c.workloads, c.services, c.pods)
-	if err != nil {
-		return err
-	}
-	err = c.ctrl.Start(ctx)
-	<-done
-	return err
-}
+func (c *Controller) Start(ctx context.Context) error { return c.ctrl.Start(ctx) }
 
 // Reconcile plans and applies one App, then writes its health.
 func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
@@ -146,17 +119,17 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	plan := Compute(a, ws, ss)
 	var errs []error
 	for _, obj := range plan.Create {
-		if _, err := c.opts.Client.Create(ctx, obj); err != nil && !client.IsAlreadyExists(err) {
+		if _, err := c.client.Create(ctx, obj); err != nil && !client.IsAlreadyExists(err) {
 			errs = append(errs, fmt.Errorf("app %s: create %s: %w", key, api.KeyOf(obj), err))
 		}
 	}
 	for _, u := range plan.Update {
-		if _, err := c.opts.Client.Update(ctx, u.Object); err != nil {
+		if _, err := c.client.Update(ctx, u.Object); err != nil {
 			errs = append(errs, fmt.Errorf("app %s: update %s: %w", key, api.KeyOf(u.Object), err))
 		}
 	}
 	for _, obj := range plan.Delete {
-		_, err := c.opts.Client.Delete(ctx, api.KeyOf(obj), client.DeleteOptions{ResourceVersion: obj.Meta().ResourceVersion})
+		_, err := c.client.Delete(ctx, api.KeyOf(obj), client.DeleteOptions{ResourceVersion: obj.Meta().ResourceVersion})
 		if err != nil && !client.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("app %s: prune %s: %w", key, api.KeyOf(obj), err))
 		}
@@ -168,7 +141,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	if health != a.Status.Health || msg != a.Status.HealthMessage {
 		u := api.Clone(a)
 		u.Status.Health, u.Status.HealthMessage = health, msg
-		out, err := c.opts.Client.UpdateStatus(ctx, u)
+		out, err := c.client.UpdateStatus(ctx, u)
 		switch {
 		case err == nil:
 			c.written.Put(key, out)

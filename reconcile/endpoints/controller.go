@@ -2,11 +2,7 @@ package endpoints
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -15,18 +11,13 @@ import (
 
 // Options configure the endpoints controller.
 type Options struct {
-	Client *client.Client // required
-	// Informers, when set, shares informers with the other components of
-	// the process (each change is then decoded once).
-	Informers *client.Informers
-	Workers   int
-	Registry  *prometheus.Registry
-	Logger    *slog.Logger
+	Workers int // default reconcile.DefaultWorkers
 }
 
 // Controller runs the endpoints controller.
 type Controller struct {
 	opts      Options
+	client    *client.Client
 	ctrl      *reconcile.Controller
 	services  *client.Informer
 	endpoints *client.Informer
@@ -39,22 +30,16 @@ type Controller struct {
 func byApp(o api.Object) []string { return []string{o.Meta().App} }
 
 // New builds the controller.
-func New(opts Options) (*Controller, error) {
-	if opts.Client == nil {
-		return nil, errors.New("endpoints controller: a Client is required")
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	c := &Controller{opts: opts, podsByApp: reconcile.NewIndex(byApp), svcByApp: reconcile.NewIndex(byApp)}
+func New(m *reconcile.Manager, opts Options) (*Controller, error) {
+	c := &Controller{opts: opts, client: m.Client(), podsByApp: reconcile.NewIndex(byApp), svcByApp: reconcile.NewIndex(byApp)}
 	var err error
-	c.ctrl, err = reconcile.New(reconcile.Options{Name: "endpoints", Reconciler: c, Workers: opts.Workers, Registry: opts.Registry, Logger: opts.Logger})
+	c.ctrl, err = m.NewController("endpoints", c, opts.Workers)
 	if err != nil {
 		return nil, err
 	}
-	c.services = reconcile.Informer(opts.Informers, opts.Client, api.KindService, opts.Logger)
-	c.endpoints = reconcile.Informer(opts.Informers, opts.Client, api.KindEndpoints, opts.Logger)
-	c.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
+	c.services = m.Informer(api.KindService)
+	c.endpoints = m.Informer(api.KindEndpoints)
+	c.pods = m.Informer(api.KindPod)
 	c.services.AddHandler(c.svcByApp.Handler())
 	c.services.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
 	c.endpoints.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
@@ -75,15 +60,7 @@ func (c *Controller) servicesOf(o api.Object) []string {
 }
 
 // Start runs the controller until ctx ends.
-func (c *Controller) Start(ctx context.Context) error {
-	done, err := reconcile.RunInformers(ctx, c.services, c.endpoints, c.pods)
-	if err != nil {
-		return err
-	}
-	err = c.ctrl.Start(ctx)
-	<-done
-	return err
-}
+func (c *Controller) Start(ctx context.Context) error { return c.ctrl.Start(ctx) }
 
 // Reconcile brings one service's Endpoints up to date.
 func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
@@ -105,9 +82,9 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	var err error
 	switch {
 	case plan.Create != nil:
-		out, err = c.opts.Client.Create(ctx, plan.Create)
+		out, err = c.client.Create(ctx, plan.Create)
 	case plan.Update != nil:
-		out, err = c.opts.Client.Update(ctx, plan.Update)
+		out, err = c.client.Update(ctx, plan.Update)
 	}
 	if out != nil {
 		c.written.Put(key, out)

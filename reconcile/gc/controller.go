@@ -2,11 +2,8 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -18,35 +15,25 @@ var watched = []api.Kind{api.KindApp, api.KindWorkload, api.KindService, api.Kin
 
 // Options configure the garbage collector.
 type Options struct {
-	Client *client.Client // required
-	// Informers, when set, shares informers with the other components of
-	// the process (each change is then decoded once).
-	Informers *client.Informers
-	Workers   int
-	Registry  *prometheus.Registry
-	Logger    *slog.Logger
+	Workers int // default reconcile.DefaultWorkers
 }
 
 // Controller runs the garbage collector. Its keys are full object keys
 // ("pods/shop/web-abcde") of objects that have an owner.
 type Controller struct {
 	opts      Options
+	client    *client.Client
+	log       *slog.Logger
 	ctrl      *reconcile.Controller
 	informers map[api.Kind]*client.Informer
 	children  *reconcile.Index // owner UID -> children
 }
 
 // New builds the controller.
-func New(opts Options) (*Controller, error) {
-	if opts.Client == nil {
-		return nil, errors.New("garbage collector: a Client is required")
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	c := &Controller{opts: opts, informers: map[api.Kind]*client.Informer{}}
+func New(m *reconcile.Manager, opts Options) (*Controller, error) {
+	c := &Controller{opts: opts, client: m.Client(), log: m.Logger("gc"), informers: map[api.Kind]*client.Informer{}}
 	var err error
-	c.ctrl, err = reconcile.New(reconcile.Options{Name: "gc", Reconciler: c, Workers: opts.Workers, Registry: opts.Registry, Logger: opts.Logger})
+	c.ctrl, err = m.NewController("gc", c, opts.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +45,7 @@ func New(opts Options) (*Controller, error) {
 	})
 	q := c.ctrl.Queue()
 	for _, k := range watched {
-		inf := reconcile.Informer(opts.Informers, opts.Client, k, opts.Logger)
+		inf := m.Informer(k)
 		inf.AddHandler(c.children.Handler())
 		inf.AddHandler(client.Handler{
 			OnAdd:    func(o api.Object) { c.enqueueIfOwned(o) },
@@ -82,19 +69,7 @@ func (c *Controller) enqueueIfOwned(o api.Object) {
 }
 
 // Start runs the controller until ctx ends.
-func (c *Controller) Start(ctx context.Context) error {
-	infs := make([]*client.Informer, 0, len(c.informers))
-	for _, k := range watched {
-		infs = append(infs, c.informers[k])
-	}
-	done, err := reconcile.RunInformers(ctx, infs...)
-	if err != nil {
-		return err
-	}
-	err = c.ctrl.Start(ctx)
-	<-done
-	return err
-}
+func (c *Controller) Start(ctx context.Context) error { return c.ctrl.Start(ctx) }
 
 // ownerExists looks the owner up in the cache, then, when the cache does
 // not have it, in the API: a cache may lag behind an owner just created.
@@ -105,7 +80,7 @@ func (c *Controller) ownerExists(ctx context.Context, k OwnerKey) (bool, error) 
 			return true, nil
 		}
 	}
-	o, err := c.opts.Client.Get(ctx, key)
+	o, err := c.client.Get(ctx, key)
 	if client.IsNotFound(err) {
 		return false, nil
 	}
@@ -138,10 +113,10 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		return reconcile.Result{}, nil
 	}
 	// Pods are deleted gracefully: the agent stops the containers first.
-	_, err = c.opts.Client.Delete(ctx, k, client.DeleteOptions{ResourceVersion: o.Meta().ResourceVersion})
+	_, err = c.client.Delete(ctx, k, client.DeleteOptions{ResourceVersion: o.Meta().ResourceVersion})
 	if err != nil && !client.IsNotFound(err) && !client.IsConflict(err) {
 		return reconcile.Result{}, fmt.Errorf("gc %s: delete (owner %s %s is gone): %w", key, owner.Kind.Singular(), owner.Name, err)
 	}
-	c.opts.Logger.Info("garbage collected", "object", key, "owner", owner.Kind.Singular()+" "+owner.Name)
+	c.log.Info("garbage collected", "object", key, "owner", owner.Kind.Singular()+" "+owner.Name)
 	return reconcile.Result{}, nil
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -17,20 +14,15 @@ import (
 
 // ControllerOptions configure the node controller.
 type ControllerOptions struct {
-	Client *client.Client // required
-	// Informers, when set, shares informers with the other components of
-	// the process (each change is then decoded once).
-	Informers *client.Informers
-	Decide    Options // grace period and eviction timeout
-	Workers   int
-	Registry  *prometheus.Registry
-	Logger    *slog.Logger
-	Now       func() time.Time // default time.Now
+	Decide  Options // grace period and eviction timeout
+	Workers int     // default reconcile.DefaultWorkers
 }
 
 // Controller runs the node controller.
 type Controller struct {
 	opts    ControllerOptions
+	client  *client.Client
+	clock   reconcile.Clock
 	ctrl    *reconcile.Controller
 	nodes   *client.Informer
 	leases  *client.Informer
@@ -68,28 +60,19 @@ func observe(prev heartbeat, known bool, renew time.Time, n *api.Node, now time.
 }
 
 // NewController validates opts and builds the controller.
-func NewController(opts ControllerOptions) (*Controller, error) {
-	if opts.Client == nil {
-		return nil, errors.New("node controller: a Client is required")
-	}
+func NewController(m *reconcile.Manager, opts ControllerOptions) (*Controller, error) {
 	if err := opts.Decide.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	c := &Controller{opts: opts, seen: map[string]heartbeat{}, rec: &reconcile.Recorder{Client: opts.Client, Reporter: "node-controller", Logger: opts.Logger, Now: opts.Now}}
+	c := &Controller{opts: opts, client: m.Client(), clock: m.Clock(), seen: map[string]heartbeat{}, rec: m.Recorder("node-controller")}
 	var err error
-	c.ctrl, err = reconcile.New(reconcile.Options{Name: "node", Reconciler: c, Workers: opts.Workers, Registry: opts.Registry, Logger: opts.Logger})
+	c.ctrl, err = m.NewController("node", c, opts.Workers)
 	if err != nil {
 		return nil, err
 	}
-	c.nodes = reconcile.Informer(opts.Informers, opts.Client, api.KindNode, opts.Logger)
-	c.leases = reconcile.Informer(opts.Informers, opts.Client, api.KindLease, opts.Logger)
-	c.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
+	c.nodes = m.Informer(api.KindNode)
+	c.leases = m.Informer(api.KindLease)
+	c.pods = m.Informer(api.KindPod)
 	c.byNode = reconcile.NewIndex(func(o api.Object) []string {
 		if n := o.(*api.Pod).Spec.NodeName; n != "" {
 			return []string{n}
@@ -104,15 +87,7 @@ func NewController(opts ControllerOptions) (*Controller, error) {
 }
 
 // Start runs the controller until ctx ends.
-func (c *Controller) Start(ctx context.Context) error {
-	done, err := reconcile.RunInformers(ctx, c.nodes, c.leases, c.pods)
-	if err != nil {
-		return err
-	}
-	err = c.ctrl.Start(ctx)
-	<-done
-	return err
-}
+func (c *Controller) Start(ctx context.Context) error { return c.ctrl.Start(ctx) }
 
 // Reconcile checks one node's heartbeat.
 func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Result, error) {
@@ -125,7 +100,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 		return reconcile.Result{}, nil
 	}
 	n := c.written.Newer(name, o).(*api.Node)
-	now := c.opts.Now()
+	now := c.clock.Now()
 	var renew time.Time
 	if l, ok := c.leases.Get(name); ok {
 		renew = l.(*api.Lease).Spec.RenewTime
@@ -138,7 +113,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 	plan := ComputeSince(n, hb.seenAt, reconcile.Pods(c.byNode.Get(name)), now, c.opts.Decide)
 	var errs []error
 	if plan.Status != nil {
-		out, err := c.opts.Client.UpdateStatus(ctx, plan.Status)
+		out, err := c.client.UpdateStatus(ctx, plan.Status)
 		switch {
 		case err == nil:
 			c.written.Put(name, out)
@@ -149,13 +124,13 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 	errs = append(errs, reconcile.Parallel(32, plan.NotReady, func(p *api.Pod) error {
 		// Compare-and-swap on the cached version: if the agent wrote
 		// meanwhile it is alive, and the next reconcile decides again.
-		if _, err := c.opts.Client.UpdateStatus(ctx, p); err != nil && !client.IsNotFound(err) {
+		if _, err := c.client.UpdateStatus(ctx, p); err != nil && !client.IsNotFound(err) {
 			return fmt.Errorf("node %s: mark pod %s not ready: %w", name, api.KeyOf(p), err)
 		}
 		return nil
 	}))
 	errs = append(errs, reconcile.Parallel(32, plan.Evict, func(p *api.Pod) error {
-		if _, err := c.opts.Client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{Force: true}); err != nil && !client.IsNotFound(err) {
+		if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{Force: true}); err != nil && !client.IsNotFound(err) {
 			return fmt.Errorf("node %s: evict pod %s: %w", name, api.KeyOf(p), err)
 		}
 		return nil

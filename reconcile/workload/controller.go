@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -27,22 +24,16 @@ const WriteParallelism = 32
 
 // Options configure the workload controller.
 type Options struct {
-	Client *client.Client // required
-	// Informers, when set, shares informers with the other components of
-	// the process (each change is then decoded once).
-	Informers *client.Informers
-	Workers   int // default reconcile.DefaultWorkers
-	Registry  *prometheus.Registry
-	Logger    *slog.Logger
-	// Now and Rand are the clock and the source of pod names (defaults:
-	// time.Now and a randomly seeded source).
-	Now  func() time.Time
+	Workers int // default reconcile.DefaultWorkers
+	// Rand is the source of pod names (default: a randomly seeded source).
 	Rand *rand.Rand
 }
 
 // Controller runs the workload controller.
 type Controller struct {
 	opts      Options
+	client    *client.Client
+	clock     reconcile.Clock
 	ctrl      *reconcile.Controller
 	workloads *client.Informer
 	pods      *client.Informer
@@ -66,29 +57,19 @@ type expectation struct {
 }
 
 // New builds the controller.
-func New(opts Options) (*Controller, error) {
-	if opts.Client == nil {
-		return nil, errors.New("workload controller: a Client is required")
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	if opts.Rand == nil {
 		opts.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	c := &Controller{opts: opts, rnd: opts.Rand, expectations: map[string]expectation{},
-		rec: &reconcile.Recorder{Client: opts.Client, Reporter: "workload-controller", Logger: opts.Logger, Now: opts.Now}}
+	c := &Controller{opts: opts, client: m.Client(), clock: m.Clock(),
+		rnd: opts.Rand, expectations: map[string]expectation{}, rec: m.Recorder("workload-controller")}
 	var err error
-	c.ctrl, err = reconcile.New(reconcile.Options{Name: "workload", Reconciler: c, Workers: opts.Workers,
-		Registry: opts.Registry, Logger: opts.Logger})
+	c.ctrl, err = m.NewController("workload", c, opts.Workers)
 	if err != nil {
 		return nil, err
 	}
-	c.workloads = reconcile.Informer(opts.Informers, opts.Client, api.KindWorkload, opts.Logger)
-	c.pods = reconcile.Informer(opts.Informers, opts.Client, api.KindPod, opts.Logger)
+	c.workloads = m.Informer(api.KindWorkload)
+	c.pods = m.Informer(api.KindPod)
 	c.byOwner = reconcile.NewIndex(reconcile.OwnerKeyOf(api.KindWorkload))
 	c.pods.AddHandler(c.byOwner.Handler())
 	c.pods.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.OwnerKeyOf(api.KindWorkload)))
@@ -97,15 +78,7 @@ func New(opts Options) (*Controller, error) {
 }
 
 // Start runs the controller until ctx ends.
-func (c *Controller) Start(ctx context.Context) error {
-	done, err := reconcile.RunInformers(ctx, c.workloads, c.pods)
-	if err != nil {
-		return err
-	}
-	err = c.ctrl.Start(ctx)
-	<-done
-	return err
-}
+func (c *Controller) Start(ctx context.Context) error { return c.ctrl.Start(ctx) }
 
 // satisfied reports whether the cache shows what the last plan of key
 // wrote.
@@ -149,7 +122,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		return reconcile.Result{}, nil // its pods go with the garbage collector
 	}
 	w := c.written.Newer(key, o).(*api.Workload)
-	now := c.opts.Now()
+	now := c.clock.Now()
 	var pods []*api.Pod
 	for _, p := range reconcile.Pods(c.byOwner.Get(key)) {
 		if api.OwnedBy(p, api.KindWorkload, w.Metadata.UID) {
@@ -167,7 +140,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	var expMu sync.Mutex
 	var errs []error
 	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
-		if _, err := c.opts.Client.Create(ctx, p); err != nil {
+		if _, err := c.client.Create(ctx, p); err != nil {
 			return fmt.Errorf("workload %s: create pod %s: %w", key, p.Metadata.Name, err)
 		}
 		expMu.Lock()
@@ -176,7 +149,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		return nil
 	}))
 	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
-		if _, err := c.opts.Client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
+		if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
 			return fmt.Errorf("workload %s: delete pod %s: %w", key, p.Metadata.Name, err)
 		}
 		expMu.Lock()
@@ -192,7 +165,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	if plan.StatusChanged {
 		u := api.Clone(w)
 		u.Status = plan.Status
-		out, err := c.opts.Client.UpdateStatus(ctx, u)
+		out, err := c.client.UpdateStatus(ctx, u)
 		switch {
 		case err == nil:
 			c.written.Put(key, out)

@@ -1,0 +1,82 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// Recorder writes Events: one object per (object, reason), counted up when
+// the same thing happens again. Recording is best-effort: a failure is
+// logged, never returned, because an event must not fail a reconcile.
+type Recorder struct {
+	Client   *client.Client
+	Reporter string
+	Logger   *slog.Logger
+	Clock    Clock // default RealClock
+}
+
+// Record writes e. Events about cluster-scoped objects (nodes) are only
+// logged: Event objects live in apps.
+func (r *Recorder) Record(ctx context.Context, e Event) {
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log.Info("event", "object", fmt.Sprintf("%s/%s/%s", e.Object.Kind, e.Object.App, e.Object.Name), "type", e.Type, "reason", e.Reason, "message", e.Message)
+	if r.Client == nil || e.Object.App == "" {
+		return
+	}
+	var now time.Time
+	if r.Clock != nil {
+		now = r.Clock.Now()
+	} else {
+		now = RealClock{}.Now()
+	}
+	sum := sha256.Sum256([]byte(string(e.Object.Kind) + "/" + e.Object.Name + "/" + e.Reason))
+	name := eventName(e.Object.Name, hex.EncodeToString(sum[:4]))
+	key := api.Key{Kind: api.KindEvent, App: e.Object.App, Name: name}
+	for range 3 {
+		cur, err := r.Client.Get(ctx, key)
+		if client.IsNotFound(err) {
+			ev := api.KindEvent.New().(*api.Event)
+			ev.Metadata = api.ObjectMeta{Name: name, App: e.Object.App}
+			ev.Spec = api.EventSpec{Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Reporter: r.Reporter,
+				Count: 1, FirstSeen: now, LastSeen: now}
+			if _, err = r.Client.Create(ctx, ev); err == nil || !client.IsAlreadyExists(err) {
+				if err != nil {
+					log.Warn("record event", "event", key, "err", err)
+				}
+				return
+			}
+			continue
+		}
+		if err != nil {
+			log.Warn("record event", "event", key, "err", err)
+			return
+		}
+		ev := api.Clone(cur.(*api.Event))
+		ev.Spec.Count++
+		ev.Spec.LastSeen, ev.Spec.Message, ev.Spec.Object = now, e.Message, e.Object
+		if _, err = r.Client.Update(ctx, ev); err == nil || !client.IsConflict(err) {
+			if err != nil {
+				log.Warn("record event", "event", key, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// eventName is "<object>-<hash>", cut to fit a DNS label.
+func eventName(object, hash string) string {
+	if n := 63 - len(hash) - 1; len(object) > n {
+		object = object[:n]
+	}
+	return object + "-" + hash
+}
