@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,8 +23,8 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
 
-// DefaultAddr is where `capstan up` serves its registry. Containerd treats a
-// loopback registry as insecure, so plain HTTP is enough there.
+// DefaultAddr is where `capstan up` serves its registry over plain HTTP:
+// on loopback nothing leaves the host.
 const DefaultAddr = "127.0.0.1:5000"
 
 // shutdownGrace bounds how long Start waits for requests in flight (a large
@@ -30,21 +32,34 @@ const DefaultAddr = "127.0.0.1:5000"
 const shutdownGrace = 10 * time.Second
 
 // Options configures a Registry. The zero value of every field except RootDir
-// has a documented default.
+// and Users has a documented default.
 type Options struct {
-	// Addr is the TCP address to listen on. Default DefaultAddr
-	// (127.0.0.1:5000). Port 0 picks a free port; read it from Addr after
-	// Ready. A host that is not loopback (including an empty host, meaning
-	// every interface) requires Users.
+	// Addr is a TCP address served over plain HTTP. Default DefaultAddr
+	// (127.0.0.1:5000) unless TLSAddrs is set, then none. Port 0 picks a
+	// free port; read it from Addr after Ready. Plain HTTP beyond loopback
+	// sends credentials in clear: prefer TLSAddrs there.
 	Addr string
+	// TLSAddrs are TCP addresses served over HTTPS with TLSConfig (its
+	// certificate must cover them). Default: none.
+	TLSAddrs []string
+	// TLSConfig holds the serving certificate for TLSAddrs. Required with
+	// TLSAddrs.
+	TLSConfig *tls.Config
 	// RootDir is the directory holding blobs and manifests. Required; created
 	// (mode 0700) on Start when missing.
 	RootDir string
-	// Users maps user names to passwords for HTTP basic authentication. A
-	// value starting with "$2a$", "$2b$" or "$2y$" is a bcrypt hash (as made
-	// by `htpasswd -B`); any other value is the password itself. Empty means
-	// no authentication, which is allowed only on loopback.
+	// Users maps user names to passwords for HTTP basic authentication;
+	// they may push and pull. A value starting with "$2a$", "$2b$" or "$2y$"
+	// is a bcrypt hash (as made by `htpasswd -B`); any other value is the
+	// password itself. Required: pushes always need credentials.
 	Users map[string]string
+	// PullUsers are users, written as in Users, who may only pull: the
+	// credentials nodes get. Default: none.
+	PullUsers map[string]string
+	// AnonymousPull lets clients on this host's loopback (127.0.0.0/8, ::1)
+	// pull and list without credentials; everyone else, and every push,
+	// still needs a user. Default false.
+	AnonymousPull bool
 	// Logger receives the registry's own logs (start, stop, denied
 	// requests). Default: logs are discarded.
 	Logger *slog.Logger
@@ -55,17 +70,17 @@ type Options struct {
 type Registry struct {
 	opts  Options
 	log   *slog.Logger
-	auth  *basicAuth // nil when no users are configured
+	auth  *basicAuth
 	ready chan struct{}
 
 	mu      sync.Mutex
 	started bool
-	addr    string
+	addrs   []string // listening addresses: Addr first, then TLSAddrs
 }
 
 // New validates opts and returns a registry ready to Start.
 func New(opts Options) (*Registry, error) {
-	if opts.Addr == "" {
+	if opts.Addr == "" && len(opts.TLSAddrs) == 0 {
 		opts.Addr = DefaultAddr
 	}
 	if opts.Logger == nil {
@@ -74,19 +89,25 @@ func New(opts Options) (*Registry, error) {
 	if opts.RootDir == "" {
 		return nil, fmt.Errorf("%w: RootDir is empty: give the directory that should hold the images (for example <data-dir>/registry)", ErrInvalidOptions)
 	}
-	host, port, err := net.SplitHostPort(opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: address %q: %w: use host:port, for example %s", ErrInvalidOptions, opts.Addr, err, DefaultAddr)
+	addrs := opts.TLSAddrs
+	if opts.Addr != "" {
+		addrs = append([]string{opts.Addr}, addrs...)
 	}
-	if _, err := net.LookupPort("tcp", port); err != nil {
-		return nil, fmt.Errorf("%w: address %q: bad port: %w", ErrInvalidOptions, opts.Addr, err)
+	for _, addr := range addrs {
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: address %q: %w: use host:port, for example %s", ErrInvalidOptions, addr, err, DefaultAddr)
+		}
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			return nil, fmt.Errorf("%w: address %q: bad port: %w", ErrInvalidOptions, addr, err)
+		}
 	}
-	auth, err := newBasicAuth(opts.Users)
+	if len(opts.TLSAddrs) > 0 && (opts.TLSConfig == nil || (len(opts.TLSConfig.Certificates) == 0 && opts.TLSConfig.GetCertificate == nil)) {
+		return nil, fmt.Errorf("%w: TLSAddrs %v need TLSConfig with a serving certificate", ErrInvalidOptions, opts.TLSAddrs)
+	}
+	auth, err := newBasicAuth(opts.Users, opts.PullUsers, opts.AnonymousPull)
 	if err != nil {
 		return nil, err
-	}
-	if auth == nil && !isLoopbackHost(host) {
-		return nil, fmt.Errorf("%w: address %q is reachable from other machines: set at least one user (Options.Users) or listen on %s", ErrAuthRequired, opts.Addr, DefaultAddr)
 	}
 	return &Registry{
 		opts:  opts,
@@ -96,10 +117,14 @@ func New(opts Options) (*Registry, error) {
 	}, nil
 }
 
-// isLoopbackHost reports whether host names only the loopback interface.
-// Host names other than "localhost" are not resolved: they could point
-// anywhere, so they count as non-loopback.
-func isLoopbackHost(host string) bool {
+// IsLoopbackAddr reports whether addr (HOST:PORT, or a bare host) names
+// only the loopback interface. Host names other than "localhost" are not
+// resolved: they could point anywhere, so they count as non-loopback.
+func IsLoopbackAddr(addr string) bool {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -113,11 +138,23 @@ func isLoopbackHost(host string) bool {
 func (r *Registry) Ready() <-chan struct{} { return r.ready }
 
 // Addr returns the address the registry listens on (with the real port when
-// Options.Addr asked for port 0), or "" before Ready.
+// Options.Addr asked for port 0): the plain-HTTP one, else the first TLS
+// one; or "" before Ready.
 func (r *Registry) Addr() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.addr
+	if len(r.addrs) == 0 {
+		return ""
+	}
+	return r.addrs[0]
+}
+
+// Addrs returns every address the registry listens on, Options.Addr first
+// then Options.TLSAddrs in order, with real ports; nil before Ready.
+func (r *Registry) Addrs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.addrs)
 }
 
 // Start listens on Options.Addr and serves until ctx ends, then stops
@@ -151,10 +188,43 @@ func (r *Registry) Start(ctx context.Context) error {
 		}
 	}()
 
+	// Listen on every address before serving any, so a busy port fails
+	// Start whole.
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", r.opts.Addr)
-	if err != nil {
-		return fmt.Errorf("registry: listen on %s: %w: free the port or choose another address", r.opts.Addr, err)
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}
+	listen := func(addr string, tlsCfg *tls.Config) error {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("registry: listen on %s: %w: free the port or choose another address", addr, err)
+		}
+		if tlsCfg != nil {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		lns = append(lns, ln)
+		return nil
+	}
+	if r.opts.Addr != "" {
+		if err := listen(r.opts.Addr, nil); err != nil {
+			return err
+		}
+	}
+	var tlsCfg *tls.Config
+	if len(r.opts.TLSAddrs) > 0 {
+		tlsCfg = r.opts.TLSConfig.Clone()
+		if tlsCfg.MinVersion < tls.VersionTLS12 {
+			tlsCfg.MinVersion = tls.VersionTLS12
+		}
+	}
+	for _, addr := range r.opts.TLSAddrs {
+		if err := listen(addr, tlsCfg); err != nil {
+			closeAll()
+			return err
+		}
 	}
 	srv := &http.Server{
 		Handler:           r.handler(app),
@@ -165,30 +235,42 @@ func (r *Registry) Start(ctx context.Context) error {
 		BaseContext: func(net.Listener) context.Context { return withInstance(context.Background(), id) },
 	}
 
+	addrs := make([]string, len(lns))
+	for i, ln := range lns {
+		addrs[i] = ln.Addr().String()
+	}
 	r.mu.Lock()
-	r.addr = ln.Addr().String()
+	r.addrs = addrs
 	r.mu.Unlock()
-	r.log.Info("registry listening", "addr", ln.Addr().String(), "instance", id, "root", r.opts.RootDir, "auth", r.auth != nil)
+	r.log.Info("registry listening", "addrs", addrs, "tls", r.opts.TLSAddrs, "instance", id, "root", r.opts.RootDir, "anonymous_pull", r.opts.AnonymousPull)
 	close(r.ready)
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	served := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { served <- srv.Serve(ln) }()
+	}
 
 	select {
 	case err := <-served:
-		return fmt.Errorf("registry: serve on %s: %w", ln.Addr(), err)
+		_ = srv.Close()
+		for range len(lns) - 1 {
+			<-served
+		}
+		return fmt.Errorf("registry: serve on %v: %w", addrs, err)
 	case <-ctx.Done():
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err = srv.Shutdown(shutCtx)
-	<-served // always http.ErrServerClosed after Shutdown
+	for range lns {
+		<-served // always http.ErrServerClosed after Shutdown
+	}
 	if err != nil {
 		// Requests still running after the grace are cut off.
 		_ = srv.Close()
 		return fmt.Errorf("registry: shutdown: %w", err)
 	}
-	r.log.Info("registry stopped", "addr", ln.Addr().String())
+	r.log.Info("registry stopped", "addrs", addrs)
 	return nil
 }
 
@@ -229,9 +311,5 @@ func newApp(ctx context.Context, rootDir string) (app *handlers.App, err error) 
 // handler puts authentication and request logging in front of the
 // distribution application.
 func (r *Registry) handler(app http.Handler) http.Handler {
-	var h http.Handler = app
-	if r.auth != nil {
-		h = r.auth.wrap(h, r.log)
-	}
-	return h
+	return r.auth.wrap(app, r.log)
 }
