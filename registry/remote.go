@@ -123,6 +123,23 @@ func Push(ctx context.Context, img v1.Image, ref string, o RemoteOptions) (name.
 	return r.Context().Digest(dg.String()), nil
 }
 
+// Head returns the digest of the manifest ref names in its registry.
+func Head(ctx context.Context, ref string, o RemoteOptions) (string, error) {
+	r, err := ParseReference(ref, o)
+	if err != nil {
+		return "", err
+	}
+	ropts, err := o.remoteOptions(ctx)
+	if err != nil {
+		return "", err
+	}
+	d, err := remote.Head(r, ropts...)
+	if err != nil {
+		return "", fmt.Errorf("look up %s: %w", r, err)
+	}
+	return d.Digest.String(), nil
+}
+
 // WriteTarball writes img, tagged ref, to file as a `docker save` style
 // tarball that ReadTarball, `docker load` and `ctr images import` accept.
 func WriteTarball(img v1.Image, ref, file string) error {
