@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -217,5 +218,37 @@ func TestLoadOrCreateCredentials(t *testing.T) {
 	}
 	if _, err := registry.LoadOrCreateCredentials(path); !errors.Is(err, registry.ErrInvalidOptions) {
 		t.Errorf("incomplete file = %v, want ErrInvalidOptions", err)
+	}
+}
+
+func TestListenBeforeStart(t *testing.T) {
+	reg, err := registry.New(registry.Options{Addr: "127.0.0.1:0", RootDir: t.TempDir(), Users: map[string]string{pushUser: pushPass}, AnonymousPull: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Listen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	addr := reg.Addr()
+	if addr == "" || strings.HasSuffix(addr, ":0") {
+		t.Fatalf("Addr after Listen = %q, want the real port", addr)
+	}
+	if err := reg.Listen(t.Context()); !errors.Is(err, registry.ErrStarted) {
+		t.Errorf("second Listen = %v, want ErrStarted", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- reg.Start(ctx) }()
+	<-reg.Ready()
+	if reg.Addr() != addr {
+		t.Errorf("Addr changed from %s to %s on Start", addr, reg.Addr())
+	}
+	img := packFiles(t, map[string]string{"app": "x"}, registry.ImageConfig{})
+	if _, err := registry.Push(t.Context(), img, addr+"/a/b:v1", pusher); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

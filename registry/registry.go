@@ -75,7 +75,8 @@ type Registry struct {
 
 	mu      sync.Mutex
 	started bool
-	addrs   []string // listening addresses: Addr first, then TLSAddrs
+	addrs   []string       // listening addresses: Addr first, then TLSAddrs
+	lns     []net.Listener // bound by Listen
 }
 
 // New validates opts and returns a registry ready to Start.
@@ -139,7 +140,7 @@ func (r *Registry) Ready() <-chan struct{} { return r.ready }
 
 // Addr returns the address the registry listens on (with the real port when
 // Options.Addr asked for port 0): the plain-HTTP one, else the first TLS
-// one; or "" before Ready.
+// one; or "" before Listen or Ready.
 func (r *Registry) Addr() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -150,56 +151,39 @@ func (r *Registry) Addr() string {
 }
 
 // Addrs returns every address the registry listens on, Options.Addr first
-// then Options.TLSAddrs in order, with real ports; nil before Ready.
+// then Options.TLSAddrs in order, with real ports; nil before Listen or
+// Ready.
 func (r *Registry) Addrs() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.addrs)
 }
 
-// Start listens on Options.Addr and serves until ctx ends, then stops
-// accepting connections, waits (up to ten seconds) for requests in flight and
-// returns nil. It returns an error when the registry cannot start or the
-// server fails. Start may be called once.
-func (r *Registry) Start(ctx context.Context) error {
+// Listen binds every address of Options now, so that Addr and Addrs are
+// known before Start (as when port 0 was asked for). Calling it is
+// optional: Start listens when Listen was not called. On error nothing
+// stays bound.
+func (r *Registry) Listen(ctx context.Context) error {
 	r.mu.Lock()
-	if r.started {
-		r.mu.Unlock()
+	defer r.mu.Unlock()
+	if r.started || r.lns != nil {
 		return ErrStarted
 	}
-	r.started = true
-	r.mu.Unlock()
+	return r.listenLocked(ctx)
+}
 
-	if err := os.MkdirAll(r.opts.RootDir, 0o700); err != nil {
-		return fmt.Errorf("registry: create storage directory: %w: check the permissions of its parent or choose another directory", err)
-	}
-	id := rand.Text()[:12]
-	// The app outlives ctx by the shutdown grace: requests in flight still
-	// need it. Its own context ends when Start returns.
-	appCtx, cancelApp := context.WithCancel(withInstance(context.WithoutCancel(ctx), id))
-	defer cancelApp()
-	app, err := newApp(appCtx, r.opts.RootDir)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := app.Shutdown(); err != nil {
-			r.log.Warn("distribution shutdown", "err", err)
-		}
-	}()
-
+// listenLocked binds the listeners; r.mu is held.
+func (r *Registry) listenLocked(ctx context.Context) error {
 	// Listen on every address before serving any, so a busy port fails
-	// Start whole.
+	// the registry whole.
 	var lc net.ListenConfig
 	var lns []net.Listener
-	closeAll := func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}
 	listen := func(addr string, tlsCfg *tls.Config) error {
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
 			return fmt.Errorf("registry: listen on %s: %w: free the port or choose another address", addr, err)
 		}
 		if tlsCfg != nil {
@@ -222,9 +206,75 @@ func (r *Registry) Start(ctx context.Context) error {
 	}
 	for _, addr := range r.opts.TLSAddrs {
 		if err := listen(addr, tlsCfg); err != nil {
-			closeAll()
 			return err
 		}
+	}
+	r.lns = lns
+	r.addrs = make([]string, len(lns))
+	for i, ln := range lns {
+		r.addrs[i] = ln.Addr().String()
+	}
+	return nil
+}
+
+// closeBound closes the listeners of an earlier Listen when Start fails
+// before serving them.
+func (r *Registry) closeBound() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ln := range r.lns {
+		_ = ln.Close()
+	}
+}
+
+// bound returns the listeners of Listen, calling it first when needed.
+func (r *Registry) bound(ctx context.Context) ([]net.Listener, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lns == nil {
+		if err := r.listenLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return r.lns, nil
+}
+
+// Start listens on Options.Addr and serves until ctx ends, then stops
+// accepting connections, waits (up to ten seconds) for requests in flight and
+// returns nil. It returns an error when the registry cannot start or the
+// server fails. Start may be called once.
+func (r *Registry) Start(ctx context.Context) error {
+	r.mu.Lock()
+	if r.started {
+		r.mu.Unlock()
+		return ErrStarted
+	}
+	r.started = true
+	r.mu.Unlock()
+
+	if err := os.MkdirAll(r.opts.RootDir, 0o700); err != nil {
+		r.closeBound()
+		return fmt.Errorf("registry: create storage directory: %w: check the permissions of its parent or choose another directory", err)
+	}
+	id := rand.Text()[:12]
+	// The app outlives ctx by the shutdown grace: requests in flight still
+	// need it. Its own context ends when Start returns.
+	appCtx, cancelApp := context.WithCancel(withInstance(context.WithoutCancel(ctx), id))
+	defer cancelApp()
+	app, err := newApp(appCtx, r.opts.RootDir)
+	if err != nil {
+		r.closeBound()
+		return err
+	}
+	defer func() {
+		if err := app.Shutdown(); err != nil {
+			r.log.Warn("distribution shutdown", "err", err)
+		}
+	}()
+
+	lns, err := r.bound(ctx)
+	if err != nil {
+		return err
 	}
 	srv := &http.Server{
 		Handler:           r.handler(app),
@@ -235,13 +285,7 @@ func (r *Registry) Start(ctx context.Context) error {
 		BaseContext: func(net.Listener) context.Context { return withInstance(context.Background(), id) },
 	}
 
-	addrs := make([]string, len(lns))
-	for i, ln := range lns {
-		addrs[i] = ln.Addr().String()
-	}
-	r.mu.Lock()
-	r.addrs = addrs
-	r.mu.Unlock()
+	addrs := r.Addrs()
 	r.log.Info("registry listening", "addrs", addrs, "tls", r.opts.TLSAddrs, "instance", id, "root", r.opts.RootDir, "anonymous_pull", r.opts.AnonymousPull)
 	close(r.ready)
 
