@@ -114,6 +114,14 @@ func (cr *clusterRegistry) pusher(caPEM []byte) registry.RemoteOptions {
 	return registry.RemoteOptions{Username: cr.creds.Push.Username, Password: cr.creds.Push.Password, CAPEM: caPEM}
 }
 
+// agentInsecure is the plain-HTTP registry list of an agent in this
+// process: the registry's loopback address as it listens (never the
+// agent's default 127.0.0.1:5000 when the registry is elsewhere). Its other
+// addresses serve HTTPS from the cluster CA.
+func (cr *clusterRegistry) agentInsecure() []string {
+	return append([]string{}, cr.plain...)
+}
+
 // nodeLogins are the pull credentials for every address, for an agent in
 // this process.
 func (cr *clusterRegistry) nodeLogins() map[string]runtime.RegistryLogin {

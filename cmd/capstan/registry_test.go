@@ -180,3 +180,29 @@ func TestServerRegistryForNodes(t *testing.T) {
 		t.Fatalf("list as the node: %v, %v", repos, err)
 	}
 }
+
+// Item 12 of issue 12: the agent of `capstan up --registry-addr` elsewhere
+// than 127.0.0.1:5000 pulls from that address over plain HTTP (the agent's
+// own default lists only 127.0.0.1:5000), with the pull credentials.
+func TestUpAgentFollowsRegistryAddr(t *testing.T) {
+	dataDir := t.TempDir()
+	cp, err := newControlPlane(serverFlags{dataDir: dataDir, listen: "127.0.0.1:0", registryAddrs: []string{"127.0.0.1:0"}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cp.Close()
+	addr := cp.registry.Addr()
+	if addr == "" || addr == registry.DefaultAddr {
+		t.Fatalf("registry address %q, want a free port", addr)
+	}
+	if got := cp.registry.agentInsecure(); len(got) != 1 || got[0] != addr {
+		t.Errorf("agent's plain-HTTP registries = %v, want [%s]", got, addr)
+	}
+	logins := cp.registry.nodeLogins()
+	if l, ok := logins[addr]; !ok || l.Username != registry.PullUser || l.Password == "" {
+		t.Errorf("agent's logins = %+v, want the pull user for %s", logins, addr)
+	}
+	if got := upImageRegistry(addr, cp.registry); got != addr {
+		t.Errorf("demo images at %s, want %s", got, addr)
+	}
+}

@@ -297,10 +297,8 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 		Client: nodeClient, NodeName: nodeName, Address: hostIP.String(),
 		DataDir: filepath.Join(f.server.dataDir, "agent"), ContainerdAddress: f.containerd,
 		ClusterDNS: ns.clusterDNS, Logger: log.With("component", "agent"),
-		ServerCA: string(cp.server.PKI().CAPEM),
-		// The registry as this process serves it: plain HTTP on loopback,
-		// HTTPS from the cluster CA elsewhere, pulls with the pull user.
-		InsecureRegistries: append([]string{}, cp.registry.plain...),
+		ServerCA:           string(cp.server.PKI().CAPEM),
+		InsecureRegistries: cp.registry.agentInsecure(),
 		RegistryCA:         string(cp.server.PKI().CAPEM),
 		RegistryLogins:     cp.registry.nodeLogins(),
 	})
