@@ -31,12 +31,16 @@ func TestClusterRegistry(t *testing.T) {
 	onH0 := ReadyPods(pods)["h0"][0]
 
 	t.Run("nodes got pull credentials at join, not the push ones", func(t *testing.T) {
+		admin, err := client.LoadConfig(c.AdminConfigPath())
+		if err != nil || admin.Registry == nil {
+			t.Fatalf("admin config without the registry: %v", err)
+		}
 		for _, h := range c.Hosts {
 			cfg, err := client.LoadConfig(h.NodeConfigPath())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !cfg.Registry.Serves(ClusterRegistryAddr) || cfg.Registry.Username == c.AdminConfig.Registry.Username {
+			if !cfg.Registry.Serves(ClusterRegistryAddr) || cfg.Registry.Username == admin.Registry.Username {
 				t.Errorf("%s: registry access %+v, want the pull user for %s", h.Name, cfg.Registry, ClusterRegistryAddr)
 			}
 		}
