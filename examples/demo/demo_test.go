@@ -199,3 +199,22 @@ func TestRetag(t *testing.T) {
 		t.Error("a reference without a tag was accepted")
 	}
 }
+
+// FuzzRetargetText: after retargeting, no quoted reference to the example
+// registry is left, and text without one is unchanged.
+func FuzzRetargetText(f *testing.F) {
+	f.Add(`image: "127.0.0.1:5000/examples/hello:v1"`, "10.0.0.1:5000")
+	f.Add(`x "127.0.0.1:5000/"127.0.0.1:5000/`, "h:1")
+	f.Fuzz(func(t *testing.T, text, addr string) {
+		if strings.Contains(addr, ExampleRegistry) || strings.Contains(addr, `"`) {
+			return
+		}
+		out := string(RetargetText([]byte(text), addr))
+		if strings.Contains(out, `"`+ExampleRegistry+`/`) {
+			t.Fatalf("%q -> %q still names %s", text, out, ExampleRegistry)
+		}
+		if !strings.Contains(text, `"`+ExampleRegistry+`/`) && out != text {
+			t.Fatalf("%q changed to %q", text, out)
+		}
+	})
+}
