@@ -251,4 +251,23 @@ func TestListenBeforeStart(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	reg.Close() // after Start: nothing to do
+
+	// Close without Start frees the port.
+	other, err := registry.New(registry.Options{Addr: "127.0.0.1:0", RootDir: t.TempDir(), Users: map[string]string{pushUser: pushPass}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Listen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	ln, err := net.Listen("tcp", other.Addr())
+	if err != nil {
+		t.Fatalf("port still bound after Close: %v", err)
+	}
+	ln.Close()
+	if err := other.Start(t.Context()); !errors.Is(err, registry.ErrStarted) {
+		t.Errorf("Start after Close = %v, want ErrStarted", err)
+	}
 }

@@ -217,6 +217,21 @@ func (r *Registry) listenLocked(ctx context.Context) error {
 	return nil
 }
 
+// Close releases the addresses an earlier Listen bound when Start never
+// ran, and makes a later Start fail with ErrStarted. After Start it does
+// nothing: Start releases them when its context ends.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return
+	}
+	r.started = true
+	for _, ln := range r.lns {
+		_ = ln.Close()
+	}
+}
+
 // closeBound closes the listeners of an earlier Listen when Start fails
 // before serving them.
 func (r *Registry) closeBound() {

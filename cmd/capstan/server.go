@@ -175,5 +175,11 @@ func (cp *controlPlane) Start(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Close releases the store.
-func (cp *controlPlane) Close() error { return cp.store.Close() }
+// Close releases the store (and the registry's addresses when it never
+// started).
+func (cp *controlPlane) Close() error {
+	if cp.registry != nil {
+		cp.registry.Close()
+	}
+	return cp.store.Close()
+}
