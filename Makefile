@@ -58,7 +58,9 @@ clean:
 # images builds the example programs in examples/images statically and pushes
 # each as $(REGISTRY)/examples/NAME:$(IMAGE_TAG) with `capstan image pack
 # --push`. The registry must be running (`capstan up` serves one on
-# 127.0.0.1:5000). The hello image reports IMAGE_TAG as its version.
+# 127.0.0.1:5000) and pushes need its credentials: set CAPSTAN_CONFIG to its
+# admin config (CAPSTAN_CONFIG=/var/lib/capstan/admin.yaml make images). The
+# hello image reports IMAGE_TAG as its version.
 REGISTRY  ?= 127.0.0.1:5000
 IMAGE_TAG ?= v1
 EXAMPLE_IMAGES := hello api worker shipper

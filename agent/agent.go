@@ -124,14 +124,16 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	rt, err := runtime.New(ctx, runtime.Options{
-		Address:      address,
-		Namespace:    a.opts.ContainerdNamespace,
-		DataDir:      a.opts.DataDir,
-		RunDir:       a.opts.RunDir,
-		Network:      net,
-		CgroupParent: a.opts.CgroupParent,
-		Insecure:     a.opts.InsecureRegistries,
-		DockerConfig: a.opts.DockerConfig,
+		Address:        address,
+		Namespace:      a.opts.ContainerdNamespace,
+		DataDir:        a.opts.DataDir,
+		RunDir:         a.opts.RunDir,
+		Network:        net,
+		CgroupParent:   a.opts.CgroupParent,
+		Insecure:       a.opts.InsecureRegistries,
+		DockerConfig:   a.opts.DockerConfig,
+		RegistryCA:     a.opts.RegistryCA,
+		RegistryLogins: a.opts.RegistryLogins,
 	}, a.log)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 )
@@ -84,6 +85,14 @@ type Options struct {
 	// DockerConfig is a docker-style config.json with registry
 	// credentials. Default: none.
 	DockerConfig string
+	// RegistryCA is a PEM CA trusted for registries over HTTPS besides the
+	// system's roots: the cluster CA, which signs the cluster registry's
+	// certificate. Default: the system's roots only.
+	RegistryCA string
+	// RegistryLogins are registry credentials by HOST:PORT, used before
+	// DockerConfig's: the cluster registry's pull credentials from the
+	// join answer. Default: none.
+	RegistryLogins map[string]runtime.RegistryLogin
 	// ClusterDNS is the DNS server written to the pods' resolv.conf; when
 	// unset pods get a copy of the host's resolv.conf.
 	ClusterDNS netip.Addr

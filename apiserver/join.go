@@ -126,5 +126,5 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Logger.Info("node joined", "node", req.Node, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, JoinResponse{Config: client.Config{Server: s.URL(), CA: string(s.pki.CAPEM), Token: bearer}})
+	writeJSON(w, http.StatusOK, JoinResponse{Config: client.Config{Server: s.URL(), CA: string(s.pki.CAPEM), Token: bearer, Registry: s.registryAccess.Load()}})
 }

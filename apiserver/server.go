@@ -95,6 +95,8 @@ type Server struct {
 	mux     *http.ServeMux
 	ln      net.Listener
 	ready   atomic.Bool
+	// registryAccess goes into join answers (see registry.go).
+	registryAccess atomic.Pointer[client.RegistryAccess]
 }
 
 // New prepares a server: it loads or makes the PKI, the token table and the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 
@@ -19,7 +20,9 @@ const realm = "capstan-registry"
 // maxVerified bounds the cache of checked bcrypt credentials.
 const maxVerified = 1024
 
-// basicAuth checks HTTP basic credentials against Options.Users.
+// basicAuth checks HTTP basic credentials against Options.Users (who may
+// push and pull) and Options.PullUsers (who may only pull), and decides
+// which requests need them.
 //
 // A bcrypt check costs tens of milliseconds and a pull makes several
 // requests, so credentials that passed once are remembered by their SHA-256
@@ -27,37 +30,63 @@ const maxVerified = 1024
 type basicAuth struct {
 	plain  map[string][32]byte // user -> sha256(password)
 	hashed map[string][]byte   // user -> bcrypt hash
+	// pullOnly holds the users of Options.PullUsers.
+	pullOnly map[string]bool
+	// anonymousPull lets loopback clients read without credentials.
+	anonymousPull bool
 
 	mu       sync.Mutex
 	verified map[[32]byte]struct{} // sha256(user ":" password)
 }
 
-// newBasicAuth validates users; it returns nil when there are none.
-func newBasicAuth(users map[string]string) (*basicAuth, error) {
+// newBasicAuth validates the users. Pushes always need a user, so users
+// (push and pull) must not be empty.
+func newBasicAuth(users, pullUsers map[string]string, anonymousPull bool) (*basicAuth, error) {
 	if len(users) == 0 {
-		return nil, nil
+		return nil, fmt.Errorf("%w: no user may push: set Options.Users (pushes always need credentials)", ErrAuthRequired)
 	}
 	a := &basicAuth{
-		plain:    map[string][32]byte{},
-		hashed:   map[string][]byte{},
-		verified: map[[32]byte]struct{}{},
+		plain:         map[string][32]byte{},
+		hashed:        map[string][]byte{},
+		pullOnly:      map[string]bool{},
+		anonymousPull: anonymousPull,
+		verified:      map[[32]byte]struct{}{},
 	}
+	if err := a.add(users, false); err != nil {
+		return nil, err
+	}
+	if err := a.add(pullUsers, true); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// add validates and records users; pullOnly marks them read-only.
+func (a *basicAuth) add(users map[string]string, pullOnly bool) error {
 	for user, secret := range users {
+		_, dupPlain := a.plain[user]
+		_, dupHashed := a.hashed[user]
+		if dupPlain || dupHashed {
+			return fmt.Errorf("%w: user %q is both in Users and PullUsers: keep it in one", ErrInvalidOptions, user)
+		}
 		switch {
 		case user == "" || strings.ContainsAny(user, ":\x00\r\n"):
-			return nil, fmt.Errorf("%w: user name %q: use a non-empty name without ':' or control characters", ErrInvalidOptions, user)
+			return fmt.Errorf("%w: user name %q: use a non-empty name without ':' or control characters", ErrInvalidOptions, user)
 		case secret == "":
-			return nil, fmt.Errorf("%w: user %q has an empty password: give a password or a bcrypt hash", ErrInvalidOptions, user)
+			return fmt.Errorf("%w: user %q has an empty password: give a password or a bcrypt hash", ErrInvalidOptions, user)
 		case isBcrypt(secret):
 			if _, err := bcrypt.Cost([]byte(secret)); err != nil {
-				return nil, fmt.Errorf("%w: user %q: bcrypt hash: %w: make one with `htpasswd -nB %s`", ErrInvalidOptions, user, err, user)
+				return fmt.Errorf("%w: user %q: bcrypt hash: %w: make one with `htpasswd -nB %s`", ErrInvalidOptions, user, err, user)
 			}
 			a.hashed[user] = []byte(secret)
 		default:
 			a.plain[user] = sha256.Sum256([]byte(secret))
 		}
+		if pullOnly {
+			a.pullOnly[user] = true
+		}
 	}
-	return a, nil
+	return nil
 }
 
 func isBcrypt(s string) bool {
@@ -93,20 +122,48 @@ func (a *basicAuth) check(user, password string) bool {
 	return true
 }
 
+// isRead reports whether a request only reads: pulls, tag and catalog
+// listings. Everything else (uploads, manifest puts, deletes) writes.
+func isRead(req *http.Request) bool {
+	return req.Method == http.MethodGet || req.Method == http.MethodHead
+}
+
+// fromLoopback reports whether the request's peer is on loopback, that is a
+// process on this host: a pod's own 127.0.0.1 is inside its network
+// namespace and never reaches the host's loopback.
+func fromLoopback(req *http.Request) bool {
+	ap, err := netip.ParseAddrPort(req.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
 // wrap answers 401 with a basic challenge, in the registry's JSON error
-// format, to any request without valid credentials.
+// format, to any request that needs credentials and lacks valid ones, and
+// 403 to a pull-only user's write. Reads from loopback pass without
+// credentials when anonymousPull is on.
 func (a *basicAuth) wrap(next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		user, password, ok := req.BasicAuth()
-		if ok && a.check(user, password) {
+		read := isRead(req)
+		switch {
+		case ok && a.check(user, password):
+			if read || !a.pullOnly[user] {
+				next.ServeHTTP(w, req)
+				return
+			}
+			log.Warn("registry: push by a pull-only user refused", "user", user, "remote", req.RemoteAddr, "method", req.Method, "path", req.URL.Path)
+			w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+			_ = errcode.ServeJSON(w, errcode.ErrorCodeDenied.WithMessage("user "+user+" may only pull: push with the registry's push credentials"))
+			return
+		case !ok && read && a.anonymousPull && fromLoopback(req):
 			next.ServeHTTP(w, req)
 			return
-		}
-		if ok {
+		case ok:
 			log.Warn("registry: bad credentials", "user", user, "remote", req.RemoteAddr, "path", req.URL.Path)
+		case !read:
+			log.Warn("registry: anonymous push refused", "remote", req.RemoteAddr, "method", req.Method, "path", req.URL.Path)
 		}
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", realm))
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-		_ = errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication required: log in with a user configured for this registry"))
+		_ = errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized.WithMessage("authentication required: log in with a user configured for this registry (pushes always need the push credentials)"))
 	})
 }

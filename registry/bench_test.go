@@ -45,7 +45,7 @@ func BenchmarkPackDir(b *testing.B) {
 // registry on loopback, each time under a new repository so that every blob
 // is uploaded.
 func BenchmarkPush(b *testing.B) {
-	reg, err := registry.New(registry.Options{Addr: "127.0.0.1:0", RootDir: b.TempDir()})
+	reg, err := registry.New(registry.Options{Addr: "127.0.0.1:0", RootDir: b.TempDir(), Users: map[string]string{pushUser: pushPass}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func BenchmarkPush(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if _, err := registry.Push(b.Context(), img, fmt.Sprintf("%s/bench/r%d:v1", reg.Addr(), i), registry.RemoteOptions{}); err != nil {
+		if _, err := registry.Push(b.Context(), img, fmt.Sprintf("%s/bench/r%d:v1", reg.Addr(), i), pusher); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,8 +5,9 @@ import "errors"
 var (
 	// ErrInvalidOptions reports Options that New refuses.
 	ErrInvalidOptions = errors.New("invalid registry options")
-	// ErrAuthRequired reports a non-loopback address without users.
-	ErrAuthRequired = errors.New("registry bound beyond loopback needs authentication")
+	// ErrAuthRequired reports Options without a user who may push: pushes
+	// always need credentials.
+	ErrAuthRequired = errors.New("registry needs a push user")
 	// ErrStarted reports a second call to Start.
 	ErrStarted = errors.New("registry already started")
 	// ErrInvalidImageConfig reports an ImageConfig that PackDir refuses.

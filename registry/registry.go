@@ -3,12 +3,14 @@ package registry
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,8 +23,8 @@ import (
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 )
 
-// DefaultAddr is where `capstan up` serves its registry. Containerd treats a
-// loopback registry as insecure, so plain HTTP is enough there.
+// DefaultAddr is where `capstan up` serves its registry over plain HTTP:
+// on loopback nothing leaves the host.
 const DefaultAddr = "127.0.0.1:5000"
 
 // shutdownGrace bounds how long Start waits for requests in flight (a large
@@ -30,21 +32,34 @@ const DefaultAddr = "127.0.0.1:5000"
 const shutdownGrace = 10 * time.Second
 
 // Options configures a Registry. The zero value of every field except RootDir
-// has a documented default.
+// and Users has a documented default.
 type Options struct {
-	// Addr is the TCP address to listen on. Default DefaultAddr
-	// (127.0.0.1:5000). Port 0 picks a free port; read it from Addr after
-	// Ready. A host that is not loopback (including an empty host, meaning
-	// every interface) requires Users.
+	// Addr is a TCP address served over plain HTTP. Default DefaultAddr
+	// (127.0.0.1:5000) unless TLSAddrs is set, then none. Port 0 picks a
+	// free port; read it from Addr after Ready. Plain HTTP beyond loopback
+	// sends credentials in clear: prefer TLSAddrs there.
 	Addr string
+	// TLSAddrs are TCP addresses served over HTTPS with TLSConfig (its
+	// certificate must cover them). Default: none.
+	TLSAddrs []string
+	// TLSConfig holds the serving certificate for TLSAddrs. Required with
+	// TLSAddrs.
+	TLSConfig *tls.Config
 	// RootDir is the directory holding blobs and manifests. Required; created
 	// (mode 0700) on Start when missing.
 	RootDir string
-	// Users maps user names to passwords for HTTP basic authentication. A
-	// value starting with "$2a$", "$2b$" or "$2y$" is a bcrypt hash (as made
-	// by `htpasswd -B`); any other value is the password itself. Empty means
-	// no authentication, which is allowed only on loopback.
+	// Users maps user names to passwords for HTTP basic authentication;
+	// they may push and pull. A value starting with "$2a$", "$2b$" or "$2y$"
+	// is a bcrypt hash (as made by `htpasswd -B`); any other value is the
+	// password itself. Required: pushes always need credentials.
 	Users map[string]string
+	// PullUsers are users, written as in Users, who may only pull: the
+	// credentials nodes get. Default: none.
+	PullUsers map[string]string
+	// AnonymousPull lets clients on this host's loopback (127.0.0.0/8, ::1)
+	// pull and list without credentials; everyone else, and every push,
+	// still needs a user. Default false.
+	AnonymousPull bool
 	// Logger receives the registry's own logs (start, stop, denied
 	// requests). Default: logs are discarded.
 	Logger *slog.Logger
@@ -55,17 +70,18 @@ type Options struct {
 type Registry struct {
 	opts  Options
 	log   *slog.Logger
-	auth  *basicAuth // nil when no users are configured
+	auth  *basicAuth
 	ready chan struct{}
 
 	mu      sync.Mutex
 	started bool
-	addr    string
+	addrs   []string       // listening addresses: Addr first, then TLSAddrs
+	lns     []net.Listener // bound by Listen
 }
 
 // New validates opts and returns a registry ready to Start.
 func New(opts Options) (*Registry, error) {
-	if opts.Addr == "" {
+	if opts.Addr == "" && len(opts.TLSAddrs) == 0 {
 		opts.Addr = DefaultAddr
 	}
 	if opts.Logger == nil {
@@ -74,19 +90,25 @@ func New(opts Options) (*Registry, error) {
 	if opts.RootDir == "" {
 		return nil, fmt.Errorf("%w: RootDir is empty: give the directory that should hold the images (for example <data-dir>/registry)", ErrInvalidOptions)
 	}
-	host, port, err := net.SplitHostPort(opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: address %q: %w: use host:port, for example %s", ErrInvalidOptions, opts.Addr, err, DefaultAddr)
+	addrs := opts.TLSAddrs
+	if opts.Addr != "" {
+		addrs = append([]string{opts.Addr}, addrs...)
 	}
-	if _, err := net.LookupPort("tcp", port); err != nil {
-		return nil, fmt.Errorf("%w: address %q: bad port: %w", ErrInvalidOptions, opts.Addr, err)
+	for _, addr := range addrs {
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: address %q: %w: use host:port, for example %s", ErrInvalidOptions, addr, err, DefaultAddr)
+		}
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			return nil, fmt.Errorf("%w: address %q: bad port: %w", ErrInvalidOptions, addr, err)
+		}
 	}
-	auth, err := newBasicAuth(opts.Users)
+	if len(opts.TLSAddrs) > 0 && (opts.TLSConfig == nil || (len(opts.TLSConfig.Certificates) == 0 && opts.TLSConfig.GetCertificate == nil)) {
+		return nil, fmt.Errorf("%w: TLSAddrs %v need TLSConfig with a serving certificate", ErrInvalidOptions, opts.TLSAddrs)
+	}
+	auth, err := newBasicAuth(opts.Users, opts.PullUsers, opts.AnonymousPull)
 	if err != nil {
 		return nil, err
-	}
-	if auth == nil && !isLoopbackHost(host) {
-		return nil, fmt.Errorf("%w: address %q is reachable from other machines: set at least one user (Options.Users) or listen on %s", ErrAuthRequired, opts.Addr, DefaultAddr)
 	}
 	return &Registry{
 		opts:  opts,
@@ -96,10 +118,14 @@ func New(opts Options) (*Registry, error) {
 	}, nil
 }
 
-// isLoopbackHost reports whether host names only the loopback interface.
-// Host names other than "localhost" are not resolved: they could point
-// anywhere, so they count as non-loopback.
-func isLoopbackHost(host string) bool {
+// IsLoopbackAddr reports whether addr (HOST:PORT, or a bare host) names
+// only the loopback interface. Host names other than "localhost" are not
+// resolved: they could point anywhere, so they count as non-loopback.
+func IsLoopbackAddr(addr string) bool {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -113,11 +139,119 @@ func isLoopbackHost(host string) bool {
 func (r *Registry) Ready() <-chan struct{} { return r.ready }
 
 // Addr returns the address the registry listens on (with the real port when
-// Options.Addr asked for port 0), or "" before Ready.
+// Options.Addr asked for port 0): the plain-HTTP one, else the first TLS
+// one; or "" before Listen or Ready.
 func (r *Registry) Addr() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.addr
+	if len(r.addrs) == 0 {
+		return ""
+	}
+	return r.addrs[0]
+}
+
+// Addrs returns every address the registry listens on, Options.Addr first
+// then Options.TLSAddrs in order, with real ports; nil before Listen or
+// Ready.
+func (r *Registry) Addrs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.addrs)
+}
+
+// Listen binds every address of Options now, so that Addr and Addrs are
+// known before Start (as when port 0 was asked for). Calling it is
+// optional: Start listens when Listen was not called. On error nothing
+// stays bound.
+func (r *Registry) Listen(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || r.lns != nil {
+		return ErrStarted
+	}
+	return r.listenLocked(ctx)
+}
+
+// listenLocked binds the listeners; r.mu is held.
+func (r *Registry) listenLocked(ctx context.Context) error {
+	// Listen on every address before serving any, so a busy port fails
+	// the registry whole.
+	var lc net.ListenConfig
+	var lns []net.Listener
+	listen := func(addr string, tlsCfg *tls.Config) error {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return fmt.Errorf("registry: listen on %s: %w: free the port or choose another address", addr, err)
+		}
+		if tlsCfg != nil {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		lns = append(lns, ln)
+		return nil
+	}
+	if r.opts.Addr != "" {
+		if err := listen(r.opts.Addr, nil); err != nil {
+			return err
+		}
+	}
+	var tlsCfg *tls.Config
+	if len(r.opts.TLSAddrs) > 0 {
+		tlsCfg = r.opts.TLSConfig.Clone()
+		if tlsCfg.MinVersion < tls.VersionTLS12 {
+			tlsCfg.MinVersion = tls.VersionTLS12
+		}
+	}
+	for _, addr := range r.opts.TLSAddrs {
+		if err := listen(addr, tlsCfg); err != nil {
+			return err
+		}
+	}
+	r.lns = lns
+	r.addrs = make([]string, len(lns))
+	for i, ln := range lns {
+		r.addrs[i] = ln.Addr().String()
+	}
+	return nil
+}
+
+// Close releases the addresses an earlier Listen bound when Start never
+// ran, and makes a later Start fail with ErrStarted. After Start it does
+// nothing: Start releases them when its context ends.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return
+	}
+	r.started = true
+	for _, ln := range r.lns {
+		_ = ln.Close()
+	}
+}
+
+// closeBound closes the listeners of an earlier Listen when Start fails
+// before serving them.
+func (r *Registry) closeBound() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ln := range r.lns {
+		_ = ln.Close()
+	}
+}
+
+// bound returns the listeners of Listen, calling it first when needed.
+func (r *Registry) bound(ctx context.Context) ([]net.Listener, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lns == nil {
+		if err := r.listenLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return r.lns, nil
 }
 
 // Start listens on Options.Addr and serves until ctx ends, then stops
@@ -134,6 +268,7 @@ func (r *Registry) Start(ctx context.Context) error {
 	r.mu.Unlock()
 
 	if err := os.MkdirAll(r.opts.RootDir, 0o700); err != nil {
+		r.closeBound()
 		return fmt.Errorf("registry: create storage directory: %w: check the permissions of its parent or choose another directory", err)
 	}
 	id := rand.Text()[:12]
@@ -143,6 +278,7 @@ func (r *Registry) Start(ctx context.Context) error {
 	defer cancelApp()
 	app, err := newApp(appCtx, r.opts.RootDir)
 	if err != nil {
+		r.closeBound()
 		return err
 	}
 	defer func() {
@@ -151,10 +287,9 @@ func (r *Registry) Start(ctx context.Context) error {
 		}
 	}()
 
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", r.opts.Addr)
+	lns, err := r.bound(ctx)
 	if err != nil {
-		return fmt.Errorf("registry: listen on %s: %w: free the port or choose another address", r.opts.Addr, err)
+		return err
 	}
 	srv := &http.Server{
 		Handler:           r.handler(app),
@@ -165,30 +300,36 @@ func (r *Registry) Start(ctx context.Context) error {
 		BaseContext: func(net.Listener) context.Context { return withInstance(context.Background(), id) },
 	}
 
-	r.mu.Lock()
-	r.addr = ln.Addr().String()
-	r.mu.Unlock()
-	r.log.Info("registry listening", "addr", ln.Addr().String(), "instance", id, "root", r.opts.RootDir, "auth", r.auth != nil)
+	addrs := r.Addrs()
+	r.log.Info("registry listening", "addrs", addrs, "tls", r.opts.TLSAddrs, "instance", id, "root", r.opts.RootDir, "anonymous_pull", r.opts.AnonymousPull)
 	close(r.ready)
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	served := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { served <- srv.Serve(ln) }()
+	}
 
 	select {
 	case err := <-served:
-		return fmt.Errorf("registry: serve on %s: %w", ln.Addr(), err)
+		_ = srv.Close()
+		for range len(lns) - 1 {
+			<-served
+		}
+		return fmt.Errorf("registry: serve on %v: %w", addrs, err)
 	case <-ctx.Done():
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err = srv.Shutdown(shutCtx)
-	<-served // always http.ErrServerClosed after Shutdown
+	for range lns {
+		<-served // always http.ErrServerClosed after Shutdown
+	}
 	if err != nil {
 		// Requests still running after the grace are cut off.
 		_ = srv.Close()
 		return fmt.Errorf("registry: shutdown: %w", err)
 	}
-	r.log.Info("registry stopped", "addr", ln.Addr().String())
+	r.log.Info("registry stopped", "addrs", addrs)
 	return nil
 }
 
@@ -229,9 +370,5 @@ func newApp(ctx context.Context, rootDir string) (app *handlers.App, err error) 
 // handler puts authentication and request logging in front of the
 // distribution application.
 func (r *Registry) handler(app http.Handler) http.Handler {
-	var h http.Handler = app
-	if r.auth != nil {
-		h = r.auth.wrap(h, r.log)
-	}
-	return h
+	return r.auth.wrap(app, r.log)
 }

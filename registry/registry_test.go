@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -21,12 +22,26 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// The push user start gives a registry without Users.
+const (
+	pushUser = "pusher"
+	pushPass = "push-pw"
+)
+
+// pusher are the RemoteOptions of the push user.
+var pusher = registry.RemoteOptions{Username: pushUser, Password: pushPass}
+
 // start runs a registry with opts (Addr defaults to 127.0.0.1:0, RootDir to
-// a temporary directory) until the test ends, and returns it once it listens.
+// a temporary directory; without Users, the push user pusher and anonymous
+// pulls from loopback) until the test ends, and returns it once it listens.
 func start(t *testing.T, opts registry.Options) *registry.Registry {
 	t.Helper()
-	if opts.Addr == "" {
+	if opts.Addr == "" && len(opts.TLSAddrs) == 0 {
 		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.Users == nil {
+		opts.Users = map[string]string{pushUser: pushPass}
+		opts.AnonymousPull = true
 	}
 	if opts.RootDir == "" {
 		opts.RootDir = t.TempDir()
@@ -90,7 +105,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 	img := packFiles(t, map[string]string{"app": "#!/bin/true\n", "etc/motd": "hello\n"}, registry.ImageConfig{})
 	ref := reg.Addr() + "/examples/round:v1"
 
-	pushed, err := registry.Push(t.Context(), img, ref, registry.RemoteOptions{})
+	pushed, err := registry.Push(t.Context(), img, ref, pusher)
 	if err != nil {
 		t.Fatalf("Push: %v", err)
 	}
@@ -125,7 +140,7 @@ func TestRestartKeepsImages(t *testing.T) {
 	img := packFiles(t, map[string]string{"app": "x"}, registry.ImageConfig{})
 	func() {
 		// A registry that lives only for this block.
-		reg, err := registry.New(registry.Options{Addr: "127.0.0.1:0", RootDir: root})
+		reg, err := registry.New(registry.Options{Addr: "127.0.0.1:0", RootDir: root, Users: map[string]string{pushUser: pushPass}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +148,7 @@ func TestRestartKeepsImages(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- reg.Start(ctx) }()
 		<-reg.Ready()
-		if _, err := registry.Push(t.Context(), img, reg.Addr()+"/keep/me:v1", registry.RemoteOptions{}); err != nil {
+		if _, err := registry.Push(t.Context(), img, reg.Addr()+"/keep/me:v1", pusher); err != nil {
 			t.Errorf("Push: %v", err)
 		}
 		cancel()
@@ -160,10 +175,10 @@ func TestTwoRegistriesInOneProcess(t *testing.T) {
 	b := start(t, registry.Options{})
 	imgA := packFiles(t, map[string]string{"app": "a"}, registry.ImageConfig{})
 	imgB := packFiles(t, map[string]string{"app": "b"}, registry.ImageConfig{})
-	if _, err := registry.Push(t.Context(), imgA, a.Addr()+"/only/a:v1", registry.RemoteOptions{}); err != nil {
+	if _, err := registry.Push(t.Context(), imgA, a.Addr()+"/only/a:v1", pusher); err != nil {
 		t.Fatalf("push to a: %v", err)
 	}
-	if _, err := registry.Push(t.Context(), imgB, b.Addr()+"/only/b:v2", registry.RemoteOptions{}); err != nil {
+	if _, err := registry.Push(t.Context(), imgB, b.Addr()+"/only/b:v2", pusher); err != nil {
 		t.Fatalf("push to b: %v", err)
 	}
 	for _, tc := range []struct {
@@ -195,24 +210,31 @@ func TestNewValidatesOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := t.TempDir()
+	ci := map[string]string{"ci": "pw"}
 	tests := []struct {
 		name    string
 		opts    registry.Options
 		wantErr error // nil means New succeeds
 	}{
-		{"loopback v4", registry.Options{Addr: "127.0.0.1:0", RootDir: root}, nil},
-		{"loopback v6", registry.Options{Addr: "[::1]:0", RootDir: root}, nil},
-		{"localhost", registry.Options{Addr: "localhost:5000", RootDir: root}, nil},
-		{"default addr", registry.Options{RootDir: root}, nil},
+		{"loopback v4", registry.Options{Addr: "127.0.0.1:0", RootDir: root, Users: ci}, nil},
+		{"loopback v6", registry.Options{Addr: "[::1]:0", RootDir: root, Users: ci}, nil},
+		{"localhost", registry.Options{Addr: "localhost:5000", RootDir: root, Users: ci}, nil},
+		{"default addr", registry.Options{RootDir: root, Users: ci}, nil},
+		{"loopback without users", registry.Options{Addr: "127.0.0.1:0", RootDir: root}, registry.ErrAuthRequired},
+		{"loopback with anonymous pull but no users", registry.Options{Addr: "127.0.0.1:0", RootDir: root, AnonymousPull: true}, registry.ErrAuthRequired},
+		{"pull users only", registry.Options{Addr: "127.0.0.1:0", RootDir: root, PullUsers: ci}, registry.ErrAuthRequired},
 		{"all interfaces without users", registry.Options{Addr: ":5000", RootDir: root}, registry.ErrAuthRequired},
 		{"0.0.0.0 without users", registry.Options{Addr: "0.0.0.0:5000", RootDir: root}, registry.ErrAuthRequired},
 		{"private address without users", registry.Options{Addr: "10.0.0.1:5000", RootDir: root}, registry.ErrAuthRequired},
 		{"host name without users", registry.Options{Addr: "registry.example:5000", RootDir: root}, registry.ErrAuthRequired},
-		{"all interfaces with plain user", registry.Options{Addr: ":5000", RootDir: root, Users: map[string]string{"ci": "pw"}}, nil},
+		{"all interfaces with plain user", registry.Options{Addr: ":5000", RootDir: root, Users: ci}, nil},
 		{"all interfaces with bcrypt user", registry.Options{Addr: ":5000", RootDir: root, Users: map[string]string{"ci": string(hash)}}, nil},
-		{"no root dir", registry.Options{Addr: "127.0.0.1:0"}, registry.ErrInvalidOptions},
-		{"no port", registry.Options{Addr: "127.0.0.1", RootDir: root}, registry.ErrInvalidOptions},
-		{"bad port", registry.Options{Addr: "127.0.0.1:99999", RootDir: root}, registry.ErrInvalidOptions},
+		{"user both push and pull", registry.Options{RootDir: root, Users: ci, PullUsers: ci}, registry.ErrInvalidOptions},
+		{"TLS address without certificate", registry.Options{TLSAddrs: []string{"10.0.0.1:5000"}, RootDir: root, Users: ci}, registry.ErrInvalidOptions},
+		{"bad TLS address", registry.Options{TLSAddrs: []string{"10.0.0.1"}, TLSConfig: &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return nil, nil }}, RootDir: root, Users: ci}, registry.ErrInvalidOptions},
+		{"no root dir", registry.Options{Addr: "127.0.0.1:0", Users: ci}, registry.ErrInvalidOptions},
+		{"no port", registry.Options{Addr: "127.0.0.1", RootDir: root, Users: ci}, registry.ErrInvalidOptions},
+		{"bad port", registry.Options{Addr: "127.0.0.1:99999", RootDir: root, Users: ci}, registry.ErrInvalidOptions},
 		{"user with colon", registry.Options{RootDir: root, Users: map[string]string{"a:b": "pw"}}, registry.ErrInvalidOptions},
 		{"empty password", registry.Options{RootDir: root, Users: map[string]string{"a": ""}}, registry.ErrInvalidOptions},
 		{"broken bcrypt", registry.Options{RootDir: root, Users: map[string]string{"a": "$2y$10$short"}}, registry.ErrInvalidOptions},
@@ -234,9 +256,9 @@ func TestNewValidatesOptions(t *testing.T) {
 }
 
 func TestAuthRequiredErrorSaysHowToFix(t *testing.T) {
-	_, err := registry.New(registry.Options{Addr: "0.0.0.0:5000", RootDir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "Users") || !strings.Contains(err.Error(), registry.DefaultAddr) {
-		t.Fatalf("error %q should name Users and the loopback default as fixes", err)
+	_, err := registry.New(registry.Options{Addr: "127.0.0.1:5000", RootDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "Users") || !strings.Contains(err.Error(), "push") {
+		t.Fatalf("error %q should name Users and say pushes need them", err)
 	}
 }
 
@@ -325,6 +347,7 @@ func TestStartFailsOnBusyPort(t *testing.T) {
 	reg, err := registry.New(registry.Options{
 		Addr:    ln.Addr().String(),
 		RootDir: t.TempDir(),
+		Users:   map[string]string{pushUser: pushPass},
 		Logger:  slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -2,7 +2,10 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -26,6 +29,10 @@ type RemoteOptions struct {
 	// basic authentication. Default: anonymous.
 	Username string
 	Password string
+	// CAPEM is a PEM CA certificate trusted for HTTPS besides the system's
+	// roots: the cluster CA that signs the embedded registry's certificate.
+	// Default: the system's roots only.
+	CAPEM []byte
 }
 
 func (o RemoteOptions) nameOptions() []name.Option {
@@ -36,12 +43,25 @@ func (o RemoteOptions) nameOptions() []name.Option {
 	return opts
 }
 
-func (o RemoteOptions) remoteOptions(ctx context.Context) []remote.Option {
+func (o RemoteOptions) remoteOptions(ctx context.Context) ([]remote.Option, error) {
 	var auth authn.Authenticator = authn.Anonymous
 	if o.Username != "" {
 		auth = &authn.Basic{Username: o.Username, Password: o.Password}
 	}
-	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(auth)}
+	if len(o.CAPEM) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(o.CAPEM) {
+			return nil, fmt.Errorf("%w: the registry CA holds no PEM certificate: give the cluster CA (the ca of the client config)", ErrInvalidOptions)
+		}
+		tr := remote.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		opts = append(opts, remote.WithTransport(tr))
+	}
+	return opts, nil
 }
 
 // ParseReference parses an image reference with an explicit registry, such
@@ -93,10 +113,31 @@ func Push(ctx context.Context, img v1.Image, ref string, o RemoteOptions) (name.
 	if err != nil {
 		return name.Digest{}, fmt.Errorf("push %s: %w", ref, err)
 	}
-	if err := remote.Write(r, img, o.remoteOptions(ctx)...); err != nil {
+	ropts, err := o.remoteOptions(ctx)
+	if err != nil {
+		return name.Digest{}, err
+	}
+	if err := remote.Write(r, img, ropts...); err != nil {
 		return name.Digest{}, fmt.Errorf("push %s: %w: check that the registry runs and, if it needs them, the credentials", r, err)
 	}
 	return r.Context().Digest(dg.String()), nil
+}
+
+// Head returns the digest of the manifest ref names in its registry.
+func Head(ctx context.Context, ref string, o RemoteOptions) (string, error) {
+	r, err := ParseReference(ref, o)
+	if err != nil {
+		return "", err
+	}
+	ropts, err := o.remoteOptions(ctx)
+	if err != nil {
+		return "", err
+	}
+	d, err := remote.Head(r, ropts...)
+	if err != nil {
+		return "", fmt.Errorf("look up %s: %w", r, err)
+	}
+	return d.Digest.String(), nil
 }
 
 // WriteTarball writes img, tagged ref, to file as a `docker save` style
@@ -162,7 +203,10 @@ func List(ctx context.Context, addr string, o RemoteOptions) ([]Repository, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: registry %q: %w", ErrInvalidReference, addr, err)
 	}
-	ropts := o.remoteOptions(ctx)
+	ropts, err := o.remoteOptions(ctx)
+	if err != nil {
+		return nil, err
+	}
 	names, err := remote.Catalog(ctx, reg, ropts...)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories of %s: %w: check the address and that the registry runs", addr, err)

@@ -48,6 +48,14 @@ type Options struct {
 	// DockerConfig is a docker-style config.json with registry credentials
 	// ("auths": {"host": {"auth": base64(user:pass)}}). Default: none.
 	DockerConfig string
+	// RegistryCA is a PEM CA certificate trusted for registries over HTTPS
+	// besides the system's roots: the cluster CA, which signs the embedded
+	// registry's certificate. Default: the system's roots only.
+	RegistryCA string
+	// RegistryLogins are registry credentials by host (HOST:PORT, as in
+	// image references), used before DockerConfig's: the cluster
+	// registry's pull credentials. Default: none.
+	RegistryLogins map[string]RegistryLogin
 	// LogDriver is the executable the shim runs to write container logs; it
 	// must call RunLogDriver when invoked as `<path> capstan-log-driver
 	// <config>`. Default: this process's executable (os.Executable()).

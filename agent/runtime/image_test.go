@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/internal/testimage"
 	"github.com/capstanhq/capstan/registry"
 )
 
@@ -96,6 +97,41 @@ func TestEnsureImageErrorsClassified(t *testing.T) {
 	}
 }
 
+// Item 19 of issue 12: a node pulls from the cluster registry over HTTPS,
+// trusting the cluster CA, with the pull credentials of its join answer.
+func TestEnsureImageFromTLSRegistryWithLogins(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	reg := testimage.StartTLSRegistry(t)
+	ref := reg.Addr + "/private/testbox:v1"
+	pushTestbox(t, ref, reg.Pusher)
+
+	opts := e.opts
+	opts.Insecure = []string{e.reg} // not the TLS registry: HTTPS only
+	logins := map[string]runtime.RegistryLogin{reg.Addr: {Username: testimage.PullUser, Password: testimage.PullPassword}}
+
+	noCA := opts
+	noCA.RegistryLogins = logins
+	if _, err := e.runtimeWith(noCA).EnsureImage(ctx, ref, runtime.PullAlways); err == nil {
+		t.Fatal("pull without trusting the CA succeeded")
+	}
+	noLogin := opts
+	noLogin.RegistryCA = string(reg.CAPEM)
+	if _, err := e.runtimeWith(noLogin).EnsureImage(ctx, ref, runtime.PullAlways); !errors.Is(err, runtime.ErrImageUnauthorized) {
+		t.Fatalf("pull without credentials: err = %v, want ErrImageUnauthorized", err)
+	}
+	opts.RegistryCA = string(reg.CAPEM)
+	opts.RegistryLogins = logins
+	info, err := e.runtimeWith(opts).EnsureImage(ctx, ref, runtime.PullAlways)
+	if err != nil || !info.Pulled || info.Digest == "" {
+		t.Fatalf("pull over TLS with the pull credentials = %+v, %v", info, err)
+	}
+	opts.RegistryCA = "not pem"
+	if _, err := e.runtimeWith(opts).EnsureImage(ctx, ref, runtime.PullAlways); err == nil {
+		t.Error("a broken registry CA was accepted")
+	}
+}
+
 // runtimeWith connects another Runtime with opts; it is closed at the end.
 func (e *env) runtimeWith(opts runtime.Options) *runtime.Containerd {
 	e.t.Helper()
@@ -112,6 +148,7 @@ func (e *env) runtimeWith(opts runtime.Options) *runtime.Containerd {
 func startAuthRegistry(t *testing.T, users map[string]string) string {
 	t.Helper()
 	reg, err := registry.New(registry.Options{Addr: "127.0.0.1:0", RootDir: t.TempDir(), Users: users})
+	// users may push; pulls need them too (no AnonymousPull).
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -59,8 +61,15 @@ func (c *Containerd) EnsureImage(ctx context.Context, ref string, policy PullPol
 	return info, nil
 }
 
-// resolver builds a docker resolver for one pull: credentials from the
-// docker config, plain HTTP only for the configured insecure registries.
+// RegistryLogin is a user name and password for one registry.
+type RegistryLogin struct {
+	Username string
+	Password string
+}
+
+// resolver builds a docker resolver for one pull: credentials from
+// RegistryLogins then the docker config, HTTPS trusting the system's roots
+// and RegistryCA, plain HTTP only for the configured insecure registries.
 func (c *Containerd) resolver(ctx context.Context) (remotes.Resolver, error) {
 	var auths map[string]dockerAuth
 	if c.opts.DockerConfig != "" {
@@ -70,14 +79,21 @@ func (c *Containerd) resolver(ctx context.Context) (remotes.Resolver, error) {
 		}
 	}
 	creds := func(host string) (string, string, error) {
+		if l, ok := c.opts.RegistryLogins[host]; ok {
+			return l.Username, l.Password, nil
+		}
 		if a, ok := lookupAuth(auths, host); ok {
 			return a.user, a.pass, nil
 		}
 		return "", "", nil
 	}
+	tlsCfg, err := registryTLS(c.opts.RegistryCA)
+	if err != nil {
+		return nil, err
+	}
 	// An explicit https scheme: containerd would otherwise speak plain HTTP
 	// to any loopback registry, and only listed registries may be insecure.
-	secure := config.ConfigureHosts(ctx, config.HostOptions{Credentials: creds, DefaultScheme: "https"})
+	secure := config.ConfigureHosts(ctx, config.HostOptions{Credentials: creds, DefaultScheme: "https", DefaultTLS: tlsCfg})
 	plain := config.ConfigureHosts(ctx, config.HostOptions{Credentials: creds, DefaultScheme: "http"})
 	hosts := func(host string) ([]docker.RegistryHost, error) {
 		if c.insecure(host) {
@@ -86,6 +102,22 @@ func (c *Containerd) resolver(ctx context.Context) (remotes.Resolver, error) {
 		return secure(host)
 	}
 	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts}), nil
+}
+
+// registryTLS is the client TLS config for registries: the system's roots
+// plus caPEM; nil (containerd's default) without caPEM.
+func registryTLS(caPEM string) (*tls.Config, error) {
+	if caPEM == "" {
+		return nil, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		return nil, errors.New("registry CA: no PEM certificate in it (give the cluster CA)")
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 type dockerAuth struct{ user, pass string }

@@ -17,6 +17,9 @@ type Config struct {
 	// CA is the PEM of the cluster CA certificate.
 	CA    string `json:"ca"`
 	Token string `json:"token"`
+	// Registry, when set, says how to reach the cluster's embedded
+	// registry and with which credentials.
+	Registry *RegistryAccess `json:"registry,omitempty"`
 }
 
 // Validate checks that the config can be used.

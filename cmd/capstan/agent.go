@@ -86,6 +86,12 @@ func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
 		return nil, err
 	}
 	f.opts.ServerCA = cfg.CA
+	if cfg.Registry != nil {
+		// The cluster registry, from the join answer: its certificate
+		// comes from the cluster CA, and the node pulls as the pull user.
+		f.opts.RegistryCA = cfg.CA
+		f.opts.RegistryLogins = registryLogins(cfg.Registry)
+	}
 	return client.New(cfg)
 }
 

@@ -21,9 +21,12 @@ func newImageCmd() *cobra.Command {
 		Long: `Pack directories into OCI images, push them and list a registry.
 
 Images go to the embedded registry (127.0.0.1:5000 under 'capstan up') or any
-OCI registry. Registries on loopback and private addresses are reached over
-plain HTTP; --insecure allows plain HTTP to any. For a registry that needs a
-login, give --username and set ` + imagePasswordEnv + `.`,
+OCI registry. Pushes to the embedded registry need its push credentials: they
+are in the admin client config (DATA_DIR/admin.yaml; --config or
+$CAPSTAN_CONFIG), which also holds the cluster CA its HTTPS addresses are
+signed by. For any other registry that needs a login, give --username and set
+` + imagePasswordEnv + `. Registries on loopback and private addresses may be
+reached over plain HTTP; --insecure allows plain HTTP to any.`,
 	}
 	cmd.AddCommand(newImagePackCmd(), newImagePushCmd(), newImageLsCmd())
 	return cmd
@@ -37,18 +40,53 @@ type imageRemoteFlags struct {
 
 func (f *imageRemoteFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "allow plain HTTP to the registry (always allowed on loopback and private addresses)")
-	cmd.Flags().StringVar(&f.username, "username", "", "user for HTTP basic authentication; the password comes from $"+imagePasswordEnv)
+	cmd.Flags().StringVar(&f.username, "username", "", "user for HTTP basic authentication; the password comes from $"+imagePasswordEnv+" (default: the embedded registry's push credentials from the client config)")
 }
 
-func (f *imageRemoteFlags) options() (registry.RemoteOptions, error) {
+// options says how to reach the registry host (HOST:PORT). With
+// --username, the password comes from the environment; else, when the
+// client config (--config, $CAPSTAN_CONFIG or the default path) lists host
+// as its cluster registry, its credentials. The client config's cluster CA
+// is trusted whenever a config is found.
+func (f *imageRemoteFlags) options(cmd *cobra.Command, host string) (registry.RemoteOptions, error) {
 	o := registry.RemoteOptions{Insecure: f.insecure, Username: f.username}
+	explicit, _ := cmd.Flags().GetString("config")
+	cfg, err := loadClientConfig(cmd)
+	if err != nil && explicit != "" {
+		return o, err
+	}
+	if cfg != nil {
+		o.CAPEM = []byte(cfg.CA)
+	}
 	if f.username != "" {
 		o.Password = os.Getenv(imagePasswordEnv)
 		if o.Password == "" {
 			return o, fmt.Errorf("--username %s given but $%s is empty: set it to the password", f.username, imagePasswordEnv)
 		}
+		return o, nil
+	}
+	if cfg != nil && cfg.Registry.Serves(host) {
+		o.Username, o.Password = cfg.Registry.Username, cfg.Registry.Password
 	}
 	return o, nil
+}
+
+// referenceHost returns the registry HOST:PORT of an image reference, or
+// "" when it names none.
+func referenceHost(ref string) string {
+	r, err := registry.ParseReference(ref, registry.RemoteOptions{})
+	if err != nil {
+		return ""
+	}
+	return r.Context().RegistryStr()
+}
+
+// pushHint adds what to do to a failed anonymous push.
+func pushHint(err error, o registry.RemoteOptions) error {
+	if o.Username != "" {
+		return err
+	}
+	return fmt.Errorf("%w\npushes need credentials: point --config or $CAPSTAN_CONFIG at the admin config (DATA_DIR/admin.yaml of 'capstan server' or 'capstan up') that holds the registry's push credentials, or give --username and $%s", err, imagePasswordEnv)
 }
 
 func newImagePackCmd() *cobra.Command {
@@ -82,12 +120,8 @@ to a tarball (docker save format) and --push uploads it to REF.`,
 			if cfg.Labels, err = imageParseLabels(labels); err != nil {
 				return err
 			}
-			ro, err := remote.options()
-			if err != nil {
-				return err
-			}
 			// Parse the tag before packing, so a typo fails fast.
-			if _, err := registry.ParseReference(tag, ro); err != nil {
+			if _, err := registry.ParseReference(tag, registry.RemoteOptions{Insecure: remote.insecure}); err != nil {
 				return fmt.Errorf("--tag: %w", err)
 			}
 			img, err := registry.PackDir(argv[0], cfg)
@@ -107,9 +141,13 @@ to a tarball (docker save format) and --push uploads it to REF.`,
 				fmt.Fprintf(out, "wrote %s\n", output)
 			}
 			if push {
-				ref, err := registry.Push(cmd.Context(), img, tag, ro)
+				ro, err := remote.options(cmd, referenceHost(tag))
 				if err != nil {
 					return err
+				}
+				ref, err := registry.Push(cmd.Context(), img, tag, ro)
+				if err != nil {
+					return pushHint(err, ro)
 				}
 				fmt.Fprintf(out, "pushed %s\n", ref)
 			}
@@ -163,7 +201,7 @@ func newImagePushCmd() *cobra.Command {
 		Short: "Push an image tarball (from 'image pack -o' or 'docker save') to a registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			ro, err := remote.options()
+			ro, err := remote.options(cmd, referenceHost(tag))
 			if err != nil {
 				return err
 			}
@@ -173,7 +211,7 @@ func newImagePushCmd() *cobra.Command {
 			}
 			ref, err := registry.Push(cmd.Context(), img, tag, ro)
 			if err != nil {
-				return err
+				return pushHint(err, ro)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pushed %s\n", ref)
 			return nil
@@ -195,7 +233,7 @@ func newImageLsCmd() *cobra.Command {
 		Short: "List the repositories and tags of a registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ro, err := remote.options()
+			ro, err := remote.options(cmd, addr)
 			if err != nil {
 				return err
 			}

@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/internal/testimage"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -24,8 +29,26 @@ func imageRun(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// adminConfig writes a client config naming reg as the cluster registry
+// with its push credentials and CA, as 'capstan server' does, and points
+// $CAPSTAN_CONFIG at it.
+func adminConfig(t *testing.T, reg testimage.TLSRegistry) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "admin.yaml")
+	cfg := &client.Config{Server: "https://127.0.0.1:1", CA: string(reg.CAPEM), Token: "unused",
+		Registry: &client.RegistryAccess{Hosts: []string{reg.Addr}, Username: testimage.PushUser, Password: testimage.PushPassword}}
+	if err := client.SaveConfig(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CAPSTAN_CONFIG", path)
+}
+
+// Item 19 of issue 12: an admin pushes to the cluster registry over HTTPS
+// with the cluster CA and the push credentials of the client config.
 func TestImagePackPushLs(t *testing.T) {
-	addr := testimage.StartRegistry(t)
+	reg := testimage.StartTLSRegistry(t)
+	addr := reg.Addr
+	adminConfig(t, reg)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "app"), []byte("#!/bin/true\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -53,7 +76,12 @@ func TestImagePackPushLs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := remote.Image(r, remote.WithContext(t.Context()))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(reg.CAPEM)
+	tr := remote.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	img, err := remote.Image(r, remote.WithContext(t.Context()), remote.WithTransport(tr),
+		remote.WithAuth(&authn.Basic{Username: testimage.PullUser, Password: testimage.PullPassword}))
 	if err != nil {
 		t.Fatalf("pull %s: %v", ref, err)
 	}
@@ -88,6 +116,31 @@ func TestImagePackPushLs(t *testing.T) {
 	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
 		t.Errorf("ls output:\n%s\nwant rows %q", out, want)
 	}
+
+	// --username wins over the config; a wrong password is refused.
+	t.Setenv(imagePasswordEnv, "wrong")
+	if out, err := imageRun(t, "push", tarball, "--tag", addr+"/copies/app:v3", "--username", testimage.PushUser); err == nil {
+		t.Errorf("push with a wrong --username password succeeded:\n%s", out)
+	}
+}
+
+// Item 10 of issue 12: without the push credentials a push is refused, and
+// the error says where they are.
+func TestImagePushWithoutCredentialsRefused(t *testing.T) {
+	addr := testimage.StartRegistry(t)
+	t.Setenv("CAPSTAN_CONFIG", filepath.Join(t.TempDir(), "none.yaml"))
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := imageRun(t, "pack", dir, "--entrypoint", "/app", "--tag", addr+"/evil/app:v1", "--push")
+	if err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") || !strings.Contains(err.Error(), "admin.yaml") {
+		t.Fatalf("anonymous push = %v, want refused with a hint at the admin config\n%s", err, out)
+	}
+	t.Setenv(imagePasswordEnv, testimage.PushPassword)
+	if out, err := imageRun(t, "pack", dir, "--entrypoint", "/app", "--tag", addr+"/ok/app:v1", "--push", "--username", testimage.PushUser); err != nil {
+		t.Fatalf("push with --username: %v\n%s", err, out)
+	}
 }
 
 func TestImagePackRejectsBadFlags(t *testing.T) {
@@ -102,7 +155,7 @@ func TestImagePackRejectsBadFlags(t *testing.T) {
 		{"bad label", []string{"--label", "=x"}, "--label"},
 		{"duplicate label", []string{"--label", "a=1", "--label", "a=2"}, "given twice"},
 		{"tag without registry", []string{"--tag", "examples/app:v1"}, "names no registry"},
-		{"username without password", []string{"--username", "ci"}, imagePasswordEnv},
+		{"username without password", []string{"--username", "ci", "--push"}, imagePasswordEnv},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(imagePasswordEnv, "")

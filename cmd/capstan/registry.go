@@ -1,24 +1,148 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"path/filepath"
+	"slices"
 
+	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/registry"
 	"github.com/sirupsen/logrus"
 )
 
-// newRegistry prepares the embedded registry of `capstan server
+// registryCredentialsFile holds the embedded registry's push and pull
+// credentials, in the data directory, mode 0600.
+const registryCredentialsFile = "registry-credentials.json"
+
+// clusterRegistry is the embedded registry of `capstan server
 // --registry-addr` and `capstan up`, storing images in DATA_DIR/registry.
-func newRegistry(addr, dataDir string, log *slog.Logger) (*registry.Registry, error) {
+type clusterRegistry struct {
+	*registry.Registry
+	// creds are the push and pull users (DATA_DIR/registry-credentials.json).
+	creds registry.Credentials
+	// plain are the listening addresses served over plain HTTP (loopback);
+	// tls those served over HTTPS with the cluster CA.
+	plain, tls []string
+}
+
+// newRegistry prepares the embedded registry and binds its addresses: each
+// loopback address (at most one) is served over plain HTTP, where pulls may
+// be anonymous; every other address over HTTPS with a certificate from the
+// cluster CA, where every request needs credentials. Pushes always need the
+// push credentials. The admin config gets the push credentials and join
+// answers the pull ones.
+func newRegistry(addrs []string, dataDir string, srv *apiserver.Server, log *slog.Logger) (*clusterRegistry, error) {
 	routeLogrus(log)
-	reg, err := registry.New(registry.Options{Addr: addr, RootDir: filepath.Join(dataDir, "registry"), Logger: log})
+	var plain string
+	var tlsAddrs, hosts []string
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("--registry-addr %q: %w: use HOST:PORT, for example %s or 10.0.0.1:5000", a, err, registry.DefaultAddr)
+		}
+		if registry.IsLoopbackAddr(a) {
+			if plain != "" {
+				return nil, fmt.Errorf("--registry-addr: %s and %s are both on loopback: give one", plain, a)
+			}
+			plain = a
+			continue
+		}
+		if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+			return nil, fmt.Errorf("--registry-addr %q: name this machine's address (for example 10.0.0.1:5000), which the registry's TLS certificate must carry", a)
+		}
+		tlsAddrs = append(tlsAddrs, a)
+		hosts = append(hosts, host)
+	}
+	opts := registry.Options{Addr: plain, TLSAddrs: tlsAddrs, RootDir: filepath.Join(dataDir, "registry"), AnonymousPull: true, Logger: log}
+	if len(tlsAddrs) > 0 {
+		cert, err := srv.RegistryCert(hosts)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	creds, err := registry.LoadOrCreateCredentials(filepath.Join(dataDir, registryCredentialsFile))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := registry.New(creds.Options(opts))
 	if err != nil {
 		return nil, fmt.Errorf("--registry-addr: %w", err)
 	}
-	return reg, nil
+	if err := reg.Listen(context.Background()); err != nil {
+		return nil, fmt.Errorf("--registry-addr: %w", err)
+	}
+	all := reg.Addrs()
+	cr := &clusterRegistry{Registry: reg, creds: creds, plain: all[:len(all)-len(tlsAddrs)], tls: all[len(all)-len(tlsAddrs):]}
+	if len(cr.tls) > 0 {
+		srv.SetRegistryAccess(&client.RegistryAccess{Hosts: cr.tls, Username: creds.Pull.Username, Password: creds.Pull.Password})
+	}
+	if err := cr.saveAdminAccess(srv.AdminConfigPath()); err != nil {
+		return nil, err
+	}
+	return cr, nil
+}
+
+// saveAdminAccess writes the registry's addresses and push credentials into
+// the admin config, where `capstan image` finds them.
+func (cr *clusterRegistry) saveAdminAccess(path string) error {
+	cfg, err := client.LoadConfig(path)
+	if err != nil {
+		return fmt.Errorf("registry: admin config: %w", err)
+	}
+	want := &client.RegistryAccess{Hosts: cr.Addrs(), Username: cr.creds.Push.Username, Password: cr.creds.Push.Password}
+	if r := cfg.Registry; r != nil && slices.Equal(r.Hosts, want.Hosts) && r.Username == want.Username && r.Password == want.Password {
+		return nil
+	}
+	cfg.Registry = want
+	if err := client.SaveConfig(path, cfg); err != nil {
+		return fmt.Errorf("registry: admin config: %w", err)
+	}
+	return nil
+}
+
+// pusher is how this process pushes to its own registry at addr.
+func (cr *clusterRegistry) pusher(caPEM []byte) registry.RemoteOptions {
+	return registry.RemoteOptions{Username: cr.creds.Push.Username, Password: cr.creds.Push.Password, CAPEM: caPEM}
+}
+
+// agentInsecure is the plain-HTTP registry list of an agent in this
+// process: the registry's loopback address as it listens (never the
+// agent's default 127.0.0.1:5000 when the registry is elsewhere). Its other
+// addresses serve HTTPS from the cluster CA.
+func (cr *clusterRegistry) agentInsecure() []string {
+	return append([]string{}, cr.plain...)
+}
+
+// nodeLogins are the pull credentials for every address, for an agent in
+// this process.
+func (cr *clusterRegistry) nodeLogins() map[string]runtime.RegistryLogin {
+	logins := map[string]runtime.RegistryLogin{}
+	for _, a := range cr.Addrs() {
+		logins[a] = runtime.RegistryLogin{Username: cr.creds.Pull.Username, Password: cr.creds.Pull.Password}
+	}
+	return logins
+}
+
+// registryLogins turns the registry access of a node's config (from its
+// join answer) into the agent's logins.
+func registryLogins(a *client.RegistryAccess) map[string]runtime.RegistryLogin {
+	if a == nil {
+		return nil
+	}
+	logins := make(map[string]runtime.RegistryLogin, len(a.Hosts))
+	for _, h := range a.Hosts {
+		logins[h] = runtime.RegistryLogin{Username: a.Username, Password: a.Password}
+	}
+	return logins
 }
 
 // routeLogrus sends logrus's process-wide standard logger (distribution

@@ -15,7 +15,6 @@ import (
 	gcController "github.com/capstanhq/capstan/reconcile/gc"
 	nodeController "github.com/capstanhq/capstan/reconcile/node"
 	workloadController "github.com/capstanhq/capstan/reconcile/workload"
-	"github.com/capstanhq/capstan/registry"
 	"github.com/capstanhq/capstan/scheduler"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,9 +31,9 @@ type serverFlags struct {
 	listen  string
 	sans    []string
 	logFlags
-	// registryAddr, when set, runs the embedded registry there with its
-	// storage in DATA_DIR/registry.
-	registryAddr string
+	// registryAddrs, when set, run the embedded registry there with its
+	// storage in DATA_DIR/registry (see newRegistry).
+	registryAddrs []string
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -42,7 +41,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:7443", "HTTPS listen address of the API")
 	cmd.Flags().StringSliceVar(&f.sans, "tls-san", nil, "extra names or addresses for the serving certificate (repeatable)")
 	f.logFlags.register(cmd.Flags())
-	cmd.Flags().StringVar(&f.registryAddr, "registry-addr", "", "serve the embedded OCI registry on this address, images in DATA_DIR/registry (default: off; loopback only, e.g. 127.0.0.1:5000)")
+	cmd.Flags().StringSliceVar(&f.registryAddrs, "registry-addr", nil, "serve the embedded OCI registry on these addresses, images in DATA_DIR/registry: loopback over plain HTTP (e.g. 127.0.0.1:5000), this machine's address over HTTPS from the cluster CA for the nodes (e.g. 10.0.0.1:5000); pushes need the credentials in DATA_DIR/"+registryCredentialsFile+" (default: off; repeatable)")
 	f.git.register(cmd)
 	cmd.Flags().StringVar(&f.network.PodCIDR, "pod-cidr", "10.88.0.0/16", "the pod network, cut into one block per node")
 	cmd.Flags().IntVar(&f.network.NodeCIDRBits, "node-cidr-bits", 24, "prefix length of each node's pod block (24: 254 pods a node; a /16 then holds 256 nodes)")
@@ -80,7 +79,7 @@ type controlPlane struct {
 	store  *store.Bolt
 	server *apiserver.Server
 	// registry is the embedded registry, nil unless --registry-addr is set.
-	registry *registry.Registry
+	registry *clusterRegistry
 	// runners are the long-running parts, started together.
 	runners []func(context.Context) error
 }
@@ -116,8 +115,8 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 	if syncStart != nil {
 		cp.runners = append(cp.runners, syncStart)
 	}
-	if f.registryAddr != "" {
-		if cp.registry, err = newRegistry(f.registryAddr, f.dataDir, log); err != nil {
+	if len(f.registryAddrs) > 0 {
+		if cp.registry, err = newRegistry(f.registryAddrs, f.dataDir, srv, log); err != nil {
 			st.Close()
 			return nil, err
 		}
@@ -173,5 +172,11 @@ func (cp *controlPlane) Start(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Close releases the store.
-func (cp *controlPlane) Close() error { return cp.store.Close() }
+// Close releases the store (and the registry's addresses when it never
+// started).
+func (cp *controlPlane) Close() error {
+	if cp.registry != nil {
+		cp.registry.Close()
+	}
+	return cp.store.Close()
+}

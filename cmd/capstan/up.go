@@ -36,8 +36,8 @@ type upFlags struct {
 func (f *upFlags) register(cmd *cobra.Command) {
 	f.server.register(cmd)
 	fl := cmd.Flags()
-	fl.Lookup("registry-addr").DefValue = registry.DefaultAddr
-	f.server.registryAddr = registry.DefaultAddr
+	fl.Lookup("registry-addr").DefValue = "[" + registry.DefaultAddr + "]"
+	f.server.registryAddrs = []string{registry.DefaultAddr}
 	fl.StringVar(&f.images, "images", "", "directory of image tarballs (capstan image pack -o) to push into the registry; 'make up' builds bin/images")
 	fl.BoolVar(&f.noAgent, "no-agent", false, "run no agent, proxy or DNS (no root needed); nodes join with 'capstan agent'")
 	fl.StringVar(&f.nodeName, "node-name", "", "name of this node (default: the host name)")
@@ -105,19 +105,14 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 	}
 	p.ok("data directory %s (logs in %s)", dataDir, logsAt)
 
+	if len(f.server.registryAddrs) == 0 {
+		return errors.New("capstan up needs a registry: give --registry-addr (default " + registry.DefaultAddr + ")")
+	}
 	demoDir := ""
 	if len(f.server.git.repos) == 0 && f.server.git.config == "" {
-		res, err := demo.Repo(filepath.Join(dataDir, "demo-repo"), repo.FS())
-		if err != nil {
-			return err
-		}
-		demoDir = res.Dir
-		how := "kept from the last run"
-		if res.Created {
-			how = "created from examples/repo"
-		}
-		p.ok("demo repository %s at %s (%s)", res.Dir, short(res.Head), how)
-		f.server.git.repos = []string{res.Dir}
+		// Made once the registry's address is known, before anything runs.
+		demoDir = filepath.Join(dataDir, "demo-repo")
+		f.server.git.repos = []string{demoDir}
 		f.server.git.branch, f.server.git.path = demo.Branch, "."
 	}
 
@@ -126,6 +121,22 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 		return err
 	}
 	defer cp.Close()
+	if demoDir != "" {
+		// The demo's images name the registry as the first --registry-addr.
+		imagesAt := upImageRegistry(f.server.registryAddrs[0], cp.registry)
+		res, err := demo.Repo(demoDir, repo.FS(), imagesAt)
+		if err != nil {
+			return err
+		}
+		how := "kept from the last run"
+		if res.Created {
+			how = "created from examples/repo"
+		}
+		p.ok("demo repository %s at %s (%s), images at %s", res.Dir, short(res.Head), how, imagesAt)
+		if res.OtherRegistry {
+			p.warn("the demo repository names no image at %s (made for another --registry-addr): edit its images or remove %s to make it again", imagesAt, res.Dir)
+		}
+	}
 	admin, err := cp.server.AdminClient()
 	if err != nil {
 		return err
@@ -168,9 +179,9 @@ func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	regAddr := cp.registry.Addr()
-	p.ok("registry on %s (images in %s)", regAddr, filepath.Join(f.server.dataDir, "registry"))
-	if err := upImages(ctx, f.images, regAddr, p); err != nil {
+	regAddr := upImageRegistry(f.server.registryAddrs[0], cp.registry)
+	p.ok("registry on %s (images in %s; push credentials in %s)", strings.Join(cp.registry.Addrs(), ", "), filepath.Join(f.server.dataDir, "registry"), cp.server.AdminConfigPath())
+	if err := upImages(ctx, f.images, regAddr, cp.registry.pusher(cp.server.PKI().CAPEM), p); err != nil {
 		return err
 	}
 	if !f.noAgent {
@@ -202,10 +213,19 @@ func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane
 	return nil
 }
 
+// upImageRegistry is the address, as the registry listens on it, of the
+// configured address first: the one the demo's images name.
+func upImageRegistry(first string, cr *clusterRegistry) string {
+	if registry.IsLoopbackAddr(first) {
+		return cr.plain[0]
+	}
+	return cr.tls[0]
+}
+
 // upImages pushes the image tarballs, or reports what the registry holds.
-func upImages(ctx context.Context, dir, addr string, p progress) error {
+func upImages(ctx context.Context, dir, addr string, o registry.RemoteOptions, p progress) error {
 	if dir == "" {
-		repos, err := registry.List(ctx, addr, registry.RemoteOptions{})
+		repos, err := registry.List(ctx, addr, o)
 		if err != nil {
 			return err
 		}
@@ -216,7 +236,7 @@ func upImages(ctx context.Context, dir, addr string, p progress) error {
 		p.ok("images: the registry holds %d repositories (%s)", len(repos), repoNames(repos))
 		return nil
 	}
-	imgs, err := demo.PushImages(ctx, dir, addr)
+	imgs, err := demo.PushImages(ctx, dir, addr, o)
 	if err != nil {
 		return err
 	}
@@ -277,7 +297,10 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 		Client: nodeClient, NodeName: nodeName, Address: hostIP.String(),
 		DataDir: filepath.Join(f.server.dataDir, "agent"), ContainerdAddress: f.containerd,
 		ClusterDNS: ns.clusterDNS, Logger: log.With("component", "agent"),
-		ServerCA: string(cp.server.PKI().CAPEM),
+		ServerCA:           string(cp.server.PKI().CAPEM),
+		InsecureRegistries: cp.registry.agentInsecure(),
+		RegistryCA:         string(cp.server.PKI().CAPEM),
+		RegistryLogins:     cp.registry.nodeLogins(),
 	})
 	if err != nil {
 		return err

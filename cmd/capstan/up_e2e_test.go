@@ -33,6 +33,7 @@ type upEnv struct {
 	done                 chan error
 	repo                 string
 	hostIP               string
+	upArgs               []string // more flags for capstan up
 	frontendVIP, nodePrt string
 }
 
@@ -55,7 +56,7 @@ func (e *upEnv) cli(args ...string) (string, error) {
 func (e *upEnv) start() {
 	e.t.Helper()
 	e.out = &syncBuffer{}
-	e.cmd = e.inNS(e.bin, "up", "--data-dir", e.data, "--images", e.imgs)
+	e.cmd = e.inNS(append([]string{e.bin, "up", "--data-dir", e.data, "--images", e.imgs}, e.upArgs...)...)
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -489,4 +490,48 @@ func allRunning(pods []api.Pod) bool {
 		}
 	}
 	return len(pods) > 0
+}
+
+// TestUpOtherRegistryAddr is item 12 of issue 12: with --registry-addr
+// elsewhere than 127.0.0.1:5000 every part of capstan up follows it. The
+// demo names 127.0.0.1:5001 and its pods run (the agent pulls there over
+// plain HTTP); a commit moving the frontend to the registry's node address
+// runs over HTTPS from the cluster CA with the pull credentials; nothing
+// pushes anonymously, on loopback or on the node address.
+func TestUpOtherRegistryAddr(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
+	bin, imgs := buildUpInputs(t)
+	ns, hostIP := newUpNetns(t)
+	data := t.TempDir()
+	tlsAddr := hostIP + ":5001"
+	e := &upEnv{t: t, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP,
+		upArgs: []string{"--registry-addr", "127.0.0.1:5001," + tlsAddr}}
+	t.Cleanup(e.cleanup)
+	e.start()
+	for _, w := range []string{"images at 127.0.0.1:5001", "✓ registry on 127.0.0.1:5001, " + tlsAddr, "✓ images pushed: examples/api:v1, examples/hello:v1, examples/hello:v2"} {
+		if !strings.Contains(e.out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, e.out.String())
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(e.repo, "shop.cue")); err != nil || !strings.Contains(string(b), `"127.0.0.1:5001/examples/hello:v1"`) || strings.Contains(string(b), "127.0.0.1:5000") {
+		t.Fatalf("demo shop.cue does not name 127.0.0.1:5001 (%v):\n%s", err, b)
+	}
+	for group, n := range map[string]int{"frontend": 3, "backend": 2, "worker": 1} {
+		e.wait(group+" running from 127.0.0.1:5001", 5*time.Minute, func() (bool, string) { return e.running(group, n, "") })
+	}
+
+	e.commit("frontend from the registry's node address", func(s string) string {
+		return strings.Replace(s, `"127.0.0.1:5001/examples/hello:v1"`, `"`+tlsAddr+`/examples/hello:v2"`, 1)
+	})
+	e.wait("3 frontends on v2 from "+tlsAddr, 5*time.Minute, func() (bool, string) {
+		return e.running("frontend", 3, tlsAddr+"/examples/hello:v2")
+	})
+
+	for _, u := range []string{"http://127.0.0.1:5001/v2/evil/app/blobs/uploads/", "https://" + tlsAddr + "/v2/evil/app/blobs/uploads/"} {
+		out, err := e.run("curl", "-sS", "-k", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", u)
+		if err != nil || strings.TrimSpace(out) != "401" {
+			t.Errorf("anonymous push to %s: %q, %v; want 401", u, out, err)
+		}
+	}
 }

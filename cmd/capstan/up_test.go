@@ -114,6 +114,16 @@ func TestUpControlPlaneJourney(t *testing.T) {
 	if got := appFrontendReplicas(t, adminCfg); got != 3 {
 		t.Fatalf("frontend replicas %d, want 3 from the example", got)
 	}
+	// Item 12 of issue 12: the demo names the registry up runs, not
+	// 127.0.0.1:5000; the admin config carries its push credentials.
+	regAddr := strings.Fields(strings.TrimPrefix(lines[4], "✓ registry on "))[0]
+	committed := gitCmd(t, demoDir, "show", "main:shop.cue")
+	if !strings.Contains(committed, `"`+regAddr+`/examples/hello:v1"`) || strings.Contains(committed, "127.0.0.1:5000") {
+		t.Errorf("demo shop.cue does not name the registry at %s:\n%s", regAddr, committed)
+	}
+	if cfg, err := client.LoadConfig(adminCfg); err != nil || !cfg.Registry.Serves(regAddr) || cfg.Registry.Password == "" {
+		t.Errorf("admin config lacks the registry's push credentials: %+v, %v", cfg, err)
+	}
 
 	// A commit in the demo repository reaches the cluster.
 	shop := filepath.Join(demoDir, "shop.cue")

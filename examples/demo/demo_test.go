@@ -16,11 +16,11 @@ import (
 
 func TestRepoCreatedOnceAndKept(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo-repo")
-	res, err := Repo(dir, repo.FS())
+	res, err := Repo(dir, repo.FS(), ExampleRegistry)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Created || len(res.Head) != 40 {
+	if !res.Created || len(res.Head) != 40 || res.OtherRegistry {
 		t.Fatalf("first call: %+v", res)
 	}
 	want, err := os.ReadFile("../repo/shop.cue")
@@ -42,7 +42,7 @@ func TestRepoCreatedOnceAndKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	head, _ := git(dir, "rev-parse", "HEAD")
-	again, err := Repo(dir, fstest.MapFS{"other.cue": {Data: []byte("x")}})
+	again, err := Repo(dir, fstest.MapFS{"other.cue": {Data: []byte("x")}}, ExampleRegistry)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +54,69 @@ func TestRepoCreatedOnceAndKept(t *testing.T) {
 	}
 }
 
+// Item 12 of issue 12: `capstan up --registry-addr` elsewhere than
+// 127.0.0.1:5000 got a demo repository naming 127.0.0.1:5000.
+func TestRepoNamesTheGivenRegistry(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo-repo")
+	const addr = "10.1.2.3:5443"
+	res, err := Repo(dir, repo.FS(), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Created || res.OtherRegistry {
+		t.Fatalf("first call: %+v", res)
+	}
+	committed, err := git(dir, "show", "main:shop.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(committed, ExampleRegistry) {
+		t.Errorf("committed shop.cue still names %s:\n%s", ExampleRegistry, committed)
+	}
+	for _, img := range []string{"hello", "api", "worker", "shipper"} {
+		if want := `"` + addr + "/examples/" + img + `:v1"`; !strings.Contains(committed, want) {
+			t.Errorf("committed shop.cue lacks %s", want)
+		}
+	}
+	if st, err := git(dir, "status", "--porcelain"); err != nil || st != "" {
+		t.Errorf("working tree not clean after the commit: %q, %v", st, err)
+	}
+	// The source files are untouched.
+	orig, err := os.ReadFile("../repo/shop.cue")
+	if err != nil || !strings.Contains(string(orig), `"`+ExampleRegistry+"/examples/hello:v1") {
+		t.Fatalf("examples/repo/shop.cue changed? %v", err)
+	}
+
+	// Kept on a restart with the same address; flagged with another.
+	if again, err := Repo(dir, repo.FS(), addr); err != nil || again.Created || again.OtherRegistry {
+		t.Errorf("restart with the same address: %+v, %v", again, err)
+	}
+	if other, err := Repo(dir, repo.FS(), ExampleRegistry); err != nil || other.Created || !other.OtherRegistry {
+		t.Errorf("restart with another address: %+v, %v; want OtherRegistry", other, err)
+	}
+}
+
+func TestRetargetText(t *testing.T) {
+	in := `image: "127.0.0.1:5000/examples/hello:v1"
+// a comment about 127.0.0.1:5000 stays
+other: "registry.example/127.0.0.1:5000/x:v1"
+`
+	got := string(RetargetText([]byte(in), "192.168.7.1:5000"))
+	want := `image: "192.168.7.1:5000/examples/hello:v1"
+// a comment about 127.0.0.1:5000 stays
+other: "registry.example/127.0.0.1:5000/x:v1"
+`
+	if got != want {
+		t.Errorf("RetargetText =\n%s\nwant\n%s", got, want)
+	}
+}
+
 func TestRepoRefusesABrokenRepository(t *testing.T) {
 	dir := t.TempDir()
 	if out, err := exec.Command("git", "init", "-q", "-b", "main", dir).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if _, err := Repo(dir, repo.FS()); err == nil || !strings.Contains(err.Error(), "remove the directory") {
+	if _, err := Repo(dir, repo.FS(), ExampleRegistry); err == nil || !strings.Contains(err.Error(), "remove the directory") {
 		t.Errorf("repository without commits: %v", err)
 	}
 }
@@ -86,7 +143,7 @@ func TestPushImages(t *testing.T) {
 	packTarball(t, dir, "127.0.0.1:5000/examples/hello:v1", "hello")
 	packTarball(t, dir, "127.0.0.1:5000/examples/api:v1", "api")
 	ctx := context.Background()
-	imgs, err := PushImages(ctx, dir, addr)
+	imgs, err := PushImages(ctx, dir, addr, testimage.Pusher)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +155,7 @@ func TestPushImages(t *testing.T) {
 		t.Fatalf("registry holds %+v (%v)", repos, err)
 	}
 	// Pushing again sends nothing; a changed image is pushed.
-	again, err := PushImages(ctx, dir, addr)
+	again, err := PushImages(ctx, dir, addr, testimage.Pusher)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +165,7 @@ func TestPushImages(t *testing.T) {
 		}
 	}
 	packTarball(t, dir, "127.0.0.1:5000/examples/hello:v1", "hello v2")
-	third, err := PushImages(ctx, dir, addr)
+	third, err := PushImages(ctx, dir, addr, testimage.Pusher)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,14 +173,14 @@ func TestPushImages(t *testing.T) {
 		t.Errorf("after changing hello: %+v", third)
 	}
 
-	if _, err := PushImages(ctx, t.TempDir(), addr); err == nil || !strings.Contains(err.Error(), "no *.tar") {
+	if _, err := PushImages(ctx, t.TempDir(), addr, testimage.Pusher); err == nil || !strings.Contains(err.Error(), "no *.tar") {
 		t.Errorf("empty directory: %v", err)
 	}
 	bad := t.TempDir()
 	if err := os.WriteFile(filepath.Join(bad, "x.tar"), []byte("not a tarball"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := PushImages(ctx, bad, addr); err == nil || !strings.Contains(err.Error(), "capstan image pack -o") {
+	if _, err := PushImages(ctx, bad, addr, testimage.Pusher); err == nil || !strings.Contains(err.Error(), "capstan image pack -o") {
 		t.Errorf("bad tarball: %v", err)
 	}
 }
@@ -141,4 +198,23 @@ func TestRetag(t *testing.T) {
 	if _, err := Retag("hello", "127.0.0.1:5000"); err == nil {
 		t.Error("a reference without a tag was accepted")
 	}
+}
+
+// FuzzRetargetText: after retargeting, no quoted reference to the example
+// registry is left, and text without one is unchanged.
+func FuzzRetargetText(f *testing.F) {
+	f.Add(`image: "127.0.0.1:5000/examples/hello:v1"`, "10.0.0.1:5000")
+	f.Add(`x "127.0.0.1:5000/"127.0.0.1:5000/`, "h:1")
+	f.Fuzz(func(t *testing.T, text, addr string) {
+		if strings.Contains(addr, ExampleRegistry) || strings.Contains(addr, `"`) {
+			return
+		}
+		out := string(RetargetText([]byte(text), addr))
+		if strings.Contains(out, `"`+ExampleRegistry+`/`) {
+			t.Fatalf("%q -> %q still names %s", text, out, ExampleRegistry)
+		}
+		if !strings.Contains(text, `"`+ExampleRegistry+`/`) && out != text {
+			t.Fatalf("%q changed to %q", text, out)
+		}
+	})
 }

@@ -9,7 +9,6 @@ import (
 	"sort"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/capstanhq/capstan/registry"
@@ -27,10 +26,11 @@ type Image struct {
 
 // PushImages pushes every image tarball (*.tar, as written by `capstan
 // image pack -o`) in dir to the registry at addr, under the repository and
-// tag recorded in the tarball with its registry host replaced by addr. An
-// image the registry already holds under that tag with the same digest is
-// not pushed again. Images come back sorted by Ref.
-func PushImages(ctx context.Context, dir, addr string) ([]Image, error) {
+// tag recorded in the tarball with its registry host replaced by addr, as
+// the user of o (pushes need the registry's push credentials). An image
+// the registry already holds under that tag with the same digest is not
+// pushed again. Images come back sorted by Ref.
+func PushImages(ctx context.Context, dir, addr string, o registry.RemoteOptions) ([]Image, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.tar"))
 	if err != nil {
 		return nil, err
@@ -43,7 +43,7 @@ func PushImages(ctx context.Context, dir, addr string) ([]Image, error) {
 	}
 	var out []Image
 	for _, f := range files {
-		im, err := pushTarball(ctx, f, addr)
+		im, err := pushTarball(ctx, f, addr, o)
 		if err != nil {
 			return out, err
 		}
@@ -53,7 +53,7 @@ func PushImages(ctx context.Context, dir, addr string) ([]Image, error) {
 	return out, nil
 }
 
-func pushTarball(ctx context.Context, file, addr string) (Image, error) {
+func pushTarball(ctx context.Context, file, addr string, o registry.RemoteOptions) (Image, error) {
 	m, err := tarball.LoadManifest(func() (io.ReadCloser, error) { return os.Open(file) })
 	if err != nil {
 		return Image{}, fmt.Errorf("image tarball %s: %w: give files written by 'capstan image pack -o'", file, err)
@@ -74,12 +74,10 @@ func pushTarball(ctx context.Context, file, addr string) (Image, error) {
 		return Image{}, fmt.Errorf("image tarball %s: %w", file, err)
 	}
 	im := Image{Ref: ref, Digest: digest.String()}
-	if r, err := registry.ParseReference(ref, registry.RemoteOptions{}); err == nil {
-		if d, err := remote.Head(r, remote.WithContext(ctx)); err == nil && d.Digest == digest {
-			return im, nil
-		}
+	if d, err := registry.Head(ctx, ref, o); err == nil && d == digest.String() {
+		return im, nil
 	}
-	if _, err := registry.Push(ctx, img, ref, registry.RemoteOptions{}); err != nil {
+	if _, err := registry.Push(ctx, img, ref, o); err != nil {
 		return im, fmt.Errorf("push %s from %s: %w", ref, file, err)
 	}
 	im.Pushed = true

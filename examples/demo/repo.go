@@ -22,12 +22,21 @@ type RepoResult struct {
 	Created bool
 	// Head is the commit at the tip of Branch.
 	Head string
+	// OtherRegistry is true when a kept repository names no image in the
+	// registry Repo was asked for (it was made for another address).
+	OtherRegistry bool
 }
+
+// ExampleRegistry is the registry the example files name; Repo rewrites it
+// to the registry it is given.
+const ExampleRegistry = "127.0.0.1:5000"
 
 // Repo makes dir a git repository holding the files of src, committed on
 // Branch, unless dir already is one: then it is left as it is, with every
-// commit the user made since. It needs the git command.
-func Repo(dir string, src fs.FS) (RepoResult, error) {
+// commit the user made since. Image references to ExampleRegistry in the
+// files are rewritten to registryAddr (HOST:PORT), the registry the cluster
+// pulls from. It needs the git command.
+func Repo(dir string, src fs.FS, registryAddr string) (RepoResult, error) {
 	res := RepoResult{Dir: dir}
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
 		head, err := git(dir, "rev-parse", "--verify", "-q", Branch)
@@ -35,6 +44,11 @@ func Repo(dir string, src fs.FS) (RepoResult, error) {
 			return res, fmt.Errorf("demo repository %s exists but has no branch %s: %w (remove the directory to recreate it)", dir, Branch, err)
 		}
 		res.Head = head
+		names, err := namesRegistry(dir, registryAddr)
+		if err != nil {
+			return res, fmt.Errorf("demo repository: %w", err)
+		}
+		res.OtherRegistry = !names
 		return res, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return res, fmt.Errorf("demo repository: %w", err)
@@ -55,6 +69,9 @@ func Repo(dir string, src fs.FS) (RepoResult, error) {
 	if err := os.CopyFS(tmp, src); err != nil {
 		return res, fmt.Errorf("demo repository: copy the example files: %w", err)
 	}
+	if err := retarget(tmp, registryAddr); err != nil {
+		return res, fmt.Errorf("demo repository: %w", err)
+	}
 	for _, args := range [][]string{
 		{"init", "-q", "-b", Branch},
 		{"add", "-A"},
@@ -73,6 +90,59 @@ func Repo(dir string, src fs.FS) (RepoResult, error) {
 	}
 	res.Created, res.Head = true, head
 	return res, nil
+}
+
+// retarget rewrites the image references to ExampleRegistry in the files
+// under dir to name addr instead.
+func retarget(dir, addr string) error {
+	if addr == ExampleRegistry {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		out := RetargetText(b, addr)
+		if bytes.Equal(out, b) {
+			return nil
+		}
+		return os.WriteFile(path, out, 0o644)
+	})
+}
+
+// RetargetText replaces the image references to ExampleRegistry in b
+// (written "127.0.0.1:5000/...", quoted) with references to addr.
+func RetargetText(b []byte, addr string) []byte {
+	return bytes.ReplaceAll(b, []byte(`"`+ExampleRegistry+`/`), []byte(`"`+addr+`/`))
+}
+
+// namesRegistry reports whether a file of the working tree dir (outside
+// .git) holds an image reference to addr.
+func namesRegistry(dir, addr string) (bool, error) {
+	want := []byte(`"` + addr + `/`)
+	found := false
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || found {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		found = bytes.Contains(b, want)
+		return nil
+	})
+	return found, err
 }
 
 // git runs git in dir, ignoring the system and user configuration so the

@@ -20,15 +20,27 @@ import (
 	"github.com/capstanhq/capstan/registry"
 )
 
+// The push user of the registries StartRegistry runs; Build pushes as it.
+const (
+	PushUser     = "testimage-push"
+	PushPassword = "testimage-push-password"
+)
+
+// Pusher are the RemoteOptions that push to a registry of StartRegistry.
+var Pusher = registry.RemoteOptions{Username: PushUser, Password: PushPassword}
+
 // StartRegistry starts an embedded registry on 127.0.0.1 (a free port) over
-// a temporary directory, and returns its address (HOST:PORT). The registry
-// stops when the test ends.
+// a temporary directory, and returns its address (HOST:PORT). Pushes need
+// Pusher; pulls from loopback are anonymous. The registry stops when the
+// test ends.
 func StartRegistry(t testing.TB) (addr string) {
 	t.Helper()
 	reg, err := registry.New(registry.Options{
-		Addr:    "127.0.0.1:0",
-		RootDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Addr:          "127.0.0.1:0",
+		RootDir:       t.TempDir(),
+		Users:         map[string]string{PushUser: PushPassword},
+		AnonymousPull: true,
+		Logger:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatalf("testimage: new registry: %v", err)
@@ -55,7 +67,7 @@ func StartRegistry(t testing.TB) (addr string) {
 // Build compiles the Go main package goPkg (an import path such as
 // "github.com/capstanhq/capstan/examples/images/hello", or a directory) as a
 // static linux/amd64 binary, packs it into an image with registry.PackDir and
-// pushes it to ref (for example addr+"/examples/hello:v1"). The binary sits
+// pushes it to ref (for example addr+"/examples/hello:v1") as PushUser. The binary sits
 // at /<last element of goPkg>; when cfg.Entrypoint is empty it becomes the
 // entrypoint. Build returns the pushed image's reference by digest.
 func Build(t testing.TB, goPkg string, ref string, cfg registry.ImageConfig) string {
@@ -83,7 +95,7 @@ func Build(t testing.TB, goPkg string, ref string, cfg registry.ImageConfig) str
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dg, err := registry.Push(ctx, img, ref, registry.RemoteOptions{})
+	dg, err := registry.Push(ctx, img, ref, Pusher)
 	if err != nil {
 		t.Fatalf("testimage: %v", err)
 	}

@@ -54,6 +54,10 @@ type Options struct {
 	// GracePeriod and EvictionTimeout are the server's node controller
 	// flags. Default 20 s and 40 s (the server's defaults).
 	GracePeriod, EvictionTimeout time.Duration
+	// ClusterRegistry serves the images from the server's own registry
+	// and has the agents join with join tokens (see registry.go). Default:
+	// a registry in the root namespace, agents with node tokens.
+	ClusterRegistry bool
 }
 
 // Cluster is a running server with agents on network-namespace hosts.
@@ -82,6 +86,8 @@ type Host struct {
 	c   *Cluster
 	// agent is the running agent process, nil when stopped.
 	agent *process
+	// joinToken joins the agent under Options.ClusterRegistry.
+	joinToken string
 }
 
 // process is a child started in a network namespace.
@@ -132,9 +138,14 @@ func New(t testing.TB, opts Options) *Cluster {
 		c.goBuild("./cmd/capstan", c.Bin, false)
 	}
 	c.network()
-	c.startRegistry()
+	if !opts.ClusterRegistry {
+		c.startRegistry()
+	}
 	c.startContainerd()
 	c.startServer()
+	if opts.ClusterRegistry {
+		c.pushToClusterRegistry()
+	}
 	for i := range opts.Hosts {
 		h := &Host{Name: fmt.Sprintf("h%d", i), NS: fmt.Sprintf("%sh%d", nsPrefix, i), Address: fmt.Sprintf("%s%d", subnet, 10+i), c: c}
 		h.Dir = filepath.Join(Base, h.Name)
@@ -311,8 +322,9 @@ func (p *process) stop(sig syscall.Signal) {
 func (c *Cluster) startServer() {
 	c.t.Helper()
 	dir := filepath.Join(Base, "server")
-	c.server = c.start("server", serverNS, "server", "--data-dir", dir, "--listen", subnet+"2:"+serverPort,
-		"--node-grace-period", c.opts.GracePeriod.String(), "--pod-eviction-timeout", c.opts.EvictionTimeout.String())
+	args := []string{"server", "--data-dir", dir, "--listen", subnet + "2:" + serverPort,
+		"--node-grace-period", c.opts.GracePeriod.String(), "--pod-eviction-timeout", c.opts.EvictionTimeout.String()}
+	c.server = c.start("server", serverNS, append(args, c.registryServerArgs()...)...)
 	admin := filepath.Join(dir, "admin.yaml")
 	c.waitFor("the server's admin config", time.Minute, func() bool {
 		c.checkAlive(c.server)
@@ -361,6 +373,10 @@ func (c *Cluster) NodeToken(name string) string {
 func (h *Host) writeConfig() {
 	t := h.c.t
 	t.Helper()
+	if h.c.opts.ClusterRegistry {
+		h.writeJoinToken()
+		return
+	}
 	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -381,6 +397,10 @@ func (h *Host) writeConfig() {
 // host's address (the agent's defaults).
 func (h *Host) Start() {
 	h.c.t.Helper()
+	if h.c.opts.ClusterRegistry {
+		h.agent = h.c.start("agent-"+h.Name, h.NS, h.joinArgs()...)
+		return
+	}
 	h.agent = h.c.start("agent-"+h.Name, h.NS, "agent",
 		"--config", filepath.Join(h.Dir, "config.yaml"),
 		"--node-name", h.Name, "--address", h.Address,
