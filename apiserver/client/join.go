@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // A join token lets a new node into the cluster, as kubeadm's bootstrap
@@ -129,4 +132,25 @@ func fetchCA(ctx context.Context, serverURL string) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSpace(data), nil
+}
+
+// ClusterInfo reads the cluster's networks (GET /clusterinfo); any valid
+// token may.
+func (c *Client) ClusterInfo(ctx context.Context) (api.ClusterInfo, error) {
+	var out api.ClusterInfo
+	if err := c.Do(ctx, http.MethodGet, "/clusterinfo", nil, &out); err != nil {
+		return api.ClusterInfo{}, fmt.Errorf("cluster info: %w", err)
+	}
+	return out, nil
+}
+
+// NodeCertificate asks the cluster CA to sign node's serving certificate
+// for the key of csrPEM and returns the PEM certificate. Only node's own
+// credentials (or an admin's) may.
+func (c *Client) NodeCertificate(ctx context.Context, node string, csrPEM []byte) ([]byte, error) {
+	var out api.NodeCertResponse
+	if err := c.Do(ctx, http.MethodPost, "/nodecert/"+url.PathEscape(node), api.NodeCertRequest{CSR: string(csrPEM)}, &out); err != nil {
+		return nil, fmt.Errorf("node %s: serving certificate: %w", node, err)
+	}
+	return []byte(out.Certificate), nil
 }
