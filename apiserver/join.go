@@ -22,14 +22,9 @@ type JoinRequest struct {
 	Node string `json:"node"`
 }
 
-// JoinResponse carries the node's own credentials and what it must know
-// of the cluster. New fields may be added; agents ignore what they do not
-// know.
-type JoinResponse struct {
-	Config client.Config `json:"config"`
-	// Cluster is the cluster's networks (also at GET /clusterinfo).
-	Cluster api.ClusterInfo `json:"cluster"`
-}
+// JoinResponse is the answer of POST /join, defined once with the client
+// that reads it.
+type JoinResponse = client.JoinResponse
 
 // TokenInfo is a token as `capstan token ls` shows it (no secret).
 type TokenInfo struct {

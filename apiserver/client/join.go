@@ -95,9 +95,7 @@ func Join(ctx context.Context, serverURL, joinToken, node string) (*Config, erro
 	if err != nil {
 		return nil, err
 	}
-	var out struct {
-		Config Config `json:"config"`
-	}
+	var out JoinResponse
 	if err := c.Do(ctx, http.MethodPost, "/join", map[string]string{"node": node}, &out); err != nil {
 		return nil, fmt.Errorf("join %s as node %s: %w", serverURL, node, err)
 	}
@@ -107,6 +105,15 @@ func Join(ctx context.Context, serverURL, joinToken, node string) (*Config, erro
 		return nil, fmt.Errorf("join %s: the server's answer: %w", serverURL, err)
 	}
 	return &cfg, nil
+}
+
+// JoinResponse is the answer of POST /join: the node's own credentials
+// and what it must know of the cluster. New fields may be added; older
+// agents ignore what they do not know.
+type JoinResponse struct {
+	Config Config `json:"config"`
+	// Cluster is the cluster's networks (also at GET /clusterinfo).
+	Cluster api.ClusterInfo `json:"cluster"`
 }
 
 // fetchCA reads GET /cacert without verifying the server: nothing secret
