@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/capstanhq/capstan/agent/network"
@@ -39,8 +41,10 @@ type Agent struct {
 	wg      sync.WaitGroup         // running workers
 
 	// The logs and exec endpoint (serve.go), set by listen.
-	serveLn  net.Listener
-	serveTLS *tls.Config
+	serveLn    net.Listener
+	serveTLS   *tls.Config
+	serveCert  atomic.Pointer[tls.Certificate]
+	serveRoots *x509.CertPool // the cluster CA
 }
 
 // New validates opts and reads the host's CPU, memory and address. Start

@@ -43,6 +43,8 @@ func (a *Agent) listen(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
 	}
+	a.serveCert.Store(&cert)
+	a.serveRoots = pool
 	addr := a.opts.ServeAddr
 	if addr == "" {
 		addr = net.JoinHostPort(a.address, strconv.Itoa(DefaultServePort))
@@ -53,10 +55,11 @@ func (a *Agent) listen(ctx context.Context) error {
 	}
 	a.serveLn = ln
 	a.serveTLS = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
+		MinVersion: tls.VersionTLS13,
+		// renewServingCert swaps the certificate while serving.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return a.serveCert.Load(), nil },
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      pool,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != client.APIServerClientName {
 				return errors.New("only the API server may connect")
@@ -95,6 +98,7 @@ func (a *Agent) serve(ctx context.Context) {
 		<-ctx.Done()
 		srv.Close() // ends follows and exec sessions too
 	}()
+	go a.renewServingCert(ctx)
 	a.log.Info("serving logs and exec to the API server", "addr", a.serveLn.Addr().String())
 	if err := srv.ServeTLS(a.serveLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		a.log.Error("logs and exec endpoint stopped", "err", err)
@@ -219,9 +223,35 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// certRenewBefore: a serving certificate that ends sooner is replaced on
-// start.
-const certRenewBefore = 30 * 24 * time.Hour
+// certRenewBefore: a serving certificate that ends sooner is replaced, on
+// start and by renewServingCert, checking every certCheckInterval.
+const (
+	certRenewBefore   = 30 * 24 * time.Hour
+	certCheckInterval = 12 * time.Hour
+)
+
+// renewServingCert replaces the serving certificate while the agent runs
+// when it nears its end, so an agent that runs for a year stays reachable.
+func (a *Agent) renewServingCert(ctx context.Context) {
+	t := time.NewTicker(certCheckInterval)
+	defer t.Stop()
+	dir := filepath.Join(a.opts.DataDir, "pki")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cert, err := a.servingCert(ctx, dir, a.serveRoots)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Error("renew the serving certificate; the API server refuses the old one once it ends", "err", err)
+			}
+			continue
+		}
+		a.serveCert.Store(&cert)
+	}
+}
 
 // servingCert reads DIR/agent.crt and agent.key, and when the certificate
 // is missing, not issued by the cluster CA (roots) to this node, or ends
