@@ -282,6 +282,10 @@ func TestLogsRefuseImpostorAgent(t *testing.T) {
 			if !hasCode(err, http.StatusBadGateway) || !strings.Contains(err.Error(), "refused to talk to the agent") {
 				t.Fatalf("logs from an impostor: %q, %v; want 502", got, err)
 			}
+			_, err = c.Client.Exec(ctx, key, client.ExecOptions{Command: []string{"cat"}, Stdin: strings.NewReader("secret input\n"), Stdout: io.Discard})
+			if !hasCode(err, http.StatusBadGateway) || !strings.Contains(err.Error(), "refused to talk to the agent") {
+				t.Fatalf("exec at an impostor: %v; want 502", err)
+			}
 		})
 	}
 	// The same host with n2's certificate is served: the refusals above
