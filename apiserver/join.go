@@ -246,8 +246,9 @@ func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
 	if req.TTL == 0 {
 		req.TTL = DefaultRejoinTTL
 	}
-	until := s.opts.Now().Add(req.TTL).UTC()
-	if err := s.joins.grants.allow(node, until); err != nil {
+	now := s.opts.Now()
+	until := now.Add(req.TTL).UTC()
+	if err := s.joins.grants.allow(node, until, now); err != nil {
 		writeError(w, fmt.Errorf("allow node %s to join again: %w", node, err))
 		return
 	}

@@ -137,12 +137,22 @@ func (g *rejoinGrants) saveLocked() error {
 	return os.Rename(tmp, g.path)
 }
 
-// allow lets node join once more until the given time.
-func (g *rejoinGrants) allow(node string, until time.Time) error {
+// allow lets node join once more until the given time (and drops expired
+// permissions).
+func (g *rejoinGrants) allow(node string, until, now time.Time) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.pruneLocked(now)
 	g.until[node] = until.UTC()
 	return g.saveLocked()
+}
+
+func (g *rejoinGrants) pruneLocked(now time.Time) {
+	for n, until := range g.until {
+		if now.After(until) {
+			delete(g.until, n)
+		}
+	}
 }
 
 // allowed reports whether node may join again at now.
@@ -158,10 +168,6 @@ func (g *rejoinGrants) take(node string, now time.Time) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.until, node)
-	for n, until := range g.until {
-		if now.After(until) {
-			delete(g.until, n)
-		}
-	}
+	g.pruneLocked(now)
 	return g.saveLocked()
 }

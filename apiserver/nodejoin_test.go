@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -366,5 +367,30 @@ func TestClusterInfo(t *testing.T) {
 	noToken, _ := client.New(&client.Config{Server: c.Config.Server, CA: c.Config.CA, Token: "x.y"})
 	if _, err := noToken.ClusterInfo(ctx); !hasCode(err, http.StatusUnauthorized) {
 		t.Fatalf("cluster info without a valid token: %v", err)
+	}
+}
+
+// TestRejoinPermissionExpires: allow-rejoin lasts its TTL, on the server's
+// clock.
+func TestRejoinPermissionExpires(t *testing.T) {
+	ctx := context.Background()
+	var now atomic.Pointer[time.Time]
+	start := time.Now()
+	now.Store(&start)
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Now: func() time.Time { return *now.Load() }}})
+	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{})
+	if _, err := client.Join(ctx, c.Config.Server, tok.Token, "n5"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/n5", apiserver.AllowRejoinRequest{TTL: time.Minute}, nil); err != nil {
+		t.Fatal(err)
+	}
+	later := start.Add(2 * time.Minute)
+	now.Store(&later)
+	if _, err := client.Join(ctx, c.Config.Server, tok.Token, "n5"); !client.IsConflict(err) {
+		t.Fatalf("join after the permission ended: %v, want 409", err)
+	}
+	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/bad_name", nil, nil); !hasCode(err, http.StatusBadRequest) {
+		t.Fatalf("allow-rejoin of a bad name: %v", err)
 	}
 }

@@ -111,7 +111,7 @@ func (t *agentTarget) call(req *http.Request, want int) (*http.Response, error) 
 	resp, err := t.client.Do(req)
 	if err != nil {
 		if errors.Is(err, errAgentIdentity) {
-			return nil, errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: refused to talk to the agent at %s: %w (something else answers at the address in the node's status; if the node was reinstalled, restart its agent so it gets a new certificate)", t.node, req.URL.Host, errors.Unwrap(err)))
+			return nil, errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: refused to talk to the agent at %s: %w (something else answers at the address in the node's status, or the node's agent is older than this server: upgrade and restart it, and it gets its certificate from the cluster CA)", t.node, req.URL.Host, errors.Unwrap(err)))
 		}
 		return nil, errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: %w (is its agent running?)", t.node, errors.Unwrap(err)))
 	}
