@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/capstanhq/capstan/agent/network"
@@ -39,9 +41,10 @@ type Agent struct {
 	wg      sync.WaitGroup         // running workers
 
 	// The logs and exec endpoint (serve.go), set by listen.
-	serveLn   net.Listener
-	serveTLS  *tls.Config
-	serveHash string
+	serveLn    net.Listener
+	serveTLS   *tls.Config
+	serveCert  atomic.Pointer[tls.Certificate]
+	serveRoots *x509.CertPool // the cluster CA
 }
 
 // New validates opts and reads the host's CPU, memory and address. Start
@@ -81,7 +84,7 @@ func (a *Agent) NodeName() string { return a.opts.NodeName }
 // bound to the node until ctx ends. Stopping leaves every container
 // running; the next Start adopts them.
 func (a *Agent) Start(ctx context.Context) error {
-	if err := a.listen(); err != nil {
+	if err := a.listen(ctx); err != nil {
 		return err
 	}
 	if a.serveLn != nil {
@@ -187,22 +190,33 @@ func (a *Agent) run(ctx context.Context) error {
 // registerRetrying registers the node, retrying with back-off while the
 // API server cannot be reached; a refusal (forbidden, invalid) is final.
 func (a *Agent) registerRetrying(ctx context.Context, ready bool, reason, msg string) (*api.Node, error) {
+	var n *api.Node
+	err := a.retrying(ctx, "register node", func() (err error) {
+		n, err = a.register(ctx, ready, reason, msg)
+		return err
+	})
+	return n, err
+}
+
+// retrying calls fn until it succeeds, with a growing delay, while the
+// server is away or busy; a refusal (4xx but 409 and 429) ends it at once.
+func (a *Agent) retrying(ctx context.Context, what string, fn func() error) error {
 	delay := time.Second
 	for {
-		n, err := a.register(ctx, ready, reason, msg)
+		err := fn()
 		if err == nil {
-			return n, nil
+			return nil
 		}
 		var se *client.StatusError
 		if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusConflict && se.Code != http.StatusTooManyRequests {
-			return nil, fmt.Errorf("%w (check the token: it needs the role node:%s)", err, a.opts.NodeName)
+			return fmt.Errorf("%w (check the token: it needs the role node:%s)", err, a.opts.NodeName)
 		}
-		a.log.Warn("register node; retrying", "err", err, "in", delay)
+		a.log.Warn(what+"; retrying", "err", err, "in", delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return err
 		case <-t.C:
 		}
 		delay = min(2*delay, 30*time.Second)

@@ -141,7 +141,6 @@ func (a *Agent) desiredNode(ready bool, reason, msg string) *api.Node {
 			LastTransitionTime: o.Now().UTC()}},
 		Info:        api.NodeInfo{AgentVersion: version.Version, OS: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: a.host.Kernel},
 		DaemonPorts: api.NodeDaemonPorts{Agent: a.servePort()},
-		AgentCert:   a.serveHash,
 	}
 	return n
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,14 +22,16 @@ import (
 
 // The agent's own endpoint serves container logs and exec to the API
 // server, which authenticates users and forwards their requests, as the
-// kubelet's does. Both ends are pinned: the agent accepts only the client
-// certificate the cluster CA issued to the API server, and the API server
-// accepts only the serving key whose hash the agent published in its
-// Node's status (which only this node's credentials may write).
+// kubelet's does. Both ends are checked by the cluster CA: the agent
+// accepts only the client certificate the CA issued to the API server, and
+// the API server accepts only a serving certificate the CA issued to this
+// node's name. The agent gets it with its node credentials (POST
+// /nodecert/NAME) for a key that never leaves the node; the address and
+// port it publishes in its Node's status only say where to dial.
 
-// listen opens the endpoint and loads (or makes) its key, so Start can
-// publish the port and key hash before serving.
-func (a *Agent) listen() error {
+// listen opens the endpoint and loads (or gets) its certificate, so Start
+// can publish the port before serving.
+func (a *Agent) listen(ctx context.Context) error {
 	if a.opts.ServerCA == "" {
 		return nil
 	}
@@ -38,10 +39,12 @@ func (a *Agent) listen() error {
 	if !pool.AppendCertsFromPEM([]byte(a.opts.ServerCA)) {
 		return errors.New("agent options: server CA holds no PEM certificate")
 	}
-	cert, err := loadOrCreateServingCert(filepath.Join(a.opts.DataDir, "pki"), a.opts.Now())
+	cert, err := a.servingCert(ctx, filepath.Join(a.opts.DataDir, "pki"), pool)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
 	}
+	a.serveCert.Store(&cert)
+	a.serveRoots = pool
 	addr := a.opts.ServeAddr
 	if addr == "" {
 		addr = net.JoinHostPort(a.address, strconv.Itoa(DefaultServePort))
@@ -52,10 +55,11 @@ func (a *Agent) listen() error {
 	}
 	a.serveLn = ln
 	a.serveTLS = &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
+		MinVersion: tls.VersionTLS13,
+		// renewServingCert swaps the certificate while serving.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return a.serveCert.Load(), nil },
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      pool,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != client.APIServerClientName {
 				return errors.New("only the API server may connect")
@@ -63,8 +67,6 @@ func (a *Agent) listen() error {
 			return nil
 		},
 	}
-	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
-	a.serveHash = client.CAHash(leaf)
 	return nil
 }
 
@@ -96,6 +98,7 @@ func (a *Agent) serve(ctx context.Context) {
 		<-ctx.Done()
 		srv.Close() // ends follows and exec sessions too
 	}()
+	go a.renewServingCert(ctx)
 	a.log.Info("serving logs and exec to the API server", "addr", a.serveLn.Addr().String())
 	if err := srv.ServeTLS(a.serveLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		a.log.Error("logs and exec endpoint stopped", "err", err)
@@ -220,28 +223,78 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// loadOrCreateServingCert reads DIR/agent.crt and agent.key, making a
-// self-signed pair when they are missing or expire within 30 days. Its
-// key's hash is what the API server pins, so no CA needs to sign it.
-func loadOrCreateServingCert(dir string, now time.Time) (tls.Certificate, error) {
+// certRenewBefore: a serving certificate that ends sooner is replaced, on
+// start and by renewServingCert, checking every certCheckInterval.
+const (
+	certRenewBefore   = 30 * 24 * time.Hour
+	certCheckInterval = 12 * time.Hour
+)
+
+// renewServingCert replaces the serving certificate while the agent runs
+// when it nears its end, so an agent that runs for a year stays reachable.
+func (a *Agent) renewServingCert(ctx context.Context) {
+	t := time.NewTicker(certCheckInterval)
+	defer t.Stop()
+	dir := filepath.Join(a.opts.DataDir, "pki")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cert, err := a.servingCert(ctx, dir, a.serveRoots)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Error("renew the serving certificate; the API server refuses the old one once it ends", "err", err)
+			}
+			continue
+		}
+		a.serveCert.Store(&cert)
+	}
+}
+
+// servingCert reads DIR/agent.crt and agent.key, and when the certificate
+// is missing, not issued by the cluster CA (roots) to this node, or ends
+// within certRenewBefore, asks the CA for a new one for the key (made once
+// and kept: it never leaves the node).
+func (a *Agent) servingCert(ctx context.Context, dir string, roots *x509.CertPool) (tls.Certificate, error) {
 	certPath, keyPath := filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key")
+	name := a.opts.NodeName
 	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
-		if leaf, err := x509.ParseCertificate(c.Certificate[0]); err == nil && now.Add(30*24*time.Hour).Before(leaf.NotAfter) {
+		if leaf, err := x509.ParseCertificate(c.Certificate[0]); err == nil &&
+			pki.VerifyNode(leaf, nil, roots, name, a.opts.Now()) == nil &&
+			pki.VerifyNode(leaf, nil, roots, name, a.opts.Now().Add(certRenewBefore)) == nil {
 			return c, nil
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return tls.Certificate{}, fmt.Errorf("serving key: %w", err)
 	}
-	err := pki.Issue(certPath, keyPath, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "capstan-agent"},
-		NotBefore:   now.Add(-time.Hour),
-		NotAfter:    now.Add(5 * 365 * 24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, nil, nil)
+	key, keyPEM, err := pki.LoadOrCreateKey(keyPath)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("serving key: %w", err)
 	}
-	return tls.LoadX509KeyPair(certPath, keyPath)
+	csr, err := pki.NodeCSR(key, name)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	var certPEM []byte
+	err = a.retrying(ctx, "get the serving certificate from the cluster CA", func() (err error) {
+		certPEM, err = a.opts.Client.NodeCertificate(ctx, name, csr)
+		return err
+	})
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("the certificate the server issued: %w", err)
+	}
+	if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err != nil || pki.VerifyNode(leaf, nil, roots, name, a.opts.Now()) != nil {
+		return tls.Certificate{}, fmt.Errorf("the server issued a certificate the cluster CA does not vouch for as node %s's", name)
+	}
+	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
+		return tls.Certificate{}, fmt.Errorf("serving certificate: %w", err)
+	}
+	return cert, nil
 }

@@ -319,3 +319,8 @@ func (a *allocator) AfterDelete(tx store.Allocations, obj api.Object) error {
 	}
 	return nil
 }
+
+// clusterInfo is what the nodes must know of the ranges.
+func (a *allocator) clusterInfo() api.ClusterInfo {
+	return api.ClusterInfo{PodCIDR: a.pods.String(), ServiceCIDR: a.svc.String()}
+}

@@ -37,6 +37,10 @@ type Token struct {
 	Description string    `json:"description,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
+	// MaxUses limits how many nodes a join token lets in (0: no limit);
+	// Uses counts them (jointokens.go).
+	MaxUses int `json:"maxUses,omitempty"`
+	Uses    int `json:"uses,omitempty"`
 }
 
 // Tokens is the token table, kept in a JSON file written atomically.
@@ -44,10 +48,12 @@ type Tokens struct {
 	path string
 	mu   sync.RWMutex
 	byID map[string]Token
+	// newID draws a token ID (default: tokenIDBytes random bytes in hex).
+	newID func() string
 }
 
 func openTokens(path string) (*Tokens, error) {
-	t := &Tokens{path: path, byID: map[string]Token{}}
+	t := &Tokens{path: path, byID: map[string]Token{}, newID: func() string { return randomHex(tokenIDBytes) }}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return t, nil
@@ -99,25 +105,7 @@ func randomHex(n int) string {
 // Create makes a token for role and returns its bearer string
 // "<id>.<secret>", shown once.
 func (t *Tokens) Create(role, description string, ttl time.Duration, now time.Time) (string, Token, error) {
-	if err := validRole(role); err != nil {
-		return "", Token{}, err
-	}
-	id, secret := randomHex(3), randomHex(16)
-	tok := Token{ID: id, Hash: hashSecret(secret), Role: role, Description: description, CreatedAt: now.UTC()}
-	if ttl > 0 {
-		tok.ExpiresAt = now.Add(ttl).UTC()
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, taken := t.byID[id]; taken {
-		return "", Token{}, fmt.Errorf("token id %s collided; try again", id)
-	}
-	t.byID[id] = tok
-	if err := t.saveLocked(); err != nil {
-		delete(t.byID, id)
-		return "", Token{}, fmt.Errorf("save tokens: %w", err)
-	}
-	return id + "." + secret, tok, nil
+	return t.create(Token{Role: role, Description: description}, ttl, now)
 }
 
 // Revoke deletes a token by ID.
@@ -158,6 +146,9 @@ func (t *Tokens) Authenticate(bearer string, now time.Time) (string, error) {
 	}
 	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt) {
 		return "", fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339))
+	}
+	if tok.usedUp() {
+		return "", fmt.Errorf("token %s: %w: it let in %d nodes, its limit", id, errTokenUsedUp, tok.Uses)
 	}
 	return tok.Role, nil
 }

@@ -9,6 +9,17 @@ import (
 	"github.com/capstanhq/capstan/apiserver/store"
 )
 
+// Sentinel errors of joining and of the agents' identity.
+var (
+	// errAgentIdentity: what answered at a node's agent address has no
+	// certificate the cluster CA issued to that node.
+	errAgentIdentity = errors.New("the agent's certificate is not the one the cluster CA issued to this node")
+	// errNodeExists: a join for a name that is registered already.
+	errNodeExists = errors.New("node already registered")
+	// errTokenUsedUp: a join token has been used as often as it may.
+	errTokenUsedUp = errors.New("join token used up")
+)
+
 // Status is the JSON body of every error response.
 type Status struct {
 	Code    int    `json:"code"`

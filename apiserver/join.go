@@ -1,14 +1,17 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/store"
 )
 
 // Join tokens let a new node into the cluster, as kubeadm's bootstrap
@@ -19,10 +22,9 @@ type JoinRequest struct {
 	Node string `json:"node"`
 }
 
-// JoinResponse carries the node's own credentials.
-type JoinResponse struct {
-	Config client.Config `json:"config"`
-}
+// JoinResponse is the answer of POST /join, defined once with the client
+// that reads it.
+type JoinResponse = client.JoinResponse
 
 // TokenInfo is a token as `capstan token ls` shows it (no secret).
 type TokenInfo struct {
@@ -31,6 +33,13 @@ type TokenInfo struct {
 	Description string    `json:"description,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
+	// MaxUses is a join token's limit of nodes (0: none); Uses counts them.
+	MaxUses int `json:"maxUses,omitempty"`
+	Uses    int `json:"uses,omitempty"`
+}
+
+func tokenInfo(t Token) TokenInfo {
+	return TokenInfo{ID: t.ID, Role: t.Role, Description: t.Description, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses}
 }
 
 // CreateTokenRequest is the body of POST /tokens.
@@ -38,6 +47,8 @@ type CreateTokenRequest struct {
 	Role        string        `json:"role"`
 	Description string        `json:"description,omitempty"`
 	TTL         time.Duration `json:"ttl,omitempty"`
+	// Uses limits how many nodes a join token lets in (0: no limit).
+	Uses int `json:"uses,omitempty"`
 }
 
 // CreateTokenResponse returns the secret once.
@@ -45,6 +56,30 @@ type CreateTokenResponse struct {
 	TokenInfo
 	// Token is the bearer string; for join tokens, the whole join token.
 	Token string `json:"token"`
+}
+
+// AllowRejoinRequest is the body of POST /rejoin/NAME.
+type AllowRejoinRequest struct {
+	// TTL is how long the permission lasts (default DefaultRejoinTTL).
+	TTL time.Duration `json:"ttl,omitempty"`
+}
+
+// AllowRejoinResponse says until when NAME may join again.
+type AllowRejoinResponse struct {
+	Node  string    `json:"node"`
+	Until time.Time `json:"until"`
+}
+
+// DefaultRejoinTTL is how long `capstan node allow-rejoin` lasts.
+const DefaultRejoinTTL = time.Hour
+
+// joins is the server's join state: one join at a time (joins are rare;
+// this makes "is the name free, use the token, make credentials" one
+// step), the admin's rejoin permissions, and the networks nodes are told.
+type joins struct {
+	mu      sync.Mutex
+	grants  *rejoinGrants
+	cluster api.ClusterInfo
 }
 
 func (s *Server) joinRoutes() {
@@ -58,7 +93,7 @@ func (s *Server) joinRoutes() {
 	s.HandleAdmin("GET /tokens", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		var out []TokenInfo
 		for _, t := range s.tokens.List() {
-			out = append(out, TokenInfo{ID: t.ID, Role: t.Role, Description: t.Description, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt})
+			out = append(out, tokenInfo(t))
 		}
 		writeJSON(w, http.StatusOK, out)
 	}))
@@ -77,12 +112,16 @@ func (s *Server) joinRoutes() {
 			writeError(w, badRequest("ttl must not be negative"))
 			return
 		}
-		bearer, tok, err := s.tokens.Create(req.Role, req.Description, req.TTL, s.opts.Now())
+		bearer, tok, err := s.tokens.create(Token{Role: req.Role, Description: req.Description, MaxUses: req.Uses}, req.TTL, s.opts.Now())
+		if errors.Is(err, errTokenIDCollision) {
+			writeError(w, err)
+			return
+		}
 		if err != nil {
 			writeError(w, badRequest(err.Error()))
 			return
 		}
-		out := CreateTokenResponse{TokenInfo: TokenInfo{ID: tok.ID, Role: tok.Role, Description: tok.Description, CreatedAt: tok.CreatedAt, ExpiresAt: tok.ExpiresAt}, Token: bearer}
+		out := CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: bearer}
 		if tok.Role == RoleJoin {
 			out.Token = client.FormatJoinToken(bearer, s.pki.CAHash())
 		}
@@ -95,14 +134,26 @@ func (s *Server) joinRoutes() {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
+	s.HandleAdmin("POST /rejoin/{node}", http.HandlerFunc(s.handleAllowRejoin))
+	s.mux.HandleFunc("POST /nodecert/{node}", s.handleNodeCert)
+	s.mux.HandleFunc("GET /clusterinfo", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := s.authenticate(r); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.joins.cluster)
+	})
 }
 
-// handleJoin trades a join token for node credentials.
+// handleJoin trades a join token for node credentials. A name that is
+// registered already (a Node of that name, or credentials for it) is
+// refused with 409 unless an admin allowed it to join again: a join token
+// must not hand out the identity of a running node.
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	role, err := s.authenticate(r)
 	if err != nil {
 		s.opts.Logger.Warn("join refused", "remote", r.RemoteAddr, "err", err)
-		writeError(w, errorf(http.StatusUnauthorized, "Unauthorized", fmt.Errorf("join refused: %w (ask the admin for a new token: capstan token create)", errors.Unwrap(err))))
+		writeError(w, joinRefused(errors.Unwrap(err)))
 		return
 	}
 	if role != RoleJoin {
@@ -120,11 +171,123 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest(fmt.Sprintf("node name %q is not a DNS subdomain (lowercase letters, digits, '-' and '.')", truncate(req.Node, 64))))
 		return
 	}
-	bearer, _, err := s.tokens.Create(RoleNodePrefix+req.Node, "node credentials (joined "+s.opts.Now().UTC().Format(time.RFC3339)+")", 0, s.opts.Now())
+	bearer, err := s.join(r.Context(), bearer(r), req.Node)
 	if err != nil {
+		s.opts.Logger.Warn("join refused", "node", req.Node, "remote", r.RemoteAddr, "err", err)
 		writeError(w, err)
 		return
 	}
 	s.opts.Logger.Info("node joined", "node", req.Node, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, JoinResponse{Config: client.Config{Server: s.URL(), CA: string(s.pki.CAPEM), Token: bearer, Registry: s.registryAccess.Load()}})
+	writeJSON(w, http.StatusOK, JoinResponse{Config: client.Config{Server: s.URL(), CA: string(s.pki.CAPEM), Token: bearer, Registry: s.registryAccess.Load()}, Cluster: s.joins.cluster})
+}
+
+// joinRefused is the 401 for a token that cannot join.
+func joinRefused(err error) error {
+	return errorf(http.StatusUnauthorized, "Unauthorized", fmt.Errorf("join refused: %w (ask the admin for a new token: capstan token create)", err))
+}
+
+// join checks that node is free (or allowed to join again), counts a use
+// of the join token and makes the node's credentials, as one step.
+func (s *Server) join(ctx context.Context, joinBearer, node string) (string, error) {
+	s.joins.mu.Lock()
+	defer s.joins.mu.Unlock()
+	now := s.opts.Now()
+	_, err := s.store.Get(ctx, api.Key{Kind: api.KindNode, Name: node})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("join %s: %w", node, err)
+	}
+	nodeExists := err == nil
+	creds := s.tokens.nodeCredentials(node)
+	registered := nodeExists || len(creds) > 0
+	if registered && !s.joins.grants.allowed(node, now) {
+		return "", errorf(http.StatusConflict, "Conflict", fmt.Errorf("%w: node %s is registered already, and a join token may not take over its name: join with another --node-name, or, if this machine replaces it, an admin runs 'capstan node allow-rejoin %s' first", errNodeExists, node, node))
+	}
+	if err := s.tokens.useJoin(joinBearer, now); err != nil {
+		return "", joinRefused(err)
+	}
+	if registered {
+		// The old credentials stop working: whoever held them may no
+		// longer write this node's status.
+		for _, id := range creds {
+			if err := s.tokens.Revoke(id); err != nil {
+				return "", fmt.Errorf("join %s: revoke the old credentials: %w", node, err)
+			}
+		}
+		if err := s.joins.grants.take(node, now); err != nil {
+			return "", fmt.Errorf("join %s: %w", node, err)
+		}
+		s.opts.Logger.Warn("node joined again with the admin's permission; its old credentials are revoked", "node", node)
+	}
+	b, _, err := s.tokens.Create(RoleNodePrefix+node, "node credentials (joined "+now.UTC().Format(time.RFC3339)+")", 0, now)
+	return b, err
+}
+
+// handleAllowRejoin lets a registered node name join once more (an admin
+// replacing a machine, or reinstalling one that lost its credentials).
+func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
+	node := r.PathValue("node")
+	if !api.IsDNSSubdomain(node) {
+		writeError(w, badRequest(fmt.Sprintf("node name %q is not a DNS subdomain", truncate(node, 64))))
+		return
+	}
+	var req AllowRejoinRequest
+	if r.ContentLength != 0 {
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, badRequest("rejoin request: "+err.Error()))
+			return
+		}
+	}
+	if req.TTL < 0 {
+		writeError(w, badRequest("ttl must not be negative"))
+		return
+	}
+	if req.TTL == 0 {
+		req.TTL = DefaultRejoinTTL
+	}
+	now := s.opts.Now()
+	until := now.Add(req.TTL).UTC()
+	if err := s.joins.grants.allow(node, until, now); err != nil {
+		writeError(w, fmt.Errorf("allow node %s to join again: %w", node, err))
+		return
+	}
+	s.opts.Logger.Info("node may join again", "node", node, "until", until)
+	writeJSON(w, http.StatusOK, AllowRejoinResponse{Node: node, Until: until})
+}
+
+// handleNodeCert signs a node agent's serving certificate: POST
+// /nodecert/NAME with an api.NodeCertRequest, by node NAME's own
+// credentials (or an admin's). The key stays on the node; the API server
+// later accepts, at the address the Node's status names, only a
+// certificate issued this way for that node.
+func (s *Server) handleNodeCert(w http.ResponseWriter, r *http.Request) {
+	role, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	node := r.PathValue("node")
+	if role != RoleAdmin && role != RoleNodePrefix+node {
+		writeError(w, errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %s may not get a certificate for node %s: only that node's own credentials may", role, truncate(node, 64))))
+		return
+	}
+	if !api.IsDNSSubdomain(node) {
+		writeError(w, badRequest(fmt.Sprintf("node name %q is not a DNS subdomain", truncate(node, 64))))
+		return
+	}
+	var req api.NodeCertRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, badRequest("certificate request: "+err.Error()))
+		return
+	}
+	cert, err := s.pki.SignNode([]byte(req.CSR), node, s.opts.Now())
+	if err != nil {
+		writeError(w, badRequest(err.Error()))
+		return
+	}
+	s.opts.Logger.Info("node serving certificate issued", "node", node, "role", role)
+	writeJSON(w, http.StatusOK, api.NodeCertResponse{Certificate: string(cert)})
 }

@@ -14,14 +14,14 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/internal/remotecmd"
 )
 
 // Logs and exec: the server authenticates and authorizes the user, finds
 // the pod's node, and forwards the request to that node's agent over TLS,
 // presenting its own client certificate (which the agent requires) and
-// accepting only the agent key the Node's status names.
+// accepting only the serving certificate the cluster CA issued to that
+// node's name (POST /nodecert/NAME, with the node's own credentials).
 
 // agentTarget is where a pod's container can be reached.
 type agentTarget struct {
@@ -71,21 +71,24 @@ func (s *Server) agentTarget(ctx context.Context, key api.Key, container string)
 			addr = a.Address
 		}
 	}
-	port, pin := node.Status.DaemonPorts.Agent, node.Status.AgentCert
-	if addr == "" || port == 0 || pin == "" {
+	port := node.Status.DaemonPorts.Agent
+	if addr == "" || port == 0 {
 		return nil, errorf(http.StatusServiceUnavailable, "ServiceUnavailable",
 			fmt.Errorf("node %s does not serve logs and exec: its agent runs without the cluster CA or is older than this server", node.Metadata.Name))
 	}
+	name := node.Metadata.Name
 	tr := &http.Transport{
 		TLSClientConfig: &tls.Config{
 			MinVersion:   tls.VersionTLS13,
 			Certificates: []tls.Certificate{s.pki.AgentClientCert},
-			// The agent's certificate is self-signed: its key is pinned
-			// by the hash the node published instead of checked by a CA.
+			// The address and port come from the Node's status, which the
+			// node writes itself; who answers there is checked by the
+			// certificate the cluster CA issued to this node's name
+			// (VerifyConnection), never by anything the node reports.
 			InsecureSkipVerify: true,
 			VerifyConnection: func(cs tls.ConnectionState) error {
-				if len(cs.PeerCertificates) == 0 || client.CAHash(cs.PeerCertificates[0]) != pin {
-					return fmt.Errorf("node %s's agent presented a key other than the one in its status", node.Metadata.Name)
+				if err := s.pki.VerifyNode(cs.PeerCertificates, name, s.opts.Now()); err != nil {
+					return fmt.Errorf("%w: %w", errAgentIdentity, err)
 				}
 				return nil
 			},
@@ -107,6 +110,9 @@ func (s *Server) agentTarget(ctx context.Context, key api.Key, container string)
 func (t *agentTarget) call(req *http.Request, want int) (*http.Response, error) {
 	resp, err := t.client.Do(req)
 	if err != nil {
+		if errors.Is(err, errAgentIdentity) {
+			return nil, errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: refused to talk to the agent at %s: %w (something else answers at the address in the node's status, or the node's agent is older than this server: upgrade and restart it, and it gets its certificate from the cluster CA)", t.node, req.URL.Host, errors.Unwrap(err)))
+		}
 		return nil, errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: %w (is its agent running?)", t.node, errors.Unwrap(err)))
 	}
 	if resp.StatusCode == want {

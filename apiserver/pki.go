@@ -2,12 +2,15 @@ package apiserver
 
 import (
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -134,4 +137,99 @@ func (p *PKI) issue(certPath, keyPath, name string, usage x509.ExtKeyUsage, sans
 		}
 	}
 	return pki.Issue(certPath, keyPath, tmpl, p.CACert, p.caKey)
+}
+
+// nodeCertLifetime is how long a node's serving certificate is valid; the
+// agent asks for a new one on a start within 30 days of its end.
+const nodeCertLifetime = 365 * 24 * time.Hour
+
+// SignNode issues node's agent its serving certificate for the public key
+// of csrPEM (a PEM certificate request, whose signature proves the key's
+// holder asked). Whatever else the request asks for is ignored: the name
+// is pki.NodeCommonName(node), the only use is serving TLS, and there are
+// no DNS or IP names, so the certificate can never pass for the API
+// server's or another node's. It returns the PEM certificate.
+func (p *PKI) SignNode(csrPEM []byte, node string, now time.Time) ([]byte, error) {
+	csr, err := pki.ParseCSR(csrPEM)
+	if err != nil {
+		return nil, err
+	}
+	notAfter := now.Add(nodeCertLifetime)
+	if notAfter.After(p.CACert.NotAfter) {
+		notAfter = p.CACert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: pki.Serial(),
+		Subject:      pkix.Name{CommonName: pki.NodeCommonName(node)},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.CACert, csr.PublicKey, p.caKey)
+	if err != nil {
+		return nil, fmt.Errorf("sign node %s's certificate: %w", node, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// VerifyNode checks that the certificates an agent presented were issued
+// by the cluster CA to node.
+func (p *PKI) VerifyNode(chain []*x509.Certificate, node string, now time.Time) error {
+	if len(chain) == 0 {
+		return errors.New("no certificate")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.CACert)
+	return pki.VerifyNode(chain[0], chain[1:], roots, node, now)
+}
+
+// servingNames are the names and addresses the serving certificate must
+// hold: localhost, 127.0.0.1, the host name, the extra SANs, and the
+// listen host, which for an unspecified one (empty, 0.0.0.0 or ::) means
+// every address of every interface, since the server answers on all of
+// them (the agents of other machines dial one of those).
+func servingNames(listenHost, hostname string, extra []string, ifaceAddrs func() ([]netip.Addr, error)) []string {
+	names := []string{"localhost", "127.0.0.1"}
+	if hostname != "" {
+		names = append(names, hostname)
+	}
+	names = append(names, extra...)
+	ip, err := netip.ParseAddr(listenHost)
+	switch {
+	case listenHost != "" && (err != nil || !ip.IsUnspecified()):
+		names = append(names, listenHost)
+	default:
+		addrs, _ := ifaceAddrs()
+		for _, a := range addrs {
+			if a.IsUnspecified() {
+				continue
+			}
+			names = append(names, a.WithZone("").String())
+		}
+	}
+	seen := map[string]bool{}
+	out := names[:0]
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// interfaceAddrs are the addresses of the machine's interfaces.
+func interfaceAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	return out, nil
 }

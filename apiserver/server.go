@@ -30,8 +30,9 @@ type Options struct {
 	Listen string
 	// Store keeps the objects. Required.
 	Store store.Store
-	// SANs are extra names and addresses for the serving certificate, beyond
-	// localhost, 127.0.0.1 and the listen host.
+	// SANs are extra names and addresses for the serving certificate
+	// (--tls-san), beyond localhost, 127.0.0.1, the host name and the
+	// listen host (every interface's addresses when it is 0.0.0.0 or ::).
 	SANs []string
 	// MaxBodyBytes limits request bodies (default 3 MiB).
 	MaxBodyBytes int64
@@ -91,6 +92,7 @@ type Server struct {
 	store   store.Store
 	pki     *PKI
 	tokens  *Tokens
+	joins   *joins
 	metrics *metrics
 	mux     *http.ServeMux
 	ln      net.Listener
@@ -107,13 +109,8 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	host, _, _ := net.SplitHostPort(opts.Listen)
-	sans := append([]string{"localhost", "127.0.0.1"}, opts.SANs...)
-	if host != "" && host != "0.0.0.0" && host != "::" {
-		sans = append(sans, host)
-	}
-	if name, err := os.Hostname(); err == nil {
-		sans = append(sans, name)
-	}
+	hostname, _ := os.Hostname()
+	sans := servingNames(host, hostname, opts.SANs, interfaceAddrs)
 	pki, err := loadOrCreatePKI(filepath.Join(opts.DataDir, "pki"), sans, opts.Now())
 	if err != nil {
 		return nil, err
@@ -127,7 +124,12 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
 	opts.Store.SetHooks(alloc)
-	s := &Server{opts: opts, store: opts.Store, pki: pki, tokens: tokens, mux: http.NewServeMux()}
+	grants, err := openRejoinGrants(filepath.Join(opts.DataDir, "rejoin.json"))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, store: opts.Store, pki: pki, tokens: tokens, mux: http.NewServeMux(),
+		joins: &joins{grants: grants, cluster: alloc.clusterInfo()}}
 	s.metrics = newMetrics(opts.Registry, opts.Store)
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {

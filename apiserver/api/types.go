@@ -115,8 +115,10 @@ type NodeStatus struct {
 	Conditions  []Condition     `json:"conditions,omitempty"`
 	Info        NodeInfo        `json:"info,omitzero"`
 	DaemonPorts NodeDaemonPorts `json:"daemonPorts,omitzero"`
-	// AgentCert is "sha256:<hex>" of the public key the agent serves logs
-	// and exec with; the API server accepts no other key from this node.
+	// AgentCert was the hash of the agent's self-signed serving key, which
+	// the API server pinned. Deprecated and ignored: the server now checks
+	// that the agent's certificate was issued by the cluster CA to this
+	// node's name, since a node must not choose whom the server trusts.
 	AgentCert string `json:"agentCert,omitempty"`
 }
 

@@ -137,6 +137,9 @@ func (c *Client) roundTrip(hc *http.Client, req *http.Request, ok func(int) bool
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := hc.Do(req)
 	if err != nil {
+		if hint := certificateHint(err); hint != "" {
+			return nil, fmt.Errorf("%s %s: %s: %w", req.Method, req.URL.Path, hint, err)
+		}
 		return nil, fmt.Errorf("%s %s: %w (is the server at %s running?)", req.Method, req.URL.Path, err, c.base)
 	}
 	if ok(resp.StatusCode) {
@@ -149,6 +152,26 @@ func (c *Client) roundTrip(hc *http.Client, req *http.Request, ok func(int) bool
 		se = &StatusError{Code: resp.StatusCode, Reason: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
 	}
 	return nil, se
+}
+
+// certificateHint says what to do when the server's certificate does not
+// name the address dialled (a server listening on 0.0.0.0 behind NAT, or
+// reached by a name it was not told), or "" for other errors.
+func certificateHint(err error) string {
+	var he x509.HostnameError
+	if !errors.As(err, &he) {
+		return ""
+	}
+	valid := ""
+	if he.Certificate != nil {
+		var names []string
+		names = append(names, he.Certificate.DNSNames...)
+		for _, ip := range he.Certificate.IPAddresses {
+			names = append(names, ip.String())
+		}
+		valid = " it is valid for " + strings.Join(names, ", ") + ";"
+	}
+	return fmt.Sprintf("the server's certificate is not valid for %s: start the server with --tls-san %s (or use an address it is valid for:%s restarting the server adds the addresses it listens on)", he.Host, he.Host, valid)
 }
 
 // objectPath is the URL path of an object.

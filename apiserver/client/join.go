@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // A join token lets a new node into the cluster, as kubeadm's bootstrap
@@ -92,9 +95,7 @@ func Join(ctx context.Context, serverURL, joinToken, node string) (*Config, erro
 	if err != nil {
 		return nil, err
 	}
-	var out struct {
-		Config Config `json:"config"`
-	}
+	var out JoinResponse
 	if err := c.Do(ctx, http.MethodPost, "/join", map[string]string{"node": node}, &out); err != nil {
 		return nil, fmt.Errorf("join %s as node %s: %w", serverURL, node, err)
 	}
@@ -104,6 +105,15 @@ func Join(ctx context.Context, serverURL, joinToken, node string) (*Config, erro
 		return nil, fmt.Errorf("join %s: the server's answer: %w", serverURL, err)
 	}
 	return &cfg, nil
+}
+
+// JoinResponse is the answer of POST /join: the node's own credentials
+// and what it must know of the cluster. New fields may be added; older
+// agents ignore what they do not know.
+type JoinResponse struct {
+	Config Config `json:"config"`
+	// Cluster is the cluster's networks (also at GET /clusterinfo).
+	Cluster api.ClusterInfo `json:"cluster"`
 }
 
 // fetchCA reads GET /cacert without verifying the server: nothing secret
@@ -129,4 +139,25 @@ func fetchCA(ctx context.Context, serverURL string) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSpace(data), nil
+}
+
+// ClusterInfo reads the cluster's networks (GET /clusterinfo); any valid
+// token may.
+func (c *Client) ClusterInfo(ctx context.Context) (api.ClusterInfo, error) {
+	var out api.ClusterInfo
+	if err := c.Do(ctx, http.MethodGet, "/clusterinfo", nil, &out); err != nil {
+		return api.ClusterInfo{}, fmt.Errorf("cluster info: %w", err)
+	}
+	return out, nil
+}
+
+// NodeCertificate asks the cluster CA to sign node's serving certificate
+// for the key of csrPEM and returns the PEM certificate. Only node's own
+// credentials (or an admin's) may.
+func (c *Client) NodeCertificate(ctx context.Context, node string, csrPEM []byte) ([]byte, error) {
+	var out api.NodeCertResponse
+	if err := c.Do(ctx, http.MethodPost, "/nodecert/"+url.PathEscape(node), api.NodeCertRequest{CSR: string(csrPEM)}, &out); err != nil {
+		return nil, fmt.Errorf("node %s: serving certificate: %w", node, err)
+	}
+	return []byte(out.Certificate), nil
 }

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -160,6 +164,34 @@ func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 	return cfg, nil
 }
 
+// routesOptions are the route manager's options with the cluster's pod
+// network as the server has it (its --pod-cidr), never a default of the
+// agent's: the masquerade rule must match the addresses pods really get.
+// It waits for the server while it is away.
+func routesOptions(ctx context.Context, c *client.Client, node string, log *slog.Logger) (routes.Options, error) {
+	delay := time.Second
+	for {
+		info, err := c.ClusterInfo(ctx)
+		if err == nil {
+			return routes.Options{Client: c, NodeName: node, ClusterCIDR: info.PodCIDR, Logger: log}, nil
+		}
+		var se *client.StatusError
+		if errors.As(err, &se) && se.Code == http.StatusNotFound {
+			return routes.Options{}, fmt.Errorf("%w: the server is older than this agent and does not tell its pod network; upgrade the server first", err)
+		}
+		if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusTooManyRequests {
+			return routes.Options{}, err
+		}
+		log.Warn("read the cluster's networks; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return routes.Options{}, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
 func newAgentCmd() *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
@@ -213,11 +245,17 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 				return err
 			}
 			if f.routes {
-				rm, err := routes.New(routes.Options{Client: f.opts.Client, NodeName: a.NodeName(), Logger: log})
-				if err != nil {
-					return err
-				}
-				g.Go(func() error { return rm.Start(ctx) })
+				g.Go(func() error {
+					ro, err := routesOptions(ctx, f.opts.Client, a.NodeName(), log)
+					if err != nil {
+						return err
+					}
+					rm, err := routes.New(ro)
+					if err != nil {
+						return err
+					}
+					return rm.Start(ctx)
+				})
 			}
 			g.Go(func() error { return a.Start(ctx) })
 			return g.Wait()

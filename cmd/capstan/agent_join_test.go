@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/capstanhq/capstan/agent/routes"
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/spf13/cobra"
@@ -56,5 +60,65 @@ func TestAgentJoin(t *testing.T) {
 	f4.opts.DataDir = t.TempDir()
 	if _, err := f4.agentClient(cmd); err == nil || !strings.Contains(err.Error(), "--server") {
 		t.Fatalf("join without --server: %v", err)
+	}
+
+	// Another machine (no node.yaml) with a good token may not take the
+	// name node-j, until the admin allows one rejoin.
+	f5 := agentFlags{server: c.Config.Server, token: joinToken}
+	f5.opts.DataDir, f5.opts.NodeName = t.TempDir(), "node-j"
+	if _, err := f5.agentClient(cmd); err == nil || !strings.Contains(err.Error(), "capstan node allow-rejoin node-j") {
+		t.Fatalf("second machine joins as node-j: %v", err)
+	}
+	out, err = run(t, "node", "allow-rejoin", "node-j", "--config", c.Server.AdminConfigPath())
+	if err != nil || !strings.Contains(out, "node node-j may join again once") {
+		t.Fatalf("allow-rejoin: %q %v", out, err)
+	}
+	if _, err := f5.agentClient(cmd); err != nil {
+		t.Fatalf("join after allow-rejoin: %v", err)
+	}
+	if _, err := cl.Get(context.Background(), api.Key{Kind: api.KindNode, Name: "node-j"}); err == nil {
+		t.Fatal("the replaced machine's credentials still work")
+	}
+}
+
+// TestTokenUsesFlag: 'capstan token create --uses 1' lets one node in, and
+// 'token ls' shows the count.
+func TestTokenUsesFlag(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	out, err := run(t, "token", "create", "--uses", "1", "--config", c.Server.AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	joinToken := strings.TrimSpace(out)
+	cmd := &cobra.Command{}
+	cmd.SetContext(context.Background())
+	for i, want := range []string{"", "used up"} {
+		f := agentFlags{server: c.Config.Server, token: joinToken}
+		f.opts.DataDir, f.opts.NodeName = t.TempDir(), fmt.Sprintf("once-%d", i)
+		_, err := f.agentClient(cmd)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Fatalf("join %d: %v, want %q", i, err, want)
+		}
+	}
+	out, err = run(t, "token", "ls", "--config", c.Server.AdminConfigPath())
+	if err != nil || !strings.Contains(out, "1/1") {
+		t.Fatalf("token ls: %q %v", out, err)
+	}
+}
+
+// TestAgentRoutesFollowServerPodCIDR: the agent's masquerade rule covers
+// the pod network the server was started with (issue 12 item 20: it kept
+// its own default 10.88.0.0/16), read with the node's own credentials.
+func TestAgentRoutesFollowServerPodCIDR(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Network: apiserver.NetworkOptions{PodCIDR: "10.244.0.0/16"}}})
+	ro, err := routesOptions(context.Background(), c.Token(t, "node:n1"), "n1", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro.ClusterCIDR != "10.244.0.0/16" || ro.NodeName != "n1" {
+		t.Fatalf("routes options = %+v, want cluster CIDR 10.244.0.0/16", ro)
+	}
+	if _, err := routes.New(ro); err != nil {
+		t.Fatalf("routes.New with the server's pod network: %v", err)
 	}
 }

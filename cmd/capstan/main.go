@@ -76,6 +76,7 @@ func newRootCmd() *cobra.Command {
 		newCordonCmd(),
 		newUncordonCmd(),
 		newDrainCmd(),
+		newNodeCmd(),
 		newHollowCmd(),
 	)
 	return root

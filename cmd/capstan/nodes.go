@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"net/url"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/reconcile/node"
 )
 
@@ -64,4 +68,37 @@ Undo the cordon with 'capstan uncordon NODE' when the node is back.`,
 			return err
 		},
 	}
+}
+
+func newNodeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Manage node registration",
+	}
+	var ttl time.Duration
+	allow := &cobra.Command{
+		Use:   "allow-rejoin NAME",
+		Short: "Let a registered node name join once more with a join token",
+		Long: `A join token never hands out the name of a node that is registered already
+(a Node of that name, or credentials for it): 'capstan agent --token' for
+such a name is refused. When a machine is replaced, or reinstalled and its
+DATA_DIR/node.yaml is lost, allow-rejoin lets the next join for NAME (one,
+within --ttl) through; that join revokes the node's old credentials.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			var out apiserver.AllowRejoinResponse
+			if err := c.Do(cmd.Context(), http.MethodPost, "/rejoin/"+url.PathEscape(args[0]), apiserver.AllowRejoinRequest{TTL: ttl}, &out); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "node %s may join again once, until %s\n", out.Node, out.Until.Local().Format(time.RFC3339))
+			return err
+		},
+	}
+	allow.Flags().DurationVar(&ttl, "ttl", apiserver.DefaultRejoinTTL, "how long the permission lasts")
+	cmd.AddCommand(allow)
+	return cmd
 }

@@ -18,13 +18,16 @@ func newTokenCmd() *cobra.Command {
 	}
 	var ttl time.Duration
 	var description, role string
+	var uses int
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Make a token; a join token (the default) lets new nodes in",
 		Long: `Make a token. A join token (the default role) is given to 'capstan agent
 --token' on a new node: it carries the hash of the cluster CA, so the agent
 checks the server before sending anything, then trades the token for its
-own node credentials. Other roles: admin, viewer.`,
+own node credentials. It lets in any number of nodes until it expires,
+unless --uses limits it; a node name that is registered already is refused
+(see 'capstan node allow-rejoin'). Other roles: admin, viewer.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newClient(cmd)
@@ -32,7 +35,7 @@ own node credentials. Other roles: admin, viewer.`,
 				return err
 			}
 			var out apiserver.CreateTokenResponse
-			if err := c.Do(cmd.Context(), http.MethodPost, "/tokens", apiserver.CreateTokenRequest{Role: role, Description: description, TTL: ttl}, &out); err != nil {
+			if err := c.Do(cmd.Context(), http.MethodPost, "/tokens", apiserver.CreateTokenRequest{Role: role, Description: description, TTL: ttl, Uses: uses}, &out); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), out.Token)
@@ -42,6 +45,7 @@ own node credentials. Other roles: admin, viewer.`,
 	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token works (0: forever)")
 	create.Flags().StringVar(&description, "description", "", "what the token is for")
 	create.Flags().StringVar(&role, "role", apiserver.RoleJoin, "join, viewer or admin")
+	create.Flags().IntVar(&uses, "uses", 0, "how many nodes a join token lets in (0: no limit)")
 
 	ls := &cobra.Command{
 		Use:   "ls",
@@ -57,7 +61,7 @@ own node credentials. Other roles: admin, viewer.`,
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 3, ' ', 0)
-			fmt.Fprintln(tw, "ID\tROLE\tAGE\tEXPIRES\tDESCRIPTION")
+			fmt.Fprintln(tw, "ID\tROLE\tAGE\tEXPIRES\tUSES\tDESCRIPTION")
 			now := time.Now()
 			for _, t := range list {
 				exp := "never"
@@ -68,7 +72,14 @@ own node credentials. Other roles: admin, viewer.`,
 						exp = "in " + printer.Age(t.ExpiresAt.Sub(now))
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, printer.Age(now.Sub(t.CreatedAt)), exp, t.Description)
+				used := "-"
+				switch {
+				case t.MaxUses > 0:
+					used = fmt.Sprintf("%d/%d", t.Uses, t.MaxUses)
+				case t.Role == apiserver.RoleJoin:
+					used = fmt.Sprint(t.Uses)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, printer.Age(now.Sub(t.CreatedAt)), exp, used, t.Description)
 			}
 			return tw.Flush()
 		},

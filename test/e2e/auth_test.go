@@ -81,6 +81,12 @@ func testAuth(t *testing.T, c *Cluster, pods []*api.Pod) {
 			t.Errorf("the token after the refused attempt: %v", err)
 		}
 	})
+	t.Run("a join never takes over a registered node", func(t *testing.T) {
+		_, err := client.Join(ctx, server, create("e2e-takeover"), "h1")
+		if !client.IsConflict(err) || !strings.Contains(err.Error(), "allow-rejoin") {
+			t.Errorf("join as the running node h1: %v, want 409", err)
+		}
+	})
 	t.Run("a revoked token is refused", func(t *testing.T) {
 		tok := create("e2e-revoke")
 		out, err := c.CLI(c.AdminConfigPath(), "token", "ls")

@@ -1,0 +1,173 @@
+package apiserver
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The join-token side of the token table: IDs that never collide, join
+// tokens limited to a number of uses, and the admin's one-shot permission
+// for a registered node name to join again.
+
+// tokenIDBytes is the size of a token ID: 128 random bits, so two IDs never
+// meet (a collision is still handled: create draws again).
+const tokenIDBytes = 16
+
+// errTokenIDCollision: several random IDs in a row were taken; practically
+// impossible with 128-bit IDs, and a "try again" rather than a crash.
+var errTokenIDCollision = errors.New("token ID collided with an existing one several times; try again")
+
+// usedUp reports whether a join token has let in as many nodes as it may.
+func (tok Token) usedUp() bool { return tok.MaxUses > 0 && tok.Uses >= tok.MaxUses }
+
+// create stores tok (its Role, Description and MaxUses) under a new ID and
+// secret and returns the bearer string "<id>.<secret>".
+func (t *Tokens) create(tok Token, ttl time.Duration, now time.Time) (string, Token, error) {
+	if err := validRole(tok.Role); err != nil {
+		return "", Token{}, err
+	}
+	if tok.MaxUses < 0 || tok.MaxUses > 0 && tok.Role != RoleJoin {
+		return "", Token{}, fmt.Errorf("uses %d: only join tokens take a number of uses, 1 or more (0: no limit)", tok.MaxUses)
+	}
+	secret := randomHex(16)
+	tok.Hash, tok.CreatedAt, tok.Uses = hashSecret(secret), now.UTC(), 0
+	if ttl > 0 {
+		tok.ExpiresAt = now.Add(ttl).UTC()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for range 4 {
+		tok.ID = t.newID()
+		if _, taken := t.byID[tok.ID]; !taken {
+			break
+		}
+	}
+	if _, taken := t.byID[tok.ID]; taken {
+		return "", Token{}, errorf(http.StatusServiceUnavailable, "ServiceUnavailable", errTokenIDCollision)
+	}
+	t.byID[tok.ID] = tok
+	if err := t.saveLocked(); err != nil {
+		delete(t.byID, tok.ID)
+		return "", Token{}, fmt.Errorf("save tokens: %w", err)
+	}
+	return tok.ID + "." + secret, tok, nil
+}
+
+// useJoin counts one use of a join token, checking again under the lock
+// that it is a join token, not expired and not used up: two nodes joining
+// at once with a one-use token get one success and one refusal.
+func (t *Tokens) useJoin(bearer string, now time.Time) error {
+	id, secret, _ := strings.Cut(bearer, ".")
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tok, found := t.byID[id]
+	switch {
+	case !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1:
+		return errors.New("unknown or revoked token")
+	case tok.Role != RoleJoin:
+		return fmt.Errorf("role %s is not a join token", tok.Role)
+	case !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt):
+		return fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339))
+	case tok.usedUp():
+		return fmt.Errorf("token %s: %w: it let in %d nodes, its limit", id, errTokenUsedUp, tok.Uses)
+	}
+	tok.Uses++
+	t.byID[id] = tok
+	if err := t.saveLocked(); err != nil {
+		tok.Uses--
+		t.byID[id] = tok
+		return fmt.Errorf("save tokens: %w", err)
+	}
+	return nil
+}
+
+// nodeCredentials returns the IDs of the tokens that act as node.
+func (t *Tokens) nodeCredentials(node string) []string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var ids []string
+	for id, tok := range t.byID {
+		if tok.Role == RoleNodePrefix+node {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// rejoinGrants are the admin's permissions for registered node names to
+// join again (`capstan node allow-rejoin NAME`): each allows one join
+// before it expires. They are kept in DATA_DIR/rejoin.json.
+type rejoinGrants struct {
+	path  string
+	mu    sync.Mutex
+	until map[string]time.Time // node name -> end of the permission
+}
+
+func openRejoinGrants(path string) (*rejoinGrants, error) {
+	g := &rejoinGrants{path: path, until: map[string]time.Time{}}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return g, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read rejoin permissions: %w", err)
+	}
+	if err := json.Unmarshal(data, &g.until); err != nil {
+		return nil, fmt.Errorf("rejoin permissions %s: %w (remove the file to drop them)", path, err)
+	}
+	return g, nil
+}
+
+func (g *rejoinGrants) saveLocked() error {
+	data, err := json.MarshalIndent(g.until, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := g.path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, g.path)
+}
+
+// allow lets node join once more until the given time (and drops expired
+// permissions).
+func (g *rejoinGrants) allow(node string, until, now time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pruneLocked(now)
+	g.until[node] = until.UTC()
+	return g.saveLocked()
+}
+
+func (g *rejoinGrants) pruneLocked(now time.Time) {
+	for n, until := range g.until {
+		if now.After(until) {
+			delete(g.until, n)
+		}
+	}
+}
+
+// allowed reports whether node may join again at now.
+func (g *rejoinGrants) allowed(node string, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	until, ok := g.until[node]
+	return ok && !now.After(until)
+}
+
+// take uses up node's permission (and drops expired ones).
+func (g *rejoinGrants) take(node string, now time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.until, node)
+	g.pruneLocked(now)
+	return g.saveLocked()
+}
