@@ -176,7 +176,7 @@ func TestStaleFlowsMatch(t *testing.T) {
 	stale := &StaleFlows{keep: map[flowKey]map[netip.AddrPort]struct{}{
 		{"udp", netip.MustParseAddr("10.96.0.53"), 53}: {ap("10.88.2.9:53"): {}},
 		{"tcp", netip.MustParseAddr("10.96.0.10"), 80}: {ap("10.88.1.6:8080"): {}},
-		{"udp", netip.Addr{}, 30053}:                    {ap("10.88.2.9:53"): {}},
+		{"udp", netip.Addr{}, 30053}:                   {ap("10.88.2.9:53"): {}},
 		{"tcp", netip.MustParseAddr("10.96.0.11"), 80}: {},
 	}}
 	client := ap("10.88.0.7:40000")
