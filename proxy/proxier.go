@@ -5,7 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
+	"maps"
 	"os/exec"
 	"regexp"
 	"runtime"
@@ -286,36 +286,31 @@ func (p *Proxier) deleteStale(ctx context.Context, full bool, changes []change, 
 // table), the entries that point it at an endpoint other than those it
 // has now. Call it once the cache holds the new fragments.
 func (p *Proxier) staleFlows(full bool, keys map[flowKey]struct{}) *StaleFlows {
-	s := &StaleFlows{keep: map[flowKey]map[netip.AddrPort]struct{}{}}
-	add := func(k flowKey, eps []netip.AddrPort) {
-		keep := make(map[netip.AddrPort]struct{}, len(eps))
-		for _, ep := range eps {
-			keep[ep] = struct{}{}
-		}
-		s.keep[k] = keep
-	}
+	s := &StaleFlows{keep: map[flowKey][]Endpoint{}}
 	if full {
+		s.keep = make(map[flowKey][]Endpoint, len(p.cache))
 		for _, c := range p.cache {
-			for k, eps := range c.frag.flows() {
-				add(k, eps)
+			if c.frag.dropped {
+				maps.Copy(s.keep, c.frag.flows())
+				continue
+			}
+			for _, pf := range c.frag.ports { // flows() without its map
+				s.keep[pf.vip] = pf.eps
+				if pf.nodePort.proto != "" {
+					s.keep[pf.nodePort] = pf.eps
+				}
 			}
 		}
 	}
-	parsed := map[serviceKey]map[flowKey][]netip.AddrPort{}
 	for k := range keys {
 		if _, done := s.keep[k]; done {
 			continue
 		}
-		var eps []netip.AddrPort
+		var eps []Endpoint
 		if owner, ok := p.owners[k.identity()]; ok && p.cache[owner] != nil {
-			flows, ok := parsed[owner]
-			if !ok {
-				flows = p.cache[owner].frag.flows()
-				parsed[owner] = flows
-			}
-			eps = flows[k]
+			eps = p.cache[owner].frag.flows()[k]
 		}
-		add(k, eps)
+		s.keep[k] = eps
 	}
 	return s
 }
@@ -561,6 +556,7 @@ func (p *Proxier) resolveOwners(changes []change) {
 				p.log.Warn("service port skipped", "service", c.key.String(), "key", k.key,
 					"err", fmt.Errorf("%s is already used by service %s: %w", k.key, owner, ErrSkipped))
 				delete(c.new.frag.elems, k)
+				c.new.frag.dropped = true
 				continue
 			}
 			p.owners[id] = c.key

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -66,11 +65,19 @@ func (k flowKey) identity() string {
 	return "vip " + k.vip.String() + " . " + k.proto + " . " + strconv.Itoa(int(k.port))
 }
 
+// portFlows is one service port of a fragment: its VIP key, its node port
+// key (proto "" when it has none) and its endpoints, sorted.
+type portFlows struct {
+	vip, nodePort flowKey
+	eps           []Endpoint
+}
+
 // StaleFlows selects the conntrack entries that point a service port or
 // node port at an endpoint it no longer has: for each port that lost an
-// endpoint (or went away) in a sync, the endpoints it still has.
+// endpoint (or went away) in a sync, the endpoints it still has (sorted,
+// shared with the Proxier's cache: read-only).
 type StaleFlows struct {
-	keep map[flowKey]map[netip.AddrPort]struct{}
+	keep map[flowKey][]Endpoint
 }
 
 // Len is the number of service ports and node ports whose entries are
@@ -107,7 +114,7 @@ func (s *StaleFlows) Match(f Flow) bool {
 			return false
 		}
 	}
-	_, kept := keep[f.ReplySrc]
+	_, kept := slices.BinarySearchFunc(keep, Endpoint{f.ReplySrc.Addr(), f.ReplySrc.Port()}, compareEndpoints)
 	return !kept
 }
 
@@ -119,9 +126,8 @@ func (s *StaleFlows) String() string {
 	}
 	lines := make([]string, 0, len(s.keep))
 	for k, keep := range s.keep {
-		eps := slices.SortedFunc(maps.Keys(keep), func(a, b netip.AddrPort) int { return a.Compare(b) })
-		strs := make([]string, len(eps))
-		for i, e := range eps {
+		strs := make([]string, len(keep))
+		for i, e := range keep {
 			strs[i] = e.String()
 		}
 		lines = append(lines, k.String()+" keep ["+strings.Join(strs, " ")+"]")
@@ -131,14 +137,29 @@ func (s *StaleFlows) String() string {
 }
 
 // flows returns the service ports and node ports a fragment programs, each
-// with its endpoints (none for a port that rejects). It reads the
-// elements, so a port another service holds (dropped by resolveOwners) is
-// not among them.
-func (f *fragment) flows() map[flowKey][]netip.AddrPort {
-	out := map[flowKey][]netip.AddrPort{}
+// with its endpoints, sorted (none for a port that rejects). A port
+// another service holds (dropped by resolveOwners) is not among them.
+func (f *fragment) flows() map[flowKey][]Endpoint {
+	out := map[flowKey][]Endpoint{}
 	if f == nil {
 		return out
 	}
+	if !f.dropped {
+		for _, pf := range f.ports {
+			out[pf.vip] = pf.eps
+			if pf.nodePort.proto != "" {
+				out[pf.nodePort] = pf.eps
+			}
+		}
+		return out
+	}
+	return f.parseFlows()
+}
+
+// parseFlows is flows read from the elements, for a fragment whose ports
+// claim more than the table holds.
+func (f *fragment) parseFlows() map[flowKey][]Endpoint {
+	out := map[flowKey][]Endpoint{}
 	for k, v := range f.elems {
 		parts := splitKey(k.key)
 		switch k.m {
@@ -167,9 +188,12 @@ func (f *fragment) flows() map[flowKey][]netip.AddrPort {
 			key, ok := parseFlowKey(info.proto, vip, port)
 			target, err := netip.ParseAddrPort(strings.Replace(v, " . ", ":", 1))
 			if ok && err == nil {
-				out[key] = append(out[key], target)
+				out[key] = append(out[key], Endpoint{target.Addr(), target.Port()})
 			}
 		}
+	}
+	for _, eps := range out {
+		slices.SortFunc(eps, compareEndpoints)
 	}
 	return out
 }
@@ -200,7 +224,7 @@ func lostEndpoints(keys map[flowKey]struct{}, old, new *fragment) {
 	after := new.flows()
 	for k, eps := range old.flows() {
 		for _, ep := range eps {
-			if !slices.Contains(after[k], ep) {
+			if _, ok := slices.BinarySearchFunc(after[k], ep, compareEndpoints); !ok {
 				keys[k] = struct{}{}
 				break
 			}

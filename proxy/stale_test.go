@@ -173,11 +173,12 @@ func TestStaleFlowsConflict(t *testing.T) {
 
 func TestStaleFlowsMatch(t *testing.T) {
 	ap := netip.MustParseAddrPort
-	stale := &StaleFlows{keep: map[flowKey]map[netip.AddrPort]struct{}{
-		{"udp", netip.MustParseAddr("10.96.0.53"), 53}: {ap("10.88.2.9:53"): {}},
-		{"tcp", netip.MustParseAddr("10.96.0.10"), 80}: {ap("10.88.1.6:8080"): {}},
-		{"udp", netip.Addr{}, 30053}:                   {ap("10.88.2.9:53"): {}},
-		{"tcp", netip.MustParseAddr("10.96.0.11"), 80}: {},
+	ep := func(s string) Endpoint { a := ap(s); return Endpoint{a.Addr(), a.Port()} }
+	stale := &StaleFlows{keep: map[flowKey][]Endpoint{
+		{"udp", netip.MustParseAddr("10.96.0.53"), 53}: {ep("10.88.2.9:53")},
+		{"tcp", netip.MustParseAddr("10.96.0.10"), 80}: {ep("10.88.1.5:80"), ep("10.88.1.6:8080")},
+		{"udp", netip.Addr{}, 30053}:                   {ep("10.88.2.9:53")},
+		{"tcp", netip.MustParseAddr("10.96.0.11"), 80}: nil,
 	}}
 	client := ap("10.88.0.7:40000")
 	for _, tc := range []struct {
