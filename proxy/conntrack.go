@@ -24,31 +24,51 @@ type Conntrack interface {
 // netlinkConntrack is the default Conntrack: it dumps the IPv4 conntrack
 // table over netlink (github.com/vishvananda/netlink, the library
 // kube-proxy uses for the same job) and deletes the matching entries one
-// by one, on a socket opened in the network namespace of the calling
-// thread, like nft. A dump costs in proportion to the table (a few ms per
-// 10,000 entries); it runs only when a sync removed an endpoint or a port.
-type netlinkConntrack struct{}
+// by one. A dump walks the kernel's whole conntrack hash table and decodes
+// every entry of the namespace (docs/proxy.md, Performance); the Proxier
+// asks for one only when a sync lost an endpoint or a port.
+//
+// Like netlinkWriter, it opens its socket on first use, in the network
+// namespace of the calling thread, and keeps it: closing a netfilter
+// netlink socket right after an nftables commit waits ~10 ms for the
+// kernel to release the commit. It is closed after a failure (the next
+// call opens a new one), by Proxier.Cleanup and when the Proxier is
+// garbage collected. Calls must not overlap (the Proxier serialises them).
+type netlinkConntrack struct {
+	h *netlink.Handle
+}
 
 // dumpAttempts bounds the passes over a table whose dump the kernel
 // reported interrupted (the table changed while it was read).
 const dumpAttempts = 3
 
-func (netlinkConntrack) DeleteStale(ctx context.Context, stale *StaleFlows) (int, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
-	if err != nil {
-		return 0, fmt.Errorf("conntrack: open a netfilter netlink socket (is nf_conntrack_netlink available?): %w", err)
+func (c *netlinkConntrack) DeleteStale(ctx context.Context, stale *StaleFlows) (int, error) {
+	if c.h == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_NETFILTER)
+		if err != nil {
+			return 0, fmt.Errorf("conntrack: open a netfilter netlink socket (is nf_conntrack_netlink available?): %w", err)
+		}
+		c.h = h
 	}
-	defer h.Close()
 	deleted := 0
 	for attempt := 1; ; attempt++ {
-		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, flowFilter{stale})
+		n, err := c.h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, flowFilter{stale})
 		deleted += int(n)
 		if err == nil {
 			return deleted, nil
 		}
 		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt == dumpAttempts || ctx.Err() != nil {
+			c.close() // unread replies may be left in it
 			return deleted, fmt.Errorf("conntrack: delete stale entries: %w", err)
 		}
+	}
+}
+
+// close closes the socket, if open.
+func (c *netlinkConntrack) close() {
+	if c.h != nil {
+		c.h.Close()
+		c.h = nil
 	}
 }
 

@@ -52,12 +52,14 @@ func BenchmarkConntrackDeleteStale(b *testing.B) {
 			}); err != nil {
 				b.Fatal(err)
 			}
+			ct := &netlinkConntrack{}
+			defer w.Do(func() error { ct.close(); return nil })
 			var cpu cpuMeter
 			for b.Loop() {
 				var deleted int
 				cpu.start()
 				err := w.Do(func() (err error) {
-					deleted, err = netlinkConntrack{}.DeleteStale(context.Background(), stale)
+					deleted, err = ct.DeleteStale(context.Background(), stale)
 					return err
 				})
 				cpu.stop()

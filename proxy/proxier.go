@@ -101,7 +101,7 @@ func (o *Options) setDefaults() error {
 		o.NFT = nft
 		o.runner = &nftRunner{path: path}
 		if o.Conntrack == nil {
-			o.Conntrack = netlinkConntrack{}
+			o.Conntrack = &netlinkConntrack{}
 		}
 	}
 	return nil
@@ -176,12 +176,17 @@ func New(opts Options) (*Proxier, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Proxier{
+	p := &Proxier{
 		opts: opts,
 		log:  opts.Logger.With("component", "proxy", "table", opts.Table),
 		mark: fmt.Sprintf("%#08x", opts.MasqueradeMark),
 		wake: make(chan struct{}, 1),
-	}, nil
+	}
+	if ct, ok := opts.Conntrack.(*netlinkConntrack); ok {
+		// Close its socket when the Proxier goes away.
+		runtime.AddCleanup(p, (*netlinkConntrack).close, ct)
+	}
+	return p, nil
 }
 
 type change struct {
@@ -600,6 +605,9 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.synced = false
 	if p.nl != nil {
 		p.nl.close()
+	}
+	if ct, ok := p.opts.Conntrack.(*netlinkConntrack); ok {
+		ct.close()
 	}
 	tx := p.opts.NFT.NewTransaction()
 	tx.Add(&knftables.Table{})
