@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"sigs.k8s.io/knftables"
 
@@ -208,5 +210,90 @@ func TestStaleFlowsMatch(t *testing.T) {
 	var none *StaleFlows
 	if none.Match(Flow{Protocol: "udp", OrigDst: ap("10.96.0.53:53"), ReplySrc: ap("10.88.2.8:53")}) {
 		t.Error("a nil StaleFlows matched")
+	}
+}
+
+// flakyConntrack fails while fail is set (under the synctest bubble, no
+// locking needed beyond the Proxier's own).
+type flakyConntrack struct {
+	fail  bool
+	calls int
+	last  string
+}
+
+func (f *flakyConntrack) DeleteStale(_ context.Context, s *StaleFlows) (int, error) {
+	f.calls++
+	f.last = s.String()
+	if f.fail {
+		return 0, errors.New("netlink: injected")
+	}
+	return 0, nil
+}
+
+// TestStartRetriesConntrack: a failed deletion is retried by Start after
+// RetryInterval, without any new input.
+func TestStartRetriesConntrack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ct := &flakyConntrack{}
+		p, err := New(Options{NFT: knftables.NewFake(knftables.IPv4Family, "capstan"), Conntrack: ct, RetryInterval: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Start(ctx) }()
+		services, eps := smallModel()
+		p.Update(services, eps)
+		synctest.Wait()
+		ct.fail = true
+		eps[1] = endpoints("infra", "dns") // the UDP service loses its endpoint
+		p.Update(services, eps)
+		synctest.Wait()
+		if ct.calls != 2 || ct.last != "udp 10.96.0.53:53 keep []" {
+			t.Fatalf("after the change: %d calls, last %q", ct.calls, ct.last)
+		}
+		ct.fail = false
+		time.Sleep(time.Second) // virtual time: the retry fires
+		synctest.Wait()
+		if ct.calls != 3 || ct.last != "udp 10.96.0.53:53 keep []" {
+			t.Fatalf("after the retry interval: %d calls, last %q; want the deletion retried", ct.calls, ct.last)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if ct.calls != 3 {
+			t.Fatalf("%d calls after a successful retry, want no more", ct.calls)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Start returned %v", err)
+		}
+	})
+}
+
+// TestFragmentFlowsMatchElements: the flows a fragment records while it is
+// built are exactly those its elements hold (the path taken once
+// resolveOwners dropped an element).
+func TestFragmentFlowsMatchElements(t *testing.T) {
+	services, eps := smallModel()
+	more, moreEps := scaleModel(50)
+	services, eps = append(services, more...), append(eps, moreEps...)
+	services = append(services, external(service("shop", "mixed", "10.96.9.9",
+		nodePort(port("dns", 53, "UDP"), 30053), nodePort(port("http", 80, "TCP"), 30081), port("none", 81, "TCP"))))
+	eps = append(eps, endpoints("shop", "mixed",
+		addr("10.88.9.2", true, epPort("dns", 5353, "UDP"), epPort("http", 8080, "TCP")),
+		addr("10.88.9.1", true, epPort("dns", 5353, "UDP"))))
+	idx := indexEndpoints(eps)
+	for _, svc := range services {
+		ports, _ := buildService(svc, idx[serviceKey{svc.Metadata.App, svc.Metadata.Name}])
+		f := fragmentFor(ports)
+		fast, slow := f.flows(), f.parseFlows()
+		if len(fast) != len(slow) {
+			t.Fatalf("%s: %d flows from the ports, %d from the elements", svc.Metadata.Name, len(fast), len(slow))
+		}
+		for k, want := range slow {
+			if got, ok := fast[k]; !ok || !slices.Equal(got, want) {
+				t.Fatalf("%s %s: ports give %v, elements %v", svc.Metadata.Name, k, got, want)
+			}
+		}
 	}
 }
