@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -213,21 +214,31 @@ func TestStaleFlowsMatch(t *testing.T) {
 	}
 }
 
-// flakyConntrack fails while fail is set (under the synctest bubble, no
-// locking needed beyond the Proxier's own).
+// flakyConntrack fails while fail is set.
 type flakyConntrack struct {
+	mu    sync.Mutex
 	fail  bool
 	calls int
 	last  string
 }
 
 func (f *flakyConntrack) DeleteStale(_ context.Context, s *StaleFlows) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls++
 	f.last = s.String()
 	if f.fail {
 		return 0, errors.New("netlink: injected")
 	}
 	return 0, nil
+}
+
+func (f *flakyConntrack) setFail(fail bool) { f.mu.Lock(); f.fail = fail; f.mu.Unlock() }
+
+func (f *flakyConntrack) seen() (int, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls, f.last
 }
 
 // TestStartRetriesConntrack: a failed deletion is retried by Start after
@@ -245,23 +256,24 @@ func TestStartRetriesConntrack(t *testing.T) {
 		services, eps := smallModel()
 		p.Update(services, eps)
 		synctest.Wait()
-		ct.fail = true
+		ct.setFail(true)
+		eps = slices.Clone(eps)
 		eps[1] = endpoints("infra", "dns") // the UDP service loses its endpoint
 		p.Update(services, eps)
 		synctest.Wait()
-		if ct.calls != 2 || ct.last != "udp 10.96.0.53:53 keep []" {
-			t.Fatalf("after the change: %d calls, last %q", ct.calls, ct.last)
+		if calls, last := ct.seen(); calls != 2 || last != "udp 10.96.0.53:53 keep []" {
+			t.Fatalf("after the change: %d calls, last %q", calls, last)
 		}
-		ct.fail = false
+		ct.setFail(false)
 		time.Sleep(time.Second) // virtual time: the retry fires
 		synctest.Wait()
-		if ct.calls != 3 || ct.last != "udp 10.96.0.53:53 keep []" {
-			t.Fatalf("after the retry interval: %d calls, last %q; want the deletion retried", ct.calls, ct.last)
+		if calls, last := ct.seen(); calls != 3 || last != "udp 10.96.0.53:53 keep []" {
+			t.Fatalf("after the retry interval: %d calls, last %q; want the deletion retried", calls, last)
 		}
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if ct.calls != 3 {
-			t.Fatalf("%d calls after a successful retry, want no more", ct.calls)
+		if calls, _ := ct.seen(); calls != 3 {
+			t.Fatalf("%d calls after a successful retry, want no more", calls)
 		}
 		cancel()
 		if err := <-done; err != nil {
