@@ -92,7 +92,8 @@ func (s *StaleFlows) Len() int { return len(s.keep) }
 // such a connection, its entry closes and a new connection from the same
 // port is balanced afresh. Node ports match only masqueraded entries (as
 // the node port chain makes them), so a pod's flow to some VIP that
-// happens to use the node port's number is not taken for one.
+// happens to use the node port's number is not taken for one (unless it
+// is hairpinned, and then it is only balanced afresh).
 func (s *StaleFlows) Match(f Flow) bool {
 	switch {
 	case s == nil || len(s.keep) == 0:
