@@ -88,9 +88,9 @@ func (s *StaleFlows) Len() int { return len(s.keep) }
 // and DNATed to an endpoint the port no longer has. UDP entries match
 // whatever their state; TCP entries only when the endpoint never answered,
 // so that established connections to an endpoint that is shutting down
-// (unready, still serving) finish undisturbed; once the client gives up on
-// such a connection, its entry closes and a new connection from the same
-// port is balanced afresh. Node ports match only masqueraded entries (as
+// (unready, still serving) finish undisturbed; the price is that a client
+// reusing the port of a connection to an endpoint that died may be sent
+// there until that entry ends (docs/proxy.md, Limits). Node ports match only masqueraded entries (as
 // the node port chain makes them), so a pod's flow to some VIP that
 // happens to use the node port's number is not taken for one (unless it
 // is hairpinned, and then it is only balanced afresh).
