@@ -29,13 +29,17 @@
 // programmed fragments, runs the transaction through nft and rebuilds the
 // whole table in one transaction on its first sync and after any failed
 // one. A change that touches elements only goes over netlink instead
-// (netlink.go), without starting nft.
+// (netlink.go), without starting nft. After the rules, the conntrack
+// entries that still point a port at an endpoint it lost are deleted:
+// lostEndpoints and StaleFlows (stale.go) decide which, a Conntrack
+// (conntrack.go, netlink by default) deletes them.
 //
 // Concurrency: a Proxier serialises Sync and Cleanup with a mutex; callers
 // may call them from any goroutine. Alternatively Start runs a loop that
 // programs the latest input given to Update (non-blocking, latest wins) and
 // retries failures; the agent's informers feed it. The nft binary acts on
-// the network namespace of the calling OS thread; the netlink socket, kept
-// open across syncs, on that of the thread of the first sync that used it.
+// the network namespace of the calling OS thread; the netlink sockets
+// (nftables, conntrack), kept open across syncs, on that of the thread of
+// the first sync that used them.
 // Call a Proxier from one network namespace.
 package proxy

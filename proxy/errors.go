@@ -10,4 +10,7 @@ var (
 	// spec cannot be programmed (no VIP, bad port, a key another service
 	// already holds). Sync logs these and goes on with the rest.
 	ErrSkipped = errors.New("service port skipped")
+	// ErrConntrack reports that a sync programmed the rules but could not
+	// delete the conntrack entries it made stale; the next sync retries.
+	ErrConntrack = errors.New("proxy: delete stale conntrack entries")
 )

@@ -54,7 +54,7 @@ func (p *Proxier) Start(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			p.log.Error("nftables sync failed; retrying", "err", err, "retry_in", p.opts.RetryInterval)
+			p.log.Error("proxy sync failed; retrying", "err", err, "retry_in", p.opts.RetryInterval)
 			retry = time.After(p.opts.RetryInterval)
 		}
 	}

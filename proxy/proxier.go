@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os/exec"
 	"regexp"
 	"runtime"
@@ -48,6 +49,14 @@ type Options struct {
 	// starting nft (docs/proxy.md, Performance). With NFT set (tests)
 	// everything goes through it.
 	NFTOnly bool
+	// Conntrack deletes the connection tracking entries a sync made
+	// stale: those that still point a service port or node port at an
+	// endpoint it lost (UDP entries, and TCP entries the endpoint never
+	// answered; docs/proxy.md, Stale connections). Default: over netlink,
+	// in the network namespace of the calling thread, when NFT is not set;
+	// with NFT set (tests), no entries are deleted unless Conntrack is
+	// given.
+	Conntrack Conntrack
 
 	fastPath bool // set by setDefaults: NFT is the real nft and NFTOnly is off
 	// runner runs transactions with batched elements when NFT is the real
@@ -91,6 +100,9 @@ func (o *Options) setDefaults() error {
 		}
 		o.NFT = nft
 		o.runner = &nftRunner{path: path}
+		if o.Conntrack == nil {
+			o.Conntrack = &netlinkConntrack{}
+		}
 	}
 	return nil
 }
@@ -107,6 +119,11 @@ type SyncStats struct {
 	Elapsed time.Duration
 	// Netlink is true when the change went over netlink, not through nft.
 	Netlink bool
+	// StalePorts is the number of service ports and node ports whose
+	// conntrack entries were checked because they lost an endpoint (every
+	// port after a full rebuild); StaleFlows the number of entries
+	// deleted.
+	StalePorts, StaleFlows int
 }
 
 // Proxier keeps the nftables table in line with the services and endpoints
@@ -143,6 +160,9 @@ type Proxier struct {
 	stats       SyncStats
 	// nl writes element-only changes over netlink (fast path).
 	nl *netlinkWriter
+	// staleKeys are the ports whose stale conntrack entries are still to
+	// be deleted: a failed deletion is retried by the next sync.
+	staleKeys map[flowKey]struct{}
 
 	// pending is the latest Update not yet taken by Start; wake signals it.
 	pendingMu sync.Mutex
@@ -156,12 +176,17 @@ func New(opts Options) (*Proxier, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Proxier{
+	p := &Proxier{
 		opts: opts,
 		log:  opts.Logger.With("component", "proxy", "table", opts.Table),
 		mark: fmt.Sprintf("%#08x", opts.MasqueradeMark),
 		wake: make(chan struct{}, 1),
-	}, nil
+	}
+	if ct, ok := opts.Conntrack.(*netlinkConntrack); ok {
+		// Close its socket when the Proxier goes away.
+		runtime.AddCleanup(p, (*netlinkConntrack).close, ct)
+	}
+	return p, nil
 }
 
 type change struct {
@@ -174,6 +199,10 @@ type change struct {
 // table in one transaction, tolerating whatever a previous run left; later
 // calls change only the chains and elements of services whose inputs
 // changed. Service ports that cannot be programmed are logged and skipped.
+// Then it deletes the conntrack entries that still point a port at an
+// endpoint it lost (Options.Conntrack); when that fails, the rules stay
+// programmed, Sync returns an error wrapping ErrConntrack and the next
+// call retries the deletion.
 func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints []*api.Endpoints) error {
 	start := time.Now()
 	p.mu.Lock()
@@ -190,7 +219,10 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 	changes, positions := p.changes(services, endpoints)
 	if !full && len(changes) == 0 {
 		p.prev, p.spare = positions, p.prev
-		return nil
+		if len(p.staleKeys) == 0 {
+			return nil
+		}
+		return p.deleteStale(ctx, false, nil, &p.stats)
 	}
 	p.resolveOwners(changes)
 	stats, err := p.program(ctx, full, changes)
@@ -208,10 +240,84 @@ func (p *Proxier) Sync(ctx context.Context, services []*api.Service, endpoints [
 	}
 	p.prev, p.spare = positions, p.prev
 	p.synced = true
+	// After the rules: a packet that finds its entry gone is balanced
+	// over the new endpoints.
+	err = p.deleteStale(ctx, full, changes, &stats)
 	stats.Elapsed = time.Since(start)
 	p.stats = stats
-	p.log.Debug("nftables synced", "full", full, "netlink", stats.Netlink, "services", len(changes), "operations", stats.Operations, "elapsed", stats.Elapsed)
+	p.log.Debug("nftables synced", "full", full, "netlink", stats.Netlink, "services", len(changes), "operations", stats.Operations,
+		"stale_ports", stats.StalePorts, "stale_flows", stats.StaleFlows, "elapsed", stats.Elapsed)
+	return err
+}
+
+// deleteStale deletes the conntrack entries the changes made stale (with
+// full, those of every port: the previous state is unknown), together
+// with those a failed deletion left, and records the counts in stats. On
+// failure it keeps the ports for the next sync and returns an error
+// wrapping ErrConntrack; the rules are programmed either way.
+func (p *Proxier) deleteStale(ctx context.Context, full bool, changes []change, stats *SyncStats) error {
+	if p.opts.Conntrack == nil {
+		return nil
+	}
+	keys := p.staleKeys
+	if keys == nil {
+		keys = map[flowKey]struct{}{}
+	}
+	if !full {
+		for _, c := range changes {
+			lostEndpoints(keys, c.old.fragment(), c.new.fragment())
+		}
+	}
+	stale := p.staleFlows(full, keys)
+	stats.StalePorts, stats.StaleFlows = stale.Len(), 0
+	if stale.Len() == 0 {
+		p.staleKeys = nil
+		return nil
+	}
+	n, err := p.opts.Conntrack.DeleteStale(ctx, stale)
+	stats.StaleFlows = n
+	if err != nil {
+		for k := range stale.keep {
+			keys[k] = struct{}{}
+		}
+		p.staleKeys = keys
+		return fmt.Errorf("%w: %d service ports (%d entries deleted; retried on the next sync): %w", ErrConntrack, stale.Len(), n, err)
+	}
+	p.staleKeys = nil
 	return nil
+}
+
+// staleFlows selects, for each port in keys (with full, each port of the
+// table), the entries that point it at an endpoint other than those it
+// has now. Call it once the cache holds the new fragments.
+func (p *Proxier) staleFlows(full bool, keys map[flowKey]struct{}) *StaleFlows {
+	s := &StaleFlows{keep: map[flowKey][]Endpoint{}}
+	if full {
+		s.keep = make(map[flowKey][]Endpoint, len(p.cache))
+		for _, c := range p.cache {
+			if c.frag.dropped {
+				maps.Copy(s.keep, c.frag.flows())
+				continue
+			}
+			for _, pf := range c.frag.ports { // flows() without its map
+				s.keep[pf.vip] = pf.eps
+				if pf.nodePort.proto != "" {
+					s.keep[pf.nodePort] = pf.eps
+				}
+			}
+		}
+	}
+	for k := range keys {
+		if _, done := s.keep[k]; done {
+			continue
+		}
+		var eps []Endpoint
+		if owner, ok := p.owners[k.identity()]; ok && p.cache[owner] != nil {
+			eps = p.cache[owner].frag.flows()[k]
+		}
+		s.keep[k] = eps
+	}
+	return s
 }
 
 // program sends the changes to the kernel: over netlink when they touch
@@ -455,6 +561,7 @@ func (p *Proxier) resolveOwners(changes []change) {
 				p.log.Warn("service port skipped", "service", c.key.String(), "key", k.key,
 					"err", fmt.Errorf("%s is already used by service %s: %w", k.key, owner, ErrSkipped))
 				delete(c.new.frag.elems, k)
+				c.new.frag.dropped = true
 				continue
 			}
 			p.owners[id] = c.key
@@ -498,6 +605,9 @@ func (p *Proxier) Cleanup(ctx context.Context) error {
 	p.synced = false
 	if p.nl != nil {
 		p.nl.close()
+	}
+	if ct, ok := p.opts.Conntrack.(*netlinkConntrack); ok {
+		ct.close()
 	}
 	tx := p.opts.NFT.NewTransaction()
 	tx.Add(&knftables.Table{})

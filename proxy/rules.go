@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"cmp"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -211,6 +212,12 @@ type fragment struct {
 	elems   map[elemKey]string
 	hairpin map[string]struct{}
 	dnat    map[dnatCount]int
+	// ports are the service's ports as flows() reports them (stale.go),
+	// kept so that the conntrack cleanup need not parse the elements;
+	// dropped is set when resolveOwners removed an element another
+	// service holds, and ports then claim more than the table has.
+	ports   []portFlows
+	dropped bool
 }
 
 func newFragment() *fragment {
@@ -231,15 +238,20 @@ func (f *fragment) addPort(sp *ServicePort) {
 	vipKey := sp.VIP.String() + " . " + sp.Protocol + " . " + strconv.Itoa(int(sp.Port))
 	npKey := sp.Protocol + " . " + strconv.Itoa(int(sp.NodePort))
 	eps := sp.Endpoints
+	if len(eps) > maxEndpoints {
+		eps = eps[:maxEndpoints]
+	}
+	pf := portFlows{vip: flowKey{sp.Protocol, sp.VIP, sp.Port}, eps: eps}
+	if sp.NodePort != 0 {
+		pf.nodePort = flowKey{sp.Protocol, netip.Addr{}, sp.NodePort}
+	}
+	f.ports = append(f.ports, pf)
 	if len(eps) == 0 {
 		f.elems[elemKey{noEndpointServicesSet, vipKey}] = ""
 		if sp.NodePort != 0 {
 			f.elems[elemKey{noEndpointNodePortsSet, npKey}] = ""
 		}
 		return
-	}
-	if len(eps) > maxEndpoints {
-		eps = eps[:maxEndpoints]
 	}
 	f.elems[elemKey{serviceIPsSet, vipKey}] = ""
 	f.dnat[dnatCount{sp.Protocol, len(eps)}]++

@@ -188,9 +188,20 @@ func TestClusterFailover(t *testing.T) {
 	// Requests fail only while the endpoints still list the dead pods, and
 	// for as long as the proxy on h0 takes to follow them (an informer
 	// event and one nftables transaction; propagation gets generous room).
-	const propagation = 5 * time.Second
+	const propagation = ProxyPropagation
 	if f.Failed > 0 && f.LastFailedAt >= f.Endpoints+propagation {
 		t.Errorf("a request through the VIP started %s after the kill failed, after the endpoints dropped the node (%s) and the proxy had %s to follow", f.LastFailedAt, f.Endpoints, propagation)
+	}
+	// A client that reuses its source port: once one of its connections
+	// went to a dead pod, conntrack sends every later one there too
+	// (each unanswered SYN renews the entry), until the proxy deletes
+	// the stale entry when the endpoints drop the pod.
+	if f.Fixed.Failed == 0 {
+		t.Errorf("failover: %s; the fixed-port client never failed, so it never reached a dead pod and the test checked nothing", f)
+	}
+	if f.Fixed.Failed > 0 && f.Fixed.LastFailedAt >= f.Endpoints+propagation {
+		t.Errorf("a request from the fixed source port %d started %s after the kill failed, after the endpoints dropped the node (%s) and the proxy had %s to follow: a stale conntrack entry still sends the port to a dead pod",
+			FixedSourcePort, f.Fixed.LastFailedAt, f.Endpoints, propagation)
 	}
 	if f.Requests-f.Failed < 10 {
 		t.Errorf("only %d of %d requests succeeded during the failover", f.Requests-f.Failed, f.Requests)

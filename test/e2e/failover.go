@@ -23,9 +23,11 @@ type Attempt struct {
 // VIP (the node's service proxy picks the pod), one new connection per
 // request, and records every attempt.
 type Poller struct {
-	c        *Cluster
-	from     *api.Pod
-	vip      string
+	c    *Cluster
+	from *api.Pod
+	vip  string
+	// srcPort, when set, is the source port of every connection.
+	srcPort  int
 	mu       sync.Mutex
 	attempts []Attempt
 	stop     context.CancelFunc
@@ -34,8 +36,16 @@ type Poller struct {
 
 // StartPoller polls from pod from every interval until Stop.
 func (c *Cluster) StartPoller(from *api.Pod, interval time.Duration) *Poller {
+	return c.StartPollerFromPort(from, interval, 0)
+}
+
+// StartPollerFromPort is StartPoller with every connection sent from
+// source port srcPort (0: any), as a client that reuses its port does:
+// conntrack sends each new connection of such a client wherever the last
+// one went, until the entry is deleted or expires.
+func (c *Cluster) StartPollerFromPort(from *api.Pod, interval time.Duration, srcPort int) *Poller {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &Poller{c: c, from: from, vip: c.EchoVIP(), stop: cancel, done: make(chan struct{})}
+	p := &Poller{c: c, from: from, vip: c.EchoVIP(), srcPort: srcPort, stop: cancel, done: make(chan struct{})}
 	go p.run(ctx, interval)
 	c.t.Cleanup(p.Stop)
 	return p
@@ -52,7 +62,11 @@ func (p *Poller) run(ctx context.Context, interval time.Duration) {
 		case <-tick.C:
 		}
 		a := Attempt{At: time.Now()}
-		a.Host, _, a.Err = p.c.Get(p.from, p.vip+":80")
+		if p.srcPort != 0 {
+			a.Host, _, a.Err = p.c.GetFromPort(p.from, p.vip+":80", p.srcPort)
+		} else {
+			a.Host, _, a.Err = p.c.Get(p.from, p.vip+":80")
+		}
 		p.mu.Lock()
 		p.attempts = append(p.attempts, a)
 		p.mu.Unlock()
@@ -84,30 +98,51 @@ type Failover struct {
 	Requests, Failed      int
 	// LastFailedAt is when the last failed request started.
 	LastFailedAt time.Duration
+	// Fixed is the same for a client that sends every request from one
+	// source port (FixedSourcePort).
+	Fixed struct {
+		Requests, Failed int
+		LastFailedAt     time.Duration
+	}
 }
+
+// FixedSourcePort is the source port of FailNode's second client. It is
+// below the ephemeral range, so no other socket of the pod takes it.
+const FixedSourcePort = 12345
+
+// ProxyPropagation is the room a node's proxy gets to follow an endpoints
+// change (an informer event, one nftables transaction, the conntrack
+// cleanup); FailNode keeps its fixed-port client going until it has made
+// five requests later than that after the endpoints dropped the node.
+const ProxyPropagation = 5 * time.Second
 
 func (f Failover) String() string {
-	return fmt.Sprintf("node NotReady after %s, endpoints dropped it after %s, all replicas ready elsewhere after %s; %d of %d requests through the VIP failed (the last one started %s after the kill)",
+	return fmt.Sprintf("node NotReady after %s, endpoints dropped it after %s, all replicas ready elsewhere after %s; %d of %d requests through the VIP failed (the last one started %s after the kill); from a fixed source port %d of %d (the last %s after the kill)",
 		f.NotReady.Round(100*time.Millisecond), f.Endpoints.Round(100*time.Millisecond), f.Replaced.Round(100*time.Millisecond),
-		f.Failed, f.Requests, f.LastFailedAt.Round(100*time.Millisecond))
+		f.Failed, f.Requests, f.LastFailedAt.Round(100*time.Millisecond),
+		f.Fixed.Failed, f.Fixed.Requests, f.Fixed.LastFailedAt.Round(100*time.Millisecond))
 }
 
-// FailNode SIGKILLs the victim's agent and cuts its link while a poller in
-// pod from requests the service, and waits until replicas ready pods run
-// on the other nodes. It returns the measurements; the caller checks them.
+// FailNode SIGKILLs the victim's agent and cuts its link while two
+// pollers in pod from request the service, one from any source port, one
+// from FixedSourcePort, and waits until replicas ready pods run on the
+// other nodes. It returns the measurements; the caller checks them.
 func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout time.Duration) Failover {
 	c.t.Helper()
 	poller := c.StartPoller(from, 100*time.Millisecond)
-	c.waitFor("the poller's first answers", time.Minute, func() bool {
-		ok := 0
-		for _, a := range poller.Attempts() {
-			if a.Err == nil {
-				ok++
+	fixed := c.StartPollerFromPort(from, 100*time.Millisecond, FixedSourcePort)
+	for _, p := range []*Poller{poller, fixed} {
+		c.waitFor("the poller's first answers", time.Minute, func() bool {
+			ok := 0
+			for _, a := range p.Attempts() {
+				if a.Err == nil {
+					ok++
+				}
 			}
-		}
-		return ok >= 5
-	})
-	before := len(poller.Attempts())
+			return ok >= 5
+		})
+	}
+	before, fixedBefore := len(poller.Attempts()), len(fixed.Attempts())
 	kill := time.Now()
 	victim.Kill()
 	victim.CutLink()
@@ -168,6 +203,26 @@ func (c *Cluster) FailNode(victim *Host, from *api.Pod, replicas int, timeout ti
 		if a.Err != nil {
 			f.Failed++
 			f.LastFailedAt = a.At.Sub(kill)
+		}
+	}
+	if f.Endpoints != 0 {
+		settled := kill.Add(f.Endpoints + ProxyPropagation)
+		c.waitFor("five fixed-port requests after the proxy followed the endpoints", time.Minute, func() bool {
+			n := 0
+			for _, a := range fixed.Attempts() {
+				if a.At.After(settled) {
+					n++
+				}
+			}
+			return n >= 5
+		})
+	}
+	fixed.Stop()
+	for _, a := range fixed.Attempts()[fixedBefore:] {
+		f.Fixed.Requests++
+		if a.Err != nil {
+			f.Fixed.Failed++
+			f.Fixed.LastFailedAt = a.At.Sub(kill)
 		}
 	}
 	return f

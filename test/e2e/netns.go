@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // dialerIn returns a DialContext that opens its sockets in the network
@@ -23,6 +25,35 @@ func dialerIn(nsPath string) func(ctx context.Context, network, addr string) (ne
 			conn, err = d.DialContext(ctx, network, addr)
 		}); nsErr != nil {
 			return nil, nsErr
+		}
+		return conn, err
+	}
+}
+
+// dialerFromPort is dialerIn with every connection sent from source port
+// port (SO_REUSEADDR) and closed with a reset (SO_LINGER 0), so the port
+// is free again at once: a client such as a fixed-port health checker,
+// whose every connection has the same source address and port.
+func dialerFromPort(nsPath string, port int) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		var err error
+		if nsErr := inNetNS(nsPath, func() {
+			d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{Port: port}, Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				if err := rc.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+				}); err != nil {
+					return err
+				}
+				return serr
+			}}
+			conn, err = d.DialContext(ctx, network, addr)
+		}); nsErr != nil {
+			return nil, nsErr
+		}
+		if err == nil {
+			err = conn.(*net.TCPConn).SetLinger(0)
 		}
 		return conn, err
 	}

@@ -116,7 +116,18 @@ func (c *Cluster) PodNetNS(p *api.Pod) string {
 // from, and returns the answer: the answering pod's host name and the
 // source address it saw.
 func (c *Cluster) Get(from *api.Pod, addr string) (host, source string, err error) {
-	resp, err := httpClientIn(c.PodNetNS(from)).Get("http://" + addr + "/")
+	return get(httpClientIn(c.PodNetNS(from)), addr)
+}
+
+// GetFromPort is Get with the connection sent from source port port of
+// the pod (see dialerFromPort).
+func (c *Cluster) GetFromPort(from *api.Pod, addr string, port int) (host, source string, err error) {
+	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: dialerFromPort(c.PodNetNS(from), port), DisableKeepAlives: true}}
+	return get(hc, addr)
+}
+
+func get(hc *http.Client, addr string) (host, source string, err error) {
+	resp, err := hc.Get("http://" + addr + "/")
 	if err != nil {
 		return "", "", err
 	}

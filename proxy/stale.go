@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Stale connection tracking entries. The kernel picks an endpoint for the
+// first packet of a connection and conntrack keeps that choice for the
+// rest of it: an entry that points a service port at an endpoint the
+// proxier has since removed keeps sending the flow's packets there. For
+// UDP every later datagram of the same source port belongs to the flow;
+// for TCP a client that reuses its source port after a connection attempt
+// timed out sends its new SYN into the old, unanswered entry (SYN_SENT,
+// refreshed by every SYN, 120 s). The pure part below decides which
+// entries are stale; a Conntrack (conntrack.go) lists the kernel's entries
+// and deletes those StaleFlows matches.
+
+// Flow is one connection tracking entry, as a Conntrack reads it from the
+// kernel: the tuple of the original direction (client to VIP or node
+// port) and of the reply direction (after DNAT: endpoint to client, or to
+// the node when masqueraded).
+type Flow struct {
+	// Protocol is "tcp" or "udp".
+	Protocol           string
+	OrigSrc, OrigDst   netip.AddrPort
+	ReplySrc, ReplyDst netip.AddrPort
+	// Unanswered is true for a TCP entry whose connection never got an
+	// answer from the endpoint (conntrack state SYN_SENT or SYN_SENT2).
+	Unanswered bool
+}
+
+func (f Flow) String() string {
+	s := fmt.Sprintf("%s %s -> %s reply %s -> %s", f.Protocol, f.OrigSrc, f.OrigDst, f.ReplySrc, f.ReplyDst)
+	if f.Unanswered {
+		s += " unanswered"
+	}
+	return s
+}
+
+// flowKey is what the original direction of a proxied flow was addressed
+// to: a service port (protocol, VIP, port) or a node port (protocol, port;
+// vip is the zero Addr).
+type flowKey struct {
+	proto string
+	vip   netip.Addr
+	port  uint16
+}
+
+func (k flowKey) String() string {
+	if !k.vip.IsValid() {
+		return k.proto + " nodeport " + strconv.Itoa(int(k.port))
+	}
+	return k.proto + " " + netip.AddrPortFrom(k.vip, k.port).String()
+}
+
+// identity is the key the Proxier's owners map holds for k (elemIdentity).
+func (k flowKey) identity() string {
+	if !k.vip.IsValid() {
+		return "nodeport " + k.proto + " . " + strconv.Itoa(int(k.port))
+	}
+	return "vip " + k.vip.String() + " . " + k.proto + " . " + strconv.Itoa(int(k.port))
+}
+
+// portFlows is one service port of a fragment: its VIP key, its node port
+// key (proto "" when it has none) and its endpoints, sorted.
+type portFlows struct {
+	vip, nodePort flowKey
+	eps           []Endpoint
+}
+
+// StaleFlows selects the conntrack entries that point a service port or
+// node port at an endpoint it no longer has: for each port that lost an
+// endpoint (or went away) in a sync, the endpoints it still has (sorted,
+// shared with the Proxier's cache: read-only).
+type StaleFlows struct {
+	keep map[flowKey][]Endpoint
+}
+
+// Len is the number of service ports and node ports whose entries are
+// checked.
+func (s *StaleFlows) Len() int { return len(s.keep) }
+
+// Match reports whether f is stale: addressed to one of the selected ports
+// and DNATed to an endpoint the port no longer has. UDP entries match
+// whatever their state; TCP entries only when the endpoint never answered,
+// so that established connections to an endpoint that is shutting down
+// (unready, still serving) finish undisturbed; the price is that a client
+// reusing the port of a connection to an endpoint that died may be sent
+// there until that entry ends (docs/proxy.md, Limits). Node ports match only masqueraded entries (as
+// the node port chain makes them), so a pod's flow to some VIP that
+// happens to use the node port's number is not taken for one (unless it
+// is hairpinned, and then it is only balanced afresh).
+func (s *StaleFlows) Match(f Flow) bool {
+	switch {
+	case s == nil || len(s.keep) == 0:
+		return false
+	case f.Protocol == "udp":
+	case f.Protocol == "tcp" && f.Unanswered:
+	default:
+		return false
+	}
+	if f.ReplySrc == f.OrigDst {
+		return false // not DNATed: not the proxy's
+	}
+	keep, ok := s.keep[flowKey{f.Protocol, f.OrigDst.Addr(), f.OrigDst.Port()}]
+	if !ok {
+		if f.ReplyDst.Addr() == f.OrigSrc.Addr() {
+			return false // not masqueraded: not through a node port
+		}
+		if keep, ok = s.keep[flowKey{f.Protocol, netip.Addr{}, f.OrigDst.Port()}]; !ok {
+			return false
+		}
+	}
+	_, kept := slices.BinarySearchFunc(keep, Endpoint{f.ReplySrc.Addr(), f.ReplySrc.Port()}, compareEndpoints)
+	return !kept
+}
+
+// String lists the selected ports and the endpoints each keeps, sorted:
+// "tcp 10.96.0.10:80 keep [10.88.0.2:8080]".
+func (s *StaleFlows) String() string {
+	if s == nil {
+		return ""
+	}
+	lines := make([]string, 0, len(s.keep))
+	for k, keep := range s.keep {
+		strs := make([]string, len(keep))
+		for i, e := range keep {
+			strs[i] = e.String()
+		}
+		lines = append(lines, k.String()+" keep ["+strings.Join(strs, " ")+"]")
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// flows returns the service ports and node ports a fragment programs, each
+// with its endpoints, sorted (none for a port that rejects). A port
+// another service holds (dropped by resolveOwners) is not among them.
+func (f *fragment) flows() map[flowKey][]Endpoint {
+	out := map[flowKey][]Endpoint{}
+	if f == nil {
+		return out
+	}
+	if !f.dropped {
+		for _, pf := range f.ports {
+			out[pf.vip] = pf.eps
+			if pf.nodePort.proto != "" {
+				out[pf.nodePort] = pf.eps
+			}
+		}
+		return out
+	}
+	return f.parseFlows()
+}
+
+// parseFlows is flows read from the elements, for a fragment whose ports
+// claim more than the table holds.
+func (f *fragment) parseFlows() map[flowKey][]Endpoint {
+	out := map[flowKey][]Endpoint{}
+	for k, v := range f.elems {
+		parts := splitKey(k.key)
+		switch k.m {
+		case serviceIPsSet, noEndpointServicesSet:
+			if key, ok := parseFlowKey(parts[1], parts[0], parts[2]); ok {
+				if _, seen := out[key]; !seen {
+					out[key] = nil
+				}
+			}
+		case serviceNodePortsSet, noEndpointNodePortsSet:
+			if key, ok := parseFlowKey(parts[0], "", parts[1]); ok {
+				if _, seen := out[key]; !seen {
+					out[key] = nil
+				}
+			}
+		default:
+			info, ok := endpointsMaps[k.m]
+			if !ok {
+				continue
+			}
+			// "VIP . port . slot" or "node port . slot".
+			vip, port := "", parts[0]
+			if info.chain == serviceDNATChain {
+				vip, port = parts[0], parts[1]
+			}
+			key, ok := parseFlowKey(info.proto, vip, port)
+			target, err := netip.ParseAddrPort(strings.Replace(v, " . ", ":", 1))
+			if ok && err == nil {
+				out[key] = append(out[key], Endpoint{target.Addr(), target.Port()})
+			}
+		}
+	}
+	for _, eps := range out {
+		slices.SortFunc(eps, compareEndpoints)
+	}
+	return out
+}
+
+// parseFlowKey reads a key's parts as the fragment wrote them; vip "" is
+// a node port.
+func parseFlowKey(proto, vip, port string) (flowKey, bool) {
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return flowKey{}, false
+	}
+	k := flowKey{proto: proto, port: uint16(n)}
+	if vip != "" {
+		if k.vip, err = netip.ParseAddr(vip); err != nil {
+			return flowKey{}, false
+		}
+	}
+	return k, true
+}
+
+// lostEndpoints adds to keys the ports of a service whose endpoints lost a
+// member from old to new (a port that went away, or lost all its
+// endpoints, loses every one). Either fragment may be nil.
+func lostEndpoints(keys map[flowKey]struct{}, old, new *fragment) {
+	if old == nil {
+		return
+	}
+	after := new.flows()
+	for k, eps := range old.flows() {
+		for _, ep := range eps {
+			if _, ok := slices.BinarySearchFunc(after[k], ep, compareEndpoints); !ok {
+				keys[k] = struct{}{}
+				break
+			}
+		}
+	}
+}
