@@ -182,6 +182,9 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 					return fmt.Errorf("--cluster-dns %q: %w", f.clusterDNS, err)
 				}
 			}
+			if _, _, err := parseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), f.clusterDNS != ""); err != nil && f.services {
+				return err // before joining
+			}
 			if f.opts.Client, err = f.agentClient(cmd); err != nil {
 				return err
 			}
@@ -193,7 +196,7 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 				if err != nil {
 					return err
 				}
-				ns, err := newNodeServices(f.opts.Client, f.dnsAddr, ip, log)
+				ns, err := newNodeServices(f.opts.Client, f.dnsAddr, ip, f.clusterDNS != "", log)
 				if err != nil {
 					return err
 				}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,9 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 		return err
 	}
 	f.server.dataDir = dataDir
+	if _, _, err := parseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), false); err != nil && !f.noAgent {
+		return err // before anything starts
+	}
 	if err := needRoot(os.Geteuid(), f.noAgent); err != nil {
 		return err
 	}
@@ -255,7 +259,7 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 	if err != nil {
 		return fmt.Errorf("node address: %w (capstan up needs a default route)", err)
 	}
-	ns, err := newNodeServices(admin, f.dnsAddr, hostIP, log)
+	ns, err := newNodeServices(admin, f.dnsAddr, hostIP, false, log)
 	if err != nil {
 		return err
 	}
