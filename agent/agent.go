@@ -98,10 +98,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.podCIDR == "" {
 		return fmt.Errorf("node %s: %w (pass --pod-cidr)", a.opts.NodeName, ErrNoPodCIDR)
 	}
+	if err := claimRunDir(a.opts.RunDir, a.opts.DataDir); err != nil {
+		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
+	}
 	net, err := network.New(network.Options{
 		PodCIDR:    a.podCIDR,
 		RunDir:     filepath.Join(a.opts.RunDir, "netns"),
 		IPAMDir:    filepath.Join(a.opts.DataDir, "cni", "networks"),
+		CacheDir:   filepath.Join(a.opts.DataDir, "cni", "cache"),
 		PluginDirs: a.opts.CNIPluginDirs,
 		Bridge:     a.opts.Bridge,
 		PortMap:    a.opts.HostPorts,

@@ -208,3 +208,27 @@ func TestLogsRotateAtSizeLimit(t *testing.T) {
 		t.Errorf("logs left after remove: %v", files)
 	}
 }
+
+// runc keeps a container's state under the runtime's RunDir, never in
+// containerd's shared /run/containerd/runc, and removing the container
+// removes it.
+func TestRuncStateUnderRunDir(t *testing.T) {
+	e := newEnv(t)
+	sb := e.pod("runc")
+	st := e.start(sb, runtime.ContainerSpec{Name: "done", Args: []string{"exit", "0"}})
+	st = e.waitExited(st.ID, time.Minute)
+	ours := filepath.Join(e.opts.RunDir, "runc", e.ns, st.ID)
+	if _, err := os.Stat(ours); err != nil {
+		t.Errorf("runc state of an exited container under the run dir: %v", err)
+	}
+	shared := filepath.Join("/run/containerd/runc", e.ns)
+	if _, err := os.Stat(shared); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("runc state in %s: %v", shared, err)
+	}
+	if err := e.rt.RemoveContainer(context.Background(), st.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(ours); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("runc state left after removal: %v", err)
+	}
+}

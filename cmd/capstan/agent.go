@@ -36,7 +36,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of the cluster CA that signed the server's certificate")
 	fl.StringVar(&f.opts.NodeName, "node-name", "", "node name (default: the host name)")
 	fl.StringVar(&f.opts.DataDir, "data-dir", agent.DefaultDataDir, "directory for pods, CNI state and the managed containerd")
-	fl.StringVar(&f.opts.RunDir, "run-dir", agent.DefaultRunDir, "directory for namespace files (a tmpfs such as /run)")
+	fl.StringVar(&f.opts.RunDir, "run-dir", "", "directory for namespace files and runc state, on a tmpfs such as /run; one per data directory (default: /run/capstan for the default --data-dir, else /run/capstan-HASH of the data directory)")
 	fl.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "containerd socket to use (default: start a containerd child under DATA_DIR/containerd)")
 	fl.StringVar(&f.opts.ContainerdNamespace, "containerd-namespace", agent.DefaultNamespace, "containerd namespace for this agent's images and containers")
 	fl.StringSliceVar(&f.labels, "labels", nil, "node labels, k=v,... (repeatable)")

@@ -32,6 +32,7 @@ type upFlags struct {
 	nodeName   string
 	containerd string
 	dnsAddr    string
+	runDir     string
 }
 
 func (f *upFlags) register(cmd *cobra.Command) {
@@ -43,6 +44,7 @@ func (f *upFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.noAgent, "no-agent", false, "run no agent, proxy or DNS (no root needed); nodes join with 'capstan agent'")
 	fl.StringVar(&f.nodeName, "node-name", "", "name of this node (default: the host name)")
 	fl.StringVar(&f.containerd, "containerd-address", "", "containerd socket to use (default: start a containerd child under DATA_DIR/agent/containerd)")
+	fl.StringVar(&f.runDir, "run-dir", "", "directory for the pods' namespace files and runc state, on a tmpfs (default: /run/capstan for the default --data-dir, else /run/capstan-HASH of DATA_DIR/agent)")
 	fl.StringVar(&f.dnsAddr, "dns-addr", "", `cluster DNS address, ip:port (default: this host's IPv4 address on port 53; "off" for none)`)
 }
 
@@ -89,6 +91,11 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 		return err
 	}
 	f.server.dataDir = dataDir
+	if f.runDir != "" {
+		if f.runDir, err = filepath.Abs(f.runDir); err != nil {
+			return err
+		}
+	}
 	if _, _, err := parseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), false); err != nil && !f.noAgent {
 		return err // before anything starts
 	}
@@ -279,7 +286,7 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 	}
 	ag, err := agent.New(agent.Options{
 		Client: nodeClient, NodeName: nodeName, Address: hostIP.String(),
-		DataDir: filepath.Join(f.server.dataDir, "agent"), ContainerdAddress: f.containerd,
+		DataDir: filepath.Join(f.server.dataDir, "agent"), RunDir: f.runDir, ContainerdAddress: f.containerd,
 		ClusterDNS: ns.clusterDNS, Logger: log.With("component", "agent"),
 		ServerCA: string(cp.server.PKI().CAPEM),
 	})
