@@ -20,6 +20,9 @@ import (
 	"github.com/capstanhq/capstan/agent/network/nsfile"
 )
 
+// DefaultBridge is the pods' bridge when Options.Bridge is empty.
+const DefaultBridge = "capstan0"
+
 // Options configure a Manager. Zero values take the documented defaults.
 type Options struct {
 	// PodCIDR is the node's pod range, e.g. "10.88.1.0/24". Required.
@@ -69,7 +72,7 @@ func (o *Options) setDefaults() {
 		o.PluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
 	}
 	if o.Bridge == "" {
-		o.Bridge = "capstan0"
+		o.Bridge = DefaultBridge
 	}
 	if o.NetworkName == "" {
 		o.NetworkName = "capstan"
@@ -274,9 +277,15 @@ func (m *Manager) RemoveBridge(ctx context.Context) error {
 	if _, err := net.InterfaceByName(m.opts.Bridge); err != nil {
 		return nil
 	}
-	out, err := exec.CommandContext(ctx, "ip", "link", "delete", m.opts.Bridge).CombinedOutput()
+	return DeleteLink(ctx, m.opts.Bridge)
+}
+
+// DeleteLink deletes the network interface name (the bridge, for
+// `capstan down`).
+func DeleteLink(ctx context.Context, name string) error {
+	out, err := exec.CommandContext(ctx, "ip", "link", "delete", name).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("bridge %s: delete: %w: %s", m.opts.Bridge, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("bridge %s: delete: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -407,8 +407,9 @@ func (e *upEnv) logsAndExec() {
 	}
 }
 
-// cleanup removes the app through git (so the agent stops its pods), then
-// stops capstan up.
+// cleanup removes the app through git (so the agent stops its pods), stops
+// capstan up, and runs capstan down --purge, which leaves nothing of the
+// cluster (run directory, runc state, data directory).
 func (e *upEnv) cleanup() {
 	if e.cmd != nil {
 		if err := os.Remove(filepath.Join(e.repo, "shop.cue")); err == nil {
@@ -422,6 +423,9 @@ func (e *upEnv) cleanup() {
 			}
 		}
 		e.stop()
+	}
+	if out, err := e.run(e.bin, "down", "--data-dir", e.data, "--purge"); err != nil {
+		e.t.Errorf("capstan down --purge: %v\n%s", err, out)
 	}
 	killShims(e.data)
 }
