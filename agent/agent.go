@@ -25,6 +25,7 @@ type Agent struct {
 	host    hostInfo
 	address string
 	probeHC *http.Client
+	ev      *events
 
 	// Set by Start before any worker runs.
 	rt      runtime.Runtime
@@ -68,6 +69,7 @@ func New(opts Options) (*Agent, error) {
 	return &Agent{
 		opts: opts, log: opts.Logger.With("node", opts.NodeName), host: host, address: address,
 		probeHC: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		ev:      newEvents(opts.Client, opts.NodeName, opts.Now, opts.Logger.With("node", opts.NodeName)),
 		workers: map[string]*worker{},
 		pulls:   map[string]*sync.Mutex{},
 	}, nil
@@ -166,6 +168,7 @@ func (a *Agent) run(ctx context.Context) error {
 		OnDelete: a.dispatch,
 	})
 	bg.Go(func() { _ = a.pods.Start(runCtx) })
+	bg.Go(func() { a.ev.run(runCtx) })
 	if err := a.pods.WaitForSync(runCtx); err != nil {
 		return fmt.Errorf("node %s: list pods: %w", a.opts.NodeName, err)
 	}
