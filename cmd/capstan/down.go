@@ -79,6 +79,16 @@ func runDown(cmd *cobra.Command, f downFlags) error {
 			return err
 		}
 	}
+	runDir := f.opts.RunDir
+	if runDir == "" {
+		runDir = agent.RunDirFor(f.opts.DataDir)
+	}
+	if !exists(dataDir) && !exists(f.opts.DataDir) && !exists(runDir) {
+		// Nothing of this cluster is here; the bridge and the nftables
+		// tables, if any, belong to another.
+		fmt.Fprintf(out, "nothing to do: no cluster at %s (nor %s, %s)\n", dataDir, f.opts.DataDir, runDir)
+		return nil
+	}
 	log := f.logger()
 	f.opts.Logger = log
 	rep, err := agent.Down(cmd.Context(), f.opts, f.purge)
@@ -117,6 +127,11 @@ func runDown(cmd *cobra.Command, f downFlags) error {
 		fmt.Fprintf(out, "the data directory %s is kept ('capstan up' starts the cluster again, its pods anew); 'capstan down --purge' removes it\n", dataDir)
 	}
 	return errors.Join(errs...)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // serverStopped refuses to purge the data directory of a running server:
