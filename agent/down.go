@@ -61,14 +61,11 @@ func Down(ctx context.Context, opts Options, purge bool) (DownReport, error) {
 				opts.RunDir, ErrRunDirInUse, other, opts.DataDir)
 		}
 	}
-	var errs []error
 	if err := downPods(ctx, opts, purge, &rep); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
 		// Keep the namespaces and directories while containers may live.
-		return rep, errors.Join(errs...)
+		return rep, err
 	}
+	var errs []error
 	bridge := opts.Bridge
 	if bridge == "" {
 		bridge = network.DefaultBridge
