@@ -248,7 +248,12 @@ func (m *Manager) runtimeConf(id, netns, ifName string) *libcni.RuntimeConf {
 // Teardown detaches pod id (CNI DEL releases its address, veth and port
 // mappings) and removes its network namespace. It is idempotent.
 func (m *Manager) Teardown(ctx context.Context, id string) error {
-	path := m.NetNSPath(id)
+	return m.TeardownAt(ctx, id, m.NetNSPath(id))
+}
+
+// TeardownAt is Teardown for a pod whose namespace file is at path, which
+// may differ from NetNSPath(id) when it was made under an earlier RunDir.
+func (m *Manager) TeardownAt(ctx context.Context, id, path string) error {
 	var errs []error
 	// CNI DEL must run even when the namespace is gone, so host-local frees
 	// the address; plugins accept a missing namespace on DEL.

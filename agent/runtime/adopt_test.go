@@ -199,3 +199,39 @@ func waitLog(t *testing.T, path, want string) {
 		return strings.Contains(string(b), want)
 	})
 }
+
+// A pod made before the run directory moved (an upgrade that derives it
+// from the data directory) is adopted where its namespace files are, and
+// removing it unmounts them there: nothing is left under the old run
+// directory.
+func TestRemovePodAfterRunDirMoved(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb := e.pod("moved")
+	st := e.start(sb, runtime.ContainerSpec{Name: "web", Args: []string{"sleep"}})
+
+	netOpts := e.net.Options()
+	netOpts.RunDir = filepath.Join(e.dir, "run2", "netns")
+	moved, err := network.New(netOpts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := e.opts
+	opts.RunDir, opts.Network = filepath.Join(e.dir, "run2"), moved
+	rt := e.runtimeWith(opts)
+	pods, err := rt.ListPods(ctx)
+	if err != nil || len(pods) != 1 || pods[0].Stale || len(pods[0].Containers) != 1 || pods[0].Containers[0].ID != st.ID {
+		t.Fatalf("ListPods after the move = %+v, %v; want the running pod, not stale", pods, err)
+	}
+	if err := rt.RemovePod(ctx, sb.PodUID); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{sb.NetNSPath, sb.UTSPath, sb.IPCPath, filepath.Dir(sb.UTSPath), sb.Dir} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after RemovePod (%v)", p, err)
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), filepath.Join(e.dir, "run")+"/") {
+		t.Errorf("mounts left under the old run directory %s", filepath.Join(e.dir, "run"))
+	}
+}
