@@ -1,11 +1,15 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
 )
 
 // Two data directories never get the same run directory; the default
@@ -61,5 +65,36 @@ func TestClaimRunDir(t *testing.T) {
 	}
 	if err := claimRunDir(run, two); err != nil {
 		t.Fatalf("after the first data dir is gone: %v", err)
+	}
+}
+
+// An agent whose run directory another cluster's (existing) data
+// directory holds stops at start, before it touches containerd or the
+// network, and says which data directory holds it.
+func TestStartRefusesAnotherClustersRunDir(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	base := t.TempDir()
+	run, other := filepath.Join(base, "run"), filepath.Join(base, "other")
+	if err := os.Mkdir(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := claimRunDir(run, other); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{
+		Client: cl.Token(t, "node:n1"), NodeName: "n1", Address: "127.0.0.1",
+		DataDir: filepath.Join(base, "data"), RunDir: run, PodCIDR: "10.99.150.0/24",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = a.Start(ctx)
+	if !errors.Is(err, ErrRunDirInUse) || !strings.Contains(err.Error(), other) {
+		t.Fatalf("Start on another cluster's run dir: %v, want ErrRunDirInUse naming %s", err, other)
+	}
+	if _, err := os.Stat(filepath.Join(base, "data", DefaultContainerdSubdir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a containerd directory was made before the refusal: %v", err)
 	}
 }
