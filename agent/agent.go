@@ -27,6 +27,7 @@ type Agent struct {
 	host    hostInfo
 	address string
 	probeHC *http.Client
+	ev      *events
 
 	// Set by Start before any worker runs.
 	rt      runtime.Runtime
@@ -71,6 +72,7 @@ func New(opts Options) (*Agent, error) {
 	return &Agent{
 		opts: opts, log: opts.Logger.With("node", opts.NodeName), host: host, address: address,
 		probeHC: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		ev:      newEvents(opts.Client, opts.NodeName, opts.Now, opts.Logger.With("node", opts.NodeName)),
 		workers: map[string]*worker{},
 		pulls:   map[string]*sync.Mutex{},
 	}, nil
@@ -101,10 +103,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.podCIDR == "" {
 		return fmt.Errorf("node %s: %w (pass --pod-cidr)", a.opts.NodeName, ErrNoPodCIDR)
 	}
+	if err := claimRunDir(a.opts.RunDir, a.opts.DataDir); err != nil {
+		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
+	}
 	net, err := network.New(network.Options{
 		PodCIDR:    a.podCIDR,
 		RunDir:     filepath.Join(a.opts.RunDir, "netns"),
 		IPAMDir:    filepath.Join(a.opts.DataDir, "cni", "networks"),
+		CacheDir:   filepath.Join(a.opts.DataDir, "cni", "cache"),
 		PluginDirs: a.opts.CNIPluginDirs,
 		Bridge:     a.opts.Bridge,
 		PortMap:    a.opts.HostPorts,
@@ -167,6 +173,7 @@ func (a *Agent) run(ctx context.Context) error {
 		OnDelete: a.dispatch,
 	})
 	bg.Go(func() { _ = a.pods.Start(runCtx) })
+	bg.Go(func() { a.ev.run(runCtx) })
 	if err := a.pods.WaitForSync(runCtx); err != nil {
 		return fmt.Errorf("node %s: list pods: %w", a.opts.NodeName, err)
 	}

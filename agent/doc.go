@@ -13,7 +13,13 @@
 //
 // On Start the agent lists what the runtime runs and seeds a worker per
 // pod with it before any worker runs, so running containers are adopted,
-// never restarted; pods no longer bound to the node are removed.
+// never restarted; pods no longer bound to the node are removed. Down
+// (capstan down) is the opposite end: it removes every pod, namespace and
+// directory the agent made, with the agent stopped.
+//
+// Workers and probers record kubelet-style Events about their pods
+// (events.go) through a deduplicating queue that one goroutine drains, so
+// a slow API never blocks a pod.
 //
 // Concurrency: an Agent is started once. Informer handlers only wake
 // workers (under Agent.mu); probers run in their own goroutines and report

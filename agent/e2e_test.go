@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstanhq/capstan/agent"
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -81,6 +82,9 @@ func TestPods(t *testing.T) {
 		if w := got.Status.Containers[0].State.Waiting; w == nil || w.Message == "" {
 			t.Errorf("waiting state %+v lacks the pull error", w)
 		}
+		// As the kubelet does: the failed pull and the back-off are events.
+		e.eventFor(p, agent.EventFailed, "Failed to pull image: ")
+		e.eventFor(p, agent.EventBackOff, `Back-off pulling image "`+ref+`"`)
 		// The image appears: the next retry pulls it.
 		testimage.Build(t, testboxPkg, ref, registry.ImageConfig{})
 		e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning && ready(p) })
@@ -100,6 +104,7 @@ func TestPods(t *testing.T) {
 		if !seen()["CrashLoopBackOff"] {
 			t.Errorf("no CrashLoopBackOff seen; reasons %v", seen())
 		}
+		e.eventFor(p, agent.EventBackOff, "Back-off restarting failed container c")
 		cs := got.Status.Containers[0]
 		if lt := cs.LastTermination; lt == nil || lt.ExitCode != 3 || lt.Reason != runtime.ReasonError {
 			t.Errorf("last termination = %+v, want exit 3 Error", cs.LastTermination)
@@ -143,6 +148,7 @@ func TestPods(t *testing.T) {
 		if term := got.Status.Containers[0].State.Terminated; term == nil || term.Reason != runtime.ReasonOOMKilled || term.ExitCode != 137 {
 			t.Errorf("terminated = %+v, want OOMKilled (137)", term)
 		}
+		e.eventFor(p, agent.EventOOMKilled, "Container c (attempt 0) was killed")
 	})
 
 	t.Run("readiness probe flips Ready", func(t *testing.T) {
@@ -170,6 +176,7 @@ func TestPods(t *testing.T) {
 			t.Fatal(err)
 		}
 		got = e.waitPod(p, "not ready again", func(p *api.Pod) bool { return !ready(p) })
+		e.eventFor(p, agent.EventUnhealthy, "Readiness probe of container web failed: GET http://")
 		if cs := got.Status.Containers[0]; cs.State.Running == nil || cs.RestartCount != 0 {
 			t.Errorf("readiness failure restarted the container: %+v", cs)
 		}
@@ -186,6 +193,8 @@ func TestPods(t *testing.T) {
 			// testbox exits 0 on SIGTERM: the agent stopped it gracefully.
 			t.Errorf("last termination = %+v, want the graceful stop (exit 0)", lt)
 		}
+		e.eventFor(p, agent.EventUnhealthy, "Liveness probe of container c failed: ")
+		e.eventFor(p, agent.EventKilling, "Container c failed its liveness probe")
 	})
 
 	t.Run("host port without --host-ports is refused", func(t *testing.T) {
@@ -199,6 +208,7 @@ func TestPods(t *testing.T) {
 		if msg := got.Status.Containers[0].State.Waiting.Message; !strings.Contains(msg, "--host-ports") {
 			t.Errorf("message %q does not say how to allow host ports", msg)
 		}
+		e.eventFor(p, agent.EventFailedCreatePod, "--host-ports")
 	})
 
 	t.Run("graceful delete stops the containers, then removes the object", func(t *testing.T) {

@@ -373,3 +373,31 @@ func (e *env) reasons(app string) func() map[string]bool {
 		return out
 	}
 }
+
+// eventFor waits until the API holds an event about p with reason whose
+// message contains msg.
+func (e *env) eventFor(p *api.Pod, reason, msg string) {
+	e.t.Helper()
+	var got []string
+	e.waitFor(fmt.Sprintf("a %s event about %s containing %q", reason, p.Metadata.Name, msg), func() bool {
+		objs, _, err := e.api.Client.List(context.Background(), api.KindEvent, client.ListOptions{App: p.Metadata.App})
+		if err != nil {
+			return false
+		}
+		got = got[:0]
+		for _, o := range objs {
+			s := o.(*api.Event).Spec
+			if s.Object.Kind != api.KindPod || s.Object.Name != p.Metadata.Name {
+				continue
+			}
+			got = append(got, s.Reason+": "+s.Message)
+			if s.Reason == reason && strings.Contains(s.Message, msg) && s.Object.UID == p.Metadata.UID {
+				return true
+			}
+		}
+		return false
+	})
+	if e.t.Failed() {
+		e.t.Logf("events about %s: %q", p.Metadata.Name, got)
+	}
+}

@@ -9,3 +9,7 @@ var ErrNoPodCIDR = errors.New("no pod CIDR: the server allocated none to the nod
 // ErrHostPortsDisabled: a pod asks for a host port on a node whose agent
 // runs without HostPorts.
 var ErrHostPortsDisabled = errors.New("host ports are disabled on this node (start the agent with --host-ports)")
+
+// ErrRunDirInUse: the run directory belongs to another data directory,
+// that is another cluster on this machine.
+var ErrRunDirInUse = errors.New("the run directory is in use by another cluster")

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,7 +59,11 @@ type Options struct {
 	// DataDir holds pod directories, CNI state and, for a managed
 	// containerd, its root and socket. Default /var/lib/capstan/agent.
 	DataDir string
-	// RunDir holds namespace files. Default /run/capstan.
+	// RunDir holds namespace files and runc's state. It belongs to one
+	// data directory (Start refuses one that another data directory holds),
+	// so that two clusters on one machine never share it. Default
+	// RunDirFor(DataDir): /run/capstan for the default data directory,
+	// /run/capstan-<hash of DataDir> for any other.
 	RunDir string
 	// ContainerdAddress is a containerd socket to use; empty starts and
 	// supervises a containerd child under DataDir/containerd.
@@ -123,6 +129,19 @@ type Options struct {
 	Now func() time.Time
 }
 
+// RunDirFor is the run directory that belongs to the agent data directory
+// dataDir (absolute): DefaultRunDir for DefaultDataDir, and for any other
+// /run/capstan-<12 hex digits of the SHA-256 of the cleaned path>, so two
+// agents with different data directories never share namespace files.
+func RunDirFor(dataDir string) string {
+	dataDir = filepath.Clean(dataDir)
+	if dataDir == DefaultDataDir {
+		return DefaultRunDir
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return DefaultRunDir + "-" + hex.EncodeToString(sum[:6])
+}
+
 // setDefaults fills in zero values; it reads the host name when needed.
 func (o *Options) setDefaults() error {
 	if o.NodeName == "" {
@@ -135,8 +154,9 @@ func (o *Options) setDefaults() error {
 	if o.DataDir == "" {
 		o.DataDir = DefaultDataDir
 	}
+	o.DataDir = filepath.Clean(o.DataDir)
 	if o.RunDir == "" {
-		o.RunDir = DefaultRunDir
+		o.RunDir = RunDirFor(o.DataDir)
 	}
 	if o.ContainerdNamespace == "" {
 		o.ContainerdNamespace = DefaultNamespace

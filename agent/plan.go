@@ -117,6 +117,15 @@ type plan struct {
 	// Wake is when the pod needs another pass (a back-off ends); zero for
 	// none.
 	Wake time.Time
+	// BackOff lists the containers whose start waits for a back-off.
+	BackOff []backOff
+}
+
+// backOff is a container whose next start waits: a restart after a crash,
+// or a retry after a failed start (Failure names it).
+type backOff struct {
+	Name    string
+	Failure string // ErrImagePull, CreateContainerError, ...; empty for a crash
 }
 
 func (p *plan) wakeAt(t time.Time) {
@@ -218,6 +227,7 @@ func podPlan(pod *api.Pod, obs observed, mem map[string]memory, b Backoff, now t
 			at, delay := restartAt(b, last, m)
 			if now.Before(at) {
 				p.wakeAt(at)
+				p.BackOff = append(p.BackOff, backOff{Name: c.Name})
 				continue
 			}
 			next.Attempt, next.CrashDelay = last.Attempt+1, b.next(delay)
@@ -229,6 +239,7 @@ func podPlan(pod *api.Pod, obs observed, mem map[string]memory, b Backoff, now t
 		}
 		if f := m.Failure; f != nil && now.Before(f.RetryAt) {
 			p.wakeAt(f.RetryAt)
+			p.BackOff = append(p.BackOff, backOff{Name: c.Name, Failure: f.Reason})
 			continue
 		}
 		p.Start = append(p.Start, next)

@@ -90,7 +90,7 @@ func TestPodPlan(t *testing.T) {
 			name: "exit within the back-off waits",
 			pod:  testPod(api.RestartAlways, "web"), obs: obsOf(sandbox, exited("web", 1, 1, quick, t0)),
 			mem: map[string]memory{"web": {CrashDelay: 10 * time.Second}}, now: t0.Add(3 * time.Second),
-			want: plan{Wake: t0.Add(10 * time.Second)},
+			want: plan{Wake: t0.Add(10 * time.Second), BackOff: []backOff{{Name: "web"}}},
 		},
 		{
 			name: "back-off over: restart and double",
@@ -132,7 +132,7 @@ func TestPodPlan(t *testing.T) {
 			name: "pull failure waits for its retry",
 			pod:  testPod("", "web"), obs: obsOf(sandbox),
 			mem: map[string]memory{"web": {Failure: &failure{Reason: ReasonErrImagePull, Count: 1, RetryAt: t0.Add(time.Second)}}}, now: t0,
-			want: plan{Wake: t0.Add(time.Second)},
+			want: plan{Wake: t0.Add(time.Second), BackOff: []backOff{{Name: "web", Failure: ReasonErrImagePull}}},
 		},
 		{
 			name: "pull failure retried when due",

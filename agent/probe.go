@@ -186,28 +186,39 @@ type probeSpec struct {
 	initial bool // verdict before the first result
 }
 
-// startProber runs the given probes (either may be nil) in goroutines.
-func startProber(ctx context.Context, id string, readiness, liveness *probeSpec, changed func()) *prober {
+// startProber runs the given probes (either may be nil) in goroutines;
+// failed, when set, hears of every failed check ("Readiness" or
+// "Liveness").
+func startProber(ctx context.Context, id string, readiness, liveness *probeSpec, changed func(), failed func(kind string, err error)) *prober {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prober{id: id, stop: cancel, done: make(chan struct{}), changed: changed}
 	var wg sync.WaitGroup
 	if readiness != nil {
 		p.ready = readiness.initial
 		wg.Go(func() {
-			p.loop(ctx, *readiness, func(ok bool) { p.ready = ok })
+			p.loop(ctx, *readiness, func(ok bool) { p.ready = ok }, report(failed, "Readiness"))
 		})
 	}
 	if liveness != nil {
 		wg.Go(func() {
-			p.loop(ctx, *liveness, func(ok bool) { p.unhealthy = !ok })
+			p.loop(ctx, *liveness, func(ok bool) { p.unhealthy = !ok }, report(failed, "Liveness"))
 		})
 	}
 	go func() { wg.Wait(); close(p.done) }()
 	return p
 }
 
-// loop probes every period; set records a changed verdict under p.mu.
-func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool)) {
+// report binds failed to a probe kind; nil stays nil.
+func report(failed func(string, error), kind string) func(error) {
+	if failed == nil {
+		return nil
+	}
+	return func(err error) { failed(kind, err) }
+}
+
+// loop probes every period; set records a changed verdict under p.mu;
+// failed, when set, hears of each failed check.
+func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool), failed func(error)) {
 	counter := probeCounter{ok: s.initial}
 	delay := s.cfg.InitialDelay
 	for {
@@ -224,6 +235,9 @@ func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool)) {
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if err != nil && failed != nil {
+			failed(err)
 		}
 		if counter.observe(err == nil, s.cfg) {
 			p.mu.Lock()

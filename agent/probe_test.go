@@ -120,8 +120,24 @@ func TestProberFlips(t *testing.T) {
 	changed := make(chan struct{}, 10)
 	spec := &probeSpec{cfg: probeConfig{Period: 5 * time.Millisecond, Timeout: time.Second, Failures: 1, Successes: 1},
 		check: checkFunc(func() bool { return pass.Load() })}
-	p := startProber(context.Background(), "c1", spec, nil, func() { changed <- struct{}{} })
+	failures := make(chan string, 100)
+	p := startProber(context.Background(), "c1", spec, nil, func() { changed <- struct{}{} },
+		func(kind string, err error) {
+			select {
+			case failures <- kind + ": " + err.Error():
+			default:
+			}
+		})
 	defer p.close()
+	// Each failed check is reported, named by its probe.
+	select {
+	case f := <-failures:
+		if f != "Readiness: "+strconv.ErrRange.Error() {
+			t.Errorf("failure reported as %q", f)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failed check reported within 10s")
+	}
 	pass.Store(true)
 	waitChange(t, changed)
 	if ready, unhealthy := p.results(); !ready || unhealthy {

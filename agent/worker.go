@@ -154,6 +154,7 @@ func (w *worker) pass(ctx context.Context) (next time.Duration, done bool) {
 			a.log.Warn("write pod status", "pod", w.key, "err", err)
 		}
 	}
+	w.backOffEvents(pod, p.BackOff)
 	w.apply(ctx, pod, p)
 	w.syncProbers(ctx, pod)
 	w.readProbes()
@@ -195,6 +196,10 @@ func (w *worker) refresh(ctx context.Context) {
 				case err != nil:
 					w.a.log.Warn("container status", "pod", w.key, "container", c.ID, "err", err)
 				default:
+					if st.State == runtime.StateExited && st.Reason == runtime.ReasonOOMKilled {
+						w.a.ev.emit(podRef(w.key, w.uid), api.EventWarning, EventOOMKilled,
+							fmt.Sprintf("Container %s (attempt %d) was killed: it went over its memory limit", st.Name, st.Attempt))
+					}
 					c = st
 				}
 			}
@@ -252,6 +257,7 @@ func (w *worker) apply(ctx context.Context, pod *api.Pod, p plan) {
 	}
 	for _, k := range p.Kill {
 		a.log.Info("liveness probe failed; restarting container", "pod", w.key, "container", k.Name)
+		a.ev.emit(podRef(w.key, w.uid), api.EventNormal, EventKilling, fmt.Sprintf("Container %s failed its liveness probe, will be restarted", k.Name))
 		if err := a.rt.StopContainer(ctx, k.ID, gracePeriod(pod)); err != nil {
 			a.log.Warn("stop unhealthy container", "pod", w.key, "container", k.ID, "err", err)
 		}
@@ -339,6 +345,30 @@ func (w *worker) fail(name, reason string, err error, now time.Time) {
 	m.Failure = f
 	w.mem[name] = m
 	w.a.log.Warn("container start failed", "pod", w.key, "container", name, "reason", reason, "retry_in", delay, "err", err)
+	evReason, msg := EventFailed, err.Error()
+	switch reason {
+	case ReasonErrImagePull:
+		msg = "Failed to pull image: " + msg
+	case ReasonCreatePodSandboxError:
+		evReason = EventFailedCreatePod
+	}
+	w.a.ev.emit(podRef(w.key, w.uid), api.EventWarning, evReason, msg)
+}
+
+// backOffEvents records a BackOff event for each container whose start
+// waits, as the kubelet does; the emitter sends one per message a minute.
+func (w *worker) backOffEvents(pod *api.Pod, bs []backOff) {
+	for _, b := range bs {
+		msg := "Back-off restarting failed container " + b.Name
+		if b.Failure == ReasonErrImagePull {
+			image := ""
+			if i := slices.IndexFunc(pod.Spec.Containers, func(c api.Container) bool { return c.Name == b.Name }); i >= 0 {
+				image = pod.Spec.Containers[i].Image
+			}
+			msg = fmt.Sprintf("Back-off pulling image %q", image)
+		}
+		w.a.ev.emit(podRef(w.key, w.uid), api.EventWarning, EventBackOff, msg)
+	}
 }
 
 // forget drops a removed container from the view.

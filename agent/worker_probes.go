@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -39,7 +40,11 @@ func (w *worker) syncProbers(ctx context.Context, pod *api.Pod) {
 			// an agent restart does not flap its pod's Ready condition.
 			specs[0].initial = wasReady(pod, last.ID)
 		}
-		w.probers[c.Name] = startProber(ctx, last.ID, specs[0], specs[1], w.trigger)
+		ref := podRef(w.key, w.uid)
+		failed := func(kind string, err error) {
+			w.a.ev.emit(ref, api.EventWarning, EventUnhealthy, fmt.Sprintf("%s probe of container %s failed: %v", kind, c.Name, err))
+		}
+		w.probers[c.Name] = startProber(ctx, last.ID, specs[0], specs[1], w.trigger, failed)
 	}
 }
 

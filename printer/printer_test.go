@@ -50,6 +50,36 @@ func TestPodStatus(t *testing.T) {
 	}
 }
 
+func TestNodeAddress(t *testing.T) {
+	node := func(name, ip string, ready bool) *api.Node {
+		n := api.KindNode.New().(*api.Node)
+		n.Metadata.Name = name
+		if ip != "" {
+			n.Status.Addresses = []api.NodeAddress{{Type: "Hostname", Address: name}, {Type: "InternalIP", Address: ip}}
+		}
+		st := api.ConditionFalse
+		if ready {
+			st = api.ConditionTrue
+		}
+		n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: st}}
+		return n
+	}
+	for _, tc := range []struct {
+		name  string
+		nodes []*api.Node
+		want  string
+	}{
+		{"none", nil, ""},
+		{"the first ready by name", []*api.Node{node("c", "10.0.0.3", true), node("a", "10.0.0.1", false), node("b", "10.0.0.2", true)}, "10.0.0.2"},
+		{"none ready", []*api.Node{node("b", "10.0.0.2", false), node("a", "10.0.0.1", false)}, "10.0.0.1"},
+		{"no address", []*api.Node{node("a", "", true)}, ""},
+	} {
+		if got := NodeAddress(tc.nodes); got != tc.want {
+			t.Errorf("%s: NodeAddress = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestTables(t *testing.T) {
 	now := time.Now()
 	svc := api.KindService.New().(*api.Service)
@@ -58,11 +88,12 @@ func TestTables(t *testing.T) {
 	ep := api.KindEndpoints.New().(*api.Endpoints)
 	ep.Spec.Addresses = []api.EndpointAddress{{IP: "10.88.0.2", Ready: true}, {IP: "10.88.0.3"}}
 	var b strings.Builder
-	if err := Table(&b, api.KindService, []api.Object{svc}, Options{Now: now, ShowApp: true, Endpoints: map[string]*api.Endpoints{"shop/web": ep}}); err != nil {
+	if err := Table(&b, api.KindService, []api.Object{svc}, Options{Now: now, ShowApp: true, Endpoints: map[string]*api.Endpoints{"shop/web": ep}, NodeAddress: "10.0.0.5"}); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"APP", "VIP", "shop", "10.96.0.1", "80:30080/TCP", "1/2", "60m"} {
+	// The node port is shown on the node's address, where it answers.
+	for _, want := range []string{"APP", "VIP", "shop", "10.96.0.1", "80:30080/TCP", "1/2", "60m", "EXTERNAL", "10.0.0.5:30080"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("services table lacks %q:\n%s", want, out)
 		}

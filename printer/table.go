@@ -3,6 +3,8 @@ package printer
 import (
 	"fmt"
 	"io"
+	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +27,10 @@ type Options struct {
 	// Endpoints, when set, lets the services table show ready/total
 	// endpoints; keyed by "app/name".
 	Endpoints map[string]*api.Endpoints
+	// NodeAddress, when set, is a node's address on which the services
+	// table shows where node ports answer (ADDRESS:NODEPORT). Node ports
+	// answer on the nodes' addresses, not on 127.0.0.1.
+	NodeAddress string
 }
 
 // column is one column of a kind's table.
@@ -176,6 +182,7 @@ func columnsFor(kind api.Kind) []column {
 				return orNone(s.Spec.VIP)
 			}},
 			{name: "PORTS", cell: func(o api.Object, _ *Options) string { return servicePorts(o.(*api.Service)) }},
+			{name: "EXTERNAL", cell: func(o api.Object, opts *Options) string { return nodePortAddrs(o.(*api.Service), opts.NodeAddress) }},
 			{name: "ENDPOINTS", cell: func(o api.Object, opts *Options) string {
 				ep := opts.Endpoints[api.KeyOf(o).ObjectKey()]
 				if ep == nil {
@@ -326,6 +333,48 @@ func servicePorts(s *api.Service) string {
 		out = append(out, v+"/"+proto)
 	}
 	return orNone(strings.Join(out, ","))
+}
+
+// nodePortAddrs is where the service's node ports answer: addr:port for
+// each, "<none>" when the service is not external or no address is known.
+func nodePortAddrs(s *api.Service, addr string) string {
+	if addr == "" {
+		return orNone("")
+	}
+	var out []string
+	for _, p := range s.Spec.Ports {
+		if p.NodePort != 0 {
+			out = append(out, net.JoinHostPort(addr, strconv.Itoa(int(p.NodePort))))
+		}
+	}
+	return orNone(strings.Join(out, ","))
+}
+
+// NodeAddress picks the address node ports are shown on: the InternalIP
+// of the first Ready node by name, else of the first node that has one.
+func NodeAddress(nodes []*api.Node) string {
+	sorted := slices.Clone(nodes)
+	slices.SortFunc(sorted, func(a, b *api.Node) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
+	first := ""
+	for _, n := range sorted {
+		ip := ""
+		for _, a := range n.Status.Addresses {
+			if a.Type == "InternalIP" && a.Address != "" {
+				ip = a.Address
+				break
+			}
+		}
+		if ip == "" {
+			continue
+		}
+		if c := api.FindCondition(n.Status.Conditions, api.NodeReady); c != nil && c.Status == api.ConditionTrue {
+			return ip
+		}
+		if first == "" {
+			first = ip
+		}
+	}
+	return first
 }
 
 func endpointList(e *api.Endpoints) string {

@@ -100,7 +100,7 @@ func (m *Manager) NewController(name string, r Reconciler, workers int) (*Contro
 
 // Recorder returns an event recorder that reports as reporter.
 func (m *Manager) Recorder(reporter string) *Recorder {
-	return &Recorder{Client: m.opts.Client, Reporter: reporter, Logger: m.Logger(reporter), Clock: m.opts.Clock}
+	return &Recorder{Client: m.opts.Client, Reporter: reporter, Logger: m.Logger(reporter), Now: m.opts.Clock.Now}
 }
 
 // Add registers a component to run with Start.

@@ -19,7 +19,7 @@ type Recorder struct {
 	Client   *client.Client
 	Reporter string
 	Logger   *slog.Logger
-	Clock    Clock // default RealClock
+	Now      func() time.Time // default time.Now (a manager passes its clock's)
 }
 
 // Record writes e. Events about cluster-scoped objects (nodes) are only
@@ -33,12 +33,11 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 	if r.Client == nil || e.Object.App == "" {
 		return
 	}
-	var now time.Time
-	if r.Clock != nil {
-		now = r.Clock.Now()
-	} else {
-		now = RealClock{}.Now()
+	clock := RealClock{}.Now
+	if r.Now != nil {
+		clock = r.Now
 	}
+	now := clock()
 	sum := sha256.Sum256([]byte(string(e.Object.Kind) + "/" + e.Object.Name + "/" + e.Reason))
 	name := eventName(e.Object.Name, hex.EncodeToString(sum[:4]))
 	key := api.Key{Kind: api.KindEvent, App: e.Object.App, Name: name}

@@ -15,7 +15,7 @@ import (
 func TestRecorderCountsRepeats(t *testing.T) {
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	clock := reconcile.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	r := &reconcile.Recorder{Client: cl.Client, Reporter: "test", Clock: clock}
+	r := &reconcile.Recorder{Client: cl.Client, Reporter: "test", Now: clock.Now}
 	obj := api.ObjectRef{Kind: api.KindWorkload, App: "shop", Name: "web", UID: "u1"}
 	for i := range 3 {
 		clock.Step(time.Second)

@@ -1,6 +1,6 @@
 // Package network owns the pod network on one node: a bind-mounted network
 // namespace per pod, attached with CNI (bridge + host-local IPAM on the
-// node's pod CIDR + portmap) through go-cni, and the per-pod name files
+// node's pod CIDR + portmap) through libcni, and the per-pod name files
 // (/etc/hosts, /etc/resolv.conf) that make the cluster DNS reachable.
 //
 // A Manager is safe for concurrent use: Setup and Teardown for different pods

@@ -12,10 +12,16 @@ import (
 	"path/filepath"
 	"strings"
 
-	cni "github.com/containerd/go-cni"
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/capstanhq/capstan/agent/network/nsfile"
 )
+
+// DefaultBridge is the pods' bridge when Options.Bridge is empty.
+const DefaultBridge = "capstan0"
 
 // Options configure a Manager. Zero values take the documented defaults.
 type Options struct {
@@ -27,6 +33,11 @@ type Options struct {
 	// IPAMDir is host-local's state directory (one file per leased address).
 	// Default /var/lib/capstan/cni/networks.
 	IPAMDir string
+	// CacheDir is libcni's cache of each attachment's result and
+	// configuration, which DEL reads back. Default "cache" next to
+	// IPAMDir (/var/lib/capstan/cni/cache), never libcni's own
+	// /var/lib/cni, so everything stays under the agent's data directory.
+	CacheDir string
 	// PluginDirs are searched for CNI plugin binaries.
 	// Default /usr/lib/cni and /opt/cni/bin (Debian and upstream layouts).
 	PluginDirs []string
@@ -54,11 +65,14 @@ func (o *Options) setDefaults() {
 	if o.IPAMDir == "" {
 		o.IPAMDir = "/var/lib/capstan/cni/networks"
 	}
+	if o.CacheDir == "" {
+		o.CacheDir = filepath.Join(filepath.Dir(o.IPAMDir), "cache")
+	}
 	if len(o.PluginDirs) == 0 {
 		o.PluginDirs = []string{"/usr/lib/cni", "/opt/cni/bin"}
 	}
 	if o.Bridge == "" {
-		o.Bridge = "capstan0"
+		o.Bridge = DefaultBridge
 	}
 	if o.NetworkName == "" {
 		o.NetworkName = "capstan"
@@ -75,8 +89,8 @@ func (o *Options) validate() error {
 	if len(o.Bridge) > 15 {
 		return fmt.Errorf("network options: bridge name %q is longer than 15 bytes (Linux interface name limit)", o.Bridge)
 	}
-	if !filepath.IsAbs(o.RunDir) || !filepath.IsAbs(o.IPAMDir) {
-		return fmt.Errorf("network options: RunDir %q and IPAMDir %q must be absolute paths", o.RunDir, o.IPAMDir)
+	if !filepath.IsAbs(o.RunDir) || !filepath.IsAbs(o.IPAMDir) || !filepath.IsAbs(o.CacheDir) {
+		return fmt.Errorf("network options: RunDir %q, IPAMDir %q and CacheDir %q must be absolute paths", o.RunDir, o.IPAMDir, o.CacheDir)
 	}
 	for _, p := range []string{"bridge", "host-local", "loopback"} {
 		if findPlugin(o.PluginDirs, p) == "" {
@@ -99,9 +113,16 @@ func findPlugin(dirs []string, name string) string {
 // Manager attaches pods to the node's pod network.
 type Manager struct {
 	opts Options
-	cni  cni.CNI
+	cni  *libcni.CNIConfig
+	pod  *libcni.NetworkConfigList // the pod network, interface eth0
+	lo   *libcni.NetworkConfigList // the loopback, interface lo
 	log  *slog.Logger
 }
+
+// loopbackConf brings up lo in each pod.
+const loopbackConf = `{"cniVersion": "1.0.0", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}`
+
+const podIfName = "eth0"
 
 // PortMapping publishes a pod port on the host.
 type PortMapping struct {
@@ -134,23 +155,23 @@ func New(opts Options, log *slog.Logger) (*Manager, error) {
 			return nil, err
 		}
 	}
-	// Plugin dirs and prefix must come before the networks: each network
-	// captures the plugin search path when it is added. The pod network
-	// goes first so its interface is eth0 (the index names it).
-	c, err := cni.New(
-		cni.WithPluginDir(opts.PluginDirs),
-		cni.WithInterfacePrefix("eth"),
-		cni.WithMinNetworkCount(1),
-		cni.WithConfListBytes(conf),
-		cni.WithLoNetwork,
-	)
+	pod, err := libcni.ConfListFromBytes(conf)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: load CNI config: %w (check the conflist)", opts.NetworkName, err)
+	}
+	lo, err := libcni.ConfListFromBytes([]byte(loopbackConf))
+	if err != nil {
+		return nil, fmt.Errorf("network %s: loopback config: %w", opts.NetworkName, err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{opts: opts, cni: c, log: log}, nil
+	// libcni directly rather than go-cni: only it takes a cache directory.
+	c := libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, opts.CacheDir, &invoke.DefaultExec{
+		RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+		PluginDecoder: version.PluginDecoder{},
+	})
+	return &Manager{opts: opts, cni: c, pod: pod, lo: lo, log: log}, nil
 }
 
 // Options returns the effective options, defaults filled in.
@@ -174,34 +195,42 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (_ 
 			}
 		}
 	}()
-	var nsOpts []cni.NamespaceOpts
+	rt := m.runtimeConf(id, path, podIfName)
 	if len(ports) > 0 {
-		pm := make([]cni.PortMapping, 0, len(ports))
+		pm := make([]map[string]any, 0, len(ports))
 		for _, p := range ports {
 			proto := strings.ToLower(p.Protocol)
 			if proto == "" {
 				proto = "tcp"
 			}
-			pm = append(pm, cni.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: proto, HostIP: p.HostIP})
+			pm = append(pm, map[string]any{"hostPort": p.HostPort, "containerPort": p.ContainerPort, "protocol": proto, "hostIP": p.HostIP})
 		}
-		nsOpts = append(nsOpts, cni.WithCapabilityPortMap(pm))
+		rt.CapabilityArgs = map[string]any{"portMappings": pm}
 	}
-	res, err := m.cni.Setup(ctx, id, path, nsOpts...)
-	if err != nil {
-		return Attachment{}, fmt.Errorf("pod %s: attach to network %s: %w: %w (check the node's pod CIDR %s and the CNI plugins)",
+	wrap := func(err error) error {
+		return fmt.Errorf("pod %s: attach to network %s: %w: %w (check the node's pod CIDR %s and the CNI plugins)",
 			id, m.opts.NetworkName, ErrCNI, err, m.opts.PodCIDR)
 	}
+	raw, err := m.cni.AddNetworkList(ctx, m.pod, rt)
+	if err != nil {
+		return Attachment{}, wrap(err)
+	}
+	if _, err := m.cni.AddNetworkList(ctx, m.lo, m.runtimeConf(id, path, "lo")); err != nil {
+		return Attachment{}, wrap(err)
+	}
+	res, err := types100.NewResultFromResult(raw)
+	if err != nil {
+		return Attachment{}, wrap(err)
+	}
 	att := Attachment{NetNSPath: path}
-	for name, iface := range res.Interfaces {
-		if name == "lo" || iface.Sandbox == "" {
+	for _, ipc := range res.IPs {
+		if ipc.Interface == nil || *ipc.Interface < 0 || *ipc.Interface >= len(res.Interfaces) || res.Interfaces[*ipc.Interface].Sandbox == "" {
 			continue
 		}
-		for _, ipc := range iface.IPConfigs {
-			if a, ok := netip.AddrFromSlice(ipc.IP); ok && a.Unmap().Is4() {
-				att.IP = a.Unmap()
-				if g, ok := netip.AddrFromSlice(ipc.Gateway); ok {
-					att.Gateway = g.Unmap()
-				}
+		if a, ok := netip.AddrFromSlice(ipc.Address.IP); ok && a.Unmap().Is4() {
+			att.IP = a.Unmap()
+			if g, ok := netip.AddrFromSlice(ipc.Gateway); ok {
+				att.Gateway = g.Unmap()
 			}
 		}
 	}
@@ -212,10 +241,19 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (_ 
 	return att, nil
 }
 
+func (m *Manager) runtimeConf(id, netns, ifName string) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{ContainerID: id, NetNS: netns, IfName: ifName}
+}
+
 // Teardown detaches pod id (CNI DEL releases its address, veth and port
 // mappings) and removes its network namespace. It is idempotent.
 func (m *Manager) Teardown(ctx context.Context, id string) error {
-	path := m.NetNSPath(id)
+	return m.TeardownAt(ctx, id, m.NetNSPath(id))
+}
+
+// TeardownAt is Teardown for a pod whose namespace file is at path, which
+// may differ from NetNSPath(id) when it was made under an earlier RunDir.
+func (m *Manager) TeardownAt(ctx context.Context, id, path string) error {
 	var errs []error
 	// CNI DEL must run even when the namespace is gone, so host-local frees
 	// the address; plugins accept a missing namespace on DEL.
@@ -223,8 +261,14 @@ func (m *Manager) Teardown(ctx context.Context, id string) error {
 	if !nsfile.IsMounted(path) {
 		nsPath = ""
 	}
-	if err := m.cni.Remove(ctx, id, nsPath); err != nil {
-		errs = append(errs, fmt.Errorf("pod %s: detach from network %s: %w: %w", id, m.opts.NetworkName, ErrCNI, err))
+	// Both DELs run even when one fails, so neither leaves its cache entry.
+	for _, n := range []struct {
+		list   *libcni.NetworkConfigList
+		ifName string
+	}{{m.pod, podIfName}, {m.lo, "lo"}} {
+		if err := m.cni.DelNetworkList(ctx, n.list, m.runtimeConf(id, nsPath, n.ifName)); err != nil {
+			errs = append(errs, fmt.Errorf("pod %s: detach from network %s: %w: %w", id, n.list.Name, ErrCNI, err))
+		}
 	}
 	if err := nsfile.Remove(path); err != nil {
 		errs = append(errs, fmt.Errorf("pod %s: %w", id, err))
@@ -238,9 +282,15 @@ func (m *Manager) RemoveBridge(ctx context.Context) error {
 	if _, err := net.InterfaceByName(m.opts.Bridge); err != nil {
 		return nil
 	}
-	out, err := exec.CommandContext(ctx, "ip", "link", "delete", m.opts.Bridge).CombinedOutput()
+	return DeleteLink(ctx, m.opts.Bridge)
+}
+
+// DeleteLink deletes the network interface name (the bridge, for
+// `capstan down`).
+func DeleteLink(ctx context.Context, name string) error {
+	out, err := exec.CommandContext(ctx, "ip", "link", "delete", name).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("bridge %s: delete: %w: %s", m.opts.Bridge, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("bridge %s: delete: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

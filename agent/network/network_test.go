@@ -117,21 +117,48 @@ func TestSetupAndTeardown(t *testing.T) {
 	}
 }
 
+// libcni's cache of results lives under the manager's CacheDir (the
+// agent's data directory), never in /var/lib/cni, and DEL empties it.
+func TestCNICacheUnderCacheDir(t *testing.T) {
+	m := newManager(t, nil)
+	id := fmt.Sprintf("pod-cache-%d", os.Getpid())
+	ctx := context.Background()
+	if _, err := m.Setup(ctx, id, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Teardown(context.Background(), id) })
+	cached := func(dir string) []string {
+		m, _ := filepath.Glob(filepath.Join(dir, "results", "*"+id+"*"))
+		return m
+	}
+	if got := cached(m.Options().CacheDir); len(got) != 2 {
+		t.Errorf("cache entries under %s: %v, want the pod network's and the loopback's", m.Options().CacheDir, got)
+	}
+	if got := cached("/var/lib/cni"); len(got) != 0 {
+		t.Errorf("cache entries outside the data directory: %v", got)
+	}
+	if err := m.Teardown(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if got := cached(m.Options().CacheDir); len(got) != 0 {
+		t.Errorf("cache entries left after teardown: %v", got)
+	}
+}
+
 func TestBadConfListFailsCleanly(t *testing.T) {
 	m := newManager(t, func(o *network.Options) {
 		o.ConfList = []byte(`{"cniVersion":"1.0.0","name":"bad","plugins":[{"type":"no-such-plugin"}]}`)
 	})
 	id := fmt.Sprintf("pod-x-%d", os.Getpid())
-	// go-cni stops a DEL at the first failing network, so the loopback's
-	// entry in libcni's result cache (/var/lib/cni/results) outlives a
-	// broken conflist; remove it here.
-	t.Cleanup(func() { os.Remove("/var/lib/cni/results/cni-loopback-" + id + "-lo") })
 	_, err := m.Setup(context.Background(), id, nil)
 	if !errors.Is(err, network.ErrCNI) || !strings.Contains(err.Error(), "no-such-plugin") {
 		t.Fatalf("Setup with a missing plugin: err = %v, want ErrCNI naming the plugin", err)
 	}
 	if _, err := os.Stat(m.NetNSPath(id)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("namespace left after failure: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(m.Options().CacheDir, "results", "*"+id+"*")); len(left) > 0 {
+		t.Errorf("cache entries left after failure: %v", left)
 	}
 }
 

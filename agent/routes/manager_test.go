@@ -185,7 +185,7 @@ func TestManagerInNetworkNamespace(t *testing.T) {
 	// pod CIDR elsewhere: the next start leaves that route alone.
 	d := mkNode("d", "10.99.241.4")
 	run(t, "ip", "-n", testNS, "route", "add", d.Spec.PodCIDR, "via", "10.99.241.9", "proto", "static")
-	start()
+	stop = start()
 	want(owned(c, "10.99.241.33"), d.Spec.PodCIDR+" via 10.99.241.9 proto static")
 	// Once the other program's route is gone, d gets its route.
 	run(t, "ip", "-n", testNS, "route", "del", d.Spec.PodCIDR)
@@ -193,6 +193,21 @@ func TestManagerInNetworkNamespace(t *testing.T) {
 	// Syncs rewrite the egress table rather than add to it.
 	if out := run(t, "ip", "netns", "exec", testNS, "nft", "list", "table", "ip", DefaultEgressTable); strings.Count(out, "masquerade") != 1 {
 		t.Errorf("egress table after many syncs:\n%s\nwant one rule", out)
+	}
+
+	// Cleanup (capstan down) removes the owned routes and the egress
+	// table, and nothing else; a second run finds nothing to do.
+	stop()
+	for range 2 {
+		if err := Cleanup(Options{NetNS: "/run/netns/" + testNS}); err != nil {
+			t.Fatalf("Cleanup: %v", err)
+		}
+	}
+	if got := kernelRoutes(t); !slices.Equal(got, []string{foreign}) {
+		t.Errorf("routes after Cleanup = %q, want only %q", got, foreign)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", testNS, "nft", "list", "table", "ip", DefaultEgressTable).CombinedOutput(); err == nil {
+		t.Errorf("egress table left after Cleanup:\n%s", out)
 	}
 }
 

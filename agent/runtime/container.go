@@ -70,7 +70,7 @@ func (c *Containerd) StartContainer(ctx context.Context, sb Sandbox, spec Contai
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(c.opts.Snapshotter),
 		containerd.WithNewSnapshot(id, img),
-		containerd.WithRuntime(c.opts.RuntimeName, nil),
+		containerd.WithRuntime(c.opts.RuntimeName, c.runtimeOptions()),
 		containerd.WithNewSpec(specOpts...),
 		containerd.WithContainerLabels(labels),
 	)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
@@ -31,6 +32,11 @@ type Options struct {
 	// RunDir holds the pods' UTS and IPC namespace files (the network
 	// namespaces live in the network manager's RunDir). Default /run/capstan.
 	RunDir string
+	// RuncRoot is runc's state directory (runc --root) for the containers
+	// this runtime creates, so their state stays with this node's run
+	// directory rather than containerd's shared /run/containerd/runc.
+	// Default RunDir/runc. Used with the runc runtime only.
+	RuncRoot string
 	// Network attaches pods to the pod network. Required.
 	Network *network.Manager
 	// Snapshotter used for images and containers. Default "overlayfs".
@@ -81,11 +87,14 @@ func (o *Options) setDefaults() error {
 	if o.RunDir == "" {
 		o.RunDir = "/run/capstan"
 	}
+	if o.RuncRoot == "" {
+		o.RuncRoot = filepath.Join(o.RunDir, "runc")
+	}
 	if o.Snapshotter == "" {
 		o.Snapshotter = "overlayfs"
 	}
 	if o.RuntimeName == "" {
-		o.RuntimeName = "io.containerd.runc.v2"
+		o.RuntimeName = runcRuntime
 	}
 	if o.CgroupParent == "" {
 		o.CgroupParent = "/capstan"
@@ -118,8 +127,8 @@ func (o *Options) validate() error {
 		return errors.New("runtime options: Address (the containerd socket) is required")
 	case o.Network == nil:
 		return errors.New("runtime options: Network (a *network.Manager) is required")
-	case !filepath.IsAbs(o.DataDir) || !filepath.IsAbs(o.RunDir):
-		return fmt.Errorf("runtime options: DataDir %q and RunDir %q must be absolute", o.DataDir, o.RunDir)
+	case !filepath.IsAbs(o.DataDir) || !filepath.IsAbs(o.RunDir) || !filepath.IsAbs(o.RuncRoot):
+		return fmt.Errorf("runtime options: DataDir %q, RunDir %q and RuncRoot %q must be absolute", o.DataDir, o.RunDir, o.RuncRoot)
 	case !filepath.IsAbs(o.LogDriver):
 		return fmt.Errorf("runtime options: LogDriver %q must be an absolute path", o.LogDriver)
 	case o.LogMaxSize < 4096:
@@ -207,6 +216,18 @@ func (c *Containerd) Close() error { return c.client.Close() }
 
 func (c *Containerd) ctx(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, c.opts.Namespace)
+}
+
+// runcRuntime is containerd's runc shim, the default RuntimeName.
+const runcRuntime = "io.containerd.runc.v2"
+
+// runtimeOptions are the shim options of a new container: for runc, its
+// state directory.
+func (c *Containerd) runtimeOptions() any {
+	if c.opts.RuntimeName != runcRuntime {
+		return nil
+	}
+	return &runcoptions.Options{Root: c.opts.RuncRoot}
 }
 
 // Labels recorded on every container.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 
@@ -175,21 +176,44 @@ func (c *Containerd) RemovePod(ctx context.Context, podUID string) error {
 
 // removeSandbox detaches the network, removes the namespace files and the
 // pod's directories. Idempotent.
+// The namespace files are looked for where sandbox.json recorded them as
+// well as under the current RunDir: a pod made before the run directory
+// moved (an upgrade that derives it from the data directory) keeps its
+// files where they were made.
 func (c *Containerd) removeSandbox(ctx context.Context, uid string) error {
 	var errs []error
-	if err := c.net.Teardown(ctx, uid); err != nil {
-		errs = append(errs, err)
-	}
 	run := c.podRunDir(uid)
-	for _, ns := range []string{"uts", "ipc"} {
-		if err := nsfile.Remove(filepath.Join(run, ns)); err != nil {
+	netns := []string{c.net.NetNSPath(uid)}
+	files := []string{filepath.Join(run, "uts"), filepath.Join(run, "ipc")}
+	dirs := []string{run, c.podDir(uid)}
+	if sb, err := c.loadSandbox(uid); err == nil {
+		if sb.NetNSPath != "" && sb.NetNSPath != netns[0] {
+			// The recorded one first: its DEL still finds the veth.
+			netns = append([]string{sb.NetNSPath}, netns...)
+		}
+		for _, p := range []string{sb.UTSPath, sb.IPCPath} {
+			if p != "" && !slices.Contains(files, p) {
+				files = append(files, p)
+				if d := filepath.Dir(p); !slices.Contains(dirs, d) {
+					dirs = append(dirs, d)
+				}
+			}
+		}
+	}
+	for _, p := range netns {
+		if err := c.net.TeardownAt(ctx, uid, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range files {
+		if err := nsfile.Remove(p); err != nil {
 			errs = append(errs, fmt.Errorf("pod %s: %w", uid, err))
 		}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	for _, d := range []string{run, c.podDir(uid)} {
+	for _, d := range dirs {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, fmt.Errorf("pod %s: remove %s: %w", uid, d, err))
 		}

@@ -40,7 +40,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of the cluster CA that signed the server's certificate")
 	fl.StringVar(&f.opts.NodeName, "node-name", "", "node name (default: the host name)")
 	fl.StringVar(&f.opts.DataDir, "data-dir", agent.DefaultDataDir, "directory for pods, CNI state and the managed containerd")
-	fl.StringVar(&f.opts.RunDir, "run-dir", agent.DefaultRunDir, "directory for namespace files (a tmpfs such as /run)")
+	fl.StringVar(&f.opts.RunDir, "run-dir", "", "directory for namespace files and runc state, on a tmpfs such as /run; one per data directory (default: /run/capstan for the default --data-dir, else /run/capstan-HASH of the data directory)")
 	fl.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "containerd socket to use (default: start a containerd child under DATA_DIR/containerd)")
 	fl.StringVar(&f.opts.ContainerdNamespace, "containerd-namespace", agent.DefaultNamespace, "containerd namespace for this agent's images and containers")
 	fl.StringSliceVar(&f.labels, "labels", nil, "node labels, k=v,... (repeatable)")
@@ -220,6 +220,9 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 					return fmt.Errorf("--cluster-dns %q: %w", f.clusterDNS, err)
 				}
 			}
+			if _, _, err := parseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), f.clusterDNS != ""); err != nil && f.services {
+				return err // before joining
+			}
 			if f.opts.Client, err = f.agentClient(cmd); err != nil {
 				return err
 			}
@@ -231,7 +234,7 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 				if err != nil {
 					return err
 				}
-				ns, err := newNodeServices(f.opts.Client, f.dnsAddr, ip, log)
+				ns, err := newNodeServices(f.opts.Client, f.dnsAddr, ip, f.clusterDNS != "", log)
 				if err != nil {
 					return err
 				}

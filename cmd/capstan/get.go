@@ -124,6 +124,14 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 		for _, e := range eps {
 			opts.Endpoints[api.KeyOf(e).ObjectKey()] = e.(*api.Endpoints)
 		}
+		// Node ports answer on the nodes' addresses (never 127.0.0.1).
+		if nodes, _, err := c.List(ctx, api.KindNode, client.ListOptions{}); err == nil {
+			ns := make([]*api.Node, 0, len(nodes))
+			for _, n := range nodes {
+				ns = append(ns, n.(*api.Node))
+			}
+			opts.NodeAddress = printer.NodeAddress(ns)
+		}
 	}
 	return printer.Table(out, kind, objs, opts)
 }

@@ -73,6 +73,7 @@ func newRootCmd() *cobra.Command {
 		newPlanCmd(),
 		newRolloutCmd(),
 		newUpCmd(),
+		newDownCmd(),
 		newCordonCmd(),
 		newUncordonCmd(),
 		newDrainCmd(),

@@ -23,19 +23,44 @@ type nodeServices struct {
 	clusterDNS netip.Addr // what pods get in resolv.conf
 }
 
-// newNodeServices prepares them; dnsAddr is ip:port, empty for the node's
-// address on port 53, or "off".
-func newNodeServices(c *client.Client, dnsAddr string, nodeIP netip.Addr, log *slog.Logger) (*nodeServices, error) {
+// dnsPort is the only port pods can use: resolv.conf names a server's
+// address, never its port.
+const dnsPort = 53
+
+// parseDNSAddr reads --dns-addr: "off" (ok false), empty for nodeIP on
+// port 53, or ip:port. Unless anyPort (the pods are pointed at another
+// server with --cluster-dns), the port must be 53: pods would send their
+// queries to port 53 of that address and nothing would answer.
+func parseDNSAddr(s string, nodeIP netip.Addr, anyPort bool) (ap netip.AddrPort, ok bool, err error) {
+	switch s {
+	case "off":
+		return netip.AddrPort{}, false, nil
+	case "":
+		return netip.AddrPortFrom(nodeIP, dnsPort), true, nil
+	}
+	ap, err = netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, false, fmt.Errorf("--dns-addr %q: %w (want ip:port, or off)", s, err)
+	}
+	if !ap.Addr().Is4() {
+		return netip.AddrPort{}, false, fmt.Errorf("--dns-addr %q: the cluster DNS needs an IPv4 address (pods' resolv.conf points at it)", s)
+	}
+	if ap.Port() != dnsPort && !anyPort {
+		return netip.AddrPort{}, false, fmt.Errorf("--dns-addr %q: port %d cannot be used: pods' resolv.conf names only an address, so they ask port %d; use %s, or \"off\" and run a DNS server on port %d",
+			s, ap.Port(), dnsPort, netip.AddrPortFrom(ap.Addr(), dnsPort), dnsPort)
+	}
+	return ap, true, nil
+}
+
+// newNodeServices prepares them; dnsAddr is what parseDNSAddr accepts.
+func newNodeServices(c *client.Client, dnsAddr string, nodeIP netip.Addr, anyDNSPort bool, log *slog.Logger) (*nodeServices, error) {
 	ns := &nodeServices{}
-	if dnsAddr != "off" {
-		if dnsAddr == "" {
-			dnsAddr = netip.AddrPortFrom(nodeIP, 53).String()
-		}
-		ap, err := netip.ParseAddrPort(dnsAddr)
-		if err != nil {
-			return nil, fmt.Errorf("--dns-addr %q: %w (want ip:port, or off)", dnsAddr, err)
-		}
-		if ns.dns, err = dns.New(dns.Options{Addrs: []string{dnsAddr}, Logger: log.With("component", "dns")}); err != nil {
+	ap, on, err := parseDNSAddr(dnsAddr, nodeIP, anyDNSPort)
+	if err != nil {
+		return nil, err
+	}
+	if on {
+		if ns.dns, err = dns.New(dns.Options{Addrs: []string{ap.String()}, Logger: log.With("component", "dns")}); err != nil {
 			return nil, fmt.Errorf("--dns-addr: %w", err)
 		}
 		ns.clusterDNS = ap.Addr()

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/capstanhq/capstan/dns"
 	"github.com/capstanhq/capstan/examples/demo"
 	"github.com/capstanhq/capstan/examples/repo"
+	"github.com/capstanhq/capstan/printer"
 	"github.com/capstanhq/capstan/registry"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -31,6 +35,7 @@ type upFlags struct {
 	nodeName   string
 	containerd string
 	dnsAddr    string
+	runDir     string
 }
 
 func (f *upFlags) register(cmd *cobra.Command) {
@@ -42,6 +47,7 @@ func (f *upFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.noAgent, "no-agent", false, "run no agent, proxy or DNS (no root needed); nodes join with 'capstan agent'")
 	fl.StringVar(&f.nodeName, "node-name", "", "name of this node (default: the host name)")
 	fl.StringVar(&f.containerd, "containerd-address", "", "containerd socket to use (default: start a containerd child under DATA_DIR/agent/containerd)")
+	fl.StringVar(&f.runDir, "run-dir", "", "directory for the pods' namespace files and runc state, on a tmpfs (default: /run/capstan for the default --data-dir, else /run/capstan-HASH of DATA_DIR/agent)")
 	fl.StringVar(&f.dnsAddr, "dns-addr", "", `cluster DNS address, ip:port (default: this host's IPv4 address on port 53; "off" for none)`)
 }
 
@@ -88,6 +94,14 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 		return err
 	}
 	f.server.dataDir = dataDir
+	if f.runDir != "" {
+		if f.runDir, err = filepath.Abs(f.runDir); err != nil {
+			return err
+		}
+	}
+	if _, _, err := parseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), false); err != nil && !f.noAgent {
+		return err // before anything starts
+	}
 	if err := needRoot(os.Geteuid(), f.noAgent); err != nil {
 		return err
 	}
@@ -209,7 +223,11 @@ func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane
 			}
 		}
 	}
-	nextSteps(p.w, f.server.dataDir, cp.server.AdminConfigPath(), demoDir)
+	var urls []nodePortURL
+	if !f.noAgent {
+		urls = nodePortURLs(ctx, admin)
+	}
+	nextSteps(p.w, f.server.dataDir, cp.server.AdminConfigPath(), demoDir, urls)
 	return nil
 }
 
@@ -220,6 +238,48 @@ func upImageRegistry(first string, cr *clusterRegistry) string {
 		return cr.plain[0]
 	}
 	return cr.tls[0]
+}
+
+// nodePortURL is where one node port answers.
+type nodePortURL struct{ url, service string }
+
+// nodePortURLs lists where the node ports of the external services
+// answer: on the node's address, never on 127.0.0.1. It waits a few
+// seconds for the app controller to make the services of the apps just
+// synced.
+func nodePortURLs(ctx context.Context, c *client.Client) []nodePortURL {
+	var urls []nodePortURL
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pollUntil(wctx, func() bool {
+		svcs, _, err := c.List(wctx, api.KindService, client.ListOptions{})
+		if err != nil || len(svcs) == 0 {
+			return false
+		}
+		nodes, _, err := c.List(wctx, api.KindNode, client.ListOptions{})
+		if err != nil {
+			return false
+		}
+		ns := make([]*api.Node, 0, len(nodes))
+		for _, n := range nodes {
+			ns = append(ns, n.(*api.Node))
+		}
+		addr := printer.NodeAddress(ns)
+		if addr == "" {
+			return false
+		}
+		urls = urls[:0]
+		for _, o := range svcs {
+			s := o.(*api.Service)
+			for _, p := range s.Spec.Ports {
+				if p.NodePort != 0 {
+					urls = append(urls, nodePortURL{"http://" + net.JoinHostPort(addr, strconv.Itoa(int(p.NodePort))) + "/", s.Metadata.App + "/" + s.Metadata.Name})
+				}
+			}
+		}
+		return true
+	})
+	return urls
 }
 
 // upImages pushes the image tarballs, or reports what the registry holds.
@@ -275,7 +335,7 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 	if err != nil {
 		return fmt.Errorf("node address: %w (capstan up needs a default route)", err)
 	}
-	ns, err := newNodeServices(admin, f.dnsAddr, hostIP, log)
+	ns, err := newNodeServices(admin, f.dnsAddr, hostIP, false, log)
 	if err != nil {
 		return err
 	}
@@ -295,7 +355,7 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPla
 	}
 	ag, err := agent.New(agent.Options{
 		Client: nodeClient, NodeName: nodeName, Address: hostIP.String(),
-		DataDir: filepath.Join(f.server.dataDir, "agent"), ContainerdAddress: f.containerd,
+		DataDir: filepath.Join(f.server.dataDir, "agent"), RunDir: f.runDir, ContainerdAddress: f.containerd,
 		ClusterDNS: ns.clusterDNS, Logger: log.With("component", "agent"),
 		ServerCA:           string(cp.server.PKI().CAPEM),
 		InsecureRegistries: cp.registry.agentInsecure(),
@@ -399,10 +459,13 @@ func pollUntil(ctx context.Context, cond func() bool) error {
 }
 
 // nextSteps tells a newcomer what to try.
-func nextSteps(w io.Writer, dataDir, adminConfig, demoDir string) {
+func nextSteps(w io.Writer, dataDir, adminConfig, demoDir string, urls []nodePortURL) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nCapstan is up. The CLI's config is %s:\n", adminConfig)
 	fmt.Fprintf(&b, "  export CAPSTAN_CONFIG=%s\n", adminConfig)
+	for _, u := range urls {
+		fmt.Fprintf(&b, "  curl %-29s # node port of %s, on this host's address (not 127.0.0.1)\n", u.url, u.service)
+	}
 	b.WriteString("  capstan get pods -A                 # the pods, their nodes and IPs\n")
 	b.WriteString("  capstan logs shop/POD -f            # a container's log\n")
 	b.WriteString("  capstan rollout status shop -w      # follow a rollout\n")
@@ -416,6 +479,7 @@ func nextSteps(w io.Writer, dataDir, adminConfig, demoDir string) {
 		b.WriteString("A commit that does not validate is refused with file:line; 'git revert' rolls back.\n")
 	}
 	fmt.Fprintf(&b, "Ctrl-C stops everything; 'capstan up' again resumes this cluster from %s.\n", dataDir)
+	fmt.Fprintf(&b, "'capstan down --data-dir %s' stops its pods for good (--purge also removes the data).\n", dataDir)
 	io.WriteString(w, b.String())
 }
 

@@ -286,6 +286,14 @@ func TestUpJourney(t *testing.T) {
 		t.Fatalf("frontend service without VIP or node port:\n%s", out)
 	}
 	vipURL, nodeURL := "http://"+e.frontendVIP+"/", "http://"+hostIP+":"+e.nodePrt+"/"
+	// The summary and the services table show the node port where it
+	// answers: on the host's address, not 127.0.0.1.
+	if !strings.Contains(e.out.String(), "curl "+nodeURL) {
+		t.Errorf("the summary lacks %q:\n%s", "curl "+nodeURL, e.out.String())
+	}
+	if out, err := e.cli("get", "services", "-A"); err != nil || !strings.Contains(out, hostIP+":"+e.nodePrt) {
+		t.Errorf("capstan get services: %v, want %s:%s shown\n%s", err, hostIP, e.nodePrt, out)
+	}
 	for _, u := range []string{vipURL, nodeURL} {
 		e.wait("frontend answers with backend data at "+u, time.Minute, func() (bool, string) {
 			body, err := e.curl(u)
@@ -408,8 +416,9 @@ func (e *upEnv) logsAndExec() {
 	}
 }
 
-// cleanup removes the app through git (so the agent stops its pods), then
-// stops capstan up.
+// cleanup removes the app through git (so the agent stops its pods), stops
+// capstan up, and runs capstan down --purge, which leaves nothing of the
+// cluster (run directory, runc state, data directory).
 func (e *upEnv) cleanup() {
 	if e.cmd != nil {
 		if err := os.Remove(filepath.Join(e.repo, "shop.cue")); err == nil {
@@ -423,6 +432,9 @@ func (e *upEnv) cleanup() {
 			}
 		}
 		e.stop()
+	}
+	if out, err := e.run(e.bin, "down", "--data-dir", e.data, "--purge"); err != nil {
+		e.t.Errorf("capstan down --purge: %v\n%s", err, out)
 	}
 	killShims(e.data)
 }

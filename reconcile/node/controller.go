@@ -129,13 +129,29 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 		}
 		return nil
 	}))
+	// A pod already gone was evicted by an earlier reconcile that ran on
+	// the same cached pods (the deletes not yet seen): its Evicted event
+	// was recorded then, and must not be again.
+	var goneMu sync.Mutex
+	gone := map[api.ObjectRef]bool{}
 	errs = append(errs, reconcile.Parallel(32, plan.Evict, func(p *api.Pod) error {
-		if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{Force: true}); err != nil && !client.IsNotFound(err) {
+		_, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{Force: true})
+		switch {
+		case client.IsNotFound(err):
+			goneMu.Lock()
+			gone[api.RefOf(p)] = true
+			goneMu.Unlock()
+		case err != nil:
 			return fmt.Errorf("node %s: evict pod %s: %w", name, api.KeyOf(p), err)
 		}
 		return nil
 	}))
-	_ = reconcile.Parallel(32, plan.Events, func(e reconcile.Event) error { c.rec.Record(ctx, e); return nil })
+	_ = reconcile.Parallel(32, plan.Events, func(e reconcile.Event) error {
+		if e.Reason != ReasonEvicted || !gone[e.Object] {
+			c.rec.Record(ctx, e)
+		}
+		return nil
+	})
 	return reconcile.Result{RequeueAfter: plan.RequeueAfter}, errors.Join(errs...)
 }
 

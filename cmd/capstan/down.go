@@ -1,0 +1,150 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/capstanhq/capstan/agent"
+	"github.com/capstanhq/capstan/agent/routes"
+	"github.com/capstanhq/capstan/proxy"
+)
+
+// downFlags are the flags of `capstan down`.
+type downFlags struct {
+	dataDir, agentDataDir string
+	opts                  agent.Options
+	purge                 bool
+	logFlags
+}
+
+func newDownCmd() *cobra.Command {
+	var f downFlags
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop this machine's node for good: its pods, network and state",
+		Long: `Stop the cluster's node on this machine for good, after 'capstan up' or
+'capstan agent' has stopped (Ctrl-C leaves the containers running). It
+stops every pod of the agent's containerd namespace (SIGTERM, then SIGKILL
+after 10 s) and removes their containers, runc state, network namespaces
+and addresses; then the CNI bridge, the service proxy's nftables table,
+the routes to other nodes and the egress table, the run directory and the
+containers' cgroups. With --purge it also removes the images and the data
+directory, so nothing of the cluster is left. Running it again finds
+nothing to do. Needs root.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDown(cmd, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/capstan", "the cluster's data directory, as given to 'capstan up' or 'capstan server'")
+	fl.StringVar(&f.agentDataDir, "agent-data-dir", "", "the agent's data directory (default DATA_DIR/agent, where 'capstan up' keeps it and where 'capstan agent' does by default)")
+	fl.StringVar(&f.opts.RunDir, "run-dir", "", "the agent's run directory (default: derived from the agent's data directory, as the agent does)")
+	fl.StringVar(&f.opts.ContainerdAddress, "containerd-address", "", "the containerd socket the agent used (default: its own containerd under the agent's data directory, started for the while)")
+	fl.StringVar(&f.opts.ContainerdNamespace, "containerd-namespace", agent.DefaultNamespace, "the agent's containerd namespace")
+	fl.StringVar(&f.opts.Bridge, "bridge", "", "the pods' bridge (default capstan0)")
+	fl.StringVar(&f.opts.CgroupParent, "cgroup-parent", "", "the containers' parent cgroup (default /capstan)")
+	fl.BoolVar(&f.purge, "purge", false, "also remove the images and the data directory (the store, registry, demo repository: the whole cluster)")
+	f.logFlags.register(fl)
+	return cmd
+}
+
+func runDown(cmd *cobra.Command, f downFlags) error {
+	if os.Geteuid() != 0 {
+		return errors.New("capstan down removes containers, namespaces and nftables tables and needs root: run it with sudo")
+	}
+	out := cmd.OutOrStdout()
+	dataDir, err := filepath.Abs(f.dataDir)
+	if err != nil {
+		return err
+	}
+	f.opts.DataDir = filepath.Join(dataDir, "agent")
+	if f.agentDataDir != "" {
+		if f.opts.DataDir, err = filepath.Abs(f.agentDataDir); err != nil {
+			return err
+		}
+	}
+	if f.opts.RunDir != "" {
+		if f.opts.RunDir, err = filepath.Abs(f.opts.RunDir); err != nil {
+			return err
+		}
+	}
+	if f.purge {
+		if err := serverStopped(dataDir); err != nil {
+			return err
+		}
+	}
+	runDir := f.opts.RunDir
+	if runDir == "" {
+		runDir = agent.RunDirFor(f.opts.DataDir)
+	}
+	if !exists(dataDir) && !exists(f.opts.DataDir) && !exists(runDir) {
+		// Nothing of this cluster is here; the bridge and the nftables
+		// tables, if any, belong to another.
+		fmt.Fprintf(out, "nothing to do: no cluster at %s (nor %s, %s)\n", dataDir, f.opts.DataDir, runDir)
+		return nil
+	}
+	log := f.logger()
+	f.opts.Logger = log
+	rep, err := agent.Down(cmd.Context(), f.opts, f.purge)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "✓ pods stopped and removed: %d (%d containers)\n", rep.Pods, rep.Containers)
+	if rep.Bridge {
+		fmt.Fprintln(out, "✓ bridge removed")
+	}
+	var errs []error
+	p, err := proxy.New(proxy.Options{Logger: log})
+	if err == nil {
+		err = p.Cleanup(cmd.Context())
+	}
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		fmt.Fprintln(out, "✓ service proxy: nftables table ip capstan removed")
+	}
+	if err := routes.Cleanup(routes.Options{Logger: log}); err != nil {
+		errs = append(errs, err)
+	} else {
+		fmt.Fprintf(out, "✓ routes to other nodes and nftables table ip %s removed\n", routes.DefaultEgressTable)
+	}
+	if rep.RunDir {
+		fmt.Fprintln(out, "✓ run directory removed (namespace files, runc state)")
+	}
+	if f.purge {
+		if err := os.RemoveAll(dataDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", dataDir, err))
+		} else {
+			fmt.Fprintf(out, "✓ data directory %s removed\n", dataDir)
+		}
+	} else {
+		fmt.Fprintf(out, "the data directory %s is kept ('capstan up' starts the cluster again, its pods anew); 'capstan down --purge' removes it\n", dataDir)
+	}
+	return errors.Join(errs...)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// serverStopped refuses to purge the data directory of a running server:
+// bbolt holds an exclusive lock on the store while it is open.
+func serverStopped(dataDir string) error {
+	db := filepath.Join(dataDir, "capstan.db")
+	fd, err := unix.Open(db, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // no store: no server
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+		return fmt.Errorf("the store %s is open: a server ('capstan up' or 'capstan server') still runs on this data directory; stop it first (Ctrl-C)", db)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// A reconcile that runs again on the same cached pods after evicting them
+// (the deletes not yet seen by the informer) records no second Evicted
+// event: each eviction is one event with count 1.
+func TestEvictionRecordedOnce(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	c := cl.Client
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	if _, err := c.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		p.Spec.NodeName = "n1"
+		p.Spec.Containers = []api.Container{{Name: "web", Image: "127.0.0.1:5000/examples/hello:v1"}}
+		if _, err := c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock := reconcile.NewFakeClock(time.Now())
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := NewController(m, ControllerOptions{Decide: Options{GracePeriod: 10 * time.Second, EvictionTimeout: 20 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sync the caches, then freeze them: the informers stop, so the pods
+	// stay cached after they are deleted.
+	ictx, stop := context.WithCancel(ctx)
+	done, err := reconcile.RunInformers(ictx, ctrl.nodes, ctrl.leases, ctrl.pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	<-done
+	if _, err := ctrl.Reconcile(ctx, "n1"); err != nil { // first look: alive now
+		t.Fatal(err)
+	}
+	clock.Step(time.Minute)
+	for range 2 {
+		if _, err := ctrl.Reconcile(ctx, "n1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pods, _, err := c.List(ctx, api.KindPod, client.ListOptions{App: "shop"})
+	if err != nil || len(pods) != 0 {
+		t.Fatalf("pods after eviction: %d, %v; want none", len(pods), err)
+	}
+	evs, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evicted := 0
+	for _, o := range evs {
+		e := o.(*api.Event).Spec
+		if e.Reason != ReasonEvicted {
+			continue
+		}
+		evicted++
+		if e.Count != 1 {
+			t.Errorf("Evicted event of %s recorded %d times, want once", e.Object.Name, e.Count)
+		}
+	}
+	if evicted != 2 {
+		t.Errorf("%d Evicted events, want one per pod (2)", evicted)
+	}
+}
