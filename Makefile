@@ -8,7 +8,7 @@ LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
 APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client
 TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build test unit bench lint deps fuzz clean
+.PHONY: all build test unit bench lint deps fuzz clean mutate
 
 all: build
 
@@ -54,6 +54,15 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# mutate runs mutation testing over PKG (a package directory): gremlins
+# (a Go tool dependency) flips operators, negates conditions and changes
+# literals, and runs the package's own tests against each mutant. Too slow
+# for make test; scores are recorded in docs/testing.md.
+PKG ?= ./apiserver/api
+MUTATE_FLAGS ?= --workers 2 --invert-logical --invert-loopctrl --remove-self-assignments
+mutate:
+	$(GO) tool gremlins unleash $(MUTATE_FLAGS) $(PKG)
 
 # images builds the example programs in examples/images statically and pushes
 # each as $(REGISTRY)/examples/NAME:$(IMAGE_TAG) with `capstan image pack
