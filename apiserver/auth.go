@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/internal/atomicfile"
 )
 
 // Roles a token can carry.
@@ -78,11 +79,7 @@ func (t *Tokens) saveLocked() error {
 	if err := os.MkdirAll(filepath.Dir(t.path), 0o700); err != nil {
 		return err
 	}
-	tmp := t.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, t.path)
+	return atomicfile.WriteFile(t.path, data, 0o600)
 }
 
 func hashSecret(secret string) string {
