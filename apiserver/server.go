@@ -311,6 +311,9 @@ func (s *Server) routes() {
 // redirected (a name with "..", "%2F" or NUL is refused, not rewritten), and
 // everything else through the mux.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Answers are JSON, NDJSON, PEM or plain text: a browser must never
+	// guess otherwise (a log line or an object name rendered as HTML).
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/api" {
 		s.serveAPI(w, r)
 		return
