@@ -287,6 +287,10 @@ func readObject(r *http.Request, k api.Kind) (api.Object, error) {
 }
 
 func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	// May this role create this kind at all? Asked before the body is read.
+	if err := s.authorize(ctx, role, request{verb: "create", kind: rt.kind, key: api.Key{Kind: rt.kind}}); err != nil {
+		return err
+	}
 	obj, err := readObject(r, rt.kind)
 	if err != nil {
 		return err
@@ -300,6 +304,11 @@ func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *htt
 	if err := s.authorize(ctx, role, request{verb: "create", kind: rt.kind, key: api.KeyOf(obj)}); err != nil {
 		return err
 	}
+	if ev, ok := obj.(*api.Event); ok {
+		if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
+			return err
+		}
+	}
 	out, err := s.store.Create(ctx, obj)
 	if err != nil {
 		return err
@@ -309,6 +318,9 @@ func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	if err := s.authorize(ctx, role, request{verb: "update", kind: rt.kind, key: rt.key, subresource: rt.subresource}); err != nil {
+		return err
+	}
 	in, err := readObject(r, rt.kind)
 	if err != nil {
 		return err
@@ -316,8 +328,10 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 	if k := api.KeyOf(in); k != rt.key {
 		return badRequest(fmt.Sprintf("the body names %s but the path names %s", k, rt.key))
 	}
-	if err := s.authorize(ctx, role, request{verb: "update", kind: rt.kind, key: rt.key, subresource: rt.subresource}); err != nil {
-		return err
+	if ev, ok := in.(*api.Event); ok {
+		if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
+			return err
+		}
 	}
 	want := in.Meta().ResourceVersion
 	// Without a resourceVersion the update is unconditional: retry when a
@@ -328,6 +342,12 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 		rv := cur.Meta().ResourceVersion
+		if ev, ok := cur.(*api.Event); ok {
+			// Nor may a node take over an event about something else.
+			if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
+				return err
+			}
+		}
 		if want != 0 && want != rv {
 			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, want, rv, store.ErrConflict)
 		}
