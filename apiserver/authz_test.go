@@ -2,6 +2,9 @@ package apiserver_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,5 +118,42 @@ func TestNodeEvents(t *testing.T) {
 	hijack.Spec.Object = podRef("shop", "theirs")
 	if _, err := n1.Update(ctx, hijack); !client.IsForbidden(err) {
 		t.Fatalf("node updated an event about another node's pod: %v", err)
+	}
+}
+
+// A node cannot make the server keep (and send every watcher) a huge
+// status: a long field is 400 naming the field and its limit, an object over
+// its kind's cap 413 naming the cap.
+func TestNodeStatusSizeLimits(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	n1 := c.Token(t, "node:n1")
+	cur, err := n1.Create(ctx, node("n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := api.Clone(cur.(*api.Node))
+	long.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, Message: strings.Repeat("m", api.MaxMessageLen+1)}}
+	_, err = n1.UpdateStatus(ctx, long)
+	var se *client.StatusError
+	if !errors.As(err, &se) || se.Code != 400 || len(se.Fields) != 1 || se.Fields[0].Path != "status.conditions[0].message" ||
+		!strings.Contains(se.Fields[0].Message, fmt.Sprint(api.MaxMessageLen)) {
+		t.Fatalf("over-long condition message: %v", err)
+	}
+	huge := api.Clone(cur.(*api.Node))
+	for i := range api.MaxConditions {
+		huge.Status.Conditions = append(huge.Status.Conditions, api.Condition{Type: fmt.Sprintf("C%d", i), Status: api.ConditionTrue, Message: strings.Repeat("m", api.MaxMessageLen)})
+	}
+	_, err = n1.UpdateStatus(ctx, huge)
+	if !errors.As(err, &se) || se.Code != 413 || se.Reason != "RequestEntityTooLarge" || !strings.Contains(se.Message, fmt.Sprint(api.MaxObjectBytes(api.KindNode))) {
+		t.Fatalf("node status over the cap: %v", err)
+	}
+	if got, err := c.Client.Get(ctx, api.KeyOf(cur)); err != nil || len(got.(*api.Node).Status.Conditions) != 0 {
+		t.Fatalf("refused status was stored: %v", err)
+	}
+	ev := event("shop", "big", api.ObjectRef{Kind: api.KindNode, Name: "n1"})
+	ev.Spec.Message = strings.Repeat("m", api.MaxMessageLen+1)
+	if _, err := n1.Create(ctx, ev); !errors.As(err, &se) || se.Code != 400 || se.Fields[0].Path != "spec.message" {
+		t.Fatalf("over-long event message: %v", err)
 	}
 }

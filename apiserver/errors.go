@@ -3,6 +3,7 @@ package apiserver
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -41,11 +42,15 @@ func toStatus(err error) Status {
 	var ae *apiError
 	var ve *api.ValidationError
 	var mbe *http.MaxBytesError
+	var tle *api.TooLargeError
 	switch {
 	case errors.As(err, &ae):
 		return Status{Code: ae.code, Reason: ae.reason, Message: ae.err.Error()}
 	case errors.As(err, &mbe):
 		return Status{Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge", Message: "request body is larger than the server's limit"}
+	case errors.As(err, &tle):
+		return Status{Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge", Message: err.Error(),
+			Fields: api.ErrorList{{Path: "(object)", Message: fmt.Sprintf("%d bytes, more than %d", tle.Size, tle.Limit)}}}
 	case errors.As(err, &ve):
 		return Status{Code: http.StatusBadRequest, Reason: "Invalid", Message: err.Error(), Fields: ve.Fields}
 	case errors.Is(err, api.ErrUnknownKind):
