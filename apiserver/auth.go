@@ -45,6 +45,17 @@ type Tokens struct {
 	path string
 	mu   sync.RWMutex
 	byID map[string]Token
+	// onRevoke run, under mu, when a token is deleted: the server ends
+	// the token's open streams there.
+	onRevoke []func(id string)
+}
+
+// OnRevoke registers f to run when a token is revoked; f must not call
+// back into t.
+func (t *Tokens) OnRevoke(f func(id string)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.onRevoke = append(t.onRevoke, f)
 }
 
 func openTokens(path string) (*Tokens, error) {
@@ -125,7 +136,11 @@ func (t *Tokens) Revoke(id string) error {
 		return fmt.Errorf("token %s: not found", id)
 	}
 	delete(t.byID, id)
-	return t.saveLocked()
+	err := t.saveLocked()
+	for _, f := range t.onRevoke {
+		f(id)
+	}
+	return err
 }
 
 // List returns the tokens without secrets, sorted by ID.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -180,10 +181,10 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 		err = s.handleGet(ctx, w, rt, role)
 	case rt.named && r.Method == http.MethodGet && rt.subresource == "log":
 		verb = "log"
-		err = s.handlePodLog(ctx, w, r, rt, role)
+		err = s.serveStream(ctx, r, rt, role, verb, func(ctx context.Context) error { return s.handlePodLog(ctx, w, r, rt, role) })
 	case rt.named && r.Method == http.MethodPost && rt.subresource == "exec":
 		verb = "exec"
-		err = s.handlePodExec(ctx, w, r, rt, role)
+		err = s.serveStream(ctx, r, rt, role, verb, func(ctx context.Context) error { return s.handlePodExec(ctx, w, r, rt, role) })
 	case rt.named && r.Method == http.MethodPut && (rt.subresource == "" || rt.subresource == "status"):
 		verb = "update"
 		err = s.handleUpdate(ctx, w, r, rt, role)
@@ -194,8 +195,26 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 		err = errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Errorf("%s is not allowed on %s", r.Method, r.URL.Path))
 	}
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			w.Header().Set("Connection", "close")
+		}
 		writeError(w, err)
 	}
+}
+
+// serveStream runs a log stream or an exec session (typ) under the
+// caller's stream cap, with a context that ends when its token is revoked
+// or expires.
+func (s *Server) serveStream(ctx context.Context, r *http.Request, rt route, role, typ string, run func(context.Context) error) error {
+	if err := s.authorize(ctx, role, request{verb: typ, kind: rt.kind, key: rt.key, subresource: typ}); err != nil {
+		return err
+	}
+	ctx, release, err := s.streams.open(ctx, s.principal(r), typ)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return run(ctx)
 }
 
 func (s *Server) podNode(ctx context.Context) nodeLookup {
@@ -534,12 +553,20 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	if app != "" && !api.IsDNSLabel(app) {
 		return badRequest(fmt.Sprintf("app %s is not a DNS label", strconv.QuoteToASCII(truncate(app, 64))))
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, release, err := s.streams.open(ctx, s.principal(r), "watch")
+	if err != nil {
+		return err
+	}
+	defer release()
 	watcher, err := s.store.Watch(ctx, store.WatchOptions{Kind: rt.kind, App: app, Node: q.Get("node"), Since: since})
 	if err != nil {
 		return err
 	}
+	// A watch ends after its lifetime, so that no stream outlives a
+	// rotation of credentials or pins a connection for ever; the client
+	// resumes from the last revision it saw.
+	lifetime := time.NewTimer(watchLifetime(s.opts.WatchMaxLifetime, s.opts.Rand()))
+	defer lifetime.Stop()
 	s.metrics.watches.WithLabelValues(string(rt.kind)).Inc()
 	defer s.metrics.watches.WithLabelValues(string(rt.kind)).Dec()
 
@@ -551,6 +578,18 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	var line []byte
 	bookmarks := time.NewTicker(s.opts.BookmarkInterval)
 	defer bookmarks.Stop()
+	bookmark := func() error {
+		rev, ok := watcher.Progress()
+		if !ok {
+			return nil
+		}
+		b, _ := json.Marshal(map[string]any{"kind": "Bookmark", "metadata": map[string]int64{"resourceVersion": rev}})
+		if err := enc.Encode(WatchEvent{Type: "BOOKMARK", Object: b}); err != nil {
+			return err
+		}
+		w.Flush()
+		return nil
+	}
 	for {
 		select {
 		case e, ok := <-watcher.C:
@@ -569,14 +608,16 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 				w.Flush()
 			}
 		case <-bookmarks.C:
-			if rev, ok := watcher.Progress(); ok {
-				b, _ := json.Marshal(map[string]any{"kind": "Bookmark", "metadata": map[string]int64{"resourceVersion": rev}})
-				if err := enc.Encode(WatchEvent{Type: "BOOKMARK", Object: b}); err != nil {
-					return nil
-				}
-				w.Flush()
+			if bookmark() != nil {
+				return nil
 			}
+		case <-lifetime.C:
+			// End cleanly, with the revision to resume from.
+			_ = bookmark()
+			return nil
 		case <-ctx.Done():
+			// The client left, the server stops, or the token was
+			// revoked or expired (context.Cause): end the stream now.
 			return nil
 		}
 	}
