@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -374,5 +375,72 @@ func TestWatchMaxLifetime(t *testing.T) {
 	}
 	if got := watches(); got < base+3 {
 		t.Fatalf("%v watches ended, want at least 3", got-base)
+	}
+}
+
+// Revoking a token ends its log stream at once, though the agent keeps
+// sending.
+func TestRevokeEndsLogStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// An agent that follows a log for ever, until the server hangs up.
+	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "line %d\n", i); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}))
+	agent.EnableHTTP2 = false
+	agent.StartTLS()
+	defer agent.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(agent.URL, "https://"))
+	portN, _ := strconv.Atoi(port)
+
+	c := apiservertest.Start(t, apiservertest.Options{})
+	n := node("n1")
+	n.Status.Addresses = []api.NodeAddress{{Type: "InternalIP", Address: host}}
+	n.Status.DaemonPorts.Agent = int32(portN)
+	n.Status.AgentCert = client.CAHash(agent.Certificate())
+	if _, err := c.Client.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.Create(ctx, pod("shop", "web", "n1")); err != nil {
+		t.Fatal(err)
+	}
+	bearer, tok, err := c.Server.Tokens().Create("viewer", "", 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *c.Config
+	cfg.Token = bearer
+	viewer, err := client.New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := viewer.Logs(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "web"}, client.LogOptions{Follow: true, Tail: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	br := bufio.NewReader(rc)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "line ") {
+		t.Fatalf("first log line %q, %v", line, err)
+	}
+	if err := c.Server.Tokens().Revoke(tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, br); ctx.Err() != nil {
+		t.Fatalf("the revoked token's log stream went on until the test's deadline (%v)", err)
+	}
+	if got := metric(t, c, `capstan_api_streams{role="viewer",type="log"}`); got != 0 {
+		t.Fatalf("open viewer log streams %v after revocation", got)
 	}
 }
