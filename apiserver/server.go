@@ -125,7 +125,7 @@ func (o *Options) validate() error {
 		o.ReservedConnections = o.MaxConnections / 8
 	}
 	if o.ReservedConnections >= o.MaxConnections {
-		return fmt.Errorf("apiserver: %d reserved connections leave none of %d for viewers: reserve fewer", o.ReservedConnections, o.MaxConnections)
+		return fmt.Errorf("apiserver: %d reserved connections (--reserved-connections) leave none of %d (--max-connections) for other clients: reserve fewer", o.ReservedConnections, o.MaxConnections)
 	}
 	if o.MaxUnauthenticatedRequests == 0 {
 		o.MaxUnauthenticatedRequests = 64
