@@ -143,6 +143,15 @@ func (t *Tokens) Revoke(id string) error {
 	return err
 }
 
+// expiry returns when token id expires (zero: never) and whether it
+// exists.
+func (t *Tokens) expiry(id string) (time.Time, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	tok, ok := t.byID[id]
+	return tok.ExpiresAt, ok
+}
+
 // List returns the tokens without secrets, sorted by ID.
 func (t *Tokens) List() []Token {
 	t.mu.RLock()

@@ -60,11 +60,8 @@ func (s *Server) identify(r *http.Request) principal {
 		return principal{err: errorf(http.StatusUnauthorized, "Unauthorized", err)}
 	}
 	id, _, _ := strings.Cut(tok, ".")
-	p := principal{id: id, role: role}
-	s.tokens.mu.RLock()
-	p.expires = s.tokens.byID[id].ExpiresAt
-	s.tokens.mu.RUnlock()
-	return p
+	expires, _ := s.tokens.expiry(id)
+	return principal{id: id, role: role, expires: expires}
 }
 
 func (s *Server) principal(r *http.Request) principal {

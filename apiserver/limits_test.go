@@ -444,3 +444,57 @@ func TestRevokeEndsLogStream(t *testing.T) {
 		t.Fatalf("open viewer log streams %v after revocation", got)
 	}
 }
+
+// A token that expires while its watch is open ends the watch then.
+func TestExpiryEndsWatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{BookmarkInterval: time.Hour}})
+	bearer, _, err := c.Server.Tokens().Create("viewer", "", 300*time.Millisecond, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *c.Config
+	cfg.Token = bearer
+	viewer, err := client.New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := viewer.Watch(ctx, api.KindPod, client.ListOptions{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Next(); ctx.Err() != nil {
+		t.Fatalf("the expired token's watch went on until the test's deadline (%v)", err)
+	}
+}
+
+// Over HTTP/2 (what the Go client speaks) a stalled body is cut too: the
+// stream is reset and the request fails instead of hanging.
+func TestStalledBodyIsCutHTTP2(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{BodyReadTimeout: 200 * time.Millisecond}})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(c.Config.CA))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte(`{"kind":"Pod",`)) }() // and nothing more
+	req, err := http.NewRequestWithContext(ctx, "POST", c.Config.Server+"/api/v1/pods", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Config.Token)
+	resp, err := hc.Do(req)
+	if ctx.Err() != nil {
+		t.Fatal("the stalled HTTP/2 request hung until the test's deadline")
+	}
+	if err == nil {
+		defer resp.Body.Close()
+		if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("stalled HTTP/2 body: %s %s", resp.Proto, resp.Status)
+		}
+	}
+}

@@ -203,12 +203,7 @@ func New(opts Options) (*Server, error) {
 	s.conns = newConnLimiter(ln, opts.MaxConnections, opts.ReservedConnections, s.metrics)
 	s.ln = s.conns
 	s.unauth = make(chan struct{}, opts.MaxUnauthenticatedRequests)
-	s.streams = newStreams(opts.MaxStreamsPerToken, func(id string) bool {
-		tokens.mu.RLock()
-		defer tokens.mu.RUnlock()
-		_, ok := tokens.byID[id]
-		return ok
-	}, s.metrics)
+	s.streams = newStreams(opts.MaxStreamsPerToken, func(id string) bool { _, ok := tokens.expiry(id); return ok }, s.metrics)
 	tokens.OnRevoke(s.streams.revoke)
 	s.registerConnMetrics(opts.Registry)
 	if err := s.ensureAdminConfig(); err != nil {
