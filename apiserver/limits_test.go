@@ -498,3 +498,19 @@ func TestStalledBodyIsCutHTTP2(t *testing.T) {
 		}
 	}
 }
+
+// Handlers mounted beside the API (webhooks) read at most MaxBodyBytes
+// even if they set no limit of their own.
+func TestMountedHandlerBodyLimit(t *testing.T) {
+	entered := make(chan struct{}, 10)
+	c := apiservertest.Start(t, apiservertest.Options{
+		Server:   apiserver.Options{MaxBodyBytes: 1 << 10},
+		Handlers: map[string]http.Handler{"POST /hooks/test": readingHandler(entered)},
+	})
+	if code, body := raw(t, c, "", "POST", "/hooks/test", make([]byte, 1<<10)); code != http.StatusAccepted {
+		t.Fatalf("body at the limit: %d %s", code, body)
+	}
+	if code, body := raw(t, c, "", "POST", "/hooks/test", make([]byte, 1<<10+1)); code != http.StatusBadRequest {
+		t.Fatalf("body over the limit: %d %s", code, body)
+	}
+}

@@ -400,6 +400,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveAPI(w, r)
 		return
 	}
+	// Mounted handlers (webhooks, joins) keep their own, smaller, limits;
+	// this one is the backstop.
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
