@@ -20,6 +20,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/remotecmd"
 )
 
 // metric returns the value of the series whose text starts with series
@@ -378,13 +379,26 @@ func TestWatchMaxLifetime(t *testing.T) {
 	}
 }
 
-// Revoking a token ends its log stream at once, though the agent keeps
-// sending.
-func TestRevokeEndsLogStream(t *testing.T) {
+// Revoking a token ends its log stream and its exec session at once,
+// though the agent keeps them going.
+func TestRevokeEndsLogAndExec(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// An agent that follows a log for ever, until the server hangs up.
+	// An agent whose log follow and exec session go on until the server
+	// hangs up.
 	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/exec") {
+			conn, err := remotecmd.Accept(w)
+			if err != nil {
+				return
+			}
+			_ = remotecmd.Serve(r.Context(), conn, false, func(ctx context.Context, s remotecmd.Streams) (int, error) {
+				fmt.Fprintln(s.Stdout, "started")
+				<-ctx.Done()
+				return 0, nil
+			})
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 		for i := 0; ; i++ {
 			if _, err := fmt.Fprintf(w, "line %d\n", i); err != nil {
@@ -443,7 +457,49 @@ func TestRevokeEndsLogStream(t *testing.T) {
 	if got := metric(t, c, `capstan_api_streams{role="viewer",type="log"}`); got != 0 {
 		t.Fatalf("open viewer log streams %v after revocation", got)
 	}
+
+	// Exec is for admins; a revoked admin token loses its session too.
+	bearer, tok, err = c.Server.Tokens().Create("admin", "", 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Token = bearer
+	admin, err := client.New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	out := writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), "started") {
+			close(started)
+		}
+		return len(p), nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := admin.Exec(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "web"}, client.ExecOptions{Command: []string{"sh"}, Stdout: out})
+		done <- err
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("exec ended before revocation: %v", err)
+	case <-ctx.Done():
+		t.Fatal("exec never started")
+	}
+	if err := c.Server.Tokens().Revoke(tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the revoked token's exec session went on until the test's deadline")
+	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // A token that expires while its watch is open ends the watch then.
 func TestExpiryEndsWatch(t *testing.T) {
