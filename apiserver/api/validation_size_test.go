@@ -248,3 +248,15 @@ func TestObjectSizeLimits(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkValidatePod measures Validate on a running pod, whose encoded
+// size is now checked against the pods cap (one extra JSON encoding).
+func BenchmarkValidatePod(b *testing.B) {
+	p := runningPod()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Validate(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
