@@ -343,7 +343,7 @@ func TestRevokeEndsWatch(t *testing.T) {
 func TestWatchMaxLifetime(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{WatchMaxLifetime: 100 * time.Millisecond, BookmarkInterval: time.Hour}})
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{WatchMaxLifetime: 500 * time.Millisecond, BookmarkInterval: time.Hour}})
 	w, err := c.Client.Watch(ctx, api.KindPod, client.ListOptions{}, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -506,7 +506,7 @@ func TestExpiryEndsWatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{BookmarkInterval: time.Hour}})
-	bearer, _, err := c.Server.Tokens().Create("viewer", "", 300*time.Millisecond, time.Now())
+	bearer, _, err := c.Server.Tokens().Create("viewer", "", 2*time.Second, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
