@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/internal/atomicfile"
 )
 
 // Roles a token can carry.
@@ -50,6 +51,17 @@ type Tokens struct {
 	byID map[string]Token
 	// newID draws a token ID (default: tokenIDBytes random bytes in hex).
 	newID func() string
+	// onRevoke run, under mu, when a token is deleted: the server ends
+	// the token's open streams there.
+	onRevoke []func(id string)
+}
+
+// OnRevoke registers f to run when a token is revoked; f must not call
+// back into t.
+func (t *Tokens) OnRevoke(f func(id string)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.onRevoke = append(t.onRevoke, f)
 }
 
 func openTokens(path string) (*Tokens, error) {
@@ -84,11 +96,7 @@ func (t *Tokens) saveLocked() error {
 	if err := os.MkdirAll(filepath.Dir(t.path), 0o700); err != nil {
 		return err
 	}
-	tmp := t.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, t.path)
+	return atomicfile.WriteFile(t.path, data, 0o600)
 }
 
 func hashSecret(secret string) string {
@@ -116,7 +124,20 @@ func (t *Tokens) Revoke(id string) error {
 		return fmt.Errorf("token %s: not found", id)
 	}
 	delete(t.byID, id)
-	return t.saveLocked()
+	err := t.saveLocked()
+	for _, f := range t.onRevoke {
+		f(id)
+	}
+	return err
+}
+
+// expiry returns when token id expires (zero: never) and whether it
+// exists.
+func (t *Tokens) expiry(id string) (time.Time, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	tok, ok := t.byID[id]
+	return tok.ExpiresAt, ok
 }
 
 // List returns the tokens without secrets, sorted by ID.
@@ -170,55 +191,4 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[7:])
 	}
 	return ""
-}
-
-// request is what authorization decides on.
-type request struct {
-	verb        string // get, list, watch, create, update, delete, txn, log, exec
-	kind        api.Kind
-	key         api.Key
-	subresource string // "" or "status"
-}
-
-func (r request) readOnly() bool { return r.verb == "get" || r.verb == "list" || r.verb == "watch" }
-
-// nodeLookup returns the node a stored pod is bound to.
-type nodeLookup func(k api.Key) (string, error)
-
-// authorize decides whether role may do req. Viewers may read everything
-// and read container logs; only admins exec. Node roles may read
-// everything but logs, write their own Node and Lease, write the status of
-// pods bound to them, delete pods bound to them, and create events.
-func authorize(role string, req request, podNode nodeLookup) error {
-	switch {
-	case role == RoleAdmin:
-		return nil
-	case role == RoleViewer:
-		if req.readOnly() || req.verb == "log" {
-			return nil
-		}
-		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role viewer may only read, not %s %s", req.verb, req.kind))
-	case strings.HasPrefix(role, RoleNodePrefix):
-		node := strings.TrimPrefix(role, RoleNodePrefix)
-		if req.readOnly() {
-			return nil
-		}
-		switch {
-		case (req.kind == api.KindNode || req.kind == api.KindLease) && req.key.Name == node && req.verb != "delete":
-			return nil
-		case req.kind == api.KindEvent && req.verb == "create":
-			return nil
-		case req.kind == api.KindPod && (req.verb == "update" && req.subresource == "status" || req.verb == "delete"):
-			bound, err := podNode(req.key)
-			if err != nil {
-				return err
-			}
-			if bound == node {
-				return nil
-			}
-			return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not change pod %s: it is bound to %q", node, req.key, bound))
-		}
-		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not %s %s", node, req.verb, req.key))
-	}
-	return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %q grants nothing", role))
 }

@@ -28,6 +28,14 @@
 // condition, refused with 409 for a pod bound to another node or being
 // deleted (binding.go). Only admins run transactions.
 //
+// Limits (limits.go): each token may hold a bounded number of watches, log
+// streams and exec sessions (429 past it; admins unbounded), and they end
+// when the token is revoked or expires; watches end after a maximum
+// lifetime with a bookmark to resume from; connections are bounded with a
+// reserve that only admins and nodes may use; requests without credentials
+// in flight are bounded; headers and bodies must arrive within timeouts.
+// The API package bounds every field a node writes and each kind's size.
+//
 // Concurrency: a Server serves requests concurrently; each watch has its
 // own goroutine and buffer in the store, so a slow watcher is cut off
 // instead of stalling others.

@@ -3,7 +3,9 @@ package apiserver
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
@@ -52,11 +54,17 @@ func toStatus(err error) Status {
 	var ae *apiError
 	var ve *api.ValidationError
 	var mbe *http.MaxBytesError
+	var tle *api.TooLargeError
 	switch {
 	case errors.As(err, &ae):
 		return Status{Code: ae.code, Reason: ae.reason, Message: ae.err.Error()}
 	case errors.As(err, &mbe):
 		return Status{Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge", Message: "request body is larger than the server's limit"}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return Status{Code: http.StatusRequestTimeout, Reason: "RequestTimeout", Message: "the request body did not arrive within the server's body read timeout: send it faster, or in smaller requests"}
+	case errors.As(err, &tle):
+		return Status{Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge", Message: err.Error(),
+			Fields: api.ErrorList{{Path: "(object)", Message: fmt.Sprintf("%d bytes, more than %d", tle.Size, tle.Limit)}}}
 	case errors.As(err, &ve):
 		return Status{Code: http.StatusBadRequest, Reason: "Invalid", Message: err.Error(), Fields: ve.Fields}
 	case errors.Is(err, api.ErrUnknownKind):
@@ -81,8 +89,11 @@ func toStatus(err error) Status {
 
 func writeError(w http.ResponseWriter, err error) int {
 	st := toStatus(err)
-	if st.Code == http.StatusUnauthorized {
+	switch st.Code {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="capstan"`)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, st.Code, st)
 	return st.Code

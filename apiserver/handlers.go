@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -180,10 +181,10 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 		err = s.handleGet(ctx, w, rt, role)
 	case rt.named && r.Method == http.MethodGet && rt.subresource == "log":
 		verb = "log"
-		err = s.handlePodLog(ctx, w, r, rt, role)
+		err = s.serveStream(ctx, r, rt, role, verb, func(ctx context.Context) error { return s.handlePodLog(ctx, w, r, rt, role) })
 	case rt.named && r.Method == http.MethodPost && rt.subresource == "exec":
 		verb = "exec"
-		err = s.handlePodExec(ctx, w, r, rt, role)
+		err = s.serveStream(ctx, r, rt, role, verb, func(ctx context.Context) error { return s.handlePodExec(ctx, w, r, rt, role) })
 	case rt.named && r.Method == http.MethodPut && (rt.subresource == "" || rt.subresource == "status"):
 		verb = "update"
 		err = s.handleUpdate(ctx, w, r, rt, role)
@@ -194,8 +195,26 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 		err = errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Errorf("%s is not allowed on %s", r.Method, r.URL.Path))
 	}
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			w.Header().Set("Connection", "close")
+		}
 		writeError(w, err)
 	}
+}
+
+// serveStream runs a log stream or an exec session (typ) under the
+// caller's stream cap, with a context that ends when its token is revoked
+// or expires.
+func (s *Server) serveStream(ctx context.Context, r *http.Request, rt route, role, typ string, run func(context.Context) error) error {
+	if err := s.authorize(ctx, role, request{verb: typ, kind: rt.kind, key: rt.key, subresource: typ}); err != nil {
+		return err
+	}
+	ctx, release, err := s.streams.open(ctx, s.principal(r), typ)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return run(ctx)
 }
 
 func (s *Server) podNode(ctx context.Context) nodeLookup {
@@ -287,6 +306,10 @@ func readObject(r *http.Request, k api.Kind) (api.Object, error) {
 }
 
 func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	// May this role create this kind at all? Asked before the body is read.
+	if err := s.authorize(ctx, role, request{verb: "create", kind: rt.kind, key: api.Key{Kind: rt.kind}}); err != nil {
+		return err
+	}
 	obj, err := readObject(r, rt.kind)
 	if err != nil {
 		return err
@@ -300,6 +323,11 @@ func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *htt
 	if err := s.authorize(ctx, role, request{verb: "create", kind: rt.kind, key: api.KeyOf(obj)}); err != nil {
 		return err
 	}
+	if ev, ok := obj.(*api.Event); ok {
+		if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
+			return err
+		}
+	}
 	out, err := s.store.Create(ctx, obj)
 	if err != nil {
 		return err
@@ -309,6 +337,9 @@ func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
+	if err := s.authorize(ctx, role, request{verb: "update", kind: rt.kind, key: rt.key, subresource: rt.subresource}); err != nil {
+		return err
+	}
 	in, err := readObject(r, rt.kind)
 	if err != nil {
 		return err
@@ -316,8 +347,10 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 	if k := api.KeyOf(in); k != rt.key {
 		return badRequest(fmt.Sprintf("the body names %s but the path names %s", k, rt.key))
 	}
-	if err := s.authorize(ctx, role, request{verb: "update", kind: rt.kind, key: rt.key, subresource: rt.subresource}); err != nil {
-		return err
+	if ev, ok := in.(*api.Event); ok {
+		if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
+			return err
+		}
 	}
 	want := in.Meta().ResourceVersion
 	// Without a resourceVersion the update is unconditional: retry when a
@@ -328,6 +361,12 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 		rv := cur.Meta().ResourceVersion
+		if ev, ok := cur.(*api.Event); ok {
+			// Nor may a node take over an event about something else.
+			if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
+				return err
+			}
+		}
 		if want != 0 && want != rv {
 			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, want, rv, store.ErrConflict)
 		}
@@ -514,12 +553,20 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	if app != "" && !api.IsDNSLabel(app) {
 		return badRequest(fmt.Sprintf("app %s is not a DNS label", strconv.QuoteToASCII(truncate(app, 64))))
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, release, err := s.streams.open(ctx, s.principal(r), "watch")
+	if err != nil {
+		return err
+	}
+	defer release()
 	watcher, err := s.store.Watch(ctx, store.WatchOptions{Kind: rt.kind, App: app, Node: q.Get("node"), Since: since})
 	if err != nil {
 		return err
 	}
+	// A watch ends after its lifetime, so that no stream outlives a
+	// rotation of credentials or pins a connection for ever; the client
+	// resumes from the last revision it saw.
+	lifetime := time.NewTimer(watchLifetime(s.opts.WatchMaxLifetime, s.opts.Rand()))
+	defer lifetime.Stop()
 	s.metrics.watches.WithLabelValues(string(rt.kind)).Inc()
 	defer s.metrics.watches.WithLabelValues(string(rt.kind)).Dec()
 
@@ -531,6 +578,18 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	var line []byte
 	bookmarks := time.NewTicker(s.opts.BookmarkInterval)
 	defer bookmarks.Stop()
+	bookmark := func() error {
+		rev, ok := watcher.Progress()
+		if !ok {
+			return nil
+		}
+		b, _ := json.Marshal(map[string]any{"kind": "Bookmark", "metadata": map[string]int64{"resourceVersion": rev}})
+		if err := enc.Encode(WatchEvent{Type: "BOOKMARK", Object: b}); err != nil {
+			return err
+		}
+		w.Flush()
+		return nil
+	}
 	for {
 		select {
 		case e, ok := <-watcher.C:
@@ -549,14 +608,16 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 				w.Flush()
 			}
 		case <-bookmarks.C:
-			if rev, ok := watcher.Progress(); ok {
-				b, _ := json.Marshal(map[string]any{"kind": "Bookmark", "metadata": map[string]int64{"resourceVersion": rev}})
-				if err := enc.Encode(WatchEvent{Type: "BOOKMARK", Object: b}); err != nil {
-					return nil
-				}
-				w.Flush()
+			if bookmark() != nil {
+				return nil
 			}
+		case <-lifetime.C:
+			// End cleanly, with the revision to resume from.
+			_ = bookmark()
+			return nil
 		case <-ctx.Done():
+			// The client left, the server stops, or the token was
+			// revoked or expired (context.Cause): end the stream now.
 			return nil
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -42,6 +43,36 @@ type Options struct {
 	// EventTTL is how long an event is kept after it was last seen
 	// (default 1 hour).
 	EventTTL time.Duration
+	// MaxStreamsPerToken bounds the watches, log streams and exec sessions
+	// one token may hold open at once; the next is answered 429. Admin
+	// tokens are not bounded. Default 64.
+	MaxStreamsPerToken int
+	// WatchMaxLifetime ends a watch after between 3/4 of it and all of it
+	// (spread so that watches started together do not end together); the
+	// client resumes from its last revision. Default 30 minutes.
+	WatchMaxLifetime time.Duration
+	// MaxConnections bounds open client connections; past it new ones are
+	// closed at once. Default: 3/4 of the open-file limit, at most 10,000.
+	MaxConnections int
+	// ReservedConnections of MaxConnections are kept for admins and nodes:
+	// once fewer are free, requests of viewers and of clients without
+	// credentials are answered 503 and their connections closed. Default
+	// MaxConnections/8.
+	ReservedConnections int
+	// MaxUnauthenticatedRequests bounds requests without valid credentials
+	// in flight (webhooks, joins, bad tokens; health checks excepted); the
+	// next is answered 429. Default 64.
+	MaxUnauthenticatedRequests int
+	// HeaderReadTimeout is how long a client has to send a request's
+	// headers (and to finish the TLS handshake). Default 10 s.
+	HeaderReadTimeout time.Duration
+	// BodyReadTimeout is how long a client has to send a request's body,
+	// from the end of its headers; a body not in by then is cut (408) and
+	// its connection closed. Default 30 s.
+	BodyReadTimeout time.Duration
+	// Rand returns a number in [0, 1) for the spread of watch lifetimes
+	// (default math/rand/v2).
+	Rand func() float64
 	// Network sets the ranges VIPs, node ports and pod CIDRs come from.
 	Network NetworkOptions
 	// Registry receives the server's metrics (default: a new registry).
@@ -74,6 +105,41 @@ func (o *Options) validate() error {
 	if o.EventTTL == 0 {
 		o.EventTTL = time.Hour
 	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"MaxStreamsPerToken", o.MaxStreamsPerToken}, {"MaxConnections", o.MaxConnections}, {"ReservedConnections", o.ReservedConnections}, {"MaxUnauthenticatedRequests", o.MaxUnauthenticatedRequests}} {
+		if f.v < 0 {
+			return fmt.Errorf("apiserver: %s is %d: want 0 (the default) or more", f.name, f.v)
+		}
+	}
+	if o.MaxStreamsPerToken == 0 {
+		o.MaxStreamsPerToken = 64
+	}
+	if o.WatchMaxLifetime <= 0 {
+		o.WatchMaxLifetime = 30 * time.Minute
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = defaultMaxConnections()
+	}
+	if o.ReservedConnections == 0 {
+		o.ReservedConnections = o.MaxConnections / 8
+	}
+	if o.ReservedConnections >= o.MaxConnections {
+		return fmt.Errorf("apiserver: %d reserved connections (--reserved-connections) leave none of %d (--max-connections) for other clients: reserve fewer", o.ReservedConnections, o.MaxConnections)
+	}
+	if o.MaxUnauthenticatedRequests == 0 {
+		o.MaxUnauthenticatedRequests = 64
+	}
+	if o.HeaderReadTimeout <= 0 {
+		o.HeaderReadTimeout = 10 * time.Second
+	}
+	if o.BodyReadTimeout <= 0 {
+		o.BodyReadTimeout = 30 * time.Second
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
@@ -96,6 +162,9 @@ type Server struct {
 	metrics *metrics
 	mux     *http.ServeMux
 	ln      net.Listener
+	conns   *connLimiter
+	streams *streams
+	unauth  chan struct{}
 	ready   atomic.Bool
 	// registryAccess goes into join answers (see registry.go).
 	registryAccess atomic.Pointer[client.RegistryAccess]
@@ -135,7 +204,12 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: listen on %s: %w (is another server running? pick another --listen)", opts.Listen, err)
 	}
-	s.ln = ln
+	s.conns = newConnLimiter(ln, opts.MaxConnections, opts.ReservedConnections, s.metrics)
+	s.ln = s.conns
+	s.unauth = make(chan struct{}, opts.MaxUnauthenticatedRequests)
+	s.streams = newStreams(opts.MaxStreamsPerToken, func(id string) bool { _, ok := tokens.expiry(id); return ok }, s.metrics)
+	tokens.OnRevoke(s.streams.revoke)
+	s.registerConnMetrics(opts.Registry)
 	if err := s.ensureAdminConfig(); err != nil {
 		ln.Close()
 		return nil, err
@@ -262,7 +336,8 @@ func (s *Server) Start(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           s,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{s.pki.ServeCert}},
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: s.opts.HeaderReadTimeout,
+		ConnContext:       connContext,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelDebug),
@@ -315,22 +390,30 @@ func (s *Server) routes() {
 // redirected (a name with "..", "%2F" or NUL is refused, not rewritten), and
 // everything else through the mux.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Answers are JSON, NDJSON, PEM or plain text: a browser must never
+	// guess otherwise (a log line or an object name rendered as HTML).
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	p := s.identify(r)
+	r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+	done, ok := s.guard(w, r, p)
+	if !ok {
+		return
+	}
+	defer done()
 	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/api" {
 		s.serveAPI(w, r)
 		return
 	}
+	// Mounted handlers (webhooks, joins) keep their own, smaller, limits;
+	// this one is the backstop.
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
-// authenticate returns the caller's role.
+// authenticate returns the caller's role, as ServeHTTP found it.
 func (s *Server) authenticate(r *http.Request) (string, error) {
-	tok := bearer(r)
-	if tok == "" {
-		return "", errorf(http.StatusUnauthorized, "Unauthorized", errors.New("no bearer token: pass --config with a client config, or set CAPSTAN_CONFIG"))
-	}
-	role, err := s.tokens.Authenticate(tok, s.opts.Now())
-	if err != nil {
-		return "", errorf(http.StatusUnauthorized, "Unauthorized", err)
-	}
-	return role, nil
+	p := s.principal(r)
+	return p.role, p.err
 }

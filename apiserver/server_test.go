@@ -429,3 +429,35 @@ func TestEventsExpire(t *testing.T) {
 		t.Fatalf("left %v", objs)
 	}
 }
+
+// Every answer says nosniff, so that no browser renders a log line or an
+// object's field as HTML.
+func TestNoSniff(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(c.Config.CA))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, tt := range []struct{ name, token, path string }{
+		{"list", c.Config.Token, "/api/v1/pods"},
+		{"error", "", "/api/v1/pods"},
+		{"not found", c.Config.Token, "/api/v1/pods/shop/nope"},
+		{"health", "", "/healthz"},
+		{"ca", "", "/cacert"},
+		{"unknown path", "", "/nope"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", c.Config.Server+tt.path, nil)
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Fatalf("X-Content-Type-Options %q (code %d)", got, resp.StatusCode)
+			}
+		})
+	}
+}

@@ -135,13 +135,16 @@ func Validate(obj Object) error {
 		return fmt.Errorf("%w: %q", ErrUnknownKind, obj.GetKind())
 	}
 	validateMeta(&errs, kind, obj.Meta())
+	validateMetaSizes(&errs, obj.Meta())
 	switch o := obj.(type) {
 	case *Node:
 		validateNode(&errs, o)
+		validateNodeStatusSizes(&errs, &o.Status)
 	case *Lease:
 		if o.Spec.Holder == "" {
 			errs.add("spec.holder", "is required")
 		}
+		maxLen(&errs, "spec.holder", o.Spec.Holder, MaxSubdomainLen)
 	case *App:
 		validateApp(&errs, &o.Spec)
 	case *Workload:
@@ -151,6 +154,7 @@ func Validate(obj Object) error {
 		if o.Spec.NodeName != "" && !IsDNSSubdomain(o.Spec.NodeName) {
 			errs.add("spec.nodeName", "%s is not a node name", quote(o.Spec.NodeName))
 		}
+		validatePodStatusSizes(&errs, &o.Status)
 	case *Service:
 		validateServiceSpec(&errs, &o.Spec, "spec")
 	case *Endpoints:
@@ -179,8 +183,12 @@ func Validate(obj Object) error {
 		if o.Spec.Type != EventNormal && o.Spec.Type != EventWarning {
 			errs.add("spec.type", "%s: want Normal or Warning", quote(o.Spec.Type))
 		}
+		validateEventSizes(&errs, &o.Spec)
 	}
-	return errs.Err()
+	if err := errs.Err(); err != nil {
+		return err
+	}
+	return validateSize(kind, obj)
 }
 
 func validateMeta(errs *ErrorList, kind Kind, m *ObjectMeta) {

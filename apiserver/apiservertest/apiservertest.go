@@ -4,6 +4,7 @@ package apiservertest
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ type Options struct {
 	Listen string
 	Store  store.Options
 	Server apiserver.Options
+	// Handlers are mounted with Server.Handle before the server starts
+	// (pattern -> handler), as cmd mounts git webhooks.
+	Handlers map[string]http.Handler
 }
 
 // Start runs a server until the test ends.
@@ -54,6 +58,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
+	}
+	for pattern, h := range opts.Handlers {
+		srv.Handle(pattern, h)
 	}
 	cfg, err := client.LoadConfig(srv.AdminConfigPath())
 	if err != nil {

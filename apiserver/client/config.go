@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/capstanhq/capstan/internal/atomicfile"
 	"sigs.k8s.io/yaml"
 )
 
@@ -51,7 +52,8 @@ func LoadConfig(path string) (*Config, error) {
 	return &c, nil
 }
 
-// SaveConfig writes a config file with mode 0600, atomically.
+// SaveConfig writes a config file with mode 0600, atomically and durably
+// (file and directory synced).
 func SaveConfig(path string, c *Config) error {
 	data, err := yaml.Marshal(c)
 	if err != nil {
@@ -60,11 +62,7 @@ func SaveConfig(path string, c *Config) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 // DefaultConfigPath is where the CLI looks when neither --config nor

@@ -133,13 +133,19 @@ func (i *Informer) Start(ctx context.Context) error {
 			needList = false
 			backoff.reset()
 		}
-		err := i.watch(ctx)
+		delivered, err := i.watch(ctx)
 		switch {
 		case ctx.Err() != nil:
 		case IsGone(err):
 			i.log.Info("watch revision compacted; relisting", "kind", i.kind, "rev", i.Revision())
 			needList = true
 		default:
+			// A watch that delivered anything worked: the server ended it
+			// (its lifetime, a restart), so resume at once rather than
+			// after the back-off of earlier failures.
+			if delivered {
+				backoff.reset()
+			}
 			i.log.Debug("watch ended; resuming", "kind", i.kind, "rev", i.Revision(), "err", err)
 			backoff.wait(ctx)
 		}
@@ -204,19 +210,20 @@ func (i *Informer) notifyLocked(f func(Handler)) {
 	}
 }
 
-// watch applies events until the stream ends and returns why.
-func (i *Informer) watch(ctx context.Context) error {
+// watch applies events until the stream ends and returns why, and whether
+// it delivered any event (bookmarks included).
+func (i *Informer) watch(ctx context.Context) (bool, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := i.c.Watch(wctx, i.kind, i.opts, i.Revision())
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer w.Close()
-	for {
+	for delivered := false; ; delivered = true {
 		e, err := w.Next()
 		if err != nil {
-			return err
+			return delivered, err
 		}
 		i.apply(e)
 	}

@@ -34,6 +34,7 @@ type serverFlags struct {
 	// registryAddrs, when set, run the embedded registry there with its
 	// storage in DATA_DIR/registry (see newRegistry).
 	registryAddrs []string
+	limits apiLimits
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -48,6 +49,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.network.ServiceCIDR, "service-cidr", "10.96.0.0/16", "where service VIPs come from")
 	cmd.Flags().DurationVar(&f.nodes.GracePeriod, "node-grace-period", nodeController.DefaultGracePeriod, "a node without a heartbeat for this long becomes NotReady")
 	cmd.Flags().DurationVar(&f.nodes.EvictionTimeout, "pod-eviction-timeout", nodeController.DefaultEvictionTimeout, "pods of a NotReady node are replaced elsewhere this long after its last heartbeat")
+	f.limits.register(cmd.Flags())
 }
 
 func newServerCmd() *cobra.Command {
@@ -100,7 +102,9 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := apiserver.New(apiserver.Options{DataDir: f.dataDir, Listen: f.listen, Store: st, SANs: f.sans, Network: f.network, Registry: reg, Logger: log})
+	opts := apiserver.Options{DataDir: f.dataDir, Listen: f.listen, Store: st, SANs: f.sans, Network: f.network, Registry: reg, Logger: log}
+	f.limits.apply(&opts)
+	srv, err := apiserver.New(opts)
 	if err != nil {
 		st.Close()
 		return nil, err

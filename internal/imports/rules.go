@@ -21,6 +21,7 @@ var shared = []string{
 	"apiserver/api",
 	"apiserver/client",
 	"reconcile",
+	"internal/atomicfile",
 	"internal/pki",
 	"internal/remotecmd",
 	"version",

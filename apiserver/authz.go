@@ -1,0 +1,98 @@
+package apiserver
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// request is what authorization decides on.
+type request struct {
+	verb        string // get, list, watch, create, update, delete, txn, log, exec
+	kind        api.Kind
+	key         api.Key // Name "" on a create before its body is read
+	subresource string  // "" or "status"
+}
+
+func (r request) readOnly() bool { return r.verb == "get" || r.verb == "list" || r.verb == "watch" }
+
+// nodeLookup returns the node a stored pod is bound to.
+type nodeLookup func(k api.Key) (string, error)
+
+// authorize decides whether role may do req, from the path alone, so that
+// it runs before any body is read: a forbidden write is 403 whatever it
+// carries. A create's key comes from its body: it is authorized once with
+// an empty name (may this role create this kind at all?) and again once
+// the body names the object.
+//
+// Viewers may read everything and read container logs; only admins exec.
+// Node roles may read everything but logs, write their own Node and Lease,
+// write the status of pods bound to them, delete pods bound to them, and
+// create and update events (about what, authorizeEvent decides once the
+// body is read).
+func authorize(role string, req request, podNode nodeLookup) error {
+	switch {
+	case role == RoleAdmin:
+		return nil
+	case role == RoleViewer:
+		if req.readOnly() || req.verb == "log" {
+			return nil
+		}
+		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role viewer may only read, not %s %s", req.verb, req.kind))
+	case strings.HasPrefix(role, RoleNodePrefix):
+		node := strings.TrimPrefix(role, RoleNodePrefix)
+		if req.readOnly() {
+			return nil
+		}
+		switch {
+		case (req.kind == api.KindNode || req.kind == api.KindLease) && req.verb != "delete" &&
+			(req.key.Name == node || req.verb == "create" && req.key.Name == ""):
+			return nil
+		case req.kind == api.KindEvent && (req.verb == "create" || req.verb == "update") && req.subresource == "":
+			return nil
+		case req.kind == api.KindPod && (req.verb == "update" && req.subresource == "status" || req.verb == "delete"):
+			bound, err := podNode(req.key)
+			if err != nil {
+				return err
+			}
+			if bound == node {
+				return nil
+			}
+			return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not change pod %s: it is bound to %q", node, req.key, bound))
+		}
+		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not %s %s", node, req.verb, req.key))
+	}
+	return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %q grants nothing", role))
+}
+
+// authorizeEvent decides whether role may write ev: a node only about
+// itself or about a pod bound to it (in the pod's app), so that a node
+// cannot put words in the mouth of another node or of a controller.
+func authorizeEvent(role string, ev *api.Event, podNode nodeLookup) error {
+	node, isNode := strings.CutPrefix(role, RoleNodePrefix)
+	if !isNode {
+		return nil
+	}
+	ref := ev.Spec.Object
+	switch ref.Kind {
+	case api.KindNode:
+		if ref.Name == node {
+			return nil
+		}
+	case api.KindPod:
+		if ref.App != ev.Metadata.App {
+			return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not record event %s about pod %s/%s: an event lives in its pod's app", node, ev.Metadata.Name, ref.App, ref.Name))
+		}
+		bound, err := podNode(api.Key{Kind: api.KindPod, App: ref.App, Name: ref.Name})
+		if err != nil {
+			return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not record event %s about pod %s/%s: %w", node, ev.Metadata.Name, ref.App, ref.Name, err))
+		}
+		if bound == node {
+			return nil
+		}
+		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not record event %s about pod %s/%s: it is bound to %q", node, ev.Metadata.Name, ref.App, ref.Name, bound))
+	}
+	return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may record events only about itself and the pods bound to it, not about %s %s", node, ref.Kind, ref.Name))
+}

@@ -1,0 +1,159 @@
+package apiserver_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// A write the role may not make is refused before its body is read: 403
+// whatever the body holds, never 400 for a body the caller had no right to
+// send.
+func TestForbiddenBeforeBody(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	if _, err := c.Client.Create(ctx, node("n2")); err != nil {
+		t.Fatal(err)
+	}
+	viewer, _, _ := c.Server.Tokens().Create("viewer", "", 0, time.Now())
+	n1, _, _ := c.Server.Tokens().Create("node:n1", "", 0, time.Now())
+	garbage := []byte(`{"kind":"Pod",`)
+	tests := []struct{ name, token, method, path string }{
+		{"viewer creates", viewer, "POST", "/api/v1/pods"},
+		{"viewer updates", viewer, "PUT", "/api/v1/pods/shop/a"},
+		{"viewer updates a status", viewer, "PUT", "/api/v1/pods/shop/a/status"},
+		{"viewer creates an event", viewer, "POST", "/api/v1/events"},
+		{"viewer runs a transaction", viewer, "POST", "/api/v1/txn"},
+		{"node creates a pod", n1, "POST", "/api/v1/pods"},
+		{"node creates an app", n1, "POST", "/api/v1/apps"},
+		{"node updates another node", n1, "PUT", "/api/v1/nodes/n2"},
+		{"node updates another node's status", n1, "PUT", "/api/v1/nodes/n2/status"},
+		{"node updates a service", n1, "PUT", "/api/v1/services/shop/web"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, body := raw(t, c, tt.token, tt.method, tt.path, garbage); code != 403 {
+				t.Fatalf("code %d, want 403: %s", code, body)
+			}
+		})
+	}
+}
+
+func event(app, name string, about api.ObjectRef) *api.Event {
+	e := api.KindEvent.New().(*api.Event)
+	e.Metadata = api.ObjectMeta{Name: name, App: app}
+	now := time.Now()
+	e.Spec = api.EventSpec{Object: about, Type: api.EventWarning, Reason: "Test", Message: "m", Count: 1, FirstSeen: now, LastSeen: now}
+	return e
+}
+
+// A node records events only about itself and the pods bound to it.
+func TestNodeEvents(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	n1 := c.Token(t, "node:n1")
+	for _, p := range []*api.Pod{pod("shop", "mine", "n1"), pod("shop", "theirs", "n2"), pod("shop", "pending", "")} {
+		if _, err := c.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	podRef := func(app, name string) api.ObjectRef { return api.ObjectRef{Kind: api.KindPod, App: app, Name: name} }
+	// An event the scheduler made about another node's pod.
+	if _, err := c.Client.Create(ctx, event("shop", "theirs-sched", podRef("shop", "theirs"))); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		ev      *api.Event
+		allowed bool
+	}{
+		{"its node", event("shop", "n1-a", api.ObjectRef{Kind: api.KindNode, Name: "n1"}), true},
+		{"a pod bound to it", event("shop", "mine-a", podRef("shop", "mine")), true},
+		{"another node", event("shop", "n2-a", api.ObjectRef{Kind: api.KindNode, Name: "n2"}), false},
+		{"a pod bound elsewhere", event("shop", "theirs-a", podRef("shop", "theirs")), false},
+		{"an unscheduled pod", event("shop", "pending-a", podRef("shop", "pending")), false},
+		{"a missing pod", event("shop", "ghost-a", podRef("shop", "ghost")), false},
+		{"its pod, event in another app", event("other", "mine-b", podRef("shop", "mine")), false},
+		{"an app", event("shop", "app-a", api.ObjectRef{Kind: api.KindApp, App: "shop", Name: "shop"}), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := n1.Create(ctx, tt.ev)
+			if tt.allowed && err != nil {
+				t.Fatalf("want success, got %v", err)
+			}
+			if !tt.allowed && !client.IsForbidden(err) {
+				t.Fatalf("want 403, got %v", err)
+			}
+		})
+	}
+	// It may count its own event up, but not take over another one by
+	// rewriting it to be about its own pod.
+	mine, err := c.Client.Get(ctx, api.Key{Kind: api.KindEvent, App: "shop", Name: "mine-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := api.Clone(mine.(*api.Event))
+	up.Spec.Count++
+	if _, err := n1.Update(ctx, up); err != nil {
+		t.Fatalf("node counts its own event up: %v", err)
+	}
+	theirs, err := c.Client.Get(ctx, api.Key{Kind: api.KindEvent, App: "shop", Name: "theirs-sched"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hijack := api.Clone(theirs.(*api.Event))
+	hijack.Spec.Object = podRef("shop", "mine")
+	hijack.Spec.Message = "forged"
+	if _, err := n1.Update(ctx, hijack); !client.IsForbidden(err) {
+		t.Fatalf("node rewrote another's event: %v", err)
+	}
+	hijack.Spec.Object = podRef("shop", "theirs")
+	if _, err := n1.Update(ctx, hijack); !client.IsForbidden(err) {
+		t.Fatalf("node updated an event about another node's pod: %v", err)
+	}
+}
+
+// A node cannot make the server keep (and send every watcher) a huge
+// status: a long field is 400 naming the field and its limit, an object over
+// its kind's cap 413 naming the cap.
+func TestNodeStatusSizeLimits(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	n1 := c.Token(t, "node:n1")
+	cur, err := n1.Create(ctx, node("n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := api.Clone(cur.(*api.Node))
+	long.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, Message: strings.Repeat("m", api.MaxMessageLen+1)}}
+	_, err = n1.UpdateStatus(ctx, long)
+	var se *client.StatusError
+	if !errors.As(err, &se) || se.Code != 400 || len(se.Fields) != 1 || se.Fields[0].Path != "status.conditions[0].message" ||
+		!strings.Contains(se.Fields[0].Message, fmt.Sprint(api.MaxMessageLen)) {
+		t.Fatalf("over-long condition message: %v", err)
+	}
+	huge := api.Clone(cur.(*api.Node))
+	for i := range api.MaxConditions {
+		huge.Status.Conditions = append(huge.Status.Conditions, api.Condition{Type: fmt.Sprintf("C%d", i), Status: api.ConditionTrue, Message: strings.Repeat("m", api.MaxMessageLen)})
+	}
+	_, err = n1.UpdateStatus(ctx, huge)
+	if !errors.As(err, &se) || se.Code != 413 || se.Reason != "RequestEntityTooLarge" || !strings.Contains(se.Message, fmt.Sprint(api.MaxObjectBytes(api.KindNode))) {
+		t.Fatalf("node status over the cap: %v", err)
+	}
+	if got, err := c.Client.Get(ctx, api.KeyOf(cur)); err != nil || len(got.(*api.Node).Status.Conditions) != 0 {
+		t.Fatalf("refused status was stored: %v", err)
+	}
+	ev := event("shop", "big", api.ObjectRef{Kind: api.KindNode, Name: "n1"})
+	ev.Spec.Message = strings.Repeat("m", api.MaxMessageLen+1)
+	if _, err := n1.Create(ctx, ev); !errors.As(err, &se) || se.Code != 400 || se.Fields[0].Path != "spec.message" {
+		t.Fatalf("over-long event message: %v", err)
+	}
+}
