@@ -163,7 +163,10 @@ func (c RepoConfig) Validate() error {
 	}
 	kind, _ := classifyURL(c.URL)
 	if kind == transportInvalid {
-		bad("url", "%q is not an absolute local path, file://, http(s)://, ssh:// or user@host:path URL", c.URL)
+		bad("url", "%q is not an absolute local path, file://, http(s)://, ssh:// or user@host:path URL", RedactURL(c.URL))
+	}
+	if what := urlCredentials(c.URL); what != "" {
+		bad("url", "%q carries %s: credentials in a URL end up in logs and status; remove them from the URL and set them under auth: (username and password, or token, for https; sshKeyFile for ssh)", RedactURL(c.URL), what)
 	}
 	refs := 0
 	for _, s := range []string{c.Branch, c.Tag, c.Commit} {

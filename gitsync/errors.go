@@ -65,7 +65,7 @@ func (e *FetchError) Error() string {
 		hint = "the cache clone was removed and will be cloned again on the next sync"
 	}
 	return fmt.Sprintf("repo %s: fetch %s %s: %v; nothing was applied, the last good revision keeps running (%s)",
-		e.Repo, e.URL, e.Ref, e.Err, hint)
+		e.Repo, RedactURL(e.URL), e.Ref, redactText(fmt.Sprint(e.Err)), hint)
 }
 
 func (e *FetchError) Unwrap() error { return e.Err }

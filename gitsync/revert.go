@@ -28,36 +28,58 @@ type Author struct {
 	When  time.Time
 }
 
+// RevertRequest is one rollback: restore Paths to their content at To.
+type RevertRequest struct {
+	// Paths are repository-relative files or directories.
+	Paths []string
+	// To is the revision whose content is restored (a SHA or a ref).
+	To string
+	// Author makes the commit.
+	Author Author
+	// Apps names the apps the paths declare, for the commit message
+	// ("Rollback app web to abc123"); empty names the paths instead.
+	Apps []string
+}
+
 // RevertPaths makes a commit on the repository's tracked branch that
 // restores paths (repository-relative files or directories, such as an
 // app's) to their content at revision to; files added since are removed.
-// The message names the undone commits that touched the paths. For a local
-// non-bare repository the commit is made in place (the paths must have no
-// uncommitted changes; the checkout is updated when the branch is checked
-// out); otherwise the branch is cloned into a temporary directory and the
-// commit is pushed. It returns the new commit's SHA.
+// It is Revert without app names.
 func RevertPaths(ctx context.Context, repo RepoConfig, paths []string, to string, author Author) (string, error) {
+	return Revert(ctx, repo, RevertRequest{Paths: paths, To: to, Author: author})
+}
+
+// Revert makes the rollback commit of req on the repository's tracked
+// branch. The message names the apps, the paths and the undone commits
+// that touched the paths. For a local non-bare repository the commit is
+// made in place (the paths must have no uncommitted changes; the checkout
+// is updated when the branch is checked out); otherwise the branch is
+// cloned into a temporary directory and the commit is pushed. It returns
+// the new commit's SHA.
+func Revert(ctx context.Context, repo RepoConfig, req RevertRequest) (string, error) {
 	repo = repo.WithDefaults()
 	if repo.Branch == "" {
 		return "", fmt.Errorf("%w: rollback needs a tracked branch; %s cannot be moved by a commit", ErrInvalidConfig, repo.Ref())
 	}
+	author := req.Author
 	if author.Name == "" || author.Email == "" || author.When.IsZero() {
 		return "", fmt.Errorf("%w: rollback author needs a name, an email and a time", ErrInvalidConfig)
 	}
-	clean, err := cleanPaths(paths)
+	clean, err := cleanPaths(req.Paths)
 	if err != nil {
 		return "", err
 	}
+	req.Paths = clean
 	kind, local := classifyURL(repo.URL)
 	if kind == transportInvalid {
-		return "", fmt.Errorf("%w: url %q", ErrInvalidConfig, repo.URL)
+		return "", fmt.Errorf("%w: url %q", ErrInvalidConfig, RedactURL(repo.URL))
 	}
 	if kind == transportLocal {
 		if gd, ok := gitDir(local); ok && gd != local {
-			return revertInPlace(ctx, local, repo.Branch, clean, to, author)
+			return revertInPlace(ctx, local, repo.Branch, req)
 		}
 	}
-	return revertAndPush(ctx, repo, clean, to, author)
+	return revertAndPush(ctx, repo, req)
 }
 
 func cleanPaths(paths []string) ([]string, error) {
@@ -77,7 +99,8 @@ func cleanPaths(paths []string) ([]string, error) {
 }
 
 // revertCommit builds (and stores) the rollback commit on top of head.
-func revertCommit(r *git.Repository, head plumbing.Hash, paths []string, to string, author Author) (plumbing.Hash, error) {
+func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plumbing.Hash, error) {
+	paths, to, author := req.Paths, req.To, req.Author
 	headC, err := r.CommitObject(head)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("branch head %s: %w", head, err)
@@ -123,7 +146,7 @@ func revertCommit(r *git.Repository, head plumbing.Hash, paths []string, to stri
 	c := &object.Commit{
 		Author:       sig,
 		Committer:    sig,
-		Message:      revertMessage(r, headC, toC, paths),
+		Message:      revertMessage(r, headC, toC, paths, req.Apps),
 		TreeHash:     root,
 		ParentHashes: []plumbing.Hash{head},
 	}
@@ -136,10 +159,24 @@ func revertCommit(r *git.Repository, head plumbing.Hash, paths []string, to stri
 
 // revertMessage names the target and the undone commits: those on the
 // first-parent history between to and head that touched the paths.
-func revertMessage(r *git.Repository, head, to *object.Commit, paths []string) string {
+func revertMessage(r *git.Repository, head, to *object.Commit, paths, apps []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Rollback %s to %s\n\n", strings.Join(paths, ", "), short(to.Hash.String()))
-	fmt.Fprintf(&b, "Restores %s to their content at %s (%s).\n", strings.Join(paths, ", "), short(to.Hash.String()), to.Author.When.UTC().Format(time.RFC3339))
+	switch len(apps) {
+	case 0:
+		fmt.Fprintf(&b, "Rollback %s to %s\n\n", strings.Join(paths, ", "), short(to.Hash.String()))
+	case 1:
+		fmt.Fprintf(&b, "Rollback app %s to %s\n\n", apps[0], short(to.Hash.String()))
+	default:
+		fmt.Fprintf(&b, "Rollback apps %s to %s\n\n", strings.Join(apps, ", "), short(to.Hash.String()))
+	}
+	their := "their"
+	if len(paths) == 1 {
+		their = "its"
+	}
+	fmt.Fprintf(&b, "Restores %s to %s content at %s (%s).\n", strings.Join(paths, ", "), their, short(to.Hash.String()), to.Author.When.UTC().Format(time.RFC3339))
+	if len(apps) > 0 {
+		fmt.Fprintf(&b, "Apps rolled back: %s.\n", strings.Join(apps, ", "))
+	}
 	var undone []string
 	found := false
 	c := head
@@ -274,7 +311,7 @@ func storeTree(s storer.EncodedObjectStorer, entries []object.TreeEntry) (plumbi
 }
 
 // revertAndPush clones the branch, commits and pushes.
-func revertAndPush(ctx context.Context, repo RepoConfig, paths []string, to string, author Author) (string, error) {
+func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (string, error) {
 	auth, err := authMethod(repo)
 	if err != nil {
 		return "", err
@@ -289,13 +326,13 @@ func revertAndPush(ctx context.Context, repo RepoConfig, paths []string, to stri
 		URL: repo.URL, Auth: auth, ReferenceName: branch, SingleBranch: true, Tags: git.NoTags,
 	})
 	if err != nil {
-		return "", fmt.Errorf("clone %s %s: %w", repo.URL, repo.Ref(), err)
+		return "", fmt.Errorf("clone %s %s: %w", RedactURL(repo.URL), repo.Ref(), redactErr(err))
 	}
 	ref, err := r.Reference(branch, true)
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", ErrRefNotFound, repo.Ref(), err)
 	}
-	h, err := revertCommit(r, ref.Hash(), paths, to, author)
+	h, err := revertCommit(r, ref.Hash(), req)
 	if err != nil {
 		return "", err
 	}
@@ -308,13 +345,14 @@ func revertAndPush(ctx context.Context, repo RepoConfig, paths []string, to stri
 		Auth:       auth,
 	})
 	if err != nil {
-		return "", fmt.Errorf("%w: push %s to %s: %w (the branch may have moved meanwhile: run the rollback again)", ErrPushRejected, short(h.String()), repo.URL, err)
+		return "", fmt.Errorf("%w: push %s to %s: %w (the branch may have moved meanwhile: run the rollback again)", ErrPushRejected, short(h.String()), RedactURL(repo.URL), redactErr(err))
 	}
 	return h.String(), nil
 }
 
 // revertInPlace commits in a local non-bare repository.
-func revertInPlace(ctx context.Context, dir, branchName string, paths []string, to string, author Author) (string, error) {
+func revertInPlace(ctx context.Context, dir, branchName string, req RevertRequest) (string, error) {
+	paths := req.Paths
 	r, err := git.PlainOpen(dir)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", dir, err)
@@ -338,7 +376,7 @@ func revertInPlace(ctx context.Context, dir, branchName string, paths []string, 
 			return "", err
 		}
 	}
-	h, err := revertCommit(r, old.Hash(), paths, to, author)
+	h, err := revertCommit(r, old.Hash(), req)
 	if err != nil {
 		return "", err
 	}

@@ -111,7 +111,7 @@ func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCon
 	}
 	urls := map[string]string{}
 	for _, r := range repos {
-		urls[r.Name] = r.URL
+		urls[r.Name] = gitsync.RedactURL(r.URL)
 	}
 	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Logger: log.With("component", "applier")})
 	if err != nil {
@@ -140,7 +140,7 @@ func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCon
 		_ = json.NewEncoder(w).Encode(map[string]string{"triggered": name})
 	}))
 	for _, r := range repos {
-		log.Info("tracking repository", "name", r.Name, "url", r.URL, "ref", r.Ref(), "path", r.Path)
+		log.Info("tracking repository", "name", r.Name, "url", gitsync.RedactURL(r.URL), "ref", r.Ref(), "path", r.Path)
 	}
 	return syncer.Start, nil
 }

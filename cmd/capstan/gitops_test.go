@@ -106,7 +106,7 @@ func TestGitOpsJourney(t *testing.T) {
 	}
 	head := gitCmd(t, repo, "rev-parse", "HEAD")
 	log := gitCmd(t, repo, "log", "-1", "--format=%an%n%B")
-	if head == bad || !strings.Contains(log, "Ada Lovelace") || !strings.Contains(log, "Rollback apps/shop.cue") || !strings.Contains(log, "typo in shop") {
+	if head == bad || !strings.Contains(log, "Ada Lovelace") || !strings.Contains(log, "Rollback app shop to") || !strings.Contains(log, "typo in shop") {
 		t.Fatalf("rollback commit:\n%s", log)
 	}
 	app = waitApp(t, c, "shop", func(a *api.App) bool { return a.Status.AttemptedCommit == head })

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -17,7 +16,6 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/printer"
-	"github.com/capstanhq/capstan/schema"
 	"github.com/spf13/cobra"
 )
 
@@ -97,107 +95,6 @@ func newSyncCmd() *cobra.Command {
 			return err
 		},
 	}
-}
-
-func newRollbackCmd() *cobra.Command {
-	var to, repoDir, descPath, branch string
-	cmd := &cobra.Command{
-		Use:   "rollback APP --to SHA",
-		Short: "Commit, in git, a change that restores an app's files to their content at SHA",
-		Long: `Roll an app back the GitOps way: make a commit on the tracked branch that
-restores the app's descriptor files to their content at SHA (files added since
-are removed), authored by you, naming the commits it undoes. Git stays the
-truth and auto-sync stays on: the next sync applies the commit like any other.
-
-The repository is the app's source when it is a local path, else --repo (a
-local clone; the commit is made there and pushed when it is a bare mirror of
-the remote, or left for you to push).`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if to == "" {
-				return fmt.Errorf("--to SHA is required: pick one from 'capstan history %s'", args[0])
-			}
-			ctx := cmd.Context()
-			app := args[0]
-			if repoDir == "" || descPath == "" {
-				c, err := newClient(cmd)
-				if err != nil {
-					return err
-				}
-				obj, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: app, Name: app})
-				if err != nil {
-					return fmt.Errorf("app %s: %w", app, err)
-				}
-				src := obj.Meta().Source
-				if src == nil {
-					return fmt.Errorf("app %s has no git source", app)
-				}
-				if repoDir == "" {
-					repoDir = src.Repo
-				}
-				if descPath == "" {
-					descPath = path.Dir(src.Path)
-				}
-			}
-			if st, err := os.Stat(repoDir); err != nil || !st.IsDir() {
-				return fmt.Errorf("repository %q is not a local directory: pass --repo with a local clone", repoDir)
-			}
-			files, err := appFiles(repoDir, descPath, app, "HEAD", to)
-			if err != nil {
-				return err
-			}
-			if len(files) == 0 {
-				return fmt.Errorf("no descriptor file declares app %s at HEAD or at %s (is --path right?)", app, to)
-			}
-			sha, err := gitsync.RevertPaths(ctx, gitsync.RepoConfig{Name: "rollback", URL: repoDir, Branch: branch}, files, to, currentAuthor(repoDir))
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "committed %.12s: %s restored to %.12s\nsync applies it next; follow with 'capstan history %s' and 'capstan get workloads --app %s'\n", sha, strings.Join(files, ", "), to, app, app)
-			return err
-		},
-	}
-	cmd.Flags().StringVar(&to, "to", "", "the commit whose content of the app to restore")
-	cmd.Flags().StringVar(&repoDir, "repo", "", "local clone of the app's repository (default: the app's source, if local)")
-	cmd.Flags().StringVar(&descPath, "path", "", "descriptor directory in the repository (default: the directory of the app's source file)")
-	cmd.Flags().StringVar(&branch, "branch", "main", "branch to commit on")
-	return cmd
-}
-
-// appFiles lists the files that declare app at any of refs.
-func appFiles(repoDir, descPath, app string, refs ...string) ([]string, error) {
-	seen := map[string]bool{}
-	var out []string
-	for _, ref := range refs {
-		fsys, err := gitsync.TreeAt(repoDir, ref)
-		if err != nil {
-			return nil, fmt.Errorf("read %s at %s: %w", repoDir, ref, err)
-		}
-		if descPath != "" && descPath != "." {
-			sub, err := subFS(fsys, descPath)
-			if err != nil {
-				continue // the directory does not exist at this commit
-			}
-			fsys = sub
-		}
-		res, err := schema.Load(fsys, schema.LoadOptions{PathPrefix: descPath})
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range res.Apps {
-			if a.Name != app {
-				continue
-			}
-			for _, f := range a.Files {
-				if !seen[f] {
-					seen[f] = true
-					out = append(out, f)
-				}
-			}
-		}
-	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // currentAuthor is the person running the command: git's user.name and

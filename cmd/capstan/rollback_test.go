@@ -1,0 +1,100 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// rollbackRepo makes a repository with the given commits, each a map of
+// file -> content ("" deletes), and returns it with the commits' SHAs.
+func rollbackRepo(t *testing.T, commits ...map[string]string) (string, []string) {
+	t.Helper()
+	repo := t.TempDir()
+	gitCmd(t, repo, "init", "-q", "-b", "main")
+	gitCmd(t, repo, "config", "user.name", "Ada Lovelace")
+	gitCmd(t, repo, "config", "user.email", "ada@example.com")
+	var shas []string
+	for i, files := range commits {
+		for name, content := range files {
+			p := filepath.Join(repo, name)
+			if content == "" {
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gitCmd(t, repo, "add", "-A")
+		gitCmd(t, repo, "commit", "-q", "--allow-empty", "-m", "commit "+string(rune('A'+i)))
+		shas = append(shas, gitCmd(t, repo, "rev-parse", "HEAD"))
+	}
+	return repo, shas
+}
+
+func appCue(name string, replicas int) string {
+	return "apps: " + name + ": pods: p: {\n\treplicas: " + string(rune('0'+replicas)) + "\n\tcontainers: c: image: \"127.0.0.1:5000/x:v1\"\n}\n"
+}
+
+// A rollback to a commit where the app did not exist would commit the
+// deletion of its files (and sync would prune it): it is refused.
+func TestRollbackRefusesCommitWithoutTheApp(t *testing.T) {
+	repo, shas := rollbackRepo(t,
+		map[string]string{"apps/blog.cue": appCue("blog", 1)},
+		map[string]string{"apps/web.cue": appCue("web", 2)},
+	)
+	out, err := run(t, "rollback", "web", "--to", shas[0], "--repo", repo, "--path", "apps")
+	if err == nil || !strings.Contains(err.Error(), "app web is not declared at "+shas[0][:12]) {
+		t.Fatalf("rollback to a commit without the app: err %v\n%s", err, out)
+	}
+	if head := gitCmd(t, repo, "rev-parse", "HEAD"); head != shas[1] {
+		t.Fatalf("a refused rollback committed %s", head)
+	}
+}
+
+// A file holding two apps is not rolled back for one of them unless the
+// user says so; then the message names both apps.
+func TestRollbackMultiAppFile(t *testing.T) {
+	repo, shas := rollbackRepo(t,
+		map[string]string{"apps/all.cue": appCue("web", 1) + appCue("blog", 1), "apps/solo.cue": appCue("solo", 1)},
+		map[string]string{"apps/all.cue": appCue("web", 2) + appCue("blog", 3), "apps/solo.cue": appCue("solo", 2)},
+	)
+	out, err := run(t, "rollback", "web", "--to", shas[0], "--repo", repo, "--path", "apps")
+	if err == nil || !strings.Contains(err.Error(), "also declare blog (in apps/all.cue)") || !strings.Contains(err.Error(), "--include-other-apps") {
+		t.Fatalf("rollback of one app of a shared file: err %v\n%s", err, out)
+	}
+	if head := gitCmd(t, repo, "rev-parse", "HEAD"); head != shas[1] {
+		t.Fatalf("a refused rollback committed %s", head)
+	}
+
+	out, err = run(t, "rollback", "web", "--to", shas[0], "--repo", repo, "--path", "apps", "--include-other-apps")
+	if err != nil {
+		t.Fatalf("rollback --include-other-apps: %v\n%s", err, out)
+	}
+	msg := gitCmd(t, repo, "log", "-1", "--format=%B")
+	for _, want := range []string{"Rollback apps web, blog to " + shas[0][:12], "Restores apps/all.cue to its content at", "Apps rolled back: web, blog.", "commit B"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("rollback message lacks %q:\n%s", want, msg)
+		}
+	}
+	if got := gitCmd(t, repo, "show", "HEAD:apps/solo.cue"); !strings.Contains(got, "replicas: 2") {
+		t.Errorf("solo.cue was rolled back too:\n%s", got)
+	}
+
+	// An app in its own file rolls back alone, and the message says "its".
+	out, err = run(t, "rollback", "solo", "--to", shas[0], "--repo", repo, "--path", "apps")
+	if err != nil {
+		t.Fatalf("rollback solo: %v\n%s", err, out)
+	}
+	msg = gitCmd(t, repo, "log", "-1", "--format=%B")
+	if !strings.Contains(msg, "Rollback app solo to ") || !strings.Contains(msg, "Restores apps/solo.cue to its content at") || strings.Contains(msg, "their") {
+		t.Errorf("rollback message:\n%s", msg)
+	}
+}
