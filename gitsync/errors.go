@@ -3,6 +3,7 @@ package gitsync
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 )
 
 // Sentinel errors. Match them with errors.Is; the typed errors below wrap
@@ -39,7 +40,16 @@ var (
 	// ErrDirtyWorktree marks a rollback in a local repository whose
 	// worktree or index has changes in the way.
 	ErrDirtyWorktree = errors.New("worktree has uncommitted changes")
+	// ErrPruneHeld marks a head the Sink held because it would delete too
+	// many apps (see PrunePolicy); Syncer.ConfirmPrune lets it through.
+	ErrPruneHeld = errors.New("mass deletion held for confirmation")
+	// ErrNothingHeld marks a prune confirmation when no head is held.
+	ErrNothingHeld = errors.New("no commit is held for confirmation")
 )
+
+// errBadName marks a file name that is not valid UTF-8, which the
+// descriptor tree cannot name (nor errors, nor the API).
+var errBadName = fmt.Errorf("the file name is not valid UTF-8: rename the file: %w", fs.ErrInvalid)
 
 // errNotGitDir marks a local URL whose git directory cannot be watched.
 var errNotGitDir = errors.New("not a git directory")

@@ -34,17 +34,18 @@ type fileConfig struct {
 }
 
 type fileRepo struct {
-	Name              string     `yaml:"name"`
-	URL               string     `yaml:"url"`
-	Branch            string     `yaml:"branch"`
-	Tag               string     `yaml:"tag"`
-	Commit            string     `yaml:"commit"`
-	Path              string     `yaml:"path"`
-	Interval          string     `yaml:"interval"`
-	Auth              fileAuth   `yaml:"auth"`
-	Verify            fileVerify `yaml:"verify"`
-	WebhookSecret     string     `yaml:"webhookSecret"`
-	WebhookSecretFile string     `yaml:"webhookSecretFile"`
+	Name              string      `yaml:"name"`
+	URL               string      `yaml:"url"`
+	Branch            string      `yaml:"branch"`
+	Tag               string      `yaml:"tag"`
+	Commit            string      `yaml:"commit"`
+	Path              string      `yaml:"path"`
+	Interval          string      `yaml:"interval"`
+	Auth              fileAuth    `yaml:"auth"`
+	Verify            fileVerify  `yaml:"verify"`
+	WebhookSecret     string      `yaml:"webhookSecret"`
+	WebhookSecretFile string      `yaml:"webhookSecretFile"`
+	Prune             PrunePolicy `yaml:"prune"`
 }
 
 type fileAuth struct {
@@ -132,7 +133,7 @@ func ValidateRepos(repos []RepoConfig) error {
 func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 	rc := RepoConfig{
 		Name: fr.Name, URL: fr.URL, Branch: fr.Branch, Tag: fr.Tag, Commit: fr.Commit, Path: fr.Path,
-		WebhookSecret: fr.WebhookSecret,
+		WebhookSecret: fr.WebhookSecret, Prune: fr.Prune,
 		Auth: Auth{
 			Username: fr.Auth.Username, Password: fr.Auth.Password, Token: fr.Auth.Token,
 			SSHKeyFile: abs(baseDir, fr.Auth.SSHKeyFile), SSHKeyPassphrase: fr.Auth.SSHKeyPassphrase,

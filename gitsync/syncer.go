@@ -192,6 +192,27 @@ func (s *Syncer) Sync(ctx context.Context, repo string) (Result, error) {
 	return r, r.Err
 }
 
+// ConfirmPrune lets the head held for mass deletion (ErrPruneHeld) of a
+// repository apply on its next sync, which it triggers, and returns that
+// head. Only the held commit is confirmed: a newer head is judged anew.
+func (s *Syncer) ConfirmPrune(repo string) (string, error) {
+	w, ok := s.workers[repo]
+	if !ok {
+		return "", fmt.Errorf("%w: %q (configured: %v)", ErrUnknownRepo, repo, s.names)
+	}
+	w.statusMu.Lock()
+	held := w.held
+	if !held.IsZero() {
+		w.confirm = held
+	}
+	w.statusMu.Unlock()
+	if held.IsZero() {
+		return "", fmt.Errorf("repo %s: %w (see 'capstan history')", repo, ErrNothingHeld)
+	}
+	w.kick()
+	return held.String(), nil
+}
+
 // Status returns the last result of a repository (zero before any sync).
 func (s *Syncer) Status(repo string) (Result, error) {
 	w, ok := s.workers[repo]
@@ -234,6 +255,8 @@ type worker struct {
 	checked  plumbing.Hash // tree whose objects were read back in this run
 	statusMu sync.Mutex
 	last     Result
+	held     plumbing.Hash // head the Sink held (ErrPruneHeld); statusMu
+	confirm  plumbing.Hash // head whose prunes an admin confirmed; statusMu
 }
 
 func (s *Syncer) newWorker(rc RepoConfig) (*worker, error) {
@@ -360,7 +383,11 @@ func (w *worker) attempt(ctx context.Context) Result {
 		Path:       w.cfg.Path,
 		FS:         w.mirror.snapshotFS(tree, c),
 		Signature:  sig,
+		Prune:      w.cfg.Prune,
 	}
+	w.statusMu.Lock()
+	snap.PruneConfirmed = head == w.confirm
+	w.statusMu.Unlock()
 	if !w.applied.IsZero() {
 		snap.Previous = w.applied.String()
 		if head != w.applied {
@@ -380,9 +407,17 @@ func (w *worker) attempt(ctx context.Context) Result {
 		}
 	}
 	if err := w.s.opts.Sink.Apply(ctx, snap); err != nil {
+		if errors.Is(err, ErrPruneHeld) {
+			w.statusMu.Lock()
+			w.held = head
+			w.statusMu.Unlock()
+		}
 		r.Err = fmt.Errorf("repo %s: apply %s: %w", w.cfg.Name, short(r.Head), err)
 		return r
 	}
+	w.statusMu.Lock()
+	w.held, w.confirm = plumbing.ZeroHash, plumbing.ZeroHash
+	w.statusMu.Unlock()
 	r.Applied = true
 	w.applied = head
 	w.started = true

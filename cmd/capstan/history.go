@@ -24,8 +24,13 @@ func newHistoryCmd() *cobra.Command {
 		Use:   "history [APP]",
 		Short: "List sync attempts: commit, author, time, message, result and errors",
 		Long: `List the revisions git sync recorded, oldest first: every commit it looked at,
-for every app, whether it was Applied or Rejected, and the errors (file:line)
-that rejected it.`,
+for every app, whether it was Applied, Rejected, Deleted (its files were
+removed and the app pruned) or Held (the commit would delete most apps and
+waits for 'capstan sync --allow-prune-all'), and the errors (file:line) that
+rejected it. Rows for "repo:NAME" belong to a repository, not an app: a
+commit that changed no app, or errors that belong to no app (a symbolic
+link out of the repository, a file over the size limit, a file that does
+not parse).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd)
@@ -58,7 +63,11 @@ that rejected it.`,
 				if r.Spec.HistoryRewrite {
 					msg += " (history rewrite)"
 				}
-				fmt.Fprintf(tw, "%s ago\t%s\t%.7s\t%s\t%s\t%s\n", printer.Age(now.Sub(r.Spec.SyncedAt)), r.Metadata.App, r.Spec.Commit, r.Spec.Result, r.Spec.Author, msg)
+				who := r.Metadata.App
+				if r.Metadata.Labels[applier.LabelScope] == applier.ScopeRepository {
+					who = "repo:" + who
+				}
+				fmt.Fprintf(tw, "%s ago\t%s\t%.7s\t%s\t%s\t%s\n", printer.Age(now.Sub(r.Spec.SyncedAt)), who, r.Spec.Commit, r.Spec.Result, r.Spec.Author, msg)
 				for _, e := range r.Spec.Errors {
 					fmt.Fprintf(tw, "\t\t\t\t\t  %s\n", e.String())
 				}
@@ -69,16 +78,28 @@ that rejected it.`,
 }
 
 func newSyncCmd() *cobra.Command {
-	return &cobra.Command{
+	var repo string
+	var allowPruneAll bool
+	cmd := &cobra.Command{
 		Use:   "sync [APP]",
 		Short: "Ask for an immediate sync of an app's repository (or of all)",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Ask for an immediate sync of the repository of APP, of --repo, or of every
+repository.
+
+A commit that would delete every app of a repository, or more than its
+prune.maxShare of them, is held, not applied (its apps show Held and
+PruneHeld; 'capstan history' says why). --allow-prune-all confirms the held
+commit of the repository (or of every repository): it applies on this sync,
+deletions included. A newer commit is judged anew.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
-			repo := "all"
+			if repo == "" {
+				repo = "all"
+			}
 			if len(args) == 1 {
 				obj, err := c.Get(cmd.Context(), api.Key{Kind: api.KindApp, App: args[0], Name: args[0]})
 				if err != nil {
@@ -88,13 +109,27 @@ func newSyncCmd() *cobra.Command {
 					return fmt.Errorf("app %s did not come from git", args[0])
 				}
 			}
-			if err := c.Do(cmd.Context(), "POST", "/sync/"+repo, nil, nil); err != nil {
+			p := "/sync/" + repo
+			if allowPruneAll {
+				p += "?allowPruneAll=true"
+			}
+			var reply struct {
+				Confirmed map[string]string `json:"confirmed"`
+			}
+			if err := c.Do(cmd.Context(), "POST", p, nil, &reply); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "sync of %s requested\n", repo)
+			out := cmd.OutOrStdout()
+			for _, name := range sortedKeys(reply.Confirmed) {
+				fmt.Fprintf(out, "repository %s: deletions of commit %.12s confirmed\n", name, reply.Confirmed[name])
+			}
+			_, err = fmt.Fprintf(out, "sync of %s requested\n", repo)
 			return err
 		},
 	}
+	cmd.Flags().StringVar(&repo, "repo", "", "repository to sync, by its configured name (default: APP's, or all)")
+	cmd.Flags().BoolVar(&allowPruneAll, "allow-prune-all", false, "confirm the commit held because it deletes most apps, and apply it")
+	return cmd
 }
 
 // currentAuthor is the person running the command: git's user.name and
