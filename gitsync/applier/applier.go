@@ -41,7 +41,7 @@ type Options struct {
 
 // Applier applies snapshots to the API.
 type Applier struct {
-	opts    Options
+	opts      Options
 	mu        sync.Mutex
 	loaders   map[string]*schema.Loader
 	repoState map[string]repoRecord // by repository; mu

@@ -162,8 +162,8 @@ func (w *world) state(ctx context.Context) string {
 			who = "repo:" + who
 		}
 		fmt.Fprintf(&b, "revision %s %s %s", who, name(r.Spec.Commit), r.Spec.Result)
-		if r.Spec.Author != "" && r.Spec.Message == "" {
-			b.WriteString(" (no message)")
+		if r.Spec.Author == "" || r.Spec.Message == "" {
+			b.WriteString(" (no author or message)")
 		}
 		if r.Spec.HistoryRewrite {
 			b.WriteString(" (history rewrite)")
@@ -235,6 +235,17 @@ func TestScenarios(t *testing.T) {
 					return "error: " + w.hashes.ReplaceAllString(err.Error(), "<sha>")
 				}
 				return "confirmed " + w.subject(held)
+			case "create-app":
+				// An app from this repository made directly, as by an
+				// earlier sync.
+				var name string
+				d.ScanArgs(t, "name", &name)
+				a := api.KindApp.New().(*api.App)
+				a.Metadata = api.ObjectMeta{Name: name, App: name, Labels: map[string]string{applier.LabelRepo: "demo"}}
+				if _, err := w.cluster.Client.Create(ctx, a); err != nil {
+					t.Fatal(err)
+				}
+				return ""
 			case "delete-app":
 				var name string
 				d.ScanArgs(t, "name", &name)
