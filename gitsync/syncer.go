@@ -29,6 +29,14 @@ type Sink interface {
 	Report(ctx context.Context, r Result)
 }
 
+// Drifter is implemented by a Sink that can tell when what it applied
+// for a repository was changed behind its back (an App deleted through the
+// API): the Syncer then offers the unchanged head again, so polling and
+// explicit syncs restore it.
+type Drifter interface {
+	Drifted(ctx context.Context, repo string) (bool, error)
+}
+
 // Result is the outcome of one sync attempt of one repository.
 type Result struct {
 	Repo string
@@ -365,7 +373,7 @@ func (w *worker) attempt(ctx context.Context) Result {
 	head := c.Hash
 	r.Head = head.String()
 	w.checked = tree
-	if head == w.applied && w.started {
+	if head == w.applied && w.started && !w.drifted(ctx) {
 		return r
 	}
 	sig, err := verifyCommit(w.cfg.Name, c, w.trust)
@@ -440,6 +448,24 @@ func (w *worker) attempt(ctx context.Context) Result {
 		w.s.log.Debug("compacted the cache clone", "repo", w.cfg.Name)
 	}
 	return r
+}
+
+// drifted asks the Sink, when it can tell, whether the applied head must
+// be applied again.
+func (w *worker) drifted(ctx context.Context) bool {
+	d, ok := w.s.opts.Sink.(Drifter)
+	if !ok {
+		return false
+	}
+	drift, err := d.Drifted(ctx, w.cfg.Name)
+	if err != nil {
+		w.s.log.Debug("cannot check for drift", "repo", w.cfg.Name, "err", err)
+		return false
+	}
+	if drift {
+		w.s.log.Info("applied objects changed behind git's back; applying the head again", "repo", w.cfg.Name, "commit", short(w.applied.String()))
+	}
+	return drift
 }
 
 type stateFile struct {

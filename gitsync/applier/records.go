@@ -137,6 +137,8 @@ func (a *Applier) prune(ctx context.Context, snap gitsync.Snapshot, cur *api.App
 type repoRecord struct {
 	commit string
 	errs   []api.SourceError
+	// applied are the apps the commit declares and the API holds.
+	applied map[string]bool
 }
 
 // recordRepository writes the repository-level revision of an applied
@@ -145,8 +147,14 @@ type repoRecord struct {
 // parse), or Applied when the commit changed no app, so that history
 // shows every commit. Such errors are logged too.
 func (a *Applier) recordRepository(ctx context.Context, snap gitsync.Snapshot, out Outcome) error {
+	applied := make(map[string]bool, len(out.Applied)+len(out.Unchanged))
+	for _, list := range [][]string{out.Applied, out.Unchanged} {
+		for _, name := range list {
+			applied[name] = true
+		}
+	}
 	a.mu.Lock()
-	a.repoState[snap.Repo] = repoRecord{commit: snap.Commit, errs: out.Errors}
+	a.repoState[snap.Repo] = repoRecord{commit: snap.Commit, errs: out.Errors, applied: applied}
 	a.mu.Unlock()
 	result := api.SyncApplied
 	switch {
@@ -200,4 +208,29 @@ func sortedNames(m map[string]*api.App) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+var _ gitsync.Drifter = (*Applier)(nil)
+
+// Drifted implements gitsync.Drifter: an app the last applied commit of
+// repo declares is missing from the API (deleted through it), so the head
+// must be applied again to restore it, as the objects below an App are.
+func (a *Applier) Drifted(ctx context.Context, repo string) (bool, error) {
+	a.mu.Lock()
+	want := a.repoState[repo].applied
+	a.mu.Unlock()
+	if len(want) == 0 {
+		return false, nil
+	}
+	existing, err := a.appsOf(ctx, repo)
+	if err != nil {
+		return false, err
+	}
+	for name := range want {
+		if _, ok := existing[name]; !ok {
+			a.opts.Logger.Warn("app deleted outside git; restoring it from the repository", "repo", repo, "app", name)
+			return true, nil
+		}
+	}
+	return false, nil
 }
