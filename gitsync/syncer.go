@@ -500,25 +500,44 @@ func (w *worker) saveState() error {
 	return os.Rename(tmp, w.state)
 }
 
-// watchLoop runs fsnotify on a local repository; when the watch cannot be
-// set up (the repository does not exist yet, say) it retries every poll
-// interval, polling covering the gap.
+// watchLoop runs fsnotify on a local repository. When the watch cannot
+// be set up (the repository does not exist yet, say) it retries every poll
+// interval, polling covering the gap. When the repository's directory is
+// replaced under the watch, it is watched again at once (retrying quickly
+// while the new directory appears) and a sync catches up on what happened
+// meanwhile.
 func (w *worker) watchLoop(ctx context.Context) {
 	warned := false
+	lost := false
+	backoff := w.s.opts.Debounce
 	for {
-		gd, ok := w.localGitDir()
+		root, gd, ok := w.localGitDir()
 		err := errNotGitDir
 		if ok {
-			err = watch(ctx, gd, w.cfg, w.s.opts.Debounce, w.kick)
+			err = watch(ctx, root, gd, w.cfg, w.s.opts.Debounce, w.kick, func() {
+				if lost {
+					w.s.log.Info("fsnotify watch set up again on the replaced repository", "repo", w.cfg.Name, "dir", root)
+					w.kick()
+				}
+				lost, warned, backoff = false, false, w.s.opts.Debounce
+			})
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if !warned {
+		wait := w.s.jitter(w.cfg.Interval)
+		switch {
+		case errors.Is(err, errWatchLost):
+			w.s.log.Info("repository directory replaced; watching it again", "repo", w.cfg.Name, "err", err)
+			lost, wait = true, w.s.opts.Debounce
+		case lost && backoff < w.cfg.Interval:
+			// The new directory is not there yet: look again soon.
+			wait, backoff = backoff, backoff*2
+		case !warned:
 			w.s.log.Warn("fsnotify unavailable for now; polling, and retrying the watch every interval", "repo", w.cfg.Name, "err", err)
 			warned = true
 		}
-		t := time.NewTimer(w.s.jitter(w.cfg.Interval))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -528,13 +547,15 @@ func (w *worker) watchLoop(ctx context.Context) {
 	}
 }
 
-// localGitDir returns the git directory of a local repository URL.
-func (w *worker) localGitDir() (string, bool) {
+// localGitDir returns the directory and git directory of a local
+// repository URL.
+func (w *worker) localGitDir() (root, gitdir string, ok bool) {
 	kind, p := classifyURL(w.cfg.URL)
 	if kind != transportLocal {
-		return "", false
+		return "", "", false
 	}
-	return gitDir(p)
+	gd, ok := gitDir(p)
+	return p, gd, ok
 }
 
 // lockDataDir takes an exclusive lock on DataDir/gitsync.lock, so two
