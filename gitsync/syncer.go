@@ -2,6 +2,8 @@ package gitsync
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,12 +84,21 @@ type Options struct {
 	Debounce time.Duration
 	// MaxWebhookBody bounds webhook payloads. Default 1 MiB.
 	MaxWebhookBody int64
+	// WebhookReplayWindow is how long webhook delivery IDs are remembered:
+	// a delivery with a known ID is acknowledged without a sync. Default
+	// 24h; at most MaxWebhookDeliveries IDs are kept (the oldest go first).
+	WebhookReplayWindow time.Duration
+	// MaxWebhookDeliveries bounds the remembered delivery IDs. Default
+	// 10,000.
+	MaxWebhookDeliveries int
 }
 
 // Defaults.
 const (
-	DefaultDebounce       = 20 * time.Millisecond
-	DefaultMaxWebhookBody = 1 << 20
+	DefaultDebounce             = 20 * time.Millisecond
+	DefaultMaxWebhookBody       = 1 << 20
+	DefaultWebhookReplayWindow  = 24 * time.Hour
+	DefaultMaxWebhookDeliveries = 10_000
 )
 
 // Syncer tracks repositories and feeds their heads to a Sink.
@@ -97,6 +108,11 @@ type Syncer struct {
 	randMu  sync.Mutex
 	workers map[string]*worker
 	names   []string
+	// deliveries are the webhook delivery IDs seen lately.
+	deliveries *deliveries
+	// hookDecoy is a random secret that webhooks for unknown repositories
+	// are checked against, so they answer like a bad signature.
+	hookDecoy string
 }
 
 // New validates the options and prepares a Syncer; nothing runs until
@@ -124,12 +140,23 @@ func New(opts Options) (*Syncer, error) {
 	if opts.MaxWebhookBody <= 0 {
 		opts.MaxWebhookBody = DefaultMaxWebhookBody
 	}
+	if opts.WebhookReplayWindow <= 0 {
+		opts.WebhookReplayWindow = DefaultWebhookReplayWindow
+	}
+	if opts.MaxWebhookDeliveries <= 0 {
+		opts.MaxWebhookDeliveries = DefaultMaxWebhookDeliveries
+	}
 	repos := append([]RepoConfig(nil), opts.Repos...)
 	if err := ValidateRepos(repos); err != nil {
 		return nil, err
 	}
 	opts.Repos = repos
-	s := &Syncer{opts: opts, log: opts.Logger, workers: map[string]*worker{}}
+	decoy := make([]byte, 32)
+	if _, err := crand.Read(decoy); err != nil {
+		return nil, fmt.Errorf("gitsync: random webhook decoy: %w", err)
+	}
+	s := &Syncer{opts: opts, log: opts.Logger, workers: map[string]*worker{},
+		deliveries: newDeliveries(opts.WebhookReplayWindow, opts.MaxWebhookDeliveries), hookDecoy: hex.EncodeToString(decoy)}
 	for _, rc := range repos {
 		w, err := s.newWorker(rc)
 		if err != nil {
@@ -561,8 +588,15 @@ func (w *worker) localGitDir() (root, gitdir string, ok bool) {
 // lockDataDir takes an exclusive lock on DataDir/gitsync.lock, so two
 // servers never fetch into the same cache clones.
 func lockDataDir(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("gitsync: data dir %s: %w", dir, err)
+	}
+	// The cache clones hold the repositories' content: a directory made
+	// beforehand with a looser mode is tightened, or refused.
+	if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("gitsync: data dir %s has mode %04o, readable by other users, and cannot be made private: %w (run 'chmod 700 %s' as its owner)", dir, st.Mode().Perm(), err, dir)
+		}
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "gitsync.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
