@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -97,6 +98,10 @@ type Auth struct {
 	SSHKeyFile       string `yaml:"sshKeyFile"`
 	SSHKeyPassphrase string `yaml:"sshKeyPassphrase"`
 	KnownHostsFile   string `yaml:"knownHostsFile"`
+	// CABundle holds PEM certificates trusted for an https remote, in
+	// addition to the system's (a forge with a private CA). Empty: the
+	// system's only.
+	CABundle string `yaml:"caBundle"`
 }
 
 // Verify is a repository's signature policy. When Enabled, only a head
@@ -258,6 +263,13 @@ func (c RepoConfig) validateAuth(kind transportKind) []error {
 	}
 	if sshAuth && kind != transportSSH {
 		bad("sshKeyFile and knownHostsFile are for ssh URLs")
+	}
+	if a.CABundle != "" {
+		if kind != transportHTTP || !strings.HasPrefix(c.URL, "https://") {
+			bad("caBundle is for https URLs")
+		} else if !x509.NewCertPool().AppendCertsFromPEM([]byte(a.CABundle)) {
+			bad("caBundle holds no PEM certificate (want -----BEGIN CERTIFICATE----- blocks)")
+		}
 	}
 	if kind == transportSSH && (a.SSHKeyFile == "" || a.KnownHostsFile == "") {
 		bad("ssh URLs need sshKeyFile and knownHostsFile (host keys are always checked)")

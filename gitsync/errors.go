@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 )
 
 // Sentinel errors. Match them with errors.Is; the typed errors below wrap
@@ -73,6 +74,8 @@ func (e *FetchError) Error() string {
 		hint = "create the path in the repository or fix the configured path"
 	case errors.Is(e.Err, ErrCorruptClone):
 		hint = "the cache clone was removed and will be cloned again on the next sync"
+	case e.Err != nil && strings.Contains(e.Err.Error(), "x509: "):
+		hint = "the remote's TLS certificate is not trusted: add its CA under the repository's auth.caBundle or auth.caFile"
 	}
 	return fmt.Sprintf("repo %s: fetch %s %s: %v; nothing was applied, the last good revision keeps running (%s)",
 		e.Repo, RedactURL(e.URL), e.Ref, redactText(fmt.Sprint(e.Err)), hint)

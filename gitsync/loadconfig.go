@@ -57,6 +57,8 @@ type fileAuth struct {
 	SSHKeyFile       string `yaml:"sshKeyFile"`
 	SSHKeyPassphrase string `yaml:"sshKeyPassphrase"`
 	KnownHostsFile   string `yaml:"knownHostsFile"`
+	CABundle         string `yaml:"caBundle"`
+	CAFile           string `yaml:"caFile"`
 }
 
 type fileVerify struct {
@@ -137,7 +139,7 @@ func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 		Auth: Auth{
 			Username: fr.Auth.Username, Password: fr.Auth.Password, Token: fr.Auth.Token,
 			SSHKeyFile: abs(baseDir, fr.Auth.SSHKeyFile), SSHKeyPassphrase: fr.Auth.SSHKeyPassphrase,
-			KnownHostsFile: abs(baseDir, fr.Auth.KnownHostsFile),
+			KnownHostsFile: abs(baseDir, fr.Auth.KnownHostsFile), CABundle: fr.Auth.CABundle,
 		},
 		Verify: Verify{Enabled: fr.Verify.Enabled, OpenPGPKeys: fr.Verify.OpenPGPKeys, SSHKeys: fr.Verify.SSHKeys},
 	}
@@ -167,6 +169,15 @@ func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 	read(&rc.Auth.Password, fr.Auth.PasswordFile, "password")
 	read(&rc.Auth.Token, fr.Auth.TokenFile, "token")
 	read(&rc.WebhookSecret, fr.WebhookSecretFile, "webhookSecret")
+	if fr.Auth.CAFile != "" && err == nil {
+		if rc.Auth.CABundle != "" {
+			err = errors.New("set auth.caBundle or auth.caFile, not both")
+		} else {
+			var b []byte
+			b, err = readLimited(abs(baseDir, fr.Auth.CAFile))
+			rc.Auth.CABundle = string(b)
+		}
+	}
 	read(&rc.Verify.SSHKeys, fr.Verify.SSHKeysFile, "sshKeys")
 	for _, f := range fr.Verify.OpenPGPKeyFiles {
 		if err != nil {

@@ -323,7 +323,7 @@ func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (str
 	defer os.RemoveAll(dir)
 	branch := plumbing.NewBranchReferenceName(repo.Branch)
 	r, err := git.PlainCloneContext(ctx, dir, true, &git.CloneOptions{
-		URL: repo.URL, Auth: auth, ReferenceName: branch, SingleBranch: true, Tags: git.NoTags,
+		URL: repo.URL, Auth: auth, ReferenceName: branch, SingleBranch: true, Tags: git.NoTags, CABundle: caBundle(repo),
 	})
 	if err != nil {
 		return "", fmt.Errorf("clone %s %s: %w", RedactURL(repo.URL), repo.Ref(), redactErr(err))
@@ -343,6 +343,7 @@ func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (str
 		RemoteName: "origin",
 		RefSpecs:   []config.RefSpec{config.RefSpec(branch + ":" + branch)},
 		Auth:       auth,
+		CABundle:   caBundle(repo),
 	})
 	if err != nil {
 		return "", fmt.Errorf("%w: push %s to %s: %w (the branch may have moved meanwhile: run the rollback again)", ErrPushRejected, short(h.String()), RedactURL(repo.URL), redactErr(err))

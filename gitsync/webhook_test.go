@@ -40,6 +40,8 @@ func TestWebhook(t *testing.T) {
 	huge := append([]byte(`{"ref":"refs/heads/main","pad":"`), bytes.Repeat([]byte("x"), 5000)...)
 	huge = append(huge, `"}`...)
 	form := []byte("payload=" + url.QueryEscape(string(main)))
+	// GitLab's tag push payload, abridged.
+	gitlabTag := []byte(`{"object_kind":"tag_push","before":"0000000000000000000000000000000000000000","after":"82b3d5ae55f7080f1e6022629cdb57bfae7cccc7","ref":"refs/tags/v1","checkout_sha":"82b3d5ae55f7080f1e6022629cdb57bfae7cccc7","project":{"id":1,"path_with_namespace":"org/deploy"}}`)
 
 	tests := []struct {
 		name      string
@@ -89,6 +91,21 @@ func TestWebhook(t *testing.T) {
 			headers: map[string]string{"X-Gitlab-Event": "Push Hook"}, want: http.StatusUnauthorized},
 		{name: "gitlab other branch", repo: "deploy", body: push("refs/heads/dev"),
 			headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret}, want: http.StatusOK},
+		{name: "gitlab tag push to tag-tracking repo", repo: "tagged", body: gitlabTag,
+			headers: map[string]string{"X-Gitlab-Event": "Tag Push Hook", "X-Gitlab-Token": secret},
+			want:    http.StatusAccepted, triggered: "tagged"},
+		{name: "gitlab pipeline event", repo: "deploy", body: []byte(`{"object_kind":"pipeline"}`),
+			headers: map[string]string{"X-Gitlab-Event": "Pipeline Hook", "X-Gitlab-Token": secret},
+			want:    http.StatusOK},
+		{name: "gitea tag push to tag-tracking repo", repo: "tagged", body: push("refs/tags/v1"),
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign(secret, push("refs/tags/v1")), "X-Hub-Signature-256": "sha256=" + sign(secret, push("refs/tags/v1"))},
+			want:    http.StatusAccepted, triggered: "tagged"},
+		{name: "gitea with the GitHub header only", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
+			want:    http.StatusAccepted, triggered: "deploy"},
+		{name: "gitea create event", repo: "tagged", body: []byte(`{"ref":"v1","ref_type":"tag"}`),
+			headers: map[string]string{"X-Gitea-Event": "create", "X-Gitea-Signature": sign(secret, []byte(`{"ref":"v1","ref_type":"tag"}`))},
+			want:    http.StatusOK},
 		{name: "gitea push", repo: "deploy", body: main,
 			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign(secret, main)},
 			want:    http.StatusAccepted, triggered: "deploy"},
