@@ -39,6 +39,11 @@ type RevertRequest struct {
 	// Apps names the apps the paths declare, for the commit message
 	// ("Rollback app web to abc123"); empty names the paths instead.
 	Apps []string
+	// Rewritten holds files given new content rather than restored from
+	// To (a file shared with other apps, where only the app's part was
+	// put back as at To); they are written as regular files. The message
+	// says so.
+	Rewritten map[string][]byte
 }
 
 // RevertPaths makes a commit on the repository's tracked branch that
@@ -65,11 +70,21 @@ func Revert(ctx context.Context, repo RepoConfig, req RevertRequest) (string, er
 	if author.Name == "" || author.Email == "" || author.When.IsZero() {
 		return "", fmt.Errorf("%w: rollback author needs a name, an email and a time", ErrInvalidConfig)
 	}
-	clean, err := cleanPaths(req.Paths)
+	clean, err := cleanPaths(append(append([]string(nil), req.Paths...), sortedKeys(req.Rewritten)...))
 	if err != nil {
 		return "", err
 	}
-	req.Paths = clean
+	rewritten := make(map[string][]byte, len(req.Rewritten))
+	for p, b := range req.Rewritten {
+		c, _ := cleanPaths([]string{p})
+		rewritten[c[0]] = b
+	}
+	req.Paths, req.Rewritten = nil, rewritten
+	for _, p := range clean {
+		if _, ok := rewritten[p]; !ok {
+			req.Paths = append(req.Paths, p)
+		}
+	}
 	kind, local := classifyURL(repo.URL)
 	if kind == transportInvalid {
 		return "", fmt.Errorf("%w: url %q", ErrInvalidConfig, RedactURL(repo.URL))
@@ -101,6 +116,8 @@ func cleanPaths(paths []string) ([]string, error) {
 // revertCommit builds (and stores) the rollback commit on top of head.
 func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plumbing.Hash, error) {
 	paths, to, author := req.Paths, req.To, req.Author
+	all := append(append([]string(nil), paths...), sortedKeys(req.Rewritten)...)
+	sort.Strings(all)
 	headC, err := r.CommitObject(head)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("branch head %s: %w", head, err)
@@ -134,8 +151,17 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 			return plumbing.ZeroHash, fmt.Errorf("rebuild tree at %s: %w", p, err)
 		}
 	}
+	for _, p := range sortedKeys(req.Rewritten) {
+		blob, err := storeBlob(r.Storer, req.Rewritten[p])
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if root, err = replacePath(r.Storer, root, strings.Split(p, "/"), &object.TreeEntry{Mode: filemode.Regular, Hash: blob}); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("rebuild tree at %s: %w", p, err)
+		}
+	}
 	if root == headTree.Hash {
-		return plumbing.ZeroHash, fmt.Errorf("%w: %s at %s", ErrNothingToRevert, strings.Join(paths, ", "), short(toC.Hash.String()))
+		return plumbing.ZeroHash, fmt.Errorf("%w: %s at %s", ErrNothingToRevert, strings.Join(all, ", "), short(toC.Hash.String()))
 	}
 	if root.IsZero() {
 		if root, err = storeTree(r.Storer, nil); err != nil {
@@ -146,7 +172,7 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 	c := &object.Commit{
 		Author:       sig,
 		Committer:    sig,
-		Message:      revertMessage(r, headC, toC, paths, req.Apps),
+		Message:      revertMessage(r, headC, toC, paths, sortedKeys(req.Rewritten), req.Apps),
 		TreeHash:     root,
 		ParentHashes: []plumbing.Hash{head},
 	}
@@ -159,21 +185,30 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 
 // revertMessage names the target and the undone commits: those on the
 // first-parent history between to and head that touched the paths.
-func revertMessage(r *git.Repository, head, to *object.Commit, paths, apps []string) string {
+func revertMessage(r *git.Repository, head, to *object.Commit, paths, rewritten, apps []string) string {
 	var b strings.Builder
+	all := append(append([]string(nil), paths...), rewritten...)
+	sort.Strings(all)
 	switch len(apps) {
 	case 0:
-		fmt.Fprintf(&b, "Rollback %s to %s\n\n", strings.Join(paths, ", "), short(to.Hash.String()))
+		fmt.Fprintf(&b, "Rollback %s to %s\n\n", strings.Join(all, ", "), short(to.Hash.String()))
 	case 1:
 		fmt.Fprintf(&b, "Rollback app %s to %s\n\n", apps[0], short(to.Hash.String()))
 	default:
 		fmt.Fprintf(&b, "Rollback apps %s to %s\n\n", strings.Join(apps, ", "), short(to.Hash.String()))
 	}
-	their := "their"
-	if len(paths) == 1 {
-		their = "its"
+	when := fmt.Sprintf("%s (%s)", short(to.Hash.String()), to.Author.When.UTC().Format(time.RFC3339))
+	if len(paths) > 0 {
+		their := "their"
+		if len(paths) == 1 {
+			their = "its"
+		}
+		fmt.Fprintf(&b, "Restores %s to %s content at %s.\n", strings.Join(paths, ", "), their, when)
 	}
-	fmt.Fprintf(&b, "Restores %s to %s content at %s (%s).\n", strings.Join(paths, ", "), their, short(to.Hash.String()), to.Author.When.UTC().Format(time.RFC3339))
+	if len(rewritten) > 0 {
+		fmt.Fprintf(&b, "Rewrites %s: only the part of %s is as at %s; the other apps there are unchanged.\n",
+			strings.Join(rewritten, ", "), strings.Join(apps, ", "), when)
+	}
 	if len(apps) > 0 {
 		fmt.Fprintf(&b, "Apps rolled back: %s.\n", strings.Join(apps, ", "))
 	}
@@ -185,7 +220,7 @@ func revertMessage(r *git.Repository, head, to *object.Commit, paths, apps []str
 			found = true
 			break
 		}
-		if touches(r, c, paths) {
+		if touches(r, c, all) {
 			s, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
 			undone = append(undone, fmt.Sprintf("  %s %s", short(c.Hash.String()), s))
 		}
@@ -201,6 +236,10 @@ func revertMessage(r *git.Repository, head, to *object.Commit, paths, apps []str
 	switch {
 	case !found:
 		fmt.Fprintf(&b, "\nUndone commits not listed: %s is not on the branch's first-parent history.\n", short(to.Hash.String()))
+	case len(undone) > 0 && len(rewritten) > 0:
+		b.WriteString("\nUndoes the changes to " + strings.Join(apps, ", ") + " in:\n")
+		b.WriteString(strings.Join(undone, "\n"))
+		b.WriteString("\n")
 	case len(undone) > 0:
 		b.WriteString("\nUndoes:\n")
 		b.WriteString(strings.Join(undone, "\n"))
@@ -353,7 +392,7 @@ func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (str
 
 // revertInPlace commits in a local non-bare repository.
 func revertInPlace(ctx context.Context, dir, branchName string, req RevertRequest) (string, error) {
-	paths := req.Paths
+	paths := append(append([]string(nil), req.Paths...), sortedKeys(req.Rewritten)...)
 	r, err := git.PlainOpen(dir)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", dir, err)
@@ -489,4 +528,31 @@ func writeWorktreeFile(wt *git.Worktree, f *object.File) error {
 		return err
 	}
 	return out.Close()
+}
+
+// storeBlob writes a blob.
+func storeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+	obj := s.NewEncodedObject()
+	obj.SetType(plumbing.BlobObject)
+	w, err := obj.Writer()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return plumbing.ZeroHash, err
+	}
+	if err := w.Close(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return s.SetEncodedObject(obj)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

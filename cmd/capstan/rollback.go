@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path"
@@ -27,10 +28,13 @@ any other.
 
 The app must be declared at SHA: rolling back to a commit before the app
 existed is refused (delete the app's files in a commit of your own for that).
-When a file of the app also declares other apps, restoring it would roll them
-back too: the rollback is refused and names them, unless
---include-other-apps is given (the commit message then lists every app it
-rolls back).
+When a CUE file of the app also declares other apps, only the app's part of
+it is put back as at SHA (the file is formatted by CUE), after checking on the
+whole tree that the app becomes what it was at SHA and no other app changes.
+Where that cannot be done safely (YAML or JSON, apps not written as plain
+'apps: NAME: ...' fields), the rollback is refused and names the other apps,
+unless --include-other-apps is given to roll them back too (the commit
+message then lists every app it rolls back).
 
 The repository is the app's source when it is a local path, else --repo (a
 local clone; the commit is made there and pushed when it is a bare mirror of
@@ -70,12 +74,13 @@ the remote, or left for you to push).`,
 				return err
 			}
 			sha, err := gitsync.Revert(ctx, gitsync.RepoConfig{Name: "rollback", URL: repoDir, Branch: branch},
-				gitsync.RevertRequest{Paths: plan.Files, To: to, Author: currentAuthor(repoDir), Apps: plan.Apps})
+				gitsync.RevertRequest{Paths: plan.Files, To: to, Author: currentAuthor(repoDir), Apps: plan.Apps, Rewritten: plan.Rewritten})
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "committed %.12s: %s restored to %.12s (apps rolled back: %s)\nsync applies it next; follow with 'capstan history %s' and 'capstan get workloads --app %s'\n",
-				sha, strings.Join(plan.Files, ", "), to, strings.Join(plan.Apps, ", "), app, app)
+			what := append(append([]string(nil), plan.Files...), sortedKeys(plan.Rewritten)...)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "committed %.12s: %s rolled back to %.12s in %s\nsync applies it next; follow with 'capstan history %s' and 'capstan get workloads --app %s'\n",
+				sha, strings.Join(plan.Apps, ", "), to, strings.Join(what, ", "), app, app)
 			return err
 		},
 	}
@@ -92,6 +97,9 @@ the remote, or left for you to push).`,
 type rollbackPlan struct {
 	Files []string
 	Apps  []string
+	// Rewritten are files shared with other apps where only app's part is
+	// put back as at the target.
+	Rewritten map[string][]byte
 }
 
 // planRollback decides the files to restore for app: those declaring it at
@@ -125,26 +133,74 @@ func planRollback(repoDir, descPath, app, to string, includeOthers bool) (rollba
 		}
 	}
 	if len(others) > 0 && !includeOthers {
+		// Put back only app's part of the shared files, when that can be
+		// done safely.
+		var shared, whole []string
+		for _, f := range files {
+			if isShared(f, app, atHead, atTo) {
+				shared = append(shared, f)
+			} else {
+				whole = append(whole, f)
+			}
+		}
+		rewritten, err := rewriteShared(repoDir, descPath, app, to, shared, whole, atHead, atTo)
+		if err == nil {
+			return rollbackPlan{Files: whole, Apps: []string{app}, Rewritten: rewritten}, nil
+		}
 		var parts []string
 		for _, a := range sortedKeys(others) {
 			parts = append(parts, fmt.Sprintf("%s (in %s)", a, strings.Join(others[a], ", ")))
 		}
-		return rollbackPlan{}, fmt.Errorf("the files of app %s also declare %s: restoring them would roll those apps back too; pass --include-other-apps to roll them back with %s, or move %s into a file of its own first", app, strings.Join(parts, ", "), app, app)
+		return rollbackPlan{}, fmt.Errorf("the files of app %s also declare %s, and %s's part cannot be rolled back alone (%v): pass --include-other-apps to roll those apps back with %s, or move %s into a file of its own first", app, strings.Join(parts, ", "), app, err, app, app)
 	}
 	return rollbackPlan{Files: files, Apps: append([]string{app}, sortedKeys(others)...)}, nil
 }
 
-// appDecls says which files declare which apps at one commit.
+// appDecls says which files declare which apps at one commit, and what
+// each valid app is (its spec as JSON).
 type appDecls struct {
 	byApp  map[string][]string
 	byFile map[string][]string
+	specs  map[string][]byte
+}
+
+// isShared reports whether file declares an app other than app at either
+// commit.
+func isShared(file, app string, ds ...appDecls) bool {
+	for _, d := range ds {
+		for _, a := range d.byFile[file] {
+			if a != app {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func declsOf(res *schema.Result) appDecls {
+	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, specs: map[string][]byte{}}
+	for _, a := range res.Apps {
+		for _, f := range a.Files {
+			d.byApp[a.Name] = append(d.byApp[a.Name], f)
+			d.byFile[f] = append(d.byFile[f], a.Name)
+		}
+		if a.Valid() {
+			b, _ := json.Marshal(struct {
+				Spec        any
+				Labels      map[string]string
+				Annotations map[string]string
+			}{a.App.Spec, a.App.Metadata.Labels, a.App.Metadata.Annotations})
+			d.specs[a.Name] = b
+		}
+	}
+	return d
 }
 
 func (d appDecls) files(app string) []string { return d.byApp[app] }
 
 // declarations loads the descriptors at ref.
 func declarations(repoDir, descPath, ref string) (appDecls, error) {
-	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}}
+	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, specs: map[string][]byte{}}
 	fsys, err := gitsync.TreeAt(repoDir, ref)
 	if err != nil {
 		return d, fmt.Errorf("read %s at %s: %w", repoDir, ref, err)
@@ -160,13 +216,7 @@ func declarations(repoDir, descPath, ref string) (appDecls, error) {
 	if err != nil {
 		return d, fmt.Errorf("load the descriptors at %s: %w", ref, err)
 	}
-	for _, a := range res.Apps {
-		for _, f := range a.Files {
-			d.byApp[a.Name] = append(d.byApp[a.Name], f)
-			d.byFile[f] = append(d.byFile[f], a.Name)
-		}
-	}
-	return d, nil
+	return declsOf(res), nil
 }
 
 func sortedUnion(a, b []string) []string {
