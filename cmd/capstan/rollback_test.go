@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cuelang.org/go/cue/parser"
 )
 
 // rollbackRepo makes a repository with the given commits, each a map of
@@ -172,4 +174,25 @@ func TestRewriteApp(t *testing.T) {
 			t.Errorf("rewrote %q", bad)
 		}
 	}
+}
+
+// FuzzRewriteApp: whatever the files, rewriteApp does not panic, and what
+// it returns parses as CUE without the app's head part.
+func FuzzRewriteApp(f *testing.F) {
+	f.Add("apps: web: pods: p: replicas: 2\napps: blog: {}\n", "apps: web: pods: p: replicas: 1\n")
+	f.Add("package x\n// c\napps: {web: {}, blog: {}}\n", "")
+	f.Add("apps: \"web\": 1\n", "apps: web: 2\n")
+	f.Fuzz(func(t *testing.T, head, to string) {
+		var toB []byte
+		if to != "" {
+			toB = []byte(to)
+		}
+		out, err := rewriteApp("f.cue", []byte(head), toB, "web")
+		if err != nil {
+			return
+		}
+		if _, err := parser.ParseFile("f.cue", out); err != nil {
+			t.Fatalf("rewriteApp(%q, %q) = %q, which does not parse: %v", head, to, out, err)
+		}
+	})
 }
