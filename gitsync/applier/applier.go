@@ -41,10 +41,10 @@ type Options struct {
 
 // Applier applies snapshots to the API.
 type Applier struct {
-	opts      Options
-	mu        sync.Mutex
-	loaders   map[string]*schema.Loader
-	repoState map[string]repoRecord // by repository; mu
+	opts    Options
+	mu      sync.Mutex
+	loaders map[string]*schema.Loader
+	records records
 }
 
 var _ gitsync.Sink = (*Applier)(nil)
@@ -60,7 +60,7 @@ func New(opts Options) (*Applier, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Applier{opts: opts, loaders: map[string]*schema.Loader{}, repoState: map[string]repoRecord{}}, nil
+	return &Applier{opts: opts, loaders: map[string]*schema.Loader{}}, nil
 }
 
 func (a *Applier) loader(repo string) (*schema.Loader, error) {
@@ -149,7 +149,7 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 			if declared[name] {
 				continue
 			}
-			if err := a.prune(ctx, snap, cur); err != nil {
+			if err := a.deleteApp(ctx, snap, cur); err != nil {
 				errs = append(errs, fmt.Errorf("prune app %s: %w", name, err))
 				continue
 			}
@@ -352,7 +352,7 @@ func (a *Applier) Report(ctx context.Context, r gitsync.Result) {
 		a.opts.Logger.Warn("report sync result", "repo", r.Repo, "err", err)
 		return
 	}
-	cond := a.syncedCondition(r)
+	cond := a.syncedFor(r)
 	var sigErr *gitsync.SignatureError
 	for name, cur := range existing {
 		if errors.As(r.Err, &sigErr) && r.Head != "" {

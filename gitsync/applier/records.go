@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -117,9 +118,9 @@ func (a *Applier) hold(ctx context.Context, snap gitsync.Snapshot, cur *api.App,
 	return nil
 }
 
-// prune deletes an app the commit no longer declares and records a
+// deleteApp deletes an app the commit no longer declares and records a
 // Deleted revision for it, in one transaction.
-func (a *Applier) prune(ctx context.Context, snap gitsync.Snapshot, cur *api.App) error {
+func (a *Applier) deleteApp(ctx context.Context, snap gitsync.Snapshot, cur *api.App) error {
 	rev := a.revision(snap, cur.Metadata.Name, api.SyncDeleted, nil)
 	rev.Metadata.Name += "-deleted" // beside a Held row of the same commit
 	_, err := a.txn(ctx, []client.TxnOp{
@@ -132,8 +133,31 @@ func (a *Applier) prune(ctx context.Context, snap gitsync.Snapshot, cur *api.App
 	return err
 }
 
+// records holds, by repository, what the last apply found at the
+// repository level (for Report and Drifted); safe for concurrent use.
+type records struct {
+	mu   sync.Mutex
+	byRe map[string]repoRecord
+}
+
+func (a *Applier) setRecord(repo string, r repoRecord) {
+	a.records.mu.Lock()
+	defer a.records.mu.Unlock()
+	if a.records.byRe == nil {
+		a.records.byRe = map[string]repoRecord{}
+	}
+	a.records.byRe[repo] = r
+}
+
+func (a *Applier) record(repo string) (repoRecord, bool) {
+	a.records.mu.Lock()
+	defer a.records.mu.Unlock()
+	r, ok := a.records.byRe[repo]
+	return r, ok
+}
+
 // repoRecord is what the last apply of a repository found at the
-// repository level, for Report.
+// repository level.
 type repoRecord struct {
 	commit string
 	errs   []api.SourceError
@@ -153,9 +177,7 @@ func (a *Applier) recordRepository(ctx context.Context, snap gitsync.Snapshot, o
 			applied[name] = true
 		}
 	}
-	a.mu.Lock()
-	a.repoState[snap.Repo] = repoRecord{commit: snap.Commit, errs: out.Errors, applied: applied}
-	a.mu.Unlock()
+	a.setRecord(snap.Repo, repoRecord{commit: snap.Commit, errs: out.Errors, applied: applied})
 	result := api.SyncApplied
 	switch {
 	case len(out.Errors) > 0:
@@ -177,9 +199,9 @@ func (a *Applier) recordRepository(ctx context.Context, snap gitsync.Snapshot, o
 	return nil
 }
 
-// syncedCondition is the Synced condition of a repository's apps after a
+// syncedFor is the Synced condition of a repository's apps after a
 // sync attempt.
-func (a *Applier) syncedCondition(r gitsync.Result) api.Condition {
+func (a *Applier) syncedFor(r gitsync.Result) api.Condition {
 	cond := api.Condition{Type: "Synced", Status: api.ConditionTrue, Reason: ReasonSynced, LastTransitionTime: r.At}
 	var sigErr *gitsync.SignatureError
 	switch {
@@ -190,9 +212,7 @@ func (a *Applier) syncedCondition(r gitsync.Result) api.Condition {
 	case r.Err != nil:
 		cond.Status, cond.Reason, cond.Message = api.ConditionFalse, ReasonSyncFailed, r.Err.Error()
 	default:
-		a.mu.Lock()
-		rec, ok := a.repoState[r.Repo]
-		a.mu.Unlock()
+		rec, ok := a.record(r.Repo)
 		if ok && rec.commit == r.Head && len(rec.errs) > 0 {
 			cond.Status, cond.Reason = api.ConditionFalse, ReasonRepoErrors
 			cond.Message = fmt.Sprintf("commit %s: %d repository error(s) (see 'capstan history'), first: %s", short(r.Head), len(rec.errs), rec.errs[0].String())
@@ -216,18 +236,20 @@ var _ gitsync.Drifter = (*Applier)(nil)
 // repo declares is missing from the API (deleted through it), so the head
 // must be applied again to restore it, as the objects below an App are.
 func (a *Applier) Drifted(ctx context.Context, repo string) (bool, error) {
-	a.mu.Lock()
-	want := a.repoState[repo].applied
-	a.mu.Unlock()
-	if len(want) == 0 {
+	rec, _ := a.record(repo)
+	if len(rec.applied) == 0 {
 		return false, nil
 	}
-	existing, err := a.appsOf(ctx, repo)
+	objs, _, err := a.opts.Client.List(ctx, api.KindApp, client.ListOptions{Labels: map[string]string{LabelRepo: repo}})
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("list apps of repo %s: %w", repo, err)
 	}
-	for name := range want {
-		if _, ok := existing[name]; !ok {
+	have := make(map[string]bool, len(objs))
+	for _, o := range objs {
+		have[o.Meta().Name] = true
+	}
+	for name := range rec.applied {
+		if !have[name] {
 			a.opts.Logger.Warn("app deleted outside git; restoring it from the repository", "repo", repo, "app", name)
 			return true, nil
 		}
