@@ -103,7 +103,8 @@ func (a *Applier) hold(ctx context.Context, snap gitsync.Snapshot, cur *api.App,
 		return nil
 	}
 	rev := a.revision(snap, cur.Metadata.Name, api.SyncHeld, []api.SourceError{{Message: msg}})
-	rev.Metadata.Name += "-held" // beside the row of the same commit once confirmed
+	// One Held row per app and commit, whatever the retries and restarts.
+	rev.Metadata.Name = commitRowName("held", snap.Commit)
 	if _, err := a.txn(ctx, []client.TxnOp{{Op: "create", Object: rev}}); err != nil {
 		return fmt.Errorf("record held revision of %s: %w", cur.Metadata.Name, err)
 	}
@@ -122,7 +123,7 @@ func (a *Applier) hold(ctx context.Context, snap gitsync.Snapshot, cur *api.App,
 // Deleted revision for it, in one transaction.
 func (a *Applier) deleteApp(ctx context.Context, snap gitsync.Snapshot, cur *api.App) error {
 	rev := a.revision(snap, cur.Metadata.Name, api.SyncDeleted, nil)
-	rev.Metadata.Name += "-deleted" // beside a Held row of the same commit
+	rev.Metadata.Name = commitRowName("deleted", snap.Commit)
 	_, err := a.txn(ctx, []client.TxnOp{
 		{Op: "delete", Key: api.KeyOf(cur).String(), ResourceVersion: cur.Metadata.ResourceVersion},
 		{Op: "create", Object: rev},
@@ -188,10 +189,7 @@ func (a *Applier) recordRepository(ctx context.Context, snap gitsync.Snapshot, o
 		return nil // the apps' rows show this commit (or it was recorded before a restart)
 	}
 	rev := a.revision(snap, snap.Repo, result, out.Errors)
-	rev.Metadata.Name = "commit-" + strings.ToLower(snap.Commit)
-	if len(rev.Metadata.Name) > 63 {
-		rev.Metadata.Name = rev.Metadata.Name[:63]
-	}
+	rev.Metadata.Name = commitRowName("commit", snap.Commit)
 	rev.Metadata.Labels[LabelScope] = ScopeRepository
 	if _, err := a.txn(ctx, []client.TxnOp{{Op: "create", Object: rev}}); err != nil {
 		return fmt.Errorf("record repository revision: %w", err)
@@ -255,4 +253,14 @@ func (a *Applier) Drifted(ctx context.Context, repo string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// commitRowName names the one revision of its kind for a commit
+// ("held-<sha>"), so that writing it twice is a no-op.
+func commitRowName(kind, commit string) string {
+	n := kind + "-" + strings.ToLower(commit)
+	if len(n) > 63 {
+		n = n[:63]
+	}
+	return n
 }
