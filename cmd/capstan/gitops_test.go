@@ -12,6 +12,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 )
 
 func gitCmd(t testing.TB, dir string, args ...string) string {
@@ -143,15 +144,18 @@ func TestGitOpsJourney(t *testing.T) {
 	if out, err := run(t, "sync", "shop", "--allow-prune-all", "--config", cfg); err != nil || !strings.Contains(out, "confirmed") {
 		t.Fatalf("sync --allow-prune-all: %v %s", err, out)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		if _, err := c.Client.Get(context.Background(), api.Key{Kind: api.KindApp, App: "shop", Name: "shop"}); err != nil {
+		if _, err := c.Client.Get(context.Background(), api.Key{Kind: api.KindApp, App: "shop", Name: "shop"}); client.IsNotFound(err) {
 			break
 		}
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatal("shop was not deleted after the confirmation")
+		case <-tick.C:
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	out, err = run(t, "history", "shop", "--config", cfg)
 	if err != nil || !strings.Contains(out, "Held") || !strings.Contains(out, "Deleted") {
