@@ -155,6 +155,7 @@ func (m *mirror) fetch(ctx context.Context, depth int) error {
 		Auth:       m.auth,
 		Tags:       git.NoTags,
 		Force:      true,
+		CABundle:   caBundle(m.cfg),
 	})
 	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return nil
@@ -186,7 +187,7 @@ func (m *mirror) classify(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	remote := git.NewRemote(nil, &config.RemoteConfig{Name: "origin", URLs: []string{m.cfg.URL}})
-	if _, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: m.auth}); listErr != nil {
+	if _, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: m.auth, CABundle: caBundle(m.cfg)}); listErr != nil {
 		if errors.Is(listErr, transport.ErrEmptyRemoteRepository) {
 			return fmt.Errorf("%w: %w", ErrRefNotFound, listErr)
 		}
@@ -413,4 +414,13 @@ func (m *mirror) snapshotFS(th plumbing.Hash, c *object.Commit) TreeFS {
 		return filesystem.NewStorage(osfs.New(m.dir), cache.NewObjectLRU(snapshotCacheSize))
 	}
 	return newTreeFS(open(), open, th, c.Committer.When)
+}
+
+// caBundle is the PEM bundle an https remote is verified with besides
+// the system's roots; nil when none is configured.
+func caBundle(cfg RepoConfig) []byte {
+	if cfg.Auth.CABundle == "" {
+		return nil
+	}
+	return []byte(cfg.Auth.CABundle)
 }

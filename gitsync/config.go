@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -46,6 +47,44 @@ type RepoConfig struct {
 	// WebhookSecret authenticates webhooks for this repository (HMAC key
 	// for GitHub and Gitea, token for GitLab). Empty disables webhooks.
 	WebhookSecret string `yaml:"webhookSecret"`
+	// Prune guards against mass deletion.
+	Prune PrunePolicy `yaml:"prune"`
+}
+
+// DefaultMaxPruneShare is the share of a repository's apps one commit may
+// delete before it is held for confirmation.
+const DefaultMaxPruneShare = 0.5
+
+// PrunePolicy guards against a commit that deletes most apps at once (an
+// emptied directory, a wrong path, a bad merge), as Argo CD's allowEmpty
+// does: such a commit is held, not applied, until an admin confirms it
+// (`capstan sync --allow-prune-all`) or the policy allows it.
+type PrunePolicy struct {
+	// AllowAll applies every deletion without confirmation.
+	AllowAll bool `yaml:"allowAll"`
+	// MaxShare is the largest share of the repository's apps one commit
+	// may delete without confirmation, in (0, 1]; a commit deleting every
+	// app is always held unless AllowAll. Default 0.5.
+	MaxShare float64 `yaml:"maxShare"`
+}
+
+// Holds reports whether a commit deleting prune of existing apps must be
+// held, and why, in words for the user.
+func (p PrunePolicy) Holds(existing, prune int) (bool, string) {
+	if p.AllowAll || prune == 0 || existing == 0 {
+		return false, ""
+	}
+	share := p.MaxShare
+	if share <= 0 {
+		share = DefaultMaxPruneShare
+	}
+	switch {
+	case prune >= existing:
+		return true, fmt.Sprintf("it would delete every app of the repository (%d)", existing)
+	case float64(prune) > share*float64(existing):
+		return true, fmt.Sprintf("it would delete %d of the repository's %d apps, more than the %.0f%% allowed (prune.maxShare)", prune, existing, share*100)
+	}
+	return false, ""
 }
 
 // Auth holds the credentials of a remote. Basic (Username + Password) and
@@ -59,6 +98,10 @@ type Auth struct {
 	SSHKeyFile       string `yaml:"sshKeyFile"`
 	SSHKeyPassphrase string `yaml:"sshKeyPassphrase"`
 	KnownHostsFile   string `yaml:"knownHostsFile"`
+	// CABundle holds PEM certificates trusted for an https remote, in
+	// addition to the system's (a forge with a private CA). Empty: the
+	// system's only.
+	CABundle string `yaml:"caBundle"`
 }
 
 // Verify is a repository's signature policy. When Enabled, only a head
@@ -163,7 +206,10 @@ func (c RepoConfig) Validate() error {
 	}
 	kind, _ := classifyURL(c.URL)
 	if kind == transportInvalid {
-		bad("url", "%q is not an absolute local path, file://, http(s)://, ssh:// or user@host:path URL", c.URL)
+		bad("url", "%q is not an absolute local path, file://, http(s)://, ssh:// or user@host:path URL", RedactURL(c.URL))
+	}
+	if what := urlCredentials(c.URL); what != "" {
+		bad("url", "%q carries %s: credentials in a URL end up in logs and status; remove them from the URL and set them under auth: (username and password, or token, for https; sshKeyFile for ssh)", RedactURL(c.URL), what)
 	}
 	refs := 0
 	for _, s := range []string{c.Branch, c.Tag, c.Commit} {
@@ -192,6 +238,9 @@ func (c RepoConfig) Validate() error {
 	if err := c.Verify.validate(); err != nil {
 		bad("verify", "%v", err)
 	}
+	if c.Prune.MaxShare < 0 || c.Prune.MaxShare > 1 {
+		bad("prune.maxShare", "%g is not a share in (0, 1]", c.Prune.MaxShare)
+	}
 	return errors.Join(errs...)
 }
 
@@ -214,6 +263,13 @@ func (c RepoConfig) validateAuth(kind transportKind) []error {
 	}
 	if sshAuth && kind != transportSSH {
 		bad("sshKeyFile and knownHostsFile are for ssh URLs")
+	}
+	if a.CABundle != "" {
+		if kind != transportHTTP || !strings.HasPrefix(c.URL, "https://") {
+			bad("caBundle is for https URLs")
+		} else if !x509.NewCertPool().AppendCertsFromPEM([]byte(a.CABundle)) {
+			bad("caBundle holds no PEM certificate (want -----BEGIN CERTIFICATE----- blocks)")
+		}
 	}
 	if kind == transportSSH && (a.SSHKeyFile == "" || a.KnownHostsFile == "") {
 		bad("ssh URLs need sshKeyFile and knownHostsFile (host keys are always checked)")

@@ -3,6 +3,8 @@ package gitsync
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"strings"
 )
 
 // Sentinel errors. Match them with errors.Is; the typed errors below wrap
@@ -39,7 +41,16 @@ var (
 	// ErrDirtyWorktree marks a rollback in a local repository whose
 	// worktree or index has changes in the way.
 	ErrDirtyWorktree = errors.New("worktree has uncommitted changes")
+	// ErrPruneHeld marks a head the Sink held because it would delete too
+	// many apps (see PrunePolicy); Syncer.ConfirmPrune lets it through.
+	ErrPruneHeld = errors.New("mass deletion held for confirmation")
+	// ErrNothingHeld marks a prune confirmation when no head is held.
+	ErrNothingHeld = errors.New("no commit is held for confirmation")
 )
+
+// errBadName marks a file name that is not valid UTF-8, which the
+// descriptor tree cannot name (nor errors, nor the API).
+var errBadName = fmt.Errorf("the file name is not valid UTF-8: rename the file: %w", fs.ErrInvalid)
 
 // errNotGitDir marks a local URL whose git directory cannot be watched.
 var errNotGitDir = errors.New("not a git directory")
@@ -63,9 +74,11 @@ func (e *FetchError) Error() string {
 		hint = "create the path in the repository or fix the configured path"
 	case errors.Is(e.Err, ErrCorruptClone):
 		hint = "the cache clone was removed and will be cloned again on the next sync"
+	case e.Err != nil && strings.Contains(e.Err.Error(), "x509: "):
+		hint = "the remote's TLS certificate is not trusted: add its CA under the repository's auth.caBundle or auth.caFile"
 	}
 	return fmt.Sprintf("repo %s: fetch %s %s: %v; nothing was applied, the last good revision keeps running (%s)",
-		e.Repo, e.URL, e.Ref, e.Err, hint)
+		e.Repo, RedactURL(e.URL), e.Ref, redactText(fmt.Sprint(e.Err)), hint)
 }
 
 func (e *FetchError) Unwrap() error { return e.Err }

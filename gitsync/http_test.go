@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestHTTPFetch(t *testing.T) {
@@ -137,5 +139,86 @@ func TestHTTPCorruptClone(t *testing.T) {
 				t.Fatalf("a.cue = %q, %v", b, err)
 			}
 		})
+	}
+}
+
+// TestHTTPSRemote tracks a repository over HTTPS with basic auth: a
+// certificate from a private CA is refused with a hint until the CA is
+// configured; then branches, tags, a pinned commit and force-pushes work as
+// over plain HTTP, and a rollback is pushed over HTTPS.
+func TestHTTPSRemote(t *testing.T) {
+	const user, pass = "deployer", "pa55word"
+	srv := startGitHTTPServer(t, user, pass, true)
+	src := newGitRepo(t)
+	first := src.commit("first", map[string]string{"apps/web.cue": "v1"})
+	src.git("tag", "-a", "-m", "release 1", "v1")
+	url := srv.publish(t, src, "deploy")
+	src.git("push", "-q", filepath.Join(srv.root, "deploy.git"), "v1")
+	ctx := context.Background()
+	auth := Auth{Username: user, Password: pass}
+
+	s, rec := newTestSyncer(t, RepoConfig{Name: "untrusted", URL: url, Path: "apps", Auth: auth})
+	_, err := s.Sync(ctx, "untrusted")
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "auth.caBundle") || len(rec.snaps) != 0 {
+		t.Fatalf("a private CA without caBundle: %v", err)
+	}
+
+	auth.CABundle = srv.caPEM
+	s, rec = newTestSyncer(t,
+		RepoConfig{Name: "branch", URL: url, Path: "apps", Auth: auth},
+		RepoConfig{Name: "tag", URL: url, Path: "apps", Tag: "v1", Auth: auth},
+		RepoConfig{Name: "pinned", URL: url, Path: "apps", Commit: first, Auth: auth},
+	)
+	for _, name := range []string{"branch", "tag", "pinned"} {
+		if res, err := s.Sync(ctx, name); err != nil || !res.Applied || res.Head != first {
+			t.Fatalf("%s over https: %+v %v", name, res, err)
+		}
+	}
+	second := src.commit("second", map[string]string{"apps/web.cue": "v2"})
+	srv.push(t, src, "deploy")
+	for name, want := range map[string]string{"branch": second, "tag": first, "pinned": first} {
+		if res, err := s.Sync(ctx, name); err != nil || res.Head != want {
+			t.Fatalf("%s after a push: head %s, want %s (%v)", name, res.Head, want, err)
+		}
+	}
+	n := len(rec.snaps)
+
+	// A rollback over HTTPS: cloned, committed and pushed.
+	sha, err := Revert(ctx, RepoConfig{Name: "branch", URL: url, Branch: "main", Auth: auth},
+		RevertRequest{Paths: []string{"apps/web.cue"}, To: first, Apps: []string{"web"},
+			Author: Author{Name: "Rita", Email: "rita@example.com", When: time.Unix(1_700_000_000, 0)}})
+	if err != nil {
+		t.Fatalf("rollback over https: %v", err)
+	}
+	if res, err := s.Sync(ctx, "branch"); err != nil || res.Head != sha || len(rec.snaps) != n+1 {
+		t.Fatalf("after the rollback: %+v %v", res, err)
+	}
+	if b, err := fs.ReadFile(rec.snaps[n].FS, "web.cue"); err != nil || strings.TrimSpace(string(b)) != "v1" {
+		t.Fatalf("rolled-back web.cue: %q %v", b, err)
+	}
+}
+
+func TestCABundleValidation(t *testing.T) {
+	srv := startGitHTTPServer(t, "", "", true)
+	for _, tc := range []struct {
+		url, bundle, want string
+	}{
+		{"https://git.example.com/d.git", srv.caPEM, ""},
+		{"https://git.example.com/d.git", "not pem", "no PEM certificate"},
+		{"http://git.example.com/d.git", srv.caPEM, "for https URLs"},
+	} {
+		err := RepoConfig{Name: "d", URL: tc.url, Auth: Auth{CABundle: tc.bundle}}.WithDefaults().Validate()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s with %.10q: %v, want %q", tc.url, tc.bundle, err, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, []byte(srv.caPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	repos, err := ParseConfig([]byte("repos:\n  - name: d\n    url: https://git.example.com/d.git\n    auth: {caFile: ca.pem}\n"), dir)
+	if err != nil || repos[0].Auth.CABundle != srv.caPEM {
+		t.Fatalf("caFile: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/cgi"
@@ -14,11 +15,19 @@ import (
 // gitHTTPServer is a real git smart-HTTP server: git http-backend behind
 // net/http/cgi on 127.0.0.1, optionally with basic auth.
 type gitHTTPServer struct {
-	url  string
-	root string
+	url   string
+	root  string
+	caPEM string // for HTTPS
 }
 
 func newGitHTTPServer(t testing.TB, user, pass string) *gitHTTPServer {
+	t.Helper()
+	return startGitHTTPServer(t, user, pass, false)
+}
+
+// startGitHTTPServer serves over HTTPS when tls; caPEM then holds the
+// certificate a client must trust.
+func startGitHTTPServer(t testing.TB, user, pass string, tls bool) *gitHTTPServer {
 	t.Helper()
 	out, err := exec.Command("git", "--exec-path").Output()
 	if err != nil {
@@ -42,6 +51,12 @@ func newGitHTTPServer(t testing.TB, user, pass string) *gitHTTPServer {
 			}
 			h.ServeHTTP(w, r)
 		})
+	}
+	if tls {
+		srv := httptest.NewTLSServer(handler)
+		t.Cleanup(srv.Close)
+		ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+		return &gitHTTPServer{url: srv.URL, root: root, caPEM: string(ca)}
 	}
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)

@@ -122,3 +122,45 @@ func TestLocalRepoCreatedLater(t *testing.T) {
 	second := origin.commit("second", map[string]string{"a": "2"})
 	rec.waitApplied(t, second, eventDeadline)
 }
+
+// TestFSNotifyRepositoryReplaced replaces the repository's directory (a
+// re-clone, a restore) and then its .git (an rsync): with polling at an
+// hour, only a watch set up again on the new directories sees the commits
+// made after each replacement.
+func TestFSNotifyRepositoryReplaced(t *testing.T) {
+	origin := newGitRepo(t)
+	first := origin.commit("first", map[string]string{"apps/web.cue": "v1"})
+	rec := newRecorder()
+	s, err := New(Options{DataDir: t.TempDir(), Sink: rec,
+		Repos: []RepoConfig{{Name: "local", URL: origin.dir, Path: "apps", Interval: time.Hour}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startSyncer(t, s)
+	rec.waitApplied(t, first, eventDeadline)
+
+	// A fresh clone takes the directory's place.
+	clone := origin.dir + ".new"
+	origin.git("clone", "-q", origin.dir, clone)
+	if err := os.Rename(origin.dir, origin.dir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(clone, origin.dir); err != nil {
+		t.Fatal(err)
+	}
+	second := origin.commit("after re-clone", map[string]string{"apps/web.cue": "v2"})
+	rec.waitApplied(t, second, eventDeadline)
+
+	// Its .git is replaced by a copy.
+	gd := origin.dir + "/.git"
+	origin.git("clone", "-q", "--mirror", origin.dir, gd+".new")
+	if err := os.RemoveAll(gd); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(gd+".new", gd); err != nil {
+		t.Fatal(err)
+	}
+	origin.git("config", "--bool", "core.bare", "false")
+	third := origin.commit("after .git replaced", map[string]string{"apps/web.cue": "v3"})
+	rec.waitApplied(t, third, eventDeadline)
+}

@@ -34,17 +34,18 @@ type fileConfig struct {
 }
 
 type fileRepo struct {
-	Name              string     `yaml:"name"`
-	URL               string     `yaml:"url"`
-	Branch            string     `yaml:"branch"`
-	Tag               string     `yaml:"tag"`
-	Commit            string     `yaml:"commit"`
-	Path              string     `yaml:"path"`
-	Interval          string     `yaml:"interval"`
-	Auth              fileAuth   `yaml:"auth"`
-	Verify            fileVerify `yaml:"verify"`
-	WebhookSecret     string     `yaml:"webhookSecret"`
-	WebhookSecretFile string     `yaml:"webhookSecretFile"`
+	Name              string      `yaml:"name"`
+	URL               string      `yaml:"url"`
+	Branch            string      `yaml:"branch"`
+	Tag               string      `yaml:"tag"`
+	Commit            string      `yaml:"commit"`
+	Path              string      `yaml:"path"`
+	Interval          string      `yaml:"interval"`
+	Auth              fileAuth    `yaml:"auth"`
+	Verify            fileVerify  `yaml:"verify"`
+	WebhookSecret     string      `yaml:"webhookSecret"`
+	WebhookSecretFile string      `yaml:"webhookSecretFile"`
+	Prune             PrunePolicy `yaml:"prune"`
 }
 
 type fileAuth struct {
@@ -56,6 +57,8 @@ type fileAuth struct {
 	SSHKeyFile       string `yaml:"sshKeyFile"`
 	SSHKeyPassphrase string `yaml:"sshKeyPassphrase"`
 	KnownHostsFile   string `yaml:"knownHostsFile"`
+	CABundle         string `yaml:"caBundle"`
+	CAFile           string `yaml:"caFile"`
 }
 
 type fileVerify struct {
@@ -132,11 +135,11 @@ func ValidateRepos(repos []RepoConfig) error {
 func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 	rc := RepoConfig{
 		Name: fr.Name, URL: fr.URL, Branch: fr.Branch, Tag: fr.Tag, Commit: fr.Commit, Path: fr.Path,
-		WebhookSecret: fr.WebhookSecret,
+		WebhookSecret: fr.WebhookSecret, Prune: fr.Prune,
 		Auth: Auth{
 			Username: fr.Auth.Username, Password: fr.Auth.Password, Token: fr.Auth.Token,
 			SSHKeyFile: abs(baseDir, fr.Auth.SSHKeyFile), SSHKeyPassphrase: fr.Auth.SSHKeyPassphrase,
-			KnownHostsFile: abs(baseDir, fr.Auth.KnownHostsFile),
+			KnownHostsFile: abs(baseDir, fr.Auth.KnownHostsFile), CABundle: fr.Auth.CABundle,
 		},
 		Verify: Verify{Enabled: fr.Verify.Enabled, OpenPGPKeys: fr.Verify.OpenPGPKeys, SSHKeys: fr.Verify.SSHKeys},
 	}
@@ -166,6 +169,15 @@ func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 	read(&rc.Auth.Password, fr.Auth.PasswordFile, "password")
 	read(&rc.Auth.Token, fr.Auth.TokenFile, "token")
 	read(&rc.WebhookSecret, fr.WebhookSecretFile, "webhookSecret")
+	if fr.Auth.CAFile != "" && err == nil {
+		if rc.Auth.CABundle != "" {
+			err = errors.New("set auth.caBundle or auth.caFile, not both")
+		} else {
+			var b []byte
+			b, err = readLimited(abs(baseDir, fr.Auth.CAFile))
+			rc.Auth.CABundle = string(b)
+		}
+	}
 	read(&rc.Verify.SSHKeys, fr.Verify.SSHKeysFile, "sshKeys")
 	for _, f := range fr.Verify.OpenPGPKeyFiles {
 		if err != nil {

@@ -28,36 +28,73 @@ type Author struct {
 	When  time.Time
 }
 
+// RevertRequest is one rollback: restore Paths to their content at To.
+type RevertRequest struct {
+	// Paths are repository-relative files or directories.
+	Paths []string
+	// To is the revision whose content is restored (a SHA or a ref).
+	To string
+	// Author makes the commit.
+	Author Author
+	// Apps names the apps the paths declare, for the commit message
+	// ("Rollback app web to abc123"); empty names the paths instead.
+	Apps []string
+	// Rewritten holds files given new content rather than restored from
+	// To (a file shared with other apps, where only the app's part was
+	// put back as at To); they are written as regular files. The message
+	// says so.
+	Rewritten map[string][]byte
+}
+
 // RevertPaths makes a commit on the repository's tracked branch that
 // restores paths (repository-relative files or directories, such as an
 // app's) to their content at revision to; files added since are removed.
-// The message names the undone commits that touched the paths. For a local
-// non-bare repository the commit is made in place (the paths must have no
-// uncommitted changes; the checkout is updated when the branch is checked
-// out); otherwise the branch is cloned into a temporary directory and the
-// commit is pushed. It returns the new commit's SHA.
+// It is Revert without app names.
 func RevertPaths(ctx context.Context, repo RepoConfig, paths []string, to string, author Author) (string, error) {
+	return Revert(ctx, repo, RevertRequest{Paths: paths, To: to, Author: author})
+}
+
+// Revert makes the rollback commit of req on the repository's tracked
+// branch. The message names the apps, the paths and the undone commits
+// that touched the paths. For a local non-bare repository the commit is
+// made in place (the paths must have no uncommitted changes; the checkout
+// is updated when the branch is checked out); otherwise the branch is
+// cloned into a temporary directory and the commit is pushed. It returns
+// the new commit's SHA.
+func Revert(ctx context.Context, repo RepoConfig, req RevertRequest) (string, error) {
 	repo = repo.WithDefaults()
 	if repo.Branch == "" {
 		return "", fmt.Errorf("%w: rollback needs a tracked branch; %s cannot be moved by a commit", ErrInvalidConfig, repo.Ref())
 	}
+	author := req.Author
 	if author.Name == "" || author.Email == "" || author.When.IsZero() {
 		return "", fmt.Errorf("%w: rollback author needs a name, an email and a time", ErrInvalidConfig)
 	}
-	clean, err := cleanPaths(paths)
+	clean, err := cleanPaths(append(append([]string(nil), req.Paths...), sortedKeys(req.Rewritten)...))
 	if err != nil {
 		return "", err
 	}
+	rewritten := make(map[string][]byte, len(req.Rewritten))
+	for p, b := range req.Rewritten {
+		c, _ := cleanPaths([]string{p})
+		rewritten[c[0]] = b
+	}
+	req.Paths, req.Rewritten = nil, rewritten
+	for _, p := range clean {
+		if _, ok := rewritten[p]; !ok {
+			req.Paths = append(req.Paths, p)
+		}
+	}
 	kind, local := classifyURL(repo.URL)
 	if kind == transportInvalid {
-		return "", fmt.Errorf("%w: url %q", ErrInvalidConfig, repo.URL)
+		return "", fmt.Errorf("%w: url %q", ErrInvalidConfig, RedactURL(repo.URL))
 	}
 	if kind == transportLocal {
 		if gd, ok := gitDir(local); ok && gd != local {
-			return revertInPlace(ctx, local, repo.Branch, clean, to, author)
+			return revertInPlace(ctx, local, repo.Branch, req)
 		}
 	}
-	return revertAndPush(ctx, repo, clean, to, author)
+	return revertAndPush(ctx, repo, req)
 }
 
 func cleanPaths(paths []string) ([]string, error) {
@@ -77,7 +114,10 @@ func cleanPaths(paths []string) ([]string, error) {
 }
 
 // revertCommit builds (and stores) the rollback commit on top of head.
-func revertCommit(r *git.Repository, head plumbing.Hash, paths []string, to string, author Author) (plumbing.Hash, error) {
+func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plumbing.Hash, error) {
+	paths, to, author := req.Paths, req.To, req.Author
+	all := append(append([]string(nil), paths...), sortedKeys(req.Rewritten)...)
+	sort.Strings(all)
 	headC, err := r.CommitObject(head)
 	if err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("branch head %s: %w", head, err)
@@ -111,8 +151,17 @@ func revertCommit(r *git.Repository, head plumbing.Hash, paths []string, to stri
 			return plumbing.ZeroHash, fmt.Errorf("rebuild tree at %s: %w", p, err)
 		}
 	}
+	for _, p := range sortedKeys(req.Rewritten) {
+		blob, err := storeBlob(r.Storer, req.Rewritten[p])
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if root, err = replacePath(r.Storer, root, strings.Split(p, "/"), &object.TreeEntry{Mode: filemode.Regular, Hash: blob}); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("rebuild tree at %s: %w", p, err)
+		}
+	}
 	if root == headTree.Hash {
-		return plumbing.ZeroHash, fmt.Errorf("%w: %s at %s", ErrNothingToRevert, strings.Join(paths, ", "), short(toC.Hash.String()))
+		return plumbing.ZeroHash, fmt.Errorf("%w: %s at %s", ErrNothingToRevert, strings.Join(all, ", "), short(toC.Hash.String()))
 	}
 	if root.IsZero() {
 		if root, err = storeTree(r.Storer, nil); err != nil {
@@ -123,7 +172,7 @@ func revertCommit(r *git.Repository, head plumbing.Hash, paths []string, to stri
 	c := &object.Commit{
 		Author:       sig,
 		Committer:    sig,
-		Message:      revertMessage(r, headC, toC, paths),
+		Message:      revertMessage(r, headC, toC, paths, sortedKeys(req.Rewritten), req.Apps),
 		TreeHash:     root,
 		ParentHashes: []plumbing.Hash{head},
 	}
@@ -136,10 +185,33 @@ func revertCommit(r *git.Repository, head plumbing.Hash, paths []string, to stri
 
 // revertMessage names the target and the undone commits: those on the
 // first-parent history between to and head that touched the paths.
-func revertMessage(r *git.Repository, head, to *object.Commit, paths []string) string {
+func revertMessage(r *git.Repository, head, to *object.Commit, paths, rewritten, apps []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Rollback %s to %s\n\n", strings.Join(paths, ", "), short(to.Hash.String()))
-	fmt.Fprintf(&b, "Restores %s to their content at %s (%s).\n", strings.Join(paths, ", "), short(to.Hash.String()), to.Author.When.UTC().Format(time.RFC3339))
+	all := append(append([]string(nil), paths...), rewritten...)
+	sort.Strings(all)
+	switch len(apps) {
+	case 0:
+		fmt.Fprintf(&b, "Rollback %s to %s\n\n", strings.Join(all, ", "), short(to.Hash.String()))
+	case 1:
+		fmt.Fprintf(&b, "Rollback app %s to %s\n\n", apps[0], short(to.Hash.String()))
+	default:
+		fmt.Fprintf(&b, "Rollback apps %s to %s\n\n", strings.Join(apps, ", "), short(to.Hash.String()))
+	}
+	when := fmt.Sprintf("%s (%s)", short(to.Hash.String()), to.Author.When.UTC().Format(time.RFC3339))
+	if len(paths) > 0 {
+		their := "their"
+		if len(paths) == 1 {
+			their = "its"
+		}
+		fmt.Fprintf(&b, "Restores %s to %s content at %s.\n", strings.Join(paths, ", "), their, when)
+	}
+	if len(rewritten) > 0 {
+		fmt.Fprintf(&b, "Rewrites %s: only the part of %s is as at %s; the other apps there are unchanged.\n",
+			strings.Join(rewritten, ", "), strings.Join(apps, ", "), when)
+	}
+	if len(apps) > 0 {
+		fmt.Fprintf(&b, "Apps rolled back: %s.\n", strings.Join(apps, ", "))
+	}
 	var undone []string
 	found := false
 	c := head
@@ -148,7 +220,7 @@ func revertMessage(r *git.Repository, head, to *object.Commit, paths []string) s
 			found = true
 			break
 		}
-		if touches(r, c, paths) {
+		if touches(r, c, all) {
 			s, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
 			undone = append(undone, fmt.Sprintf("  %s %s", short(c.Hash.String()), s))
 		}
@@ -164,6 +236,10 @@ func revertMessage(r *git.Repository, head, to *object.Commit, paths []string) s
 	switch {
 	case !found:
 		fmt.Fprintf(&b, "\nUndone commits not listed: %s is not on the branch's first-parent history.\n", short(to.Hash.String()))
+	case len(undone) > 0 && len(rewritten) > 0:
+		b.WriteString("\nUndoes the changes to " + strings.Join(apps, ", ") + " in:\n")
+		b.WriteString(strings.Join(undone, "\n"))
+		b.WriteString("\n")
 	case len(undone) > 0:
 		b.WriteString("\nUndoes:\n")
 		b.WriteString(strings.Join(undone, "\n"))
@@ -274,7 +350,7 @@ func storeTree(s storer.EncodedObjectStorer, entries []object.TreeEntry) (plumbi
 }
 
 // revertAndPush clones the branch, commits and pushes.
-func revertAndPush(ctx context.Context, repo RepoConfig, paths []string, to string, author Author) (string, error) {
+func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (string, error) {
 	auth, err := authMethod(repo)
 	if err != nil {
 		return "", err
@@ -286,16 +362,16 @@ func revertAndPush(ctx context.Context, repo RepoConfig, paths []string, to stri
 	defer os.RemoveAll(dir)
 	branch := plumbing.NewBranchReferenceName(repo.Branch)
 	r, err := git.PlainCloneContext(ctx, dir, true, &git.CloneOptions{
-		URL: repo.URL, Auth: auth, ReferenceName: branch, SingleBranch: true, Tags: git.NoTags,
+		URL: repo.URL, Auth: auth, ReferenceName: branch, SingleBranch: true, Tags: git.NoTags, CABundle: caBundle(repo),
 	})
 	if err != nil {
-		return "", fmt.Errorf("clone %s %s: %w", repo.URL, repo.Ref(), err)
+		return "", fmt.Errorf("clone %s %s: %w", RedactURL(repo.URL), repo.Ref(), redactErr(err))
 	}
 	ref, err := r.Reference(branch, true)
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", ErrRefNotFound, repo.Ref(), err)
 	}
-	h, err := revertCommit(r, ref.Hash(), paths, to, author)
+	h, err := revertCommit(r, ref.Hash(), req)
 	if err != nil {
 		return "", err
 	}
@@ -306,15 +382,17 @@ func revertAndPush(ctx context.Context, repo RepoConfig, paths []string, to stri
 		RemoteName: "origin",
 		RefSpecs:   []config.RefSpec{config.RefSpec(branch + ":" + branch)},
 		Auth:       auth,
+		CABundle:   caBundle(repo),
 	})
 	if err != nil {
-		return "", fmt.Errorf("%w: push %s to %s: %w (the branch may have moved meanwhile: run the rollback again)", ErrPushRejected, short(h.String()), repo.URL, err)
+		return "", fmt.Errorf("%w: push %s to %s: %w (the branch may have moved meanwhile: run the rollback again)", ErrPushRejected, short(h.String()), RedactURL(repo.URL), redactErr(err))
 	}
 	return h.String(), nil
 }
 
 // revertInPlace commits in a local non-bare repository.
-func revertInPlace(ctx context.Context, dir, branchName string, paths []string, to string, author Author) (string, error) {
+func revertInPlace(ctx context.Context, dir, branchName string, req RevertRequest) (string, error) {
+	paths := append(append([]string(nil), req.Paths...), sortedKeys(req.Rewritten)...)
 	r, err := git.PlainOpen(dir)
 	if err != nil {
 		return "", fmt.Errorf("open %s: %w", dir, err)
@@ -338,7 +416,7 @@ func revertInPlace(ctx context.Context, dir, branchName string, paths []string, 
 			return "", err
 		}
 	}
-	h, err := revertCommit(r, old.Hash(), paths, to, author)
+	h, err := revertCommit(r, old.Hash(), req)
 	if err != nil {
 		return "", err
 	}
@@ -450,4 +528,31 @@ func writeWorktreeFile(wt *git.Worktree, f *object.File) error {
 		return err
 	}
 	return out.Close()
+}
+
+// storeBlob writes a blob.
+func storeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+	obj := s.NewEncodedObject()
+	obj.SetType(plumbing.BlobObject)
+	w, err := obj.Writer()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return plumbing.ZeroHash, err
+	}
+	if err := w.Close(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return s.SetEncodedObject(obj)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

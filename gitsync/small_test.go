@@ -93,3 +93,27 @@ func TestGitDir(t *testing.T) {
 		})
 	}
 }
+
+// The git cache's data directory, made beforehand world-readable, is made
+// private when the Syncer starts.
+func TestDataDirMadePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "gitsync")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir mode %04o, want 0700", st.Mode().Perm())
+	}
+}

@@ -83,4 +83,9 @@ type Snapshot struct {
 	HistoryRewrite bool
 	// Signature is the head commit's signature.
 	Signature Signature
+	// Prune is the repository's mass-deletion policy.
+	Prune PrunePolicy
+	// PruneConfirmed is true when an admin confirmed the prunes of this
+	// very commit (Syncer.ConfirmPrune) after the Sink held it.
+	PruneConfirmed bool
 }

@@ -184,6 +184,18 @@ func TestSSHFetch(t *testing.T) {
 		t.Fatalf("web.cue after rollback: %q, %v", b, err)
 	}
 
+	// A tag and a pinned commit over SSH.
+	origin.git("tag", "-a", "-m", "release 1", "v1", first)
+	origin.git("push", "-q", bare, "v1")
+	s3, _ := newTestSyncer(t,
+		RepoConfig{Name: "tag", URL: url, Path: "apps", Tag: "v1", Auth: auth},
+		RepoConfig{Name: "pinned", URL: url, Path: "apps", Commit: first, Auth: auth})
+	for _, name := range []string{"tag", "pinned"} {
+		if res, err := s3.Sync(ctx, name); err != nil || res.Head != first {
+			t.Fatalf("%s over ssh: %+v %v", name, res, err)
+		}
+	}
+
 	// A host key that does not match known_hosts is refused.
 	wrongKH := filepath.Join(t.TempDir(), "known_hosts")
 	_, other, _ := ed25519.GenerateKey(rand.Reader)

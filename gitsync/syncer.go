@@ -2,6 +2,8 @@ package gitsync
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +29,14 @@ type Sink interface {
 	Apply(ctx context.Context, s Snapshot) error
 	// Report is called after every sync attempt with its outcome.
 	Report(ctx context.Context, r Result)
+}
+
+// Drifter is implemented by a Sink that can tell when what it applied
+// for a repository was changed behind its back (an App deleted through the
+// API): the Syncer then offers the unchanged head again, so polling and
+// explicit syncs restore it.
+type Drifter interface {
+	Drifted(ctx context.Context, repo string) (bool, error)
 }
 
 // Result is the outcome of one sync attempt of one repository.
@@ -74,12 +84,21 @@ type Options struct {
 	Debounce time.Duration
 	// MaxWebhookBody bounds webhook payloads. Default 1 MiB.
 	MaxWebhookBody int64
+	// WebhookReplayWindow is how long webhook delivery IDs are remembered:
+	// a delivery with a known ID is acknowledged without a sync. Default
+	// 24h; at most MaxWebhookDeliveries IDs are kept (the oldest go first).
+	WebhookReplayWindow time.Duration
+	// MaxWebhookDeliveries bounds the remembered delivery IDs. Default
+	// 10,000.
+	MaxWebhookDeliveries int
 }
 
 // Defaults.
 const (
-	DefaultDebounce       = 20 * time.Millisecond
-	DefaultMaxWebhookBody = 1 << 20
+	DefaultDebounce             = 20 * time.Millisecond
+	DefaultMaxWebhookBody       = 1 << 20
+	DefaultWebhookReplayWindow  = 24 * time.Hour
+	DefaultMaxWebhookDeliveries = 10_000
 )
 
 // Syncer tracks repositories and feeds their heads to a Sink.
@@ -89,6 +108,11 @@ type Syncer struct {
 	randMu  sync.Mutex
 	workers map[string]*worker
 	names   []string
+	// deliveries are the webhook delivery IDs seen lately.
+	deliveries *deliveries
+	// hookDecoy is a random secret that webhooks for unknown repositories
+	// are checked against, so they answer like a bad signature.
+	hookDecoy string
 }
 
 // New validates the options and prepares a Syncer; nothing runs until
@@ -116,12 +140,23 @@ func New(opts Options) (*Syncer, error) {
 	if opts.MaxWebhookBody <= 0 {
 		opts.MaxWebhookBody = DefaultMaxWebhookBody
 	}
+	if opts.WebhookReplayWindow <= 0 {
+		opts.WebhookReplayWindow = DefaultWebhookReplayWindow
+	}
+	if opts.MaxWebhookDeliveries <= 0 {
+		opts.MaxWebhookDeliveries = DefaultMaxWebhookDeliveries
+	}
 	repos := append([]RepoConfig(nil), opts.Repos...)
 	if err := ValidateRepos(repos); err != nil {
 		return nil, err
 	}
 	opts.Repos = repos
-	s := &Syncer{opts: opts, log: opts.Logger, workers: map[string]*worker{}}
+	decoy := make([]byte, 32)
+	if _, err := crand.Read(decoy); err != nil {
+		return nil, fmt.Errorf("gitsync: random webhook decoy: %w", err)
+	}
+	s := &Syncer{opts: opts, log: opts.Logger, workers: map[string]*worker{},
+		deliveries: newDeliveries(opts.WebhookReplayWindow, opts.MaxWebhookDeliveries), hookDecoy: hex.EncodeToString(decoy)}
 	for _, rc := range repos {
 		w, err := s.newWorker(rc)
 		if err != nil {
@@ -192,6 +227,27 @@ func (s *Syncer) Sync(ctx context.Context, repo string) (Result, error) {
 	return r, r.Err
 }
 
+// ConfirmPrune lets the head held for mass deletion (ErrPruneHeld) of a
+// repository apply on its next sync, which it triggers, and returns that
+// head. Only the held commit is confirmed: a newer head is judged anew.
+func (s *Syncer) ConfirmPrune(repo string) (string, error) {
+	w, ok := s.workers[repo]
+	if !ok {
+		return "", fmt.Errorf("%w: %q (configured: %v)", ErrUnknownRepo, repo, s.names)
+	}
+	w.statusMu.Lock()
+	held := w.held
+	if !held.IsZero() {
+		w.confirm = held
+	}
+	w.statusMu.Unlock()
+	if held.IsZero() {
+		return "", fmt.Errorf("repo %s: %w (see 'capstan history')", repo, ErrNothingHeld)
+	}
+	w.kick()
+	return held.String(), nil
+}
+
 // Status returns the last result of a repository (zero before any sync).
 func (s *Syncer) Status(repo string) (Result, error) {
 	w, ok := s.workers[repo]
@@ -234,6 +290,8 @@ type worker struct {
 	checked  plumbing.Hash // tree whose objects were read back in this run
 	statusMu sync.Mutex
 	last     Result
+	held     plumbing.Hash // head the Sink held (ErrPruneHeld); statusMu
+	confirm  plumbing.Hash // head whose prunes an admin confirmed; statusMu
 }
 
 func (s *Syncer) newWorker(rc RepoConfig) (*worker, error) {
@@ -342,7 +400,7 @@ func (w *worker) attempt(ctx context.Context) Result {
 	head := c.Hash
 	r.Head = head.String()
 	w.checked = tree
-	if head == w.applied && w.started {
+	if head == w.applied && w.started && !w.drifted(ctx) {
 		return r
 	}
 	sig, err := verifyCommit(w.cfg.Name, c, w.trust)
@@ -360,7 +418,11 @@ func (w *worker) attempt(ctx context.Context) Result {
 		Path:       w.cfg.Path,
 		FS:         w.mirror.snapshotFS(tree, c),
 		Signature:  sig,
+		Prune:      w.cfg.Prune,
 	}
+	w.statusMu.Lock()
+	snap.PruneConfirmed = head == w.confirm
+	w.statusMu.Unlock()
 	if !w.applied.IsZero() {
 		snap.Previous = w.applied.String()
 		if head != w.applied {
@@ -380,9 +442,17 @@ func (w *worker) attempt(ctx context.Context) Result {
 		}
 	}
 	if err := w.s.opts.Sink.Apply(ctx, snap); err != nil {
+		if errors.Is(err, ErrPruneHeld) {
+			w.statusMu.Lock()
+			w.held = head
+			w.statusMu.Unlock()
+		}
 		r.Err = fmt.Errorf("repo %s: apply %s: %w", w.cfg.Name, short(r.Head), err)
 		return r
 	}
+	w.statusMu.Lock()
+	w.held, w.confirm = plumbing.ZeroHash, plumbing.ZeroHash
+	w.statusMu.Unlock()
 	r.Applied = true
 	w.applied = head
 	w.started = true
@@ -405,6 +475,24 @@ func (w *worker) attempt(ctx context.Context) Result {
 		w.s.log.Debug("compacted the cache clone", "repo", w.cfg.Name)
 	}
 	return r
+}
+
+// drifted asks the Sink, when it can tell, whether the applied head must
+// be applied again.
+func (w *worker) drifted(ctx context.Context) bool {
+	d, ok := w.s.opts.Sink.(Drifter)
+	if !ok {
+		return false
+	}
+	drift, err := d.Drifted(ctx, w.cfg.Name)
+	if err != nil {
+		w.s.log.Debug("cannot check for drift", "repo", w.cfg.Name, "err", err)
+		return false
+	}
+	if drift {
+		w.s.log.Info("applied objects changed behind git's back; applying the head again", "repo", w.cfg.Name, "commit", short(w.applied.String()))
+	}
+	return drift
 }
 
 type stateFile struct {
@@ -439,25 +527,44 @@ func (w *worker) saveState() error {
 	return os.Rename(tmp, w.state)
 }
 
-// watchLoop runs fsnotify on a local repository; when the watch cannot be
-// set up (the repository does not exist yet, say) it retries every poll
-// interval, polling covering the gap.
+// watchLoop runs fsnotify on a local repository. When the watch cannot
+// be set up (the repository does not exist yet, say) it retries every poll
+// interval, polling covering the gap. When the repository's directory is
+// replaced under the watch, it is watched again at once (retrying quickly
+// while the new directory appears) and a sync catches up on what happened
+// meanwhile.
 func (w *worker) watchLoop(ctx context.Context) {
 	warned := false
+	lost := false
+	backoff := w.s.opts.Debounce
 	for {
-		gd, ok := w.localGitDir()
+		root, gd, ok := w.localGitDir()
 		err := errNotGitDir
 		if ok {
-			err = watch(ctx, gd, w.cfg, w.s.opts.Debounce, w.kick)
+			err = watch(ctx, root, gd, w.cfg, w.s.opts.Debounce, w.kick, func() {
+				if lost {
+					w.s.log.Info("fsnotify watch set up again on the replaced repository", "repo", w.cfg.Name, "dir", root)
+					w.kick()
+				}
+				lost, warned, backoff = false, false, w.s.opts.Debounce
+			})
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		if !warned {
+		wait := w.s.jitter(w.cfg.Interval)
+		switch {
+		case errors.Is(err, errWatchLost):
+			w.s.log.Info("repository directory replaced; watching it again", "repo", w.cfg.Name, "err", err)
+			lost, wait = true, w.s.opts.Debounce
+		case lost && backoff < w.cfg.Interval:
+			// The new directory is not there yet: look again soon.
+			wait, backoff = backoff, backoff*2
+		case !warned:
 			w.s.log.Warn("fsnotify unavailable for now; polling, and retrying the watch every interval", "repo", w.cfg.Name, "err", err)
 			warned = true
 		}
-		t := time.NewTimer(w.s.jitter(w.cfg.Interval))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -467,20 +574,29 @@ func (w *worker) watchLoop(ctx context.Context) {
 	}
 }
 
-// localGitDir returns the git directory of a local repository URL.
-func (w *worker) localGitDir() (string, bool) {
+// localGitDir returns the directory and git directory of a local
+// repository URL.
+func (w *worker) localGitDir() (root, gitdir string, ok bool) {
 	kind, p := classifyURL(w.cfg.URL)
 	if kind != transportLocal {
-		return "", false
+		return "", "", false
 	}
-	return gitDir(p)
+	gd, ok := gitDir(p)
+	return p, gd, ok
 }
 
 // lockDataDir takes an exclusive lock on DataDir/gitsync.lock, so two
 // servers never fetch into the same cache clones.
 func lockDataDir(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("gitsync: data dir %s: %w", dir, err)
+	}
+	// The cache clones hold the repositories' content: a directory made
+	// beforehand with a looser mode is tightened, or refused.
+	if st, err := os.Stat(dir); err == nil && st.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("gitsync: data dir %s has mode %04o, readable by other users, and cannot be made private: %w (run 'chmod 700 %s' as its owner)", dir, st.Mode().Perm(), err, dir)
+		}
 	}
 	f, err := os.OpenFile(filepath.Join(dir, "gitsync.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -80,6 +81,9 @@ type entry struct {
 
 func (t TreeFS) lookup(op, name string) (entry, error) {
 	if !fs.ValidPath(name) {
+		if !utf8.ValidString(name) {
+			return entry{}, &fs.PathError{Op: op, Path: name, Err: errBadName}
+		}
 		return entry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
 	if t.st == nil {

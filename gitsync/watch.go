@@ -2,6 +2,7 @@ package gitsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -42,11 +43,19 @@ func gitDir(dir string) (string, bool) {
 	return "", false
 }
 
+// errWatchLost marks a watch whose directories were removed or replaced
+// (a re-clone, a restore, an rsync that replaces .git): inotify follows
+// the old inodes, so the watch must be set up again on the new ones.
+var errWatchLost = errors.New("the watched repository directory was removed or replaced")
+
 // watch calls kick when the tracked ref of a local repository may have
 // moved: on changes to HEAD, packed-refs or files under refs/. A burst of
-// events within debounce makes one kick. It returns when ctx ends, or at
-// once with an error if the watch cannot be set up.
-func watch(ctx context.Context, gitdir string, cfg RepoConfig, debounce time.Duration, kick func()) error {
+// events within debounce makes one kick. It also watches root (the
+// repository's directory) and returns errWatchLost, after a kick, when a
+// watched directory is removed or renamed or root's .git is replaced. It
+// calls ready once the watch is set up, returns nil when ctx ends, and
+// fails at once if the watch cannot be set up.
+func watch(ctx context.Context, root, gitdir string, cfg RepoConfig, debounce time.Duration, kick, ready func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -58,7 +67,10 @@ func watch(ctx context.Context, gitdir string, cfg RepoConfig, debounce time.Dur
 			dirs = append(dirs, filepath.Join(gitdir, "refs", "heads", filepath.FromSlash(d)))
 		}
 	}
-	added := 0
+	if root != gitdir {
+		dirs = append(dirs, root)
+	}
+	watched := map[string]bool{}
 	for _, d := range dirs {
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			continue
@@ -66,11 +78,13 @@ func watch(ctx context.Context, gitdir string, cfg RepoConfig, debounce time.Dur
 		if err := w.Add(d); err != nil {
 			return fmt.Errorf("watch %s: %w", d, err)
 		}
-		added++
+		watched[filepath.Clean(d)] = true
 	}
-	if added == 0 {
+	if !watched[filepath.Clean(gitdir)] {
 		return fmt.Errorf("watch %s: %w", gitdir, errNotGitDir)
 	}
+	ready()
+	dotgit := filepath.Join(root, ".git")
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	pending := false
@@ -81,6 +95,12 @@ func watch(ctx context.Context, gitdir string, cfg RepoConfig, debounce time.Dur
 		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
+			}
+			name := filepath.Clean(ev.Name)
+			if (watched[name] && ev.Op.Has(fsnotify.Remove)) || (watched[name] && ev.Op.Has(fsnotify.Rename)) ||
+				(name == dotgit && root != gitdir && (ev.Op.Has(fsnotify.Create) || ev.Op.Has(fsnotify.Remove) || ev.Op.Has(fsnotify.Rename))) {
+				kick()
+				return fmt.Errorf("%w (%s %s)", errWatchLost, ev.Op, ev.Name)
 			}
 			if !refEvent(gitdir, ev.Name) || pending {
 				continue

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 )
 
 // WebhookPath is the pattern the webhook handler expects to be mounted at.
@@ -139,11 +141,13 @@ func (c RepoConfig) trackedRef() string {
 // WebhookHandler serves POST /hooks/git/{repo} for GitHub
 // (X-Hub-Signature-256), GitLab (X-Gitlab-Token) and Gitea
 // (X-Gitea-Signature). A push to the tracked ref triggers a sync (202);
-// pings and other refs are acknowledged without one (200); a missing or bad
-// signature gets 401, an unknown repository 404, a repository without a
-// webhook secret 403, and a body over Options.MaxWebhookBody 413. Mount it
-// with WebhookPath; other mounts work too, the repository being the last
-// path element.
+// pings, other refs and a delivery already received (same delivery ID
+// within Options.WebhookReplayWindow) are acknowledged without one (200).
+// A missing or bad signature, an unknown repository and a repository
+// without a webhook secret all get the same 401, so the answer does not
+// tell which repositories exist (the log says which it was); a body over
+// Options.MaxWebhookBody gets 413. Mount it with WebhookPath; other mounts
+// work too, the repository being the last path element.
 func (s *Syncer) WebhookHandler() http.Handler {
 	return http.HandlerFunc(s.serveHook)
 }
@@ -157,15 +161,6 @@ func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("repo")
 	if name == "" {
 		name = r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
-	}
-	wk, ok := s.workers[name]
-	if !ok {
-		hookReply(w, http.StatusNotFound, name, false, "unknown repository; check the webhook URL")
-		return
-	}
-	if wk.cfg.WebhookSecret == "" {
-		hookReply(w, http.StatusForbidden, name, false, "webhooks are not enabled for this repository: set its webhookSecret")
-		return
 	}
 	limit := s.opts.MaxWebhookBody
 	if r.ContentLength > limit {
@@ -182,10 +177,28 @@ func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
 		hookReply(w, http.StatusBadRequest, name, false, "cannot read body")
 		return
 	}
-	forge, _, known := classifyHook(r.Header)
-	if !known || !authenticate(forge, r.Header, body, wk.cfg.WebhookSecret) {
-		s.log.Warn("webhook refused: bad or missing signature", "repo", name, "remote", r.RemoteAddr, "forge", forge)
-		hookReply(w, http.StatusUnauthorized, name, false, "bad or missing signature or token")
+	wk, known := s.workers[name]
+	forge, _, isForge := classifyHook(r.Header)
+	// Unknown repositories and those without a secret are checked against
+	// a random secret, so they cost and answer the same as a bad signature.
+	secret := s.hookDecoy
+	why := "bad or missing signature or token"
+	switch {
+	case !known:
+		why = "unknown repository"
+	case wk.cfg.WebhookSecret == "":
+		why = "webhooks are not enabled for this repository: set its webhookSecret"
+	default:
+		secret = wk.cfg.WebhookSecret
+	}
+	if !authenticate(forge, r.Header, body, secret) || !isForge || secret == s.hookDecoy {
+		s.log.Warn("webhook refused", "repo", name, "why", why, "remote", r.RemoteAddr, "forge", forge)
+		hookReply(w, http.StatusUnauthorized, name, false, "bad or missing signature or token (or no such repository with webhooks enabled): check the webhook URL and secret")
+		return
+	}
+	if id := deliveryID(forge, r.Header); id != "" && !s.deliveries.first(name+"/"+string(forge)+"/"+id, s.opts.Now()) {
+		s.log.Info("webhook delivery already received; ignored", "repo", name, "forge", forge, "delivery", id)
+		hookReply(w, http.StatusOK, name, false, fmt.Sprintf("delivery %s already received; ignored", id))
 		return
 	}
 	hk, err := parseHook(r.Header, body)
@@ -205,6 +218,63 @@ func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("webhook triggered sync", "repo", name, "forge", hk.forge, "ref", hk.ref)
 		hookReply(w, http.StatusAccepted, name, true, "sync triggered")
 	}
+}
+
+// deliveryID is the forge's unique ID of a webhook delivery, "" when it
+// sends none.
+func deliveryID(forge Forge, h http.Header) string {
+	var id string
+	switch forge {
+	case ForgeGitHub:
+		id = h.Get("X-GitHub-Delivery")
+	case ForgeGitea:
+		id = h.Get("X-Gitea-Delivery")
+		if id == "" {
+			id = h.Get("X-GitHub-Delivery")
+		}
+	case ForgeGitLab:
+		id = h.Get("X-Gitlab-Event-UUID")
+	}
+	if len(id) > 200 {
+		id = id[:200]
+	}
+	return id
+}
+
+// deliveries remembers webhook delivery IDs for a window, at most max of
+// them (the oldest are forgotten first), so a captured signed delivery
+// cannot be replayed within the window. Time is an input.
+type deliveries struct {
+	mu     sync.Mutex
+	window time.Duration
+	max    int
+	seen   map[string]time.Time
+	order  []string // keys, oldest first
+}
+
+func newDeliveries(window time.Duration, max int) *deliveries {
+	return &deliveries{window: window, max: max, seen: map[string]time.Time{}}
+}
+
+// first records key at now and reports whether it was not seen within
+// the window.
+func (d *deliveries) first(key string, now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.order) > 0 {
+		oldest := d.order[0]
+		if len(d.order) < d.max && now.Sub(d.seen[oldest]) < d.window {
+			break
+		}
+		delete(d.seen, oldest)
+		d.order = d.order[1:]
+	}
+	if _, ok := d.seen[key]; ok {
+		return false
+	}
+	d.seen[key] = now
+	d.order = append(d.order, key)
+	return true
 }
 
 func hookReply(w http.ResponseWriter, code int, repo string, triggered bool, msg string) {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sign(secret string, body []byte) string {
@@ -39,6 +40,8 @@ func TestWebhook(t *testing.T) {
 	huge := append([]byte(`{"ref":"refs/heads/main","pad":"`), bytes.Repeat([]byte("x"), 5000)...)
 	huge = append(huge, `"}`...)
 	form := []byte("payload=" + url.QueryEscape(string(main)))
+	// GitLab's tag push payload, abridged.
+	gitlabTag := []byte(`{"object_kind":"tag_push","before":"0000000000000000000000000000000000000000","after":"82b3d5ae55f7080f1e6022629cdb57bfae7cccc7","ref":"refs/tags/v1","checkout_sha":"82b3d5ae55f7080f1e6022629cdb57bfae7cccc7","project":{"id":1,"path_with_namespace":"org/deploy"}}`)
 
 	tests := []struct {
 		name      string
@@ -88,6 +91,21 @@ func TestWebhook(t *testing.T) {
 			headers: map[string]string{"X-Gitlab-Event": "Push Hook"}, want: http.StatusUnauthorized},
 		{name: "gitlab other branch", repo: "deploy", body: push("refs/heads/dev"),
 			headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": secret}, want: http.StatusOK},
+		{name: "gitlab tag push to tag-tracking repo", repo: "tagged", body: gitlabTag,
+			headers: map[string]string{"X-Gitlab-Event": "Tag Push Hook", "X-Gitlab-Token": secret},
+			want:    http.StatusAccepted, triggered: "tagged"},
+		{name: "gitlab pipeline event", repo: "deploy", body: []byte(`{"object_kind":"pipeline"}`),
+			headers: map[string]string{"X-Gitlab-Event": "Pipeline Hook", "X-Gitlab-Token": secret},
+			want:    http.StatusOK},
+		{name: "gitea tag push to tag-tracking repo", repo: "tagged", body: push("refs/tags/v1"),
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign(secret, push("refs/tags/v1")), "X-Hub-Signature-256": "sha256=" + sign(secret, push("refs/tags/v1"))},
+			want:    http.StatusAccepted, triggered: "tagged"},
+		{name: "gitea with the GitHub header only", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
+			want:    http.StatusAccepted, triggered: "deploy"},
+		{name: "gitea create event", repo: "tagged", body: []byte(`{"ref":"v1","ref_type":"tag"}`),
+			headers: map[string]string{"X-Gitea-Event": "create", "X-Gitea-Signature": sign(secret, []byte(`{"ref":"v1","ref_type":"tag"}`))},
+			want:    http.StatusOK},
 		{name: "gitea push", repo: "deploy", body: main,
 			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": sign(secret, main)},
 			want:    http.StatusAccepted, triggered: "deploy"},
@@ -103,10 +121,34 @@ func TestWebhook(t *testing.T) {
 		{name: "no forge headers", repo: "deploy", body: main, want: http.StatusUnauthorized},
 		{name: "unknown repo", repo: "nope", body: main,
 			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
-			want:    http.StatusNotFound},
+			want:    http.StatusUnauthorized},
 		{name: "repo without secret", repo: "nosecret", body: main,
 			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign("", main)},
-			want:    http.StatusForbidden},
+			want:    http.StatusUnauthorized},
+		{name: "github delivery", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
+			want:    http.StatusAccepted, triggered: "deploy"},
+		{name: "github delivery replayed", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
+			want:    http.StatusOK},
+		{name: "github next delivery", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-2", "X-Hub-Signature-256": "sha256=" + sign(secret, main)},
+			want:    http.StatusAccepted, triggered: "deploy"},
+		{name: "gitea delivery", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Delivery": "g-1", "X-Gitea-Signature": sign(secret, main)},
+			want:    http.StatusAccepted, triggered: "deploy"},
+		{name: "gitea delivery replayed", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitea-Event": "push", "X-Gitea-Delivery": "g-1", "X-Gitea-Signature": sign(secret, main)},
+			want:    http.StatusOK},
+		{name: "gitlab delivery", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "l-1", "X-Gitlab-Token": secret},
+			want:    http.StatusAccepted, triggered: "deploy"},
+		{name: "gitlab delivery replayed", repo: "deploy", body: main,
+			headers: map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "l-1", "X-Gitlab-Token": secret},
+			want:    http.StatusOK},
+		{name: "unsigned replay of a known delivery", repo: "deploy", body: main,
+			headers: map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-9", "X-Hub-Signature-256": "sha256=" + sign("wrong", main)},
+			want:    http.StatusUnauthorized},
 		{name: "huge body", repo: "deploy", body: huge,
 			headers: map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sign(secret, huge)},
 			want:    http.StatusRequestEntityTooLarge},
@@ -184,4 +226,55 @@ func FuzzParseHook(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An unknown repository answers exactly like a known one with a bad
+// signature, so the answer does not tell which repositories exist.
+func TestWebhookUnknownRepoAnswersLikeBadSignature(t *testing.T) {
+	origin := newGitRepo(t)
+	origin.commit("init", map[string]string{"a": "1"})
+	s, _ := newTestSyncer(t, RepoConfig{Name: "deploy", URL: origin.dir, WebhookSecret: "right"}, RepoConfig{Name: "open", URL: origin.dir})
+	mux := http.NewServeMux()
+	mux.Handle(WebhookPath, s.WebhookHandler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	body := []byte(`{"ref":"refs/heads/main"}`)
+	answer := func(repo string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/git/"+repo, bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-Hub-Signature-256", "sha256="+sign("wrong", body))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.ReplaceAll(string(b), `"repo":"`+repo+`"`, `"repo":"X"`)
+	}
+	code, known := answer("deploy")
+	for _, other := range []string{"nope", "open"} {
+		if c, a := answer(other); c != code || a != known {
+			t.Errorf("%s answers %d %s; a known repository with a bad signature %d %s", other, c, a, code, known)
+		}
+	}
+}
+
+func TestDeliveriesWindowAndBound(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	d := newDeliveries(time.Hour, 3)
+	if !d.first("a", t0) || d.first("a", t0.Add(59*time.Minute)) {
+		t.Fatal("a delivery within the window was not refused")
+	}
+	if !d.first("a", t0.Add(61*time.Minute)) {
+		t.Fatal("a delivery after the window is still remembered")
+	}
+	for _, k := range []string{"b", "c", "d"} {
+		d.first(k, t0.Add(62*time.Minute))
+	}
+	if len(d.seen) > 3 || len(d.order) > 3 {
+		t.Fatalf("remembers %d deliveries, bound 3", len(d.seen))
+	}
+	if d.first("d", t0.Add(62*time.Minute)) {
+		t.Fatal("the newest delivery was forgotten")
+	}
 }

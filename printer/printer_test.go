@@ -110,3 +110,24 @@ func TestTables(t *testing.T) {
 		t.Errorf("nodes table:\n%s", b.String())
 	}
 }
+
+// An app whose repository fails to sync shows the Synced condition's
+// reason, not the last result "Applied".
+func TestAppsTableShowsSyncedCondition(t *testing.T) {
+	now := time.Now()
+	ok := api.KindApp.New().(*api.App)
+	ok.Metadata = api.ObjectMeta{Name: "blog", App: "blog", CreatedAt: now}
+	ok.Status = api.AppStatus{LastSyncResult: api.SyncApplied, Conditions: []api.Condition{{Type: "Synced", Status: api.ConditionTrue, Reason: "Synced"}}}
+	bad := api.KindApp.New().(*api.App)
+	bad.Metadata = api.ObjectMeta{Name: "shop", App: "shop", CreatedAt: now}
+	bad.Status = api.AppStatus{LastSyncResult: api.SyncApplied, LastSyncMessage: "v2",
+		Conditions: []api.Condition{{Type: "Synced", Status: api.ConditionFalse, Reason: "SyncFailed", Message: "repo demo: fetch: branch main not found"}}}
+	var b strings.Builder
+	if err := Table(&b, api.KindApp, []api.Object{ok, bad}, Options{Now: now, Wide: true}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	if len(lines) < 3 || !strings.Contains(lines[1], "Applied") || !strings.Contains(lines[2], "SyncFailed") || strings.Contains(lines[2], "Applied") || !strings.Contains(lines[2], "branch main not found") {
+		t.Errorf("apps table:\n%s", b.String())
+	}
+}

@@ -133,7 +133,7 @@ func columnsFor(kind api.Kind) []column {
 	case api.KindApp:
 		return []column{nameCol,
 			{name: "COMMIT", cell: func(o api.Object, _ *Options) string { return short(o.(*api.App).Status.SyncedCommit) }},
-			{name: "SYNC", cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.App).Status.LastSyncResult) }},
+			{name: "SYNC", cell: func(o api.Object, _ *Options) string { return appSync(o.(*api.App)) }},
 			{name: "SYNCED", cell: func(o api.Object, opts *Options) string { return age(o.(*api.App).Status.LastSyncTime, opts) }},
 			{name: "HEALTH", cell: func(o api.Object, _ *Options) string {
 				h := o.(*api.App).Status.Health
@@ -145,6 +145,9 @@ func columnsFor(kind api.Kind) []column {
 			ageCol,
 			{name: "MESSAGE", wide: true, cell: func(o api.Object, _ *Options) string {
 				a := o.(*api.App)
+				if c := api.FindCondition(a.Status.Conditions, "Synced"); c != nil && c.Status == api.ConditionFalse {
+					return c.Message
+				}
 				return orNone(firstNonEmpty(a.Status.HealthMessage, a.Status.LastSyncMessage))
 			}},
 		}
@@ -395,4 +398,15 @@ func endpointList(e *api.Endpoints) string {
 		out = append(out[:4], fmt.Sprintf("+ %d more", len(out)-4))
 	}
 	return orNone(strings.Join(out, ","))
+}
+
+// appSync is an app's sync state: the reason of a false Synced condition
+// (the repository cannot be fetched, its head is refused or held, it has
+// errors that belong to no app) or else the last sync's result, so that
+// an app whose repository fails to sync never shows a bare "Applied".
+func appSync(a *api.App) string {
+	if c := api.FindCondition(a.Status.Conditions, "Synced"); c != nil && c.Status == api.ConditionFalse && c.Reason != "" {
+		return c.Reason
+	}
+	return orNone(a.Status.LastSyncResult)
 }

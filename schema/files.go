@@ -47,7 +47,7 @@ func parseUnit(ctx *cue.Context, f rawFile, prev *unit) *unit {
 		err = v.Err()
 	}
 	if err != nil {
-		u.errs = append(u.errs, fromCUE(err, f.path, "")...)
+		u.errs = append(u.errs, explainModuleErrors(fromCUE(err, f.path, ""), f.data)...)
 		u.owners = attribute(f.data, prev)
 		return u
 	}

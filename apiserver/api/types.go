@@ -206,6 +206,12 @@ const (
 	SyncApplied  = "Applied"
 	SyncRejected = "Rejected"
 	SyncFailed   = "Failed"
+	// SyncDeleted records an app pruned because its commit no longer
+	// declares it.
+	SyncDeleted = "Deleted"
+	// SyncHeld records a commit held, not applied, until an admin
+	// confirms it (a mass deletion).
+	SyncHeld = "Held"
 )
 
 // AppStatus is the observed state of an app.
@@ -215,7 +221,7 @@ type AppStatus struct {
 	// AttemptedCommit is the commit the last sync attempt looked at; it
 	// differs from SyncedCommit while a newer commit is rejected.
 	AttemptedCommit string `json:"attemptedCommit,omitempty"`
-	// LastSyncResult is Applied, Rejected or Failed.
+	// LastSyncResult is Applied, Rejected, Failed or Held.
 	LastSyncResult  string    `json:"lastSyncResult,omitempty"`
 	LastSyncTime    time.Time `json:"lastSyncTime,omitzero"`
 	LastSyncMessage string    `json:"lastSyncMessage,omitempty"`

@@ -172,9 +172,9 @@ func Validate(obj Object) error {
 			errs.add("spec.commit", "is required")
 		}
 		switch o.Spec.Result {
-		case SyncApplied, SyncRejected, SyncFailed:
+		case SyncApplied, SyncRejected, SyncFailed, SyncDeleted, SyncHeld:
 		default:
-			errs.add("spec.result", "%s: want Applied, Rejected or Failed", quote(o.Spec.Result))
+			errs.add("spec.result", "%s: want Applied, Rejected, Failed, Deleted or Held", quote(o.Spec.Result))
 		}
 	case *Event:
 		if o.Spec.Reason == "" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 )
 
 func gitCmd(t testing.TB, dir string, args ...string) string {
@@ -106,7 +107,7 @@ func TestGitOpsJourney(t *testing.T) {
 	}
 	head := gitCmd(t, repo, "rev-parse", "HEAD")
 	log := gitCmd(t, repo, "log", "-1", "--format=%an%n%B")
-	if head == bad || !strings.Contains(log, "Ada Lovelace") || !strings.Contains(log, "Rollback apps/shop.cue") || !strings.Contains(log, "typo in shop") {
+	if head == bad || !strings.Contains(log, "Ada Lovelace") || !strings.Contains(log, "Rollback app shop to") || !strings.Contains(log, "typo in shop") {
 		t.Fatalf("rollback commit:\n%s", log)
 	}
 	app = waitApp(t, c, "shop", func(a *api.App) bool { return a.Status.AttemptedCommit == head })
@@ -119,5 +120,45 @@ func TestGitOpsJourney(t *testing.T) {
 	}
 	if _, err := run(t, "sync", "nope", "--config", cfg); err == nil {
 		t.Fatal("sync of an unknown app succeeded")
+	}
+	if out, err := run(t, "sync", "--allow-prune-all", "--config", cfg); err == nil || !strings.Contains(err.Error(), "no commit is held") {
+		t.Fatalf("sync --allow-prune-all with nothing held: %v %s", err, out)
+	}
+
+	// Removing the only app's file would delete every app: held, until
+	// confirmed; then the deletion is applied and recorded.
+	if err := os.WriteFile(filepath.Join(repo, "apps", "README.md"), []byte("no apps here\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCmd(t, repo, "rm", "-q", "apps/shop.cue")
+	gitCmd(t, repo, "add", "-A")
+	gitCmd(t, repo, "commit", "-q", "-m", "retire shop")
+	retire := gitCmd(t, repo, "rev-parse", "HEAD")
+	app = waitApp(t, c, "shop", func(a *api.App) bool { return a.Status.AttemptedCommit == retire })
+	if app.Status.LastSyncResult != api.SyncHeld {
+		t.Fatalf("after removing every app: %s", app.Status.LastSyncResult)
+	}
+	if out, err := run(t, "get", "apps", "--config", cfg); err != nil || !strings.Contains(out, "PruneHeld") {
+		t.Fatalf("get apps while held: %v\n%s", err, out)
+	}
+	if out, err := run(t, "sync", "shop", "--allow-prune-all", "--config", cfg); err != nil || !strings.Contains(out, "confirmed") {
+		t.Fatalf("sync --allow-prune-all: %v %s", err, out)
+	}
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := c.Client.Get(context.Background(), api.Key{Kind: api.KindApp, App: "shop", Name: "shop"}); client.IsNotFound(err) {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatal("shop was not deleted after the confirmation")
+		case <-tick.C:
+		}
+	}
+	out, err = run(t, "history", "shop", "--config", cfg)
+	if err != nil || !strings.Contains(out, "Held") || !strings.Contains(out, "Deleted") {
+		t.Fatalf("history after the deletion: %v\n%s", err, out)
 	}
 }

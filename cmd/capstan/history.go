@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -17,7 +16,6 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/printer"
-	"github.com/capstanhq/capstan/schema"
 	"github.com/spf13/cobra"
 )
 
@@ -26,8 +24,13 @@ func newHistoryCmd() *cobra.Command {
 		Use:   "history [APP]",
 		Short: "List sync attempts: commit, author, time, message, result and errors",
 		Long: `List the revisions git sync recorded, oldest first: every commit it looked at,
-for every app, whether it was Applied or Rejected, and the errors (file:line)
-that rejected it.`,
+for every app, whether it was Applied, Rejected, Deleted (its files were
+removed and the app pruned) or Held (the commit would delete most apps and
+waits for 'capstan sync --allow-prune-all'), and the errors (file:line) that
+rejected it. Rows for "repo:NAME" belong to a repository, not an app: a
+commit that changed no app, or errors that belong to no app (a symbolic
+link out of the repository, a file over the size limit, a file that does
+not parse).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd)
@@ -60,7 +63,11 @@ that rejected it.`,
 				if r.Spec.HistoryRewrite {
 					msg += " (history rewrite)"
 				}
-				fmt.Fprintf(tw, "%s ago\t%s\t%.7s\t%s\t%s\t%s\n", printer.Age(now.Sub(r.Spec.SyncedAt)), r.Metadata.App, r.Spec.Commit, r.Spec.Result, r.Spec.Author, msg)
+				who := r.Metadata.App
+				if r.Metadata.Labels[applier.LabelScope] == applier.ScopeRepository {
+					who = "repo:" + who
+				}
+				fmt.Fprintf(tw, "%s ago\t%s\t%.7s\t%s\t%s\t%s\n", printer.Age(now.Sub(r.Spec.SyncedAt)), who, r.Spec.Commit, r.Spec.Result, r.Spec.Author, msg)
 				for _, e := range r.Spec.Errors {
 					fmt.Fprintf(tw, "\t\t\t\t\t  %s\n", e.String())
 				}
@@ -71,16 +78,28 @@ that rejected it.`,
 }
 
 func newSyncCmd() *cobra.Command {
-	return &cobra.Command{
+	var repo string
+	var allowPruneAll bool
+	cmd := &cobra.Command{
 		Use:   "sync [APP]",
 		Short: "Ask for an immediate sync of an app's repository (or of all)",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Ask for an immediate sync of the repository of APP, of --repo, or of every
+repository.
+
+A commit that would delete every app of a repository, or more than its
+prune.maxShare of them, is held, not applied (its apps show Held and
+PruneHeld; 'capstan history' says why). --allow-prune-all confirms the held
+commit of the repository (or of every repository): it applies on this sync,
+deletions included. A newer commit is judged anew.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
-			repo := "all"
+			if repo == "" {
+				repo = "all"
+			}
 			if len(args) == 1 {
 				obj, err := c.Get(cmd.Context(), api.Key{Kind: api.KindApp, App: args[0], Name: args[0]})
 				if err != nil {
@@ -90,114 +109,27 @@ func newSyncCmd() *cobra.Command {
 					return fmt.Errorf("app %s did not come from git", args[0])
 				}
 			}
-			if err := c.Do(cmd.Context(), "POST", "/sync/"+repo, nil, nil); err != nil {
+			p := "/sync/" + repo
+			if allowPruneAll {
+				p += "?allowPruneAll=true"
+			}
+			var reply struct {
+				Confirmed map[string]string `json:"confirmed"`
+			}
+			if err := c.Do(cmd.Context(), "POST", p, nil, &reply); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "sync of %s requested\n", repo)
+			out := cmd.OutOrStdout()
+			for _, name := range sortedKeys(reply.Confirmed) {
+				fmt.Fprintf(out, "repository %s: deletions of commit %.12s confirmed\n", name, reply.Confirmed[name])
+			}
+			_, err = fmt.Fprintf(out, "sync of %s requested\n", repo)
 			return err
 		},
 	}
-}
-
-func newRollbackCmd() *cobra.Command {
-	var to, repoDir, descPath, branch string
-	cmd := &cobra.Command{
-		Use:   "rollback APP --to SHA",
-		Short: "Commit, in git, a change that restores an app's files to their content at SHA",
-		Long: `Roll an app back the GitOps way: make a commit on the tracked branch that
-restores the app's descriptor files to their content at SHA (files added since
-are removed), authored by you, naming the commits it undoes. Git stays the
-truth and auto-sync stays on: the next sync applies the commit like any other.
-
-The repository is the app's source when it is a local path, else --repo (a
-local clone; the commit is made there and pushed when it is a bare mirror of
-the remote, or left for you to push).`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if to == "" {
-				return fmt.Errorf("--to SHA is required: pick one from 'capstan history %s'", args[0])
-			}
-			ctx := cmd.Context()
-			app := args[0]
-			if repoDir == "" || descPath == "" {
-				c, err := newClient(cmd)
-				if err != nil {
-					return err
-				}
-				obj, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: app, Name: app})
-				if err != nil {
-					return fmt.Errorf("app %s: %w", app, err)
-				}
-				src := obj.Meta().Source
-				if src == nil {
-					return fmt.Errorf("app %s has no git source", app)
-				}
-				if repoDir == "" {
-					repoDir = src.Repo
-				}
-				if descPath == "" {
-					descPath = path.Dir(src.Path)
-				}
-			}
-			if st, err := os.Stat(repoDir); err != nil || !st.IsDir() {
-				return fmt.Errorf("repository %q is not a local directory: pass --repo with a local clone", repoDir)
-			}
-			files, err := appFiles(repoDir, descPath, app, "HEAD", to)
-			if err != nil {
-				return err
-			}
-			if len(files) == 0 {
-				return fmt.Errorf("no descriptor file declares app %s at HEAD or at %s (is --path right?)", app, to)
-			}
-			sha, err := gitsync.RevertPaths(ctx, gitsync.RepoConfig{Name: "rollback", URL: repoDir, Branch: branch}, files, to, currentAuthor(repoDir))
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "committed %.12s: %s restored to %.12s\nsync applies it next; follow with 'capstan history %s' and 'capstan get workloads --app %s'\n", sha, strings.Join(files, ", "), to, app, app)
-			return err
-		},
-	}
-	cmd.Flags().StringVar(&to, "to", "", "the commit whose content of the app to restore")
-	cmd.Flags().StringVar(&repoDir, "repo", "", "local clone of the app's repository (default: the app's source, if local)")
-	cmd.Flags().StringVar(&descPath, "path", "", "descriptor directory in the repository (default: the directory of the app's source file)")
-	cmd.Flags().StringVar(&branch, "branch", "main", "branch to commit on")
+	cmd.Flags().StringVar(&repo, "repo", "", "repository to sync, by its configured name (default: APP's, or all)")
+	cmd.Flags().BoolVar(&allowPruneAll, "allow-prune-all", false, "confirm the commit held because it deletes most apps, and apply it")
 	return cmd
-}
-
-// appFiles lists the files that declare app at any of refs.
-func appFiles(repoDir, descPath, app string, refs ...string) ([]string, error) {
-	seen := map[string]bool{}
-	var out []string
-	for _, ref := range refs {
-		fsys, err := gitsync.TreeAt(repoDir, ref)
-		if err != nil {
-			return nil, fmt.Errorf("read %s at %s: %w", repoDir, ref, err)
-		}
-		if descPath != "" && descPath != "." {
-			sub, err := subFS(fsys, descPath)
-			if err != nil {
-				continue // the directory does not exist at this commit
-			}
-			fsys = sub
-		}
-		res, err := schema.Load(fsys, schema.LoadOptions{PathPrefix: descPath})
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range res.Apps {
-			if a.Name != app {
-				continue
-			}
-			for _, f := range a.Files {
-				if !seen[f] {
-					seen[f] = true
-					out = append(out, f)
-				}
-			}
-		}
-	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // currentAuthor is the person running the command: git's user.name and

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/capstanhq/capstan/apiserver"
@@ -93,8 +91,8 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+	if err := privateDataDir(f.dataDir, log); err != nil {
+		return nil, err
 	}
 	st, err := store.Open(filepath.Join(f.dataDir, "capstan.db"), store.Options{Logger: log})
 	if err != nil {

@@ -423,8 +423,15 @@ func (e *upEnv) cleanup() {
 	if e.cmd != nil {
 		if err := os.Remove(filepath.Join(e.repo, "shop.cue")); err == nil {
 			exec.Command("git", "-C", e.repo, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", "commit", "-qam", "remove shop").Run()
+			// Removing the only app is a mass deletion: sync holds it
+			// until confirmed.
+			confirmed := false
 			deadline := time.Now().Add(2 * time.Minute)
 			for time.Now().Before(deadline) {
+				if !confirmed {
+					_, err := e.cli("sync", "--allow-prune-all")
+					confirmed = err == nil
+				}
 				if pods, _ := e.pods(); len(pods) == 0 {
 					break
 				}

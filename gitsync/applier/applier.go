@@ -44,6 +44,7 @@ type Applier struct {
 	opts    Options
 	mu      sync.Mutex
 	loaders map[string]*schema.Loader
+	records records
 }
 
 var _ gitsync.Sink = (*Applier)(nil)
@@ -92,7 +93,7 @@ func (a *Applier) Apply(ctx context.Context, snap gitsync.Snapshot) error {
 		return err
 	}
 	a.opts.Logger.Info("applied commit", "repo", snap.Repo, "commit", short(snap.Commit),
-		"applied", out.Applied, "rejected", out.Rejected, "pruned", out.Pruned, "unchanged", len(out.Unchanged))
+		"applied", logNames(out.Applied), "rejected", logNames(out.Rejected), "pruned", logNames(out.Pruned), "unchanged", len(out.Unchanged))
 	return nil
 }
 
@@ -114,6 +115,9 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	out.Errors = res.Errors
 	existing, err := a.appsOf(ctx, snap.Repo)
 	if err != nil {
+		return out, err
+	}
+	if err := a.guardPrune(ctx, snap, res, existing); err != nil {
 		return out, err
 	}
 	declared := map[string]bool{}
@@ -145,7 +149,7 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 			if declared[name] {
 				continue
 			}
-			if _, err := a.opts.Client.Delete(ctx, api.KeyOf(cur), client.DeleteOptions{ResourceVersion: cur.Metadata.ResourceVersion}); err != nil && !client.IsNotFound(err) {
+			if err := a.deleteApp(ctx, snap, cur); err != nil {
 				errs = append(errs, fmt.Errorf("prune app %s: %w", name, err))
 				continue
 			}
@@ -159,6 +163,7 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 		}
 	}
 	sort.Strings(out.Pruned)
+	errs = append(errs, a.recordRepository(ctx, snap, out))
 	return out, errors.Join(errs...)
 }
 
@@ -347,17 +352,15 @@ func (a *Applier) Report(ctx context.Context, r gitsync.Result) {
 		a.opts.Logger.Warn("report sync result", "repo", r.Repo, "err", err)
 		return
 	}
-	cond := api.Condition{Type: "Synced", Status: api.ConditionTrue, Reason: "Synced", LastTransitionTime: r.At}
+	cond := a.syncedFor(r)
 	var sigErr *gitsync.SignatureError
-	switch {
-	case errors.As(r.Err, &sigErr):
-		cond.Status, cond.Reason, cond.Message = api.ConditionFalse, "SignatureRefused", r.Err.Error()
-	case r.Err != nil:
-		cond.Status, cond.Reason, cond.Message = api.ConditionFalse, "SyncFailed", r.Err.Error()
-	}
 	for name, cur := range existing {
 		if errors.As(r.Err, &sigErr) && r.Head != "" {
-			rev := a.revision(gitsync.Snapshot{Repo: r.Repo, CommitInfo: gitsync.CommitInfo{Commit: r.Head}}, name, api.SyncRejected,
+			info := sigErr.Head
+			if info.Commit == "" {
+				info.Commit = r.Head
+			}
+			rev := a.revision(gitsync.Snapshot{Repo: r.Repo, CommitInfo: info}, name, api.SyncRejected,
 				[]api.SourceError{{Message: r.Err.Error()}})
 			if _, err := a.txn(ctx, []client.TxnOp{{Op: "create", Object: rev}}); err != nil {
 				a.opts.Logger.Warn("record refused revision", "app", name, "err", err)

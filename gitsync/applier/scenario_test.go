@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/schema"
 	"github.com/cockroachdb/datadriven"
 	"golang.org/x/crypto/ssh"
 )
@@ -30,6 +33,33 @@ type world struct {
 	cluster *apiservertest.Cluster
 	syncer  *gitsync.Syncer
 	verify  bool
+	hashes  *regexp.Regexp
+}
+
+// initOptions are the arguments of the init command.
+type initOptions struct {
+	verify       bool
+	maxFileBytes int64
+	prune        gitsync.PrunePolicy
+}
+
+func scanInit(t *testing.T, d *datadriven.TestData) initOptions {
+	o := initOptions{verify: d.HasArg("verify"), prune: gitsync.PrunePolicy{AllowAll: d.HasArg("allow-prune-all")}}
+	if d.HasArg("max-file-bytes") {
+		var n int
+		d.ScanArgs(t, "max-file-bytes", &n)
+		o.maxFileBytes = int64(n)
+	}
+	if d.HasArg("max-share") {
+		var v string
+		d.ScanArgs(t, "max-share", &v)
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.prune.MaxShare = f
+	}
+	return o
 }
 
 func git(t *testing.T, dir string, args ...string) string {
@@ -45,17 +75,20 @@ func git(t *testing.T, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func (w *world) start(verify bool) {
+func (w *world) start(o initOptions) {
 	t := w.t
+	verify := o.verify
+	w.hashes = regexp.MustCompile(`\b[0-9a-f]{12,40}\b`)
 	w.repo = t.TempDir()
 	git(t, w.repo, "init", "-q", "-b", "main")
 	git(t, w.repo, "commit", "-q", "--allow-empty", "-m", "empty start")
 	w.cluster = apiservertest.Start(t, apiservertest.Options{})
-	ap, err := applier.New(applier.Options{Client: w.cluster.Client, RepoURLs: map[string]string{"demo": w.repo}})
+	ap, err := applier.New(applier.Options{Client: w.cluster.Client, RepoURLs: map[string]string{"demo": w.repo},
+		Load: schema.LoadOptions{MaxFileBytes: o.maxFileBytes}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := gitsync.RepoConfig{Name: "demo", URL: w.repo, Branch: "main", Path: "apps"}
+	rc := gitsync.RepoConfig{Name: "demo", URL: w.repo, Branch: "main", Path: "apps", Prune: o.prune}
 	if verify {
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
 		sp, _ := ssh.NewPublicKey(pub)
@@ -124,13 +157,43 @@ func (w *world) state(ctx context.Context) string {
 	})
 	for _, o := range revs {
 		r := o.(*api.Revision)
-		fmt.Fprintf(&b, "revision %s %s %s", r.Metadata.App, name(r.Spec.Commit), r.Spec.Result)
+		who := r.Metadata.App
+		if r.Metadata.Labels[applier.LabelScope] == applier.ScopeRepository {
+			who = "repo:" + who
+		}
+		fmt.Fprintf(&b, "revision %s %s %s", who, name(r.Spec.Commit), r.Spec.Result)
+		if r.Spec.Author == "" || r.Spec.Message == "" {
+			b.WriteString(" (no author or message)")
+		}
 		if r.Spec.HistoryRewrite {
 			b.WriteString(" (history rewrite)")
 		}
 		b.WriteString("\n")
 		for _, e := range r.Spec.Errors {
-			fmt.Fprintf(&b, "  %s\n", e.String())
+			fmt.Fprintf(&b, "  %s\n", w.hashes.ReplaceAllString(e.String(), "<sha>"))
+		}
+	}
+	return b.String()
+}
+
+// subject names a commit by its subject line.
+func (w *world) subject(sha string) string {
+	return fmt.Sprintf("%q", git(w.t, w.repo, "log", "-1", "--format=%s", sha))
+}
+
+// conditions prints every app's Synced condition.
+func (w *world) conditions(ctx context.Context) string {
+	apps, _, err := w.cluster.Client.List(ctx, api.KindApp, client.ListOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, o := range apps {
+		a := o.(*api.App)
+		for _, cd := range a.Status.Conditions {
+			if cd.Type == "Synced" {
+				fmt.Fprintf(&b, "condition %s Synced=%s %s: %s\n", a.Metadata.Name, cd.Status, cd.Reason, w.hashes.ReplaceAllString(cd.Message, "<sha>"))
+			}
 		}
 	}
 	return b.String()
@@ -144,7 +207,51 @@ func TestScenarios(t *testing.T) {
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			switch d.Cmd {
 			case "init":
-				w.start(d.HasArg("verify"))
+				w.start(scanInit(t, d))
+				return ""
+			case "symlink":
+				var file, target string
+				d.ScanArgs(t, "file", &file)
+				d.ScanArgs(t, "target", &target)
+				if err := os.Symlink(target, filepath.Join(w.repo, file)); err != nil {
+					t.Fatal(err)
+				}
+				return ""
+			case "write-raw":
+				// A file name with any bytes: name is Go-quoted.
+				var quoted string
+				d.ScanArgs(t, "name", &quoted)
+				file, err := strconv.Unquote(quoted)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(w.repo, file), []byte(d.Input+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return ""
+			case "confirm-prune":
+				held, err := w.syncer.ConfirmPrune("demo")
+				if err != nil {
+					return "error: " + w.hashes.ReplaceAllString(err.Error(), "<sha>")
+				}
+				return "confirmed " + w.subject(held)
+			case "create-app":
+				// An app from this repository made directly, as by an
+				// earlier sync.
+				var name string
+				d.ScanArgs(t, "name", &name)
+				a := api.KindApp.New().(*api.App)
+				a.Metadata = api.ObjectMeta{Name: name, App: name, Labels: map[string]string{applier.LabelRepo: "demo"}}
+				if _, err := w.cluster.Client.Create(ctx, a); err != nil {
+					t.Fatal(err)
+				}
+				return ""
+			case "delete-app":
+				var name string
+				d.ScanArgs(t, "name", &name)
+				if _, err := w.cluster.Client.Delete(ctx, api.Key{Kind: api.KindApp, App: name, Name: name}, client.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
 				return ""
 			case "write":
 				var file string
@@ -180,6 +287,9 @@ func TestScenarios(t *testing.T) {
 					out = "sync error: " + firstLine(err.Error()) + "\n" + out
 				} else if res.Err != nil {
 					out = "sync error: " + firstLine(res.Err.Error()) + "\n" + out
+				}
+				if d.HasArg("conditions") {
+					out += w.conditions(ctx)
 				}
 				return out
 			}
