@@ -1,0 +1,268 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/capstanhq/capstan/schema"
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout     = 2 * time.Second
+	DefaultMemory      = 512 << 20
+	DefaultMaxRefusals = 8
+	// maxRecorded bounds the refused inputs kept in StateFile.
+	maxRecorded = 1000
+)
+
+// Options configure an Evaluator. The zero value is usable.
+type Options struct {
+	// Exe is the binary started as the child; it must call Main first.
+	// Default: this process's own binary (/proc/self/exe).
+	Exe string
+	// Timeout bounds the wall-clock and CPU time of one step: parsing one
+	// file or evaluating one app. Default 2 s.
+	Timeout time.Duration
+	// Memory bounds how much the child's address space may grow beyond
+	// its size at start-up, in bytes. Default 512 MiB.
+	Memory int64
+	// MaxRefusals is how many inputs one Load may refuse before it gives
+	// up on the whole tree (each costs up to Timeout). Default 8.
+	MaxRefusals int
+	// StateFile records refused inputs across restarts (JSON); empty keeps
+	// them in memory only.
+	StateFile string
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Timeout < 0 || o.Memory < 0 || o.MaxRefusals < 0 {
+		return o, fmt.Errorf("%w: sandbox limits must not be negative (0 means the default)", schema.ErrOptions)
+	}
+	if o.Exe == "" {
+		o.Exe = "/proc/self/exe"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Memory == 0 {
+		o.Memory = DefaultMemory
+	}
+	if o.MaxRefusals == 0 {
+		o.MaxRefusals = DefaultMaxRefusals
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// Evaluator loads descriptor trees in a bounded child process.
+type Evaluator struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	ch      *child
+	starts  int
+	apps    map[string]schema.AppResult // the last result of each app, by name
+	refused *refusals
+}
+
+// New checks the options and reads StateFile; the child starts on the
+// first Load.
+func New(opts Options) (*Evaluator, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r, err := loadRefusals(opts.StateFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Evaluator{opts: opts, log: opts.Logger, apps: map[string]schema.AppResult{}, refused: r}, nil
+}
+
+// Limits describes the bounds for messages: "2s / 512 MiB".
+func (e *Evaluator) Limits() string {
+	return fmt.Sprintf("%s / %d MiB", e.opts.Timeout, e.opts.Memory>>20)
+}
+
+// Starts counts the evaluation processes started so far: one, plus one
+// after each refused input or failure.
+func (e *Evaluator) Starts() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.starts
+}
+
+// Close stops the child.
+func (e *Evaluator) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stop()
+	return nil
+}
+
+func (e *Evaluator) stop() {
+	if e.ch != nil {
+		e.ch.kill()
+		e.ch = nil
+	}
+}
+
+// errResync: the child answered from a cache the parent does not have
+// (it cannot happen unless the two went out of step); start afresh.
+var errResync = errors.New("sandbox: the evaluator's cache is out of step")
+
+// Load reads fsys like schema.Load and evaluates it in the child. Files
+// and apps that exceed the bounds are refused (see the package doc) and
+// the rest is loaded. It fails as a whole when the tree cannot be read,
+// when ctx ends (the child is killed at once), when more than MaxRefusals
+// inputs are refused, or when the child fails for another reason.
+func (e *Evaluator) Load(ctx context.Context, fsys fs.FS, lo schema.LoadOptions) (*schema.Result, error) {
+	files, err := schema.ReadTree(fsys, lo)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	refusedNow, resynced := 0, false
+	for {
+		res, step, err := e.try(ctx, files, lo)
+		if err == nil {
+			return res, nil
+		}
+		e.stop()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("descriptor evaluation stopped: %w", context.Cause(ctx))
+		}
+		if errors.Is(err, errResync) && !resynced {
+			resynced = true
+			continue
+		}
+		var be *boundError
+		if !errors.As(err, &be) || step == nil {
+			return nil, err
+		}
+		key, kerr := parseKey(step.Key)
+		if kerr != nil {
+			return nil, kerr
+		}
+		msg := e.message(be, step, lo.PathPrefix)
+		e.log.Warn("descriptor evaluation refused", "file", display(lo.PathPrefix, step.File), "app", step.App, "commit", lo.Commit, "reason", msg)
+		if err := e.refused.add(key, msg); err != nil {
+			e.log.Warn("cannot record the refused input; a restart will evaluate it again", "file", e.opts.StateFile, "err", err)
+		}
+		if refusedNow++; refusedNow >= e.opts.MaxRefusals {
+			return nil, fmt.Errorf("%w: %d inputs exceeded the bounds of %s (last: %s); nothing of this tree is applied", ErrTooManyRefusals, refusedNow, e.Limits(), msg)
+		}
+	}
+}
+
+// ErrTooManyRefusals: a tree had more than Options.MaxRefusals inputs
+// exceeding the bounds.
+var ErrTooManyRefusals = errors.New("too many descriptors exceed the evaluation bounds")
+
+// try runs one request; on failure it returns the step that was running.
+func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.LoadOptions) (*schema.Result, *wireStep, error) {
+	if e.ch == nil {
+		ch, err := startChild(e.opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		e.ch = ch
+		e.starts++
+	}
+	req := request{Repo: lo.Repo, Commit: lo.Commit, Prefix: lo.PathPrefix, Refused: e.refused.wire()}
+	sent := make(map[string]bool, len(files))
+	for _, f := range files {
+		if f.Err == nil && f.Data == nil {
+			continue // a link to a directory
+		}
+		wf := wireFile{Path: f.Path, Hash: hex.EncodeToString(f.Hash[:]), Err: f.Err}
+		if f.Err == nil {
+			if e.ch.sent[wf.Hash] {
+				wf.Sent = true
+			} else {
+				wf.Data = f.Data
+			}
+			sent[wf.Hash] = true
+		}
+		req.Files = append(req.Files, wf)
+	}
+	wr, step, err := e.ch.do(ctx, req, e.opts.Timeout)
+	if err != nil {
+		return nil, step, err
+	}
+	e.ch.sent = sent
+	res, err := e.merge(wr, lo)
+	return res, nil, err
+}
+
+// merge completes the child's answer with the parent's copies of the
+// apps the child did not evaluate again.
+func (e *Evaluator) merge(wr *wireResult, lo schema.LoadOptions) (*schema.Result, error) {
+	res := &schema.Result{Errors: wr.Errors, Files: wr.Files, Apps: make([]schema.AppResult, 0, len(wr.Apps))}
+	apps := make(map[string]schema.AppResult, len(wr.Apps))
+	for _, wa := range wr.Apps {
+		var ar schema.AppResult
+		if wa.Cached {
+			prev, ok := e.apps[wa.Name]
+			if !ok {
+				return nil, fmt.Errorf("%w: app %s", errResync, wa.Name)
+			}
+			ar = restamp(prev, lo)
+		} else {
+			ar = schema.AppResult{Name: wa.Name, Files: wa.Files, App: wa.App, Errors: wa.Errors}
+			res.Evaluated = append(res.Evaluated, wa.Name)
+		}
+		apps[wa.Name] = ar
+		res.Apps = append(res.Apps, ar)
+	}
+	e.apps = apps
+	return res, nil
+}
+
+// restamp gives a reused result this load's provenance.
+func restamp(ar schema.AppResult, lo schema.LoadOptions) schema.AppResult {
+	if ar.App == nil || ar.App.Metadata.Source == nil {
+		return ar
+	}
+	app := *ar.App
+	src := *ar.App.Metadata.Source
+	src.Repo, src.Commit = lo.Repo, lo.Commit
+	app.Metadata.Source = &src
+	ar.App = &app
+	return ar
+}
+
+// message is what users read about a refused input.
+func (e *Evaluator) message(be *boundError, step *wireStep, prefix string) string {
+	where := display(prefix, step.File)
+	if step.App != "" {
+		where = fmt.Sprintf("app %s (%s)", step.App, where)
+	}
+	if be.kind == boundCrash {
+		return fmt.Sprintf("evaluation crashed in %s: %s; fix the descriptor (the commit is refused for its apps)", where, be.detail)
+	}
+	return fmt.Sprintf("evaluation exceeded %s in %s (%s); simplify the descriptor or raise the server's --eval-timeout / --eval-memory", e.Limits(), where, be.kind)
+}
+
+func display(prefix, p string) string {
+	prefix = strings.Trim(path.Clean("/"+prefix), "/")
+	if prefix == "" {
+		return p
+	}
+	return prefix + "/" + p
+}
