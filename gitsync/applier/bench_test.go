@@ -1,0 +1,92 @@
+package applier_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/applier"
+)
+
+// benchApps is the number of apps of BenchmarkApply
+// (CAPSTAN_BENCH_APPS, default 10,000).
+func benchApps() int {
+	if n, err := strconv.Atoi(os.Getenv("CAPSTAN_BENCH_APPS")); err == nil && n > 0 {
+		return n
+	}
+	return 10000
+}
+
+func benchApp(i, version int) *fstest.MapFile {
+	return &fstest.MapFile{Data: fmt.Appendf(nil, `apps: app%05d: pods: web: {
+	replicas: 2
+	containers: web: {image: "reg/app:v%d", ports: http: 8080}
+	service: ports: http: 80
+}
+`, i, version)}
+}
+
+// BenchmarkApply drives the real applier against a real API server (bbolt
+// in a temporary directory, HTTPS on 127.0.0.1): the first sync of a
+// repository of N apps, one file each, then commits that change one app.
+// It reports the first sync's seconds, the milliseconds of a one-app
+// commit, and the peak RSS of the process (API server, applier and the
+// benchmark together; the evaluation runs in a child process).
+func BenchmarkApply(b *testing.B) {
+	n := benchApps()
+	cl := apiservertest.Start(b, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: cl.Client, RepoURLs: map[string]string{"bench": "file:///bench"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if c, ok := any(ap).(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	fsys := fstest.MapFS{}
+	for i := range n {
+		fsys[fmt.Sprintf("app%05d.cue", i)] = benchApp(i, 1)
+	}
+	ctx := context.Background()
+	snap := func(commit int) gitsync.Snapshot {
+		return gitsync.Snapshot{Repo: "bench", FS: fsys, CommitInfo: gitsync.CommitInfo{
+			Commit: fmt.Sprintf("%040x", commit), Message: fmt.Sprintf("commit %d", commit), Time: time.Unix(int64(commit), 0)}}
+	}
+	t0 := time.Now()
+	out, err := ap.ApplySnapshot(ctx, snap(1))
+	if err != nil || len(out.Applied) != n {
+		b.Fatalf("first sync: %v, %d applied", err, len(out.Applied))
+	}
+	first := time.Since(t0)
+	b.ResetTimer()
+	for i := range b.N {
+		fsys["app00042.cue"] = benchApp(42, i+2)
+		out, err := ap.ApplySnapshot(ctx, snap(i+2))
+		if err != nil || len(out.Applied) != 1 {
+			b.Fatalf("commit %d: %v, applied %v", i+2, err, out.Applied)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(first.Seconds(), "first-sync-s")
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "one-app-ms")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
+	b.ReportMetric(0, "ns/op")
+}
+
+// peakRSS reads VmHWM of this process.
+func peakRSS() int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			kb, _ := strconv.ParseInt(string(bytes.TrimSpace(bytes.TrimSuffix(bytes.TrimSpace(v), []byte("kB")))), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
