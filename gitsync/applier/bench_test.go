@@ -61,7 +61,7 @@ func BenchmarkApply(b *testing.B) {
 	t0 := time.Now()
 	out, err := ap.ApplySnapshot(ctx, snap(1))
 	if err != nil || len(out.Applied) != n {
-		b.Fatalf("first sync: %v, %d applied", err, len(out.Applied))
+		b.Fatalf("first sync: %v, %d applied, rejected %v", err, len(out.Applied), out.Rejected)
 	}
 	first := time.Since(t0)
 	b.ResetTimer()

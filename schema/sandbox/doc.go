@@ -13,10 +13,14 @@
 //
 // Bounds, per step (the parse of one file or the evaluation of one app,
 // announced by the child before it starts):
+//   - CPU time: the parent reads the child's CPU time from /proc and kills
+//     it when a step uses more than Options.Timeout; as a backstop the
+//     child sets its RLIMIT_CPU soft limit to its usage so far plus the
+//     timeout (rounded up to seconds) before each step and exits on
+//     SIGXCPU;
 //   - wall clock: the parent kills the child when a step runs longer than
-//     Options.Timeout;
-//   - CPU time: the child sets its RLIMIT_CPU soft limit to its usage so
-//     far plus the timeout before each step and exits on SIGXCPU;
+//     Options.WallTimeout (a loaded machine stretches wall-clock time, not
+//     CPU time, so this bound is wider);
 //   - memory: the child's address space (RLIMIT_AS) may grow by at most
 //     Options.Memory beyond its size at start-up, and the Go heap limit is
 //     set below it.

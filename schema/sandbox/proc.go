@@ -122,9 +122,9 @@ func (c *child) kill() {
 }
 
 // do sends one request and waits for its result, killing the child when
-// a step runs longer than timeout or ctx ends. On failure it returns the
-// step that was running.
-func (c *child) do(ctx context.Context, req request, timeout time.Duration) (*wireResult, *wireStep, error) {
+// a step uses more than timeout of CPU time or wall of wall-clock time, or
+// when ctx ends. On failure it returns the step that was running.
+func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration) (*wireResult, *wireStep, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err
@@ -135,17 +135,30 @@ func (c *child) do(ctx context.Context, req request, timeout time.Duration) (*wi
 		_, err := c.stdin.Write(body)
 		wrote <- err
 	}()
-	timer := time.NewTimer(timeout + time.Second) // reading the request
-	defer timer.Stop()
-	var last *wireStep
+	// The CPU time of a step is read from /proc: the wall clock stretches
+	// on a loaded machine, CPU time does not.
+	tick := time.NewTicker(cpuPoll)
+	defer tick.Stop()
+	var (
+		last      *wireStep
+		stepStart = time.Now()
+		stepCPU   = c.cpu()
+		wallLimit = wall
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			c.kill()
 			return nil, last, context.Cause(ctx)
-		case <-timer.C:
-			c.kill()
-			return nil, last, &boundError{kind: boundTime}
+		case <-tick.C:
+			switch {
+			case time.Since(stepStart) > wallLimit:
+				c.kill()
+				return nil, last, &boundError{kind: boundTime}
+			case last != nil && c.cpu()-stepCPU > timeout:
+				c.kill()
+				return nil, last, &boundError{kind: boundCPU}
+			}
 		case err := <-wrote:
 			if err != nil {
 				c.kill()
@@ -163,21 +176,39 @@ func (c *child) do(ctx context.Context, req request, timeout time.Duration) (*wi
 			}
 			switch {
 			case rep.Step != nil:
-				last = rep.Step
-				timer.Reset(timeout)
-			case rep.Err != "":
-				c.kill()
-				return nil, nil, errors.New(rep.Err)
+				last, stepStart, stepCPU = rep.Step, time.Now(), c.cpu()
 			case rep.Done:
 				// Every step is done; what is left is encoding the
 				// result, which no input controls.
-				last = nil
-				timer.Reset(max(30*time.Second, 10*timeout))
+				last, stepStart, wallLimit = nil, time.Now(), max(time.Minute, 10*wall)
+			case rep.Err != "":
+				c.kill()
+				return nil, nil, errors.New(rep.Err)
 			case rep.Result != nil:
 				return rep.Result, nil, nil
 			}
 		}
 	}
+}
+
+// cpuPoll is how often the watchdog reads the child's CPU time.
+const cpuPoll = 20 * time.Millisecond
+
+// cpu is the CPU time the child used so far (all threads), from
+// /proc/PID/stat in clock ticks of 10 ms; 0 when it cannot be read.
+func (c *child) cpu() time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // died classifies the end of a child that stopped answering.

@@ -29,9 +29,12 @@ type Options struct {
 	// Exe is the binary started as the child; it must call Main first.
 	// Default: this process's own binary (/proc/self/exe).
 	Exe string
-	// Timeout bounds the wall-clock and CPU time of one step: parsing one
-	// file or evaluating one app. Default 2 s.
+	// Timeout bounds the CPU time of one step: parsing one file or
+	// evaluating one app. Default 2 s.
 	Timeout time.Duration
+	// WallTimeout bounds the wall-clock time of one step, which a loaded
+	// machine stretches well beyond its CPU time. Default 15 x Timeout.
+	WallTimeout time.Duration
 	// Memory bounds how much the child's address space may grow beyond
 	// its size at start-up, in bytes. Default 512 MiB.
 	Memory int64
@@ -46,7 +49,7 @@ type Options struct {
 }
 
 func (o Options) withDefaults() (Options, error) {
-	if o.Timeout < 0 || o.Memory < 0 || o.MaxRefusals < 0 {
+	if o.Timeout < 0 || o.WallTimeout < 0 || o.Memory < 0 || o.MaxRefusals < 0 {
 		return o, fmt.Errorf("%w: sandbox limits must not be negative (0 means the default)", schema.ErrOptions)
 	}
 	if o.Exe == "" {
@@ -54,6 +57,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.WallTimeout == 0 {
+		o.WallTimeout = 15 * o.Timeout
 	}
 	if o.Memory == 0 {
 		o.Memory = DefaultMemory
@@ -201,7 +207,7 @@ func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.Load
 		}
 		req.Files = append(req.Files, wf)
 	}
-	wr, step, err := e.ch.do(ctx, req, e.opts.Timeout)
+	wr, step, err := e.ch.do(ctx, req, e.opts.Timeout, e.opts.WallTimeout)
 	if err != nil {
 		return nil, step, err
 	}
@@ -255,6 +261,9 @@ func (e *Evaluator) message(be *boundError, step *wireStep, prefix string) strin
 	}
 	if be.kind == boundCrash {
 		return fmt.Sprintf("evaluation crashed in %s: %s; fix the descriptor (the commit is refused for its apps)", where, be.detail)
+	}
+	if be.kind == boundTime {
+		return fmt.Sprintf("evaluation exceeded %s of wall-clock time in %s; simplify the descriptor or raise the server's --eval-timeout", e.opts.WallTimeout, where)
 	}
 	return fmt.Sprintf("evaluation exceeded %s in %s (%s); simplify the descriptor or raise the server's --eval-timeout / --eval-memory", e.Limits(), where, be.kind)
 }
