@@ -10,7 +10,9 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 )
@@ -61,6 +63,12 @@ func BenchmarkApply(b *testing.B) {
 	t0 := time.Now()
 	out, err := ap.ApplySnapshot(ctx, snap(1))
 	if err != nil || len(out.Applied) != n {
+		for _, name := range out.Rejected {
+			revs, _, _ := cl.Client.List(ctx, api.KindRevision, client.ListOptions{App: name})
+			for _, r := range revs {
+				b.Logf("%s: %v", name, r.(*api.Revision).Spec.Errors)
+			}
+		}
 		b.Fatalf("first sync: %v, %d applied, rejected %v", err, len(out.Applied), out.Rejected)
 	}
 	first := time.Since(t0)

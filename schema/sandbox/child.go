@@ -141,20 +141,22 @@ func answer(l *schema.Loader, req request, sent map[string][]byte, step func(sch
 	return reply{Result: wr}, next
 }
 
-// limitMemory bounds the address space to its size now plus mem, and the
-// Go heap below that so the collector works before the bound is hit. A
-// runtime that cannot map memory throws "out of memory"; the parent reads
-// that on stderr.
+// limitMemory sets the Go heap limit to mem, so the collector works
+// before the parent's bound on resident memory is hit, and bounds the
+// address space to its size now plus twice mem (Go reserves address
+// space well beyond what it uses), a backstop for an allocation faster
+// than the parent's watchdog. A runtime that cannot map memory throws
+// "out of memory"; the parent reads that on stderr.
 func limitMemory(mem int64) error {
 	base, err := vmSize()
 	if err != nil {
 		return err
 	}
-	lim := uint64(base + mem)
+	lim := uint64(base + 2*mem)
 	if err := unix.Setrlimit(unix.RLIMIT_AS, &unix.Rlimit{Cur: lim, Max: lim}); err != nil {
 		return err
 	}
-	debug.SetMemoryLimit(mem * 3 / 4)
+	debug.SetMemoryLimit(mem * 7 / 8)
 	return nil
 }
 

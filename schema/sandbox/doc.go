@@ -21,9 +21,10 @@
 //   - wall clock: the parent kills the child when a step runs longer than
 //     Options.WallTimeout (a loaded machine stretches wall-clock time, not
 //     CPU time, so this bound is wider);
-//   - memory: the child's address space (RLIMIT_AS) may grow by at most
-//     Options.Memory beyond its size at start-up, and the Go heap limit is
-//     set below it.
+//   - memory: the parent kills the child when its resident memory
+//     exceeds Options.Memory; the child's Go heap limit is set just below
+//     it and, as a backstop, its address space (RLIMIT_AS) may grow by
+//     twice as much beyond its size at start-up.
 //
 // A step that exceeds a bound, or crashes the child, is refused: its key
 // (the file's content hash, or the app's inputs) is recorded with the

@@ -122,9 +122,10 @@ func (c *child) kill() {
 }
 
 // do sends one request and waits for its result, killing the child when
-// a step uses more than timeout of CPU time or wall of wall-clock time, or
-// when ctx ends. On failure it returns the step that was running.
-func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration) (*wireResult, *wireStep, error) {
+// a step uses more than timeout of CPU time or wall of wall-clock time,
+// when the child's resident memory exceeds mem, or when ctx ends. On
+// failure it returns the step that was running.
+func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration, mem int64) (*wireResult, *wireStep, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err
@@ -158,6 +159,9 @@ func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration
 			case last != nil && c.cpu()-stepCPU > timeout:
 				c.kill()
 				return nil, last, &boundError{kind: boundCPU}
+			case c.rss() > mem:
+				c.kill()
+				return nil, last, &boundError{kind: boundMemory}
 			}
 		case err := <-wrote:
 			if err != nil {
@@ -191,7 +195,22 @@ func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration
 	}
 }
 
-// cpuPoll is how often the watchdog reads the child's CPU time.
+// rss is the child's resident memory, from /proc/PID/statm; 0 when it
+// cannot be read.
+func (c *child) rss() int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.cmd.Process.Pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+// cpuPoll is how often the watchdog reads the child's CPU time and memory.
 const cpuPoll = 20 * time.Millisecond
 
 // cpu is the CPU time the child used so far (all threads), from
@@ -225,7 +244,7 @@ func (c *child) died(cause error) error {
 	}
 	words := c.stderr.String()
 	if strings.Contains(words, "out of memory") || strings.Contains(words, "cannot allocate memory") {
-		return &boundError{kind: boundMemory}
+		return &boundError{kind: boundMemory, detail: lastLine(words)}
 	}
 	detail := lastLine(words)
 	if detail == "" {

@@ -35,8 +35,11 @@ type Options struct {
 	// WallTimeout bounds the wall-clock time of one step, which a loaded
 	// machine stretches well beyond its CPU time. Default 15 x Timeout.
 	WallTimeout time.Duration
-	// Memory bounds how much the child's address space may grow beyond
-	// its size at start-up, in bytes. Default 512 MiB.
+	// Memory bounds the child's resident memory, in bytes: the parent
+	// reads it from /proc and kills the child above it; the child's Go
+	// heap limit is set to it, and its address space (RLIMIT_AS) may grow
+	// by twice as much beyond its size at start-up (the Go runtime
+	// reserves more address space than it uses). Default 512 MiB.
 	Memory int64
 	// MaxRefusals is how many inputs one Load may refuse before it gives
 	// up on the whole tree (each costs up to Timeout). Default 8.
@@ -207,7 +210,7 @@ func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.Load
 		}
 		req.Files = append(req.Files, wf)
 	}
-	wr, step, err := e.ch.do(ctx, req, e.opts.Timeout, e.opts.WallTimeout)
+	wr, step, err := e.ch.do(ctx, req, e.opts.Timeout, e.opts.WallTimeout, e.opts.Memory)
 	if err != nil {
 		return nil, step, err
 	}
