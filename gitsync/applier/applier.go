@@ -54,7 +54,7 @@ type Options struct {
 }
 
 // DefaultWorkers is the default of Options.Workers.
-const DefaultWorkers = 8
+const DefaultWorkers = 32
 
 // Applier applies snapshots to the API.
 type Applier struct {
