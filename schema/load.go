@@ -130,7 +130,8 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		us := byApp[name]
 		key := appKey(name, us)
 		c := l.apps[name]
-		if c == nil || c.key != key {
+		evaluated := c == nil || c.key != key
+		if evaluated {
 			if msg, ok := opts.Refused[key]; ok {
 				c = refusedApp(name, us, msg)
 			} else {
@@ -141,7 +142,11 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 			res.Evaluated = append(res.Evaluated, name)
 		}
 		apps[name] = c
-		res.Apps = append(res.Apps, c.stamp(name, opts))
+		ar := c.stamp(name, opts)
+		res.Apps = append(res.Apps, ar)
+		if evaluated && opts.Evaluated != nil {
+			opts.Evaluated(ar)
+		}
 	}
 	l.apps = apps
 	for i := range res.Errors {

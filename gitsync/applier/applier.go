@@ -154,48 +154,59 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	if err != nil {
 		return out, err
 	}
-	lo := a.opts.Load
-	lo.Repo, lo.Commit, lo.PathPrefix = a.repoURL(snap.Repo), snap.Commit, snap.Path
-	res, err := rs.ev.Load(ctx, snap.FS, lo)
-	if err != nil {
-		if ctx.Err() != nil || !refusesTree(err) {
-			return out, err // nothing recorded: the same head is offered again
-		}
-		// The tree cannot be read or evaluated at all (too many files,
-		// too many descriptors over the bounds): nothing is changed;
-		// every app of this repo records the refusal.
-		return out, a.rejectAll(ctx, snap, rs, []api.SourceError{{Message: err.Error()}})
-	}
-	out.Errors = res.Errors
 	existing, err := a.appsOf(ctx, rs, snap.Repo)
 	if err != nil {
 		return out, err
 	}
+	var mu sync.Mutex // out.Applied, out.Pruned
+	apply := func(ar schema.AppResult) func() error {
+		return func() error {
+			if err := a.applyApp(ctx, snap, rs, ar.App, existing[ar.Name]); err != nil {
+				return fmt.Errorf("app %s: %w", ar.Name, err)
+			}
+			mu.Lock()
+			out.Applied = append(out.Applied, ar.Name)
+			mu.Unlock()
+			return nil
+		}
+	}
+	// Valid apps are written while the others are still evaluated.
+	p := a.startPool()
+	submitted := map[string]bool{}
+	lo := a.opts.Load
+	lo.Repo, lo.Commit, lo.PathPrefix = a.repoURL(snap.Repo), snap.Commit, snap.Path
+	lo.Evaluated = func(ar schema.AppResult) {
+		if ar.Valid() && !unchanged(ar.App, existing[ar.Name], snap.Repo) {
+			submitted[ar.Name] = true
+			p.submit(apply(ar))
+		}
+	}
+	res, err := rs.ev.Load(ctx, snap.FS, lo)
+	if err != nil {
+		errs := p.wait()
+		if ctx.Err() != nil || !refusesTree(err) {
+			rs.forget()
+			return out, errors.Join(append(errs, err)...) // nothing recorded: the same head is offered again
+		}
+		// The tree cannot be read or evaluated (too many files, too many
+		// descriptors over the bounds): every app of this repo not yet
+		// written records the refusal, and keeps running.
+		return out, errors.Join(append(errs, a.rejectAll(ctx, snap, rs, submitted, []api.SourceError{{Message: err.Error()}}))...)
+	}
+	out.Errors = res.Errors
 	declared := map[string]bool{}
-	var (
-		mu   sync.Mutex
-		errs []error
-		work []func() error
-	)
 	for _, ar := range res.Apps {
 		declared[ar.Name] = true
 		cur := existing[ar.Name]
 		switch {
+		case submitted[ar.Name]:
 		case !ar.Valid():
 			out.Rejected = append(out.Rejected, ar.Name)
-			work = append(work, func() error { return a.reject(ctx, snap, rs, ar.Name, cur, ar.Errors) })
+			p.submit(func() error { return a.reject(ctx, snap, rs, ar.Name, cur, ar.Errors) })
 		case unchanged(ar.App, cur, snap.Repo):
 			out.Unchanged = append(out.Unchanged, ar.Name)
 		default:
-			work = append(work, func() error {
-				if err := a.applyApp(ctx, snap, rs, ar.App, cur); err != nil {
-					return fmt.Errorf("app %s: %w", ar.Name, err)
-				}
-				mu.Lock()
-				out.Applied = append(out.Applied, ar.Name)
-				mu.Unlock()
-				return nil
-			})
+			p.submit(apply(ar))
 		}
 	}
 	// Prune only when the whole tree was read: a file that did not parse
@@ -205,7 +216,7 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 			if declared[name] {
 				continue
 			}
-			work = append(work, func() error {
+			p.submit(func() error {
 				if err := a.prune(ctx, rs, cur); err != nil {
 					return fmt.Errorf("prune app %s: %w", name, err)
 				}
@@ -218,11 +229,11 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	} else {
 		for name, cur := range existing {
 			if !declared[name] {
-				work = append(work, func() error { return a.reject(ctx, snap, rs, name, cur, res.Errors) })
+				p.submit(func() error { return a.reject(ctx, snap, rs, name, cur, res.Errors) })
 			}
 		}
 	}
-	errs = a.parallel(work)
+	errs := p.wait()
 	sort.Strings(out.Applied)
 	sort.Strings(out.Pruned)
 	if len(errs) > 0 {
@@ -248,33 +259,50 @@ func unchanged(app, cur *api.App, repo string) bool {
 		cur.Status.AttemptedCommit != "" && specEqual(app, cur)
 }
 
-// parallel runs work on Options.Workers goroutines and returns the errors.
-func (a *Applier) parallel(work []func() error) []error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		next = make(chan func() error)
-	)
-	for range min(a.opts.Workers, len(work)) {
-		wg.Add(1)
+// pool runs work on Options.Workers goroutines.
+type pool struct {
+	work chan func() error
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+func (a *Applier) startPool() *pool {
+	// A deep queue: the evaluation hands apps over from the goroutine
+	// that watches the evaluation process, which should not wait.
+	p := &pool{work: make(chan func() error, 4096)}
+	for range a.opts.Workers {
+		p.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			for f := range next {
+			defer p.wg.Done()
+			for f := range p.work {
 				if err := f(); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
+					p.mu.Lock()
+					p.errs = append(p.errs, err)
+					p.mu.Unlock()
 				}
 			}
 		}()
 	}
+	return p
+}
+
+func (p *pool) submit(f func() error) { p.work <- f }
+
+// wait runs what was submitted to its end and returns the errors.
+func (p *pool) wait() []error {
+	close(p.work)
+	p.wg.Wait()
+	return p.errs
+}
+
+// parallel runs work on a pool and returns the errors.
+func (a *Applier) parallel(work []func() error) []error {
+	p := a.startPool()
 	for _, f := range work {
-		next <- f
+		p.submit(f)
 	}
-	close(next)
-	wg.Wait()
-	return errs
+	return p.wait()
 }
 
 // appsOf returns the apps this repository owns: as the applier last

@@ -192,14 +192,18 @@ func rejectMessage(commit string, errs []api.SourceError) string {
 	return msg
 }
 
-// rejectAll refuses a snapshot for every app of its repository.
-func (a *Applier) rejectAll(ctx context.Context, snap gitsync.Snapshot, rs *repoState, errs []api.SourceError) error {
+// rejectAll refuses a snapshot for every app of its repository but those
+// in skip (written from this snapshot already).
+func (a *Applier) rejectAll(ctx context.Context, snap gitsync.Snapshot, rs *repoState, skip map[string]bool, errs []api.SourceError) error {
 	existing, err := a.appsOf(ctx, rs, snap.Repo)
 	if err != nil {
 		return err
 	}
 	var work []func() error
 	for name, cur := range existing {
+		if skip[name] {
+			continue
+		}
 		work = append(work, func() error { return a.reject(ctx, snap, rs, name, cur, errs) })
 	}
 	if errs := a.parallel(work); len(errs) > 0 {

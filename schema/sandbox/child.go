@@ -74,6 +74,8 @@ func serve(in io.Reader, out io.Writer) int {
 			}
 			_ = enc.Encode(reply{Step: &wireStep{File: s.File, App: s.App, Key: hex.EncodeToString(s.Key[:])}})
 			_ = w.Flush()
+		}, func(a schema.AppResult) {
+			_ = enc.Encode(reply{App: &wireApp{Name: a.Name, Files: a.Files, App: a.App, Errors: a.Errors}})
 		}, func() {
 			_ = enc.Encode(reply{Done: true})
 			_ = w.Flush()
@@ -89,7 +91,7 @@ func serve(in io.Reader, out io.Writer) int {
 }
 
 // answer runs one request on the child's loader.
-func answer(l *schema.Loader, req request, sent map[string][]byte, step func(schema.Step), done func()) (reply, map[string][]byte) {
+func answer(l *schema.Loader, req request, sent map[string][]byte, step func(schema.Step), evaluated func(schema.AppResult), done func()) (reply, map[string][]byte) {
 	next := make(map[string][]byte, len(req.Files))
 	files := make([]schema.File, 0, len(req.Files))
 	for _, f := range req.Files {
@@ -121,22 +123,22 @@ func answer(l *schema.Loader, req request, sent map[string][]byte, step func(sch
 		}
 		refused[key] = msg
 	}
-	res, err := l.LoadFiles(files, schema.LoadOptions{Repo: req.Repo, Commit: req.Commit, PathPrefix: req.Prefix, Step: step, Refused: refused})
+	res, err := l.LoadFiles(files, schema.LoadOptions{Repo: req.Repo, Commit: req.Commit, PathPrefix: req.Prefix, Step: step, Evaluated: evaluated, Refused: refused})
 	if err != nil {
 		return reply{Err: err.Error()}, next
 	}
 	done()
-	evaluated := make(map[string]bool, len(res.Evaluated))
+	fresh := make(map[string]bool, len(res.Evaluated))
 	for _, name := range res.Evaluated {
-		evaluated[name] = true
+		fresh[name] = true
 	}
 	wr := &wireResult{Errors: res.Errors, Files: res.Files, Apps: make([]wireApp, 0, len(res.Apps))}
 	for _, a := range res.Apps {
-		if !evaluated[a.Name] {
+		if !fresh[a.Name] {
 			wr.Apps = append(wr.Apps, wireApp{Name: a.Name, Cached: true})
 			continue
 		}
-		wr.Apps = append(wr.Apps, wireApp{Name: a.Name, Files: a.Files, App: a.App, Errors: a.Errors})
+		wr.Apps = append(wr.Apps, wireApp{Name: a.Name, Streamed: true})
 	}
 	return reply{Result: wr}, next
 }

@@ -129,7 +129,7 @@ func (c *child) kill() {
 // a step uses more than timeout of CPU time or wall of wall-clock time,
 // when the child's resident memory exceeds mem, or when ctx ends. On
 // failure it returns the step that was running.
-func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration, mem int64) (*wireResult, *wireStep, error) {
+func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration, mem int64, app func(wireApp)) (*wireResult, *wireStep, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err
@@ -185,6 +185,8 @@ func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration
 			switch {
 			case rep.Step != nil:
 				last, stepStart, stepCPU = rep.Step, time.Now(), c.cpu()
+			case rep.App != nil:
+				app(*rep.App)
 			case rep.Done:
 				// Every step is done; what is left is encoding the
 				// result, which no input controls.

@@ -134,11 +134,14 @@ func (e *Evaluator) stop() {
 // (it cannot happen unless the two went out of step); start afresh.
 var errResync = errors.New("sandbox: the evaluator's cache is out of step")
 
-// Load reads fsys like schema.Load and evaluates it in the child. Files
+// Load reads fsys like schema.Load and evaluates it in the child; it
+// calls lo.Evaluated, when set, with each app's result as the child
+// evaluates it (once per app, from Load's goroutine). Files
 // and apps that exceed the bounds are refused (see the package doc) and
 // the rest is loaded. It fails as a whole when the tree cannot be read,
 // when ctx ends (the child is killed at once), when more than MaxRefusals
-// inputs are refused, or when the child fails for another reason.
+// inputs are refused, or when the child fails for another reason; the
+// apps reported to lo.Evaluated before are valid results all the same.
 func (e *Evaluator) Load(ctx context.Context, fsys fs.FS, lo schema.LoadOptions) (*schema.Result, error) {
 	files, err := schema.ReadTree(fsys, lo)
 	if err != nil {
@@ -147,8 +150,9 @@ func (e *Evaluator) Load(ctx context.Context, fsys fs.FS, lo schema.LoadOptions)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	refusedNow, resynced := 0, false
+	reported := map[string]bool{} // apps handed to lo.Evaluated
 	for {
-		res, step, err := e.try(ctx, files, lo)
+		res, step, err := e.try(ctx, files, lo, reported)
 		if err == nil {
 			return res, nil
 		}
@@ -174,7 +178,7 @@ func (e *Evaluator) Load(ctx context.Context, fsys fs.FS, lo schema.LoadOptions)
 			e.log.Warn("cannot record the refused input; a restart will evaluate it again", "file", e.opts.StateFile, "err", err)
 		}
 		if refusedNow++; refusedNow >= e.opts.MaxRefusals {
-			return nil, fmt.Errorf("%w: %d inputs exceeded the bounds of %s (last: %s); nothing of this tree is applied", ErrTooManyRefusals, refusedNow, e.Limits(), msg)
+			return nil, fmt.Errorf("%w: %d inputs exceeded the bounds of %s (last: %s); the commit is refused for the apps not evaluated before", ErrTooManyRefusals, refusedNow, e.Limits(), msg)
 		}
 	}
 }
@@ -184,7 +188,7 @@ func (e *Evaluator) Load(ctx context.Context, fsys fs.FS, lo schema.LoadOptions)
 var ErrTooManyRefusals = errors.New("too many descriptors exceed the evaluation bounds")
 
 // try runs one request; on failure it returns the step that was running.
-func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.LoadOptions) (*schema.Result, *wireStep, error) {
+func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.LoadOptions, reported map[string]bool) (*schema.Result, *wireStep, error) {
 	if e.ch == nil {
 		ch, err := startChild(e.opts)
 		if err != nil {
@@ -210,18 +214,28 @@ func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.Load
 		}
 		req.Files = append(req.Files, wf)
 	}
-	wr, step, err := e.ch.do(ctx, req, e.opts.Timeout, e.opts.WallTimeout, e.opts.Memory)
+	streamed := map[string]schema.AppResult{}
+	wr, step, err := e.ch.do(ctx, req, e.opts.Timeout, e.opts.WallTimeout, e.opts.Memory, func(wa wireApp) {
+		ar := schema.AppResult{Name: wa.Name, Files: wa.Files, App: wa.App, Errors: wa.Errors}
+		streamed[wa.Name] = ar
+		// A result survives a restart of the child (the same inputs give
+		// the same result): report each app once per Load.
+		if lo.Evaluated != nil && !reported[wa.Name] {
+			reported[wa.Name] = true
+			lo.Evaluated(ar)
+		}
+	})
 	if err != nil {
 		return nil, step, err
 	}
 	e.ch.sent = sent
-	res, err := e.merge(wr, lo)
+	res, err := e.merge(wr, lo, streamed)
 	return res, nil, err
 }
 
 // merge completes the child's answer with the parent's copies of the
 // apps the child did not evaluate again.
-func (e *Evaluator) merge(wr *wireResult, lo schema.LoadOptions) (*schema.Result, error) {
+func (e *Evaluator) merge(wr *wireResult, lo schema.LoadOptions, streamed map[string]schema.AppResult) (*schema.Result, error) {
 	res := &schema.Result{Errors: wr.Errors, Files: wr.Files, Apps: make([]schema.AppResult, 0, len(wr.Apps))}
 	apps := make(map[string]schema.AppResult, len(wr.Apps))
 	for _, wa := range wr.Apps {
@@ -233,7 +247,10 @@ func (e *Evaluator) merge(wr *wireResult, lo schema.LoadOptions) (*schema.Result
 			}
 			ar = restamp(prev, lo)
 		} else {
-			ar = schema.AppResult{Name: wa.Name, Files: wa.Files, App: wa.App, Errors: wa.Errors}
+			var ok bool
+			if ar, ok = streamed[wa.Name]; !ok {
+				return nil, fmt.Errorf("%w: app %s was not sent", errResync, wa.Name)
+			}
 			res.Evaluated = append(res.Evaluated, wa.Name)
 		}
 		apps[wa.Name] = ar

@@ -51,10 +51,12 @@ type wireApp struct {
 	Name string `json:"name"`
 	// Cached: the child reused its previous evaluation of the same
 	// inputs; the parent has the result from then.
-	Cached bool              `json:"cached,omitempty"`
-	Files  []string          `json:"files,omitempty"`
-	App    *api.App          `json:"app,omitempty"`
-	Errors []api.SourceError `json:"errors,omitempty"`
+	Cached bool `json:"cached,omitempty"`
+	// Streamed: the child sent this result already, in an App line.
+	Streamed bool              `json:"streamed,omitempty"`
+	Files    []string          `json:"files,omitempty"`
+	App      *api.App          `json:"app,omitempty"`
+	Errors   []api.SourceError `json:"errors,omitempty"`
 }
 
 type wireResult struct {
@@ -65,6 +67,7 @@ type wireResult struct {
 
 type reply struct {
 	Step   *wireStep   `json:"step,omitempty"`
+	App    *wireApp    `json:"app,omitempty"`  // an app evaluated
 	Done   bool        `json:"done,omitempty"` // every step is done
 	Result *wireResult `json:"result,omitempty"`
 	Err    string      `json:"err,omitempty"`
