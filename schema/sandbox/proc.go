@@ -60,7 +60,9 @@ func startChild(opts Options) (*child, error) {
 		inW.Close()
 		return nil, err
 	}
-	cmd := exec.Command(opts.Exe)
+	// Main ignores the arguments; a test binary whose TestMain does not
+	// call it then runs no test and exits, instead of running them all.
+	cmd := exec.Command(opts.Exe, "-test.run=^$")
 	// GOGC=25: the child's heap is mostly the loader's cache, kept for
 	// the next commit; collecting more often keeps its resident memory
 	// near that (10,000 apps: 250 MiB instead of 390 at the default 100)
@@ -169,13 +171,11 @@ func (c *child) do(ctx context.Context, req request, timeout, wall time.Duration
 			}
 		case err := <-wrote:
 			if err != nil {
-				c.kill()
-				return nil, last, c.died(fmt.Errorf("sandbox: send the request: %w", err))
+				return nil, last, c.died(fmt.Errorf("sandbox: send the request: %w", err), last)
 			}
 		case line, ok := <-c.lines:
 			if !ok {
-				c.kill()
-				return nil, last, c.died(nil)
+				return nil, last, c.died(nil, last)
 			}
 			var rep reply
 			if err := json.Unmarshal(line, &rep); err != nil {
@@ -236,9 +236,14 @@ func (c *child) cpu() time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
-// died classifies the end of a child that stopped answering.
-func (c *child) died(cause error) error {
-	<-c.exited
+// died classifies the end of a child that stopped answering, once it
+// has exited (it is killed if it has not within a second).
+func (c *child) died(cause error, last *wireStep) error {
+	select {
+	case <-c.exited:
+	case <-time.After(time.Second):
+	}
+	c.kill()
 	var ee *exec.ExitError
 	if errors.As(c.werr, &ee) {
 		if ee.ExitCode() == exitCPU {
@@ -255,6 +260,9 @@ func (c *child) died(cause error) error {
 	detail := lastLine(words)
 	if detail == "" {
 		detail = fmt.Sprint(c.werr)
+	}
+	if c.werr == nil && last == nil {
+		return fmt.Errorf("sandbox: the evaluation process %s exited without answering; its main must call sandbox.Main first", c.cmd.Path)
 	}
 	if cause != nil && c.werr == nil {
 		return cause

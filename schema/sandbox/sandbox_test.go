@@ -180,3 +180,13 @@ func TestCancelStopsEvaluation(t *testing.T) {
 		t.Fatalf("load: %v, want it stopped by the context", err)
 	}
 }
+
+// TestChildWithoutMain: a binary that does not serve requests is an
+// error that says what is missing, not a hang.
+func TestChildWithoutMain(t *testing.T) {
+	e := newEvaluator(t, sandbox.Options{Exe: "/bin/true"})
+	_, err := e.Load(context.Background(), fstest.MapFS{"a.cue": appFile("a", "x")}, schema.LoadOptions{})
+	if err == nil || !strings.Contains(err.Error(), "must call sandbox.Main") {
+		t.Fatalf("load: %v, want an error naming sandbox.Main", err)
+	}
+}
