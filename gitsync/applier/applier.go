@@ -72,6 +72,10 @@ type repoState struct {
 	// apps are the repository's apps as last read or written; nil when
 	// they must be read again (at start and after a failed write).
 	apps map[string]*api.App
+	// checked maps an app to the App in apps whose spec is known to be
+	// the one git declared at the last load, so an app the last load did
+	// not evaluate again needs no comparison.
+	checked map[string]*api.App
 }
 
 var _ gitsync.Sink = (*Applier)(nil)
@@ -194,6 +198,10 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 		return out, errors.Join(append(errs, a.rejectAll(ctx, snap, rs, submitted, []api.SourceError{{Message: err.Error()}}))...)
 	}
 	out.Errors = res.Errors
+	fresh := make(map[string]bool, len(res.Evaluated))
+	for _, name := range res.Evaluated {
+		fresh[name] = true
+	}
 	declared := map[string]bool{}
 	for _, ar := range res.Apps {
 		declared[ar.Name] = true
@@ -203,7 +211,12 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 		case !ar.Valid():
 			out.Rejected = append(out.Rejected, ar.Name)
 			p.submit(func() error { return a.reject(ctx, snap, rs, ar.Name, cur, ar.Errors) })
+		case !fresh[ar.Name] && rs.isChecked(ar.Name, cur) && cur.Status.LastSyncResult == api.SyncApplied:
+			// Not evaluated again, and its App was found equal before:
+			// no comparison (10,000 of them cost 100-400 ms).
+			out.Unchanged = append(out.Unchanged, ar.Name)
 		case unchanged(ar.App, cur, snap.Repo):
+			rs.matched(ar.Name, cur)
 			out.Unchanged = append(out.Unchanged, ar.Name)
 		default:
 			p.submit(apply(ar))
@@ -335,7 +348,8 @@ func (a *Applier) appsOf(ctx context.Context, rs *repoState, repo string) (map[s
 	return out, nil
 }
 
-// wrote records an app as written (nil: deleted).
+// wrote records an app as written (nil: deleted) by a write that left
+// its spec alone.
 func (rs *repoState) wrote(name string, app *api.App) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -344,15 +358,41 @@ func (rs *repoState) wrote(name string, app *api.App) {
 	}
 	if app == nil {
 		delete(rs.apps, name)
+		delete(rs.checked, name)
+		return
+	}
+	if rs.checked[name] == rs.apps[name] && rs.checked[name] != nil {
+		rs.checked[name] = app
+	}
+	rs.apps[name] = app
+}
+
+// matched records app as holding the spec git declares.
+func (rs *repoState) matched(name string, app *api.App) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.apps == nil {
 		return
 	}
 	rs.apps[name] = app
+	if rs.checked == nil {
+		rs.checked = map[string]*api.App{}
+	}
+	rs.checked[name] = app
+}
+
+// isChecked reports whether cur is known to hold the spec git declared at
+// the last load.
+func (rs *repoState) isChecked(name string, cur *api.App) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return cur != nil && rs.checked[name] == cur
 }
 
 // forget drops the known apps, so the next sync reads them again.
 func (rs *repoState) forget() {
 	rs.mu.Lock()
-	rs.apps = nil
+	rs.apps, rs.checked = nil, nil
 	rs.mu.Unlock()
 }
 

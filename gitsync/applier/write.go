@@ -51,7 +51,7 @@ func (a *Applier) applyApp(ctx context.Context, snap gitsync.Snapshot, rs *repoS
 		if err == nil {
 			for _, obj := range written { // the last App step holds the stored state
 				if w, ok := obj.(*api.App); ok {
-					rs.wrote(w.Metadata.Name, w)
+					rs.matched(w.Metadata.Name, w)
 				}
 			}
 			return nil
@@ -64,7 +64,7 @@ func (a *Applier) applyApp(ctx context.Context, snap gitsync.Snapshot, rs *repoS
 			return err
 		}
 		if unchanged(app, cur, snap.Repo) {
-			rs.wrote(app.Metadata.Name, cur)
+			rs.matched(app.Metadata.Name, cur)
 			return nil
 		}
 	}

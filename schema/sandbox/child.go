@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,7 +59,7 @@ func serve(in io.Reader, out io.Writer) int {
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
 	dec := json.NewDecoder(bufio.NewReaderSize(in, 1<<20))
-	var sent map[string][]byte // content of the previous request's files
+	st := &childState{}
 	for {
 		var req request
 		if err := dec.Decode(&req); err != nil {
@@ -68,7 +69,7 @@ func serve(in io.Reader, out io.Writer) int {
 			fmt.Fprintln(os.Stderr, "sandbox: read request:", err)
 			return 1
 		}
-		rep, next := answer(l, req, sent, func(s schema.Step) {
+		rep := st.answer(l, req, func(s schema.Step) {
 			if cpuMS > 0 {
 				limitCPU(time.Duration(cpuMS) * time.Millisecond)
 			}
@@ -80,7 +81,6 @@ func serve(in io.Reader, out io.Writer) int {
 			_ = enc.Encode(reply{Done: true})
 			_ = w.Flush()
 		})
-		sent = next
 		if err := enc.Encode(rep); err != nil {
 			return 1
 		}
@@ -90,57 +90,102 @@ func serve(in io.Reader, out io.Writer) int {
 	}
 }
 
-// answer runs one request on the child's loader.
-func answer(l *schema.Loader, req request, sent map[string][]byte, step func(schema.Step), evaluated func(schema.AppResult), done func()) (reply, map[string][]byte) {
-	next := make(map[string][]byte, len(req.Files))
-	files := make([]schema.File, 0, len(req.Files))
+// childState is the tree the child holds between requests.
+type childState struct {
+	tree  map[string]schema.File // by path
+	order []string               // paths in walk order
+}
+
+// answer applies one request to the tree and runs it on the loader.
+func (st *childState) answer(l *schema.Loader, req request, step func(schema.Step), evaluated func(schema.AppResult), done func()) reply {
+	if req.Full || st.tree == nil {
+		st.tree, st.order = map[string]schema.File{}, nil
+	}
+	// Contents sent before under any path (a rename sends none), as held
+	// before this request changes the tree.
+	var byHash map[string][]byte
+	for _, f := range req.Files {
+		if f.Sent {
+			byHash = make(map[string][]byte, len(st.tree))
+			for _, held := range st.tree {
+				if held.Err == nil {
+					byHash[hex.EncodeToString(held.Hash[:])] = held.Data
+				}
+			}
+			break
+		}
+	}
+	reorder := false
 	for _, f := range req.Files {
 		key, err := parseKey(f.Hash)
 		if err != nil {
-			return reply{Err: err.Error()}, sent
+			return reply{Err: err.Error()}
 		}
 		data := f.Data
 		switch {
 		case f.Err != nil:
 		case f.Sent:
 			var ok bool
-			if data, ok = sent[f.Hash]; !ok {
-				return reply{Err: fmt.Sprintf("sandbox: %s: content %s was never sent", f.Path, f.Hash)}, sent
+			if data, ok = byHash[f.Hash]; !ok {
+				return reply{Err: fmt.Sprintf("sandbox: %s: content %s was never sent", f.Path, f.Hash)}
 			}
 		case data == nil:
 			data = []byte{}
 		}
-		if f.Err == nil {
-			next[f.Hash] = data
+		if _, ok := st.tree[f.Path]; !ok {
+			reorder = true
 		}
-		files = append(files, schema.File{Path: f.Path, Data: data, Hash: key, Err: f.Err})
+		st.tree[f.Path] = schema.File{Path: f.Path, Data: data, Hash: key, Err: f.Err}
+	}
+	for _, p := range req.Removed {
+		delete(st.tree, p)
+		reorder = true
+	}
+	if reorder || len(st.order) != len(st.tree) {
+		st.order = st.order[:0]
+		for p := range st.tree {
+			st.order = append(st.order, p)
+		}
+		sort.Slice(st.order, func(i, j int) bool { return walkLess(st.order[i], st.order[j]) })
+	}
+	files := make([]schema.File, len(st.order))
+	for i, p := range st.order {
+		files[i] = st.tree[p]
 	}
 	refused := make(map[[32]byte]string, len(req.Refused))
 	for k, msg := range req.Refused {
 		key, err := parseKey(k)
 		if err != nil {
-			return reply{Err: err.Error()}, next
+			return reply{Err: err.Error()}
 		}
 		refused[key] = msg
 	}
 	res, err := l.LoadFiles(files, schema.LoadOptions{Repo: req.Repo, Commit: req.Commit, PathPrefix: req.Prefix, Step: step, Evaluated: evaluated, Refused: refused})
 	if err != nil {
-		return reply{Err: err.Error()}, next
+		return reply{Err: err.Error()}
 	}
 	done()
-	fresh := make(map[string]bool, len(res.Evaluated))
-	for _, name := range res.Evaluated {
-		fresh[name] = true
+	wr := &wireResult{Errors: res.Errors, Files: res.Files, Names: make([]string, len(res.Apps))}
+	for i, a := range res.Apps {
+		wr.Names[i] = a.Name
 	}
-	wr := &wireResult{Errors: res.Errors, Files: res.Files, Apps: make([]wireApp, 0, len(res.Apps))}
-	for _, a := range res.Apps {
-		if !fresh[a.Name] {
-			wr.Apps = append(wr.Apps, wireApp{Name: a.Name, Cached: true})
-			continue
+	return reply{Result: wr}
+}
+
+// walkLess orders slash paths as fs.WalkDir visits them: by name,
+// directory by directory ("a/b.cue" before "a.cue").
+func walkLess(a, b string) bool {
+	for {
+		ha, ra, moreA := strings.Cut(a, "/")
+		hb, rb, moreB := strings.Cut(b, "/")
+		if ha != hb {
+			return ha < hb
 		}
-		wr.Apps = append(wr.Apps, wireApp{Name: a.Name, Streamed: true})
+		if !moreA || !moreB {
+			return !moreA && moreB
+		}
+		a, b = ra, rb
 	}
-	return reply{Result: wr}, next
 }
 
 // limitMemory sets the Go heap limit to mem, so the collector works

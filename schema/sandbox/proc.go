@@ -45,7 +45,7 @@ type child struct {
 	exited chan struct{}
 	werr   error // set before exited closes
 	stderr *headBuffer
-	sent   map[string]bool // content hashes the child holds
+	tree   map[string]string // the files the child holds: path -> content hash ("refused:" hash)
 	once   sync.Once
 }
 
@@ -72,7 +72,7 @@ func startChild(opts Options) (*child, error) {
 		cpuEnv+"="+strconv.FormatInt(opts.Timeout.Milliseconds(), 10),
 		"GOMAXPROCS=2", "GOGC=25")
 	cmd.Stdin, cmd.Stdout = inR, outW
-	c := &child{cmd: cmd, stdin: inW, lines: make(chan []byte, 64), exited: make(chan struct{}), stderr: &headBuffer{max: 4 << 10}, sent: map[string]bool{}}
+	c := &child{cmd: cmd, stdin: inW, lines: make(chan []byte, 64), exited: make(chan struct{}), stderr: &headBuffer{max: 4 << 10}}
 	cmd.Stderr = c.stderr
 	// The child dies with its parent (Pdeathsig), even when the parent is
 	// killed; the signal follows the forking OS thread, so that thread is

@@ -197,22 +197,44 @@ func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.Load
 		e.ch = ch
 		e.starts++
 	}
-	req := request{Repo: lo.Repo, Commit: lo.Commit, Prefix: lo.PathPrefix, Refused: e.refused.wire()}
-	sent := make(map[string]bool, len(files))
+	req := request{Repo: lo.Repo, Commit: lo.Commit, Prefix: lo.PathPrefix, Refused: e.refused.wire(), Full: e.ch.tree == nil}
+	// Send what changed since the tree the child holds: a commit that
+	// changes one file of 10,000 sends one.
+	held := e.ch.tree
+	tree := make(map[string]string, len(files))
+	var contents map[string]bool // hashes of the contents the child holds
 	for _, f := range files {
 		if f.Err == nil && f.Data == nil {
 			continue // a link to a directory
 		}
 		wf := wireFile{Path: f.Path, Hash: hex.EncodeToString(f.Hash[:]), Err: f.Err}
+		id := wf.Hash
+		if f.Err != nil {
+			id = "refused:" + id
+		}
+		tree[f.Path] = id
+		if held[f.Path] == id {
+			continue
+		}
 		if f.Err == nil {
-			if e.ch.sent[wf.Hash] {
+			if contents == nil {
+				contents = make(map[string]bool, len(held))
+				for _, h := range held {
+					contents[h] = true
+				}
+			}
+			if contents[wf.Hash] {
 				wf.Sent = true
 			} else {
 				wf.Data = f.Data
 			}
-			sent[wf.Hash] = true
 		}
 		req.Files = append(req.Files, wf)
+	}
+	for p := range held {
+		if _, ok := tree[p]; !ok {
+			req.Removed = append(req.Removed, p)
+		}
 	}
 	streamed := map[string]schema.AppResult{}
 	wr, step, err := e.ch.do(ctx, req, e.opts.Timeout, e.opts.WallTimeout, e.opts.Memory, func(wa wireApp) {
@@ -228,7 +250,7 @@ func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.Load
 	if err != nil {
 		return nil, step, err
 	}
-	e.ch.sent = sent
+	e.ch.tree = tree
 	res, err := e.merge(wr, lo, streamed)
 	return res, nil, err
 }
@@ -236,24 +258,20 @@ func (e *Evaluator) try(ctx context.Context, files []schema.File, lo schema.Load
 // merge completes the child's answer with the parent's copies of the
 // apps the child did not evaluate again.
 func (e *Evaluator) merge(wr *wireResult, lo schema.LoadOptions, streamed map[string]schema.AppResult) (*schema.Result, error) {
-	res := &schema.Result{Errors: wr.Errors, Files: wr.Files, Apps: make([]schema.AppResult, 0, len(wr.Apps))}
-	apps := make(map[string]schema.AppResult, len(wr.Apps))
-	for _, wa := range wr.Apps {
-		var ar schema.AppResult
-		if wa.Cached {
-			prev, ok := e.apps[wa.Name]
+	res := &schema.Result{Errors: wr.Errors, Files: wr.Files, Apps: make([]schema.AppResult, 0, len(wr.Names))}
+	apps := make(map[string]schema.AppResult, len(wr.Names))
+	for _, name := range wr.Names {
+		ar, ok := streamed[name]
+		if ok {
+			res.Evaluated = append(res.Evaluated, name)
+		} else {
+			prev, ok := e.apps[name]
 			if !ok {
-				return nil, fmt.Errorf("%w: app %s", errResync, wa.Name)
+				return nil, fmt.Errorf("%w: app %s", errResync, name)
 			}
 			ar = restamp(prev, lo)
-		} else {
-			var ok bool
-			if ar, ok = streamed[wa.Name]; !ok {
-				return nil, fmt.Errorf("%w: app %s was not sent", errResync, wa.Name)
-			}
-			res.Evaluated = append(res.Evaluated, wa.Name)
 		}
-		apps[wa.Name] = ar
+		apps[name] = ar
 		res.Apps = append(res.Apps, ar)
 	}
 	e.apps = apps

@@ -78,6 +78,26 @@ func TestLoadLikeSchema(t *testing.T) {
 	if img := got.Valid()[1].Spec.Workloads[0].Spec.Template.Containers[0].Image; img != "reg/b:v2" {
 		t.Errorf("b's image %s, want reg/b:v2", img)
 	}
+
+	// A rename (the child holds the content already), a removal, a new
+	// directory whose files sort before a.cue in walk order, and a file
+	// that adds to an app declared elsewhere.
+	fsys["z.cue"] = fsys["b.cue"]
+	delete(fsys, "b.cue")
+	delete(fsys, "bad.cue")
+	fsys["a/x.cue"] = &fstest.MapFile{Data: []byte("apps: a: pods: web: replicas: 3\n")}
+	fsys["a/y.cue"] = appFile("y", "reg/y:v1")
+	lo.Commit = "c3"
+	got, err = e.Load(context.Background(), fsys, lo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err = schema.Load(fsys, lo); err != nil {
+		t.Fatal(err)
+	}
+	if g, w := summary(got), summary(want); g != w {
+		t.Fatalf("after a rename and a removal, sandbox:\n%s\nin process:\n%s", g, w)
+	}
 }
 
 func summary(r *schema.Result) string {

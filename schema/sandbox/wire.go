@@ -23,8 +23,12 @@ const (
 // runtime reports running out of memory itself, on stderr).
 const exitCPU = 3
 
+// request carries the files that changed since the previous request
+// (all of them when Full), and the paths removed.
 type request struct {
+	Full    bool              `json:"full,omitempty"`
 	Files   []wireFile        `json:"files"`
+	Removed []string          `json:"removed,omitempty"`
 	Repo    string            `json:"repo,omitempty"`
 	Commit  string            `json:"commit,omitempty"`
 	Prefix  string            `json:"prefix,omitempty"`
@@ -34,8 +38,8 @@ type request struct {
 type wireFile struct {
 	Path string `json:"path"`
 	Hash string `json:"hash"`
-	// Data is left out when the child was sent the same content before
-	// (Sent); an empty file has Data nil and Sent false.
+	// Data is left out when the child holds the same content under some
+	// path (Sent); an empty file has Data nil and Sent false.
 	Data []byte           `json:"data,omitempty"`
 	Sent bool             `json:"sent,omitempty"`
 	Err  *api.SourceError `json:"err,omitempty"`
@@ -47,20 +51,19 @@ type wireStep struct {
 	Key  string `json:"key"`
 }
 
+// wireApp is one app evaluated by this request.
 type wireApp struct {
-	Name string `json:"name"`
-	// Cached: the child reused its previous evaluation of the same
-	// inputs; the parent has the result from then.
-	Cached bool `json:"cached,omitempty"`
-	// Streamed: the child sent this result already, in an App line.
-	Streamed bool              `json:"streamed,omitempty"`
-	Files    []string          `json:"files,omitempty"`
-	App      *api.App          `json:"app,omitempty"`
-	Errors   []api.SourceError `json:"errors,omitempty"`
+	Name   string            `json:"name"`
+	Files  []string          `json:"files,omitempty"`
+	App    *api.App          `json:"app,omitempty"`
+	Errors []api.SourceError `json:"errors,omitempty"`
 }
 
+// wireResult ends an answer: every app of the tree by name (those not
+// sent in App lines were evaluated before, with the same inputs), the
+// errors of the tree, the number of files.
 type wireResult struct {
-	Apps   []wireApp         `json:"apps"`
+	Names  []string          `json:"names"`
 	Errors []api.SourceError `json:"errors,omitempty"`
 	Files  int               `json:"files"`
 }
