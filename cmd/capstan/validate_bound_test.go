@@ -56,8 +56,28 @@ func TestValidateBomb(t *testing.T) {
 // TestValidateStopsOnSIGTERM: a capstan validate process evaluating a
 // runaway descriptor (with an hour's bound) exits when it gets SIGTERM.
 func TestValidateStopsOnSIGTERM(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "validate", bombDir(t), "--eval-timeout", "1h", "--eval-memory", "4096")
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	stopsOnSIGTERM(t, "validate", bombDir(t), "--eval-timeout", "1h", "--eval-memory", "4096")
+}
+
+// TestPlanStopsOnSIGTERM: so does capstan plan of a head holding one.
+func TestPlanStopsOnSIGTERM(t *testing.T) {
+	r := newPlanRepo(t)
+	r.commit("base", map[string]string{"apps/good.cue": `apps: good: pods: g: containers: c: image: "x"`})
+	slow, err := os.ReadFile(filepath.Join("..", "..", "schema", "sandbox", "testdata", "slow.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "hostile")
+	r.commit("slow", map[string]string{"apps/slow.cue": string(slow)})
+	stopsOnSIGTERM(t, "plan", "--repo", r.dir, "--base", "main", "--head", "hostile", "--path", "apps", "--eval-timeout", "1h")
+}
+
+// stopsOnSIGTERM runs capstan with args, waits until it evaluates, sends
+// SIGTERM and wants it to exit with a failure.
+func stopsOnSIGTERM(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "CAPSTAN_CONFIG=/nonexistent")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +89,11 @@ func TestValidateStopsOnSIGTERM(t *testing.T) {
 	for !hasChild(cmd.Process.Pid) && cpuTicks(cmd.Process.Pid) < 100 {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatal("validate started no evaluation process")
+			t.Fatalf("%s started no evaluation", args[0])
 		}
 		select {
 		case err := <-exited:
-			t.Fatalf("validate exited before the signal: %v", err)
+			t.Fatalf("%s exited before the signal: %v", args[0], err)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -84,11 +104,11 @@ func TestValidateStopsOnSIGTERM(t *testing.T) {
 	case err := <-exited:
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
-			t.Errorf("validate after SIGTERM: %v, want a failure exit", err)
+			t.Errorf("%s after SIGTERM: %v, want a failure exit", args[0], err)
 		}
 	case <-time.After(time.Minute):
 		cmd.Process.Kill()
-		t.Fatal("validate did not exit within a minute of SIGTERM")
+		t.Fatalf("%s did not exit within a minute of SIGTERM", args[0])
 	}
 }
 

@@ -2,12 +2,14 @@ package applier_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -148,5 +150,31 @@ func TestRunawayDescriptorsRefused(t *testing.T) {
 	}
 	if img := image(); img != "reg/good:v2" {
 		t.Errorf("good runs %s after the restart, want reg/good:v2", img)
+	}
+}
+
+// TestApplyStopsWhenCanceled: the server's shutdown (its context ending)
+// stops an evaluation at once, whatever the bound (here an hour), and
+// records nothing, so the head is offered again on the next start.
+func TestApplyStopsWhenCanceled(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "schema", "sandbox", "testdata", "slow.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: cl.Client, Eval: sandbox.Options{Timeout: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	snap := gitsync.Snapshot{Repo: "demo", FS: fstest.MapFS{"slow.cue": {Data: b}}, CommitInfo: gitsync.CommitInfo{Commit: strings.Repeat("a", 40)}}
+	if _, err := ap.ApplySnapshot(ctx, snap); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("apply: %v, want it stopped by the context", err)
+	}
+	revs, _, err := cl.Client.List(context.Background(), api.KindRevision, client.ListOptions{})
+	if err != nil || len(revs) != 0 {
+		t.Fatalf("%d revisions recorded (%v), want none", len(revs), err)
 	}
 }
