@@ -185,7 +185,9 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 			p.submit(apply(ar))
 		}
 	}
-	res, err := rs.ev.Load(ctx, snap.FS, lo)
+	// Only the files that changed since the previous commit are read
+	// (when the evaluator read that commit last).
+	res, err := rs.ev.LoadChanges(ctx, snap.FS, snap.Previous, snap.Paths, lo)
 	if err != nil {
 		errs := p.wait()
 		if ctx.Err() != nil || !refusesTree(err) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -108,4 +109,72 @@ func peakRSS(pid string) int64 {
 		}
 	}
 	return 0
+}
+
+func gitTB(tb testing.TB, dir string, args ...string) {
+	tb.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=B", "GIT_AUTHOR_EMAIL=b@example.com",
+		"GIT_COMMITTER_NAME=B", "GIT_COMMITTER_EMAIL=b@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// BenchmarkCommitToApplied is the whole path through git: a local
+// repository of N apps (CAPSTAN_BENCH_APPS, default 10,000), a Syncer
+// whose sink is the real applier on a real API server; the first sync,
+// then per iteration a commit changing one app and Syncer.Sync until it
+// is applied (the time excludes `git commit`).
+func BenchmarkCommitToApplied(b *testing.B) {
+	n := benchApps()
+	repo := b.TempDir()
+	gitTB(b, repo, "init", "-q", "-b", "main")
+	if err := os.MkdirAll(filepath.Join(repo, "apps"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(repo, "apps", fmt.Sprintf("app%05d.cue", i)), benchApp(i, 1).Data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	gitTB(b, repo, "add", "-A")
+	gitTB(b, repo, "commit", "-q", "-m", "seed")
+	cl := apiservertest.Start(b, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: cl.Client, RepoURLs: map[string]string{"bench": repo}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ap.Close()
+	s, err := gitsync.New(gitsync.Options{DataDir: b.TempDir(), Sink: ap, DisableWatch: true,
+		Repos: []gitsync.RepoConfig{{Name: "bench", URL: repo, Branch: "main", Path: "apps", Interval: time.Hour}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	if r, err := s.Sync(ctx, "bench"); err != nil || !r.Applied {
+		b.Fatalf("first sync: applied %v, %v", r.Applied, err)
+	}
+	first := time.Since(t0)
+	var total time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		if err := os.WriteFile(filepath.Join(repo, "apps", "app00042.cue"), benchApp(42, i+2).Data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		gitTB(b, repo, "commit", "-q", "-a", "-m", fmt.Sprintf("change %d", i))
+		b.StartTimer()
+		t1 := time.Now()
+		if r, err := s.Sync(ctx, "bench"); err != nil || !r.Applied {
+			b.Fatalf("commit %d: applied %v, %v", i, r.Applied, err)
+		}
+		total += time.Since(t1)
+	}
+	b.StopTimer()
+	b.ReportMetric(first.Seconds(), "first-sync-s")
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "one-app-ms")
+	b.ReportMetric(0, "ns/op")
 }

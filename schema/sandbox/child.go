@@ -146,7 +146,7 @@ func (st *childState) answer(l *schema.Loader, req request, step func(schema.Ste
 		for p := range st.tree {
 			st.order = append(st.order, p)
 		}
-		sort.Slice(st.order, func(i, j int) bool { return walkLess(st.order[i], st.order[j]) })
+		sort.Slice(st.order, func(i, j int) bool { return schema.WalkLess(st.order[i], st.order[j]) })
 	}
 	files := make([]schema.File, len(st.order))
 	for i, p := range st.order {
@@ -170,22 +170,6 @@ func (st *childState) answer(l *schema.Loader, req request, step func(schema.Ste
 		wr.Names[i] = a.Name
 	}
 	return reply{Result: wr}
-}
-
-// walkLess orders slash paths as fs.WalkDir visits them: by name,
-// directory by directory ("a/b.cue" before "a.cue").
-func walkLess(a, b string) bool {
-	for {
-		ha, ra, moreA := strings.Cut(a, "/")
-		hb, rb, moreB := strings.Cut(b, "/")
-		if ha != hb {
-			return ha < hb
-		}
-		if !moreA || !moreB {
-			return !moreA && moreB
-		}
-		a, b = ra, rb
-	}
 }
 
 // limitMemory sets the Go heap limit to mem, so the collector works

@@ -86,6 +86,11 @@ type Evaluator struct {
 	starts  int
 	apps    map[string]schema.AppResult // the last result of each app, by name
 	refused *refusals
+	// read is the tree the last Load read, and its commit.
+	read struct {
+		files  []schema.File
+		commit string
+	}
 }
 
 // New checks the options and reads StateFile; the child starts on the
@@ -143,12 +148,30 @@ var errResync = errors.New("sandbox: the evaluator's cache is out of step")
 // inputs are refused, or when the child fails for another reason; the
 // apps reported to lo.Evaluated before are valid results all the same.
 func (e *Evaluator) Load(ctx context.Context, fsys fs.FS, lo schema.LoadOptions) (*schema.Result, error) {
-	files, err := schema.ReadTree(fsys, lo)
+	return e.LoadChanges(ctx, fsys, "", nil, lo)
+}
+
+// LoadChanges is Load for a tree of which only the paths changed differ
+// from the tree of commit since: when this Evaluator's last Load was of
+// since (lo.Commit), only those paths are read from fsys (see
+// schema.UpdateTree); otherwise, or when changed is nil, all of it.
+func (e *Evaluator) LoadChanges(ctx context.Context, fsys fs.FS, since string, changed []string, lo schema.LoadOptions) (*schema.Result, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var (
+		files []schema.File
+		err   error
+	)
+	if changed != nil && since != "" && since == e.read.commit && e.read.files != nil {
+		files, err = schema.UpdateTree(fsys, e.read.files, changed, lo)
+	} else {
+		files, err = schema.ReadTree(fsys, lo)
+	}
+	e.read.files, e.read.commit = nil, ""
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.read.files, e.read.commit = files, lo.Commit
 	refusedNow, resynced := 0, false
 	reported := map[string]bool{} // apps handed to lo.Evaluated
 	for {
