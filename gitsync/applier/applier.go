@@ -61,6 +61,11 @@ type Applier struct {
 	opts  Options
 	mu    sync.Mutex
 	repos map[string]*repoState
+	// apps caches every App (started by the first sync, stopped by
+	// Close): the applier compares git with it instead of listing the
+	// apps on every commit, and sees apps deleted through the API.
+	apps     *client.Informer
+	stopApps context.CancelFunc
 }
 
 // repoState is what the applier keeps of one repository between syncs.
@@ -69,16 +74,19 @@ type Applier struct {
 type repoState struct {
 	ev *sandbox.Evaluator
 	mu sync.Mutex
-	// apps are the repository's apps as last read or written; nil when
-	// they must be read again (at start and after a failed write).
-	apps map[string]*api.App
-	// checked maps an app to the App in apps whose spec is known to be
-	// the one git declared at the last load, so an app the last load did
-	// not evaluate again needs no comparison.
+	// mine are the applier's own writes (nil App: deleted) at their
+	// revisions, until the informer has seen them.
+	mine map[string]written
+	// checked maps an app to the App whose spec is known to be the one
+	// git declared at the last load, so an app the last load did not
+	// evaluate again needs no comparison.
 	checked map[string]*api.App
 }
 
-var _ gitsync.Sink = (*Applier)(nil)
+type written struct {
+	app *api.App // nil: deleted
+	rev int64
+}
 
 // New returns an Applier.
 func New(opts Options) (*Applier, error) {
@@ -119,14 +127,35 @@ func (a *Applier) repo(repo string) (*repoState, error) {
 	return rs, nil
 }
 
-// Close stops the evaluation processes.
+// Close stops the evaluation processes and the cache of apps.
 func (a *Applier) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, rs := range a.repos {
 		rs.ev.Close()
 	}
+	if a.stopApps != nil {
+		a.stopApps()
+	}
 	return nil
+}
+
+// informer starts the cache of Apps on first use and waits for its first
+// list.
+func (a *Applier) informer(ctx context.Context) (*client.Informer, error) {
+	a.mu.Lock()
+	if a.apps == nil {
+		a.apps = client.NewInformer(a.opts.Client, api.KindApp, client.ListOptions{}, a.opts.Logger)
+		ictx, cancel := context.WithCancel(context.Background())
+		a.stopApps = cancel
+		go func() { _ = a.apps.Start(ictx) }()
+	}
+	inf := a.apps
+	a.mu.Unlock()
+	if err := inf.WaitForSync(ctx); err != nil {
+		return nil, fmt.Errorf("list apps: %w", err)
+	}
+	return inf, nil
 }
 
 // Outcome says what Apply did, app by app.
@@ -320,67 +349,70 @@ func (a *Applier) parallel(work []func() error) []error {
 	return p.wait()
 }
 
-// appsOf returns the apps this repository owns: as the applier last
-// read or wrote them, or listed from the API when it has not yet or a
-// write failed since. The map is a copy; its apps must not be changed.
+// appsOf returns the apps this repository owns: the informer's, updated
+// with the applier's own writes it has not seen yet. The apps are shared:
+// they must not be changed.
 func (a *Applier) appsOf(ctx context.Context, rs *repoState, repo string) (map[string]*api.App, error) {
-	rs.mu.Lock()
-	known := rs.apps
-	rs.mu.Unlock()
-	if known == nil {
-		objs, _, err := a.opts.Client.List(ctx, api.KindApp, client.ListOptions{Labels: map[string]string{LabelRepo: repo}})
-		if err != nil {
-			return nil, fmt.Errorf("list apps of repo %s: %w", repo, err)
+	inf, err := a.informer(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("apps of repo %s: %w", repo, err)
+	}
+	rev := inf.Revision()
+	out := map[string]*api.App{}
+	for _, o := range inf.List() {
+		if app := o.(*api.App); app.Metadata.Labels[LabelRepo] == repo {
+			out[app.Metadata.Name] = app
 		}
-		known = make(map[string]*api.App, len(objs))
-		for _, o := range objs {
-			app := o.(*api.App)
-			known[app.Metadata.Name] = app
-		}
-		rs.mu.Lock()
-		rs.apps = known
-		rs.mu.Unlock()
 	}
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	out := make(map[string]*api.App, len(known))
-	for k, v := range known {
-		out[k] = v
+	for name, w := range rs.mine {
+		switch {
+		case w.rev <= rev: // the informer has it, or what came after
+			delete(rs.mine, name)
+		case w.app == nil:
+			delete(out, name)
+		default:
+			out[name] = w.app
+		}
 	}
 	return out, nil
 }
 
-// wrote records an app as written (nil: deleted) by a write that left
-// its spec alone.
+// wrote records an app as written by a write that left its spec alone.
 func (rs *repoState) wrote(name string, app *api.App) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.apps == nil {
-		return
-	}
-	if app == nil {
-		delete(rs.apps, name)
-		delete(rs.checked, name)
-		return
-	}
-	if rs.checked[name] == rs.apps[name] && rs.checked[name] != nil {
+	if old, ok := rs.mine[name]; ok && rs.checked[name] == old.app && old.app != nil {
 		rs.checked[name] = app
 	}
-	rs.apps[name] = app
+	rs.record(name, written{app: app, rev: app.Metadata.ResourceVersion})
+}
+
+// gone records an app as deleted (at revision rev, 0 when unknown).
+func (rs *repoState) gone(name string, rev int64) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	delete(rs.checked, name)
+	rs.record(name, written{rev: rev})
 }
 
 // matched records app as holding the spec git declares.
 func (rs *repoState) matched(name string, app *api.App) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.apps == nil {
-		return
-	}
-	rs.apps[name] = app
+	rs.record(name, written{app: app, rev: app.Metadata.ResourceVersion})
 	if rs.checked == nil {
 		rs.checked = map[string]*api.App{}
 	}
 	rs.checked[name] = app
+}
+
+func (rs *repoState) record(name string, w written) {
+	if rs.mine == nil {
+		rs.mine = map[string]written{}
+	}
+	rs.mine[name] = w
 }
 
 // isChecked reports whether cur is known to hold the spec git declared at
@@ -391,10 +423,11 @@ func (rs *repoState) isChecked(name string, cur *api.App) bool {
 	return cur != nil && rs.checked[name] == cur
 }
 
-// forget drops the known apps, so the next sync reads them again.
+// forget drops what the applier noted of its writes, after a failure:
+// the informer's view stands.
 func (rs *repoState) forget() {
 	rs.mu.Lock()
-	rs.apps, rs.checked = nil, nil
+	rs.mine, rs.checked = nil, nil
 	rs.mu.Unlock()
 }
 

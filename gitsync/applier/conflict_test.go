@@ -219,3 +219,64 @@ func TestStatusWritesSurviveConflicts(t *testing.T) {
 	sync(3)
 	check(3, api.SyncRejected)
 }
+
+// TestDeletedAppRestoredOnNextCommit: an App deleted through the API is
+// created again by the next commit, although that commit does not change
+// it (the applier compares git with the apps as they are, not as it last
+// wrote them).
+func TestDeletedAppRestoredOnNextCommit(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: cl.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fsys := fstest.MapFS{
+		"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)},
+		"b.cue": {Data: []byte(`apps: b: pods: web: containers: c: image: "reg/b:v1"`)},
+	}
+	apply := func(commit int) applier.Outcome {
+		t.Helper()
+		out, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "demo", FS: fsys, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", commit)}})
+		if err != nil {
+			t.Fatalf("commit %d: %v", commit, err)
+		}
+		return out
+	}
+	apply(1)
+	key := api.Key{Kind: api.KindApp, App: "a", Name: "a"}
+	if _, err := cl.Client.Delete(ctx, key, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the deletion is visible through a watch, as the
+	// applier's cache is.
+	w, err := cl.Client.Watch(ctx, api.KindApp, client.ListOptions{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e, err := w.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Type == "DELETED" && e.Object.Meta().Name == "a" {
+			break
+		}
+	}
+	w.Close()
+	fsys["b.cue"] = &fstest.MapFile{Data: []byte(`apps: b: pods: web: containers: c: image: "reg/b:v2"`)}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := apply(2)
+		if _, err := cl.Client.Get(ctx, key); err == nil {
+			break
+		} else if !client.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app a deleted through the API was not created again (outcome %+v)", out)
+		}
+	}
+}

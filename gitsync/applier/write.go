@@ -139,7 +139,7 @@ func (a *Applier) writeStatus(ctx context.Context, rs *repoState, cur *api.App, 
 			return err
 		}
 		if cur == nil {
-			rs.wrote(api.KeyOf(st).Name, nil)
+			rs.gone(api.KeyOf(st).Name, 0)
 		}
 	}
 }
@@ -216,9 +216,13 @@ func (a *Applier) rejectAll(ctx context.Context, snap gitsync.Snapshot, rs *repo
 // prune deletes an app git no longer declares.
 func (a *Applier) prune(ctx context.Context, rs *repoState, cur *api.App) error {
 	for attempt := 1; ; attempt++ {
-		_, err := a.opts.Client.Delete(ctx, api.KeyOf(cur), client.DeleteOptions{ResourceVersion: cur.Metadata.ResourceVersion})
+		del, err := a.opts.Client.Delete(ctx, api.KeyOf(cur), client.DeleteOptions{ResourceVersion: cur.Metadata.ResourceVersion})
 		if err == nil || client.IsNotFound(err) {
-			rs.wrote(cur.Metadata.Name, nil)
+			var rev int64
+			if del != nil {
+				rev = del.Meta().ResourceVersion
+			}
+			rs.gone(cur.Metadata.Name, rev)
 			return nil
 		}
 		if !stale(err) || attempt == maxAttempts {
@@ -229,7 +233,7 @@ func (a *Applier) prune(ctx context.Context, rs *repoState, cur *api.App) error 
 			return ferr
 		}
 		if fresh == nil || fresh.Metadata.Labels[LabelRepo] != cur.Metadata.Labels[LabelRepo] {
-			rs.wrote(cur.Metadata.Name, nil)
+			rs.gone(cur.Metadata.Name, 0)
 			return nil
 		}
 		cur = fresh
