@@ -15,8 +15,9 @@
 // Concurrency: the Syncer calls Apply and Report for one repository at a
 // time. Within a call, up to Options.Workers apps are written at once
 // (valid apps while the rest of the commit is still evaluated). The
-// applier keeps, per repository, the apps it last read or wrote, behind a
-// mutex; it reads them again after a failed write. A write that loses a
+// applier compares git with an informer's cache of the Apps (started by
+// the first sync, stopped by Close), updated per repository with its own
+// writes the informer has not seen yet, behind a mutex. A write that loses a
 // compare-and-swap to another writer (the app controller writes the
 // health of the same App) is retried on the fresh App.
 package applier
