@@ -577,7 +577,11 @@ func (s *Bolt) Create(ctx context.Context, obj api.Object) (api.Object, error) {
 // ResourceVersion is set.
 func (s *Bolt) Update(ctx context.Context, obj api.Object) (api.Object, error) {
 	var out api.Object
+	want := obj.Meta().ResourceVersion
 	err := s.write(ctx, func(w *txWriter) error {
+		// A group commit may run this again after a run that stamped a
+		// revision on obj: compare what the caller sent.
+		obj.Meta().ResourceVersion = want
 		var err error
 		out, err = w.update(obj)
 		return err
@@ -608,9 +612,18 @@ func (e *TxnError) Unwrap() error { return e.Err }
 // Txn applies every op or none.
 func (s *Bolt) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
 	var out []api.Object
+	want := make([]int64, len(ops))
+	for i, op := range ops {
+		if op.Object != nil {
+			want[i] = op.Object.Meta().ResourceVersion
+		}
+	}
 	err := s.write(ctx, func(w *txWriter) error {
 		out = make([]api.Object, len(ops))
 		for i, op := range ops {
+			if op.Object != nil { // see Update
+				op.Object.Meta().ResourceVersion = want[i]
+			}
 			var err error
 			switch op.Type {
 			case OpCreate:

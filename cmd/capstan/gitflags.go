@@ -16,6 +16,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/spf13/cobra"
 )
 
@@ -27,6 +28,23 @@ type gitFlags struct {
 	config     string
 	interval   time.Duration
 	hookSecret string
+	eval       evalFlags
+}
+
+// evalFlags bound descriptor evaluation (schema/sandbox) in the server,
+// validate and plan.
+type evalFlags struct {
+	timeout time.Duration
+	memMiB  int64
+}
+
+func (f *evalFlags) register(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&f.timeout, "eval-timeout", sandbox.DefaultTimeout, "longest evaluation of one descriptor file or app (wall clock and CPU); a descriptor over it is refused")
+	cmd.Flags().Int64Var(&f.memMiB, "eval-memory", sandbox.DefaultMemory>>20, "memory in MiB the descriptor evaluation process may use; a descriptor over it is refused")
+}
+
+func (f evalFlags) options(log *slog.Logger) sandbox.Options {
+	return sandbox.Options{Timeout: f.timeout, Memory: f.memMiB << 20, Logger: log}
 }
 
 func (f *gitFlags) register(cmd *cobra.Command) {
@@ -36,6 +54,7 @@ func (f *gitFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.config, "repo-config", "", "YAML file listing repositories with their own branch, path, auth, signature keys and webhook secret")
 	cmd.Flags().DurationVar(&f.interval, "poll-interval", 15*time.Second, "how often to poll remote repositories (jittered)")
 	cmd.Flags().StringVar(&f.hookSecret, "webhook-secret", "", "secret for webhooks of the --repo repositories (POST /hooks/git/NAME)")
+	f.eval.register(cmd)
 }
 
 // repoName makes a DNS label from a repository URL: its last path element.
@@ -102,7 +121,7 @@ func containsRepo(repos []gitsync.RepoConfig, name string) bool {
 // startGitSync wires the syncer and its applier into the server: the
 // webhook endpoint and POST /sync/{repo}. It returns nil when no repository
 // is tracked.
-func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, log *slog.Logger) (func(context.Context) error, error) {
+func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
 	if len(repos) == 0 {
 		return nil, nil
 	}
@@ -114,7 +133,7 @@ func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCon
 	for _, r := range repos {
 		urls[r.Name] = gitsync.RedactURL(r.URL)
 	}
-	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Logger: log.With("component", "applier")})
+	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Eval: eval, DataDir: filepath.Join(dataDir, "gitsync", "eval"), Logger: log.With("component", "applier")})
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +148,10 @@ func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCon
 	for _, r := range repos {
 		log.Info("tracking repository", "name", r.Name, "url", gitsync.RedactURL(r.URL), "ref", r.Ref(), "path", r.Path)
 	}
-	return syncer.Start, nil
+	return func(ctx context.Context) error {
+		defer ap.Close() // stops the evaluation processes
+		return syncer.Start(ctx)
+	}, nil
 }
 
 // serveSync triggers a sync of one repository or of "all"; with

@@ -19,6 +19,7 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/plan"
 	"github.com/capstanhq/capstan/schema"
+	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
 // planExitError is the exit status of `capstan plan` when it could not
@@ -31,6 +32,7 @@ const planLiveTimeout = 10 * time.Second
 
 type planFlags struct {
 	repo, base, head, path, format string
+	eval                           evalFlags
 }
 
 func newPlanCmd() *cobra.Command {
@@ -60,6 +62,7 @@ an app), 2 when no plan could be made.`,
 	cmd.Flags().StringVar(&f.head, "head", "HEAD", "revision holding the change")
 	cmd.Flags().StringVar(&f.path, "path", "", "descriptor directory inside the repository (as given to 'capstan server --path')")
 	cmd.Flags().StringVar(&f.format, "format", "text", "output: text or markdown")
+	f.eval.register(cmd)
 	return cmd
 }
 
@@ -72,11 +75,18 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 	if dir == "." {
 		dir = ""
 	}
-	base, err := planRevision(f.repo, f.base, dir)
+	// Both revisions are evaluated in one bounded child process, which
+	// SIGTERM (the command's context) stops at once.
+	ev, err := sandbox.New(f.eval.options(nil))
 	if err != nil {
 		return &exitError{code: planExitError, err: err}
 	}
-	head, err := planRevision(f.repo, f.head, dir)
+	defer ev.Close()
+	base, err := planRevision(cmd.Context(), ev, f.repo, f.base, dir)
+	if err != nil {
+		return &exitError{code: planExitError, err: err}
+	}
+	head, err := planRevision(cmd.Context(), ev, f.repo, f.head, dir)
 	var te *treeError
 	if errors.As(err, &te) {
 		// Sync refuses such a commit whole and changes nothing.
@@ -123,7 +133,7 @@ func planRenderer(format string) (func(*plan.Plan) string, error) {
 // planRevision loads the descriptors of ref; Result is nil when dir does
 // not exist at ref. A tree that cannot be loaded at all (over a limit)
 // gives a *treeError.
-func planRevision(repo, ref, dir string) (plan.Revision, error) {
+func planRevision(ctx context.Context, ev *sandbox.Evaluator, repo, ref, dir string) (plan.Revision, error) {
 	rev := plan.Revision{Ref: ref}
 	fsys, err := gitsync.TreeAt(repo, ref)
 	if err != nil {
@@ -144,12 +154,27 @@ func planRevision(repo, ref, dir string) (plan.Revision, error) {
 			return rev, fmt.Errorf("plan: %s at %s: %w", dir, ref, err)
 		}
 	}
-	res, err := schema.Load(fsys, schema.LoadOptions{Repo: repo, Commit: rev.Commit, PathPrefix: dir})
+	res, err := ev.Load(ctx, fsys, schema.LoadOptions{Repo: repo, Commit: rev.Commit, PathPrefix: dir})
 	if err != nil {
+		if ctx.Err() != nil || !refusesTree(err) {
+			return rev, fmt.Errorf("plan: load descriptors at %s: %w", ref, err)
+		}
 		return rev, &treeError{ref: ref, err: err}
 	}
 	rev.Result = res
 	return rev, nil
+}
+
+// refusesTree tells a tree that sync would refuse whole (over a limit of
+// the loader, too many descriptors over the evaluation bounds) from a
+// failure to evaluate it at all.
+func refusesTree(err error) bool {
+	for _, e := range []error{schema.ErrTooManyFiles, schema.ErrTooLarge, schema.ErrRead, sandbox.ErrTooManyRefusals} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // treeError is a tree that cannot be loaded at all (over a limit of the

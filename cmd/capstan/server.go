@@ -109,7 +109,7 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 	}
 	log.Info("admin client config written", "path", srv.AdminConfigPath())
 	cp := &controlPlane{log: log, store: st, server: srv, runners: []func(context.Context) error{st.Start, srv.Start}}
-	syncStart, err := startGitSync(srv, f.dataDir, repos, log)
+	syncStart, err := startGitSync(srv, f.dataDir, repos, f.git.eval.options(log.With("component", "sandbox")), log)
 	if err != nil {
 		st.Close()
 		return nil, err

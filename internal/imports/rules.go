@@ -39,7 +39,7 @@ var allowed = map[string][]string{
 	// The test harness starts a real server.
 	"apiserver/apiservertest": {"apiserver", "apiserver/store"},
 	// The applier joins a git snapshot and the schema.
-	"gitsync/applier": {"gitsync", "schema"},
+	"gitsync/applier": {"gitsync", "schema/..."},
 	// plan runs the controllers' and the scheduler's pure cores.
 	"plan": {"schema", "scheduler", "reconcile/app", "reconcile/workload"},
 	// The node's services feed its DNS server.
