@@ -32,6 +32,11 @@ type Options struct {
 	WatchBuffer int
 	// MaxBatch bounds how many writes share one transaction (default 1,000).
 	MaxBatch int
+	// CompactBatch bounds how many change-log events one compaction step
+	// deletes; each step shares a group commit with the writes waiting
+	// then, so this bounds how long compaction holds writers (default
+	// 1,000).
+	CompactBatch int
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 	// Logger receives store diagnostics (default: discard).
@@ -54,13 +59,16 @@ func (o *Options) setDefaults() error {
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 1000
 	}
+	if o.CompactBatch == 0 {
+		o.CompactBatch = 1000
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.MaxBatch < 0 {
+	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.MaxBatch < 0 || o.CompactBatch < 0 {
 		return errors.New("store options: limits must not be negative")
 	}
 	return nil
@@ -86,6 +94,10 @@ type Bolt struct {
 	rev   atomic.Int64 // last committed revision
 	hub   *hub
 	hooks Hooks
+
+	// compactHook, when set by a test, sees how many events each
+	// compaction batch deleted.
+	compactHook func(deleted int)
 }
 
 // SetHooks installs h; call it before the first write.
@@ -179,28 +191,69 @@ func (s *Bolt) Start(ctx context.Context) error {
 
 // Compact drops change-log events beyond MaxEvents or older than
 // MaxEventAge and returns how many it dropped.
+//
+// It deletes in batches of at most CompactBatch events (and about
+// compactBatchBytes of records), each a step of its own group commit, so a
+// writer waits at most for one batch: dropping 100,000 events in one
+// transaction held every writer for many seconds (issue 12, item 0).
 func (s *Bolt) Compact() (int, error) {
-	cutoff := s.opts.Now().Add(-s.opts.MaxEventAge).UnixNano()
-	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		n = 0
-		meta, lg := tx.Bucket(bucketMeta), tx.Bucket(bucketLog)
-		rev := readInt(meta, keyRev)
-		last := readInt(meta, keyCompact)
-		c := lg.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.First() {
-			r := int64(binary.BigEndian.Uint64(k))
-			if r > rev-s.opts.MaxEvents && logTime(v) >= cutoff {
-				break
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			last, n = r, n+1
+	total := 0
+	for {
+		var n int
+		var more bool
+		err := s.write(context.Background(), func(w *txWriter) error {
+			var err error
+			n, more, err = w.compactBatch(s.opts.Now().Add(-s.opts.MaxEventAge).UnixNano(), s.opts.MaxEvents, s.opts.CompactBatch)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("compact change log after %d events: %w", total, err)
 		}
-		return writeInt(meta, keyCompact, last)
-	})
-	return n, err
+		total += n
+		if s.compactHook != nil {
+			s.compactHook(n)
+		}
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+// compactBatchBytes bounds the record bytes one compaction batch deletes:
+// big records free many overflow pages.
+const compactBatchBytes = 4 << 20
+
+// compactBatch deletes up to limit of the oldest events that are beyond
+// keep or older than cutoff, and says whether more are left. It collects
+// the keys with one forward scan and then deletes them: deleting under the
+// cursor and restarting it from First was quadratic, as bbolt keeps the
+// emptied leaves until the commit.
+func (w *txWriter) compactBatch(cutoff, keep int64, limit int) (int, bool, error) {
+	floor := w.rev - keep // events at or below it are beyond the kept count
+	var revs []int64
+	size := 0
+	more := false
+	c := w.logB.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if int64(binary.BigEndian.Uint64(k)) > floor && logTime(v) >= cutoff {
+			break
+		}
+		if len(revs) == limit || size >= compactBatchBytes {
+			more = true
+			break
+		}
+		revs = append(revs, int64(binary.BigEndian.Uint64(k)))
+		size += len(v)
+	}
+	if len(revs) == 0 {
+		return 0, false, nil
+	}
+	for _, r := range revs {
+		if err := w.logB.Delete(revKey(r)); err != nil {
+			return 0, false, err
+		}
+	}
+	return len(revs), more, writeInt(w.meta, keyCompact, revs[len(revs)-1])
 }
 
 // CompactedRevision returns the newest revision dropped from the log:
