@@ -267,6 +267,18 @@ func (s *Bolt) CompactedRevision() int64 {
 	return r
 }
 
+// committedRevision reads the last committed revision from the file; it
+// may be ahead of Revision for the moment between a commit and its
+// publication.
+func (s *Bolt) committedRevision() int64 {
+	var r int64
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		r = readInt(tx.Bucket(bucketMeta), keyRev)
+		return nil
+	})
+	return r
+}
+
 // Check runs bbolt's consistency check and returns the first problem.
 func (s *Bolt) Check() error {
 	return s.db.View(func(tx *bolt.Tx) error {

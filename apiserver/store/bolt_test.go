@@ -431,3 +431,29 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		t.Fatalf("write after close: %v", err)
 	}
 }
+
+// TestWatchFromFutureRevision: a watch from a revision the store has not
+// reached is refused; it used to be accepted and then deliver the events
+// below it.
+func TestWatchFromFutureRevision(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, Options{})
+	for i := 0; i < 3; i++ {
+		if _, err := s.Create(ctx, testPod("shop", fmt.Sprintf("p-%d", i), "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Watch(ctx, WatchOptions{Since: 10}); !errors.Is(err, ErrFutureRevision) {
+		t.Fatalf("watch from 10 with the store at 3: %v, want ErrFutureRevision", err)
+	}
+	w, err := s.Watch(ctx, WatchOptions{Since: 3})
+	if err != nil {
+		t.Fatalf("watch from the current revision: %v", err)
+	}
+	if _, err := s.Create(ctx, testPod("shop", "next", "")); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, w, 1); got[0].Rev != 4 {
+		t.Fatalf("first event from 3 has revision %d, want 4", got[0].Rev)
+	}
+}

@@ -30,6 +30,11 @@ func (w *Watcher) Err() error {
 
 func (w *Watcher) match(e *Event) bool {
 	o := &w.opts
+	if e.Rev <= o.Since {
+		// Only a watch from a revision published a moment ago can meet
+		// one of these (see Watch).
+		return false
+	}
 	if o.Kind != "" && e.Key.Kind != o.Kind {
 		return false
 	}
@@ -75,6 +80,13 @@ func (s *Bolt) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	}
 	if opts.Since < s.CompactedRevision() {
 		return nil, fmt.Errorf("watch from revision %d: %w", opts.Since, ErrCompacted)
+	}
+	if opts.Since > s.Revision() {
+		// A List reads the revision inside its transaction, which may
+		// have committed before the committer published it: ask bbolt.
+		if cur := s.committedRevision(); opts.Since > cur {
+			return nil, fmt.Errorf("watch from revision %d, store at %d: %w", opts.Since, cur, ErrFutureRevision)
+		}
 	}
 	ch := make(chan Event, s.opts.WatchBuffer)
 	w := &Watcher{C: ch, ch: ch, opts: opts, hub: s.hub}
