@@ -30,6 +30,11 @@ type Options struct {
 	// WatchBuffer is how many events a watcher may fall behind before it is
 	// closed with ErrWatcherTooSlow (default 1,024).
 	WatchBuffer int
+	// WatchBufferBytes is how many bytes of objects a watcher may fall
+	// behind by before it is closed with ErrWatcherTooSlow; a single event
+	// is always let through (default 16 MiB: five objects at the API's
+	// 3 MiB body limit). Catching up reads the log in batches of this size.
+	WatchBufferBytes int
 	// MaxBatch bounds how many writes share one transaction (default 1,000).
 	MaxBatch int
 	// CompactBatch bounds how many change-log events one compaction step
@@ -56,6 +61,9 @@ func (o *Options) setDefaults() error {
 	if o.WatchBuffer == 0 {
 		o.WatchBuffer = 1024
 	}
+	if o.WatchBufferBytes == 0 {
+		o.WatchBufferBytes = 16 << 20
+	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 1000
 	}
@@ -68,7 +76,7 @@ func (o *Options) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.MaxBatch < 0 || o.CompactBatch < 0 {
+	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.WatchBufferBytes < 0 || o.MaxBatch < 0 || o.CompactBatch < 0 {
 		return errors.New("store options: limits must not be negative")
 	}
 	return nil
@@ -89,11 +97,12 @@ type Bolt struct {
 	stopCommitter chan struct{}
 	committerDone chan struct{}
 
-	db    *bolt.DB
-	opts  Options
-	rev   atomic.Int64 // last committed revision
-	hub   *hub
-	hooks Hooks
+	db      *bolt.DB
+	opts    Options
+	rev     atomic.Int64 // last committed revision
+	hub     *hub
+	records *recordCache // change-log events readers hold, shared
+	hooks   Hooks
 
 	// compactHook, when set by a test, sees how many events each
 	// compaction batch deleted.
@@ -126,7 +135,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another capstan server using this data directory?)", path, err)
 	}
-	s := &Bolt{db: db, opts: opts}
+	s := &Bolt{db: db, opts: opts, records: newRecordCache()}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketLog, bucketAllo} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

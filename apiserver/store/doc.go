@@ -14,6 +14,10 @@
 // that failed in it. Bytes read from bbolt are copied before the
 // transaction ends. A single hub goroutine
 // tails the change log after each commit and fans events out to watchers in
-// revision order; a watcher whose buffer is full is closed with
-// ErrWatcherTooSlow instead of stalling the others.
+// revision order; a watcher whose queue is over WatchBuffer events or
+// WatchBufferBytes bytes is closed with ErrWatcherTooSlow instead of
+// stalling the others. Each watcher has a feeder goroutine that catches up
+// from the log in bounded batches and then feeds C from its queue. Events
+// are immutable and shared: the record cache (changelog.go) gives every
+// reader of a revision the same copy while any reader holds it.
 package store
