@@ -324,10 +324,16 @@ func (h *hub) run() {
 		case <-h.notifyCh:
 		}
 		for {
+			upto := h.s.rev.Load()
 			h.mu.Lock()
 			from := h.published
+			if from < upto && len(h.watchers) == 0 {
+				// Nobody to tell: a watcher that comes later catches up
+				// from the log itself.
+				h.published = upto
+			}
+			from = h.published
 			h.mu.Unlock()
-			upto := h.s.rev.Load()
 			if from >= upto {
 				break
 			}
