@@ -124,7 +124,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
-	opts.Store.SetHooks(alloc)
+	opts.Store.SetHooks(storeHooks{alloc})
 	s := &Server{opts: opts, store: opts.Store, pki: pki, tokens: tokens, mux: http.NewServeMux()}
 	s.metrics = newMetrics(opts.Registry, opts.Store)
 	ln, err := net.Listen("tcp", opts.Listen)

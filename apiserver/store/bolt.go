@@ -103,14 +103,27 @@ type Bolt struct {
 	hub     *hub
 	records *recordCache // change-log events readers hold, shared
 	hooks   Hooks
+	nodes   NodeIndex // from hooks
 
 	// compactHook, when set by a test, sees how many events each
 	// compaction batch deleted.
 	compactHook func(deleted int)
 }
 
-// SetHooks installs h; call it before the first write.
-func (s *Bolt) SetHooks(h Hooks) { s.hooks = h }
+// SetHooks installs h, and its NodeIndex when it has one; call it before
+// the first write.
+func (s *Bolt) SetHooks(h Hooks) {
+	s.hooks = h
+	s.nodes, _ = h.(NodeIndex)
+}
+
+// nodeOf returns the node obj is bound to, "" without a NodeIndex.
+func (s *Bolt) nodeOf(obj api.Object) string {
+	if s.nodes == nil {
+		return ""
+	}
+	return s.nodes.NodeOf(obj)
+}
 
 // allocations is the Allocations view of a write transaction.
 type allocations struct{ b *bolt.Bucket }
@@ -361,7 +374,7 @@ func (s *Bolt) List(_ context.Context, kind api.Kind, opts ListOptions) ([]api.O
 			if err != nil {
 				return fmt.Errorf("decode %s/%s: %w", kind, k, err)
 			}
-			if matches(obj, opts) {
+			if s.matches(obj, opts) {
 				out = append(out, obj)
 			}
 		}
@@ -370,18 +383,15 @@ func (s *Bolt) List(_ context.Context, kind api.Kind, opts ListOptions) ([]api.O
 	return out, rev, err
 }
 
-func matches(obj api.Object, opts ListOptions) bool {
+func (s *Bolt) matches(obj api.Object, opts ListOptions) bool {
 	m := obj.Meta()
 	for k, v := range opts.Labels {
 		if got, ok := m.Labels[k]; !ok || got != v {
 			return false
 		}
 	}
-	if opts.Node != "" {
-		p, ok := obj.(*api.Pod)
-		if !ok || p.Spec.NodeName != opts.Node {
-			return false
-		}
+	if opts.Node != "" && s.nodeOf(obj) != opts.Node {
+		return false
 	}
 	return true
 }
@@ -438,19 +448,12 @@ func (w *txWriter) put(b *bolt.Bucket, k api.Key, obj api.Object, typ EventType)
 	if err := b.Put(objectKey(k), data); err != nil {
 		return nil, fmt.Errorf("write %s: %w", k, err)
 	}
-	return data, w.log(typ, k, nodeOf(obj), data)
+	return data, w.log(typ, k, w.s.nodeOf(obj), data)
 }
 
 func (w *txWriter) log(typ EventType, k api.Key, node string, data []byte) error {
 	w.events++
 	return w.logB.Put(revKey(w.rev), encodeLog(typ, w.nowNs, k, node, data))
-}
-
-func nodeOf(obj api.Object) string {
-	if p, ok := obj.(*api.Pod); ok {
-		return p.Spec.NodeName
-	}
-	return ""
 }
 
 func (w *txWriter) create(obj api.Object) (api.Object, error) {
@@ -633,7 +636,7 @@ func (w *txWriter) delete(k api.Key, rv int64) (api.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	return obj, w.log(Deleted, k, nodeOf(obj), data)
+	return obj, w.log(Deleted, k, w.s.nodeOf(obj), data)
 }
 
 // Create stores a new object.

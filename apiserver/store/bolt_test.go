@@ -19,7 +19,21 @@ func openTest(t testing.TB, opts Options) *Bolt {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	s.SetHooks(podNodes{})
 	return s
+}
+
+// podNodes binds pods to their spec's node, as the API server's hooks do.
+type podNodes struct{}
+
+func (podNodes) BeforeCreate(Allocations, api.Object) error             { return nil }
+func (podNodes) BeforeUpdate(Allocations, api.Object, api.Object) error { return nil }
+func (podNodes) AfterDelete(Allocations, api.Object) error              { return nil }
+func (podNodes) NodeOf(obj api.Object) string {
+	if p, ok := obj.(*api.Pod); ok {
+		return p.Spec.NodeName
+	}
+	return ""
 }
 
 func testPod(app, name, node string) *api.Pod {

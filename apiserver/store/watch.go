@@ -66,7 +66,7 @@ func (w *Watcher) match(e *Event) bool {
 	if o.App != "" && e.Key.App != o.App {
 		return false
 	}
-	if o.Node != "" && (e.Key.Kind != api.KindPod || e.Node != o.Node) {
+	if o.Node != "" && e.Node != o.Node {
 		return false
 	}
 	return true
@@ -81,7 +81,7 @@ func (w *Watcher) matchRecord(r *logRecord) bool {
 	if o.App != "" && string(r.app) != o.App {
 		return false
 	}
-	if o.Node != "" && (string(r.kind) != string(api.KindPod) || string(r.node) != o.Node) {
+	if o.Node != "" && string(r.node) != o.Node {
 		return false
 	}
 	return true
