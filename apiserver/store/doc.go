@@ -20,4 +20,10 @@
 // from the log in bounded batches and then feeds C from its queue. Events
 // are immutable and shared: the record cache (changelog.go) gives every
 // reader of a revision the same copy while any reader holds it.
+//
+// Files: bolt.go opens the file and holds the options; read.go and
+// write.go are the reads and the write steps (every compare-and-swap goes
+// through checkRV); commit.go the group commit; compact.go the log's
+// compaction; changelog.go the log's records and the shared record cache;
+// watch.go the watchers and the hub.
 package store
