@@ -333,6 +333,9 @@ func TestSlowWatcherIsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Live watchers are cut off; one still catching up from the log is
+	// only held back by its reader.
+	waitLive(t, slow)
 	done := make(chan []Event)
 	go func() { done <- collect(t, fast, 20) }()
 	for i := 0; i < 20; i++ {

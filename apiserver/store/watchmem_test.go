@@ -31,6 +31,15 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitLive waits until w has caught up and gets live events.
+func waitLive(t *testing.T, w *Watcher) {
+	t.Helper()
+	waitUntil(t, "the watcher to catch up", func() bool {
+		_, live := w.Progress()
+		return live
+	})
+}
+
 func heapAlloc() uint64 {
 	runtime.GC()
 	var m runtime.MemStats
@@ -125,6 +134,7 @@ func TestLiveWatcherCutOffByBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitLive(t, slow)
 	done := make(chan []Event)
 	go func() { done <- collect(t, fast, records) }()
 	for i := 0; i < records; i++ {
