@@ -612,11 +612,11 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 				}
 				return nil
 			}
-			line = appendWatchEvent(line[:0], string(e.Type), e.Object)
-			if _, err := w.Write(line); err != nil {
+			var err error
+			if line, err = writeWatchEvent(w, line[:0], string(e.Type), e.Object); err != nil {
 				return nil // client gone
 			}
-			if len(watcher.C) == 0 {
+			if watcher.Buffered() == 0 {
 				w.Flush()
 			}
 		case <-bookmarks.C:

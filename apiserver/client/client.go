@@ -91,6 +91,13 @@ func IsAlreadyExists(err error) bool {
 // IsGone reports a 410: the revision was compacted; relist.
 func IsGone(err error) bool { return hasCode(err, http.StatusGone) }
 
+// IsFutureRevision reports a watch refused because its revision is ahead
+// of the server's store (one restored or wiped since): relist.
+func IsFutureRevision(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Reason == "FutureRevision"
+}
+
 // IsForbidden reports a 403.
 func IsForbidden(err error) bool { return hasCode(err, http.StatusForbidden) }
 

@@ -32,7 +32,7 @@ type serverFlags struct {
 	// registryAddrs, when set, run the embedded registry there with its
 	// storage in DATA_DIR/registry (see newRegistry).
 	registryAddrs []string
-	limits apiLimits
+	limits        apiLimits
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {

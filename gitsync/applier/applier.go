@@ -66,7 +66,7 @@ type Applier struct {
 	// apps on every commit, and sees apps deleted through the API.
 	apps     *client.Informer
 	stopApps context.CancelFunc
-	records records
+	records  records
 }
 
 // repoState is what the applier keeps of one repository between syncs.
