@@ -3,12 +3,10 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
-
-	"cuelang.org/go/cue"
-	"cuelang.org/go/cue/token"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 )
@@ -104,14 +102,13 @@ type (
 
 // converter turns one app's validated value into an api.App. It records
 // which descriptor path each API path came from, so that api.Validate's
-// errors can be reported at the descriptor's file:line:col; positions are
-// looked up only for errors, because asking CUE for them is costly.
+// errors can be reported where the user wrote the field. It knows nothing
+// of positions: its problems name descriptor paths, and the positioning
+// stage (position.go) places them.
 type converter struct {
-	app  string
-	v    cue.Value // the app, unified with #App
-	fb   api.SourceError
-	desc map[string][]string // API path -> descriptor path below the app
-	errs []api.SourceError
+	app   string
+	desc  map[string][]string // API path -> descriptor path below the app
+	probs []problem
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -127,14 +124,10 @@ func isObject(raw json.RawMessage) bool {
 	return len(bytes.TrimSpace(raw)) > 0 && bytes.TrimSpace(raw)[0] == '{'
 }
 
-// convert builds the App from v, the app's value after the schema
-// accepted it.
-func convert(name string, v cue.Value, fb api.SourceError) (*api.App, *converter, error) {
-	c := &converter{app: name, v: v, fb: fb, desc: map[string][]string{}}
-	data, err := v.MarshalJSON()
-	if err != nil {
-		return nil, c, fmt.Errorf("encode app %s: %w", name, err)
-	}
+// convert builds the App from data, the JSON of the app's value after the
+// schema accepted it.
+func convert(name string, data []byte) (*api.App, *converter, error) {
+	c := &converter{app: name, desc: map[string][]string{}}
 	var d dApp
 	if err := json.Unmarshal(data, &d); err != nil {
 		return nil, c, fmt.Errorf("decode app %s: %w", name, err)
@@ -152,18 +145,40 @@ func (c *converter) note(apiPath string, desc ...string) { c.desc[apiPath] = des
 
 // fail records an error of the descriptor at desc (below the app).
 func (c *converter) fail(desc []string, format string, args ...any) {
-	c.errs = append(c.errs, c.at(desc, fmt.Sprintf(format, args...)))
+	c.probs = append(c.probs, problem{path: desc, msg: fmt.Sprintf(format, args...)})
 }
 
-// at makes an error at the position of desc, or of its nearest parent
-// that has one in the user's files.
-func (c *converter) at(desc []string, msg string) api.SourceError {
-	e := api.SourceError{File: c.fb.File, Line: c.fb.Line, Column: c.fb.Column,
-		Path: strings.Join(append([]string{"apps", c.app}, desc...), "."), Message: msg}
-	if p := deepestPos(c.v, desc); p.IsValid() {
-		setPos(&e, p)
+// validation maps api.Validate's field errors to the descriptor path of
+// the longest API path the converter noted.
+func (c *converter) validation(err error) []problem {
+	if err == nil {
+		return nil
 	}
-	return e
+	var ve *api.ValidationError
+	if !errors.As(err, &ve) {
+		return []problem{{msg: err.Error()}}
+	}
+	var out []problem
+	for _, fe := range ve.Fields {
+		var desc []string
+		for p := fe.Path; p != ""; p = parentPath(p) {
+			if d, ok := c.desc[p]; ok {
+				desc = d
+				break
+			}
+		}
+		out = append(out, problem{path: desc, msg: fe.Message})
+	}
+	return out
+}
+
+// parentPath drops the last element of "a.b[1].c": "a.b[1]", then "a.b".
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
 }
 
 func (c *converter) group(app *api.App, name string, g dGroup) {
@@ -387,52 +402,4 @@ func (c *converter) service(app *api.App, g string, d *dService, desc []string, 
 		c.note(fmt.Sprintf("%s.spec.ports[%d]", sp, i), sub("ports", k)...)
 	}
 	app.Spec.Services = append(app.Spec.Services, svc)
-}
-
-// fieldsOf returns the regular fields of a struct value, sorted by name.
-// Only error paths use it: iterating CUE values is costly.
-func fieldsOf(v cue.Value) []field {
-	if !v.Exists() {
-		return nil
-	}
-	iter, err := v.Fields()
-	if err != nil {
-		return nil
-	}
-	var out []field
-	for iter.Next() {
-		out = append(out, field{iter.Selector().Unquoted(), iter.Value()})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out
-}
-
-type field struct {
-	name string
-	v    cue.Value
-}
-
-// posOf is v's position in the user's files, or fallback when v comes
-// from the schema (a default).
-func posOf(v cue.Value, fallback token.Pos) token.Pos {
-	if !v.Exists() {
-		return fallback
-	}
-	if p := v.Pos(); isUserPos(p) {
-		return p
-	}
-	// A value unified with the schema may report the schema's position;
-	// look for the user's own conjunct.
-	if op, args := v.Expr(); op == cue.AndOp {
-		for _, a := range args {
-			if p := a.Pos(); isUserPos(p) {
-				return p
-			}
-		}
-	}
-	return fallback
-}
-
-func isUserPos(p token.Pos) bool {
-	return p.IsValid() && p.Filename() != SchemaFile && p.Filename() != ""
 }

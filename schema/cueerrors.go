@@ -2,71 +2,28 @@ package schema
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/errors"
-	"cuelang.org/go/cue/token"
-
-	"github.com/capstanhq/capstan/apiserver/api"
 )
 
-// errContext tells fromCUEApp how to present errors of one app.
-type errContext struct {
-	app      string
-	fallback api.SourceError // file and position of the app when an error has none in user files
-	// skip drops errors at or below these paths (below #App, joined by
-	// '.'), already reported as bad names.
-	skip []string
-	// value is the app's unified value, to place errors that have no
-	// position in the user's files.
-	value cue.Value
-	// notAllowedSet holds the paths CUE reports as not allowed.
-	notAllowedSet map[string]bool
-}
-
-// fromCUE converts errors of a single file that has no app context.
-func fromCUE(err error, file, fieldPath string) []api.SourceError {
-	var out []api.SourceError
-	for _, e := range errors.Errors(err) {
-		se := api.SourceError{File: file, Path: fieldPath, Message: message(e)}
-		if ps := userPositions(e); len(ps) > 0 {
-			setPos(&se, ps[0])
-		} else if p := e.Position(); p.IsValid() {
-			setPos(&se, p)
-		}
-		// The YAML decoder puts its position in the text: "f.yaml:3: ...".
-		if m := textPos.FindStringSubmatch(se.Message); m != nil && m[1] == file {
-			se.Line, _ = strconv.Atoi(m[2])
-			se.Column, _ = strconv.Atoi(m[3])
-			se.Message = m[4]
-		}
-		se.Message = strings.TrimPrefix(se.Message, file+": ")
-		if p := e.Path(); len(p) > 0 && fieldPath == "" {
-			se.Path = strings.Join(p, ".")
-		}
-		out = append(out, se)
-	}
-	if len(out) == 0 {
-		out = append(out, api.SourceError{File: file, Path: fieldPath, Message: err.Error()})
-	}
-	return dedupe(out)
-}
-
-// fromCUEApp converts the errors of evaluating one app against #App. CUE
-// reports a value that fits no branch of a disjunction (a field with a
-// default is one) as several errors; the noise about the default is
-// dropped so the user sees what is wrong with what they wrote.
 // errGroup is the errors CUE reports at one path.
 type errGroup struct {
 	path []string
 	errs []errors.Error
 }
 
-func fromCUEApp(err error, ec errContext, schemaSrc []byte) []api.SourceError {
+// cueProblems turns the errors of evaluating one app against #App into
+// problems for the positioning stage. CUE reports a value that fits no
+// branch of a disjunction (a field with a default is one) as several
+// errors; the noise about the default is dropped so the user sees what is
+// wrong with what they wrote. Errors at or below the paths in skip (below
+// #App, joined by '.': names checkNames reported) are dropped. v is the
+// app's unified value, to list the fields allowed where one is not.
+func cueProblems(err error, v cue.Value, skip []string, schemaSrc []byte) []problem {
 	type group = errGroup
 	var groups []*group
 	byPath := map[string]*group{}
@@ -79,7 +36,7 @@ func fromCUEApp(err error, ec errContext, schemaSrc []byte) []api.SourceError {
 		if len(p) > 0 && p[0] == "#App" {
 			p = p[1:]
 		}
-		if underAny(p, ec.skip) {
+		if underAny(p, skip) {
 			continue
 		}
 		key := strings.Join(p, "\x00")
@@ -99,8 +56,7 @@ func fromCUEApp(err error, ec errContext, schemaSrc []byte) []api.SourceError {
 			}
 		}
 	}
-	ec.notAllowedSet = notAllowed
-	var out []api.SourceError
+	var out []problem
 	for _, g := range groups {
 		if onlyConflicts(g.errs) && hasDeeper(groups, g) {
 			// A value that fits no branch of a disjunction, with a more
@@ -110,16 +66,28 @@ func fromCUEApp(err error, ec errContext, schemaSrc []byte) []api.SourceError {
 		}
 		picked := pickErrors(g.errs, schemaSrc)
 		if msg, ok := enumMessage(g.errs, picked); ok {
-			se := ec.convert(picked[0], g.path)
-			se.Message = msg
-			out = append(out, se)
+			out = append(out, problem{path: g.path, msg: msg, anchor: atCUE, cue: picked[0]})
 			continue
 		}
 		for _, e := range picked {
-			out = append(out, ec.convert(e, g.path))
+			out = append(out, cueProblem(e, g.path, v, notAllowed))
 		}
 	}
-	return dedupe(out)
+	return out
+}
+
+// cueProblem is one error CUE raised at path, with a message that says
+// what to do.
+func cueProblem(e errors.Error, path []string, v cue.Value, notAllowedSet map[string]bool) problem {
+	p := problem{path: path, msg: message(e), anchor: atCUE, cue: e, also: true}
+	format, _ := e.Msg()
+	switch {
+	case strings.HasPrefix(format, "field not allowed") && len(path) > 0:
+		p.msg, p.also = notAllowed(path, v, notAllowedSet), false
+	case strings.HasPrefix(format, "field is required but not present") && len(path) > 0:
+		p.msg, p.also = "is required", false
+	}
+	return p
 }
 
 // unquotePath removes CUE's quotes from labels such as "web-1".
@@ -240,40 +208,9 @@ func againstDefault(e errors.Error, schemaSrc []byte) bool {
 	return false
 }
 
-func (ec errContext) convert(e errors.Error, path []string) api.SourceError {
-	full := append([]string{"apps", ec.app}, path...)
-	se := api.SourceError{File: ec.fallback.File, Line: ec.fallback.Line, Column: ec.fallback.Column,
-		Path: strings.Join(full, "."), Message: message(e)}
-	ps := userPositions(e)
-	if len(ps) == 0 && ec.value.Exists() {
-		if p := deepestPos(ec.value, path); p.IsValid() {
-			setPos(&se, p)
-		}
-	}
-	if len(ps) > 0 {
-		setPos(&se, ps[0])
-		var also []string
-		for _, p := range ps[1:] {
-			if p.Filename() != ps[0].Filename() || p.Line() != ps[0].Line() || p.Column() != ps[0].Column() {
-				also = append(also, posString(p))
-			}
-		}
-		if len(also) > 0 {
-			se.Message += " (also at " + strings.Join(also, ", ") + ")"
-		}
-	}
-	if format, _ := e.Msg(); strings.HasPrefix(format, "field not allowed") && len(path) > 0 {
-		se.Message = ec.notAllowed(path)
-	}
-	if format, _ := e.Msg(); strings.HasPrefix(format, "field is required but not present") && len(path) > 0 {
-		se.Message = "is required"
-	}
-	return se
-}
-
 // notAllowed explains a field the schema does not allow: a name that
 // breaks the naming rule, or an unknown field with the allowed ones.
-func (ec errContext) notAllowed(path []string) string {
+func notAllowed(path []string, v cue.Value, notAllowedSet map[string]bool) string {
 	name := path[len(path)-1]
 	parent := ""
 	if len(path) >= 2 {
@@ -289,13 +226,11 @@ func (ec errContext) notAllowed(path []string) string {
 		return fmt.Sprintf("%q is not a valid environment variable name", name)
 	}
 	msg := fmt.Sprintf("unknown field %q", name)
-	if names := allowedFields(ec.value, path[:len(path)-1], ec.notAllowedSet); len(names) > 0 {
+	if names := allowedFields(v, path[:len(path)-1], notAllowedSet); len(names) > 0 {
 		msg += "; allowed: " + strings.Join(names, ", ")
 	}
 	return msg
 }
-
-var textPos = regexp.MustCompile(`^(.+?):(\d+)(?::(\d+))?: (.*)$`)
 
 // message is the text of an error without its position; the full text
 // when the short one drops the detail (the JSON and YAML decoders wrap
@@ -313,60 +248,25 @@ func message(e errors.Error) string {
 	return short
 }
 
-// userPositions are the positions of an error in the user's files, most
-// relevant first.
-func userPositions(e errors.Error) []token.Pos {
-	var out []token.Pos
-	for _, p := range errors.Positions(e) {
-		if p.IsValid() && p.Filename() != SchemaFile && p.Filename() != "" {
-			out = append(out, p)
+// allowedFields lists the fields the schema allows at a path below #App:
+// the fields of the app's value there, less those it does not allow.
+func allowedFields(v cue.Value, p []string, notAllowed map[string]bool) []string {
+	v = lookup(v, p...)
+	if !v.Exists() {
+		return nil
+	}
+	iter, err := v.Fields(cue.Optional(true))
+	if err != nil {
+		return nil
+	}
+	prefix := strings.Join(p, ".") + "."
+	var out []string
+	for iter.Next() {
+		name := strings.TrimRight(iter.Selector().String(), "?!")
+		if !notAllowed[prefix+name] {
+			out = append(out, name)
 		}
 	}
+	sort.Strings(out)
 	return out
-}
-
-func setPos(se *api.SourceError, p token.Pos) {
-	pos := p.Position()
-	if pos.Filename != "" {
-		se.File = pos.Filename
-	}
-	se.Line, se.Column = pos.Line, pos.Column
-}
-
-func posString(p token.Pos) string {
-	pos := p.Position()
-	return fmt.Sprintf("%s:%d:%d", pos.Filename, pos.Line, pos.Column)
-}
-
-// dedupe removes repeated errors and sorts by position.
-func dedupe(in []api.SourceError) []api.SourceError {
-	seen := map[api.SourceError]bool{}
-	out := in[:0]
-	for _, e := range in {
-		if !seen[e] {
-			seen[e] = true
-			out = append(out, e)
-		}
-	}
-	sortErrors(out)
-	return out
-}
-
-func sortErrors(errs []api.SourceError) {
-	sort.SliceStable(errs, func(i, j int) bool {
-		a, b := errs[i], errs[j]
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		if a.Column != b.Column {
-			return a.Column < b.Column
-		}
-		if a.Path != b.Path {
-			return a.Path < b.Path
-		}
-		return a.Message < b.Message
-	})
 }

@@ -9,6 +9,12 @@
 // blocks the others. Errors are api.SourceError values that print as
 // file:line:col: field.path: message.
 //
+// An app goes through stages in order: parse each file (files.go), unify
+// and validate against #App, check names (names.go) and shape CUE's errors
+// (cueerrors.go), convert to api.App and run api.Validate (convert.go).
+// These stages report problems at descriptor paths only; the last stage
+// (position.go) gives every problem its file:line:col.
+//
 // A Loader caches parsed files by content hash and evaluated apps by the
 // hashes of the files that declare them, so a commit that changes one app
 // re-evaluates only that app.

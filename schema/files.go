@@ -125,16 +125,6 @@ func compile(ctx *cue.Context, name string, data []byte) (cue.Value, error) {
 	}
 }
 
-// atPos makes a SourceError at a CUE position in file.
-func atPos(p token.Pos, file, fieldPath, msg string) api.SourceError {
-	e := api.SourceError{File: file, Path: fieldPath, Message: msg}
-	if p.IsValid() {
-		pos := p.Position()
-		e.Line, e.Column = pos.Line, pos.Column
-	}
-	return e
-}
-
 var (
 	yamlDocSep = regexp.MustCompile(`(?m)^---\s*$`)
 	// inlineApp finds "apps: shop:" and JSON's "apps": {"shop":.

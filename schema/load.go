@@ -2,12 +2,9 @@ package schema
 
 import (
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"sort"
-	"strings"
 	"sync"
 
 	"cuelang.org/go/cue"
@@ -188,11 +185,13 @@ func appKey(name string, us []*unit) [32]byte {
 }
 
 // evalApp unifies the fragments of one app with #App, checks the result
-// and converts it. It reports every error it finds.
+// and converts it. It reports every error it finds. The stages (check,
+// convert, api.Validate) report problems at descriptor paths; placing
+// them in the user's files is the last stage (placer, position.go).
 func (l *Loader) evalApp(name string, us []*unit) *appCache {
 	c := &appCache{}
 	var (
-		errs     []api.SourceError
+		errs     []api.SourceError // of the files, positioned by the parser
 		first    token.Pos
 		firstSet bool
 	)
@@ -211,98 +210,49 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 	if firstSet {
 		fb.Column = first.Column()
 	}
-	if !api.IsDNSLabel(name) {
-		errs = append(errs, api.SourceError{File: fb.File, Line: fb.Line, Column: fb.Column, Path: "apps." + name,
-			Message: fmt.Sprintf("%q is not a valid app name: want a DNS label (lowercase letters, digits and '-', at most 63)", name)})
-	}
 	v := l.appSchema
 	for _, u := range us {
 		if frag, ok := u.apps[name]; ok {
 			v = v.Unify(frag)
 		}
 	}
+	pl := placer{app: name, v: v, fb: fb}
+	var probs []problem
+	if !api.IsDNSLabel(name) {
+		probs = append(probs, problem{anchor: atApp,
+			msg: fmt.Sprintf("%q is not a valid app name: want a DNS label (lowercase letters, digits and '-', at most 63)", name)})
+	}
 	if err := v.Validate(cue.Concrete(true), cue.Final()); err != nil {
-		nameErrs, badNames := checkNames(name, v, fb)
-		errs = append(errs, nameErrs...)
-		ec := errContext{app: name, fallback: fb, skip: badNames, value: v}
-		errs = append(errs, fromCUEApp(err, ec, l.schemaSrc)...)
+		nameProbs, badNames := checkNames(v)
+		probs = append(probs, nameProbs...)
+		probs = append(probs, cueProblems(err, v, badNames, l.schemaSrc)...)
 	}
-	if len(errs) > 0 {
-		c.errs = dedupe(errs)
+	if len(errs) > 0 || len(probs) > 0 {
+		c.errs = dedupe(append(errs, pl.place(probs)...))
 		return c
 	}
-	app, conv, err := convert(name, v, fb)
+	app, conv, err := l.convert(name, v)
 	if err != nil {
-		c.errs = []api.SourceError{{File: fb.File, Line: fb.Line, Column: fb.Column, Path: "apps." + name, Message: err.Error()}}
+		c.errs = pl.place([]problem{{anchor: atApp, msg: err.Error()}})
 		return c
 	}
-	cerrs := append(conv.errs, conv.mapValidation(api.Validate(app))...)
-	if len(cerrs) > 0 {
-		c.errs = dedupe(cerrs)
+	probs = append(conv.probs, conv.validation(api.Validate(app))...)
+	if len(probs) > 0 {
+		c.errs = pl.place(probs)
 		return c
 	}
 	c.app = app
 	return c
 }
 
-// allowedFields lists the fields the schema allows at a path below #App:
-// the fields of the app's value there, less those it does not allow.
-func allowedFields(v cue.Value, p []string, notAllowed map[string]bool) []string {
-	v = lookup(v, p...)
-	if !v.Exists() {
-		return nil
-	}
-	iter, err := v.Fields(cue.Optional(true))
+// convert encodes the app's value and converts it.
+func (l *Loader) convert(name string, v cue.Value) (*api.App, *converter, error) {
+	data, err := v.MarshalJSON()
 	if err != nil {
-		return nil
+		return nil, nil, fmt.Errorf("encode app %s: %w", name, err)
 	}
-	prefix := strings.Join(p, ".") + "."
-	var out []string
-	for iter.Next() {
-		name := strings.TrimRight(iter.Selector().String(), "?!")
-		if !notAllowed[prefix+name] {
-			out = append(out, name)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return convert(name, data)
 }
-
-// mapValidation reports api.Validate's field errors at the descriptor
-// position of the longest API path the converter noted.
-func (c *converter) mapValidation(err error) []api.SourceError {
-	if err == nil {
-		return nil
-	}
-	var ve *api.ValidationError
-	if !errors.As(err, &ve) {
-		return []api.SourceError{c.at(nil, err.Error())}
-	}
-	var out []api.SourceError
-	for _, fe := range ve.Fields {
-		var desc []string
-		for p := fe.Path; p != ""; p = parentPath(p) {
-			if d, ok := c.desc[p]; ok {
-				desc = d
-				break
-			}
-		}
-		out = append(out, c.at(desc, fe.Message))
-	}
-	return out
-}
-
-// parentPath drops the last element of "a.b[1].c": "a.b[1]", then "a.b".
-func parentPath(p string) string {
-	i := strings.LastIndexAny(p, ".[")
-	if i < 0 {
-		return ""
-	}
-	return p[:i]
-}
-
-// alsoAt finds the other positions of a conflict in a message.
-var alsoAt = regexp.MustCompile(`(\(also at |, )[^,()\s]+:\d+:\d+`)
 
 // stamp returns the app's result with provenance for this load.
 func (c *appCache) stamp(name string, opts LoadOptions) AppResult {
@@ -311,13 +261,7 @@ func (c *appCache) stamp(name string, opts LoadOptions) AppResult {
 		r.Files = append(r.Files, opts.display(f))
 	}
 	for _, e := range c.errs {
-		e.File = opts.display(e.File)
-		if opts.PathPrefix != "" {
-			e.Message = alsoAt.ReplaceAllStringFunc(e.Message, func(s string) string {
-				return s[:len(s)-len(strings.TrimLeft(s, "(, also at"))] + opts.display(strings.TrimLeft(s, "(, also at"))
-			})
-		}
-		r.Errors = append(r.Errors, e)
+		r.Errors = append(r.Errors, opts.displayError(e))
 	}
 	if c.app != nil && len(c.errs) == 0 {
 		// A shallow copy: the cached app is never changed, and callers

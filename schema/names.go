@@ -2,10 +2,10 @@ package schema
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"cuelang.org/go/cue"
-	"cuelang.org/go/cue/token"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 )
@@ -15,45 +15,56 @@ import (
 // names have no '=') with a clear message. CUE reports them as fields the
 // schema does not allow, deep inside the badly named value; the returned
 // paths (below #App, joined by '.') let the caller drop those errors.
-func checkNames(app string, v cue.Value, fb api.SourceError) ([]api.SourceError, []string) {
+func checkNames(v cue.Value) ([]problem, []string) {
 	var (
-		errs []api.SourceError
-		bad  []string
+		probs []problem
+		bad   []string
 	)
-	check := func(parent cue.Value, at []string, valid func(string) bool, what string, fallback token.Pos) []field {
-		var ok []field
-		for _, f := range fieldsOf(lookup(parent, at...)) {
-			if valid(f.name) {
-				ok = append(ok, f)
+	check := func(at []string, valid func(string) bool, what string) []string {
+		var ok []string
+		for _, name := range fieldNames(lookup(v, at...)) {
+			if valid(name) {
+				ok = append(ok, name)
 				continue
 			}
-			p := strings.Join(append(append([]string{}, at...), f.name), ".")
-			e := api.SourceError{File: fb.File, Line: fb.Line, Column: fb.Column,
-				Path: "apps." + app + "." + p, Message: fmt.Sprintf("%q is not a valid %s", f.name, what)}
-			if pos := posOf(f.v, fallback); pos.IsValid() {
-				setPos(&e, pos)
-			}
-			errs = append(errs, e)
-			bad = append(bad, p)
+			p := append(append([]string{}, at...), name)
+			probs = append(probs, problem{path: p, msg: fmt.Sprintf("%q is not a valid %s", name, what), anchor: atName})
+			bad = append(bad, strings.Join(p, "."))
 		}
 		return ok
 	}
 	const label = "name: want a DNS label (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit)"
 	const port = "port name: want at most 15 lowercase letters, digits and '-', with at least one letter"
-	for _, g := range check(v, []string{"pods"}, api.IsDNSLabel, label, token.NoPos) {
-		gp := []string{"pods", g.name}
-		gpos := posOf(g.v, token.NoPos)
-		check(v, append(gp, "volumes"), api.IsDNSLabel, label, gpos)
-		check(v, append(gp, "service", "ports"), isPortName, port, gpos)
-		for _, c := range check(v, append(gp, "containers"), api.IsDNSLabel, label, gpos) {
-			cp := append(append([]string{}, gp...), "containers", c.name)
-			cpos := posOf(c.v, gpos)
-			check(v, append(cp, "ports"), isPortName, port, cpos)
-			check(v, append(cp, "mounts"), api.IsDNSLabel, label, cpos)
-			check(v, append(cp, "env"), isEnvName, "environment variable name: want no '=' and no NUL", cpos)
+	for _, g := range check([]string{"pods"}, api.IsDNSLabel, label) {
+		gp := []string{"pods", g}
+		check(append(gp, "volumes"), api.IsDNSLabel, label)
+		check(append(gp, "service", "ports"), isPortName, port)
+		for _, c := range check(append(gp, "containers"), api.IsDNSLabel, label) {
+			cp := append(append([]string{}, gp...), "containers", c)
+			check(append(cp, "ports"), isPortName, port)
+			check(append(cp, "mounts"), api.IsDNSLabel, label)
+			check(append(cp, "env"), isEnvName, "environment variable name: want no '=' and no NUL")
 		}
 	}
-	return errs, bad
+	return probs, bad
+}
+
+// fieldNames returns the names of the regular fields of a struct value,
+// sorted. Only error paths use it: iterating CUE values is costly.
+func fieldNames(v cue.Value) []string {
+	if !v.Exists() {
+		return nil
+	}
+	iter, err := v.Fields()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for iter.Next() {
+		out = append(out, iter.Selector().Unquoted())
+	}
+	sort.Strings(out)
+	return out
 }
 
 // lookup returns the value at sels below v.
@@ -88,19 +99,4 @@ func underAny(path []string, prefixes []string) bool {
 		}
 	}
 	return false
-}
-
-// deepestPos walks v along path and returns the position, in the user's
-// files, of the deepest value that has one: where to report an error the
-// schema raised about a missing field.
-func deepestPos(v cue.Value, path []string) token.Pos {
-	best := posOf(v, token.NoPos)
-	for _, s := range path {
-		v = lookup(v, s)
-		if !v.Exists() {
-			break
-		}
-		best = posOf(v, best)
-	}
-	return best
 }
