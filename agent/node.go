@@ -203,7 +203,7 @@ func (a *Agent) updateNodeStatus(ctx context.Context, cur *api.Node, status api.
 	return obj.(*api.Node), nil
 }
 
-func nodeStatusEqual(x, y api.NodeStatus) bool { return jsonEqual(x, y) }
+func nodeStatusEqual(x, y api.NodeStatus) bool { return api.EqualJSON(x, y) }
 
 // renewLease is the heartbeat: one small write of the Lease named after the
 // node.

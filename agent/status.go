@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -171,11 +169,4 @@ func podPhase(cs []api.ContainerStatus, policy string) string {
 
 // statusEqual compares two statuses as the server stores them, so that
 // clock readings and time zones do not count as changes.
-func statusEqual(a, b api.PodStatus) bool { return jsonEqual(a, b) }
-
-// jsonEqual compares two values by their JSON encoding.
-func jsonEqual(a, b any) bool {
-	ja, err1 := json.Marshal(a)
-	jb, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
-}
+func statusEqual(a, b api.PodStatus) bool { return api.EqualJSON(a, b) }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -234,7 +235,7 @@ func (m *mirror) head(checked plumbing.Hash) (*object.Commit, plumbing.Hash, err
 		e, err := tree.FindEntry(m.cfg.Path)
 		switch {
 		case errors.Is(err, object.ErrEntryNotFound), errors.Is(err, object.ErrDirectoryNotFound), err == nil && e.Mode != filemode.Dir:
-			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %q in %s", ErrPathNotFound, m.cfg.Path, short(h.String()))
+			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %q in %s", ErrPathNotFound, m.cfg.Path, api.ShortCommit(h.String()))
 		case err != nil:
 			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %s: %w", ErrCorruptClone, m.cfg.Path, err)
 		}

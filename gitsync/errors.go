@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // Sentinel errors. Match them with errors.Is; the typed errors below wrap
@@ -101,14 +103,7 @@ func (e *SignatureError) Error() string {
 		signer = "nobody"
 	}
 	return fmt.Sprintf("repo %s: commit %s (author %s <%s>) signed by %s: %v; it was not applied: sign it with a trusted key or add the signer's key to the repository's verify keys",
-		e.Repo, short(e.Head.Commit), e.Head.Author, e.Head.Email, signer, e.Err)
+		e.Repo, api.ShortCommit(e.Head.Commit), e.Head.Author, e.Head.Email, signer, e.Err)
 }
 
 func (e *SignatureError) Unwrap() error { return e.Err }
-
-func short(h string) string {
-	if len(h) > 12 {
-		return h[:12]
-	}
-	return h
-}

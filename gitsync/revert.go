@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -131,7 +132,7 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 		return plumbing.ZeroHash, fmt.Errorf("%w: %q is not a commit: %w", ErrRefNotFound, to, err)
 	}
 	if ok, err := toC.IsAncestor(headC); err != nil || !ok {
-		return plumbing.ZeroHash, fmt.Errorf("%w: %s is not in the history of the branch (head %s)", ErrRefNotFound, short(toC.Hash.String()), short(head.String()))
+		return plumbing.ZeroHash, fmt.Errorf("%w: %s is not in the history of the branch (head %s)", ErrRefNotFound, api.ShortCommit(toC.Hash.String()), api.ShortCommit(head.String()))
 	}
 	headTree, err := headC.Tree()
 	if err != nil {
@@ -161,7 +162,7 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 		}
 	}
 	if root == headTree.Hash {
-		return plumbing.ZeroHash, fmt.Errorf("%w: %s at %s", ErrNothingToRevert, strings.Join(all, ", "), short(toC.Hash.String()))
+		return plumbing.ZeroHash, fmt.Errorf("%w: %s at %s", ErrNothingToRevert, strings.Join(all, ", "), api.ShortCommit(toC.Hash.String()))
 	}
 	if root.IsZero() {
 		if root, err = storeTree(r.Storer, nil); err != nil {
@@ -191,13 +192,13 @@ func revertMessage(r *git.Repository, head, to *object.Commit, paths, rewritten,
 	sort.Strings(all)
 	switch len(apps) {
 	case 0:
-		fmt.Fprintf(&b, "Rollback %s to %s\n\n", strings.Join(all, ", "), short(to.Hash.String()))
+		fmt.Fprintf(&b, "Rollback %s to %s\n\n", strings.Join(all, ", "), api.ShortCommit(to.Hash.String()))
 	case 1:
-		fmt.Fprintf(&b, "Rollback app %s to %s\n\n", apps[0], short(to.Hash.String()))
+		fmt.Fprintf(&b, "Rollback app %s to %s\n\n", apps[0], api.ShortCommit(to.Hash.String()))
 	default:
-		fmt.Fprintf(&b, "Rollback apps %s to %s\n\n", strings.Join(apps, ", "), short(to.Hash.String()))
+		fmt.Fprintf(&b, "Rollback apps %s to %s\n\n", strings.Join(apps, ", "), api.ShortCommit(to.Hash.String()))
 	}
-	when := fmt.Sprintf("%s (%s)", short(to.Hash.String()), to.Author.When.UTC().Format(time.RFC3339))
+	when := fmt.Sprintf("%s (%s)", api.ShortCommit(to.Hash.String()), to.Author.When.UTC().Format(time.RFC3339))
 	if len(paths) > 0 {
 		their := "their"
 		if len(paths) == 1 {
@@ -222,7 +223,7 @@ func revertMessage(r *git.Repository, head, to *object.Commit, paths, rewritten,
 		}
 		if touches(r, c, all) {
 			s, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
-			undone = append(undone, fmt.Sprintf("  %s %s", short(c.Hash.String()), s))
+			undone = append(undone, fmt.Sprintf("  %s %s", api.ShortCommit(c.Hash.String()), s))
 		}
 		if c.NumParents() == 0 {
 			break
@@ -235,7 +236,7 @@ func revertMessage(r *git.Repository, head, to *object.Commit, paths, rewritten,
 	}
 	switch {
 	case !found:
-		fmt.Fprintf(&b, "\nUndone commits not listed: %s is not on the branch's first-parent history.\n", short(to.Hash.String()))
+		fmt.Fprintf(&b, "\nUndone commits not listed: %s is not on the branch's first-parent history.\n", api.ShortCommit(to.Hash.String()))
 	case len(undone) > 0 && len(rewritten) > 0:
 		b.WriteString("\nUndoes the changes to " + strings.Join(apps, ", ") + " in:\n")
 		b.WriteString(strings.Join(undone, "\n"))
@@ -385,7 +386,7 @@ func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (str
 		CABundle:   caBundle(repo),
 	})
 	if err != nil {
-		return "", fmt.Errorf("%w: push %s to %s: %w (the branch may have moved meanwhile: run the rollback again)", ErrPushRejected, short(h.String()), RedactURL(repo.URL), redactErr(err))
+		return "", fmt.Errorf("%w: push %s to %s: %w (the branch may have moved meanwhile: run the rollback again)", ErrPushRejected, api.ShortCommit(h.String()), RedactURL(repo.URL), redactErr(err))
 	}
 	return h.String(), nil
 }
@@ -425,7 +426,7 @@ func revertInPlace(ctx context.Context, dir, branchName string, req RevertReques
 	}
 	if checkedOut {
 		if err := syncWorktree(ctx, r, wt, old.Hash(), h, paths); err != nil {
-			return h.String(), fmt.Errorf("rollback committed as %s but the checkout of %s was not fully updated: %w (run 'git checkout -- %s' there)", short(h.String()), dir, err, strings.Join(paths, " "))
+			return h.String(), fmt.Errorf("rollback committed as %s but the checkout of %s was not fully updated: %w (run 'git checkout -- %s' there)", api.ShortCommit(h.String()), dir, err, strings.Join(paths, " "))
 		}
 	}
 	return h.String(), nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/cockroachdb/datadriven"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -220,7 +221,7 @@ func (sc *scenario) label(sha string) string {
 	if l, ok := sc.labels[sha]; ok {
 		return fmt.Sprintf("%q", l)
 	}
-	return "?" + short(sha)
+	return "?" + api.ShortCommit(sha)
 }
 
 func (sc *scenario) sync(ctx context.Context) string {

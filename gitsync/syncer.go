@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/go-git/go-git/v5/plumbing"
 )
 
@@ -447,7 +448,7 @@ func (w *worker) attempt(ctx context.Context) Result {
 			w.held = head
 			w.statusMu.Unlock()
 		}
-		r.Err = fmt.Errorf("repo %s: apply %s: %w", w.cfg.Name, short(r.Head), err)
+		r.Err = fmt.Errorf("repo %s: apply %s: %w", w.cfg.Name, api.ShortCommit(r.Head), err)
 		return r
 	}
 	w.statusMu.Lock()
@@ -490,7 +491,7 @@ func (w *worker) drifted(ctx context.Context) bool {
 		return false
 	}
 	if drift {
-		w.s.log.Info("applied objects changed behind git's back; applying the head again", "repo", w.cfg.Name, "commit", short(w.applied.String()))
+		w.s.log.Info("applied objects changed behind git's back; applying the head again", "repo", w.cfg.Name, "commit", api.ShortCommit(w.applied.String()))
 	}
 	return drift
 }

@@ -108,7 +108,7 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 				free = append(free, need{ns: o.Metadata.App, name: name})
 			case o == nil:
 				needs = append(needs, need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: int(n.Spec.Replicas)})
-			case !jsonEqual(o.Spec.Template, n.Spec.Template):
+			case !api.EqualJSON(o.Spec.Template, n.Spec.Template):
 				nd := need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: int(n.Spec.Replicas), replace: true}
 				needs = append(needs, nd)
 				free = append(free, nd)
@@ -120,7 +120,7 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 	freed := map[string]int{}
 	for _, f := range free {
 		for _, pod := range live.Pods {
-			if pod.Metadata.App == f.ns && workloadOf(pod) == f.name && snap.NodeOf(pod.Metadata.App, pod.Metadata.Name) != "" {
+			if pod.Metadata.App == f.ns && api.WorkloadOf(pod) == f.name && snap.NodeOf(pod.Metadata.App, pod.Metadata.Name) != "" {
 				snap.RemovePod(pod.Metadata.App, pod.Metadata.Name)
 				freed[f.ns+"/"+f.name]++
 				c.Freed++
@@ -149,15 +149,6 @@ func unionKeys[V any](a, b map[string]V) map[string]bool {
 		out[k] = true
 	}
 	return out
-}
-
-// workloadOf names the workload a live pod belongs to: its owner when that
-// is a Workload, else its workload label (as the scheduler counts it).
-func workloadOf(p *api.Pod) string {
-	if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload {
-		return o.Name
-	}
-	return p.Metadata.Labels[api.LabelWorkload]
 }
 
 // place schedules nd's pods one by one, recording each fit in snap.

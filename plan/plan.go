@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"encoding/json"
 	"maps"
 	"slices"
 
@@ -274,7 +273,7 @@ func diffKind[T api.Object](kind api.Kind, base, head map[string]T,
 			out = append(out, Object{Kind: kind, Name: name, Op: Added, Fields: describe(name, n)})
 		case !inHead:
 			out = append(out, Object{Kind: kind, Name: name, Op: Removed, Fields: describe(name, o)})
-		case !jsonEqual(specOf(o), specOf(n)):
+		case !api.EqualJSON(specOf(o), specOf(n)):
 			fields := diff(name, o, n)
 			if len(fields) == 0 {
 				// A difference no field diff names: say so rather than
@@ -285,10 +284,4 @@ func diffKind[T api.Object](kind api.Kind, base, head map[string]T,
 		}
 	}
 	return out
-}
-
-func jsonEqual(a, b any) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && string(ja) == string(jb)
 }

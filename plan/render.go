@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // maxValue bounds a value printed in a field change; longer ones (a probe
@@ -57,10 +59,7 @@ func plural(n int, noun string) string {
 }
 
 func revision(r Revision) string {
-	c := r.Commit
-	if len(c) > 7 {
-		c = c[:7]
-	}
+	c := api.ShortCommit(r.Commit)
 	switch {
 	case c == "" || strings.HasPrefix(r.Ref, c):
 		return r.Ref

@@ -103,13 +103,6 @@ func orNone(s string) string {
 	return s
 }
 
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return orNone(sha)
-}
-
 func columnsFor(kind api.Kind) []column {
 	switch kind {
 	case api.KindNode:
@@ -132,7 +125,9 @@ func columnsFor(kind api.Kind) []column {
 		}
 	case api.KindApp:
 		return []column{nameCol,
-			{name: "COMMIT", cell: func(o api.Object, _ *Options) string { return short(o.(*api.App).Status.SyncedCommit) }},
+			{name: "COMMIT", cell: func(o api.Object, _ *Options) string {
+				return orNone(api.ShortCommit(o.(*api.App).Status.SyncedCommit))
+			}},
 			{name: "SYNC", cell: func(o api.Object, _ *Options) string { return appSync(o.(*api.App)) }},
 			{name: "SYNCED", cell: func(o api.Object, opts *Options) string { return age(o.(*api.App).Status.LastSyncTime, opts) }},
 			{name: "HEALTH", cell: func(o api.Object, _ *Options) string {
@@ -208,11 +203,11 @@ func columnsFor(kind api.Kind) []column {
 		}
 	case api.KindRevision:
 		return []column{nameCol,
-			{name: "COMMIT", cell: func(o api.Object, _ *Options) string { return short(o.(*api.Revision).Spec.Commit) }},
+			{name: "COMMIT", cell: func(o api.Object, _ *Options) string { return orNone(api.ShortCommit(o.(*api.Revision).Spec.Commit)) }},
 			{name: "RESULT", cell: func(o api.Object, _ *Options) string { return o.(*api.Revision).Spec.Result }},
 			{name: "AUTHOR", cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Revision).Spec.Author) }},
 			ageCol,
-			{name: "MESSAGE", cell: func(o api.Object, _ *Options) string { return firstLine(o.(*api.Revision).Spec.Message) }},
+			{name: "MESSAGE", cell: func(o api.Object, _ *Options) string { return api.CommitSubject(o.(*api.Revision).Spec.Message) }},
 		}
 	case api.KindEvent:
 		return []column{
@@ -237,11 +232,6 @@ func firstNonEmpty(ss ...string) string {
 		}
 	}
 	return ""
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }
 
 func nodeStatus(n *api.Node) string {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // BarWidth is the number of cells in a progress bar.
@@ -30,7 +32,7 @@ func Headline(r Report) string {
 	var b strings.Builder
 	b.WriteString(r.App)
 	if r.Commit != "" {
-		b.WriteString(" @ " + short(r.Commit))
+		b.WriteString(" @ " + api.ShortCommit(r.Commit))
 	}
 	b.WriteString(": rollout " + r.State.String())
 	if r.Reason != "" {

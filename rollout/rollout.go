@@ -100,7 +100,7 @@ type Report struct {
 func Evaluate(app *api.App, workloads []*api.Workload) Report {
 	r := Report{App: app.Metadata.Name, Commit: app.Status.SyncedCommit}
 	if app.Status.LastSyncResult == api.SyncRejected && app.Status.AttemptedCommit != "" && app.Status.AttemptedCommit != app.Status.SyncedCommit {
-		r.Refused = fmt.Sprintf("commit %s was refused: %s", short(app.Status.AttemptedCommit), firstLine(app.Status.LastSyncMessage))
+		r.Refused = fmt.Sprintf("commit %s was refused: %s", api.ShortCommit(app.Status.AttemptedCommit), firstLine(app.Status.LastSyncMessage))
 	}
 	byName := make(map[string]*api.Workload, len(workloads))
 	for _, w := range workloads {
@@ -177,13 +177,6 @@ func conditionText(c *api.Condition) string {
 		return c.Reason
 	}
 	return c.Type + " is " + string(c.Status)
-}
-
-func short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
 }
 
 func firstLine(s string) string {

@@ -110,7 +110,7 @@ func TestRefusedCommit(t *testing.T) {
 	a.Status.AttemptedCommit, a.Status.LastSyncResult = "fedcba9876543210", api.SyncRejected
 	a.Status.LastSyncMessage = "shop.cue:12:3: replicas: conflicting values\nmore"
 	r := Evaluate(a, []*api.Workload{wl("frontend", 1, 1, 1, 1, 1)})
-	if want := "commit fedcba9 was refused: shop.cue:12:3: replicas: conflicting values ..."; r.Refused != want {
+	if want := "commit fedcba987654 was refused: shop.cue:12:3: replicas: conflicting values ..."; r.Refused != want {
 		t.Errorf("refused %q, want %q", r.Refused, want)
 	}
 	if r.State != Complete {
@@ -156,7 +156,7 @@ func TestRender(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
 	want := []string{
-		"shop @ 0123456: rollout progressing: frontend: 1 of 3 pods updated",
+		"shop @ 0123456789ab: rollout progressing: frontend: 1 of 3 pods updated",
 		"POD GROUP",
 		"backend    [====================]  2/2",
 		"frontend   [======..............]  1/3      3/3    3/3        progressing: 1 of 3 pods updated",

@@ -9,7 +9,7 @@ import (
 // Label keys the scheduler reads. The workload controller puts
 // WorkloadLabel on every pod it makes.
 const (
-	WorkloadLabel = "capstan.io/workload"
+	WorkloadLabel = api.LabelWorkload
 )
 
 // DefaultPodsPerNode is the pod limit of a node whose allocatable pod count
@@ -66,7 +66,8 @@ func (s *Snapshot) newPodInfo(p *api.Pod, intern bool) *podInfo {
 		key:  p.Metadata.App + "/" + p.Metadata.Name,
 		node: p.Spec.NodeName,
 	}
-	if w := workloadOf(p); w != "" {
+	if w := api.WorkloadOf(p); w != "" {
+		w = p.Metadata.App + "/" + w // workload names are per app
 		pi.workload = s.workloads[w]
 		if pi.workload == 0 && intern {
 			pi.workload = workloadID(len(s.workloads) + 1)
@@ -92,18 +93,6 @@ func (s *Snapshot) newPodInfo(p *api.Pod, intern bool) *podInfo {
 		}
 	}
 	return pi
-}
-
-// workloadOf names the workload a pod belongs to: its owner when that is a
-// Workload, else its workload label.
-func workloadOf(p *api.Pod) string {
-	if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload {
-		return p.Metadata.App + "/" + o.Name
-	}
-	if w := p.Metadata.Labels[WorkloadLabel]; w != "" {
-		return p.Metadata.App + "/" + w
-	}
-	return ""
 }
 
 // PodRequest returns what a pod asks the scheduler for: the sum of its

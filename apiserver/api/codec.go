@@ -78,3 +78,13 @@ func CopyStatus(dst, src Object) {
 		panic(fmt.Sprintf("api.CopyStatus: unknown kind %T", dst))
 	}
 }
+
+// EqualJSON reports whether a and b encode to the same JSON: the equality
+// of API values the controllers and agents use to skip writes that would
+// change nothing (times compare by their encoding, nil and empty slices
+// with omitempty alike). A value that cannot be encoded equals nothing.
+func EqualJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}

@@ -74,3 +74,12 @@ func PodProblem(p *Pod) string {
 	}
 	return "not ready"
 }
+
+// WorkloadOf names the workload a pod belongs to: its owner when that is a
+// Workload, else its LabelWorkload label ("" for neither).
+func WorkloadOf(p *Pod) string {
+	if o := p.Metadata.Owner; o != nil && o.Kind == KindWorkload {
+		return o.Name
+	}
+	return p.Metadata.Labels[LabelWorkload]
+}

@@ -59,7 +59,7 @@ not parse).`,
 			fmt.Fprintln(tw, "SYNCED\tAPP\tCOMMIT\tRESULT\tAUTHOR\tMESSAGE")
 			now := time.Now()
 			for _, r := range revs {
-				msg, _, _ := strings.Cut(strings.TrimSpace(r.Spec.Message), "\n")
+				msg := api.CommitSubject(r.Spec.Message)
 				if r.Spec.HistoryRewrite {
 					msg += " (history rewrite)"
 				}
@@ -67,7 +67,7 @@ not parse).`,
 				if r.Metadata.Labels[applier.LabelScope] == applier.ScopeRepository {
 					who = "repo:" + who
 				}
-				fmt.Fprintf(tw, "%s ago\t%s\t%.7s\t%s\t%s\t%s\n", printer.Age(now.Sub(r.Spec.SyncedAt)), who, r.Spec.Commit, r.Spec.Result, r.Spec.Author, msg)
+				fmt.Fprintf(tw, "%s ago\t%s\t%s\t%s\t%s\t%s\n", printer.Age(now.Sub(r.Spec.SyncedAt)), who, api.ShortCommit(r.Spec.Commit), r.Spec.Result, r.Spec.Author, msg)
 				for _, e := range r.Spec.Errors {
 					fmt.Fprintf(tw, "\t\t\t\t\t  %s\n", e.String())
 				}
@@ -121,7 +121,7 @@ deletions included. A newer commit is judged anew.`,
 			}
 			out := cmd.OutOrStdout()
 			for _, name := range sortedKeys(reply.Confirmed) {
-				fmt.Fprintf(out, "repository %s: deletions of commit %.12s confirmed\n", name, reply.Confirmed[name])
+				fmt.Fprintf(out, "repository %s: deletions of commit %s confirmed\n", name, api.ShortCommit(reply.Confirmed[name]))
 			}
 			_, err = fmt.Fprintf(out, "sync of %s requested\n", repo)
 			return err

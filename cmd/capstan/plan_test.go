@@ -61,7 +61,7 @@ func golden(t *testing.T, name, got string, shas map[string]string) {
 	t.Helper()
 	for sha, label := range shas {
 		got = strings.ReplaceAll(got, sha, "<"+label+">")
-		got = strings.ReplaceAll(got, sha[:7], "<"+label+">")
+		got = strings.ReplaceAll(got, api.ShortCommit(sha), "<"+label+">")
 	}
 	path := filepath.Join("testdata", "plan", name)
 	if *updatePlan {

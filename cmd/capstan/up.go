@@ -146,7 +146,7 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 		if res.Created {
 			how = "created from examples/repo"
 		}
-		p.ok("demo repository %s at %s (%s), images at %s", res.Dir, short(res.Head), how, imagesAt)
+		p.ok("demo repository %s at %s (%s), images at %s", res.Dir, api.ShortCommit(res.Head), how, imagesAt)
 		if res.OtherRegistry {
 			p.warn("the demo repository names no image at %s (made for another --registry-addr): edit its images or remove %s to make it again", imagesAt, res.Dir)
 		}
@@ -217,9 +217,9 @@ func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane
 		}
 		for _, a := range apps {
 			if a.Status.LastSyncResult == api.SyncApplied || a.Status.SyncedCommit != "" {
-				p.ok("app %s synced at commit %s", a.Metadata.Name, short(a.Status.SyncedCommit))
+				p.ok("app %s synced at commit %s", a.Metadata.Name, api.ShortCommit(a.Status.SyncedCommit))
 			} else {
-				p.warn("app %s: commit %s %s: %s", a.Metadata.Name, short(a.Status.AttemptedCommit), strings.ToLower(a.Status.LastSyncResult), a.Status.LastSyncMessage)
+				p.warn("app %s: commit %s %s: %s", a.Metadata.Name, api.ShortCommit(a.Status.AttemptedCommit), strings.ToLower(a.Status.LastSyncResult), a.Status.LastSyncMessage)
 			}
 		}
 	}
@@ -502,11 +502,4 @@ func upLogger(f serverFlags, dataDir string, errOut io.Writer) (*slog.Logger, fu
 		h = slog.NewJSONHandler(file, nil)
 	}
 	return slog.New(h), func() { file.Close() }, nil
-}
-
-func short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
 }

@@ -162,9 +162,9 @@ func TestUpControlPlaneJourney(t *testing.T) {
 	out, done, _ = startUp(t, args...)
 	waitOutput(t, out, done, "Capstan is up.")
 	for _, w := range []string{
-		"✓ demo repository " + demoDir + " at " + head[:7] + " (kept from the last run)",
+		"✓ demo repository " + demoDir + " at " + api.ShortCommit(head) + " (kept from the last run)",
 		"✓ images already in the registry: examples/api:v1, examples/hello:v1",
-		"✓ app shop synced at commit " + head[:7],
+		"✓ app shop synced at commit " + api.ShortCommit(head),
 	} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("restart output lacks %q:\n%s", w, out.String())

@@ -174,7 +174,7 @@ func (a *Applier) Apply(ctx context.Context, snap gitsync.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	a.opts.Logger.Info("applied commit", "repo", snap.Repo, "commit", short(snap.Commit),
+	a.opts.Logger.Info("applied commit", "repo", snap.Repo, "commit", api.ShortCommit(snap.Commit),
 		"applied", logNames(out.Applied), "rejected", logNames(out.Rejected), "pruned", logNames(out.Pruned), "unchanged", len(out.Unchanged))
 	return nil
 }
@@ -448,13 +448,6 @@ func (a *Applier) repoURL(repo string) string {
 	return repo
 }
 
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
-}
-
 // revision builds the record of one sync attempt of one app.
 func (a *Applier) revision(snap gitsync.Snapshot, app, result string, errs []api.SourceError) *api.Revision {
 	r := api.KindRevision.New().(*api.Revision)
@@ -471,10 +464,7 @@ func (a *Applier) revision(snap gitsync.Snapshot, app, result string, errs []api
 // "r20261127160512-abc1234", so names sort by time and one commit synced
 // twice in the same second is recorded once.
 func RevisionName(t time.Time, commit string) string {
-	c := commit
-	if len(c) > 7 {
-		c = c[:7]
-	}
+	c := api.ShortCommit(commit)
 	return "r" + t.UTC().Format("20060102150405") + "-" + strings.ToLower(c)
 }
 
@@ -482,9 +472,4 @@ func specEqual(x, y *api.App) bool {
 	a, _ := json.Marshal(x.Spec)
 	b, _ := json.Marshal(y.Spec)
 	return bytes.Equal(a, b)
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }

@@ -83,8 +83,8 @@ func (a *Applier) guardPrune(ctx context.Context, snap gitsync.Snapshot, res *sc
 		shown = append(append([]string(nil), gone[:10]...), fmt.Sprintf("and %d more", len(gone)-10))
 	}
 	msg := fmt.Sprintf("commit %s held, nothing applied: %s (%s); if that is intended, confirm with 'capstan sync --repo %s --allow-prune-all' or set prune.allowAll or prune.maxShare in the repository config, else fix the commit",
-		short(snap.Commit), why, strings.Join(shown, ", "), snap.Repo)
-	a.opts.Logger.Warn("commit held: mass deletion", "repo", snap.Repo, "commit", short(snap.Commit), "delete", logNames(gone), "of", len(existing))
+		api.ShortCommit(snap.Commit), why, strings.Join(shown, ", "), snap.Repo)
+	a.opts.Logger.Warn("commit held: mass deletion", "repo", snap.Repo, "commit", api.ShortCommit(snap.Commit), "delete", logNames(gone), "of", len(existing))
 	var errs []error
 	for _, name := range sortedNames(existing) {
 		if err := a.hold(ctx, snap, existing[name], msg); err != nil {
@@ -190,7 +190,7 @@ func (a *Applier) recordRepository(ctx context.Context, snap gitsync.Snapshot, o
 	case len(out.Errors) > 0:
 		result = api.SyncRejected
 		a.opts.Logger.Warn("repository errors: the files named are ignored and no app is pruned until they are fixed", "repo", snap.Repo,
-			"commit", short(snap.Commit), "errors", len(out.Errors), "first", out.Errors[0].String())
+			"commit", api.ShortCommit(snap.Commit), "errors", len(out.Errors), "first", out.Errors[0].String())
 	case len(out.Applied)+len(out.Rejected)+len(out.Pruned) > 0 || snap.Previous == snap.Commit:
 		return nil // the apps' rows show this commit (or it was recorded before a restart)
 	}
@@ -219,7 +219,7 @@ func (a *Applier) syncedFor(r gitsync.Result) api.Condition {
 		rec, ok := a.record(r.Repo)
 		if ok && rec.commit == r.Head && len(rec.errs) > 0 {
 			cond.Status, cond.Reason = api.ConditionFalse, ReasonRepoErrors
-			cond.Message = fmt.Sprintf("commit %s: %d repository error(s) (see 'capstan history'), first: %s", short(r.Head), len(rec.errs), rec.errs[0].String())
+			cond.Message = fmt.Sprintf("commit %s: %d repository error(s) (see 'capstan history'), first: %s", api.ShortCommit(r.Head), len(rec.errs), rec.errs[0].String())
 		}
 	}
 	return cond

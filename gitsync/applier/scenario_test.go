@@ -284,9 +284,9 @@ func TestScenarios(t *testing.T) {
 				res, err := w.syncer.Sync(ctx, "demo")
 				out := w.state(ctx)
 				if err != nil {
-					out = "sync error: " + firstLine(err.Error()) + "\n" + out
+					out = "sync error: " + maskedFirstLine(err.Error()) + "\n" + out
 				} else if res.Err != nil {
-					out = "sync error: " + firstLine(res.Err.Error()) + "\n" + out
+					out = "sync error: " + maskedFirstLine(res.Err.Error()) + "\n" + out
 				}
 				if d.HasArg("conditions") {
 					out += w.conditions(ctx)
@@ -299,7 +299,7 @@ func TestScenarios(t *testing.T) {
 	})
 }
 
-func firstLine(s string) string {
+func maskedFirstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	// Commit SHAs differ on every run; keep the message stable.
 	for _, f := range strings.Fields(s) {

@@ -85,7 +85,7 @@ func (a *Applier) desired(snap gitsync.Snapshot, app, cur *api.App) *api.App {
 		st = api.Clone(cur).Status
 	}
 	st.SyncedCommit, st.AttemptedCommit, st.LastSyncResult = snap.Commit, snap.Commit, api.SyncApplied
-	st.LastSyncTime, st.LastSyncMessage = now, firstLine(snap.Message)
+	st.LastSyncTime, st.LastSyncMessage = now, api.CommitSubject(snap.Message)
 	api.SetCondition(&st.Conditions, syncedCondition(now))
 	desired.Status = st
 	return desired
@@ -185,7 +185,7 @@ func (a *Applier) reject(ctx context.Context, snap gitsync.Snapshot, rs *repoSta
 }
 
 func rejectMessage(commit string, errs []api.SourceError) string {
-	msg := fmt.Sprintf("commit %s rejected (%d errors); still running %s", short(commit), len(errs), "the last good revision")
+	msg := fmt.Sprintf("commit %s rejected (%d errors); still running %s", api.ShortCommit(commit), len(errs), "the last good revision")
 	if len(errs) > 0 {
 		msg += ": " + errs[0].String()
 	}

@@ -135,12 +135,6 @@ func unallocated(s api.ServiceSpec) api.ServiceSpec {
 	return out
 }
 
-func jsonEqual(a, b any) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
-}
-
 // Compute plans one reconcile of App a, given the Workloads and Services
 // observed in its namespace (owned by it or not).
 func Compute(a *api.App, workloads []*api.Workload, services []*api.Service) Plan {
@@ -156,7 +150,7 @@ func Compute(a *api.App, workloads []*api.Workload, services []*api.Service) Pla
 		desiredW[w.Metadata.Name] = true
 		p.plan(a, w, haveW[w.Metadata.Name], func(have api.Object) (api.Object, bool) {
 			h := have.(*api.Workload)
-			if jsonEqual(h.Spec, w.Spec) {
+			if api.EqualJSON(h.Spec, w.Spec) {
 				return nil, false
 			}
 			u := api.Clone(h)
@@ -174,7 +168,7 @@ func Compute(a *api.App, workloads []*api.Workload, services []*api.Service) Pla
 		p.plan(a, s, haveS[s.Metadata.Name], func(have api.Object) (api.Object, bool) {
 			h := have.(*api.Service)
 			want := keepAllocated(s.Spec, h.Spec)
-			if jsonEqual(h.Spec, want) {
+			if api.EqualJSON(h.Spec, want) {
 				return nil, false
 			}
 			u := api.Clone(h)
@@ -224,7 +218,7 @@ func (p *Plan) plan(a *api.App, want, have api.Object, diff func(have api.Object
 	if drift {
 		commit := "(unknown commit)"
 		if src := a.Metadata.Source; src != nil {
-			commit = shortCommit(src.Commit)
+			commit = api.ShortCommit(src.Commit)
 		}
 		p.Events = append(p.Events, reconcile.Event{Object: api.RefOf(have), Type: api.EventWarning, Reason: ReasonDriftReverted,
 			Message: fmt.Sprintf("spec of %s %s was changed outside git; reverted to commit %s", k.Kind.Singular(), k.Name, commit)})
@@ -258,13 +252,6 @@ func mergeLabels(have, want map[string]string) map[string]string {
 	}
 	maps.Copy(out, want)
 	return out
-}
-
-func shortCommit(c string) string {
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
 }
 
 // keepAllocated returns want with what the server allocated in have: the

@@ -1,7 +1,6 @@
 package endpoints
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 
@@ -98,7 +97,7 @@ func Compute(svc *api.Service, pods []*api.Pod, have *api.Endpoints) Plan {
 		ep.Spec.Addresses = addrs
 		return Plan{Create: ep}
 	}
-	if jsonEqual(have.Spec.Addresses, addrs) {
+	if api.EqualJSON(have.Spec.Addresses, addrs) {
 		return Plan{}
 	}
 	upd := api.Clone(have)
@@ -107,10 +106,4 @@ func Compute(svc *api.Service, pods []*api.Pod, have *api.Endpoints) Plan {
 		upd.Metadata.Owner = &api.OwnerRef{Kind: api.KindService, Name: svc.Metadata.Name, UID: svc.Metadata.UID}
 	}
 	return Plan{Update: upd}
-}
-
-func jsonEqual(a, b any) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
 }
