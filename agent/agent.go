@@ -114,7 +114,8 @@ func (a *Agent) Start(ctx context.Context) error {
 		PluginDirs: a.opts.CNIPluginDirs,
 		Bridge:     a.opts.Bridge,
 		PortMap:    a.opts.HostPorts,
-	}, a.log)
+		Logger:     a.log,
+	})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
 	}
@@ -143,7 +144,8 @@ func (a *Agent) Start(ctx context.Context) error {
 		DockerConfig:   a.opts.DockerConfig,
 		RegistryCA:     a.opts.RegistryCA,
 		RegistryLogins: a.opts.RegistryLogins,
-	}, a.log)
+		Logger:         a.log,
+	})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
 	}
@@ -238,7 +240,7 @@ func (a *Agent) startContainerd(ctx, ctrdCtx context.Context, done chan<- error)
 		done <- nil
 		return a.opts.ContainerdAddress, nil
 	}
-	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(a.opts.DataDir, DefaultContainerdSubdir)}, a.log)
+	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(a.opts.DataDir, DefaultContainerdSubdir), Logger: a.log})
 	if err != nil {
 		done <- nil
 		return "", fmt.Errorf("node %s: %w", a.opts.NodeName, err)

@@ -110,7 +110,7 @@ func downPods(ctx context.Context, opts Options, purge bool, rep *DownReport) er
 		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 			return nil // no containerd ever ran here: no containers
 		}
-		proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: dir}, opts.Logger)
+		proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: dir, Logger: opts.Logger})
 		if err != nil {
 			return fmt.Errorf("down: %w", err)
 		}
@@ -142,14 +142,16 @@ func downPods(ctx context.Context, opts Options, purge bool, rep *DownReport) er
 		CacheDir:   filepath.Join(opts.DataDir, "cni", "cache"),
 		PluginDirs: opts.CNIPluginDirs,
 		Bridge:     opts.Bridge,
-	}, opts.Logger)
+		Logger:     opts.Logger,
+	})
 	if err != nil {
 		return fmt.Errorf("down: %w", err)
 	}
 	rt, err := runtime.New(ctx, runtime.Options{
 		Address: address, Namespace: opts.ContainerdNamespace, DataDir: opts.DataDir, RunDir: opts.RunDir,
 		Network: nm, CgroupParent: opts.CgroupParent, Insecure: []string{},
-	}, opts.Logger)
+		Logger: opts.Logger,
+	})
 	if err != nil {
 		return fmt.Errorf("down: %w", err)
 	}

@@ -125,7 +125,7 @@ func (e *env) connect(address string) {
 	e.net, err = network.New(network.Options{
 		PodCIDR: e.opts.PodCIDR, RunDir: filepath.Join(e.opts.RunDir, "netns"),
 		IPAMDir: filepath.Join(e.opts.DataDir, "cni", "networks"), Bridge: e.opts.Bridge,
-	}, nil)
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func (e *env) connect(address string) {
 		Address: address, Namespace: e.opts.ContainerdNamespace,
 		DataDir: e.opts.DataDir, RunDir: e.opts.RunDir, Network: e.net,
 		CgroupParent: e.opts.CgroupParent, Insecure: e.opts.InsecureRegistries,
-	}, nil)
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}

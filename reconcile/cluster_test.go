@@ -91,10 +91,10 @@ func TestClusterConverges(t *testing.T) {
 	reg := prometheus.NewRegistry()
 
 	m := must[*reconcile.Manager](t)(reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg, Logger: log})) // as capstan server runs them
-	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(m, scheduler.SchedulerOptions{}))
+	sched := must[*scheduler.Scheduler](t)(scheduler.New(m, scheduler.Options{}))
 	wl := must[*workload.Controller](t)(workload.New(m, workload.Options{Workers: 4}))
-	nc := must[*node.Controller](t)(node.NewController(m, node.ControllerOptions{
-		Decide: node.Options{GracePeriod: 15 * time.Second, EvictionTimeout: 20 * time.Second}}))
+	nc := must[*node.Controller](t)(node.New(m, node.Options{
+		Decide: node.DecideOptions{GracePeriod: 15 * time.Second, EvictionTimeout: 20 * time.Second}}))
 	ep := must[*endpoints.Controller](t)(endpoints.New(m, endpoints.Options{}))
 	gcc := must[*gc.Controller](t)(gc.New(m, gc.Options{}))
 	ac := must[*app.Controller](t)(app.New(m, app.Options{}))
@@ -232,7 +232,7 @@ func TestAppLifecycle(t *testing.T) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	m := must[*reconcile.Manager](t)(reconcile.NewManager(reconcile.ManagerOptions{Client: c, Logger: log}))
-	sched := must[*scheduler.Scheduler](t)(scheduler.NewScheduler(m, scheduler.SchedulerOptions{}))
+	sched := must[*scheduler.Scheduler](t)(scheduler.New(m, scheduler.Options{}))
 	wl := must[*workload.Controller](t)(workload.New(m, workload.Options{}))
 	ep := must[*endpoints.Controller](t)(endpoints.New(m, endpoints.Options{}))
 	gcc := must[*gc.Controller](t)(gc.New(m, gc.Options{}))

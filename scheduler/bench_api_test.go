@@ -82,7 +82,7 @@ func benchSchedulerAPI(b *testing.B, nodes, pods int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := NewScheduler(m, SchedulerOptions{Binders: 64})
+	s, err := New(m, Options{Binders: 64})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,10 +21,10 @@ const (
 // ConditionReasonUnschedulable is the reason of the Scheduled=False condition.
 const ConditionReasonUnschedulable = "Unschedulable"
 
-// SchedulerOptions configure the running scheduler.
-type SchedulerOptions struct {
+// Options configure the running scheduler.
+type Options struct {
 	// Stack tunes the decision core.
-	Stack Options
+	Stack StackOptions
 	// Binders is how many binds may be in flight at once (default 64).
 	// Decisions are made one at a time; the binds waiting at any moment go
 	// out together in one transaction.
@@ -43,10 +43,10 @@ const (
 	bindSenders  = 4
 )
 
-// Scheduler binds pending pods to nodes. Create it with NewScheduler and
+// Scheduler binds pending pods to nodes. Create it with New and
 // run it with Start.
 type Scheduler struct {
-	opts   SchedulerOptions
+	opts   Options
 	client *client.Client
 	clock  reconcile.Clock
 	stack  *Stack
@@ -61,9 +61,9 @@ type Scheduler struct {
 	unschedulable map[string]bool
 }
 
-// NewScheduler validates opts and builds the scheduler on m's client,
+// New validates opts and builds the scheduler on m's client,
 // informers, clock and metrics.
-func NewScheduler(m *reconcile.Manager, opts SchedulerOptions) (*Scheduler, error) {
+func New(m *reconcile.Manager, opts Options) (*Scheduler, error) {
 	if opts.Binders < 0 || opts.RetryInterval < 0 {
 		return nil, fmt.Errorf("scheduler: binders %d and retry interval %s must not be negative", opts.Binders, opts.RetryInterval)
 	}

@@ -32,7 +32,7 @@ func TestSchedulerBindsAndExplains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewScheduler(m, SchedulerOptions{RetryInterval: time.Hour})
+	s, err := New(m, Options{RetryInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestBindIsCompareAndSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewScheduler(m, SchedulerOptions{})
+	s, err := New(m, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

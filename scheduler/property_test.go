@@ -92,7 +92,7 @@ func TestScheduleNeverOvercommits(t *testing.T) {
 func runProperty(t *testing.T, seed uint64, steps int) {
 	r := rand.New(rand.NewPCG(seed, 0x5ca1ab1e))
 	snap := NewSnapshot()
-	stack, err := NewStack(Options{PercentageOfNodes: []int{0, 10, 50, 100}[r.IntN(4)]})
+	stack, err := NewStack(StackOptions{PercentageOfNodes: []int{0, 10, 50, 100}[r.IntN(4)]})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func runScheduleCmd(t *testing.T, snap *Snapshot, d *datadriven.TestData) string
 		return p
 	}
 	stack := func() (*Stack, error) {
-		return NewStack(Options{PercentageOfNodes: num("percentage", 0)})
+		return NewStack(StackOptions{PercentageOfNodes: num("percentage", 0)})
 	}
 	switch d.Cmd {
 	case "node":

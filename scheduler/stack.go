@@ -38,8 +38,8 @@ const (
 	adaptivePercentageStep   = 125
 )
 
-// Options tune a Stack. The zero value is the default.
-type Options struct {
+// StackOptions tune a Stack. The zero value is the default.
+type StackOptions struct {
 	// PercentageOfNodes is how many feasible nodes, as a percentage of all
 	// nodes, a search looks for before it stops and scores them. 0 picks
 	// it from the cluster size (see MinFeasibleNodes); 100 searches every
@@ -48,7 +48,7 @@ type Options struct {
 }
 
 // Validate checks the options.
-func (o Options) Validate() error {
+func (o StackOptions) Validate() error {
 	if o.PercentageOfNodes < 0 || o.PercentageOfNodes > 100 {
 		return fmt.Errorf("scheduler: percentage of nodes %d: want 0 (adaptive) to 100", o.PercentageOfNodes)
 	}
@@ -58,11 +58,11 @@ func (o Options) Validate() error {
 // Stack is the scheduling pipeline: filters, then scorers, over a sample of
 // the nodes.
 type Stack struct {
-	opts Options
+	opts StackOptions
 }
 
 // NewStack returns a stack with opts, which must be valid.
-func NewStack(opts Options) (*Stack, error) {
+func NewStack(opts StackOptions) (*Stack, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}

@@ -91,7 +91,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"no plugins", Options{PodCIDR: "10.88.1.0/24", PluginDirs: []string{"/nonexistent"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := New(tc.opts, nil); err == nil {
+			if _, err := New(tc.opts); err == nil {
 				t.Error("New accepted invalid options")
 			}
 		})

@@ -25,6 +25,8 @@ const DefaultBridge = "capstan0"
 
 // Options configure a Manager. Zero values take the documented defaults.
 type Options struct {
+	// Logger receives the network manager's logs (default: discarded).
+	Logger *slog.Logger
 	// PodCIDR is the node's pod range, e.g. "10.88.1.0/24". Required.
 	PodCIDR string
 	// RunDir holds one bind-mounted network namespace file per pod.
@@ -143,7 +145,8 @@ type Attachment struct {
 }
 
 // New validates opts and loads the CNI configuration.
-func New(opts Options, log *slog.Logger) (*Manager, error) {
+func New(opts Options) (*Manager, error) {
+	log := opts.Logger
 	opts.setDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ func newManager(t *testing.T, mutate func(*network.Options)) *network.Manager {
 	if mutate != nil {
 		mutate(&opts)
 	}
-	m, err := network.New(opts, nil)
+	m, err := network.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

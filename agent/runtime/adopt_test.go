@@ -109,7 +109,7 @@ func TestSandboxCNIFailureCleansUp(t *testing.T) {
 	netOpts.PodCIDR = "10.99.254.0/30"
 	netOpts.Bridge = netOpts.Bridge + "t"
 	netOpts.NetworkName = "tiny"
-	tiny, err := network.New(netOpts, nil)
+	tiny, err := network.New(netOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestRemovePodAfterRunDirMoved(t *testing.T) {
 
 	netOpts := e.net.Options()
 	netOpts.RunDir = filepath.Join(e.dir, "run2", "netns")
-	moved, err := network.New(netOpts, nil)
+	moved, err := network.New(netOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,8 @@ import (
 // Options configure a Containerd runtime. Zero values take the documented
 // defaults; New validates them.
 type Options struct {
+	// Logger receives the runtime's logs (default: discarded).
+	Logger *slog.Logger
 	// Address is the containerd socket: Process.Address() for a managed
 	// child, or a system containerd's socket. Required.
 	Address string
@@ -159,7 +161,8 @@ var _ Runtime = (*Containerd)(nil)
 
 // New validates opts, connects to containerd and waits until it serves (at
 // most ConnectTimeout). Close releases the connection.
-func New(ctx context.Context, opts Options, log *slog.Logger) (*Containerd, error) {
+func New(ctx context.Context, opts Options) (*Containerd, error) {
+	log := opts.Logger
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}

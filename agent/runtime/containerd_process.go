@@ -16,6 +16,8 @@ import (
 
 // ProcessOptions configure a managed containerd child process.
 type ProcessOptions struct {
+	// Logger receives the containerd supervisor's logs (default: discarded).
+	Logger *slog.Logger
 	// Dir holds root/, state/, containerd.sock and config.toml. Required.
 	// Keep it short: the socket path must stay under 108 bytes.
 	Dir string
@@ -39,7 +41,8 @@ type Process struct {
 }
 
 // NewProcess validates opts. Start runs the child.
-func NewProcess(opts ProcessOptions, log *slog.Logger) (*Process, error) {
+func NewProcess(opts ProcessOptions) (*Process, error) {
+	log := opts.Logger
 	if opts.Dir == "" {
 		return nil, errors.New("containerd process: Dir is required (e.g. <data dir>/containerd)")
 	}

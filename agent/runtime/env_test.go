@@ -68,7 +68,8 @@ func newEnv(t testing.TB) *env {
 		IPAMDir: filepath.Join(dir, "ipam"),
 		Bridge:  "cst" + tag,
 	}
-	e.net, err = network.New(netOpts, log)
+	netOpts.Logger = log
+	e.net, err = network.New(netOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,9 @@ func (e *env) newRuntime() *runtime.Containerd {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rt, err := runtime.New(ctx, e.opts, nodetest.Logger(e.t))
+	opts := e.opts
+	opts.Logger = nodetest.Logger(e.t)
+	rt, err := runtime.New(ctx, opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}

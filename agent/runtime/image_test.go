@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -137,7 +136,7 @@ func (e *env) runtimeWith(opts runtime.Options) *runtime.Containerd {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rt, err := runtime.New(ctx, opts, slog.New(slog.DiscardHandler))
+	rt, err := runtime.New(ctx, opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}

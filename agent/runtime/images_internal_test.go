@@ -97,14 +97,14 @@ func TestClassifyPullError(t *testing.T) {
 }
 
 func TestProcessOptions(t *testing.T) {
-	if _, err := NewProcess(ProcessOptions{}, nil); err == nil {
+	if _, err := NewProcess(ProcessOptions{}); err == nil {
 		t.Error("NewProcess without Dir: no error")
 	}
 	long := "/tmp/" + fmt.Sprintf("%0100d", 0)
-	if _, err := NewProcess(ProcessOptions{Dir: long}, nil); err == nil {
+	if _, err := NewProcess(ProcessOptions{Dir: long}); err == nil {
 		t.Error("NewProcess with a socket path over 108 bytes: no error")
 	}
-	p, err := NewProcess(ProcessOptions{Dir: "/tmp/c"}, nil)
+	p, err := NewProcess(ProcessOptions{Dir: "/tmp/c"})
 	if err != nil || p.Address() != "/tmp/c/containerd.sock" {
 		t.Errorf("NewProcess = %v, %v", p, err)
 	}

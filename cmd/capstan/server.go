@@ -24,7 +24,7 @@ import (
 type serverFlags struct {
 	git     gitFlags
 	network apiserver.NetworkOptions
-	nodes   nodeController.Options
+	nodes   nodeController.DecideOptions
 	dataDir string
 	listen  string
 	sans    []string
@@ -149,11 +149,11 @@ func newControllers(srv *apiserver.Server, f serverFlags, reg *prometheus.Regist
 		func() (reconcile.Runnable, error) { return appController.New(m, appController.Options{}) },
 		func() (reconcile.Runnable, error) { return workloadController.New(m, workloadController.Options{}) },
 		func() (reconcile.Runnable, error) {
-			return nodeController.NewController(m, nodeController.ControllerOptions{Decide: f.nodes})
+			return nodeController.New(m, nodeController.Options{Decide: f.nodes})
 		},
 		func() (reconcile.Runnable, error) { return endpointsController.New(m, endpointsController.Options{}) },
 		func() (reconcile.Runnable, error) { return gcController.New(m, gcController.Options{}) },
-		func() (reconcile.Runnable, error) { return scheduler.NewScheduler(m, scheduler.SchedulerOptions{}) },
+		func() (reconcile.Runnable, error) { return scheduler.New(m, scheduler.Options{}) },
 	}
 	for _, build := range builders {
 		r, err := build()

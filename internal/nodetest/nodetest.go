@@ -48,7 +48,7 @@ func Logger(t testing.TB) *slog.Logger {
 // StartContainerd runs a containerd child on dir until stop is called.
 func StartContainerd(t testing.TB, dir string, log *slog.Logger) (proc *runtime.Process, stop func()) {
 	t.Helper()
-	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: dir}, log)
+	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: dir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

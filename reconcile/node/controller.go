@@ -12,15 +12,15 @@ import (
 	"github.com/capstanhq/capstan/reconcile"
 )
 
-// ControllerOptions configure the node controller.
-type ControllerOptions struct {
-	Decide  Options // grace period and eviction timeout
-	Workers int     // default reconcile.DefaultWorkers
+// Options configure the node controller.
+type Options struct {
+	Decide  DecideOptions // grace period and eviction timeout
+	Workers int           // default reconcile.DefaultWorkers
 }
 
 // Controller runs the node controller.
 type Controller struct {
-	opts    ControllerOptions
+	opts    Options
 	client  *client.Client
 	clock   reconcile.Clock
 	ctrl    *reconcile.Controller
@@ -59,8 +59,8 @@ func observe(prev heartbeat, known bool, renew time.Time, n *api.Node, now time.
 	return heartbeat{renew: renew, seenAt: now}
 }
 
-// NewController validates opts and builds the controller.
-func NewController(m *reconcile.Manager, opts ControllerOptions) (*Controller, error) {
+// New validates opts and builds the controller.
+func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	if err := opts.Decide.Validate(); err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func TestEvictionRecordedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrl, err := NewController(m, ControllerOptions{Decide: Options{GracePeriod: 10 * time.Second, EvictionTimeout: 20 * time.Second}})
+	ctrl, err := New(m, Options{Decide: DecideOptions{GracePeriod: 10 * time.Second, EvictionTimeout: 20 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

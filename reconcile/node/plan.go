@@ -24,8 +24,8 @@ const (
 	ReasonEvicted          = "Evicted"
 )
 
-// Options tune the node controller's decisions.
-type Options struct {
+// DecideOptions tune the node controller's decisions.
+type DecideOptions struct {
 	// GracePeriod is how long a node may go without a heartbeat before its
 	// Ready condition becomes Unknown (default 20 s).
 	GracePeriod time.Duration
@@ -35,7 +35,7 @@ type Options struct {
 }
 
 // Validate checks the options and fills in defaults.
-func (o *Options) Validate() error {
+func (o *DecideOptions) Validate() error {
 	if o.GracePeriod == 0 {
 		o.GracePeriod = DefaultGracePeriod
 	}
@@ -82,7 +82,7 @@ func LastHeartbeat(n *api.Node, lease *api.Lease) time.Time {
 
 // Compute plans one reconcile of node n, given its lease (nil when none),
 // the pods bound to it and the time. opts must be validated.
-func Compute(n *api.Node, lease *api.Lease, pods []*api.Pod, now time.Time, opts Options) Plan {
+func Compute(n *api.Node, lease *api.Lease, pods []*api.Pod, now time.Time, opts DecideOptions) Plan {
 	return ComputeSince(n, LastHeartbeat(n, lease), pods, now, opts)
 }
 
@@ -90,7 +90,7 @@ func Compute(n *api.Node, lease *api.Lease, pods []*api.Pod, now time.Time, opts
 // controller passes the time it saw the lease change on its own clock, so
 // agents' clock skew does not matter and a restarted control plane gives
 // every node a fresh grace period instead of evicting them all.
-func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, opts Options) Plan {
+func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, opts DecideOptions) Plan {
 	var p Plan
 	silent := now.Sub(last)
 	ready := api.FindCondition(n.Status.Conditions, api.NodeReady)

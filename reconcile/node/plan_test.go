@@ -19,7 +19,7 @@ type sim struct {
 	node  *api.Node
 	lease *api.Lease
 	pods  []*api.Pod
-	opts  Options
+	opts  DecideOptions
 }
 
 // TestPlan runs the scenario scripts in testdata. Commands:
@@ -54,7 +54,7 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 	}
 	switch d.Cmd {
 	case "node":
-		s.opts = Options{GracePeriod: dur("grace"), EvictionTimeout: dur("eviction")}
+		s.opts = DecideOptions{GracePeriod: dur("grace"), EvictionTimeout: dur("eviction")}
 		if err := s.opts.Validate(); err != nil {
 			return "error: " + err.Error()
 		}

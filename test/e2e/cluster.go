@@ -264,7 +264,7 @@ func (c *Cluster) startRegistry() {
 // namespace (a unix socket reaches it from every network namespace).
 func (c *Cluster) startContainerd() {
 	c.t.Helper()
-	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(Base, "ctrd")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	proc, err := runtime.NewProcess(runtime.ProcessOptions{Dir: filepath.Join(Base, "ctrd"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		c.t.Fatalf("e2e: containerd: %v", err)
 	}
