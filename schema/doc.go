@@ -13,7 +13,9 @@
 // and validate against #App, check names (names.go) and shape CUE's errors
 // (cueerrors.go), convert to api.App and run api.Validate (convert.go).
 // These stages report problems at descriptor paths only; the last stage
-// (position.go) gives every problem its file:line:col.
+// (position.go) gives every problem its file:line:col. A file's own errors
+// (syntax, top level) have no app to wait for: the parser positions them
+// with the same code (fromCUE) as it reads the file.
 //
 // A Loader caches parsed files by content hash and evaluated apps by the
 // hashes of the files that declare them, so a commit that changes one app

@@ -1,9 +1,7 @@
 package applier
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -468,8 +466,4 @@ func RevisionName(t time.Time, commit string) string {
 	return "r" + t.UTC().Format("20060102150405") + "-" + strings.ToLower(c)
 }
 
-func specEqual(x, y *api.App) bool {
-	a, _ := json.Marshal(x.Spec)
-	b, _ := json.Marshal(y.Spec)
-	return bytes.Equal(a, b)
-}
+func specEqual(x, y *api.App) bool { return api.EqualJSON(x.Spec, y.Spec) }

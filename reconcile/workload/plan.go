@@ -357,11 +357,7 @@ func status(w *api.Workload, hash string, live, newPods []*podState, minAvailabl
 	return st
 }
 
-func statusEqual(a, b api.WorkloadStatus) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
-}
+func statusEqual(a, b api.WorkloadStatus) bool { return api.EqualJSON(a, b) }
 
 func wasStalled(st api.WorkloadStatus) bool {
 	c := api.FindCondition(st.Conditions, api.WorkloadDegraded)
