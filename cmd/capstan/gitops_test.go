@@ -13,6 +13,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/controlplane"
 )
 
 func gitCmd(t testing.TB, dir string, args ...string) string {
@@ -72,7 +73,7 @@ func TestGitOpsJourney(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, err := startGitSync(c.Server, c.DataDir, repos, slog.New(slog.DiscardHandler))
+	start, err := controlplane.AttachGitSync(c.Server, c.DataDir, repos, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
