@@ -46,8 +46,9 @@ var allowed = map[string][]string{
 	"gitsync/applier": {"gitsync", "schema"},
 	// A rollback loads the app's descriptors at both commits.
 	"gitsync/rollback": {"gitsync", "schema"},
-	// plan runs the controllers' and the scheduler's pure cores.
-	"plan": {"schema", "scheduler", "reconcile/app", "reconcile/workload"},
+	// plan runs the controllers' and the scheduler's pure cores on two
+	// revisions it reads from git.
+	"plan": {"schema", "scheduler", "reconcile/app", "reconcile/workload", "gitsync"},
 	// The node's services feed its DNS server.
 	"agent/services": {"dns"},
 	// Test harnesses.
