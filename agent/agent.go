@@ -66,7 +66,7 @@ func New(opts Options) (*Agent, error) {
 	if address == "" {
 		a, err := identity.ResolveAddress(identity.Options{})
 		if err != nil {
-			return nil, fmt.Errorf("agent: find the node address: %w (pass --address)", err)
+			return nil, fmt.Errorf("agent: %w (pass --address)", err)
 		}
 		address = a.String()
 	}

@@ -146,7 +146,7 @@ func (o *Options) setDefaults() error {
 	if o.NodeName == "" {
 		name, err := identity.ResolveName(identity.Options{})
 		if err != nil {
-			return fmt.Errorf("agent options: no node name given: %w (pass --node-name)", err)
+			return fmt.Errorf("agent options: %w (pass --node-name)", err)
 		}
 		o.NodeName = name
 	}

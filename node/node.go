@@ -71,9 +71,9 @@ func (o *Options) validate() error {
 	id, err := identity.Resolve(identity.Options{Name: o.Agent.NodeName, Address: o.Agent.Address})
 	switch {
 	case errors.Is(err, identity.ErrNoName):
-		return fmt.Errorf("node name: %w (pass --node-name)", err)
+		return fmt.Errorf("%w (pass --node-name)", err)
 	case errors.Is(err, identity.ErrNoAddress):
-		return fmt.Errorf("node address: %w (pass --address)", err)
+		return fmt.Errorf("%w (pass --address)", err)
 	case err != nil:
 		return err
 	}

@@ -127,7 +127,7 @@ func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 	}
 	name, err := identity.ResolveName(identity.Options{Name: f.opts.NodeName})
 	if err != nil {
-		return nil, fmt.Errorf("node name: %w (pass --node-name)", err)
+		return nil, fmt.Errorf("%w (pass --node-name)", err)
 	}
 	f.opts.NodeName = name
 	cfg, err := client.Join(cmd.Context(), f.server, f.token, name)

@@ -338,9 +338,9 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlpla
 	id, err := identity.Resolve(identity.Options{Name: f.nodeName})
 	switch {
 	case errors.Is(err, identity.ErrNoName):
-		return fmt.Errorf("node name: %w (pass --node-name)", err)
+		return fmt.Errorf("%w (pass --node-name)", err)
 	case err != nil:
-		return fmt.Errorf("node address: %w (capstan up needs a default route)", err)
+		return fmt.Errorf("%w (capstan up needs a default route)", err)
 	}
 	// The agent must act as its node: only a node finishes a graceful pod
 	// delete (an admin's delete only marks the pod).
