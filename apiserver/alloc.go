@@ -324,3 +324,16 @@ func (a *allocator) AfterDelete(tx store.Allocations, obj api.Object) error {
 func (a *allocator) clusterInfo() api.ClusterInfo {
 	return api.ClusterInfo{PodCIDR: a.pods.String(), ServiceCIDR: a.svc.String()}
 }
+
+// storeHooks are what the store is told about objects: the allocations
+// (the allocator) and which node an object is bound to (store.NodeIndex),
+// by which it routes pod lists and watches to nodes.
+type storeHooks struct{ *allocator }
+
+// NodeOf returns the node a pod is bound to; other kinds are on none.
+func (storeHooks) NodeOf(obj api.Object) string {
+	if p, ok := obj.(*api.Pod); ok {
+		return p.Spec.NodeName
+	}
+	return ""
+}

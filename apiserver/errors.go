@@ -79,6 +79,8 @@ func toStatus(err error) Status {
 		return Status{Code: http.StatusConflict, Reason: "Conflict", Message: err.Error()}
 	case errors.Is(err, store.ErrCompacted):
 		return Status{Code: http.StatusGone, Reason: "Expired", Message: err.Error()}
+	case errors.Is(err, store.ErrFutureRevision):
+		return Status{Code: http.StatusBadRequest, Reason: "FutureRevision", Message: err.Error()}
 	case errors.Is(err, store.ErrWatcherTooSlow):
 		return Status{Code: http.StatusServiceUnavailable, Reason: "WatcherTooSlow", Message: err.Error()}
 	case errors.Is(err, store.ErrClosed):

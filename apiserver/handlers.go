@@ -452,9 +452,11 @@ type TxnRequest struct {
 	Ops []TxnOp `json:"ops"`
 }
 
-// TxnOp is one step: op "create" or "update" with object, "delete" with
-// key ("kind/app/name") and optionally resourceVersion, or "bind" with a
-// pod's key, resourceVersion and nodeName (binding.go).
+// TxnOp is one step: op "create" or "update" with object, "status" with
+// object (only its status is written over the stored object, compared on
+// the object's resourceVersion when set), "delete" with key
+// ("kind/app/name") and optionally resourceVersion, or "bind" with a pod's
+// key, resourceVersion and nodeName (binding.go).
 type TxnOp struct {
 	Op              string          `json:"op"`
 	Object          json.RawMessage `json:"object,omitempty"`
@@ -503,6 +505,16 @@ func (s *Server) handleTxn(ctx context.Context, w http.ResponseWriter, r *http.R
 			if err := api.Validate(obj); err != nil {
 				return fmt.Errorf("step %d: %w", i, err)
 			}
+		case "status":
+			in, err := api.DecodeAny(op.Object)
+			if err != nil {
+				return fmt.Errorf("step %d: %w", i, err)
+			}
+			ops[i] = store.Op{Type: store.OpModify, Key: api.KeyOf(in), ResourceVersion: in.Meta().ResourceVersion,
+				Modify: func(cur api.Object) error {
+					api.CopyStatus(cur, in)
+					return api.Validate(cur)
+				}}
 		case "delete":
 			k, err := api.ParseKey(op.Key)
 			if err != nil {
@@ -516,7 +528,7 @@ func (s *Server) handleTxn(ctx context.Context, w http.ResponseWriter, r *http.R
 			}
 			ops[i] = bop
 		default:
-			return badRequest(fmt.Sprintf("step %d: op %q: want create, update, delete or bind", i, op.Op))
+			return badRequest(fmt.Sprintf("step %d: op %q: want create, update, status, delete or bind", i, op.Op))
 		}
 	}
 	out, err := s.store.Txn(ctx, ops)
@@ -600,11 +612,11 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 				}
 				return nil
 			}
-			line = appendWatchEvent(line[:0], string(e.Type), e.Object)
-			if _, err := w.Write(line); err != nil {
+			var err error
+			if line, err = writeWatchEvent(w, line[:0], string(e.Type), e.Object); err != nil {
 				return nil // client gone
 			}
-			if len(watcher.C) == 0 {
+			if watcher.Buffered() == 0 {
 				w.Flush()
 			}
 		case <-bookmarks.C:

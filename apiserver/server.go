@@ -192,7 +192,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
-	opts.Store.SetHooks(alloc)
+	opts.Store.SetHooks(storeHooks{alloc})
 	grants, err := openRejoinGrants(filepath.Join(opts.DataDir, "rejoin.json"))
 	if err != nil {
 		return nil, err

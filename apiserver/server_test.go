@@ -365,6 +365,28 @@ func TestWatchCompactedIs410(t *testing.T) {
 	}
 }
 
+// TestWatchFromFutureRevisionIs400: a watch from a revision ahead of the
+// store is refused with a message saying so (it was accepted and then
+// delivered older events).
+func TestWatchFromFutureRevisionIs400(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	if _, err := c.Client.Create(ctx, pod("shop", "a", "")); err != nil {
+		t.Fatal(err)
+	}
+	ahead := c.Store.Revision() + 100
+	if w, err := c.Client.Watch(ctx, api.KindPod, client.ListOptions{}, ahead); !client.IsFutureRevision(err) {
+		if err == nil {
+			w.Close()
+		}
+		t.Fatalf("client watch from a future revision: %v", err)
+	}
+	code, body := raw(t, c, c.Config.Token, "GET", fmt.Sprintf("/api/v1/pods?watch=true&since=%d", ahead), nil)
+	if code != 400 || !strings.Contains(body, "FutureRevision") || !strings.Contains(body, "ahead of the store's current revision") {
+		t.Fatalf("watch from a future revision: %d %s", code, body)
+	}
+}
+
 func TestHealthMetricsVersion(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
 	_, _ = c.Client.Create(context.Background(), pod("shop", "a", ""))

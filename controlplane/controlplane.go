@@ -29,6 +29,7 @@ import (
 	nodeController "github.com/capstanhq/capstan/reconcile/node"
 	workloadController "github.com/capstanhq/capstan/reconcile/workload"
 	"github.com/capstanhq/capstan/scheduler"
+	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -48,6 +49,9 @@ type Options struct {
 	// Repos are the tracked repositories, validated by
 	// gitsync.ValidateRepos. None: no git sync runs.
 	Repos []gitsync.RepoConfig
+	// Eval bounds the evaluation of the repositories' descriptors
+	// (schema/sandbox documents each bound and its default).
+	Eval sandbox.Options
 	// RegistryAddrs, when set, run the embedded registry there with its
 	// images in DATA_DIR/registry: a loopback address (at most one) over
 	// plain HTTP, any other over HTTPS from the cluster CA. Default: no
@@ -119,7 +123,7 @@ func build(opts Options, st *store.Bolt) (*ControlPlane, error) {
 	}
 	log.Info("admin client config written", "path", srv.AdminConfigPath())
 	cp := &ControlPlane{opts: opts, log: log, store: st, server: srv, runners: []func(context.Context) error{st.Start, srv.Start}}
-	syncStart, err := AttachGitSync(srv, opts.DataDir, opts.Repos, log)
+	syncStart, err := AttachGitSync(srv, opts.DataDir, opts.Repos, opts.Eval, log)
 	if err != nil {
 		return nil, err
 	}

@@ -12,13 +12,14 @@ import (
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
 // AttachGitSync wires the syncer and its applier into srv: the webhook
 // endpoint and POST /sync/{repo}. It returns the syncer's Start, or nil
 // when no repository is tracked. New calls it; so do tests that bring
 // their own API server.
-func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, log *slog.Logger) (func(context.Context) error, error) {
+func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
 	if len(repos) == 0 {
 		return nil, nil
 	}
@@ -30,7 +31,7 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	for _, r := range repos {
 		urls[r.Name] = gitsync.RedactURL(r.URL)
 	}
-	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Logger: log.With("component", "applier")})
+	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Eval: eval, DataDir: filepath.Join(dataDir, "gitsync", "eval"), Logger: log.With("component", "applier")})
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +46,10 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	for _, r := range repos {
 		log.Info("tracking repository", "name", r.Name, "url", gitsync.RedactURL(r.URL), "ref", r.Ref(), "path", r.Path)
 	}
-	return syncer.Start, nil
+	return func(ctx context.Context) error {
+		defer ap.Close() // stops the evaluation processes
+		return syncer.Start(ctx)
+	}, nil
 }
 
 // serveSync triggers a sync of one repository or of "all"; with

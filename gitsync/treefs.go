@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -37,10 +38,30 @@ type TreeFS struct {
 // treeStore serialises object reads (go-git storages are not safe for
 // concurrent use) and reopens the storage once when a read fails, since
 // compaction of the cache clone may have replaced the packs it had open.
+// It keeps the trees it decoded: a tree is found by its hash, so a copy
+// never goes stale, and decoding a directory of 10,000 entries once per
+// file read made reading that directory quadratic (54-67 s).
 type treeStore struct {
 	mu     sync.Mutex
 	s      storer.EncodedObjectStorer
 	reopen func() storer.EncodedObjectStorer
+	trees  map[plumbing.Hash]*object.Tree
+}
+
+// tree returns the decoded tree h; call it inside do.
+func (ts *treeStore) tree(s storer.EncodedObjectStorer, h plumbing.Hash) (*object.Tree, error) {
+	if t, ok := ts.trees[h]; ok {
+		return t, nil
+	}
+	t, err := object.GetTree(s, h)
+	if err != nil {
+		return nil, err
+	}
+	if ts.trees == nil {
+		ts.trees = map[plumbing.Hash]*object.Tree{}
+	}
+	ts.trees[h] = t
+	return t, nil
 }
 
 func (ts *treeStore) do(f func(s storer.EncodedObjectStorer) error) error {
@@ -94,13 +115,27 @@ func (t TreeFS) lookup(op, name string) (entry, error) {
 	}
 	var e entry
 	err := t.st.do(func(s storer.EncodedObjectStorer) error {
-		tree, err := object.GetTree(s, t.root)
+		// Walk the path a directory at a time through the decoded trees
+		// (go-git's FindEntry decodes the directories again each time).
+		tree, err := t.st.tree(s, t.root)
 		if err != nil {
 			return err
 		}
-		te, err := tree.FindEntry(name)
-		if err != nil {
-			return err
+		parts := strings.Split(name, "/")
+		var te *object.TreeEntry
+		for i, part := range parts {
+			if te, err = tree.FindEntry(part); err != nil {
+				return err
+			}
+			if i == len(parts)-1 {
+				break
+			}
+			if te.Mode != filemode.Dir {
+				return object.ErrDirectoryNotFound
+			}
+			if tree, err = t.st.tree(s, te.Hash); err != nil {
+				return err
+			}
 		}
 		if te.Mode == filemode.Submodule {
 			return object.ErrEntryNotFound
@@ -244,7 +279,7 @@ func (t TreeFS) ReadDir(name string) ([]fs.DirEntry, error) {
 	}
 	var entries []entry
 	err = t.st.do(func(s storer.EncodedObjectStorer) error {
-		tree, err := object.GetTree(s, e.hash)
+		tree, err := t.st.tree(s, e.hash)
 		if err != nil {
 			return err
 		}

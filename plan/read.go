@@ -14,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/schema"
+	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
 // Loader loads a tree of descriptors: schema.Load, or a bounded
@@ -29,7 +30,8 @@ type ReadOptions struct {
 	// Path is the descriptor directory inside the repository ("" or "."
 	// for its root).
 	Path string
-	// Load loads each revision's tree. Default schema.Load.
+	// Load loads each revision's tree: a sandbox.Evaluator's Load bounds
+	// the evaluation. Default schema.Load, unbounded.
 	Load Loader
 }
 
@@ -102,10 +104,25 @@ func readRevision(ctx context.Context, o ReadOptions, ref, dir string) (Revision
 	}
 	res, err := o.Load(ctx, fsys, schema.LoadOptions{Repo: o.Repo, Commit: rev.Commit, PathPrefix: dir})
 	if err != nil {
+		if ctx.Err() != nil || !refusesTree(err) {
+			return rev, fmt.Errorf("plan: load descriptors at %s: %w", ref, err)
+		}
 		return rev, &treeError{ref: ref, err: err}
 	}
 	rev.Result = res
 	return rev, nil
+}
+
+// refusesTree tells a tree that sync would refuse whole (over a limit of
+// the loader, too many descriptors over the evaluation bounds) from a
+// failure to evaluate it at all.
+func refusesTree(err error) bool {
+	for _, e := range []error{schema.ErrTooManyFiles, schema.ErrTooLarge, schema.ErrRead, sandbox.ErrTooManyRefusals} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // treeError is a tree that cannot be loaded at all (over a limit of the

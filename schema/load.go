@@ -78,6 +78,11 @@ func (l *Loader) Load(fsys fs.FS, opts LoadOptions) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema: load descriptors: %w", err)
 	}
+	return l.load(raw, opts), nil
+}
+
+// load evaluates files read by walk, with opts' defaults filled in.
+func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
@@ -90,7 +95,13 @@ func (l *Loader) Load(fsys fs.FS, opts LoadOptions) (*Result, error) {
 		prev := l.files[f.path]
 		u := prev
 		if u == nil || f.err != nil || u.hash != f.hash {
-			u = parseUnit(l.ctx, f, prev)
+			if msg, ok := opts.Refused[f.hash]; ok && f.err == nil {
+				u = &unit{path: f.path, hash: f.hash, apps: map[string]cue.Value{}, appPos: map[string]token.Pos{},
+					errs: []api.SourceError{{File: f.path, Message: msg}}, owners: attribute(f.data, prev)}
+			} else {
+				opts.step(Step{File: f.path, Key: f.hash})
+				u = parseUnit(l.ctx, f, prev)
+			}
 		}
 		units = append(units, u)
 		files[f.path] = u
@@ -119,20 +130,47 @@ func (l *Loader) Load(fsys fs.FS, opts LoadOptions) (*Result, error) {
 		us := byApp[name]
 		key := appKey(name, us)
 		c := l.apps[name]
-		if c == nil || c.key != key {
-			c = l.evalApp(name, us)
+		evaluated := c == nil || c.key != key
+		if evaluated {
+			if msg, ok := opts.Refused[key]; ok {
+				c = refusedApp(name, us, msg)
+			} else {
+				opts.step(Step{File: us[0].path, App: name, Key: key})
+				c = l.evalApp(name, us)
+			}
 			c.key = key
 			res.Evaluated = append(res.Evaluated, name)
 		}
 		apps[name] = c
-		res.Apps = append(res.Apps, c.stamp(name, opts))
+		ar := c.stamp(name, opts)
+		res.Apps = append(res.Apps, ar)
+		if evaluated && opts.Evaluated != nil {
+			opts.Evaluated(ar)
+		}
 	}
 	l.apps = apps
 	for i := range res.Errors {
 		res.Errors[i].File = opts.display(res.Errors[i].File)
 	}
 	sortErrors(res.Errors)
-	return res, nil
+	return res
+}
+
+// refusedApp is the result of an app whose evaluation was refused
+// (LoadOptions.Refused): the message at the app's first declaration.
+func refusedApp(name string, us []*unit, msg string) *appCache {
+	c := &appCache{}
+	for _, u := range us {
+		c.files = append(c.files, u.path)
+		if p, ok := u.appPos[name]; ok && c.source.Path == "" {
+			c.source = api.Source{Path: u.path, Line: p.Line()}
+		}
+	}
+	if c.source.Path == "" {
+		c.source.Path = us[0].path
+	}
+	c.errs = []api.SourceError{{File: c.source.Path, Line: c.source.Line, Path: "apps." + name, Message: msg}}
+	return c
 }
 
 // appKey identifies the inputs of an app's evaluation.

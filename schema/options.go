@@ -32,6 +32,24 @@ type LoadOptions struct {
 	// MaxTotalBytes stops the load when the descriptor files together are
 	// larger (default 256 MiB).
 	MaxTotalBytes int64
+	// Step, when set, is called before each file is parsed and each app
+	// is evaluated, so that a supervisor can tell which input a runaway
+	// evaluation belongs to (the evaluation sandbox).
+	Step func(Step) `json:"-"`
+	// Evaluated, when set, is called with each app's result as soon as it
+	// is evaluated (not for apps reused from the previous load), so a
+	// caller can write it while the others are evaluated.
+	Evaluated func(AppResult) `json:"-"`
+	// Refused maps Step keys to a message: those files and apps are not
+	// parsed or evaluated but fail with the message (inputs that exceeded
+	// the evaluation bounds before).
+	Refused map[[32]byte]string `json:"-"`
+}
+
+func (o LoadOptions) step(s Step) {
+	if o.Step != nil {
+		o.Step(s)
+	}
 }
 
 func (o LoadOptions) withDefaults() (LoadOptions, error) {

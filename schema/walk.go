@@ -23,6 +23,7 @@ type rawFile struct {
 	data []byte
 	hash [32]byte
 	err  *api.SourceError // set when the file was refused
+	link bool             // the path is a symbolic link
 }
 
 // isDescriptor reports whether a file name has a descriptor extension.
@@ -96,6 +97,12 @@ func refused(p, format string, args ...any) rawFile {
 // readOne reads one descriptor file, refusing symbolic links that leave
 // the tree, files over the size limit and binary files.
 func readOne(fsys fs.FS, p string, d fs.DirEntry, opts LoadOptions) rawFile {
+	f := readTarget(fsys, p, d, opts)
+	f.link = d.Type()&fs.ModeSymlink != 0
+	return f
+}
+
+func readTarget(fsys fs.FS, p string, d fs.DirEntry, opts LoadOptions) rawFile {
 	target := p
 	if d.Type()&fs.ModeSymlink != 0 {
 		t, err := resolveLink(fsys, p)

@@ -91,6 +91,13 @@ func IsAlreadyExists(err error) bool {
 // IsGone reports a 410: the revision was compacted; relist.
 func IsGone(err error) bool { return hasCode(err, http.StatusGone) }
 
+// IsFutureRevision reports a watch refused because its revision is ahead
+// of the server's store (one restored or wiped since): relist.
+func IsFutureRevision(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Reason == "FutureRevision"
+}
+
 // IsForbidden reports a 403.
 func IsForbidden(err error) bool { return hasCode(err, http.StatusForbidden) }
 
@@ -300,12 +307,18 @@ func (c *Client) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]a
 
 // TxnOp is one step of a transaction.
 type TxnOp struct {
-	Op              string     `json:"op"` // create, update, delete, bind
+	Op              string     `json:"op"` // create, update, status, delete, bind
 	Object          api.Object `json:"object,omitempty"`
 	Key             string     `json:"key,omitempty"`
 	ResourceVersion int64      `json:"resourceVersion,omitempty"`
 	NodeName        string     `json:"nodeName,omitempty"` // bind
 }
+
+// StatusOp is the transaction step that writes obj's status over the
+// stored object, leaving its spec and metadata alone; it fails with a
+// conflict when obj carries a resourceVersion that is no longer the
+// stored one (0: whatever is stored).
+func StatusOp(obj api.Object) TxnOp { return TxnOp{Op: "status", Object: obj} }
 
 // BindOp is the transaction step that binds pod k, still at
 // resourceVersion rv, to node: the server sets spec.nodeName and the

@@ -108,8 +108,9 @@ func (i *Informer) Revision() int64 {
 }
 
 // Start lists and watches until ctx ends. After a disconnect it resumes
-// from the last revision seen; when that is compacted it lists again and
-// reports the difference to the handlers.
+// from the last revision seen; when that is compacted, or ahead of the
+// server's store, it lists again and reports the difference to the
+// handlers.
 //
 // An informer shared by several components is started by each of them:
 // the first call runs it, later calls just wait for their context.
@@ -138,6 +139,9 @@ func (i *Informer) Start(ctx context.Context) error {
 		case ctx.Err() != nil:
 		case IsGone(err):
 			i.log.Info("watch revision compacted; relisting", "kind", i.kind, "rev", i.Revision())
+			needList = true
+		case IsFutureRevision(err):
+			i.log.Warn("watch revision ahead of the server's store (restored or wiped?); relisting", "kind", i.kind, "rev", i.Revision())
 			needList = true
 		default:
 			// A watch that delivered anything worked: the server ended it

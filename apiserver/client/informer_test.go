@@ -3,6 +3,8 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -234,4 +236,39 @@ func TestSharedInformers(t *testing.T) {
 	cancel()
 	<-done
 	<-done
+}
+
+// TestInformerRelistsWhenStoreIsBehind: after the server comes back with a
+// store behind the informer's revision (wiped, or restored from a backup),
+// the watch is refused and the informer lists again; it used to resume
+// forever, or take events of the new store as if they were newer.
+func TestInformerRelistsWhenStoreIsBehind(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	for i := 0; i < 5; i++ {
+		if _, err := c.Client.Create(ctx, pod(fmt.Sprintf("old%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inf := client.NewInformer(c.Client, api.KindPod, client.ListOptions{}, nil)
+	go func() { _ = inf.Start(ctx) }()
+	if err := inf.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addr := c.Server.Addr()
+	c.Stop()
+	if err := os.Remove(filepath.Join(c.DataDir, "capstan.db")); err != nil {
+		t.Fatal(err)
+	}
+	c2 := apiservertest.Start(t, apiservertest.Options{DataDir: c.DataDir, Listen: addr})
+	for i := 0; i < 2; i++ {
+		if _, err := c2.Client.Create(ctx, pod(fmt.Sprintf("new%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the informer's cache to hold the new store's pods", func() bool {
+		cached := inf.List()
+		return len(cached) == 2 && cached[0].Meta().Name == "new0" && cached[1].Meta().Name == "new1"
+	})
 }

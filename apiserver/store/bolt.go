@@ -1,16 +1,10 @@
 package store
 
 import (
-	"bytes"
-	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -30,8 +24,18 @@ type Options struct {
 	// WatchBuffer is how many events a watcher may fall behind before it is
 	// closed with ErrWatcherTooSlow (default 1,024).
 	WatchBuffer int
+	// WatchBufferBytes is how many bytes of objects a watcher may fall
+	// behind by before it is closed with ErrWatcherTooSlow; a single event
+	// is always let through (default 16 MiB: five objects at the API's
+	// 3 MiB body limit). Catching up reads the log in batches of this size.
+	WatchBufferBytes int
 	// MaxBatch bounds how many writes share one transaction (default 1,000).
 	MaxBatch int
+	// CompactBatch bounds how many change-log events one compaction step
+	// deletes; each step shares a group commit with the writes waiting
+	// then, so this bounds how long compaction holds writers (default
+	// 1,000).
+	CompactBatch int
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 	// Logger receives store diagnostics (default: discard).
@@ -51,8 +55,14 @@ func (o *Options) setDefaults() error {
 	if o.WatchBuffer == 0 {
 		o.WatchBuffer = 1024
 	}
+	if o.WatchBufferBytes == 0 {
+		o.WatchBufferBytes = 16 << 20
+	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 1000
+	}
+	if o.CompactBatch == 0 {
+		o.CompactBatch = 1000
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -60,7 +70,7 @@ func (o *Options) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.MaxBatch < 0 {
+	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.WatchBufferBytes < 0 || o.MaxBatch < 0 || o.CompactBatch < 0 {
 		return errors.New("store options: limits must not be negative")
 	}
 	return nil
@@ -81,15 +91,33 @@ type Bolt struct {
 	stopCommitter chan struct{}
 	committerDone chan struct{}
 
-	db    *bolt.DB
-	opts  Options
-	rev   atomic.Int64 // last committed revision
-	hub   *hub
-	hooks Hooks
+	db      *bolt.DB
+	opts    Options
+	rev     atomic.Int64 // last committed revision
+	hub     *hub
+	records *recordCache // change-log events readers hold, shared
+	hooks   Hooks
+	nodes   NodeIndex // from hooks
+
+	// compactHook, when set by a test, sees how many events each
+	// compaction batch deleted.
+	compactHook func(deleted int)
 }
 
-// SetHooks installs h; call it before the first write.
-func (s *Bolt) SetHooks(h Hooks) { s.hooks = h }
+// SetHooks installs h, and its NodeIndex when it has one; call it before
+// the first write.
+func (s *Bolt) SetHooks(h Hooks) {
+	s.hooks = h
+	s.nodes, _ = h.(NodeIndex)
+}
+
+// nodeOf returns the node obj is bound to, "" without a NodeIndex.
+func (s *Bolt) nodeOf(obj api.Object) string {
+	if s.nodes == nil {
+		return ""
+	}
+	return s.nodes.NodeOf(obj)
+}
 
 // allocations is the Allocations view of a write transaction.
 type allocations struct{ b *bolt.Bucket }
@@ -114,7 +142,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another capstan server using this data directory?)", path, err)
 	}
-	s := &Bolt{db: db, opts: opts}
+	s := &Bolt{db: db, opts: opts, records: newRecordCache()}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketLog, bucketAllo} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -159,61 +187,6 @@ func (s *Bolt) Path() string { return s.db.Path() }
 // Revision returns the last committed revision.
 func (s *Bolt) Revision() int64 { return s.rev.Load() }
 
-// Start compacts the change log every CompactInterval until ctx ends.
-func (s *Bolt) Start(ctx context.Context) error {
-	t := time.NewTicker(s.opts.CompactInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if n, err := s.Compact(); err != nil {
-				s.opts.Logger.Error("compact change log", "err", err)
-			} else if n > 0 {
-				s.opts.Logger.Debug("compacted change log", "events", n)
-			}
-		}
-	}
-}
-
-// Compact drops change-log events beyond MaxEvents or older than
-// MaxEventAge and returns how many it dropped.
-func (s *Bolt) Compact() (int, error) {
-	cutoff := s.opts.Now().Add(-s.opts.MaxEventAge).UnixNano()
-	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		n = 0
-		meta, lg := tx.Bucket(bucketMeta), tx.Bucket(bucketLog)
-		rev := readInt(meta, keyRev)
-		last := readInt(meta, keyCompact)
-		c := lg.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.First() {
-			r := int64(binary.BigEndian.Uint64(k))
-			if r > rev-s.opts.MaxEvents && logTime(v) >= cutoff {
-				break
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			last, n = r, n+1
-		}
-		return writeInt(meta, keyCompact, last)
-	})
-	return n, err
-}
-
-// CompactedRevision returns the newest revision dropped from the log:
-// watches must start at or after it.
-func (s *Bolt) CompactedRevision() int64 {
-	var r int64
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		r = readInt(tx.Bucket(bucketMeta), keyCompact)
-		return nil
-	})
-	return r
-}
-
 // Check runs bbolt's consistency check and returns the first problem.
 func (s *Bolt) Check() error {
 	return s.db.View(func(tx *bolt.Tx) error {
@@ -245,399 +218,3 @@ func revKey(rev int64) []byte {
 }
 
 func objectKey(k api.Key) []byte { return []byte(k.ObjectKey()) }
-
-// ---- reads ----
-
-// Get returns the object with key k.
-func (s *Bolt) Get(_ context.Context, k api.Key) (api.Object, error) {
-	var obj api.Object
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(k.Kind))
-		if b == nil {
-			return fmt.Errorf("%w: %q", api.ErrUnknownKind, k.Kind)
-		}
-		v := b.Get(objectKey(k))
-		if v == nil {
-			return fmt.Errorf("%s: %w", k, ErrNotFound)
-		}
-		var err error
-		obj, err = api.Decode(k.Kind, v)
-		return err
-	})
-	return obj, err
-}
-
-// List returns the matching objects of kind and the revision read at.
-func (s *Bolt) List(_ context.Context, kind api.Kind, opts ListOptions) ([]api.Object, int64, error) {
-	var out []api.Object
-	var rev int64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(kind))
-		if b == nil {
-			return fmt.Errorf("%w: %q", api.ErrUnknownKind, kind)
-		}
-		rev = readInt(tx.Bucket(bucketMeta), keyRev)
-		c := b.Cursor()
-		var prefix []byte
-		if opts.App != "" && !kind.ClusterScoped() {
-			prefix = []byte(opts.App + "/")
-		}
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			obj, err := api.Decode(kind, v)
-			if err != nil {
-				return fmt.Errorf("decode %s/%s: %w", kind, k, err)
-			}
-			if matches(obj, opts) {
-				out = append(out, obj)
-			}
-		}
-		return nil
-	})
-	return out, rev, err
-}
-
-func matches(obj api.Object, opts ListOptions) bool {
-	m := obj.Meta()
-	for k, v := range opts.Labels {
-		if got, ok := m.Labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	if opts.Node != "" {
-		p, ok := obj.(*api.Pod)
-		if !ok || p.Spec.NodeName != opts.Node {
-			return false
-		}
-	}
-	return true
-}
-
-// ---- writes ----
-
-// txWriter applies writes inside one bbolt transaction.
-type txWriter struct {
-	s      *Bolt
-	tx     *bolt.Tx
-	rev    int64
-	now    time.Time
-	nowNs  int64
-	meta   *bolt.Bucket
-	logB   *bolt.Bucket
-	events int
-}
-
-// write runs fn in the next group commit (see commit.go). fn may run more
-// than once (a transaction is re-run without a write that failed in it), so
-// it must derive everything from the transaction.
-func (s *Bolt) write(ctx context.Context, fn func(w *txWriter) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	r := &writeReq{fn: fn, done: make(chan error, 1)}
-	select {
-	case s.writes <- r:
-	case <-s.stopCommitter:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the write may commit: wait for the outcome.
-	return <-r.done
-}
-
-func (w *txWriter) bucket(k api.Kind) (*bolt.Bucket, error) {
-	b := w.tx.Bucket([]byte(k))
-	if b == nil {
-		return nil, fmt.Errorf("%w: %q", api.ErrUnknownKind, k)
-	}
-	return b, nil
-}
-
-// put stores obj at the next revision and logs the event.
-func (w *txWriter) put(b *bolt.Bucket, k api.Key, obj api.Object, typ EventType) ([]byte, error) {
-	w.rev++
-	obj.Meta().ResourceVersion = w.rev
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", k, err)
-	}
-	if err := b.Put(objectKey(k), data); err != nil {
-		return nil, fmt.Errorf("write %s: %w", k, err)
-	}
-	return data, w.log(typ, k, nodeOf(obj), data)
-}
-
-func (w *txWriter) log(typ EventType, k api.Key, node string, data []byte) error {
-	w.events++
-	return w.logB.Put(revKey(w.rev), encodeLog(typ, w.nowNs, k, node, data))
-}
-
-func nodeOf(obj api.Object) string {
-	if p, ok := obj.(*api.Pod); ok {
-		return p.Spec.NodeName
-	}
-	return ""
-}
-
-func (w *txWriter) create(obj api.Object) (api.Object, error) {
-	k := api.KeyOf(obj)
-	b, err := w.bucket(k.Kind)
-	if err != nil {
-		return nil, err
-	}
-	if b.Get(objectKey(k)) != nil {
-		return nil, fmt.Errorf("%s: %w", k, ErrExists)
-	}
-	m := obj.Meta()
-	if m.UID == "" {
-		m.UID = newUID()
-	}
-	if m.CreatedAt.IsZero() {
-		m.CreatedAt = w.now.UTC().Truncate(time.Millisecond)
-	}
-	m.Generation = 1
-	if h := w.s.hooks; h != nil {
-		if err := h.BeforeCreate(allocations{w.tx.Bucket(bucketAllo)}, obj); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := w.put(b, k, obj, Added); err != nil {
-		return nil, err
-	}
-	return obj, nil
-}
-
-func (w *txWriter) update(obj api.Object) (api.Object, error) {
-	k := api.KeyOf(obj)
-	b, err := w.bucket(k.Kind)
-	if err != nil {
-		return nil, err
-	}
-	old := b.Get(objectKey(k))
-	if old == nil {
-		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
-	}
-	var prev struct {
-		Metadata api.ObjectMeta  `json:"metadata"`
-		Spec     json.RawMessage `json:"spec"`
-	}
-	if err := json.Unmarshal(old, &prev); err != nil {
-		return nil, fmt.Errorf("decode stored %s: %w", k, err)
-	}
-	m := obj.Meta()
-	if m.ResourceVersion != 0 && m.ResourceVersion != prev.Metadata.ResourceVersion {
-		return nil, fmt.Errorf("%s at resourceVersion %d, now %d: %w", k, m.ResourceVersion, prev.Metadata.ResourceVersion, ErrConflict)
-	}
-	m.UID, m.CreatedAt, m.Generation = prev.Metadata.UID, prev.Metadata.CreatedAt, prev.Metadata.Generation
-	return w.replace(b, k, old, prev.Spec, obj)
-}
-
-// replace writes obj over the stored version old: the update hooks, a new
-// generation when the spec differs from oldSpec, the put and its event.
-func (w *txWriter) replace(b *bolt.Bucket, k api.Key, old []byte, oldSpec json.RawMessage, obj api.Object) (api.Object, error) {
-	if h := w.updateHooks(k.Kind); h != nil {
-		oldObj, err := api.Decode(k.Kind, old)
-		if err != nil {
-			return nil, fmt.Errorf("decode stored %s: %w", k, err)
-		}
-		if err := h.BeforeUpdate(allocations{w.tx.Bucket(bucketAllo)}, oldObj, obj); err != nil {
-			return nil, err
-		}
-	}
-	spec, err := specJSON(obj)
-	if err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(spec, oldSpec) {
-		obj.Meta().Generation++
-	}
-	if _, err := w.put(b, k, obj, Modified); err != nil {
-		return nil, err
-	}
-	return obj, nil
-}
-
-// specJSON returns the JSON of obj's spec, as it is stored: the Spec
-// field marshalled alone when the object has one (the bytes are the same
-// as inside the whole object, without encoding the rest), else taken out
-// of the whole object's JSON.
-func specJSON(obj api.Object) (json.RawMessage, error) {
-	if v := reflect.ValueOf(obj); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
-		if f := v.Elem().FieldByName("Spec"); f.IsValid() && f.CanAddr() {
-			return json.Marshal(f.Addr().Interface())
-		}
-	}
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	var v struct {
-		Spec json.RawMessage `json:"spec"`
-	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	return v.Spec, nil
-}
-
-// updateHooks returns the hooks when their BeforeUpdate acts on kind k.
-func (w *txWriter) updateHooks(k api.Kind) Hooks {
-	h := w.s.hooks
-	if f, ok := h.(UpdateHookKinds); ok && !f.UpdateHookKind(k) {
-		return nil
-	}
-	return h
-}
-
-// modify is a read-modify-write of the stored object k inside the
-// transaction: a compare-and-swap on rv (when not zero), then fn, then the
-// write an update makes.
-func (w *txWriter) modify(k api.Key, rv int64, fn func(api.Object) error) (api.Object, error) {
-	if fn == nil {
-		return nil, fmt.Errorf("%s: modify without a function", k)
-	}
-	b, err := w.bucket(k.Kind)
-	if err != nil {
-		return nil, err
-	}
-	old := b.Get(objectKey(k))
-	if old == nil {
-		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
-	}
-	obj, err := api.Decode(k.Kind, old)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored %s: %w", k, err)
-	}
-	m := obj.Meta()
-	if rv != 0 && rv != m.ResourceVersion {
-		return nil, fmt.Errorf("%s at resourceVersion %d, now %d: %w", k, rv, m.ResourceVersion, ErrConflict)
-	}
-	uid, created, gen, cur := m.UID, m.CreatedAt, m.Generation, m.ResourceVersion
-	before, err := specJSON(obj)
-	if err != nil {
-		return nil, err
-	}
-	if err := fn(obj); err != nil {
-		return nil, err
-	}
-	m = obj.Meta()
-	if api.KeyOf(obj) != k {
-		return nil, fmt.Errorf("%s: modify may not change the key to %s", k, api.KeyOf(obj))
-	}
-	m.UID, m.CreatedAt, m.Generation, m.ResourceVersion = uid, created, gen, cur
-	return w.replace(b, k, old, before, obj)
-}
-
-func (w *txWriter) delete(k api.Key, rv int64) (api.Object, error) {
-	b, err := w.bucket(k.Kind)
-	if err != nil {
-		return nil, err
-	}
-	old := b.Get(objectKey(k))
-	if old == nil {
-		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
-	}
-	obj, err := api.Decode(k.Kind, old)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored %s: %w", k, err)
-	}
-	if rv != 0 && rv != obj.Meta().ResourceVersion {
-		return nil, fmt.Errorf("%s at resourceVersion %d, now %d: %w", k, rv, obj.Meta().ResourceVersion, ErrConflict)
-	}
-	if err := b.Delete(objectKey(k)); err != nil {
-		return nil, err
-	}
-	if h := w.s.hooks; h != nil {
-		if err := h.AfterDelete(allocations{w.tx.Bucket(bucketAllo)}, obj); err != nil {
-			return nil, err
-		}
-	}
-	w.rev++
-	// The deleted event carries the last state at the delete's revision.
-	obj.Meta().ResourceVersion = w.rev
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	return obj, w.log(Deleted, k, nodeOf(obj), data)
-}
-
-// Create stores a new object.
-func (s *Bolt) Create(ctx context.Context, obj api.Object) (api.Object, error) {
-	var out api.Object
-	err := s.write(ctx, func(w *txWriter) error {
-		var err error
-		out, err = w.create(obj)
-		return err
-	})
-	return out, err
-}
-
-// Update replaces an object, with compare-and-swap when its
-// ResourceVersion is set.
-func (s *Bolt) Update(ctx context.Context, obj api.Object) (api.Object, error) {
-	var out api.Object
-	err := s.write(ctx, func(w *txWriter) error {
-		var err error
-		out, err = w.update(obj)
-		return err
-	})
-	return out, err
-}
-
-// Delete removes an object, with compare-and-swap when rv is not zero.
-func (s *Bolt) Delete(ctx context.Context, k api.Key, rv int64) (api.Object, error) {
-	var out api.Object
-	err := s.write(ctx, func(w *txWriter) error {
-		var err error
-		out, err = w.delete(k, rv)
-		return err
-	})
-	return out, err
-}
-
-// TxnError says which step of a transaction failed.
-type TxnError struct {
-	Index int
-	Err   error
-}
-
-func (e *TxnError) Error() string { return fmt.Sprintf("transaction step %d: %v", e.Index, e.Err) }
-func (e *TxnError) Unwrap() error { return e.Err }
-
-// Txn applies every op or none.
-func (s *Bolt) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
-	var out []api.Object
-	err := s.write(ctx, func(w *txWriter) error {
-		out = make([]api.Object, len(ops))
-		for i, op := range ops {
-			var err error
-			switch op.Type {
-			case OpCreate:
-				out[i], err = w.create(op.Object)
-			case OpUpdate:
-				out[i], err = w.update(op.Object)
-			case OpDelete:
-				out[i], err = w.delete(op.Key, op.ResourceVersion)
-			case OpModify:
-				out[i], err = w.modify(op.Key, op.ResourceVersion, op.Modify)
-			default:
-				err = fmt.Errorf("unknown operation %d", op.Type)
-			}
-			if err != nil {
-				return &TxnError{Index: i, Err: err}
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-func newUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}

@@ -14,6 +14,16 @@
 // that failed in it. Bytes read from bbolt are copied before the
 // transaction ends. A single hub goroutine
 // tails the change log after each commit and fans events out to watchers in
-// revision order; a watcher whose buffer is full is closed with
-// ErrWatcherTooSlow instead of stalling the others.
+// revision order; a watcher whose queue is over WatchBuffer events or
+// WatchBufferBytes bytes is closed with ErrWatcherTooSlow instead of
+// stalling the others. Each watcher has a feeder goroutine that catches up
+// from the log in bounded batches and then feeds C from its queue. Events
+// are immutable and shared: the record cache (changelog.go) gives every
+// reader of a revision the same copy while any reader holds it.
+//
+// Files: bolt.go opens the file and holds the options; read.go and
+// write.go are the reads and the write steps (every compare-and-swap goes
+// through checkRV); commit.go the group commit; compact.go the log's
+// compaction; changelog.go the log's records and the shared record cache;
+// watch.go the watchers and the hub.
 package store

@@ -14,6 +14,12 @@ var (
 	// ErrCompacted: a watch asked for a revision the change log no longer
 	// holds; list again and watch from the list's revision.
 	ErrCompacted = errors.New("revision compacted: relist and watch from the list's revision")
+	// ErrFutureRevision: a watch asked for a revision the store has not
+	// reached; it would otherwise deliver older events as if they were
+	// newer. Typically the client's revision came from another store (one
+	// restored from a backup or wiped): list again and watch from the
+	// list's revision.
+	ErrFutureRevision = errors.New("revision is ahead of the store's current revision: list again and watch from the list's revision")
 	// ErrWatcherTooSlow: the watcher fell behind by more than its buffer and
 	// was closed; resume from its last revision or relist.
 	ErrWatcherTooSlow = errors.New("watcher too slow: it fell behind and was closed; resume from the last revision seen")

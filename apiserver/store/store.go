@@ -62,6 +62,15 @@ type UpdateHookKinds interface {
 	UpdateHookKind(k api.Kind) bool
 }
 
+// NodeIndex may be implemented by Hooks to say which node an object is
+// bound to ("" for none): the store records it with each event and
+// filters lists and watches by it (ListOptions.Node, WatchOptions.Node),
+// without knowing what binds an object to a node. Without it no object is
+// on a node.
+type NodeIndex interface {
+	NodeOf(obj api.Object) string
+}
+
 // Allocations is a key-value view inside the write's transaction.
 type Allocations interface {
 	Get(key string) (string, bool)
@@ -75,7 +84,7 @@ type ListOptions struct {
 	App string
 	// Labels keeps objects having every one of these labels.
 	Labels map[string]string
-	// Node keeps pods bound to this node.
+	// Node keeps objects bound to this node (see NodeIndex).
 	Node string
 }
 
@@ -85,8 +94,8 @@ type WatchOptions struct {
 	Kind api.Kind
 	// App limits events to one app.
 	App string
-	// Node limits pod events to pods bound to this node (before or after
-	// the change).
+	// Node limits events to objects bound to this node (see NodeIndex),
+	// before or after the change.
 	Node string
 	// Since is the revision after which events are delivered.
 	Since int64
@@ -140,7 +149,7 @@ type Event struct {
 	Type   EventType
 	Rev    int64
 	Key    api.Key
-	Node   string // pods: the node the pod is bound to
+	Node   string // the node the object is bound to (NodeIndex)
 	Labels map[string]string
 	Object []byte
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"path"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/spf13/cobra"
 )
 
@@ -20,6 +22,23 @@ type gitFlags struct {
 	config     string
 	interval   time.Duration
 	hookSecret string
+	eval       evalFlags
+}
+
+// evalFlags bound descriptor evaluation (schema/sandbox) in the server,
+// validate and plan.
+type evalFlags struct {
+	timeout time.Duration
+	memMiB  int64
+}
+
+func (f *evalFlags) register(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&f.timeout, "eval-timeout", sandbox.DefaultTimeout, "longest evaluation of one descriptor file or app (wall clock and CPU); a descriptor over it is refused")
+	cmd.Flags().Int64Var(&f.memMiB, "eval-memory", sandbox.DefaultMemory>>20, "memory in MiB the descriptor evaluation process may use; a descriptor over it is refused")
+}
+
+func (f evalFlags) options(log *slog.Logger) sandbox.Options {
+	return sandbox.Options{Timeout: f.timeout, Memory: f.memMiB << 20, Logger: log}
 }
 
 func (f *gitFlags) register(cmd *cobra.Command) {
@@ -29,6 +48,7 @@ func (f *gitFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.config, "repo-config", "", "YAML file listing repositories with their own branch, path, auth, signature keys and webhook secret")
 	cmd.Flags().DurationVar(&f.interval, "poll-interval", 15*time.Second, "how often to poll remote repositories (jittered)")
 	cmd.Flags().StringVar(&f.hookSecret, "webhook-secret", "", "secret for webhooks of the --repo repositories (POST /hooks/git/NAME)")
+	f.eval.register(cmd)
 }
 
 // repoName makes a DNS label from a repository URL: its last path element.

@@ -10,10 +10,13 @@ import (
 	"syscall"
 
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/spf13/cobra"
 )
 
 func main() {
+	// The descriptor evaluation sandbox starts this binary as its child.
+	sandbox.Main()
 	// The containerd shim starts this binary as the containers' log driver
 	// (see agent/runtime); it must not go through flag parsing.
 	if len(os.Args) == 3 && os.Args[1] == runtime.LogDriverCommand {

@@ -11,6 +11,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/plan"
+	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
 // planExitError is the exit status of `capstan plan` when it could not
@@ -23,6 +24,7 @@ const planLiveTimeout = 10 * time.Second
 
 type planFlags struct {
 	repo, base, head, path, format string
+	eval                           evalFlags
 }
 
 func newPlanCmd() *cobra.Command {
@@ -52,6 +54,7 @@ an app), 2 when no plan could be made.`,
 	cmd.Flags().StringVar(&f.head, "head", "HEAD", "revision holding the change")
 	cmd.Flags().StringVar(&f.path, "path", "", "descriptor directory inside the repository (as given to 'capstan server --path')")
 	cmd.Flags().StringVar(&f.format, "format", "text", "output: text or markdown")
+	f.eval.register(cmd)
 	return cmd
 }
 
@@ -60,7 +63,14 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 	if err != nil {
 		return &exitError{code: planExitError, err: err}
 	}
-	in, err := plan.Read(cmd.Context(), plan.ReadOptions{Repo: f.repo, Base: f.base, Head: f.head, Path: f.path})
+	// Both revisions are evaluated in one bounded child process, which
+	// SIGTERM (the command's context) stops at once.
+	ev, err := sandbox.New(f.eval.options(nil))
+	if err != nil {
+		return &exitError{code: planExitError, err: err}
+	}
+	defer ev.Close()
+	in, err := plan.Read(cmd.Context(), plan.ReadOptions{Repo: f.repo, Base: f.base, Head: f.head, Path: f.path, Load: ev.Load})
 	if err != nil {
 		return &exitError{code: planExitError, err: err}
 	}

@@ -49,6 +49,7 @@ func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
 		DataDir:       f.dataDir,
 		API:           apiserver.Options{Listen: f.listen, SANs: f.sans, Network: f.network},
 		Repos:         repos,
+		Eval:          f.git.eval.options(log.With("component", "sandbox")),
 		RegistryAddrs: f.registryAddrs,
 		Nodes:         f.nodes,
 		Logger:        log,

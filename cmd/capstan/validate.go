@@ -6,11 +6,15 @@ import (
 	"os"
 
 	"github.com/capstanhq/capstan/schema"
+	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/spf13/cobra"
 )
 
 func newValidateCmd() *cobra.Command {
-	var opts schema.LoadOptions
+	var (
+		opts schema.LoadOptions
+		eval evalFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "validate [DIR]",
 		Short: "Check the app descriptors under DIR (default .)",
@@ -23,21 +27,29 @@ file:line:col: field.path: message; the exit status is 1 when there is any.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			return runValidate(cmd, dir, opts)
+			return runValidate(cmd, dir, opts, eval)
 		},
 	}
 	cmd.Flags().Int64Var(&opts.MaxFileBytes, "max-file-size", schema.DefaultMaxFileBytes, "largest descriptor file in bytes")
 	cmd.Flags().IntVar(&opts.MaxFiles, "max-files", schema.DefaultMaxFiles, "most descriptor files in the tree")
+	eval.register(cmd)
 	return cmd
 }
 
-func runValidate(cmd *cobra.Command, dir string, opts schema.LoadOptions) error {
+func runValidate(cmd *cobra.Command, dir string, opts schema.LoadOptions, eval evalFlags) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("validate: open %s: %w", dir, err)
 	}
 	defer root.Close()
-	res, err := schema.Load(root.FS(), opts)
+	// Evaluation runs in a bounded child process, as in the server; the
+	// command's context (SIGINT, SIGTERM) kills it at once.
+	ev, err := sandbox.New(eval.options(nil))
+	if err != nil {
+		return err
+	}
+	defer ev.Close()
+	res, err := ev.Load(cmd.Context(), root.FS(), opts)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("validate %s: %w", dir, err)}
 	}

@@ -120,18 +120,24 @@ func (a *Applier) hold(ctx context.Context, snap gitsync.Snapshot, cur *api.App,
 }
 
 // deleteApp deletes an app the commit no longer declares and records a
-// Deleted revision for it, in one transaction.
-func (a *Applier) deleteApp(ctx context.Context, snap gitsync.Snapshot, cur *api.App) error {
+// Deleted revision for it, in one transaction. It returns the revision of
+// the delete (0 when unknown, or when the app was deleted meanwhile).
+func (a *Applier) deleteApp(ctx context.Context, snap gitsync.Snapshot, cur *api.App) (int64, error) {
 	rev := a.revision(snap, cur.Metadata.Name, api.SyncDeleted, nil)
 	rev.Metadata.Name = commitRowName("deleted", snap.Commit)
-	_, err := a.txn(ctx, []client.TxnOp{
+	objs, err := a.txn(ctx, []client.TxnOp{
 		{Op: "delete", Key: api.KeyOf(cur).String(), ResourceVersion: cur.Metadata.ResourceVersion},
 		{Op: "create", Object: rev},
 	})
-	if client.IsNotFound(err) {
-		return nil // deleted meanwhile
+	switch {
+	case client.IsNotFound(err):
+		return 0, nil // deleted meanwhile
+	case err != nil:
+		return 0, err
+	case len(objs) > 0 && objs[0] != nil:
+		return objs[0].Meta().ResourceVersion, nil
 	}
-	return err
+	return 0, nil
 }
 
 // records holds, by repository, what the last apply found at the
@@ -238,17 +244,18 @@ func (a *Applier) Drifted(ctx context.Context, repo string) (bool, error) {
 	if len(rec.applied) == 0 {
 		return false, nil
 	}
-	objs, _, err := a.opts.Client.List(ctx, api.KindApp, client.ListOptions{Labels: map[string]string{LabelRepo: repo}})
+	rs, err := a.repo(repo)
 	if err != nil {
-		return false, fmt.Errorf("list apps of repo %s: %w", repo, err)
+		return false, err
 	}
-	have := make(map[string]bool, len(objs))
-	for _, o := range objs {
-		have[o.Meta().Name] = true
+	have, err := a.appsOf(ctx, rs, repo) // the informer's cache and the applier's own writes
+	if err != nil {
+		return false, err
 	}
 	for name := range rec.applied {
-		if !have[name] {
+		if have[name] == nil {
 			a.opts.Logger.Warn("app deleted outside git; restoring it from the repository", "repo", repo, "app", name)
+			rs.forget()
 			return true, nil
 		}
 	}

@@ -43,12 +43,12 @@ var allowed = map[string][]string{
 	// The test harness starts a real server.
 	"apiserver/apiservertest": {"apiserver", "apiserver/store"},
 	// The applier joins a git snapshot and the schema.
-	"gitsync/applier": {"gitsync", "schema"},
+	"gitsync/applier": {"gitsync", "schema/..."},
 	// A rollback loads the app's descriptors at both commits.
 	"gitsync/rollback": {"gitsync", "schema"},
 	// plan runs the controllers' and the scheduler's pure cores on two
-	// revisions it reads from git.
-	"plan": {"schema", "scheduler", "reconcile/app", "reconcile/workload", "gitsync"},
+	// revisions it reads from git and evaluates in the sandbox.
+	"plan": {"schema/...", "scheduler", "reconcile/app", "reconcile/workload", "gitsync"},
 	// The node's services feed its DNS server.
 	"agent/services": {"dns"},
 	// Test harnesses.

@@ -1,0 +1,54 @@
+package apiserver_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// TestTxnStatusStep: a transaction's status step writes only the status,
+// compared on the resourceVersion it carries, together with other steps.
+func TestTxnStatusStep(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{}).Client
+	app := api.KindApp.New().(*api.App)
+	app.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	app.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: 1,
+		Template: api.PodTemplate{Containers: []api.Container{{Name: "web", Image: "reg/web:v1"}}}}}}
+	obj, err := c.Create(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := obj.(*api.App)
+
+	st := api.Clone(stored)
+	st.Spec.Workloads[0].Spec.Replicas = 5 // a status step leaves the spec alone
+	st.Status.Health = api.HealthHealthy
+	out, err := c.Txn(ctx, []client.TxnOp{client.StatusOp(st)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out[0].(*api.App)
+	if got.Status.Health != api.HealthHealthy || got.Spec.Workloads[0].Spec.Replicas != 1 || got.Metadata.ResourceVersion <= stored.Metadata.ResourceVersion {
+		t.Fatalf("after the status step: health %q, replicas %d, rv %d (was %d)", got.Status.Health, got.Spec.Workloads[0].Spec.Replicas, got.Metadata.ResourceVersion, stored.Metadata.ResourceVersion)
+	}
+	// The same step again carries a resourceVersion that is now stale.
+	st.Status.Health = api.HealthDegraded
+	if _, err := c.Txn(ctx, []client.TxnOp{client.StatusOp(st)}); !client.IsConflict(err) {
+		t.Fatalf("stale status step: %v, want a conflict", err)
+	}
+	st.Metadata.ResourceVersion = 0 // unconditional
+	if _, err := c.Txn(ctx, []client.TxnOp{client.StatusOp(st)}); err != nil {
+		t.Fatal(err)
+	}
+	obj, err = c.Get(ctx, api.KeyOf(app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := obj.(*api.App).Status.Health; h != api.HealthDegraded {
+		t.Fatalf("health %q after an unconditional status step, want Degraded", h)
+	}
+}

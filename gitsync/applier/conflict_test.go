@@ -1,0 +1,282 @@
+package applier_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"crypto/tls"
+	"crypto/x509"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/applier"
+)
+
+// interferer is a proxy in front of the API server that, before
+// forwarding the first write of each App's status or spec since reset,
+// writes that App's health itself, as the app controller does: the write
+// it forwards then loses the compare-and-swap.
+type interferer struct {
+	t      *testing.T
+	direct *client.Client
+	mu     sync.Mutex
+	done   map[string]bool
+	bumps  int
+}
+
+func (in *interferer) reset() {
+	in.mu.Lock()
+	in.done = map[string]bool{}
+	in.mu.Unlock()
+}
+
+// touched lists the apps a request writes (updates and status writes,
+// not creates).
+func touched(r *http.Request, body []byte) []string {
+	var out []string
+	name := func(raw json.RawMessage) string {
+		var o struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if json.Unmarshal(raw, &o) != nil || o.Kind != "App" {
+			return ""
+		}
+		return o.Metadata.Name
+	}
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/api/v1/txn":
+		var req struct {
+			Ops []struct {
+				Op     string          `json:"op"`
+				Object json.RawMessage `json:"object"`
+			} `json:"ops"`
+		}
+		if json.Unmarshal(body, &req) == nil {
+			for _, op := range req.Ops {
+				if n := name(op.Object); n != "" && (op.Op == "update" || op.Op == "status") {
+					out = append(out, n)
+				}
+			}
+		}
+	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/api/v1/apps/"):
+		if n := name(body); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (in *interferer) before(ctx context.Context, apps []string) {
+	for _, n := range apps {
+		in.mu.Lock()
+		first := !in.done[n]
+		in.done[n] = true
+		in.mu.Unlock()
+		if !first {
+			continue
+		}
+		obj, err := in.direct.Get(ctx, api.Key{Kind: api.KindApp, App: n, Name: n})
+		if err != nil {
+			in.t.Errorf("interferer: get %s: %v", n, err)
+			continue
+		}
+		app := obj.(*api.App)
+		app.Status.Health, app.Status.HealthMessage = api.HealthHealthy, "written by the interferer"
+		if _, err := in.direct.UpdateStatus(ctx, app); err != nil {
+			in.t.Errorf("interferer: write %s: %v", n, err)
+		}
+		in.mu.Lock()
+		in.bumps++
+		in.mu.Unlock()
+	}
+}
+
+func startInterferer(t *testing.T, cl *apiservertest.Cluster) (*interferer, *client.Client) {
+	in := &interferer{t: t, direct: cl.Client, done: map[string]bool{}}
+	target, err := url.Parse(cl.Config.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(cl.Config.CA))
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		in.before(r.Context(), touched(r, body))
+		rp.ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	cfg := *cl.Config
+	cfg.Server = srv.URL
+	cfg.CA = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	c, err := client.New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, c
+}
+
+// TestStatusWritesSurviveConflicts: every write of an App's status loses
+// a compare-and-swap to a concurrent health write once; the applier
+// retries on the fresh object, so every app ends with its Synced
+// condition and sync result, and the concurrent health is kept.
+func TestStatusWritesSurviveConflicts(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	in, c := startInterferer(t, cl)
+	ap, err := applier.New(applier.Options{Client: c, RepoURLs: map[string]string{"demo": "file:///demo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := any(ap).(interface{ Close() error }); ok {
+		defer c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 20
+	fsys := fstest.MapFS{}
+	write := func(image string) {
+		for i := range n {
+			fsys[fmt.Sprintf("app%02d.cue", i)] = &fstest.MapFile{Data: fmt.Appendf(nil, "apps: app%02d: pods: web: containers: c: image: %q\n", i, image)}
+		}
+	}
+	sync := func(commit int) {
+		t.Helper()
+		in.reset()
+		sha := fmt.Sprintf("%040x", commit)
+		snap := gitsync.Snapshot{Repo: "demo", FS: fsys, CommitInfo: gitsync.CommitInfo{Commit: sha, Message: fmt.Sprintf("commit %d", commit)}}
+		if _, err := ap.ApplySnapshot(ctx, snap); err != nil {
+			t.Errorf("commit %d: apply: %v", commit, err)
+		}
+		ap.Report(ctx, gitsync.Result{Repo: "demo", Head: sha, Applied: true, Changed: true, At: time.Now()})
+	}
+	check := func(commit int, result string) {
+		t.Helper()
+		objs, _, err := cl.Client.List(ctx, api.KindApp, client.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(objs) != n {
+			t.Fatalf("%d apps, want %d", len(objs), n)
+		}
+		missing := 0
+		for _, o := range objs {
+			a := o.(*api.App)
+			cond := api.FindCondition(a.Status.Conditions, "Synced")
+			if cond == nil || cond.Status != api.ConditionTrue || a.Status.LastSyncResult != result || a.Status.AttemptedCommit != fmt.Sprintf("%040x", commit) {
+				missing++
+				t.Logf("app %s after commit %d: result %s at %s, Synced %v", a.Metadata.Name, commit, a.Status.LastSyncResult, a.Status.AttemptedCommit, cond)
+			}
+		}
+		if missing > 0 {
+			t.Errorf("after commit %d: %d of %d apps lack their sync status", commit, missing, n)
+		}
+	}
+	write("reg/a:v1")
+	sync(1)
+	check(1, api.SyncApplied)
+
+	write("reg/a:v2") // every app changes: an update each
+	sync(2)
+	check(2, api.SyncApplied)
+	if in.bumps == 0 {
+		t.Fatal("the interferer never wrote: the test provoked no conflict")
+	}
+	for i := range n {
+		obj, err := cl.Client.Get(ctx, api.Key{Kind: api.KindApp, App: fmt.Sprintf("app%02d", i), Name: fmt.Sprintf("app%02d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := obj.(*api.App); a.Status.HealthMessage != "written by the interferer" {
+			t.Errorf("app %s: the concurrent health write was overwritten (health %q)", a.Metadata.Name, a.Status.HealthMessage)
+		}
+	}
+
+	for i := range n { // every app breaks: a rejection each
+		fsys[fmt.Sprintf("app%02d.cue", i)] = &fstest.MapFile{Data: fmt.Appendf(nil, "apps: app%02d: pods: web: replicas: \"x\"\n", i)}
+	}
+	sync(3)
+	check(3, api.SyncRejected)
+}
+
+// TestDeletedAppRestoredOnNextCommit: an App deleted through the API is
+// created again by the next commit, although that commit does not change
+// it (the applier compares git with the apps as they are, not as it last
+// wrote them).
+func TestDeletedAppRestoredOnNextCommit(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: cl.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fsys := fstest.MapFS{
+		"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)},
+		"b.cue": {Data: []byte(`apps: b: pods: web: containers: c: image: "reg/b:v1"`)},
+	}
+	apply := func(commit int) applier.Outcome {
+		t.Helper()
+		out, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "demo", FS: fsys, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", commit)}})
+		if err != nil {
+			t.Fatalf("commit %d: %v", commit, err)
+		}
+		return out
+	}
+	apply(1)
+	key := api.Key{Kind: api.KindApp, App: "a", Name: "a"}
+	if _, err := cl.Client.Delete(ctx, key, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the deletion is visible through a watch, as the
+	// applier's cache is.
+	w, err := cl.Client.Watch(ctx, api.KindApp, client.ListOptions{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e, err := w.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Type == "DELETED" && e.Object.Meta().Name == "a" {
+			break
+		}
+	}
+	w.Close()
+	fsys["b.cue"] = &fstest.MapFile{Data: []byte(`apps: b: pods: web: containers: c: image: "reg/b:v2"`)}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := apply(2)
+		if _, err := cl.Client.Get(ctx, key); err == nil {
+			break
+		} else if !client.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("app a deleted through the API was not created again (outcome %+v)", out)
+		}
+	}
+}
