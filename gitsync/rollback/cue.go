@@ -1,4 +1,4 @@
-package main
+package rollback
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"cuelang.org/go/cue/parser"
 	"cuelang.org/go/cue/token"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/schema"
 )
@@ -233,7 +234,7 @@ func rewriteShared(repoDir, descPath, app, to string, shared, whole []string, at
 		}
 	}
 	if got, want := after.specs[app], atTo.specs[app]; got == nil || !bytes.Equal(got, want) {
-		return nil, fmt.Errorf("the rewritten files do not give app %s as it was at %.12s", app, to)
+		return nil, fmt.Errorf("the rewritten files do not give app %s as it was at %s", app, api.ShortCommit(to))
 	}
 	return out, nil
 }
