@@ -14,6 +14,8 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/schema/sandbox"
@@ -125,7 +127,7 @@ func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCon
 	if len(repos) == 0 {
 		return nil, nil
 	}
-	c, err := srv.AdminClient()
+	c, err := client.FromFile(srv.AdminConfigPath())
 	if err != nil {
 		return nil, err
 	}
@@ -159,13 +161,13 @@ func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCon
 // mass deletion (see gitsync.PrunePolicy), and says which.
 func serveSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, repos []gitsync.RepoConfig) {
 	name := r.PathValue("repo")
-	reply := func(code int, body map[string]any) {
+	reply := func(code int, body any) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(body)
 	}
-	fail := func(code int, reason string, err error) {
-		reply(code, map[string]any{"code": code, "reason": reason, "message": err.Error()})
+	fail := func(code int, reason wire.Reason, err error) {
+		reply(code, wire.Status{Code: code, Reason: reason, Message: err.Error()})
 	}
 	names := []string{name}
 	if name == "all" {
@@ -180,18 +182,18 @@ func serveSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, r
 			head, err := syncer.ConfirmPrune(n)
 			switch {
 			case errors.Is(err, gitsync.ErrUnknownRepo):
-				fail(http.StatusNotFound, "NotFound", err)
+				fail(http.StatusNotFound, wire.ReasonNotFound, err)
 				return
 			case errors.Is(err, gitsync.ErrNothingHeld) && name == "all":
 			case err != nil:
-				fail(http.StatusConflict, "Conflict", err)
+				fail(http.StatusConflict, wire.ReasonConflict, err)
 				return
 			default:
 				confirmed[n] = head
 			}
 		}
 		if len(confirmed) == 0 {
-			fail(http.StatusConflict, "Conflict", fmt.Errorf("%w in any repository (see 'capstan history')", gitsync.ErrNothingHeld))
+			fail(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("%w in any repository (see 'capstan history')", gitsync.ErrNothingHeld))
 			return
 		}
 		reply(http.StatusAccepted, map[string]any{"triggered": name, "confirmed": confirmed})
@@ -204,7 +206,7 @@ func serveSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, r
 		err = syncer.Trigger(name)
 	}
 	if err != nil {
-		fail(http.StatusNotFound, "NotFound", err)
+		fail(http.StatusNotFound, wire.ReasonNotFound, err)
 		return
 	}
 	reply(http.StatusAccepted, map[string]any{"triggered": name})

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/reconcile"
 	appController "github.com/capstanhq/capstan/reconcile/app"
@@ -137,7 +138,7 @@ func newControlPlane(f serverFlags, log *slog.Logger) (*controlPlane, error) {
 // (one client, shared informers, the metrics registry); they talk to the API
 // like any other client.
 func newControllers(srv *apiserver.Server, f serverFlags, reg *prometheus.Registry, log *slog.Logger) ([]func(context.Context) error, error) {
-	c, err := srv.AdminClient()
+	c, err := client.FromFile(srv.AdminConfigPath())
 	if err != nil {
 		return nil, err
 	}
