@@ -346,50 +346,35 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 	}
-	want := in.Meta().ResourceVersion
-	// Without a resourceVersion the update is unconditional: retry when a
-	// concurrent write wins the compare-and-swap against the copy read here.
-	for attempt := 0; ; attempt++ {
+	var check func(api.Object) error
+	if _, isEvent := in.(*api.Event); isEvent && strings.HasPrefix(role, RoleNodePrefix) {
+		// Nor may a node take over an event about something else.
 		cur, err := s.store.Get(ctx, rt.key)
 		if err != nil {
 			return err
 		}
-		rv := cur.Meta().ResourceVersion
-		if ev, ok := cur.(*api.Event); ok {
-			// Nor may a node take over an event about something else.
-			if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
-				return err
-			}
-		}
-		if want != 0 && want != rv {
-			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, want, rv, store.ErrConflict)
-		}
-		next := in
-		if rt.subresource == "status" {
-			// Only the status changes: keep everything else as stored.
-			next = cur
-			api.CopyStatus(next, in)
-		} else {
-			api.CopyStatus(next, cur)
-			// A graceful delete, once begun, is the server's to keep.
-			if d := cur.Meta().DeletionRequestedAt; d != nil {
-				next.Meta().DeletionRequestedAt = d
-			}
-		}
-		next.Meta().ResourceVersion = rv
-		if err := api.Validate(next); err != nil {
+		ev := cur.(*api.Event)
+		if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
 			return err
 		}
-		out, err := s.store.Update(ctx, next)
-		if errors.Is(err, store.ErrConflict) && want == 0 && attempt < 10 {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, out)
-		return nil
+		check = sameEvent(ev.Spec.Object)
 	}
+	out, err := s.store.Txn(ctx, []store.Op{updateOp(in, rt.subresource == "status", check)})
+	if err != nil {
+		return unwrapTxn(err)
+	}
+	writeJSON(w, http.StatusOK, out[0])
+	return nil
+}
+
+// unwrapTxn takes the store's step wrapper off the error of a one-step
+// transaction, so a PUT's error reads as before and names no step.
+func unwrapTxn(err error) error {
+	var te *store.TxnError
+	if errors.As(err, &te) {
+		return te.Err
+	}
+	return err
 }
 
 func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
@@ -495,14 +480,10 @@ func (s *Server) txnOp(op wire.TxnOp) (store.Op, error) {
 		if err := api.Validate(op.Object); err != nil {
 			return store.Op{}, err
 		}
-		return store.Op{Type: store.OpUpdate, Object: op.Object}, nil
+		return updateOp(op.Object, false, nil), nil
 	case wire.OpStatus:
-		in := op.Object
-		return store.Op{Type: store.OpModify, Key: api.KeyOf(in), ResourceVersion: in.Meta().ResourceVersion,
-			Modify: func(cur api.Object) error {
-				api.CopyStatus(cur, in)
-				return api.Validate(cur)
-			}}, nil
+		// Only the status is taken: the stored object is validated with it.
+		return updateOp(op.Object, true, nil), nil
 	case wire.OpDelete:
 		k, err := api.ParseKey(op.Key)
 		if err != nil {

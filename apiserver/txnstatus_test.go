@@ -88,3 +88,49 @@ func TestTxnFailedStep(t *testing.T) {
 		t.Fatalf("a failed transaction created in its step 0: %v", err)
 	}
 }
+
+// TestTxnUpdateMeansPut: a transaction's update step means what PUT
+// means: the spec and metadata are written, the stored status and a
+// begun graceful delete are kept, whatever status the caller sent.
+func TestTxnUpdateMeansPut(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{}).Client
+	pod := api.KindPod.New().(*api.Pod)
+	pod.Metadata = api.ObjectMeta{Name: "web", App: "shop"}
+	pod.Spec.Containers = []api.Container{{Name: "web", Image: "reg/web:v1"}}
+	pod.Spec.NodeName = "n1"
+	obj, err := c.Create(ctx, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := api.Clone(obj.(*api.Pod))
+	st.Status.Phase = api.PodRunning
+	if _, err := c.UpdateStatus(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Delete(ctx, api.KeyOf(pod), client.DeleteOptions{}); err != nil { // graceful: marks it
+		t.Fatal(err)
+	}
+	for _, step := range []func(api.Object) client.TxnOp{wire.UpdateOp, nil} {
+		next := api.Clone(pod)
+		next.Metadata.Labels = map[string]string{"v": "2"}
+		next.Status.Phase = api.PodFailed // not the caller's to write here
+		var got *api.Pod
+		if step != nil {
+			out, err := c.Txn(ctx, []client.TxnOp{step(next)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = out[0].(*api.Pod)
+		} else {
+			out, err := c.Update(ctx, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = out.(*api.Pod)
+		}
+		if got.Metadata.Labels["v"] != "2" || got.Status.Phase != api.PodRunning || got.Metadata.DeletionRequestedAt == nil {
+			t.Fatalf("update (txn %v): labels %v, phase %q, deletion mark %v", step != nil, got.Metadata.Labels, got.Status.Phase, got.Metadata.DeletionRequestedAt)
+		}
+	}
+}
