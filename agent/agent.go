@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/agent/network"
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -63,9 +64,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	address := opts.Address
 	if address == "" {
-		a, err := primaryIPv4()
+		a, err := identity.ResolveAddress(identity.Options{})
 		if err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
+			return nil, fmt.Errorf("agent: %w (pass --address)", err)
 		}
 		address = a.String()
 	}

@@ -11,9 +11,11 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +29,8 @@ import (
 // this agent's endpoint over mutually pinned TLS.
 func TestLogsAndExec(t *testing.T) {
 	e := newEnv(t, false)
+	logged := &recordingHandler{Handler: e.log.Handler()}
+	e.opts.Logger = slog.New(logged)
 	e.startAgent()
 	ctx := context.Background()
 	admin := e.api.Client
@@ -71,6 +75,19 @@ func TestLogsAndExec(t *testing.T) {
 		_, err := e.api.Token(t, "viewer").Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "echo"}})
 		if !client.IsForbidden(err) {
 			t.Errorf("viewer exec: err = %v, want 403", err)
+		}
+	})
+
+	t.Run("exec arguments stay out of the agent's log", func(t *testing.T) {
+		const secret = "s3cret-token-value"
+		if code, err := admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "echo", secret}, Stdout: io.Discard, Stderr: io.Discard}); err != nil || code != 0 {
+			t.Fatalf("exec: code %d, %v", code, err)
+		}
+		if got := logged.find(secret); got != "" {
+			t.Errorf("an exec argument reached the agent's log: %s", got)
+		}
+		if got := logged.find("program=/testbox"); !strings.HasPrefix(got, "DEBUG exec") {
+			t.Errorf("the exec's program is not logged at debug level: %q", got)
 		}
 	})
 
@@ -235,3 +252,63 @@ func issue(t *testing.T, dir, name string) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// recordingHandler keeps every record (at any level) as text, and passes
+// the enabled ones on.
+type recordingHandler struct {
+	slog.Handler
+	mu    sync.Mutex
+	lines []string
+}
+
+func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *recordingHandler) Handle(ctx context.Context, r slog.Record) error {
+	line := r.Level.String() + " " + r.Message
+	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	h.mu.Lock()
+	h.lines = append(h.lines, line)
+	h.mu.Unlock()
+	if h.Handler.Enabled(ctx, r.Level) {
+		return h.Handler.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h *recordingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &attrsHandler{parent: h, attrs: as}
+}
+
+func (h *recordingHandler) WithGroup(string) slog.Handler { return h }
+
+// find returns the first record that contains s, or "".
+func (h *recordingHandler) find(s string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range h.lines {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}
+
+// attrsHandler is a recordingHandler with attributes added by With.
+type attrsHandler struct {
+	parent *recordingHandler
+	attrs  []slog.Attr
+}
+
+func (h *attrsHandler) Enabled(ctx context.Context, l slog.Level) bool { return true }
+
+func (h *attrsHandler) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(h.attrs...)
+	return h.parent.Handle(ctx, r)
+}
+
+func (h *attrsHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &attrsHandler{parent: h.parent, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
+}
+
+func (h *attrsHandler) WithGroup(string) slog.Handler { return h }

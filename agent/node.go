@@ -2,15 +2,10 @@ package agent
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
-	"net"
-	"net/netip"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -59,62 +54,6 @@ func parseMemTotal(r interface{ Read([]byte) (int, error) }) (int64, error) {
 		}
 	}
 	return 0, errors.New("meminfo: no MemTotal line")
-}
-
-// primaryIPv4 returns the IPv4 address of the interface holding the default
-// route, read from /proc/net/route.
-func primaryIPv4() (netip.Addr, error) {
-	b, err := os.ReadFile("/proc/net/route")
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("find the node address: %w (pass --address)", err)
-	}
-	iface, err := defaultRouteInterface(b)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("find the node address: interface %s: %w (pass --address)", iface, err)
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("find the node address: interface %s: %w (pass --address)", iface, err)
-	}
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
-			return p.Addr(), nil
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("find the node address: interface %s has no IPv4 address (pass --address)", iface)
-}
-
-// defaultRouteInterface picks the interface of the default route with the
-// lowest metric from the contents of /proc/net/route.
-func defaultRouteInterface(table []byte) (string, error) {
-	best, bestMetric := "", -1
-	sc := bufio.NewScanner(bytes.NewReader(table))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 8 || f[0] == "Iface" {
-			continue
-		}
-		dst, err := hex.DecodeString(f[1])
-		if err != nil || len(dst) != 4 || binary.LittleEndian.Uint32(dst) != 0 {
-			continue
-		}
-		mask, err := hex.DecodeString(f[7])
-		if err != nil || len(mask) != 4 || binary.LittleEndian.Uint32(mask) != 0 {
-			continue
-		}
-		metric, _ := strconv.Atoi(f[6])
-		if bestMetric < 0 || metric < bestMetric {
-			best, bestMetric = f[0], metric
-		}
-	}
-	if best == "" {
-		return "", errors.New("find the node address: no default route (pass --address)")
-	}
-	return best, nil
 }
 
 // desiredNode is the Node this agent registers.

@@ -21,21 +21,6 @@ func TestParseMemTotal(t *testing.T) {
 	}
 }
 
-func TestDefaultRouteInterface(t *testing.T) {
-	table := `Iface	Destination	Gateway 	Flags	RefCnt	Use	Metric	Mask		MTU	Window	IRTT
-eth1	00000000	0101A8C0	0003	0	0	200	00000000	0	0	0
-eth0	00000000	010011AC	0003	0	0	100	00000000	0	0	0
-eth0	000011AC	00000000	0001	0	0	0	0000FFFF	0	0	0
-`
-	got, err := defaultRouteInterface([]byte(table))
-	if err != nil || got != "eth0" {
-		t.Errorf("default route interface = %q, %v; want eth0 (lowest metric)", got, err)
-	}
-	if _, err := defaultRouteInterface([]byte("Iface\tDestination\n")); err == nil {
-		t.Error("a table without a default route gave an interface")
-	}
-}
-
 func TestOptionsValidate(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
 	good := func() Options { return Options{Client: c.Client, NodeName: "n1", Address: "192.0.2.7"} }

@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -145,11 +144,11 @@ func RunDirFor(dataDir string) string {
 // setDefaults fills in zero values; it reads the host name when needed.
 func (o *Options) setDefaults() error {
 	if o.NodeName == "" {
-		h, err := os.Hostname()
+		name, err := identity.ResolveName(identity.Options{})
 		if err != nil {
-			return fmt.Errorf("agent options: no node name given and the host name is unknown: %w (pass --node-name)", err)
+			return fmt.Errorf("agent options: %w (pass --node-name)", err)
 		}
-		o.NodeName = strings.ToLower(h)
+		o.NodeName = name
 	}
 	if o.DataDir == "" {
 		o.DataDir = DefaultDataDir

@@ -199,7 +199,9 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stdin, tty := q.Get("stdin") == "true", q.Get("tty") == "true"
-	a.log.Info("exec", "container", c.ID, "command", cmd, "tty", tty)
+	// The arguments may carry secrets: only the program and how many
+	// arguments, at debug level.
+	a.log.Debug("exec", "container", c.ID, "program", cmd[0], "args", len(cmd)-1, "tty", tty)
 	err = remotecmd.Serve(r.Context(), conn, stdin, func(ctx context.Context, s remotecmd.Streams) (int, error) {
 		resize := make(chan [2]uint16, 1)
 		go func() {

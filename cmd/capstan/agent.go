@@ -1,24 +1,20 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/capstanhq/capstan/agent"
-	"github.com/capstanhq/capstan/agent/routes"
+	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/node"
 	"github.com/capstanhq/capstan/proxy"
-	"golang.org/x/sync/errgroup"
 )
 
 // agentFlags are the flags of `capstan agent`.
@@ -94,7 +90,7 @@ func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
 		// The cluster registry, from the join answer: its certificate
 		// comes from the cluster CA, and the node pulls as the pull user.
 		f.opts.RegistryCA = cfg.CA
-		f.opts.RegistryLogins = registryLogins(cfg.Registry)
+		f.opts.RegistryLogins = node.RegistryLogins(cfg.Registry)
 	}
 	return client.New(cfg)
 }
@@ -118,22 +114,6 @@ func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
 
 // join trades a join token for node credentials once, and keeps them in
 // DATA_DIR/node.yaml: a restart uses them and needs no valid join token.
-// nodeIP is --address, else the address of the default route's interface.
-func (f *agentFlags) nodeIP() (netip.Addr, error) {
-	if f.opts.Address != "" {
-		ip, err := netip.ParseAddr(f.opts.Address)
-		if err != nil {
-			return netip.Addr{}, fmt.Errorf("--address %q: %w", f.opts.Address, err)
-		}
-		return ip, nil
-	}
-	ip, err := hostIPv4("/proc/net/route")
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("node address: %w (pass --address)", err)
-	}
-	return ip, nil
-}
-
 func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 	saved := filepath.Join(f.opts.DataDir, "node.yaml")
 	if cfg, err := client.LoadConfig(saved); err == nil {
@@ -145,15 +125,11 @@ func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 	if f.caFile != "" {
 		return nil, errors.New("--ca-file is not needed with a join token: the token pins the server's CA")
 	}
-	name := f.opts.NodeName
-	if name == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("node name: %w (pass --node-name)", err)
-		}
-		name = strings.ToLower(h)
-		f.opts.NodeName = name
+	name, err := identity.ResolveName(identity.Options{Name: f.opts.NodeName})
+	if err != nil {
+		return nil, fmt.Errorf("%w (pass --node-name)", err)
 	}
+	f.opts.NodeName = name
 	cfg, err := client.Join(cmd.Context(), f.server, f.token, name)
 	if err != nil {
 		return nil, err
@@ -162,34 +138,6 @@ func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 		return nil, fmt.Errorf("save node credentials: %w", err)
 	}
 	return cfg, nil
-}
-
-// routesOptions are the route manager's options with the cluster's pod
-// network as the server has it (its --pod-cidr), never a default of the
-// agent's: the masquerade rule must match the addresses pods really get.
-// It waits for the server while it is away.
-func routesOptions(ctx context.Context, c *client.Client, node string, log *slog.Logger) (routes.Options, error) {
-	delay := time.Second
-	for {
-		info, err := c.ClusterInfo(ctx)
-		if err == nil {
-			return routes.Options{Client: c, NodeName: node, ClusterCIDR: info.PodCIDR, Logger: log}, nil
-		}
-		var se *client.StatusError
-		if errors.As(err, &se) && se.Code == http.StatusNotFound {
-			return routes.Options{}, fmt.Errorf("%w: the server is older than this agent and does not tell its pod network; upgrade the server first", err)
-		}
-		if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusTooManyRequests {
-			return routes.Options{}, err
-		}
-		log.Warn("read the cluster's networks; retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return routes.Options{}, err
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
-	}
 }
 
 func newAgentCmd() *cobra.Command {
@@ -220,7 +168,7 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 					return fmt.Errorf("--cluster-dns %q: %w", f.clusterDNS, err)
 				}
 			}
-			if _, _, err := parseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), f.clusterDNS != ""); err != nil && f.services {
+			if _, _, err := node.ParseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), f.clusterDNS != ""); err != nil && f.services {
 				return err // before joining
 			}
 			if f.opts.Client, err = f.agentClient(cmd); err != nil {
@@ -228,40 +176,11 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 			}
 			log := f.logger()
 			f.opts.Logger = log
-			g, ctx := errgroup.WithContext(cmd.Context())
-			if f.services {
-				ip, err := f.nodeIP()
-				if err != nil {
-					return err
-				}
-				ns, err := newNodeServices(f.opts.Client, f.dnsAddr, ip, f.clusterDNS != "", log)
-				if err != nil {
-					return err
-				}
-				if !f.opts.ClusterDNS.IsValid() {
-					f.opts.ClusterDNS = ns.clusterDNS
-				}
-				ns.start(ctx, g)
-			}
-			a, err := agent.New(f.opts)
+			n, err := node.New(node.Options{Agent: f.opts, Services: f.services, DNSAddr: f.dnsAddr, Routes: f.routes, Logger: log})
 			if err != nil {
 				return err
 			}
-			if f.routes {
-				g.Go(func() error {
-					ro, err := routesOptions(ctx, f.opts.Client, a.NodeName(), log)
-					if err != nil {
-						return err
-					}
-					rm, err := routes.New(ro)
-					if err != nil {
-						return err
-					}
-					return rm.Start(ctx)
-				})
-			}
-			g.Go(func() error { return a.Start(ctx) })
-			return g.Wait()
+			return n.Start(cmd.Context())
 		},
 	}
 	f.register(cmd)

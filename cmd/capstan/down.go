@@ -11,7 +11,7 @@ import (
 
 	"github.com/capstanhq/capstan/agent"
 	"github.com/capstanhq/capstan/agent/routes"
-	"github.com/capstanhq/capstan/proxy"
+	"github.com/capstanhq/capstan/node"
 )
 
 // downFlags are the flags of `capstan down`.
@@ -91,30 +91,26 @@ func runDown(cmd *cobra.Command, f downFlags) error {
 	}
 	log := f.logger()
 	f.opts.Logger = log
-	rep, err := agent.Down(cmd.Context(), f.opts, f.purge)
+	rep, err := node.Down(cmd.Context(), f.opts, f.purge)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "✓ pods stopped and removed: %d (%d containers)\n", rep.Pods, rep.Containers)
-	if rep.Bridge {
+	fmt.Fprintf(out, "✓ pods stopped and removed: %d (%d containers)\n", rep.Agent.Pods, rep.Agent.Containers)
+	if rep.Agent.Bridge {
 		fmt.Fprintln(out, "✓ bridge removed")
 	}
 	var errs []error
-	p, err := proxy.New(proxy.Options{Logger: log})
-	if err == nil {
-		err = p.Cleanup(cmd.Context())
-	}
-	if err != nil {
-		errs = append(errs, err)
+	if rep.Proxy != nil {
+		errs = append(errs, rep.Proxy)
 	} else {
 		fmt.Fprintln(out, "✓ service proxy: nftables table ip capstan removed")
 	}
-	if err := routes.Cleanup(routes.Options{Logger: log}); err != nil {
-		errs = append(errs, err)
+	if rep.Routes != nil {
+		errs = append(errs, rep.Routes)
 	} else {
 		fmt.Fprintf(out, "✓ routes to other nodes and nftables table ip %s removed\n", routes.DefaultEgressTable)
 	}
-	if rep.RunDir {
+	if rep.Agent.RunDir {
 		fmt.Fprintln(out, "✓ run directory removed (namespace files, runc state)")
 	}
 	if f.purge {

@@ -1,23 +1,15 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/client"
-	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/gitsync"
-	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/spf13/cobra"
 )
@@ -118,96 +110,4 @@ func containsRepo(repos []gitsync.RepoConfig, name string) bool {
 		}
 	}
 	return false
-}
-
-// startGitSync wires the syncer and its applier into the server: the
-// webhook endpoint and POST /sync/{repo}. It returns nil when no repository
-// is tracked.
-func startGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
-	if len(repos) == 0 {
-		return nil, nil
-	}
-	c, err := client.FromFile(srv.AdminConfigPath())
-	if err != nil {
-		return nil, err
-	}
-	urls := map[string]string{}
-	for _, r := range repos {
-		urls[r.Name] = gitsync.RedactURL(r.URL)
-	}
-	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Eval: eval, DataDir: filepath.Join(dataDir, "gitsync", "eval"), Logger: log.With("component", "applier")})
-	if err != nil {
-		return nil, err
-	}
-	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync")})
-	if err != nil {
-		return nil, err
-	}
-	srv.Handle(gitsync.WebhookPath, syncer.WebhookHandler())
-	srv.HandleAdmin("POST /sync/{repo}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		serveSync(w, r, syncer, repos)
-	}))
-	for _, r := range repos {
-		log.Info("tracking repository", "name", r.Name, "url", gitsync.RedactURL(r.URL), "ref", r.Ref(), "path", r.Path)
-	}
-	return func(ctx context.Context) error {
-		defer ap.Close() // stops the evaluation processes
-		return syncer.Start(ctx)
-	}, nil
-}
-
-// serveSync triggers a sync of one repository or of "all"; with
-// ?allowPruneAll=true it first confirms the commit each is holding for
-// mass deletion (see gitsync.PrunePolicy), and says which.
-func serveSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, repos []gitsync.RepoConfig) {
-	name := r.PathValue("repo")
-	reply := func(code int, body any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(body)
-	}
-	fail := func(code int, reason wire.Reason, err error) {
-		reply(code, wire.Status{Code: code, Reason: reason, Message: err.Error()})
-	}
-	names := []string{name}
-	if name == "all" {
-		names = nil
-		for _, rc := range repos {
-			names = append(names, rc.Name)
-		}
-	}
-	if r.URL.Query().Get("allowPruneAll") == "true" {
-		confirmed := map[string]string{}
-		for _, n := range names {
-			head, err := syncer.ConfirmPrune(n)
-			switch {
-			case errors.Is(err, gitsync.ErrUnknownRepo):
-				fail(http.StatusNotFound, wire.ReasonNotFound, err)
-				return
-			case errors.Is(err, gitsync.ErrNothingHeld) && name == "all":
-			case err != nil:
-				fail(http.StatusConflict, wire.ReasonConflict, err)
-				return
-			default:
-				confirmed[n] = head
-			}
-		}
-		if len(confirmed) == 0 {
-			fail(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("%w in any repository (see 'capstan history')", gitsync.ErrNothingHeld))
-			return
-		}
-		reply(http.StatusAccepted, map[string]any{"triggered": name, "confirmed": confirmed})
-		return
-	}
-	var err error
-	if name == "all" {
-		syncer.TriggerAll()
-	} else {
-		err = syncer.Trigger(name)
-	}
-	if err != nil {
-		fail(http.StatusNotFound, wire.ReasonNotFound, err)
-		return
-	}
-	reply(http.StatusAccepted, map[string]any{"triggered": name})
 }

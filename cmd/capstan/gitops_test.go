@@ -13,6 +13,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/controlplane"
 	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
@@ -73,7 +74,7 @@ func TestGitOpsJourney(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, err := startGitSync(c.Server, c.DataDir, repos, sandbox.Options{}, slog.New(slog.DiscardHandler))
+	start, err := controlplane.AttachGitSync(c.Server, c.DataDir, repos, sandbox.Options{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

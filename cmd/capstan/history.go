@@ -2,10 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io/fs"
-	"os"
-	"os/exec"
-	"os/user"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -13,7 +9,6 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
-	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/printer"
 	"github.com/spf13/cobra"
@@ -130,36 +125,4 @@ deletions included. A newer commit is judged anew.`,
 	cmd.Flags().StringVar(&repo, "repo", "", "repository to sync, by its configured name (default: APP's, or all)")
 	cmd.Flags().BoolVar(&allowPruneAll, "allow-prune-all", false, "confirm the commit held because it deletes most apps, and apply it")
 	return cmd
-}
-
-// currentAuthor is the person running the command: git's user.name and
-// user.email in the repository, else the login name.
-func currentAuthor(repoDir string) gitsync.Author {
-	get := func(key string) string {
-		out, err := exec.Command("git", "-C", repoDir, "config", key).Output()
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSpace(string(out))
-	}
-	a := gitsync.Author{Name: get("user.name"), Email: get("user.email"), When: time.Now()}
-	if a.Name == "" {
-		if u, err := user.Current(); err == nil {
-			a.Name = u.Username
-		} else {
-			a.Name = "capstan"
-		}
-	}
-	if a.Email == "" {
-		host, _ := os.Hostname()
-		a.Email = a.Name + "@" + host
-	}
-	return a
-}
-
-func subFS(fsys fs.FS, dir string) (fs.FS, error) {
-	if _, err := fs.Stat(fsys, dir); err != nil {
-		return nil, err
-	}
-	return fs.Sub(fsys, dir)
 }

@@ -1,16 +1,16 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/gitsync"
-	"github.com/capstanhq/capstan/schema"
+	"github.com/capstanhq/capstan/gitsync/rollback"
 	"github.com/spf13/cobra"
 )
 
@@ -69,15 +69,11 @@ the remote, or left for you to push).`,
 			if st, err := os.Stat(repoDir); err != nil || !st.IsDir() {
 				return fmt.Errorf("repository %q is not a local directory: pass --repo with a local clone", gitsync.RedactURL(repoDir))
 			}
-			plan, err := planRollback(repoDir, descPath, app, to, includeOthers)
+			res, err := rollback.Run(ctx, rollback.Options{RepoDir: repoDir, Path: descPath, App: app, To: to, Branch: branch, IncludeOtherApps: includeOthers, Now: time.Now})
 			if err != nil {
 				return err
 			}
-			sha, err := gitsync.Revert(ctx, gitsync.RepoConfig{Name: "rollback", URL: repoDir, Branch: branch},
-				gitsync.RevertRequest{Paths: plan.Files, To: to, Author: currentAuthor(repoDir), Apps: plan.Apps, Rewritten: plan.Rewritten})
-			if err != nil {
-				return err
-			}
+			sha, plan := res.Commit, res.Plan
 			what := append(append([]string(nil), plan.Files...), sortedKeys(plan.Rewritten)...)
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "committed %.12s: %s rolled back to %.12s in %s\nsync applies it next; follow with 'capstan history %s' and 'capstan get workloads --app %s'\n",
 				sha, strings.Join(plan.Apps, ", "), to, strings.Join(what, ", "), app, app)
@@ -92,146 +88,6 @@ the remote, or left for you to push).`,
 	return cmd
 }
 
-// rollbackPlan is what a rollback restores: files, and the apps they
-// declare (the app first).
-type rollbackPlan struct {
-	Files []string
-	Apps  []string
-	// Rewritten are files shared with other apps where only app's part is
-	// put back as at the target.
-	Rewritten map[string][]byte
-}
-
-// planRollback decides the files to restore for app: those declaring it at
-// HEAD or at to. It refuses when app is not declared at to, and when the
-// files declare other apps (at either commit) unless includeOthers.
-func planRollback(repoDir, descPath, app, to string, includeOthers bool) (rollbackPlan, error) {
-	atTo, err := declarations(repoDir, descPath, to)
-	if err != nil {
-		return rollbackPlan{}, err
-	}
-	atHead, err := declarations(repoDir, descPath, "HEAD")
-	if err != nil {
-		return rollbackPlan{}, err
-	}
-	if len(atTo.files(app)) == 0 {
-		where := "the repository"
-		if descPath != "" && descPath != "." {
-			where = descPath
-		}
-		return rollbackPlan{}, fmt.Errorf("app %s is not declared at %.12s (no file in %s declares it there): a rollback to it would delete the app; pick a commit where it exists from 'capstan history %s', or delete its files in a commit of your own", app, to, where, app)
-	}
-	files := sortedUnion(atTo.files(app), atHead.files(app))
-	others := map[string][]string{} // other app -> files it shares
-	for _, d := range []appDecls{atTo, atHead} {
-		for _, f := range files {
-			for _, a := range d.byFile[f] {
-				if a != app && !contains(others[a], f) {
-					others[a] = append(others[a], f)
-				}
-			}
-		}
-	}
-	if len(others) > 0 && !includeOthers {
-		// Put back only app's part of the shared files, when that can be
-		// done safely.
-		var shared, whole []string
-		for _, f := range files {
-			if isShared(f, app, atHead, atTo) {
-				shared = append(shared, f)
-			} else {
-				whole = append(whole, f)
-			}
-		}
-		rewritten, err := rewriteShared(repoDir, descPath, app, to, shared, whole, atHead, atTo)
-		if err == nil {
-			return rollbackPlan{Files: whole, Apps: []string{app}, Rewritten: rewritten}, nil
-		}
-		var parts []string
-		for _, a := range sortedKeys(others) {
-			parts = append(parts, fmt.Sprintf("%s (in %s)", a, strings.Join(others[a], ", ")))
-		}
-		return rollbackPlan{}, fmt.Errorf("the files of app %s also declare %s, and %s's part cannot be rolled back alone (%v): pass --include-other-apps to roll those apps back with %s, or move %s into a file of its own first", app, strings.Join(parts, ", "), app, err, app, app)
-	}
-	return rollbackPlan{Files: files, Apps: append([]string{app}, sortedKeys(others)...)}, nil
-}
-
-// appDecls says which files declare which apps at one commit, and what
-// each valid app is (its spec as JSON).
-type appDecls struct {
-	byApp  map[string][]string
-	byFile map[string][]string
-	specs  map[string][]byte
-}
-
-// isShared reports whether file declares an app other than app at either
-// commit.
-func isShared(file, app string, ds ...appDecls) bool {
-	for _, d := range ds {
-		for _, a := range d.byFile[file] {
-			if a != app {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func declsOf(res *schema.Result) appDecls {
-	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, specs: map[string][]byte{}}
-	for _, a := range res.Apps {
-		for _, f := range a.Files {
-			d.byApp[a.Name] = append(d.byApp[a.Name], f)
-			d.byFile[f] = append(d.byFile[f], a.Name)
-		}
-		if a.Valid() {
-			b, _ := json.Marshal(struct {
-				Spec        any
-				Labels      map[string]string
-				Annotations map[string]string
-			}{a.App.Spec, a.App.Metadata.Labels, a.App.Metadata.Annotations})
-			d.specs[a.Name] = b
-		}
-	}
-	return d
-}
-
-func (d appDecls) files(app string) []string { return d.byApp[app] }
-
-// declarations loads the descriptors at ref.
-func declarations(repoDir, descPath, ref string) (appDecls, error) {
-	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, specs: map[string][]byte{}}
-	fsys, err := gitsync.TreeAt(repoDir, ref)
-	if err != nil {
-		return d, fmt.Errorf("read %s at %s: %w", repoDir, ref, err)
-	}
-	if descPath != "" && descPath != "." {
-		sub, err := subFS(fsys, descPath)
-		if err != nil {
-			return d, nil // the directory does not exist at this commit
-		}
-		fsys = sub
-	}
-	res, err := schema.Load(fsys, schema.LoadOptions{PathPrefix: descPath})
-	if err != nil {
-		return d, fmt.Errorf("load the descriptors at %s: %w", ref, err)
-	}
-	return declsOf(res), nil
-}
-
-func sortedUnion(a, b []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, s := range append(append([]string(nil), a...), b...) {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -239,13 +95,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,11 +15,14 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/agent"
+	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/controlplane"
 	"github.com/capstanhq/capstan/dns"
 	"github.com/capstanhq/capstan/examples/demo"
 	"github.com/capstanhq/capstan/examples/repo"
+	"github.com/capstanhq/capstan/node"
 	"github.com/capstanhq/capstan/printer"
 	"github.com/capstanhq/capstan/registry"
 	"github.com/spf13/cobra"
@@ -99,7 +101,7 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 			return err
 		}
 	}
-	if _, _, err := parseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), false); err != nil && !f.noAgent {
+	if _, _, err := node.ParseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), false); err != nil && !f.noAgent {
 		return err // before anything starts
 	}
 	if err := needRoot(os.Geteuid(), f.noAgent); err != nil {
@@ -137,7 +139,7 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 	defer cp.Close()
 	if demoDir != "" {
 		// The demo's images name the registry as the first --registry-addr.
-		imagesAt := upImageRegistry(f.server.registryAddrs[0], cp.registry)
+		imagesAt := upImageRegistry(f.server.registryAddrs[0], cp.Registry())
 		res, err := demo.Repo(demoDir, repo.FS(), imagesAt)
 		if err != nil {
 			return err
@@ -151,7 +153,7 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 			p.warn("the demo repository names no image at %s (made for another --registry-addr): edit its images or remove %s to make it again", imagesAt, res.Dir)
 		}
 	}
-	admin, err := client.FromFile(cp.server.AdminConfigPath())
+	admin, err := client.FromFile(cp.Server().AdminConfigPath())
 	if err != nil {
 		return err
 	}
@@ -182,20 +184,21 @@ func needRoot(euid int, noAgent bool) error {
 
 // upSteps waits for each part in turn, starts the node side once the
 // control plane and registry answer, and prints a line per step.
-func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane, admin *client.Client, p progress, demoDir string, log *slog.Logger) error {
+func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlplane.ControlPlane, admin *client.Client, p progress, demoDir string, log *slog.Logger) error {
 	if err := pollUntil(ctx, func() bool { return admin.Do(ctx, "GET", "/readyz", nil, nil) == nil }); err != nil {
 		return err
 	}
 	p.ok("store ready at %s", filepath.Join(f.server.dataDir, "capstan.db"))
-	p.ok("API server on %s", cp.server.URL())
+	srv, reg := cp.Server(), cp.Registry()
+	p.ok("API server on %s", srv.URL())
 	select {
-	case <-cp.registry.Ready():
+	case <-reg.Ready():
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	regAddr := upImageRegistry(f.server.registryAddrs[0], cp.registry)
-	p.ok("registry on %s (images in %s; push credentials in %s)", strings.Join(cp.registry.Addrs(), ", "), filepath.Join(f.server.dataDir, "registry"), cp.server.AdminConfigPath())
-	if err := upImages(ctx, f.images, regAddr, cp.registry.pusher(cp.server.PKI().CAPEM), p); err != nil {
+	regAddr := upImageRegistry(f.server.registryAddrs[0], reg)
+	p.ok("registry on %s (images in %s; push credentials in %s)", strings.Join(reg.Addrs(), ", "), filepath.Join(f.server.dataDir, "registry"), srv.AdminConfigPath())
+	if err := upImages(ctx, f.images, regAddr, reg.Pusher(srv.PKI().CAPEM), p); err != nil {
 		return err
 	}
 	if !f.noAgent {
@@ -227,17 +230,17 @@ func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane
 	if !f.noAgent {
 		urls = nodePortURLs(ctx, admin)
 	}
-	nextSteps(p.w, f.server.dataDir, cp.server.AdminConfigPath(), demoDir, urls)
+	nextSteps(p.w, f.server.dataDir, srv.AdminConfigPath(), demoDir, urls)
 	return nil
 }
 
 // upImageRegistry is the address, as the registry listens on it, of the
 // configured address first: the one the demo's images name.
-func upImageRegistry(first string, cr *clusterRegistry) string {
+func upImageRegistry(first string, cr *controlplane.Registry) string {
 	if registry.IsLoopbackAddr(first) {
-		return cr.plain[0]
+		return cr.Plain()[0]
 	}
-	return cr.tls[0]
+	return cr.TLS()[0]
 }
 
 // nodePortURL is where one node port answers.
@@ -328,89 +331,56 @@ func repoNames(repos []registry.Repository) string {
 	return strings.Join(names, ", ")
 }
 
-// startNode starts the DNS server, the proxy, the services feeder and the
-// agent in g, and waits until the feeder pushed and the node is Ready.
-func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlPlane, admin *client.Client, p progress, log *slog.Logger) error {
-	hostIP, err := hostIPv4("/proc/net/route")
-	if err != nil {
-		return fmt.Errorf("node address: %w (capstan up needs a default route)", err)
-	}
-	ns, err := newNodeServices(admin, f.dnsAddr, hostIP, false, log)
-	if err != nil {
-		return err
-	}
-	nodeName := f.nodeName
-	if nodeName == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("node name: %w (pass --node-name)", err)
-		}
-		nodeName = strings.ToLower(h)
+// startNode starts this machine's node (the agent, the proxy, the DNS
+// server and their feeder) in g, and waits until the services are fed and
+// the node is Ready.
+func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlplane.ControlPlane, admin *client.Client, p progress, log *slog.Logger) error {
+	id, err := identity.Resolve(identity.Options{Name: f.nodeName})
+	switch {
+	case errors.Is(err, identity.ErrNoName):
+		return fmt.Errorf("%w (pass --node-name)", err)
+	case err != nil:
+		return fmt.Errorf("%w (capstan up needs a default route)", err)
 	}
 	// The agent must act as its node: only a node finishes a graceful pod
 	// delete (an admin's delete only marks the pod).
-	nodeClient, err := nodeClient(ctx, cp, nodeName)
+	nodeClient, err := cp.NodeClient(ctx, id.Name, time.Now())
 	if err != nil {
 		return err
 	}
-	ag, err := agent.New(agent.Options{
-		Client: nodeClient, NodeName: nodeName, Address: hostIP.String(),
-		DataDir: filepath.Join(f.server.dataDir, "agent"), RunDir: f.runDir, ContainerdAddress: f.containerd,
-		ClusterDNS: ns.clusterDNS, Logger: log.With("component", "agent"),
-		ServerCA:           string(cp.server.PKI().CAPEM),
-		InsecureRegistries: cp.registry.agentInsecure(),
-		RegistryCA:         string(cp.server.PKI().CAPEM),
-		RegistryLogins:     cp.registry.nodeLogins(),
+	srv, reg := cp.Server(), cp.Registry()
+	n, err := node.New(node.Options{
+		Agent: agent.Options{
+			Client: nodeClient, NodeName: id.Name, Address: id.Address.String(),
+			DataDir: filepath.Join(f.server.dataDir, "agent"), RunDir: f.runDir, ContainerdAddress: f.containerd,
+			Logger:             log.With("component", "agent"),
+			ServerCA:           string(srv.PKI().CAPEM),
+			InsecureRegistries: reg.AgentInsecure(),
+			RegistryCA:         string(srv.PKI().CAPEM),
+			RegistryLogins:     reg.NodeLogins(),
+		},
+		Services:       true,
+		ServicesClient: admin,
+		DNSAddr:        f.dnsAddr,
+		Logger:         log,
 	})
 	if err != nil {
 		return err
 	}
-	ns.start(ctx, g)
-	g.Go(func() error { return ag.Start(ctx) })
-	if err := ns.waitReady(ctx); err != nil {
+	g.Go(func() error { return n.Start(ctx) })
+	if err := n.WaitServices(ctx); err != nil {
 		return err
 	}
-	if ns.dns != nil {
-		p.ok("cluster DNS on %s (zone %s)", ns.dns.Addrs()[0], dns.DefaultZone)
+	if addrs := n.DNSAddrs(); len(addrs) > 0 {
+		p.ok("cluster DNS on %s (zone %s)", addrs[0], dns.DefaultZone)
 	}
 	p.ok("service proxy: nftables table ip capstan")
-	name := ag.NodeName()
+	name := n.Name()
 	if err := pollUntil(ctx, func() bool { return nodeReady(ctx, admin, name) }); err != nil {
 		return err
 	}
 	p.ok("agent: node %s Ready (containerd, CNI bridge)", name)
 	return nil
-}
-
-// nodeClient returns a client with the node's token, kept in
-// DATA_DIR/node-NAME.token and made on first start (or when the server no
-// longer knows it).
-func nodeClient(ctx context.Context, cp *controlPlane, name string) (*client.Client, error) {
-	path := filepath.Join(filepath.Dir(cp.server.AdminConfigPath()), "node-"+name+".token")
-	cfg, err := client.LoadConfig(cp.server.AdminConfigPath())
-	if err != nil {
-		return nil, err
-	}
-	if b, err := os.ReadFile(path); err == nil {
-		cfg.Token = strings.TrimSpace(string(b))
-		if c, err := client.New(cfg); err == nil {
-			// Anything but 401 means the server knows the token.
-			_, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: name})
-			var se *client.StatusError
-			if err == nil || (errors.As(err, &se) && se.Code != http.StatusUnauthorized) {
-				return c, nil
-			}
-		}
-	}
-	tok, _, err := cp.server.Tokens().Create("node:"+name, "capstan up", 0, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("node token for %s: %w", name, err)
-	}
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("node token: %w", err)
-	}
-	cfg.Token = tok
-	return client.New(cfg)
 }
 
 func nodeReady(ctx context.Context, c *client.Client, name string) bool {

@@ -186,23 +186,3 @@ func TestUpRootCheck(t *testing.T) {
 		t.Errorf("root: %v", err)
 	}
 }
-
-func TestDefaultRouteDevice(t *testing.T) {
-	routes := "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
-		"eth1\t00000000\t0102A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0\n" +
-		"eth0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n" +
-		"eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
-	f := filepath.Join(t.TempDir(), "route")
-	if err := os.WriteFile(f, []byte(routes), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if dev, err := defaultRouteDevice(f); err != nil || dev != "eth0" {
-		t.Errorf("default route device %q, %v; want eth0 (lowest metric)", dev, err)
-	}
-	if err := os.WriteFile(f, []byte(strings.Join(strings.Split(routes, "\n")[:1], "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := defaultRouteDevice(f); err == nil {
-		t.Error("a table without a default route gave a device")
-	}
-}

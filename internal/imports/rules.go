@@ -28,8 +28,12 @@ var shared = []string{
 	"version",
 }
 
-// assembly may import anything: they wire components together.
-var assembly = []string{"cmd/...", "test/...", "examples/..."}
+// assembly may import anything: they wire components together. The
+// control plane (store, API server, git sync, registry, controllers) and
+// the node (agent, routes, proxy, DNS) are assembled in packages of their
+// own so that the binary and the end-to-end tests start the same thing;
+// cmd/capstan only turns flags into their Options.
+var assembly = []string{"cmd/...", "test/...", "examples/...", "controlplane", "node"}
 
 // allowed lists, per package (or tree with "/..."), the packages of other
 // components it may import beyond the shared ones. A package may always
@@ -41,8 +45,11 @@ var allowed = map[string][]string{
 	"apiserver/apiservertest": {"apiserver", "apiserver/store"},
 	// The applier joins a git snapshot and the schema.
 	"gitsync/applier": {"gitsync", "schema/..."},
-	// plan runs the controllers' and the scheduler's pure cores.
-	"plan": {"schema", "scheduler", "reconcile/app", "reconcile/workload"},
+	// A rollback loads the app's descriptors at both commits.
+	"gitsync/rollback": {"gitsync", "schema"},
+	// plan runs the controllers' and the scheduler's pure cores on two
+	// revisions it reads from git and evaluates in the sandbox.
+	"plan": {"schema/...", "scheduler", "reconcile/app", "reconcile/workload", "gitsync"},
 	// The node's services feed its DNS server.
 	"agent/services": {"dns"},
 	// Test harnesses.

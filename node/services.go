@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -27,11 +27,11 @@ type nodeServices struct {
 // address, never its port.
 const dnsPort = 53
 
-// parseDNSAddr reads --dns-addr: "off" (ok false), empty for nodeIP on
+// ParseDNSAddr reads --dns-addr (Options.DNSAddr): "off" (ok false), empty for nodeIP on
 // port 53, or ip:port. Unless anyPort (the pods are pointed at another
 // server with --cluster-dns), the port must be 53: pods would send their
 // queries to port 53 of that address and nothing would answer.
-func parseDNSAddr(s string, nodeIP netip.Addr, anyPort bool) (ap netip.AddrPort, ok bool, err error) {
+func ParseDNSAddr(s string, nodeIP netip.Addr, anyPort bool) (ap netip.AddrPort, ok bool, err error) {
 	switch s {
 	case "off":
 		return netip.AddrPort{}, false, nil
@@ -52,10 +52,10 @@ func parseDNSAddr(s string, nodeIP netip.Addr, anyPort bool) (ap netip.AddrPort,
 	return ap, true, nil
 }
 
-// newNodeServices prepares them; dnsAddr is what parseDNSAddr accepts.
+// newNodeServices prepares them; dnsAddr is what ParseDNSAddr accepts.
 func newNodeServices(c *client.Client, dnsAddr string, nodeIP netip.Addr, anyDNSPort bool, log *slog.Logger) (*nodeServices, error) {
 	ns := &nodeServices{}
-	ap, on, err := parseDNSAddr(dnsAddr, nodeIP, anyDNSPort)
+	ap, on, err := ParseDNSAddr(dnsAddr, nodeIP, anyDNSPort)
 	if err != nil {
 		return nil, err
 	}

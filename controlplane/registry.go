@@ -1,4 +1,4 @@
-package main
+package controlplane
 
 import (
 	"context"
@@ -18,13 +18,13 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// registryCredentialsFile holds the embedded registry's push and pull
+// RegistryCredentialsFile holds the embedded registry's push and pull
 // credentials, in the data directory, mode 0600.
-const registryCredentialsFile = "registry-credentials.json"
+const RegistryCredentialsFile = "registry-credentials.json"
 
-// clusterRegistry is the embedded registry of `capstan server
-// --registry-addr` and `capstan up`, storing images in DATA_DIR/registry.
-type clusterRegistry struct {
+// Registry is the embedded registry of `capstan server --registry-addr`
+// and `capstan up`, storing images in DATA_DIR/registry.
+type Registry struct {
 	*registry.Registry
 	// creds are the push and pull users (DATA_DIR/registry-credentials.json).
 	creds registry.Credentials
@@ -39,7 +39,7 @@ type clusterRegistry struct {
 // cluster CA, where every request needs credentials. Pushes always need the
 // push credentials. The admin config gets the push credentials and join
 // answers the pull ones.
-func newRegistry(addrs []string, dataDir string, srv *apiserver.Server, log *slog.Logger) (*clusterRegistry, error) {
+func newRegistry(addrs []string, dataDir string, srv *apiserver.Server, log *slog.Logger) (*Registry, error) {
 	routeLogrus(log)
 	var plain string
 	var tlsAddrs, hosts []string
@@ -69,7 +69,7 @@ func newRegistry(addrs []string, dataDir string, srv *apiserver.Server, log *slo
 		}
 		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
-	creds, err := registry.LoadOrCreateCredentials(filepath.Join(dataDir, registryCredentialsFile))
+	creds, err := registry.LoadOrCreateCredentials(filepath.Join(dataDir, RegistryCredentialsFile))
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func newRegistry(addrs []string, dataDir string, srv *apiserver.Server, log *slo
 		return nil, fmt.Errorf("--registry-addr: %w", err)
 	}
 	all := reg.Addrs()
-	cr := &clusterRegistry{Registry: reg, creds: creds, plain: all[:len(all)-len(tlsAddrs)], tls: all[len(all)-len(tlsAddrs):]}
+	cr := &Registry{Registry: reg, creds: creds, plain: all[:len(all)-len(tlsAddrs)], tls: all[len(all)-len(tlsAddrs):]}
 	if len(cr.tls) > 0 {
 		srv.SetRegistryAccess(&client.RegistryAccess{Hosts: cr.tls, Username: creds.Pull.Username, Password: creds.Pull.Password})
 	}
@@ -93,7 +93,14 @@ func newRegistry(addrs []string, dataDir string, srv *apiserver.Server, log *slo
 
 // saveAdminAccess writes the registry's addresses and push credentials into
 // the admin config, where `capstan image` finds them.
-func (cr *clusterRegistry) saveAdminAccess(path string) error {
+// Plain are the addresses served over plain HTTP (loopback), as the
+// registry listens on them.
+func (cr *Registry) Plain() []string { return append([]string(nil), cr.plain...) }
+
+// TLS are the addresses served over HTTPS from the cluster CA.
+func (cr *Registry) TLS() []string { return append([]string(nil), cr.tls...) }
+
+func (cr *Registry) saveAdminAccess(path string) error {
 	cfg, err := client.LoadConfig(path)
 	if err != nil {
 		return fmt.Errorf("registry: admin config: %w", err)
@@ -109,38 +116,25 @@ func (cr *clusterRegistry) saveAdminAccess(path string) error {
 	return nil
 }
 
-// pusher is how this process pushes to its own registry at addr.
-func (cr *clusterRegistry) pusher(caPEM []byte) registry.RemoteOptions {
+// Pusher is how this process pushes to its own registry at addr.
+func (cr *Registry) Pusher(caPEM []byte) registry.RemoteOptions {
 	return registry.RemoteOptions{Username: cr.creds.Push.Username, Password: cr.creds.Push.Password, CAPEM: caPEM}
 }
 
-// agentInsecure is the plain-HTTP registry list of an agent in this
+// AgentInsecure is the plain-HTTP registry list of an agent in this
 // process: the registry's loopback address as it listens (never the
 // agent's default 127.0.0.1:5000 when the registry is elsewhere). Its other
 // addresses serve HTTPS from the cluster CA.
-func (cr *clusterRegistry) agentInsecure() []string {
+func (cr *Registry) AgentInsecure() []string {
 	return append([]string{}, cr.plain...)
 }
 
-// nodeLogins are the pull credentials for every address, for an agent in
+// NodeLogins are the pull credentials for every address, for an agent in
 // this process.
-func (cr *clusterRegistry) nodeLogins() map[string]runtime.RegistryLogin {
+func (cr *Registry) NodeLogins() map[string]runtime.RegistryLogin {
 	logins := map[string]runtime.RegistryLogin{}
 	for _, a := range cr.Addrs() {
 		logins[a] = runtime.RegistryLogin{Username: cr.creds.Pull.Username, Password: cr.creds.Pull.Password}
-	}
-	return logins
-}
-
-// registryLogins turns the registry access of a node's config (from its
-// join answer) into the agent's logins.
-func registryLogins(a *client.RegistryAccess) map[string]runtime.RegistryLogin {
-	if a == nil {
-		return nil
-	}
-	logins := make(map[string]runtime.RegistryLogin, len(a.Hosts))
-	for _, h := range a.Hosts {
-		logins[h] = runtime.RegistryLogin{Username: a.Username, Password: a.Password}
 	}
 	return logins
 }

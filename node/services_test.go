@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"net/netip"
@@ -24,34 +24,24 @@ func TestParseDNSAddr(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ap, on, err := parseDNSAddr(tc.in, node, tc.anyPort)
+			ap, on, err := ParseDNSAddr(tc.in, node, tc.anyPort)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("parseDNSAddr(%q): %v, want an error containing %q", tc.in, err, tc.err)
+					t.Fatalf("ParseDNSAddr(%q): %v, want an error containing %q", tc.in, err, tc.err)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("parseDNSAddr(%q): %v", tc.in, err)
+				t.Fatalf("ParseDNSAddr(%q): %v", tc.in, err)
 			}
 			got := ""
 			if on {
 				got = ap.String()
 			}
 			if got != tc.want {
-				t.Errorf("parseDNSAddr(%q) = %q, want %q", tc.in, got, tc.want)
+				t.Errorf("ParseDNSAddr(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
-	}
-}
-
-// `capstan up --dns-addr` with a port pods cannot reach fails before
-// anything starts, saying which port works.
-func TestUpRefusesDNSPort(t *testing.T) {
-	dir := t.TempDir()
-	_, err := run(t, "up", "--data-dir", dir, "--dns-addr", "127.0.0.1:5353")
-	if err == nil || !strings.Contains(err.Error(), "port 5353 cannot be used") || !strings.Contains(err.Error(), "127.0.0.1:53") {
-		t.Fatalf("capstan up --dns-addr 127.0.0.1:5353: %v, want a refusal naming 127.0.0.1:53", err)
 	}
 }
 
@@ -61,7 +51,7 @@ func FuzzParseDNSAddr(f *testing.F) {
 	}
 	node := netip.MustParseAddr("10.0.0.5")
 	f.Fuzz(func(t *testing.T, s string, anyPort bool) {
-		ap, on, err := parseDNSAddr(s, node, anyPort)
+		ap, on, err := ParseDNSAddr(s, node, anyPort)
 		if err != nil {
 			if on {
 				t.Fatalf("%q: error %v and on", s, err)

@@ -1,0 +1,235 @@
+// Package controlplane is the assembly of a Capstan control plane: the
+// store, the API server, git sync with its applier and routes, the
+// embedded registry and the controller manager (the controllers and the
+// scheduler). `capstan server` runs one; `capstan up` runs one next to a
+// node (package node). Like every long-running part it has Options, New
+// and Start(ctx); cmd/capstan only turns flags into Options.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/reconcile"
+	appController "github.com/capstanhq/capstan/reconcile/app"
+	endpointsController "github.com/capstanhq/capstan/reconcile/endpoints"
+	gcController "github.com/capstanhq/capstan/reconcile/gc"
+	nodeController "github.com/capstanhq/capstan/reconcile/node"
+	workloadController "github.com/capstanhq/capstan/reconcile/workload"
+	"github.com/capstanhq/capstan/scheduler"
+	"github.com/capstanhq/capstan/schema/sandbox"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+)
+
+// Options configure a control plane.
+type Options struct {
+	// DataDir holds the store (capstan.db), the PKI, tokens, admin.yaml,
+	// the git cache and the registry's images. Required; made private
+	// (0700) when it is not.
+	DataDir string
+	// API are the API server's options (listen address, serving
+	// certificate names, networks, limits; apiserver.Options documents
+	// each and its default). DataDir, Store, Registry and Logger are set
+	// by New.
+	API apiserver.Options
+	// Repos are the tracked repositories, validated by
+	// gitsync.ValidateRepos. None: no git sync runs.
+	Repos []gitsync.RepoConfig
+	// Eval bounds the evaluation of the repositories' descriptors
+	// (schema/sandbox documents each bound and its default).
+	Eval sandbox.Options
+	// RegistryAddrs, when set, run the embedded registry there with its
+	// images in DATA_DIR/registry: a loopback address (at most one) over
+	// plain HTTP, any other over HTTPS from the cluster CA. Default: no
+	// registry.
+	RegistryAddrs []string
+	// Nodes are the node controller's heartbeat grace and eviction
+	// timeout (reconcile/node documents the defaults).
+	Nodes nodeController.Options
+	// Logger receives every part's logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (o *Options) validate() error {
+	if o.DataDir == "" {
+		return errors.New("control plane: no data directory given (pass --data-dir)")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return gitsync.ValidateRepos(o.Repos)
+}
+
+// ControlPlane is everything `capstan server` runs.
+type ControlPlane struct {
+	opts   Options
+	log    *slog.Logger
+	store  *store.Bolt
+	server *apiserver.Server
+	// registry is the embedded registry, nil unless RegistryAddrs is set.
+	registry *Registry
+	// runners are the long-running parts, started together.
+	runners []func(context.Context) error
+}
+
+// New opens the store and prepares the API server and the components;
+// nothing runs until Start. Close releases what New took.
+func New(opts Options) (*ControlPlane, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if err := privateDataDir(opts.DataDir, log); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(opts.DataDir, "capstan.db"), store.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	cp, err := build(opts, st)
+	if err != nil {
+		if cp != nil && cp.registry != nil {
+			cp.registry.Close()
+		}
+		st.Close()
+		return nil, err
+	}
+	return cp, nil
+}
+
+func build(opts Options, st *store.Bolt) (*ControlPlane, error) {
+	log := opts.Logger
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	apiOpts := opts.API
+	apiOpts.DataDir, apiOpts.Store, apiOpts.Registry, apiOpts.Logger = opts.DataDir, st, reg, log
+	srv, err := apiserver.New(apiOpts)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("admin client config written", "path", srv.AdminConfigPath())
+	cp := &ControlPlane{opts: opts, log: log, store: st, server: srv, runners: []func(context.Context) error{st.Start, srv.Start}}
+	syncStart, err := AttachGitSync(srv, opts.DataDir, opts.Repos, opts.Eval, log)
+	if err != nil {
+		return nil, err
+	}
+	if syncStart != nil {
+		cp.runners = append(cp.runners, syncStart)
+	}
+	if len(opts.RegistryAddrs) > 0 {
+		if cp.registry, err = newRegistry(opts.RegistryAddrs, opts.DataDir, srv, log); err != nil {
+			return nil, err
+		}
+		cp.runners = append(cp.runners, cp.registry.Start)
+	}
+	manager, err := newControllers(srv, opts.Nodes, reg, log)
+	if err != nil {
+		return cp, err
+	}
+	cp.runners = append(cp.runners, manager.Start)
+	return cp, nil
+}
+
+// newControllers builds the controllers and the scheduler on one manager
+// (one client, shared informers, the metrics registry); they talk to the
+// API like any other client.
+func newControllers(srv *apiserver.Server, nodes nodeController.Options, reg *prometheus.Registry, log *slog.Logger) (*reconcile.Manager, error) {
+	c, err := client.FromFile(srv.AdminConfigPath())
+	if err != nil {
+		return nil, err
+	}
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	builders := []func() (reconcile.Runnable, error){
+		func() (reconcile.Runnable, error) { return appController.New(m, appController.Options{}) },
+		func() (reconcile.Runnable, error) { return workloadController.New(m, workloadController.Options{}) },
+		func() (reconcile.Runnable, error) {
+			return nodeController.NewController(m, nodeController.ControllerOptions{Decide: nodes})
+		},
+		func() (reconcile.Runnable, error) { return endpointsController.New(m, endpointsController.Options{}) },
+		func() (reconcile.Runnable, error) { return gcController.New(m, gcController.Options{}) },
+		func() (reconcile.Runnable, error) { return scheduler.NewScheduler(m, scheduler.SchedulerOptions{}) },
+	}
+	for _, build := range builders {
+		r, err := build()
+		if err != nil {
+			return nil, err
+		}
+		m.Add(r)
+	}
+	return m, nil
+}
+
+// Start runs every part until ctx ends or one fails.
+func (cp *ControlPlane) Start(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, run := range cp.runners {
+		g.Go(func() error { return run(ctx) })
+	}
+	return g.Wait()
+}
+
+// Close releases the store (and the registry's addresses when it never
+// started).
+func (cp *ControlPlane) Close() error {
+	if cp.registry != nil {
+		cp.registry.Close()
+	}
+	return cp.store.Close()
+}
+
+// Server is the API server.
+func (cp *ControlPlane) Server() *apiserver.Server { return cp.server }
+
+// Registry is the embedded registry, nil unless Options.RegistryAddrs is
+// set.
+func (cp *ControlPlane) Registry() *Registry { return cp.registry }
+
+// NodeClient returns a client with the token of node name, for a node in
+// this process: kept in DATA_DIR/node-NAME.token and made on first start
+// (or when the server no longer knows it). A node must act as itself:
+// only a node finishes a graceful pod delete (an admin's delete only
+// marks the pod).
+func (cp *ControlPlane) NodeClient(ctx context.Context, name string, now time.Time) (*client.Client, error) {
+	path := filepath.Join(filepath.Dir(cp.server.AdminConfigPath()), "node-"+name+".token")
+	cfg, err := client.LoadConfig(cp.server.AdminConfigPath())
+	if err != nil {
+		return nil, err
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		cfg.Token = strings.TrimSpace(string(b))
+		if c, err := client.New(cfg); err == nil {
+			// Anything but 401 means the server knows the token.
+			_, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: name})
+			var se *client.StatusError
+			if err == nil || (errors.As(err, &se) && se.Code != http.StatusUnauthorized) {
+				return c, nil
+			}
+		}
+	}
+	tok, _, err := cp.server.Tokens().Create("node:"+name, "capstan up", 0, now)
+	if err != nil {
+		return nil, fmt.Errorf("node token for %s: %w", name, err)
+	}
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("node token: %w", err)
+	}
+	cfg.Token = tok
+	return client.New(cfg)
+}

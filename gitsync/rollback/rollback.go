@@ -1,0 +1,242 @@
+// Package rollback makes the commit of `capstan rollback`: it restores
+// one app's descriptor files to their content at an earlier commit (only
+// the app's part of a CUE file shared with other apps, when that can be
+// done safely), as a normal commit on the tracked branch, authored by the
+// person running it. Git stays the truth: the next sync applies the
+// commit like any other.
+package rollback
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/schema"
+)
+
+// Options say what to roll back.
+type Options struct {
+	// RepoDir is a local clone of the app's repository: the commit is
+	// made there, and pushed when it is a bare mirror of the remote.
+	// Required.
+	RepoDir string
+	// Path is the descriptor directory in the repository ("" or "." for
+	// its root).
+	Path string
+	// App is the app to roll back; To the commit whose content of it to
+	// restore. Required.
+	App, To string
+	// Branch is the branch to commit on. Default main.
+	Branch string
+	// IncludeOtherApps also rolls back the other apps declared in the
+	// app's files, where only the app's part cannot be rolled back alone.
+	IncludeOtherApps bool
+	// Author makes the commit. Default gitsync.CurrentAuthor of RepoDir
+	// at Now.
+	Author gitsync.Author
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Result is the commit made and what it restored.
+type Result struct {
+	Commit string
+	Plan   Plan
+}
+
+// Run plans the rollback and makes its commit.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.RepoDir == "" || o.App == "" || o.To == "" {
+		return Result{}, errors.New("rollback: a repository, an app and a commit to roll back to are required")
+	}
+	if o.Branch == "" {
+		o.Branch = "main"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Author.Name == "" {
+		o.Author = gitsync.CurrentAuthor(o.RepoDir, o.Now())
+	}
+	plan, err := PlanFor(o.RepoDir, o.Path, o.App, o.To, o.IncludeOtherApps)
+	if err != nil {
+		return Result{}, err
+	}
+	sha, err := gitsync.Revert(ctx, gitsync.RepoConfig{Name: "rollback", URL: o.RepoDir, Branch: o.Branch},
+		gitsync.RevertRequest{Paths: plan.Files, To: o.To, Author: o.Author, Apps: plan.Apps, Rewritten: plan.Rewritten})
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Commit: sha, Plan: plan}, nil
+}
+
+// Plan is what a rollback restores: files, and the apps they declare
+// (the app first).
+type Plan struct {
+	Files []string
+	Apps  []string
+	// Rewritten are files shared with other apps where only app's part is
+	// put back as at the target.
+	Rewritten map[string][]byte
+}
+
+// PlanFor decides the files to restore for app: those declaring it at
+// HEAD or at to. It refuses when app is not declared at to, and when the
+// files declare other apps (at either commit) unless includeOthers.
+func PlanFor(repoDir, descPath, app, to string, includeOthers bool) (Plan, error) {
+	atTo, err := declarations(repoDir, descPath, to)
+	if err != nil {
+		return Plan{}, err
+	}
+	atHead, err := declarations(repoDir, descPath, "HEAD")
+	if err != nil {
+		return Plan{}, err
+	}
+	if len(atTo.files(app)) == 0 {
+		where := "the repository"
+		if descPath != "" && descPath != "." {
+			where = descPath
+		}
+		return Plan{}, fmt.Errorf("app %s is not declared at %.12s (no file in %s declares it there): a rollback to it would delete the app; pick a commit where it exists from 'capstan history %s', or delete its files in a commit of your own", app, to, where, app)
+	}
+	files := sortedUnion(atTo.files(app), atHead.files(app))
+	others := map[string][]string{} // other app -> files it shares
+	for _, d := range []appDecls{atTo, atHead} {
+		for _, f := range files {
+			for _, a := range d.byFile[f] {
+				if a != app && !contains(others[a], f) {
+					others[a] = append(others[a], f)
+				}
+			}
+		}
+	}
+	if len(others) > 0 && !includeOthers {
+		// Put back only app's part of the shared files, when that can be
+		// done safely.
+		var shared, whole []string
+		for _, f := range files {
+			if isShared(f, app, atHead, atTo) {
+				shared = append(shared, f)
+			} else {
+				whole = append(whole, f)
+			}
+		}
+		rewritten, err := rewriteShared(repoDir, descPath, app, to, shared, whole, atHead, atTo)
+		if err == nil {
+			return Plan{Files: whole, Apps: []string{app}, Rewritten: rewritten}, nil
+		}
+		var parts []string
+		for _, a := range sortedKeys(others) {
+			parts = append(parts, fmt.Sprintf("%s (in %s)", a, strings.Join(others[a], ", ")))
+		}
+		return Plan{}, fmt.Errorf("the files of app %s also declare %s, and %s's part cannot be rolled back alone (%v): pass --include-other-apps to roll those apps back with %s, or move %s into a file of its own first", app, strings.Join(parts, ", "), app, err, app, app)
+	}
+	return Plan{Files: files, Apps: append([]string{app}, sortedKeys(others)...)}, nil
+}
+
+// appDecls says which files declare which apps at one commit, and what
+// each valid app is (its spec as JSON).
+type appDecls struct {
+	byApp  map[string][]string
+	byFile map[string][]string
+	specs  map[string][]byte
+}
+
+// isShared reports whether file declares an app other than app at either
+// commit.
+func isShared(file, app string, ds ...appDecls) bool {
+	for _, d := range ds {
+		for _, a := range d.byFile[file] {
+			if a != app {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func declsOf(res *schema.Result) appDecls {
+	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, specs: map[string][]byte{}}
+	for _, a := range res.Apps {
+		for _, f := range a.Files {
+			d.byApp[a.Name] = append(d.byApp[a.Name], f)
+			d.byFile[f] = append(d.byFile[f], a.Name)
+		}
+		if a.Valid() {
+			b, _ := json.Marshal(struct {
+				Spec        any
+				Labels      map[string]string
+				Annotations map[string]string
+			}{a.App.Spec, a.App.Metadata.Labels, a.App.Metadata.Annotations})
+			d.specs[a.Name] = b
+		}
+	}
+	return d
+}
+
+func (d appDecls) files(app string) []string { return d.byApp[app] }
+
+// declarations loads the descriptors at ref.
+func declarations(repoDir, descPath, ref string) (appDecls, error) {
+	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, specs: map[string][]byte{}}
+	fsys, err := gitsync.TreeAt(repoDir, ref)
+	if err != nil {
+		return d, fmt.Errorf("read %s at %s: %w", repoDir, ref, err)
+	}
+	if descPath != "" && descPath != "." {
+		sub, err := subFS(fsys, descPath)
+		if err != nil {
+			return d, nil // the directory does not exist at this commit
+		}
+		fsys = sub
+	}
+	res, err := schema.Load(fsys, schema.LoadOptions{PathPrefix: descPath})
+	if err != nil {
+		return d, fmt.Errorf("load the descriptors at %s: %w", ref, err)
+	}
+	return declsOf(res), nil
+}
+
+func sortedUnion(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func subFS(fsys fs.FS, dir string) (fs.FS, error) {
+	if _, err := fs.Stat(fsys, dir); err != nil {
+		return nil, err
+	}
+	return fs.Sub(fsys, dir)
+}

@@ -1,0 +1,104 @@
+package rollback
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func gitCmd(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// rollbackRepo makes a repository with the given commits, each a map of
+// file -> content ("" deletes), and returns it with the commits' SHAs.
+func rollbackRepo(t *testing.T, commits ...map[string]string) (string, []string) {
+	t.Helper()
+	repo := t.TempDir()
+	gitCmd(t, repo, "init", "-q", "-b", "main")
+	gitCmd(t, repo, "config", "user.name", "Ada Lovelace")
+	gitCmd(t, repo, "config", "user.email", "ada@example.com")
+	var shas []string
+	for i, files := range commits {
+		for name, content := range files {
+			p := filepath.Join(repo, name)
+			if content == "" {
+				if err := os.Remove(p); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gitCmd(t, repo, "add", "-A")
+		gitCmd(t, repo, "commit", "-q", "--allow-empty", "-m", "commit "+string(rune('A'+i)))
+		shas = append(shas, gitCmd(t, repo, "rev-parse", "HEAD"))
+	}
+	return repo, shas
+}
+
+func appCue(name string, replicas int) string {
+	return "apps: " + name + ": pods: p: {\n\treplicas: " + string(rune('0'+replicas)) + "\n\tcontainers: c: image: \"127.0.0.1:5000/x:v1\"\n}\n"
+}
+
+// Run refuses options without a repository, an app or a target.
+func TestRunNeedsRepoAppAndTarget(t *testing.T) {
+	for _, o := range []Options{{App: "a", To: "x"}, {RepoDir: ".", To: "x"}, {RepoDir: ".", App: "a"}} {
+		if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "required") {
+			t.Errorf("Run(%+v): %v", o, err)
+		}
+	}
+}
+
+// In a CUE file holding two apps, only the app's part is rolled back;
+// the other app is untouched and the message says what was done.
+func TestRollbackRewritesOnlyTheAppsPart(t *testing.T) {
+	repo, shas := rollbackRepo(t,
+		map[string]string{"apps/all.cue": "// two apps\n" + appCue("web", 1) + appCue("blog", 1)},
+		map[string]string{"apps/all.cue": "// two apps\n" + appCue("web", 2) + appCue("blog", 3)},
+	)
+	res, err := Run(context.Background(), Options{RepoDir: repo, Path: "apps", App: "web", To: shas[0]})
+	if err != nil {
+		t.Fatalf("rollback of one app of a shared file: %v", err)
+	}
+	if head := gitCmd(t, repo, "rev-parse", "HEAD"); res.Commit != head || len(res.Plan.Files) != 0 || len(res.Plan.Rewritten) != 1 {
+		t.Fatalf("result %+v; HEAD %s", res, head)
+	}
+	after, err := declarations(repo, "apps", "HEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	atFirst, _ := declarations(repo, "apps", shas[0])
+	atSecond, _ := declarations(repo, "apps", shas[1])
+	if string(after.specs["web"]) != string(atFirst.specs["web"]) || string(after.specs["blog"]) != string(atSecond.specs["blog"]) {
+		t.Fatalf("after the rollback:\n%s", gitCmd(t, repo, "show", "HEAD:apps/all.cue"))
+	}
+	if got := gitCmd(t, repo, "show", "HEAD:apps/all.cue"); !strings.Contains(got, "// two apps") {
+		t.Errorf("the file lost its comment:\n%s", got)
+	}
+	msg := gitCmd(t, repo, "log", "-1", "--format=%B")
+	for _, want := range []string{"Rollback app web to " + shas[0][:12], "Rewrites apps/all.cue: only the part of web is as at", "Apps rolled back: web.", "commit B"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("rollback message lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "blog") {
+		t.Errorf("rollback message names blog:\n%s", msg)
+	}
+}

@@ -1,0 +1,41 @@
+package node
+
+import (
+	"context"
+
+	"github.com/capstanhq/capstan/agent"
+	"github.com/capstanhq/capstan/agent/routes"
+	"github.com/capstanhq/capstan/proxy"
+)
+
+// DownReport is what Down removed; a step that failed says why.
+type DownReport struct {
+	// Agent is what agent.Down removed: pods, bridge, run directory.
+	Agent agent.DownReport
+	// Proxy is the service proxy's nftables table; nil when removed (or
+	// absent).
+	Proxy error
+	// Routes are the routes to other nodes and the egress table; nil
+	// when removed (or absent).
+	Routes error
+}
+
+// Down stops the node of the agent options o for good, after it has
+// stopped: its pods, network and state (agent.Down, which refuses while
+// the node runs), then the service proxy's table and the routes. The
+// error is agent.Down's; the proxy's and routes' are in the report, and
+// the other steps run regardless.
+func Down(ctx context.Context, o agent.Options, purge bool) (DownReport, error) {
+	var rep DownReport
+	var err error
+	if rep.Agent, err = agent.Down(ctx, o, purge); err != nil {
+		return rep, err
+	}
+	p, err := proxy.New(proxy.Options{Logger: o.Logger})
+	if err == nil {
+		err = p.Cleanup(ctx)
+	}
+	rep.Proxy = err
+	rep.Routes = routes.Cleanup(routes.Options{Logger: o.Logger})
+	return rep, nil
+}
