@@ -235,6 +235,11 @@ func (s *Syncer) ConfirmPrune(repo string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%w: %q (configured: %v)", ErrUnknownRepo, repo, s.names)
 	}
+	// A sync in progress may be holding its head right now (its apps
+	// already show Held): let it finish, so that what a user saw can be
+	// confirmed.
+	w.mu.Lock()
+	w.mu.Unlock()
 	w.statusMu.Lock()
 	held := w.held
 	if !held.IsZero() {

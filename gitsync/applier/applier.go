@@ -237,7 +237,7 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	for _, name := range res.Evaluated {
 		fresh[name] = true
 	}
-	if err := a.guardPrune(ctx, snap, res, existing); err != nil {
+	if err := a.guardPrune(ctx, snap, rs, res, existing); err != nil {
 		errs := p.wait()
 		rs.forget()
 		return out, errors.Join(append(errs, err)...)

@@ -69,7 +69,7 @@ func pruneCandidates(res *schema.Result, existing map[string]*api.App) []string 
 // gitsync.PrunePolicy) unless an admin confirmed it: nothing is applied,
 // every app of the repository records a Held revision and status, and
 // the error wraps gitsync.ErrPruneHeld.
-func (a *Applier) guardPrune(ctx context.Context, snap gitsync.Snapshot, res *schema.Result, existing map[string]*api.App) error {
+func (a *Applier) guardPrune(ctx context.Context, snap gitsync.Snapshot, rs *repoState, res *schema.Result, existing map[string]*api.App) error {
 	if snap.PruneConfirmed {
 		return nil
 	}
@@ -87,7 +87,7 @@ func (a *Applier) guardPrune(ctx context.Context, snap gitsync.Snapshot, res *sc
 	a.opts.Logger.Warn("commit held: mass deletion", "repo", snap.Repo, "commit", short(snap.Commit), "delete", logNames(gone), "of", len(existing))
 	var errs []error
 	for _, name := range sortedNames(existing) {
-		if err := a.hold(ctx, snap, existing[name], msg); err != nil {
+		if err := a.hold(ctx, snap, rs, existing[name], msg); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -97,23 +97,26 @@ func (a *Applier) guardPrune(ctx context.Context, snap gitsync.Snapshot, res *sc
 	return fmt.Errorf("%w: %s", gitsync.ErrPruneHeld, msg)
 }
 
-// hold records a Held revision and status for one app, once per commit.
-func (a *Applier) hold(ctx context.Context, snap gitsync.Snapshot, cur *api.App, msg string) error {
+// hold records a Held revision and status (with Synced=False/PruneHeld)
+// for one app, once per commit, in one transaction.
+func (a *Applier) hold(ctx context.Context, snap gitsync.Snapshot, rs *repoState, cur *api.App, msg string) error {
 	if cur.Status.AttemptedCommit == snap.Commit && cur.Status.LastSyncResult == api.SyncHeld {
 		return nil
 	}
 	rev := a.revision(snap, cur.Metadata.Name, api.SyncHeld, []api.SourceError{{Message: msg}})
 	// One Held row per app and commit, whatever the retries and restarts.
 	rev.Metadata.Name = commitRowName("held", snap.Commit)
-	if _, err := a.txn(ctx, []client.TxnOp{{Op: "create", Object: rev}}); err != nil {
-		return fmt.Errorf("record held revision of %s: %w", cur.Metadata.Name, err)
-	}
-	st := api.Clone(cur)
-	st.Status.LastSyncResult = api.SyncHeld
-	st.Status.AttemptedCommit = snap.Commit
-	st.Status.LastSyncTime = a.opts.Now().UTC()
-	st.Status.LastSyncMessage = msg
-	if _, err := a.opts.Client.UpdateStatus(ctx, st); err != nil && !client.IsNotFound(err) {
+	now := a.opts.Now().UTC()
+	err := a.writeStatus(ctx, rs, cur, func(st *api.App) bool {
+		st.Status.LastSyncResult = api.SyncHeld
+		st.Status.AttemptedCommit = snap.Commit
+		st.Status.LastSyncTime = now
+		st.Status.LastSyncMessage = msg
+		api.SetCondition(&st.Status.Conditions, api.Condition{Type: "Synced", Status: api.ConditionFalse, Reason: ReasonPruneHeld,
+			Message: msg, LastTransitionTime: now})
+		return true
+	}, client.TxnOp{Op: "create", Object: rev})
+	if err != nil {
 		return fmt.Errorf("mark app %s held: %w", cur.Metadata.Name, err)
 	}
 	return nil
