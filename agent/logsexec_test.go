@@ -21,6 +21,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // TestLogsAndExec goes the whole way a user's `capstan logs` and `capstan
@@ -209,7 +210,7 @@ func TestLogsAndExec(t *testing.T) {
 		if err := dial([]tls.Certificate{issue(t, filepath.Join(e.api.DataDir, "pki"), "capstan-impostor")}); err == nil {
 			t.Error("a client certificate of another name was served")
 		}
-		if err := dial([]tls.Certificate{issue(t, filepath.Join(e.api.DataDir, "pki"), client.APIServerClientName)}); err != nil {
+		if err := dial([]tls.Certificate{issue(t, filepath.Join(e.api.DataDir, "pki"), wire.APIServerClientName)}); err != nil {
 			t.Errorf("the API server's name signed by the CA was refused: %v", err)
 		}
 
@@ -217,7 +218,7 @@ func TestLogsAndExec(t *testing.T) {
 		// its node name, which is what the server checks (not a pin in
 		// the Node's status).
 		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13,
-			Certificates: []tls.Certificate{issue(t, filepath.Join(e.api.DataDir, "pki"), client.APIServerClientName)}})
+			Certificates: []tls.Certificate{issue(t, filepath.Join(e.api.DataDir, "pki"), wire.APIServerClientName)}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/agent/runtime"
-	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/pki"
 	"github.com/capstanhq/capstan/internal/remotecmd"
 )
@@ -61,7 +61,7 @@ func (a *Agent) listen(ctx context.Context) error {
 		ClientAuth:     tls.RequireAndVerifyClientCert,
 		ClientCAs:      pool,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != client.APIServerClientName {
+			if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != wire.APIServerClientName {
 				return errors.New("only the API server may connect")
 			}
 			return nil

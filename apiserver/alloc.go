@@ -9,6 +9,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // NetworkOptions are the address ranges the server hands out.
@@ -69,7 +70,7 @@ func newAllocator(o NetworkOptions) (*allocator, error) {
 var _ store.Hooks = (*allocator)(nil)
 
 func exhausted(what string) error {
-	return errorf(http.StatusInsufficientStorage, "RangeExhausted", fmt.Errorf("%s: %w: delete unused objects or widen the range", what, errExhausted))
+	return errorf(http.StatusInsufficientStorage, wire.ReasonRangeExhausted, fmt.Errorf("%s: %w: delete unused objects or widen the range", what, errExhausted))
 }
 
 func invalidField(path, msg string) error {
@@ -123,7 +124,7 @@ func (a *allocator) takeVIP(tx store.Allocations, owner, want string) (string, e
 			return "", invalidField("spec.vip", fmt.Sprintf("%s is not in the service CIDR %s", want, a.svc))
 		}
 		if holder, taken := tx.Get(vipKey(ip)); taken && holder != owner {
-			return "", errorf(http.StatusConflict, "Conflict", fmt.Errorf("VIP %s is taken by service %s", ip, holder))
+			return "", errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("VIP %s is taken by service %s", ip, holder))
 		}
 		return ip.String(), tx.Put(vipKey(ip), owner)
 	}
@@ -141,7 +142,7 @@ func (a *allocator) takePort(tx store.Allocations, owner string, want int32) (in
 			return 0, invalidField("spec.ports.nodePort", fmt.Sprintf("%d is outside %d-%d", want, a.portMin, a.portMax))
 		}
 		if holder, taken := tx.Get(portKey(want)); taken && holder != owner {
-			return 0, errorf(http.StatusConflict, "Conflict", fmt.Errorf("node port %d is taken by service %s", want, holder))
+			return 0, errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("node port %d is taken by service %s", want, holder))
 		}
 		return want, tx.Put(portKey(want), owner)
 	}
@@ -265,7 +266,7 @@ func (a *allocator) allocNode(tx store.Allocations, old, n *api.Node) error {
 			return invalidField("spec.podCIDR", "is not a CIDR")
 		}
 		if holder, taken := tx.Get(cidrKey(p.Masked())); taken && holder != owner {
-			return errorf(http.StatusConflict, "Conflict", fmt.Errorf("pod CIDR %s is taken by node %s", p, holder))
+			return errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("pod CIDR %s is taken by node %s", p, holder))
 		}
 		return tx.Put(cidrKey(p.Masked()), owner)
 	}
@@ -321,8 +322,8 @@ func (a *allocator) AfterDelete(tx store.Allocations, obj api.Object) error {
 }
 
 // clusterInfo is what the nodes must know of the ranges.
-func (a *allocator) clusterInfo() api.ClusterInfo {
-	return api.ClusterInfo{PodCIDR: a.pods.String(), ServiceCIDR: a.svc.String()}
+func (a *allocator) clusterInfo() wire.ClusterInfo {
+	return wire.ClusterInfo{PodCIDR: a.pods.String(), ServiceCIDR: a.svc.String()}
 }
 
 // storeHooks are what the store is told about objects: the allocations

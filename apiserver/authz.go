@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // request is what authorization decides on.
@@ -40,7 +41,7 @@ func authorize(role string, req request, podNode nodeLookup) error {
 		if req.readOnly() || req.verb == "log" {
 			return nil
 		}
-		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role viewer may only read, not %s %s", req.verb, req.kind))
+		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("role viewer may only read, not %s %s", req.verb, req.kind))
 	case strings.HasPrefix(role, RoleNodePrefix):
 		node := strings.TrimPrefix(role, RoleNodePrefix)
 		if req.readOnly() {
@@ -60,11 +61,11 @@ func authorize(role string, req request, podNode nodeLookup) error {
 			if bound == node {
 				return nil
 			}
-			return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not change pod %s: it is bound to %q", node, req.key, bound))
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not change pod %s: it is bound to %q", node, req.key, bound))
 		}
-		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not %s %s", node, req.verb, req.key))
+		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not %s %s", node, req.verb, req.key))
 	}
-	return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %q grants nothing", role))
+	return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("role %q grants nothing", role))
 }
 
 // authorizeEvent decides whether role may write ev: a node only about
@@ -83,16 +84,16 @@ func authorizeEvent(role string, ev *api.Event, podNode nodeLookup) error {
 		}
 	case api.KindPod:
 		if ref.App != ev.Metadata.App {
-			return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not record event %s about pod %s/%s: an event lives in its pod's app", node, ev.Metadata.Name, ref.App, ref.Name))
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about pod %s/%s: an event lives in its pod's app", node, ev.Metadata.Name, ref.App, ref.Name))
 		}
 		bound, err := podNode(api.Key{Kind: api.KindPod, App: ref.App, Name: ref.Name})
 		if err != nil {
-			return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not record event %s about pod %s/%s: %w", node, ev.Metadata.Name, ref.App, ref.Name, err))
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about pod %s/%s: %w", node, ev.Metadata.Name, ref.App, ref.Name, err))
 		}
 		if bound == node {
 			return nil
 		}
-		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may not record event %s about pod %s/%s: it is bound to %q", node, ev.Metadata.Name, ref.App, ref.Name, bound))
+		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about pod %s/%s: it is bound to %q", node, ev.Metadata.Name, ref.App, ref.Name, bound))
 	}
-	return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("node %s may record events only about itself and the pods bound to it, not about %s %s", node, ref.Kind, ref.Name))
+	return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may record events only about itself and the pods bound to it, not about %s %s", node, ref.Kind, ref.Name))
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // A binding is a transaction step that puts a pending pod on a node:
@@ -21,8 +22,8 @@ import (
 // Only admins run transactions, so only admins bind.
 
 // bindOp turns a bind step into a store modify.
-func (s *Server) bindOp(op TxnOp) (store.Op, error) {
-	if len(op.Object) != 0 {
+func (s *Server) bindOp(op wire.TxnOp) (store.Op, error) {
+	if op.Object != nil {
 		return store.Op{}, badRequest("a bind carries key, resourceVersion and nodeName, not an object")
 	}
 	k, err := api.ParseKey(op.Key)
@@ -58,13 +59,6 @@ func (s *Server) bindOp(op TxnOp) (store.Op, error) {
 	}}, nil
 }
 
-// TxnRevisionsResponse is the answer to POST /api/v1/txn?objects=false:
-// the resourceVersion each step wrote, without the objects (a batch of 256
-// bindings otherwise sends back 256 whole pods for the caller to decode).
-type TxnRevisionsResponse struct {
-	ResourceVersions []int64 `json:"resourceVersions"`
-}
-
 // txnWantsObjects reads the objects query parameter of a transaction:
 // true (the default) answers the objects as written, false only their
 // resourceVersions.
@@ -79,8 +73,8 @@ func txnWantsObjects(r *http.Request) (bool, error) {
 	}
 }
 
-func txnRevisions(objs []api.Object) TxnRevisionsResponse {
-	out := TxnRevisionsResponse{ResourceVersions: make([]int64, len(objs))}
+func txnRevisions(objs []api.Object) wire.TxnRevisionsResponse {
+	out := wire.TxnRevisionsResponse{ResourceVersions: make([]int64, len(objs))}
 	for i, o := range objs {
 		out.ResourceVersions[i] = o.Meta().ResourceVersion
 	}

@@ -2,12 +2,12 @@ package apiserver
 
 import (
 	"bytes"
-	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // FuzzTxnBind parses transaction bodies as handleTxn does and turns the
@@ -23,10 +23,8 @@ func FuzzTxnBind(f *testing.F) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	s := &Server{opts: Options{Now: func() time.Time { return now }}}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		var req TxnRequest
-		if err := dec.Decode(&req); err != nil {
+		req, err := wire.DecodeTxnRequest(bytes.NewReader(body))
+		if err != nil {
 			return
 		}
 		for _, op := range req.Ops {

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 func TestBind(t *testing.T) {
@@ -157,8 +157,8 @@ func TestBindBadInput(t *testing.T) {
 			if code != tt.code {
 				t.Fatalf("code %d, want %d: %s", code, tt.code, body)
 			}
-			var st apiserver.Status
-			if err := json.Unmarshal([]byte(body), &st); err != nil || st.Reason != tt.reason || st.Message == "" {
+			var st wire.Status
+			if err := json.Unmarshal([]byte(body), &st); err != nil || string(st.Reason) != tt.reason || st.Message == "" {
 				t.Fatalf("body %s, want reason %s", body, tt.reason)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // Sentinel errors of joining and of the agents' identity.
@@ -22,71 +23,76 @@ var (
 	errTokenUsedUp = errors.New("join token used up")
 )
 
-// Status is the JSON body of every error response.
-type Status struct {
-	Code    int    `json:"code"`
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
-	// Fields lists invalid fields for Invalid errors.
-	Fields api.ErrorList `json:"fields,omitempty"`
-}
-
 // apiError is an error with its HTTP status.
 type apiError struct {
 	code   int
-	reason string
+	reason wire.Reason
 	err    error
 }
 
 func (e *apiError) Error() string { return e.err.Error() }
 func (e *apiError) Unwrap() error { return e.err }
 
-func errorf(code int, reason string, err error) error {
+func errorf(code int, reason wire.Reason, err error) error {
 	return &apiError{code: code, reason: reason, err: err}
 }
 
 func badRequest(msg string) error {
-	return errorf(http.StatusBadRequest, "BadRequest", errors.New(msg))
+	return errorf(http.StatusBadRequest, wire.ReasonBadRequest, errors.New(msg))
 }
 
-// toStatus maps an error to the response the client gets.
-func toStatus(err error) Status {
+// toStatus maps an error to the response the client gets; an error in one
+// step of a transaction names the step.
+func toStatus(err error) wire.Status {
+	st := statusOf(err)
+	var te *store.TxnError
+	var se *wire.StepError
+	switch {
+	case errors.As(err, &te):
+		st.Step = &te.Index
+	case errors.As(err, &se):
+		st.Step = &se.Index
+	}
+	return st
+}
+
+func statusOf(err error) wire.Status {
 	var ae *apiError
 	var ve *api.ValidationError
 	var mbe *http.MaxBytesError
 	var tle *api.TooLargeError
 	switch {
 	case errors.As(err, &ae):
-		return Status{Code: ae.code, Reason: ae.reason, Message: ae.err.Error()}
+		return wire.Status{Code: ae.code, Reason: ae.reason, Message: ae.err.Error()}
 	case errors.As(err, &mbe):
-		return Status{Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge", Message: "request body is larger than the server's limit"}
+		return wire.Status{Code: http.StatusRequestEntityTooLarge, Reason: wire.ReasonRequestEntityTooLarge, Message: "request body is larger than the server's limit"}
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return Status{Code: http.StatusRequestTimeout, Reason: "RequestTimeout", Message: "the request body did not arrive within the server's body read timeout: send it faster, or in smaller requests"}
+		return wire.Status{Code: http.StatusRequestTimeout, Reason: wire.ReasonRequestTimeout, Message: "the request body did not arrive within the server's body read timeout: send it faster, or in smaller requests"}
 	case errors.As(err, &tle):
-		return Status{Code: http.StatusRequestEntityTooLarge, Reason: "RequestEntityTooLarge", Message: err.Error(),
+		return wire.Status{Code: http.StatusRequestEntityTooLarge, Reason: wire.ReasonRequestEntityTooLarge, Message: err.Error(),
 			Fields: api.ErrorList{{Path: "(object)", Message: fmt.Sprintf("%d bytes, more than %d", tle.Size, tle.Limit)}}}
 	case errors.As(err, &ve):
-		return Status{Code: http.StatusBadRequest, Reason: "Invalid", Message: err.Error(), Fields: ve.Fields}
+		return wire.Status{Code: http.StatusBadRequest, Reason: wire.ReasonInvalid, Message: err.Error(), Fields: ve.Fields}
 	case errors.Is(err, api.ErrUnknownKind):
-		return Status{Code: http.StatusNotFound, Reason: "UnknownKind", Message: err.Error()}
+		return wire.Status{Code: http.StatusNotFound, Reason: wire.ReasonUnknownKind, Message: err.Error()}
 	case errors.Is(err, api.ErrInvalid):
-		return Status{Code: http.StatusBadRequest, Reason: "Invalid", Message: err.Error()}
+		return wire.Status{Code: http.StatusBadRequest, Reason: wire.ReasonInvalid, Message: err.Error()}
 	case errors.Is(err, store.ErrNotFound):
-		return Status{Code: http.StatusNotFound, Reason: "NotFound", Message: err.Error()}
+		return wire.Status{Code: http.StatusNotFound, Reason: wire.ReasonNotFound, Message: err.Error()}
 	case errors.Is(err, store.ErrExists):
-		return Status{Code: http.StatusConflict, Reason: "AlreadyExists", Message: err.Error()}
+		return wire.Status{Code: http.StatusConflict, Reason: wire.ReasonAlreadyExists, Message: err.Error()}
 	case errors.Is(err, store.ErrConflict):
-		return Status{Code: http.StatusConflict, Reason: "Conflict", Message: err.Error()}
+		return wire.Status{Code: http.StatusConflict, Reason: wire.ReasonConflict, Message: err.Error()}
 	case errors.Is(err, store.ErrCompacted):
-		return Status{Code: http.StatusGone, Reason: "Expired", Message: err.Error()}
+		return wire.Status{Code: http.StatusGone, Reason: wire.ReasonExpired, Message: err.Error()}
 	case errors.Is(err, store.ErrFutureRevision):
-		return Status{Code: http.StatusBadRequest, Reason: "FutureRevision", Message: err.Error()}
+		return wire.Status{Code: http.StatusBadRequest, Reason: wire.ReasonFutureRevision, Message: err.Error()}
 	case errors.Is(err, store.ErrWatcherTooSlow):
-		return Status{Code: http.StatusServiceUnavailable, Reason: "WatcherTooSlow", Message: err.Error()}
+		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonWatcherTooSlow, Message: err.Error()}
 	case errors.Is(err, store.ErrClosed):
-		return Status{Code: http.StatusServiceUnavailable, Reason: "ShuttingDown", Message: err.Error()}
+		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonShuttingDown, Message: err.Error()}
 	}
-	return Status{Code: http.StatusInternalServerError, Reason: "InternalError", Message: err.Error()}
+	return wire.Status{Code: http.StatusInternalServerError, Reason: wire.ReasonInternalError, Message: err.Error()}
 }
 
 func writeError(w http.ResponseWriter, err error) int {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // maxSegment bounds one path segment; names are at most 253 characters.
@@ -60,7 +61,7 @@ func parsePath(r *http.Request) ([]string, error) {
 	p := r.URL.EscapedPath()
 	rest, ok := strings.CutPrefix(p, "/api/v1/")
 	if !ok {
-		return nil, errorf(http.StatusNotFound, "NotFound", fmt.Errorf("no such path %q: the API lives under /api/v1/", p))
+		return nil, errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("no such path %q: the API lives under /api/v1/", p))
 	}
 	parts := strings.Split(rest, "/")
 	for i, seg := range parts {
@@ -119,7 +120,7 @@ func parseRoute(parts []string) (route, error) {
 	case !k.ClusterScoped() && len(rest) == 2:
 		rt.key = api.Key{Kind: k, App: rest[0], Name: rest[1]}
 	default:
-		return route{}, errorf(http.StatusNotFound, "NotFound", fmt.Errorf("no such path: %s objects are at /api/v1/%s/%s", k, k, map[bool]string{true: "{name}", false: "{app}/{name}"}[k.ClusterScoped()]))
+		return route{}, errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("no such path: %s objects are at /api/v1/%s/%s", k, k, map[bool]string{true: "{name}", false: "{app}/{name}"}[k.ClusterScoped()]))
 	}
 	rt.named = true
 	if err := rt.key.Validate(); err != nil {
@@ -192,7 +193,7 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 		verb = "delete"
 		err = s.handleDelete(ctx, w, r, rt, role)
 	default:
-		err = errorf(http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Errorf("%s is not allowed on %s", r.Method, r.URL.Path))
+		err = errorf(http.StatusMethodNotAllowed, wire.ReasonMethodNotAllowed, fmt.Errorf("%s is not allowed on %s", r.Method, r.URL.Path))
 	}
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -231,13 +232,6 @@ func (s *Server) authorize(ctx context.Context, role string, req request) error 
 	return authorize(role, req, s.podNode(ctx))
 }
 
-// List is the body of a list response.
-type List struct {
-	Kind            string            `json:"kind"`
-	ResourceVersion int64             `json:"resourceVersion"`
-	Items           []json.RawMessage `json:"items"`
-}
-
 func parseLabels(s string) (map[string]string, error) {
 	if s == "" {
 		return nil, nil
@@ -270,7 +264,7 @@ func (s *Server) handleList(ctx context.Context, w http.ResponseWriter, r *http.
 	if err != nil {
 		return err
 	}
-	out := List{Kind: rt.kind.Singular() + "List", ResourceVersion: rev, Items: make([]json.RawMessage, 0, len(objs))}
+	out := wire.List{Kind: rt.kind.Singular() + "List", ResourceVersion: rev, Items: make([]json.RawMessage, 0, len(objs))}
 	for _, o := range objs {
 		b, err := json.Marshal(o)
 		if err != nil {
@@ -352,50 +346,35 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 	}
-	want := in.Meta().ResourceVersion
-	// Without a resourceVersion the update is unconditional: retry when a
-	// concurrent write wins the compare-and-swap against the copy read here.
-	for attempt := 0; ; attempt++ {
+	var check func(api.Object) error
+	if _, isEvent := in.(*api.Event); isEvent && strings.HasPrefix(role, RoleNodePrefix) {
+		// Nor may a node take over an event about something else.
 		cur, err := s.store.Get(ctx, rt.key)
 		if err != nil {
 			return err
 		}
-		rv := cur.Meta().ResourceVersion
-		if ev, ok := cur.(*api.Event); ok {
-			// Nor may a node take over an event about something else.
-			if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
-				return err
-			}
-		}
-		if want != 0 && want != rv {
-			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, want, rv, store.ErrConflict)
-		}
-		next := in
-		if rt.subresource == "status" {
-			// Only the status changes: keep everything else as stored.
-			next = cur
-			api.CopyStatus(next, in)
-		} else {
-			api.CopyStatus(next, cur)
-			// A graceful delete, once begun, is the server's to keep.
-			if d := cur.Meta().DeletionRequestedAt; d != nil {
-				next.Meta().DeletionRequestedAt = d
-			}
-		}
-		next.Meta().ResourceVersion = rv
-		if err := api.Validate(next); err != nil {
+		ev := cur.(*api.Event)
+		if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
 			return err
 		}
-		out, err := s.store.Update(ctx, next)
-		if errors.Is(err, store.ErrConflict) && want == 0 && attempt < 10 {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, out)
-		return nil
+		check = sameEvent(ev.Spec.Object)
 	}
+	out, err := s.store.Txn(ctx, []store.Op{updateOp(in, rt.subresource == "status", check)})
+	if err != nil {
+		return unwrapTxn(err)
+	}
+	writeJSON(w, http.StatusOK, out[0])
+	return nil
+}
+
+// unwrapTxn takes the store's step wrapper off the error of a one-step
+// transaction, so a PUT's error reads as before and names no step.
+func unwrapTxn(err error) error {
+	var te *store.TxnError
+	if errors.As(err, &te) {
+		return te.Err
+	}
+	return err
 }
 
 func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
@@ -447,88 +426,25 @@ func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *htt
 	return nil
 }
 
-// TxnRequest is the body of POST /api/v1/txn.
-type TxnRequest struct {
-	Ops []TxnOp `json:"ops"`
-}
-
-// TxnOp is one step: op "create" or "update" with object, "status" with
-// object (only its status is written over the stored object, compared on
-// the object's resourceVersion when set), "delete" with key
-// ("kind/app/name") and optionally resourceVersion, or "bind" with a pod's
-// key, resourceVersion and nodeName (binding.go).
-type TxnOp struct {
-	Op              string          `json:"op"`
-	Object          json.RawMessage `json:"object,omitempty"`
-	Key             string          `json:"key,omitempty"`
-	ResourceVersion int64           `json:"resourceVersion,omitempty"`
-	NodeName        string          `json:"nodeName,omitempty"`
-}
-
-// TxnResponse lists the objects as written, one per step.
-type TxnResponse struct {
-	Objects []api.Object `json:"objects"`
-}
-
 func (s *Server) handleTxn(ctx context.Context, w http.ResponseWriter, r *http.Request, role string) error {
 	if role != RoleAdmin {
-		return errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %s may not run transactions", role))
+		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("role %s may not run transactions", role))
 	}
 	objects, err := txnWantsObjects(r)
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	var req TxnRequest
-	if err := dec.Decode(&req); err != nil {
-		return fmt.Errorf("%w: transaction body: %w", api.ErrInvalid, err)
+	req, err := wire.DecodeTxnRequest(r.Body)
+	if err != nil {
+		return err
 	}
 	if len(req.Ops) == 0 || len(req.Ops) > maxTxnOps {
 		return badRequest(fmt.Sprintf("a transaction has 1 to %d steps, this one %d", maxTxnOps, len(req.Ops)))
 	}
 	ops := make([]store.Op, len(req.Ops))
 	for i, op := range req.Ops {
-		switch op.Op {
-		case "create", "update":
-			obj, err := api.DecodeAny(op.Object)
-			if err != nil {
-				return fmt.Errorf("step %d: %w", i, err)
-			}
-			if op.Op == "create" {
-				m := obj.Meta()
-				m.ResourceVersion, m.UID, m.Generation = 0, "", 0
-				ops[i] = store.Op{Type: store.OpCreate, Object: obj}
-			} else {
-				ops[i] = store.Op{Type: store.OpUpdate, Object: obj}
-			}
-			if err := api.Validate(obj); err != nil {
-				return fmt.Errorf("step %d: %w", i, err)
-			}
-		case "status":
-			in, err := api.DecodeAny(op.Object)
-			if err != nil {
-				return fmt.Errorf("step %d: %w", i, err)
-			}
-			ops[i] = store.Op{Type: store.OpModify, Key: api.KeyOf(in), ResourceVersion: in.Meta().ResourceVersion,
-				Modify: func(cur api.Object) error {
-					api.CopyStatus(cur, in)
-					return api.Validate(cur)
-				}}
-		case "delete":
-			k, err := api.ParseKey(op.Key)
-			if err != nil {
-				return fmt.Errorf("step %d: %w", i, err)
-			}
-			ops[i] = store.Op{Type: store.OpDelete, Key: k, ResourceVersion: op.ResourceVersion}
-		case "bind":
-			bop, err := s.bindOp(op)
-			if err != nil {
-				return fmt.Errorf("step %d: %w", i, err)
-			}
-			ops[i] = bop
-		default:
-			return badRequest(fmt.Sprintf("step %d: op %q: want create, update, status, delete or bind", i, op.Op))
+		if ops[i], err = s.txnOp(op); err != nil {
+			return &wire.StepError{Index: i, Err: err}
 		}
 	}
 	out, err := s.store.Txn(ctx, ops)
@@ -539,14 +455,45 @@ func (s *Server) handleTxn(ctx context.Context, w http.ResponseWriter, r *http.R
 		writeJSON(w, http.StatusOK, txnRevisions(out))
 		return nil
 	}
-	writeJSON(w, http.StatusOK, TxnResponse{Objects: out})
+	writeJSON(w, http.StatusOK, wire.TxnResponse{Objects: out})
 	return nil
 }
 
-// WatchEvent is one line of a watch stream.
-type WatchEvent struct {
-	Type   string          `json:"type"` // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
-	Object json.RawMessage `json:"object"`
+// txnOp turns one transaction step into the store's.
+func (s *Server) txnOp(op wire.TxnOp) (store.Op, error) {
+	switch op.Op {
+	case wire.OpCreate, wire.OpUpdate, wire.OpStatus:
+		if op.Object == nil {
+			return store.Op{}, badRequest(fmt.Sprintf("op %q needs an object", op.Op))
+		}
+	}
+	switch op.Op {
+	case wire.OpCreate:
+		obj := op.Object
+		m := obj.Meta()
+		m.ResourceVersion, m.UID, m.Generation = 0, "", 0
+		if err := api.Validate(obj); err != nil {
+			return store.Op{}, err
+		}
+		return store.Op{Type: store.OpCreate, Object: obj}, nil
+	case wire.OpUpdate:
+		if err := api.Validate(op.Object); err != nil {
+			return store.Op{}, err
+		}
+		return updateOp(op.Object, false, nil), nil
+	case wire.OpStatus:
+		// Only the status is taken: the stored object is validated with it.
+		return updateOp(op.Object, true, nil), nil
+	case wire.OpDelete:
+		k, err := api.ParseKey(op.Key)
+		if err != nil {
+			return store.Op{}, err
+		}
+		return store.Op{Type: store.OpDelete, Key: k, ResourceVersion: op.ResourceVersion}, nil
+	case wire.OpBind:
+		return s.bindOp(op)
+	}
+	return store.Op{}, badRequest(fmt.Sprintf("op %q: want create, update, status, delete or bind", op.Op))
 }
 
 func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Request, rt route, role string) error {
@@ -586,7 +533,6 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	w.Flush()
-	enc := json.NewEncoder(w)
 	var line []byte
 	bookmarks := time.NewTicker(s.opts.BookmarkInterval)
 	defer bookmarks.Stop()
@@ -595,8 +541,8 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 		if !ok {
 			return nil
 		}
-		b, _ := json.Marshal(map[string]any{"kind": "Bookmark", "metadata": map[string]int64{"resourceVersion": rev}})
-		if err := enc.Encode(WatchEvent{Type: "BOOKMARK", Object: b}); err != nil {
+		var err error
+		if line, err = wire.WriteWatchEvent(w, line[:0], wire.EventBookmark, wire.BookmarkObject(rev)); err != nil {
 			return err
 		}
 		w.Flush()
@@ -607,13 +553,12 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 		case e, ok := <-watcher.C:
 			if !ok {
 				if err := watcher.Err(); err != nil {
-					st, _ := json.Marshal(toStatus(err))
-					_ = enc.Encode(WatchEvent{Type: "ERROR", Object: st})
+					_, _ = wire.WriteWatchEvent(w, line[:0], wire.EventError, wire.ErrorObject(toStatus(err)))
 				}
 				return nil
 			}
 			var err error
-			if line, err = writeWatchEvent(w, line[:0], string(e.Type), e.Object); err != nil {
+			if line, err = wire.WriteWatchEvent(w, line[:0], string(e.Type), e.Object); err != nil {
 				return nil // client gone
 			}
 			if watcher.Buffered() == 0 {

@@ -10,21 +10,12 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // Join tokens let a new node into the cluster, as kubeadm's bootstrap
-// tokens and k3s's join tokens do; client.Join is the agent's side.
-
-// JoinRequest is the body of POST /join.
-type JoinRequest struct {
-	Node string `json:"node"`
-}
-
-// JoinResponse is the answer of POST /join, defined once with the client
-// that reads it.
-type JoinResponse = client.JoinResponse
+// tokens and k3s's join tokens do; client.Join is the agent's side; the bodies are in apiserver/wire.
 
 // TokenInfo is a token as `capstan token ls` shows it (no secret).
 type TokenInfo struct {
@@ -79,7 +70,7 @@ const DefaultRejoinTTL = time.Hour
 type joins struct {
 	mu      sync.Mutex
 	grants  *rejoinGrants
-	cluster api.ClusterInfo
+	cluster wire.ClusterInfo
 }
 
 func (s *Server) joinRoutes() {
@@ -123,13 +114,13 @@ func (s *Server) joinRoutes() {
 		}
 		out := CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: bearer}
 		if tok.Role == RoleJoin {
-			out.Token = client.FormatJoinToken(bearer, s.pki.CAHash())
+			out.Token = wire.FormatJoinToken(bearer, s.pki.CAHash())
 		}
 		writeJSON(w, http.StatusCreated, out)
 	}))
 	s.HandleAdmin("DELETE /tokens/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.tokens.Revoke(r.PathValue("id")); err != nil {
-			writeError(w, errorf(http.StatusNotFound, "NotFound", err))
+			writeError(w, errorf(http.StatusNotFound, wire.ReasonNotFound, err))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -157,10 +148,10 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if role != RoleJoin {
-		writeError(w, errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %s is not a join token", role)))
+		writeError(w, errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("role %s is not a join token", role)))
 		return
 	}
-	var req JoinRequest
+	var req wire.JoinRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -178,12 +169,12 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Logger.Info("node joined", "node", req.Node, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, JoinResponse{Config: client.Config{Server: s.URL(), CA: string(s.pki.CAPEM), Token: bearer, Registry: s.registryAccess.Load()}, Cluster: s.joins.cluster})
+	writeJSON(w, http.StatusOK, wire.JoinResponse{Config: wire.Config{Server: s.URL(), CA: string(s.pki.CAPEM), Token: bearer, Registry: s.registryAccess.Load()}, Cluster: s.joins.cluster})
 }
 
 // joinRefused is the 401 for a token that cannot join.
 func joinRefused(err error) error {
-	return errorf(http.StatusUnauthorized, "Unauthorized", fmt.Errorf("join refused: %w (ask the admin for a new token: capstan token create)", err))
+	return errorf(http.StatusUnauthorized, wire.ReasonUnauthorized, fmt.Errorf("join refused: %w (ask the admin for a new token: capstan token create)", err))
 }
 
 // join checks that node is free (or allowed to join again), counts a use
@@ -200,7 +191,7 @@ func (s *Server) join(ctx context.Context, joinBearer, node string) (string, err
 	creds := s.tokens.nodeCredentials(node)
 	registered := nodeExists || len(creds) > 0
 	if registered && !s.joins.grants.allowed(node, now) {
-		return "", errorf(http.StatusConflict, "Conflict", fmt.Errorf("%w: node %s is registered already, and a join token may not take over its name: join with another --node-name, or, if this machine replaces it, an admin runs 'capstan node allow-rejoin %s' first", errNodeExists, node, node))
+		return "", errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("%w: node %s is registered already, and a join token may not take over its name: join with another --node-name, or, if this machine replaces it, an admin runs 'capstan node allow-rejoin %s' first", errNodeExists, node, node))
 	}
 	if err := s.tokens.useJoin(joinBearer, now); err != nil {
 		return "", joinRefused(err)
@@ -257,7 +248,7 @@ func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleNodeCert signs a node agent's serving certificate: POST
-// /nodecert/NAME with an api.NodeCertRequest, by node NAME's own
+// /nodecert/NAME with an wire.NodeCertRequest, by node NAME's own
 // credentials (or an admin's). The key stays on the node; the API server
 // later accepts, at the address the Node's status names, only a
 // certificate issued this way for that node.
@@ -269,14 +260,14 @@ func (s *Server) handleNodeCert(w http.ResponseWriter, r *http.Request) {
 	}
 	node := r.PathValue("node")
 	if role != RoleAdmin && role != RoleNodePrefix+node {
-		writeError(w, errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %s may not get a certificate for node %s: only that node's own credentials may", role, truncate(node, 64))))
+		writeError(w, errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("role %s may not get a certificate for node %s: only that node's own credentials may", role, truncate(node, 64))))
 		return
 	}
 	if !api.IsDNSSubdomain(node) {
 		writeError(w, badRequest(fmt.Sprintf("node name %q is not a DNS subdomain", truncate(node, 64))))
 		return
 	}
-	var req api.NodeCertRequest
+	var req wire.NodeCertRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -289,5 +280,5 @@ func (s *Server) handleNodeCert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Logger.Info("node serving certificate issued", "node", node, "role", role)
-	writeJSON(w, http.StatusOK, api.NodeCertResponse{Certificate: string(cert)})
+	writeJSON(w, http.StatusOK, wire.NodeCertResponse{Certificate: string(cert)})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 func createToken(t *testing.T, c *client.Client, req apiserver.CreateTokenRequest) apiserver.CreateTokenResponse {
@@ -33,7 +34,7 @@ func TestJoin(t *testing.T) {
 	url := c.Config.Server
 
 	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{Description: "workers", TTL: time.Hour})
-	if tok.Role != apiserver.RoleJoin || !strings.HasPrefix(tok.Token, client.JoinTokenPrefix) {
+	if tok.Role != apiserver.RoleJoin || !strings.HasPrefix(tok.Token, wire.JoinTokenPrefix) {
 		t.Fatalf("token = %+v", tok)
 	}
 
@@ -65,13 +66,13 @@ func TestJoin(t *testing.T) {
 	}
 
 	// A wrong CA hash is refused before the token is sent.
-	bearer, _, _ := client.ParseJoinToken(tok.Token)
-	wrong := client.FormatJoinToken(bearer, "sha256:"+strings.Repeat("0", 64))
+	bearer, _, _ := wire.ParseJoinToken(tok.Token)
+	wrong := wire.FormatJoinToken(bearer, "sha256:"+strings.Repeat("0", 64))
 	if _, err := client.Join(ctx, url, wrong, "node-c"); !errors.Is(err, client.ErrCAMismatch) {
 		t.Fatalf("wrong CA hash: %v", err)
 	}
 	// A bad secret, a malformed token.
-	bad := client.FormatJoinToken(strings.Split(bearer, ".")[0]+".ffff", tok.Token[len(tok.Token)-71:])
+	bad := wire.FormatJoinToken(strings.Split(bearer, ".")[0]+".ffff", tok.Token[len(tok.Token)-71:])
 	if _, err := client.Join(ctx, url, bad, "node-c"); err == nil || !strings.Contains(err.Error(), "join refused") {
 		t.Fatalf("bad secret: %v", err)
 	}
@@ -114,11 +115,11 @@ func FuzzParseJoinToken(f *testing.F) {
 	f.Add("capstan-join:abc123.0123456789abcdef:sha256:" + strings.Repeat("a", 64))
 	f.Add("capstan-join:a.b:sha256:xyz")
 	f.Fuzz(func(t *testing.T, s string) {
-		bearer, hash, err := client.ParseJoinToken(s)
+		bearer, hash, err := wire.ParseJoinToken(s)
 		if err != nil {
 			return
 		}
-		again, h2, err := client.ParseJoinToken(client.FormatJoinToken(bearer, hash))
+		again, h2, err := wire.ParseJoinToken(wire.FormatJoinToken(bearer, hash))
 		if err != nil || again != bearer || h2 != hash {
 			t.Fatalf("round trip of %q: %q %q %v", s, again, h2, err)
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // The join-token side of the token table: IDs that never collide, join
@@ -50,7 +52,7 @@ func (t *Tokens) create(tok Token, ttl time.Duration, now time.Time) (string, To
 		}
 	}
 	if _, taken := t.byID[tok.ID]; taken {
-		return "", Token{}, errorf(http.StatusServiceUnavailable, "ServiceUnavailable", errTokenIDCollision)
+		return "", Token{}, errorf(http.StatusServiceUnavailable, wire.ReasonServiceUnavailable, errTokenIDCollision)
 	}
 	t.byID[tok.ID] = tok
 	if err := t.saveLocked(); err != nil {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // What one client may hold of the server: streams per token, connections
@@ -53,11 +55,11 @@ type principalKey struct{}
 func (s *Server) identify(r *http.Request) principal {
 	tok := bearer(r)
 	if tok == "" {
-		return principal{err: errorf(http.StatusUnauthorized, "Unauthorized", errors.New("no bearer token: pass --config with a client config, or set CAPSTAN_CONFIG"))}
+		return principal{err: errorf(http.StatusUnauthorized, wire.ReasonUnauthorized, errors.New("no bearer token: pass --config with a client config, or set CAPSTAN_CONFIG"))}
 	}
 	role, err := s.tokens.Authenticate(tok, s.opts.Now())
 	if err != nil {
-		return principal{err: errorf(http.StatusUnauthorized, "Unauthorized", err)}
+		return principal{err: errorf(http.StatusUnauthorized, wire.ReasonUnauthorized, err)}
 	}
 	id, _, _ := strings.Cut(tok, ".")
 	expires, _ := s.tokens.expiry(id)
@@ -109,7 +111,7 @@ func (ss *streams) open(ctx context.Context, p principal, typ string) (context.C
 		n := len(set)
 		ss.mu.Unlock()
 		ss.m.streamsRefused.WithLabelValues(class, typ).Inc()
-		return nil, nil, errorf(http.StatusTooManyRequests, "TooManyRequests",
+		return nil, nil, errorf(http.StatusTooManyRequests, wire.ReasonTooManyRequests,
 			fmt.Errorf("token %s already has %d watches, log streams and exec sessions open, the most one token may hold (the server's --max-streams-per-token): close some and retry", p.id, n))
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -325,7 +327,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 func (s *Server) guard(w http.ResponseWriter, r *http.Request, p principal) (func(), bool) {
 	if lc, ok := r.Context().Value(connKey{}).(*limitedConn); ok && !lc.admit(p) {
 		w.Header().Set("Connection", "close")
-		writeError(w, errorf(http.StatusServiceUnavailable, "TooManyConnections",
+		writeError(w, errorf(http.StatusServiceUnavailable, wire.ReasonTooManyConnections,
 			fmt.Errorf("the server is at its connection limit for clients other than admins and nodes (--max-connections less --reserved-connections): retry later")))
 		return nil, false
 	}
@@ -337,7 +339,7 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, p principal) (fun
 		default:
 			s.metrics.unauthRefused.Inc()
 			w.Header().Set("Connection", "close")
-			writeError(w, errorf(http.StatusTooManyRequests, "TooManyRequests",
+			writeError(w, errorf(http.StatusTooManyRequests, wire.ReasonTooManyRequests,
 				fmt.Errorf("%d requests without credentials are in flight, the most the server takes (--max-unauthenticated-requests): retry later", cap(s.unauth))))
 			return nil, false
 		}

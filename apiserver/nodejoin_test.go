@@ -27,6 +27,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/pki"
 )
 
@@ -246,7 +247,7 @@ func TestLogsRefuseImpostorAgent(t *testing.T) {
 		leaf, _ := x509.ParseCertificate(cert.Certificate[0])
 		nd.Status.Addresses = []api.NodeAddress{{Type: "InternalIP", Address: "127.0.0.1"}}
 		nd.Status.DaemonPorts.Agent = portN
-		nd.Status.AgentCert = client.CAHash(leaf) // the old pin: the impostor's own key
+		nd.Status.AgentCert = wire.CAHash(leaf) // the old pin: the impostor's own key
 		if _, err := n2.UpdateStatus(ctx, nd); err != nil {
 			t.Fatal(err)
 		}
@@ -353,15 +354,15 @@ func TestServingCertCoversListenAddresses(t *testing.T) {
 func TestClusterInfo(t *testing.T) {
 	ctx := context.Background()
 	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Network: apiserver.NetworkOptions{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.100.0.0/16"}}})
-	want := api.ClusterInfo{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.100.0.0/16"}
+	want := wire.ClusterInfo{PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.100.0.0/16"}
 	if got, err := c.Token(t, "node:n1").ClusterInfo(ctx); err != nil || got != want {
 		t.Fatalf("cluster info = %+v, %v; want %+v", got, err, want)
 	}
 	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{})
-	var out apiserver.JoinResponse
-	bearer, _, _ := client.ParseJoinToken(tok.Token)
+	var out wire.JoinResponse
+	bearer, _, _ := wire.ParseJoinToken(tok.Token)
 	jc, _ := client.New(&client.Config{Server: c.Config.Server, CA: c.Config.CA, Token: bearer})
-	if err := jc.Do(ctx, http.MethodPost, "/join", apiserver.JoinRequest{Node: "n9"}, &out); err != nil || out.Cluster != want {
+	if err := jc.Do(ctx, http.MethodPost, "/join", wire.JoinRequest{Node: "n9"}, &out); err != nil || out.Cluster != want {
 		t.Fatalf("join answer's cluster = %+v, %v", out.Cluster, err)
 	}
 	noToken, _ := client.New(&client.Config{Server: c.Config.Server, CA: c.Config.CA, Token: "x.y"})

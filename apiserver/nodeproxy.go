@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/remotecmd"
 )
 
@@ -54,15 +55,15 @@ func (s *Server) agentTarget(ctx context.Context, key api.Key, container string)
 			found = found || n == container
 		}
 		if !found {
-			return nil, errorf(http.StatusNotFound, "NotFound", fmt.Errorf("pod %s has no container %s (containers: %s)", key.Name, container, strings.Join(names, ", ")))
+			return nil, errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("pod %s has no container %s (containers: %s)", key.Name, container, strings.Join(names, ", ")))
 		}
 	}
 	if pod.Spec.NodeName == "" {
-		return nil, errorf(http.StatusConflict, "Conflict", fmt.Errorf("pod %s is not scheduled to a node yet: nothing runs", key.Name))
+		return nil, errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("pod %s is not scheduled to a node yet: nothing runs", key.Name))
 	}
 	nobj, err := s.store.Get(ctx, api.Key{Kind: api.KindNode, Name: pod.Spec.NodeName})
 	if err != nil {
-		return nil, errorf(http.StatusServiceUnavailable, "ServiceUnavailable", fmt.Errorf("pod %s is bound to node %s: %w", key.Name, pod.Spec.NodeName, err))
+		return nil, errorf(http.StatusServiceUnavailable, wire.ReasonServiceUnavailable, fmt.Errorf("pod %s is bound to node %s: %w", key.Name, pod.Spec.NodeName, err))
 	}
 	node := nobj.(*api.Node)
 	addr := ""
@@ -73,7 +74,7 @@ func (s *Server) agentTarget(ctx context.Context, key api.Key, container string)
 	}
 	port := node.Status.DaemonPorts.Agent
 	if addr == "" || port == 0 {
-		return nil, errorf(http.StatusServiceUnavailable, "ServiceUnavailable",
+		return nil, errorf(http.StatusServiceUnavailable, wire.ReasonServiceUnavailable,
 			fmt.Errorf("node %s does not serve logs and exec: its agent runs without the cluster CA or is older than this server", node.Metadata.Name))
 	}
 	name := node.Metadata.Name
@@ -111,16 +112,16 @@ func (t *agentTarget) call(req *http.Request, want int) (*http.Response, error) 
 	resp, err := t.client.Do(req)
 	if err != nil {
 		if errors.Is(err, errAgentIdentity) {
-			return nil, errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: refused to talk to the agent at %s: %w (something else answers at the address in the node's status, or the node's agent is older than this server: upgrade and restart it, and it gets its certificate from the cluster CA)", t.node, req.URL.Host, errors.Unwrap(err)))
+			return nil, errorf(http.StatusBadGateway, wire.ReasonBadGateway, fmt.Errorf("node %s: refused to talk to the agent at %s: %w (something else answers at the address in the node's status, or the node's agent is older than this server: upgrade and restart it, and it gets its certificate from the cluster CA)", t.node, req.URL.Host, errors.Unwrap(err)))
 		}
-		return nil, errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: %w (is its agent running?)", t.node, errors.Unwrap(err)))
+		return nil, errorf(http.StatusBadGateway, wire.ReasonBadGateway, fmt.Errorf("node %s: %w (is its agent running?)", t.node, errors.Unwrap(err)))
 	}
 	if resp.StatusCode == want {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
-	reason := strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "") // "Not Found" -> "NotFound"
+	reason := wire.Reason(strings.ReplaceAll(http.StatusText(resp.StatusCode), " ", "")) // "Not Found" -> "NotFound"
 	return nil, errorf(resp.StatusCode, reason, fmt.Errorf("node %s: %s", t.node, strings.TrimSpace(string(msg))))
 }
 
@@ -188,7 +189,7 @@ func (s *Server) handlePodExec(ctx context.Context, w http.ResponseWriter, r *ht
 		return err
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), remotecmd.Protocol) {
-		return errorf(http.StatusUpgradeRequired, "UpgradeRequired", fmt.Errorf("exec needs an HTTP/1.1 upgrade to %s", remotecmd.Protocol))
+		return errorf(http.StatusUpgradeRequired, wire.ReasonUpgradeRequired, fmt.Errorf("exec needs an HTTP/1.1 upgrade to %s", remotecmd.Protocol))
 	}
 	q := r.URL.Query()
 	cmd := q["command"]
@@ -220,7 +221,7 @@ func (s *Server) handlePodExec(ctx context.Context, w http.ResponseWriter, r *ht
 	agentConn, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
-		return errorf(http.StatusBadGateway, "BadGateway", fmt.Errorf("node %s: the agent's upgrade gave no connection", t.node))
+		return errorf(http.StatusBadGateway, wire.ReasonBadGateway, fmt.Errorf("node %s: the agent's upgrade gave no connection", t.node))
 	}
 	userConn, err := remotecmd.Accept(w)
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/pki"
 )
 
@@ -33,7 +33,7 @@ type PKI struct {
 
 // CAHash is the SHA-256 of the CA certificate's public key info, written as
 // "sha256:<hex>": join tokens pin it, as kubeadm's discovery hash does.
-func (p *PKI) CAHash() string { return client.CAHash(p.CACert) }
+func (p *PKI) CAHash() string { return wire.CAHash(p.CACert) }
 
 // loadOrCreatePKI reads DIR/pki, making the CA and serving certificate when
 // they are missing. The serving certificate is remade when its names no
@@ -85,7 +85,7 @@ func loadOrCreatePKI(dir string, sans []string, now time.Time) (*PKI, error) {
 	certPath, clientKeyPath := filepath.Join(dir, "agent-client.crt"), filepath.Join(dir, "agent-client.key")
 	cert, err = tls.LoadX509KeyPair(certPath, clientKeyPath)
 	if err != nil || !coversNames(cert, nil, now) {
-		if err := p.issue(certPath, clientKeyPath, client.APIServerClientName, x509.ExtKeyUsageClientAuth, nil, now); err != nil {
+		if err := p.issue(certPath, clientKeyPath, wire.APIServerClientName, x509.ExtKeyUsageClientAuth, nil, now); err != nil {
 			return nil, err
 		}
 		if cert, err = tls.LoadX509KeyPair(certPath, clientKeyPath); err != nil {

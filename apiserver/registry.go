@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // The embedded registry is a cluster service next to the API: its serving
@@ -16,7 +16,7 @@ import (
 // SetRegistryAccess makes every join answer carry a: the cluster
 // registry's TLS addresses and its pull credentials. Nil (the default)
 // leaves them out. Safe to call at any time.
-func (s *Server) SetRegistryAccess(a *client.RegistryAccess) { s.registryAccess.Store(a) }
+func (s *Server) SetRegistryAccess(a *wire.RegistryAccess) { s.registryAccess.Store(a) }
 
 // RegistryCert returns a serving certificate for the embedded registry
 // covering hosts (IP addresses or DNS names), signed by the cluster CA and

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/version"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -167,7 +167,7 @@ type Server struct {
 	unauth  chan struct{}
 	ready   atomic.Bool
 	// registryAccess goes into join answers (see registry.go).
-	registryAccess atomic.Pointer[client.RegistryAccess]
+	registryAccess atomic.Pointer[wire.RegistryAccess]
 }
 
 // New prepares a server: it loads or makes the PKI, the token table and the
@@ -223,11 +223,11 @@ func New(opts Options) (*Server, error) {
 func (s *Server) ensureAdminConfig() error {
 	path := s.AdminConfigPath()
 	url := "https://" + s.clientAddr()
-	if c, err := client.LoadConfig(path); err == nil {
+	if c, err := wire.LoadConfig(path); err == nil {
 		if _, err := s.tokens.Authenticate(c.Token, s.opts.Now()); err == nil {
 			if c.Server != url || c.CA != string(s.pki.CAPEM) {
 				c.Server, c.CA = url, string(s.pki.CAPEM)
-				return client.SaveConfig(path, c)
+				return wire.SaveConfig(path, c)
 			}
 			return nil
 		}
@@ -236,7 +236,7 @@ func (s *Server) ensureAdminConfig() error {
 	if err != nil {
 		return err
 	}
-	return client.SaveConfig(path, &client.Config{Server: url, CA: string(s.pki.CAPEM), Token: token})
+	return wire.SaveConfig(path, &wire.Config{Server: url, CA: string(s.pki.CAPEM), Token: token})
 }
 
 // clientAddr is the address clients on this machine dial.
@@ -277,21 +277,11 @@ func (s *Server) HandleAdmin(pattern string, h http.Handler) {
 			return
 		}
 		if role != RoleAdmin {
-			writeError(w, errorf(http.StatusForbidden, "Forbidden", fmt.Errorf("role %s may not %s %s", role, r.Method, r.URL.Path)))
+			writeError(w, errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("role %s may not %s %s", role, r.Method, r.URL.Path)))
 			return
 		}
 		h.ServeHTTP(w, r)
 	}))
-}
-
-// AdminClient returns a client with the admin config, for components that
-// run in the server's process.
-func (s *Server) AdminClient() (*client.Client, error) {
-	cfg, err := client.LoadConfig(s.AdminConfigPath())
-	if err != nil {
-		return nil, err
-	}
-	return client.New(cfg)
 }
 
 // ReapEvents deletes events not seen for EventTTL and returns how many.

@@ -18,6 +18,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 func pod(app, name, node string) *api.Pod {
@@ -264,8 +265,8 @@ func TestBadInput(t *testing.T) {
 			if code != tt.code {
 				t.Fatalf("code %d, want %d: %s", code, tt.code, body)
 			}
-			var st apiserver.Status
-			if err := json.Unmarshal([]byte(body), &st); err != nil || st.Reason != tt.reason || st.Message == "" || st.Code != tt.code {
+			var st wire.Status
+			if err := json.Unmarshal([]byte(body), &st); err != nil || string(st.Reason) != tt.reason || st.Message == "" || st.Code != tt.code {
 				t.Fatalf("body %s, want reason %s", body, tt.reason)
 			}
 		})

@@ -148,7 +148,7 @@ func build(opts Options, st *store.Bolt) (*ControlPlane, error) {
 // (one client, shared informers, the metrics registry); they talk to the
 // API like any other client.
 func newControllers(srv *apiserver.Server, nodes nodeController.DecideOptions, reg *prometheus.Registry, log *slog.Logger) (*reconcile.Manager, error) {
-	c, err := srv.AdminClient()
+	c, err := client.FromFile(srv.AdminConfigPath())
 	if err != nil {
 		return nil, err
 	}

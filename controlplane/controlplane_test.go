@@ -10,6 +10,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 )
 
@@ -66,7 +67,7 @@ func TestStartAndNodeClient(t *testing.T) {
 			t.Errorf("Start: %v", err)
 		}
 	}()
-	admin, err := cp.Server().AdminClient()
+	admin, err := client.FromFile(cp.Server().AdminConfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}

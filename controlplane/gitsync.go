@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/schema/sandbox"
@@ -23,7 +25,7 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	if len(repos) == 0 {
 		return nil, nil
 	}
-	c, err := srv.AdminClient()
+	c, err := client.FromFile(srv.AdminConfigPath())
 	if err != nil {
 		return nil, err
 	}
@@ -57,13 +59,13 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 // mass deletion (see gitsync.PrunePolicy), and says which.
 func serveSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, repos []gitsync.RepoConfig) {
 	name := r.PathValue("repo")
-	reply := func(code int, body map[string]any) {
+	reply := func(code int, body any) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(body)
 	}
-	fail := func(code int, reason string, err error) {
-		reply(code, map[string]any{"code": code, "reason": reason, "message": err.Error()})
+	fail := func(code int, reason wire.Reason, err error) {
+		reply(code, wire.Status{Code: code, Reason: reason, Message: err.Error()})
 	}
 	names := []string{name}
 	if name == "all" {
@@ -78,18 +80,18 @@ func serveSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, r
 			head, err := syncer.ConfirmPrune(n)
 			switch {
 			case errors.Is(err, gitsync.ErrUnknownRepo):
-				fail(http.StatusNotFound, "NotFound", err)
+				fail(http.StatusNotFound, wire.ReasonNotFound, err)
 				return
 			case errors.Is(err, gitsync.ErrNothingHeld) && name == "all":
 			case err != nil:
-				fail(http.StatusConflict, "Conflict", err)
+				fail(http.StatusConflict, wire.ReasonConflict, err)
 				return
 			default:
 				confirmed[n] = head
 			}
 		}
 		if len(confirmed) == 0 {
-			fail(http.StatusConflict, "Conflict", fmt.Errorf("%w in any repository (see 'capstan history')", gitsync.ErrNothingHeld))
+			fail(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("%w in any repository (see 'capstan history')", gitsync.ErrNothingHeld))
 			return
 		}
 		reply(http.StatusAccepted, map[string]any{"triggered": name, "confirmed": confirmed})
@@ -102,7 +104,7 @@ func serveSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, r
 		err = syncer.Trigger(name)
 	}
 	if err != nil {
-		fail(http.StatusNotFound, "NotFound", err)
+		fail(http.StatusNotFound, wire.ReasonNotFound, err)
 		return
 	}
 	reply(http.StatusAccepted, map[string]any{"triggered": name})

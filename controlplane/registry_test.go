@@ -14,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/registry"
 )
 
@@ -158,7 +159,7 @@ func TestServerRegistryForNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodeCfg, err := client.Join(ctx, cp.server.URL(), client.FormatJoinToken(bearer, cp.server.PKI().CAHash()), "node-1")
+	nodeCfg, err := client.Join(ctx, cp.server.URL(), wire.FormatJoinToken(bearer, cp.server.PKI().CAHash()), "node-1")
 	if err != nil {
 		t.Fatal(err)
 	}

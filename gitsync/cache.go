@@ -103,6 +103,27 @@ func (m *mirror) refSpec() (config.RefSpec, plumbing.ReferenceName) {
 	}
 }
 
+// remoteRef is the reference the remote must have: the tracked branch or
+// tag ("" for a pinned commit).
+func (m *mirror) remoteRef() plumbing.ReferenceName {
+	switch {
+	case m.cfg.Tag != "":
+		return plumbing.NewTagReferenceName(m.cfg.Tag)
+	case m.cfg.Commit != "":
+		return ""
+	}
+	return plumbing.NewBranchReferenceName(m.cfg.Branch)
+}
+
+func hasRef(refs []*plumbing.Reference, name plumbing.ReferenceName) bool {
+	for _, r := range refs {
+		if r.Name() == name {
+			return true
+		}
+	}
+	return false
+}
+
 // open opens the cache clone, creating it when missing.
 func (m *mirror) open() error {
 	if m.repo != nil {
@@ -174,10 +195,7 @@ func (m *mirror) classify(ctx context.Context, err error) error {
 	}
 	var noRef git.NoMatchingRefSpecError
 	switch {
-	case errors.As(err, &noRef), errors.Is(err, transport.ErrEmptyRemoteRepository),
-		// go-git flattens this one to text when the remote has no branch
-		// at all.
-		strings.Contains(err.Error(), plumbing.ErrReferenceNotFound.Error()):
+	case errors.As(err, &noRef), errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, plumbing.ErrReferenceNotFound):
 		return fmt.Errorf("%w: %w", ErrRefNotFound, err)
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrAuthenticationRequired),
 		errors.Is(err, transport.ErrAuthorizationFailed), errors.Is(err, transport.ErrInvalidAuthMethod):
@@ -188,11 +206,18 @@ func (m *mirror) classify(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	remote := git.NewRemote(nil, &config.RemoteConfig{Name: "origin", URLs: []string{m.cfg.URL}})
-	if _, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: m.auth, CABundle: caBundle(m.cfg)}); listErr != nil {
+	refs, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: m.auth, CABundle: caBundle(m.cfg)})
+	if listErr != nil {
 		if errors.Is(listErr, transport.ErrEmptyRemoteRepository) {
 			return fmt.Errorf("%w: %w", ErrRefNotFound, listErr)
 		}
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	// go-git's transports hand a remote's "reference not found" back as
+	// text only: the remote's own list of references says whether the
+	// tracked one is missing.
+	if want := m.remoteRef(); want != "" && !hasRef(refs, want) {
+		return fmt.Errorf("%w: %s: %w", ErrRefNotFound, want, err)
 	}
 	return fmt.Errorf("%w: %w", ErrCorruptClone, err)
 }

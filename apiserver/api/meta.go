@@ -199,6 +199,8 @@ type Object interface {
 	GetKind() string
 	// Meta returns the object's metadata for reading and writing.
 	Meta() *ObjectMeta
+	// SpecJSON returns the JSON of the spec alone (spec.go).
+	SpecJSON() ([]byte, error)
 	setKind(string)
 }
 

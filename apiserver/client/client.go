@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // Client talks to the API server.
@@ -61,15 +62,9 @@ func New(cfg *Config) (*Client, error) {
 	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, http: &http.Client{Transport: tr}, upgrade: &http.Client{Transport: up}}, nil
 }
 
-// StatusError is an error answer from the server.
-type StatusError struct {
-	Code    int              `json:"code"`
-	Reason  string           `json:"reason"`
-	Message string           `json:"message"`
-	Fields  []api.FieldError `json:"fields,omitempty"`
-}
-
-func (e *StatusError) Error() string { return e.Message }
+// StatusError is an error answer from the server: the wire's Status,
+// with its typed Reason and, for a transaction, the failing step.
+type StatusError = wire.Status
 
 func hasCode(err error, code int) bool {
 	var se *StatusError
@@ -85,7 +80,7 @@ func IsConflict(err error) bool { return hasCode(err, http.StatusConflict) }
 // IsAlreadyExists reports a create of a taken name.
 func IsAlreadyExists(err error) bool {
 	var se *StatusError
-	return errors.As(err, &se) && se.Reason == "AlreadyExists"
+	return errors.As(err, &se) && se.Reason == wire.ReasonAlreadyExists
 }
 
 // IsGone reports a 410: the revision was compacted; relist.
@@ -95,7 +90,17 @@ func IsGone(err error) bool { return hasCode(err, http.StatusGone) }
 // of the server's store (one restored or wiped since): relist.
 func IsFutureRevision(err error) bool {
 	var se *StatusError
-	return errors.As(err, &se) && se.Reason == "FutureRevision"
+	return errors.As(err, &se) && se.Reason == wire.ReasonFutureRevision
+}
+
+// FailedStep returns the index of the transaction step an error answer
+// names (see wire.Status.Step).
+func FailedStep(err error) (int, bool) {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return 0, false
+	}
+	return se.FailedStep()
 }
 
 // IsForbidden reports a 403.
@@ -156,7 +161,7 @@ func (c *Client) roundTrip(hc *http.Client, req *http.Request, ok func(int) bool
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	se := &StatusError{}
 	if json.Unmarshal(data, se) != nil || se.Code == 0 {
-		se = &StatusError{Code: resp.StatusCode, Reason: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
+		se = &StatusError{Code: resp.StatusCode, Reason: wire.Reason(http.StatusText(resp.StatusCode)), Message: strings.TrimSpace(string(data))}
 	}
 	return nil, se
 }
@@ -287,10 +292,7 @@ func (c *Client) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]a
 	if q := opts.values(); len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	var l struct {
-		ResourceVersion int64             `json:"resourceVersion"`
-		Items           []json.RawMessage `json:"items"`
-	}
+	var l wire.List
 	if err := c.Do(ctx, http.MethodGet, path, nil, &l); err != nil {
 		return nil, 0, err
 	}
@@ -305,29 +307,15 @@ func (c *Client) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]a
 	return out, l.ResourceVersion, nil
 }
 
-// TxnOp is one step of a transaction.
-type TxnOp struct {
-	Op              string     `json:"op"` // create, update, status, delete, bind
-	Object          api.Object `json:"object,omitempty"`
-	Key             string     `json:"key,omitempty"`
-	ResourceVersion int64      `json:"resourceVersion,omitempty"`
-	NodeName        string     `json:"nodeName,omitempty"` // bind
-}
+// TxnOp is one step of a transaction (apiserver/wire owns it).
+type TxnOp = wire.TxnOp
 
-// StatusOp is the transaction step that writes obj's status over the
-// stored object, leaving its spec and metadata alone; it fails with a
-// conflict when obj carries a resourceVersion that is no longer the
-// stored one (0: whatever is stored).
-func StatusOp(obj api.Object) TxnOp { return TxnOp{Op: "status", Object: obj} }
+// StatusOp is the step that writes obj's status (see wire.StatusOp).
+func StatusOp(obj api.Object) TxnOp { return wire.StatusOp(obj) }
 
-// BindOp is the transaction step that binds pod k, still at
-// resourceVersion rv, to node: the server sets spec.nodeName and the
-// condition Scheduled=True in one compare-and-swap. A pod that changed
-// since rv, is bound to another node or is being deleted fails with a
-// conflict. Only admins may bind.
-func BindOp(k api.Key, rv int64, node string) TxnOp {
-	return TxnOp{Op: "bind", Key: k.String(), ResourceVersion: rv, NodeName: node}
-}
+// BindOp is the step that binds pod k, still at resourceVersion rv, to
+// node (see wire.BindOp).
+func BindOp(k api.Key, rv int64, node string) TxnOp { return wire.BindOp(k, rv, node) }
 
 // Bind binds one pod (see BindOp) and returns it as stored.
 func (c *Client) Bind(ctx context.Context, k api.Key, rv int64, node string) (*api.Pod, error) {
@@ -347,30 +335,18 @@ func (c *Client) Bind(ctx context.Context, k api.Key, rv int64, node string) (*a
 
 // Txn applies every step or none.
 func (c *Client) Txn(ctx context.Context, ops []TxnOp) ([]api.Object, error) {
-	var out struct {
-		Objects []json.RawMessage `json:"objects"`
-	}
-	if err := c.Do(ctx, http.MethodPost, "/api/v1/txn", map[string]any{"ops": ops}, &out); err != nil {
+	var out wire.TxnResponse
+	if err := c.Do(ctx, http.MethodPost, wire.TxnPath, wire.TxnRequest{Ops: ops}, &out); err != nil {
 		return nil, err
 	}
-	objs := make([]api.Object, 0, len(out.Objects))
-	for _, raw := range out.Objects {
-		obj, err := api.DecodeAny(raw)
-		if err != nil {
-			return nil, err
-		}
-		objs = append(objs, obj)
-	}
-	return objs, nil
+	return out.Objects, nil
 }
 
 // TxnRevisions is Txn for a caller that needs only the resourceVersion
 // each step wrote, not the objects (the server leaves them out).
 func (c *Client) TxnRevisions(ctx context.Context, ops []TxnOp) ([]int64, error) {
-	var out struct {
-		ResourceVersions []int64 `json:"resourceVersions"`
-	}
-	if err := c.Do(ctx, http.MethodPost, "/api/v1/txn?objects=false", map[string]any{"ops": ops}, &out); err != nil {
+	var out wire.TxnRevisionsResponse
+	if err := c.Do(ctx, http.MethodPost, wire.TxnPath+"?objects=false", wire.TxnRequest{Ops: ops}, &out); err != nil {
 		return nil, err
 	}
 	if len(out.ResourceVersions) != len(ops) {
@@ -434,71 +410,36 @@ func (w *Watch) readLine() ([]byte, error) {
 	}
 }
 
-// splitWatchLine takes the type and object out of a watch line as the
-// server writes it, {"type":"T","object":{...}}, without scanning the
-// object (api.Decode checks it, and refuses anything after it). Other
-// spellings of the same JSON are left to encoding/json.
-func splitWatchLine(line []byte) (typ string, obj []byte, ok bool) {
-	rest, ok := bytes.CutPrefix(line, []byte(`{"type":"`))
-	if !ok {
-		return "", nil, false
-	}
-	i := bytes.IndexByte(rest, '"')
-	if i <= 0 {
-		return "", nil, false
-	}
-	for _, c := range rest[:i] {
-		if c < 'A' || c > 'Z' {
-			return "", nil, false
-		}
-	}
-	typ = string(rest[:i])
-	rest, ok = bytes.CutPrefix(rest[i+1:], []byte(`,"object":{`))
-	if !ok || len(rest) < 2 || rest[len(rest)-1] != '}' {
-		return "", nil, false
-	}
-	return typ, line[len(line)-len(rest)-1 : len(line)-1], true
-}
-
 // Next returns the next event. A server-side end of the watch (too slow,
 // compacted) comes back as a *StatusError; a closed stream as io.EOF.
 func (w *Watch) Next() (Event, error) {
-	var raw struct {
-		Type   string          `json:"type"`
-		Object json.RawMessage `json:"object"`
-	}
 	line, err := w.readLine()
 	if err != nil {
 		return Event{}, err
 	}
-	if typ, obj, ok := splitWatchLine(line); ok {
-		raw.Type, raw.Object = typ, obj
-	} else if err := json.Unmarshal(line, &raw); err != nil {
-		return Event{}, fmt.Errorf("watch event: %w", err)
-	}
-	switch raw.Type {
-	case "ERROR":
-		se := &StatusError{}
-		if err := json.Unmarshal(raw.Object, se); err != nil {
-			return Event{}, fmt.Errorf("watch error event: %w", err)
-		}
-		return Event{}, se
-	case "BOOKMARK":
-		var b struct {
-			Metadata struct {
-				ResourceVersion int64 `json:"resourceVersion"`
-			} `json:"metadata"`
-		}
-		if err := json.Unmarshal(raw.Object, &b); err != nil {
-			return Event{}, err
-		}
-		return Event{Type: raw.Type, Revision: b.Metadata.ResourceVersion}, nil
-	}
-	obj, err := api.Decode(w.kind, raw.Object)
+	e, err := wire.DecodeWatchLine(line)
 	if err != nil {
 		return Event{}, err
 	}
-	return Event{Type: raw.Type, Object: obj, Revision: obj.Meta().ResourceVersion}, nil
+	switch e.Type {
+	case wire.EventError:
+		st, err := wire.ErrorStatus(e.Object)
+		if err != nil {
+			return Event{}, err
+		}
+		return Event{}, st
+	case wire.EventBookmark:
+		rev, err := wire.BookmarkRevision(e.Object)
+		if err != nil {
+			return Event{}, err
+		}
+		return Event{Type: e.Type, Revision: rev}, nil
+	}
+	obj, err := api.Decode(w.kind, e.Object)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Type: e.Type, Object: obj, Revision: obj.Meta().ResourceVersion}, nil
 }
 
 // Close ends the stream.

@@ -1,68 +1,28 @@
 package client
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/capstanhq/capstan/internal/atomicfile"
-	"sigs.k8s.io/yaml"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
-// Config is what a client needs to reach the API: the server URL, the CA
-// that signed its certificate, and a bearer token. `capstan server` writes
-// one for the admin to DIR/admin.yaml.
-type Config struct {
-	Server string `json:"server"`
-	// CA is the PEM of the cluster CA certificate.
-	CA    string `json:"ca"`
-	Token string `json:"token"`
-	// Registry, when set, says how to reach the cluster's embedded
-	// registry and with which credentials.
-	Registry *RegistryAccess `json:"registry,omitempty"`
-}
+// Config is the client config file's format (apiserver/wire owns it).
+type Config = wire.Config
 
-// Validate checks that the config can be used.
-func (c *Config) Validate() error {
-	switch {
-	case c.Server == "":
-		return errors.New("client config: server is empty")
-	case c.CA == "":
-		return errors.New("client config: ca is empty")
-	case c.Token == "":
-		return errors.New("client config: token is empty")
-	}
-	return nil
-}
+// LoadConfig reads a config file (see wire.LoadConfig).
+func LoadConfig(path string) (*Config, error) { return wire.LoadConfig(path) }
 
-// LoadConfig reads a config file.
-func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+// SaveConfig writes a config file with mode 0600 (see wire.SaveConfig).
+func SaveConfig(path string, c *Config) error { return wire.SaveConfig(path, c) }
+
+// FromFile returns a client for the config file at path.
+func FromFile(path string) (*Client, error) {
+	cfg, err := LoadConfig(path)
 	if err != nil {
-		return nil, fmt.Errorf("read client config: %w", err)
+		return nil, err
 	}
-	var c Config
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
-		return nil, fmt.Errorf("client config %s: %w", path, err)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &c, nil
-}
-
-// SaveConfig writes a config file with mode 0600, atomically and durably
-// (file and directory synced).
-func SaveConfig(path string, c *Config) error {
-	data, err := yaml.Marshal(c)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, data, 0o600)
+	return New(cfg)
 }
 
 // DefaultConfigPath is where the CLI looks when neither --config nor

@@ -1,8 +1,6 @@
 package client
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -54,33 +52,4 @@ func TestWatchReadsLines(t *testing.T) {
 	if _, err := w.Next(); err == nil {
 		t.Fatal("a line with data after the object was accepted")
 	}
-}
-
-// FuzzSplitWatchLine: whenever the fast path takes a line whose object is
-// valid JSON, encoding/json reads the same type and object from it.
-func FuzzSplitWatchLine(f *testing.F) {
-	f.Add([]byte(`{"type":"ADDED","object":{"kind":"Pod"}}`))
-	f.Add([]byte(`{"type":"ADDED","object":{"a":1},"b":{"c":2}}`))
-	f.Add([]byte(`{"type":"ADDED","object":{}}`))
-	f.Add([]byte(`{"type":"","object":{}}`))
-	f.Add([]byte(`{"type":"A\"","object":{"x":"}"}}`))
-	f.Fuzz(func(t *testing.T, line []byte) {
-		typ, obj, ok := splitWatchLine(line)
-		if !ok || !json.Valid(obj) {
-			return
-		}
-		var raw struct {
-			Type   string          `json:"type"`
-			Object json.RawMessage `json:"object"`
-		}
-		if err := json.Unmarshal(line, &raw); err != nil {
-			t.Fatalf("fast path took %q, encoding/json refuses it: %v", line, err)
-		}
-		var a, b bytes.Buffer
-		_ = json.Compact(&a, obj)
-		_ = json.Compact(&b, raw.Object)
-		if raw.Type != typ || a.String() != b.String() {
-			t.Fatalf("%q: fast path %q %s, encoding/json %q %s", line, typ, obj, raw.Type, raw.Object)
-		}
-	})
 }

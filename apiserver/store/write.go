@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -159,28 +158,10 @@ func (w *txWriter) replace(b *bolt.Bucket, k api.Key, old []byte, oldSpec json.R
 	return obj, nil
 }
 
-// specJSON returns the JSON of obj's spec, as it is stored: the Spec
-// field marshalled alone when the object has one (the bytes are the same
-// as inside the whole object, without encoding the rest), else taken out
-// of the whole object's JSON.
-func specJSON(obj api.Object) (json.RawMessage, error) {
-	if v := reflect.ValueOf(obj); v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
-		if f := v.Elem().FieldByName("Spec"); f.IsValid() && f.CanAddr() {
-			return json.Marshal(f.Addr().Interface())
-		}
-	}
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	var v struct {
-		Spec json.RawMessage `json:"spec"`
-	}
-	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	return v.Spec, nil
-}
+// specJSON returns the JSON of obj's spec, as it is stored: the spec
+// marshalled alone by the object's own accessor, the same bytes as inside
+// the whole object without encoding the rest.
+func specJSON(obj api.Object) (json.RawMessage, error) { return obj.SpecJSON() }
 
 // updateHooks returns the hooks when their BeforeUpdate acts on kind k.
 func (w *txWriter) updateHooks(k api.Kind) Hooks {

@@ -153,7 +153,7 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 			p.warn("the demo repository names no image at %s (made for another --registry-addr): edit its images or remove %s to make it again", imagesAt, res.Dir)
 		}
 	}
-	admin, err := cp.Server().AdminClient()
+	admin, err := client.FromFile(cp.Server().AdminConfigPath())
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -145,10 +144,11 @@ func (a *Applier) writeStatus(ctx context.Context, rs *repoState, cur *api.App, 
 }
 
 // txn runs ops; a Revision of the same commit that exists already (a
-// re-sync after a restart) is dropped and the rest retried.
+// re-sync after a restart: the failing step is a Revision's create) is
+// dropped and the rest retried.
 func (a *Applier) txn(ctx context.Context, ops []client.TxnOp) ([]api.Object, error) {
 	out, err := a.opts.Client.Txn(ctx, ops)
-	if client.IsAlreadyExists(err) && strings.Contains(err.Error(), "revisions/") {
+	if client.IsAlreadyExists(err) && revisionStep(ops, err) {
 		var rest []client.TxnOp
 		for _, op := range ops {
 			if _, isRev := op.Object.(*api.Revision); !isRev {
@@ -161,6 +161,16 @@ func (a *Applier) txn(ctx context.Context, ops []client.TxnOp) ([]api.Object, er
 		return a.opts.Client.Txn(ctx, rest)
 	}
 	return out, err
+}
+
+// revisionStep reports whether the step err names creates a Revision.
+func revisionStep(ops []client.TxnOp, err error) bool {
+	i, ok := client.FailedStep(err)
+	if !ok || i < 0 || i >= len(ops) {
+		return false
+	}
+	_, isRev := ops[i].Object.(*api.Revision)
+	return isRev
 }
 
 // reject records a Rejected revision and marks the running app, leaving

@@ -11,6 +11,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // testAuth checks join refusals and node authorization against the real
@@ -27,7 +28,7 @@ func testAuth(t *testing.T, c *Cluster, pods []*api.Pod) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash := client.CAHash(ca)
+	hash := wire.CAHash(ca)
 	server := c.AdminConfig.Server
 	create := func(desc string) string {
 		t.Helper()
@@ -56,12 +57,12 @@ func testAuth(t *testing.T, c *Cluster, pods []*api.Pod) {
 		}
 	})
 	t.Run("a bad token is refused", func(t *testing.T) {
-		_, err := client.Join(ctx, server, client.FormatJoinToken("abcdef.0123456789abcdef", hash), "intruder")
+		_, err := client.Join(ctx, server, wire.FormatJoinToken("abcdef.0123456789abcdef", hash), "intruder")
 		var se *client.StatusError
 		if !errors.As(err, &se) || se.Code != 401 {
 			t.Errorf("join with a made-up token: %v, want 401", err)
 		}
-		out, err := c.JoinAgent(c.Hosts[0], client.FormatJoinToken("abcdef.0123456789abcdef", hash), "intruder")
+		out, err := c.JoinAgent(c.Hosts[0], wire.FormatJoinToken("abcdef.0123456789abcdef", hash), "intruder")
 		if err == nil || !strings.Contains(out, "join refused") {
 			t.Errorf("capstan agent with a made-up token: %v\n%s\nwant it refused", err, out)
 		}

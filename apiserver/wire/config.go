@@ -1,0 +1,92 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/capstanhq/capstan/internal/atomicfile"
+	"sigs.k8s.io/yaml"
+)
+
+// Config is what a client needs to reach the API: the server URL, the CA
+// that signed its certificate, and a bearer token. `capstan server` writes
+// one for the admin to DIR/admin.yaml; a join answers one to a node.
+type Config struct {
+	Server string `json:"server"`
+	// CA is the PEM of the cluster CA certificate.
+	CA    string `json:"ca"`
+	Token string `json:"token"`
+	// Registry, when set, says how to reach the cluster's embedded
+	// registry and with which credentials.
+	Registry *RegistryAccess `json:"registry,omitempty"`
+}
+
+// Validate checks that the config can be used.
+func (c *Config) Validate() error {
+	switch {
+	case c.Server == "":
+		return errors.New("client config: server is empty")
+	case c.CA == "":
+		return errors.New("client config: ca is empty")
+	case c.Token == "":
+		return errors.New("client config: token is empty")
+	}
+	return nil
+}
+
+// LoadConfig reads a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read client config: %w", err)
+	}
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("client config %s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// SaveConfig writes a config file with mode 0600, atomically and durably
+// (file and directory synced).
+func SaveConfig(path string, c *Config) error {
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, data, 0o600)
+}
+
+// RegistryAccess says how to reach the cluster's embedded registry. The
+// admin config (admin.yaml) carries the push credentials; a node's config,
+// from its join answer, carries the pull-only ones.
+type RegistryAccess struct {
+	// Hosts are the registry's HOST:PORT addresses. Those beyond loopback
+	// serve HTTPS with a certificate signed by the cluster CA (Config.CA).
+	Hosts []string `json:"hosts"`
+	// Username and Password are HTTP basic credentials for the registry.
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// Serves reports whether host (HOST:PORT, as in an image reference) is one
+// of a's hosts; a nil a serves nothing.
+func (a *RegistryAccess) Serves(host string) bool {
+	if a == nil {
+		return false
+	}
+	for _, h := range a.Hosts {
+		if h == host {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,56 @@
+package wire
+
+import "github.com/capstanhq/capstan/apiserver/api"
+
+// Reason says why a request failed, in a word a program can switch on.
+type Reason string
+
+// The reasons the server answers.
+const (
+	ReasonBadRequest            Reason = "BadRequest"
+	ReasonInvalid               Reason = "Invalid"
+	ReasonNotFound              Reason = "NotFound"
+	ReasonUnknownKind           Reason = "UnknownKind"
+	ReasonAlreadyExists         Reason = "AlreadyExists"
+	ReasonConflict              Reason = "Conflict"
+	ReasonExpired               Reason = "Expired"
+	ReasonFutureRevision        Reason = "FutureRevision"
+	ReasonWatcherTooSlow        Reason = "WatcherTooSlow"
+	ReasonShuttingDown          Reason = "ShuttingDown"
+	ReasonUnauthorized          Reason = "Unauthorized"
+	ReasonForbidden             Reason = "Forbidden"
+	ReasonMethodNotAllowed      Reason = "MethodNotAllowed"
+	ReasonRequestEntityTooLarge Reason = "RequestEntityTooLarge"
+	ReasonRequestTimeout        Reason = "RequestTimeout"
+	ReasonTooManyRequests       Reason = "TooManyRequests"
+	ReasonInternalError         Reason = "InternalError"
+	ReasonBadGateway            Reason = "BadGateway"
+	ReasonServiceUnavailable    Reason = "ServiceUnavailable"
+	ReasonRangeExhausted        Reason = "RangeExhausted"
+	ReasonTooManyConnections    Reason = "TooManyConnections"
+	ReasonUpgradeRequired       Reason = "UpgradeRequired"
+)
+
+// Status is the JSON body of every error response, and the object of a
+// watch's ERROR line. As a Go error it is what the client returns for an
+// error answer.
+type Status struct {
+	Code    int    `json:"code"`
+	Reason  Reason `json:"reason"`
+	Message string `json:"message"`
+	// Fields lists invalid fields for Invalid errors.
+	Fields api.ErrorList `json:"fields,omitempty"`
+	// Step is the index of the transaction step that failed, when a
+	// transaction failed in one step.
+	Step *int `json:"step,omitempty"`
+}
+
+func (s *Status) Error() string { return s.Message }
+
+// FailedStep returns the index of the transaction step that failed.
+func (s *Status) FailedStep() (int, bool) {
+	if s == nil || s.Step == nil {
+		return 0, false
+	}
+	return *s.Step, true
+}
