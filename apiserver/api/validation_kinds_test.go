@@ -346,7 +346,9 @@ func TestValidateContainer(t *testing.T) {
 		{name: "pull IfNotPresent", obj: c0(func(c *Container) { c.ImagePullPolicy = PullIfNotPresent })},
 		{name: "pull Always", obj: c0(func(c *Container) { c.ImagePullPolicy = PullAlways })},
 		{name: "pull Never", obj: c0(func(c *Container) { c.ImagePullPolicy = "Never" }), want: []string{path + ".imagePullPolicy"}},
-		{name: "env", obj: c0(func(c *Container) { c.Env = []EnvVar{{Name: "A", Value: "x=y"}, {Name: strings.Repeat("E", maxEnvNameLen)}} })},
+		{name: "env", obj: c0(func(c *Container) {
+			c.Env = []EnvVar{{Name: "A", Value: "x=y"}, {Name: strings.Repeat("E", maxEnvNameLen)}}
+		})},
 		{name: "env name past the limit", obj: c0(func(c *Container) { c.Env = []EnvVar{{Name: "A"}, {Name: strings.Repeat("E", maxEnvNameLen+1)}} }),
 			want: []string{path + ".env[1].name"}},
 		{name: "env name empty", obj: c0(func(c *Container) { c.Env = []EnvVar{{Name: ""}} }), want: []string{path + ".env[0].name"}},
@@ -388,7 +390,9 @@ func TestValidateContainer(t *testing.T) {
 		{name: "negative requests and limits", obj: c0(func(c *Container) {
 			c.Resources = Resources{Requests: ResourceList{CPU: NewMilliQuantity(-1, DecimalSI), Memory: NewMilliQuantity(-1, BinarySI)}, Limits: ResourceList{Pods: -1}}
 		}), want: []string{path + ".resources.limits.pods", path + ".resources.requests.cpu", path + ".resources.requests.memory"}},
-		{name: "negative limit", obj: c0(func(c *Container) { c.Resources = Resources{Limits: ResourceList{CPU: NewMilliQuantity(-1, DecimalSI)}} }),
+		{name: "negative limit", obj: c0(func(c *Container) {
+			c.Resources = Resources{Limits: ResourceList{CPU: NewMilliQuantity(-1, DecimalSI)}}
+		}),
 			want: []string{path + ".resources", path + ".resources.limits.cpu"}},
 		{name: "no probe", obj: probe(nil)},
 		{name: "http probe by number", obj: probe(&Probe{HTTP: &HTTPProbe{Port: FromInt(65535)}})},
