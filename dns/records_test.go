@@ -393,3 +393,31 @@ func TestZoneLengthLimit(t *testing.T) {
 		}
 	}
 }
+
+// An IPv4-mapped IPv6 endpoint address is an A record; a port whose
+// protocol is not a label, or whose SRV name would pass 255 octets, gets
+// no SRV name and is listed as skipped, while the service keeps its
+// address.
+func TestRecordEdgeCases(t *testing.T) {
+	snap := BuildSnapshot("", []*api.Service{headless("shop", "m", api.ServicePort{Name: "x", Port: 1, Protocol: "s.ctp"})},
+		[]*api.Endpoints{endpointsOf("shop", "m", api.EndpointAddress{Pod: "m-0", IP: "::ffff:10.88.0.9", Ready: true})})
+	if _, ans, _ := look(t, snap, "m-0.m.shop.svc.cluster.local.", mdns.TypeA); !slices.Equal(ans, []string{"m-0.m.shop.svc.cluster.local. A 10.88.0.9"}) {
+		t.Errorf("mapped address: A %q", ans)
+	}
+	if _, ptr, _ := look(t, snap, "9.0.88.10.in-addr.arpa.", mdns.TypePTR); len(ptr) != 1 {
+		t.Errorf("mapped address: PTR %q, want the IPv4 reverse name", ptr)
+	}
+	if s := snap.Skipped(); len(s) != 1 || !strings.Contains(s[0], `port "x"`) {
+		t.Errorf("skipped %q, want the port with a dotted protocol", s)
+	}
+	// A service name of exactly 254 characters fits; its SRV names do not.
+	zone := strings.Repeat("c", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("e", 61) + "."
+	svc, app := strings.Repeat("s", 29), strings.Repeat("a", 29)
+	snap = BuildSnapshot(zone, []*api.Service{withVIP(app, svc, "10.96.0.1", api.ServicePort{Name: "h", Port: 80})}, nil)
+	if s := snap.Skipped(); len(s) != 1 || !strings.Contains(s[0], `port "h"`) {
+		t.Errorf("skipped %q, want the port whose SRV name is too long", s)
+	}
+	if _, ans, _ := look(t, snap, svc+"."+app+".svc."+zone, mdns.TypeA); len(ans) != 1 {
+		t.Errorf("service A %q", ans)
+	}
+}
