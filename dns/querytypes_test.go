@@ -407,3 +407,59 @@ func TestFastAndSlowPathsAgree(t *testing.T) {
 		}
 	}
 }
+
+// render writes into the caller's buffer only when the reply and its OPT
+// record fit, to the byte.
+func TestRenderBufferBoundary(t *testing.T) {
+	s := handlerServer(t)
+	snap := s.snap.Load()
+	for _, name := range []string{"backend.shop.svc.cluster.local.", "nope.cluster.local."} {
+		m := new(mdns.Msg).SetQuestion(name, mdns.TypeA)
+		m.SetEdns0(1232, false)
+		req, _ := m.Pack()
+		var q query
+		if !parseQuery(req, &q) {
+			t.Fatal("parseQuery refused a plain query")
+		}
+		a, _ := snap.answer(q.key(), q.qtype)
+		full := render(make([]byte, 65535), req, &q, &a, snap.soaWire)
+		if full == nil {
+			t.Fatalf("%s: no reply", name)
+		}
+		need := len(full)
+		if a.wire == nil {
+			need = q.qend + len(snap.soaWire) + optSize // what render checks before it knows
+		}
+		if r := render(make([]byte, need), req, &q, &a, snap.soaWire); r == nil || len(r) != len(full) {
+			t.Errorf("%s: buffer of %d bytes: %d-byte reply, want %d", name, need, len(r), len(full))
+		}
+		if r := render(make([]byte, need-1), req, &q, &a, snap.soaWire); r != nil {
+			t.Errorf("%s: buffer of %d bytes: wrote a %d-byte reply past it", name, need-1, len(r))
+		}
+	}
+}
+
+// A reply of exactly the client's buffer size is the fast path's to send,
+// from the caller's buffer, without packing it again.
+func TestFastPathAtTheLimit(t *testing.T) {
+	s, err := New(Options{Addrs: []string{"127.0.0.1:0"}, Upstreams: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(typesZone()); err != nil {
+		t.Fatal(err)
+	}
+	m := new(mdns.Msg).SetQuestion("a4.big.svc.cluster.local.", mdns.TypeA)
+	m.SetEdns0(1232, false)
+	req, _ := m.Pack()
+	out := make([]byte, 65535)
+	full, _ := s.handle(req, out, true)
+	size := len(full)
+	m = new(mdns.Msg).SetQuestion("a4.big.svc.cluster.local.", mdns.TypeA)
+	m.SetEdns0(uint16(size), false)
+	req, _ = m.Pack()
+	reply, fwd := s.handle(req, out, false)
+	if fwd || len(reply) != size || &reply[0] != &out[0] {
+		t.Fatalf("%d-byte reply for a %d-byte buffer: %d bytes, from the fast path %v", size, size, len(reply), len(reply) > 0 && &reply[0] == &out[0])
+	}
+}

@@ -440,3 +440,18 @@ func TestPodVocabulary(t *testing.T) {
 		t.Error("Terminating")
 	}
 }
+
+// UnmarshalJSON is public: called with no bytes it fails, never panics.
+func TestUnmarshalJSONEmpty(t *testing.T) {
+	var q Quantity
+	if err := q.UnmarshalJSON(nil); err == nil {
+		t.Error("Quantity.UnmarshalJSON(nil) succeeded")
+	}
+	var v IntOrString
+	if err := v.UnmarshalJSON(nil); err == nil {
+		t.Error("IntOrString.UnmarshalJSON(nil) succeeded")
+	}
+	if _, err := FromString("50").ScaledValue(10, true); err == nil {
+		t.Error(`ScaledValue("50") took a number without % as a percentage`)
+	}
+}
