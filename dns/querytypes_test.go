@@ -463,3 +463,35 @@ func TestFastPathAtTheLimit(t *testing.T) {
 		t.Fatalf("%d-byte reply for a %d-byte buffer: %d bytes, from the fast path %v", size, size, len(reply), len(reply) > 0 && &reply[0] == &out[0])
 	}
 }
+
+// Counts that promise answer or authority records the query does not
+// carry are FORMERR; a BADVERS reply carries exactly one OPT record.
+func TestCountsAndBadVers(t *testing.T) {
+	s := handlerServer(t)
+	for _, tt := range []struct {
+		name  string
+		req   []byte
+		rcode int
+	}{
+		{"answer count with no answer", cat(header(1, 0x0100, 1, 1, 0, 0), question(backend, mdns.TypeA, 1)), mdns.RcodeFormatError},
+		{"authority count with no authority", cat(header(1, 0x0100, 1, 0, 1, 0), question(backend, mdns.TypeA, 1)), mdns.RcodeFormatError},
+		{"EDNS version 1", cat(header(1, 0x0100, 1, 0, 0, 1), question(backend, mdns.TypeA, 1), opt(1232, 1, false)), mdns.RcodeBadVers},
+	} {
+		for _, tcp := range []bool{false, true} {
+			reply, _ := s.handle(tt.req, make([]byte, 65535), tcp)
+			m := new(mdns.Msg)
+			if err := m.Unpack(reply); err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			opts := 0
+			for _, rr := range m.Extra {
+				if rr.Header().Rrtype == mdns.TypeOPT {
+					opts++
+				}
+			}
+			if m.Rcode != tt.rcode || (tt.rcode == mdns.RcodeBadVers && opts != 1) {
+				t.Errorf("%s (tcp %v): rcode %s with %d OPT records, want %s", tt.name, tcp, mdns.RcodeToString[m.Rcode], opts, mdns.RcodeToString[tt.rcode])
+			}
+		}
+	}
+}

@@ -421,3 +421,22 @@ func TestRecordEdgeCases(t *testing.T) {
 		t.Errorf("service A %q", ans)
 	}
 }
+
+// Skipping one address or port goes on to the next: an unready endpoint,
+// an unnamed port or a port with a bad protocol before good ones.
+func TestSkipsGoOnToTheNext(t *testing.T) {
+	snap := BuildSnapshot("", []*api.Service{headless("shop", "db",
+		api.ServicePort{Port: 9000},
+		api.ServicePort{Name: "bad", Port: 1, Protocol: "s.ctp"},
+		api.ServicePort{Name: "pg", Port: 5432},
+	)}, []*api.Endpoints{endpointsOf("shop", "db",
+		api.EndpointAddress{Pod: "db-0", IP: "10.88.0.5"},
+		api.EndpointAddress{Pod: "db-1", IP: "10.88.0.6", Ready: true},
+	)})
+	if _, ans, _ := look(t, snap, "db.shop.svc.cluster.local.", mdns.TypeA); !slices.Equal(ans, []string{"db.shop.svc.cluster.local. A 10.88.0.6"}) {
+		t.Errorf("A %q, want the ready endpoint after the unready one", ans)
+	}
+	if _, ans, _ := look(t, snap, "_pg._tcp.db.shop.svc.cluster.local.", mdns.TypeSRV); len(ans) != 1 {
+		t.Errorf("SRV %q, want the named port after the unnamed and the bad one", ans)
+	}
+}
