@@ -2,6 +2,7 @@ package endpoints
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,10 +119,12 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 		s.ep = ep
 		return fmt.Sprintf("%d addresses", len(ep.Spec.Addresses))
 	case "reconcile":
+		// In name order, so that runs are reproducible.
 		var pods []*api.Pod
 		for _, p := range s.pods {
 			pods = append(pods, p)
 		}
+		slices.SortFunc(pods, func(a, b *api.Pod) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 		plan := Compute(s.svc, pods, s.ep)
 		verb, ep := "unchanged", s.ep
 		switch {
