@@ -176,3 +176,26 @@ func TestBindIsCompareAndSwap(t *testing.T) {
 		t.Fatalf("Scheduled condition %+v does not match the node %s", c, p.Spec.NodeName)
 	}
 }
+
+func TestSchedulerOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		in, want SchedulerOptions
+		err      bool
+	}{
+		{in: SchedulerOptions{}, want: SchedulerOptions{Binders: DefaultBinders, RetryInterval: DefaultRetryInterval}},
+		{in: SchedulerOptions{Binders: 1, RetryInterval: time.Second}, want: SchedulerOptions{Binders: 1, RetryInterval: time.Second}},
+		{in: SchedulerOptions{Binders: -1}, err: true},
+		{in: SchedulerOptions{RetryInterval: -time.Second}, err: true},
+		{in: SchedulerOptions{Stack: Options{PercentageOfNodes: 101}}, err: true},
+	} {
+		got := tc.in
+		err := got.Validate()
+		if (err != nil) != tc.err {
+			t.Errorf("Validate(%+v) = %v, want error %v", tc.in, err, tc.err)
+			continue
+		}
+		if err == nil && got != tc.want {
+			t.Errorf("Validate(%+v) gave %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
