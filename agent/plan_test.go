@@ -214,3 +214,21 @@ func TestDrainWait(t *testing.T) {
 		}
 	}
 }
+
+func TestGracePeriod(t *testing.T) {
+	for _, tt := range []struct {
+		seconds int64
+		want    time.Duration
+	}{
+		{0, defaultGrace}, // unset
+		{-1, defaultGrace},
+		{1, time.Second},
+		{45, 45 * time.Second},
+	} {
+		p := api.KindPod.New().(*api.Pod)
+		p.Spec.TerminationGracePeriodSeconds = tt.seconds
+		if got := gracePeriod(p); got != tt.want {
+			t.Errorf("gracePeriod(%d s) = %v, want %v", tt.seconds, got, tt.want)
+		}
+	}
+}
