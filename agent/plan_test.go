@@ -232,3 +232,28 @@ func TestGracePeriod(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartAt checks the back-off reset at its boundary: a container
+// that ran for exactly ResetAfter restarts at once; one second less and it
+// waits its back-off.
+func TestRestartAt(t *testing.T) {
+	m := memory{CrashDelay: 20 * time.Second}
+	for _, tt := range []struct {
+		ran       time.Duration
+		wantDelay time.Duration
+	}{
+		{backoff.ResetAfter, 0},
+		{backoff.ResetAfter + time.Second, 0},
+		{backoff.ResetAfter - time.Second, 20 * time.Second},
+	} {
+		last := runtime.ContainerStatus{StartedAt: t0, FinishedAt: t0.Add(tt.ran)}
+		at, delay := restartAt(backoff, last, m)
+		if delay != tt.wantDelay || !at.Equal(last.FinishedAt.Add(tt.wantDelay)) {
+			t.Errorf("ran %v: restart at +%v with delay %v, want delay %v", tt.ran, at.Sub(last.FinishedAt), delay, tt.wantDelay)
+		}
+	}
+	// Never started (it failed to start): the back-off applies.
+	if _, delay := restartAt(backoff, runtime.ContainerStatus{FinishedAt: t0}, m); delay != 20*time.Second {
+		t.Errorf("never started: delay %v, want 20s", delay)
+	}
+}
