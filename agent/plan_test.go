@@ -135,6 +135,18 @@ func TestPodPlan(t *testing.T) {
 			want: plan{Wake: t0.Add(time.Second), BackOff: []backOff{{Name: "web", Failure: ReasonErrImagePull}}},
 		},
 		{
+			name: "one container's pull back-off does not hold back the next",
+			pod:  testPod("", "web", "side"), obs: obsOf(sandbox),
+			mem: map[string]memory{"web": {Failure: &failure{Reason: ReasonErrImagePull, Count: 1, RetryAt: t0.Add(time.Second)}}}, now: t0,
+			want: plan{Wake: t0.Add(time.Second), BackOff: []backOff{{Name: "web", Failure: ReasonErrImagePull}}, Start: []startAction{{Name: "side"}}},
+		},
+		{
+			name: "no sandbox is made while every start waits",
+			pod:  testPod("", "web"), obs: obsOf(nil),
+			mem: map[string]memory{"web": {Failure: &failure{Reason: ReasonErrImagePull, Count: 1, RetryAt: t0.Add(time.Second)}}}, now: t0,
+			want: plan{Wake: t0.Add(time.Second), BackOff: []backOff{{Name: "web", Failure: ReasonErrImagePull}}},
+		},
+		{
 			name: "pull failure retried when due",
 			pod:  testPod("", "web"), obs: obsOf(sandbox),
 			mem: map[string]memory{"web": {Failure: &failure{Reason: ReasonErrImagePull, Count: 1, RetryAt: t0}}}, now: t0,
