@@ -41,3 +41,31 @@ func TestWorkloadOf(t *testing.T) {
 		t.Errorf("no workload owner or label: %q, want none", got)
 	}
 }
+
+// TestForgetKeepsConfirmedPods checks that Forget drops only an
+// assumption: a pod the informer confirmed bound stays counted.
+func TestForgetKeepsConfirmedPods(t *testing.T) {
+	s := NewSnapshot()
+	s.AddNode(makeNode("n1", "1", "1Gi", 10))
+	p := makePod("shop", "web-1", "100m", "", "web")
+	s.Assume(p, "n1")
+	p.Spec.NodeName = "n1"
+	s.AddPod(p) // confirmed
+	s.Forget("shop", "web-1")
+	if got := s.Node("n1").Requested.MilliCPU; got != 100 || s.NodeOf("shop", "web-1") != "n1" {
+		t.Fatalf("after Forget of a confirmed pod: n1 requests %dm, pod on %q; want 100m on n1", got, s.NodeOf("shop", "web-1"))
+	}
+	q := makePod("shop", "web-2", "200m", "", "web")
+	s.Assume(q, "n1")
+	s.Forget("shop", "web-2")
+	if got := s.Node("n1").Requested.MilliCPU; got != 100 || s.NodeOf("shop", "web-2") != "" {
+		t.Fatalf("after Forget of an assumed pod: n1 requests %dm, pod on %q; want 100m, unbound", got, s.NodeOf("shop", "web-2"))
+	}
+	// Forgetting or removing what the snapshot never knew changes nothing.
+	s.Forget("shop", "nope")
+	s.RemoveNode("nope")
+	s.RemovePod("shop", "nope")
+	if s.NumNodes() != 1 || s.Node("n1").Pods() != 1 {
+		t.Fatalf("unknown names changed the snapshot: %d nodes, %d pods on n1", s.NumNodes(), s.Node("n1").Pods())
+	}
+}
