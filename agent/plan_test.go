@@ -135,6 +135,18 @@ func TestPodPlan(t *testing.T) {
 			want: plan{Wake: t0.Add(time.Second), BackOff: []backOff{{Name: "web", Failure: ReasonErrImagePull}}},
 		},
 		{
+			name: "one container's pull back-off does not hold back the next",
+			pod:  testPod("", "web", "side"), obs: obsOf(sandbox),
+			mem: map[string]memory{"web": {Failure: &failure{Reason: ReasonErrImagePull, Count: 1, RetryAt: t0.Add(time.Second)}}}, now: t0,
+			want: plan{Wake: t0.Add(time.Second), BackOff: []backOff{{Name: "web", Failure: ReasonErrImagePull}}, Start: []startAction{{Name: "side"}}},
+		},
+		{
+			name: "no sandbox is made while every start waits",
+			pod:  testPod("", "web"), obs: obsOf(nil),
+			mem: map[string]memory{"web": {Failure: &failure{Reason: ReasonErrImagePull, Count: 1, RetryAt: t0.Add(time.Second)}}}, now: t0,
+			want: plan{Wake: t0.Add(time.Second), BackOff: []backOff{{Name: "web", Failure: ReasonErrImagePull}}},
+		},
+		{
 			name: "pull failure retried when due",
 			pod:  testPod("", "web"), obs: obsOf(sandbox),
 			mem: map[string]memory{"web": {Failure: &failure{Reason: ReasonErrImagePull, Count: 1, RetryAt: t0}}}, now: t0,
@@ -212,5 +224,48 @@ func TestDrainWait(t *testing.T) {
 		if got := drainWait(tt.pod, tt.grace, tt.drain, tt.now); got != tt.want {
 			t.Errorf("%s: drainWait = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestGracePeriod(t *testing.T) {
+	for _, tt := range []struct {
+		seconds int64
+		want    time.Duration
+	}{
+		{0, defaultGrace}, // unset
+		{-1, defaultGrace},
+		{1, time.Second},
+		{45, 45 * time.Second},
+	} {
+		p := api.KindPod.New().(*api.Pod)
+		p.Spec.TerminationGracePeriodSeconds = tt.seconds
+		if got := gracePeriod(p); got != tt.want {
+			t.Errorf("gracePeriod(%d s) = %v, want %v", tt.seconds, got, tt.want)
+		}
+	}
+}
+
+// TestRestartAt checks the back-off reset at its boundary: a container
+// that ran for exactly ResetAfter restarts at once; one second less and it
+// waits its back-off.
+func TestRestartAt(t *testing.T) {
+	m := memory{CrashDelay: 20 * time.Second}
+	for _, tt := range []struct {
+		ran       time.Duration
+		wantDelay time.Duration
+	}{
+		{backoff.ResetAfter, 0},
+		{backoff.ResetAfter + time.Second, 0},
+		{backoff.ResetAfter - time.Second, 20 * time.Second},
+	} {
+		last := runtime.ContainerStatus{StartedAt: t0, FinishedAt: t0.Add(tt.ran)}
+		at, delay := restartAt(backoff, last, m)
+		if delay != tt.wantDelay || !at.Equal(last.FinishedAt.Add(tt.wantDelay)) {
+			t.Errorf("ran %v: restart at +%v with delay %v, want delay %v", tt.ran, at.Sub(last.FinishedAt), delay, tt.wantDelay)
+		}
+	}
+	// Never started (it failed to start): the back-off applies.
+	if _, delay := restartAt(backoff, runtime.ContainerStatus{FinishedAt: t0}, m); delay != 20*time.Second {
+		t.Errorf("never started: delay %v, want 20s", delay)
 	}
 }

@@ -69,7 +69,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	z, ok := canonicalZone(o.Zone)
 	if !ok {
-		return bad("zone %q is not a domain name (e.g. cluster.local)", o.Zone)
+		return bad("zone %q is not a domain name of at most %d characters (e.g. cluster.local)", o.Zone, maxZoneLen)
 	}
 	o.Zone = z
 	if o.ResolvConf == "" {

@@ -42,8 +42,10 @@ func (r *serviceRecords) addTo(b *builder) []string {
 //
 //	<svc>.<app>.svc.<zone>                A/AAAA  the VIP, or every ready endpoint when headless
 //	<pod>.<svc>.<app>.svc.<zone>          A/AAAA  each ready endpoint of a headless service
+//	                                              whose pod name is a DNS label
 //	_<port>._<proto>.<svc>.<app>.svc.<zone> SRV   each named port
 //	<reversed VIP>.in-addr.arpa           PTR     <svc>.<app>.svc.<zone>
+//	<reversed pod IP>.in-addr.arpa        PTR     <pod>.<svc>.<app>.svc.<zone> (headless)
 //
 // ep may be nil (no endpoints yet).
 func compileService(zone string, svc *api.Service, ep *api.Endpoints) serviceRecords {
@@ -77,13 +79,17 @@ func compileService(zone string, svc *api.Service, ep *api.Endpoints) serviceRec
 				}
 				ip = ip.Unmap()
 				r.add(addrRR(base, ip))
-				host := strings.ToLower(a.Pod) + "." + base
-				if !isLabel(a.Pod) || !fitsName(host) {
+				// The pod's own name must be a hostname label: the same
+				// rule the API applies to pod names ('_' or a leading
+				// '-' would make a name no resolver library accepts).
+				host := a.Pod + "." + base
+				if !api.IsDNSLabel(a.Pod) || !fitsName(host) {
 					r.skip("endpoints %s: pod %q: not a valid DNS label, no per-pod record", key, a.Pod)
 					continue
 				}
 				rr := addrRR(host, ip)
 				r.add(rr)
+				r.add(ptrRR(ip, host))
 				targets = append(targets, target{owner: host, addr: rr, ep: a})
 			}
 		}
@@ -96,8 +102,7 @@ func compileService(zone string, svc *api.Service, ep *api.Endpoints) serviceRec
 			rr := addrRR(base, ip)
 			r.add(rr)
 			targets = append(targets, target{owner: base, addr: rr})
-			arpa, _ := mdns.ReverseAddr(ip.String())
-			r.add(&mdns.PTR{Hdr: mdns.RR_Header{Name: arpa, Rrtype: mdns.TypePTR, Class: mdns.ClassINET, Ttl: recordTTL}, Ptr: base})
+			r.add(ptrRR(ip, base))
 		}
 	}
 	for _, p := range svc.Spec.Ports {
@@ -109,7 +114,7 @@ func compileService(zone string, svc *api.Service, ep *api.Endpoints) serviceRec
 			proto = "tcp"
 		}
 		owner := strings.ToLower("_"+p.Name+"._"+proto+".") + base
-		if !isLabel(p.Name) || !isLabel(proto) || !fitsName(owner) {
+		if !isLabel("_"+p.Name) || !isLabel(proto) || !fitsName(owner) {
 			r.skip("service %s: port %q: %q is not a valid DNS name", key, p.Name, owner)
 			continue
 		}
@@ -134,11 +139,18 @@ func compileService(zone string, svc *api.Service, ep *api.Endpoints) serviceRec
 // builder creates the name and drops the marker.
 const typeExists = 0xFF00 // private-use type (RFC 6895)
 
+// ptrRR returns the PTR record that maps ip back to owner.
+func ptrRR(ip netip.Addr, owner string) mdns.RR {
+	arpa, _ := mdns.ReverseAddr(ip.String()) // a parsed address always reverses
+	return &mdns.PTR{Hdr: mdns.RR_Header{Name: arpa, Rrtype: mdns.TypePTR, Class: mdns.ClassINET, Ttl: recordTTL}, Ptr: owner}
+}
+
 // endpointPort is the pod's port behind service port p: the endpoint's port
-// of the same name, else a numeric target port, else the service port.
+// of the same name and protocol (no protocol is TCP, as in the API), else a
+// numeric target port, else the service port.
 func endpointPort(a *api.EndpointAddress, p api.ServicePort) uint16 {
 	for _, ep := range a.Ports {
-		if ep.Name == p.Name && (ep.Protocol == "" || p.Protocol == "" || strings.EqualFold(ep.Protocol, p.Protocol)) {
+		if ep.Name == p.Name && strings.EqualFold(protocolOf(ep.Protocol), protocolOf(p.Protocol)) {
 			return uint16(ep.Port)
 		}
 	}
@@ -146,6 +158,13 @@ func endpointPort(a *api.EndpointAddress, p api.ServicePort) uint16 {
 		return uint16(p.TargetPort.IntVal)
 	}
 	return uint16(p.Port)
+}
+
+func protocolOf(p string) string {
+	if p == "" {
+		return api.ProtocolTCP
+	}
+	return p
 }
 
 // isLabel reports whether s is one DNS label we are willing to serve:

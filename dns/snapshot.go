@@ -198,15 +198,23 @@ func newBuilder(zone string) *builder {
 }
 
 // canonicalZone returns zone as a lower-case fqdn and whether it is a
-// valid, non-root domain name.
+// valid, non-root domain name short enough for the SOA's mailbox name
+// (hostmaster.<zone>) to be one.
 func canonicalZone(zone string) (string, bool) {
 	if zone == "" {
 		zone = DefaultZone
 	}
 	z := mdns.CanonicalName(zone)
 	_, ok := mdns.IsDomainName(z)
-	return z, ok && z != "."
+	return z, ok && z != "." && fitsName(soaMbox+z)
 }
+
+// soaMbox is the SOA's mailbox label; the longest name the SOA holds.
+const soaMbox = "hostmaster."
+
+// maxZoneLen is the longest zone, without its final dot, whose SOA mailbox
+// name fits in 255 octets.
+const maxZoneLen = 255 - 1 - len(soaMbox) - 1
 
 // name returns the draft for owner, creating it and the empty
 // non-terminals between it and the zone apex, which must answer NODATA
@@ -281,7 +289,7 @@ func newSnapshot(zone string, serial uint32, skipped []string, names shards) *Sn
 	s.soa = &mdns.SOA{
 		Hdr:     mdns.RR_Header{Name: zone, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: negativeTTL},
 		Ns:      "ns.dns." + zone,
-		Mbox:    "hostmaster." + zone,
+		Mbox:    soaMbox + zone,
 		Serial:  max(serial, 1),
 		Refresh: 7200,
 		Retry:   1800,
@@ -289,7 +297,8 @@ func newSnapshot(zone string, serial uint32, skipped []string, names shards) *Sn
 		Minttl:  negativeTTL,
 	}
 	s.soaNS = []mdns.RR{s.soa}
-	soaBuf := make([]byte, 512)
+	// Three names of up to 255 octets, uncompressed, and 30 octets more.
+	soaBuf := make([]byte, 3*255+30)
 	n, err := mdns.PackRR(s.soa, soaBuf, 0, nil, false)
 	if err != nil {
 		panic("dns: packing the SOA of a validated zone: " + err.Error())

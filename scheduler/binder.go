@@ -36,6 +36,20 @@ type Options struct {
 	RetryInterval time.Duration
 }
 
+// Validate checks the options and fills in defaults.
+func (o *Options) Validate() error {
+	if o.Binders < 0 || o.RetryInterval < 0 {
+		return fmt.Errorf("scheduler: binders %d and retry interval %s must not be negative", o.Binders, o.RetryInterval)
+	}
+	if o.Binders == 0 {
+		o.Binders = DefaultBinders
+	}
+	if o.RetryInterval == 0 {
+		o.RetryInterval = DefaultRetryInterval
+	}
+	return o.Stack.Validate()
+}
+
 // Binds go out in transactions of at most maxBindBatch, bindSenders at a
 // time.
 const (
@@ -64,14 +78,8 @@ type Scheduler struct {
 // New validates opts and builds the scheduler on m's client,
 // informers, clock and metrics.
 func New(m *reconcile.Manager, opts Options) (*Scheduler, error) {
-	if opts.Binders < 0 || opts.RetryInterval < 0 {
-		return nil, fmt.Errorf("scheduler: binders %d and retry interval %s must not be negative", opts.Binders, opts.RetryInterval)
-	}
-	if opts.Binders == 0 {
-		opts.Binders = DefaultBinders
-	}
-	if opts.RetryInterval == 0 {
-		opts.RetryInterval = DefaultRetryInterval
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	stack, err := NewStack(opts.Stack)
 	if err != nil {

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,5 +175,101 @@ func TestBindIsCompareAndSwap(t *testing.T) {
 	}
 	if c := api.FindCondition(p.Status.Conditions, api.PodScheduled); c == nil || c.Status != api.ConditionTrue || c.Message != "bound to "+p.Spec.NodeName {
 		t.Fatalf("Scheduled condition %+v does not match the node %s", c, p.Spec.NodeName)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		in, want Options
+		err      bool
+	}{
+		{in: Options{}, want: Options{Binders: DefaultBinders, RetryInterval: DefaultRetryInterval}},
+		{in: Options{Binders: 1, RetryInterval: time.Second}, want: Options{Binders: 1, RetryInterval: time.Second}},
+		{in: Options{Binders: -1}, err: true},
+		{in: Options{RetryInterval: -time.Second}, err: true},
+		{in: Options{Stack: StackOptions{PercentageOfNodes: 101}}, err: true},
+	} {
+		got := tc.in
+		err := got.Validate()
+		if (err != nil) != tc.err {
+			t.Errorf("Validate(%+v) = %v, want error %v", tc.in, err, tc.err)
+			continue
+		}
+		if err == nil && got != tc.want {
+			t.Errorf("Validate(%+v) gave %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestFinishedPodFreesRoom runs the scheduler against a real API server: a
+// pod that does not fit waits (the retry interval is an hour) until a pod
+// on the node finishes, Succeeded or Failed, and is then bound at once.
+func TestFinishedPodFreesRoom(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if _, err := c.Create(ctx, makeNode("n1", "1", "1Gi", 10)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(m, Options{RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(s)
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	waitCond := func(name string, want api.ConditionStatus) *api.Pod {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := o.(*api.Pod)
+			if cond := api.FindCondition(p.Status.Conditions, api.PodScheduled); cond != nil && cond.Status == want {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pod %s: no Scheduled=%s condition after 30s: %+v", name, want, p.Status.Conditions)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	prev := "first"
+	if _, err := c.Create(ctx, makePod("shop", prev, "800m", "", "")); err != nil {
+		t.Fatal(err)
+	}
+	waitCond(prev, api.ConditionTrue)
+	for _, phase := range []string{api.PodSucceeded, api.PodFailed} {
+		next := "after-" + strings.ToLower(phase)
+		if _, err := c.Create(ctx, makePod("shop", next, "800m", "", "")); err != nil {
+			t.Fatal(err)
+		}
+		waitCond(next, api.ConditionFalse)
+		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: prev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := api.Clone(o.(*api.Pod))
+		p.Status.Phase = phase
+		if _, err := c.UpdateStatus(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if p := waitCond(next, api.ConditionTrue); p.Spec.NodeName != "n1" {
+			t.Fatalf("%s bound to %q, want n1", next, p.Spec.NodeName)
+		}
+		prev = next
 	}
 }

@@ -42,7 +42,7 @@ func (m *model) hasPods(node string) bool {
 	return false
 }
 
-func (m *model) check(t *testing.T, step int) {
+func (m *model) check(t *testing.T, snap *Snapshot, step int) {
 	t.Helper()
 	for name, n := range m.nodes {
 		var cpu, mem, k int64
@@ -64,6 +64,19 @@ func (m *model) check(t *testing.T, step int) {
 		if cpu > n.cpu || mem > n.mem || k > n.pods {
 			t.Fatalf("step %d: node %s over-committed: cpu %d/%d memory %d/%d pods %d/%d", step, name, cpu, n.cpu, mem, n.mem, k, n.pods)
 		}
+		// Capacity is given back: the snapshot counts exactly the pods the
+		// model has running there, no more (a failed bind forgotten, a pod
+		// finished or deleted, a stale event ignored) and no less.
+		info := snap.Node(name)
+		if info == nil {
+			t.Fatalf("step %d: node %s missing from the snapshot", step, name)
+		}
+		if want := (Resources{MilliCPU: cpu, MilliMemory: mem, Pods: k}); info.Requested != want || int64(info.Pods()) != k {
+			t.Fatalf("step %d: node %s: snapshot counts %+v (%d pods), the model %+v", step, name, info.Requested, info.Pods(), want)
+		}
+	}
+	if got := snap.NumNodes(); got != len(m.nodes) {
+		t.Fatalf("step %d: snapshot has %d nodes, the model %d", step, got, len(m.nodes))
 	}
 	for key, k := range m.bound {
 		if k > 1 {
@@ -75,7 +88,8 @@ func (m *model) check(t *testing.T, step int) {
 // TestScheduleNeverOvercommits drives the snapshot and Schedule with random
 // node and pod events, including stale pod events after a decision and
 // failed binds, and checks after every step that no node holds more than
-// it has and no pod is bound twice.
+// it has, no pod is bound twice, and the snapshot counts on each node
+// exactly what the model has running there (capacity is given back).
 func TestScheduleNeverOvercommits(t *testing.T) {
 	seeds := 20
 	steps := 2000
@@ -217,7 +231,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				snap.UpdatePod(api.Clone(p.pod))
 			}
 		}
-		m.check(t, step)
+		m.check(t, snap, step)
 	}
 	if len(m.bound) == 0 {
 		t.Fatal("no pod was ever bound: the property was not exercised")

@@ -66,8 +66,7 @@ func (s *Snapshot) newPodInfo(p *api.Pod, intern bool) *podInfo {
 		key:  p.Metadata.App + "/" + p.Metadata.Name,
 		node: p.Spec.NodeName,
 	}
-	if w := api.WorkloadOf(p); w != "" {
-		w = p.Metadata.App + "/" + w // workload names are per app
+	if w := workloadKey(p); w != "" {
 		pi.workload = s.workloads[w]
 		if pi.workload == 0 && intern {
 			pi.workload = workloadID(len(s.workloads) + 1)
@@ -311,4 +310,14 @@ func (s *Snapshot) Forget(app, name string) {
 	if pi := s.pods[app+"/"+name]; pi != nil && pi.assumed {
 		s.RemovePod(app, name)
 	}
+}
+
+// workloadKey names the workload a pod belongs to across apps,
+// "app/workload" (api.WorkloadOf: its owner when that is a Workload, else
+// its workload label), or "" for none.
+func workloadKey(p *api.Pod) string {
+	if w := api.WorkloadOf(p); w != "" {
+		return p.Metadata.App + "/" + w
+	}
+	return ""
 }

@@ -136,7 +136,7 @@ func parseQuantityFast(num, suffix string) (Quantity, bool) {
 			fracDigits++
 		}
 	}
-	if num == "." || seenDot && fracDigits == 0 && len(num) == 1 {
+	if num == "." {
 		return Quantity{}, false
 	}
 	for ; fracDigits < 3; fracDigits++ {

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func validNode() *Node {
+func sizeNode() *Node {
 	n := KindNode.New().(*Node)
 	n.Metadata.Name = "n1"
 	n.Status.Addresses = []NodeAddress{{Type: "InternalIP", Address: "10.0.0.1"}}
@@ -16,7 +16,7 @@ func validNode() *Node {
 	return n
 }
 
-func validEvent() *Event {
+func sizeEvent() *Event {
 	e := KindEvent.New().(*Event)
 	e.Metadata = ObjectMeta{Name: "web-1-abcd", App: "shop"}
 	e.Spec = EventSpec{Object: ObjectRef{Kind: KindPod, App: "shop", Name: "web-1"}, Type: EventWarning, Reason: "BackOff",
@@ -52,44 +52,44 @@ func TestFieldSizeLimits(t *testing.T) {
 		obj   func(n int) Object // an object with the field at n bytes or items
 	}{
 		{"node condition message", "status.conditions[0].message", MaxMessageLen, func(n int) Object {
-			o := validNode()
+			o := sizeNode()
 			o.Status.Conditions[0].Message = s("m", n)
 			return o
 		}},
 		{"node condition reason", "status.conditions[0].reason", MaxReasonLen, func(n int) Object {
-			o := validNode()
+			o := sizeNode()
 			o.Status.Conditions[0].Reason = s("r", n)
 			return o
 		}},
 		{"node condition type", "status.conditions[0].type", MaxReasonLen, func(n int) Object {
-			o := validNode()
+			o := sizeNode()
 			o.Status.Conditions[0].Type = s("t", n)
 			return o
 		}},
 		{"node conditions", "status.conditions", MaxConditions, func(n int) Object {
-			o := validNode()
+			o := sizeNode()
 			o.Status.Conditions = conditions(n)
 			return o
 		}},
 		{"node addresses", "status.addresses", MaxNodeAddresses, func(n int) Object {
-			o := validNode()
+			o := sizeNode()
 			for range n - 1 {
 				o.Status.Addresses = append(o.Status.Addresses, NodeAddress{Type: "Hostname", Address: "n1"})
 			}
 			return o
 		}},
 		{"node hostname address", "status.addresses[1].address", MaxSubdomainLen, func(n int) Object {
-			o := validNode()
+			o := sizeNode()
 			o.Status.Addresses = append(o.Status.Addresses, NodeAddress{Type: "Hostname", Address: s("h", n)})
 			return o
 		}},
 		{"node kernel version", "status.info.kernelVersion", maxShortLen, func(n int) Object {
-			o := validNode()
+			o := sizeNode()
 			o.Status.Info.KernelVersion = s("k", n)
 			return o
 		}},
 		{"node agent cert", "status.agentCert", maxShortLen, func(n int) Object {
-			o := validNode()
+			o := sizeNode()
 			o.Status.AgentCert = s("c", n)
 			return o
 		}},
@@ -142,22 +142,22 @@ func TestFieldSizeLimits(t *testing.T) {
 			return o
 		}},
 		{"event message", "spec.message", MaxMessageLen, func(n int) Object {
-			o := validEvent()
+			o := sizeEvent()
 			o.Spec.Message = s("m", n)
 			return o
 		}},
 		{"event reason", "spec.reason", MaxReasonLen, func(n int) Object {
-			o := validEvent()
+			o := sizeEvent()
 			o.Spec.Reason = s("r", n)
 			return o
 		}},
 		{"event reporter", "spec.reporter", maxShortLen, func(n int) Object {
-			o := validEvent()
+			o := sizeEvent()
 			o.Spec.Reporter = s("r", n)
 			return o
 		}},
 		{"event object name", "spec.object.name", MaxSubdomainLen, func(n int) Object {
-			o := validEvent()
+			o := sizeEvent()
 			o.Spec.Object.Name = s("o", n)
 			return o
 		}},
@@ -193,7 +193,7 @@ func TestObjectSizeLimits(t *testing.T) {
 		obj  func(pad int) Object
 	}{
 		{KindEvent, func(pad int) Object {
-			o := validEvent()
+			o := sizeEvent()
 			o.Metadata.Annotations = map[string]string{"pad": strings.Repeat("x", pad)}
 			return o
 		}},
@@ -204,7 +204,7 @@ func TestObjectSizeLimits(t *testing.T) {
 			return o
 		}},
 		{KindNode, func(pad int) Object {
-			o := validNode()
+			o := sizeNode()
 			// Too big for one field: the annotations at their limit,
 			// then the pad spread over the conditions' messages.
 			o.Metadata.Annotations = map[string]string{"pad": strings.Repeat("x", MaxAnnotationsBytes-3)}

@@ -251,18 +251,25 @@ func (a *Applier) Drifted(ctx context.Context, repo string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	have, err := a.appsOf(ctx, rs, repo) // the informer's cache and the applier's own writes
+	// A read of the store, not the app cache: the cache may not have seen
+	// the deletion yet.
+	objs, rev, err := a.opts.Client.List(ctx, api.KindApp, client.ListOptions{Labels: map[string]string{LabelRepo: repo}})
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("list apps of repo %s: %w", repo, err)
 	}
+	have := make(map[string]bool, len(objs))
+	for _, o := range objs {
+		have[o.Meta().Name] = true
+	}
+	drifted := false
 	for name := range rec.applied {
-		if have[name] == nil {
+		if !have[name] {
 			a.opts.Logger.Warn("app deleted outside git; restoring it from the repository", "repo", repo, "app", name)
-			rs.forget()
-			return true, nil
+			rs.gone(name, rev) // gone for the next apply too, until the cache catches up
+			drifted = true
 		}
 	}
-	return false, nil
+	return drifted, nil
 }
 
 // commitRowName names the one revision of its kind for a commit

@@ -75,7 +75,8 @@ func (s *store) put(o api.Object) {
 //	foreign workload=N | foreign service=N               (an object the App does not own)
 //	objects
 //	wstatus name=N replicas=K updated=K available=K [generation=G] [progressing=(Reason,msg)] [degraded=msg]
-//	pod name=P workload=W [crash] [unschedulable=msg] [failed] [pull]
+//	pod name=P workload=W [crash] [unschedulable=msg] [failed] [pull] [running]
+//	    [waiting=REASON] [stale-unschedulable] [owner=none|KIND]
 //	health
 func TestPlan(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -194,7 +195,24 @@ func (s *store) run(t *testing.T, d *datadriven.TestData) string {
 		p := api.KindPod.New().(*api.Pod)
 		p.Metadata = api.ObjectMeta{Name: str("name", ""), App: "shop",
 			Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: str("workload", "")}}
+		switch k := str("owner", ""); k {
+		case "":
+		case "none":
+			p.Metadata.Owner = nil
+		default:
+			p.Metadata.Owner.Kind = api.Kind(k)
+		}
 		p.Spec.NodeName = "n1"
+		if r := str("waiting", ""); r != "" {
+			p.Status.Containers = []api.ContainerStatus{{Name: "main", State: api.ContainerState{Waiting: &api.WaitingState{Reason: r}}}}
+		}
+		if d.HasArg("running") {
+			p.Status.Phase = api.PodRunning
+			p.Status.Containers = []api.ContainerStatus{{Name: "main", State: api.ContainerState{Running: &api.RunningState{}}}}
+		}
+		if d.HasArg("stale-unschedulable") {
+			p.Status.Conditions = []api.Condition{{Type: api.PodScheduled, Status: api.ConditionFalse, Message: "0/1 nodes available"}}
+		}
 		if d.HasArg("crash") || d.HasArg("pull") {
 			reason := "CrashLoopBackOff"
 			if d.HasArg("pull") {

@@ -83,7 +83,8 @@ func resolve(p *api.Pod, sp api.ServicePort) (int32, bool) {
 }
 
 // Compute plans the Endpoints of svc given the pods and the observed
-// Endpoints of the same name (nil when none).
+// Endpoints of the same name (nil when none). Observed Endpoints without an
+// owner are adopted: the update names svc as their owner.
 func Compute(svc *api.Service, pods []*api.Pod, have *api.Endpoints) Plan {
 	addrs := Addresses(svc, pods)
 	if have == nil {
@@ -97,7 +98,10 @@ func Compute(svc *api.Service, pods []*api.Pod, have *api.Endpoints) Plan {
 		ep.Spec.Addresses = addrs
 		return Plan{Create: ep}
 	}
-	if api.EqualJSON(have.Spec.Addresses, addrs) {
+	// Endpoints without an owner (written by hand, or left by an older
+	// version) are adopted even when their addresses are right, so they go
+	// with the service.
+	if have.Metadata.Owner != nil && api.EqualJSON(have.Spec.Addresses, addrs) {
 		return Plan{}
 	}
 	upd := api.Clone(have)

@@ -2,6 +2,7 @@ package endpoints
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +23,8 @@ type sim struct {
 //	service ports=(name:port:target,...) [selector=(k=v,...)]
 //	pod name=P [app=A] [labels=(k=v)] [ip=IP] [node=N] [ready] [terminating] [failed] [ports=(name:port,...)]
 //	delete-pod name=P
+//	endpoints-without-owner [stale]  Endpoints made by hand (no owner), with
+//	                                 the right addresses or (stale) none
 //	reconcile
 func TestPlan(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -103,11 +106,25 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 	case "delete-pod":
 		delete(s.pods, str("name", ""))
 		return "ok"
+	case "endpoints-without-owner":
+		ep := api.KindEndpoints.New().(*api.Endpoints)
+		ep.Metadata = api.ObjectMeta{Name: s.svc.Metadata.Name, App: s.svc.Metadata.App, ResourceVersion: 7}
+		if !d.HasArg("stale") {
+			var pods []*api.Pod
+			for _, p := range s.pods {
+				pods = append(pods, p)
+			}
+			ep.Spec.Addresses = Addresses(s.svc, pods)
+		}
+		s.ep = ep
+		return fmt.Sprintf("%d addresses", len(ep.Spec.Addresses))
 	case "reconcile":
+		// In name order, so that runs are reproducible.
 		var pods []*api.Pod
 		for _, p := range s.pods {
 			pods = append(pods, p)
 		}
+		slices.SortFunc(pods, func(a, b *api.Pod) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 		plan := Compute(s.svc, pods, s.ep)
 		verb, ep := "unchanged", s.ep
 		switch {
@@ -117,7 +134,14 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 			verb, ep = "update", plan.Update
 		}
 		s.ep = ep
-		out := []string{fmt.Sprintf("%s endpoints %s/%s owner=%s/%s", verb, ep.Metadata.App, ep.Metadata.Name, ep.Metadata.Owner.Kind, ep.Metadata.Owner.Name)}
+		owner := "none"
+		if o := ep.Metadata.Owner; o != nil {
+			owner = fmt.Sprintf("%s/%s uid=%s", o.Kind, o.Name, o.UID)
+		}
+		out := []string{fmt.Sprintf("%s endpoints %s/%s owner=%s", verb, ep.Metadata.App, ep.Metadata.Name, owner)}
+		if plan.Update != nil {
+			out[0] += fmt.Sprintf(" resourceVersion=%d", ep.Metadata.ResourceVersion)
+		}
 		for _, a := range ep.Spec.Addresses {
 			var ports []string
 			for _, p := range a.Ports {

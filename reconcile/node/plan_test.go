@@ -24,7 +24,9 @@ type sim struct {
 
 // TestPlan runs the scenario scripts in testdata. Commands:
 //
-//	node [grace=D] [eviction=D]   register node n1, Ready, lease renewed now
+//	node [grace=D] [eviction=D] [no-conditions] [no-lease]
+//	                               register node n1, Ready (or with no
+//	                               conditions), lease renewed now (or none)
 //	renew                          the agent renews its lease
 //	agent-ready status=S           the agent itself reports Ready=S
 //	pods names=(...) [terminating] [ready]  pods bound to n1
@@ -60,13 +62,23 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 		}
 		s.node = api.KindNode.New().(*api.Node)
 		s.node.Metadata = api.ObjectMeta{Name: "n1", UID: "uid-n1", CreatedAt: s.now}
-		s.node.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, Reason: "AgentReady", LastTransitionTime: s.now}}
-		s.lease = api.KindLease.New().(*api.Lease)
-		s.lease.Metadata.Name = "n1"
-		s.lease.Spec = api.LeaseSpec{Holder: "n1", RenewTime: s.now}
+		if !d.HasArg("no-conditions") {
+			s.node.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, Reason: "AgentReady", LastTransitionTime: s.now}}
+		}
+		s.lease = nil
+		if !d.HasArg("no-lease") {
+			s.lease = api.KindLease.New().(*api.Lease)
+			s.lease.Metadata.Name = "n1"
+			s.lease.Spec = api.LeaseSpec{Holder: "n1", RenewTime: s.now}
+		}
+		s.pods = nil
 		return fmt.Sprintf("grace %s eviction %s", s.opts.GracePeriod, s.opts.EvictionTimeout)
 	case "renew":
-		s.lease.Spec.RenewTime = s.now
+		if s.lease == nil {
+			s.lease = api.KindLease.New().(*api.Lease)
+			s.lease.Metadata.Name = "n1"
+		}
+		s.lease.Spec = api.LeaseSpec{Holder: "n1", RenewTime: s.now}
 		return "ok"
 	case "agent-ready":
 		a, _ := d.Arg("status")

@@ -81,15 +81,26 @@ func Compute(w *api.Workload, pods []*api.Pod, now time.Time, rnd *rand.Rand) Pl
 
 	available := count(live, func(s *podState) bool { return s.ready })
 	minAvailable := replicas - unavailable
-	remaining := len(live)
-	var deleted []*podState
+
+	// Too many of the current template (a scale down): the least valuable
+	// go. The rest stay, and the old pods are judged against them.
+	excess := max(len(newPods)-replicas, 0)
+	deleted := slices.Clone(newPods[:excess])
+	keptNew := newPods[excess:]
+	keptNewAvailable := count(keptNew, func(s *podState) bool { return s.ready })
+	available -= newAvailable - keptNewAvailable
 
 	switch {
-	case len(newPods) > replicas:
-		// Too many of the current template: scale down, old ones first.
-		deleted = append(deleted, oldPods...)
-		deleted = append(deleted, newPods[:len(newPods)-replicas]...)
-	case len(oldPods) > 0 && !stalled:
+	case len(oldPods) == 0:
+	case stalled:
+		// Stalled: old pods plus Ready new ones stay at replicas so the
+		// workload keeps serving; old pods beyond that go, least valuable
+		// first.
+		keepOld := max(replicas-keptNewAvailable, 0)
+		if extra := len(oldPods) - keepOld; extra > 0 {
+			deleted = append(deleted, oldPods[:extra]...)
+		}
+	default:
 		// Rolling: an unavailable old pod may always go (it serves
 		// nothing); available ones only while enough pods stay available.
 		budget := available - minAvailable
@@ -102,26 +113,25 @@ func Compute(w *api.Workload, pods []*api.Pod, now time.Time, rnd *rand.Rand) Pl
 			}
 		}
 	}
-	remaining -= len(deleted)
+	remaining := len(live) - len(deleted)
 	for _, s := range deleted {
 		plan.Delete = append(plan.Delete, s.pod)
 	}
+	oldLeft := remaining - len(keptNew)
 
 	create := 0
 	createHash, createTemplate := hash, &w.Spec.Template
 	switch {
 	case len(oldPods) == 0:
-		create = replicas - len(newPods)
+		create = replicas - len(keptNew)
 	case !stalled:
-		create = min(replicas-len(newPods), replicas+surge-remaining)
+		create = min(replicas-len(keptNew), replicas+surge-remaining)
 	default:
 		// Stalled: make no more new pods, but keep the old template's pods
-		// at strength so the workload keeps serving.
-		// Old pods plus ready new ones must stay at replicas.
-		if s := newestOld(oldPods); s != nil {
-			create = replicas - newAvailable - (len(oldPods) - len(deleted))
-			createHash, createTemplate = s.hash, &s.pod.Spec.PodTemplate
-		}
+		// at strength: old pods plus Ready new ones make replicas.
+		create = replicas - keptNewAvailable - oldLeft
+		s := newestOld(oldPods)
+		createHash, createTemplate = s.hash, &s.pod.Spec.PodTemplate
 	}
 	for range max(create, 0) {
 		plan.Create = append(plan.Create, newPod(w, createTemplate, createHash, podName(w.Metadata.Name, names, rnd)))

@@ -75,9 +75,11 @@ func (s *sim) setReady(p *api.Pod, ready bool) {
 //	reconcile                 plan once and apply it
 //	schedule [image=I]        bind unbound pods (of image I) to node n1
 //	ready [image=I] [pods=(..)] [false]  set Ready on scheduled live pods
+//	ready-one [image=I]       set Ready on the first scheduled live pod
+//	                          (of I) that is not Ready, by name
 //	crash image=I             containers of pods of I go CrashLoopBackOff
 //	gone                      terminating pods finish and disappear
-//	fail pod=P                a pod fails (phase Failed)
+//	fail pod=P | image=I      a pod (the first live one of I) fails
 //	advance D                 move the clock (Go duration)
 //	converge [image=I]        reconcile, schedule, ready (pods of I, or
 //	                          all), gone until nothing changes
@@ -170,9 +172,26 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 			}
 		}
 		return "ok"
+	case "ready-one":
+		for _, p := range s.sorted() {
+			if p.Spec.NodeName != "" && !api.IsPodReady(p) && matches(p) {
+				s.setReady(p, true)
+				return p.Metadata.Name + " ready"
+			}
+		}
+		return "none"
 	case "fail":
-		s.pods[str("pod", "")].Status.Phase = api.PodFailed
-		return "ok"
+		if name := str("pod", ""); name != "" {
+			s.pods[name].Status.Phase = api.PodFailed
+			return "ok"
+		}
+		for _, p := range s.sorted() {
+			if p.Status.Phase != api.PodFailed && matches(p) {
+				p.Status.Phase = api.PodFailed
+				return p.Metadata.Name + " failed"
+			}
+		}
+		return "none"
 	case "gone":
 		k := 0
 		for name, p := range s.pods {
