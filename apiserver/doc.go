@@ -7,18 +7,8 @@
 // the data directory, an admin token, and an admin client config
 // (DIR/admin.yaml); later starts reuse them.
 //
-// Routes:
-//
-//	GET    /api/v1/{kind}                      list (?app=, ?labels=k=v,..., ?node=)
-//	GET    /api/v1/{kind}?watch=true&since=REV  stream events as NDJSON
-//	POST   /api/v1/{kind}                      create
-//	GET    /api/v1/{kind}/{app}/{name}         get (cluster kinds: /api/v1/{kind}/{name})
-//	PUT    /api/v1/{kind}/{app}/{name}         update the spec and metadata (CAS on resourceVersion)
-//	PUT    /api/v1/{kind}/{app}/{name}/status  update the status
-//	DELETE /api/v1/{kind}/{app}/{name}         delete (?force=true; ?resourceVersion=)
-//	POST   /api/v1/txn                         apply several writes, all or none (?objects=false: answer only the resourceVersions)
-//	GET    /api/v1/pods/{app}/{name}/log       a container's log from its agent (?container=&follow=&previous=&tail=&timestamps=)
-//	POST   /api/v1/pods/{app}/{name}/exec      run a command (?container=&command=...&stdin=&tty=), upgraded to capstan-exec.v1
+// Every route is registered in routes.go, which also lists the resource
+// routes that ServeHTTP dispatches itself.
 //
 // A transaction's steps are {"op": "create"|"update", "object": {...}},
 // {"op": "delete", "key": "kind/app/name", "resourceVersion": N} (N

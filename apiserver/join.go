@@ -73,67 +73,72 @@ type joins struct {
 	cluster wire.ClusterInfo
 }
 
-func (s *Server) joinRoutes() {
-	// The CA is public: a joining agent fetches it first and checks it
-	// against the hash in its token before sending the token.
-	s.mux.HandleFunc("GET /cacert", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/x-pem-file")
-		_, _ = w.Write(s.pki.CAPEM)
-	})
-	s.mux.HandleFunc("POST /join", s.handleJoin)
-	s.HandleAdmin("GET /tokens", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		var out []TokenInfo
-		for _, t := range s.tokens.List() {
-			out = append(out, tokenInfo(t))
-		}
-		writeJSON(w, http.StatusOK, out)
-	}))
-	s.HandleAdmin("POST /tokens", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req CreateTokenRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, badRequest("token request: "+err.Error()))
-			return
-		}
-		if req.Role == "" {
-			req.Role = RoleJoin
-		}
-		if req.TTL < 0 {
-			writeError(w, badRequest("ttl must not be negative"))
-			return
-		}
-		bearer, tok, err := s.tokens.create(Token{Role: req.Role, Description: req.Description, MaxUses: req.Uses}, req.TTL, s.opts.Now())
-		if errors.Is(err, errTokenIDCollision) {
-			writeError(w, err)
-			return
-		}
-		if err != nil {
-			writeError(w, badRequest(err.Error()))
-			return
-		}
-		out := CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: bearer}
-		if tok.Role == RoleJoin {
-			out.Token = wire.FormatJoinToken(bearer, s.pki.CAHash())
-		}
-		writeJSON(w, http.StatusCreated, out)
-	}))
-	s.HandleAdmin("DELETE /tokens/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.tokens.Revoke(r.PathValue("id")); err != nil {
-			writeError(w, errorf(http.StatusNotFound, wire.ReasonNotFound, err))
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	s.HandleAdmin("POST /rejoin/{node}", http.HandlerFunc(s.handleAllowRejoin))
-	s.mux.HandleFunc("POST /nodecert/{node}", s.handleNodeCert)
-	s.mux.HandleFunc("GET /clusterinfo", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.authenticate(r); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, s.joins.cluster)
-	})
+// handleCACert serves the cluster CA. It is public: a joining agent
+// fetches it first and checks it against the hash in its token before
+// sending the token.
+func (s *Server) handleCACert(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(s.pki.CAPEM)
+}
+
+// handleListTokens lists the tokens, never their secrets.
+func (s *Server) handleListTokens(w http.ResponseWriter, _ *http.Request) {
+	var out []TokenInfo
+	for _, t := range s.tokens.List() {
+		out = append(out, tokenInfo(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleCreateToken makes a token; a join token is answered in the join
+// format, with the CA's hash.
+func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
+	var req CreateTokenRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, badRequest("token request: "+err.Error()))
+		return
+	}
+	if req.Role == "" {
+		req.Role = RoleJoin
+	}
+	if req.TTL < 0 {
+		writeError(w, badRequest("ttl must not be negative"))
+		return
+	}
+	bearer, tok, err := s.tokens.create(Token{Role: req.Role, Description: req.Description, MaxUses: req.Uses}, req.TTL, s.opts.Now())
+	if errors.Is(err, errTokenIDCollision) {
+		writeError(w, err)
+		return
+	}
+	if err != nil {
+		writeError(w, badRequest(err.Error()))
+		return
+	}
+	out := CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: bearer}
+	if tok.Role == RoleJoin {
+		out.Token = wire.FormatJoinToken(bearer, s.pki.CAHash())
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// handleRevokeToken revokes a token at once (its open streams end).
+func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
+	if err := s.tokens.Revoke(r.PathValue("id")); err != nil {
+		writeError(w, errorf(http.StatusNotFound, wire.ReasonNotFound, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleClusterInfo answers the cluster's networks to any valid token.
+func (s *Server) handleClusterInfo(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authenticate(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.joins.cluster)
 }
 
 // handleJoin trades a join token for node credentials. A name that is
