@@ -17,48 +17,8 @@ import (
 // Join tokens let a new node into the cluster, as kubeadm's bootstrap
 // tokens and k3s's join tokens do; client.Join is the agent's side; the bodies are in apiserver/wire.
 
-// TokenInfo is a token as `capstan token ls` shows it (no secret).
-type TokenInfo struct {
-	ID          string    `json:"id"`
-	Role        string    `json:"role"`
-	Description string    `json:"description,omitempty"`
-	CreatedAt   time.Time `json:"createdAt"`
-	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
-	// MaxUses is a join token's limit of nodes (0: none); Uses counts them.
-	MaxUses int `json:"maxUses,omitempty"`
-	Uses    int `json:"uses,omitempty"`
-}
-
-func tokenInfo(t Token) TokenInfo {
-	return TokenInfo{ID: t.ID, Role: t.Role, Description: t.Description, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses}
-}
-
-// CreateTokenRequest is the body of POST /tokens.
-type CreateTokenRequest struct {
-	Role        string        `json:"role"`
-	Description string        `json:"description,omitempty"`
-	TTL         time.Duration `json:"ttl,omitempty"`
-	// Uses limits how many nodes a join token lets in (0: no limit).
-	Uses int `json:"uses,omitempty"`
-}
-
-// CreateTokenResponse returns the secret once.
-type CreateTokenResponse struct {
-	TokenInfo
-	// Token is the bearer string; for join tokens, the whole join token.
-	Token string `json:"token"`
-}
-
-// AllowRejoinRequest is the body of POST /rejoin/NAME.
-type AllowRejoinRequest struct {
-	// TTL is how long the permission lasts (default DefaultRejoinTTL).
-	TTL time.Duration `json:"ttl,omitempty"`
-}
-
-// AllowRejoinResponse says until when NAME may join again.
-type AllowRejoinResponse struct {
-	Node  string    `json:"node"`
-	Until time.Time `json:"until"`
+func tokenInfo(t Token) wire.TokenInfo {
+	return wire.TokenInfo{ID: t.ID, Role: t.Role, Description: t.Description, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, MaxUses: t.MaxUses, Uses: t.Uses}
 }
 
 // DefaultRejoinTTL is how long `capstan node allow-rejoin` lasts.
@@ -83,7 +43,7 @@ func (s *Server) handleCACert(w http.ResponseWriter, _ *http.Request) {
 
 // handleListTokens lists the tokens, never their secrets.
 func (s *Server) handleListTokens(w http.ResponseWriter, _ *http.Request) {
-	var out []TokenInfo
+	var out []wire.TokenInfo
 	for _, t := range s.tokens.List() {
 		out = append(out, tokenInfo(t))
 	}
@@ -93,7 +53,7 @@ func (s *Server) handleListTokens(w http.ResponseWriter, _ *http.Request) {
 // handleCreateToken makes a token; a join token is answered in the join
 // format, with the CA's hash.
 func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
-	var req CreateTokenRequest
+	var req wire.CreateTokenRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -116,7 +76,7 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest(err.Error()))
 		return
 	}
-	out := CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: bearer}
+	out := wire.CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: bearer}
 	if tok.Role == RoleJoin {
 		out.Token = wire.FormatJoinToken(bearer, s.pki.CAHash())
 	}
@@ -226,7 +186,7 @@ func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest(fmt.Sprintf("node name %q is not a DNS subdomain", truncate(node, 64))))
 		return
 	}
-	var req AllowRejoinRequest
+	var req wire.AllowRejoinRequest
 	if r.ContentLength != 0 {
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 		dec.DisallowUnknownFields()
@@ -249,7 +209,7 @@ func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Logger.Info("node may join again", "node", node, "until", until)
-	writeJSON(w, http.StatusOK, AllowRejoinResponse{Node: node, Until: until})
+	writeJSON(w, http.StatusOK, wire.AllowRejoinResponse{Node: node, Until: until})
 }
 
 // handleNodeCert signs a node agent's serving certificate: POST

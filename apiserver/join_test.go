@@ -16,9 +16,9 @@ import (
 	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
-func createToken(t *testing.T, c *client.Client, req apiserver.CreateTokenRequest) apiserver.CreateTokenResponse {
+func createToken(t *testing.T, c *client.Client, req wire.CreateTokenRequest) wire.CreateTokenResponse {
 	t.Helper()
-	var out apiserver.CreateTokenResponse
+	var out wire.CreateTokenResponse
 	if err := c.Do(context.Background(), http.MethodPost, "/tokens", req, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestJoin(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Now: func() time.Time { return *now.Load() }}})
 	url := c.Config.Server
 
-	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{Description: "workers", TTL: time.Hour})
+	tok := createToken(t, c.Client, wire.CreateTokenRequest{Description: "workers", TTL: time.Hour})
 	if tok.Role != apiserver.RoleJoin || !strings.HasPrefix(tok.Token, wire.JoinTokenPrefix) {
 		t.Fatalf("token = %+v", tok)
 	}
@@ -87,7 +87,7 @@ func TestJoin(t *testing.T) {
 		t.Fatalf("expired token: %v", err)
 	}
 	now.Store(&start)
-	var list []apiserver.TokenInfo
+	var list []wire.TokenInfo
 	if err := c.Client.Do(ctx, http.MethodGet, "/tokens", nil, &list); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestJoin(t *testing.T) {
 	}
 	// Viewers cannot make tokens.
 	viewer := c.Token(t, "viewer")
-	if err := viewer.Do(ctx, http.MethodPost, "/tokens", apiserver.CreateTokenRequest{}, nil); !client.IsForbidden(err) {
+	if err := viewer.Do(ctx, http.MethodPost, "/tokens", wire.CreateTokenRequest{}, nil); !client.IsForbidden(err) {
 		t.Fatalf("viewer makes a token: %v", err)
 	}
 }

@@ -39,7 +39,7 @@ func TestJoinRefusesRegisteredNode(t *testing.T) {
 	ctx := context.Background()
 	c := apiservertest.Start(t, apiservertest.Options{})
 	url := c.Config.Server
-	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{Description: "workers", TTL: time.Hour})
+	tok := createToken(t, c.Client, wire.CreateTokenRequest{Description: "workers", TTL: time.Hour})
 
 	first, err := client.Join(ctx, url, tok.Token, "n2")
 	if err != nil {
@@ -71,8 +71,8 @@ func TestJoinRefusesRegisteredNode(t *testing.T) {
 	if err := c.Token(t, "viewer").Do(ctx, http.MethodPost, "/rejoin/n2", nil, nil); !client.IsForbidden(err) {
 		t.Fatalf("viewer allows a rejoin: %v", err)
 	}
-	var allowed apiserver.AllowRejoinResponse
-	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/n2", apiserver.AllowRejoinRequest{}, &allowed); err != nil || allowed.Node != "n2" {
+	var allowed wire.AllowRejoinResponse
+	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/n2", wire.AllowRejoinRequest{}, &allowed); err != nil || allowed.Node != "n2" {
 		t.Fatalf("allow rejoin: %+v %v", allowed, err)
 	}
 	second, err := client.Join(ctx, url, tok.Token, "n2")
@@ -97,7 +97,7 @@ func TestJoinTokenUses(t *testing.T) {
 	ctx := context.Background()
 	c := apiservertest.Start(t, apiservertest.Options{})
 	url := c.Config.Server
-	once := createToken(t, c.Client, apiserver.CreateTokenRequest{Uses: 1})
+	once := createToken(t, c.Client, wire.CreateTokenRequest{Uses: 1})
 	if len(once.ID) != 32 || once.MaxUses != 1 {
 		t.Fatalf("token = %+v, want a 32-hex-digit ID and 1 use", once.TokenInfo)
 	}
@@ -113,7 +113,7 @@ func TestJoinTokenUses(t *testing.T) {
 		t.Fatalf("second use: %v, want 401", err)
 	}
 	// A refused join (a taken name) uses nothing.
-	twice := createToken(t, c.Client, apiserver.CreateTokenRequest{Uses: 2})
+	twice := createToken(t, c.Client, wire.CreateTokenRequest{Uses: 2})
 	if _, err := client.Join(ctx, url, twice.Token, "u1"); !client.IsConflict(err) {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestJoinTokenUses(t *testing.T) {
 	if ok != 2 {
 		t.Fatalf("%d of 8 concurrent joins with a two-use token got in, want 2", ok)
 	}
-	var list []apiserver.TokenInfo
+	var list []wire.TokenInfo
 	if err := c.Client.Do(ctx, http.MethodGet, "/tokens", nil, &list); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestJoinTokenUses(t *testing.T) {
 			t.Fatalf("token ls: uses = %d, want 2", ti.Uses)
 		}
 	}
-	for _, bad := range []apiserver.CreateTokenRequest{{Uses: -1}, {Role: "viewer", Uses: 3}} {
+	for _, bad := range []wire.CreateTokenRequest{{Uses: -1}, {Role: "viewer", Uses: 3}} {
 		if err := c.Client.Do(ctx, http.MethodPost, "/tokens", bad, nil); !hasCode(err, http.StatusBadRequest) {
 			t.Errorf("create %+v: %v, want 400", bad, err)
 		}
@@ -331,7 +331,7 @@ func TestServingCertCoversListenAddresses(t *testing.T) {
 			t.Errorf("the serving certificate does not name %s (names %v %v)", ip, leaf.DNSNames, leaf.IPAddresses)
 		}
 	}
-	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{})
+	tok := createToken(t, c.Client, wire.CreateTokenRequest{})
 	_, port, _ := net.SplitHostPort(c.Server.Addr())
 	// 127.0.0.2 reaches the server (all of 127/8 is loopback) but is no
 	// interface's address.
@@ -358,7 +358,7 @@ func TestClusterInfo(t *testing.T) {
 	if got, err := c.Token(t, "node:n1").ClusterInfo(ctx); err != nil || got != want {
 		t.Fatalf("cluster info = %+v, %v; want %+v", got, err, want)
 	}
-	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{})
+	tok := createToken(t, c.Client, wire.CreateTokenRequest{})
 	var out wire.JoinResponse
 	bearer, _, _ := wire.ParseJoinToken(tok.Token)
 	jc, _ := client.New(&client.Config{Server: c.Config.Server, CA: c.Config.CA, Token: bearer})
@@ -379,11 +379,11 @@ func TestRejoinPermissionExpires(t *testing.T) {
 	start := time.Now()
 	now.Store(&start)
 	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Now: func() time.Time { return *now.Load() }}})
-	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{})
+	tok := createToken(t, c.Client, wire.CreateTokenRequest{})
 	if _, err := client.Join(ctx, c.Config.Server, tok.Token, "n5"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/n5", apiserver.AllowRejoinRequest{TTL: time.Minute}, nil); err != nil {
+	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/n5", wire.AllowRejoinRequest{TTL: time.Minute}, nil); err != nil {
 		t.Fatal(err)
 	}
 	later := start.Add(2 * time.Minute)

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // A join answer carries the cluster registry's addresses and pull
@@ -17,7 +17,7 @@ import (
 func TestJoinCarriesRegistryAccess(t *testing.T) {
 	ctx := context.Background()
 	c := apiservertest.Start(t, apiservertest.Options{})
-	tok := createToken(t, c.Client, apiserver.CreateTokenRequest{Description: "workers", TTL: time.Hour})
+	tok := createToken(t, c.Client, wire.CreateTokenRequest{Description: "workers", TTL: time.Hour})
 	cfg, err := client.Join(ctx, c.Config.Server, tok.Token, "node-a")
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestJoinCarriesRegistryAccess(t *testing.T) {
 
 	want := &client.RegistryAccess{Hosts: []string{"10.0.0.1:5000"}, Username: "capstan-pull", Password: "pw"}
 	c.Server.SetRegistryAccess(want)
-	tok = createToken(t, c.Client, apiserver.CreateTokenRequest{Description: "workers", TTL: time.Hour})
+	tok = createToken(t, c.Client, wire.CreateTokenRequest{Description: "workers", TTL: time.Hour})
 	cfg, err = client.Join(ctx, c.Config.Server, tok.Token, "node-b")
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // A join token lets a new node into the cluster, as kubeadm's bootstrap
@@ -86,4 +87,44 @@ type NodeCertResponse struct {
 	// Certificate is PEM, for the name "capstan-node:NAME" and TLS serving
 	// only.
 	Certificate string `json:"certificate"`
+}
+
+// TokenInfo is a token as `capstan token ls` shows it (no secret).
+type TokenInfo struct {
+	ID          string    `json:"id"`
+	Role        string    `json:"role"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
+	// MaxUses is a join token's limit of nodes (0: none); Uses counts them.
+	MaxUses int `json:"maxUses,omitempty"`
+	Uses    int `json:"uses,omitempty"`
+}
+
+// CreateTokenRequest is the body of POST /tokens.
+type CreateTokenRequest struct {
+	Role        string        `json:"role"`
+	Description string        `json:"description,omitempty"`
+	TTL         time.Duration `json:"ttl,omitempty"`
+	// Uses limits how many nodes a join token lets in (0: no limit).
+	Uses int `json:"uses,omitempty"`
+}
+
+// CreateTokenResponse returns the secret once.
+type CreateTokenResponse struct {
+	TokenInfo
+	// Token is the bearer string; for join tokens, the whole join token.
+	Token string `json:"token"`
+}
+
+// AllowRejoinRequest is the body of POST /rejoin/NAME.
+type AllowRejoinRequest struct {
+	// TTL is how long the permission lasts (default DefaultRejoinTTL).
+	TTL time.Duration `json:"ttl,omitempty"`
+}
+
+// AllowRejoinResponse says until when NAME may join again.
+type AllowRejoinResponse struct {
+	Node  string    `json:"node"`
+	Until time.Time `json:"until"`
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/reconcile/node"
 )
 
@@ -90,8 +91,8 @@ within --ttl) through; that join revokes the node's old credentials.`,
 			if err != nil {
 				return err
 			}
-			var out apiserver.AllowRejoinResponse
-			if err := c.Do(cmd.Context(), http.MethodPost, "/rejoin/"+url.PathEscape(args[0]), apiserver.AllowRejoinRequest{TTL: ttl}, &out); err != nil {
+			var out wire.AllowRejoinResponse
+			if err := c.Do(cmd.Context(), http.MethodPost, "/rejoin/"+url.PathEscape(args[0]), wire.AllowRejoinRequest{TTL: ttl}, &out); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "node %s may join again once, until %s\n", out.Node, out.Until.Local().Format(time.RFC3339))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/printer"
 	"github.com/spf13/cobra"
 )
@@ -34,8 +35,8 @@ unless --uses limits it; a node name that is registered already is refused
 			if err != nil {
 				return err
 			}
-			var out apiserver.CreateTokenResponse
-			if err := c.Do(cmd.Context(), http.MethodPost, "/tokens", apiserver.CreateTokenRequest{Role: role, Description: description, TTL: ttl, Uses: uses}, &out); err != nil {
+			var out wire.CreateTokenResponse
+			if err := c.Do(cmd.Context(), http.MethodPost, "/tokens", wire.CreateTokenRequest{Role: role, Description: description, TTL: ttl, Uses: uses}, &out); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), out.Token)
@@ -56,7 +57,7 @@ unless --uses limits it; a node name that is registered already is refused
 			if err != nil {
 				return err
 			}
-			var list []apiserver.TokenInfo
+			var list []wire.TokenInfo
 			if err := c.Do(cmd.Context(), http.MethodGet, "/tokens", nil, &list); err != nil {
 				return err
 			}

@@ -20,6 +20,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/registry"
 )
@@ -360,9 +361,9 @@ func (c *Cluster) checkAlive(p *process) {
 // NodeToken makes a token for role node:name through the API.
 func (c *Cluster) NodeToken(name string) string {
 	c.t.Helper()
-	var out apiserver.CreateTokenResponse
+	var out wire.CreateTokenResponse
 	if err := c.Admin.Do(context.Background(), http.MethodPost, "/tokens",
-		apiserver.CreateTokenRequest{Role: apiserver.RoleNodePrefix + name, Description: "e2e " + name}, &out); err != nil {
+		wire.CreateTokenRequest{Role: apiserver.RoleNodePrefix + name, Description: "e2e " + name}, &out); err != nil {
 		c.t.Fatalf("e2e: node token for %s: %v", name, err)
 	}
 	return out.Token

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // The cluster registry (Options.ClusterRegistry): the server serves the
@@ -54,9 +55,9 @@ func (h *Host) writeJoinToken() {
 	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
 		h.c.t.Fatal(err)
 	}
-	var out apiserver.CreateTokenResponse
+	var out wire.CreateTokenResponse
 	if err := h.c.Admin.Do(context.Background(), http.MethodPost, "/tokens",
-		apiserver.CreateTokenRequest{Role: apiserver.RoleJoin, Description: "e2e " + h.Name}, &out); err != nil {
+		wire.CreateTokenRequest{Role: apiserver.RoleJoin, Description: "e2e " + h.Name}, &out); err != nil {
 		h.c.t.Fatalf("e2e: join token for %s: %v", h.Name, err)
 	}
 	h.joinToken = out.Token
