@@ -1,0 +1,48 @@
+package api
+
+// Workload keeps a number of identical pods running and rolls them to a new
+// template.
+type Workload struct {
+	TypeMeta
+	Metadata ObjectMeta     `json:"metadata"`
+	Spec     WorkloadSpec   `json:"spec"`
+	Status   WorkloadStatus `json:"status,omitzero"`
+}
+
+// WorkloadSpec is a pod group: how many, of what, rolled how.
+type WorkloadSpec struct {
+	Replicas int32           `json:"replicas"`
+	Template PodTemplate     `json:"template"`
+	Strategy RolloutStrategy `json:"strategy,omitzero"`
+}
+
+// RolloutStrategy bounds a rolling update.
+type RolloutStrategy struct {
+	// MaxSurge is how many pods above replicas may exist during a rollout
+	// (a count or a percentage; default 25%).
+	MaxSurge IntOrString `json:"maxSurge,omitzero"`
+	// MaxUnavailable is how many pods below replicas may be unready during a
+	// rollout (default 0).
+	MaxUnavailable IntOrString `json:"maxUnavailable,omitzero"`
+	// ProgressDeadlineSeconds stops a rollout that makes no progress for
+	// this long (default 600).
+	ProgressDeadlineSeconds int32 `json:"progressDeadlineSeconds,omitempty"`
+}
+
+// WorkloadStatus is the observed state of a workload.
+type WorkloadStatus struct {
+	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
+	TemplateHash       string      `json:"templateHash,omitempty"`
+	Replicas           int32       `json:"replicas"`
+	UpdatedReplicas    int32       `json:"updatedReplicas"`
+	ReadyReplicas      int32       `json:"readyReplicas"`
+	AvailableReplicas  int32       `json:"availableReplicas"`
+	Conditions         []Condition `json:"conditions,omitempty"`
+}
+
+// Workload condition types.
+const (
+	WorkloadProgressing = "Progressing"
+	WorkloadAvailable   = "Available"
+	WorkloadDegraded    = "Degraded"
+)
