@@ -11,6 +11,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/reconcile"
 )
 
@@ -47,26 +48,9 @@ func TestSchedulerBindsAndExplains(t *testing.T) {
 		}
 	}()
 
-	getPod := func(name string) *api.Pod {
-		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return o.(*api.Pod)
-	}
 	waitCond := func(name string, want api.ConditionStatus) *api.Pod {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			p := getPod(name)
-			if c := api.FindCondition(p.Status.Conditions, api.PodScheduled); c != nil && c.Status == want {
-				return p
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("pod %s: no Scheduled=%s condition after 30s: %+v", name, want, p.Status.Conditions)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		return waitScheduled(t, ctx, c, name, want)
 	}
 
 	for _, name := range []string{"small-1", "small-2"} {
@@ -231,21 +215,7 @@ func TestFinishedPodFreesRoom(t *testing.T) {
 	}()
 	waitCond := func(name string, want api.ConditionStatus) *api.Pod {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := o.(*api.Pod)
-			if cond := api.FindCondition(p.Status.Conditions, api.PodScheduled); cond != nil && cond.Status == want {
-				return p
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("pod %s: no Scheduled=%s condition after 30s: %+v", name, want, p.Status.Conditions)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		return waitScheduled(t, ctx, c, name, want)
 	}
 	prev := "first"
 	if _, err := c.Create(ctx, makePod("shop", prev, "800m", "", "")); err != nil {
@@ -271,5 +241,26 @@ func TestFinishedPodFreesRoom(t *testing.T) {
 			t.Fatalf("%s bound to %q, want n1", next, p.Spec.NodeName)
 		}
 		prev = next
+	}
+}
+
+// waitScheduled polls pod shop/name until its Scheduled condition is want,
+// for at most 30 s.
+func waitScheduled(t *testing.T, ctx context.Context, c *client.Client, name string, want api.ConditionStatus) *api.Pod {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := o.(*api.Pod)
+		if cond := api.FindCondition(p.Status.Conditions, api.PodScheduled); cond != nil && cond.Status == want {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod %s: no Scheduled=%s condition after 30s: %+v", name, want, p.Status.Conditions)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -109,7 +109,7 @@ func TestResolve(t *testing.T) {
 // is a default route (the machines the tests run on have one).
 func TestResolveAddressOfThisHost(t *testing.T) {
 	if _, err := DefaultRouteInterface(mustRead(t)); err != nil {
-		missing(t, "this machine has no default route: %v", err)
+		testenv.Missing(t, "this machine has no default route: %v", err)
 	}
 	ip, err := ResolveAddress(Options{})
 	if err != nil || !ip.Is4() {
@@ -122,7 +122,7 @@ func mustRead(t *testing.T) []byte {
 	o.setDefaults()
 	b, err := o.RouteTable()
 	if err != nil {
-		missing(t, "no %s: %v", DefaultRouteFile, err)
+		testenv.Missing(t, "no %s: %v", DefaultRouteFile, err)
 	}
 	return b
 }
@@ -136,13 +136,4 @@ func FuzzDefaultRouteInterface(f *testing.F) {
 			t.Fatal("no error and no interface")
 		}
 	})
-}
-
-// missing skips, or fails under CI=true where every prerequisite is there.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if testenv.InCI() {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }

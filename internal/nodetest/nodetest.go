@@ -69,13 +69,21 @@ func StartContainerd(t testing.TB, dir string, log *slog.Logger) (proc *runtime.
 func Clean(t testing.TB, rt *runtime.Containerd, net *network.Manager, cgroupParent, namespace, dir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pods, err := rt.ListPods(ctx)
-	if err != nil {
-		t.Errorf("cleanup: list pods: %v", err)
-	}
-	for _, p := range pods {
-		if err := rt.RemovePod(ctx, p.Sandbox.PodUID); err != nil {
-			t.Errorf("cleanup: remove pod %s: %v", p.Sandbox.PodUID, err)
+	// A crash-looping container may be started again while its pod is
+	// removed: list again until nothing is left (a few rounds).
+	for round := 0; round < 5; round++ {
+		pods, err := rt.ListPods(ctx)
+		if err != nil {
+			t.Errorf("cleanup: list pods: %v", err)
+			break
+		}
+		if len(pods) == 0 {
+			break
+		}
+		for _, p := range pods {
+			if err := rt.RemovePod(ctx, p.Sandbox.PodUID); err != nil {
+				t.Errorf("cleanup: remove pod %s: %v", p.Sandbox.PodUID, err)
+			}
 		}
 	}
 	if err := rt.RemoveImages(ctx); err != nil {

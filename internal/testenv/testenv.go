@@ -12,8 +12,9 @@ import (
 // InCI reports whether the tests run under CI (CI=true).
 func InCI() bool { return os.Getenv("CI") == "true" }
 
-// missing skips the test outside CI and fails it under CI.
-func missing(t testing.TB, format string, args ...any) {
+// Missing skips the test outside CI and fails it under CI, for a
+// prerequisite the machine lacks.
+func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if InCI() {
 		t.Fatalf("prerequisite missing under CI=true: "+format, args...)
@@ -29,7 +30,7 @@ func RequireRoot(t testing.TB) {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
-		missing(t, "end-to-end test needs root (run 'make test' as root)")
+		Missing(t, "end-to-end test needs root (run 'make test' as root)")
 	}
 }
 
@@ -41,7 +42,7 @@ func RequireBinaries(t testing.TB, names ...string) []string {
 	for _, n := range names {
 		p, err := exec.LookPath(n)
 		if err != nil {
-			missing(t, "%s not found on PATH (run 'make deps' as root)", n)
+			Missing(t, "%s not found on PATH (run 'make deps' as root)", n)
 		}
 		paths = append(paths, p)
 	}
