@@ -5,6 +5,7 @@ package apiservertest
 import (
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -118,3 +119,29 @@ func (c *Cluster) Token(t testing.TB, role string) *client.Client {
 	}
 	return cl
 }
+
+// Twins starts two servers of one cluster on separate stores: a first
+// server makes the data directory (and runs setup against it, when not
+// nil), stops, and its directory is copied; then both run, each on its own
+// copy. They share the CA, the serving certificate, the tokens and the
+// store's contents and revision as of the copy, as two servers of one
+// store would, so a client may move from one to the other; writes after
+// the copy reach only the server they were sent to. optsB configures the
+// second (its DataDir is ignored).
+func Twins(t testing.TB, optsA, optsB Options, setup func(*Cluster)) (a, b *Cluster) {
+	t.Helper()
+	first := Start(t, optsA)
+	if setup != nil {
+		setup(first)
+	}
+	first.Stop()
+	optsA.DataDir = first.DataDir
+	optsB.DataDir = t.TempDir()
+	if err := os.CopyFS(optsB.DataDir, os.DirFS(first.DataDir)); err != nil {
+		t.Fatalf("copy the data directory: %v", err)
+	}
+	return Start(t, optsA), Start(t, optsB)
+}
+
+// URL is the server's https URL.
+func (c *Cluster) URL() string { return c.Server.URL() }

@@ -22,11 +22,12 @@ import (
 	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
-// Client talks to the API server.
+// Client talks to the API server, or to one of several servers of the
+// same cluster at a time (see failover.go).
 type Client struct {
-	base  string
-	token string
-	http  *http.Client
+	servers *servers
+	token   string
+	http    *http.Client
 	// upgrade speaks HTTP/1.1 only, for exec's connection upgrade.
 	upgrade *http.Client
 }
@@ -40,9 +41,12 @@ func New(cfg *Config) (*Client, error) {
 	if !pool.AppendCertsFromPEM([]byte(cfg.CA)) {
 		return nil, errors.New("client config: ca holds no PEM certificate")
 	}
-	u, err := url.Parse(cfg.Server)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("client config: server %q: want https://HOST:PORT", cfg.Server)
+	urls := cfg.URLs()
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("client config: server %q: want https://HOST:PORT", s)
+		}
 	}
 	tr := &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
@@ -52,6 +56,10 @@ func New(cfg *Config) (*Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 5 * time.Second,
 		ForceAttemptHTTP2:   true,
+		// A server that vanished without closing its connections (a
+		// machine lost, a partition) is noticed by a ping that gets no
+		// answer, so that watches on it end and the client moves on.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 5 * time.Second},
 	}
 	up := &http.Transport{
 		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
@@ -59,7 +67,7 @@ func New(cfg *Config) (*Client, error) {
 		TLSHandshakeTimeout: tr.TLSHandshakeTimeout,
 		DisableKeepAlives:   true,
 	}
-	return &Client{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, http: &http.Client{Transport: tr}, upgrade: &http.Client{Transport: up}}, nil
+	return &Client{servers: newServers(urls), token: cfg.Token, http: &http.Client{Transport: tr}, upgrade: &http.Client{Transport: up}}, nil
 }
 
 // StatusError is an error answer from the server: the wire's Status,
@@ -125,34 +133,31 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 
 // send returns a 2xx response or the server's error.
 func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return nil, err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return c.roundTrip(c.http, req, func(code int) bool { return code/100 == 2 })
+	return c.request(ctx, c.http, method, path, body, func(req *http.Request) {
+		if in != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+	}, func(code int) bool { return code/100 == 2 })
 }
 
 // roundTrip sends an authenticated request and returns a response whose
-// code is ok, or the server's error.
-func (c *Client) roundTrip(hc *http.Client, req *http.Request, ok func(int) bool) (*http.Response, error) {
+// code is ok, or the server's error (a *StatusError), or the transport's.
+func (c *Client) roundTrip(hc *http.Client, req *http.Request, base string, ok func(int) bool) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := hc.Do(req)
 	if err != nil {
 		if hint := certificateHint(err); hint != "" {
 			return nil, fmt.Errorf("%s %s: %s: %w", req.Method, req.URL.Path, hint, err)
 		}
-		return nil, fmt.Errorf("%s %s: %w (is the server at %s running?)", req.Method, req.URL.Path, err, c.base)
+		return nil, fmt.Errorf("%s %s: %w (is the server at %s running?)", req.Method, req.URL.Path, err, base)
 	}
 	if ok(resp.StatusCode) {
 		return resp, nil

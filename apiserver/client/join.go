@@ -69,6 +69,37 @@ func Join(ctx context.Context, serverURL, joinToken, node string) (*Config, erro
 	return &cfg, nil
 }
 
+// JoinServers is Join against the first of serverURLs (servers of one
+// cluster) that answers; a server that does not is skipped, but one whose
+// CA does not match the token stops the join. The returned config lists
+// every URL, the one that answered first.
+func JoinServers(ctx context.Context, serverURLs []string, joinToken, node string) (*Config, error) {
+	urls := (&Config{Servers: serverURLs}).URLs()
+	if len(urls) == 0 {
+		return nil, errors.New("join: no server URL given (pass --server https://HOST:PORT)")
+	}
+	var errs []error
+	for i, u := range urls {
+		cfg, err := Join(ctx, u, joinToken, node)
+		if err == nil {
+			cfg.Servers = append(append([]string(nil), urls[:i]...), urls[i+1:]...)
+			return cfg, nil
+		}
+		var un unreachable
+		if !errors.As(err, &un) || ctx.Err() != nil {
+			return nil, err
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// unreachable marks the error of a join that could not reach its server.
+type unreachable struct{ err error }
+
+func (u unreachable) Error() string { return u.err.Error() }
+func (u unreachable) Unwrap() error { return u.err }
+
 // fetchCA reads GET /cacert without verifying the server: nothing secret
 // is sent, and the caller checks what comes back against the token's hash.
 func fetchCA(ctx context.Context, serverURL string) ([]byte, error) {
@@ -81,7 +112,7 @@ func fetchCA(ctx context.Context, serverURL string) ([]byte, error) {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("join %s: fetch the cluster CA: %w (is the server running and reachable?)", serverURL, err)
+		return nil, fmt.Errorf("join %s: fetch the cluster CA: %w (is the server running and reachable?)", serverURL, unreachable{err})
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

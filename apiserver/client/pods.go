@@ -36,11 +36,7 @@ func (c *Client) Logs(ctx context.Context, pod api.Key, opts LogOptions) (io.Rea
 	if opts.Tail >= 0 {
 		q.Set("tail", strconv.Itoa(opts.Tail))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+objectPath(pod)+"/log?"+q.Encode(), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.roundTrip(c.http, req, func(code int) bool { return code == http.StatusOK })
+	resp, err := c.request(ctx, c.http, http.MethodGet, objectPath(pod)+"/log?"+q.Encode(), nil, nil, func(code int) bool { return code == http.StatusOK })
 	if err != nil {
 		return nil, err
 	}
@@ -78,13 +74,11 @@ func (c *Client) Exec(ctx context.Context, pod api.Key, opts ExecOptions) (int, 
 	if opts.TTY {
 		q.Set("tty", "true")
 	}
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, c.base+objectPath(pod)+"/exec?"+q.Encode(), nil)
-	if err != nil {
-		return -1, err
+	upgrade := func(req *http.Request) {
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", remotecmd.Protocol)
 	}
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", remotecmd.Protocol)
-	resp, err := c.roundTrip(c.upgrade, req, func(code int) bool { return code == http.StatusSwitchingProtocols })
+	resp, err := c.request(context.WithoutCancel(ctx), c.upgrade, http.MethodPost, objectPath(pod)+"/exec?"+q.Encode(), nil, upgrade, func(code int) bool { return code == http.StatusSwitchingProtocols })
 	if err != nil {
 		return -1, err
 	}

@@ -5,16 +5,23 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/capstanhq/capstan/internal/atomicfile"
 	"sigs.k8s.io/yaml"
 )
 
-// Config is what a client needs to reach the API: the server URL, the CA
-// that signed its certificate, and a bearer token. `capstan server` writes
-// one for the admin to DIR/admin.yaml; a join answers one to a node.
+// Config is what a client needs to reach the API: the server URL (or
+// several, for a control plane of several servers), the CA that signed
+// their certificates, and a bearer token. `capstan server` writes one for
+// the admin to DIR/admin.yaml; a join answers one to a node.
 type Config struct {
-	Server string `json:"server"`
+	// Server is the API server's https URL.
+	Server string `json:"server,omitempty"`
+	// Servers are more URLs of servers of the same cluster (same CA and
+	// tokens). A client uses one at a time, Server first, and moves to
+	// the next when it stops answering (see URLs).
+	Servers []string `json:"servers,omitempty"`
 	// CA is the PEM of the cluster CA certificate.
 	CA    string `json:"ca"`
 	Token string `json:"token"`
@@ -23,11 +30,27 @@ type Config struct {
 	Registry *RegistryAccess `json:"registry,omitempty"`
 }
 
+// URLs returns Server and then Servers, without trailing slashes, blanks
+// or repeats: the order a client tries them in.
+func (c *Config) URLs() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, u := range append([]string{c.Server}, c.Servers...) {
+		u = strings.TrimRight(strings.TrimSpace(u), "/")
+		if u == "" || seen[u] {
+			continue
+		}
+		seen[u] = true
+		out = append(out, u)
+	}
+	return out
+}
+
 // Validate checks that the config can be used.
 func (c *Config) Validate() error {
 	switch {
-	case c.Server == "":
-		return errors.New("client config: server is empty")
+	case len(c.URLs()) == 0:
+		return errors.New("client config: server is empty (give server: https://HOST:PORT, or a list under servers:)")
 	case c.CA == "":
 		return errors.New("client config: ca is empty")
 	case c.Token == "":

@@ -3,6 +3,8 @@ package wire
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -22,7 +24,51 @@ func TestSaveConfigStaysPrivate(t *testing.T) {
 		t.Fatalf("admin.yaml mode %v, %v; want 0600", fi.Mode().Perm(), err)
 	}
 	got, err := LoadConfig(path)
-	if err != nil || *got != *want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("loaded %+v, %v", got, err)
+	}
+}
+
+// A config names its servers under server, servers or both; URLs tries
+// them in that order, once each.
+func TestConfigURLs(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"server only", Config{Server: "https://a:7443"}, []string{"https://a:7443"}},
+		{"servers only", Config{Servers: []string{"https://a:7443", "https://b:7443"}}, []string{"https://a:7443", "https://b:7443"}},
+		{"both, server first", Config{Server: "https://b:7443/", Servers: []string{"https://a:7443", "https://b:7443", " ", "https://c:7443/"}}, []string{"https://b:7443", "https://a:7443", "https://c:7443"}},
+		{"none", Config{Servers: []string{""}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.cfg.URLs(); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("URLs() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A config file with only a list of servers loads; one with none is
+// refused with a message that says what to write.
+func TestLoadConfigServersList(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte("servers:\n- https://a:7443\n- https://b:7443\nca: x\ntoken: y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.URLs(); len(got) != 2 || got[1] != "https://b:7443" {
+		t.Fatalf("URLs() = %q", got)
+	}
+	if err := os.WriteFile(path, []byte("ca: x\ntoken: y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "servers:") {
+		t.Fatalf("a config without servers: %v", err)
 	}
 }
