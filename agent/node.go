@@ -145,8 +145,12 @@ func (a *Agent) updateNodeStatus(ctx context.Context, cur *api.Node, status api.
 func nodeStatusEqual(x, y api.NodeStatus) bool { return api.EqualJSON(x, y) }
 
 // renewLease is the heartbeat: one small write of the Lease named after the
-// node.
+// node. It gives up after one interval, so that a server that accepts the
+// write and never answers (stuck, paused) costs one beat: the client then
+// moves to its next server for the following one.
 func (a *Agent) renewLease(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.HeartbeatInterval)
+	defer cancel()
 	l := api.KindLease.New().(*api.Lease)
 	l.Metadata.Name = a.opts.NodeName
 	l.Spec = api.LeaseSpec{

@@ -186,7 +186,12 @@ func (h *Nodes) register(ctx context.Context, i int) error {
 	return h.renew(ctx, name)
 }
 
+// renew writes name's Lease. It gives up after one interval, so that a
+// server that accepts the write and never answers costs one beat: the
+// client then moves to its next server.
 func (h *Nodes) renew(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.HeartbeatInterval)
+	defer cancel()
 	l := api.KindLease.New().(*api.Lease)
 	l.Metadata.Name = name
 	l.Spec = api.LeaseSpec{Holder: name, RenewTime: h.opts.Now().UTC(), DurationSeconds: int32(h.opts.HeartbeatInterval / time.Second * 4)}

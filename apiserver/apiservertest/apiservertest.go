@@ -4,9 +4,15 @@ package apiservertest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,3 +151,52 @@ func Twins(t testing.TB, optsA, optsB Options, setup func(*Cluster)) (a, b *Clus
 
 // URL is the server's https URL.
 func (c *Cluster) URL() string { return c.Server.URL() }
+
+// Staller is an HTTPS proxy in front of a test server, with the server's
+// own certificate, that can be made to stall: while stalled it accepts
+// requests and answers none (until the request's context ends), like a
+// server that is up but stuck (a paused process, a store it cannot reach).
+type Staller struct {
+	URL     string
+	stalled atomic.Bool
+}
+
+// Stall makes the proxy stop (true) or resume (false) answering.
+func (s *Staller) Stall(on bool) { s.stalled.Store(on) }
+
+// Staller starts a proxy to c, stopped when the test ends.
+func (c *Cluster) Staller(t testing.TB) *Staller {
+	t.Helper()
+	dir := filepath.Join(c.DataDir, "pki")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(c.Config.CA))
+	target, err := url.Parse(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}, ForceAttemptHTTP2: true}
+	rp.FlushInterval = -1 // watches stream
+	s := &Staller{}
+	done := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.stalled.Load() {
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	srv.StartTLS()
+	t.Cleanup(func() { close(done); srv.Close() })
+	s.URL = srv.URL
+	return s
+}

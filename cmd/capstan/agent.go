@@ -19,7 +19,8 @@ import (
 
 // agentFlags are the flags of `capstan agent`.
 type agentFlags struct {
-	server, token, caFile string
+	servers       []string
+	token, caFile string
 	opts                  agent.Options
 	labels                []string
 	clusterDNS            string
@@ -31,7 +32,7 @@ type agentFlags struct {
 
 func (f *agentFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.server, "server", "", "API server URL, e.g. https://10.0.0.1:7443 (with --token and --ca-file; else --config)")
+	fl.StringSliceVar(&f.servers, "server", nil, "API server URL, e.g. https://10.0.0.1:7443 (with --token and --ca-file; else --config); repeat it, or separate with commas, for a control plane of several servers: the agent uses one and moves to the next when it fails")
 	fl.StringVar(&f.token, "token", "", "join token from 'capstan token create' (checks the server's CA, then gets node credentials kept in DATA_DIR/node.yaml), or a node token with --ca-file")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of the cluster CA that signed the server's certificate")
 	fl.StringVar(&f.opts.NodeName, "node-name", "", "node name (default: the host name)")
@@ -99,17 +100,17 @@ func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
 	if strings.HasPrefix(f.token, client.JoinTokenPrefix) {
 		return f.join(cmd)
 	}
-	if f.server == "" && f.token == "" && f.caFile == "" {
+	if len(f.servers) == 0 && f.token == "" && f.caFile == "" {
 		return loadClientConfig(cmd)
 	}
-	if f.server == "" || f.token == "" || f.caFile == "" {
+	if len(f.servers) == 0 || f.token == "" || f.caFile == "" {
 		return nil, errors.New("--server, --token and --ca-file go together (or use --config FILE)")
 	}
 	ca, err := os.ReadFile(f.caFile)
 	if err != nil {
 		return nil, fmt.Errorf("--ca-file: %w", err)
 	}
-	return &client.Config{Server: f.server, Token: f.token, CA: string(ca)}, nil
+	return &client.Config{Servers: f.servers, Token: f.token, CA: string(ca)}, nil
 }
 
 // join trades a join token for node credentials once, and keeps them in
@@ -117,9 +118,13 @@ func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
 func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 	saved := filepath.Join(f.opts.DataDir, "node.yaml")
 	if cfg, err := client.LoadConfig(saved); err == nil {
+		if len(f.servers) > 0 {
+			// The flags may name servers added since the join.
+			cfg.Server, cfg.Servers = "", f.servers
+		}
 		return cfg, nil
 	}
-	if f.server == "" {
+	if len(f.servers) == 0 {
 		return nil, errors.New("a join token needs --server https://HOST:PORT")
 	}
 	if f.caFile != "" {
@@ -130,7 +135,7 @@ func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 		return nil, fmt.Errorf("%w (pass --node-name)", err)
 	}
 	f.opts.NodeName = name
-	cfg, err := client.Join(cmd.Context(), f.server, f.token, name)
+	cfg, err := client.JoinServers(cmd.Context(), f.servers, f.token, name)
 	if err != nil {
 		return nil, err
 	}

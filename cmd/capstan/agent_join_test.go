@@ -27,7 +27,7 @@ func TestAgentJoin(t *testing.T) {
 	cmd.SetContext(context.Background())
 	dir := t.TempDir()
 
-	f := agentFlags{server: c.Config.Server, token: joinToken}
+	f := agentFlags{servers: []string{c.Config.Server}, token: joinToken}
 	f.opts.DataDir, f.opts.NodeName = dir, "node-j"
 	cl, err := f.agentClient(cmd)
 	if err != nil {
@@ -42,7 +42,7 @@ func TestAgentJoin(t *testing.T) {
 		t.Fatalf("credentials not kept: %v", err)
 	}
 	// A restart uses the kept credentials, even with a revoked join token.
-	f2 := agentFlags{server: c.Config.Server, token: joinToken[:len(joinToken)-64] + strings.Repeat("0", 64)}
+	f2 := agentFlags{servers: []string{c.Config.Server}, token: joinToken[:len(joinToken)-64] + strings.Repeat("0", 64)}
 	f2.opts.DataDir, f2.opts.NodeName = dir, "node-j"
 	if _, err := f2.agentClient(cmd); err != nil {
 		t.Fatalf("restart with kept credentials: %v", err)
@@ -61,7 +61,7 @@ func TestAgentJoin(t *testing.T) {
 
 	// Another machine (no node.yaml) with a good token may not take the
 	// name node-j, until the admin allows one rejoin.
-	f5 := agentFlags{server: c.Config.Server, token: joinToken}
+	f5 := agentFlags{servers: []string{c.Config.Server}, token: joinToken}
 	f5.opts.DataDir, f5.opts.NodeName = t.TempDir(), "node-j"
 	if _, err := f5.agentClient(cmd); err == nil || !strings.Contains(err.Error(), "capstan node allow-rejoin node-j") {
 		t.Fatalf("second machine joins as node-j: %v", err)
@@ -90,7 +90,7 @@ func TestTokenUsesFlag(t *testing.T) {
 	cmd := &cobra.Command{}
 	cmd.SetContext(context.Background())
 	for i, want := range []string{"", "used up"} {
-		f := agentFlags{server: c.Config.Server, token: joinToken}
+		f := agentFlags{servers: []string{c.Config.Server}, token: joinToken}
 		f.opts.DataDir, f.opts.NodeName = t.TempDir(), fmt.Sprintf("once-%d", i)
 		_, err := f.agentClient(cmd)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {

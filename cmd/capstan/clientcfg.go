@@ -30,7 +30,19 @@ func loadClientConfig(cmd *cobra.Command) (*client.Config, error) {
 	if os.IsNotExist(unwrapAll(err)) {
 		return nil, fmt.Errorf("no client config at %s: pass --config DATA_DIR/admin.yaml (written by 'capstan server' on first start) or set CAPSTAN_CONFIG", path)
 	}
-	return cfg, err
+	if err != nil {
+		return nil, err
+	}
+	overrideServers(cmd, cfg)
+	return cfg, nil
+}
+
+// overrideServers puts the URLs of --server, when given, in place of the
+// config's.
+func overrideServers(cmd *cobra.Command, cfg *client.Config) {
+	if urls, err := cmd.Flags().GetStringSlice("server"); err == nil && len(urls) > 0 {
+		cfg.Server, cfg.Servers = "", urls
+	}
 }
 
 func unwrapAll(err error) error {
