@@ -19,14 +19,14 @@ import (
 
 // agentFlags are the flags of `capstan agent`.
 type agentFlags struct {
-	servers       []string
-	token, caFile string
-	opts                  agent.Options
-	labels                []string
-	clusterDNS            string
-	dnsAddr               string
-	services, routes      bool
-	cleanup               bool
+	servers          []string
+	token, caFile    string
+	opts             agent.Options
+	labels           []string
+	clusterDNS       string
+	dnsAddr          string
+	services, routes bool
+	cleanup          bool
 	logFlags
 }
 
