@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/version"
 )
 
@@ -22,6 +23,7 @@ import (
 //	GET    /api/v1/pods/{app}/{name}/log                 container log, from the pod's agent
 //	POST   /api/v1/pods/{app}/{name}/exec                exec (upgrade), through the pod's agent
 //	POST   /api/v1/txn                                   transaction
+//	GET    /backup                                       backup (tar; admins)
 //
 // Components that capstan server assembles add theirs with Handle or
 // HandleAdmin (controlplane: git sync's POST /hooks/git/{repo} and POST
@@ -57,4 +59,7 @@ func (s *Server) routes() {
 	s.HandleAdmin("GET /tokens", http.HandlerFunc(s.handleListTokens))
 	s.HandleAdmin("POST /tokens", http.HandlerFunc(s.handleCreateToken))
 	s.HandleAdmin("DELETE /tokens/{id}", http.HandlerFunc(s.handleRevokeToken))
+
+	// Backups (admins; backup.go).
+	s.HandleAdmin("GET "+wire.BackupPath, http.HandlerFunc(s.handleBackup))
 }

@@ -83,6 +83,8 @@ func newRootCmd() *cobra.Command {
 		newDrainCmd(),
 		newNodeCmd(),
 		newHollowCmd(),
+		newBackupCmd(),
+		newRestoreCmd(),
 	)
 	return root
 }

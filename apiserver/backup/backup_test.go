@@ -1,0 +1,243 @@
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+)
+
+// dataDir makes a server's data directory: the store, the PKI, the
+// top-level files, and a git cache that a backup leaves out.
+func dataDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"capstan.db":       "the live store, never copied as a file",
+		"pki/ca.crt":       "CA CERT",
+		"pki/ca.key":       "CA KEY",
+		"pki/server.key":   "SERVER KEY",
+		"tokens.json":      `{"tokens":[]}`,
+		"admin.yaml":       "server: https://127.0.0.1:7443\n",
+		"gitsync/repos/x":  "git cache",
+		"registry/blob/aa": "image layer",
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func source(dir string) Source {
+	return Source{DataDir: dir, Store: "bbolt", CAHash: "sha256:00", Now: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC),
+		Snapshot: func(_ context.Context, w io.Writer) (int64, error) {
+			_, err := io.WriteString(w, "SNAPSHOT")
+			return 42, err
+		}}
+}
+
+func TestWriteRestoreRoundTrip(t *testing.T) {
+	src := dataDir(t)
+	var buf bytes.Buffer
+	m, err := Write(context.Background(), &buf, source(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Revision != 42 || m.Store != "bbolt" || strings.Join(m.Files, ",") != "admin.yaml,tokens.json,pki/ca.crt,pki/ca.key,pki/server.key" {
+		t.Fatalf("manifest = %+v", m)
+	}
+	if left, _ := filepath.Glob(filepath.Join(src, ".backup-*")); len(left) != 0 {
+		t.Fatalf("the staging file stayed: %v", left)
+	}
+	dst := filepath.Join(t.TempDir(), "restored")
+	got, err := Restore(bytes.NewReader(buf.Bytes()), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != 42 || got.CAHash != "sha256:00" {
+		t.Fatalf("restored manifest = %+v", got)
+	}
+	for name, want := range map[string]string{"capstan.db": "SNAPSHOT", "pki/ca.key": "CA KEY", "tokens.json": `{"tokens":[]}`, "admin.yaml": "server: https://127.0.0.1:7443\n"} {
+		b, err := os.ReadFile(filepath.Join(dst, filepath.FromSlash(name)))
+		if err != nil || string(b) != want {
+			t.Errorf("restored %s = %q, %v; want %q", name, b, err, want)
+		}
+	}
+	for _, name := range []string{"gitsync", "registry", "manifest.json"} {
+		if _, err := os.Stat(filepath.Join(dst, name)); !os.IsNotExist(err) {
+			t.Errorf("restored %s: %v, want it absent", name, err)
+		}
+	}
+	if st, err := os.Stat(dst); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("restored directory mode %v, %v; want 0700", st.Mode().Perm(), err)
+	}
+	// Verify reads the same stream whole.
+	if _, err := Verify(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	// A cut stream is refused, and leaves no directory.
+	cut := filepath.Join(t.TempDir(), "cut")
+	if _, err := Restore(bytes.NewReader(buf.Bytes()[:buf.Len()/2]), cut); err == nil {
+		t.Fatal("restore of half a backup succeeded")
+	}
+	if _, err := os.Stat(cut); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left %s: %v", cut, err)
+	}
+}
+
+// A backup restores into an empty directory that exists (a mount point),
+// which a failed restore leaves empty; one that holds anything is refused.
+func TestRestoreIntoExistingDirectory(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := Write(context.Background(), &buf, source(dataDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	if _, err := Restore(bytes.NewReader(buf.Bytes()[:buf.Len()/2]), empty); err == nil {
+		t.Fatal("restore of a cut backup succeeded")
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("a failed restore left %d entries", len(entries))
+	}
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), empty); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), empty); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("restore into a full directory: %v, want ErrNotEmpty", err)
+	}
+}
+
+// tarOf builds a tar stream of name/body pairs, in order.
+func tarOf(t testing.TB, entries ...string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for i := 0; i+1 < len(entries); i += 2 {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: entries[i], Size: int64(len(entries[i+1])), Mode: 0o600}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, entries[i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func manifestOf(t testing.TB, files ...string) string {
+	b, err := json.Marshal(Manifest{Format: Format, Store: "bbolt", Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Restore writes only the names its manifest lists, inside the directory.
+func TestRestoreRefusesForeignNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tar  []byte
+	}{
+		{"no manifest", tarOf(t, "capstan.db", "x")},
+		{"other format", tarOf(t, "manifest.json", `{"format":"capstan-backup/9"}`, "capstan.db", "x")},
+		{"escaping name", tarOf(t, "manifest.json", manifestOf(t, "../evil"), "capstan.db", "x", "../evil", "x")},
+		{"absolute name", tarOf(t, "manifest.json", manifestOf(t, "/etc/evil"), "capstan.db", "x", "/etc/evil", "x")},
+		{"unlisted entry", tarOf(t, "manifest.json", manifestOf(t), "capstan.db", "x", "tokens.json", "x")},
+		{"missing entry", tarOf(t, "manifest.json", manifestOf(t, "tokens.json"), "capstan.db", "x")},
+		{"entry twice", tarOf(t, "manifest.json", manifestOf(t), "capstan.db", "x", "capstan.db", "y")},
+		{"no store", tarOf(t, "manifest.json", manifestOf(t))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			if _, err := Restore(bytes.NewReader(tc.tar), filepath.Join(parent, "d")); !errors.Is(err, ErrFormat) {
+				t.Fatalf("Restore: %v, want ErrFormat", err)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Fatalf("a refused restore left %v", entries)
+			}
+		})
+	}
+}
+
+// A sealed backup opens with its key only: the passphrase, or the
+// identity of a recipient.
+func TestSealOpen(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Seal(io.Discard, Key{}); err == nil {
+		t.Fatal("Seal without a key succeeded")
+	}
+	if _, err := Seal(io.Discard, Key{Passphrase: "p", Recipients: []string{id.Recipient().String()}}); err == nil {
+		t.Fatal("Seal with a passphrase and a recipient succeeded")
+	}
+	var buf bytes.Buffer
+	w, err := Seal(&buf, Key{Recipients: []string{id.Recipient().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(w, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(buf.Bytes(), []byte("secret")) {
+		t.Fatal("the sealed stream holds the plain text")
+	}
+	if _, err := Open(bytes.NewReader(buf.Bytes()), Key{Identities: []string{other.String()}}); err == nil {
+		t.Fatal("Open with another identity succeeded")
+	}
+	r, err := Open(bytes.NewReader(buf.Bytes()), Key{Identities: []string{"# a comment\n" + id.String() + "\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(r); err != nil || string(b) != "secret" {
+		t.Fatalf("opened %q, %v", b, err)
+	}
+}
+
+// FuzzRestore: no input makes Restore panic or write outside its
+// directory, and a failed restore leaves nothing.
+func FuzzRestore(f *testing.F) {
+	var buf bytes.Buffer
+	if _, err := Write(context.Background(), &buf, source(dataDir(f))); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add(tarOf(f, "manifest.json", manifestOf(f, "../x"), "capstan.db", "x", "../x", "y"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "d")
+		_, err := Restore(bytes.NewReader(data), dir)
+		entries, _ := os.ReadDir(parent)
+		switch {
+		case err != nil && len(entries) != 0:
+			t.Fatalf("a failed restore left %v", entries)
+		case err == nil && (len(entries) != 1 || entries[0].Name() != "d"):
+			t.Fatalf("a restore wrote %v beside its directory", entries)
+		}
+	})
+}

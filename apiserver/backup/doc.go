@@ -1,0 +1,24 @@
+// Package backup owns the format of a Capstan backup and its encryption.
+//
+// A backup is a tar stream, encrypted with age (a passphrase or X25519
+// recipients), that holds, in this order:
+//
+//	manifest.json   format, time, store kind and revision, CA hash
+//	capstan.db      a consistent copy of the store (a bbolt file)
+//	pki/...         the cluster CA and every key and certificate
+//	*.json, *.yaml, *.token, ...   the data directory's other top-level
+//	                files: tokens, rejoin grants, admin.yaml, registry
+//	                credentials, node tokens
+//
+// The git cache and the registry's images are not in it: git sync fetches
+// again, and images are pushed again (or kept by copying DATA_DIR/registry).
+//
+// Write makes the tar stream on the server; Restore unpacks one into a new
+// data directory, refusing any name outside it. Seal and Open wrap a
+// stream in age encryption, on the client that asked for the backup, so the
+// server never sees the passphrase or identity.
+//
+// Concurrency: the functions hold no state; Write reads the data
+// directory's files while the server runs (each is replaced atomically, so
+// a read sees a whole version).
+package backup

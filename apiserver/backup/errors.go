@@ -1,0 +1,10 @@
+package backup
+
+import "errors"
+
+var (
+	// ErrNotEmpty: restore refuses a data directory that holds anything.
+	ErrNotEmpty = errors.New("the data directory is not empty")
+	// ErrFormat: the stream is not a Capstan backup this version reads.
+	ErrFormat = errors.New("not a Capstan backup")
+)

@@ -1,0 +1,175 @@
+package backup
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// maxManifest bounds the manifest read into memory.
+const maxManifest = 1 << 20
+
+// Restore unpacks the backup read from r into dir, which must not exist
+// or be empty. A missing dir is made (0700) from a staging directory
+// renamed into place once the whole backup reads back; an empty one (a
+// mount point, say) is filled in place and emptied again on error. Either
+// way nothing is left in it when Restore fails. It returns the backup's
+// manifest.
+func Restore(r io.Reader, dir string) (Manifest, error) {
+	exists, err := emptyOrMissing(dir)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if exists {
+		m, err := unpack(r, func(name string, r io.Reader) error { return writeRestored(dir, name, r) })
+		if err != nil {
+			if cerr := emptyDir(dir); cerr != nil {
+				return Manifest{}, fmt.Errorf("%w (and emptying %s again: %v)", err, dir, cerr)
+			}
+		}
+		return m, err
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return Manifest{}, fmt.Errorf("restore: %w", err)
+	}
+	stage, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".restore-*")
+	if err != nil {
+		return Manifest{}, fmt.Errorf("restore: %w", err)
+	}
+	defer os.RemoveAll(stage)
+	m, err := unpack(r, func(name string, r io.Reader) error { return writeRestored(stage, name, r) })
+	if err != nil {
+		return Manifest{}, err
+	}
+	if err := os.Rename(stage, dir); err != nil {
+		return Manifest{}, fmt.Errorf("restore: move the restored files into %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// emptyDir removes everything in dir, leaving dir.
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// emptyOrMissing reports whether dir exists; it fails when dir holds
+// anything.
+func emptyOrMissing(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("restore: %w", err)
+	case len(entries) > 0:
+		return true, fmt.Errorf("restore into %s: %w (restore into a new directory, and point the server at it with --data-dir)", dir, ErrNotEmpty)
+	}
+	return true, nil
+}
+
+// Verify reads a whole backup stream and checks it as Restore would,
+// writing nothing: a client copying a backup through it learns that the
+// copy is complete.
+func Verify(r io.Reader) (Manifest, error) {
+	m, err := unpack(r, func(_ string, r io.Reader) error {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	})
+	if err != nil {
+		return Manifest{}, err
+	}
+	// The end-of-archive blocks, so a tee through Verify copies them too.
+	_, err = io.Copy(io.Discard, r)
+	return m, err
+}
+
+// unpack reads the tar stream and hands each file to save: the manifest
+// first, then the store and exactly the files it lists.
+func unpack(r io.Reader, save func(name string, r io.Reader) error) (Manifest, error) {
+	tr := tar.NewReader(r)
+	hdr, err := tr.Next()
+	if err != nil || hdr.Name != ManifestFile || hdr.Size > maxManifest {
+		return Manifest{}, fmt.Errorf("restore: %w: no manifest first (wrong passphrase or identity, or not a backup file?)", ErrFormat)
+	}
+	var m Manifest
+	if err := json.NewDecoder(io.LimitReader(tr, maxManifest)).Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("restore: %w: manifest: %v", ErrFormat, err)
+	}
+	if m.Format != Format {
+		return Manifest{}, fmt.Errorf("restore: %w: format %q, this capstan reads %q (restore with the version that made it)", ErrFormat, m.Format, Format)
+	}
+	want := map[string]bool{StoreFile: true}
+	for _, f := range m.Files {
+		if !safeName(f) || f == StoreFile || f == ManifestFile {
+			return Manifest{}, fmt.Errorf("restore: %w: the manifest lists %q", ErrFormat, f)
+		}
+		want[f] = true
+	}
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return Manifest{}, fmt.Errorf("restore: %w: %v (is the file cut short?)", ErrFormat, err)
+		}
+		if hdr.Typeflag != tar.TypeReg || !want[hdr.Name] {
+			return Manifest{}, fmt.Errorf("restore: %w: unexpected entry %q", ErrFormat, hdr.Name)
+		}
+		delete(want, hdr.Name)
+		if err := save(hdr.Name, tr); err != nil {
+			return Manifest{}, err
+		}
+	}
+	if len(want) > 0 {
+		var missing []string
+		for n := range want {
+			missing = append(missing, n)
+		}
+		return Manifest{}, fmt.Errorf("restore: %w: missing %s (is the file cut short?)", ErrFormat, strings.Join(missing, ", "))
+	}
+	return m, nil
+}
+
+// safeName accepts a relative, clean, slash-separated name inside the data
+// directory.
+func safeName(name string) bool {
+	return name != "" && !strings.HasPrefix(name, "/") && path.Clean(name) == name && name != "." &&
+		name != ".." && !strings.HasPrefix(name, "../") && !strings.Contains(name, "\\") && !strings.ContainsRune(name, 0)
+}
+
+func writeRestored(dir, name string, r io.Reader) error {
+	p := filepath.Join(dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return fmt.Errorf("restore: %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("restore: %s: %w", name, err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,161 @@
+package backup
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Format names this version of the backup layout.
+const Format = "capstan-backup/1"
+
+// StoreFile is the store copy's name, in a backup and in a data directory.
+const StoreFile = "capstan.db"
+
+// ManifestFile is the first entry of a backup.
+const ManifestFile = "manifest.json"
+
+// Manifest describes a backup.
+type Manifest struct {
+	Format    string    `json:"format"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Store is the store's kind ("bbolt") and Revision the revision its
+	// copy holds.
+	Store    string `json:"store"`
+	Revision int64  `json:"revision"`
+	// CAHash is the cluster CA's hash as join tokens pin it.
+	CAHash string `json:"caHash"`
+	// Files are the data directory's files in the backup besides the
+	// store, slash-separated and relative to it.
+	Files []string `json:"files"`
+}
+
+// Source is what Write copies.
+type Source struct {
+	// DataDir is the server's data directory.
+	DataDir string
+	// Store is the store's kind, written into the manifest ("bbolt").
+	Store string
+	// Snapshot writes a consistent copy of the store and returns its
+	// revision (store.Snapshotter).
+	Snapshot func(ctx context.Context, w io.Writer) (int64, error)
+	// CAHash is the cluster CA's hash.
+	CAHash string
+	// Now is the backup's time.
+	Now time.Time
+}
+
+// Write writes a backup of src to w (unencrypted: see Seal). The store
+// copy is staged in a private temporary file in the data directory first,
+// as a tar entry needs its size up front.
+func Write(ctx context.Context, w io.Writer, src Source) (Manifest, error) {
+	tmp, err := os.CreateTemp(src.DataDir, ".backup-*.db")
+	if err != nil {
+		return Manifest{}, fmt.Errorf("backup: stage the store copy: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	rev, err := src.Snapshot(ctx, tmp)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("backup: %w", err)
+	}
+	size, err := tmp.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return Manifest{}, err
+	}
+	files, err := dataFiles(src.DataDir, filepath.Base(tmp.Name()))
+	if err != nil {
+		return Manifest{}, err
+	}
+	m := Manifest{Format: Format, CreatedAt: src.Now.UTC(), Store: src.Store, Revision: rev, CAHash: src.CAHash, Files: files}
+	tw := tar.NewWriter(w)
+	manifest, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return Manifest{}, err
+	}
+	if err := writeEntry(tw, ManifestFile, int64(len(manifest)), strings.NewReader(string(manifest)), m.CreatedAt); err != nil {
+		return Manifest{}, err
+	}
+	if err := writeEntry(tw, StoreFile, size, tmp, m.CreatedAt); err != nil {
+		return Manifest{}, err
+	}
+	for _, name := range files {
+		if err := writeFile(tw, src.DataDir, name, m.CreatedAt); err != nil {
+			return Manifest{}, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return Manifest{}, fmt.Errorf("backup: %w", err)
+	}
+	return m, nil
+}
+
+// dataFiles lists what a backup keeps of a data directory besides the
+// store: every regular top-level file but the store's and the staging
+// file, and everything under pki/.
+func dataFiles(dir, staging string) ([]string, error) {
+	var out []string
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("backup: read the data directory: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || name == staging || name == StoreFile || strings.HasPrefix(name, StoreFile+".") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		out = append(out, name)
+	}
+	err = filepath.WalkDir(filepath.Join(dir, "pki"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+			rel, err := filepath.Rel(dir, p)
+			if err != nil {
+				return err
+			}
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backup: read the PKI: %w", err)
+	}
+	return out, nil
+}
+
+func writeFile(tw *tar.Writer, dir, name string, now time.Time) error {
+	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(name)))
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return writeEntry(tw, name, st.Size(), f, now)
+}
+
+func writeEntry(tw *tar.Writer, name string, size int64, r io.Reader, now time.Time) error {
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: path.Clean(name), Size: size, Mode: 0o600, ModTime: now, Format: tar.FormatPAX}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("backup: %s: %w", name, err)
+	}
+	if _, err := io.CopyN(tw, r, size); err != nil {
+		return fmt.Errorf("backup: %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/capstanhq/capstan/apiserver/backup"
+	"github.com/capstanhq/capstan/apiserver/store"
+)
+
+// passphraseEnv holds a backup passphrase when --passphrase-file is not
+// given.
+const passphraseEnv = "CAPSTAN_BACKUP_PASSPHRASE"
+
+// keyFlags are the encryption flags of backup and restore.
+type keyFlags struct {
+	passphraseFile string
+	recipients     []string
+	recipientFiles []string
+	identityFiles  []string
+}
+
+// key reads the flags' files: the passphrase is the passphrase file's
+// first line, else $CAPSTAN_BACKUP_PASSPHRASE.
+func (f *keyFlags) key() (backup.Key, error) {
+	var k backup.Key
+	if f.passphraseFile != "" {
+		b, err := os.ReadFile(f.passphraseFile)
+		if err != nil {
+			return k, fmt.Errorf("--passphrase-file: %w", err)
+		}
+		k.Passphrase, _, _ = strings.Cut(string(b), "\n")
+		if k.Passphrase = strings.TrimRight(k.Passphrase, "\r"); k.Passphrase == "" {
+			return k, fmt.Errorf("--passphrase-file %s: the first line is empty", f.passphraseFile)
+		}
+	} else if len(f.recipients)+len(f.recipientFiles)+len(f.identityFiles) == 0 {
+		k.Passphrase = os.Getenv(passphraseEnv)
+	}
+	k.Recipients = append(k.Recipients, f.recipients...)
+	for _, p := range f.recipientFiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return k, fmt.Errorf("--recipients-file: %w", err)
+		}
+		k.Recipients = append(k.Recipients, string(b))
+	}
+	for _, p := range f.identityFiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return k, fmt.Errorf("--identity: %w", err)
+		}
+		k.Identities = append(k.Identities, string(b))
+	}
+	return k, nil
+}
+
+func newBackupCmd() *cobra.Command {
+	var kf keyFlags
+	cmd := &cobra.Command{
+		Use:   "backup FILE",
+		Short: "Write an encrypted backup of the running cluster: store, CA and keys, tokens",
+		Long: `Write a backup of the cluster to FILE, through the API (admins only): a
+consistent copy of the store (one read transaction; writes go on meanwhile),
+the cluster CA and every key and certificate of the server's data directory,
+the tokens and admin.yaml. It holds the CA's private key, so it is always
+encrypted with age: with a passphrase (--passphrase-file, or
+$` + passphraseEnv + `) or for age recipients (--recipient age1...,
+--recipients-file). Restore it with 'capstan restore'.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := kf.key()
+			if err != nil {
+				return err
+			}
+			if k.Passphrase == "" && len(k.Recipients) == 0 {
+				return fmt.Errorf("no key: give --passphrase-file FILE, set %s, or --recipient age1... (a backup holds the CA's key and is never written in the clear)", passphraseEnv)
+			}
+			c, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
+			body, err := c.Backup(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("backup: %w", err)
+			}
+			defer body.Close()
+			m, err := writeSealed(args[0], body, k)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "backup of revision %d (%s store, %d files, CA %s) written to %s\n", m.Revision, m.Store, len(m.Files)+1, m.CAHash, args[0])
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&kf.passphraseFile, "passphrase-file", "", "encrypt with the passphrase on this file's first line (age scrypt; default $"+passphraseEnv+")")
+	fl.StringSliceVar(&kf.recipients, "recipient", nil, "encrypt for this age public key, age1... (repeatable)")
+	fl.StringSliceVar(&kf.recipientFiles, "recipients-file", nil, "encrypt for the age public keys in this file (repeatable)")
+	return cmd
+}
+
+// writeSealed copies the backup stream body, checked as it passes, into
+// path encrypted for k: a temporary file renamed into place once the whole
+// backup is in and synced, so path never holds a partial backup.
+func writeSealed(path string, body io.Reader, k backup.Key) (m backup.Manifest, err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(0o600); err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	sealed, err := backup.Seal(f, k)
+	if err != nil {
+		return m, err
+	}
+	if m, err = backup.Verify(io.TeeReader(body, sealed)); err != nil {
+		return m, fmt.Errorf("backup: the server's stream: %w", err)
+	}
+	if err = sealed.Close(); err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	if err = f.Sync(); err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	if err = f.Close(); err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return m, fmt.Errorf("backup: %w", err)
+	}
+	return m, nil
+}
+
+func newRestoreCmd() *cobra.Command {
+	var kf keyFlags
+	var dataDir string
+	var bump int64
+	cmd := &cobra.Command{
+		Use:   "restore FILE --data-dir DIR",
+		Short: "Make a server's data directory from a backup",
+		Long: `Decrypt the backup FILE (made by 'capstan backup') and unpack it into a new
+data directory DIR (one that does not exist, or is empty): the store, the
+cluster CA and keys, the tokens and admin.yaml. Then start the server on it
+with 'capstan server --data-dir DIR': it has the same objects, revisions,
+tokens and CA, so agents and admins keep their credentials (give them the
+new server's URL with --server when its address changed). The store's
+revision moves forward by --bump-revision and every earlier revision counts
+as compacted, so clients that saw revisions of the old server after the
+backup list again instead of resuming in a history the restore replaced
+(as etcdutl snapshot restore --bump-revision --mark-compacted).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dataDir == "" {
+				return fmt.Errorf("restore: give the new data directory with --data-dir DIR")
+			}
+			k, err := kf.key()
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(args[0])
+			if err != nil {
+				return fmt.Errorf("restore: %w", err)
+			}
+			defer f.Close()
+			r, err := backup.Open(f, k)
+			if err != nil {
+				return err
+			}
+			m, err := backup.Restore(r, dataDir)
+			if err != nil {
+				return err
+			}
+			if err := prepareRestoredStore(dataDir, m, bump); err != nil {
+				// The directory was empty or missing: leave it so.
+				if rmErr := os.RemoveAll(dataDir); rmErr != nil {
+					return fmt.Errorf("%w (and removing %s: %v)", err, dataDir, rmErr)
+				}
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "restored revision %d (backup of %s, CA %s) into %s; the store goes on from revision %d\nstart the server with: capstan server --data-dir %s\n",
+				m.Revision, m.CreatedAt.Format("2006-01-02 15:04:05 MST"), m.CAHash, dataDir, m.Revision+bump, dataDir)
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&dataDir, "data-dir", "", "the new data directory (must not exist, or be empty)")
+	fl.Int64Var(&bump, "bump-revision", store.DefaultRestoreBump, "how far the restored store's revision moves forward: more than the writes the old server made after the backup")
+	fl.StringVar(&kf.passphraseFile, "passphrase-file", "", "the backup's passphrase, on this file's first line (default $"+passphraseEnv+")")
+	fl.StringSliceVar(&kf.identityFiles, "identity", nil, "an age identity file (AGE-SECRET-KEY-1...) of a recipient of the backup (repeatable)")
+	return cmd
+}
+
+// prepareRestoredStore bumps the restored store's revision (see
+// store.BumpRevision) and opens it once: it must pass bbolt's check and
+// hold the revision expected.
+func prepareRestoredStore(dir string, m backup.Manifest, bump int64) error {
+	if m.Store != "bbolt" {
+		return fmt.Errorf("restore: the backup's store is %q; this command restores bbolt stores", m.Store)
+	}
+	path := filepath.Join(dir, backup.StoreFile)
+	rev, err := store.BumpRevision(path, bump)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		return fmt.Errorf("restore: the restored store: %w", err)
+	}
+	defer st.Close()
+	if err := st.Check(); err != nil {
+		return fmt.Errorf("restore: the restored store is damaged: %w", err)
+	}
+	if want := m.Revision + bump; rev != want || st.Revision() != want {
+		return fmt.Errorf("restore: the restored store is at revision %d, want %d (the backup's %d and %d more)", st.Revision(), want, m.Revision, bump)
+	}
+	return nil
+}

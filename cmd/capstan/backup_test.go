@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/capstanhq/capstan/agent/hollow"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/store"
+)
+
+// TestBackupRestore is the acceptance test of backup and restore: a backup
+// of a running cluster with a node, restored into a new data directory and
+// served at the old address: the restored server has the same apps,
+// revisions, tokens and CA, the admin's config works on it, and the node
+// (its own token, its watch ahead of the backup) reconnects: it heartbeats
+// and runs a pod bound to it after the restore.
+func TestBackupRestore(t *testing.T) {
+	ctx := t.Context()
+	orig := apiservertest.Start(t, apiservertest.Options{})
+	cfg := orig.Server.AdminConfigPath()
+	app := api.KindApp.New().(*api.App)
+	app.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	if _, err := orig.Client.Create(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	rev := api.KindRevision.New().(*api.Revision)
+	rev.Metadata = api.ObjectMeta{Name: "r1", App: "shop"}
+	rev.Spec = api.RevisionSpec{Repo: "shop", Commit: strings.Repeat("a", 40), Result: "Applied"}
+	if _, err := orig.Client.Create(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "token", "create", "--description", "kept", "--config", cfg)
+	if err != nil {
+		t.Fatalf("token create: %v\n%s", err, out)
+	}
+
+	// A node with its own token, against the server's address.
+	nodeCfg := *orig.Config
+	tok, _, err := orig.Server.Tokens().Create("node:h-0", "test node", 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCfg.Token = tok
+	nodeClient, err := client.New(&nodeCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, stopNodes := context.WithCancel(ctx)
+	h, err := hollow.New(hollow.Options{Client: nodeClient, Nodes: 1, Prefix: "h", HeartbeatInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Start(hctx) }()
+	defer func() { stopNodes(); <-done }()
+	runPod := func(c *client.Client, name string) {
+		t.Helper()
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		p.Spec.NodeName = "h-0"
+		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/web:v1"}}
+		if _, err := c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "pod "+name+" running on h-0", func() bool {
+			o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
+			return err == nil && o.(*api.Pod).Status.Phase == api.PodRunning
+		})
+	}
+	runPod(orig.Client, "before")
+
+	// The backup, for an age recipient.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file, idFile := filepath.Join(dir, "cluster.age"), filepath.Join(dir, "key.txt")
+	if err := os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, "backup", file, "--recipient", id.Recipient().String(), "--config", cfg)
+	if err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`backup of revision (\d+) `).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("backup said %q", out)
+	}
+	backupRev, _ := strconv.ParseInt(m[1], 10, 64)
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v, %v; want mode 0600", fi, err)
+	}
+	wantApps, _, err := orig.Store.List(ctx, api.KindApp, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRevs, _, err := orig.Store.List(ctx, api.KindRevision, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Changes after the backup: the node's watch moves past it.
+	runPod(orig.Client, "after-backup")
+	ca := string(orig.Server.PKI().CAPEM)
+	addr := orig.Server.Addr()
+	orig.Stop()
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	out, err = run(t, "restore", file, "--data-dir", restored, "--identity", idFile)
+	if err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "restored revision "+m[1]) || !strings.Contains(out, "capstan server --data-dir "+restored) {
+		t.Fatalf("restore said %q", out)
+	}
+	srv := apiservertest.Start(t, apiservertest.Options{DataDir: restored, Listen: addr})
+	if got := srv.Store.Revision(); got != backupRev+store.DefaultRestoreBump {
+		t.Fatalf("restored store at revision %d, backup at %d", got, backupRev)
+	}
+	if got := string(srv.Server.PKI().CAPEM); got != ca {
+		t.Fatal("the restored server has another CA")
+	}
+	for kind, want := range map[api.Kind][]api.Object{api.KindApp: wantApps, api.KindRevision: wantRevs} {
+		got, _, err := srv.Store.List(ctx, kind, store.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("restored %s: %d, want %d", kind, len(got), len(want))
+		}
+		for i := range got {
+			if api.KeyOf(got[i]) != api.KeyOf(want[i]) || got[i].Meta().ResourceVersion != want[i].Meta().ResourceVersion {
+				t.Fatalf("restored %s[%d] = %s@%d, want %s@%d", kind, i, api.KeyOf(got[i]), got[i].Meta().ResourceVersion, api.KeyOf(want[i]), want[i].Meta().ResourceVersion)
+			}
+		}
+	}
+	// The admin's old config file works, and the tokens are there.
+	out, err = run(t, "token", "ls", "--config", cfg)
+	if err != nil || !strings.Contains(out, "kept") || !strings.Contains(out, "test node") {
+		t.Fatalf("token ls on the restored server: %v\n%s", err, out)
+	}
+	// The node reconnects with its token: it heartbeats, and runs a pod
+	// bound to it on the restored server.
+	since := time.Now()
+	waitUntil(t, "h-0's lease renewed on the restored server", func() bool {
+		o, err := srv.Client.Get(ctx, api.Key{Kind: api.KindLease, Name: "h-0"})
+		return err == nil && o.(*api.Lease).Spec.RenewTime.After(since)
+	})
+	runPod(srv.Client, "after-restore")
+}
+
+// A passphrase backup restores with the passphrase only; restore refuses a
+// wrong one and a data directory that holds anything; backup refuses to
+// write a backup in the clear.
+func TestBackupPassphrase(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	dir := t.TempDir()
+	file, pass, wrong := filepath.Join(dir, "b.age"), filepath.Join(dir, "pass"), filepath.Join(dir, "wrong")
+	if err := os.WriteFile(pass, []byte("correct horse battery staple\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wrong, []byte("incorrect\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(passphraseEnv, "")
+	if out, err := run(t, "backup", file, "--config", cfg); err == nil || !strings.Contains(err.Error(), "no key") {
+		t.Fatalf("backup without a key: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("a refused backup left %s: %v", file, err)
+	}
+	if out, err := run(t, "backup", file, "--passphrase-file", pass, "--config", cfg); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	if out, err := run(t, "restore", file, "--data-dir", filepath.Join(dir, "x"), "--passphrase-file", wrong); err == nil || !strings.Contains(err.Error(), "wrong passphrase") {
+		t.Fatalf("restore with a wrong passphrase: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x")); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left its directory: %v", err)
+	}
+	full := t.TempDir()
+	if err := os.WriteFile(filepath.Join(full, "keep"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "restore", file, "--data-dir", full, "--passphrase-file", pass); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("restore into a full directory: %v\n%s", err, out)
+	}
+	empty := t.TempDir()
+	t.Setenv(passphraseEnv, "correct horse battery staple")
+	if out, err := run(t, "restore", file, "--data-dir", empty); err != nil {
+		t.Fatalf("restore into an empty directory with the passphrase from the environment: %v\n%s", err, out)
+	}
+	for _, f := range []string{"capstan.db", "pki/ca.key", "pki/ca.crt", "tokens.json", "admin.yaml"} {
+		fi, err := os.Stat(filepath.Join(empty, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("restored %s: %v, %v; want mode 0600", f, fi, err)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
