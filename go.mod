@@ -3,6 +3,7 @@ module github.com/capstanhq/capstan
 go 1.26.8
 
 require (
+	filippo.io/age v1.3.2
 	cuelang.org/go v0.17.1
 	github.com/ProtonMail/go-crypto v1.4.1
 	github.com/cockroachdb/datadriven v1.0.3
@@ -40,7 +41,6 @@ require (
 
 require (
 	dario.cat/mergo v1.0.2 // indirect
-	filippo.io/age v1.3.2 // indirect
 	filippo.io/hpke v0.4.0 // indirect
 	github.com/MakeNowJust/heredoc v1.0.0 // indirect
 	github.com/Microsoft/go-winio v0.6.3-0.20251027160822-ad3df93bed29 // indirect
