@@ -3,8 +3,8 @@ module github.com/capstanhq/capstan
 go 1.26.8
 
 require (
-	filippo.io/age v1.3.2
 	cuelang.org/go v0.17.1
+	filippo.io/age v1.3.2
 	github.com/ProtonMail/go-crypto v1.4.1
 	github.com/cockroachdb/datadriven v1.0.3
 	github.com/containerd/containerd/api v1.12.0
