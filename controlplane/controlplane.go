@@ -78,7 +78,7 @@ func (o *Options) validate() error {
 type ControlPlane struct {
 	opts   Options
 	log    *slog.Logger
-	store  *store.Bolt
+	store  store.Backend
 	server *apiserver.Server
 	// registry is the embedded registry, nil unless RegistryAddrs is set.
 	registry *Registry
@@ -111,7 +111,7 @@ func New(opts Options) (*ControlPlane, error) {
 	return cp, nil
 }
 
-func build(opts Options, st *store.Bolt) (*ControlPlane, error) {
+func build(opts Options, st store.Backend) (*ControlPlane, error) {
 	log := opts.Logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -41,6 +41,15 @@ type Store interface {
 	SetHooks(h Hooks)
 }
 
+// Backend is a Store with its lifecycle: what a control plane opens, runs
+// (Start compacts the history and keeps the backend's background work
+// going until ctx ends) and closes. Bolt and Etcd implement it.
+type Backend interface {
+	Store
+	Start(ctx context.Context) error
+	Close() error
+}
+
 // Hooks keep state derived from objects (address allocations) in the same
 // transaction as the write that needs it, so two concurrent creates can
 // never take the same address and a delete always releases it. The API
