@@ -29,7 +29,8 @@ type Store interface {
 	// Delete removes the object with key k; when rv is not zero it must
 	// match (ErrConflict otherwise). It returns the object as it was.
 	Delete(ctx context.Context, k api.Key, rv int64) (api.Object, error)
-	// Txn applies every op or none, at consecutive revisions.
+	// Txn applies every op or none: on Bolt at consecutive revisions, on
+	// Etcd all at the transaction's one revision.
 	Txn(ctx context.Context, ops []Op) ([]api.Object, error)
 	// Watch streams the events after revision opts.Since that match opts,
 	// in revision order, until ctx ends or the watcher falls behind. A
