@@ -62,6 +62,8 @@ type Options struct {
 	Nodes nodeController.DecideOptions
 	// Logger receives every part's logs. Default: discard.
 	Logger *slog.Logger
+	// Store chooses the store: bbolt in DataDir (default) or etcd.
+	Store StoreOptions
 }
 
 func (o *Options) validate() error {
@@ -70,6 +72,9 @@ func (o *Options) validate() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := o.Store.validate(); err != nil {
+		return err
 	}
 	return gitsync.ValidateRepos(o.Repos)
 }
@@ -96,7 +101,7 @@ func New(opts Options) (*ControlPlane, error) {
 	if err := privateDataDir(opts.DataDir, log); err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(opts.DataDir, "capstan.db"), store.Options{Logger: log})
+	st, err := openStore(context.Background(), opts.Store, opts.DataDir, log)
 	if err != nil {
 		return nil, err
 	}
