@@ -206,8 +206,9 @@ func (m *Member) Running() bool {
 }
 
 // Partition cuts the member off from its clients (not from its peers):
-// open connections drop and new ones are refused until Heal.
-func (m *Member) Partition() { m.proxy.setCut(true) }
+// open connections drop and new ones are refused until Heal. It returns
+// how many client connections it dropped.
+func (m *Member) Partition() int { return m.proxy.setCut(true) }
 
 // Heal lets clients reach the member again.
 func (m *Member) Heal() { m.proxy.setCut(false) }
@@ -311,15 +312,18 @@ func (p *proxy) forward(c net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *proxy) setCut(cut bool) {
+func (p *proxy) setCut(cut bool) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = cut
+	n := 0
 	if cut {
 		for c := range p.conns {
 			c.Close()
+			n++
 		}
 	}
+	return n / 2 // each connection is two sockets
 }
 
 func (p *proxy) close() {
