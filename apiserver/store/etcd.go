@@ -113,6 +113,9 @@ type Etcd struct {
 	nodes     NodeIndex
 	closed    chan struct{}
 	closeOnce atomic.Bool
+
+	// pushHook, when set by a test, sees each event a watcher queued.
+	pushHook func(e *Event)
 }
 
 var _ Backend = (*Etcd)(nil)

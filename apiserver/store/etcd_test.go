@@ -359,3 +359,53 @@ func TestEtcdCompactionUnderSlowWatcher(t *testing.T) {
 		t.Fatalf("after relist: event for %s", e.Key.Name)
 	}
 }
+
+// TestEtcdProgressWaitsForTheWholeTransaction: the events of an etcd
+// transaction share its revision; while only the first has been queued
+// and read, Progress must not report that revision (a bookmark there
+// would make a resuming client skip the others). The hook holds the
+// watch between the transaction's events.
+func TestEtcdProgressWaitsForTheWholeTransaction(t *testing.T) {
+	ctx := t.Context()
+	s := openEtcdTest(t, Options{})
+	held, release := make(chan struct{}), make(chan struct{})
+	s.pushHook = func(e *Event) {
+		if e.Key.Name == "a" {
+			held <- struct{}{}
+			<-release
+		}
+	}
+	w, err := s.Watch(ctx, WatchOptions{Since: s.Revision()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := make(chan int64, 1)
+	go func() {
+		out, err := s.Txn(ctx, []Op{
+			{Type: OpCreate, Object: testPod("shop", "a", "")},
+			{Type: OpCreate, Object: testPod("shop", "b", "")},
+		})
+		if err != nil {
+			t.Error(err)
+			txn <- 0
+			return
+		}
+		txn <- out[0].Meta().ResourceVersion
+	}()
+	<-held
+	rev := <-txn
+	if e := collect(t, w, 1)[0]; e.Key.Name != "a" {
+		t.Fatalf("first event for %s", e.Key.Name)
+	}
+	if got, ok := w.Progress(); ok && got >= rev {
+		t.Fatalf("progress %d with the transaction at %d half delivered", got, rev)
+	}
+	close(release)
+	if e := collect(t, w, 1)[0]; e.Key.Name != "b" {
+		t.Fatalf("second event for %s", e.Key.Name)
+	}
+	waitUntil(t, "progress to reach the transaction", func() bool {
+		got, ok := w.Progress()
+		return ok && got >= rev
+	})
+}

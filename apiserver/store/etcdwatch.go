@@ -101,15 +101,26 @@ func (ew *etcdWatch) read(events clientv3.WatchChan) {
 			ew.known.Store(max(ew.known.Load(), resp.Header.Revision))
 			continue
 		}
+		// etcd sends the events of one revision (a transaction's) in one
+		// response: known moves past them only once all are queued, so
+		// a bookmark never falls between two events of a transaction.
 		for _, ev := range resp.Events {
 			e, ok := ew.event(ev)
 			if !ok {
 				continue
 			}
-			if w.match(e) && !w.push(e) {
+			if !w.match(e) {
+				continue
+			}
+			if !w.push(e) {
 				return
 			}
-			ew.known.Store(ev.Kv.ModRevision)
+			if h := ew.s.pushHook; h != nil {
+				h(e)
+			}
+		}
+		if n := len(resp.Events); n > 0 {
+			ew.known.Store(resp.Events[n-1].Kv.ModRevision)
 		}
 	}
 	select {
