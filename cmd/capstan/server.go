@@ -22,6 +22,7 @@ type serverFlags struct {
 	// storage in DATA_DIR/registry (see controlplane.Options).
 	registryAddrs []string
 	limits        apiLimits
+	store         storeFlags
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -37,6 +38,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.nodes.GracePeriod, "node-grace-period", nodeController.DefaultGracePeriod, "a node without a heartbeat for this long becomes NotReady")
 	cmd.Flags().DurationVar(&f.nodes.EvictionTimeout, "pod-eviction-timeout", nodeController.DefaultEvictionTimeout, "pods of a NotReady node are replaced elsewhere this long after its last heartbeat")
 	f.limits.register(cmd.Flags())
+	f.store.register(cmd.Flags())
 }
 
 // options turns the flags into the control plane's Options.
@@ -55,6 +57,7 @@ func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
 		Logger:        log,
 	}
 	f.limits.apply(&o.API)
+	f.store.apply(&o.Store)
 	return o, nil
 }
 
