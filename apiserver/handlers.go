@@ -163,7 +163,11 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 		kind = "txn"
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
-	ctx := r.Context()
+	ctx, err := s.fenced(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	switch {
 	case rt.txn && r.Method == http.MethodPost:
 		verb = "txn"

@@ -71,6 +71,11 @@ type Options struct {
 	// Rand returns a number in [0, 1) for the spread of watch lifetimes
 	// (default math/rand/v2).
 	Rand func() float64
+	// FencePrefix is the key prefix of the control plane's leader
+	// election (several servers on etcd): a write's wire.FenceHeader must
+	// name a key under it. Empty: no election, and fenced writes are
+	// refused.
+	FencePrefix string
 	// Network sets the ranges VIPs, node ports and pod CIDRs come from.
 	Network NetworkOptions
 	// Registry receives the server's metrics (default: a new registry).

@@ -30,6 +30,25 @@ type Client struct {
 	http    *http.Client
 	// upgrade speaks HTTP/1.1 only, for exec's connection upgrade.
 	upgrade *http.Client
+	// headers are added to every request (see WithHeader).
+	headers []header
+}
+
+// header is a request header whose value is read at each request; an
+// empty value is not sent.
+type header struct {
+	name  string
+	value func() string
+}
+
+// WithHeader returns a client that sends the header name, with the value
+// value returns at the time (none when it returns ""), on every request;
+// it shares c's connections and servers. The leading server's controllers
+// send wire.FenceHeader this way.
+func (c *Client) WithHeader(name string, value func() string) *Client {
+	cp := *c
+	cp.headers = append(append([]header(nil), c.headers...), header{name, value})
+	return &cp
 }
 
 // New returns a client for cfg. It trusts only cfg's CA and speaks TLS 1.3.
@@ -152,6 +171,11 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 // code is ok, or the server's error (a *StatusError), or the transport's.
 func (c *Client) roundTrip(hc *http.Client, req *http.Request, base string, ok func(int) bool) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	for _, h := range c.headers {
+		if v := h.value(); v != "" {
+			req.Header.Set(h.name, v)
+		}
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		if hint := certificateHint(err); hint != "" {

@@ -93,9 +93,25 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 			ops = append(ops, clientv3.OpDelete(k))
 		}
 	}
-	resp, err := tx.s.cli.Txn(tx.ctx).If(cmps...).Then(ops...).Commit()
+	var orElse []clientv3.Op
+	fence, fenced := FenceFrom(tx.ctx)
+	if fenced {
+		// The leadership's key must still be the one it created (see
+		// Fence); when the transaction fails, its else branch says
+		// whether that is why.
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev))
+		orElse = append(orElse, clientv3.OpGet(fence.Key))
+	}
+	resp, err := tx.s.cli.Txn(tx.ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
 	if err != nil {
 		return nil, false, fmt.Errorf("commit: %w", tx.s.err(err))
+	}
+	if fenced && !resp.Succeeded {
+		if r := resp.Responses; len(r) == 1 {
+			if kvs := r[0].GetResponseRange().GetKvs(); len(kvs) == 0 || kvs[0].CreateRevision != fence.Rev {
+				return nil, false, fmt.Errorf("commit: %w (election key %s of revision %d)", ErrFenced, fence.Key, fence.Rev)
+			}
+		}
 	}
 	return resp, resp.Succeeded, nil
 }
@@ -157,7 +173,7 @@ func (s *Etcd) wrapWriteErr(err error) error {
 	if _, own := err.(*TxnError); own {
 		return err
 	}
-	for _, e := range []error{ErrNotFound, ErrExists, ErrConflict, ErrClosed} {
+	for _, e := range []error{ErrNotFound, ErrExists, ErrConflict, ErrClosed, ErrFenced} {
 		if errors.Is(err, e) {
 			return err
 		}

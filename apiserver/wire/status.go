@@ -29,6 +29,9 @@ const (
 	ReasonRangeExhausted        Reason = "RangeExhausted"
 	ReasonTooManyConnections    Reason = "TooManyConnections"
 	ReasonUpgradeRequired       Reason = "UpgradeRequired"
+	// ReasonFenced: a write made for a leadership that has ended (see
+	// FenceHeader) was refused.
+	ReasonFenced Reason = "Fenced"
 )
 
 // Status is the JSON body of every error response, and the object of a
