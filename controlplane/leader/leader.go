@@ -1,0 +1,151 @@
+// Package leader elects the one server of a control plane that runs the
+// controllers, the scheduler and git sync, among servers that share an
+// etcd store: an election on an etcd lease (go.etcd.io/etcd/client/v3
+// concurrency), as kube-controller-manager and etcd's own tools do, never
+// a home-made consensus.
+//
+// A Term is one leadership. It ends when its lease does: the server
+// stopped renewing it (crashed, paused, cut off from etcd) for TTL
+// seconds, or resigned. A server learns that its term ended only when it
+// next hears from etcd, so a paused leader may still try to write after
+// its successor took over: every write of the leader's work carries the
+// term's fence (wire.FenceHeader, store.Fence), which the etcd store checks in the write's own
+// transaction.
+//
+// Concurrency: an Elector may campaign from one goroutine at a time; a
+// Term's methods are safe for concurrent use.
+package leader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/capstanhq/capstan/apiserver/wire"
+)
+
+// DefaultTTL is the lease's time to live: a leader that stops renewing its
+// lease is replaced within it (and a campaign that waits sees the old key
+// go at its expiry).
+const DefaultTTL = 10 * time.Second
+
+// Options configure an Elector.
+type Options struct {
+	// Client reaches the etcd cluster. Required.
+	Client *clientv3.Client
+	// Prefix is the election's key prefix; each candidate's key is
+	// Prefix + "/" + its lease ID. Required.
+	Prefix string
+	// TTL is the lease's time to live, whole seconds, at least 2 s
+	// (default DefaultTTL).
+	TTL time.Duration
+	// ID names this server in the election (default HOSTNAME-PID).
+	ID string
+	// Logger (default: discard).
+	Logger *slog.Logger
+}
+
+func (o *Options) validate() error {
+	if o.Client == nil {
+		return errors.New("leader election: an etcd client is required")
+	}
+	if o.Prefix == "" {
+		return errors.New("leader election: a key prefix is required")
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.TTL < 2*time.Second || o.TTL%time.Second != 0 {
+		return fmt.Errorf("leader election: TTL %s: want whole seconds, at least 2s", o.TTL)
+	}
+	if o.ID == "" {
+		host, _ := os.Hostname()
+		o.ID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Elector campaigns for the leadership.
+type Elector struct {
+	opts Options
+}
+
+// New returns an Elector.
+func New(opts Options) (*Elector, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	return &Elector{opts: opts}, nil
+}
+
+// Prefix is the election's key prefix.
+func (e *Elector) Prefix() string { return e.opts.Prefix }
+
+// Term is one leadership.
+type Term struct {
+	sess *concurrency.Session
+	el   *concurrency.Election
+	// Key and Rev are the election key this server holds and the revision
+	// that created it: together they name this term and no other.
+	Key string
+	Rev int64
+	// ID is the leader's Options.ID.
+	ID string
+}
+
+// Campaign blocks until this server leads, and returns its term; or until
+// ctx ends.
+func (e *Elector) Campaign(ctx context.Context) (*Term, error) {
+	sess, err := concurrency.NewSession(e.opts.Client, concurrency.WithTTL(int(e.opts.TTL/time.Second)), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("leader election: lease: %w (is etcd reachable?)", err)
+	}
+	el := concurrency.NewElection(sess, e.opts.Prefix)
+	e.opts.Logger.Info("campaigning for the leadership", "id", e.opts.ID, "ttl", e.opts.TTL)
+	if err := el.Campaign(ctx, e.opts.ID); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("leader election: campaign: %w", err)
+	}
+	t := &Term{sess: sess, el: el, Key: el.Key(), Rev: el.Rev(), ID: e.opts.ID}
+	e.opts.Logger.Info("leading", "id", e.opts.ID, "key", t.Key, "revision", t.Rev)
+	return t, nil
+}
+
+// Done is closed when the term has ended: its lease expired or was
+// revoked, or Resign was called.
+func (t *Term) Done() <-chan struct{} { return t.sess.Done() }
+
+// Header is the term's wire.FenceHeader value.
+func (t *Term) Header() string { return wire.FormatFence(t.Key, t.Rev) }
+
+// Resign ends the term at once, so that a successor need not wait for the
+// lease to expire.
+func (t *Term) Resign(ctx context.Context) error {
+	err := t.el.Resign(ctx)
+	if cerr := t.sess.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Leader returns the ID of the server that leads now, "" when none does.
+func (e *Elector) Leader(ctx context.Context) (string, error) {
+	resp, err := e.opts.Client.Get(ctx, e.opts.Prefix+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
