@@ -15,12 +15,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile"
 	appController "github.com/capstanhq/capstan/reconcile/app"
@@ -64,6 +66,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Store chooses the store: bbolt in DataDir (default) or etcd.
 	Store StoreOptions
+	// Leader tunes the leader election of servers on an etcd store (see
+	// leading.go); unused with bbolt.
+	Leader LeaderOptions
 }
 
 func (o *Options) validate() error {
@@ -89,6 +94,10 @@ type ControlPlane struct {
 	registry *Registry
 	// runners are the long-running parts, started together.
 	runners []func(context.Context) error
+	// fence is the current term's fence header; leading says this server
+	// leads (leading.go). Without an election the one server leads.
+	fence   atomic.Pointer[string]
+	leading atomic.Bool
 }
 
 // New opens the store and prepares the API server and the components;
@@ -122,18 +131,34 @@ func build(opts Options, st store.Backend) (*ControlPlane, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	apiOpts := opts.API
 	apiOpts.DataDir, apiOpts.Store, apiOpts.Registry, apiOpts.Logger = opts.DataDir, st, reg, log
+	elector, err := newElector(st, opts)
+	if err != nil {
+		return nil, err
+	}
+	if elector != nil {
+		apiOpts.FencePrefix = elector.Prefix() + "/"
+	}
 	srv, err := apiserver.New(apiOpts)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("admin client config written", "path", srv.AdminConfigPath())
 	cp := &ControlPlane{opts: opts, log: log, store: st, server: srv, runners: []func(context.Context) error{st.Start, srv.Start}}
-	syncStart, err := AttachGitSync(srv, opts.DataDir, opts.Repos, opts.Eval, log)
+	cp.registerLeaderMetric(reg)
+	// The leader's work writes through a client that carries its term's
+	// fence (none without an election).
+	admin, err := client.FromFile(srv.AdminConfigPath())
+	if err != nil {
+		return nil, err
+	}
+	admin = admin.WithHeader(wire.FenceHeader, cp.fenceHeader)
+	var work []func(context.Context) error
+	syncStart, err := attachGitSync(srv, admin, opts.DataDir, opts.Repos, opts.Eval, log)
 	if err != nil {
 		return nil, err
 	}
 	if syncStart != nil {
-		cp.runners = append(cp.runners, syncStart)
+		work = append(work, syncStart)
 	}
 	if len(opts.RegistryAddrs) > 0 {
 		if cp.registry, err = newRegistry(opts.RegistryAddrs, opts.DataDir, srv, log); err != nil {
@@ -141,22 +166,24 @@ func build(opts Options, st store.Backend) (*ControlPlane, error) {
 		}
 		cp.runners = append(cp.runners, cp.registry.Start)
 	}
-	manager, err := newControllers(srv, opts.Nodes, reg, log)
+	manager, err := newControllers(admin, opts.Nodes, reg, log)
 	if err != nil {
 		return cp, err
 	}
-	cp.runners = append(cp.runners, manager.Start)
+	work = append(work, manager.Start)
+	if elector == nil {
+		cp.leading.Store(true)
+		cp.runners = append(cp.runners, work...)
+	} else {
+		cp.runners = append(cp.runners, cp.lead(elector, work))
+	}
 	return cp, nil
 }
 
 // newControllers builds the controllers and the scheduler on one manager
 // (one client, shared informers, the metrics registry); they talk to the
 // API like any other client.
-func newControllers(srv *apiserver.Server, nodes nodeController.DecideOptions, reg *prometheus.Registry, log *slog.Logger) (*reconcile.Manager, error) {
-	c, err := client.FromFile(srv.AdminConfigPath())
-	if err != nil {
-		return nil, err
-	}
+func newControllers(c *client.Client, nodes nodeController.DecideOptions, reg *prometheus.Registry, log *slog.Logger) (*reconcile.Manager, error) {
 	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg, Logger: log})
 	if err != nil {
 		return nil, err

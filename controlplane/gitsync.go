@@ -29,6 +29,15 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	if err != nil {
 		return nil, err
 	}
+	return attachGitSync(srv, c, dataDir, repos, eval, log)
+}
+
+// attachGitSync is AttachGitSync with the client the applier writes
+// through (the leader's, with its fence).
+func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
+	if len(repos) == 0 {
+		return nil, nil
+	}
 	urls := map[string]string{}
 	for _, r := range repos {
 		urls[r.Name] = gitsync.RedactURL(r.URL)

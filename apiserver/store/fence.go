@@ -33,3 +33,8 @@ func FenceFrom(ctx context.Context) (Fence, bool) {
 	f, ok := ctx.Value(fenceKey{}).(Fence)
 	return f, ok
 }
+
+// Prefix is the key prefix every key of the store starts with; the
+// control plane's leader election keeps its keys under it too (outside
+// the objects' and allocations' keys).
+func (s *Etcd) Prefix() string { return s.opts.Prefix }

@@ -112,7 +112,19 @@ func (e *Elector) Campaign(ctx context.Context) (*Term, error) {
 	}
 	el := concurrency.NewElection(sess, e.opts.Prefix)
 	e.opts.Logger.Info("campaigning for the leadership", "id", e.opts.ID, "ttl", e.opts.TTL)
-	if err := el.Campaign(ctx, e.opts.ID); err != nil {
+	// etcd's Campaign, when its context ends, withdraws with the client's
+	// context, which waits for etcd as long as the client lives: return
+	// at once instead, and let it finish (or end with the client).
+	won := make(chan error, 1)
+	go func() { won <- el.Campaign(ctx, e.opts.ID) }()
+	select {
+	case err = <-won:
+	case <-ctx.Done():
+		err = ctx.Err()
+		go func() { <-won; sess.Close() }()
+		return nil, fmt.Errorf("leader election: campaign: %w", err)
+	}
+	if err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("leader election: campaign: %w", err)
 	}

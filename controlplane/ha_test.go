@@ -1,0 +1,219 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/internal/etcdtest"
+)
+
+// haServer is one control plane of several on one etcd.
+type haServer struct {
+	cp     *ControlPlane
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (s *haServer) stop() error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	s.cancel = nil
+	err := <-s.done
+	s.cp.Close()
+	return err
+}
+
+// startServers runs n control planes on cluster, sharing the first one's
+// CA and token table as files (copied into the others' data directories
+// before they start).
+func startServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*haServer {
+	t.Helper()
+	var out []*haServer
+	var first string
+	for i := range n {
+		dir := filepath.Join(t.TempDir(), fmt.Sprintf("server-%d", i))
+		if i > 0 {
+			for _, f := range []string{"pki/ca.crt", "pki/ca.key", "tokens.json"} {
+				b, err := os.ReadFile(filepath.Join(first, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		cp, err := New(Options{
+			DataDir: dir,
+			API:     apiserver.Options{Listen: "127.0.0.1:0"},
+			Store:   StoreOptions{Backend: StoreEtcd, Etcd: store.EtcdOptions{Endpoints: cluster.Endpoints()}},
+			Leader:  LeaderOptions{TTL: 2 * time.Second, ID: fmt.Sprintf("server-%d", i)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = dir
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		s := &haServer{cp: cp, cancel: cancel, done: make(chan error, 1)}
+		go func() { s.done <- cp.Start(ctx) }()
+		t.Cleanup(func() {
+			if err := s.stop(); err != nil {
+				t.Errorf("server %d: %v", i, err)
+			}
+		})
+		out = append(out, s)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 60s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testApp(name string) *api.App {
+	app := api.KindApp.New().(*api.App)
+	app.Metadata = api.ObjectMeta{Name: name, App: name}
+	app.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: 1, Template: api.PodTemplate{
+		Containers: []api.Container{{Name: "web", Image: "example/web:v1"}}}}}}
+	return app
+}
+
+// Several servers on one etcd: every one serves the API, exactly one
+// leads (runs the controllers), and when it stops another leads within
+// the lease's TTL and its controllers work; the old term's writes are
+// refused.
+func TestSeveralServersOneLeader(t *testing.T) {
+	cluster, err := etcdtest.Start(t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close) // after the servers' (cleanups run last first)
+	servers := startServers(t, cluster, 3)
+	var cfg *client.Config
+	for i, s := range servers {
+		c, err := client.LoadConfig(s.cp.Server().AdminConfigPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			cfg = c
+		} else {
+			cfg.Servers = append(cfg.Servers, c.Server)
+		}
+	}
+	// Never two leaders at once, sampled all along.
+	var most atomic.Int32
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			n := int32(0)
+			for _, s := range servers {
+				if s.cp.Leading() {
+					n++
+				}
+			}
+			if n > most.Load() {
+				most.Store(n)
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	leaderOf := func() int {
+		for i, s := range servers {
+			if s.cp.Leading() {
+				return i
+			}
+		}
+		return -1
+	}
+	waitFor(t, "a leader", func() bool { return leaderOf() >= 0 })
+	ctx := t.Context()
+	// Each server answers with the same CA and admin token.
+	for _, u := range cfg.URLs() {
+		one := *cfg
+		one.Server, one.Servers = u, nil
+		c, err := client.New(&one)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "server "+u+" ready", func() bool { return c.Do(ctx, http.MethodGet, "/readyz", nil, nil) == nil })
+		if _, _, err := c.List(ctx, api.KindApp, client.ListOptions{}); err != nil {
+			t.Fatalf("list through %s: %v", u, err)
+		}
+	}
+	admin, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workloadOf := func(app string) func() bool {
+		return func() bool {
+			_, err := admin.Get(ctx, api.Key{Kind: api.KindWorkload, App: app, Name: "web"})
+			return err == nil
+		}
+	}
+	if _, err := admin.Create(ctx, testApp("one")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the leader's app controller makes app one's workload", workloadOf("one"))
+
+	first := leaderOf()
+	oldFence := servers[first].cp.fenceHeader()
+	if err := servers[first].stop(); err != nil {
+		t.Fatalf("stop the leader: %v", err)
+	}
+	waitFor(t, "a new leader", func() bool { i := leaderOf(); return i >= 0 && i != first })
+	if _, err := admin.Create(ctx, testApp("two")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new leader's app controller makes app two's workload", workloadOf("two"))
+
+	// A write under the old term (a paused leader waking up) is refused.
+	stale := admin.WithHeader(wire.FenceHeader, func() string { return oldFence })
+	if _, err := stale.Create(ctx, testApp("three")); !hasReason(err, wire.ReasonFenced) {
+		t.Fatalf("a write under the old term: %v, want 412 Fenced", err)
+	}
+	if _, err := admin.Get(ctx, api.Key{Kind: api.KindApp, App: "three", Name: "three"}); !client.IsNotFound(err) {
+		t.Fatalf("the fenced write was applied: %v", err)
+	}
+	close(stopSampling)
+	<-sampled
+	if n := most.Load(); n != 1 {
+		t.Fatalf("at most %d servers led at once, want 1", n)
+	}
+}
+
+func hasReason(err error, r wire.Reason) bool {
+	se, ok := err.(*client.StatusError)
+	return ok && se.Reason == r
+}
