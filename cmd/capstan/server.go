@@ -23,6 +23,7 @@ type serverFlags struct {
 	registryAddrs []string
 	limits        apiLimits
 	store         storeFlags
+	leader        leaderFlags
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -39,6 +40,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.nodes.EvictionTimeout, "pod-eviction-timeout", nodeController.DefaultEvictionTimeout, "pods of a NotReady node are replaced elsewhere this long after its last heartbeat")
 	f.limits.register(cmd.Flags())
 	f.store.register(cmd.Flags())
+	f.leader.register(cmd.Flags())
 }
 
 // options turns the flags into the control plane's Options.
@@ -58,6 +60,7 @@ func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
 	}
 	f.limits.apply(&o.API)
 	f.store.apply(&o.Store)
+	f.leader.apply(&o)
 	return o, nil
 }
 
