@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/internal/atomicfile"
 )
 
@@ -44,11 +47,17 @@ type Token struct {
 	Uses    int `json:"uses,omitempty"`
 }
 
-// Tokens is the token table, kept in a JSON file written atomically.
+// Tokens is the token table, kept in a JSON file written atomically, or,
+// for servers that share an etcd store, in a store document
+// (sharedtokens.go).
 type Tokens struct {
 	path string
-	mu   sync.RWMutex
-	byID map[string]Token
+	// shared, when set, keeps the table in the store instead of path;
+	// version is the document's version byID reflects.
+	shared  store.Documents
+	version int64
+	mu      sync.RWMutex
+	byID    map[string]Token
 	// newID draws a token ID (default: tokenIDBytes random bytes in hex).
 	newID func() string
 	// onRevoke run, under mu, when a token is deleted: the server ends
@@ -83,15 +92,51 @@ func openTokens(path string) (*Tokens, error) {
 	return t, nil
 }
 
-func (t *Tokens) saveLocked() error {
-	list := make([]Token, 0, len(t.byID))
-	for _, tok := range t.byID {
+// encodeTokens is the table's file and document format.
+func encodeTokens(m map[string]Token) ([]byte, error) {
+	list := make([]Token, 0, len(m))
+	for _, tok := range m {
 		list = append(list, tok)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	data, err := json.MarshalIndent(list, "", "  ")
+	return json.MarshalIndent(list, "", "  ")
+}
+
+// updateLocked runs fn on a copy of the table and keeps the copy once it
+// is saved. A shared table that another server changed first is read
+// again and fn runs again on it (fn must not have effects beyond m).
+func (t *Tokens) updateLocked(fn func(m map[string]Token) error) error {
+	for attempt := 0; ; attempt++ {
+		m := maps.Clone(t.byID)
+		if err := fn(m); err != nil {
+			return err
+		}
+		err := t.saveLocked(m)
+		if err == nil {
+			t.byID = m
+			return nil
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt == 16 {
+			return fmt.Errorf("save tokens: %w", err)
+		}
+		if err := t.reloadLocked(context.Background()); err != nil {
+			return err
+		}
+	}
+}
+
+func (t *Tokens) saveLocked(m map[string]Token) error {
+	data, err := encodeTokens(m)
 	if err != nil {
 		return err
+	}
+	if t.shared != nil {
+		v, err := t.shared.PutDocument(context.Background(), tokensDocument, data, t.version)
+		if err != nil {
+			return err
+		}
+		t.version = v
+		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(t.path), 0o700); err != nil {
 		return err
@@ -120,15 +165,20 @@ func (t *Tokens) Create(role, description string, ttl time.Duration, now time.Ti
 func (t *Tokens) Revoke(id string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.byID[id]; !ok {
-		return fmt.Errorf("token %s: not found", id)
+	err := t.updateLocked(func(m map[string]Token) error {
+		if _, ok := m[id]; !ok {
+			return fmt.Errorf("token %s: not found", id)
+		}
+		delete(m, id)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	delete(t.byID, id)
-	err := t.saveLocked()
 	for _, f := range t.onRevoke {
 		f(id)
 	}
-	return err
+	return nil
 }
 
 // expiry returns when token id expires (zero: never) and whether it
@@ -162,6 +212,11 @@ func (t *Tokens) Authenticate(bearer string, now time.Time) (string, error) {
 	t.mu.RLock()
 	tok, found := t.byID[id]
 	t.mu.RUnlock()
+	if !found && t.shared != nil {
+		// Made on another server a moment ago, before its change reached
+		// this one: read the table once.
+		tok, found = t.fresh(id)
+	}
 	if !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1 {
 		return "", errors.New("unknown or revoked token")
 	}

@@ -45,19 +45,21 @@ func (t *Tokens) create(tok Token, ttl time.Duration, now time.Time) (string, To
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for range 4 {
-		tok.ID = t.newID()
-		if _, taken := t.byID[tok.ID]; !taken {
-			break
+	err := t.updateLocked(func(m map[string]Token) error {
+		for range 4 {
+			tok.ID = t.newID()
+			if _, taken := m[tok.ID]; !taken {
+				break
+			}
 		}
-	}
-	if _, taken := t.byID[tok.ID]; taken {
-		return "", Token{}, errorf(http.StatusServiceUnavailable, wire.ReasonServiceUnavailable, errTokenIDCollision)
-	}
-	t.byID[tok.ID] = tok
-	if err := t.saveLocked(); err != nil {
-		delete(t.byID, tok.ID)
-		return "", Token{}, fmt.Errorf("save tokens: %w", err)
+		if _, taken := m[tok.ID]; taken {
+			return errorf(http.StatusServiceUnavailable, wire.ReasonServiceUnavailable, errTokenIDCollision)
+		}
+		m[tok.ID] = tok
+		return nil
+	})
+	if err != nil {
+		return "", Token{}, err
 	}
 	return tok.ID + "." + secret, tok, nil
 }
@@ -69,25 +71,22 @@ func (t *Tokens) useJoin(bearer string, now time.Time) error {
 	id, secret, _ := strings.Cut(bearer, ".")
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tok, found := t.byID[id]
-	switch {
-	case !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1:
-		return errors.New("unknown or revoked token")
-	case tok.Role != RoleJoin:
-		return fmt.Errorf("role %s is not a join token", tok.Role)
-	case !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt):
-		return fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339))
-	case tok.usedUp():
-		return fmt.Errorf("token %s: %w: it let in %d nodes, its limit", id, errTokenUsedUp, tok.Uses)
-	}
-	tok.Uses++
-	t.byID[id] = tok
-	if err := t.saveLocked(); err != nil {
-		tok.Uses--
-		t.byID[id] = tok
-		return fmt.Errorf("save tokens: %w", err)
-	}
-	return nil
+	return t.updateLocked(func(m map[string]Token) error {
+		tok, found := m[id]
+		switch {
+		case !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1:
+			return errors.New("unknown or revoked token")
+		case tok.Role != RoleJoin:
+			return fmt.Errorf("role %s is not a join token", tok.Role)
+		case !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt):
+			return fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339))
+		case tok.usedUp():
+			return fmt.Errorf("token %s: %w: it let in %d nodes, its limit", id, errTokenUsedUp, tok.Uses)
+		}
+		tok.Uses++
+		m[id] = tok
+		return nil
+	})
 }
 
 // nodeCredentials returns the IDs of the tokens that act as node.

@@ -187,7 +187,13 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := openTokens(filepath.Join(opts.DataDir, "tokens.json"))
+	var tokens *Tokens
+	if docs, ok := opts.Store.(store.Documents); ok {
+		// Servers sharing the store share the token table too.
+		tokens, err = openSharedTokens(context.Background(), docs, filepath.Join(opts.DataDir, "tokens.json"))
+	} else {
+		tokens, err = openTokens(filepath.Join(opts.DataDir, "tokens.json"))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -339,6 +345,7 @@ func (s *Server) Start(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(s.ln, "", "") }()
 	go s.reapEvents(ctx)
+	go s.tokens.follow(ctx)
 	s.ready.Store(true)
 	s.opts.Logger.Info("API server listening", "url", s.URL())
 	select {

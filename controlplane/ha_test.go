@@ -6,16 +6,20 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/backup"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/etcdtest"
+	bolt "go.etcd.io/bbolt"
 )
 
 // haServer is one control plane of several on one etcd.
@@ -37,8 +41,8 @@ func (s *haServer) stop() error {
 }
 
 // startServers runs n control planes on cluster, sharing the first one's
-// CA and token table as files (copied into the others' data directories
-// before they start).
+// CA as files (copied into the others' data directories before they
+// start); the tokens they share through the store.
 func startServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*haServer {
 	t.Helper()
 	var out []*haServer
@@ -46,7 +50,7 @@ func startServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*haServer {
 	for i := range n {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("server-%d", i))
 		if i > 0 {
-			for _, f := range []string{"pki/ca.crt", "pki/ca.key", "tokens.json"} {
+			for _, f := range []string{"pki/ca.crt", "pki/ca.key"} {
 				b, err := os.ReadFile(filepath.Join(first, f))
 				if err != nil {
 					t.Fatal(err)
@@ -216,4 +220,133 @@ func TestSeveralServersOneLeader(t *testing.T) {
 func hasReason(err error, r wire.Reason) bool {
 	se, ok := err.(*client.StatusError)
 	return ok && se.Reason == r
+}
+
+// Servers on one store share the token table: a token made on one works
+// on the others (a join too, and its uses count across servers), and one
+// revoked on one stops working on all.
+func TestTokensSharedAcrossServers(t *testing.T) {
+	cluster, err := etcdtest.Start(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	servers := startServers(t, cluster, 2)
+	ctx := t.Context()
+	a, b := servers[0].cp.Server(), servers[1].cp.Server()
+	cfgA, err := client.LoadConfig(a.AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A's admin token on B.
+	onB := *cfgA
+	onB.Server = b.URL()
+	adminB, err := client.New(&onB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "server B ready", func() bool { return adminB.Do(ctx, http.MethodGet, "/readyz", nil, nil) == nil })
+	if _, _, err := adminB.List(ctx, api.KindNode, client.ListOptions{}); err != nil {
+		t.Fatalf("server A's admin token on server B: %v", err)
+	}
+	// A one-use join token made on A lets one node in through B, and no
+	// second one through A.
+	adminA, err := client.New(cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var made wire.CreateTokenResponse
+	if err := adminA.Do(ctx, http.MethodPost, "/tokens", wire.CreateTokenRequest{Role: apiserver.RoleJoin, Uses: 1, TTL: time.Hour}, &made); err != nil {
+		t.Fatal(err)
+	}
+	join := made.Token
+	if _, err := client.Join(ctx, b.URL(), join, "n1"); err != nil {
+		t.Fatalf("join through B with a token made on A: %v", err)
+	}
+	if _, err := client.Join(ctx, a.URL(), join, "n2"); err == nil {
+		t.Fatal("a one-use join token let a second node in through the other server")
+	}
+	// A viewer token revoked on B stops working on A.
+	tok, created, err := a.Tokens().Create(apiserver.RoleViewer, "short-lived", 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewerA := *cfgA
+	viewerA.Token = tok
+	va, err := client.New(&viewerA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := va.List(ctx, api.KindNode, client.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the viewer token known on B", func() bool {
+		for _, tk := range b.Tokens().List() {
+			if tk.ID == created.ID {
+				return true
+			}
+		}
+		return false
+	})
+	if err := b.Tokens().Revoke(created.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the token revoked on B refused on A", func() bool {
+		_, _, err := va.List(ctx, api.KindNode, client.ListOptions{})
+		return err != nil && strings.Contains(err.Error(), "revoked")
+	})
+}
+
+// A backup of a control plane on etcd holds etcd's snapshot (a bbolt file
+// with etcd's key bucket, the cluster's objects in it) and the PKI.
+func TestBackupOnEtcd(t *testing.T) {
+	cluster, err := etcdtest.Start(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	s := startServers(t, cluster, 1)[0]
+	ctx := t.Context()
+	admin, err := client.FromFile(s.cp.Server().AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ready", func() bool { return admin.Do(ctx, http.MethodGet, "/readyz", nil, nil) == nil })
+	if _, err := admin.Create(ctx, testApp("kept")); err != nil {
+		t.Fatal(err)
+	}
+	body, err := admin.Backup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	dir := filepath.Join(t.TempDir(), "restored")
+	m, err := backup.Restore(body, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Store != "etcd" || m.Revision == 0 || !slices.Contains(m.Files, "pki/ca.key") {
+		t.Fatalf("manifest = %+v", m)
+	}
+	db, err := bolt.Open(filepath.Join(dir, backup.StoreFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatalf("the snapshot is not an etcd database: %v", err)
+	}
+	defer db.Close()
+	found := false
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("key"))
+		if b == nil {
+			return fmt.Errorf("no key bucket")
+		}
+		return b.ForEach(func(_, v []byte) error {
+			if strings.Contains(string(v), "/capstan/objects/apps/kept/kept") {
+				found = true
+			}
+			return nil
+		})
+	})
+	if err != nil || !found {
+		t.Fatalf("the snapshot does not hold app kept: %v", err)
+	}
 }

@@ -182,6 +182,13 @@ backup list again instead of resuming in a history the restore replaced
 			if err != nil {
 				return err
 			}
+			if m.Store == "etcd" {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "restored the CA, keys and tokens into %s; the store is an etcd snapshot (revision %d or later): restore it into a new etcd cluster with\n"+
+					"  etcdutl snapshot restore %s --bump-revision %d --mark-compacted --data-dir ETCD_DATA_DIR ...\n"+
+					"then start the servers with --store etcd, the first with --data-dir %s\n",
+					dataDir, m.Revision, filepath.Join(dataDir, backup.StoreFile), bump, dataDir)
+				return err
+			}
 			if err := prepareRestoredStore(dataDir, m, bump); err != nil {
 				// The directory was empty or missing: leave it so.
 				if rmErr := os.RemoveAll(dataDir); rmErr != nil {

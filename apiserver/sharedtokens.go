@@ -1,0 +1,112 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/capstanhq/capstan/apiserver/store"
+)
+
+// tokensDocument names the token table among the store's documents.
+const tokensDocument = "tokens"
+
+// openSharedTokens returns the token table kept in docs, for servers that
+// share a store, so that a token made on one works on all and a revoked
+// one stops on all. The first server to start there seeds the table from
+// its tokens.json (path), when it has one.
+func openSharedTokens(ctx context.Context, docs store.Documents, path string) (*Tokens, error) {
+	local, err := openTokens(path)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tokens{path: path, shared: docs, byID: map[string]Token{}, newID: local.newID}
+	if err := t.reloadLocked(ctx); err != nil {
+		return nil, err
+	}
+	if t.version == 0 && len(local.byID) > 0 {
+		if err := t.saveLocked(local.byID); err == nil {
+			t.byID = local.byID
+		} else if err := t.reloadLocked(ctx); err != nil { // another server seeded it first
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// reloadLocked reads the shared table.
+func (t *Tokens) reloadLocked(ctx context.Context) error {
+	data, version, err := t.shared.Document(ctx, tokensDocument)
+	if err != nil {
+		return fmt.Errorf("read the shared token table: %w", err)
+	}
+	m, err := decodeTokens(data)
+	if err != nil {
+		return err
+	}
+	t.replaceLocked(m, version)
+	return nil
+}
+
+// replaceLocked installs version of the shared table; the streams of the
+// tokens it no longer has (revoked on another server) end.
+func (t *Tokens) replaceLocked(m map[string]Token, version int64) {
+	old := t.byID
+	t.byID, t.version = m, version
+	for id := range old {
+		if _, ok := m[id]; !ok {
+			for _, f := range t.onRevoke {
+				f(id)
+			}
+		}
+	}
+}
+
+func decodeTokens(data []byte) (map[string]Token, error) {
+	m := map[string]Token{}
+	if len(data) == 0 {
+		return m, nil
+	}
+	var list []Token
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("the shared token table: %w", err)
+	}
+	for _, tok := range list {
+		m[tok.ID] = tok
+	}
+	return m, nil
+}
+
+// fresh reads the shared table again and returns token id from it.
+func (t *Tokens) fresh(id string) (Token, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.reloadLocked(context.Background()); err != nil {
+		return Token{}, false
+	}
+	tok, ok := t.byID[id]
+	return tok, ok
+}
+
+// follow keeps a shared table in step with the other servers' changes
+// until ctx ends; the streams of tokens revoked elsewhere end here too.
+func (t *Tokens) follow(ctx context.Context) {
+	if t.shared == nil {
+		return
+	}
+	t.mu.RLock()
+	after := t.version
+	t.mu.RUnlock()
+	t.shared.WatchDocument(ctx, tokensDocument, after, func(data []byte, version int64) {
+		m, err := decodeTokens(data)
+		if err != nil {
+			return
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if version <= t.version {
+			return // this server's own write, or older
+		}
+		t.replaceLocked(m, version)
+	})
+}
