@@ -350,3 +350,43 @@ func TestBackupOnEtcd(t *testing.T) {
 		t.Fatalf("the snapshot does not hold app kept: %v", err)
 	}
 }
+
+// On etcd the steps of a transaction share its revision: an informer gets
+// every one of them, also when its watch resumes in the middle of one.
+func TestInformerSeesEveryStepOfATransaction(t *testing.T) {
+	cluster, err := etcdtest.Start(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	s := startServers(t, cluster, 1)[0]
+	ctx := t.Context()
+	admin, err := client.FromFile(s.cp.Server().AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ready", func() bool { return admin.Do(ctx, http.MethodGet, "/readyz", nil, nil) == nil })
+	inf := client.NewInformer(admin, api.KindPod, client.ListOptions{App: "txn"}, nil)
+	ictx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- inf.Start(ictx) }()
+	defer func() { cancel(); <-done }()
+	if err := inf.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ops []client.TxnOp
+	for i := range 3 {
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: fmt.Sprintf("p%d", i), App: "txn"}
+		p.Spec.Containers = []api.Container{{Name: "c", Image: "example/c:v1"}}
+		ops = append(ops, wire.CreateOp(p))
+	}
+	out, err := admin.Txn(ctx, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Meta().ResourceVersion != out[2].Meta().ResourceVersion {
+		t.Fatalf("the steps have revisions %d and %d: not one etcd transaction", out[0].Meta().ResourceVersion, out[2].Meta().ResourceVersion)
+	}
+	waitFor(t, "the informer has the three pods of the transaction", func() bool { return len(inf.List()) == 3 })
+}

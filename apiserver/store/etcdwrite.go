@@ -366,25 +366,32 @@ func unwrapSingle(err error) error {
 // Txn applies every op or none, in one etcd transaction: every object it
 // writes gets the transaction's revision.
 func (s *Etcd) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
-	want := make([]int64, len(ops))
+	// A run that loses a race runs again, on the objects as the caller
+	// sent them: the hooks of a lost run may have written into them (an
+	// allocation the winner has taken since), so each run after the first
+	// works on a fresh copy.
+	sent := make([]api.Object, len(ops))
 	for i, op := range ops {
 		if op.Object != nil {
-			want[i] = op.Object.Meta().ResourceVersion
+			sent[i] = api.Clone(op.Object)
 		}
 	}
 	var out []api.Object
+	runs := 0
 	rev, err := s.write(ctx, func(tx *etcdTx) error {
 		out = make([]api.Object, len(ops))
+		runs++
 		for i, op := range ops {
-			if op.Object != nil { // a re-run compares what the caller sent
-				op.Object.Meta().ResourceVersion = want[i]
+			obj := op.Object
+			if obj != nil && runs > 1 {
+				obj = api.Clone(sent[i])
 			}
 			var err error
 			switch op.Type {
 			case OpCreate:
-				out[i], err = tx.create(op.Object)
+				out[i], err = tx.create(obj)
 			case OpUpdate:
-				out[i], err = tx.update(op.Object)
+				out[i], err = tx.update(obj)
 			case OpDelete:
 				out[i], err = tx.delete(op.Key, op.ResourceVersion)
 			case OpModify:
