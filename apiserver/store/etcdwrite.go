@@ -33,6 +33,12 @@ type etcdTx struct {
 	reads  map[string]*mvccpb.KeyValue
 	writes map[string]*string
 	order  []string
+	// known holds values read by the previous run's failed commit (nil:
+	// missing), used instead of reading again; a first run of a create
+	// assumes its key is missing (see create).
+	known map[string]*mvccpb.KeyValue
+	// first: the write's first run.
+	first bool
 	// err is the first read error seen where Allocations cannot return it.
 	err error
 }
@@ -48,6 +54,11 @@ func (tx *etcdTx) get(key string) (string, bool, error) {
 	}
 	kv, ok := tx.reads[key]
 	if !ok {
+		kv, ok = tx.known[key]
+	}
+	if ok {
+		tx.reads[key] = kv
+	} else {
 		resp, err := tx.s.cli.Get(tx.ctx, key)
 		if err != nil {
 			return "", false, fmt.Errorf("read %s: %w", key, tx.s.err(err))
@@ -79,11 +90,16 @@ func (tx *etcdTx) set(key string, v *string) {
 }
 
 // commit applies the buffered writes if nothing read has changed; false
-// when something has (run again).
+// when something has (run again). A failed commit reads the keys back in
+// the same round trip, for the next run.
 func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 	cmps := make([]clientv3.Cmp, 0, len(tx.reads))
+	keys := make([]string, 0, len(tx.reads))
+	gets := make([]clientv3.Op, 0, len(tx.reads))
 	for k := range tx.reads {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", tx.modRevision(k)))
+		keys = append(keys, k)
+		gets = append(gets, clientv3.OpGet(k))
 	}
 	ops := make([]clientv3.Op, 0, len(tx.order))
 	for _, k := range tx.order {
@@ -93,9 +109,19 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 			ops = append(ops, clientv3.OpDelete(k))
 		}
 	}
-	resp, err := tx.s.cli.Txn(tx.ctx).If(cmps...).Then(ops...).Commit()
+	resp, err := tx.s.cli.Txn(tx.ctx).If(cmps...).Then(ops...).Else(gets...).Commit()
 	if err != nil {
 		return nil, false, fmt.Errorf("commit: %w", tx.s.err(err))
+	}
+	if !resp.Succeeded {
+		tx.known = make(map[string]*mvccpb.KeyValue, len(keys))
+		for i, r := range resp.Responses {
+			var kv *mvccpb.KeyValue
+			if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+				kv = kvs[0]
+			}
+			tx.known[keys[i]] = kv
+		}
 	}
 	return resp, resp.Succeeded, nil
 }
@@ -122,14 +148,15 @@ func (a etcdAllocations) Delete(key string) error {
 // write runs fn until its transaction commits and returns the revision
 // it committed at. fn may run more than once, each time on fresh reads.
 func (s *Etcd) write(ctx context.Context, fn func(tx *etcdTx) error) (int64, error) {
-	for {
+	var known map[string]*mvccpb.KeyValue
+	for run := 0; ; run++ {
 		if err := s.checkOpen(); err != nil {
 			return 0, err
 		}
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		tx := &etcdTx{s: s, ctx: ctx, now: s.opts.Now(), reads: map[string]*mvccpb.KeyValue{}, writes: map[string]*string{}}
+		tx := &etcdTx{s: s, ctx: ctx, now: s.opts.Now(), reads: map[string]*mvccpb.KeyValue{}, writes: map[string]*string{}, known: known, first: run == 0}
 		err := fn(tx)
 		if tx.err != nil {
 			return 0, tx.err // a failed read may have misled fn
@@ -145,6 +172,7 @@ func (s *Etcd) write(ctx context.Context, fn func(tx *etcdTx) error) (int64, err
 			s.seen(resp.Header.Revision)
 			return resp.Header.Revision, nil
 		}
+		known = tx.known
 	}
 }
 
@@ -198,6 +226,15 @@ func (tx *etcdTx) put(obj api.Object) error {
 
 func (tx *etcdTx) create(obj api.Object) (api.Object, error) {
 	k := api.KeyOf(obj)
+	if tx.first && k.Kind.Valid() {
+		// Assume the key is free, saving a round trip: when it is not,
+		// the commit fails and brings the stored value for the next run,
+		// which then answers ErrExists.
+		key := tx.s.objectKey(k)
+		if _, read := tx.reads[key]; !read {
+			tx.reads[key] = nil
+		}
+	}
 	old, _, err := tx.read(k)
 	if err != nil {
 		return nil, err
