@@ -220,8 +220,13 @@ func (s *Etcd) err(err error) error {
 		return ErrClosed
 	default:
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return err
+	case errors.Is(err, rpctypes.ErrTooManyOps):
+		return fmt.Errorf("etcd: %w (a transaction of many objects: start the etcd members with a larger --max-txn-ops, see docs/ha.md)", err)
+	case errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return fmt.Errorf("etcd: %w (start the etcd members with a larger --max-request-bytes, see docs/ha.md)", err)
 	}
 	return fmt.Errorf("etcd: %w", err)
 }

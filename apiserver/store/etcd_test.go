@@ -409,3 +409,50 @@ func TestEtcdProgressWaitsForTheWholeTransaction(t *testing.T) {
 		return ok && got >= rev
 	})
 }
+
+// Two of three members down: writes fail with an error instead of
+// hanging past their deadline, an open watch ends (it requires a leader)
+// instead of going quiet, and writes work again once a quorum is back.
+func TestEtcdQuorumLost(t *testing.T) {
+	restoreCluster(t)
+	ctx := t.Context()
+	s := openEtcdTest(t, Options{})
+	w, err := s.Watch(ctx, WatchOptions{Since: s.Revision()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, testPod("shop", "before", "")); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, w, 1)
+	testCluster.Members[0].Stop()
+	testCluster.Members[1].Stop()
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = s.Create(cctx, testPod("shop", "without-quorum", ""))
+	cancel()
+	if err == nil {
+		t.Fatal("a write without a quorum succeeded")
+	}
+	select {
+	case _, ok := <-w.C:
+		for ok {
+			_, ok = <-w.C
+		}
+		if w.Err() == nil {
+			t.Fatal("the watch ended without an error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch went on without a leader")
+	}
+	for _, m := range testCluster.Members[:2] {
+		if err := m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "a write with the quorum back", func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := s.Create(cctx, testPod("shop", fmt.Sprintf("after-%d", time.Now().UnixNano()), ""))
+		return err == nil
+	})
+}

@@ -83,6 +83,9 @@ func Start(dir string, n int) (*Cluster, error) {
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*au}
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.WatchProgressNotifyInterval = 5 * time.Second
+		// As docs/ha.md tells operators to run etcd for Capstan.
+		cfg.MaxTxnOps = 10000
+		cfg.MaxRequestBytes = 16 << 20
 		m.cfg = cfg
 	}
 	// Members wait for each other: start them together.
