@@ -35,7 +35,9 @@ func (s *Etcd) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	if opts.Since < cur {
 		// A read at the first revision wanted fails when etcd has
 		// compacted it: say so now, as Bolt does.
-		_, err := s.cli.Get(ctx, s.opts.Prefix, clientv3.WithCountOnly(), clientv3.WithRev(opts.Since+1))
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		_, err := s.cli.Get(rctx, s.opts.Prefix, clientv3.WithCountOnly(), clientv3.WithRev(opts.Since+1))
+		cancel()
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			return nil, fmt.Errorf("watch from revision %d: %w", opts.Since, ErrCompacted)
 		}

@@ -59,7 +59,9 @@ func (tx *etcdTx) get(key string) (string, bool, error) {
 	if ok {
 		tx.reads[key] = kv
 	} else {
-		resp, err := tx.s.cli.Get(tx.ctx, key)
+		rctx, cancel := context.WithTimeout(tx.ctx, tx.s.opts.RequestTimeout)
+		resp, err := tx.s.cli.Get(rctx, key)
+		cancel()
 		if err != nil {
 			return "", false, fmt.Errorf("read %s: %w", key, tx.s.err(err))
 		}
@@ -109,7 +111,9 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 			ops = append(ops, clientv3.OpDelete(k))
 		}
 	}
-	resp, err := tx.s.cli.Txn(tx.ctx).If(cmps...).Then(ops...).Else(gets...).Commit()
+	rctx, cancel := context.WithTimeout(tx.ctx, tx.s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := tx.s.cli.Txn(rctx).If(cmps...).Then(ops...).Else(gets...).Commit()
 	if err != nil {
 		return nil, false, fmt.Errorf("commit: %w", tx.s.err(err))
 	}
