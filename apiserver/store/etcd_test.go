@@ -459,3 +459,40 @@ func TestEtcdQuorumLost(t *testing.T) {
 		return err == nil
 	})
 }
+
+// Start compacts etcd's history each interval up to the revision it saw
+// an interval before: a watch from before that is refused, one from after
+// it works.
+func TestEtcdStartCompacts(t *testing.T) {
+	ctx := t.Context()
+	prefix := openEtcdTest(t, Options{}).opts.Prefix
+	s, err := OpenEtcd(ctx, EtcdOptions{Endpoints: testCluster.Endpoints(), Prefix: prefix, CompactInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := s.Revision()
+	for i := range 3 {
+		if _, err := s.Create(ctx, testPod("shop", fmt.Sprintf("p-%d", i), "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Start(sctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitUntil(t, "the history before the writes to be compacted", func() bool {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel() // not compacted yet: drop this watch
+		_, err := s.Watch(wctx, WatchOptions{Since: base})
+		return errors.Is(err, ErrCompacted)
+	})
+	if _, err := s.Watch(ctx, WatchOptions{Since: s.Revision()}); err != nil {
+		t.Fatalf("watch from the current revision: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -149,7 +150,16 @@ func (ew *etcdWatch) event(ev *clientv3.Event) (*Event, bool) {
 	case ev.Type == mvccpb.DELETE:
 		e.Type = Deleted
 		if ev.PrevKv == nil {
-			return nil, false // compacted away: nothing to say what it was
+			// The last value is compacted away: the event still says
+			// which object went.
+			obj := k.Kind.New()
+			obj.Meta().Name, obj.Meta().App, obj.Meta().ResourceVersion = k.Name, k.App, e.Rev
+			data, err := json.Marshal(obj)
+			if err != nil {
+				return nil, false
+			}
+			e.Object = data
+			return e, true
 		}
 		v = ev.PrevKv.Value
 	case ev.IsCreate():
