@@ -13,16 +13,23 @@ import (
 )
 
 // slotHooks give each service one of a few slots through Allocations, as
-// the API server's allocator gives VIPs: the first free slot, released
-// on delete.
+// the API server's allocator gives VIPs: the slot it asks for when it is
+// free, else the first free slot; released on delete.
 type slotHooks struct{ slots int }
 
 func (h slotHooks) BeforeCreate(tx Allocations, obj api.Object) error {
+	owner := api.KeyOf(obj).String()
+	if want := obj.Meta().Annotations["slot"]; want != "" {
+		if holder, taken := tx.Get("slot/" + want); taken && holder != owner {
+			return fmt.Errorf("slot %s is taken by %s", want, holder)
+		}
+		return tx.Put("slot/"+want, owner)
+	}
 	for i := range h.slots {
 		k := "slot/" + strconv.Itoa(i)
 		if _, taken := tx.Get(k); !taken {
 			obj.Meta().Annotations = map[string]string{"slot": strconv.Itoa(i)}
-			return tx.Put(k, api.KeyOf(obj).String())
+			return tx.Put(k, owner)
 		}
 	}
 	return errors.New("no free slot")
@@ -40,7 +47,9 @@ func testService(name string) *api.Service {
 
 // Two servers on one etcd racing for allocations never hand one out
 // twice: the allocation is read and written in the create's transaction,
-// which commits only if no key it read has changed.
+// which commits only if no key it read has changed. The loser runs again
+// on the object as it was sent (its re-run once asked for the slot the
+// lost run had picked, and failed: "taken").
 func TestEtcdAllocationsAcrossServers(t *testing.T) {
 	ctx := t.Context()
 	const slots = 16

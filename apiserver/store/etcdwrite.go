@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -390,26 +391,39 @@ func unwrapSingle(err error) error {
 
 // Txn applies every op or none, in one etcd transaction: every object it
 // writes gets the transaction's revision.
+//
+// A run that loses a race runs again on a fresh copy of each object as
+// the caller sent it: the hooks change the object (a VIP allocated in
+// the lost run), and a re-run on the changed object would ask for the
+// address the winner took.
 func (s *Etcd) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
-	want := make([]int64, len(ops))
+	sent := make([][]byte, len(ops))
 	for i, op := range ops {
 		if op.Object != nil {
-			want[i] = op.Object.Meta().ResourceVersion
+			data, err := json.Marshal(op.Object)
+			if err != nil {
+				return nil, &TxnError{Index: i, Err: fmt.Errorf("encode %s: %w", api.KeyOf(op.Object), err)}
+			}
+			sent[i] = data
 		}
 	}
 	var out []api.Object
 	rev, err := s.write(ctx, func(tx *etcdTx) error {
 		out = make([]api.Object, len(ops))
 		for i, op := range ops {
-			if op.Object != nil { // a re-run compares what the caller sent
-				op.Object.Meta().ResourceVersion = want[i]
+			obj := op.Object
+			if obj != nil && !tx.first {
+				var err error
+				if obj, err = api.Decode(api.KeyOf(op.Object).Kind, sent[i]); err != nil {
+					return &TxnError{Index: i, Err: err}
+				}
 			}
 			var err error
 			switch op.Type {
 			case OpCreate:
-				out[i], err = tx.create(op.Object)
+				out[i], err = tx.create(obj)
 			case OpUpdate:
-				out[i], err = tx.update(op.Object)
+				out[i], err = tx.update(obj)
 			case OpDelete:
 				out[i], err = tx.delete(op.Key, op.ResourceVersion)
 			case OpModify:
