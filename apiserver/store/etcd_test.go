@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/internal/etcdtest"
 )
 
 // slotHooks give each service one of a few slots through Allocations, as
@@ -503,5 +504,32 @@ func TestEtcdStartCompacts(t *testing.T) {
 	})
 	if _, err := s.Watch(ctx, WatchOptions{Since: s.Revision()}); err != nil {
 		t.Fatalf("watch from the current revision: %v", err)
+	}
+}
+
+// An idle watch from revision 0 (a fresh cluster, nothing of its kind
+// written) can still say how far it is: Progress waits for etcd's
+// progress notification instead of answering "don't know" until an event
+// comes, so the API's end-of-lifetime bookmark is sent.
+func TestEtcdProgressOfAnIdleWatch(t *testing.T) {
+	cluster, err := etcdtest.Start(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx := t.Context()
+	s, err := OpenEtcd(ctx, EtcdOptions{Endpoints: cluster.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := s.Revision()
+	rev, ok := w.Progress()
+	if !ok || rev < cur {
+		t.Fatalf("progress of an idle watch: %d, %v; want at least %d", rev, ok, cur)
 	}
 }
