@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -51,8 +52,22 @@ type Member struct {
 }
 
 // Start runs an n-member cluster with its data under dir and waits until
-// it has a leader.
+// it has a leader. The ports are picked free and then released for etcd
+// to bind, so another process may take one meanwhile: Start then tries
+// again on new ports (three times).
 func Start(dir string, n int) (*Cluster, error) {
+	var err error
+	for attempt := range 3 {
+		var c *Cluster
+		c, err = start(filepath.Join(dir, fmt.Sprintf("try%d", attempt)), n)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+			return c, err
+		}
+	}
+	return nil, err
+}
+
+func start(dir string, n int) (*Cluster, error) {
 	c := &Cluster{dir: dir}
 	peers := make([]string, n)
 	for i := range n {
