@@ -12,9 +12,11 @@ import (
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/forge"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/schema/sandbox"
+	"golang.org/x/sync/errgroup"
 )
 
 // AttachGitSync wires the syncer and its applier into srv: the webhook
@@ -37,7 +39,13 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	if err != nil {
 		return nil, err
 	}
-	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync")})
+	// The forge component (pull-request plans, commit statuses) gets the
+	// pull-request webhooks gitsync authenticates.
+	fg, err := forge.New(forge.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "forge"), Eval: eval, Logger: log.With("component", "forge")})
+	if err != nil {
+		return nil, err
+	}
+	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync"), OnHook: fg.HandleHook})
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +58,13 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	}
 	return func(ctx context.Context) error {
 		defer ap.Close() // stops the evaluation processes
-		return syncer.Start(ctx)
+		if !fg.Enabled() {
+			return syncer.Start(ctx)
+		}
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return syncer.Start(ctx) })
+		g.Go(func() error { return fg.Start(ctx) })
+		return g.Wait()
 	}, nil
 }
 
