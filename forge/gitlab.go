@@ -32,9 +32,11 @@ func newGitLab(apiURL, project, token string, hc *http.Client, now func() time.T
 	return &gitLab{c: c, project: project, now: now}, nil
 }
 
-func (g *gitLab) Kind() string              { return "gitlab" }
-func (g *gitLab) CommentLimit() int         { return GitLabCommentLimit }
-func (g *gitLab) HeadRef(number int) string { return fmt.Sprintf("refs/merge-requests/%d/head", number) }
+func (g *gitLab) Kind() string      { return "gitlab" }
+func (g *gitLab) CommentLimit() int { return GitLabCommentLimit }
+func (g *gitLab) HeadRef(number int) string {
+	return fmt.Sprintf("refs/merge-requests/%d/head", number)
+}
 
 func (g *gitLab) fail(call string, resp *gitlab.Response, err error) error {
 	var hr *http.Response
