@@ -46,7 +46,8 @@ func FetchRefs(ctx context.Context, cfg RepoConfig, dir string, refspecs ...stri
 	if kind, local := classifyURL(url); kind == transportLocal {
 		url = local
 	}
-	err = r.FetchContext(ctx, &git.FetchOptions{RemoteURL: url, RefSpecs: specs, Auth: auth, Tags: git.NoTags, Force: true, CABundle: caBundle(cfg)})
+	remote := git.NewRemote(r.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{url}})
+	err = remote.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: specs, Auth: auth, Tags: git.NoTags, Force: true, CABundle: caBundle(cfg)})
 	var noRef git.NoMatchingRefSpecError
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
@@ -58,7 +59,6 @@ func FetchRefs(ctx context.Context, cfg RepoConfig, dir string, refspecs ...stri
 	}
 	// go-git's transports hand "reference not found" back as text only:
 	// the remote's own list says whether a ref asked for is missing.
-	remote := git.NewRemote(nil, &config.RemoteConfig{Name: "origin", URLs: []string{url}})
 	refs, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: auth, CABundle: caBundle(cfg)})
 	if listErr == nil {
 		for _, s := range specs {
