@@ -120,7 +120,7 @@ func CommentBody(in CommentInput) string {
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Truncate cuts a Markdown body to at most limit bytes (a byte count is
-// never below the character count forges limit), at a line end, closing
+// never below the character count forges limit; 0 is no limit), at a line end, closing
 // an open code fence and <details> section, and appends note. A body
 // within the limit is returned as is.
 func Truncate(body string, limit int, note string) string {
