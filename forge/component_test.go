@@ -140,7 +140,7 @@ func setCordon(t testing.TB, c *client.Client, name string, on bool) {
 }
 
 type prFlow struct {
-	t       *testing.T
+	t       testing.TB
 	kind    string
 	bare    *bareRepo
 	forge   *fakeForge
@@ -153,7 +153,7 @@ type prFlow struct {
 // startFlow runs the component for one repository served over real git
 // smart HTTP, with the forge API in the test and a real API server; pull
 // request webhooks reach it through gitsync's webhook handler.
-func startFlow(t *testing.T, kind, token string) *prFlow {
+func startFlow(t testing.TB, kind, token string) *prFlow {
 	bare := newBareRepo(t)
 	gitURL := serveGit(t, filepath.Dir(bare.dir)) + "/deploy.git"
 	f := newFakeForge(t, kind, bare.dir)
