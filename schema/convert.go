@@ -21,7 +21,8 @@ const (
 // passed the schema: every default is filled in, every type is right.
 type (
 	dApp struct {
-		Pods map[string]dGroup `json:"pods"`
+		Pods     map[string]dGroup `json:"pods"`
+		Rollback string            `json:"rollback"`
 	}
 	dGroup struct {
 		Replicas         int32                 `json:"replicas"`
@@ -137,6 +138,10 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 	app.Metadata.App = name
 	for _, g := range sortedKeys(d.Pods) {
 		c.group(app, g, d.Pods[g])
+	}
+	if d.Rollback == api.RollbackAuto {
+		app.Spec.Rollback = api.RollbackAuto
+		c.note("spec.rollback", "rollback")
 	}
 	return app, c, nil
 }

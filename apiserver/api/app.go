@@ -18,7 +18,13 @@ type App struct {
 type AppSpec struct {
 	Workloads []AppWorkload `json:"workloads,omitempty"`
 	Services  []AppService  `json:"services,omitempty"`
+	// Rollback is RollbackAuto when the server reverts a commit whose
+	// rollout fails; empty leaves it to people.
+	Rollback string `json:"rollback,omitempty"`
 }
+
+// RollbackAuto asks for automatic revert of a failed rollout.
+const RollbackAuto = "auto"
 
 // AppWorkload is one pod group of an app.
 type AppWorkload struct {

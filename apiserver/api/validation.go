@@ -232,6 +232,9 @@ func validateNode(errs *ErrorList, n *Node) {
 }
 
 func validateApp(errs *ErrorList, s *AppSpec) {
+	if s.Rollback != "" && s.Rollback != RollbackAuto {
+		errs.add("spec.rollback", "%s: must be %q or empty", quote(s.Rollback), RollbackAuto)
+	}
 	seen := map[string]bool{}
 	for i, w := range s.Workloads {
 		p := fmt.Sprintf("spec.workloads[%d]", i)
