@@ -15,6 +15,7 @@ import (
 	"github.com/capstanhq/capstan/forge"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/gitsync/autorevert"
 	"github.com/capstanhq/capstan/schema/sandbox"
 	"golang.org/x/sync/errgroup"
 )
@@ -56,14 +57,19 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	for _, r := range repos {
 		log.Info("tracking repository", "name", r.Name, "url", gitsync.RedactURL(r.URL), "ref", r.Ref(), "path", r.Path)
 	}
+	// Apps with rollback "auto" get their failed rollouts reverted in git.
+	ar, err := autorevert.New(autorevert.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "autorevert"), Logger: log.With("component", "autorevert")})
+	if err != nil {
+		return nil, err
+	}
 	return func(ctx context.Context) error {
 		defer ap.Close() // stops the evaluation processes
-		if !fg.Enabled() {
-			return syncer.Start(ctx)
-		}
 		g, ctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return syncer.Start(ctx) })
-		g.Go(func() error { return fg.Start(ctx) })
+		g.Go(func() error { return ar.Start(ctx) })
+		if fg.Enabled() {
+			g.Go(func() error { return fg.Start(ctx) })
+		}
 		return g.Wait()
 	}, nil
 }

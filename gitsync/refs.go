@@ -129,3 +129,25 @@ func VerifyRef(cfg RepoConfig, repoDir, ref string) (Signature, error) {
 	}
 	return verifyCommit(cfg.Name, c, t)
 }
+
+// FetchBranch fetches the tracked branch of cfg into the bare repository
+// dir as refs/heads/BRANCH and points HEAD at it, so that tools reading
+// HEAD (rollback.PlanFor) see the branch's tip.
+func FetchBranch(ctx context.Context, cfg RepoConfig, dir string) error {
+	ref := plumbing.NewBranchReferenceName(cfg.Branch)
+	if err := FetchRefs(ctx, cfg, dir, "+"+ref.String()+":"+ref.String()); err != nil {
+		return err
+	}
+	r, err := git.PlainOpen(dir)
+	if err != nil {
+		return err
+	}
+	return r.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, ref))
+}
+
+// IsLocal reports whether a repository URL is a local path (or file://)
+// and returns the path.
+func IsLocal(url string) (string, bool) {
+	kind, p := classifyURL(url)
+	return p, kind == transportLocal
+}

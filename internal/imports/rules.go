@@ -47,6 +47,9 @@ var allowed = map[string][]string{
 	"gitsync/applier": {"gitsync", "schema/..."},
 	// A rollback loads the app's descriptors at both commits.
 	"gitsync/rollback": {"gitsync", "schema"},
+	// Automatic revert finds the failed rollout with the app
+	// controller's desired workloads.
+	"gitsync/autorevert": {"reconcile/app"},
 	// plan runs the controllers' and the scheduler's pure cores on two
 	// revisions it reads from git and evaluates in the sandbox.
 	"plan": {"schema/...", "scheduler", "reconcile/app", "reconcile/workload", "gitsync"},
