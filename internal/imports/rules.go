@@ -62,7 +62,7 @@ var allowed = map[string][]string{
 	// The forge component plans pull requests with plan (and its
 	// loaders), reads their heads with gitsync, and reads the records
 	// the applier labels and the controller's desired workloads.
-	"forge": {"gitsync", "gitsync/applier", "plan", "schema/...", "reconcile/app"},
+	"forge/...": {"gitsync", "gitsync/applier", "plan", "schema/...", "reconcile/app"},
 }
 
 // exceptions are imports that break the rules today and are to be removed
