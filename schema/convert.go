@@ -23,6 +23,11 @@ type (
 	dApp struct {
 		Pods     map[string]dGroup `json:"pods"`
 		Rollback string            `json:"rollback"`
+		Preview  *struct {
+			Enabled  bool   `json:"enabled"`
+			TTL      string `json:"ttl"`
+			Replicas int32  `json:"replicas"`
+		} `json:"preview"`
 	}
 	dGroup struct {
 		Replicas         int32                 `json:"replicas"`
@@ -138,6 +143,10 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 	app.Metadata.App = name
 	for _, g := range sortedKeys(d.Pods) {
 		c.group(app, g, d.Pods[g])
+	}
+	if p := d.Preview; p != nil && p.Enabled {
+		app.Spec.Preview = &api.AppPreview{Enabled: true, TTL: p.TTL, Replicas: p.Replicas}
+		c.note("spec.preview", "preview")
 	}
 	if d.Rollback == api.RollbackAuto {
 		app.Spec.Rollback = api.RollbackAuto

@@ -21,6 +21,16 @@ type AppSpec struct {
 	// Rollback is RollbackAuto when the server reverts a commit whose
 	// rollout fails; empty leaves it to people.
 	Rollback string `json:"rollback,omitempty"`
+	// Preview, when set, lets pull requests deploy previews of the app.
+	Preview *AppPreview `json:"preview,omitempty"`
+}
+
+// AppPreview is how an app's previews run: TTL a duration ("72h"),
+// Replicas of every pod group.
+type AppPreview struct {
+	Enabled  bool   `json:"enabled"`
+	TTL      string `json:"ttl"`
+	Replicas int32  `json:"replicas"`
 }
 
 // RollbackAuto asks for automatic revert of a failed rollout.
