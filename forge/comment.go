@@ -89,8 +89,9 @@ type CommentInput struct {
 	Status  Status
 	// SigErr is the signature check's refusal, if any.
 	SigErr error
-	// Limit is the forge's comment limit; PlanCommand is shown when the
-	// plan is cut.
+	// Previews are the pull request's preview environments.
+	Previews []PreviewLink
+	// Limit is the forge's comment limit.
 	Limit int
 }
 
@@ -113,6 +114,7 @@ func CommentBody(in CommentInput) string {
 	} else {
 		b.WriteString(plan.RenderMarkdown(in.Plan))
 	}
+	b.WriteString(renderPreviews(in.Previews))
 	note := fmt.Sprintf("\n\n---\n_The plan was cut to the forge's %d-character limit; run `capstan plan --pr %d` for all of it._\n", in.Limit, in.PR.Number)
 	return Truncate(b.String(), in.Limit, note)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -160,6 +162,19 @@ func (c *Component) Start(ctx context.Context) error {
 				changed(obj)
 			}
 		}})
+		// A preview's services get their node ports: show the URLs.
+		services := inf(api.KindService)
+		svc := func(obj api.Object) {
+			m := previewNS.FindStringSubmatch(obj.Meta().App)
+			if m == nil {
+				return
+			}
+			n, _ := strconv.Atoi(m[1])
+			for _, w := range c.workers {
+				w.markPreview(obj.Meta().App, n)
+			}
+		}
+		services.AddHandler(client.Handler{OnAdd: svc, OnUpdate: func(_, obj api.Object) { svc(obj) }})
 	}
 	if deploys {
 		c.apps, c.workloads, c.revisions = inf(api.KindApp), inf(api.KindWorkload), inf(api.KindRevision)
@@ -246,6 +261,9 @@ const (
 )
 
 func dataName(dir, repo string) string { return filepath.Join(dir, repo+".git") }
+
+// previewNS matches a preview App's name, APP-pr-N.
+var previewNS = regexp.MustCompile(`-pr-([0-9]+)$`)
 
 // labelRepo is the label git sync puts on Apps and Revisions.
 const labelRepo = applier.LabelRepo

@@ -117,6 +117,7 @@ func addNode(t testing.TB, c *client.Client, name string) {
 	n.Metadata.Name = name
 	n.Status.Allocatable = api.ResourceList{CPU: api.MustParseQuantity("4"), Memory: api.MustParseQuantity("8Gi"), Pods: 110}
 	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, Reason: "AgentReady"}}
+	n.Status.Addresses = []api.NodeAddress{{Type: "InternalIP", Address: "10.0.0.1"}}
 	if _, err := c.Create(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,8 @@ type prState struct {
 	commentID int64
 	body      string
 	status    Status
+	// previews are the preview Apps made for the head.
+	previews []string
 }
 
 // tracked is a commit whose deploy status is followed.
@@ -51,14 +53,16 @@ type worker struct {
 	load plan.Loader
 	ev   *sandbox.Evaluator
 
-	mu      sync.Mutex
-	dirty   map[int]bool
-	all     bool
-	cluster bool
-	deploys bool
-	commits []tracked
-	timer   *time.Timer
-	wake    chan struct{}
+	mu    sync.Mutex
+	dirty map[int]bool
+	// previewed are the preview Apps the worker made, for markPreview.
+	previewed map[string]bool
+	all       bool
+	cluster   bool
+	deploys   bool
+	commits   []tracked
+	timer     *time.Timer
+	wake      chan struct{}
 
 	// Owned by run.
 	prs     map[int]*prState
@@ -68,7 +72,7 @@ type worker struct {
 
 func newWorker(c *Component, rc gitsync.RepoConfig, fc Client) *worker {
 	return &worker{c: c, cfg: rc, fc: fc, dir: dataName(c.opts.DataDir, rc.Name), load: c.opts.Load,
-		dirty: map[int]bool{}, wake: make(chan struct{}, 1), prs: map[int]*prState{}}
+		dirty: map[int]bool{}, previewed: map[string]bool{}, wake: make(chan struct{}, 1), prs: map[int]*prState{}}
 }
 
 func (w *worker) kick() {
@@ -84,6 +88,16 @@ func (w *worker) mark(n int) {
 	w.dirty[n] = true
 	w.mu.Unlock()
 	w.kick()
+}
+
+// markPreview marks pull request n when app is one of its previews.
+func (w *worker) markPreview(app string, n int) {
+	w.mu.Lock()
+	ok := w.previewed[app]
+	w.mu.Unlock()
+	if ok {
+		w.mark(n)
+	}
 }
 
 func (w *worker) markAll() {
@@ -239,6 +253,7 @@ func (w *worker) listAll(ctx context.Context) error {
 			delete(w.prs, n)
 		}
 	}
+	errs = append(errs, w.expirePreviews(ctx, open))
 	return errors.Join(errs...)
 }
 
@@ -253,7 +268,8 @@ func (w *worker) refresh(ctx context.Context, n int) error {
 	}
 	if !pr.Open || pr.Base != w.cfg.Branch {
 		delete(w.prs, n)
-		return nil
+		// Merged or closed: its previews go.
+		return w.syncPreviews(ctx, &prState{pr: PullRequest{Number: n}})
 	}
 	return w.consider(ctx, pr)
 }
@@ -262,8 +278,17 @@ func (w *worker) refresh(ctx context.Context, n int) error {
 func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	st := w.prs[pr.Number]
 	if st != nil && st.pr.HeadSHA == pr.HeadSHA {
-		st.pr.Title, st.pr.Labels = pr.Title, pr.Labels
-		return nil
+		st.pr.Title, st.pr.Labels, st.pr.Open = pr.Title, pr.Labels, pr.Open
+		if w.wantsPreview(pr) == (len(st.previews) == 0) {
+			// The preview label came or went.
+			if err := w.syncPreviews(ctx, st); err != nil {
+				return err
+			}
+		}
+		if len(st.previews) == 0 && st.body != "" {
+			return nil
+		}
+		return w.publish(ctx, st, w.c.live(), false)
 	}
 	if st == nil {
 		st = &prState{}
@@ -275,7 +300,8 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 		st.pr.HeadSHA = ""
 		return err
 	}
-	return w.publish(ctx, st, w.c.live(), false)
+	perr := w.syncPreviews(ctx, st)
+	return errors.Join(perr, w.publish(ctx, st, w.c.live(), false))
 }
 
 // prepare fetches the pull request's head and its base branch into the
@@ -361,7 +387,8 @@ func (w *worker) publish(ctx context.Context, st *prState, live *plan.Live, only
 		return nil
 	}
 	status.TargetURL = w.target(st.pr.HeadSHA, st.pr.Number)
-	body := CommentBody(CommentInput{Repo: w.cfg.Name, PR: st.pr, Plan: p, Problem: st.problem, Status: status, SigErr: st.sigErr, Limit: w.fc.CommentLimit()})
+	body := CommentBody(CommentInput{Repo: w.cfg.Name, PR: st.pr, Plan: p, Problem: st.problem, Status: status, SigErr: st.sigErr,
+		Previews: w.previewLinks(ctx, st), Limit: w.fc.CommentLimit()})
 	if body != st.body {
 		if err := w.upsertComment(ctx, st, body); err != nil {
 			return err

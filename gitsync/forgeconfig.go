@@ -60,7 +60,13 @@ type ForgeConfig struct {
 	// CABundle holds PEM certificates trusted for the API besides the
 	// system's; default: the repository's auth.caBundle.
 	CABundle string `yaml:"-"`
+	// PreviewLabel is the pull-request label that deploys previews of
+	// the apps that enable them. Default "preview".
+	PreviewLabel string `yaml:"previewLabel"`
 }
+
+// DefaultPreviewLabel is the label that asks for preview environments.
+const DefaultPreviewLabel = "preview"
 
 // Enabled reports whether event is turned on.
 func (f *ForgeConfig) Enabled(event string) bool {

@@ -58,6 +58,7 @@ type fileForge struct {
 	Events       []string `yaml:"events"`
 	PollInterval string   `yaml:"pollInterval"`
 	TargetURL    string   `yaml:"targetURL"`
+	PreviewLabel string   `yaml:"previewLabel"`
 }
 
 type fileAuth struct {
@@ -232,7 +233,7 @@ func readLimited(file string) ([]byte, error) {
 }
 
 func (ff *fileForge) resolve(baseDir string) (*ForgeConfig, error) {
-	f := &ForgeConfig{Type: ff.Type, APIURL: ff.APIURL, Project: ff.Project, Events: ff.Events, TargetURL: ff.TargetURL}
+	f := &ForgeConfig{Type: ff.Type, APIURL: ff.APIURL, Project: ff.Project, Events: ff.Events, TargetURL: ff.TargetURL, PreviewLabel: ff.PreviewLabel}
 	if ff.PollInterval != "" {
 		d, err := time.ParseDuration(ff.PollInterval)
 		if err != nil {
