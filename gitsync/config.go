@@ -241,7 +241,7 @@ func (c RepoConfig) Validate() error {
 	if err := c.Verify.validate(); err != nil {
 		bad("verify", "%v", err)
 	}
-	errs = append(errs, c.Forge.validate(c.Name)...)
+	errs = append(errs, c.Forge.validate(c.Name, c.Branch)...)
 	if c.Prune.MaxShare < 0 || c.Prune.MaxShare > 1 {
 		bad("prune.maxShare", "%g is not a share in (0, 1]", c.Prune.MaxShare)
 	}

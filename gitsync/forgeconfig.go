@@ -76,13 +76,16 @@ func (f *ForgeConfig) Enabled(event string) bool {
 	return len(f.Events) == 0 || slices.Contains(f.Events, event)
 }
 
-func (f *ForgeConfig) validate(repo string) []error {
+func (f *ForgeConfig) validate(repo, branch string) []error {
 	if f == nil {
 		return nil
 	}
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: repo %q: forge.%s: %s", ErrInvalidConfig, repo, field, fmt.Sprintf(format, args...)))
+	}
+	if branch == "" {
+		bad("type", "pull requests merge into a branch: track a branch, not a tag or a commit")
 	}
 	switch f.Type {
 	case ForgeKindGitHub, ForgeKindGitLab:
