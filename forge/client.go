@@ -86,3 +86,9 @@ const (
 	// past GitHub's size, so the same limit is used.
 	GiteaCommentLimit = 65536
 )
+
+// Deployer is a Client whose forge also has deployments (GitHub): the
+// deploy status of a commit is mirrored there.
+type Deployer interface {
+	Deploy(ctx context.Context, sha, environment string, s Status) error
+}

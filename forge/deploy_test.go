@@ -158,6 +158,13 @@ func TestDeployStatuses(t *testing.T) {
 	if h := f.statusHistory(commitA, DeployContext); len(h) != 2 {
 		t.Errorf("statuses of the commit: %v, want pending then success", h)
 	}
+	eventually(t, "the GitHub deployment's success", func() bool {
+		ds := f.deploymentsOf(commitA)
+		return len(ds) == 1 && len(ds[0].states) == 2 && ds[0].states[1] == "success"
+	})
+	if d := f.deploymentsOf(commitA)[0]; d.environment != "deploy" || d.states[0] != "in_progress" {
+		t.Errorf("deployment %+v: want environment deploy, in_progress then success", d)
+	}
 	if _, ok := f.lastStatus(old.Spec.Commit, DeployContext); ok {
 		t.Error("a commit synced before the component started got a status")
 	}

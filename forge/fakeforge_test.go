@@ -42,6 +42,13 @@ type fakeForge struct {
 	statuses    map[string][]Status
 	faults      []fault
 	calls       map[string]int
+	// deployments are GitHub deployments: commit and statuses, by ID.
+	deployments []fakeDeployment
+}
+
+type fakeDeployment struct {
+	sha, environment string
+	states           []string
 }
 
 type fakePR struct {
@@ -238,7 +245,7 @@ func (f *fakeForge) authorized(r *http.Request) bool {
 }
 
 var (
-	ghRoute = regexp.MustCompile(`^/(?:api/v1/)?repos/[^/]+/[^/]+/(pulls|pulls/(\d+)|issues/(\d+)/comments|issues/comments/(\d+)|statuses/([0-9a-f]+))$`)
+	ghRoute = regexp.MustCompile(`^/(?:api/v1/)?repos/[^/]+/[^/]+/(pulls|pulls/(\d+)|issues/(\d+)/comments|issues/comments/(\d+)|statuses/([0-9a-f]+)|deployments|deployments/(\d+)/statuses)$`)
 	glRoute = regexp.MustCompile(`^/api/v4/projects/[^/]+/(merge_requests|merge_requests/(\d+)|merge_requests/(\d+)/notes|merge_requests/(\d+)/notes/(\d+)|statuses/([0-9a-f]+))$`)
 )
 
@@ -323,9 +330,47 @@ func (f *fakeForge) serve(w http.ResponseWriter, r *http.Request) {
 		s := f.fixture("status")
 		s["state"], s["status"], s["context"], s["description"] = in.State, in.State, in.Context, in.Description
 		f.reply(w, http.StatusCreated, s)
+	case m[1] == "deployments" && f.kind == "github":
+		var in struct{ Ref, Environment string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		f.mu.Lock()
+		f.deployments = append(f.deployments, fakeDeployment{sha: in.Ref, environment: in.Environment})
+		id := len(f.deployments)
+		f.mu.Unlock()
+		d := f.fixture("deployment")
+		d["id"], d["sha"], d["ref"], d["environment"] = id, in.Ref, in.Ref, in.Environment
+		f.reply(w, http.StatusCreated, d)
+	case m[6] != "" && f.kind == "github":
+		var in struct{ State string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		id := atoi(m[6])
+		f.mu.Lock()
+		if id < 1 || id > len(f.deployments) {
+			f.mu.Unlock()
+			f.reply(w, http.StatusNotFound, f.fixture("error_404"))
+			return
+		}
+		f.deployments[id-1].states = append(f.deployments[id-1].states, in.State)
+		f.mu.Unlock()
+		d := f.fixture("deployment_status")
+		d["state"] = in.State
+		f.reply(w, http.StatusCreated, d)
 	default:
 		f.reply(w, http.StatusNotFound, f.fixture("error_404"))
 	}
+}
+
+// deploymentsOf are the deployments of sha.
+func (f *fakeForge) deploymentsOf(sha string) []fakeDeployment {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []fakeDeployment
+	for _, d := range f.deployments {
+		if d.sha == sha {
+			out = append(out, fakeDeployment{sha: d.sha, environment: d.environment, states: append([]string(nil), d.states...)})
+		}
+	}
+	return out
 }
 
 func (f *fakeForge) serveGitLab(w http.ResponseWriter, r *http.Request, path string) {

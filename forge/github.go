@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-github/v88/github"
@@ -16,6 +17,9 @@ type gitHub struct {
 	c           *github.Client
 	owner, repo string
 	now         func() time.Time
+	// deployments are the deployment IDs made, by commit.
+	mu          sync.Mutex
+	deployments map[string]int64
 }
 
 func newGitHub(apiURL, project, token string, hc *http.Client, now func() time.Time) (*gitHub, error) {
@@ -169,4 +173,39 @@ func httpFail(forge, call string, resp *http.Response, err error, now time.Time)
 		}
 	}
 	return classify(forge, call, resp.StatusCode, wait, err)
+}
+
+// Deploy records a deploy of sha to environment as a GitHub deployment
+// (made on the first call for sha) with a status: in_progress while
+// pending, then success or failure. GitLab and Gitea have only commit
+// statuses.
+func (g *gitHub) Deploy(ctx context.Context, sha, environment string, s Status) error {
+	g.mu.Lock()
+	id, ok := g.deployments[sha]
+	g.mu.Unlock()
+	if !ok {
+		d, resp, err := g.c.Repositories.CreateDeployment(ctx, g.owner, g.repo, &github.DeploymentRequest{
+			Ref: &sha, Environment: &environment, AutoMerge: github.Ptr(false), RequiredContexts: &[]string{},
+			Description: github.Ptr("synced by Capstan")})
+		if err != nil {
+			return g.fail(fmt.Sprintf("create a deployment of %.12s", sha), resp, err)
+		}
+		id = d.GetID()
+		g.mu.Lock()
+		if g.deployments == nil || len(g.deployments) > 1000 {
+			g.deployments = map[string]int64{}
+		}
+		g.deployments[sha] = id
+		g.mu.Unlock()
+	}
+	state := map[State]string{StatePending: "in_progress", StateSuccess: "success", StateFailure: "failure", StateError: "error"}[s.State]
+	req := &github.DeploymentStatusRequest{State: &state, Description: github.Ptr(clipDescription(s.Description))}
+	if s.TargetURL != "" {
+		req.LogURL = &s.TargetURL
+	}
+	_, resp, err := g.c.Repositories.CreateDeploymentStatus(idempotent(ctx), g.owner, g.repo, id, req)
+	if err != nil {
+		return g.fail(fmt.Sprintf("set the status of deployment %d", id), resp, err)
+	}
+	return nil
 }

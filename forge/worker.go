@@ -484,6 +484,12 @@ func (w *worker) deployRound(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
+		if d, ok := w.fc.(Deployer); ok {
+			if err := d.Deploy(ctx, t.commit, w.cfg.Name, st); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		done[t.commit] = st
 	}
 	w.mu.Lock()
