@@ -45,6 +45,9 @@ type appCache struct {
 	errs   []api.SourceError
 	files  []string
 	source api.Source
+	// dependsOn is where the app's dependsOn field is, for an error of a
+	// cycle between apps (batch.go).
+	dependsOn api.SourceError
 }
 
 // NewLoader compiles the embedded schema.
@@ -146,6 +149,7 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		}
 	}
 	l.apps = apps
+	refuseAppCycles(res, apps, opts)
 	for i := range res.Errors {
 		res.Errors[i].File = opts.display(res.Errors[i].File)
 	}
@@ -242,6 +246,9 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 		return c
 	}
 	c.app = app
+	if len(app.Spec.DependsOn) > 0 {
+		c.dependsOn = pl.one(problem{path: []string{"dependsOn"}})
+	}
 	return c
 }
 

@@ -18,6 +18,10 @@ type App struct {
 type AppSpec struct {
 	Workloads []AppWorkload `json:"workloads,omitempty"`
 	Services  []AppService  `json:"services,omitempty"`
+	// DependsOn names apps of the same repository this one waits for:
+	// its pod groups are made or updated only once those apps' pod
+	// groups are Available at the same commit.
+	DependsOn []string `json:"dependsOn,omitempty"`
 }
 
 // AppWorkload is one pod group of an app.
