@@ -61,11 +61,19 @@ func TestCompute(t *testing.T) {
 		{name: "the first time starts a run named by its minute",
 			w: cronWorkload("* * * * *", "", 3, 0), now: m1, create: minute(m1), last: m1, requeue: time.Minute},
 		{name: "forbid: a run waits while another runs",
-			w: func() *api.Workload { w := cronWorkload("* * * * *", "", 3, 0); w.Status.LastScheduleTime = m1; return w }(),
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", "", 3, 0)
+				w.Status.LastScheduleTime = m1
+				return w
+			}(),
 			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, "", m1)} },
 			now:  m2, last: m1, requeue: time.Minute, pending: true},
 		{name: "allow: runs overlap",
-			w: func() *api.Workload { w := cronWorkload("* * * * *", api.ConcurrencyAllow, 3, 0); w.Status.LastScheduleTime = m1; return w }(),
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", api.ConcurrencyAllow, 3, 0)
+				w.Status.LastScheduleTime = m1
+				return w
+			}(),
 			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, "", m1)} },
 			now:  m2, create: minute(m2), last: m2, requeue: time.Minute},
 		{name: "replace: the running run is stopped",
@@ -77,17 +85,35 @@ func TestCompute(t *testing.T) {
 			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, "", m1)} },
 			now:  m2, create: minute(m2), del: minute(m1), last: m2, requeue: time.Minute},
 		{name: "after a restart only the latest missed time runs",
-			w: func() *api.Workload { w := cronWorkload("* * * * *", "", 3, 0); w.Status.LastScheduleTime = m1; return w }(),
-			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)} },
-			now:  m5.Add(10 * time.Second), create: minute(m5), last: m5, requeue: 50 * time.Second},
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", "", 3, 0)
+				w.Status.LastScheduleTime = m1
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job {
+				return []*api.Job{run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)}
+			},
+			now: m5.Add(10 * time.Second), create: minute(m5), last: m5, requeue: 50 * time.Second},
 		{name: "a missed time beyond the starting deadline is skipped",
-			w: func() *api.Workload { w := cronWorkload("*/5 * * * *", "", 3, 60); w.Status.LastScheduleTime = m1.Add(-5 * time.Minute); return w }(),
+			w: func() *api.Workload {
+				w := cronWorkload("*/5 * * * *", "", 3, 60)
+				w.Status.LastScheduleTime = m1.Add(-5 * time.Minute)
+				return w
+			}(),
 			now: m1.Add(3 * time.Minute), last: m1, requeue: 2 * time.Minute},
 		{name: "within the starting deadline it runs late",
-			w: func() *api.Workload { w := cronWorkload("*/5 * * * *", "", 3, 600); w.Status.LastScheduleTime = m1.Add(-5 * time.Minute); return w }(),
+			w: func() *api.Workload {
+				w := cronWorkload("*/5 * * * *", "", 3, 600)
+				w.Status.LastScheduleTime = m1.Add(-5 * time.Minute)
+				return w
+			}(),
 			now: m1.Add(3 * time.Minute), create: minute(m1), last: m1, requeue: 2 * time.Minute},
 		{name: "finished runs beyond the history limit go, oldest first; a failed last run degrades",
-			w: func() *api.Workload { w := cronWorkload("0 * * * *", "", 1, 0); w.Status.LastScheduleTime = m2; return w }(),
+			w: func() *api.Workload {
+				w := cronWorkload("0 * * * *", "", 1, 0)
+				w.Status.LastScheduleTime = m2
+				return w
+			}(),
 			runs: func(w *api.Workload) []*api.Job {
 				return []*api.Job{run(w, minute(m2), TriggerSchedule, api.JobFailed, m2), run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)}
 			},
