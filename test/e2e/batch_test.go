@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// describeJobs renders runs for failure messages.
+func describeJobs(js []*api.Job) string {
+	var out []string
+	for _, j := range js {
+		how, _ := api.JobFinished(j)
+		out = append(out, fmt.Sprintf("%s active=%d succeeded=%d failed=%d %s %v", j.Metadata.Name,
+			j.Status.Active, j.Status.Succeeded, j.Status.Failed, how, j.Status.Conditions))
+	}
+	return strings.Join(out, "; ")
+}
+
+// TestBatch runs jobs and everyNode groups on real containerd: a job of 5
+// completions, 2 at a time, finishes with 5 pods that exited 0 and never
+// more than 2 running; a job whose pod exits 3 stops at its backoff limit
+// with the reason and the exit code.
+func TestBatch(t *testing.T) {
+	c := New(t, Options{Hosts: 2})
+
+	t.Run("5 completions, parallelism 2", func(t *testing.T) {
+		c.DeployJob("batch", "count", api.JobPolicy{Completions: 5, Parallelism: 2}, api.RestartOnFailure, "hostname")
+		maxRunning := 0
+		var last []*api.Job
+		c.waitFor("the run of count to complete", 3*time.Minute, func() bool {
+			running := 0
+			for _, p := range c.AppPods("batch") {
+				if p.Metadata.Labels[api.LabelWorkload] == "count" && p.Status.Phase != api.PodSucceeded && p.Status.Phase != api.PodFailed {
+					running++
+				}
+			}
+			maxRunning = max(maxRunning, running)
+			last = c.Jobs("batch")
+			for _, j := range last {
+				if how, _ := api.JobFinished(j); how == api.JobComplete && j.Metadata.Labels[api.LabelWorkload] == "count" {
+					return true
+				}
+			}
+			return false
+		})
+		var run *api.Job
+		for _, j := range last {
+			if j.Metadata.Labels[api.LabelWorkload] == "count" {
+				run = j
+			}
+		}
+		if run.Status.Succeeded != 5 || run.Status.Failed != 0 {
+			t.Errorf("run: %s", describeJobs(last))
+		}
+		if maxRunning > 2 {
+			t.Errorf("%d pods of count ran at once, parallelism is 2", maxRunning)
+		}
+		succeeded := 0
+		for _, p := range c.AppPods("batch") {
+			if p.Metadata.Labels[api.LabelJob] == run.Metadata.Name {
+				if p.Status.Phase != api.PodSucceeded {
+					t.Errorf("pod %s: %s", p.Metadata.Name, api.PodProblem(p))
+				}
+				succeeded++
+			}
+		}
+		if succeeded != 5 {
+			t.Errorf("%d pods of the run kept, want the 5 that succeeded", succeeded)
+		}
+		out, err := c.CLI(c.AdminConfigPath(), "get", "jobs", "--app", "batch")
+		if err != nil || !strings.Contains(out, "5/5") || !strings.Contains(out, "Complete") {
+			t.Errorf("capstan get jobs: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("a failing job stops at its backoff limit", func(t *testing.T) {
+		one := int32(1)
+		c.DeployJob("batch", "fail", api.JobPolicy{Completions: 1, BackoffLimit: &one}, api.RestartNever, "exit", "3")
+		var run *api.Job
+		c.waitFor("the run of fail to fail", 3*time.Minute, func() bool {
+			for _, j := range c.Jobs("batch") {
+				if how, _ := api.JobFinished(j); how == api.JobFailed && j.Metadata.Labels[api.LabelWorkload] == "fail" {
+					run = j
+					return true
+				}
+			}
+			return false
+		})
+		cond := api.FindCondition(run.Status.Conditions, api.JobFailed)
+		if cond.Reason != api.ReasonBackoffLimitExceeded || !strings.Contains(cond.Message, "exited 3") || run.Status.Failed != 2 {
+			t.Errorf("failed run: %s", describeJobs([]*api.Job{run}))
+		}
+		// No third pod: the run stopped at its limit.
+		pods := 0
+		for _, p := range c.AppPods("batch") {
+			if p.Metadata.Labels[api.LabelJob] == run.Metadata.Name {
+				pods++
+			}
+		}
+		if pods != 2 {
+			t.Errorf("%d pods of the failed run, want 2 (the first and one retry)", pods)
+		}
+		out, err := c.CLI(c.AdminConfigPath(), "get", "jobs", "--app", "batch")
+		if err != nil || !strings.Contains(out, "Failed: BackoffLimitExceeded") {
+			t.Errorf("capstan get jobs: %v\n%s", err, out)
+		}
+	})
+}
