@@ -26,6 +26,7 @@ import (
 	appController "github.com/capstanhq/capstan/reconcile/app"
 	cronController "github.com/capstanhq/capstan/reconcile/cron"
 	endpointsController "github.com/capstanhq/capstan/reconcile/endpoints"
+	everyNodeController "github.com/capstanhq/capstan/reconcile/everynode"
 	gcController "github.com/capstanhq/capstan/reconcile/gc"
 	jobController "github.com/capstanhq/capstan/reconcile/job"
 	nodeController "github.com/capstanhq/capstan/reconcile/node"
@@ -169,6 +170,7 @@ func newControllers(srv *apiserver.Server, nodes nodeController.DecideOptions, r
 		func() (reconcile.Runnable, error) { return scheduler.New(m, scheduler.Options{}) },
 		func() (reconcile.Runnable, error) { return jobController.New(m, jobController.Options{}) },
 		func() (reconcile.Runnable, error) { return cronController.New(m, cronController.Options{}) },
+		func() (reconcile.Runnable, error) { return everyNodeController.New(m, everyNodeController.Options{}) },
 	}
 	for _, build := range builders {
 		r, err := build()

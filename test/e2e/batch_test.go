@@ -23,7 +23,8 @@ func describeJobs(js []*api.Job) string {
 // TestBatch runs jobs and everyNode groups on real containerd: a job of 5
 // completions, 2 at a time, finishes with 5 pods that exited 0 and never
 // more than 2 running; a job whose pod exits 3 stops at its backoff limit
-// with the reason and the exit code.
+// with the reason and the exit code; an everyNode group has a pod on
+// every node, and one on a node that joins.
 func TestBatch(t *testing.T) {
 	c := New(t, Options{Hosts: 2})
 
@@ -108,5 +109,46 @@ func TestBatch(t *testing.T) {
 		if err != nil || !strings.Contains(out, "Failed: BackoffLimitExceeded") {
 			t.Errorf("capstan get jobs: %v\n%s", err, out)
 		}
+	})
+
+	t.Run("everyNode: a pod on every node, and on a node that joins", func(t *testing.T) {
+		w := api.KindWorkload.New().(*api.Workload)
+		w.Metadata.Name, w.Metadata.App = "shipper", "batch"
+		w.Spec.EveryNode = true
+		w.Spec.Template.TerminationGracePeriodSeconds = 2
+		w.Spec.Template.Labels = map[string]string{api.LabelApp: "batch", api.LabelWorkload: "shipper"}
+		w.Spec.Template.Containers = []api.Container{{Name: "echo", Image: c.Image, Ports: []api.ContainerPort{{Name: "http", Port: 8080}},
+			Readiness: &api.Probe{HTTP: &api.HTTPProbe{Path: "/healthz", Port: api.FromInt(8080)}, PeriodSeconds: 1}}}
+		if _, err := c.Admin.Create(t.Context(), w); err != nil {
+			t.Fatal(err)
+		}
+		perNode := func() map[string]int {
+			by := map[string]int{}
+			for _, p := range c.AppPods("batch") {
+				if p.Metadata.Labels[api.LabelWorkload] == "shipper" && api.IsPodReady(p) && !api.Terminating(p) {
+					by[p.Spec.NodeName]++
+				}
+			}
+			return by
+		}
+		var by map[string]int
+		c.waitFor("a ready shipper pod on h0 and h1", 3*time.Minute, func() bool {
+			by = perNode()
+			return len(by) == 2 && by["h0"] == 1 && by["h1"] == 1
+		})
+		h := c.AddHost()
+		c.waitFor("a ready shipper pod on the joining node "+h.Name, 3*time.Minute, func() bool {
+			by = perNode()
+			return len(by) == 3 && by["h0"] == 1 && by["h1"] == 1 && by[h.Name] == 1
+		})
+		c.waitFor("the shipper group Available on 3 nodes", time.Minute, func() bool {
+			o, err := c.Admin.Get(t.Context(), api.KeyOf(w))
+			if err != nil {
+				return false
+			}
+			st := o.(*api.Workload).Status
+			cond := api.FindCondition(st.Conditions, api.WorkloadAvailable)
+			return cond != nil && cond.Status == api.ConditionTrue && st.ReadyReplicas == 3
+		})
 	})
 }
