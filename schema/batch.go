@@ -188,3 +188,31 @@ func refuseAppCycles(res *Result, caches map[string]*appCache, opts LoadOptions)
 		}
 	}
 }
+
+// stampDependencies records in each valid app the revision of each of its
+// dependencies that this tree declares (api.AppSpec.DependsOnSpecs).
+func stampDependencies(res *Result) {
+	specs := map[string]string{}
+	for _, a := range res.Apps {
+		if a.Valid() {
+			specs[a.Name] = api.DependencySpecHash(&a.App.Spec)
+		}
+	}
+	for i := range res.Apps {
+		a := &res.Apps[i]
+		if !a.Valid() || len(a.App.Spec.DependsOn) == 0 {
+			continue
+		}
+		m := map[string]string{}
+		for _, d := range a.App.Spec.DependsOn {
+			if h, ok := specs[d]; ok {
+				m[d] = h
+			}
+		}
+		if len(m) > 0 {
+			app := *a.App // the loader's cached app stays as it was
+			app.Spec.DependsOnSpecs = m
+			a.App = &app
+		}
+	}
+}

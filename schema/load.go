@@ -144,12 +144,15 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		apps[name] = c
 		ar := c.stamp(name, opts)
 		res.Apps = append(res.Apps, ar)
-		if evaluated && opts.Evaluated != nil {
+		// An app with dependencies is reported with the whole result:
+		// its dependencies' revisions (and cycles) need every app.
+		if evaluated && opts.Evaluated != nil && (ar.App == nil || len(ar.App.Spec.DependsOn) == 0) {
 			opts.Evaluated(ar)
 		}
 	}
 	l.apps = apps
 	refuseAppCycles(res, apps, opts)
+	stampDependencies(res)
 	for i := range res.Errors {
 		res.Errors[i].File = opts.display(res.Errors[i].File)
 	}
