@@ -30,8 +30,8 @@ type Controller struct {
 	podsByNS  *reconcile.Index
 	// dependents: app name -> the Apps whose dependsOn names it.
 	dependents *reconcile.Index
-	rec       *reconcile.Recorder
-	written   reconcile.Written
+	rec        *reconcile.Recorder
+	written    reconcile.Written
 }
 
 func byApp(o api.Object) []string { return []string{o.Meta().App} }
@@ -44,7 +44,7 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 		appsByNS: reconcile.NewIndex(appByNamespace), wByNS: reconcile.NewIndex(byApp),
 		sByNS: reconcile.NewIndex(byApp), podsByNS: reconcile.NewIndex(byApp),
 		dependents: reconcile.NewIndex(func(o api.Object) []string { return o.(*api.App).Spec.DependsOn }),
-		rec: m.Recorder("app-controller")}
+		rec:        m.Recorder("app-controller")}
 	var err error
 	c.ctrl, err = m.NewController("app", c, opts.Workers)
 	if err != nil {
