@@ -24,7 +24,9 @@ func describeJobs(js []*api.Job) string {
 // completions, 2 at a time, finishes with 5 pods that exited 0 and never
 // more than 2 running; a job whose pod exits 3 stops at its backoff limit
 // with the reason and the exit code; an everyNode group has a pod on
-// every node, and one on a node that joins.
+// every node, and one on a node that joins; an app that depends on a slow
+// app is made only once that one is Available, and rollout status shows
+// the wait.
 func TestBatch(t *testing.T) {
 	c := New(t, Options{Hosts: 2})
 
@@ -150,5 +152,65 @@ func TestBatch(t *testing.T) {
 			cond := api.FindCondition(st.Conditions, api.WorkloadAvailable)
 			return cond != nil && cond.Status == api.ConditionTrue && st.ReadyReplicas == 3
 		})
+	})
+
+	t.Run("dependsOn: an app starts only after its slow dependency is Available", func(t *testing.T) {
+		group := func(name string, delay int32) api.AppWorkload {
+			return api.AppWorkload{Name: name, Spec: api.WorkloadSpec{Replicas: 1, Template: api.PodTemplate{
+				TerminationGracePeriodSeconds: 2,
+				Containers: []api.Container{{Name: "echo", Image: c.Image, Ports: []api.ContainerPort{{Name: "http", Port: 8080}},
+					Readiness: &api.Probe{HTTP: &api.HTTPProbe{Path: "/healthz", Port: api.FromInt(8080)}, InitialDelaySeconds: delay, PeriodSeconds: 1}}},
+			}}}
+		}
+		db := api.KindApp.New().(*api.App)
+		db.Metadata.Name, db.Metadata.App = "db", "db"
+		db.Spec.Workloads = []api.AppWorkload{group("pg", 15)} // slow to become ready
+		web := api.KindApp.New().(*api.App)
+		web.Metadata.Name, web.Metadata.App = "web", "web"
+		web.Spec.Workloads = []api.AppWorkload{group("front", 0)}
+		web.Spec.DependsOn = []string{"db"}
+		web.Spec.DependsOnSpecs = map[string]string{"db": api.DependencySpecHash(&db.Spec)}
+		for _, a := range []*api.App{db, web} {
+			if _, err := c.Admin.Create(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dbAvailable := func() bool {
+			o, err := c.Admin.Get(t.Context(), api.Key{Kind: api.KindWorkload, App: "db", Name: "pg"})
+			return err == nil && o.(*api.Workload).Status.AvailableReplicas == 1
+		}
+		webMade := func() bool {
+			_, err := c.Admin.Get(t.Context(), api.Key{Kind: api.KindWorkload, App: "web", Name: "front"})
+			return err == nil
+		}
+		var rollout string
+		c.waitFor("rollout status of web to show the wait", time.Minute, func() bool {
+			rollout, _ = c.CLI(c.AdminConfigPath(), "rollout", "status", "web")
+			return strings.Contains(rollout, "waiting for db: 0/1 ready")
+		})
+		t.Logf("while db is not ready:\n%s", rollout)
+		early := false
+		c.waitFor("db to become Available", 3*time.Minute, func() bool {
+			avail := dbAvailable()
+			if !avail && webMade() {
+				early = true
+			}
+			return avail
+		})
+		if early {
+			t.Errorf("web's pod group was made before db was Available")
+		}
+		c.waitFor("web's pod ready after db", 2*time.Minute, func() bool {
+			for _, p := range c.AppPods("web") {
+				if api.IsPodReady(p) {
+					return true
+				}
+			}
+			return false
+		})
+		out, err := c.CLI(c.AdminConfigPath(), "rollout", "status", "web", "--timeout", "1m")
+		if err != nil || !strings.Contains(out, "rollout complete") {
+			t.Errorf("rollout status after: %v\n%s", err, out)
+		}
 	})
 }
