@@ -107,6 +107,11 @@ func TestBatch(t *testing.T) {
 		if pods != 2 {
 			t.Errorf("%d pods of the failed run, want 2 (the first and one retry)", pods)
 		}
+		// The logs of a finished run's pods are kept with it.
+		logs, err := c.CLI(c.AdminConfigPath(), "logs", "batch/"+run.Metadata.Name+"-0")
+		if err != nil || !strings.Contains(logs, "exits 3") {
+			t.Errorf("capstan logs of the failed pod: %v\n%s", err, logs)
+		}
 		out, err := c.CLI(c.AdminConfigPath(), "get", "jobs", "--app", "batch")
 		if err != nil || !strings.Contains(out, "Failed: BackoffLimitExceeded") {
 			t.Errorf("capstan get jobs: %v\n%s", err, out)
