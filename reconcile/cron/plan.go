@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -155,7 +156,12 @@ func Compute(w *api.Workload, runs []*api.Job, now time.Time) Plan {
 		(len(plan.Create) > 0 || len(active) == 0 || due.IsZero()) {
 		st.Conditions = slices.DeleteFunc(st.Conditions, func(c api.Condition) bool { return c.Type == api.WorkloadProgressing })
 	}
-	plan.Delete = append(plan.Delete, beyondHistory(jp, finished)...)
+	// The run of the current template is kept whatever the history: it
+	// is the record that the template ran (else it would run again).
+	keep := slices.DeleteFunc(slices.Clone(finished), func(r *api.Job) bool {
+		return jp.Schedule == "" && r.Spec.TemplateHash == hash && r.Metadata.Labels[LabelTrigger] == TriggerTemplate
+	})
+	plan.Delete = append(plan.Delete, beyondHistory(jp, keep)...)
 	outcomeConditions(&st, w, finished, hash, now)
 	st.Replicas = int32(len(active) + len(plan.Create))
 	return finish(plan, w, st)
@@ -220,7 +226,19 @@ func beyondHistory(jp *api.JobPolicy, finished []*api.Job) []*api.Job {
 		return nil
 	}
 	sorted := slices.Clone(finished)
-	slices.SortFunc(sorted, func(a, b *api.Job) int { return runTime(a).Compare(runTime(b)) })
+	slices.SortFunc(sorted, func(a, b *api.Job) int {
+		// Runs that ended at one time (a clock's tick) by start order.
+		if c := runTime(a).Compare(runTime(b)); c != 0 {
+			return c
+		}
+		if c := a.Spec.ScheduledAt.Compare(b.Spec.ScheduledAt); c != 0 {
+			return c
+		}
+		if c := a.Metadata.CreatedAt.Compare(b.Metadata.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Metadata.Name, b.Metadata.Name)
+	})
 	return sorted[:len(sorted)-limit]
 }
 

@@ -126,6 +126,25 @@ func TestCompute(t *testing.T) {
 				return []*api.Job{run(w, "tick-"+TemplateHash(&w.Spec.Template), TriggerTemplate, api.JobComplete, m1)}
 			},
 			now: m5},
+		{name: "runs that ended at one tick go by schedule time",
+			w: func() *api.Workload { w := cronWorkload("0 * * * *", "", 1, 0); w.Status.LastScheduleTime = m2; return w }(),
+			runs: func(w *api.Workload) []*api.Job {
+				a, b := run(w, minute(m2), TriggerSchedule, api.JobComplete, m2), run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)
+				a.Status.CompletionTime, b.Status.CompletionTime = m5, m5
+				a.Metadata.CreatedAt, b.Metadata.CreatedAt = m5, m5
+				return []*api.Job{a, b}
+			},
+			now: m5, del: minute(m1), last: m2, requeue: 51 * time.Minute},
+		{name: "the current template's run outlives the history",
+			w: cronWorkload("", "", 1, 0),
+			runs: func(w *api.Workload) []*api.Job {
+				return []*api.Job{
+					run(w, "tick-"+TemplateHash(&w.Spec.Template), TriggerTemplate, api.JobComplete, m1),
+					run(w, "tick-manual-1", TriggerManual, api.JobComplete, m2),
+					run(w, "tick-manual-2", TriggerManual, api.JobComplete, m5),
+				}
+			},
+			now: m5.Add(time.Minute), del: "tick-manual-1"},
 		{name: "a new template waits for the old one's run (forbid)",
 			w: cronWorkload("", "", 3, 0),
 			runs: func(w *api.Workload) []*api.Job {
