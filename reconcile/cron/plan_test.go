@@ -127,7 +127,11 @@ func TestCompute(t *testing.T) {
 			},
 			now: m5},
 		{name: "runs that ended at one tick go by schedule time",
-			w: func() *api.Workload { w := cronWorkload("0 * * * *", "", 1, 0); w.Status.LastScheduleTime = m2; return w }(),
+			w: func() *api.Workload {
+				w := cronWorkload("0 * * * *", "", 1, 0)
+				w.Status.LastScheduleTime = m2
+				return w
+			}(),
 			runs: func(w *api.Workload) []*api.Job {
 				a, b := run(w, minute(m2), TriggerSchedule, api.JobComplete, m2), run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)
 				a.Status.CompletionTime, b.Status.CompletionTime = m5, m5
