@@ -216,3 +216,29 @@ func stampDependencies(res *Result) {
 		}
 	}
 }
+
+func (c *appCache) hasDependencies() bool { return c.app != nil && len(c.app.Spec.DependsOn) > 0 }
+
+// reportDependents reports every app with dependencies as evaluated, with
+// its result after the stages that look at every app: a dependency that
+// changed changes the dependent's result (its dependsOnSpecs, a cycle)
+// even when the dependent's files did not change, and the evaluation
+// sandbox's parent learns results only from what is reported.
+func reportDependents(res *Result, caches map[string]*appCache, opts LoadOptions) {
+	added := false
+	for _, a := range res.Apps {
+		if !caches[a.Name].hasDependencies() {
+			continue
+		}
+		if !slices.Contains(res.Evaluated, a.Name) {
+			res.Evaluated = append(res.Evaluated, a.Name)
+			added = true
+		}
+		if opts.Evaluated != nil {
+			opts.Evaluated(a)
+		}
+	}
+	if added {
+		slices.Sort(res.Evaluated)
+	}
+}

@@ -149,9 +149,9 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		apps[name] = c
 		ar := c.stamp(name, opts)
 		res.Apps = append(res.Apps, ar)
-		// An app with dependencies is reported with the whole result:
-		// its dependencies' revisions (and cycles) need every app.
-		if evaluated && opts.Evaluated != nil && (ar.App == nil || len(ar.App.Spec.DependsOn) == 0) {
+		// An app with dependencies is reported after the stages that
+		// need every app (batch.go).
+		if evaluated && opts.Evaluated != nil && !c.hasDependencies() {
 			opts.Evaluated(ar)
 		}
 		for _, u := range us {
@@ -163,6 +163,7 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 	l.apps = apps
 	refuseAppCycles(res, apps, opts)
 	stampDependencies(res)
+	reportDependents(res, apps, opts)
 	for i := range res.Errors {
 		res.Errors[i].File = opts.display(res.Errors[i].File)
 	}

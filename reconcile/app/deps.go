@@ -101,12 +101,18 @@ func groupReady(want, have *api.Workload) (ready, total int32, why string) {
 		return 0, 0, "no such pod group"
 	}
 	total = want.Spec.Replicas
+	if want.Spec.Job != nil {
+		total = 1
+	}
 	if have == nil {
 		return 0, total, "not created yet"
 	}
 	st := have.Status
-	if want.Spec.EveryNode {
+	switch {
+	case want.Spec.EveryNode:
 		total = max(st.Replicas, 1)
+	case want.Spec.Job != nil:
+		total = 1 // the run of its template
 	}
 	if have.Metadata.Annotations[AnnotationSpecHash] != want.Metadata.Annotations[AnnotationSpecHash] {
 		return 0, total, "not yet at this revision"
