@@ -175,7 +175,17 @@ func TestCronOnSchedule(t *testing.T) {
 		return ""
 	})
 
-	// Minute 2 while minute 1's run runs: forbid.
+	// Minute 2 while minute 1's run runs: forbid. Its timer is set once
+	// the reconcile of minute 1 has returned (after its status write).
+	waitFor(t, "minute 1 recorded and minute 2's timer set", func() string {
+		if got := status().LastScheduleTime; !got.Equal(m1) {
+			return fmt.Sprintf("last schedule time %s", got)
+		}
+		if clock.Pending() == 0 {
+			return "no timer"
+		}
+		return ""
+	})
 	clock.Step(time.Minute)
 	waitFor(t, "minute 2 waits", func() string {
 		cond := api.FindCondition(status().Conditions, api.WorkloadProgressing)
