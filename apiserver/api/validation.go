@@ -150,6 +150,8 @@ func Validate(obj Object) error {
 		validateApp(&errs, &o.Spec)
 	case *Workload:
 		validateWorkloadSpec(&errs, &o.Spec, "spec")
+	case *Job:
+		validateJobSpec(&errs, &o.Spec, "spec")
 	case *Pod:
 		validateTemplate(&errs, &o.Spec.PodTemplate, "spec")
 		if o.Spec.NodeName != "" && !IsDNSSubdomain(o.Spec.NodeName) {
@@ -244,6 +246,11 @@ func validateApp(errs *ErrorList, s *AppSpec) {
 	if s.Rollback != "" && s.Rollback != RollbackAuto {
 		errs.add("spec.rollback", "%s: must be %q or empty", quote(s.Rollback), RollbackAuto)
 	}
+	for i, d := range s.DependsOn {
+		if !IsDNSLabel(d) {
+			errs.add(fmt.Sprintf("spec.dependsOn[%d]", i), "%s: must be the name of an app", quote(d))
+		}
+	}
 	seen := map[string]bool{}
 	for i, w := range s.Workloads {
 		p := fmt.Sprintf("spec.workloads[%d]", i)
@@ -289,6 +296,8 @@ func validateWorkloadSpec(errs *ErrorList, s *WorkloadSpec, path string) {
 	if st.ProgressDeadlineSeconds < 0 {
 		errs.add(path+".strategy.progressDeadlineSeconds", "must not be negative")
 	}
+	validateJobPolicy(errs, s, path)
+	validateBatchSpec(errs, s, path)
 }
 
 func validateTemplate(errs *ErrorList, t *PodTemplate, path string) {
