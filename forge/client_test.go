@@ -181,7 +181,12 @@ func TestClientFailures(t *testing.T) {
 			}
 
 			// A limit longer than MaxWait fails at once with the wait.
-			f.fail("GET", "/user", 429, map[string]string{"github": "error_429_secondary"}[kind]+map[bool]string{true: "", false: "error_429"}[kind == "github"], map[string]string{"Retry-After": "3600"})
+			// Each forge's own bodies: GitHub's secondary limit and 5xx.
+			limitBody, serverErr := "error_429", "error_404"
+			if kind == "github" {
+				limitBody, serverErr = "error_429_secondary", "error_502"
+			}
+			f.fail("GET", "/user", 429, limitBody, map[string]string{"Retry-After": "3600"})
 			_, err = c.Self(ctx)
 			var ae *APIError
 			if !errors.Is(err, ErrRateLimited) || !errors.As(err, &ae) || ae.RetryAfter != time.Hour {
@@ -190,7 +195,7 @@ func TestClientFailures(t *testing.T) {
 
 			// 5xx on a read is retried with back-off.
 			before := len(sl.all())
-			f.fail("GET", "/user", 502, map[bool]string{true: "error_502", false: "error_404"}[kind == "github"], nil)
+			f.fail("GET", "/user", 502, serverErr, nil)
 			if _, err := c.Self(ctx); err != nil {
 				t.Fatalf("read after a 502: %v", err)
 			}
@@ -202,7 +207,7 @@ func TestClientFailures(t *testing.T) {
 			if kind == "gitlab" {
 				path = "/notes"
 			}
-			f.fail("POST", path, 502, map[bool]string{true: "error_502", false: "error_404"}[kind == "github"], nil)
+			f.fail("POST", path, 502, serverErr, nil)
 			if _, err := c.CreateComment(ctx, 1, "x"); err == nil {
 				t.Error("a 502 on posting a comment was retried")
 			}

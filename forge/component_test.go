@@ -259,7 +259,11 @@ func TestPullRequestFlow(t *testing.T) {
 			// An invalid head: comment updated with file:line:col, failure.
 			bad := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: {\n\treplicas: \"three\"\n\tcontainers: c: image: \"r/x:v2\"\n}\n")
 			f.syncHead(n)
-			hook(t, fl.hookURL, kind, n, map[string]string{"gitlab": "update"}[kind]+map[bool]string{true: "", false: "synchronize"}[kind == "gitlab"], "d3", true)
+			pushed := "synchronize"
+			if kind == "gitlab" {
+				pushed = "update"
+			}
+			hook(t, fl.hookURL, kind, n, pushed, "d3", true)
 			fl.waitStatus(bad, StateFailure, "a failure status on the invalid head")
 			eventually(t, "the comment naming the error", func() bool { return strings.Contains(fl.comment(n), "apps/x.cue:2:") })
 
@@ -269,7 +273,7 @@ func TestPullRequestFlow(t *testing.T) {
 			f.humanComment(n, "alice", "see "+Marker("deploy"))
 			good := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: {\n\treplicas: 2\n\tcontainers: c: image: \"r/x:v2\"\n}\n")
 			f.syncHead(n)
-			hook(t, fl.hookURL, kind, n, "synchronize", "d4", true)
+			hook(t, fl.hookURL, kind, n, pushed, "d4", true)
 			fl.waitStatus(good, StateSuccess, "success after the fix")
 			eventually(t, "our comment updated in place", func() bool {
 				b := fl.comment(n)
