@@ -255,6 +255,13 @@ func TestPullRequestFlow(t *testing.T) {
 			if code := hook(t, fl.hookURL, kind, n, "opened", "d2", false); code != http.StatusUnauthorized {
 				t.Errorf("bad signature answered %d, want 401", code)
 			}
+			huge, _ := http.NewRequest(http.MethodPost, fl.hookURL, strings.NewReader(strings.Repeat("x", 2<<20)))
+			huge.Header.Set("X-GitHub-Event", "pull_request")
+			if resp, err := http.DefaultClient.Do(huge); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Errorf("a 2 MiB pull-request webhook: %v, %v; want 413", resp, err)
+			} else {
+				resp.Body.Close()
+			}
 
 			// An invalid head: comment updated with file:line:col, failure.
 			bad := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: {\n\treplicas: \"three\"\n\tcontainers: c: image: \"r/x:v2\"\n}\n")
