@@ -21,10 +21,17 @@ const (
 // passed the schema: every default is filled in, every type is right.
 type (
 	dApp struct {
-		Pods map[string]dGroup `json:"pods"`
+		Pods      map[string]dGroup `json:"pods"`
+		DependsOn []string          `json:"dependsOn"`
+		Rollback  string            `json:"rollback"`
+		Preview   *struct {
+			Enabled  bool   `json:"enabled"`
+			TTL      string `json:"ttl"`
+			Replicas int32  `json:"replicas"`
+		} `json:"preview"`
 	}
 	dGroup struct {
-		Replicas         int32                 `json:"replicas"`
+		Replicas         *int32                `json:"replicas"`
 		Containers       map[string]dContainer `json:"containers"`
 		Volumes          map[string]struct{}   `json:"volumes"`
 		RestartPolicy    string                `json:"restartPolicy"`
@@ -33,6 +40,10 @@ type (
 		Strategy         dStrategy             `json:"strategy"`
 		TerminationGrace int64                 `json:"terminationGrace"`
 		Service          *dService             `json:"service"`
+		Job              *dJob                 `json:"job"`
+		Schedule         string                `json:"schedule"`
+		EveryNode        bool                  `json:"everyNode"`
+		DependsOn        []string              `json:"dependsOn"`
 	}
 	dStrategy struct {
 		MaxSurge         api.IntOrString `json:"maxSurge"`
@@ -138,6 +149,15 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 	for _, g := range sortedKeys(d.Pods) {
 		c.group(app, g, d.Pods[g])
 	}
+	c.dependencies(app, d)
+	if p := d.Preview; p != nil && p.Enabled {
+		app.Spec.Preview = &api.AppPreview{Enabled: true, TTL: p.TTL, Replicas: p.Replicas}
+		c.note("spec.preview", "preview")
+	}
+	if d.Rollback == api.RollbackAuto {
+		app.Spec.Rollback = api.RollbackAuto
+		c.note("spec.rollback", "rollback")
+	}
 	return app, c, nil
 }
 
@@ -197,7 +217,10 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	c.note(wp+".spec.strategy.progressDeadlineSeconds", sub("strategy", "progressDeadline")...)
 
 	w := api.AppWorkload{Name: name}
-	w.Spec.Replicas = g.Replicas
+	w.Spec.Replicas = 1
+	if g.Replicas != nil {
+		w.Spec.Replicas = *g.Replicas
+	}
 	w.Spec.Strategy = api.RolloutStrategy{
 		MaxSurge:                g.Strategy.MaxSurge,
 		MaxUnavailable:          g.Strategy.MaxUnavailable,
@@ -215,6 +238,10 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	t.Labels[LabelApp] = c.app
 	t.Labels[LabelWorkload] = name
 	t.RestartPolicy = g.RestartPolicy
+	if t.RestartPolicy == "" {
+		t.RestartPolicy = api.RestartAlways
+	}
+	c.batch(&w, g, wp, sub)
 	t.NodeSelector = g.NodeSelector
 	t.TerminationGracePeriodSeconds = g.TerminationGrace
 	volumes := sortedKeys(g.Volumes)
