@@ -184,6 +184,8 @@ func Validate(obj Object) error {
 			errs.add("spec.type", "%s: want Normal or Warning", quote(o.Spec.Type))
 		}
 		validateEventSizes(&errs, &o.Spec)
+	case *PersistentVolume:
+		validateVolume(&errs, o)
 	}
 	if err := errs.Err(); err != nil {
 		return err
@@ -300,6 +302,9 @@ func validateTemplate(errs *ErrorList, t *PodTemplate, path string) {
 			errs.add(p+".name", "%s is defined twice", quote(v.Name))
 		}
 		volumes[v.Name] = true
+		if v.Persistent != nil {
+			validatePersistent(errs, v.Persistent, p+".persistent")
+		}
 	}
 	switch t.RestartPolicy {
 	case "", RestartAlways, RestartOnFailure, RestartNever:

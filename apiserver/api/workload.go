@@ -14,6 +14,9 @@ type WorkloadSpec struct {
 	Replicas int32           `json:"replicas"`
 	Template PodTemplate     `json:"template"`
 	Strategy RolloutStrategy `json:"strategy,omitzero"`
+	// Ordered gives replicas stable names (NAME-0, NAME-1, ...), each its
+	// own persistent volumes, started and updated one at a time (volume.go).
+	Ordered bool `json:"ordered,omitempty"`
 }
 
 // RolloutStrategy bounds a rolling update.
