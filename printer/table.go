@@ -209,6 +209,8 @@ func columnsFor(kind api.Kind) []column {
 			ageCol,
 			{name: "MESSAGE", cell: func(o api.Object, _ *Options) string { return api.CommitSubject(o.(*api.Revision).Spec.Message) }},
 		}
+	case api.KindVolume:
+		return volumeColumns(nameCol, ageCol)
 	case api.KindEvent:
 		return []column{
 			{name: "LAST SEEN", cell: func(o api.Object, opts *Options) string { return age(o.(*api.Event).Spec.LastSeen, opts) }},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -132,4 +133,30 @@ func FormatBytes(n int64) string {
 		}
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// ErrVolumeInUse marks a volume delete refused because its data cannot be
+// removed safely now.
+var ErrVolumeInUse = errors.New("volume in use")
+
+// VolumeDeleteProblem says why volume v may not be deleted without force:
+// pod (its replica, nil when there is none) is not terminating, or node
+// (the volume's node, nil when it is gone) is not Ready, so its agent
+// cannot remove the data. nil means the delete may go ahead.
+func VolumeDeleteProblem(v *PersistentVolume, node *Node, pod *Pod) error {
+	key := v.Metadata.App + "/" + v.Metadata.Name
+	if pod != nil && !Terminating(pod) {
+		return fmt.Errorf("%w: volume %s holds the data of pod %s/%s, which still exists (on node %q); remove its pod group or scale it below %d replicas first, or delete with --force to give %s a new empty volume when it is next replaced",
+			ErrVolumeInUse, key, pod.Metadata.App, pod.Metadata.Name, pod.Spec.NodeName, v.Spec.Ordinal+1, pod.Metadata.Name)
+	}
+	ready := false
+	if node != nil {
+		c := FindCondition(node.Status.Conditions, NodeReady)
+		ready = c != nil && c.Status == ConditionTrue
+	}
+	if !ready {
+		return fmt.Errorf("%w: volume %s is on node %s, which is not ready, so its data cannot be removed now; delete with --force to forget the volume (its replica then starts on a new empty volume elsewhere, and %s's agent removes the old data if the node comes back)",
+			ErrVolumeInUse, key, v.Spec.NodeName, v.Spec.NodeName)
+	}
+	return nil
 }
