@@ -5,7 +5,7 @@ PKGS      := ./...
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
 # Debian packages the end-to-end tests and `capstan up` need.
-APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client
+APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs
 TEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all build test unit bench lint deps fuzz clean mutate
