@@ -281,3 +281,91 @@ func TestOrderedGroup(t *testing.T) {
 		t.Fatalf("order of creations and deletions:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestVolumeNodeDies: when the node holding a replica's volume dies, the
+// replica is evicted and stays Pending, not started empty elsewhere, and
+// `capstan describe` says why; the volume cannot be deleted while its node
+// is down, except with --force, after which the replica starts on the
+// other node on a new empty volume. When the dead node comes back, its
+// agent removes the old data.
+func TestVolumeNodeDies(t *testing.T) {
+	const app = "vol"
+	c := New(t, Options{Hosts: 2, GracePeriod: 6 * time.Second, EvictionTimeout: 10 * time.Second})
+	ctx := context.Background()
+	w := api.KindWorkload.New().(*api.Workload)
+	w.Metadata.Name, w.Metadata.App = "db", app
+	w.Spec.Replicas, w.Spec.Ordered = 1, true
+	w.Spec.Template.Labels = map[string]string{api.LabelWorkload: "db"}
+	w.Spec.Template.TerminationGracePeriodSeconds = 2
+	w.Spec.Template.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("16Mi")}}}
+	w.Spec.Template.Containers = []api.Container{{
+		Name: "echo", Image: c.Image,
+		Ports:        []api.ContainerPort{{Name: "http", Port: 8080}},
+		Readiness:    &api.Probe{HTTP: &api.HTTPProbe{Path: "/healthz", Port: api.FromInt(8080)}, PeriodSeconds: 1, FailureThreshold: 1},
+		VolumeMounts: []api.VolumeMount{{Name: "data", MountPath: "/data"}},
+	}}
+	if _, err := c.Admin.Create(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	var first *api.Pod
+	c.WaitFor("db-0 ready", 2*time.Minute, func() bool { first = c.ReadyPod(app, "db-0"); return first != nil })
+	var dead, other *Host
+	for _, h := range c.Hosts {
+		if h.Name == first.Spec.NodeName {
+			dead = h
+		} else {
+			other = h
+		}
+	}
+	volKey := api.Key{Kind: api.KindVolume, App: app, Name: "db-0-data"}
+	o, err := c.Admin.Get(ctx, volKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldUID := o.Meta().UID
+	oldDir := filepath.Join(dead.Dir, "data", "volumes", app, "db-0-data", oldUID)
+	if _, err := os.Stat(filepath.Join(oldDir, "disk.img")); err != nil {
+		t.Fatalf("the volume's image on %s: %v", dead.Name, err)
+	}
+
+	dead.Kill()
+	want := "persistent volume db-0-data is on node " + dead.Name
+	c.WaitFor("db-0 evicted and pending on its volume", 2*time.Minute, func() bool {
+		o, err := c.Admin.Get(ctx, api.Key{Kind: api.KindPod, App: app, Name: "db-0"})
+		if err != nil {
+			return false
+		}
+		p := o.(*api.Pod)
+		cond := api.FindCondition(p.Status.Conditions, api.PodScheduled)
+		return p.Metadata.UID != first.Metadata.UID && p.Spec.NodeName == "" && cond != nil && strings.Contains(cond.Message, want)
+	})
+	out, err := c.CLI(c.AdminConfigPath(), "describe", "pod", app+"/db-0")
+	if err != nil || !strings.Contains(out, "persistent volume on another node") || !strings.Contains(out, want) {
+		t.Fatalf("capstan describe pod: %v\n%s", err, out)
+	}
+	if out, err := c.CLI(c.AdminConfigPath(), "delete", "volume", app+"/db-0-data"); err == nil || !strings.Contains(out, "not ready") {
+		t.Fatalf("delete volume on a dead node without --force: %v\n%s", err, out)
+	}
+	if out, err := c.CLI(c.AdminConfigPath(), "delete", "volume", app+"/db-0-data", "--force"); err != nil {
+		t.Fatalf("delete volume --force: %v\n%s", err, out)
+	}
+	var moved *api.Pod
+	c.WaitFor("db-0 ready on "+other.Name, 2*time.Minute, func() bool {
+		moved = c.ReadyPod(app, "db-0")
+		return moved != nil && moved.Spec.NodeName == other.Name
+	})
+	o, err = c.Admin.Get(ctx, volKey)
+	if err != nil || o.Meta().UID == oldUID || o.(*api.PersistentVolume).Spec.NodeName != other.Name {
+		t.Fatalf("the new volume: %+v, %v; want a new one on %s", o, err, other.Name)
+	}
+
+	dead.Start()
+	dead.WaitReady()
+	c.WaitFor("the old data removed from "+dead.Name, time.Minute, func() bool {
+		_, err := os.Stat(oldDir)
+		return os.IsNotExist(err)
+	})
+	if p := c.ReadyPod(app, "db-0"); p == nil || p.Metadata.UID != moved.Metadata.UID {
+		t.Fatalf("db-0 after %s came back: %v, want %s still running", dead.Name, p, moved.Metadata.UID)
+	}
+}
