@@ -38,6 +38,22 @@ func TestVolumeDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := api.KeyOf(vol)
+	// Waiting unbound (its node died, say), the replica does not hold the
+	// volume: only the dead node stops the delete.
+	refusedFirst := func() {
+		_, err := c.Delete(ctx, key, client.DeleteOptions{})
+		if err == nil || !strings.Contains(err.Error(), "node n1, which is not ready") {
+			t.Fatalf("delete with db-0 pending = %v, want refused for the node alone", err)
+		}
+	}
+	refusedFirst()
+	if _, err := c.Delete(ctx, api.KeyOf(pod), client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	pod.Spec.NodeName = "n1"
+	if _, err := c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
 	refused := func(want string) {
 		t.Helper()
 		_, err := c.Delete(ctx, key, client.DeleteOptions{})

@@ -140,12 +140,14 @@ func FormatBytes(n int64) string {
 var ErrVolumeInUse = errors.New("volume in use")
 
 // VolumeDeleteProblem says why volume v may not be deleted without force:
-// pod (its replica, nil when there is none) is not terminating, or node
-// (the volume's node, nil when it is gone) is not Ready, so its agent
-// cannot remove the data. nil means the delete may go ahead.
+// pod (its replica, nil when there is none) runs on the volume's node and
+// is not terminating, or node (the volume's node, nil when it is gone) is
+// not Ready, so its agent cannot remove the data. A replica waiting
+// unbound (its node died) does not hold the volume. nil means the delete
+// may go ahead.
 func VolumeDeleteProblem(v *PersistentVolume, node *Node, pod *Pod) error {
 	key := v.Metadata.App + "/" + v.Metadata.Name
-	if pod != nil && !Terminating(pod) {
+	if pod != nil && !Terminating(pod) && pod.Spec.NodeName == v.Spec.NodeName {
 		return fmt.Errorf("%w: volume %s holds the data of pod %s/%s, which still exists (on node %q); remove its pod group or scale it below %d replicas first, or delete with --force to give %s a new empty volume when it is next replaced",
 			ErrVolumeInUse, key, pod.Metadata.App, pod.Metadata.Name, pod.Spec.NodeName, v.Spec.Ordinal+1, pod.Metadata.Name)
 	}

@@ -19,7 +19,7 @@ removes it at once. Objects that came from git come back on the next sync:
 change the repository instead.
 
 A persistent volume (capstan delete volume APP/NAME) is deleted only once its
-replica is gone and its node is ready; the node's agent then removes the
+replica no longer runs on it and its node is ready; the node's agent then removes the
 data. --force deletes it anyway: its replica starts on a new empty volume the
 next time it is placed (see docs/volumes.md).`,
 		Args:              cobra.ExactArgs(2),
