@@ -122,6 +122,11 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// A file's fragments are released when the last of its apps is done.
+	pending := make(map[*unit]int, len(units))
+	for _, u := range units {
+		pending[u] = len(u.owners)
+	}
 	apps := make(map[string]*appCache, len(names))
 	for _, name := range names {
 		us := byApp[name]
@@ -143,6 +148,11 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		res.Apps = append(res.Apps, ar)
 		if evaluated && opts.Evaluated != nil {
 			opts.Evaluated(ar)
+		}
+		for _, u := range us {
+			if pending[u]--; pending[u] == 0 {
+				u.release()
+			}
 		}
 	}
 	l.apps = apps
@@ -212,7 +222,7 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 	}
 	v := l.appSchema
 	for _, u := range us {
-		if frag, ok := u.apps[name]; ok {
+		if frag, ok := u.fragment(l.ctx, name); ok {
 			v = v.Unify(frag)
 		}
 	}
