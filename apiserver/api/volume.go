@@ -66,9 +66,12 @@ func PodOrdinal(workload, pod string) int {
 	if !ok || rest == "" || len(rest) > 6 || (len(rest) > 1 && rest[0] == '0') {
 		return -1
 	}
-	n, err := strconv.Atoi(rest)
-	if err != nil || n < 0 {
-		return -1
+	n := 0
+	for _, c := range []byte(rest) { // digits only: Atoi would take "+1"
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int(c-'0')
 	}
 	return n
 }

@@ -18,6 +18,7 @@ func TestPodOrdinal(t *testing.T) {
 		{"db", "dbx-1", -1},
 		{"db", "db-0-1", -1},
 		{"db", "db--1", -1},
+		{"db", "db-+1", -1},
 		{"a-0", "a-0-3", 3},
 	} {
 		if got := PodOrdinal(tc.workload, tc.pod); got != tc.want {
@@ -76,4 +77,21 @@ func TestFormatBytes(t *testing.T) {
 			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
 		}
 	}
+}
+
+// FuzzPodOrdinal: an ordinal is found only in the name OrdinalPodName
+// makes from it.
+func FuzzPodOrdinal(f *testing.F) {
+	f.Add("db", "db-0")
+	f.Add("db", "db-007")
+	f.Add("a-1", "a-1-12")
+	f.Fuzz(func(t *testing.T, workload, pod string) {
+		n := PodOrdinal(workload, pod)
+		if n < -1 {
+			t.Fatalf("PodOrdinal(%q, %q) = %d", workload, pod, n)
+		}
+		if n >= 0 && OrdinalPodName(workload, n) != pod {
+			t.Fatalf("PodOrdinal(%q, %q) = %d, but replica %d is named %q", workload, pod, n, n, OrdinalPodName(workload, n))
+		}
+	})
 }
