@@ -45,6 +45,9 @@ type appCache struct {
 	errs   []api.SourceError
 	files  []string
 	source api.Source
+	// dependsOn is where the app's dependsOn field is, for an error of a
+	// cycle between apps (batch.go).
+	dependsOn api.SourceError
 }
 
 // NewLoader compiles the embedded schema.
@@ -146,7 +149,9 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		apps[name] = c
 		ar := c.stamp(name, opts)
 		res.Apps = append(res.Apps, ar)
-		if evaluated && opts.Evaluated != nil {
+		// An app with dependencies is reported after the stages that
+		// need every app (batch.go).
+		if evaluated && opts.Evaluated != nil && !c.hasDependencies() {
 			opts.Evaluated(ar)
 		}
 		for _, u := range us {
@@ -156,6 +161,9 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		}
 	}
 	l.apps = apps
+	refuseAppCycles(res, apps, opts)
+	stampDependencies(res)
+	reportDependents(res, apps, opts)
 	for i := range res.Errors {
 		res.Errors[i].File = opts.display(res.Errors[i].File)
 	}
@@ -252,6 +260,9 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 		return c
 	}
 	c.app = app
+	if len(app.Spec.DependsOn) > 0 {
+		c.dependsOn = pl.one(problem{path: []string{"dependsOn"}})
+	}
 	return c
 }
 

@@ -25,3 +25,18 @@ func (c *converter) volume(name string, d dVolume, ordered bool, desc []string) 
 	v.Persistent = p
 	return v
 }
+
+// ordered refuses an ordered group that is also a job or an everyNode
+// group: a job's pods run to completion in runs and an everyNode group's
+// pods follow the nodes; neither has replicas with ordinals.
+func (c *converter) ordered(g dGroup, sub func(...string) []string) {
+	if !g.Ordered {
+		return
+	}
+	if g.EveryNode {
+		c.fail(sub("ordered"), "an everyNode group has one pod per node, not replicas with stable names: remove ordered or everyNode")
+	}
+	if g.Job != nil || g.Schedule != "" {
+		c.fail(sub("ordered"), "a job's pods run to completion, in runs, without stable names: remove ordered or job and schedule")
+	}
+}

@@ -45,6 +45,8 @@ func Assign(dst, src Object) {
 		*d = *src.(*Event)
 	case *PersistentVolume:
 		*d = *src.(*PersistentVolume)
+	case *Job:
+		*d = *src.(*Job)
 	default:
 		panic(fmt.Sprintf("api.Assign: unknown kind %T", dst))
 	}
