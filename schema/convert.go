@@ -239,8 +239,9 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	t.TerminationGracePeriodSeconds = g.TerminationGrace
 	volumes := sortedKeys(g.Volumes)
 	for i, v := range volumes {
-		t.Volumes = append(t.Volumes, c.volume(v, g.Volumes[v], g.Ordered, sub("volumes", v)))
+		t.Volumes = append(t.Volumes, c.volume(v, g.Volumes[v], sub("volumes", v)))
 		c.note(fmt.Sprintf("%s.volumes[%d]", tp, i), sub("volumes", v)...)
+		c.note(fmt.Sprintf("%s.volumes[%d].persistent", tp, i), sub("volumes", v, "persistent")...)
 		c.note(fmt.Sprintf("%s.volumes[%d].persistent.size", tp, i), sub("volumes", v, "persistent", "size")...)
 	}
 	w.Spec.Ordered = g.Ordered

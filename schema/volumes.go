@@ -8,15 +8,13 @@ import (
 // to one replica, found again by the replica's stable name, so only an
 // ordered group may declare one: a replica with a random name could not
 // find its volume after a replacement.
-func (c *converter) volume(name string, d dVolume, ordered bool, desc []string) api.Volume {
+func (c *converter) volume(name string, d dVolume, desc []string) api.Volume {
 	v := api.Volume{Name: name}
 	if d.Persistent == nil {
 		return v
 	}
 	sub := func(s ...string) []string { return append(append([]string{}, desc...), s...) }
-	if !ordered {
-		c.fail(sub("persistent"), "a persistent volume belongs to one replica, found again by its stable name: set ordered: true on the pod group (or drop persistent for a scratch volume)")
-	}
+	// A group that is not ordered is refused by api.Validate.
 	p := &api.PersistentSource{Reclaim: api.ReclaimRetain}
 	if d.Persistent.Reclaim == "delete" {
 		p.Reclaim = api.ReclaimDelete

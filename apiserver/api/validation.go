@@ -270,6 +270,7 @@ func validateWorkloadSpec(errs *ErrorList, s *WorkloadSpec, path string) {
 		errs.add(path+".replicas", "%d: want 0 to %d", s.Replicas, MaxReplicas)
 	}
 	validateTemplate(errs, &s.Template, path+".template")
+	validateOrdered(errs, s, path)
 	st := s.Strategy
 	for _, f := range []struct {
 		name string

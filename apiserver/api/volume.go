@@ -165,3 +165,17 @@ func VolumeDeleteProblem(v *PersistentVolume, node *Node, pod *Pod) error {
 	}
 	return nil
 }
+
+// validateOrdered refuses persistent volumes on a workload that is not
+// ordered: a replica with a random name could not find its volume again.
+func validateOrdered(errs *ErrorList, s *WorkloadSpec, path string) {
+	if s.Ordered {
+		return
+	}
+	for i, v := range s.Template.Volumes {
+		if v.Persistent != nil {
+			errs.add(fmt.Sprintf("%s.template.volumes[%d].persistent", path, i),
+				"a persistent volume belongs to one replica, found again by its stable name: set ordered: true on the pod group (or drop persistent for a scratch volume)")
+		}
+	}
+}

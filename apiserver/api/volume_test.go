@@ -95,3 +95,21 @@ func FuzzPodOrdinal(f *testing.F) {
 		}
 	})
 }
+
+// A workload that is not ordered may not have persistent volumes, from
+// git or through the API.
+func TestValidatePersistentNeedsOrdered(t *testing.T) {
+	w := KindWorkload.New().(*Workload)
+	w.Metadata.App, w.Metadata.Name = "shop", "db"
+	w.Spec.Replicas = 2
+	w.Spec.Template.Containers = []Container{{Name: "c", Image: "x"}}
+	w.Spec.Template.Volumes = []Volume{{Name: "scratch"}, {Name: "data", Persistent: &PersistentSource{Size: MustParseQuantity("1Gi")}}}
+	err := Validate(w)
+	if err == nil || !strings.Contains(err.Error(), "spec.template.volumes[1].persistent") || !strings.Contains(err.Error(), "set ordered: true") {
+		t.Fatalf("Validate = %v, want the persistent volume refused", err)
+	}
+	w.Spec.Ordered = true
+	if err := Validate(w); err != nil {
+		t.Fatalf("ordered: %v", err)
+	}
+}
