@@ -23,6 +23,12 @@ type (
 	dApp struct {
 		Pods      map[string]dGroup `json:"pods"`
 		DependsOn []string          `json:"dependsOn"`
+		Rollback  string            `json:"rollback"`
+		Preview   *struct {
+			Enabled  bool   `json:"enabled"`
+			TTL      string `json:"ttl"`
+			Replicas int32  `json:"replicas"`
+		} `json:"preview"`
 	}
 	dGroup struct {
 		Replicas         *int32                `json:"replicas"`
@@ -151,6 +157,14 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 		c.group(app, g, d.Pods[g])
 	}
 	c.dependencies(app, d)
+	if p := d.Preview; p != nil && p.Enabled {
+		app.Spec.Preview = &api.AppPreview{Enabled: true, TTL: p.TTL, Replicas: p.Replicas}
+		c.note("spec.preview", "preview")
+	}
+	if d.Rollback == api.RollbackAuto {
+		app.Spec.Rollback = api.RollbackAuto
+		c.note("spec.rollback", "rollback")
+	}
 	return app, c, nil
 }
 

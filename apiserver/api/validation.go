@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func sprintf(format string, args ...any) string {
@@ -236,6 +237,17 @@ func validateNode(errs *ErrorList, n *Node) {
 }
 
 func validateApp(errs *ErrorList, s *AppSpec) {
+	if p := s.Preview; p != nil {
+		if d, err := time.ParseDuration(p.TTL); err != nil || d <= 0 {
+			errs.add("spec.preview.ttl", "%s: must be a positive duration such as 72h", quote(p.TTL))
+		}
+		if p.Replicas < 0 {
+			errs.add("spec.preview.replicas", "must not be negative")
+		}
+	}
+	if s.Rollback != "" && s.Rollback != RollbackAuto {
+		errs.add("spec.rollback", "%s: must be %q or empty", quote(s.Rollback), RollbackAuto)
+	}
 	for i, d := range s.DependsOn {
 		if !IsDNSLabel(d) {
 			errs.add(fmt.Sprintf("spec.dependsOn[%d]", i), "%s: must be the name of an app", quote(d))
