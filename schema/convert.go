@@ -33,7 +33,8 @@ type (
 	dGroup struct {
 		Replicas         *int32                `json:"replicas"`
 		Containers       map[string]dContainer `json:"containers"`
-		Volumes          map[string]struct{}   `json:"volumes"`
+		Volumes          map[string]dVolume    `json:"volumes"`
+		Ordered          bool                  `json:"ordered"`
 		RestartPolicy    string                `json:"restartPolicy"`
 		NodeSelector     map[string]string     `json:"nodeSelector"`
 		Labels           map[string]string     `json:"labels"`
@@ -44,6 +45,12 @@ type (
 		Schedule         string                `json:"schedule"`
 		EveryNode        bool                  `json:"everyNode"`
 		DependsOn        []string              `json:"dependsOn"`
+	}
+	dVolume struct {
+		Persistent *struct {
+			Size    json.RawMessage `json:"size"`
+			Reclaim string          `json:"reclaim"`
+		} `json:"persistent"`
 	}
 	dStrategy struct {
 		MaxSurge         api.IntOrString `json:"maxSurge"`
@@ -246,9 +253,14 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	t.TerminationGracePeriodSeconds = g.TerminationGrace
 	volumes := sortedKeys(g.Volumes)
 	for i, v := range volumes {
-		t.Volumes = append(t.Volumes, api.Volume{Name: v})
+		t.Volumes = append(t.Volumes, c.volume(v, g.Volumes[v], sub("volumes", v)))
 		c.note(fmt.Sprintf("%s.volumes[%d]", tp, i), sub("volumes", v)...)
+		c.note(fmt.Sprintf("%s.volumes[%d].persistent", tp, i), sub("volumes", v, "persistent")...)
+		c.note(fmt.Sprintf("%s.volumes[%d].persistent.size", tp, i), sub("volumes", v, "persistent", "size")...)
 	}
+	w.Spec.Ordered = g.Ordered
+	c.note(wp+".spec.ordered", sub("ordered")...)
+	c.ordered(g, sub)
 	portNames := map[string]bool{}
 	for _, cn := range sortedKeys(g.Containers) {
 		cp := fmt.Sprintf("%s.containers[%d]", tp, len(t.Containers))

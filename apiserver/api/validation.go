@@ -187,6 +187,8 @@ func Validate(obj Object) error {
 			errs.add("spec.type", "%s: want Normal or Warning", quote(o.Spec.Type))
 		}
 		validateEventSizes(&errs, &o.Spec)
+	case *PersistentVolume:
+		validateVolume(&errs, o)
 	}
 	if err := errs.Err(); err != nil {
 		return err
@@ -280,6 +282,7 @@ func validateWorkloadSpec(errs *ErrorList, s *WorkloadSpec, path string) {
 		errs.add(path+".replicas", "%d: want 0 to %d", s.Replicas, MaxReplicas)
 	}
 	validateTemplate(errs, &s.Template, path+".template")
+	validateOrdered(errs, s, path)
 	st := s.Strategy
 	for _, f := range []struct {
 		name string
@@ -321,6 +324,9 @@ func validateTemplate(errs *ErrorList, t *PodTemplate, path string) {
 			errs.add(p+".name", "%s is defined twice", quote(v.Name))
 		}
 		volumes[v.Name] = true
+		if v.Persistent != nil {
+			validatePersistent(errs, v.Persistent, p+".persistent")
+		}
 	}
 	switch t.RestartPolicy {
 	case "", RestartAlways, RestartOnFailure, RestartNever:
