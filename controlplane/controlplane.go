@@ -23,11 +23,15 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/forge/notify"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile"
 	appController "github.com/capstanhq/capstan/reconcile/app"
+	cronController "github.com/capstanhq/capstan/reconcile/cron"
 	endpointsController "github.com/capstanhq/capstan/reconcile/endpoints"
+	everyNodeController "github.com/capstanhq/capstan/reconcile/everynode"
 	gcController "github.com/capstanhq/capstan/reconcile/gc"
+	jobController "github.com/capstanhq/capstan/reconcile/job"
 	nodeController "github.com/capstanhq/capstan/reconcile/node"
 	workloadController "github.com/capstanhq/capstan/reconcile/workload"
 	"github.com/capstanhq/capstan/scheduler"
@@ -62,6 +66,9 @@ type Options struct {
 	// Nodes are the node controller's heartbeat grace and eviction
 	// timeout (reconcile/node documents the defaults).
 	Nodes nodeController.DecideOptions
+	// Notify are the webhooks told of refused syncs, failed rollouts,
+	// automatic reverts and lost nodes (forge/notify). Default: none.
+	Notify notify.Config
 	// Logger receives every part's logs. Default: discard.
 	Logger *slog.Logger
 	// Store chooses the store: bbolt in DataDir (default) or etcd.
@@ -153,7 +160,15 @@ func build(opts Options, st store.Backend) (*ControlPlane, error) {
 	}
 	admin = admin.WithHeader(wire.FenceHeader, cp.fenceHeader)
 	var work []func(context.Context) error
-	syncStart, err := attachGitSync(srv, admin, opts.DataDir, opts.Repos, opts.Eval, log)
+	var nt *notify.Notifier
+	if len(opts.Notify.Webhooks) > 0 {
+		// Only the leader tells, so that a failure is told once.
+		nt = notify.New(notify.Options{Config: opts.Notify, Logger: log.With("component", "notify")})
+		work = append(work, func(ctx context.Context) error {
+			return notify.Watch(ctx, admin, nt, time.Now, log.With("component", "notify"))
+		})
+	}
+	syncStart, err := attachGitSync(srv, admin, opts.DataDir, opts.Repos, opts.Eval, nt, log)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +212,9 @@ func newControllers(c *client.Client, nodes nodeController.DecideOptions, reg *p
 		func() (reconcile.Runnable, error) { return endpointsController.New(m, endpointsController.Options{}) },
 		func() (reconcile.Runnable, error) { return gcController.New(m, gcController.Options{}) },
 		func() (reconcile.Runnable, error) { return scheduler.New(m, scheduler.Options{}) },
+		func() (reconcile.Runnable, error) { return jobController.New(m, jobController.Options{}) },
+		func() (reconcile.Runnable, error) { return cronController.New(m, cronController.Options{}) },
+		func() (reconcile.Runnable, error) { return everyNodeController.New(m, everyNodeController.Options{}) },
 	}
 	for _, build := range builders {
 		r, err := build()

@@ -8,13 +8,19 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/forge"
+	"github.com/capstanhq/capstan/forge/notify"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/gitsync/autorevert"
 	"github.com/capstanhq/capstan/schema/sandbox"
+	"golang.org/x/sync/errgroup"
 )
 
 // AttachGitSync wires the syncer and its applier into srv: the webhook
@@ -22,21 +28,21 @@ import (
 // when no repository is tracked. New calls it; so do tests that bring
 // their own API server.
 func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
-	if len(repos) == 0 {
-		return nil, nil
-	}
-	c, err := client.FromFile(srv.AdminConfigPath())
-	if err != nil {
-		return nil, err
-	}
-	return attachGitSync(srv, c, dataDir, repos, eval, log)
+	return attachGitSync(srv, nil, dataDir, repos, eval, nil, log)
 }
 
-// attachGitSync is AttachGitSync with the client the applier writes
-// through (the leader's, with its fence).
-func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
+// attachGitSync is AttachGitSync writing through c (the leader's client,
+// with its fence; nil: the admin config's) and telling nt (nil: nobody)
+// of automatic reverts.
+func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, nt *notify.Notifier, log *slog.Logger) (func(context.Context) error, error) {
 	if len(repos) == 0 {
 		return nil, nil
+	}
+	if c == nil {
+		var err error
+		if c, err = client.FromFile(srv.AdminConfigPath()); err != nil {
+			return nil, err
+		}
 	}
 	urls := map[string]string{}
 	for _, r := range repos {
@@ -46,7 +52,13 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 	if err != nil {
 		return nil, err
 	}
-	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync")})
+	// The forge component (pull-request plans, commit statuses) gets the
+	// pull-request webhooks gitsync authenticates.
+	fg, err := forge.New(forge.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "forge"), Eval: eval, Logger: log.With("component", "forge")})
+	if err != nil {
+		return nil, err
+	}
+	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync"), OnHook: fg.HandleHook})
 	if err != nil {
 		return nil, err
 	}
@@ -57,9 +69,29 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 	for _, r := range repos {
 		log.Info("tracking repository", "name", r.Name, "url", gitsync.RedactURL(r.URL), "ref", r.Ref(), "path", r.Path)
 	}
+	// Apps with rollback "auto" get their failed rollouts reverted in git.
+	ar, err := autorevert.New(autorevert.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "autorevert"), Logger: log.With("component", "autorevert"),
+		OnRevert: func(a autorevert.Action, commit string, err error) {
+			m := notify.Message{Kind: notify.RollbackMade, Time: time.Now(), App: a.App, Repo: a.Repo, Commit: a.Failed}
+			if err != nil {
+				m.Message = fmt.Sprintf("the failed rollout of %s was NOT reverted: %v", api.ShortCommit(a.Failed), err)
+			} else {
+				m.Message = fmt.Sprintf("the failed rollout of %s (%s) was reverted by commit %s", api.ShortCommit(a.Failed), a.Why, api.ShortCommit(commit))
+			}
+			nt.Notify(m)
+		}})
+	if err != nil {
+		return nil, err
+	}
 	return func(ctx context.Context) error {
 		defer ap.Close() // stops the evaluation processes
-		return syncer.Start(ctx)
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return syncer.Start(ctx) })
+		g.Go(func() error { return ar.Start(ctx) })
+		if fg.Enabled() {
+			g.Go(func() error { return fg.Start(ctx) })
+		}
+		return g.Wait()
 	}, nil
 }
 

@@ -97,12 +97,14 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	fs.scalar(name, "max surge", intOrString(o.Strategy.MaxSurge), intOrString(n.Strategy.MaxSurge))
 	fs.scalar(name, "max unavailable", intOrString(o.Strategy.MaxUnavailable), intOrString(n.Strategy.MaxUnavailable))
 	fs.scalar(name, "progress deadline", seconds(int64(o.Strategy.ProgressDeadlineSeconds)), seconds(int64(n.Strategy.ProgressDeadlineSeconds)))
+	fs.scalar(name, "ordered", yes(o.Ordered), yes(n.Ordered))
 	ot, nt := o.Template, n.Template
 	fs.scalar(name, "restart policy", ot.RestartPolicy, nt.RestartPolicy)
 	fs.scalar(name, "termination grace", seconds(ot.TerminationGracePeriodSeconds), seconds(nt.TerminationGracePeriodSeconds))
 	fs.keyed(name, "node selector", ot.NodeSelector, nt.NodeSelector)
 	fs.keyed(name, "label", ot.Labels, nt.Labels)
 	fs.keyed(name, "volume", volumes(ot.Volumes), volumes(nt.Volumes))
+	diffBatch(&fs, name, o, n)
 
 	old := map[string]*api.Container{}
 	for i := range ot.Containers {
@@ -130,6 +132,9 @@ func volumes(vs []api.Volume) map[string]string {
 	out := map[string]string{}
 	for _, v := range vs {
 		out[v.Name] = "empty dir"
+		if p := v.Persistent; p != nil {
+			out[v.Name] = "persistent " + api.FormatBytes(p.Size.Value()) + ", reclaim " + strings.ToLower(p.Reclaim)
+		}
 	}
 	return out
 }
@@ -261,6 +266,10 @@ func servicePorts(ps []api.ServicePort) map[string]string {
 // describeWorkload lists what an added or removed workload runs.
 func describeWorkload(name string, w *api.Workload) []Field {
 	fs := []Field{{Subject: name, Name: "replicas", New: itoa(w.Spec.Replicas)}}
+	if w.Spec.Job != nil || w.Spec.EveryNode {
+		fs = nil // no replica count
+	}
+	fs = append(fs, describeBatch(name, w)...)
 	for _, c := range w.Spec.Template.Containers {
 		sub := name + "/" + c.Name
 		fs = append(fs, Field{Subject: sub, Name: "image", New: c.Image})

@@ -72,7 +72,9 @@ func CopyStatus(dst, src Object) {
 		d.Status = src.(*Pod).Status
 	case *Service:
 		d.Status = src.(*Service).Status
-	case *Lease, *Endpoints, *Revision, *Event:
+	case *Job:
+		d.Status = src.(*Job).Status
+	case *Lease, *Endpoints, *Revision, *Event, *PersistentVolume:
 		// no status
 	default:
 		panic(fmt.Sprintf("api.CopyStatus: unknown kind %T", dst))

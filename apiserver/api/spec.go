@@ -43,6 +43,10 @@ func Assign(dst, src Object) {
 		*d = *src.(*Revision)
 	case *Event:
 		*d = *src.(*Event)
+	case *PersistentVolume:
+		*d = *src.(*PersistentVolume)
+	case *Job:
+		*d = *src.(*Job)
 	default:
 		panic(fmt.Sprintf("api.Assign: unknown kind %T", dst))
 	}

@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // EtcdOptions configure an Etcd store. The zero value of each field but
@@ -38,6 +40,11 @@ type EtcdOptions struct {
 	// DialTimeout bounds the first connection and each quick probe
 	// (default 5 s).
 	DialTimeout time.Duration
+	// RequestTimeout bounds each request to etcd (a read, a commit, a
+	// page of a list): one that etcd does not answer in time (no quorum,
+	// no leader, a member gone mid-request) fails with ErrUnavailable
+	// instead of holding its API request (default 10 s).
+	RequestTimeout time.Duration
 	// CompactInterval: every interval, Start compacts etcd's history up to
 	// the revision it saw one interval before, so watchers can resume from
 	// at least one interval back (default 5 min, as the Kubernetes API
@@ -67,6 +74,9 @@ func (o *EtcdOptions) setDefaults() error {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = 5 * time.Second
 	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
 	if o.CompactInterval == 0 {
 		o.CompactInterval = 5 * time.Minute
 	}
@@ -82,7 +92,7 @@ func (o *EtcdOptions) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.DialTimeout < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.WatchBufferBytes < 0 {
+	if o.DialTimeout < 0 || o.RequestTimeout < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.WatchBufferBytes < 0 {
 		return errors.New("etcd store options: durations and limits must not be negative")
 	}
 	if (o.CertFile == "") != (o.KeyFile == "") {
@@ -194,7 +204,9 @@ func (s *Etcd) seen(rev int64) {
 
 // currentRevision asks etcd for its revision (a linearizable read).
 func (s *Etcd) currentRevision(ctx context.Context) (int64, error) {
-	resp, err := s.cli.Get(ctx, s.opts.Prefix, clientv3.WithCountOnly())
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, s.opts.Prefix, clientv3.WithCountOnly())
 	if err != nil {
 		return 0, s.err(err)
 	}
@@ -220,10 +232,30 @@ func (s *Etcd) err(err error) error {
 		return ErrClosed
 	default:
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.Canceled):
 		return err
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: no answer in time: %w", ErrUnavailable, err)
+	case errors.Is(err, rpctypes.ErrTooManyOps):
+		return fmt.Errorf("etcd: %w (a transaction of many objects: start the etcd members with a larger --max-txn-ops, see docs/ha.md)", err)
+	case errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return fmt.Errorf("etcd: %w (start the etcd members with a larger --max-request-bytes, see docs/ha.md)", err)
+	case unavailable(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return fmt.Errorf("etcd: %w", err)
+}
+
+// unavailable says whether err is etcd (or the way to it) failing, not
+// the request: no connection, no leader, a timeout inside etcd.
+func unavailable(err error) bool {
+	code := status.Code(err)
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	}
+	return code == codes.Unavailable || code == codes.DeadlineExceeded
 }
 
 func (s *Etcd) checkOpen() error {
@@ -327,7 +359,9 @@ func (s *Etcd) Get(ctx context.Context, k api.Key) (api.Object, error) {
 	if !k.Kind.Valid() {
 		return nil, fmt.Errorf("%w: %q", api.ErrUnknownKind, k.Kind)
 	}
-	resp, err := s.cli.Get(ctx, s.objectKey(k))
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, s.objectKey(k))
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", k, s.err(err))
 	}
@@ -364,7 +398,9 @@ func (s *Etcd) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api
 		if rev != 0 {
 			o = append(o, clientv3.WithRev(rev))
 		}
-		resp, err := s.cli.Get(ctx, from, o...)
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		resp, err := s.cli.Get(rctx, from, o...)
+		cancel()
 		if err != nil {
 			return nil, 0, fmt.Errorf("list %s: %w", kind, s.err(err))
 		}
@@ -439,7 +475,9 @@ func (s *Etcd) Start(ctx context.Context) error {
 // Compact drops etcd's history before rev: watches from an earlier
 // revision then fail with ErrCompacted.
 func (s *Etcd) Compact(ctx context.Context, rev int64) error {
-	_, err := s.cli.Compact(ctx, rev)
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	_, err := s.cli.Compact(rctx, rev)
 	if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
 		return fmt.Errorf("compact etcd at revision %d: %w", rev, s.err(err))
 	}

@@ -10,19 +10,27 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/internal/etcdtest"
 )
 
 // slotHooks give each service one of a few slots through Allocations, as
-// the API server's allocator gives VIPs: the first free slot, released
-// on delete.
+// the API server's allocator gives VIPs: the slot it asks for when it is
+// free, else the first free slot; released on delete.
 type slotHooks struct{ slots int }
 
 func (h slotHooks) BeforeCreate(tx Allocations, obj api.Object) error {
+	owner := api.KeyOf(obj).String()
+	if want := obj.Meta().Annotations["slot"]; want != "" {
+		if holder, taken := tx.Get("slot/" + want); taken && holder != owner {
+			return fmt.Errorf("slot %s is taken by %s", want, holder)
+		}
+		return tx.Put("slot/"+want, owner)
+	}
 	for i := range h.slots {
 		k := "slot/" + strconv.Itoa(i)
 		if _, taken := tx.Get(k); !taken {
 			obj.Meta().Annotations = map[string]string{"slot": strconv.Itoa(i)}
-			return tx.Put(k, api.KeyOf(obj).String())
+			return tx.Put(k, owner)
 		}
 	}
 	return errors.New("no free slot")
@@ -40,7 +48,9 @@ func testService(name string) *api.Service {
 
 // Two servers on one etcd racing for allocations never hand one out
 // twice: the allocation is read and written in the create's transaction,
-// which commits only if no key it read has changed.
+// which commits only if no key it read has changed. The loser runs again
+// on the object as it was sent (its re-run once asked for the slot the
+// lost run had picked, and failed: "taken").
 func TestEtcdAllocationsAcrossServers(t *testing.T) {
 	ctx := t.Context()
 	const slots = 16
@@ -408,4 +418,118 @@ func TestEtcdProgressWaitsForTheWholeTransaction(t *testing.T) {
 		got, ok := w.Progress()
 		return ok && got >= rev
 	})
+}
+
+// Two of three members down: writes fail with an error instead of
+// hanging past their deadline, an open watch ends (it requires a leader)
+// instead of going quiet, and writes work again once a quorum is back.
+func TestEtcdQuorumLost(t *testing.T) {
+	restoreCluster(t)
+	ctx := t.Context()
+	prefix := openEtcdTest(t, Options{}).opts.Prefix
+	s, err := OpenEtcd(ctx, EtcdOptions{Endpoints: testCluster.Endpoints(), Prefix: prefix, RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w, err := s.Watch(ctx, WatchOptions{Since: s.Revision()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, testPod("shop", "before", "")); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, w, 1)
+	testCluster.Members[0].Stop()
+	testCluster.Members[1].Stop()
+	_, err = s.Create(ctx, testPod("shop", "without-quorum", ""))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a write without a quorum: %v, want ErrUnavailable", err)
+	}
+	select {
+	case _, ok := <-w.C:
+		for ok {
+			_, ok = <-w.C
+		}
+		if w.Err() == nil {
+			t.Fatal("the watch ended without an error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the watch went on without a leader")
+	}
+	for _, m := range testCluster.Members[:2] {
+		if err := m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "a write with the quorum back", func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := s.Create(cctx, testPod("shop", fmt.Sprintf("after-%d", time.Now().UnixNano()), ""))
+		return err == nil
+	})
+}
+
+// Start compacts etcd's history each interval up to the revision it saw
+// an interval before: a watch from before that is refused, one from after
+// it works.
+func TestEtcdStartCompacts(t *testing.T) {
+	ctx := t.Context()
+	prefix := openEtcdTest(t, Options{}).opts.Prefix
+	s, err := OpenEtcd(ctx, EtcdOptions{Endpoints: testCluster.Endpoints(), Prefix: prefix, CompactInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := s.Revision()
+	for i := range 3 {
+		if _, err := s.Create(ctx, testPod("shop", fmt.Sprintf("p-%d", i), "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Start(sctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitUntil(t, "the history before the writes to be compacted", func() bool {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel() // not compacted yet: drop this watch
+		_, err := s.Watch(wctx, WatchOptions{Since: base})
+		return errors.Is(err, ErrCompacted)
+	})
+	if _, err := s.Watch(ctx, WatchOptions{Since: s.Revision()}); err != nil {
+		t.Fatalf("watch from the current revision: %v", err)
+	}
+}
+
+// An idle watch from revision 0 (a fresh cluster, nothing of its kind
+// written) can still say how far it is: Progress waits for etcd's
+// progress notification instead of answering "don't know" until an event
+// comes, so the API's end-of-lifetime bookmark is sent.
+func TestEtcdProgressOfAnIdleWatch(t *testing.T) {
+	cluster, err := etcdtest.Start(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx := t.Context()
+	s, err := OpenEtcd(ctx, EtcdOptions{Endpoints: cluster.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := s.Revision()
+	rev, ok := w.Progress()
+	if !ok || rev < cur {
+		t.Fatalf("progress of an idle watch: %d, %v; want at least %d", rev, ok, cur)
+	}
 }

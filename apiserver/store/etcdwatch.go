@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -35,7 +37,9 @@ func (s *Etcd) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	if opts.Since < cur {
 		// A read at the first revision wanted fails when etcd has
 		// compacted it: say so now, as Bolt does.
-		_, err := s.cli.Get(ctx, s.opts.Prefix, clientv3.WithCountOnly(), clientv3.WithRev(opts.Since+1))
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		_, err := s.cli.Get(rctx, s.opts.Prefix, clientv3.WithCountOnly(), clientv3.WithRev(opts.Since+1))
+		cancel()
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			return nil, fmt.Errorf("watch from revision %d: %w", opts.Since, ErrCompacted)
 		}
@@ -56,7 +60,7 @@ func (s *Etcd) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 		maxEvents: s.opts.WatchBuffer, maxBytes: s.opts.WatchBufferBytes,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	ew := &etcdWatch{s: s, w: w, ask: make(chan struct{}, 1)}
+	ew := &etcdWatch{s: s, w: w, ask: make(chan struct{}, 1), progressed: make(chan struct{}, 1)}
 	ew.known.Store(opts.Since)
 	w.progress = ew.progress
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -82,7 +86,10 @@ type etcdWatch struct {
 	// known is a revision up to which every matching event has been
 	// queued: the last event's, or a progress notification's.
 	known atomic.Int64
-	ask   chan struct{}
+	// ask carries Progress's requests to askProgress; progressed signals
+	// a progress notification.
+	ask        chan struct{}
+	progressed chan struct{}
 }
 
 // read queues the etcd watch's events until it ends, then ends w.
@@ -99,6 +106,10 @@ func (ew *etcdWatch) read(events clientv3.WatchChan) {
 		}
 		if resp.IsProgressNotify() {
 			ew.known.Store(max(ew.known.Load(), resp.Header.Revision))
+			select {
+			case ew.progressed <- struct{}{}:
+			default:
+			}
 			continue
 		}
 		// etcd sends the events of one revision (a transaction's) in one
@@ -147,7 +158,16 @@ func (ew *etcdWatch) event(ev *clientv3.Event) (*Event, bool) {
 	case ev.Type == mvccpb.DELETE:
 		e.Type = Deleted
 		if ev.PrevKv == nil {
-			return nil, false // compacted away: nothing to say what it was
+			// The last value is compacted away: the event still says
+			// which object went.
+			obj := k.Kind.New()
+			obj.Meta().Name, obj.Meta().App, obj.Meta().ResourceVersion = k.Name, k.App, e.Rev
+			data, err := json.Marshal(obj)
+			if err != nil {
+				return nil, false
+			}
+			e.Object = data
+			return e, true
 		}
 		v = ev.PrevKv.Value
 	case ev.IsCreate():
@@ -165,23 +185,56 @@ func (ew *etcdWatch) event(ev *clientv3.Event) (*Event, bool) {
 	return e, true
 }
 
-// progress is the Watcher's Progress: the revision known, when nothing is
-// queued or in hand. It asks etcd for a fresh notification for the next
-// call.
+// progressWait bounds how long Progress waits for etcd's answer.
+const progressWait = time.Second
+
+// progress is the Watcher's Progress: when nothing is queued or in hand,
+// it asks etcd for a progress notification and waits for it (at most
+// progressWait: etcd answers only once the watch has caught up), and
+// returns the revision every event up to which has been delivered.
 func (ew *etcdWatch) progress() (int64, bool) {
+	if ew.pending() {
+		return 0, false
+	}
 	select {
-	case ew.ask <- struct{}{}:
+	case <-ew.progressed: // an old answer
 	default:
 	}
+	// Ask again every 100 ms: a request made before etcd has set up the
+	// watch goes unanswered.
+	t := time.NewTimer(progressWait)
+	defer t.Stop()
+	again := time.NewTicker(100 * time.Millisecond)
+	defer again.Stop()
+wait:
+	for {
+		select {
+		case ew.ask <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ew.progressed:
+			break wait
+		case <-again.C:
+		case <-t.C:
+			break wait
+		case <-ew.ctx.Done():
+			break wait
+		}
+	}
 	rev := ew.known.Load()
-	w := ew.w
-	w.mu.Lock()
-	pending := len(w.queue) > 0 || w.inHand || w.ended
-	w.mu.Unlock()
-	if pending || rev == 0 {
+	if ew.pending() || rev == 0 {
 		return 0, false
 	}
 	return rev, true
+}
+
+// pending says whether events wait for the consumer (or the watch ended).
+func (ew *etcdWatch) pending() bool {
+	w := ew.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue) > 0 || w.inHand || w.ended
 }
 
 func (ew *etcdWatch) askProgress() {

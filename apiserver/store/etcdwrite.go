@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -33,6 +34,12 @@ type etcdTx struct {
 	reads  map[string]*mvccpb.KeyValue
 	writes map[string]*string
 	order  []string
+	// known holds values read by the previous run's failed commit (nil:
+	// missing), used instead of reading again; a first run of a create
+	// assumes its key is missing (see create).
+	known map[string]*mvccpb.KeyValue
+	// first: the write's first run.
+	first bool
 	// err is the first read error seen where Allocations cannot return it.
 	err error
 }
@@ -48,7 +55,14 @@ func (tx *etcdTx) get(key string) (string, bool, error) {
 	}
 	kv, ok := tx.reads[key]
 	if !ok {
-		resp, err := tx.s.cli.Get(tx.ctx, key)
+		kv, ok = tx.known[key]
+	}
+	if ok {
+		tx.reads[key] = kv
+	} else {
+		rctx, cancel := context.WithTimeout(tx.ctx, tx.s.opts.RequestTimeout)
+		resp, err := tx.s.cli.Get(rctx, key)
+		cancel()
 		if err != nil {
 			return "", false, fmt.Errorf("read %s: %w", key, tx.s.err(err))
 		}
@@ -79,11 +93,16 @@ func (tx *etcdTx) set(key string, v *string) {
 }
 
 // commit applies the buffered writes if nothing read has changed; false
-// when something has (run again).
+// when something has (run again). A failed commit reads the keys back in
+// the same round trip, for the next run.
 func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 	cmps := make([]clientv3.Cmp, 0, len(tx.reads))
+	keys := make([]string, 0, len(tx.reads))
+	gets := make([]clientv3.Op, 0, len(tx.reads))
 	for k := range tx.reads {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", tx.modRevision(k)))
+		keys = append(keys, k)
+		gets = append(gets, clientv3.OpGet(k))
 	}
 	ops := make([]clientv3.Op, 0, len(tx.order))
 	for _, k := range tx.order {
@@ -93,24 +112,33 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 			ops = append(ops, clientv3.OpDelete(k))
 		}
 	}
-	var orElse []clientv3.Op
 	fence, fenced := FenceFrom(tx.ctx)
 	if fenced {
 		// The leadership's key must still be the one it created (see
-		// Fence); when the transaction fails, its else branch says
-		// whether that is why.
+		// Fence); when the transaction fails, the last read of its else
+		// branch says whether that is why.
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev))
-		orElse = append(orElse, clientv3.OpGet(fence.Key))
+		gets = append(gets, clientv3.OpGet(fence.Key))
 	}
-	resp, err := tx.s.cli.Txn(tx.ctx).If(cmps...).Then(ops...).Else(orElse...).Commit()
+	rctx, cancel := context.WithTimeout(tx.ctx, tx.s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := tx.s.cli.Txn(rctx).If(cmps...).Then(ops...).Else(gets...).Commit()
 	if err != nil {
 		return nil, false, fmt.Errorf("commit: %w", tx.s.err(err))
 	}
-	if fenced && !resp.Succeeded {
-		if r := resp.Responses; len(r) == 1 {
-			if kvs := r[0].GetResponseRange().GetKvs(); len(kvs) == 0 || kvs[0].CreateRevision != fence.Rev {
-				return nil, false, fmt.Errorf("commit: %w (election key %s of revision %d)", ErrFenced, fence.Key, fence.Rev)
+	if fenced && !resp.Succeeded && len(resp.Responses) == len(keys)+1 {
+		if kvs := resp.Responses[len(keys)].GetResponseRange().GetKvs(); len(kvs) == 0 || kvs[0].CreateRevision != fence.Rev {
+			return nil, false, fmt.Errorf("commit: %w (election key %s of revision %d)", ErrFenced, fence.Key, fence.Rev)
+		}
+	}
+	if !resp.Succeeded {
+		tx.known = make(map[string]*mvccpb.KeyValue, len(keys))
+		for i, r := range resp.Responses[:len(keys)] {
+			var kv *mvccpb.KeyValue
+			if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+				kv = kvs[0]
 			}
+			tx.known[keys[i]] = kv
 		}
 	}
 	return resp, resp.Succeeded, nil
@@ -138,14 +166,15 @@ func (a etcdAllocations) Delete(key string) error {
 // write runs fn until its transaction commits and returns the revision
 // it committed at. fn may run more than once, each time on fresh reads.
 func (s *Etcd) write(ctx context.Context, fn func(tx *etcdTx) error) (int64, error) {
-	for {
+	var known map[string]*mvccpb.KeyValue
+	for run := 0; ; run++ {
 		if err := s.checkOpen(); err != nil {
 			return 0, err
 		}
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		tx := &etcdTx{s: s, ctx: ctx, now: s.opts.Now(), reads: map[string]*mvccpb.KeyValue{}, writes: map[string]*string{}}
+		tx := &etcdTx{s: s, ctx: ctx, now: s.opts.Now(), reads: map[string]*mvccpb.KeyValue{}, writes: map[string]*string{}, known: known, first: run == 0}
 		err := fn(tx)
 		if tx.err != nil {
 			return 0, tx.err // a failed read may have misled fn
@@ -161,6 +190,7 @@ func (s *Etcd) write(ctx context.Context, fn func(tx *etcdTx) error) (int64, err
 			s.seen(resp.Header.Revision)
 			return resp.Header.Revision, nil
 		}
+		known = tx.known
 	}
 }
 
@@ -214,6 +244,15 @@ func (tx *etcdTx) put(obj api.Object) error {
 
 func (tx *etcdTx) create(obj api.Object) (api.Object, error) {
 	k := api.KeyOf(obj)
+	if tx.first && k.Kind.Valid() {
+		// Assume the key is free, saving a round trip: when it is not,
+		// the commit fails and brings the stored value for the next run,
+		// which then answers ErrExists.
+		key := tx.s.objectKey(k)
+		if _, read := tx.reads[key]; !read {
+			tx.reads[key] = nil
+		}
+	}
 	old, _, err := tx.read(k)
 	if err != nil {
 		return nil, err
@@ -365,26 +404,32 @@ func unwrapSingle(err error) error {
 
 // Txn applies every op or none, in one etcd transaction: every object it
 // writes gets the transaction's revision.
+//
+// A run that loses a race runs again on a fresh copy of each object as
+// the caller sent it: the hooks change the object (a VIP allocated in
+// the lost run), and a re-run on the changed object would ask for the
+// address the winner took.
 func (s *Etcd) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
-	// A run that loses a race runs again, on the objects as the caller
-	// sent them: the hooks of a lost run may have written into them (an
-	// allocation the winner has taken since), so each run after the first
-	// works on a fresh copy.
-	sent := make([]api.Object, len(ops))
+	sent := make([][]byte, len(ops))
 	for i, op := range ops {
 		if op.Object != nil {
-			sent[i] = api.Clone(op.Object)
+			data, err := json.Marshal(op.Object)
+			if err != nil {
+				return nil, &TxnError{Index: i, Err: fmt.Errorf("encode %s: %w", api.KeyOf(op.Object), err)}
+			}
+			sent[i] = data
 		}
 	}
 	var out []api.Object
-	runs := 0
 	rev, err := s.write(ctx, func(tx *etcdTx) error {
 		out = make([]api.Object, len(ops))
-		runs++
 		for i, op := range ops {
 			obj := op.Object
-			if obj != nil && runs > 1 {
-				obj = api.Clone(sent[i])
+			if obj != nil && !tx.first {
+				var err error
+				if obj, err = api.Decode(api.KeyOf(op.Object).Kind, sent[i]); err != nil {
+					return &TxnError{Index: i, Err: err}
+				}
 			}
 			var err error
 			switch op.Type {

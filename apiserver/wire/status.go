@@ -32,6 +32,9 @@ const (
 	// ReasonFenced: a write made for a leadership that has ended (see
 	// FenceHeader) was refused.
 	ReasonFenced Reason = "Fenced"
+	// ReasonInUse: a delete refused because the object's data is still in
+	// use or cannot be removed now (a persistent volume); force overrides.
+	ReasonInUse Reason = "InUse"
 )
 
 // Status is the JSON body of every error response, and the object of a

@@ -85,6 +85,7 @@ func newRootCmd() *cobra.Command {
 		newHollowCmd(),
 		newBackupCmd(),
 		newRestoreCmd(),
+		newRunCmd(),
 	)
 	return root
 }

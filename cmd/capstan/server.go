@@ -5,6 +5,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/controlplane"
+	"github.com/capstanhq/capstan/forge/notify"
 	nodeController "github.com/capstanhq/capstan/reconcile/node"
 	"github.com/spf13/cobra"
 )
@@ -24,6 +25,8 @@ type serverFlags struct {
 	limits        apiLimits
 	store         storeFlags
 	leader        leaderFlags
+	// notifyConfig is a notifications file (forge/notify).
+	notifyConfig string
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -41,6 +44,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	f.limits.register(cmd.Flags())
 	f.store.register(cmd.Flags())
 	f.leader.register(cmd.Flags())
+	cmd.Flags().StringVar(&f.notifyConfig, "notify-config", "", "YAML file of webhooks (generic JSON or Slack-compatible) told of refused syncs, failed rollouts, automatic reverts and lost nodes (see docs/forges.md)")
 }
 
 // options turns the flags into the control plane's Options.
@@ -61,6 +65,11 @@ func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
 	f.limits.apply(&o.API)
 	f.store.apply(&o.Store)
 	f.leader.apply(&o)
+	if f.notifyConfig != "" {
+		if o.Notify, err = notify.LoadConfig(f.notifyConfig); err != nil {
+			return o, err
+		}
+	}
 	return o, nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -51,8 +52,22 @@ type Member struct {
 }
 
 // Start runs an n-member cluster with its data under dir and waits until
-// it has a leader.
+// it has a leader. The ports are picked free and then released for etcd
+// to bind, so another process may take one meanwhile: Start then tries
+// again on new ports (three times).
 func Start(dir string, n int) (*Cluster, error) {
+	var err error
+	for attempt := range 3 {
+		var c *Cluster
+		c, err = start(filepath.Join(dir, fmt.Sprintf("try%d", attempt)), n)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+			return c, err
+		}
+	}
+	return nil, err
+}
+
+func start(dir string, n int) (*Cluster, error) {
 	c := &Cluster{dir: dir}
 	peers := make([]string, n)
 	for i := range n {
@@ -83,6 +98,9 @@ func Start(dir string, n int) (*Cluster, error) {
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*au}
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		cfg.WatchProgressNotifyInterval = 5 * time.Second
+		// As docs/ha.md tells operators to run etcd for Capstan.
+		cfg.MaxTxnOps = 10000
+		cfg.MaxRequestBytes = 16 << 20
 		m.cfg = cfg
 	}
 	// Members wait for each other: start them together.
