@@ -42,7 +42,14 @@ func TestHeartbeatMovesOnFromStuckServer(t *testing.T) {
 			return err == nil && o.(*api.Lease).Spec.RenewTime.After(after)
 		}
 	}
+	// Registered, then renewed by the heartbeat loop (which starts once
+	// the nodes' pod informer has listed): the nodes run.
 	poll(t, "lease h-1 on the first server", renewed(a, "h-1", time.Time{}))
+	o, err := a.Client.Get(ctx, api.Key{Kind: api.KindLease, Name: "h-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "lease h-1 renewed by the heartbeat loop", renewed(a, "h-1", o.(*api.Lease).Spec.RenewTime))
 	stuck.Stall(true)
 	since := time.Now()
 	for _, name := range []string{"h-0", "h-1"} {
