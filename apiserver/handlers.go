@@ -558,7 +558,12 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 				return nil
 			}
 			var err error
-			if line, err = wire.WriteWatchEvent(w, line[:0], string(e.Type), e.Object); err != nil {
+			if shared := s.watchLines.line(e); shared != nil {
+				_, err = w.Write(shared)
+			} else {
+				line, err = wire.WriteWatchEvent(w, line[:0], string(e.Type), e.Object)
+			}
+			if err != nil {
 				return nil // client gone
 			}
 			if watcher.Buffered() == 0 {
