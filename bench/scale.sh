@@ -1,25 +1,25 @@
 #!/bin/sh
 # bench/scale.sh: the control plane at scale (issue 18 item 6). Starts
 # `capstan server` on a fresh data directory tracking a generated repository
-# of one app with GROUPS pod groups of REPLICAS replicas, and `capstan
+# of one app with PODGROUPS pod groups of REPLICAS replicas, and `capstan
 # hollow` with NODES simulated nodes; waits until every pod is Running,
 # then reports the server's RSS (now and peak), and the time of a list of
 # every pod: whole (one request, as before pagination) and paged (limit 500,
 # following continue tokens) with curl, and through `capstan get pods -A`.
 #
 #   make build && sh bench/scale.sh            # 1,000 nodes, 30 x 1,000 pods
-#   NODES=100 GROUPS=3 sh bench/scale.sh       # a quick run
+#   NODES=100 PODGROUPS=3 sh bench/scale.sh       # a quick run
 #
 # Needs git, curl and python3 (to follow continue tokens). Leaves nothing
 # running; the work directory is printed and removed unless KEEP=1.
 set -eu
 NODES=${NODES:-1000}
-GROUPS=${GROUPS:-30}
+PODGROUPS=${PODGROUPS:-30}
 REPLICAS=${REPLICAS:-1000}
 BIN=$(realpath "${BIN:-bin/capstan}")
 PORT=${PORT:-17443}
 work=$(mktemp -d /tmp/capstan-scale.XXXXXX)
-total=$((GROUPS * REPLICAS))
+total=$((PODGROUPS * REPLICAS))
 pids=""
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
@@ -32,7 +32,7 @@ mkdir -p "$work/repo"
 {
 	echo 'apps: scale: pods: {'
 	i=0
-	while [ $i -lt "$GROUPS" ]; do
+	while [ $i -lt "$PODGROUPS" ]; do
 		echo "	g$i: {replicas: $REPLICAS, containers: c: {image: \"127.0.0.1:5000/scale/pause:v1\", resources: {cpu: \"10m\", memory: \"16Mi\"}}}"
 		i=$((i + 1))
 	done
