@@ -31,8 +31,9 @@ var (
 // a writer stalled), and the rate ratio Capstan / etcd. With
 // -bench.watchers N, N watchers of the written keys read along.
 //
-// The no-stall figure of issue 18: -bench.window 5m -benchtime 1x
-// -bench.watchers 10 -run '^$' -bench 'CreatesVsEtcd/clients=64'.
+// The no-stall figure of issue 18: go test ./bench -run '^$' -bench
+// 'CreatesVsEtcd/clients=64$' -benchtime 1x -args -bench.window 5m
+// -bench.watchers 10.
 func BenchmarkCreatesVsEtcd(b *testing.B) {
 	for _, clients := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
