@@ -150,7 +150,7 @@ func columnsFor(kind api.Kind) []column {
 		return []column{nameCol,
 			{name: "READY", cell: func(o api.Object, _ *Options) string {
 				w := o.(*api.Workload)
-				return fmt.Sprintf("%d/%d", w.Status.ReadyReplicas, w.Spec.Replicas)
+				return fmt.Sprintf("%d/%d", w.Status.ReadyReplicas, desiredPods(w))
 			}},
 			{name: "UP-TO-DATE", cell: func(o api.Object, _ *Options) string {
 				return strconv.Itoa(int(o.(*api.Workload).Status.UpdatedReplicas))
@@ -209,6 +209,8 @@ func columnsFor(kind api.Kind) []column {
 			ageCol,
 			{name: "MESSAGE", cell: func(o api.Object, _ *Options) string { return api.CommitSubject(o.(*api.Revision).Spec.Message) }},
 		}
+	case api.KindJob:
+		return jobColumns()
 	case api.KindEvent:
 		return []column{
 			{name: "LAST SEEN", cell: func(o api.Object, opts *Options) string { return age(o.(*api.Event).Spec.LastSeen, opts) }},

@@ -21,10 +21,11 @@ const (
 // passed the schema: every default is filled in, every type is right.
 type (
 	dApp struct {
-		Pods map[string]dGroup `json:"pods"`
+		Pods      map[string]dGroup `json:"pods"`
+		DependsOn []string          `json:"dependsOn"`
 	}
 	dGroup struct {
-		Replicas         int32                 `json:"replicas"`
+		Replicas         *int32                `json:"replicas"`
 		Containers       map[string]dContainer `json:"containers"`
 		Volumes          map[string]struct{}   `json:"volumes"`
 		RestartPolicy    string                `json:"restartPolicy"`
@@ -33,6 +34,10 @@ type (
 		Strategy         dStrategy             `json:"strategy"`
 		TerminationGrace int64                 `json:"terminationGrace"`
 		Service          *dService             `json:"service"`
+		Job              *dJob                 `json:"job"`
+		Schedule         string                `json:"schedule"`
+		EveryNode        bool                  `json:"everyNode"`
+		DependsOn        []string              `json:"dependsOn"`
 	}
 	dStrategy struct {
 		MaxSurge         api.IntOrString `json:"maxSurge"`
@@ -138,6 +143,7 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 	for _, g := range sortedKeys(d.Pods) {
 		c.group(app, g, d.Pods[g])
 	}
+	c.dependencies(app, d)
 	return app, c, nil
 }
 
@@ -197,7 +203,10 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	c.note(wp+".spec.strategy.progressDeadlineSeconds", sub("strategy", "progressDeadline")...)
 
 	w := api.AppWorkload{Name: name}
-	w.Spec.Replicas = g.Replicas
+	w.Spec.Replicas = 1
+	if g.Replicas != nil {
+		w.Spec.Replicas = *g.Replicas
+	}
 	w.Spec.Strategy = api.RolloutStrategy{
 		MaxSurge:                g.Strategy.MaxSurge,
 		MaxUnavailable:          g.Strategy.MaxUnavailable,
@@ -215,6 +224,10 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	t.Labels[LabelApp] = c.app
 	t.Labels[LabelWorkload] = name
 	t.RestartPolicy = g.RestartPolicy
+	if t.RestartPolicy == "" {
+		t.RestartPolicy = api.RestartAlways
+	}
+	c.batch(&w, g, wp, sub)
 	t.NodeSelector = g.NodeSelector
 	t.TerminationGracePeriodSeconds = g.TerminationGrace
 	volumes := sortedKeys(g.Volumes)

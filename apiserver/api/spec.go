@@ -43,6 +43,8 @@ func Assign(dst, src Object) {
 		*d = *src.(*Revision)
 	case *Event:
 		*d = *src.(*Event)
+	case *Job:
+		*d = *src.(*Job)
 	default:
 		panic(fmt.Sprintf("api.Assign: unknown kind %T", dst))
 	}
