@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
 # Debian packages the end-to-end tests and `capstan up` need (etcd and
 # dnsperf: the anchors of the side-by-side benchmarks in bench/).
-APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client etcd-server etcd-client dnsperf
+APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf
 TEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all build test unit bench lint deps fuzz clean mutate
@@ -73,7 +73,7 @@ mutate:
 # hello image reports IMAGE_TAG as its version.
 REGISTRY  ?= 127.0.0.1:5000
 IMAGE_TAG ?= v1
-EXAMPLE_IMAGES := hello api worker shipper
+EXAMPLE_IMAGES := hello api worker shipper kv
 .PHONY: images
 images: build
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
@@ -81,6 +81,7 @@ images: build
 		case $$img in \
 			hello) flags="--port 8080 --env VERSION=$(IMAGE_TAG)" ;; \
 			api) flags="--port 9000" ;; \
+			kv) flags="--port 8080 --env VERSION=$(IMAGE_TAG)" ;; \
 			*) flags="" ;; \
 		esac; \
 		mkdir "$$tmp/$$img" && \
@@ -95,7 +96,7 @@ images: build
 # as v1 and v2 for the rolling-update walkthrough), then `capstan up`, which
 # pushes them into its registry. Pass more flags with UP_FLAGS, e.g.
 # UP_FLAGS='--data-dir /tmp/capstan'.
-UP_IMAGES := hello:v1 hello:v2 api:v1 worker:v1 shipper:v1
+UP_IMAGES := hello:v1 hello:v2 api:v1 worker:v1 shipper:v1 kv:v1 kv:v2
 UP_FLAGS  ?=
 .PHONY: up
 up: deps build
@@ -106,6 +107,7 @@ up: deps build
 		case $$img in \
 			hello) flags="--port 8080 --env VERSION=$$tag" ;; \
 			api) flags="--port 9000" ;; \
+			kv) flags="--port 8080 --env VERSION=$$tag" ;; \
 			*) flags="" ;; \
 		esac; \
 		mkdir -p "$$tmp/$$img" && \

@@ -21,6 +21,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/forge/notify"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile"
 	appController "github.com/capstanhq/capstan/reconcile/app"
@@ -63,8 +64,13 @@ type Options struct {
 	// Nodes are the node controller's heartbeat grace and eviction
 	// timeout (reconcile/node documents the defaults).
 	Nodes nodeController.DecideOptions
+	// Notify are the webhooks told of refused syncs, failed rollouts,
+	// automatic reverts and lost nodes (forge/notify). Default: none.
+	Notify notify.Config
 	// Logger receives every part's logs. Default: discard.
 	Logger *slog.Logger
+	// Store chooses the store: bbolt in DataDir (default) or etcd.
+	Store StoreOptions
 }
 
 func (o *Options) validate() error {
@@ -74,6 +80,9 @@ func (o *Options) validate() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := o.Store.validate(); err != nil {
+		return err
+	}
 	return gitsync.ValidateRepos(o.Repos)
 }
 
@@ -81,7 +90,7 @@ func (o *Options) validate() error {
 type ControlPlane struct {
 	opts   Options
 	log    *slog.Logger
-	store  *store.Bolt
+	store  store.Backend
 	server *apiserver.Server
 	// registry is the embedded registry, nil unless RegistryAddrs is set.
 	registry *Registry
@@ -99,7 +108,7 @@ func New(opts Options) (*ControlPlane, error) {
 	if err := privateDataDir(opts.DataDir, log); err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(opts.DataDir, "capstan.db"), store.Options{Logger: log})
+	st, err := openStore(context.Background(), opts.Store, opts.DataDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +123,7 @@ func New(opts Options) (*ControlPlane, error) {
 	return cp, nil
 }
 
-func build(opts Options, st *store.Bolt) (*ControlPlane, error) {
+func build(opts Options, st store.Backend) (*ControlPlane, error) {
 	log := opts.Logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -126,7 +135,18 @@ func build(opts Options, st *store.Bolt) (*ControlPlane, error) {
 	}
 	log.Info("admin client config written", "path", srv.AdminConfigPath())
 	cp := &ControlPlane{opts: opts, log: log, store: st, server: srv, runners: []func(context.Context) error{st.Start, srv.Start}}
-	syncStart, err := AttachGitSync(srv, opts.DataDir, opts.Repos, opts.Eval, log)
+	var nt *notify.Notifier
+	if len(opts.Notify.Webhooks) > 0 {
+		nt = notify.New(notify.Options{Config: opts.Notify, Logger: log.With("component", "notify")})
+		nc, err := client.FromFile(srv.AdminConfigPath())
+		if err != nil {
+			return nil, err
+		}
+		cp.runners = append(cp.runners, func(ctx context.Context) error {
+			return notify.Watch(ctx, nc, nt, time.Now, log.With("component", "notify"))
+		})
+	}
+	syncStart, err := attachGitSync(srv, opts.DataDir, opts.Repos, opts.Eval, nt, log)
 	if err != nil {
 		return nil, err
 	}

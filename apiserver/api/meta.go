@@ -17,10 +17,11 @@ const (
 	KindRevision  Kind = "revisions"
 	KindEvent     Kind = "events"
 	KindJob       Kind = "jobs"
+	KindVolume    Kind = "volumes"
 )
 
 // Kinds lists every kind in pipeline order.
-var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindJob}
+var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindJob, KindVolume}
 
 // kindInfo is what the API needs to know about a kind.
 type kindInfo struct {
@@ -41,6 +42,7 @@ var kindInfos = map[Kind]kindInfo{
 	KindRevision:  {"Revision", false, []string{"revision", "rev"}, func() Object { return &Revision{} }},
 	KindEvent:     {"Event", false, []string{"event", "ev"}, func() Object { return &Event{} }},
 	KindJob:       {"Job", false, []string{"job"}, func() Object { return &Job{} }},
+	KindVolume:    {"Volume", false, []string{"volume", "vol", "pv"}, func() Object { return &PersistentVolume{} }},
 }
 
 // Valid reports whether k is a kind the API serves.

@@ -43,6 +43,8 @@ func Assign(dst, src Object) {
 		*d = *src.(*Revision)
 	case *Event:
 		*d = *src.(*Event)
+	case *PersistentVolume:
+		*d = *src.(*PersistentVolume)
 	case *Job:
 		*d = *src.(*Job)
 	default:
