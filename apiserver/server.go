@@ -171,6 +171,8 @@ type Server struct {
 	ready   atomic.Bool
 	// registryAccess goes into join answers (see registry.go).
 	registryAccess atomic.Pointer[wire.RegistryAccess]
+	// watchLines: recent events encoded once for every watch stream.
+	watchLines watchLines
 }
 
 // New prepares a server: it loads or makes the PKI, the token table and the
