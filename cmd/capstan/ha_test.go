@@ -10,10 +10,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/capstanhq/capstan/agent/hollow"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/controlplane/leader"
 	"github.com/capstanhq/capstan/internal/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -152,4 +156,153 @@ func BenchmarkLeaderFailover(b *testing.B) {
 	slices.Sort(times)
 	b.ReportMetric(times[len(times)/2].Seconds(), "p50-s")
 	b.ReportMetric(times[len(times)-1].Seconds(), "max-s")
+}
+
+// admin is a client of every server, with server 0's admin token.
+func (h *haCluster) admin() *client.Client {
+	cfg, err := client.LoadConfig(filepath.Join(h.dirs[0], "admin.yaml"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cfg.Server, cfg.Servers = "", nil
+	for _, a := range h.addrs {
+		cfg.Servers = append(cfg.Servers, "https://"+a)
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+// readyNodes counts Ready nodes, -1 when the list fails.
+func readyNodes(ctx context.Context, c *client.Client) int {
+	objs, _, err := c.List(ctx, api.KindNode, client.ListOptions{})
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, o := range objs {
+		if r := api.FindCondition(o.(*api.Node).Status.Conditions, api.NodeReady); r != nil && r.Status == api.ConditionTrue {
+			n++
+		}
+	}
+	return n
+}
+
+// runningPods counts app shop's running pods, and fails the test on a pod
+// whose node changed (a double scheduling).
+func runningPods(t testing.TB, ctx context.Context, c *client.Client, bound map[string]string) int {
+	pods, _, err := c.List(ctx, api.KindPod, client.ListOptions{App: "shop"})
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, o := range pods {
+		p := o.(*api.Pod)
+		if p.Spec.NodeName != "" {
+			if was, ok := bound[p.Metadata.UID]; ok && was != p.Spec.NodeName {
+				t.Fatalf("pod %s was bound to %s, now to %s", p.Metadata.Name, was, p.Spec.NodeName)
+			}
+			bound[p.Metadata.UID] = p.Spec.NodeName
+		}
+		if p.Status.Phase == api.PodRunning {
+			n++
+		}
+	}
+	return n
+}
+
+// scaleShop sets app shop's replicas, retrying on conflicts with the
+// controllers' writes.
+func scaleShop(t testing.TB, ctx context.Context, c *client.Client, replicas int32) {
+	for {
+		cur, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := cur.(*api.App)
+		a.Spec.Workloads[0].Spec.Replicas = replicas
+		if _, err = c.Update(ctx, a); err == nil {
+			return
+		}
+		if !client.IsConflict(err) {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestServersSurviveLeaderSIGKILL is the acceptance test of several
+// servers: three capstan servers on a three-member etcd and three nodes
+// running an app; the leading server is SIGKILLed as it scales the app
+// up: another server leads within 15 s (lease TTL 5 s), finishes that
+// scale-up and a second one with every pod made and bound once, and no
+// node goes NotReady meanwhile.
+func TestServersSurviveLeaderSIGKILL(t *testing.T) {
+	ctx := t.Context()
+	h := startHACluster(t, 5*time.Second)
+	admin := h.admin()
+	waitUntil(t, "a leader", func() bool { return h.leader(ctx) >= 0 })
+	hctx, stopNodes := context.WithCancel(ctx)
+	nodes, err := hollow.New(hollow.Options{Client: admin, Nodes: 3, Prefix: "n", HeartbeatInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodesDone := make(chan error, 1)
+	go func() { nodesDone <- nodes.Start(hctx) }()
+	defer func() { stopNodes(); <-nodesDone }()
+	waitUntil(t, "three nodes ready", func() bool { return readyNodes(ctx, admin) == 3 })
+	var notReady atomic.Int32
+	stopWatch, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			if n := readyNodes(ctx, admin); n >= 0 && n < 3 {
+				notReady.Add(1)
+			}
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	app := api.KindApp.New().(*api.App)
+	app.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	app.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: 3, Template: api.PodTemplate{
+		Containers: []api.Container{{Name: "web", Image: "example/web:v1", Resources: api.Resources{Requests: api.ResourceList{CPU: api.MustParseQuantity("100m")}}}}}}}}
+	if _, err := admin.Create(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	bound := map[string]string{}
+	waitUntil(t, "3 pods running", func() bool { return runningPods(t, ctx, admin, bound) == 3 })
+
+	// The leader is killed while it scales the app up: its controllers
+	// and scheduler make and bind pods as it dies.
+	first := h.leader(ctx)
+	scaleShop(t, ctx, admin, 6)
+	h.kill(first)
+	killed := time.Now()
+	deadline := killed.Add(15 * time.Second)
+	for {
+		if i := h.leader(ctx); i >= 0 && i != first {
+			t.Logf("server %d leads %s after server %d was killed (lease TTL %s)", i, time.Since(killed).Round(time.Millisecond), first, h.ttl)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new leader within 15 s of the leader's SIGKILL")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	scaleShop(t, ctx, admin, 9)
+	waitUntil(t, "9 pods running after the failover", func() bool { return runningPods(t, ctx, admin, bound) == 9 })
+	pods, _, err := admin.List(ctx, api.KindPod, client.ListOptions{App: "shop"})
+	if err != nil || len(pods) != 9 {
+		t.Fatalf("%d pods, %v; want 9 (none made twice)", len(pods), err)
+	}
+	close(stopWatch)
+	<-watched
+	if n := notReady.Load(); n != 0 {
+		t.Fatalf("nodes were seen NotReady %d times during the failover", n)
+	}
 }
