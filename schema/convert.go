@@ -33,6 +33,7 @@ type (
 		Strategy         dStrategy             `json:"strategy"`
 		TerminationGrace int64                 `json:"terminationGrace"`
 		Service          *dService             `json:"service"`
+		Files            map[string]dFile      `json:"files"`
 	}
 	dStrategy struct {
 		MaxSurge         api.IntOrString `json:"maxSurge"`
@@ -109,6 +110,10 @@ type converter struct {
 	app   string
 	desc  map[string][]string // API path -> descriptor path below the app
 	probs []problem
+	// refs are the files to read from the repository (podfiles.go);
+	// workloads counts the workloads converted so far.
+	refs      []fromRef
+	workloads int
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -231,7 +236,9 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 		}
 		t.Containers = append(t.Containers, ct)
 	}
+	c.files(t, g.Files, sub("files"), tp)
 	app.Spec.Workloads = append(app.Spec.Workloads, w)
+	c.workloads++
 	if g.Service != nil {
 		c.service(app, name, g.Service, sub("service"), portNames)
 	}

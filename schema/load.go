@@ -241,6 +241,7 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 		c.errs = pl.place(probs)
 		return c
 	}
+	conv.placeRefs(app, pl)
 	c.app = app
 	return c
 }

@@ -15,6 +15,8 @@ type PodTemplate struct {
 	// TerminationGracePeriodSeconds is how long a container gets between
 	// SIGTERM and SIGKILL (default 30).
 	TerminationGracePeriodSeconds int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	// Files are delivered read-only into every container (files.go).
+	Files []PodFile `json:"files,omitempty"`
 }
 
 // Restart policies.

@@ -326,6 +326,7 @@ func validateTemplate(errs *ErrorList, t *PodTemplate, path string) {
 		names[c.Name] = true
 		validateContainer(errs, c, volumes, p)
 	}
+	validateFiles(errs, t, path)
 }
 
 func validateContainer(errs *ErrorList, c *Container, volumes map[string]bool, path string) {

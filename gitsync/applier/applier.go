@@ -210,7 +210,9 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	stream := len(existing) == 0 || snap.PruneConfirmed
 	lo := a.opts.Load
 	lo.Repo, lo.Commit, lo.PathPrefix = a.repoURL(snap.Repo), snap.Commit, snap.Path
+	ro := schema.ResolveOptions{PathPrefix: snap.Path}
 	lo.Evaluated = func(ar schema.AppResult) {
+		ar = schema.ResolveApp(snap.FS, ar, ro)
 		if stream && ar.Valid() && !unchanged(ar.App, existing[ar.Name], snap.Repo) {
 			submitted[ar.Name] = true
 			p.submit(apply(ar))
@@ -244,12 +246,18 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	for _, ar := range res.Apps {
 		declared[ar.Name] = true
 		cur := existing[ar.Name]
+		// Files read from the repository may change while the
+		// descriptors do not: such an app is always compared.
+		readsFiles := ar.Valid() && schema.HasRepoFiles(ar.App)
+		if !submitted[ar.Name] {
+			ar = schema.ResolveApp(snap.FS, ar, ro)
+		}
 		switch {
 		case submitted[ar.Name]:
 		case !ar.Valid():
 			out.Rejected = append(out.Rejected, ar.Name)
 			p.submit(func() error { return a.reject(ctx, snap, rs, ar.Name, cur, ar.Errors) })
-		case !fresh[ar.Name] && rs.isChecked(ar.Name, cur) && cur.Status.LastSyncResult == api.SyncApplied:
+		case !fresh[ar.Name] && !readsFiles && rs.isChecked(ar.Name, cur) && cur.Status.LastSyncResult == api.SyncApplied:
 			// Not evaluated again, and its App was found equal before:
 			// no comparison (10,000 of them cost 100-400 ms).
 			out.Unchanged = append(out.Unchanged, ar.Name)
