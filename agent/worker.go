@@ -390,6 +390,7 @@ func (a *Agent) podSpec(pod *api.Pod) runtime.PodSpec {
 	for _, v := range pod.Spec.Volumes {
 		ps.Volumes = append(ps.Volumes, v.Name)
 	}
+	ps.Files = podFiles(pod)
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
 			if p.HostPort != 0 {
