@@ -130,6 +130,8 @@ type Field struct {
 	// its value does, and "" when it describes an added or removed object.
 	Op       Op
 	Old, New string
+	// Diff is a unified diff of a changed file's text ("" otherwise).
+	Diff string
 }
 
 // Compute compares base and head and, when in.Live is set, dry-runs the
