@@ -169,7 +169,9 @@ func readRepoFile(fsys fs.FS, p string) (string, error) {
 	}
 	target := p
 	if rl, ok := fsys.(fs.ReadLinkFS); ok {
-		if err := noLinkedDirs(rl, path.Dir(p)); err != nil {
+		if err := noLinkedDirs(rl, path.Dir(p)); errors.Is(err, fs.ErrNotExist) {
+			return "", notFound(err)
+		} else if err != nil {
 			return "", fmt.Errorf("refused: %w", err)
 		}
 		info, err := rl.Lstat(p)
