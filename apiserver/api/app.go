@@ -18,6 +18,8 @@ type App struct {
 type AppSpec struct {
 	Workloads []AppWorkload `json:"workloads,omitempty"`
 	Services  []AppService  `json:"services,omitempty"`
+	// Secrets are the app's decrypted secrets, sealed (secret.go).
+	Secrets []AppSecret `json:"secrets,omitempty"`
 }
 
 // AppWorkload is one pod group of an app.

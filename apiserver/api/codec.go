@@ -72,7 +72,7 @@ func CopyStatus(dst, src Object) {
 		d.Status = src.(*Pod).Status
 	case *Service:
 		d.Status = src.(*Service).Status
-	case *Lease, *Endpoints, *Revision, *Event:
+	case *Lease, *Endpoints, *Revision, *Event, *Secret:
 		// no status
 	default:
 		panic(fmt.Sprintf("api.CopyStatus: unknown kind %T", dst))

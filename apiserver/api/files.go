@@ -39,6 +39,9 @@ type PodFile struct {
 	// the file (schema.ResolveFiles clears it): a template with FromAt set
 	// is not resolved yet and is refused.
 	FromAt *SourceError `json:"fromAt,omitempty"`
+	// Secret, when set, gives the content from a key of a secret: the
+	// file lives in memory on the node (Content is then empty).
+	Secret *SecretKeyRef `json:"secret,omitempty"`
 }
 
 // reservedPaths are files every container gets from the pod itself.
@@ -95,6 +98,12 @@ func validateFiles(errs *ErrorList, t *PodTemplate, path string) {
 			errs.add(p+".content", "is not text (UTF-8 without NUL bytes): config files are text")
 		}
 		total += len(f.Content)
+		if f.Secret != nil {
+			validateSecretRef(errs, f.Secret, p+".secret")
+			if f.Content != "" || f.From != "" {
+				errs.add(p+".secret", "a secret file has no content or from of its own")
+			}
+		}
 	}
 	if total > MaxFilesBytes {
 		errs.add(path+".files", "%d bytes of files, more than the limit of %d a pod group", total, MaxFilesBytes)

@@ -16,10 +16,11 @@ const (
 	KindEndpoints Kind = "endpoints"
 	KindRevision  Kind = "revisions"
 	KindEvent     Kind = "events"
+	KindSecret    Kind = "secrets"
 )
 
 // Kinds lists every kind in pipeline order.
-var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent}
+var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindSecret}
 
 // kindInfo is what the API needs to know about a kind.
 type kindInfo struct {
@@ -39,6 +40,7 @@ var kindInfos = map[Kind]kindInfo{
 	KindEndpoints: {"Endpoints", false, []string{"endpoint", "ep"}, func() Object { return &Endpoints{} }},
 	KindRevision:  {"Revision", false, []string{"revision", "rev"}, func() Object { return &Revision{} }},
 	KindEvent:     {"Event", false, []string{"event", "ev"}, func() Object { return &Event{} }},
+	KindSecret:    {"Secret", false, []string{"secret"}, func() Object { return &Secret{} }},
 }
 
 // Valid reports whether k is a kind the API serves.

@@ -52,6 +52,9 @@ type Container struct {
 type EnvVar struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
+	// Secret, when set, gives the value from a key of a secret (Value
+	// is then empty).
+	Secret *SecretKeyRef `json:"secret,omitempty"`
 }
 
 // Protocols.
