@@ -21,7 +21,10 @@ const (
 // passed the schema: every default is filled in, every type is right.
 type (
 	dApp struct {
-		Pods map[string]dGroup `json:"pods"`
+		Pods    map[string]dGroup `json:"pods"`
+		Secrets map[string]struct {
+			From string `json:"from"`
+		} `json:"secrets"`
 	}
 	dGroup struct {
 		Replicas         int32                 `json:"replicas"`
@@ -45,7 +48,7 @@ type (
 		PullPolicy string                     `json:"pullPolicy"`
 		Command    []string                   `json:"command"`
 		Args       []string                   `json:"args"`
-		Env        map[string]string          `json:"env"`
+		Env        map[string]json.RawMessage `json:"env"`
 		WorkingDir string                     `json:"workingDir"`
 		Ports      map[string]json.RawMessage `json:"ports"`
 		Resources  *dResources                `json:"resources"`
@@ -114,6 +117,12 @@ type converter struct {
 	// workloads counts the workloads converted so far.
 	refs      []fromRef
 	workloads int
+	// secrets declared by the app; secretRefs are the references to
+	// them, and containers counts the containers of the current group
+	// (secretfiles.go).
+	secrets    map[string]bool
+	secretRefs []secretRef
+	containers int
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -140,6 +149,7 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 	app := api.KindApp.New().(*api.App)
 	app.Metadata.Name = name
 	app.Metadata.App = name
+	c.appSecrets(app, d)
 	for _, g := range sortedKeys(d.Pods) {
 		c.group(app, g, d.Pods[g])
 	}
@@ -228,6 +238,7 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 		c.note(fmt.Sprintf("%s.volumes[%d]", tp, i), sub("volumes", v)...)
 	}
 	portNames := map[string]bool{}
+	c.containers = 0
 	for _, cn := range sortedKeys(g.Containers) {
 		cp := fmt.Sprintf("%s.containers[%d]", tp, len(t.Containers))
 		ct := c.container(cn, g.Containers[cn], sub("containers", cn), cp, volumes)
@@ -235,6 +246,7 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 			portNames[p.Name] = true
 		}
 		t.Containers = append(t.Containers, ct)
+		c.containers++
 	}
 	c.files(t, g.Files, sub("files"), tp)
 	app.Spec.Workloads = append(app.Spec.Workloads, w)
@@ -261,7 +273,7 @@ func (c *converter) container(name string, d dContainer, desc []string, cp strin
 		WorkingDir:      d.WorkingDir,
 	}
 	for i, k := range sortedKeys(d.Env) {
-		ct.Env = append(ct.Env, api.EnvVar{Name: k, Value: d.Env[k]})
+		ct.Env = append(ct.Env, c.envVar(k, d.Env[k], sub("env", k), i))
 		c.note(fmt.Sprintf("%s.env[%d]", cp, i), sub("env", k)...)
 	}
 	for i, k := range sortedKeys(d.Ports) {

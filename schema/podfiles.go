@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/secrets"
 )
 
 // Config files of a pod group (files: in the descriptor). The converter
@@ -20,9 +21,10 @@ import (
 
 // dFile is one entry of a pod group's files.
 type dFile struct {
-	From    *string `json:"from"`
-	Content *string `json:"content"`
-	Mode    int32   `json:"mode"`
+	From    *string     `json:"from"`
+	Content *string     `json:"content"`
+	Secret  *dSecretRef `json:"secret"`
+	Mode    int32       `json:"mode"`
 }
 
 // fromRef is a file whose content is to be read from the repository:
@@ -40,11 +42,22 @@ func (c *converter) files(t *api.PodTemplate, files map[string]dFile, desc []str
 		c.note(fmt.Sprintf("%s.files[%d].mode", tp, i), append(fdesc, "mode")...)
 		c.note(fmt.Sprintf("%s.files[%d].content", tp, i), fdesc...)
 		f := api.PodFile{Path: p, Mode: d.Mode}
+		n := 0
+		for _, set := range []bool{d.From != nil, d.Content != nil, d.Secret != nil} {
+			if set {
+				n++
+			}
+		}
 		switch {
-		case d.From != nil && d.Content != nil:
-			c.fail(fdesc, "set either from or content, not both")
-		case d.From == nil && d.Content == nil:
-			c.fail(fdesc, "set from (a file of the repository) or content")
+		case n > 1:
+			c.fail(fdesc, "set one of from, content and secret, not several")
+		case n == 0:
+			c.fail(fdesc, "set from (a file of the repository), content or secret")
+		case d.Secret != nil:
+			wi, fi := c.workloads, i
+			f.Secret = c.secretRef(d.Secret, append(fdesc, "secret"), func(app *api.App) *api.SecretKeyRef {
+				return app.Spec.Workloads[wi].Spec.Template.Files[fi].Secret
+			})
 		case d.Content != nil:
 			f.Content = *d.Content
 		default:
@@ -81,6 +94,15 @@ func (c *converter) placeRefs(app *api.App, pl placer) {
 		se.Message = ""
 		app.Spec.Workloads[r.workload].Spec.Template.Files[r.file].FromAt = &se
 	}
+	for _, r := range c.secretRefs {
+		se := pl.one(problem{path: r.desc})
+		se.Message = ""
+		if r.secret >= 0 {
+			app.Spec.Secrets[r.secret].FromAt = &se
+		} else {
+			r.locate(app).At = &se
+		}
+	}
 }
 
 // ResolveOptions bound ResolveFiles.
@@ -88,6 +110,15 @@ type ResolveOptions struct {
 	// PathPrefix is the descriptor root inside the repository, prepended
 	// to file names in errors (as LoadOptions.PathPrefix).
 	PathPrefix string
+	// Keys decrypt the apps' secret files and seal their values. Nil
+	// checks only the files' format and the keys they declare (capstan
+	// plan and validate, which have no cluster key): versions are then
+	// fingerprints of the encrypted values, and nothing is sealed.
+	Keys *secrets.Keyring
+	// Previous returns the app as stored (nil for none): its sealed
+	// values are kept for the keys whose version did not change, so an
+	// unchanged secret leaves the app unchanged.
+	Previous func(app string) *api.App
 }
 
 // ResolveFiles reads the files the valid apps of res take from the tree
@@ -103,7 +134,7 @@ func ResolveFiles(fsys fs.FS, res *Result, opts ResolveOptions) {
 
 // ResolveApp is ResolveFiles for one app's result.
 func ResolveApp(fsys fs.FS, ar AppResult, opts ResolveOptions) AppResult {
-	if !ar.Valid() || !HasRepoFiles(ar.App) {
+	if !ar.Valid() || !HasRepoFiles(ar.App) && len(ar.App.Spec.Secrets) == 0 {
 		return ar
 	}
 	if p := strings.Trim(path.Clean(opts.PathPrefix), "/"); p != "." {
@@ -122,10 +153,7 @@ func ResolveApp(fsys fs.FS, ar AppResult, opts ResolveOptions) AppResult {
 				total += len(f.Content)
 				continue
 			}
-			at := *f.FromAt
-			if opts.PathPrefix != "" && at.File != "" && !strings.HasPrefix(at.File, opts.PathPrefix+"/") {
-				at.File = opts.PathPrefix + "/" + at.File
-			}
+			at := opts.at(f.FromAt)
 			content, err := readRepoFile(fsys, f.From)
 			if err != nil {
 				at.Message = fmt.Sprintf("file %s: from %q: %v", f.Path, f.From, err)
@@ -141,11 +169,21 @@ func ResolveApp(fsys fs.FS, ar AppResult, opts ResolveOptions) AppResult {
 				Message: fmt.Sprintf("the files of pod group %s hold %d bytes, more than the limit of %d; keep large data in the image or a volume", app.Spec.Workloads[wi].Name, total, api.MaxFilesBytes)})
 		}
 	}
+	errs = append(errs, resolveSecrets(fsys, app, opts)...)
 	if len(errs) > 0 {
 		return AppResult{Name: ar.Name, Files: ar.Files, Errors: errs}
 	}
 	ar.App = app
 	return ar
+}
+
+// at is a position recorded in an app, as users see it.
+func (o ResolveOptions) at(p *api.SourceError) api.SourceError {
+	at := *p
+	if o.PathPrefix != "" && at.File != "" && !strings.HasPrefix(at.File, o.PathPrefix+"/") {
+		at.File = o.PathPrefix + "/" + at.File
+	}
+	return at
 }
 
 // HasRepoFiles reports whether app has files still to be read from the
@@ -156,6 +194,11 @@ func HasRepoFiles(app *api.App) bool {
 			if f.FromAt != nil {
 				return true
 			}
+		}
+	}
+	for _, s := range app.Spec.Secrets {
+		if s.FromAt != nil {
+			return true
 		}
 	}
 	return false

@@ -421,3 +421,15 @@ func Encrypt(values map[string]string, recipients []string, o EncryptOptions) ([
 }
 
 func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+
+// Fingerprints identify each key's encrypted value without decrypting
+// it: a fingerprint changes when the value is encrypted again, which an
+// edit does only for the values that changed (EncryptOptions.Previous).
+func (f *File) Fingerprints() map[string]string {
+	out := make(map[string]string, len(f.Keys))
+	for _, k := range f.Keys {
+		sum := sha256.Sum256([]byte(f.values[k]))
+		out[k] = "enc:" + base64.RawURLEncoding.EncodeToString(sum[:9])
+	}
+	return out
+}

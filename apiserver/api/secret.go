@@ -113,7 +113,9 @@ func validateAppSecrets(errs *ErrorList, s *AppSpec) {
 		for _, r := range TemplateSecretRefs(&w.Spec.Template) {
 			if ks := keys[r.Name]; ks == nil {
 				errs.add(fmt.Sprintf("spec.workloads[%d].spec.template", i), "secret %s is not a secret of the app", quote(r.Name))
-			} else if !ks[r.Key] && r.At == nil {
+			} else if !ks[r.Key] && r.Version != "" {
+				// A reference gets its version once git sync has read the
+				// secret; before, the secret's keys are not known.
 				errs.add(fmt.Sprintf("spec.workloads[%d].spec.template", i), "secret %s has no key %s", quote(r.Name), quote(r.Key))
 			}
 		}
