@@ -115,6 +115,9 @@ type ResolveOptions struct {
 	// plan and validate, which have no cluster key): versions are then
 	// fingerprints of the encrypted values, and nothing is sealed.
 	Keys *secrets.Keyring
+	// RequireKeys refuses secrets when Keys is nil (git sync: an app's
+	// secrets must be decrypted to run).
+	RequireKeys bool
 	// Previous returns the app as stored (nil for none): its sealed
 	// values are kept for the keys whose version did not change, so an
 	// unchanged secret leaves the app unchanged.

@@ -94,7 +94,7 @@ func resolveSecrets(fsys fs.FS, app *api.App, opts ResolveOptions) []api.SourceE
 			continue
 		}
 		at := opts.at(s.FromAt)
-		if err := openSecret(fsys, app.Metadata.Name, s, opts.Keys, prevSecret(prev, s.Name)); err != nil {
+		if err := openSecret(fsys, app.Metadata.Name, s, opts.Keys, opts.RequireKeys, prevSecret(prev, s.Name)); err != nil {
 			at.Message = fmt.Sprintf("secret %s: %v", s.Name, err)
 			errs = append(errs, at)
 			failed[s.Name] = true
@@ -135,7 +135,7 @@ func prevSecret(prev *api.App, name string) *api.SecretSpec {
 
 // openSecret reads s's file and fills its versions, and its sealed
 // values when keys are given.
-func openSecret(fsys fs.FS, app string, s *api.AppSecret, keys *secrets.Keyring, prev *api.SecretSpec) error {
+func openSecret(fsys fs.FS, app string, s *api.AppSecret, keys *secrets.Keyring, requireKeys bool, prev *api.SecretSpec) error {
 	text, err := readRepoFile(fsys, s.Spec.From)
 	if err != nil {
 		return fmt.Errorf("from %q: %w", s.Spec.From, err)
@@ -143,6 +143,9 @@ func openSecret(fsys fs.FS, app string, s *api.AppSecret, keys *secrets.Keyring,
 	f, err := secrets.Parse([]byte(text))
 	if err != nil {
 		return fmt.Errorf("%s:%w", s.Spec.From, prefixColon(err))
+	}
+	if keys == nil && requireKeys {
+		return errors.New("this server has no cluster key to decrypt secrets with (see docs/secrets.md)")
 	}
 	if keys == nil {
 		s.Spec.Versions = f.Fingerprints()

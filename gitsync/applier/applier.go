@@ -16,6 +16,7 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/schema"
 	"github.com/capstanhq/capstan/schema/sandbox"
+	"github.com/capstanhq/capstan/secrets"
 )
 
 // Labels the applier puts on the apps it owns.
@@ -45,6 +46,10 @@ type Options struct {
 	// Workers write that many apps at once (default 8), so that the
 	// store commits their transactions in groups.
 	Workers int
+	// SecretsDir holds the cluster's key ring (secrets.LoadOrCreate),
+	// read again at every sync so that a rotated key is used at once.
+	// Empty: apps with secrets are rejected (no key to decrypt them).
+	SecretsDir string
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// Now (default time.Now).
@@ -210,7 +215,12 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	stream := len(existing) == 0 || snap.PruneConfirmed
 	lo := a.opts.Load
 	lo.Repo, lo.Commit, lo.PathPrefix = a.repoURL(snap.Repo), snap.Commit, snap.Path
-	ro := schema.ResolveOptions{PathPrefix: snap.Path}
+	ro := schema.ResolveOptions{PathPrefix: snap.Path, RequireKeys: true, Previous: func(name string) *api.App { return existing[name] }}
+	if a.opts.SecretsDir != "" {
+		if ro.Keys, err = secrets.LoadOrCreate(a.opts.SecretsDir); err != nil {
+			return out, err
+		}
+	}
 	lo.Evaluated = func(ar schema.AppResult) {
 		ar = schema.ResolveApp(snap.FS, ar, ro)
 		if stream && ar.Valid() && !unchanged(ar.App, existing[ar.Name], snap.Repo) {
