@@ -21,6 +21,7 @@ import (
 //	DELETE /api/v1/{kind}/{app}/{name}                   delete
 //	GET    /api/v1/pods/{app}/{name}/log                 container log, from the pod's agent
 //	POST   /api/v1/pods/{app}/{name}/exec                exec (upgrade), through the pod's agent
+//	GET    /api/v1/secrets/{app}/{name}/values           a secret's opened values (admins; nodes whose pods use it)
 //	POST   /api/v1/txn                                   transaction
 //
 // Components that capstan server assembles add theirs with Handle or
