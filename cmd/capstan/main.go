@@ -82,6 +82,7 @@ func newRootCmd() *cobra.Command {
 		newDrainCmd(),
 		newNodeCmd(),
 		newHollowCmd(),
+		newSecretCmd(),
 	)
 	return root
 }
