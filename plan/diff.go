@@ -104,6 +104,7 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	fs.keyed(name, "label", ot.Labels, nt.Labels)
 	fs.keyed(name, "volume", volumes(ot.Volumes), volumes(nt.Volumes))
 	diffFiles(&fs, name, ot.Files, nt.Files)
+	diffSecretRefs(&fs, name, &ot, &nt)
 
 	old := map[string]*api.Container{}
 	for i := range ot.Containers {

@@ -228,6 +228,7 @@ func diffObjects(base, head *api.App) []Object {
 	out = append(out, diffKind(api.KindService, bs, hs, func(name string, o, n *api.Service) []Field {
 		return diffService(name, o.Spec, n.Spec)
 	}, describeService)...)
+	out = append(out, diffKind(api.KindSecret, desiredSecrets(base), desiredSecrets(head), diffSecret, describeSecret)...)
 	return out
 }
 
@@ -253,6 +254,8 @@ func specOf(o api.Object) any {
 		return v.Spec
 	case *api.Service:
 		return v.Spec
+	case *api.Secret:
+		return v.Spec.Versions // the sealed data differs at every seal
 	}
 	return nil
 }
