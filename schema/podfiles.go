@@ -118,6 +118,9 @@ type ResolveOptions struct {
 	// RequireKeys refuses secrets when Keys is nil (git sync: an app's
 	// secrets must be decrypted to run).
 	RequireKeys bool
+	// Cache, when set, keeps what opening each secret file gave, so that
+	// a sync decrypts only the files that changed.
+	Cache *SecretCache
 	// Previous returns the app as stored (nil for none): its sealed
 	// values are kept for the keys whose version did not change, so an
 	// unchanged secret leaves the app unchanged.

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/capstanhq/capstan/secrets"
 
@@ -94,7 +96,7 @@ func resolveSecrets(fsys fs.FS, app *api.App, opts ResolveOptions) []api.SourceE
 			continue
 		}
 		at := opts.at(s.FromAt)
-		if err := openSecret(fsys, app.Metadata.Name, s, opts.Keys, opts.RequireKeys, prevSecret(prev, s.Name)); err != nil {
+		if err := openSecret(fsys, app.Metadata.Name, s, opts, prevSecret(prev, s.Name)); err != nil {
 			at.Message = fmt.Sprintf("secret %s: %v", s.Name, err)
 			errs = append(errs, at)
 			failed[s.Name] = true
@@ -135,10 +137,25 @@ func prevSecret(prev *api.App, name string) *api.SecretSpec {
 
 // openSecret reads s's file and fills its versions, and its sealed
 // values when keys are given.
-func openSecret(fsys fs.FS, app string, s *api.AppSecret, keys *secrets.Keyring, requireKeys bool, prev *api.SecretSpec) error {
+func openSecret(fsys fs.FS, app string, s *api.AppSecret, opts ResolveOptions, prev *api.SecretSpec) error {
+	keys, requireKeys := opts.Keys, opts.RequireKeys
 	text, err := readRepoFile(fsys, s.Spec.From)
 	if err != nil {
 		return fmt.Errorf("from %q: %w", s.Spec.From, err)
+	}
+	var ck secretCacheKey
+	if opts.Cache != nil && keys != nil {
+		ck = secretCacheKey{app: app, name: s.Name, recipient: keys.Recipient(), sum: sha256.Sum256([]byte(text))}
+		if spec, ok := opts.Cache.get(ck); ok {
+			spec.From = s.Spec.From
+			s.Spec = spec
+			return nil
+		}
+		defer func() {
+			if s.Spec.Versions != nil {
+				opts.Cache.put(ck, s.Spec)
+			}
+		}()
 	}
 	f, err := secrets.Parse([]byte(text))
 	if err != nil {
@@ -177,4 +194,43 @@ func prefixColon(err error) error {
 		return err
 	}
 	return fmt.Errorf(" %w", err)
+}
+
+// SecretCache keeps, by app, secret, cluster key and file content, what
+// opening a secret file gave: versions and sealed values, never a value.
+// Safe for concurrent use.
+type SecretCache struct {
+	mu sync.Mutex
+	m  map[secretCacheKey]api.SecretSpec
+}
+
+type secretCacheKey struct {
+	app, name, recipient string
+	sum                  [32]byte
+}
+
+// maxSecretCache bounds the entries of a SecretCache: past it the cache
+// starts over (every file is opened again once).
+const maxSecretCache = 100_000
+
+// NewSecretCache returns an empty cache.
+func NewSecretCache() *SecretCache { return &SecretCache{m: map[secretCacheKey]api.SecretSpec{}} }
+
+func (c *SecretCache) get(k secretCacheKey) (api.SecretSpec, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.m[k]
+	if !ok {
+		return api.SecretSpec{}, false
+	}
+	return api.SecretSpec{From: s.From, Data: maps.Clone(s.Data), Versions: maps.Clone(s.Versions)}, true
+}
+
+func (c *SecretCache) put(k secretCacheKey, s api.SecretSpec) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxSecretCache {
+		c.m = map[secretCacheKey]api.SecretSpec{}
+	}
+	c.m[k] = api.SecretSpec{From: s.From, Data: maps.Clone(s.Data), Versions: maps.Clone(s.Versions)}
 }

@@ -77,6 +77,9 @@ type Applier struct {
 // the parallel writes within one call share it (under mu).
 type repoState struct {
 	ev *sandbox.Evaluator
+	// secrets keeps what opening each secret file gave, so a sync
+	// decrypts only the files that changed.
+	secrets *schema.SecretCache
 	mu sync.Mutex
 	// mine are the applier's own writes (nil App: deleted) at their
 	// revisions, until the informer has seen them.
@@ -126,7 +129,7 @@ func (a *Applier) repo(repo string) (*repoState, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &repoState{ev: ev}
+	rs := &repoState{ev: ev, secrets: schema.NewSecretCache()}
 	a.repos[repo] = rs
 	return rs, nil
 }
@@ -215,7 +218,7 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	stream := len(existing) == 0 || snap.PruneConfirmed
 	lo := a.opts.Load
 	lo.Repo, lo.Commit, lo.PathPrefix = a.repoURL(snap.Repo), snap.Commit, snap.Path
-	ro := schema.ResolveOptions{PathPrefix: snap.Path, RequireKeys: true, Previous: func(name string) *api.App { return existing[name] }}
+	ro := schema.ResolveOptions{PathPrefix: snap.Path, RequireKeys: true, Cache: rs.secrets, Previous: func(name string) *api.App { return existing[name] }}
 	if a.opts.SecretsDir != "" {
 		if ro.Keys, err = secrets.LoadOrCreate(a.opts.SecretsDir); err != nil {
 			return out, err
