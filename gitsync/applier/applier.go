@@ -80,7 +80,7 @@ type repoState struct {
 	// secrets keeps what opening each secret file gave, so a sync
 	// decrypts only the files that changed.
 	secrets *schema.SecretCache
-	mu sync.Mutex
+	mu      sync.Mutex
 	// mine are the applier's own writes (nil App: deleted) at their
 	// revisions, until the informer has seen them.
 	mine map[string]written
