@@ -157,9 +157,13 @@ func openSecret(fsys fs.FS, app string, s *api.AppSecret, opts ResolveOptions, p
 			}
 		}()
 	}
+	shown := s.Spec.From // as the repository names it
+	if opts.PathPrefix != "" {
+		shown = opts.PathPrefix + "/" + shown
+	}
 	f, err := secrets.Parse([]byte(text))
 	if err != nil {
-		return fmt.Errorf("%s:%w", s.Spec.From, prefixColon(err))
+		return fmt.Errorf("%s:%w", shown, prefixColon(err))
 	}
 	if keys == nil && requireKeys {
 		return errors.New("this server has no cluster key to decrypt secrets with (see docs/secrets.md)")
@@ -170,7 +174,7 @@ func openSecret(fsys fs.FS, app string, s *api.AppSecret, opts ResolveOptions, p
 	}
 	vals, err := f.Decrypt(keys.Identities()...)
 	if err != nil {
-		return fmt.Errorf("%s:%w", s.Spec.From, prefixColon(err))
+		return fmt.Errorf("%s:%w", shown, prefixColon(err))
 	}
 	s.Spec.Versions = make(map[string]string, len(vals))
 	s.Spec.Data = make(map[string]string, len(vals))
