@@ -77,7 +77,7 @@ func BenchmarkUpSecretChange(b *testing.B) {
 	var took []time.Duration
 	for i := 1; i <= 20; i++ {
 		want := "v" + string(rune('a'+i))
-		b.Setenv("EDITOR", "sed -i s/^token:.*/token: "+want+"/")
+		b.Setenv("EDITOR", `sed -i s/^\(token:.\).*/\1`+want+"/") // no space: $EDITOR is split on spaces
 		if out, err := exec.Command(bin, "secret", "edit", "--data-dir", data, secretFile).CombinedOutput(); err != nil {
 			b.Fatalf("%v\n%s", err, out)
 		}
