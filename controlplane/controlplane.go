@@ -24,8 +24,11 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile"
 	appController "github.com/capstanhq/capstan/reconcile/app"
+	cronController "github.com/capstanhq/capstan/reconcile/cron"
 	endpointsController "github.com/capstanhq/capstan/reconcile/endpoints"
+	everyNodeController "github.com/capstanhq/capstan/reconcile/everynode"
 	gcController "github.com/capstanhq/capstan/reconcile/gc"
+	jobController "github.com/capstanhq/capstan/reconcile/job"
 	nodeController "github.com/capstanhq/capstan/reconcile/node"
 	workloadController "github.com/capstanhq/capstan/reconcile/workload"
 	"github.com/capstanhq/capstan/scheduler"
@@ -165,6 +168,9 @@ func newControllers(srv *apiserver.Server, nodes nodeController.DecideOptions, r
 		func() (reconcile.Runnable, error) { return endpointsController.New(m, endpointsController.Options{}) },
 		func() (reconcile.Runnable, error) { return gcController.New(m, gcController.Options{}) },
 		func() (reconcile.Runnable, error) { return scheduler.New(m, scheduler.Options{}) },
+		func() (reconcile.Runnable, error) { return jobController.New(m, jobController.Options{}) },
+		func() (reconcile.Runnable, error) { return cronController.New(m, cronController.Options{}) },
+		func() (reconcile.Runnable, error) { return everyNodeController.New(m, everyNodeController.Options{}) },
 	}
 	for _, build := range builders {
 		r, err := build()

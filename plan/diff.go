@@ -105,6 +105,7 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	fs.keyed(name, "volume", volumes(ot.Volumes), volumes(nt.Volumes))
 	diffFiles(&fs, name, ot.Files, nt.Files)
 	diffSecretRefs(&fs, name, &ot, &nt)
+	diffBatch(&fs, name, o, n)
 
 	old := map[string]*api.Container{}
 	for i := range ot.Containers {
@@ -263,6 +264,10 @@ func servicePorts(ps []api.ServicePort) map[string]string {
 // describeWorkload lists what an added or removed workload runs.
 func describeWorkload(name string, w *api.Workload) []Field {
 	fs := []Field{{Subject: name, Name: "replicas", New: itoa(w.Spec.Replicas)}}
+	if w.Spec.Job != nil || w.Spec.EveryNode {
+		fs = nil // no replica count
+	}
+	fs = append(fs, describeBatch(name, w)...)
 	for _, c := range w.Spec.Template.Containers {
 		sub := name + "/" + c.Name
 		fs = append(fs, Field{Subject: sub, Name: "image", New: c.Image})

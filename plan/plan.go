@@ -207,6 +207,7 @@ func compareApp(name string, b schema.AppResult, inBase bool, h schema.AppResult
 		a.Status = AppAdded
 	}
 	a.Objects = diffObjects(baseApp, h.App)
+	a.Note = dependsNote(a.Note, h.App)
 	if a.Status == "" {
 		a.Status = AppChanged
 		if len(a.Objects) == 0 {

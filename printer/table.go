@@ -151,7 +151,7 @@ func columnsFor(kind api.Kind) []column {
 		return []column{nameCol,
 			{name: "READY", cell: func(o api.Object, _ *Options) string {
 				w := o.(*api.Workload)
-				return fmt.Sprintf("%d/%d", w.Status.ReadyReplicas, w.Spec.Replicas)
+				return fmt.Sprintf("%d/%d", w.Status.ReadyReplicas, desiredPods(w))
 			}},
 			{name: "UP-TO-DATE", cell: func(o api.Object, _ *Options) string {
 				return strconv.Itoa(int(o.(*api.Workload).Status.UpdatedReplicas))
@@ -218,6 +218,8 @@ func columnsFor(kind api.Kind) []column {
 			{name: "FROM", cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Secret).Spec.From) }},
 			ageCol,
 		}
+	case api.KindJob:
+		return jobColumns()
 	case api.KindEvent:
 		return []column{
 			{name: "LAST SEEN", cell: func(o api.Object, opts *Options) string { return age(o.(*api.Event).Spec.LastSeen, opts) }},

@@ -107,7 +107,16 @@ func Evaluate(app *api.App, workloads []*api.Workload) Report {
 		byName[w.Metadata.Name] = w
 	}
 	for _, aw := range app.Spec.Workloads {
-		r.Groups = append(r.Groups, evaluateGroup(aw, byName[aw.Name]))
+		g := evaluateGroup(aw, byName[aw.Name])
+		// A group that waits for a dependency (dependsOn) is not made or
+		// updated yet, whatever its old workload says.
+		for _, w := range app.Status.Waits {
+			if w.Group == "" || w.Group == aw.Name {
+				g.State, g.Reason = Progressing, w.Message
+				break
+			}
+		}
+		r.Groups = append(r.Groups, g)
 	}
 	slices.SortStableFunc(r.Groups, func(a, b Group) int { return strings.Compare(a.Name, b.Name) })
 
@@ -148,6 +157,9 @@ func evaluateGroup(aw api.AppWorkload, w *api.Workload) Group {
 		g.State, g.Reason = Stalled, conditionText(c)
 		return g
 	}
+	if w.Spec.Job != nil || w.Spec.EveryNode {
+		return batchGroup(g, w)
+	}
 	switch {
 	case w.Spec.Replicas != aw.Spec.Replicas:
 		g.Reason = fmt.Sprintf("waiting for the workload to take the app's %d replicas (it has %d)", aw.Spec.Replicas, w.Spec.Replicas)
@@ -161,6 +173,33 @@ func evaluateGroup(aw api.AppWorkload, w *api.Workload) Group {
 		g.Reason = fmt.Sprintf("%d of %d updated pods available", st.AvailableReplicas, g.Desired)
 	case st.Replicas > g.Desired:
 		g.Reason = fmt.Sprintf("%d extra pods pending termination", st.Replicas-g.Desired)
+	default:
+		g.State = Complete
+	}
+	return g
+}
+
+// batchGroup is the state of a job or everyNode group, which has no
+// replica count: its controller's Available condition says it.
+func batchGroup(g Group, w *api.Workload) Group {
+	st := w.Status
+	if w.Spec.EveryNode {
+		g.Desired = st.Replicas
+	} else {
+		g.Desired = 1
+	}
+	avail := api.FindCondition(st.Conditions, api.WorkloadAvailable)
+	prog := api.FindCondition(st.Conditions, api.WorkloadProgressing)
+	switch {
+	case st.ObservedGeneration < w.Metadata.Generation:
+		g.Reason = fmt.Sprintf("waiting for the controller to observe generation %d", w.Metadata.Generation)
+	case avail == nil || avail.Status != api.ConditionTrue:
+		g.Reason = "not available"
+		if avail != nil {
+			g.Reason = avail.Message
+		}
+	case prog != nil && prog.Status == api.ConditionTrue && prog.Reason != api.ReasonRolloutComplete && w.Spec.EveryNode:
+		g.Reason = prog.Message
 	default:
 		g.State = Complete
 	}

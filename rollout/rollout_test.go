@@ -170,3 +170,24 @@ func TestRender(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateWaits: a group held by a dependency is progressing with the
+// wait as its reason, even when its old workload is complete.
+func TestEvaluateWaits(t *testing.T) {
+	a := api.KindApp.New().(*api.App)
+	a.Metadata.Name = "web"
+	a.Spec.Workloads = []api.AppWorkload{{Name: "front", Spec: api.WorkloadSpec{Replicas: 1}}}
+	a.Status.Waits = []api.DependencyWait{{On: "db", Message: "waiting for db: 1/2 ready"}}
+	w := api.KindWorkload.New().(*api.Workload)
+	w.Metadata.Name, w.Metadata.Generation = "front", 1
+	w.Spec.Replicas = 1
+	w.Status = api.WorkloadStatus{ObservedGeneration: 1, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	r := Evaluate(a, []*api.Workload{w})
+	if r.State != Progressing || r.Reason != "front: waiting for db: 1/2 ready" {
+		t.Fatalf("report %s: %s", r.State, r.Reason)
+	}
+	a.Status.Waits = nil
+	if r := Evaluate(a, []*api.Workload{w}); r.State != Complete {
+		t.Fatalf("without waits: %s: %s", r.State, r.Reason)
+	}
+}

@@ -21,13 +21,14 @@ const (
 // passed the schema: every default is filled in, every type is right.
 type (
 	dApp struct {
-		Pods    map[string]dGroup `json:"pods"`
-		Secrets map[string]struct {
+		Pods      map[string]dGroup `json:"pods"`
+		DependsOn []string          `json:"dependsOn"`
+		Secrets   map[string]struct {
 			From string `json:"from"`
 		} `json:"secrets"`
 	}
 	dGroup struct {
-		Replicas         int32                 `json:"replicas"`
+		Replicas         *int32                `json:"replicas"`
 		Containers       map[string]dContainer `json:"containers"`
 		Volumes          map[string]struct{}   `json:"volumes"`
 		RestartPolicy    string                `json:"restartPolicy"`
@@ -37,6 +38,10 @@ type (
 		TerminationGrace int64                 `json:"terminationGrace"`
 		Service          *dService             `json:"service"`
 		Files            map[string]dFile      `json:"files"`
+		Job              *dJob                 `json:"job"`
+		Schedule         string                `json:"schedule"`
+		EveryNode        bool                  `json:"everyNode"`
+		DependsOn        []string              `json:"dependsOn"`
 	}
 	dStrategy struct {
 		MaxSurge         api.IntOrString `json:"maxSurge"`
@@ -153,6 +158,7 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 	for _, g := range sortedKeys(d.Pods) {
 		c.group(app, g, d.Pods[g])
 	}
+	c.dependencies(app, d)
 	return app, c, nil
 }
 
@@ -212,7 +218,10 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	c.note(wp+".spec.strategy.progressDeadlineSeconds", sub("strategy", "progressDeadline")...)
 
 	w := api.AppWorkload{Name: name}
-	w.Spec.Replicas = g.Replicas
+	w.Spec.Replicas = 1
+	if g.Replicas != nil {
+		w.Spec.Replicas = *g.Replicas
+	}
 	w.Spec.Strategy = api.RolloutStrategy{
 		MaxSurge:                g.Strategy.MaxSurge,
 		MaxUnavailable:          g.Strategy.MaxUnavailable,
@@ -230,6 +239,10 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	t.Labels[LabelApp] = c.app
 	t.Labels[LabelWorkload] = name
 	t.RestartPolicy = g.RestartPolicy
+	if t.RestartPolicy == "" {
+		t.RestartPolicy = api.RestartAlways
+	}
+	c.batch(&w, g, wp, sub)
 	t.NodeSelector = g.NodeSelector
 	t.TerminationGracePeriodSeconds = g.TerminationGrace
 	volumes := sortedKeys(g.Volumes)

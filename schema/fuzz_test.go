@@ -16,6 +16,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add(`import "strings"
 apps: x: pods: g: {containers: c: {image: strings.ToUpper("a"), readiness: {}}, service: {headless: true}}`, "apps: {y: {pods: {g: {containers: {c: {image: i, resources: {cpu: 1e9, memory: 1Ei}}}}}}}", "")
 	f.Add(`a: b: c: d: {x: [for i in list.Range(0, 3, 1) {i}]}`, "&a [*a, *a]", "[[[[[[[[[[[[")
+	f.Add(`apps: b: {dependsOn: ["a", "keep"], pods: {j: {schedule: "*/5 * * * *", job: {timeZone: "Europe/Paris", history: 0}, containers: c: image: "x"}, d: {everyNode: true, dependsOn: ["j"], containers: c: image: "x"}}}`,
+		"apps: {a: {dependsOn: [b], pods: {g: {job: {completions: 3}, restartPolicy: Never, containers: {c: {image: i}}}}}}", `{"apps": {"c": {"pods": {"g": {"schedule": "0 0 30 2 *", "containers": {"c": {"image": "i"}}}}}}}`)
 	valid := `apps: keep: pods: g: containers: c: image: "x"`
 	f.Fuzz(func(t *testing.T, c, y, j string) {
 		fsys := fstest.MapFS{

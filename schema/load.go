@@ -45,6 +45,9 @@ type appCache struct {
 	errs   []api.SourceError
 	files  []string
 	source api.Source
+	// dependsOn is where the app's dependsOn field is, for an error of a
+	// cycle between apps (batch.go).
+	dependsOn api.SourceError
 }
 
 // NewLoader compiles the embedded schema.
@@ -122,6 +125,11 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	// A file's fragments are released when the last of its apps is done.
+	pending := make(map[*unit]int, len(units))
+	for _, u := range units {
+		pending[u] = len(u.owners)
+	}
 	apps := make(map[string]*appCache, len(names))
 	for _, name := range names {
 		us := byApp[name]
@@ -141,11 +149,21 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		apps[name] = c
 		ar := c.stamp(name, opts)
 		res.Apps = append(res.Apps, ar)
-		if evaluated && opts.Evaluated != nil {
+		// An app with dependencies is reported after the stages that
+		// need every app (batch.go).
+		if evaluated && opts.Evaluated != nil && !c.hasDependencies() {
 			opts.Evaluated(ar)
+		}
+		for _, u := range us {
+			if pending[u]--; pending[u] == 0 {
+				u.release()
+			}
 		}
 	}
 	l.apps = apps
+	refuseAppCycles(res, apps, opts)
+	stampDependencies(res)
+	reportDependents(res, apps, opts)
 	for i := range res.Errors {
 		res.Errors[i].File = opts.display(res.Errors[i].File)
 	}
@@ -212,7 +230,7 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 	}
 	v := l.appSchema
 	for _, u := range us {
-		if frag, ok := u.apps[name]; ok {
+		if frag, ok := u.fragment(l.ctx, name); ok {
 			v = v.Unify(frag)
 		}
 	}
@@ -243,6 +261,9 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 	}
 	conv.placeRefs(app, pl)
 	c.app = app
+	if len(app.Spec.DependsOn) > 0 {
+		c.dependsOn = pl.one(problem{path: []string{"dependsOn"}})
+	}
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -290,6 +291,85 @@ func TestSplitAcrossFiles(t *testing.T) {
 	}
 	if app.Metadata.Source.Path != "shop/db.yml" || app.Metadata.Source.Line != 2 {
 		t.Errorf("source = %+v, want shop/db.yml:2", app.Metadata.Source)
+	}
+}
+
+// TestSplitAppChangesOneFile changes one file of an app declared in
+// three: the files that did not change are parsed again (the loader
+// releases a file's syntax once its apps are evaluated), and the app is
+// their unification, with errors still placed in the unchanged files.
+func TestSplitAppChangesOneFile(t *testing.T) {
+	fsys := mapFS(map[string]string{
+		"shop/web.cue":  `apps: shop: pods: web: containers: c: image: "web"`,
+		"shop/db.yml":   "apps:\n  shop:\n    pods:\n      db:\n        containers: {c: {image: db}}\n",
+		"shop/more.cue": `apps: shop: pods: web: replicas: 3`,
+	})
+	l, err := NewLoader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(commit string) *Result {
+		t.Helper()
+		res, err := l.Load(fsys, LoadOptions{Commit: commit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := load("c1"); !res.OK() {
+		t.Fatal(errorStrings(res.AllErrors()))
+	}
+	fsys["shop/more.cue"] = &fstest.MapFile{Data: []byte(`apps: shop: pods: web: replicas: 5`)}
+	res := load("c2")
+	if !res.OK() || !slices.Equal(res.Evaluated, []string{"shop"}) {
+		t.Fatalf("evaluated %v, errors %v", res.Evaluated, errorStrings(res.AllErrors()))
+	}
+	app := res.Valid()[0]
+	if len(app.Spec.Workloads) != 2 || app.Spec.Workloads[1].Spec.Replicas != 5 ||
+		app.Spec.Workloads[1].Spec.Template.Containers[0].Image != "web" {
+		t.Errorf("workloads = %+v", app.Spec.Workloads)
+	}
+	// A conflict with an unchanged file is placed in both files.
+	fsys["shop/more.cue"] = &fstest.MapFile{Data: []byte(`apps: shop: pods: web: containers: c: image: "other"`)}
+	res = load("c3")
+	got := strings.Join(errorStrings(res.AllErrors()), "\n")
+	if res.OK() || !strings.Contains(got, "shop/web.cue:1:") || !strings.Contains(got, "shop/more.cue:1:") {
+		t.Errorf("errors:\n%s\nwant the conflict placed in shop/web.cue and shop/more.cue", got)
+	}
+}
+
+// TestLoaderKeepsNoOldCommits loads a thousand commits of one app: the
+// loader's heap must not grow with them (a CUE context keeps every file
+// it compiles as an instance; the loader compiles descriptors as
+// expressions so that an old version of a file is collected).
+func TestLoaderKeepsNoOldCommits(t *testing.T) {
+	l, err := NewLoader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	fsys := fstest.MapFS{}
+	var before uint64
+	const commits = 1000
+	for i := range commits {
+		fsys["app.cue"] = &fstest.MapFile{Data: []byte(appSource(1, fmt.Sprintf("v%d", i)))}
+		res, err := l.Load(fsys, LoadOptions{Commit: fmt.Sprint(i)})
+		if err != nil || !res.OK() {
+			t.Fatalf("commit %d: %v %v", i, err, errorStrings(res.AllErrors()))
+		}
+		if i == 10 {
+			before = heap()
+		}
+	}
+	after := heap()
+	runtime.KeepAlive(l)
+	if grew := int64(after) - int64(before); grew > 4<<20 {
+		t.Errorf("the loader's heap grew by %d KiB over %d commits of one file; old versions are kept", grew>>10, commits-10)
 	}
 }
 

@@ -1,6 +1,9 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"time"
 )
 
@@ -20,6 +23,14 @@ type AppSpec struct {
 	Services  []AppService  `json:"services,omitempty"`
 	// Secrets are the app's decrypted secrets, sealed (secret.go).
 	Secrets []AppSecret `json:"secrets,omitempty"`
+	// DependsOn names apps of the same repository this one waits for:
+	// its pod groups are made or updated only once those apps' pod
+	// groups are Available at the same commit.
+	DependsOn []string `json:"dependsOn,omitempty"`
+	// DependsOnSpecs holds, for each dependency declared in the same
+	// commit, the DependencySpecHash of its spec in that commit: the
+	// dependency is waited for at that revision, not at an older one.
+	DependsOnSpecs map[string]string `json:"dependsOnSpecs,omitempty"`
 }
 
 // AppWorkload is one pod group of an app.
@@ -70,4 +81,32 @@ type AppStatus struct {
 	Health        string      `json:"health,omitempty"`
 	HealthMessage string      `json:"healthMessage,omitempty"`
 	Conditions    []Condition `json:"conditions,omitempty"`
+	// Waits lists what the app or its pod groups wait for before the app
+	// controller makes or updates them (dependsOn).
+	Waits []DependencyWait `json:"waits,omitempty"`
+}
+
+// DependencyWait is one dependency not yet Available.
+type DependencyWait struct {
+	// Group is the waiting pod group; empty: the whole app waits.
+	Group string `json:"group,omitempty"`
+	// On is the app (for the whole app) or pod group waited for.
+	On string `json:"on"`
+	// Message: "waiting for db: 1/2 ready".
+	Message string `json:"message"`
+}
+
+// DependencySpecHash identifies the revision of an app a dependent waits
+// for: a hash of its pod groups and services (not of its own
+// dependencies, so a chain of dependents does not change with each link).
+func DependencySpecHash(s *AppSpec) string {
+	b, err := json.Marshal(struct {
+		W []AppWorkload
+		S []AppService
+	}{s.Workloads, s.Services})
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }

@@ -72,6 +72,8 @@ func CopyStatus(dst, src Object) {
 		d.Status = src.(*Pod).Status
 	case *Service:
 		d.Status = src.(*Service).Status
+	case *Job:
+		d.Status = src.(*Job).Status
 	case *Lease, *Endpoints, *Revision, *Event, *Secret:
 		// no status
 	default:

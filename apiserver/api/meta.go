@@ -16,11 +16,12 @@ const (
 	KindEndpoints Kind = "endpoints"
 	KindRevision  Kind = "revisions"
 	KindEvent     Kind = "events"
+	KindJob       Kind = "jobs"
 	KindSecret    Kind = "secrets"
 )
 
 // Kinds lists every kind in pipeline order.
-var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindSecret}
+var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindJob, KindSecret}
 
 // kindInfo is what the API needs to know about a kind.
 type kindInfo struct {
@@ -40,6 +41,7 @@ var kindInfos = map[Kind]kindInfo{
 	KindEndpoints: {"Endpoints", false, []string{"endpoint", "ep"}, func() Object { return &Endpoints{} }},
 	KindRevision:  {"Revision", false, []string{"revision", "rev"}, func() Object { return &Revision{} }},
 	KindEvent:     {"Event", false, []string{"event", "ev"}, func() Object { return &Event{} }},
+	KindJob:       {"Job", false, []string{"job"}, func() Object { return &Job{} }},
 	KindSecret:    {"Secret", false, []string{"secret"}, func() Object { return &Secret{} }},
 }
 

@@ -46,6 +46,8 @@ func Assign(dst, src Object) {
 		*d = *src.(*Event)
 	case *Secret:
 		*d = *src.(*Secret)
+	case *Job:
+		*d = *src.(*Job)
 	default:
 		panic(fmt.Sprintf("api.Assign: unknown kind %T", dst))
 	}

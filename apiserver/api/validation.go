@@ -149,6 +149,8 @@ func Validate(obj Object) error {
 		validateApp(&errs, &o.Spec)
 	case *Workload:
 		validateWorkloadSpec(&errs, &o.Spec, "spec")
+	case *Job:
+		validateJobSpec(&errs, &o.Spec, "spec")
 	case *Pod:
 		validateTemplate(&errs, &o.Spec.PodTemplate, "spec")
 		if o.Spec.NodeName != "" && !IsDNSSubdomain(o.Spec.NodeName) {
@@ -234,6 +236,11 @@ func validateNode(errs *ErrorList, n *Node) {
 }
 
 func validateApp(errs *ErrorList, s *AppSpec) {
+	for i, d := range s.DependsOn {
+		if !IsDNSLabel(d) {
+			errs.add(fmt.Sprintf("spec.dependsOn[%d]", i), "%s: must be the name of an app", quote(d))
+		}
+	}
 	seen := map[string]bool{}
 	for i, w := range s.Workloads {
 		p := fmt.Sprintf("spec.workloads[%d]", i)
@@ -280,6 +287,8 @@ func validateWorkloadSpec(errs *ErrorList, s *WorkloadSpec, path string) {
 	if st.ProgressDeadlineSeconds < 0 {
 		errs.add(path+".strategy.progressDeadlineSeconds", "must not be negative")
 	}
+	validateJobPolicy(errs, s, path)
+	validateBatchSpec(errs, s, path)
 }
 
 func validateTemplate(errs *ErrorList, t *PodTemplate, path string) {

@@ -1,5 +1,7 @@
 package api
 
+import "time"
+
 // Workload keeps a number of identical pods running and rolls them to a new
 // template.
 type Workload struct {
@@ -14,6 +16,15 @@ type WorkloadSpec struct {
 	Replicas int32           `json:"replicas"`
 	Template PodTemplate     `json:"template"`
 	Strategy RolloutStrategy `json:"strategy,omitzero"`
+	// Job, when set, makes the workload a job or a cron job: its pods run
+	// to completion in runs (Jobs); Replicas is unused.
+	Job *JobPolicy `json:"job,omitempty"`
+	// EveryNode runs one pod on every node that matches the template's
+	// node selector, instead of Replicas pods.
+	EveryNode bool `json:"everyNode,omitempty"`
+	// DependsOn names pod groups of the same app this one waits for: its
+	// pods are made or updated only once those are Available.
+	DependsOn []string `json:"dependsOn,omitempty"`
 }
 
 // RolloutStrategy bounds a rolling update.
@@ -38,6 +49,8 @@ type WorkloadStatus struct {
 	ReadyReplicas      int32       `json:"readyReplicas"`
 	AvailableReplicas  int32       `json:"availableReplicas"`
 	Conditions         []Condition `json:"conditions,omitempty"`
+	// LastScheduleTime is the schedule time of a cron job's latest run.
+	LastScheduleTime time.Time `json:"lastScheduleTime,omitzero"`
 }
 
 // Workload condition types.

@@ -83,6 +83,7 @@ func newRootCmd() *cobra.Command {
 		newNodeCmd(),
 		newHollowCmd(),
 		newSecretCmd(),
+		newRunCmd(),
 	)
 	return root
 }

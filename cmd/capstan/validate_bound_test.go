@@ -41,7 +41,7 @@ func TestValidateBomb(t *testing.T) {
 		t.Fatalf("validate: %v, want exit status 1\n%s", err, out)
 	}
 	for _, want := range []string{
-		"evaluation exceeded 1s / 256 MiB in app bomb (bomb.cue)",
+		"evaluation exceeded 1s / 256 MiB in bomb.cue",
 		"slow.cue: evaluation exceeded 1s / 256 MiB in slow.cue",
 	} {
 		if !strings.Contains(out, want) {

@@ -117,7 +117,7 @@ func TestRunawayDescriptorsRefused(t *testing.T) {
 		t.Errorf("good runs %s, want reg/good:v2: the bombs blocked the other app", img)
 	}
 	for app, want := range map[string]string{
-		"bomb": "evaluation exceeded 1s / 256 MiB in app bomb (apps/bomb.cue)",
+		"bomb": "evaluation exceeded 1s / 256 MiB in apps/bomb.cue",
 		"slow": "evaluation exceeded 1s / 256 MiB in apps/slow.cue",
 	} {
 		revs, _, err := cl.Client.List(ctx, api.KindRevision, client.ListOptions{App: app})

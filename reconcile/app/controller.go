@@ -30,8 +30,10 @@ type Controller struct {
 	wByNS     *reconcile.Index
 	sByNS     *reconcile.Index
 	podsByNS  *reconcile.Index
-	rec       *reconcile.Recorder
-	written   reconcile.Written
+	// dependents: app name -> the Apps whose dependsOn names it.
+	dependents *reconcile.Index
+	rec        *reconcile.Recorder
+	written    reconcile.Written
 }
 
 func byApp(o api.Object) []string { return []string{o.Meta().App} }
@@ -43,7 +45,8 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c := &Controller{opts: opts, client: m.Client(),
 		appsByNS: reconcile.NewIndex(appByNamespace), wByNS: reconcile.NewIndex(byApp),
 		sByNS: reconcile.NewIndex(byApp), podsByNS: reconcile.NewIndex(byApp), secByNS: reconcile.NewIndex(byApp),
-		rec: m.Recorder("app-controller")}
+		dependents: reconcile.NewIndex(func(o api.Object) []string { return o.(*api.App).Spec.DependsOn }),
+		rec:        m.Recorder("app-controller")}
 	var err error
 	c.ctrl, err = m.NewController("app", c, opts.Workers)
 	if err != nil {
@@ -58,9 +61,12 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c.secrets.AddHandler(c.secByNS.Handler())
 	c.secrets.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
 	c.apps.AddHandler(c.appsByNS.Handler())
+	c.apps.AddHandler(c.dependents.Handler())
 	c.apps.AddHandler(reconcile.EnqueueHandler(q, reconcile.ObjectKeyOf))
+	c.apps.AddHandler(reconcile.EnqueueHandler(q, c.dependentsOf))
 	c.workloads.AddHandler(c.wByNS.Handler())
 	c.workloads.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
+	c.workloads.AddHandler(reconcile.EnqueueHandler(q, c.dependentsOf))
 	c.services.AddHandler(c.sByNS.Handler())
 	c.services.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
 	c.pods.AddHandler(c.podsByNS.Handler())
@@ -98,6 +104,38 @@ func (c *Controller) appsIn(o api.Object) []string {
 	return keys
 }
 
+// dependentsOf returns the keys of the apps that depend on the app that o
+// is, or that o belongs to.
+func (c *Controller) dependentsOf(o api.Object) []string {
+	name := o.Meta().App
+	if a, ok := o.(*api.App); ok {
+		name = a.Metadata.Name
+	}
+	var keys []string
+	for _, a := range c.dependents.Get(name) {
+		keys = append(keys, api.KeyOf(a).ObjectKey())
+	}
+	return keys
+}
+
+// appNamed returns the App named name, or nil.
+func (c *Controller) appNamed(name string) *api.App {
+	for _, o := range c.appsByNS.Get(name) {
+		if o.Meta().Name == name && !api.Terminating(o) {
+			return o.(*api.App)
+		}
+	}
+	return nil
+}
+
+func (c *Controller) workloadsIn(ns string) []*api.Workload {
+	var ws []*api.Workload
+	for _, w := range c.wByNS.Get(ns) {
+		ws = append(ws, w.(*api.Workload))
+	}
+	return ws
+}
+
 // Start runs the controller until ctx ends.
 func (c *Controller) Start(ctx context.Context) error { return c.ctrl.Start(ctx) }
 
@@ -126,6 +164,8 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		secs = append(secs, s.(*api.Secret))
 	}
 	plan := ComputeSecrets(a, secs).then(Compute(a, ws, ss))
+	waits := Waits(a, c.appNamed, c.workloadsIn)
+	plan.Hold(waits)
 	var errs []error
 	for _, obj := range plan.Create {
 		if _, err := c.client.Create(ctx, obj); err != nil && !client.IsAlreadyExists(err) {
@@ -147,9 +187,12 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		c.rec.Record(ctx, e)
 	}
 	health, msg := Health(a, ws, reconcile.Pods(c.podsByNS.Get(ns)))
-	if health != a.Status.Health || msg != a.Status.HealthMessage {
+	if len(waits) > 0 && health != api.HealthDegraded {
+		health, msg = api.HealthProgressing, WaitsMessage(waits)
+	}
+	if health != a.Status.Health || msg != a.Status.HealthMessage || !api.EqualJSON(waits, a.Status.Waits) {
 		u := api.Clone(a)
-		u.Status.Health, u.Status.HealthMessage = health, msg
+		u.Status.Health, u.Status.HealthMessage, u.Status.Waits = health, msg, waits
 		out, err := c.client.UpdateStatus(ctx, u)
 		switch {
 		case err == nil:

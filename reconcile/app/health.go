@@ -112,6 +112,16 @@ func progressingWhy(w *api.Workload) string {
 	if c := api.FindCondition(st.Conditions, api.WorkloadProgressing); c != nil && c.Reason != api.ReasonRolloutComplete {
 		return c.Message
 	}
+	if w.Spec.Job != nil || w.Spec.EveryNode {
+		// No replica count: their controllers' conditions say it all.
+		if c := api.FindCondition(st.Conditions, api.WorkloadAvailable); c == nil || c.Status != api.ConditionTrue {
+			if c == nil {
+				return "not yet observed"
+			}
+			return c.Message
+		}
+		return ""
+	}
 	if st.UpdatedReplicas < w.Spec.Replicas || st.AvailableReplicas < w.Spec.Replicas || st.Replicas > w.Spec.Replicas {
 		return fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedReplicas, w.Spec.Replicas, st.AvailableReplicas)
 	}

@@ -132,9 +132,19 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	if !c.satisfied(key, pods, now) {
 		return reconcile.Result{RequeueAfter: time.Second}, nil
 	}
-	c.randMu.Lock()
-	plan := Compute(w, pods, now, c.rnd)
-	c.randMu.Unlock()
+	var plan Plan
+	switch {
+	case w.Spec.EveryNode:
+		return reconcile.Result{}, nil // the everynode controller's
+	case w.Spec.Job != nil:
+		// A job's pods belong to its runs (the cron and job controllers);
+		// pods of the group from before it became a job go.
+		plan.Delete = pods
+	default:
+		c.randMu.Lock()
+		plan = Compute(w, pods, now, c.rnd)
+		c.randMu.Unlock()
+	}
 
 	exp := expectation{created: map[string]bool{}, deleted: map[string]bool{}, until: now.Add(ExpectationTimeout)}
 	var expMu sync.Mutex

@@ -63,14 +63,10 @@ func startChild(opts Options) (*child, error) {
 	// Main ignores the arguments; a test binary whose TestMain does not
 	// call it then runs no test and exits, instead of running them all.
 	cmd := exec.Command(opts.Exe, "-test.run=^$")
-	// GOGC=25: the child's heap is mostly the loader's cache, kept for
-	// the next commit; collecting more often keeps its resident memory
-	// near that (10,000 apps: 250 MiB instead of 390 at the default 100)
-	// for no measurable time on a first load.
 	cmd.Env = append(os.Environ(), ChildEnv+"=1",
 		memoryEnv+"="+strconv.FormatInt(opts.Memory, 10),
 		cpuEnv+"="+strconv.FormatInt(opts.Timeout.Milliseconds(), 10),
-		"GOMAXPROCS=2", "GOGC=25")
+		"GOMAXPROCS=2")
 	cmd.Stdin, cmd.Stdout = inR, outW
 	c := &child{cmd: cmd, stdin: inW, lines: make(chan []byte, 64), exited: make(chan struct{}), stderr: &headBuffer{max: 4 << 10}}
 	cmd.Stderr = c.stderr

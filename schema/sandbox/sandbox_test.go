@@ -145,7 +145,7 @@ func TestBombsRefused(t *testing.T) {
 		}
 		for name, want := range map[string]string{
 			// Which bound a runaway hits first depends on the machine.
-			"bomb": "evaluation exceeded 1s / 256 MiB in app bomb (apps/bomb.cue) (out of ",
+			"bomb": "evaluation exceeded 1s / 256 MiB in apps/bomb.cue (out of ",
 			"slow": "evaluation exceeded 1s / 256 MiB in apps/slow.cue (out of ",
 		} {
 			a := byName[name]
@@ -181,7 +181,7 @@ func TestMemoryBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "evaluation exceeded 1m0s / 128 MiB in app bomb (bomb.cue) (out of memory)"
+	want := "evaluation exceeded 1m0s / 128 MiB in bomb.cue (out of memory)"
 	if errs := res.AllErrors(); len(errs) != 1 || !strings.Contains(errs[0].Message, want) {
 		t.Fatalf("errors %v, want one with %q", errs, want)
 	}

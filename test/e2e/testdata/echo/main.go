@@ -12,7 +12,8 @@
 //
 // It prints "echo HOSTNAME serving on :8080" when it starts (for `capstan
 // logs`), and `echo hostname` prints the host name and exits (for `capstan
-// exec`: the image holds nothing else to run).
+// exec`: the image holds nothing else to run); `echo exit N` prints
+// "HOSTNAME exits N" and exits with status N (a job's pod).
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 )
@@ -31,6 +33,11 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == "hostname" {
 		fmt.Println(host)
 		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "exit" {
+		code, _ := strconv.Atoi(os.Args[2])
+		fmt.Printf("%s exits %d\n", host, code)
+		os.Exit(code)
 	}
 	var unready atomic.Bool
 	srv := &http.Server{Addr: ":8080", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

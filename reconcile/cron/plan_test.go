@@ -1,0 +1,216 @@
+package cron
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+var created = time.Date(2026, 1, 2, 3, 4, 30, 0, time.UTC)
+
+func cronWorkload(schedule, concurrency string, history int32, deadline int64) *api.Workload {
+	w := api.KindWorkload.New().(*api.Workload)
+	w.Metadata = api.ObjectMeta{Name: "tick", App: "shop", UID: "w1", Generation: 1, CreatedAt: created}
+	w.Spec.Template = api.PodTemplate{RestartPolicy: api.RestartOnFailure, Containers: []api.Container{{Name: "c", Image: "x"}}}
+	w.Spec.Job = &api.JobPolicy{Completions: 1, Parallelism: 1, Schedule: schedule, Concurrency: concurrency,
+		HistoryLimit: &history, StartingDeadlineSeconds: deadline}
+	return w
+}
+
+func run(w *api.Workload, name, trigger string, done string, at time.Time) *api.Job {
+	j := NewRun(w, name, trigger, at)
+	j.Metadata.UID = name
+	j.Metadata.CreatedAt = at
+	if done != "" {
+		j.Status.Conditions = []api.Condition{{Type: done, Status: api.ConditionTrue, Reason: "x", Message: "y"}}
+		j.Status.CompletionTime = at.Add(30 * time.Second)
+	}
+	return j
+}
+
+func jobNames(js []*api.Job) string {
+	var out []string
+	for _, j := range js {
+		out = append(out, j.Metadata.Name)
+	}
+	return strings.Join(out, ",")
+}
+
+func minute(t time.Time) string { return "tick-" + strconv.FormatInt(t.Unix()/60, 10) }
+
+func TestCompute(t *testing.T) {
+	m1 := time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC)
+	m2, m5 := m1.Add(time.Minute), m1.Add(4*time.Minute)
+	for _, tc := range []struct {
+		name     string
+		w        *api.Workload
+		runs     func(w *api.Workload) []*api.Job
+		now      time.Time
+		create   string
+		del      string
+		last     time.Time
+		requeue  time.Duration
+		pending  bool // Progressing: RunPending
+		degraded bool
+	}{
+		{name: "nothing due before the first time",
+			w: cronWorkload("* * * * *", "", 3, 0), now: created.Add(10 * time.Second), requeue: 20 * time.Second},
+		{name: "the first time starts a run named by its minute",
+			w: cronWorkload("* * * * *", "", 3, 0), now: m1, create: minute(m1), last: m1, requeue: time.Minute},
+		{name: "forbid: a run waits while another runs",
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", "", 3, 0)
+				w.Status.LastScheduleTime = m1
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, "", m1)} },
+			now:  m2, last: m1, requeue: time.Minute, pending: true},
+		{name: "allow: runs overlap",
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", api.ConcurrencyAllow, 3, 0)
+				w.Status.LastScheduleTime = m1
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, "", m1)} },
+			now:  m2, create: minute(m2), last: m2, requeue: time.Minute},
+		{name: "replace: the running run is stopped",
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", api.ConcurrencyReplace, 3, 0)
+				w.Status.LastScheduleTime = m1
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, "", m1)} },
+			now:  m2, create: minute(m2), del: minute(m1), last: m2, requeue: time.Minute},
+		{name: "after a restart only the latest missed time runs",
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", "", 3, 0)
+				w.Status.LastScheduleTime = m1
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job {
+				return []*api.Job{run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)}
+			},
+			now: m5.Add(10 * time.Second), create: minute(m5), last: m5, requeue: 50 * time.Second},
+		{name: "a missed time beyond the starting deadline is skipped",
+			w: func() *api.Workload {
+				w := cronWorkload("*/5 * * * *", "", 3, 60)
+				w.Status.LastScheduleTime = m1.Add(-5 * time.Minute)
+				return w
+			}(),
+			now: m1.Add(3 * time.Minute), last: m1, requeue: 2 * time.Minute},
+		{name: "within the starting deadline it runs late",
+			w: func() *api.Workload {
+				w := cronWorkload("*/5 * * * *", "", 3, 600)
+				w.Status.LastScheduleTime = m1.Add(-5 * time.Minute)
+				return w
+			}(),
+			now: m1.Add(3 * time.Minute), create: minute(m1), last: m1, requeue: 2 * time.Minute},
+		{name: "finished runs beyond the history limit go, oldest first; a failed last run degrades",
+			w: func() *api.Workload {
+				w := cronWorkload("0 * * * *", "", 1, 0)
+				w.Status.LastScheduleTime = m2
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job {
+				return []*api.Job{run(w, minute(m2), TriggerSchedule, api.JobFailed, m2), run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)}
+			},
+			now: m5, del: minute(m1), last: m2, requeue: 51 * time.Minute, degraded: true},
+		{name: "without a schedule, one run per template",
+			w: cronWorkload("", "", 3, 0), now: m1, create: "tick-" + TemplateHash(&cronWorkload("", "", 3, 0).Spec.Template)},
+		{name: "a template's run is not made twice",
+			w: cronWorkload("", "", 3, 0),
+			runs: func(w *api.Workload) []*api.Job {
+				return []*api.Job{run(w, "tick-"+TemplateHash(&w.Spec.Template), TriggerTemplate, api.JobComplete, m1)}
+			},
+			now: m5},
+		{name: "runs that ended at one tick go by schedule time",
+			w: func() *api.Workload {
+				w := cronWorkload("0 * * * *", "", 1, 0)
+				w.Status.LastScheduleTime = m2
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job {
+				a, b := run(w, minute(m2), TriggerSchedule, api.JobComplete, m2), run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)
+				a.Status.CompletionTime, b.Status.CompletionTime = m5, m5
+				a.Metadata.CreatedAt, b.Metadata.CreatedAt = m5, m5
+				return []*api.Job{a, b}
+			},
+			now: m5, del: minute(m1), last: m2, requeue: 51 * time.Minute},
+		{name: "the current template's run outlives the history",
+			w: cronWorkload("", "", 1, 0),
+			runs: func(w *api.Workload) []*api.Job {
+				return []*api.Job{
+					run(w, "tick-"+TemplateHash(&w.Spec.Template), TriggerTemplate, api.JobComplete, m1),
+					run(w, "tick-manual-1", TriggerManual, api.JobComplete, m2),
+					run(w, "tick-manual-2", TriggerManual, api.JobComplete, m5),
+				}
+			},
+			now: m5.Add(time.Minute), del: "tick-manual-1"},
+		{name: "a new template waits for the old one's run (forbid)",
+			w: cronWorkload("", "", 3, 0),
+			runs: func(w *api.Workload) []*api.Job {
+				old := run(w, "tick-0000000000", TriggerTemplate, "", m1)
+				old.Spec.TemplateHash = "0000000000"
+				return []*api.Job{old}
+			},
+			now: m5, pending: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var runs []*api.Job
+			if tc.runs != nil {
+				runs = tc.runs(tc.w)
+			}
+			plan := Compute(tc.w, runs, tc.now)
+			if got := jobNames(plan.Create); got != tc.create {
+				t.Errorf("create %q, want %q", got, tc.create)
+			}
+			if got := jobNames(plan.Delete); got != tc.del {
+				t.Errorf("delete %q, want %q", got, tc.del)
+			}
+			if !plan.Status.LastScheduleTime.Equal(tc.last) {
+				t.Errorf("last schedule time %s, want %s", plan.Status.LastScheduleTime, tc.last)
+			}
+			if plan.RequeueAfter != tc.requeue {
+				t.Errorf("requeue after %s, want %s", plan.RequeueAfter, tc.requeue)
+			}
+			c := api.FindCondition(plan.Status.Conditions, api.WorkloadProgressing)
+			if pending := c != nil && c.Reason == ReasonRunPending; pending != tc.pending {
+				t.Errorf("pending %v, want %v (%+v)", pending, tc.pending, c)
+			}
+			d := api.FindCondition(plan.Status.Conditions, api.WorkloadDegraded)
+			if got := d != nil && d.Status == api.ConditionTrue; got != tc.degraded {
+				t.Errorf("degraded %v, want %v (%+v)", got, tc.degraded, d)
+			}
+			for _, j := range plan.Create {
+				if err := api.Validate(j); err != nil {
+					t.Errorf("run %s: %v", j.Metadata.Name, err)
+				}
+			}
+		})
+	}
+}
+
+// TestLatestDueBounded: a schedule every minute, a server down for two
+// years: the latest missed minute is found, without walking a million
+// minutes.
+func TestLatestDueBounded(t *testing.T) {
+	s, err := api.ParseSchedule("* * * * *", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 1, 1, 12, 30, 15, 0, time.UTC)
+	if got, want := latestDue(s, last, now), time.Date(2026, 1, 1, 12, 30, 0, 0, time.UTC); !got.Equal(want) {
+		t.Fatalf("latest due %s, want %s", got, want)
+	}
+	yearly, _ := api.ParseSchedule("0 0 1 1 *", "")
+	if got, want := latestDue(yearly, last, now), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); !got.Equal(want) {
+		t.Fatalf("yearly: latest due %s, want %s", got, want)
+	}
+	if got := latestDue(yearly, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), now); !got.IsZero() {
+		t.Fatalf("yearly, already run: latest due %s, want none", got)
+	}
+}

@@ -1,0 +1,219 @@
+package everynode_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/agent/hollow"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/reconcile"
+	"github.com/capstanhq/capstan/reconcile/everynode"
+	"github.com/capstanhq/capstan/reconcile/gc"
+	"github.com/capstanhq/capstan/reconcile/workload"
+)
+
+type starter interface{ Start(context.Context) error }
+
+func run(t *testing.T, cs ...starter) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			if err := c.Start(ctx); err != nil && ctx.Err() == nil {
+				t.Errorf("%T stopped: %v", c, err)
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func waitFor(t *testing.T, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		missing := cond()
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached: %s", what, missing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// podsSeen follows the pods of the API in the order they change and
+// records, after each change, how many of the wanted nodes lack a Ready
+// pod of the group.
+type podsSeen struct {
+	mu         sync.Mutex
+	pods       map[string]*api.Pod
+	nodes      map[string]bool // the nodes checked
+	maxMissing int
+}
+
+func (s *podsSeen) handler() client.Handler {
+	set := func(o api.Object) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.pods[api.KeyOf(o).ObjectKey()] = o.(*api.Pod)
+		s.check()
+	}
+	return client.Handler{OnAdd: set, OnUpdate: func(_, o api.Object) { set(o) }, OnDelete: func(o api.Object) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.pods, api.KeyOf(o).ObjectKey())
+		s.check()
+	}}
+}
+
+func (s *podsSeen) check() {
+	served := map[string]bool{}
+	for _, p := range s.pods {
+		if api.IsPodReady(p) && !api.Terminating(p) {
+			served[p.Spec.NodeName] = true
+		}
+	}
+	missing := 0
+	for n := range s.nodes {
+		if !served[n] {
+			missing++
+		}
+	}
+	s.maxMissing = max(s.maxMissing, missing)
+
+}
+
+// byNode describes the group's live pods: node -> image, sorted.
+func byNode(t *testing.T, c *client.Client) string {
+	objs, _, err := c.List(t.Context(), api.KindPod, client.ListOptions{App: "ops"})
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, o := range objs {
+		p := o.(*api.Pod)
+		if !api.Terminating(p) {
+			out = append(out, fmt.Sprintf("%s=%s/%v", p.Spec.NodeName, p.Spec.Containers[0].Image, api.IsPodReady(p)))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+// TestEveryNodeOnHollowNodes runs the everyNode, workload and garbage
+// controllers against a real API server and hollow nodes: one pod on each
+// of 3 nodes (the workload controller leaves them alone), one on a node
+// that joins, and a new template rolled node by node: at no moment do two
+// nodes lack a Ready pod of the group.
+func TestEveryNodeOnHollowNodes(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	log := slog.New(slog.DiscardHandler)
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: prometheus.NewRegistry(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := everynode.New(m, everynode.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl, err := workload.New(m, workload.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcc, err := gc.New(m, gc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(en)
+	m.Add(wl)
+	m.Add(gcc)
+	first, err := hollow.New(hollow.Options{Client: c, Nodes: 3, Prefix: "hn", CPU: "2", Memory: "4Gi", HeartbeatInterval: time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, m, first)
+
+	w := api.KindWorkload.New().(*api.Workload)
+	w.Metadata.Name, w.Metadata.App = "shipper", "ops"
+	w.Spec.EveryNode = true
+	w.Spec.Template = api.PodTemplate{Labels: map[string]string{api.LabelApp: "ops", api.LabelWorkload: "shipper"},
+		Containers: []api.Container{{Name: "s", Image: "example/shipper:v1"}}}
+	o, err := c.Create(t.Context(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = o.(*api.Workload)
+	want := func(image string, nodes ...string) func() string {
+		return func() string {
+			var parts []string
+			for _, n := range nodes {
+				parts = append(parts, n+"="+image+"/true")
+			}
+			if got, w := byNode(t, c), strings.Join(parts, " "); got != w {
+				return "pods " + got + ", want " + w
+			}
+			return ""
+		}
+	}
+	waitFor(t, "a ready pod on each node", want("example/shipper:v1", "hn-0", "hn-1", "hn-2"))
+
+	late, err := hollow.New(hollow.Options{Client: c, Nodes: 1, Prefix: "late", CPU: "2", Memory: "4Gi", HeartbeatInterval: time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, late)
+	waitFor(t, "a pod on the joining node", want("example/shipper:v1", "hn-0", "hn-1", "hn-2", "late-0"))
+
+	seen := &podsSeen{pods: map[string]*api.Pod{}, nodes: map[string]bool{"hn-0": true, "hn-1": true, "hn-2": true, "late-0": true}}
+	inf := client.NewInformer(c, api.KindPod, client.ListOptions{App: "ops"}, log)
+	inf.AddHandler(seen.handler())
+	run(t, inf)
+	waitFor(t, "the follower to see the 4 pods", func() string {
+		seen.mu.Lock()
+		defer seen.mu.Unlock()
+		if len(seen.pods) != 4 {
+			return fmt.Sprintf("%d pods", len(seen.pods))
+		}
+		seen.maxMissing = 0 // the informer's first list adds one pod at a time
+		return ""
+	})
+	o, err = c.Get(t.Context(), api.KeyOf(w))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := api.Clone(o.(*api.Workload))
+	u.Spec.Template.Containers[0].Image = "example/shipper:v2"
+	if _, err := c.Update(t.Context(), u); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "v2 on every node", want("example/shipper:v2", "hn-0", "hn-1", "hn-2", "late-0"))
+	waitFor(t, "the workload Available and complete", func() string {
+		o, err := c.Get(t.Context(), api.KeyOf(w))
+		if err != nil {
+			return err.Error()
+		}
+		st := o.(*api.Workload).Status
+		p := api.FindCondition(st.Conditions, api.WorkloadProgressing)
+		if st.UpdatedReplicas != 4 || st.ReadyReplicas != 4 || p == nil || p.Reason != api.ReasonRolloutComplete {
+			return fmt.Sprintf("%+v", st)
+		}
+		return ""
+	})
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	if seen.maxMissing > 1 {
+		t.Errorf("during the rollout %d nodes lacked a ready pod at once; it must go node by node", seen.maxMissing)
+	}
+}

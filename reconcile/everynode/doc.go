@@ -1,0 +1,17 @@
+// Package everynode runs the pod groups marked everyNode (Kubernetes'
+// DaemonSet, Nomad's system jobs): one pod on every Ready node whose
+// labels match the group's node selector, made when a node joins and
+// removed when it leaves or stops matching. A changed template rolls node
+// by node: one node at a time loses its old pod, and the next goes only
+// once the new pod there is Ready.
+//
+// The pods are bound to their node when made (spec.nodeName set), so the
+// scheduler does not place them and they are not held back by a full or
+// cordoned node, as DaemonSet pods are not. Each is named after the group
+// and a hash of its node ("shipper-3fa2c81b"), so a create that the cache
+// does not show yet fails with AlreadyExists instead of making a second.
+//
+// The decision is Compute, a pure function of the workload, the nodes,
+// the group's pods and the time; Controller applies it. One workload is
+// never reconciled by two workers at once.
+package everynode

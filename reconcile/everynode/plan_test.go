@@ -1,0 +1,132 @@
+package everynode
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+var now = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func node(name string, ready bool, labels map[string]string) *api.Node {
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name, n.Metadata.Labels = name, labels
+	st := api.ConditionFalse
+	if ready {
+		st = api.ConditionTrue
+	}
+	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: st}}
+	return n
+}
+
+func shipper(image string, selector map[string]string) *api.Workload {
+	w := api.KindWorkload.New().(*api.Workload)
+	w.Metadata = api.ObjectMeta{Name: "shipper", App: "ops", UID: "w1", Generation: 1}
+	w.Spec.EveryNode = true
+	w.Spec.Template = api.PodTemplate{NodeSelector: selector, Containers: []api.Container{{Name: "c", Image: image}}}
+	return w
+}
+
+// podOn is w's pod on node, of w's template as it was when made, ready
+// or not.
+func podOn(w *api.Workload, node string, ready bool) *api.Pod {
+	p := newPod(w, node, TemplateHash(&w.Spec.Template))
+	st := api.ConditionFalse
+	if ready {
+		st = api.ConditionTrue
+	}
+	p.Status.Phase = api.PodRunning
+	p.Status.Conditions = []api.Condition{{Type: api.PodReady, Status: st}}
+	return p
+}
+
+func nodesOf(pods []*api.Pod) string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Spec.NodeName)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
+}
+
+func TestCompute(t *testing.T) {
+	v1, v2 := shipper("x:v1", nil), shipper("x:v2", nil)
+	gone := podOn(v1, "h1", true)
+	gone.Metadata.DeletionRequestedAt = &now
+	for _, tc := range []struct {
+		name      string
+		w         *api.Workload
+		nodes     []*api.Node
+		pods      []*api.Pod
+		create    string // nodes
+		del       string // nodes
+		available bool
+	}{
+		{name: "a pod on every ready node",
+			w: v1, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil), node("h2", false, nil)},
+			create: "h0,h1"},
+		{name: "a joining node gets one",
+			w: v1, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true)},
+			create: "h1"},
+		{name: "all served",
+			w: v1, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true), podOn(v1, "h1", true)},
+			available: true},
+		{name: "only nodes that match the selector; a pod on one that stopped matching goes",
+			w:      shipper("x:v1", map[string]string{"disk": "ssd"}),
+			nodes:  []*api.Node{node("h0", true, map[string]string{"disk": "ssd"}), node("h1", true, nil)},
+			pods:   []*api.Pod{podOn(shipper("x:v1", map[string]string{"disk": "ssd"}), "h1", true)},
+			create: "h0", del: "h1"},
+		{name: "a pod on a node that left goes",
+			w: v1, nodes: []*api.Node{node("h0", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true), podOn(v1, "h9", true)},
+			del: "h9", available: true},
+		{name: "a NotReady node keeps its pod",
+			w: v1, nodes: []*api.Node{node("h0", true, nil), node("h1", false, nil)}, pods: []*api.Pod{podOn(v1, "h0", true), podOn(v1, "h1", true)},
+			available: true},
+		{name: "a new template rolls one node at a time",
+			w: v2, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true), podOn(v1, "h1", true)},
+			del: "h0", available: true},
+		{name: "while a node's old pod stops, no other goes and none is made there",
+			w: v2, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true), gone}},
+		{name: "the old pod gone, the new one is made",
+			w: v2, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true)},
+			create: "h1"},
+		{name: "while the new pod is not ready, the next node waits",
+			w: v2, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true), podOn(v2, "h1", false)}},
+		{name: "an old pod that is not ready goes at once",
+			w: v2, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", false), podOn(v2, "h1", false)},
+			del: "h0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := Compute(tc.w, tc.nodes, tc.pods, now)
+			if got := nodesOf(plan.Create); got != tc.create {
+				t.Errorf("create on %q, want %q", got, tc.create)
+			}
+			if got := nodesOf(plan.Delete); got != tc.del {
+				t.Errorf("delete on %q, want %q", got, tc.del)
+			}
+			c := api.FindCondition(plan.Status.Conditions, api.WorkloadAvailable)
+			if got := c != nil && c.Status == api.ConditionTrue; got != tc.available {
+				t.Errorf("available %v, want %v (%+v)", got, tc.available, c)
+			}
+			for _, p := range plan.Create {
+				if p.Metadata.Name != PodName(tc.w, p.Spec.NodeName) || !api.OwnedBy(p, api.KindWorkload, "w1") {
+					t.Errorf("pod %s on %s owner %+v", p.Metadata.Name, p.Spec.NodeName, p.Metadata.Owner)
+				}
+				if err := api.Validate(p); err != nil {
+					t.Errorf("pod %s: %v", p.Metadata.Name, err)
+				}
+			}
+		})
+	}
+}
+
+func TestPodNameFitsALabel(t *testing.T) {
+	w := shipper("x", nil)
+	w.Metadata.Name = strings.Repeat("a", 63)
+	if n := PodName(w, strings.Repeat("node.", 40)+"example"); !api.IsDNSLabel(n) {
+		t.Fatalf("pod name %q is not a DNS label", n)
+	}
+}

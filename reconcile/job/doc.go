@@ -1,0 +1,14 @@
+// Package job runs Jobs: one run of a job pod group. For each Job it
+// keeps up to parallelism pods running until completions of them
+// succeeded, counts failures (failed pods, and container restarts under
+// restart policy OnFailure) against the backoff limit, fails the run at
+// its active deadline, and records the outcome in the Job's status. The
+// pods of a finished run are kept, with their logs, until the Job is
+// deleted (the cron controller keeps a bounded history).
+//
+// The decision is Compute, a pure function of the Job, its pods and the
+// time; Controller applies it. Pods are named "<job>-<n>", n counting
+// up, so a create the cache does not show yet is never made twice: the
+// second create of a name fails with AlreadyExists. One Job is never
+// reconciled by two workers at once (the reconcile queue).
+package job

@@ -1,0 +1,222 @@
+package job
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+
+func testJob(completions, parallelism, backoff int32, policy string) *api.Job {
+	j := api.KindJob.New().(*api.Job)
+	j.Metadata = api.ObjectMeta{Name: "batch-1", App: "shop", UID: "u1"}
+	j.Spec = api.JobSpec{Completions: completions, Parallelism: parallelism, BackoffLimit: &backoff,
+		Template: api.PodTemplate{RestartPolicy: policy, Containers: []api.Container{{Name: "c", Image: "x"}}}}
+	return j
+}
+
+// pod is pod n of j in phase, its container exited with code at finish
+// (code < 0: running), restarted restarts times.
+func pod(j *api.Job, n int, phase string, code int32, finish time.Time, restarts int32) *api.Pod {
+	p := newPod(j, n)
+	p.Status.Phase = phase
+	cs := api.ContainerStatus{Name: "c", RestartCount: restarts}
+	if code >= 0 {
+		cs.State.Terminated = &api.TerminatedState{ExitCode: code, Reason: "Error", FinishedAt: finish}
+	} else {
+		cs.State.Running = &api.RunningState{StartedAt: t0}
+	}
+	p.Status.Containers = []api.ContainerStatus{cs}
+	return p
+}
+
+func names(pods []*api.Pod) string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Metadata.Name)
+	}
+	return strings.Join(out, ",")
+}
+
+func outcome(st api.JobStatus) string {
+	for _, t := range []string{api.JobComplete, api.JobFailed} {
+		if c := api.FindCondition(st.Conditions, t); c != nil && c.Status == api.ConditionTrue {
+			return t + "/" + c.Reason
+		}
+	}
+	return "running"
+}
+
+func TestCompute(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		job     func() (*api.Job, []*api.Pod)
+		now     time.Time
+		create  string
+		del     string
+		out     string
+		counts  string // active/succeeded/failed
+		requeue time.Duration
+		msg     string // in the outcome's message
+	}{
+		{name: "a new run starts parallelism pods",
+			job: func() (*api.Job, []*api.Pod) { return testJob(5, 2, 6, api.RestartOnFailure), nil },
+			now: t0, create: "batch-1-0,batch-1-1", out: "running", counts: "0/0/0"},
+		{name: "a success is replaced while completions are missing",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(5, 2, 6, api.RestartOnFailure)
+				return j, []*api.Pod{pod(j, 0, api.PodSucceeded, 0, t0, 0), pod(j, 1, api.PodSucceeded, 0, t0, 0), pod(j, 2, api.PodRunning, -1, t0, 0)}
+			},
+			now: t0, create: "batch-1-3", out: "running", counts: "1/2/0"},
+		{name: "no more pods than completions left",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(5, 2, 6, api.RestartOnFailure)
+				var ps []*api.Pod
+				for n := range 4 {
+					ps = append(ps, pod(j, n, api.PodSucceeded, 0, t0, 0))
+				}
+				return j, append(ps, pod(j, 4, api.PodRunning, -1, t0, 0))
+			},
+			now: t0, out: "running", counts: "1/4/0"},
+		{name: "completions reached completes the run",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(2, 2, 6, api.RestartOnFailure)
+				return j, []*api.Pod{pod(j, 0, api.PodSucceeded, 0, t0, 0), pod(j, 1, api.PodSucceeded, 0, t0, 0)}
+			},
+			now: t0, out: "Complete/Completed", counts: "0/2/0"},
+		{name: "restart policy Never: a failure is retried after the back-off",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 6, api.RestartNever)
+				return j, []*api.Pod{pod(j, 0, api.PodFailed, 1, t0, 0)}
+			},
+			now: t0.Add(4 * time.Second), out: "running", counts: "0/0/1", requeue: 6 * time.Second},
+		{name: "the back-off over, the retry starts",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 6, api.RestartNever)
+				return j, []*api.Pod{pod(j, 0, api.PodFailed, 1, t0, 0)}
+			},
+			now: t0.Add(10 * time.Second), create: "batch-1-1", out: "running", counts: "0/0/1"},
+		{name: "the back-off doubles",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 6, api.RestartNever)
+				return j, []*api.Pod{pod(j, 0, api.PodFailed, 1, t0.Add(-time.Minute), 0), pod(j, 1, api.PodFailed, 1, t0, 0)}
+			},
+			now: t0.Add(10 * time.Second), out: "running", counts: "0/0/2", requeue: 10 * time.Second},
+		{name: "one failure more than the backoff limit fails the run",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 1, api.RestartNever)
+				return j, []*api.Pod{pod(j, 0, api.PodFailed, 3, t0, 0), pod(j, 1, api.PodFailed, 3, t0.Add(time.Second), 0)}
+			},
+			now: t0.Add(time.Minute), out: "Failed/BackoffLimitExceeded", counts: "0/0/2",
+			msg: "2 failures, more than the backoff limit of 1; last: pod batch-1-1 container c exited 3 (Error)"},
+		{name: "OnFailure: container restarts count as failures and the running pod is stopped",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 2, api.RestartOnFailure)
+				p := pod(j, 0, api.PodRunning, -1, t0, 3)
+				p.Status.Containers[0].LastTermination = &api.TerminatedState{ExitCode: 1, Reason: "Error", FinishedAt: t0}
+				return j, []*api.Pod{p}
+			},
+			now: t0, del: "batch-1-0", out: "Failed/BackoffLimitExceeded", counts: "1/0/3",
+			msg: "3 failures, more than the backoff limit of 2; last: pod batch-1-0 container c exited 1 (Error)"},
+		{name: "the active deadline fails the run",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 6, api.RestartOnFailure)
+				j.Spec.ActiveDeadlineSeconds = 60
+				j.Status.StartTime = t0
+				return j, []*api.Pod{pod(j, 0, api.PodRunning, -1, t0, 0)}
+			},
+			now: t0.Add(time.Minute), del: "batch-1-0", out: "Failed/DeadlineExceeded", counts: "1/0/0"},
+		{name: "before the active deadline, look again at it",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 6, api.RestartOnFailure)
+				j.Spec.ActiveDeadlineSeconds = 60
+				j.Status.StartTime = t0
+				return j, []*api.Pod{pod(j, 0, api.PodRunning, -1, t0, 0)}
+			},
+			now: t0.Add(20 * time.Second), out: "running", counts: "1/0/0", requeue: 40 * time.Second},
+		{name: "a finished run makes no pods and stops what runs",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(3, 1, 6, api.RestartOnFailure)
+				j.Status.Conditions = []api.Condition{{Type: api.JobFailed, Status: api.ConditionTrue, Reason: api.ReasonJobDeadlineExceeded}}
+				return j, []*api.Pod{pod(j, 0, api.PodRunning, -1, t0, 0)}
+			},
+			now: t0, del: "batch-1-0", out: "Failed/DeadlineExceeded", counts: "1/0/0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			j, pods := tc.job()
+			plan := Compute(j, pods, tc.now)
+			if got := names(plan.Create); got != tc.create {
+				t.Errorf("create %q, want %q", got, tc.create)
+			}
+			if got := names(plan.Delete); got != tc.del {
+				t.Errorf("delete %q, want %q", got, tc.del)
+			}
+			st := plan.Status
+			if got := outcome(st); got != tc.out {
+				t.Errorf("outcome %s, want %s", got, tc.out)
+			}
+			if got := fmt.Sprintf("%d/%d/%d", st.Active, st.Succeeded, st.Failed); got != tc.counts {
+				t.Errorf("active/succeeded/failed %s, want %s", got, tc.counts)
+			}
+			if plan.RequeueAfter != tc.requeue {
+				t.Errorf("requeue after %s, want %s", plan.RequeueAfter, tc.requeue)
+			}
+			if tc.msg != "" {
+				c := api.FindCondition(st.Conditions, api.JobFailed)
+				if c == nil || c.Message != tc.msg {
+					t.Errorf("failure message %+v, want %q", c, tc.msg)
+				}
+			}
+			for _, p := range plan.Create {
+				if !api.OwnedBy(p, api.KindJob, "u1") || p.Metadata.Labels[api.LabelJob] != "batch-1" || p.Spec.RestartPolicy != j.Spec.Template.RestartPolicy {
+					t.Errorf("pod %s: owner %+v labels %v policy %q", p.Metadata.Name, p.Metadata.Owner, p.Metadata.Labels, p.Spec.RestartPolicy)
+				}
+				if err := api.Validate(p); err != nil {
+					t.Errorf("pod %s: %v", p.Metadata.Name, err)
+				}
+			}
+		})
+	}
+}
+
+// TestComputeRunsToCompletion drives a run of 5 completions, 2 at a time,
+// through Compute alone: at no step do more than 2 pods run, and the run
+// completes with 5 successes.
+func TestComputeRunsToCompletion(t *testing.T) {
+	j := testJob(5, 2, 6, api.RestartOnFailure)
+	var pods []*api.Pod
+	now := t0
+	for step := 0; step < 20; step++ {
+		plan := Compute(j, pods, now)
+		j.Status = plan.Status
+		pods = append(pods, plan.Create...)
+		running := 0
+		for _, p := range pods {
+			if p.Status.Phase == "" {
+				running++
+			}
+		}
+		if running > 2 {
+			t.Fatalf("step %d: %d pods run, parallelism is 2", step, running)
+		}
+		if outcome(j.Status) == "Complete/Completed" {
+			if j.Status.Succeeded != 5 || len(pods) != 5 {
+				t.Fatalf("complete with %d succeeded, %d pods", j.Status.Succeeded, len(pods))
+			}
+			return
+		}
+		// The oldest running pod succeeds.
+		for _, p := range pods {
+			if p.Status.Phase == "" {
+				p.Status.Phase = api.PodSucceeded
+				break
+			}
+		}
+		now = now.Add(time.Second)
+	}
+	t.Fatalf("not complete after 20 steps: %+v", j.Status)
+}
