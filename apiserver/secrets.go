@@ -110,3 +110,24 @@ func loadKeys(dataDir string) (*secrets.Keyring, error) {
 	}
 	return k, nil
 }
+
+// SecretsRecipient is the body of GET /secrets/recipient.
+type SecretsRecipient struct {
+	Recipient string `json:"recipient"`
+}
+
+// handleSecretsRecipient answers the cluster's current age recipient
+// (public: what repositories encrypt their secrets for) to any valid
+// token. The key file is read again, so a rotation shows at once.
+func (s *Server) handleSecretsRecipient(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.authenticate(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	k, err := loadKeys(s.opts.DataDir)
+	if err != nil {
+		writeError(w, errorf(http.StatusInternalServerError, wire.ReasonInternalError, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, SecretsRecipient{Recipient: k.Recipient()})
+}

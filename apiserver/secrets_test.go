@@ -103,3 +103,17 @@ func TestSecretStoreFileCopy(t *testing.T) {
 func second[T any](_ T, err error) error { return err }
 
 func second3[T, U any](_ T, _ U, err error) error { return err }
+
+// Any valid token reads the cluster's recipient (public), as the key
+// file says now.
+func TestSecretsRecipient(t *testing.T) {
+	c, ctx := secretWorld(t)
+	keys, err := secrets.LoadOrCreate(filepath.Join(c.DataDir, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Token(t, "viewer").SecretsRecipient(ctx)
+	if err != nil || r != keys.Recipient() {
+		t.Fatalf("recipient = %q, %v; want %s", r, err, keys.Recipient())
+	}
+}

@@ -17,3 +17,14 @@ func (c *Client) SecretValues(ctx context.Context, app, name string) (*api.Secre
 	}
 	return &out, nil
 }
+
+// SecretsRecipient reads the cluster's age recipient (any valid token).
+func (c *Client) SecretsRecipient(ctx context.Context) (string, error) {
+	var out struct {
+		Recipient string `json:"recipient"`
+	}
+	if err := c.Do(ctx, http.MethodGet, "/secrets/recipient", nil, &out); err != nil {
+		return "", err
+	}
+	return out.Recipient, nil
+}

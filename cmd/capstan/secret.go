@@ -43,8 +43,21 @@ func newSecretRecipientCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "recipient",
 		Short: "Print the cluster's age recipient (commit it to .capstan/recipients)",
-		Args:  cobra.NoArgs,
+		Long: `Print the cluster's age recipient: from the server named by the client
+config (--config, $CAPSTAN_CONFIG), or, with --data-dir, from the key
+file of a server on this machine.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("data-dir") {
+				if c, err := newClient(cmd); err == nil {
+					r, err := c.SecretsRecipient(cmd.Context())
+					if err != nil {
+						return fmt.Errorf("ask the server for its recipient: %w (or run on the server with --data-dir)", err)
+					}
+					_, err = fmt.Fprintln(cmd.OutOrStdout(), r)
+					return err
+				}
+			}
 			ids, err := readClusterIdentities(dataDir)
 			if err != nil {
 				return err

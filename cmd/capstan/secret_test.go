@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/secrets"
 )
 
@@ -131,4 +132,18 @@ func FuzzParsePlain(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Without --data-dir, capstan secret recipient asks the server of the
+// client config.
+func TestSecretRecipientFromServer(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	keys, err := secrets.LoadOrCreate(filepath.Join(c.DataDir, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "--config", c.Server.AdminConfigPath(), "secret", "recipient")
+	if err != nil || strings.TrimSpace(out) != keys.Recipient() {
+		t.Fatalf("secret recipient = %q, %v; want %s", out, err, keys.Recipient())
+	}
 }
