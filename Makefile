@@ -5,7 +5,7 @@ PKGS      := ./...
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
 # Debian packages the end-to-end tests and `capstan up` need.
-APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client
+APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs
 TEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all build test unit bench lint deps fuzz clean mutate
@@ -72,7 +72,7 @@ mutate:
 # hello image reports IMAGE_TAG as its version.
 REGISTRY  ?= 127.0.0.1:5000
 IMAGE_TAG ?= v1
-EXAMPLE_IMAGES := hello api worker shipper
+EXAMPLE_IMAGES := hello api worker shipper kv
 .PHONY: images
 images: build
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
@@ -80,6 +80,7 @@ images: build
 		case $$img in \
 			hello) flags="--port 8080 --env VERSION=$(IMAGE_TAG)" ;; \
 			api) flags="--port 9000" ;; \
+			kv) flags="--port 8080 --env VERSION=$(IMAGE_TAG)" ;; \
 			*) flags="" ;; \
 		esac; \
 		mkdir "$$tmp/$$img" && \
@@ -94,7 +95,7 @@ images: build
 # as v1 and v2 for the rolling-update walkthrough), then `capstan up`, which
 # pushes them into its registry. Pass more flags with UP_FLAGS, e.g.
 # UP_FLAGS='--data-dir /tmp/capstan'.
-UP_IMAGES := hello:v1 hello:v2 api:v1 worker:v1 shipper:v1
+UP_IMAGES := hello:v1 hello:v2 api:v1 worker:v1 shipper:v1 kv:v1 kv:v2
 UP_FLAGS  ?=
 .PHONY: up
 up: deps build
@@ -105,6 +106,7 @@ up: deps build
 		case $$img in \
 			hello) flags="--port 8080 --env VERSION=$$tag" ;; \
 			api) flags="--port 9000" ;; \
+			kv) flags="--port 8080 --env VERSION=$$tag" ;; \
 			*) flags="" ;; \
 		esac; \
 		mkdir -p "$$tmp/$$img" && \

@@ -34,6 +34,9 @@ type Agent struct {
 	rt      runtime.Runtime
 	pods    *client.Informer
 	podCIDR string
+	// Persistent volumes (volumes.go).
+	volumes *client.Informer
+	volDirs *volumeDirs
 
 	mu      sync.Mutex
 	ctx     context.Context        // the workers' context, set by adopt
@@ -76,6 +79,7 @@ func New(opts Options) (*Agent, error) {
 		ev:      newEvents(opts.Client, opts.NodeName, opts.Now, opts.Logger.With("node", opts.NodeName)),
 		workers: map[string]*worker{},
 		pulls:   map[string]*sync.Mutex{},
+		volDirs: &volumeDirs{root: filepath.Join(opts.DataDir, VolumesSubdir)},
 	}, nil
 }
 
@@ -176,6 +180,7 @@ func (a *Agent) run(ctx context.Context) error {
 		OnDelete: a.dispatch,
 	})
 	bg.Go(func() { _ = a.pods.Start(runCtx) })
+	a.startVolumes(runCtx, &bg)
 	bg.Go(func() { a.ev.run(runCtx) })
 	if err := a.pods.WaitForSync(runCtx); err != nil {
 		return fmt.Errorf("node %s: list pods: %w", a.opts.NodeName, err)

@@ -66,6 +66,11 @@ func Down(ctx context.Context, opts Options, purge bool) (DownReport, error) {
 		return rep, err
 	}
 	var errs []error
+	// Persistent volumes are unmounted (their loop devices freed); their
+	// images stay unless purged.
+	if err := unmountVolumes(opts.DataDir); err != nil {
+		errs = append(errs, err)
+	}
 	bridge := opts.Bridge
 	if bridge == "" {
 		bridge = network.DefaultBridge

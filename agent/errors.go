@@ -13,3 +13,7 @@ var ErrHostPortsDisabled = errors.New("host ports are disabled on this node (sta
 // ErrRunDirInUse: the run directory belongs to another data directory,
 // that is another cluster on this machine.
 var ErrRunDirInUse = errors.New("the run directory is in use by another cluster")
+
+// ErrVolumeNotReady: a pod's persistent volume is not known to the agent
+// yet or not on this node; the start is retried with back-off.
+var ErrVolumeNotReady = errors.New("persistent volume not ready")

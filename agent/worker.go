@@ -312,6 +312,18 @@ func (w *worker) start(ctx context.Context, pod *api.Pod, s startAction) {
 		return
 	}
 	spec := containerSpec(c, s.Attempt)
+	if pod.Spec.HasPersistentVolumes() {
+		dirs, err := a.volumeMounts(ctx, pod)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.fail(c.Name, ReasonCreateContainerError, err, a.opts.Now())
+			}
+			return
+		}
+		for i, m := range spec.Mounts {
+			spec.Mounts[i].Source = dirs[m.Volume]
+		}
+	}
 	vals, err := w.secretValues(ctx, pod)
 	if err == nil {
 		var env []string
@@ -409,7 +421,9 @@ func (a *Agent) podSpec(pod *api.Pod) runtime.PodSpec {
 		DNS: runtime.DNSConfig{Server: a.opts.ClusterDNS, Zone: a.opts.ClusterZone},
 	}
 	for _, v := range pod.Spec.Volumes {
-		ps.Volumes = append(ps.Volumes, v.Name)
+		if v.Persistent == nil { // persistent ones are the node's, not the pod's
+			ps.Volumes = append(ps.Volumes, v.Name)
+		}
 	}
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {

@@ -400,6 +400,11 @@ func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	force := q.Get("force") == "true"
 	isNode := strings.HasPrefix(role, RoleNodePrefix)
+	if rt.kind == api.KindVolume && !force {
+		if err := s.checkVolumeDelete(ctx, rt.key); err != nil {
+			return err
+		}
+	}
 	if rt.kind == api.KindPod && !force && !isNode {
 		// A pod on a node is deleted gracefully: mark it, and its agent
 		// stops the containers and then removes the object.

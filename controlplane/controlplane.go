@@ -21,6 +21,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/forge/notify"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile"
 	appController "github.com/capstanhq/capstan/reconcile/app"
@@ -63,6 +64,9 @@ type Options struct {
 	// Nodes are the node controller's heartbeat grace and eviction
 	// timeout (reconcile/node documents the defaults).
 	Nodes nodeController.DecideOptions
+	// Notify are the webhooks told of refused syncs, failed rollouts,
+	// automatic reverts and lost nodes (forge/notify). Default: none.
+	Notify notify.Config
 	// Logger receives every part's logs. Default: discard.
 	Logger *slog.Logger
 }
@@ -126,7 +130,18 @@ func build(opts Options, st *store.Bolt) (*ControlPlane, error) {
 	}
 	log.Info("admin client config written", "path", srv.AdminConfigPath())
 	cp := &ControlPlane{opts: opts, log: log, store: st, server: srv, runners: []func(context.Context) error{st.Start, srv.Start}}
-	syncStart, err := AttachGitSync(srv, opts.DataDir, opts.Repos, opts.Eval, log)
+	var nt *notify.Notifier
+	if len(opts.Notify.Webhooks) > 0 {
+		nt = notify.New(notify.Options{Config: opts.Notify, Logger: log.With("component", "notify")})
+		nc, err := client.FromFile(srv.AdminConfigPath())
+		if err != nil {
+			return nil, err
+		}
+		cp.runners = append(cp.runners, func(ctx context.Context) error {
+			return notify.Watch(ctx, nc, nt, time.Now, log.With("component", "notify"))
+		})
+	}
+	syncStart, err := attachGitSync(srv, opts.DataDir, opts.Repos, opts.Eval, nt, log)
 	if err != nil {
 		return nil, err
 	}

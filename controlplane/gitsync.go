@@ -8,13 +8,19 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/forge"
+	"github.com/capstanhq/capstan/forge/notify"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/gitsync/autorevert"
 	"github.com/capstanhq/capstan/schema/sandbox"
+	"golang.org/x/sync/errgroup"
 )
 
 // AttachGitSync wires the syncer and its applier into srv: the webhook
@@ -22,6 +28,12 @@ import (
 // when no repository is tracked. New calls it; so do tests that bring
 // their own API server.
 func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
+	return attachGitSync(srv, dataDir, repos, eval, nil, log)
+}
+
+// attachGitSync is AttachGitSync telling nt (nil: nobody) of automatic
+// reverts.
+func attachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, nt *notify.Notifier, log *slog.Logger) (func(context.Context) error, error) {
 	if len(repos) == 0 {
 		return nil, nil
 	}
@@ -37,7 +49,13 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	if err != nil {
 		return nil, err
 	}
-	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync")})
+	// The forge component (pull-request plans, commit statuses) gets the
+	// pull-request webhooks gitsync authenticates.
+	fg, err := forge.New(forge.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "forge"), Eval: eval, Logger: log.With("component", "forge")})
+	if err != nil {
+		return nil, err
+	}
+	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync"), OnHook: fg.HandleHook})
 	if err != nil {
 		return nil, err
 	}
@@ -48,9 +66,29 @@ func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoCo
 	for _, r := range repos {
 		log.Info("tracking repository", "name", r.Name, "url", gitsync.RedactURL(r.URL), "ref", r.Ref(), "path", r.Path)
 	}
+	// Apps with rollback "auto" get their failed rollouts reverted in git.
+	ar, err := autorevert.New(autorevert.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "autorevert"), Logger: log.With("component", "autorevert"),
+		OnRevert: func(a autorevert.Action, commit string, err error) {
+			m := notify.Message{Kind: notify.RollbackMade, Time: time.Now(), App: a.App, Repo: a.Repo, Commit: a.Failed}
+			if err != nil {
+				m.Message = fmt.Sprintf("the failed rollout of %s was NOT reverted: %v", api.ShortCommit(a.Failed), err)
+			} else {
+				m.Message = fmt.Sprintf("the failed rollout of %s (%s) was reverted by commit %s", api.ShortCommit(a.Failed), a.Why, api.ShortCommit(commit))
+			}
+			nt.Notify(m)
+		}})
+	if err != nil {
+		return nil, err
+	}
 	return func(ctx context.Context) error {
 		defer ap.Close() // stops the evaluation processes
-		return syncer.Start(ctx)
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return syncer.Start(ctx) })
+		g.Go(func() error { return ar.Start(ctx) })
+		if fg.Enabled() {
+			g.Go(func() error { return fg.Start(ctx) })
+		}
+		return g.Wait()
 	}, nil
 }
 

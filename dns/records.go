@@ -42,7 +42,8 @@ func (r *serviceRecords) addTo(b *builder) []string {
 //
 //	<svc>.<app>.svc.<zone>                A/AAAA  the VIP, or every ready endpoint when headless
 //	<pod>.<svc>.<app>.svc.<zone>          A/AAAA  each ready endpoint of a headless service
-//	                                              whose pod name is a DNS label
+//	                                              whose pod name is a DNS label, and each
+//	                                              ready replica of an ordered workload
 //	_<port>._<proto>.<svc>.<app>.svc.<zone> SRV   each named port
 //	<reversed VIP>.in-addr.arpa           PTR     <svc>.<app>.svc.<zone>
 //	<reversed pod IP>.in-addr.arpa        PTR     <pod>.<svc>.<app>.svc.<zone> (headless)
@@ -104,6 +105,7 @@ func compileService(zone string, svc *api.Service, ep *api.Endpoints) serviceRec
 			targets = append(targets, target{owner: base, addr: rr})
 			r.add(ptrRR(ip, base))
 		}
+		r.addStable(key, base, ep)
 	}
 	for _, p := range svc.Spec.Ports {
 		if p.Name == "" {
@@ -186,3 +188,27 @@ func isLabel(s string) bool {
 // fitsName reports whether an unescaped fqdn fits the 255-octet limit of
 // wire format (presentation length + 1).
 func fitsName(fqdn string) bool { return len(fqdn)+1 <= 255 }
+
+// addStable adds the per-pod names of a service with a VIP: the ready
+// replicas of an ordered workload ("db-0.db.shop.svc.cluster.local"), whose
+// names are stable. A headless service has them all already.
+func (r *serviceRecords) addStable(key, base string, ep *api.Endpoints) {
+	if ep == nil {
+		return
+	}
+	for i := range ep.Spec.Addresses {
+		a := &ep.Spec.Addresses[i]
+		if !a.Ready || !a.Stable {
+			continue
+		}
+		host := a.Pod + "." + base
+		ip, err := netip.ParseAddr(a.IP)
+		if err != nil || !api.IsDNSLabel(a.Pod) || !fitsName(host) {
+			r.skip("endpoints %s: pod %q: no per-pod record", key, a.Pod)
+			continue
+		}
+		ip = ip.Unmap()
+		r.add(addrRR(host, ip))
+		r.add(ptrRR(ip, host))
+	}
+}

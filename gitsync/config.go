@@ -49,6 +49,9 @@ type RepoConfig struct {
 	WebhookSecret string `yaml:"webhookSecret"`
 	// Prune guards against mass deletion.
 	Prune PrunePolicy `yaml:"prune"`
+	// Forge connects the repository to its forge (pull-request plans,
+	// deploy statuses); nil: none.
+	Forge *ForgeConfig `yaml:"forge"`
 }
 
 // DefaultMaxPruneShare is the share of a repository's apps one commit may
@@ -238,6 +241,7 @@ func (c RepoConfig) Validate() error {
 	if err := c.Verify.validate(); err != nil {
 		bad("verify", "%v", err)
 	}
+	errs = append(errs, c.Forge.validate(c.Name, c.Branch)...)
 	if c.Prune.MaxShare < 0 || c.Prune.MaxShare > 1 {
 		bad("prune.maxShare", "%g is not a share in (0, 1]", c.Prune.MaxShare)
 	}

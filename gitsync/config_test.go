@@ -153,6 +153,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("repos:\n  - {name: a, url: /x}\n"))
 	f.Add([]byte("repos:\n  - {name: a, url: 'https://h/x', branch: main, interval: 20s, auth: {username: u, password: p}}\n"))
 	f.Add([]byte("repos:\n  - {name: a, url: 'ssh://git@h/x', verify: {enabled: true, sshKeys: 'ssh-ed25519 AAAA'}}\n"))
+	f.Add([]byte("repos:\n  - {name: a, url: 'https://h/x', forge: {type: gitlab, project: a/b, tokenFile: t, pollInterval: 10s, events: [plans]}}\n"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		repos, err := ParseConfig(data, dir)

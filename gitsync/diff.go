@@ -2,6 +2,7 @@ package gitsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -99,6 +100,11 @@ func diffTrees(ctx context.Context, s storer.EncodedObjectStorer, prefix string,
 // one, or a bare repository).
 func openLocal(repoDir string) (*git.Repository, error) {
 	r, err := git.PlainOpenWithOptions(repoDir, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		// go-git's .git detection misses bare repositories it made itself
+		// (the forge component's clones).
+		r, err = git.PlainOpen(repoDir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open git repository %s: %w (run inside a git checkout or pass its path)", repoDir, err)
 	}

@@ -46,6 +46,19 @@ type fileRepo struct {
 	WebhookSecret     string      `yaml:"webhookSecret"`
 	WebhookSecretFile string      `yaml:"webhookSecretFile"`
 	Prune             PrunePolicy `yaml:"prune"`
+	Forge             *fileForge  `yaml:"forge"`
+}
+
+// fileForge is a repository's forge: the token is read from tokenFile.
+type fileForge struct {
+	Type         string   `yaml:"type"`
+	APIURL       string   `yaml:"apiURL"`
+	Project      string   `yaml:"project"`
+	TokenFile    string   `yaml:"tokenFile"`
+	Events       []string `yaml:"events"`
+	PollInterval string   `yaml:"pollInterval"`
+	TargetURL    string   `yaml:"targetURL"`
+	PreviewLabel string   `yaml:"previewLabel"`
 }
 
 type fileAuth struct {
@@ -179,6 +192,9 @@ func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 		}
 	}
 	read(&rc.Verify.SSHKeys, fr.Verify.SSHKeysFile, "sshKeys")
+	if fr.Forge != nil && err == nil {
+		rc.Forge, err = fr.Forge.resolve(baseDir)
+	}
 	for _, f := range fr.Verify.OpenPGPKeyFiles {
 		if err != nil {
 			break
@@ -214,4 +230,23 @@ func readLimited(file string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than %d bytes", file, maxConfigFile)
 	}
 	return os.ReadFile(file)
+}
+
+func (ff *fileForge) resolve(baseDir string) (*ForgeConfig, error) {
+	f := &ForgeConfig{Type: ff.Type, APIURL: ff.APIURL, Project: ff.Project, Events: ff.Events, TargetURL: ff.TargetURL, PreviewLabel: ff.PreviewLabel}
+	if ff.PollInterval != "" {
+		d, err := time.ParseDuration(ff.PollInterval)
+		if err != nil {
+			return nil, fmt.Errorf("forge.pollInterval: %w (write e.g. 1m)", err)
+		}
+		f.PollInterval = d
+	}
+	if ff.TokenFile != "" {
+		b, err := readLimited(abs(baseDir, ff.TokenFile))
+		if err != nil {
+			return nil, fmt.Errorf("forge.tokenFile: %w", err)
+		}
+		f.Token = strings.TrimSpace(string(b))
+	}
+	return f, nil
 }

@@ -45,6 +45,9 @@ type RevertRequest struct {
 	// put back as at To); they are written as regular files. The message
 	// says so.
 	Rewritten map[string][]byte
+	// Note is a paragraph added at the end of the message (why the
+	// rollback was made, trailers); empty adds nothing.
+	Note string
 }
 
 // RevertPaths makes a commit on the repository's tracked branch that
@@ -173,7 +176,7 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 	c := &object.Commit{
 		Author:       sig,
 		Committer:    sig,
-		Message:      revertMessage(r, headC, toC, paths, sortedKeys(req.Rewritten), req.Apps),
+		Message:      withNote(revertMessage(r, headC, toC, paths, sortedKeys(req.Rewritten), req.Apps), req.Note),
 		TreeHash:     root,
 		ParentHashes: []plumbing.Hash{head},
 	}
@@ -556,4 +559,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func withNote(msg, note string) string {
+	if note = strings.TrimSpace(note); note == "" {
+		return msg
+	}
+	return strings.TrimRight(msg, "\n") + "\n\n" + note + "\n"
 }

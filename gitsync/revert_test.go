@@ -140,3 +140,20 @@ func TestRevertPathsErrors(t *testing.T) {
 		})
 	}
 }
+
+// A note (why the rollback was made, a trailer) ends the message.
+func TestRevertNote(t *testing.T) {
+	r, cs := historyRepo(t)
+	sha, err := Revert(context.Background(), RepoConfig{Name: "r", URL: r.dir, Branch: "main"},
+		RevertRequest{Paths: []string{"apps/shop"}, To: cs[0], Author: rollbacker, Note: "Rollout of x failed.\n\nCapstan-Auto-Revert: " + cs[2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := r.git("log", "-1", "--format=%B", sha)
+	if !strings.HasSuffix(msg, "Rollout of x failed.\n\nCapstan-Auto-Revert: "+cs[2]) || !strings.HasPrefix(msg, "Rollback apps/shop to") {
+		t.Fatalf("message:\n%s", msg)
+	}
+	if got := r.git("log", "-1", "--format=%(trailers:key=Capstan-Auto-Revert,valueonly)", sha); got != cs[2] {
+		t.Errorf("trailer %q, want %s", got, cs[2])
+	}
+}

@@ -92,6 +92,12 @@ type Options struct {
 	// MaxWebhookDeliveries bounds the remembered delivery IDs. Default
 	// 10,000.
 	MaxWebhookDeliveries int
+	// OnHook receives the authenticated, first-seen webhook deliveries
+	// that are not pushes or pings (pull-request events: the forge
+	// component), after the same signature, size and replay checks. It
+	// must not block; true answers 202, false 200 "ignored". Default:
+	// none, every such event ignored.
+	OnHook func(repo string, forge Forge, event string, body []byte) bool
 }
 
 // Defaults.

@@ -209,6 +209,8 @@ func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case hk.event == "ping":
 		hookReply(w, http.StatusOK, name, false, "pong")
+	case hk.event != "push" && hk.event != "tag_push" && s.opts.OnHook != nil && s.opts.OnHook(name, hk.forge, hk.event, body):
+		hookReply(w, http.StatusAccepted, name, false, fmt.Sprintf("event %q accepted", hk.event))
 	case hk.event != "push" && hk.event != "tag_push":
 		hookReply(w, http.StatusOK, name, false, fmt.Sprintf("event %q ignored", hk.event))
 	case hk.ref != wk.cfg.trackedRef():

@@ -97,6 +97,7 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	fs.scalar(name, "max surge", intOrString(o.Strategy.MaxSurge), intOrString(n.Strategy.MaxSurge))
 	fs.scalar(name, "max unavailable", intOrString(o.Strategy.MaxUnavailable), intOrString(n.Strategy.MaxUnavailable))
 	fs.scalar(name, "progress deadline", seconds(int64(o.Strategy.ProgressDeadlineSeconds)), seconds(int64(n.Strategy.ProgressDeadlineSeconds)))
+	fs.scalar(name, "ordered", yes(o.Ordered), yes(n.Ordered))
 	ot, nt := o.Template, n.Template
 	fs.scalar(name, "restart policy", ot.RestartPolicy, nt.RestartPolicy)
 	fs.scalar(name, "termination grace", seconds(ot.TerminationGracePeriodSeconds), seconds(nt.TerminationGracePeriodSeconds))
@@ -133,6 +134,9 @@ func volumes(vs []api.Volume) map[string]string {
 	out := map[string]string{}
 	for _, v := range vs {
 		out[v.Name] = "empty dir"
+		if p := v.Persistent; p != nil {
+			out[v.Name] = "persistent " + api.FormatBytes(p.Size.Value()) + ", reclaim " + strings.ToLower(p.Reclaim)
+		}
 	}
 	return out
 }

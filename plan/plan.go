@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 
@@ -206,7 +207,7 @@ func compareApp(name string, b schema.AppResult, inBase bool, h schema.AppResult
 	case !inBase:
 		a.Status = AppAdded
 	}
-	a.Objects = diffObjects(baseApp, h.App)
+	a.Objects = append(diffApp(name, baseApp, h.App), diffObjects(baseApp, h.App)...)
 	a.Note = dependsNote(a.Note, h.App)
 	if a.Status == "" {
 		a.Status = AppChanged
@@ -290,4 +291,42 @@ func diffKind[T api.Object](kind api.Kind, base, head map[string]T,
 		}
 	}
 	return out
+}
+
+// diffApp lists the changes of the app's own settings (rollback,
+// preview) as one object of kind App; nil when they are equal. An added
+// app shows the settings it sets.
+func diffApp(name string, base, head *api.App) []Object {
+	var b, h api.AppSpec
+	if base != nil {
+		b = base.Spec
+	}
+	if head != nil {
+		h = head.Spec
+	}
+	var fields []Field
+	str := func(p *api.AppPreview) string {
+		if p == nil || !p.Enabled {
+			return ""
+		}
+		return fmt.Sprintf("enabled, ttl %s, %d replicas", p.TTL, p.Replicas)
+	}
+	for _, f := range []struct{ name, old, new string }{
+		{"rollback", b.Rollback, h.Rollback},
+		{"preview", str(b.Preview), str(h.Preview)},
+	} {
+		switch {
+		case f.old == f.new:
+		case f.old == "":
+			fields = append(fields, Field{Subject: name, Name: f.name, Op: Added, New: f.new})
+		case f.new == "":
+			fields = append(fields, Field{Subject: name, Name: f.name, Op: Removed, Old: f.old})
+		default:
+			fields = append(fields, Field{Subject: name, Name: f.name, Op: Changed, Old: f.old, New: f.new})
+		}
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	return []Object{{Kind: api.KindApp, Name: name, Op: Changed, Fields: fields}}
 }

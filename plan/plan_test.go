@@ -226,6 +226,10 @@ func TestEveryTemplateChangeIsNamed(t *testing.T) {
 		{"host port", func(w *api.WorkloadSpec) {
 			w.Template.Containers[0].Ports = []api.ContainerPort{{Name: "dns", Port: 53, Protocol: api.ProtocolUDP, HostPort: 53}}
 		}, "c/c: port dns added (53/UDP host 53)"},
+		{"ordered", func(w *api.WorkloadSpec) { w.Ordered = true }, "c: ordered no -> yes"},
+		{"persistent volume", func(w *api.WorkloadSpec) {
+			w.Template.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("1Gi"), Reclaim: api.ReclaimRetain}}}
+		}, "c: volume data added (persistent 1Gi, reclaim retain)"},
 		{"container removed", func(w *api.WorkloadSpec) {
 			w.Template.Containers = []api.Container{{Name: "d", Image: "i:v1"}}
 		}, "c: container c removed (was i:v1)"},

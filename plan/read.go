@@ -8,9 +8,6 @@ import (
 	"path"
 	"strings"
 
-	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/schema"
@@ -142,15 +139,11 @@ func (e *treeError) Unwrap() error { return e.err }
 // resolveCommit returns the SHA ref names, for the plan's header.
 // gitsync.TreeAt resolves it too but does not return it.
 func resolveCommit(repo, ref string) (string, error) {
-	r, err := git.PlainOpenWithOptions(repo, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
-	if err != nil {
-		return "", fmt.Errorf("plan: open git repository %s: %w", repo, err)
-	}
-	h, err := r.ResolveRevision(plumbing.Revision(ref))
+	sha, err := gitsync.ResolveCommit(repo, ref)
 	if err != nil {
 		return "", fmt.Errorf("plan: resolve %s in %s: %w", ref, repo, err)
 	}
-	return h.String(), nil
+	return sha, nil
 }
 
 // under keeps the paths inside dir ("" keeps all).

@@ -220,6 +220,8 @@ func columnsFor(kind api.Kind) []column {
 		}
 	case api.KindJob:
 		return jobColumns()
+	case api.KindVolume:
+		return volumeColumns(nameCol, ageCol)
 	case api.KindEvent:
 		return []column{
 			{name: "LAST SEEN", cell: func(o api.Object, opts *Options) string { return age(o.(*api.Event).Spec.LastSeen, opts) }},

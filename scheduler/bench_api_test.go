@@ -24,13 +24,24 @@ func BenchmarkSchedulerAPI(b *testing.B) {
 	for _, size := range []struct{ nodes, pods int }{{1000, 10000}, {5000, 50000}} {
 		b.Run(fmt.Sprintf("nodes=%d/pods=%d", size.nodes, size.pods), func(b *testing.B) {
 			for range b.N {
-				benchSchedulerAPI(b, size.nodes, size.pods)
+				benchSchedulerAPI(b, size.nodes, size.pods, false)
 			}
 		})
 	}
 }
 
-func benchSchedulerAPI(b *testing.B, nodes, pods int) {
+// BenchmarkSchedulerAPIVolumes is BenchmarkSchedulerAPI's 1,000 nodes and
+// 10,000 pods where every pod is a replica of an ordered workload with a
+// persistent volume: half of the volumes exist already, on a node of
+// their own (the constraint: the replica fits only there), half are made
+// by the scheduler at the bind (a create each before the binding).
+func BenchmarkSchedulerAPIVolumes(b *testing.B) {
+	for range b.N {
+		benchSchedulerAPI(b, 1000, 10000, true)
+	}
+}
+
+func benchSchedulerAPI(b *testing.B, nodes, pods int, volumes bool) {
 	b.StopTimer()
 	// Room for 5,000 nodes' pod CIDRs.
 	opts := apiservertest.Options{}
@@ -50,6 +61,9 @@ func benchSchedulerAPI(b *testing.B, nodes, pods int) {
 		b.Fatal(err)
 	}
 	if err := reconcile.Parallel(64, idx[:pods], func(i int) error {
+		if volumes {
+			return createReplica(ctx, c, i, nodes)
+		}
 		_, err := c.Create(ctx, makePod("bench", fmt.Sprintf("p%d", i), "10m", "16Mi", fmt.Sprintf("w%d", i%100)))
 		return err
 	}); err != nil {
@@ -113,4 +127,24 @@ func benchSchedulerAPI(b *testing.B, nodes, pods int) {
 	b.ReportMetric(float64(pods)/elapsed.Seconds(), "pods/s")
 	cancel()
 	<-done
+}
+
+// createReplica makes pod i of the volume benchmark: replica i/100 of
+// ordered workload w(i%100) with volume "data", which exists already on
+// node i%nodes for even i.
+func createReplica(ctx context.Context, c *client.Client, i, nodes int) error {
+	w := fmt.Sprintf("w%d", i%100)
+	p := makePod("bench", api.OrdinalPodName(w, i/100), "10m", "16Mi", w)
+	p.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("1Gi")}}}
+	if i%2 == 0 {
+		v := api.KindVolume.New().(*api.PersistentVolume)
+		v.Metadata.App, v.Metadata.Name = "bench", api.VolumeName(p.Metadata.Name, "data")
+		v.Spec = api.VolumeSpec{Workload: w, Volume: "data", Ordinal: int32(i / 100), Size: api.MustParseQuantity("1Gi"),
+			NodeName: fmt.Sprintf("node-%05d", i%nodes)}
+		if _, err := c.Create(ctx, v); err != nil {
+			return err
+		}
+	}
+	_, err := c.Create(ctx, p)
+	return err
 }

@@ -98,6 +98,7 @@ func New(m *reconcile.Manager, opts Options) (*Scheduler, error) {
 		OnUpdate: func(old, o api.Object) { s.podChanged(old.(*api.Pod), o.(*api.Pod)) },
 		OnDelete: func(o api.Object) { s.podDeleted(o.(*api.Pod)) },
 	})
+	s.watchVolumes(m.Informer(api.KindVolume))
 	s.nodes.AddHandler(client.Handler{
 		OnAdd:    func(o api.Object) { s.nodeChanged(nil, o.(*api.Node)) },
 		OnUpdate: func(old, o api.Object) { s.nodeChanged(old.(*api.Node), o.(*api.Node)) },
@@ -225,7 +226,11 @@ func (s *Scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if err := s.bind(ctx, pod, res.NodeName); err != nil {
+	err = s.createVolumes(ctx, pod, res.NodeName)
+	if err == nil {
+		err = s.bind(ctx, pod, res.NodeName)
+	}
+	if err != nil {
 		s.mu.Lock()
 		s.snap.Forget(pod.Metadata.App, pod.Metadata.Name)
 		s.mu.Unlock()

@@ -7,6 +7,8 @@ import "github.com/capstanhq/capstan/apiserver/api"
 type candidate struct {
 	pod  *api.Pod
 	info *podInfo
+	// volumeNode is the node holding the pod's persistent volumes, if any.
+	volumeNode string
 }
 
 // filter rejects nodes a pod cannot run on. reason is what the

@@ -183,6 +183,8 @@ type Snapshot struct {
 	workloads map[string]workloadID
 	// next is where the next sampled search starts in order.
 	next int
+	// volumes maps app/name of each persistent volume to its node.
+	volumes map[string]string
 }
 
 // NewSnapshot returns an empty snapshot.

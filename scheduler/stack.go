@@ -13,6 +13,7 @@ import (
 // number of nodes.
 var (
 	filters = [...]filter{
+		{ReasonVolumeNode, volumeOnNode},
 		{ReasonNotReady, nodeReady},
 		{ReasonUnschedulable, nodeSchedulable},
 		{ReasonNodeSelector, nodeSelector},
@@ -110,6 +111,8 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 		return Result{}, fmt.Errorf("pod %s on node %s: %w", key, pod.Spec.NodeName, ErrAlreadyBound)
 	}
 	c := &candidate{pod: pod, info: snap.newPodInfo(pod, false)}
+	var volume string
+	c.volumeNode, volume = snap.volumeNode(pod)
 	n := len(snap.order)
 	want := s.numFeasibleToFind(n)
 	start := 0
@@ -146,7 +149,7 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 			}
 			return 1
 		})
-		res.Message = unschedulableMessage(n, res.Reasons)
+		res.Message = unschedulableMessage(n, res.Reasons) + volumeDetail(c.volumeNode, volume)
 		return res, &UnschedulableError{Pod: key, Message: res.Message, Reasons: res.Reasons}
 	}
 	best, bestScore := s.score(c, feasible)

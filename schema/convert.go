@@ -23,6 +23,12 @@ type (
 	dApp struct {
 		Pods      map[string]dGroup `json:"pods"`
 		DependsOn []string          `json:"dependsOn"`
+		Rollback  string            `json:"rollback"`
+		Preview   *struct {
+			Enabled  bool   `json:"enabled"`
+			TTL      string `json:"ttl"`
+			Replicas int32  `json:"replicas"`
+		} `json:"preview"`
 		Secrets   map[string]struct {
 			From string `json:"from"`
 		} `json:"secrets"`
@@ -30,7 +36,8 @@ type (
 	dGroup struct {
 		Replicas         *int32                `json:"replicas"`
 		Containers       map[string]dContainer `json:"containers"`
-		Volumes          map[string]struct{}   `json:"volumes"`
+		Volumes          map[string]dVolume    `json:"volumes"`
+		Ordered          bool                  `json:"ordered"`
 		RestartPolicy    string                `json:"restartPolicy"`
 		NodeSelector     map[string]string     `json:"nodeSelector"`
 		Labels           map[string]string     `json:"labels"`
@@ -42,6 +49,12 @@ type (
 		Schedule         string                `json:"schedule"`
 		EveryNode        bool                  `json:"everyNode"`
 		DependsOn        []string              `json:"dependsOn"`
+	}
+	dVolume struct {
+		Persistent *struct {
+			Size    json.RawMessage `json:"size"`
+			Reclaim string          `json:"reclaim"`
+		} `json:"persistent"`
 	}
 	dStrategy struct {
 		MaxSurge         api.IntOrString `json:"maxSurge"`
@@ -159,6 +172,14 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 		c.group(app, g, d.Pods[g])
 	}
 	c.dependencies(app, d)
+	if p := d.Preview; p != nil && p.Enabled {
+		app.Spec.Preview = &api.AppPreview{Enabled: true, TTL: p.TTL, Replicas: p.Replicas}
+		c.note("spec.preview", "preview")
+	}
+	if d.Rollback == api.RollbackAuto {
+		app.Spec.Rollback = api.RollbackAuto
+		c.note("spec.rollback", "rollback")
+	}
 	return app, c, nil
 }
 
@@ -247,9 +268,14 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	t.TerminationGracePeriodSeconds = g.TerminationGrace
 	volumes := sortedKeys(g.Volumes)
 	for i, v := range volumes {
-		t.Volumes = append(t.Volumes, api.Volume{Name: v})
+		t.Volumes = append(t.Volumes, c.volume(v, g.Volumes[v], sub("volumes", v)))
 		c.note(fmt.Sprintf("%s.volumes[%d]", tp, i), sub("volumes", v)...)
+		c.note(fmt.Sprintf("%s.volumes[%d].persistent", tp, i), sub("volumes", v, "persistent")...)
+		c.note(fmt.Sprintf("%s.volumes[%d].persistent.size", tp, i), sub("volumes", v, "persistent", "size")...)
 	}
+	w.Spec.Ordered = g.Ordered
+	c.note(wp+".spec.ordered", sub("ordered")...)
+	c.ordered(g, sub)
 	portNames := map[string]bool{}
 	c.containers = 0
 	for _, cn := range sortedKeys(g.Containers) {

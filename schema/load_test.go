@@ -76,8 +76,13 @@ func TestExampleRepo(t *testing.T) {
 		containers += len(w.Spec.Template.Containers)
 		byName[w.Name] = w
 	}
-	if pods != 6 || containers != 4 || len(app.Spec.Services) != 2 {
-		t.Errorf("pods, containers, services = %d, %d, %d; want 6, 4, 2", pods, containers, len(app.Spec.Services))
+	// shop.cue: 6 pods, 4 containers, 2 services; stateful.cue: the kv
+	// example, 1 of each.
+	if pods != 7 || containers != 5 || len(app.Spec.Services) != 3 {
+		t.Errorf("pods, containers, services = %d, %d, %d; want 7, 5, 3", pods, containers, len(app.Spec.Services))
+	}
+	if kv := byName["kv"].Spec; !kv.Ordered || kv.Template.Volumes[0].Persistent == nil {
+		t.Errorf("kv = %+v, want ordered with a persistent volume", kv)
 	}
 	web := byName["frontend"].Spec.Template.Containers[0]
 	if web.Env[0] != (api.EnvVar{Name: "BACKEND_URL", Value: "http://backend:80"}) {

@@ -128,6 +128,9 @@ func (c *Containerd) specOpts(img containerd.Image, sb Sandbox, spec ContainerSp
 	}
 	for _, m := range spec.Mounts {
 		src := filepath.Join(sb.Dir, "volumes", m.Volume)
+		if m.Source != "" {
+			src = m.Source
+		}
 		if _, err := os.Stat(src); err != nil || m.Volume == "" || !filepath.IsAbs(m.Path) {
 			return nil, fmt.Errorf("pod %s: container %s: mount volume %q at %q: volume not declared in the pod or path not absolute", sb.PodUID, spec.Name, m.Volume, m.Path)
 		}

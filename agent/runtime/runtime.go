@@ -142,7 +142,10 @@ type ContainerSpec struct {
 
 // VolumeMount mounts a pod volume at Path in a container.
 type VolumeMount struct {
-	Volume   string
+	Volume string
+	// Source, when set, is the host directory to mount (a persistent
+	// volume) instead of the pod's scratch volume directory.
+	Source   string
 	Path     string
 	ReadOnly bool
 }

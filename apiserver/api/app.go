@@ -23,6 +23,11 @@ type AppSpec struct {
 	Services  []AppService  `json:"services,omitempty"`
 	// Secrets are the app's decrypted secrets, sealed (secret.go).
 	Secrets []AppSecret `json:"secrets,omitempty"`
+	// Rollback is RollbackAuto when the server reverts a commit whose
+	// rollout fails; empty leaves it to people.
+	Rollback string `json:"rollback,omitempty"`
+	// Preview, when set, lets pull requests deploy previews of the app.
+	Preview *AppPreview `json:"preview,omitempty"`
 	// DependsOn names apps of the same repository this one waits for:
 	// its pod groups are made or updated only once those apps' pod
 	// groups are Available at the same commit.
@@ -32,6 +37,17 @@ type AppSpec struct {
 	// dependency is waited for at that revision, not at an older one.
 	DependsOnSpecs map[string]string `json:"dependsOnSpecs,omitempty"`
 }
+
+// AppPreview is how an app's previews run: TTL a duration ("72h"),
+// Replicas of every pod group.
+type AppPreview struct {
+	Enabled  bool   `json:"enabled"`
+	TTL      string `json:"ttl"`
+	Replicas int32  `json:"replicas"`
+}
+
+// RollbackAuto asks for automatic revert of a failed rollout.
+const RollbackAuto = "auto"
 
 // AppWorkload is one pod group of an app.
 type AppWorkload struct {

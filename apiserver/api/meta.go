@@ -17,11 +17,12 @@ const (
 	KindRevision  Kind = "revisions"
 	KindEvent     Kind = "events"
 	KindJob       Kind = "jobs"
+	KindVolume    Kind = "volumes"
 	KindSecret    Kind = "secrets"
 )
 
 // Kinds lists every kind in pipeline order.
-var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindJob, KindSecret}
+var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindJob, KindVolume, KindSecret}
 
 // kindInfo is what the API needs to know about a kind.
 type kindInfo struct {
@@ -42,6 +43,7 @@ var kindInfos = map[Kind]kindInfo{
 	KindRevision:  {"Revision", false, []string{"revision", "rev"}, func() Object { return &Revision{} }},
 	KindEvent:     {"Event", false, []string{"event", "ev"}, func() Object { return &Event{} }},
 	KindJob:       {"Job", false, []string{"job"}, func() Object { return &Job{} }},
+	KindVolume:    {"Volume", false, []string{"volume", "vol", "pv"}, func() Object { return &PersistentVolume{} }},
 	KindSecret:    {"Secret", false, []string{"secret"}, func() Object { return &Secret{} }},
 }
 

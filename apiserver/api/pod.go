@@ -73,9 +73,11 @@ type ContainerPort struct {
 }
 
 // Volume is a directory shared by the containers of a pod, made empty when
-// the pod starts and removed with it.
+// the pod starts and removed with it; or, when Persistent, the replica's
+// persistent volume (volume.go), kept across pods.
 type Volume struct {
-	Name string `json:"name"`
+	Name       string            `json:"name"`
+	Persistent *PersistentSource `json:"persistent,omitempty"`
 }
 
 // VolumeMount puts a pod volume into a container.

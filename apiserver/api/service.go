@@ -58,6 +58,9 @@ type EndpointAddress struct {
 	Pod   string         `json:"pod"`
 	Ready bool           `json:"ready"`
 	Ports []EndpointPort `json:"ports,omitempty"`
+	// Stable is set for a replica of an ordered workload: its name is its
+	// DNS name under the service's, whether the service is headless or not.
+	Stable bool `json:"stable,omitempty"`
 }
 
 // EndpointPort maps a service port name to the pod's port.

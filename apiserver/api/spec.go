@@ -44,6 +44,8 @@ func Assign(dst, src Object) {
 		*d = *src.(*Revision)
 	case *Event:
 		*d = *src.(*Event)
+	case *PersistentVolume:
+		*d = *src.(*PersistentVolume)
 	case *Secret:
 		*d = *src.(*Secret)
 	case *Job:

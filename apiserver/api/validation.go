@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func sprintf(format string, args ...any) string {
@@ -188,6 +189,8 @@ func Validate(obj Object) error {
 			errs.add("spec.type", "%s: want Normal or Warning", quote(o.Spec.Type))
 		}
 		validateEventSizes(&errs, &o.Spec)
+	case *PersistentVolume:
+		validateVolume(&errs, o)
 	}
 	if err := errs.Err(); err != nil {
 		return err
@@ -236,6 +239,17 @@ func validateNode(errs *ErrorList, n *Node) {
 }
 
 func validateApp(errs *ErrorList, s *AppSpec) {
+	if p := s.Preview; p != nil {
+		if d, err := time.ParseDuration(p.TTL); err != nil || d <= 0 {
+			errs.add("spec.preview.ttl", "%s: must be a positive duration such as 72h", quote(p.TTL))
+		}
+		if p.Replicas < 0 {
+			errs.add("spec.preview.replicas", "must not be negative")
+		}
+	}
+	if s.Rollback != "" && s.Rollback != RollbackAuto {
+		errs.add("spec.rollback", "%s: must be %q or empty", quote(s.Rollback), RollbackAuto)
+	}
 	for i, d := range s.DependsOn {
 		if !IsDNSLabel(d) {
 			errs.add(fmt.Sprintf("spec.dependsOn[%d]", i), "%s: must be the name of an app", quote(d))
@@ -271,6 +285,7 @@ func validateWorkloadSpec(errs *ErrorList, s *WorkloadSpec, path string) {
 		errs.add(path+".replicas", "%d: want 0 to %d", s.Replicas, MaxReplicas)
 	}
 	validateTemplate(errs, &s.Template, path+".template")
+	validateOrdered(errs, s, path)
 	st := s.Strategy
 	for _, f := range []struct {
 		name string
@@ -312,6 +327,9 @@ func validateTemplate(errs *ErrorList, t *PodTemplate, path string) {
 			errs.add(p+".name", "%s is defined twice", quote(v.Name))
 		}
 		volumes[v.Name] = true
+		if v.Persistent != nil {
+			validatePersistent(errs, v.Persistent, p+".persistent")
+		}
 	}
 	switch t.RestartPolicy {
 	case "", RestartAlways, RestartOnFailure, RestartNever:

@@ -16,6 +16,9 @@ type WorkloadSpec struct {
 	Replicas int32           `json:"replicas"`
 	Template PodTemplate     `json:"template"`
 	Strategy RolloutStrategy `json:"strategy,omitzero"`
+	// Ordered gives replicas stable names (NAME-0, NAME-1, ...), each its
+	// own persistent volumes, started and updated one at a time (volume.go).
+	Ordered bool `json:"ordered,omitempty"`
 	// Job, when set, makes the workload a job or a cron job: its pods run
 	// to completion in runs (Jobs); Replicas is unused.
 	Job *JobPolicy `json:"job,omitempty"`

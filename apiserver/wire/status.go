@@ -29,6 +29,9 @@ const (
 	ReasonRangeExhausted        Reason = "RangeExhausted"
 	ReasonTooManyConnections    Reason = "TooManyConnections"
 	ReasonUpgradeRequired       Reason = "UpgradeRequired"
+	// ReasonInUse: a delete refused because the object's data is still in
+	// use or cannot be removed now (a persistent volume); force overrides.
+	ReasonInUse Reason = "InUse"
 )
 
 // Status is the JSON body of every error response, and the object of a

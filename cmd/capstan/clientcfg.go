@@ -66,7 +66,7 @@ func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *clien
 func parseKindArg(s string) (api.Kind, error) {
 	k, ok := api.ParseKind(s)
 	if !ok {
-		return "", fmt.Errorf("unknown kind %q: want one of nodes, leases, apps, workloads, pods, services, endpoints, revisions, events, jobs", s)
+		return "", fmt.Errorf("unknown kind %q: want one of nodes, leases, apps, workloads, pods, services, endpoints, revisions, events, jobs, volumes", s)
 	}
 	return k, nil
 }

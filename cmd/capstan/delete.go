@@ -16,7 +16,12 @@ func newDeleteCmd() *cobra.Command {
 		Long: `Delete an object. A pod on a node is deleted gracefully: its agent stops the
 containers (SIGTERM, the grace period, SIGKILL) and then removes it; --force
 removes it at once. Objects that came from git come back on the next sync:
-change the repository instead.`,
+change the repository instead.
+
+A persistent volume (capstan delete volume APP/NAME) is deleted only once its
+replica no longer runs on it and its node is ready; the node's agent then removes the
+data. --force deletes it anyway: its replica starts on a new empty volume the
+next time it is placed (see docs/volumes.md).`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -37,6 +42,6 @@ change the repository instead.`,
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "the object's app (or write APP/NAME)")
-	cmd.Flags().BoolVar(&force, "force", false, "remove a pod at once, without waiting for its agent")
+	cmd.Flags().BoolVar(&force, "force", false, "remove a pod at once, without waiting for its agent; forget a persistent volume whose replica still exists or whose node is down")
 	return cmd
 }

@@ -45,6 +45,9 @@ not parse).`,
 			}
 			sort.SliceStable(revs, func(i, j int) bool { return revs[i].Metadata.ResourceVersion < revs[j].Metadata.ResourceVersion })
 			out := cmd.OutOrStdout()
+			if err := printForgeProblems(cmd, c, opts); err != nil {
+				return err
+			}
 			if len(revs) == 0 {
 				_, err := fmt.Fprintln(out, "No revisions yet: git sync records one per app and commit.")
 				return err

@@ -10,6 +10,8 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/forge"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/plan"
 	"github.com/capstanhq/capstan/schema/sandbox"
 )
@@ -25,6 +27,10 @@ const planLiveTimeout = 10 * time.Second
 type planFlags struct {
 	repo, base, head, path, format string
 	eval                           evalFlags
+	// pr plans a pull request: its head fetched from remote (forge says
+	// which head refs the forge keeps), against its merge base with base.
+	pr            int
+	remote, forge string
 }
 
 func newPlanCmd() *cobra.Command {
@@ -43,6 +49,7 @@ the live nodes. --format markdown prints a pull-request comment.
 Exit status: 0 when head is valid, 1 when it is invalid (sync would reject
 an app), 2 when no plan could be made.`,
 		Example: `  capstan plan --base main --head HEAD --path apps
+  capstan plan --pr 42 --base origin/main --path apps --format markdown
   capstan plan --repo . --base origin/main --head my-branch --format markdown > plan.md`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -54,6 +61,9 @@ an app), 2 when no plan could be made.`,
 	cmd.Flags().StringVar(&f.head, "head", "HEAD", "revision holding the change")
 	cmd.Flags().StringVar(&f.path, "path", "", "descriptor directory inside the repository (as given to 'capstan server --path')")
 	cmd.Flags().StringVar(&f.format, "format", "text", "output: text or markdown")
+	cmd.Flags().IntVar(&f.pr, "pr", 0, "plan pull request N: fetch its head from --remote and compare it with its merge base with --base, as the server's plan comment does")
+	cmd.Flags().StringVar(&f.remote, "remote", "origin", "with --pr: the remote of the forge")
+	cmd.Flags().StringVar(&f.forge, "forge", "", "with --pr: github, gitlab, gitea or forgejo (default: guessed from the remote's URL)")
 	f.eval.register(cmd)
 	return cmd
 }
@@ -70,6 +80,11 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 		return &exitError{code: planExitError, err: err}
 	}
 	defer ev.Close()
+	if f.pr > 0 {
+		if f.head, f.base, err = prRevisions(cmd.Context(), f); err != nil {
+			return &exitError{code: planExitError, err: err}
+		}
+	}
 	in, err := plan.Read(cmd.Context(), plan.ReadOptions{Repo: f.repo, Base: f.base, Head: f.head, Path: f.path, Load: ev.Load})
 	if err != nil {
 		return &exitError{code: planExitError, err: err}
@@ -125,4 +140,22 @@ func planLive(cmd *cobra.Command) (*plan.Live, string) {
 		live.Pods = append(live.Pods, o.(*api.Pod))
 	}
 	return live, ""
+}
+
+// prRevisions fetches pull request f.pr's head and returns it with its
+// merge base with f.base, the revisions the server's plan compares.
+func prRevisions(ctx context.Context, f planFlags) (head, base string, err error) {
+	kind := f.forge
+	if kind == "forgejo" {
+		kind = "gitea"
+	}
+	head, err = forge.FetchPullRequest(ctx, f.repo, f.remote, kind, f.pr)
+	if err != nil {
+		return "", "", err
+	}
+	base, err = gitsync.MergeBase(f.repo, f.base, head)
+	if err != nil {
+		return "", "", fmt.Errorf("plan --pr %d: %w (pass --base with the branch it merges into, e.g. origin/main)", f.pr, err)
+	}
+	return head, base, nil
 }

@@ -313,3 +313,34 @@ func TestPlanDryRun(t *testing.T) {
 		t.Errorf("output does not say the server was unreachable:\n%s", out)
 	}
 }
+
+// `capstan plan --pr N` fetches the forge's head ref of pull request N
+// from the remote (here a bare repository holding refs/pull/7/head, as
+// GitHub and Gitea keep it, also for forks) and plans it against its merge
+// base, as the server's comment does.
+func TestPlanPullRequest(t *testing.T) {
+	t.Setenv("CAPSTAN_CONFIG", "")
+	r := newPlanRepo(t)
+	r.commit("shop", map[string]string{"apps/shop.cue": shopV1})
+	origin := filepath.Join(t.TempDir(), "origin.git")
+	gitCmd(t, r.dir, "init", "-q", "--bare", origin)
+	gitCmd(t, r.dir, "push", "-q", origin, "main")
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "topic")
+	r.commit("scale", map[string]string{"apps/shop.cue": strings.Replace(shopV1, "replicas: 3", "replicas: 4", 1)})
+	gitCmd(t, r.dir, "push", "-q", origin, "topic:refs/pull/7/head")
+	gitCmd(t, r.dir, "checkout", "-q", "main")
+	gitCmd(t, r.dir, "branch", "-q", "-D", "topic")
+	clone := t.TempDir()
+	gitCmd(t, clone, "clone", "-q", origin, ".")
+	out, err := run(t, "plan", "--repo", clone, "--pr", "7", "--base", "origin/main", "--path", "apps")
+	if err != nil {
+		t.Fatalf("plan --pr 7: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "replicas 3 -> 4") || !strings.Contains(out, "refs/capstan/pr/7") {
+		t.Errorf("plan of the pull request:\n%s", out)
+	}
+	_, err = run(t, "plan", "--repo", clone, "--pr", "8", "--base", "origin/main")
+	if exitStatus(err) != planExitError || !strings.Contains(err.Error(), "fetch pull request 8") {
+		t.Errorf("missing pull request: %v (exit %d), want exit 2 naming it", err, exitStatus(err))
+	}
+}

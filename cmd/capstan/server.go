@@ -5,6 +5,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/controlplane"
+	"github.com/capstanhq/capstan/forge/notify"
 	nodeController "github.com/capstanhq/capstan/reconcile/node"
 	"github.com/spf13/cobra"
 )
@@ -22,6 +23,8 @@ type serverFlags struct {
 	// storage in DATA_DIR/registry (see controlplane.Options).
 	registryAddrs []string
 	limits        apiLimits
+	// notifyConfig is a notifications file (forge/notify).
+	notifyConfig string
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -37,6 +40,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.nodes.GracePeriod, "node-grace-period", nodeController.DefaultGracePeriod, "a node without a heartbeat for this long becomes NotReady")
 	cmd.Flags().DurationVar(&f.nodes.EvictionTimeout, "pod-eviction-timeout", nodeController.DefaultEvictionTimeout, "pods of a NotReady node are replaced elsewhere this long after its last heartbeat")
 	f.limits.register(cmd.Flags())
+	cmd.Flags().StringVar(&f.notifyConfig, "notify-config", "", "YAML file of webhooks (generic JSON or Slack-compatible) told of refused syncs, failed rollouts, automatic reverts and lost nodes (see docs/forges.md)")
 }
 
 // options turns the flags into the control plane's Options.
@@ -55,6 +59,11 @@ func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
 		Logger:        log,
 	}
 	f.limits.apply(&o.API)
+	if f.notifyConfig != "" {
+		if o.Notify, err = notify.LoadConfig(f.notifyConfig); err != nil {
+			return o, err
+		}
+	}
 	return o, nil
 }
 

@@ -185,7 +185,7 @@ func (e *upEnv) revert(sha string) {
 }
 
 // buildUpInputs builds the capstan binary and the example image tarballs
-// (hello v1 and v2, api, worker, shipper) as `make up` does.
+// (hello v1 and v2, api, worker, shipper, kv) as `make up` does.
 func buildUpInputs(t testing.TB) (bin, imgs string) {
 	dir := t.TempDir()
 	bin = filepath.Join(dir, "capstan")
@@ -201,7 +201,7 @@ func buildUpInputs(t testing.TB) (bin, imgs string) {
 	if err := os.Mkdir(imgs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, spec := range []string{"hello:v1", "hello:v2", "api:v1", "worker:v1", "shipper:v1"} {
+	for _, spec := range []string{"hello:v1", "hello:v2", "api:v1", "worker:v1", "shipper:v1", "kv:v1"} {
 		name, tag, _ := strings.Cut(spec, ":")
 		root := filepath.Join(dir, "root-"+name+"-"+tag)
 		build(filepath.Join(root, name), "../../examples/images/"+name)
@@ -211,6 +211,8 @@ func buildUpInputs(t testing.TB) (bin, imgs string) {
 			cfg.ExposedPorts, cfg.Env = []string{"8080"}, []string{"VERSION=" + tag}
 		case "api":
 			cfg.ExposedPorts = []string{"9000"}
+		case "kv":
+			cfg.ExposedPorts, cfg.Env = []string{"8080"}, []string{"VERSION=" + tag}
 		}
 		img, err := registry.PackDir(root, cfg)
 		if err != nil {

@@ -59,7 +59,7 @@ func TestValidateCommand(t *testing.T) {
 		{
 			name:    "example repo",
 			args:    []string{"validate", "../../examples/repo"},
-			wantOut: "../../examples/repo: 1 app, 3 pod groups, 4 containers, 2 services in 1 file: valid\n",
+			wantOut: "../../examples/repo: 1 app, 4 pod groups, 5 containers, 3 services in 2 files: valid\n",
 		},
 		{
 			name: "errors",

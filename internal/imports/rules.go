@@ -48,6 +48,9 @@ var allowed = map[string][]string{
 	"gitsync/applier": {"gitsync", "schema/..."},
 	// A rollback loads the app's descriptors at both commits.
 	"gitsync/rollback": {"gitsync", "schema"},
+	// Automatic revert finds the failed rollout with the app
+	// controller's desired workloads.
+	"gitsync/autorevert": {"reconcile/app"},
 	// plan runs the controllers' and the scheduler's pure cores on two
 	// revisions it reads from git and evaluates in the sandbox.
 	"plan": {"schema/...", "scheduler", "reconcile/app", "reconcile/workload", "gitsync"},
@@ -57,6 +60,10 @@ var allowed = map[string][]string{
 	"internal/testimage": {"registry"},
 	"internal/nodetest":  {"agent/network", "agent/runtime"},
 	"dns/dnsload/...":    {"dns"},
+	// The forge component plans pull requests with plan (and its
+	// loaders), reads their heads with gitsync, and reads the records
+	// the applier labels and the controller's desired workloads.
+	"forge/...": {"gitsync", "gitsync/applier", "plan", "schema/...", "reconcile/app"},
 }
 
 // exceptions are imports that break the rules today and are to be removed

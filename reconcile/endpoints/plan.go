@@ -47,7 +47,8 @@ func Addresses(svc *api.Service, pods []*api.Pod) []api.EndpointAddress {
 		if p.Status.PodIP == "" || api.Terminating(p) || p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
 			continue
 		}
-		addr := api.EndpointAddress{IP: p.Status.PodIP, Node: p.Spec.NodeName, Pod: p.Metadata.Name, Ready: api.IsPodReady(p)}
+		addr := api.EndpointAddress{IP: p.Status.PodIP, Node: p.Spec.NodeName, Pod: p.Metadata.Name, Ready: api.IsPodReady(p),
+			Stable: p.Metadata.Labels[api.LabelOrdinal] != ""}
 		for _, sp := range svc.Spec.Ports {
 			if port, ok := resolve(p, sp); ok {
 				proto := sp.Protocol

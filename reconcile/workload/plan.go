@@ -59,6 +59,9 @@ type podState struct {
 // Compute plans one reconcile of w given pods (those it owns, in any
 // order), the time and a source of randomness for pod names.
 func Compute(w *api.Workload, pods []*api.Pod, now time.Time, rnd *rand.Rand) Plan {
+	if w.Spec.Ordered {
+		return computeOrdered(w, pods, now)
+	}
 	hash := TemplateHash(&w.Spec.Template)
 	replicas := int(w.Spec.Replicas)
 	surge, unavailable := rolloutBounds(w)

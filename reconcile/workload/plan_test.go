@@ -71,7 +71,7 @@ func (s *sim) setReady(p *api.Pod, ready bool) {
 
 // TestPlan runs the scenario scripts in testdata. Commands:
 //
-//	workload replicas=N image=I [surge=S] [unavailable=U] [deadline=SECONDS]
+//	workload replicas=N image=I [surge=S] [unavailable=U] [deadline=SECONDS] [ordered]
 //	reconcile                 plan once and apply it
 //	schedule [image=I]        bind unbound pods (of image I) to node n1
 //	ready [image=I] [pods=(..)] [false]  set Ready on scheduled live pods
@@ -132,6 +132,7 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 			n, _ := strconv.Atoi(v)
 			s.w.Spec.Strategy.ProgressDeadlineSeconds = int32(n)
 		}
+		s.w.Spec.Ordered = d.HasArg("ordered")
 		s.w.Metadata.Generation++
 		return fmt.Sprintf("generation %d template %s", s.w.Metadata.Generation, TemplateHash(&s.w.Spec.Template))
 	case "reconcile":

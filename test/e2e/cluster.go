@@ -59,6 +59,8 @@ type Options struct {
 	// and has the agents join with join tokens (see registry.go). Default:
 	// a registry in the root namespace, agents with node tokens.
 	ClusterRegistry bool
+	// ServerArgs are more flags for `capstan server` (e.g. --repo).
+	ServerArgs []string
 }
 
 // Cluster is a running server with agents on network-namespace hosts.
@@ -325,6 +327,7 @@ func (c *Cluster) startServer() {
 	dir := filepath.Join(Base, "server")
 	args := []string{"server", "--data-dir", dir, "--listen", subnet + "2:" + serverPort,
 		"--node-grace-period", c.opts.GracePeriod.String(), "--pod-eviction-timeout", c.opts.EvictionTimeout.String()}
+	args = append(args, c.opts.ServerArgs...)
 	c.server = c.start("server", serverNS, append(args, c.registryServerArgs()...)...)
 	admin := filepath.Join(dir, "admin.yaml")
 	c.waitFor("the server's admin config", time.Minute, func() bool {

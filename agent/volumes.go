@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+// Persistent volumes on the node. Each lives in its own directory,
+//
+//	DATA_DIR/volumes/APP/NAME/UID/disk.img   a sparse file of the volume's size
+//	DATA_DIR/volumes/APP/NAME/UID/mnt        the ext4 file system in it, loop-mounted
+//
+// so its size is a hard limit (a full volume answers ENOSPC, and the node's
+// disk is not filled). The UID is the Volume object's: a volume deleted and
+// made again under the same name never finds the old data. Containers bind
+// mount mnt. Mounts outlive the agent (a restart adopts them, as it adopts
+// containers); only the garbage collection below and `capstan down`
+// unmount them.
+
+// VolumesSubdir is where persistent volumes live under the data directory.
+const VolumesSubdir = "volumes"
+
+// volumeDirs serialises mounting and removal: one volume is never
+// prepared twice at once, nor removed while being prepared.
+type volumeDirs struct {
+	root string
+	mu   sync.Mutex
+}
+
+// volumeDir is one volume's directory on disk.
+type volumeDir struct{ App, Name, UID string }
+
+func (v volumeDir) path(root string) string { return filepath.Join(root, v.App, v.Name, v.UID) }
+
+// ensure returns the mounted directory of v, making and mounting its file
+// system first when needed.
+func (d *volumeDirs) ensure(ctx context.Context, v *api.PersistentVolume) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dir := volumeDir{v.Metadata.App, v.Metadata.Name, v.Metadata.UID}.path(d.root)
+	mnt, img := filepath.Join(dir, "mnt"), filepath.Join(dir, "disk.img")
+	if mounted, err := isMountPoint(mnt); err != nil {
+		return "", err
+	} else if mounted {
+		return mnt, nil
+	}
+	if err := os.MkdirAll(mnt, 0o700); err != nil {
+		return "", fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+	}
+	if _, err := os.Stat(img); errors.Is(err, fs.ErrNotExist) {
+		if err := makeImage(ctx, img, v.Spec.Size.Value()); err != nil {
+			return "", fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+		}
+	} else if err != nil {
+		return "", fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+	}
+	// -o loop attaches a loop device that is freed with the last unmount.
+	if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("volume %s: mount %s: %w: %s", v.Metadata.Name, img, err, strings.TrimSpace(string(out)))
+	}
+	// World-writable, like a scratch volume: images may run as any user.
+	if err := os.Chmod(mnt, 0o777); err != nil {
+		return "", fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+	}
+	return mnt, nil
+}
+
+// makeImage writes a sparse file of size bytes holding an empty ext4 file
+// system, through a temporary name so a crash leaves no half-made image.
+func makeImage(ctx context.Context, img string, size int64) error {
+	tmp := img + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("size %s: %w", tmp, err)
+	}
+	// No reserved blocks: the whole size is the application's.
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", tmp).CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4 %s: %w: %s (is e2fsprogs installed? make deps)", tmp, err, strings.TrimSpace(string(out)))
+	}
+	return os.Rename(tmp, img)
+}
+
+// list returns the volume directories on disk.
+func (d *volumeDirs) list() ([]volumeDir, error) {
+	paths, err := filepath.Glob(filepath.Join(d.root, "*", "*", "*"))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]volumeDir, 0, len(paths))
+	for _, p := range paths {
+		rel, _ := filepath.Rel(d.root, p)
+		parts := strings.Split(rel, string(filepath.Separator))
+		out = append(out, volumeDir{parts[0], parts[1], parts[2]})
+	}
+	return out, nil
+}
+
+// remove unmounts a volume and deletes its data.
+func (d *volumeDirs) remove(v volumeDir) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dir := v.path(d.root)
+	mnt := filepath.Join(dir, "mnt")
+	if mounted, err := isMountPoint(mnt); err != nil {
+		return err
+	} else if mounted {
+		if err := unix.Unmount(mnt, 0); err != nil {
+			return fmt.Errorf("volume %s/%s: unmount %s: %w", v.App, v.Name, mnt, err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("volume %s/%s: %w", v.App, v.Name, err)
+	}
+	// The app and name directories go when empty.
+	_ = os.Remove(filepath.Dir(dir))
+	_ = os.Remove(filepath.Dir(filepath.Dir(dir)))
+	return nil
+}
+
+// isMountPoint reports whether dir is a mount point of this mount
+// namespace.
+func isMountPoint(dir string) (bool, error) {
+	mps, err := mountsUnder(dir)
+	if err != nil {
+		return false, fmt.Errorf("read mounts: %w", err)
+	}
+	return slices.Contains(mps, dir), nil
+}
+
+// orphanedVolumes decides which directories on disk to remove: those whose
+// Volume object is gone (deleted by hand, or with its workload under
+// reclaim Delete) or no longer on this node, unless a pod bound here still
+// names the volume (a --force delete while it runs: its data goes once the
+// pod does). It is pure: the caller lists the disk, the API objects and
+// the pods.
+func orphanedVolumes(onDisk []volumeDir, volumes []*api.PersistentVolume, pods []*api.Pod, node string) []volumeDir {
+	live := map[string]bool{}
+	for _, v := range volumes {
+		if v.Spec.NodeName == node {
+			live[v.Metadata.UID] = true
+		}
+	}
+	used := map[string]bool{}
+	for _, p := range pods {
+		for _, v := range p.Spec.Volumes {
+			if v.Persistent != nil {
+				used[p.Metadata.App+"/"+api.VolumeName(p.Metadata.Name, v.Name)] = true
+			}
+		}
+	}
+	var out []volumeDir
+	for _, d := range onDisk {
+		if !live[d.UID] && !used[d.App+"/"+d.Name] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// collectVolumes removes the data of volumes no longer wanted here.
+func (a *Agent) collectVolumes() {
+	onDisk, err := a.volDirs.list()
+	if err != nil {
+		a.log.Warn("list volumes", "err", err)
+		return
+	}
+	if len(onDisk) == 0 {
+		return
+	}
+	vols := make([]*api.PersistentVolume, 0)
+	for _, o := range a.volumes.List() {
+		vols = append(vols, o.(*api.PersistentVolume))
+	}
+	pods := make([]*api.Pod, 0)
+	for _, o := range a.pods.List() {
+		pods = append(pods, o.(*api.Pod))
+	}
+	for _, d := range orphanedVolumes(onDisk, vols, pods, a.opts.NodeName) {
+		if err := a.volDirs.remove(d); err != nil {
+			a.log.Error("remove volume; retrying on the next change", "volume", d.App+"/"+d.Name, "uid", d.UID, "err", err)
+			continue
+		}
+		a.log.Info("volume removed", "volume", d.App+"/"+d.Name, "uid", d.UID)
+	}
+}
+
+// volumeMounts returns the host directory of each persistent volume of
+// pod, mounted, by pod volume name.
+func (a *Agent) volumeMounts(ctx context.Context, pod *api.Pod) (map[string]string, error) {
+	var out map[string]string
+	for _, v := range pod.Spec.Volumes {
+		if v.Persistent == nil {
+			continue
+		}
+		name := api.VolumeName(pod.Metadata.Name, v.Name)
+		o, ok := a.volumes.Get(pod.Metadata.App + "/" + name)
+		if !ok {
+			return nil, fmt.Errorf("pod %s/%s: %w: volume %s not known yet", pod.Metadata.App, pod.Metadata.Name, ErrVolumeNotReady, name)
+		}
+		pv := o.(*api.PersistentVolume)
+		if pv.Spec.NodeName != a.opts.NodeName {
+			return nil, fmt.Errorf("pod %s/%s: %w: volume %s is on node %s", pod.Metadata.App, pod.Metadata.Name, ErrVolumeNotReady, name, pv.Spec.NodeName)
+		}
+		dir, err := a.volDirs.ensure(ctx, pv)
+		if err != nil {
+			return nil, fmt.Errorf("pod %s/%s: %w", pod.Metadata.App, pod.Metadata.Name, err)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[v.Name] = dir
+	}
+	return out, nil
+}
+
+// startVolumes runs the informer of Volume objects and collects orphaned
+// volume directories after it syncs and whenever a volume goes away.
+func (a *Agent) startVolumes(ctx context.Context, bg *sync.WaitGroup) {
+	a.volumes = client.NewInformer(a.opts.Client, api.KindVolume, client.ListOptions{}, a.log)
+	collect := make(chan struct{}, 1)
+	poke := func(api.Object) {
+		select {
+		case collect <- struct{}{}:
+		default:
+		}
+	}
+	a.volumes.AddHandler(client.Handler{OnDelete: poke, OnUpdate: func(_, o api.Object) { poke(o) }})
+	// A pod gone may have been the last user of a volume deleted with
+	// --force.
+	a.pods.AddHandler(client.Handler{OnDelete: poke})
+	bg.Go(func() { _ = a.volumes.Start(ctx) })
+	bg.Go(func() {
+		if err := a.volumes.WaitForSync(ctx); err != nil {
+			return
+		}
+		a.collectVolumes()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-collect:
+				a.collectVolumes()
+			}
+		}
+	})
+}
+
+// unmountVolumes unmounts every persistent volume under dataDir, for
+// `capstan down`.
+func unmountVolumes(dataDir string) error {
+	mps, err := mountsUnder(filepath.Join(dataDir, VolumesSubdir))
+	if err != nil {
+		return fmt.Errorf("down: %w", err)
+	}
+	for _, mp := range mps {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("down: unmount volume %s: %w", mp, err)
+		}
+	}
+	return nil
+}

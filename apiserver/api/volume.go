@@ -1,0 +1,181 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// PersistentVolume is one persistent volume of one replica of an ordered
+// workload (kind Volume): a directory on one node that outlives its pods.
+// The scheduler creates it when it first binds the replica, bound to the
+// chosen node, and from then on places that replica only there. It is
+// removed only by `capstan delete volume` or, with reclaim "delete", with
+// its workload (the workload is then its owner); the node's agent removes
+// the data once the object is gone.
+type PersistentVolume struct {
+	TypeMeta
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     VolumeSpec `json:"spec"`
+}
+
+// VolumeSpec says whose volume it is and where it lives.
+type VolumeSpec struct {
+	// Workload, Volume and Ordinal name the replica's volume: volume
+	// "data" of replica 0 of workload "db" is the object "db-0-data".
+	Workload string `json:"workload"`
+	Volume   string `json:"volume"`
+	Ordinal  int32  `json:"ordinal"`
+	// Size is the limit of the volume's file system.
+	Size Quantity `json:"size"`
+	// Reclaim is Retain (default) or Delete.
+	Reclaim string `json:"reclaim,omitempty"`
+	// NodeName is the node that holds the data.
+	NodeName string `json:"nodeName"`
+}
+
+// Reclaim policies of a persistent volume.
+const (
+	ReclaimRetain = "Retain"
+	ReclaimDelete = "Delete"
+)
+
+// PersistentSource makes a pod volume persistent: one volume per replica
+// of an ordered workload, kept across pod replacements.
+type PersistentSource struct {
+	Size    Quantity `json:"size"`
+	Reclaim string   `json:"reclaim,omitempty"`
+}
+
+// LabelOrdinal is the ordinal of a replica of an ordered workload.
+const LabelOrdinal = "capstan.io/ordinal"
+
+// VolumeName is the name of volume vol of pod (a replica of an ordered
+// workload): "db-0-data".
+func VolumeName(pod, vol string) string { return pod + "-" + vol }
+
+// OrdinalPodName is the name of replica i of an ordered workload: "db-0".
+func OrdinalPodName(workload string, i int) string { return workload + "-" + strconv.Itoa(i) }
+
+// PodOrdinal returns the ordinal of a replica of an ordered workload from
+// its name, or -1 when the name is not workload-N.
+func PodOrdinal(workload, pod string) int {
+	rest, ok := strings.CutPrefix(pod, workload+"-")
+	if !ok || rest == "" || len(rest) > 6 || (len(rest) > 1 && rest[0] == '0') {
+		return -1
+	}
+	n := 0
+	for _, c := range []byte(rest) { // digits only: Atoi would take "+1"
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// HasPersistentVolumes reports whether the template declares any.
+func (t *PodTemplate) HasPersistentVolumes() bool {
+	for _, v := range t.Volumes {
+		if v.Persistent != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *PersistentVolume) Meta() *ObjectMeta         { return &o.Metadata }
+func (o *PersistentVolume) SpecJSON() ([]byte, error) { return json.Marshal(&o.Spec) }
+
+func validateVolume(errs *ErrorList, v *PersistentVolume) {
+	s := &v.Spec
+	if !IsDNSLabel(s.Workload) {
+		errs.add("spec.workload", "%s: must be a DNS label", quote(s.Workload))
+	}
+	if !IsDNSLabel(s.Volume) {
+		errs.add("spec.volume", "%s: must be a DNS label", quote(s.Volume))
+	}
+	if s.Ordinal < 0 || s.Ordinal > MaxReplicas {
+		errs.add("spec.ordinal", "%d: want 0 to %d", s.Ordinal, MaxReplicas)
+	}
+	if want := VolumeName(OrdinalPodName(s.Workload, int(s.Ordinal)), s.Volume); v.Metadata.Name != want {
+		errs.add("metadata.name", "%s: volume %s of replica %d of %s is named %s", quote(v.Metadata.Name), s.Volume, s.Ordinal, s.Workload, quote(want))
+	}
+	validatePersistent(errs, &PersistentSource{Size: s.Size, Reclaim: s.Reclaim}, "spec")
+	if !IsDNSSubdomain(s.NodeName) {
+		errs.add("spec.nodeName", "%s is not a node name", quote(s.NodeName))
+	}
+}
+
+func validatePersistent(errs *ErrorList, p *PersistentSource, path string) {
+	if p.Size.Value() < MinVolumeBytes {
+		errs.add(path+".size", "%s: a persistent volume holds at least %s", p.Size.String(), FormatBytes(MinVolumeBytes))
+	}
+	switch p.Reclaim {
+	case "", ReclaimRetain, ReclaimDelete:
+	default:
+		errs.add(path+".reclaim", "%s: want Retain or Delete", quote(p.Reclaim))
+	}
+}
+
+// MinVolumeBytes is the smallest persistent volume: an ext4 file system
+// smaller than this has too little room for its own metadata.
+const MinVolumeBytes = 8 << 20
+
+// FormatBytes prints a byte count in the largest binary unit that divides
+// it: "8Mi", "1Gi", "1500".
+func FormatBytes(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"Ti", 1 << 40}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.suffix)
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// ErrVolumeInUse marks a volume delete refused because its data cannot be
+// removed safely now.
+var ErrVolumeInUse = errors.New("volume in use")
+
+// VolumeDeleteProblem says why volume v may not be deleted without force:
+// pod (its replica, nil when there is none) runs on the volume's node and
+// is not terminating, or node (the volume's node, nil when it is gone) is
+// not Ready, so its agent cannot remove the data. A replica waiting
+// unbound (its node died) does not hold the volume. nil means the delete
+// may go ahead.
+func VolumeDeleteProblem(v *PersistentVolume, node *Node, pod *Pod) error {
+	key := v.Metadata.App + "/" + v.Metadata.Name
+	if pod != nil && !Terminating(pod) && pod.Spec.NodeName == v.Spec.NodeName {
+		return fmt.Errorf("%w: volume %s holds the data of pod %s/%s, which still exists (on node %q); remove its pod group or scale it below %d replicas first, or delete with --force to give %s a new empty volume when it is next replaced",
+			ErrVolumeInUse, key, pod.Metadata.App, pod.Metadata.Name, pod.Spec.NodeName, v.Spec.Ordinal+1, pod.Metadata.Name)
+	}
+	ready := false
+	if node != nil {
+		c := FindCondition(node.Status.Conditions, NodeReady)
+		ready = c != nil && c.Status == ConditionTrue
+	}
+	if !ready {
+		return fmt.Errorf("%w: volume %s is on node %s, which is not ready, so its data cannot be removed now; delete with --force to forget the volume (its replica then starts on a new empty volume elsewhere, and %s's agent removes the old data if the node comes back)",
+			ErrVolumeInUse, key, v.Spec.NodeName, v.Spec.NodeName)
+	}
+	return nil
+}
+
+// validateOrdered refuses persistent volumes on a workload that is not
+// ordered: a replica with a random name could not find its volume again.
+func validateOrdered(errs *ErrorList, s *WorkloadSpec, path string) {
+	if s.Ordered {
+		return
+	}
+	for i, v := range s.Template.Volumes {
+		if v.Persistent != nil {
+			errs.add(fmt.Sprintf("%s.template.volumes[%d].persistent", path, i),
+				"a persistent volume belongs to one replica, found again by its stable name: set ordered: true on the pod group (or drop persistent for a scratch volume)")
+		}
+	}
+}

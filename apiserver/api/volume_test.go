@@ -1,0 +1,115 @@
+package api
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestPodOrdinal(t *testing.T) {
+	for _, tc := range []struct {
+		workload, pod string
+		want          int
+	}{
+		{"db", "db-0", 0},
+		{"db", "db-12", 12},
+		{"db", "db-01", -1},
+		{"db", "db-", -1},
+		{"db", "db-x", -1},
+		{"db", "dbx-1", -1},
+		{"db", "db-0-1", -1},
+		{"db", "db--1", -1},
+		{"db", "db-+1", -1},
+		{"a-0", "a-0-3", 3},
+	} {
+		if got := PodOrdinal(tc.workload, tc.pod); got != tc.want {
+			t.Errorf("PodOrdinal(%q, %q) = %d, want %d", tc.workload, tc.pod, got, tc.want)
+		}
+	}
+}
+
+func validVolume() *PersistentVolume {
+	v := KindVolume.New().(*PersistentVolume)
+	v.Metadata.App, v.Metadata.Name = "shop", "db-1-data"
+	v.Spec = VolumeSpec{Workload: "db", Volume: "data", Ordinal: 1, Size: MustParseQuantity("1Gi"), NodeName: "n1"}
+	return v
+}
+
+func TestValidateVolume(t *testing.T) {
+	if err := Validate(validVolume()); err != nil {
+		t.Fatalf("valid volume: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(v *PersistentVolume)
+		want   string
+	}{
+		{"wrong name", func(v *PersistentVolume) { v.Metadata.Name = "db-2-data" }, "is named"},
+		{"small", func(v *PersistentVolume) { v.Spec.Size = MustParseQuantity("1Mi") }, "at least 8Mi"},
+		{"reclaim", func(v *PersistentVolume) { v.Spec.Reclaim = "Recycle" }, "want Retain or Delete"},
+		{"no node", func(v *PersistentVolume) { v.Spec.NodeName = "" }, "not a node name"},
+		{"ordinal", func(v *PersistentVolume) { v.Spec.Ordinal = -1 }, "want 0 to"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := validVolume()
+			tc.change(v)
+			err := Validate(v)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate = %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidatePersistentPodVolume(t *testing.T) {
+	p := KindPod.New().(*Pod)
+	p.Metadata.App, p.Metadata.Name = "shop", "db-0"
+	p.Spec.Containers = []Container{{Name: "c", Image: "x"}}
+	p.Spec.Volumes = []Volume{{Name: "data", Persistent: &PersistentSource{Size: MustParseQuantity("4Ki")}}}
+	err := Validate(p)
+	if err == nil || !strings.Contains(err.Error(), "spec.volumes[0].persistent.size") {
+		t.Fatalf("Validate = %v, want the size refused", err)
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for n, want := range map[int64]string{8 << 20: "8Mi", 1 << 30: "1Gi", 1500: "1500", 0: "0", 3 << 10: "3Ki"} {
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// FuzzPodOrdinal: an ordinal is found only in the name OrdinalPodName
+// makes from it.
+func FuzzPodOrdinal(f *testing.F) {
+	f.Add("db", "db-0")
+	f.Add("db", "db-007")
+	f.Add("a-1", "a-1-12")
+	f.Fuzz(func(t *testing.T, workload, pod string) {
+		n := PodOrdinal(workload, pod)
+		if n < -1 {
+			t.Fatalf("PodOrdinal(%q, %q) = %d", workload, pod, n)
+		}
+		if n >= 0 && OrdinalPodName(workload, n) != pod {
+			t.Fatalf("PodOrdinal(%q, %q) = %d, but replica %d is named %q", workload, pod, n, n, OrdinalPodName(workload, n))
+		}
+	})
+}
+
+// A workload that is not ordered may not have persistent volumes, from
+// git or through the API.
+func TestValidatePersistentNeedsOrdered(t *testing.T) {
+	w := KindWorkload.New().(*Workload)
+	w.Metadata.App, w.Metadata.Name = "shop", "db"
+	w.Spec.Replicas = 2
+	w.Spec.Template.Containers = []Container{{Name: "c", Image: "x"}}
+	w.Spec.Template.Volumes = []Volume{{Name: "scratch"}, {Name: "data", Persistent: &PersistentSource{Size: MustParseQuantity("1Gi")}}}
+	err := Validate(w)
+	if err == nil || !strings.Contains(err.Error(), "spec.template.volumes[1].persistent") || !strings.Contains(err.Error(), "set ordered: true") {
+		t.Fatalf("Validate = %v, want the persistent volume refused", err)
+	}
+	w.Spec.Ordered = true
+	if err := Validate(w); err != nil {
+		t.Fatalf("ordered: %v", err)
+	}
+}

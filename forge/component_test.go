@@ -1,0 +1,338 @@
+package forge
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/gitsync"
+)
+
+// serveGit serves the bare repositories under root over smart HTTP (git
+// http-backend) on 127.0.0.1 and returns the base URL.
+func serveGit(t testing.TB, root string) string {
+	t.Helper()
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatalf("git --exec-path: %v", err)
+	}
+	h := &cgi.Handler{Path: filepath.Join(strings.TrimSpace(string(out)), "git-http-backend"), Stderr: io.Discard,
+		Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root}}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+const hookSecret = "hook-secret"
+
+// hook sends a signed pull-request webhook as the forge would and returns
+// the answer's status code.
+func hook(t testing.TB, url, kind string, n int, action, delivery string, sign bool) int {
+	t.Helper()
+	name := map[string]string{"github": "event_pull_request", "gitea": "event_pull_request", "gitlab": "event_merge_request"}[kind]
+	b, err := os.ReadFile(filepath.Join("testdata", kind, name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if kind == "gitlab" {
+		a := m["object_attributes"].(map[string]any)
+		a["iid"], a["action"], a["target_branch"] = n, action, "main"
+	} else {
+		m["number"], m["action"] = n, action
+		m["pull_request"].(map[string]any)["number"] = n
+		m["pull_request"].(map[string]any)["base"].(map[string]any)["ref"] = "main"
+	}
+	body, _ := json.Marshal(m)
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	mac := hmac.New(sha256.New, []byte(hookSecret))
+	mac.Write(body)
+	sig := hex.EncodeToString(mac.Sum(nil))
+	if !sign {
+		sig = strings.Repeat("0", 64)
+	}
+	switch kind {
+	case "github":
+		req.Header.Set("X-GitHub-Event", "pull_request")
+		req.Header.Set("X-GitHub-Delivery", delivery)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+sig)
+	case "gitea":
+		req.Header.Set("X-Gitea-Event", "pull_request")
+		req.Header.Set("X-Gitea-Delivery", delivery)
+		req.Header.Set("X-Gitea-Signature", sig)
+	case "gitlab":
+		req.Header.Set("X-Gitlab-Event", "Merge Request Hook")
+		req.Header.Set("X-Gitlab-Event-UUID", delivery)
+		tok := hookSecret
+		if !sign {
+			tok = "wrong"
+		}
+		req.Header.Set("X-Gitlab-Token", tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// addNode registers a ready node with room for a few pods.
+func addNode(t testing.TB, c *client.Client, name string) {
+	t.Helper()
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = name
+	n.Status.Allocatable = api.ResourceList{CPU: api.MustParseQuantity("4"), Memory: api.MustParseQuantity("8Gi"), Pods: 110}
+	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, Reason: "AgentReady"}}
+	n.Status.Addresses = []api.NodeAddress{{Type: "InternalIP", Address: "10.0.0.1"}}
+	if _, err := c.Create(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func setCordon(t testing.TB, c *client.Client, name string, on bool) {
+	t.Helper()
+	for {
+		o, err := c.Get(context.Background(), api.Key{Kind: api.KindNode, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := api.Clone(o.(*api.Node))
+		n.Spec.Unschedulable = on
+		if _, err = c.Update(context.Background(), n); err == nil {
+			return
+		} else if !client.IsConflict(err) {
+			t.Fatal(err)
+		}
+	}
+}
+
+type prFlow struct {
+	t       testing.TB
+	kind    string
+	bare    *bareRepo
+	forge   *fakeForge
+	cluster *apiservertest.Cluster
+	hookURL string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// startFlow runs the component for one repository served over real git
+// smart HTTP, with the forge API in the test and a real API server; pull
+// request webhooks reach it through gitsync's webhook handler.
+func startFlow(t testing.TB, kind, token string) *prFlow {
+	bare := newBareRepo(t)
+	gitURL := serveGit(t, filepath.Dir(bare.dir)) + "/deploy.git"
+	f := newFakeForge(t, kind, bare.dir)
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	addNode(t, cl.Client, "n1")
+	rc := gitsync.RepoConfig{Name: "deploy", URL: gitURL, Branch: "main", Path: "apps", WebhookSecret: hookSecret,
+		Forge: &gitsync.ForgeConfig{Type: kind, APIURL: f.apiURL(), Project: "org/deploy", Token: token, PollInterval: time.Hour,
+			TargetURL: "https://capstan.example.com/prs/{pr}"}}
+	comp, err := New(Options{API: cl.Client, Repos: []gitsync.RepoConfig{rc}, DataDir: t.TempDir(), ClusterDebounce: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncer, err := gitsync.New(gitsync.Options{DataDir: t.TempDir(), Repos: []gitsync.RepoConfig{rc}, Sink: nopSink{}, OnHook: comp.HandleHook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(gitsync.WebhookPath, syncer.WebhookHandler())
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	fl := &prFlow{t: t, kind: kind, bare: bare, forge: f, cluster: cl, hookURL: hs.URL + "/hooks/git/deploy", cancel: cancel, done: make(chan error, 1)}
+	go func() { fl.done <- comp.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-fl.done; err != nil {
+			t.Errorf("component: %v", err)
+		}
+	})
+	return fl
+}
+
+type nopSink struct{}
+
+func (nopSink) Apply(context.Context, gitsync.Snapshot) error { return nil }
+func (nopSink) Report(context.Context, gitsync.Result)        {}
+
+func (fl *prFlow) waitStatus(sha string, want State, what string) Status {
+	fl.t.Helper()
+	if fl.kind == "gitlab" && want == StateFailure {
+		want = "failed"
+	}
+	var st Status
+	eventually(fl.t, what, func() bool {
+		var ok bool
+		st, ok = fl.forge.lastStatus(sha, PlanContext)
+		if ok && st.State != want {
+			fl.t.Logf("status of %.7s: %s %q (waiting for %s)", sha, st.State, st.Description, want)
+		}
+		return ok && st.State == want
+	})
+	return st
+}
+
+func (fl *prFlow) comment(n int) string {
+	cs := fl.forge.ownComments(n)
+	if len(cs) != 1 {
+		return fmt.Sprintf("%d own comments", len(cs))
+	}
+	return cs[0].body
+}
+
+// The pull-request journey on each forge: a pull request opened through
+// the forge's API gets one plan comment and a success status; a push of
+// an invalid descriptor turns both to the error with file:line:col and
+// failure; a human's edit of the comment and a human quoting the marker
+// leave exactly one comment of ours, updated in place; a fix turns it
+// green; a cordoned cluster flips the fit; a pull request from a fork is
+// planned like any; a head that vanished is said so; and webhooks with
+// bad signatures or replayed are refused.
+func TestPullRequestFlow(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			fl := startFlow(t, kind, "secret-token")
+			f, bare := fl.forge, fl.bare
+			sha := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: containers: c: image: \"r/x:v2\"\n")
+			n := f.open("web-v2", "main", "web v2")
+			if code := hook(t, fl.hookURL, kind, n, "opened", "d1", true); code != http.StatusAccepted {
+				t.Fatalf("pull-request webhook answered %d, want 202", code)
+			}
+			st := fl.waitStatus(sha, StateSuccess, "a success status on the head")
+			if st.TargetURL != "https://capstan.example.com/prs/1" && kind != "gitlab" {
+				t.Errorf("target URL %q", st.TargetURL)
+			}
+			eventually(t, "the plan comment", func() bool { return strings.Contains(fl.comment(n), "r/x:v1 -> :v2") })
+			body := fl.comment(n)
+			for _, want := range []string{Marker("deploy"), "**Valid**", "image", "Capacity"} {
+				if !strings.Contains(body, want) {
+					t.Errorf("comment lacks %q:\n%s", want, body)
+				}
+			}
+
+			// A replayed delivery and a bad signature change nothing.
+			if code := hook(t, fl.hookURL, kind, n, "opened", "d1", true); code != http.StatusOK {
+				t.Errorf("replayed delivery answered %d, want 200", code)
+			}
+			if code := hook(t, fl.hookURL, kind, n, "opened", "d2", false); code != http.StatusUnauthorized {
+				t.Errorf("bad signature answered %d, want 401", code)
+			}
+			huge, _ := http.NewRequest(http.MethodPost, fl.hookURL, strings.NewReader(strings.Repeat("x", 2<<20)))
+			huge.Header.Set("X-GitHub-Event", "pull_request")
+			if resp, err := http.DefaultClient.Do(huge); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Errorf("a 2 MiB pull-request webhook: %v, %v; want 413", resp, err)
+			} else {
+				resp.Body.Close()
+			}
+
+			// An invalid head: comment updated with file:line:col, failure.
+			bad := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: {\n\treplicas: \"three\"\n\tcontainers: c: image: \"r/x:v2\"\n}\n")
+			f.syncHead(n)
+			pushed := "synchronize"
+			if kind == "gitlab" {
+				pushed = "update"
+			}
+			hook(t, fl.hookURL, kind, n, pushed, "d3", true)
+			fl.waitStatus(bad, StateFailure, "a failure status on the invalid head")
+			eventually(t, "the comment naming the error", func() bool { return strings.Contains(fl.comment(n), "apps/x.cue:2:") })
+
+			// A human edits our comment and another quotes the marker.
+			own := f.ownComments(n)[0]
+			f.editComment(own.id, own.body+"\n\nHUMAN EDIT")
+			f.humanComment(n, "alice", "see "+Marker("deploy"))
+			good := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: {\n\treplicas: 2\n\tcontainers: c: image: \"r/x:v2\"\n}\n")
+			f.syncHead(n)
+			hook(t, fl.hookURL, kind, n, pushed, "d4", true)
+			fl.waitStatus(good, StateSuccess, "success after the fix")
+			eventually(t, "our comment updated in place", func() bool {
+				b := fl.comment(n)
+				return strings.Contains(b, "replicas") && !strings.Contains(b, "HUMAN EDIT")
+			})
+			if all := f.allComments(n); len(all) != 2 || all[1].body != "see "+Marker("deploy") {
+				t.Errorf("comments %+v: want ours and alice's untouched", all)
+			}
+
+			// The cluster changes: a cordoned node leaves no room.
+			setCordon(t, fl.cluster.Client, "n1", true)
+			st = fl.waitStatus(good, StateFailure, "failure once the only node is cordoned")
+			if !strings.Contains(st.Description, "would not fit") {
+				t.Errorf("description %q", st.Description)
+			}
+			setCordon(t, fl.cluster.Client, "n1", false)
+			fl.waitStatus(good, StateSuccess, "success once the node is back")
+
+			// A pull request from a fork is planned from the forge's ref.
+			forkSHA := bare.branch(t, "fork-change", "apps/y.cue", "apps: y: pods: p: containers: c: image: \"r/y:v1\"\n")
+			fn := f.open("fork-change", "main", "from a fork")
+			f.prs[fn].fork = true
+			gitIn(t, bare.dir, "update-ref", "-d", "refs/heads/fork-change") // only the forge's ref is left
+			hook(t, fl.hookURL, kind, fn, "opened", "d5", true)
+			fl.waitStatus(forkSHA, StateSuccess, "the fork's pull request planned")
+
+			// A head that is gone.
+			bare.branch(t, "gone", "apps/z.cue", "apps: z: pods: p: containers: c: image: \"r/z:v1\"\n")
+			gn := f.open("gone", "main", "gone")
+			gitIn(t, bare.dir, "update-ref", "-d", "refs/heads/gone")
+			f.syncHead(gn)
+			hook(t, fl.hookURL, kind, gn, "opened", "d6", true)
+			eventually(t, "the vanished head said so", func() bool { return strings.Contains(fl.comment(gn), "head not found") })
+		})
+	}
+}
+
+// A token the forge refuses is recorded as a ForgeError event of the
+// repository (what `capstan history` shows), and nothing stops.
+func TestWrongTokenRecorded(t *testing.T) {
+	fl := startFlow(t, "github", "wrong-token")
+	eventually(t, "a ForgeError event", func() bool {
+		objs, _, err := fl.cluster.Client.List(context.Background(), api.KindEvent, client.ListOptions{App: "deploy"})
+		if err != nil {
+			return false
+		}
+		for _, o := range objs {
+			e := o.(*api.Event)
+			if e.Spec.Reason == ReasonForgeError && strings.Contains(e.Spec.Message, "forge.tokenFile") && e.Spec.Reporter == Reporter {
+				return true
+			}
+		}
+		return false
+	})
+}

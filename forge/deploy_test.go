@@ -1,0 +1,171 @@
+package forge
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/reconcile/app"
+	"github.com/capstanhq/capstan/schema"
+)
+
+const commitA, commitB = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+// loadApp evaluates a descriptor into the App sync would write, synced at
+// commit.
+func loadApp(t testing.TB, src, commit string) *api.App {
+	t.Helper()
+	res, err := schema.Load(fstest.MapFS{"x.cue": {Data: []byte(src)}}, schema.LoadOptions{})
+	if err != nil || len(res.Apps) != 1 || !res.Apps[0].Valid() {
+		t.Fatalf("load: %v %+v", err, res)
+	}
+	a := res.Apps[0].App
+	a.Metadata.Labels = map[string]string{applier.LabelRepo: "deploy"}
+	a.Status.SyncedCommit = commit
+	return a
+}
+
+func revision(app, commit, result string, repoScope bool) *api.Revision {
+	r := api.KindRevision.New().(*api.Revision)
+	r.Metadata = api.ObjectMeta{Name: app + "-" + commit[:8] + "-" + strings.ToLower(result), App: app, Labels: map[string]string{applier.LabelRepo: "deploy"}}
+	if repoScope {
+		r.Metadata.Labels[applier.LabelScope] = applier.ScopeRepository
+	}
+	r.Spec = api.RevisionSpec{Repo: "deploy", Commit: commit, Result: result, SyncedAt: time.Now()}
+	if result == api.SyncRejected {
+		r.Spec.Errors = []api.SourceError{{File: "apps/x.cue", Line: 2, Column: 12, Message: "conflicting values"}}
+	}
+	return r
+}
+
+// rolled returns the workloads of a as the workload controller leaves
+// them: complete, available, or stalled.
+func rolled(a *api.App, how string) []*api.Workload {
+	ws, _ := app.Desired(a)
+	for _, w := range ws {
+		w.Metadata.Generation = 1
+		w.Status.ObservedGeneration = 1
+		w.Status.Replicas, w.Status.UpdatedReplicas, w.Status.AvailableReplicas = w.Spec.Replicas, w.Spec.Replicas, w.Spec.Replicas
+		w.Status.Conditions = []api.Condition{{Type: api.WorkloadProgressing, Status: api.ConditionTrue, Reason: api.ReasonRolloutComplete}}
+		switch how {
+		case "rolling":
+			w.Status.AvailableReplicas = 0
+			w.Status.Conditions[0].Reason = api.ReasonRollingOut
+		case "stalled":
+			w.Status.AvailableReplicas = 0
+			w.Status.Conditions = append(w.Status.Conditions, api.Condition{Type: api.WorkloadDegraded, Status: api.ConditionTrue,
+				Reason: api.ReasonDeadlineExceeded, Message: "rollout to template abc made no progress for 10m0s"})
+		}
+	}
+	return ws
+}
+
+func TestDeployState(t *testing.T) {
+	v1 := loadApp(t, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v1"}`, commitA)
+	v2 := loadApp(t, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
+	newer := loadApp(t, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v3"}`, commitB)
+	applied := []*api.Revision{revision("x", commitA, api.SyncApplied, false)}
+	for _, tc := range []struct {
+		name      string
+		revs      []*api.Revision
+		apps      []*api.App
+		workloads []*api.Workload
+		state     State
+		desc      string
+	}{
+		{"not synced yet", nil, nil, nil, StatePending, "waiting for sync"},
+		{"refused", []*api.Revision{revision("x", commitA, api.SyncRejected, false)}, nil, nil, StateFailure, "refused: x (apps/x.cue:2:12: conflicting values)"},
+		{"held", []*api.Revision{revision("x", commitA, api.SyncHeld, false)}, nil, nil, StatePending, "held"},
+		{"no app changed", []*api.Revision{revision("deploy", commitA, api.SyncApplied, true)}, nil, nil, StateSuccess, "synced; no app changed"},
+		{"workload not updated yet", applied, []*api.App{v2}, rolled(v1, "complete"), StatePending, "rolling out x: web not updated yet"},
+		{"rolling out", applied, []*api.App{v2}, rolled(v2, "rolling"), StatePending, "rolling out x: web 2 of 2 pods updated, 0 available"},
+		{"rolled out", applied, []*api.App{v2}, rolled(v2, "complete"), StateSuccess, "deployed: x rolled out and available"},
+		{"stalled", applied, []*api.App{v2}, rolled(v2, "stalled"), StateFailure, "rollout of x failed: web: rollout to template abc made no progress for 10m0s"},
+		{"superseded by a newer commit", applied, []*api.App{newer}, rolled(v1, "rolling"), StateSuccess, "deployed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := DeployState(DeployInput{Repo: "deploy", Commit: commitA, Revisions: tc.revs, Apps: tc.apps, Workloads: tc.workloads})
+			if st.State != tc.state || !strings.HasPrefix(st.Description, tc.desc) || st.Context != DeployContext {
+				t.Fatalf("DeployState = %s %q, want %s %q", st.State, st.Description, tc.state, tc.desc)
+			}
+		})
+	}
+}
+
+// Deploy statuses on a real API server: a commit sync records is marked
+// pending, then success once its app's workloads have rolled out; a
+// later commit whose rollout stalls gets failure. Commits recorded
+// before the component started are left alone.
+func TestDeployStatuses(t *testing.T) {
+	bare := newBareRepo(t)
+	f := newFakeForge(t, "github", bare.dir)
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	c := cl.Client
+	old := revision("x", strings.Repeat("c", 40), api.SyncApplied, false)
+	old.Spec.SyncedAt = time.Now().Add(-time.Hour)
+	if _, err := c.Create(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	rc := gitsync.RepoConfig{Name: "deploy", URL: bare.dir, Branch: "main",
+		Forge: &gitsync.ForgeConfig{Type: "github", APIURL: f.apiURL(), Project: "org/deploy", Token: f.token, Events: []string{gitsync.ForgeEventDeploys}, PollInterval: time.Hour}}
+	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{rc}, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- comp.Start(cctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	a := loadApp(t, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
+	created, err := c.Create(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = created.(*api.App)
+	a.Status.SyncedCommit = commitA
+	if _, err := c.UpdateStatus(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the informers to have started before the commit lands.
+	eventually(t, "the component's informers", func() bool { return comp.revisions != nil && comp.revisions.Revision() > 0 })
+	if _, err := c.Create(ctx, revision("x", commitA, api.SyncApplied, false)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pending on the synced commit", func() bool { s, ok := f.lastStatus(commitA, DeployContext); return ok && s.State == StatePending })
+	for _, w := range rolled(a, "complete") {
+		st := w.Status
+		o, err := c.Create(ctx, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w = o.(*api.Workload)
+		w.Status = st
+		w.Status.ObservedGeneration = w.Metadata.Generation
+		if _, err := c.UpdateStatus(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "success once rolled out", func() bool { s, ok := f.lastStatus(commitA, DeployContext); return ok && s.State == StateSuccess })
+	if h := f.statusHistory(commitA, DeployContext); len(h) != 2 {
+		t.Errorf("statuses of the commit: %v, want pending then success", h)
+	}
+	eventually(t, "the GitHub deployment's success", func() bool {
+		ds := f.deploymentsOf(commitA)
+		return len(ds) == 1 && len(ds[0].states) == 2 && ds[0].states[1] == "success"
+	})
+	if d := f.deploymentsOf(commitA)[0]; d.environment != "deploy" || d.states[0] != "in_progress" {
+		t.Errorf("deployment %+v: want environment deploy, in_progress then success", d)
+	}
+	if _, ok := f.lastStatus(old.Spec.Commit, DeployContext); ok {
+		t.Error("a commit synced before the component started got a status")
+	}
+}

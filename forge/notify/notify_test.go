@@ -1,0 +1,256 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+)
+
+// receiver is a webhook endpoint in the test that answers the codes it is
+// given, then 200, and records every body.
+type receiver struct {
+	mu     sync.Mutex
+	codes  []int
+	bodies []string
+	srv    *httptest.Server
+}
+
+func newReceiver(t *testing.T, codes ...int) *receiver {
+	r := &receiver{codes: codes}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.bodies = append(r.bodies, string(b))
+		code := 200
+		if len(r.codes) > 0 {
+			code, r.codes = r.codes[0], r.codes[1:]
+		}
+		r.mu.Unlock()
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.bodies...)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type waits struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (w *waits) sleep(_ context.Context, d time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.d = append(w.d, d)
+	return nil
+}
+
+func start(t *testing.T, n *Notifier) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.Start(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// Generic JSON and Slack-compatible payloads; 503 and 429 retried with
+// doubling back-off; a 404 given up at once; kinds filtered per webhook.
+func TestNotifierSends(t *testing.T) {
+	js := newReceiver(t, 503, 429)
+	slack := newReceiver(t)
+	gone := newReceiver(t, 404)
+	w := &waits{}
+	n := New(Options{Config: Config{Webhooks: []Webhook{{URL: js.srv.URL}, {URL: slack.srv.URL, Format: FormatSlack, Kinds: []string{RolloutFailed}}, {URL: gone.srv.URL}}}, Sleep: w.sleep})
+	start(t, n)
+	m := Message{Kind: SyncRefused, App: "shop", Commit: "0123456789abcdef", Message: "commit \"web v3\" was Rejected: apps/shop.cue:3:12: conflicting values"}
+	n.Notify(m)
+	n.Notify(Message{Kind: RolloutFailed, App: "shop", Message: "pod group web: made no progress"})
+	eventually(t, "both messages on the JSON webhook", func() bool { return len(js.got()) == 4 })
+	var first Message
+	if err := json.Unmarshal([]byte(js.got()[2]), &first); err != nil || first.Kind != SyncRefused || first.Commit != m.Commit || first.Message != m.Message {
+		t.Fatalf("JSON payload %q: %v", js.got()[2], err)
+	}
+	eventually(t, "the slack message", func() bool { return len(slack.got()) == 1 })
+	var s struct{ Text string }
+	if err := json.Unmarshal([]byte(slack.got()[0]), &s); err != nil || !strings.Contains(s.Text, "Rollout failed (shop)") {
+		t.Fatalf("slack payload %q: %v", slack.got()[0], err)
+	}
+	eventually(t, "the 404 webhook tried", func() bool { return len(gone.got()) == 2 })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.d) != 2 || w.d[0] != time.Second || w.d[1] != 2*time.Second {
+		t.Errorf("waits %v, want 1s then 2s (a 404 is not retried)", w.d)
+	}
+}
+
+// A webhook that never answers does not block Notify: the queue keeps the
+// newest messages.
+func TestNotifyNeverBlocks(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	n := New(Options{Config: Config{Webhooks: []Webhook{{URL: srv.URL}}}, Queue: 8})
+	start(t, n)
+	for i := range 10_000 {
+		n.Notify(Message{Kind: NodeLost, Node: "n", Message: string(rune('a' + i%26))})
+	}
+	s := n.sinks[0]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) > 8 || s.dropped == 0 {
+		t.Fatalf("queue %d, dropped %d: want at most 8 kept and the rest dropped", len(s.queue), s.dropped)
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	good := "webhooks:\n  - url: https://hooks.slack.com/services/T/B/X\n    format: slack\n  - url: http://127.0.0.1:9/x\n    events: [rolloutFailed, nodeLost]\n"
+	c, err := ParseConfig([]byte(good))
+	if err != nil || len(c.Webhooks) != 2 || c.Webhooks[1].Kinds[1] != NodeLost {
+		t.Fatalf("ParseConfig = %+v, %v", c, err)
+	}
+	for _, bad := range []string{"webhooks:\n  - url: ftp://x\n", "webhooks:\n  - url: https://x\n    format: xml\n",
+		"webhooks:\n  - url: https://x\n    events: [everything]\n", "hooks: []\n"} {
+		if _, err := ParseConfig([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("webhooks:\n  - url: https://x/y\n    format: slack\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b)
+		if err != nil {
+			return
+		}
+		for _, w := range c.Webhooks {
+			if !strings.HasPrefix(w.URL, "http") {
+				t.Fatalf("accepted %q", w.URL)
+			}
+		}
+	})
+}
+
+func TestDetect(t *testing.T) {
+	since := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
+	rev := func(result string, at time.Time) *api.Revision {
+		r := api.KindRevision.New().(*api.Revision)
+		r.Metadata = api.ObjectMeta{Name: "r", App: "shop"}
+		r.Spec = api.RevisionSpec{Commit: "abc", Result: result, SyncedAt: at, Message: "web v3\n\nbody",
+			Errors: []api.SourceError{{File: "apps/shop.cue", Line: 3, Column: 12, Message: "conflicting values"}}}
+		return r
+	}
+	wl := func(degraded bool, at time.Time) *api.Workload {
+		w := api.KindWorkload.New().(*api.Workload)
+		w.Metadata = api.ObjectMeta{Name: "web", App: "shop"}
+		if degraded {
+			w.Status.Conditions = []api.Condition{{Type: api.WorkloadDegraded, Status: api.ConditionTrue, Message: "made no progress", LastTransitionTime: at}}
+		}
+		return w
+	}
+	node := func(ready bool) *api.Node {
+		n := api.KindNode.New().(*api.Node)
+		n.Metadata.Name = "n1"
+		st := api.ConditionFalse
+		if ready {
+			st = api.ConditionTrue
+		}
+		n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: st, Message: "no heartbeat for 40s"}}
+		return n
+	}
+	later := since.Add(time.Minute)
+	for _, tc := range []struct {
+		name     string
+		old, obj api.Object
+		kind     string
+		msg      string
+	}{
+		{"rejected revision", nil, rev(api.SyncRejected, later), SyncRefused, `commit "web v3" was Rejected: apps/shop.cue:3:12: conflicting values`},
+		{"applied revision", nil, rev(api.SyncApplied, later), "", ""},
+		{"old rejected revision", nil, rev(api.SyncRejected, since.Add(-time.Hour)), "", ""},
+		{"rollout stalls", wl(false, later), wl(true, later), RolloutFailed, "pod group web: made no progress"},
+		{"still stalled", wl(true, later), wl(true, later), "", ""},
+		{"stalled before the start", nil, wl(true, since.Add(-time.Hour)), "", ""},
+		{"node lost", node(true), node(false), NodeLost, "no heartbeat for 40s; its pods are replaced elsewhere after the eviction timeout"},
+		{"node back", node(false), node(true), "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, ok := Detect(tc.old, tc.obj, since)
+			if ok != (tc.kind != "") || m.Kind != tc.kind || m.Message != tc.msg {
+				t.Fatalf("Detect = %+v, %v; want %s %q", m, ok, tc.kind, tc.msg)
+			}
+		})
+	}
+}
+
+// Watch reports a sync refused and a node lost from a real API server.
+func TestWatch(t *testing.T) {
+	rcv := newReceiver(t)
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx := context.Background()
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+	o, err := c.Create(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt := New(Options{Config: Config{Webhooks: []Webhook{{URL: rcv.srv.URL}}}})
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { Watch(wctx, c, nt, time.Now, nil); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	r := api.KindRevision.New().(*api.Revision)
+	r.Metadata = api.ObjectMeta{Name: "shop-1", App: "shop"}
+	r.Spec = api.RevisionSpec{Repo: "deploy", Commit: "abc", Result: api.SyncRejected, SyncedAt: time.Now().Add(time.Second), Message: "web v3"}
+	if _, err := c.Create(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the syncRefused notification", func() bool {
+		for _, b := range rcv.got() {
+			if strings.Contains(b, `"kind":"syncRefused"`) {
+				return true
+			}
+		}
+		return false
+	})
+	lost := api.Clone(o.(*api.Node))
+	lost.Status.Conditions[0].Status = api.ConditionFalse
+	if _, err := c.UpdateStatus(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the nodeLost notification", func() bool {
+		for _, b := range rcv.got() {
+			if strings.Contains(b, `"kind":"nodeLost"`) && strings.Contains(b, `"node":"n1"`) {
+				return true
+			}
+		}
+		return false
+	})
+}

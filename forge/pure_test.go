@@ -1,0 +1,187 @@
+package forge
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/plan"
+)
+
+func TestTruncate(t *testing.T) {
+	note := "\n_cut_\n"
+	long := "# plan\n```\n" + strings.Repeat("line of the plan\n", 200) + "```\n<details>\nx\n</details>\n"
+	for _, tc := range []struct {
+		name  string
+		body  string
+		limit int
+		want  []string
+	}{
+		{"within the limit", "short", 100, []string{"short"}},
+		{"cut inside a fence closes it", long, 300, []string{"# plan", "\n```" + note}},
+		{"cut with open details closes it", "<details>\n" + strings.Repeat("a\n", 500), 200, []string{"</details>" + note}},
+		{"multi-byte characters are not split", strings.Repeat("é", 500), 101, []string{"_cut_"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Truncate(tc.body, tc.limit, note)
+			if len(got) > tc.limit && len(tc.body) > tc.limit {
+				t.Fatalf("%d bytes, over the limit %d", len(got), tc.limit)
+			}
+			if !utf8.ValidString(got) {
+				t.Fatalf("invalid UTF-8: %q", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("%q lacks %q", got, w)
+				}
+			}
+			if strings.Count(got, "```")%2 != 0 {
+				t.Errorf("unbalanced fences in %q", got)
+			}
+		})
+	}
+}
+
+func FuzzTruncate(f *testing.F) {
+	f.Add("```\nabc\n", 10)
+	f.Add(strings.Repeat("é\n", 50), 33)
+	f.Fuzz(func(t *testing.T, body string, limit int) {
+		if limit <= 0 || limit > 1<<16 || !utf8.ValidString(body) {
+			return
+		}
+		got := Truncate(body, limit, "\n_cut_\n")
+		if len(body) > limit && len(got) > limit {
+			t.Fatalf("%d bytes over %d", len(got), limit)
+		}
+		if !utf8.ValidString(got) {
+			t.Fatalf("invalid UTF-8")
+		}
+	})
+}
+
+func TestFindOwn(t *testing.T) {
+	m := Marker("deploy")
+	cs := []Comment{{ID: 1, Author: "alice", Body: "quote " + m}, {ID: 2, Author: "bot", Body: "no marker"},
+		{ID: 3, Author: "bot", Body: m + "\nplan"}, {ID: 4, Author: "bot", Body: Marker("other")}}
+	if c, ok := FindOwn(cs, "bot", m); !ok || c.ID != 3 {
+		t.Fatalf("FindOwn = %+v, %v; want 3", c, ok)
+	}
+	if _, ok := FindOwn(cs[:2], "bot", m); ok {
+		t.Fatal("found a comment without the marker or by someone else")
+	}
+}
+
+func TestPlanStatus(t *testing.T) {
+	valid := &plan.Plan{Apps: []plan.App{{Name: "x", Status: plan.AppChanged}}, Capacity: &plan.Capacity{Workloads: []plan.Placement{{Pods: 2, Fit: 2}}}}
+	invalid := &plan.Plan{Errors: []api.SourceError{{File: "a.cue", Line: 1, Message: "bad"}}, Apps: []plan.App{{Name: "x", Status: plan.AppRejected}}}
+	unfit := &plan.Plan{Capacity: &plan.Capacity{Workloads: []plan.Placement{{Pods: 3, Fit: 1}}}}
+	for _, tc := range []struct {
+		name  string
+		p     *plan.Plan
+		sig   error
+		state State
+		desc  string
+	}{
+		{"valid and fits", valid, nil, StateSuccess, "valid: 1 app changed, fits the cluster"},
+		{"invalid", invalid, nil, StateFailure, "invalid: 1 error, 1 app rejected"},
+		{"unsigned", valid, gitsync.ErrUnsigned, StateFailure, "head is not signed by a trusted key: sync would refuse it"},
+		{"does not fit", unfit, nil, StateFailure, "2 new pods would not fit on the cluster"},
+		{"no cluster", &plan.Plan{}, nil, StateSuccess, "valid: 0 apps changed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := PlanStatus(tc.p, tc.sig)
+			if st.State != tc.state || st.Description != tc.desc || st.Context != PlanContext {
+				t.Fatalf("PlanStatus = %+v, want %s %q", st, tc.state, tc.desc)
+			}
+		})
+	}
+}
+
+func TestParseHook(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		forge       gitsync.Forge
+		event, body string
+		want        Hook
+		ok, bad     bool
+	}{
+		{"github opened", gitsync.ForgeGitHub, "pull_request", `{"action":"opened","number":7,"pull_request":{"base":{"ref":"main"}}}`, Hook{7, "opened", "main"}, true, false},
+		{"github form-encoded", gitsync.ForgeGitHub, "pull_request", `payload=%7B%22action%22%3A%22closed%22%2C%22number%22%3A3%7D`, Hook{3, "closed", ""}, true, false},
+		{"gitea synchronized", gitsync.ForgeGitea, "pull_request_sync", `{"action":"synchronized","number":2,"pull_request":{"number":2,"base":{"ref":"main"}}}`, Hook{2, "synchronized", "main"}, true, false},
+		{"gitlab merge request", gitsync.ForgeGitLab, "Merge Request Hook", `{"object_kind":"merge_request","object_attributes":{"iid":9,"action":"update","target_branch":"main"}}`, Hook{9, "update", "main"}, true, false},
+		{"a review is not a pull-request change", gitsync.ForgeGitHub, "pull_request_review", `{}`, Hook{}, false, false},
+		{"an issue", gitsync.ForgeGitHub, "issues", `{"number":1}`, Hook{}, false, false},
+		{"no number", gitsync.ForgeGitHub, "pull_request", `{"action":"opened"}`, Hook{}, true, true},
+		{"not JSON", gitsync.ForgeGitLab, "Merge Request Hook", `<html>`, Hook{}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, ok, err := ParseHook(tc.forge, tc.event, []byte(tc.body))
+			if ok != tc.ok || (err != nil) != tc.bad || (err != nil && !errors.Is(err, ErrBadHook)) {
+				t.Fatalf("ParseHook = %+v, %v, %v", h, ok, err)
+			}
+			if !tc.bad && h != tc.want {
+				t.Fatalf("hook %+v, want %+v", h, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseHook(f *testing.F) {
+	f.Add("github", "pull_request", []byte(`{"action":"opened","number":7}`))
+	f.Add("gitlab", "Merge Request Hook", []byte(`{"object_attributes":{"iid":1}}`))
+	f.Add("gitea", "pull_request", []byte(`payload=%7B%7D`))
+	f.Fuzz(func(t *testing.T, forge, event string, body []byte) {
+		h, ok, err := ParseHook(gitsync.Forge(forge), event, body)
+		if err == nil && ok && h.Number <= 0 {
+			t.Fatalf("accepted a hook without a pull request: %+v", h)
+		}
+	})
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		want   time.Duration
+		ok     bool
+	}{
+		{"seconds", map[string]string{"Retry-After": "30"}, 30 * time.Second, true},
+		{"http date", map[string]string{"Retry-After": now.Add(time.Minute).Format(http.TimeFormat)}, time.Minute, true},
+		{"github reset", map[string]string{"X-RateLimit-Reset": "1796446860"}, time.Unix(1796446860, 0).Sub(now), true},
+		{"gitlab reset", map[string]string{"RateLimit-Reset": "1796446860"}, time.Unix(1796446860, 0).Sub(now), true},
+		{"reset in the past waits a second", map[string]string{"X-RateLimit-Reset": "100"}, time.Second, true},
+		{"nothing", nil, 0, false},
+		{"garbage", map[string]string{"Retry-After": "soon"}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range tc.header {
+				h.Set(k, v)
+			}
+			got, ok := RetryAfter(h, now)
+			if got != tc.want || ok != tc.ok {
+				t.Fatalf("RetryAfter = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func FuzzRetryAfter(f *testing.F) {
+	f.Add("30", "")
+	f.Add("", "1796446860")
+	f.Add("Wed, 21 Oct 2015 07:28:00 GMT", "-1")
+	f.Fuzz(func(t *testing.T, retry, reset string) {
+		h := http.Header{}
+		h.Set("Retry-After", retry)
+		h.Set("X-RateLimit-Reset", reset)
+		if d, ok := RetryAfter(h, time.Unix(1_700_000_000, 0)); ok && d < 0 {
+			t.Fatalf("negative wait %v", d)
+		}
+	})
+}

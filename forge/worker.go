@@ -1,0 +1,509 @@
+package forge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/plan"
+	"github.com/capstanhq/capstan/schema/sandbox"
+)
+
+// maxTracked bounds the commits whose deploy status is followed at once;
+// the oldest are dropped first.
+const maxTracked = 100
+
+// prState is what the worker knows of one open pull request. Owned by the
+// worker's goroutine.
+type prState struct {
+	pr PullRequest
+	// input is the evaluated base and head (nil when no plan could be
+	// made; problem says why), kept so that a cluster change costs a
+	// plan.Compute, not an evaluation.
+	input   *plan.Input
+	problem string
+	sigErr  error
+	// commentID is the plan comment, 0 until found or posted; body and
+	// status are what was last posted.
+	commentID int64
+	body      string
+	status    Status
+	// previews are the preview Apps made for the head.
+	previews []string
+}
+
+// tracked is a commit whose deploy status is followed.
+type tracked struct {
+	commit string
+	posted Status
+}
+
+// worker serves one repository.
+type worker struct {
+	c    *Component
+	cfg  gitsync.RepoConfig
+	fc   Client
+	dir  string
+	load plan.Loader
+	ev   *sandbox.Evaluator
+
+	mu    sync.Mutex
+	dirty map[int]bool
+	// previewed are the preview Apps the worker made, for markPreview.
+	previewed map[string]bool
+	all       bool
+	cluster   bool
+	deploys   bool
+	commits   []tracked
+	timer     *time.Timer
+	wake      chan struct{}
+
+	// Owned by run.
+	prs     map[int]*prState
+	self    string
+	failing bool
+}
+
+func newWorker(c *Component, rc gitsync.RepoConfig, fc Client) *worker {
+	return &worker{c: c, cfg: rc, fc: fc, dir: dataName(c.opts.DataDir, rc.Name), load: c.opts.Load,
+		dirty: map[int]bool{}, previewed: map[string]bool{}, wake: make(chan struct{}, 1), prs: map[int]*prState{}}
+}
+
+func (w *worker) kick() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// mark asks for pull request n to be looked at again.
+func (w *worker) mark(n int) {
+	w.mu.Lock()
+	w.dirty[n] = true
+	w.mu.Unlock()
+	w.kick()
+}
+
+// markPreview marks pull request n when app is one of its previews.
+func (w *worker) markPreview(app string, n int) {
+	w.mu.Lock()
+	ok := w.previewed[app]
+	w.mu.Unlock()
+	if ok {
+		w.mark(n)
+	}
+}
+
+func (w *worker) markAll() {
+	w.mu.Lock()
+	w.all = true
+	w.mu.Unlock()
+	w.kick()
+}
+
+// clusterChanged re-plans every open pull request once the cluster has
+// been quiet for ClusterDebounce.
+func (w *worker) clusterChanged() {
+	if !w.cfg.Forge.Enabled(gitsync.ForgeEventPlans) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer != nil {
+		w.timer.Reset(w.c.opts.ClusterDebounce)
+		return
+	}
+	w.timer = time.AfterFunc(w.c.opts.ClusterDebounce, func() {
+		w.mu.Lock()
+		w.cluster = true
+		w.mu.Unlock()
+		w.kick()
+	})
+}
+
+// track follows the deploy status of a commit sync looked at.
+func (w *worker) track(commit string) {
+	if !w.cfg.Forge.Enabled(gitsync.ForgeEventDeploys) || commit == "" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range w.commits {
+		if t.commit == commit {
+			w.deploys = true
+			w.kick()
+			return
+		}
+	}
+	w.commits = append(w.commits, tracked{commit: commit})
+	if len(w.commits) > maxTracked {
+		w.commits = w.commits[len(w.commits)-maxTracked:]
+	}
+	w.deploys = true
+	w.kick()
+}
+
+func (w *worker) deploysChanged() {
+	w.mu.Lock()
+	n := len(w.commits)
+	w.deploys = w.deploys || n > 0
+	w.mu.Unlock()
+	if n > 0 {
+		w.kick()
+	}
+}
+
+func (w *worker) close() {
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+	if w.ev != nil {
+		w.ev.Close()
+	}
+}
+
+func (w *worker) run(ctx context.Context) {
+	if w.load == nil {
+		ev, err := sandbox.New(w.c.opts.Eval)
+		if err != nil {
+			w.c.log.Error("forge: no evaluator; plans are off", "repo", w.cfg.Name, "err", err)
+			return
+		}
+		w.ev, w.load = ev, ev.Load
+	}
+	w.markAll()
+	poll := time.NewTicker(w.cfg.Forge.PollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-poll.C:
+			w.markAll()
+		}
+		w.round(ctx)
+	}
+}
+
+// round does the work marked since the last one.
+func (w *worker) round(ctx context.Context) {
+	w.mu.Lock()
+	all, dirty, cluster, deploys := w.all, w.dirty, w.cluster, w.deploys
+	w.all, w.dirty, w.cluster, w.deploys = false, map[int]bool{}, false, false
+	w.mu.Unlock()
+	var errs []error
+	if w.cfg.Forge.Enabled(gitsync.ForgeEventPlans) {
+		if all {
+			errs = append(errs, w.listAll(ctx))
+		}
+		for n := range dirty {
+			if !all {
+				errs = append(errs, w.refresh(ctx, n))
+			}
+		}
+		if cluster && !all {
+			errs = append(errs, w.replanAll(ctx))
+		}
+	}
+	if deploys {
+		errs = append(errs, w.deployRound(ctx))
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	w.report(ctx, errors.Join(errs...))
+}
+
+// report records a failed round as an Event (and its end once).
+func (w *worker) report(ctx context.Context, err error) {
+	if err != nil {
+		w.failing = true
+		w.c.log.Warn("forge", "repo", w.cfg.Name, "err", err)
+		w.c.record(ctx, w.cfg.Name, ReasonForgeError, api.EventWarning, err.Error())
+		return
+	}
+	if w.failing {
+		w.failing = false
+		w.c.record(ctx, w.cfg.Name, ReasonForgeOK, api.EventNormal, "forge calls succeed again")
+	}
+}
+
+func (w *worker) listAll(ctx context.Context) error {
+	prs, err := w.fc.OpenPullRequests(ctx, w.cfg.Branch)
+	if err != nil {
+		return err
+	}
+	open := map[int]bool{}
+	var errs []error
+	for _, pr := range prs {
+		open[pr.Number] = true
+		errs = append(errs, w.consider(ctx, pr))
+	}
+	for n := range w.prs {
+		if !open[n] {
+			delete(w.prs, n)
+		}
+	}
+	errs = append(errs, w.expirePreviews(ctx, open))
+	return errors.Join(errs...)
+}
+
+func (w *worker) refresh(ctx context.Context, n int) error {
+	pr, err := w.fc.PullRequest(ctx, n)
+	if errors.Is(err, ErrNotFound) {
+		delete(w.prs, n)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !pr.Open || pr.Base != w.cfg.Branch {
+		delete(w.prs, n)
+		// Merged or closed: its previews go.
+		return w.syncPreviews(ctx, &prState{pr: PullRequest{Number: n}})
+	}
+	return w.consider(ctx, pr)
+}
+
+// consider plans a pull request whose head is new to the worker.
+func (w *worker) consider(ctx context.Context, pr PullRequest) error {
+	st := w.prs[pr.Number]
+	if st != nil && st.pr.HeadSHA == pr.HeadSHA {
+		st.pr.Title, st.pr.Labels, st.pr.Open = pr.Title, pr.Labels, pr.Open
+		if w.wantsPreview(pr) == (len(st.previews) == 0) {
+			// The preview label came or went.
+			if err := w.syncPreviews(ctx, st); err != nil {
+				return err
+			}
+		}
+		if len(st.previews) == 0 && st.body != "" {
+			return nil
+		}
+		return w.publish(ctx, st, w.c.live(), false)
+	}
+	if st == nil {
+		st = &prState{}
+		w.prs[pr.Number] = st
+	}
+	st.pr = pr
+	if err := w.prepare(ctx, st); err != nil {
+		// Try again on the next round.
+		st.pr.HeadSHA = ""
+		return err
+	}
+	perr := w.syncPreviews(ctx, st)
+	return errors.Join(perr, w.publish(ctx, st, w.c.live(), false))
+}
+
+// prepare fetches the pull request's head and its base branch into the
+// worker's clone and evaluates both sides of the change.
+func (w *worker) prepare(ctx context.Context, st *prState) error {
+	n := st.pr.Number
+	headRef := "refs/capstan/pr/" + strconv.Itoa(n)
+	baseRef := "refs/capstan/base"
+	st.input, st.problem, st.sigErr = nil, "", nil
+	err := gitsync.FetchRefs(ctx, w.cfg, w.dir, "+refs/heads/"+w.cfg.Branch+":"+baseRef, "+"+w.fc.HeadRef(n)+":"+headRef)
+	if errors.Is(err, gitsync.ErrRefNotFound) {
+		if berr := gitsync.FetchRefs(ctx, w.cfg, w.dir, "+refs/heads/"+w.cfg.Branch+":"+baseRef); berr == nil {
+			st.problem = fmt.Sprintf("%v: the forge has no %s any more (a deleted branch?); push to the pull request again", ErrHeadGone, w.fc.HeadRef(n))
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pull request %d: %w", n, err)
+	}
+	head, err := gitsync.ResolveCommit(w.dir, headRef)
+	if err != nil {
+		return err
+	}
+	// The forge may move its head ref a moment after it answers; plan what
+	// was fetched and let the next round catch up.
+	st.pr.HeadSHA = head
+	base, err := gitsync.MergeBase(w.dir, baseRef, head)
+	if err != nil {
+		st.problem = err.Error()
+		return nil
+	}
+	in, err := plan.Read(ctx, plan.ReadOptions{Repo: w.dir, Base: base, Head: head, Path: w.cfg.Path, Load: w.load})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		st.problem = err.Error()
+		return nil
+	}
+	in.Base.Ref = w.cfg.Branch
+	in.Head.Ref = st.pr.Head
+	if in.Head.Ref == "" {
+		in.Head.Ref = "#" + strconv.Itoa(n)
+	}
+	st.input = &in
+	if w.cfg.Verify.Enabled {
+		_, st.sigErr = gitsync.VerifyRef(w.cfg, w.dir, head)
+	}
+	return nil
+}
+
+// replanAll re-plans every open pull request against the cluster as it
+// is now, publishing those whose verdict flips.
+func (w *worker) replanAll(ctx context.Context) error {
+	live := w.c.live()
+	var errs []error
+	for _, st := range w.prs {
+		if st.input != nil {
+			errs = append(errs, w.publish(ctx, st, live, true))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// publish computes the plan of st against live and posts its comment and
+// status where they changed; onlyFlip posts nothing unless the verdict
+// changed (a cluster change).
+func (w *worker) publish(ctx context.Context, st *prState, live *plan.Live, onlyFlip bool) error {
+	var p *plan.Plan
+	var status Status
+	if st.input != nil {
+		in := *st.input
+		in.Live = live
+		if live == nil {
+			in.LiveNote = "the server does not watch the cluster"
+		}
+		p = plan.Compute(in)
+		status = PlanStatus(p, st.sigErr)
+	} else {
+		status = Status{Context: PlanContext, State: StateError, Description: "no plan: " + st.problem}
+	}
+	if onlyFlip && status.State == st.status.State {
+		return nil
+	}
+	status.TargetURL = w.target(st.pr.HeadSHA, st.pr.Number)
+	body := CommentBody(CommentInput{Repo: w.cfg.Name, PR: st.pr, Plan: p, Problem: st.problem, Status: status, SigErr: st.sigErr,
+		Previews: w.previewLinks(ctx, st), Limit: w.fc.CommentLimit()})
+	if body != st.body {
+		if err := w.upsertComment(ctx, st, body); err != nil {
+			return err
+		}
+	}
+	if st.pr.HeadSHA != "" && status != st.status {
+		if err := w.fc.SetStatus(ctx, st.pr.HeadSHA, status); err != nil {
+			return err
+		}
+		st.status = status
+	}
+	return nil
+}
+
+// upsertComment edits the pull request's plan comment, finding it by its
+// marker among the token user's comments, or posts it.
+func (w *worker) upsertComment(ctx context.Context, st *prState, body string) error {
+	n := st.pr.Number
+	if st.commentID == 0 {
+		if w.self == "" {
+			self, err := w.fc.Self(ctx)
+			if err != nil {
+				return err
+			}
+			w.self = self
+		}
+		comments, err := w.fc.Comments(ctx, n)
+		if err != nil {
+			return err
+		}
+		if c, ok := FindOwn(comments, w.self, Marker(w.cfg.Name)); ok {
+			st.commentID = c.ID
+			if c.Body == body {
+				st.body = body
+				return nil
+			}
+		}
+	}
+	if st.commentID != 0 {
+		err := w.fc.EditComment(ctx, n, st.commentID, body)
+		if err == nil {
+			st.body = body
+			return nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		// Deleted by a human: post it again.
+	}
+	c, err := w.fc.CreateComment(ctx, n, body)
+	if err != nil {
+		return err
+	}
+	st.commentID, st.body = c.ID, body
+	return nil
+}
+
+func (w *worker) target(commit string, pr int) string {
+	t := w.cfg.Forge.TargetURL
+	if t == "" {
+		return ""
+	}
+	return strings.NewReplacer("{commit}", commit, "{pr}", strconv.Itoa(pr), "{repo}", w.cfg.Name).Replace(t)
+}
+
+// deployRound posts the deploy status of every followed commit whose
+// state changed, and stops following those that are final.
+func (w *worker) deployRound(ctx context.Context) error {
+	c := w.c
+	in := DeployInput{Repo: w.cfg.Name}
+	for _, o := range c.revisions.List() {
+		in.Revisions = append(in.Revisions, o.(*api.Revision))
+	}
+	for _, o := range c.apps.List() {
+		in.Apps = append(in.Apps, o.(*api.App))
+	}
+	for _, o := range c.workloads.List() {
+		in.Workloads = append(in.Workloads, o.(*api.Workload))
+	}
+	w.mu.Lock()
+	commits := append([]tracked(nil), w.commits...)
+	w.mu.Unlock()
+	var errs []error
+	done := map[string]Status{}
+	for _, t := range commits {
+		in.Commit = t.commit
+		st := DeployState(in)
+		st.TargetURL = w.target(t.commit, 0)
+		if st.State == t.posted.State && t.posted.State != "" {
+			continue
+		}
+		if err := w.fc.SetStatus(ctx, t.commit, st); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if d, ok := w.fc.(Deployer); ok {
+			if err := d.Deploy(ctx, t.commit, w.cfg.Name, st); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		done[t.commit] = st
+	}
+	w.mu.Lock()
+	kept := w.commits[:0]
+	for _, t := range w.commits {
+		if st, ok := done[t.commit]; ok {
+			t.posted = st
+		}
+		if t.posted.State == StateSuccess || t.posted.State == StateFailure {
+			continue
+		}
+		kept = append(kept, t)
+	}
+	w.commits = kept
+	w.mu.Unlock()
+	return errors.Join(errs...)
+}

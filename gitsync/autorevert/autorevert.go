@@ -1,0 +1,181 @@
+package autorevert
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/rollback"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// Options configure the component.
+type Options struct {
+	// API is the cluster's API client. Required.
+	API *client.Client
+	// Repos are the tracked repositories (their credentials push the
+	// revert).
+	Repos []gitsync.RepoConfig
+	// DataDir holds a clone per remote repository (NAME.git). Required.
+	DataDir string
+	// AuthorName and AuthorEmail sign the revert commits. Default
+	// "Capstan" <capstan@cluster.local>.
+	AuthorName, AuthorEmail string
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// OnRevert is told of every revert made or refused (notifications);
+	// it must not block. Default none.
+	OnRevert func(a Action, commit string, err error)
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Event reasons.
+const (
+	ReasonReverted = "AutoReverted"
+	ReasonStopped  = "AutoRevertStopped"
+)
+
+// Component watches Apps, Workloads and Revisions and makes the reverts.
+type Component struct {
+	opts  Options
+	log   *slog.Logger
+	repos map[string]gitsync.RepoConfig
+	wake  chan struct{}
+	// done are the failed rollouts handled (Action.Key); owned by run.
+	done map[string]bool
+}
+
+// New checks the options.
+func New(o Options) (*Component, error) {
+	if o.API == nil || o.DataDir == "" {
+		return nil, errors.New("autorevert: API client and data directory are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AuthorName == "" {
+		o.AuthorName, o.AuthorEmail = "Capstan", "capstan@cluster.local"
+	}
+	c := &Component{opts: o, log: o.Logger, repos: map[string]gitsync.RepoConfig{}, wake: make(chan struct{}, 1), done: map[string]bool{}}
+	for _, rc := range o.Repos {
+		c.repos[rc.Name] = rc.WithDefaults()
+	}
+	return c, nil
+}
+
+func (c *Component) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs until ctx ends.
+func (c *Component) Start(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	infs := map[api.Kind]*client.Informer{}
+	for _, k := range []api.Kind{api.KindApp, api.KindWorkload, api.KindRevision} {
+		i := client.NewInformer(c.opts.API, k, client.ListOptions{}, c.log)
+		i.AddHandler(client.Handler{OnAdd: func(api.Object) { c.kick() }, OnUpdate: func(_, _ api.Object) { c.kick() }})
+		infs[k] = i
+		g.Go(func() error { return i.Start(ctx) })
+	}
+	g.Go(func() error {
+		for _, i := range infs {
+			if err := i.WaitForSync(ctx); err != nil {
+				return nil
+			}
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-c.wake:
+			}
+			c.round(ctx, infs)
+		}
+	})
+	if err := g.Wait(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+func (c *Component) round(ctx context.Context, infs map[api.Kind]*client.Informer) {
+	var apps []*api.App
+	var ws []*api.Workload
+	var revs []*api.Revision
+	for _, o := range infs[api.KindApp].List() {
+		apps = append(apps, o.(*api.App))
+	}
+	for _, o := range infs[api.KindWorkload].List() {
+		ws = append(ws, o.(*api.Workload))
+	}
+	for _, o := range infs[api.KindRevision].List() {
+		revs = append(revs, o.(*api.Revision))
+	}
+	for _, a := range Decide(apps, ws, revs, c.done) {
+		c.done[a.Key()] = true
+		commit, err := c.apply(ctx, a)
+		if ctx.Err() != nil {
+			return
+		}
+		c.report(ctx, a, commit, err)
+	}
+}
+
+// apply makes the revert commit of a, or returns why not.
+func (c *Component) apply(ctx context.Context, a Action) (string, error) {
+	if a.Refused != "" {
+		return "", errors.New(a.Refused)
+	}
+	rc, ok := c.repos[a.Repo]
+	if !ok {
+		return "", fmt.Errorf("repository %q of app %s is not tracked by this server", a.Repo, a.App)
+	}
+	dir, local := gitsync.IsLocal(rc.URL)
+	if !local {
+		dir = filepath.Join(c.opts.DataDir, rc.Name+".git")
+		if err := gitsync.FetchBranch(ctx, rc, dir); err != nil {
+			return "", err
+		}
+	}
+	plan, err := rollback.PlanFor(dir, rc.Path, a.App, a.To, false)
+	if err != nil {
+		return "", err
+	}
+	note := fmt.Sprintf("The rollout of app %s at %s failed: %s.\nReverted by the cluster (rollback: \"auto\").\n\n%s: %s",
+		a.App, api.ShortCommit(a.Failed), a.Why, Trailer, a.Failed)
+	return gitsync.Revert(ctx, rc, gitsync.RevertRequest{Paths: plan.Files, To: a.To, Apps: plan.Apps, Rewritten: plan.Rewritten,
+		Author: gitsync.Author{Name: c.opts.AuthorName, Email: c.opts.AuthorEmail, When: c.opts.Now()}, Note: note})
+}
+
+func (c *Component) report(ctx context.Context, a Action, commit string, err error) {
+	rec := &reconcile.Recorder{Client: c.opts.API, Reporter: "autorevert", Logger: c.log, Now: c.opts.Now}
+	ev := reconcile.Event{Object: api.ObjectRef{Kind: api.KindApp, App: a.App, Name: a.App}}
+	if err != nil {
+		ev.Type, ev.Reason = api.EventWarning, ReasonStopped
+		ev.Message = fmt.Sprintf("rollout of %s failed (%s) and was not reverted: %v", api.ShortCommit(a.Failed), a.Why, err)
+		c.log.Warn("automatic revert not made", "app", a.App, "failed", a.Failed, "err", err)
+	} else {
+		ev.Type, ev.Reason = api.EventNormal, ReasonReverted
+		ev.Message = fmt.Sprintf("rollout of %s failed (%s): committed %s restoring %s", api.ShortCommit(a.Failed), a.Why, api.ShortCommit(commit), api.ShortCommit(a.To))
+		c.log.Info("automatic revert committed", "app", a.App, "failed", a.Failed, "to", a.To, "commit", commit)
+	}
+	rec.Record(ctx, ev)
+	if c.opts.OnRevert != nil {
+		c.opts.OnRevert(a, commit, err)
+	}
+}

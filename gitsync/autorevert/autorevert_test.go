@@ -1,0 +1,240 @@
+package autorevert
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/reconcile/app"
+	"github.com/capstanhq/capstan/schema"
+)
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir, "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.com",
+		"GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func desc(tag string) string {
+	return `apps: x: {rollback: "auto", pods: web: {replicas: 2, containers: c: image: "r/x:` + tag + `"}}` + "\n"
+}
+
+func commit(t *testing.T, dir, content, msg string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "apps", "x.cue"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git(t, dir, "add", "-A")
+	git(t, dir, "commit", "-q", "-m", msg)
+	return git(t, dir, "rev-parse", "HEAD")
+}
+
+// synced writes, as sync and the controllers would, the app at commit
+// (with its Revision) and its workloads, stalled past their deadline.
+func synced(t *testing.T, c *client.Client, dir, commit string, stall bool) {
+	t.Helper()
+	ctx := context.Background()
+	src := git(t, dir, "show", commit+":apps/x.cue")
+	res, err := schema.Load(fstest.MapFS{"x.cue": {Data: []byte(src)}}, schema.LoadOptions{})
+	if err != nil || len(res.Apps) != 1 || !res.Apps[0].Valid() {
+		t.Fatalf("load: %v %+v", err, res)
+	}
+	want := res.Apps[0].App
+	var a *api.App
+	if o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "x", Name: "x"}); err == nil {
+		a = api.Clone(o.(*api.App))
+		a.Spec = want.Spec
+		o, err = c.Update(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a = o.(*api.App)
+	} else {
+		want.Metadata.Labels = map[string]string{applier.LabelRepo: "deploy"}
+		o, err := c.Create(ctx, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a = o.(*api.App)
+	}
+	a.Status.SyncedCommit = commit
+	if _, err := c.UpdateStatus(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	r := api.KindRevision.New().(*api.Revision)
+	r.Metadata = api.ObjectMeta{Name: "x-" + commit[:12], App: "x", Labels: map[string]string{applier.LabelRepo: "deploy"}}
+	r.Spec = api.RevisionSpec{Repo: dir, Commit: commit, Result: api.SyncApplied, Message: git(t, dir, "log", "-1", "--format=%B", commit), SyncedAt: time.Now()}
+	if _, err := c.Create(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	ws, _ := app.Desired(a)
+	for _, w := range ws {
+		var cur *api.Workload
+		if o, err := c.Get(ctx, api.KeyOf(w)); err == nil {
+			cur = api.Clone(o.(*api.Workload))
+			cur.Spec = w.Spec
+			o, err = c.Update(ctx, cur)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur = o.(*api.Workload)
+		} else {
+			o, err := c.Create(ctx, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur = o.(*api.Workload)
+		}
+		cur.Status.ObservedGeneration = cur.Metadata.Generation
+		cur.Status.Conditions = nil
+		if stall {
+			cur.Status.Conditions = []api.Condition{{Type: api.WorkloadDegraded, Status: api.ConditionTrue, Reason: api.ReasonDeadlineExceeded,
+				Message: "rollout to template abc made no progress for 10m0s: 2 of 2 new pods not ready (x-web-1: CrashLoopBackOff)"}}
+		}
+		if _, err := c.UpdateStatus(ctx, cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func event(c *client.Client, reason string) *api.Event {
+	objs, _, err := c.List(context.Background(), api.KindEvent, client.ListOptions{App: "x"})
+	if err != nil {
+		return nil
+	}
+	for _, o := range objs {
+		if e := o.(*api.Event); e.Spec.Reason == reason {
+			return e
+		}
+	}
+	return nil
+}
+
+// A failed rollout of an app with rollback "auto" makes exactly one revert
+// commit restoring the previous commit's content, authored by the cluster
+// with the trailer; when the revert's own rollout fails too, nothing is
+// reverted again and an event says so.
+func TestAutoRevert(t *testing.T) {
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	if err := os.MkdirAll(filepath.Join(repo, "apps"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	good := commit(t, repo, desc("v1"), "x v1")
+	bad := commit(t, repo, desc("v2"), "x v2: the new image")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, repo, good, false)
+	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{{Name: "deploy", URL: repo, Branch: "main", Path: "apps"}}, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- comp.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+
+	synced(t, c, repo, bad, true)
+	eventually(t, "the revert commit", func() bool { return git(t, repo, "rev-parse", "HEAD") != bad })
+	revert := git(t, repo, "rev-parse", "HEAD")
+	msg := git(t, repo, "log", "-1", "--format=%an <%ae>%n%B", revert)
+	for _, want := range []string{"Capstan <capstan@cluster.local>", "Rollback app x to " + good[:12], "CrashLoopBackOff", Trailer + ": " + bad} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("revert message lacks %q:\n%s", want, msg)
+		}
+	}
+	if got := git(t, repo, "show", revert+":apps/x.cue"); got+"\n" != desc("v1") {
+		t.Errorf("apps/x.cue after the revert = %q, want v1", got)
+	}
+	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil })
+
+	// Sync applies the revert; its rollout fails too: no second revert.
+	synced(t, c, repo, revert, true)
+	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
+	if e := event(c, ReasonStopped); !strings.Contains(e.Spec.Message, "itself an automatic revert") {
+		t.Errorf("event: %s", e.Spec.Message)
+	}
+	if got := git(t, repo, "rev-list", "--count", "HEAD"); got != "3" {
+		t.Errorf("%s commits, want 3 (exactly one revert)", got)
+	}
+}
+
+func TestDecide(t *testing.T) {
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "x", App: "x", Labels: map[string]string{applier.LabelRepo: "deploy"}}
+	a.Spec.Rollback = api.RollbackAuto
+	a.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: 1, Template: api.PodTemplate{Containers: []api.Container{{Name: "c", Image: "r/x:v2"}}}}}}
+	a.Status.SyncedCommit = "b"
+	ws, _ := app.Desired(a)
+	ws[0].Status.Conditions = []api.Condition{{Type: api.WorkloadDegraded, Status: api.ConditionTrue, Message: "stuck"}}
+	rev := func(rv int64, commit, msg string) *api.Revision {
+		r := api.KindRevision.New().(*api.Revision)
+		r.Metadata = api.ObjectMeta{Name: commit, App: "x", ResourceVersion: rv}
+		r.Spec = api.RevisionSpec{Commit: commit, Result: api.SyncApplied, Message: msg}
+		return r
+	}
+	manual := api.Clone(a)
+	manual.Spec.Rollback = ""
+	for _, tc := range []struct {
+		name string
+		apps []*api.App
+		revs []*api.Revision
+		done map[string]bool
+		want []Action
+	}{
+		{"reverts to the previous commit", []*api.App{a}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, nil,
+			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", To: "a"}}},
+		{"manual apps are left alone", []*api.App{manual}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, nil, nil},
+		{"handled once", []*api.App{a}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, map[string]bool{"x@b": true}, nil},
+		{"already reverted", []*api.App{a}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b"), rev(3, "c", "revert\n\n"+Trailer+": b")}, nil, nil},
+		{"a failing revert is not reverted", []*api.App{a}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "revert\n\n"+Trailer+": z")}, nil,
+			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", Refused: "the failing commit is itself an automatic revert: not reverting again; fix the app by hand"}}},
+		{"no earlier commit", []*api.App{a}, []*api.Revision{rev(2, "b", "b")}, nil,
+			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", Refused: "no earlier applied commit of the app to go back to"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Decide(tc.apps, ws, tc.revs, tc.done)
+			if len(got) != len(tc.want) {
+				t.Fatalf("Decide = %+v, want %+v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("action %+v, want %+v", got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,127 @@
+// Package autorevert reverts, in git, a commit whose rollout failed, for
+// apps that ask for it (`rollback: "auto"` in their descriptor): when a
+// workload of such an app stalls past its progress deadline on the spec of
+// the app's synced commit, it commits the revert of that commit's change to
+// the app through the same path as `capstan rollback` (rollback.PlanFor,
+// then gitsync.Revert), authored by the cluster, with a message naming the
+// failed commit, why, and a `Capstan-Auto-Revert: SHA` trailer. Git stays
+// the truth: sync applies the revert like any commit.
+//
+// It never loops: each failed commit is handled once; a failing commit
+// that is itself an automatic revert is not reverted again (an Event says
+// so and the notifications, when configured, tell people).
+//
+// Decide (pure) finds what to do from the API objects; Component watches
+// them through informers and applies the decisions, one at a time.
+package autorevert
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/reconcile/app"
+)
+
+// Trailer marks the commits this package makes; its value is the commit
+// reverted.
+const Trailer = "Capstan-Auto-Revert"
+
+// Action is what to do about one failed rollout.
+type Action struct {
+	App, Repo string
+	// Failed is the commit whose rollout failed; Why says how.
+	Failed, Why string
+	// To is the commit whose content of the app to restore; empty when
+	// the revert is refused, and Refused says why.
+	To, Refused string
+}
+
+// Key identifies a failed rollout: handled once.
+func (a Action) Key() string { return a.App + "@" + a.Failed }
+
+// Decide returns the failed rollouts of apps with rollback "auto" not in
+// done: the commit to restore (the app's previous applied commit), or
+// why not (the failing commit is itself an automatic revert; no earlier
+// commit). A commit already reverted (a later Revision carries the
+// trailer naming it) is left out. Pure.
+func Decide(apps []*api.App, workloads []*api.Workload, revisions []*api.Revision, done map[string]bool) []Action {
+	var out []Action
+	for _, a := range apps {
+		if a.Spec.Rollback != api.RollbackAuto || a.Status.SyncedCommit == "" {
+			continue
+		}
+		act := Action{App: a.Metadata.Name, Repo: a.Metadata.Labels[applier.LabelRepo], Failed: a.Status.SyncedCommit}
+		if done[act.Key()] {
+			continue
+		}
+		why := stalled(a, workloads)
+		if why == "" {
+			continue
+		}
+		act.Why = why
+		revs := appRevisions(a.Metadata.Name, revisions)
+		failedAt := -1
+		for i, r := range revs {
+			if r.Spec.Commit == act.Failed && r.Spec.Result == api.SyncApplied {
+				failedAt = i
+			}
+			if strings.Contains(r.Spec.Message, Trailer+": "+act.Failed) {
+				failedAt = -2 // reverted already
+				break
+			}
+		}
+		switch {
+		case failedAt == -2:
+			continue
+		case failedAt >= 0 && strings.Contains(revs[failedAt].Spec.Message, Trailer+":"):
+			act.Refused = "the failing commit is itself an automatic revert: not reverting again; fix the app by hand"
+		default:
+			for i := failedAt - 1; i >= 0; i-- {
+				if r := revs[i]; r.Spec.Result == api.SyncApplied && r.Spec.Commit != act.Failed {
+					act.To = r.Spec.Commit
+					break
+				}
+			}
+			if act.To == "" {
+				act.Refused = "no earlier applied commit of the app to go back to"
+			}
+		}
+		out = append(out, act)
+	}
+	slices.SortFunc(out, func(x, y Action) int { return strings.Compare(x.Key(), y.Key()) })
+	return out
+}
+
+// stalled says why a workload of a, at the spec of its synced commit, is
+// past its progress deadline; "" when none is.
+func stalled(a *api.App, workloads []*api.Workload) string {
+	want, _ := app.Desired(a)
+	for _, dw := range want {
+		for _, w := range workloads {
+			if w.Metadata.App != a.Metadata.Name || w.Metadata.Name != dw.Metadata.Name || !api.EqualJSON(w.Spec, dw.Spec) {
+				continue
+			}
+			if c := api.FindCondition(w.Status.Conditions, api.WorkloadDegraded); c != nil && c.Status == api.ConditionTrue {
+				return fmt.Sprintf("pod group %s: %s", w.Metadata.Name, c.Message)
+			}
+		}
+	}
+	return ""
+}
+
+// appRevisions are the app's own Revisions, oldest first.
+func appRevisions(name string, revisions []*api.Revision) []*api.Revision {
+	var out []*api.Revision
+	for _, r := range revisions {
+		if r.Metadata.App == name && r.Metadata.Labels[applier.LabelScope] != applier.ScopeRepository {
+			out = append(out, r)
+		}
+	}
+	slices.SortStableFunc(out, func(x, y *api.Revision) int {
+		return int(x.Metadata.ResourceVersion - y.Metadata.ResourceVersion)
+	})
+	return out
+}

@@ -1,0 +1,158 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/reconcile"
+)
+
+// makeReplica returns replica name of ordered workload "db" with the given
+// persistent volumes (reclaim Retain, or Delete for names ending in "!").
+func makeReplica(name string, volumes ...string) *api.Pod {
+	p := makePod("shop", name, "100m", "64Mi", "db")
+	for _, v := range volumes {
+		reclaim := api.ReclaimRetain
+		if n, ok := strings.CutSuffix(v, "!"); ok {
+			v, reclaim = n, api.ReclaimDelete
+		}
+		p.Spec.Volumes = append(p.Spec.Volumes, api.Volume{Name: v,
+			Persistent: &api.PersistentSource{Size: api.MustParseQuantity("1Gi"), Reclaim: reclaim}})
+	}
+	return p
+}
+
+func TestScheduleVolumePinsReplica(t *testing.T) {
+	snap := NewSnapshot()
+	for _, n := range []string{"n1", "n2", "n3"} {
+		snap.AddNode(makeNode(n, "4", "8Gi", 110))
+	}
+	pod := makeReplica("db-0", "data", "scratch")
+	pod.Spec.Volumes[1].Persistent = nil
+
+	// No volume yet: any node.
+	if res, err := Schedule(pod, snap); err != nil || res.Feasible != 3 {
+		t.Fatalf("no volume: %+v, %v; want 3 feasible nodes", res, err)
+	}
+	snap.SetVolume("shop", "db-0-data", "n2")
+	res, err := Schedule(pod, snap)
+	if err != nil || res.NodeName != "n2" || res.Feasible != 1 {
+		t.Fatalf("volume on n2: %+v, %v; want n2 alone", res, err)
+	}
+
+	// Its node dies: the replica waits, and says why.
+	down := makeNode("n2", "4", "8Gi", 110)
+	down.Status.Conditions[0].Status = api.ConditionFalse
+	snap.UpdateNode(down)
+	res, err = Schedule(pod, snap)
+	if !errors.Is(err, ErrUnschedulable) {
+		t.Fatalf("volume on a dead node: %+v, %v; want unschedulable", res, err)
+	}
+	want := "0/3 nodes available: 2 persistent volume on another node, 1 not ready (persistent volume db-0-data is on node n2;"
+	if !strings.HasPrefix(res.Message, want) {
+		t.Fatalf("message %q, want it to start %q", res.Message, want)
+	}
+
+	// Another replica's volume does not pin this one.
+	if res, err := Schedule(makeReplica("db-1", "data"), snap); err != nil || res.Feasible != 2 {
+		t.Fatalf("db-1: %+v, %v; want the 2 ready nodes", res, err)
+	}
+	// Volumes on two nodes: nowhere.
+	snap.SetVolume("shop", "db-1-data", "n1")
+	snap.SetVolume("shop", "db-1-logs", "n3")
+	if _, err := Schedule(makeReplica("db-1", "data", "logs"), snap); !errors.Is(err, ErrUnschedulable) {
+		t.Fatalf("volumes on n1 and n3: %v, want unschedulable", err)
+	}
+	// The volume removed (--force): the replica runs elsewhere.
+	snap.RemoveVolume("shop", "db-0-data")
+	if res, err := Schedule(pod, snap); err != nil || res.NodeName == "n2" {
+		t.Fatalf("volume removed: %+v, %v; want a ready node", res, err)
+	}
+}
+
+func TestMissingVolumes(t *testing.T) {
+	snap := NewSnapshot()
+	snap.SetVolume("shop", "db-2-data", "n1")
+	vols, err := snap.missingVolumes(makeReplica("db-2", "data", "logs!"), "n1")
+	if err != nil || len(vols) != 1 {
+		t.Fatalf("missingVolumes = %v, %v; want logs alone", vols, err)
+	}
+	v := vols[0]
+	if v.Metadata.Name != "db-2-logs" || v.Spec.Ordinal != 2 || v.Spec.Workload != "db" || v.Spec.NodeName != "n1" ||
+		v.Spec.Reclaim != api.ReclaimDelete || v.Metadata.Owner == nil || v.Metadata.Owner.UID != "uid-db" {
+		t.Fatalf("volume %+v %+v", v.Metadata, v.Spec)
+	}
+	if err := api.Validate(v); err != nil {
+		t.Fatalf("the scheduler's volume does not validate: %v", err)
+	}
+	if vols, _ := snap.missingVolumes(makeReplica("db-3", "data"), "n1"); vols[0].Metadata.Owner != nil {
+		t.Fatalf("a retained volume has owner %+v; it must outlive its workload", vols[0].Metadata.Owner)
+	}
+	if _, err := snap.missingVolumes(makeReplica("db-x", "data"), "n1"); err == nil {
+		t.Fatal("a pod not named WORKLOAD-N got a volume")
+	}
+}
+
+// TestSchedulerBindsVolumes runs the scheduler against a real API server:
+// a replica's first binding creates its volumes on its node, and a
+// replica whose volume exists is bound where the volume is.
+func TestSchedulerBindsVolumes(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for _, name := range []string{"n1", "n2", "n3"} {
+		if _, err := c.Create(ctx, makeNode(name, "4", "8Gi", 110)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// db-1's volume already lives on n3 (made by an earlier pod).
+	pinned := api.KindVolume.New().(*api.PersistentVolume)
+	pinned.Metadata.App, pinned.Metadata.Name = "shop", "db-1-data"
+	pinned.Spec = api.VolumeSpec{Workload: "db", Volume: "data", Ordinal: 1, Size: api.MustParseQuantity("1Gi"), NodeName: "n3"}
+	if _, err := c.Create(ctx, pinned); err != nil {
+		t.Fatal(err)
+	}
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(m, Options{RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(s)
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+
+	for _, p := range []*api.Pod{makeReplica("db-0", "data"), makeReplica("db-1", "data")} {
+		if _, err := c.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p0 := waitScheduled(t, ctx, c, "db-0", api.ConditionTrue)
+	p1 := waitScheduled(t, ctx, c, "db-1", api.ConditionTrue)
+	if p1.Spec.NodeName != "n3" {
+		t.Fatalf("db-1 bound to %s, want n3 where its volume is", p1.Spec.NodeName)
+	}
+	o, err := c.Get(ctx, api.Key{Kind: api.KindVolume, App: "shop", Name: "db-0-data"})
+	if err != nil {
+		t.Fatalf("db-0's volume: %v", err)
+	}
+	if v := o.(*api.PersistentVolume); v.Spec.NodeName != p0.Spec.NodeName || v.Spec.Size.String() != "1Gi" {
+		t.Fatalf("db-0's volume %+v, want it on %s with 1Gi", v.Spec, p0.Spec.NodeName)
+	}
+}
