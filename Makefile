@@ -4,8 +4,9 @@ BIN       := bin/capstan
 PKGS      := ./...
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
-# Debian packages the end-to-end tests and `capstan up` need.
-APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs
+# Debian packages the end-to-end tests and `capstan up` need (etcd and
+# dnsperf: the anchors of the side-by-side benchmarks in bench/).
+APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf
 TEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all build test unit bench lint deps fuzz clean mutate

@@ -91,6 +91,8 @@ func statusOf(err error) wire.Status {
 		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonWatcherTooSlow, Message: err.Error()}
 	case errors.Is(err, store.ErrClosed):
 		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonShuttingDown, Message: err.Error()}
+	case errors.Is(err, store.ErrUnavailable):
+		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonServiceUnavailable, Message: err.Error()}
 	}
 	return wire.Status{Code: http.StatusInternalServerError, Reason: wire.ReasonInternalError, Message: err.Error()}
 }

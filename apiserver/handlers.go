@@ -269,6 +269,15 @@ func (s *Server) handleList(ctx context.Context, w http.ResponseWriter, r *http.
 	if opts.App != "" && !api.IsDNSLabel(opts.App) {
 		return badRequest(fmt.Sprintf("app %s is not a DNS label", strconv.QuoteToASCII(truncate(opts.App, 64))))
 	}
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		return err
+	}
+	if pl, ok := s.store.(pageLister); ok {
+		return s.listPage(ctx, w, pl, rt.kind, opts, limit, q.Get("continue"))
+	}
+	// A store without pages answers whole; a client finds no continue
+	// token and stops (as Kubernetes allows a server to).
 	objs, rev, err := s.store.List(ctx, rt.kind, opts)
 	if err != nil {
 		return err
@@ -572,7 +581,12 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 				return nil
 			}
 			var err error
-			if line, err = wire.WriteWatchEvent(w, line[:0], string(e.Type), e.Object); err != nil {
+			if shared := s.watchLines.line(e); shared != nil {
+				_, err = w.Write(shared)
+			} else {
+				line, err = wire.WriteWatchEvent(w, line[:0], string(e.Type), e.Object)
+			}
+			if err != nil {
 				return nil // client gone
 			}
 			if watcher.Buffered() == 0 {

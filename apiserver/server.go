@@ -169,6 +169,8 @@ type Server struct {
 	registryAccess atomic.Pointer[wire.RegistryAccess]
 	// keys open the values of secrets (secrets.go).
 	keys *secrets.Keyring
+	// watchLines: recent events encoded once for every watch stream.
+	watchLines watchLines
 }
 
 // New prepares a server: it loads or makes the PKI, the token table and the

@@ -69,6 +69,8 @@ type Options struct {
 	Notify notify.Config
 	// Logger receives every part's logs. Default: discard.
 	Logger *slog.Logger
+	// Store chooses the store: bbolt in DataDir (default) or etcd.
+	Store StoreOptions
 }
 
 func (o *Options) validate() error {
@@ -78,6 +80,9 @@ func (o *Options) validate() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := o.Store.validate(); err != nil {
+		return err
+	}
 	return gitsync.ValidateRepos(o.Repos)
 }
 
@@ -85,7 +90,7 @@ func (o *Options) validate() error {
 type ControlPlane struct {
 	opts   Options
 	log    *slog.Logger
-	store  *store.Bolt
+	store  store.Backend
 	server *apiserver.Server
 	// registry is the embedded registry, nil unless RegistryAddrs is set.
 	registry *Registry
@@ -103,7 +108,7 @@ func New(opts Options) (*ControlPlane, error) {
 	if err := privateDataDir(opts.DataDir, log); err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(opts.DataDir, "capstan.db"), store.Options{Logger: log})
+	st, err := openStore(context.Background(), opts.Store, opts.DataDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +123,7 @@ func New(opts Options) (*ControlPlane, error) {
 	return cp, nil
 }
 
-func build(opts Options, st *store.Bolt) (*ControlPlane, error) {
+func build(opts Options, st store.Backend) (*ControlPlane, error) {
 	log := opts.Logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

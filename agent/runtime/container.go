@@ -328,6 +328,7 @@ func (c *Containerd) RemoveContainer(ctx context.Context, id string) error {
 	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("container %s: delete: %w", id, err)
 	}
+	c.stopLog(id)
 	if logPath != "" {
 		removeLogs(logPath)
 	}

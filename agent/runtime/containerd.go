@@ -64,10 +64,6 @@ type Options struct {
 	// image references), used before DockerConfig's: the cluster
 	// registry's pull credentials. Default: none.
 	RegistryLogins map[string]RegistryLogin
-	// LogDriver is the executable the shim runs to write container logs; it
-	// must call RunLogDriver when invoked as `<path> capstan-log-driver
-	// <config>`. Default: this process's executable (os.Executable()).
-	LogDriver string
 	// LogMaxSize is the size at which a container log file is rotated.
 	// Default 10 MiB.
 	LogMaxSize int64
@@ -104,13 +100,6 @@ func (o *Options) setDefaults() error {
 	if o.Insecure == nil {
 		o.Insecure = []string{"127.0.0.1:5000"}
 	}
-	if o.LogDriver == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("runtime options: find own executable for the log driver: %w (set LogDriver)", err)
-		}
-		o.LogDriver = exe
-	}
 	if o.LogMaxSize == 0 {
 		o.LogMaxSize = 10 << 20
 	}
@@ -131,15 +120,10 @@ func (o *Options) validate() error {
 		return errors.New("runtime options: Network (a *network.Manager) is required")
 	case !filepath.IsAbs(o.DataDir) || !filepath.IsAbs(o.RunDir) || !filepath.IsAbs(o.RuncRoot):
 		return fmt.Errorf("runtime options: DataDir %q, RunDir %q and RuncRoot %q must be absolute", o.DataDir, o.RunDir, o.RuncRoot)
-	case !filepath.IsAbs(o.LogDriver):
-		return fmt.Errorf("runtime options: LogDriver %q must be an absolute path", o.LogDriver)
 	case o.LogMaxSize < 4096:
 		return fmt.Errorf("runtime options: LogMaxSize %d is below 4096 bytes", o.LogMaxSize)
 	case o.LogMaxFiles < 1:
 		return fmt.Errorf("runtime options: LogMaxFiles %d must be at least 1", o.LogMaxFiles)
-	}
-	if _, err := os.Stat(o.LogDriver); err != nil {
-		return fmt.Errorf("runtime options: log driver: %w", err)
 	}
 	if o.DockerConfig != "" {
 		if _, err := loadDockerConfig(o.DockerConfig); err != nil {
@@ -155,6 +139,7 @@ type Containerd struct {
 	client *containerd.Client
 	net    *network.Manager
 	log    *slog.Logger
+	logs   logSet // container output being copied to log files
 }
 
 var _ Runtime = (*Containerd)(nil)
@@ -167,9 +152,6 @@ func New(ctx context.Context, opts Options) (*Containerd, error) {
 		return nil, err
 	}
 	if err := opts.validate(); err != nil {
-		return nil, err
-	}
-	if err := checkLogDriver(ctx, opts.LogDriver); err != nil {
 		return nil, err
 	}
 	if log == nil {
@@ -187,6 +169,10 @@ func New(ctx context.Context, opts Options) (*Containerd, error) {
 	}
 	c := &Containerd{opts: opts, client: client, net: opts.Network, log: log}
 	if err := c.waitServing(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	if err := c.reattachLogs(ctx); err != nil {
 		client.Close()
 		return nil, err
 	}
@@ -214,8 +200,13 @@ func (c *Containerd) waitServing(ctx context.Context) error {
 	}
 }
 
-// Close releases the containerd connection. Containers keep running.
-func (c *Containerd) Close() error { return c.client.Close() }
+// Close stops reading container output (after writing out what was read)
+// and releases the containerd connection. Containers keep running; their
+// output waits in the log FIFOs for the next runtime (New).
+func (c *Containerd) Close() error {
+	c.closeLogs()
+	return c.client.Close()
+}
 
 func (c *Containerd) ctx(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, c.opts.Namespace)

@@ -14,12 +14,16 @@
 // rebuilds the whole picture after an agent restart without touching a
 // running task.
 //
-// Container output goes to a logging binary that the containerd shim starts
-// (the agent's own executable, invoked as `<exe> capstan-log-driver ...`, see
-// RunLogDriver). It is a child of the shim, not of the agent, so logs keep
-// flowing while the agent restarts; it rotates files by size.
+// Container output goes through two FIFOs per task that the shim holds
+// open; the runtime reads them with containerd's cio and writes the log
+// files (one record per line, rotated by size), so no process runs per
+// container besides the shim. Close stops reading and keeps the FIFOs; the
+// next New reopens them, and what the containers wrote meanwhile waited in
+// the pipes (logfifo.go).
 //
-// Concurrency: a Containerd is safe for concurrent use. Calls for different
-// pods may run at once; calls for one pod must be serialised by the caller
-// (the agent's per-pod worker), as must calls for one container.
+// Concurrency: a Containerd is safe for concurrent use; each container's
+// output is copied by two goroutines of cio's, its log file shared under a
+// mutex. Calls for different pods may run at once; calls for one pod must
+// be serialised by the caller (the agent's per-pod worker), as must calls
+// for one container.
 package runtime

@@ -19,3 +19,7 @@ var (
 
 // ErrNotFound: no such container or pod in the runtime's namespace.
 var ErrNotFound = errors.New("not found")
+
+// errNotOurFIFOs: a task's output goes elsewhere than this runtime's log
+// FIFOs (a container started by an older agent, with a log driver process).
+var errNotOurFIFOs = errors.New("output not in the runtime's log FIFOs")

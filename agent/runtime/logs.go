@@ -1,159 +1,114 @@
 package runtime
 
 import (
-	"bufio"
-	"context"
-	"errors"
+	"bytes"
 	"fmt"
-	"io"
-	"net/url"
+	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime/debug"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/containerd/containerd/v2/pkg/cio"
 )
-
-// LogDriverCommand is the first argument with which the containerd shim
-// runs the log driver: `<LogDriver> capstan-log-driver <config>`. The
-// agent's main must hand such an invocation to RunLogDriver before anything
-// else (before flag parsing), e.g.
-//
-//	if len(os.Args) == 3 && os.Args[1] == runtime.LogDriverCommand {
-//		os.Exit(runtime.RunLogDriver(os.Args[2]))
-//	}
-const LogDriverCommand = "capstan-log-driver"
-
-// logCreator makes the task's stdout and stderr go to the log driver. The
-// shim runs the driver as its own child, so it outlives agent restarts.
-func (c *Containerd) logCreator(path string) cio.Creator {
-	cfg := url.Values{
-		"path":      {path},
-		"max-size":  {strconv.FormatInt(c.opts.LogMaxSize, 10)},
-		"max-files": {strconv.Itoa(c.opts.LogMaxFiles)},
-	}
-	// A single key keeps the argument order fixed: the shim turns each
-	// key/value pair into two arguments, in map order.
-	return cio.BinaryIO(c.opts.LogDriver, map[string]string{LogDriverCommand: cfg.Encode()})
-}
-
-// RunLogDriver is the log driver's main: it reads the container's stdout
-// (fd 3) and stderr (fd 4) as the shim hands them over, tells the shim it is
-// ready (fd 5), and writes each line as
-//
-//	<RFC 3339 time> <stdout|stderr> <line>
-//
-// to the configured file, rotating it by size. It returns the process exit
-// code once both streams end (the container exited).
-func RunLogDriver(config string) int {
-	if err := runLogDriver(config); err != nil {
-		fmt.Fprintln(os.Stderr, "capstan log driver:", err)
-		return 1
-	}
-	return 0
-}
-
-// logDriverProbe is the config with which New checks that the log driver
-// is wired; the driver answers probeAnswer on stdout.
-const (
-	logDriverProbe = "probe"
-	probeAnswer    = "capstan-log-driver ok"
-)
-
-// checkLogDriver runs the driver with the probe config, so a binary that
-// does not call RunLogDriver fails at start-up instead of leaving every
-// container with nobody reading its output.
-func checkLogDriver(ctx context.Context, path string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, LogDriverCommand, logDriverProbe).Output()
-	if err == nil && strings.TrimSpace(string(out)) != probeAnswer {
-		err = fmt.Errorf("unexpected output %q", truncate(out, 200))
-	}
-	if err != nil {
-		return fmt.Errorf("runtime options: log driver %s does not answer `%s %s`: %w (its main must call runtime.RunLogDriver, or set LogDriver)",
-			path, LogDriverCommand, logDriverProbe, err)
-	}
-	return nil
-}
-
-func truncate(b []byte, n int) string {
-	if len(b) > n {
-		b = b[:n]
-	}
-	return string(b)
-}
-
-func runLogDriver(config string) error {
-	if config == logDriverProbe {
-		fmt.Println(probeAnswer)
-		return nil
-	}
-	q, err := url.ParseQuery(config)
-	if err != nil {
-		return fmt.Errorf("config %q: %w", config, err)
-	}
-	maxSize, err1 := strconv.ParseInt(q.Get("max-size"), 10, 64)
-	maxFiles, err2 := strconv.Atoi(q.Get("max-files"))
-	if q.Get("path") == "" || err1 != nil || err2 != nil {
-		return fmt.Errorf("config %q: want path, max-size and max-files", config)
-	}
-	w, err := openRotating(q.Get("path"), maxSize, maxFiles)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	stdout, stderr, ready := os.NewFile(3, "stdout"), os.NewFile(4, "stderr"), os.NewFile(5, "ready")
-	if stdout == nil || stderr == nil || ready == nil {
-		return errors.New("missing file descriptors 3-5: this command is run by the containerd shim, not by hand")
-	}
-	_, _ = ready.Write([]byte{1})
-	ready.Close()
-	// One driver runs per container for its whole life, in a binary whose
-	// package initialisation leaves megabytes of garbage: return it to the
-	// kernel now, and keep the heap small from here on.
-	debug.SetGCPercent(20)
-	debug.FreeOSMemory()
-	var wg sync.WaitGroup
-	for _, s := range []struct {
-		name string
-		r    io.Reader
-	}{{"stdout", stdout}, {"stderr", stderr}} {
-		wg.Go(func() { copyLines(w, s.name, s.r) })
-	}
-	wg.Wait()
-	return nil
-}
 
 // maxLine bounds one log record; longer lines are split.
 const maxLine = 16 << 10
 
-func copyLines(w *rotatingFile, stream string, r io.Reader) {
-	br := bufio.NewReaderSize(r, maxLine)
-	var buf []byte // reused: the write copies the record
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if line[len(line)-1] != '\n' {
-				line = append(line, '\n')
+// appendRecords appends to rec one record
+//
+//	<RFC 3339 time> <stream> <line>
+//
+// for every line completed by p, the bytes of partial (a line begun by
+// earlier writes) first. It returns the records and what is left of an
+// unfinished line, which the caller passes back with the next write. A line
+// reaching maxLine is cut into records of maxLine bytes. partial's array is
+// reused for the rest.
+func appendRecords(rec []byte, now time.Time, stream string, partial, p []byte) (records, rest []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		room := maxLine - len(partial)
+		if i < 0 || i >= room {
+			if len(p) < room {
+				return rec, append(partial, p...)
 			}
-			rec := buf[:0]
-			rec = time.Now().UTC().AppendFormat(rec, time.RFC3339Nano)
-			rec = append(rec, ' ')
-			rec = append(rec, stream...)
-			rec = append(rec, ' ')
-			rec = append(rec, line...)
-			_, _ = w.Write(rec)
-			buf = rec
+			// The line is too long: a record of maxLine bytes.
+			partial = append(partial, p[:room]...)
+			p = p[room:]
+			rec = appendRecord(rec, now, stream, partial)
+			partial = partial[:0]
+			continue
 		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return
+		if len(partial) > 0 {
+			partial = append(partial, p[:i]...)
+			rec = appendRecord(rec, now, stream, partial)
+			partial = partial[:0]
+		} else {
+			rec = appendRecord(rec, now, stream, p[:i])
 		}
+		p = p[i+1:]
+	}
+	return rec, partial
+}
+
+func appendRecord(rec []byte, now time.Time, stream string, line []byte) []byte {
+	rec = now.UTC().AppendFormat(rec, time.RFC3339Nano)
+	rec = append(rec, ' ')
+	rec = append(rec, stream...)
+	rec = append(rec, ' ')
+	rec = append(rec, line...)
+	return append(rec, '\n')
+}
+
+// recordBufs holds the buffers in which records are built, shared by every
+// container's streams: a quiet container holds none.
+var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// streamWriter turns one stream of a container's output (stdout or stderr)
+// into records in the container's log file. It is an io.Writer for
+// containerd's cio, which calls it from one goroutine; Flush (after the
+// stream ends) writes what is left of an unfinished line.
+type streamWriter struct {
+	stream  string
+	file    *rotatingFile
+	now     func() time.Time
+	log     *slog.Logger
+	partial []byte // an unfinished line, at most maxLine bytes
+	failed  bool   // a write error was logged
+}
+
+// Write never fails: an error writing the file is logged once and the
+// output dropped, so the container is never blocked on a full pipe.
+func (w *streamWriter) Write(p []byte) (int, error) {
+	bp := recordBufs.Get().(*[]byte)
+	var rec []byte
+	rec, w.partial = appendRecords((*bp)[:0], w.now(), w.stream, w.partial, p)
+	w.write(rec)
+	if cap(rec) <= 64<<10 {
+		*bp = rec
+		recordBufs.Put(bp)
+	}
+	if len(w.partial) == 0 && cap(w.partial) > 4096 {
+		w.partial = nil // a long line passed: do not keep its buffer
+	}
+	return len(p), nil
+}
+
+// Flush writes the unfinished line, if any, as a record of its own.
+func (w *streamWriter) Flush() {
+	if len(w.partial) > 0 {
+		w.write(appendRecord(nil, w.now(), w.stream, w.partial))
+	}
+	w.partial = nil
+}
+
+func (w *streamWriter) write(rec []byte) {
+	if len(rec) == 0 {
+		return
+	}
+	if _, err := w.file.Write(rec); err != nil && !w.failed {
+		w.failed = true
+		w.log.Warn("container log: write failed; dropping output until it works again", "path", w.file.path, "err", err)
+	} else if err == nil {
+		w.failed = false
 	}
 }
 
@@ -198,17 +153,47 @@ func (w *rotatingFile) open() error {
 	return nil
 }
 
+// Write appends p, whole records (lines) at a time: the records that fit
+// go to the current file, then it rotates for the rest. A record longer
+// than maxSize goes alone into a fresh file.
 func (w *rotatingFile) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.size > 0 && w.size+int64(len(p)) > w.maxSize {
-		if err := w.rotate(); err != nil {
-			return 0, err
+	written := 0
+	for len(p) > 0 {
+		n := fitting(p, w.maxSize-w.size)
+		if n == 0 {
+			if w.size > 0 {
+				if err := w.rotate(); err != nil {
+					return written, err
+				}
+				continue
+			}
+			n = len(p)
+			if i := bytes.IndexByte(p, '\n'); i >= 0 {
+				n = i + 1
+			}
 		}
+		m, err := w.f.Write(p[:n])
+		w.size += int64(m)
+		written += m
+		if err != nil {
+			return written, fmt.Errorf("log %s: %w", w.path, err)
+		}
+		p = p[n:]
 	}
-	n, err := w.f.Write(p)
-	w.size += int64(n)
-	return n, err
+	return written, nil
+}
+
+// fitting is how many bytes of whole records at the start of p fit in room.
+func fitting(p []byte, room int64) int {
+	if int64(len(p)) <= room {
+		return len(p)
+	}
+	if room <= 0 {
+		return 0
+	}
+	return bytes.LastIndexByte(p[:room], '\n') + 1
 }
 
 func (w *rotatingFile) rotate() error {

@@ -1,11 +1,14 @@
 package runtime
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRotatingFileKeepsBoundedFiles(t *testing.T) {
@@ -63,17 +66,103 @@ func TestRotatingFileSingleFile(t *testing.T) {
 	}
 }
 
-func TestLogDriverRejectsBadConfig(t *testing.T) {
-	for _, cfg := range []string{"", "path=/x", "path=/x&max-size=a&max-files=1", "%zz"} {
-		if code := RunLogDriver(cfg); code == 0 {
-			t.Errorf("RunLogDriver(%q) = 0, want failure", cfg)
+func TestAppendRecords(t *testing.T) {
+	now := time.Date(2026, 12, 5, 1, 2, 3, 4000, time.UTC)
+	const ts = "2026-12-05T01:02:03.000004Z"
+	long := strings.Repeat("y", maxLine+10)
+	tests := []struct {
+		name          string
+		partial, in   string
+		want, wantRst string
+	}{
+		{"one line", "", "hello\n", ts + " stdout hello\n", ""},
+		{"two lines and a start", "", "a\nb\nc", ts + " stdout a\n" + ts + " stdout b\n", "c"},
+		{"completes the partial", "he", "llo\nx", ts + " stdout hello\n", "x"},
+		{"no newline", "ab", "cd", "", "abcd"},
+		{"empty line", "", "\n", ts + " stdout \n", ""},
+		{"a long line is cut", "", long + "\n", ts + " stdout " + long[:maxLine] + "\n" + ts + " stdout " + long[maxLine:] + "\n", ""},
+		{"a long partial is cut", "", long, ts + " stdout " + long[:maxLine] + "\n", long[maxLine:]},
+		{"exactly maxLine then newline", "", long[:maxLine] + "\n", ts + " stdout " + long[:maxLine] + "\n" + ts + " stdout \n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, rest := appendRecords(nil, now, "stdout", []byte(tt.partial), []byte(tt.in))
+			if string(rec) != tt.want || string(rest) != tt.wantRst {
+				t.Errorf("appendRecords(%q, %q) = %q, rest %q; want %q, rest %q", tt.partial, tt.in, rec, rest, tt.want, tt.wantRst)
+			}
+		})
+	}
+}
+
+// Whatever a container writes, in whatever pieces, the records hold every
+// byte of it in order, one line a record, none longer than maxLine.
+func FuzzAppendRecords(f *testing.F) {
+	f.Add([]byte("a\nbc\n"), uint8(1))
+	f.Add([]byte(strings.Repeat("z", maxLine+3)+"\nq"), uint8(7))
+	f.Fuzz(func(t *testing.T, out []byte, cut uint8) {
+		now := time.Unix(0, 0)
+		var rec, partial []byte
+		for p := out; len(p) > 0; {
+			n := min(len(p), int(cut)%len(p)+1)
+			rec, partial = appendRecords(rec, now, "stderr", partial, p[:n])
+			p = p[n:]
+		}
+		if len(partial) > 0 {
+			rec = appendRecord(rec, now, "stderr", partial)
+		}
+		prefix := now.UTC().Format(time.RFC3339Nano) + " stderr "
+		var got []byte
+		for _, r := range strings.SplitAfter(string(rec), "\n") {
+			if r == "" {
+				continue
+			}
+			line, ok := strings.CutPrefix(strings.TrimSuffix(r, "\n"), prefix)
+			if !ok || len(line) > maxLine {
+				t.Fatalf("bad record %q", r)
+			}
+			got = append(got, line...)
+		}
+		want := bytes.ReplaceAll(out, []byte("\n"), nil)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("records hold %q, want %q", got, want)
+		}
+	})
+}
+
+// A write of many records that does not fit in the file is split at a
+// record boundary: no file ends in half a line, none exceeds its size.
+func TestRotatingFileSplitsAWriteAtRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.log")
+	w, err := openRotating(path, 25, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if n, err := w.Write([]byte("0123456789\nabcdefghij\nABCDEFGHIJ\n")); err != nil || n != 33 {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	for f, want := range map[string]string{path + ".1": "0123456789\nabcdefghij\n", path: "ABCDEFGHIJ\n"} {
+		if b, _ := os.ReadFile(f); string(b) != want {
+			t.Errorf("%s = %q, want %q", filepath.Base(f), b, want)
 		}
 	}
 }
 
-func TestCheckLogDriver(t *testing.T) {
-	// /bin/true exits 0 without answering: not a log driver.
-	if err := checkLogDriver(t.Context(), "/bin/true"); err == nil || !strings.Contains(err.Error(), "RunLogDriver") {
-		t.Errorf("checkLogDriver(/bin/true) = %v, want an error naming RunLogDriver", err)
+// Flush writes an unfinished last line as a record of its own.
+func TestStreamWriterFlushesUnfinishedLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.log")
+	f, err := openRotating(path, 1<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := func() time.Time { return time.Unix(0, 0) }
+	w := &streamWriter{stream: "stdout", file: f, now: now, log: slog.New(slog.DiscardHandler)}
+	w.Write([]byte("one\ntw"))
+	w.Write([]byte("o\nthr"))
+	w.Flush()
+	f.Close()
+	const ts = "1970-01-01T00:00:00Z stdout "
+	if b, _ := os.ReadFile(path); string(b) != ts+"one\n"+ts+"two\n"+ts+"thr\n" {
+		t.Errorf("log = %q", b)
 	}
 }

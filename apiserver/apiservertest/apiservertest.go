@@ -21,6 +21,7 @@ type Cluster struct {
 	Config  *client.Config
 	Client  *client.Client
 	DataDir string
+	backend store.Backend // Store, or Options.Backend
 	stop    context.CancelFunc
 	done    chan error
 }
@@ -32,7 +33,10 @@ type Options struct {
 	// Listen defaults to 127.0.0.1:0.
 	Listen string
 	Store  store.Options
-	Server apiserver.Options
+	// Backend, when set, is the store instead of a bbolt file (Store is
+	// then ignored and Cluster.Store is nil); Stop closes it.
+	Backend store.Backend
+	Server  apiserver.Options
 	// Handlers are mounted with Server.Handle before the server starts
 	// (pattern -> handler), as cmd mounts git webhooks.
 	Handlers map[string]http.Handler
@@ -45,9 +49,14 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	st, err := store.Open(filepath.Join(dir, "capstan.db"), opts.Store)
-	if err != nil {
-		t.Fatal(err)
+	var st store.Backend = opts.Backend
+	var bolt *store.Bolt
+	if st == nil {
+		var err error
+		if bolt, err = store.Open(filepath.Join(dir, "capstan.db"), opts.Store); err != nil {
+			t.Fatal(err)
+		}
+		st = bolt
 	}
 	so := opts.Server
 	so.DataDir, so.Store = dir, st
@@ -71,7 +80,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cl := &Cluster{Server: srv, Store: st, Config: cfg, Client: c, DataDir: dir, stop: cancel, done: make(chan error, 1)}
+	cl := &Cluster{Server: srv, Store: bolt, backend: st, Config: cfg, Client: c, DataDir: dir, stop: cancel, done: make(chan error, 1)}
 	go func() { cl.done <- srv.Start(ctx) }()
 	t.Cleanup(cl.Stop)
 	// Wait until it answers.
@@ -99,7 +108,7 @@ func (c *Cluster) Stop() {
 	}
 	c.stop()
 	<-c.done
-	c.Store.Close()
+	c.backend.Close()
 	c.stop = nil
 }
 

@@ -265,7 +265,14 @@ type ListOptions struct {
 	App    string
 	Labels map[string]string
 	Node   string
+	// PageSize is how many objects List asks for a request; it follows
+	// the continue tokens until the last page. Default 500.
+	PageSize int
 }
+
+// defaultPageSize is ListOptions.PageSize's default (client-go's pager
+// uses the same).
+const defaultPageSize = 500
 
 func (o ListOptions) values() url.Values {
 	q := url.Values{}
@@ -288,23 +295,36 @@ func (o ListOptions) values() url.Values {
 
 // List returns the objects of a kind and the revision to watch from.
 func (c *Client) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api.Object, int64, error) {
-	path := "/api/v1/" + string(kind)
-	if q := opts.values(); len(q) > 0 {
-		path += "?" + q.Encode()
+	q := opts.values()
+	size := opts.PageSize
+	if size <= 0 {
+		size = defaultPageSize
 	}
-	var l wire.List
-	if err := c.Do(ctx, http.MethodGet, path, nil, &l); err != nil {
-		return nil, 0, err
-	}
-	out := make([]api.Object, 0, len(l.Items))
-	for _, raw := range l.Items {
-		obj, err := api.Decode(kind, raw)
-		if err != nil {
+	q.Set("limit", strconv.Itoa(size))
+	var out []api.Object
+	var rev int64
+	for page := 0; ; page++ {
+		var l wire.List
+		if err := c.Do(ctx, http.MethodGet, "/api/v1/"+string(kind)+"?"+q.Encode(), nil, &l); err != nil {
 			return nil, 0, err
 		}
-		out = append(out, obj)
+		if page == 0 {
+			// Every page reports the first page's revision: watch from it.
+			rev = l.ResourceVersion
+			out = make([]api.Object, 0, len(l.Items))
+		}
+		for _, raw := range l.Items {
+			obj, err := api.Decode(kind, raw)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, obj)
+		}
+		if l.Continue == "" {
+			return out, rev, nil
+		}
+		q.Set("continue", l.Continue)
 	}
-	return out, l.ResourceVersion, nil
 }
 
 // TxnOp is one step of a transaction (apiserver/wire owns it).

@@ -219,7 +219,10 @@ func (i *Informer) notifyLocked(f func(Handler)) {
 func (i *Informer) watch(ctx context.Context) (bool, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := i.c.Watch(wctx, i.kind, i.opts, i.Revision())
+	// Resume from one before the last revision: on etcd the events of a
+	// transaction share its revision, and a stream cut between two of
+	// them must deliver the rest; apply skips those already reflected.
+	w, err := i.c.Watch(wctx, i.kind, i.opts, max(i.Revision()-1, 0))
 	if err != nil {
 		return false, err
 	}
@@ -244,13 +247,13 @@ func (i *Informer) apply(e Event) {
 	}
 	k := api.KeyOf(e.Object).ObjectKey()
 	i.mu.Lock()
-	if e.Revision <= i.rev {
-		// Already reflected (a resumed watch may repeat nothing, but a
-		// relist can overtake buffered events).
+	prev, had := i.items[k]
+	if reflected(e, i.rev, prev, had) {
+		// A resumed watch repeats the last revision, and a relist can
+		// overtake buffered events.
 		i.mu.Unlock()
 		return
 	}
-	prev, had := i.items[k]
 	if e.Type == "DELETED" {
 		delete(i.items, k)
 	} else {
@@ -279,6 +282,23 @@ func (i *Informer) apply(e Event) {
 				h.OnAdd(e.Object)
 			}
 		})
+	}
+}
+
+// reflected says whether the cache at revision rev, holding prev for the
+// event's key (had), already shows e. Below rev everything is; at rev
+// only what the cache holds: the events of one etcd transaction share
+// its revision, and the cache may have seen only some of them.
+func reflected(e Event, rev int64, prev api.Object, had bool) bool {
+	switch {
+	case e.Revision < rev:
+		return true
+	case e.Revision > rev:
+		return false
+	case e.Type == "DELETED":
+		return !had
+	default:
+		return had && prev.Meta().ResourceVersion == e.Revision
 	}
 }
 

@@ -129,7 +129,7 @@ func (a allocations) Get(key string) (string, bool) {
 func (a allocations) Put(key, value string) error { return a.b.Put([]byte(key), []byte(value)) }
 func (a allocations) Delete(key string) error     { return a.b.Delete([]byte(key)) }
 
-var _ Store = (*Bolt)(nil)
+var _ Backend = (*Bolt)(nil)
 
 // Open opens or creates the store file at path.
 func Open(path string, opts Options) (*Bolt, error) {

@@ -44,15 +44,17 @@ func testPod(app, name, node string) *api.Pod {
 	return p
 }
 
-func TestCreateGetUpdateDelete(t *testing.T) {
+func TestCreateGetUpdateDelete(t *testing.T) { eachBackend(t, testCreateGetUpdateDelete) }
+
+func testCreateGetUpdateDelete(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, Options{})
+	s, base := b.open(t, Options{})
 	created, err := s.Create(ctx, testPod("shop", "web-1", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := created.Meta()
-	if m.ResourceVersion != 1 || m.UID == "" || m.Generation != 1 || m.CreatedAt.IsZero() {
+	if m.ResourceVersion != base+1 || m.UID == "" || m.Generation != 1 || m.CreatedAt.IsZero() {
 		t.Fatalf("created meta = %+v", m)
 	}
 	if _, err := s.Create(ctx, testPod("shop", "web-1", "")); !errors.Is(err, ErrExists) {
@@ -71,7 +73,7 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if up.Meta().Generation != 1 || up.Meta().ResourceVersion != 2 {
+	if up.Meta().Generation != 1 || up.Meta().ResourceVersion != base+2 {
 		t.Fatalf("after status update: %+v", up.Meta())
 	}
 	p2 := up.(*api.Pod)
@@ -101,14 +103,16 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 	if _, err := s.Update(ctx, stale); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("update after delete: %v", err)
 	}
-	if s.Revision() != 4 {
-		t.Fatalf("revision = %d, want 4", s.Revision())
+	if s.Revision() != base+4 {
+		t.Fatalf("revision = %d, want %d", s.Revision(), base+4)
 	}
 }
 
-func TestListFilters(t *testing.T) {
+func TestListFilters(t *testing.T) { eachBackend(t, testListFilters) }
+
+func testListFilters(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, Options{})
+	s, base := b.open(t, Options{})
 	for _, p := range []*api.Pod{testPod("shop", "a", "n1"), testPod("shop", "b", "n2"), testPod("blog", "c", "n1"), testPod("shopping", "d", "")} {
 		if _, err := s.Create(ctx, p); err != nil {
 			t.Fatal(err)
@@ -135,8 +139,8 @@ func TestListFilters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rev != 5 {
-				t.Errorf("list revision = %d, want 5", rev)
+			if rev != base+5 {
+				t.Errorf("list revision = %d, want %d", rev, base+5)
 			}
 			var got []string
 			for _, o := range objs {
@@ -149,9 +153,11 @@ func TestListFilters(t *testing.T) {
 	}
 }
 
-func TestTxnAllOrNothing(t *testing.T) {
+func TestTxnAllOrNothing(t *testing.T) { eachBackend(t, testTxnAllOrNothing) }
+
+func testTxnAllOrNothing(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, Options{})
+	s, base := b.open(t, Options{})
 	if _, err := s.Create(ctx, testPod("shop", "taken", "")); err != nil {
 		t.Fatal(err)
 	}
@@ -166,8 +172,8 @@ func TestTxnAllOrNothing(t *testing.T) {
 	if _, err := s.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "new-1"}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("failed txn left new-1 behind: %v", err)
 	}
-	if s.Revision() != 1 {
-		t.Fatalf("revision = %d after failed txn, want 1", s.Revision())
+	if s.Revision() != base+1 {
+		t.Fatalf("revision = %d after failed txn, want %d", s.Revision(), base+1)
 	}
 	out, err := s.Txn(ctx, []Op{
 		{Type: OpCreate, Object: testPod("shop", "new-1", "")},
@@ -176,8 +182,12 @@ func TestTxnAllOrNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out[0].Meta().ResourceVersion != 2 || out[1].Meta().ResourceVersion != 3 {
-		t.Fatalf("txn revisions = %d, %d; want 2, 3", out[0].Meta().ResourceVersion, out[1].Meta().ResourceVersion)
+	want0, want1 := base+2, base+3
+	if b.sharedTxnRevision {
+		want1 = want0
+	}
+	if out[0].Meta().ResourceVersion != want0 || out[1].Meta().ResourceVersion != want1 {
+		t.Fatalf("txn revisions = %d, %d; want %d, %d", out[0].Meta().ResourceVersion, out[1].Meta().ResourceVersion, want0, want1)
 	}
 }
 
@@ -201,9 +211,13 @@ func collect(t *testing.T, w *Watcher, n int) []Event {
 }
 
 func TestWatchFromOldRevisionExactlyOnceInOrder(t *testing.T) {
+	eachBackend(t, testWatchFromOldRevisionExactlyOnceInOrder)
+}
+
+func testWatchFromOldRevisionExactlyOnceInOrder(t *testing.T, b backend) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := openTest(t, Options{WatchBuffer: 100000})
+	s, base := b.open(t, Options{WatchBuffer: 100000})
 	const before, writers, each = 50, 8, 50
 	for i := 0; i < before; i++ {
 		if _, err := s.Create(ctx, testPod("shop", fmt.Sprintf("old-%d", i), "")); err != nil {
@@ -213,7 +227,7 @@ func TestWatchFromOldRevisionExactlyOnceInOrder(t *testing.T) {
 	// Watch from revision 10 while concurrent writers keep writing: the
 	// watcher must see 11..end exactly once, in order, across the switch
 	// from replay to live events.
-	w, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod, Since: 10})
+	w, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod, Since: base + 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,8 +248,8 @@ func TestWatchFromOldRevisionExactlyOnceInOrder(t *testing.T) {
 	total := before + writers*each
 	events := collect(t, w, total-10)
 	for i, e := range events {
-		if e.Rev != int64(11+i) {
-			t.Fatalf("event %d has revision %d, want %d", i, e.Rev, 11+i)
+		if e.Rev != base+int64(11+i) {
+			t.Fatalf("event %d has revision %d, want %d", i, e.Rev, base+int64(11+i))
 		}
 		if e.Type != Added {
 			t.Fatalf("event %d type %s", i, e.Type)
@@ -252,11 +266,13 @@ func TestWatchFromOldRevisionExactlyOnceInOrder(t *testing.T) {
 	}
 }
 
-func TestWatchFilters(t *testing.T) {
+func TestWatchFilters(t *testing.T) { eachBackend(t, testWatchFilters) }
+
+func testWatchFilters(t *testing.T, b backend) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := openTest(t, Options{})
-	w, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod, Node: "n1"})
+	s, base := b.open(t, Options{})
+	w, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod, Node: "n1", Since: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +287,7 @@ func TestWatchFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := collect(t, w, 2)
-	if got[0].Type != Modified || got[0].Key.Name != "a" || got[1].Type != Deleted || got[1].Rev != 4 {
+	if got[0].Type != Modified || got[0].Key.Name != "a" || got[1].Type != Deleted || got[1].Rev != base+4 {
 		t.Fatalf("events = %+v", got)
 	}
 }
@@ -321,29 +337,31 @@ func TestCompactByAge(t *testing.T) {
 	}
 }
 
-func TestSlowWatcherIsClosed(t *testing.T) {
+func TestSlowWatcherIsClosed(t *testing.T) { eachBackend(t, testSlowWatcherIsClosed) }
+
+func testSlowWatcherIsClosed(t *testing.T, b backend) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := openTest(t, Options{WatchBuffer: 4})
-	slow, err := s.Watch(ctx, WatchOptions{})
+	s, base := b.open(t, Options{WatchBuffer: 4})
+	slow, err := s.Watch(ctx, WatchOptions{Since: base})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fast, err := s.Watch(ctx, WatchOptions{})
+	fast, err := s.Watch(ctx, WatchOptions{Since: base})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Live watchers are cut off; one still catching up from the log is
 	// only held back by its reader.
-	waitLive(t, slow)
+	b.waitLive(t, slow)
 	// The fast watcher reads each event before the next write, so a busy
 	// machine cannot put it behind too.
 	for i := 0; i < 20; i++ {
 		if _, err := s.Create(ctx, testPod("shop", fmt.Sprintf("p-%d", i), "")); err != nil {
 			t.Fatal(err)
 		}
-		if got := collect(t, fast, 1); got[0].Rev != int64(i+1) {
-			t.Fatalf("fast watcher got revision %d, want %d", got[0].Rev, i+1)
+		if got := collect(t, fast, 1); got[0].Rev != base+int64(i+1) {
+			t.Fatalf("fast watcher got revision %d, want %d", got[0].Rev, base+int64(i+1))
 		}
 	}
 	n := 0
@@ -407,9 +425,11 @@ func FuzzDecodeLog(f *testing.F) {
 
 // TestGroupCommitIsolatesFailures: writes that fail in a shared
 // transaction do not take the others down, and each gets its own answer.
-func TestGroupCommitIsolatesFailures(t *testing.T) {
+func TestGroupCommitIsolatesFailures(t *testing.T) { eachBackend(t, testGroupCommitIsolatesFailures) }
+
+func testGroupCommitIsolatesFailures(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, Options{})
+	s, base := b.open(t, Options{})
 	const n = 64
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -440,8 +460,8 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		t.Fatalf("%d contended creates succeeded, want 1", won)
 	}
 	objs, rev, _ := s.List(ctx, api.KindPod, ListOptions{})
-	if len(objs) != n/2+1 || rev != int64(n/2+1) {
-		t.Fatalf("%d objects at revision %d, want %d", len(objs), rev, n/2+1)
+	if len(objs) != n/2+1 || rev != base+int64(n/2+1) {
+		t.Fatalf("%d objects at revision %d, want %d at %d", len(objs), rev, n/2+1, base+int64(n/2+1))
 	}
 	s.Close()
 	if _, err := s.Create(ctx, testPod("shop", "late", "")); !errors.Is(err, ErrClosed) {
@@ -452,25 +472,27 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 // TestWatchFromFutureRevision: a watch from a revision the store has not
 // reached is refused; it used to be accepted and then deliver the events
 // below it.
-func TestWatchFromFutureRevision(t *testing.T) {
+func TestWatchFromFutureRevision(t *testing.T) { eachBackend(t, testWatchFromFutureRevision) }
+
+func testWatchFromFutureRevision(t *testing.T, b backend) {
 	ctx := t.Context()
-	s := openTest(t, Options{})
+	s, base := b.open(t, Options{})
 	for i := 0; i < 3; i++ {
 		if _, err := s.Create(ctx, testPod("shop", fmt.Sprintf("p-%d", i), "")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.Watch(ctx, WatchOptions{Since: 10}); !errors.Is(err, ErrFutureRevision) {
+	if _, err := s.Watch(ctx, WatchOptions{Since: base + 10}); !errors.Is(err, ErrFutureRevision) {
 		t.Fatalf("watch from 10 with the store at 3: %v, want ErrFutureRevision", err)
 	}
-	w, err := s.Watch(ctx, WatchOptions{Since: 3})
+	w, err := s.Watch(ctx, WatchOptions{Since: base + 3})
 	if err != nil {
 		t.Fatalf("watch from the current revision: %v", err)
 	}
 	if _, err := s.Create(ctx, testPod("shop", "next", "")); err != nil {
 		t.Fatal(err)
 	}
-	if got := collect(t, w, 1); got[0].Rev != 4 {
+	if got := collect(t, w, 1); got[0].Rev != base+4 {
 		t.Fatalf("first event from 3 has revision %d, want 4", got[0].Rev)
 	}
 }

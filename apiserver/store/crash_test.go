@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 		crashWriter(path)
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(runWithEtcd(m))
 }
 
 func crashWriter(path string) {

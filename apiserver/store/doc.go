@@ -1,7 +1,11 @@
 // Package store keeps Capstan's objects durably and streams their changes.
 //
 // Store is the interface the API server uses; Bolt implements it on a bbolt
-// file. There is one global, monotonically increasing revision, as in etcd:
+// file (the default), Etcd on an etcd v3 cluster for control planes of
+// several servers (etcd.go, etcdwrite.go, etcdwatch.go: revisions are
+// etcd's mod revisions, writes are etcd transactions that compare the mod
+// revision of every key they read, watches are etcd watches, compaction is
+// etcd's). What follows describes Bolt. There is one global, monotonically increasing revision, as in etcd:
 // every write (create, update, delete) takes the next revision and records
 // an event in a change log bucket. Watchers resume from any revision still
 // in the log; a revision older than the log's start gets ErrCompacted and

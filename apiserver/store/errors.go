@@ -25,4 +25,7 @@ var (
 	ErrWatcherTooSlow = errors.New("watcher too slow: it fell behind and was closed; resume from the last revision seen")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable: the store's backend (etcd) did not answer, or has no
+	// quorum; retry, or use another API server.
+	ErrUnavailable = errors.New("store unavailable: etcd did not answer or has no leader; retry, or use another API server")
 )

@@ -9,9 +9,11 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 )
 
-func TestTxnModify(t *testing.T) {
+func TestTxnModify(t *testing.T) { eachBackend(t, testTxnModify) }
+
+func testTxnModify(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, Options{})
+	s, _ := b.open(t, Options{})
 	created, err := s.Create(ctx, testPod("shop", "web-1", ""))
 	if err != nil {
 		t.Fatal(err)
@@ -146,9 +148,11 @@ func (h *countingHooks) BeforeUpdate(_ Allocations, old, obj api.Object) error {
 func (h *countingHooks) UpdateHookKind(k api.Kind) bool { return k == api.KindNode }
 
 // Hooks that name their kinds see only those kinds' updates and modifies.
-func TestUpdateHookKinds(t *testing.T) {
+func TestUpdateHookKinds(t *testing.T) { eachBackend(t, testUpdateHookKinds) }
+
+func testUpdateHookKinds(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, Options{})
+	s, _ := b.open(t, Options{})
 	h := &countingHooks{updates: map[api.Kind]int{}}
 	s.SetHooks(h)
 	p, err := s.Create(ctx, testPod("shop", "web", ""))

@@ -14,8 +14,12 @@ import (
 // the resourceVersion the caller sent, not the one the aborted run
 // stamped on the object (every independent update failed as a conflict).
 func TestGroupCommitRerunKeepsCompareAndSwap(t *testing.T) {
+	eachBackend(t, testGroupCommitRerunKeepsCompareAndSwap)
+}
+
+func testGroupCommitRerunKeepsCompareAndSwap(t *testing.T, b backend) {
 	ctx := context.Background()
-	s := openTest(t, Options{})
+	s, _ := b.open(t, Options{})
 	const n = 64
 	pods := make([]api.Object, n)
 	for i := range n {

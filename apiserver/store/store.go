@@ -29,7 +29,8 @@ type Store interface {
 	// Delete removes the object with key k; when rv is not zero it must
 	// match (ErrConflict otherwise). It returns the object as it was.
 	Delete(ctx context.Context, k api.Key, rv int64) (api.Object, error)
-	// Txn applies every op or none, at consecutive revisions.
+	// Txn applies every op or none: on Bolt at consecutive revisions, on
+	// Etcd all at the transaction's one revision.
 	Txn(ctx context.Context, ops []Op) ([]api.Object, error)
 	// Watch streams the events after revision opts.Since that match opts,
 	// in revision order, until ctx ends or the watcher falls behind. A
@@ -39,6 +40,15 @@ type Store interface {
 	Revision() int64
 	// SetHooks installs h; call it before the first write.
 	SetHooks(h Hooks)
+}
+
+// Backend is a Store with its lifecycle: what a control plane opens, runs
+// (Start compacts the history and keeps the backend's background work
+// going until ctx ends) and closes. Bolt and Etcd implement it.
+type Backend interface {
+	Store
+	Start(ctx context.Context) error
+	Close() error
 }
 
 // Hooks keep state derived from objects (address allocations) in the same

@@ -35,6 +35,9 @@ type Watcher struct {
 	stop   chan struct{} // closed when the watcher is cut off or the store closes
 	ended  bool
 	err    error
+	// progress, when set, answers Progress for a backend without the
+	// hub (etcd: its progress notifications).
+	progress func() (int64, bool)
 }
 
 // Err returns why C was closed: ErrWatcherTooSlow, ErrCompacted,
@@ -92,6 +95,9 @@ func (w *Watcher) matchRecord(r *logRecord) bool {
 // queued or being sent. Watch APIs send it as a bookmark, so a client
 // resuming from it misses nothing. Call it from the goroutine that reads C.
 func (w *Watcher) Progress() (int64, bool) {
+	if w.progress != nil {
+		return w.progress()
+	}
 	h := w.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -121,27 +121,29 @@ func TestSlowWatchersFromZeroShareRecords(t *testing.T) {
 // off once the events queued for it hold more than WatchBufferBytes, long
 // before it is WatchBuffer events behind; a reader next to it gets every
 // event.
-func TestLiveWatcherCutOffByBytes(t *testing.T) {
+func TestLiveWatcherCutOffByBytes(t *testing.T) { eachBackend(t, testLiveWatcherCutOffByBytes) }
+
+func testLiveWatcherCutOffByBytes(t *testing.T, b backend) {
 	const records, size = 12, 1 << 20
-	s := openTest(t, Options{WatchBuffer: 1024, WatchBufferBytes: 4 << 20})
+	s, base := b.open(t, Options{WatchBuffer: 1024, WatchBufferBytes: 4 << 20})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	slow, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod})
+	slow, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod, Since: base})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fast, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod})
+	fast, err := s.Watch(ctx, WatchOptions{Kind: api.KindPod, Since: base})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitLive(t, slow)
+	b.waitLive(t, slow)
 	// The fast watcher reads each event before the next write.
 	for i := 0; i < records; i++ {
 		if _, err := s.Create(ctx, bigPod(fmt.Sprintf("p-%d", i), size)); err != nil {
 			t.Fatal(err)
 		}
-		if got := collect(t, fast, 1); got[0].Rev != int64(i+1) {
-			t.Fatalf("fast watcher got revision %d, want %d", got[0].Rev, i+1)
+		if got := collect(t, fast, 1); got[0].Rev != base+int64(i+1) {
+			t.Fatalf("fast watcher got revision %d, want %d", got[0].Rev, base+int64(i+1))
 		}
 	}
 	closed := make(chan int)

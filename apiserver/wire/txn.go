@@ -145,7 +145,10 @@ type TxnRevisionsResponse struct {
 
 // List is the body of a list response.
 type List struct {
-	Kind            string            `json:"kind"`
-	ResourceVersion int64             `json:"resourceVersion"`
-	Items           []json.RawMessage `json:"items"`
+	Kind            string `json:"kind"`
+	ResourceVersion int64  `json:"resourceVersion"`
+	// Continue, when set, asks for the next page: pass it back as
+	// ?continue= with the same filters (see docs/architecture.md).
+	Continue string            `json:"continue,omitempty"`
+	Items    []json.RawMessage `json:"items"`
 }

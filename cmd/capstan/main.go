@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/spf13/cobra"
 )
@@ -17,11 +16,6 @@ import (
 func main() {
 	// The descriptor evaluation sandbox starts this binary as its child.
 	sandbox.Main()
-	// The containerd shim starts this binary as the containers' log driver
-	// (see agent/runtime); it must not go through flag parsing.
-	if len(os.Args) == 3 && os.Args[1] == runtime.LogDriverCommand {
-		os.Exit(runtime.RunLogDriver(os.Args[2]))
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()

@@ -23,6 +23,7 @@ type serverFlags struct {
 	// storage in DATA_DIR/registry (see controlplane.Options).
 	registryAddrs []string
 	limits        apiLimits
+	store         storeFlags
 	// notifyConfig is a notifications file (forge/notify).
 	notifyConfig string
 }
@@ -40,6 +41,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.nodes.GracePeriod, "node-grace-period", nodeController.DefaultGracePeriod, "a node without a heartbeat for this long becomes NotReady")
 	cmd.Flags().DurationVar(&f.nodes.EvictionTimeout, "pod-eviction-timeout", nodeController.DefaultEvictionTimeout, "pods of a NotReady node are replaced elsewhere this long after its last heartbeat")
 	f.limits.register(cmd.Flags())
+	f.store.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.notifyConfig, "notify-config", "", "YAML file of webhooks (generic JSON or Slack-compatible) told of refused syncs, failed rollouts, automatic reverts and lost nodes (see docs/forges.md)")
 }
 
@@ -59,6 +61,7 @@ func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
 		Logger:        log,
 	}
 	f.limits.apply(&o.API)
+	f.store.apply(&o.Store)
 	if f.notifyConfig != "" {
 		if o.Notify, err = notify.LoadConfig(f.notifyConfig); err != nil {
 			return o, err

@@ -1,7 +1,6 @@
 // Package nodetest is the node-level harness shared by the end-to-end
-// tests of agent/runtime and agent: the test binary as log driver, a
-// containerd child, and a cleanup that leaves no pod, image, bridge,
-// cgroup or mount behind.
+// tests of agent/runtime and agent: a containerd child, and a cleanup that
+// leaves no pod, image, bridge, cgroup or mount behind.
 package nodetest
 
 import (
@@ -22,13 +21,8 @@ import (
 // TestboxPkg is the tests' container program (see its doc for the modes).
 const TestboxPkg = "github.com/capstanhq/capstan/agent/runtime/testdata/testbox"
 
-// Main runs the tests, unless the containerd shim started the test binary
-// as the containers' log driver (as it starts the capstan binary in
-// production). Call it from TestMain.
+// Main runs the tests. Call it from TestMain.
 func Main(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == runtime.LogDriverCommand {
-		os.Exit(runtime.RunLogDriver(os.Args[2]))
-	}
 	os.Exit(m.Run())
 }
 

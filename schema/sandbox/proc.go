@@ -63,10 +63,14 @@ func startChild(opts Options) (*child, error) {
 	// Main ignores the arguments; a test binary whose TestMain does not
 	// call it then runs no test and exits, instead of running them all.
 	cmd := exec.Command(opts.Exe, "-test.run=^$")
+	// GOGC=75: the child's heap peaks while a first load holds every
+	// file parsed; collecting a little more often than the default keeps
+	// it near 200 MiB at 10,000 apps (255 MiB at 100) for about 7 % more
+	// time (25 costs twice the time).
 	cmd.Env = append(os.Environ(), ChildEnv+"=1",
 		memoryEnv+"="+strconv.FormatInt(opts.Memory, 10),
 		cpuEnv+"="+strconv.FormatInt(opts.Timeout.Milliseconds(), 10),
-		"GOMAXPROCS=2")
+		"GOMAXPROCS=2", "GOGC=75")
 	cmd.Stdin, cmd.Stdout = inR, outW
 	c := &child{cmd: cmd, stdin: inW, lines: make(chan []byte, 64), exited: make(chan struct{}), stderr: &headBuffer{max: 4 << 10}}
 	cmd.Stderr = c.stderr

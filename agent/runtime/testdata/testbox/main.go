@@ -14,6 +14,9 @@
 //	                       exists, 503 otherwise; until SIGTERM
 //	dial ADDR              dial ADDR once for "pong", exit 0 (1 on failure)
 //	spam N                 print N numbered lines, then wait for SIGTERM
+//	flood N FILE           print N numbered lines, writing to FILE how many
+//	                       are printed after every 100, then "flood done";
+//	                       wait for SIGTERM
 //	cat FILE               print FILE
 //	echo ARGS...           print ARGS and "to stderr" on stderr
 //	env                    print the environment, one variable a line
@@ -98,6 +101,17 @@ func main() {
 		for i := range n {
 			fmt.Printf("line %06d %s\n", i, strings.Repeat("x", 80))
 		}
+		waitTerm()
+	case "flood":
+		n, _ := strconv.Atoi(args[0])
+		for i := range n {
+			fmt.Printf("line %06d %s\n", i, strings.Repeat("x", 80))
+			if (i+1)%100 == 0 {
+				os.WriteFile(args[1]+".tmp", []byte(strconv.Itoa(i+1)), 0o644)
+				os.Rename(args[1]+".tmp", args[1])
+			}
+		}
+		fmt.Println("flood done")
 		waitTerm()
 	case "cat":
 		b, err := os.ReadFile(args[0])

@@ -1,0 +1,485 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// EtcdOptions configure an Etcd store. The zero value of each field but
+// Endpoints (or Client) gives the documented default.
+type EtcdOptions struct {
+	// Endpoints are the etcd members' client URLs (https://host:2379).
+	// Required unless Client is set.
+	Endpoints []string
+	// CAFile verifies the members' serving certificates; CertFile and
+	// KeyFile are this client's certificate for members that require
+	// one. Empty: plain connections (http:// endpoints).
+	CAFile, CertFile, KeyFile string
+	// Client, when set, is used instead of dialling Endpoints; Close then
+	// leaves it open.
+	Client *clientv3.Client
+	// Prefix is put before every key (default "/capstan/"), so that other
+	// users of the etcd cluster keep out of Capstan's keys.
+	Prefix string
+	// DialTimeout bounds the first connection and each quick probe
+	// (default 5 s).
+	DialTimeout time.Duration
+	// RequestTimeout bounds each request to etcd (a read, a commit, a
+	// page of a list): one that etcd does not answer in time (no quorum,
+	// no leader, a member gone mid-request) fails with ErrUnavailable
+	// instead of holding its API request (default 10 s).
+	RequestTimeout time.Duration
+	// CompactInterval: every interval, Start compacts etcd's history up to
+	// the revision it saw one interval before, so watchers can resume from
+	// at least one interval back (default 5 min, as the Kubernetes API
+	// server does). etcd's own --auto-compaction, when set, applies too.
+	CompactInterval time.Duration
+	// WatchBuffer and WatchBufferBytes bound how far a watcher may fall
+	// behind before it is closed with ErrWatcherTooSlow, as Options does
+	// for Bolt (defaults 1,024 events, 16 MiB).
+	WatchBuffer      int
+	WatchBufferBytes int
+	// Now returns the current time, for CreatedAt (default time.Now).
+	Now func() time.Time
+	// Logger receives store diagnostics (default: discard).
+	Logger *slog.Logger
+}
+
+func (o *EtcdOptions) setDefaults() error {
+	if o.Client == nil && len(o.Endpoints) == 0 {
+		return errors.New("etcd store: no endpoints given (pass --etcd-endpoints)")
+	}
+	if o.Prefix == "" {
+		o.Prefix = "/capstan/"
+	}
+	if !strings.HasSuffix(o.Prefix, "/") {
+		o.Prefix += "/"
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 10 * time.Second
+	}
+	if o.CompactInterval == 0 {
+		o.CompactInterval = 5 * time.Minute
+	}
+	if o.WatchBuffer == 0 {
+		o.WatchBuffer = 1024
+	}
+	if o.WatchBufferBytes == 0 {
+		o.WatchBufferBytes = 16 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DialTimeout < 0 || o.RequestTimeout < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.WatchBufferBytes < 0 {
+		return errors.New("etcd store options: durations and limits must not be negative")
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return errors.New("etcd store: give both --etcd-cert and --etcd-key, or neither")
+	}
+	return nil
+}
+
+// Etcd is a Store on an etcd v3 cluster. Revisions are etcd's: an
+// object's ResourceVersion is its key's mod revision, and every step of a
+// transaction shares the transaction's one revision. Writes are etcd
+// transactions that compare the mod revision of every key they read (the
+// object's, and the allocation keys the hooks read), so compare-and-swap
+// and the allocations hold across any number of API servers.
+//
+// Keys: PREFIX objects/KIND/APP/NAME (KIND/NAME for cluster-scoped kinds)
+// holds "NODE\n" followed by the object's JSON without its
+// resourceVersion (the node the object is bound to, so a watch by node
+// needs no decoding); PREFIX alloc/KEY holds the hooks' allocations.
+type Etcd struct {
+	cli       *clientv3.Client
+	ownClient bool
+	opts      EtcdOptions
+	objects   string // key prefix of objects
+	allocs    string // key prefix of allocations
+	rev       atomic.Int64
+	hooks     Hooks
+	nodes     NodeIndex
+	closed    chan struct{}
+	closeOnce atomic.Bool
+
+	// pushHook, when set by a test, sees each event a watcher queued.
+	pushHook func(e *Event)
+}
+
+var _ Backend = (*Etcd)(nil)
+
+// OpenEtcd connects to etcd and checks that it answers.
+func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Etcd{cli: opts.Client, opts: opts, objects: opts.Prefix + "objects/", allocs: opts.Prefix + "alloc/", closed: make(chan struct{})}
+	if s.cli == nil {
+		cfg := clientv3.Config{Endpoints: opts.Endpoints, DialTimeout: opts.DialTimeout, Logger: zap.NewNop()}
+		if opts.CAFile != "" || opts.CertFile != "" {
+			tlsInfo := transport.TLSInfo{TrustedCAFile: opts.CAFile, CertFile: opts.CertFile, KeyFile: opts.KeyFile}
+			tc, err := tlsInfo.ClientConfig()
+			if err != nil {
+				return nil, fmt.Errorf("etcd store: TLS files: %w", err)
+			}
+			cfg.TLS = tc
+		}
+		cli, err := clientv3.New(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("etcd store: connect to %v: %w", opts.Endpoints, err)
+		}
+		s.cli, s.ownClient = cli, true
+	}
+	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+	defer cancel()
+	if _, err := s.currentRevision(pctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("etcd store: %v does not answer: %w (is etcd running, and are --etcd-endpoints and the TLS files right?)", s.cli.Endpoints(), err)
+	}
+	return s, nil
+}
+
+// Client is the etcd client the store uses (leader election and backups
+// share it).
+func (s *Etcd) Client() *clientv3.Client { return s.cli }
+
+// Close stops the watchers; it closes the client when the store dialled
+// it. Later calls fail with ErrClosed.
+func (s *Etcd) Close() error {
+	if s.closeOnce.Swap(true) {
+		return nil
+	}
+	close(s.closed)
+	if s.ownClient {
+		return s.cli.Close()
+	}
+	return nil
+}
+
+// SetHooks installs h, and its NodeIndex when it has one; call it before
+// the first write.
+func (s *Etcd) SetHooks(h Hooks) {
+	s.hooks = h
+	s.nodes, _ = h.(NodeIndex)
+}
+
+func (s *Etcd) nodeOf(obj api.Object) string {
+	if s.nodes == nil {
+		return ""
+	}
+	return s.nodes.NodeOf(obj)
+}
+
+// seen records a revision read from etcd.
+func (s *Etcd) seen(rev int64) {
+	for {
+		cur := s.rev.Load()
+		if rev <= cur || s.rev.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// currentRevision asks etcd for its revision (a linearizable read).
+func (s *Etcd) currentRevision(ctx context.Context) (int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, s.opts.Prefix, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, s.err(err)
+	}
+	s.seen(resp.Header.Revision)
+	return resp.Header.Revision, nil
+}
+
+// Revision returns etcd's current revision, or the last one seen when
+// etcd does not answer within DialTimeout.
+func (s *Etcd) Revision() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DialTimeout)
+	defer cancel()
+	if rev, err := s.currentRevision(ctx); err == nil {
+		return rev
+	}
+	return s.rev.Load()
+}
+
+// err maps client errors: ErrClosed once the store is closed.
+func (s *Etcd) err(err error) error {
+	select {
+	case <-s.closed:
+		return ErrClosed
+	default:
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: no answer in time: %w", ErrUnavailable, err)
+	case errors.Is(err, rpctypes.ErrTooManyOps):
+		return fmt.Errorf("etcd: %w (a transaction of many objects: start the etcd members with a larger --max-txn-ops, see docs/ha.md)", err)
+	case errors.Is(err, rpctypes.ErrRequestTooLarge):
+		return fmt.Errorf("etcd: %w (start the etcd members with a larger --max-request-bytes, see docs/ha.md)", err)
+	case unavailable(err):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return fmt.Errorf("etcd: %w", err)
+}
+
+// unavailable says whether err is etcd (or the way to it) failing, not
+// the request: no connection, no leader, a timeout inside etcd.
+func unavailable(err error) bool {
+	code := status.Code(err)
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		code = ee.Code()
+	}
+	return code == codes.Unavailable || code == codes.DeadlineExceeded
+}
+
+func (s *Etcd) checkOpen() error {
+	select {
+	case <-s.closed:
+		return ErrClosed
+	default:
+		return nil
+	}
+}
+
+// ---- keys and values ----
+
+func (s *Etcd) kindPrefix(k api.Kind) string { return s.objects + string(k) + "/" }
+
+func (s *Etcd) objectKey(k api.Key) string { return s.kindPrefix(k.Kind) + k.ObjectKey() }
+
+// parseKey turns an etcd key under objects/ back into an object key.
+func (s *Etcd) parseKey(key []byte) (api.Key, bool) {
+	rest, ok := bytes.CutPrefix(key, []byte(s.objects))
+	if !ok {
+		return api.Key{}, false
+	}
+	kind, rest, ok := bytes.Cut(rest, []byte("/"))
+	if !ok {
+		return api.Key{}, false
+	}
+	k := api.Key{Kind: api.Kind(kind)}
+	if k.Kind.ClusterScoped() {
+		k.Name = string(rest)
+		return k, true
+	}
+	app, name, ok := bytes.Cut(rest, []byte("/"))
+	if !ok {
+		return api.Key{}, false
+	}
+	k.App, k.Name = string(app), string(name)
+	return k, true
+}
+
+// encodeValue is what an object's key holds: its node, a newline, and
+// its JSON without resourceVersion (etcd's mod revision is the truth).
+func (s *Etcd) encodeValue(obj api.Object) (string, error) {
+	m := obj.Meta()
+	rv := m.ResourceVersion
+	m.ResourceVersion = 0
+	data, err := json.Marshal(obj)
+	m.ResourceVersion = rv
+	if err != nil {
+		return "", fmt.Errorf("encode %s: %w", api.KeyOf(obj), err)
+	}
+	return s.nodeOf(obj) + "\n" + string(data), nil
+}
+
+// splitValue returns the node and the JSON of a stored value.
+func splitValue(v []byte) (node, data []byte, err error) {
+	node, data, ok := bytes.Cut(v, []byte("\n"))
+	if !ok {
+		return nil, nil, errors.New("stored value has no node line")
+	}
+	return node, data, nil
+}
+
+// decodeValue decodes a stored value as kind at mod revision rev.
+func decodeValue(kind api.Kind, v []byte, rev int64) (api.Object, error) {
+	_, data, err := splitValue(v)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := api.Decode(kind, data)
+	if err != nil {
+		return nil, err
+	}
+	obj.Meta().ResourceVersion = rev
+	return obj, nil
+}
+
+// withRevision returns the stored JSON data with resourceVersion rev, as
+// watch events carry it: spliced in after `"metadata":{`, which every
+// encoded object has (its name is always written), instead of a decode
+// and an encode per event.
+func withRevision(data []byte, rev int64) []byte {
+	const meta = `"metadata":{`
+	i := bytes.Index(data, []byte(meta))
+	if i < 0 {
+		return bytes.Clone(data)
+	}
+	i += len(meta)
+	out := make([]byte, 0, len(data)+40)
+	out = append(out, data[:i]...)
+	out = append(out, `"resourceVersion":`...)
+	out = strconv.AppendInt(out, rev, 10)
+	out = append(out, ',')
+	return append(out, data[i:]...)
+}
+
+// ---- reads ----
+
+// Get returns the object with key k.
+func (s *Etcd) Get(ctx context.Context, k api.Key) (api.Object, error) {
+	if !k.Kind.Valid() {
+		return nil, fmt.Errorf("%w: %q", api.ErrUnknownKind, k.Kind)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, s.objectKey(k))
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", k, s.err(err))
+	}
+	s.seen(resp.Header.Revision)
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
+	}
+	obj, err := decodeValue(k.Kind, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", k, err)
+	}
+	return obj, nil
+}
+
+// listPage is how many keys one read of a list takes.
+const listPage = 1000
+
+// List returns the matching objects of kind, sorted by key, and the
+// revision read at: every page is read at the first page's revision.
+func (s *Etcd) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api.Object, int64, error) {
+	if !kind.Valid() {
+		return nil, 0, fmt.Errorf("%w: %q", api.ErrUnknownKind, kind)
+	}
+	prefix := s.kindPrefix(kind)
+	if opts.App != "" && !kind.ClusterScoped() {
+		prefix += opts.App + "/"
+	}
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	var out []api.Object
+	var rev int64
+	from := prefix
+	for {
+		o := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}
+		if rev != 0 {
+			o = append(o, clientv3.WithRev(rev))
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		resp, err := s.cli.Get(rctx, from, o...)
+		cancel()
+		if err != nil {
+			return nil, 0, fmt.Errorf("list %s: %w", kind, s.err(err))
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+			s.seen(rev)
+		}
+		for _, kv := range resp.Kvs {
+			node, _, err := splitValue(kv.Value)
+			if err != nil {
+				return nil, 0, fmt.Errorf("decode %s: %w", kv.Key, err)
+			}
+			if opts.Node != "" && string(node) != opts.Node {
+				continue
+			}
+			obj, err := decodeValue(kind, kv.Value, kv.ModRevision)
+			if err != nil {
+				return nil, 0, fmt.Errorf("decode %s: %w", kv.Key, err)
+			}
+			if labelsMatch(obj, opts.Labels) {
+				out = append(out, obj)
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return out, rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+func labelsMatch(obj api.Object, want map[string]string) bool {
+	m := obj.Meta()
+	for k, v := range want {
+		if got, ok := m.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- compaction ----
+
+// Start compacts etcd's history every CompactInterval, up to the
+// revision seen one interval before, until ctx ends. Several servers may
+// each run it: compacting a revision already compacted is no error.
+func (s *Etcd) Start(ctx context.Context) error {
+	t := time.NewTicker(s.opts.CompactInterval)
+	defer t.Stop()
+	var last int64
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.closed:
+			return nil
+		case <-t.C:
+		}
+		if last > 0 {
+			if err := s.Compact(ctx, last); err != nil {
+				s.opts.Logger.Error("compact etcd history", "revision", last, "err", err)
+			}
+		}
+		cur, err := s.currentRevision(ctx)
+		if err != nil {
+			s.opts.Logger.Warn("read etcd revision for compaction", "err", err)
+			continue
+		}
+		last = cur
+	}
+}
+
+// Compact drops etcd's history before rev: watches from an earlier
+// revision then fail with ErrCompacted.
+func (s *Etcd) Compact(ctx context.Context, rev int64) error {
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	_, err := s.cli.Compact(rctx, rev)
+	if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
+		return fmt.Errorf("compact etcd at revision %d: %w", rev, s.err(err))
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+)
+
+var (
+	writeWindow   = flag.Duration("bench.window", 2*time.Second, "how long each system is loaded in one round of BenchmarkCreatesVsEtcd")
+	writeWatchers = flag.Int("bench.watchers", 0, "watchers of the written keys connected during BenchmarkCreatesVsEtcd")
+)
+
+// BenchmarkCreatesVsEtcd measures creates per second over the network
+// with fsync on, 1, 64 and 256 concurrent clients: Capstan's API over
+// HTTPS (pods of about 450 bytes of JSON, one client with HTTP/2) beside
+// etcd's Put of 512-byte values on new keys (clientv3, one client,
+// plaintext gRPC), in interleaved rounds of -bench.window each (b.N
+// rounds). It reports each one's rate, p99 and longest write (the longest
+// a writer stalled), and the rate ratio Capstan / etcd. With
+// -bench.watchers N, N watchers of the written keys read along.
+//
+// The no-stall figure of issue 18: go test ./bench -run '^$' -bench
+// 'CreatesVsEtcd/clients=64$' -benchtime 1x -args -bench.window 5m
+// -bench.watchers 10.
+func BenchmarkCreatesVsEtcd(b *testing.B) {
+	for _, clients := range []int{1, 64, 256} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			c := apiservertest.Start(b, apiservertest.Options{})
+			// The change log is compacted every minute, as under capstan
+			// server (the test server does not run the store's loop).
+			compacting := make(chan error, 1)
+			go func() { compacting <- c.Store.Start(ctx) }()
+			defer func() { cancel(); <-compacting }()
+			etcd := startEtcd(b)
+			for range *writeWatchers {
+				w, err := c.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, c.Store.Revision())
+				if err != nil {
+					b.Fatal(err)
+				}
+				go func() {
+					for {
+						if _, err := w.Next(); err != nil {
+							return
+						}
+					}
+				}()
+				if etcd != nil {
+					wc := etcd.Client.Watch(ctx, "/bench/", clientv3.WithPrefix())
+					go func() {
+						for range wc {
+						}
+					}()
+				}
+			}
+			var seq atomic.Int64
+			capstan := func(ctx context.Context) error {
+				p := api.KindPod.New().(*api.Pod)
+				p.Metadata = api.ObjectMeta{Name: fmt.Sprintf("p-%d", seq.Add(1)), App: "bench", Labels: map[string]string{"tier": "web"}}
+				p.Spec.Containers = []api.Container{{Name: "web", Image: "127.0.0.1:5000/examples/hello:v1",
+					Resources: api.Resources{Requests: api.ResourceList{CPU: api.MustParseQuantity("100m"), Memory: api.MustParseQuantity("32Mi")}}}}
+				_, err := c.Client.Create(ctx, p)
+				return err
+			}
+			var capRes, etcdRes []loadResult
+			for b.Loop() {
+				capRes = append(capRes, load(ctx, clients, *writeWindow, capstan))
+				if etcd != nil {
+					etcdRes = append(etcdRes, load(ctx, clients, *writeWindow, func(ctx context.Context) error {
+						_, err := etcd.Client.Put(ctx, fmt.Sprintf("/bench/p-%d", seq.Add(1)), value)
+						return err
+					}))
+				}
+			}
+			capRate := report(b, "capstan", capRes)
+			if etcd != nil {
+				etcdRate := report(b, "etcd", etcdRes)
+				b.ReportMetric(capRate/etcdRate, "rate-ratio")
+			}
+		})
+	}
+}
+
+// loadResult is one round of load: writes done, their latencies, how long.
+type loadResult struct {
+	n       int
+	lat     []time.Duration
+	elapsed time.Duration
+	err     error
+}
+
+// load runs op from n goroutines for d.
+func load(ctx context.Context, n int, d time.Duration, op func(context.Context) error) loadResult {
+	var mu sync.Mutex
+	var res loadResult
+	stop := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			var lat []time.Duration
+			var err error
+			for time.Now().Before(stop) {
+				t0 := time.Now()
+				if err = op(ctx); err != nil {
+					break
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			if err != nil && res.err == nil {
+				res.err = err
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.n = len(res.lat)
+	return res
+}
+
+// report adds name's metrics over the rounds and returns its rate.
+func report(b *testing.B, name string, rounds []loadResult) float64 {
+	var n int
+	var elapsed time.Duration
+	var lat []time.Duration
+	for _, r := range rounds {
+		if r.err != nil {
+			b.Fatalf("%s: %v", name, r.err)
+		}
+		n += r.n
+		elapsed += r.elapsed
+		lat = append(lat, r.lat...)
+	}
+	rate := float64(n) / elapsed.Seconds()
+	b.ReportMetric(rate, name+"-writes/s")
+	b.ReportMetric(pct(lat, 99), name+"-p99-ms")
+	b.ReportMetric(float64(slices.Max(lat).Microseconds())/1000, name+"-max-ms")
+	return rate
+}
