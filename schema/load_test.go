@@ -51,6 +51,9 @@ func TestExampleRepo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its files are read as sync reads them (without the cluster key:
+	// the secret's format and keys are checked).
+	ResolveFiles(root.FS(), res, ResolveOptions{PathPrefix: "examples/repo"})
 	if errs := res.AllErrors(); len(errs) > 0 {
 		t.Fatalf("errors: %v", errorStrings(errs))
 	}
@@ -62,7 +65,7 @@ func TestExampleRepo(t *testing.T) {
 	if err := api.Validate(app); err != nil {
 		t.Fatal(err)
 	}
-	want := api.Source{Repo: "https://git.example/shop.git", Commit: "abc123", Path: "examples/repo/shop.cue", Line: 5}
+	want := api.Source{Repo: "https://git.example/shop.git", Commit: "abc123", Path: "examples/repo/shop.cue", Line: 7}
 	if *app.Metadata.Source != want {
 		t.Errorf("source = %+v, want %+v", *app.Metadata.Source, want)
 	}

@@ -76,6 +76,7 @@ func newRootCmd() *cobra.Command {
 		newDrainCmd(),
 		newNodeCmd(),
 		newHollowCmd(),
+		newSecretCmd(),
 		newRunCmd(),
 	)
 	return root

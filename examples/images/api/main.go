@@ -2,11 +2,15 @@
 // with its host name and how many requests it has served, for the hello
 // frontend to show.
 //
-// Environment: PORT (default 9000). It exits cleanly on SIGTERM or SIGINT.
+// Environment: PORT (default 9000); API_TOKEN (optional, a secret): when
+// set, GET /private answers only requests carrying "Authorization: Bearer
+// <token>", and "/" says a token is set (never which). It exits cleanly on
+// SIGTERM or SIGINT.
 package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +36,7 @@ func main() {
 		log.Fatal(err)
 	}
 	host, _ := os.Hostname()
-	if err := serve(ctx, ln, newHandler(host)); err != nil {
+	if err := serve(ctx, ln, newHandler(host, os.Getenv("API_TOKEN"))); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -41,9 +45,10 @@ func main() {
 type reply struct {
 	Hostname string `json:"hostname"`
 	Count    int64  `json:"count"`
+	TokenSet bool   `json:"tokenSet,omitempty"`
 }
 
-func newHandler(host string) http.Handler {
+func newHandler(host, token string) http.Handler {
 	var count atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -51,7 +56,15 @@ func newHandler(host string) http.Handler {
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(reply{Hostname: host, Count: count.Add(1)})
+		_ = json.NewEncoder(w).Encode(reply{Hostname: host, Count: count.Add(1), TokenSet: token != ""})
+	})
+	mux.HandleFunc("GET /private", func(w http.ResponseWriter, r *http.Request) {
+		want := "Bearer " + token
+		if token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintln(w, "welcome")
 	})
 	return mux
 }
