@@ -45,6 +45,11 @@ type worker struct {
 	// pass does not rewrite it while the informer has not caught up.
 	written   *api.PodStatus
 	writtenRV int64
+
+	// secrets are the values of the secrets the pod uses, read once
+	// (files.go); in memory only.
+	secrets    map[string]*api.SecretValues
+	secretsUID string
 }
 
 func (a *Agent) newWorker(uid, key string) *worker {
@@ -267,9 +272,15 @@ func (w *worker) apply(ctx context.Context, pod *api.Pod, p plan) {
 	if p.Sandbox {
 		spec := a.podSpec(pod)
 		var sb runtime.Sandbox
-		err := ErrHostPortsDisabled
-		if len(spec.Ports) == 0 || a.opts.HostPorts {
-			sb, err = a.rt.CreatePodSandbox(ctx, spec)
+		vals, err := w.secretValues(ctx, pod)
+		if err == nil {
+			spec.Files, err = podFiles(pod, vals)
+		}
+		if err == nil {
+			err = ErrHostPortsDisabled
+			if len(spec.Ports) == 0 || a.opts.HostPorts {
+				sb, err = a.rt.CreatePodSandbox(ctx, spec)
+			}
 		}
 		if err != nil {
 			now := a.opts.Now()
@@ -313,7 +324,16 @@ func (w *worker) start(ctx context.Context, pod *api.Pod, s startAction) {
 			spec.Mounts[i].Source = dirs[m.Volume]
 		}
 	}
-	st, err := a.rt.StartContainer(ctx, *w.obs.Sandbox, spec)
+	vals, err := w.secretValues(ctx, pod)
+	if err == nil {
+		var env []string
+		env, err = secretEnv(c, vals)
+		spec.Env = append(spec.Env, env...)
+	}
+	var st runtime.ContainerStatus
+	if err == nil {
+		st, err = a.rt.StartContainer(ctx, *w.obs.Sandbox, spec)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			w.fail(c.Name, ReasonCreateContainerError, err, a.opts.Now())
@@ -424,7 +444,9 @@ func containerSpec(c api.Container, attempt int) runtime.ContainerSpec {
 		MemoryBytes: c.Resources.Limits.Memory.Value(),
 	}
 	for _, e := range c.Env {
-		s.Env = append(s.Env, e.Name+"="+e.Value)
+		if e.Secret == nil { // secret values: secretEnv
+			s.Env = append(s.Env, e.Name+"="+e.Value)
+		}
 	}
 	for _, m := range c.VolumeMounts {
 		s.Mounts = append(s.Mounts, runtime.VolumeMount{Volume: m.Name, Path: m.MountPath, ReadOnly: m.ReadOnly})

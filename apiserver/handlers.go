@@ -110,7 +110,8 @@ func parseRoute(parts []string) (route, error) {
 		return rt, nil
 	}
 	if n := len(rest); rest[n-1] == "status" && (k.ClusterScoped() && n == 2 || !k.ClusterScoped() && n == 3) ||
-		k == api.KindPod && n == 3 && (rest[2] == "log" || rest[2] == "exec") {
+		k == api.KindPod && n == 3 && (rest[2] == "log" || rest[2] == "exec") ||
+		k == api.KindSecret && n == 3 && rest[2] == api.SubresourceValues {
 		rt.subresource = rest[n-1]
 		rest = rest[:n-1]
 	}
@@ -184,6 +185,9 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 	case rt.named && r.Method == http.MethodGet && rt.subresource == "":
 		verb = "get"
 		err = s.handleGet(ctx, w, rt, role)
+	case rt.named && r.Method == http.MethodGet && rt.subresource == api.SubresourceValues:
+		verb = "values"
+		err = s.handleSecretValues(ctx, w, rt, role)
 	case rt.named && r.Method == http.MethodGet && rt.subresource == "log":
 		verb = "log"
 		err = s.serveStream(ctx, r, rt, role, verb, func(ctx context.Context) error { return s.handlePodLog(ctx, w, r, rt, role) })
@@ -233,6 +237,11 @@ func (s *Server) podNode(ctx context.Context) nodeLookup {
 }
 
 func (s *Server) authorize(ctx context.Context, role string, req request) error {
+	if req.kind == api.KindSecret {
+		if done, err := authorizeSecret(role, req, s.secretUsers(ctx)); done || err != nil {
+			return err
+		}
+	}
 	return authorize(role, req, s.podNode(ctx))
 }
 

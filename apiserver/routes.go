@@ -22,8 +22,10 @@ import (
 //	DELETE /api/v1/{kind}/{app}/{name}                   delete
 //	GET    /api/v1/pods/{app}/{name}/log                 container log, from the pod's agent
 //	POST   /api/v1/pods/{app}/{name}/exec                exec (upgrade), through the pod's agent
+//	GET    /api/v1/secrets/{app}/{name}/values           a secret's opened values (admins; nodes whose pods use it)
 //	POST   /api/v1/txn                                   transaction
 //	GET    /backup                                       backup (tar; admins)
+//	GET    /secrets/recipient                            the cluster's age recipient (any valid token)
 //
 // Components that capstan server assembles add theirs with Handle or
 // HandleAdmin (controlplane: git sync's POST /hooks/git/{repo} and POST
@@ -54,6 +56,7 @@ func (s *Server) routes() {
 	s.HandleAdmin("POST /rejoin/{node}", http.HandlerFunc(s.handleAllowRejoin))
 	s.mux.HandleFunc("POST /nodecert/{node}", s.handleNodeCert)
 	s.mux.HandleFunc("GET /clusterinfo", s.handleClusterInfo)
+	s.mux.HandleFunc("GET /secrets/recipient", s.handleSecretsRecipient)
 
 	// Tokens (admins).
 	s.HandleAdmin("GET /tokens", http.HandlerFunc(s.handleListTokens))

@@ -18,6 +18,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/secrets"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -171,6 +172,8 @@ type Server struct {
 	ready   atomic.Bool
 	// registryAccess goes into join answers (see registry.go).
 	registryAccess atomic.Pointer[wire.RegistryAccess]
+	// keys open the values of secrets (secrets.go).
+	keys *secrets.Keyring
 	// watchLines: recent events encoded once for every watch stream.
 	watchLines watchLines
 }
@@ -208,8 +211,12 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := loadKeys(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{opts: opts, store: opts.Store, pki: pki, tokens: tokens, mux: http.NewServeMux(),
-		joins: &joins{grants: grants, cluster: alloc.clusterInfo()}}
+		joins: &joins{grants: grants, cluster: alloc.clusterInfo()}, keys: keys}
 	s.metrics = newMetrics(opts.Registry, opts.Store)
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {

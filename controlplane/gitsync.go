@@ -48,7 +48,7 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 	for _, r := range repos {
 		urls[r.Name] = gitsync.RedactURL(r.URL)
 	}
-	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Eval: eval, DataDir: filepath.Join(dataDir, "gitsync", "eval"), Logger: log.With("component", "applier")})
+	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Eval: eval, DataDir: filepath.Join(dataDir, "gitsync", "eval"), SecretsDir: filepath.Join(dataDir, "secrets"), Logger: log.With("component", "applier")})
 	if err != nil {
 		return nil, err
 	}

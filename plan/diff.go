@@ -104,6 +104,8 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	fs.keyed(name, "node selector", ot.NodeSelector, nt.NodeSelector)
 	fs.keyed(name, "label", ot.Labels, nt.Labels)
 	fs.keyed(name, "volume", volumes(ot.Volumes), volumes(nt.Volumes))
+	diffFiles(&fs, name, ot.Files, nt.Files)
+	diffSecretRefs(&fs, name, &ot, &nt)
 	diffBatch(&fs, name, o, n)
 
 	old := map[string]*api.Container{}

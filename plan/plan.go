@@ -131,6 +131,8 @@ type Field struct {
 	// its value does, and "" when it describes an added or removed object.
 	Op       Op
 	Old, New string
+	// Diff is a unified diff of a changed file's text ("" otherwise).
+	Diff string
 }
 
 // Compute compares base and head and, when in.Live is set, dry-runs the
@@ -228,6 +230,7 @@ func diffObjects(base, head *api.App) []Object {
 	out = append(out, diffKind(api.KindService, bs, hs, func(name string, o, n *api.Service) []Field {
 		return diffService(name, o.Spec, n.Spec)
 	}, describeService)...)
+	out = append(out, diffKind(api.KindSecret, desiredSecrets(base), desiredSecrets(head), diffSecret, describeSecret)...)
 	return out
 }
 
@@ -253,6 +256,8 @@ func specOf(o api.Object) any {
 		return v.Spec
 	case *api.Service:
 		return v.Spec
+	case *api.Secret:
+		return v.Spec.Versions // the sealed data differs at every seal
 	}
 	return nil
 }

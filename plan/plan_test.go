@@ -145,6 +145,7 @@ func load(t *testing.T, fsys fs.FS, dir string) *schema.Result {
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
+	schema.ResolveFiles(fsys, res, schema.ResolveOptions{PathPrefix: dir}) // as readRevision
 	return res
 }
 

@@ -106,6 +106,7 @@ func readRevision(ctx context.Context, o ReadOptions, ref, dir string) (Revision
 		}
 		return rev, &treeError{ref: ref, err: err}
 	}
+	schema.ResolveFiles(fsys, res, schema.ResolveOptions{PathPrefix: dir})
 	rev.Result = res
 	return rev, nil
 }

@@ -197,6 +197,9 @@ func RenderText(p *Plan) string {
 			fmt.Fprintf(&b, "  %s %s\n", opMark(o.Op), objectTitle(o))
 			for _, f := range o.Fields {
 				b.WriteString("      " + f.Line() + "\n")
+				if f.Diff != "" {
+					b.WriteString("          " + strings.ReplaceAll(f.Diff, "\n", "\n          ") + "\n")
+				}
 			}
 		}
 	}
@@ -250,12 +253,19 @@ func RenderMarkdown(p *Plan) string {
 			continue
 		}
 		b.WriteString("| Change | Object | Details |\n|---|---|---|\n")
+		var diffs []Field
 		for _, o := range a.Objects {
 			var details []string
 			for _, f := range o.Fields {
 				details = append(details, code(f.Line()))
+				if f.Diff != "" {
+					diffs = append(diffs, f)
+				}
 			}
 			fmt.Fprintf(&b, "| %s | %s %s | %s |\n", o.Op, kindName(o), code(o.Name), strings.Join(details, "<br>"))
+		}
+		for _, f := range diffs {
+			fmt.Fprintf(&b, "\n<details><summary>%s</summary>\n\n```diff\n%s\n```\n</details>\n", cell(f.Line()), strings.ReplaceAll(f.Diff, "```", "`\u200b``"))
 		}
 	}
 	if c := p.Capacity; c != nil {

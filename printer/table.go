@@ -3,6 +3,7 @@ package printer
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -208,6 +209,14 @@ func columnsFor(kind api.Kind) []column {
 			{name: "AUTHOR", cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Revision).Spec.Author) }},
 			ageCol,
 			{name: "MESSAGE", cell: func(o api.Object, _ *Options) string { return api.CommitSubject(o.(*api.Revision).Spec.Message) }},
+		}
+	case api.KindSecret:
+		return []column{nameCol,
+			{name: "KEYS", cell: func(o api.Object, _ *Options) string {
+				return orNone(strings.Join(slices.Sorted(maps.Keys(o.(*api.Secret).Spec.Versions)), ","))
+			}},
+			{name: "FROM", cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Secret).Spec.From) }},
+			ageCol,
 		}
 	case api.KindJob:
 		return jobColumns()

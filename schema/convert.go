@@ -29,6 +29,9 @@ type (
 			TTL      string `json:"ttl"`
 			Replicas int32  `json:"replicas"`
 		} `json:"preview"`
+		Secrets   map[string]struct {
+			From string `json:"from"`
+		} `json:"secrets"`
 	}
 	dGroup struct {
 		Replicas         *int32                `json:"replicas"`
@@ -41,6 +44,7 @@ type (
 		Strategy         dStrategy             `json:"strategy"`
 		TerminationGrace int64                 `json:"terminationGrace"`
 		Service          *dService             `json:"service"`
+		Files            map[string]dFile      `json:"files"`
 		Job              *dJob                 `json:"job"`
 		Schedule         string                `json:"schedule"`
 		EveryNode        bool                  `json:"everyNode"`
@@ -62,7 +66,7 @@ type (
 		PullPolicy string                     `json:"pullPolicy"`
 		Command    []string                   `json:"command"`
 		Args       []string                   `json:"args"`
-		Env        map[string]string          `json:"env"`
+		Env        map[string]json.RawMessage `json:"env"`
 		WorkingDir string                     `json:"workingDir"`
 		Ports      map[string]json.RawMessage `json:"ports"`
 		Resources  *dResources                `json:"resources"`
@@ -127,6 +131,16 @@ type converter struct {
 	app   string
 	desc  map[string][]string // API path -> descriptor path below the app
 	probs []problem
+	// refs are the files to read from the repository (podfiles.go);
+	// workloads counts the workloads converted so far.
+	refs      []fromRef
+	workloads int
+	// secrets declared by the app; secretRefs are the references to
+	// them, and containers counts the containers of the current group
+	// (secretfiles.go).
+	secrets    map[string]bool
+	secretRefs []secretRef
+	containers int
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -153,6 +167,7 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 	app := api.KindApp.New().(*api.App)
 	app.Metadata.Name = name
 	app.Metadata.App = name
+	c.appSecrets(app, d)
 	for _, g := range sortedKeys(d.Pods) {
 		c.group(app, g, d.Pods[g])
 	}
@@ -262,6 +277,7 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	c.note(wp+".spec.ordered", sub("ordered")...)
 	c.ordered(g, sub)
 	portNames := map[string]bool{}
+	c.containers = 0
 	for _, cn := range sortedKeys(g.Containers) {
 		cp := fmt.Sprintf("%s.containers[%d]", tp, len(t.Containers))
 		ct := c.container(cn, g.Containers[cn], sub("containers", cn), cp, volumes)
@@ -269,8 +285,11 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 			portNames[p.Name] = true
 		}
 		t.Containers = append(t.Containers, ct)
+		c.containers++
 	}
+	c.files(t, g.Files, sub("files"), tp)
 	app.Spec.Workloads = append(app.Spec.Workloads, w)
+	c.workloads++
 	if g.Service != nil {
 		c.service(app, name, g.Service, sub("service"), portNames)
 	}
@@ -293,7 +312,7 @@ func (c *converter) container(name string, d dContainer, desc []string, cp strin
 		WorkingDir:      d.WorkingDir,
 	}
 	for i, k := range sortedKeys(d.Env) {
-		ct.Env = append(ct.Env, api.EnvVar{Name: k, Value: d.Env[k]})
+		ct.Env = append(ct.Env, c.envVar(k, d.Env[k], sub("env", k), i))
 		c.note(fmt.Sprintf("%s.env[%d]", cp, i), sub("env", k)...)
 	}
 	for i, k := range sortedKeys(d.Ports) {

@@ -259,6 +259,7 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 		c.errs = pl.place(probs)
 		return c
 	}
+	conv.placeRefs(app, pl)
 	c.app = app
 	if len(app.Spec.DependsOn) > 0 {
 		c.dependsOn = pl.one(problem{path: []string{"dependsOn"}})

@@ -51,6 +51,9 @@ func TestExampleRepo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its files are read as sync reads them (without the cluster key:
+	// the secret's format and keys are checked).
+	ResolveFiles(root.FS(), res, ResolveOptions{PathPrefix: "examples/repo"})
 	if errs := res.AllErrors(); len(errs) > 0 {
 		t.Fatalf("errors: %v", errorStrings(errs))
 	}
@@ -62,7 +65,7 @@ func TestExampleRepo(t *testing.T) {
 	if err := api.Validate(app); err != nil {
 		t.Fatal(err)
 	}
-	want := api.Source{Repo: "https://git.example/shop.git", Commit: "abc123", Path: "examples/repo/shop.cue", Line: 5}
+	want := api.Source{Repo: "https://git.example/shop.git", Commit: "abc123", Path: "examples/repo/shop.cue", Line: 7}
 	if *app.Metadata.Source != want {
 		t.Errorf("source = %+v, want %+v", *app.Metadata.Source, want)
 	}
@@ -74,9 +77,14 @@ func TestExampleRepo(t *testing.T) {
 		byName[w.Name] = w
 	}
 	// shop.cue: 6 pods, 4 containers, 2 services; stateful.cue: the kv
-	// example, 1 of each.
-	if pods != 7 || containers != 5 || len(app.Spec.Services) != 3 {
-		t.Errorf("pods, containers, services = %d, %d, %d; want 7, 5, 3", pods, containers, len(app.Spec.Services))
+	// example, 1 of each, and its nightly compaction, a cron job of one
+	// container.
+	if pods != 7 || containers != 6 || len(app.Spec.Services) != 3 {
+		t.Errorf("pods, containers, services = %d, %d, %d; want 7, 6, 3", pods, containers, len(app.Spec.Services))
+	}
+	if c := byName["kv-compact"].Spec; c.Job == nil || c.Job.Schedule != "0 3 * * *" || c.Job.Concurrency != api.ConcurrencyForbid ||
+		!slices.Equal(c.Template.Containers[0].Args, []string{"compact", "http://kv:80"}) {
+		t.Errorf("kv-compact = %+v, want a nightly cron job running `kv compact http://kv:80`", c)
 	}
 	if kv := byName["kv"].Spec; !kv.Ordered || kv.Template.Volumes[0].Persistent == nil {
 		t.Errorf("kv = %+v, want ordered with a persistent volume", kv)

@@ -27,7 +27,12 @@ type rawFile struct {
 }
 
 // isDescriptor reports whether a file name has a descriptor extension.
+// Encrypted secret files (NAME.secret.yaml) are not descriptors: an app
+// names them under secrets.
 func isDescriptor(name string) bool {
+	if strings.HasSuffix(name, ".secret.yaml") || strings.HasSuffix(name, ".secret.yml") {
+		return false
+	}
 	switch path.Ext(name) {
 	case ".cue", ".yaml", ".yml", ".json":
 		return true

@@ -136,6 +136,9 @@ func (c *Containerd) specOpts(img containerd.Image, sb Sandbox, spec ContainerSp
 		}
 		mounts = append(mounts, bindMount(src, m.Path, m.ReadOnly))
 	}
+	for _, f := range sb.Files {
+		mounts = append(mounts, bindMount(f.Source, f.Path, true))
+	}
 	opts = append(opts, oci.WithMounts(mounts))
 	if spec.MemoryBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(spec.MemoryBytes)))

@@ -84,6 +84,8 @@ type PodSpec struct {
 	Volumes []string
 	// Ports are host ports to publish (needs the network's PortMap option).
 	Ports []PortMapping
+	// Files are delivered read-only into every container (files.go).
+	Files []PodFile
 }
 
 // DNSConfig points a pod at the cluster DNS.
@@ -111,6 +113,8 @@ type Sandbox struct {
 	IPCPath   string
 	// Dir holds the pod's hosts, resolv.conf, volumes and logs.
 	Dir string
+	// Files are mounted read-only into every container.
+	Files []SandboxFile `json:",omitempty"`
 }
 
 // ContainerSpec describes one container to start.

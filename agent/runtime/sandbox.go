@@ -94,6 +94,9 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 	if err := c.writePodFiles(sb, pod); err != nil {
 		return Sandbox{}, err
 	}
+	if sb.Files, err = c.writeFiles(pod.UID, pod.Files); err != nil {
+		return Sandbox{}, err
+	}
 	b, _ := json.MarshalIndent(sb, "", "  ")
 	if err := writeFileAtomic(filepath.Join(dir, sandboxFile), b); err != nil {
 		return Sandbox{}, fmt.Errorf("pod %s: %w", pod.UID, err)
@@ -209,6 +212,9 @@ func (c *Containerd) removeSandbox(ctx context.Context, uid string) error {
 		if err := nsfile.Remove(p); err != nil {
 			errs = append(errs, fmt.Errorf("pod %s: %w", uid, err))
 		}
+	}
+	if err := c.removeSecretFS(uid); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

@@ -21,6 +21,8 @@ type App struct {
 type AppSpec struct {
 	Workloads []AppWorkload `json:"workloads,omitempty"`
 	Services  []AppService  `json:"services,omitempty"`
+	// Secrets are the app's decrypted secrets, sealed (secret.go).
+	Secrets []AppSecret `json:"secrets,omitempty"`
 	// Rollback is RollbackAuto when the server reverts a commit whose
 	// rollout fails; empty leaves it to people.
 	Rollback string `json:"rollback,omitempty"`

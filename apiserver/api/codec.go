@@ -74,7 +74,7 @@ func CopyStatus(dst, src Object) {
 		d.Status = src.(*Service).Status
 	case *Job:
 		d.Status = src.(*Job).Status
-	case *Lease, *Endpoints, *Revision, *Event, *PersistentVolume:
+	case *Lease, *Endpoints, *Revision, *Event, *PersistentVolume, *Secret:
 		// no status
 	default:
 		panic(fmt.Sprintf("api.CopyStatus: unknown kind %T", dst))

@@ -18,10 +18,11 @@ const (
 	KindEvent     Kind = "events"
 	KindJob       Kind = "jobs"
 	KindVolume    Kind = "volumes"
+	KindSecret    Kind = "secrets"
 )
 
 // Kinds lists every kind in pipeline order.
-var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindJob, KindVolume}
+var Kinds = []Kind{KindNode, KindLease, KindApp, KindWorkload, KindPod, KindService, KindEndpoints, KindRevision, KindEvent, KindJob, KindVolume, KindSecret}
 
 // kindInfo is what the API needs to know about a kind.
 type kindInfo struct {
@@ -43,6 +44,7 @@ var kindInfos = map[Kind]kindInfo{
 	KindEvent:     {"Event", false, []string{"event", "ev"}, func() Object { return &Event{} }},
 	KindJob:       {"Job", false, []string{"job"}, func() Object { return &Job{} }},
 	KindVolume:    {"Volume", false, []string{"volume", "vol", "pv"}, func() Object { return &PersistentVolume{} }},
+	KindSecret:    {"Secret", false, []string{"secret"}, func() Object { return &Secret{} }},
 }
 
 // Valid reports whether k is a kind the API serves.

@@ -15,6 +15,8 @@ type PodTemplate struct {
 	// TerminationGracePeriodSeconds is how long a container gets between
 	// SIGTERM and SIGKILL (default 30).
 	TerminationGracePeriodSeconds int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	// Files are delivered read-only into every container (files.go).
+	Files []PodFile `json:"files,omitempty"`
 }
 
 // Restart policies.
@@ -50,6 +52,9 @@ type Container struct {
 type EnvVar struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
+	// Secret, when set, gives the value from a key of a secret (Value
+	// is then empty).
+	Secret *SecretKeyRef `json:"secret,omitempty"`
 }
 
 // Protocols.

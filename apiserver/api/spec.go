@@ -19,6 +19,7 @@ func (o *Service) SpecJSON() ([]byte, error)   { return json.Marshal(&o.Spec) }
 func (o *Endpoints) SpecJSON() ([]byte, error) { return json.Marshal(&o.Spec) }
 func (o *Revision) SpecJSON() ([]byte, error)  { return json.Marshal(&o.Spec) }
 func (o *Event) SpecJSON() ([]byte, error)     { return json.Marshal(&o.Spec) }
+func (o *Secret) SpecJSON() ([]byte, error)    { return json.Marshal(&o.Spec) }
 
 // Assign sets *dst to *src; both must be of one kind. The API server uses
 // it to write a caller's object over the stored copy inside a transaction
@@ -45,6 +46,8 @@ func Assign(dst, src Object) {
 		*d = *src.(*Event)
 	case *PersistentVolume:
 		*d = *src.(*PersistentVolume)
+	case *Secret:
+		*d = *src.(*Secret)
 	case *Job:
 		*d = *src.(*Job)
 	default:

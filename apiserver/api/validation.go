@@ -179,6 +179,8 @@ func Validate(obj Object) error {
 		default:
 			errs.add("spec.result", "%s: want Applied, Rejected, Failed, Deleted or Held", quote(o.Spec.Result))
 		}
+	case *Secret:
+		validateSecretSpec(&errs, &o.Spec, "spec")
 	case *Event:
 		if o.Spec.Reason == "" {
 			errs.add("spec.reason", "is required")
@@ -275,6 +277,7 @@ func validateApp(errs *ErrorList, s *AppSpec) {
 		seen[svc.Name] = true
 		validateServiceSpec(errs, &svc.Spec, p+".spec")
 	}
+	validateAppSecrets(errs, s)
 }
 
 func validateWorkloadSpec(errs *ErrorList, s *WorkloadSpec, path string) {
@@ -353,6 +356,7 @@ func validateTemplate(errs *ErrorList, t *PodTemplate, path string) {
 		names[c.Name] = true
 		validateContainer(errs, c, volumes, p)
 	}
+	validateFiles(errs, t, path)
 }
 
 func validateContainer(errs *ErrorList, c *Container, volumes map[string]bool, path string) {
@@ -369,6 +373,9 @@ func validateContainer(errs *ErrorList, c *Container, volumes map[string]bool, p
 	for i, e := range c.Env {
 		if e.Name == "" || len(e.Name) > maxEnvNameLen || strings.ContainsAny(e.Name, "=\x00") {
 			errs.add(fmt.Sprintf("%s.env[%d].name", path, i), "%s is not an environment variable name", quote(e.Name))
+		}
+		if e.Secret != nil {
+			validateSecretRef(errs, e.Secret, fmt.Sprintf("%s.env[%d].secret", path, i))
 		}
 	}
 	if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {

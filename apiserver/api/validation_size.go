@@ -42,6 +42,7 @@ var maxObjectBytes = map[Kind]int{
 	KindRevision:  2 << 20,
 	KindEvent:     64 << 10,
 	KindVolume:    64 << 10,
+	KindSecret:    1 << 20,
 	KindJob:       1 << 20,
 }
 

@@ -79,6 +79,7 @@ func newRootCmd() *cobra.Command {
 		newHollowCmd(),
 		newBackupCmd(),
 		newRestoreCmd(),
+		newSecretCmd(),
 		newRunCmd(),
 	)
 	return root

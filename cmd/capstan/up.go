@@ -25,6 +25,7 @@ import (
 	"github.com/capstanhq/capstan/node"
 	"github.com/capstanhq/capstan/printer"
 	"github.com/capstanhq/capstan/registry"
+	"github.com/capstanhq/capstan/secrets"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 )
@@ -140,7 +141,11 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 	if demoDir != "" {
 		// The demo's images name the registry as the first --registry-addr.
 		imagesAt := upImageRegistry(f.server.registryAddrs[0], cp.Registry())
-		res, err := demo.Repo(demoDir, repo.FS(), imagesAt)
+		keys, err := secrets.LoadOrCreate(filepath.Join(dataDir, "secrets")) // made by the server on its first start
+		if err != nil {
+			return err
+		}
+		res, err := demo.Repo(demoDir, repo.FS(), imagesAt, keys.Recipient())
 		if err != nil {
 			return err
 		}

@@ -411,6 +411,12 @@ func (e *upEnv) logsAndExec() {
 			e.t.Errorf("capstan exec %s -- /hello get %s: %v\n%s", front, u, err, out)
 		}
 	}
+	// The backend keeps its note in kv, reached by its service name: kv's
+	// own answer comes back through the backend (no note yet).
+	e.wait("the backend's note from kv", time.Minute, func() (bool, string) {
+		out, _ := e.cli("exec", front, "--", "/hello", "get", "http://backend/note")
+		return strings.Contains(out, "no such key"), out
+	})
 	out, err := e.cli("exec", front, "--", "/hello", "get", "http://127.0.0.1:1/")
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out, "connection refused") {

@@ -53,6 +53,7 @@ func runValidate(cmd *cobra.Command, dir string, opts schema.LoadOptions, eval e
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("validate %s: %w", dir, err)}
 	}
+	schema.ResolveFiles(root.FS(), res, schema.ResolveOptions{PathPrefix: opts.PathPrefix})
 	out := cmd.OutOrStdout()
 	if errs := res.AllErrors(); len(errs) > 0 {
 		for _, e := range errs {

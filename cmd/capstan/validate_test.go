@@ -59,7 +59,7 @@ func TestValidateCommand(t *testing.T) {
 		{
 			name:    "example repo",
 			args:    []string{"validate", "../../examples/repo"},
-			wantOut: "../../examples/repo: 1 app, 4 pod groups, 5 containers, 3 services in 2 files: valid\n",
+			wantOut: "../../examples/repo: 1 app, 5 pod groups, 6 containers, 3 services in 2 files: valid\n",
 		},
 		{
 			name: "errors",

@@ -16,7 +16,7 @@ import (
 
 func TestRepoCreatedOnceAndKept(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo-repo")
-	res, err := Repo(dir, repo.FS(), ExampleRegistry)
+	res, err := Repo(dir, repo.FS(), ExampleRegistry, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestRepoCreatedOnceAndKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	head, _ := git(dir, "rev-parse", "HEAD")
-	again, err := Repo(dir, fstest.MapFS{"other.cue": {Data: []byte("x")}}, ExampleRegistry)
+	again, err := Repo(dir, fstest.MapFS{"other.cue": {Data: []byte("x")}}, ExampleRegistry, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestRepoCreatedOnceAndKept(t *testing.T) {
 func TestRepoNamesTheGivenRegistry(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo-repo")
 	const addr = "10.1.2.3:5443"
-	res, err := Repo(dir, repo.FS(), addr)
+	res, err := Repo(dir, repo.FS(), addr, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +88,10 @@ func TestRepoNamesTheGivenRegistry(t *testing.T) {
 	}
 
 	// Kept on a restart with the same address; flagged with another.
-	if again, err := Repo(dir, repo.FS(), addr); err != nil || again.Created || again.OtherRegistry {
+	if again, err := Repo(dir, repo.FS(), addr, ""); err != nil || again.Created || again.OtherRegistry {
 		t.Errorf("restart with the same address: %+v, %v", again, err)
 	}
-	if other, err := Repo(dir, repo.FS(), ExampleRegistry); err != nil || other.Created || !other.OtherRegistry {
+	if other, err := Repo(dir, repo.FS(), ExampleRegistry, ""); err != nil || other.Created || !other.OtherRegistry {
 		t.Errorf("restart with another address: %+v, %v; want OtherRegistry", other, err)
 	}
 }
@@ -116,7 +116,7 @@ func TestRepoRefusesABrokenRepository(t *testing.T) {
 	if out, err := exec.Command("git", "init", "-q", "-b", "main", dir).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if _, err := Repo(dir, repo.FS(), ExampleRegistry); err == nil || !strings.Contains(err.Error(), "remove the directory") {
+	if _, err := Repo(dir, repo.FS(), ExampleRegistry, ""); err == nil || !strings.Contains(err.Error(), "remove the directory") {
 		t.Errorf("repository without commits: %v", err)
 	}
 }

@@ -35,8 +35,10 @@ const ExampleRegistry = "127.0.0.1:5000"
 // Branch, unless dir already is one: then it is left as it is, with every
 // commit the user made since. Image references to ExampleRegistry in the
 // files are rewritten to registryAddr (HOST:PORT), the registry the cluster
-// pulls from. It needs the git command.
-func Repo(dir string, src fs.FS, registryAddr string) (RepoResult, error) {
+// pulls from. When recipient (the cluster's age recipient) is set, the
+// example's secrets are made for it (SealSecrets). It needs the git
+// command.
+func Repo(dir string, src fs.FS, registryAddr, recipient string) (RepoResult, error) {
 	res := RepoResult{Dir: dir}
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
 		head, err := git(dir, "rev-parse", "--verify", "-q", Branch)
@@ -71,6 +73,11 @@ func Repo(dir string, src fs.FS, registryAddr string) (RepoResult, error) {
 	}
 	if err := retarget(tmp, registryAddr); err != nil {
 		return res, fmt.Errorf("demo repository: %w", err)
+	}
+	if recipient != "" {
+		if err := SealSecrets(tmp, recipient); err != nil {
+			return res, fmt.Errorf("demo repository: %w", err)
+		}
 	}
 	for _, args := range [][]string{
 		{"init", "-q", "-b", Branch},

@@ -1,5 +1,6 @@
 // Package repo embeds the example deployment repository (shop.cue, the
-// reference app of DESIGN.md section 5) so `capstan up` can seed a demo git
+// reference app of DESIGN.md section 5, its config file and the
+// placeholder of its secret) so `capstan up` can seed a demo git
 // repository from the binary alone.
 package repo
 
@@ -8,7 +9,7 @@ import (
 	"io/fs"
 )
 
-//go:embed *.cue
+//go:embed *.cue config secrets
 var files embed.FS
 
 // FS returns the repository's descriptor files, rooted at the repository.

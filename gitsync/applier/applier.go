@@ -16,6 +16,7 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/schema"
 	"github.com/capstanhq/capstan/schema/sandbox"
+	"github.com/capstanhq/capstan/secrets"
 )
 
 // Labels the applier puts on the apps it owns.
@@ -45,6 +46,10 @@ type Options struct {
 	// Workers write that many apps at once (default 8), so that the
 	// store commits their transactions in groups.
 	Workers int
+	// SecretsDir holds the cluster's key ring (secrets.LoadOrCreate),
+	// read again at every sync so that a rotated key is used at once.
+	// Empty: apps with secrets are rejected (no key to decrypt them).
+	SecretsDir string
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// Now (default time.Now).
@@ -72,7 +77,10 @@ type Applier struct {
 // the parallel writes within one call share it (under mu).
 type repoState struct {
 	ev *sandbox.Evaluator
-	mu sync.Mutex
+	// secrets keeps what opening each secret file gave, so a sync
+	// decrypts only the files that changed.
+	secrets *schema.SecretCache
+	mu      sync.Mutex
 	// mine are the applier's own writes (nil App: deleted) at their
 	// revisions, until the informer has seen them.
 	mine map[string]written
@@ -121,7 +129,7 @@ func (a *Applier) repo(repo string) (*repoState, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &repoState{ev: ev}
+	rs := &repoState{ev: ev, secrets: schema.NewSecretCache()}
 	a.repos[repo] = rs
 	return rs, nil
 }
@@ -210,7 +218,14 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	stream := len(existing) == 0 || snap.PruneConfirmed
 	lo := a.opts.Load
 	lo.Repo, lo.Commit, lo.PathPrefix = a.repoURL(snap.Repo), snap.Commit, snap.Path
+	ro := schema.ResolveOptions{PathPrefix: snap.Path, RequireKeys: true, Cache: rs.secrets, Previous: func(name string) *api.App { return existing[name] }}
+	if a.opts.SecretsDir != "" {
+		if ro.Keys, err = secrets.LoadOrCreate(a.opts.SecretsDir); err != nil {
+			return out, err
+		}
+	}
 	lo.Evaluated = func(ar schema.AppResult) {
+		ar = schema.ResolveApp(snap.FS, ar, ro)
 		if stream && ar.Valid() && !unchanged(ar.App, existing[ar.Name], snap.Repo) {
 			submitted[ar.Name] = true
 			p.submit(apply(ar))
@@ -244,12 +259,18 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	for _, ar := range res.Apps {
 		declared[ar.Name] = true
 		cur := existing[ar.Name]
+		// Files read from the repository may change while the
+		// descriptors do not: such an app is always compared.
+		readsFiles := ar.Valid() && schema.HasRepoFiles(ar.App)
+		if !submitted[ar.Name] {
+			ar = schema.ResolveApp(snap.FS, ar, ro)
+		}
 		switch {
 		case submitted[ar.Name]:
 		case !ar.Valid():
 			out.Rejected = append(out.Rejected, ar.Name)
 			p.submit(func() error { return a.reject(ctx, snap, rs, ar.Name, cur, ar.Errors) })
-		case !fresh[ar.Name] && rs.isChecked(ar.Name, cur) && cur.Status.LastSyncResult == api.SyncApplied:
+		case !fresh[ar.Name] && !readsFiles && rs.isChecked(ar.Name, cur) && cur.Status.LastSyncResult == api.SyncApplied:
 			// Not evaluated again, and its App was found equal before:
 			// no comparison (10,000 of them cost 100-400 ms).
 			out.Unchanged = append(out.Unchanged, ar.Name)

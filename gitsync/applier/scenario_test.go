@@ -84,7 +84,7 @@ func (w *world) start(o initOptions) {
 	git(t, w.repo, "commit", "-q", "--allow-empty", "-m", "empty start")
 	w.cluster = apiservertest.Start(t, apiservertest.Options{})
 	ap, err := applier.New(applier.Options{Client: w.cluster.Client, RepoURLs: map[string]string{"demo": w.repo},
-		Load: schema.LoadOptions{MaxFileBytes: o.maxFileBytes}})
+		Load: schema.LoadOptions{MaxFileBytes: o.maxFileBytes}, SecretsDir: filepath.Join(w.cluster.DataDir, "secrets")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +264,13 @@ func TestScenarios(t *testing.T) {
 					t.Fatal(err)
 				}
 				return ""
+			case "write-secret":
+				// file=PATH [stranger]: the input's KEY=VALUE lines,
+				// encrypted for the cluster (or for a key it lacks).
+				var file string
+				d.ScanArgs(t, "file", &file)
+				w.writeSecret(file, d.Input, d.HasArg("stranger"))
+				return ""
 			case "rm":
 				var file string
 				d.ScanArgs(t, "file", &file)
@@ -291,7 +298,7 @@ func TestScenarios(t *testing.T) {
 				if d.HasArg("conditions") {
 					out += w.conditions(ctx)
 				}
-				return out
+				return ageRecipient.ReplaceAllString(out, "age1<recipient>")
 			}
 			t.Fatalf("unknown command %q", d.Cmd)
 			return ""

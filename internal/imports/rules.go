@@ -25,6 +25,7 @@ var shared = []string{
 	"internal/atomicfile",
 	"internal/pki",
 	"internal/remotecmd",
+	"secrets",
 	"version",
 }
 

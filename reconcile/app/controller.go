@@ -23,7 +23,9 @@ type Controller struct {
 	apps      *client.Informer
 	workloads *client.Informer
 	services  *client.Informer
+	secrets   *client.Informer
 	pods      *client.Informer
+	secByNS   *reconcile.Index
 	appsByNS  *reconcile.Index
 	wByNS     *reconcile.Index
 	sByNS     *reconcile.Index
@@ -42,7 +44,7 @@ func appByNamespace(o api.Object) []string { return []string{Namespace(o.(*api.A
 func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c := &Controller{opts: opts, client: m.Client(),
 		appsByNS: reconcile.NewIndex(appByNamespace), wByNS: reconcile.NewIndex(byApp),
-		sByNS: reconcile.NewIndex(byApp), podsByNS: reconcile.NewIndex(byApp),
+		sByNS: reconcile.NewIndex(byApp), podsByNS: reconcile.NewIndex(byApp), secByNS: reconcile.NewIndex(byApp),
 		dependents: reconcile.NewIndex(func(o api.Object) []string { return o.(*api.App).Spec.DependsOn }),
 		rec:        m.Recorder("app-controller")}
 	var err error
@@ -55,6 +57,9 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c.workloads = m.Informer(api.KindWorkload)
 	c.services = m.Informer(api.KindService)
 	c.pods = m.Informer(api.KindPod)
+	c.secrets = m.Informer(api.KindSecret)
+	c.secrets.AddHandler(c.secByNS.Handler())
+	c.secrets.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
 	c.apps.AddHandler(c.appsByNS.Handler())
 	c.apps.AddHandler(c.dependents.Handler())
 	c.apps.AddHandler(reconcile.EnqueueHandler(q, reconcile.ObjectKeyOf))
@@ -154,7 +159,11 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	for _, s := range c.sByNS.Get(ns) {
 		ss = append(ss, s.(*api.Service))
 	}
-	plan := Compute(a, ws, ss)
+	var secs []*api.Secret
+	for _, s := range c.secByNS.Get(ns) {
+		secs = append(secs, s.(*api.Secret))
+	}
+	plan := ComputeSecrets(a, secs).then(Compute(a, ws, ss))
 	waits := Waits(a, c.appNamed, c.workloadsIn)
 	plan.Hold(waits)
 	var errs []error

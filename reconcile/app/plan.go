@@ -231,6 +231,8 @@ func observedSpecHash(o api.Object) string {
 		return specHash(v.Spec)
 	case *api.Service:
 		return specHash(unallocated(v.Spec))
+	case *api.Secret:
+		return specHash(v.Spec)
 	}
 	return ""
 }
@@ -240,6 +242,8 @@ func isNil(o api.Object) bool {
 	case *api.Workload:
 		return v == nil
 	case *api.Service:
+		return v == nil
+	case *api.Secret:
 		return v == nil
 	}
 	return false

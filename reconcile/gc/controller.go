@@ -11,7 +11,7 @@ import (
 )
 
 // Kinds the garbage collector watches: every kind that owns or is owned.
-var watched = []api.Kind{api.KindApp, api.KindWorkload, api.KindService, api.KindPod, api.KindEndpoints, api.KindJob, api.KindVolume}
+var watched = []api.Kind{api.KindApp, api.KindWorkload, api.KindService, api.KindPod, api.KindEndpoints, api.KindJob, api.KindVolume, api.KindSecret}
 
 // Options configure the garbage collector.
 type Options struct {

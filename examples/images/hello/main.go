@@ -4,12 +4,15 @@
 // through its DNS name.
 //
 // Environment: PORT (default 8080), VERSION (default v1), BACKEND_URL
-// (optional, for example http://backend.shop.svc.cluster.local).
-// It exits cleanly on SIGTERM or SIGINT.
+// (optional, for example http://backend.shop.svc.cluster.local),
+// GREETING_FILE (optional: a config file whose text "/" shows as the
+// greeting). It exits cleanly on SIGTERM or SIGINT.
 //
 // `hello get URL` instead prints what URL answers and exits 0 on a 2xx, 1
 // otherwise: the image has no shell or curl, and this is what `capstan exec`
 // runs to look at the cluster from inside a pod (DNS, services).
+// `hello cat FILE` prints a file and `hello env NAME` a variable (exit 1
+// when missing), to look at a pod's config files and secrets.
 package main
 
 import (
@@ -22,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -29,6 +33,18 @@ import (
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "get" {
 		os.Exit(getCmd(os.Args[2], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) == 3 && os.Args[1] == "cat" {
+		os.Exit(catCmd(os.Args[2], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) == 3 && os.Args[1] == "env" {
+		v, ok := os.LookupEnv(os.Args[2])
+		if !ok {
+			fmt.Fprintf(os.Stderr, "%s is not set\n", os.Args[2])
+			os.Exit(1)
+		}
+		fmt.Println(v)
+		os.Exit(0)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -52,10 +68,11 @@ func run(ctx context.Context, addr string) error {
 	}
 	host, _ := os.Hostname()
 	h := &handler{
-		host:    host,
-		version: envOr("VERSION", "v1"),
-		backend: os.Getenv("BACKEND_URL"),
-		client:  &http.Client{Timeout: 2 * time.Second},
+		host:     host,
+		version:  envOr("VERSION", "v1"),
+		backend:  os.Getenv("BACKEND_URL"),
+		greeting: os.Getenv("GREETING_FILE"),
+		client:   &http.Client{Timeout: 2 * time.Second},
 	}
 	return serve(ctx, ln, h.routes())
 }
@@ -82,7 +99,9 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 
 type handler struct {
 	host, version, backend string
-	client                 *http.Client
+	// greeting is the path of a file whose text is shown on "/".
+	greeting string
+	client   *http.Client
 }
 
 func (h *handler) routes() http.Handler {
@@ -97,6 +116,13 @@ func (h *handler) routes() http.Handler {
 func (h *handler) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprintf(w, "You've hit %s (version %s)\n", h.host, h.version)
+	if h.greeting != "" {
+		if b, err := os.ReadFile(h.greeting); err == nil {
+			fmt.Fprintf(w, "greeting: %s\n", strings.TrimSpace(string(b)))
+		} else {
+			fmt.Fprintf(w, "greeting: error: %v\n", err)
+		}
+	}
 	if h.backend == "" {
 		return
 	}
@@ -149,5 +175,16 @@ func getCmd(url string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, resp.Status)
 		return 1
 	}
+	return 0
+}
+
+// catCmd prints a file; it returns the exit code.
+func catCmd(path string, stdout, stderr io.Writer) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	_, _ = stdout.Write(b)
 	return 0
 }

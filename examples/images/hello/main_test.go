@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -78,5 +79,23 @@ func TestGetCommand(t *testing.T) {
 	out.Reset()
 	if code := getCmd(srv.URL+"/nope", &out, &errb); code != 1 || !strings.Contains(errb.String(), "404") {
 		t.Fatalf("get /nope = %d %q", code, errb.String())
+	}
+}
+
+func TestIndexShowsGreeting(t *testing.T) {
+	f := t.TempDir() + "/greeting"
+	if err := os.WriteFile(f, []byte("Hello from a config file\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	h := (&handler{host: "pod-1", version: "v1", greeting: f, client: http.DefaultClient}).routes()
+	if _, body := get(t, h, "/"); !strings.Contains(body, "greeting: Hello from a config file\n") {
+		t.Fatalf("GET / = %q, want the greeting", body)
+	}
+	var out, errb strings.Builder
+	if code := catCmd(f, &out, &errb); code != 0 || out.String() != "Hello from a config file\n" {
+		t.Fatalf("cat = %d %q %q", code, out.String(), errb.String())
+	}
+	if code := catCmd(f+"-missing", &out, &errb); code != 1 {
+		t.Fatalf("cat of a missing file = %d, want 1", code)
 	}
 }

@@ -5,11 +5,15 @@
 //
 //	PUT /kv/KEY    stores the request body (at most 1 MiB) under KEY: 204
 //	GET /kv/KEY    answers the value, or 404
+//	POST /compact  rewrites the file with only the current values
 //	GET /healthz   ok once the file is replayed
 //
 // Environment: DATA_DIR (default /data), PORT (default 8080), VERSION
 // (reported in the X-KV-Version header, so a rolled image can be told
 // apart). It exits cleanly on SIGTERM or SIGINT.
+//
+// `kv compact URL` is the client of POST /compact, for a cron job: it
+// exits 0 when the store compacted its file, 1 otherwise.
 package main
 
 import (
@@ -25,12 +29,22 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "compact" {
+		msg, err := requestCompaction(os.Args[2])
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(msg)
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	dir, port := os.Getenv("DATA_DIR"), os.Getenv("PORT")
@@ -40,7 +54,7 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
-	st, err := open(filepath.Join(dir, "kv.log"))
+	st, err := open(filepath.Join(dir, logName))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,6 +74,9 @@ type record struct {
 	Key   string `json:"k"`
 	Value string `json:"v"`
 }
+
+// logName is the log's file name in DATA_DIR.
+const logName = "kv.log"
 
 // store is the in-memory map and the log it was replayed from.
 type store struct {
@@ -146,6 +163,68 @@ func (s *store) len() int {
 
 func (s *store) close() error { return s.f.Close() }
 
+// compact rewrites the log with one record per key: a new file written and
+// synced beside the log, renamed over it, the directory synced, then
+// appends go to the new file. A crash at any point leaves either the old
+// log or the new one, each complete. It returns the sizes before and
+// after.
+func (s *store) compact() (before, after int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path := s.f.Name()
+	if fi, err := s.f.Stat(); err == nil {
+		before = fi.Size()
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), logName+".compact-*")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.Remove(tmp.Name()) // after the rename, a no-op
+	w := bufio.NewWriter(tmp)
+	keys := make([]string, 0, len(s.data))
+	for k := range s.data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b, _ := json.Marshal(record{Key: k, Value: s.data[k]})
+		w.Write(append(b, '\n'))
+	}
+	if err := errors.Join(w.Flush(), tmp.Sync()); err != nil {
+		tmp.Close()
+		return 0, 0, err
+	}
+	if fi, err := tmp.Stat(); err == nil {
+		after = fi.Size()
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		tmp.Close()
+		return 0, 0, err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	s.f.Close()
+	s.f = tmp // positioned at its end: appends follow the records
+	return before, after, nil
+}
+
+// requestCompaction asks the store at base (http://HOST:PORT) to compact.
+func requestCompaction(base string) (string, error) {
+	c := &http.Client{Timeout: time.Minute}
+	resp, err := c.Post(strings.TrimRight(base, "/")+"/compact", "", nil)
+	if err != nil {
+		return "", fmt.Errorf("compact: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("compact: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // maxValue bounds a value.
 const maxValue = 1 << 20
 
@@ -162,6 +241,14 @@ func newHandler(st *store, version string) http.Handler {
 			return
 		}
 		io.WriteString(w, v)
+	})
+	mux.HandleFunc("POST /compact", func(w http.ResponseWriter, _ *http.Request) {
+		before, after, err := st.compact()
+		if err != nil {
+			http.Error(w, "compact: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "compacted %d keys: %d -> %d bytes\n", st.len(), before, after)
 	})
 	mux.HandleFunc("PUT /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-KV-Version", version)

@@ -1,0 +1,143 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Files of a pod. Config files are written to the pod's directory;
+// secret files to a tmpfs mounted for the pod under its run directory,
+// so that no decrypted byte reaches the node's disk, and unmounted when
+// the pod is removed. Every container of the pod bind-mounts each file
+// read-only at its path.
+
+// PodFile is one file delivered into every container of a pod.
+type PodFile struct {
+	// Path is the absolute path inside the containers.
+	Path    string
+	Content []byte
+	// Mode is the file's permission bits (0 means 0444).
+	Mode os.FileMode
+	// Secret files live in memory only (tmpfs).
+	Secret bool
+}
+
+// SandboxFile is a file of the sandbox: where it is on the node and
+// where the containers see it.
+type SandboxFile struct {
+	Source string `json:"source"`
+	Path   string `json:"path"`
+}
+
+// secretFSSize bounds the tmpfs of a pod's secret files.
+const secretFSSize = 4 << 20
+
+// secretDir is where the secret files of a pod live on the node.
+func (c *Containerd) secretDir(uid string) string {
+	return filepath.Join(c.podRunDir(uid), "secrets")
+}
+
+// writeFiles writes the pod's files and returns how to mount them.
+func (c *Containerd) writeFiles(uid string, files []PodFile) ([]SandboxFile, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	cfgDir := filepath.Join(c.podDir(uid), "files")
+	secDir := c.secretDir(uid)
+	var out []SandboxFile
+	for i, f := range files {
+		if !filepath.IsAbs(f.Path) || filepath.Clean(f.Path) != f.Path {
+			return nil, fmt.Errorf("pod %s: file %q: not a clean absolute path", uid, f.Path)
+		}
+		dir := cfgDir
+		if f.Secret {
+			if err := mountSecretFS(secDir); err != nil {
+				return nil, fmt.Errorf("pod %s: %w", uid, err)
+			}
+			dir = secDir
+		} else if err := os.MkdirAll(cfgDir, 0o711); err != nil {
+			return nil, fmt.Errorf("pod %s: %w", uid, err)
+		}
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o444
+		}
+		src := filepath.Join(dir, strconv.Itoa(i))
+		if err := writeFileMode(src, f.Content, mode); err != nil {
+			return nil, fmt.Errorf("pod %s: file %s: %w", uid, f.Path, err)
+		}
+		out = append(out, SandboxFile{Source: src, Path: f.Path})
+	}
+	return out, nil
+}
+
+// writeFileMode writes b to path with mode (a write to a temporary
+// name, then a rename, so a container never sees half a file).
+func writeFileMode(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// mountSecretFS mounts a small tmpfs at dir unless one is there.
+func mountSecretFS(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("secret files: %w", err)
+	}
+	if isTmpfs(dir) {
+		return nil
+	}
+	opts := "mode=0711,size=" + strconv.Itoa(secretFSSize)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		return fmt.Errorf("secret files: mount tmpfs at %s: %w", dir, err)
+	}
+	return nil
+}
+
+// isTmpfs reports whether dir is the root of a tmpfs mount of its own.
+func isTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil || st.Type != unix.TMPFS_MAGIC {
+		return false
+	}
+	var a, b unix.Stat_t
+	if unix.Stat(dir, &a) != nil || unix.Stat(filepath.Dir(dir), &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev
+}
+
+// removeSecretFS unmounts the pod's secret tmpfs (its content is gone
+// with it). Idempotent.
+func (c *Containerd) removeSecretFS(uid string) error {
+	dir := c.secretDir(uid)
+	for isTmpfs(dir) {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+				return nil
+			}
+			return fmt.Errorf("pod %s: unmount secret files: %w", uid, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package apiserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/secrets"
+)
+
+const plaintext = "correct-horse-battery-staple"
+
+// secretWorld is a server with secret db of app shop, used by pod
+// "uses" on node n1; pod "other" on n2 uses none.
+func secretWorld(t *testing.T) (*apiservertest.Cluster, context.Context) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	keys, err := secrets.LoadOrCreate(filepath.Join(c.DataDir, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := api.KindSecret.New().(*api.Secret)
+	sec.Metadata = api.ObjectMeta{App: "shop", Name: "db"}
+	sec.Spec = api.SecretSpec{Data: map[string]string{"password": keys.Seal("shop", "db", "password", plaintext)},
+		Versions: map[string]string{"password": keys.Version("shop", "db", "password", plaintext)}}
+	if _, err := c.Client.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	uses := pod("shop", "uses", "n1")
+	uses.Spec.Containers[0].Env = []api.EnvVar{{Name: "DB_PASSWORD", Secret: &api.SecretKeyRef{Name: "db", Key: "password", Version: sec.Spec.Versions["password"]}}}
+	for _, p := range []*api.Pod{uses, pod("shop", "other", "n2")} {
+		if _, err := c.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, ctx
+}
+
+func TestSecretAuthorization(t *testing.T) {
+	c, ctx := secretWorld(t)
+	key := api.Key{Kind: api.KindSecret, App: "shop", Name: "db"}
+	n1, n2, viewer := c.Token(t, "node:n1"), c.Token(t, "node:n2"), c.Token(t, "viewer")
+
+	for name, cl := range map[string]*client.Client{"admin": c.Client, "node n1 (its pod uses it)": n1} {
+		v, err := cl.SecretValues(ctx, "shop", "db")
+		if err != nil || v.Data["password"] != plaintext {
+			t.Errorf("%s: values = %+v, %v; want the password", name, v, err)
+		}
+	}
+	if _, err := n1.Get(ctx, key); err != nil {
+		t.Errorf("node n1 reads the secret its pod uses: %v", err)
+	}
+	for name, err := range map[string]error{
+		"n2 values":     second(n2.SecretValues(ctx, "shop", "db")),
+		"n2 get":        second(n2.Get(ctx, key)),
+		"n1 list":       second3(n1.List(ctx, api.KindSecret, client.ListOptions{})),
+		"viewer values": second(viewer.SecretValues(ctx, "shop", "db")),
+	} {
+		if !client.IsForbidden(err) {
+			t.Errorf("%s: %v, want 403", name, err)
+		}
+	}
+	// A viewer reads the object: keys and versions, no value.
+	obj, err := viewer.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("viewer get: %v", err)
+	}
+	b, _ := json.Marshal(obj)
+	if bytes.Contains(b, []byte(plaintext)) || !bytes.Contains(b, []byte("password")) {
+		t.Errorf("viewer sees %s: want the key and no value", b)
+	}
+	// Once the pod is gone, its node reads the secret no more.
+	if _, err := c.Client.Delete(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "uses"}, client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.SecretValues(ctx, "shop", "db"); !client.IsForbidden(err) {
+		t.Errorf("n1 values after its pod is gone: %v, want 403", err)
+	}
+}
+
+// A copy of the store file alone does not hold a secret's value.
+func TestSecretStoreFileCopy(t *testing.T) {
+	c, _ := secretWorld(t)
+	c.Stop() // flush and close the store
+	db, err := os.ReadFile(filepath.Join(c.DataDir, "capstan.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(db, []byte(`"password"`)) {
+		t.Fatal("the store file has no secret at all: the test proves nothing")
+	}
+	if bytes.Contains(db, []byte(plaintext)) {
+		t.Fatal("the store file holds the secret's value")
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+func second3[T, U any](_ T, _ U, err error) error { return err }
+
+// Any valid token reads the cluster's recipient (public), as the key
+// file says now.
+func TestSecretsRecipient(t *testing.T) {
+	c, ctx := secretWorld(t)
+	keys, err := secrets.LoadOrCreate(filepath.Join(c.DataDir, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Token(t, "viewer").SecretsRecipient(ctx)
+	if err != nil || r != keys.Recipient() {
+		t.Fatalf("recipient = %q, %v; want %s", r, err, keys.Recipient())
+	}
+}

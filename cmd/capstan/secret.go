@@ -1,0 +1,391 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/capstanhq/capstan/secrets"
+)
+
+// recipientsFile lists, in a repository, the age recipients its secrets
+// are encrypted for: the cluster's and the team's, one a line.
+const recipientsFile = ".capstan/recipients"
+
+func newSecretCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "secret",
+		Short: "Encrypt, decrypt and edit the secret files of a repository",
+		Long: `Secret files hold an app's secrets in git: keys in clear, values encrypted
+for the cluster's age key and for the team's own keys (see docs/secrets.md).
+Name them NAME.secret.yaml and declare them in the app:
+
+  apps: shop: secrets: db: from: "secrets/db.secret.yaml"`,
+	}
+	cmd.AddCommand(newSecretRecipientCmd(), newSecretEncryptCmd(), newSecretDecryptCmd(), newSecretEditCmd(), newSecretRotateCmd())
+	return cmd
+}
+
+func clusterKeyDir(dataDir string) string { return filepath.Join(dataDir, "secrets") }
+
+func newSecretRecipientCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "recipient",
+		Short: "Print the cluster's age recipient (commit it to .capstan/recipients)",
+		Long: `Print the cluster's age recipient: from the server named by the client
+config (--config, $CAPSTAN_CONFIG), or, with --data-dir, from the key
+file of a server on this machine.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("data-dir") {
+				if c, err := newClient(cmd); err == nil {
+					r, err := c.SecretsRecipient(cmd.Context())
+					if err != nil {
+						return fmt.Errorf("ask the server for its recipient: %w (or run on the server with --data-dir)", err)
+					}
+					_, err = fmt.Fprintln(cmd.OutOrStdout(), r)
+					return err
+				}
+			}
+			ids, err := readClusterIdentities(dataDir)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), ids[0].Recipient())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/capstan", "the server's data directory (the key is in DATA_DIR/secrets)")
+	return cmd
+}
+
+func readClusterIdentities(dataDir string) ([]*age.X25519Identity, error) {
+	p := filepath.Join(clusterKeyDir(dataDir), secrets.IdentityFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no cluster key at %s: start the server (capstan server or up) once with --data-dir %s, which creates it", p, dataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids, err := secrets.ParseIdentities(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return ids, nil
+}
+
+// identityFlags are where decrypt and edit find keys.
+type identityFlags struct {
+	files   []string
+	dataDir string
+}
+
+func (f *identityFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVarP(&f.files, "identity", "i", nil, "age identity file (AGE-SECRET-KEY-1...); default $CAPSTAN_AGE_KEY_FILE, else the cluster key of --data-dir")
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", "/var/lib/capstan", "the server's data directory, whose cluster key decrypts when no --identity is given")
+}
+
+func (f *identityFlags) identities() ([]age.Identity, error) {
+	files := f.files
+	if len(files) == 0 {
+		if env := os.Getenv("CAPSTAN_AGE_KEY_FILE"); env != "" {
+			files = []string{env}
+		}
+	}
+	var out []age.Identity
+	if len(files) == 0 {
+		ids, err := readClusterIdentities(f.dataDir)
+		if err != nil {
+			return nil, fmt.Errorf("%w (or give your own key with --identity)", err)
+		}
+		for _, id := range ids {
+			out = append(out, id)
+		}
+		return out, nil
+	}
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		ids, err := secrets.ParseIdentities(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		for _, id := range ids {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// recipientsFor returns the recipients of a secret file: those given,
+// and those of the repository's .capstan/recipients (looked for in the
+// file's directory and its parents).
+func recipientsFor(file string, given []string) ([]string, error) {
+	out := slices.Clone(given)
+	dir, _ := filepath.Abs(filepath.Dir(file))
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, recipientsFile))
+		if err == nil {
+			out = append(out, parseRecipients(string(b))...)
+			break
+		}
+		if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no recipients for %s: commit the cluster's recipient (capstan secret recipient) to %s, or give -r age1...", file, recipientsFile)
+	}
+	return out, nil
+}
+
+func parseRecipients(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// parsePlain reads a plaintext secret: a YAML map of keys to strings.
+func parsePlain(b []byte) (map[string]string, error) {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return map[string]string{}, nil
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("not a YAML map of keys to values: %w", err)
+	}
+	out := map[string]string{}
+	for k, v := range raw {
+		s, ok := v.(string)
+		if !ok {
+			return nil, fmt.Errorf("key %q: the value must be a string (quote it)", k)
+		}
+		out[k] = s
+	}
+	return out, nil
+}
+
+func plainYAML(vals map[string]string) []byte {
+	root := &yaml.Node{Kind: yaml.MappingNode}
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range vals {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k}, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: vals[k]})
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	_ = enc.Encode(root)
+	_ = enc.Close()
+	return buf.Bytes()
+}
+
+func newSecretEncryptCmd() *cobra.Command {
+	var (
+		recipients []string
+		out        string
+		inPlace    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "encrypt FILE",
+		Short: "Encrypt a plaintext YAML map of keys to values into a secret file",
+		Long: `Encrypt FILE, a YAML map of keys to string values, for the recipients of
+the repository's .capstan/recipients and those given with -r. The result
+goes to stdout, to --output, or over FILE with --in-place.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			plain, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			vals, err := parsePlain(plain)
+			if err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			rs, err := recipientsFor(args[0], recipients)
+			if err != nil {
+				return err
+			}
+			enc, err := secrets.Encrypt(vals, rs, secrets.EncryptOptions{})
+			if err != nil {
+				return fmt.Errorf("encrypt %s: %w", args[0], err)
+			}
+			switch {
+			case inPlace:
+				return writePrivate(args[0], enc)
+			case out != "":
+				return writePrivate(out, enc)
+			}
+			_, err = cmd.OutOrStdout().Write(enc)
+			return err
+		},
+	}
+	cmd.Flags().StringArrayVarP(&recipients, "recipient", "r", nil, "an age recipient (age1...) to encrypt for, besides .capstan/recipients")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the encrypted file here")
+	cmd.Flags().BoolVar(&inPlace, "in-place", false, "replace FILE with its encrypted form")
+	return cmd
+}
+
+func writePrivate(p string, b []byte) error {
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func newSecretDecryptCmd() *cobra.Command {
+	var ids identityFlags
+	cmd := &cobra.Command{
+		Use:   "decrypt FILE",
+		Short: "Print a secret file's keys and values (plaintext YAML)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vals, _, err := decryptFile(args[0], &ids)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(plainYAML(vals))
+			return err
+		},
+	}
+	ids.add(cmd)
+	return cmd
+}
+
+func decryptFile(p string, ids *identityFlags) (map[string]string, *secrets.File, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := secrets.Parse(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s:%w", p, err)
+	}
+	keys, err := ids.identities()
+	if err != nil {
+		return nil, nil, err
+	}
+	vals, err := f.Decrypt(keys...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return vals, f, nil
+}
+
+func newSecretEditCmd() *cobra.Command {
+	var (
+		ids        identityFlags
+		recipients []string
+	)
+	cmd := &cobra.Command{
+		Use:   "edit FILE",
+		Short: "Edit a secret file in $EDITOR (a new FILE starts empty)",
+		Long: `Decrypt FILE into a private temporary file (in memory, /dev/shm, where
+there is one), open $EDITOR on it, and encrypt the result back into FILE.
+Values that did not change keep their encrypted form, so the diff of the
+commit shows which keys changed. A FILE that does not exist is created.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := args[0]
+			vals := map[string]string{}
+			var prev *secrets.File
+			var prevIDs []age.Identity
+			if _, err := os.Stat(p); err == nil {
+				if vals, prev, err = decryptFile(p, &ids); err != nil {
+					return err
+				}
+				if prevIDs, err = ids.identities(); err != nil {
+					return err
+				}
+			}
+			edited, err := editText(plainYAML(vals))
+			if err != nil {
+				return err
+			}
+			next, err := parsePlain(edited)
+			if err != nil {
+				return fmt.Errorf("%s: %w (nothing written)", p, err)
+			}
+			rs, err := recipientsFor(p, recipients)
+			if err != nil {
+				return err
+			}
+			if prev != nil && !slices.Equal(rs, sortedCopy(prev.Recipients)) {
+				prev = nil // new recipients: a new data key
+			}
+			enc, err := secrets.Encrypt(next, rs, secrets.EncryptOptions{Previous: prev, PreviousIDs: prevIDs})
+			if err != nil {
+				return err
+			}
+			return writePrivate(p, enc)
+		},
+	}
+	ids.add(cmd)
+	cmd.Flags().StringArrayVarP(&recipients, "recipient", "r", nil, "an age recipient (age1...) to encrypt for, besides .capstan/recipients")
+	return cmd
+}
+
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+// editText runs $EDITOR on text in a private temporary file, removed
+// afterwards, and returns what was saved.
+func editText(text []byte) ([]byte, error) {
+	base := ""
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		base = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(base, "capstan-secret-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	p := filepath.Join(dir, "secret.yaml")
+	if err := os.WriteFile(p, text, 0o600); err != nil {
+		return nil, err
+	}
+	editor := os.Getenv("EDITOR")
+	if editor == "" {
+		editor = "vi"
+	}
+	parts := strings.Fields(editor)
+	c := exec.Command(parts[0], append(parts[1:], p)...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := c.Run(); err != nil {
+		return nil, fmt.Errorf("editor %s: %w (nothing written)", editor, err)
+	}
+	return os.ReadFile(p)
+}

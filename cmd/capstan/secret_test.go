@@ -1,0 +1,149 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/secrets"
+)
+
+// The secret commands on a repository: the cluster's recipient goes to
+// .capstan/recipients; encrypt, decrypt and edit round-trip; rotate
+// re-encrypts for a new key as a commit, and the old key no longer
+// decrypts the rotated file.
+func TestSecretCommands(t *testing.T) {
+	data := t.TempDir()
+	keys, err := secrets.LoadOrCreate(filepath.Join(data, "secrets")) // what the server does on first start
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "secret", "recipient", "--data-dir", data)
+	if err != nil || strings.TrimSpace(out) != keys.Recipient() {
+		t.Fatalf("secret recipient = %q, %v; want %s", out, err, keys.Recipient())
+	}
+	repo := t.TempDir()
+	gitCmd(t, repo, "init", "-q")
+	if err := os.MkdirAll(filepath.Join(repo, ".capstan"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, ".capstan", "recipients"), []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(repo, "secrets", "db.secret.yaml")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte("password: hunter2\ntoken: \"42\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "secret", "encrypt", "--in-place", file); err != nil {
+		t.Fatalf("encrypt: %v\n%s", err, out)
+	}
+	enc, _ := os.ReadFile(file)
+	if strings.Contains(string(enc), "hunter2") || !strings.Contains(string(enc), "password: ENC[v1,") {
+		t.Fatalf("encrypted file:\n%s", enc)
+	}
+	if out, err := run(t, "secret", "decrypt", "--data-dir", data, file); err != nil || out != "password: hunter2\ntoken: \"42\"\n" {
+		t.Fatalf("decrypt = %q, %v", out, err)
+	}
+	// edit: the editor changes the token; the password's ciphertext stays.
+	t.Setenv("EDITOR", "sed -i s/42/43/")
+	if out, err := run(t, "secret", "edit", "--data-dir", data, file); err != nil {
+		t.Fatalf("edit: %v\n%s", err, out)
+	}
+	edited, _ := os.ReadFile(file)
+	if line(string(enc), "password:") != line(string(edited), "password:") || line(string(enc), "token:") == line(string(edited), "token:") {
+		t.Fatalf("edit changed the wrong values:\nbefore:\n%s\nafter:\n%s", enc, edited)
+	}
+	gitCmd(t, repo, "add", "-A")
+	gitCmd(t, repo, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "add db")
+	t.Setenv("GIT_AUTHOR_NAME", "T")
+	t.Setenv("GIT_AUTHOR_EMAIL", "t@example.com")
+	t.Setenv("GIT_COMMITTER_NAME", "T")
+	t.Setenv("GIT_COMMITTER_EMAIL", "t@example.com")
+	if out, err := run(t, "secret", "rotate", "--data-dir", data, "--repo", repo); err != nil || !strings.Contains(out, "re-encrypted 1 secret files") {
+		t.Fatalf("rotate: %v\n%s", err, out)
+	}
+	if got := gitCmd(t, repo, "log", "-1", "--format=%s"); got != "secrets: re-encrypt for the rotated cluster key" {
+		t.Fatalf("last commit %q", got)
+	}
+	rotated, _ := os.ReadFile(file)
+	f, err := secrets.Parse(rotated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Decrypt(keys.Identities()...); err == nil {
+		t.Fatal("the old key still decrypts the rotated file")
+	}
+	newKeys, err := secrets.LoadOrCreate(filepath.Join(data, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals, err := newKeys.DecryptFile(rotated); err != nil || vals["password"] != "hunter2" || vals["token"] != "43" {
+		t.Fatalf("the new key ring decrypts %v, %v", vals, err)
+	}
+	recips, _ := os.ReadFile(filepath.Join(repo, ".capstan", "recipients"))
+	if strings.TrimSpace(string(recips)) != newKeys.Recipient() {
+		t.Fatalf(".capstan/recipients = %q, want the new recipient %s", recips, newKeys.Recipient())
+	}
+	// A stranger's key is refused with a clear error.
+	other := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(other, []byte("AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "secret", "decrypt", "--identity", other, file); err == nil || !strings.Contains(err.Error(), "not encrypted for this key") {
+		t.Fatalf("decrypt with a stranger's key: %v", err)
+	}
+}
+
+func line(text, prefix string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+// FuzzParsePlain: a plaintext secret either is refused or survives the
+// round trip through the text capstan secret edit shows.
+func FuzzParsePlain(f *testing.F) {
+	for _, s := range []string{"password: hunter2\n", "a: 1\n", "a: [b]\n", "- x\n", "a: \"x\\ny\"\n", "", "{a: b, c: d}", "a: &x b\nc: *x\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		vals, err := parsePlain(b)
+		if err != nil {
+			return
+		}
+		again, err := parsePlain(plainYAML(vals))
+		if err != nil {
+			t.Fatalf("the shown text of %q does not parse: %v", b, err)
+		}
+		if len(again) != len(vals) {
+			t.Fatalf("round trip of %q: %v -> %v", b, vals, again)
+		}
+		for k, v := range vals {
+			if again[k] != v {
+				t.Fatalf("round trip of %q: key %q: %q -> %q", b, k, v, again[k])
+			}
+		}
+	})
+}
+
+// Without --data-dir, capstan secret recipient asks the server of the
+// client config.
+func TestSecretRecipientFromServer(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	keys, err := secrets.LoadOrCreate(filepath.Join(c.DataDir, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "--config", c.Server.AdminConfigPath(), "secret", "recipient")
+	if err != nil || strings.TrimSpace(out) != keys.Recipient() {
+		t.Fatalf("secret recipient = %q, %v; want %s", out, err, keys.Recipient())
+	}
+}

@@ -1,0 +1,173 @@
+package secrets
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+)
+
+func newID(t testing.TB) *age.X25519Identity {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestEncryptDecryptRoundTrip(t *testing.T) {
+	cluster, alice := newID(t), newID(t)
+	vals := map[string]string{"password": "hunter2", "token": "abc\nmulti-line", "EMPTY": ""}
+	b, err := Encrypt(vals, []string{cluster.Recipient().String(), alice.Recipient().String()}, EncryptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"hunter2", "multi-line"} {
+		if bytes.Contains(b, []byte(v)) {
+			t.Fatalf("file holds the plaintext %q:\n%s", v, b)
+		}
+	}
+	for _, k := range []string{"password:", "token:", "EMPTY:"} {
+		if !bytes.Contains(b, []byte(k)) {
+			t.Fatalf("file lacks the clear key %q:\n%s", k, b)
+		}
+	}
+	for _, id := range []*age.X25519Identity{cluster, alice} {
+		f, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.Decrypt(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 || got["password"] != "hunter2" || got["token"] != "abc\nmulti-line" || got["EMPTY"] != "" {
+			t.Fatalf("decrypted %q", got)
+		}
+	}
+	f, _ := Parse(b)
+	if _, err := f.Decrypt(newID(t)); !errors.Is(err, ErrNoIdentity) {
+		t.Fatalf("decrypt with a stranger's key: %v, want ErrNoIdentity", err)
+	}
+}
+
+// An edit keeps the ciphertext of unchanged values, so a diff names the
+// keys that changed.
+func TestEditKeepsUnchangedValues(t *testing.T) {
+	id := newID(t)
+	r := []string{id.Recipient().String()}
+	b1, _ := Encrypt(map[string]string{"a": "1", "b": "2"}, r, EncryptOptions{})
+	f1, _ := Parse(b1)
+	b2, err := Encrypt(map[string]string{"a": "1", "b": "3"}, r, EncryptOptions{Previous: f1, PreviousIDs: []age.Identity{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := Parse(b2)
+	if f1.values["a"] != f2.values["a"] {
+		t.Error("unchanged key a was encrypted again")
+	}
+	if f1.values["b"] == f2.values["b"] {
+		t.Error("changed key b kept its ciphertext")
+	}
+	got, err := f2.Decrypt(id)
+	if err != nil || got["b"] != "3" {
+		t.Fatalf("decrypt = %v, %v", got, err)
+	}
+}
+
+// Values moved between keys, removed or added without the data key are
+// noticed.
+func TestTamperingDetected(t *testing.T) {
+	id := newID(t)
+	b, _ := Encrypt(map[string]string{"a": "1", "b": "2"}, []string{id.Recipient().String()}, EncryptOptions{})
+	f, _ := Parse(b)
+	swapped := bytes.Replace(b, []byte(f.values["a"]), []byte(f.values["b"]), 1)
+	lines := strings.Split(string(b), "\n")
+	var dropped []string
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "b:") {
+			dropped = append(dropped, l)
+		}
+	}
+	for name, data := range map[string][]byte{"swapped": swapped, "dropped": []byte(strings.Join(dropped, "\n"))} {
+		f, err := Parse(data)
+		if err != nil {
+			t.Fatalf("%s: parse: %v", name, err)
+		}
+		if _, err := f.Decrypt(id); !errors.Is(err, ErrTampered) {
+			t.Errorf("%s: decrypt = %v, want ErrTampered", name, err)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"empty", "", "the file is empty"},
+		{"not yaml", "a: [", "not YAML"},
+		{"list", "- a\n", "1:1: a secret file is a map"},
+		{"plain value", "password: hunter2\ncapstan: {}\n", `1:11: key "password": the value is not encrypted`},
+		{"meta not map", "capstan: []\n", "1:10: capstan: must be a map"},
+		{"plain value first", "capstan: {version: 1}\npassword: hunter2\n", `2:11: key "password": the value is not encrypted`},
+		{"no meta", "password: ENC[v1,AAAA]\n", "no capstan: section"},
+		{"bad key", "\"a b\": ENC[v1,AAAA]\n", `1:1: key "a b"`},
+		{"two docs", "a: ENC[v1,AAAA]\n---\nb: 1\n", "one YAML document"},
+		{"version", "capstan:\n  version: 2\n", "this Capstan reads version 1"},
+		{"recipient", "capstan:\n  recipients: [bob]\n", `"bob" is not an age recipient`},
+		{"key not armored", "capstan:\n  key: x\n", "capstan.key must be an armored age file"},
+		{"missing mac", "capstan: {version: 1}\n", "capstan.key is missing"},
+		{"unknown meta", "capstan: {foo: 1}\n", "capstan.foo: unknown field"},
+		{"nested value", "a: {b: c}\ncapstan: {}\n", `1:4: key "a": want an encrypted value`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.Is(err, ErrFormat) {
+				t.Fatalf("Parse = %v, want ErrFormat containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestKeyring(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secrets")
+	k1, err := LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k1.Recipient() != k2.Recipient() || !strings.HasPrefix(k1.Recipient(), "age1") {
+		t.Fatalf("recipients %s, %s: want one, kept across loads", k1.Recipient(), k2.Recipient())
+	}
+	for _, f := range []string{IdentityFile, StoreKeyFile} {
+		info, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", f, err, info.Mode())
+		}
+	}
+	sealed := k1.Seal("shop", "db", "password", "hunter2")
+	if strings.Contains(sealed, "hunter2") {
+		t.Fatal("sealed value holds the plaintext")
+	}
+	if v, err := k2.Open("shop", "db", "password", sealed); err != nil || v != "hunter2" {
+		t.Fatalf("Open = %q, %v", v, err)
+	}
+	if _, err := k2.Open("shop", "db", "token", sealed); err == nil {
+		t.Fatal("a value opened under another key")
+	}
+	if k1.Version("shop", "db", "password", "a") == k1.Version("shop", "db", "password", "b") {
+		t.Fatal("versions of different values are equal")
+	}
+	if err := os.Chmod(filepath.Join(dir, IdentityFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreate(dir); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("LoadOrCreate with a world-readable key = %v, want a refusal", err)
+	}
+}
