@@ -26,6 +26,7 @@ func dataDir(t testing.TB) string {
 		"pki/ca.crt":       "CA CERT",
 		"pki/ca.key":       "CA KEY",
 		"pki/server.key":   "SERVER KEY",
+		"secrets/key.txt":  "AGE-SECRET-KEY-1X",
 		"tokens.json":      `{"tokens":[]}`,
 		"admin.yaml":       "server: https://127.0.0.1:7443\n",
 		"gitsync/repos/x":  "git cache",
@@ -57,7 +58,7 @@ func TestWriteRestoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Revision != 42 || m.Store != "bbolt" || strings.Join(m.Files, ",") != "admin.yaml,tokens.json,pki/ca.crt,pki/ca.key,pki/server.key" {
+	if m.Revision != 42 || m.Store != "bbolt" || strings.Join(m.Files, ",") != "admin.yaml,tokens.json,pki/ca.crt,pki/ca.key,pki/server.key,secrets/key.txt" {
 		t.Fatalf("manifest = %+v", m)
 	}
 	if left, _ := filepath.Glob(filepath.Join(src, ".backup-*")); len(left) != 0 {
@@ -71,7 +72,7 @@ func TestWriteRestoreRoundTrip(t *testing.T) {
 	if got.Revision != 42 || got.CAHash != "sha256:00" {
 		t.Fatalf("restored manifest = %+v", got)
 	}
-	for name, want := range map[string]string{"capstan.db": "SNAPSHOT", "pki/ca.key": "CA KEY", "tokens.json": `{"tokens":[]}`, "admin.yaml": "server: https://127.0.0.1:7443\n"} {
+	for name, want := range map[string]string{"capstan.db": "SNAPSHOT", "pki/ca.key": "CA KEY", "secrets/key.txt": "AGE-SECRET-KEY-1X", "tokens.json": `{"tokens":[]}`, "admin.yaml": "server: https://127.0.0.1:7443\n"} {
 		b, err := os.ReadFile(filepath.Join(dst, filepath.FromSlash(name)))
 		if err != nil || string(b) != want {
 			t.Errorf("restored %s = %q, %v; want %q", name, b, err, want)

@@ -6,6 +6,7 @@
 //	manifest.json   format, time, store kind and revision, CA hash
 //	capstan.db      a consistent copy of the store (a bbolt file)
 //	pki/...         the cluster CA and every key and certificate
+//	secrets/...     the key ring that decrypts the secrets
 //	*.json, *.yaml, *.token, ...   the data directory's other top-level
 //	                files: tokens, rejoin grants, admin.yaml, registry
 //	                credentials, node tokens

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -101,9 +102,14 @@ func Write(ctx context.Context, w io.Writer, src Source) (Manifest, error) {
 	return m, nil
 }
 
+// KeyDirs are the data directory's folders a backup keeps whole: the
+// cluster CA and every key and certificate (pki), and the key ring that
+// decrypts the secrets (secrets).
+var KeyDirs = []string{"pki", "secrets"}
+
 // dataFiles lists what a backup keeps of a data directory besides the
 // store: every regular top-level file but the store's and the staging
-// file, and everything under pki/.
+// file, and everything under KeyDirs that exist.
 func dataFiles(dir, staging string) ([]string, error) {
 	var out []string
 	entries, err := os.ReadDir(dir)
@@ -117,21 +123,26 @@ func dataFiles(dir, staging string) ([]string, error) {
 		}
 		out = append(out, name)
 	}
-	err = filepath.WalkDir(filepath.Join(dir, "pki"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
-			rel, err := filepath.Rel(dir, p)
+	for _, sub := range KeyDirs {
+		err = filepath.WalkDir(filepath.Join(dir, sub), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			out = append(out, filepath.ToSlash(rel))
+			if d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
+				rel, err := filepath.Rel(dir, p)
+				if err != nil {
+					return err
+				}
+				out = append(out, filepath.ToSlash(rel))
+			}
+			return nil
+		})
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("backup: read the PKI: %w", err)
+		if err != nil {
+			return nil, fmt.Errorf("backup: read %s: %w", sub, err)
+		}
 	}
 	return out, nil
 }

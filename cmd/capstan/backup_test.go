@@ -17,6 +17,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/secrets"
 )
 
 // TestBackupRestore is the acceptance test of backup and restore: a backup
@@ -130,6 +131,17 @@ func TestBackupRestore(t *testing.T) {
 	}
 	if got := string(srv.Server.PKI().CAPEM); got != ca {
 		t.Fatal("the restored server has another CA")
+	}
+	// The secrets key ring came along: the restored server decrypts what
+	// the old one encrypted.
+	for _, f := range []string{secrets.IdentityFile, secrets.StoreKeyFile} {
+		want, err := os.ReadFile(filepath.Join(orig.DataDir, "secrets", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(restored, "secrets", f)); err != nil || string(got) != string(want) {
+			t.Fatalf("restored secrets/%s differs: %v", f, err)
+		}
 	}
 	for kind, want := range map[api.Kind][]api.Object{api.KindApp: wantApps, api.KindRevision: wantRevs} {
 		got, _, err := srv.Store.List(ctx, kind, store.ListOptions{})
