@@ -184,7 +184,16 @@ type probeSpec struct {
 	cfg     probeConfig
 	check   checker
 	initial bool // verdict before the first result
+	// startup probes sooner than the period until the first success
+	// (startupFirstRetry, doubling up to the period): a readiness probe
+	// of a container that was never ready, so a pod that listens 50 ms
+	// after its start is not left unready for a whole period. Only the
+	// checks the period would have made report their failures.
+	startup bool
 }
+
+// startupFirstRetry is the first wait after a failed startup check.
+const startupFirstRetry = 100 * time.Millisecond
 
 // startProber runs the given probes (either may be nil) in goroutines;
 // failed, when set, hears of every failed check ("Readiness" or
@@ -221,6 +230,8 @@ func report(failed func(string, error), kind string) func(error) {
 func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool), failed func(error)) {
 	counter := probeCounter{ok: s.initial}
 	delay := s.cfg.InitialDelay
+	startup, retry := s.startup, startupFirstRetry
+	var waited, due time.Duration // since the first check; when the period's next one would be
 	for {
 		t := time.NewTimer(delay)
 		select {
@@ -229,16 +240,25 @@ func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool), failed f
 			return
 		case <-t.C:
 		}
-		delay = s.cfg.Period
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		err := s.check.check(cctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && failed != nil {
+		onSchedule := !startup || waited >= due
+		if onSchedule {
+			due += s.cfg.Period
+		}
+		if err != nil && failed != nil && onSchedule {
 			failed(err)
 		}
+		delay = s.cfg.Period
+		if startup = startup && err != nil; startup {
+			delay = min(retry, s.cfg.Period)
+			retry *= 2
+		}
+		waited += delay
 		if counter.observe(err == nil, s.cfg) {
 			p.mu.Lock()
 			set(counter.ok)

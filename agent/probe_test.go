@@ -167,3 +167,25 @@ func waitChange(t *testing.T, ch <-chan struct{}) {
 		t.Fatal("no verdict change within 10s")
 	}
 }
+
+// TestStartupProbesSooner: a container that was never ready is probed
+// sooner than its period (an hour here) until its first success, so it
+// is ready about when it listens; only the first failure, the one its
+// period would have made, is reported; afterwards the period holds.
+func TestStartupProbesSooner(t *testing.T) {
+	var checks atomic.Int32
+	spec := &probeSpec{cfg: probeConfig{Period: time.Hour, Timeout: time.Second, Failures: 1, Successes: 1}, startup: true,
+		check: checkFunc(func() bool { return checks.Add(1) > 3 })}
+	var failures atomic.Int32
+	changed := make(chan struct{}, 10)
+	p := startProber(context.Background(), "c1", spec, nil, func() { changed <- struct{}{} },
+		func(string, error) { failures.Add(1) })
+	defer p.close()
+	waitChange(t, changed)
+	if ready, _ := p.results(); !ready {
+		t.Fatal("not ready after the verdict changed")
+	}
+	if n, f := checks.Load(), failures.Load(); n != 4 || f != 1 {
+		t.Errorf("%d checks and %d failures reported, want 4 and 1 (3 failed checks, of which the period's first)", n, f)
+	}
+}

@@ -39,6 +39,7 @@ func (w *worker) syncProbers(ctx context.Context, pod *api.Pod) {
 			// An adopted container keeps the readiness the API shows, so
 			// an agent restart does not flap its pod's Ready condition.
 			specs[0].initial = wasReady(pod, last.ID)
+			specs[0].startup = !specs[0].initial
 		}
 		ref := podRef(w.key, w.uid)
 		failed := func(kind string, err error) {
