@@ -29,7 +29,7 @@ type (
 			TTL      string `json:"ttl"`
 			Replicas int32  `json:"replicas"`
 		} `json:"preview"`
-		Secrets   map[string]struct {
+		Secrets map[string]struct {
 			From string `json:"from"`
 		} `json:"secrets"`
 	}
