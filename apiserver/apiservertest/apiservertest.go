@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -152,10 +153,32 @@ func Twins(t testing.TB, optsA, optsB Options, setup func(*Cluster)) (a, b *Clus
 	first.Stop()
 	optsA.DataDir = first.DataDir
 	optsB.DataDir = t.TempDir()
-	if err := os.CopyFS(optsB.DataDir, os.DirFS(first.DataDir)); err != nil {
+	if err := copyDir(optsB.DataDir, first.DataDir); err != nil {
 		t.Fatalf("copy the data directory: %v", err)
 	}
 	return Start(t, optsA), Start(t, optsB)
+}
+
+// copyDir copies the tree src into dst with the files' permissions (the
+// server refuses keys that others may read; os.CopyFS writes 0644).
+func copyDir(dst, src string) error {
+	if err := os.CopyFS(dst, os.DirFS(src)); err != nil {
+		return err
+	}
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		return os.Chmod(filepath.Join(dst, rel), fi.Mode().Perm())
+	})
 }
 
 // URL is the server's https URL.
