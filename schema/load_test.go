@@ -65,7 +65,7 @@ func TestExampleRepo(t *testing.T) {
 	if err := api.Validate(app); err != nil {
 		t.Fatal(err)
 	}
-	want := api.Source{Repo: "https://git.example/shop.git", Commit: "abc123", Path: "examples/repo/shop.cue", Line: 7}
+	want := api.Source{Repo: "https://git.example/shop.git", Commit: "abc123", Path: "examples/repo/shop.cue", Line: 8}
 	if *app.Metadata.Source != want {
 		t.Errorf("source = %+v, want %+v", *app.Metadata.Source, want)
 	}
