@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -32,6 +33,7 @@ type logSet struct {
 // containerLog is one container's output being copied to its log file.
 type containerLog struct {
 	io   cio.IO
+	keep atomic.Bool   // the agent stops, the container goes on: keep unfinished lines for the next
 	done chan struct{} // closed once both streams ended and the file is closed
 }
 
@@ -77,8 +79,11 @@ func (c *Containerd) copyLog(id, path string, set *cio.FIFOSet) (cio.IO, error) 
 		set.Close()
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
+	dir := c.logFIFODir(id)
 	out := &streamWriter{stream: "stdout", file: file, now: time.Now, log: c.log}
 	errw := &streamWriter{stream: "stderr", file: file, now: time.Now, log: c.log}
+	out.resume(dir)
+	errw.resume(dir)
 	io, err := cio.NewAttach(cio.WithStreams(nil, out, errw))(set)
 	if err != nil {
 		file.Close()
@@ -98,8 +103,13 @@ func (c *Containerd) copyLog(id, path string, set *cio.FIFOSet) (cio.IO, error) 
 	}
 	go func() {
 		io.Wait()
-		out.Flush()
-		errw.Flush()
+		if l.keep.Load() {
+			out.suspend(dir)
+			errw.suspend(dir)
+		} else {
+			out.Flush()
+			errw.Flush()
+		}
 		file.Close()
 		close(l.done)
 	}()
@@ -153,13 +163,16 @@ func (c *Containerd) stopLog(id string) {
 }
 
 // closeLogs stops reading every container's output, writing out the lines
-// read so far, and keeps the FIFOs for the next agent.
+// read so far, and keeps the FIFOs for the next agent, with the start of
+// a line read but not finished (the next agent finishes it: a line is one
+// record even when the agent restarts in its middle).
 func (c *Containerd) closeLogs() {
 	c.logs.mu.Lock()
 	open := c.logs.open
 	c.logs.open = nil
 	c.logs.mu.Unlock()
 	for _, l := range open {
+		l.keep.Store(true)
 		l.io.Cancel()
 	}
 	for _, l := range open {

@@ -29,27 +29,39 @@ func TestNoLogLineLostAcrossRestart(t *testing.T) {
 	const lines = 5000
 	sb := e.pod("flood", "data")
 	progress := filepath.Join(sb.Dir, "volumes", "data", "progress")
+	gate := filepath.Join(sb.Dir, "volumes", "data", "gate")
 	st := e.start(sb, runtime.ContainerSpec{
-		Name: "flood", Args: []string{"flood", strconv.Itoa(lines), "/data/progress"},
+		Name: "flood", Args: []string{"flood", strconv.Itoa(lines), "/data/progress", "/data/gate"},
 		Mounts: []runtime.VolumeMount{{Volume: "data", Path: "/data"}},
 	})
 	checkOnlyChildOfShim(t, int(st.PID))
-	waitLog(t, st.LogPath, "line 000100 ")
+	waitLog(t, st.LogPath, "line 000099 ")
 
-	// The agent stops; the container goes on writing into the pipes.
+	// The agent stops; the container goes on writing into the pipes (500
+	// lines, 46 KiB: less than a pipe holds, so the container does not
+	// block on them), then blocks on the full pipes.
 	e.rt.Close()
+	reopened := false
+	defer func() {
+		if !reopened { // the test ends early: the cleanup needs a runtime
+			e.rt = e.newRuntime()
+		}
+	}()
 	logged := strings.Count(readAllLogs(t, st.LogPath), "\n")
-	eventually(t, time.Minute, "the container to write 1,000 lines while no agent reads", func() bool {
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the container to write 500 lines while no agent reads", func() bool {
 		b, _ := os.ReadFile(progress)
 		n, _ := strconv.Atoi(string(b))
-		return n >= logged+1000
+		return n >= logged+500
 	})
 	if now := strings.Count(readAllLogs(t, st.LogPath), "\n"); now != logged {
 		t.Fatalf("the log grew from %d to %d lines with the runtime closed", logged, now)
 	}
 
 	// The next agent carries on.
-	e.rt = e.newRuntime()
+	e.rt, reopened = e.newRuntime(), true
 	waitLog(t, st.LogPath, "stdout flood done")
 	text := readAllLogs(t, st.LogPath)
 	recs := strings.Split(strings.TrimSuffix(text, "\n"), "\n")

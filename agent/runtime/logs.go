@@ -100,6 +100,34 @@ func (w *streamWriter) Flush() {
 	w.partial = nil
 }
 
+// suspend keeps the unfinished line in dir for the next agent (resume),
+// as the agent stops while the container goes on. A line that cannot be
+// kept is written out as a record of its own.
+func (w *streamWriter) suspend(dir string) {
+	if len(w.partial) == 0 {
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, w.stream+".partial"), w.partial, 0o600); err != nil {
+		w.log.Warn("container log: keep an unfinished line for the next agent", "path", w.file.path, "err", err)
+		w.Flush()
+	}
+	w.partial = nil
+}
+
+// resume takes back the unfinished line that the last agent kept in dir.
+func (w *streamWriter) resume(dir string) {
+	path := filepath.Join(dir, w.stream+".partial")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	os.Remove(path)
+	if len(b) > maxLine {
+		b = b[:maxLine]
+	}
+	w.partial = b
+}
+
 func (w *streamWriter) write(rec []byte) {
 	if len(rec) == 0 {
 		return

@@ -166,3 +166,33 @@ func TestStreamWriterFlushesUnfinishedLine(t *testing.T) {
 		t.Errorf("log = %q", b)
 	}
 }
+
+// An agent that stops in the middle of a line keeps its start for the
+// next agent: the line is one record, not two.
+func TestStreamWriterKeepsUnfinishedLineAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.log")
+	now := func() time.Time { return time.Unix(0, 0) }
+	for i, in := range []string{"one\nhal", "f\nlast"} {
+		f, err := openRotating(path, 1<<20, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := &streamWriter{stream: "stdout", file: f, now: now, log: slog.New(slog.DiscardHandler)}
+		w.resume(dir)
+		w.Write([]byte(in))
+		if i == 0 {
+			w.suspend(dir)
+		} else {
+			w.Flush()
+		}
+		f.Close()
+	}
+	const ts = "1970-01-01T00:00:00Z stdout "
+	if b, _ := os.ReadFile(path); string(b) != ts+"one\n"+ts+"half\n"+ts+"last\n" {
+		t.Errorf("log = %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stdout.partial")); !os.IsNotExist(err) {
+		t.Errorf("the kept line's file is left after resume: %v", err)
+	}
+}
