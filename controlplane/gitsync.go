@@ -54,7 +54,7 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 	}
 	// The forge component (pull-request plans, commit statuses) gets the
 	// pull-request webhooks gitsync authenticates.
-	fg, err := forge.New(forge.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "forge"), Eval: eval, Logger: log.With("component", "forge")})
+	fg, err := forge.New(forge.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "forge"), Eval: eval, SecretsDir: filepath.Join(dataDir, "secrets"), Logger: log.With("component", "forge")})
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,10 @@ type Options struct {
 	Load plan.Loader
 	// Eval bounds the default evaluators.
 	Eval sandbox.Options
+	// SecretsDir holds the cluster's secrets key ring (DATA_DIR/secrets),
+	// for the previews of repositories that give them secrets. Default
+	// none: such previews are refused.
+	SecretsDir string
 	// Client builds each repository's forge client; ClientOptions
 	// documents its defaults.
 	Client ClientOptions

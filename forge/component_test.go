@@ -154,7 +154,7 @@ type prFlow struct {
 // startFlow runs the component for one repository served over real git
 // smart HTTP, with the forge API in the test and a real API server; pull
 // request webhooks reach it through gitsync's webhook handler.
-func startFlow(t testing.TB, kind, token string) *prFlow {
+func startFlow(t testing.TB, kind, token string, tweaks ...func(*gitsync.RepoConfig, *Options)) *prFlow {
 	bare := newBareRepo(t)
 	gitURL := serveGit(t, filepath.Dir(bare.dir)) + "/deploy.git"
 	f := newFakeForge(t, kind, bare.dir)
@@ -163,8 +163,13 @@ func startFlow(t testing.TB, kind, token string) *prFlow {
 	rc := gitsync.RepoConfig{Name: "deploy", URL: gitURL, Branch: "main", Path: "apps", WebhookSecret: hookSecret,
 		Forge: &gitsync.ForgeConfig{Type: kind, APIURL: f.apiURL(), Project: "org/deploy", Token: token, PollInterval: time.Hour,
 			TargetURL: "https://capstan.example.com/prs/{pr}"}}
-	comp, err := New(Options{API: cl.Client, Repos: []gitsync.RepoConfig{rc}, DataDir: t.TempDir(), ClusterDebounce: 50 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	o := Options{API: cl.Client, DataDir: t.TempDir(), ClusterDebounce: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	for _, tw := range tweaks {
+		tw(&rc, &o)
+	}
+	o.Repos = []gitsync.RepoConfig{rc}
+	comp, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

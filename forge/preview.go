@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/schema"
+	"github.com/capstanhq/capstan/secrets"
 )
 
 // Labels of preview Apps. They do not carry the repository label of git
@@ -37,40 +40,122 @@ func PreviewName(app string, n int) string {
 	return name
 }
 
+// PreviewOptions say how a pull request's previews are made.
+type PreviewOptions struct {
+	Repo string
+	PR   int
+	Now  time.Time
+	// Policy is the repository's (forge.previews).
+	Policy gitsync.PreviewPolicy
+	// Nodes is how many nodes an everyNode pod group runs on: its pods
+	// count against the quota.
+	Nodes int
+}
+
+// Defaults of an app previewed because its repository previews every
+// app (the descriptor's preview defaults).
+const (
+	defaultPreviewTTL      = "72h"
+	defaultPreviewReplicas = 1
+)
+
 // PreviewApps are the Apps a pull request's head deploys as previews: one
-// per valid app whose descriptor enables previews, renamed APP-pr-N,
-// every pod group scaled to the preview's replicas, no automatic revert,
-// expiring after the preview's ttl from now. Pure.
-func PreviewApps(head *schema.Result, repo string, n int, now time.Time) []*api.App {
+// per valid app whose descriptor enables previews (or, where the policy
+// previews every app, does not turn them off), renamed APP-pr-N, every
+// pod group scaled to the preview's replicas, no automatic revert,
+// expiring after the preview's ttl from now. An app that uses secrets the
+// policy does not give to previews, or whose preview would not fit the
+// quota, is refused with the reason. Pure.
+func PreviewApps(head *schema.Result, o PreviewOptions) (apps []*api.App, refused []PreviewLink) {
 	if head == nil {
-		return nil
+		return nil, nil
 	}
-	var out []*api.App
 	for _, ar := range head.Apps {
-		if !ar.Valid() || ar.App.Spec.Preview == nil || !ar.App.Spec.Preview.Enabled {
-			continue
-		}
-		name := PreviewName(ar.Name, n)
-		if name == "" {
+		if !ar.Valid() {
 			continue
 		}
 		p := ar.App.Spec.Preview
+		switch {
+		case p == nil && o.Policy.AllApps:
+			p = &api.AppPreview{Enabled: true, TTL: defaultPreviewTTL, Replicas: defaultPreviewReplicas}
+		case p == nil || !p.Enabled:
+			continue
+		}
+		name := PreviewName(ar.Name, o.PR)
+		if name == "" {
+			refused = append(refused, PreviewLink{App: ar.Name, Refused: fmt.Sprintf("%s-pr-%d is longer than 63 characters", ar.Name, o.PR)})
+			continue
+		}
 		ttl, err := time.ParseDuration(p.TTL)
 		if err != nil || ttl <= 0 {
-			continue
+			continue // validation refuses it
 		}
 		a := api.Clone(ar.App)
 		a.Metadata = api.ObjectMeta{Name: name, App: name, Source: ar.App.Metadata.Source,
-			Labels:      map[string]string{LabelPreviewOf: ar.Name, LabelPreviewRepo: repo, LabelPreviewPR: strconv.Itoa(n)},
-			Annotations: map[string]string{AnnotationExpires: now.Add(ttl).UTC().Format(time.RFC3339)}}
+			Labels:      map[string]string{LabelPreviewOf: ar.Name, LabelPreviewRepo: o.Repo, LabelPreviewPR: strconv.Itoa(o.PR)},
+			Annotations: map[string]string{AnnotationExpires: o.Now.Add(ttl).UTC().Format(time.RFC3339)}}
 		a.Spec.Preview, a.Spec.Rollback = nil, ""
 		for i := range a.Spec.Workloads {
 			a.Spec.Workloads[i].Spec.Replicas = p.Replicas
 		}
 		a.Status = api.AppStatus{}
-		out = append(out, a)
+		if why := refusePreview(a, o); why != "" {
+			refused = append(refused, PreviewLink{App: name, Refused: why})
+			continue
+		}
+		apps = append(apps, a)
 	}
-	return out
+	return apps, refused
+}
+
+// refusePreview says why the policy does not let preview a run; "" when
+// it does.
+func refusePreview(a *api.App, o PreviewOptions) string {
+	if len(a.Spec.Secrets) > 0 && !o.Policy.Secrets {
+		names := make([]string, len(a.Spec.Secrets))
+		for i, s := range a.Spec.Secrets {
+			names[i] = s.Name
+		}
+		return fmt.Sprintf("it uses secrets (%s) and this repository gives none to previews (forge.previews.secrets)", strings.Join(names, ", "))
+	}
+	q := o.Policy.Quota
+	pods := 0
+	var cpu, mem int64 // milli
+	for _, w := range a.Spec.Workloads {
+		n := int(w.Spec.Replicas)
+		switch {
+		case w.Spec.Job != nil:
+			n = max(int(w.Spec.Job.Parallelism), 1)
+		case w.Spec.EveryNode:
+			n = o.Nodes
+		}
+		pods += n
+		for _, c := range w.Spec.Template.Containers {
+			r := c.Resources.Requests
+			if !q.CPU.IsZero() && r.CPU.IsZero() || !q.Memory.IsZero() && r.Memory.IsZero() {
+				return fmt.Sprintf("container %s of pod group %s requests no %s, and the preview quota counts requests: give it resources", c.Name, w.Name, missing(q, r))
+			}
+			cpu += int64(n) * r.CPU.MilliValue()
+			mem += int64(n) * r.Memory.MilliValue()
+		}
+	}
+	quota := "this repository's preview quota (forge.previews.quota)"
+	switch {
+	case q.MaxPods() > 0 && pods > q.MaxPods():
+		return fmt.Sprintf("it runs %d pods, over the %d of %s", pods, q.MaxPods(), quota)
+	case !q.CPU.IsZero() && cpu > q.CPU.MilliValue():
+		return fmt.Sprintf("its pods request %s CPU, over the %s of %s", api.NewMilliQuantity(cpu, api.DecimalSI), q.CPU, quota)
+	case !q.Memory.IsZero() && mem > q.Memory.MilliValue():
+		return fmt.Sprintf("its pods request %s memory, over the %s of %s", api.NewMilliQuantity(mem, api.BinarySI), q.Memory, quota)
+	}
+	return ""
+}
+
+func missing(q gitsync.PreviewQuota, r api.ResourceList) string {
+	if !q.CPU.IsZero() && r.CPU.IsZero() {
+		return "cpu"
+	}
+	return "memory"
 }
 
 // Expired reports whether a preview App's time is up.
@@ -85,6 +170,8 @@ type PreviewLink struct {
 	// URLs are the node-port URLs of its external services; none yet
 	// while the server allocates them.
 	URLs []string
+	// Refused says why the preview is not deployed.
+	Refused string
 }
 
 func (w *worker) previewLabel() string {
@@ -122,8 +209,15 @@ func (w *worker) previewsOf(ctx context.Context, n int) ([]*api.App, error) {
 // others. It never writes an App without the preview labels.
 func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 	var want []*api.App
+	var refused []PreviewLink
 	if w.wantsPreview(st.pr) && st.input != nil && st.input.Head.Result != nil && len(st.input.Head.Result.AllErrors()) == 0 {
-		want = PreviewApps(st.input.Head.Result, w.cfg.Name, st.pr.Number, w.c.opts.Now())
+		nodes := 0
+		if l := w.c.live(); l != nil {
+			nodes = len(l.Nodes)
+		}
+		want, refused = PreviewApps(st.input.Head.Result, PreviewOptions{Repo: w.cfg.Name, PR: st.pr.Number, Now: w.c.opts.Now(),
+			Policy: w.cfg.Forge.Previews, Nodes: nodes})
+		want, refused = w.sealPreviewSecrets(st.input.Head.Commit, want, refused)
 	}
 	have, err := w.previewsOf(ctx, st.pr.Number)
 	if err != nil {
@@ -160,14 +254,68 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 			errs = append(errs, w.deletePreview(ctx, h))
 		}
 	}
-	st.previews = nil
+	st.previews, st.refused = nil, refused
 	w.mu.Lock()
 	for _, a := range want {
 		st.previews = append(st.previews, a.Metadata.Name)
 		w.previewed[a.Metadata.Name] = true
 	}
 	w.mu.Unlock()
+	for _, r := range refused {
+		w.c.log.Info("preview not deployed", "repo", w.cfg.Name, "pr", st.pr.Number, "app", r.App, "why", r.Refused)
+	}
 	return errors.Join(errs...)
+}
+
+// sealPreviewSecrets opens again, from the head's tree, the secrets of
+// the previews that use them and seals their values for the preview's
+// name (a sealed value opens only for the app it was sealed for). A
+// preview whose secrets cannot be opened is refused.
+func (w *worker) sealPreviewSecrets(commit string, apps []*api.App, refused []PreviewLink) ([]*api.App, []PreviewLink) {
+	var fsys fs.FS
+	var keys *secrets.Keyring
+	var problem error
+	out := apps[:0]
+	for _, a := range apps {
+		if len(a.Spec.Secrets) == 0 {
+			out = append(out, a)
+			continue
+		}
+		if fsys == nil && problem == nil {
+			fsys, keys, problem = w.secretSource(commit)
+		}
+		err := problem
+		if err == nil {
+			err = schema.ResealSecrets(fsys, a, schema.ResolveOptions{PathPrefix: w.cfg.Path, Keys: keys, RequireKeys: true})
+		}
+		if err != nil {
+			refused = append(refused, PreviewLink{App: a.Metadata.Name, Refused: err.Error()})
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, refused
+}
+
+// secretSource is the descriptor tree at commit and the cluster's keys.
+func (w *worker) secretSource(commit string) (fs.FS, *secrets.Keyring, error) {
+	if w.c.opts.SecretsDir == "" {
+		return nil, nil, errors.New("this server has no cluster key to open secrets with")
+	}
+	keys, err := secrets.LoadOrCreate(w.c.opts.SecretsDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the cluster key: %w", err)
+	}
+	fsys, err := gitsync.TreeAt(w.dir, commit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", api.ShortCommit(commit), err)
+	}
+	if dir := strings.Trim(path.Clean(w.cfg.Path), "/"); dir != "" && dir != "." {
+		if fsys, err = fs.Sub(fsys, dir); err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", api.ShortCommit(commit), err)
+		}
+	}
+	return fsys, keys, nil
 }
 
 func (w *worker) deletePreview(ctx context.Context, a *api.App) error {
@@ -202,7 +350,7 @@ func (w *worker) expirePreviews(ctx context.Context, open map[int]bool) error {
 // previewLinks are st's previews with the URLs of their external
 // services: http://NODE:PORT on the first ready node.
 func (w *worker) previewLinks(ctx context.Context, st *prState) []PreviewLink {
-	if len(st.previews) == 0 {
+	if len(st.previews)+len(st.refused) == 0 {
 		return nil
 	}
 	host := ""
@@ -231,7 +379,7 @@ func (w *worker) previewLinks(ctx context.Context, st *prState) []PreviewLink {
 		slices.Sort(link.URLs)
 		out = append(out, link)
 	}
-	return out
+	return append(out, st.refused...)
 }
 
 // renderPreviews is the comment's preview section.
@@ -243,7 +391,10 @@ func renderPreviews(links []PreviewLink) string {
 	b.WriteString("\n#### Preview environments\n\n")
 	for _, l := range links {
 		urls := "starting (no external service yet)"
-		if len(l.URLs) > 0 {
+		switch {
+		case l.Refused != "":
+			urls = "not deployed: " + l.Refused
+		case len(l.URLs) > 0:
 			urls = strings.Join(l.URLs, ", ")
 		}
 		fmt.Fprintf(&b, "- `%s`: %s\n", l.App, urls)

@@ -2,6 +2,9 @@ package forge
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -9,8 +12,10 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/schema"
+	"github.com/capstanhq/capstan/secrets"
 )
 
 func previewDesc(tag string) string {
@@ -32,9 +37,9 @@ func TestPreviewApps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := PreviewApps(res, "deploy", 42, now)
-	if len(got) != 1 {
-		t.Fatalf("%d previews, want only x's", len(got))
+	got, refused := PreviewApps(res, PreviewOptions{Repo: "deploy", PR: 42, Now: now})
+	if len(got) != 1 || len(refused) != 0 {
+		t.Fatalf("%d previews (refused %v), want only x's", len(got), refused)
 	}
 	a := got[0]
 	if a.Metadata.Name != "x-pr-42" || a.Metadata.App != "x-pr-42" || a.Metadata.Labels[LabelPreviewOf] != "x" || a.Metadata.Labels[LabelPreviewPR] != "42" {
@@ -48,6 +53,93 @@ func TestPreviewApps(t *testing.T) {
 	}
 	if PreviewName(strings.Repeat("a", 60), 42) != "" {
 		t.Error("a preview name over 63 characters")
+	}
+}
+
+// The repository's policy: every app previewed unless it opts out,
+// secrets only when allowed, and a quota on pods and requests.
+func TestPreviewPolicy(t *testing.T) {
+	const descs = `
+apps: opted: {preview: enabled: true, pods: web: {replicas: 4, containers: c: {image: "r/o:1", resources: {cpu: "500m", memory: "64Mi"}}}}
+apps: plain: pods: {
+	web: {replicas: 3, containers: c: {image: "r/p:1", resources: {cpu: "250m", memory: "32Mi"}}}
+	batch: {job: {parallelism: 2}, containers: c: {image: "r/p:1", resources: {cpu: "250m", memory: "32Mi"}}}
+}
+apps: out: {preview: enabled: false, pods: web: containers: c: image: "r/q:1"}
+apps: bare: pods: web: containers: c: image: "r/b:1"
+apps: daemon: pods: agent: {everyNode: true, containers: c: image: "r/d:1"}
+apps: secret: {
+	secrets: db: from: "secrets/db.secret.yaml"
+	pods: web: containers: c: {image: "r/s:1", env: PW: secret: {name: "db", key: "password"}}
+}
+`
+	res, err := schema.Load(fstest.MapFS{"a.cue": {Data: []byte(descs)}}, schema.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := res.AllErrors(); len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	q := func(pods int, cpu, mem string) gitsync.PreviewQuota {
+		pq := gitsync.PreviewQuota{Pods: pods}
+		if cpu != "" {
+			pq.CPU = api.MustParseQuantity(cpu)
+		}
+		if mem != "" {
+			pq.Memory = api.MustParseQuantity(mem)
+		}
+		return pq
+	}
+	for _, tt := range []struct {
+		name    string
+		policy  gitsync.PreviewPolicy
+		want    []string          // previews made
+		refused map[string]string // preview: part of the reason
+	}{
+		{name: "apps opt in", policy: gitsync.PreviewPolicy{}, want: []string{"opted-pr-7"}},
+		{name: "every app but the one that opts out", policy: gitsync.PreviewPolicy{AllApps: true},
+			want:    []string{"bare-pr-7", "daemon-pr-7", "opted-pr-7", "plain-pr-7"},
+			refused: map[string]string{"secret-pr-7": "uses secrets (db) and this repository gives none to previews (forge.previews.secrets)"}},
+		{name: "secrets allowed", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true},
+			want: []string{"bare-pr-7", "daemon-pr-7", "opted-pr-7", "plain-pr-7", "secret-pr-7"}},
+		// plain: one web replica and two job pods; daemon: one per node.
+		{name: "pods", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true, Quota: q(2, "", "")},
+			want: []string{"bare-pr-7", "opted-pr-7", "secret-pr-7"},
+			refused: map[string]string{"plain-pr-7": "it runs 3 pods, over the 2 of this repository's preview quota",
+				"daemon-pr-7": "it runs 5 pods, over the 2"}},
+		{name: "default pods", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true},
+			want: []string{"bare-pr-7", "daemon-pr-7", "opted-pr-7", "plain-pr-7", "secret-pr-7"}},
+		{name: "cpu", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true, Quota: q(-1, "700m", "")},
+			want: []string{"opted-pr-7"},
+			refused: map[string]string{"plain-pr-7": "its pods request 750m CPU, over the 700m",
+				"bare-pr-7":   "container c of pod group web requests no cpu, and the preview quota counts requests",
+				"daemon-pr-7": "container c of pod group agent requests no cpu", "secret-pr-7": "requests no cpu"}},
+		{name: "memory", policy: gitsync.PreviewPolicy{Quota: q(0, "", "64Mi")}, want: []string{"opted-pr-7"}},
+		{name: "memory over", policy: gitsync.PreviewPolicy{Quota: q(0, "", "63Mi")},
+			refused: map[string]string{"opted-pr-7": "its pods request 64Mi memory, over the 63Mi"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			apps, refused := PreviewApps(res, PreviewOptions{Repo: "deploy", PR: 7, Now: time.Now(), Policy: tt.policy, Nodes: 5})
+			var names []string
+			for _, a := range apps {
+				names = append(names, a.Metadata.Name)
+				if a.Spec.Preview != nil {
+					t.Errorf("%s: a preview of the preview", a.Metadata.Name)
+				}
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, tt.want) {
+				t.Errorf("previews %v, want %v", names, tt.want)
+			}
+			if len(refused) != len(tt.refused) {
+				t.Errorf("refused %v, want %v", refused, tt.refused)
+			}
+			for _, r := range refused {
+				if want, ok := tt.refused[r.App]; !ok || !strings.Contains(r.Refused, want) {
+					t.Errorf("%s refused: %q, want %q", r.App, r.Refused, want)
+				}
+			}
+		})
 	}
 }
 
@@ -116,5 +208,73 @@ func TestPreviewFlow(t *testing.T) {
 	objs, _, _ := c.List(ctx, api.KindApp, client.ListOptions{})
 	if len(objs) != 1 {
 		t.Errorf("%d apps left, want production only", len(objs))
+	}
+}
+
+// A preview of an app that uses secrets: refused by default, with the
+// reason on the pull request; where the repository allows it, the
+// preview gets the secret sealed for its own name.
+func TestPreviewSecrets(t *testing.T) {
+	const desc = `apps: x: {
+	preview: enabled: true
+	secrets: db: from: "secrets/db.secret.yaml"
+	pods: web: containers: c: {image: "r/x:v2", env: PW: secret: {name: "db", key: "password"}}
+}
+`
+	for _, allowed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allowed=%v", allowed), func(t *testing.T) {
+			secretsDir := filepath.Join(t.TempDir(), "secrets")
+			keys, err := secrets.LoadOrCreate(secretsDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, o *Options) {
+				rc.Forge.Previews.Secrets = allowed
+				o.SecretsDir = secretsDir
+			})
+			f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+			ctx := context.Background()
+			enc, err := secrets.Encrypt(map[string]string{"password": "hunter2"}, []string{keys.Recipient()}, secrets.EncryptOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			bare.commit(t, "main", "apps/secrets/db.secret.yaml", string(enc))
+			bare.branch(t, "try", "apps/x.cue", desc)
+			n := f.open("try", "main", "try x")
+			f.prs[n].labels = []string{"preview"}
+			hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+			defer func() {
+				if t.Failed() {
+					t.Logf("the comment:\n%s", fl.comment(n))
+				}
+			}()
+			if !allowed {
+				eventually(t, "the refusal on the pull request", func() bool {
+					return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: it uses secrets (db) and this repository gives none to previews (forge.previews.secrets)")
+				})
+				if objs, _, _ := c.List(ctx, api.KindApp, client.ListOptions{}); len(objs) != 0 {
+					t.Fatalf("%d apps made, want none", len(objs))
+				}
+				return
+			}
+			var p *api.App
+			eventually(t, "the preview app", func() bool {
+				o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"})
+				if err == nil {
+					p = o.(*api.App)
+				}
+				return err == nil
+			})
+			s := p.Spec.Secrets[0].Spec
+			if v, err := keys.Open("x-pr-1", "db", "password", s.Data["password"]); err != nil || v != "hunter2" {
+				t.Fatalf("the preview's secret opens to %q, %v; want its value sealed for x-pr-1", v, err)
+			}
+			if ref := p.Spec.Workloads[0].Spec.Template.Containers[0].Env[0].Secret; ref.Version != s.Versions["password"] || ref.Version == "" {
+				t.Errorf("the reference's version %q, the secret's %q", ref.Version, s.Versions["password"])
+			}
+			if strings.Contains(fl.comment(n), "hunter2") {
+				t.Error("the comment holds the secret's value")
+			}
+		})
 	}
 }

@@ -34,8 +34,10 @@ type prState struct {
 	commentID int64
 	body      string
 	status    Status
-	// previews are the preview Apps made for the head.
+	// previews are the preview Apps made for the head; refused, those
+	// the repository's policy does not let run, with the reason.
 	previews []string
+	refused  []PreviewLink
 }
 
 // tracked is a commit whose deploy status is followed.
@@ -279,13 +281,13 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	st := w.prs[pr.Number]
 	if st != nil && st.pr.HeadSHA == pr.HeadSHA {
 		st.pr.Title, st.pr.Labels, st.pr.Open = pr.Title, pr.Labels, pr.Open
-		if w.wantsPreview(pr) == (len(st.previews) == 0) {
+		if w.wantsPreview(pr) == (len(st.previews)+len(st.refused) == 0) {
 			// The preview label came or went.
 			if err := w.syncPreviews(ctx, st); err != nil {
 				return err
 			}
 		}
-		if len(st.previews) == 0 && st.body != "" {
+		if len(st.previews)+len(st.refused) == 0 && st.body != "" {
 			return nil
 		}
 		return w.publish(ctx, st, w.c.live(), false)

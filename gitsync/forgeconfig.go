@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // Forge kinds a repository's pull requests and statuses live on (Forgejo
@@ -63,6 +65,49 @@ type ForgeConfig struct {
 	// PreviewLabel is the pull-request label that deploys previews of
 	// the apps that enable them. Default "preview".
 	PreviewLabel string `yaml:"previewLabel"`
+	// Previews is the repository's policy for preview environments.
+	Previews PreviewPolicy `yaml:"previews"`
+}
+
+// PreviewPolicy is what a repository allows its preview environments.
+type PreviewPolicy struct {
+	// AllApps previews every app of the repository, with the default ttl
+	// and replicas, unless its descriptor says preview: enabled: false.
+	// Default false: apps opt in one by one (preview: enabled: true).
+	AllApps bool `yaml:"allApps"`
+	// Secrets gives previews the secrets their descriptors name. Default
+	// false: an app that uses secrets is not previewed, since a pull
+	// request may come from anyone who can push a branch.
+	Secrets bool `yaml:"secrets"`
+	// Quota bounds each preview App.
+	Quota PreviewQuota `yaml:"quota"`
+}
+
+// PreviewQuota bounds one preview App, as a Kubernetes ResourceQuota
+// bounds a namespace: how many pods it may run at once and the sum of
+// their requests. With CPU or Memory set, every container must request
+// that resource.
+type PreviewQuota struct {
+	// Pods is the most pods a preview runs at once. Default
+	// DefaultPreviewPods; negative: no bound.
+	Pods int `yaml:"pods"`
+	// CPU and Memory bound the sum of the pods' requests; zero: no bound.
+	CPU    api.Quantity `yaml:"-"`
+	Memory api.Quantity `yaml:"-"`
+}
+
+// DefaultPreviewPods is the default bound on a preview's pods.
+const DefaultPreviewPods = 10
+
+// MaxPods is the quota's bound on pods; 0 for none.
+func (q PreviewQuota) MaxPods() int {
+	switch {
+	case q.Pods < 0:
+		return 0
+	case q.Pods == 0:
+		return DefaultPreviewPods
+	}
+	return q.Pods
 }
 
 // DefaultPreviewLabel is the label that asks for preview environments.

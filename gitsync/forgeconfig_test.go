@@ -26,6 +26,10 @@ func TestForgeConfig(t *testing.T) {
       pollInterval: 30s
       events: [plans]
       previewLabel: try-me
+      previews:
+        allApps: true
+        secrets: true
+        quota: {pods: 4, cpu: "2", memory: 4Gi}
 `
 	repos, err := ParseConfig([]byte(good), dir)
 	if err != nil {
@@ -34,6 +38,12 @@ func TestForgeConfig(t *testing.T) {
 	f := repos[0].Forge
 	if f == nil || f.Token != "ghp_secret" || f.PollInterval != 30*time.Second || !f.Enabled(ForgeEventPlans) || f.Enabled(ForgeEventDeploys) || f.PreviewLabel != "try-me" {
 		t.Fatalf("forge %+v", f)
+	}
+	if p := f.Previews; !p.AllApps || !p.Secrets || p.Quota.MaxPods() != 4 || p.Quota.CPU.MilliValue() != 2000 || p.Quota.Memory.Value() != 4<<30 {
+		t.Fatalf("previews %+v", p)
+	}
+	if (PreviewQuota{}).MaxPods() != DefaultPreviewPods || (PreviewQuota{Pods: -1}).MaxPods() != 0 {
+		t.Error("the default pods of a preview quota, or none")
 	}
 	if (*ForgeConfig)(nil).Enabled(ForgeEventPlans) {
 		t.Error("a repository without a forge has plans enabled")
@@ -49,6 +59,8 @@ func TestForgeConfig(t *testing.T) {
 		{"unknown event", "type: github\n      project: acme/deploy\n      tokenFile: token\n      events: [everything]", "forge.events"},
 		{"poll too fast", "type: github\n      project: acme/deploy\n      tokenFile: token\n      pollInterval: 1s", "forge.pollInterval"},
 		{"missing token file", "type: github\n      project: acme/deploy\n      tokenFile: nope", "forge.tokenFile"},
+		{"quota not a quantity", "type: github\n      project: acme/deploy\n      tokenFile: token\n      previews: {quota: {cpu: lots}}", "forge.previews.quota.cpu"},
+		{"quota not positive", "type: github\n      project: acme/deploy\n      tokenFile: token\n      previews: {quota: {memory: \"0\"}}", "forge.previews.quota.memory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "repos:\n  - name: deploy\n    url: https://github.com/acme/deploy.git\n    forge:\n      " + tc.forge + "\n"

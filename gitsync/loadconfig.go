@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // maxConfigFile bounds a config file and any file it references.
@@ -59,6 +61,15 @@ type fileForge struct {
 	PollInterval string   `yaml:"pollInterval"`
 	TargetURL    string   `yaml:"targetURL"`
 	PreviewLabel string   `yaml:"previewLabel"`
+	Previews     struct {
+		AllApps bool `yaml:"allApps"`
+		Secrets bool `yaml:"secrets"`
+		Quota   struct {
+			Pods   int    `yaml:"pods"`
+			CPU    string `yaml:"cpu"`
+			Memory string `yaml:"memory"`
+		} `yaml:"quota"`
+	} `yaml:"previews"`
 }
 
 type fileAuth struct {
@@ -233,7 +244,21 @@ func readLimited(file string) ([]byte, error) {
 }
 
 func (ff *fileForge) resolve(baseDir string) (*ForgeConfig, error) {
-	f := &ForgeConfig{Type: ff.Type, APIURL: ff.APIURL, Project: ff.Project, Events: ff.Events, TargetURL: ff.TargetURL, PreviewLabel: ff.PreviewLabel}
+	f := &ForgeConfig{Type: ff.Type, APIURL: ff.APIURL, Project: ff.Project, Events: ff.Events, TargetURL: ff.TargetURL, PreviewLabel: ff.PreviewLabel,
+		Previews: PreviewPolicy{AllApps: ff.Previews.AllApps, Secrets: ff.Previews.Secrets, Quota: PreviewQuota{Pods: ff.Previews.Quota.Pods}}}
+	for _, q := range []struct {
+		field, text string
+		to          *api.Quantity
+	}{{"cpu", ff.Previews.Quota.CPU, &f.Previews.Quota.CPU}, {"memory", ff.Previews.Quota.Memory, &f.Previews.Quota.Memory}} {
+		if q.text == "" {
+			continue
+		}
+		v, err := api.ParseQuantity(q.text)
+		if err != nil || v.MilliValue() <= 0 {
+			return nil, fmt.Errorf("forge.previews.quota.%s: %q is not a positive quantity (write e.g. \"2\", \"500m\" or \"4Gi\")", q.field, q.text)
+		}
+		*q.to = v
+	}
 	if ff.PollInterval != "" {
 		d, err := time.ParseDuration(ff.PollInterval)
 		if err != nil {

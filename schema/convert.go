@@ -172,8 +172,10 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 		c.group(app, g, d.Pods[g])
 	}
 	c.dependencies(app, d)
-	if p := d.Preview; p != nil && p.Enabled {
-		app.Spec.Preview = &api.AppPreview{Enabled: true, TTL: p.TTL, Replicas: p.Replicas}
+	if p := d.Preview; p != nil {
+		// Kept when off too: it opts the app out of a repository's
+		// previews of every app.
+		app.Spec.Preview = &api.AppPreview{Enabled: p.Enabled, TTL: p.TTL, Replicas: p.Replicas}
 		c.note("spec.preview", "preview")
 	}
 	if d.Rollback == api.RollbackAuto {

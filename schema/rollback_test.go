@@ -37,8 +37,8 @@ func TestRollbackField(t *testing.T) {
 	}
 }
 
-// An app's preview block reaches the App with its defaults; a bad ttl is
-// an error at file:line:col.
+// An app's preview block reaches the App with its defaults, off too; a
+// bad ttl is an error at file:line:col.
 func TestPreviewField(t *testing.T) {
 	res, err := Load(mapFS(map[string]string{"x.cue": `apps: x: {preview: enabled: true, pods: p: containers: c: image: "r/x:v1"}`}), LoadOptions{})
 	if err != nil || len(res.Apps) != 1 || !res.Apps[0].Valid() {
@@ -52,7 +52,8 @@ func TestPreviewField(t *testing.T) {
 		t.Fatalf("errors %v, want one at x.cue:2", errorStrings(a.Errors))
 	}
 	res, _ = Load(mapFS(map[string]string{"x.cue": `apps: x: {preview: enabled: false, pods: p: containers: c: image: "r/x:v1"}`}), LoadOptions{})
-	if res.Apps[0].App.Spec.Preview != nil {
-		t.Fatal("a disabled preview reached the App")
+	// Kept, off: it opts the app out of a repository's previews of every app.
+	if p := res.Apps[0].App.Spec.Preview; p == nil || p.Enabled {
+		t.Fatalf("preview %+v, want there and off", p)
 	}
 }

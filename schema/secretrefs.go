@@ -238,3 +238,29 @@ func (c *SecretCache) put(k secretCacheKey, s api.SecretSpec) {
 	}
 	c.m[k] = api.SecretSpec{From: s.From, Data: maps.Clone(s.Data), Versions: maps.Clone(s.Versions)}
 }
+
+// ResealSecrets opens app's secrets again from fsys and seals their
+// values for app's current name (a preview's: a sealed value opens only
+// for the app it was sealed for), updating the versions its templates
+// refer to. The error names the file and never holds a value.
+func ResealSecrets(fsys fs.FS, app *api.App, opts ResolveOptions) error {
+	for i := range app.Spec.Secrets {
+		s := &app.Spec.Secrets[i]
+		s.Spec.Data, s.Spec.Versions = nil, nil
+		s.FromAt = &api.SourceError{File: s.Spec.From}
+	}
+	for wi := range app.Spec.Workloads {
+		for _, r := range api.TemplateSecretRefs(&app.Spec.Workloads[wi].Spec.Template) {
+			r.Version, r.At = "", &api.SourceError{File: "secret " + r.Name}
+		}
+	}
+	opts.Cache, opts.Previous = nil, nil
+	var msgs []string
+	for _, e := range resolveSecrets(fsys, app, opts) {
+		msgs = append(msgs, e.Message)
+	}
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return nil
+}
