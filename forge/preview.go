@@ -98,6 +98,12 @@ func PreviewApps(head *schema.Result, o PreviewOptions) (apps []*api.App, refuse
 		for i := range a.Spec.Workloads {
 			a.Spec.Workloads[i].Spec.Replicas = p.Replicas
 		}
+		// Its services select its own pods, never production's.
+		for i := range a.Spec.Services {
+			if sel := a.Spec.Services[i].Spec.Selector; sel[api.LabelApp] == ar.Name {
+				sel[api.LabelApp] = name
+			}
+		}
 		a.Status = api.AppStatus{}
 		if why := refusePreview(a, o); why != "" {
 			refused = append(refused, PreviewLink{App: name, Refused: why})

@@ -48,6 +48,9 @@ func TestPreviewApps(t *testing.T) {
 	if a.Spec.Workloads[0].Spec.Replicas != 1 || a.Spec.Preview != nil {
 		t.Errorf("spec %+v: want 1 replica and no preview of the preview", a.Spec)
 	}
+	if sel := a.Spec.Services[0].Spec.Selector; sel[api.LabelApp] != "x-pr-42" {
+		t.Errorf("the preview's service selects %v, want its own pods", sel)
+	}
 	if Expired(a, now.Add(47*time.Hour)) || !Expired(a, now.Add(48*time.Hour)) {
 		t.Error("a 48h preview expires at 48h")
 	}

@@ -19,5 +19,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if upInputs.dir != "" {
+		os.RemoveAll(upInputs.dir)
+	}
+	os.Exit(code)
 }

@@ -184,27 +184,52 @@ func (e *upEnv) revert(sha string) {
 	gitCmd(e.t, e.repo, "-c", "user.name=E2E", "-c", "user.email=e2e@example.com", "revert", "--no-edit", sha)
 }
 
-// buildUpInputs builds the capstan binary and the example image tarballs
-// (hello v1 and v2, api, worker, shipper, kv) as `make up` does.
+// upInputs are the capstan binary and the example image tarballs, built
+// once per test binary (no test changes them) and removed by TestMain.
+var upInputs struct {
+	once           sync.Once
+	dir, bin, imgs string
+	err            error
+}
+
+// buildUpInputs gives the capstan binary and the example image tarballs
+// (hello v1 and v2, api, worker, shipper, kv) as `make up` builds them.
 func buildUpInputs(t testing.TB) (bin, imgs string) {
-	dir := t.TempDir()
+	t.Helper()
+	upInputs.once.Do(func() {
+		if upInputs.dir, upInputs.err = os.MkdirTemp("", "capstan-up-inputs-"); upInputs.err == nil {
+			upInputs.bin, upInputs.imgs, upInputs.err = makeUpInputs(upInputs.dir)
+		}
+	})
+	if upInputs.err != nil {
+		t.Fatal(upInputs.err)
+	}
+	return upInputs.bin, upInputs.imgs
+}
+
+func makeUpInputs(dir string) (bin, imgs string, err error) {
 	bin = filepath.Join(dir, "capstan")
-	build := func(out, pkg string) {
+	build := func(out, pkg string) error {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+			return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 		}
+		return nil
 	}
-	build(bin, ".")
+	if err := build(bin, "."); err != nil {
+		return "", "", err
+	}
 	imgs = filepath.Join(dir, "images")
 	if err := os.Mkdir(imgs, 0o755); err != nil {
-		t.Fatal(err)
+		return "", "", err
 	}
 	for _, spec := range []string{"hello:v1", "hello:v2", "api:v1", "worker:v1", "shipper:v1", "kv:v1"} {
 		name, tag, _ := strings.Cut(spec, ":")
 		root := filepath.Join(dir, "root-"+name+"-"+tag)
-		build(filepath.Join(root, name), "../../examples/images/"+name)
+		if err := build(filepath.Join(root, name), "../../examples/images/"+name); err != nil {
+			return "", "", err
+		}
 		cfg := registry.ImageConfig{Entrypoint: []string{"/" + name}}
 		switch name {
 		case "hello":
@@ -216,13 +241,13 @@ func buildUpInputs(t testing.TB) (bin, imgs string) {
 		}
 		img, err := registry.PackDir(root, cfg)
 		if err != nil {
-			t.Fatal(err)
+			return "", "", err
 		}
 		if err := registry.WriteTarball(img, registry.DefaultAddr+"/examples/"+spec, filepath.Join(imgs, name+"-"+tag+".tar")); err != nil {
-			t.Fatal(err)
+			return "", "", err
 		}
 	}
-	return bin, imgs
+	return bin, imgs, nil
 }
 
 // newUpNetns makes a network namespace with a veth pair inside it holding
