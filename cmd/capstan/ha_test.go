@@ -27,6 +27,7 @@ import (
 // capstan) on a three-member etcd, sharing the first one's CA.
 type haCluster struct {
 	t       testing.TB
+	repo    string // tracked by every server when set
 	etcd    *etcdtest.Cluster
 	cli     *clientv3.Client
 	ttl     time.Duration
@@ -47,7 +48,7 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-func startHACluster(t testing.TB, ttl time.Duration) *haCluster {
+func startHACluster(t testing.TB, ttl time.Duration, repo ...string) *haCluster {
 	t.Helper()
 	etcd, err := etcdtest.Start(t.TempDir(), 3)
 	if err != nil {
@@ -64,6 +65,9 @@ func startHACluster(t testing.TB, ttl time.Duration) *haCluster {
 		t.Fatal(err)
 	}
 	h := &haCluster{t: t, etcd: etcd, cli: cli, ttl: ttl, procs: make([]*exec.Cmd, 3), elector: el}
+	if len(repo) > 0 {
+		h.repo = repo[0]
+	}
 	t.Cleanup(h.killAll)
 	for i := range 3 {
 		h.dirs = append(h.dirs, filepath.Join(t.TempDir(), fmt.Sprintf("server-%d", i)))
@@ -96,6 +100,9 @@ func startHACluster(t testing.TB, ttl time.Duration) *haCluster {
 func (h *haCluster) start(i int) {
 	cmd := exec.Command(os.Args[0], "server", "--store", "etcd", "--etcd-endpoints", strings.Join(h.etcd.Endpoints(), ","),
 		"--data-dir", h.dirs[i], "--listen", h.addrs[i], "--leader-lease-ttl", h.ttl.String(), "--leader-id", fmt.Sprintf("server-%d", i))
+	if h.repo != "" {
+		cmd.Args = append(cmd.Args, "--repo", h.repo, "--poll-interval", "1s")
+	}
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
@@ -213,34 +220,37 @@ func runningPods(t testing.TB, ctx context.Context, c *client.Client, bound map[
 	return n
 }
 
-// scaleShop sets app shop's replicas, retrying on conflicts with the
-// controllers' writes.
-func scaleShop(t testing.TB, ctx context.Context, c *client.Client, replicas int32) {
-	for {
-		cur, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := cur.(*api.App)
-		a.Spec.Workloads[0].Spec.Replicas = replicas
-		if _, err = c.Update(ctx, a); err == nil {
-			return
-		}
-		if !client.IsConflict(err) {
-			t.Fatal(err)
-		}
+// shopAt commits app shop with replicas to the repository at dir.
+func shopAt(t testing.TB, dir string, replicas int) string {
+	t.Helper()
+	desc := fmt.Sprintf(`apps: shop: pods: web: {
+	replicas: %d
+	containers: web: {image: "example/web:v1", resources: cpu: "100m"}
+}
+`, replicas)
+	if err := os.WriteFile(filepath.Join(dir, "shop.cue"), []byte(desc), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	gitCmd(t, dir, "add", "-A")
+	gitCmd(t, dir, "-c", "user.name=HA", "-c", "user.email=ha@example.com", "commit", "-qm", fmt.Sprintf("shop: %d replicas", replicas))
+	return gitCmd(t, dir, "rev-parse", "HEAD")
 }
 
 // TestServersSurviveLeaderSIGKILL is the acceptance test of several
-// servers: three capstan servers on a three-member etcd and three nodes
-// running an app; the leading server is SIGKILLed as it scales the app
-// up: another server leads within 15 s (lease TTL 5 s), finishes that
-// scale-up and a second one with every pod made and bound once, and no
-// node goes NotReady meanwhile.
+// servers: three capstan servers on a three-member etcd, tracking one
+// repository, and three nodes running its app; the leading server is
+// SIGKILLed as it syncs a commit that scales the app up: another server
+// leads within 15 s (lease TTL 5 s), finishes that scale-up and the next
+// commit's with every pod made and bound once and every commit applied
+// once, and no node goes NotReady meanwhile. Then the etcd member that
+// leads stops as a crash would: the API goes on answering reads and
+// writes.
 func TestServersSurviveLeaderSIGKILL(t *testing.T) {
 	ctx := t.Context()
-	h := startHACluster(t, 5*time.Second)
+	repo := t.TempDir()
+	gitCmd(t, repo, "init", "-q", "-b", "main")
+	commits := []string{shopAt(t, repo, 3)}
+	h := startHACluster(t, 5*time.Second, repo)
 	admin := h.admin()
 	waitUntil(t, "a leader", func() bool { return h.leader(ctx) >= 0 })
 	hctx, stopNodes := context.WithCancel(ctx)
@@ -267,20 +277,17 @@ func TestServersSurviveLeaderSIGKILL(t *testing.T) {
 			}
 		}
 	}()
-	app := api.KindApp.New().(*api.App)
-	app.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
-	app.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: 3, Template: api.PodTemplate{
-		Containers: []api.Container{{Name: "web", Image: "example/web:v1", Resources: api.Resources{Requests: api.ResourceList{CPU: api.MustParseQuantity("100m")}}}}}}}}
-	if _, err := admin.Create(ctx, app); err != nil {
-		t.Fatal(err)
-	}
 	bound := map[string]string{}
 	waitUntil(t, "3 pods running", func() bool { return runningPods(t, ctx, admin, bound) == 3 })
 
-	// The leader is killed while it scales the app up: its controllers
-	// and scheduler make and bind pods as it dies.
+	// The leader is killed as it syncs a scale-up: its sync, controllers
+	// and scheduler apply the commit and make and bind pods as it dies.
 	first := h.leader(ctx)
-	scaleShop(t, ctx, admin, 6)
+	commits = append(commits, shopAt(t, repo, 6))
+	waitUntil(t, "the scale-up seen", func() bool {
+		o, err := admin.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+		return err == nil && o.(*api.App).Status.AttemptedCommit == commits[1] || runningPods(t, ctx, admin, bound) > 3
+	})
 	h.kill(first)
 	killed := time.Now()
 	deadline := killed.Add(15 * time.Second)
@@ -294,15 +301,59 @@ func TestServersSurviveLeaderSIGKILL(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	scaleShop(t, ctx, admin, 9)
-	waitUntil(t, "9 pods running after the failover", func() bool { return runningPods(t, ctx, admin, bound) == 9 })
+	waitUntil(t, "6 pods running after the failover", func() bool { return runningPods(t, ctx, admin, bound) == 6 })
+	commits = append(commits, shopAt(t, repo, 9))
+	waitUntil(t, "9 pods running", func() bool { return runningPods(t, ctx, admin, bound) == 9 })
 	pods, _, err := admin.List(ctx, api.KindPod, client.ListOptions{App: "shop"})
 	if err != nil || len(pods) != 9 {
 		t.Fatalf("%d pods, %v; want 9 (none made twice)", len(pods), err)
 	}
+	// Every commit applied once: one Applied record each, whichever
+	// server synced it.
+	revs, _, err := admin.List(ctx, api.KindRevision, client.ListOptions{App: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := map[string]int{}
+	for _, o := range revs {
+		if r := o.(*api.Revision); r.Spec.Result == api.SyncApplied {
+			applied[r.Spec.Commit]++
+		}
+	}
+	for i, c := range commits {
+		if applied[c] != 1 {
+			t.Errorf("commit %d (%.7s) applied %d times, want once (applied: %v)", i, c, applied[c], applied)
+		}
+	}
+
+	// The etcd member that leads crashes: the others elect a leader and
+	// the API answers reads and writes again within the election.
+	lead := h.etcd.Leader()
+	if lead == nil {
+		t.Fatal("no etcd leader")
+	}
+	lead.Stop()
+	stopped := time.Now()
+	waitUntil(t, "the API answering after the etcd leader stopped", func() bool {
+		_, _, err := admin.List(ctx, api.KindApp, client.ListOptions{})
+		return err == nil
+	})
+	ev := api.KindApp.New().(*api.App)
+	ev.Metadata = api.ObjectMeta{Name: "after", App: "after"}
+	ev.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: 1, Template: api.PodTemplate{
+		Containers: []api.Container{{Name: "web", Image: "example/web:v1"}}}}}}
+	waitUntil(t, "a write after the etcd leader stopped", func() bool {
+		_, err := admin.Create(ctx, ev)
+		return err == nil || client.IsAlreadyExists(err)
+	})
+	t.Logf("reads and writes answered %s after the etcd leader stopped", time.Since(stopped).Round(time.Millisecond))
+	waitUntil(t, "the new app's pod running", func() bool {
+		pods, _, err := admin.List(ctx, api.KindPod, client.ListOptions{App: "after"})
+		return err == nil && len(pods) == 1 && pods[0].(*api.Pod).Status.Phase == api.PodRunning
+	})
 	close(stopWatch)
 	<-watched
 	if n := notReady.Load(); n != 0 {
-		t.Fatalf("nodes were seen NotReady %d times during the failover", n)
+		t.Fatalf("nodes were seen NotReady %d times during the failovers", n)
 	}
 }
