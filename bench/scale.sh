@@ -9,8 +9,15 @@
 #
 #   make build && sh bench/scale.sh            # 1,000 nodes, 30 x 1,000 pods
 #   NODES=100 PODGROUPS=3 sh bench/scale.sh       # a quick run
+#   STORE=etcd sh bench/scale.sh                  # three servers on a three-member etcd
 #
-# Needs git, curl and python3 (to follow continue tokens). Leaves nothing
+# With STORE=etcd it starts three members of Debian's etcd (etcd-server) on
+# loopback, fsync on, and three servers sharing server 0's CA, all tracking
+# the repository (the leader syncs it and runs the controllers); the
+# hollow nodes talk to server 0. It reports every server's RSS.
+#
+# Needs git, curl and python3 (to follow continue tokens), etcd for
+# STORE=etcd. Leaves nothing
 # running; the work directory is printed and removed unless KEEP=1.
 set -eu
 NODES=${NODES:-1000}
@@ -42,16 +49,52 @@ git -C "$work/repo" init -q -b main
 git -C "$work/repo" add scale.cue
 git -C "$work/repo" -c user.name=bench -c user.email=bench@example.com commit -qm scale
 
-"$BIN" server --data-dir "$work/data" --listen "127.0.0.1:$PORT" --pod-cidr 10.128.0.0/10 \
-	--repo "$work/repo" > "$work/server.log" 2>&1 &
-server=$!
-pids="$server"
-cfg="$work/data/admin.yaml"
-n=0
-until [ -s "$cfg" ] && "$BIN" --config "$cfg" get nodes > /dev/null 2>&1; do
-	n=$((n + 1)); [ $n -lt 600 ] || { echo "server not up:"; tail "$work/server.log"; exit 1; }
-	sleep 0.1
-done
+storeflags=""
+if [ "${STORE:-bbolt}" = etcd ]; then
+	cluster="" endpoints=""
+	for i in 0 1 2; do
+		cluster="${cluster:+$cluster,}m$i=http://127.0.0.1:$((PORT + 200 + i))"
+		endpoints="${endpoints:+$endpoints,}http://127.0.0.1:$((PORT + 100 + i))"
+	done
+	for i in 0 1 2; do
+		etcd --name "m$i" --data-dir "$work/etcd$i" \
+			--listen-client-urls "http://127.0.0.1:$((PORT + 100 + i))" --advertise-client-urls "http://127.0.0.1:$((PORT + 100 + i))" \
+			--listen-peer-urls "http://127.0.0.1:$((PORT + 200 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((PORT + 200 + i))" \
+			--initial-cluster "$cluster" --initial-cluster-state new --quota-backend-bytes 8589934592 \
+			> "$work/etcd$i.log" 2>&1 &
+		pids="$pids $!"
+		etcds="${etcds:-} $!"
+	done
+	storeflags="--store etcd --etcd-endpoints $endpoints"
+	echo "etcd $(etcd --version | sed -n 's/^etcd Version: //p'), three members on 127.0.0.1:$((PORT + 100))-$((PORT + 102))"
+fi
+# startserver I: capstan server I on PORT+I with data in $work/dataI.
+startserver() {
+	"$BIN" server --data-dir "$work/data$1" --listen "127.0.0.1:$((PORT + $1))" --pod-cidr 10.128.0.0/10 \
+		--repo "$work/repo" $storeflags --leader-id "server-$1" > "$work/server$1.log" 2>&1 &
+	pids="$pids $!"
+	servers="${servers:-} $!"
+}
+# waitserver I: until server I answers.
+waitserver() {
+	n=0
+	until [ -s "$work/data$1/admin.yaml" ] && "$BIN" --config "$work/data$1/admin.yaml" get nodes > /dev/null 2>&1; do
+		n=$((n + 1)); [ $n -lt 600 ] || { echo "server $1 not up:"; tail "$work/server$1.log"; exit 1; }
+		sleep 0.1
+	done
+}
+startserver 0
+waitserver 0
+
+if [ "${STORE:-bbolt}" = etcd ]; then
+	for i in 1 2; do
+		mkdir -p "$work/data$i/pki" && chmod 700 "$work/data$i" "$work/data$i/pki"
+		cp -p "$work/data0/pki/ca.crt" "$work/data0/pki/ca.key" "$work/data$i/pki/"
+		startserver $i
+		waitserver $i
+	done
+fi
+cfg="$work/data0/admin.yaml"
 "$BIN" --config "$cfg" hollow --nodes "$NODES" > "$work/hollow.log" 2>&1 &
 pids="$pids $!"
 start=$(date +%s)
@@ -86,7 +129,19 @@ while :; do
 done
 echo "converged: $total pods Running on $NODES hollow nodes in $(($(date +%s) - start)) s (load $(cut -d' ' -f1-3 /proc/loadavg))"
 sleep 30 # settle: controllers idle, heartbeats only
-grep -E 'VmRSS|VmHWM' "/proc/$server/status"
+rss() {
+	i=0
+	for p in $servers; do
+		role=""
+		grep -q 'msg=leading' "$work/server$i.log" && role=" (leader)"
+		echo "server $i$role: $(grep -E 'VmRSS|VmHWM' "/proc/$p/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
+		i=$((i + 1))
+	done
+	for p in ${etcds:-}; do
+		echo "etcd member pid $p: $(grep -E 'VmRSS|VmHWM' "/proc/$p/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
+	done
+}
+rss
 t0=$(date +%s%N)
 curl -sk -H "Authorization: Bearer $token" "$url" -o "$work/whole.json"
 t1=$(date +%s%N)
@@ -99,4 +154,4 @@ t0=$(date +%s%N)
 "$BIN" --config "$cfg" get pods -A > /dev/null
 t1=$(date +%s%N)
 echo "capstan get pods -A: $(( (t1 - t0) / 1000000 )) ms"
-grep -E 'VmRSS|VmHWM' "/proc/$server/status"
+rss

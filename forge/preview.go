@@ -62,7 +62,8 @@ const (
 // PreviewApps are the Apps a pull request's head deploys as previews: one
 // per valid app whose descriptor enables previews (or, where the policy
 // previews every app, does not turn them off), renamed APP-pr-N, every
-// pod group scaled to the preview's replicas, no automatic revert,
+// pod group scaled to the preview's replicas, its persistent volumes
+// deleted with it, its services selecting its own pods, no automatic revert,
 // expiring after the preview's ttl from now. An app that uses secrets the
 // policy does not give to previews, or whose preview would not fit the
 // quota, is refused with the reason. Pure.
@@ -96,7 +97,14 @@ func PreviewApps(head *schema.Result, o PreviewOptions) (apps []*api.App, refuse
 			Annotations: map[string]string{AnnotationExpires: o.Now.Add(ttl).UTC().Format(time.RFC3339)}}
 		a.Spec.Preview, a.Spec.Rollback = nil, ""
 		for i := range a.Spec.Workloads {
-			a.Spec.Workloads[i].Spec.Replicas = p.Replicas
+			w := &a.Spec.Workloads[i].Spec
+			w.Replicas = p.Replicas
+			// A preview's data goes with it.
+			for j := range w.Template.Volumes {
+				if pv := w.Template.Volumes[j].Persistent; pv != nil {
+					pv.Reclaim = api.ReclaimDelete
+				}
+			}
 		}
 		// Its services select its own pods, never production's.
 		for i := range a.Spec.Services {

@@ -63,7 +63,7 @@ func TestPreviewApps(t *testing.T) {
 // secrets only when allowed, and a quota on pods and requests.
 func TestPreviewPolicy(t *testing.T) {
 	const descs = `
-apps: opted: {preview: enabled: true, pods: web: {replicas: 4, containers: c: {image: "r/o:1", resources: {cpu: "500m", memory: "64Mi"}}}}
+apps: opted: {preview: enabled: true, pods: web: {replicas: 4, ordered: true, volumes: data: persistent: size: "1Gi", containers: c: {image: "r/o:1", resources: {cpu: "500m", memory: "64Mi"}, mounts: data: "/data"}}}
 apps: plain: pods: {
 	web: {replicas: 3, containers: c: {image: "r/p:1", resources: {cpu: "250m", memory: "32Mi"}}}
 	batch: {job: {parallelism: 2}, containers: c: {image: "r/p:1", resources: {cpu: "250m", memory: "32Mi"}}}
@@ -128,6 +128,13 @@ apps: secret: {
 				names = append(names, a.Metadata.Name)
 				if a.Spec.Preview != nil {
 					t.Errorf("%s: a preview of the preview", a.Metadata.Name)
+				}
+				for _, w := range a.Spec.Workloads {
+					for _, v := range w.Spec.Template.Volumes {
+						if v.Persistent != nil && v.Persistent.Reclaim != api.ReclaimDelete {
+							t.Errorf("%s: volume %s kept after the preview (reclaim %q)", a.Metadata.Name, v.Name, v.Persistent.Reclaim)
+						}
+					}
 				}
 			}
 			slices.Sort(names)

@@ -32,8 +32,8 @@ import (
 // frontend's greeting deploys shop-pr-1, whose node-port URL on the pull
 // request answers with the new greeting (through the preview's own
 // backend, which opens the secret sealed for it); a push updates it;
-// closing the pull request deletes it; production's pods are never
-// restarted or replaced.
+// closing the pull request deletes it with its persistent volume;
+// production's pods are never restarted or replaced.
 func TestUpPreview(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
@@ -183,7 +183,12 @@ func TestUpPreview(t *testing.T) {
 			}
 		}
 		apps, err := e.cli("get", "apps", "-A")
-		return err == nil && !strings.Contains(apps, "shop-pr-1"), apps
+		if err != nil || strings.Contains(apps, "shop-pr-1") {
+			return false, apps
+		}
+		// Its kv replica's persistent volume goes with it.
+		vols, err := e.cli("get", "volumes", "-A")
+		return err == nil && !strings.Contains(vols, "shop-pr-1"), vols
 	})
 	if after := production(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("production's pods changed:\nbefore %v\nafter  %v", before, after)
