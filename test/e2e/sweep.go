@@ -125,12 +125,16 @@ func cgroupDirs() []string {
 }
 
 // killCgroups SIGKILLs every process in the harness's cgroups (the
-// containers), waits for them, and removes the cgroups.
+// containers), waits for them, and removes the cgroups. A cgroup is
+// thawed first: runc freezes a container's cgroup while it signals every
+// process in it, and a runc killed by the sweep in between leaves it
+// frozen, where a cgroup v1 task does not die of SIGKILL.
 func killCgroups() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		alive := 0
 		for _, d := range cgroupDirs() {
+			thaw(d)
 			b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
 			for _, f := range strings.Fields(string(b)) {
 				if pid, err := strconv.Atoi(f); err == nil {
@@ -154,6 +158,17 @@ func killCgroups() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// thaw lets the processes of cgroup d run (v1 freezer, v2 cgroup.freeze);
+// a cgroup without a freezer is left alone.
+func thaw(d string) {
+	if _, err := os.Stat(filepath.Join(d, "freezer.state")); err == nil {
+		_ = os.WriteFile(filepath.Join(d, "freezer.state"), []byte("THAWED"), 0)
+	}
+	if _, err := os.Stat(filepath.Join(d, "cgroup.freeze")); err == nil {
+		_ = os.WriteFile(filepath.Join(d, "cgroup.freeze"), []byte("0"), 0)
+	}
 }
 
 // unmountUnder detaches every mount at or below dir, deepest first.
