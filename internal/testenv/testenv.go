@@ -4,8 +4,12 @@
 package testenv
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -47,4 +51,41 @@ func RequireBinaries(t testing.TB, names ...string) []string {
 		paths = append(paths, p)
 	}
 	return paths
+}
+
+// ShimSocketDir is where containerd's runc shims put their sockets,
+// whatever containerd's own state directory.
+const ShimSocketDir = "/run/containerd/s"
+
+// RemoveStaleShimSockets removes the sockets of shims that are gone from
+// ShimSocketDir: a shim killed (not shut down) leaves its socket there.
+// A socket some process still listens on is kept.
+func RemoveStaleShimSockets() error {
+	live, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return err
+	}
+	bound := map[string]bool{}
+	for _, line := range strings.Split(string(live), "\n") {
+		if f := strings.Fields(line); len(f) >= 8 {
+			bound[f[7]] = true
+		}
+	}
+	ents, err := os.ReadDir(ShimSocketDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		p := filepath.Join(ShimSocketDir, e.Name())
+		if e.Type()&fs.ModeSocket != 0 && !bound[p] {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

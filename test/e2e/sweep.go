@@ -16,12 +16,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // sweep removes everything a Cluster makes, whatever state a run left it
 // in: processes started from Base (server, agents, containerd, shims, log
-// writers), the containers in the cgroup, mounts under Base, the
-// namespaces and the root veth, cgroups and files. It is idempotent.
+// writers) and the sockets of the killed shims, the containers in the
+// cgroup, mounts under Base, the namespaces and the root veth, cgroups and
+// files. It is idempotent.
 func sweep() error {
 	var errs []error
 	if err := killMatching(Base); err != nil {
@@ -29,6 +32,9 @@ func sweep() error {
 	}
 	if err := killCgroups(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := testenv.RemoveStaleShimSockets(); err != nil {
+		errs = append(errs, fmt.Errorf("shim sockets: %w", err))
 	}
 	if err := unmountUnder(Base); err != nil {
 		errs = append(errs, err)
