@@ -19,6 +19,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/etcdtest"
+	"github.com/capstanhq/capstan/internal/testenv"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -90,13 +91,7 @@ func startServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*haServer {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 60*time.Second, what, cond)
 }
 
 func testApp(name string) *api.App {

@@ -24,6 +24,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // serveGit serves the bare repositories under root over smart HTTP (git
@@ -43,13 +44,7 @@ func serveGit(t testing.TB, root string) string {
 
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 60*time.Second, what, cond)
 }
 
 const hookSecret = "hook-secret"

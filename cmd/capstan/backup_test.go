@@ -17,6 +17,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/secrets"
 )
 
@@ -224,11 +225,5 @@ func TestBackupPassphrase(t *testing.T) {
 
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, what, cond)
 }

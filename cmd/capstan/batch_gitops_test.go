@@ -18,6 +18,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/controlplane"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/reconcile"
 	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/reconcile/cron"
@@ -117,12 +118,8 @@ apps: web: {
 	var last string
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; last:\n%s", what, last)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testenv.Poll(30*time.Second, 20*time.Millisecond, cond) {
+			t.Fatalf("timed out waiting for %s; last:\n%s", what, last)
 		}
 	}
 	rollout := func(app string) string {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/internal/etcdtest"
+	"github.com/capstanhq/capstan/internal/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -36,13 +37,7 @@ func elector(t *testing.T, cli *clientv3.Client, id string) *Elector {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, what, cond)
 }
 
 // One server leads at a time; when it resigns, or its lease is lost (it

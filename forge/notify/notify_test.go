@@ -13,6 +13,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // receiver is a webhook endpoint in the test that answers the codes it is
@@ -49,13 +50,7 @@ func (r *receiver) got() []string {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, what, cond)
 }
 
 type waits struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/schema"
 )
@@ -116,13 +117,7 @@ func synced(t *testing.T, c *client.Client, dir, commit string, stall bool) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, what, cond)
 }
 
 func event(c *client.Client, reason string) *api.Event {

@@ -186,11 +186,13 @@ func (c *Cluster) Leader() *Member {
 // WaitLeader waits until the running members agree on a leader.
 func (c *Cluster) WaitLeader(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for c.Leader() == nil {
 		if time.Now().After(deadline) {
 			return errors.New("etcd cluster: no leader")
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 	return nil
 }

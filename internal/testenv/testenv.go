@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // InCI reports whether the tests run under CI (CI=true).
@@ -88,4 +89,28 @@ func RemoveStaleShimSockets() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Poll checks cond every interval until it holds, and reports whether it
+// did within timeout.
+func Poll(timeout, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
+
+// Eventually fails t unless cond holds within timeout (checked every
+// 20 ms).
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !Poll(timeout, 20*time.Millisecond, cond) {
+		t.Fatalf("%s: not within %s", what, timeout)
+	}
 }

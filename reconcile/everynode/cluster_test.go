@@ -16,6 +16,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/reconcile"
 	"github.com/capstanhq/capstan/reconcile/everynode"
 	"github.com/capstanhq/capstan/reconcile/gc"
@@ -39,16 +40,9 @@ func run(t *testing.T, cs ...starter) {
 
 func waitFor(t *testing.T, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		missing := cond()
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached: %s", what, missing)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var missing string
+	if !testenv.Poll(30*time.Second, 20*time.Millisecond, func() bool { missing = cond(); return missing == "" }) {
+		t.Fatalf("%s: not reached: %s", what, missing)
 	}
 }
 

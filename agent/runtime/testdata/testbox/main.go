@@ -14,9 +14,9 @@
 //	                       exists, 503 otherwise; until SIGTERM
 //	dial ADDR              dial ADDR once for "pong", exit 0 (1 on failure)
 //	spam N                 print N numbered lines, then wait for SIGTERM
-//	flood N FILE GATE      print N numbered lines, writing to FILE how many
-//	                       are printed after every 100 and waiting for GATE
-//	                       to exist after the first 100, then "flood done";
+//	flood N FILE           print N numbered lines, writing to FILE how many
+//	                       are printed after every 100 and waiting for
+//	                       SIGUSR1 after the first 100, then "flood done";
 //	                       wait for SIGTERM
 //	cat FILE               print FILE
 //	echo ARGS...           print ARGS and "to stderr" on stderr
@@ -105,11 +105,11 @@ func main() {
 		waitTerm()
 	case "flood":
 		n, _ := strconv.Atoi(args[0])
+		gate := make(chan os.Signal, 1)
+		signal.Notify(gate, syscall.SIGUSR1)
 		for i := range n {
 			if i == 100 { // the test stops the agent meanwhile
-				for _, err := os.Stat(args[2]); err != nil; _, err = os.Stat(args[2]) {
-					time.Sleep(10 * time.Millisecond)
-				}
+				<-gate
 			}
 			fmt.Printf("line %06d %s\n", i, strings.Repeat("x", 80))
 			if (i+1)%100 == 0 {
