@@ -303,23 +303,11 @@ func (f *fakeForge) serve(w http.ResponseWriter, r *http.Request) {
 		n := f.open(in.Head, in.Base, in.Title)
 		f.reply(w, http.StatusCreated, f.renderPR(f.pr(n)))
 	case m[2] != "":
-		pr := f.pr(atoi(m[2]))
-		if pr == nil {
-			f.reply(w, http.StatusNotFound, f.fixture("error_404"))
-			return
-		}
-		f.reply(w, http.StatusOK, f.renderPR(pr))
-	case m[3] != "" && r.Method == http.MethodGet:
-		f.page(w, r, f.renderComments(atoi(m[3])))
-	case m[3] != "" && r.Method == http.MethodPost:
-		f.reply(w, http.StatusCreated, f.renderComment(f.addComment(atoi(m[3]), readBody(r))))
+		f.servePR(w, atoi(m[2]))
+	case m[3] != "":
+		f.serveComments(w, r, atoi(m[3]))
 	case m[4] != "":
-		c := f.setComment(int64(atoi(m[4])), readBody(r))
-		if c == nil {
-			f.reply(w, http.StatusNotFound, f.fixture("error_404"))
-			return
-		}
-		f.reply(w, http.StatusOK, f.renderComment(c))
+		f.serveEditComment(w, r, atoi(m[4]))
 	case m[5] != "" && r.Method == http.MethodPost:
 		var in struct {
 			State, Context, Description string
@@ -389,23 +377,11 @@ func (f *fakeForge) serveGitLab(w http.ResponseWriter, r *http.Request, path str
 		}
 		f.page(w, r, list)
 	case m[2] != "":
-		pr := f.pr(atoi(m[2]))
-		if pr == nil {
-			f.reply(w, http.StatusNotFound, f.fixture("error_404"))
-			return
-		}
-		f.reply(w, http.StatusOK, f.renderPR(pr))
-	case m[3] != "" && r.Method == http.MethodGet:
-		f.page(w, r, f.renderComments(atoi(m[3])))
-	case m[3] != "" && r.Method == http.MethodPost:
-		f.reply(w, http.StatusCreated, f.renderComment(f.addComment(atoi(m[3]), readBody(r))))
+		f.servePR(w, atoi(m[2]))
+	case m[3] != "":
+		f.serveComments(w, r, atoi(m[3]))
 	case m[5] != "":
-		c := f.setComment(int64(atoi(m[5])), readBody(r))
-		if c == nil {
-			f.reply(w, http.StatusNotFound, f.fixture("error_404"))
-			return
-		}
-		f.reply(w, http.StatusOK, f.renderComment(c))
+		f.serveEditComment(w, r, atoi(m[5]))
 	case m[6] != "":
 		var in struct{ State, Name, Context, Description string }
 		_ = json.NewDecoder(r.Body).Decode(&in)
@@ -422,6 +398,35 @@ func (f *fakeForge) serveGitLab(w http.ResponseWriter, r *http.Request, path str
 		s["status"], s["name"], s["sha"] = in.State, ctx, m[6]
 		f.reply(w, http.StatusCreated, s)
 	}
+}
+
+// servePR answers pull request n.
+func (f *fakeForge) servePR(w http.ResponseWriter, n int) {
+	pr := f.pr(n)
+	if pr == nil {
+		f.reply(w, http.StatusNotFound, f.fixture("error_404"))
+		return
+	}
+	f.reply(w, http.StatusOK, f.renderPR(pr))
+}
+
+// serveComments lists pull request n's comments (GET) or adds one.
+func (f *fakeForge) serveComments(w http.ResponseWriter, r *http.Request, n int) {
+	if r.Method == http.MethodGet {
+		f.page(w, r, f.renderComments(n))
+		return
+	}
+	f.reply(w, http.StatusCreated, f.renderComment(f.addComment(n, readBody(r))))
+}
+
+// serveEditComment sets comment id's body.
+func (f *fakeForge) serveEditComment(w http.ResponseWriter, r *http.Request, id int) {
+	c := f.setComment(int64(id), readBody(r))
+	if c == nil {
+		f.reply(w, http.StatusNotFound, f.fixture("error_404"))
+		return
+	}
+	f.reply(w, http.StatusOK, f.renderComment(c))
 }
 
 func readBody(r *http.Request) string {
