@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sync"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -39,51 +38,12 @@ type Controller struct {
 	everyNode *reconcile.Index // "" -> the everyNode workloads
 	written   reconcile.Written
 
-	expMu        sync.Mutex
-	expectations map[string]expectation
-}
-
-// expectation is what the last plan of a workload wrote and the cache has
-// not shown yet.
-type expectation struct {
-	created, deleted map[string]bool
-	until            time.Time
-}
-
-// satisfied reports whether the cache shows what the last plan of key
-// wrote: its pods made, its deleted pods marked or gone.
-func (c *Controller) satisfied(key string, pods []*api.Pod, now time.Time) bool {
-	c.expMu.Lock()
-	defer c.expMu.Unlock()
-	e, ok := c.expectations[key]
-	if !ok {
-		return true
-	}
-	if now.After(e.until) {
-		delete(c.expectations, key)
-		return true
-	}
-	seen := map[string]*api.Pod{}
-	for _, p := range pods {
-		seen[p.Metadata.Name] = p
-	}
-	for n := range e.created {
-		if seen[n] == nil {
-			return false
-		}
-	}
-	for n := range e.deleted {
-		if p := seen[n]; p != nil && !api.Terminating(p) {
-			return false
-		}
-	}
-	delete(c.expectations, key)
-	return true
+	expectations *reconcile.Expectations
 }
 
 // New builds the controller.
 func New(m *reconcile.Manager, opts Options) (*Controller, error) {
-	c := &Controller{client: m.Client(), clock: m.Clock(), expectations: map[string]expectation{}}
+	c := &Controller{client: m.Client(), clock: m.Clock(), expectations: reconcile.NewExpectations(ExpectationTimeout)}
 	var err error
 	c.ctrl, err = m.NewController("everynode", c, opts.Workers)
 	if err != nil {
@@ -151,9 +111,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	o, ok := c.workloads.Get(key)
 	if !ok {
 		c.written.Forget(key)
-		c.expMu.Lock()
-		delete(c.expectations, key)
-		c.expMu.Unlock()
+		c.expectations.Forget(key)
 		return reconcile.Result{}, nil // its pods go with the garbage collector
 	}
 	w := c.written.Newer(key, o).(*api.Workload)
@@ -171,36 +129,27 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		nodes = append(nodes, n.(*api.Node))
 	}
 	now := c.clock.Now()
-	if !c.satisfied(key, pods, now) {
+	if !c.expectations.Satisfied(key, pods, now) {
 		return reconcile.Result{RequeueAfter: time.Second}, nil
 	}
 	plan := Compute(w, nodes, pods, now)
-	exp := expectation{created: map[string]bool{}, deleted: map[string]bool{}, until: now.Add(ExpectationTimeout)}
-	var expMu sync.Mutex
+	exp := c.expectations.Begin(now)
 	var errs []error
 	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
 		if _, err := c.client.Create(ctx, p); err != nil && !client.IsAlreadyExists(err) {
 			return fmt.Errorf("workload %s: create pod %s on node %s: %w", key, p.Metadata.Name, p.Spec.NodeName, err)
 		}
-		expMu.Lock()
-		exp.created[p.Metadata.Name] = true
-		expMu.Unlock()
+		exp.Created(p.Metadata.Name)
 		return nil
 	}))
 	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
 		if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
 			return fmt.Errorf("workload %s: delete pod %s: %w", key, p.Metadata.Name, err)
 		}
-		expMu.Lock()
-		exp.deleted[p.Metadata.Name] = true
-		expMu.Unlock()
+		exp.Deleted(p.Metadata.Name)
 		return nil
 	}))
-	if len(exp.created)+len(exp.deleted) > 0 {
-		c.expMu.Lock()
-		c.expectations[key] = exp
-		c.expMu.Unlock()
-	}
+	c.expectations.Expect(key, exp)
 	if plan.StatusChanged {
 		u := api.Clone(w)
 		u.Status = plan.Status

@@ -43,17 +43,9 @@ type Controller struct {
 	randMu sync.Mutex
 	rnd    *rand.Rand
 
-	expMu        sync.Mutex
-	expectations map[string]expectation
+	expectations *reconcile.Expectations
 
 	written reconcile.Written
-}
-
-// expectation is what the last plan of a workload wrote and the cache has
-// not shown yet.
-type expectation struct {
-	created, deleted map[string]bool
-	until            time.Time
 }
 
 // New builds the controller.
@@ -62,7 +54,7 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 		opts.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	c := &Controller{opts: opts, client: m.Client(), clock: m.Clock(),
-		rnd: opts.Rand, expectations: map[string]expectation{}, rec: m.Recorder("workload-controller")}
+		rnd: opts.Rand, expectations: reconcile.NewExpectations(ExpectationTimeout), rec: m.Recorder("workload-controller")}
 	var err error
 	c.ctrl, err = m.NewController("workload", c, opts.Workers)
 	if err != nil {
@@ -80,44 +72,11 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 // Start runs the controller until ctx ends.
 func (c *Controller) Start(ctx context.Context) error { return c.ctrl.Start(ctx) }
 
-// satisfied reports whether the cache shows what the last plan of key
-// wrote.
-func (c *Controller) satisfied(key string, pods []*api.Pod, now time.Time) bool {
-	c.expMu.Lock()
-	defer c.expMu.Unlock()
-	e, ok := c.expectations[key]
-	if !ok {
-		return true
-	}
-	if now.After(e.until) {
-		delete(c.expectations, key)
-		return true
-	}
-	seen := map[string]*api.Pod{}
-	for _, p := range pods {
-		seen[p.Metadata.Name] = p
-	}
-	for n := range e.created {
-		if seen[n] == nil {
-			return false
-		}
-	}
-	for n := range e.deleted {
-		if p := seen[n]; p != nil && p.Metadata.DeletionRequestedAt == nil {
-			return false
-		}
-	}
-	delete(c.expectations, key)
-	return true
-}
-
 // Reconcile plans and applies one workload.
 func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Result, error) {
 	o, ok := c.workloads.Get(key)
 	if !ok {
-		c.expMu.Lock()
-		delete(c.expectations, key)
-		c.expMu.Unlock()
+		c.expectations.Forget(key)
 		c.written.Forget(key)
 		return reconcile.Result{}, nil // its pods go with the garbage collector
 	}
@@ -129,7 +88,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 			pods = append(pods, p)
 		}
 	}
-	if !c.satisfied(key, pods, now) {
+	if !c.expectations.Satisfied(key, pods, now) {
 		return reconcile.Result{RequeueAfter: time.Second}, nil
 	}
 	var plan Plan
@@ -146,32 +105,23 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		c.randMu.Unlock()
 	}
 
-	exp := expectation{created: map[string]bool{}, deleted: map[string]bool{}, until: now.Add(ExpectationTimeout)}
-	var expMu sync.Mutex
+	exp := c.expectations.Begin(now)
 	var errs []error
 	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
 		if _, err := c.client.Create(ctx, p); err != nil {
 			return fmt.Errorf("workload %s: create pod %s: %w", key, p.Metadata.Name, err)
 		}
-		expMu.Lock()
-		exp.created[p.Metadata.Name] = true
-		expMu.Unlock()
+		exp.Created(p.Metadata.Name)
 		return nil
 	}))
 	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
 		if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
 			return fmt.Errorf("workload %s: delete pod %s: %w", key, p.Metadata.Name, err)
 		}
-		expMu.Lock()
-		exp.deleted[p.Metadata.Name] = true
-		expMu.Unlock()
+		exp.Deleted(p.Metadata.Name)
 		return nil
 	}))
-	if len(exp.created)+len(exp.deleted) > 0 {
-		c.expMu.Lock()
-		c.expectations[key] = exp
-		c.expMu.Unlock()
-	}
+	c.expectations.Expect(key, exp)
 	if plan.StatusChanged {
 		u := api.Clone(w)
 		u.Status = plan.Status
