@@ -118,5 +118,6 @@ func (s *Bolt) committed(rev int64) {
 func (s *Bolt) newTxWriter(tx *bolt.Tx) *txWriter {
 	meta := tx.Bucket(bucketMeta)
 	now := s.opts.Now()
-	return &txWriter{s: s, tx: tx, meta: meta, logB: tx.Bucket(bucketLog), rev: readInt(meta, keyRev), now: now, nowNs: now.UnixNano()}
+	return &txWriter{s: s, tx: tx, meta: meta, logB: tx.Bucket(bucketLog), rev: readInt(meta, keyRev), now: now, nowNs: now.UnixNano(),
+		readOnly: string(meta.Get(keyReadOnly))}
 }

@@ -37,7 +37,7 @@ func (s *Bolt) Compact() (int, error) {
 	for {
 		var n int
 		var more bool
-		err := s.write(context.Background(), func(w *txWriter) error {
+		err := s.enqueue(context.Background(), func(w *txWriter) error {
 			var err error
 			n, more, err = w.compactBatch(s.opts.Now().Add(-s.opts.MaxEventAge).UnixNano(), s.opts.MaxEvents, s.opts.CompactBatch)
 			return err

@@ -44,11 +44,16 @@ func (s *Etcd) Document(ctx context.Context, name string) ([]byte, int64, error)
 // PutDocument replaces a document (see Documents).
 func (s *Etcd) PutDocument(ctx context.Context, name string, data []byte, version int64) (int64, error) {
 	key := s.documentKey(name)
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", version)).Then(clientv3.OpPut(key, string(data))).Commit()
+	ro := s.readOnlyKey()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", version), clientv3.Compare(clientv3.Version(ro), "=", 0)).
+		Then(clientv3.OpPut(key, string(data))).Else(clientv3.OpGet(ro)).Commit()
 	if err != nil {
 		return 0, fmt.Errorf("document %s: %w", name, s.err(err))
 	}
 	if !resp.Succeeded {
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			return 0, fmt.Errorf("document %s: %w", name, readOnlyError(kvs[0].Value))
+		}
 		return 0, fmt.Errorf("document %s: %w: changed since version %d", name, ErrConflict, version)
 	}
 	return resp.Header.Revision, nil

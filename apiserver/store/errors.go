@@ -25,6 +25,9 @@ var (
 	ErrWatcherTooSlow = errors.New("watcher too slow: it fell behind and was closed; resume from the last revision seen")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store closed")
+	// ErrReadOnly: the store refuses writes for now (SetReadOnly: a
+	// migration copying it); the error says why and what comes next.
+	ErrReadOnly = errors.New("the store is read-only")
 	// ErrUnavailable: the store's backend (etcd) did not answer, or has no
 	// quorum; retry, or use another API server.
 	ErrUnavailable = errors.New("store unavailable: etcd did not answer or has no leader; retry, or use another API server")

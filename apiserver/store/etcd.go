@@ -118,7 +118,10 @@ type Etcd struct {
 	opts      EtcdOptions
 	objects   string // key prefix of objects
 	allocs    string // key prefix of allocations
-	rev       atomic.Int64
+	rev       atomic.Int64 // the last revision seen (the store's, base added)
+	// base is added to every etcd revision the store shows (see
+	// revisionBaseKey); 0 unless the store was migrated from another.
+	base      int64
 	hooks     Hooks
 	nodes     NodeIndex
 	closed    chan struct{}
@@ -154,12 +157,29 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
-	if _, err := s.currentRevision(pctx); err != nil {
+	resp, err := s.cli.Get(pctx, s.revisionBaseKey())
+	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("etcd store: %v does not answer: %w (is etcd running, and are --etcd-endpoints and the TLS files right?)", s.cli.Endpoints(), err)
+		return nil, fmt.Errorf("etcd store: %v does not answer: %w (is etcd running, and are --etcd-endpoints and the TLS files right?)", s.cli.Endpoints(), s.err(err))
 	}
+	if len(resp.Kvs) > 0 {
+		if s.base, err = strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64); err != nil || s.base < 0 {
+			s.Close()
+			return nil, fmt.Errorf("etcd store: %s holds %q, not a revision", s.revisionBaseKey(), resp.Kvs[0].Value)
+		}
+	}
+	s.seen(s.out(resp.Header.Revision))
 	return s, nil
 }
+
+// revisionBaseKey holds the number added to etcd's revisions, set by a
+// migration into etcd (Load): every revision the store shows is then
+// above the revisions of the store it came from, so a client holding one
+// of those lists again instead of resuming in another history.
+func (s *Etcd) revisionBaseKey() string { return s.opts.Prefix + "meta/revision-base" }
+
+// out converts an etcd revision into the store's.
+func (s *Etcd) out(etcdRev int64) int64 { return etcdRev + s.base }
 
 // Client is the etcd client the store uses (leader election and backups
 // share it).
@@ -210,11 +230,12 @@ func (s *Etcd) currentRevision(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, s.err(err)
 	}
-	s.seen(resp.Header.Revision)
-	return resp.Header.Revision, nil
+	rev := s.out(resp.Header.Revision)
+	s.seen(rev)
+	return rev, nil
 }
 
-// Revision returns etcd's current revision, or the last one seen when
+// Revision returns etcd's current revision (plus the base), or the last one seen when
 // etcd does not answer within DialTimeout.
 func (s *Etcd) Revision() int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DialTimeout)
@@ -365,11 +386,11 @@ func (s *Etcd) Get(ctx context.Context, k api.Key) (api.Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", k, s.err(err))
 	}
-	s.seen(resp.Header.Revision)
+	s.seen(s.out(resp.Header.Revision))
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
 	}
-	obj, err := decodeValue(k.Kind, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	obj, err := decodeValue(k.Kind, resp.Kvs[0].Value, s.out(resp.Kvs[0].ModRevision))
 	if err != nil {
 		return nil, fmt.Errorf("decode stored %s: %w", k, err)
 	}
@@ -406,7 +427,7 @@ func (s *Etcd) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
-			s.seen(rev)
+			s.seen(s.out(rev))
 		}
 		for _, kv := range resp.Kvs {
 			node, _, err := splitValue(kv.Value)
@@ -416,7 +437,7 @@ func (s *Etcd) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api
 			if opts.Node != "" && string(node) != opts.Node {
 				continue
 			}
-			obj, err := decodeValue(kind, kv.Value, kv.ModRevision)
+			obj, err := decodeValue(kind, kv.Value, s.out(kv.ModRevision))
 			if err != nil {
 				return nil, 0, fmt.Errorf("decode %s: %w", kv.Key, err)
 			}
@@ -425,7 +446,7 @@ func (s *Etcd) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return out, rev, nil
+			return out, s.out(rev), nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
@@ -475,6 +496,9 @@ func (s *Etcd) Start(ctx context.Context) error {
 // Compact drops etcd's history before rev: watches from an earlier
 // revision then fail with ErrCompacted.
 func (s *Etcd) Compact(ctx context.Context, rev int64) error {
+	if rev -= s.base; rev <= 0 {
+		return nil // before this store's history began
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 	defer cancel()
 	_, err := s.cli.Compact(rctx, rev)

@@ -34,11 +34,18 @@ func (s *Etcd) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	if opts.Since > cur {
 		return nil, fmt.Errorf("watch from revision %d, store at %d: %w", opts.Since, cur, ErrFutureRevision)
 	}
+	// since is opts.Since in etcd's revisions; below 0 it is a revision
+	// of the store this one was migrated from, compacted by the
+	// migration.
+	since := opts.Since - s.base
+	if since < 0 {
+		return nil, fmt.Errorf("watch from revision %d: this store's history begins after %d: %w", opts.Since, s.base, ErrCompacted)
+	}
 	if opts.Since < cur {
 		// A read at the first revision wanted fails when etcd has
 		// compacted it: say so now, as Bolt does.
 		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		_, err := s.cli.Get(rctx, s.opts.Prefix, clientv3.WithCountOnly(), clientv3.WithRev(opts.Since+1))
+		_, err := s.cli.Get(rctx, s.opts.Prefix, clientv3.WithCountOnly(), clientv3.WithRev(since+1))
 		cancel()
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			return nil, fmt.Errorf("watch from revision %d: %w", opts.Since, ErrCompacted)
@@ -66,7 +73,7 @@ func (s *Etcd) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	ew.watcher = clientv3.NewWatcher(s.cli)
 	ew.ctx = wctx
-	events := ew.watcher.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(opts.Since+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+	events := ew.watcher.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(since+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	go ew.read(events)
 	go ew.askProgress()
 	go func() {
@@ -97,7 +104,7 @@ func (ew *etcdWatch) read(events clientv3.WatchChan) {
 	w := ew.w
 	for resp := range events {
 		if resp.CompactRevision != 0 {
-			w.end(fmt.Errorf("watch from revision %d: etcd compacted up to %d: %w", w.opts.Since, resp.CompactRevision, ErrCompacted))
+			w.end(fmt.Errorf("watch from revision %d: etcd compacted up to %d: %w", w.opts.Since, ew.s.out(resp.CompactRevision), ErrCompacted))
 			return
 		}
 		if err := resp.Err(); err != nil {
@@ -105,7 +112,7 @@ func (ew *etcdWatch) read(events clientv3.WatchChan) {
 			return
 		}
 		if resp.IsProgressNotify() {
-			ew.known.Store(max(ew.known.Load(), resp.Header.Revision))
+			ew.known.Store(max(ew.known.Load(), ew.s.out(resp.Header.Revision)))
 			select {
 			case ew.progressed <- struct{}{}:
 			default:
@@ -131,7 +138,7 @@ func (ew *etcdWatch) read(events clientv3.WatchChan) {
 			}
 		}
 		if n := len(resp.Events); n > 0 {
-			ew.known.Store(resp.Events[n-1].Kv.ModRevision)
+			ew.known.Store(ew.s.out(resp.Events[n-1].Kv.ModRevision))
 		}
 	}
 	select {
@@ -152,7 +159,7 @@ func (ew *etcdWatch) event(ev *clientv3.Event) (*Event, bool) {
 	if !ok {
 		return nil, false
 	}
-	e := &Event{Rev: ev.Kv.ModRevision, Key: k}
+	e := &Event{Rev: ew.s.out(ev.Kv.ModRevision), Key: k}
 	v := ev.Kv.Value
 	switch {
 	case ev.Type == mvccpb.DELETE:

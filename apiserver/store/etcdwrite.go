@@ -112,6 +112,11 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 			ops = append(ops, clientv3.OpDelete(k))
 		}
 	}
+	// No write while the store is read-only (SetReadOnly): the read of
+	// the switch follows the keys' in the else branch.
+	roKey := tx.s.readOnlyKey()
+	cmps = append(cmps, clientv3.Compare(clientv3.Version(roKey), "=", 0))
+	gets = append(gets, clientv3.OpGet(roKey))
 	fence, fenced := FenceFrom(tx.ctx)
 	if fenced {
 		// The leadership's key must still be the one it created (see
@@ -126,9 +131,14 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("commit: %w", tx.s.err(err))
 	}
-	if fenced && !resp.Succeeded && len(resp.Responses) == len(keys)+1 {
-		if kvs := resp.Responses[len(keys)].GetResponseRange().GetKvs(); len(kvs) == 0 || kvs[0].CreateRevision != fence.Rev {
-			return nil, false, fmt.Errorf("commit: %w (election key %s of revision %d)", ErrFenced, fence.Key, fence.Rev)
+	if !resp.Succeeded && len(resp.Responses) == len(gets) {
+		if kvs := resp.Responses[len(keys)].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			return nil, false, readOnlyError(kvs[0].Value)
+		}
+		if fenced {
+			if kvs := resp.Responses[len(keys)+1].GetResponseRange().GetKvs(); len(kvs) == 0 || kvs[0].CreateRevision != fence.Rev {
+				return nil, false, fmt.Errorf("commit: %w (election key %s of revision %d)", ErrFenced, fence.Key, fence.Rev)
+			}
 		}
 	}
 	if !resp.Succeeded {
@@ -187,8 +197,9 @@ func (s *Etcd) write(ctx context.Context, fn func(tx *etcdTx) error) (int64, err
 			return 0, err
 		}
 		if ok {
-			s.seen(resp.Header.Revision)
-			return resp.Header.Revision, nil
+			rev := s.out(resp.Header.Revision)
+			s.seen(rev)
+			return rev, nil
 		}
 		known = tx.known
 	}
@@ -203,7 +214,7 @@ func (s *Etcd) wrapWriteErr(err error) error {
 	if _, own := err.(*TxnError); own {
 		return err
 	}
-	for _, e := range []error{ErrNotFound, ErrExists, ErrConflict, ErrClosed, ErrFenced} {
+	for _, e := range []error{ErrNotFound, ErrExists, ErrConflict, ErrClosed, ErrFenced, ErrReadOnly} {
 		if errors.Is(err, e) {
 			return err
 		}
@@ -222,7 +233,7 @@ func (tx *etcdTx) read(k api.Key) (api.Object, []byte, error) {
 	if err != nil || !ok {
 		return nil, nil, err
 	}
-	obj, err := decodeValue(k.Kind, []byte(v), tx.modRevision(key))
+	obj, err := decodeValue(k.Kind, []byte(v), tx.s.out(tx.modRevision(key)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("decode stored %s: %w", k, err)
 	}

@@ -123,7 +123,7 @@ func (s *Etcd) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
 	if _, err := io.Copy(ctxWriter{ctx, w}, rc); err != nil {
 		return 0, fmt.Errorf("etcd snapshot: %w", err)
 	}
-	return resp.Header.Revision, nil
+	return s.out(resp.Header.Revision), nil
 }
 
 // SnapshotKind is "etcd": a snapshot is an etcd database file.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -68,14 +69,49 @@ var etcdBackend = backend{
 	waitLive: func(*testing.T, *Watcher) {},
 }
 
+// migratedBase is the revision base of the "etcd-migrated" backend: far
+// above etcd's own revisions, so a revision that skips the base (an etcd
+// revision shown as the store's, or the reverse) breaks its tests.
+const migratedBase = 1 << 40
+
+// etcdMigratedBackend is the etcd store as a migration leaves it: every
+// revision it shows is etcd's plus a base (see LoadEtcd).
+var etcdMigratedBackend = backend{
+	name:              "etcd-migrated",
+	sharedTxnRevision: true,
+	open: func(t testing.TB, opts Options) (Backend, int64) {
+		s := openEtcdTestBase(t, opts, migratedBase)
+		if s.Revision() < migratedBase {
+			t.Fatalf("store revision %d, want above the base %d", s.Revision(), int64(migratedBase))
+		}
+		return s, s.Revision()
+	},
+	waitLive: func(*testing.T, *Watcher) {},
+}
+
 // openEtcdTest opens an Etcd store on the test cluster under a fresh
 // prefix, with Options' watch bounds and clock.
-func openEtcdTest(t testing.TB, opts Options) *Etcd {
+func openEtcdTest(t testing.TB, opts Options) *Etcd { return openEtcdTestBase(t, opts, 0) }
+
+// openEtcdTestBase is openEtcdTest with the revision base set to base
+// (when not 0) before the store opens.
+func openEtcdTestBase(t testing.TB, opts Options, base int64) *Etcd {
 	t.Helper()
 	if testCluster == nil {
 		t.Fatal("the package's etcd cluster is not running (TestMain starts it)")
 	}
 	prefix := fmt.Sprintf("/test/%d/", etcdPrefixes.Add(1))
+	if base != 0 {
+		cli, err := testCluster.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cli.Put(context.Background(), prefix+"meta/revision-base", strconv.FormatInt(base, 10))
+		cli.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	s, err := OpenEtcd(context.Background(), EtcdOptions{
 		Endpoints: testCluster.Endpoints(), Prefix: prefix,
 		WatchBuffer: opts.WatchBuffer, WatchBufferBytes: opts.WatchBufferBytes, Now: opts.Now,
@@ -90,7 +126,7 @@ func openEtcdTest(t testing.TB, opts Options) *Etcd {
 
 // eachBackend runs test on every backend, as subtests named for them.
 func eachBackend(t *testing.T, test func(t *testing.T, b backend)) {
-	for _, b := range []backend{boltBackend, etcdBackend} {
+	for _, b := range []backend{boltBackend, etcdBackend, etcdMigratedBackend} {
 		t.Run(b.name, func(t *testing.T) { test(t, b) })
 	}
 }

@@ -23,12 +23,27 @@ type txWriter struct {
 	meta   *bolt.Bucket
 	logB   *bolt.Bucket
 	events int
+	// readOnly is the store's read-only reason (see SetReadOnly).
+	readOnly string
 }
 
-// write runs fn in the next group commit (see commit.go). fn may run more
-// than once (a transaction is re-run without a write that failed in it), so
-// it must derive everything from the transaction.
+// write runs fn in the next group commit (see commit.go), unless the
+// store is read-only. fn may run more than once (a transaction is re-run
+// without a write that failed in it), so it must derive everything from
+// the transaction.
 func (s *Bolt) write(ctx context.Context, fn func(w *txWriter) error) error {
+	return s.enqueue(ctx, func(w *txWriter) error {
+		if w.readOnly != "" {
+			return readOnlyError([]byte(w.readOnly))
+		}
+		return fn(w)
+	})
+}
+
+// enqueue runs fn in the next group commit and returns its outcome: the
+// store's own upkeep (compaction, the read-only switch), which goes on
+// while the store is read-only.
+func (s *Bolt) enqueue(ctx context.Context, fn func(w *txWriter) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
