@@ -116,8 +116,8 @@ type Etcd struct {
 	cli       *clientv3.Client
 	ownClient bool
 	opts      EtcdOptions
-	objects   string // key prefix of objects
-	allocs    string // key prefix of allocations
+	objects   string       // key prefix of objects
+	allocs    string       // key prefix of allocations
 	rev       atomic.Int64 // the last revision seen (the store's, base added)
 	// base is added to every etcd revision the store shows (see
 	// revisionBaseKey); 0 unless the store was migrated from another.

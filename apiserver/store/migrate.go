@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	bolt "go.etcd.io/bbolt"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // A migration moves a cluster from one backend to the other: the source,
@@ -51,7 +51,7 @@ var (
 type Loaded struct {
 	// Revision is the source's revision the copy holds; Head the new
 	// store's revision after it (above Revision).
-	Revision, Head      int64
+	Revision, Head       int64
 	Objects, Allocations int
 }
 
