@@ -125,6 +125,13 @@ func (t *Tokens) updateLocked(fn func(m map[string]Token) error) error {
 	}
 }
 
+// encoded is the table as tokens.json holds it (a migration copies it).
+func (t *Tokens) encoded() ([]byte, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return encodeTokens(t.byID)
+}
+
 func (t *Tokens) saveLocked(m map[string]Token) error {
 	data, err := encodeTokens(m)
 	if err != nil {

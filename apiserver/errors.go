@@ -93,6 +93,8 @@ func statusOf(err error) wire.Status {
 		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonShuttingDown, Message: err.Error()}
 	case errors.Is(err, store.ErrFenced):
 		return wire.Status{Code: http.StatusPreconditionFailed, Reason: wire.ReasonFenced, Message: err.Error()}
+	case errors.Is(err, store.ErrReadOnly):
+		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonReadOnly, Message: err.Error()}
 	case errors.Is(err, store.ErrUnavailable):
 		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonServiceUnavailable, Message: err.Error()}
 	}

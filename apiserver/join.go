@@ -53,6 +53,10 @@ func (s *Server) handleListTokens(w http.ResponseWriter, _ *http.Request) {
 // handleCreateToken makes a token; a join token is answered in the join
 // format, with the CA's hash.
 func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
+	if err := s.writable(r.Context()); err != nil {
+		writeError(w, err)
+		return
+	}
 	var req wire.CreateTokenRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
@@ -85,6 +89,10 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 
 // handleRevokeToken revokes a token at once (its open streams end).
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
+	if err := s.writable(r.Context()); err != nil {
+		writeError(w, err)
+		return
+	}
 	if err := s.tokens.Revoke(r.PathValue("id")); err != nil {
 		writeError(w, errorf(http.StatusNotFound, wire.ReasonNotFound, err))
 		return
@@ -114,6 +122,10 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	if role != RoleJoin {
 		writeError(w, errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("role %s is not a join token", role)))
+		return
+	}
+	if err := s.writable(r.Context()); err != nil {
+		writeError(w, err)
 		return
 	}
 	var req wire.JoinRequest
@@ -181,6 +193,10 @@ func (s *Server) join(ctx context.Context, joinBearer, node string) (string, err
 // handleAllowRejoin lets a registered node name join once more (an admin
 // replacing a machine, or reinstalling one that lost its credentials).
 func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
+	if err := s.writable(r.Context()); err != nil {
+		writeError(w, err)
+		return
+	}
 	node := r.PathValue("node")
 	if !api.IsDNSSubdomain(node) {
 		writeError(w, badRequest(fmt.Sprintf("node name %q is not a DNS subdomain", truncate(node, 64))))

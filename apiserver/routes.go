@@ -25,6 +25,8 @@ import (
 //	GET    /api/v1/secrets/{app}/{name}/values           a secret's opened values (admins; nodes whose pods use it)
 //	POST   /api/v1/txn                                   transaction
 //	GET    /backup                                       backup (tar; admins)
+//	POST   /store/migrate                                copy the store into the other backend (admins)
+//	GET    /store/read-only, PUT                         the store's read-only switch (admins)
 //	GET    /secrets/recipient                            the cluster's age recipient (any valid token)
 //
 // Components that capstan server assembles add theirs with Handle or
@@ -65,4 +67,9 @@ func (s *Server) routes() {
 
 	// Backups (admins; backup.go).
 	s.HandleAdmin("GET "+wire.BackupPath, http.HandlerFunc(s.handleBackup))
+
+	// The store's backend (admins; storeadmin.go).
+	s.HandleAdmin("POST "+wire.StoreMigratePath, http.HandlerFunc(s.handleMigrate))
+	s.HandleAdmin("GET "+wire.StoreReadOnlyPath, http.HandlerFunc(s.handleGetReadOnly))
+	s.HandleAdmin("PUT "+wire.StoreReadOnlyPath, http.HandlerFunc(s.handleSetReadOnly))
 }

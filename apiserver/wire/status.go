@@ -35,6 +35,9 @@ const (
 	// ReasonInUse: a delete refused because the object's data is still in
 	// use or cannot be removed now (a persistent volume); force overrides.
 	ReasonInUse Reason = "InUse"
+	// ReasonReadOnly: a write refused while the store is read-only (a
+	// migration, see capstan store); the message says why.
+	ReasonReadOnly Reason = "ReadOnly"
 )
 
 // Status is the JSON body of every error response, and the object of a

@@ -78,6 +78,7 @@ func newRootCmd() *cobra.Command {
 		newNodeCmd(),
 		newHollowCmd(),
 		newBackupCmd(),
+		newStoreCmd(),
 		newRestoreCmd(),
 		newSecretCmd(),
 		newRunCmd(),
