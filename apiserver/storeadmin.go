@@ -171,6 +171,9 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 func etcdFlags(t *wire.EtcdTarget) string {
 	f := []string{"--store etcd", "--etcd-endpoints " + strings.Join(t.Endpoints, ",")}
 	for _, kv := range [][2]string{{"--etcd-ca", t.CAFile}, {"--etcd-cert", t.CertFile}, {"--etcd-key", t.KeyFile}, {"--etcd-prefix", t.Prefix}} {
+		if kv[0] == "--etcd-prefix" && kv[1] == "/capstan/" {
+			continue // the default
+		}
 		if kv[1] != "" {
 			f = append(f, kv[0]+" "+kv[1])
 		}

@@ -50,6 +50,16 @@ func (c *Cluster) KillServer() {
 	c.startServer()
 }
 
+// RestartServer stops the server (SIGTERM) and starts it again on the
+// same data directory with args in place of Options.ServerArgs; it
+// returns once the API is ready.
+func (c *Cluster) RestartServer(args ...string) {
+	c.t.Helper()
+	c.server.stop(syscall.SIGTERM)
+	c.opts.ServerArgs = args
+	c.startServer()
+}
+
 // GitRepo is a git repository on the machine that a server tracks with
 // --repo (a local path: the server sees commits through fsnotify).
 type GitRepo struct {
