@@ -5,7 +5,9 @@
 // several servers (etcd.go, etcdwrite.go, etcdwatch.go: revisions are
 // etcd's mod revisions, writes are etcd transactions that compare the mod
 // revision of every key they read, watches are etcd watches, compaction is
-// etcd's). What follows describes Bolt. There is one global, monotonically increasing revision, as in etcd:
+// etcd's). Both keep a read-only switch (readonly.go) and can be dumped
+// and loaded into the other (migrate.go: capstan store migrate). What
+// follows describes Bolt. There is one global, monotonically increasing revision, as in etcd:
 // every write (create, update, delete) takes the next revision and records
 // an event in a change log bucket. Watchers resume from any revision still
 // in the log; a revision older than the log's start gets ErrCompacted and

@@ -101,7 +101,8 @@ func (o *EtcdOptions) setDefaults() error {
 	return nil
 }
 
-// Etcd is a Store on an etcd v3 cluster. Revisions are etcd's: an
+// Etcd is a Store on an etcd v3 cluster. Revisions are etcd's (plus the
+// revision base of a store made by a migration, see LoadEtcd): an
 // object's ResourceVersion is its key's mod revision, and every step of a
 // transaction shares the transaction's one revision. Writes are etcd
 // transactions that compare the mod revision of every key they read (the
@@ -111,7 +112,8 @@ func (o *EtcdOptions) setDefaults() error {
 // Keys: PREFIX objects/KIND/APP/NAME (KIND/NAME for cluster-scoped kinds)
 // holds "NODE\n" followed by the object's JSON without its
 // resourceVersion (the node the object is bound to, so a watch by node
-// needs no decoding); PREFIX alloc/KEY holds the hooks' allocations.
+// needs no decoding); PREFIX alloc/KEY holds the hooks' allocations;
+// PREFIX meta/ the revision base and the read-only switch.
 type Etcd struct {
 	cli       *clientv3.Client
 	ownClient bool
