@@ -23,7 +23,12 @@ import (
 	"github.com/capstanhq/capstan/registry"
 )
 
-func TestMain(m *testing.M) { nodetest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(ctrHelperEnv) != "" {
+		os.Exit(ctrHelper())
+	}
+	nodetest.Main(m)
+}
 
 // testboxPkg is the runtime tests' test program, shared with the agent's.
 const testboxPkg = nodetest.TestboxPkg

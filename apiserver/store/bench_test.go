@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -165,4 +166,70 @@ func BenchmarkCompactUnderLoad(b *testing.B) {
 	b.ReportMetric(float64(idleStall.Microseconds())/1000, "max-stall-idle-ms")
 	b.ReportMetric(compactTime.Seconds()/float64(b.N), "compact-s")
 	b.ReportMetric(float64(writes)/compactTime.Seconds(), "writes/s")
+}
+
+// BenchmarkWritesDuringLongReads: 16 writers create 60,000 pods of about
+// 2 KiB while a reader lists every pod over and over (as an informer's
+// relist or `capstan get pods -A` does), and reports the longest write.
+// With the file mapped as it grows ("mmap=grown", bbolt's default), each
+// remap waits for the list in progress and every writer waits behind it;
+// mapped up front ("mmap=10GiB", the store's default) nothing does.
+func BenchmarkWritesDuringLongReads(b *testing.B) {
+	const total, writers = 60000, 16
+	note := strings.Repeat("x", 1800)
+	for _, c := range []struct {
+		name string
+		mmap int
+	}{{"mmap=grown", 1}, {"mmap=10GiB", DefaultInitialMmapSize}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				s := openTest(b, Options{InitialMmapSize: c.mmap})
+				ctx, stop := context.WithCancel(context.Background())
+				var lists, longestList atomic.Int64
+				readerDone := make(chan struct{})
+				go func() {
+					defer close(readerDone)
+					for ctx.Err() == nil {
+						t0 := time.Now()
+						if _, _, err := s.List(ctx, api.KindPod, ListOptions{}); err != nil {
+							b.Error(err)
+							return
+						}
+						lists.Add(1)
+						if d := int64(time.Since(t0)); d > longestList.Load() {
+							longestList.Store(d)
+						}
+					}
+				}()
+				var n atomic.Int64
+				lat := make([][]time.Duration, writers)
+				var wg sync.WaitGroup
+				for g := range writers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := n.Add(1); i <= total; i = n.Add(1) {
+							p := testPod("bench", fmt.Sprintf("p-%06d", i), "")
+							p.Metadata.Annotations = map[string]string{"note": note}
+							t0 := time.Now()
+							if _, err := s.Create(ctx, p); err != nil {
+								b.Error(err)
+								return
+							}
+							lat[g] = append(lat[g], time.Since(t0))
+						}
+					}()
+				}
+				wg.Wait()
+				stop()
+				<-readerDone
+				all := slices.Concat(lat...)
+				slices.Sort(all)
+				b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "longest-write-ms")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-write-ms")
+				b.ReportMetric(float64(longestList.Load())/1e6, "longest-list-ms")
+				b.ReportMetric(float64(lists.Load()), "lists")
+			}
+		})
+	}
 }

@@ -36,11 +36,21 @@ type Options struct {
 	// then, so this bounds how long compaction holds writers (default
 	// 1,000).
 	CompactBatch int
+	// InitialMmapSize is how much of the file bbolt maps at open (default
+	// 10 GiB of address space, as etcd maps its bbolt file; it costs no
+	// memory until the file grows into it). A write that grows the file
+	// past the mapping remaps it, and a remap waits for every read
+	// transaction open then (a list of every pod) while every other read
+	// and write waits behind it: a stall of all writers.
+	InitialMmapSize int
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
 	// Logger receives store diagnostics (default: discard).
 	Logger *slog.Logger
 }
+
+// DefaultInitialMmapSize is Options.InitialMmapSize's default.
+const DefaultInitialMmapSize = 10 << 30
 
 func (o *Options) setDefaults() error {
 	if o.MaxEvents == 0 {
@@ -64,13 +74,16 @@ func (o *Options) setDefaults() error {
 	if o.CompactBatch == 0 {
 		o.CompactBatch = 1000
 	}
+	if o.InitialMmapSize == 0 {
+		o.InitialMmapSize = DefaultInitialMmapSize
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.WatchBufferBytes < 0 || o.MaxBatch < 0 || o.CompactBatch < 0 {
+	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.WatchBufferBytes < 0 || o.MaxBatch < 0 || o.CompactBatch < 0 || o.InitialMmapSize < 0 {
 		return errors.New("store options: limits must not be negative")
 	}
 	return nil
@@ -83,6 +96,14 @@ var (
 	keyRev     = []byte("rev")
 	keyCompact = []byte("compacted")
 )
+
+// boltOptions are the options every open of a store file uses:
+// NoFreelistSync, as etcd does (the freelist is rebuilt on open instead of
+// written on every commit, which saves pages and time per fsync), with the
+// map freelist.
+func boltOptions() *bolt.Options {
+	return &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true}
+}
 
 // Bolt is a Store on a bbolt file.
 type Bolt struct {
@@ -136,9 +157,9 @@ func Open(path string, opts Options) (*Bolt, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	// NoFreelistSync, as etcd does: the freelist is rebuilt on open instead
-	// of written on every commit, which saves pages and time per fsync.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	bo := boltOptions()
+	bo.InitialMmapSize = opts.InitialMmapSize
+	db, err := bolt.Open(path, 0o600, bo)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w (is another capstan server using this data directory?)", path, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	bolt "go.etcd.io/bbolt"
@@ -245,7 +244,7 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		return l, fmt.Errorf("load into bbolt: %s exists (the store before an earlier migration?): move it away first", path)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return l, fmt.Errorf("load into bbolt: %w", err)
 	}

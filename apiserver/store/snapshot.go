@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -73,7 +72,7 @@ func BumpRevision(path string, by int64) (int64, error) {
 	if by < 1 {
 		return 0, fmt.Errorf("bump revision of %s by %d: want 1 or more", path, by)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	db, err := bolt.Open(path, 0o600, boltOptions())
 	if err != nil {
 		return 0, fmt.Errorf("open store %s: %w", path, err)
 	}
