@@ -25,50 +25,14 @@ import (
 func BenchmarkPodStartup(b *testing.B) {
 	e := newEnv(b, false)
 	e.startAgent()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// Warm up: the first pod pulls the image.
 	warm := e.create(e.pod("bench", "warm", sleeper()))
 	e.waitPod(warm, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
 
-	_, rev, err := e.api.Client.List(ctx, api.KindPod, client.ListOptions{App: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := e.api.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, rev)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	running := make(chan string, 1)
-	go func() {
-		seen := map[string]bool{}
-		for {
-			ev, err := w.Next()
-			if err != nil {
-				return
-			}
-			p, ok := ev.Object.(*api.Pod)
-			if ok && p.Status.Phase == api.PodRunning && !seen[p.Metadata.Name] {
-				seen[p.Metadata.Name] = true
-				running <- p.Metadata.Name
-			}
-		}
-	}()
+	running := watchRunning(b, e)
 	var lat []time.Duration
 	for i := 0; b.Loop(); i++ {
-		name := fmt.Sprintf("p%d", i)
-		t0 := time.Now()
-		e.create(e.pod("bench", name, sleeper()))
-		select {
-		case got := <-running:
-			if got != name {
-				b.Fatalf("pod %s ran, expected %s", got, name)
-			}
-		case <-time.After(time.Minute):
-			b.Fatalf("pod %s not running after a minute", name)
-		}
-		lat = append(lat, time.Since(t0))
+		lat = append(lat, startPod(b, e, running, fmt.Sprintf("p%d", i)))
 	}
 	b.StopTimer()
 	slices.Sort(lat)
@@ -79,6 +43,59 @@ func BenchmarkPodStartup(b *testing.B) {
 	b.ReportMetric(pct(0.5), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+// watchRunning watches app bench's pods and sends each pod's name the
+// first time it is seen Running, until the benchmark ends.
+func watchRunning(b *testing.B, e *env) <-chan string {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	_, rev, err := e.api.Client.List(ctx, api.KindPod, client.ListOptions{App: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := e.api.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, rev)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	running := make(chan string, 1)
+	go func() {
+		seen := map[string]bool{}
+		for {
+			ev, err := w.Next()
+			if err != nil {
+				return
+			}
+			if p, ok := ev.Object.(*api.Pod); ok && p.Status.Phase == api.PodRunning && !seen[p.Metadata.Name] {
+				seen[p.Metadata.Name] = true
+				select {
+				case running <- p.Metadata.Name:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return running
+}
+
+// startPod creates a sleeping pod bound to e's node and returns how long
+// it took to be seen Running on running (from watchRunning).
+func startPod(b *testing.B, e *env, running <-chan string, name string) time.Duration {
+	b.Helper()
+	t0 := time.Now()
+	e.create(e.pod("bench", name, sleeper()))
+	select {
+	case got := <-running:
+		if got != name {
+			b.Fatalf("pod %s ran, expected %s", got, name)
+		}
+	case <-time.After(time.Minute):
+		b.Fatalf("pod %s not running after a minute", name)
+	}
+	return time.Since(t0)
 }
 
 // sleeper is a container that runs until stopped.

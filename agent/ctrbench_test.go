@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/capstanhq/capstan/agent/network"
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/client"
 )
 
 // ctrHelperEnv makes the test binary the ctr anchor's helper (see
@@ -61,50 +59,16 @@ func BenchmarkPodStartVsCtrRun(b *testing.B) {
 	const rounds, perRound = 5, 20
 	e := newEnv(b, false)
 	e.startAgent()
-	ctx := context.Background()
 	warm := e.create(e.pod("bench", "warm", sleeper()))
 	e.waitPod(warm, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
 
 	anchor := startCtrAnchor(b, e)
-	_, rev, err := e.api.Client.List(ctx, api.KindPod, client.ListOptions{App: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := e.api.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, rev)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	running := make(chan string, 1)
-	go func() {
-		seen := map[string]bool{}
-		for {
-			ev, err := w.Next()
-			if err != nil {
-				return
-			}
-			if p, ok := ev.Object.(*api.Pod); ok && p.Status.Phase == api.PodRunning && !seen[p.Metadata.Name] {
-				seen[p.Metadata.Name] = true
-				running <- p.Metadata.Name
-			}
-		}
-	}()
+	running := watchRunning(b, e)
 	var capstan, ctr []time.Duration
 	for b.Loop() {
 		for r := range rounds {
 			for i := range perRound {
-				name := fmt.Sprintf("p%d-%d", r, i)
-				t0 := time.Now()
-				e.create(e.pod("bench", name, sleeper()))
-				select {
-				case got := <-running:
-					if got != name {
-						b.Fatalf("pod %s ran, expected %s", got, name)
-					}
-				case <-time.After(time.Minute):
-					b.Fatalf("pod %s not running after a minute", name)
-				}
-				capstan = append(capstan, time.Since(t0))
+				capstan = append(capstan, startPod(b, e, running, fmt.Sprintf("p%d-%d", r, i)))
 			}
 			if anchor != nil {
 				ctr = append(ctr, anchor.round(r, perRound)...)

@@ -37,6 +37,17 @@ func errorf(code int, reason wire.Reason, err error) error {
 	return &apiError{code: code, reason: reason, err: err}
 }
 
+// decodeRequest decodes a small JSON request body (at most 64 KiB, no
+// unknown fields) into v; the error, a 400 naming what, is the answer.
+func decodeRequest(w http.ResponseWriter, r *http.Request, v any, what string) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest(what + ": " + err.Error())
+	}
+	return nil
+}
+
 func badRequest(msg string) error {
 	return errorf(http.StatusBadRequest, wire.ReasonBadRequest, errors.New(msg))
 }

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -58,10 +57,8 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req wire.CreateTokenRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, badRequest("token request: "+err.Error()))
+	if err := decodeRequest(w, r, &req, "token request"); err != nil {
+		writeError(w, err)
 		return
 	}
 	if req.Role == "" {
@@ -129,10 +126,8 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req wire.JoinRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, badRequest("join request: "+err.Error()))
+	if err := decodeRequest(w, r, &req, "join request"); err != nil {
+		writeError(w, err)
 		return
 	}
 	if !api.IsDNSSubdomain(req.Node) {
@@ -204,10 +199,8 @@ func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
 	}
 	var req wire.AllowRejoinRequest
 	if r.ContentLength != 0 {
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, badRequest("rejoin request: "+err.Error()))
+		if err := decodeRequest(w, r, &req, "rejoin request"); err != nil {
+			writeError(w, err)
 			return
 		}
 	}
@@ -249,10 +242,8 @@ func (s *Server) handleNodeCert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req wire.NodeCertRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, badRequest("certificate request: "+err.Error()))
+	if err := decodeRequest(w, r, &req, "certificate request"); err != nil {
+		writeError(w, err)
 		return
 	}
 	cert, err := s.pki.SignNode([]byte(req.CSR), node, s.opts.Now())

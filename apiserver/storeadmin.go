@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -63,10 +62,8 @@ func (s *Server) writable(ctx context.Context) error {
 // see. On an error it is made writable again and the target emptied.
 func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	var req wire.MigrateRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, badRequest("migrate request: "+err.Error()))
+	if err := decodeRequest(w, r, &req, "migrate request"); err != nil {
+		writeError(w, err)
 		return
 	}
 	src, err := s.adminStore()
@@ -199,10 +196,8 @@ func (s *Server) handleGetReadOnly(w http.ResponseWriter, r *http.Request) {
 // reason) or writable again (after a migration that is not followed).
 func (s *Server) handleSetReadOnly(w http.ResponseWriter, r *http.Request) {
 	var req wire.ReadOnlyState
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, badRequest("read-only request: "+err.Error()))
+	if err := decodeRequest(w, r, &req, "read-only request"); err != nil {
+		writeError(w, err)
 		return
 	}
 	src, err := s.adminStore()

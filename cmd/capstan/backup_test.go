@@ -48,38 +48,8 @@ func TestBackupRestore(t *testing.T) {
 	}
 
 	// A node with its own token, against the server's address.
-	nodeCfg := *orig.Config
-	tok, _, err := orig.Server.Tokens().Create("node:h-0", "test node", 0, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeCfg.Token = tok
-	nodeClient, err := client.New(&nodeCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hctx, stopNodes := context.WithCancel(ctx)
-	h, err := hollow.New(hollow.Options{Client: nodeClient, Nodes: 1, Prefix: "h", HeartbeatInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- h.Start(hctx) }()
-	defer func() { stopNodes(); <-done }()
-	runPod := func(c *client.Client, name string) {
-		t.Helper()
-		p := api.KindPod.New().(*api.Pod)
-		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
-		p.Spec.NodeName = "h-0"
-		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/web:v1"}}
-		if _, err := c.Create(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-		waitUntil(t, "pod "+name+" running on h-0", func() bool {
-			o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
-			return err == nil && o.(*api.Pod).Status.Phase == api.PodRunning
-		})
-	}
+	startHollowNode(t, orig)
+	runPod := func(c *client.Client, name string) { runHollowPod(t, c, name) }
 	runPod(orig.Client, "before")
 
 	// The backup, for an age recipient.
@@ -221,6 +191,50 @@ func TestBackupPassphrase(t *testing.T) {
 			t.Errorf("restored %s: %v, %v; want mode 0600", f, fi, err)
 		}
 	}
+}
+
+// startHollowNode runs hollow node h-0 with a node token of its own
+// against srv's address, until the test ends.
+func startHollowNode(t *testing.T, srv *apiservertest.Cluster) {
+	t.Helper()
+	nodeCfg := *srv.Config
+	tok, _, err := srv.Server.Tokens().Create("node:h-0", "test node", 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCfg.Token = tok
+	nodeClient, err := client.New(&nodeCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	h, err := hollow.New(hollow.Options{Client: nodeClient, Nodes: 1, Prefix: "h", HeartbeatInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Start(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+}
+
+// runHollowPod creates pod shop/name bound to h-0 through c and waits
+// until it runs; it returns the pod as created.
+func runHollowPod(t *testing.T, c *client.Client, name string) api.Object {
+	t.Helper()
+	ctx := t.Context()
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+	p.Spec.NodeName = "h-0"
+	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/web:v1"}}
+	created, err := c.Create(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "pod "+name+" running on h-0", func() bool {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
+		return err == nil && o.(*api.Pod).Status.Phase == api.PodRunning
+	})
+	return created
 }
 
 func waitUntil(t testing.TB, what string, cond func() bool) {

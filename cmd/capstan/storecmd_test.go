@@ -1,14 +1,12 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/capstanhq/capstan/agent/hollow"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -36,39 +34,9 @@ func TestStoreMigrate(t *testing.T) {
 	if out, err := run(t, "token", "create", "--description", "kept", "--config", cfg); err != nil {
 		t.Fatalf("token create: %v\n%s", err, out)
 	}
-	nodeCfg := *srv.Config
-	if nodeCfg.Token, _, err = srv.Server.Tokens().Create("node:h-0", "test node", 0, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	nodeClient, err := client.New(&nodeCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hctx, stopNodes := context.WithCancel(ctx)
-	h, err := hollow.New(hollow.Options{Client: nodeClient, Nodes: 1, Prefix: "h", HeartbeatInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- h.Start(hctx) }()
-	defer func() { stopNodes(); <-done }()
+	startHollowNode(t, srv)
 	pods := map[string]string{} // name -> UID
-	runPod := func(c *client.Client, name string) {
-		t.Helper()
-		p := api.KindPod.New().(*api.Pod)
-		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
-		p.Spec.NodeName = "h-0"
-		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/web:v1"}}
-		created, err := c.Create(ctx, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pods[name] = created.Meta().UID
-		waitUntil(t, "pod "+name+" running on h-0", func() bool {
-			o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
-			return err == nil && o.(*api.Pod).Status.Phase == api.PodRunning
-		})
-	}
+	runPod := func(c *client.Client, name string) { pods[name] = runHollowPod(t, c, name).Meta().UID }
 	// checkPods: every pod made so far is there with its UID, Running.
 	checkPods := func(c *client.Client, where string) {
 		t.Helper()
