@@ -237,8 +237,8 @@ func (s *Etcd) currentRevision(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
-// Revision returns etcd's current revision (plus the base), or the last one seen when
-// etcd does not answer within DialTimeout.
+// Revision returns etcd's current revision (plus the base), or the last
+// one seen when etcd does not answer within DialTimeout.
 func (s *Etcd) Revision() int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DialTimeout)
 	defer cancel()
