@@ -88,11 +88,6 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	// address or file costs nothing.
 	var load func() (store.Loaded, error)
 	var restart string
-	tokens, err := s.tokens.encoded()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	switch req.To {
 	case backendEtcd:
 		t := req.Etcd
@@ -107,11 +102,13 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 		}
 		defer dst.Close()
 		load = func() (store.Loaded, error) {
-			l, err := store.LoadEtcd(ctx, dst, src)
-			if err == nil {
-				_, err = dst.PutDocument(ctx, tokensDocument, tokens, 0)
+			// The token table is unchanged from here on (writable
+			// refuses changes).
+			tokens, err := s.tokens.encoded()
+			if err != nil {
+				return store.Loaded{}, err
 			}
-			return l, err
+			return store.LoadEtcd(ctx, dst, src, map[string][]byte{tokensDocument: tokens})
 		}
 		restart = etcdFlags(t)
 	case backendBolt:
@@ -124,11 +121,19 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		load = func() (store.Loaded, error) {
-			l, err := store.LoadBolt(ctx, path, src)
-			if err == nil {
-				err = atomicfile.WriteFile(filepath.Join(s.opts.DataDir, "tokens.json"), tokens, 0o600)
+			tokens, err := s.tokens.encoded()
+			if err != nil {
+				return store.Loaded{}, err
 			}
-			return l, err
+			l, err := store.LoadBolt(ctx, path, src)
+			if err != nil {
+				return l, err
+			}
+			if err := atomicfile.WriteFile(filepath.Join(s.opts.DataDir, "tokens.json"), tokens, 0o600); err != nil {
+				os.Remove(path) // no half migration: the store without its tokens
+				return l, fmt.Errorf("write the token table: %w", err)
+			}
+			return l, nil
 		}
 		restart = "--store bbolt"
 		if path != filepath.Join(s.opts.DataDir, "capstan.db") {

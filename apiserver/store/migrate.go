@@ -150,12 +150,13 @@ func cutPrefix(key []byte, prefix string) (string, bool) {
 const loadBatch = 128
 
 // LoadEtcd copies from into the etcd store dst, which must hold nothing
-// under its prefix. The last transaction writes the revision base (see
-// revisionBaseKey): every revision dst shows is above from's, and its
-// history up to the load is compacted. On an error what was loaded is
-// deleted again. Servers must open dst after the load: the base is read
-// when a store is opened.
-func LoadEtcd(ctx context.Context, dst *Etcd, from Dumper) (Loaded, error) {
+// under its prefix, with the documents docs (name -> content, see
+// Documents). The last transaction writes the documents and the revision
+// base (see revisionBaseKey): every revision dst shows is above from's,
+// and its history up to the load is compacted. On an error what was
+// loaded is deleted again. Servers must open dst after the load: the base
+// is read when a store is opened.
+func LoadEtcd(ctx context.Context, dst *Etcd, from Dumper, docs map[string][]byte) (Loaded, error) {
 	var l Loaded
 	if dst.base != 0 {
 		return l, fmt.Errorf("load into etcd: %s already holds a store (a revision base): give another --etcd-prefix, or delete its keys with etcdctl del --prefix %s", dst.opts.Prefix, dst.opts.Prefix)
@@ -204,6 +205,9 @@ func LoadEtcd(ctx context.Context, dst *Etcd, from Dumper) (Loaded, error) {
 	})
 	if err == nil {
 		l.Revision = rev
+		for name, data := range docs {
+			ops = append(ops, clientv3.OpPut(dst.documentKey(name), string(data)))
+		}
 		ops = append(ops, clientv3.OpPut(dst.revisionBaseKey(), strconv.FormatInt(rev, 10)))
 		err = flush()
 	}

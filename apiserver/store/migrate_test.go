@@ -133,14 +133,14 @@ func TestMigrateBoltToEtcdAndBack(t *testing.T) {
 	boltRev := src.Revision()
 
 	target := openEtcdTest(t, Options{})
-	l, err := LoadEtcd(ctx, target, src)
+	l, err := LoadEtcd(ctx, target, src, map[string][]byte{"tokens": []byte(`{"tokens":[]}`)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l.Objects != 304 || l.Allocations != 4 || l.Revision != boltRev || l.Head <= boltRev {
 		t.Fatalf("loaded %+v; want 304 objects, 4 allocations, revision %d", l, boltRev)
 	}
-	if _, err := LoadEtcd(ctx, target, src); err == nil || !strings.Contains(err.Error(), "etcdctl del --prefix") {
+	if _, err := LoadEtcd(ctx, target, src, nil); err == nil || !strings.Contains(err.Error(), "etcdctl del --prefix") {
 		t.Fatalf("a second load into the same prefix: %v, want a refusal naming etcdctl del", err)
 	}
 	// Servers open the store after the load (the base is read then).
@@ -152,6 +152,9 @@ func TestMigrateBoltToEtcdAndBack(t *testing.T) {
 	e.SetHooks(hooks)
 	if e.Revision() != l.Head {
 		t.Fatalf("etcd store at %d after the load, want %d", e.Revision(), l.Head)
+	}
+	if doc, _, err := e.Document(ctx, "tokens"); err != nil || string(doc) != `{"tokens":[]}` {
+		t.Fatalf("the tokens document after the load: %q, %v", doc, err)
 	}
 	checkMigrated(t, e, pods, boltRev)
 
@@ -268,7 +271,7 @@ func BenchmarkMigrate(b *testing.B) {
 	for b.Loop() {
 		dst := openEtcdTest(b, Options{})
 		t0 := time.Now()
-		if _, err := LoadEtcd(ctx, dst, src); err != nil {
+		if _, err := LoadEtcd(ctx, dst, src, nil); err != nil {
 			b.Fatal(err)
 		}
 		toEtcd := time.Since(t0)
