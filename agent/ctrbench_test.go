@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -170,7 +171,10 @@ func (a *ctrAnchor) round(r, n int) []time.Duration {
 	ids := make([]string, 0, n)
 	for i := range n {
 		id := fmt.Sprintf("ctr-anchor-%d-%d", r, i)
-		fmt.Fprintf(a.in, "-a %s -n %s run -d --null-io --cni %s %s /testbox sleep\n", a.address, a.ns, a.e.image, id)
+		// In the agent's cgroup parent, as its pods are (the harness
+		// removes the parents runc leaves).
+		cgroup := path.Join(a.e.opts.CgroupParent, a.ns, id)
+		fmt.Fprintf(a.in, "-a %s -n %s run -d --null-io --cni --cgroup %s %s %s /testbox sleep\n", a.address, a.ns, cgroup, a.e.image, id)
 		if !a.out.Scan() {
 			a.b.Fatalf("anchor ctr run: the helper ended: %v", a.out.Err())
 		}
