@@ -49,8 +49,11 @@ func sweep() error {
 			}
 		}
 	}
+	// The root veth goes by itself once the kernel has destroyed the
+	// switch namespace holding its peer, which happens after `ip netns
+	// del` returns: gone by the time of the delete is no error.
 	if exec.Command("ip", "link", "show", rootVeth).Run() == nil {
-		if out, err := exec.Command("ip", "link", "del", rootVeth).CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "link", "del", rootVeth).CombinedOutput(); err != nil && exec.Command("ip", "link", "show", rootVeth).Run() == nil {
 			errs = append(errs, fmt.Errorf("delete link %s: %v: %s", rootVeth, err, out))
 		}
 	}
