@@ -196,8 +196,12 @@ func TestBatch(t *testing.T) {
 		t.Logf("while db is not ready:\n%s", rollout)
 		early := false
 		c.waitFor("db to become Available", 3*time.Minute, func() bool {
+			// web first: made then, and db not Available after, means
+			// made early. (db first raced: db turned Available and web
+			// was made between the two reads.)
+			made := webMade()
 			avail := dbAvailable()
-			if !avail && webMade() {
+			if made && !avail {
 				early = true
 			}
 			return avail
