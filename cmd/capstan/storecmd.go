@@ -68,9 +68,14 @@ run 'capstan store read-write'. See docs/ha.md.`,
 			if err != nil {
 				return fmt.Errorf("store migrate: %w", err)
 			}
+			next := "restart every server with"
+			if out.To == controlplane.StoreBolt {
+				// A bbolt store is one server's: the others stop.
+				next = "stop the other servers, and restart the one asked with"
+			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "copied %d objects and %d allocations at revision %d from %s into %s (which goes on from revision %d)\n"+
-				"the %s store is read-only now: restart every server with\n  %s\n",
-				out.Objects, out.Allocations, out.Revision, out.From, out.To, out.Head, out.From, out.Restart)
+				"the %s store is read-only now: %s\n  %s\n",
+				out.Objects, out.Allocations, out.Revision, out.From, out.To, out.Head, out.From, next, out.Restart)
 			return err
 		},
 	}

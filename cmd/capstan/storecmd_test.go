@@ -125,7 +125,7 @@ func TestStoreMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(t, "store", "migrate", "--to", "bbolt", "--config", cfg); err != nil || !strings.Contains(out, "from etcd into bbolt") {
+	if out, err := run(t, "store", "migrate", "--to", "bbolt", "--config", cfg); err != nil || !strings.Contains(out, "from etcd into bbolt") || !strings.Contains(out, "stop the other servers") {
 		t.Fatalf("store migrate --to bbolt: %v\n%s", err, out)
 	}
 	srv.Stop()
