@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -120,8 +121,8 @@ func (s *Etcd) Dump(ctx context.Context, each func(int64, Record) error) (int64,
 
 // record decodes one key of a dump.
 func (s *Etcd) record(key, value []byte, modRev int64) (Record, error) {
-	if alloc, ok := cutPrefix(key, s.allocs); ok {
-		return Record{Alloc: alloc, Value: string(value)}, nil
+	if alloc, ok := bytes.CutPrefix(key, []byte(s.allocs)); ok {
+		return Record{Alloc: string(alloc), Value: string(value)}, nil
 	}
 	k, ok := s.parseKey(key)
 	if !ok || !k.Kind.Valid() {
@@ -136,13 +137,6 @@ func (s *Etcd) record(key, value []byte, modRev int64) (Record, error) {
 		return Record{}, fmt.Errorf("dump %s: %w", key, err)
 	}
 	return Record{Object: obj, Node: string(node)}, nil
-}
-
-func cutPrefix(key []byte, prefix string) (string, bool) {
-	if len(key) < len(prefix) || string(key[:len(prefix)]) != prefix {
-		return "", false
-	}
-	return string(key[len(prefix):]), true
 }
 
 // loadBatch is how many keys one etcd transaction of a load writes: etcd's
@@ -260,12 +254,24 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 			os.Remove(path)
 		}
 	}()
+	// Every bucket Open makes, made once.
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range append([][]byte{bucketMeta, bucketLog, bucketAllo}, kindBuckets()...) {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return l, fmt.Errorf("load into bbolt: %w", err)
+	}
 	var batch []Record
 	flush := func() error {
 		err := db.Update(func(tx *bolt.Tx) error {
 			for _, r := range batch {
 				if r.Object == nil {
-					if err := putIn(tx, bucketAllo, []byte(r.Alloc), []byte(r.Value)); err != nil {
+					if err := tx.Bucket(bucketAllo).Put([]byte(r.Alloc), []byte(r.Value)); err != nil {
 						return err
 					}
 					continue
@@ -275,7 +281,7 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 					return fmt.Errorf("encode %s: %w", api.KeyOf(r.Object), err)
 				}
 				k := api.KeyOf(r.Object)
-				if err := putIn(tx, []byte(k.Kind), objectKey(k), data); err != nil {
+				if err := tx.Bucket([]byte(k.Kind)).Put(objectKey(k), data); err != nil {
 					return err
 				}
 			}
@@ -308,11 +314,6 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 	}
 	head := rev + 1
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketLog, bucketAllo} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
 		meta := tx.Bucket(bucketMeta)
 		if err := writeInt(meta, keyRev, head); err != nil {
 			return err
@@ -326,11 +327,11 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 	return l, db.Sync()
 }
 
-// putIn puts k=v into bucket name, made when missing.
-func putIn(tx *bolt.Tx, name, k, v []byte) error {
-	b, err := tx.CreateBucketIfNotExists(name)
-	if err != nil {
-		return err
+// kindBuckets names the bucket of every kind.
+func kindBuckets() [][]byte {
+	out := make([][]byte, len(api.Kinds))
+	for i, k := range api.Kinds {
+		out[i] = []byte(k)
 	}
-	return b.Put(k, v)
+	return out
 }
