@@ -134,11 +134,11 @@ rss() {
 	for p in $servers; do
 		role=""
 		grep -q 'msg=leading' "$work/server$i.log" && role=" (leader)"
-		echo "server $i$role: $(grep -E 'VmRSS|VmHWM' "/proc/$p/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
+		echo "server $i$role: $(grep -E "VmRSS|VmHWM|RssAnon|RssFile" "/proc/$p/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
 		i=$((i + 1))
 	done
 	for p in ${etcds:-}; do
-		echo "etcd member pid $p: $(grep -E 'VmRSS|VmHWM' "/proc/$p/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
+		echo "etcd member pid $p: $(grep -E "VmRSS|VmHWM|RssAnon|RssFile" "/proc/$p/status" | tr -s ' \t' ' ' | tr '\n' ' ')"
 	done
 }
 rss

@@ -13,8 +13,8 @@ import (
 // Page is one page of a list: the stored JSON of each matching object, in
 // key order, copied out of the transaction.
 type Page struct {
-	// Items are the objects' JSON, as stored (read-only; they share one
-	// buffer).
+	// Items are the objects' JSON, as stored (read-only; they share a few
+	// large buffers).
 	Items [][]byte
 	// Rev is the revision the page was read at.
 	Rev int64
@@ -31,7 +31,6 @@ type Page struct {
 func (s *Bolt) ListPage(_ context.Context, kind api.Kind, opts ListOptions, after string, limit int) (Page, error) {
 	var p Page
 	var buf []byte
-	var ends []int
 	decode := len(opts.Labels) > 0 || opts.Node != ""
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(kind))
@@ -61,12 +60,18 @@ func (s *Bolt) ListPage(_ context.Context, kind api.Kind, opts ListOptions, afte
 					continue
 				}
 			}
-			if limit > 0 && len(ends) == limit {
+			if limit > 0 && len(p.Items) == limit {
 				// Another match follows: the client asks again.
 				return nil
 			}
+			if len(buf)+len(v) > cap(buf) {
+				// A new buffer instead of a bigger one: a list of every
+				// pod (tens of MB) is copied once, not at each doubling.
+				buf = make([]byte, 0, max(pageChunk, len(v)))
+			}
+			start := len(buf)
 			buf = append(buf, v...)
-			ends = append(ends, len(buf))
+			p.Items = append(p.Items, buf[start:len(buf):len(buf)])
 			p.Last = string(k)
 		}
 		p.Last = "" // the end of the kind (or the app) was reached
@@ -75,11 +80,8 @@ func (s *Bolt) ListPage(_ context.Context, kind api.Kind, opts ListOptions, afte
 	if err != nil {
 		return Page{}, err
 	}
-	p.Items = make([][]byte, len(ends))
-	start := 0
-	for i, end := range ends {
-		p.Items[i] = buf[start:end:end]
-		start = end
-	}
 	return p, nil
 }
+
+// pageChunk is the size of the buffers a page's objects are copied into.
+const pageChunk = 1 << 20
