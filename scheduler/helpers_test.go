@@ -61,13 +61,13 @@ func describeNode(n *NodeInfo) string {
 		}
 		s += " hostports=" + joinSorted(ports)
 	}
-	if len(n.workloads) > 0 {
-		ws := make([]string, 0, len(n.workloads))
-		for w, id := range n.snap.workloads {
-			if k := n.workloads[id]; k > 0 {
-				ws = append(ws, fmt.Sprintf("%s:%d", w, k))
-			}
+	var ws []string
+	for w, id := range n.snap.workloads {
+		if k := n.snap.spread[id][n]; k > 0 {
+			ws = append(ws, fmt.Sprintf("%s:%d", w, k))
 		}
+	}
+	if len(ws) > 0 {
 		s += " workloads=" + joinSorted(ws)
 	}
 	return s

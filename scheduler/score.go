@@ -37,8 +37,7 @@ func freeScore(allocatable, requested int64) int64 {
 // workload: a node with none scores MaxScore, the nodes with the most score
 // zero. A pod of no workload scores every node the same.
 func spreadWorkload(c *candidate, nodes []*NodeInfo, out []int64) {
-	w := c.info.workload
-	if w == 0 {
+	if c.info.workload == 0 {
 		for i := range out {
 			out[i] = 0
 		}
@@ -46,7 +45,7 @@ func spreadWorkload(c *candidate, nodes []*NodeInfo, out []int64) {
 	}
 	maxCount := 0
 	for i, n := range nodes {
-		k := n.workloads[w]
+		k := c.spread[n]
 		out[i] = int64(k)
 		maxCount = max(maxCount, int(k))
 	}

@@ -116,7 +116,6 @@ type NodeInfo struct {
 
 	pods      map[string]*podInfo
 	hostPorts map[hostPort]int
-	workloads map[workloadID]int32 // pods of each workload here
 	snap      *Snapshot
 }
 
@@ -126,7 +125,7 @@ func (n *NodeInfo) Pods() int { return len(n.pods) }
 // WorkloadPods returns how many pods of the workload app/name are here.
 func (n *NodeInfo) WorkloadPods(workload string) int {
 	if id := n.snap.workloads[workload]; id != 0 {
-		return int(n.workloads[id])
+		return int(n.snap.spread[id][n])
 	}
 	return 0
 }
@@ -151,7 +150,12 @@ func (n *NodeInfo) addPod(p *podInfo) {
 		n.hostPorts[hp]++
 	}
 	if p.workload > 0 {
-		n.workloads[p.workload]++
+		counts := n.snap.spread[p.workload]
+		if counts == nil {
+			counts = map[*NodeInfo]int32{}
+			n.snap.spread[p.workload] = counts
+		}
+		counts[n]++
 	}
 }
 
@@ -164,8 +168,9 @@ func (n *NodeInfo) removePod(p *podInfo) {
 		}
 	}
 	if p.workload > 0 {
-		if n.workloads[p.workload]--; n.workloads[p.workload] <= 0 {
-			delete(n.workloads, p.workload)
+		counts := n.snap.spread[p.workload]
+		if counts[n]--; counts[n] <= 0 {
+			delete(counts, n)
 		}
 	}
 }
@@ -181,6 +186,10 @@ type Snapshot struct {
 	// workloads interns app/workload names; IDs are never reused, so the
 	// map grows with the number of workloads ever seen, which is small.
 	workloads map[string]workloadID
+	// spread counts the pods of each workload on each node that has any.
+	// One small map per workload, not one per node: scoring a pod reads
+	// the same map for every candidate node, which stays in the cache.
+	spread map[workloadID]map[*NodeInfo]int32
 	// next is where the next sampled search starts in order.
 	next int
 	// volumes maps app/name of each persistent volume to its node.
@@ -189,7 +198,8 @@ type Snapshot struct {
 
 // NewSnapshot returns an empty snapshot.
 func NewSnapshot() *Snapshot {
-	return &Snapshot{nodes: map[string]*NodeInfo{}, pods: map[string]*podInfo{}, workloads: map[string]workloadID{}}
+	return &Snapshot{nodes: map[string]*NodeInfo{}, pods: map[string]*podInfo{}, workloads: map[string]workloadID{},
+		spread: map[workloadID]map[*NodeInfo]int32{}}
 }
 
 // NumNodes returns the number of nodes (with a Node object) in the snapshot.
@@ -214,7 +224,7 @@ func (s *Snapshot) NodeOf(app, name string) string {
 func (s *Snapshot) info(name string) *NodeInfo {
 	n := s.nodes[name]
 	if n == nil {
-		n = &NodeInfo{Name: name, pods: map[string]*podInfo{}, hostPorts: map[hostPort]int{}, workloads: map[workloadID]int32{}, snap: s}
+		n = &NodeInfo{Name: name, pods: map[string]*podInfo{}, hostPorts: map[hostPort]int{}, snap: s}
 		s.nodes[name] = n
 	}
 	return n

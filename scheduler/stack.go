@@ -111,6 +111,9 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 		return Result{}, fmt.Errorf("pod %s on node %s: %w", key, pod.Spec.NodeName, ErrAlreadyBound)
 	}
 	c := &candidate{pod: pod, info: snap.newPodInfo(pod, false)}
+	if c.info.workload > 0 {
+		c.spread = snap.spread[c.info.workload]
+	}
 	var volume string
 	c.volumeNode, volume = snap.volumeNode(pod)
 	n := len(snap.order)
