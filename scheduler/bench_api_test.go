@@ -96,7 +96,7 @@ func benchSchedulerAPI(b *testing.B, nodes, pods int, volumes bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(m, Options{Binders: 64})
+	s, err := New(m, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
