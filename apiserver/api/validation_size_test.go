@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -259,4 +260,32 @@ func BenchmarkValidatePod(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDecodePod measures Decode of a running pod beside
+// encoding/json's Decoder with DisallowUnknownFields (what Decode used
+// before: docs/benchmarks.md).
+func BenchmarkDecodePod(b *testing.B) {
+	data, err := json.Marshal(runningPod())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Decode(KindPod, data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&Pod{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
