@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -158,6 +159,35 @@ func TestDecodeRoundTripEveryKind(t *testing.T) {
 	}
 }
 
+// decodeV1 is Decode as it was with encoding/json (which took "{}}" for
+// "{}": Decoder.More does not see a closing bracket as more data).
+func decodeV1(k Kind, data []byte) (Object, error) {
+	obj := k.New()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(obj); err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) > 0 {
+		return nil, errors.New("data after the object")
+	}
+	if obj.GetKind() == "" {
+		obj.setKind(k.Singular())
+	}
+	if obj.GetKind() != k.Singular() {
+		return nil, errors.New("kind mismatch")
+	}
+	return obj, nil
+}
+
+func mustJSON(t *testing.T, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func FuzzDecode(f *testing.F) {
 	p, _ := json.Marshal(validPod())
 	f.Add(uint8(4), p)
@@ -167,8 +197,17 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		k := Kinds[int(which)%len(Kinds)]
 		obj, err := Decode(k, data)
+		// Decode must accept and refuse what encoding/json's decoder does,
+		// and decode to the same object.
+		old, oldErr := decodeV1(k, data)
+		if (err == nil) != (oldErr == nil) {
+			t.Fatalf("%s: Decode: %v; encoding/json: %v\n%q", k, err, oldErr, data)
+		}
 		if err != nil {
 			return
+		}
+		if a, b := mustJSON(t, obj), mustJSON(t, old); a != b {
+			t.Fatalf("%s decodes differently:\n%s\n%s", k, a, b)
 		}
 		_ = Validate(obj) // must not panic on anything that decodes
 		b, err := json.Marshal(obj)
