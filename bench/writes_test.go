@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/store"
 )
 
 var (
@@ -39,7 +42,9 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			c := apiservertest.Start(b, apiservertest.Options{})
+			// The store's warnings (a slow commit: where its time went) go
+			// to stderr, as under capstan server.
+			c := apiservertest.Start(b, apiservertest.Options{Store: store.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}})
 			// The change log is compacted every minute, as under capstan
 			// server (the test server does not run the store's loop).
 			compacting := make(chan error, 1)

@@ -120,6 +120,11 @@ type Bolt struct {
 	hooks   Hooks
 	nodes   NodeIndex // from hooks
 
+	// slowLogged and slowCommits rate-limit the slow commit warning
+	// (committer goroutine only).
+	slowLogged  time.Time
+	slowCommits int
+
 	// compactHook, when set by a test, sees how many events each
 	// compaction batch deleted.
 	compactHook func(deleted int)

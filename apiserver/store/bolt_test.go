@@ -1,13 +1,18 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 )
@@ -494,5 +499,23 @@ func testWatchFromFutureRevision(t *testing.T, b backend) {
 	}
 	if got := collect(t, w, 1); got[0].Rev != base+4 {
 		t.Fatalf("first event from 3 has revision %d, want 4", got[0].Rev)
+	}
+}
+
+func TestSlowCommitWarnsOnceASecond(t *testing.T) {
+	var buf bytes.Buffer
+	s := openTest(t, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	var st bolt.TxStats
+	st.IncWriteTime(180 * time.Millisecond)
+	s.slowCommit(200*time.Millisecond, 15*time.Millisecond, &st, 64)
+	s.slowCommit(300*time.Millisecond, 15*time.Millisecond, &st, 64) // within the second: counted only
+	out := buf.String()
+	if strings.Count(out, "slow commit") != 1 || !strings.Contains(out, "took=200ms writes=64 apply=15ms") || !strings.Contains(out, "disk=180ms") {
+		t.Fatalf("want one warning of the first slow commit, got:\n%s", out)
+	}
+	s.slowLogged = s.slowLogged.Add(-time.Second)
+	s.slowCommit(250*time.Millisecond, 15*time.Millisecond, &st, 8)
+	if out := buf.String(); strings.Count(out, "slow commit") != 2 || !strings.Contains(out, "slow_commits=2") {
+		t.Fatalf("want a second warning counting both slow commits since the first, got:\n%s", out)
 	}
 }
