@@ -74,7 +74,7 @@ func (s *Bolt) commit(batch []*writeReq) {
 			committed = w.rev
 			return writeInt(w.meta, keyRev, w.rev)
 		})
-		if took := time.Since(start); took >= slowCommit && err == nil && failed < 0 {
+		if took := time.Since(start); took >= slowCommitAfter && err == nil && failed < 0 {
 			s.slowCommit(took, applied, &stats, len(batch))
 		}
 		if failed >= 0 {
@@ -108,9 +108,9 @@ func (s *Bolt) commit(batch []*writeReq) {
 	}
 }
 
-// slowCommit is how long a group commit may take before the store warns:
-// every writer in it waited that long.
-const slowCommit = 100 * time.Millisecond
+// slowCommitAfter is how long a group commit may take before the store
+// warns: every writer in it waited that long.
+const slowCommitAfter = 100 * time.Millisecond
 
 // slowCommit warns of a group commit that took long, at most once a second
 // (with the number of others since), saying where the time went: applying

@@ -67,7 +67,9 @@ func (s *Bolt) ListPage(_ context.Context, kind api.Kind, opts ListOptions, afte
 			if len(buf)+len(v) > cap(buf) {
 				// A new buffer instead of a bigger one: a list of every
 				// pod (tens of MB) is copied once, not at each doubling.
-				buf = make([]byte, 0, max(pageChunk, len(v)))
+				// Buffers double up to pageChunk, so a small list stays
+				// small.
+				buf = make([]byte, 0, max(min(2*cap(buf), pageChunk), 4<<10, len(v)))
 			}
 			start := len(buf)
 			buf = append(buf, v...)
@@ -83,5 +85,5 @@ func (s *Bolt) ListPage(_ context.Context, kind api.Kind, opts ListOptions, afte
 	return p, nil
 }
 
-// pageChunk is the size of the buffers a page's objects are copied into.
+// pageChunk is the largest buffer a page's objects are copied into.
 const pageChunk = 1 << 20
