@@ -31,7 +31,7 @@ type Options struct {
 	// maxBindBatch binds at once. A decision's worker waits for its bind,
 	// so the rate is at most Binders per bind round trip: at 64, the
 	// transactions stayed small and 5,000 nodes took about 4,000 pods/s
-	// where 512 takes about 6,400 (docs/benchmarks.md).
+	// where 512 takes 5,500-7,000 (docs/benchmarks.md).
 	Binders int
 	// RetryInterval is how often an unschedulable pod is tried again when
 	// the cluster does not change (default 1 min). Any change that can
