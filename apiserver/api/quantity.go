@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -290,14 +291,32 @@ func (q Quantity) String() string {
 	return sign + strconv.FormatInt(v, 10)
 }
 
-// MarshalJSON writes the canonical string.
-func (q Quantity) MarshalJSON() ([]byte, error) { return json.Marshal(q.String()) }
+// MarshalJSON writes the canonical string. Its characters (digits, sign,
+// point, suffix letters) need no escaping, so it is quoted as it is:
+// quantities are in every pod, and encoding/json for one string cost 4 %
+// of the API's CPU on creates.
+func (q Quantity) MarshalJSON() ([]byte, error) {
+	s := q.String()
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return json.Marshal(s)
+		}
+	}
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"'), nil
+}
 
 // UnmarshalJSON accepts a string ("250m") or a JSON number (2, 0.5).
 func (q *Quantity) UnmarshalJSON(b []byte) error {
 	s := string(b)
 	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
+		// b is one valid JSON value (the decoder checked it): a string
+		// without escapes is the bytes between its quotes.
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 {
+			s = string(b[1 : len(b)-1])
+		} else if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
 	} else if s == "null" {

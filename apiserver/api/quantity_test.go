@@ -96,6 +96,21 @@ func FuzzParseQuantity(f *testing.F) {
 		if again.MilliValue() != q.MilliValue() {
 			t.Fatalf("%q -> %q -> %d, want %d", s, q.String(), again.MilliValue(), q.MilliValue())
 		}
+		// The JSON fast paths write and read what encoding/json would.
+		got, err := q.MarshalJSON()
+		want, _ := json.Marshal(q.String())
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("MarshalJSON of %q = %s, %v; want %s", s, got, err, want)
+		}
+		var back Quantity
+		if err := back.UnmarshalJSON(want); err != nil || back.MilliValue() != q.MilliValue() {
+			t.Fatalf("UnmarshalJSON(%s) = %d, %v; want %d", want, back.MilliValue(), err, q.MilliValue())
+		}
+		quoted, _ := json.Marshal(s)
+		var fromInput Quantity
+		if err := fromInput.UnmarshalJSON(quoted); err != nil || fromInput.MilliValue() != q.MilliValue() {
+			t.Fatalf("UnmarshalJSON(%s) = %d, %v; want %d", quoted, fromInput.MilliValue(), err, q.MilliValue())
+		}
 	})
 }
 
