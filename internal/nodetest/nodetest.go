@@ -6,11 +6,15 @@ package nodetest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +58,42 @@ func StartContainerd(t testing.TB, dir string, log *slog.Logger) (proc *runtime.
 		if err := <-done; err != nil {
 			t.Errorf("containerd: %v", err)
 		}
+		reapShims(t, proc.Address())
+	}
+}
+
+// reapShims kills the shims containerd at address left running and
+// removes their sockets. A task being created while the agent stops (a
+// crash-looping container started again) can get its shim after Clean
+// listed the pods; containerd would find it again on its next start, but
+// a test's containerd has no next start. Seen once in CI: a shim and its
+// socket in /run/containerd/s outlived the agent test that made them.
+func reapShims(t testing.TB, address string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		b, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) {
+			continue
+		}
+		args := map[string]string{}
+		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		for i := 0; i+1 < len(argv); i++ {
+			if strings.HasPrefix(argv[i], "-") {
+				args[argv[i]] = argv[i+1]
+			}
+		}
+		if args["-address"] != address {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		if err != nil {
+			continue
+		}
+		t.Logf("cleanup: containerd at %s left shim %d (%s/%s) running: killed", address, pid, args["-namespace"], args["-id"])
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		// The shim's socket, named as containerd's shim package names it.
+		sum := sha256.Sum256([]byte(filepath.Join(address, args["-namespace"], args["-id"])))
+		os.Remove(filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
 	}
 }
 
