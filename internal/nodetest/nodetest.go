@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,6 +51,13 @@ func StartContainerd(t testing.TB, dir string, log *slog.Logger) (proc *runtime.
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered before the caller registers stop, so it runs after it, at
+	// the end of the test; once per test and directory, since a test may
+	// stop containerd and start it again on the same directory to see that
+	// containers outlive it.
+	if _, seen := reaping.LoadOrStore(reapKey{t, proc.Address()}, true); !seen {
+		t.Cleanup(func() { reapShims(t, proc.Address()) })
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- proc.Start(ctx) }()
@@ -58,16 +66,24 @@ func StartContainerd(t testing.TB, dir string, log *slog.Logger) (proc *runtime.
 		if err := <-done; err != nil {
 			t.Errorf("containerd: %v", err)
 		}
-		reapShims(t, proc.Address())
 	}
 }
 
-// reapShims kills the shims containerd at address left running and
-// removes their sockets. A task being created while the agent stops (a
-// crash-looping container started again) can get its shim after Clean
-// listed the pods; containerd would find it again on its next start, but
-// a test's containerd has no next start. Seen once in CI: a shim and its
-// socket in /run/containerd/s outlived the agent test that made them.
+// reaping holds the tests and addresses that have a reapShims cleanup.
+var reaping sync.Map
+
+type reapKey struct {
+	t       testing.TB
+	address string
+}
+
+// reapShims kills the shims of containerd at address still running at the
+// end of a test and removes their sockets. A task being created while the
+// agent stops (a crash-looping container started again) can get its shim
+// after Clean listed the pods; containerd would find it again on its next
+// start, but a test's containerd has no next start. Seen once in CI: a
+// shim and its socket in /run/containerd/s outlived the agent test that
+// made them.
 func reapShims(t testing.TB, address string) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, f := range procs {
