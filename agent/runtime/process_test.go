@@ -1,16 +1,14 @@
 package runtime_test
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // The supervisor restarts a containerd that dies, and running containers
@@ -22,7 +20,7 @@ func TestProcessRestartsContainerd(t *testing.T) {
 	st := e.start(sb, runtime.ContainerSpec{Name: "c", Args: []string{"sleep"}})
 
 	cfg := filepath.Join(e.dir, "ctrd", "config.toml")
-	old := pidWithArg(t, cfg)
+	old := pidWithArg(cfg)
 	if old == 0 {
 		t.Fatalf("no containerd process running with %s", cfg)
 	}
@@ -31,7 +29,7 @@ func TestProcessRestartsContainerd(t *testing.T) {
 	}
 	var now int
 	eventually(t, time.Minute, "a new containerd", func() bool {
-		now = pidWithArg(t, cfg)
+		now = pidWithArg(cfg)
 		return now != 0 && now != old
 	})
 	rt := e.runtimeWith(e.opts) // waits until the new containerd serves
@@ -45,25 +43,9 @@ func TestProcessRestartsContainerd(t *testing.T) {
 }
 
 // pidWithArg finds the live process whose command line contains arg.
-func pidWithArg(t *testing.T, arg string) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte(arg)) {
-			continue
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && bytes.Contains(stat, []byte(") Z ")) {
-			continue // a zombie not reaped yet
-		}
-		return pid
+func pidWithArg(arg string) int {
+	if ps := testenv.Processes(arg); len(ps) > 0 {
+		return ps[0].PID
 	}
 	return 0
 }

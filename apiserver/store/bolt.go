@@ -170,15 +170,8 @@ func Open(path string, opts Options) (*Bolt, error) {
 	}
 	s := &Bolt{db: db, opts: opts, records: newRecordCache()}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketLog, bucketAllo} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		for _, k := range api.Kinds {
-			if _, err := tx.CreateBucketIfNotExists([]byte(k)); err != nil {
-				return err
-			}
+		if err := makeBuckets(tx); err != nil {
+			return err
 		}
 		s.rev.Store(readInt(tx.Bucket(bucketMeta), keyRev))
 		return nil
@@ -192,6 +185,22 @@ func Open(path string, opts Options) (*Bolt, error) {
 	s.writes, s.stopCommitter, s.committerDone = make(chan *writeReq), make(chan struct{}), make(chan struct{})
 	go s.runCommitter()
 	return s, nil
+}
+
+// makeBuckets makes the store's buckets that are missing: meta, the log,
+// allocations and one per kind.
+func makeBuckets(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bucketMeta, bucketLog, bucketAllo} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	for _, k := range api.Kinds {
+		if _, err := tx.CreateBucketIfNotExists([]byte(k)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close stops the writer and the watchers and closes the file. Writes in

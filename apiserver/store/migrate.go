@@ -254,16 +254,7 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 			os.Remove(path)
 		}
 	}()
-	// Every bucket Open makes, made once.
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range append([][]byte{bucketMeta, bucketLog, bucketAllo}, kindBuckets()...) {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := db.Update(makeBuckets); err != nil {
 		return l, fmt.Errorf("load into bbolt: %w", err)
 	}
 	var batch []Record
@@ -325,13 +316,4 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 	}
 	l.Revision, l.Head = rev, head
 	return l, db.Sync()
-}
-
-// kindBuckets names the bucket of every kind.
-func kindBuckets() [][]byte {
-	out := make([][]byte, len(api.Kinds))
-	for i, k := range api.Kinds {
-		out[i] = []byte(k)
-	}
-	return out
 }

@@ -483,23 +483,15 @@ func (e *upEnv) cleanup() {
 // left by the containerd that lived under dataDir: the agent leaves them
 // running on stop by design.
 func killShims(dataDir string) {
-	entries, _ := os.ReadDir("/proc")
-	for _, ent := range entries {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte("containerd-shim")) || !bytes.Contains(cmdline, []byte(dataDir+"/")) {
-			continue
-		}
-		children, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "task", ent.Name(), "children"))
+	for _, shim := range testenv.Processes("containerd-shim", dataDir+"/") {
+		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", shim.PID, shim.PID))
 		for _, c := range strings.Fields(string(children)) {
 			var pid int
 			if _, err := fmt.Sscan(c, &pid); err == nil {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
-		var pid int
-		if _, err := fmt.Sscan(ent.Name(), &pid); err == nil {
-			syscall.Kill(pid, syscall.SIGTERM)
-		}
+		syscall.Kill(shim.PID, syscall.SIGTERM)
 	}
 	// Container root filesystems stay mounted without their shims.
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")

@@ -6,21 +6,18 @@ package nodetest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/agent/network"
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // TestboxPkg is the tests' container program (see its doc for the modes).
@@ -85,31 +82,18 @@ type reapKey struct {
 // shim and its socket in /run/containerd/s outlived the agent test that
 // made them.
 func reapShims(t testing.TB, address string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range procs {
-		b, err := os.ReadFile(f)
-		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) {
-			continue
+	// Arguments end in NUL in /proc/PID/cmdline: the address exactly.
+	killed, err := testenv.KillProcesses("containerd-shim", "\x00-address\x00"+address+"\x00")
+	for _, p := range killed {
+		t.Logf("cleanup: containerd at %s left a shim running, killed: %s", address, strings.Join(p.Args, " "))
+	}
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+	if len(killed) > 0 {
+		if err := testenv.RemoveStaleShimSockets(); err != nil {
+			t.Errorf("cleanup: shim sockets: %v", err)
 		}
-		args := map[string]string{}
-		argv := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		for i := 0; i+1 < len(argv); i++ {
-			if strings.HasPrefix(argv[i], "-") {
-				args[argv[i]] = argv[i+1]
-			}
-		}
-		if args["-address"] != address {
-			continue
-		}
-		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-		if err != nil {
-			continue
-		}
-		t.Logf("cleanup: containerd at %s left shim %d (%s/%s) running: killed", address, pid, args["-namespace"], args["-id"])
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		// The shim's socket, named as containerd's shim package names it.
-		sum := sha256.Sum256([]byte(filepath.Join(address, args["-namespace"], args["-id"])))
-		os.Remove(filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
 	}
 }
 

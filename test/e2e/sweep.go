@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,7 +26,7 @@ import (
 // files. It is idempotent.
 func sweep() error {
 	var errs []error
-	if err := killMatching(Base); err != nil {
+	if _, err := testenv.KillProcesses(Base); err != nil {
 		errs = append(errs, err)
 	}
 	if err := killCgroups(); err != nil {
@@ -61,53 +60,6 @@ func sweep() error {
 		errs = append(errs, fmt.Errorf("remove %s: %w", Base, err))
 	}
 	return errors.Join(errs...)
-}
-
-// killMatching SIGKILLs every process whose command line mentions s and
-// waits until they are gone.
-func killMatching(s string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		pids := pidsMatching(s)
-		if len(pids) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("processes %v mentioning %s survive SIGKILL", pids, s)
-		}
-		for _, p := range pids {
-			_ = syscall.Kill(p, syscall.SIGKILL)
-		}
-		<-time.After(50 * time.Millisecond)
-	}
-}
-
-func pidsMatching(s string) []int {
-	self := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(b, []byte(s)) {
-			continue
-		}
-		// A zombie has an empty command line; one that still shows it
-		// is alive or about to be reaped by its parent.
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && zombie(st) {
-			continue
-		}
-		out = append(out, pid)
-	}
-	return out
-}
-
-func zombie(stat []byte) bool {
-	i := bytes.LastIndexByte(stat, ')')
-	return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
 
 // cgroupDirs lists the harness's cgroup directories in every hierarchy
