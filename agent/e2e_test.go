@@ -352,6 +352,12 @@ func TestExitSeenFromEvents(t *testing.T) {
 	if !ok || len(ps.Containers) != 1 || ps.Containers[0].PID == 0 {
 		t.Fatalf("pod state: %+v", ps)
 	}
+	// Running is not yet listening: testbox handles SIGTERM only once it
+	// has logged "waiting" (before that, as PID 1 it exits 2).
+	e.waitFor("testbox to log waiting", func() bool {
+		b, _ := os.ReadFile(ps.Containers[0].LogPath)
+		return strings.Contains(string(b), "waiting")
+	})
 	if err := syscall.Kill(int(ps.Containers[0].PID), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
