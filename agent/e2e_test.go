@@ -185,7 +185,8 @@ func TestPods(t *testing.T) {
 	t.Run("liveness failure restarts the container", func(t *testing.T) {
 		e := e.with(t)
 		p := e.create(e.pod("live", "live", api.Container{Name: "c", Args: []string{"sleep"},
-			Liveness: &api.Probe{Exec: &api.ExecProbe{Command: []string{"/testbox", "exit", "1"}}, PeriodSeconds: 1, FailureThreshold: 1}}))
+			Liveness: &api.Probe{Exec: &api.ExecProbe{Command: []string{"/testbox", "exit", "1"}}, PeriodSeconds: 1, FailureThreshold: 1,
+				InitialDelaySeconds: 1}})) // testbox handles SIGTERM (exit 0) once started
 		got := e.waitPod(p, "restarted", func(p *api.Pod) bool {
 			return len(p.Status.Containers) == 1 && p.Status.Containers[0].RestartCount >= 1
 		})
