@@ -23,20 +23,23 @@ import (
 var (
 	writeWindow   = flag.Duration("bench.window", 2*time.Second, "how long each system is loaded in one round of BenchmarkCreatesVsEtcd")
 	writeWatchers = flag.Int("bench.watchers", 0, "watchers of the written keys connected during BenchmarkCreatesVsEtcd")
+	tlsAnchor     = flag.Bool("bench.tls-anchor", true, "also run etcd over TLS in BenchmarkCreatesVsEtcd")
 )
 
 // BenchmarkCreatesVsEtcd measures creates per second over the network
 // with fsync on, 1, 64 and 256 concurrent clients: Capstan's API over
 // HTTPS (pods of about 450 bytes of JSON, one client with HTTP/2) beside
 // etcd's Put of 512-byte values on new keys (clientv3, one client,
-// plaintext gRPC), in interleaved rounds of -bench.window each (b.N
-// rounds). It reports each one's rate, p99 and longest write (the longest
-// a writer stalled), and the rate ratio Capstan / etcd. With
+// plaintext gRPC, the anchor, and gRPC over TLS 1.3 unless
+// -bench.tls-anchor=false), in interleaved rounds of -bench.window each
+// (b.N rounds). It reports each one's rate, p99 and longest write (the
+// longest a writer stalled), and the rate ratios Capstan / etcd
+// (rate-ratio) and Capstan / etcd over TLS (rate-ratio-tls). With
 // -bench.watchers N, N watchers of the written keys read along.
 //
 // The no-stall figure of issue 18: go test ./bench -run '^$' -bench
 // 'CreatesVsEtcd/clients=64$' -benchtime 1x -args -bench.window 5m
-// -bench.watchers 10.
+// -bench.watchers 10 -bench.tls-anchor=false.
 func BenchmarkCreatesVsEtcd(b *testing.B) {
 	for _, clients := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
@@ -51,6 +54,10 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 			go func() { compacting <- c.Store.Start(ctx) }()
 			defer func() { cancel(); <-compacting }()
 			etcd := startEtcd(b)
+			var etcdTLS *etcdAnchor
+			if etcd != nil && *tlsAnchor {
+				etcdTLS = startEtcdTLS(b)
+			}
 			for range *writeWatchers {
 				w, err := c.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, c.Store.Revision())
 				if err != nil {
@@ -63,8 +70,11 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 						}
 					}
 				}()
-				if etcd != nil {
-					wc := etcd.Client.Watch(ctx, "/bench/", clientv3.WithPrefix())
+				for _, e := range []*etcdAnchor{etcd, etcdTLS} {
+					if e == nil {
+						continue
+					}
+					wc := e.Client.Watch(ctx, "/bench/", clientv3.WithPrefix())
 					go func() {
 						for range wc {
 						}
@@ -80,20 +90,28 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 				_, err := c.Client.Create(ctx, p)
 				return err
 			}
-			var capRes, etcdRes []loadResult
+			put := func(e *etcdAnchor) func(context.Context) error {
+				return func(ctx context.Context) error {
+					_, err := e.Client.Put(ctx, fmt.Sprintf("/bench/p-%d", seq.Add(1)), value)
+					return err
+				}
+			}
+			var capRes, etcdRes, tlsRes []loadResult
 			for b.Loop() {
 				capRes = append(capRes, load(ctx, clients, *writeWindow, capstan))
 				if etcd != nil {
-					etcdRes = append(etcdRes, load(ctx, clients, *writeWindow, func(ctx context.Context) error {
-						_, err := etcd.Client.Put(ctx, fmt.Sprintf("/bench/p-%d", seq.Add(1)), value)
-						return err
-					}))
+					etcdRes = append(etcdRes, load(ctx, clients, *writeWindow, put(etcd)))
+				}
+				if etcdTLS != nil {
+					tlsRes = append(tlsRes, load(ctx, clients, *writeWindow, put(etcdTLS)))
 				}
 			}
 			capRate := report(b, "capstan", capRes)
 			if etcd != nil {
-				etcdRate := report(b, "etcd", etcdRes)
-				b.ReportMetric(capRate/etcdRate, "rate-ratio")
+				b.ReportMetric(capRate/report(b, "etcd", etcdRes), "rate-ratio")
+			}
+			if etcdTLS != nil {
+				b.ReportMetric(capRate/report(b, "etcd-tls", tlsRes), "rate-ratio-tls")
 			}
 		})
 	}
