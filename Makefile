@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
 APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf
 TEST_FLAGS ?= -count=1 -timeout 25m
 
-.PHONY: all build test unit bench lint deps fuzz clean mutate
+.PHONY: all build test unit bench anchors lint deps fuzz clean mutate
 
 all: build
 
@@ -39,6 +39,19 @@ unit:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m $(PKGS)
+
+# anchors runs the side-by-side benchmarks of docs/benchmarks.md on this
+# machine, each reporting Capstan, its anchor and their ratio: creates and
+# the transport's ceiling beside etcd (plaintext and TLS), watch fan-out
+# beside etcd's watch, pod start beside `ctr run --cni` (root), DNS beside
+# CoreDNS with dnsperf. An anchor that is not installed is reported as
+# skipped. The 5-minute stall run and the 30,000-pod scale run take longer
+# and are separate (their commands are in docs/benchmarks.md).
+anchors: deps
+	$(GO) test -run '^$$' -bench 'CreatesVsEtcd|TransportCeiling' -benchtime 3x -timeout 30m ./bench
+	$(GO) test -run '^$$' -bench WatchFanoutVsEtcd -benchtime 30x -timeout 30m ./bench
+	$(GO) test -run '^$$' -bench PodStartVsCtrRun -benchtime 1x -timeout 30m ./agent
+	sh bench/dns.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
