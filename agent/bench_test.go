@@ -15,6 +15,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // BenchmarkPodStartup measures pod startup latency on one node with the
@@ -145,7 +146,7 @@ func BenchmarkAgentIdle(b *testing.B) {
 		b.ReportMetric(float64(procStatus(b, pid, "RssFile"))/(1<<20), "file-MiB")
 		b.ReportMetric(float64(pss(b, pid))/(1<<20), "pss-MiB")
 		var drivers, driverAnon int64
-		for _, d := range logDrivers(b, e.opts.DataDir) {
+		for _, d := range logDrivers(e.opts.DataDir) {
 			drivers++
 			driverAnon += procStatus(b, d, "RssAnon")
 		}
@@ -182,19 +183,10 @@ func pss(tb testing.TB, pid int) int64 {
 // logDrivers lists the log driver processes writing under dataDir: none
 // since the agent reads container output itself, unless containers
 // started by an older agent still run.
-func logDrivers(tb testing.TB, dataDir string) []int {
-	tb.Helper()
-	entries, _ := os.ReadDir("/proc")
+func logDrivers(dataDir string) []int {
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.Contains(string(cmd), "capstan-log-driver") && strings.Contains(string(cmd), url.QueryEscape(dataDir)) {
-			out = append(out, pid)
-		}
+	for _, p := range testenv.Processes("capstan-log-driver", url.QueryEscape(dataDir)) {
+		out = append(out, p.PID)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,15 +96,11 @@ func TestUpDown(t *testing.T) {
 	}
 }
 
-// pidsMentioning lists processes whose command line contains s.
+// pidsMentioning lists the processes whose command line contains s.
 func pidsMentioning(s string) []string {
-	ents, _ := os.ReadDir("/proc")
 	var out []string
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), s) && e.Name() != "self" {
-			out = append(out, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
-		}
+	for _, p := range testenv.Processes(s) {
+		out = append(out, fmt.Sprintf("%d: %s", p.PID, strings.Join(p.Args, " ")))
 	}
 	return out
 }
