@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -148,15 +149,12 @@ func nextLog(path string, cur *os.File) *os.File {
 		if cur != nil {
 			curSt, _ = cur.Stat()
 		}
-		type entry struct {
-			name string
-			st   os.FileInfo
-		}
-		var files []entry
-		for _, name := range append(rotatedLogs(path), path) {
-			if st, err := os.Stat(name); err == nil {
-				files = append(files, entry{name, st})
-			}
+		// A rotation renames the files one by one: a listing taken
+		// meanwhile can miss one, and following past it would lose its
+		// lines. Two listings that agree saw no rename in between.
+		files := listLogs(path)
+		if !sameLogs(files, listLogs(path)) {
+			continue
 		}
 		next := -1
 		for i, f := range files {
@@ -183,6 +181,28 @@ func nextLog(path string, cur *os.File) *os.File {
 		f.Close()
 	}
 	return nil // rotating too fast to pin down: the next look will tell
+}
+
+// logFile is a log file's name and what it named when listed.
+type logFile struct {
+	name string
+	st   os.FileInfo
+}
+
+// listLogs stats the rotated files and the current one, oldest first.
+func listLogs(path string) []logFile {
+	var files []logFile
+	for _, name := range append(rotatedLogs(path), path) {
+		if st, err := os.Stat(name); err == nil {
+			files = append(files, logFile{name, st})
+		}
+	}
+	return files
+}
+
+// sameLogs reports whether two listings name the same files in order.
+func sameLogs(a, b []logFile) bool {
+	return slices.EqualFunc(a, b, func(x, y logFile) bool { return x.name == y.name && os.SameFile(x.st, y.st) })
 }
 
 // dropped reports whether a file has no name left (rotation deleted it).

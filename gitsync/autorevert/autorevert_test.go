@@ -2,6 +2,7 @@ package autorevert
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,15 +23,24 @@ import (
 
 func git(t *testing.T, dir string, args ...string) string {
 	t.Helper()
+	out, err := tryGit(dir, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// tryGit runs git in dir and returns its trimmed output.
+func tryGit(dir string, args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir, "GIT_AUTHOR_NAME=Ada", "GIT_AUTHOR_EMAIL=ada@example.com",
 		"GIT_COMMITTER_NAME=Ada", "GIT_COMMITTER_EMAIL=ada@example.com")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
+		return "", fmt.Errorf("git %v: %v\n%s", args, err, out)
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(string(out)), nil
 }
 
 func desc(tag string) string {
@@ -163,7 +173,13 @@ func TestAutoRevert(t *testing.T) {
 	})
 
 	synced(t, c, repo, bad, true)
-	eventually(t, "the revert commit", func() bool { return git(t, repo, "rev-parse", "HEAD") != bad })
+	// The component pushes into repo while the test reads it: a ref
+	// being written (go-git's file transport) does not resolve for a
+	// moment, so a failed read is "not yet".
+	eventually(t, "the revert commit", func() bool {
+		head, err := tryGit(repo, "rev-parse", "HEAD")
+		return err == nil && head != bad
+	})
 	revert := git(t, repo, "rev-parse", "HEAD")
 	msg := git(t, repo, "log", "-1", "--format=%an <%ae>%n%B", revert)
 	for _, want := range []string{"Capstan <capstan@cluster.local>", "Rollback app x to " + good[:12], "CrashLoopBackOff", Trailer + ": " + bad} {
