@@ -34,10 +34,18 @@ type unit struct {
 	appPos map[string]token.Pos
 	data   []byte // the file's content, kept while apps is released
 	// errs are problems of the file as a whole (syntax, top-level fields).
-	// They reject every app in owners; with no owners they are reported
-	// for the repository.
-	errs   []api.SourceError
-	owners []string
+	// They reject every app in owners. When the file did not parse
+	// (guessed), they are also the repository's: owners are then a guess
+	// and may miss apps the file declares, so nothing may be pruned.
+	errs    []api.SourceError
+	owners  []string
+	guessed bool
+}
+
+// guess records that the file did not parse: its owners are the apps it
+// seems to declare (see attribute).
+func (u *unit) guess(data []byte, prev *unit) {
+	u.owners, u.guessed = attribute(data, prev), true
 }
 
 // parseUnit parses one file on its own. It never fails: problems are
@@ -46,7 +54,7 @@ func parseUnit(ctx *cue.Context, f rawFile, prev *unit) *unit {
 	u := &unit{path: f.path, hash: f.hash, apps: map[string]cue.Value{}, appPos: map[string]token.Pos{}, data: f.data}
 	if f.err != nil {
 		u.errs = append(u.errs, *f.err)
-		u.owners = attribute(nil, prev)
+		u.guess(nil, prev)
 		return u
 	}
 	v, err := compile(ctx, f.path, f.data)
@@ -55,7 +63,7 @@ func parseUnit(ctx *cue.Context, f rawFile, prev *unit) *unit {
 	}
 	if err != nil {
 		u.errs = append(u.errs, explainModuleErrors(fromCUE(err, f.path, ""), f.data)...)
-		u.owners = attribute(f.data, prev)
+		u.guess(f.data, prev)
 		return u
 	}
 	switch k := v.IncompleteKind(); {
@@ -67,13 +75,13 @@ func parseUnit(ctx *cue.Context, f rawFile, prev *unit) *unit {
 			msg = "the file holds several YAML documents; a descriptor file holds one map with the single field apps"
 		}
 		u.errs = append(u.errs, api.SourceError{File: f.path, Line: 1, Column: 1, Message: msg})
-		u.owners = attribute(f.data, prev)
+		u.guess(f.data, prev)
 		return u
 	}
 	iter, err := v.Fields()
 	if err != nil {
 		u.errs = append(u.errs, fromCUE(err, f.path, "")...)
-		u.owners = attribute(f.data, prev)
+		u.guess(f.data, prev)
 		return u
 	}
 	var appsVal cue.Value
@@ -91,13 +99,13 @@ func parseUnit(ctx *cue.Context, f rawFile, prev *unit) *unit {
 	}
 	if appsVal.IncompleteKind() != cue.StructKind {
 		u.errs = append(u.errs, atPos(appsVal.Pos(), f.path, "apps", "must be a map of app names to apps"))
-		u.owners = attribute(f.data, prev)
+		u.guess(f.data, prev)
 		return u
 	}
 	ai, err := appsVal.Fields()
 	if err != nil {
 		u.errs = append(u.errs, fromCUE(err, f.path, "")...)
-		u.owners = attribute(f.data, prev)
+		u.guess(f.data, prev)
 		return u
 	}
 	for ai.Next() {

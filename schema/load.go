@@ -97,7 +97,8 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		if u == nil || f.err != nil || u.hash != f.hash {
 			if msg, ok := opts.Refused[f.hash]; ok && f.err == nil {
 				u = &unit{path: f.path, hash: f.hash, apps: map[string]cue.Value{}, appPos: map[string]token.Pos{},
-					errs: []api.SourceError{{File: f.path, Message: msg}}, owners: attribute(f.data, prev)}
+					errs: []api.SourceError{{File: f.path, Message: msg}}}
+				u.guess(f.data, prev)
 			} else {
 				opts.step(Step{File: f.path, Key: f.hash})
 				u = parseUnit(l.ctx, f, prev)
@@ -116,7 +117,7 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		for _, name := range u.owners {
 			byApp[name] = append(byApp[name], u)
 		}
-		if len(u.errs) > 0 && len(u.owners) == 0 {
+		if len(u.errs) > 0 && (len(u.owners) == 0 || u.guessed) {
 			res.Errors = append(res.Errors, u.errs...)
 		}
 	}

@@ -401,8 +401,37 @@ func TestOneBadAppDoesNotBlockOthers(t *testing.T) {
 	if !slices.Equal(valid, []string{"good"}) || !slices.Equal(rejected, []string{"bad", "broken"}) {
 		t.Errorf("valid %v rejected %v; want [good] and [bad broken]", valid, rejected)
 	}
-	if len(res.Errors) != 1 || res.Errors[0].File != "junk.yaml" {
-		t.Errorf("repository errors = %v, want one for junk.yaml", errorStrings(res.Errors))
+	// Files that do not parse are the repository's errors too, whether or
+	// not their apps could be told: nothing may be pruned.
+	if len(res.Errors) != 2 || res.Errors[0].File != "broken.cue" || res.Errors[1].File != "junk.yaml" {
+		t.Errorf("repository errors = %v, want broken.cue's and junk.yaml's", errorStrings(res.Errors))
+	}
+}
+
+// TestBrokenFileStopsPruning: the apps of a file that does not parse are
+// guessed from its text, and the guess can miss some (here the JSON
+// file's second and third apps, with no earlier parse to go by, as after
+// a restart or a rename). The file's errors must then hold back pruning:
+// the repository has errors, and the apps that were found are rejected.
+func TestBrokenFileStopsPruning(t *testing.T) {
+	app := `{"pods": {"web": {"containers": {"web": {"image": "nginx:1"}}}}}`
+	res := mustLoad(t, mapFS(map[string]string{
+		"all.json": "{\n  \"apps\": {\n    \"shop\": " + app + ",\n    \"cart\": " + app + ",\n    \"blog\": " + app + ",\n  }\n}\n",
+		"a.cue":    `apps: a: pods: g: containers: c: image: "x"`,
+	}), LoadOptions{})
+	if len(res.Errors) == 0 || res.Errors[0].File != "all.json" {
+		t.Errorf("repository errors = %v, want all.json's: its apps are not all known", errorStrings(res.Errors))
+	}
+	var valid, rejected []string
+	for _, a := range res.Apps {
+		if a.Valid() {
+			valid = append(valid, a.Name)
+		} else {
+			rejected = append(rejected, a.Name)
+		}
+	}
+	if !slices.Equal(valid, []string{"a"}) || !slices.Equal(rejected, []string{"shop"}) {
+		t.Errorf("valid %v rejected %v; want [a] and the guessed [shop]", valid, rejected)
 	}
 }
 
@@ -592,14 +621,15 @@ func TestIncremental(t *testing.T) {
 		}
 	}
 	// Breaking the file rejects app07 (attributed through the previous
-	// version of the file), and only app07.
+	// version of the file), and only app07; its error is the repository's
+	// too (nothing is pruned while a file does not parse).
 	fsys["app07.cue"] = &fstest.MapFile{Data: []byte("apps: {")}
 	res, err = l.Load(fsys, LoadOptions{Commit: "c3"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Valid()) != 19 || len(res.Errors) != 0 {
-		t.Errorf("valid %d, repository errors %v; want 19 and none", len(res.Valid()), res.Errors)
+	if len(res.Valid()) != 19 || len(res.Errors) != 1 || res.Errors[0].File != "app07.cue" {
+		t.Errorf("valid %d, repository errors %v; want 19 and app07.cue's", len(res.Valid()), res.Errors)
 	}
 	// A new app in a new file is evaluated alone; a removed file's app is gone.
 	delete(fsys, "app03.cue")

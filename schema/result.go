@@ -24,9 +24,10 @@ type Result struct {
 	// Apps lists every app declared in the tree, valid or rejected, sorted
 	// by name.
 	Apps []AppResult
-	// Errors are problems that belong to no app: a file that does not
-	// parse and whose apps cannot be told. While there are any, the set of
-	// apps may be incomplete: do not prune apps missing from Apps.
+	// Errors are the problems of files that do not parse. The apps such a
+	// file seems to declare are rejected with the same errors, but the
+	// guess may miss some: while there are any Errors, the set of apps may
+	// be incomplete, so do not prune apps missing from Apps.
 	Errors []api.SourceError
 	// Files is the number of descriptor files read.
 	Files int
