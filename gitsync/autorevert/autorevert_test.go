@@ -219,25 +219,36 @@ func TestDecide(t *testing.T) {
 	}
 	manual := api.Clone(a)
 	manual.Spec.Rollback = ""
+	// The workload's spec was just updated to the synced commit's; its
+	// Degraded status is still the commit before's (the user's fix after a
+	// stalled rollout must not be reverted for the stall it fixes).
+	unobserved := api.Clone(ws[0])
+	unobserved.Metadata.Generation, unobserved.Status.ObservedGeneration = 2, 1
 	for _, tc := range []struct {
 		name string
 		apps []*api.App
+		ws   []*api.Workload
 		revs []*api.Revision
 		done map[string]bool
 		want []Action
 	}{
-		{"reverts to the previous commit", []*api.App{a}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, nil,
+		{"a status of the spec before is not a stall", []*api.App{a}, []*api.Workload{unobserved}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, nil, nil},
+		{"reverts to the previous commit", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, nil,
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", To: "a"}}},
-		{"manual apps are left alone", []*api.App{manual}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, nil, nil},
-		{"handled once", []*api.App{a}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, map[string]bool{"x@b": true}, nil},
-		{"already reverted", []*api.App{a}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b"), rev(3, "c", "revert\n\n"+Trailer+": b")}, nil, nil},
-		{"a failing revert is not reverted", []*api.App{a}, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "revert\n\n"+Trailer+": z")}, nil,
+		{"manual apps are left alone", []*api.App{manual}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, nil, nil},
+		{"handled once", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, map[string]bool{"x@b": true}, nil},
+		{"already reverted", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b"), rev(3, "c", "revert\n\n"+Trailer+": b")}, nil, nil},
+		{"a failing revert is not reverted", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "revert\n\n"+Trailer+": z")}, nil,
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", Refused: "the failing commit is itself an automatic revert: not reverting again; fix the app by hand"}}},
-		{"no earlier commit", []*api.App{a}, []*api.Revision{rev(2, "b", "b")}, nil,
+		{"no earlier commit", []*api.App{a}, nil, []*api.Revision{rev(2, "b", "b")}, nil,
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", Refused: "no earlier applied commit of the app to go back to"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Decide(tc.apps, ws, tc.revs, tc.done)
+			wls := ws
+			if tc.ws != nil {
+				wls = tc.ws
+			}
+			got := Decide(tc.apps, wls, tc.revs, tc.done)
 			if len(got) != len(tc.want) {
 				t.Fatalf("Decide = %+v, want %+v", got, tc.want)
 			}

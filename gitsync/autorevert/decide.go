@@ -96,12 +96,18 @@ func Decide(apps []*api.App, workloads []*api.Workload, revisions []*api.Revisio
 }
 
 // stalled says why a workload of a, at the spec of its synced commit, is
-// past its progress deadline; "" when none is.
+// past its progress deadline; "" when none is. A status the workload
+// controller wrote before it saw the spec (a Degraded of the commit
+// before, still there for a moment after the sync) is not the synced
+// commit's.
 func stalled(a *api.App, workloads []*api.Workload) string {
 	want, _ := app.Desired(a)
 	for _, dw := range want {
 		for _, w := range workloads {
 			if w.Metadata.App != a.Metadata.Name || w.Metadata.Name != dw.Metadata.Name || !api.EqualJSON(w.Spec, dw.Spec) {
+				continue
+			}
+			if w.Status.ObservedGeneration < w.Metadata.Generation {
 				continue
 			}
 			if c := api.FindCondition(w.Status.Conditions, api.WorkloadDegraded); c != nil && c.Status == api.ConditionTrue {
