@@ -131,8 +131,7 @@ func VerifyRef(cfg RepoConfig, repoDir, ref string) (Signature, error) {
 }
 
 // FetchBranch fetches the tracked branch of cfg into the bare repository
-// dir as refs/heads/BRANCH and points HEAD at it, so that tools reading
-// HEAD (rollback.PlanFor) see the branch's tip.
+// dir as refs/heads/BRANCH and points HEAD at it.
 func FetchBranch(ctx context.Context, cfg RepoConfig, dir string) error {
 	ref := plumbing.NewBranchReferenceName(cfg.Branch)
 	if err := FetchRefs(ctx, cfg, dir, "+"+ref.String()+":"+ref.String()); err != nil {

@@ -48,6 +48,10 @@ type RevertRequest struct {
 	// Note is a paragraph added at the end of the message (why the
 	// rollback was made, trailers); empty adds nothing.
 	Note string
+	// Base, when set, is the branch tip the request was planned on: the
+	// commit is refused (ErrPushRejected) if the branch moved since, as
+	// Rewritten and the check that no other app changes hold for Base only.
+	Base string
 }
 
 // RevertPaths makes a commit on the repository's tracked branch that
@@ -115,6 +119,14 @@ func cleanPaths(paths []string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// checkBase refuses a tip other than the one the request was planned on.
+func (req RevertRequest) checkBase(tip plumbing.Hash) error {
+	if req.Base == "" || req.Base == tip.String() {
+		return nil
+	}
+	return fmt.Errorf("%w: the branch moved from %s to %s since the rollback was planned: run the rollback again", ErrPushRejected, api.ShortCommit(req.Base), api.ShortCommit(tip.String()))
 }
 
 // revertCommit builds (and stores) the rollback commit on top of head.
@@ -375,6 +387,9 @@ func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (str
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", ErrRefNotFound, repo.Ref(), err)
 	}
+	if err := req.checkBase(ref.Hash()); err != nil {
+		return "", err
+	}
 	h, err := revertCommit(r, ref.Hash(), req)
 	if err != nil {
 		return "", err
@@ -419,6 +434,9 @@ func revertInPlace(ctx context.Context, dir, branchName string, req RevertReques
 		if err := requireClean(wt, paths); err != nil {
 			return "", err
 		}
+	}
+	if err := req.checkBase(old.Hash()); err != nil {
+		return "", err
 	}
 	h, err := revertCommit(r, old.Hash(), req)
 	if err != nil {

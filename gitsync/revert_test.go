@@ -112,9 +112,11 @@ func TestRevertPathsErrors(t *testing.T) {
 		repo  RepoConfig
 		paths []string
 		to    string
+		base  string
 		dirty map[string]string
 		want  error
 	}{
+		{name: "branch moved since the plan", paths: []string{"apps/shop"}, to: cs[0], base: cs[2], want: ErrPushRejected},
 		{name: "nothing to revert", paths: []string{"apps/other"}, to: cs[3], want: ErrNothingToRevert},
 		{name: "unknown revision", paths: []string{"apps/shop"}, to: "deadbeef", want: ErrRefNotFound},
 		{name: "not in history", paths: []string{"apps/shop"}, to: foreign, want: ErrRefNotFound},
@@ -130,7 +132,7 @@ func TestRevertPathsErrors(t *testing.T) {
 			repo := tt.repo
 			repo.URL = r.dir
 			before := r.head()
-			_, err := RevertPaths(ctx, repo, tt.paths, tt.to, rollbacker)
+			_, err := Revert(ctx, repo, RevertRequest{Paths: tt.paths, To: tt.to, Author: rollbacker, Base: tt.base})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err %v, want %v", err, tt.want)
 			}

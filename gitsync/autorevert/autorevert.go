@@ -152,13 +152,19 @@ func (c *Component) apply(ctx context.Context, a Action) (string, error) {
 			return "", err
 		}
 	}
-	plan, err := rollback.PlanFor(dir, rc.Path, a.App, a.To, false)
+	// Planned on the tracked branch's tip, which the commit goes on (a
+	// local repository's checkout may be on another branch).
+	tip, err := gitsync.ResolveCommit(dir, "refs/heads/"+rc.Branch)
+	if err != nil {
+		return "", fmt.Errorf("branch %s of repository %s: %w", rc.Branch, rc.Name, err)
+	}
+	plan, err := rollback.PlanFor(dir, rc.Path, a.App, a.To, tip, false)
 	if err != nil {
 		return "", err
 	}
 	note := fmt.Sprintf("The rollout of app %s at %s failed: %s.\nReverted by the cluster (rollback: \"auto\").\n\n%s: %s",
 		a.App, api.ShortCommit(a.Failed), a.Why, Trailer, a.Failed)
-	return gitsync.Revert(ctx, rc, gitsync.RevertRequest{Paths: plan.Files, To: a.To, Apps: plan.Apps, Rewritten: plan.Rewritten,
+	return gitsync.Revert(ctx, rc, gitsync.RevertRequest{Paths: plan.Files, To: a.To, Base: tip, Apps: plan.Apps, Rewritten: plan.Rewritten,
 		Author: gitsync.Author{Name: c.opts.AuthorName, Email: c.opts.AuthorEmail, When: c.opts.Now()}, Note: note})
 }
 

@@ -144,11 +144,11 @@ func fieldName(f *ast.Field) string {
 }
 
 // rewriteShared rewrites, in each of shared (files that declare app and
-// other apps at HEAD or at to), only app's part as at to. It then checks
+// other apps at head or at to), only app's part as at to. It then checks
 // on the whole descriptor tree that app becomes exactly what it was at to
 // and no other app changes; any doubt is an error.
-func rewriteShared(repoDir, descPath, app, to string, shared, whole []string, atHead, atTo appDecls) (map[string][]byte, error) {
-	headFS, err := gitsync.TreeAt(repoDir, "HEAD")
+func rewriteShared(repoDir, descPath, app, to, head string, shared, whole []string, atHead, atTo appDecls) (map[string][]byte, error) {
+	headFS, err := gitsync.TreeAt(repoDir, head)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func rewriteShared(repoDir, descPath, app, to string, shared, whole []string, at
 		if path.Ext(f) != ".cue" {
 			return nil, fmt.Errorf("%s is not a CUE file: only CUE files are rewritten", f)
 		}
-		head, err := read(headFS, f)
+		cur, err := read(headFS, f)
 		if err != nil {
 			return nil, err
 		}
@@ -176,11 +176,11 @@ func rewriteShared(repoDir, descPath, app, to string, shared, whole []string, at
 		if err != nil {
 			return nil, err
 		}
-		if out[f], err = rewriteApp(f, head, old, app); err != nil {
+		if out[f], err = rewriteApp(f, cur, old, app); err != nil {
 			return nil, err
 		}
 	}
-	// The tree after the commit: HEAD, with the whole files as at to and
+	// The tree after the commit: head, with the whole files as at to and
 	// the shared ones rewritten.
 	tree := fstest.MapFS{}
 	prefix := ""
@@ -200,7 +200,7 @@ func rewriteShared(repoDir, descPath, app, to string, shared, whole []string, at
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read the tree at HEAD: %w", err)
+		return nil, fmt.Errorf("read the tree at %s: %w", api.ShortCommit(head), err)
 	}
 	for _, f := range whole {
 		b, err := read(toFS, f)

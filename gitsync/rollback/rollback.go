@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -62,15 +63,28 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	// The commit is made there, and git's own transport wants an
+	// absolute path ("." is not a repository URL).
+	dir, err := filepath.Abs(o.RepoDir)
+	if err != nil {
+		return Result{}, err
+	}
+	o.RepoDir = dir
 	if o.Author.Name == "" {
 		o.Author = gitsync.CurrentAuthor(o.RepoDir, o.Now())
 	}
-	plan, err := PlanFor(o.RepoDir, o.Path, o.App, o.To, o.IncludeOtherApps)
+	// Planned on the branch's tip, which the commit goes on (not on the
+	// checkout's HEAD, which may be another branch).
+	tip, err := gitsync.ResolveCommit(o.RepoDir, "refs/heads/"+o.Branch)
+	if err != nil {
+		return Result{}, fmt.Errorf("branch %s in %s: %w", o.Branch, o.RepoDir, err)
+	}
+	plan, err := PlanFor(o.RepoDir, o.Path, o.App, o.To, tip, o.IncludeOtherApps)
 	if err != nil {
 		return Result{}, err
 	}
 	sha, err := gitsync.Revert(ctx, gitsync.RepoConfig{Name: "rollback", URL: o.RepoDir, Branch: o.Branch},
-		gitsync.RevertRequest{Paths: plan.Files, To: o.To, Author: o.Author, Apps: plan.Apps, Rewritten: plan.Rewritten})
+		gitsync.RevertRequest{Paths: plan.Files, To: o.To, Base: tip, Author: o.Author, Apps: plan.Apps, Rewritten: plan.Rewritten})
 	if err != nil {
 		return Result{}, err
 	}
@@ -87,15 +101,16 @@ type Plan struct {
 	Rewritten map[string][]byte
 }
 
-// PlanFor decides the files to restore for app: those declaring it at
-// HEAD or at to. It refuses when app is not declared at to, and when the
-// files declare other apps (at either commit) unless includeOthers.
-func PlanFor(repoDir, descPath, app, to string, includeOthers bool) (Plan, error) {
+// PlanFor decides the files to restore for app on top of head (the tip
+// of the branch the commit goes on): those declaring it at head or at to.
+// It refuses when app is not declared at to, and when the files declare
+// other apps (at either commit) unless includeOthers.
+func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan, error) {
 	atTo, err := declarations(repoDir, descPath, to)
 	if err != nil {
 		return Plan{}, err
 	}
-	atHead, err := declarations(repoDir, descPath, "HEAD")
+	atHead, err := declarations(repoDir, descPath, head)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -128,7 +143,7 @@ func PlanFor(repoDir, descPath, app, to string, includeOthers bool) (Plan, error
 				whole = append(whole, f)
 			}
 		}
-		rewritten, err := rewriteShared(repoDir, descPath, app, to, shared, whole, atHead, atTo)
+		rewritten, err := rewriteShared(repoDir, descPath, app, to, head, shared, whole, atHead, atTo)
 		if err == nil {
 			return Plan{Files: whole, Apps: []string{app}, Rewritten: rewritten}, nil
 		}

@@ -102,3 +102,36 @@ func TestRollbackRewritesOnlyTheAppsPart(t *testing.T) {
 		t.Errorf("rollback message names blog:\n%s", msg)
 	}
 }
+
+// The rollback is planned on the branch it commits to, not on the
+// checkout's HEAD: with a branch checked out that forked before another
+// app's change, that change stays on the tracked branch. And --repo may be
+// a relative path.
+func TestRollbackPlansOnTheBranchNotTheCheckout(t *testing.T) {
+	repo, shas := rollbackRepo(t,
+		map[string]string{"apps/all.cue": appCue("web", 1) + appCue("blog", 1)},
+		map[string]string{"apps/all.cue": appCue("web", 2) + appCue("blog", 1)},
+	)
+	gitCmd(t, repo, "checkout", "-q", "-b", "feature")
+	gitCmd(t, repo, "checkout", "-q", "main")
+	if err := os.WriteFile(filepath.Join(repo, "apps/all.cue"), []byte(appCue("web", 2)+appCue("blog", 3)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitCmd(t, repo, "commit", "-q", "-am", "blog to 3")
+	blog3 := gitCmd(t, repo, "rev-parse", "HEAD")
+	gitCmd(t, repo, "checkout", "-q", "feature")
+
+	t.Chdir(repo)
+	if _, err := Run(context.Background(), Options{RepoDir: ".", Path: "apps", App: "web", To: shas[0], Branch: "main"}); err != nil {
+		t.Fatalf("rollback from a relative path with another branch checked out: %v", err)
+	}
+	after, err := declarations(repo, "apps", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	atFirst, _ := declarations(repo, "apps", shas[0])
+	atBlog3, _ := declarations(repo, "apps", blog3)
+	if string(after.specs["web"]) != string(atFirst.specs["web"]) || string(after.specs["blog"]) != string(atBlog3.specs["blog"]) {
+		t.Fatalf("after the rollback main has:\n%s", gitCmd(t, repo, "show", "main:apps/all.cue"))
+	}
+}
