@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	appctl "github.com/capstanhq/capstan/reconcile/app"
 )
 
 // State is where a rollout stands.
@@ -106,8 +107,13 @@ func Evaluate(app *api.App, workloads []*api.Workload) Report {
 	for _, w := range workloads {
 		byName[w.Metadata.Name] = w
 	}
+	desired, _ := appctl.Desired(app)
+	want := make(map[string]string, len(desired))
+	for _, w := range desired {
+		want[w.Metadata.Name] = w.Metadata.Annotations[appctl.AnnotationSpecHash]
+	}
 	for _, aw := range app.Spec.Workloads {
-		g := evaluateGroup(aw, byName[aw.Name])
+		g := evaluateGroup(aw, byName[aw.Name], want[aw.Name])
 		// A group that waits for a dependency (dependsOn) is not made or
 		// updated yet, whatever its old workload says.
 		for _, w := range app.Status.Waits {
@@ -141,7 +147,9 @@ func Evaluate(app *api.App, workloads []*api.Workload) Report {
 	return r
 }
 
-func evaluateGroup(aw api.AppWorkload, w *api.Workload) Group {
+// evaluateGroup is the state of the app's group aw, run by w; wantHash is
+// the hash of the spec the app controller gives w for the synced commit.
+func evaluateGroup(aw api.AppWorkload, w *api.Workload, wantHash string) Group {
 	g := Group{Name: aw.Name, Desired: aw.Spec.Replicas, State: Progressing}
 	if w == nil {
 		g.Reason = "waiting for its workload to be created"
@@ -149,6 +157,17 @@ func evaluateGroup(aw api.AppWorkload, w *api.Workload) Group {
 	}
 	st := w.Status
 	g.Desired, g.Current, g.Updated, g.Ready, g.Available = w.Spec.Replicas, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas
+	// Until the workload has the synced commit's spec, and its controller
+	// has seen it, its status (a stall, a finished rollout) is the commit
+	// before's.
+	if have := w.Metadata.Annotations[appctl.AnnotationSpecHash]; have != "" && wantHash != "" && have != wantHash {
+		g.Reason = "waiting for the workload to take the app's spec"
+		return g
+	}
+	if st.ObservedGeneration < w.Metadata.Generation {
+		g.Reason = fmt.Sprintf("waiting for the controller to observe generation %d", w.Metadata.Generation)
+		return g
+	}
 	if c := api.FindCondition(st.Conditions, api.WorkloadDegraded); c != nil && c.Status == api.ConditionTrue {
 		g.State, g.Reason = Stalled, conditionText(c)
 		return g
@@ -163,8 +182,6 @@ func evaluateGroup(aw api.AppWorkload, w *api.Workload) Group {
 	switch {
 	case w.Spec.Replicas != aw.Spec.Replicas:
 		g.Reason = fmt.Sprintf("waiting for the workload to take the app's %d replicas (it has %d)", aw.Spec.Replicas, w.Spec.Replicas)
-	case st.ObservedGeneration < w.Metadata.Generation:
-		g.Reason = fmt.Sprintf("waiting for the controller to observe generation %d", w.Metadata.Generation)
 	case st.UpdatedReplicas < g.Desired:
 		g.Reason = fmt.Sprintf("%d of %d pods updated", st.UpdatedReplicas, g.Desired)
 	case st.Replicas > st.UpdatedReplicas:
@@ -191,8 +208,6 @@ func batchGroup(g Group, w *api.Workload) Group {
 	avail := api.FindCondition(st.Conditions, api.WorkloadAvailable)
 	prog := api.FindCondition(st.Conditions, api.WorkloadProgressing)
 	switch {
-	case st.ObservedGeneration < w.Metadata.Generation:
-		g.Reason = fmt.Sprintf("waiting for the controller to observe generation %d", w.Metadata.Generation)
 	case avail == nil || avail.Status != api.ConditionTrue:
 		g.Reason = "not available"
 		if avail != nil {

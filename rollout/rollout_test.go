@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	appctl "github.com/capstanhq/capstan/reconcile/app"
 )
 
 func app(health, msg string, groups map[string]int32) *api.App {
@@ -35,6 +36,14 @@ var deadline = api.Condition{Type: api.WorkloadDegraded, Status: api.ConditionTr
 func TestEvaluate(t *testing.T) {
 	stale := wl("frontend", 3, 3, 3, 3, 3)
 	stale.Metadata.Generation = 3
+	// Just after a sync: the workload's spec is updated (generation 3) and
+	// its status, a stall, is still generation 2's.
+	staleStall := wl("frontend", 3, 4, 1, 3, 3, deadline)
+	staleStall.Metadata.Generation = 3
+	// Before the app controller updates the workload: it has the spec of
+	// the commit before, and that rollout's finished status.
+	behind := wl("frontend", 3, 3, 3, 3, 3)
+	behind.Metadata.Annotations = map[string]string{appctl.AnnotationSpecHash: "of-the-commit-before"}
 	tests := []struct {
 		name       string
 		app        *api.App
@@ -51,6 +60,10 @@ func TestEvaluate(t *testing.T) {
 			Progressing, "frontend: waiting for its workload to be created", []State{Progressing}},
 		{"generation not observed", app(api.HealthHealthy, "", map[string]int32{"frontend": 3}), []*api.Workload{stale},
 			Progressing, "frontend: waiting for the controller to observe generation 3", []State{Progressing}},
+		{"a stall of the generation before is not this commit's", app(api.HealthHealthy, "", map[string]int32{"frontend": 3}), []*api.Workload{staleStall},
+			Progressing, "frontend: waiting for the controller to observe generation 3", []State{Progressing}},
+		{"a rollout of the spec before is not this commit's", app(api.HealthHealthy, "", map[string]int32{"frontend": 3}), []*api.Workload{behind},
+			Progressing, "frontend: waiting for the workload to take the app's spec", []State{Progressing}},
 		{"replicas not yet copied from the app", app(api.HealthHealthy, "", map[string]int32{"frontend": 5}),
 			[]*api.Workload{wl("frontend", 3, 3, 3, 3, 3)},
 			Progressing, "frontend: waiting for the workload to take the app's 5 replicas (it has 3)", []State{Progressing}},
