@@ -68,6 +68,8 @@ type Snapshot struct {
 	CommitInfo
 	// Path is the configured descriptor path the FS is rooted at.
 	Path string
+	// Branch is the tracked branch ("" when a tag is tracked).
+	Branch string
 	// FS is the tree at Path, read-only, straight from git objects. It is
 	// safe for concurrent use and stays readable at least until the next
 	// Apply for the same repository returns.

@@ -428,6 +428,7 @@ func (w *worker) attempt(ctx context.Context) Result {
 		Repo:       w.cfg.Name,
 		CommitInfo: commitInfo(c),
 		Path:       w.cfg.Path,
+		Branch:     w.cfg.Branch,
 		FS:         w.mirror.snapshotFS(tree, c),
 		Signature:  sig,
 		Prune:      w.cfg.Prune,

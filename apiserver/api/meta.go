@@ -151,6 +151,11 @@ type Source struct {
 	Commit string `json:"commit"`
 	Path   string `json:"path,omitempty"`
 	Line   int    `json:"line,omitempty"`
+	// Branch is the branch sync tracks ("" for a tag), and Root the
+	// repository's descriptor directory ("" for its root), set on apps by
+	// sync: where `capstan rollback` commits and what it reads.
+	Branch string `json:"branch,omitempty"`
+	Root   string `json:"root,omitempty"`
 }
 
 // ConditionStatus is True, False or Unknown.

@@ -52,7 +52,9 @@ func waitApp(t *testing.T, c *apiservertest.Cluster, name string, cond func(*api
 // `capstan history` and `capstan sync` show and trigger it all.
 func TestGitOpsJourney(t *testing.T) {
 	repo := t.TempDir()
-	gitCmd(t, repo, "init", "-q", "-b", "main")
+	// A branch other than main: rollback commits on the branch sync
+	// tracks without being told.
+	gitCmd(t, repo, "init", "-q", "-b", "prod")
 	gitCmd(t, repo, "config", "user.name", "Ada Lovelace")
 	gitCmd(t, repo, "config", "user.email", "ada@example.com")
 	write := func(content string) {
@@ -69,7 +71,7 @@ func TestGitOpsJourney(t *testing.T) {
 	good := gitCmd(t, repo, "rev-parse", "HEAD")
 
 	c := apiservertest.Start(t, apiservertest.Options{})
-	f := gitFlags{repos: []string{repo}, branch: "main", path: "apps", interval: time.Hour}
+	f := gitFlags{repos: []string{repo}, branch: "prod", path: "apps", interval: time.Hour}
 	repos, err := f.configs()
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +86,7 @@ func TestGitOpsJourney(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	app := waitApp(t, c, "shop", func(a *api.App) bool { return a.Status.SyncedCommit == good })
-	if app.Spec.Workloads[0].Spec.Replicas != 3 || app.Metadata.Source == nil || app.Metadata.Source.Path != "apps/shop.cue" {
+	if src := app.Metadata.Source; app.Spec.Workloads[0].Spec.Replicas != 3 || src == nil || src.Path != "apps/shop.cue" || src.Branch != "prod" || src.Root != "apps" {
 		t.Fatalf("applied app: %+v %+v", app.Spec.Workloads, app.Metadata.Source)
 	}
 

@@ -46,24 +46,30 @@ the remote, or left for you to push).`,
 			}
 			ctx := cmd.Context()
 			app := args[0]
-			if repoDir == "" || descPath == "" {
-				c, err := newClient(cmd)
-				if err != nil {
+			// The app's source says where sync reads it: the repository,
+			// its descriptor directory and branch. Without --repo and
+			// --path it is needed; with both, the branch is taken from it
+			// when the server answers, else it is main.
+			needed := repoDir == "" || descPath == ""
+			if needed || !cmd.Flags().Changed("branch") {
+				src, err := appSource(cmd, app)
+				switch {
+				case err != nil && needed:
 					return err
-				}
-				obj, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: app, Name: app})
-				if err != nil {
-					return fmt.Errorf("app %s: %w", app, err)
-				}
-				src := obj.Meta().Source
-				if src == nil {
-					return fmt.Errorf("app %s has no git source", app)
-				}
-				if repoDir == "" {
-					repoDir = src.Repo
-				}
-				if descPath == "" {
-					descPath = path.Dir(src.Path)
+				case err == nil:
+					if repoDir == "" {
+						repoDir = src.Repo
+					}
+					switch {
+					case descPath != "":
+					case src.Branch != "": // recorded by sync
+						descPath = src.Root
+					default: // an app synced before sync recorded it
+						descPath = path.Dir(src.Path)
+					}
+					if !cmd.Flags().Changed("branch") && src.Branch != "" {
+						branch = src.Branch
+					}
 				}
 			}
 			if st, err := os.Stat(repoDir); err != nil || !st.IsDir() {
@@ -82,8 +88,8 @@ the remote, or left for you to push).`,
 	}
 	cmd.Flags().StringVar(&to, "to", "", "the commit whose content of the app to restore")
 	cmd.Flags().StringVar(&repoDir, "repo", "", "local clone of the app's repository (default: the app's source, if local)")
-	cmd.Flags().StringVar(&descPath, "path", "", "descriptor directory in the repository (default: the directory of the app's source file)")
-	cmd.Flags().StringVar(&branch, "branch", "main", "branch to commit on")
+	cmd.Flags().StringVar(&descPath, "path", "", "descriptor directory in the repository (default: the one sync reads)")
+	cmd.Flags().StringVar(&branch, "branch", "main", "branch to commit on (default: the one sync tracks)")
 	cmd.Flags().BoolVar(&includeOthers, "include-other-apps", false, "also roll back the other apps declared in the app's files")
 	return cmd
 }
@@ -95,4 +101,21 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// appSource reads app's git source from the server.
+func appSource(cmd *cobra.Command, app string) (*api.Source, error) {
+	c, err := newClient(cmd)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := c.Get(cmd.Context(), api.Key{Kind: api.KindApp, App: app, Name: app})
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", app, err)
+	}
+	src := obj.Meta().Source
+	if src == nil {
+		return nil, fmt.Errorf("app %s has no git source", app)
+	}
+	return src, nil
 }

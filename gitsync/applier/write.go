@@ -73,6 +73,9 @@ func (a *Applier) applyApp(ctx context.Context, snap gitsync.Snapshot, rs *repoS
 // labels, and cur's status with this sync's outcome.
 func (a *Applier) desired(snap gitsync.Snapshot, app, cur *api.App) *api.App {
 	desired := api.Clone(app)
+	if src := desired.Metadata.Source; src != nil {
+		src.Branch, src.Root = snap.Branch, snap.Path
+	}
 	if desired.Metadata.Labels == nil {
 		desired.Metadata.Labels = map[string]string{}
 	}
