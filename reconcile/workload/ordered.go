@@ -15,7 +15,9 @@ import (
 // an update replaces one pod at a time from the highest ordinal down
 // (delete it, wait until it is gone, make it again on the new template,
 // wait until it is Ready), and a scale down removes the highest ordinal
-// first. A replica's new pod takes its predecessor's name, so it finds its
+// first. A replica that is not Ready holds all this up, unless it is the
+// next to update: then it is replaced at once, so reverting a bad update
+// goes back. A replica's new pod takes its predecessor's name, so it finds its
 // persistent volumes and DNS name again.
 func computeOrdered(w *api.Workload, pods []*api.Pod, now time.Time) Plan {
 	hash := TemplateHash(&w.Spec.Template)
@@ -49,35 +51,40 @@ func computeOrdered(w *api.Workload, pods []*api.Pod, now time.Time) Plan {
 		byOrdinal[o] = s
 	}
 
-	blocked := false
+	blocked := -1 // the first replica missing or not Ready
 	for i := range replicas {
 		s := byOrdinal[i]
 		if s == nil {
 			if !taken[i] {
 				plan.Create = append(plan.Create, newOrderedPod(w, hash, i))
 			}
-			blocked = true
+			blocked = i
 			break
 		}
 		if !s.ready {
-			blocked = true
+			blocked = i
 			break
 		}
 	}
-	if !blocked && !busy {
-		if len(extra) > 0 {
-			slices.SortFunc(extra, func(a, b *podState) int {
-				return api.PodOrdinal(w.Metadata.Name, b.pod.Metadata.Name) - api.PodOrdinal(w.Metadata.Name, a.pod.Metadata.Name)
-			})
-			plan.Delete = append(plan.Delete, extra[0].pod)
-		} else {
-			for i := replicas - 1; i >= 0; i-- {
-				if s := byOrdinal[i]; s.hash != hash {
-					plan.Delete = append(plan.Delete, s.pod)
-					break
-				}
+	switch {
+	case busy:
+	case blocked < 0 && len(extra) > 0:
+		slices.SortFunc(extra, func(a, b *podState) int {
+			return api.PodOrdinal(w.Metadata.Name, b.pod.Metadata.Name) - api.PodOrdinal(w.Metadata.Name, a.pod.Metadata.Name)
+		})
+		plan.Delete = append(plan.Delete, extra[0].pod)
+	case blocked < 0:
+		for i := replicas - 1; i >= 0; i-- {
+			if s := byOrdinal[i]; s.hash != hash {
+				plan.Delete = append(plan.Delete, s.pod)
+				break
 			}
 		}
+	case len(extra) == 0 && brokenNext(byOrdinal, blocked, replicas, hash):
+		// The replica holding everything up is the next to update anyway
+		// and serves nothing: replace it, or a revert of a bad update
+		// could never go back (Kubernetes' StatefulSet "forced rollback").
+		plan.Delete = append(plan.Delete, byOrdinal[blocked].pod)
 	}
 
 	complete := len(oldPods) == 0 && len(extra) == 0 && len(newPods) == replicas &&
@@ -101,6 +108,21 @@ func computeOrdered(w *api.Workload, pods []*api.Pod, now time.Time) Plan {
 		plan.RequeueAfter = lastProgress.Add(deadline).Sub(now)
 	}
 	return plan
+}
+
+// brokenNext reports whether replica i, not Ready, is the next an update
+// replaces: on another template, with every replica above it on the
+// current one and Ready, so replacing it takes no other replica down.
+func brokenNext(byOrdinal map[int]*podState, i, replicas int, hash string) bool {
+	if s := byOrdinal[i]; s == nil || s.ready || s.hash == hash {
+		return false
+	}
+	for j := i + 1; j < replicas; j++ {
+		if s := byOrdinal[j]; s == nil || !s.ready || s.hash != hash {
+			return false
+		}
+	}
+	return true
 }
 
 // newOrderedPod makes replica i of an ordered workload.
