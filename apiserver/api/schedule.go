@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	_ "time/tzdata" // zones that validate on a laptop work on any server
+	"unicode"
 
 	"github.com/robfig/cron/v3"
 )
@@ -36,22 +38,28 @@ const MinEvery = time.Minute
 // minute.
 func ParseSchedule(expr, tz string) (Schedule, error) {
 	e := strings.TrimSpace(expr)
-	hasTZ := strings.HasPrefix(e, "CRON_TZ=") || strings.HasPrefix(e, "TZ=")
-	if tz != "" {
-		if hasTZ {
+	for _, prefix := range []string{"CRON_TZ=", "TZ="} {
+		rest, ok := strings.CutPrefix(e, prefix)
+		if !ok {
+			continue
+		}
+		if tz != "" {
 			return nil, fmt.Errorf("%w: %q sets its time zone and timeZone sets another; keep one", ErrBadSchedule, expr)
 		}
-		if _, err := time.LoadLocation(tz); err != nil || tz == "Local" {
-			return nil, fmt.Errorf("%w: unknown time zone %q: use an IANA name such as \"Europe/Paris\"", ErrBadSchedule, tz)
+		i := strings.IndexFunc(rest, unicode.IsSpace)
+		if i < 0 {
+			return nil, fmt.Errorf("%w: %q has a time zone but no schedule: want %sZONE then five fields, e.g. \"%sEurope/Paris 0 3 * * *\"", ErrBadSchedule, expr, prefix, prefix)
 		}
-		e = "CRON_TZ=" + tz + " " + e
-	} else if !hasTZ {
-		e = "CRON_TZ=UTC " + e
+		tz, e = rest[:i], strings.TrimSpace(rest[i:])
+		break
 	}
-	if strings.HasPrefix(e, "CRON_TZ=Local ") || strings.HasPrefix(e, "TZ=Local ") {
-		return nil, fmt.Errorf("%w: time zone Local depends on the server; use an IANA name", ErrBadSchedule)
+	if err := checkZone(tz); err != nil {
+		return nil, err
 	}
-	s, err := parseCron(e)
+	if tz == "" {
+		tz = "UTC"
+	}
+	s, err := parseCron("CRON_TZ=" + tz + " " + e)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %w (want five fields: minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\", or @daily, @every 1h)", ErrBadSchedule, expr, err)
 	}
@@ -64,6 +72,20 @@ func ParseSchedule(expr, tz string) (Schedule, error) {
 		return nil, fmt.Errorf("%w: %q never fires: no such date", ErrBadSchedule, expr)
 	}
 	return s, nil
+}
+
+// checkZone refuses a time zone that is not an IANA name, or whose
+// meaning depends on the server it runs on ("Local", "localtime": the
+// validating laptop and the server could disagree). The zone database is
+// built in (time/tzdata), so a server without one agrees with the laptop.
+func checkZone(tz string) error {
+	if tz == "Local" || tz == "localtime" {
+		return fmt.Errorf("%w: time zone %q depends on the server's settings: use an IANA name such as \"Europe/Paris\"", ErrBadSchedule, tz)
+	}
+	if _, err := time.LoadLocation(tz); err != nil {
+		return fmt.Errorf("%w: unknown time zone %q: use an IANA name such as \"Europe/Paris\"", ErrBadSchedule, tz)
+	}
+	return nil
 }
 
 // parseCron calls the parser, turning its panics (it has had some on odd
