@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -193,7 +194,8 @@ func (c *converter) fail(desc []string, format string, args ...any) {
 }
 
 // validation maps api.Validate's field errors to the descriptor path of
-// the longest API path the converter noted.
+// the longest API path the converter noted, leaving out those at a path
+// where the converter already failed.
 func (c *converter) validation(err error) []problem {
 	if err == nil {
 		return nil
@@ -210,6 +212,11 @@ func (c *converter) validation(err error) []problem {
 				desc = d
 				break
 			}
+		}
+		// A field the converter refused (a size too large to parse) is
+		// left zero: Validate's complaint about that zero would mislead.
+		if desc != nil && slices.ContainsFunc(c.probs, func(p problem) bool { return slices.Equal(p.path, desc) }) {
+			continue
 		}
 		out = append(out, problem{path: desc, msg: fe.Message})
 	}
