@@ -113,6 +113,9 @@ func validatePersistent(errs *ErrorList, p *PersistentSource, path string) {
 	if p.Size.Value() < MinVolumeBytes {
 		errs.add(path+".size", "%s: a persistent volume holds at least %s", p.Size.String(), FormatBytes(MinVolumeBytes))
 	}
+	if p.Size.Value() > MaxVolumeBytes {
+		errs.add(path+".size", "%s: a persistent volume holds at most 16Ti less 4Ki (it is one file on its node's disk, and an ext4 file holds no more): ask for 16383Gi or less", p.Size.String())
+	}
 	switch p.Reclaim {
 	case "", ReclaimRetain, ReclaimDelete:
 	default:
@@ -123,6 +126,12 @@ func validatePersistent(errs *ErrorList, p *PersistentSource, path string) {
 // MinVolumeBytes is the smallest persistent volume: an ext4 file system
 // smaller than this has too little room for its own metadata.
 const MinVolumeBytes = 8 << 20
+
+// MaxVolumeBytes is the largest persistent volume: the agent makes it as a
+// sparse file on the node's disk, and a file on ext4 (4 KiB blocks) holds
+// at most 2^32-1 blocks; a larger one fails there, when the replica is
+// placed.
+const MaxVolumeBytes = (1<<32 - 1) * 4096
 
 // FormatBytes prints a byte count in the largest binary unit that divides
 // it: "8Mi", "1Gi", "1500".

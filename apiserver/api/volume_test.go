@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,8 @@ func TestValidateVolume(t *testing.T) {
 	}{
 		{"wrong name", func(v *PersistentVolume) { v.Metadata.Name = "db-2-data" }, "is named"},
 		{"small", func(v *PersistentVolume) { v.Spec.Size = MustParseQuantity("1Mi") }, "at least 8Mi"},
+		{"larger than an ext4 file", func(v *PersistentVolume) { v.Spec.Size = MustParseQuantity("16Ti") }, "at most 16Ti less 4Ki"},
+		{"far too large", func(v *PersistentVolume) { v.Spec.Size = MustParseQuantity("20Ti") }, "ask for 16383Gi or less"},
 		{"reclaim", func(v *PersistentVolume) { v.Spec.Reclaim = "Recycle" }, "want Retain or Delete"},
 		{"no node", func(v *PersistentVolume) { v.Spec.NodeName = "" }, "not a node name"},
 		{"ordinal", func(v *PersistentVolume) { v.Spec.Ordinal = -1 }, "want 0 to"},
@@ -57,6 +60,20 @@ func TestValidateVolume(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error with %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestLargestVolume: the largest size accepted is the largest an ext4
+// file holds (a sparse file of MaxVolumeBytes+1 fails with EFBIG there).
+func TestLargestVolume(t *testing.T) {
+	v := validVolume()
+	v.Spec.Size = MustParseQuantity(strconv.FormatInt(MaxVolumeBytes, 10))
+	if err := Validate(v); err != nil {
+		t.Fatalf("%d bytes: %v", MaxVolumeBytes, err)
+	}
+	v.Spec.Size = MustParseQuantity(strconv.FormatInt(MaxVolumeBytes+1, 10))
+	if err := Validate(v); err == nil {
+		t.Fatalf("%d bytes accepted", MaxVolumeBytes+1)
 	}
 }
 
