@@ -52,7 +52,14 @@ type WorkloadStatus struct {
 	ReadyReplicas      int32       `json:"readyReplicas"`
 	AvailableReplicas  int32       `json:"availableReplicas"`
 	Conditions         []Condition `json:"conditions,omitempty"`
-	// LastScheduleTime is the schedule time of a cron job's latest run.
+	// Schedule is the cron job's schedule (with its time zone, as
+	// "CRON_TZ=ZONE EXPR") that LastScheduleTime counts for: a schedule
+	// in the spec that differs is new, and its runs count from when it
+	// was first seen.
+	Schedule string `json:"schedule,omitempty"`
+	// LastScheduleTime is the schedule time of a cron job's latest run
+	// or, before the first run of a schedule added to an existing group,
+	// when that schedule was first seen.
 	LastScheduleTime time.Time `json:"lastScheduleTime,omitzero"`
 }
 

@@ -86,6 +86,8 @@ func Compute(w *api.Workload, runs []*api.Job, now time.Time) Plan {
 	var due time.Time // the time of the run to start now; zero: none
 	var trigger, suffix string
 	if jp.Schedule == "" {
+		// A schedule added again later is new then: forget this one.
+		st.Schedule, st.LastScheduleTime = "", time.Time{}
 		trigger, suffix = TriggerTemplate, hash
 		ran := slices.ContainsFunc(runs, func(r *api.Job) bool {
 			return r.Spec.TemplateHash == hash && r.Metadata.Labels[LabelTrigger] == TriggerTemplate
@@ -100,6 +102,7 @@ func Compute(w *api.Workload, runs []*api.Job, now time.Time) Plan {
 				Reason: ReasonBadSchedule, Message: err.Error(), LastTransitionTime: now.UTC()})
 			return finish(plan, w, st)
 		}
+		scheduleSince(&st, w, now)
 		last := st.LastScheduleTime
 		if last.IsZero() {
 			last = w.Metadata.CreatedAt
@@ -165,6 +168,37 @@ func Compute(w *api.Workload, runs []*api.Job, now time.Time) Plan {
 	outcomeConditions(&st, w, finished, hash, now)
 	st.Replicas = int32(len(active) + len(plan.Create))
 	return finish(plan, w, st)
+}
+
+// scheduleSince starts the count of a schedule new to the group. A new
+// group's schedule counts from its creation, as a Kubernetes CronJob's
+// (LastScheduleTime stays zero). A schedule added to a group that exists,
+// or changed, counts from now: a time of today already past when it
+// appeared is not a missed run. LastScheduleTime is then that moment until
+// the first run.
+func scheduleSince(st *api.WorkloadStatus, w *api.Workload, now time.Time) {
+	key := scheduleKey(w.Spec.Job)
+	if st.Schedule == key {
+		return
+	}
+	// A status written before it recorded its schedule: LastScheduleTime
+	// is of this one.
+	legacy := st.Schedule == "" && !st.LastScheduleTime.IsZero()
+	if !legacy {
+		st.LastScheduleTime = time.Time{}
+		if w.Status.ObservedGeneration != 0 {
+			st.LastScheduleTime = now.UTC()
+		}
+	}
+	st.Schedule = key
+}
+
+// scheduleKey is a schedule with its time zone, as one expression.
+func scheduleKey(jp *api.JobPolicy) string {
+	if jp.TimeZone == "" {
+		return jp.Schedule
+	}
+	return "CRON_TZ=" + jp.TimeZone + " " + jp.Schedule
 }
 
 func finish(plan Plan, w *api.Workload, st api.WorkloadStatus) Plan {

@@ -214,3 +214,54 @@ func TestLatestDueBounded(t *testing.T) {
 		t.Fatalf("yearly, already run: latest due %s, want none", got)
 	}
 }
+
+// TestScheduleAddedLater: a schedule added to a group that exists, changed,
+// or removed and added again counts from when it appears: a time of that
+// day already past is not a missed run.
+func TestScheduleAddedLater(t *testing.T) {
+	day8 := time.Date(2026, 1, 8, 10, 0, 0, 0, time.UTC) // the group exists since 2 Jan
+	day9 := time.Date(2026, 1, 9, 3, 0, 5, 0, time.UTC)
+	existing := func(schedule, tz, statusSchedule string, last time.Time) *api.Workload {
+		w := cronWorkload(schedule, "", 3, 0)
+		w.Spec.Job.TimeZone = tz
+		w.Metadata.Generation = 2
+		w.Status.ObservedGeneration = 1
+		w.Status.Schedule, w.Status.LastScheduleTime = statusSchedule, last
+		return w
+	}
+	for _, tc := range []struct {
+		name     string
+		w        *api.Workload
+		now      time.Time
+		create   string
+		schedule string // status.schedule after
+		last     time.Time
+	}{
+		{name: "added to a group that exists: 03:00 today is past, not missed",
+			w: existing("0 3 * * *", "", "", time.Time{}), now: day8, schedule: "0 3 * * *", last: day8},
+		{name: "its first time after it appeared runs",
+			w: existing("0 3 * * *", "", "0 3 * * *", day8), now: day9, create: minute(day9.Truncate(time.Minute)),
+			schedule: "0 3 * * *", last: day9.Truncate(time.Minute)},
+		{name: "changed: the old schedule's last time does not count",
+			w: existing("0 3 * * *", "", "0 12 * * *", day8.Add(-22*time.Hour)), now: day8, schedule: "0 3 * * *", last: day8},
+		{name: "a new time zone is a new schedule",
+			w: existing("0 3 * * *", "Europe/Paris", "0 3 * * *", day8.Add(-7*time.Hour)), now: day8,
+			schedule: "CRON_TZ=Europe/Paris 0 3 * * *", last: day8},
+		{name: "removed: the group forgets it, so adding it again is new",
+			w: existing("", "", "0 3 * * *", day8.Add(-7*time.Hour)), now: day8,
+			create: "tick-" + TemplateHash(&cronWorkload("", "", 3, 0).Spec.Template)},
+		{name: "a status from before status.schedule keeps its last time",
+			w: existing("0 3 * * *", "", "", day8.Add(-31*time.Hour)), now: day8, create: minute(day8.Add(-7 * time.Hour)),
+			schedule: "0 3 * * *", last: day8.Add(-7 * time.Hour)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan := Compute(tc.w, nil, tc.now)
+			if got := jobNames(plan.Create); got != tc.create {
+				t.Errorf("create %q, want %q", got, tc.create)
+			}
+			if plan.Status.Schedule != tc.schedule || !plan.Status.LastScheduleTime.Equal(tc.last) {
+				t.Errorf("status schedule %q last %s, want %q %s", plan.Status.Schedule, plan.Status.LastScheduleTime, tc.schedule, tc.last)
+			}
+		})
+	}
+}
