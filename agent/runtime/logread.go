@@ -249,13 +249,19 @@ func copyRecords(r io.Reader, lw *lineWriter, tail int) error {
 	if tail == 0 {
 		return nil
 	}
-	ring := make([][]byte, tail)
+	// The ring grows with the lines read, up to tail: a huge tail asked
+	// of a short log costs the log, not the tail.
+	var ring [][]byte
 	n := 0
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 && line[len(line)-1] == '\n' {
-			ring[n%tail] = line
+			if len(ring) < tail {
+				ring = append(ring, line)
+			} else {
+				ring[n%tail] = line
+			}
 			n++
 		} else if len(line) > 0 {
 			lw.partial = append(lw.partial[:0], line...) // still being written

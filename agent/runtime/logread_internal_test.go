@@ -77,6 +77,13 @@ func TestReadLogsAcrossRotations(t *testing.T) {
 	if err := ReadLogs(context.Background(), path, LogOptions{Tail: 0}, &none); err != nil || none.Len() != 0 {
 		t.Fatalf("tail 0: %q %v", none.String(), err)
 	}
+	// A tail far beyond the log (anyone who may read logs may ask for it)
+	// costs the log, not the tail: it once took a slice of tail lines
+	// first, and a billion killed the agent.
+	var huge bytes.Buffer
+	if err := ReadLogs(context.Background(), path, LogOptions{Tail: 1 << 40}, &huge); err != nil || huge.String() != all.String() {
+		t.Fatalf("tail 2^40: %v\n%s", err, huge.String())
+	}
 }
 
 func TestReadLogsOfMissingFileIsEmpty(t *testing.T) {
