@@ -215,7 +215,7 @@ func TestPods(t *testing.T) {
 	t.Run("graceful delete stops the containers, then removes the object", func(t *testing.T) {
 		e := e.with(t)
 		p := e.pod("del", "bye", api.Container{Name: "c", Args: []string{"sleep"}})
-		p.Spec.TerminationGracePeriodSeconds = 10
+		p.Spec.TerminationGracePeriodSeconds = new(int64(10))
 		p = e.create(p)
 		e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
 		if _, ok := e.podState(p.Metadata.UID); !ok {

@@ -139,8 +139,8 @@ const defaultGrace = 30 * time.Second
 
 // gracePeriod is the pod's termination grace period.
 func gracePeriod(pod *api.Pod) time.Duration {
-	if s := pod.Spec.TerminationGracePeriodSeconds; s > 0 {
-		return time.Duration(s) * time.Second
+	if s := pod.Spec.TerminationGracePeriodSeconds; s != nil && *s >= 0 {
+		return time.Duration(*s) * time.Second
 	}
 	return defaultGrace
 }

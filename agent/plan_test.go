@@ -51,7 +51,7 @@ func obsOf(sb *runtime.Sandbox, cs ...runtime.ContainerStatus) observed {
 func TestPodPlan(t *testing.T) {
 	deleting := testPod("", "web")
 	deleting.Metadata.DeletionRequestedAt = &t0
-	deleting.Spec.TerminationGracePeriodSeconds = 5
+	deleting.Spec.TerminationGracePeriodSeconds = new(int64(5))
 	quick := t0.Add(-time.Second)
 	tests := []struct {
 		name string
@@ -229,18 +229,19 @@ func TestDrainWait(t *testing.T) {
 
 func TestGracePeriod(t *testing.T) {
 	for _, tt := range []struct {
-		seconds int64
+		seconds *int64
 		want    time.Duration
 	}{
-		{0, defaultGrace}, // unset
-		{-1, defaultGrace},
-		{1, time.Second},
-		{45, 45 * time.Second},
+		{nil, defaultGrace}, // unset
+		{new(int64(-1)), defaultGrace},
+		{new(int64(0)), 0}, // kill at once, as asked
+		{new(int64(1)), time.Second},
+		{new(int64(45)), 45 * time.Second},
 	} {
 		p := api.KindPod.New().(*api.Pod)
 		p.Spec.TerminationGracePeriodSeconds = tt.seconds
 		if got := gracePeriod(p); got != tt.want {
-			t.Errorf("gracePeriod(%d s) = %v, want %v", tt.seconds, got, tt.want)
+			t.Errorf("gracePeriod(%v s) = %v, want %v", tt.seconds, got, tt.want)
 		}
 	}
 }

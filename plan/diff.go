@@ -59,6 +59,14 @@ func seconds(v int64) string {
 	return strconv.FormatInt(v, 10) + "s"
 }
 
+// grace is a termination grace period as the agent applies it.
+func grace(v *int64) string {
+	if v == nil {
+		return "30s"
+	}
+	return strconv.FormatInt(*v, 10) + "s"
+}
+
 func intOrString(v api.IntOrString) string {
 	if v.IsZero() {
 		return ""
@@ -100,7 +108,7 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	fs.scalar(name, "ordered", yes(o.Ordered), yes(n.Ordered))
 	ot, nt := o.Template, n.Template
 	fs.scalar(name, "restart policy", ot.RestartPolicy, nt.RestartPolicy)
-	fs.scalar(name, "termination grace", seconds(ot.TerminationGracePeriodSeconds), seconds(nt.TerminationGracePeriodSeconds))
+	fs.scalar(name, "termination grace", grace(ot.TerminationGracePeriodSeconds), grace(nt.TerminationGracePeriodSeconds))
 	fs.keyed(name, "node selector", ot.NodeSelector, nt.NodeSelector)
 	fs.keyed(name, "label", ot.Labels, nt.Labels)
 	fs.keyed(name, "volume", volumes(ot.Volumes), volumes(nt.Volumes))

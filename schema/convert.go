@@ -274,7 +274,7 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	}
 	c.batch(&w, g, wp, sub)
 	t.NodeSelector = g.NodeSelector
-	t.TerminationGracePeriodSeconds = g.TerminationGrace
+	t.TerminationGracePeriodSeconds = new(g.TerminationGrace)
 	volumes := sortedKeys(g.Volumes)
 	for i, v := range volumes {
 		t.Volumes = append(t.Volumes, c.volume(v, g.Volumes[v], sub("volumes", v)))

@@ -137,7 +137,7 @@ func TestDefaults(t *testing.T) {
 			Labels:                        map[string]string{LabelApp: "a", LabelWorkload: "g"},
 			Containers:                    []api.Container{{Name: "c", Image: "img", ImagePullPolicy: api.PullIfNotPresent}},
 			RestartPolicy:                 api.RestartAlways,
-			TerminationGracePeriodSeconds: 30,
+			TerminationGracePeriodSeconds: new(int64(30)),
 		},
 		Strategy: api.RolloutStrategy{MaxSurge: api.FromString("25%"), MaxUnavailable: api.FromInt(0), ProgressDeadlineSeconds: 600},
 	}

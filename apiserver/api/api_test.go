@@ -47,7 +47,7 @@ func TestValidate(t *testing.T) {
 		{"mount of unknown volume", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].Name = "nope" }, "spec.containers[0].volumeMounts[0].name"},
 		{"relative mount", func(p *Pod) { p.Spec.Containers[0].VolumeMounts[0].MountPath = "spool" }, "spec.containers[0].volumeMounts[0].mountPath"},
 		{"bad restart policy", func(p *Pod) { p.Spec.RestartPolicy = "Sometimes" }, "spec.restartPolicy"},
-		{"negative grace", func(p *Pod) { p.Spec.TerminationGracePeriodSeconds = -1 }, "spec.terminationGracePeriodSeconds"},
+		{"negative grace", func(p *Pod) { p.Spec.TerminationGracePeriodSeconds = new(int64(-1)) }, "spec.terminationGracePeriodSeconds"},
 		{"env with equals", func(p *Pod) { p.Spec.Containers[0].Env = []EnvVar{{Name: "A=B"}} }, "spec.containers[0].env[0].name"},
 		{"bad node name", func(p *Pod) { p.Spec.NodeName = "No_de" }, "spec.nodeName"},
 	}

@@ -13,8 +13,8 @@ type PodTemplate struct {
 	RestartPolicy string            `json:"restartPolicy,omitempty"`
 	NodeSelector  map[string]string `json:"nodeSelector,omitempty"`
 	// TerminationGracePeriodSeconds is how long a container gets between
-	// SIGTERM and SIGKILL (default 30).
-	TerminationGracePeriodSeconds int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	// SIGTERM and SIGKILL: nil is the default, 30; 0 kills at once.
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
 	// Files are delivered read-only into every container (files.go).
 	Files []PodFile `json:"files,omitempty"`
 }

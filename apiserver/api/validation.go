@@ -336,8 +336,8 @@ func validateTemplate(errs *ErrorList, t *PodTemplate, path string) {
 	default:
 		errs.add(path+".restartPolicy", "%s: want Always, OnFailure or Never", quote(t.RestartPolicy))
 	}
-	if t.TerminationGracePeriodSeconds < 0 || t.TerminationGracePeriodSeconds > MaxTerminationGrace {
-		errs.add(path+".terminationGracePeriodSeconds", "%d: want 0 to %d", t.TerminationGracePeriodSeconds, MaxTerminationGrace)
+	if g := t.TerminationGracePeriodSeconds; g != nil && (*g < 0 || *g > MaxTerminationGrace) {
+		errs.add(path+".terminationGracePeriodSeconds", "%d: want 0 to %d", *g, MaxTerminationGrace)
 	}
 	for k, v := range t.NodeSelector {
 		if !isLabelKey(k) || !isLabelValue(v) {

@@ -34,7 +34,7 @@ func (c *Cluster) DeployJob(app, name string, policy api.JobPolicy, restart stri
 	w.Metadata.Name, w.Metadata.App = name, app
 	w.Spec.Job = &policy
 	w.Spec.Template.RestartPolicy = restart
-	w.Spec.Template.TerminationGracePeriodSeconds = 2
+	w.Spec.Template.TerminationGracePeriodSeconds = new(int64(2))
 	w.Spec.Template.Labels = map[string]string{api.LabelApp: app, api.LabelWorkload: name}
 	w.Spec.Template.Containers = []api.Container{{Name: "echo", Image: c.Image, Args: args}}
 	if _, err := c.Admin.Create(context.Background(), w); err != nil {

@@ -122,7 +122,7 @@ func TestBatch(t *testing.T) {
 		w := api.KindWorkload.New().(*api.Workload)
 		w.Metadata.Name, w.Metadata.App = "shipper", "batch"
 		w.Spec.EveryNode = true
-		w.Spec.Template.TerminationGracePeriodSeconds = 2
+		w.Spec.Template.TerminationGracePeriodSeconds = new(int64(2))
 		w.Spec.Template.Labels = map[string]string{api.LabelApp: "batch", api.LabelWorkload: "shipper"}
 		w.Spec.Template.Containers = []api.Container{{Name: "echo", Image: c.Image, Ports: []api.ContainerPort{{Name: "http", Port: 8080}},
 			Readiness: &api.Probe{HTTP: &api.HTTPProbe{Path: "/healthz", Port: api.FromInt(8080)}, PeriodSeconds: 1}}}
@@ -162,7 +162,7 @@ func TestBatch(t *testing.T) {
 	t.Run("dependsOn: an app starts only after its slow dependency is Available", func(t *testing.T) {
 		group := func(name string, delay int32) api.AppWorkload {
 			return api.AppWorkload{Name: name, Spec: api.WorkloadSpec{Replicas: 1, Template: api.PodTemplate{
-				TerminationGracePeriodSeconds: 2,
+				TerminationGracePeriodSeconds: new(int64(2)),
 				Containers: []api.Container{{Name: "echo", Image: c.Image, Ports: []api.ContainerPort{{Name: "http", Port: 8080}},
 					Readiness: &api.Probe{HTTP: &api.HTTPProbe{Path: "/healthz", Port: api.FromInt(8080)}, InitialDelaySeconds: delay, PeriodSeconds: 1}}},
 			}}}

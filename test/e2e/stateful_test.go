@@ -206,7 +206,7 @@ func TestOrderedGroup(t *testing.T) {
 	w.Metadata.Name, w.Metadata.App = "db", app
 	w.Spec.Replicas, w.Spec.Ordered = 3, true
 	w.Spec.Template.Labels = map[string]string{api.LabelWorkload: "db"}
-	w.Spec.Template.TerminationGracePeriodSeconds = 2
+	w.Spec.Template.TerminationGracePeriodSeconds = new(int64(2))
 	w.Spec.Template.Containers = []api.Container{{
 		Name: "echo", Image: c.Image, Env: []api.EnvVar{{Name: "ROUND", Value: "1"}},
 		Ports:     []api.ContainerPort{{Name: "http", Port: 8080}},
@@ -296,7 +296,7 @@ func TestVolumeNodeDies(t *testing.T) {
 	w.Metadata.Name, w.Metadata.App = "db", app
 	w.Spec.Replicas, w.Spec.Ordered = 1, true
 	w.Spec.Template.Labels = map[string]string{api.LabelWorkload: "db"}
-	w.Spec.Template.TerminationGracePeriodSeconds = 2
+	w.Spec.Template.TerminationGracePeriodSeconds = new(int64(2))
 	w.Spec.Template.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("16Mi")}}}
 	w.Spec.Template.Containers = []api.Container{{
 		Name: "echo", Image: c.Image,

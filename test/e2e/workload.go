@@ -43,7 +43,7 @@ func (c *Cluster) DeployApp(app, name string, replicas int32) {
 	w.Metadata.Name, w.Metadata.App = name, app
 	w.Spec.Replicas = replicas
 	w.Spec.Template.Labels = labels
-	w.Spec.Template.TerminationGracePeriodSeconds = 2
+	w.Spec.Template.TerminationGracePeriodSeconds = new(int64(2))
 	w.Spec.Template.Containers = []api.Container{{
 		Name: "echo", Image: c.Image,
 		Ports:     []api.ContainerPort{{Name: "http", Port: 8080}},
