@@ -151,18 +151,18 @@ func FormatBytes(n int64) string {
 // removed safely now.
 var ErrVolumeInUse = errors.New("volume in use")
 
-// VolumeDeleteProblem says why volume v may not be deleted without force:
-// pod (its replica, nil when there is none) runs on the volume's node and
-// is not terminating, or node (the volume's node, nil when it is gone) is
-// not Ready, so its agent cannot remove the data. A replica waiting
-// unbound (its node died) does not hold the volume. nil means the delete
-// may go ahead.
-func VolumeDeleteProblem(v *PersistentVolume, node *Node, pod *Pod) error {
+// VolumeDeleteProblem says why volume v may not be deleted without force.
+// node (the volume's node, nil when it is gone) must be Ready, so that its
+// agent can remove the data; a replica whose node died waits for that
+// node, and --force is the way out. And the replica must no longer need
+// the data: w (its workload, nil when there is none) must not want the
+// replica (the ordinal below its replicas) with a template naming the
+// volume, and pod (the replica's pod, nil when there is none) must not
+// name it, whatever its state: a replica being replaced (its pod
+// terminating, then pending and unbound) comes back on its data. nil
+// means the delete may go ahead.
+func VolumeDeleteProblem(v *PersistentVolume, node *Node, w *Workload, pod *Pod) error {
 	key := v.Metadata.App + "/" + v.Metadata.Name
-	if pod != nil && !Terminating(pod) && pod.Spec.NodeName == v.Spec.NodeName {
-		return fmt.Errorf("%w: volume %s holds the data of pod %s/%s, which still exists (on node %q); remove its pod group or scale it below %d replicas first, or delete with --force to give %s a new empty volume when it is next replaced",
-			ErrVolumeInUse, key, pod.Metadata.App, pod.Metadata.Name, pod.Spec.NodeName, v.Spec.Ordinal+1, pod.Metadata.Name)
-	}
 	ready := false
 	if node != nil {
 		c := FindCondition(node.Status.Conditions, NodeReady)
@@ -172,7 +172,33 @@ func VolumeDeleteProblem(v *PersistentVolume, node *Node, pod *Pod) error {
 		return fmt.Errorf("%w: volume %s is on node %s, which is not ready, so its data cannot be removed now; delete with --force to forget the volume (its replica then starts on a new empty volume elsewhere, and %s's agent removes the old data if the node comes back)",
 			ErrVolumeInUse, key, v.Spec.NodeName, v.Spec.NodeName)
 	}
+	replica := OrdinalPodName(v.Spec.Workload, int(v.Spec.Ordinal))
+	if w != nil && w.Metadata.Name == v.Spec.Workload && w.Spec.Ordered && v.Spec.Ordinal < w.Spec.Replicas && namesPersistent(w.Spec.Template.Volumes, v.Spec.Volume) {
+		return fmt.Errorf("%w: volume %s holds the data of replica %s: pod group %s still wants that replica (replicas: %d) with persistent volume %s; remove the volume from the pod group or scale the group below %d replicas first, or delete with --force to give %s a new empty volume when it is next made",
+			ErrVolumeInUse, key, replica, w.Metadata.Name, w.Spec.Replicas, v.Spec.Volume, v.Spec.Ordinal+1, replica)
+	}
+	if pod != nil && pod.Metadata.Name == replica && namesPersistent(pod.Spec.Volumes, v.Spec.Volume) {
+		state := "waiting for a node"
+		switch {
+		case Terminating(pod):
+			state = fmt.Sprintf("stopping on node %q", pod.Spec.NodeName)
+		case pod.Spec.NodeName != "":
+			state = fmt.Sprintf("on node %q", pod.Spec.NodeName)
+		}
+		return fmt.Errorf("%w: volume %s holds the data of pod %s/%s, which still exists and uses it (%s); try again once the pod is gone, or delete with --force to give %s a new empty volume when it is next made",
+			ErrVolumeInUse, key, pod.Metadata.App, pod.Metadata.Name, state, replica)
+	}
 	return nil
+}
+
+// namesPersistent reports whether vols has a persistent volume called name.
+func namesPersistent(vols []Volume, name string) bool {
+	for _, v := range vols {
+		if v.Name == name && v.Persistent != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // validateOrdered refuses persistent volumes on a workload that is not

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPodOrdinal(t *testing.T) {
@@ -128,5 +130,66 @@ func TestValidatePersistentNeedsOrdered(t *testing.T) {
 	w.Spec.Ordered = true
 	if err := Validate(w); err != nil {
 		t.Fatalf("ordered: %v", err)
+	}
+}
+
+// A volume is held while its replica may still need it: its workload still
+// wants the replica with the volume, or a pod of the replica uses it, in
+// whatever state (an ordered update or a failed replica's replacement
+// passes through terminating, then pending and unbound). A volume no
+// longer named by the template nor by a pod is free on a ready node.
+func TestVolumeDeleteProblem(t *testing.T) {
+	v := validVolume() // shop/db-1-data, replica 1 of db, on n1
+	ready := &Node{Metadata: ObjectMeta{Name: "n1"}}
+	ready.Status.Conditions = []Condition{{Type: NodeReady, Status: ConditionTrue}}
+	notReady := &Node{Metadata: ObjectMeta{Name: "n1"}}
+	notReady.Status.Conditions = []Condition{{Type: NodeReady, Status: ConditionFalse}}
+	persistent := []Volume{{Name: "data", Persistent: &PersistentSource{Size: MustParseQuantity("1Gi")}}}
+	workload := func(replicas int32, ordered bool, vols []Volume) *Workload {
+		w := &Workload{Metadata: ObjectMeta{App: "shop", Name: "db"}}
+		w.Spec.Replicas, w.Spec.Ordered, w.Spec.Template.Volumes = replicas, ordered, vols
+		return w
+	}
+	pod := func(node string, terminating bool, vols []Volume) *Pod {
+		p := &Pod{Metadata: ObjectMeta{App: "shop", Name: "db-1"}}
+		p.Spec.NodeName, p.Spec.Volumes = node, vols
+		if terminating {
+			p.Metadata.DeletionRequestedAt = new(time.Unix(1, 0))
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		node *Node
+		w    *Workload
+		pod  *Pod
+		want string // "" for no problem
+	}{
+		{"replica wanted, pod running", ready, workload(2, true, persistent), pod("n1", false, persistent), "pod group db still wants that replica (replicas: 2) with persistent volume data"},
+		{"replica being replaced: old pod terminating", ready, workload(2, true, persistent), pod("n1", true, persistent), "holds the data of replica db-1"},
+		{"replica being replaced: no pod between the two", ready, workload(2, true, persistent), nil, "holds the data of replica db-1"},
+		{"replica being replaced: new pod pending", ready, workload(2, true, persistent), pod("", false, persistent), "holds the data of replica db-1"},
+		{"scaled below the replica, its pod stopping", ready, workload(1, true, persistent), pod("n1", true, persistent), "(stopping on node \"n1\")"},
+		{"scaled below the replica, pod gone", ready, workload(1, true, persistent), nil, ""},
+		{"group removed, pod waiting for a node", ready, nil, pod("", false, persistent), "(waiting for a node)"},
+		{"group removed, pod gone", ready, nil, nil, ""},
+		{"volume removed from the group, old pod still running", ready, workload(2, true, nil), pod("n1", false, persistent), "(on node \"n1\")"},
+		{"volume removed from the group, pod replaced without it", ready, workload(2, true, nil), pod("n1", false, nil), ""},
+		{"a workload of another name", ready, &Workload{Metadata: ObjectMeta{App: "shop", Name: "other"}, Spec: workload(2, true, persistent).Spec}, nil, ""},
+		{"node dead, replica wanted", notReady, workload(2, true, persistent), pod("", false, persistent), "which is not ready"},
+		{"node dead, replica not wanted", notReady, nil, nil, "which is not ready"},
+		{"node gone", nil, nil, nil, "which is not ready"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := VolumeDeleteProblem(v, tc.node, tc.w, tc.pod)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("got %v, want no problem", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrVolumeInUse)):
+				t.Fatalf("got %v, want ErrVolumeInUse saying %q", err, tc.want)
+			case err != nil && !strings.Contains(err.Error(), "--force"):
+				t.Fatalf("got %v, want the way out (--force) named", err)
+			}
+		})
 	}
 }

@@ -19,8 +19,9 @@ removes it at once. Objects that came from git come back on the next sync:
 change the repository instead.
 
 A persistent volume (capstan delete volume APP/NAME) is deleted only once its
-replica no longer runs on it and its node is ready; the node's agent then removes the
-data. --force deletes it anyway: its replica starts on a new empty volume the
+replica no longer needs it (its pod group no longer wants the replica with
+the volume and no pod of the replica names it) and its node is ready; the
+node's agent then removes the data. --force deletes it anyway: its replica starts on a new empty volume the
 next time it is placed (see docs/volumes.md).`,
 		Args:              cobra.ExactArgs(2),
 		ValidArgsFunction: completeKinds,

@@ -130,7 +130,7 @@ func TestDataSurvives(t *testing.T) {
 
 	// Only the explicit command removes it: refused while its replica
 	// runs, done once the app is gone; the agent then removes the data.
-	if out, err := c.CLI(c.AdminConfigPath(), "delete", "volume", "store/kv-0-data"); err == nil || !strings.Contains(out, "still exists") {
+	if out, err := c.CLI(c.AdminConfigPath(), "delete", "volume", "store/kv-0-data"); err == nil || !strings.Contains(out, "still wants that replica") {
 		t.Fatalf("delete volume with kv-0 running: %v\n%s; want it refused", err, out)
 	}
 	repo.Commit("remove kv again", map[string]string{"kv.cue": ""})
