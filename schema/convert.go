@@ -172,6 +172,7 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 	for _, g := range sortedKeys(d.Pods) {
 		c.group(app, g, d.Pods[g])
 	}
+	c.derivedNames(app)
 	c.dependencies(app, d)
 	if p := d.Preview; p != nil {
 		// Kept when off too: it opts the app out of a repository's
