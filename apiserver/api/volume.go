@@ -157,10 +157,14 @@ var ErrVolumeInUse = errors.New("volume in use")
 // node, and --force is the way out. And the replica must no longer need
 // the data: w (its workload, nil when there is none) must not want the
 // replica (the ordinal below its replicas) with a template naming the
-// volume, and pod (the replica's pod, nil when there is none) must not
-// name it, whatever its state: a replica being replaced (its pod
-// terminating, then pending and unbound) comes back on its data. nil
-// means the delete may go ahead.
+// volume, which holds it all through a replacement (the old pod
+// terminating, then none, then the new one pending and unbound); and pod
+// (the replica's pod, nil when there is none) must not name it unless it
+// is stopping: running, or waiting for a node, a pod of a group scaled
+// down or removed, or made before the volume left the template, still
+// uses the data. A stopping pod is going; the agent removes the data only
+// once no pod on the node names the volume. nil means the delete may go
+// ahead.
 func VolumeDeleteProblem(v *PersistentVolume, node *Node, w *Workload, pod *Pod) error {
 	key := v.Metadata.App + "/" + v.Metadata.Name
 	ready := false
@@ -177,15 +181,12 @@ func VolumeDeleteProblem(v *PersistentVolume, node *Node, w *Workload, pod *Pod)
 		return fmt.Errorf("%w: volume %s holds the data of replica %s: pod group %s still wants that replica (replicas: %d) with persistent volume %s; remove the volume from the pod group or scale the group below %d replicas first, or delete with --force to give %s a new empty volume when it is next made",
 			ErrVolumeInUse, key, replica, w.Metadata.Name, w.Spec.Replicas, v.Spec.Volume, v.Spec.Ordinal+1, replica)
 	}
-	if pod != nil && pod.Metadata.Name == replica && namesPersistent(pod.Spec.Volumes, v.Spec.Volume) {
+	if pod != nil && pod.Metadata.Name == replica && !Terminating(pod) && namesPersistent(pod.Spec.Volumes, v.Spec.Volume) {
 		state := "waiting for a node"
-		switch {
-		case Terminating(pod):
-			state = fmt.Sprintf("stopping on node %q", pod.Spec.NodeName)
-		case pod.Spec.NodeName != "":
+		if pod.Spec.NodeName != "" {
 			state = fmt.Sprintf("on node %q", pod.Spec.NodeName)
 		}
-		return fmt.Errorf("%w: volume %s holds the data of pod %s/%s, which still exists and uses it (%s); try again once the pod is gone, or delete with --force to give %s a new empty volume when it is next made",
+		return fmt.Errorf("%w: volume %s holds the data of pod %s/%s, which still exists and uses it (%s); try again once it is gone (the workload controller removes it once its pod group is removed, scaled down or updated without the volume), or delete with --force to give %s a new empty volume when it is next made",
 			ErrVolumeInUse, key, pod.Metadata.App, pod.Metadata.Name, state, replica)
 	}
 	return nil

@@ -134,10 +134,11 @@ func TestValidatePersistentNeedsOrdered(t *testing.T) {
 }
 
 // A volume is held while its replica may still need it: its workload still
-// wants the replica with the volume, or a pod of the replica uses it, in
-// whatever state (an ordered update or a failed replica's replacement
-// passes through terminating, then pending and unbound). A volume no
-// longer named by the template nor by a pod is free on a ready node.
+// wants the replica with the volume (all through an ordered update or a
+// failed replica's replacement: the old pod terminating, then pending and
+// unbound), or a pod of the replica that is not stopping uses it. A volume
+// no longer named by the template nor by such a pod is free on a ready
+// node.
 func TestVolumeDeleteProblem(t *testing.T) {
 	v := validVolume() // shop/db-1-data, replica 1 of db, on n1
 	ready := &Node{Metadata: ObjectMeta{Name: "n1"}}
@@ -169,7 +170,8 @@ func TestVolumeDeleteProblem(t *testing.T) {
 		{"replica being replaced: old pod terminating", ready, workload(2, true, persistent), pod("n1", true, persistent), "holds the data of replica db-1"},
 		{"replica being replaced: no pod between the two", ready, workload(2, true, persistent), nil, "holds the data of replica db-1"},
 		{"replica being replaced: new pod pending", ready, workload(2, true, persistent), pod("", false, persistent), "holds the data of replica db-1"},
-		{"scaled below the replica, its pod stopping", ready, workload(1, true, persistent), pod("n1", true, persistent), "(stopping on node \"n1\")"},
+		{"scaled below the replica, its pod stopping", ready, workload(1, true, persistent), pod("n1", true, persistent), ""},
+		{"scaled below the replica, its pod still running", ready, workload(1, true, persistent), pod("n1", false, persistent), "(on node \"n1\")"},
 		{"scaled below the replica, pod gone", ready, workload(1, true, persistent), nil, ""},
 		{"group removed, pod waiting for a node", ready, nil, pod("", false, persistent), "(waiting for a node)"},
 		{"group removed, pod gone", ready, nil, nil, ""},
