@@ -369,3 +369,124 @@ func TestAppLifecycle(t *testing.T) {
 		return ""
 	})
 }
+
+// TestReclaimSwitchedToRetain: a pod group's volumes made with reclaim
+// "delete" follow the descriptor when it switches to "retain": the app
+// removed afterwards, the garbage collector deletes the volumes still on
+// "delete" and keeps the others.
+func TestReclaimSwitchedToRetain(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx := t.Context()
+	m := must[*reconcile.Manager](t)(reconcile.NewManager(reconcile.ManagerOptions{Client: c, Logger: slog.New(slog.DiscardHandler)}))
+	wl := must[*workload.Controller](t)(workload.New(m, workload.Options{}))
+	gcc := must[*gc.Controller](t)(gc.New(m, gc.Options{}))
+	ac := must[*app.Controller](t)(app.New(m, app.Options{}))
+	for _, r := range []reconcile.Runnable{wl, gcc, ac} {
+		m.Add(r)
+	}
+	run(t, ctx, m)
+	// The volumes' node, Ready: a volume is deleted only where its agent
+	// can remove the data.
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, LastTransitionTime: time.Unix(1, 0)}}
+	must[api.Object](t)(c.Create(ctx, n))
+
+	appKey := api.Key{Kind: api.KindApp, App: "store", Name: "store"}
+	// setReclaim writes the app with groups kv and cache, each with one
+	// replica and a persistent volume "data" of the given policies.
+	setReclaim := func(kv, cache string) {
+		t.Helper()
+		group := func(name, reclaim string) api.AppWorkload {
+			return api.AppWorkload{Name: name, Spec: api.WorkloadSpec{Replicas: 1, Ordered: true, Template: api.PodTemplate{
+				Containers: []api.Container{{Name: "c", Image: "example/kv:v1"}},
+				Volumes:    []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("64Mi"), Reclaim: reclaim}}}}}}
+		}
+		for attempt := 0; ; attempt++ {
+			a := api.KindApp.New().(*api.App)
+			a.Metadata = api.ObjectMeta{Name: "store", App: "store"}
+			o, err := c.Get(ctx, appKey)
+			if err == nil {
+				a = api.Clone(o.(*api.App))
+			} else if !client.IsNotFound(err) {
+				t.Fatal(err)
+			}
+			a.Metadata.Source = &api.Source{Repo: "test", Commit: kv + "/" + cache}
+			a.Spec.Workloads = []api.AppWorkload{group("cache", cache), group("kv", kv)}
+			if a.Metadata.UID == "" {
+				_, err = c.Create(ctx, a)
+			} else {
+				_, err = c.Update(ctx, a)
+			}
+			if err == nil {
+				return
+			}
+			if !client.IsConflict(err) || attempt > 5 {
+				t.Fatal(err)
+			}
+		}
+	}
+	setReclaim(api.ReclaimDelete, api.ReclaimDelete)
+	// The scheduler makes each replica's volume as it first binds it:
+	// with Delete, owned by the workload.
+	for _, g := range []string{"kv", "cache"} {
+		var w api.Object
+		waitFor(t, 30*time.Second, "workload "+g, func() string {
+			var err error
+			w, err = c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "store", Name: g})
+			if err != nil {
+				return err.Error()
+			}
+			return ""
+		})
+		v := api.KindVolume.New().(*api.PersistentVolume)
+		v.Metadata = api.ObjectMeta{App: "store", Name: g + "-0-data",
+			Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: g, UID: w.Meta().UID}}
+		v.Spec = api.VolumeSpec{Workload: g, Volume: "data", Size: api.MustParseQuantity("64Mi"), Reclaim: api.ReclaimDelete, NodeName: "n1"}
+		must[api.Object](t)(c.Create(ctx, v))
+	}
+	volume := func(name string) (*api.PersistentVolume, error) {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindVolume, App: "store", Name: name})
+		if err != nil {
+			return nil, err
+		}
+		return o.(*api.PersistentVolume), nil
+	}
+
+	// A commit switches kv to retain: its volume follows, and is no
+	// longer the workload's to take along.
+	setReclaim(api.ReclaimRetain, api.ReclaimDelete)
+	waitFor(t, 30*time.Second, "kv-0-data switched to Retain", func() string {
+		v, err := volume("kv-0-data")
+		if err != nil {
+			return err.Error()
+		}
+		if v.Spec.Reclaim != api.ReclaimRetain || v.Metadata.Owner != nil {
+			return fmt.Sprintf("reclaim %s, owner %+v", v.Spec.Reclaim, v.Metadata.Owner)
+		}
+		return ""
+	})
+	if v := must[*api.PersistentVolume](t)(volume("cache-0-data")); v.Spec.Reclaim != api.ReclaimDelete || v.Metadata.Owner == nil {
+		t.Fatalf("cache-0-data, still on delete: reclaim %s, owner %+v", v.Spec.Reclaim, v.Metadata.Owner)
+	}
+
+	// The app removed: cache's volume goes with its workload, kv's stays.
+	must[api.Object](t)(c.Delete(ctx, appKey, client.DeleteOptions{}))
+	waitFor(t, 30*time.Second, "the workloads and cache-0-data collected", func() string {
+		objs, _, err := c.List(ctx, api.KindWorkload, client.ListOptions{App: "store"})
+		if err != nil {
+			return err.Error()
+		}
+		if len(objs) > 0 {
+			return fmt.Sprintf("%d workloads left", len(objs))
+		}
+		if _, err := volume("cache-0-data"); !client.IsNotFound(err) {
+			return fmt.Sprintf("cache-0-data: %v", err)
+		}
+		return ""
+	})
+	if v, err := volume("kv-0-data"); err != nil || v.Spec.Reclaim != api.ReclaimRetain {
+		t.Fatalf("kv-0-data after the app's removal: %+v, %v; want it kept, Retain", v, err)
+	}
+}

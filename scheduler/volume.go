@@ -59,7 +59,9 @@ func volumeOnNode(c *candidate, n *NodeInfo) bool {
 // yet, as objects bound to node: the scheduler creates them before it
 // binds the pod, so the replica's data lives where it first ran. A volume
 // with reclaim Delete is owned by the pod's workload and goes with it;
-// one with Retain has no owner and stays until deleted by hand.
+// one with Retain has no owner and stays until deleted by hand. The
+// workload controller keeps both in step with later changes of the
+// template (reconcile/workload/volumes.go).
 func (s *Snapshot) missingVolumes(pod *api.Pod, node string) ([]*api.PersistentVolume, error) {
 	var out []*api.PersistentVolume
 	for _, v := range pod.Spec.Volumes {

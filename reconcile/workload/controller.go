@@ -38,6 +38,7 @@ type Controller struct {
 	workloads *client.Informer
 	pods      *client.Informer
 	byOwner   *reconcile.Index
+	volumes   *reconcile.Index // persistent volumes by "app/workload"
 	rec       *reconcile.Recorder
 
 	randMu sync.Mutex
@@ -66,7 +67,19 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c.pods.AddHandler(c.byOwner.Handler())
 	c.pods.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.OwnerKeyOf(api.KindWorkload)))
 	c.workloads.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
+	// A volume made or changed (the scheduler makes it from a pod's
+	// template, which may be older than the workload's) is checked
+	// against its workload's reclaim policy.
+	c.volumes = reconcile.NewIndex(volumeWorkloadKey)
+	volumes := m.Informer(api.KindVolume)
+	volumes.AddHandler(c.volumes.Handler())
+	volumes.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), volumeWorkloadKey))
 	return c, nil
+}
+
+// volumeWorkloadKey files a persistent volume under its workload's key.
+func volumeWorkloadKey(o api.Object) []string {
+	return []string{o.Meta().App + "/" + o.(*api.PersistentVolume).Spec.Workload}
 }
 
 // Start runs the controller until ctx ends.
@@ -88,13 +101,17 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 			pods = append(pods, p)
 		}
 	}
+	// Before anything else: the policy of the volumes decides what
+	// deleting the workload deletes. A failure here holds up nothing
+	// else; it is returned, and retried, with the rest.
+	volErr := c.syncVolumes(ctx, key, w)
 	if !c.expectations.Satisfied(key, pods, now) {
-		return reconcile.Result{RequeueAfter: time.Second}, nil
+		return reconcile.Result{RequeueAfter: time.Second}, volErr
 	}
 	var plan Plan
 	switch {
 	case w.Spec.EveryNode:
-		return reconcile.Result{}, nil // the everynode controller's
+		return reconcile.Result{}, volErr // the rest is the everynode controller's
 	case w.Spec.Job != nil:
 		// A job's pods belong to its runs (the cron and job controllers);
 		// pods of the group from before it became a job go.
@@ -106,7 +123,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	}
 
 	exp := c.expectations.Begin(now)
-	var errs []error
+	errs := []error{volErr}
 	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
 		if _, err := c.client.Create(ctx, p); err != nil {
 			return fmt.Errorf("workload %s: create pod %s: %w", key, p.Metadata.Name, err)
@@ -139,4 +156,26 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		c.rec.Record(ctx, e)
 	}
 	return reconcile.Result{RequeueAfter: plan.RequeueAfter}, errors.Join(errs...)
+}
+
+// syncVolumes brings the reclaim policy of w's existing persistent volumes
+// in line with its template (VolumeUpdates). An update compares on the
+// cached version: a conflict means the volume changed, and its event
+// queues w again.
+func (c *Controller) syncVolumes(ctx context.Context, key string, w *api.Workload) error {
+	objs := c.volumes.Get(key)
+	if len(objs) == 0 {
+		return nil
+	}
+	vols := make([]*api.PersistentVolume, 0, len(objs))
+	for _, o := range objs {
+		vols = append(vols, o.(*api.PersistentVolume))
+	}
+	return reconcile.Parallel(WriteParallelism, VolumeUpdates(w, vols), func(v *api.PersistentVolume) error {
+		_, err := c.client.Update(ctx, v)
+		if err != nil && !client.IsNotFound(err) {
+			return fmt.Errorf("workload %s: set reclaim %s on volume %s: %w", key, v.Spec.Reclaim, v.Metadata.Name, err)
+		}
+		return nil
+	})
 }
