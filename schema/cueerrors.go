@@ -49,15 +49,19 @@ func cueProblems(err error, v cue.Value, skip []string, schemaSrc []byte) []prob
 		g.errs = append(g.errs, e)
 	}
 	notAllowed := map[string]bool{}
+	closed := closedByUser(groups)
 	for _, g := range groups {
 		for _, e := range g.errs {
-			if format, _ := e.Msg(); strings.HasPrefix(format, "field not allowed") {
+			if format, _ := e.Msg(); strings.HasPrefix(format, "field not allowed") && !closed.has(g.path) {
 				notAllowed[strings.Join(g.path, ".")] = true
 			}
 		}
 	}
-	var out []problem
+	out := closed.problems()
 	for _, g := range groups {
+		if closed.has(g.path) {
+			continue
+		}
 		if onlyConflicts(g.errs) && hasDeeper(groups, g) {
 			// A value that fits no branch of a disjunction, with a more
 			// precise error below it (an unknown field of the long form
@@ -74,6 +78,104 @@ func cueProblems(err error, v cue.Value, skip []string, schemaSrc []byte) []prob
 		}
 	}
 	return out
+}
+
+// closedStructs are the structs of the user's that are closed (a CUE
+// definition #X, close()): the schema's own fields with defaults
+// (ordered, pullPolicy) cannot be added to them, and CUE reports each as a
+// field not allowed, at the schema's position only. The fields of each
+// such struct, by its path joined by '.'.
+type closedStructs struct {
+	order  []string
+	fields map[string][]string
+}
+
+func closedByUser(groups []*errGroup) closedStructs {
+	c := closedStructs{fields: map[string][]string{}}
+	for _, g := range groups {
+		if len(g.path) < 2 || !schemaFieldNotAllowed(g.errs) {
+			continue
+		}
+		parent := strings.Join(g.path[:len(g.path)-1], ".")
+		if _, ok := c.fields[parent]; !ok {
+			c.order = append(c.order, parent)
+		}
+		c.fields[parent] = append(c.fields[parent], g.path[len(g.path)-1])
+	}
+	return c
+}
+
+// schemaFieldNotAllowed reports whether errs say only that a field is not
+// allowed, and that field comes from the schema, not the user's files.
+func schemaFieldNotAllowed(errs []errors.Error) bool {
+	for _, e := range errs {
+		if format, _ := e.Msg(); !strings.HasPrefix(format, "field not allowed") || len(userPositions(e)) > 0 {
+			return false
+		}
+	}
+	return len(errs) > 0
+}
+
+func (c closedStructs) has(path []string) bool {
+	if len(path) < 2 {
+		return false
+	}
+	fields := c.fields[strings.Join(path[:len(path)-1], ".")]
+	for _, f := range fields {
+		if f == path[len(path)-1] {
+			return true
+		}
+	}
+	return false
+}
+
+// problems is one problem per closed struct, at the struct; a closed
+// struct inside another is most often part of the same definition, which
+// the way out of the outer one fixes too.
+func (c closedStructs) problems() []problem {
+	var out []problem
+	for _, parent := range c.order {
+		if c.inside(parent) {
+			continue
+		}
+		fields := c.fields[parent]
+		sort.Strings(fields)
+		path := strings.Split(parent, ".")
+		out = append(out, problem{path: path, anchor: atDeepest, msg: fmt.Sprintf(
+			"is closed (a CUE definition #X or close()), so the schema cannot add its defaults (%s): "+
+				"write the template as a hidden field instead (_%s: {...}, used as %s: _%s)",
+			strings.Join(fields, ", "), templateName(path), path[len(path)-1], templateName(path))})
+	}
+	return out
+}
+
+// inside reports whether the struct at path is inside another closed one.
+func (c closedStructs) inside(path string) bool {
+	for _, other := range c.order {
+		if strings.HasPrefix(path, other+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// templateName is a name for a hidden field holding the template of the
+// struct at path, for the example in the message.
+func templateName(path []string) string {
+	name := path[len(path)-1]
+	if !isIdentifier(name) {
+		return "template"
+	}
+	return name
+}
+
+func isIdentifier(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // cueProblem is one error CUE raised at path, with a message that says
