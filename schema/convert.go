@@ -233,6 +233,24 @@ func parentPath(p string) string {
 	return p[:i]
 }
 
+// surge keeps a maxSurge of 0 the user wrote: the API cannot tell the
+// number 0 from unset (the default, 25%), so it is written as "0%".
+func surge(v api.IntOrString) api.IntOrString {
+	if !v.IsString && v.IntVal == 0 {
+		return api.FromString("0%")
+	}
+	return v
+}
+
+// isZeroCount reports whether a count is 0 whatever the replicas: 0 or
+// "0%".
+func isZeroCount(v api.IntOrString) bool {
+	if v.IsString {
+		return v.StrVal == "0%"
+	}
+	return v.IntVal == 0
+}
+
 func (c *converter) group(app *api.App, name string, g dGroup) {
 	desc := []string{"pods", name}
 	sub := func(s ...string) []string { return append(append([]string{}, desc...), s...) }
@@ -253,8 +271,12 @@ func (c *converter) group(app *api.App, name string, g dGroup) {
 	if g.Replicas != nil {
 		w.Spec.Replicas = *g.Replicas
 	}
+	if isZeroCount(g.Strategy.MaxSurge) && isZeroCount(g.Strategy.MaxUnavailable) {
+		c.fail(sub("strategy", "maxSurge"), "maxSurge and maxUnavailable are both 0, so a rollout could neither add a pod nor remove one: "+
+			"set maxUnavailable: 1 to replace pods in place, or maxSurge above 0")
+	}
 	w.Spec.Strategy = api.RolloutStrategy{
-		MaxSurge:                g.Strategy.MaxSurge,
+		MaxSurge:                surge(g.Strategy.MaxSurge),
 		MaxUnavailable:          g.Strategy.MaxUnavailable,
 		ProgressDeadlineSeconds: g.Strategy.ProgressDeadline,
 	}

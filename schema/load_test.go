@@ -146,6 +146,23 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestMaxSurgeZero: the API cannot tell a maxSurge of 0 from unset (the
+// default, 25%), so the 0 the user wrote is kept as "0%".
+func TestMaxSurgeZero(t *testing.T) {
+	for _, surge := range []string{`0`, `"0%"`} {
+		res := mustLoad(t, mapFS(map[string]string{
+			"a.cue": `apps: a: pods: g: {strategy: {maxSurge: ` + surge + `, maxUnavailable: 1}, containers: c: image: "img"}`,
+		}), LoadOptions{})
+		if !res.OK() {
+			t.Fatal(errorStrings(res.AllErrors()))
+		}
+		got := res.Valid()[0].Spec.Workloads[0].Spec.Strategy
+		if want := (api.RolloutStrategy{MaxSurge: api.FromString("0%"), MaxUnavailable: api.FromInt(1), ProgressDeadlineSeconds: 600}); got != want {
+			t.Errorf("maxSurge: %s: strategy = %+v, want %+v", surge, got, want)
+		}
+	}
+}
+
 // full is a descriptor that uses every field, in CUE, YAML and JSON.
 const fullCUE = `apps: full: pods: {
 	api: {
