@@ -109,16 +109,13 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 	}
 	l.files = files
 
-	res := &Result{Files: len(units)}
+	res := &Result{}
 	// Gather, per app, the files that declare it (sorted by path, as walk
 	// returns them).
 	byApp := map[string][]*unit{}
 	for _, u := range units {
 		for _, name := range u.owners {
 			byApp[name] = append(byApp[name], u)
-		}
-		if len(u.errs) > 0 && (len(u.owners) == 0 || u.guessed) {
-			res.Errors = append(res.Errors, u.errs...)
 		}
 	}
 	names := make([]string, 0, len(byApp))
@@ -162,6 +159,19 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		}
 	}
 	l.apps = apps
+	// A file a valid app reads as a config file (files: from:) that
+	// declares no app is data, not a descriptor: its errors as one (a
+	// JSON file's top-level fields) are not the repository's.
+	data := fromFiles(apps)
+	for _, u := range units {
+		if len(u.owners) == 0 && data[u.path] {
+			continue
+		}
+		res.Files++
+		if len(u.errs) > 0 && (len(u.owners) == 0 || u.guessed) {
+			res.Errors = append(res.Errors, u.errs...)
+		}
+	}
 	refuseAppCycles(res, apps, opts)
 	stampDependencies(res)
 	reportDependents(res, apps, opts)
@@ -170,6 +180,24 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 	}
 	sortErrors(res.Errors)
 	return res
+}
+
+// fromFiles is the set of paths the valid apps read as config files.
+func fromFiles(apps map[string]*appCache) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range apps {
+		if c.app == nil || len(c.errs) > 0 {
+			continue
+		}
+		for _, w := range c.app.Spec.Workloads {
+			for _, f := range w.Spec.Template.Files {
+				if f.From != "" {
+					out[f.From] = true
+				}
+			}
+		}
+	}
+	return out
 }
 
 // refusedApp is the result of an app whose evaluation was refused
