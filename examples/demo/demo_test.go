@@ -54,6 +54,50 @@ func TestRepoCreatedOnceAndKept(t *testing.T) {
 	}
 }
 
+// The README walkthrough's first git commit failed on a fresh machine
+// (root, no git identity): the demo repository now has an author of its
+// own unless the user's git config names one.
+func TestRepoIdentity(t *testing.T) {
+	global := filepath.Join(t.TempDir(), "gitconfig")
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	t.Setenv("GIT_CONFIG_GLOBAL", global)
+	for _, tc := range []struct {
+		name, global, want string
+	}{
+		{"no identity", "", "capstan@localhost"},
+		{"the user's", "[user]\n\tname = U\n\temail = u@example.com\n", "u@example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(global, []byte(tc.global), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "demo-repo")
+			if _, err := Repo(dir, repo.FS(), ExampleRegistry, ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "shop.cue"), []byte("// edited\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			commit := exec.Command("git", "commit", "-qam", "edit")
+			commit.Dir = dir
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "EMAIL=") && !strings.HasPrefix(kv, "GIT_AUTHOR_") && !strings.HasPrefix(kv, "GIT_COMMITTER_") {
+					commit.Env = append(commit.Env, kv)
+				}
+			}
+			if out, err := commit.CombinedOutput(); err != nil {
+				t.Fatalf("the user's first commit: %v: %s", err, out)
+			}
+			show := exec.Command("git", "log", "-1", "--format=%ae")
+			show.Dir = dir
+			out, err := show.Output()
+			if err != nil || strings.TrimSpace(string(out)) != tc.want {
+				t.Errorf("author %q (%v), want %s", out, err, tc.want)
+			}
+		})
+	}
+}
+
 // Item 12 of issue 12: `capstan up --registry-addr` elsewhere than
 // 127.0.0.1:5000 got a demo repository naming 127.0.0.1:5000.
 func TestRepoNamesTheGivenRegistry(t *testing.T) {

@@ -82,11 +82,14 @@ func Repo(dir string, src fs.FS, registryAddr, recipient string) (RepoResult, er
 	for _, args := range [][]string{
 		{"init", "-q", "-b", Branch},
 		{"add", "-A"},
-		{"-c", "user.name=Capstan", "-c", "user.email=capstan@localhost", "commit", "-q", "-m", "Example app: shop (frontend, backend, worker)"},
+		{"-c", "user.name=" + demoName, "-c", "user.email=" + demoEmail, "commit", "-q", "-m", "Example app: shop (frontend, backend, worker)"},
 	} {
 		if _, err := git(tmp, args...); err != nil {
 			return res, fmt.Errorf("demo repository: %w", err)
 		}
+	}
+	if err := setIdentity(tmp); err != nil {
+		return res, fmt.Errorf("demo repository: %w", err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return res, fmt.Errorf("demo repository: %w", err)
@@ -97,6 +100,31 @@ func Repo(dir string, src fs.FS, registryAddr, recipient string) (RepoResult, er
 	}
 	res.Created, res.Head = true, head
 	return res, nil
+}
+
+// The author of the demo's first commit, and of the user's commits in it
+// when git has no identity of theirs.
+const (
+	demoName  = "Capstan"
+	demoEmail = "capstan@localhost"
+)
+
+// setIdentity writes an author into the repository's own config when the
+// user's git config has none, so that the walkthrough's first git commit
+// works on a fresh machine (git cannot guess an email address as root
+// with no domain); a configured identity is left to apply.
+func setIdentity(dir string) error {
+	for key, value := range map[string]string{"user.name": demoName, "user.email": demoEmail} {
+		cmd := exec.Command("git", "config", "--get", key)
+		cmd.Dir = dir
+		if err := cmd.Run(); err == nil {
+			continue // the user's global or system config sets it
+		}
+		if _, err := git(dir, "config", key, value); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // retarget rewrites the image references to ExampleRegistry in the files
