@@ -4,9 +4,11 @@ BIN       := bin/capstan
 PKGS      := ./...
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
-# Debian packages the end-to-end tests and `capstan up` need (etcd and
-# dnsperf: the anchors of the side-by-side benchmarks in bench/).
-APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf
+# Debian packages the end-to-end tests and `capstan up` need (curl: the
+# journeys of cmd/capstan; gpg: the OpenPGP interop tests of gitsync; etcd
+# and dnsperf: the anchors of the side-by-side benchmarks in bench/). Go
+# (the version go.mod names) and make come first, from go.dev.
+APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf curl gpg gpg-agent
 TEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all build test unit bench anchors lint deps fuzz clean mutate
@@ -18,6 +20,9 @@ build:
 
 # deps installs, as root, the system packages that end-to-end tests and
 # `capstan up` need, when they are missing. Without root it only reports.
+# Debian's etcd-server starts etcd as a service on 127.0.0.1:2379 when it
+# is installed; the benchmarks start their own, so a service that deps
+# installed is stopped and disabled (one that was there before is left).
 deps:
 	@missing=""; for p in $(APT_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -26,7 +31,12 @@ deps:
 	elif [ "$$(id -u)" = 0 ]; then \
 		echo "deps: installing$$missing"; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+		case " $$missing " in *" etcd-server "*) \
+			if [ -d /run/systemd/system ]; then systemctl disable --now -q etcd.service 2>/dev/null; \
+			elif [ -x /etc/init.d/etcd ]; then /etc/init.d/etcd stop >/dev/null 2>&1; update-rc.d etcd disable >/dev/null 2>&1; fi; \
+			echo "deps: stopped and disabled the etcd service that etcd-server started (tests start their own etcd)";; \
+		esac; \
 	else echo "deps: missing$$missing (run 'make deps' as root)"; fi
 
 # test runs unit, integration and end-to-end tests. End-to-end tests need
