@@ -273,7 +273,7 @@ func newUpNetns(t testing.TB) (name, hostIP string) {
 
 // TestUpJourney is the newcomer's journey end to end, as root, on real
 // containerd, runc, CNI and nftables: capstan up with the demo repository;
-// the six pods run; the frontend answers through its VIP and its node port
+// the seven pods run; the frontend answers through its VIP and its node port
 // with data from the backend (reached by DNS name); scale by commit; a
 // refused commit changes nothing; a rolling update to hello:v2 with no
 // failed request; revert back to v1; stop and restart with every container
