@@ -285,11 +285,12 @@ func (n *Notifier) send(ctx context.Context, w Webhook, m Message) error {
 	for attempt := 1; attempt <= n.opts.Attempts; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 		if err != nil {
-			return err
+			return redactURLError(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "capstan")
 		resp, err := n.opts.Client.Do(req)
+		err = redactURLError(err)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
@@ -310,6 +311,19 @@ func (n *Notifier) send(ctx context.Context, w Webhook, m Message) error {
 		}
 	}
 	return fmt.Errorf("after %d attempts: %w", n.opts.Attempts, last)
+}
+
+// redactURLError replaces the URL a *url.Error carries ("Post
+// \"https://hooks.slack.com/services/...\": ...") with its redacted form,
+// so that the error can be logged.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	c := *ue
+	c.URL = redact(ue.URL)
+	return &c
 }
 
 // redact keeps a webhook URL's host only: the path of a Slack webhook is

@@ -3,9 +3,12 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -99,6 +102,23 @@ func TestNotifierSends(t *testing.T) {
 	defer w.mu.Unlock()
 	if len(w.d) != 2 || w.d[0] != time.Second || w.d[1] != 2*time.Second {
 		t.Errorf("waits %v, want 1s then 2s (a 404 is not retried)", w.d)
+	}
+}
+
+// A webhook's path is its secret: an error of the connection names the
+// host only, as the log does.
+func TestSendErrorRedactsURL(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens: the connection is refused
+	n := New(Options{Attempts: 1})
+	err = n.send(context.Background(), Webhook{URL: "http://" + addr + "/services/T000/B000/SECRETPATH"}, Message{Kind: NodeLost})
+	var ue *url.Error
+	if err == nil || strings.Contains(err.Error(), "SECRETPATH") || !strings.Contains(err.Error(), addr) || !errors.As(err, &ue) {
+		t.Fatalf("error %v: want the host %s without the path, still a *url.Error", err, addr)
 	}
 }
 
