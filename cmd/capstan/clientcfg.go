@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -78,9 +79,18 @@ func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *clien
 func parseKindArg(s string) (api.Kind, error) {
 	k, ok := api.ParseKind(s)
 	if !ok {
-		return "", fmt.Errorf("unknown kind %q: want one of nodes, leases, apps, workloads, pods, services, endpoints, revisions, events, jobs, volumes", s)
+		return "", fmt.Errorf("unknown kind %q: want one of %s", s, kindList())
 	}
 	return k, nil
+}
+
+// kindList names every kind, in the API's order.
+func kindList() string {
+	names := make([]string, len(api.Kinds))
+	for i, k := range api.Kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
 }
 
 // objectKey turns NAME or APP/NAME plus --app into a key.

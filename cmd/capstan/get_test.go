@@ -80,3 +80,16 @@ func TestTokenCommands(t *testing.T) {
 		t.Fatalf("revoked token still listed:\n%s", out)
 	}
 }
+
+// The unknown-kind error listed every kind but secrets.
+func TestGetUnknownKindListsEveryKind(t *testing.T) {
+	_, err := run(t, "get", "widgets")
+	if err == nil {
+		t.Fatal("get widgets: no error")
+	}
+	for _, k := range api.Kinds {
+		if !strings.Contains(err.Error(), string(k)) {
+			t.Errorf("error %q does not name %s", err, k)
+		}
+	}
+}

@@ -44,7 +44,11 @@ type upFlags struct {
 func (f *upFlags) register(cmd *cobra.Command) {
 	f.server.register(cmd)
 	fl := cmd.Flags()
-	fl.Lookup("registry-addr").DefValue = "[" + registry.DefaultAddr + "]"
+	// The server's registry is off by default; up's is on: its usage
+	// must not say "default: off" beside the default up shows.
+	ra := fl.Lookup("registry-addr")
+	ra.DefValue = "[" + registry.DefaultAddr + "]"
+	ra.Usage = strings.Replace(ra.Usage, "(default: off; repeatable)", "(repeatable)", 1)
 	f.server.registryAddrs = []string{registry.DefaultAddr}
 	fl.StringVar(&f.images, "images", "", "directory of image tarballs (capstan image pack -o) to push into the registry; 'make up' builds bin/images")
 	fl.BoolVar(&f.noAgent, "no-agent", false, "run no agent, proxy or DNS (no root needed); nodes join with 'capstan agent'")

@@ -186,3 +186,22 @@ func TestUpRootCheck(t *testing.T) {
 		t.Errorf("root: %v", err)
 	}
 }
+
+// `capstan up --help` said "(default: off; repeatable) (default
+// [127.0.0.1:5000])" for --registry-addr: the server's "off" does not
+// hold for up.
+func TestUpHelpRegistryDefault(t *testing.T) {
+	out, err := run(t, "up", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "--registry-addr") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "(default [127.0.0.1:5000])") || strings.Contains(line, "default: off") {
+		t.Errorf("--registry-addr help: %q", line)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/capstanhq/capstan/schema"
 	"github.com/capstanhq/capstan/schema/sandbox"
@@ -37,9 +38,12 @@ file:line:col: field.path: message; the exit status is 1 when there is any.`,
 }
 
 func runValidate(cmd *cobra.Command, dir string, opts schema.LoadOptions, eval evalFlags) error {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("validate: %s is a file: validate checks a directory of descriptors, as git sync reads them (an app may span files); pass its directory: capstan validate %s", dir, filepath.Dir(dir))
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return fmt.Errorf("validate: open %s: %w", dir, err)
+		return fmt.Errorf("validate: %w", err)
 	}
 	defer root.Close()
 	// Evaluation runs in a bounded child process, as in the server; the

@@ -106,3 +106,22 @@ sub/x.json:1:56: apps.bad.pods.g.containers.c.imag: unknown field "imag"; allowe
 		})
 	}
 }
+
+// `capstan validate shop.cue` said "open shop.cue: open shop.cue: not a
+// directory"; a missing directory doubled its "open" too.
+func TestValidateFileOrMissing(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "shop.cue")
+	if err := os.WriteFile(file, []byte(`apps: shop: pods: g: containers: c: image: "x"`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := run(t, "validate", file)
+	if err == nil || !strings.Contains(err.Error(), "is a file") || !strings.Contains(err.Error(), "capstan validate "+dir) {
+		t.Errorf("validate FILE: %v, want an error naming its directory", err)
+	}
+	missing := filepath.Join(dir, "nope")
+	_, err = run(t, "validate", missing)
+	if err == nil || strings.Count(err.Error(), missing) != 1 {
+		t.Errorf("validate MISSING: %v, want the path named once", err)
+	}
+}
