@@ -68,6 +68,10 @@ func cueProblems(err error, v cue.Value, skip []string, schemaSrc []byte) []prob
 			// of a port): the precise error says it all.
 			continue
 		}
+		if msg, ok := envValueHint(g.path, g.errs); ok {
+			out = append(out, problem{path: g.path, msg: msg, anchor: atCUE, cue: g.errs[0]})
+			continue
+		}
 		picked := pickErrors(g.errs, schemaSrc)
 		if msg, ok := enumMessage(g.errs, picked); ok {
 			out = append(out, problem{path: g.path, msg: msg, anchor: atCUE, cue: picked[0]})
@@ -226,6 +230,32 @@ func hasDeeper(groups []*errGroup, g *errGroup) bool {
 	return false
 }
 
+// envValueHint explains an env value that is not a string (PORT: 8080,
+// DEBUG: true, which YAML reads as a number and a bool): one message that
+// says to quote it, instead of a conflict with each form of an env value.
+func envValueHint(path []string, errs []errors.Error) (string, bool) {
+	if len(path) != 6 || path[4] != "env" || !onlyConflicts(errs) {
+		return "", false
+	}
+	_, args := errs[0].Msg()
+	for _, a := range args {
+		s := fmt.Sprint(a)
+		kind := ""
+		switch _, err := strconv.ParseFloat(s, 64); {
+		case err == nil:
+			kind = "a number"
+		case s == "true" || s == "false":
+			kind = "a bool"
+		case s == "null":
+			kind = "null"
+		default:
+			continue
+		}
+		return fmt.Sprintf("%s is %s: env values are strings, so quote it (%s: %q)", s, kind, path[5], s), true
+	}
+	return "", false
+}
+
 // enumMessage turns a value that matches none of a list of literals
 // (restartPolicy: "Sometimes") into one message naming them all, default
 // included: CUE reports one conflict per literal.
@@ -361,7 +391,10 @@ func allowedFields(v cue.Value, p []string, notAllowed map[string]bool) []string
 	if err != nil {
 		return nil
 	}
-	prefix := strings.Join(p, ".") + "."
+	prefix := ""
+	if len(p) > 0 {
+		prefix = strings.Join(p, ".") + "."
+	}
 	var out []string
 	for iter.Next() {
 		name := strings.TrimRight(iter.Selector().String(), "?!")
