@@ -18,6 +18,10 @@ apps: x: pods: g: {containers: c: {image: strings.ToUpper("a"), readiness: {}}, 
 	f.Add(`a: b: c: d: {x: [for i in list.Range(0, 3, 1) {i}]}`, "&a [*a, *a]", "[[[[[[[[[[[[")
 	f.Add(`apps: b: {dependsOn: ["a", "keep"], pods: {j: {schedule: "*/5 * * * *", job: {timeZone: "Europe/Paris", history: 0}, containers: c: image: "x"}, d: {everyNode: true, dependsOn: ["j"], containers: c: image: "x"}}}`,
 		"apps: {a: {dependsOn: [b], pods: {g: {job: {completions: 3}, restartPolicy: Never, containers: {c: {image: i}}}}}}", `{"apps": {"c": {"pods": {"g": {"schedule": "0 0 30 2 *", "containers": {"c": {"image": "i"}}}}}}}`)
+	// A closed template, a data file read by files: from:, an env number.
+	f.Add(`#W: {replicas: 2, containers: w: {image: "n", env: PORT: 80}}
+apps: d: pods: {w: #W, v: {strategy: maxSurge: 0, containers: c: image: "x", files: "/etc/s.json": from: "fuzz.json"}}`,
+		"apps: {e: {pods: {g: {containers: {c: {image: i, env: {DEBUG: true}}}}}}}", `{"k": 1}`)
 	valid := `apps: keep: pods: g: containers: c: image: "x"`
 	f.Fuzz(func(t *testing.T, c, y, j string) {
 		fsys := fstest.MapFS{
