@@ -242,3 +242,76 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+// A data directory whose pki, key ring or top-level files are symbolic
+// links (kept on another disk, say) is backed up whole: the links are
+// followed, not left out.
+func TestWriteFollowsSymlinks(t *testing.T) {
+	src := dataDir(t)
+	elsewhere := dataDir(t)
+	for _, name := range []string{"pki", "secrets", "tokens.json"} {
+		if err := os.RemoveAll(filepath.Join(src, name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(elsewhere, name), filepath.Join(src, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	m, err := Write(context.Background(), &buf, source(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(m.Files, ","); got != "admin.yaml,tokens.json,pki/ca.crt,pki/ca.key,pki/server.key,secrets/key.txt" {
+		t.Fatalf("files = %s", got)
+	}
+	dst := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "pki", "ca.key")); err != nil || string(b) != "CA KEY" {
+		t.Fatalf("restored pki/ca.key = %q, %v", b, err)
+	}
+}
+
+// A backup without the CA is refused when it is made and when it is
+// restored, instead of restoring a server nobody trusts.
+func TestBackupWithoutCARefused(t *testing.T) {
+	t.Run("write", func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			spoil func(dir string) error
+		}{
+			{"no ca.key", func(dir string) error { return os.Remove(filepath.Join(dir, "pki", "ca.key")) }},
+			{"dangling pki", func(dir string) error {
+				if err := os.RemoveAll(filepath.Join(dir, "pki")); err != nil {
+					return err
+				}
+				return os.Symlink(filepath.Join(dir, "gone"), filepath.Join(dir, "pki"))
+			}},
+			{"linked subdirectory", func(dir string) error {
+				return os.Symlink(filepath.Join(dir, "gitsync"), filepath.Join(dir, "pki", "more"))
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				src := dataDir(t)
+				if err := tc.spoil(src); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := Write(context.Background(), io.Discard, source(src)); err == nil {
+					t.Fatal("Write succeeded")
+				}
+			})
+		}
+	})
+	t.Run("restore", func(t *testing.T) {
+		parent := t.TempDir()
+		tr := tarOf(t, "manifest.json", manifestOf(t, "pki/ca.crt"), "capstan.db", "x", "pki/ca.crt", "CERT")
+		if _, err := Restore(bytes.NewReader(tr), filepath.Join(parent, "d")); !errors.Is(err, ErrNoCA) {
+			t.Fatalf("Restore: %v, want ErrNoCA", err)
+		}
+		if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+			t.Fatalf("a refused restore left %v", entries)
+		}
+	})
+}

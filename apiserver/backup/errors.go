@@ -7,4 +7,6 @@ var (
 	ErrNotEmpty = errors.New("the data directory is not empty")
 	// ErrFormat: the stream is not a Capstan backup this version reads.
 	ErrFormat = errors.New("not a Capstan backup")
+	// ErrNoCA: a backup without the cluster CA's certificate or key.
+	ErrNoCA = errors.New("no cluster CA")
 )

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -143,6 +144,11 @@ func unpack(r io.Reader, save func(name string, r io.Reader) error) (Manifest, e
 			missing = append(missing, n)
 		}
 		return Manifest{}, fmt.Errorf("restore: %w: missing %s (is the file cut short?)", ErrFormat, strings.Join(missing, ", "))
+	}
+	for _, ca := range CAFiles {
+		if !slices.Contains(m.Files, ca) {
+			return Manifest{}, fmt.Errorf("restore: %w: the backup holds no %s, so a server restored from it would not be trusted by any agent or admin (use another backup, or copy the CA from the old data directory)", ErrNoCA, ca)
+		}
 	}
 	return m, nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -107,9 +108,16 @@ func Write(ctx context.Context, w io.Writer, src Source) (Manifest, error) {
 // decrypts the secrets (secrets).
 var KeyDirs = []string{"pki", "secrets"}
 
+// CAFiles are the cluster CA's certificate and key: a backup or a
+// restore without them would make a server that no agent or admin trusts.
+var CAFiles = []string{"pki/ca.crt", "pki/ca.key"}
+
 // dataFiles lists what a backup keeps of a data directory besides the
 // store: every regular top-level file but the store's and the staging
-// file, and everything under KeyDirs that exist.
+// file, and everything under KeyDirs that exist. Symbolic links are
+// followed (an operator may keep pki or the key ring elsewhere); a link
+// to a directory inside KeyDirs, or to nothing, is refused rather than
+// left out. It fails when the CA is not among the files.
 func dataFiles(dir, staging string) ([]string, error) {
 	var out []string
 	entries, err := os.ReadDir(dir)
@@ -118,33 +126,70 @@ func dataFiles(dir, staging string) ([]string, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || name == staging || name == StoreFile || strings.HasPrefix(name, StoreFile+".") || strings.HasPrefix(name, ".") {
+		if name == staging || name == StoreFile || strings.HasPrefix(name, StoreFile+".") || strings.HasPrefix(name, ".") || slices.Contains(KeyDirs, name) {
 			continue
 		}
-		out = append(out, name)
+		regular, err := isRegular(filepath.Join(dir, name), e)
+		if err != nil {
+			return nil, err
+		}
+		if regular {
+			out = append(out, name)
+		}
 	}
 	for _, sub := range KeyDirs {
-		err = filepath.WalkDir(filepath.Join(dir, sub), func(p string, d fs.DirEntry, err error) error {
+		// os.DirFS stats the root, so a symlinked pki is walked too.
+		err = fs.WalkDir(os.DirFS(filepath.Join(dir, sub)), ".", func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if d.Type().IsRegular() && !strings.HasPrefix(d.Name(), ".") {
-				rel, err := filepath.Rel(dir, p)
-				if err != nil {
-					return err
-				}
-				out = append(out, filepath.ToSlash(rel))
+			if strings.HasPrefix(d.Name(), ".") && !d.IsDir() {
+				return nil
+			}
+			full := filepath.Join(dir, sub, filepath.FromSlash(p))
+			regular, err := isRegular(full, d)
+			if err != nil {
+				return err
+			}
+			if regular {
+				out = append(out, sub+"/"+p)
+			} else if d.Type()&fs.ModeSymlink != 0 {
+				return fmt.Errorf("%s is a symbolic link to a directory, which a backup does not follow: replace it with the directory itself", full)
 			}
 			return nil
 		})
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) && !exists(filepath.Join(dir, sub)) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("backup: read %s: %w", sub, err)
 		}
 	}
+	for _, ca := range CAFiles {
+		if !slices.Contains(out, ca) {
+			return nil, fmt.Errorf("backup: %w: %s is not a regular file in %s (a backup without the CA restores a cluster nobody trusts; check the server's --data-dir)", ErrNoCA, ca, dir)
+		}
+	}
 	return out, nil
+}
+
+// isRegular reports whether the entry at p is a regular file, following a
+// symbolic link; a link to nothing is an error.
+func isRegular(p string, e fs.DirEntry) (bool, error) {
+	if e.Type()&fs.ModeSymlink == 0 {
+		return e.Type().IsRegular(), nil
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return false, fmt.Errorf("backup: %s is a symbolic link that does not resolve: %w (fix or remove it)", p, err)
+	}
+	return st.Mode().IsRegular(), nil
+}
+
+// exists reports whether p or a symbolic link named p exists.
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 func writeFile(tw *tar.Writer, dir, name string, now time.Time) error {
