@@ -323,7 +323,7 @@ func TestBackupOnEtcd(t *testing.T) {
 	if m.Store != "etcd" || m.Revision == 0 || !slices.Contains(m.Files, "pki/ca.key") {
 		t.Fatalf("manifest = %+v", m)
 	}
-	db, err := bolt.Open(filepath.Join(dir, backup.StoreFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	db, err := bolt.Open(filepath.Join(dir, backup.EtcdSnapshotFile), 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
 		t.Fatalf("the snapshot is not an etcd database: %v", err)
 	}

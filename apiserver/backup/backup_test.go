@@ -315,3 +315,24 @@ func TestBackupWithoutCARefused(t *testing.T) {
 		}
 	})
 }
+
+// An etcd store's snapshot is restored as etcd-snapshot.db, never where a
+// bbolt server looks for its store.
+func TestRestoreEtcdSnapshotApart(t *testing.T) {
+	src := source(dataDir(t))
+	src.Store = "etcd"
+	var buf bytes.Buffer
+	if _, err := Write(context.Background(), &buf, src); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, EtcdSnapshotFile)); err != nil || string(b) != "SNAPSHOT" {
+		t.Fatalf("%s = %q, %v", EtcdSnapshotFile, b, err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, StoreFile)); !os.IsNotExist(err) {
+		t.Fatalf("the etcd snapshot is also at %s: %v", StoreFile, err)
+	}
+}

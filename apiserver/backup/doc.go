@@ -4,7 +4,9 @@
 // recipients), that holds, in this order:
 //
 //	manifest.json   format, time, store kind and revision, CA hash
-//	capstan.db      a consistent copy of the store (a bbolt file)
+//	capstan.db      a consistent copy of the store (a bbolt file; on
+//	                etcd, the member's snapshot, which Restore writes as
+//	                etcd-snapshot.db so no bbolt server opens it)
 //	pki/...         the cluster CA and every key and certificate
 //	secrets/...     the key ring that decrypts the secrets
 //	*.json, *.yaml, *.token, ...   the data directory's other top-level

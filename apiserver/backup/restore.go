@@ -17,7 +17,7 @@ import (
 const maxManifest = 1 << 20
 
 // Restore unpacks the backup read from r into dir, which must not exist
-// or be empty. A missing dir is made (0700) from a staging directory
+// or be empty; the store copy goes to the manifest's RestoredStore. A missing dir is made (0700) from a staging directory
 // renamed into place once the whole backup reads back; an empty one (a
 // mount point, say) is filled in place and emptied again on error. Either
 // way nothing is left in it when Restore fails. It returns the backup's
@@ -117,7 +117,7 @@ func unpack(r io.Reader, save func(name string, r io.Reader) error) (Manifest, e
 	}
 	want := map[string]bool{StoreFile: true}
 	for _, f := range m.Files {
-		if !safeName(f) || f == StoreFile || f == ManifestFile {
+		if !safeName(f) || f == StoreFile || f == ManifestFile || f == m.RestoredStore() {
 			return Manifest{}, fmt.Errorf("restore: %w: the manifest lists %q", ErrFormat, f)
 		}
 		want[f] = true
@@ -134,7 +134,11 @@ func unpack(r io.Reader, save func(name string, r io.Reader) error) (Manifest, e
 			return Manifest{}, fmt.Errorf("restore: %w: unexpected entry %q", ErrFormat, hdr.Name)
 		}
 		delete(want, hdr.Name)
-		if err := save(hdr.Name, tr); err != nil {
+		name := hdr.Name
+		if name == StoreFile {
+			name = m.RestoredStore()
+		}
+		if err := save(name, tr); err != nil {
 			return Manifest{}, err
 		}
 	}

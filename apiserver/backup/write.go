@@ -22,6 +22,12 @@ const Format = "capstan-backup/1"
 // StoreFile is the store copy's name, in a backup and in a data directory.
 const StoreFile = "capstan.db"
 
+// EtcdSnapshotFile is where Restore puts the store copy of an etcd
+// store's backup (an etcd member's database, for etcdutl snapshot
+// restore): apart from StoreFile, so that a bbolt server started on the
+// directory neither opens nor changes it.
+const EtcdSnapshotFile = "etcd-snapshot.db"
+
 // ManifestFile is the first entry of a backup.
 const ManifestFile = "manifest.json"
 
@@ -38,6 +44,15 @@ type Manifest struct {
 	// Files are the data directory's files in the backup besides the
 	// store, slash-separated and relative to it.
 	Files []string `json:"files"`
+}
+
+// RestoredStore is the store copy's name in a restored data directory:
+// StoreFile for a bbolt store, EtcdSnapshotFile for an etcd snapshot.
+func (m Manifest) RestoredStore() string {
+	if m.Store == "etcd" {
+		return EtcdSnapshotFile
+	}
+	return StoreFile
 }
 
 // Source is what Write copies.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -170,6 +171,9 @@ func Open(path string, opts Options) (*Bolt, error) {
 	}
 	s := &Bolt{db: db, opts: opts, records: newRecordCache()}
 	err = db.Update(func(tx *bolt.Tx) error {
+		if err := isCapstanFile(tx); err != nil {
+			return err
+		}
 		if err := makeBuckets(tx); err != nil {
 			return err
 		}
@@ -185,6 +189,24 @@ func Open(path string, opts Options) (*Bolt, error) {
 	s.writes, s.stopCommitter, s.committerDone = make(chan *writeReq), make(chan struct{}), make(chan struct{})
 	go s.runCommitter()
 	return s, nil
+}
+
+// isCapstanFile refuses a bbolt file that holds buckets but not a
+// Capstan store's meta and log (an etcd snapshot, say), before makeBuckets
+// would add Capstan's buckets to it. A new, empty file passes.
+func isCapstanFile(tx *bolt.Tx) error {
+	var names []string
+	err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		names = append(names, string(name))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 || (tx.Bucket(bucketMeta) != nil && tx.Bucket(bucketLog) != nil) {
+		return nil
+	}
+	return fmt.Errorf("%w: it holds the buckets %s (an etcd snapshot or another program's database?); it was left as it was: move it away, or point --data-dir at a Capstan data directory", ErrNotStore, strings.Join(names, ", "))
 }
 
 // makeBuckets makes the store's buckets that are missing: meta, the log,

@@ -519,3 +519,56 @@ func TestSlowCommitWarnsOnceASecond(t *testing.T) {
 		t.Fatalf("want a second warning counting both slow commits since the first, got:\n%s", out)
 	}
 }
+
+// Open refuses a bbolt file that is not a Capstan store (an etcd snapshot
+// unpacked where the store goes) and leaves it as it was; a new file and a
+// Capstan store open.
+func TestOpenRefusesForeignBoltFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "capstan.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range []string{"key", "meta", "lease"} { // as an etcd member's database
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if s, err := Open(path, Options{}); !errors.Is(err, ErrNotStore) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("Open of an etcd database: %v, want ErrNotStore", err)
+	}
+	db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	_ = db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, string(name))
+			return nil
+		})
+	})
+	db.Close()
+	if strings.Join(names, ",") != "key,lease,meta" {
+		t.Fatalf("the refused file's buckets became %v", names)
+	}
+
+	fresh := filepath.Join(t.TempDir(), "capstan.db")
+	for range 2 { // made, then opened again
+		s, err := Open(fresh, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+}

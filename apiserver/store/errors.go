@@ -28,6 +28,9 @@ var (
 	// ErrReadOnly: the store refuses writes for now (SetReadOnly: a
 	// migration copying it); the error says why and what comes next.
 	ErrReadOnly = errors.New("the store is read-only")
+	// ErrNotStore: Open was given a bbolt file that is not a Capstan
+	// store (an etcd snapshot, say); it is left untouched.
+	ErrNotStore = errors.New("not a Capstan store")
 	// ErrUnavailable: the store's backend (etcd) did not answer, or has no
 	// quorum; retry, or use another API server.
 	ErrUnavailable = errors.New("store unavailable: etcd did not answer or has no leader; retry, or use another API server")

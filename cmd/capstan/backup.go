@@ -186,7 +186,7 @@ backup list again instead of resuming in a history the restore replaced
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "restored the CA, keys and tokens into %s; the store is an etcd snapshot (revision %d or later): restore it into a new etcd cluster with\n"+
 					"  etcdutl snapshot restore %s --bump-revision %d --mark-compacted --data-dir ETCD_DATA_DIR ...\n"+
 					"then start the servers with --store etcd, the first with --data-dir %s\n",
-					dataDir, m.Revision, filepath.Join(dataDir, backup.StoreFile), bump, dataDir)
+					dataDir, m.Revision, filepath.Join(dataDir, m.RestoredStore()), bump, dataDir)
 				return err
 			}
 			if err := prepareRestoredStore(dataDir, m, bump); err != nil {
