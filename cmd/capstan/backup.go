@@ -178,6 +178,8 @@ backup list again instead of resuming in a history the restore replaced
 			if err != nil {
 				return err
 			}
+			_, statErr := os.Stat(dataDir)
+			existed := statErr == nil
 			m, err := backup.Restore(r, dataDir)
 			if err != nil {
 				return err
@@ -191,8 +193,8 @@ backup list again instead of resuming in a history the restore replaced
 			}
 			if err := prepareRestoredStore(dataDir, m, bump); err != nil {
 				// The directory was empty or missing: leave it so.
-				if rmErr := os.RemoveAll(dataDir); rmErr != nil {
-					return fmt.Errorf("%w (and removing %s: %v)", err, dataDir, rmErr)
+				if undoErr := undoRestore(dataDir, existed); undoErr != nil {
+					return fmt.Errorf("%w (and emptying %s again: %v)", err, dataDir, undoErr)
 				}
 				return err
 			}
@@ -207,6 +209,24 @@ backup list again instead of resuming in a history the restore replaced
 	fl.StringVar(&kf.passphraseFile, "passphrase-file", "", "the backup's passphrase, on this file's first line (default $"+passphraseEnv+")")
 	fl.StringSliceVar(&kf.identityFiles, "identity", nil, "an age identity file (AGE-SECRET-KEY-1...) of a recipient of the backup (repeatable)")
 	return cmd
+}
+
+// undoRestore leaves dir as it was before a restore: removed when the
+// restore made it, emptied when it existed (a mount point, say).
+func undoRestore(dir string, existed bool) error {
+	if !existed {
+		return os.RemoveAll(dir)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prepareRestoredStore bumps the restored store's revision (see

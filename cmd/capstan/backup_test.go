@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/capstanhq/capstan/agent/hollow"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/backup"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/internal/testenv"
@@ -240,4 +242,64 @@ func runHollowPod(t *testing.T, c *client.Client, name string) api.Object {
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, what, cond)
+}
+
+// A restore whose store turns out damaged leaves the empty directory it
+// was given (a mount point, say) in place and empty, and removes one it
+// made.
+func TestRestoreFailureKeepsExistingDirectory(t *testing.T) {
+	src := t.TempDir()
+	for name, body := range map[string]string{"pki/ca.crt": "CERT", "pki/ca.key": "KEY"} {
+		p := filepath.Join(src, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An X25519 key, not a passphrase: scrypt would take seconds.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, idFile := filepath.Join(t.TempDir(), "b.age"), filepath.Join(t.TempDir(), "key.txt")
+	if err := os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := backup.Seal(f, backup.Key{Recipients: []string{id.Recipient().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = backup.Write(t.Context(), sealed, backup.Source{DataDir: src, Store: "bbolt", Now: time.Now(),
+		Snapshot: func(_ context.Context, w io.Writer) (int64, error) {
+			_, err := io.WriteString(w, "not a bbolt file")
+			return 7, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sealed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	mount := t.TempDir()
+	if _, err := run(t, "restore", file, "--data-dir", mount, "--identity", idFile); err == nil {
+		t.Fatal("restore of a damaged store succeeded")
+	}
+	if entries, err := os.ReadDir(mount); err != nil || len(entries) != 0 {
+		t.Fatalf("the existing directory after a failed restore: %v, %v; want it there and empty", entries, err)
+	}
+	made := filepath.Join(t.TempDir(), "new")
+	if _, err := run(t, "restore", file, "--data-dir", made, "--identity", idFile); err == nil {
+		t.Fatal("restore of a damaged store succeeded")
+	}
+	if _, err := os.Stat(made); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left the directory it made: %v", err)
+	}
 }
