@@ -60,6 +60,8 @@ type Tokens struct {
 	byID    map[string]Token
 	// newID draws a token ID (default: tokenIDBytes random bytes in hex).
 	newID func() string
+	// lookups limits fresh's reads of a shared table.
+	lookups lookupLimit
 	// onRevoke run, under mu, when a token is deleted: the server ends
 	// the token's open streams there.
 	onRevoke []func(id string)
@@ -222,7 +224,7 @@ func (t *Tokens) Authenticate(bearer string, now time.Time) (string, error) {
 	if !found && t.shared != nil {
 		// Made on another server a moment ago, before its change reached
 		// this one: read the table once.
-		tok, found = t.fresh(id)
+		tok, found = t.fresh(id, now)
 	}
 	if !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1 {
 		return "", errors.New("unknown or revoked token")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/store"
 )
@@ -77,15 +79,64 @@ func decodeTokens(data []byte) (map[string]Token, error) {
 	return m, nil
 }
 
-// fresh reads the shared table again and returns token id from it.
-func (t *Tokens) fresh(id string) (Token, bool) {
+// fresh reads the shared table again and returns token id from it: a
+// token made on another server a moment ago, before its change reached
+// this one. Any caller may send an unknown ID, so the read is limited
+// (lookupLimit) and done outside t.mu: a stalled etcd costs one lookup
+// its request timeout, and never holds up the other callers.
+func (t *Tokens) fresh(id string, now time.Time) (Token, bool) {
+	if !t.lookups.begin(now) {
+		return Token{}, false
+	}
+	defer t.lookups.end()
+	data, version, err := t.shared.Document(context.Background(), tokensDocument)
+	if err != nil {
+		return Token{}, false
+	}
+	m, err := decodeTokens(data)
+	if err != nil {
+		return Token{}, false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.reloadLocked(context.Background()); err != nil {
-		return Token{}, false
+	if version > t.version {
+		t.replaceLocked(m, version)
 	}
 	tok, ok := t.byID[id]
 	return tok, ok
+}
+
+// lookupInterval is the least time between two reads of the shared table
+// for unknown token IDs.
+const lookupInterval = time.Second
+
+// lookupLimit lets one read of the shared table for an unknown token ID
+// run at a time, and at most one a lookupInterval; the IDs it turns away
+// are unknown (401), as they would be on a server without the table.
+type lookupLimit struct {
+	mu       sync.Mutex
+	inFlight bool
+	last     time.Time
+}
+
+// begin reports whether a lookup may run at now; end must follow one
+// that may.
+func (l *lookupLimit) begin(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// A clock that went back (d < 0) lets a lookup run rather than none
+	// for as long.
+	if d := now.Sub(l.last); l.inFlight || (!l.last.IsZero() && d >= 0 && d < lookupInterval) {
+		return false
+	}
+	l.inFlight, l.last = true, now
+	return true
+}
+
+func (l *lookupLimit) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inFlight = false
 }
 
 // follow keeps a shared table in step with the other servers' changes

@@ -29,9 +29,12 @@ var _ Documents = (*Etcd)(nil)
 
 func (s *Etcd) documentKey(name string) string { return s.opts.Prefix + "documents/" + name }
 
-// Document reads a document (see Documents).
+// Document reads a document (see Documents), linearizably, within the
+// store's RequestTimeout.
 func (s *Etcd) Document(ctx context.Context, name string) ([]byte, int64, error) {
-	resp, err := s.cli.Get(ctx, s.documentKey(name))
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Get(rctx, s.documentKey(name))
 	if err != nil {
 		return nil, 0, fmt.Errorf("document %s: %w", name, s.err(err))
 	}
@@ -41,11 +44,14 @@ func (s *Etcd) Document(ctx context.Context, name string) ([]byte, int64, error)
 	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, nil
 }
 
-// PutDocument replaces a document (see Documents).
+// PutDocument replaces a document (see Documents), within the store's
+// RequestTimeout.
 func (s *Etcd) PutDocument(ctx context.Context, name string, data []byte, version int64) (int64, error) {
 	key := s.documentKey(name)
 	ro := s.readOnlyKey()
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", version), clientv3.Compare(clientv3.Version(ro), "=", 0)).
+	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	defer cancel()
+	resp, err := s.cli.Txn(rctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", version), clientv3.Compare(clientv3.Version(ro), "=", 0)).
 		Then(clientv3.OpPut(key, string(data))).Else(clientv3.OpGet(ro)).Commit()
 	if err != nil {
 		return 0, fmt.Errorf("document %s: %w", name, s.err(err))

@@ -446,6 +446,25 @@ func TestEtcdQuorumLost(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a write without a quorum: %v, want ErrUnavailable", err)
 	}
+	// The documents (the token table) too, on a context without a
+	// deadline, as the token table's callers give.
+	docErr := make(chan error, 2)
+	go func() {
+		_, _, err := s.Document(context.Background(), "tokens")
+		docErr <- err
+		_, err = s.PutDocument(context.Background(), "tokens", []byte("[]"), 0)
+		docErr <- err
+	}()
+	for _, what := range []string{"a document read", "a document write"} {
+		select {
+		case err := <-docErr:
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("%s without a quorum: %v, want ErrUnavailable", what, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s without a quorum hangs", what)
+		}
+	}
 	select {
 	case _, ok := <-w.C:
 		for ok {
