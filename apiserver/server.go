@@ -340,7 +340,13 @@ func (s *Server) reapEvents(ctx context.Context) {
 
 // Start serves until ctx ends, then shuts down gracefully: it stops
 // accepting, ends watches and waits up to 10 s for requests in flight.
+// Meanwhile it holds the data directory's LockFile.
 func (s *Server) Start(ctx context.Context) error {
+	lock, err := lockDataDir(s.opts.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	srv := &http.Server{
 		Handler:           s,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{s.pki.ServeCert}},

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/capstanhq/capstan/agent"
 	"github.com/capstanhq/capstan/agent/routes"
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/node"
 )
 
@@ -59,6 +61,9 @@ func runDown(cmd *cobra.Command, f downFlags) error {
 		return errors.New("capstan down removes containers, namespaces and nftables tables and needs root: run it with sudo")
 	}
 	out := cmd.OutOrStdout()
+	if f.dataDir == "" {
+		return errors.New("--data-dir is empty (an unset variable?): give the cluster's data directory, or leave the flag out for /var/lib/capstan")
+	}
 	dataDir, err := filepath.Abs(f.dataDir)
 	if err != nil {
 		return err
@@ -75,6 +80,9 @@ func runDown(cmd *cobra.Command, f downFlags) error {
 		}
 	}
 	if f.purge {
+		if err := purgeable(dataDir); err != nil {
+			return err
+		}
 		if err := serverStopped(dataDir); err != nil {
 			return err
 		}
@@ -130,17 +138,49 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// serverStopped refuses to purge the data directory of a running server:
-// bbolt holds an exclusive lock on the store while it is open.
-func serverStopped(dataDir string) error {
-	db := filepath.Join(dataDir, "capstan.db")
-	fd, err := unix.Open(db, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil // no store: no server
+// purgeMarkers are files of which a cluster's data directory holds at
+// least one: the store, the CA, or the agent's saved config.
+var purgeMarkers = []string{"capstan.db", "pki/ca.crt", "agent/node.yaml"}
+
+// purgeable refuses to remove dir unless it looks like a cluster's data
+// directory: never /, and one that holds a purgeMarker (a missing dir is
+// fine: there is nothing to remove).
+func purgeable(dir string) error {
+	if dir == string(filepath.Separator) {
+		return errors.New("--purge would remove / : give the cluster's data directory with --data-dir")
 	}
-	defer unix.Close(fd)
-	if err := unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+	if !exists(dir) {
+		return nil
+	}
+	for _, m := range purgeMarkers {
+		if exists(filepath.Join(dir, filepath.FromSlash(m))) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s holds none of %s, so it is not a Capstan data directory: --purge removes nothing there (check --data-dir; remove the directory by hand if it is one)", dir, strings.Join(purgeMarkers, ", "))
+}
+
+// serverStopped refuses to purge the data directory of a running server:
+// every server holds a shared lock on apiserver.LockFile while it serves,
+// and bbolt an exclusive lock on the store while it is open (servers
+// older than the lock file).
+func serverStopped(dataDir string) error {
+	if held(filepath.Join(dataDir, apiserver.LockFile), unix.LOCK_EX) {
+		return fmt.Errorf("a server ('capstan up' or 'capstan server') still runs on the data directory %s; stop it first (Ctrl-C)", dataDir)
+	}
+	if db := filepath.Join(dataDir, "capstan.db"); held(db, unix.LOCK_SH) {
 		return fmt.Errorf("the store %s is open: a server ('capstan up' or 'capstan server') still runs on this data directory; stop it first (Ctrl-C)", db)
 	}
 	return nil
+}
+
+// held reports whether another process holds a lock on path that keeps
+// this one from taking how (a missing file: no).
+func held(path string, how int) bool {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return errors.Is(unix.Flock(fd, how|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
