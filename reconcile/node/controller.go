@@ -180,8 +180,8 @@ func CordonNode(ctx context.Context, c *client.Client, name string, cordon bool)
 	}
 }
 
-// DrainNode cordons a node and deletes its pods gracefully; it returns the
-// pods it asked to delete.
+// DrainNode cordons a node and deletes its pods gracefully, but those of
+// everyNode workloads (see Drain); it returns the pods it asked to delete.
 func DrainNode(ctx context.Context, c *client.Client, name string) ([]api.Key, error) {
 	if _, err := CordonNode(ctx, c, name, true); err != nil {
 		return nil, err
@@ -194,7 +194,17 @@ func DrainNode(ctx context.Context, c *client.Client, name string) ([]api.Key, e
 	if err != nil {
 		return nil, fmt.Errorf("drain %s: %w", name, err)
 	}
-	_, evict := Drain(o.(*api.Node), reconcile.Pods(objs))
+	workloads, _, err := c.List(ctx, api.KindWorkload, client.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("drain %s: list workloads: %w", name, err)
+	}
+	everyNode := map[string]bool{}
+	for _, w := range workloads {
+		if w := w.(*api.Workload); w.Spec.EveryNode {
+			everyNode[w.Metadata.UID] = true
+		}
+	}
+	_, evict := Drain(o.(*api.Node), reconcile.Pods(objs), everyNode)
 	var keys []api.Key
 	for _, p := range evict {
 		if _, err := c.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {

@@ -173,9 +173,15 @@ func Uncordon(n *api.Node) *api.Node {
 
 // Drain plans emptying a node: cordon it (nil when it already is), then
 // delete gracefully every pod bound to it that is not already being
-// deleted. The workload controller replaces them elsewhere.
-func Drain(n *api.Node, pods []*api.Pod) (cordon *api.Node, evict []*api.Pod) {
+// deleted. The workload controller replaces them elsewhere. Pods of an
+// everyNode workload (everyNode holds the UIDs of those workloads) stay,
+// as kubectl drain --ignore-daemonsets leaves DaemonSet pods: the
+// everyNode controller would make them again on the cordoned node at once.
+func Drain(n *api.Node, pods []*api.Pod, everyNode map[string]bool) (cordon *api.Node, evict []*api.Pod) {
 	for _, p := range pods {
+		if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload && everyNode[o.UID] {
+			continue
+		}
 		if p.Spec.NodeName == n.Metadata.Name && !api.Terminating(p) {
 			evict = append(evict, p)
 		}

@@ -90,6 +90,9 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 			p := api.KindPod.New().(*api.Pod)
 			p.Metadata = api.ObjectMeta{Name: n, App: "shop"}
 			p.Spec.NodeName = "n1"
+			if d.HasArg("everynode") {
+				p.Metadata.Owner = &api.OwnerRef{Kind: api.KindWorkload, Name: "agentd", UID: "everynode-uid"}
+			}
 			if d.HasArg("terminating") {
 				t := s.now
 				p.Metadata.DeletionRequestedAt = &t
@@ -146,7 +149,7 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 		}
 		return "unchanged"
 	case "drain":
-		c, evict := Drain(s.node, s.pods)
+		c, evict := Drain(s.node, s.pods, map[string]bool{"everynode-uid": true})
 		var out []string
 		if c != nil {
 			s.node = c
