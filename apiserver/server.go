@@ -194,6 +194,9 @@ func New(opts Options) (*Server, error) {
 	}
 	var tokens *Tokens
 	if docs, ok := opts.Store.(store.Documents); ok {
+		if err := checkClusterCA(context.Background(), docs, pki.CAHash(), filepath.Join(opts.DataDir, "pki")); err != nil {
+			return nil, err
+		}
 		// Servers sharing the store share the token table too.
 		tokens, err = openSharedTokens(context.Background(), docs, filepath.Join(opts.DataDir, "tokens.json"))
 	} else {

@@ -385,3 +385,24 @@ func TestInformerSeesEveryStepOfATransaction(t *testing.T) {
 	}
 	waitFor(t, "the informer has the three pods of the transaction", func() bool { return len(inf.List()) == 3 })
 }
+
+// A server whose data directory was made without the first server's CA
+// would make a CA of its own, which no agent trusts: it refuses to start
+// on the shared store and says which files to copy.
+func TestServerWithAnotherCARefused(t *testing.T) {
+	cluster, err := etcdtest.Start(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	startServers(t, cluster, 1)
+	_, err = New(Options{
+		DataDir: filepath.Join(t.TempDir(), "stranger"),
+		API:     apiserver.Options{Listen: "127.0.0.1:0"},
+		Store:   StoreOptions{Backend: StoreEtcd, Etcd: store.EtcdOptions{Endpoints: cluster.Endpoints()}},
+		Leader:  LeaderOptions{TTL: 2 * time.Second, ID: "stranger"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "is not the cluster's") || !strings.Contains(err.Error(), "copy ca.crt and ca.key") {
+		t.Fatalf("a server with a CA of its own on the shared store: %v", err)
+	}
+}
