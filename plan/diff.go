@@ -90,14 +90,6 @@ func compact(v any) string {
 	return string(b)
 }
 
-func quoted(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = strconv.Quote(v)
-	}
-	return out
-}
-
 // diffWorkload lists the field-level changes of a workload's spec.
 func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	var fs fields
@@ -160,7 +152,7 @@ func diffContainer(fs *fields, subject string, o, n *api.Container) {
 	fs.scalar(subject, "memory request", quantity(o.Resources.Requests.Memory), quantity(n.Resources.Requests.Memory))
 	fs.scalar(subject, "cpu limit", quantity(o.Resources.Limits.CPU), quantity(n.Resources.Limits.CPU))
 	fs.scalar(subject, "memory limit", quantity(o.Resources.Limits.Memory), quantity(n.Resources.Limits.Memory))
-	fs.keyed(subject, "env", quoted(env(o.Env)), quoted(env(n.Env)))
+	fs.keyed(subject, "env", env(o.Env), env(n.Env))
 	fs.scalar(subject, "readiness", probe(o.Readiness), probe(n.Readiness))
 	fs.scalar(subject, "liveness", probe(o.Liveness), probe(n.Liveness))
 	fs.keyed(subject, "mount", mounts(o.VolumeMounts), mounts(n.VolumeMounts))
@@ -195,12 +187,25 @@ func probe(p *api.Probe) string {
 	return strings.Join(parts, ", ")
 }
 
+// env renders each variable's value: quoted, or the secret key it comes
+// from ("secret db key password"), so that a switch of secret shows.
 func env(vs []api.EnvVar) map[string]string {
 	out := make(map[string]string, len(vs))
 	for _, v := range vs {
-		out[v.Name] = v.Value
+		out[v.Name] = strconv.Quote(v.Value)
+		if v.Secret != nil {
+			out[v.Name] = secretRef(v.Secret)
+		}
 	}
 	return out
+}
+
+// secretRef names the secret key a value comes from; "" for none.
+func secretRef(r *api.SecretKeyRef) string {
+	if r == nil {
+		return ""
+	}
+	return "secret " + r.Name + " key " + r.Key
 }
 
 func protocol(p string) string {

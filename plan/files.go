@@ -33,6 +33,7 @@ func diffFiles(fs *fields, subject string, old, new []api.PodFile) {
 		}
 		fs.scalar(subject, name+" mode", fileMode(o.Mode), fileMode(n.Mode))
 		fs.scalar(subject, name+" from", o.From, n.From)
+		fs.scalar(subject, name+" from", secretRef(o.Secret), secretRef(n.Secret))
 		if o.Content != n.Content {
 			*fs = append(*fs, Field{Subject: subject, Name: name, Op: Changed, Diff: textDiff(n.Path, o.Content, n.Content)})
 		}
@@ -45,6 +46,9 @@ func diffFiles(fs *fields, subject string, old, new []api.PodFile) {
 }
 
 func fileOrigin(f api.PodFile) string {
+	if f.Secret != nil {
+		return "from " + secretRef(f.Secret)
+	}
 	if f.From != "" {
 		return "from " + f.From
 	}

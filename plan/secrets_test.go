@@ -1,12 +1,14 @@
 package plan
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
 
 	"filippo.io/age"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/secrets"
 )
 
@@ -53,5 +55,57 @@ func TestPlanSecretChange(t *testing.T) {
 		if strings.Contains(text, never) {
 			t.Errorf("plan holds %q:\n%s", never, text)
 		}
+	}
+}
+
+// Which secret key a container gets is part of the plan: a switch of
+// key, a plain value becoming a secret one, a new secret env value or
+// file name the secret key, never an empty value.
+func TestPlanNamesSecretReferences(t *testing.T) {
+	ref := func(name, key string) *api.SecretKeyRef {
+		return &api.SecretKeyRef{Name: name, Key: key, Version: "v1"}
+	}
+	spec := func(env api.EnvVar, files ...api.PodFile) api.WorkloadSpec {
+		return api.WorkloadSpec{Replicas: 1, Template: api.PodTemplate{
+			Containers: []api.Container{{Name: "api", Image: "x", Env: []api.EnvVar{env}}},
+			Files:      files,
+		}}
+	}
+	tests := []struct {
+		name       string
+		base, head api.WorkloadSpec
+		want       []string
+	}{
+		{"secret key switched",
+			spec(api.EnvVar{Name: "DB_PASSWORD", Secret: ref("db", "password")}, api.PodFile{Path: "/run/secrets/t", Secret: ref("db", "password")}),
+			spec(api.EnvVar{Name: "DB_PASSWORD", Secret: ref("db", "token")}, api.PodFile{Path: "/run/secrets/t", Secret: ref("db", "token")}),
+			[]string{"api/api: env DB_PASSWORD secret db key password -> secret db key token",
+				"api: file /run/secrets/t from secret db key password -> secret db key token"}},
+		{"secret switched",
+			spec(api.EnvVar{Name: "DB_PASSWORD", Secret: ref("db", "password")}),
+			spec(api.EnvVar{Name: "DB_PASSWORD", Secret: ref("other", "password")}),
+			[]string{"api/api: env DB_PASSWORD secret db key password -> secret other key password"}},
+		{"plain to secret",
+			spec(api.EnvVar{Name: "DB_PASSWORD", Value: "plainvalue"}),
+			spec(api.EnvVar{Name: "DB_PASSWORD", Secret: ref("db", "password")}),
+			[]string{`api/api: env DB_PASSWORD "plainvalue" -> secret db key password`}},
+		{"new secret env and file",
+			spec(api.EnvVar{Name: "A", Value: "a"}),
+			spec(api.EnvVar{Name: "NEWTOKEN", Secret: ref("db", "token")}, api.PodFile{Path: "/run/secrets/u", Secret: ref("db", "token")}),
+			[]string{"api/api: env NEWTOKEN added (secret db key token)",
+				"api: file /run/secrets/u added (from secret db key token)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var lines []string
+			for _, f := range diffWorkload("api", tt.base, tt.head) {
+				lines = append(lines, f.Line())
+			}
+			for _, want := range tt.want {
+				if !slices.Contains(lines, want) {
+					t.Errorf("changes %q lack %q", lines, want)
+				}
+			}
+		})
 	}
 }
