@@ -20,12 +20,15 @@ const (
 // component finds it again by this marker (and its author).
 func Marker(repo string) string { return "<!-- capstan:plan repo=" + repo + " -->" }
 
-// FindOwn returns the first comment written by self that carries the
-// marker: the one to keep up to date. A comment by anyone else quoting
-// the marker is never edited.
+// FindOwn returns the first comment written by self whose first line is
+// the marker: the one to keep up to date. A comment by anyone else quoting
+// the marker is never edited, nor one of self's that holds the marker
+// further down (a plan comment of another repository quoting descriptor
+// content that a pull request wrote there).
 func FindOwn(comments []Comment, self, marker string) (Comment, bool) {
 	for _, c := range comments {
-		if c.Author == self && strings.Contains(c.Body, marker) {
+		first, _, _ := strings.Cut(c.Body, "\n")
+		if c.Author == self && strings.TrimSpace(first) == marker {
 			return c, true
 		}
 	}

@@ -74,6 +74,13 @@ func TestFindOwn(t *testing.T) {
 	if _, ok := FindOwn(cs[:2], "bot", m); ok {
 		t.Fatal("found a comment without the marker or by someone else")
 	}
+	planted := []Comment{{ID: 5, Author: "bot", Body: Marker("other") + "\n| file `/etc/" + m + "` |"}}
+	if c, ok := FindOwn(planted, "bot", m); ok {
+		t.Fatalf("found %+v: the marker is not its first line", c)
+	}
+	if c, ok := FindOwn([]Comment{{ID: 6, Author: "bot", Body: m + "\r\nedited on the web"}}, "bot", m); !ok || c.ID != 6 {
+		t.Fatalf("FindOwn = %+v, %v; want 6 (a line end the forge rewrote)", c, ok)
+	}
 }
 
 func TestPlanStatus(t *testing.T) {

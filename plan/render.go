@@ -2,10 +2,13 @@ package plan
 
 import (
 	"fmt"
+	"html"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 )
@@ -177,8 +180,14 @@ func (c *Capacity) header() string {
 	return s
 }
 
-// RenderText renders p for a terminal.
+// RenderText renders p for a terminal. Descriptor content (values, file
+// diffs, paths) may hold escape sequences; every character a terminal
+// would act on is shown escaped ("\x1b", "\r"), ordinary UTF-8 as is.
 func RenderText(p *Plan) string {
+	return printable(renderText(p), "\n\t")
+}
+
+func renderText(p *Plan) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "capstan plan: %s -> %s\n", revision(p.Base), revision(p.Head))
 	b.WriteString(strings.Join(p.summary(), "; ") + "\n")
@@ -265,7 +274,9 @@ func RenderMarkdown(p *Plan) string {
 			fmt.Fprintf(&b, "| %s | %s %s | %s |\n", o.Op, kindName(o), code(o.Name), strings.Join(details, "<br>"))
 		}
 		for _, f := range diffs {
-			fmt.Fprintf(&b, "\n<details><summary>%s</summary>\n\n```diff\n%s\n```\n</details>\n", cell(f.Line()), strings.ReplaceAll(f.Diff, "```", "`\u200b``"))
+			// The summary is inside an HTML block: its text is HTML.
+			fmt.Fprintf(&b, "\n<details><summary>%s</summary>\n\n```diff\n%s\n```\n</details>\n",
+				html.EscapeString(printable(strings.ReplaceAll(f.Line(), "\n", " "), "")), strings.ReplaceAll(printable(f.Diff, "\n\t"), "```", "`\u200b``"))
 		}
 	}
 	if c := p.Capacity; c != nil {
@@ -293,11 +304,43 @@ func upperFirst(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// cell makes text safe inside a Markdown table cell: one line, pipes
-// escaped.
+// cell makes text safe inside a Markdown table cell: one line (CommonMark
+// ends a line at a bare \r too), every other control or invisible
+// character escaped, pipes escaped.
 func cell(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
+	s = printable(strings.ReplaceAll(s, "\n", " "), "")
 	return strings.ReplaceAll(s, "|", `\|`)
+}
+
+// printable escapes every character a terminal or a Markdown renderer
+// would act on rather than show (control characters, \r included,
+// invisible format characters such as bidirectional overrides, invalid
+// UTF-8) as strconv.Quote does; it keeps ordinary UTF-8 and the
+// characters in keep.
+func printable(s, keep string) string {
+	safe := func(r rune) bool { return unicode.IsPrint(r) || strings.ContainsRune(keep, r) }
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !safe(r) }) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && isInvalid(s[i:]):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case safe(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
+}
+
+// isInvalid reports whether s starts with a byte that is not valid UTF-8.
+func isInvalid(s string) bool {
+	r, size := utf8.DecodeRuneInString(s)
+	return r == utf8.RuneError && size == 1
 }
 
 // code renders s as inline code that survives a table cell: pipes escaped
@@ -322,5 +365,5 @@ func fenced(s string) string {
 	for strings.Contains(s, fence) {
 		fence += "`"
 	}
-	return fence + "text\n" + s + "\n" + fence + "\n"
+	return fence + "text\n" + printable(s, "\n\t") + "\n" + fence + "\n"
 }

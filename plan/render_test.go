@@ -1,6 +1,13 @@
 package plan
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
 
 func TestShortImage(t *testing.T) {
 	tests := []struct {
@@ -33,6 +40,9 @@ func TestMarkdownEscaping(t *testing.T) {
 		{"pipe in code", code, `env A "x|y"`, "`env A \"x\\|y\"`"},
 		{"backtick in code", code, "env A \"`id`\"", "`` env A \"`id`\" ``"},
 		{"newline in cell", cell, "a\nb|c", `a b\|c`},
+		{"carriage return in cell", cell, "/srv\r| x", `/srv\r\| x`},
+		{"escape in code", code, "dir /srv\x1b[2K", "`dir /srv\\x1b[2K`"},
+		{"bidi override in code", code, "a\u202eb", "`a\\u202eb`"},
 		{"fence", fenced, "a", "```text\na\n```\n"},
 		{"fence longer than content", fenced, "x ``` y", "````text\nx ``` y\n````\n"},
 	}
@@ -66,4 +76,64 @@ func TestFieldString(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Descriptor content cannot act on a terminal nor on the Markdown of a
+// pull-request comment: escape sequences, a bare \r (a line end for
+// CommonMark) and HTML in a folded diff's summary are shown, not obeyed.
+func TestRenderEscapesDescriptorContent(t *testing.T) {
+	path := "/etc/</summary></details><h1>INJECTED</h1>\r| x |"
+	p := &Plan{Base: Revision{Ref: "main"}, Head: Revision{Ref: "x"}, Apps: []App{{Name: "shop", Status: AppChanged,
+		Objects: []Object{{Kind: api.KindWorkload, Name: "web", Op: Changed, Fields: []Field{
+			{Subject: "web/app", Name: "working dir", Op: Changed, Old: "/srv", New: "/srv\x1b[2K\rok"},
+			{Subject: "web", Name: "file " + path, Op: Changed, Diff: "--- a\n+++ b\n@@ -1 +1 @@\n-a\n+\x1b]0;pwned\x07b\r```"},
+		}}}}}}
+	text := RenderText(p)
+	for _, bad := range []string{"\x1b", "\r", "\x07"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("text holds %q:\n%s", bad, text)
+		}
+	}
+	for _, want := range []string{`working dir /srv -> /srv\x1b[2K\rok`, `+\x1b]0;pwned\ab\r`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text lacks %q:\n%s", want, text)
+		}
+	}
+	md := RenderMarkdown(p)
+	for _, bad := range []string{"\x1b", "\r", "\x07"} {
+		if strings.Contains(md, bad) {
+			t.Errorf("markdown holds %q:\n%s", bad, md)
+		}
+	}
+	for _, line := range strings.Split(md, "\n") {
+		if strings.HasPrefix(line, "<details>") && strings.Contains(line, "<h1>") {
+			t.Errorf("summary holds raw HTML: %s", line)
+		}
+	}
+	if want := "<summary>web: file /etc/&lt;/summary&gt;&lt;/details&gt;&lt;h1&gt;INJECTED&lt;/h1&gt;\\r| x | changed</summary>"; !strings.Contains(md, want) {
+		t.Errorf("markdown lacks %q:\n%s", want, md)
+	}
+}
+
+// FuzzPrintable: whatever the input, the output is valid UTF-8 with no
+// character a terminal acts on but the kept ones, and printable input is
+// kept as is.
+func FuzzPrintable(f *testing.F) {
+	for _, s := range []string{"", "plain", "/srv\x1b[2K\r", "héllo wörld", "a\u202eb", "\xff\xfe", "tab\tnl\n", "\u0085\u009b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := printable(s, "\n")
+		if !utf8.ValidString(out) {
+			t.Fatalf("printable(%q) = %q: not UTF-8", s, out)
+		}
+		for _, r := range out {
+			if r != '\n' && !unicode.IsPrint(r) {
+				t.Fatalf("printable(%q) = %q holds %U", s, out, r)
+			}
+		}
+		if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r != '\n' && !unicode.IsPrint(r) }) && out != s {
+			t.Fatalf("printable(%q) = %q: changed printable text", s, out)
+		}
+	})
 }
