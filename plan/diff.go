@@ -104,6 +104,7 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	fs.keyed(name, "node selector", ot.NodeSelector, nt.NodeSelector)
 	fs.keyed(name, "label", ot.Labels, nt.Labels)
 	fs.keyed(name, "volume", volumes(ot.Volumes), volumes(nt.Volumes))
+	keptData(fs)
 	diffFiles(&fs, name, ot.Files, nt.Files)
 	diffSecretRefs(&fs, name, &ot, &nt)
 	diffBatch(&fs, name, o, n)
@@ -128,6 +129,46 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 		}
 	}
 	return fs
+}
+
+// dataDeleted ends the description of a volume whose data a change
+// deletes.
+const dataDeleted = ", reclaim delete: its data will be deleted"
+
+// dataLoss lists the persistent volumes of a removed workload, with what
+// becomes of their data: reclaim delete removes it with the workload,
+// retain keeps it (docs/volumes.md).
+func dataLoss(name string, vs []api.Volume) []Field {
+	var fs []Field
+	for _, v := range vs {
+		p := v.Persistent
+		if p == nil {
+			continue
+		}
+		fate := ", reclaim retain: its data is kept"
+		if p.Reclaim == api.ReclaimDelete {
+			fate = dataDeleted
+		}
+		fs = append(fs, Field{Subject: name, Name: "volume " + v.Name, New: "persistent " + api.FormatBytes(p.Size.Value()) + fate})
+	}
+	return fs
+}
+
+// keptData says, for each persistent volume a group no longer declares,
+// that its data stays (docs/volumes.md): the removal alone deletes
+// nothing.
+func keptData(fs fields) {
+	for i := range fs {
+		f := &fs[i]
+		if !strings.HasPrefix(f.Name, "volume ") || f.Op != Removed || !strings.HasPrefix(f.Old, "persistent ") {
+			continue
+		}
+		if strings.HasSuffix(f.Old, "reclaim delete") {
+			f.Old += "; data kept while the group exists"
+		} else {
+			f.Old += "; data kept"
+		}
+	}
 }
 
 func volumes(vs []api.Volume) map[string]string {
@@ -285,6 +326,9 @@ func describeWorkload(name string, w *api.Workload) []Field {
 		fs = nil // no replica count
 	}
 	fs = append(fs, describeBatch(name, w)...)
+	if w.Spec.Ordered {
+		fs = append(fs, Field{Subject: name, Name: "ordered", New: "yes"})
+	}
 	for _, c := range w.Spec.Template.Containers {
 		sub := name + "/" + c.Name
 		fs = append(fs, Field{Subject: sub, Name: "image", New: c.Image})

@@ -227,6 +227,11 @@ func diffObjects(base, head *api.App) []Object {
 	out = append(out, diffKind(api.KindWorkload, bw, hw, func(name string, o, n *api.Workload) []Field {
 		return diffWorkload(name, o.Spec, n.Spec)
 	}, describeWorkload)...)
+	for i := range out {
+		if o := &out[i]; o.Op == Removed {
+			o.Fields = append(o.Fields, dataLoss(o.Name, bw[o.Name].Spec.Template.Volumes)...)
+		}
+	}
 	out = append(out, diffKind(api.KindService, bs, hs, func(name string, o, n *api.Service) []Field {
 		return diffService(name, o.Spec, n.Spec)
 	}, describeService)...)

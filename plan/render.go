@@ -94,8 +94,25 @@ func (p *Plan) summary() []string {
 	if len(p.ChangedFiles) > 0 {
 		parts = append(parts, plural(len(p.ChangedFiles), "file")+" changed")
 	}
+	if n := p.dataLoss(); n > 0 {
+		parts = append(parts, "persistent data of "+plural(n, "workload")+" deleted")
+	}
 	parts = append(parts, p.capacitySummary())
 	return parts
+}
+
+// dataLoss counts the removed workloads whose persistent volumes go with
+// them (reclaim delete).
+func (p *Plan) dataLoss() int {
+	n := 0
+	for _, a := range p.Apps {
+		for _, o := range a.Objects {
+			if o.Op == Removed && slices.ContainsFunc(o.Fields, func(f Field) bool { return strings.HasSuffix(f.New, dataDeleted) }) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func (p *Plan) capacitySummary() string {
@@ -232,6 +249,11 @@ func RenderMarkdown(p *Plan) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### Capstan plan: %s -> %s\n\n", code(revision(p.Base)), code(revision(p.Head)))
 	parts := p.summary()
+	for i, part := range parts {
+		if strings.HasPrefix(part, "persistent data of ") {
+			parts[i] = "**" + part + "**"
+		}
+	}
 	if p.Valid() {
 		parts[0] = "**Valid**"
 	} else {
