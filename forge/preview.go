@@ -14,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/plan"
 	"github.com/capstanhq/capstan/schema"
 	"github.com/capstanhq/capstan/secrets"
 )
@@ -47,9 +48,9 @@ type PreviewOptions struct {
 	Now  time.Time
 	// Policy is the repository's (forge.previews).
 	Policy gitsync.PreviewPolicy
-	// Nodes is how many nodes an everyNode pod group runs on: its pods
-	// count against the quota.
-	Nodes int
+	// Nodes are the live nodes: an everyNode pod group runs a pod on each
+	// that it matches (plan.Pods), and they count against the quota.
+	Nodes []*api.Node
 }
 
 // Defaults of an app previewed because its repository previews every
@@ -136,13 +137,7 @@ func refusePreview(a *api.App, o PreviewOptions) string {
 	pods := 0
 	var cpu, mem int64 // milli
 	for _, w := range a.Spec.Workloads {
-		n := int(w.Spec.Replicas)
-		switch {
-		case w.Spec.Job != nil:
-			n = max(int(w.Spec.Job.Parallelism), 1)
-		case w.Spec.EveryNode:
-			n = o.Nodes
-		}
+		n := plan.Pods(&w.Spec, o.Nodes)
 		pods += n
 		for _, c := range w.Spec.Template.Containers {
 			r := c.Resources.Requests
@@ -225,9 +220,9 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 	var want []*api.App
 	var refused []PreviewLink
 	if w.wantsPreview(st.pr) && st.input != nil && st.input.Head.Result != nil && len(st.input.Head.Result.AllErrors()) == 0 {
-		nodes := 0
+		var nodes []*api.Node
 		if l := w.c.live(); l != nil {
-			nodes = len(l.Nodes)
+			nodes = l.Nodes
 		}
 		want, refused = PreviewApps(st.input.Head.Result, PreviewOptions{Repo: w.cfg.Name, PR: st.pr.Number, Now: w.c.opts.Now(),
 			Policy: w.cfg.Forge.Previews, Nodes: nodes})

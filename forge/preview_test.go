@@ -83,6 +83,21 @@ apps: secret: {
 	if errs := res.AllErrors(); len(errs) != 0 {
 		t.Fatal(errs)
 	}
+	// Five nodes an everyNode group runs on, one NotReady and one
+	// cordoned that it does not.
+	var nodes []*api.Node
+	for i := range 7 {
+		n := api.KindNode.New().(*api.Node)
+		n.Metadata.Name = fmt.Sprintf("n%d", i)
+		n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+		switch i {
+		case 5:
+			n.Status.Conditions[0].Status = api.ConditionFalse
+		case 6:
+			n.Spec.Unschedulable = true
+		}
+		nodes = append(nodes, n)
+	}
 	q := func(pods int, cpu, mem string) gitsync.PreviewQuota {
 		pq := gitsync.PreviewQuota{Pods: pods}
 		if cpu != "" {
@@ -122,7 +137,7 @@ apps: secret: {
 			refused: map[string]string{"opted-pr-7": "its pods request 64Mi memory, over the 63Mi"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			apps, refused := PreviewApps(res, PreviewOptions{Repo: "deploy", PR: 7, Now: time.Now(), Policy: tt.policy, Nodes: 5})
+			apps, refused := PreviewApps(res, PreviewOptions{Repo: "deploy", PR: 7, Now: time.Now(), Policy: tt.policy, Nodes: nodes})
 			var names []string
 			for _, a := range apps {
 				names = append(names, a.Metadata.Name)

@@ -69,6 +69,9 @@ func (c *Capacity) Pods() (pods, fit int) {
 	return pods, fit
 }
 
+// planNodeLabel is the node label the dry run adds to pin a pod.
+const planNodeLabel = "plan.capstan.io/node"
+
 // need is one workload's pods to place.
 type need struct {
 	ns, name string
@@ -76,6 +79,43 @@ type need struct {
 	pods     int
 	// replace frees the workload's live pods before placing.
 	replace bool
+	// nodes pins the pods of an everyNode group, one to each node.
+	nodes []string
+}
+
+// Pods is how many pods a workload runs at once on nodes: its replicas;
+// for a job, its parallelism (at least one); for an everyNode group, one
+// on each node that is Ready, schedulable and matches its node selector.
+// The dry run counts these, and so does a preview's quota.
+func Pods(w *api.WorkloadSpec, nodes []*api.Node) int {
+	switch {
+	case w.Job != nil:
+		return max(int(w.Job.Parallelism), 1)
+	case w.EveryNode:
+		return len(everyNodeTargets(w, nodes))
+	}
+	return int(w.Replicas)
+}
+
+// everyNodeTargets names the nodes an everyNode group runs a pod on, in
+// order.
+func everyNodeTargets(w *api.WorkloadSpec, nodes []*api.Node) []string {
+	var out []string
+	for _, n := range nodes {
+		ready := api.FindCondition(n.Status.Conditions, api.NodeReady)
+		if api.Terminating(n) || n.Spec.Unschedulable || ready == nil || ready.Status != api.ConditionTrue {
+			continue
+		}
+		match := true
+		for k, v := range w.Template.NodeSelector {
+			match = match && n.Metadata.Labels[k] == v
+		}
+		if match {
+			out = append(out, n.Metadata.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // dryRun runs the rule above over the apps of p.
@@ -83,7 +123,14 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 	snap := scheduler.NewSnapshot()
 	c := &Capacity{}
 	for _, n := range live.Nodes {
-		snap.AddNode(n)
+		// A label only the dry run sees pins an everyNode pod to its node.
+		pinned := *n
+		pinned.Metadata.Labels = maps.Clone(n.Metadata.Labels)
+		if pinned.Metadata.Labels == nil {
+			pinned.Metadata.Labels = map[string]string{}
+		}
+		pinned.Metadata.Labels[planNodeLabel] = n.Metadata.Name
+		snap.AddNode(&pinned)
 		c.Nodes++
 		if cond := api.FindCondition(n.Status.Conditions, api.NodeReady); cond != nil && cond.Status == api.ConditionTrue {
 			c.Ready++
@@ -103,17 +150,25 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 		hw, _ := desired(validApp(headApps, a.Name))
 		for _, name := range slices.Sorted(maps.Keys(unionKeys(bw, hw))) {
 			o, n := bw[name], hw[name]
+			var nd need
+			if n != nil {
+				nd = need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: Pods(&n.Spec, live.Nodes)}
+				if n.Spec.EveryNode {
+					nd.nodes = everyNodeTargets(&n.Spec, live.Nodes)
+				}
+			}
 			switch {
 			case n == nil:
 				free = append(free, need{ns: o.Metadata.App, name: name})
 			case o == nil:
-				needs = append(needs, need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: int(n.Spec.Replicas)})
-			case !api.EqualJSON(o.Spec.Template, n.Spec.Template):
-				nd := need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: int(n.Spec.Replicas), replace: true}
+				needs = append(needs, nd)
+			case !api.EqualJSON(o.Spec.Template, n.Spec.Template) || o.Spec.EveryNode != n.Spec.EveryNode:
+				nd.replace = true
 				needs = append(needs, nd)
 				free = append(free, nd)
-			case n.Spec.Replicas > o.Spec.Replicas:
-				needs = append(needs, need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: int(n.Spec.Replicas - o.Spec.Replicas)})
+			case !n.Spec.EveryNode && nd.pods > Pods(&o.Spec, live.Nodes):
+				nd.pods -= Pods(&o.Spec, live.Nodes)
+				needs = append(needs, nd)
 			}
 		}
 	}
@@ -163,6 +218,15 @@ func place(snap *scheduler.Snapshot, nd need, freed int) Placement {
 			Owner:  &api.OwnerRef{Kind: api.KindWorkload, Name: nd.name},
 		}
 		pod.Spec.PodTemplate = nd.template
+		if nd.nodes != nil {
+			// The everyNode controller binds each pod to its node: try
+			// that node only.
+			pod.Spec.NodeSelector = maps.Clone(nd.template.NodeSelector)
+			if pod.Spec.NodeSelector == nil {
+				pod.Spec.NodeSelector = map[string]string{}
+			}
+			pod.Spec.NodeSelector[planNodeLabel] = nd.nodes[i]
+		}
 		res, err := scheduler.Schedule(pod, snap)
 		var ue *scheduler.UnschedulableError
 		switch {
