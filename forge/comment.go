@@ -56,6 +56,9 @@ func PlanStatus(p *plan.Plan, sigErr error) Status {
 		if p.Capacity != nil {
 			st.Description += ", fits the cluster"
 		}
+		if p.Held != "" {
+			st.Description += "; " + p.Held
+		}
 	}
 	return st
 }

@@ -99,6 +99,8 @@ func TestPlanStatus(t *testing.T) {
 		{"unsigned", valid, gitsync.ErrUnsigned, StateFailure, "head is not signed by a trusted key: sync would refuse it"},
 		{"does not fit", unfit, nil, StateFailure, "2 new pods would not fit on the cluster"},
 		{"no cluster", &plan.Plan{}, nil, StateSuccess, "valid: 0 apps changed"},
+		{"held", &plan.Plan{Apps: []plan.App{{Name: "x", Status: plan.AppRemoved}}, Held: "held: would delete 1 of 1 apps (...)"}, nil, StateSuccess,
+			"valid: 1 app changed; held: would delete 1 of 1 apps (...)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := PlanStatus(tc.p, tc.sig)

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/schema"
 )
@@ -40,6 +41,9 @@ type Input struct {
 	// LiveNote says why Live is nil, shown after "capacity not checked";
 	// default "no server reachable".
 	LiveNote string
+	// Prune is the repository's guard against mass deletion (its config's
+	// prune settings); the zero value is the default policy.
+	Prune gitsync.PrunePolicy
 }
 
 // AppStatus is what a change does to one app.
@@ -75,6 +79,10 @@ type Plan struct {
 	Errors []api.SourceError
 	// Apps is every app of base or head, sorted by name.
 	Apps []App
+	// Held says why sync would hold the commit rather than apply it (it
+	// deletes too many of the repository's apps, gitsync.PrunePolicy);
+	// "" when it would not.
+	Held string
 	// Capacity is the scheduling dry run; nil when it was not run, and
 	// then CapacityNote says why.
 	Capacity     *Capacity
@@ -156,6 +164,13 @@ func Compute(in Input) *Plan {
 		b, inBase := base[name]
 		h, inHead := head[name]
 		p.Apps = append(p.Apps, compareApp(name, b, inBase, h, inHead, repoErrs))
+	}
+	if removed := p.Count(AppRemoved); removed > 0 {
+		// Sync counts the apps it has; base's are the closest the plan
+		// knows.
+		if hold, _ := in.Prune.Holds(len(base), removed); hold {
+			p.Held = fmt.Sprintf("held: would delete %d of %d apps (an admin must confirm with capstan sync --allow-prune-all)", removed, len(base))
+		}
 	}
 	if in.Live != nil {
 		p.Capacity = dryRun(p, in.Base.Result, in.Head.Result, in.Live)

@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/schema"
 )
 
@@ -245,6 +246,42 @@ func TestEveryTemplateChangeIsNamed(t *testing.T) {
 			}
 			if !slices.Contains(lines, tt.want) {
 				t.Errorf("changes %q lack %q", lines, tt.want)
+			}
+		})
+	}
+}
+
+// The plan applies the repository's prune policy as sync does: the
+// default holds a commit deleting more than half of the apps, allowAll
+// and a larger maxShare let it through.
+func TestPlanPruneHold(t *testing.T) {
+	apps := func(names ...string) *schema.Result {
+		src := ""
+		for _, n := range names {
+			src += "apps: " + n + ": pods: p: containers: c: image: \"x\"\n"
+		}
+		res, err := schema.Load(fstest.MapFS{"a.cue": {Data: []byte(src)}}, schema.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	base, head := apps("a", "b", "c"), apps("a")
+	for _, tt := range []struct {
+		name   string
+		policy gitsync.PrunePolicy
+		head   *schema.Result
+		want   string
+	}{
+		{"default", gitsync.PrunePolicy{}, head, "held: would delete 2 of 3 apps (an admin must confirm with capstan sync --allow-prune-all)"},
+		{"allow all", gitsync.PrunePolicy{AllowAll: true}, head, ""},
+		{"max share", gitsync.PrunePolicy{MaxShare: 0.7}, head, ""},
+		{"one of three", gitsync.PrunePolicy{}, apps("a", "b"), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Compute(Input{Base: Revision{Result: base}, Head: Revision{Result: tt.head}, Prune: tt.policy})
+			if p.Held != tt.want {
+				t.Errorf("Held = %q, want %q", p.Held, tt.want)
 			}
 		})
 	}

@@ -94,6 +94,9 @@ func (p *Plan) summary() []string {
 	if len(p.ChangedFiles) > 0 {
 		parts = append(parts, plural(len(p.ChangedFiles), "file")+" changed")
 	}
+	if p.Held != "" {
+		parts = append(parts, p.Held)
+	}
 	if n := p.dataLoss(); n > 0 {
 		parts = append(parts, "persistent data of "+plural(n, "workload")+" deleted")
 	}
@@ -250,7 +253,7 @@ func RenderMarkdown(p *Plan) string {
 	fmt.Fprintf(&b, "### Capstan plan: %s -> %s\n\n", code(revision(p.Base)), code(revision(p.Head)))
 	parts := p.summary()
 	for i, part := range parts {
-		if strings.HasPrefix(part, "persistent data of ") {
+		if strings.HasPrefix(part, "persistent data of ") || part == p.Held {
 			parts[i] = "**" + part + "**"
 		}
 	}
