@@ -48,16 +48,24 @@ func Read(ctx context.Context, o ReadOptions) (Input, error) {
 		dir = ""
 	}
 	base, err := readRevision(ctx, o, o.Base, dir)
-	if err != nil {
+	baseFile := errors.Is(err, errPathIsFile)
+	if err != nil && !baseFile {
 		return Input{}, err
 	}
 	head, err := readRevision(ctx, o, o.Head, dir)
+	headFile := errors.Is(err, errPathIsFile)
+	if headFile {
+		err = nil
+	}
 	var te *treeError
 	if errors.As(err, &te) {
 		// Sync refuses such a commit whole and changes nothing.
 		head.Result = &schema.Result{Errors: []api.SourceError{{File: dir, Message: te.err.Error()}}}
 	} else if err != nil {
 		return Input{}, err
+	}
+	if base.Result == nil && head.Result == nil && (baseFile || headFile) {
+		return Input{}, fmt.Errorf("plan: path %q is a file, not a directory: pass --path with the directory that holds the descriptors (as given to 'capstan server --path'), e.g. %q", dir, path.Dir(dir))
 	}
 	if base.Result == nil && head.Result == nil {
 		return Input{}, fmt.Errorf("plan: path %q exists neither at %s nor at %s: pass --path with the descriptor directory", dir, o.Base, o.Head)
@@ -75,12 +83,20 @@ func Read(ctx context.Context, o ReadOptions) (Input, error) {
 	return Input{Base: base, Head: head, ChangedFiles: under(files, dir)}, nil
 }
 
+// errPathIsFile is the descriptor path naming a file at a revision: a
+// tree without descriptors, as sync sees it, but a likely mistake of
+// --path when neither revision has the directory.
+var errPathIsFile = errors.New("descriptor path is a file")
+
 // readRevision loads the descriptors of ref; Result is nil when dir does
-// not exist at ref. A tree that cannot be loaded at all (over a limit)
+// not exist at ref (or is a file: then with errPathIsFile). A tree that cannot be loaded at all (over a limit)
 // gives a *treeError.
 func readRevision(ctx context.Context, o ReadOptions, ref, dir string) (Revision, error) {
 	rev := Revision{Ref: ref}
 	fsys, err := gitsync.TreeAt(o.Repo, ref)
+	if errors.Is(err, gitsync.ErrRefNotFound) {
+		return rev, fmt.Errorf("plan: revision %q not found in %s: give a branch, a tag, a commit SHA (full or abbreviated) or one of these with ~N or ^N (origin/main, HEAD~1), where ~N stays within the history: %w", ref, o.Repo, err)
+	}
 	if err != nil {
 		return rev, fmt.Errorf("plan: read %s at %s: %w", o.Repo, ref, err)
 	}
@@ -89,8 +105,11 @@ func readRevision(ctx context.Context, o ReadOptions, ref, dir string) (Revision
 	}
 	if dir != "" {
 		st, err := fs.Stat(fsys, dir)
-		if errors.Is(err, fs.ErrNotExist) || err == nil && !st.IsDir() {
+		if errors.Is(err, fs.ErrNotExist) {
 			return rev, nil
+		}
+		if err == nil && !st.IsDir() {
+			return rev, errPathIsFile
 		}
 		if err != nil {
 			return rev, fmt.Errorf("plan: %s at %s: %w", dir, ref, err)

@@ -75,4 +75,14 @@ func TestRead(t *testing.T) {
 	if _, err := Read(context.Background(), ReadOptions{Repo: repo, Base: "nope", Head: "HEAD"}); err == nil {
 		t.Error("a base that does not resolve made a plan")
 	}
+	// A revision past the first commit and a file given as --path say
+	// what to pass instead.
+	if _, err := Read(context.Background(), ReadOptions{Repo: repo, Base: "main~5", Head: "HEAD"}); err == nil ||
+		!strings.Contains(err.Error(), `revision "main~5" not found`) || !strings.Contains(err.Error(), "give a branch, a tag, a commit SHA") {
+		t.Errorf("a revision past the first commit: %v", err)
+	}
+	if _, err := Read(context.Background(), ReadOptions{Repo: repo, Base: base, Head: "main~1", Path: "apps/web.cue"}); err == nil ||
+		!strings.Contains(err.Error(), `path "apps/web.cue" is a file, not a directory`) || !strings.Contains(err.Error(), `e.g. "apps"`) {
+		t.Errorf("a file as the path: %v", err)
+	}
 }

@@ -64,6 +64,8 @@ func plural(n int, noun string) string {
 func revision(r Revision) string {
 	c := api.ShortCommit(r.Commit)
 	switch {
+	case c != "" && len(r.Ref) > len(c) && r.Ref == r.Commit:
+		return c // a SHA (the merge base of --pr): shortened like the rest
 	case c == "" || strings.HasPrefix(r.Ref, c):
 		return r.Ref
 	case r.Ref == "":

@@ -137,3 +137,21 @@ func FuzzPrintable(f *testing.F) {
 		}
 	})
 }
+
+// The header shortens a revision given as a full SHA (the merge base of
+// `capstan plan --pr`) like the commits it shows beside names.
+func TestRevisionHeader(t *testing.T) {
+	sha := "0123456789abcdef0123456789abcdef01234567"
+	for _, tt := range []struct {
+		r    Revision
+		want string
+	}{
+		{Revision{Ref: sha, Commit: sha}, "0123456789ab"},
+		{Revision{Ref: "main", Commit: sha}, "main (0123456789ab)"},
+		{Revision{Commit: sha}, "0123456789ab"},
+	} {
+		if got := revision(tt.r); got != tt.want {
+			t.Errorf("revision(%+v) = %q, want %q", tt.r, got, tt.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,11 +52,23 @@ an app), 2 when no plan could be made.`,
 		Example: `  capstan plan --base main --head HEAD --path apps
   capstan plan --pr 42 --base origin/main --path apps --format markdown
   capstan plan --repo . --base origin/main --head my-branch --format markdown > plan.md`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &exitError{code: planExitError, err: fmt.Errorf("plan takes no arguments, got %q: give the revisions with --base and --head", args)}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.validate(cmd); err != nil {
+				return &exitError{code: planExitError, err: err}
+			}
 			return runPlan(cmd, f)
 		},
 	}
+	// A bad flag means no plan: exit 2, as the docs promise, not cobra's 1.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: planExitError, err: fmt.Errorf("plan: %w (see 'capstan plan --help')", err)}
+	})
 	cmd.Flags().StringVar(&f.repo, "repo", ".", "local git repository (a checkout or a bare clone)")
 	cmd.Flags().StringVar(&f.base, "base", "main", "revision the change is compared with (branch, tag or commit)")
 	cmd.Flags().StringVar(&f.head, "head", "HEAD", "revision holding the change")
@@ -66,6 +79,30 @@ an app), 2 when no plan could be made.`,
 	cmd.Flags().StringVar(&f.forge, "forge", "", "with --pr: github, gitlab, gitea or forgejo (default: guessed from the remote's URL)")
 	f.eval.register(cmd)
 	return cmd
+}
+
+// planForges are the values of --forge; forgejo keeps Gitea's head refs.
+var planForges = map[string]string{"github": "github", "gitlab": "gitlab", "gitea": "gitea", "forgejo": "gitea"}
+
+// validate refuses the flag combinations that would plan something else
+// than asked: a --pr that is no pull request number, an unknown --forge,
+// and a --head that --pr would override.
+func (f *planFlags) validate(cmd *cobra.Command) error {
+	pr := cmd.Flags().Changed("pr")
+	switch {
+	case pr && f.pr <= 0:
+		return fmt.Errorf("plan: --pr %d: want a pull request number, 1 or more", f.pr)
+	case pr && cmd.Flags().Changed("head"):
+		return fmt.Errorf("plan: --head %q and --pr %d: --pr plans the pull request's head; pass one of them", f.head, f.pr)
+	}
+	if f.forge != "" {
+		kind, ok := planForges[strings.ToLower(f.forge)]
+		if !ok {
+			return fmt.Errorf("plan: --forge %q: want github, gitlab, gitea or forgejo (or leave it out to guess from the remote's URL)", f.forge)
+		}
+		f.forge = kind
+	}
+	return nil
 }
 
 func runPlan(cmd *cobra.Command, f planFlags) error {
@@ -80,7 +117,7 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 		return &exitError{code: planExitError, err: err}
 	}
 	defer ev.Close()
-	if f.pr > 0 {
+	if cmd.Flags().Changed("pr") {
 		if f.head, f.base, err = prRevisions(cmd.Context(), f); err != nil {
 			return &exitError{code: planExitError, err: err}
 		}
@@ -145,11 +182,7 @@ func planLive(cmd *cobra.Command) (*plan.Live, string) {
 // prRevisions fetches pull request f.pr's head and returns it with its
 // merge base with f.base, the revisions the server's plan compares.
 func prRevisions(ctx context.Context, f planFlags) (head, base string, err error) {
-	kind := f.forge
-	if kind == "forgejo" {
-		kind = "gitea"
-	}
-	head, err = forge.FetchPullRequest(ctx, f.repo, f.remote, kind, f.pr)
+	head, err = forge.FetchPullRequest(ctx, f.repo, f.remote, f.forge, f.pr)
 	if err != nil {
 		return "", "", err
 	}

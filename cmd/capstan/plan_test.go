@@ -196,6 +196,24 @@ func TestPlanCommand(t *testing.T) {
 			wantCode: 2,
 			want:     []string{`path "nope" exists neither at main nor at feature`},
 		},
+		{
+			name:     "file as path",
+			args:     []string{"--base", "main", "--head", "feature", "--path", "apps/shop.cue"},
+			wantCode: 2,
+			want:     []string{`path "apps/shop.cue" is a file, not a directory`},
+		},
+		{
+			name:     "revision past the first commit",
+			args:     []string{"--base", "main~5", "--head", "feature"},
+			wantCode: 2,
+			want:     []string{`revision "main~5" not found`, "give a branch, a tag, a commit SHA"},
+		},
+		{name: "unknown flag", args: []string{"--nope"}, wantCode: 2, want: []string{"unknown flag: --nope", "capstan plan --help"}},
+		{name: "pr not a number", args: []string{"--pr", "abc"}, wantCode: 2, want: []string{`invalid argument "abc" for "--pr"`}},
+		{name: "arguments", args: []string{"main", "feature"}, wantCode: 2, want: []string{"plan takes no arguments", "--base and --head"}},
+		{name: "negative pr", args: []string{"--pr", "-1"}, wantCode: 2, want: []string{"--pr -1: want a pull request number"}},
+		{name: "pr and head", args: []string{"--pr", "7", "--head", "feature"}, wantCode: 2, want: []string{`--head "feature" and --pr 7`}},
+		{name: "unknown forge", args: []string{"--pr", "7", "--forge", "bitbucket"}, wantCode: 2, want: []string{`--forge "bitbucket": want github, gitlab, gitea or forgejo`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -328,6 +346,7 @@ func TestPlanPullRequest(t *testing.T) {
 	gitCmd(t, r.dir, "checkout", "-q", "-b", "topic")
 	r.commit("scale", map[string]string{"apps/shop.cue": strings.Replace(shopV1, "replicas: 3", "replicas: 4", 1)})
 	gitCmd(t, r.dir, "push", "-q", origin, "topic:refs/pull/7/head")
+	gitCmd(t, r.dir, "push", "-q", origin, "topic:refs/merge-requests/9/head")
 	gitCmd(t, r.dir, "checkout", "-q", "main")
 	gitCmd(t, r.dir, "branch", "-q", "-D", "topic")
 	clone := t.TempDir()
@@ -338,6 +357,10 @@ func TestPlanPullRequest(t *testing.T) {
 	}
 	if !strings.Contains(out, "replicas 3 -> 4") || !strings.Contains(out, "refs/capstan/pr/7") {
 		t.Errorf("plan of the pull request:\n%s", out)
+	}
+	// --forge in any case names the forge whose head refs are fetched.
+	if out, err := run(t, "plan", "--repo", clone, "--pr", "9", "--forge", "GitLab", "--base", "origin/main", "--path", "apps"); err != nil || !strings.Contains(out, "replicas 3 -> 4") {
+		t.Errorf("plan --pr 9 --forge GitLab: %v\n%s", err, out)
 	}
 	_, err = run(t, "plan", "--repo", clone, "--pr", "8", "--base", "origin/main")
 	if exitStatus(err) != planExitError || !strings.Contains(err.Error(), "fetch pull request 8") {
