@@ -2,6 +2,7 @@ package forge
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -193,4 +194,18 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("negative wait %v", d)
 		}
 	})
+}
+
+// A problem posted on a pull request names no path of the server.
+func TestPublicProblem(t *testing.T) {
+	data := "/var/lib/capstan/forge"
+	clone := dataName(data, "deploy")
+	err := fmt.Errorf("plan: read %s at abc: %w", clone, errors.New("object not found"))
+	got := publicProblem(err, data, clone, "deploy")
+	if strings.Contains(got, "/var/lib") || got != "plan: read the server's clone of deploy at abc: object not found" {
+		t.Errorf("publicProblem = %q", got)
+	}
+	if got := publicProblem(errors.New("open "+data+"/x: denied"), data, clone, "deploy"); got != "open DATA/x: denied" {
+		t.Errorf("publicProblem = %q", got)
+	}
 }

@@ -306,6 +306,17 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	return errors.Join(perr, w.publish(ctx, st, w.c.live(), false))
 }
 
+// publicProblem is err as the pull request's comment and status show it:
+// without the server's paths (its clone of repo under dataDir), which
+// are none of the forge's users' business.
+func publicProblem(err error, dataDir, clone, repo string) string {
+	msg := strings.ReplaceAll(err.Error(), clone, "the server's clone of "+repo)
+	if dataDir != "" {
+		msg = strings.ReplaceAll(msg, dataDir, "DATA")
+	}
+	return msg
+}
+
 // prepare fetches the pull request's head and its base branch into the
 // worker's clone and evaluates both sides of the change.
 func (w *worker) prepare(ctx context.Context, st *prState) error {
@@ -332,7 +343,7 @@ func (w *worker) prepare(ctx context.Context, st *prState) error {
 	st.pr.HeadSHA = head
 	base, err := gitsync.MergeBase(w.dir, baseRef, head)
 	if err != nil {
-		st.problem = err.Error()
+		st.problem = publicProblem(err, w.c.opts.DataDir, w.dir, w.cfg.Name)
 		return nil
 	}
 	in, err := plan.Read(ctx, plan.ReadOptions{Repo: w.dir, Base: base, Head: head, Path: w.cfg.Path, Load: w.load})
@@ -340,7 +351,7 @@ func (w *worker) prepare(ctx context.Context, st *prState) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		st.problem = err.Error()
+		st.problem = publicProblem(err, w.c.opts.DataDir, w.dir, w.cfg.Name)
 		return nil
 	}
 	in.Base.Ref = w.cfg.Branch
