@@ -21,9 +21,9 @@ import (
 //     of every changed workload whose pod template changes (the rollout
 //     replaces them all).
 //  3. Place, one by one through scheduler.Schedule, each accepted decision
-//     counted before the next: for an added workload, its replicas; for a
-//     changed workload whose template changes, its replicas with the new
-//     template; for a workload that only scales up, the replicas it adds.
+//     counted before the next: for an added workload, its pods (Pods);
+//     for a changed workload whose template changes, its pods with the
+//     new template; for a workload that only scales up, the pods it adds.
 //     A scale-down frees nothing (which pods go is the controller's
 //     choice), and the surge of a rolling update is not counted: old and
 //     new pods are never placed side by side.
