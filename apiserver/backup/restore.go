@@ -30,7 +30,7 @@ func Restore(r io.Reader, dir string) (Manifest, error) {
 	if exists {
 		m, err := unpack(r, func(name string, r io.Reader) error { return writeRestored(dir, name, r) })
 		if err != nil {
-			if cerr := emptyDir(dir); cerr != nil {
+			if cerr := EmptyDir(dir); cerr != nil {
 				return Manifest{}, fmt.Errorf("%w (and emptying %s again: %v)", err, dir, cerr)
 			}
 		}
@@ -55,8 +55,8 @@ func Restore(r io.Reader, dir string) (Manifest, error) {
 	return m, nil
 }
 
-// emptyDir removes everything in dir, leaving dir.
-func emptyDir(dir string) error {
+// EmptyDir removes everything in dir, leaving dir.
+func EmptyDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err

@@ -217,16 +217,7 @@ func undoRestore(dir string, existed bool) error {
 	if !existed {
 		return os.RemoveAll(dir)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
+	return backup.EmptyDir(dir)
 }
 
 // prepareRestoredStore bumps the restored store's revision (see
