@@ -417,6 +417,11 @@ func Encrypt(values map[string]string, recipients []string, o EncryptOptions) ([
 		return nil, err
 	}
 	_ = enc.Close()
+	// Parse refuses a file over MaxFileBytes: never write one. Values
+	// grow by a third in base64, so the values' limit is below it.
+	if out.Len() > MaxFileBytes {
+		return nil, fmt.Errorf("the encrypted file would be %d bytes, more than the limit of %d (encrypted values are a third larger): split the secret into several files", out.Len(), MaxFileBytes)
+	}
 	return out.Bytes(), nil
 }
 

@@ -3,6 +3,7 @@ package secrets
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,6 +130,31 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("Parse = %v, want ErrFormat containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Encrypt never writes a file that Parse refuses: values that are each
+// within MaxValueBytes but together grow past MaxFileBytes once
+// encrypted are refused, before anything is written.
+func TestEncryptRefusesFileOverLimit(t *testing.T) {
+	id := newID(t)
+	vals := func(n int) map[string]string {
+		m := map[string]string{}
+		for i := range n {
+			m[fmt.Sprintf("k%d", i)] = strings.Repeat("x", 60000)
+		}
+		return m
+	}
+	b, err := Encrypt(vals(3), []string{id.Recipient().String()}, EncryptOptions{})
+	if err != nil {
+		t.Fatalf("3 values of 60000 bytes: %v", err)
+	}
+	if _, err := Parse(b); err != nil {
+		t.Fatalf("Parse of what Encrypt wrote (%d bytes): %v", len(b), err)
+	}
+	b, err = Encrypt(vals(5), []string{id.Recipient().String()}, EncryptOptions{})
+	if err == nil || !strings.Contains(err.Error(), "more than the limit of 262144") || !strings.Contains(err.Error(), "split the secret") {
+		t.Fatalf("5 values of 60000 bytes: %d bytes, %v; want an error saying to split the secret", len(b), err)
 	}
 }
 
