@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -176,8 +177,23 @@ func parsePlain(b []byte) (map[string]string, error) {
 		return map[string]string{}, nil
 	}
 	var raw map[string]any
-	if err := yaml.Unmarshal(b, &raw); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&raw); err != nil {
 		return nil, fmt.Errorf("not a YAML map of keys to values: %w", err)
+	}
+	for {
+		// yaml.Unmarshal would drop every document after the first.
+		var extra yaml.Node
+		err := dec.Decode(&extra)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("after the first YAML document: %w", err)
+		}
+		if len(extra.Content) > 0 && extra.Content[0].Tag != "!!null" {
+			return nil, fmt.Errorf("line %d: a second YAML document (after ---): a secret is one map of keys to values; put every key in the first document, or each document in a file of its own", extra.Line)
+		}
 	}
 	out := map[string]string{}
 	for k, v := range raw {

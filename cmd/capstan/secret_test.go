@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,10 +109,42 @@ func line(text, prefix string) string {
 	return ""
 }
 
+func TestParsePlain(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     map[string]string
+		err      string
+	}{
+		{"map", "password: hunter2\ntoken: \"42\"\n", map[string]string{"password": "hunter2", "token": "42"}, ""},
+		{"empty", "", map[string]string{}, ""},
+		{"leading ---", "---\na: b\n", map[string]string{"a": "b"}, ""},
+		{"empty documents after", "a: b\n---\n# nothing\n---\n", map[string]string{"a": "b"}, ""},
+		{"two documents", "password: hunter2\n---\ntoken: abc\n", nil, "line 2: a second YAML document (after ---)"},
+		{"third document", "a: b\n---\n---\nc: d\n", nil, "a second YAML document"},
+		{"bad second document", "a: b\n---\n[\n", nil, "after the first YAML document: yaml: line 3"},
+		{"number", "port: 5432\n", nil, `key "port": the value must be a string (quote it)`},
+		{"list", "- a\n", nil, "not a YAML map"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePlain([]byte(tt.in))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("parsePlain = %v, %v; want an error containing %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || !maps.Equal(got, tt.want) {
+				t.Fatalf("parsePlain = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
 // FuzzParsePlain: a plaintext secret either is refused or survives the
 // round trip through the text capstan secret edit shows.
 func FuzzParsePlain(f *testing.F) {
-	for _, s := range []string{"password: hunter2\n", "a: 1\n", "a: [b]\n", "- x\n", "a: \"x\\ny\"\n", "", "{a: b, c: d}", "a: &x b\nc: *x\n"} {
+	for _, s := range []string{"password: hunter2\n", "a: 1\n", "a: [b]\n", "- x\n", "a: \"x\\ny\"\n", "", "{a: b, c: d}", "a: &x b\nc: *x\n", "a: b\n---\nc: d\n", "a: b\n---\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
