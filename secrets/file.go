@@ -58,6 +58,9 @@ var keyName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$`)
 // ValidKey reports whether k can name a key of a secret.
 func ValidKey(k string) bool { return keyName.MatchString(k) && k != metaKey }
 
+// keyNameRule is what an invalid key is told.
+const keyNameRule = "want letters, digits, '_', '.', '-', not starting with '.' or '-' (at most 253)"
+
 // File is a parsed secret file, still encrypted.
 type File struct {
 	// Keys in file order, and their encrypted values.
@@ -132,7 +135,7 @@ func Parse(data []byte) (*File, error) {
 			continue
 		}
 		if !ValidKey(name) {
-			return nil, errAt(k, ErrFormat, "key %q: want letters, digits, '_', '.', '-' (at most 253)", name)
+			return nil, errAt(k, ErrFormat, "key %q: %s", name, keyNameRule)
 		}
 		if _, dup := f.values[name]; dup {
 			return nil, errAt(k, ErrFormat, "key %q is given twice", name)
@@ -346,8 +349,11 @@ func Encrypt(values map[string]string, recipients []string, o EncryptOptions) ([
 		rs = append(rs, x)
 	}
 	for k, v := range values {
+		if k == metaKey {
+			return nil, fmt.Errorf("key %q is reserved for the file's metadata: rename it", k)
+		}
 		if !ValidKey(k) {
-			return nil, fmt.Errorf("key %q: want letters, digits, '_', '.', '-' (at most 253), not %q", k, metaKey)
+			return nil, fmt.Errorf("key %q: %s", k, keyNameRule)
 		}
 		if len(v) > MaxValueBytes {
 			return nil, fmt.Errorf("key %q: the value is %d bytes, more than %d", k, len(v), MaxValueBytes)

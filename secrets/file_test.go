@@ -158,6 +158,24 @@ func TestEncryptRefusesFileOverLimit(t *testing.T) {
 	}
 }
 
+// Encrypt says why a key name is refused: the reserved name is told
+// so, other names are told the rule, not about the reserved name.
+func TestEncryptKeyErrors(t *testing.T) {
+	id := newID(t)
+	tests := []struct{ key, want, not string }{
+		{"capstan", `key "capstan" is reserved for the file's metadata: rename it`, "want letters"},
+		{".a", `key ".a": want letters, digits, '_', '.', '-', not starting with '.' or '-' (at most 253)`, "capstan"},
+		{"a b", `key "a b": want letters`, "capstan"},
+		{strings.Repeat("a", 254), "(at most 253)", "capstan"},
+	}
+	for _, tt := range tests {
+		_, err := Encrypt(map[string]string{tt.key: "v"}, []string{id.Recipient().String()}, EncryptOptions{})
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), tt.not) {
+			t.Errorf("Encrypt with key %.20q: %v; want %q, without %q", tt.key, err, tt.want, tt.not)
+		}
+	}
+}
+
 func TestKeyring(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "secrets")
 	k1, err := LoadOrCreate(dir)
