@@ -305,7 +305,7 @@ func decryptFile(p string, ids *identityFlags) (map[string]string, *secrets.File
 	}
 	f, err := secrets.Parse(b)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s:%w", p, err)
+		return nil, nil, fileError(p, err)
 	}
 	keys, err := ids.identities()
 	if err != nil {
@@ -313,9 +313,18 @@ func decryptFile(p string, ids *identityFlags) (map[string]string, *secrets.File
 	}
 	vals, err := f.Decrypt(keys...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", p, err)
+		return nil, nil, fileError(p, err)
 	}
 	return vals, f, nil
+}
+
+// fileError prefixes err with the file's name as the server does:
+// "file:3:5: msg" for an error at a line, "file: msg" for the others.
+func fileError(p string, err error) error {
+	if fe, ok := err.(*secrets.Error); ok && fe.Line > 0 {
+		return fmt.Errorf("%s:%w", p, err)
+	}
+	return fmt.Errorf("%s: %w", p, err)
 }
 
 func newSecretEditCmd() *cobra.Command {
@@ -329,14 +338,21 @@ func newSecretEditCmd() *cobra.Command {
 		Long: `Decrypt FILE into a private temporary file (in memory, /dev/shm, where
 there is one), open $EDITOR on it, and encrypt the result back into FILE.
 Values that did not change keep their encrypted form, so the diff of the
-commit shows which keys changed. A FILE that does not exist is created.`,
+commit shows which keys changed. A FILE that does not exist, or is empty,
+starts empty.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p := args[0]
 			vals := map[string]string{}
 			var prev *secrets.File
 			var prevIDs []age.Identity
-			if _, err := os.Stat(p); err == nil {
+			b, err := os.ReadFile(p)
+			switch {
+			case errors.Is(err, fs.ErrNotExist), err == nil && len(bytes.TrimSpace(b)) == 0:
+				// A new secret, or an empty file: it starts empty.
+			case err != nil:
+				return err
+			default:
 				if vals, prev, err = decryptFile(p, &ids); err != nil {
 					return err
 				}

@@ -59,11 +59,11 @@ decrypted with the cluster key.`,
 				}
 				f, err := secrets.Parse(b)
 				if err != nil {
-					return fmt.Errorf("%s:%w (nothing rotated)", p, err)
+					return fmt.Errorf("%w (nothing rotated)", fileError(p, err))
 				}
 				vals, err := f.Decrypt(oldIDs...)
 				if err != nil {
-					return fmt.Errorf("%s: %w (nothing rotated)", p, err)
+					return fmt.Errorf("%w (nothing rotated)", fileError(p, err))
 				}
 				rs := []string{next.Recipient().String()}
 				for _, r := range f.Recipients {
@@ -72,7 +72,7 @@ decrypted with the cluster key.`,
 					}
 				}
 				if out[p], err = secrets.Encrypt(vals, rs, secrets.EncryptOptions{}); err != nil {
-					return fmt.Errorf("%s: %w", p, err)
+					return fmt.Errorf("%w (nothing rotated)", fileError(p, err))
 				}
 			}
 			// The key first, so that the server decrypts the rotation commit.

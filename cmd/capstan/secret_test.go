@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -178,5 +180,80 @@ func TestSecretRecipientFromServer(t *testing.T) {
 	out, err := run(t, "--config", c.Server.AdminConfigPath(), "secret", "recipient")
 	if err != nil || strings.TrimSpace(out) != keys.Recipient() {
 		t.Fatalf("secret recipient = %q, %v; want %s", out, err, keys.Recipient())
+	}
+}
+
+// secretRepo is a git repository whose .capstan/recipients holds the
+// cluster recipient of a data directory.
+type secretRepo struct {
+	dir, data string
+	keys      *secrets.Keyring
+}
+
+func newSecretRepo(t *testing.T) *secretRepo {
+	t.Helper()
+	r := &secretRepo{dir: t.TempDir(), data: t.TempDir()}
+	var err error
+	if r.keys, err = secrets.LoadOrCreate(filepath.Join(r.data, "secrets")); err != nil {
+		t.Fatal(err)
+	}
+	gitCmd(t, r.dir, "init", "-q")
+	r.write(t, ".capstan/recipients", r.keys.Recipient()+"\n")
+	return r
+}
+
+func (r *secretRepo) write(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(r.dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// editorScript makes an $EDITOR: a shell script running body, with the
+// file to edit in $1.
+func editorScript(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "editor")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFileError(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"at a line", &secrets.Error{Line: 3, Column: 5, Msg: "bad"}, "db.secret.yaml:3:5: bad"},
+		{"no line", &secrets.Error{Msg: "the file is empty"}, "db.secret.yaml: the file is empty"},
+		{"wrapped at a line", fmt.Errorf("x: %w", &secrets.Error{Line: 1, Msg: "bad"}), "db.secret.yaml: x: 1:0: bad"},
+		{"other", errors.New("not encrypted for this key"), "db.secret.yaml: not encrypted for this key"},
+	}
+	for _, tt := range tests {
+		if got := fileError("db.secret.yaml", tt.err).Error(); got != tt.want {
+			t.Errorf("%s: fileError = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// capstan secret edit on an empty file starts it empty, as on a missing
+// one, instead of telling the user to run capstan secret edit.
+func TestSecretEditEmptyFile(t *testing.T) {
+	r := newSecretRepo(t)
+	file := r.write(t, "db.secret.yaml", "")
+	t.Setenv("EDITOR", editorScript(t, `echo "password: hunter2" > "$1"`))
+	if out, err := run(t, "secret", "edit", "--data-dir", r.data, file); err != nil {
+		t.Fatalf("edit of an empty file: %v\n%s", err, out)
+	}
+	out, err := run(t, "secret", "decrypt", "--data-dir", r.data, file)
+	if err != nil || out != "password: hunter2\n" {
+		t.Fatalf("decrypt = %q, %v", out, err)
 	}
 }
