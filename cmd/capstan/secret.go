@@ -46,17 +46,24 @@ func newSecretRecipientCmd() *cobra.Command {
 		Short: "Print the cluster's age recipient (commit it to .capstan/recipients)",
 		Long: `Print the cluster's age recipient: from the server named by the client
 config (--config, $CAPSTAN_CONFIG), or, with --data-dir, from the key
-file of a server on this machine.`,
+file of a server on this machine. Without either, and without a client
+config at the default path, the key file of /var/lib/capstan.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("data-dir") {
-				if c, err := newClient(cmd); err == nil {
+				c, err := newClient(cmd)
+				if err == nil {
 					r, err := c.SecretsRecipient(cmd.Context())
 					if err != nil {
 						return fmt.Errorf("ask the server for its recipient: %w (or run on the server with --data-dir)", err)
 					}
 					_, err = fmt.Fprintln(cmd.OutOrStdout(), r)
 					return err
+				}
+				// A config named on purpose is not silently passed over
+				// for the local key file.
+				if cmd.Flags().Changed("config") || os.Getenv("CAPSTAN_CONFIG") != "" {
+					return fmt.Errorf("%w (or run on the server with --data-dir)", err)
 				}
 			}
 			ids, err := readClusterIdentities(dataDir)

@@ -257,3 +257,21 @@ func TestSecretEditEmptyFile(t *testing.T) {
 		t.Fatalf("decrypt = %q, %v", out, err)
 	}
 }
+
+// capstan secret recipient reports a client config given with --config
+// or $CAPSTAN_CONFIG that does not load, instead of reading the key file
+// of /var/lib/capstan.
+func TestSecretRecipientBadConfig(t *testing.T) {
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	if err := os.WriteFile(broken, []byte("server: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	if _, err := run(t, "--config", missing, "secret", "recipient"); err == nil || !strings.Contains(err.Error(), "no client config at "+missing) {
+		t.Errorf("--config %s: %v; want the config's error", missing, err)
+	}
+	t.Setenv("CAPSTAN_CONFIG", broken)
+	if _, err := run(t, "secret", "recipient"); err == nil || strings.Contains(err.Error(), "/var/lib/capstan") || !strings.Contains(err.Error(), "--data-dir") {
+		t.Errorf("$CAPSTAN_CONFIG=%s: %v; want the config's error", broken, err)
+	}
+}
