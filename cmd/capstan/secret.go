@@ -338,6 +338,7 @@ func newSecretEditCmd() *cobra.Command {
 	var (
 		ids        identityFlags
 		recipients []string
+		removed    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "edit FILE",
@@ -346,7 +347,11 @@ func newSecretEditCmd() *cobra.Command {
 there is one), open $EDITOR on it, and encrypt the result back into FILE.
 Values that did not change keep their encrypted form, so the diff of the
 commit shows which keys changed. A FILE that does not exist, or is empty,
-starts empty.`,
+starts empty.
+
+FILE is encrypted for its own recipients, those of .capstan/recipients and
+those given with -r; --remove-recipient takes one out. Changed recipients
+make a new data key.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p := args[0]
@@ -367,6 +372,19 @@ starts empty.`,
 					return err
 				}
 			}
+			// The file's recipients stay (some were given with -r), as
+			// rotate keeps them; --remove-recipient takes one out.
+			given := slices.Clone(recipients)
+			if prev != nil {
+				given = append(given, prev.Recipients...)
+			}
+			rs, err := recipientsFor(p, given)
+			if err != nil {
+				return err
+			}
+			if rs, err = removeRecipients(p, rs, removed); err != nil {
+				return err
+			}
 			edited, err := editText(plainYAML(vals))
 			if err != nil {
 				return err
@@ -374,10 +392,6 @@ starts empty.`,
 			next, err := parsePlain(edited)
 			if err != nil {
 				return fmt.Errorf("%s: %w (nothing written)", p, err)
-			}
-			rs, err := recipientsFor(p, recipients)
-			if err != nil {
-				return err
 			}
 			if prev != nil && !slices.Equal(rs, sortedCopy(prev.Recipients)) {
 				prev = nil // new recipients: a new data key
@@ -390,8 +404,23 @@ starts empty.`,
 		},
 	}
 	ids.add(cmd)
-	cmd.Flags().StringArrayVarP(&recipients, "recipient", "r", nil, "an age recipient (age1...) to encrypt for, besides .capstan/recipients")
+	cmd.Flags().StringArrayVarP(&recipients, "recipient", "r", nil, "an age recipient (age1...) to encrypt for, besides the file's own and .capstan/recipients")
+	cmd.Flags().StringArrayVar(&removed, "remove-recipient", nil, "an age recipient (age1...) to encrypt for no more (a new data key)")
 	return cmd
+}
+
+// removeRecipients takes the removed recipients out of rs.
+func removeRecipients(file string, rs, removed []string) ([]string, error) {
+	for _, r := range removed {
+		if !slices.Contains(rs, r) {
+			return nil, fmt.Errorf("--remove-recipient %s: not a recipient of %s (its recipients: %s)", r, file, strings.Join(rs, ", "))
+		}
+	}
+	out := slices.DeleteFunc(slices.Clone(rs), func(r string) bool { return slices.Contains(removed, r) })
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: --remove-recipient would leave no recipient: keep the cluster's", file)
+	}
+	return out, nil
 }
 
 func sortedCopy(s []string) []string {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/age"
+
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/secrets"
 )
@@ -273,5 +275,48 @@ func TestSecretRecipientBadConfig(t *testing.T) {
 	t.Setenv("CAPSTAN_CONFIG", broken)
 	if _, err := run(t, "secret", "recipient"); err == nil || strings.Contains(err.Error(), "/var/lib/capstan") || !strings.Contains(err.Error(), "--data-dir") {
 		t.Errorf("$CAPSTAN_CONFIG=%s: %v; want the config's error", broken, err)
+	}
+}
+
+// capstan secret edit keeps the recipients a file was encrypted for
+// with -r; --remove-recipient takes one out.
+func TestSecretEditKeepsRecipients(t *testing.T) {
+	r := newSecretRepo(t)
+	bob, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := r.write(t, "q.yaml", "password: hunter2\n")
+	file := filepath.Join(r.dir, "q.secret.yaml")
+	if out, err := run(t, "secret", "encrypt", plain, "-r", bob.Recipient().String(), "-o", file); err != nil {
+		t.Fatalf("encrypt: %v\n%s", err, out)
+	}
+	bobDecrypts := func() bool {
+		b, _ := os.ReadFile(file)
+		f, err := secrets.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, err := f.Decrypt(bob)
+		return err == nil && vals["password"] == "hunter2"
+	}
+	t.Setenv("EDITOR", "true")
+	if out, err := run(t, "secret", "edit", "--data-dir", r.data, file); err != nil {
+		t.Fatalf("edit: %v\n%s", err, out)
+	}
+	if !bobDecrypts() {
+		t.Fatal("after edit, bob (given with -r to encrypt) no longer decrypts the file")
+	}
+	if _, err := run(t, "secret", "edit", "--data-dir", r.data, "--remove-recipient", "age1nobody", file); err == nil || !strings.Contains(err.Error(), "not a recipient of") {
+		t.Fatalf("--remove-recipient of a stranger: %v", err)
+	}
+	if out, err := run(t, "secret", "edit", "--data-dir", r.data, "--remove-recipient", bob.Recipient().String(), file); err != nil {
+		t.Fatalf("edit --remove-recipient: %v\n%s", err, out)
+	}
+	if bobDecrypts() {
+		t.Fatal("after edit --remove-recipient bob, bob still decrypts the file")
+	}
+	if out, err := run(t, "secret", "decrypt", "--data-dir", r.data, file); err != nil || out != "password: hunter2\n" {
+		t.Fatalf("the cluster decrypts %q, %v", out, err)
 	}
 }
