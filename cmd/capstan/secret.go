@@ -144,21 +144,12 @@ func (f *identityFlags) identities() ([]age.Identity, error) {
 // file's directory and its parents).
 func recipientsFor(file string, given []string) ([]string, error) {
 	out := slices.Clone(given)
-	dir, _ := filepath.Abs(filepath.Dir(file))
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, recipientsFile))
-		if err == nil {
-			out = append(out, parseRecipients(string(b))...)
-			break
+	if p, ok := findRecipientsFile(filepath.Dir(file)); ok {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
 		}
-		if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
+		out = append(out, parseRecipients(string(b))...)
 	}
 	slices.Sort(out)
 	out = slices.Compact(out)
@@ -166,6 +157,27 @@ func recipientsFor(file string, given []string) ([]string, error) {
 		return nil, fmt.Errorf("no recipients for %s: commit the cluster's recipient (capstan secret recipient) to %s, or give -r age1...", file, recipientsFile)
 	}
 	return out, nil
+}
+
+// findRecipientsFile returns the absolute path of the .capstan/recipients
+// that holds for the files of dir: in dir or its nearest parent, up to
+// the repository's top (the directory holding .git).
+func findRecipientsFile(dir string) (string, bool) {
+	dir, _ = filepath.Abs(dir)
+	for {
+		p := filepath.Join(dir, recipientsFile)
+		if _, err := os.Stat(p); err == nil {
+			return p, true
+		}
+		if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+			return "", false
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
 }
 
 func parseRecipients(text string) []string {

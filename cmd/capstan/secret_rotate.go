@@ -26,7 +26,10 @@ func newSecretRotateCmd() *cobra.Command {
 		Long: `Run on the server's host. rotate makes a new cluster age key, re-encrypts
 every *.secret.yaml of the repository with a new data key for the new
 cluster recipient (and for the file's other recipients), replaces the old
-cluster recipient in .capstan/recipients and commits. The old key stays
+cluster recipient in the .capstan/recipients the files were encrypted
+from (found as encrypt finds it: with --repo below the repository's top,
+maybe the top's) and commits these files only: what else is staged stays
+staged. The old key stays
 in DATA_DIR/secrets/cluster.agekey, after the new one, so that commits
 made before the rotation still decrypt; remove its line once the rotation
 commit is synced and pushed. Nothing is written when a file cannot be
@@ -46,6 +49,9 @@ decrypted with the cluster key.`,
 			for _, id := range old {
 				oldRecipients[id.Recipient().String()] = true
 				oldIDs = append(oldIDs, id)
+			}
+			if repo, err = filepath.Abs(repo); err != nil {
+				return err
 			}
 			files, err := findSecretFiles(repo)
 			if err != nil {
@@ -96,29 +102,22 @@ decrypted with the cluster key.`,
 					return err
 				}
 			}
-			rp := filepath.Join(repo, recipientsFile)
-			var lines []string
-			if b, err := os.ReadFile(rp); err == nil {
-				for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-					if !oldRecipients[strings.TrimSpace(l)] {
-						lines = append(lines, l)
-					}
+			rfiles := recipientsFiles(repo, changed)
+			for _, rp := range rfiles {
+				if err := replaceRecipient(rp, oldRecipients, next.Recipient().String()); err != nil {
+					return err
 				}
-			}
-			lines = append(lines, next.Recipient().String())
-			if err := os.MkdirAll(filepath.Dir(rp), 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(rp, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
-				return err
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "new cluster recipient: %s\nre-encrypted %d secret files\n", next.Recipient(), len(changed))
 			if noCommit {
 				return nil
 			}
-			add := append([]string{"-C", repo, "add", "--", recipientsFile}, relAll(repo, changed)...)
-			for _, args := range [][]string{add, {"-C", repo, "commit", "-q", "-m", "secrets: re-encrypt for the rotated cluster key"}} {
+			// Only these paths: whatever else is staged stays staged.
+			paths := relAll(repo, append(rfiles, changed...))
+			add := append([]string{"-C", repo, "add", "--"}, paths...)
+			commit := append([]string{"-C", repo, "commit", "-q", "-m", "secrets: re-encrypt for the rotated cluster key", "--"}, paths...)
+			for _, args := range [][]string{add, commit} {
 				if b, err := exec.Command("git", args...).CombinedOutput(); err != nil {
 					return fmt.Errorf("git %s: %w\n%s", strings.Join(args[2:], " "), err, b)
 				}
@@ -150,6 +149,48 @@ func findSecretFiles(root string) ([]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+// recipientsFiles are the .capstan/recipients files the secret files
+// were encrypted from, found as encrypt and edit find them (the nearest
+// in the file's directory or above, up to the repository's top): for a
+// --repo below the top, the top's. Without any, repo/.capstan/recipients.
+func recipientsFiles(repo string, files []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range files {
+		if rp, ok := findRecipientsFile(filepath.Dir(p)); ok && !seen[rp] {
+			seen[rp] = true
+			out = append(out, rp)
+		}
+	}
+	if len(out) == 0 {
+		rp, ok := findRecipientsFile(repo)
+		if !ok {
+			rp = filepath.Join(repo, recipientsFile)
+		}
+		out = append(out, rp)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// replaceRecipient writes recipient in a recipients file in place of the
+// old ones.
+func replaceRecipient(p string, old map[string]bool, recipient string) error {
+	var lines []string
+	if b, err := os.ReadFile(p); err == nil {
+		for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+			if !old[strings.TrimSpace(l)] {
+				lines = append(lines, l)
+			}
+		}
+	}
+	lines = append(lines, recipient)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
 func relAll(root string, ps []string) []string {

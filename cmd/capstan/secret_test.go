@@ -320,3 +320,44 @@ func TestSecretEditKeepsRecipients(t *testing.T) {
 		t.Fatalf("the cluster decrypts %q, %v", out, err)
 	}
 }
+
+// capstan secret rotate --repo SUBDIR updates the .capstan/recipients
+// the subdirectory's files were encrypted from (the top's) instead of
+// writing a new SUBDIR/.capstan/recipients, and commits only its files:
+// what the user had staged stays staged, out of the commit.
+func TestSecretRotateSubdirKeepsIndex(t *testing.T) {
+	r := newSecretRepo(t)
+	file := r.write(t, "sub/db.secret.yaml", "password: hunter2\n")
+	if out, err := run(t, "secret", "encrypt", "--in-place", file); err != nil {
+		t.Fatalf("encrypt: %v\n%s", err, out)
+	}
+	gitCmd(t, r.dir, "add", "-A")
+	gitCmd(t, r.dir, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "add db")
+	r.write(t, "unrelated.txt", "work in progress\n")
+	gitCmd(t, r.dir, "add", "unrelated.txt")
+	for _, v := range []string{"GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"} {
+		t.Setenv(v, "T")
+	}
+	for _, v := range []string{"GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"} {
+		t.Setenv(v, "t@example.com")
+	}
+	if out, err := run(t, "secret", "rotate", "--data-dir", r.data, "--repo", filepath.Join(r.dir, "sub")); err != nil {
+		t.Fatalf("rotate: %v\n%s", err, out)
+	}
+	newKeys, err := secrets.LoadOrCreate(filepath.Join(r.data, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "sub", ".capstan", "recipients")); err == nil {
+		t.Error("rotate --repo sub wrote sub/.capstan/recipients")
+	}
+	if b, _ := os.ReadFile(filepath.Join(r.dir, ".capstan", "recipients")); strings.TrimSpace(string(b)) != newKeys.Recipient() {
+		t.Errorf(".capstan/recipients = %q, want the new recipient %s", b, newKeys.Recipient())
+	}
+	if got := gitCmd(t, r.dir, "show", "--name-only", "--format="); got != ".capstan/recipients\nsub/db.secret.yaml" {
+		t.Errorf("the rotation commit holds %q, want .capstan/recipients and sub/db.secret.yaml", got)
+	}
+	if got := gitCmd(t, r.dir, "diff", "--cached", "--name-only"); got != "unrelated.txt" {
+		t.Errorf("staged after rotate: %q, want unrelated.txt still staged", got)
+	}
+}
