@@ -359,7 +359,9 @@ func newSecretEditCmd() *cobra.Command {
 there is one), open $EDITOR on it, and encrypt the result back into FILE.
 Values that did not change keep their encrypted form, so the diff of the
 commit shows which keys changed. A FILE that does not exist, or is empty,
-starts empty.
+starts empty. A text that cannot be saved (not YAML, a value that is not
+a string, too large) reopens in $EDITOR with the error at the top; save it
+unchanged or empty to give up.
 
 FILE is encrypted for its own recipients, those of .capstan/recipients and
 those given with -r; --remove-recipient takes one out. Changed recipients
@@ -397,20 +399,27 @@ make a new data key.`,
 			if rs, err = removeRecipients(p, rs, removed); err != nil {
 				return err
 			}
-			edited, err := editText(plainYAML(vals))
-			if err != nil {
-				return err
-			}
-			next, err := parsePlain(edited)
-			if err != nil {
-				return fmt.Errorf("%s: %w (nothing written)", p, err)
+			for _, r := range rs {
+				if _, err := age.ParseX25519Recipient(r); err != nil {
+					return fmt.Errorf("recipient %q (of %s, %s or -r): %w", r, p, recipientsFile, err)
+				}
 			}
 			if prev != nil && !slices.Equal(rs, sortedCopy(prev.Recipients)) {
 				prev = nil // new recipients: a new data key
 			}
-			enc, err := secrets.Encrypt(next, rs, secrets.EncryptOptions{Previous: prev, PreviousIDs: prevIDs})
-			if err != nil {
+			// The recipients are good: what Encrypt refuses now is the
+			// text's to fix.
+			var enc []byte
+			err = editUntilValid(editText, plainYAML(vals), func(text []byte) error {
+				next, err := parsePlain(text)
+				if err != nil {
+					return err
+				}
+				enc, err = secrets.Encrypt(next, rs, secrets.EncryptOptions{Previous: prev, PreviousIDs: prevIDs})
 				return err
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
 			}
 			return writePrivate(p, enc)
 		},
@@ -439,6 +448,57 @@ func sortedCopy(s []string) []string {
 	out := slices.Clone(s)
 	slices.Sort(out)
 	return out
+}
+
+// errorMark starts the lines of the error shown at the top of a text
+// reopened in the editor; they are taken out before it is shown again.
+const errorMark = "#| "
+
+// editUntilValid runs edit on text until check accepts what was saved.
+// When check refuses it, the editor reopens on the saved text with the
+// error at the top, as a comment, so that nothing typed is lost; saving
+// that unchanged or empty gives up.
+func editUntilValid(edit func([]byte) ([]byte, error), text []byte, check func([]byte) error) error {
+	edited, err := edit(text)
+	for {
+		if err != nil {
+			return err
+		}
+		cerr := check(edited)
+		if cerr == nil {
+			return nil
+		}
+		before := withoutError(edited)
+		if edited, err = edit(withError(edited, cerr)); err != nil {
+			return err
+		}
+		if after := withoutError(edited); bytes.Equal(after, before) || len(bytes.TrimSpace(after)) == 0 {
+			return fmt.Errorf("%w (nothing written: the text was left unchanged or empty)", cerr)
+		}
+	}
+}
+
+func withError(text []byte, err error) []byte {
+	var b bytes.Buffer
+	b.WriteString(errorMark + "The text below was not saved: fix it and save to try again;\n")
+	b.WriteString(errorMark + "save it unchanged, or empty, to give up (nothing is written):\n")
+	for _, l := range strings.Split(err.Error(), "\n") {
+		b.WriteString(errorMark + "  " + l + "\n")
+	}
+	b.Write(withoutError(text))
+	return b.Bytes()
+}
+
+// withoutError takes out the error lines withError put at the top.
+func withoutError(text []byte) []byte {
+	for bytes.HasPrefix(text, []byte(strings.TrimSpace(errorMark))) {
+		i := bytes.IndexByte(text, '\n')
+		if i < 0 {
+			return nil
+		}
+		text = text[i+1:]
+	}
+	return text
 }
 
 // editText runs $EDITOR on text in a private temporary file, removed

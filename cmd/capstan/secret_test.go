@@ -361,3 +361,74 @@ func TestSecretRotateSubdirKeepsIndex(t *testing.T) {
 		t.Errorf("staged after rotate: %q, want unrelated.txt still staged", got)
 	}
 }
+
+// editUntilValid reopens the editor on a text that does not parse, with
+// the error at the top, until it parses or is left unchanged or empty.
+func TestEditUntilValid(t *testing.T) {
+	tests := []struct {
+		name   string
+		saves  []string // what the editor saves, call after call
+		err    string   // want, or "" for success
+		shown2 string   // the second call is shown this, when there is one
+	}{
+		{"good", []string{"a: b\n"}, "", ""},
+		{"fixed", []string{"port: 5432\n", "port: \"5432\"\n"}, "", "#| The text below was not saved: fix it and save to try again;\n#| save it unchanged, or empty, to give up (nothing is written):\n#|   key \"port\": the value must be a string (quote it)\nport: 5432\n"},
+		{"fixed with the error kept", []string{"port: 5432\n", "#| stale\nport: \"5432\"\n"}, "", ""},
+		{"left unchanged", []string{"port: 5432\n", "SHOWN"}, `key "port": the value must be a string (quote it) (nothing written`, ""},
+		{"saved the same again", []string{"port: 5432\n", "port: 5432\n"}, "nothing written", ""},
+		{"emptied", []string{"port: 5432\n", "#| x\n\n"}, "nothing written", ""},
+		{"two errors", []string{"port: 5432\n", "port: [\n", "port: \"1\"\n"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var shown []string
+			edit := func(text []byte) ([]byte, error) {
+				shown = append(shown, string(text))
+				if len(shown) > len(tt.saves) {
+					t.Fatalf("editor opened %d times, want at most %d", len(shown), len(tt.saves))
+				}
+				if s := tt.saves[len(shown)-1]; s != "SHOWN" {
+					return []byte(s), nil
+				}
+				return text, nil
+			}
+			var got map[string]string
+			err := editUntilValid(edit, []byte("start\n"), func(b []byte) error {
+				var err error
+				got, err = parsePlain(b)
+				return err
+			})
+			if tt.err == "" && err != nil || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+				t.Fatalf("editUntilValid = %v, want error %q", err, tt.err)
+			}
+			if tt.err == "" && len(shown) != len(tt.saves) {
+				t.Fatalf("editor opened %d times, want %d", len(shown), len(tt.saves))
+			}
+			if tt.err == "" && len(got) != 1 {
+				t.Fatalf("the accepted text parsed into %v", got)
+			}
+			if tt.shown2 != "" && shown[1] != tt.shown2 {
+				t.Fatalf("the editor reopened on\n%s\nwant\n%s", shown[1], tt.shown2)
+			}
+			for _, s := range shown[1:] {
+				if strings.Count(s, "The text below was not saved") != 1 {
+					t.Fatalf("the editor reopened on\n%s\nwant one error header", s)
+				}
+			}
+		})
+	}
+}
+
+// capstan secret edit reopens the editor on a text that does not parse
+// instead of throwing it away.
+func TestSecretEditReopensOnError(t *testing.T) {
+	r := newSecretRepo(t)
+	file := filepath.Join(r.dir, "db.secret.yaml")
+	t.Setenv("EDITOR", editorScript(t, `if grep -q "^#|" "$1"; then sed -i 's/5432/"5432"/' "$1"; else echo "port: 5432" > "$1"; fi`))
+	if out, err := run(t, "secret", "edit", "--data-dir", r.data, file); err != nil {
+		t.Fatalf("edit: %v\n%s", err, out)
+	}
+	if out, err := run(t, "secret", "decrypt", "--data-dir", r.data, file); err != nil || out != "port: \"5432\"\n" {
+		t.Fatalf("decrypt = %q, %v", out, err)
+	}
+}
