@@ -16,7 +16,14 @@ import (
 func main() {
 	// The descriptor evaluation sandbox starts this binary as its child.
 	sandbox.Main()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	// A hang-up (a closed terminal, an SSH disconnect) stops a command as
+	// SIGTERM does, so that its deferred clean-ups run (secret edit's
+	// plaintext in /dev/shm); not under nohup, which ignores it.
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	defer stop()
 	root := newRootCmd()
 	if err := root.ExecuteContext(ctx); err != nil {

@@ -2,15 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
+	"time"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
@@ -522,9 +526,20 @@ func editText(text []byte) ([]byte, error) {
 		editor = "vi"
 	}
 	parts := strings.Fields(editor)
-	c := exec.Command(parts[0], append(parts[1:], p)...)
+	// A hang-up or SIGTERM stops the editor, so that the plaintext is
+	// removed before capstan exits. Not SIGINT: the editor takes Ctrl-C
+	// for itself, and so does git while it runs one.
+	stopped, stop := signal.NotifyContext(context.Background(), syscall.SIGHUP, syscall.SIGTERM)
+	defer stop()
+	c := exec.CommandContext(stopped, parts[0], append(parts[1:], p)...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
-	if err := c.Run(); err != nil {
+	c.Cancel = func() error { return c.Process.Signal(syscall.SIGHUP) }
+	c.WaitDelay = 5 * time.Second // then it is killed
+	err = c.Run()
+	if stopped.Err() != nil {
+		return nil, fmt.Errorf("%v while the editor ran (nothing written)", context.Cause(stopped))
+	}
+	if err != nil {
 		return nil, fmt.Errorf("editor %s: %w (nothing written)", editor, err)
 	}
 	return os.ReadFile(p)

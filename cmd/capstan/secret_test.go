@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
@@ -430,5 +435,64 @@ func TestSecretEditReopensOnError(t *testing.T) {
 	}
 	if out, err := run(t, "secret", "decrypt", "--data-dir", r.data, file); err != nil || out != "port: \"5432\"\n" {
 		t.Fatalf("decrypt = %q, %v", out, err)
+	}
+}
+
+// capstan secret edit removes the plaintext's temporary directory when
+// the terminal hangs up (an SSH disconnect) while the editor runs.
+func TestSecretEditCleansUpOnSIGHUP(t *testing.T) {
+	r := newSecretRepo(t)
+	file := filepath.Join(r.dir, "db.secret.yaml")
+	marker := filepath.Join(t.TempDir(), "editing")
+	editor := editorScript(t, `echo "$1" > `+marker+`.tmp && mv `+marker+`.tmp `+marker+`
+exec sleep 600`)
+	cmd := exec.Command(os.Args[0], "secret", "edit", "--data-dir", r.data, file)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1", "CAPSTAN_CONFIG=/nonexistent", "EDITOR="+editor)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var editing string
+	deadline := time.Now().Add(30 * time.Second)
+	for editing == "" {
+		if b, err := os.ReadFile(marker); err == nil {
+			editing = strings.TrimSpace(string(b))
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the editor did not start")
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("edit exited before the editor started: %v\n%s", err, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := os.Stat(editing); err != nil {
+		t.Fatalf("the file being edited: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(stderr.String(), "nothing written") {
+			t.Errorf("edit after SIGHUP: %v\n%s; want a failure saying nothing was written", err, stderr.String())
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("edit did not exit within a minute of SIGHUP")
+	}
+	if _, err := os.Stat(filepath.Dir(editing)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the plaintext's directory %s after SIGHUP: %v, want it removed", filepath.Dir(editing), err)
+	}
+	if _, err := os.Stat(file); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s was written after SIGHUP: %v", file, err)
 	}
 }
