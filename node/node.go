@@ -97,7 +97,7 @@ func New(opts Options) (*Node, error) {
 	n := &Node{opts: opts}
 	if opts.Services {
 		ip := netip.MustParseAddr(opts.Agent.Address)
-		ns, err := newNodeServices(opts.ServicesClient, opts.DNSAddr, ip, opts.Agent.ClusterDNS.IsValid(), opts.Logger)
+		ns, err := newNodeServices(opts.ServicesClient, opts.DNSAddr, opts.Agent.ClusterZone, ip, opts.Agent.ClusterDNS.IsValid(), opts.Logger)
 		if err != nil {
 			return nil, err
 		}

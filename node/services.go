@@ -52,16 +52,18 @@ func ParseDNSAddr(s string, nodeIP netip.Addr, anyPort bool) (ap netip.AddrPort,
 	return ap, true, nil
 }
 
-// newNodeServices prepares them; dnsAddr is what ParseDNSAddr accepts.
-func newNodeServices(c *client.Client, dnsAddr string, nodeIP netip.Addr, anyDNSPort bool, log *slog.Logger) (*nodeServices, error) {
+// newNodeServices prepares them; dnsAddr is what ParseDNSAddr accepts and
+// zone is the cluster zone the pods' resolv.conf searches (agent.Options.
+// ClusterZone; empty for dns.DefaultZone).
+func newNodeServices(c *client.Client, dnsAddr, zone string, nodeIP netip.Addr, anyDNSPort bool, log *slog.Logger) (*nodeServices, error) {
 	ns := &nodeServices{}
 	ap, on, err := ParseDNSAddr(dnsAddr, nodeIP, anyDNSPort)
 	if err != nil {
 		return nil, err
 	}
 	if on {
-		if ns.dns, err = dns.New(dns.Options{Addrs: []string{ap.String()}, Logger: log.With("component", "dns")}); err != nil {
-			return nil, fmt.Errorf("--dns-addr: %w", err)
+		if ns.dns, err = dns.New(dnsOptions(ap, zone, log)); err != nil {
+			return nil, fmt.Errorf("cluster DNS (--dns-addr, --cluster-zone): %w", err)
 		}
 		ns.clusterDNS = ap.Addr()
 	}
@@ -79,10 +81,23 @@ func newNodeServices(c *client.Client, dnsAddr string, nodeIP netip.Addr, anyDNS
 	if ns.dns != nil {
 		d = ns.dns
 	}
-	if ns.feeder, err = services.New(services.Options{Client: c, DNS: d, Proxy: ns.proxy, Logger: log.With("component", "services")}); err != nil {
+	if ns.feeder, err = services.New(feederOptions(c, d, ns.proxy, zone, log)); err != nil {
 		return nil, err
 	}
 	return ns, nil
+}
+
+// dnsOptions are the node's cluster DNS options. The zone must be the one
+// the pods search (and the feeder builds), else their service names go
+// upstream and come back NXDOMAIN.
+func dnsOptions(ap netip.AddrPort, zone string, log *slog.Logger) dns.Options {
+	return dns.Options{Addrs: []string{ap.String()}, Zone: zone, Logger: log.With("component", "dns")}
+}
+
+// feederOptions are the options of the feeder of the node's DNS and
+// proxy, building the DNS's zone.
+func feederOptions(c *client.Client, d services.DNS, p services.Proxy, zone string, log *slog.Logger) services.Options {
+	return services.Options{Client: c, DNS: d, Proxy: p, Zone: zone, Logger: log.With("component", "services")}
 }
 
 func (ns *nodeServices) start(ctx context.Context, g *errgroup.Group) {
