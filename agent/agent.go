@@ -75,7 +75,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	return &Agent{
 		opts: opts, log: opts.Logger.With("node", opts.NodeName), host: host, address: address,
-		probeHC: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		probeHC: newProbeClient(),
 		ev:      newEvents(opts.Client, opts.NodeName, opts.Now, opts.Logger.With("node", opts.NodeName)),
 		workers: map[string]*worker{},
 		pulls:   map[string]*sync.Mutex{},

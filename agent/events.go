@@ -17,6 +17,7 @@ const (
 	EventFailed           = "Failed"                 // an image pull or a container start failed
 	EventBackOff          = "BackOff"                // a pull or a restart waits for its back-off
 	EventUnhealthy        = "Unhealthy"              // a readiness or liveness probe failed
+	EventProbeWarning     = "ProbeWarning"           // a probe passed with a warning: a redirect it did not follow
 	EventKilling          = "Killing"                // a container is stopped: its liveness probe failed
 	EventOOMKilled        = "OOMKilled"              // a container went over its memory limit
 	EventFailedCreatePod  = "FailedCreatePodSandBox" // the sandbox (namespaces, CNI) could not be made

@@ -89,6 +89,38 @@ type checker interface {
 	check(ctx context.Context) error
 }
 
+// maxProbeRedirects is how many redirects to the same host an HTTP probe
+// follows, as Go's client and the kubelet do.
+const maxProbeRedirects = 10
+
+// newProbeClient is the HTTP client of the HTTP probes. It runs in the
+// host's network namespace, so a container must not steer it to another
+// host (127.0.0.1 of the host, a metadata address): as the kubelet does,
+// it follows a redirect only to the probed host; a redirect elsewhere
+// ends the check, which passes with a warning (probeWarning).
+func newProbeClient() *http.Client {
+	return &http.Client{
+		Transport:     &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: checkProbeRedirect,
+	}
+}
+
+func checkProbeRedirect(req *http.Request, via []*http.Request) error {
+	if req.URL.Hostname() != via[0].URL.Hostname() {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= maxProbeRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxProbeRedirects)
+	}
+	return nil
+}
+
+// probeWarning is the result of a check that passes with a warning: an
+// HTTP probe answered with a redirect it did not follow.
+type probeWarning struct{ msg string }
+
+func (w probeWarning) Error() string { return w.msg }
+
 type httpChecker struct {
 	client *http.Client
 	url    string
@@ -108,6 +140,10 @@ func (h httpChecker) check(ctx context.Context) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 10<<10))
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return fmt.Errorf("GET %s: %s", h.url, resp.Status)
+	}
+	if resp.StatusCode >= 300 {
+		return probeWarning{fmt.Sprintf("GET %s: %s to %q, not followed (another host than the pod's); counted as a pass: point the probe at the final path",
+			h.url, resp.Status, resp.Header.Get("Location"))}
 	}
 	return nil
 }
@@ -196,38 +232,38 @@ type probeSpec struct {
 const startupFirstRetry = 100 * time.Millisecond
 
 // startProber runs the given probes (either may be nil) in goroutines;
-// failed, when set, hears of every failed check ("Readiness" or
-// "Liveness").
-func startProber(ctx context.Context, id string, readiness, liveness *probeSpec, changed func(), failed func(kind string, err error)) *prober {
+// notify, when set, hears of every failed check and of every check that
+// passed with a probeWarning, by probe kind ("Readiness" or "Liveness").
+func startProber(ctx context.Context, id string, readiness, liveness *probeSpec, changed func(), notify func(kind string, err error)) *prober {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &prober{id: id, stop: cancel, done: make(chan struct{}), changed: changed}
 	var wg sync.WaitGroup
 	if readiness != nil {
 		p.ready = readiness.initial
 		wg.Go(func() {
-			p.loop(ctx, *readiness, func(ok bool) { p.ready = ok }, report(failed, "Readiness"))
+			p.loop(ctx, *readiness, func(ok bool) { p.ready = ok }, report(notify, "Readiness"))
 		})
 	}
 	if liveness != nil {
 		wg.Go(func() {
-			p.loop(ctx, *liveness, func(ok bool) { p.unhealthy = !ok }, report(failed, "Liveness"))
+			p.loop(ctx, *liveness, func(ok bool) { p.unhealthy = !ok }, report(notify, "Liveness"))
 		})
 	}
 	go func() { wg.Wait(); close(p.done) }()
 	return p
 }
 
-// report binds failed to a probe kind; nil stays nil.
-func report(failed func(string, error), kind string) func(error) {
-	if failed == nil {
+// report binds notify to a probe kind; nil stays nil.
+func report(notify func(string, error), kind string) func(error) {
+	if notify == nil {
 		return nil
 	}
-	return func(err error) { failed(kind, err) }
+	return func(err error) { notify(kind, err) }
 }
 
 // loop probes every period; set records a changed verdict under p.mu;
-// failed, when set, hears of each failed check.
-func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool), failed func(error)) {
+// notify, when set, hears of each failed check and each warning.
+func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool), notify func(error)) {
 	counter := probeCounter{ok: s.initial}
 	delay := s.cfg.InitialDelay
 	startup, retry := s.startup, startupFirstRetry
@@ -250,8 +286,14 @@ func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool), failed f
 		if onSchedule {
 			due += s.cfg.Period
 		}
-		if err != nil && failed != nil && onSchedule {
-			failed(err)
+		if _, warned := errors.AsType[probeWarning](err); warned {
+			if notify != nil {
+				notify(err)
+			}
+			err = nil
+		}
+		if err != nil && notify != nil && onSchedule {
+			notify(err)
 		}
 		delay = s.cfg.Period
 		if startup = startup && err != nil; startup {

@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,7 +67,7 @@ func TestCheckers(t *testing.T) {
 	defer srv.Close()
 	ap := netip.MustParseAddrPort(srv.Listener.Addr().String())
 	c := &api.Container{Name: "web", Ports: []api.ContainerPort{{Name: "http", Port: int32(ap.Port())}}}
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	hc := newProbeClient()
 	ctx := context.Background()
 
 	httpChk, err := newChecker(&api.Probe{HTTP: &api.HTTPProbe{Path: "/healthz", Port: api.FromString("http")}}, c, ap.Addr(), "id", nil, hc)
@@ -113,6 +115,87 @@ func TestCheckers(t *testing.T) {
 		t.Error("a probe on an unknown port name was accepted")
 	}
 }
+
+// An HTTP probe runs from the host's network namespace: it follows a
+// redirect only to the probed host, as the kubelet does. A redirect to
+// another host (here "localhost" for a probe of 127.0.0.1; in a cluster
+// the host's loopback or a metadata address) is not followed, and the
+// check passes with a warning.
+func TestHTTPProbeRedirects(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	otherPort := netip.MustParseAddrPort(other.Listener.Addr().String()).Port()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/moved":
+			http.Redirect(w, r, "/healthz", http.StatusFound)
+		case "/moved-to-sick":
+			http.Redirect(w, r, "/sick", http.StatusFound)
+		case "/sick":
+			http.Error(w, "no", http.StatusServiceUnavailable)
+		case "/away":
+			http.Redirect(w, r, "http://localhost:"+strconv.Itoa(int(otherPort))+"/secret", http.StatusFound)
+		case "/loop":
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		}
+	}))
+	defer srv.Close()
+	ap := netip.MustParseAddrPort(srv.Listener.Addr().String())
+	c := &api.Container{Name: "web", Ports: []api.ContainerPort{{Name: "http", Port: int32(ap.Port())}}}
+	check := func(path string) error {
+		t.Helper()
+		chk, err := newChecker(&api.Probe{HTTP: &api.HTTPProbe{Path: path, Port: api.FromString("http")}}, c, ap.Addr(), "id", nil, newProbeClient())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return chk.check(context.Background())
+	}
+	if err := check("/moved"); err != nil {
+		t.Errorf("redirect on the same host to a 200: %v, want a pass", err)
+	}
+	if err := check("/moved-to-sick"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("redirect on the same host to a 503: %v, want it followed and failing", err)
+	}
+	if err := check("/loop"); err == nil || !strings.Contains(err.Error(), "stopped after 10 redirects") {
+		t.Errorf("endless redirect: %v, want it stopped", err)
+	}
+	err := check("/away")
+	if _, warned := errors.AsType[probeWarning](err); !warned || !strings.Contains(err.Error(), "/secret") {
+		t.Errorf("redirect to another host: %v, want a probeWarning naming the location", err)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the probe followed a redirect to another host (%d requests there)", n)
+	}
+}
+
+// A check that passes with a warning counts as a pass, and the warning is
+// reported.
+func TestProberWarningPasses(t *testing.T) {
+	spec := &probeSpec{cfg: probeConfig{Period: time.Hour, Timeout: time.Second, Failures: 1, Successes: 1},
+		check: warnCheck{}}
+	changed := make(chan struct{}, 10)
+	heard := make(chan error, 10)
+	p := startProber(context.Background(), "c1", spec, nil, func() { changed <- struct{}{} },
+		func(kind string, err error) { heard <- err })
+	defer p.close()
+	waitChange(t, changed)
+	if ready, _ := p.results(); !ready {
+		t.Fatal("not ready after a check that passed with a warning")
+	}
+	select {
+	case err := <-heard:
+		if _, warned := errors.AsType[probeWarning](err); !warned {
+			t.Errorf("reported %v, want the warning", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the warning was not reported within 10s")
+	}
+}
+
+type warnCheck struct{}
+
+func (warnCheck) check(context.Context) error { return probeWarning{"redirected"} }
 
 // A prober reports a readiness flip through its callback, and stops.
 func TestProberFlips(t *testing.T) {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/capstanhq/capstan/agent/runtime"
@@ -42,10 +43,14 @@ func (w *worker) syncProbers(ctx context.Context, pod *api.Pod) {
 			specs[0].startup = !specs[0].initial
 		}
 		ref := podRef(w.key, w.uid)
-		failed := func(kind string, err error) {
+		notify := func(kind string, err error) {
+			if _, warned := errors.AsType[probeWarning](err); warned {
+				w.a.ev.emit(ref, api.EventWarning, EventProbeWarning, fmt.Sprintf("%s probe of container %s warning: %v", kind, c.Name, err))
+				return
+			}
 			w.a.ev.emit(ref, api.EventWarning, EventUnhealthy, fmt.Sprintf("%s probe of container %s failed: %v", kind, c.Name, err))
 		}
-		w.probers[c.Name] = startProber(ctx, last.ID, specs[0], specs[1], w.trigger, failed)
+		w.probers[c.Name] = startProber(ctx, last.ID, specs[0], specs[1], w.trigger, notify)
 	}
 }
 
