@@ -240,7 +240,7 @@ func rotatedLogs(path string) []string {
 }
 
 // copyRecords writes the records of r to lw; with tail >= 0 only the last
-// tail of them.
+// tail lines (a line cut into several records counts once).
 func copyRecords(r io.Reader, lw *lineWriter, tail int) error {
 	if tail < 0 {
 		_, err := io.Copy(writerFunc(lw.write), r)
@@ -254,17 +254,22 @@ func copyRecords(r io.Reader, lw *lineWriter, tail int) error {
 	var ring [][]byte
 	n := 0
 	br := bufio.NewReaderSize(r, 64<<10)
+	var out []byte
 	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 && line[len(line)-1] == '\n' {
-			if len(ring) < tail {
-				ring = append(ring, line)
-			} else {
-				ring[n%tail] = line
+		rec, err := br.ReadBytes('\n')
+		if len(rec) > 0 && rec[len(rec)-1] == '\n' {
+			// A record gives at most one line: its own, or the one it ends.
+			if out = lw.format(out[:0], rec); len(out) > 0 {
+				line := bytes.Clone(out)
+				if len(ring) < tail {
+					ring = append(ring, line)
+				} else {
+					ring[n%tail] = line
+				}
+				n++
 			}
-			n++
-		} else if len(line) > 0 {
-			lw.partial = append(lw.partial[:0], line...) // still being written
+		} else if len(rec) > 0 {
+			lw.partial = append(lw.partial[:0], rec...) // still being written
 		}
 		if err != nil {
 			break
@@ -272,8 +277,11 @@ func copyRecords(r io.Reader, lw *lineWriter, tail int) error {
 	}
 	start := max(0, n-tail)
 	for i := start; i < n; i++ {
-		if err := lw.record(ring[i%tail]); err != nil {
-			return err
+		lw.out = append(lw.out, ring[i%tail]...)
+		if len(lw.out) >= 32<<10 {
+			if err := lw.flushWhole(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -288,14 +296,28 @@ func (f writerFunc) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// maxJoinedLine bounds a line joined from records marked partial: a longer
+// one comes back in parts of this size, so that following a container
+// that never ends its line holds no more than this.
+const maxJoinedLine = 1 << 20
+
 // lineWriter turns log records ("<time> <stream> <line>\n") back into the
 // container's lines. A record cut by the end of the data read so far is
-// kept until the rest arrives.
+// kept until the rest arrives, and so are the records of a cut line
+// (marked partialTag) until the record that ends it.
 type lineWriter struct {
 	w          io.Writer
 	timestamps bool
 	partial    []byte
 	out        []byte
+	cut        []cutLine // by stream, in the order the lines began
+}
+
+// cutLine is the start of a line cut into records: its first record's time
+// and the parts read so far.
+type cutLine struct {
+	stream   string
+	ts, line []byte
 }
 
 func (lw *lineWriter) write(p []byte) error {
@@ -322,20 +344,69 @@ func (lw *lineWriter) write(p []byte) error {
 
 // record formats one whole record into the output buffer.
 func (lw *lineWriter) record(rec []byte) error {
-	ts, rest, ok := bytes.Cut(rec, []byte{' '})
-	_, line, ok2 := bytes.Cut(rest, []byte{' '})
-	if !ok || !ok2 {
-		line = rec // not a record: pass it on as it is
-	}
-	if lw.timestamps && ok && ok2 {
-		lw.out = append(lw.out, ts...)
-		lw.out = append(lw.out, ' ')
-	}
-	lw.out = append(lw.out, line...)
+	lw.out = lw.format(lw.out, rec)
 	if len(lw.out) >= 32<<10 {
 		return lw.flushWhole()
 	}
 	return nil
+}
+
+// format appends to out the line that the whole record rec gives, if any:
+// its own, or the cut line it ends. A record marked partial gives none
+// (unless its line reaches maxJoinedLine). Files written before the mark
+// hold the parts of a long line as records of their own, which come back
+// as lines of their own.
+func (lw *lineWriter) format(out, rec []byte) []byte {
+	ts, rest, ok := bytes.Cut(rec, []byte{' '})
+	stream, line, ok2 := bytes.Cut(rest, []byte{' '})
+	if !ok || !ok2 {
+		return append(out, rec...) // not a record: pass it on as it is
+	}
+	base, part := bytes.CutSuffix(stream, []byte(partialTag))
+	c := lw.cutOf(base)
+	if c == nil && !part {
+		return lw.appendLine(out, ts, line)
+	}
+	if c == nil {
+		lw.cut = append(lw.cut, cutLine{stream: string(base), ts: bytes.Clone(ts)})
+		c = &lw.cut[len(lw.cut)-1]
+	}
+	if !part {
+		c.line = append(c.line, line...)
+		out = lw.appendLine(out, c.ts, c.line)
+		lw.dropCut(c)
+		return out
+	}
+	c.line = append(c.line, line[:len(line)-1]...)
+	if len(c.line) >= maxJoinedLine {
+		c.line = append(c.line, '\n')
+		out = lw.appendLine(out, c.ts, c.line)
+		lw.dropCut(c)
+	}
+	return out
+}
+
+// appendLine appends line (ending in '\n') to out, after ts when asked.
+func (lw *lineWriter) appendLine(out, ts, line []byte) []byte {
+	if lw.timestamps {
+		out = append(out, ts...)
+		out = append(out, ' ')
+	}
+	return append(out, line...)
+}
+
+// cutOf returns the cut line of stream being joined, or nil.
+func (lw *lineWriter) cutOf(stream []byte) *cutLine {
+	for i := range lw.cut {
+		if lw.cut[i].stream == string(stream) {
+			return &lw.cut[i]
+		}
+	}
+	return nil
+}
+
+func (lw *lineWriter) dropCut(c *cutLine) {
+	lw.cut = slices.DeleteFunc(lw.cut, func(x cutLine) bool { return x.stream == c.stream })
 }
 
 // flushWhole writes the formatted whole lines.
@@ -351,7 +422,8 @@ func (lw *lineWriter) flushWhole() error {
 	return err
 }
 
-// flush writes everything, a cut last record included.
+// flush writes everything, a cut last record and the start of a cut line
+// whose end is not written yet included.
 func (lw *lineWriter) flush() error {
 	if len(lw.partial) > 0 {
 		rec := append(lw.partial, '\n')
@@ -360,5 +432,9 @@ func (lw *lineWriter) flush() error {
 			return err
 		}
 	}
+	for _, c := range lw.cut {
+		lw.out = lw.appendLine(lw.out, c.ts, append(c.line, '\n'))
+	}
+	lw.cut = nil
 	return lw.flushWhole()
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -186,12 +188,123 @@ func TestFollowEndsWithContext(t *testing.T) {
 	}
 }
 
+// A line longer than a record (40 KiB here, three records) comes back as
+// the container wrote it: whole, once, in every way of reading; a line of
+// the other stream written between its parts is not mixed into it; tail
+// counts it as one line.
+func TestLongLineComesBackWhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-0.log")
+	f, err := openRotating(path, 1<<20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	var tick atomic.Int64
+	now := func() time.Time { return t0.Add(time.Duration(tick.Add(1)) * time.Second) }
+	stdout := &streamWriter{stream: "stdout", file: f, now: now, log: slog.New(slog.DiscardHandler)}
+	stderr := &streamWriter{stream: "stderr", file: f, now: now, log: slog.New(slog.DiscardHandler)}
+	long := make([]byte, 40<<10)
+	for i := range long {
+		long[i] = 'a' + byte(i%26)
+	}
+	stdout.Write([]byte("before\n"))
+	stdout.Write(long[:20000]) // its first record is written now
+	stderr.Write([]byte("oops\n"))
+	if b, _ := os.ReadFile(path); bytes.Count(b, []byte("\n")) != 3 {
+		t.Fatalf("want 3 records before the line ends, log holds:\n%.300s", b)
+	}
+	var followed *syncBuffer
+	var running atomic.Bool
+	running.Store(true)
+	done := make(chan error, 1)
+	followed = newSyncBuffer()
+	go func() {
+		done <- ReadLogs(context.Background(), path, LogOptions{Tail: -1, Follow: true, Running: running.Load}, followed)
+	}()
+	followed.waitFor(t, func(s string) bool { return s == "before\noops\n" })
+	stdout.Write(append(long[20000:], "\nafter\n"...))
+	stdout.Flush()
+	want := "before\noops\n" + string(long) + "\nafter\n"
+	followed.waitFor(t, func(s string) bool { return s == want })
+	running.Store(false)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("follow did not end after the container stopped")
+	}
+
+	read := func(opts LogOptions) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := ReadLogs(context.Background(), path, opts, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if got := read(LogOptions{Tail: -1}); got != want {
+		t.Errorf("all: %d bytes, %d lines; want %d bytes, 4 lines", len(got), strings.Count(got, "\n"), len(want))
+	}
+	for tail, w := range map[int]string{1: "after\n", 2: string(long) + "\nafter\n", 3: want[len("before\n"):]} {
+		if got := read(LogOptions{Tail: tail}); got != w {
+			t.Errorf("tail %d: %d bytes, %d lines; want %d bytes, %d lines", tail, len(got), strings.Count(got, "\n"), len(w), strings.Count(w, "\n"))
+		}
+	}
+	// The line's time is when it began.
+	got := read(LogOptions{Tail: 2, Timestamps: true})
+	wantTS := "2026-12-05T10:00:02Z " + string(long) + "\n2026-12-05T10:00:04Z after\n"
+	if got != wantTS {
+		t.Errorf("timestamps: %.60q ... (%d bytes); want %.60q ... (%d bytes)", got, len(got), wantTS, len(wantTS))
+	}
+}
+
+// Files written before records were marked read as they always did: the
+// parts of a long line as lines of their own, and a line that looks like
+// a mark ("P ...", "F ...") unchanged.
+func TestReadLogsOfUnmarkedRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-0.log")
+	const ts = "2026-11-27T10:00:00Z "
+	part := strings.Repeat("x", maxLine)
+	old := ts + "stdout " + part + "\n" + ts + "stdout xyz\n" + ts + "stdout P not a part\n" + ts + "stderr F nor a tag\n"
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := ReadLogs(context.Background(), path, LogOptions{Tail: -1}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := part + "\nxyz\nP not a part\nF nor a tag\n"; out.String() != want {
+		t.Errorf("old records read as %.80q, want %.80q", out.String(), want)
+	}
+}
+
+// A line cut into parts without end (a container that never writes a
+// newline) is held only up to maxJoinedLine, then passed on.
+func TestJoinedLineIsBounded(t *testing.T) {
+	var out bytes.Buffer
+	lw := &lineWriter{w: &out}
+	part := "2026-11-27T10:00:00Z stdout:P " + strings.Repeat("z", maxLine) + "\n"
+	for range maxJoinedLine / maxLine {
+		if err := lw.write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out.Len() != maxJoinedLine+1 || len(lw.cut) != 0 {
+		t.Errorf("after %d bytes of parts: %d bytes out, %d lines held", maxJoinedLine, out.Len(), len(lw.cut))
+	}
+}
+
 // FuzzLineWriter feeds arbitrary bytes, in two pieces, as log file
-// contents: whole records come out once each, nothing panics.
+// contents: the lines of the records come out once each and in order,
+// a line cut into marked records joined, nothing panics.
 func FuzzLineWriter(f *testing.F) {
 	f.Add([]byte("2026-11-27T10:00:00Z stdout hello\n2026-11-27T10:00:01Z stderr oops\n"), 7, true)
 	f.Add([]byte("no spaces\n\n \n  \n"), 0, false)
 	f.Add([]byte("cut 2026-11-27T10:00:00Z stdout"), 3, true)
+	f.Add([]byte("t stdout:P he\nt stderr:P o\nt stderr ops\nt stdout llo\nt stdout:P end"), 20, false)
 	f.Fuzz(func(t *testing.T, data []byte, cut int, timestamps bool) {
 		var out bytes.Buffer
 		lw := &lineWriter{w: &out, timestamps: timestamps}
@@ -208,12 +321,30 @@ func FuzzLineWriter(f *testing.F) {
 		if out.Len() > len(data)+1 {
 			t.Fatalf("%d bytes out of %d in", out.Len(), len(data))
 		}
-		want := bytes.Count(data, []byte{'\n'})
+		records := bytes.Count(data, []byte{'\n'})
 		if len(data) > 0 && data[len(data)-1] != '\n' {
-			want++
+			records++
 		}
-		if got := bytes.Count(out.Bytes(), []byte{'\n'}); got != want {
-			t.Fatalf("%d lines out, want %d", got, want)
+		if got := bytes.Count(out.Bytes(), []byte{'\n'}); got > records || (records > 0 && got == 0) {
+			t.Fatalf("%d lines out of %d records", got, records)
+		}
+		if timestamps {
+			return
+		}
+		// Without times the output holds every byte of the records' lines
+		// once (lines of two streams may swap when one was cut, so only
+		// the count is compared).
+		var lines int
+		for _, rec := range bytes.SplitAfter(data, []byte{'\n'}) {
+			_, rest, ok := bytes.Cut(rec, []byte{' '})
+			_, line, ok2 := bytes.Cut(rest, []byte{' '})
+			if !ok || !ok2 {
+				line = rec
+			}
+			lines += len(bytes.TrimSuffix(line, []byte{'\n'}))
+		}
+		if n := out.Len() - bytes.Count(out.Bytes(), []byte{'\n'}); n != lines {
+			t.Fatalf("output holds %d bytes of lines, the records %d:\nin  %q\nout %q", n, lines, data, out.Bytes())
 		}
 	})
 }

@@ -10,8 +10,15 @@ import (
 	"time"
 )
 
-// maxLine bounds one log record; longer lines are split.
+// maxLine bounds one log record; longer lines are cut into several.
 const maxLine = 16 << 10
+
+// partialTag marks the stream of a record that a cut line goes on after
+// ("stdout:P"), as CRI's P tag does: ReadLogs joins such records to the
+// next one of their stream. It rides on the stream rather than in a field
+// of its own, which files written before it would not have: a line of
+// theirs that starts with "P " would be taken for a mark.
+const partialTag = ":P"
 
 // appendRecords appends to rec one record
 //
@@ -20,39 +27,46 @@ const maxLine = 16 << 10
 // for every line completed by p, the bytes of partial (a line begun by
 // earlier writes) first. It returns the records and what is left of an
 // unfinished line, which the caller passes back with the next write. A line
-// reaching maxLine is cut into records of maxLine bytes. partial's array is
-// reused for the rest.
+// longer than maxLine is cut into records of maxLine bytes, each but the
+// last marked with partialTag; a part is written only once more of the
+// line has come, so a marked record is always followed by the rest of its
+// line (rest, at worst, which Flush writes). partial's array is reused
+// for the rest.
 func appendRecords(rec []byte, now time.Time, stream string, partial, p []byte) (records, rest []byte) {
 	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		room := maxLine - len(partial)
-		if i < 0 || i >= room {
-			if len(p) < room {
-				return rec, append(partial, p...)
-			}
-			// The line is too long: a record of maxLine bytes.
-			partial = append(partial, p[:room]...)
-			p = p[room:]
-			rec = appendRecord(rec, now, stream, partial)
+		if len(partial) == maxLine && p[0] != '\n' {
+			// The line goes on past maxLine: its first part is a record
+			// of its own.
+			rec = appendRecord(rec, now, stream, partialTag, partial)
 			partial = partial[:0]
+		}
+		room := maxLine - len(partial)
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 || i > room {
+			n := min(len(p), room)
+			partial = append(partial, p[:n]...)
+			p = p[n:]
 			continue
 		}
 		if len(partial) > 0 {
 			partial = append(partial, p[:i]...)
-			rec = appendRecord(rec, now, stream, partial)
+			rec = appendRecord(rec, now, stream, "", partial)
 			partial = partial[:0]
 		} else {
-			rec = appendRecord(rec, now, stream, p[:i])
+			rec = appendRecord(rec, now, stream, "", p[:i])
 		}
 		p = p[i+1:]
 	}
 	return rec, partial
 }
 
-func appendRecord(rec []byte, now time.Time, stream string, line []byte) []byte {
+// appendRecord appends the record of line; tag is partialTag for a part of
+// a cut line that is not its last, else empty.
+func appendRecord(rec []byte, now time.Time, stream, tag string, line []byte) []byte {
 	rec = now.UTC().AppendFormat(rec, time.RFC3339Nano)
 	rec = append(rec, ' ')
 	rec = append(rec, stream...)
+	rec = append(rec, tag...)
 	rec = append(rec, ' ')
 	rec = append(rec, line...)
 	return append(rec, '\n')
@@ -95,7 +109,7 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 // Flush writes the unfinished line, if any, as a record of its own.
 func (w *streamWriter) Flush() {
 	if len(w.partial) > 0 {
-		w.write(appendRecord(nil, w.now(), w.stream, w.partial))
+		w.write(appendRecord(nil, w.now(), w.stream, "", w.partial))
 	}
 	w.partial = nil
 }

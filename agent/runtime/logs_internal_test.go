@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -80,25 +81,37 @@ func TestAppendRecords(t *testing.T) {
 		{"completes the partial", "he", "llo\nx", ts + " stdout hello\n", "x"},
 		{"no newline", "ab", "cd", "", "abcd"},
 		{"empty line", "", "\n", ts + " stdout \n", ""},
-		{"a long line is cut", "", long + "\n", ts + " stdout " + long[:maxLine] + "\n" + ts + " stdout " + long[maxLine:] + "\n", ""},
-		{"a long partial is cut", "", long, ts + " stdout " + long[:maxLine] + "\n", long[maxLine:]},
-		{"exactly maxLine then newline", "", long[:maxLine] + "\n", ts + " stdout " + long[:maxLine] + "\n" + ts + " stdout \n", ""},
+		{"a long line is cut, its first part marked", "", long + "\n", ts + " stdout:P " + long[:maxLine] + "\n" + ts + " stdout " + long[maxLine:] + "\n", ""},
+		{"a long partial is cut", "", long, ts + " stdout:P " + long[:maxLine] + "\n", long[maxLine:]},
+		{"exactly maxLine then newline is one record", "", long[:maxLine] + "\n", ts + " stdout " + long[:maxLine] + "\n", ""},
+		{"exactly maxLine waits for more", "", long[:maxLine], "", long[:maxLine]},
+		{"a full partial then a newline", long[:maxLine], "\n", ts + " stdout " + long[:maxLine] + "\n", ""},
+		{"a full partial then more", long[:maxLine], "z\n", ts + " stdout:P " + long[:maxLine] + "\n" + ts + " stdout z\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec, rest := appendRecords(nil, now, "stdout", []byte(tt.partial), []byte(tt.in))
 			if string(rec) != tt.want || string(rest) != tt.wantRst {
-				t.Errorf("appendRecords(%q, %q) = %q, rest %q; want %q, rest %q", tt.partial, tt.in, rec, rest, tt.want, tt.wantRst)
+				t.Errorf("appendRecords(%q, %q) = %q, rest %q; want %q, rest %q",
+					shorten(tt.partial), shorten(tt.in), shorten(string(rec)), shorten(string(rest)), shorten(tt.want), shorten(tt.wantRst))
 			}
 		})
 	}
 }
 
+// shorten replaces runs of the long test line's byte, so a failure stays
+// readable.
+func shorten(s string) string {
+	return regexp.MustCompile(`y{20,}`).ReplaceAllStringFunc(s, func(r string) string { return fmt.Sprintf("y*%d", len(r)) })
+}
+
 // Whatever a container writes, in whatever pieces, the records hold every
-// byte of it in order, one line a record, none longer than maxLine.
+// byte of it in order, none longer than maxLine; joined at their marks
+// they give back the container's lines.
 func FuzzAppendRecords(f *testing.F) {
 	f.Add([]byte("a\nbc\n"), uint8(1))
 	f.Add([]byte(strings.Repeat("z", maxLine+3)+"\nq"), uint8(7))
+	f.Add([]byte(strings.Repeat("z", maxLine)+"\n"+strings.Repeat("w", 2*maxLine)), uint8(200))
 	f.Fuzz(func(t *testing.T, out []byte, cut uint8) {
 		now := time.Unix(0, 0)
 		var rec, partial []byte
@@ -108,21 +121,29 @@ func FuzzAppendRecords(f *testing.F) {
 			p = p[n:]
 		}
 		if len(partial) > 0 {
-			rec = appendRecord(rec, now, "stderr", partial)
+			rec = appendRecord(rec, now, "stderr", "", partial)
 		}
-		prefix := now.UTC().Format(time.RFC3339Nano) + " stderr "
+		ts := now.UTC().Format(time.RFC3339Nano)
 		var got []byte
 		for _, r := range strings.SplitAfter(string(rec), "\n") {
 			if r == "" {
 				continue
 			}
-			line, ok := strings.CutPrefix(strings.TrimSuffix(r, "\n"), prefix)
+			r = strings.TrimSuffix(r, "\n")
+			if line, ok := strings.CutPrefix(r, ts+" stderr:P "); ok && len(line) == maxLine {
+				got = append(got, line...) // a part: the line goes on
+				continue
+			}
+			line, ok := strings.CutPrefix(r, ts+" stderr ")
 			if !ok || len(line) > maxLine {
 				t.Fatalf("bad record %q", r)
 			}
-			got = append(got, line...)
+			got = append(append(got, line...), '\n')
 		}
-		want := bytes.ReplaceAll(out, []byte("\n"), nil)
+		want := out
+		if len(want) > 0 && want[len(want)-1] != '\n' {
+			want = append(bytes.Clone(want), '\n')
+		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("records hold %q, want %q", got, want)
 		}
