@@ -89,8 +89,8 @@ func u32ToAddr(v uint32) netip.Addr {
 }
 
 // pick returns the first free item after the cursor, wrapping around.
-// items are numbered 0..n-1; key maps an item to its allocation key.
-func pick(tx store.Allocations, cursorKey string, n int, key func(int) string) (int, error) {
+// items are numbered 0..n-1; taken says whether one is allocated.
+func pick(tx store.Allocations, cursorKey string, n int, taken func(int) bool) (int, error) {
 	start := 0
 	if v, ok := tx.Get(cursorKey); ok {
 		if i, err := strconv.Atoi(v); err == nil {
@@ -99,11 +99,19 @@ func pick(tx store.Allocations, cursorKey string, n int, key func(int) string) (
 	}
 	for j := 0; j < n; j++ {
 		i := (start + j) % n
-		if _, taken := tx.Get(key(i)); !taken {
+		if !taken(i) {
 			return i, tx.Put(cursorKey, strconv.Itoa(i))
 		}
 	}
 	return 0, errExhausted
+}
+
+// allocated says whether item i is taken, by its allocation key.
+func allocated(tx store.Allocations, key func(int) string) func(int) bool {
+	return func(i int) bool {
+		_, taken := tx.Get(key(i))
+		return taken
+	}
 }
 
 // ---- service VIPs and node ports ----
@@ -128,7 +136,7 @@ func (a *allocator) takeVIP(tx store.Allocations, owner, want string) (string, e
 		}
 		return ip.String(), tx.Put(vipKey(ip), owner)
 	}
-	i, err := pick(tx, "vip-next", a.vipCount(), func(i int) string { return vipKey(a.vipAt(i)) })
+	i, err := pick(tx, "vip-next", a.vipCount(), allocated(tx, func(i int) string { return vipKey(a.vipAt(i)) }))
 	if err != nil {
 		return "", exhausted("service CIDR " + a.svc.String())
 	}
@@ -147,7 +155,7 @@ func (a *allocator) takePort(tx store.Allocations, owner string, want int32) (in
 		return want, tx.Put(portKey(want), owner)
 	}
 	n := a.portMax - a.portMin + 1
-	i, err := pick(tx, "nodeport-next", n, func(i int) string { return portKey(int32(a.portMin + i)) })
+	i, err := pick(tx, "nodeport-next", n, allocated(tx, func(i int) string { return portKey(int32(a.portMin + i)) }))
 	if err != nil {
 		return 0, exhausted(fmt.Sprintf("node ports %d-%d", a.portMin, a.portMax))
 	}
@@ -251,6 +259,40 @@ func (a *allocator) cidrAt(i int) netip.Prefix {
 
 func cidrKey(p netip.Prefix) string { return "podcidr/" + p.String() }
 
+// nodeBlock parses a pod CIDR given for a node (by its agent's --pod-cidr,
+// or by an admin): it must be one whole per-node block of the pod network,
+// because every agent routes each node's pod CIDR to that node, and a node
+// could otherwise draw traffic for service VIPs, other nodes' pods or any
+// address to itself.
+func (a *allocator) nodeBlock(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}, invalidField("spec.podCIDR", fmt.Sprintf("%s is not an IPv4 CIDR: leave it empty (capstan agent without --pod-cidr) and the server allocates a /%d of %s", strconv.Quote(s), a.nodeBits, a.pods))
+	}
+	if p.Bits() != a.nodeBits || !a.pods.Contains(p.Addr()) {
+		return netip.Prefix{}, invalidField("spec.podCIDR", fmt.Sprintf("%s is not a /%d block of the cluster's pod network %s: leave it empty (capstan agent without --pod-cidr) and the server allocates one, or give a free one such as %s", p, a.nodeBits, a.pods, a.cidrAt(0)))
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, invalidField("spec.podCIDR", fmt.Sprintf("%s is not a whole block: write %s", p, p.Masked()))
+	}
+	return p, nil
+}
+
+// cidrHolder returns the block held that overlaps p, a block of the pod
+// network, and its node: p itself or a larger block holding it. The server
+// cuts blocks of one size, aligned, so these are all it can overlap, but
+// for a block given before pod CIDRs were checked, or cut by a server with
+// a smaller --node-cidr-bits.
+func (a *allocator) cidrHolder(tx store.Allocations, p netip.Prefix) (netip.Prefix, string, bool) {
+	for bits := p.Bits(); bits >= a.pods.Bits(); bits-- {
+		q, _ := p.Addr().Prefix(bits)
+		if holder, taken := tx.Get(cidrKey(q)); taken {
+			return q, holder, true
+		}
+	}
+	return netip.Prefix{}, "", false
+}
+
 func (a *allocator) allocNode(tx store.Allocations, old, n *api.Node) error {
 	if old != nil && old.Spec.PodCIDR != "" {
 		if n.Spec.PodCIDR != "" && n.Spec.PodCIDR != old.Spec.PodCIDR {
@@ -261,16 +303,20 @@ func (a *allocator) allocNode(tx store.Allocations, old, n *api.Node) error {
 	}
 	owner := n.Metadata.Name
 	if n.Spec.PodCIDR != "" {
-		p, err := netip.ParsePrefix(n.Spec.PodCIDR)
+		p, err := a.nodeBlock(n.Spec.PodCIDR)
 		if err != nil {
-			return invalidField("spec.podCIDR", "is not a CIDR")
+			return err
 		}
-		if holder, taken := tx.Get(cidrKey(p.Masked())); taken && holder != owner {
-			return errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("pod CIDR %s is taken by node %s", p, holder))
+		if held, holder, taken := a.cidrHolder(tx, p); taken && holder != owner {
+			return errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("pod CIDR %s overlaps %s of node %s: leave spec.podCIDR empty (capstan agent without --pod-cidr) and the server allocates a free block", p, held, holder))
 		}
-		return tx.Put(cidrKey(p.Masked()), owner)
+		n.Spec.PodCIDR = p.String()
+		return tx.Put(cidrKey(p), owner)
 	}
-	i, err := pick(tx, "podcidr-next", a.cidrCount(), func(i int) string { return cidrKey(a.cidrAt(i)) })
+	i, err := pick(tx, "podcidr-next", a.cidrCount(), func(i int) bool {
+		_, _, taken := a.cidrHolder(tx, a.cidrAt(i))
+		return taken
+	})
 	if err != nil {
 		return exhausted("pod CIDR " + a.pods.String())
 	}

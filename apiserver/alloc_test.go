@@ -3,6 +3,7 @@ package apiserver_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -135,5 +136,47 @@ func TestNodePodCIDRs(t *testing.T) {
 	n.Spec.PodCIDR = "10.88.99.0/24"
 	if _, err := c.Client.Update(ctx, n); err == nil {
 		t.Fatal("pod CIDR change accepted")
+	}
+}
+
+// A node, and an admin too, may give a Node only a free /24 of the pod
+// network: every agent routes each node's pod CIDR to that node, so a
+// block in the service range, outside the cluster or over other nodes'
+// blocks would draw their traffic to it.
+func TestNodePodCIDRChecked(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	if out, err := c.Client.Create(ctx, node("n2")); err != nil || out.(*api.Node).Spec.PodCIDR != "10.88.0.0/24" {
+		t.Fatalf("n2: %v %v", out, err)
+	}
+	n1 := c.Token(t, "node:n1")
+	withCIDR := func(name, cidr string) *api.Node {
+		n := node(name)
+		n.Spec.PodCIDR = cidr
+		return n
+	}
+	for _, tt := range []struct {
+		name, cidr string
+		as         *client.Client
+		code       int
+	}{
+		{"service range", "10.96.0.0/24", n1, 400},
+		{"outside the cluster", "8.8.8.0/24", n1, 400},
+		{"over every node", "10.88.0.0/16", n1, 400},
+		{"not a whole block", "10.88.7.9/24", n1, 400},
+		{"another node's block", "10.88.0.0/24", n1, 409},
+		{"admin, outside the cluster", "8.8.8.0/24", c.Client, 400},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.as.Create(ctx, withCIDR("n1", tt.cidr))
+			var se *client.StatusError
+			if !asStatus(err, &se) || se.Code != tt.code || !strings.Contains(se.Message, tt.cidr) {
+				t.Fatalf("got %v, want %d", err, tt.code)
+			}
+		})
+	}
+	out, err := n1.Create(ctx, withCIDR("n1", "10.88.7.0/24"))
+	if err != nil || out.(*api.Node).Spec.PodCIDR != "10.88.7.0/24" {
+		t.Fatalf("a free block: %v %v", out, err)
 	}
 }
