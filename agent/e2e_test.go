@@ -311,6 +311,9 @@ func TestSandboxFailureRecovers(t *testing.T) {
 	// room for exactly one pod.
 	p24 := netip.MustParsePrefix(e.opts.PodCIDR)
 	e.opts.PodCIDR = netip.PrefixFrom(p24.Addr(), 30).String()
+	// A server that cuts /30 blocks, since it refuses any other size.
+	e.api = startServer(t, p24.String(), 30)
+	e.opts.Client, e.opts.ServerCA = e.api.Token(t, "node:"+e.node), e.api.Config.CA
 	e.connect(e.proc.Address())
 	e.startAgent()
 

@@ -14,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/agent"
 	"github.com/capstanhq/capstan/agent/network"
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -73,7 +74,7 @@ func newEnv(t testing.TB, managed bool) *env {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e.log = nodetest.Logger(t)
 
-	e.api = apiservertest.Start(t, apiservertest.Options{})
+	e.api = startServer(t, "10.99.0.0/16", 24)
 	e.reg = testimage.StartRegistry(t)
 	e.image = e.reg + "/test/testbox:v1"
 	testimage.Build(t, testboxPkg, e.image, registry.ImageConfig{})
@@ -105,6 +106,15 @@ func newEnv(t testing.TB, managed bool) *env {
 	}
 	t.Cleanup(e.cleanup)
 	return e
+}
+
+// startServer runs an API server whose pod network holds the tests' pod
+// CIDRs (docs/testing.md): it refuses a node's pod CIDR that is not one of
+// its blocks of bits.
+func startServer(t testing.TB, podNetwork string, bits int) *apiservertest.Cluster {
+	t.Helper()
+	return apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{
+		Network: apiserver.NetworkOptions{PodCIDR: podNetwork, NodeCIDRBits: bits}}})
 }
 
 // managedSocket is where an agent's own containerd child listens.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 )
 
@@ -72,7 +73,7 @@ func TestClaimRunDir(t *testing.T) {
 // directory holds stops at start, before it touches containerd or the
 // network, and says which data directory holds it.
 func TestStartRefusesAnotherClustersRunDir(t *testing.T) {
-	cl := apiservertest.Start(t, apiservertest.Options{})
+	cl := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Network: apiserver.NetworkOptions{PodCIDR: "10.99.0.0/16"}}})
 	base := t.TempDir()
 	run, other := filepath.Join(base, "run"), filepath.Join(base, "other")
 	if err := os.Mkdir(other, 0o700); err != nil {
