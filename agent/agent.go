@@ -224,6 +224,9 @@ func (a *Agent) retrying(ctx context.Context, what string, fn func() error) erro
 		}
 		var se *client.StatusError
 		if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusConflict && se.Code != http.StatusTooManyRequests {
+			if se.Code != http.StatusUnauthorized && se.Code != http.StatusForbidden {
+				return err // says itself what is wrong with the request
+			}
 			return fmt.Errorf("%w (check the token: it needs the role node:%s)", err, a.opts.NodeName)
 		}
 		a.log.Warn(what+"; retrying", "err", err, "in", delay)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 )
@@ -56,7 +57,7 @@ func TestOptionsValidate(t *testing.T) {
 // labels and the transition time; the heartbeat is a Lease write that
 // leaves the Node alone.
 func TestRegisterAndHeartbeat(t *testing.T) {
-	c := apiservertest.Start(t, apiservertest.Options{})
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Network: apiserver.NetworkOptions{PodCIDR: "10.99.0.0/16"}}})
 	ctx := context.Background()
 	nodeClient := c.Token(t, "node:n1")
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -145,5 +146,22 @@ func TestRegisterWithWrongTokenFailsFast(t *testing.T) {
 	_, err = a.registerRetrying(ctx, false, "AgentStarting", "")
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "node:n1") {
 		t.Errorf("register with another node's token: %v (ctx %v), want a fast refusal naming node:n1", err, ctx.Err())
+	}
+}
+
+// A --pod-cidr outside the server's pod network is refused at once, with
+// the server's reason and what to do (not a hint about the token).
+func TestRegisterWithForeignPodCIDRFailsFast(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	a, err := New(Options{Client: c.Token(t, "node:n1"), NodeName: "n1", Address: "192.0.2.7", PodCIDR: "10.99.150.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = a.registerRetrying(ctx, false, "AgentStarting", "")
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "spec.podCIDR: 10.99.150.0/24 is not a /24 block of the cluster's pod network 10.88.0.0/16") ||
+		!strings.Contains(err.Error(), "without --pod-cidr") || strings.Contains(err.Error(), "check the token") {
+		t.Errorf("register with a pod CIDR outside the pod network: %v (ctx %v), want a fast refusal saying why", err, ctx.Err())
 	}
 }

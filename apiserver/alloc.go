@@ -308,7 +308,8 @@ func (a *allocator) allocNode(tx store.Allocations, old, n *api.Node) error {
 			return err
 		}
 		if held, holder, taken := a.cidrHolder(tx, p); taken && holder != owner {
-			return errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("pod CIDR %s overlaps %s of node %s: leave spec.podCIDR empty (capstan agent without --pod-cidr) and the server allocates a free block", p, held, holder))
+			// Invalid, not a conflict: a retry would meet the same block.
+			return invalidField("spec.podCIDR", fmt.Sprintf("%s overlaps %s of node %s: leave it empty (capstan agent without --pod-cidr) and the server allocates a free block", p, held, holder))
 		}
 		n.Spec.PodCIDR = p.String()
 		return tx.Put(cidrKey(p), owner)
