@@ -61,7 +61,7 @@ func (a *Agent) desiredNode(ready bool, reason, msg string) *api.Node {
 	o := &a.opts
 	n := api.KindNode.New().(*api.Node)
 	n.Metadata.Name = o.NodeName
-	n.Metadata.Labels = map[string]string{"capstan.io/hostname": o.NodeName, "capstan.io/os": goruntime.GOOS, "capstan.io/arch": goruntime.GOARCH}
+	n.Metadata.Labels = map[string]string{api.LabelHostname: o.NodeName, api.LabelOS: goruntime.GOOS, api.LabelArch: goruntime.GOARCH}
 	maps.Copy(n.Metadata.Labels, o.Labels)
 	n.Spec.PodCIDR = o.PodCIDR
 	capacity := api.ResourceList{
@@ -85,7 +85,9 @@ func (a *Agent) desiredNode(ready bool, reason, msg string) *api.Node {
 }
 
 // register creates the Node or brings an existing one up to date (labels,
-// status) and returns it as stored.
+// status) and returns it as stored. A Node that exists gets only the labels
+// a node may change itself (api.NodeMaySetLabel); a different value of
+// another --labels label is an admin's to set, and is logged.
 func (a *Agent) register(ctx context.Context, ready bool, reason, msg string) (*api.Node, error) {
 	want := a.desiredNode(ready, reason, msg)
 	key := api.Key{Kind: api.KindNode, Name: want.Metadata.Name}
@@ -105,7 +107,17 @@ func (a *Agent) register(ctx context.Context, ready bool, reason, msg string) (*
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	maps.Copy(labels, want.Metadata.Labels)
+	for k, v := range want.Metadata.Labels {
+		old, ok := labels[k]
+		switch {
+		case ok && old == v:
+		case api.NodeMaySetLabel(key.Name, k, v):
+			labels[k] = v
+		default:
+			a.log.Warn("a label from --labels is not on the Node, and a node sets it only when it registers: an admin changes it on the Node (or use the prefix "+api.NodeLabelPrefix+")",
+				"label", k, "want", v, "node has", old)
+		}
+	}
 	if !maps.Equal(labels, cur.Metadata.Labels) || (cur.Spec.PodCIDR == "" && want.Spec.PodCIDR != "") {
 		upd := api.Clone(cur)
 		upd.Metadata.Labels = labels

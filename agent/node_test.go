@@ -165,3 +165,33 @@ func TestRegisterWithForeignPodCIDRFailsFast(t *testing.T) {
 		t.Errorf("register with a pod CIDR outside the pod network: %v (ctx %v), want a fast refusal saying why", err, ctx.Err())
 	}
 }
+
+// A restarted agent whose --labels differ from its Node's labels still
+// registers: it changes the labels a node may change, and leaves the
+// others to the admin (the server would refuse the whole update).
+func TestRegisterKeepsAdminLabels(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	nodeClient := c.Token(t, "node:n1")
+	a, err := New(Options{Client: nodeClient, NodeName: "n1", Address: "192.0.2.7", Labels: map[string]string{"zone": "a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := a.register(ctx, false, "AgentStarting", "starting")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd := api.Clone(n)
+	upd.Metadata.Labels["zone"] = "b"
+	if _, err := c.Client.Update(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	a.opts.Labels = map[string]string{"zone": "a", "rack": "3", api.NodeLabelPrefix + "disk": "ssd"}
+	n, err = a.register(ctx, true, "AgentReady", "ready")
+	if err != nil {
+		t.Fatalf("register after the admin relabelled the node: %v", err)
+	}
+	if l := n.Metadata.Labels; l["zone"] != "b" || l["rack"] != "" || l[api.NodeLabelPrefix+"disk"] != "ssd" || l[api.LabelHostname] != "n1" {
+		t.Errorf("labels = %v", l)
+	}
+}

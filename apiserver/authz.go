@@ -2,7 +2,10 @@ package apiserver
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -96,4 +99,84 @@ func authorizeEvent(role string, ev *api.Event, podNode nodeLookup) error {
 		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about pod %s/%s: it is bound to %q", node, ev.Metadata.Name, ref.App, ref.Name, bound))
 	}
 	return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may record events only about itself and the pods bound to it, not about %s %s", node, ref.Kind, ref.Name))
+}
+
+// authorizeNodeCreate decides whether role may create n (authorize has
+// checked the name): a node registers with its own host name label and the
+// labels it joins with, but none other of Capstan's (capstan.io/).
+func authorizeNodeCreate(role string, n *api.Node) error {
+	node, isNode := strings.CutPrefix(role, RoleNodePrefix)
+	if !isNode {
+		return nil
+	}
+	for _, k := range slices.Sorted(maps.Keys(n.Metadata.Labels)) {
+		if v := n.Metadata.Labels[k]; !api.NodeMayRegisterLabel(node, k, v) {
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not register with label %s=%s: labels under %s are Capstan's (the agent sets %s=%s, %s and %s itself); drop it from capstan agent --labels",
+				node, k, v, api.SystemLabelPrefix, api.LabelHostname, node, api.LabelOS, api.LabelArch))
+		}
+	}
+	return nil
+}
+
+// nodeLabelChanges checks the label changes a node makes to its own Node
+// from old to upd: only those api.NodeMaySetLabel allows, for the new value
+// and, on a change or removal, for the old one.
+func nodeLabelChanges(node string, old, upd map[string]string) error {
+	keys := slices.Sorted(maps.Keys(old))
+	for k := range upd {
+		if _, ok := old[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		ov, had := old[k]
+		nv, has := upd[k]
+		if had == has && ov == nv {
+			continue
+		}
+		if (!had || api.NodeMaySetLabel(node, k, ov)) && (!has || api.NodeMaySetLabel(node, k, nv)) {
+			continue
+		}
+		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not change its label %s (%s to %s): a node changes only %s (to its own name), %s, %s and labels under %s; an admin changes the others (PUT /api/v1/nodes/%s with an admin token)",
+			node, k, labelValue(ov, had), labelValue(nv, has), api.LabelHostname, api.LabelOS, api.LabelArch, api.NodeLabelPrefix, node))
+	}
+	return nil
+}
+
+func labelValue(v string, ok bool) string {
+	if !ok {
+		return "none"
+	}
+	return strconv.Quote(v)
+}
+
+// nodeUpdateCheck is the check, run on the stored object inside the store's
+// transaction, of a node's update (role node:NAME; nil for other roles):
+// that way a write is judged on what it replaces, not on what authorize saw
+// earlier. A node's update of its own Node keeps spec.unschedulable
+// as stored (cordoning is the admins') and changes only the labels
+// nodeLabelChanges allows, as Kubernetes' NodeRestriction admission does,
+// so that a node cannot draw to itself pods pinned elsewhere, nor their
+// secrets.
+func nodeUpdateCheck(role string, in api.Object, statusOnly bool) func(api.Object) error {
+	node, isNode := strings.CutPrefix(role, RoleNodePrefix)
+	if !isNode {
+		return nil
+	}
+	switch in := in.(type) {
+	case *api.Node:
+		if statusOnly {
+			return nil
+		}
+		return func(cur api.Object) error {
+			stored := cur.(*api.Node)
+			if err := nodeLabelChanges(node, stored.Metadata.Labels, in.Metadata.Labels); err != nil {
+				return err
+			}
+			in.Spec.Unschedulable = stored.Spec.Unschedulable
+			return nil
+		}
+	}
+	return nil
 }

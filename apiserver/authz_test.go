@@ -157,3 +157,67 @@ func TestNodeStatusSizeLimits(t *testing.T) {
 		t.Fatalf("over-long event message: %v", err)
 	}
 }
+
+// A node cannot make itself the home of pods pinned to other nodes (and of
+// their secrets): updating its own Node it cannot take another host name
+// or an admin's label, nor uncordon itself; it registers without Capstan's
+// labels but with those it joins with.
+func TestNodeUpdatesItself(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	n1 := c.Token(t, "node:n1")
+	reg := node("n1")
+	reg.Metadata.Labels = map[string]string{"capstan.io/hostname": "n1", "capstan.io/os": "linux", "zone": "a"}
+	for _, bad := range []map[string]string{{"capstan.io/hostname": "n2"}, {"capstan.io/hollow": "true"}} {
+		n := node("n1")
+		n.Metadata.Labels = bad
+		if _, err := n1.Create(ctx, n); !client.IsForbidden(err) || !strings.Contains(err.Error(), "--labels") {
+			t.Fatalf("register with %v: %v, want 403", bad, err)
+		}
+	}
+	if _, err := n1.Create(ctx, reg); err != nil {
+		t.Fatalf("register with the labels it joins with: %v", err)
+	}
+	// The admin cordons it and pins pods elsewhere by a label of theirs.
+	cur, err := c.Client.Get(ctx, api.Key{Kind: api.KindNode, Name: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := api.Clone(cur.(*api.Node))
+	adm.Spec.Unschedulable = true
+	if _, err := c.Client.Update(ctx, adm); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"another node's host name", map[string]string{"capstan.io/hostname": "n2", "capstan.io/os": "linux", "zone": "a"}},
+		{"an admin's label", map[string]string{"capstan.io/hostname": "n1", "capstan.io/os": "linux", "zone": "a", "secure": "true"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := node("n1")
+			up.Metadata.Labels = tt.labels
+			if _, err := n1.Update(ctx, up); !client.IsForbidden(err) || !strings.Contains(err.Error(), "an admin changes the others") {
+				t.Fatalf("got %v, want 403", err)
+			}
+		})
+	}
+	// What it may change goes through; its cordon stays.
+	up := node("n1")
+	up.Metadata.Labels = map[string]string{"capstan.io/hostname": "n1", "capstan.io/os": "linux", "zone": "a", "node.capstan.io/disk": "ssd"}
+	out, err := n1.Update(ctx, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.(*api.Node); !got.Spec.Unschedulable || got.Metadata.Labels["node.capstan.io/disk"] != "ssd" || got.Spec.PodCIDR == "" {
+		t.Fatalf("after the node's update: %+v", got)
+	}
+	// The admin may uncordon it and set any label.
+	adm = api.Clone(out.(*api.Node))
+	adm.Spec.Unschedulable = false
+	adm.Metadata.Labels["secure"] = "true"
+	if out, err := c.Client.Update(ctx, adm); err != nil || out.(*api.Node).Spec.Unschedulable {
+		t.Fatalf("admin: %v %v", out, err)
+	}
+}

@@ -344,6 +344,11 @@ func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 	}
+	if n, ok := obj.(*api.Node); ok {
+		if err := authorizeNodeCreate(role, n); err != nil {
+			return err
+		}
+	}
 	out, err := s.store.Create(ctx, obj)
 	if err != nil {
 		return err
@@ -368,7 +373,7 @@ func (s *Server) handleUpdate(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 	}
-	var check func(api.Object) error
+	check := nodeUpdateCheck(role, in, rt.subresource == "status")
 	if _, isEvent := in.(*api.Event); isEvent && strings.HasPrefix(role, RoleNodePrefix) {
 		// Nor may a node take over an event about something else.
 		cur, err := s.store.Get(ctx, rt.key)

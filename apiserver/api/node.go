@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"time"
 )
 
@@ -55,6 +56,44 @@ type NodeInfo struct {
 // NodeDaemonPorts are the ports the agent listens on.
 type NodeDaemonPorts struct {
 	Agent int32 `json:"agent,omitempty"`
+}
+
+// Labels of a Node. The agent sets the first three; a node itself may
+// change only those and labels under NodeLabelPrefix once its Node exists
+// (NodeMaySetLabel): the others are an admin's, so that a node cannot
+// draw to itself pods pinned elsewhere by a node selector.
+const (
+	LabelHostname = "capstan.io/hostname"
+	LabelOS       = "capstan.io/os"
+	LabelArch     = "capstan.io/arch"
+	// NodeLabelPrefix starts the labels a node may set on itself at any
+	// time; a node selector on them trusts every node.
+	NodeLabelPrefix = "node.capstan.io/"
+	// SystemLabelPrefix starts the labels Capstan gives meaning to.
+	SystemLabelPrefix = "capstan.io/"
+)
+
+// NodeMaySetLabel reports whether node may itself give its registered Node
+// the label key=value: its own host name, its OS and arch, and any label
+// under NodeLabelPrefix.
+func NodeMaySetLabel(node, key, value string) bool {
+	switch {
+	case key == LabelHostname:
+		return value == node
+	case key == LabelOS || key == LabelArch || strings.HasPrefix(key, NodeLabelPrefix):
+		return true
+	}
+	return false
+}
+
+// NodeMayRegisterLabel reports whether node may give key=value to its Node
+// when it creates it: what NodeMaySetLabel allows, and the labels it joins
+// with (capstan agent --labels) outside SystemLabelPrefix.
+func NodeMayRegisterLabel(node, key, value string) bool {
+	if key == LabelHostname || key == LabelOS || key == LabelArch {
+		return NodeMaySetLabel(node, key, value)
+	}
+	return !strings.HasPrefix(key, SystemLabelPrefix)
 }
 
 // Node condition types.
