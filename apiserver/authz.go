@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
@@ -154,7 +155,9 @@ func labelValue(v string, ok bool) string {
 // nodeUpdateCheck is the check, run on the stored object inside the store's
 // transaction, of a node's update (role node:NAME; nil for other roles):
 // that way a write is judged on what it replaces, not on what authorize saw
-// earlier. A node's update of its own Node keeps spec.unschedulable
+// earlier. A pod's status is written only while the pod is still bound to
+// the node (a pod of an ordered workload keeps its name when it is made
+// again elsewhere). A node's update of its own Node keeps spec.unschedulable
 // as stored (cordoning is the admins') and changes only the labels
 // nodeLabelChanges allows, as Kubernetes' NodeRestriction admission does,
 // so that a node cannot draw to itself pods pinned elsewhere, nor their
@@ -165,6 +168,13 @@ func nodeUpdateCheck(role string, in api.Object, statusOnly bool) func(api.Objec
 		return nil
 	}
 	switch in := in.(type) {
+	case *api.Pod:
+		return func(cur api.Object) error {
+			if bound := cur.(*api.Pod).Spec.NodeName; bound != node {
+				return fmt.Errorf("%s is now bound to %q, not to node %s: %w", api.KeyOf(cur), bound, node, store.ErrConflict)
+			}
+			return nil
+		}
 	case *api.Node:
 		if statusOnly {
 			return nil

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/store"
 )
 
 // A write the role may not make is refused before its body is read: 403
@@ -219,5 +222,79 @@ func TestNodeUpdatesItself(t *testing.T) {
 	adm.Metadata.Labels["secure"] = "true"
 	if out, err := c.Client.Update(ctx, adm); err != nil || out.(*api.Node).Spec.Unschedulable {
 		t.Fatalf("admin: %v %v", out, err)
+	}
+}
+
+// movingPod is a store that, right after the Get that authorizes a node's
+// write to a pod, deletes the pod and makes it again under its name on
+// another node, as a pod of an ordered workload can be.
+type movingPod struct {
+	store.Backend
+	armed atomic.Bool
+	to    string
+}
+
+func (s *movingPod) Get(ctx context.Context, k api.Key) (api.Object, error) {
+	obj, err := s.Backend.Get(ctx, k)
+	if err != nil || k.Kind != api.KindPod || !s.armed.CompareAndSwap(true, false) {
+		return obj, err
+	}
+	if _, err := s.Backend.Delete(ctx, k, 0); err != nil {
+		return nil, err
+	}
+	p := api.Clone(obj.(*api.Pod))
+	p.Metadata.ResourceVersion, p.Metadata.UID = 0, ""
+	p.Spec.NodeName = s.to
+	if _, err := s.Backend.Create(ctx, p); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// A node's unconditional status write or delete of a pod acts only on the
+// pod as bound to it, not on whatever the store holds by then under its
+// name.
+func TestNodeWritesOnlyItsPod(t *testing.T) {
+	ctx := context.Background()
+	b, err := store.Open(filepath.Join(t.TempDir(), "capstan.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &movingPod{Backend: b, to: "n2"}
+	c := apiservertest.Start(t, apiservertest.Options{Backend: st})
+	n1 := c.Token(t, "node:n1")
+	for _, name := range []string{"db-0", "db-1"} {
+		if _, err := c.Client.Create(ctx, pod("shop", name, "n1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.armed.Store(true)
+	p := pod("shop", "db-0", "n1")
+	p.Status.Phase = api.PodFailed
+	if _, err := n1.UpdateStatus(ctx, p); !client.IsConflict(err) || !strings.Contains(err.Error(), `now bound to "n2"`) {
+		t.Fatalf("status of a pod moved to n2: %v, want 409", err)
+	}
+	got, err := c.Client.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "db-0"})
+	if err != nil || got.(*api.Pod).Spec.NodeName != "n2" || got.(*api.Pod).Status.Phase == api.PodFailed {
+		t.Fatalf("n2's pod: %v %v", got, err)
+	}
+	st.armed.Store(true)
+	if _, err := n1.Delete(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "db-1"}, client.DeleteOptions{}); !client.IsForbidden(err) {
+		t.Fatalf("delete of a pod moved to n2: %v, want 403", err)
+	}
+	if got, err := c.Client.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "db-1"}); err != nil || got.(*api.Pod).Spec.NodeName != "n2" {
+		t.Fatalf("n2's pod: %v %v", got, err)
+	}
+	// Its own pods it still writes and deletes.
+	mine := pod("shop", "db-2", "n1")
+	if _, err := c.Client.Create(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
+	mine.Status.Phase = api.PodRunning
+	if _, err := n1.UpdateStatus(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.Delete(ctx, api.KeyOf(mine), client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -423,6 +423,23 @@ func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 	}
+	if rt.kind == api.KindPod && isNode {
+		// Delete the version whose binding is checked here: the pod
+		// authorize saw may since have been made again, under its name, on
+		// another node.
+		cur, err := s.store.Get(ctx, rt.key)
+		if err != nil {
+			return err
+		}
+		pod := cur.(*api.Pod)
+		if node := strings.TrimPrefix(role, RoleNodePrefix); pod.Spec.NodeName != node {
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not delete pod %s: it is now bound to %q", node, rt.key, pod.Spec.NodeName))
+		}
+		if rv != 0 && rv != pod.Metadata.ResourceVersion {
+			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, rv, pod.Metadata.ResourceVersion, store.ErrConflict)
+		}
+		rv = pod.Metadata.ResourceVersion
+	}
 	if rt.kind == api.KindPod && !force && !isNode {
 		// A pod on a node is deleted gracefully: mark it, and its agent
 		// stops the containers and then removes the object.
