@@ -96,13 +96,22 @@ type route struct {
 	txn         bool
 }
 
+// kindNames lists the kinds the API serves, for the unknown-kind error.
+var kindNames = func() string {
+	names := make([]string, len(api.Kinds))
+	for i, k := range api.Kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
+}()
+
 func parseRoute(parts []string) (route, error) {
 	if len(parts) == 1 && parts[0] == "txn" {
 		return route{txn: true}, nil
 	}
 	k := api.Kind(parts[0])
 	if !k.Valid() {
-		return route{}, fmt.Errorf("%w: %q (kinds: nodes, leases, apps, workloads, pods, services, endpoints, revisions, events)", api.ErrUnknownKind, parts[0])
+		return route{}, fmt.Errorf("%w: %q (kinds: %s)", api.ErrUnknownKind, parts[0], kindNames)
 	}
 	rt := route{kind: k}
 	rest := parts[1:]
