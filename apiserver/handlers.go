@@ -54,6 +54,12 @@ func (w *statusWriter) Flush() {
 	}
 }
 
+// FlushError is Flush that says when the client is gone (a watch ends on
+// it); http.ResponseController prefers it.
+func (w *statusWriter) FlushError() error {
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
 // parsePath splits /api/v1/... into unescaped segments, refusing anything
 // that is not a plain name: empty segments, "." and "..", an escaped "/",
 // NUL and other control bytes, over-long segments.
@@ -590,7 +596,20 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	w.Flush()
+	// Every write has WatchWriteTimeout to go out, and the end of ctx
+	// (revocation, expiry, shutdown) cuts a write that is blocked: a
+	// client that stops reading cannot keep the stream open. A watch at
+	// the end of its lifetime while blocked ends with its write's
+	// deadline.
+	out := newWatchWriter(w, s.opts.WatchWriteTimeout)
+	stopCut := context.AfterFunc(ctx, out.cut)
+	defer func() {
+		stopCut()
+		out.end()
+	}()
+	if !out.ready(ctx) || out.Flush() != nil {
+		return nil
+	}
 	var line []byte
 	bookmarks := time.NewTicker(s.opts.BookmarkInterval)
 	defer bookmarks.Stop()
@@ -599,33 +618,38 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 		if !ok {
 			return nil
 		}
+		if !out.ready(ctx) {
+			return ctx.Err()
+		}
 		var err error
-		if line, err = wire.WriteWatchEvent(w, line[:0], wire.EventBookmark, wire.BookmarkObject(rev)); err != nil {
+		if line, err = wire.WriteWatchEvent(out, line[:0], wire.EventBookmark, wire.BookmarkObject(rev)); err != nil {
 			return err
 		}
-		w.Flush()
-		return nil
+		return out.Flush()
 	}
 	for {
 		select {
 		case e, ok := <-watcher.C:
 			if !ok {
-				if err := watcher.Err(); err != nil {
-					_, _ = wire.WriteWatchEvent(w, line[:0], wire.EventError, wire.ErrorObject(toStatus(err)))
+				if err := watcher.Err(); err != nil && out.ready(ctx) {
+					_, _ = wire.WriteWatchEvent(out, line[:0], wire.EventError, wire.ErrorObject(toStatus(err)))
 				}
+				return nil
+			}
+			if !out.ready(ctx) {
 				return nil
 			}
 			var err error
 			if shared := s.watchLines.line(e); shared != nil {
-				_, err = w.Write(shared)
+				_, err = out.Write(shared)
 			} else {
-				line, err = wire.WriteWatchEvent(w, line[:0], string(e.Type), e.Object)
+				line, err = wire.WriteWatchEvent(out, line[:0], string(e.Type), e.Object)
+			}
+			if err == nil && watcher.Buffered() == 0 {
+				err = out.Flush()
 			}
 			if err != nil {
-				return nil // client gone
-			}
-			if watcher.Buffered() == 0 {
-				w.Flush()
+				return nil // client gone, or it stopped reading
 			}
 		case <-bookmarks.C:
 			if bookmark() != nil {

@@ -578,3 +578,81 @@ func TestMountedHandlerBodyLimit(t *testing.T) {
 		t.Fatalf("body over the limit: %d %s", code, body)
 	}
 }
+
+// A watch whose client stops reading ends, over HTTP/1.1 and HTTP/2: at
+// once when its token is revoked (the write it is blocked in is cut), and
+// by itself once a write has waited WatchWriteTimeout.
+func TestWatchOfAClientThatStopsReadingEnds(t *testing.T) {
+	for _, proto := range []string{"http/1.1", "h2"} {
+		for _, end := range []string{"revoke", "write timeout"} {
+			t.Run(proto+" "+end, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				opts := apiserver.Options{BookmarkInterval: time.Hour, WatchWriteTimeout: time.Hour}
+				if end == "write timeout" {
+					opts.WatchWriteTimeout = 300 * time.Millisecond
+				}
+				c := apiservertest.Start(t, apiservertest.Options{Server: opts})
+				bearer, tok, err := c.Server.Tokens().Create("viewer", "", 0, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				stalled := openStalledWatch(t, ctx, c, bearer, proto)
+				defer stalled.Close()
+				watches := func() float64 { return metric(t, c, `capstan_api_watches{kind="pods"}`) }
+				if got := watches(); got != 1 {
+					t.Fatalf("open watches %v, want the stalled one", got)
+				}
+				// About 12 MB of events: more than the socket buffers and
+				// HTTP/2 windows hold, so the server's write blocks.
+				blob := strings.Repeat("x", 240<<10)
+				for i := range 48 {
+					p := pod("shop", fmt.Sprintf("big-%d", i), "")
+					p.Metadata.Annotations = map[string]string{"blob": blob}
+					if _, err := c.Client.Create(ctx, p); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if end == "revoke" {
+					if err := c.Client.Do(ctx, "DELETE", "/tokens/"+tok.ID, nil, nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				eventually(t, "the stalled watch ends ("+end+")", func() bool { return watches() == 0 })
+				if got := metric(t, c, `capstan_api_streams{role="viewer",type="watch"}`); got != 0 {
+					t.Fatalf("the viewer still holds %v watch streams", got)
+				}
+			})
+		}
+	}
+}
+
+// openStalledWatch starts a pod watch over proto ("http/1.1" or "h2")
+// and never reads its body.
+func openStalledWatch(t *testing.T, ctx context.Context, c *apiservertest.Cluster, token, proto string) io.Closer {
+	t.Helper()
+	if proto == "http/1.1" {
+		conn, resp := openWatch(t, c, token)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("watch: %s", resp.Status)
+		}
+		return conn
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(c.Config.CA))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
+	req, err := http.NewRequestWithContext(ctx, "GET", c.Config.Server+"/api/v1/pods?watch=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("watch: %s %s, want HTTP/2 200", resp.Proto, resp.Status)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return resp.Body
+}

@@ -50,6 +50,10 @@ type Options struct {
 	// (spread so that watches started together do not end together); the
 	// client resumes from its last revision. Default 30 minutes.
 	WatchMaxLifetime time.Duration
+	// WatchWriteTimeout is how long one write to a watch stream may take:
+	// a client that stops reading has its watch ended (and its connection,
+	// HTTP/2: its stream, cut) once it passes. Default 30 s.
+	WatchWriteTimeout time.Duration
 	// MaxConnections bounds open client connections; past it new ones are
 	// closed at once. Default: 3/4 of the open-file limit, at most 10,000.
 	MaxConnections int
@@ -122,6 +126,9 @@ func (o *Options) validate() error {
 	}
 	if o.WatchMaxLifetime <= 0 {
 		o.WatchMaxLifetime = 30 * time.Minute
+	}
+	if o.WatchWriteTimeout <= 0 {
+		o.WatchWriteTimeout = 30 * time.Second
 	}
 	if o.MaxConnections == 0 {
 		o.MaxConnections = defaultMaxConnections()
