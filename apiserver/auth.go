@@ -20,6 +20,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/atomicfile"
 )
 
@@ -176,7 +177,7 @@ func (t *Tokens) Revoke(id string) error {
 	defer t.mu.Unlock()
 	err := t.updateLocked(func(m map[string]Token) error {
 		if _, ok := m[id]; !ok {
-			return fmt.Errorf("token %s: not found", id)
+			return errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("token %s: %w (capstan token list shows them)", id, errTokenNotFound))
 		}
 		delete(m, id)
 		return nil

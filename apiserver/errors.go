@@ -21,6 +21,8 @@ var (
 	errNodeExists = errors.New("node already registered")
 	// errTokenUsedUp: a join token has been used as often as it may.
 	errTokenUsedUp = errors.New("join token used up")
+	// errTokenNotFound: no token has the ID (never made, or revoked).
+	errTokenNotFound = errors.New("no such token")
 )
 
 // apiError is an error with its HTTP status.

@@ -69,12 +69,8 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	bearer, tok, err := s.tokens.create(Token{Role: req.Role, Description: req.Description, MaxUses: req.Uses}, req.TTL, s.opts.Now())
-	if errors.Is(err, errTokenIDCollision) {
-		writeError(w, err)
-		return
-	}
 	if err != nil {
-		writeError(w, badRequest(err.Error()))
+		writeError(w, err)
 		return
 	}
 	out := wire.CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: bearer}
@@ -91,7 +87,7 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.tokens.Revoke(r.PathValue("id")); err != nil {
-		writeError(w, errorf(http.StatusNotFound, wire.ReasonNotFound, err))
+		writeError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -150,7 +146,8 @@ func joinRefused(err error) error {
 }
 
 // join checks that node is free (or allowed to join again), counts a use
-// of the join token and makes the node's credentials, as one step.
+// of the join token and makes the node's credentials, as one update of
+// the token table (Tokens.admit).
 func (s *Server) join(ctx context.Context, joinBearer, node string) (string, error) {
 	s.joins.mu.Lock()
 	defer s.joins.mu.Unlock()
@@ -160,29 +157,22 @@ func (s *Server) join(ctx context.Context, joinBearer, node string) (string, err
 		return "", fmt.Errorf("join %s: %w", node, err)
 	}
 	nodeExists := err == nil
-	creds := s.tokens.nodeCredentials(node)
-	registered := nodeExists || len(creds) > 0
-	if registered && !s.joins.grants.allowed(node, now) {
+	cred, revoked, err := s.tokens.admit(joinBearer, node, nodeExists, s.joins.grants.allowed(node, now), now)
+	if errors.Is(err, errNodeExists) {
 		return "", errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("%w: node %s is registered already, and a join token may not take over its name: join with another --node-name, or, if this machine replaces it, an admin runs 'capstan node allow-rejoin %s' first", errNodeExists, node, node))
 	}
-	if err := s.tokens.useJoin(joinBearer, now); err != nil {
-		return "", joinRefused(err)
+	if err != nil {
+		return "", fmt.Errorf("join %s: %w", node, err)
 	}
-	if registered {
-		// The old credentials stop working: whoever held them may no
-		// longer write this node's status.
-		for _, id := range creds {
-			if err := s.tokens.Revoke(id); err != nil {
-				return "", fmt.Errorf("join %s: revoke the old credentials: %w", node, err)
-			}
-		}
+	if nodeExists || len(revoked) > 0 {
+		// The node is in; a permission that cannot be marked used is
+		// logged rather than failing a join that happened.
 		if err := s.joins.grants.take(node, now); err != nil {
-			return "", fmt.Errorf("join %s: %w", node, err)
+			s.opts.Logger.Error("node joined again, but its rejoin permission could not be marked used: revoke it by hand (rejoin.json)", "node", node, "err", err)
 		}
 		s.opts.Logger.Warn("node joined again with the admin's permission; its old credentials are revoked", "node", node)
 	}
-	b, _, err := s.tokens.Create(RoleNodePrefix+node, "node credentials (joined "+now.UTC().Format(time.RFC3339)+")", 0, now)
-	return b, err
+	return cred, nil
 }
 
 // handleAllowRejoin lets a registered node name join once more (an admin

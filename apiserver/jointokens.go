@@ -31,32 +31,22 @@ func (tok Token) usedUp() bool { return tok.MaxUses > 0 && tok.Uses >= tok.MaxUs
 
 // create stores tok (its Role, Description and MaxUses) under a new ID and
 // secret and returns the bearer string "<id>.<secret>".
+// A bad role or number of uses is the caller's mistake (400); a failed
+// save is the store's (503 when it is unavailable or read-only).
 func (t *Tokens) create(tok Token, ttl time.Duration, now time.Time) (string, Token, error) {
 	if err := validRole(tok.Role); err != nil {
-		return "", Token{}, err
+		return "", Token{}, badRequest(err.Error())
 	}
 	if tok.MaxUses < 0 || tok.MaxUses > 0 && tok.Role != RoleJoin {
-		return "", Token{}, fmt.Errorf("uses %d: only join tokens take a number of uses, 1 or more (0: no limit)", tok.MaxUses)
+		return "", Token{}, badRequest(fmt.Sprintf("uses %d: only join tokens take a number of uses, 1 or more (0: no limit)", tok.MaxUses))
 	}
-	secret := randomHex(16)
-	tok.Hash, tok.CreatedAt, tok.Uses = hashSecret(secret), now.UTC(), 0
-	if ttl > 0 {
-		tok.ExpiresAt = now.Add(ttl).UTC()
-	}
+	secret, tok := newToken(tok, ttl, now)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	err := t.updateLocked(func(m map[string]Token) error {
-		for range 4 {
-			tok.ID = t.newID()
-			if _, taken := m[tok.ID]; !taken {
-				break
-			}
-		}
-		if _, taken := m[tok.ID]; taken {
-			return errorf(http.StatusServiceUnavailable, wire.ReasonServiceUnavailable, errTokenIDCollision)
-		}
-		m[tok.ID] = tok
-		return nil
+		var err error
+		tok, err = t.addLocked(m, tok)
+		return err
 	})
 	if err != nil {
 		return "", Token{}, err
@@ -64,42 +54,86 @@ func (t *Tokens) create(tok Token, ttl time.Duration, now time.Time) (string, To
 	return tok.ID + "." + secret, tok, nil
 }
 
-// useJoin counts one use of a join token, checking again under the lock
-// that it is a join token, not expired and not used up: two nodes joining
-// at once with a one-use token get one success and one refusal.
-func (t *Tokens) useJoin(bearer string, now time.Time) error {
+// newToken sets tok's secret, creation and expiry; it returns the secret.
+func newToken(tok Token, ttl time.Duration, now time.Time) (string, Token) {
+	secret := randomHex(16)
+	tok.Hash, tok.CreatedAt, tok.Uses = hashSecret(secret), now.UTC(), 0
+	if ttl > 0 {
+		tok.ExpiresAt = now.Add(ttl).UTC()
+	}
+	return secret, tok
+}
+
+// addLocked puts tok into m under a new ID and returns it with the ID.
+func (t *Tokens) addLocked(m map[string]Token, tok Token) (Token, error) {
+	for range 4 {
+		tok.ID = t.newID()
+		if _, taken := m[tok.ID]; !taken {
+			break
+		}
+	}
+	if _, taken := m[tok.ID]; taken {
+		return Token{}, errorf(http.StatusServiceUnavailable, wire.ReasonServiceUnavailable, errTokenIDCollision)
+	}
+	m[tok.ID] = tok
+	return tok, nil
+}
+
+// admit lets node in with join token bearer, as one update of the table
+// (one compare-and-swap on a shared one): it checks the token and counts
+// its use, checks that no credentials act as node yet (unless rejoin:
+// then they are deleted, and returned as revoked) and makes the node's
+// credentials. So a use is never counted without credentials made, and
+// two servers never both admit a new name: the second one's update runs
+// again on the table with the first one's credentials, and is refused.
+// registered says that a Node object of that name exists. A refused
+// token is a 401 (joinRefused), a name taken errNodeExists.
+func (t *Tokens) admit(bearer, node string, registered, rejoin bool, now time.Time) (cred string, revoked []string, err error) {
 	id, secret, _ := strings.Cut(bearer, ".")
+	credSecret, credTok := newToken(Token{Role: RoleNodePrefix + node, Description: "node credentials (joined " + now.UTC().Format(time.RFC3339) + ")"}, 0, now)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.updateLocked(func(m map[string]Token) error {
+	err = t.updateLocked(func(m map[string]Token) error {
 		tok, found := m[id]
 		switch {
 		case !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1:
-			return errors.New("unknown or revoked token")
+			return joinRefused(errors.New("unknown or revoked token"))
 		case tok.Role != RoleJoin:
-			return fmt.Errorf("role %s is not a join token", tok.Role)
+			return joinRefused(fmt.Errorf("role %s is not a join token", tok.Role))
 		case !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt):
-			return fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339))
+			return joinRefused(fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339)))
 		case tok.usedUp():
-			return fmt.Errorf("token %s: %w: it let in %d nodes, its limit", id, errTokenUsedUp, tok.Uses)
+			return joinRefused(fmt.Errorf("token %s: %w: it let in %d nodes, its limit", id, errTokenUsedUp, tok.Uses))
+		}
+		revoked = revoked[:0]
+		for cid, c := range m {
+			if c.Role == credTok.Role {
+				revoked = append(revoked, cid)
+			}
+		}
+		if (registered || len(revoked) > 0) && !rejoin {
+			return errNodeExists
+		}
+		for _, cid := range revoked {
+			delete(m, cid)
 		}
 		tok.Uses++
 		m[id] = tok
-		return nil
+		var err error
+		credTok, err = t.addLocked(m, credTok)
+		return err
 	})
-}
-
-// nodeCredentials returns the IDs of the tokens that act as node.
-func (t *Tokens) nodeCredentials(node string) []string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	var ids []string
-	for id, tok := range t.byID {
-		if tok.Role == RoleNodePrefix+node {
-			ids = append(ids, id)
+	if err != nil {
+		return "", nil, err
+	}
+	// The old credentials stop working: whoever held them may no longer
+	// write this node's status.
+	for _, cid := range revoked {
+		for _, f := range t.onRevoke {
+			f(cid)
 		}
 	}
-	return ids
+	return credTok.ID + "." + credSecret, revoked, nil
 }
 
 // rejoinGrants are the admin's permissions for registered node names to
