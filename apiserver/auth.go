@@ -66,6 +66,11 @@ type Tokens struct {
 	// onRevoke run, under mu, when a token is deleted: the server ends
 	// the token's open streams there.
 	onRevoke []func(id string)
+	// writable, when set, is asked under mu before tokens.json is saved:
+	// the store's read-only switch, so that no change slips in after a
+	// migration set it and copied the table (snapshot). A shared table
+	// needs none: the store checks the switch in the same transaction.
+	writable func(context.Context) error
 }
 
 // OnRevoke registers f to run when a token is revoked; f must not call
@@ -128,10 +133,18 @@ func (t *Tokens) updateLocked(fn func(m map[string]Token) error) error {
 	}
 }
 
-// encoded is the table as tokens.json holds it (a migration copies it).
-func (t *Tokens) encoded() ([]byte, error) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+// snapshot is the table as tokens.json holds it, for a migration, which
+// calls it after making the store read-only: a shared table is read again
+// (linearizably), as a change made on another server just before may not
+// have reached this one yet.
+func (t *Tokens) snapshot(ctx context.Context) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.shared != nil {
+		if err := t.reloadLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return encodeTokens(t.byID)
 }
 
@@ -147,6 +160,11 @@ func (t *Tokens) saveLocked(m map[string]Token) error {
 		}
 		t.version = v
 		return nil
+	}
+	if t.writable != nil {
+		if err := t.writable(context.Background()); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(t.path), 0o700); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // TestTokenIDCollision: a taken ID is drawn again, and IDs that keep
@@ -130,7 +132,12 @@ func TestTokenErrorStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code := func(err error) int { return toStatus(err).Code }
+	code := func(err error) int {
+		if err == nil {
+			return 0
+		}
+		return toStatus(err).Code
+	}
 
 	if _, _, err := toks.Create("root", "", 0, now); code(err) != http.StatusBadRequest {
 		t.Errorf("create with a bad role: %v (%d), want 400", err, code(err))
@@ -207,5 +214,64 @@ func TestAdmitOneNameOnTwoServers(t *testing.T) {
 	}
 	if _, ok := b.expiry(revoked[0]); ok {
 		t.Fatal("the old credentials are still in the table")
+	}
+}
+
+// While the store is read-only (a migration copies the table) tokens.json
+// takes no change: a create or a revoke is a 503 and the file stays as
+// it was.
+func TestFileTokensRefuseChangesWhileReadOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	toks, err := openTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	_, viewer, err := toks.Create(RoleViewer, "", 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks.writable = func(context.Context) error {
+		return fmt.Errorf("%w: being migrated to etcd", store.ErrReadOnly)
+	}
+	if _, _, err := toks.Create(RoleViewer, "", 0, now); err == nil || toStatus(err).Reason != wire.ReasonReadOnly {
+		t.Errorf("create while read-only: %v, want ReadOnly", err)
+	}
+	if err := toks.Revoke(viewer.ID); err == nil || toStatus(err).Reason != wire.ReasonReadOnly {
+		t.Errorf("revoke while read-only: %v, want ReadOnly", err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatalf("tokens.json changed while read-only:\n%s\nnow\n%s", before, after)
+	}
+}
+
+// A migration's copy of a shared table holds a change made on another
+// server that has not reached this one yet.
+func TestTokensSnapshotReadsSharedTable(t *testing.T) {
+	docs := newMemDocs()
+	a := sharedTokensOn(t, docs)
+	b := sharedTokensOn(t, docs) // never hears of a's changes by itself
+	_, made, err := a.Create(RoleViewer, "made on a", 0, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := b.snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := decodeTokens(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m[made.ID]; !ok {
+		t.Fatalf("the copy leaves out token %s made on another server: %s", made.ID, data)
 	}
 }

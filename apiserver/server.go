@@ -242,6 +242,10 @@ func New(opts Options) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	// From here on tokens.json refuses changes while the store is
+	// read-only (a migration copies it then); the admin config above may
+	// still be made on a read-only store, as before.
+	tokens.writable = s.writable
 	s.routes()
 	return s, nil
 }

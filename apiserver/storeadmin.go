@@ -102,9 +102,9 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 		}
 		defer dst.Close()
 		load = func() (store.Loaded, error) {
-			// The token table is unchanged from here on (writable
-			// refuses changes).
-			tokens, err := s.tokens.encoded()
+			// The token table is unchanged from here on: its saves
+			// check the read-only switch.
+			tokens, err := s.tokens.snapshot(ctx)
 			if err != nil {
 				return store.Loaded{}, err
 			}
@@ -121,7 +121,7 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		load = func() (store.Loaded, error) {
-			tokens, err := s.tokens.encoded()
+			tokens, err := s.tokens.snapshot(ctx)
 			if err != nil {
 				return store.Loaded{}, err
 			}
