@@ -576,6 +576,10 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	if app != "" && !api.IsDNSLabel(app) {
 		return badRequest(fmt.Sprintf("app %s is not a DNS label", strconv.QuoteToASCII(truncate(app, 64))))
 	}
+	labels, err := parseLabels(q.Get("labels"))
+	if err != nil {
+		return err
+	}
 	ctx, release, err := s.streams.open(ctx, s.principal(r), "watch")
 	if err != nil {
 		return err
@@ -584,6 +588,12 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 	watcher, err := s.store.Watch(ctx, store.WatchOptions{Kind: rt.kind, App: app, Node: q.Get("node"), Since: since})
 	if err != nil {
 		return err
+	}
+	var byLabels *labelFilter
+	if len(labels) > 0 {
+		if byLabels, err = s.newLabelFilter(ctx, rt.kind, store.ListOptions{App: app, Labels: labels, Node: q.Get("node")}); err != nil {
+			return err
+		}
 	}
 	// A watch ends after its lifetime, so that no stream outlives a
 	// rotation of credentials or pins a connection for ever; the client
@@ -611,6 +621,7 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 		return nil
 	}
 	var line []byte
+	unflushed := false
 	bookmarks := time.NewTicker(s.opts.BookmarkInterval)
 	defer bookmarks.Stop()
 	bookmark := func() error {
@@ -639,14 +650,30 @@ func (s *Server) handleWatch(ctx context.Context, w *statusWriter, r *http.Reque
 			if !out.ready(ctx) {
 				return nil
 			}
-			var err error
-			if shared := s.watchLines.line(e); shared != nil {
-				_, err = out.Write(shared)
-			} else {
-				line, err = wire.WriteWatchEvent(out, line[:0], string(e.Type), e.Object)
+			typ := e.Type
+			if byLabels != nil {
+				labels, err := objectLabels(e.Object)
+				if err != nil {
+					s.opts.Logger.Error("watch: undecodable object in an event, taken as without labels", "key", e.Key, "rev", e.Rev, "err", err)
+				}
+				typ = byLabels.typeOf(e, labels)
 			}
-			if err == nil && watcher.Buffered() == 0 {
-				err = out.Flush()
+			var err error
+			switch {
+			case typ == "":
+			case typ != e.Type:
+				line, err = wire.WriteWatchEvent(out, line[:0], string(typ), e.Object)
+				unflushed = true
+			default:
+				if shared := s.watchLines.line(e); shared != nil {
+					_, err = out.Write(shared)
+				} else {
+					line, err = wire.WriteWatchEvent(out, line[:0], string(e.Type), e.Object)
+				}
+				unflushed = true
+			}
+			if err == nil && unflushed && watcher.Buffered() == 0 {
+				err, unflushed = out.Flush(), false
 			}
 			if err != nil {
 				return nil // client gone, or it stopped reading

@@ -484,3 +484,61 @@ func TestNoSniff(t *testing.T) {
 		})
 	}
 }
+
+// A watch with labels= sends only what matches, and an informer by labels
+// loses an object that stops matching and gains one that starts.
+func TestWatchByLabels(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{BookmarkInterval: time.Hour}})
+	db := client.ListOptions{Labels: map[string]string{"tier": "db"}}
+	w, err := c.Client.Watch(ctx, api.KindPod, db, c.Store.Revision())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	inf := client.NewInformer(c.Client, api.KindPod, db, nil)
+	go func() { _ = inf.Start(ctx) }()
+	if err := inf.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	web := pod("shop", "web", "")
+	if _, err := c.Client.Create(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	p := pod("shop", "db", "")
+	p.Metadata.Labels = map[string]string{"tier": "db"}
+	created, err := c.Client.Create(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(wantType, wantName string) {
+		t.Helper()
+		e, err := w.Next()
+		if err != nil || e.Type != wantType || e.Object.Meta().Name != wantName {
+			t.Fatalf("watch by labels: %s %v, want %s %s", e.Type, err, wantType, wantName)
+		}
+	}
+	next("ADDED", "db") // and not the tier=web pod before it
+	eventually(t, "the informer holds the tier=db pod", func() bool { _, ok := inf.Get("shop/db"); return ok })
+
+	moved := created.(*api.Pod)
+	moved.Metadata.Labels = map[string]string{"tier": "web"}
+	back, err := c.Client.Update(ctx, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next("DELETED", "db")
+	eventually(t, "the informer drops the pod that stopped matching", func() bool { _, ok := inf.Get("shop/db"); return !ok })
+	if _, ok := inf.Get("shop/web"); ok {
+		t.Fatal("the informer by tier=db holds the tier=web pod")
+	}
+
+	again := back.(*api.Pod)
+	again.Metadata.Labels = map[string]string{"tier": "db"}
+	if _, err := c.Client.Update(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	next("ADDED", "db")
+	eventually(t, "the informer takes the pod back", func() bool { _, ok := inf.Get("shop/db"); return ok })
+}

@@ -455,13 +455,7 @@ func (s *Etcd) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api
 }
 
 func labelsMatch(obj api.Object, want map[string]string) bool {
-	m := obj.Meta()
-	for k, v := range want {
-		if got, ok := m.Labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
+	return MatchLabels(obj.Meta().Labels, want)
 }
 
 // ---- compaction ----

@@ -58,11 +58,8 @@ func (s *Bolt) List(_ context.Context, kind api.Kind, opts ListOptions) ([]api.O
 }
 
 func (s *Bolt) matches(obj api.Object, opts ListOptions) bool {
-	m := obj.Meta()
-	for k, v := range opts.Labels {
-		if got, ok := m.Labels[k]; !ok || got != v {
-			return false
-		}
+	if !MatchLabels(obj.Meta().Labels, opts.Labels) {
+		return false
 	}
 	if opts.Node != "" && s.nodeOf(obj) != opts.Node {
 		return false

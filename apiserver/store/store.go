@@ -98,6 +98,17 @@ type ListOptions struct {
 	Node string
 }
 
+// MatchLabels reports whether labels hold every one of want (the label
+// filter of lists, and of the API's watches).
+func MatchLabels(labels, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
 // WatchOptions filters a watch.
 type WatchOptions struct {
 	// Kind limits events to one kind; empty watches every kind.
