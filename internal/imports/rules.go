@@ -51,6 +51,9 @@ var allowed = map[string][]string{
 	// Automatic revert finds the failed rollout with the app
 	// controller's desired workloads.
 	"gitsync/autorevert": {"reconcile/app"},
+	// Rollout progress compares each workload with the spec the app
+	// controller gives it for the synced commit.
+	"rollout": {"reconcile/app"},
 	// plan runs the controllers' and the scheduler's pure cores on two
 	// revisions it reads from git and evaluates in the sandbox.
 	"plan": {"schema/...", "scheduler", "reconcile/app", "reconcile/workload", "gitsync"},
