@@ -155,7 +155,7 @@ func (h *Nodes) register(ctx context.Context, i int) error {
 	now := h.opts.Now().UTC()
 	n := api.KindNode.New().(*api.Node)
 	n.Metadata.Name = name
-	n.Metadata.Labels = map[string]string{"capstan.io/hollow": "true", "capstan.io/hostname": name}
+	n.Metadata.Labels = map[string]string{"node.capstan.io/hollow": "true", "capstan.io/hostname": name}
 	alloc := api.ResourceList{CPU: api.MustParseQuantity(h.opts.CPU), Memory: api.MustParseQuantity(h.opts.Memory), Pods: h.opts.Pods}
 	n.Status = api.NodeStatus{
 		Capacity: alloc, Allocatable: alloc,
