@@ -59,6 +59,35 @@ func must[T any](t *testing.T) func(T, error) T {
 
 // waitFor polls cond until it returns "" or the deadline passes; cond
 // returns what is still missing, for the failure message.
+// writeApp creates or updates the app name as fill makes it, again on a
+// conflict with the controllers' status writes.
+func writeApp(t *testing.T, c *client.Client, name string, fill func(*api.App)) {
+	t.Helper()
+	ctx := t.Context()
+	for attempt := 0; ; attempt++ {
+		a := api.KindApp.New().(*api.App)
+		a.Metadata = api.ObjectMeta{Name: name, App: name}
+		o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: name, Name: name})
+		if err == nil {
+			a = api.Clone(o.(*api.App))
+		} else if !client.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		fill(a)
+		if a.Metadata.UID == "" {
+			_, err = c.Create(ctx, a)
+		} else {
+			_, err = c.Update(ctx, a)
+		}
+		if err == nil {
+			return
+		}
+		if !client.IsConflict(err) || attempt > 5 {
+			t.Fatal(err)
+		}
+	}
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -246,34 +275,14 @@ func TestAppLifecycle(t *testing.T) {
 	const replicas = 4
 	setImage := func(image, commit string) {
 		t.Helper()
-		for attempt := 0; ; attempt++ {
-			var a *api.App
-			o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
-			if client.IsNotFound(err) {
-				a = api.KindApp.New().(*api.App)
-				a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
-			} else if err != nil {
-				t.Fatal(err)
-			} else {
-				a = api.Clone(o.(*api.App))
-			}
+		writeApp(t, c, "shop", func(a *api.App) {
 			a.Metadata.Source = &api.Source{Repo: "test", Commit: commit}
 			a.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: replicas, Template: api.PodTemplate{
 				Containers: []api.Container{{Name: "web", Image: image, Ports: []api.ContainerPort{{Name: "http", Port: 8080}}}}}}}}
 			a.Spec.Services = []api.AppService{{Name: "web", Spec: api.ServiceSpec{Ports: []api.ServicePort{{Name: "http", Port: 80, TargetPort: api.FromString("http")}}}}}
-			if a.Metadata.UID == "" {
-				_, err = c.Create(ctx, a)
-			} else {
-				_, err = c.Update(ctx, a)
-			}
-			if err == nil {
-				return
-			}
-			if !client.IsConflict(err) || attempt > 5 {
-				t.Fatal(err)
-			}
-		}
+		})
 	}
+
 	// rolledOut waits until every pod runs image, the app is Healthy and
 	// the endpoints list them all.
 	rolledOut := func(image string) {
@@ -403,29 +412,11 @@ func TestReclaimSwitchedToRetain(t *testing.T) {
 				Containers: []api.Container{{Name: "c", Image: "example/kv:v1"}},
 				Volumes:    []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("64Mi"), Reclaim: reclaim}}}}}}
 		}
-		for attempt := 0; ; attempt++ {
-			a := api.KindApp.New().(*api.App)
-			a.Metadata = api.ObjectMeta{Name: "store", App: "store"}
-			o, err := c.Get(ctx, appKey)
-			if err == nil {
-				a = api.Clone(o.(*api.App))
-			} else if !client.IsNotFound(err) {
-				t.Fatal(err)
-			}
+		writeApp(t, c, "store", func(a *api.App) {
 			a.Metadata.Source = &api.Source{Repo: "test", Commit: kv + "/" + cache}
 			a.Spec.Workloads = []api.AppWorkload{group("cache", cache), group("kv", kv)}
-			if a.Metadata.UID == "" {
-				_, err = c.Create(ctx, a)
-			} else {
-				_, err = c.Update(ctx, a)
-			}
-			if err == nil {
-				return
-			}
-			if !client.IsConflict(err) || attempt > 5 {
-				t.Fatal(err)
-			}
-		}
+		})
+
 	}
 	setReclaim(api.ReclaimDelete, api.ReclaimDelete)
 	// The scheduler makes each replica's volume as it first binds it:

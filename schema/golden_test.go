@@ -56,14 +56,7 @@ func render(res *Result) string {
 	for _, e := range res.AllErrors() {
 		b.WriteString(e.String() + "\n")
 	}
-	var valid, rejected []string
-	for _, a := range res.Apps {
-		if a.Valid() {
-			valid = append(valid, a.Name)
-		} else {
-			rejected = append(rejected, a.Name)
-		}
-	}
+	valid, rejected := splitApps(res)
 	b.WriteString("valid: " + strings.Join(valid, " ") + "\n")
 	b.WriteString("rejected: " + strings.Join(rejected, " ") + "\n")
 	return b.String()
@@ -112,4 +105,16 @@ func formatArchive(comment string, files map[string]string, want string) string 
 	}
 	b.WriteString("-- want --\n" + want)
 	return b.String()
+}
+
+// splitApps names the valid and the rejected apps of res, in order.
+func splitApps(res *Result) (valid, rejected []string) {
+	for _, a := range res.Apps {
+		if a.Valid() {
+			valid = append(valid, a.Name)
+		} else {
+			rejected = append(rejected, a.Name)
+		}
+	}
+	return valid, rejected
 }

@@ -407,14 +407,7 @@ func TestOneBadAppDoesNotBlockOthers(t *testing.T) {
 		"broken.cue": "apps: broken: pods: {\n",
 		"junk.yaml":  "{{{{",
 	}), LoadOptions{})
-	var valid, rejected []string
-	for _, a := range res.Apps {
-		if a.Valid() {
-			valid = append(valid, a.Name)
-		} else {
-			rejected = append(rejected, a.Name)
-		}
-	}
+	valid, rejected := splitApps(res)
 	if !slices.Equal(valid, []string{"good"}) || !slices.Equal(rejected, []string{"bad", "broken"}) {
 		t.Errorf("valid %v rejected %v; want [good] and [bad broken]", valid, rejected)
 	}
@@ -439,14 +432,7 @@ func TestBrokenFileStopsPruning(t *testing.T) {
 	if len(res.Errors) == 0 || res.Errors[0].File != "all.json" {
 		t.Errorf("repository errors = %v, want all.json's: its apps are not all known", errorStrings(res.Errors))
 	}
-	var valid, rejected []string
-	for _, a := range res.Apps {
-		if a.Valid() {
-			valid = append(valid, a.Name)
-		} else {
-			rejected = append(rejected, a.Name)
-		}
-	}
+	valid, rejected := splitApps(res)
 	if !slices.Equal(valid, []string{"a"}) || !slices.Equal(rejected, []string{"shop"}) {
 		t.Errorf("valid %v rejected %v; want [a] and the guessed [shop]", valid, rejected)
 	}
