@@ -131,17 +131,10 @@ func VerifyRef(cfg RepoConfig, repoDir, ref string) (Signature, error) {
 }
 
 // FetchBranch fetches the tracked branch of cfg into the bare repository
-// dir as refs/heads/BRANCH and points HEAD at it.
+// dir as refs/heads/BRANCH.
 func FetchBranch(ctx context.Context, cfg RepoConfig, dir string) error {
 	ref := plumbing.NewBranchReferenceName(cfg.Branch)
-	if err := FetchRefs(ctx, cfg, dir, "+"+ref.String()+":"+ref.String()); err != nil {
-		return err
-	}
-	r, err := git.PlainOpen(dir)
-	if err != nil {
-		return err
-	}
-	return r.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, ref))
+	return FetchRefs(ctx, cfg, dir, "+"+ref.String()+":"+ref.String())
 }
 
 // IsLocal reports whether a repository URL is a local path (or file://)
