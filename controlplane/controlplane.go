@@ -168,7 +168,7 @@ func build(opts Options, st store.Backend) (*ControlPlane, error) {
 			return notify.Watch(ctx, admin, nt, time.Now, log.With("component", "notify"))
 		})
 	}
-	syncStart, err := attachGitSync(srv, admin, opts.DataDir, opts.Repos, opts.Eval, nt, log)
+	syncStart, err := attachGitSync(srv, admin, opts.DataDir, opts.Repos, opts.Eval, nt, reg, log)
 	if err != nil {
 		return nil, err
 	}

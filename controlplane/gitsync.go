@@ -20,6 +20,7 @@ import (
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/gitsync/autorevert"
 	"github.com/capstanhq/capstan/schema/sandbox"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -28,13 +29,13 @@ import (
 // when no repository is tracked. New calls it; so do tests that bring
 // their own API server.
 func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
-	return attachGitSync(srv, nil, dataDir, repos, eval, nil, log)
+	return attachGitSync(srv, nil, dataDir, repos, eval, nil, nil, log)
 }
 
 // attachGitSync is AttachGitSync writing through c (the leader's client,
-// with its fence; nil: the admin config's) and telling nt (nil: nobody)
-// of automatic reverts.
-func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, nt *notify.Notifier, log *slog.Logger) (func(context.Context) error, error) {
+// with its fence; nil: the admin config's), telling nt (nil: nobody) of
+// automatic reverts and registering the sync metrics in reg (nil: none).
+func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, nt *notify.Notifier, reg prometheus.Registerer, log *slog.Logger) (func(context.Context) error, error) {
 	if len(repos) == 0 {
 		return nil, nil
 	}
@@ -48,7 +49,7 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 	for _, r := range repos {
 		urls[r.Name] = gitsync.RedactURL(r.URL)
 	}
-	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Eval: eval, DataDir: filepath.Join(dataDir, "gitsync", "eval"), SecretsDir: filepath.Join(dataDir, "secrets"), Logger: log.With("component", "applier")})
+	ap, err := applier.New(applier.Options{Client: c, RepoURLs: urls, Eval: eval, DataDir: filepath.Join(dataDir, "gitsync", "eval"), SecretsDir: filepath.Join(dataDir, "secrets"), Registry: reg, Logger: log.With("component", "applier")})
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 	if err != nil {
 		return nil, err
 	}
-	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync"), OnHook: fg.HandleHook})
+	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync"), OnHook: fg.HandleHook, Registry: reg})
 	if err != nil {
 		return nil, err
 	}

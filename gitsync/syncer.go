@@ -19,6 +19,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Sink receives what the Syncer finds. It is owned by the consumer (the
@@ -98,6 +99,9 @@ type Options struct {
 	// must not block; true answers 202, false 200 "ignored". Default:
 	// none, every such event ignored.
 	OnHook func(repo string, forge Forge, event string, body []byte) bool
+	// Registry, when set, receives the capstan_gitsync_* metrics (see
+	// docs/gitsync.md).
+	Registry prometheus.Registerer
 }
 
 // Defaults.
@@ -120,6 +124,7 @@ type Syncer struct {
 	// hookDecoy is a random secret that webhooks for unknown repositories
 	// are checked against, so they answer like a bad signature.
 	hookDecoy string
+	metrics   *metrics
 }
 
 // New validates the options and prepares a Syncer; nothing runs until
@@ -162,8 +167,12 @@ func New(opts Options) (*Syncer, error) {
 	if _, err := crand.Read(decoy); err != nil {
 		return nil, fmt.Errorf("gitsync: random webhook decoy: %w", err)
 	}
+	m, err := newMetrics(opts.Registry, repos)
+	if err != nil {
+		return nil, err
+	}
 	s := &Syncer{opts: opts, log: opts.Logger, workers: map[string]*worker{},
-		deliveries: newDeliveries(opts.WebhookReplayWindow, opts.MaxWebhookDeliveries), hookDecoy: hex.EncodeToString(decoy)}
+		deliveries: newDeliveries(opts.WebhookReplayWindow, opts.MaxWebhookDeliveries), hookDecoy: hex.EncodeToString(decoy), metrics: m}
 	for _, rc := range repos {
 		w, err := s.newWorker(rc)
 		if err != nil {
@@ -358,9 +367,13 @@ func (w *worker) run(ctx context.Context) {
 func (w *worker) sync(ctx context.Context) Result {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	start := time.Now()
 	r := w.attempt(ctx)
 	r.Repo = w.cfg.Name
 	r.At = w.s.opts.Now()
+	if ctx.Err() == nil {
+		w.s.metrics.observe(w.cfg.Name, r, time.Since(start))
+	}
 	w.statusMu.Lock()
 	prev := w.last
 	r.Changed = r.Applied || r.Recloned || prev.At.IsZero() || prev.Head != r.Head || errKey(prev.Err) != errKey(r.Err)

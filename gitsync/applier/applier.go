@@ -17,6 +17,7 @@ import (
 	"github.com/capstanhq/capstan/schema"
 	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/capstanhq/capstan/secrets"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Labels the applier puts on the apps it owns.
@@ -43,13 +44,16 @@ type Options struct {
 	// exceeding the evaluation bounds (DataDir/REPO.refused.json), so
 	// that a restart does not evaluate them again. Empty: kept in memory.
 	DataDir string
-	// Workers write that many apps at once (default 8), so that the
+	// Workers write that many apps at once (default 32), so that the
 	// store commits their transactions in groups.
 	Workers int
 	// SecretsDir holds the cluster's key ring (secrets.LoadOrCreate),
 	// read again at every sync so that a rotated key is used at once.
 	// Empty: apps with secrets are rejected (no key to decrypt them).
 	SecretsDir string
+	// Registry, when set, receives the capstan_gitsync_rejected_apps and
+	// capstan_gitsync_repository_errors gauges (see docs/gitsync.md).
+	Registry prometheus.Registerer
 	// Logger (default: discard).
 	Logger *slog.Logger
 	// Now (default time.Now).
@@ -70,6 +74,7 @@ type Applier struct {
 	apps     *client.Informer
 	stopApps context.CancelFunc
 	records  records
+	metrics  *metrics
 }
 
 // repoState is what the applier keeps of one repository between syncs.
@@ -109,7 +114,11 @@ func New(opts Options) (*Applier, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultWorkers
 	}
-	return &Applier{opts: opts, repos: map[string]*repoState{}}, nil
+	m, err := newMetrics(opts.Registry, opts.RepoURLs)
+	if err != nil {
+		return nil, err
+	}
+	return &Applier{opts: opts, repos: map[string]*repoState{}, metrics: m}, nil
 }
 
 func (a *Applier) repo(repo string) (*repoState, error) {
@@ -180,6 +189,7 @@ func (a *Applier) Apply(ctx context.Context, snap gitsync.Snapshot) error {
 	if err != nil {
 		return err
 	}
+	a.metrics.observe(snap.Repo, out)
 	a.opts.Logger.Info("applied commit", "repo", snap.Repo, "commit", api.ShortCommit(snap.Commit),
 		"applied", logNames(out.Applied), "rejected", logNames(out.Rejected), "pruned", logNames(out.Pruned), "unchanged", len(out.Unchanged))
 	return nil
