@@ -206,6 +206,31 @@ func TestClusterConverges(t *testing.T) {
 	}
 	waitFor(t, 2*time.Minute, "500 replicas running on 50 hollow nodes", converged(""))
 	t.Logf("500 replicas running and ready, app Healthy, endpoints complete after %s", time.Since(start).Round(time.Millisecond))
+	// The app's health reaches /metrics (capstan_app_info), from the
+	// controller's cache.
+	waitFor(t, 30*time.Second, "the app Healthy in capstan_app_info", func() string {
+		mfs, err := reg.Gather()
+		if err != nil {
+			return err.Error()
+		}
+		var info []string
+		for _, mf := range mfs {
+			if mf.GetName() != "capstan_app_info" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				ls := map[string]string{}
+				for _, l := range m.GetLabel() {
+					ls[l.GetName()] = l.GetValue()
+				}
+				info = append(info, fmt.Sprintf("app=%s repo=%s health=%s %v", ls["app"], ls["repo"], ls["health"], m.GetGauge().GetValue()))
+			}
+		}
+		if want := "app=shop repo=test health=Healthy 1"; len(info) != 1 || info[0] != want {
+			return fmt.Sprintf("%q, want [%s]", info, want)
+		}
+		return ""
+	})
 
 	// The workload spreads over every node: none is left empty.
 	objs := must[[]api.Object](t)(func() ([]api.Object, error) {

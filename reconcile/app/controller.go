@@ -58,6 +58,11 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c.services = m.Informer(api.KindService)
 	c.pods = m.Informer(api.KindPod)
 	c.secrets = m.Informer(api.KindSecret)
+	if reg := m.Registry(); reg != nil {
+		if err := reg.Register(newAppInfo(c.apps)); err != nil {
+			return nil, fmt.Errorf("app controller: register metrics: %w", err)
+		}
+	}
 	c.secrets.AddHandler(c.secByNS.Handler())
 	c.secrets.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
 	c.apps.AddHandler(c.appsByNS.Handler())
