@@ -112,16 +112,24 @@ func Evaluate(app *api.App, workloads []*api.Workload) Report {
 	for _, w := range desired {
 		want[w.Metadata.Name] = w.Metadata.Annotations[appctl.AnnotationSpecHash]
 	}
+	// behind: some group's workload does not yet show this commit (not
+	// made, not given its spec, or not observed by its controller), so the
+	// app's health may still be the commit before's.
+	behind := false
 	for _, aw := range app.Spec.Workloads {
-		g := evaluateGroup(aw, byName[aw.Name], want[aw.Name])
+		g, current := evaluateGroup(aw, byName[aw.Name], want[aw.Name])
 		// A group that waits for a dependency (dependsOn) is not made or
-		// updated yet, whatever its old workload says.
+		// updated yet, whatever its old workload says; it is held on
+		// purpose, so it does not make the app's health stale.
+		waiting := false
 		for _, w := range app.Status.Waits {
 			if w.Group == "" || w.Group == aw.Name {
 				g.State, g.Reason = Progressing, w.Message
+				waiting = true
 				break
 			}
 		}
+		behind = behind || !current && !waiting
 		r.Groups = append(r.Groups, g)
 	}
 	slices.SortStableFunc(r.Groups, func(a, b Group) int { return strings.Compare(a.Name, b.Name) })
@@ -138,7 +146,9 @@ func Evaluate(app *api.App, workloads []*api.Workload) Report {
 	// The health rollup sees pods the workload counts do not explain (a
 	// crash loop, an image that cannot be pulled): that fails the rollout
 	// now rather than at the deadline. A stalled group already says why.
-	if r.State == Progressing && app.Status.Health == api.HealthDegraded {
+	// While a group is behind, a Degraded health may be the commit
+	// before's (the crash loop this commit fixes): not this rollout's.
+	if r.State == Progressing && !behind && app.Status.Health == api.HealthDegraded {
 		r.State, r.Reason = Failed, app.Status.HealthMessage
 		if r.Reason == "" {
 			r.Reason = "the app is Degraded"
@@ -149,11 +159,13 @@ func Evaluate(app *api.App, workloads []*api.Workload) Report {
 
 // evaluateGroup is the state of the app's group aw, run by w; wantHash is
 // the hash of the spec the app controller gives w for the synced commit.
-func evaluateGroup(aw api.AppWorkload, w *api.Workload, wantHash string) Group {
-	g := Group{Name: aw.Name, Desired: aw.Spec.Replicas, State: Progressing}
+// current reports whether w's status is of that spec: w exists, has it,
+// and its controller observed it.
+func evaluateGroup(aw api.AppWorkload, w *api.Workload, wantHash string) (g Group, current bool) {
+	g = Group{Name: aw.Name, Desired: aw.Spec.Replicas, State: Progressing}
 	if w == nil {
 		g.Reason = "waiting for its workload to be created"
-		return g
+		return g, false
 	}
 	st := w.Status
 	g.Desired, g.Current, g.Updated, g.Ready, g.Available = w.Spec.Replicas, st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas
@@ -162,26 +174,27 @@ func evaluateGroup(aw api.AppWorkload, w *api.Workload, wantHash string) Group {
 	// before's.
 	if have := w.Metadata.Annotations[appctl.AnnotationSpecHash]; have != "" && wantHash != "" && have != wantHash {
 		g.Reason = "waiting for the workload to take the app's spec"
-		return g
+		return g, false
 	}
 	if st.ObservedGeneration < w.Metadata.Generation {
 		g.Reason = fmt.Sprintf("waiting for the controller to observe generation %d", w.Metadata.Generation)
-		return g
+		return g, false
 	}
 	if c := api.FindCondition(st.Conditions, api.WorkloadDegraded); c != nil && c.Status == api.ConditionTrue {
 		g.State, g.Reason = Stalled, conditionText(c)
-		return g
+		return g, true
 	}
 	if c := api.FindCondition(st.Conditions, api.WorkloadProgressing); c != nil && c.Status == api.ConditionFalse {
 		g.State, g.Reason = Stalled, conditionText(c)
-		return g
+		return g, true
 	}
 	if w.Spec.Job != nil || w.Spec.EveryNode {
-		return batchGroup(g, w)
+		return batchGroup(g, w), true
 	}
 	switch {
 	case w.Spec.Replicas != aw.Spec.Replicas:
 		g.Reason = fmt.Sprintf("waiting for the workload to take the app's %d replicas (it has %d)", aw.Spec.Replicas, w.Spec.Replicas)
+		return g, false
 	case st.UpdatedReplicas < g.Desired:
 		g.Reason = fmt.Sprintf("%d of %d pods updated", st.UpdatedReplicas, g.Desired)
 	case st.Replicas > st.UpdatedReplicas:
@@ -193,7 +206,7 @@ func evaluateGroup(aw api.AppWorkload, w *api.Workload, wantHash string) Group {
 	default:
 		g.State = Complete
 	}
-	return g
+	return g, true
 }
 
 // batchGroup is the state of a job or everyNode group, which has no

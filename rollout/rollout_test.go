@@ -89,6 +89,17 @@ func TestEvaluate(t *testing.T) {
 		{"app degraded fails before the deadline", app(api.HealthDegraded, "frontend: pod frontend-x: CrashLoopBackOff", map[string]int32{"frontend": 3}),
 			[]*api.Workload{wl("frontend", 3, 4, 1, 3, 3)},
 			Failed, "frontend: pod frontend-x: CrashLoopBackOff", []State{Progressing}},
+		// Just after the commit that fixes a crash loop: the app's health
+		// is still the commit before's until every group shows this one.
+		{"a degraded health of the spec before is not this commit's failure", app(api.HealthDegraded, "frontend: pod frontend-x: CrashLoopBackOff", map[string]int32{"frontend": 3}),
+			[]*api.Workload{behind},
+			Progressing, "frontend: waiting for the workload to take the app's spec", []State{Progressing}},
+		{"a degraded health before the controller observed the spec is not this commit's failure", app(api.HealthDegraded, "frontend: pod frontend-x: CrashLoopBackOff", map[string]int32{"frontend": 3}),
+			[]*api.Workload{stale},
+			Progressing, "frontend: waiting for the controller to observe generation 3", []State{Progressing}},
+		{"a degraded health with one group behind and one current waits for both", app(api.HealthDegraded, "frontend: pod frontend-x: CrashLoopBackOff", map[string]int32{"frontend": 3, "backend": 2}),
+			[]*api.Workload{behind, wl("backend", 2, 3, 1, 2, 2)},
+			Progressing, "backend: 1 of 2 pods updated", []State{Progressing, Progressing}},
 		{"app degraded after completion is not a rollout failure", app(api.HealthDegraded, "worker crash", map[string]int32{"frontend": 3}),
 			[]*api.Workload{wl("frontend", 3, 3, 3, 3, 3)},
 			Complete, "", []State{Complete}},
@@ -202,5 +213,19 @@ func TestEvaluateWaits(t *testing.T) {
 	a.Status.Waits = nil
 	if r := Evaluate(a, []*api.Workload{w}); r.State != Complete {
 		t.Fatalf("without waits: %s: %s", r.State, r.Reason)
+	}
+}
+
+// TestEvaluateDegradedWithHeldGroup: a group held by a dependency keeps
+// the workload of the commit before on purpose; it does not hide a crash
+// loop of the group it waits for, which fails the rollout.
+func TestEvaluateDegradedWithHeldGroup(t *testing.T) {
+	a := app(api.HealthDegraded, "backend: pod backend-x: CrashLoopBackOff", map[string]int32{"frontend": 3, "backend": 2})
+	a.Status.Waits = []api.DependencyWait{{Group: "frontend", On: "backend", Message: "frontend is waiting for backend: 0/2 ready"}}
+	behind := wl("frontend", 3, 3, 3, 3, 3)
+	behind.Metadata.Annotations = map[string]string{appctl.AnnotationSpecHash: "of-the-commit-before"}
+	r := Evaluate(a, []*api.Workload{behind, wl("backend", 2, 2, 2, 0, 0)})
+	if r.State != Failed || r.Reason != "backend: pod backend-x: CrashLoopBackOff" {
+		t.Fatalf("report %s: %s; want failed: the crash loop of backend", r.State, r.Reason)
 	}
 }
