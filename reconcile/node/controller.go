@@ -81,9 +81,23 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	})
 	c.pods.AddHandler(c.byNode.Handler())
 	c.nodes.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
+	// A pod bound to a node the cache does not have queues that node, so
+	// the pods of a node that does not exist are found (ComputeGone).
+	c.pods.AddHandler(client.Handler{
+		OnAdd:    c.queueMissingNode,
+		OnUpdate: func(_, o api.Object) { c.queueMissingNode(o) },
+	})
 	// A lease is named after its node.
 	c.leases.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
 	return c, nil
+}
+
+func (c *Controller) queueMissingNode(o api.Object) {
+	if n := o.(*api.Pod).Spec.NodeName; n != "" {
+		if _, ok := c.nodes.Get(n); !ok {
+			c.ctrl.Queue().Add(n)
+		}
+	}
 }
 
 // Start runs the controller until ctx ends.
@@ -97,7 +111,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 		c.mu.Lock()
 		delete(c.seen, name)
 		c.mu.Unlock()
-		return reconcile.Result{}, nil
+		return c.reconcileGone(ctx, name)
 	}
 	n := c.written.Newer(name, o).(*api.Node)
 	now := c.clock.Now()
@@ -111,6 +125,26 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 	c.seen[name] = hb
 	c.mu.Unlock()
 	plan := ComputeSince(n, hb.seenAt, reconcile.Pods(c.byNode.Get(name)), now, c.opts.Decide)
+	return reconcile.Result{RequeueAfter: plan.RequeueAfter}, c.apply(ctx, name, plan)
+}
+
+// reconcileGone evicts the pods bound to a node the cache does not have,
+// once the API confirms the node does not exist.
+func (c *Controller) reconcileGone(ctx context.Context, name string) (reconcile.Result, error) {
+	pods := reconcile.Pods(c.byNode.Get(name))
+	if len(pods) == 0 {
+		return reconcile.Result{}, nil
+	}
+	if _, err := c.client.Get(ctx, api.Key{Kind: api.KindNode, Name: name}); err == nil {
+		return reconcile.Result{}, nil // registered a moment ago: its event queues it again
+	} else if !client.IsNotFound(err) {
+		return reconcile.Result{}, fmt.Errorf("node %s: check whether it still exists before evicting its pods: %w", name, err)
+	}
+	return reconcile.Result{}, c.apply(ctx, name, ComputeGone(name, pods))
+}
+
+// apply carries out a plan for the node name.
+func (c *Controller) apply(ctx context.Context, name string, plan Plan) error {
 	var errs []error
 	if plan.Status != nil {
 		out, err := c.client.UpdateStatus(ctx, plan.Status)
@@ -152,7 +186,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (reconcile.Resu
 		}
 		return nil
 	})
-	return reconcile.Result{RequeueAfter: plan.RequeueAfter}, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // CordonNode marks a node unschedulable through the API (compare-and-swap,

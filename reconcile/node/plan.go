@@ -134,6 +134,22 @@ func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, o
 	return p
 }
 
+// ComputeGone plans for the pods bound to node, a node that does not
+// exist (deleted, or never registered): nothing will run them or report
+// on them again, so they are force-deleted at once, to be replaced
+// elsewhere, as Kubernetes' pod garbage collector does. The caller must
+// have confirmed with the API that the node is gone: an informer may not
+// yet have seen a node that registered a moment ago.
+func ComputeGone(node string, pods []*api.Pod) Plan {
+	var p Plan
+	for _, pod := range pods {
+		p.Evict = append(p.Evict, pod)
+		p.Events = append(p.Events, reconcile.Event{Object: api.RefOf(pod), Type: api.EventWarning, Reason: ReasonEvicted,
+			Message: fmt.Sprintf("node %s does not exist (deleted, or never registered); pod deleted to be replaced elsewhere", node)})
+	}
+	return p
+}
+
 // markNotReady returns copies of the pods whose Ready condition is True,
 // set to False because node is silent.
 func markNotReady(node string, pods []*api.Pod, now time.Time) []*api.Pod {
