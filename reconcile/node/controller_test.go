@@ -145,17 +145,25 @@ func TestPodsOfDeletedNodeEvicted(t *testing.T) {
 	if !podNames()["c"] {
 		t.Fatal("pod c of node n2, which exists, was deleted")
 	}
-	evs, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: "shop"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	evicted := map[string]string{}
-	for _, o := range evs {
-		if e := o.(*api.Event).Spec; e.Reason == ReasonEvicted {
-			evicted[e.Object.Name] = e.Message
+	// The events are written after the deletes.
+	evicted := func() map[string]string {
+		evs, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: "shop"})
+		if err != nil {
+			t.Fatal(err)
 		}
+		out := map[string]string{}
+		for _, o := range evs {
+			if e := o.(*api.Event).Spec; e.Reason == ReasonEvicted {
+				if e.Count != 1 {
+					t.Errorf("Evicted event of %s recorded %d times, want once", e.Object.Name, e.Count)
+				}
+				out[e.Object.Name] = e.Message
+			}
+		}
+		return out
 	}
-	if len(evicted) != 2 || !strings.Contains(evicted["a"], "node n1 does not exist") || !strings.Contains(evicted["b"], "node ghost does not exist") {
-		t.Errorf("Evicted events %q; want one for a (node n1 does not exist) and one for b (node ghost does not exist)", evicted)
+	testenv.Eventually(t, 10*time.Second, "Evicted events of a and b", func() bool { return len(evicted()) >= 2 })
+	if ev := evicted(); len(ev) != 2 || !strings.Contains(ev["a"], "node n1 does not exist") || !strings.Contains(ev["b"], "node ghost does not exist") {
+		t.Errorf("Evicted events %q; want one for a (node n1 does not exist) and one for b (node ghost does not exist)", ev)
 	}
 }
