@@ -51,7 +51,8 @@ func newDrainCmd() *cobra.Command {
 		Short: "Cordon a node and delete its pods gracefully, to be replaced elsewhere",
 		Long: `Drain cordons NODE, then deletes every pod on it gracefully: its agent stops
 the containers, and the workload controller replaces the pods on other nodes.
-Pods of everyNode workloads stay (as kubectl drain --ignore-daemonsets
+Finished (Succeeded or Failed) pods stay: they are their job's record of the
+work done. Pods of everyNode workloads stay (as kubectl drain --ignore-daemonsets
 leaves DaemonSet pods): they would come straight back on the node.
 Undo the cordon with 'capstan uncordon NODE' when the node is back.`,
 		Args: cobra.ExactArgs(1),

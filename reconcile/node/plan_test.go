@@ -29,7 +29,7 @@ type sim struct {
 //	                               conditions), lease renewed now (or none)
 //	renew                          the agent renews its lease
 //	agent-ready status=S           the agent itself reports Ready=S
-//	pods names=(...) [terminating] [ready]  pods bound to n1
+//	pods names=(...) [terminating] [ready] [phase=P]  pods bound to n1
 //	advance D
 //	reconcile                      plan and apply (status written, evicted pods gone)
 //	cordon | uncordon | drain
@@ -100,6 +100,9 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 			if d.HasArg("ready") {
 				p.Status.Conditions = []api.Condition{{Type: api.PodReady, Status: api.ConditionTrue}}
 			}
+			if a, ok := d.Arg("phase"); ok {
+				p.Status.Phase = a.SingleVal(t)
+			}
 			s.pods = append(s.pods, p)
 		}
 		return fmt.Sprintf("%d pods", len(s.pods))
@@ -162,4 +165,29 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 	}
 	d.Fatalf(t, "unknown command %q", d.Cmd)
 	return ""
+}
+
+// TestComputeGone: the pods of a node that does not exist are evicted,
+// one event each naming the node, but finished ones stay (see finished).
+func TestComputeGone(t *testing.T) {
+	var pods []*api.Pod
+	for name, phase := range map[string]string{"a": api.PodRunning, "b": api.PodPending, "done": api.PodSucceeded, "broke": api.PodFailed} {
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		p.Spec.NodeName = "gone"
+		p.Status.Phase = phase
+		pods = append(pods, p)
+	}
+	plan := ComputeGone("gone", pods)
+	var evicted []string
+	for _, p := range plan.Evict {
+		evicted = append(evicted, p.Metadata.Name)
+	}
+	slices.Sort(evicted)
+	if want := []string{"a", "b"}; !slices.Equal(evicted, want) {
+		t.Errorf("evicted %v, want %v", evicted, want)
+	}
+	if len(plan.Events) != 2 || !strings.Contains(plan.Events[0].Message, "node gone does not exist") {
+		t.Errorf("events %+v, want one per evicted pod naming node gone", plan.Events)
+	}
 }
