@@ -120,7 +120,7 @@ func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, o
 	}
 	if silent >= opts.EvictionTimeout {
 		for _, pod := range pods {
-			if finished(pod) {
+			if record(pod) {
 				continue
 			}
 			p.Evict = append(p.Evict, pod)
@@ -146,7 +146,7 @@ func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, o
 func ComputeGone(node string, pods []*api.Pod) Plan {
 	var p Plan
 	for _, pod := range pods {
-		if finished(pod) {
+		if record(pod) {
 			continue
 		}
 		p.Evict = append(p.Evict, pod)
@@ -156,15 +156,16 @@ func ComputeGone(node string, pods []*api.Pod) Plan {
 	return p
 }
 
-// finished reports whether pod has run to its end (Succeeded or Failed).
-// Eviction and drain leave such a pod: it runs nothing and holds nothing
-// on its node (the scheduler does not count it), and it is its Job's
-// record of the work done (the job controller counts succeeded and failed
-// pods, so deleting them would run succeeded work again and reset the
-// backoff limit). A workload's controller deletes its own finished pods;
-// the garbage collector takes a Job's along with the Job.
-func finished(pod *api.Pod) bool {
-	return pod.Status.Phase == api.PodSucceeded || pod.Status.Phase == api.PodFailed
+// record reports whether pod has run to its end (Succeeded or Failed) and
+// nobody asked to delete it. Eviction and drain leave such a pod: it runs
+// nothing and holds nothing on its node (the scheduler does not count it),
+// and it is its Job's record of the work done (the job controller counts
+// succeeded and failed pods, so deleting them would run succeeded work
+// again and reset the backoff limit). A finished pod being deleted (a
+// workload replacing it, the garbage collector taking a Job's) is evicted
+// like any other: on a dead node no agent would finish its graceful delete.
+func record(pod *api.Pod) bool {
+	return (pod.Status.Phase == api.PodSucceeded || pod.Status.Phase == api.PodFailed) && !api.Terminating(pod)
 }
 
 // markNotReady returns copies of the pods whose Ready condition is True,
@@ -206,7 +207,7 @@ func Uncordon(n *api.Node) *api.Node {
 
 // Drain plans emptying a node: cordon it (nil when it already is), then
 // delete gracefully every pod bound to it that is not already being
-// deleted and has not finished (see finished). The workload controller replaces them elsewhere. Pods of an
+// deleted and has not finished (see record). The workload controller replaces them elsewhere. Pods of an
 // everyNode workload (everyNode holds the UIDs of those workloads) stay,
 // as kubectl drain --ignore-daemonsets leaves DaemonSet pods: the
 // everyNode controller would make them again on the cordoned node at once.
@@ -215,7 +216,7 @@ func Drain(n *api.Node, pods []*api.Pod, everyNode map[string]bool) (cordon *api
 		if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload && everyNode[o.UID] {
 			continue
 		}
-		if p.Spec.NodeName == n.Metadata.Name && !api.Terminating(p) && !finished(p) {
+		if p.Spec.NodeName == n.Metadata.Name && !api.Terminating(p) && !record(p) {
 			evict = append(evict, p)
 		}
 	}

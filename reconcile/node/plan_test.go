@@ -168,7 +168,8 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 }
 
 // TestComputeGone: the pods of a node that does not exist are evicted,
-// one event each naming the node, but finished ones stay (see finished).
+// one event each naming the node, but finished ones stay unless being
+// deleted (see record).
 func TestComputeGone(t *testing.T) {
 	var pods []*api.Pod
 	for name, phase := range map[string]string{"a": api.PodRunning, "b": api.PodPending, "done": api.PodSucceeded, "broke": api.PodFailed} {
@@ -178,16 +179,20 @@ func TestComputeGone(t *testing.T) {
 		p.Status.Phase = phase
 		pods = append(pods, p)
 	}
+	replaced := api.KindPod.New().(*api.Pod)
+	replaced.Metadata = api.ObjectMeta{Name: "replaced", App: "shop", DeletionRequestedAt: &epoch}
+	replaced.Spec.NodeName, replaced.Status.Phase = "gone", api.PodFailed
+	pods = append(pods, replaced)
 	plan := ComputeGone("gone", pods)
 	var evicted []string
 	for _, p := range plan.Evict {
 		evicted = append(evicted, p.Metadata.Name)
 	}
 	slices.Sort(evicted)
-	if want := []string{"a", "b"}; !slices.Equal(evicted, want) {
+	if want := []string{"a", "b", "replaced"}; !slices.Equal(evicted, want) {
 		t.Errorf("evicted %v, want %v", evicted, want)
 	}
-	if len(plan.Events) != 2 || !strings.Contains(plan.Events[0].Message, "node gone does not exist") {
+	if len(plan.Events) != 3 || !strings.Contains(plan.Events[0].Message, "node gone does not exist") {
 		t.Errorf("events %+v, want one per evicted pod naming node gone", plan.Events)
 	}
 }
