@@ -168,7 +168,7 @@ const fullCUE = `apps: full: pods: {
 	api: {
 		replicas: 2
 		labels: tier: "back"
-		restartPolicy: "OnFailure"
+		restartPolicy: "Always"
 		nodeSelector: disk: "ssd"
 		terminationGrace: 10
 		strategy: {maxSurge: 1, maxUnavailable: "50%", progressDeadline: 60}
@@ -210,7 +210,7 @@ const fullYAML = `apps:
       api:
         replicas: 2
         labels: {tier: back}
-        restartPolicy: OnFailure
+        restartPolicy: Always
         nodeSelector: {disk: ssd}
         terminationGrace: 10
         strategy: {maxSurge: 1, maxUnavailable: "50%", progressDeadline: 60}
@@ -246,7 +246,7 @@ const fullYAML = `apps:
 
 const fullJSON = `{"apps": {"full": {"pods": {
   "api": {
-    "replicas": 2, "labels": {"tier": "back"}, "restartPolicy": "OnFailure",
+    "replicas": 2, "labels": {"tier": "back"}, "restartPolicy": "Always",
     "nodeSelector": {"disk": "ssd"}, "terminationGrace": 10,
     "strategy": {"maxSurge": 1, "maxUnavailable": "50%", "progressDeadline": 60},
     "volumes": {"cache": {}, "logs": {}},
