@@ -509,8 +509,32 @@ func validateServiceSpec(errs *ErrorList, s *ServiceSpec, path string) {
 	validatePortRange(errs, path, len(s.Ports), func(i int) (string, int32, string) {
 		return s.Ports[i].Name, s.Ports[i].Port, s.Ports[i].Protocol
 	})
+	// Each port must be told apart by the proxy (VIP, protocol and port
+	// are its key: a second port on the same key would lose to the first)
+	// and by the endpoints (which match a service port by name).
+	type portKey struct {
+		port  int32
+		proto string
+	}
+	seen := map[portKey]int{}
 	for i, p := range s.Ports {
 		pp := fmt.Sprintf("%s.ports[%d]", path, i)
+		proto := p.Protocol
+		if proto == "" {
+			proto = ProtocolTCP
+		}
+		if j, dup := seen[portKey{p.Port, proto}]; dup {
+			other := fmt.Sprintf("port %s", quote(s.Ports[j].Name))
+			if s.Ports[j].Name == "" {
+				other = fmt.Sprintf("%s.ports[%d]", path, j)
+			}
+			errs.add(pp+".port", "%d/%s is %s already: give each port of a service its own number (or protocol)", p.Port, proto, other)
+		} else {
+			seen[portKey{p.Port, proto}] = i
+		}
+		if p.Name == "" && len(s.Ports) > 1 {
+			errs.add(pp+".name", "a service with more than one port must name each of them")
+		}
 		if p.TargetPort.IsString && !isPortName(p.TargetPort.StrVal) {
 			errs.add(pp+".targetPort", "%s is not a port name", quote(p.TargetPort.StrVal))
 		}
