@@ -3,8 +3,10 @@ package dns
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -29,6 +31,14 @@ type forwarder struct {
 	exchange  exchangeFunc
 	cache     *cache // nil when caching is off
 	now       func() time.Time
+	// budget bounds the whole forwarding of one query, every upstream
+	// tried included (Options.ForwardTimeout), so that the client gets
+	// SERVFAIL before it gives up waiting.
+	budget time.Duration
+	// first is the index of the upstream asked first: the last one that
+	// answered, so an upstream that is down costs one timeout, not one
+	// per query.
+	first atomic.Int32
 }
 
 func clientExchange(timeout time.Duration) exchangeFunc {
@@ -81,15 +91,29 @@ func (f *forwarder) resolve(ctx context.Context, q mdns.Question, do bool) (resp
 	up.RecursionDesired = true
 	up.Question = []mdns.Question{q}
 	up.SetEdns0(advertisedUDPSize, do)
+	if f.budget > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.budget)
+		defer cancel()
+	}
 	var errs []string
-	for _, addr := range f.upstreams {
-		r, err := f.ask(ctx, up, addr)
+	n := len(f.upstreams)
+	first := int(f.first.Load())
+	for i := range n {
+		j := (first + i) % n
+		r, err := f.ask(ctx, up, f.upstreams[j])
 		if err != nil {
 			errs = append(errs, err.Error())
 			if ctx.Err() != nil {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					errs = append(errs, fmt.Sprintf("gave up after %s (ForwardTimeout)", f.budget))
+				}
 				break
 			}
 			continue
+		}
+		if j != first {
+			f.first.CompareAndSwap(int32(first), int32(j))
 		}
 		if f.cache != nil {
 			if ttl, ok := cacheTTL(r); ok {

@@ -32,6 +32,10 @@ type Options struct {
 	CacheSize int
 	// UpstreamTimeout bounds one exchange with one upstream. Default 2s.
 	UpstreamTimeout time.Duration
+	// ForwardTimeout bounds the forwarding of one query, all upstreams
+	// tried included; past it the client gets SERVFAIL. Default 4s, under
+	// the 5 s glibc and musl clients wait before they give up.
+	ForwardTimeout time.Duration
 	// MaxForwards bounds the forwarded UDP queries in flight; past it
 	// clients get SERVFAIL at once. Default 1024.
 	MaxForwards int
@@ -107,6 +111,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.UpstreamTimeout == 0 {
 		o.UpstreamTimeout = 2 * time.Second
 	}
+	if o.ForwardTimeout == 0 {
+		o.ForwardTimeout = 4 * time.Second
+	}
 	if o.MaxForwards == 0 {
 		o.MaxForwards = 1024
 	}
@@ -125,6 +132,8 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.UpstreamTimeout < 0:
 		return bad("UpstreamTimeout %v is negative", o.UpstreamTimeout)
+	case o.ForwardTimeout < 0:
+		return bad("ForwardTimeout %v is negative", o.ForwardTimeout)
 	case o.MaxForwards < 0:
 		return bad("MaxForwards %d is negative", o.MaxForwards)
 	case o.MaxTCPConns < 0:

@@ -43,6 +43,7 @@ func TestOptions(t *testing.T) {
 		{name: "missing resolv.conf", opts: Options{Addrs: lo, ResolvConf: filepath.Join(dir, "nope")}, wantErr: true},
 		{name: "resolv.conf without nameserver", opts: Options{Addrs: lo, ResolvConf: empty}, wantErr: true},
 		{name: "negative timeout", opts: Options{Addrs: lo, Upstreams: []string{"127.0.0.1"}, UpstreamTimeout: -1}, wantErr: true},
+		{name: "negative forward timeout", opts: Options{Addrs: lo, Upstreams: []string{"127.0.0.1"}, ForwardTimeout: -1}, wantErr: true},
 		{name: "negative forwards", opts: Options{Addrs: lo, Upstreams: []string{"127.0.0.1"}, MaxForwards: -1}, wantErr: true},
 		{name: "negative TCP conns", opts: Options{Addrs: lo, Upstreams: []string{"127.0.0.1"}, MaxTCPConns: -1}, wantErr: true},
 		{name: "negative idle timeout", opts: Options{Addrs: lo, Upstreams: []string{"127.0.0.1"}, TCPIdleTimeout: -1}, wantErr: true},
@@ -64,7 +65,7 @@ func TestOptions(t *testing.T) {
 			if o.Zone != tt.zone || !slices.Equal(o.Upstreams, tt.upstreams) {
 				t.Errorf("zone %q upstreams %q, want %q %q", o.Zone, o.Upstreams, tt.zone, tt.upstreams)
 			}
-			if o.CacheSize != 10000 || o.UpstreamTimeout <= 0 || o.MaxForwards <= 0 || o.MaxTCPConns <= 0 ||
+			if o.CacheSize != 10000 || o.UpstreamTimeout <= 0 || o.ForwardTimeout <= 0 || o.MaxForwards <= 0 || o.MaxTCPConns <= 0 ||
 				o.TCPIdleTimeout <= 0 || o.UDPSockets < 1 || o.Logger == nil || o.Now == nil {
 				t.Errorf("defaults not filled in: %+v", o)
 			}

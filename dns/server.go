@@ -42,7 +42,7 @@ func New(opts Options) (*Server, error) {
 		opts:    o,
 		log:     o.Logger,
 		zoneKey: string(mustKey(o.Zone)),
-		fwd:     &forwarder{upstreams: o.Upstreams, exchange: clientExchange(o.UpstreamTimeout), now: o.Now},
+		fwd:     &forwarder{upstreams: o.Upstreams, exchange: clientExchange(o.UpstreamTimeout), now: o.Now, budget: o.ForwardTimeout},
 		fwdSem:  make(chan struct{}, o.MaxForwards),
 		tcpSem:  make(chan struct{}, o.MaxTCPConns),
 		ready:   make(chan struct{}),
