@@ -74,6 +74,9 @@ func newNodeServices(c *client.Client, dnsAddr, zone string, nodeIP netip.Addr, 
 	for _, s := range changed {
 		log.Info("sysctl set for the service proxy", "name", s.Name, "value", s.Value, "why", s.Why)
 	}
+	for _, w := range SysctlWarnings("") {
+		log.Warn(w)
+	}
 	if ns.proxy, err = proxy.New(proxy.Options{Logger: log.With("component", "proxy")}); err != nil {
 		return nil, err
 	}
@@ -85,6 +88,18 @@ func newNodeServices(c *client.Client, dnsAddr, zone string, nodeIP netip.Addr, 
 		return nil, err
 	}
 	return ns, nil
+}
+
+// SysctlWarnings says, for each optional kernel setting of the service
+// proxy missing under procSys (default "/proc/sys"), what is broken and
+// how to fix it. `capstan up` prints them; the node logs them.
+func SysctlWarnings(procSys string) []string {
+	var out []string
+	for _, s := range proxy.MissingSysctls(procSys) {
+		out = append(out, fmt.Sprintf("sysctl %s is missing (%s): run 'modprobe %s' and restart (list it in /etc/modules-load.d/ for the next boot)",
+			s.Name, s.Why, s.Module))
+	}
+	return out
 }
 
 // dnsOptions are the node's cluster DNS options. The zone must be the one

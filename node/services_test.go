@@ -2,6 +2,8 @@ package node
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -62,4 +64,29 @@ func FuzzParseDNSAddr(f *testing.F) {
 			t.Fatalf("%q accepted as %s", s, ap)
 		}
 	})
+}
+
+// A kernel without br_netfilter loaded (stock Debian) gets a warning that
+// says what breaks and what to run.
+func TestSysctlWarnings(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "net/ipv4"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "net/ipv4/ip_forward"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := SysctlWarnings(root)
+	if len(got) != 1 || !strings.Contains(got[0], "bridge-nf-call-iptables") || !strings.Contains(got[0], "modprobe br_netfilter") {
+		t.Fatalf("warnings = %q, want one naming bridge-nf-call-iptables and 'modprobe br_netfilter'", got)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "net/bridge"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "net/bridge/bridge-nf-call-iptables"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := SysctlWarnings(root); len(got) != 0 {
+		t.Fatalf("warnings with the module loaded = %q, want none", got)
+	}
 }

@@ -19,6 +19,9 @@ type Sysctl struct {
 	Optional bool
 	// Why tells an operator what breaks without it.
 	Why string
+	// Module is the kernel module that provides an optional setting, for
+	// the operator to load when it is missing.
+	Module string
 }
 
 // Sysctls lists the settings EnsureSysctls applies. route_localnet is
@@ -31,8 +34,28 @@ func Sysctls() []Sysctl {
 			Why: "DNAT to a pod turns traffic for a VIP or node port into forwarded traffic"},
 		{Name: "net/bridge/bridge-nf-call-iptables", Value: "1", Optional: true,
 			Why: "a pod reaching a VIP served by a pod on the same bridge gets its replies bridged directly; " +
-				"they must pass the ip hooks so conntrack can undo the DNAT (needs the br_netfilter module)"},
+				"they must pass the ip hooks so conntrack can undo the DNAT (needs the br_netfilter module)",
+			Module: "br_netfilter"},
 	}
+}
+
+// MissingSysctls returns the optional settings of Sysctls the kernel does
+// not offer under procSys (default "/proc/sys"): EnsureSysctls skips them,
+// and what their Why says is then broken until their Module is loaded. A
+// stock Debian kernel has br_netfilter as a module nobody loads, so a pod
+// reaching a service served by a pod on its own node would time out; the
+// caller warns.
+func MissingSysctls(procSys string) []Sysctl {
+	if procSys == "" {
+		procSys = "/proc/sys"
+	}
+	var missing []Sysctl
+	for _, s := range Sysctls() {
+		if _, err := os.Stat(filepath.Join(procSys, s.Name)); s.Optional && errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, s)
+		}
+	}
+	return missing
 }
 
 // EnsureSysctls writes the settings of Sysctls under procSys (default

@@ -3,6 +3,7 @@ package proxy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -70,6 +71,43 @@ func TestEnsureSysctls(t *testing.T) {
 				if err != nil || string(got) != want {
 					t.Errorf("%s = %q (%v), want %q", name, got, err, want)
 				}
+			}
+		})
+	}
+}
+
+func TestMissingSysctls(t *testing.T) {
+	tests := []struct {
+		name  string
+		files []string
+		want  []string
+	}{
+		{name: "all there", files: []string{"net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables"}},
+		{name: "no br_netfilter", files: []string{"net/ipv4/ip_forward"}, want: []string{"net/bridge/bridge-nf-call-iptables"}},
+		// A missing required setting is EnsureSysctls's error, not a warning.
+		{name: "nothing at all", want: []string{"net/bridge/bridge-nf-call-iptables"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, name := range tt.files {
+				p := filepath.Join(root, name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, []byte("0\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []string
+			for _, s := range MissingSysctls(root) {
+				if s.Module == "" || s.Why == "" {
+					t.Errorf("%s: no module or reason to tell the operator", s.Name)
+				}
+				got = append(got, s.Name)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("missing = %v, want %v", got, tt.want)
 			}
 		})
 	}

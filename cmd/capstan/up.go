@@ -384,6 +384,9 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlpla
 		p.ok("cluster DNS on %s (zone %s)", addrs[0], dns.DefaultZone)
 	}
 	p.ok("service proxy: nftables table ip capstan")
+	for _, w := range node.SysctlWarnings("") {
+		p.warn("%s", w)
+	}
 	name := n.Name()
 	if err := pollUntil(ctx, func() bool { return nodeReady(ctx, admin, name) }); err != nil {
 		return err
