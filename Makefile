@@ -6,9 +6,10 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
 # Debian packages the end-to-end tests and `capstan up` need (curl: the
 # journeys of cmd/capstan; gpg: the OpenPGP interop tests of gitsync; etcd
-# and dnsperf: the anchors of the side-by-side benchmarks in bench/). Go
-# (the version go.mod names) and make come first, from go.dev.
-APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf curl gpg gpg-agent
+# and dnsperf: the anchors of the side-by-side benchmarks in bench/; kmod:
+# modprobe, for the br_netfilter module the service proxy loads). Go (the
+# version go.mod names) and make come first, from go.dev.
+APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf curl gpg gpg-agent kmod
 TEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all build test unit bench anchors lint deps fuzz clean mutate

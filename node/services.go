@@ -67,6 +67,9 @@ func newNodeServices(c *client.Client, dnsAddr, zone string, nodeIP netip.Addr, 
 		}
 		ns.clusterDNS = ap.Addr()
 	}
+	for _, m := range proxy.LoadModules("") {
+		log.Info("kernel module loaded for the service proxy", "module", m)
+	}
 	changed, err := proxy.EnsureSysctls("")
 	if err != nil {
 		return nil, err

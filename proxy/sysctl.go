@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -56,6 +57,24 @@ func MissingSysctls(procSys string) []Sysctl {
 		}
 	}
 	return missing
+}
+
+// LoadModules loads, with modprobe, the module of each optional setting
+// missing under procSys (default "/proc/sys"), as k3s loads br_netfilter
+// at start, and returns the modules it loaded. One that cannot be loaded
+// (no modprobe, a kernel without it, a container without the right) is
+// left to the warning of MissingSysctls.
+func LoadModules(procSys string) []string {
+	var loaded []string
+	for _, s := range MissingSysctls(procSys) {
+		if s.Module == "" {
+			continue
+		}
+		if err := exec.Command("modprobe", s.Module).Run(); err == nil {
+			loaded = append(loaded, s.Module)
+		}
+	}
+	return loaded
 }
 
 // EnsureSysctls writes the settings of Sysctls under procSys (default

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 func TestEnsureSysctls(t *testing.T) {
@@ -110,5 +112,17 @@ func TestMissingSysctls(t *testing.T) {
 				t.Fatalf("missing = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestLoadModules: on this machine, whatever its kernel builds in, the
+// proxy ends with every optional setting it needs (a stock Debian kernel
+// has br_netfilter as a module that nothing loads: same-node service
+// traffic would time out).
+func TestLoadModules(t *testing.T) {
+	testenv.RequireRoot(t)
+	loaded := LoadModules("")
+	if missing := MissingSysctls(""); len(missing) > 0 {
+		t.Fatalf("after loading %v, still missing: %+v", loaded, missing)
 	}
 }
