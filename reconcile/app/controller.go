@@ -89,9 +89,10 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	return c, nil
 }
 
-// healthOf is what a pod contributes to its app's health.
+// healthOf is what a pod contributes to its app's health (a pod that
+// starts terminating may free room for an unschedulable one).
 func healthOf(p *api.Pod) string {
-	return fmt.Sprint(podDegraded(p), api.IsPodReady(p), p.Spec.NodeName != "")
+	return fmt.Sprint(podDegraded(p, false), api.IsPodReady(p), p.Spec.NodeName != "", api.Terminating(p))
 }
 
 func (c *Controller) enqueueApps(o api.Object) {

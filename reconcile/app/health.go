@@ -13,7 +13,8 @@ var degradedReasons = []string{"CrashLoopBackOff", "ImagePullBackOff", "ErrImage
 
 // Health rolls an App's health up from its workloads and their pods:
 // Degraded when any pod group has crash-looping, unpullable or
-// unschedulable pods or a stalled rollout; else Progressing when any pod
+// unschedulable pods (unless a pod of the app is terminating, which may
+// free the room) or a stalled rollout; else Progressing when any pod
 // group is not yet at its desired, updated and available count; else
 // Healthy. The message names each pod group at the worst level and why,
 // sorted by name.
@@ -25,8 +26,13 @@ func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, mes
 		}
 	}
 	podsOf := map[string][]*api.Pod{}
+	// freeing: some pod of the app is on its way out, and the room it
+	// holds on its node comes free when it is gone (a rolling update with
+	// maxSurge 0 makes its new pod while the old one stops).
+	freeing := false
 	for _, p := range pods {
 		if api.Terminating(p) {
+			freeing = true
 			continue
 		}
 		if o := p.Metadata.Owner; o != nil && o.Kind == api.KindWorkload {
@@ -41,7 +47,7 @@ func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, mes
 			progressing = append(progressing, name+": not created yet")
 			continue
 		}
-		if why := degradedWhy(w, podsOf[name]); why != "" {
+		if why := degradedWhy(w, podsOf[name], freeing); why != "" {
 			degraded = append(degraded, name+": "+why)
 			continue
 		}
@@ -63,14 +69,14 @@ func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, mes
 	return api.HealthHealthy, fmt.Sprintf("%d pod groups available", len(a.Spec.Workloads))
 }
 
-func degradedWhy(w *api.Workload, pods []*api.Pod) string {
+func degradedWhy(w *api.Workload, pods []*api.Pod, freeing bool) string {
 	if c := api.FindCondition(w.Status.Conditions, api.WorkloadDegraded); c != nil && c.Status == api.ConditionTrue {
 		return c.Message
 	}
 	slices.SortFunc(pods, func(a, b *api.Pod) int { return strings.Compare(a.Metadata.Name, b.Metadata.Name) })
 	var bad []string
 	for _, p := range pods {
-		if podDegraded(p) {
+		if podDegraded(p, freeing) {
 			bad = append(bad, p.Metadata.Name)
 		}
 	}
@@ -89,12 +95,16 @@ func degradedWhy(w *api.Workload, pods []*api.Pod) string {
 	return ""
 }
 
-func podDegraded(p *api.Pod) bool {
+// podDegraded reports whether p makes its group Degraded. An unschedulable
+// pod does, unless freeing: while a pod of the app terminates, the new one
+// may be waiting for the room it frees, and the group is Progressing (a
+// rollout that never gets the room stalls at its progress deadline).
+func podDegraded(p *api.Pod, freeing bool) bool {
 	if p.Status.Phase == api.PodFailed {
 		return true
 	}
 	if c := api.FindCondition(p.Status.Conditions, api.PodScheduled); p.Spec.NodeName == "" && c != nil && c.Status == api.ConditionFalse {
-		return true
+		return !freeing
 	}
 	for _, c := range p.Status.Containers {
 		if c.State.Waiting != nil && slices.Contains(degradedReasons, c.State.Waiting.Reason) {

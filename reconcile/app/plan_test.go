@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/datadriven"
 
@@ -76,7 +77,7 @@ func (s *store) put(o api.Object) {
 //	objects
 //	wstatus name=N replicas=K updated=K available=K [generation=G] [progressing=(Reason,msg)] [degraded=msg]
 //	pod name=P workload=W [crash] [unschedulable=msg] [failed] [pull] [running]
-//	    [waiting=REASON] [stale-unschedulable] [owner=none|KIND]
+//	    [waiting=REASON] [stale-unschedulable] [owner=none|KIND] [terminating]
 //	health
 func TestPlan(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -227,6 +228,10 @@ func (s *store) run(t *testing.T, d *datadriven.TestData) string {
 		if d.HasArg("failed") {
 			p.Status.Phase = api.PodFailed
 			p.Status.Reason = "Evicted"
+		}
+		if d.HasArg("terminating") {
+			now := time.Unix(1_700_000_000, 0)
+			p.Metadata.DeletionRequestedAt = &now
 		}
 		s.pods[p.Metadata.Name] = p
 		return "ok"
