@@ -506,3 +506,90 @@ func TestReclaimSwitchedToRetain(t *testing.T) {
 		t.Fatalf("kv-0-data after the app's removal: %+v, %v; want it kept, Retain", v, err)
 	}
 }
+
+// TestRetainWinsOverPrune: the group's descriptor says "retain" but its
+// volumes are still owned by its workload on "delete" (the workload
+// controller, which re-owns them, has not caught up: here it does not run
+// at all). Pruning the group (app controller) or deleting the app
+// (garbage collector) keeps the data: the volumes are released before
+// the workload is deleted. A group still on "delete" loses its volume.
+func TestRetainWinsOverPrune(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx := t.Context()
+	m := must[*reconcile.Manager](t)(reconcile.NewManager(reconcile.ManagerOptions{Client: c, Logger: slog.New(slog.DiscardHandler)}))
+	gcc := must[*gc.Controller](t)(gc.New(m, gc.Options{}))
+	ac := must[*app.Controller](t)(app.New(m, app.Options{}))
+	for _, r := range []reconcile.Runnable{gcc, ac} {
+		m.Add(r)
+	}
+	run(t, ctx, m)
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, LastTransitionTime: time.Unix(1, 0)}}
+	must[api.Object](t)(c.Create(ctx, n))
+
+	group := func(name, reclaim string) api.AppWorkload {
+		return api.AppWorkload{Name: name, Spec: api.WorkloadSpec{Replicas: 1, Ordered: true, Template: api.PodTemplate{
+			Containers: []api.Container{{Name: "c", Image: "example/kv:v1"}},
+			Volumes:    []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("64Mi"), Reclaim: reclaim}}}}}}
+	}
+	// kv and db say retain, cache delete; every volume was made while
+	// its group said delete: owned by the workload.
+	writeApp(t, c, "store", func(a *api.App) {
+		a.Spec.Workloads = []api.AppWorkload{group("cache", api.ReclaimDelete), group("db", api.ReclaimRetain), group("kv", api.ReclaimRetain)}
+	})
+	for _, g := range []string{"cache", "db", "kv"} {
+		var w api.Object
+		waitFor(t, 30*time.Second, "workload "+g, func() string {
+			var err error
+			w, err = c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "store", Name: g})
+			if err != nil {
+				return err.Error()
+			}
+			return ""
+		})
+		v := api.KindVolume.New().(*api.PersistentVolume)
+		v.Metadata = api.ObjectMeta{App: "store", Name: g + "-0-data",
+			Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: g, UID: w.Meta().UID}}
+		v.Spec = api.VolumeSpec{Workload: g, Volume: "data", Size: api.MustParseQuantity("64Mi"), Reclaim: api.ReclaimDelete, NodeName: "n1"}
+		must[api.Object](t)(c.Create(ctx, v))
+	}
+	// kept waits for name to be Retain with no owner: released before
+	// its workload went, never collected.
+	kept := func(name string) {
+		t.Helper()
+		waitFor(t, 30*time.Second, "volume "+name+" of a group on retain kept", func() string {
+			o, err := c.Get(ctx, api.Key{Kind: api.KindVolume, App: "store", Name: name})
+			if err != nil {
+				return err.Error()
+			}
+			if v := o.(*api.PersistentVolume); v.Spec.Reclaim != api.ReclaimRetain || v.Metadata.Owner != nil {
+				return fmt.Sprintf("reclaim %s, owner %+v", v.Spec.Reclaim, v.Metadata.Owner)
+			}
+			return ""
+		})
+	}
+	gone := func(kind api.Kind, name string) func() string {
+		return func() string {
+			if _, err := c.Get(ctx, api.Key{Kind: kind, App: "store", Name: name}); !client.IsNotFound(err) {
+				return fmt.Sprintf("%s %s: %v", kind.Singular(), name, err)
+			}
+			return ""
+		}
+	}
+
+	// The group kv removed: the app controller prunes its workload.
+	writeApp(t, c, "store", func(a *api.App) {
+		a.Spec.Workloads = []api.AppWorkload{group("cache", api.ReclaimDelete), group("db", api.ReclaimRetain)}
+	})
+	waitFor(t, 30*time.Second, "workload kv pruned", gone(api.KindWorkload, "kv"))
+	kept("kv-0-data")
+
+	// The app removed: the garbage collector deletes the workloads.
+	must[api.Object](t)(c.Delete(ctx, api.Key{Kind: api.KindApp, App: "store", Name: "store"}, client.DeleteOptions{}))
+	waitFor(t, 30*time.Second, "workload db collected", gone(api.KindWorkload, "db"))
+	waitFor(t, 30*time.Second, "cache-0-data collected with its workload", gone(api.KindVolume, "cache-0-data"))
+	kept("db-0-data")
+	kept("kv-0-data")
+}

@@ -25,11 +25,14 @@ type Controller struct {
 	services  *client.Informer
 	secrets   *client.Informer
 	pods      *client.Informer
-	secByNS   *reconcile.Index
-	appsByNS  *reconcile.Index
-	wByNS     *reconcile.Index
-	sByNS     *reconcile.Index
-	podsByNS  *reconcile.Index
+	// volumes: persistent volumes by the UID of the workload that owns
+	// them (reclaim Delete), released before the workload is pruned.
+	volumes  *reconcile.Index
+	secByNS  *reconcile.Index
+	appsByNS *reconcile.Index
+	wByNS    *reconcile.Index
+	sByNS    *reconcile.Index
+	podsByNS *reconcile.Index
 	// dependents: app name -> the Apps whose dependsOn names it.
 	dependents *reconcile.Index
 	rec        *reconcile.Recorder
@@ -63,6 +66,13 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 			return nil, fmt.Errorf("app controller: register metrics: %w", err)
 		}
 	}
+	c.volumes = reconcile.NewIndex(func(o api.Object) []string {
+		if ow := o.Meta().Owner; ow != nil && ow.Kind == api.KindWorkload && ow.UID != "" {
+			return []string{ow.UID}
+		}
+		return nil
+	})
+	m.Informer(api.KindVolume).AddHandler(c.volumes.Handler())
 	c.secrets.AddHandler(c.secByNS.Handler())
 	c.secrets.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
 	c.apps.AddHandler(c.appsByNS.Handler())
@@ -184,6 +194,12 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		}
 	}
 	for _, obj := range plan.Delete {
+		if w, ok := obj.(*api.Workload); ok {
+			if err := c.releaseRetained(ctx, w); err != nil {
+				errs = append(errs, fmt.Errorf("app %s: prune %s: %w", key, api.KeyOf(obj), err))
+				continue // pruned on the retry, once the volumes are kept
+			}
+		}
 		_, err := c.client.Delete(ctx, api.KeyOf(obj), client.DeleteOptions{ResourceVersion: obj.Meta().ResourceVersion})
 		if err != nil && !client.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("app %s: prune %s: %w", key, api.KeyOf(obj), err))
@@ -208,4 +224,22 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		}
 	}
 	return reconcile.Result{}, errors.Join(errs...)
+}
+
+// releaseRetained writes, before w is pruned, the volumes w still owns
+// that its template says to retain (api.ReleaseRetained): the workload
+// controller may not have caught up with a switch to "retain" yet (it is
+// behind, or backing off after errors), and once w is gone the garbage
+// collector would delete them with it.
+func (c *Controller) releaseRetained(ctx context.Context, w *api.Workload) error {
+	var vols []*api.PersistentVolume
+	for _, o := range c.volumes.Get(w.Metadata.UID) {
+		vols = append(vols, o.(*api.PersistentVolume))
+	}
+	for _, v := range api.ReleaseRetained(w, vols) {
+		if _, err := c.client.Update(ctx, v); err != nil {
+			return fmt.Errorf("keep volume %s (reclaim retain) before deleting workload %s: %w", v.Metadata.Name, w.Metadata.Name, err)
+		}
+	}
+	return nil
 }

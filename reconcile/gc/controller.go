@@ -112,6 +112,11 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	if exists {
 		return reconcile.Result{}, nil
 	}
+	if w, ok := o.(*api.Workload); ok {
+		if err := c.releaseRetained(ctx, w); err != nil {
+			return reconcile.Result{}, fmt.Errorf("gc %s: %w", key, err)
+		}
+	}
 	// Pods are deleted gracefully: the agent stops the containers first.
 	_, err = c.client.Delete(ctx, k, client.DeleteOptions{ResourceVersion: o.Meta().ResourceVersion})
 	if err != nil && !client.IsNotFound(err) && !client.IsConflict(err) {
@@ -119,4 +124,23 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	}
 	c.log.Info("garbage collected", "object", key, "owner", owner.Kind.Singular()+" "+owner.Name)
 	return reconcile.Result{}, nil
+}
+
+// releaseRetained writes, before w is deleted, the volumes w still owns
+// that its template says to retain (api.ReleaseRetained): the workload
+// controller may not have caught up with a switch to "retain" yet, and
+// once w is gone this collector would delete them with it.
+func (c *Controller) releaseRetained(ctx context.Context, w *api.Workload) error {
+	var vols []*api.PersistentVolume
+	for _, o := range c.children.Get(w.Metadata.UID) {
+		if v, ok := o.(*api.PersistentVolume); ok {
+			vols = append(vols, v)
+		}
+	}
+	for _, v := range api.ReleaseRetained(w, vols) {
+		if _, err := c.client.Update(ctx, v); err != nil {
+			return fmt.Errorf("keep volume %s (reclaim retain) before deleting workload %s: %w", v.Metadata.Name, w.Metadata.Name, err)
+		}
+	}
+	return nil
 }
