@@ -258,9 +258,11 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 		fb.Column = first.Column()
 	}
 	v := l.appSchema
+	var frags []cue.Value
 	for _, u := range us {
 		if frag, ok := u.fragment(l.ctx, name); ok {
 			v = v.Unify(frag)
+			frags = append(frags, frag)
 		}
 	}
 	pl := placer{app: name, v: v, fb: fb}
@@ -272,7 +274,9 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 	if err := v.Validate(cue.Concrete(true), cue.Final()); err != nil {
 		nameProbs, badNames := checkNames(v)
 		probs = append(probs, nameProbs...)
-		probs = append(probs, cueProblems(err, v, badNames, l.schemaSrc)...)
+		unknown, unknownPaths := l.unknownFields(frags, badNames)
+		probs = append(probs, unknown...)
+		probs = append(probs, dropCovered(cueProblems(err, v, badNames, l.schemaSrc), unknownPaths)...)
 	}
 	if len(errs) > 0 || len(probs) > 0 {
 		c.errs = dedupe(append(errs, pl.place(probs)...))
