@@ -111,16 +111,26 @@ func validateVolume(errs *ErrorList, v *PersistentVolume) {
 
 func validatePersistent(errs *ErrorList, p *PersistentSource, path string) {
 	if p.Size.Value() < MinVolumeBytes {
-		errs.add(path+".size", "%s: a persistent volume holds at least %s", p.Size.String(), FormatBytes(MinVolumeBytes))
+		errs.add(path+".size", "%s: a persistent volume holds at least %s", sizeText(p.Size), FormatBytes(MinVolumeBytes))
 	}
 	if p.Size.Value() > MaxVolumeBytes {
-		errs.add(path+".size", "%s: a persistent volume holds at most 16Ti less 4Ki (it is one file on its node's disk, and an ext4 file holds no more): ask for 16383Gi or less", p.Size.String())
+		errs.add(path+".size", "%s: a persistent volume holds at most 16Ti less 4Ki (it is one file on its node's disk, and an ext4 file holds no more): ask for 16383Gi or less", sizeText(p.Size))
 	}
 	switch p.Reclaim {
 	case "", ReclaimRetain, ReclaimDelete:
 	default:
 		errs.add(path+".reclaim", "%s: want Retain or Delete", quote(p.Reclaim))
 	}
+}
+
+// sizeText names a size in an error: as written when it is whole bytes,
+// else in bytes, rounded up as the volume is made ("7.9Mi" is 8283751
+// bytes; its canonical form, 8283750400m, reads as a typo).
+func sizeText(q Quantity) string {
+	if q.MilliValue()%1000 == 0 {
+		return q.String()
+	}
+	return strconv.FormatInt(q.Value(), 10) + " bytes"
 }
 
 // MinVolumeBytes is the smallest persistent volume: an ext4 file system
