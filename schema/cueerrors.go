@@ -258,9 +258,12 @@ func envValueHint(path []string, errs []errors.Error) (string, bool) {
 
 // enumMessage turns a value that matches none of a list of literals
 // (restartPolicy: "Sometimes") into one message naming them all, default
-// included: CUE reports one conflict per literal.
+// included: CUE reports one conflict per literal. When the conflict
+// with the default is all that was dropped (reclaim: *"retain" |
+// "delete"), the literals must all be strings: a default beside a type
+// (replicas: "two" against *1 | int) is no list to choose from.
 func enumMessage(all, picked []errors.Error) (string, bool) {
-	if len(picked) < 2 {
+	if len(all) < 2 {
 		return "", false
 	}
 	count := map[string]int{}
@@ -289,6 +292,13 @@ func enumMessage(all, picked []errors.Error) (string, bool) {
 	}
 	if value == "" || len(alts) == 0 {
 		return "", false
+	}
+	if len(picked) < 2 {
+		for _, a := range alts {
+			if !strings.HasPrefix(a, `"`) {
+				return "", false
+			}
+		}
 	}
 	return fmt.Sprintf("%s is not allowed: want one of %s", value, strings.Join(alts, ", ")), true
 }
