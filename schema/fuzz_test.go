@@ -22,6 +22,10 @@ apps: x: pods: g: {containers: c: {image: strings.ToUpper("a"), readiness: {}}, 
 	f.Add(`#W: {replicas: 2, containers: w: {image: "n", env: PORT: 80}}
 apps: d: pods: {w: #W, v: {strategy: maxSurge: 0, containers: c: image: "x", files: "/etc/s.json": from: "fuzz.json"}}`,
 		"apps: {e: {pods: {g: {containers: {c: {image: i, env: {DEBUG: true}}}}}}}", `{"k": 1}`)
+	// A wrong value beside unknown fields: the second pass probes every
+	// struct of the refused app (unknownfields.go).
+	f.Add(`apps: h: pods: g: {replicas: "two", sevice: ports: http: 80, containers: c: {image: "x", ports: {http: "http", a: {port: 1, proto: "UDP"}}, bogus: 1}}`,
+		"apps: {h: {pods: {g: {containers: {c: {readyness: {http: {path: /}}}}}}}}", `{"apps": {"i": {"pods": {"g": {"replicas": "x", "containers": {"c": {"image": "i", "imag": 1}}}}}}}`)
 	valid := `apps: keep: pods: g: containers: c: image: "x"`
 	f.Fuzz(func(t *testing.T, c, y, j string) {
 		fsys := fstest.MapFS{
