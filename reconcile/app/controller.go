@@ -25,18 +25,18 @@ type Controller struct {
 	services  *client.Informer
 	secrets   *client.Informer
 	pods      *client.Informer
-	// volumes: persistent volumes by the UID of the workload that owns
-	// them (reclaim Delete), released before the workload is pruned.
-	volumes  *reconcile.Index
-	secByNS  *reconcile.Index
-	appsByNS *reconcile.Index
-	wByNS    *reconcile.Index
-	sByNS    *reconcile.Index
-	podsByNS *reconcile.Index
+	secByNS   *reconcile.Index
+	appsByNS  *reconcile.Index
+	wByNS     *reconcile.Index
+	sByNS     *reconcile.Index
+	podsByNS  *reconcile.Index
 	// dependents: app name -> the Apps whose dependsOn names it.
 	dependents *reconcile.Index
 	rec        *reconcile.Recorder
 	written    reconcile.Written
+	// volumes: persistent volumes by the UID of the workload that owns
+	// them (reclaim Delete), released before the workload is pruned.
+	volumes *reconcile.Index
 }
 
 func byApp(o api.Object) []string { return []string{o.Meta().App} }
@@ -66,13 +66,6 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 			return nil, fmt.Errorf("app controller: register metrics: %w", err)
 		}
 	}
-	c.volumes = reconcile.NewIndex(func(o api.Object) []string {
-		if ow := o.Meta().Owner; ow != nil && ow.Kind == api.KindWorkload && ow.UID != "" {
-			return []string{ow.UID}
-		}
-		return nil
-	})
-	m.Informer(api.KindVolume).AddHandler(c.volumes.Handler())
 	c.secrets.AddHandler(c.secByNS.Handler())
 	c.secrets.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
 	c.apps.AddHandler(c.appsByNS.Handler())
@@ -96,6 +89,13 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 		},
 		OnDelete: func(o api.Object) { c.enqueueApps(o) },
 	})
+	c.volumes = reconcile.NewIndex(func(o api.Object) []string {
+		if ow := o.Meta().Owner; ow != nil && ow.Kind == api.KindWorkload && ow.UID != "" {
+			return []string{ow.UID}
+		}
+		return nil
+	})
+	m.Informer(api.KindVolume).AddHandler(c.volumes.Handler())
 	return c, nil
 }
 
