@@ -75,6 +75,9 @@ func (c *converter) batch(w *api.AppWorkload, g dGroup, wp string, sub func(...s
 		StartingDeadlineSeconds: j.StartingDeadline,
 	}
 	if g.Schedule == "" && (j.TimeZone != "" || j.StartingDeadline != 0) {
+		// api.Validate makes the same check, at spec.job.schedule and in
+		// its own words (startingDeadlineSeconds): one error, this one.
+		c.note(wp+".spec.job.schedule", sub("job")...)
 		c.fail(sub("job"), "timeZone and startingDeadline apply to a cron job: add a schedule or remove them")
 	}
 }
