@@ -159,7 +159,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 }
 
 // syncVolumes brings the reclaim policy of w's existing persistent volumes
-// in line with its template (VolumeUpdates). An update compares on the
+// in line with its template (api.ReclaimUpdates). An update compares on the
 // cached version: a conflict means the volume changed, and its event
 // queues w again.
 func (c *Controller) syncVolumes(ctx context.Context, key string, w *api.Workload) error {
@@ -171,7 +171,7 @@ func (c *Controller) syncVolumes(ctx context.Context, key string, w *api.Workloa
 	for _, o := range objs {
 		vols = append(vols, o.(*api.PersistentVolume))
 	}
-	return reconcile.Parallel(WriteParallelism, VolumeUpdates(w, vols), func(v *api.PersistentVolume) error {
+	return reconcile.Parallel(WriteParallelism, api.ReclaimUpdates(w, vols), func(v *api.PersistentVolume) error {
 		_, err := c.client.Update(ctx, v)
 		if err != nil && !client.IsNotFound(err) {
 			return fmt.Errorf("workload %s: set reclaim %s on volume %s: %w", key, v.Spec.Reclaim, v.Metadata.Name, err)

@@ -9,7 +9,7 @@
 // Plan (plan.go) is the pure decision core: a function of the workload, its
 // pods and the time, returning the pods to create and delete and the status
 // to write. The Controller (controller.go) feeds it from informers and
-// applies it through the API client; VolumeUpdates is pure too.
+// applies it through the API client.
 //
 // Concurrency: Plan is a pure function. The Controller's workers never
 // reconcile one workload at once (the queue guarantees it).

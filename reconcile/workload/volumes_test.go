@@ -9,7 +9,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 )
 
-func TestVolumeUpdates(t *testing.T) {
+func TestReclaimUpdates(t *testing.T) {
 	const uid = "uid-kv"
 	workload := func(ordered bool, reclaim ...string) *api.Workload {
 		w := &api.Workload{Metadata: api.ObjectMeta{App: "store", Name: "kv", UID: uid}}
@@ -74,7 +74,7 @@ func TestVolumeUpdates(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := show(tc.vols)
-			got := show(VolumeUpdates(tc.w, tc.vols))
+			got := show(api.ReclaimUpdates(tc.w, tc.vols))
 			if got != tc.want {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
