@@ -116,28 +116,42 @@ images: build
 
 # up starts the all-in-one cluster, as root on a Debian machine: the system
 # packages when missing (deps), the binary, the example images as tarballs
-# in bin/images (each built once: delete bin/images to rebuild; hello comes
-# as v1 and v2 for the rolling-update walkthrough), then `capstan up`, which
-# pushes them into its registry. Pass more flags with UP_FLAGS, e.g.
-# UP_FLAGS='--data-dir /tmp/capstan'.
-UP_IMAGES := hello:v1 hello:v2 api:v1 worker:v1 shipper:v1 kv:v1 kv:v2
-UP_FLAGS  ?=
-.PHONY: up
-up: deps build
-	@mkdir -p bin/images && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	for spec in $(UP_IMAGES); do \
-		img=$${spec%%:*}; tag=$${spec##*:}; out=bin/images/$$img-$$tag.tar; \
-		[ -f $$out ] && continue; \
-		case $$img in \
-			hello) flags="--port 8080 --env VERSION=$$tag" ;; \
-			api) flags="--port 9000" ;; \
-			kv) flags="--port 8080 --env VERSION=$$tag" ;; \
-			*) flags="" ;; \
-		esac; \
-		mkdir -p "$$tmp/$$img" && \
-		CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w' -o "$$tmp/$$img/$$img" ./examples/images/$$img && \
-		$(BIN) image pack "$$tmp/$$img" --entrypoint /$$img $$flags \
-			--tag $(REGISTRY)/examples/$$img:$$tag -o "$$tmp/$$img-$$tag.tar" && \
-		mv "$$tmp/$$img-$$tag.tar" $$out || exit 1; \
-	done
-	$(BIN) up --images bin/images $(UP_FLAGS)
+# in bin/images (hello and kv come as v1 and v2 for the rolling-update
+# walkthrough), then `capstan up`, which pushes them into its registry.
+# Pass more flags with UP_FLAGS, e.g. UP_FLAGS='--data-dir /tmp/capstan'.
+#
+# up-images makes the tarballs alone. Each is a file target that depends on
+# its program's sources (not its tests) and go.mod: an edited example is
+# built and packed again by the next `make up` (and pushed, its digest
+# having changed); an unchanged one is not. Packing is reproducible, so a
+# rebuild of unchanged sources (after a git checkout, say) gives the same
+# digest and `capstan up` does not push it again.
+UP_IMAGES    := hello:v1 hello:v2 api:v1 worker:v1 shipper:v1 kv:v1 kv:v2
+UP_IMAGE_DIR ?= bin/images
+UP_FLAGS     ?=
+up_image_name = $(word 1,$(subst :, ,$(1)))
+up_image_tag  = $(word 2,$(subst :, ,$(1)))
+up_image_tar  = $(UP_IMAGE_DIR)/$(call up_image_name,$(1))-$(call up_image_tag,$(1)).tar
+up_image_srcs = $(filter-out %_test.go,$(wildcard examples/images/$(1)/*.go)) go.mod
+up_image_flags = $(if $(filter hello kv,$(1)),--port 8080 --env VERSION=$(2),$(if $(filter api,$(1)),--port 9000))
+UP_TARS      := $(foreach s,$(UP_IMAGES),$(call up_image_tar,$(s)))
+
+# up_image_rule IMG TAG: the rule for one tarball. It is written in a
+# temporary directory and moved into place, so a failed build leaves no
+# tarball that a later make would take as up to date.
+define up_image_rule
+$(UP_IMAGE_DIR)/$(1)-$(2).tar: $(call up_image_srcs,$(1)) | build
+	@mkdir -p $(UP_IMAGE_DIR) && tmp=$$$$(mktemp -d) && trap 'rm -rf "$$$$tmp"' EXIT && \
+	mkdir "$$$$tmp/$(1)" && \
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w' -o "$$$$tmp/$(1)/$(1)" ./examples/images/$(1) && \
+	$(BIN) image pack "$$$$tmp/$(1)" --entrypoint /$(1) $(call up_image_flags,$(1),$(2)) \
+		--tag $(REGISTRY)/examples/$(1):$(2) -o "$$$$tmp/$(1)-$(2).tar" && \
+	mv "$$$$tmp/$(1)-$(2).tar" $$@
+endef
+$(foreach s,$(UP_IMAGES),$(eval $(call up_image_rule,$(call up_image_name,$(s)),$(call up_image_tag,$(s)))))
+
+.PHONY: up up-images
+up-images: $(UP_TARS)
+
+up: deps build up-images
+	$(BIN) up --images $(UP_IMAGE_DIR) $(UP_FLAGS)
