@@ -3,10 +3,11 @@
 //
 // The registry serves the OCI distribution API from
 // github.com/distribution/distribution/v3 (its handlers App with the
-// filesystem storage driver rooted in Options.RootDir). It listens on
-// loopback without authentication by default; bound beyond loopback it
-// requires HTTP basic authentication (Options.Users), checked in front of the
-// distribution handlers.
+// filesystem storage driver rooted in Options.RootDir). Every write needs
+// HTTP basic authentication as a user of Options.Users (New refuses options
+// without one), checked in front of the distribution handlers; reads need a
+// user of Users or Options.PullUsers, except from loopback peers when
+// Options.AnonymousPull is on.
 //
 // Packing (PackDir) turns a directory into a reproducible single-layer
 // linux image, and Push, WriteTarball and List move images with
