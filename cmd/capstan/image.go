@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/registry"
 	"github.com/spf13/cobra"
 )
@@ -47,13 +49,14 @@ func (f *imageRemoteFlags) register(cmd *cobra.Command) {
 // --username, the password comes from the environment; else, when the
 // client config (--config, $CAPSTAN_CONFIG or the default path) lists host
 // as its cluster registry, its credentials. The client config's cluster CA
-// is trusted whenever a config is found.
-func (f *imageRemoteFlags) options(cmd *cobra.Command, host string) (registry.RemoteOptions, error) {
-	o := registry.RemoteOptions{Insecure: f.insecure, Username: f.username}
+// is trusted whenever a config is found. When no credentials are used,
+// noCreds says why, for the hint of a refused push.
+func (f *imageRemoteFlags) options(cmd *cobra.Command, host string) (o registry.RemoteOptions, noCreds string, err error) {
+	o = registry.RemoteOptions{Insecure: f.insecure, Username: f.username}
 	explicit, _ := cmd.Flags().GetString("config")
 	cfg, err := loadClientConfig(cmd)
 	if err != nil && explicit != "" {
-		return o, err
+		return o, "", err
 	}
 	if cfg != nil {
 		o.CAPEM = []byte(cfg.CA)
@@ -61,14 +64,50 @@ func (f *imageRemoteFlags) options(cmd *cobra.Command, host string) (registry.Re
 	if f.username != "" {
 		o.Password = os.Getenv(imagePasswordEnv)
 		if o.Password == "" {
-			return o, fmt.Errorf("--username %s given but $%s is empty: set it to the password", f.username, imagePasswordEnv)
+			return o, "", fmt.Errorf("--username %s given but $%s is empty: set it to the password", f.username, imagePasswordEnv)
 		}
-		return o, nil
+		return o, "", nil
 	}
-	if cfg != nil && cfg.Registry.Serves(host) {
-		o.Username, o.Password = cfg.Registry.Username, cfg.Registry.Password
+	path := client.ResolveConfigPath(explicit)
+	switch {
+	case cfg == nil:
+		return o, fmt.Sprintf("no push credentials were sent (%v): point --config or $CAPSTAN_CONFIG at the admin config (DATA_DIR/admin.yaml of 'capstan server' or 'capstan up') that holds the registry's push credentials, or give --username and $%s", err, imagePasswordEnv), nil
+	case cfg.Registry == nil || len(cfg.Registry.Hosts) == 0:
+		return o, fmt.Sprintf("no push credentials were sent: the client config %s holds none; use the admin config (DATA_DIR/admin.yaml of 'capstan up', or of 'capstan server --registry-addr'), or give --username and $%s", path, imagePasswordEnv), nil
+	case !registryServes(cfg.Registry, host):
+		return o, fmt.Sprintf("no push credentials were sent: the client config %s holds them for %s, not for %s; tag the image with one of those, or give --username and $%s", path, strings.Join(cfg.Registry.Hosts, ", "), host, imagePasswordEnv), nil
 	}
-	return o, nil
+	o.Username, o.Password = cfg.Registry.Username, cfg.Registry.Password
+	return o, "", nil
+}
+
+// registryServes reports whether the cluster registry of a client config
+// is at host (HOST:PORT). localhost names this host's loopback, so
+// localhost:5000 is the registry the config lists as 127.0.0.1:5000 (or
+// [::1]:5000), and the other way round: the credentials go nowhere else.
+func registryServes(ra *client.RegistryAccess, host string) bool {
+	if ra.Serves(host) {
+		return true
+	}
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		return false
+	}
+	if !isLocalhost(h) {
+		return false
+	}
+	for _, listed := range ra.Hosts {
+		if lh, lport, err := net.SplitHostPort(listed); err == nil && lport == port && isLocalhost(lh) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLocalhost reports whether host is "localhost" or the loopback address
+// it resolves to (127.0.0.1, ::1).
+func isLocalhost(host string) bool {
+	return strings.EqualFold(host, "localhost") || host == "127.0.0.1" || host == "::1"
 }
 
 // referenceHost returns the registry HOST:PORT of an image reference, or
@@ -81,12 +120,13 @@ func referenceHost(ref string) string {
 	return r.Context().RegistryStr()
 }
 
-// pushHint adds what to do to a failed anonymous push.
-func pushHint(err error, o registry.RemoteOptions) error {
-	if o.Username != "" {
+// pushHint adds why no credentials were sent, and what to do, to a failed
+// push.
+func pushHint(err error, noCreds string) error {
+	if noCreds == "" {
 		return err
 	}
-	return fmt.Errorf("%w\npushes need credentials: point --config or $CAPSTAN_CONFIG at the admin config (DATA_DIR/admin.yaml of 'capstan server' or 'capstan up') that holds the registry's push credentials, or give --username and $%s", err, imagePasswordEnv)
+	return fmt.Errorf("%w\n%s", err, noCreds)
 }
 
 func newImagePackCmd() *cobra.Command {
@@ -141,13 +181,13 @@ to a tarball (docker save format) and --push uploads it to REF.`,
 				fmt.Fprintf(out, "wrote %s\n", output)
 			}
 			if push {
-				ro, err := remote.options(cmd, referenceHost(tag))
+				ro, noCreds, err := remote.options(cmd, referenceHost(tag))
 				if err != nil {
 					return err
 				}
 				ref, err := registry.Push(cmd.Context(), img, tag, ro)
 				if err != nil {
-					return pushHint(err, ro)
+					return pushHint(err, noCreds)
 				}
 				fmt.Fprintf(out, "pushed %s\n", ref)
 			}
@@ -201,7 +241,7 @@ func newImagePushCmd() *cobra.Command {
 		Short: "Push an image tarball (from 'image pack -o' or 'docker save') to a registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			ro, err := remote.options(cmd, referenceHost(tag))
+			ro, noCreds, err := remote.options(cmd, referenceHost(tag))
 			if err != nil {
 				return err
 			}
@@ -211,7 +251,7 @@ func newImagePushCmd() *cobra.Command {
 			}
 			ref, err := registry.Push(cmd.Context(), img, tag, ro)
 			if err != nil {
-				return pushHint(err, ro)
+				return pushHint(err, noCreds)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pushed %s\n", ref)
 			return nil
@@ -233,7 +273,7 @@ func newImageLsCmd() *cobra.Command {
 		Short: "List the repositories and tags of a registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ro, err := remote.options(cmd, addr)
+			ro, _, err := remote.options(cmd, addr)
 			if err != nil {
 				return err
 			}

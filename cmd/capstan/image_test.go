@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -143,6 +144,49 @@ func TestImagePushWithoutCredentialsRefused(t *testing.T) {
 	}
 }
 
+// A user with $CAPSTAN_CONFIG set to the admin config of `capstan up`
+// (registry hosts [127.0.0.1:5000]) pushed to localhost:5000, the usual way
+// to name a registry on this host, and got 401 with a hint to set
+// $CAPSTAN_CONFIG, which they had. localhost is the same registry: its push
+// credentials are used. A host the config does not serve is refused with a
+// hint naming the config and the hosts it does serve.
+func TestImagePushLocalhostUsesConfigCredentials(t *testing.T) {
+	addr := testimage.StartRegistry(t) // 127.0.0.1:PORT
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another registry, which the config does not serve; its CA is the
+	// config's cluster CA, so the refusal below is about credentials.
+	other := testimage.StartTLSRegistry(t)
+	path := filepath.Join(t.TempDir(), "admin.yaml")
+	cfg := &client.Config{Server: "https://127.0.0.1:1", CA: string(other.CAPEM), Token: "unused",
+		Registry: &client.RegistryAccess{Hosts: []string{addr}, Username: testimage.PushUser, Password: testimage.PushPassword}}
+	if err := client.SaveConfig(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CAPSTAN_CONFIG", path)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := imageRun(t, "pack", dir, "--entrypoint", "/app", "--tag", "localhost:"+port+"/examples/app:v1", "--push"); err != nil {
+		t.Fatalf("push to localhost:%s with the admin config of 127.0.0.1:%s: %v\n%s", port, port, err, out)
+	}
+
+	// The other registry gets no credentials, and the hint says which
+	// hosts the config serves.
+	_, err = imageRun(t, "pack", dir, "--entrypoint", "/app", "--tag", other.Addr+"/examples/app:v1", "--push")
+	if err == nil {
+		t.Fatalf("push to %s, which the config does not serve, succeeded", other.Addr)
+	}
+	for _, w := range []string{"401", path, "holds them for " + addr + ", not for " + other.Addr} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("refused push: error lacks %q:\n%v", w, err)
+		}
+	}
+}
+
 func TestImagePackRejectsBadFlags(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
@@ -189,4 +233,31 @@ func FuzzImageParseLabels(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRegistryServes(t *testing.T) {
+	ra := &client.RegistryAccess{Hosts: []string{"127.0.0.1:5000", "10.0.0.5:5000"}}
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"127.0.0.1:5000", true},
+		{"10.0.0.5:5000", true},
+		{"localhost:5000", true},
+		{"LOCALHOST:5000", true},
+		{"[::1]:5000", true},
+		{"localhost:5001", false},
+		{"127.0.0.2:5000", false},
+		{"10.0.0.6:5000", false},
+		{"example.com:5000", false},
+		{"localhost", false},
+		{"", false},
+	} {
+		if got := registryServes(ra, tc.host); got != tc.want {
+			t.Errorf("registryServes(%v, %q) = %v, want %v", ra.Hosts, tc.host, got, tc.want)
+		}
+	}
+	if !registryServes(&client.RegistryAccess{Hosts: []string{"localhost:5000"}}, "127.0.0.1:5000") {
+		t.Error("a config listing localhost:5000 does not serve 127.0.0.1:5000")
+	}
 }
