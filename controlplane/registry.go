@@ -123,10 +123,18 @@ func (cr *Registry) Pusher(caPEM []byte) registry.RemoteOptions {
 
 // AgentInsecure is the plain-HTTP registry list of an agent in this
 // process: the registry's loopback address as it listens (never the
-// agent's default 127.0.0.1:5000 when the registry is elsewhere). Its other
-// addresses serve HTTPS from the cluster CA.
+// agent's default 127.0.0.1:5000 when the registry is elsewhere), and
+// localhost on the same port, the name images pushed as
+// localhost:PORT/... carry (the agent shares this host's loopback). Its
+// other addresses serve HTTPS from the cluster CA.
 func (cr *Registry) AgentInsecure() []string {
-	return append([]string{}, cr.plain...)
+	out := append([]string{}, cr.plain...)
+	for _, a := range cr.plain {
+		if ap, err := netip.ParseAddrPort(a); err == nil && ap.Addr().IsLoopback() {
+			out = append(out, net.JoinHostPort("localhost", fmt.Sprint(ap.Port())))
+		}
+	}
+	return out
 }
 
 // NodeLogins are the pull credentials for every address, for an agent in

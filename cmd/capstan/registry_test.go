@@ -2,6 +2,8 @@ package main
 
 import (
 	"log/slog"
+	"net"
+	"slices"
 	"testing"
 
 	"github.com/capstanhq/capstan/registry"
@@ -21,8 +23,13 @@ func TestUpAgentFollowsRegistryAddr(t *testing.T) {
 	if addr == "" || addr == registry.DefaultAddr {
 		t.Fatalf("registry address %q, want a free port", addr)
 	}
-	if got := cp.Registry().AgentInsecure(); len(got) != 1 || got[0] != addr {
-		t.Errorf("agent's plain-HTTP registries = %v, want [%s]", got, addr)
+	// Images pushed as localhost:PORT/... (capstan image takes the admin
+	// config's credentials for that name too) are pulled from there: the
+	// agent of capstan up shares the host's loopback. Before, the agent
+	// tried HTTPS and the pods stayed in ImagePullBackOff.
+	_, port, _ := net.SplitHostPort(addr)
+	if got, want := cp.Registry().AgentInsecure(), []string{addr, "localhost:" + port}; !slices.Equal(got, want) {
+		t.Errorf("agent's plain-HTTP registries = %v, want %v", got, want)
 	}
 	logins := cp.Registry().NodeLogins()
 	if l, ok := logins[addr]; !ok || l.Username != registry.PullUser || l.Password == "" {
