@@ -32,6 +32,11 @@ type DownReport struct {
 	Bridge     bool // the bridge existed and was deleted
 	RunDir     bool // the run directory existed and was removed
 	DataDir    bool // the data directory was removed (purge)
+	// Foreign says why the bridge was left: it is another cluster's (its
+	// addresses hold none this node's agent ever gave a pod). The
+	// service proxy's and egress tables and the routes of the network
+	// namespace are then that cluster's too, and must be left as well.
+	Foreign string
 }
 
 // ErrNodeRunning: Down found the agent's own containerd serving, so the
@@ -75,7 +80,12 @@ func Down(ctx context.Context, opts Options, purge bool) (DownReport, error) {
 	if bridge == "" {
 		bridge = network.DefaultBridge
 	}
-	if _, err := net.InterfaceByName(bridge); err == nil {
+	if ifc, err := net.InterfaceByName(bridge); err == nil {
+		rep.Foreign = foreignBridge(ifc, filepath.Join(opts.DataDir, "cni", "networks"))
+	}
+	if rep.Foreign != "" {
+		log.Warn("down: bridge left, it belongs to another cluster", "bridge", bridge, "why", rep.Foreign)
+	} else if _, err := net.InterfaceByName(bridge); err == nil {
 		if err := network.DeleteLink(ctx, bridge); err != nil {
 			errs = append(errs, fmt.Errorf("down: %w", err))
 		} else {
@@ -104,6 +114,50 @@ func Down(ctx context.Context, opts Options, purge bool) (DownReport, error) {
 	}
 	log.Info("node down", "pods", rep.Pods, "containers", rep.Containers, "bridge", rep.Bridge, "run_dir", rep.RunDir, "data_dir", rep.DataDir)
 	return rep, errors.Join(errs...)
+}
+
+// foreignBridge says why the bridge ifc is not this node's, or "" when it
+// is: its IPv4 subnets must hold an address that this agent's IPAM
+// (host-local, under ipamDir) gave a pod, kept as a file per address in
+// use and in last_reserved_ip.* after release. Two clusters on one network
+// namespace share the bridge's name, the proxy's table and the routes;
+// removing another's cuts its pods off. A bridge without an IPv4 address
+// is a half-made one and counts as this node's.
+func foreignBridge(ifc *net.Interface, ipamDir string) string {
+	var subnets []netip.Prefix
+	addrs, _ := ifc.Addrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+			subnets = append(subnets, p.Masked())
+		}
+	}
+	if len(subnets) == 0 {
+		return ""
+	}
+	var given []netip.Addr
+	files, _ := filepath.Glob(filepath.Join(ipamDir, "*", "*"))
+	for _, f := range files {
+		base := filepath.Base(f)
+		if strings.HasPrefix(base, "last_reserved_ip") {
+			if b, err := os.ReadFile(f); err == nil {
+				base = strings.TrimSpace(string(b))
+			}
+		}
+		if a, err := netip.ParseAddr(base); err == nil {
+			given = append(given, a)
+		}
+	}
+	for _, a := range given {
+		for _, p := range subnets {
+			if p.Contains(a) {
+				return ""
+			}
+		}
+	}
+	if len(given) == 0 {
+		return fmt.Sprintf("bridge %s (%v) is not this node's: its agent never gave a pod an address (nothing in %s)", ifc.Name, subnets, ipamDir)
+	}
+	return fmt.Sprintf("bridge %s (%v) is not this node's: its agent gave pods addresses in other subnets (%s in %s)", ifc.Name, subnets, given[0], ipamDir)
 }
 
 // downPods removes every pod and container of the namespace through the

@@ -13,10 +13,10 @@ type DownReport struct {
 	// Agent is what agent.Down removed: pods, bridge, run directory.
 	Agent agent.DownReport
 	// Proxy is the service proxy's nftables table; nil when removed (or
-	// absent).
+	// absent, or left with the bridge: Agent.Foreign).
 	Proxy error
 	// Routes are the routes to other nodes and the egress table; nil
-	// when removed (or absent).
+	// when removed (or absent, or left with the bridge: Agent.Foreign).
 	Routes error
 }
 
@@ -30,6 +30,11 @@ func Down(ctx context.Context, o agent.Options, purge bool) (DownReport, error) 
 	var err error
 	if rep.Agent, err = agent.Down(ctx, o, purge); err != nil {
 		return rep, err
+	}
+	if rep.Agent.Foreign != "" {
+		// The bridge is another cluster's: so are the network
+		// namespace's proxy table, egress table and routes.
+		return rep, nil
 	}
 	p, err := proxy.New(proxy.Options{Logger: o.Logger})
 	if err == nil {

@@ -104,3 +104,92 @@ func pidsMentioning(s string) []string {
 	}
 	return out
 }
+
+// TestDownLeavesAnotherClustersBridge: a second cluster on the same
+// network namespace (a `capstan up` that failed because the first one runs,
+// say) shares the bridge capstan0, the proxy's table ip capstan and the
+// egress table. Its `capstan down` removed them, and the first cluster's
+// pods lost their network and services. Now down leaves a bridge whose
+// subnet holds no address its own agent ever gave a pod, with the tables,
+// and says so; its own bridge it still removes.
+func TestDownLeavesAnotherClustersBridge(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "ip", "nft", "nsenter", "go")
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "capstan")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	ns := fmt.Sprintf("capstan-down-%d", os.Getpid())
+	run := func(args ...string) (string, error) {
+		b, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		return string(b), err
+	}
+	must := func(args ...string) {
+		t.Helper()
+		if out, err := run(args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	run("ip", "netns", "del", ns) // a leftover of a killed run
+	must("ip", "netns", "add", ns)
+	t.Cleanup(func() { run("ip", "netns", "del", ns) }) // takes the bridge and tables with it
+	must("ip", "-n", ns, "link", "add", "capstan0", "type", "bridge")
+	must("ip", "-n", ns, "addr", "add", "10.88.0.1/24", "dev", "capstan0")
+	must("ip", "-n", ns, "link", "set", "capstan0", "up")
+	must("ip", "netns", "exec", ns, "nft", "add", "table", "ip", "capstan")
+	must("ip", "netns", "exec", ns, "nft", "add", "table", "ip", "capstan-egress")
+
+	// This cluster's agent gave its pods addresses in 10.89.0.0/24.
+	data := filepath.Join(tmp, "other")
+	ipam := filepath.Join(data, "agent", "cni", "networks", "capstan")
+	if err := os.MkdirAll(ipam, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ipam, "last_reserved_ip.0"), []byte("10.89.0.5"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(agent.RunDirFor(filepath.Join(data, "agent"))) })
+	down := func() string {
+		t.Helper()
+		out, err := run("nsenter", "--net=/run/netns/"+ns, bin, "down", "--data-dir", data)
+		if err != nil {
+			t.Fatalf("capstan down: %v\n%s", err, out)
+		}
+		return out
+	}
+	out := down()
+	if !strings.Contains(out, "! bridge capstan0 ([10.88.0.0/24]) is not this node's") {
+		t.Errorf("down output does not say the bridge is another cluster's:\n%s", out)
+	}
+	if strings.Contains(out, "✓ bridge removed") || strings.Contains(out, "nftables table ip capstan removed") {
+		t.Errorf("down claims to have removed another cluster's network:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"ip", "-n", ns, "link", "show", "capstan0"},
+		{"ip", "netns", "exec", ns, "nft", "list", "table", "ip", "capstan"},
+		{"ip", "netns", "exec", ns, "nft", "list", "table", "ip", "capstan-egress"},
+	} {
+		if out, err := run(args...); err != nil {
+			t.Errorf("another cluster's network removed by down: %v: %v\n%s", args, err, out)
+		}
+	}
+
+	// Its own bridge (an address it gave a pod is in its subnet) goes,
+	// with the tables.
+	if err := os.WriteFile(filepath.Join(ipam, "last_reserved_ip.0"), []byte("10.88.0.7"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = down()
+	if !strings.Contains(out, "✓ bridge removed") || !strings.Contains(out, "✓ service proxy: nftables table ip capstan removed") {
+		t.Errorf("down of the bridge's own cluster:\n%s", out)
+	}
+	if out, err := run("ip", "-n", ns, "link", "show", "capstan0"); err == nil {
+		t.Errorf("own bridge left:\n%s", out)
+	}
+	if out, err := run("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "capstan"); err == nil {
+		t.Errorf("own proxy table left:\n%s", out)
+	}
+}
