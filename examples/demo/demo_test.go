@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/capstanhq/capstan/examples/repo"
 	"github.com/capstanhq/capstan/internal/testimage"
 	"github.com/capstanhq/capstan/registry"
@@ -259,6 +261,34 @@ func FuzzRetargetText(f *testing.F) {
 		}
 		if !strings.Contains(text, `"`+ExampleRegistry+`/`) && out != text {
 			t.Fatalf("%q changed to %q", text, out)
+		}
+	})
+}
+
+// FuzzRetag: the tag in an image tarball comes from whoever wrote it. An
+// accepted one moves to addr with its repository and tag unchanged, and
+// the result is a valid reference on addr.
+func FuzzRetag(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:5000/examples/hello:v1", "hello:v1", "docker.io/library/busybox", "a/b/c:d", "", ":", "UPPER/x:v1", "h:1/r:t@sha256:00"} {
+		f.Add(s)
+	}
+	const addr = "127.0.0.1:40123"
+	f.Fuzz(func(t *testing.T, ref string) {
+		got, err := Retag(ref, addr)
+		if err != nil {
+			return
+		}
+		orig, err := name.NewTag(ref, name.StrictValidation)
+		if err != nil {
+			t.Fatalf("Retag(%q) = %q, but the tag does not parse: %v", ref, got, err)
+		}
+		r, err := name.NewTag(got, name.StrictValidation)
+		if err != nil {
+			t.Fatalf("Retag(%q) = %q, which does not parse: %v", ref, got, err)
+		}
+		if r.RegistryStr() != addr || r.RepositoryStr() != orig.RepositoryStr() || r.TagStr() != orig.TagStr() {
+			t.Fatalf("Retag(%q) = %q: registry %s repository %s tag %s, want %s %s %s",
+				ref, got, r.RegistryStr(), r.RepositoryStr(), r.TagStr(), addr, orig.RepositoryStr(), orig.TagStr())
 		}
 	})
 }
