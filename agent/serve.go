@@ -51,7 +51,7 @@ func (a *Agent) listen(ctx context.Context) error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("node %s: serve logs and exec: %w (pass --serve-addr)", a.opts.NodeName, err)
+		return fmt.Errorf("node %s: serve logs and exec: %w (is another agent running there? 'capstan agent' takes --serve-addr)", a.opts.NodeName, err)
 	}
 	a.serveLn = ln
 	a.serveTLS = &tls.Config{

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/capstanhq/capstan/agent"
@@ -376,7 +377,7 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlpla
 	if err != nil {
 		return err
 	}
-	g.Go(func() error { return n.Start(ctx) })
+	g.Go(func() error { return upNodeError(n.Start(ctx)) })
 	if err := n.WaitServices(ctx); err != nil {
 		return err
 	}
@@ -393,6 +394,16 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlpla
 	}
 	p.ok("agent: node %s Ready (containerd, CNI bridge)", name)
 	return nil
+}
+
+// upNodeError adds what to do when a port of the node side is taken: the
+// agent's (10250 on the host's address) by another cluster's node on this
+// network namespace, which capstan up cannot move, or DNS's port 53.
+func upNodeError(err error) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	return fmt.Errorf("%w\na port of this machine's node is taken: by another 'capstan up' or 'capstan agent' on this network namespace (stop it, or run this cluster in a network namespace of its own: see 'Two clusters on one machine' in docs/up.md), or, for port 53, by another DNS server (pass --dns-addr off, or another address of this host)", err)
 }
 
 func nodeReady(ctx context.Context, c *client.Client, name string) bool {

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,5 +207,37 @@ func TestUpHelpRegistryDefault(t *testing.T) {
 	}
 	if !strings.Contains(line, "(default [127.0.0.1:5000])") || strings.Contains(line, "default: off") {
 		t.Errorf("--registry-addr help: %q", line)
+	}
+}
+
+// A second capstan up on a network namespace where one runs failed with
+// "listen tcp ...:10250: bind: address already in use (pass --serve-addr)",
+// a flag capstan up does not take. The error now says what holds such a
+// port and what to do.
+func TestUpNodeErrorHint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, busy := net.Listen("tcp", ln.Addr().String())
+	if !errors.Is(busy, syscall.EADDRINUSE) {
+		t.Fatalf("second listen on %s: %v, want EADDRINUSE", ln.Addr(), busy)
+	}
+	err = upNodeError(fmt.Errorf("node vm: serve logs and exec: %w", busy))
+	for _, w := range []string{"address already in use", "network namespace of its own", "--dns-addr off", "docs/up.md"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("the cause is lost: %v", err)
+	}
+	other := errors.New("containerd: not found")
+	if got := upNodeError(other); got != other {
+		t.Errorf("another error changed: %v", got)
+	}
+	if upNodeError(nil) != nil {
+		t.Error("nil became an error")
 	}
 }
