@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,8 +33,8 @@ type DownReport struct {
 	Bridge     bool // the bridge existed and was deleted
 	RunDir     bool // the run directory existed and was removed
 	DataDir    bool // the data directory was removed (purge)
-	// Foreign says why the bridge was left: it is another cluster's (its
-	// addresses hold none this node's agent ever gave a pod). The
+	// Foreign says why the bridge was left: it is another cluster's (pods
+	// that are not this node's are still attached to it). The
 	// service proxy's and egress tables and the routes of the network
 	// namespace are then that cluster's too, and must be left as well.
 	Foreign string
@@ -81,7 +82,7 @@ func Down(ctx context.Context, opts Options, purge bool) (DownReport, error) {
 		bridge = network.DefaultBridge
 	}
 	if ifc, err := net.InterfaceByName(bridge); err == nil {
-		rep.Foreign = foreignBridge(ifc, filepath.Join(opts.DataDir, "cni", "networks"))
+		rep.Foreign = foreignBridge(ctx, ifc)
 	}
 	if rep.Foreign != "" {
 		log.Warn("down: bridge left, it belongs to another cluster", "bridge", bridge, "why", rep.Foreign)
@@ -116,48 +117,28 @@ func Down(ctx context.Context, opts Options, purge bool) (DownReport, error) {
 	return rep, errors.Join(errs...)
 }
 
-// foreignBridge says why the bridge ifc is not this node's, or "" when it
-// is: its IPv4 subnets must hold an address that this agent's IPAM
-// (host-local, under ipamDir) gave a pod, kept as a file per address in
-// use and in last_reserved_ip.* after release. Two clusters on one network
-// namespace share the bridge's name, the proxy's table and the routes;
-// removing another's cuts its pods off. A bridge without an IPv4 address
-// is a half-made one and counts as this node's.
-func foreignBridge(ifc *net.Interface, ipamDir string) string {
-	var subnets []netip.Prefix
-	addrs, _ := ifc.Addrs()
-	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
-			subnets = append(subnets, p.Masked())
+// foreignBridge says why the bridge ifc is not this node's to remove, or
+// "" when it is: Down runs after this node's pods are gone, so a port
+// still attached to the bridge is another cluster's pod (two clusters on
+// one network namespace share the bridge's name, the proxy's table and
+// the routes; removing them cuts that cluster's pods off). A bridge with
+// no port serves nobody, whoever made it.
+func foreignBridge(ctx context.Context, ifc *net.Interface) string {
+	out, err := exec.CommandContext(ctx, "ip", "-o", "link", "show", "master", ifc.Name).Output()
+	if err != nil {
+		return "" // cannot tell: remove it, as before
+	}
+	var ports []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// "7: veth1234@if2: <...> ... master capstan0 ..."
+		if f := strings.Fields(line); len(f) > 1 {
+			ports = append(ports, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
 		}
 	}
-	if len(subnets) == 0 {
+	if len(ports) == 0 {
 		return ""
 	}
-	var given []netip.Addr
-	files, _ := filepath.Glob(filepath.Join(ipamDir, "*", "*"))
-	for _, f := range files {
-		base := filepath.Base(f)
-		if strings.HasPrefix(base, "last_reserved_ip") {
-			if b, err := os.ReadFile(f); err == nil {
-				base = strings.TrimSpace(string(b))
-			}
-		}
-		if a, err := netip.ParseAddr(base); err == nil {
-			given = append(given, a)
-		}
-	}
-	for _, a := range given {
-		for _, p := range subnets {
-			if p.Contains(a) {
-				return ""
-			}
-		}
-	}
-	if len(given) == 0 {
-		return fmt.Sprintf("bridge %s (%v) is not this node's: its agent never gave a pod an address (nothing in %s)", ifc.Name, subnets, ipamDir)
-	}
-	return fmt.Sprintf("bridge %s (%v) is not this node's: its agent gave pods addresses in other subnets (%s in %s)", ifc.Name, subnets, given[0], ipamDir)
+	return fmt.Sprintf("bridge %s is not this node's: %d ports still attached after this node's pods were removed (%s), another cluster's pods", ifc.Name, len(ports), strings.Join(ports, ", "))
 }
 
 // downPods removes every pod and container of the namespace through the

@@ -109,9 +109,9 @@ func pidsMentioning(s string) []string {
 // network namespace (a `capstan up` that failed because the first one runs,
 // say) shares the bridge capstan0, the proxy's table ip capstan and the
 // egress table. Its `capstan down` removed them, and the first cluster's
-// pods lost their network and services. Now down leaves a bridge whose
-// subnet holds no address its own agent ever gave a pod, with the tables,
-// and says so; its own bridge it still removes.
+// pods lost their network and services. Now down leaves a bridge that
+// still has ports once its own pods are gone (another cluster's pods),
+// with the tables, and says so; a bridge nobody uses it still removes.
 func TestDownLeavesAnotherClustersBridge(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinaries(t, "ip", "nft", "nsenter", "go")
@@ -142,13 +142,12 @@ func TestDownLeavesAnotherClustersBridge(t *testing.T) {
 	must("ip", "netns", "exec", ns, "nft", "add", "table", "ip", "capstan")
 	must("ip", "netns", "exec", ns, "nft", "add", "table", "ip", "capstan-egress")
 
-	// This cluster's agent gave its pods addresses in 10.89.0.0/24.
+	// The other cluster's pod: a veth on the bridge.
+	must("ip", "-n", ns, "link", "add", "vethother", "type", "veth", "peer", "name", "vethpod")
+	must("ip", "-n", ns, "link", "set", "vethother", "master", "capstan0")
+	// The second cluster's data directory (its `capstan up` failed).
 	data := filepath.Join(tmp, "other")
-	ipam := filepath.Join(data, "agent", "cni", "networks", "capstan")
-	if err := os.MkdirAll(ipam, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(ipam, "last_reserved_ip.0"), []byte("10.89.0.5"), 0o600); err != nil {
+	if err := os.MkdirAll(filepath.Join(data, "agent"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(agent.RunDirFor(filepath.Join(data, "agent"))) })
@@ -161,7 +160,7 @@ func TestDownLeavesAnotherClustersBridge(t *testing.T) {
 		return out
 	}
 	out := down()
-	if !strings.Contains(out, "! bridge capstan0 ([10.88.0.0/24]) is not this node's") {
+	if !strings.Contains(out, "! bridge capstan0 is not this node's: 1 ports still attached") || !strings.Contains(out, "vethother") {
 		t.Errorf("down output does not say the bridge is another cluster's:\n%s", out)
 	}
 	if strings.Contains(out, "✓ bridge removed") || strings.Contains(out, "nftables table ip capstan removed") {
@@ -177,11 +176,9 @@ func TestDownLeavesAnotherClustersBridge(t *testing.T) {
 		}
 	}
 
-	// Its own bridge (an address it gave a pod is in its subnet) goes,
+	// Once nothing is attached, the bridge serves nobody: down removes it,
 	// with the tables.
-	if err := os.WriteFile(filepath.Join(ipam, "last_reserved_ip.0"), []byte("10.88.0.7"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	must("ip", "-n", ns, "link", "del", "vethother")
 	out = down()
 	if !strings.Contains(out, "✓ bridge removed") || !strings.Contains(out, "✓ service proxy: nftables table ip capstan removed") {
 		t.Errorf("down of the bridge's own cluster:\n%s", out)
