@@ -50,11 +50,33 @@ type Options struct {
 	// each read by its own goroutine. Default GOMAXPROCS on Linux; always
 	// 1 elsewhere.
 	UDPSockets int
+	// AllowedClients are the source networks the server answers; a query
+	// from anywhere else gets REFUSED (a TCP connection is closed), so a
+	// node whose address faces the internet is not an open resolver, nor
+	// tells strangers the cluster's names. Default
+	// DefaultAllowedClients: loopback, link-local and the private ranges.
+	AllowedClients []netip.Prefix
 	// Logger receives debug logs of failed forwards and socket errors.
 	// Default: discard.
 	Logger *slog.Logger
 	// Now is the cache's clock. Default time.Now.
 	Now func() time.Time
+}
+
+// DefaultAllowedClients are Options.AllowedClients' default: loopback,
+// link-local, the private IPv4 ranges (RFC 1918) and shared address space
+// (RFC 6598, where pods and nodes of most clusters live), and IPv6 unique
+// local addresses.
+var DefaultAllowedClients = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("fc00::/7"),
+	netip.MustParsePrefix("fe80::/10"),
 }
 
 // withDefaults validates o and fills in defaults. The error says which
@@ -110,6 +132,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.UpstreamTimeout == 0 {
 		o.UpstreamTimeout = 2 * time.Second
+	}
+	if o.AllowedClients == nil {
+		o.AllowedClients = DefaultAllowedClients
 	}
 	if o.ForwardTimeout == 0 {
 		o.ForwardTimeout = 4 * time.Second

@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"encoding/binary"
+	"net/netip"
 	"slices"
 
 	mdns "github.com/miekg/dns"
@@ -265,6 +266,33 @@ func (s *Server) judge(req []byte) (*mdns.Msg, *mdns.Msg) {
 	r.RecursionAvailable = true
 	r.Rcode = -1
 	return m, r
+}
+
+// allowed reports whether the server answers a client at a
+// (Options.AllowedClients).
+func (s *Server) allowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range s.opts.AllowedClients {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse is the reply to a query from a client the server does not
+// answer: REFUSED, as BIND answers outside allow-query (nil: drop, for
+// what judge would not answer either).
+func (s *Server) refuse(req []byte) []byte {
+	m, r := s.judge(req)
+	if r == nil {
+		return nil
+	}
+	if r.Rcode == -1 {
+		r = reply0(m, mdns.RcodeRefused)
+	}
+	r.RecursionAvailable = false
+	return s.finish(m, r, false)
 }
 
 func reply0(m *mdns.Msg, rcode int) *mdns.Msg {

@@ -142,6 +142,10 @@ func (s *Server) serveTCP(ctx context.Context, l *net.TCPListener, wg *sync.Wait
 			s.log.Debug("dns: tcp accept", "error", err)
 			continue
 		}
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); !ok || !s.allowed(a.AddrPort().Addr()) {
+			c.Close() // a client it does not answer (AllowedClients)
+			continue
+		}
 		select {
 		case s.tcpSem <- struct{}{}:
 		default:

@@ -67,11 +67,19 @@ func (s *Server) serveUDP(ctx context.Context, c *net.UDPConn, wg *sync.WaitGrou
 		for i := range n {
 			m := &in[i]
 			req := m.Buffers[0][:m.N]
-			reply, fwd := s.handle(req, scratch[i], false)
+			from, ok := addrPort(m.Addr)
+			if !ok {
+				continue
+			}
+			var reply []byte
+			fwd := false
+			if s.allowed(from.Addr()) {
+				reply, fwd = s.handle(req, scratch[i], false)
+			} else {
+				reply = s.refuse(req)
+			}
 			if fwd {
-				if from, ok := addrPort(m.Addr); ok {
-					s.forwardUDP(ctx, c, from, req, wg)
-				}
+				s.forwardUDP(ctx, c, from, req, wg)
 				continue
 			}
 			if reply == nil {

@@ -41,6 +41,9 @@ type Options struct {
 	// empty for the node address on port 53, "off" for none, or ip:port
 	// (port 53 unless Agent.ClusterDNS points the pods elsewhere).
 	DNSAddr string
+	// DNSAllow are the networks whose clients the cluster DNS answers
+	// (dns.Options.AllowedClients); nil: dns.DefaultAllowedClients.
+	DNSAllow []netip.Prefix
 	// Routes runs the route manager: routes to the other nodes' pod CIDRs
 	// and the masquerade of pod traffic leaving the pod network.
 	Routes bool
@@ -97,7 +100,7 @@ func New(opts Options) (*Node, error) {
 	n := &Node{opts: opts}
 	if opts.Services {
 		ip := netip.MustParseAddr(opts.Agent.Address)
-		ns, err := newNodeServices(opts.ServicesClient, opts.DNSAddr, opts.Agent.ClusterZone, ip, opts.Agent.ClusterDNS.IsValid(), opts.Logger)
+		ns, err := newNodeServices(opts.ServicesClient, opts.DNSAddr, opts.DNSAllow, opts.Agent.ClusterZone, ip, opts.Agent.ClusterDNS.IsValid(), opts.Logger)
 		if err != nil {
 			return nil, err
 		}

@@ -55,14 +55,16 @@ func ParseDNSAddr(s string, nodeIP netip.Addr, anyPort bool) (ap netip.AddrPort,
 // newNodeServices prepares them; dnsAddr is what ParseDNSAddr accepts and
 // zone is the cluster zone the pods' resolv.conf searches (agent.Options.
 // ClusterZone; empty for dns.DefaultZone).
-func newNodeServices(c *client.Client, dnsAddr, zone string, nodeIP netip.Addr, anyDNSPort bool, log *slog.Logger) (*nodeServices, error) {
+func newNodeServices(c *client.Client, dnsAddr string, dnsAllow []netip.Prefix, zone string, nodeIP netip.Addr, anyDNSPort bool, log *slog.Logger) (*nodeServices, error) {
 	ns := &nodeServices{}
 	ap, on, err := ParseDNSAddr(dnsAddr, nodeIP, anyDNSPort)
 	if err != nil {
 		return nil, err
 	}
 	if on {
-		if ns.dns, err = dns.New(dnsOptions(ap, zone, log)); err != nil {
+		do := dnsOptions(ap, zone, log)
+		do.AllowedClients = dnsAllow
+		if ns.dns, err = dns.New(do); err != nil {
 			return nil, fmt.Errorf("cluster DNS (--dns-addr, --cluster-zone): %w", err)
 		}
 		ns.clusterDNS = ap.Addr()

@@ -25,6 +25,7 @@ type agentFlags struct {
 	labels           []string
 	clusterDNS       string
 	dnsAddr          string
+	dnsAllow         []string
 	services, routes bool
 	cleanup          bool
 	logFlags
@@ -48,6 +49,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.clusterDNS, "cluster-dns", "", "cluster DNS address for the pods' resolv.conf (default: this node's DNS with --services, else a copy of the host's)")
 	fl.BoolVar(&f.services, "services", true, "run the service proxy (nftables table ip capstan) and the cluster DNS on this node")
 	fl.StringVar(&f.dnsAddr, "dns-addr", "", `cluster DNS address, ip:port (default: the node address on port 53; "off" for none)`)
+	fl.StringSliceVar(&f.dnsAllow, "dns-allow", nil, "networks (CIDR, repeatable or comma-separated) whose clients the cluster DNS answers; others get REFUSED (default: loopback, link-local and the private ranges)")
 	fl.BoolVar(&f.routes, "routes", true, "route to the other nodes' pod CIDRs through their addresses, and masquerade pod traffic leaving the pod network")
 	fl.BoolVar(&f.cleanup, "cleanup", false, "remove the service proxy's nftables table and exit")
 	fl.StringVar(&f.opts.ClusterZone, "cluster-zone", agent.DefaultClusterZone, "cluster DNS zone")
@@ -176,12 +178,20 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 			if _, _, err := node.ParseDNSAddr(f.dnsAddr, netip.IPv4Unspecified(), f.clusterDNS != ""); err != nil && f.services {
 				return err // before joining
 			}
+			var dnsAllow []netip.Prefix
+			for _, c := range f.dnsAllow {
+				p, err := netip.ParsePrefix(c)
+				if err != nil {
+					return fmt.Errorf("--dns-allow %q: want a network such as 203.0.113.0/24: %w", c, err)
+				}
+				dnsAllow = append(dnsAllow, p.Masked())
+			}
 			if f.opts.Client, err = f.agentClient(cmd); err != nil {
 				return err
 			}
 			log := f.logger()
 			f.opts.Logger = log
-			n, err := node.New(node.Options{Agent: f.opts, Services: f.services, DNSAddr: f.dnsAddr, Routes: f.routes, Logger: log})
+			n, err := node.New(node.Options{Agent: f.opts, Services: f.services, DNSAddr: f.dnsAddr, DNSAllow: dnsAllow, Routes: f.routes, Logger: log})
 			if err != nil {
 				return err
 			}

@@ -32,6 +32,7 @@ func TestAgentCommandBadFlags(t *testing.T) {
 		{"label without value", []string{"--labels", "zone"}, `--labels: "zone" is not k=v`},
 		{"bad cluster DNS", []string{"--cluster-dns", "dns.local"}, "--cluster-dns"},
 		{"DNS on a port pods cannot use", []string{"--dns-addr", "127.0.0.1:5353"}, "port 5353 cannot be used"},
+		{"DNS clients not a network", []string{"--dns-allow", "10.0.0.0/8,pods"}, `--dns-allow "pods": want a network`},
 		{"no client config", []string{"--config", "/nonexistent/admin.yaml"}, "no client config"},
 		{"bad node name", []string{"--server", "https://127.0.0.1:7443", "--token", "t", "--ca-file", testCA(t), "--node-name", "Bad_Name"}, "node name"},
 		{"stray argument", []string{"extra"}, "unknown command"},
