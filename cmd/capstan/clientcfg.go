@@ -93,12 +93,19 @@ func kindList() string {
 	return strings.Join(names, ", ")
 }
 
-// objectKey turns NAME or APP/NAME plus --app into a key.
+// objectKey turns NAME or APP/NAME plus --app into a key. An app is named
+// by its name alone (its key's app is itself).
 func objectKey(kind api.Kind, arg, app string) (api.Key, error) {
 	if a, n, ok := cutSlash(arg); ok {
 		app, arg = a, n
 	}
 	k := api.Key{Kind: kind, App: app, Name: arg}
+	switch {
+	case kind == api.KindApp && k.App == "":
+		k.App = k.Name // an app is its own app: APP names it
+	case kind == api.KindApp && k.App != k.Name:
+		return api.Key{}, fmt.Errorf("app %s/%s: an app's name is its app: write just %s", k.App, k.Name, k.Name)
+	}
 	if kind.ClusterScoped() {
 		k.App = ""
 	} else if k.App == "" {

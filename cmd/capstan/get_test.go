@@ -93,3 +93,30 @@ func TestGetUnknownKindListsEveryKind(t *testing.T) {
 		}
 	}
 }
+
+// An app is its own app: `get app shop` named no app and was refused with
+// "apps live in an app: give --app APP or APP/NAME", as were describe and
+// delete; only the odd shop/shop worked.
+func TestAppByName(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	if _, err := c.Client.Create(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"get", "app", "shop"},
+		{"get", "apps", "shop", "-o", "json"},
+		{"get", "app", "shop/shop"},
+		{"describe", "app", "shop"},
+	} {
+		out, err := run(t, append(args, "--config", cfg)...)
+		if err != nil || !strings.Contains(out, "shop") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if _, err := run(t, "get", "app", "other/shop", "--config", cfg); err == nil || !strings.Contains(err.Error(), "an app's name is its app") {
+		t.Errorf("get app other/shop: %v, want a refusal naming the mismatch", err)
+	}
+}
