@@ -79,7 +79,7 @@ func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *clien
 func parseKindArg(s string) (api.Kind, error) {
 	k, ok := api.ParseKind(s)
 	if !ok {
-		return "", fmt.Errorf("unknown kind %q: want one of %s", s, kindList())
+		return "", usageError(fmt.Errorf("unknown kind %q: want one of %s", s, kindList()))
 	}
 	return k, nil
 }
@@ -104,14 +104,17 @@ func objectKey(kind api.Kind, arg, app string) (api.Key, error) {
 	case kind == api.KindApp && k.App == "":
 		k.App = k.Name // an app is its own app: APP names it
 	case kind == api.KindApp && k.App != k.Name:
-		return api.Key{}, fmt.Errorf("app %s/%s: an app's name is its app: write just %s", k.App, k.Name, k.Name)
+		return api.Key{}, usageError(fmt.Errorf("app %s/%s: an app's name is its app: write just %s", k.App, k.Name, k.Name))
 	}
 	if kind.ClusterScoped() {
 		k.App = ""
 	} else if k.App == "" {
-		return api.Key{}, fmt.Errorf("%s live in an app: give --app APP or APP/NAME", kind)
+		return api.Key{}, usageError(fmt.Errorf("%s live in an app: give --app APP or APP/NAME", kind))
 	}
-	return k, k.Validate()
+	if err := k.Validate(); err != nil {
+		return api.Key{}, usageError(err)
+	}
+	return k, nil
 }
 
 func cutSlash(s string) (string, string, bool) {

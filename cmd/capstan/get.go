@@ -20,9 +20,9 @@ func newGetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
 		Short: "List objects of a kind, or show one",
-		Long: `List objects of a kind (nodes, apps, workloads, pods, services, endpoints,
-revisions, events, leases), or show one by name. Without --app, objects of
-every app are listed.`,
+		Long: `List objects of a kind (nodes, leases, apps, workloads, pods, services,
+endpoints, revisions, events, jobs, volumes, secrets), or show one by name.
+Without --app, objects of every app are listed.`,
 		Example: `  capstan get pods --app shop
   capstan get pod shop/frontend-x7k2p -o yaml
   capstan get nodes -o wide
@@ -37,7 +37,13 @@ every app are listed.`,
 			switch output {
 			case "table", "wide", "json", "yaml":
 			default:
-				return fmt.Errorf("output %q: want table, wide, json or yaml", output)
+				return usageError(fmt.Errorf("output %q: want table, wide, json or yaml", output))
+			}
+			var k api.Key
+			if len(args) == 2 {
+				if k, err = objectKey(kind, args[1], app); err != nil {
+					return err
+				}
 			}
 			c, err := newClient(cmd)
 			if err != nil {
@@ -45,10 +51,6 @@ every app are listed.`,
 			}
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
 			if len(args) == 2 {
-				k, err := objectKey(kind, args[1], app)
-				if err != nil {
-					return err
-				}
 				obj, err := c.Get(ctx, k)
 				if err != nil {
 					return err

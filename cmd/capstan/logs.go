@@ -73,7 +73,7 @@ with the command's exit code. Only admins may exec.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 {
-				return errors.New("write the command after --: capstan exec POD -- COMMAND [ARGS...]")
+				return usageError(errors.New("write the command after --: capstan exec POD -- COMMAND [ARGS...]"))
 			}
 			k, err := objectKey(api.KindPod, args[0], app)
 			if err != nil {

@@ -4,9 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/capstanhq/capstan/schema/sandbox"
@@ -44,10 +47,81 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
-	if ee, ok := err.(*exitError); ok {
+	var ee *exitError
+	if errors.As(err, &ee) {
 		return ee.code
 	}
 	return 1
+}
+
+// usageExit is the exit status of a command line capstan cannot run: an
+// unknown command, flag or kind, a wrong number of arguments, a bad flag
+// value. It differs from 1 (a failed request, a missing object) so that a
+// script can tell a typo from a result. Commands whose 2 means something
+// else (rollout status: --timeout passed) keep their own.
+const usageExit = 2
+
+// usageError marks err, found in a command's arguments, as a command line
+// capstan cannot run.
+func usageError(err error) error {
+	return &exitError{code: usageExit, err: err}
+}
+
+// usageExitAnnotation, set on a command to a number, is the exit status
+// of the usage errors of that command and of those under it, when 2 means
+// something else there (rollout status: --timeout passed).
+const usageExitAnnotation = "capstan/usage-exit"
+
+// markUsageErrors makes the argument and flag errors of cmd and of the
+// commands under it exit with usageExit and point at the command's help,
+// and makes a command group refuse an unknown subcommand (cobra showed the
+// group's help and exited 0 for "capstan token frob"). A command that sets
+// its own flag error function (plan) keeps it.
+func markUsageErrors(cmd *cobra.Command, code int) {
+	if v, ok := cmd.Annotations[usageExitAnnotation]; ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			code = n
+		}
+	}
+	hint := func(c *cobra.Command, err error) error {
+		err = fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return err
+		}
+		return &exitError{code: code, err: err}
+	}
+	if !cmd.HasParent() || cmd.Annotations[usageExitAnnotation] != "" {
+		cmd.SetFlagErrorFunc(hint)
+	}
+	switch {
+	case cmd.HasSubCommands() && !cmd.Runnable():
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+			if c.SuggestionsMinimumDistance <= 0 {
+				c.SuggestionsMinimumDistance = 2
+			}
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return hint(c, errors.New(msg))
+		}
+		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	case cmd.Args != nil:
+		args := cmd.Args
+		cmd.Args = func(c *cobra.Command, a []string) error {
+			if err := args(c, a); err != nil {
+				return hint(c, err)
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsageErrors(sub, code)
+	}
 }
 
 func newRootCmd() *cobra.Command {
@@ -90,5 +164,6 @@ func newRootCmd() *cobra.Command {
 		newSecretCmd(),
 		newRunCmd(),
 	)
+	markUsageErrors(root, usageExit)
 	return root
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,9 @@ func newRolloutCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rollout",
 		Short: "Follow the rollout of an app",
+		// rollout status exits 2 when --timeout passes: its usage errors
+		// keep 1 (rollout.ExitFailed), as docs/cli.md says.
+		Annotations: map[string]string{usageExitAnnotation: strconv.Itoa(rollout.ExitFailed)},
 	}
 	cmd.AddCommand(newRolloutStatusCmd())
 	return cmd

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A command line capstan cannot run (an unknown command, flag or kind, a
+// wrong number of arguments, a bad flag value) exited 1, as a not-found
+// object or a refused request does, so a script could not tell a typo from
+// a missing object. It now exits 2 and says where the help is; rollout
+// status keeps 1, since its 2 means --timeout passed.
+func TestUsageErrorsExit2(t *testing.T) {
+	// No server is needed: the command line is refused before the config
+	// is read.
+	cfg := filepath.Join(t.TempDir(), "missing.yaml")
+	tests := []struct {
+		args    []string
+		code    int
+		wantErr string
+	}{
+		{[]string{"frob"}, 2, `unknown command "frob" for "capstan"`},
+		{[]string{"gte", "pods"}, 2, "did you mean get?"},
+		{[]string{"token", "frob"}, 2, `unknown command "frob" for "capstan token"`},
+		{[]string{"get"}, 2, "capstan get --help"},
+		{[]string{"get", "widgets"}, 2, `unknown kind "widgets"`},
+		{[]string{"get", "pods", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"get", "pods", "-o", "xml"}, 2, `output "xml"`},
+		{[]string{"get", "pods", "web-1"}, 2, "give --app APP or APP/NAME"},
+		{[]string{"get", "pods", "a", "b"}, 2, "capstan get --help"},
+		{[]string{"describe", "pod"}, 2, "capstan describe --help"},
+		{[]string{"delete", "widget", "x"}, 2, `unknown kind "widget"`},
+		{[]string{"logs"}, 2, "capstan logs --help"},
+		{[]string{"logs", "web-1"}, 2, "give --app APP or APP/NAME"},
+		{[]string{"exec", "shop/web-1", "ls"}, 2, "write the command after --"},
+		{[]string{"plan", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"rollout", "status", "--bogus"}, 1, "unknown flag: --bogus"},
+		{[]string{"rollout", "status"}, 1, "accepts 1 arg(s)"},
+		// Not usage errors: the command line is fine, the config is missing.
+		{[]string{"get", "pods"}, 1, "no client config"},
+		{[]string{"get", "app", "shop"}, 1, "no client config"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, err := run(t, append(tt.args, "--config", cfg)...)
+			if err == nil {
+				t.Fatalf("succeeded:\n%s", out)
+			}
+			if got := exitCode(err); got != tt.code || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("exit %d %q, want exit %d and %q", got, err, tt.code, tt.wantErr)
+			}
+		})
+	}
+	// Help and a bare command group still exit 0.
+	for _, args := range [][]string{{"--help"}, {}, {"token"}, {"get", "--help"}} {
+		if out, err := run(t, args...); err != nil || !strings.Contains(out, "Usage:") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
+}
