@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -70,7 +71,7 @@ Without --app, objects of every app are listed.`,
 			if !watch {
 				return nil
 			}
-			return watchObjects(ctx, c, out, kind, app, rev, output)
+			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, app, rev, output)
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "limit to one app")
@@ -138,35 +139,129 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 	return printer.Table(out, kind, objs, opts)
 }
 
-func watchObjects(ctx context.Context, c *client.Client, out io.Writer, kind api.Kind, app string, since int64, output string) error {
-	w, err := c.Watch(ctx, kind, client.ListOptions{App: app}, since)
-	if err != nil {
-		return err
-	}
-	defer w.Close()
+// watchObjects prints the changes to kind after revision since until ctx
+// ends. The server ends every watch after its lifetime
+// (--watch-max-lifetime) and a failing server ends it too: the watch then
+// resumes from the last revision printed, on the next server of the client
+// config, so -w runs until Ctrl-C. Only a revision the server no longer has
+// (compacted, or a store restored since) ends it.
+func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, app string, since int64, output string) error {
+	// The output reflects every change up to rev; with partial, only those
+	// before rev and the keys in printed: on etcd the events of one
+	// transaction share its revision, so a watch cut after an event
+	// resumes one before it and skips these.
+	rev, partial := since, false
+	printed := map[string]bool{}
+	retry := newRetryDelay(100*time.Millisecond, 5*time.Second)
+	var lastErr error
 	for {
-		e, err := w.Next()
+		from := rev
+		if partial {
+			from = max(rev-1, 0)
+		}
+		w, err := c.Watch(ctx, kind, client.ListOptions{App: app}, from)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("watch ended: %w (run the command again to resume)", err)
-		}
-		if e.Object == nil {
+			var se *client.StatusError
+			if errors.As(err, &se) {
+				return fmt.Errorf("watch: %w", err)
+			}
+			if lastErr == nil {
+				fmt.Fprintf(errOut, "watch interrupted: %v; resuming when the server answers (Ctrl-C to stop)\n", err)
+			}
+			lastErr = err
+			retry.wait(ctx)
 			continue
 		}
-		if output == "json" || output == "yaml" {
-			if err := printObjects(ctx, c, out, kind, []api.Object{e.Object}, output, false, true); err != nil {
-				return err
+		lastErr = nil
+		delivered, err := printWatch(ctx, c, w, out, kind, app, output, &rev, &partial, printed)
+		w.Close()
+		var pe *printError
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.As(err, &pe):
+			return pe.err
+		case client.IsGone(err), client.IsFutureRevision(err):
+			return fmt.Errorf("watch ended: %w (the server no longer has revision %d: run the command again)", err, rev)
+		case err != nil:
+			var se *client.StatusError
+			if errors.As(err, &se) {
+				return fmt.Errorf("watch ended: %w", err)
+			}
+		}
+		if delivered {
+			retry.reset() // the server ended a working watch: resume at once
+		} else {
+			retry.wait(ctx)
+		}
+	}
+}
+
+// printWatch prints the events of w not yet printed (see watchObjects),
+// moving rev on, until the stream ends; it says whether the stream
+// delivered anything. An error writing the output is a *printError.
+func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.Writer, kind api.Kind, app, output string, rev *int64, partial *bool, printed map[string]bool) (bool, error) {
+	for delivered := false; ; delivered = true {
+		e, err := w.Next()
+		if err != nil {
+			return delivered, err
+		}
+		if e.Object == nil { // a bookmark: every change up to it was sent
+			if e.Revision >= *rev {
+				*rev, *partial = e.Revision, false
+				clear(printed)
 			}
 			continue
 		}
-		opts := printer.Options{Wide: output == "wide", ShowApp: app == "", NoHeaders: true, Now: time.Now()}
-		if e.Type == "DELETED" {
-			fmt.Fprint(out, "(deleted) ")
+		key := api.KeyOf(e.Object).ObjectKey()
+		switch {
+		case e.Revision > *rev:
+			*rev, *partial = e.Revision, true
+			clear(printed)
+		case e.Revision < *rev || !*partial || printed[key]:
+			continue // printed before the watch resumed
 		}
-		if err := printer.Table(out, kind, []api.Object{e.Object}, opts); err != nil {
+		printed[key] = true
+		if err := printEvent(ctx, c, out, kind, app, output, e); err != nil {
+			return delivered, &printError{err}
+		}
+	}
+}
+
+// printError is a failure to write the output, which ends a watch.
+type printError struct{ err error }
+
+func (e *printError) Error() string { return e.err.Error() }
+
+func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.Kind, app, output string, e client.Event) error {
+	if output == "json" || output == "yaml" {
+		return printObjects(ctx, c, out, kind, []api.Object{e.Object}, output, false, true)
+	}
+	opts := printer.Options{Wide: output == "wide", ShowApp: app == "", NoHeaders: true, Now: time.Now()}
+	if e.Type == "DELETED" {
+		if _, err := fmt.Fprint(out, "(deleted) "); err != nil {
 			return err
 		}
 	}
+	return printer.Table(out, kind, []api.Object{e.Object}, opts)
+}
+
+// retryDelay doubles a delay up to a cap.
+type retryDelay struct{ min, max, cur time.Duration }
+
+func newRetryDelay(min, max time.Duration) *retryDelay { return &retryDelay{min, max, min} }
+
+func (r *retryDelay) reset() { r.cur = r.min }
+
+func (r *retryDelay) wait(ctx context.Context) {
+	t := time.NewTimer(r.cur)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	r.cur = min(2*r.cur, r.max)
 }

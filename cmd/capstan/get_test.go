@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 )
 
 func TestGetDescribeDelete(t *testing.T) {
@@ -118,5 +122,70 @@ func TestAppByName(t *testing.T) {
 	}
 	if _, err := run(t, "get", "app", "other/shop", "--config", cfg); err == nil || !strings.Contains(err.Error(), "an app's name is its app") {
 		t.Errorf("get app other/shop: %v, want a refusal naming the mismatch", err)
+	}
+}
+
+// The server ends every watch after --watch-max-lifetime (30 min by
+// default) for the client to resume; get -w did not resume: it stopped
+// with "error: watch ended: EOF (run the command again to resume)". It now
+// runs until Ctrl-C, printing each change once across the resumptions.
+func TestGetWatchResumes(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{WatchMaxLifetime: 200 * time.Millisecond}})
+	cfg := c.Server.AdminConfigPath()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	create := func(name string) {
+		t.Helper()
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		p.Spec.NodeName = "n1"
+		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
+		if _, err := c.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("pod-00")
+	out := &syncBuffer{}
+	root := newRootCmd()
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs([]string{"get", "pods", "-w", "--config", cfg})
+	done, finished := make(chan error, 1), make(chan struct{})
+	var result error
+	go func() {
+		result = root.ExecuteContext(ctx)
+		close(finished)
+		done <- result
+	}()
+	defer func() {
+		cancel()
+		<-finished
+		if result != nil {
+			t.Errorf("get -w after Ctrl-C: %v", result)
+		}
+	}()
+	waitOutput(t, out, done, "pod-00")
+	// Each watch lasts at most 200 ms: a second of changes spans several.
+	n := 0
+	for start := time.Now(); time.Since(start) < time.Second || n < 3; {
+		n++
+		name := fmt.Sprintf("pod-%02d", n)
+		create(name)
+		waitOutput(t, out, done, name)
+	}
+	if _, err := c.Client.Delete(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "pod-01"}, client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, out, done, "(deleted) shop")
+	text := out.String()
+	for i := 0; i <= n; i++ {
+		name := fmt.Sprintf("pod-%02d ", i)
+		want := 1
+		if i == 1 {
+			want = 2 // added, deleted
+		}
+		if got := strings.Count(text, name); got != want {
+			t.Errorf("%s printed %d times, want %d:\n%s", name, got, want, text)
+		}
 	}
 }
