@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -73,6 +74,32 @@ func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *clien
 	}
 	c, err := newClient(cmd)
 	return k, c, err
+}
+
+// listHint adds to err, when it says the object k does not exist, the
+// command that lists what there is.
+func listHint(err error, k api.Key) error {
+	if !client.IsNotFound(err) {
+		return err
+	}
+	list := "capstan get " + string(k.Kind)
+	if !k.Kind.ClusterScoped() && k.Kind != api.KindApp {
+		list += " --app " + k.App
+	}
+	return fmt.Errorf("%w: '%s' lists them", err, list)
+}
+
+// podHint is listHint for an error of a request about pod k (logs, exec)
+// that a missing pod or something else (a container not yet created) may
+// have answered 404: it asks whether the pod exists.
+func podHint(ctx context.Context, c *client.Client, err error, k api.Key) error {
+	if !client.IsNotFound(err) {
+		return err
+	}
+	if _, gerr := c.Get(ctx, k); client.IsNotFound(gerr) {
+		return listHint(err, k)
+	}
+	return err
 }
 
 // parseKindArg accepts "pods", "pod", "po", ...

@@ -32,7 +32,7 @@ next time it is placed (see docs/volumes.md).`,
 			}
 			obj, err := c.Delete(cmd.Context(), k, client.DeleteOptions{Force: force})
 			if err != nil {
-				return err
+				return listHint(err, k)
 			}
 			verb := "deleted"
 			if obj.Meta().DeletionRequestedAt != nil && !force {

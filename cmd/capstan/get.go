@@ -54,7 +54,7 @@ Without --app, objects of every app are listed.`,
 			if len(args) == 2 {
 				obj, err := c.Get(ctx, k)
 				if err != nil {
-					return err
+					return listHint(err, k)
 				}
 				return printObjects(ctx, c, out, kind, []api.Object{obj}, output, false, true)
 			}

@@ -189,3 +189,61 @@ func TestGetWatchResumes(t *testing.T) {
 		}
 	}
 }
+
+// objectKey parses what users type as NAME or APP/NAME: whatever it is
+// given, it returns a valid key or an error, and an app's key names
+// itself.
+func FuzzObjectKey(f *testing.F) {
+	for _, s := range []string{"web-1", "shop/web-1", "/x", "x/", "a/b/c", "", "shop/shop", "Bad_Name"} {
+		f.Add(s, "", "pods")
+		f.Add(s, "shop", "apps")
+		f.Add(s, "", "nodes")
+	}
+	f.Fuzz(func(t *testing.T, arg, app, kind string) {
+		k, ok := api.ParseKind(kind)
+		if !ok {
+			return
+		}
+		key, err := objectKey(k, arg, app)
+		if err != nil {
+			if exitCode(err) != usageExit {
+				t.Errorf("objectKey(%q, %q, %q): %v exits %d, want %d", k, arg, app, err, exitCode(err), usageExit)
+			}
+			return
+		}
+		if err := key.Validate(); err != nil {
+			t.Errorf("objectKey(%q, %q, %q) = %v, invalid: %v", k, arg, app, key, err)
+		}
+		if k == api.KindApp && key.App != key.Name {
+			t.Errorf("objectKey(%q, %q, %q) = %v: an app's key names itself", k, arg, app, key)
+		}
+	})
+}
+
+// A missing object said only "pods/shop/nope: not found"; it now says how
+// to list what there is, and still exits 1 (not 2: the command line was
+// fine). logs --tail -5 printed the whole log; it is now refused.
+func TestNotFoundAndTail(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "pod", "shop/nope"}, "'capstan get pods --app shop' lists them"},
+		{[]string{"describe", "pod", "nope", "--app", "shop"}, "'capstan get pods --app shop' lists them"},
+		{[]string{"delete", "svc", "shop/nope"}, "'capstan get services --app shop' lists them"},
+		{[]string{"get", "node", "nope"}, "'capstan get nodes' lists them"},
+		{[]string{"describe", "app", "nope"}, "'capstan get apps' lists them"},
+		{[]string{"logs", "shop/nope"}, "'capstan get pods --app shop' lists them"},
+		{[]string{"exec", "shop/nope", "--", "ls"}, "'capstan get pods --app shop' lists them"},
+	} {
+		_, err := run(t, append([]string{"--config", cfg}, tt.args...)...)
+		if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: %v (exit %d), want exit 1 and %q", tt.args, err, exitCode(err), tt.want)
+		}
+	}
+	if _, err := run(t, "logs", "shop/web-1", "--tail", "-5", "--config", cfg); err == nil || exitCode(err) != usageExit || !strings.Contains(err.Error(), "--tail -5") {
+		t.Errorf("logs --tail -5: %v (exit %d), want a usage error", err, exitCode(err))
+	}
+}

@@ -29,6 +29,9 @@ printing until the container stops or Ctrl-C. Viewers may read logs.`,
   capstan logs shop/backend-7f9c2-x2kq4 --previous`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Tail < -1 {
+				return usageError(fmt.Errorf("--tail %d: want a number of lines, 0 or more (-1: all)", opts.Tail))
+			}
 			k, err := objectKey(api.KindPod, args[0], app)
 			if err != nil {
 				return err
@@ -39,7 +42,7 @@ printing until the container stops or Ctrl-C. Viewers may read logs.`,
 			}
 			rc, err := c.Logs(cmd.Context(), k, opts)
 			if err != nil {
-				return err
+				return podHint(cmd.Context(), c, err, k)
 			}
 			defer rc.Close()
 			if _, err := io.Copy(cmd.OutOrStdout(), rc); err != nil && cmd.Context().Err() == nil {
@@ -98,7 +101,7 @@ with the command's exit code. Only admins may exec.`,
 			}
 			code, err := c.Exec(cmd.Context(), k, opts)
 			if err != nil {
-				return err
+				return podHint(cmd.Context(), c, err, k)
 			}
 			if code != 0 {
 				return &exitError{code: code, err: fmt.Errorf("command exited with %d", code)}
