@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"slices"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/printer"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -51,27 +54,40 @@ Without --app, objects of every app are listed.`,
 				return err
 			}
 			ctx, out := cmd.Context(), cmd.OutOrStdout()
-			if len(args) == 2 {
+			if len(args) == 2 && !watch {
 				obj, err := c.Get(ctx, k)
 				if err != nil {
 					return listHint(err, k)
 				}
 				return printObjects(ctx, c, out, kind, []api.Object{obj}, output, false, true)
 			}
-			if all {
+			switch {
+			case len(args) == 2:
+				app = k.App
+			case all:
 				app = ""
 			}
+			// One object with -w: list its app, for the revision its
+			// changes are watched from.
 			objs, rev, err := c.List(ctx, kind, client.ListOptions{App: app})
 			if err != nil {
 				return err
 			}
-			if err := printObjects(ctx, c, out, kind, objs, output, app == "", false); err != nil {
+			showApp := app == ""
+			if len(args) == 2 {
+				objs = slices.DeleteFunc(objs, func(o api.Object) bool { return o.Meta().Name != k.Name })
+				if len(objs) == 0 {
+					return listHint(&client.StatusError{Code: http.StatusNotFound, Reason: wire.ReasonNotFound, Message: k.String() + ": not found"}, k)
+				}
+				showApp = false
+			}
+			if err := printObjects(ctx, c, out, kind, objs, output, showApp, len(args) == 2); err != nil {
 				return err
 			}
 			if !watch {
 				return nil
 			}
-			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, app, rev, output)
+			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, app, k.Name, showApp, rev, output)
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "limit to one app")
@@ -145,7 +161,7 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 // resumes from the last revision printed, on the next server of the client
 // config, so -w runs until Ctrl-C. Only a revision the server no longer has
 // (compacted, or a store restored since) ends it.
-func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, app string, since int64, output string) error {
+func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, app, name string, showApp bool, since int64, output string) error {
 	// The output reflects every change up to rev; with partial, only those
 	// before rev and the keys in printed: on etcd the events of one
 	// transaction share its revision, so a watch cut after an event
@@ -176,7 +192,7 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 			continue
 		}
 		lastErr = nil
-		delivered, err := printWatch(ctx, c, w, out, kind, app, output, &rev, &partial, printed)
+		delivered, err := printWatch(ctx, c, w, out, kind, name, showApp, output, &rev, &partial, printed)
 		w.Close()
 		var pe *printError
 		switch {
@@ -200,10 +216,11 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 	}
 }
 
-// printWatch prints the events of w not yet printed (see watchObjects),
-// moving rev on, until the stream ends; it says whether the stream
-// delivered anything. An error writing the output is a *printError.
-func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.Writer, kind api.Kind, app, output string, rev *int64, partial *bool, printed map[string]bool) (bool, error) {
+// printWatch prints the events of w not yet printed (see watchObjects), of
+// the object name when it is set, moving rev on, until the stream ends; it
+// says whether the stream delivered anything. An error writing the output
+// is a *printError.
+func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.Writer, kind api.Kind, name string, showApp bool, output string, rev *int64, partial *bool, printed map[string]bool) (bool, error) {
 	for delivered := false; ; delivered = true {
 		e, err := w.Next()
 		if err != nil {
@@ -225,7 +242,10 @@ func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.W
 			continue // printed before the watch resumed
 		}
 		printed[key] = true
-		if err := printEvent(ctx, c, out, kind, app, output, e); err != nil {
+		if name != "" && e.Object.Meta().Name != name {
+			continue
+		}
+		if err := printEvent(ctx, c, out, kind, showApp, output, e); err != nil {
 			return delivered, &printError{err}
 		}
 	}
@@ -236,11 +256,11 @@ type printError struct{ err error }
 
 func (e *printError) Error() string { return e.err.Error() }
 
-func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.Kind, app, output string, e client.Event) error {
+func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.Kind, showApp bool, output string, e client.Event) error {
 	if output == "json" || output == "yaml" {
 		return printObjects(ctx, c, out, kind, []api.Object{e.Object}, output, false, true)
 	}
-	opts := printer.Options{Wide: output == "wide", ShowApp: app == "", NoHeaders: true, Now: time.Now()}
+	opts := printer.Options{Wide: output == "wide", ShowApp: showApp, NoHeaders: true, Now: time.Now()}
 	if e.Type == "DELETED" {
 		if _, err := fmt.Fprint(out, "(deleted) "); err != nil {
 			return err

@@ -247,3 +247,53 @@ func TestNotFoundAndTail(t *testing.T) {
 		t.Errorf("logs --tail -5: %v (exit %d), want a usage error", err, exitCode(err))
 	}
 }
+
+// get KIND NAME -w printed the object and returned, the -w dropped without
+// a word; it now prints that object's changes (and not the others').
+func TestGetOneWatch(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, name := range []string{"web-1", "web-2"} {
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		p.Spec.NodeName = "n1"
+		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
+		if _, err := c.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := run(t, "get", "pod", "shop/nope", "-w", "--config", cfg); !client.IsNotFound(err) || !strings.Contains(err.Error(), "lists them") {
+		t.Errorf("get pod shop/nope -w: %v, want not found", err)
+	}
+	out := &syncBuffer{}
+	root := newRootCmd()
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs([]string{"get", "pod", "shop/web-2", "-w", "--config", cfg})
+	done, finished := make(chan error, 1), make(chan struct{})
+	var result error
+	go func() {
+		result = root.ExecuteContext(ctx)
+		close(finished)
+		done <- result
+	}()
+	defer func() {
+		cancel()
+		<-finished
+		if result != nil {
+			t.Errorf("get -w after Ctrl-C: %v", result)
+		}
+	}()
+	waitOutput(t, out, done, "web-2")
+	for _, name := range []string{"web-1", "web-2"} {
+		if _, err := c.Client.Delete(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name}, client.DeleteOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitOutput(t, out, done, "(deleted) web-2")
+	if text := out.String(); strings.Contains(text, "web-1") || strings.Contains(text, "shop ") {
+		t.Errorf("output shows another pod or an APP column:\n%s", text)
+	}
+}
