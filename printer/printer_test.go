@@ -131,3 +131,32 @@ func TestAppsTableShowsSyncedCondition(t *testing.T) {
 		t.Errorf("apps table:\n%s", b.String())
 	}
 }
+
+// A cell with a newline or a tab (an app's sync errors, one per line; an
+// event message) broke its row over several lines or shifted its columns,
+// so scripts reading the table misread it. Each object is one line.
+func TestTableOneLinePerObject(t *testing.T) {
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	a.Status.Conditions = []api.Condition{{Type: "Synced", Status: api.ConditionFalse, Reason: "SyncFailed",
+		Message: "a.cue:1:2: apps.shop: bad\nb.cue:3:4: apps.shop: worse\r\n"}}
+	e := api.KindEvent.New().(*api.Event)
+	e.Metadata = api.ObjectMeta{Name: "e1", App: "shop"}
+	e.Spec.Reason, e.Spec.Message = "Failed", "pull\tfailed:\nno such image"
+	for _, tc := range []struct {
+		kind api.Kind
+		obj  api.Object
+	}{{api.KindApp, a}, {api.KindEvent, e}} {
+		var b strings.Builder
+		if err := Table(&b, tc.kind, []api.Object{tc.obj, tc.obj}, Options{Wide: true, ShowApp: true, Now: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+		if len(lines) != 3 || lines[1] != lines[2] {
+			t.Errorf("%s: %d lines, want a header and one line per object:\n%s", tc.kind, len(lines), b.String())
+		}
+		if !strings.Contains(lines[1], "bad b.cue") && !strings.Contains(lines[1], "pull failed: no such image") {
+			t.Errorf("%s: the message is not on its row:\n%s", tc.kind, b.String())
+		}
+	}
+}

@@ -64,12 +64,21 @@ func Table(w io.Writer, kind api.Kind, objs []api.Object, opts Options) error {
 		}
 		for _, c := range cols {
 			if !c.wide || opts.Wide {
-				row = append(row, c.cell(o, &opts))
+				row = append(row, oneLine(c.cell(o, &opts)))
 			}
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	return tw.Flush()
+}
+
+// oneLine puts a cell on one line: a newline or a tab in it (an app's sync
+// errors, an event's message) would break its row or shift its columns.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\t\n\v\f\r") {
+		return s
+	}
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // Age renders a duration as kubectl does: 45s, 3m, 5h, 2d.
