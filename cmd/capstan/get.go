@@ -38,6 +38,9 @@ Without --app, objects of every app are listed.`,
 			if err != nil {
 				return err
 			}
+			if all && app != "" {
+				return usageError(fmt.Errorf("--app %s and -A (every app) contradict each other: give one", app))
+			}
 			switch output {
 			case "table", "wide", "json", "yaml":
 			default:

@@ -27,6 +27,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"get", "widgets"}, 2, `unknown kind "widgets"`},
 		{[]string{"get", "pods", "--bogus"}, 2, "unknown flag: --bogus"},
 		{[]string{"get", "pods", "-o", "xml"}, 2, `output "xml"`},
+		{[]string{"get", "pods", "--app", "shop", "-A"}, 2, "contradict"},
 		{[]string{"get", "pods", "web-1"}, 2, "give --app APP or APP/NAME"},
 		{[]string{"get", "pods", "a", "b"}, 2, "capstan get --help"},
 		{[]string{"describe", "pod"}, 2, "capstan describe --help"},
