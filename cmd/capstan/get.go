@@ -20,7 +20,7 @@ import (
 
 func newGetCmd() *cobra.Command {
 	var app, output string
-	var all, watch bool
+	var all, watch, watchEvents bool
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
 		Short: "List objects of a kind, or show one",
@@ -90,13 +90,14 @@ Without --app, objects of every app are listed.`,
 			if !watch {
 				return nil
 			}
-			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, app, k.Name, showApp, rev, output)
+			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, app, k.Name, showApp, rev, output, watchEvents)
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "limit to one app")
 	cmd.Flags().BoolVarP(&all, "all-apps", "A", false, "list objects of every app (the default without --app)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json or yaml")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen")
+	cmd.Flags().BoolVar(&watchEvents, "output-watch-events", false, `with -w and -o json or yaml: print each change as {"type": ADDED, MODIFIED or DELETED, "object": ...}, so that a deletion can be told from a change`)
 	return cmd
 }
 
@@ -120,17 +121,7 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 		} else {
 			v = map[string]any{"kind": "List", "items": objs}
 		}
-		if output == "json" {
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			return enc.Encode(v)
-		}
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = out.Write(b)
-		return err
+		return printValue(out, output, v)
 	}
 	if len(objs) == 0 {
 		_, err := fmt.Fprintf(out, "No %s found.\n", kind)
@@ -164,7 +155,22 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 // resumes from the last revision printed, on the next server of the client
 // config, so -w runs until Ctrl-C. Only a revision the server no longer has
 // (compacted, or a store restored since) ends it.
-func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, app, name string, showApp bool, since int64, output string) error {
+// printValue writes v as json or yaml (output).
+func printValue(out io.Writer, output string, v any) error {
+	if output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(b)
+	return err
+}
+
+func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, app, name string, showApp bool, since int64, output string, events bool) error {
 	// The output reflects every change up to rev; with partial, only those
 	// before rev and the keys in printed: on etcd the events of one
 	// transaction share its revision, so a watch cut after an event
@@ -195,7 +201,7 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 			continue
 		}
 		lastErr = nil
-		delivered, err := printWatch(ctx, c, w, out, kind, name, showApp, output, &rev, &partial, printed)
+		delivered, err := printWatch(ctx, c, w, out, kind, name, showApp, output, events, &rev, &partial, printed)
 		w.Close()
 		var pe *printError
 		switch {
@@ -223,7 +229,7 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 // the object name when it is set, moving rev on, until the stream ends; it
 // says whether the stream delivered anything. An error writing the output
 // is a *printError.
-func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.Writer, kind api.Kind, name string, showApp bool, output string, rev *int64, partial *bool, printed map[string]bool) (bool, error) {
+func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.Writer, kind api.Kind, name string, showApp bool, output string, events bool, rev *int64, partial *bool, printed map[string]bool) (bool, error) {
 	for delivered := false; ; delivered = true {
 		e, err := w.Next()
 		if err != nil {
@@ -248,7 +254,7 @@ func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.W
 		if name != "" && e.Object.Meta().Name != name {
 			continue
 		}
-		if err := printEvent(ctx, c, out, kind, showApp, output, e); err != nil {
+		if err := printEvent(ctx, c, out, kind, showApp, output, events, e); err != nil {
 			return delivered, &printError{err}
 		}
 	}
@@ -259,8 +265,21 @@ type printError struct{ err error }
 
 func (e *printError) Error() string { return e.err.Error() }
 
-func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.Kind, showApp bool, output string, e client.Event) error {
+// printEvent prints one change: in json or yaml the object, or with events
+// {"type": ..., "object": ...}; in a table its row, "(deleted)" before a
+// deleted object's.
+func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.Kind, showApp bool, output string, events bool, e client.Event) error {
+	if output == "yaml" {
+		// One YAML document per change: without the separator the stream
+		// reads as one document with every key repeated.
+		if _, err := fmt.Fprintln(out, "---"); err != nil {
+			return err
+		}
+	}
 	if output == "json" || output == "yaml" {
+		if events {
+			return printValue(out, output, map[string]any{"type": e.Type, "object": e.Object})
+		}
 		return printObjects(ctx, c, out, kind, []api.Object{e.Object}, output, false, true)
 	}
 	opts := printer.Options{Wide: output == "wide", ShowApp: showApp, NoHeaders: true, Now: time.Now()}

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"sigs.k8s.io/yaml"
 )
 
 func TestGetDescribeDelete(t *testing.T) {
@@ -295,5 +299,99 @@ func TestGetOneWatch(t *testing.T) {
 	waitOutput(t, out, done, "(deleted) web-2")
 	if text := out.String(); strings.Contains(text, "web-1") || strings.Contains(text, "shop ") {
 		t.Errorf("output shows another pod or an APP column:\n%s", text)
+	}
+}
+
+// startWatch runs a command that runs until Ctrl-C (get -w) and, when the
+// test ends, stops it and checks that it ended without an error.
+func startWatch(t *testing.T, args ...string) (*syncBuffer, <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	root := newRootCmd()
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs(args)
+	done, finished := make(chan error, 1), make(chan struct{})
+	var result error
+	go func() {
+		result = root.ExecuteContext(ctx)
+		close(finished)
+		done <- result
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-finished
+		if result != nil {
+			t.Errorf("%v after Ctrl-C: %v", args, result)
+		}
+	})
+	return out, done
+}
+
+// get -w -o json printed a deleted object as it printed a change, so a
+// script could not tell them apart (--output-watch-events now wraps each
+// change with its type); get -w -o yaml ran the objects together into one
+// YAML document with every key repeated.
+func TestGetWatchJSONYAML(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	ctx := context.Background()
+	jsonOut, jsonDone := startWatch(t, "get", "pods", "-w", "-o", "json", "--output-watch-events", "--config", cfg)
+	yamlOut, yamlDone := startWatch(t, "get", "pods", "-w", "-o", "yaml", "--config", cfg)
+	waitOutput(t, jsonOut, jsonDone, "List")
+	waitOutput(t, yamlOut, yamlDone, "List")
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{Name: "web-1", App: "shop"}
+	p.Spec.NodeName = "n1"
+	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
+	if _, err := c.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, jsonOut, jsonDone, `"DELETED"`)
+	dec := json.NewDecoder(strings.NewReader(jsonOut.String()))
+	var types []string
+	for {
+		var v struct {
+			Kind   string          `json:"kind"`
+			Type   string          `json:"type"`
+			Object json.RawMessage `json:"object"`
+		}
+		if err := dec.Decode(&v); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("json stream: %v:\n%s", err, jsonOut.String())
+		}
+		if v.Type != "" {
+			o, err := api.Decode(api.KindPod, v.Object)
+			if err != nil || o.Meta().Name != "web-1" {
+				t.Errorf("%s event's object: %v %v", v.Type, o, err)
+			}
+		}
+		types = append(types, v.Kind+v.Type)
+	}
+	if want := []string{"List", "ADDED", "DELETED"}; !slices.Equal(types, want) {
+		t.Errorf("json stream = %v, want %v", types, want)
+	}
+	// Two documents after the list: web-1 added and deleted.
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(yamlOut.String(), "---\n") < 2 || strings.HasSuffix(yamlOut.String(), "---\n"); {
+		select {
+		case err := <-yamlDone:
+			t.Fatalf("get -w -o yaml ended: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("yaml stream never had two changes:\n%s", yamlOut.String())
+		}
+	}
+	docs := strings.Split(yamlOut.String(), "---\n")
+	for i, d := range docs[1:] {
+		var o api.Pod
+		if err := yaml.UnmarshalStrict([]byte(d), &o); err != nil || o.Metadata.Name != "web-1" {
+			t.Errorf("yaml document %d: %v %q", i+1, err, d)
+		}
 	}
 }
