@@ -149,25 +149,7 @@ func TestGetWatchResumes(t *testing.T) {
 		}
 	}
 	create("pod-00")
-	out := &syncBuffer{}
-	root := newRootCmd()
-	root.SetOut(out)
-	root.SetErr(out)
-	root.SetArgs([]string{"get", "pods", "-w", "--config", cfg})
-	done, finished := make(chan error, 1), make(chan struct{})
-	var result error
-	go func() {
-		result = root.ExecuteContext(ctx)
-		close(finished)
-		done <- result
-	}()
-	defer func() {
-		cancel()
-		<-finished
-		if result != nil {
-			t.Errorf("get -w after Ctrl-C: %v", result)
-		}
-	}()
+	out, done := startWatch(t, "get", "pods", "-w", "--config", cfg)
 	waitOutput(t, out, done, "pod-00")
 	// Each watch lasts at most 200 ms: a second of changes spans several.
 	n := 0
@@ -271,25 +253,7 @@ func TestGetOneWatch(t *testing.T) {
 	if _, err := run(t, "get", "pod", "shop/nope", "-w", "--config", cfg); !client.IsNotFound(err) || !strings.Contains(err.Error(), "lists them") {
 		t.Errorf("get pod shop/nope -w: %v, want not found", err)
 	}
-	out := &syncBuffer{}
-	root := newRootCmd()
-	root.SetOut(out)
-	root.SetErr(out)
-	root.SetArgs([]string{"get", "pod", "shop/web-2", "-w", "--config", cfg})
-	done, finished := make(chan error, 1), make(chan struct{})
-	var result error
-	go func() {
-		result = root.ExecuteContext(ctx)
-		close(finished)
-		done <- result
-	}()
-	defer func() {
-		cancel()
-		<-finished
-		if result != nil {
-			t.Errorf("get -w after Ctrl-C: %v", result)
-		}
-	}()
+	out, done := startWatch(t, "get", "pod", "shop/web-2", "-w", "--config", cfg)
 	waitOutput(t, out, done, "web-2")
 	for _, name := range []string{"web-1", "web-2"} {
 		if _, err := c.Client.Delete(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name}, client.DeleteOptions{Force: true}); err != nil {
