@@ -359,3 +359,13 @@ func TestGetWatchJSONYAML(t *testing.T) {
 		}
 	}
 }
+
+// history of a misspelt app said "No revisions yet: git sync records one
+// per app and commit.", as if the app were waiting for its first sync.
+func TestHistoryOfUnknownApp(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	out, err := run(t, "history", "shpo", "--config", c.Server.AdminConfigPath())
+	if err != nil || !strings.Contains(out, "No revisions of app shpo") || !strings.Contains(out, "is it declared in the tracked repository?") {
+		t.Errorf("history shpo: %v\n%s", err, out)
+	}
+}
