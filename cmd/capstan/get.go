@@ -101,7 +101,14 @@ Without --app, objects of every app are listed.`,
 	return cmd
 }
 
-func completeKinds(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+// completeKinds completes KIND, then NAME from the server (APP/NAME
+// without --app).
+func completeKinds(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) == 1 {
+		if kind, ok := api.ParseKind(args[0]); ok {
+			return completeNames(cmd, kind), cobra.ShellCompDirectiveNoFileComp
+		}
+	}
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
@@ -306,4 +313,37 @@ func (r *retryDelay) wait(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	r.cur = min(2*r.cur, r.max)
+}
+
+// completePods completes POD from the server.
+func completePods(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return completeNames(cmd, api.KindPod), cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeNames lists the names of kind (of --app, else APP/NAME), or
+// nothing when the server cannot be asked.
+func completeNames(cmd *cobra.Command, kind api.Kind) []string {
+	app, _ := cmd.Flags().GetString("app")
+	c, err := newClient(cmd)
+	if err != nil {
+		return nil
+	}
+	objs, _, err := c.List(cmd.Context(), kind, client.ListOptions{App: app})
+	if err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(objs))
+	for _, o := range objs {
+		m := o.Meta()
+		switch {
+		case app != "", kind.ClusterScoped(), kind == api.KindApp:
+			names = append(names, m.Name)
+		default:
+			names = append(names, m.App+"/"+m.Name)
+		}
+	}
+	return names
 }

@@ -369,3 +369,35 @@ func TestHistoryOfUnknownApp(t *testing.T) {
 		t.Errorf("history shpo: %v\n%s", err, out)
 	}
 }
+
+// Shell completion offered kinds and then nothing: NAME, POD (logs, exec)
+// now complete from the server.
+func TestCompleteNames(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{Name: "web-1", App: "shop"}
+	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	for _, o := range []api.Object{p, a} {
+		if _, err := c.Client.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "pods", ""}, "shop/web-1"},
+		{[]string{"describe", "po", "--app", "shop", ""}, "web-1"},
+		{[]string{"delete", "app", ""}, "shop"},
+		{[]string{"logs", ""}, "shop/web-1"},
+		{[]string{"exec", ""}, "shop/web-1"},
+	} {
+		out, err := run(t, append([]string{"__complete", "--config", cfg}, tt.args...)...)
+		if err != nil || !slices.Contains(strings.Split(out, "\n"), tt.want) {
+			t.Errorf("complete %v: %v, want %q among:\n%s", tt.args, err, tt.want, out)
+		}
+	}
+}

@@ -27,7 +27,8 @@ printing until the container stops or Ctrl-C. Viewers may read logs.`,
 		Example: `  capstan logs shop/backend-7f9c2-x2kq4
   capstan logs shop/backend-7f9c2-x2kq4 -c sidecar --tail 20 -f
   capstan logs shop/backend-7f9c2-x2kq4 --previous`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completePods,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Tail < -1 {
 				return usageError(fmt.Errorf("--tail %d: want a number of lines, 0 or more (-1: all)", opts.Tail))
@@ -73,7 +74,8 @@ the pod's agent. -i passes standard input; -t gives the command a terminal
 with the command's exit code. Only admins may exec.`,
 		Example: `  capstan exec shop/backend-7f9c2-x2kq4 -- ls /data
   capstan exec shop/backend-7f9c2-x2kq4 -it -- sh`,
-		Args: cobra.MinimumNArgs(2),
+		Args:              cobra.MinimumNArgs(2),
+		ValidArgsFunction: completePods,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 {
 				return usageError(errors.New("write the command after --: capstan exec POD -- COMMAND [ARGS...]"))
