@@ -447,20 +447,7 @@ func TestReclaimSwitchedToRetain(t *testing.T) {
 	// The scheduler makes each replica's volume as it first binds it:
 	// with Delete, owned by the workload.
 	for _, g := range []string{"kv", "cache"} {
-		var w api.Object
-		waitFor(t, 30*time.Second, "workload "+g, func() string {
-			var err error
-			w, err = c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "store", Name: g})
-			if err != nil {
-				return err.Error()
-			}
-			return ""
-		})
-		v := api.KindVolume.New().(*api.PersistentVolume)
-		v.Metadata = api.ObjectMeta{App: "store", Name: g + "-0-data",
-			Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: g, UID: w.Meta().UID}}
-		v.Spec = api.VolumeSpec{Workload: g, Volume: "data", Size: api.MustParseQuantity("64Mi"), Reclaim: api.ReclaimDelete, NodeName: "n1"}
-		must[api.Object](t)(c.Create(ctx, v))
+		createOwnedVolume(t, c, g)
 	}
 	volume := func(name string) (*api.PersistentVolume, error) {
 		o, err := c.Get(ctx, api.Key{Kind: api.KindVolume, App: "store", Name: name})
@@ -540,20 +527,7 @@ func TestRetainWinsOverPrune(t *testing.T) {
 		a.Spec.Workloads = []api.AppWorkload{group("cache", api.ReclaimDelete), group("db", api.ReclaimRetain), group("kv", api.ReclaimRetain)}
 	})
 	for _, g := range []string{"cache", "db", "kv"} {
-		var w api.Object
-		waitFor(t, 30*time.Second, "workload "+g, func() string {
-			var err error
-			w, err = c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "store", Name: g})
-			if err != nil {
-				return err.Error()
-			}
-			return ""
-		})
-		v := api.KindVolume.New().(*api.PersistentVolume)
-		v.Metadata = api.ObjectMeta{App: "store", Name: g + "-0-data",
-			Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: g, UID: w.Meta().UID}}
-		v.Spec = api.VolumeSpec{Workload: g, Volume: "data", Size: api.MustParseQuantity("64Mi"), Reclaim: api.ReclaimDelete, NodeName: "n1"}
-		must[api.Object](t)(c.Create(ctx, v))
+		createOwnedVolume(t, c, g)
 	}
 	// kept waits for name to be Retain with no owner: released before
 	// its workload went, never collected.
@@ -592,4 +566,26 @@ func TestRetainWinsOverPrune(t *testing.T) {
 	waitFor(t, 30*time.Second, "cache-0-data collected with its workload", gone(api.KindVolume, "cache-0-data"))
 	kept("db-0-data")
 	kept("kv-0-data")
+}
+
+// createOwnedVolume makes the volume data of replica 0 of pod group g of
+// app store on n1 as the scheduler makes it while the group says delete:
+// owned by the group's workload, once that exists.
+func createOwnedVolume(t *testing.T, c *client.Client, g string) {
+	t.Helper()
+	ctx := t.Context()
+	var w api.Object
+	waitFor(t, 30*time.Second, "workload "+g, func() string {
+		var err error
+		w, err = c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "store", Name: g})
+		if err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	v := api.KindVolume.New().(*api.PersistentVolume)
+	v.Metadata = api.ObjectMeta{App: "store", Name: g + "-0-data",
+		Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: g, UID: w.Meta().UID}}
+	v.Spec = api.VolumeSpec{Workload: g, Volume: "data", Size: api.MustParseQuantity("64Mi"), Reclaim: api.ReclaimDelete, NodeName: "n1"}
+	must[api.Object](t)(c.Create(ctx, v))
 }
