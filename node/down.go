@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 
+	"github.com/google/nftables"
+
 	"github.com/capstanhq/capstan/agent"
 	"github.com/capstanhq/capstan/agent/routes"
 	"github.com/capstanhq/capstan/proxy"
@@ -18,6 +20,9 @@ type DownReport struct {
 	// Routes are the routes to other nodes and the egress table; nil
 	// when removed (or absent, or left with the bridge: Agent.Foreign).
 	Routes error
+	// ProxyTable and EgressTable say whether those tables were there to
+	// remove (so a second down does not claim to remove them again).
+	ProxyTable, EgressTable bool
 }
 
 // Down stops the node of the agent options o for good, after it has
@@ -36,6 +41,8 @@ func Down(ctx context.Context, o agent.Options, purge bool) (DownReport, error) 
 		// namespace's proxy table, egress table and routes.
 		return rep, nil
 	}
+	have := ipTables(proxy.DefaultTable, routes.DefaultEgressTable)
+	rep.ProxyTable, rep.EgressTable = have[proxy.DefaultTable], have[routes.DefaultEgressTable]
 	p, err := proxy.New(proxy.Options{Logger: o.Logger})
 	if err == nil {
 		err = p.Cleanup(ctx)
@@ -43,4 +50,25 @@ func Down(ctx context.Context, o agent.Options, purge bool) (DownReport, error) 
 	rep.Proxy = err
 	rep.Routes = routes.Cleanup(routes.Options{Logger: o.Logger})
 	return rep, nil
+}
+
+// ipTables reports which of names are nftables tables of family ip in
+// this network namespace; when they cannot be listed, every one counts as
+// there.
+func ipTables(names ...string) map[string]bool {
+	have := map[string]bool{}
+	var ts []*nftables.Table
+	c, err := nftables.New()
+	if err == nil {
+		ts, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	}
+	for _, n := range names {
+		have[n] = err != nil
+	}
+	for _, t := range ts {
+		if _, ok := have[t.Name]; ok {
+			have[t.Name] = true
+		}
+	}
+	return have
 }

@@ -19,6 +19,10 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 )
 
+// DefaultTable is Options.Table's default: the nftables table (family
+// ip) the proxy owns.
+const DefaultTable = "capstan"
+
 // Options configures a Proxier. The zero value of each field means its
 // documented default.
 type Options struct {
@@ -68,7 +72,7 @@ var tableNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,63}$`)
 
 func (o *Options) setDefaults() error {
 	if o.Table == "" {
-		o.Table = "capstan"
+		o.Table = DefaultTable
 	}
 	if !tableNameRE.MatchString(o.Table) {
 		return fmt.Errorf("%w: table name %q: use letters, digits, '_' and '-', starting with a letter", ErrInvalidOptions, o.Table)

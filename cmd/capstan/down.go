@@ -113,14 +113,14 @@ func runDown(cmd *cobra.Command, f downFlags) error {
 		fmt.Fprintf(out, "! %s; left with the nftables tables ip capstan and ip %s and the routes of this network namespace, which belong to that cluster: 'capstan down --data-dir' of that cluster removes them\n", rep.Agent.Foreign, routes.DefaultEgressTable)
 	case rep.Proxy != nil:
 		errs = append(errs, rep.Proxy)
-	default:
+	case rep.ProxyTable:
 		fmt.Fprintln(out, "✓ service proxy: nftables table ip capstan removed")
 	}
 	switch {
 	case rep.Agent.Foreign != "":
 	case rep.Routes != nil:
 		errs = append(errs, rep.Routes)
-	default:
+	case rep.EgressTable:
 		fmt.Fprintf(out, "✓ routes to other nodes and nftables table ip %s removed\n", routes.DefaultEgressTable)
 	}
 	if rep.Agent.RunDir {

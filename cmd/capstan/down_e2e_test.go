@@ -189,4 +189,12 @@ func TestDownLeavesAnotherClustersBridge(t *testing.T) {
 	if out, err := run("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "capstan"); err == nil {
 		t.Errorf("own proxy table left:\n%s", out)
 	}
+
+	// Again: nothing left to remove, and down does not say it removed it.
+	out = down()
+	for _, claim := range []string{"bridge removed", "nftables table ip capstan removed", "routes to other nodes"} {
+		if strings.Contains(out, claim) {
+			t.Errorf("second down claims %q though it was gone:\n%s", claim, out)
+		}
+	}
 }
