@@ -50,6 +50,14 @@ func (c *converter) batch(w *api.AppWorkload, g dGroup, wp string, sub func(...s
 		j = &d
 	}
 	if j == nil {
+		// A pod that ends is replaced at once, with no back-off: a group
+		// that is not a job restarts its containers in place, as
+		// Kubernetes' Deployments and DaemonSets allow only Always. The
+		// descriptor refuses the others; the API does not, so that
+		// workloads stored before keep taking status writes.
+		if rp := g.RestartPolicy; rp != "" && rp != api.RestartAlways {
+			c.fail(sub("restartPolicy"), "%q: the pods of a group that is not a job run until replaced: want Always (for work that runs to completion, make the group a job)", rp)
+		}
 		return
 	}
 	if g.Replicas != nil {

@@ -150,12 +150,6 @@ func validateJobCounts(errs *ErrorList, completions, parallelism int32, backoff 
 func validateJobPolicy(errs *ErrorList, s *WorkloadSpec, path string) {
 	j := s.Job
 	if j == nil {
-		// A pod that ends is replaced at once, with no back-off: a pod
-		// group that is not a job restarts its containers in place
-		// (Kubernetes' Deployments and DaemonSets allow only Always).
-		if rp := s.Template.RestartPolicy; rp != "" && rp != RestartAlways {
-			errs.add(path+".template.restartPolicy", "%s: the pods of a group that is not a job run until replaced: want Always (for work that runs to completion, make the group a job)", quote(rp))
-		}
 		return
 	}
 	p := path + ".job"
