@@ -129,6 +129,11 @@ func groupReady(want, have *api.Workload) (ready, total int32, why string) {
 			}
 			return st.ReadyReplicas, total, msg
 		}
+		if want.Spec.EveryNode && st.UpdatedReplicas < st.Replicas {
+			// Old pods still ready on every node keep it Available
+			// while it rolls: ready means the new template everywhere.
+			return min(st.ReadyReplicas, st.UpdatedReplicas), total, rollingOut
+		}
 		return st.ReadyReplicas, total, ""
 	}
 	if st.UpdatedReplicas < total || st.AvailableReplicas < total || st.Replicas > total {

@@ -99,3 +99,48 @@ func TestHold(t *testing.T) {
 		t.Errorf("app hold: plan\n%s", got)
 	}
 }
+
+// An everyNode group rolling out a new template still has a ready pod of
+// the old one on every node, so it stays Available: a group that depends
+// on it must wait until every node runs the new template.
+func TestWaitsEveryNodeRollout(t *testing.T) {
+	agent := group("agent", 0)
+	agent.Spec.EveryNode = true
+	web := depApp("web", "a-web", agent, group("api", 1, "agent"))
+	observed := func(updated, ready int32) *api.Workload {
+		ws, _ := Desired(web)
+		for _, w := range ws {
+			if w.Metadata.Name == "agent" {
+				w.Metadata.UID, w.Metadata.Generation = "w-agent", 2
+				w.Status = api.WorkloadStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: updated,
+					ReadyReplicas: ready, AvailableReplicas: ready}
+				avail := api.ConditionTrue
+				if ready < 3 {
+					avail = api.ConditionFalse
+				}
+				w.Status.Conditions = []api.Condition{{Type: api.WorkloadAvailable, Status: avail}}
+				return w
+			}
+		}
+		panic("no group agent")
+	}
+	for _, tc := range []struct {
+		name           string
+		updated, ready int32
+		want           string
+	}{
+		{name: "old template ready on every node", updated: 0, ready: 3,
+			want: "api|agent|api is waiting for agent: 0/3 ready"},
+		{name: "one node left to roll", updated: 2, ready: 3,
+			want: "api|agent|api is waiting for agent: 2/3 ready"},
+		{name: "rolled out", updated: 3, ready: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := map[string][]*api.Workload{"web": {observed(tc.updated, tc.ready)}}
+			got := Waits(web, func(string) *api.App { return nil }, func(ns string) []*api.Workload { return ws[ns] })
+			if g := waitsText(got); g != tc.want {
+				t.Errorf("waits:\n%s\nwant:\n%s", g, tc.want)
+			}
+		})
+	}
+}
