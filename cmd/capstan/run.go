@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/reconcile/cron"
 )
 
@@ -38,10 +39,20 @@ by hand is an explicit request). Follow it with 'capstan get jobs --app APP'.`,
 			if w.Spec.Job == nil {
 				return fmt.Errorf("run %s/%s: pod group %s is not a job: give it a job or a schedule in its descriptor", k.App, k.Name, k.Name)
 			}
-			name := api.JobName(w.Metadata.Name, "manual-"+strconv.FormatInt(time.Now().Unix(), 36))
-			j, err := c.Create(cmd.Context(), cron.NewRun(w, name, cron.TriggerManual, time.Time{}))
-			if err != nil {
-				return fmt.Errorf("run %s/%s: %w", k.App, k.Name, err)
+			// Named by the millisecond; a name taken by a run started
+			// in the same one moves on to the next, so two runs in a
+			// row both start.
+			var j api.Object
+			ms := time.Now().UnixMilli()
+			for try := int64(0); ; try++ {
+				name := api.JobName(w.Metadata.Name, "manual-"+strconv.FormatInt(ms+try, 36))
+				j, err = c.Create(cmd.Context(), cron.NewRun(w, name, cron.TriggerManual, time.Time{}))
+				if err == nil {
+					break
+				}
+				if !client.IsAlreadyExists(err) || try == 9 {
+					return fmt.Errorf("run %s/%s: %w", k.App, k.Name, err)
+				}
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "job %s/%s started\n", k.App, j.Meta().Name)
 			return err

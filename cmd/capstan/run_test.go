@@ -55,3 +55,28 @@ func TestRunAndGetJobs(t *testing.T) {
 		t.Errorf("run of a service group: %v\n%s", err, out)
 	}
 }
+
+// TestRunTwice: two `capstan run` of one group in a row (a script, or a
+// user pressing up-arrow and enter) each start a run; the second used to
+// fail with "already exists" when both fell in one second.
+func TestRunTwice(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	ctx := context.Background()
+	w := api.KindWorkload.New().(*api.Workload)
+	w.Metadata = api.ObjectMeta{Name: "migrate", App: "shop"}
+	w.Spec.Template = api.PodTemplate{RestartPolicy: api.RestartOnFailure, Containers: []api.Container{{Name: "c", Image: "example/migrate:v1"}}}
+	w.Spec.Job = &api.JobPolicy{Completions: 1, Parallelism: 1}
+	if _, err := c.Client.Create(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if out, err := run(t, "run", "shop/migrate", "--config", cfg); err != nil {
+			t.Fatalf("run %d: %v\n%s", i+1, err, out)
+		}
+	}
+	objs, _, err := c.Client.List(ctx, api.KindJob, client.ListOptions{App: "shop"})
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("jobs after 3 runs: %d %v", len(objs), err)
+	}
+}
