@@ -188,8 +188,14 @@ func (e *Evaluator) LoadChanges(ctx context.Context, fsys fs.FS, since string, c
 			continue
 		}
 		var be *boundError
-		if !errors.As(err, &be) || step == nil {
+		if !errors.As(err, &be) {
 			return nil, err
+		}
+		if step == nil {
+			// The child exceeded a bound before its first step: the
+			// bounds are too small for the process itself, and no
+			// descriptor is to blame.
+			return nil, fmt.Errorf("%w before it read any descriptor: the bounds (%s) are too small for the evaluation process itself; raise --eval-memory / --eval-timeout (the defaults are %s / %d MiB)", err, e.Limits(), DefaultTimeout, DefaultMemory>>20)
 		}
 		key, kerr := parseKey(step.Key)
 		if kerr != nil {

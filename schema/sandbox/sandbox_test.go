@@ -210,3 +210,20 @@ func TestChildWithoutMain(t *testing.T) {
 		t.Fatalf("load: %v, want an error naming sandbox.Main", err)
 	}
 }
+
+// TestBoundTooSmallForTheChild: a memory bound the evaluation process
+// cannot start under fails every load before any descriptor is read; the
+// error says so and names the flag to raise, instead of a bare "out of
+// memory" that reads like a descriptor's fault.
+func TestBoundTooSmallForTheChild(t *testing.T) {
+	e := newEvaluator(t, sandbox.Options{Memory: 1 << 20})
+	_, err := e.Load(context.Background(), fstest.MapFS{"a.cue": appFile("a", "x")}, schema.LoadOptions{})
+	if err == nil {
+		t.Fatal("load under a 1 MiB bound succeeded, want an error")
+	}
+	for _, want := range []string{"out of memory", "before it read any descriptor", "1 MiB", "--eval-memory"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("load: %v, want an error containing %q", err, want)
+		}
+	}
+}
