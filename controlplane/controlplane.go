@@ -23,6 +23,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/controlplane/leader"
 	"github.com/capstanhq/capstan/forge/notify"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile"
@@ -87,6 +88,13 @@ func (o *Options) validate() error {
 	}
 	if err := o.Store.validate(); err != nil {
 		return err
+	}
+	// Checked here, before the store is opened, so that a bad flag is not
+	// hidden behind an etcd that does not answer.
+	if ttl := o.Leader.TTL; ttl != 0 {
+		if err := leader.CheckTTL(ttl); err != nil {
+			return fmt.Errorf("control plane: --leader-lease-ttl %s: %w", ttl, err)
+		}
 	}
 	return gitsync.ValidateRepos(o.Repos)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/gitsync"
 )
 
@@ -26,6 +27,11 @@ func TestOptionsValidation(t *testing.T) {
 		{"bad repository", Options{DataDir: t.TempDir(), Repos: []gitsync.RepoConfig{{Name: "Bad Name", URL: "/nowhere"}}}, "Bad Name"},
 		{"data directory is a file", Options{DataDir: writeFile(t)}, "pick another with --data-dir"},
 		{"bad listen address", Options{DataDir: t.TempDir(), API: apiserver.Options{Listen: "nohost"}}, "listen address"},
+		// A bad lease TTL is refused before the store is opened: with etcd
+		// down, the user saw only the etcd error, and the TTL error after
+		// fixing it.
+		{"leader lease under 2s", Options{DataDir: t.TempDir(), Store: StoreOptions{Backend: "etcd", Etcd: store.EtcdOptions{Endpoints: []string{"http://127.0.0.1:1"}}}, Leader: LeaderOptions{TTL: time.Second}}, "--leader-lease-ttl 1s"},
+		{"leader lease not whole seconds", Options{DataDir: t.TempDir(), Store: StoreOptions{Backend: "etcd", Etcd: store.EtcdOptions{Endpoints: []string{"http://127.0.0.1:1"}}}, Leader: LeaderOptions{TTL: 2500 * time.Millisecond}}, "--leader-lease-ttl 2.5s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cp, err := New(tc.opts)

@@ -52,6 +52,16 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// CheckTTL says whether d can be a lease's time to live: etcd leases
+// count whole seconds, and a lease under 2 s could expire between two
+// renewals of a busy leader.
+func CheckTTL(d time.Duration) error {
+	if d < 2*time.Second || d%time.Second != 0 {
+		return fmt.Errorf("TTL %s: want whole seconds, at least 2s (default %s)", d, DefaultTTL)
+	}
+	return nil
+}
+
 func (o *Options) validate() error {
 	if o.Client == nil {
 		return errors.New("leader election: an etcd client is required")
@@ -62,8 +72,8 @@ func (o *Options) validate() error {
 	if o.TTL == 0 {
 		o.TTL = DefaultTTL
 	}
-	if o.TTL < 2*time.Second || o.TTL%time.Second != 0 {
-		return fmt.Errorf("leader election: TTL %s: want whole seconds, at least 2s", o.TTL)
+	if err := CheckTTL(o.TTL); err != nil {
+		return fmt.Errorf("leader election: %w", err)
 	}
 	if o.ID == "" {
 		host, _ := os.Hostname()
