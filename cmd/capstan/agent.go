@@ -1,18 +1,24 @@
 package main
 
 import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/capstanhq/capstan/agent"
 	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/node"
 	"github.com/capstanhq/capstan/proxy"
 )
@@ -117,14 +123,22 @@ func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
 
 // join trades a join token for node credentials once, and keeps them in
 // DATA_DIR/node.yaml: a restart uses them and needs no valid join token.
+// Saved credentials that cannot work any more (refused by the server:
+// revoked; or another cluster's CA than the token's; see
+// staleCredentials) are replaced by a new join with the token, rather
+// than kept while the token is ignored.
 func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 	saved := filepath.Join(f.opts.DataDir, "node.yaml")
+	var stale error
 	if cfg, err := client.LoadConfig(saved); err == nil {
 		if len(f.servers) > 0 {
 			// The flags may name servers added since the join.
 			cfg.Server, cfg.Servers = "", f.servers
 		}
-		return cfg, nil
+		if stale = staleCredentials(cmd.Context(), cfg, f.token); stale == nil {
+			return cfg, nil
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s: %v; joining again with --token\n", saved, stale)
 	}
 	if len(f.servers) == 0 {
 		return nil, errors.New("a join token needs --server https://HOST:PORT")
@@ -138,6 +152,9 @@ func (f *agentFlags) join(cmd *cobra.Command) (*client.Config, error) {
 	}
 	f.opts.NodeName = name
 	cfg, err := client.JoinServers(cmd.Context(), f.servers, f.token, name)
+	if err != nil && stale != nil {
+		return nil, fmt.Errorf("%s: %v, and joining again failed: %w", saved, stale, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -200,4 +217,42 @@ DATA_DIR/containerd. Needs root, containerd, runc and the CNI plugins
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// staleCredentialsTimeout bounds the check of saved credentials at start;
+// a server that does not answer in time leaves them in use.
+const staleCredentialsTimeout = 10 * time.Second
+
+// staleCredentials says why the saved node credentials cfg cannot work,
+// or nil when they may: the server refuses them (401: revoked), or cannot
+// be reached with them while they were made under another CA than
+// joinToken pins (the cluster was made again). Credentials the server
+// accepts stay in use whatever the token (a restart needs no valid join
+// token), and so do credentials of the token's CA while the server is
+// away, as on any restart.
+func staleCredentials(ctx context.Context, cfg *client.Config, joinToken string) error {
+	c, err := client.New(cfg)
+	if err != nil {
+		return nil // the agent reports bad saved credentials
+	}
+	ctx, cancel := context.WithTimeout(ctx, staleCredentialsTimeout)
+	defer cancel()
+	_, err = c.ClusterInfo(ctx)
+	var se *client.StatusError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se) && se.Code == http.StatusUnauthorized:
+		return fmt.Errorf("the server refuses the saved credentials (%w)", err)
+	}
+	_, wantHash, perr := wire.ParseJoinToken(joinToken)
+	if perr != nil {
+		return nil // the join reports a malformed token
+	}
+	if block, _ := pem.Decode([]byte(cfg.CA)); block != nil {
+		if ca, cerr := x509.ParseCertificate(block.Bytes); cerr == nil && wire.CAHash(ca) != wantHash {
+			return fmt.Errorf("the saved credentials are for another cluster (CA %s; the join token names %s) and do not reach the server (%w)", wire.CAHash(ca), wantHash, err)
+		}
+	}
+	return nil
 }

@@ -102,3 +102,78 @@ func TestTokenUsesFlag(t *testing.T) {
 		t.Fatalf("token ls: %q %v", out, err)
 	}
 }
+
+// TestAgentJoinReplacesRefusedCredentials: a machine that keeps a
+// node.yaml whose credentials no longer work (revoked, or made by another
+// cluster's CA) joins again with the join token it is given, instead of
+// starting with the dead credentials and ignoring the token.
+func TestAgentJoinReplacesRefusedCredentials(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	out, err := run(t, "token", "create", "--config", c.Server.AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	joinToken := strings.TrimSpace(out)
+	cmd := &cobra.Command{}
+	cmd.SetContext(ctx)
+	dir := t.TempDir()
+	f := agentFlags{servers: []string{c.Config.Server}, token: joinToken}
+	f.opts.DataDir, f.opts.NodeName = dir, "node-r"
+	if _, err := f.agentClient(cmd); err != nil {
+		t.Fatal(err)
+	}
+	// The admin revokes the node's credentials (a lost laptop, a
+	// suspected leak); the machine is later let in again with a token.
+	for _, tok := range c.Server.Tokens().List() {
+		if tok.Role == "node:node-r" {
+			if _, err := run(t, "token", "revoke", tok.ID, "--config", c.Server.AdminConfigPath()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f2 := agentFlags{servers: []string{c.Config.Server}, token: joinToken}
+	f2.opts.DataDir, f2.opts.NodeName = dir, "node-r"
+	cl, err := f2.agentClient(cmd)
+	if err != nil {
+		t.Fatalf("join again after the credentials were revoked: %v", err)
+	}
+	if _, err := cl.ClusterInfo(ctx); err != nil {
+		t.Fatalf("the agent starts with the revoked credentials of node.yaml, not the join token's: %v", err)
+	}
+
+	// The cluster is made again (a new CA): its join token, given to the
+	// same machine, joins the new cluster.
+	c2 := apiservertest.Start(t, apiservertest.Options{})
+	out, err = run(t, "token", "create", "--config", c2.Server.AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f3 := agentFlags{servers: []string{c2.Config.Server}, token: strings.TrimSpace(out)}
+	f3.opts.DataDir, f3.opts.NodeName = dir, "node-r"
+	cl, err = f3.agentClient(cmd)
+	if err != nil {
+		t.Fatalf("join a new cluster: %v", err)
+	}
+	if _, err := cl.ClusterInfo(ctx); err != nil {
+		t.Fatalf("the agent keeps the old cluster's CA and credentials: %v", err)
+	}
+	// And a restart with the same token uses what that join kept.
+	f4 := f3
+	if _, err := f4.agentClient(cmd); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	if n := countNodeCreds(c2, "node:node-r"); n != 1 {
+		t.Fatalf("a restart joined again: %d credentials for node-r, want 1", n)
+	}
+}
+
+func countNodeCreds(c *apiservertest.Cluster, role string) int {
+	n := 0
+	for _, tok := range c.Server.Tokens().List() {
+		if tok.Role == role {
+			n++
+		}
+	}
+	return n
+}
