@@ -18,7 +18,7 @@ var (
 	// certificate the cluster CA issued to that node.
 	errAgentIdentity = errors.New("the agent's certificate is not the one the cluster CA issued to this node")
 	// errNodeExists: a join for a name that is registered already.
-	errNodeExists = errors.New("node already registered")
+	errNodeExists = errors.New("node name is taken")
 	// errTokenUsedUp: a join token has been used as often as it may.
 	errTokenUsedUp = errors.New("join token used up")
 	// errTokenNotFound: no token has the ID (never made, or revoked).

@@ -158,6 +158,11 @@ func (s *Server) join(ctx context.Context, joinBearer, node string) (string, err
 	}
 	nodeExists := err == nil
 	cred, revoked, err := s.tokens.admit(joinBearer, node, nodeExists, s.joins.grants.allowed(node, now), now)
+	if errors.Is(err, errNodeExists) && !nodeExists {
+		// Only credentials hold the name: its Node was deleted (capstan
+		// delete node), or the node joined and never registered.
+		return "", errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("%w: node %s has no Node (deleted, or never registered), but the credentials of its earlier join still work, and a join token may not take over its name: if this machine replaces it, an admin runs 'capstan node allow-rejoin %s' first (that join revokes them; 'capstan token revoke ID' of the node:%s token that 'capstan token ls' shows locks the old machine out at once); else join with another --node-name", errNodeExists, node, node, node))
+	}
 	if errors.Is(err, errNodeExists) {
 		return "", errorf(http.StatusConflict, wire.ReasonConflict, fmt.Errorf("%w: node %s is registered already, and a join token may not take over its name: join with another --node-name, or, if this machine replaces it, an admin runs 'capstan node allow-rejoin %s' first", errNodeExists, node, node))
 	}

@@ -395,3 +395,46 @@ func TestRejoinPermissionExpires(t *testing.T) {
 		t.Fatalf("allow-rejoin of a bad name: %v", err)
 	}
 }
+
+// TestJoinAfterNodeDeleted: after 'capstan delete node n7' the name is
+// still held by n7's credentials; a join for it is refused with a message
+// that says so (no Node, credentials that still work) and what to do,
+// not "registered already" of a node 'capstan get nodes' does not show.
+// allow-rejoin lets the new machine in and locks the old one out.
+func TestJoinAfterNodeDeleted(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	tok := createToken(t, c.Client, wire.CreateTokenRequest{})
+	first, err := client.Join(ctx, c.Config.Server, tok.Token, "n7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := client.New(first)
+	if _, err := old.Create(ctx, node("n7")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.Delete(ctx, api.Key{Kind: api.KindNode, Name: "n7"}, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Join(ctx, c.Config.Server, tok.Token, "n7")
+	if !client.IsConflict(err) {
+		t.Fatalf("join for n7 after its Node was deleted: %v, want 409", err)
+	}
+	for _, want := range []string{"no Node", "credentials", "capstan node allow-rejoin n7", "capstan token revoke"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("join for a deleted node: %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "registered already") || strings.Contains(err.Error(), "already registered") {
+		t.Errorf("join for a deleted node: %q says it is registered", err)
+	}
+	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/n7", wire.AllowRejoinRequest{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Join(ctx, c.Config.Server, tok.Token, "n7"); err != nil {
+		t.Fatalf("join after allow-rejoin: %v", err)
+	}
+	if _, err := old.ClusterInfo(ctx); err == nil {
+		t.Fatal("the old machine's credentials still work after the rejoin")
+	}
+}
