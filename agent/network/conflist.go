@@ -16,6 +16,11 @@ func ConfList(opts Options) ([]byte, error) {
 		"isDefaultGateway": true,
 		"ipMasq":           opts.IPMasq,
 		"hairpinMode":      true,
+		// The bridge takes the gateway address of the current pod CIDR,
+		// replacing one left by an earlier CIDR (a Node deleted and
+		// registered again gets another block); without it every pod
+		// fails with "already has an IP address different from".
+		"forceAddress": true,
 		"ipam": map[string]any{
 			"type":    "host-local",
 			"dataDir": opts.IPAMDir,

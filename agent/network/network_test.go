@@ -218,3 +218,47 @@ func listenIn(t *testing.T, path, addr string) net.Listener {
 	t.Cleanup(func() { r.l.Close() })
 	return r.l
 }
+
+// TestPodCIDRChange: a node whose pod CIDR changed (its Node deleted with
+// 'capstan delete node' and registered again gets the next free block)
+// starts pods on the new CIDR over the same bridge, whose old gateway
+// address is replaced; before, every pod failed with "already has an IP
+// address different from".
+func TestPodCIDRChange(t *testing.T) {
+	old := newManager(t, nil)
+	ctx := context.Background()
+	att, err := old.Setup(ctx, "pod-old", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Teardown(ctx, "pod-old"); err != nil {
+		t.Fatal(err)
+	}
+	opts := old.Options()
+	opts.PodCIDR = fmt.Sprintf("10.99.%d.0/24", 100+(os.Getpid()+20)%40)
+	m, err := network.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att2, err := m.Setup(ctx, "pod-new", nil)
+	if err != nil {
+		t.Fatalf("a pod after the pod CIDR changed from %s to %s: %v", old.Options().PodCIDR, opts.PodCIDR, err)
+	}
+	t.Cleanup(func() { m.Teardown(context.Background(), "pod-new") })
+	cidr := netip.MustParsePrefix(opts.PodCIDR)
+	if !cidr.Contains(att2.IP) || !cidr.Contains(att2.Gateway) || cidr.Contains(att.IP) {
+		t.Fatalf("attachment %+v not in the new CIDR %s", att2, cidr)
+	}
+	// The node reaches the new pod over the bridge.
+	l := listenIn(t, att2.NetNSPath, net.JoinHostPort(att2.IP.String(), "0"))
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatalf("dial the pod on the new CIDR from the node: %v", err)
+	}
+	c.Close()
+}
