@@ -45,7 +45,7 @@ unless --uses limits it; a node name that is registered already is refused
 	}
 	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token works (0: forever)")
 	create.Flags().StringVar(&description, "description", "", "what the token is for")
-	create.Flags().StringVar(&role, "role", apiserver.RoleJoin, "join, viewer or admin")
+	create.Flags().StringVar(&role, "role", apiserver.RoleJoin, "join, viewer, admin, or node:NAME (a node's own credentials, as a join gives; see docs/cluster.md)")
 	create.Flags().IntVar(&uses, "uses", 0, "how many nodes a join token lets in (0: no limit)")
 
 	ls := &cobra.Command{
