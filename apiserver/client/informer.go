@@ -119,7 +119,7 @@ func (i *Informer) Start(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	backoff := NewBackoff(100*time.Millisecond, 5*time.Second)
 	needList := true
 	for ctx.Err() == nil {
 		if needList {
@@ -128,11 +128,11 @@ func (i *Informer) Start(ctx context.Context) error {
 					break
 				}
 				i.log.Warn("list failed; retrying", "kind", i.kind, "err", err)
-				backoff.wait(ctx)
+				backoff.Wait(ctx)
 				continue
 			}
 			needList = false
-			backoff.reset()
+			backoff.Reset()
 		}
 		delivered, err := i.watch(ctx)
 		switch {
@@ -148,10 +148,10 @@ func (i *Informer) Start(ctx context.Context) error {
 			// (its lifetime, a restart), so resume at once rather than
 			// after the back-off of earlier failures.
 			if delivered {
-				backoff.reset()
+				backoff.Reset()
 			}
 			i.log.Debug("watch ended; resuming", "kind", i.kind, "rev", i.Revision(), "err", err)
-			backoff.wait(ctx)
+			backoff.Wait(ctx)
 		}
 	}
 	return nil
@@ -302,25 +302,27 @@ func reflected(e Event, rev int64, prev api.Object, had bool) bool {
 	}
 }
 
-// backoff doubles a delay up to a cap.
-type backoff struct {
+// Backoff doubles a delay up to a cap, for loops that retry a server
+// (an informer's relist, `capstan get -w` resuming its watch).
+type Backoff struct {
 	min, max, cur time.Duration
 }
 
-func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max, cur: min} }
+// NewBackoff starts at min.
+func NewBackoff(min, max time.Duration) *Backoff { return &Backoff{min: min, max: max, cur: min} }
 
-func (b *backoff) reset() { b.cur = b.min }
+// Reset goes back to min, after a success.
+func (b *Backoff) Reset() { b.cur = b.min }
 
-func (b *backoff) wait(ctx context.Context) {
+// Wait sleeps the current delay (less if ctx ends) and doubles it.
+func (b *Backoff) Wait(ctx context.Context) {
 	t := time.NewTimer(b.cur)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	if b.cur *= 2; b.cur > b.max {
-		b.cur = b.max
-	}
+	b.cur = min(2*b.cur, b.max)
 }
 
 // Informers shares one Informer per kind and filter among the components

@@ -184,7 +184,7 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 	// resumes one before it and skips these.
 	rev, partial := since, false
 	printed := map[string]bool{}
-	retry := newRetryDelay(100*time.Millisecond, 5*time.Second)
+	retry := client.NewBackoff(100*time.Millisecond, 5*time.Second)
 	var lastErr error
 	for {
 		from := rev
@@ -204,7 +204,7 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 				fmt.Fprintf(errOut, "watch interrupted: %v; resuming when the server answers (Ctrl-C to stop)\n", err)
 			}
 			lastErr = err
-			retry.wait(ctx)
+			retry.Wait(ctx)
 			continue
 		}
 		lastErr = nil
@@ -225,9 +225,9 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 			}
 		}
 		if delivered {
-			retry.reset() // the server ended a working watch: resume at once
+			retry.Reset() // the server ended a working watch: resume at once
 		} else {
-			retry.wait(ctx)
+			retry.Wait(ctx)
 		}
 	}
 }
@@ -296,23 +296,6 @@ func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.K
 		}
 	}
 	return printer.Table(out, kind, []api.Object{e.Object}, opts)
-}
-
-// retryDelay doubles a delay up to a cap.
-type retryDelay struct{ min, max, cur time.Duration }
-
-func newRetryDelay(min, max time.Duration) *retryDelay { return &retryDelay{min, max, min} }
-
-func (r *retryDelay) reset() { r.cur = r.min }
-
-func (r *retryDelay) wait(ctx context.Context) {
-	t := time.NewTimer(r.cur)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	r.cur = min(2*r.cur, r.max)
 }
 
 // completePods completes POD from the server.
