@@ -16,12 +16,7 @@ import (
 // file's servers list, and answers from the one that is up.
 func TestCLISeveralServers(t *testing.T) {
 	a, b := apiservertest.Twins(t, apiservertest.Options{}, apiservertest.Options{}, func(first *apiservertest.Cluster) {
-		p := api.KindPod.New().(*api.Pod)
-		p.Metadata = api.ObjectMeta{Name: "web-1", App: "shop"}
-		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
-		if _, err := first.Client.Create(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
+		createPod(t, first.Client, "web-1", "")
 	})
 	a.Stop()
 	cfg := a.Server.AdminConfigPath()

@@ -20,13 +20,7 @@ import (
 func TestGetDescribeDelete(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
 	cfg := c.Server.AdminConfigPath()
-	p := api.KindPod.New().(*api.Pod)
-	p.Metadata = api.ObjectMeta{Name: "web-1", App: "shop"}
-	p.Spec.NodeName = "n1"
-	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
-	if _, err := c.Client.Create(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	createPod(t, c.Client, "web-1", "n1")
 	tests := []struct {
 		args []string
 		want []string
@@ -138,16 +132,7 @@ func TestGetWatchResumes(t *testing.T) {
 	cfg := c.Server.AdminConfigPath()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	create := func(name string) {
-		t.Helper()
-		p := api.KindPod.New().(*api.Pod)
-		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
-		p.Spec.NodeName = "n1"
-		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
-		if _, err := c.Client.Create(ctx, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	create := func(name string) { createPod(t, c.Client, name, "n1") }
 	create("pod-00")
 	out, done := startWatch(t, "get", "pods", "-w", "--config", cfg)
 	waitOutput(t, out, done, "pod-00")
@@ -242,13 +227,7 @@ func TestGetOneWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, name := range []string{"web-1", "web-2"} {
-		p := api.KindPod.New().(*api.Pod)
-		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
-		p.Spec.NodeName = "n1"
-		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
-		if _, err := c.Client.Create(ctx, p); err != nil {
-			t.Fatal(err)
-		}
+		createPod(t, c.Client, name, "n1")
 	}
 	if _, err := run(t, "get", "pod", "shop/nope", "-w", "--config", cfg); !client.IsNotFound(err) || !strings.Contains(err.Error(), "lists them") {
 		t.Errorf("get pod shop/nope -w: %v, want not found", err)
@@ -305,13 +284,7 @@ func TestGetWatchJSONYAML(t *testing.T) {
 	yamlOut, yamlDone := startWatch(t, "get", "pods", "-w", "-o", "yaml", "--config", cfg)
 	waitOutput(t, jsonOut, jsonDone, "List")
 	waitOutput(t, yamlOut, yamlDone, "List")
-	p := api.KindPod.New().(*api.Pod)
-	p.Metadata = api.ObjectMeta{Name: "web-1", App: "shop"}
-	p.Spec.NodeName = "n1"
-	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
-	if _, err := c.Client.Create(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	p := createPod(t, c.Client, "web-1", "n1")
 	if _, err := c.Client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -400,4 +373,18 @@ func TestCompleteNames(t *testing.T) {
 			t.Errorf("complete %v: %v, want %q among:\n%s", tt.args, err, tt.want, out)
 		}
 	}
+}
+
+// createPod makes pod name of app shop (one container, web), bound to
+// node unless it is empty.
+func createPod(t *testing.T, c *client.Client, name, node string) *api.Pod {
+	t.Helper()
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+	p.Spec.NodeName = node
+	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
+	if _, err := c.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

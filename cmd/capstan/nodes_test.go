@@ -19,13 +19,7 @@ func TestCordonUncordonDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"a", "b"} {
-		p := api.KindPod.New().(*api.Pod)
-		p.Metadata = api.ObjectMeta{Name: name, App: "shop"}
-		p.Spec.NodeName = "n1"
-		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
-		if _, err := c.Client.Create(ctx, p); err != nil {
-			t.Fatal(err)
-		}
+		createPod(t, c.Client, name, "n1")
 	}
 	unschedulable := func() bool {
 		o, err := c.Client.Get(ctx, api.Key{Kind: api.KindNode, Name: "n1"})
