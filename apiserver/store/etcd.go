@@ -161,8 +161,9 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 	defer cancel()
 	resp, err := s.cli.Get(pctx, s.revisionBaseKey())
 	if err != nil {
+		cause, endpoints := s.err(err), s.cli.Endpoints() // before Close, which would turn the cause into ErrClosed
 		s.Close()
-		return nil, fmt.Errorf("etcd store: %v does not answer: %w (is etcd running, and are --etcd-endpoints and the TLS files right?)", s.cli.Endpoints(), s.err(err))
+		return nil, fmt.Errorf("etcd store: %v did not answer within %s: %w (is etcd running, and are --etcd-endpoints and the TLS files right?)", endpoints, opts.DialTimeout, cause)
 	}
 	if len(resp.Kvs) > 0 {
 		if s.base, err = strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64); err != nil || s.base < 0 {
