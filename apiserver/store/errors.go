@@ -31,6 +31,11 @@ var (
 	// ErrNotStore: Open was given a bbolt file that is not a Capstan
 	// store (an etcd snapshot, say); it is left untouched.
 	ErrNotStore = errors.New("not a Capstan store")
+	// ErrIncompleteMigration: an etcd prefix holds a copy that capstan
+	// store migrate is still making, or was cut off in (the server
+	// stopped mid-copy): no server may run on it; the error says how to
+	// start the migration again.
+	ErrIncompleteMigration = errors.New("an incomplete copy of a store (capstan store migrate)")
 	// ErrUnavailable: the store's backend (etcd) did not answer, or has no
 	// quorum; retry, or use another API server.
 	ErrUnavailable = errors.New("store unavailable: etcd did not answer or has no leader; retry, or use another API server")

@@ -159,16 +159,22 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
-	resp, err := s.cli.Get(pctx, s.revisionBaseKey())
+	resp, err := s.cli.Get(pctx, s.opts.Prefix+"meta/", clientv3.WithPrefix())
 	if err != nil {
 		cause, endpoints := s.err(err), s.cli.Endpoints() // before Close, which would turn the cause into ErrClosed
 		s.Close()
 		return nil, fmt.Errorf("etcd store: %v did not answer within %s: %w (is etcd running, and are --etcd-endpoints and the TLS files right?)", endpoints, opts.DialTimeout, cause)
 	}
-	if len(resp.Kvs) > 0 {
-		if s.base, err = strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64); err != nil || s.base < 0 {
+	for _, kv := range resp.Kvs {
+		switch string(kv.Key) {
+		case s.incompleteKey():
 			s.Close()
-			return nil, fmt.Errorf("etcd store: %s holds %q, not a revision", s.revisionBaseKey(), resp.Kvs[0].Value)
+			return nil, fmt.Errorf("etcd store: %s holds %w, %s and not finished, so no server may run on it; if no migration is running now, the server making it stopped mid-copy: delete the copy with etcdctl del --prefix %s, start a server on the old store, run capstan store read-write there, and migrate again", s.opts.Prefix, ErrIncompleteMigration, kv.Value, s.opts.Prefix)
+		case s.revisionBaseKey():
+			if s.base, err = strconv.ParseInt(string(kv.Value), 10, 64); err != nil || s.base < 0 {
+				s.Close()
+				return nil, fmt.Errorf("etcd store: %s holds %q, not a revision", s.revisionBaseKey(), kv.Value)
+			}
 		}
 	}
 	s.seen(s.out(resp.Header.Revision))
@@ -180,6 +186,11 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 // above the revisions of the store it came from, so a client holding one
 // of those lists again instead of resuming in another history.
 func (s *Etcd) revisionBaseKey() string { return s.opts.Prefix + "meta/revision-base" }
+
+// incompleteKey is there while a migration copies a store into the
+// prefix (LoadEtcd): from before its first key to its last transaction,
+// which deletes it. A server refuses to open a store that holds it.
+func (s *Etcd) incompleteKey() string { return s.opts.Prefix + "meta/incomplete" }
 
 // out converts an etcd revision into the store's.
 func (s *Etcd) out(etcdRev int64) int64 { return etcdRev + s.base }

@@ -148,8 +148,10 @@ const loadBatch = 128
 // Documents). The last transaction writes the documents and the revision
 // base (see revisionBaseKey): every revision dst shows is above from's,
 // and its history up to the load is compacted. On an error what was
-// loaded is deleted again. Servers must open dst after the load: the base
-// is read when a store is opened.
+// loaded is deleted again. Until the last transaction the prefix holds an
+// incomplete-copy key (see incompleteKey), so a load cut by the server's
+// death leaves keys no server opens. Servers must open dst after the
+// load: the base is read when a store is opened.
 func LoadEtcd(ctx context.Context, dst *Etcd, from Dumper, docs map[string][]byte) (Loaded, error) {
 	var l Loaded
 	if dst.base != 0 {
@@ -163,6 +165,15 @@ func LoadEtcd(ctx context.Context, dst *Etcd, from Dumper, docs map[string][]byt
 	}
 	if resp.Count > 0 {
 		return l, fmt.Errorf("load into etcd: %d keys already under %s (a migration goes into an empty prefix): give another --etcd-prefix, or delete them with etcdctl del --prefix %s", resp.Count, dst.opts.Prefix, dst.opts.Prefix)
+	}
+	// Until the last transaction, the prefix says it holds an incomplete
+	// copy, so that a copy cut halfway (the server stopped) is never
+	// taken for a store (OpenEtcd refuses it).
+	rctx, cancel = context.WithTimeout(ctx, dst.opts.RequestTimeout)
+	_, err = dst.cli.Put(rctx, dst.incompleteKey(), "begun at "+dst.opts.Now().UTC().Format("2006-01-02 15:04:05 MST"))
+	cancel()
+	if err != nil {
+		return l, fmt.Errorf("load into etcd: %w", dst.err(err))
 	}
 	var ops []clientv3.Op
 	flush := func() error {
@@ -197,12 +208,15 @@ func LoadEtcd(ctx context.Context, dst *Etcd, from Dumper, docs map[string][]byt
 		}
 		return nil
 	})
+	if err == nil && len(ops)+len(docs)+2 > loadBatch {
+		err = flush() // the last transaction's own keys would not fit
+	}
 	if err == nil {
 		l.Revision = rev
 		for name, data := range docs {
 			ops = append(ops, clientv3.OpPut(dst.documentKey(name), string(data)))
 		}
-		ops = append(ops, clientv3.OpPut(dst.revisionBaseKey(), strconv.FormatInt(rev, 10)))
+		ops = append(ops, clientv3.OpPut(dst.revisionBaseKey(), strconv.FormatInt(rev, 10)), clientv3.OpDelete(dst.incompleteKey()))
 		err = flush()
 	}
 	if err == nil {
