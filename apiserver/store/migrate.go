@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -250,13 +251,19 @@ const boltLoadBatch = 10000
 
 // LoadBolt copies from into a new bbolt store file at path (which must
 // not exist). Every object gets the revision after from's, which is the
-// new store's revision; earlier revisions count as compacted. On an error
-// the file is removed.
+// new store's revision; earlier revisions count as compacted. The copy is
+// made in PATH.incomplete (one left by a load cut halfway is replaced)
+// and takes path's name only when whole, so a load cut by the server's
+// death leaves no store a server would open. On an error it is removed.
 func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err error) {
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		return l, fmt.Errorf("load into bbolt: %s exists (the store before an earlier migration?): move it away first", path)
 	}
-	db, err := bolt.Open(path, 0o600, boltOptions())
+	tmp := path + ".incomplete"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return l, fmt.Errorf("load into bbolt: remove the copy an earlier load left: %w", err)
+	}
+	db, err := bolt.Open(tmp, 0o600, boltOptions())
 	if err != nil {
 		return l, fmt.Errorf("load into bbolt: %w", err)
 	}
@@ -264,8 +271,11 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 		if cerr := db.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("load into bbolt: %w", cerr)
 		}
+		if err == nil {
+			err = publish(tmp, path)
+		}
 		if err != nil {
-			os.Remove(path)
+			os.Remove(tmp)
 		}
 	}()
 	if err := db.Update(makeBuckets); err != nil {
@@ -330,4 +340,30 @@ func LoadBolt(ctx context.Context, path string, from Dumper) (l Loaded, err erro
 	}
 	l.Revision, l.Head = rev, head
 	return l, db.Sync()
+}
+
+// publish gives the whole copy tmp the name path, unless path appeared
+// meanwhile, and makes the new name durable; on an error path is gone
+// again (the caller removes tmp).
+func publish(tmp, path string) (err error) {
+	if err := os.Link(tmp, path); err != nil {
+		return fmt.Errorf("load into bbolt: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(path)
+		}
+	}()
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("load into bbolt: %w", err)
+	}
+	defer dir.Close()
+	if err := os.Remove(tmp); err != nil {
+		return fmt.Errorf("load into bbolt: %w", err)
+	}
+	if err := dir.Sync(); err != nil {
+		return fmt.Errorf("load into bbolt: sync %s: %w", filepath.Dir(path), err)
+	}
+	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -140,5 +142,63 @@ func TestLoadEtcdCutHalfwayIsNotAStore(t *testing.T) {
 	_, err := OpenEtcd(ctx, EtcdOptions{Endpoints: testCluster.Endpoints(), Prefix: dst.opts.Prefix})
 	if !errors.Is(err, ErrIncompleteMigration) || !strings.Contains(err.Error(), "etcdctl del --prefix "+dst.opts.Prefix) || !strings.Contains(err.Error(), "capstan store read-write") {
 		t.Fatalf("opening a store a migration is still copying (or was cut in): %v; want %v naming etcdctl del and capstan store read-write", err, ErrIncompleteMigration)
+	}
+}
+
+// A migration into bbolt cut halfway leaves no capstan.db: the copy is
+// made beside it and takes its name only when whole. A server started
+// there used to open the half-made file as its store (without its
+// revision, so below every revision its clients held).
+func TestLoadBoltCutHalfwayLeavesNoStore(t *testing.T) {
+	ctx := t.Context()
+	src := openEtcdTest(t, Options{})
+	for i := range 300 {
+		if _, err := src.Create(ctx, testPod("shop", fmt.Sprintf("web-%03d", i), "n1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "capstan.db")
+	d := &haltingDumper{from: src, after: 200, halted: make(chan struct{}), release: make(chan error)}
+	loaded := make(chan error, 1)
+	go func() {
+		_, err := LoadBolt(ctx, path, d)
+		loaded <- err
+	}()
+	select {
+	case <-d.halted:
+	case err := <-loaded:
+		t.Fatalf("the load ended before it was cut: %v", err)
+	}
+	_, statErr := os.Lstat(path)
+	cut := errors.New("the server stopped")
+	d.release <- cut
+	if err := <-loaded; !errors.Is(err, cut) {
+		t.Errorf("the cut load: %v, want %v", err, cut)
+	}
+	if !errors.Is(statErr, os.ErrNotExist) {
+		t.Fatalf("%s halfway through a load: %v, want no such file until the copy is whole", path, statErr)
+	}
+
+	// A load after the cut one (whose leftovers a dead server could not
+	// remove) makes the whole store.
+	if err := os.WriteFile(path+".incomplete", []byte("half a copy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := LoadBolt(ctx, path, src)
+	if err != nil || l.Objects != 300 {
+		t.Fatalf("the load after a cut one: %+v, %v; want 300 objects", l, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != "capstan.db" {
+		t.Fatalf("the directory after the load: %v, %v; want capstan.db alone", entries, err)
+	}
+	back, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	if back.Revision() != l.Head {
+		t.Fatalf("the loaded store at revision %d, want %d", back.Revision(), l.Head)
 	}
 }
