@@ -81,6 +81,10 @@ type Options struct {
 	// name a key under it. Empty: no election, and fenced writes are
 	// refused.
 	FencePrefix string
+	// Leader, with an election, returns the ID of the server that leads
+	// now ("" when none does), for GET /store/read-only (capstan store
+	// status). Nil: no election.
+	Leader func(context.Context) (string, error)
 	// Network sets the ranges VIPs, node ports and pod CIDRs come from.
 	Network NetworkOptions
 	// Registry receives the server's metrics (default: a new registry).

@@ -194,7 +194,15 @@ func (s *Server) handleGetReadOnly(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.ReadOnlyState{ReadOnly: reason != "", Reason: reason})
+	st := wire.ReadOnlyState{ReadOnly: reason != "", Reason: reason}
+	if s.opts.Leader != nil {
+		st.Election = true
+		if st.Leader, err = s.opts.Leader(r.Context()); err != nil {
+			writeError(w, fmt.Errorf("read the leader election: %w", err))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
 }
 
 // handleSetReadOnly sets the switch: read-only (for maintenance, with a

@@ -152,6 +152,7 @@ func build(opts Options, st store.Backend) (*ControlPlane, error) {
 	}
 	if elector != nil {
 		apiOpts.FencePrefix = elector.Prefix() + "/"
+		apiOpts.Leader = elector.Leader
 	}
 	srv, err := apiserver.New(apiOpts)
 	if err != nil {

@@ -43,8 +43,12 @@ type MigrateResponse struct {
 	Restart string `json:"restart"`
 }
 
-// ReadOnlyState is whether the store refuses writes, and why.
+// ReadOnlyState is whether the store refuses writes, and why. A GET
+// also says, for several servers on one etcd store (Election), which of
+// them leads: Leader is its --leader-id, "" while none does.
 type ReadOnlyState struct {
 	ReadOnly bool   `json:"readOnly"`
 	Reason   string `json:"reason,omitempty"`
+	Election bool   `json:"election,omitempty"`
+	Leader   string `json:"leader,omitempty"`
 }

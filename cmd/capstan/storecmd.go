@@ -118,7 +118,7 @@ func newStoreReadWriteCmd() *cobra.Command {
 func newStoreStatusCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Say whether the store takes writes",
+		Short: "Say whether the store takes writes, and which server leads (several servers on etcd)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := newClient(cmd)
@@ -147,10 +147,20 @@ func setReadOnly(cmd *cobra.Command, want wire.ReadOnlyState) error {
 }
 
 func printReadOnly(cmd *cobra.Command, st wire.ReadOnlyState) error {
+	out := cmd.OutOrStdout()
+	var err error
 	if !st.ReadOnly {
-		_, err := fmt.Fprintln(cmd.OutOrStdout(), "the store takes writes")
+		_, err = fmt.Fprintln(out, "the store takes writes")
+	} else {
+		_, err = fmt.Fprintf(out, "the store is read-only: %s\n", strings.TrimSpace(st.Reason))
+	}
+	if err != nil || !st.Election {
 		return err
 	}
-	_, err := fmt.Fprintf(cmd.OutOrStdout(), "the store is read-only: %s\n", strings.TrimSpace(st.Reason))
+	if st.Leader == "" {
+		_, err = fmt.Fprintln(out, "leader: none now (the servers elect one within --leader-lease-ttl; controllers, scheduler and git sync wait until then)")
+	} else {
+		_, err = fmt.Fprintf(out, "leader: %s (runs the controllers, the scheduler and git sync)\n", st.Leader)
+	}
 	return err
 }
