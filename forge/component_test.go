@@ -144,6 +144,9 @@ type prFlow struct {
 	hookURL string
 	cancel  context.CancelFunc
 	done    chan error
+	// rc and opts are the component's, for restart.
+	rc   gitsync.RepoConfig
+	opts Options
 }
 
 // startFlow runs the component for one repository served over real git
@@ -177,15 +180,38 @@ func startFlow(t testing.TB, kind, token string, tweaks ...func(*gitsync.RepoCon
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	ctx, cancel := context.WithCancel(context.Background())
-	fl := &prFlow{t: t, kind: kind, bare: bare, forge: f, cluster: cl, hookURL: hs.URL + "/hooks/git/deploy", cancel: cancel, done: make(chan error, 1)}
+	fl := &prFlow{t: t, kind: kind, bare: bare, forge: f, cluster: cl, hookURL: hs.URL + "/hooks/git/deploy", cancel: cancel, done: make(chan error, 1),
+		rc: rc, opts: o}
 	go func() { fl.done <- comp.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-fl.done; err != nil {
-			t.Errorf("component: %v", err)
-		}
-	})
+	t.Cleanup(func() { fl.stop() })
 	return fl
+}
+
+// stop stops the component, as a server going down; once.
+func (fl *prFlow) stop() {
+	if fl.cancel == nil {
+		return
+	}
+	fl.cancel()
+	fl.cancel = nil
+	if err := <-fl.done; err != nil {
+		fl.t.Errorf("component: %v", err)
+	}
+}
+
+// restart starts a new component, as a server starting again, on the same
+// cluster, forge and data directory (webhooks still reach the first one's
+// handler, so a restarted flow learns of pull requests by listing them).
+func (fl *prFlow) restart() {
+	fl.t.Helper()
+	fl.stop()
+	comp, err := New(fl.opts)
+	if err != nil {
+		fl.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	fl.cancel, fl.done = cancel, make(chan error, 1)
+	go func() { fl.done <- comp.Start(ctx) }()
 }
 
 type nopSink struct{}

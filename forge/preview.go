@@ -29,6 +29,10 @@ const (
 	LabelPreviewPR   = "capstan.io/preview-pr"
 	// AnnotationExpires is when a preview is deleted (RFC 3339).
 	AnnotationExpires = "capstan.io/preview-expires"
+	// AnnotationHead is the pull request's head commit the preview runs:
+	// its ttl restarts only when the head moves, never on a server's
+	// restart.
+	AnnotationHead = "capstan.io/preview-head"
 )
 
 // PreviewName is the App of app's preview for pull request n; "" when it
@@ -45,6 +49,8 @@ func PreviewName(app string, n int) string {
 type PreviewOptions struct {
 	Repo string
 	PR   int
+	// Head is the pull request's head commit.
+	Head string
 	Now  time.Time
 	// Policy is the repository's (forge.previews).
 	Policy gitsync.PreviewPolicy
@@ -95,7 +101,7 @@ func PreviewApps(head *schema.Result, o PreviewOptions) (apps []*api.App, refuse
 		a := api.Clone(ar.App)
 		a.Metadata = api.ObjectMeta{Name: name, App: name, Source: ar.App.Metadata.Source,
 			Labels:      map[string]string{LabelPreviewOf: ar.Name, LabelPreviewRepo: o.Repo, LabelPreviewPR: strconv.Itoa(o.PR)},
-			Annotations: map[string]string{AnnotationExpires: o.Now.Add(ttl).UTC().Format(time.RFC3339)}}
+			Annotations: map[string]string{AnnotationExpires: o.Now.Add(ttl).UTC().Format(time.RFC3339), AnnotationHead: o.Head}}
 		a.Spec.Preview, a.Spec.Rollback = nil, ""
 		for i := range a.Spec.Workloads {
 			w := &a.Spec.Workloads[i].Spec
@@ -224,7 +230,7 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 		if l := w.c.live(); l != nil {
 			nodes = l.Nodes
 		}
-		want, refused = PreviewApps(st.input.Head.Result, PreviewOptions{Repo: w.cfg.Name, PR: st.pr.Number, Now: w.c.opts.Now(),
+		want, refused = PreviewApps(st.input.Head.Result, PreviewOptions{Repo: w.cfg.Name, PR: st.pr.Number, Head: st.input.Head.Commit, Now: w.c.opts.Now(),
 			Policy: w.cfg.Forge.Previews, Nodes: nodes})
 		want, refused = w.sealPreviewSecrets(st.input.Head.Commit, want, refused)
 	}
@@ -233,6 +239,8 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 		return err
 	}
 	var errs []error
+	now := w.c.opts.Now()
+	kept := want[:0]
 	for _, a := range want {
 		var cur *api.App
 		for _, h := range have {
@@ -240,6 +248,16 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 				cur = h
 			}
 		}
+		if cur != nil && cur.Metadata.Annotations[AnnotationHead] == a.Metadata.Annotations[AnnotationHead] {
+			// The same head seen again (a server restart, the label
+			// read again): its ttl runs from when the head was deployed.
+			if Expired(cur, now) {
+				refused = append(refused, expiredLink(cur))
+				continue // deleted below
+			}
+			a.Metadata.Annotations[AnnotationExpires] = cur.Metadata.Annotations[AnnotationExpires]
+		}
+		kept = append(kept, a)
 		switch {
 		case cur == nil:
 			if existing, err := w.c.opts.API.Get(ctx, api.KeyOf(a)); err == nil {
@@ -249,7 +267,8 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 				}
 			}
 			_, err = w.c.opts.API.Create(ctx, a)
-		case !api.EqualJSON(cur.Spec, a.Spec) || cur.Metadata.Annotations[AnnotationExpires] != a.Metadata.Annotations[AnnotationExpires]:
+		case !api.EqualJSON(cur.Spec, a.Spec) || cur.Metadata.Annotations[AnnotationExpires] != a.Metadata.Annotations[AnnotationExpires] ||
+			cur.Metadata.Annotations[AnnotationHead] != a.Metadata.Annotations[AnnotationHead]:
 			u := api.Clone(cur)
 			u.Spec, u.Metadata.Annotations, u.Metadata.Source = a.Spec, a.Metadata.Annotations, a.Metadata.Source
 			_, err = w.c.opts.API.Update(ctx, u)
@@ -258,6 +277,7 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 			errs = append(errs, fmt.Errorf("preview %s: %w", a.Metadata.Name, err))
 		}
 	}
+	want = kept
 	for _, h := range have {
 		if !slices.ContainsFunc(want, func(a *api.App) bool { return a.Metadata.Name == h.Metadata.Name }) {
 			errs = append(errs, w.deletePreview(ctx, h))
@@ -339,19 +359,40 @@ func (w *worker) deletePreview(ctx context.Context, a *api.App) error {
 	return nil
 }
 
+// expiredLink is an expired preview as the comment shows it.
+func expiredLink(a *api.App) PreviewLink {
+	return PreviewLink{App: a.Metadata.Name, Refused: fmt.Sprintf("its ttl passed (%s); push to the pull request to deploy it again",
+		a.Metadata.Annotations[AnnotationExpires])}
+}
+
 // expirePreviews deletes the repository's previews whose time is up and
-// those of pull requests no longer open (open: the open numbers).
+// those of pull requests no longer open (open: the open numbers); the
+// comment of an open one says its preview expired.
 func (w *worker) expirePreviews(ctx context.Context, open map[int]bool) error {
 	all, err := w.previewsOf(ctx, 0)
 	if err != nil {
 		return err
 	}
 	var errs []error
+	changed := map[int]*prState{}
 	for _, a := range all {
 		n, _ := strconv.Atoi(a.Metadata.Labels[LabelPreviewPR])
-		if Expired(a, w.c.opts.Now()) || (open != nil && !open[n]) {
-			errs = append(errs, w.deletePreview(ctx, a))
+		expired := Expired(a, w.c.opts.Now())
+		if !expired && (open == nil || open[n]) {
+			continue
 		}
+		if err := w.deletePreview(ctx, a); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if st := w.prs[n]; st != nil && expired && slices.Contains(st.previews, a.Metadata.Name) {
+			st.previews = slices.DeleteFunc(st.previews, func(p string) bool { return p == a.Metadata.Name })
+			st.refused = append(st.refused, expiredLink(a))
+			changed[n] = st
+		}
+	}
+	for _, st := range changed {
+		errs = append(errs, w.publish(ctx, st, w.c.live(), false))
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -302,4 +303,77 @@ func TestPreviewSecrets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testClock is a clock the test moves.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// A preview whose ttl passed while the server was down is deleted when
+// the server starts again, and the comment says it expired (the start
+// used to renew its ttl, so it ran on for as long as restarts came); a
+// restart before the ttl keeps the preview and its expiry as they were.
+func TestPreviewExpiredWhileDown(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)}
+	fl := startFlow(t, "github", "secret-token", func(_ *gitsync.RepoConfig, o *Options) { o.Now = clock.now })
+	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	ctx := context.Background()
+	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n := f.open("try", "main", "try v2")
+	f.mu.Lock()
+	f.prs[n].labels = []string{"preview"}
+	f.mu.Unlock()
+	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	preview := func() *api.App {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"})
+		if err != nil {
+			return nil
+		}
+		return o.(*api.App)
+	}
+	eventually(t, "the preview app", func() bool { return preview() != nil })
+	eventually(t, "the preview on the comment", func() bool { return strings.Contains(fl.comment(n), "`x-pr-1`: starting") })
+	expires := preview().Metadata.Annotations[AnnotationExpires]
+	defer func() {
+		if t.Failed() {
+			t.Logf("the comment:\n%s", fl.comment(n))
+		}
+	}()
+
+	// Down for 47h of the 48h ttl: the preview stays, expiring when it did.
+	// The restarted server has looked at the pull request once it has
+	// read its comments, after its previews.
+	listComments := fmt.Sprintf("GET /repos/org/deploy/issues/%d/comments", n)
+	fl.stop()
+	clock.add(47 * time.Hour)
+	before := f.callCount(listComments)
+	fl.restart()
+	eventually(t, "the restarted server's look at the pull request", func() bool { return f.callCount(listComments) > before })
+	if p := preview(); p == nil || p.Metadata.Annotations[AnnotationExpires] != expires {
+		t.Fatalf("after a restart within its ttl the preview is %v, want it kept, expiring at %s", p, expires)
+	}
+
+	// Down past the ttl: deleted at the start, not renewed.
+	fl.stop()
+	clock.add(2 * time.Hour)
+	fl.restart()
+	eventually(t, "the expired preview deleted", func() bool { return preview() == nil })
+	eventually(t, "the comment says it expired", func() bool {
+		return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: its ttl passed (2026-12-07T01:00:00Z); push to the pull request to deploy it again")
+	})
 }
