@@ -362,3 +362,26 @@ func TestWrongTokenRecorded(t *testing.T) {
 		return false
 	})
 }
+
+// A status the forge refused for a long rate limit is set by the next
+// round, though the comment went through and the head did not move (the
+// round used to skip a pull request whose comment was posted, so its
+// capstan/plan check never came until a push).
+func TestStatusSetAfterRateLimit(t *testing.T) {
+	fl := startFlow(t, "github", "secret-token")
+	f, bare := fl.forge, fl.bare
+	sha := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: containers: c: image: \"r/x:v2\"\n")
+	f.fail("POST", "/statuses/", 429, "error_429_secondary", map[string]string{"Retry-After": "3600"})
+	n := f.open("web-v2", "main", "web v2")
+	hook(t, fl.hookURL, "github", n, "opened", "d1", true)
+	statuses := "POST /repos/org/deploy/statuses/" + sha
+	eventually(t, "the plan comment and the refused status", func() bool {
+		return strings.Contains(fl.comment(n), "r/x:v1 -> :v2") && f.callCount(statuses) == 1
+	})
+	if _, ok := f.lastStatus(sha, PlanContext); ok {
+		t.Fatal("a status set through a rate limit")
+	}
+	// The next round: a webhook (as a poll would) with the head unchanged.
+	hook(t, fl.hookURL, "github", n, "labeled", "d2", true)
+	fl.waitStatus(sha, StateSuccess, "the status set by the next round")
+}

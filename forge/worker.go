@@ -287,7 +287,9 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 				return err
 			}
 		}
-		if len(st.previews)+len(st.refused) == 0 && st.body != "" {
+		// Nothing new to post, unless the last round failed to post
+		// the comment or the status (a rate limit, a 5xx): try again.
+		if len(st.previews)+len(st.refused) == 0 && st.body != "" && (st.status.State != "" || st.pr.HeadSHA == "") {
 			return nil
 		}
 		return w.publish(ctx, st, w.c.live(), false)
