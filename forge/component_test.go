@@ -166,7 +166,9 @@ func startFlow(t testing.TB, kind, token string, tweaks ...func(*gitsync.RepoCon
 	for _, tw := range tweaks {
 		tw(&rc, &o)
 	}
-	o.Repos = []gitsync.RepoConfig{rc}
+	if o.Repos == nil { // a tweak may give the component a config sync would refuse
+		o.Repos = []gitsync.RepoConfig{rc}
+	}
 	comp, err := New(o)
 	if err != nil {
 		t.Fatal(err)

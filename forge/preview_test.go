@@ -377,3 +377,47 @@ func TestPreviewExpiredWhileDown(t *testing.T) {
 		return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: its ttl passed (2026-12-07T01:00:00Z); push to the pull request to deploy it again")
 	})
 }
+
+// A preview whose ttl passes while the server runs is deleted by the
+// next poll, the comment says so instead of listing it as starting, and
+// later polls do not deploy it again.
+func TestPreviewExpiresWhileRunning(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)}
+	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, o *Options) {
+		o.Now = clock.now
+		// Polls faster than sync's config allows.
+		fc := *rc.Forge
+		fc.PollInterval = 50 * time.Millisecond
+		r := *rc
+		r.Forge = &fc
+		o.Repos = []gitsync.RepoConfig{r}
+	})
+	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	ctx := context.Background()
+	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n := f.open("try", "main", "try v2")
+	f.mu.Lock()
+	f.prs[n].labels = []string{"preview"}
+	f.mu.Unlock()
+	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
+	exists := func() bool { _, err := c.Get(ctx, key); return err == nil }
+	eventually(t, "the preview app", exists)
+	eventually(t, "the preview on the comment", func() bool { return strings.Contains(fl.comment(n), "`x-pr-1`: starting") })
+	defer func() {
+		if t.Failed() {
+			t.Logf("the comment:\n%s", fl.comment(n))
+		}
+	}()
+	clock.add(49 * time.Hour)
+	eventually(t, "the expired preview deleted", func() bool { return !exists() })
+	eventually(t, "the comment says it expired", func() bool {
+		return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: its ttl passed (2026-12-07T01:00:00Z)")
+	})
+	lists := "GET /repos/org/deploy/pulls"
+	seen := f.callCount(lists)
+	eventually(t, "two more polls", func() bool { return f.callCount(lists) >= seen+2 })
+	if exists() {
+		t.Fatal("the expired preview deployed again by a poll")
+	}
+}
