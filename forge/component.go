@@ -123,12 +123,19 @@ func (c *Component) HandleHook(repo string, forge gitsync.Forge, event string, b
 		c.log.Warn("pull-request webhook refused", "repo", repo, "forge", forge, "event", event, "err", err)
 		return false
 	}
-	if h.Base != "" && h.Base != w.cfg.Branch {
+	if h.Base != "" && h.Base != w.cfg.Branch && !mayRetarget(h.Action) {
 		return false
 	}
 	w.mark(h.Number)
 	return true
 }
+
+// mayRetarget tells the pull-request actions that may have moved its
+// base (GitHub's and Gitea's edited, GitLab's update): when it moved
+// away from the tracked branch, the payload names the new base, and the
+// pull request's comment state and previews must still go. The forge's
+// API says which it was.
+func mayRetarget(action string) bool { return action == "edited" || action == "update" }
 
 // Start runs the workers until ctx ends.
 func (c *Component) Start(ctx context.Context) error {

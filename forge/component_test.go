@@ -53,6 +53,12 @@ const hookSecret = "hook-secret"
 // the answer's status code.
 func hook(t testing.TB, url, kind string, n int, action, delivery string, sign bool) int {
 	t.Helper()
+	return hookInto(t, url, kind, n, action, delivery, "main", sign)
+}
+
+// hookInto is hook for a pull request into base.
+func hookInto(t testing.TB, url, kind string, n int, action, delivery, base string, sign bool) int {
+	t.Helper()
 	name := map[string]string{"github": "event_pull_request", "gitea": "event_pull_request", "gitlab": "event_merge_request"}[kind]
 	b, err := os.ReadFile(filepath.Join("testdata", kind, name+".json"))
 	if err != nil {
@@ -64,11 +70,11 @@ func hook(t testing.TB, url, kind string, n int, action, delivery string, sign b
 	}
 	if kind == "gitlab" {
 		a := m["object_attributes"].(map[string]any)
-		a["iid"], a["action"], a["target_branch"] = n, action, "main"
+		a["iid"], a["action"], a["target_branch"] = n, action, base
 	} else {
 		m["number"], m["action"] = n, action
 		m["pull_request"].(map[string]any)["number"] = n
-		m["pull_request"].(map[string]any)["base"].(map[string]any)["ref"] = "main"
+		m["pull_request"].(map[string]any)["base"].(map[string]any)["ref"] = base
 	}
 	body, _ := json.Marshal(m)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))

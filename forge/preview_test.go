@@ -3,6 +3,7 @@ package forge
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -419,5 +420,68 @@ func TestPreviewExpiresWhileRunning(t *testing.T) {
 	eventually(t, "two more polls", func() bool { return f.callCount(lists) >= seen+2 })
 	if exists() {
 		t.Fatal("the expired preview deployed again by a poll")
+	}
+}
+
+// A pull request closed while the server was down has its preview
+// deleted when the server starts again (its listing of the open pull
+// requests no longer names it).
+func TestPreviewDeletedAfterCloseWhileDown(t *testing.T) {
+	fl := startFlow(t, "github", "secret-token")
+	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	ctx := context.Background()
+	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n := f.open("try", "main", "try v2")
+	f.mu.Lock()
+	f.prs[n].labels = []string{"preview"}
+	f.mu.Unlock()
+	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
+	exists := func() bool { _, err := c.Get(ctx, key); return err == nil }
+	eventually(t, "the preview app", exists)
+
+	fl.stop()
+	f.mu.Lock()
+	f.prs[n].open = false
+	f.mu.Unlock()
+	fl.restart()
+	eventually(t, "the preview of the pull request closed while the server was down deleted", func() bool { return !exists() })
+}
+
+// A pull request retargeted from the tracked branch to another has its
+// preview deleted on the webhook that says so, on each forge (the
+// webhook was ignored for naming another base, so the preview ran until
+// the next poll).
+func TestPreviewDeletedOnRetarget(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			fl := startFlow(t, kind, "secret-token")
+			f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+			ctx := context.Background()
+			bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+			bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+			n := f.open("try", "main", "try v2")
+			f.mu.Lock()
+			f.prs[n].labels = []string{"preview"}
+			f.mu.Unlock()
+			hook(t, fl.hookURL, kind, n, "labeled", "p1", true)
+			key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
+			exists := func() bool { _, err := c.Get(ctx, key); return err == nil }
+			eventually(t, "the preview app", exists)
+
+			f.mu.Lock()
+			f.prs[n].base = "release"
+			f.mu.Unlock()
+			edited := map[string]string{"github": "edited", "gitea": "edited", "gitlab": "update"}[kind]
+			if code := hookInto(t, fl.hookURL, kind, n, edited, "p2", "release", true); code != http.StatusAccepted {
+				t.Errorf("the retarget webhook answered %d, want 202", code)
+			}
+			eventually(t, "the preview of the retargeted pull request deleted", func() bool { return !exists() })
+			// Other events of pull requests into other branches stay ignored.
+			if code := hookInto(t, fl.hookURL, kind, n, "opened", "p3", "release", true); code != http.StatusOK {
+				t.Errorf("a webhook of a pull request into release answered %d, want 200", code)
+			}
+		})
 	}
 }
