@@ -180,7 +180,10 @@ type Outcome struct {
 	Unchanged []string
 	Rejected  []string
 	Pruned    []string
-	Errors    []api.SourceError // repository-level errors
+	// Foreign are apps the commit declares that another repository owns:
+	// left alone, each recorded in Errors.
+	Foreign []string
+	Errors  []api.SourceError // repository-level errors
 }
 
 // Apply implements gitsync.Sink.
@@ -208,10 +211,26 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	if err != nil {
 		return out, err
 	}
-	var mu sync.Mutex // out.Applied, out.Pruned
+	var mu sync.Mutex // out.Applied, out.Pruned, out.Foreign, clashes
+	var clashes []api.SourceError
 	apply := func(ar schema.AppResult) func() error {
 		return func() error {
-			if err := a.applyApp(ctx, snap, rs, ar.App, existing[ar.Name]); err != nil {
+			err := a.applyApp(ctx, snap, rs, ar.App, existing[ar.Name])
+			var foreign *foreignAppError
+			if errors.As(err, &foreign) {
+				// One app of another repository must not fail the
+				// commit for the others, nor be tried on every sync.
+				se := api.SourceError{Message: err.Error()}
+				if src := ar.App.Metadata.Source; src != nil {
+					se.File, se.Line = src.Path, src.Line
+				}
+				mu.Lock()
+				out.Foreign = append(out.Foreign, ar.Name)
+				clashes = append(clashes, se)
+				mu.Unlock()
+				return nil
+			}
+			if err != nil {
 				return fmt.Errorf("app %s: %w", ar.Name, err)
 			}
 			mu.Lock()
@@ -318,6 +337,11 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	errs := p.wait()
 	sort.Strings(out.Applied)
 	sort.Strings(out.Pruned)
+	sort.Strings(out.Foreign)
+	if len(clashes) > 0 {
+		sort.Slice(clashes, func(i, j int) bool { return clashes[i].Message < clashes[j].Message })
+		out.Errors = append(append([]api.SourceError(nil), out.Errors...), clashes...)
+	}
 	errs = append(errs, a.recordRepository(ctx, snap, out))
 	if len(errs) > 0 {
 		rs.forget() // read the apps again before the next attempt

@@ -280,3 +280,74 @@ func TestDeletedAppRestoredOnNextCommit(t *testing.T) {
 		}
 	}
 }
+
+// An app that two repositories declare stays with the one that created
+// it; the other repository's commit applies its other apps and records
+// the clash as a repository error, instead of failing whole and being
+// tried again on every sync.
+func TestAppOfAnotherRepositoryRefusedAlone(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: cl.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	one := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)}}
+	two := fstest.MapFS{
+		"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v2"`)},
+		"b.cue": {Data: []byte(`apps: b: pods: web: containers: c: image: "reg/b:v1"`)},
+	}
+	if _, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "one", FS: one, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "two", FS: two, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 2)}})
+	if err != nil {
+		t.Fatalf("repository two failed whole for one app of repository one (it would be tried again on every sync): %v", err)
+	}
+	if fmt.Sprint(out.Applied) != "[b]" {
+		t.Errorf("applied %v, want [b]", out.Applied)
+	}
+	if len(out.Errors) != 1 || out.Errors[0].File != "a.cue" || !strings.Contains(out.Errors[0].Message, "belongs to repository one") ||
+		!strings.Contains(out.Errors[0].Message, "rename") {
+		t.Errorf("repository errors %+v, want one naming a.cue, repository one and what to do", out.Errors)
+	}
+	obj, err := cl.Client.Get(ctx, api.Key{Kind: api.KindApp, App: "a", Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := obj.(*api.App)
+	if a.Metadata.Labels[applier.LabelRepo] != "one" || !strings.Contains(fmt.Sprint(a.Spec), "reg/a:v1") {
+		t.Errorf("app a changed hands: repo %q, spec %v", a.Metadata.Labels[applier.LabelRepo], a.Spec)
+	}
+	revs, _, err := cl.Client.List(ctx, api.KindRevision, client.ListOptions{Labels: map[string]string{applier.LabelScope: applier.ScopeRepository}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, o := range revs {
+		r := o.(*api.Revision)
+		found = found || (r.Metadata.App == "two" && r.Spec.Result == api.SyncRejected)
+	}
+	if !found {
+		t.Errorf("no Rejected revision of repository two in history (%d repository revisions)", len(revs))
+	}
+	if drift, err := ap.Drifted(ctx, "two"); err != nil || drift {
+		t.Fatalf("Drifted while repository one still owns app a = %v, %v; want false", drift, err)
+	}
+	// Repository one lets go of app a: repository two takes it up at its
+	// next sync, though its head did not move.
+	if _, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "one", FS: fstest.MapFS{}, PruneConfirmed: true,
+		CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 3)}}); err != nil {
+		t.Fatal(err)
+	}
+	if drift, err := ap.Drifted(ctx, "two"); err != nil || !drift {
+		t.Fatalf("Drifted after repository one dropped app a = %v, %v; want true", drift, err)
+	}
+	out, err = ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "two", FS: two, Previous: fmt.Sprintf("%040x", 2),
+		CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 2)}})
+	if err != nil || fmt.Sprint(out.Applied) != "[a]" || len(out.Errors) != 0 {
+		t.Fatalf("repository two applied again: %+v, %v; want app a applied and no errors", out, err)
+	}
+}

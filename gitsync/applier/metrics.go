@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer, repos map[string]string) (*metrics, e
 		}, []string{"repo"}),
 		errors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "capstan_gitsync_repository_errors",
-			Help: "Errors of the repository's last applied commit that belong to no one app (a file that does not parse); while there are any, nothing is pruned.",
+			Help: "Errors of the repository's last applied commit that belong to no one app (a file that does not parse, an app another repository owns); while there are any but the latter, nothing is pruned.",
 		}, []string{"repo"}),
 	}
 	for name := range repos {

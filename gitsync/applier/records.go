@@ -173,6 +173,9 @@ type repoRecord struct {
 	errs   []api.SourceError
 	// applied are the apps the commit declares and the API holds.
 	applied map[string]bool
+	// foreign are the apps the commit declares that another repository
+	// owns.
+	foreign []string
 }
 
 // recordRepository writes the repository-level revision of an applied
@@ -187,13 +190,17 @@ func (a *Applier) recordRepository(ctx context.Context, snap gitsync.Snapshot, o
 			applied[name] = true
 		}
 	}
-	a.setRecord(snap.Repo, repoRecord{commit: snap.Commit, errs: out.Errors, applied: applied})
+	a.setRecord(snap.Repo, repoRecord{commit: snap.Commit, errs: out.Errors, applied: applied, foreign: out.Foreign})
 	result := api.SyncApplied
 	switch {
-	case len(out.Errors) > 0:
+	case len(out.Errors) > len(out.Foreign):
 		result = api.SyncRejected
 		a.opts.Logger.Warn("repository errors: the files named are ignored and no app is pruned until they are fixed", "repo", snap.Repo,
 			"commit", api.ShortCommit(snap.Commit), "errors", len(out.Errors), "first", out.Errors[0].String())
+	case len(out.Errors) > 0:
+		result = api.SyncRejected
+		a.opts.Logger.Warn("apps of another repository left alone", "repo", snap.Repo,
+			"commit", api.ShortCommit(snap.Commit), "apps", logNames(out.Foreign), "first", out.Errors[0].String())
 	case len(out.Applied)+len(out.Rejected)+len(out.Pruned) > 0 || snap.Previous == snap.Commit:
 		return nil // the apps' rows show this commit (or it was recorded before a restart)
 	}
@@ -244,12 +251,27 @@ var _ gitsync.Drifter = (*Applier)(nil)
 // must be applied again to restore it, as the objects below an App are.
 func (a *Applier) Drifted(ctx context.Context, repo string) (bool, error) {
 	rec, _ := a.record(repo)
-	if len(rec.applied) == 0 {
+	if len(rec.applied) == 0 && len(rec.foreign) == 0 {
 		return false, nil
 	}
 	rs, err := a.repo(repo)
 	if err != nil {
 		return false, err
+	}
+	// An app another repository owned is free once it is gone (that
+	// repository stopped declaring it): take it up.
+	for _, name := range rec.foreign {
+		_, err := a.opts.Client.Get(ctx, api.Key{Kind: api.KindApp, App: name, Name: name})
+		switch {
+		case client.IsNotFound(err):
+			a.opts.Logger.Info("app of another repository gone; applying it from this one", "repo", repo, "app", name)
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("get app %s: %w", name, err)
+		}
+	}
+	if len(rec.applied) == 0 {
+		return false, nil
 	}
 	// A read of the store, not the app cache: the cache may not have seen
 	// the deletion yet.

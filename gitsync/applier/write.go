@@ -25,13 +25,28 @@ func syncedCondition(at time.Time) api.Condition {
 	return api.Condition{Type: "Synced", Status: api.ConditionTrue, Reason: "Synced", LastTransitionTime: at}
 }
 
+// foreignAppError refuses an app that another repository (or the API,
+// Owner empty) owns: the first repository to declare an app keeps it.
+type foreignAppError struct {
+	App, Owner, Repo string
+}
+
+func (e *foreignAppError) Error() string {
+	owner := "repository " + e.Owner
+	if e.Owner == "" {
+		owner = "no repository (it was made through the API)"
+	}
+	return fmt.Sprintf("app %s belongs to %s, not to repository %s: rename the app in one of them, or remove it from the other first (it moves here at the next sync)",
+		e.App, owner, e.Repo)
+}
+
 // applyApp writes app, which differs from cur (nil: new), with its sync
 // status and its Revision in one transaction. When another writer got
 // there first, it reads the app again and retries.
 func (a *Applier) applyApp(ctx context.Context, snap gitsync.Snapshot, rs *repoState, app, cur *api.App) error {
 	for attempt := 1; ; attempt++ {
 		if cur != nil && cur.Metadata.Labels[LabelRepo] != snap.Repo {
-			return fmt.Errorf("app %s belongs to repository %s", app.Metadata.Name, cur.Metadata.Labels[LabelRepo])
+			return &foreignAppError{App: app.Metadata.Name, Owner: cur.Metadata.Labels[LabelRepo], Repo: snap.Repo}
 		}
 		desired := a.desired(snap, app, cur)
 		rev := a.revision(snap, app.Metadata.Name, api.SyncApplied, nil)
