@@ -351,3 +351,46 @@ func TestAppOfAnotherRepositoryRefusedAlone(t *testing.T) {
 		t.Fatalf("repository two applied again: %+v, %v; want app a applied and no errors", out, err)
 	}
 }
+
+// A head refused by the signature policy is recorded once per app: a
+// restarted server (or a new leader) reporting the same refusal adds no
+// second Rejected row to the history.
+func TestSignatureRefusalRecordedOnce(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fsys := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)}}
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	ap, err := applier.New(applier.Options{Client: cl.Client, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "demo", FS: fsys, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	ap.Close()
+	refused := fmt.Sprintf("%040x", 2)
+	for restart := range 2 {
+		now = now.Add(time.Minute) // each server reports in its own second
+		ap, err := applier.New(applier.Options{Client: cl.Client, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap.Report(ctx, gitsync.Result{Repo: "demo", Head: refused, At: now, Changed: true, Err: &gitsync.SignatureError{
+			Repo: "demo", Head: gitsync.CommitInfo{Commit: refused, Author: "Eve", Message: "unsigned"}, Err: gitsync.ErrUnsigned}})
+		ap.Close()
+		revs, _, err := cl.Client.List(ctx, api.KindRevision, client.ListOptions{App: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, o := range revs {
+			if r := o.(*api.Revision); r.Spec.Commit == refused && r.Spec.Result == api.SyncRejected {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("after %d restart(s), %d Rejected revisions of the refused head, want 1", restart, n)
+		}
+	}
+}

@@ -43,6 +43,9 @@ func (a *Applier) Report(ctx context.Context, r gitsync.Result) {
 			}
 			rev := a.revision(gitsync.Snapshot{Repo: r.Repo, CommitInfo: info}, name, api.SyncRejected,
 				[]api.SourceError{{Message: r.Err.Error()}})
+			// One row per app and refused commit, however often a
+			// restarted server or a new leader reports it again.
+			rev.Metadata.Name = commitRowName("refused", info.Commit)
 			extra = append(extra, client.TxnOp{Op: "create", Object: rev})
 		} else if c := api.FindCondition(cur.Status.Conditions, cond.Type); c != nil &&
 			c.Status == cond.Status && c.Reason == cond.Reason && c.Message == cond.Message {
