@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/rollback"
 	"github.com/spf13/cobra"
@@ -110,6 +111,23 @@ func appSource(cmd *cobra.Command, app string) (*api.Source, error) {
 		return nil, err
 	}
 	obj, err := c.Get(cmd.Context(), api.Key{Kind: api.KindApp, App: app, Name: app})
+	if client.IsNotFound(err) {
+		// A commit that deleted the app took its source with it; its
+		// revisions still name the repository.
+		hint := ""
+		if revs, _, lerr := c.List(cmd.Context(), api.KindRevision, client.ListOptions{App: app}); lerr == nil {
+			var last *api.Revision
+			for _, o := range revs {
+				if r := o.(*api.Revision); last == nil || r.Spec.SyncedAt.After(last.Spec.SyncedAt) {
+					last = r
+				}
+			}
+			if last != nil && last.Spec.Repo != "" {
+				hint = " (it came from " + last.Spec.Repo + ")"
+			}
+		}
+		return nil, fmt.Errorf("app %s is not in the cluster (did a commit delete it? see 'capstan history %s'), so its repository is unknown: to bring it back, give --repo with a local clone of its repository%s and --path with its descriptor directory", app, app, hint)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", app, err)
 	}

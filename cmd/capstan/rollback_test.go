@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
 )
 
 // rollbackRepo makes a repository with the given commits, each a map of
@@ -101,5 +103,17 @@ func TestRollbackMultiAppFile(t *testing.T) {
 	msg = gitCmd(t, repo, "log", "-1", "--format=%B")
 	if !strings.Contains(msg, "Rollback app solo to ") || !strings.Contains(msg, "Restores apps/solo.cue to its content at") || strings.Contains(msg, "their") {
 		t.Errorf("rollback message:\n%s", msg)
+	}
+}
+
+// An app a commit deleted is no longer on the server, which is where
+// rollback finds its repository: the error says how to bring it back
+// instead of a bare "not found".
+func TestRollbackOfDeletedAppSaysWhatToGive(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	out, err := run(t, "rollback", "shop", "--to", strings.Repeat("a", 40), "--config", c.Server.AdminConfigPath())
+	if err == nil || !strings.Contains(err.Error(), "--repo") || !strings.Contains(err.Error(), "--path") ||
+		!strings.Contains(err.Error(), "capstan history shop") {
+		t.Fatalf("rollback of an app the cluster does not have: err %v\n%s", err, out)
 	}
 }
