@@ -193,6 +193,10 @@ func (a *Applier) Apply(ctx context.Context, snap gitsync.Snapshot) error {
 		return err
 	}
 	a.metrics.observe(snap.Repo, out)
+	if snap.HistoryRewrite {
+		a.opts.Logger.Warn("history rewritten (force-push or moved tag): applied a head that does not descend from the previous one", "repo", snap.Repo,
+			"previous", api.ShortCommit(snap.Previous), "commit", api.ShortCommit(snap.Commit))
+	}
 	a.opts.Logger.Info("applied commit", "repo", snap.Repo, "commit", api.ShortCommit(snap.Commit),
 		"applied", logNames(out.Applied), "rejected", logNames(out.Rejected), "pruned", logNames(out.Pruned), "unchanged", len(out.Unchanged))
 	return nil

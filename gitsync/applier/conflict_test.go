@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -393,4 +394,42 @@ func TestSignatureRefusalRecordedOnce(t *testing.T) {
 			t.Fatalf("after %d restart(s), %d Rejected revisions of the refused head, want 1", restart, n)
 		}
 	}
+}
+
+// A force-push is said in the server's log, not only in the history.
+func TestHistoryRewriteLogged(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	ap, err := applier.New(applier.Options{Client: cl.Client, Logger: slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	fsys := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)}}
+	if err := ap.Apply(ctx, gitsync.Snapshot{Repo: "demo", FS: fsys, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ap.Apply(ctx, gitsync.Snapshot{Repo: "demo", FS: fsys, Previous: fmt.Sprintf("%040x", 1), HistoryRewrite: true,
+		CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 2)}}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "level=WARN msg=\"history rewritten") {
+		t.Fatalf("no warning of the history rewrite in the log:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
