@@ -149,5 +149,25 @@ func serveSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, r
 		fail(http.StatusNotFound, wire.ReasonNotFound, err)
 		return
 	}
-	reply(http.StatusAccepted, map[string]any{"triggered": name})
+	// The last attempts: a repository that fails has no app to show it on
+	// until it first synced.
+	last := map[string]syncStatus{}
+	for _, n := range names {
+		if r, err := syncer.Status(n); err == nil {
+			st := syncStatus{Head: r.Head, At: r.At}
+			if r.Err != nil {
+				st.Error = r.Err.Error()
+			}
+			last[n] = st
+		}
+	}
+	reply(http.StatusAccepted, map[string]any{"triggered": name, "last": last})
+}
+
+// syncStatus is a repository's last sync attempt in the answer to POST
+// /sync/{repo}: zero At before the first.
+type syncStatus struct {
+	Head  string    `json:"head,omitempty"`
+	At    time.Time `json:"at,omitzero"`
+	Error string    `json:"error,omitempty"`
 }

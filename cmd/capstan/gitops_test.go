@@ -166,3 +166,41 @@ func TestGitOpsJourney(t *testing.T) {
 		t.Fatalf("history after the deletion: %v\n%s", err, out)
 	}
 }
+
+// A repository that never synced (a wrong URL, say) has no apps to show
+// the failure on: 'capstan sync' says why its last attempt failed instead
+// of only "requested", and keeps saying so while it fails.
+func TestSyncSaysWhyARepositoryFails(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-repo")
+	c := apiservertest.Start(t, apiservertest.Options{})
+	f := gitFlags{repos: []string{missing}, branch: "main", path: ".", interval: time.Hour}
+	repos, err := f.configs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := controlplane.AttachGitSync(c.Server, c.DataDir, repos, sandbox.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cfg := c.Server.AdminConfigPath()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		out, err := run(t, "sync", "--config", cfg)
+		if err != nil {
+			t.Fatalf("sync: %v\n%s", err, out)
+		}
+		if strings.Contains(out, "repository no-such-repo: the last sync") && strings.Contains(out, "failed") &&
+			strings.Contains(out, "remote unreachable") && strings.Contains(out, "check the URL") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("'capstan sync' of a failing repository does not say why:\n%s", out)
+		}
+	}
+}

@@ -117,6 +117,10 @@ deletions included. A newer commit is judged anew.`,
 			}
 			var reply struct {
 				Confirmed map[string]string `json:"confirmed"`
+				Last      map[string]struct {
+					At    time.Time `json:"at"`
+					Error string    `json:"error"`
+				} `json:"last"`
 			}
 			if err := c.Do(cmd.Context(), "POST", p, nil, &reply); err != nil {
 				return err
@@ -126,6 +130,13 @@ deletions included. A newer commit is judged anew.`,
 				fmt.Fprintf(out, "repository %s: deletions of commit %s confirmed\n", name, api.ShortCommit(reply.Confirmed[name]))
 			}
 			_, err = fmt.Fprintf(out, "sync of %s requested\n", repo)
+			// Say why a repository fails: until it first synced it has
+			// no app whose status would show it.
+			for _, name := range sortedKeys(reply.Last) {
+				if l := reply.Last[name]; l.Error != "" {
+					fmt.Fprintf(out, "repository %s: the last sync (%s ago) failed: %s\n", name, time.Since(l.At).Round(time.Second), l.Error)
+				}
+			}
 			return err
 		},
 	}
