@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -259,6 +260,9 @@ func (m *mirror) head(checked plumbing.Hash) (*object.Commit, plumbing.Hash, err
 	if m.cfg.Path != "." {
 		e, err := tree.FindEntry(m.cfg.Path)
 		switch {
+		case err == nil && e.Mode == filemode.Submodule:
+			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %q in %s is a submodule, which sync does not read: commit the descriptors into this repository, or track the submodule's repository itself",
+				ErrPathNotFound, m.cfg.Path, api.ShortCommit(h.String()))
 		case errors.Is(err, object.ErrEntryNotFound), errors.Is(err, object.ErrDirectoryNotFound), err == nil && e.Mode != filemode.Dir:
 			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %q in %s", ErrPathNotFound, m.cfg.Path, api.ShortCommit(h.String()))
 		case err != nil:
@@ -266,8 +270,14 @@ func (m *mirror) head(checked plumbing.Hash) (*object.Commit, plumbing.Hash, err
 		}
 		th = e.Hash
 	}
-	if err := checkTree(m.repo, th, checked); err != nil {
+	var subs []string
+	if err := checkTree(m.repo, th, checked, path.Clean(m.cfg.Path), &subs); err != nil {
 		return nil, plumbing.ZeroHash, fmt.Errorf("%w: %w", ErrCorruptClone, err)
+	}
+	for _, p := range subs {
+		// Said when the submodule is new or moved (and once a start).
+		m.log.Warn("submodule under the descriptor path is not read: descriptors in it are ignored; commit them into this repository, or track the submodule's repository itself",
+			"repo", m.cfg.Name, "commit", api.ShortCommit(h.String()), "path", p)
 	}
 	return c, th, nil
 }
@@ -275,8 +285,9 @@ func (m *mirror) head(checked plumbing.Hash) (*object.Commit, plumbing.Hash, err
 // checkTree reads every object under tree h that is not under the same
 // name in tree prev (zero: check everything), so corruption surfaces here
 // and not halfway through the consumer's reads. Objects of prev were
-// checked when they were new.
-func checkTree(r *git.Repository, h, prev plumbing.Hash) error {
+// checked when they were new. The new submodules it meets are added to
+// subs, as paths under dir (the tree's path in the repository).
+func checkTree(r *git.Repository, h, prev plumbing.Hash, dir string, subs *[]string) error {
 	if h == prev {
 		return nil
 	}
@@ -301,10 +312,11 @@ func checkTree(r *git.Repository, h, prev plumbing.Hash) error {
 		}
 		switch e.Mode {
 		case filemode.Dir:
-			if err := checkTree(r, e.Hash, old[e.Name]); err != nil {
+			if err := checkTree(r, e.Hash, old[e.Name], path.Join(dir, e.Name), subs); err != nil {
 				return err
 			}
 		case filemode.Submodule:
+			*subs = append(*subs, path.Join(dir, e.Name))
 		default:
 			b, err := r.BlobObject(e.Hash)
 			if err != nil {
