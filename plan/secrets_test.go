@@ -1,6 +1,9 @@
 package plan
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -107,5 +110,68 @@ func TestPlanNamesSecretReferences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A change that encrypts a secret file for someone else's key only
+// (forgetting the cluster's recipient) is refused by sync: given the
+// cluster's recipient, the plan says so before merge, at the secret's
+// from field, instead of calling head valid.
+func TestPlanSecretNotForCluster(t *testing.T) {
+	cluster, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	gitRun(t, repo, "init", "-q", "-b", "main")
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(repo, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	encrypt := func(recipient string) []byte {
+		b, err := secrets.Encrypt(map[string]string{"password": "hunter2"}, []string{recipient}, secrets.EncryptOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	write("shop.cue", []byte(`apps: shop: {
+	secrets: db: from: "db.secret.yaml"
+	pods: api: containers: api: {
+		image: "x"
+		env: DB_PASSWORD: secret: {name: "db", key: "password"}
+	}
+}
+`))
+	write("db.secret.yaml", encrypt(cluster.Recipient().String()))
+	gitRun(t, repo, "add", "-A")
+	gitRun(t, repo, "commit", "-q", "-m", "base")
+	write("db.secret.yaml", encrypt(alice.Recipient().String()))
+	gitRun(t, repo, "commit", "-q", "-am", "head")
+
+	in, err := Read(context.Background(), ReadOptions{Repo: repo, Base: "main~1", Head: "main", Recipient: cluster.Recipient().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Compute(in)
+	text := RenderText(p)
+	if p.Valid() {
+		t.Fatalf("head encrypted for alice only is valid:\n%s", text)
+	}
+	if want := "shop.cue:2:21: apps.shop.secrets.db.from: secret db: db.secret.yaml: not encrypted for the cluster's recipient " + cluster.Recipient().String(); !strings.Contains(text, want) {
+		t.Errorf("plan lacks %q:\n%s", want, text)
+	}
+	// Without the recipient (no server), only the format is checked.
+	in, err = Read(context.Background(), ReadOptions{Repo: repo, Base: "main~1", Head: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := Compute(in); !p.Valid() {
+		t.Fatalf("without a recipient: %s", RenderText(p))
 	}
 }

@@ -118,6 +118,10 @@ type ResolveOptions struct {
 	// RequireKeys refuses secrets when Keys is nil (git sync: an app's
 	// secrets must be decrypted to run).
 	RequireKeys bool
+	// Recipient, with Keys nil, is the cluster's age recipient (age1...):
+	// a secret file that does not list it among its recipients is an
+	// error, the one sync would give (capstan plan against a server).
+	Recipient string
 	// Cache, when set, keeps what opening each secret file gave, so that
 	// a sync decrypts only the files that changed.
 	Cache *SecretCache

@@ -145,3 +145,30 @@ func TestSecretsWithoutKeys(t *testing.T) {
 		t.Fatalf("secret = %+v, want fingerprints and no data", s)
 	}
 }
+
+// Without the cluster key (capstan plan), a secret file that does not
+// list the cluster's recipient is the error sync would give, at the
+// secret's from field, naming the file and how to fix it; a file that
+// lists it passes.
+func TestSecretsWithoutKeysWrongRecipient(t *testing.T) {
+	cluster, other := keyring(t), keyring(t)
+	fsys := mapFS(map[string]string{"shop.cue": secretApp,
+		"secrets/db.secret.yaml": encrypted(t, other, map[string]string{"password": "hunter2", "token": "t"})})
+	ar := resolveWith(t, fsys, ResolveOptions{Recipient: cluster.Recipient()})
+	if ar.Valid() {
+		t.Fatal("a file not encrypted for the cluster passed")
+	}
+	got := strings.Join(errorStrings(ar.Errors), "\n")
+	for _, want := range []string{"shop.cue:2:", "secrets/db.secret.yaml: not encrypted for the cluster's recipient " + cluster.Recipient(), other.Recipient(), "capstan secret edit -r " + cluster.Recipient()} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors %q do not say %q", got, want)
+		}
+	}
+	if strings.Contains(got, "hunter2") {
+		t.Fatalf("an error shows a value: %s", got)
+	}
+	ok := resolveWith(t, fsys, ResolveOptions{Recipient: other.Recipient()})
+	if !ok.Valid() {
+		t.Fatalf("a file encrypted for the cluster: %v", errorStrings(ok.Errors))
+	}
+}

@@ -122,7 +122,7 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 			return &exitError{code: planExitError, err: err}
 		}
 	}
-	in, err := plan.Read(cmd.Context(), plan.ReadOptions{Repo: f.repo, Base: f.base, Head: f.head, Path: f.path, Load: ev.Load})
+	in, err := plan.Read(cmd.Context(), plan.ReadOptions{Repo: f.repo, Base: f.base, Head: f.head, Path: f.path, Load: ev.Load, Recipient: planRecipient(cmd)})
 	if err != nil {
 		return &exitError{code: planExitError, err: err}
 	}
@@ -146,6 +146,28 @@ func planRenderer(format string) (func(*plan.Plan) string, error) {
 		return plan.RenderMarkdown, nil
 	}
 	return nil, fmt.Errorf("plan: --format %q: want text or markdown", format)
+}
+
+// planRecipient asks the server of the client config (--config or
+// $CAPSTAN_CONFIG) for the cluster's age recipient, so that a secret
+// file not encrypted for it is an error of head, as sync would find.
+// "" when no config is given or the server does not answer: planLive
+// then says the server is not reachable.
+func planRecipient(cmd *cobra.Command) string {
+	if flag, _ := cmd.Flags().GetString("config"); flag == "" && os.Getenv("CAPSTAN_CONFIG") == "" {
+		return ""
+	}
+	c, err := newClient(cmd)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), planLiveTimeout)
+	defer cancel()
+	r, err := c.SecretsRecipient(ctx)
+	if err != nil {
+		return ""
+	}
+	return r
 }
 
 // planLive lists the live nodes and pods when a client config is given
