@@ -260,16 +260,21 @@ func (f *File) open(dk []byte) (map[string]string, error) {
 	for _, k := range f.Keys {
 		v, err := openValue(aead, f.values[k], valueAAD(k))
 		if err != nil {
-			return nil, &Error{Line: f.lines[k], Column: 1, Msg: fmt.Sprintf("key %q: cannot decrypt its value: %v", k, ErrTampered), Err: ErrTampered}
+			return nil, &Error{Line: f.lines[k], Column: 1, Msg: fmt.Sprintf("key %q: its value does not decrypt with this file's data key (it was changed by hand, or copied from another secret file): %s", k, tamperedFix), Err: ErrTampered}
 		}
 		out[k] = string(v)
 	}
 	mac, err := openValue(aead, f.mac, []byte("capstan-secret/v1/mac"))
 	if err != nil || !bytes.Equal(mac, digest(out)) {
-		return nil, &Error{Msg: "capstan.mac: " + ErrTampered.Error() + ": a value was removed, added or replaced outside capstan secret edit", Err: ErrTampered}
+		return nil, &Error{Msg: "capstan.mac: the " + ErrTampered.Error() + ": a value was removed, added or replaced outside capstan secret edit (a git merge of two edits of this file does that): " + tamperedFix, Err: ErrTampered}
 	}
 	return out, nil
 }
+
+// tamperedFix is what to do with a file that fails its checks: no
+// command opens it (that is the point of the checks), so the way back is
+// its last good version in git.
+const tamperedFix = "restore the file's last good version from git (git checkout COMMIT -- FILE; after a merge, one side: git checkout --theirs FILE) and make the other changes again with capstan secret edit"
 
 func gcm(key []byte) (cipher.AEAD, error) {
 	b, err := aes.NewCipher(key)

@@ -99,9 +99,23 @@ func TestTamperingDetected(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: parse: %v", name, err)
 		}
-		if _, err := f.Decrypt(id); !errors.Is(err, ErrTampered) {
+		_, err = f.Decrypt(id)
+		if !errors.Is(err, ErrTampered) {
 			t.Errorf("%s: decrypt = %v, want ErrTampered", name, err)
+			continue
 		}
+		// No command opens such a file: the error says the way back.
+		for _, want := range []string{"git checkout", "capstan secret edit"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: %q does not say %q", name, err, want)
+			}
+		}
+	}
+	// A swapped value is named with its line.
+	f, _ = Parse(swapped)
+	var fe *Error
+	if _, err := f.Decrypt(id); !errors.As(err, &fe) || fe.Line != f.Line("a") || !strings.Contains(fe.Msg, `key "a"`) {
+		t.Errorf("swapped: %v, want an error at key a's line %d", err, f.Line("a"))
 	}
 }
 
