@@ -109,6 +109,12 @@ func (f *identityFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "/var/lib/capstan", "the server's data directory, whose cluster key decrypts when no --identity is given")
 }
 
+// own reports whether the identities are the user's (--identity or
+// $CAPSTAN_AGE_KEY_FILE), not the cluster key of --data-dir.
+func (f *identityFlags) own() bool {
+	return len(f.files) > 0 || os.Getenv("CAPSTAN_AGE_KEY_FILE") != ""
+}
+
 func (f *identityFlags) identities() ([]age.Identity, error) {
 	files := f.files
 	if len(files) == 0 {
@@ -335,6 +341,19 @@ func decryptFile(p string, ids *identityFlags) (map[string]string, *secrets.File
 		return nil, nil, err
 	}
 	vals, err := f.Decrypt(keys...)
+	if errors.Is(err, secrets.ErrNoIdentity) && ids.own() {
+		// The library's advice (encrypt for the cluster's recipient) is
+		// for the server; a team member's key needs a recipient to add it.
+		var rs []string
+		for _, k := range keys {
+			if x, ok := k.(*age.X25519Identity); ok {
+				rs = append(rs, x.Recipient().String())
+			}
+		}
+		r := strings.Join(rs, " -r ")
+		return nil, nil, fmt.Errorf("%s: %w: the key of your --identity (recipient %s) is not among the file's recipients (%s): ask one of them to add it with capstan secret edit -r %s %s",
+			p, secrets.ErrNoIdentity, strings.Join(rs, ", "), strings.Join(f.Recipients, ", "), r, p)
+	}
 	if err != nil {
 		return nil, nil, fileError(p, err)
 	}

@@ -104,8 +104,16 @@ func TestSecretCommands(t *testing.T) {
 	if err := os.WriteFile(other, []byte("AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, "secret", "decrypt", "--identity", other, file); err == nil || !strings.Contains(err.Error(), "not encrypted for this key") {
+	_, err = run(t, "secret", "decrypt", "--identity", other, file)
+	if err == nil || !strings.Contains(err.Error(), "not encrypted for this key") {
 		t.Fatalf("decrypt with a stranger's key: %v", err)
+	}
+	// It names the key's recipient and how to be added, not the
+	// cluster's recipient (which is for the server).
+	otherIDs, _ := secrets.ParseIdentities("AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX")
+	want := "capstan secret edit -r " + otherIDs[0].Recipient().String() + " " + file
+	if !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "capstan secret recipient") {
+		t.Fatalf("decrypt with a stranger's key: %v, want it to say %q", err, want)
 	}
 }
 
