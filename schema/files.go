@@ -92,7 +92,7 @@ func parseUnit(ctx *cue.Context, f rawFile, prev *unit) *unit {
 			continue
 		}
 		u.errs = append(u.errs, atPos(iter.Value().Pos(), f.path, sel.String(),
-			"unknown top-level field: a descriptor holds only apps; a data file that is not a descriptor is skipped when a valid app reads it (files: from:), "+
+			"unknown top-level field: a descriptor holds only apps; a data file that is not a descriptor is skipped when a valid app reads it (files: from:, secrets: from:), "+
 				"else move it into a directory whose name starts with '.'"))
 	}
 	if !appsVal.Exists() {

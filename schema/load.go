@@ -159,9 +159,10 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 		}
 	}
 	l.apps = apps
-	// A file a valid app reads as a config file (files: from:) that
-	// declares no app is data, not a descriptor: its errors as one (a
-	// JSON file's top-level fields) are not the repository's.
+	// A file a valid app reads as a config file (files: from:) or a
+	// secret (secrets: from:) that declares no app is data, not a
+	// descriptor: its errors as one (a JSON file's top-level fields) are
+	// not the repository's.
 	data := fromFiles(apps)
 	for _, u := range units {
 		if len(u.owners) == 0 && data[u.path] {
@@ -182,12 +183,16 @@ func (l *Loader) load(raw []rawFile, opts LoadOptions) *Result {
 	return res
 }
 
-// fromFiles is the set of paths the valid apps read as config files.
+// fromFiles is the set of paths the valid apps read as config files
+// and secrets.
 func fromFiles(apps map[string]*appCache) map[string]bool {
 	out := map[string]bool{}
 	for _, c := range apps {
 		if c.app == nil || len(c.errs) > 0 {
 			continue
+		}
+		for _, s := range c.app.Spec.Secrets {
+			out[s.Spec.From] = true
 		}
 		for _, w := range c.app.Spec.Workloads {
 			for _, f := range w.Spec.Template.Files {
