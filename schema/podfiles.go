@@ -64,6 +64,9 @@ func (c *converter) files(t *api.PodTemplate, files map[string]dFile, desc []str
 			f.From = *d.From
 			if why := cleanRepoPath(f.From); why != "" {
 				c.fail(append(fdesc, "from"), "%q %s", f.From, why)
+			} else if isSecretFile(f.From) {
+				// Its ciphertext would reach the containers, not its values.
+				c.fail(append(fdesc, "from"), "%q is an encrypted secret file: declare it under apps.%s.secrets and take a key as a file with secret: {name, key}", f.From, c.app)
 			}
 			c.refs = append(c.refs, fromRef{workload: c.workloads, file: i, desc: append(fdesc, "from")})
 		}

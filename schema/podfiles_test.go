@@ -111,6 +111,8 @@ func TestFilesErrors(t *testing.T) {
 			nil, `a.cue:4:1: apps.shop.pods.web.files./etc/hosts: "/etc/hosts" is written by Capstan`},
 		{"bad mode", map[string]string{"a.cue": one(`"/etc/a": {content: "x", mode: 0o1777}`)},
 			nil, `a.cue:4:32: apps.shop.pods.web.files./etc/a.mode: invalid value 1023 (out of bound <=511)`},
+		{"secret file", map[string]string{"a.cue": one(`"/etc/db.yaml": from: "secrets/db.secret.yaml"`), "secrets/db.secret.yaml": "a: ENC[v1,AAAA]\n"},
+			nil, `a.cue:4:23: apps.shop.pods.web.files./etc/db.yaml.from: "secrets/db.secret.yaml" is an encrypted secret file: declare it under apps.shop.secrets and take a key as a file with secret: {name, key}`},
 		{"binary inline", map[string]string{"a.cue": one(`"/etc/a": content: "\u0000"`)},
 			nil, `a.cue:4:1: apps.shop.pods.web.files./etc/a: is not text`},
 	}

@@ -30,7 +30,7 @@ type rawFile struct {
 // Encrypted secret files (NAME.secret.yaml) are not descriptors: an app
 // names them under secrets.
 func isDescriptor(name string) bool {
-	if strings.HasSuffix(name, ".secret.yaml") || strings.HasSuffix(name, ".secret.yml") {
+	if isSecretFile(name) {
 		return false
 	}
 	switch path.Ext(name) {
@@ -38,6 +38,12 @@ func isDescriptor(name string) bool {
 		return true
 	}
 	return false
+}
+
+// isSecretFile reports whether a file name is an encrypted secret
+// file's (NAME.secret.yaml or .secret.yml).
+func isSecretFile(name string) bool {
+	return strings.HasSuffix(name, ".secret.yaml") || strings.HasSuffix(name, ".secret.yml")
 }
 
 // walk reads every descriptor file under the root of fsys, in lexical
