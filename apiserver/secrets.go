@@ -118,13 +118,14 @@ type SecretsRecipient struct {
 
 // handleSecretsRecipient answers the cluster's current age recipient
 // (public: what repositories encrypt their secrets for) to any valid
-// token. The key file is read again, so a rotation shows at once.
+// token. The key file is read again (never made: see secrets.Load), so
+// a rotation shows at once.
 func (s *Server) handleSecretsRecipient(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.authenticate(r); err != nil {
 		writeError(w, err)
 		return
 	}
-	k, err := loadKeys(s.opts.DataDir)
+	k, err := secrets.Load(filepath.Join(s.opts.DataDir, secretsDir))
 	if err != nil {
 		writeError(w, errorf(http.StatusInternalServerError, wire.ReasonInternalError, err))
 		return

@@ -229,3 +229,28 @@ func TestKeyring(t *testing.T) {
 		t.Fatalf("LoadOrCreate with a world-readable key = %v, want a refusal", err)
 	}
 }
+
+// Load reads what LoadOrCreate made and makes nothing: a store key gone
+// while the server runs is an error with the way out, never a new key
+// (which would change every version and leave every sealed value
+// unopenable).
+func TestLoadMakesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secrets")
+	k1, err := LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Load(dir)
+	if err != nil || k2.Recipient() != k1.Recipient() {
+		t.Fatalf("Load = %v, %v; want the key ring LoadOrCreate made", k2, err)
+	}
+	if err := os.Remove(filepath.Join(dir, StoreKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "restore") {
+		t.Fatalf("Load without %s = %v, want ErrNotExist and the way out", StoreKeyFile, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, StoreKeyFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Load made %s: %v", StoreKeyFile, err)
+	}
+}

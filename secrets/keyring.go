@@ -42,9 +42,26 @@ func LoadOrCreate(dir string) (*Keyring, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("secrets: key directory: %w", err)
 	}
+	return load(dir, true)
+}
+
+// Load reads the key ring in dir that LoadOrCreate made, and makes
+// nothing: a key file gone while the server runs is an error (wrapping
+// os.ErrNotExist), never silently replaced by a new key, which would
+// leave every secret of the repositories undecryptable and every sealed
+// value of the store unopenable.
+func Load(dir string) (*Keyring, error) {
+	k, err := load(dir, false)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("secrets: %w: the server made it on its first start; restore %s from its backup (docs/secrets.md, Backup), or restart the server to make new keys (every secret file must then be encrypted again for the new recipient)", err, dir)
+	}
+	return k, err
+}
+
+func load(dir string, create bool) (*Keyring, error) {
 	idPath := filepath.Join(dir, IdentityFile)
 	idText, err := readKey(idPath)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) && create {
 		id, gerr := age.GenerateX25519Identity()
 		if gerr != nil {
 			return nil, gerr
@@ -57,7 +74,7 @@ func LoadOrCreate(dir string) (*Keyring, error) {
 	}
 	storePath := filepath.Join(dir, StoreKeyFile)
 	storeText, err := readKey(storePath)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) && create {
 		k := make([]byte, 32)
 		if _, gerr := rand.Read(k); gerr != nil {
 			return nil, gerr

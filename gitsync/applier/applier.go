@@ -47,8 +47,10 @@ type Options struct {
 	// Workers write that many apps at once (default 32), so that the
 	// store commits their transactions in groups.
 	Workers int
-	// SecretsDir holds the cluster's key ring (secrets.LoadOrCreate),
-	// read again at every sync so that a rotated key is used at once.
+	// SecretsDir holds the cluster's key ring, made by
+	// secrets.LoadOrCreate when the server first starts and read again
+	// (secrets.Load, which makes nothing) at every sync so that a rotated
+	// key is used at once.
 	// Empty: apps with secrets are rejected (no key to decrypt them).
 	SecretsDir string
 	// Registry, when set, receives the capstan_gitsync_rejected_apps and
@@ -253,7 +255,9 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	lo.Repo, lo.Commit, lo.PathPrefix = a.repoURL(snap.Repo), snap.Commit, snap.Path
 	ro := schema.ResolveOptions{PathPrefix: snap.Path, RequireKeys: true, Cache: rs.secrets, Previous: func(name string) *api.App { return existing[name] }}
 	if a.opts.SecretsDir != "" {
-		if ro.Keys, err = secrets.LoadOrCreate(a.opts.SecretsDir); err != nil {
+		// Load, never create: the server made the keys on its first
+		// start, and a new key would make every secret undecryptable.
+		if ro.Keys, err = secrets.Load(a.opts.SecretsDir); err != nil {
 			return out, err
 		}
 	}

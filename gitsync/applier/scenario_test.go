@@ -271,6 +271,25 @@ func TestScenarios(t *testing.T) {
 				d.ScanArgs(t, "file", &file)
 				w.writeSecret(file, d.Input, d.HasArg("stranger"))
 				return ""
+			case "remove-key":
+				// file=NAME: a key file of the server's key ring gone
+				// while the server runs.
+				var file string
+				d.ScanArgs(t, "file", &file)
+				if err := os.Remove(filepath.Join(w.cluster.DataDir, "secrets", file)); err != nil {
+					t.Fatal(err)
+				}
+				return ""
+			case "key-files":
+				ents, err := os.ReadDir(filepath.Join(w.cluster.DataDir, "secrets"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				return strings.Join(names, "\n") + "\n"
 			case "rm":
 				var file string
 				d.ScanArgs(t, "file", &file)
@@ -291,9 +310,9 @@ func TestScenarios(t *testing.T) {
 				res, err := w.syncer.Sync(ctx, "demo")
 				out := w.state(ctx)
 				if err != nil {
-					out = "sync error: " + maskedFirstLine(err.Error()) + "\n" + out
+					out = "sync error: " + maskedFirstLine(strings.ReplaceAll(err.Error(), w.cluster.DataDir, "DATA_DIR")) + "\n" + out
 				} else if res.Err != nil {
-					out = "sync error: " + maskedFirstLine(res.Err.Error()) + "\n" + out
+					out = "sync error: " + maskedFirstLine(strings.ReplaceAll(res.Err.Error(), w.cluster.DataDir, "DATA_DIR")) + "\n" + out
 				}
 				if d.HasArg("conditions") {
 					out += w.conditions(ctx)
