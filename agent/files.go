@@ -17,10 +17,12 @@ import (
 // the pod's tmpfs (runtime) or a container's environment. They are
 // never logged: errors name the secret and key, never the value.
 
-// errSecretVersion marks a secret whose value is not yet the one the
-// pod's template was made for (the app controller writes the Secret
-// before the workloads, but a pod may still come first): retried.
-var errSecretVersion = errors.New("the secret does not have the version the pod was made for yet")
+// errSecretVersion marks a secret whose value is not the one the pod's
+// template was made for: either not yet (the app controller writes the
+// Secret before the workloads, but a pod may still come first), or no
+// longer (the value changed in git since; the Secret holds only the
+// newest, and the rollout replaces the pod). Retried either way.
+var errSecretVersion = errors.New("the secret's value is not at the version the pod was made for: the value changed in git after the pod was made (the rollout to the new value replaces this pod; see its workload) or the new version is not written yet (retried)")
 
 // podFiles maps the pod's files to the runtime's; secret files take
 // their content from vals.
