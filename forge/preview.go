@@ -331,7 +331,7 @@ func (w *worker) secretSource(commit string) (fs.FS, *secrets.Keyring, error) {
 	if w.c.opts.SecretsDir == "" {
 		return nil, nil, errors.New("this server has no cluster key to open secrets with")
 	}
-	keys, err := secrets.LoadOrCreate(w.c.opts.SecretsDir)
+	keys, err := secrets.Load(w.c.opts.SecretsDir) // made by the server at its first start; never made here
 	if err != nil {
 		return nil, nil, fmt.Errorf("the cluster key: %w", err)
 	}

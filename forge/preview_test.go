@@ -12,6 +12,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
@@ -484,4 +486,35 @@ func TestPreviewDeletedOnRetarget(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A pull request whose secret file is not encrypted for the cluster's
+// key gets a plan that says so, as sync would refuse the app after the
+// merge (the plan used to call the head valid).
+func TestPlanSecretNotForCluster(t *testing.T) {
+	secretsDir := filepath.Join(t.TempDir(), "secrets")
+	keys, err := secrets.LoadOrCreate(secretsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := startFlow(t, "github", "secret-token", func(_ *gitsync.RepoConfig, o *Options) { o.SecretsDir = secretsDir })
+	other, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := secrets.Encrypt(map[string]string{"password": "hunter2"}, []string{other.Recipient().String()}, secrets.EncryptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl.bare.commit(t, "main", "apps/secrets/db.secret.yaml", string(enc))
+	fl.bare.branch(t, "try", "apps/x.cue", `apps: x: {
+	secrets: db: from: "secrets/db.secret.yaml"
+	pods: web: containers: c: {image: "r/x:v2", env: PW: secret: {name: "db", key: "password"}}
+}
+`)
+	n := fl.forge.open("try", "main", "try x")
+	hook(t, fl.hookURL, "github", n, "opened", "p1", true)
+	eventually(t, "the plan names the recipient missing", func() bool {
+		return strings.Contains(fl.comment(n), "not encrypted for the cluster's recipient "+keys.Recipient())
+	})
 }

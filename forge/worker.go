@@ -13,6 +13,7 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/plan"
 	"github.com/capstanhq/capstan/schema/sandbox"
+	"github.com/capstanhq/capstan/secrets"
 )
 
 // maxTracked bounds the commits whose deploy status is followed at once;
@@ -348,7 +349,15 @@ func (w *worker) prepare(ctx context.Context, st *prState) error {
 		st.problem = publicProblem(err, w.c.opts.DataDir, w.dir, w.cfg.Name)
 		return nil
 	}
-	in, err := plan.Read(ctx, plan.ReadOptions{Repo: w.dir, Base: base, Head: head, Path: w.cfg.Path, Load: w.load})
+	// A secret file of head not encrypted for the cluster's key is an
+	// error in the plan, as sync will refuse it.
+	var recipient string
+	if w.c.opts.SecretsDir != "" {
+		if keys, err := secrets.Load(w.c.opts.SecretsDir); err == nil {
+			recipient = keys.Recipient()
+		}
+	}
+	in, err := plan.Read(ctx, plan.ReadOptions{Repo: w.dir, Base: base, Head: head, Path: w.cfg.Path, Load: w.load, Recipient: recipient})
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
