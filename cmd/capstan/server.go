@@ -49,6 +49,9 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 
 // options turns the flags into the control plane's Options.
 func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
+	if err := f.store.check(); err != nil {
+		return controlplane.Options{}, err
+	}
 	repos, err := f.git.configs()
 	if err != nil {
 		return controlplane.Options{}, err

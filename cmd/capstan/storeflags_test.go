@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/capstanhq/capstan/controlplane"
@@ -35,5 +37,29 @@ func TestServerStoreFlags(t *testing.T) {
 	if o.Store.Backend != controlplane.StoreEtcd || !slices.Equal(e.Endpoints, []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}) ||
 		e.CAFile != "/ca.crt" || e.CertFile != "/c.crt" || e.KeyFile != "/c.key" || e.Prefix != "/prod/" {
 		t.Fatalf("store = %+v", o.Store)
+	}
+}
+
+// Flags of the etcd store given with bbolt are refused, not ignored: a
+// server told to elect a leader on a store that has no election ran
+// alone without a word.
+func TestServerEtcdFlagsWithBolt(t *testing.T) {
+	for _, args := range [][]string{
+		{"--leader-lease-ttl", "5s"},
+		{"--leader-id", "s1"},
+		{"--etcd-prefix", "/prod/"},
+		{"--store", "bbolt", "--etcd-ca", "/ca.crt"},
+	} {
+		cmd := &cobra.Command{Use: "server"}
+		var f serverFlags
+		f.register(cmd)
+		if err := cmd.Flags().Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.options(slog.New(slog.DiscardHandler))
+		var ee *exitError
+		if err == nil || !errors.As(err, &ee) || ee.code != usageExit || !strings.Contains(err.Error(), "--"+strings.TrimPrefix(args[len(args)-2], "--")) || !strings.Contains(err.Error(), "--store etcd") {
+			t.Errorf("%v: err = %v, want a usage error naming the flag and --store etcd", args, err)
+		}
 	}
 }
