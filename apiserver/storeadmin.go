@@ -81,7 +81,7 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	} else if reason != "" {
-		writeError(w, errorf(http.StatusConflict, wire.ReasonReadOnly, fmt.Errorf("the store is read-only already: %s", reason)))
+		writeError(w, errorf(http.StatusConflict, wire.ReasonReadOnly, fmt.Errorf("the store is read-only already: %s (if a migration was cut off, its copy is incomplete: run capstan store read-write, then migrate again)", reason)))
 		return
 	}
 	// Reach the target before the cluster goes read-only: a wrong
@@ -145,7 +145,7 @@ func (s *Server) handleMigrate(w http.ResponseWriter, r *http.Request) {
 	}
 
 	start := s.opts.Now().UTC().Format("2006-01-02 15:04:05 MST")
-	if err := src.SetReadOnly(ctx, fmt.Sprintf("being migrated to %s since %s (capstan store migrate); writes resume once the servers run on the new store", req.To, start)); err != nil {
+	if err := src.SetReadOnly(ctx, fmt.Sprintf("being migrated to %s since %s (capstan store migrate); writes resume once the servers run on the new store; if the migration was cut off (its server stopped before it answered), run capstan store read-write and migrate again", req.To, start)); err != nil {
 		writeError(w, err)
 		return
 	}
