@@ -148,10 +148,24 @@ func (c *Containerd) specOpts(img containerd.Image, sb Sandbox, spec ContainerSp
 		}
 	}
 	if spec.CPUMillis > 0 {
-		const period = 100_000 // µs
-		opts = append(opts, oci.WithCPUCFS(spec.CPUMillis*period/1000, period))
+		opts = append(opts, oci.WithCPUCFS(cpuQuota(spec.CPUMillis), cfsPeriod))
 	}
 	return opts, nil
+}
+
+// cfsPeriod is the CFS period of a CPU limit, in µs; minCFSQuota the
+// smallest quota the kernel accepts (1 ms).
+const (
+	cfsPeriod   = 100_000
+	minCFSQuota = 1_000
+)
+
+// cpuQuota is the CFS quota of a limit of millis thousandths of a core:
+// at least the kernel's minimum, which a limit under 10m would be below
+// (the kernel refuses it and the container never starts); the kubelet
+// raises it the same way.
+func cpuQuota(millis int64) int64 {
+	return max(millis*cfsPeriod/1000, minCFSQuota)
 }
 
 func bindMount(src, dst string, ro bool) specs.Mount {

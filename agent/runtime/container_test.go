@@ -87,6 +87,27 @@ func TestCgroupLimitsApplied(t *testing.T) {
 	}
 }
 
+// A CPU limit under 10m (cpu: "5m") is a quota under the kernel's 1 ms
+// minimum, which the kernel refuses: the container never started
+// (CreateContainerError, "invalid argument"). As the kubelet does, the
+// quota is raised to the minimum.
+func TestCgroupTinyCPULimitRaisedToMinimum(t *testing.T) {
+	e := newEnv(t)
+	sb := e.pod("tinycpu")
+	st := e.start(sb, runtime.ContainerSpec{Name: "c", Args: []string{"sleep"}, CPUMillis: 5})
+	f, want := "cpu/"+e.cgDir+"/"+st.ID+"/cpu.cfs_quota_us", "1000"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		f, want = e.cgDir+"/"+st.ID+"/cpu.max", "1000 100000"
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", f))
+	if err != nil {
+		t.Fatalf("read %s: %v", f, err)
+	}
+	if got := strings.TrimSpace(string(b)); got != want {
+		t.Errorf("%s = %q, want %q", f, got, want)
+	}
+}
+
 func TestGracefulStop(t *testing.T) {
 	e := newEnv(t)
 	sb := e.pod("stop")
