@@ -190,6 +190,59 @@ func TestExec(t *testing.T) {
 	}
 }
 
+// An exec whose command leaves a process behind that holds its output (sh
+// -c "daemon &") returned only once that process ended: an exec probe of
+// that kind never timed out, and the pod's worker, waiting for its probes
+// to stop, could not even delete the pod. The exit code comes back once
+// the output is drained or, at the latest, execDrainTimeout after the exit.
+func TestExecReturnsWhileABackgroundProcessHoldsItsOutput(t *testing.T) {
+	e := newEnv(t)
+	sb := e.pod("execbg")
+	st := e.start(sb, runtime.ContainerSpec{Name: "c", Args: []string{"sleep"}})
+	type result struct {
+		code int
+		err  error
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		timeout time.Duration
+		wantErr error // else exit code 0
+	}{
+		{"within a probe's timeout", nil, time.Second, nil},
+		{"without a deadline", nil, 0, nil},
+		{"command still running at the timeout", []string{"wait"}, time.Second, context.DeadlineExceeded},
+	} {
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if tc.timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, tc.timeout)
+		}
+		var out strings.Builder
+		done := make(chan result, 1)
+		go func() {
+			code, err := e.rt.Exec(ctx, st.ID, append([]string{"/testbox", "background"}, tc.args...), runtime.ExecIO{Stdout: &out})
+			done <- result{code, err}
+		}()
+		deadline := time.NewTimer(30 * time.Second)
+		select {
+		case r := <-done:
+			if tc.wantErr != nil {
+				if !errors.Is(r.err, tc.wantErr) {
+					t.Errorf("%s: code %d, err %v; want %v", tc.name, r.code, r.err, tc.wantErr)
+				}
+				break
+			}
+			if r.err != nil || r.code != 0 || !strings.HasPrefix(out.String(), "started\n") {
+				t.Errorf("%s: code %d, err %v, output %q; want 0, no error and \"started\"", tc.name, r.code, r.err, out.String())
+			}
+		case <-deadline.C:
+			t.Errorf("%s: exec still waiting 30 s after its command exited", tc.name)
+		}
+		deadline.Stop()
+		cancel()
+	}
+}
+
 func TestLogsRotateAtSizeLimit(t *testing.T) {
 	e := newEnv(t) // LogMaxSize 64 KiB, LogMaxFiles 3
 	sb := e.pod("logs")

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	apievents "github.com/containerd/containerd/api/events"
 	containerd "github.com/containerd/containerd/v2/client"
@@ -139,9 +140,32 @@ wait:
 	if err != nil {
 		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, err)
 	}
-	// Drain the output copiers before returning, so the caller sees all of it.
-	proc.IO().Wait()
+	drainExecOutput(ctx, proc.IO())
 	return int(code), nil
+}
+
+// execDrainTimeout bounds the wait for an exec's output after its exit.
+const execDrainTimeout = 2 * time.Second
+
+// drainExecOutput waits for the output copiers, so the caller sees all of
+// the output, but not past ctx or execDrainTimeout: a process the command
+// left behind (sh -c "daemon &") holds the output open until it ends, and
+// an exec probe must still time out. What it writes later is dropped.
+func drainExecOutput(ctx context.Context, pio cio.IO) {
+	drained := make(chan struct{})
+	go func() { pio.Wait(); close(drained) }()
+	t := time.NewTimer(execDrainTimeout)
+	defer t.Stop()
+	select {
+	case <-drained:
+		return
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	// Closing the FIFOs ends the copiers' reads.
+	pio.Cancel()
+	_ = pio.Close()
+	<-drained
 }
 
 // closingReader passes reads through and, at end of input, closes the

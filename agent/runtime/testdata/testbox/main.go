@@ -24,6 +24,10 @@
 //	stdin                  copy standard input to standard output, then print "eof"
 //	tty                    print whether stdin is a terminal and, once the
 //	                       terminal has a size (SIGWINCH), "size=COLSxROWS"
+//	background [wait]      start "testbox ignore-term" holding this one's
+//	                       stdout and stderr, print "started", exit 0 (as
+//	                       sh -c "daemon &" does); with wait, wait for
+//	                       SIGTERM instead of exiting
 package main
 
 import (
@@ -33,6 +37,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -154,6 +159,17 @@ func main() {
 				fmt.Println("size=unknown")
 				return
 			}
+		}
+	case "background":
+		child := exec.Command("/proc/self/exe", "ignore-term")
+		child.Stdout, child.Stderr = os.Stdout, os.Stderr
+		if err := child.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("started")
+		if len(args) > 0 && args[0] == "wait" {
+			waitTerm()
 		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
