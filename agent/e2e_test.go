@@ -198,6 +198,28 @@ func TestPods(t *testing.T) {
 		e.eventFor(p, agent.EventKilling, "Container c failed its liveness probe")
 	})
 
+	t.Run("an exec probe that leaves a process behind passes, and the pod deletes", func(t *testing.T) {
+		// testbox background exits 0 but leaves a child holding its
+		// output, as sh -c "daemon &" does: the check waited for that
+		// child for ever, so the pod never became ready and its worker
+		// could not stop the probe to delete it.
+		e := e.with(t)
+		p := e.pod("bgprobe", "bg", api.Container{Name: "c", Args: []string{"sleep"},
+			Readiness: &api.Probe{Exec: &api.ExecProbe{Command: []string{"/testbox", "background"}}, PeriodSeconds: 1}})
+		p.Spec.TerminationGracePeriodSeconds = new(int64(5))
+		p = e.create(p)
+		e.waitPod(p, "ready", func(p *api.Pod) bool {
+			return len(p.Status.Containers) == 1 && p.Status.Containers[0].Ready
+		})
+		if _, err := e.api.Client.Delete(context.Background(), api.KeyOf(p), client.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor("the pod object to be gone", func() bool {
+			_, err := e.api.Client.Get(context.Background(), api.KeyOf(p))
+			return client.IsNotFound(err)
+		})
+	})
+
 	t.Run("host port without --host-ports is refused", func(t *testing.T) {
 		e := e.with(t)
 		p := e.create(e.pod("ports", "hp", api.Container{Name: "c", Args: []string{"sleep"},
