@@ -85,6 +85,28 @@ func TestCgroupLimitsApplied(t *testing.T) {
 			t.Errorf("%s = %q, want %q", f, got, want)
 		}
 	}
+	// Removing the pod removes the container's cgroup in every hierarchy.
+	pattern := "/sys/fs/cgroup/*" + e.cgDir + "/" + st.ID
+	if v2 {
+		pattern = "/sys/fs/cgroup" + e.cgDir + "/" + st.ID
+	}
+	if dirs, _ := filepath.Glob(pattern); len(dirs) == 0 {
+		t.Fatalf("no cgroup matches %s while the container runs", pattern)
+	}
+	if err := e.rt.RemovePod(context.Background(), sb.PodUID); err != nil {
+		t.Fatal(err)
+	}
+	if dirs, _ := filepath.Glob(pattern); len(dirs) > 0 {
+		t.Errorf("cgroups left after RemovePod: %v", dirs)
+	}
+	// Nor anything else of the pod: namespace files, FIFOs, runc state,
+	// the pod directory, CNI results.
+	_ = filepath.WalkDir(e.dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && (strings.Contains(d.Name(), st.ID) || strings.Contains(d.Name(), sb.PodUID)) {
+			t.Errorf("left after RemovePod: %s", path)
+		}
+		return nil
+	})
 }
 
 // A CPU limit under 10m (cpu: "5m") is a quota under the kernel's 1 ms
