@@ -132,8 +132,22 @@ func TestLogsAndExec(t *testing.T) {
 		if _, err := logs(admin, client.LogOptions{Previous: true, Tail: -1}); !client.IsNotFound(err) || !strings.Contains(err.Error(), "no previous run") {
 			t.Errorf("previous of a container that never restarted: %v", err)
 		}
+		// A container that never started: the error names the pod and
+		// says why it waits (here an image that is not in the registry).
+		ref := e.reg + "/test/absent:v1"
+		absent := e.create(e.pod("ops", "absent", api.Container{Name: "c", Image: ref, Args: []string{"sleep"}}))
+		e.waitPod(absent, "waiting on the pull", func(p *api.Pod) bool {
+			return len(p.Status.Containers) == 1 && p.Status.Containers[0].State.Waiting != nil &&
+				strings.Contains(p.Status.Containers[0].State.Waiting.Reason, "Image")
+		})
+		_, err := admin.Logs(ctx, api.KeyOf(absent), client.LogOptions{Tail: -1})
+		for _, want := range []string{"of pod ops/absent has not been created", "it is waiting (", ref, "not found"} {
+			if !client.IsNotFound(err) || !strings.Contains(err.Error(), want) {
+				t.Errorf("logs of a container that never started: %v; want a 404 saying %q", err, want)
+			}
+		}
 		duo := e.create(e.pod("ops", "duo", api.Container{Name: "a", Args: []string{"sleep"}}, api.Container{Name: "b", Args: []string{"sleep"}}))
-		_, err := admin.Logs(ctx, api.KeyOf(duo), client.LogOptions{Tail: -1})
+		_, err = admin.Logs(ctx, api.KeyOf(duo), client.LogOptions{Tail: -1})
 		if se, ok := err.(*client.StatusError); !ok || se.Code != 400 || !strings.Contains(se.Message, "pick one with -c") {
 			t.Errorf("two containers, none named: %v", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/pki"
 	"github.com/capstanhq/capstan/internal/remotecmd"
@@ -110,7 +111,7 @@ func (a *Agent) serve(ctx context.Context) {
 func (a *Agent) container(r *http.Request) (runtime.ContainerStatus, int, error) {
 	uid, name := r.PathValue("uid"), r.URL.Query().Get("container")
 	a.mu.Lock()
-	_, ok := a.workers[uid]
+	w, ok := a.workers[uid]
 	a.mu.Unlock()
 	if !ok {
 		return runtime.ContainerStatus{}, http.StatusNotFound, fmt.Errorf("pod %s does not run on node %s", uid, a.opts.NodeName)
@@ -128,7 +129,7 @@ func (a *Agent) container(r *http.Request) (runtime.ContainerStatus, int, error)
 	n := len(attempts)
 	switch {
 	case n == 0:
-		return runtime.ContainerStatus{}, http.StatusNotFound, fmt.Errorf("container %s of pod %s has not been created on node %s yet", name, uid, a.opts.NodeName)
+		return runtime.ContainerStatus{}, http.StatusNotFound, a.notCreated(w.key, uid, name)
 	case r.URL.Query().Get("previous") == "true":
 		if n < 2 {
 			return runtime.ContainerStatus{}, http.StatusNotFound, fmt.Errorf("container %s has not restarted: it has no previous run", name)
@@ -136,6 +137,29 @@ func (a *Agent) container(r *http.Request) (runtime.ContainerStatus, int, error)
 		return attempts[n-2], 0, nil
 	}
 	return attempts[n-1], 0, nil
+}
+
+// notCreated is the error for a container that has no attempt yet: it
+// names the pod as the user does and, from the pod's status, why the
+// container waits (an image that cannot be pulled, a sandbox that fails),
+// so that 'capstan logs' of such a pod says what to fix. key is the
+// worker's (set when it is made, never changed).
+func (a *Agent) notCreated(key, uid, name string) error {
+	pod := uid
+	if key != "" {
+		pod = key
+	}
+	err := fmt.Errorf("container %s of pod %s has not been created on node %s yet", name, pod, a.opts.NodeName)
+	o, ok := a.pods.Get(key)
+	if !ok || key == "" {
+		return err
+	}
+	for _, cs := range o.(*api.Pod).Status.Containers {
+		if wt := cs.State.Waiting; cs.Name == name && wt != nil && wt.Reason != "" && wt.Message != "" {
+			return fmt.Errorf("%w: it is waiting (%s): %s (see capstan describe pod %s)", err, wt.Reason, wt.Message, pod)
+		}
+	}
+	return err
 }
 
 func (a *Agent) handleLog(w http.ResponseWriter, r *http.Request) {
