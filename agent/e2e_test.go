@@ -149,6 +149,36 @@ func TestPods(t *testing.T) {
 			t.Errorf("terminated = %+v, want OOMKilled (137)", term)
 		}
 		e.eventFor(p, agent.EventOOMKilled, "Container c (attempt 0) was killed")
+
+		// Restarted (the default policy): OOMKilled is the last
+		// termination while the container backs off.
+		loop := e.create(e.pod("oom", "loop", api.Container{Name: "c", Args: []string{"oom"},
+			Resources: api.Resources{Limits: api.ResourceList{Memory: api.MustParseQuantity("32Mi")}}}))
+		got = e.waitPod(loop, "backing off after an OOM kill", func(p *api.Pod) bool {
+			if len(p.Status.Containers) != 1 {
+				return false
+			}
+			cs := p.Status.Containers[0]
+			return cs.RestartCount >= 2 && cs.State.Waiting != nil && cs.State.Waiting.Reason == "CrashLoopBackOff"
+		})
+		if lt := got.Status.Containers[0].LastTermination; lt == nil || lt.Reason != runtime.ReasonOOMKilled || lt.ExitCode != 137 {
+			t.Errorf("last termination = %+v, want OOMKilled (137)", lt)
+		}
+		// One Event object counts the kills; it shows the latest.
+		e.waitFor("an OOMKilled event counting two kills", func() bool {
+			objs, _, err := e.api.Client.List(context.Background(), api.KindEvent, client.ListOptions{App: "oom"})
+			if err != nil {
+				return false
+			}
+			for _, o := range objs {
+				s := o.(*api.Event).Spec
+				if s.Object.UID == loop.Metadata.UID && s.Reason == agent.EventOOMKilled && s.Count >= 2 &&
+					!strings.Contains(s.Message, "(attempt 0)") {
+					return true
+				}
+			}
+			return false
+		})
 	})
 
 	t.Run("readiness probe flips Ready", func(t *testing.T) {
