@@ -278,9 +278,13 @@ func (p *prober) loop(ctx context.Context, s probeSpec, set func(bool), notify f
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		err := s.check.check(cctx)
+		timedOut := errors.Is(cctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if err != nil && timedOut {
+			err = fmt.Errorf("no answer within the probe's timeout of %s, which counts as a failure (raise timeout if the container is only slow): %w", s.cfg.Timeout, err)
 		}
 		onSchedule := !startup || waited >= due
 		if onSchedule {

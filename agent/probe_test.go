@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -191,6 +192,38 @@ func TestProberWarningPasses(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the warning was not reported within 10s")
 	}
+}
+
+// A check that does not answer within the timeout is a failure, and the
+// failure says it timed out rather than only "context deadline exceeded".
+func TestProberTimeoutIsAFailure(t *testing.T) {
+	spec := &probeSpec{cfg: probeConfig{Period: time.Hour, Timeout: 50 * time.Millisecond, Failures: 1, Successes: 1},
+		check: hangCheck{}, initial: true}
+	changed := make(chan struct{}, 10)
+	heard := make(chan error, 10)
+	p := startProber(context.Background(), "c1", nil, spec, func() { changed <- struct{}{} },
+		func(kind string, err error) { heard <- err })
+	defer p.close()
+	waitChange(t, changed)
+	if _, unhealthy := p.results(); !unhealthy {
+		t.Fatal("liveness not failed after a check that timed out")
+	}
+	select {
+	case err := <-heard:
+		if want := "no answer within the probe's timeout of 50ms"; !strings.Contains(err.Error(), want) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("reported %q, want it to say %q and wrap the deadline", err, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the timed-out check was not reported within 10s")
+	}
+}
+
+// hangCheck answers only when its context ends.
+type hangCheck struct{}
+
+func (hangCheck) check(ctx context.Context) error {
+	<-ctx.Done()
+	return fmt.Errorf("GET http://10.0.0.1/: %w", ctx.Err())
 }
 
 type warnCheck struct{}
