@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/distribution/reference"
 	"slices"
 	"sort"
 	"strings"
@@ -335,6 +336,11 @@ func (c *converter) container(name string, d dContainer, desc []string, cp strin
 	c.note(cp+".resources", sub("resources")...)
 	c.note(cp+".readiness", sub("readiness")...)
 	c.note(cp+".liveness", sub("liveness")...)
+	// The nodes parse the reference as containerd does; one they cannot
+	// pull would only show as ErrImagePull on every node, retried for ever.
+	if _, err := reference.ParseDockerRef(d.Image); err != nil && d.Image != "" {
+		c.fail(sub("image"), "%q is not an image reference a node can pull: %v (want [REGISTRY[:PORT]/]REPOSITORY[:TAG][@DIGEST], the repository in lowercase)", d.Image, err)
+	}
 	ct := api.Container{
 		Name:            name,
 		Image:           d.Image,
