@@ -303,3 +303,33 @@ func TestRestoreFailureKeepsExistingDirectory(t *testing.T) {
 		t.Fatalf("a failed restore left the directory it made: %v", err)
 	}
 }
+
+// A backup the server cannot make (here: its data directory lost the CA's
+// key) tells the user why, from the server, and leaves no file behind;
+// before, the client saw only a cut HTTP/2 stream ("INTERNAL_ERROR ... is
+// the server running?").
+func TestBackupFailureSaysWhy(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey := filepath.Join(c.DataDir, "pki", "ca.key")
+	saved, err := os.ReadFile(caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(caKey); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(caKey, saved, 0o600) })
+	dir := t.TempDir()
+	file := filepath.Join(dir, "b.age")
+	out, err := run(t, "backup", file, "--recipient", id.Recipient().String(), "--config", c.Server.AdminConfigPath())
+	if err == nil || !strings.Contains(err.Error(), "no cluster CA") || !strings.Contains(err.Error(), "pki/ca.key") {
+		t.Fatalf("backup of a data directory without the CA's key: %v\n%s\nwant the server's reason (no cluster CA: pki/ca.key ...)", err, out)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("a failed backup left %v", entries)
+	}
+}
