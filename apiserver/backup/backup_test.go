@@ -336,3 +336,58 @@ func TestRestoreEtcdSnapshotApart(t *testing.T) {
 		t.Fatalf("the etcd snapshot is also at %s: %v", StoreFile, err)
 	}
 }
+
+// A sealed backup that is cut short or altered opens with its key (age
+// checks the key against the header), and then Restore says the file is
+// damaged, not that the passphrase is wrong or that it is no backup; it
+// leaves nothing behind. The store copy spans several of age's 64 KiB
+// chunks, so the damage falls in the manifest, in the store and at the end.
+func TestRestoreDamagedSaysSo(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := source(dataDir(t))
+	src.Snapshot = func(_ context.Context, w io.Writer) (int64, error) {
+		_, err := w.Write(bytes.Repeat([]byte("0123456789abcdef"), 20000))
+		return 42, err
+	}
+	var sealedBuf bytes.Buffer
+	sealed, err := Seal(&sealedBuf, Key{Recipients: []string{id.Recipient().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(context.Background(), sealed, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := sealed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whole := sealedBuf.Bytes()
+	flipped := bytes.Clone(whole)
+	flipped[len(flipped)/2] ^= 0x40
+	for _, tc := range []struct {
+		name string
+		file []byte
+	}{
+		{"cut in the first chunk", whole[:300]},
+		{"cut in the store", whole[:len(whole)/2]},
+		{"cut at the end", whole[:len(whole)-1]},
+		{"a byte altered", flipped},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Open(bytes.NewReader(tc.file), Key{Identities: []string{id.String()}})
+			if err != nil {
+				t.Fatalf("Open: %v (the header is whole)", err)
+			}
+			parent := t.TempDir()
+			_, err = Restore(r, filepath.Join(parent, "d"))
+			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "is cut short or damaged") || strings.Contains(err.Error(), "passphrase") {
+				t.Fatalf("Restore: %v\nwant ErrDamaged (the backup is cut short or damaged), not a hint at the key", err)
+			}
+			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Fatalf("a damaged restore left %v", entries)
+			}
+		})
+	}
+}

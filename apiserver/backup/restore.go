@@ -102,13 +102,25 @@ func Verify(r io.Reader) (Manifest, error) {
 
 // unpack reads the tar stream and hands each file to save: the manifest
 // first, then the store and exactly the files it lists.
-func unpack(r io.Reader, save func(name string, r io.Reader) error) (Manifest, error) {
-	tr := tar.NewReader(r)
+// A failure to read r itself (age refusing a cut or altered chunk, a
+// stream that ends inside an entry) is ErrDamaged, whatever step met it:
+// the key was right (age checks it before the first byte) and the file is
+// a backup, so "wrong passphrase" or "not a backup" would mislead.
+func unpack(r io.Reader, save func(name string, r io.Reader) error) (m Manifest, err error) {
+	rr := &recordingReader{r: r}
+	defer func() {
+		if err != nil {
+			err = rr.explain(err)
+		}
+	}()
+	tr := tar.NewReader(rr)
 	hdr, err := tr.Next()
-	if err != nil || hdr.Name != ManifestFile || hdr.Size > maxManifest {
-		return Manifest{}, fmt.Errorf("restore: %w: no manifest first (wrong passphrase or identity, or not a backup file?)", ErrFormat)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return Manifest{}, fmt.Errorf("restore: %w: no manifest first: %w", ErrFormat, err)
 	}
-	var m Manifest
+	if err != nil || hdr.Name != ManifestFile || hdr.Size > maxManifest {
+		return Manifest{}, fmt.Errorf("restore: %w: no manifest first (not a file made by capstan backup?)", ErrFormat)
+	}
 	if err := json.NewDecoder(io.LimitReader(tr, maxManifest)).Decode(&m); err != nil {
 		return Manifest{}, fmt.Errorf("restore: %w: manifest: %v", ErrFormat, err)
 	}
@@ -128,7 +140,7 @@ func unpack(r io.Reader, save func(name string, r io.Reader) error) (Manifest, e
 			break
 		}
 		if err != nil {
-			return Manifest{}, fmt.Errorf("restore: %w: %v (is the file cut short?)", ErrFormat, err)
+			return Manifest{}, fmt.Errorf("restore: %w: %v", ErrFormat, err)
 		}
 		if hdr.Typeflag != tar.TypeReg || !want[hdr.Name] {
 			return Manifest{}, fmt.Errorf("restore: %w: unexpected entry %q", ErrFormat, hdr.Name)
@@ -182,4 +194,32 @@ func writeRestored(dir, name string, r io.Reader) error {
 		return fmt.Errorf("restore: %s: %w", name, err)
 	}
 	return f.Close()
+}
+
+// recordingReader remembers the first error of the stream under a backup's
+// tar reader, so that unpack can tell a damaged file from a foreign one.
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (rr *recordingReader) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil && rr.err == nil {
+		rr.err = err
+	}
+	return n, err
+}
+
+// explain turns err into ErrDamaged when the stream broke: a read error
+// other than its end, or an end inside an entry.
+func (rr *recordingReader) explain(err error) error {
+	cause := rr.err
+	if cause == nil || errors.Is(cause, io.EOF) {
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			return err
+		}
+		cause = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("restore: %w: %v", ErrDamaged, cause)
 }

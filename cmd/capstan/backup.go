@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -126,7 +127,7 @@ func writeSealed(path string, body io.Reader, k backup.Key) (m backup.Manifest, 
 		return m, err
 	}
 	if m, err = backup.Verify(io.TeeReader(body, sealed)); err != nil {
-		return m, fmt.Errorf("backup: the server's stream: %w", err)
+		return m, fmt.Errorf("backup: the server's stream: %w; nothing was written to %s (the server's log says why; run the backup again)", err, path)
 	}
 	if err = sealed.Close(); err != nil {
 		return m, fmt.Errorf("backup: %w", err)
@@ -181,6 +182,9 @@ backup list again instead of resuming in a history the restore replaced
 			_, statErr := os.Stat(dataDir)
 			existed := statErr == nil
 			m, err := backup.Restore(r, dataDir)
+			if errors.Is(err, backup.ErrDamaged) {
+				return fmt.Errorf("%w; nothing was restored into %s: copy %s again from where it was kept, or restore another backup", err, dataDir, args[0])
+			}
 			if err != nil {
 				return err
 			}

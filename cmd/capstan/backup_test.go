@@ -333,3 +333,52 @@ func TestBackupFailureSaysWhy(t *testing.T) {
 		t.Fatalf("a failed backup left %v", entries)
 	}
 }
+
+// capstan restore of a cut backup file says so and what to do, not that
+// the passphrase is wrong, and makes no directory.
+func TestRestoreCutFileSaysSo(t *testing.T) {
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "pki"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ca.crt", "ca.key"} {
+		if err := os.WriteFile(filepath.Join(src, "pki", name), []byte(name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file, idFile := filepath.Join(dir, "b.age"), filepath.Join(dir, "key.txt")
+	if err := os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	sealed, err := backup.Seal(&buf, backup.Key{Recipients: []string{id.Recipient().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Write(t.Context(), sealed, backup.Source{DataDir: src, Store: "bbolt", Now: time.Now(),
+		Snapshot: func(_ context.Context, w io.Writer) (int64, error) {
+			_, err := io.WriteString(w, strings.Repeat("store page ", 1000))
+			return 7, err
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sealed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(buf.String()[:buf.Len()-100]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "restored")
+	out, err := run(t, "restore", file, "--data-dir", target, "--identity", idFile)
+	if err == nil || !strings.Contains(err.Error(), "cut short or damaged") || !strings.Contains(err.Error(), "restore another backup") || strings.Contains(err.Error(), "passphrase") {
+		t.Fatalf("restore of a cut file: %v\n%s\nwant: cut short or damaged ... restore another backup", err, out)
+	}
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left %s: %v", target, err)
+	}
+}
