@@ -81,6 +81,9 @@ $` + passphraseEnv + `) or for age recipients (--recipient age1...,
 			if k.Passphrase == "" && len(k.Recipients) == 0 {
 				return fmt.Errorf("no key: give --passphrase-file FILE, set %s, or --recipient age1... (a backup holds the CA's key and is never written in the clear)", passphraseEnv)
 			}
+			if err := checkBackupPath(args[0]); err != nil {
+				return err
+			}
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
@@ -103,6 +106,19 @@ $` + passphraseEnv + `) or for age recipients (--recipient age1...,
 	fl.StringSliceVar(&kf.recipients, "recipient", nil, "encrypt for this age public key, age1... (repeatable)")
 	fl.StringSliceVar(&kf.recipientFiles, "recipients-file", nil, "encrypt for the age public keys in this file (repeatable)")
 	return cmd
+}
+
+// checkBackupPath refuses, before the server makes a backup, a FILE that
+// is a directory or whose directory does not exist.
+func checkBackupPath(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("backup: %s is a directory: name the file to write, such as %s", path, filepath.Join(path, "cluster.age"))
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("backup: the directory %s of %s does not exist: make it first, or name a file in another one", dir, path)
+	}
+	return nil
 }
 
 // writeSealed copies the backup stream body, checked as it passes, into
@@ -169,6 +185,9 @@ backup list again instead of resuming in a history the restore replaced
 			k, err := kf.key()
 			if err != nil {
 				return err
+			}
+			if k.Passphrase == "" && len(k.Identities) == 0 {
+				return fmt.Errorf("restore: no key: give the backup's passphrase with --passphrase-file FILE or %s, or the age identity file of one of its recipients with --identity FILE", passphraseEnv)
 			}
 			f, err := os.Open(args[0])
 			if err != nil {

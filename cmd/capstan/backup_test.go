@@ -382,3 +382,41 @@ func TestRestoreCutFileSaysSo(t *testing.T) {
 		t.Fatalf("a failed restore left %s: %v", target, err)
 	}
 }
+
+// capstan backup to a directory, or into a directory that does not exist,
+// says what is wrong with FILE (before: "rename ... file exists", "open
+// nodir/.b.age.tmp-...: no such file or directory"), and restore without a
+// key names the flags that give one.
+func TestBackupRestorePathAndKeyErrors(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct{ file, want string }{
+		{dir, "is a directory"},
+		{filepath.Join(dir, "missing", "b.age"), "does not exist"},
+	} {
+		out, err := run(t, "backup", tc.file, "--recipient", id.Recipient().String(), "--config", cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("backup %s: %v\n%s\nwant %q", tc.file, err, out, tc.want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("failed backups left %v", entries)
+	}
+	file := filepath.Join(dir, "b.age")
+	if out, err := run(t, "backup", file, "--recipient", id.Recipient().String(), "--config", cfg); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	t.Setenv(passphraseEnv, "")
+	out, err := run(t, "restore", file, "--data-dir", filepath.Join(dir, "r"))
+	if err == nil || !strings.Contains(err.Error(), "--identity") || !strings.Contains(err.Error(), "--passphrase-file") {
+		t.Fatalf("restore without a key: %v\n%s\nwant the flags that give one", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "r")); !os.IsNotExist(err) {
+		t.Fatalf("a refused restore made its directory: %v", err)
+	}
+}
