@@ -12,6 +12,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/backup"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // passphraseEnv holds a backup passphrase when --passphrase-file is not
@@ -187,7 +188,7 @@ backup list again instead of resuming in a history the restore replaced
 				return err
 			}
 			if k.Passphrase == "" && len(k.Identities) == 0 {
-				return fmt.Errorf("restore: no key: give the backup's passphrase with --passphrase-file FILE or %s, or the age identity file of one of its recipients with --identity FILE", passphraseEnv)
+				return fmt.Errorf("restore: no key: give the backup's passphrase with --passphrase-file FILE or $%s, or the age identity file of one of its recipients with --identity FILE", passphraseEnv)
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
@@ -221,8 +222,8 @@ backup list again instead of resuming in a history the restore replaced
 				}
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "restored revision %d (backup of %s, CA %s) into %s; the store goes on from revision %d\nstart the server with: capstan server --data-dir %s\n",
-				m.Revision, m.CreatedAt.Format("2006-01-02 15:04:05 MST"), m.CAHash, dataDir, m.Revision+bump, dataDir)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "restored revision %d (backup of %s, CA %s) into %s; the store goes on from revision %d\nstart the server with: capstan server --data-dir %s\n%s",
+				m.Revision, m.CreatedAt.Format("2006-01-02 15:04:05 MST"), m.CAHash, dataDir, m.Revision+bump, dataDir, knownAddress(dataDir))
 			return err
 		},
 	}
@@ -267,4 +268,16 @@ func prepareRestoredStore(dir string, m backup.Manifest, bump int64) error {
 		return fmt.Errorf("restore: the restored store is at revision %d, want %d (the backup's %d and %d more)", st.Revision(), want, m.Revision, bump)
 	}
 	return nil
+}
+
+// knownAddress tells where the agents and the admin look for the server
+// restored into dir: the address in its admin.yaml, which the server does
+// not rewrite. Empty when there is none to read.
+func knownAddress(dir string) string {
+	cfg, err := wire.LoadConfig(filepath.Join(dir, "admin.yaml"))
+	if err != nil || len(cfg.URLs()) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the agents and %s know the old server as %s: serve the restored one there (--listen, on a machine that has that address), or give them its new address (the agents' --server, admin.yaml's server:)\n",
+		filepath.Join(dir, "admin.yaml"), strings.Join(cfg.URLs(), ", "))
 }

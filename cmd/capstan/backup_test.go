@@ -95,7 +95,8 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "restored revision "+m[1]) || !strings.Contains(out, "capstan server --data-dir "+restored) {
+	if !strings.Contains(out, "restored revision "+m[1]) || !strings.Contains(out, "capstan server --data-dir "+restored) ||
+		!strings.Contains(out, "know the old server as https://"+orig.Server.Addr()) {
 		t.Fatalf("restore said %q", out)
 	}
 	srv := apiservertest.Start(t, apiservertest.Options{DataDir: restored, Listen: addr})
