@@ -183,6 +183,9 @@ backup list again instead of resuming in a history the restore replaced
 			if dataDir == "" {
 				return fmt.Errorf("restore: give the new data directory with --data-dir DIR")
 			}
+			if bump < 1 {
+				return fmt.Errorf("restore: --bump-revision %d: want 1 or more (default %d), more than the writes the old server made after the backup", bump, int64(store.DefaultRestoreBump))
+			}
 			k, err := kf.key()
 			if err != nil {
 				return err

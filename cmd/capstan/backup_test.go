@@ -420,4 +420,18 @@ func TestBackupRestorePathAndKeyErrors(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "r")); !os.IsNotExist(err) {
 		t.Fatalf("a refused restore made its directory: %v", err)
 	}
+	// A bump that would not move the revision is refused before anything
+	// is read (an etcd backup would otherwise print it into the
+	// etcdutl command to run).
+	idFile := filepath.Join(dir, "key.txt")
+	if err := os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, "restore", file, "--data-dir", filepath.Join(dir, "r"), "--identity", idFile, "--bump-revision", "0")
+	if err == nil || !strings.Contains(err.Error(), "--bump-revision 0: want 1 or more") {
+		t.Fatalf("restore --bump-revision 0: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "r")); !os.IsNotExist(err) {
+		t.Fatalf("a refused restore made its directory: %v", err)
+	}
 }
