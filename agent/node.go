@@ -193,7 +193,14 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := a.renewLease(ctx); err != nil && ctx.Err() == nil {
+		err := a.renewLease(ctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case client.IsUnauthorized(err):
+			// Retrying never helps: the server does not know this
+			// node's credentials any more.
+			a.log.Error("heartbeat refused: the server does not know this node's credentials (the node was deleted, or the server was restored from a backup made before the node joined); the pods keep running: restart the agent with --token capstan-join:... from 'capstan token create' to join again", "err", err)
+		default:
 			a.log.Warn("heartbeat failed; retrying next interval", "err", err)
 		}
 	}

@@ -1,15 +1,19 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 )
 
 func TestParseMemTotal(t *testing.T) {
@@ -194,4 +198,53 @@ func TestRegisterKeepsAdminLabels(t *testing.T) {
 	if l := n.Metadata.Labels; l["zone"] != "b" || l["rack"] != "" || l[api.NodeLabelPrefix+"disk"] != "ssd" || l[api.LabelHostname] != "n1" {
 		t.Errorf("labels = %v", l)
 	}
+}
+
+// A heartbeat the server refuses for the node's credentials (the node
+// deleted, the server restored from a backup made before the node
+// joined) says what to do, not only that it failed: retrying never helps.
+func TestHeartbeatRefusedSaysJoinAgain(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := *c.Config
+	cfg.Token = "capstan-node-unknown-to-this-server"
+	cl, err := client.New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	a, err := New(Options{Client: cl, NodeName: "n1", Address: "192.0.2.7", HeartbeatInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { a.heartbeat(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for !strings.Contains(logs.String(), "restart the agent with --token") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no advice to join again within 30s; the log:\n%s", logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -133,6 +133,10 @@ func FailedStep(err error) (int, bool) {
 // IsForbidden reports a 403.
 func IsForbidden(err error) bool { return hasCode(err, http.StatusForbidden) }
 
+// IsUnauthorized reports whether the server refused the credentials
+// (401: unknown, revoked or expired).
+func IsUnauthorized(err error) bool { return hasCode(err, http.StatusUnauthorized) }
+
 // Do sends a request and decodes a JSON answer into out (when not nil).
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	resp, err := c.send(ctx, method, path, in)
