@@ -41,10 +41,17 @@ func Join(ctx context.Context, serverURL, joinToken, node string) (*Config, erro
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(caPEM)
-	if block == nil {
+	block, rest := pem.Decode(caPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("join %s: the server sent no PEM CA certificate", serverURL)
 	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		// The token pins one CA; every certificate sent here would be
+		// trusted for the join (and kept in the node's config), so one
+		// more than the pinned one is a CA of someone else's.
+		return nil, fmt.Errorf("join %s: %w: the server sent more than one certificate as the cluster CA (the cluster sends only its own: something is between you and the server)", serverURL, ErrCAMismatch)
+	}
+	caPEM = pem.EncodeToMemory(block)
 	ca, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("join %s: the server's CA does not parse: %w", serverURL, err)
