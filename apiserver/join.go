@@ -110,7 +110,11 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	role, err := s.authenticate(r)
 	if err != nil {
 		s.opts.Logger.Warn("join refused", "remote", r.RemoteAddr, "err", err)
-		writeError(w, joinRefused(errors.Unwrap(err)))
+		reason := errors.Unwrap(err)
+		if rt := (refusedToken{}); errors.As(err, &rt) {
+			reason = rt.err // joinRefused gives the advice for joins
+		}
+		writeError(w, joinRefused(reason))
 		return
 	}
 	if role != RoleJoin {

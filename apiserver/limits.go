@@ -59,12 +59,22 @@ func (s *Server) identify(r *http.Request) principal {
 	}
 	role, err := s.tokens.Authenticate(tok, s.opts.Now())
 	if err != nil {
-		return principal{err: errorf(http.StatusUnauthorized, wire.ReasonUnauthorized, err)}
+		return principal{err: errorf(http.StatusUnauthorized, wire.ReasonUnauthorized, refusedToken{err})}
 	}
 	id, _, _ := strings.Cut(tok, ".")
 	expires, _ := s.tokens.expiry(id)
 	return principal{id: id, role: role, expires: expires}
 }
+
+// refusedToken is why a token was refused, with what its holder does
+// next; Unwrap is the bare reason (a join answers with its own advice).
+type refusedToken struct{ err error }
+
+func (e refusedToken) Error() string {
+	return e.err.Error() + ": ask an admin for a new token ('capstan token create --role ROLE') and put it in your client config (--config or CAPSTAN_CONFIG); a node's agent whose credentials were revoked joins again once an admin runs 'capstan node allow-rejoin NAME'"
+}
+
+func (e refusedToken) Unwrap() error { return e.err }
 
 func (s *Server) principal(r *http.Request) principal {
 	if p, ok := r.Context().Value(principalKey{}).(principal); ok {
