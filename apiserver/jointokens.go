@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/internal/atomicfile"
 )
 
 // The join-token side of the token table: IDs that never collide, join
@@ -165,11 +166,9 @@ func (g *rejoinGrants) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp := g.path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, g.path)
+	// Synced before the join goes on: a permission marked used must stay
+	// used after a crash, or the name could join twice.
+	return atomicfile.WriteFile(g.path, data, 0o600)
 }
 
 // allow lets node join once more until the given time (and drops expired
