@@ -199,7 +199,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		case client.IsUnauthorized(err):
 			// Retrying never helps: the server does not know this
 			// node's credentials any more.
-			a.log.Error("heartbeat refused: the server does not know this node's credentials (the node was deleted, or the server was restored from a backup made before the node joined); the pods keep running: restart the agent with --token capstan-join:... from 'capstan token create' to join again", "err", err)
+			a.log.Error("heartbeat refused: the server does not know this node's credentials (the node was deleted, or the server was restored from a backup made before the node joined); the pods keep running: restart the agent with --token capstan-join:... from 'capstan token create' to join again (if the server says the name is taken, an admin first runs 'capstan node allow-rejoin NAME')", "err", err)
 		default:
 			a.log.Warn("heartbeat failed; retrying next interval", "err", err)
 		}
