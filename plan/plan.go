@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/gitsync"
@@ -314,7 +315,7 @@ func diffKind[T api.Object](kind api.Kind, base, head map[string]T,
 }
 
 // diffApp lists the changes of the app's own settings (rollback,
-// preview) as one object of kind App; nil when they are equal. An added
+// preview, dependsOn) as one object of kind App; nil when they are equal. An added
 // app shows the settings it sets.
 func diffApp(name string, base, head *api.App) []Object {
 	var b, h api.AppSpec
@@ -334,6 +335,9 @@ func diffApp(name string, base, head *api.App) []Object {
 	for _, f := range []struct{ name, old, new string }{
 		{"rollback", b.Rollback, h.Rollback},
 		{"preview", str(b.Preview), str(h.Preview)},
+		// Sync writes the App when its dependencies change: its pod
+		// groups then wait for other apps (or no longer do).
+		{"depends on", strings.Join(b.DependsOn, ", "), strings.Join(h.DependsOn, ", ")},
 	} {
 		switch {
 		case f.old == f.new:
