@@ -60,7 +60,7 @@ type Component struct {
 	started time.Time
 	// informers of the cluster (plans) and of the sync results (deploys);
 	// nil when no repository needs them.
-	nodes, pods, apps, workloads, revisions *client.Informer
+	nodes, pods, volumes, apps, workloads, revisions *client.Informer
 }
 
 // New validates the options and builds a client per repository; nothing
@@ -173,6 +173,13 @@ func (c *Component) Start(ctx context.Context) error {
 				changed(obj)
 			}
 		}})
+		// A persistent volume pins its replica to its node.
+		c.volumes = inf(api.KindVolume)
+		c.volumes.AddHandler(client.Handler{OnAdd: changed, OnDelete: changed, OnUpdate: func(old, obj api.Object) {
+			if old.(*api.PersistentVolume).Spec.NodeName != obj.(*api.PersistentVolume).Spec.NodeName {
+				changed(obj)
+			}
+		}})
 		// A preview's services get their node ports: show the URLs.
 		services := inf(api.KindService)
 		svc := func(obj api.Object) {
@@ -251,6 +258,9 @@ func (c *Component) live() *plan.Live {
 	}
 	for _, o := range c.pods.List() {
 		l.Pods = append(l.Pods, o.(*api.Pod))
+	}
+	for _, o := range c.volumes.List() {
+		l.Volumes = append(l.Volumes, o.(*api.PersistentVolume))
 	}
 	return l
 }

@@ -15,7 +15,8 @@ import (
 //
 // The rule, kept simple on purpose:
 //
-//  1. Start from the live nodes and the pods bound to them.
+//  1. Start from the live nodes, the pods bound to them and the
+//     persistent volumes on them.
 //  2. Free what the change deletes: the live pods of every removed
 //     workload (and of every workload of a removed app), and the live pods
 //     of every changed workload whose pod template changes (the rollout
@@ -26,7 +27,9 @@ import (
 //     new template; for a workload that only scales up, the pods it adds.
 //     A scale-down frees nothing (which pods go is the controller's
 //     choice), and the surge of a rolling update is not counted: old and
-//     new pods are never placed side by side.
+//     new pods are never placed side by side. A replica of an ordered
+//     workload whose persistent volume exists fits only on the volume's
+//     node, as in the live scheduler.
 //
 // Rejected apps change nothing and are left out.
 type Capacity struct {
@@ -81,6 +84,11 @@ type need struct {
 	replace bool
 	// nodes pins the pods of an everyNode group, one to each node.
 	nodes []string
+	// ordered names the pods as the replicas they stand for
+	// (WORKLOAD-N from ordinal first), so that those whose persistent
+	// volumes exist are pinned to the volumes' nodes.
+	ordered bool
+	first   int
 }
 
 // Pods is how many pods a workload runs at once on nodes: its replicas;
@@ -139,6 +147,11 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 	for _, pod := range live.Pods {
 		snap.AddPod(pod)
 	}
+	for _, v := range live.Volumes {
+		if v.Spec.NodeName != "" {
+			snap.SetVolume(v.Metadata.App, v.Metadata.Name, v.Spec.NodeName)
+		}
+	}
 	baseApps, headApps := results(base), results(head)
 	var needs []need
 	var free []need // workloads whose live pods go
@@ -152,7 +165,7 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 			o, n := bw[name], hw[name]
 			var nd need
 			if n != nil {
-				nd = need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: Pods(&n.Spec, live.Nodes)}
+				nd = need{ns: n.Metadata.App, name: name, template: n.Spec.Template, pods: Pods(&n.Spec, live.Nodes), ordered: n.Spec.Ordered}
 				if n.Spec.EveryNode {
 					nd.nodes = everyNodeTargets(&n.Spec, live.Nodes)
 				}
@@ -167,7 +180,8 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 				needs = append(needs, nd)
 				free = append(free, nd)
 			case !n.Spec.EveryNode && nd.pods > Pods(&o.Spec, live.Nodes):
-				nd.pods -= Pods(&o.Spec, live.Nodes)
+				nd.first = Pods(&o.Spec, live.Nodes)
+				nd.pods -= nd.first
 				needs = append(needs, nd)
 			}
 		}
@@ -211,8 +225,12 @@ func place(snap *scheduler.Snapshot, nd need, freed int) Placement {
 	pl := Placement{App: nd.ns, Workload: nd.name, Pods: nd.pods, Freed: freed, Nodes: map[string]int{}}
 	for i := range nd.pods {
 		pod := api.KindPod.New().(*api.Pod)
+		name := fmt.Sprintf("%s-plan-%d", nd.name, i)
+		if r := api.OrdinalPodName(nd.name, nd.first+i); nd.ordered && snap.NodeOf(nd.ns, r) == "" {
+			name = r // its volumes, if they exist, pin it
+		}
 		pod.Metadata = api.ObjectMeta{
-			Name:   fmt.Sprintf("%s-plan-%d", nd.name, i),
+			Name:   name,
 			App:    nd.ns,
 			Labels: nd.template.Labels,
 			Owner:  &api.OwnerRef{Kind: api.KindWorkload, Name: nd.name},

@@ -24,11 +24,14 @@ type Revision struct {
 	Result *schema.Result
 }
 
-// Live is the cluster the dry run places pods on: every node and every pod
-// (of every app), as listed from the API.
+// Live is the cluster the dry run places pods on: every node, every pod
+// and every persistent volume (of every app), as listed from the API.
 type Live struct {
 	Nodes []*api.Node
 	Pods  []*api.Pod
+	// Volumes pin the replicas of ordered workloads to the nodes that
+	// hold their data, as in the live scheduler.
+	Volumes []*api.PersistentVolume
 }
 
 // Input is everything Compute looks at.

@@ -28,6 +28,7 @@ type scenario struct {
 //	file name=PATH side=(base[,head]) [delete]   input: the file's content
 //	node name=N cpu=Q memory=Q [pods=K] [notready] [cordoned] [labels=(k=v,...)]
 //	pod app=A name=P workload=W node=N [cpu=Q] [memory=Q]
+//	volume app=A name=V node=N                     a persistent volume on node N
 //	plan [format=text|markdown] [path=DIR]
 //
 // Nodes and pods make the cluster live: plan then dry-runs the scheduling;
@@ -43,6 +44,8 @@ func TestPlan(t *testing.T) {
 				return s.node(t, d)
 			case "pod":
 				return s.pod(t, d)
+			case "volume":
+				return s.volume(t, d)
 			case "plan":
 				return s.plan(t, d)
 			}
@@ -128,6 +131,15 @@ func (s *scenario) pod(t *testing.T, d *datadriven.TestData) string {
 	p.Spec.Containers[0].Resources.Requests.Memory = quantityArg(t, d, "memory")
 	p.Status.Phase = api.PodRunning
 	s.cluster().Pods = append(s.cluster().Pods, p)
+	return ""
+}
+
+func (s *scenario) volume(t *testing.T, d *datadriven.TestData) string {
+	v := api.KindVolume.New().(*api.PersistentVolume)
+	d.ScanArgs(t, "app", &v.Metadata.App)
+	d.ScanArgs(t, "name", &v.Metadata.Name)
+	d.ScanArgs(t, "node", &v.Spec.NodeName)
+	s.cluster().Volumes = append(s.cluster().Volumes, v)
 	return ""
 }
 

@@ -170,7 +170,7 @@ func planRecipient(cmd *cobra.Command) string {
 	return r
 }
 
-// planLive lists the live nodes and pods when a client config is given
+// planLive lists the live nodes, pods and volumes when a client config is given
 // (--config or $CAPSTAN_CONFIG); otherwise, or when the server does not
 // answer, it says why capacity is not checked.
 func planLive(cmd *cobra.Command) (*plan.Live, string) {
@@ -197,6 +197,14 @@ func planLive(cmd *cobra.Command) (*plan.Live, string) {
 	}
 	for _, o := range pods {
 		live.Pods = append(live.Pods, o.(*api.Pod))
+	}
+	// Persistent volumes pin replicas to their nodes.
+	vols, _, err := c.List(ctx, api.KindVolume, client.ListOptions{})
+	if err != nil {
+		return nil, "no server reachable: list volumes: " + err.Error()
+	}
+	for _, o := range vols {
+		live.Volumes = append(live.Volumes, o.(*api.PersistentVolume))
 	}
 	return live, ""
 }

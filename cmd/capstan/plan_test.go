@@ -367,3 +367,53 @@ func TestPlanPullRequest(t *testing.T) {
 		t.Errorf("missing pull request: %v (exit %d), want exit 2 naming it", err, exitStatus(err))
 	}
 }
+
+// TestPlanDryRunVolumePinned: a replica whose persistent volume exists
+// runs only on the volume's node. kv-0's volume is on n1, which has no
+// room for the bigger kv-0 the change makes, so the plan, which lists the
+// live volumes, says it does not fit (it stays Pending on the cluster)
+// though n2 has room.
+func TestPlanDryRunVolumePinned(t *testing.T) {
+	t.Setenv("CAPSTAN_CONFIG", "")
+	r := newPlanRepo(t)
+	kv := func(memory string) string {
+		return "apps: kv: pods: kv: {\n\treplicas: 1\n\tordered: true\n\tvolumes: data: persistent: {size: \"1Gi\"}\n" +
+			"\tcontainers: c: {\n\t\timage: \"127.0.0.1:5000/kv:v1\"\n\t\tmounts: data: \"/data\"\n\t\tresources: {cpu: \"100m\", memory: \"" + memory + "\"}\n\t}\n}\n"
+	}
+	r.commit("kv", map[string]string{"apps/kv.cue": kv("256Mi")})
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "feature")
+	r.commit("kv needs more memory", map[string]string{"apps/kv.cue": kv("768Mi")})
+
+	c := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	for _, n := range []struct{ name, memory string }{{"n1", "512Mi"}, {"n2", "4Gi"}} {
+		node := api.KindNode.New().(*api.Node)
+		node.Metadata.Name = n.name
+		created, err := c.Client.Create(ctx, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node = created.(*api.Node)
+		node.Status.Allocatable = api.ResourceList{CPU: api.MustParseQuantity("4"), Memory: api.MustParseQuantity(n.memory), Pods: 110}
+		node.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue}}
+		if _, err := c.Client.UpdateStatus(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := api.KindVolume.New().(*api.PersistentVolume)
+	v.Metadata = api.ObjectMeta{Name: api.VolumeName("kv-0", "data"), App: "kv",
+		Labels: map[string]string{api.LabelApp: "kv", api.LabelWorkload: "kv"}}
+	v.Spec = api.VolumeSpec{Workload: "kv", Volume: "data", Size: api.MustParseQuantity("1Gi"), Reclaim: api.ReclaimRetain, NodeName: "n1"}
+	if _, err := c.Client.Create(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := run(t, "plan", "--repo", r.dir, "--base", "main", "--head", "feature", "--config", c.Server.AdminConfigPath())
+	if err != nil {
+		t.Fatalf("plan: %v\n%s", err, out)
+	}
+	want := "kv/kv: 1 pod: 0 fit; 1 do not: 0/2 nodes available: 1 insufficient memory, 1 persistent volume on another node"
+	if !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
