@@ -32,6 +32,9 @@ type planFlags struct {
 	// which head refs the forge keeps), against its merge base with base.
 	pr            int
 	remote, forge string
+	// commentLimit cuts the Markdown to a forge's comment limit; 0 keeps
+	// all of it.
+	commentLimit int
 }
 
 func newPlanCmd() *cobra.Command {
@@ -77,6 +80,7 @@ an app), 2 when no plan could be made.`,
 	cmd.Flags().IntVar(&f.pr, "pr", 0, "plan pull request N: fetch its head from --remote and compare it with its merge base with --base, as the server's plan comment does")
 	cmd.Flags().StringVar(&f.remote, "remote", "origin", "with --pr: the remote of the forge")
 	cmd.Flags().StringVar(&f.forge, "forge", "", "with --pr: github, gitlab, gitea or forgejo (default: guessed from the remote's URL)")
+	cmd.Flags().IntVar(&f.commentLimit, "comment-limit", forge.GitHubCommentLimit, "with --format markdown: cut the comment to N characters, the forge's limit (GitHub's and Gitea's by default; 0 for no cut)")
 	f.eval.register(cmd)
 	return cmd
 }
@@ -90,6 +94,8 @@ var planForges = map[string]string{"github": "github", "gitlab": "gitlab", "gite
 func (f *planFlags) validate(cmd *cobra.Command) error {
 	pr := cmd.Flags().Changed("pr")
 	switch {
+	case f.commentLimit < 0:
+		return fmt.Errorf("plan: --comment-limit %d: want a number of characters, or 0 for no cut", f.commentLimit)
 	case pr && f.pr <= 0:
 		return fmt.Errorf("plan: --pr %d: want a pull request number, 1 or more", f.pr)
 	case pr && cmd.Flags().Changed("head"):
@@ -128,7 +134,13 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 	}
 	in.Live, in.LiveNote = planLive(cmd)
 	p := plan.Compute(in)
-	if _, err := fmt.Fprint(cmd.OutOrStdout(), render(p)); err != nil {
+	out := render(p)
+	if f.format != "text" {
+		// A forge refuses a longer comment whole (GitHub: 65,536
+		// characters); the summary and errors come first and are kept.
+		out = forge.Truncate(out, f.commentLimit, fmt.Sprintf("\n\n---\n_The plan was cut to %d characters (--comment-limit); run `capstan plan` for all of it._\n", f.commentLimit))
+	}
+	if _, err := fmt.Fprint(cmd.OutOrStdout(), out); err != nil {
 		return &exitError{code: planExitError, err: err}
 	}
 	if !p.Valid() {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -415,5 +417,60 @@ func TestPlanDryRunVolumePinned(t *testing.T) {
 	want := "kv/kv: 1 pod: 0 fit; 1 do not: 0/2 nodes available: 1 insufficient memory, 1 persistent volume on another node"
 	if !strings.Contains(out, want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
+// TestPlanMarkdownCommentLimit: a plan longer than a forge accepts (here
+// the diffs of 30 config files) is cut to GitHub's 65,536 characters by
+// default, with its code block and folded section closed and a note
+// saying how to see all of it, so the CI recipe's comment is not refused;
+// --comment-limit 0 keeps it whole and a negative limit is refused.
+func TestPlanMarkdownCommentLimit(t *testing.T) {
+	t.Setenv("CAPSTAN_CONFIG", "")
+	r := newPlanRepo(t)
+	const n = 30
+	var desc strings.Builder
+	desc.WriteString("apps: web: pods: web: {\n\tcontainers: c: image: \"127.0.0.1:5000/web:v1\"\n\tfiles: {\n")
+	base, head := map[string]string{}, map[string]string{}
+	for i := range n {
+		fmt.Fprintf(&desc, "\t\t\"/etc/app/%02d.conf\": from: \"conf/%02d.conf\"\n", i, i)
+		base[fmt.Sprintf("conf/%02d.conf", i)] = "setting = 1\n"
+		var long strings.Builder
+		for j := range 100 {
+			fmt.Fprintf(&long, "setting_%04d = \"a value long enough to matter\"\n", j)
+		}
+		head[fmt.Sprintf("conf/%02d.conf", i)] = long.String()
+	}
+	desc.WriteString("\t}\n}\n")
+	base["web.cue"] = desc.String()
+	r.commit("web", base)
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "feature")
+	r.commit("long config", head)
+	args := []string{"plan", "--repo", r.dir, "--base", "main", "--head", "feature", "--format", "markdown"}
+
+	out, err := run(t, args...)
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	if len(out) > 65536 {
+		t.Errorf("markdown is %d characters, over GitHub's 65,536", len(out))
+	}
+	for _, want := range []string{"**Valid**", "_The plan was cut to 65536 characters (--comment-limit); run `capstan plan` for all of it._"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cut markdown lacks %q", want)
+		}
+	}
+	if strings.Count(out, "```")%2 != 0 || strings.Count(out, "<details>") != strings.Count(out, "</details>") {
+		t.Errorf("cut markdown leaves a code block or a folded section open:\n%s", out[max(0, len(out)-400):])
+	}
+
+	whole, err := run(t, append(args, "--comment-limit", "0")...)
+	if err != nil || len(whole) <= 65536 || strings.Contains(whole, "was cut") {
+		t.Errorf("--comment-limit 0: %v, %d characters, want the whole plan", err, len(whole))
+	}
+	_, err = run(t, append(args, "--comment-limit", "-1")...)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != planExitError {
+		t.Errorf("--comment-limit -1: %v, want exit %d", err, planExitError)
 	}
 }
