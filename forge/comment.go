@@ -135,7 +135,7 @@ func Truncate(body string, limit int, note string) string {
 	if limit <= 0 || len(body) <= limit {
 		return body
 	}
-	const closers = "\n```\n</details>\n"
+	closers := "\n```\n</details>\n" + strings.Repeat("`", maxRun(body))
 	keep := limit - len(note) - len(closers)
 	if keep <= 0 {
 		return runeCut(note, limit)
@@ -145,14 +145,23 @@ func Truncate(body string, limit int, note string) string {
 		cut = cut[:i]
 	}
 	var tail strings.Builder
-	fences := 0
+	// A fence is closed only by a run of backticks at least as long as
+	// the one that opened it (the plan's errors block grows its fence
+	// around errors that hold backticks).
+	open := ""
 	for _, line := range strings.Split(cut, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "```") {
-			fences++
+		line = strings.TrimSpace(line)
+		run := line[:len(line)-len(strings.TrimLeft(line, "`"))]
+		switch {
+		case len(run) < 3:
+		case open == "":
+			open = run
+		case len(run) >= len(open) && line == run:
+			open = ""
 		}
 	}
-	if fences%2 == 1 {
-		tail.WriteString("\n```")
+	if open != "" {
+		tail.WriteString("\n" + open)
 	}
 	if strings.Count(cut, "<details>") > strings.Count(cut, "</details>") {
 		tail.WriteString("\n</details>")
@@ -169,4 +178,19 @@ func runeCut(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// maxRun is the length of the longest run of backticks in s beyond the
+// three a closing fence always has: room kept for a longer one.
+func maxRun(s string) int {
+	longest, n := 0, 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '`' {
+			n++
+			longest = max(longest, n)
+		} else {
+			n = 0
+		}
+	}
+	return max(longest-3, 0)
 }

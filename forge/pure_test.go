@@ -26,6 +26,7 @@ func TestTruncate(t *testing.T) {
 		{"within the limit", "short", 100, []string{"short"}},
 		{"cut inside a fence closes it", long, 300, []string{"# plan", "\n```" + note}},
 		{"cut with open details closes it", "<details>\n" + strings.Repeat("a\n", 500), 200, []string{"</details>" + note}},
+		{"cut inside a longer fence closes it with as many backticks", "# errors\n````text\n" + strings.Repeat("a.cue:1:1: x: \"```\"\n", 50) + "````\n", 300, []string{"\n````" + note}},
 		{"multi-byte characters are not split", strings.Repeat("é", 500), 101, []string{"_cut_"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
