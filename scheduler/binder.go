@@ -225,7 +225,7 @@ func (s *Scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 	}
 	s.mu.Unlock()
 	if errors.Is(err, ErrUnschedulable) {
-		return reconcile.Result{RequeueAfter: s.opts.RetryInterval}, s.markUnschedulable(ctx, pod, res.Message)
+		return reconcile.Result{RequeueAfter: s.opts.RetryInterval}, s.markUnschedulable(ctx, pod, res.Message+res.Detail)
 	}
 	if err != nil {
 		return reconcile.Result{}, err

@@ -68,7 +68,9 @@ func TestSchedulerBindsAndExplains(t *testing.T) {
 	}
 	p := waitCond("big", api.ConditionFalse)
 	cond := api.FindCondition(p.Status.Conditions, api.PodScheduled)
-	if want := "0/2 nodes available: 2 insufficient memory"; cond.Message != want || cond.Reason != ConditionReasonUnschedulable {
+	// The message says which resource, how much the pod asks for and the
+	// most a node has, so that describe tells the user what to change.
+	if want := "0/2 nodes available: 2 insufficient memory; memory: the pod requests 2Gi, at most 924Mi is free (on n1); lower the request, or free or add room"; cond.Message != want || cond.Reason != ConditionReasonUnschedulable {
 		t.Fatalf("condition %s: %q, want %s: %q", cond.Reason, cond.Message, ConditionReasonUnschedulable, want)
 	}
 	// A change that cannot make room (a node's address) does not retry it;

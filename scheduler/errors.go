@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // Sentinel errors of the scheduler.
@@ -25,11 +27,14 @@ type Reason struct {
 type UnschedulableError struct {
 	Pod     string
 	Message string
+	// Detail is Result.Detail: what the pod requests against the most
+	// free, when CPU or memory rejected a node; "" otherwise.
+	Detail  string
 	Reasons []Reason
 }
 
 func (e *UnschedulableError) Error() string {
-	return fmt.Sprintf("pod %s: %s", e.Pod, e.Message)
+	return fmt.Sprintf("pod %s: %s%s", e.Pod, e.Message, e.Detail)
 }
 
 // Unwrap lets errors.Is(err, ErrUnschedulable) match.
@@ -50,4 +55,60 @@ func unschedulableMessage(total int, reasons []Reason) string {
 		fmt.Fprintf(&b, "%d %s", r.Nodes, r.Reason)
 	}
 	return b.String()
+}
+
+// shortfall remembers, among the nodes rejected for CPU or for memory, the
+// one with the most of that resource free (the first by name on a tie, so
+// that the message does not change with the sampling offset).
+type shortfall struct {
+	cpu, memory      int64 // most free, in millis
+	cpuNode, memNode string
+}
+
+func (s *shortfall) note(reason string, n *NodeInfo) {
+	switch reason {
+	case ReasonCPU:
+		if free := n.Allocatable.MilliCPU - n.Requested.MilliCPU; s.cpuNode == "" || free > s.cpu || free == s.cpu && n.Name < s.cpuNode {
+			s.cpu, s.cpuNode = free, n.Name
+		}
+	case ReasonMemory:
+		if free := n.Allocatable.MilliMemory - n.Requested.MilliMemory; s.memNode == "" || free > s.memory || free == s.memory && n.Name < s.memNode {
+			s.memory, s.memNode = free, n.Name
+		}
+	}
+}
+
+// detail renders "; cpu: the pod requests 2, at most 1500m is free (on
+// n2); lower the request or add room" for each resource that rejected a
+// node, or "" when none did.
+func (s *shortfall) detail(req Resources) string {
+	var parts []string
+	if s.cpuNode != "" {
+		parts = append(parts, fmt.Sprintf("cpu: the pod requests %s, at most %s is free (on %s)",
+			api.NewMilliQuantity(req.MilliCPU, api.DecimalSI), api.NewMilliQuantity(max(s.cpu, 0), api.DecimalSI), s.cpuNode))
+	}
+	if s.memNode != "" {
+		parts = append(parts, fmt.Sprintf("memory: the pod requests %s, at most %s is free (on %s)",
+			api.NewQuantity(req.MilliMemory/1000, api.BinarySI), memory(max(s.memory, 0)), s.memNode))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, "; ") + "; lower the request, or free or add room"
+}
+
+// memory renders milli-bytes for a person: in Mi, Gi, Ti... when that is
+// exact, else rounded down to Mi (to Ki under 1Mi), so that free room is
+// never overstated.
+func memory(milli int64) string {
+	switch bytes := milli / 1000; {
+	case bytes < 1<<10:
+		return fmt.Sprint(bytes)
+	case bytes < 1<<20:
+		return fmt.Sprintf("%dKi", bytes>>10)
+	case bytes%(1<<20) == 0:
+		return api.NewQuantity(bytes, api.BinarySI).String()
+	default:
+		return fmt.Sprintf("%dMi", bytes>>20)
+	}
 }

@@ -122,7 +122,7 @@ func runScheduleCmd(t *testing.T, snap *Snapshot, d *datadriven.TestData) string
 			if !errors.Is(err, ErrUnschedulable) {
 				return "error: " + err.Error()
 			}
-			return fmt.Sprintf("unschedulable: %s", res.Message)
+			return fmt.Sprintf("unschedulable: %s%s", res.Message, res.Detail)
 		}
 		if d.HasArg("bind") {
 			p.Spec.NodeName = res.NodeName

@@ -69,3 +69,24 @@ func TestForgetKeepsConfirmedPods(t *testing.T) {
 		t.Fatalf("unknown names changed the snapshot: %d nodes, %d pods on n1", s.NumNodes(), s.Node("n1").Pods())
 	}
 }
+
+// TestMemoryForPeople: free memory in an unschedulable message is exact
+// when whole, else rounded down, never overstated.
+func TestMemoryForPeople(t *testing.T) {
+	for _, tc := range []struct {
+		bytes int64
+		want  string
+	}{
+		{0, "0"},
+		{500, "500"},
+		{1500, "1Ki"},
+		{924 << 20, "924Mi"},
+		{1 << 30, "1Gi"},
+		{3<<29 + 1, "1536Mi"},
+		{8_000_000_000, "7629Mi"},
+	} {
+		if got := memory(tc.bytes * 1000); got != tc.want {
+			t.Errorf("memory(%d bytes) = %q, want %q", tc.bytes, got, tc.want)
+		}
+	}
+}

@@ -79,8 +79,13 @@ type Result struct {
 	// Evaluated is how many nodes the filters looked at; Feasible how many
 	// passed them.
 	Evaluated, Feasible int
-	// Message and Reasons say why no node fits, when none does.
+	// Message and Reasons say why no node fits, when none does. Message
+	// counts the nodes by reason; Detail, when CPU or memory rejected a
+	// node, says how much the pod asks for and the most any of those nodes
+	// has free, and where (shortfall.detail), so that the user knows
+	// what to lower or add.
 	Message string
+	Detail  string
 	Reasons []Reason
 }
 
@@ -123,12 +128,14 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 		start = snap.next % n
 	}
 	var rejected [len(filters)]int
+	var short shortfall
 	feasible := make([]*NodeInfo, 0, min(want, 1024))
 	evaluated := 0
 	for ; evaluated < n && len(feasible) < want; evaluated++ {
 		node := snap.order[(start+evaluated)%n]
 		if f := firstFailing(c, node); f >= 0 {
 			rejected[f]++
+			short.note(filters[f].reason, node)
 			continue
 		}
 		feasible = append(feasible, node)
@@ -153,7 +160,8 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 			return 1
 		})
 		res.Message = unschedulableMessage(n, res.Reasons) + volumeDetail(c.volumeNode, volume)
-		return res, &UnschedulableError{Pod: key, Message: res.Message, Reasons: res.Reasons}
+		res.Detail = short.detail(c.info.request)
+		return res, &UnschedulableError{Pod: key, Message: res.Message, Detail: res.Detail, Reasons: res.Reasons}
 	}
 	best, bestScore := s.score(c, feasible)
 	res.NodeName, res.Score = feasible[best].Name, bestScore
