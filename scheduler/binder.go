@@ -21,6 +21,10 @@ const (
 // ConditionReasonUnschedulable is the reason of the Scheduled=False condition.
 const ConditionReasonUnschedulable = "Unschedulable"
 
+// EventReasonFailedScheduling is the reason of the Warning event an
+// unschedulable pod gets each time its message changes.
+const EventReasonFailedScheduling = "FailedScheduling"
+
 // Options configure the running scheduler.
 type Options struct {
 	// Stack tunes the decision core.
@@ -67,6 +71,7 @@ type Scheduler struct {
 	opts   Options
 	client *client.Client
 	clock  reconcile.Clock
+	rec    *reconcile.Recorder
 	stack  *Stack
 	ctrl   *reconcile.Controller
 	pods   *client.Informer
@@ -89,7 +94,7 @@ func New(m *reconcile.Manager, opts Options) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Scheduler{opts: opts, client: m.Client(), clock: m.Clock(), stack: stack, snap: NewSnapshot(), unschedulable: map[string]bool{},
+	s := &Scheduler{opts: opts, client: m.Client(), clock: m.Clock(), rec: m.Recorder("scheduler"), stack: stack, snap: NewSnapshot(), unschedulable: map[string]bool{},
 		batch: newBatcher(m.Client(), bindSenders, maxBindBatch)}
 	s.ctrl, err = m.NewController("scheduler", s, opts.Binders)
 	if err != nil {
@@ -274,7 +279,9 @@ func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
 }
 
 // markUnschedulable sets Scheduled=False with the counted reasons, unless
-// the pod already says exactly that.
+// the pod already says exactly that, and records the message as a Warning
+// event (one per pod, counted up on each new message), so that `capstan
+// get events` and describe's Events say why the pod is Pending.
 func (s *Scheduler) markUnschedulable(ctx context.Context, pod *api.Pod, msg string) error {
 	if c := api.FindCondition(pod.Status.Conditions, api.PodScheduled); c != nil && c.Status == api.ConditionFalse && c.Message == msg {
 		return nil
@@ -283,8 +290,12 @@ func (s *Scheduler) markUnschedulable(ctx context.Context, pod *api.Pod, msg str
 	api.SetCondition(&p.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionFalse,
 		Reason: ConditionReasonUnschedulable, Message: msg, LastTransitionTime: s.clock.Now().UTC()})
 	p.Metadata.ResourceVersion = 0
-	if _, err := s.client.UpdateStatus(ctx, p); err != nil && !client.IsNotFound(err) {
+	if _, err := s.client.UpdateStatus(ctx, p); err != nil {
+		if client.IsNotFound(err) {
+			return nil
+		}
 		return fmt.Errorf("pod %s: record unschedulable: %w", api.KeyOf(pod), err)
 	}
+	s.rec.Record(ctx, reconcile.Event{Object: api.RefOf(pod), Type: api.EventWarning, Reason: EventReasonFailedScheduling, Message: msg})
 	return nil
 }

@@ -266,3 +266,92 @@ func waitScheduled(t *testing.T, ctx context.Context, c *client.Client, name str
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestUnschedulableEvent: a pod that fits nowhere gets a Warning event
+// FailedScheduling with the condition's message, so `capstan get events`
+// and the Events section of `capstan describe` say why it is Pending; a
+// new reason is counted on the same event, and the pod is bound once room
+// appears.
+func TestUnschedulableEvent(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if _, err := c.Create(ctx, makeNode("n1", "1", "1Gi", 10)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(m, Options{RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(s)
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	// waitEvent polls until the pod's FailedScheduling event carries the
+	// pod's current Scheduled=False message and has been counted count
+	// times.
+	waitEvent := func(count int32) *api.Event {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			p := waitScheduled(t, ctx, c, "big", api.ConditionFalse)
+			msg := api.FindCondition(p.Status.Conditions, api.PodScheduled).Message
+			evs, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: "shop"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, o := range evs {
+				e := o.(*api.Event)
+				if e.Spec.Object.Kind == api.KindPod && e.Spec.Object.Name == "big" {
+					if e.Spec.Type == api.EventWarning && e.Spec.Reason == EventReasonFailedScheduling && e.Spec.Message == msg && e.Spec.Count == count {
+						return e
+					}
+					got = append(got, fmt.Sprintf("%s %s %q x%d", e.Spec.Type, e.Spec.Reason, e.Spec.Message, e.Spec.Count))
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pod shop/big (%q): events %v after 30s, want one Warning %s with that message, counted %d", msg, got, EventReasonFailedScheduling, count)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if _, err := c.Create(ctx, makePod("shop", "big", "500m", "2Gi", "")); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(1)
+	// Cordoning the only node changes the reason: the same event, counted.
+	n1, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cordoned := api.Clone(n1.(*api.Node))
+	cordoned.Spec.Unschedulable = true
+	if _, err := c.Update(ctx, cordoned); err != nil {
+		t.Fatal(err)
+	}
+	// A cordon is not a change that can make room, so nothing retries the
+	// pod: a new node that is too small does.
+	if _, err := c.Create(ctx, makeNode("n2", "1", "1Gi", 10)); err != nil {
+		t.Fatal(err)
+	}
+	if e := waitEvent(2); !strings.Contains(e.Spec.Message, "1 cordoned") {
+		t.Fatalf("event message %q does not count the cordoned node", e.Spec.Message)
+	}
+	if _, err := c.Create(ctx, makeNode("n3", "1", "4Gi", 10)); err != nil {
+		t.Fatal(err)
+	}
+	if p := waitScheduled(t, ctx, c, "big", api.ConditionTrue); p.Spec.NodeName != "n3" {
+		t.Fatalf("big bound to %q, want n3", p.Spec.NodeName)
+	}
+}
