@@ -78,9 +78,11 @@ func (s *Snapshot) newPodInfo(p *api.Pod, intern bool) *podInfo {
 	pi.request.Pods = 1
 	for i := range p.Spec.Containers {
 		c := &p.Spec.Containers[i]
-		// A container with no request counts as zero, like Kubernetes.
-		pi.request.MilliCPU += c.Resources.Requests.CPU.MilliValue()
-		pi.request.MilliMemory += c.Resources.Requests.Memory.MilliValue()
+		// As in Kubernetes, a container with a limit but no request is
+		// reserved at its limit (the cgroup lets it use that much), and
+		// one with neither counts as zero.
+		pi.request.MilliCPU += reserved(c.Resources.Requests.CPU, c.Resources.Limits.CPU)
+		pi.request.MilliMemory += reserved(c.Resources.Requests.Memory, c.Resources.Limits.Memory)
 		for _, port := range c.Ports {
 			if port.HostPort != 0 {
 				proto := port.Protocol
@@ -94,8 +96,18 @@ func (s *Snapshot) newPodInfo(p *api.Pod, intern bool) *podInfo {
 	return pi
 }
 
+// reserved is what the scheduler counts for one resource of a container,
+// in millis: its request, or its limit when it gives no request.
+func reserved(request, limit api.Quantity) int64 {
+	if request.IsZero() {
+		return limit.MilliValue()
+	}
+	return request.MilliValue()
+}
+
 // PodRequest returns what a pod asks the scheduler for: the sum of its
-// containers' requests, and one pod.
+// containers' requests (a limit stands for a request not given), and one
+// pod.
 func PodRequest(p *api.Pod) Resources {
 	var s Snapshot
 	return s.newPodInfo(p, false).request

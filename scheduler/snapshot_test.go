@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -18,6 +20,50 @@ func TestPodRequest(t *testing.T) {
 	want := Resources{MilliCPU: 350, MilliMemory: 3 << 20 * 1000, Pods: 1}
 	if got != want {
 		t.Errorf("PodRequest = %+v, want %+v", got, want)
+	}
+}
+
+// TestPodRequestLimitOnly: a container that gives a limit but no request
+// is reserved at its limit, as Kubernetes defaults the request to the
+// limit; otherwise any number of pods with `limits: memory: "4Gi"` fit
+// on one 8Gi node and are OOM-killed there. A request, when given, is what
+// counts.
+func TestPodRequestLimitOnly(t *testing.T) {
+	p := makePod("shop", "web-1", "", "", "")
+	p.Spec.Containers[0].Resources.Limits.CPU = api.MustParseQuantity("2")
+	p.Spec.Containers[0].Resources.Limits.Memory = api.MustParseQuantity("4Gi")
+	both := api.Container{Name: "both", Image: "example/side:v1"}
+	both.Resources.Requests.CPU = api.MustParseQuantity("100m")
+	both.Resources.Limits.CPU = api.MustParseQuantity("1")
+	both.Resources.Limits.Memory = api.MustParseQuantity("1Gi")
+	p.Spec.Containers = append(p.Spec.Containers, both)
+	got := PodRequest(p)
+	want := Resources{MilliCPU: 2100, MilliMemory: 5 << 30 * 1000, Pods: 1}
+	if got != want {
+		t.Errorf("PodRequest = %+v, want %+v", got, want)
+	}
+	snap := NewSnapshot()
+	snap.AddNode(makeNode("n1", "8", "12Gi", 10))
+	for i := range 3 {
+		pod := api.Clone(p)
+		pod.Metadata.Name = fmt.Sprintf("web-%d", i)
+		res, err := Schedule(pod, snap)
+		if i == 2 {
+			if err == nil || !strings.Contains(res.Message, "1 insufficient memory") {
+				t.Fatalf("third pod of 5Gi limits: node %q, %v: want insufficient memory on a 12Gi node", res.NodeName, err)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("pod %d: %v", i, err)
+		}
+		pod.Spec.NodeName = res.NodeName
+		snap.AddPod(pod)
+		if i == 1 {
+			if n := snap.Node("n1"); n.Requested.MilliMemory != 10<<30*1000 {
+				t.Fatalf("n1 requested memory %d, want 10Gi", n.Requested.MilliMemory/1000)
+			}
+		}
 	}
 }
 
