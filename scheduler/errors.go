@@ -3,6 +3,8 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -111,4 +113,21 @@ func memory(milli int64) string {
 	default:
 		return fmt.Sprintf("%dMi", bytes>>20)
 	}
+}
+
+// selectorDetail renders "; node selector: no node has disk=ssd, zone=b: ..."
+// for the labels of selector that no node has (a typo, or a node not
+// labelled yet), or "" when each is on some node.
+func selectorDetail(selector map[string]string, snap *Snapshot) string {
+	var missing []string
+	for _, k := range slices.Sorted(maps.Keys(selector)) {
+		v := selector[k]
+		if !slices.ContainsFunc(snap.order, func(n *NodeInfo) bool { w, ok := n.Labels[k]; return ok && w == v }) {
+			missing = append(missing, k+"="+v)
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return "; node selector: no node has " + strings.Join(missing, ", ") + ": fix the group's nodeSelector, or give a node that label (capstan agent --labels when it joins)"
 }

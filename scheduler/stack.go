@@ -22,7 +22,9 @@ var (
 		{ReasonMemory, memoryFits},
 		{ReasonHostPorts, hostPortsFree},
 	}
-	scorers = [...]scorer{
+	// selectorFilter is the index of the node selector filter.
+	selectorFilter = slices.IndexFunc(filters[:], func(f filter) bool { return f.reason == ReasonNodeSelector })
+	scorers        = [...]scorer{
 		{"least-allocated", 1, leastAllocated},
 		{"spread-workload", 2, spreadWorkload},
 	}
@@ -80,10 +82,11 @@ type Result struct {
 	// passed them.
 	Evaluated, Feasible int
 	// Message and Reasons say why no node fits, when none does. Message
-	// counts the nodes by reason; Detail, when CPU or memory rejected a
+	// counts the nodes by reason; Detail names the node selector labels
+	// no node has (selectorDetail) and, when CPU or memory rejected a
 	// node, says how much the pod asks for and the most any of those nodes
 	// has free, and where (shortfall.detail), so that the user knows
-	// what to lower or add.
+	// what to change.
 	Message string
 	Detail  string
 	Reasons []Reason
@@ -161,6 +164,9 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 		})
 		res.Message = unschedulableMessage(n, res.Reasons) + volumeDetail(c.volumeNode, volume)
 		res.Detail = short.detail(c.info.request)
+		if rejected[selectorFilter] > 0 {
+			res.Detail = selectorDetail(pod.Spec.NodeSelector, snap) + res.Detail
+		}
 		return res, &UnschedulableError{Pod: key, Message: res.Message, Detail: res.Detail, Reasons: res.Reasons}
 	}
 	best, bestScore := s.score(c, feasible)
