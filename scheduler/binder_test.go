@@ -355,3 +355,57 @@ func TestUnschedulableEvent(t *testing.T) {
 		t.Fatalf("big bound to %q, want n3", p.Spec.NodeName)
 	}
 }
+
+// TestScaleDownFreesRoom: a pod that fits only once another app's pod is
+// gone is bound when that pod's graceful delete completes, without a
+// retry tick (the interval is an hour) or any other kick.
+func TestScaleDownFreesRoom(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if _, err := c.Create(ctx, makeNode("n1", "1", "1Gi", 10)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(m, Options{RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(s)
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	if _, err := c.Create(ctx, makePod("shop", "old", "", "800Mi", "batch")); err != nil {
+		t.Fatal(err)
+	}
+	waitScheduled(t, ctx, c, "old", api.ConditionTrue)
+	if _, err := c.Create(ctx, makePod("shop", "new", "", "800Mi", "web")); err != nil {
+		t.Fatal(err)
+	}
+	waitScheduled(t, ctx, c, "new", api.ConditionFalse)
+	key := api.Key{Kind: api.KindPod, App: "shop", Name: "old"}
+	// The graceful delete only marks the pod: its room is not free yet.
+	if _, err := c.Delete(ctx, key, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.Get(ctx, key)
+	if err != nil || !api.Terminating(o) {
+		t.Fatalf("old pod after a graceful delete: %v, %v: want it terminating", o, err)
+	}
+	// The agent's final delete (forced here: no agent runs) frees it.
+	if _, err := c.Delete(ctx, key, client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if p := waitScheduled(t, ctx, c, "new", api.ConditionTrue); p.Spec.NodeName != "n1" {
+		t.Fatalf("new bound to %q, want n1", p.Spec.NodeName)
+	}
+}
