@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,9 +80,11 @@ type Scheduler struct {
 
 	batch *batcher
 
-	mu            sync.Mutex // guards snap and unschedulable
-	snap          *Snapshot
-	unschedulable map[string]bool
+	mu   sync.Mutex // guards snap and unschedulable
+	snap *Snapshot
+	// unschedulable holds the pods that fit nowhere, each with when this
+	// scheduler last wrote its Scheduled=False message (zero: not yet).
+	unschedulable map[string]time.Time
 }
 
 // New validates opts and builds the scheduler on m's client,
@@ -94,7 +97,7 @@ func New(m *reconcile.Manager, opts Options) (*Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Scheduler{opts: opts, client: m.Client(), clock: m.Clock(), rec: m.Recorder("scheduler"), stack: stack, snap: NewSnapshot(), unschedulable: map[string]bool{},
+	s := &Scheduler{opts: opts, client: m.Client(), clock: m.Clock(), rec: m.Recorder("scheduler"), stack: stack, snap: NewSnapshot(), unschedulable: map[string]time.Time{},
 		batch: newBatcher(m.Client(), bindSenders, maxBindBatch)}
 	s.ctrl, err = m.NewController("scheduler", s, opts.Binders)
 	if err != nil {
@@ -225,12 +228,14 @@ func (s *Scheduler) Reconcile(ctx context.Context, key string) (reconcile.Result
 	if err == nil {
 		s.snap.Assume(pod, res.NodeName)
 		delete(s.unschedulable, key)
-	} else if errors.Is(err, ErrUnschedulable) {
-		s.unschedulable[key] = true
+	}
+	written, known := s.unschedulable[key]
+	if errors.Is(err, ErrUnschedulable) && !known {
+		s.unschedulable[key] = time.Time{}
 	}
 	s.mu.Unlock()
 	if errors.Is(err, ErrUnschedulable) {
-		return reconcile.Result{RequeueAfter: s.opts.RetryInterval}, s.markUnschedulable(ctx, pod, res.Message+res.Detail)
+		return reconcile.Result{RequeueAfter: s.opts.RetryInterval}, s.markUnschedulable(ctx, pod, res, written)
 	}
 	if err != nil {
 		return reconcile.Result{}, err
@@ -278,17 +283,26 @@ func (s *Scheduler) bind(ctx context.Context, pod *api.Pod, node string) error {
 	}
 }
 
-// markUnschedulable sets Scheduled=False with the counted reasons, unless
-// the pod already says exactly that, and records the message as a Warning
-// event (one per pod, counted up on each new message), so that `capstan
-// get events` and describe's Events say why the pod is Pending.
-func (s *Scheduler) markUnschedulable(ctx context.Context, pod *api.Pod, msg string) error {
-	if c := api.FindCondition(pod.Status.Conditions, api.PodScheduled); c != nil && c.Status == api.ConditionFalse && c.Message == msg {
-		return nil
+// markUnschedulable sets Scheduled=False with res's message and detail,
+// unless the pod already says exactly that, and records the message as a
+// Warning event (one per pod, counted up on each new message), so that
+// `capstan get events` and describe's Events say why the pod is Pending.
+// When only the detail moved (the free amounts: the counts are the same)
+// it is rewritten at most every RetryInterval after written, the last
+// write: on a busy cluster room is freed and taken all the time, and each
+// change retries every unschedulable pod.
+func (s *Scheduler) markUnschedulable(ctx context.Context, pod *api.Pod, res Result, written time.Time) error {
+	msg := res.Message + res.Detail
+	now := s.clock.Now()
+	if c := api.FindCondition(pod.Status.Conditions, api.PodScheduled); c != nil && c.Status == api.ConditionFalse {
+		sameCounts := res.Detail != "" && strings.HasPrefix(c.Message, res.Message+"; ")
+		if c.Message == msg || sameCounts && !written.IsZero() && now.Sub(written) < s.opts.RetryInterval {
+			return nil
+		}
 	}
 	p := api.Clone(pod)
 	api.SetCondition(&p.Status.Conditions, api.Condition{Type: api.PodScheduled, Status: api.ConditionFalse,
-		Reason: ConditionReasonUnschedulable, Message: msg, LastTransitionTime: s.clock.Now().UTC()})
+		Reason: ConditionReasonUnschedulable, Message: msg, LastTransitionTime: now.UTC()})
 	p.Metadata.ResourceVersion = 0
 	if _, err := s.client.UpdateStatus(ctx, p); err != nil {
 		if client.IsNotFound(err) {
@@ -296,6 +310,11 @@ func (s *Scheduler) markUnschedulable(ctx context.Context, pod *api.Pod, msg str
 		}
 		return fmt.Errorf("pod %s: record unschedulable: %w", api.KeyOf(pod), err)
 	}
+	s.mu.Lock()
+	if _, ok := s.unschedulable[podKey(pod)]; ok {
+		s.unschedulable[podKey(pod)] = now
+	}
+	s.mu.Unlock()
 	s.rec.Record(ctx, reconcile.Event{Object: api.RefOf(pod), Type: api.EventWarning, Reason: EventReasonFailedScheduling, Message: msg})
 	return nil
 }

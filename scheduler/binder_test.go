@@ -409,3 +409,101 @@ func TestScaleDownFreesRoom(t *testing.T) {
 		t.Fatalf("new bound to %q, want n1", p.Spec.NodeName)
 	}
 }
+
+// TestUnschedulableDetailThrottled: room freed or taken that leaves the
+// counted reasons as they were does not rewrite a Pending pod's condition
+// (nor add an event) more than once per retry interval, so a busy
+// cluster with many Pending pods is not flooded with status writes; a
+// change of the counts is written at once, with fresh free amounts.
+func TestUnschedulableDetailThrottled(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	if _, err := c.Create(ctx, makeNode("n1", "1", "1Gi", 10)); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(m, Options{RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(s)
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	if _, err := c.Create(ctx, makePod("shop", "small", "", "100Mi", "")); err != nil {
+		t.Fatal(err)
+	}
+	waitScheduled(t, ctx, c, "small", api.ConditionTrue)
+	if _, err := c.Create(ctx, makePod("shop", "big", "", "2Gi", "")); err != nil {
+		t.Fatal(err)
+	}
+	p := waitScheduled(t, ctx, c, "big", api.ConditionFalse)
+	const first = "0/1 nodes available: 1 insufficient memory; memory: the pod requests 2Gi, at most 924Mi is free (on n1); lower the request, or free or add room"
+	// Three reconciles: small once; big once to write the condition and
+	// once more for that write, which finds it as it wants it. Wait for
+	// them before counting.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "big"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p = o.(*api.Pod)
+		if msg := api.FindCondition(p.Status.Conditions, api.PodScheduled).Message; msg != first {
+			t.Fatalf("big: %q, want %q", msg, first)
+		}
+		if s.ctrl.Queue().Len() == 0 && reconciles(t, reg) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduler did not settle in 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := reconciles(t, reg)
+	if _, err := c.Delete(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "small"}, client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	for reconciles(t, reg) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("deleting a bound pod did not retry the unschedulable one in 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.(*api.Pod); got.Metadata.ResourceVersion != p.Metadata.ResourceVersion {
+		t.Fatalf("big rewritten (%q) though only the free amount moved", api.FindCondition(got.Status.Conditions, api.PodScheduled).Message)
+	}
+	// A second node changes the counts: written at once, with n1's room
+	// as it is now.
+	if _, err := c.Create(ctx, makeNode("n2", "1", "512Mi", 10)); err != nil {
+		t.Fatal(err)
+	}
+	const second = "0/2 nodes available: 2 insufficient memory; memory: the pod requests 2Gi, at most 1Gi is free (on n1); lower the request, or free or add room"
+	for {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "big"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := api.FindCondition(o.(*api.Pod).Status.Conditions, api.PodScheduled).Message; msg == second {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("big: %q after a node joined, want %q", msg, second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
