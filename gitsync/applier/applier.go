@@ -14,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/reconcile"
 	"github.com/capstanhq/capstan/schema"
 	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/capstanhq/capstan/secrets"
@@ -77,6 +78,7 @@ type Applier struct {
 	stopApps context.CancelFunc
 	records  records
 	metrics  *metrics
+	events   *reconcile.Recorder
 }
 
 // repoState is what the applier keeps of one repository between syncs.
@@ -120,7 +122,8 @@ func New(opts Options) (*Applier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Applier{opts: opts, repos: map[string]*repoState{}, metrics: m}, nil
+	events := &reconcile.Recorder{Client: opts.Client, Reporter: "gitsync", Logger: opts.Logger, Now: opts.Now}
+	return &Applier{opts: opts, repos: map[string]*repoState{}, metrics: m, events: events}, nil
 }
 
 func (a *Applier) repo(repo string) (*repoState, error) {

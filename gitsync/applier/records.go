@@ -32,6 +32,11 @@ const (
 	ReasonRepoErrors       = "RepositoryErrors"
 )
 
+// EventSyncRejected is the reason of the Warning event recorded on an App
+// when a commit's descriptor of it is rejected (the last good revision
+// keeps running).
+const EventSyncRejected = "SyncRejected"
+
 // maxLoggedNames bounds the app names one log line carries.
 const maxLoggedNames = 5
 

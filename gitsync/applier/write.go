@@ -9,6 +9,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/reconcile"
 )
 
 // maxAttempts bounds the retries of a write that lost a compare-and-swap
@@ -209,6 +210,11 @@ func (a *Applier) reject(ctx context.Context, snap gitsync.Snapshot, rs *repoSta
 	if err != nil {
 		return fmt.Errorf("record the rejection of app %s: %w", app, err)
 	}
+	// An event on the App, as Argo CD and Flux record a failed sync: it is
+	// what 'capstan describe app' and 'capstan get events' show, counted
+	// up on each rejected commit.
+	a.events.Record(ctx, reconcile.Event{Object: api.ObjectRef{Kind: api.KindApp, App: app, Name: app},
+		Type: api.EventWarning, Reason: EventSyncRejected, Message: rejectMessage(snap.Commit, errs)})
 	return nil
 }
 
