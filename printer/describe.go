@@ -41,15 +41,24 @@ func Describe(w io.Writer, obj api.Object, events []*api.Event, now time.Time) e
 	return nil
 }
 
-// EventsAbout returns the events whose object is obj.
+// EventsAbout returns the events whose object is obj: same kind, app and
+// name, and the same UID when the event names one (events about an
+// earlier object of the same name, such as an ordered replica made again,
+// are not this one's).
 func EventsAbout(obj api.Object, events []api.Object) []*api.Event {
 	k := api.KeyOf(obj)
+	uid := obj.Meta().UID
 	var out []*api.Event
 	for _, o := range events {
 		e := o.(*api.Event)
-		if e.Spec.Object.Kind == k.Kind && e.Spec.Object.Name == k.Name && e.Spec.Object.App == k.App {
-			out = append(out, e)
+		r := e.Spec.Object
+		if r.Kind != k.Kind || r.Name != k.Name || r.App != k.App {
+			continue
 		}
+		if r.UID != "" && uid != "" && r.UID != uid {
+			continue
+		}
+		out = append(out, e)
 	}
 	return out
 }

@@ -160,3 +160,24 @@ func TestTableOneLinePerObject(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsAboutMatchesUID: describe of an ordered replica made again
+// (same name, new UID) leaves out the events of the earlier one, and keeps
+// events that name no UID.
+func TestEventsAboutMatchesUID(t *testing.T) {
+	pod := api.KindPod.New().(*api.Pod)
+	pod.Metadata = api.ObjectMeta{App: "db", Name: "kv-0", UID: "new"}
+	ev := func(name, uid, reason string) api.Object {
+		return &api.Event{Metadata: api.ObjectMeta{App: "db", Name: name},
+			Spec: api.EventSpec{Object: api.ObjectRef{Kind: api.KindPod, App: "db", Name: "kv-0", UID: uid}, Reason: reason}}
+	}
+	got := EventsAbout(pod, []api.Object{ev("a", "old", "BackOff"), ev("b", "new", "Unhealthy"), ev("c", "", "Evicted"),
+		&api.Event{Metadata: api.ObjectMeta{App: "db", Name: "d"}, Spec: api.EventSpec{Object: api.ObjectRef{Kind: api.KindPod, App: "db", Name: "kv-1", UID: "new"}}}})
+	var reasons []string
+	for _, e := range got {
+		reasons = append(reasons, e.Spec.Reason)
+	}
+	if strings.Join(reasons, ",") != "Unhealthy,Evicted" {
+		t.Errorf("events about kv-0 (uid new): %v, want [Unhealthy Evicted]", reasons)
+	}
+}

@@ -13,7 +13,8 @@ import (
 )
 
 // Recorder writes Events: one object per (object, reason), counted up when
-// the same thing happens again. Recording is best-effort: a failure is
+// the same thing happens again to the same object (by UID: the count of a
+// new object of the same name starts over). Recording is best-effort: a failure is
 // logged, never returned, because an event must not fail a reconcile.
 type Recorder struct {
 	Client   *client.Client
@@ -61,8 +62,14 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 			return
 		}
 		ev := api.Clone(cur.(*api.Event))
+		if old := ev.Spec.Object.UID; old != "" && e.Object.UID != "" && old != e.Object.UID {
+			// A new object of the same name (an ordered replica made
+			// again, an app deleted and declared again): its count starts
+			// over rather than carrying on the old one's.
+			ev.Spec.Count, ev.Spec.FirstSeen = 0, now
+		}
 		ev.Spec.Count++
-		ev.Spec.LastSeen, ev.Spec.Message, ev.Spec.Object = now, e.Message, e.Object
+		ev.Spec.LastSeen, ev.Spec.Message, ev.Spec.Object, ev.Spec.Type = now, e.Message, e.Object, e.Type
 		if _, err = r.Client.Update(ctx, ev); err == nil || !client.IsConflict(err) {
 			if err != nil {
 				log.Warn("record event", "event", key, "err", err)

@@ -44,3 +44,33 @@ func TestRecorderCountsRepeats(t *testing.T) {
 	}
 	t.Fatal("no DriftReverted event")
 }
+
+// TestRecorderNewObjectSameName: an object made again under the same name
+// (an ordered replica kv-0, a new UID) does not inherit the count and the
+// first-seen time of the old one's event: its count starts over.
+func TestRecorderNewObjectSameName(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := reconcile.NewFakeClock(start)
+	r := &reconcile.Recorder{Client: cl.Client, Reporter: "test", Now: clock.Now}
+	old := api.ObjectRef{Kind: api.KindPod, App: "db", Name: "kv-0", UID: "old"}
+	for range 5 {
+		clock.Step(time.Second)
+		r.Record(t.Context(), reconcile.Event{Object: old, Type: api.EventWarning, Reason: "BackOff", Message: "Back-off restarting failed container kv"})
+	}
+	clock.Step(time.Minute)
+	now := clock.Now()
+	r.Record(t.Context(), reconcile.Event{Object: api.ObjectRef{Kind: api.KindPod, App: "db", Name: "kv-0", UID: "new"}, Type: api.EventWarning, Reason: "BackOff", Message: "Back-off restarting failed container kv"})
+	objs, _, err := cl.Client.List(t.Context(), api.KindEvent, client.ListOptions{App: "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 {
+		t.Fatalf("%d events, want 1", len(objs))
+	}
+	e := objs[0].(*api.Event).Spec
+	if e.Object.UID != "new" || e.Count != 1 || !e.FirstSeen.Equal(now) {
+		t.Errorf("event of the new kv-0: uid %s, count %d, first seen %s; want uid new, count 1, first seen %s (not the old pod's 5 since %s)",
+			e.Object.UID, e.Count, e.FirstSeen, now, start)
+	}
+}
