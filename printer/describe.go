@@ -22,6 +22,12 @@ func Describe(w io.Writer, obj api.Object, events []*api.Event, now time.Time) e
 		return err
 	}
 	fmt.Fprintln(w, "\nEvents:")
+	if k := api.KeyOf(obj).Kind; k.ClusterScoped() {
+		// Event objects live in apps: the recorders only log events about
+		// nodes. Say so rather than a bare <none> after an outage.
+		fmt.Fprintf(w, "  <not stored for %s: the conditions above say what happened last, the server's log (event lines) the rest>\n", k)
+		return nil
+	}
 	if len(events) == 0 {
 		fmt.Fprintln(w, "  <none>")
 		return nil

@@ -181,3 +181,28 @@ func TestEventsAboutMatchesUID(t *testing.T) {
 		t.Errorf("events about kv-0 (uid new): %v, want [Unhealthy Evicted]", reasons)
 	}
 }
+
+// TestDescribeNodeSaysEventsAreNotStored: events about nodes are only
+// logged, so describe of a node that was NotReady must not claim there
+// were none.
+func TestDescribeNodeSaysEventsAreNotStored(t *testing.T) {
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	var b strings.Builder
+	if err := Describe(&b, n, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if strings.Contains(out, "<none>") || !strings.Contains(out, "server's log") {
+		t.Errorf("describe node:\n%s\nwant the Events section to say node events are in the server's log, not <none>", out)
+	}
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{App: "a", Name: "p"}
+	b.Reset()
+	if err := Describe(&b, p, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Events:\n  <none>") {
+		t.Errorf("describe pod without events:\n%s\nwant Events: <none>", b.String())
+	}
+}
