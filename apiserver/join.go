@@ -161,7 +161,19 @@ func (s *Server) join(ctx context.Context, joinBearer, node string) (string, err
 		return "", fmt.Errorf("join %s: %w", node, err)
 	}
 	nodeExists := err == nil
-	cred, revoked, err := s.tokens.admit(joinBearer, node, nodeExists, s.joins.grants.allowed(node, now), now)
+	// The permission is taken before the join and given back when the
+	// join fails or did not need it: on servers sharing a store, two joins
+	// of one name at once must not both use it.
+	until, granted, err := s.joins.grants.take(ctx, node, now)
+	if err != nil {
+		return "", fmt.Errorf("join %s: read the rejoin permissions: %w", node, err)
+	}
+	cred, revoked, err := s.tokens.admit(joinBearer, node, nodeExists, granted, now)
+	if granted && (err != nil || !nodeExists && len(revoked) == 0) {
+		if err := s.joins.grants.give(ctx, node, until, now); err != nil {
+			s.opts.Logger.Error("a join did not use node's rejoin permission, but it could not be given back: run 'capstan node allow-rejoin' again", "node", node, "err", err)
+		}
+	}
 	if errors.Is(err, errNodeExists) && !nodeExists {
 		// Only credentials hold the name: its Node was deleted (capstan
 		// delete node), or the node joined and never registered.
@@ -174,11 +186,6 @@ func (s *Server) join(ctx context.Context, joinBearer, node string) (string, err
 		return "", fmt.Errorf("join %s: %w", node, err)
 	}
 	if nodeExists || len(revoked) > 0 {
-		// The node is in; a permission that cannot be marked used is
-		// logged rather than failing a join that happened.
-		if err := s.joins.grants.take(node, now); err != nil {
-			s.opts.Logger.Error("node joined again, but its rejoin permission could not be marked used: revoke it by hand (rejoin.json)", "node", node, "err", err)
-		}
 		s.opts.Logger.Warn("node joined again with the admin's permission; its old credentials are revoked", "node", node)
 	}
 	return cred, nil
@@ -212,7 +219,7 @@ func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.opts.Now()
 	until := now.Add(req.TTL).UTC()
-	if err := s.joins.grants.allow(node, until, now); err != nil {
+	if err := s.joins.grants.allow(r.Context(), node, until, now); err != nil {
 		writeError(w, fmt.Errorf("allow node %s to join again: %w", node, err))
 		return
 	}

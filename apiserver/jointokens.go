@@ -2,17 +2,13 @@ package apiserver
 
 import (
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/wire"
-	"github.com/capstanhq/capstan/internal/atomicfile"
 )
 
 // The join-token side of the token table: IDs that never collide, join
@@ -135,73 +131,4 @@ func (t *Tokens) admit(bearer, node string, registered, rejoin bool, now time.Ti
 		}
 	}
 	return credTok.ID + "." + credSecret, revoked, nil
-}
-
-// rejoinGrants are the admin's permissions for registered node names to
-// join again (`capstan node allow-rejoin NAME`): each allows one join
-// before it expires. They are kept in DATA_DIR/rejoin.json.
-type rejoinGrants struct {
-	path  string
-	mu    sync.Mutex
-	until map[string]time.Time // node name -> end of the permission
-}
-
-func openRejoinGrants(path string) (*rejoinGrants, error) {
-	g := &rejoinGrants{path: path, until: map[string]time.Time{}}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return g, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read rejoin permissions: %w", err)
-	}
-	if err := json.Unmarshal(data, &g.until); err != nil {
-		return nil, fmt.Errorf("rejoin permissions %s: %w (remove the file to drop them)", path, err)
-	}
-	return g, nil
-}
-
-func (g *rejoinGrants) saveLocked() error {
-	data, err := json.MarshalIndent(g.until, "", "  ")
-	if err != nil {
-		return err
-	}
-	// Synced before the join goes on: a permission marked used must stay
-	// used after a crash, or the name could join twice.
-	return atomicfile.WriteFile(g.path, data, 0o600)
-}
-
-// allow lets node join once more until the given time (and drops expired
-// permissions).
-func (g *rejoinGrants) allow(node string, until, now time.Time) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.pruneLocked(now)
-	g.until[node] = until.UTC()
-	return g.saveLocked()
-}
-
-func (g *rejoinGrants) pruneLocked(now time.Time) {
-	for n, until := range g.until {
-		if now.After(until) {
-			delete(g.until, n)
-		}
-	}
-}
-
-// allowed reports whether node may join again at now.
-func (g *rejoinGrants) allowed(node string, now time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	until, ok := g.until[node]
-	return ok && !now.After(until)
-}
-
-// take uses up node's permission (and drops expired ones).
-func (g *rejoinGrants) take(node string, now time.Time) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	delete(g.until, node)
-	g.pruneLocked(now)
-	return g.saveLocked()
 }

@@ -221,7 +221,12 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("apiserver: %w", err)
 	}
 	opts.Store.SetHooks(storeHooks{alloc})
-	grants, err := openRejoinGrants(filepath.Join(opts.DataDir, "rejoin.json"))
+	var grants *rejoinGrants
+	if docs, ok := opts.Store.(store.Documents); ok {
+		grants, err = openSharedRejoinGrants(context.Background(), docs, filepath.Join(opts.DataDir, "rejoin.json"))
+	} else {
+		grants, err = openRejoinGrants(filepath.Join(opts.DataDir, "rejoin.json"))
+	}
 	if err != nil {
 		return nil, err
 	}
