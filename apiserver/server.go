@@ -234,6 +234,11 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if docs, ok := opts.Store.(store.Documents); ok {
+		if err := checkSecretsKey(context.Background(), docs, keys.StoreKeyFingerprint(), filepath.Join(opts.DataDir, secretsDir)); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{opts: opts, store: opts.Store, pki: pki, tokens: tokens, mux: http.NewServeMux(),
 		joins: &joins{grants: grants, cluster: alloc.clusterInfo()}, keys: keys}
 	s.metrics = newMetrics(opts.Registry, opts.Store)

@@ -43,7 +43,8 @@ func (s *haServer) stop() error {
 
 // startServers runs n control planes on cluster, sharing the first one's
 // CA as files (copied into the others' data directories before they
-// start); the tokens they share through the store.
+// start) with its secrets key ring; the tokens they share through the
+// store.
 func startServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*haServer {
 	t.Helper()
 	var out []*haServer
@@ -51,7 +52,7 @@ func startServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*haServer {
 	for i := range n {
 		dir := filepath.Join(t.TempDir(), fmt.Sprintf("server-%d", i))
 		if i > 0 {
-			for _, f := range []string{"pki/ca.crt", "pki/ca.key"} {
+			for _, f := range []string{"pki/ca.crt", "pki/ca.key", "secrets/store.key", "secrets/cluster.agekey"} {
 				b, err := os.ReadFile(filepath.Join(first, f))
 				if err != nil {
 					t.Fatal(err)

@@ -153,6 +153,15 @@ func writeKey(p string, b []byte) error {
 	return f.Close()
 }
 
+// StoreKeyFingerprint names the store key without telling it (a hash of
+// the key: it is 32 random bytes, so the hash gives nothing away): two
+// servers whose fingerprints differ seal and open the store's values
+// with different keys.
+func (k *Keyring) StoreKeyFingerprint() string {
+	sum := sha256.Sum256(append([]byte("capstan store key fingerprint\x00"), k.store...))
+	return hex.EncodeToString(sum[:16])
+}
+
 // Recipient is the cluster's public age recipient (age1...).
 func (k *Keyring) Recipient() string { return k.identity.Recipient().String() }
 

@@ -80,15 +80,16 @@ func startHACluster(t testing.TB, ttl time.Duration, repo ...string) *haCluster 
 		return err == nil
 	})
 	for i := 1; i < 3; i++ {
-		for _, f := range []string{"ca.crt", "ca.key"} {
-			b, err := os.ReadFile(filepath.Join(h.dirs[0], "pki", f))
+		// The CA and the secrets key ring, as docs/ha.md says.
+		for _, f := range []string{"pki/ca.crt", "pki/ca.key", "secrets/store.key", "secrets/cluster.agekey"} {
+			b, err := os.ReadFile(filepath.Join(h.dirs[0], f))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.MkdirAll(filepath.Join(h.dirs[i], "pki"), 0o700); err != nil {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(h.dirs[i], f)), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(h.dirs[i], "pki", f), b, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(h.dirs[i], f), b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
