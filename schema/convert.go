@@ -360,6 +360,10 @@ func (c *converter) container(name string, d dContainer, desc []string, cp strin
 			var long dContainerPort
 			_ = json.Unmarshal(raw, &long) // the schema checked the shape
 			port.Port, port.Protocol, port.HostPort = long.Port, long.Protocol, long.HostPort
+			if hp := long.HostPort; hp >= api.MinNodePort && hp <= api.MaxNodePort {
+				c.fail(sub("ports", k, "hostPort"), "%d is in the range services' node ports come from (%d-%d): a service given that node port would take the same port on every node; pick a host port outside it, or expose the group through a service's nodePort",
+					hp, api.MinNodePort, api.MaxNodePort)
+			}
 		} else {
 			_ = json.Unmarshal(raw, &port.Port)
 		}
