@@ -1,13 +1,11 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,30 +17,12 @@ import (
 	"github.com/capstanhq/capstan/registry"
 )
 
-// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestServerRegistry: `capstan server --registry-addr` serves the embedded
 // registry with its storage in DATA_DIR/registry, and distribution's
 // logrus lines reach the server's slog logger.
 func TestServerRegistry(t *testing.T) {
 	dataDir := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cp, err := New(Options{DataDir: dataDir, API: apiserver.Options{Listen: "127.0.0.1:0"}, RegistryAddrs: []string{"127.0.0.1:0"}, Logger: log})
 	if err != nil {

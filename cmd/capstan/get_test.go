@@ -14,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"sigs.k8s.io/yaml"
 )
 
@@ -247,10 +248,10 @@ func TestGetOneWatch(t *testing.T) {
 
 // startWatch runs a command that runs until Ctrl-C (get -w) and, when the
 // test ends, stops it and checks that it ended without an error.
-func startWatch(t *testing.T, args ...string) (*syncBuffer, <-chan error) {
+func startWatch(t *testing.T, args ...string) (*testenv.SyncBuffer, <-chan error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	root := newRootCmd()
 	root.SetOut(out)
 	root.SetErr(out)

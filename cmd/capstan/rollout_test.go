@@ -1,40 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
-// syncBuffer is an output buffer a running command and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startCmd runs the CLI in the background; the channel yields its error.
-func startCmd(args ...string) (*syncBuffer, <-chan error) {
-	out := &syncBuffer{}
+func startCmd(args ...string) (*testenv.SyncBuffer, <-chan error) {
+	out := &testenv.SyncBuffer{}
 	root := newRootCmd()
 	root.SetOut(out)
 	root.SetErr(out)
@@ -45,7 +26,7 @@ func startCmd(args ...string) (*syncBuffer, <-chan error) {
 }
 
 // waitOutput polls out until it contains want.
-func waitOutput(t *testing.T, out *syncBuffer, done <-chan error, want string) {
+func waitOutput(t *testing.T, out *testenv.SyncBuffer, done <-chan error, want string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), want) {

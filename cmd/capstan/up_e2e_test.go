@@ -28,7 +28,7 @@ import (
 type upEnv struct {
 	t                    testing.TB
 	bin, ns, data, imgs  string
-	out                  *syncBuffer
+	out                  *testenv.SyncBuffer
 	cmd                  *exec.Cmd
 	done                 chan error
 	repo                 string
@@ -55,7 +55,7 @@ func (e *upEnv) cli(args ...string) (string, error) {
 
 func (e *upEnv) start() {
 	e.t.Helper()
-	e.out = &syncBuffer{}
+	e.out = &testenv.SyncBuffer{}
 	e.cmd = e.inNS(append([]string{e.bin, "up", "--data-dir", e.data, "--images", e.imgs}, e.upArgs...)...)
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	if err := e.cmd.Start(); err != nil {

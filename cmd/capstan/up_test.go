@@ -14,14 +14,15 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/registry"
 )
 
 // startUp runs `capstan up ARGS` in process until the returned stop is
 // called; stop returns the command's error.
-func startUp(t *testing.T, args ...string) (*syncBuffer, <-chan error, context.CancelFunc) {
+func startUp(t *testing.T, args ...string) (*testenv.SyncBuffer, <-chan error, context.CancelFunc) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	root := newRootCmd()
 	root.SetOut(out)
 	root.SetErr(out)
