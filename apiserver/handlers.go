@@ -260,6 +260,10 @@ func (s *Server) authorize(ctx context.Context, role string, req request) error 
 	return authorize(role, req, s.podNode(ctx))
 }
 
+// parseLabels reads a label selector, ?labels=k=v[,k=v]: every pair must
+// hold. A key or value no object may carry, or a key named twice, is
+// refused: the selector could only answer an empty (or, with the last
+// value winning, a wrong) list.
 func parseLabels(s string) (map[string]string, error) {
 	if s == "" {
 		return nil, nil
@@ -268,7 +272,13 @@ func parseLabels(s string) (map[string]string, error) {
 	for _, kv := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, badRequest(fmt.Sprintf("label selector %q: want key=value[,key=value]", s))
+			return nil, badRequest(fmt.Sprintf("label selector: %s: want key=value[,key=value]", strconv.QuoteToASCII(truncate(kv, 64))))
+		}
+		if err := api.ValidateLabel(k, v); err != nil {
+			return nil, badRequest(fmt.Sprintf("label selector: %v: no object can match it", err))
+		}
+		if _, dup := out[k]; dup {
+			return nil, badRequest(fmt.Sprintf("label selector: label %s twice: give each key once", k))
 		}
 		out[k] = v
 	}

@@ -85,6 +85,19 @@ func isLabelKey(s string) bool {
 	return isLabelValue(name) && name != ""
 }
 
+// ValidateLabel says what is wrong with a label key=value that no object
+// may carry (for a label selector, which could never match it); nil when
+// an object may.
+func ValidateLabel(k, v string) error {
+	switch {
+	case !isLabelKey(k):
+		return fmt.Errorf("key %s: want [prefix/]name of letters, digits, '-', '_', '.' (at most %d), starting and ending with a letter or digit", quote(k), MaxLabelLen)
+	case !isLabelValue(v):
+		return fmt.Errorf("value %s: at most %d letters, digits, '-', '_', '.', starting and ending with a letter or digit", quote(v), MaxLabelLen)
+	}
+	return nil
+}
+
 func isLabelValue(s string) bool {
 	if len(s) > MaxLabelLen {
 		return false
