@@ -67,7 +67,7 @@ func parsePath(r *http.Request) ([]string, error) {
 	p := r.URL.EscapedPath()
 	rest, ok := strings.CutPrefix(p, "/api/v1/")
 	if !ok {
-		return nil, errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("no such path %q: the API lives under /api/v1/", p))
+		return nil, errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("no such path %s: the API lives under /api/v1/", strconv.QuoteToASCII(truncate(p, 64))))
 	}
 	parts := strings.Split(rest, "/")
 	for i, seg := range parts {
@@ -117,7 +117,7 @@ func parseRoute(parts []string) (route, error) {
 	}
 	k := api.Kind(parts[0])
 	if !k.Valid() {
-		return route{}, fmt.Errorf("%w: %q (kinds: %s)", api.ErrUnknownKind, parts[0], kindNames)
+		return route{}, fmt.Errorf("%w: %s (kinds: %s)", api.ErrUnknownKind, strconv.QuoteToASCII(truncate(parts[0], 64)), kindNames)
 	}
 	rt := route{kind: k}
 	rest := parts[1:]
