@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // admin.yaml holds the admin token: a leftover temporary file with a wider
@@ -71,4 +73,37 @@ func TestLoadConfigServersList(t *testing.T) {
 	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "servers:") {
 		t.Fatalf("a config without servers: %v", err)
 	}
+}
+
+// FuzzParseConfig: whatever admin.yaml or node.yaml holds, reading it does
+// not panic; a config it accepts validates, and saving it and reading it
+// back gives the same config (SaveConfig loses nothing LoadConfig read).
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("server: https://127.0.0.1:7443\nca: x\ntoken: t\n"))
+	f.Add([]byte("servers: [https://a:7443, https://b:7443]\nca: x\ntoken: t\nregistry: {hosts: [a:5000], username: u, password: p}\n"))
+	f.Add([]byte("server: https://a\nca: x\ntoken: t\nextra: 1\n"))
+	f.Add([]byte("ca: &a x\ntoken: *a\nserver: \"\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := parseConfig(data)
+		if err != nil {
+			if !strings.Contains(err.Error(), "client config") {
+				t.Fatalf("error %q does not say it is about the client config", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted %q, which does not validate: %v", data, err)
+		}
+		saved, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := parseConfig(saved)
+		if err != nil {
+			t.Fatalf("read %q; its saved form %q does not read back: %v", data, saved, err)
+		}
+		if resaved, _ := yaml.Marshal(again); string(resaved) != string(saved) {
+			t.Fatalf("read %q as %q; read back as %q", data, saved, resaved)
+		}
+	})
 }
