@@ -68,7 +68,8 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	f.logFlags.register(fl)
 }
 
-// parseLabels turns k=v items into a map.
+// parseLabels turns k=v items into a map; a key given twice is refused
+// rather than the last one winning.
 func parseLabels(items []string) (map[string]string, error) {
 	if len(items) == 0 {
 		return nil, nil
@@ -78,6 +79,9 @@ func parseLabels(items []string) (map[string]string, error) {
 		k, v, ok := strings.Cut(it, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("--labels: %q is not k=v", it)
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("--labels: %q twice: give each label once", k)
 		}
 		m[k] = v
 	}
