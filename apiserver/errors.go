@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 
@@ -39,13 +40,20 @@ func errorf(code int, reason wire.Reason, err error) error {
 	return &apiError{code: code, reason: reason, err: err}
 }
 
-// decodeRequest decodes a small JSON request body (at most 64 KiB, no
-// unknown fields) into v; the error, a 400 naming what, is the answer.
+// decodeRequest decodes a small JSON request body (at most 64 KiB, one
+// object, no unknown fields) into v; the error, a 400 naming what, is the
+// answer. Anything after the object is refused, not dropped unread.
 func decodeRequest(w http.ResponseWriter, r *http.Request, v any, what string) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return badRequest(what + ": the body is empty: send it as a JSON object")
+		}
 		return badRequest(what + ": " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest(what + ": more after the JSON object: send one object per request")
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -96,7 +97,15 @@ func DecodeTxnRequest(r io.Reader) (TxnRequest, error) {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&raw); err != nil {
+		if errors.Is(err, io.EOF) {
+			return TxnRequest{}, fmt.Errorf("%w: transaction body is empty: send {\"ops\":[...]}", api.ErrInvalid)
+		}
 		return TxnRequest{}, fmt.Errorf("%w: transaction body: %w", api.ErrInvalid, err)
+	}
+	// Anything after the transaction (a second one pasted after it) is
+	// refused rather than dropped unrun.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return TxnRequest{}, fmt.Errorf("%w: transaction body: more after the transaction: send one {\"ops\":[...]} per request", api.ErrInvalid)
 	}
 	req := TxnRequest{Ops: make([]TxnOp, len(raw.Ops))}
 	for i, op := range raw.Ops {
