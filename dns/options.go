@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -22,7 +24,8 @@ type Options struct {
 	// Zone is the cluster zone. Default DefaultZone ("cluster.local").
 	Zone string
 	// Upstreams are the resolvers names outside the zone go to, "ip" or
-	// "ip:port", tried in order. Default: the nameservers of ResolvConf.
+	// "ip:port", tried in order. Default: the nameservers of ResolvConf
+	// that are IP addresses (others are skipped, as the C library does).
 	Upstreams []string
 	// ResolvConf is read for upstreams when Upstreams is empty. Default
 	// "/etc/resolv.conf".
@@ -106,8 +109,19 @@ func (o Options) withDefaults() (Options, error) {
 		if err != nil {
 			return bad("no upstreams given and reading %s failed: %w; set Upstreams", o.ResolvConf, err)
 		}
+		// A nameserver that is not an address is skipped, as the C
+		// library's resolver skips it.
+		var skipped []string
 		for _, s := range cc.Servers {
-			o.Upstreams = append(o.Upstreams, net.JoinHostPort(s, cc.Port))
+			u := net.JoinHostPort(s, cc.Port)
+			if _, err := parseUpstream(u); err != nil {
+				skipped = append(skipped, strconv.Quote(s))
+				continue
+			}
+			o.Upstreams = append(o.Upstreams, u)
+		}
+		if len(o.Upstreams) == 0 && len(skipped) > 0 {
+			return bad("no upstreams given and no nameserver of %s is an IP address (%s); fix the file or set Upstreams", o.ResolvConf, strings.Join(skipped, ", "))
 		}
 		if len(o.Upstreams) == 0 {
 			return bad("no upstreams given and %s lists no nameserver; set Upstreams", o.ResolvConf)
