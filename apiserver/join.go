@@ -141,7 +141,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Logger.Info("node joined", "node", req.Node, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, wire.JoinResponse{Config: wire.Config{Server: s.URL(), CA: string(s.pki.CAPEM), Token: bearer, Registry: s.registryAccess.Load()}, Cluster: s.joins.cluster})
+	writeJSON(w, http.StatusOK, wire.JoinResponse{Config: wire.Config{Server: s.URL(), CA: string(s.pki.CAPEM), Token: bearer, Registry: s.joinRegistryAccess(r.Context())}, Cluster: s.joins.cluster})
 }
 
 // joinRefused is the 401 for a token that cannot join.

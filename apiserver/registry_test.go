@@ -27,7 +27,9 @@ func TestJoinCarriesRegistryAccess(t *testing.T) {
 	}
 
 	want := &client.RegistryAccess{Hosts: []string{"10.0.0.1:5000"}, Username: "capstan-pull", Password: "pw"}
-	c.Server.SetRegistryAccess(want)
+	if err := c.Server.SetRegistryAccess(ctx, want, "fp"); err != nil {
+		t.Fatal(err)
+	}
 	tok = createToken(t, c.Client, wire.CreateTokenRequest{Description: "workers", TTL: time.Hour})
 	cfg, err = client.Join(ctx, c.Config.Server, tok.Token, "node-b")
 	if err != nil {

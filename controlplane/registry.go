@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,7 +70,8 @@ func newRegistry(addrs []string, dataDir string, srv *apiserver.Server, log *slo
 		}
 		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
-	creds, err := registry.LoadOrCreateCredentials(filepath.Join(dataDir, RegistryCredentialsFile))
+	credsPath := filepath.Join(dataDir, RegistryCredentialsFile)
+	creds, err := registry.LoadOrCreateCredentials(credsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +85,14 @@ func newRegistry(addrs []string, dataDir string, srv *apiserver.Server, log *slo
 	all := reg.Addrs()
 	cr := &Registry{Registry: reg, creds: creds, plain: all[:len(all)-len(tlsAddrs)], tls: all[len(all)-len(tlsAddrs):]}
 	if len(cr.tls) > 0 {
-		srv.SetRegistryAccess(&client.RegistryAccess{Hosts: cr.tls, Username: creds.Pull.Username, Password: creds.Pull.Password})
+		access := &client.RegistryAccess{Hosts: cr.tls, Username: creds.Pull.Username, Password: creds.Pull.Password}
+		if err := srv.SetRegistryAccess(context.Background(), access, creds.Fingerprint()); err != nil {
+			reg.Close()
+			if errors.Is(err, apiserver.ErrRegistryCredentials) {
+				return nil, fmt.Errorf("--registry-addr: %w: nodes get the pull credentials of the server they join through and must log in to every server's registry with them; stop this server, copy %s from the first server with --registry-addr into %s (mode 0600), and start it again (docs/ha.md)", err, RegistryCredentialsFile, credsPath)
+			}
+			return nil, fmt.Errorf("--registry-addr: %w", err)
+		}
 	}
 	if err := cr.saveAdminAccess(srv.AdminConfigPath()); err != nil {
 		return nil, err

@@ -2,6 +2,8 @@ package registry
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,14 @@ func (c Credentials) Options(o Options) Options {
 	o.Users = map[string]string{c.Push.Username: c.Push.Password}
 	o.PullUsers = map[string]string{c.Pull.Username: c.Pull.Password}
 	return o
+}
+
+// Fingerprint identifies c (a hash of both users and passwords) without
+// giving the passwords away: servers that must share one credentials
+// file compare fingerprints.
+func (c Credentials) Fingerprint() string {
+	sum := sha256.Sum256([]byte(c.Push.Username + "\x00" + c.Push.Password + "\x00" + c.Pull.Username + "\x00" + c.Pull.Password))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // LoadOrCreateCredentials reads the credentials kept at path, or makes new
