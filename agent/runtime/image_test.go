@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,8 +117,15 @@ func TestEnsureImageFromTLSRegistryWithLogins(t *testing.T) {
 	}
 	noLogin := opts
 	noLogin.RegistryCA = string(reg.CAPEM)
-	if _, err := e.runtimeWith(noLogin).EnsureImage(ctx, ref, runtime.PullAlways); !errors.Is(err, runtime.ErrImageUnauthorized) {
-		t.Fatalf("pull without credentials: err = %v, want ErrImageUnauthorized", err)
+	if _, err := e.runtimeWith(noLogin).EnsureImage(ctx, ref, runtime.PullAlways); !errors.Is(err, runtime.ErrImageUnauthorized) || !strings.Contains(err.Error(), "no credentials were sent to "+reg.Addr) {
+		t.Fatalf("pull without credentials: err = %v, want ErrImageUnauthorized saying none were sent to %s", err, reg.Addr)
+	}
+	// Credentials the registry refuses: the error names the node config
+	// they came from, not a docker config the node may not have.
+	wrong := noLogin
+	wrong.RegistryLogins = map[string]runtime.RegistryLogin{reg.Addr: {Username: testimage.PullUser, Password: "stale"}}
+	if _, err := e.runtimeWith(wrong).EnsureImage(ctx, ref, runtime.PullAlways); !errors.Is(err, runtime.ErrImageUnauthorized) || !strings.Contains(err.Error(), "node.yaml") || !strings.Contains(err.Error(), "registry-credentials.json") {
+		t.Fatalf("pull with refused node credentials: err = %v, want ErrImageUnauthorized naming node.yaml and registry-credentials.json", err)
 	}
 	opts.RegistryCA = string(reg.CAPEM)
 	opts.RegistryLogins = logins

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -53,7 +55,7 @@ func (c *Containerd) EnsureImage(ctx context.Context, ref string, policy PullPol
 		containerd.WithPullSnapshotter(c.opts.Snapshotter),
 		containerd.WithResolver(resolver))
 	if err != nil {
-		return ImageInfo{}, fmt.Errorf("image %s: pull: %w", ref, classifyPullError(err))
+		return ImageInfo{}, fmt.Errorf("image %s: pull: %w", ref, classifyPullError(err, c.authAdvice(reference.Domain(named))))
 	}
 	info.Digest = img.Target().Digest.String()
 	info.Pulled = true
@@ -173,19 +175,45 @@ func lookupAuth(auths map[string]dockerAuth, host string) (dockerAuth, bool) {
 	return a, ok
 }
 
+// authAdvice says, for a pull from host the registry refused, which
+// credentials were sent and where to fix them.
+func (c *Containerd) authAdvice(host string) string {
+	host = normaliseAuthHost(host)
+	if _, ok := c.opts.RegistryLogins[host]; ok {
+		return fmt.Sprintf("the node's pull credentials for %s were refused: they are the registry section of the agent's node config (DATA_DIR/node.yaml), given by the server it joined through; copy the pull user of the server's DATA_DIR/registry-credentials.json there and restart the agent", host)
+	}
+	if c.opts.DockerConfig != "" {
+		if auths, err := loadDockerConfig(c.opts.DockerConfig); err == nil {
+			if _, ok := lookupAuth(auths, host); ok {
+				return fmt.Sprintf("check the credentials for %s in the docker config %s", host, c.opts.DockerConfig)
+			}
+		}
+	}
+	where := "no docker config (--docker-config)"
+	if c.opts.DockerConfig != "" {
+		where = "the docker config " + c.opts.DockerConfig + " has none for it"
+	}
+	logins := "none"
+	if len(c.opts.RegistryLogins) > 0 {
+		logins = strings.Join(slices.Sorted(maps.Keys(c.opts.RegistryLogins)), ", ")
+	}
+	return fmt.Sprintf("no credentials were sent to %s: the node's config (DATA_DIR/node.yaml, registry.hosts) has logins for %s, and %s; add %s to one of them, or name a registry the node has credentials for", host, logins, where, host)
+}
+
 // classifyPullError wraps err with ErrImageNotFound, ErrImageUnauthorized or
-// ErrRegistryUnavailable when the cause is recognisable, keeping err.
-func classifyPullError(err error) error {
+// ErrRegistryUnavailable when the cause is recognisable, keeping err;
+// authAdvice goes with ErrImageUnauthorized.
+func classifyPullError(err error, authAdvice string) error {
 	var status remoteerrors.ErrUnexpectedStatus
 	switch {
 	case errdefs.IsNotFound(err):
 		return fmt.Errorf("%w: %w (check the repository and tag)", ErrImageNotFound, err)
 	case errors.Is(err, docker.ErrInvalidAuthorization), errdefs.IsUnauthorized(err), errdefs.IsPermissionDenied(err):
-		return fmt.Errorf("%w: %w (check the credentials in the docker config)", ErrImageUnauthorized, err)
+		return fmt.Errorf("%w: %w (%s)", ErrImageUnauthorized, err, authAdvice)
 	case errors.As(err, &status):
 		switch {
 		case status.StatusCode == 401 || status.StatusCode == 403:
-			return fmt.Errorf("%w: %w (check the credentials in the docker config)", ErrImageUnauthorized, err)
+			return fmt.Errorf("%w: %w (%s)", ErrImageUnauthorized, err, authAdvice)
 		case status.StatusCode >= 500:
 			return fmt.Errorf("%w: %w (the registry failed; retry later)", ErrRegistryUnavailable, err)
 		}

@@ -82,7 +82,7 @@ func TestClassifyPullError(t *testing.T) {
 		{"other", errors.New("disk full"), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := classifyPullError(tc.err)
+			got := classifyPullError(tc.err, "advice")
 			// ErrUnexpectedStatus is not comparable, so check the text.
 			if !strings.Contains(got.Error(), tc.err.Error()) {
 				t.Errorf("classified error lost its cause: %v", got)
