@@ -1,14 +1,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
 )
 
@@ -49,9 +52,9 @@ func (f *imageRemoteFlags) register(cmd *cobra.Command) {
 // --username, the password comes from the environment; else, when the
 // client config (--config, $CAPSTAN_CONFIG or the default path) lists host
 // as its cluster registry, its credentials. The client config's cluster CA
-// is trusted whenever a config is found. When no credentials are used,
-// noCreds says why, for the hint of a refused push.
-func (f *imageRemoteFlags) options(cmd *cobra.Command, host string) (o registry.RemoteOptions, noCreds string, err error) {
+// is trusted whenever a config is found. hint says why no credentials
+// were sent, or which were, for a refusal (pushHint).
+func (f *imageRemoteFlags) options(cmd *cobra.Command, host string) (o registry.RemoteOptions, hint string, err error) {
 	o = registry.RemoteOptions{Insecure: f.insecure, Username: f.username}
 	explicit, _ := cmd.Flags().GetString("config")
 	cfg, err := loadClientConfig(cmd)
@@ -66,7 +69,7 @@ func (f *imageRemoteFlags) options(cmd *cobra.Command, host string) (o registry.
 		if o.Password == "" {
 			return o, "", fmt.Errorf("--username %s given but $%s is empty: set it to the password", f.username, imagePasswordEnv)
 		}
-		return o, "", nil
+		return o, refusedHint(fmt.Sprintf("--username %s with the password in $%s", f.username, imagePasswordEnv), host), nil
 	}
 	path := client.ResolveConfigPath(explicit)
 	switch {
@@ -78,7 +81,13 @@ func (f *imageRemoteFlags) options(cmd *cobra.Command, host string) (o registry.
 		return o, fmt.Sprintf("no push credentials were sent: the client config %s holds them for %s, not for %s; tag the image with one of those, or give --username and $%s", path, strings.Join(cfg.Registry.Hosts, ", "), host, imagePasswordEnv), nil
 	}
 	o.Username, o.Password = cfg.Registry.Username, cfg.Registry.Password
-	return o, "", nil
+	return o, refusedHint(fmt.Sprintf("the registry credentials of the client config %s (user %s)", path, o.Username), host), nil
+}
+
+// refusedHint is the hint for credentials (from) the registry at host
+// refused.
+func refusedHint(from, host string) string {
+	return fmt.Sprintf("%s refused %s: a registry of 'capstan server --registry-addr' or 'capstan up' keeps its push user in its DATA_DIR/registry-credentials.json and writes it into its DATA_DIR/admin.yaml; use that admin.yaml as it is now (a copy made before the credentials file was remade is stale), and on several servers copy the first server's registry-credentials.json to each (docs/ha.md); the nodes' pull user may not push", host, from)
 }
 
 // registryServes reports whether the cluster registry of a client config
@@ -120,13 +129,15 @@ func referenceHost(ref string) string {
 	return r.Context().RegistryStr()
 }
 
-// pushHint adds why no credentials were sent, and what to do, to a failed
-// push.
-func pushHint(err error, noCreds string) error {
-	if noCreds == "" {
+// pushHint adds to a registry's refusal (401 or 403) the hint of
+// options: why no credentials were sent, or which were, and what to do.
+// Other failures (the registry is down, the tag is missing) get none.
+func pushHint(err error, hint string) error {
+	var te *transport.Error
+	if hint == "" || !errors.As(err, &te) || (te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden) {
 		return err
 	}
-	return fmt.Errorf("%w\n%s", err, noCreds)
+	return fmt.Errorf("%w\n%s", err, hint)
 }
 
 func newImagePackCmd() *cobra.Command {
@@ -273,13 +284,13 @@ func newImageLsCmd() *cobra.Command {
 		Short: "List the repositories and tags of a registry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ro, _, err := remote.options(cmd, addr)
+			ro, hint, err := remote.options(cmd, addr)
 			if err != nil {
 				return err
 			}
 			repos, err := registry.List(cmd.Context(), addr, ro)
 			if err != nil {
-				return err
+				return pushHint(err, hint)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "REPOSITORY\tTAGS")

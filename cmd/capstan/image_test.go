@@ -187,6 +187,45 @@ func TestImagePushLocalhostUsesConfigCredentials(t *testing.T) {
 	}
 }
 
+// An admin whose copy of admin.yaml predates the server's current
+// registry credentials (or holds another server's) got a bare 401 from
+// 'capstan image push' and 'image ls', with nothing about where the
+// credentials came from. The refusal names the config they came from
+// and the file on the server that holds the right ones; a pull-only user
+// given with --username is told the same.
+func TestImagePushWithRefusedCredentialsNamesTheFiles(t *testing.T) {
+	reg := testimage.StartTLSRegistry(t)
+	path := filepath.Join(t.TempDir(), "admin.yaml")
+	cfg := &client.Config{Server: "https://127.0.0.1:1", CA: string(reg.CAPEM), Token: "unused",
+		Registry: &client.RegistryAccess{Hosts: []string{reg.Addr}, Username: testimage.PushUser, Password: "stale"}}
+	if err := client.SaveConfig(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CAPSTAN_CONFIG", path)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app"), []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := imageRun(t, "pack", dir, "--entrypoint", "/app", "--tag", reg.Addr+"/examples/app:v1", "--push")
+	if err == nil {
+		t.Fatal("push with a stale password succeeded")
+	}
+	for _, w := range []string{"401", path, "registry-credentials.json"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("push with refused credentials: error lacks %q:\n%v", w, err)
+		}
+	}
+	_, err = imageRun(t, "ls", "--registry", reg.Addr)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "registry-credentials.json") {
+		t.Errorf("ls with refused credentials: error does not name %s and registry-credentials.json:\n%v", path, err)
+	}
+	t.Setenv(imagePasswordEnv, testimage.PullPassword)
+	_, err = imageRun(t, "pack", dir, "--entrypoint", "/app", "--tag", reg.Addr+"/examples/app:v1", "--push", "--username", testimage.PullUser)
+	if err == nil || !strings.Contains(err.Error(), "DENIED") || !strings.Contains(err.Error(), "pull user may not push") {
+		t.Errorf("push as the pull user: error does not say it may not push:\n%v", err)
+	}
+}
+
 func TestImagePackRejectsBadFlags(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
