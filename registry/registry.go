@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -271,6 +272,15 @@ func (r *Registry) Start(ctx context.Context) error {
 		r.closeBound()
 		return fmt.Errorf("registry: create storage directory: %w: check the permissions of its parent or choose another directory", err)
 	}
+	lock, err := lockRoot(r.opts.RootDir, false)
+	if err != nil {
+		r.closeBound()
+		if errors.Is(err, errLocked) {
+			return fmt.Errorf("registry: %s: a garbage collection is running on it: wait for it to end", r.opts.RootDir)
+		}
+		return fmt.Errorf("registry: lock storage directory: %w", err)
+	}
+	defer lock.Close()
 	id := rand.Text()[:12]
 	// The app outlives ctx by the shutdown grace: requests in flight still
 	// need it. Its own context ends when Start returns.

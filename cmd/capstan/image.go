@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -33,7 +34,7 @@ signed by. For any other registry that needs a login, give --username and set
 ` + imagePasswordEnv + `. Registries on loopback and private addresses may be
 reached over plain HTTP; --insecure allows plain HTTP to any.`,
 	}
-	cmd.AddCommand(newImagePackCmd(), newImagePushCmd(), newImageLsCmd())
+	cmd.AddCommand(newImagePackCmd(), newImagePushCmd(), newImageLsCmd(), newImageGCCmd())
 	return cmd
 }
 
@@ -302,5 +303,34 @@ func newImageLsCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&addr, "registry", registry.DefaultAddr, "registry address HOST[:PORT]")
 	remote.register(cmd)
+	return cmd
+}
+
+func newImageGCCmd() *cobra.Command {
+	var (
+		dataDir  string
+		untagged bool
+	)
+	cmd := &cobra.Command{
+		Use:   "gc [--data-dir DIR] [--untagged]",
+		Short: "Free the embedded registry's disk of blobs no image uses (with the server stopped)",
+		Long: `Deletes from DATA_DIR/registry the blobs no manifest refers to: the layers
+of pushes that failed before their manifest. With --untagged, also the
+manifests no tag names any more (an image whose tag was pushed again) and
+the blobs only they used: pods that name such an image by digest can no
+longer pull it. The registry must be stopped (capstan server, capstan up):
+a collection refuses to run while it serves the directory.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := registry.GarbageCollect(cmd.Context(), filepath.Join(dataDir, "registry"), untagged)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "freed %d bytes (%d before, %d now)\n", res.BytesBefore-res.BytesAfter, res.BytesBefore, res.BytesAfter)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "/var/lib/capstan", "the data directory of the server or 'capstan up' whose registry to collect")
+	cmd.Flags().BoolVar(&untagged, "untagged", false, "also delete images no tag names (breaks pods that pull them by digest)")
 	return cmd
 }
