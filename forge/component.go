@@ -111,23 +111,42 @@ func (c *Component) Enabled() bool { return len(c.workers) > 0 }
 // gitsync.Options.OnHook): a pull-request event marks that pull request
 // for a new plan and wakes its repository's worker. It never blocks.
 func (c *Component) HandleHook(repo string, forge gitsync.Forge, event string, body []byte) bool {
+	n, ok := c.Accept(repo, forge, event, body)
+	if ok {
+		c.Mark(repo, n)
+	}
+	return ok
+}
+
+// Accept tells whether a webhook delivery gitsync authenticated is a
+// pull-request event this component plans, and which pull request; it
+// marks nothing. A server that does not lead passes the number on to the
+// leader's component (Mark).
+func (c *Component) Accept(repo string, forge gitsync.Forge, event string, body []byte) (int, bool) {
 	w := c.workers[repo]
 	if w == nil || !w.cfg.Forge.Enabled(gitsync.ForgeEventPlans) {
-		return false
+		return 0, false
 	}
 	h, ok, err := ParseHook(forge, event, body)
 	if !ok {
-		return false
+		return 0, false
 	}
 	if err != nil {
 		c.log.Warn("pull-request webhook refused", "repo", repo, "forge", forge, "event", event, "err", err)
-		return false
+		return 0, false
 	}
 	if h.Base != "" && h.Base != w.cfg.Branch && !mayRetarget(h.Action) {
-		return false
+		return 0, false
 	}
-	w.mark(h.Number)
-	return true
+	return h.Number, true
+}
+
+// Mark marks pull request number of repo for a new plan and wakes its
+// repository's worker; an unknown repository is ignored. It never blocks.
+func (c *Component) Mark(repo string, number int) {
+	if w := c.workers[repo]; w != nil {
+		w.mark(number)
+	}
 }
 
 // mayRetarget tells the pull-request actions that may have moved its

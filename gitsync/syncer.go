@@ -99,6 +99,12 @@ type Options struct {
 	// must not block; true answers 202, false 200 "ignored". Default:
 	// none, every such event ignored.
 	OnHook func(repo string, forge Forge, event string, body []byte) bool
+	// Relay, when set, is asked where the sync a webhook push triggers
+	// runs: false has this Syncer sync (it runs: its server leads), true
+	// says the trigger was passed on to the Syncer that runs (the
+	// leader's), and an error that it could not be (the webhook gets 503
+	// and the forge delivers it again). Default: none, this Syncer syncs.
+	Relay func(repo string) (bool, error)
 	// Registry, when set, receives the capstan_gitsync_* metrics (see
 	// docs/gitsync.md).
 	Registry prometheus.Registerer

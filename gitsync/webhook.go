@@ -196,7 +196,8 @@ func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
 		hookReply(w, http.StatusUnauthorized, name, false, "bad or missing signature or token (or no such repository with webhooks enabled): check the webhook URL and secret")
 		return
 	}
-	if id := deliveryID(forge, r.Header); id != "" && !s.deliveries.first(name+"/"+string(forge)+"/"+id, s.opts.Now()) {
+	id := deliveryID(forge, r.Header)
+	if id != "" && !s.deliveries.first(name+"/"+string(forge)+"/"+id, s.opts.Now()) {
 		s.log.Info("webhook delivery already received; ignored", "repo", name, "forge", forge, "delivery", id)
 		hookReply(w, http.StatusOK, name, false, fmt.Sprintf("delivery %s already received; ignored", id))
 		return
@@ -216,6 +217,22 @@ func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
 	case hk.ref != wk.cfg.trackedRef():
 		hookReply(w, http.StatusOK, name, false, fmt.Sprintf("push to %s ignored; tracking %s", hk.ref, wk.cfg.Ref()))
 	default:
+		if s.opts.Relay != nil {
+			relayed, err := s.opts.Relay(name)
+			if err != nil {
+				s.log.Error("webhook: pass the sync on to the leader", "repo", name, "err", err)
+				if id != "" {
+					s.deliveries.forget(name + "/" + string(forge) + "/" + id)
+				}
+				hookReply(w, http.StatusServiceUnavailable, name, false, fmt.Sprintf("the sync could not be passed on to the leading server (%v): the forge delivers the webhook again; see this server's log", err))
+				return
+			}
+			if relayed {
+				s.log.Debug("webhook sync passed on to the leader", "repo", name, "forge", hk.forge, "ref", hk.ref)
+				hookReply(w, http.StatusAccepted, name, true, "sync triggered on the leading server")
+				return
+			}
+		}
 		wk.kick()
 		s.log.Debug("webhook triggered sync", "repo", name, "forge", hk.forge, "ref", hk.ref)
 		hookReply(w, http.StatusAccepted, name, true, "sync triggered")
@@ -277,6 +294,20 @@ func (d *deliveries) first(key string, now time.Time) bool {
 	d.seen[key] = now
 	d.order = append(d.order, key)
 	return true
+}
+
+// forget drops key, so that a delivery that could not be acted on is
+// taken when the forge sends it again.
+func (d *deliveries) forget(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.seen, key)
+	for i, k := range d.order {
+		if k == key {
+			d.order = append(d.order[:i], d.order[i+1:]...)
+			break
+		}
+	}
 }
 
 func hookReply(w http.ResponseWriter, code int, repo string, triggered bool, msg string) {

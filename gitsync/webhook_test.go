@@ -278,3 +278,60 @@ func TestDeliveriesWindowAndBound(t *testing.T) {
 		t.Fatal("the newest delivery was forgotten")
 	}
 }
+
+// TestWebhookRelay: on a server that does not lead (Relay says true) a
+// push is passed on, not synced here; when it cannot be passed on the
+// forge gets 503 and its redelivery (same delivery ID) is taken, not
+// ignored as already received.
+func TestWebhookRelay(t *testing.T) {
+	const secret = "s3cret-for-tests"
+	origin := newGitRepo(t)
+	origin.commit("init", map[string]string{"a": "1"})
+	s, _ := newTestSyncer(t, RepoConfig{Name: "deploy", URL: origin.dir, WebhookSecret: secret})
+	var relayed []string
+	var relayErr error
+	leading := false
+	s.opts.Relay = func(repo string) (bool, error) {
+		if leading {
+			return false, nil
+		}
+		if relayErr != nil {
+			return false, relayErr
+		}
+		relayed = append(relayed, repo)
+		return true, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle(WebhookPath, s.WebhookHandler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	body := []byte(`{"ref":"refs/heads/main"}`)
+	deliver := func(id string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/git/deploy", bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", id)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+sign(secret, body))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	trigger := s.workers["deploy"].trigger
+	relayErr = io.ErrUnexpectedEOF
+	if code := deliver("d1"); code != http.StatusServiceUnavailable {
+		t.Fatalf("push while the relay fails = %d, want 503", code)
+	}
+	relayErr = nil
+	if code := deliver("d1"); code != http.StatusAccepted {
+		t.Fatalf("redelivery after the relay failed = %d, want 202", code)
+	}
+	if synced := drain(trigger); len(relayed) != 1 || synced {
+		t.Fatalf("relayed %v, synced here %v; want the one push relayed and no sync here", relayed, synced)
+	}
+	leading = true
+	if code := deliver("d2"); code != http.StatusAccepted || !drain(trigger) || len(relayed) != 1 {
+		t.Fatalf("push on the leader = %d, relayed %v; want 202 and a sync here", code, relayed)
+	}
+}
