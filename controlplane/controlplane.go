@@ -177,7 +177,11 @@ func build(opts Options, st store.Backend) (*ControlPlane, error) {
 			return notify.Watch(ctx, admin, nt, time.Now, log.With("component", "notify"))
 		})
 	}
-	syncStart, err := attachGitSync(srv, admin, opts.DataDir, opts.Repos, opts.Eval, nt, reg, log)
+	var relay *syncRelay
+	if docs, ok := st.(store.Documents); ok && elector != nil {
+		relay = &syncRelay{docs: docs, leading: cp.Leading, log: log.With("component", "sync-relay")}
+	}
+	syncStart, err := attachGitSync(srv, admin, opts.DataDir, opts.Repos, opts.Eval, nt, reg, relay, log)
 	if err != nil {
 		return nil, err
 	}

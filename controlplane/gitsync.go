@@ -29,13 +29,15 @@ import (
 // when no repository is tracked. New calls it; so do tests that bring
 // their own API server.
 func AttachGitSync(srv *apiserver.Server, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, log *slog.Logger) (func(context.Context) error, error) {
-	return attachGitSync(srv, nil, dataDir, repos, eval, nil, nil, log)
+	return attachGitSync(srv, nil, dataDir, repos, eval, nil, nil, nil, log)
 }
 
 // attachGitSync is AttachGitSync writing through c (the leader's client,
 // with its fence; nil: the admin config's), telling nt (nil: nobody) of
-// automatic reverts and registering the sync metrics in reg (nil: none).
-func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, nt *notify.Notifier, reg prometheus.Registerer, log *slog.Logger) (func(context.Context) error, error) {
+// automatic reverts, registering the sync metrics in reg (nil: none) and
+// passing the triggers it gets while it does not lead on through relay
+// (nil: it always leads).
+func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repos []gitsync.RepoConfig, eval sandbox.Options, nt *notify.Notifier, reg prometheus.Registerer, relay *syncRelay, log *slog.Logger) (func(context.Context) error, error) {
 	if len(repos) == 0 {
 		return nil, nil
 	}
@@ -59,12 +61,39 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 	if err != nil {
 		return nil, err
 	}
-	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync"), OnHook: fg.HandleHook, Registry: reg})
+	// Every server takes webhooks and checks their signatures; one that
+	// does not lead passes what they trigger on to the leader, whose
+	// syncer and forge workers are the ones that run.
+	onHook := func(repo string, forge gitsync.Forge, event string, body []byte) bool {
+		if !relay.relays() {
+			return fg.HandleHook(repo, forge, event, body)
+		}
+		n, ok := fg.Accept(repo, forge, event, body)
+		if !ok {
+			return false
+		}
+		if err := relay.pass(context.Background(), relayedTrigger{Repo: repo, Kind: relayPull, Pull: n}); err != nil {
+			log.Error("webhook: pass the pull request on to the leader; it is planned at the leader's next poll of the forge", "repo", repo, "pull", n, "err", err)
+			return false
+		}
+		return true
+	}
+	relayPush := func(repo string) (bool, error) {
+		if !relay.relays() {
+			return false, nil
+		}
+		return true, relay.pass(context.Background(), relayedTrigger{Repo: repo, Kind: relaySync})
+	}
+	syncer, err := gitsync.New(gitsync.Options{DataDir: filepath.Join(dataDir, "gitsync"), Repos: repos, Sink: ap, Logger: log.With("component", "gitsync"), OnHook: onHook, Relay: relayPush, Registry: reg})
 	if err != nil {
 		return nil, err
 	}
 	srv.Handle(gitsync.WebhookPath, syncer.WebhookHandler())
 	srv.HandleAdmin("POST /sync/{repo}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if relay.relays() {
+			serveRelayedSync(w, r, syncer, relay)
+			return
+		}
 		serveSync(w, r, syncer, repos)
 	}))
 	for _, r := range repos {
@@ -91,6 +120,11 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 		g.Go(func() error { return ar.Start(ctx) })
 		if fg.Enabled() {
 			g.Go(func() error { return fg.Start(ctx) })
+		}
+		if relay != nil && relay.docs != nil {
+			g.Go(func() error {
+				return relay.follow(ctx, func(t relayedTrigger) { actOnRelayed(t, syncer, fg, log) })
+			})
 		}
 		return g.Wait()
 	}, nil
@@ -170,4 +204,74 @@ type syncStatus struct {
 	Head  string    `json:"head,omitempty"`
 	At    time.Time `json:"at,omitzero"`
 	Error string    `json:"error,omitempty"`
+}
+
+// actOnRelayed is the leader's side of a trigger another server passed
+// on: what that server's syncer or forge component would have done.
+func actOnRelayed(t relayedTrigger, syncer *gitsync.Syncer, fg *forge.Component, log *slog.Logger) {
+	log = log.With("repo", t.Repo, "kind", t.Kind)
+	switch t.Kind {
+	case relaySync:
+		if t.Repo == "all" {
+			syncer.TriggerAll()
+		} else if err := syncer.Trigger(t.Repo); err != nil {
+			log.Warn("sync triggered on another server", "err", err)
+		}
+	case relayConfirm:
+		names := []string{t.Repo}
+		if t.Repo == "all" {
+			names = nil
+			for _, rc := range syncer.Repos() {
+				names = append(names, rc.Name)
+			}
+		}
+		for _, n := range names {
+			head, err := syncer.ConfirmPrune(n)
+			switch {
+			case errors.Is(err, gitsync.ErrNothingHeld):
+				log.Info("'capstan sync --allow-prune-all' on another server: nothing held", "repo", n)
+			case err != nil:
+				log.Warn("'capstan sync --allow-prune-all' on another server", "repo", n, "err", err)
+			default:
+				log.Info("'capstan sync --allow-prune-all' on another server: deletions confirmed", "repo", n, "commit", head)
+			}
+		}
+		if t.Repo == "all" {
+			syncer.TriggerAll()
+		}
+	case relayPull:
+		fg.Mark(t.Repo, t.Pull)
+	default:
+		log.Warn("unknown trigger from another server (a newer version?); ignored")
+	}
+}
+
+// serveRelayedSync is POST /sync/{repo} on a server that does not lead:
+// it records the trigger for the leader, and answers without the last
+// sync status, which only the leader knows.
+func serveRelayedSync(w http.ResponseWriter, r *http.Request, syncer *gitsync.Syncer, relay *syncRelay) {
+	name := r.PathValue("repo")
+	reply := func(code int, body any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body)
+	}
+	if name != "all" {
+		if _, err := syncer.Status(name); err != nil {
+			reply(http.StatusNotFound, wire.Status{Code: http.StatusNotFound, Reason: wire.ReasonNotFound, Message: err.Error()})
+			return
+		}
+	}
+	t := relayedTrigger{Repo: name, Kind: relaySync}
+	what := "syncs it within a second"
+	if r.URL.Query().Get("allowPruneAll") == "true" {
+		t.Kind = relayConfirm
+		what = "confirms the commit it holds for mass deletion, if any, and syncs within a second ('capstan history' shows the result)"
+	}
+	if err := relay.pass(r.Context(), t); err != nil {
+		reply(http.StatusServiceUnavailable, wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonServiceUnavailable,
+			Message: fmt.Sprintf("%v: the store is unreachable from this server; retry, or ask another server", err)})
+		return
+	}
+	reply(http.StatusAccepted, map[string]any{"triggered": name, "relayed": "this server does not lead: the leading server " + what})
 }

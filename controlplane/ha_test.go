@@ -47,6 +47,13 @@ func (s *haServer) stop() error {
 // store.
 func startServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*haServer {
 	t.Helper()
+	return startServersWith(t, cluster, n, nil)
+}
+
+// startServersWith is startServers with each server's Options changed by
+// edit (nil: none) before it starts.
+func startServersWith(t *testing.T, cluster *etcdtest.Cluster, n int, edit func(*Options)) []*haServer {
+	t.Helper()
 	var out []*haServer
 	var first string
 	for i := range n {
@@ -65,12 +72,16 @@ func startServers(t *testing.T, cluster *etcdtest.Cluster, n int) []*haServer {
 				}
 			}
 		}
-		cp, err := New(Options{
+		opts := Options{
 			DataDir: dir,
 			API:     apiserver.Options{Listen: "127.0.0.1:0"},
 			Store:   StoreOptions{Backend: StoreEtcd, Etcd: store.EtcdOptions{Endpoints: cluster.Endpoints()}},
 			Leader:  LeaderOptions{TTL: 2 * time.Second, ID: fmt.Sprintf("server-%d", i)},
-		})
+		}
+		if edit != nil {
+			edit(&opts)
+		}
+		cp, err := New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}

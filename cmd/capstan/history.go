@@ -117,7 +117,10 @@ deletions included. A newer commit is judged anew.`,
 			}
 			var reply struct {
 				Confirmed map[string]string `json:"confirmed"`
-				Last      map[string]struct {
+				// Relayed: a server that does not lead passed the
+				// request on; it knows no last status.
+				Relayed string `json:"relayed"`
+				Last    map[string]struct {
 					At    time.Time `json:"at"`
 					Error string    `json:"error"`
 				} `json:"last"`
@@ -130,6 +133,9 @@ deletions included. A newer commit is judged anew.`,
 				fmt.Fprintf(out, "repository %s: deletions of commit %s confirmed\n", name, api.ShortCommit(reply.Confirmed[name]))
 			}
 			_, err = fmt.Fprintf(out, "sync of %s requested\n", repo)
+			if reply.Relayed != "" {
+				fmt.Fprintln(out, reply.Relayed)
+			}
 			// Say why a repository fails: until it first synced it has
 			// no app whose status would show it.
 			for _, name := range sortedKeys(reply.Last) {
