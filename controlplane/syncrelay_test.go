@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,8 +107,26 @@ func TestSyncTriggeredOnFollowerRunsOnLeader(t *testing.T) {
 	}
 	t.Cleanup(cluster.Close)
 	const secret = "relay-secret"
+	// The forge's API: no open pull request, and a record of the pull
+	// requests read (the leader's forge worker reads one it was asked
+	// to plan).
+	var readPulls sync.Map
+	forgeAPI := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if i := strings.LastIndex(r.URL.Path, "/pulls/"); i >= 0 {
+			readPulls.Store(r.URL.Path[i+len("/pulls/"):], true)
+		}
+		if strings.HasSuffix(r.URL.Path, "/pulls") {
+			_, _ = io.WriteString(w, "[]")
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"message":"Not Found"}`)
+	}))
+	t.Cleanup(forgeAPI.Close)
 	servers := startServersWith(t, cluster, 2, func(o *Options) {
-		o.Repos = []gitsync.RepoConfig{{Name: "apps", URL: repo.URL, Branch: "main", Interval: time.Hour, WebhookSecret: secret}}
+		o.Repos = []gitsync.RepoConfig{{Name: "apps", URL: repo.URL, Branch: "main", Interval: time.Hour, WebhookSecret: secret,
+			Forge: &gitsync.ForgeConfig{Type: "github", APIURL: forgeAPI.URL, Project: "o/r", Token: "t", Events: []string{gitsync.ForgeEventPlans}, PollInterval: time.Hour}}}
 	})
 	ctx := t.Context()
 	var follower *haServer
@@ -160,6 +179,16 @@ func TestSyncTriggeredOnFollowerRunsOnLeader(t *testing.T) {
 		t.Fatalf("badly signed webhook to the follower = %d, want 401", code)
 	}
 
+	// A pull-request event to the follower: the leader's forge worker
+	// plans it (reads it from the forge).
+	if code := postHookEvent(t, follower, secret, "pull_request", "d-3", `{"action":"opened","number":7,"pull_request":{"number":7,"base":{"ref":"main"}}}`); code != http.StatusAccepted {
+		t.Fatalf("signed pull-request webhook to the follower = %d, want 202", code)
+	}
+	testenv.Eventually(t, syncedWithin, "the leader reads pull request 7 after a webhook to the follower", func() bool {
+		_, ok := readPulls.Load("7")
+		return ok
+	})
+
 	// A commit deleting every app is held; the follower's
 	// --allow-prune-all reaches the leader, which holds it.
 	repo.commit()
@@ -181,6 +210,12 @@ func TestSyncTriggeredOnFollowerRunsOnLeader(t *testing.T) {
 // postHook sends a GitHub push of main, signed with secret, to s.
 func postHook(t *testing.T, s *haServer, secret, delivery string) int {
 	t.Helper()
+	return postHookEvent(t, s, secret, "push", delivery, `{"ref":"refs/heads/main"}`)
+}
+
+// postHookEvent sends a GitHub event, signed with secret, to s.
+func postHookEvent(t *testing.T, s *haServer, secret, event, delivery, payload string) int {
+	t.Helper()
 	ca, err := os.ReadFile(filepath.Join(s.cp.opts.DataDir, "pki", "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +223,7 @@ func postHook(t *testing.T, s *haServer, secret, delivery string) int {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	body := []byte(`{"ref":"refs/heads/main"}`)
+	body := []byte(payload)
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(body)
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.cp.Server().URL()+"/hooks/git/apps", bytes.NewReader(body))
@@ -196,7 +231,7 @@ func postHook(t *testing.T, s *haServer, secret, delivery string) int {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Event", event)
 	req.Header.Set("X-GitHub-Delivery", delivery)
 	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 	resp, err := hc.Do(req)
