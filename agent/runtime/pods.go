@@ -137,6 +137,12 @@ wait:
 		}
 	}
 	code, _, err := st.Result()
+	if err != nil && ctx.Err() != nil {
+		// The wait's own RPC ended with ctx (its error only names the
+		// deadline in its text): the command is still running.
+		_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, ctx.Err())
+	}
 	if err != nil {
 		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, err)
 	}
