@@ -12,6 +12,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/reconcile"
 )
 
@@ -250,21 +251,17 @@ func TestFinishedPodFreesRoom(t *testing.T) {
 // for at most 30 s.
 func waitScheduled(t *testing.T, ctx context.Context, c *client.Client, name string, want api.ConditionStatus) *api.Pod {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var p *api.Pod
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("pod %s: Scheduled=%s", name, want), func() bool {
 		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name})
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := o.(*api.Pod)
-		if cond := api.FindCondition(p.Status.Conditions, api.PodScheduled); cond != nil && cond.Status == want {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pod %s: no Scheduled=%s condition after 30s: %+v", name, want, p.Status.Conditions)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		p = o.(*api.Pod)
+		cond := api.FindCondition(p.Status.Conditions, api.PodScheduled)
+		return cond != nil && cond.Status == want
+	})
+	return p
 }
 
 // TestUnschedulableEvent: a pod that fits nowhere gets a Warning event
@@ -302,29 +299,32 @@ func TestUnschedulableEvent(t *testing.T) {
 	// times.
 	waitEvent := func(count int32) *api.Event {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		var found *api.Event
+		var msg string
+		var got []string
+		if !testenv.Poll(30*time.Second, 20*time.Millisecond, func() bool {
 			p := waitScheduled(t, ctx, c, "big", api.ConditionFalse)
-			msg := api.FindCondition(p.Status.Conditions, api.PodScheduled).Message
+			msg = api.FindCondition(p.Status.Conditions, api.PodScheduled).Message
 			evs, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: "shop"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got []string
+			got = nil
 			for _, o := range evs {
 				e := o.(*api.Event)
 				if e.Spec.Object.Kind == api.KindPod && e.Spec.Object.Name == "big" {
 					if e.Spec.Type == api.EventWarning && e.Spec.Reason == EventReasonFailedScheduling && e.Spec.Message == msg && e.Spec.Count == count {
-						return e
+						found = e
+						return true
 					}
 					got = append(got, fmt.Sprintf("%s %s %q x%d", e.Spec.Type, e.Spec.Reason, e.Spec.Message, e.Spec.Count))
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("pod shop/big (%q): events %v after 30s, want one Warning %s with that message, counted %d", msg, got, EventReasonFailedScheduling, count)
-			}
-			time.Sleep(20 * time.Millisecond)
+			return false
+		}) {
+			t.Fatalf("pod shop/big (%q): events %v after 30s, want one Warning %s with that message, counted %d", msg, got, EventReasonFailedScheduling, count)
 		}
+		return found
 	}
 	if _, err := c.Create(ctx, makePod("shop", "big", "500m", "2Gi", "")); err != nil {
 		t.Fatal(err)
@@ -453,8 +453,7 @@ func TestUnschedulableDetailThrottled(t *testing.T) {
 	// Three reconciles: small once; big once to write the condition and
 	// once more for that write, which finds it as it wants it. Wait for
 	// them before counting.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.Eventually(t, 30*time.Second, "the scheduler settles", func() bool {
 		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "big"})
 		if err != nil {
 			t.Fatal(err)
@@ -463,24 +462,15 @@ func TestUnschedulableDetailThrottled(t *testing.T) {
 		if msg := api.FindCondition(p.Status.Conditions, api.PodScheduled).Message; msg != first {
 			t.Fatalf("big: %q, want %q", msg, first)
 		}
-		if s.ctrl.Queue().Len() == 0 && reconciles(t, reg) >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the scheduler did not settle in 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return s.ctrl.Queue().Len() == 0 && reconciles(t, reg) >= 3
+	})
 	before := reconciles(t, reg)
 	if _, err := c.Delete(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "small"}, client.DeleteOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	for reconciles(t, reg) == before {
-		if time.Now().After(deadline) {
-			t.Fatal("deleting a bound pod did not retry the unschedulable one in 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 30*time.Second, "deleting a bound pod retries the unschedulable one", func() bool {
+		return reconciles(t, reg) != before
+	})
 	o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "big"})
 	if err != nil {
 		t.Fatal(err)
@@ -494,16 +484,15 @@ func TestUnschedulableDetailThrottled(t *testing.T) {
 		t.Fatal(err)
 	}
 	const second = "0/2 nodes available: 2 insufficient memory; memory: the pod requests 2Gi, at most 1Gi is free (on n1); lower the request, or free or add room"
-	for {
+	var msg string
+	if !testenv.Poll(30*time.Second, 20*time.Millisecond, func() bool {
 		o, err := c.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "big"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if msg := api.FindCondition(o.(*api.Pod).Status.Conditions, api.PodScheduled).Message; msg == second {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("big: %q after a node joined, want %q", msg, second)
-		}
-		time.Sleep(20 * time.Millisecond)
+		msg = api.FindCondition(o.(*api.Pod).Status.Conditions, api.PodScheduled).Message
+		return msg == second
+	}) {
+		t.Fatalf("big: %q after a node joined, want %q", msg, second)
 	}
 }
