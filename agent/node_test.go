@@ -221,11 +221,9 @@ func TestHeartbeatRefusedSaysJoinAgain(t *testing.T) {
 	done := make(chan struct{})
 	go func() { a.heartbeat(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
-	for !strings.Contains(logs.String(), "restart the agent with --token") {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no advice to join again within 30s; the log:\n%s", logs.String())
-		case <-time.After(20 * time.Millisecond):
-		}
+	if !testenv.Poll(30*time.Second, 20*time.Millisecond, func() bool {
+		return strings.Contains(logs.String(), "restart the agent with --token")
+	}) {
+		t.Fatalf("no advice to join again within 30s; the log:\n%s", logs.String())
 	}
 }
