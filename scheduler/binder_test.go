@@ -31,23 +31,7 @@ func TestSchedulerBindsAndExplains(t *testing.T) {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(m, Options{RetryInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Add(s)
-	done := make(chan error, 1)
-	go func() { done <- m.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	runScheduler(t, ctx, c, reg)
 
 	waitCond := func(name string, want api.ConditionStatus) *api.Pod {
 		t.Helper()
@@ -199,23 +183,7 @@ func TestFinishedPodFreesRoom(t *testing.T) {
 	if _, err := c.Create(ctx, makeNode("n1", "1", "1Gi", 10)); err != nil {
 		t.Fatal(err)
 	}
-	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(m, Options{RetryInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Add(s)
-	done := make(chan error, 1)
-	go func() { done <- m.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	runScheduler(t, ctx, c, nil)
 	waitCond := func(name string, want api.ConditionStatus) *api.Pod {
 		t.Helper()
 		return waitScheduled(t, ctx, c, name, want)
@@ -277,23 +245,7 @@ func TestUnschedulableEvent(t *testing.T) {
 	if _, err := c.Create(ctx, makeNode("n1", "1", "1Gi", 10)); err != nil {
 		t.Fatal(err)
 	}
-	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(m, Options{RetryInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Add(s)
-	done := make(chan error, 1)
-	go func() { done <- m.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	runScheduler(t, ctx, c, nil)
 	// waitEvent polls until the pod's FailedScheduling event carries the
 	// pod's current Scheduled=False message and has been counted count
 	// times.
@@ -367,23 +319,7 @@ func TestScaleDownFreesRoom(t *testing.T) {
 	if _, err := c.Create(ctx, makeNode("n1", "1", "1Gi", 10)); err != nil {
 		t.Fatal(err)
 	}
-	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(m, Options{RetryInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Add(s)
-	done := make(chan error, 1)
-	go func() { done <- m.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	runScheduler(t, ctx, c, nil)
 	if _, err := c.Create(ctx, makePod("shop", "old", "", "800Mi", "batch")); err != nil {
 		t.Fatal(err)
 	}
@@ -424,23 +360,7 @@ func TestUnschedulableDetailThrottled(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(m, Options{RetryInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Add(s)
-	done := make(chan error, 1)
-	go func() { done <- m.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	s := runScheduler(t, ctx, c, reg)
 	if _, err := c.Create(ctx, makePod("shop", "small", "", "100Mi", "")); err != nil {
 		t.Fatal(err)
 	}
@@ -495,4 +415,34 @@ func TestUnschedulableDetailThrottled(t *testing.T) {
 	}) {
 		t.Fatalf("big: %q after a node joined, want %q", msg, second)
 	}
+}
+
+// runScheduler runs a scheduler (retry interval an hour) on c until ctx
+// ends, and waits for it to stop when the test ends; reg, when not nil,
+// gets the controllers' metrics.
+func runScheduler(t *testing.T, ctx context.Context, c *client.Client, reg *prometheus.Registry) *Scheduler {
+	t.Helper()
+	mo := reconcile.ManagerOptions{Client: c}
+	if reg != nil {
+		mo.Registry = reg
+	}
+	m, err := reconcile.NewManager(mo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(m, Options{RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(s)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	})
+	return s
 }

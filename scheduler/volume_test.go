@@ -5,13 +5,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
-	"github.com/capstanhq/capstan/reconcile"
 )
 
 // makeReplica returns replica name of ordered workload "db" with the given
@@ -120,23 +118,7 @@ func TestSchedulerBindsVolumes(t *testing.T) {
 	if _, err := c.Create(ctx, pinned); err != nil {
 		t.Fatal(err)
 	}
-	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c, Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(m, Options{RetryInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Add(s)
-	done := make(chan error, 1)
-	go func() { done <- m.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	runScheduler(t, ctx, c, prometheus.NewRegistry())
 
 	for _, p := range []*api.Pod{makeReplica("db-0", "data"), makeReplica("db-1", "data")} {
 		if _, err := c.Create(ctx, p); err != nil {
