@@ -233,11 +233,7 @@ func hasReason(err error, r wire.Reason) bool {
 // on the others (a join too, and its uses count across servers), and one
 // revoked on one stops working on all.
 func TestTokensSharedAcrossServers(t *testing.T) {
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := startEtcd(t)
 	servers := startServers(t, cluster, 2)
 	ctx := t.Context()
 	a, b := servers[0].cp.Server(), servers[1].cp.Server()
@@ -307,11 +303,7 @@ func TestTokensSharedAcrossServers(t *testing.T) {
 // A backup of a control plane on etcd holds etcd's snapshot (a bbolt file
 // with etcd's key bucket, the cluster's objects in it) and the PKI.
 func TestBackupOnEtcd(t *testing.T) {
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := startEtcd(t)
 	s := startServers(t, cluster, 1)[0]
 	ctx := t.Context()
 	admin, err := client.FromFile(s.cp.Server().AdminConfigPath())
@@ -361,11 +353,7 @@ func TestBackupOnEtcd(t *testing.T) {
 // On etcd the steps of a transaction share its revision: an informer gets
 // every one of them, also when its watch resumes in the middle of one.
 func TestInformerSeesEveryStepOfATransaction(t *testing.T) {
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := startEtcd(t)
 	s := startServers(t, cluster, 1)[0]
 	ctx := t.Context()
 	admin, err := client.FromFile(s.cp.Server().AdminConfigPath())
@@ -402,13 +390,9 @@ func TestInformerSeesEveryStepOfATransaction(t *testing.T) {
 // would make a CA of its own, which no agent trusts: it refuses to start
 // on the shared store and says which files to copy.
 func TestServerWithAnotherCARefused(t *testing.T) {
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := startEtcd(t)
 	startServers(t, cluster, 1)
-	_, err = New(Options{
+	_, err := New(Options{
 		DataDir: filepath.Join(t.TempDir(), "stranger"),
 		API:     apiserver.Options{Listen: "127.0.0.1:0"},
 		Store:   StoreOptions{Backend: StoreEtcd, Etcd: store.EtcdOptions{Endpoints: cluster.Endpoints()}},
@@ -417,4 +401,16 @@ func TestServerWithAnotherCARefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is not the cluster's") || !strings.Contains(err.Error(), "copy ca.crt and ca.key") {
 		t.Fatalf("a server with a CA of its own on the shared store: %v", err)
 	}
+}
+
+// startEtcd runs a one-member etcd for the test, stopped after the
+// servers started later (cleanups run last first).
+func startEtcd(t *testing.T) *etcdtest.Cluster {
+	t.Helper()
+	cluster, err := etcdtest.Start(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	return cluster
 }

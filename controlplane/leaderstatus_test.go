@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/capstanhq/capstan/apiserver/client"
-	"github.com/capstanhq/capstan/internal/etcdtest"
 )
 
 // Every server of an etcd store says which server leads (capstan store
@@ -12,14 +11,11 @@ import (
 // Before, nothing but the leader's own Prometheus gauge told.
 func TestStoreStatusNamesTheLeader(t *testing.T) {
 	ctx := t.Context()
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close) // after the servers' (cleanups run last first)
+	cluster := startEtcd(t)
 	servers := startServers(t, cluster, 2)
 	clients := make([]*client.Client, len(servers))
 	for i, s := range servers {
+		var err error
 		if clients[i], err = client.FromFile(s.cp.Server().AdminConfigPath()); err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,6 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/apiserver/wire"
-	"github.com/capstanhq/capstan/internal/etcdtest"
 	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/registry"
 )
@@ -31,11 +30,7 @@ func TestNodeJoinedThroughAnyServerPullsFromEveryRegistry(t *testing.T) {
 	if err != nil {
 		testenv.Missing(t, "no default route: %v", err)
 	}
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := startEtcd(t)
 	root := t.TempDir()
 	first := filepath.Join(root, "server-0")
 	options := func(i int) Options {

@@ -9,18 +9,13 @@ import (
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
-	"github.com/capstanhq/capstan/internal/etcdtest"
 )
 
 // 'capstan node allow-rejoin NAME' sent to one server lets NAME join
 // again through another server of the same store, once: the permission
 // is shared like the token table, and used up on all servers.
 func TestRejoinAllowedOnOneServerJoinsThroughAnother(t *testing.T) {
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := startEtcd(t)
 	servers := startServers(t, cluster, 2)
 	ctx := t.Context()
 	a, b := servers[0].cp.Server(), servers[1].cp.Server()

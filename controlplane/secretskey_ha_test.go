@@ -9,7 +9,6 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/store"
-	"github.com/capstanhq/capstan/internal/etcdtest"
 )
 
 // A second server on the store whose data directory has the cluster CA
@@ -17,11 +16,7 @@ import (
 // store's secret values with another key: it refuses to start, and says
 // which files to copy; with them copied it starts.
 func TestServerWithAnotherSecretsKeyRefused(t *testing.T) {
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := startEtcd(t)
 	first := startServers(t, cluster, 1)[0]
 	firstDir := filepath.Dir(first.cp.Server().AdminConfigPath())
 	dir := filepath.Join(t.TempDir(), "second")

@@ -24,7 +24,6 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
-	"github.com/capstanhq/capstan/internal/etcdtest"
 	"github.com/capstanhq/capstan/internal/testenv"
 )
 
@@ -101,11 +100,7 @@ const syncedWithin = 15 * time.Second
 func TestSyncTriggeredOnFollowerRunsOnLeader(t *testing.T) {
 	repo := newRelayRepo(t)
 	repo.commit("one")
-	cluster, err := etcdtest.Start(t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
+	cluster := startEtcd(t)
 	const secret = "relay-secret"
 	// The forge's API: no open pull request, and a record of the pull
 	// requests read (the leader's forge worker reads one it was asked
