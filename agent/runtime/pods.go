@@ -108,17 +108,32 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 	if stdio.TTY {
 		opts = append(opts, cio.WithTerminal)
 	}
+	// An RPC cut by ctx fails with its own error, which names the
+	// deadline only in its text: the caller is told ctx's (a probe's
+	// timeout is a failure it must recognize).
+	orCtx := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return context.DeadlineExceeded // the deadline passed; its timer has not fired yet
+		}
+		return err
+	}
 	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(opts...))
 	if err != nil {
-		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, err)
+		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, orCtx(err))
 	}
 	started <- proc
 	defer proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
 	exited, err := proc.Wait(ctx)
 	if err != nil {
-		return -1, fmt.Errorf("container %s: exec %v: wait: %w", id, cmd, err)
+		return -1, fmt.Errorf("container %s: exec %v: wait: %w", id, cmd, orCtx(err))
 	}
 	if err := proc.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return -1, fmt.Errorf("container %s: exec %v: start: %w", id, cmd, ctx.Err())
+		}
 		return -1, fmt.Errorf("container %s: exec %v: start: %w (is the program in the image?)", id, cmd, err)
 	}
 	var st containerd.ExitStatus
@@ -137,13 +152,12 @@ wait:
 		}
 	}
 	code, _, err := st.Result()
-	if err != nil && ctx.Err() != nil {
-		// The wait's own RPC ended with ctx (its error only names the
-		// deadline in its text): the command is still running.
-		_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
-		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, ctx.Err())
-	}
 	if err != nil {
+		err = orCtx(err)
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			// The wait's RPC ended with ctx: the command still runs.
+			_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+		}
 		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, err)
 	}
 	drainExecOutput(ctx, proc.IO())
