@@ -231,7 +231,7 @@ func TestExecReturnsWhileABackgroundProcessHoldsItsOutput(t *testing.T) {
 		timeout time.Duration
 		wantErr error // else exit code 0
 	}{
-		{"within a probe's timeout", nil, time.Second, nil},
+		{"within a probe's timeout", nil, 10 * time.Second, nil},
 		{"without a deadline", nil, 0, nil},
 		{"command still running at the timeout", []string{"wait"}, time.Second, context.DeadlineExceeded},
 	} {
