@@ -15,7 +15,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
 )
@@ -61,7 +60,7 @@ func fanoutVsEtcd(b *testing.B, decode bool) {
 
 // capstanFanout is 1,000 watches of pods in one app over HTTPS.
 type capstanFanout struct {
-	c    *apiservertest.Cluster
+	c    *capstanServer
 	got  chan time.Time
 	n    int
 	app  string
@@ -69,7 +68,7 @@ type capstanFanout struct {
 }
 
 func newCapstanFanout(b *testing.B, ctx context.Context, n int, decode bool) *capstanFanout {
-	c := apiservertest.Start(b, apiservertest.Options{})
+	c := startCapstan(b)
 	f := &capstanFanout{c: c, got: make(chan time.Time, n), n: n, app: "fanout"}
 	_, rev, err := c.Client.List(ctx, api.KindPod, client.ListOptions{App: f.app})
 	if err != nil {

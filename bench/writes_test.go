@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,9 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
-	"github.com/capstanhq/capstan/apiserver/store"
 )
 
 var (
@@ -28,7 +24,8 @@ var (
 
 // BenchmarkCreatesVsEtcd measures creates per second over the network
 // with fsync on, 1, 64 and 256 concurrent clients: Capstan's API over
-// HTTPS (pods of about 450 bytes of JSON, one client with HTTP/2) beside
+// HTTPS (pods of about 450 bytes of JSON, one client with HTTP/2; the
+// server in a process of its own, as etcd is, unless -bench.in-process) beside
 // etcd's Put of 512-byte values on new keys (clientv3, one client,
 // plaintext gRPC, the anchor, and gRPC over TLS 1.3 unless
 // -bench.tls-anchor=false), in interleaved rounds of -bench.window each
@@ -45,21 +42,18 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			// The store's warnings (a slow commit: where its time went) go
-			// to stderr, as under capstan server.
-			c := apiservertest.Start(b, apiservertest.Options{Store: store.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}})
-			// The change log is compacted every minute, as under capstan
-			// server (the test server does not run the store's loop).
-			compacting := make(chan error, 1)
-			go func() { compacting <- c.Store.Start(ctx) }()
-			defer func() { cancel(); <-compacting }()
+			c := startCapstan(b)
 			etcd := startEtcd(b)
 			var etcdTLS *etcdAnchor
 			if etcd != nil && *tlsAnchor {
 				etcdTLS = startEtcdTLS(b)
 			}
+			_, rev, err := c.Client.List(ctx, api.KindPod, client.ListOptions{App: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
 			for range *writeWatchers {
-				w, err := c.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, c.Store.Revision())
+				w, err := c.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, rev)
 				if err != nil {
 					b.Fatal(err)
 				}
