@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+
+	"github.com/capstanhq/capstan/apiserver/backup"
 )
 
 // privateDataDir makes the data directory, or tightens one that exists
@@ -20,6 +22,9 @@ func privateDataDir(dir string, log *slog.Logger) error {
 	}
 	if !st.IsDir() {
 		return fmt.Errorf("data directory %s is not a directory (pick another with --data-dir)", dir)
+	}
+	if err := backup.CheckComplete(dir); err != nil {
+		return err
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {

@@ -4,7 +4,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/backup"
 )
 
 // A data directory made beforehand with a world-readable mode is made
@@ -36,5 +39,21 @@ func TestPrivateDataDir(t *testing.T) {
 	}
 	if err := privateDataDir(file, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("a file was accepted as the data directory")
+	}
+}
+
+// A data directory holding a restore that did not finish is refused
+// before the server opens a store or makes a CA in it.
+func TestDataDirOfCutRestoreRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, backup.IncompleteFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Options{DataDir: dir, Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "restore that did not finish") {
+		t.Fatalf("New on a cut restore: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("New wrote into the directory: %d entries", len(entries))
 	}
 }

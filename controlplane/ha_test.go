@@ -320,7 +320,7 @@ func TestBackupOnEtcd(t *testing.T) {
 	}
 	defer body.Close()
 	dir := filepath.Join(t.TempDir(), "restored")
-	m, err := backup.Restore(body, dir)
+	m, err := backup.Restore(body, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

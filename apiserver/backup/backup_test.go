@@ -65,7 +65,7 @@ func TestWriteRestoreRoundTrip(t *testing.T) {
 		t.Fatalf("the staging file stayed: %v", left)
 	}
 	dst := filepath.Join(t.TempDir(), "restored")
-	got, err := Restore(bytes.NewReader(buf.Bytes()), dst)
+	got, err := Restore(bytes.NewReader(buf.Bytes()), dst, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestWriteRestoreRoundTrip(t *testing.T) {
 	}
 	// A cut stream is refused, and leaves no directory.
 	cut := filepath.Join(t.TempDir(), "cut")
-	if _, err := Restore(bytes.NewReader(buf.Bytes()[:buf.Len()/2]), cut); err == nil {
+	if _, err := Restore(bytes.NewReader(buf.Bytes()[:buf.Len()/2]), cut, nil); err == nil {
 		t.Fatal("restore of half a backup succeeded")
 	}
 	if _, err := os.Stat(cut); !os.IsNotExist(err) {
@@ -108,17 +108,101 @@ func TestRestoreIntoExistingDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	empty := t.TempDir()
-	if _, err := Restore(bytes.NewReader(buf.Bytes()[:buf.Len()/2]), empty); err == nil {
+	if _, err := Restore(bytes.NewReader(buf.Bytes()[:buf.Len()/2]), empty, nil); err == nil {
 		t.Fatal("restore of a cut backup succeeded")
 	}
 	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
 		t.Fatalf("a failed restore left %d entries", len(entries))
 	}
-	if _, err := Restore(bytes.NewReader(buf.Bytes()), empty); err != nil {
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), empty, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Restore(bytes.NewReader(buf.Bytes()), empty); !errors.Is(err, ErrNotEmpty) {
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), empty, nil); !errors.Is(err, ErrNotEmpty) {
 		t.Fatalf("restore into a full directory: %v, want ErrNotEmpty", err)
+	}
+}
+
+// prepare runs before the restore is published: while it runs a missing
+// directory does not exist yet and an empty one is marked incomplete, so a
+// crash before it ends (the command bumps the store's revision there)
+// never leaves a directory a server would start on. A failing prepare
+// leaves nothing.
+func TestRestorePublishesOnlyPrepared(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := Write(context.Background(), &buf, source(dataDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "new")
+	empty := t.TempDir()
+	for _, dir := range []string{missing, empty} {
+		var prepared string
+		_, err := Restore(bytes.NewReader(buf.Bytes()), dir, func(at string, m Manifest) error {
+			prepared = at
+			if m.Revision != 42 {
+				t.Errorf("prepare got manifest %+v", m)
+			}
+			if b, err := os.ReadFile(filepath.Join(at, "capstan.db")); err != nil || string(b) != "SNAPSHOT" {
+				t.Errorf("prepare: the store is %q, %v", b, err)
+			}
+			if dir == missing {
+				if _, err := os.Stat(dir); !os.IsNotExist(err) {
+					t.Errorf("%s exists before it is prepared: %v", dir, err)
+				}
+			} else if err := CheckComplete(dir); err == nil || !strings.Contains(err.Error(), "did not finish") {
+				t.Errorf("CheckComplete during an in-place restore: %v, want it refused", err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dir == empty && prepared != dir || dir == missing && prepared == dir {
+			t.Errorf("restore into %s prepared %s", dir, prepared)
+		}
+		if err := CheckComplete(dir); err != nil {
+			t.Fatalf("CheckComplete after the restore: %v", err)
+		}
+	}
+	// A prepare that fails leaves nothing, in both cases.
+	failed := filepath.Join(t.TempDir(), "failed")
+	empty = t.TempDir()
+	for _, dir := range []string{failed, empty} {
+		_, err := Restore(bytes.NewReader(buf.Bytes()), dir, func(string, Manifest) error { return errors.New("bump failed") })
+		if err == nil || err.Error() != "bump failed" {
+			t.Fatalf("restore with a failing prepare: %v", err)
+		}
+		if entries, err := os.ReadDir(dir); dir == failed && !os.IsNotExist(err) || dir == empty && len(entries) != 0 {
+			t.Fatalf("a failed prepare left %s: %d entries, %v", dir, len(entries), err)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(failed), ".failed.restore-*")); len(left) != 0 {
+		t.Fatalf("the staging directory stayed: %v", left)
+	}
+}
+
+// A restore in place cut by a crash leaves its mark: the server refuses
+// the directory and a second restore says what to do.
+func TestRestoreCutInPlaceIsRefused(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := Write(context.Background(), &buf, source(dataDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	// What a crash during prepare would leave: a copy of the directory
+	// as it is then.
+	dir := filepath.Join(t.TempDir(), "crashed")
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), t.TempDir(), func(at string, _ Manifest) error {
+		return os.CopyFS(dir, os.DirFS(at))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckComplete(dir); err == nil || !strings.Contains(err.Error(), "empty the directory and run 'capstan restore' again") {
+		t.Fatalf("CheckComplete of a cut restore: %v", err)
+	}
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), dir, nil); !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("restore over a cut restore: %v, want ErrNotEmpty saying it did not finish", err)
+	}
+	if err := CheckComplete(t.TempDir()); err != nil {
+		t.Fatalf("CheckComplete of an empty directory: %v", err)
 	}
 }
 
@@ -166,7 +250,7 @@ func TestRestoreRefusesForeignNames(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := t.TempDir()
-			if _, err := Restore(bytes.NewReader(tc.tar), filepath.Join(parent, "d")); !errors.Is(err, ErrFormat) {
+			if _, err := Restore(bytes.NewReader(tc.tar), filepath.Join(parent, "d"), nil); !errors.Is(err, ErrFormat) {
 				t.Fatalf("Restore: %v, want ErrFormat", err)
 			}
 			if entries, _ := os.ReadDir(parent); len(entries) != 0 {
@@ -232,7 +316,7 @@ func FuzzRestore(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parent := t.TempDir()
 		dir := filepath.Join(parent, "d")
-		_, err := Restore(bytes.NewReader(data), dir)
+		_, err := Restore(bytes.NewReader(data), dir, nil)
 		entries, _ := os.ReadDir(parent)
 		switch {
 		case err != nil && len(entries) != 0:
@@ -266,7 +350,7 @@ func TestWriteFollowsSymlinks(t *testing.T) {
 		t.Fatalf("files = %s", got)
 	}
 	dst := filepath.Join(t.TempDir(), "restored")
-	if _, err := Restore(bytes.NewReader(buf.Bytes()), dst); err != nil {
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), dst, nil); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, "pki", "ca.key")); err != nil || string(b) != "CA KEY" {
@@ -307,7 +391,7 @@ func TestBackupWithoutCARefused(t *testing.T) {
 	t.Run("restore", func(t *testing.T) {
 		parent := t.TempDir()
 		tr := tarOf(t, "manifest.json", manifestOf(t, "pki/ca.crt"), "capstan.db", "x", "pki/ca.crt", "CERT")
-		if _, err := Restore(bytes.NewReader(tr), filepath.Join(parent, "d")); !errors.Is(err, ErrNoCA) {
+		if _, err := Restore(bytes.NewReader(tr), filepath.Join(parent, "d"), nil); !errors.Is(err, ErrNoCA) {
 			t.Fatalf("Restore: %v, want ErrNoCA", err)
 		}
 		if entries, _ := os.ReadDir(parent); len(entries) != 0 {
@@ -326,7 +410,7 @@ func TestRestoreEtcdSnapshotApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "restored")
-	if _, err := Restore(bytes.NewReader(buf.Bytes()), dst); err != nil {
+	if _, err := Restore(bytes.NewReader(buf.Bytes()), dst, nil); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dst, EtcdSnapshotFile)); err != nil || string(b) != "SNAPSHOT" {
@@ -381,7 +465,7 @@ func TestRestoreDamagedSaysSo(t *testing.T) {
 				t.Fatalf("Open: %v (the header is whole)", err)
 			}
 			parent := t.TempDir()
-			_, err = Restore(r, filepath.Join(parent, "d"))
+			_, err = Restore(r, filepath.Join(parent, "d"), nil)
 			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "is cut short or damaged") || strings.Contains(err.Error(), "passphrase") {
 				t.Fatalf("Restore: %v\nwant ErrDamaged (the backup is cut short or damaged), not a hint at the key", err)
 			}

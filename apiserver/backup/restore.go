@@ -17,18 +17,25 @@ import (
 const maxManifest = 1 << 20
 
 // Restore unpacks the backup read from r into dir, which must not exist
-// or be empty; the store copy goes to the manifest's RestoredStore. A missing dir is made (0700) from a staging directory
-// renamed into place once the whole backup reads back; an empty one (a
-// mount point, say) is filled in place and emptied again on error. Either
-// way nothing is left in it when Restore fails. It returns the backup's
-// manifest.
-func Restore(r io.Reader, dir string) (Manifest, error) {
+// or be empty; the store copy goes to the manifest's RestoredStore. Then
+// prepare, when not nil, finishes the restored files (the command bumps
+// the store's revision) before anyone may use them. A missing dir is made
+// (0700) from a staging directory renamed into place once the whole backup
+// reads back and is prepared; an empty one (a mount point, say) is filled
+// in place, marked with IncompleteFile until prepared (CheckComplete
+// refuses it meanwhile, so a restore cut by a crash is never served), and
+// emptied again on error. Either way nothing is left in it when Restore
+// fails. It returns the backup's manifest.
+func Restore(r io.Reader, dir string, prepare func(dir string, m Manifest) error) (Manifest, error) {
 	exists, err := emptyOrMissing(dir)
 	if err != nil {
 		return Manifest{}, err
 	}
+	if prepare == nil {
+		prepare = func(string, Manifest) error { return nil }
+	}
 	if exists {
-		m, err := unpack(r, func(name string, r io.Reader) error { return writeRestored(dir, name, r) })
+		m, err := restoreInPlace(r, dir, prepare)
 		if err != nil {
 			if cerr := EmptyDir(dir); cerr != nil {
 				return Manifest{}, fmt.Errorf("%w (and emptying %s again: %v)", err, dir, cerr)
@@ -49,10 +56,62 @@ func Restore(r io.Reader, dir string) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, err
 	}
+	if err := prepare(stage, m); err != nil {
+		return Manifest{}, err
+	}
 	if err := os.Rename(stage, dir); err != nil {
 		return Manifest{}, fmt.Errorf("restore: move the restored files into %s: %w", dir, err)
 	}
-	return m, nil
+	return m, syncDir(parent)
+}
+
+// IncompleteFile marks a data directory an in-place restore is filling.
+const IncompleteFile = ".restore-incomplete"
+
+// CheckComplete fails when dir holds a restore that did not finish: the
+// server must not start on part of a backup (nor make a new CA beside it).
+func CheckComplete(dir string) error {
+	if _, err := os.Lstat(filepath.Join(dir, IncompleteFile)); err == nil {
+		return fmt.Errorf("data directory %s holds a restore that did not finish (%s is there): empty the directory and run 'capstan restore' again", dir, IncompleteFile)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// restoreInPlace fills the empty dir under IncompleteFile, removed (and
+// the removal synced) only once the restore is whole and prepared.
+func restoreInPlace(r io.Reader, dir string, prepare func(string, Manifest) error) (Manifest, error) {
+	if err := writeRestored(dir, IncompleteFile, strings.NewReader("capstan restore in progress\n")); err != nil {
+		return Manifest{}, err
+	}
+	if err := syncDir(dir); err != nil {
+		return Manifest{}, err
+	}
+	m, err := unpack(r, func(name string, r io.Reader) error { return writeRestored(dir, name, r) })
+	if err == nil {
+		err = prepare(dir, m)
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	if err := os.Remove(filepath.Join(dir, IncompleteFile)); err != nil {
+		return Manifest{}, fmt.Errorf("restore: %w", err)
+	}
+	return m, syncDir(dir)
+}
+
+// syncDir makes dir's entries (a rename, a removal) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("restore: sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // EmptyDir removes everything in dir, leaving dir.
@@ -78,6 +137,8 @@ func emptyOrMissing(dir string) (bool, error) {
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("restore: %w", err)
+	case slices.ContainsFunc(entries, func(e os.DirEntry) bool { return e.Name() == IncompleteFile }):
+		return true, fmt.Errorf("restore into %s: %w: it holds a restore that did not finish (%s); empty it and run the restore again", dir, ErrNotEmpty, IncompleteFile)
 	case len(entries) > 0:
 		return true, fmt.Errorf("restore into %s: %w (restore into a new directory, and point the server at it with --data-dir)", dir, ErrNotEmpty)
 	}

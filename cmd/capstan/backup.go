@@ -202,9 +202,16 @@ backup list again instead of resuming in a history the restore replaced
 			if err != nil {
 				return err
 			}
-			_, statErr := os.Stat(dataDir)
-			existed := statErr == nil
-			m, err := backup.Restore(r, dataDir)
+			// The store's revision is bumped before the directory is
+			// published (renamed into place, or unmarked), so that a crash
+			// in between never leaves a server a store it would serve with
+			// the old server's revisions.
+			m, err := backup.Restore(r, dataDir, func(dir string, m backup.Manifest) error {
+				if m.Store == "etcd" {
+					return nil
+				}
+				return prepareRestoredStore(dir, m, bump)
+			})
 			if errors.Is(err, backup.ErrDamaged) {
 				return fmt.Errorf("%w; nothing was restored into %s: copy %s again from where it was kept, or restore another backup", err, dataDir, args[0])
 			}
@@ -218,13 +225,6 @@ backup list again instead of resuming in a history the restore replaced
 					dataDir, m.Revision, filepath.Join(dataDir, m.RestoredStore()), bump, dataDir)
 				return err
 			}
-			if err := prepareRestoredStore(dataDir, m, bump); err != nil {
-				// The directory was empty or missing: leave it so.
-				if undoErr := undoRestore(dataDir, existed); undoErr != nil {
-					return fmt.Errorf("%w (and emptying %s again: %v)", err, dataDir, undoErr)
-				}
-				return err
-			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "restored revision %d (backup of %s, CA %s) into %s; the store goes on from revision %d\nstart the server with: capstan server --data-dir %s\n%s",
 				m.Revision, m.CreatedAt.Format("2006-01-02 15:04:05 MST"), m.CAHash, dataDir, m.Revision+bump, dataDir, knownAddress(dataDir))
 			return err
@@ -236,15 +236,6 @@ backup list again instead of resuming in a history the restore replaced
 	fl.StringVar(&kf.passphraseFile, "passphrase-file", "", "the backup's passphrase, on this file's first line (default $"+passphraseEnv+")")
 	fl.StringSliceVar(&kf.identityFiles, "identity", nil, "an age identity file (AGE-SECRET-KEY-1...) of a recipient of the backup (repeatable)")
 	return cmd
-}
-
-// undoRestore leaves dir as it was before a restore: removed when the
-// restore made it, emptied when it existed (a mount point, say).
-func undoRestore(dir string, existed bool) error {
-	if !existed {
-		return os.RemoveAll(dir)
-	}
-	return backup.EmptyDir(dir)
 }
 
 // prepareRestoredStore bumps the restored store's revision (see
