@@ -39,21 +39,39 @@ const snapshotCacheSize = 4 << 20
 type mirror struct {
 	cfg  RepoConfig
 	dir  string
-	auth transport.AuthMethod
 	log  *slog.Logger
 	repo *git.Repository
 }
 
 func newMirror(cfg RepoConfig, dir string, log *slog.Logger) (*mirror, error) {
-	auth, err := authMethod(cfg)
-	if err != nil {
+	if _, err := authMethod(cfg); err != nil {
 		return nil, err
 	}
-	return &mirror{cfg: cfg, dir: dir, auth: auth, log: log}, nil
+	return &mirror{cfg: cfg, dir: dir, log: log}, nil
 }
 
+// authMethod is the remote's credentials as cfg and their files say now:
+// a password, token or SSH key rotated in its file is used from the next
+// fetch or push on, without a restart (as Flux reads its Secret at every
+// reconcile). A file gone or unreadable fails the call, naming it; the
+// next poll tries again.
 func authMethod(cfg RepoConfig) (transport.AuthMethod, error) {
 	a := cfg.Auth
+	for _, f := range []struct {
+		dst        *string
+		file, name string
+	}{{&a.Password, a.PasswordFile, "passwordFile"}, {&a.Token, a.TokenFile, "tokenFile"}} {
+		if f.file == "" {
+			continue
+		}
+		b, err := readLimited(f.file)
+		if err != nil {
+			return nil, fmt.Errorf("%w: repo %q: auth.%s: %w (restore the file; the next poll reads it again)", ErrUnreachable, cfg.Name, f.name, err)
+		}
+		if *f.dst = strings.TrimSpace(string(b)); *f.dst == "" {
+			return nil, fmt.Errorf("%w: repo %q: auth.%s %s is empty (write the credential into it; the next poll reads it again)", ErrUnreachable, cfg.Name, f.name, f.file)
+		}
+	}
 	switch {
 	case a.Password != "":
 		return &http.BasicAuth{Username: a.Username, Password: a.Password}, nil
@@ -170,12 +188,16 @@ func (m *mirror) fetch(ctx context.Context, depth int) error {
 	if m.cfg.Commit != "" {
 		depth = 0
 	}
-	err := m.repo.FetchContext(ctx, &git.FetchOptions{
+	auth, err := authMethod(m.cfg)
+	if err != nil {
+		return err
+	}
+	err = m.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: "origin",
 		RemoteURL:  m.cfg.URL,
 		RefSpecs:   []config.RefSpec{spec},
 		Depth:      depth,
-		Auth:       m.auth,
+		Auth:       auth,
 		Tags:       git.NoTags,
 		Force:      true,
 		CABundle:   caBundle(m.cfg),
@@ -183,14 +205,14 @@ func (m *mirror) fetch(ctx context.Context, depth int) error {
 	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return nil
 	}
-	return m.classify(ctx, err)
+	return m.classify(ctx, err, auth)
 }
 
 // classify turns a fetch error into ErrUnreachable, ErrRefNotFound or
 // ErrCorruptClone. An error that is neither a transport error nor a missing
 // ref is checked by listing the remote: if the remote answers, the local
 // clone is to blame.
-func (m *mirror) classify(ctx context.Context, err error) error {
+func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMethod) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -207,7 +229,7 @@ func (m *mirror) classify(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	remote := git.NewRemote(nil, &config.RemoteConfig{Name: "origin", URLs: []string{m.cfg.URL}})
-	refs, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: m.auth, CABundle: caBundle(m.cfg)})
+	refs, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: auth, CABundle: caBundle(m.cfg)})
 	if listErr != nil {
 		if errors.Is(listErr, transport.ErrEmptyRemoteRepository) {
 			return fmt.Errorf("%w: %w", ErrRefNotFound, listErr)

@@ -105,6 +105,13 @@ type Auth struct {
 	// addition to the system's (a forge with a private CA). Empty: the
 	// system's only.
 	CABundle string `yaml:"caBundle"`
+	// PasswordFile and TokenFile, when set (from --repo-config's
+	// passwordFile and tokenFile), are read again before every fetch, so a
+	// credential rotated in its file is used without a restart; Password
+	// and Token hold what they said when the config was loaded. The SSH
+	// key and known hosts files are read before every fetch too.
+	PasswordFile string `yaml:"-"`
+	TokenFile    string `yaml:"-"`
 }
 
 // Verify is a repository's signature policy. When Enabled, only a head

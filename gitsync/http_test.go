@@ -222,3 +222,63 @@ func TestCABundleValidation(t *testing.T) {
 		t.Fatalf("caFile: %v", err)
 	}
 }
+
+// A token rotated in its tokenFile (the old one revoked on the forge) is
+// used from the next sync on, without a restart; a token file gone fails
+// the sync naming the file, and the next sync after it is back applies.
+func TestHTTPFetchReadsRotatedTokenFile(t *testing.T) {
+	srv := newGitHTTPServer(t, "git", "token-1")
+	src := newGitRepo(t)
+	src.commit("first", map[string]string{"apps/web.cue": "v1"})
+	url := srv.publish(t, src, "deploy")
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("token-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "repos.yaml")
+	if err := os.WriteFile(config, []byte("repos:\n  - {name: deploy, url: '"+url+"', path: apps, auth: {tokenFile: token}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	repos, err := LoadConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, rec := newTestSyncer(t, repos...)
+	ctx := context.Background()
+	if _, err := s.Sync(ctx, "deploy"); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	// The forge revokes token-1; the operator writes token-2 into the file.
+	srv.setPassword("token-2")
+	second := src.commit("second", map[string]string{"apps/web.cue": "v2"})
+	srv.push(t, src, "deploy")
+	if err := os.WriteFile(tokenFile, []byte("token-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx, "deploy"); err != nil {
+		t.Fatalf("sync after the rotation: %v", err)
+	}
+	if got := rec.snaps[len(rec.snaps)-1].Commit; got != second {
+		t.Fatalf("applied %s, want %s", got, second)
+	}
+	// The file gone (mid-rotation): the sync fails naming it, keeps what
+	// was applied, and the next one after the file is back goes on.
+	if err := os.Remove(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	third := src.commit("third", map[string]string{"apps/web.cue": "v3"})
+	srv.push(t, src, "deploy")
+	if _, err := s.Sync(ctx, "deploy"); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "auth.tokenFile") || !strings.Contains(err.Error(), tokenFile) {
+		t.Fatalf("sync without the token file: %v, want ErrUnreachable naming auth.tokenFile %s", err, tokenFile)
+	}
+	if err := os.WriteFile(tokenFile, []byte("token-2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sync(ctx, "deploy"); err != nil {
+		t.Fatalf("sync with the file back: %v", err)
+	}
+	if got := rec.snaps[len(rec.snaps)-1].Commit; got != third {
+		t.Fatalf("applied %s, want %s", got, third)
+	}
+}

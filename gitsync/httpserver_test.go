@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -18,7 +19,11 @@ type gitHTTPServer struct {
 	url   string
 	root  string
 	caPEM string // for HTTPS
+	pass  *atomic.Pointer[string]
 }
+
+// setPassword changes the password the server accepts (a rotation).
+func (s *gitHTTPServer) setPassword(pass string) { s.pass.Store(&pass) }
 
 func newGitHTTPServer(t testing.TB, user, pass string) *gitHTTPServer {
 	t.Helper()
@@ -41,10 +46,12 @@ func startGitHTTPServer(t testing.TB, user, pass string, tls bool) *gitHTTPServe
 		Env:    []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root},
 	}
 	var handler http.Handler = h
+	accepted := new(atomic.Pointer[string])
+	accepted.Store(&pass)
 	if user != "" {
 		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			u, p, ok := r.BasicAuth()
-			if !ok || u != user || p != pass {
+			if !ok || u != user || p != *accepted.Load() {
 				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
@@ -56,11 +63,11 @@ func startGitHTTPServer(t testing.TB, user, pass string, tls bool) *gitHTTPServe
 		srv := httptest.NewTLSServer(handler)
 		t.Cleanup(srv.Close)
 		ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-		return &gitHTTPServer{url: srv.URL, root: root, caPEM: string(ca)}
+		return &gitHTTPServer{url: srv.URL, root: root, caPEM: string(ca), pass: accepted}
 	}
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
-	return &gitHTTPServer{url: srv.URL, root: root}
+	return &gitHTTPServer{url: srv.URL, root: root, pass: accepted}
 }
 
 // publish makes a bare repository NAME.git on the server fed from src and
