@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,6 +221,43 @@ func TestClientFailures(t *testing.T) {
 				if !errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrRateLimited) {
 					t.Errorf("token without the statuses scope: %v, want ErrUnauthorized", err)
 				}
+			}
+		})
+	}
+}
+
+// A token rotated in forge.tokenFile is sent from the next call on,
+// without a restart, in each forge's own header; a token file gone fails
+// the call naming it.
+func TestClientsReadRotatedTokenFile(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			f := newFakeForge(t, kind, newBareRepo(t).dir)
+			file := filepath.Join(t.TempDir(), "forge-token")
+			if err := os.WriteFile(file, []byte(f.token+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fc := gitsync.ForgeConfig{Type: f.kind, APIURL: f.apiURL(), Project: "org/deploy", Token: f.token, TokenFile: file}
+			c, err := NewClient(fc, ClientOptions{Retry: RetryOptions{Now: func() time.Time { return testNow }, Sleep: (&sleeps{}).sleep}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := c.Self(ctx); err != nil {
+				t.Fatalf("Self with the first token: %v", err)
+			}
+			f.setToken("rotated-token")
+			if err := os.WriteFile(file, []byte("rotated-token\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if self, err := c.Self(ctx); err != nil || self != f.self {
+				t.Fatalf("Self after the rotation = %q, %v", self, err)
+			}
+			if err := os.Remove(file); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Self(ctx); err == nil || !strings.Contains(err.Error(), "forge.tokenFile") || !strings.Contains(err.Error(), file) {
+				t.Fatalf("Self without the token file: %v, want an error naming forge.tokenFile %s", err, file)
 			}
 		})
 	}

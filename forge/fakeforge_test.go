@@ -233,14 +233,24 @@ func (f *fakeForge) reply(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// setToken makes the forge accept token instead (a rotation).
+func (f *fakeForge) setToken(token string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.token = token
+}
+
 func (f *fakeForge) authorized(r *http.Request) bool {
+	f.mu.Lock()
+	token := f.token
+	f.mu.Unlock()
 	switch f.kind {
 	case "github":
-		return r.Header.Get("Authorization") == "Bearer "+f.token
+		return r.Header.Get("Authorization") == "Bearer "+token
 	case "gitlab":
-		return r.Header.Get("Private-Token") == f.token || r.Header.Get("Authorization") == "Bearer "+f.token
+		return r.Header.Get("Private-Token") == token || r.Header.Get("Authorization") == "Bearer "+token
 	default:
-		return r.Header.Get("Authorization") == "token "+f.token
+		return r.Header.Get("Authorization") == "token "+token
 	}
 }
 

@@ -64,12 +64,9 @@ func authMethod(cfg RepoConfig) (transport.AuthMethod, error) {
 		if f.file == "" {
 			continue
 		}
-		b, err := readLimited(f.file)
-		if err != nil {
-			return nil, fmt.Errorf("%w: repo %q: auth.%s: %w (restore the file; the next poll reads it again)", ErrUnreachable, cfg.Name, f.name, err)
-		}
-		if *f.dst = strings.TrimSpace(string(b)); *f.dst == "" {
-			return nil, fmt.Errorf("%w: repo %q: auth.%s %s is empty (write the credential into it; the next poll reads it again)", ErrUnreachable, cfg.Name, f.name, f.file)
+		var err error
+		if *f.dst, err = ReadCredential(f.file); err != nil {
+			return nil, fmt.Errorf("%w: repo %q: auth.%s: %w (the next poll reads it again)", ErrUnreachable, cfg.Name, f.name, err)
 		}
 	}
 	switch {

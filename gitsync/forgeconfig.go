@@ -51,6 +51,10 @@ type ForgeConfig struct {
 	// statuses (read and write), a GitLab one the api scope, a Gitea one
 	// repository and issue write.
 	Token string `yaml:"-"`
+	// TokenFile, when set, is where Token came from: the forge client
+	// reads it again before every call, so a token rotated in its file is
+	// used without a restart.
+	TokenFile string `yaml:"-"`
 	// Events are the features turned on. Default: plans and deploys.
 	Events []string `yaml:"events"`
 	// PollInterval is how often open pull requests are listed (the

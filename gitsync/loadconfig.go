@@ -268,11 +268,28 @@ func (ff *fileForge) resolve(baseDir string) (*ForgeConfig, error) {
 		f.PollInterval = d
 	}
 	if ff.TokenFile != "" {
-		b, err := readLimited(abs(baseDir, ff.TokenFile))
+		f.TokenFile = abs(baseDir, ff.TokenFile)
+		b, err := readLimited(f.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("forge.tokenFile: %w", err)
 		}
 		f.Token = strings.TrimSpace(string(b))
 	}
 	return f, nil
+}
+
+// ReadCredential reads a password, token or key from file, as the config
+// file's *File fields are read: a regular file of bounded size, less the
+// white space around it; empty is an error. Credentials kept in files are
+// read again before each use, so a rotation needs no restart.
+func ReadCredential(file string) (string, error) {
+	b, err := readLimited(file)
+	if err != nil {
+		return "", err
+	}
+	cred := strings.TrimSpace(string(b))
+	if cred == "" {
+		return "", fmt.Errorf("%s is empty: write the credential into it", file)
+	}
+	return cred, nil
 }
