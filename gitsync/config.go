@@ -47,6 +47,10 @@ type RepoConfig struct {
 	// WebhookSecret authenticates webhooks for this repository (HMAC key
 	// for GitHub and Gitea, token for GitLab). Empty disables webhooks.
 	WebhookSecret string `yaml:"webhookSecret"`
+	// WebhookSecretFile, when set, is where WebhookSecret came from: it is
+	// read again for every webhook, so a secret rotated in its file (and
+	// on the forge) is checked without a restart.
+	WebhookSecretFile string `yaml:"-"`
 	// Prune guards against mass deletion.
 	Prune PrunePolicy `yaml:"prune"`
 	// Forge connects the repository to its forge (pull-request plans,

@@ -193,6 +193,7 @@ func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 	read(&rc.Auth.Password, fr.Auth.PasswordFile, "password")
 	read(&rc.Auth.Token, fr.Auth.TokenFile, "token")
 	rc.Auth.PasswordFile, rc.Auth.TokenFile = abs(baseDir, fr.Auth.PasswordFile), abs(baseDir, fr.Auth.TokenFile)
+	rc.WebhookSecretFile = abs(baseDir, fr.WebhookSecretFile)
 	read(&rc.WebhookSecret, fr.WebhookSecretFile, "webhookSecret")
 	if fr.Auth.CAFile != "" && err == nil {
 		if rc.Auth.CABundle != "" {

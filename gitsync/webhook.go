@@ -189,7 +189,7 @@ func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
 	case wk.cfg.WebhookSecret == "":
 		why = "webhooks are not enabled for this repository: set its webhookSecret"
 	default:
-		secret = wk.cfg.WebhookSecret
+		secret = s.webhookSecret(wk.cfg)
 	}
 	if !authenticate(forge, r.Header, body, secret) || !isForge || secret == s.hookDecoy {
 		s.log.Warn("webhook refused", "repo", name, "why", why, "remote", r.RemoteAddr, "forge", forge)
@@ -318,4 +318,19 @@ func hookReply(w http.ResponseWriter, code int, repo string, triggered bool, msg
 		Triggered bool   `json:"triggered"`
 		Message   string `json:"message"`
 	}{repo, triggered, msg})
+}
+
+// webhookSecret is the repository's webhook secret as its file says now
+// (see RepoConfig.WebhookSecretFile). A file that cannot be read is
+// logged, and the secret read before stands.
+func (s *Syncer) webhookSecret(cfg RepoConfig) string {
+	if cfg.WebhookSecretFile == "" {
+		return cfg.WebhookSecret
+	}
+	secret, err := ReadCredential(cfg.WebhookSecretFile)
+	if err != nil {
+		s.log.Warn("webhook secret file unreadable; checking with the secret read before", "repo", cfg.Name, "err", err)
+		return cfg.WebhookSecret
+	}
+	return secret
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -256,6 +258,46 @@ func TestWebhookUnknownRepoAnswersLikeBadSignature(t *testing.T) {
 		if c, a := answer(other); c != code || a != known {
 			t.Errorf("%s answers %d %s; a known repository with a bad signature %d %s", other, c, a, code, known)
 		}
+	}
+}
+
+// A webhook secret rotated in its webhookSecretFile is checked from the
+// next delivery on, without a restart; the old one is refused.
+func TestWebhookSecretFileRotates(t *testing.T) {
+	origin := newGitRepo(t)
+	origin.commit("init", map[string]string{"a": "1"})
+	file := filepath.Join(t.TempDir(), "hook-secret")
+	if err := os.WriteFile(file, []byte("old-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := newTestSyncer(t, RepoConfig{Name: "deploy", URL: origin.dir, WebhookSecret: "old-secret", WebhookSecretFile: file})
+	mux := http.NewServeMux()
+	mux.Handle(WebhookPath, s.WebhookHandler())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	body := []byte(`{"zen":"hi"}`)
+	answer := func(secret string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/git/deploy", bytes.NewReader(body))
+		req.Header.Set("X-GitHub-Event", "ping")
+		req.Header.Set("X-Hub-Signature-256", "sha256="+sign(secret, body))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := answer("old-secret"); code != http.StatusOK {
+		t.Fatalf("with the secret of the file: %d", code)
+	}
+	if err := os.WriteFile(file, []byte("new-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := answer("new-secret"); code != http.StatusOK {
+		t.Fatalf("with the rotated secret: %d, want 200", code)
+	}
+	if code := answer("old-secret"); code != http.StatusUnauthorized {
+		t.Fatalf("with the secret before the rotation: %d, want 401", code)
 	}
 }
 
