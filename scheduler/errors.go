@@ -59,12 +59,23 @@ func unschedulableMessage(total int, reasons []Reason) string {
 	return b.String()
 }
 
+// requiredMessage is the message of a pod pinned to node, given the
+// counted one: it names the node, or says it is not registered (found 0).
+func requiredMessage(node string, found int, counted string) string {
+	if found == 0 {
+		return fmt.Sprintf("0/1 nodes available: node %s, the only one the pod may run on, is not registered", node)
+	}
+	return fmt.Sprintf("%s (the pod may only run on node %s)", counted, node)
+}
+
 // shortfall remembers, among the nodes rejected for CPU or for memory, the
-// one with the most of that resource free (the first by name on a tie, so
-// that the message does not change with the sampling offset).
+// one with the most of that resource free, and among those rejected for a
+// host port, the first by name (the first by name on a tie, so that the
+// message does not change with the sampling offset).
 type shortfall struct {
 	cpu, memory      int64 // most free, in millis
 	cpuNode, memNode string
+	portNode         *NodeInfo
 }
 
 func (s *shortfall) note(reason string, n *NodeInfo) {
@@ -77,13 +88,19 @@ func (s *shortfall) note(reason string, n *NodeInfo) {
 		if free := n.Allocatable.MilliMemory - n.Requested.MilliMemory; s.memNode == "" || free > s.memory || free == s.memory && n.Name < s.memNode {
 			s.memory, s.memNode = free, n.Name
 		}
+	case ReasonHostPorts:
+		if s.portNode == nil || n.Name < s.portNode.Name {
+			s.portNode = n
+		}
 	}
 }
 
 // detail renders "; cpu: the pod requests 2, at most 1500m is free (on
 // n2); lower the request or add room" for each resource that rejected a
-// node, or "" when none did.
-func (s *shortfall) detail(req Resources) string {
+// node, and "; host port TCP/8080 is taken on n1 by pod shop/web-0: ..."
+// when a host port did, or "" when none did.
+func (s *shortfall) detail(pod *podInfo) string {
+	req := pod.request
 	var parts []string
 	if s.cpuNode != "" {
 		parts = append(parts, fmt.Sprintf("cpu: the pod requests %s, at most %s is free (on %s)",
@@ -93,10 +110,16 @@ func (s *shortfall) detail(req Resources) string {
 		parts = append(parts, fmt.Sprintf("memory: the pod requests %s, at most %s is free (on %s)",
 			api.NewQuantity(req.MilliMemory/1000, api.BinarySI), memory(max(s.memory, 0)), s.memNode))
 	}
-	if len(parts) == 0 {
-		return ""
+	var out string
+	if len(parts) > 0 {
+		out = "; " + strings.Join(parts, "; ") + "; lower the request, or free or add room"
 	}
-	return "; " + strings.Join(parts, "; ") + "; lower the request, or free or add room"
+	if s.portNode != nil {
+		hp, holder := s.portNode.hostPortHolder(pod.hostPorts)
+		out += fmt.Sprintf("; host port %s/%d is taken on %s by pod %s: give the group another hostPort, or move that pod away",
+			hp.protocol, hp.port, s.portNode.Name, holder)
+	}
+	return out
 }
 
 // memory renders milli-bytes for a person: in Mi, Gi, Ti... when that is

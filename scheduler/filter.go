@@ -34,7 +34,12 @@ const (
 
 func nodeReady(_ *candidate, n *NodeInfo) bool { return n.Ready }
 
-func nodeSchedulable(_ *candidate, n *NodeInfo) bool { return !n.Unschedulable }
+// nodeSchedulable keeps pods off cordoned nodes, but a pod pinned to its
+// node (spec.requiredNode: an everyNode pod) tolerates the cordon there,
+// as DaemonSet pods tolerate node.kubernetes.io/unschedulable.
+func nodeSchedulable(c *candidate, n *NodeInfo) bool {
+	return !n.Unschedulable || c.pod.Spec.RequiredNode != ""
+}
 
 func nodeSelector(c *candidate, n *NodeInfo) bool {
 	for k, v := range c.pod.Spec.NodeSelector {

@@ -18,7 +18,7 @@ import (
 //	node name=N cpu=Q memory=Q [pods=K] [ready=false] [cordoned] [labels=(k=v,...)]
 //	nodes-bulk prefix=P count=K cpu=Q memory=Q [pods=K]
 //	remove-node name=N
-//	pod app=A name=N [cpu=Q] [memory=Q] [workload=W] [hostport=(80,...)] [node=N] [phase=P]
+//	pod app=A name=N [cpu=Q] [memory=Q] [workload=W] [hostport=(80,...)] [node=N] [required=N] [phase=P]
 //	remove-pod app=A name=N
 //	schedule app=A name=N [pod fields] [selector=(k=v,...)] [bind] [percentage=P]
 //	schedule-many app=A prefix=P count=K [pod fields] [percentage=P]
@@ -73,6 +73,7 @@ func runScheduleCmd(t *testing.T, snap *Snapshot, d *datadriven.TestData) string
 		}
 		p.Spec.NodeSelector = kv("selector")
 		p.Spec.NodeName = str("node", "")
+		p.Spec.RequiredNode = str("required", "")
 		p.Status.Phase = str("phase", "")
 		return p
 	}

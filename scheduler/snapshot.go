@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -153,6 +154,25 @@ func (n *NodeInfo) setNode(node *api.Node) {
 	if n.Allocatable.Pods == 0 {
 		n.Allocatable.Pods = DefaultPodsPerNode
 	}
+}
+
+// hostPortHolder returns the first of ports taken on n and the pod
+// (app/name) that holds it, the first by name when several do. It looks
+// at every pod of the node: it runs only to explain a rejection.
+func (n *NodeInfo) hostPortHolder(ports []hostPort) (hostPort, string) {
+	for _, hp := range ports {
+		if n.hostPorts[hp] == 0 {
+			continue
+		}
+		holder := ""
+		for key, p := range n.pods {
+			if slices.Contains(p.hostPorts, hp) && (holder == "" || key < holder) {
+				holder = key
+			}
+		}
+		return hp, holder
+	}
+	return hostPort{}, ""
 }
 
 func (n *NodeInfo) addPod(p *podInfo) {

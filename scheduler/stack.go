@@ -124,10 +124,19 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 	}
 	var volume string
 	c.volumeNode, volume = snap.volumeNode(pod)
-	n := len(snap.order)
+	// A pod pinned to its node is tried there alone: the search costs one
+	// node, not the cluster, and leaves the sampling offset alone.
+	order, pinned := snap.order, pod.Spec.RequiredNode != ""
+	if pinned {
+		order = nil
+		if node := snap.Node(pod.Spec.RequiredNode); node != nil {
+			order = []*NodeInfo{node}
+		}
+	}
+	n := len(order)
 	want := s.numFeasibleToFind(n)
 	start := 0
-	if n > 0 {
+	if n > 0 && !pinned {
 		start = snap.next % n
 	}
 	var rejected [len(filters)]int
@@ -135,7 +144,7 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 	feasible := make([]*NodeInfo, 0, min(want, 1024))
 	evaluated := 0
 	for ; evaluated < n && len(feasible) < want; evaluated++ {
-		node := snap.order[(start+evaluated)%n]
+		node := order[(start+evaluated)%n]
 		if f := firstFailing(c, node); f >= 0 {
 			rejected[f]++
 			short.note(filters[f].reason, node)
@@ -143,7 +152,7 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 		}
 		feasible = append(feasible, node)
 	}
-	if n > 0 {
+	if n > 0 && !pinned {
 		snap.next = (start + evaluated) % n
 	}
 	res := Result{Evaluated: evaluated, Feasible: len(feasible)}
@@ -163,7 +172,10 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 			return 1
 		})
 		res.Message = unschedulableMessage(n, res.Reasons) + volumeDetail(c.volumeNode, volume)
-		res.Detail = short.detail(c.info.request)
+		if pinned {
+			res.Message = requiredMessage(pod.Spec.RequiredNode, n, res.Message)
+		}
+		res.Detail = short.detail(c.info)
 		if rejected[selectorFilter] > 0 {
 			res.Detail = selectorDetail(pod.Spec.NodeSelector, snap) + res.Detail
 		}

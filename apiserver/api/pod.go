@@ -129,6 +129,22 @@ type PodSpec struct {
 	PodTemplate
 	// NodeName is set by the scheduler when it binds the pod.
 	NodeName string `json:"nodeName,omitempty"`
+	// RequiredNode, when set, is the only node the pod may be bound to:
+	// the everyNode controller pins each of its pods to its node this way,
+	// as the DaemonSet controller does with node affinity. The scheduler
+	// tries that node alone, with every filter but the cordon (such a pod
+	// tolerates it, as DaemonSet pods do), so a pod that cannot have its
+	// host port, CPU or memory there stays Pending and says why.
+	RequiredNode string `json:"requiredNode,omitempty"`
+}
+
+// TargetNode is the node the pod runs on, or, while it is pending, the
+// node it is pinned to (spec.requiredNode); "" for neither.
+func (s *PodSpec) TargetNode() string {
+	if s.NodeName != "" {
+		return s.NodeName
+	}
+	return s.RequiredNode
 }
 
 // Pod phases.

@@ -170,6 +170,12 @@ func Validate(obj Object) error {
 		if o.Spec.NodeName != "" && !IsDNSSubdomain(o.Spec.NodeName) {
 			errs.add("spec.nodeName", "%s is not a node name", quote(o.Spec.NodeName))
 		}
+		switch r := o.Spec.RequiredNode; {
+		case r != "" && !IsDNSSubdomain(r):
+			errs.add("spec.requiredNode", "%s is not a node name", quote(r))
+		case r != "" && o.Spec.NodeName != "" && o.Spec.NodeName != r:
+			errs.add("spec.nodeName", "%s: the pod may only be bound to its required node %s", quote(o.Spec.NodeName), quote(r))
+		}
 		validatePodStatusSizes(&errs, &o.Status)
 	case *Service:
 		validateServiceSpec(&errs, &o.Spec, "spec")

@@ -316,6 +316,11 @@ func TestValidateTemplate(t *testing.T) {
 		{name: "node selector value bad", obj: p(func(p *Pod) { p.Spec.NodeSelector = map[string]string{"disk": "s s"} }), want: []string{"spec.nodeSelector"}},
 		{name: "node name", obj: p(func(p *Pod) { p.Spec.NodeName = "node-1.lab" })},
 		{name: "node name bad", obj: p(func(p *Pod) { p.Spec.NodeName = "node_1" }), want: []string{"spec.nodeName"}},
+		{name: "required node", obj: p(func(p *Pod) { p.Spec.RequiredNode = "node-1.lab" })},
+		{name: "required node bad", obj: p(func(p *Pod) { p.Spec.RequiredNode = "node_1" }), want: []string{"spec.requiredNode"}},
+		{name: "bound to its required node", obj: p(func(p *Pod) { p.Spec.NodeName, p.Spec.RequiredNode = "n1", "n1" })},
+		{name: "bound to another node than its required one", obj: p(func(p *Pod) { p.Spec.NodeName, p.Spec.RequiredNode = "n2", "n1" }),
+			want: []string{"spec.nodeName"}},
 		{name: "container name bad", obj: c0(func(c *Container) { c.Name = "Web" }), want: []string{"spec.containers[0].name"}},
 		{name: "container twice", obj: p(func(p *Pod) {
 			c := p.Spec.Containers[0]
