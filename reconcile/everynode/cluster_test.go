@@ -21,6 +21,7 @@ import (
 	"github.com/capstanhq/capstan/reconcile/everynode"
 	"github.com/capstanhq/capstan/reconcile/gc"
 	"github.com/capstanhq/capstan/reconcile/workload"
+	"github.com/capstanhq/capstan/scheduler"
 )
 
 type starter interface{ Start(context.Context) error }
@@ -110,7 +111,10 @@ func byNode(t *testing.T, c *client.Client) string {
 // of 3 nodes (the workload controller leaves them alone), one on a node
 // that joins, and a new template rolled node by node: at no moment do two
 // nodes lack a Ready pod of the group.
-func TestEveryNodeOnHollowNodes(t *testing.T) {
+// startCluster starts a real API server, the everyNode, workload and
+// garbage controllers and the scheduler, and nodes hollow nodes named
+// hn-N.
+func startCluster(t *testing.T, nodes int) *client.Client {
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
 	log := slog.New(slog.DiscardHandler)
@@ -130,25 +134,41 @@ func TestEveryNodeOnHollowNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sched, err := scheduler.New(m, scheduler.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	m.Add(en)
 	m.Add(wl)
 	m.Add(gcc)
-	first, err := hollow.New(hollow.Options{Client: c, Nodes: 3, Prefix: "hn", CPU: "2", Memory: "4Gi", HeartbeatInterval: time.Second, Logger: log})
+	m.Add(sched)
+	first, err := hollow.New(hollow.Options{Client: c, Nodes: nodes, Prefix: "hn", CPU: "2", Memory: "4Gi", HeartbeatInterval: time.Second, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	run(t, m, first)
+	return c
+}
 
+// createShipper creates the everyNode group ops/shipper of image, its
+// container given ports.
+func createShipper(t *testing.T, c *client.Client, image string, ports ...api.ContainerPort) *api.Workload {
 	w := api.KindWorkload.New().(*api.Workload)
 	w.Metadata.Name, w.Metadata.App = "shipper", "ops"
 	w.Spec.EveryNode = true
 	w.Spec.Template = api.PodTemplate{Labels: map[string]string{api.LabelApp: "ops", api.LabelWorkload: "shipper"},
-		Containers: []api.Container{{Name: "s", Image: "example/shipper:v1"}}}
+		Containers: []api.Container{{Name: "s", Image: image, Ports: ports}}}
 	o, err := c.Create(t.Context(), w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w = o.(*api.Workload)
+	return o.(*api.Workload)
+}
+
+func TestEveryNodeOnHollowNodes(t *testing.T) {
+	c := startCluster(t, 3)
+	log := slog.New(slog.DiscardHandler)
+	w := createShipper(t, c, "example/shipper:v1")
 	want := func(image string, nodes ...string) func() string {
 		return func() string {
 			var parts []string
@@ -183,7 +203,7 @@ func TestEveryNodeOnHollowNodes(t *testing.T) {
 		seen.maxMissing = 0 // the informer's first list adds one pod at a time
 		return ""
 	})
-	o, err = c.Get(t.Context(), api.KeyOf(w))
+	o, err := c.Get(t.Context(), api.KeyOf(w))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,4 +230,58 @@ func TestEveryNodeOnHollowNodes(t *testing.T) {
 	if seen.maxMissing > 1 {
 		t.Errorf("during the rollout %d nodes lacked a ready pod at once; it must go node by node", seen.maxMissing)
 	}
+}
+
+// TestEveryNodeHostPortClash: an everyNode group asking for a host port
+// that another pod holds on one node gets a pod on every other node (a
+// cordoned one too), and on that node a Pending pod that says which pod
+// holds the port; once that pod goes, the group's pod runs there.
+func TestEveryNodeHostPortClash(t *testing.T) {
+	c := startCluster(t, 3)
+	holder := api.KindPod.New().(*api.Pod)
+	holder.Metadata.Name, holder.Metadata.App = "proxy-0", "web"
+	holder.Spec.NodeName = "hn-1"
+	holder.Spec.Containers = []api.Container{{Name: "p", Image: "example/proxy:v1", Ports: []api.ContainerPort{{Name: "http", Port: 80, HostPort: 8080}}}}
+	if _, err := c.Create(t.Context(), holder); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the nodes registered", func() string {
+		o, err := c.Get(t.Context(), api.Key{Kind: api.KindNode, Name: "hn-2"})
+		if err != nil {
+			return err.Error()
+		}
+		n := api.Clone(o.(*api.Node))
+		n.Spec.Unschedulable = true
+		if _, err := c.Update(t.Context(), n); err != nil {
+			return "cordon hn-2: " + err.Error()
+		}
+		return ""
+	})
+	w := createShipper(t, c, "example/shipper:v1", api.ContainerPort{Name: "metrics", Port: 9100, HostPort: 8080})
+	pinned := everynode.PodName(w, "hn-1")
+	waitFor(t, "ready pods on hn-0 and the cordoned hn-2, a Pending one on hn-1 naming the holder", func() string {
+		if got, want := byNode(t, c), "=example/shipper:v1/false hn-0=example/shipper:v1/true hn-2=example/shipper:v1/true"; got != want {
+			return "pods " + got + ", want " + want
+		}
+		o, err := c.Get(t.Context(), api.Key{Kind: api.KindPod, App: "ops", Name: pinned})
+		if err != nil {
+			return err.Error()
+		}
+		p := o.(*api.Pod)
+		cond := api.FindCondition(p.Status.Conditions, api.PodScheduled)
+		if p.Spec.RequiredNode != "hn-1" || cond == nil || cond.Status != api.ConditionFalse ||
+			!strings.Contains(cond.Message, "host port TCP/8080 is taken on hn-1 by pod web/proxy-0") {
+			return fmt.Sprintf("pod %s: required node %q, Scheduled %+v", pinned, p.Spec.RequiredNode, cond)
+		}
+		return ""
+	})
+	if _, err := c.Delete(t.Context(), api.KeyOf(holder), client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the group's pod running on hn-1 once the port is free", func() string {
+		if got, want := byNode(t, c), "hn-0=example/shipper:v1/true hn-1=example/shipper:v1/true hn-2=example/shipper:v1/true"; got != want {
+			return "pods " + got + ", want " + want
+		}
+		return ""
+	})
 }

@@ -5,11 +5,14 @@
 // by node: one node at a time loses its old pod, and the next goes only
 // once the new pod there is Ready.
 //
-// The pods are bound to their node when made (spec.nodeName set), so the
-// scheduler does not place them and they are not held back by a full or
-// cordoned node, as DaemonSet pods are not. Each is named after the group
-// and a hash of its node ("shipper-3fa2c81b"), so a create that the cache
-// does not show yet fails with AlreadyExists instead of making a second.
+// The pods are pinned to their node when made (spec.requiredNode), as the
+// DaemonSet controller pins its pods with node affinity: the scheduler
+// binds each on that node alone, through every filter but the cordon, so
+// a pod whose host port another pod holds there, or that lacks the CPU or
+// memory, stays Pending and says why, and a cordoned node still gets its
+// pod. Each is named after the group and a hash of its node
+// ("shipper-3fa2c81b"), so a create that the cache does not show yet fails
+// with AlreadyExists instead of making a second.
 //
 // The decision is Compute, a pure function of the workload, the nodes,
 // the group's pods and the time; Controller applies it. One workload is

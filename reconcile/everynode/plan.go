@@ -31,16 +31,24 @@ func TemplateHash(t *api.PodTemplate) string {
 	return hex.EncodeToString(sum[:5])
 }
 
-// Eligible reports whether w wants a pod on node n: n is Ready, not being
-// deleted, and its labels match the template's node selector.
-func Eligible(w *api.Workload, n *api.Node) bool {
+// Eligible reports whether an everyNode group of spec wants a pod on node
+// n: n is Ready, not being deleted, and its labels match the template's
+// node selector. A cordoned node is eligible, as it is for a DaemonSet: a
+// cordon keeps new replicas away, not the node's own daemons (the
+// scheduler lets pods pinned to their node through it). `capstan plan`
+// counts the same nodes.
+func Eligible(spec *api.WorkloadSpec, n *api.Node) bool {
+	c := api.FindCondition(n.Status.Conditions, api.NodeReady)
+	return c != nil && c.Status == api.ConditionTrue && matches(spec, n)
+}
+
+// matches reports whether n is not being deleted and its labels match
+// spec's node selector.
+func matches(spec *api.WorkloadSpec, n *api.Node) bool {
 	if api.Terminating(n) {
 		return false
 	}
-	if c := api.FindCondition(n.Status.Conditions, api.NodeReady); c == nil || c.Status != api.ConditionTrue {
-		return false
-	}
-	for k, v := range w.Spec.Template.NodeSelector {
+	for k, v := range spec.Template.NodeSelector {
 		if n.Metadata.Labels[k] != v {
 			return false
 		}
@@ -60,27 +68,30 @@ func Compute(w *api.Workload, nodes []*api.Node, pods []*api.Pod, now time.Time)
 	var plan Plan
 	hash := TemplateHash(&w.Spec.Template)
 	want := map[string]bool{}
-	known := map[string]bool{}
+	known := map[string]*api.Node{}
 	for _, n := range nodes {
-		known[n.Metadata.Name] = true
-		if Eligible(w, n) {
+		known[n.Metadata.Name] = n
+		if Eligible(&w.Spec, n) {
 			want[n.Metadata.Name] = true
 		}
 	}
 	byNode := map[string][]*api.Pod{}
 	terminating := map[string]bool{}
 	for _, p := range pods {
+		// A pod the scheduler has not bound yet counts for the node it
+		// is pinned to.
+		node := p.Spec.TargetNode()
 		switch {
 		case api.Terminating(p):
-			terminating[p.Spec.NodeName] = true
+			terminating[node] = true
 		case p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed:
 			plan.Delete = append(plan.Delete, p) // a pod of a group runs forever
-		case !want[p.Spec.NodeName] && !(known[p.Spec.NodeName] && notReadyOnly(w, nodes, p.Spec.NodeName)):
+		case !want[node] && !(known[node] != nil && matches(&w.Spec, known[node])):
 			// Its node left, or no longer matches. A node that is only
 			// NotReady keeps its pod: the node controller decides.
 			plan.Delete = append(plan.Delete, p)
 		default:
-			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
+			byNode[node] = append(byNode[node], p)
 		}
 	}
 	var old []*api.Pod // of an older template, on wanted nodes
@@ -130,21 +141,6 @@ func Compute(w *api.Workload, nodes []*api.Node, pods []*api.Pod, now time.Time)
 	return plan
 }
 
-func notReadyOnly(w *api.Workload, nodes []*api.Node, name string) bool {
-	for _, n := range nodes {
-		if n.Metadata.Name != name || api.Terminating(n) {
-			continue
-		}
-		for k, v := range w.Spec.Template.NodeSelector {
-			if n.Metadata.Labels[k] != v {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
-
 // better orders two pods of one node: current template first, then
 // Ready, then by name.
 func better(a, b *api.Pod, hash string) int {
@@ -192,12 +188,14 @@ func status(w *api.Workload, hash string, desired, live, updated, ready int32, n
 	return st
 }
 
-// newPod makes w's pod for node, bound to it.
+// newPod makes w's pod for node, pinned to it (spec.requiredNode): the
+// scheduler binds it there once it fits, so it cannot take a host port,
+// CPU or memory the node's other pods hold.
 func newPod(w *api.Workload, node, hash string) *api.Pod {
 	p := api.KindPod.New().(*api.Pod)
 	b, _ := json.Marshal(&w.Spec.Template) // a copy that shares nothing with w
 	_ = json.Unmarshal(b, &p.Spec.PodTemplate)
-	p.Spec.NodeName = node
+	p.Spec.RequiredNode = node
 	labels := maps.Clone(w.Spec.Template.Labels)
 	if labels == nil {
 		labels = map[string]string{}

@@ -22,6 +22,18 @@ func node(name string, ready bool, labels map[string]string) *api.Node {
 	return n
 }
 
+func cordoned(n *api.Node) *api.Node {
+	n.Spec.Unschedulable = true
+	return n
+}
+
+// pending is p before the scheduler binds it.
+func pending(p *api.Pod) *api.Pod {
+	p.Spec.NodeName = ""
+	p.Status = api.PodStatus{Phase: api.PodPending}
+	return p
+}
+
 func shipper(image string, selector map[string]string) *api.Workload {
 	w := api.KindWorkload.New().(*api.Workload)
 	w.Metadata = api.ObjectMeta{Name: "shipper", App: "ops", UID: "w1", Generation: 1}
@@ -34,6 +46,7 @@ func shipper(image string, selector map[string]string) *api.Workload {
 // or not.
 func podOn(w *api.Workload, node string, ready bool) *api.Pod {
 	p := newPod(w, node, TemplateHash(&w.Spec.Template))
+	p.Spec.NodeName = node // bound
 	st := api.ConditionFalse
 	if ready {
 		st = api.ConditionTrue
@@ -46,7 +59,7 @@ func podOn(w *api.Workload, node string, ready bool) *api.Pod {
 func nodesOf(pods []*api.Pod) string {
 	var out []string
 	for _, p := range pods {
-		out = append(out, p.Spec.NodeName)
+		out = append(out, p.Spec.TargetNode())
 	}
 	slices.Sort(out)
 	return strings.Join(out, ",")
@@ -68,6 +81,21 @@ func TestCompute(t *testing.T) {
 		{name: "a pod on every ready node",
 			w: v1, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil), node("h2", false, nil)},
 			create: "h0,h1"},
+		{name: "a cordoned node gets one, as a DaemonSet's does",
+			w: v1, nodes: []*api.Node{node("h0", true, nil), cordoned(node("h1", true, nil))},
+			create: "h0,h1"},
+		{name: "a cordoned node keeps its pod",
+			w: v1, nodes: []*api.Node{cordoned(node("h0", true, nil))}, pods: []*api.Pod{podOn(v1, "h0", true)},
+			available: true},
+		{name: "a pod the scheduler has not bound yet counts for its node",
+			w: v1, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true), pending(podOn(v1, "h1", false))}},
+		{name: "a pending pod of a node that left goes",
+			w: v1, nodes: []*api.Node{node("h0", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true), pending(podOn(v1, "h9", false))},
+			del: "h9", available: true},
+		{name: "a NotReady node that stops matching loses its pod",
+			w: shipper("x:v1", map[string]string{"disk": "ssd"}), nodes: []*api.Node{node("h0", false, nil)},
+			pods: []*api.Pod{podOn(shipper("x:v1", map[string]string{"disk": "ssd"}), "h0", true)},
+			del:  "h0", available: true},
 		{name: "a joining node gets one",
 			w: v1, nodes: []*api.Node{node("h0", true, nil), node("h1", true, nil)}, pods: []*api.Pod{podOn(v1, "h0", true)},
 			create: "h1"},
@@ -112,8 +140,11 @@ func TestCompute(t *testing.T) {
 				t.Errorf("available %v, want %v (%+v)", got, tc.available, c)
 			}
 			for _, p := range plan.Create {
-				if p.Metadata.Name != PodName(tc.w, p.Spec.NodeName) || !api.OwnedBy(p, api.KindWorkload, "w1") {
-					t.Errorf("pod %s on %s owner %+v", p.Metadata.Name, p.Spec.NodeName, p.Metadata.Owner)
+				if p.Metadata.Name != PodName(tc.w, p.Spec.RequiredNode) || !api.OwnedBy(p, api.KindWorkload, "w1") {
+					t.Errorf("pod %s for %s owner %+v", p.Metadata.Name, p.Spec.RequiredNode, p.Metadata.Owner)
+				}
+				if p.Spec.NodeName != "" {
+					t.Errorf("pod %s is made bound to %s; the scheduler must bind it, so that its host ports and resources are checked", p.Metadata.Name, p.Spec.NodeName)
 				}
 				if err := api.Validate(p); err != nil {
 					t.Errorf("pod %s: %v", p.Metadata.Name, err)
