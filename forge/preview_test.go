@@ -87,8 +87,8 @@ apps: secret: {
 	if errs := res.AllErrors(); len(errs) != 0 {
 		t.Fatal(errs)
 	}
-	// Five nodes an everyNode group runs on, one NotReady and one
-	// cordoned that it does not.
+	// Six nodes an everyNode group runs on (a cordoned one among them,
+	// as for a DaemonSet), and one NotReady that it does not.
 	var nodes []*api.Node
 	for i := range 7 {
 		n := api.KindNode.New().(*api.Node)
@@ -128,7 +128,7 @@ apps: secret: {
 		{name: "pods", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true, Quota: q(2, "", "")},
 			want: []string{"bare-pr-7", "opted-pr-7", "secret-pr-7"},
 			refused: map[string]string{"plain-pr-7": "it runs 3 pods, over the 2 of this repository's preview quota",
-				"daemon-pr-7": "it runs 5 pods, over the 2"}},
+				"daemon-pr-7": "it runs 6 pods, over the 2"}},
 		{name: "default pods", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true},
 			want: []string{"bare-pr-7", "daemon-pr-7", "opted-pr-7", "plain-pr-7", "secret-pr-7"}},
 		{name: "cpu", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true, Quota: q(-1, "700m", "")},

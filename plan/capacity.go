@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/reconcile/everynode"
 	"github.com/capstanhq/capstan/scheduler"
 	"github.com/capstanhq/capstan/schema"
 )
@@ -72,9 +73,6 @@ func (c *Capacity) Pods() (pods, fit int) {
 	return pods, fit
 }
 
-// planNodeLabel is the node label the dry run adds to pin a pod.
-const planNodeLabel = "plan.capstan.io/node"
-
 // need is one workload's pods to place.
 type need struct {
 	ns, name string
@@ -93,8 +91,9 @@ type need struct {
 
 // Pods is how many pods a workload runs at once on nodes: its replicas;
 // for a job, its parallelism (at least one); for an everyNode group, one
-// on each node that is Ready, schedulable and matches its node selector.
-// The dry run counts these, and so does a preview's quota.
+// on each node the everyNode controller gives one (everynode.Eligible:
+// Ready and matching its node selector, cordoned or not). The dry run
+// counts these, and so does a preview's quota.
 func Pods(w *api.WorkloadSpec, nodes []*api.Node) int {
 	switch {
 	case w.Job != nil:
@@ -106,19 +105,11 @@ func Pods(w *api.WorkloadSpec, nodes []*api.Node) int {
 }
 
 // everyNodeTargets names the nodes an everyNode group runs a pod on, in
-// order.
+// order: the everyNode controller's own rule.
 func everyNodeTargets(w *api.WorkloadSpec, nodes []*api.Node) []string {
 	var out []string
 	for _, n := range nodes {
-		ready := api.FindCondition(n.Status.Conditions, api.NodeReady)
-		if api.Terminating(n) || n.Spec.Unschedulable || ready == nil || ready.Status != api.ConditionTrue {
-			continue
-		}
-		match := true
-		for k, v := range w.Template.NodeSelector {
-			match = match && n.Metadata.Labels[k] == v
-		}
-		if match {
+		if everynode.Eligible(w, n) {
 			out = append(out, n.Metadata.Name)
 		}
 	}
@@ -131,14 +122,7 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 	snap := scheduler.NewSnapshot()
 	c := &Capacity{}
 	for _, n := range live.Nodes {
-		// A label only the dry run sees pins an everyNode pod to its node.
-		pinned := *n
-		pinned.Metadata.Labels = maps.Clone(n.Metadata.Labels)
-		if pinned.Metadata.Labels == nil {
-			pinned.Metadata.Labels = map[string]string{}
-		}
-		pinned.Metadata.Labels[planNodeLabel] = n.Metadata.Name
-		snap.AddNode(&pinned)
+		snap.AddNode(n)
 		c.Nodes++
 		if cond := api.FindCondition(n.Status.Conditions, api.NodeReady); cond != nil && cond.Status == api.ConditionTrue {
 			c.Ready++
@@ -237,13 +221,9 @@ func place(snap *scheduler.Snapshot, nd need, freed int) Placement {
 		}
 		pod.Spec.PodTemplate = nd.template
 		if nd.nodes != nil {
-			// The everyNode controller binds each pod to its node: try
-			// that node only.
-			pod.Spec.NodeSelector = maps.Clone(nd.template.NodeSelector)
-			if pod.Spec.NodeSelector == nil {
-				pod.Spec.NodeSelector = map[string]string{}
-			}
-			pod.Spec.NodeSelector[planNodeLabel] = nd.nodes[i]
+			// The everyNode controller pins each pod to its node, as
+			// here: the scheduler tries that node only.
+			pod.Spec.RequiredNode = nd.nodes[i]
 		}
 		res, err := scheduler.Schedule(pod, snap)
 		var ue *scheduler.UnschedulableError

@@ -56,7 +56,7 @@ var allowed = map[string][]string{
 	"rollout": {"reconcile/app"},
 	// plan runs the controllers' and the scheduler's pure cores on two
 	// revisions it reads from git and evaluates in the sandbox.
-	"plan": {"schema/...", "scheduler", "reconcile/app", "reconcile/workload", "gitsync"},
+	"plan": {"schema/...", "scheduler", "reconcile/app", "reconcile/workload", "reconcile/everynode", "gitsync"},
 	// The node's services feed its DNS server.
 	"agent/services": {"dns"},
 	// Test harnesses.
