@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,5 +177,26 @@ func TestBindBadInput(t *testing.T) {
 	}
 	if got, err := c.Client.Get(ctx, api.KeyOf(p)); err != nil || got.Meta().ResourceVersion != brief["resourceVersions"][0] || got.(*api.Pod).Spec.NodeName != "n1" {
 		t.Fatalf("after the brief bind: %+v %v", got, err)
+	}
+}
+
+// TestBindRequiredNode: a pod pinned to a node (spec.requiredNode, an
+// everyNode pod) is bound there and refused anywhere else.
+func TestBindRequiredNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin := apiservertest.Start(t, apiservertest.Options{}).Client
+	p := pod("ops", "agent", "")
+	p.Spec.RequiredNode = "n1"
+	created, err := admin.Create(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, rv := api.KeyOf(created), created.Meta().ResourceVersion
+	if _, err := admin.Bind(ctx, k, rv, "n2"); err == nil || !strings.Contains(err.Error(), "may only be bound to its required node") {
+		t.Fatalf("bind to another node than the required one: %v", err)
+	}
+	if bound, err := admin.Bind(ctx, k, rv, "n1"); err != nil || bound.Spec.NodeName != "n1" {
+		t.Fatalf("bind to the required node: %v %v", bound, err)
 	}
 }
