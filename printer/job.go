@@ -43,13 +43,13 @@ func JobStatus(j *api.Job) string {
 	return how
 }
 
-// desiredPods is the READY column's denominator: the replicas, the pods
-// an everyNode group has (one per node it wants), or 1 for a job group
-// (ready once the run of its template completed, or while scheduled).
+// desiredPods is the READY column's denominator: the replicas, the nodes
+// an everyNode group wants a pod on, or 1 for a job group (ready once the
+// run of its template completed, or while scheduled).
 func desiredPods(w *api.Workload) int32 {
 	switch {
 	case w.Spec.EveryNode:
-		return w.Status.Replicas
+		return w.Status.DesiredReplicas
 	case w.Spec.Job != nil:
 		return 1
 	}

@@ -9,7 +9,8 @@ import (
 )
 
 // TestBatchTables: runs show completions and the outcome with its reason;
-// an everyNode group's READY counts its nodes, a job group's its run.
+// an everyNode group's READY counts the nodes that want a pod (not the
+// pods it has: one node's is being replaced), a job group's its run.
 func TestBatchTables(t *testing.T) {
 	now := time.Now()
 	j := api.KindJob.New().(*api.Job)
@@ -29,12 +30,12 @@ func TestBatchTables(t *testing.T) {
 	en := api.KindWorkload.New().(*api.Workload)
 	en.Metadata = api.ObjectMeta{Name: "shipper", App: "ops", CreatedAt: now}
 	en.Spec.EveryNode = true
-	en.Status = api.WorkloadStatus{Replicas: 3, ReadyReplicas: 2}
+	en.Status = api.WorkloadStatus{Replicas: 3, DesiredReplicas: 4, ReadyReplicas: 2}
 	b.Reset()
 	if err := Table(&b, api.KindWorkload, []api.Object{en}, Options{Now: now}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "2/3") {
+	if !strings.Contains(b.String(), "2/4") {
 		t.Errorf("workloads table of an everyNode group:\n%s", b.String())
 	}
 }

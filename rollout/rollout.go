@@ -214,7 +214,7 @@ func evaluateGroup(aw api.AppWorkload, w *api.Workload, wantHash string) (g Grou
 func batchGroup(g Group, w *api.Workload) Group {
 	st := w.Status
 	if w.Spec.EveryNode {
-		g.Desired = st.Replicas
+		g.Desired = st.DesiredReplicas
 	} else {
 		g.Desired = 1
 	}

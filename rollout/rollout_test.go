@@ -229,3 +229,18 @@ func TestEvaluateDegradedWithHeldGroup(t *testing.T) {
 		t.Fatalf("report %s: %s; want failed: the crash loop of backend", r.State, r.Reason)
 	}
 }
+
+// TestEvaluateEveryNodeDesired: an everyNode group wants as many pods as
+// nodes want one, not as many as it has (one node's old pod is gone and
+// its new one not made yet).
+func TestEvaluateEveryNodeDesired(t *testing.T) {
+	a := app(api.HealthProgressing, "", map[string]int32{"worker": 0})
+	a.Spec.Workloads[0].Spec.EveryNode = true
+	w := wl("worker", 0, 2, 1, 2, 2, api.Condition{Type: api.WorkloadAvailable, Status: api.ConditionFalse, Message: "2 of 3 nodes have a ready pod"})
+	w.Spec.EveryNode = true
+	w.Status.DesiredReplicas = 3
+	r := Evaluate(a, []*api.Workload{w})
+	if len(r.Groups) != 1 || r.Groups[0].Desired != 3 || r.Groups[0].State != Progressing || r.Groups[0].Reason != "2 of 3 nodes have a ready pod" {
+		t.Fatalf("groups %+v, want worker Progressing with 3 desired", r.Groups)
+	}
+}

@@ -45,13 +45,18 @@ type RolloutStrategy struct {
 
 // WorkloadStatus is the observed state of a workload.
 type WorkloadStatus struct {
-	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
-	TemplateHash       string      `json:"templateHash,omitempty"`
-	Replicas           int32       `json:"replicas"`
-	UpdatedReplicas    int32       `json:"updatedReplicas"`
-	ReadyReplicas      int32       `json:"readyReplicas"`
-	AvailableReplicas  int32       `json:"availableReplicas"`
-	Conditions         []Condition `json:"conditions,omitempty"`
+	ObservedGeneration int64  `json:"observedGeneration,omitempty"`
+	TemplateHash       string `json:"templateHash,omitempty"`
+	Replicas           int32  `json:"replicas"`
+	// DesiredReplicas is, for an everyNode group, how many nodes want a
+	// pod (Kubernetes' desiredNumberScheduled): Replicas counts the pods
+	// there are, which is fewer while a node's pod is being replaced or
+	// cannot be made.
+	DesiredReplicas   int32       `json:"desiredReplicas,omitempty"`
+	UpdatedReplicas   int32       `json:"updatedReplicas"`
+	ReadyReplicas     int32       `json:"readyReplicas"`
+	AvailableReplicas int32       `json:"availableReplicas"`
+	Conditions        []Condition `json:"conditions,omitempty"`
 	// Schedule is the cron job's schedule (with its time zone, as
 	// "CRON_TZ=ZONE EXPR") that LastScheduleTime counts for: a schedule
 	// in the spec that differs is new, and its runs count from when it

@@ -110,7 +110,7 @@ func groupReady(want, have *api.Workload) (ready, total int32, why string) {
 	st := have.Status
 	switch {
 	case want.Spec.EveryNode:
-		total = max(st.Replicas, 1)
+		total = max(st.DesiredReplicas, 1)
 	case want.Spec.Job != nil:
 		total = 1 // the run of its template
 	}

@@ -107,12 +107,12 @@ func TestWaitsEveryNodeRollout(t *testing.T) {
 	agent := group("agent", 0)
 	agent.Spec.EveryNode = true
 	web := depApp("web", "a-web", agent, group("api", 1, "agent"))
-	observed := func(updated, ready int32) *api.Workload {
+	observed := func(live, updated, ready int32) *api.Workload {
 		ws, _ := Desired(web)
 		for _, w := range ws {
 			if w.Metadata.Name == "agent" {
 				w.Metadata.UID, w.Metadata.Generation = "w-agent", 2
-				w.Status = api.WorkloadStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: updated,
+				w.Status = api.WorkloadStatus{ObservedGeneration: 2, Replicas: live, DesiredReplicas: 3, UpdatedReplicas: updated,
 					ReadyReplicas: ready, AvailableReplicas: ready}
 				avail := api.ConditionTrue
 				if ready < 3 {
@@ -125,18 +125,22 @@ func TestWaitsEveryNodeRollout(t *testing.T) {
 		panic("no group agent")
 	}
 	for _, tc := range []struct {
-		name           string
-		updated, ready int32
-		want           string
+		name                 string
+		live, updated, ready int32
+		want                 string
 	}{
-		{name: "old template ready on every node", updated: 0, ready: 3,
+		{name: "old template ready on every node", live: 3, updated: 0, ready: 3,
 			want: "api|agent|api is waiting for agent: 0/3 ready"},
-		{name: "one node left to roll", updated: 2, ready: 3,
+		{name: "one node left to roll", live: 3, updated: 2, ready: 3,
 			want: "api|agent|api is waiting for agent: 2/3 ready"},
-		{name: "rolled out", updated: 3, ready: 3},
+		// The old pod of one node gone, its new one not made yet: the
+		// wait counts the 3 nodes, not the 2 pods there are.
+		{name: "one node between its old and new pod", live: 2, updated: 1, ready: 2,
+			want: "api|agent|api is waiting for agent: 2/3 ready (not Available)"},
+		{name: "rolled out", live: 3, updated: 3, ready: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ws := map[string][]*api.Workload{"web": {observed(tc.updated, tc.ready)}}
+			ws := map[string][]*api.Workload{"web": {observed(tc.live, tc.updated, tc.ready)}}
 			got := Waits(web, func(string) *api.App { return nil }, func(ns string) []*api.Workload { return ws[ns] })
 			if g := waitsText(got); g != tc.want {
 				t.Errorf("waits:\n%s\nwant:\n%s", g, tc.want)

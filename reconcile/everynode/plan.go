@@ -165,6 +165,7 @@ func status(w *api.Workload, hash string, desired, live, updated, ready int32, n
 		ObservedGeneration: w.Metadata.Generation,
 		TemplateHash:       hash,
 		Replicas:           live,
+		DesiredReplicas:    desired,
 		UpdatedReplicas:    updated,
 		ReadyReplicas:      ready,
 		AvailableReplicas:  ready,

@@ -154,6 +154,20 @@ func TestCompute(t *testing.T) {
 	}
 }
 
+// TestStatusCountsNodes: desiredReplicas counts the nodes that want a
+// pod, replicas the pods there are; while a node's old pod stops, the two
+// differ.
+func TestStatusCountsNodes(t *testing.T) {
+	v1, v2 := shipper("x:v1", nil), shipper("x:v2", nil)
+	gone := podOn(v1, "h1", true)
+	gone.Metadata.DeletionRequestedAt = &now
+	nodes := []*api.Node{node("h0", true, nil), node("h1", true, nil), node("h2", false, nil)}
+	st := Compute(v2, nodes, []*api.Pod{podOn(v1, "h0", true), gone}, now).Status
+	if st.DesiredReplicas != 2 || st.Replicas != 1 || st.ReadyReplicas != 1 || st.UpdatedReplicas != 0 {
+		t.Fatalf("status %+v: want 2 desired, 1 pod, 1 ready, 0 updated", st)
+	}
+}
+
 func TestPodNameFitsALabel(t *testing.T) {
 	w := shipper("x", nil)
 	w.Metadata.Name = strings.Repeat("a", 63)
