@@ -11,8 +11,10 @@
 //     schedulable, node selector, pod count, CPU, memory, host ports) then
 //     scorers (least allocated, spread the replicas of one workload), in the
 //     order written once in stack.go. On large clusters it samples a bounded
-//     number of feasible nodes from a rotating start offset. It does no I/O
-//     and is exported for the dry run of `capstan plan`.
+//     number of feasible nodes from a rotating start offset; a pod pinned to
+//     one node (spec.requiredNode, the everyNode controller's) is tried
+//     there alone, its cordon tolerated. It does no I/O and is exported for
+//     the dry run of `capstan plan`.
 //   - The binder (Start) that feeds the snapshot from informers and writes
 //     each decision back as a binding, a compare-and-swap the API server
 //     applies (client.BindOp).
