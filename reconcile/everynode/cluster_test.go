@@ -245,7 +245,7 @@ func TestEveryNodeHostPortClash(t *testing.T) {
 	if _, err := c.Create(t.Context(), holder); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the nodes registered", func() string {
+	waitFor(t, "hn-2 registered and cordoned", func() string {
 		o, err := c.Get(t.Context(), api.Key{Kind: api.KindNode, Name: "hn-2"})
 		if err != nil {
 			return err.Error()
