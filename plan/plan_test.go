@@ -27,7 +27,7 @@ type scenario struct {
 //
 //	file name=PATH side=(base[,head]) [delete]   input: the file's content
 //	node name=N cpu=Q memory=Q [pods=K] [notready] [cordoned] [labels=(k=v,...)]
-//	pod app=A name=P workload=W node=N [cpu=Q] [memory=Q]
+//	pod app=A name=P workload=W node=N [cpu=Q] [memory=Q] [hostport=K]
 //	volume app=A name=V node=N                     a persistent volume on node N
 //	plan [format=text|markdown] [path=DIR]
 //
@@ -129,6 +129,10 @@ func (s *scenario) pod(t *testing.T, d *datadriven.TestData) string {
 	p.Spec.Containers = []api.Container{{Name: "c", Image: "x"}}
 	p.Spec.Containers[0].Resources.Requests.CPU = quantityArg(t, d, "cpu")
 	p.Spec.Containers[0].Resources.Requests.Memory = quantityArg(t, d, "memory")
+	var hostPort int
+	if d.MaybeScanArgs(t, "hostport", &hostPort) {
+		p.Spec.Containers[0].Ports = []api.ContainerPort{{Name: "p", Port: int32(hostPort), HostPort: int32(hostPort)}}
+	}
 	p.Status.Phase = api.PodRunning
 	s.cluster().Pods = append(s.cluster().Pods, p)
 	return ""
