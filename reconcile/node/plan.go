@@ -115,18 +115,23 @@ func ComputeSince(n *api.Node, last time.Time, pods []*api.Pod, now time.Time, o
 		p.Status = upd
 	}
 
-	if silent >= opts.GracePeriod && silent < opts.EvictionTimeout {
-		p.NotReady = markNotReady(n.Metadata.Name, pods, now)
-	}
+	kept := pods // the pods eviction leaves on the silent node
 	if silent >= opts.EvictionTimeout {
+		kept = nil
 		for _, pod := range pods {
-			if record(pod) {
+			if record(pod) || pinnedHere(pod, n.Metadata.Name) {
+				kept = append(kept, pod)
 				continue
 			}
 			p.Evict = append(p.Evict, pod)
 			p.Events = append(p.Events, reconcile.Event{Object: api.RefOf(pod), Type: api.EventWarning, Reason: ReasonEvicted,
 				Message: fmt.Sprintf("node %s silent for %s (eviction timeout %s); pod deleted to be replaced elsewhere", n.Metadata.Name, silent.Truncate(time.Second), opts.EvictionTimeout)})
 		}
+	}
+	if silent >= opts.GracePeriod {
+		// Past the eviction timeout too: a pinned pod stays, and must not
+		// stay Ready behind a service.
+		p.NotReady = markNotReady(n.Metadata.Name, kept, now)
 	}
 	switch {
 	case silent < opts.GracePeriod:
@@ -166,6 +171,18 @@ func ComputeGone(node string, pods []*api.Pod) Plan {
 // like any other: on a dead node no agent would finish its graceful delete.
 func record(pod *api.Pod) bool {
 	return (pod.Status.Phase == api.PodSucceeded || pod.Status.Phase == api.PodFailed) && !api.Terminating(pod)
+}
+
+// pinnedHere reports whether pod may run on node only (spec.requiredNode:
+// an everyNode pod) and nobody asked to delete it. Eviction leaves such a
+// pod, as Kubernetes leaves DaemonSet pods (they tolerate
+// node.kubernetes.io/unreachable): it could be replaced on this node
+// only, so deleting it would just restart the node's daemon when the node
+// is back. It is marked not Ready like the others, so services drop it;
+// once its node is deleted (ComputeGone), it goes. One being deleted is
+// evicted: on a dead node only eviction finishes that delete.
+func pinnedHere(pod *api.Pod, node string) bool {
+	return pod.Spec.RequiredNode == node && !api.Terminating(pod)
 }
 
 // markNotReady returns copies of the pods whose Ready condition is True,

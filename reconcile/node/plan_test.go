@@ -90,6 +90,9 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 			p := api.KindPod.New().(*api.Pod)
 			p.Metadata = api.ObjectMeta{Name: n, App: "shop"}
 			p.Spec.NodeName = "n1"
+			if d.HasArg("pinned") {
+				p.Spec.RequiredNode = "n1"
+			}
 			if d.HasArg("everynode") {
 				p.Metadata.Owner = &api.OwnerRef{Kind: api.KindWorkload, Name: "agentd", UID: "everynode-uid"}
 			}
