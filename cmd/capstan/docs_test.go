@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/capstanhq/capstan/schema"
+)
+
+// docSnippet is one fenced block of a page of the docs.
+type docSnippet struct {
+	page string // "docs/descriptor.md"
+	line int    // line of the opening fence
+	lang string // "cue", "yaml"
+	text string
+}
+
+// docSnippets returns the fenced blocks of README.md and docs/*.md whose
+// info string is one of langs.
+func docSnippets(t *testing.T, langs ...string) []docSnippet {
+	t.Helper()
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages = append([]string{"../../README.md"}, pages...)
+	var out []docSnippet
+	for _, page := range pages {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			cur docSnippet
+			in  bool
+		)
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for n := 1; sc.Scan(); n++ {
+			line := sc.Text()
+			switch {
+			case in && strings.HasPrefix(line, "```"):
+				if slices.Contains(langs, cur.lang) {
+					out = append(out, cur)
+				}
+				in = false
+			case in:
+				cur.text += line + "\n"
+			case strings.HasPrefix(line, "```"):
+				cur = docSnippet{page: strings.TrimPrefix(page, "../../"), line: n, lang: strings.TrimPrefix(line, "```")}
+				in = true
+			}
+		}
+		if in {
+			t.Errorf("%s:%d: fenced block never closed", cur.page, cur.line)
+		}
+	}
+	return out
+}
+
+// A descriptor the docs show must pass the schema as the reader copies it:
+// every fenced cue block is a whole descriptor file (top-level apps, no
+// "..." elisions), and so is every yaml block that starts with apps:. The
+// snippets failed before this test: one left out a container's image, one
+// elided a pod group with "...", one was a bare files: field. Files a
+// snippet names with from: belong to the reader's repository, so the check
+// is schema.Load (what capstan validate runs before it reads those files).
+func TestDocsDescriptorSnippetsValidate(t *testing.T) {
+	snippets := docSnippets(t, "cue", "yaml")
+	checked := 0
+	for _, s := range snippets {
+		if s.lang == "yaml" && !strings.HasPrefix(s.text, "apps:") {
+			continue // a repository, forge or notification config
+		}
+		checked++
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "snippet."+s.lang), []byte(s.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := schema.Load(os.DirFS(dir), schema.LoadOptions{})
+		if err != nil {
+			t.Errorf("%s:%d: %v", s.page, s.line, err)
+			continue
+		}
+		for _, e := range res.AllErrors() {
+			t.Errorf("%s:%d: the %s snippet does not validate: %s", s.page, s.line, s.lang, e)
+		}
+		if len(res.Apps) == 0 {
+			t.Errorf("%s:%d: the %s snippet declares no app", s.page, s.line, s.lang)
+		}
+	}
+	// The pages show at least the descriptor, volume, job, secret and
+	// preview examples; fewer means the reader above lost them.
+	if checked < 7 {
+		t.Errorf("checked %d descriptor snippets in the docs, want at least 7", checked)
+	}
+}
