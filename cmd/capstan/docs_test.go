@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/capstanhq/capstan/schema"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // docSnippet is one fenced block of a page of the docs.
@@ -98,4 +101,25 @@ func TestDocsDescriptorSnippetsValidate(t *testing.T) {
 	if checked < 7 {
 		t.Errorf("checked %d descriptor snippets in the docs, want at least 7", checked)
 	}
+}
+
+// A flag whose help names its default in words and also has a default
+// value printed two: 'capstan rollback --help' said '(default: the one
+// sync tracks) (default "main")'. Every command's help names one.
+func TestHelpNamesOneDefaultPerFlag(t *testing.T) {
+	twice := regexp.MustCompile(`\(default[^)]*\)\s+\(default`)
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			one := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
+			one.AddFlag(f)
+			if line := one.FlagUsages(); twice.MatchString(line) {
+				t.Errorf("%s: the help names two defaults:\n%s", c.CommandPath(), line)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd())
 }

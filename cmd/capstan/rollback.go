@@ -90,7 +90,7 @@ the remote, or left for you to push).`,
 	cmd.Flags().StringVar(&to, "to", "", "the commit whose content of the app to restore")
 	cmd.Flags().StringVar(&repoDir, "repo", "", "local clone of the app's repository (default: the app's source, if local)")
 	cmd.Flags().StringVar(&descPath, "path", "", "descriptor directory in the repository (default: the one sync reads)")
-	cmd.Flags().StringVar(&branch, "branch", "main", "branch to commit on (default: the one sync tracks)")
+	cmd.Flags().StringVar(&branch, "branch", "main", "branch to commit on: the one sync tracks, or this one when the server cannot be asked")
 	cmd.Flags().BoolVar(&includeOthers, "include-other-apps", false, "also roll back the other apps declared in the app's files")
 	return cmd
 }
