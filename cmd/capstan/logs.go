@@ -24,9 +24,9 @@ func newLogsCmd() *cobra.Command {
 server. POD is APP/NAME (or NAME with --app); a pod with several containers
 needs -c. --previous prints the run before the last restart; -f keeps
 printing until the container stops or Ctrl-C. Viewers may read logs.`,
-		Example: `  capstan logs shop/backend-7f9c2-x2kq4
-  capstan logs shop/backend-7f9c2-x2kq4 -c sidecar --tail 20 -f
-  capstan logs shop/backend-7f9c2-x2kq4 --previous`,
+		Example: `  capstan logs shop/backend-x2kq4
+  capstan logs shop/worker-kkx57 -c shipper --tail 20 -f
+  capstan logs shop/backend-x2kq4 --previous`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completePods,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -72,8 +72,8 @@ func newExecCmd() *cobra.Command {
 the pod's agent. -i passes standard input; -t gives the command a terminal
 (with -i, the local terminal goes raw until the command ends). capstan exits
 with the command's exit code. Only admins may exec.`,
-		Example: `  capstan exec shop/backend-7f9c2-x2kq4 -- ls /data
-  capstan exec shop/backend-7f9c2-x2kq4 -it -- sh`,
+		Example: `  capstan exec shop/backend-x2kq4 -- ls /data
+  capstan exec shop/backend-x2kq4 -it -- sh`,
 		Args:              cobra.MinimumNArgs(2),
 		ValidArgsFunction: completePods,
 		RunE: func(cmd *cobra.Command, args []string) error {
