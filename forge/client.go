@@ -90,5 +90,8 @@ const (
 // Deployer is a Client whose forge also has deployments (GitHub): the
 // deploy status of a commit is mirrored there.
 type Deployer interface {
-	Deploy(ctx context.Context, sha, environment string, s Status) error
+	// Deploy sets s on deployment id of sha to environment, or when id
+	// is 0 on the one made for them before, or on a new one; it returns
+	// the deployment's id (also with an error, once known).
+	Deploy(ctx context.Context, sha, environment string, id int64, s Status) (int64, error)
 }

@@ -217,8 +217,15 @@ func (c *Component) Start(ctx context.Context) error {
 		c.apps, c.workloads, c.revisions = inf(api.KindApp), inf(api.KindWorkload), inf(api.KindRevision)
 		c.revisions.AddHandler(client.Handler{OnAdd: func(obj api.Object) {
 			r := obj.(*api.Revision)
-			if w := c.workers[r.Metadata.Labels[labelRepo]]; w != nil && !r.Spec.SyncedAt.Before(c.started) {
-				w.track(r.Spec.Commit)
+			w := c.workers[r.Metadata.Labels[labelRepo]]
+			switch rec, has := parseDeployRecord(r.Metadata.Annotations); {
+			case w == nil:
+			case has && rec.State == StatePending:
+				// Left pending by a server that stopped or lost
+				// the lead: complete it.
+				w.track(r.Spec.Commit, StatePending)
+			case !has && !r.Spec.SyncedAt.Before(c.started):
+				w.track(r.Spec.Commit, "")
 			}
 		}})
 		poke := func(api.Object) {

@@ -3,13 +3,16 @@ package forge
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/reconcile/app"
@@ -114,46 +117,15 @@ func TestDeployStatuses(t *testing.T) {
 	if _, err := c.Create(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	rc := gitsync.RepoConfig{Name: "deploy", URL: bare.dir, Branch: "main",
-		Forge: &gitsync.ForgeConfig{Type: "github", APIURL: f.apiURL(), Project: "org/deploy", Token: f.token, Events: []string{gitsync.ForgeEventDeploys}, PollInterval: time.Hour}}
-	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{rc}, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- comp.Start(cctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	a := loadApp(t, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
-	created, err := c.Create(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a = created.(*api.App)
-	a.Status.SyncedCommit = commitA
-	if _, err := c.UpdateStatus(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	comp, _ := startDeploys(t, c, f, bare)
+	a := createSynced(t, c, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
 	// Wait for the informers to have started before the commit lands.
 	eventually(t, "the component's informers", func() bool { return comp.revisions != nil && comp.revisions.Revision() > 0 })
 	if _, err := c.Create(ctx, revision("x", commitA, api.SyncApplied, false)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "pending on the synced commit", func() bool { s, ok := f.lastStatus(commitA, DeployContext); return ok && s.State == StatePending })
-	for _, w := range rolled(a, "complete") {
-		st := w.Status
-		o, err := c.Create(ctx, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w = o.(*api.Workload)
-		w.Status = st
-		w.Status.ObservedGeneration = w.Metadata.Generation
-		if _, err := c.UpdateStatus(ctx, w); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rollOut(t, c, a)
 	eventually(t, "success once rolled out", func() bool { s, ok := f.lastStatus(commitA, DeployContext); return ok && s.State == StateSuccess })
 	if h := f.statusHistory(commitA, DeployContext); len(h) != 2 {
 		t.Errorf("statuses of the commit: %v, want pending then success", h)
@@ -167,5 +139,148 @@ func TestDeployStatuses(t *testing.T) {
 	}
 	if _, ok := f.lastStatus(old.Spec.Commit, DeployContext); ok {
 		t.Error("a commit synced before the component started got a status")
+	}
+}
+
+// startDeploys runs a component following the deploy statuses of
+// repository "deploy" on f; stop ends it (also at the test's end).
+func startDeploys(t *testing.T, c *client.Client, f *fakeForge, bare *bareRepo) (comp *Component, stop func()) {
+	t.Helper()
+	rc := gitsync.RepoConfig{Name: "deploy", URL: bare.dir, Branch: "main",
+		Forge: &gitsync.ForgeConfig{Type: f.kind, APIURL: f.apiURL(), Project: "org/deploy", Token: f.token, Events: []string{gitsync.ForgeEventDeploys}, PollInterval: time.Hour}}
+	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{rc}, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- comp.Start(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return comp, stop
+}
+
+// createSynced creates the App of src as sync leaves it at commit.
+func createSynced(t *testing.T, c *client.Client, src, commit string) *api.App {
+	t.Helper()
+	ctx := context.Background()
+	created, err := c.Create(ctx, loadApp(t, src, commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := created.(*api.App)
+	a.Status.SyncedCommit = commit
+	if _, err := c.UpdateStatus(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// rollOut creates a's workloads as the workload controller leaves them
+// once rolled out.
+func rollOut(t *testing.T, c *client.Client, a *api.App) {
+	t.Helper()
+	ctx := context.Background()
+	for _, w := range rolled(a, "complete") {
+		st := w.Status
+		o, err := c.Create(ctx, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w = o.(*api.Workload)
+		w.Status = st
+		w.Status.ObservedGeneration = w.Metadata.Generation
+		if _, err := c.UpdateStatus(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// deployRecordOf is the deploy record on the Revision at key.
+func deployRecordOf(t *testing.T, c *client.Client, key api.Key) (deployRecord, bool) {
+	t.Helper()
+	o, err := c.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseDeployRecord(o.Meta().Annotations)
+}
+
+// A deploy status left pending by a server that stopped (or lost the
+// lead) is completed by the next one, from the record kept on the
+// commit's Revision: success once the rollout it waited for is done,
+// with no second pending and, on GitHub, no second deployment. A
+// deployment made just before a stop, whose ID never reached the record,
+// is found again on the forge rather than made twice.
+func TestDeployStatusAcrossRestart(t *testing.T) {
+	for _, kind := range []string{"github", "gitlab", "gitea"} {
+		t.Run(kind, func(t *testing.T) {
+			bare := newBareRepo(t)
+			f := newFakeForge(t, kind, bare.dir)
+			c := apiservertest.Start(t, apiservertest.Options{}).Client
+			ctx := context.Background()
+			comp, stop := startDeploys(t, c, f, bare)
+			a := createSynced(t, c, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
+			eventually(t, "the component's informers", func() bool { return comp.revisions != nil && comp.revisions.Revision() > 0 })
+			rev, err := c.Create(ctx, revision("x", commitA, api.SyncApplied, false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := api.KeyOf(rev)
+			eventually(t, "pending on the synced commit, recorded", func() bool {
+				s, ok := f.lastStatus(commitA, DeployContext)
+				rec, has := deployRecordOf(t, c, key)
+				return ok && s.State == StatePending && has && rec.State == StatePending && (kind != "github" || rec.ID != 0)
+			})
+			stop()
+
+			rollOut(t, c, a)
+			// A GitHub deployment made just before the stop, its ID not
+			// recorded yet.
+			var made int
+			if kind == "github" {
+				made = f.addDeployment(commitB, "deploy", deployDescription)
+			}
+			other := revision("deploy", commitB, api.SyncApplied, true)
+			other.Spec.SyncedAt = time.Now().Add(-time.Hour)
+			other.Metadata.Annotations = map[string]string{AnnotationDeployState: string(StatePending)}
+			if _, err := c.Create(ctx, other); err != nil {
+				t.Fatal(err)
+			}
+
+			startDeploys(t, c, f, bare)
+			eventually(t, "success after the restart", func() bool {
+				s, ok := f.lastStatus(commitA, DeployContext)
+				return ok && s.State == StateSuccess
+			})
+			eventually(t, "success of the commit whose deployment was not recorded", func() bool {
+				s, ok := f.lastStatus(commitB, DeployContext)
+				return ok && s.State == StateSuccess
+			})
+			if h := f.statusHistory(commitA, DeployContext); !slices.Equal(h, []State{StatePending, StateSuccess}) {
+				t.Errorf("statuses of the commit: %v, want pending then success", h)
+			}
+			eventually(t, "the record says success", func() bool {
+				rec, _ := deployRecordOf(t, c, key)
+				return rec.State == StateSuccess
+			})
+			if kind != "github" {
+				return
+			}
+			eventually(t, "the deployments' success", func() bool {
+				a, b := f.deploymentsOf(commitA), f.deploymentsOf(commitB)
+				return len(a) == 1 && len(a[0].states) == 2 && len(b) == 1 && len(b[0].states) == 1
+			})
+			if d := f.deploymentsOf(commitA)[0]; !slices.Equal(d.states, []string{"in_progress", "success"}) {
+				t.Errorf("deployment of the restarted commit: %v, want in_progress then success", d.states)
+			}
+			if d := f.deploymentsOf(commitB); len(d) != 1 || d[0].states[0] != "success" {
+				t.Errorf("deployments of the commit whose ID was not recorded: %+v, want deployment %d with success", d, made)
+			}
+			if rec, _ := deployRecordOf(t, c, api.KeyOf(other)); rec.ID != int64(made) || rec.State != StateSuccess {
+				t.Errorf("record of the commit whose ID was not recorded: %+v, want deployment %d, success", rec, made)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,8 +48,8 @@ type fakeForge struct {
 }
 
 type fakeDeployment struct {
-	sha, environment string
-	states           []string
+	sha, environment, description string
+	states                        []string
 }
 
 type fakePR struct {
@@ -328,16 +329,23 @@ func (f *fakeForge) serve(w http.ResponseWriter, r *http.Request) {
 		s := f.fixture("status")
 		s["state"], s["status"], s["context"], s["description"] = in.State, in.State, in.Context, in.Description
 		f.reply(w, http.StatusCreated, s)
-	case m[1] == "deployments" && f.kind == "github":
-		var in struct{ Ref, Environment string }
-		_ = json.NewDecoder(r.Body).Decode(&in)
+	case m[1] == "deployments" && f.kind == "github" && r.Method == http.MethodGet:
+		q := r.URL.Query()
+		var list []any
 		f.mu.Lock()
-		f.deployments = append(f.deployments, fakeDeployment{sha: in.Ref, environment: in.Environment})
-		id := len(f.deployments)
+		ds := slices.Clone(f.deployments)
 		f.mu.Unlock()
-		d := f.fixture("deployment")
-		d["id"], d["sha"], d["ref"], d["environment"] = id, in.Ref, in.Ref, in.Environment
-		f.reply(w, http.StatusCreated, d)
+		for i, d := range slices.Backward(ds) {
+			if (q.Get("sha") == "" || q.Get("sha") == d.sha) && (q.Get("environment") == "" || q.Get("environment") == d.environment) {
+				list = append(list, f.renderDeployment(i+1, d))
+			}
+		}
+		f.page(w, r, list)
+	case m[1] == "deployments" && f.kind == "github":
+		var in struct{ Ref, Environment, Description string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		id := f.addDeployment(in.Ref, in.Environment, in.Description)
+		f.reply(w, http.StatusCreated, f.renderDeployment(id, fakeDeployment{sha: in.Ref, environment: in.Environment, description: in.Description}))
 	case m[6] != "" && f.kind == "github":
 		var in struct{ State string }
 		_ = json.NewDecoder(r.Body).Decode(&in)
@@ -358,6 +366,20 @@ func (f *fakeForge) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// addDeployment makes a GitHub deployment and returns its ID.
+func (f *fakeForge) addDeployment(sha, environment, description string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deployments = append(f.deployments, fakeDeployment{sha: sha, environment: environment, description: description})
+	return len(f.deployments)
+}
+
+func (f *fakeForge) renderDeployment(id int, fd fakeDeployment) map[string]any {
+	d := f.fixture("deployment")
+	d["id"], d["sha"], d["ref"], d["environment"], d["description"] = id, fd.sha, fd.sha, fd.environment, fd.description
+	return d
+}
+
 // deploymentsOf are the deployments of sha.
 func (f *fakeForge) deploymentsOf(sha string) []fakeDeployment {
 	f.mu.Lock()
@@ -365,7 +387,7 @@ func (f *fakeForge) deploymentsOf(sha string) []fakeDeployment {
 	var out []fakeDeployment
 	for _, d := range f.deployments {
 		if d.sha == sha {
-			out = append(out, fakeDeployment{sha: d.sha, environment: d.environment, states: append([]string(nil), d.states...)})
+			out = append(out, fakeDeployment{sha: d.sha, environment: d.environment, description: d.description, states: slices.Clone(d.states)})
 		}
 	}
 	return out

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-github/v88/github"
@@ -17,9 +16,6 @@ type gitHub struct {
 	c           *github.Client
 	owner, repo string
 	now         func() time.Time
-	// deployments are the deployment IDs made, by commit.
-	mu          sync.Mutex
-	deployments map[string]int64
 }
 
 func newGitHub(apiURL, project, token string, hc *http.Client, now func() time.Time) (*gitHub, error) {
@@ -79,20 +75,33 @@ func (g *gitHub) convert(p *github.PullRequest) PullRequest {
 }
 
 func (g *gitHub) OpenPullRequests(ctx context.Context, base string) ([]PullRequest, error) {
-	opts := &github.PullRequestListOptions{State: "open", Base: base, ListOptions: github.ListOptions{PerPage: 100}}
-	var out []PullRequest
+	prs, resp, err := allPages(func(lo github.ListOptions) ([]*github.PullRequest, *github.Response, error) {
+		return g.c.PullRequests.List(ctx, g.owner, g.repo, &github.PullRequestListOptions{State: "open", Base: base, ListOptions: lo})
+	})
+	if err != nil {
+		return nil, g.fail("list open pull requests", resp, err)
+	}
+	out := make([]PullRequest, 0, len(prs))
+	for _, p := range prs {
+		out = append(out, g.convert(p))
+	}
+	return out, nil
+}
+
+// allPages collects every page of a GitHub list call.
+func allPages[T any](list func(github.ListOptions) ([]T, *github.Response, error)) ([]T, *github.Response, error) {
+	lo := github.ListOptions{PerPage: 100}
+	var out []T
 	for {
-		prs, resp, err := g.c.PullRequests.List(ctx, g.owner, g.repo, opts)
+		items, resp, err := list(lo)
 		if err != nil {
-			return nil, g.fail("list open pull requests", resp, err)
+			return nil, resp, err
 		}
-		for _, p := range prs {
-			out = append(out, g.convert(p))
-		}
+		out = append(out, items...)
 		if resp.NextPage == 0 {
-			return out, nil
+			return out, resp, nil
 		}
-		opts.Page = resp.NextPage
+		lo.Page = resp.NextPage
 	}
 }
 
@@ -105,21 +114,17 @@ func (g *gitHub) PullRequest(ctx context.Context, number int) (PullRequest, erro
 }
 
 func (g *gitHub) Comments(ctx context.Context, number int) ([]Comment, error) {
-	opts := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
-	var out []Comment
-	for {
-		cs, resp, err := g.c.Issues.ListComments(ctx, g.owner, g.repo, number, opts)
-		if err != nil {
-			return nil, g.fail(fmt.Sprintf("list the comments of #%d", number), resp, err)
-		}
-		for _, c := range cs {
-			out = append(out, Comment{ID: c.GetID(), Author: c.GetUser().GetLogin(), Body: c.GetBody()})
-		}
-		if resp.NextPage == 0 {
-			return out, nil
-		}
-		opts.Page = resp.NextPage
+	cs, resp, err := allPages(func(lo github.ListOptions) ([]*github.IssueComment, *github.Response, error) {
+		return g.c.Issues.ListComments(ctx, g.owner, g.repo, number, &github.IssueListCommentsOptions{ListOptions: lo})
+	})
+	if err != nil {
+		return nil, g.fail(fmt.Sprintf("list the comments of #%d", number), resp, err)
 	}
+	out := make([]Comment, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, Comment{ID: c.GetID(), Author: c.GetUser().GetLogin(), Body: c.GetBody()})
+	}
+	return out, nil
 }
 
 func (g *gitHub) CreateComment(ctx context.Context, number int, body string) (Comment, error) {
@@ -175,28 +180,21 @@ func httpFail(forge, call string, resp *http.Response, err error, now time.Time)
 	return classify(forge, call, resp.StatusCode, wait, err)
 }
 
-// Deploy records a deploy of sha to environment as a GitHub deployment
-// (made on the first call for sha) with a status: in_progress while
-// pending, then success or failure. GitLab and Gitea have only commit
-// statuses.
-func (g *gitHub) Deploy(ctx context.Context, sha, environment string, s Status) error {
-	g.mu.Lock()
-	id, ok := g.deployments[sha]
-	g.mu.Unlock()
-	if !ok {
-		d, resp, err := g.c.Repositories.CreateDeployment(ctx, g.owner, g.repo, &github.DeploymentRequest{
-			Ref: &sha, Environment: &environment, AutoMerge: github.Ptr(false), RequiredContexts: &[]string{},
-			Description: github.Ptr("synced by Capstan")})
-		if err != nil {
-			return g.fail(fmt.Sprintf("create a deployment of %.12s", sha), resp, err)
+// deployDescription marks the GitHub deployments Capstan makes, so that
+// one made before a restart is found again rather than made twice.
+const deployDescription = "synced by Capstan"
+
+// Deploy sets status s on the GitHub deployment of sha to environment:
+// deployment id, or when id is 0 the one Capstan made before (a restart
+// between making it and recording its id) or else a new one. The status
+// is in_progress while pending, then success or failure. GitLab and Gitea
+// have only commit statuses.
+func (g *gitHub) Deploy(ctx context.Context, sha, environment string, id int64, s Status) (int64, error) {
+	if id == 0 {
+		var err error
+		if id, err = g.deployment(ctx, sha, environment); err != nil {
+			return 0, err
 		}
-		id = d.GetID()
-		g.mu.Lock()
-		if g.deployments == nil || len(g.deployments) > 1000 {
-			g.deployments = map[string]int64{}
-		}
-		g.deployments[sha] = id
-		g.mu.Unlock()
 	}
 	state := map[State]string{StatePending: "in_progress", StateSuccess: "success", StateFailure: "failure", StateError: "error"}[s.State]
 	req := &github.DeploymentStatusRequest{State: &state, Description: github.Ptr(clipDescription(s.Description))}
@@ -205,7 +203,30 @@ func (g *gitHub) Deploy(ctx context.Context, sha, environment string, s Status) 
 	}
 	_, resp, err := g.c.Repositories.CreateDeploymentStatus(idempotent(ctx), g.owner, g.repo, id, req)
 	if err != nil {
-		return g.fail(fmt.Sprintf("set the status of deployment %d", id), resp, err)
+		return id, g.fail(fmt.Sprintf("set the status of deployment %d", id), resp, err)
 	}
-	return nil
+	return id, nil
+}
+
+// deployment finds Capstan's deployment of sha to environment, or makes
+// it.
+func (g *gitHub) deployment(ctx context.Context, sha, environment string) (int64, error) {
+	ds, resp, err := allPages(func(lo github.ListOptions) ([]*github.Deployment, *github.Response, error) {
+		return g.c.Repositories.ListDeployments(ctx, g.owner, g.repo, &github.DeploymentsListOptions{SHA: sha, Environment: environment, ListOptions: lo})
+	})
+	if err != nil {
+		return 0, g.fail(fmt.Sprintf("list the deployments of %.12s", sha), resp, err)
+	}
+	for _, d := range ds {
+		if d.GetDescription() == deployDescription {
+			return d.GetID(), nil
+		}
+	}
+	d, resp, err := g.c.Repositories.CreateDeployment(ctx, g.owner, g.repo, &github.DeploymentRequest{
+		Ref: &sha, Environment: &environment, AutoMerge: github.Ptr(false), RequiredContexts: &[]string{},
+		Description: github.Ptr(deployDescription)})
+	if err != nil {
+		return 0, g.fail(fmt.Sprintf("create a deployment of %.12s", sha), resp, err)
+	}
+	return d.GetID(), nil
 }

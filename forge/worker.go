@@ -45,6 +45,10 @@ type prState struct {
 type tracked struct {
 	commit string
 	posted Status
+	// rec is the commit's deploy record as written at key; zero key
+	// until read from the Revisions.
+	rec deployRecord
+	key api.Key
 }
 
 // worker serves one repository.
@@ -130,8 +134,9 @@ func (w *worker) clusterChanged() {
 	})
 }
 
-// track follows the deploy status of a commit sync looked at.
-func (w *worker) track(commit string) {
+// track follows the deploy status of a commit sync looked at; posted is
+// what its deploy record says was posted (a server that started since).
+func (w *worker) track(commit string, posted State) {
 	if !w.cfg.Forge.Enabled(gitsync.ForgeEventDeploys) || commit == "" {
 		return
 	}
@@ -144,7 +149,7 @@ func (w *worker) track(commit string) {
 			return
 		}
 	}
-	w.commits = append(w.commits, tracked{commit: commit})
+	w.commits = append(w.commits, tracked{commit: commit, posted: Status{State: posted}})
 	if len(w.commits) > maxTracked {
 		w.commits = w.commits[len(w.commits)-maxTracked:]
 	}
@@ -497,7 +502,7 @@ func (w *worker) deployRound(ctx context.Context) error {
 	commits := append([]tracked(nil), w.commits...)
 	w.mu.Unlock()
 	var errs []error
-	done := map[string]Status{}
+	done := map[string]tracked{}
 	for _, t := range commits {
 		in.Commit = t.commit
 		st := DeployState(in)
@@ -505,23 +510,15 @@ func (w *worker) deployRound(ctx context.Context) error {
 		if st.State == t.posted.State && t.posted.State != "" {
 			continue
 		}
-		if err := w.fc.SetStatus(ctx, t.commit, st); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if d, ok := w.fc.(Deployer); ok {
-			if err := d.Deploy(ctx, t.commit, w.cfg.Name, st); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		done[t.commit] = st
+		err := w.deploy(ctx, in.Revisions, &t, st)
+		done[t.commit] = t
+		errs = append(errs, err)
 	}
 	w.mu.Lock()
 	kept := w.commits[:0]
 	for _, t := range w.commits {
-		if st, ok := done[t.commit]; ok {
-			t.posted = st
+		if d, ok := done[t.commit]; ok {
+			t = d
 		}
 		if t.posted.State == StateSuccess || t.posted.State == StateFailure {
 			continue
@@ -531,4 +528,52 @@ func (w *worker) deployRound(ctx context.Context) error {
 	w.commits = kept
 	w.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// deploy posts st as the deploy status of t's commit (and its forge
+// deployment), keeping the commit's deploy record in the API store so
+// that a restart completes what it started: the record says pending
+// before anything is posted, and the final state and the deployment's ID
+// once posted.
+func (w *worker) deploy(ctx context.Context, revs []*api.Revision, t *tracked, st Status) error {
+	if t.key == (api.Key{}) {
+		key, rec, has, ok := recordHolder(revs, w.cfg.Name, t.commit)
+		if ok {
+			t.key = key
+		}
+		if has {
+			t.rec = rec
+		}
+	}
+	save := func(rec deployRecord) error {
+		if t.key == (api.Key{}) || rec == t.rec {
+			return nil
+		}
+		if err := saveDeployRecord(ctx, w.c.opts.API, t.key, rec); err != nil {
+			return err
+		}
+		t.rec = rec
+		return nil
+	}
+	rec := deployRecord{State: StatePending, ID: t.rec.ID, Environment: w.cfg.Name}
+	if err := save(rec); err != nil {
+		return err
+	}
+	if err := w.fc.SetStatus(ctx, t.commit, st); err != nil {
+		return err
+	}
+	if d, ok := w.fc.(Deployer); ok {
+		id, err := d.Deploy(ctx, t.commit, rec.Environment, rec.ID, st)
+		rec.ID = id
+		if err != nil {
+			// Keep the ID, so that the next try need not find it.
+			return errors.Join(err, save(rec))
+		}
+	}
+	rec.State = st.State
+	if err := save(rec); err != nil {
+		return err
+	}
+	t.posted = st
+	return nil
 }
