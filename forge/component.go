@@ -175,6 +175,9 @@ func (c *Component) Start(ctx context.Context) error {
 		infs = append(infs, i)
 		return i
 	}
+	if plans || deploys {
+		c.apps = inf(api.KindApp)
+	}
 	if plans {
 		c.nodes, c.pods = inf(api.KindNode), inf(api.KindPod)
 		changed := func(api.Object) {
@@ -189,6 +192,13 @@ func (c *Component) Start(ctx context.Context) error {
 		}})
 		c.pods.AddHandler(client.Handler{OnAdd: changed, OnDelete: changed, OnUpdate: func(old, obj api.Object) {
 			if old.(*api.Pod).Spec.NodeName != obj.(*api.Pod).Spec.NodeName {
+				changed(obj)
+			}
+		}})
+		// An app another repository takes (or frees) is refused (or
+		// accepted) by sync.
+		c.apps.AddHandler(client.Handler{OnAdd: changed, OnDelete: changed, OnUpdate: func(old, obj api.Object) {
+			if old.Meta().Labels[labelRepo] != obj.Meta().Labels[labelRepo] {
 				changed(obj)
 			}
 		}})
@@ -214,7 +224,7 @@ func (c *Component) Start(ctx context.Context) error {
 		services.AddHandler(client.Handler{OnAdd: svc, OnUpdate: func(_, obj api.Object) { svc(obj) }})
 	}
 	if deploys {
-		c.apps, c.workloads, c.revisions = inf(api.KindApp), inf(api.KindWorkload), inf(api.KindRevision)
+		c.workloads, c.revisions = inf(api.KindWorkload), inf(api.KindRevision)
 		c.revisions.AddHandler(client.Handler{OnAdd: func(obj api.Object) {
 			r := obj.(*api.Revision)
 			w := c.workers[r.Metadata.Labels[labelRepo]]
@@ -287,6 +297,9 @@ func (c *Component) live() *plan.Live {
 	}
 	for _, o := range c.volumes.List() {
 		l.Volumes = append(l.Volumes, o.(*api.PersistentVolume))
+	}
+	for _, o := range c.apps.List() {
+		l.Apps = append(l.Apps, o.(*api.App))
 	}
 	return l
 }

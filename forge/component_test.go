@@ -393,3 +393,35 @@ func TestStatusSetAfterRateLimit(t *testing.T) {
 	hook(t, fl.hookURL, "github", n, "labeled", "d2", true)
 	fl.waitStatus(sha, StateSuccess, "the status set by the next round")
 }
+
+// A pull request that adds an app another repository owns on the cluster
+// is planned as sync will treat it: refused, naming the owner, and a
+// failure (it said "added" and success, and sync then refused it). Once
+// the other repository lets the app go, the verdict flips to success.
+func TestPullRequestForeignApp(t *testing.T) {
+	fl := startFlow(t, "github", "secret-token")
+	c := fl.cluster.Client
+	ctx := context.Background()
+	blog := api.KindApp.New().(*api.App)
+	blog.Metadata = api.ObjectMeta{Name: "blog", App: "blog", Labels: map[string]string{labelRepo: "marketing"}}
+	if _, err := c.Create(ctx, blog); err != nil {
+		t.Fatal(err)
+	}
+	sha := fl.bare.branch(t, "blog", "apps/blog.cue", "apps: blog: pods: web: containers: c: image: \"r/blog:v1\"\n")
+	n := fl.forge.open("blog", "main", "add the blog")
+	if code := hook(t, fl.hookURL, "github", n, "opened", "d1", true); code != http.StatusAccepted {
+		t.Fatalf("pull-request webhook answered %d, want 202", code)
+	}
+	fl.waitStatus(sha, StateFailure, "a failure status on the head")
+	eventually(t, "the refusal on the comment", func() bool {
+		return strings.Contains(fl.comment(n), "app blog belongs to repository marketing, not to repository deploy")
+	})
+	if body := fl.comment(n); !strings.Contains(body, "#### App `blog`: rejected") {
+		t.Errorf("comment does not show blog rejected:\n%s", body)
+	}
+	if _, err := c.Delete(ctx, api.KeyOf(blog), client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fl.waitStatus(sha, StateSuccess, "success once the other repository let the app go")
+	eventually(t, "blog added on the comment", func() bool { return strings.Contains(fl.comment(n), "#### App `blog`: added") })
+}

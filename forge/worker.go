@@ -373,6 +373,7 @@ func (w *worker) prepare(ctx context.Context, st *prState) error {
 	in.Base.Ref = w.cfg.Branch
 	in.Head.Ref = st.pr.Head
 	in.Prune = w.cfg.Prune
+	in.Repo = w.cfg.Name
 	if in.Head.Ref == "" {
 		in.Head.Ref = "#" + strconv.Itoa(n)
 	}

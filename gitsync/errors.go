@@ -52,6 +52,22 @@ var (
 
 // errBadName marks a file name that is not valid UTF-8, which the
 // descriptor tree cannot name (nor errors, nor the API).
+// LabelRepo names, on an App and its Revisions, the repository that owns
+// it (the name in the server's config).
+const LabelRepo = "capstan.io/repo"
+
+// ForeignAppMessage says why sync refuses app in repository repo: owner
+// (another repository, or "" for the API) has it. The plan of a change
+// says the same.
+func ForeignAppMessage(app, owner, repo string) string {
+	who := "repository " + owner
+	if owner == "" {
+		who = "no repository (it was made through the API)"
+	}
+	return fmt.Sprintf("app %s belongs to %s, not to repository %s: rename the app in one of them, or remove it from the other first (it moves here at the next sync)",
+		app, who, repo)
+}
+
 var errBadName = fmt.Errorf("the file name is not valid UTF-8: rename the file: %w", fs.ErrInvalid)
 
 // errNotGitDir marks a local URL whose git directory cannot be watched.

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -25,10 +26,15 @@ type Revision struct {
 }
 
 // Live is the cluster the dry run places pods on: every node, every pod
-// and every persistent volume (of every app), as listed from the API.
+// and every persistent volume (of every app), as listed from the API;
+// and every App, whose repository owns it.
 type Live struct {
 	Nodes []*api.Node
 	Pods  []*api.Pod
+	// Apps say which repository owns each app (the label git sync puts
+	// on them): with Input.Repo, an app head declares that another
+	// repository owns is refused, as sync refuses it.
+	Apps []*api.App
 	// Volumes pin the replicas of ordered workloads to the nodes that
 	// hold their data, as in the live scheduler.
 	Volumes []*api.PersistentVolume
@@ -48,6 +54,9 @@ type Input struct {
 	// Prune is the repository's guard against mass deletion (its config's
 	// prune settings); the zero value is the default policy.
 	Prune gitsync.PrunePolicy
+	// Repo is the repository's name in the server's config; "" when not
+	// known, and then apps of other repositories are not looked for.
+	Repo string
 }
 
 // AppStatus is what a change does to one app.
@@ -169,6 +178,9 @@ func Compute(in Input) *Plan {
 		h, inHead := head[name]
 		p.Apps = append(p.Apps, compareApp(name, b, inBase, h, inHead, repoErrs))
 	}
+	if in.Live != nil && in.Repo != "" {
+		refuseForeign(p, head, in.Live.Apps, in.Repo)
+	}
 	if removed := p.Count(AppRemoved); removed > 0 {
 		// Sync counts the apps it has; base's are the closest the plan
 		// knows.
@@ -186,6 +198,43 @@ func Compute(in Input) *Plan {
 		p.CapacityNote = "capacity not checked (" + note + ")"
 	}
 	return p
+}
+
+// refuseForeign rejects the apps of head that another repository (or
+// the API) owns on the live cluster, naming the owner, as sync refuses
+// them: nothing of them changes, and they are errors of head.
+func refuseForeign(p *Plan, head map[string]schema.AppResult, live []*api.App, repo string) {
+	owners := map[string]string{}
+	for _, a := range live {
+		if a.Metadata.App == a.Metadata.Name {
+			owners[a.Metadata.Name] = a.Metadata.Labels[gitsync.LabelRepo]
+		}
+	}
+	added := false
+	for i := range p.Apps {
+		a := &p.Apps[i]
+		h, inHead := head[a.Name]
+		owner, live := owners[a.Name]
+		if !inHead || !live || owner == repo || a.Status == AppRejected {
+			continue
+		}
+		se := api.SourceError{Message: gitsync.ForeignAppMessage(a.Name, owner, repo)}
+		if src := h.App.Metadata.Source; src != nil {
+			se.File, se.Line = src.Path, src.Line
+		}
+		who := "repository " + owner
+		if owner == "" {
+			who = "the API"
+		}
+		*a = App{Name: a.Name, Status: AppRejected, Errors: []api.SourceError{se}, Note: "sync refuses it: " + who + " owns it"}
+		p.Errors = append(p.Errors, se)
+		added = true
+	}
+	if added {
+		slices.SortStableFunc(p.Errors, func(x, y api.SourceError) int {
+			return cmp.Or(cmp.Compare(x.File, y.File), cmp.Compare(x.Line, y.Line), cmp.Compare(x.Column, y.Column))
+		})
+	}
 }
 
 func results(r *schema.Result) map[string]schema.AppResult {

@@ -29,7 +29,8 @@ type scenario struct {
 //	node name=N cpu=Q memory=Q [pods=K] [notready] [cordoned] [labels=(k=v,...)]
 //	pod app=A name=P workload=W node=N [cpu=Q] [memory=Q] [hostport=K]
 //	volume app=A name=V node=N                     a persistent volume on node N
-//	plan [format=text|markdown] [path=DIR]
+//	app name=A [repo=R]                            a live App, owned by repository R (none: made through the API)
+//	plan [format=text|markdown] [path=DIR] [repo=R]  R: the repository planned
 //
 // Nodes and pods make the cluster live: plan then dry-runs the scheduling;
 // without them it prints that capacity was not checked.
@@ -46,6 +47,8 @@ func TestPlan(t *testing.T) {
 				return s.pod(t, d)
 			case "volume":
 				return s.volume(t, d)
+			case "app":
+				return s.app(t, d)
 			case "plan":
 				return s.plan(t, d)
 			}
@@ -147,6 +150,18 @@ func (s *scenario) volume(t *testing.T, d *datadriven.TestData) string {
 	return ""
 }
 
+func (s *scenario) app(t *testing.T, d *datadriven.TestData) string {
+	a := api.KindApp.New().(*api.App)
+	d.ScanArgs(t, "name", &a.Metadata.Name)
+	a.Metadata.App = a.Metadata.Name
+	var repo string
+	if d.MaybeScanArgs(t, "repo", &repo) {
+		a.Metadata.Labels = map[string]string{gitsync.LabelRepo: repo}
+	}
+	s.cluster().Apps = append(s.cluster().Apps, a)
+	return ""
+}
+
 func load(t *testing.T, fsys fs.FS, dir string) *schema.Result {
 	if dir != "" {
 		if _, err := fs.Stat(fsys, dir); err != nil {
@@ -179,14 +194,16 @@ func changed(a, b fstest.MapFS) []string {
 }
 
 func (s *scenario) plan(t *testing.T, d *datadriven.TestData) string {
-	format, dir := "text", ""
+	format, dir, repo := "text", "", ""
 	d.MaybeScanArgs(t, "format", &format)
 	d.MaybeScanArgs(t, "path", &dir)
+	d.MaybeScanArgs(t, "repo", &repo)
 	p := Compute(Input{
 		Base:         Revision{Ref: "main", Commit: "0123456789abcdef", Result: load(t, s.trees["base"], dir)},
 		Head:         Revision{Ref: "feature", Commit: "fedcba9876543210", Result: load(t, s.trees["head"], dir)},
 		ChangedFiles: changed(s.trees["base"], s.trees["head"]),
 		Live:         s.live,
+		Repo:         repo,
 	})
 	switch format {
 	case "text":

@@ -27,7 +27,9 @@ const planLiveTimeout = 10 * time.Second
 
 type planFlags struct {
 	repo, base, head, path, format string
-	eval                           evalFlags
+	// repoName is the repository's name in the server's config.
+	repoName string
+	eval     evalFlags
 	// pr plans a pull request: its head fetched from remote (forge says
 	// which head refs the forge keeps), against its merge base with base.
 	pr            int
@@ -48,7 +50,10 @@ file:line:col: field.path: message; per app, the Workloads and Services the
 app controller would add, change or remove, with field-level changes
 (replicas, images, ports, resources, env); and, when a server is reachable
 (--config or $CAPSTAN_CONFIG), a scheduling dry run of the new pods against
-the live nodes. --format markdown prints a pull-request comment.
+the live nodes. With --repo-name (the repository's name in the server's
+config) and a server, an app of head that another repository owns is shown
+refused, naming its owner, as sync will refuse it. --format markdown prints
+a pull-request comment.
 
 Exit status: 0 when head is valid, 1 when it is invalid (sync would reject
 an app), 2 when no plan could be made.`,
@@ -75,6 +80,7 @@ an app), 2 when no plan could be made.`,
 	cmd.Flags().StringVar(&f.repo, "repo", ".", "local git repository (a checkout or a bare clone)")
 	cmd.Flags().StringVar(&f.base, "base", "main", "revision the change is compared with (branch, tag or commit)")
 	cmd.Flags().StringVar(&f.head, "head", "HEAD", "revision holding the change")
+	cmd.Flags().StringVar(&f.repoName, "repo-name", "", "the repository's name in the server's repository config: with a server (--config), apps of head that another repository owns are shown refused, as sync refuses them")
 	cmd.Flags().StringVar(&f.path, "path", "", "descriptor directory inside the repository (as given to 'capstan server --path')")
 	cmd.Flags().StringVar(&f.format, "format", "text", "output: text or markdown")
 	cmd.Flags().IntVar(&f.pr, "pr", 0, "plan pull request N: fetch its head from --remote and compare it with its merge base with --base, as the server's plan comment does")
@@ -133,6 +139,7 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 		return &exitError{code: planExitError, err: err}
 	}
 	in.Live, in.LiveNote = planLive(cmd)
+	in.Repo = f.repoName
 	p := plan.Compute(in)
 	out := render(p)
 	if f.format != "text" {
@@ -196,27 +203,24 @@ func planLive(cmd *cobra.Command) (*plan.Live, string) {
 	ctx, cancel := context.WithTimeout(cmd.Context(), planLiveTimeout)
 	defer cancel()
 	live := &plan.Live{}
-	nodes, _, err := c.List(ctx, api.KindNode, client.ListOptions{})
-	if err != nil {
-		return nil, "no server reachable: list nodes: " + err.Error()
-	}
-	for _, o := range nodes {
-		live.Nodes = append(live.Nodes, o.(*api.Node))
-	}
-	pods, _, err := c.List(ctx, api.KindPod, client.ListOptions{})
-	if err != nil {
-		return nil, "no server reachable: list pods: " + err.Error()
-	}
-	for _, o := range pods {
-		live.Pods = append(live.Pods, o.(*api.Pod))
-	}
-	// Persistent volumes pin replicas to their nodes.
-	vols, _, err := c.List(ctx, api.KindVolume, client.ListOptions{})
-	if err != nil {
-		return nil, "no server reachable: list volumes: " + err.Error()
-	}
-	for _, o := range vols {
-		live.Volumes = append(live.Volumes, o.(*api.PersistentVolume))
+	// Persistent volumes pin replicas to their nodes; Apps say which
+	// repository owns each app.
+	for _, l := range []struct {
+		kind api.Kind
+		add  func(api.Object)
+	}{
+		{api.KindNode, func(o api.Object) { live.Nodes = append(live.Nodes, o.(*api.Node)) }},
+		{api.KindPod, func(o api.Object) { live.Pods = append(live.Pods, o.(*api.Pod)) }},
+		{api.KindVolume, func(o api.Object) { live.Volumes = append(live.Volumes, o.(*api.PersistentVolume)) }},
+		{api.KindApp, func(o api.Object) { live.Apps = append(live.Apps, o.(*api.App)) }},
+	} {
+		objs, _, err := c.List(ctx, l.kind, client.ListOptions{})
+		if err != nil {
+			return nil, fmt.Sprintf("no server reachable: list %s: %v", l.kind, err)
+		}
+		for _, o := range objs {
+			l.add(o)
+		}
 	}
 	return live, ""
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/gitsync"
 )
 
 // Named for this command so it cannot collide with another test's flag in
@@ -472,5 +473,35 @@ func TestPlanMarkdownCommentLimit(t *testing.T) {
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != planExitError {
 		t.Errorf("--comment-limit -1: %v, want exit %d", err, planExitError)
+	}
+}
+
+// TestPlanForeignApp: with --repo-name and a server, an app the change
+// adds that another repository owns on the cluster is shown refused,
+// naming the owner, and the plan fails as sync will refuse it (it said
+// "added" and valid).
+func TestPlanForeignApp(t *testing.T) {
+	t.Setenv("CAPSTAN_CONFIG", "")
+	r := newPlanRepo(t)
+	r.commit("shop", map[string]string{"apps/shop.cue": "apps: shop: pods: web: containers: web: image: \"r/shop:v1\"\n"})
+	gitCmd(t, r.dir, "checkout", "-q", "-b", "feature")
+	r.commit("add the blog", map[string]string{"apps/blog.cue": "apps: blog: pods: web: containers: web: image: \"r/blog:v1\"\n"})
+	c := apiservertest.Start(t, apiservertest.Options{})
+	blog := api.KindApp.New().(*api.App)
+	blog.Metadata = api.ObjectMeta{Name: "blog", App: "blog", Labels: map[string]string{gitsync.LabelRepo: "marketing"}}
+	if _, err := c.Client.Create(context.Background(), blog); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "plan", "--repo", r.dir, "--base", "main", "--head", "feature", "--config", c.Server.AdminConfigPath(), "--repo-name", "deploy")
+	if ee := (*exitError)(nil); !errors.As(err, &ee) || ee.code != 1 {
+		t.Fatalf("plan: %v, want exit status 1:\n%s", err, out)
+	}
+	for _, want := range []string{
+		"apps/blog.cue:1: app blog belongs to repository marketing, not to repository deploy",
+		"app blog: rejected, 1 error (sync refuses it: repository marketing owns it)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -23,7 +23,7 @@ import (
 
 // Labels the applier puts on the apps it owns.
 const (
-	LabelRepo      = "capstan.io/repo"
+	LabelRepo      = gitsync.LabelRepo
 	LabelManagedBy = "capstan.io/managed-by"
 	managedBy      = "gitsync"
 )

@@ -32,14 +32,7 @@ type foreignAppError struct {
 	App, Owner, Repo string
 }
 
-func (e *foreignAppError) Error() string {
-	owner := "repository " + e.Owner
-	if e.Owner == "" {
-		owner = "no repository (it was made through the API)"
-	}
-	return fmt.Sprintf("app %s belongs to %s, not to repository %s: rename the app in one of them, or remove it from the other first (it moves here at the next sync)",
-		e.App, owner, e.Repo)
-}
+func (e *foreignAppError) Error() string { return gitsync.ForeignAppMessage(e.App, e.Owner, e.Repo) }
 
 // applyApp writes app, which differs from cur (nil: new), with its sync
 // status and its Revision in one transaction. When another writer got
