@@ -284,3 +284,49 @@ func TestDeployStatusAcrossRestart(t *testing.T) {
 		})
 	}
 }
+
+// A deploy record whose Revision is deleted (its app went) moves to
+// another Revision of the commit at the next try, keeping the deployment:
+// the deploy is not left unrecorded, and no second deployment is made.
+func TestDeployRecordMovesWhenRevisionGoes(t *testing.T) {
+	bare := newBareRepo(t)
+	f := newFakeForge(t, "github", bare.dir)
+	c := apiservertest.Start(t, apiservertest.Options{}).Client
+	ctx := context.Background()
+	rc := gitsync.RepoConfig{Name: "deploy", URL: bare.dir, Branch: "main",
+		Forge: &gitsync.ForgeConfig{Type: "github", APIURL: f.apiURL(), Project: "org/deploy", Token: f.token, Events: []string{gitsync.ForgeEventDeploys}, PollInterval: time.Hour}}
+	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{rc}, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := comp.workers["deploy"]
+	var revs []*api.Revision
+	for _, app := range []string{"a", "b"} {
+		o, err := c.Create(ctx, revision(app, commitA, api.SyncApplied, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, o.(*api.Revision))
+	}
+	tr := tracked{commit: commitA}
+	if err := w.deploy(ctx, revs, &tr, Status{Context: DeployContext, State: StatePending}); err != nil || tr.key.App != "a" {
+		t.Fatalf("first post: %v, record on %v, want on a's Revision", err, tr.key)
+	}
+	if _, err := c.Delete(ctx, api.KeyOf(revs[0]), client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	success := Status{Context: DeployContext, State: StateSuccess}
+	if err := w.deploy(ctx, revs[1:], &tr, success); err == nil {
+		t.Fatal("the record's Revision is gone, yet recording succeeded")
+	}
+	if err := w.deploy(ctx, revs[1:], &tr, success); err != nil {
+		t.Fatalf("second try: %v", err)
+	}
+	rec, has := deployRecordOf(t, c, api.KeyOf(revs[1]))
+	if !has || rec.State != StateSuccess || rec.ID == 0 {
+		t.Errorf("record on b's Revision: %+v (%v), want success with the deployment", rec, has)
+	}
+	if ds := f.deploymentsOf(commitA); len(ds) != 1 {
+		t.Errorf("deployments: %+v, want one", ds)
+	}
+}

@@ -102,7 +102,7 @@ func saveDeployRecord(ctx context.Context, c *client.Client, key api.Key, rec de
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("record the deploy state on %s: %w", key, err)
+		return fmt.Errorf("record the deploy state in the API: %w", err)
 	}
 	return nil
 }

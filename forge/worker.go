@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/plan"
 	"github.com/capstanhq/capstan/schema/sandbox"
@@ -551,6 +552,11 @@ func (w *worker) deploy(ctx context.Context, revs []*api.Revision, t *tracked, s
 			return nil
 		}
 		if err := saveDeployRecord(ctx, w.c.opts.API, t.key, rec); err != nil {
+			if client.IsNotFound(err) {
+				// The Revision went (its app was deleted): the next
+				// round keeps the record on another.
+				t.key, t.rec = api.Key{}, deployRecord{ID: t.rec.ID}
+			}
 			return err
 		}
 		t.rec = rec
