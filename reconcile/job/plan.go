@@ -46,7 +46,7 @@ type counts struct {
 	lastFailure               time.Time
 }
 
-func classify(j *api.Job, pods []*api.Pod) counts {
+func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 	var c counts
 	slices.SortFunc(pods, func(a, b *api.Pod) int { return podIndex(a) - podIndex(b) })
 	for _, p := range pods {
@@ -55,7 +55,7 @@ func classify(j *api.Job, pods []*api.Pod) counts {
 			c.succeeded = append(c.succeeded, p)
 		case p.Status.Phase == api.PodFailed:
 			c.failed = append(c.failed, p)
-			c.lastFailure = later(c.lastFailure, finishedAt(p))
+			c.lastFailure = later(c.lastFailure, failedAt(p, now))
 		case api.Terminating(p):
 			// being stopped: neither running for the run nor an outcome
 		default:
@@ -74,7 +74,7 @@ func classify(j *api.Job, pods []*api.Pod) counts {
 // the time.
 func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	var plan Plan
-	c := classify(j, pods)
+	c := classify(j, pods, now)
 	st := j.Status
 	st.Conditions = slices.Clone(st.Conditions)
 	st.Active = int32(len(c.active))
@@ -186,6 +186,22 @@ func lastProblem(c counts) string {
 		}
 	}
 	return "; last: pod " + last.Metadata.Name + ": " + api.PodProblem(last)
+}
+
+// failedAt is when failed pod p failed, for the back-off: when its last
+// container ended, or, for a pod with no exit time (its container never
+// started), the later of when its sandbox started and when it was made,
+// so that such a pod is not replaced at once. A time after now (another
+// machine's clock ahead of the controller's) is left out, or its retry
+// would wait for that clock.
+func failedAt(p *api.Pod, now time.Time) time.Time {
+	var t time.Time
+	for _, at := range []time.Time{finishedAt(p), p.Status.StartedAt, p.Metadata.CreatedAt} {
+		if !at.After(now) {
+			t = later(t, at)
+		}
+	}
+	return t
 }
 
 // finishedAt is when the pod's last container ended (zero if none did).

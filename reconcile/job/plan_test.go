@@ -34,6 +34,16 @@ func pod(j *api.Job, n int, phase string, code int32, finish time.Time, restarts
 	return p
 }
 
+// neverStarted is pod n of j, made at made, failed before its container
+// ever ran: no exit time anywhere.
+func neverStarted(j *api.Job, n int, made time.Time) *api.Pod {
+	p := newPod(j, n)
+	p.Metadata.CreatedAt = made
+	p.Status.Phase = api.PodFailed
+	p.Status.Containers = []api.ContainerStatus{{Name: "c", State: api.ContainerState{Waiting: &api.WaitingState{Reason: "CreateContainerError"}}}}
+	return p
+}
+
 func names(pods []*api.Pod) string {
 	var out []string
 	for _, p := range pods {
@@ -106,6 +116,30 @@ func TestCompute(t *testing.T) {
 				return j, []*api.Pod{pod(j, 0, api.PodFailed, 1, t0.Add(-time.Minute), 0), pod(j, 1, api.PodFailed, 1, t0, 0)}
 			},
 			now: t0.Add(10 * time.Second), out: "running", counts: "0/0/2", requeue: 10 * time.Second},
+		{name: "a failed pod with no exit time waits the back-off from when it was made",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 6, api.RestartNever)
+				return j, []*api.Pod{neverStarted(j, 0, t0)}
+			},
+			now: t0.Add(time.Second), out: "running", counts: "0/0/1", requeue: 9 * time.Second},
+		{name: "pods with no exit time double the back-off and count toward the backoff limit",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 6, api.RestartNever)
+				return j, []*api.Pod{neverStarted(j, 0, t0.Add(-time.Minute)), neverStarted(j, 1, t0), neverStarted(j, 2, t0.Add(30*time.Second))}
+			},
+			now: t0.Add(40 * time.Second), out: "running", counts: "0/0/3", requeue: 30 * time.Second},
+		{name: "a creation time after now (a clock ahead) does not hold the retry back",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 6, api.RestartNever)
+				return j, []*api.Pod{neverStarted(j, 0, t0.Add(time.Hour))}
+			},
+			now: t0, create: "batch-1-1", out: "running", counts: "0/0/1"},
+		{name: "failed pods with no exit time fail the run at the backoff limit",
+			job: func() (*api.Job, []*api.Pod) {
+				j := testJob(1, 1, 1, api.RestartNever)
+				return j, []*api.Pod{neverStarted(j, 0, t0), neverStarted(j, 1, t0.Add(10*time.Second))}
+			},
+			now: t0.Add(time.Minute), out: "Failed/BackoffLimitExceeded", counts: "0/0/2"},
 		{name: "one failure more than the backoff limit fails the run",
 			job: func() (*api.Job, []*api.Pod) {
 				j := testJob(1, 1, 1, api.RestartNever)
