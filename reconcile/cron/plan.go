@@ -287,7 +287,8 @@ func runTime(j *api.Job) time.Time {
 // outcomeConditions sets Available and Degraded from the runs: a job
 // workload without a schedule is Available once the run of its current
 // template completed; a cron job is Available while scheduled. Degraded
-// says that the latest finished run failed.
+// says that the latest finished run failed, until a later run succeeds,
+// also once the history limit deleted the failed run.
 func outcomeConditions(st *api.WorkloadStatus, w *api.Workload, finished []*api.Job, hash string, now time.Time) {
 	var latest *api.Job
 	for _, r := range finished {
@@ -296,7 +297,14 @@ func outcomeConditions(st *api.WorkloadStatus, w *api.Workload, finished []*api.
 		}
 	}
 	degraded := api.Condition{Type: api.WorkloadDegraded, Status: api.ConditionFalse, Reason: ReasonLastRunOK, LastTransitionTime: now.UTC()}
-	if latest != nil {
+	switch prev := api.FindCondition(st.Conditions, api.WorkloadDegraded); {
+	case prev != nil && (prev.Reason == ReasonLastRunFailed || prev.Reason == ReasonLastRunOK) &&
+		(latest == nil || runTime(latest).Before(prev.LastTransitionTime)):
+		// No run at hand finished since the one this condition is of,
+		// which the history limit deleted (history: 0 deletes a run as
+		// it ends): the group's last outcome is still that one.
+		degraded = *prev
+	case latest != nil:
 		if how, _ := api.JobFinished(latest); how == api.JobFailed {
 			c := api.FindCondition(latest.Status.Conditions, api.JobFailed)
 			degraded.Status, degraded.Reason = api.ConditionTrue, ReasonLastRunFailed
@@ -304,7 +312,7 @@ func outcomeConditions(st *api.WorkloadStatus, w *api.Workload, finished []*api.
 		} else {
 			degraded.Message = fmt.Sprintf("run %s succeeded", latest.Metadata.Name)
 		}
-	} else {
+	default:
 		degraded.Reason, degraded.Message = ReasonRunPending, "no run finished yet"
 	}
 	api.SetCondition(&st.Conditions, degraded)

@@ -1,6 +1,7 @@
 package cron
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -262,6 +263,65 @@ func TestScheduleAddedLater(t *testing.T) {
 			if plan.Status.Schedule != tc.schedule || !plan.Status.LastScheduleTime.Equal(tc.last) {
 				t.Errorf("status schedule %q last %s, want %q %s", plan.Status.Schedule, plan.Status.LastScheduleTime, tc.schedule, tc.last)
 			}
+		})
+	}
+}
+
+// TestDegradedOutlivesDeletedRun: with history 0 a run is deleted as it
+// ends, so the next reconcile sees no finished run. A failure must keep
+// the group Degraded through that, and through the next run while it
+// runs, until a later run succeeds.
+func TestDegradedOutlivesDeletedRun(t *testing.T) {
+	m1 := time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC)
+	m2 := m1.Add(time.Minute)
+	for _, tc := range []struct {
+		name string
+		w    *api.Workload
+		// kept: a finished run that stays (the template's own run)
+		kept                  func(w *api.Workload) *api.Job
+		name1, name2, trigger string
+	}{
+		{name: "cron job", w: cronWorkload("* * * * *", api.ConcurrencyAllow, 0, 0),
+			name1: minute(m1), name2: minute(m2), trigger: TriggerSchedule},
+		{name: "a manual run of a job whose template run succeeded",
+			w: cronWorkload("", "", 0, 0),
+			kept: func(w *api.Workload) *api.Job {
+				return run(w, api.JobName("tick", TemplateHash(&w.Spec.Template)), TriggerTemplate, api.JobComplete, created)
+			},
+			name1: "tick-manual-1", name2: "tick-manual-2", trigger: TriggerManual},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := tc.w
+			var base []*api.Job
+			if tc.kept != nil {
+				base = append(base, tc.kept(w))
+			}
+			step := func(now time.Time, runs ...*api.Job) Plan {
+				t.Helper()
+				plan := Compute(w, append(slices.Clone(base), runs...), now)
+				w.Status = plan.Status
+				return plan
+			}
+			degraded := func(when string, want bool) {
+				t.Helper()
+				d := api.FindCondition(w.Status.Conditions, api.WorkloadDegraded)
+				if got := d != nil && d.Status == api.ConditionTrue; got != want {
+					t.Fatalf("%s: degraded %v, want %v (%+v)", when, got, want, d)
+				}
+			}
+			failed := run(w, tc.name1, tc.trigger, api.JobFailed, m1)
+			if plan := step(m1.Add(time.Minute/2), failed); jobNames(plan.Delete) != tc.name1 {
+				t.Fatalf("history 0: delete %q, want %q", jobNames(plan.Delete), tc.name1)
+			}
+			degraded("the run failed", true)
+			step(m1.Add(time.Minute / 2))
+			degraded("the failed run deleted", true)
+			step(m2, run(w, tc.name2, tc.trigger, "", m2))
+			degraded("the next run running", true)
+			step(m2.Add(time.Minute/2), run(w, tc.name2, tc.trigger, api.JobComplete, m2))
+			degraded("the next run succeeded", false)
+			step(m2.Add(time.Minute / 2))
+			degraded("the succeeded run deleted", false)
 		})
 	}
 }
