@@ -161,11 +161,17 @@ func isObject(raw json.RawMessage) bool {
 // convert builds the App from data, the JSON of the app's value after the
 // schema accepted it.
 func convert(name string, data []byte) (*api.App, *converter, error) {
-	c := &converter{app: name, desc: map[string][]string{}}
 	var d dApp
 	if err := json.Unmarshal(data, &d); err != nil {
-		return nil, c, fmt.Errorf("decode app %s: %w", name, err)
+		return nil, &converter{app: name, desc: map[string][]string{}}, fmt.Errorf("decode app %s: %w", name, err)
 	}
+	app, c := convertApp(name, d)
+	return app, c, nil
+}
+
+// convertApp builds the App from the decoded descriptor d.
+func convertApp(name string, d dApp) (*api.App, *converter) {
+	c := &converter{app: name, desc: map[string][]string{}}
 	app := api.KindApp.New().(*api.App)
 	app.Metadata.Name = name
 	app.Metadata.App = name
@@ -185,7 +191,7 @@ func convert(name string, data []byte) (*api.App, *converter, error) {
 		app.Spec.Rollback = api.RollbackAuto
 		c.note("spec.rollback", "rollback")
 	}
-	return app, c, nil
+	return app, c
 }
 
 func (c *converter) note(apiPath string, desc ...string) { c.desc[apiPath] = desc }

@@ -26,6 +26,10 @@ apps: d: pods: {w: #W, v: {strategy: maxSurge: 0, containers: c: image: "x", fil
 	// struct of the refused app (unknownfields.go).
 	f.Add(`apps: h: pods: g: {replicas: "two", sevice: ports: http: 80, containers: c: {image: "x", ports: {http: "http", a: {port: 1, proto: "UDP"}}, bogus: 1}}`,
 		"apps: {h: {pods: {g: {containers: {c: {readyness: {http: {path: /}}}}}}}}", `{"apps": {"i": {"pods": {"g": {"replicas": "x", "containers": {"c": {"image": "i", "imag": 1}}}}}}}`)
+	// A value the schema refuses beside errors found after it: the app
+	// is converted again with that value as written (salvage.go).
+	f.Add(`apps: s: pods: {w: {replicas: 2, job: {}, schedule: "0 3 * *", containers: c: {image: "x", ports: http: 80800}, service: ports: a: {port: 1, target: "http"}}, v: {replicas: "two", dependsOn: ["nope"], containers: c: image: [1]}}`,
+		"apps: {t: {pods: {g: {terminationGrace: 5000, everyNode: true, job: {}, containers: {c: {image: x, ports: {p: {port: 0}}}}}}}}", `{"apps": {"u": {"pods": {"g": {"volumes": {"v": 1}, "files": {"/a": {"from": 2}}, "containers": {"c": {"image": "i"}}}}}}}`)
 	valid := `apps: keep: pods: g: containers: c: image: "x"`
 	f.Fuzz(func(t *testing.T, c, y, j string) {
 		fsys := fstest.MapFS{

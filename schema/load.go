@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"sync"
 
@@ -278,10 +279,12 @@ func (l *Loader) evalApp(name string, us []*unit) *appCache {
 	}
 	if err := v.Validate(cue.Concrete(true), cue.Final()); err != nil {
 		nameProbs, badNames := checkNames(v)
-		probs = append(probs, nameProbs...)
 		unknown, unknownPaths := l.unknownFields(frags, badNames)
-		probs = append(probs, unknown...)
-		probs = append(probs, dropCovered(cueProblems(err, v, badNames, l.schemaSrc), unknownPaths)...)
+		refused := slices.Concat(nameProbs, unknown, dropCovered(cueProblems(err, v, badNames, l.schemaSrc), unknownPaths))
+		probs = append(probs, refused...)
+		if len(errs) == 0 { // with a file that does not parse, the app is not all there
+			probs = append(probs, afterSchema(name, v, frags, refused)...)
+		}
 	}
 	if len(errs) > 0 || len(probs) > 0 {
 		c.errs = dedupe(append(errs, pl.place(probs)...))
