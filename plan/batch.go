@@ -36,6 +36,9 @@ func jobText(j *api.JobPolicy) string {
 	if j.HistoryLimit != nil {
 		parts = append(parts, fmt.Sprintf("history %d", *j.HistoryLimit))
 	}
+	if j.Suspend {
+		parts = append(parts, "suspended")
+	}
 	return strings.Join(parts, ", ")
 }
 
@@ -74,6 +77,7 @@ func jobFields(j *api.JobPolicy) [][2]string {
 		{"concurrency", j.Concurrency},
 		{"history", ptr(j.HistoryLimit)},
 		{"starting deadline", seconds(j.StartingDeadlineSeconds)},
+		{"suspended", yesIf(j.Suspend)},
 	}
 }
 

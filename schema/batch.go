@@ -18,6 +18,7 @@ type dJob struct {
 	History          int32  `json:"history"`
 	StartingDeadline int64  `json:"startingDeadline"`
 	TimeZone         string `json:"timeZone"`
+	Suspend          bool   `json:"suspend"`
 }
 
 // defaultJob is the job of a group with a schedule and no job field: the
@@ -81,6 +82,7 @@ func (c *converter) batch(w *api.AppWorkload, g dGroup, wp string, sub func(...s
 		Concurrency:             concurrencyPolicy(j.Concurrency),
 		HistoryLimit:            &history,
 		StartingDeadlineSeconds: j.StartingDeadline,
+		Suspend:                 j.Suspend,
 	}
 	if g.Schedule == "" && (j.TimeZone != "" || j.StartingDeadline != 0) {
 		// api.Validate makes the same check, at spec.job.schedule and in

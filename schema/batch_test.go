@@ -51,3 +51,35 @@ func TestDependencyRevisions(t *testing.T) {
 		}
 	}
 }
+
+// TestSuspend: job.suspend reaches the workload's job policy; it is
+// false unless written, and must be a bool.
+func TestSuspend(t *testing.T) {
+	res, err := Load(mapFS(map[string]string{
+		"a.cue": `apps: a: pods: {
+	nightly: {schedule: "0 3 * * *", job: suspend: true, containers: c: image: "x"}
+	migrate: {job: {}, containers: c: image: "x"}
+}`,
+		"b.cue": `apps: b: pods: g: {job: suspend: "yes", containers: c: image: "x"}`,
+	}), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range res.Apps {
+		switch a.Name {
+		case "a":
+			if !a.Valid() {
+				t.Fatalf("app a: %v", a.Errors)
+			}
+			for _, w := range a.App.Spec.Workloads {
+				if got, want := w.Spec.Job.Suspend, w.Name == "nightly"; got != want {
+					t.Errorf("group %s: suspend %v, want %v", w.Name, got, want)
+				}
+			}
+		case "b":
+			if a.Valid() || len(a.Errors) != 1 || a.Errors[0].Path != "apps.b.pods.g.job.suspend" || a.Errors[0].Line != 1 {
+				t.Errorf("app b: errors %v, want one at apps.b.pods.g.job.suspend", a.Errors)
+			}
+		}
+	}
+}

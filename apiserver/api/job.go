@@ -91,6 +91,11 @@ type JobPolicy struct {
 	// within this long of its time is skipped (0: no deadline), as
 	// Kubernetes' startingDeadlineSeconds.
 	StartingDeadlineSeconds int64 `json:"startingDeadlineSeconds,omitempty"`
+	// Suspend: no run starts, neither on schedule nor for a new
+	// template; runs going on are left to end. Schedule times that pass
+	// while suspended are skipped: resumed, the schedule counts from
+	// then, as one just added. `capstan run` still starts a run.
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // Concurrency policies.

@@ -35,6 +35,7 @@ const (
 	ReasonLastRunOK      = "LastRunSucceeded"
 	ReasonRunPending     = "RunPending"
 	ReasonScheduleActive = "Scheduled"
+	ReasonSuspended      = "Suspended"
 )
 
 // Plan is what the controller must do for one job workload.
@@ -92,7 +93,7 @@ func Compute(w *api.Workload, runs []*api.Job, now time.Time) Plan {
 		ran := slices.ContainsFunc(runs, func(r *api.Job) bool {
 			return r.Spec.TemplateHash == hash && r.Metadata.Labels[LabelTrigger] == TriggerTemplate
 		})
-		if !ran {
+		if !ran && !jp.Suspend {
 			due = now
 		}
 	} else {
@@ -103,12 +104,19 @@ func Compute(w *api.Workload, runs []*api.Job, now time.Time) Plan {
 			return finish(plan, w, st)
 		}
 		scheduleSince(&st, w, now)
+		if c := api.FindCondition(w.Status.Conditions, api.WorkloadAvailable); c != nil && c.Reason == ReasonSuspended && !jp.Suspend {
+			// Resumed: the times that passed while suspended are
+			// skipped, as for a schedule just added.
+			st.LastScheduleTime = now.UTC()
+		}
 		last := st.LastScheduleTime
 		if last.IsZero() {
 			last = w.Metadata.CreatedAt
 		}
 		trigger = TriggerSchedule
-		due = latestDue(sched, last, now)
+		if !jp.Suspend { // suspended, nothing starts: the commit that resumes it queues it again
+			due = latestDue(sched, last, now)
+		}
 		if !due.IsZero() {
 			suffix = strconv.FormatInt(due.Unix()/60, 10)
 			if d := jp.StartingDeadlineSeconds; d > 0 && now.Sub(due) > time.Duration(d)*time.Second {
@@ -118,7 +126,7 @@ func Compute(w *api.Workload, runs []*api.Job, now time.Time) Plan {
 				due = time.Time{}
 			}
 		}
-		if next := sched.Next(later(last, now)); !next.IsZero() {
+		if next := sched.Next(later(last, now)); !next.IsZero() && !jp.Suspend {
 			plan.RequeueAfter = next.Sub(now)
 		}
 	}
@@ -319,7 +327,10 @@ func outcomeConditions(st *api.WorkloadStatus, w *api.Workload, finished []*api.
 
 	avail := api.Condition{Type: api.WorkloadAvailable, Status: api.ConditionTrue, Reason: ReasonScheduleActive,
 		Message: "runs on schedule " + w.Spec.Job.Schedule, LastTransitionTime: now.UTC()}
-	if w.Spec.Job.Schedule == "" {
+	switch {
+	case w.Spec.Job.Schedule != "" && w.Spec.Job.Suspend:
+		avail.Reason, avail.Message = ReasonSuspended, "suspended (job.suspend): schedule "+w.Spec.Job.Schedule+" starts no runs"
+	case w.Spec.Job.Schedule == "":
 		avail.Status, avail.Reason, avail.Message = api.ConditionFalse, ReasonRunPending, "the run of the current template has not completed"
 		for _, r := range finished {
 			if how, _ := api.JobFinished(r); how == api.JobComplete && r.Spec.TemplateHash == hash {

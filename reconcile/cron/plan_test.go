@@ -325,3 +325,58 @@ func TestDegradedOutlivesDeletedRun(t *testing.T) {
 		})
 	}
 }
+
+// TestSuspend: a suspended job group starts no run, scheduled or for its
+// template, and leaves a running run alone; resumed, a cron job skips
+// the times that passed while it was suspended and runs at the next one.
+func TestSuspend(t *testing.T) {
+	m1 := time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC)
+	m5 := m1.Add(4 * time.Minute)
+	suspended := func(schedule string) *api.Workload {
+		w := cronWorkload(schedule, "", 3, 0)
+		w.Spec.Job.Suspend = true
+		return w
+	}
+	avail := func(p Plan) string {
+		c := api.FindCondition(p.Status.Conditions, api.WorkloadAvailable)
+		if c == nil {
+			return ""
+		}
+		return c.Reason
+	}
+
+	// Suspended at its time: nothing starts, nothing waits on a timer,
+	// the run going on is not stopped.
+	w := suspended("* * * * *")
+	w.Status.Schedule, w.Status.LastScheduleTime = "* * * * *", m1.Add(-time.Minute)
+	plan := Compute(w, []*api.Job{run(w, minute(m1.Add(-time.Minute)), TriggerSchedule, "", m1.Add(-time.Minute))}, m1)
+	if len(plan.Create) > 0 || len(plan.Delete) > 0 || plan.RequeueAfter != 0 || avail(plan) != ReasonSuspended {
+		t.Fatalf("suspended: create %q delete %q requeue %s available %q", jobNames(plan.Create), jobNames(plan.Delete), plan.RequeueAfter, avail(plan))
+	}
+
+	// Resumed four minutes later: no catch-up run for the missed times;
+	// the schedule counts from now.
+	w.Spec.Job.Suspend = false
+	w.Status = plan.Status
+	w.Status.ObservedGeneration = 1
+	plan = Compute(w, nil, m5.Add(10*time.Second))
+	if len(plan.Create) > 0 || !plan.Status.LastScheduleTime.Equal(m5.Add(10*time.Second)) || plan.RequeueAfter != 50*time.Second || avail(plan) != ReasonScheduleActive {
+		t.Fatalf("resumed: create %q last %s requeue %s available %q", jobNames(plan.Create), plan.Status.LastScheduleTime, plan.RequeueAfter, avail(plan))
+	}
+	w.Status = plan.Status
+	plan = Compute(w, nil, m5.Add(time.Minute))
+	if got, want := jobNames(plan.Create), minute(m5.Add(time.Minute)); got != want {
+		t.Fatalf("the first time after resuming: create %q, want %q", got, want)
+	}
+
+	// A job without a schedule does not run its new template while
+	// suspended, and does once resumed.
+	w = suspended("")
+	if plan := Compute(w, nil, m1); len(plan.Create) > 0 {
+		t.Fatalf("suspended job: create %q", jobNames(plan.Create))
+	}
+	w.Spec.Job.Suspend = false
+	if plan := Compute(w, nil, m1); len(plan.Create) != 1 {
+		t.Fatalf("resumed job: create %q, want its template's run", jobNames(plan.Create))
+	}
+}
