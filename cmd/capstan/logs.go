@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,15 +19,18 @@ func newLogsCmd() *cobra.Command {
 	var app string
 	var opts client.LogOptions
 	cmd := &cobra.Command{
-		Use:   "logs POD",
+		Use:   "logs POD|JOB",
 		Short: "Print a container's log",
 		Long: `Print the log of a pod's container, fetched from its node through the API
 server. POD is APP/NAME (or NAME with --app); a pod with several containers
-needs -c. --previous prints the run before the last restart; -f keeps
-printing until the container stops or Ctrl-C. Viewers may read logs.`,
+needs -c. The name of a job run (capstan get jobs) prints the log of its
+latest pod, as kubectl logs job/NAME. --previous prints the run before the
+last restart; -f keeps printing until the container stops or Ctrl-C.
+Viewers may read logs.`,
 		Example: `  capstan logs shop/backend-x2kq4
   capstan logs shop/worker-kkx57 -c shipper --tail 20 -f
-  capstan logs shop/backend-x2kq4 --previous`,
+  capstan logs shop/backend-x2kq4 --previous
+  capstan logs shop/migrate-3f2a9c81d0`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completePods,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -39,6 +43,9 @@ printing until the container stops or Ctrl-C. Viewers may read logs.`,
 			}
 			c, err := newClient(cmd)
 			if err != nil {
+				return err
+			}
+			if k, err = logTarget(cmd.Context(), c, k, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			rc, err := c.Logs(cmd.Context(), k, opts)
@@ -59,6 +66,40 @@ printing until the container stops or Ctrl-C. Viewers may read logs.`,
 	cmd.Flags().IntVar(&opts.Tail, "tail", -1, "only the last N lines (-1: all)")
 	cmd.Flags().BoolVar(&opts.Timestamps, "timestamps", false, "prefix each line with the time it was written")
 	return cmd
+}
+
+// logTarget is the pod whose log `capstan logs` prints for k: k itself,
+// or, when no pod has that name and a job run does, the run's latest pod
+// (the one made last: the last retry), named on w.
+func logTarget(ctx context.Context, c *client.Client, k api.Key, w io.Writer) (api.Key, error) {
+	if _, err := c.Get(ctx, k); !client.IsNotFound(err) {
+		return k, nil // the pod, or an error Logs will say again
+	}
+	jk := api.Key{Kind: api.KindJob, App: k.App, Name: k.Name}
+	j, err := c.Get(ctx, jk)
+	if err != nil {
+		return k, nil
+	}
+	pods, _, err := c.List(ctx, api.KindPod, client.ListOptions{App: k.App, Labels: map[string]string{api.LabelJob: k.Name}})
+	if err != nil {
+		return k, fmt.Errorf("pods of job %s: %w", jk, err)
+	}
+	var last *api.Pod
+	for _, o := range pods {
+		p := o.(*api.Pod)
+		if !api.OwnedBy(p, api.KindJob, j.Meta().UID) {
+			continue
+		}
+		if last == nil || p.Metadata.CreatedAt.After(last.Metadata.CreatedAt) ||
+			(p.Metadata.CreatedAt.Equal(last.Metadata.CreatedAt) && p.Metadata.Name > last.Metadata.Name) {
+			last = p
+		}
+	}
+	if last == nil {
+		return k, fmt.Errorf("job %s has no pod (yet, or any more): 'capstan describe job %s' says why", jk, k.App+"/"+k.Name)
+	}
+	fmt.Fprintf(w, "pod %s/%s of job %s\n", last.Metadata.App, last.Metadata.Name, k.Name)
+	return api.KeyOf(last), nil
 }
 
 func newExecCmd() *cobra.Command {

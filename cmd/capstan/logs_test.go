@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
+)
+
+// TestLogTarget: `capstan logs APP/RUN` of a job run prints its latest
+// pod's log (the last retry of a failing job), as kubectl logs job/NAME;
+// a pod's name is a pod; a run with no pod says so.
+func TestLogTarget(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	tmpl := api.PodTemplate{RestartPolicy: api.RestartNever, Containers: []api.Container{{Name: "m", Image: "example/migrate:v1"}}}
+	job := func(name string) api.Object {
+		j := api.KindJob.New().(*api.Job)
+		j.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		j.Spec.Template = tmpl
+		o, err := c.Client.Create(ctx, j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	migrate, empty := job("migrate-1a2b3c"), job("nightly-29000000")
+	for _, name := range []string{"migrate-1a2b3c-0", "migrate-1a2b3c-1"} {
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: name, App: "shop", Labels: map[string]string{api.LabelJob: "migrate-1a2b3c"},
+			Owner: &api.OwnerRef{Kind: api.KindJob, Name: "migrate-1a2b3c", UID: migrate.Meta().UID}}
+		p.Spec.PodTemplate = tmpl
+		if _, err := c.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(name string) api.Key { return api.Key{Kind: api.KindPod, App: "shop", Name: name} }
+	for _, tc := range []struct{ arg, want, said string }{
+		{arg: "migrate-1a2b3c", want: "migrate-1a2b3c-1", said: "pod shop/migrate-1a2b3c-1 of job migrate-1a2b3c"},
+		{arg: "migrate-1a2b3c-0", want: "migrate-1a2b3c-0"},
+		{arg: "nosuch", want: "nosuch"},
+	} {
+		var w bytes.Buffer
+		got, err := logTarget(ctx, c.Client, key(tc.arg), &w)
+		if err != nil || got != key(tc.want) || strings.TrimSpace(w.String()) != tc.said {
+			t.Errorf("logs %s: pod %v, %v, said %q; want pod %s, said %q", tc.arg, got, err, w.String(), tc.want, tc.said)
+		}
+	}
+	if _, err := logTarget(ctx, c.Client, key(empty.Meta().Name), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "has no pod") {
+		t.Errorf("logs of a run without pods: %v, want an error that it has no pod", err)
+	}
+}
