@@ -333,8 +333,18 @@ func outcomeConditions(st *api.WorkloadStatus, w *api.Workload, finished []*api.
 	case w.Spec.Job.Schedule == "":
 		avail.Status, avail.Reason, avail.Message = api.ConditionFalse, ReasonRunPending, "the run of the current template has not completed"
 		for _, r := range finished {
-			if how, _ := api.JobFinished(r); how == api.JobComplete && r.Spec.TemplateHash == hash {
+			how, _ := api.JobFinished(r)
+			switch {
+			case r.Spec.TemplateHash != hash:
+			case how == api.JobComplete:
 				avail.Status, avail.Reason, avail.Message = api.ConditionTrue, api.ReasonCompleted, fmt.Sprintf("run %s completed", r.Metadata.Name)
+			case avail.Status == api.ConditionFalse && r.Metadata.Labels[LabelTrigger] == TriggerTemplate:
+				// It will not run again by itself: say so, and how, to
+				// the groups and apps that wait for it (a migration).
+				c := api.FindCondition(r.Status.Conditions, api.JobFailed)
+				avail.Reason = ReasonLastRunFailed
+				avail.Message = fmt.Sprintf("run %s of the current template failed (%s): commit a fix, or 'capstan delete job %s/%s' to run it again",
+					r.Metadata.Name, c.Reason, r.Metadata.App, r.Metadata.Name)
 			}
 		}
 	}

@@ -380,3 +380,23 @@ func TestSuspend(t *testing.T) {
 		t.Fatalf("resumed job: create %q, want its template's run", jobNames(plan.Create))
 	}
 }
+
+// TestTemplateRunFailed: a job group whose template run failed is not
+// Available, and says that the run failed and how to run it again,
+// instead of "has not completed", which reads as if it were still going
+// (the groups and apps that wait for it show this message).
+func TestTemplateRunFailed(t *testing.T) {
+	w := cronWorkload("", "", 3, 0)
+	name := api.JobName("tick", TemplateHash(&w.Spec.Template))
+	failed := run(w, name, TriggerTemplate, api.JobFailed, created)
+	failed.Status.Conditions[0].Reason = api.ReasonBackoffLimitExceeded
+	plan := Compute(w, []*api.Job{failed}, created.Add(time.Minute))
+	c := api.FindCondition(plan.Status.Conditions, api.WorkloadAvailable)
+	want := "run " + name + " of the current template failed (BackoffLimitExceeded): commit a fix, or 'capstan delete job shop/" + name + "' to run it again"
+	if c == nil || c.Status != api.ConditionFalse || c.Message != want {
+		t.Fatalf("available %+v, want False: %q", c, want)
+	}
+	if len(plan.Create) > 0 {
+		t.Fatalf("create %q: a failed template run is not retried by itself", jobNames(plan.Create))
+	}
+}
