@@ -27,13 +27,19 @@ are removed), authored by you, naming the app and the commits it undoes. Git
 stays the truth and auto-sync stays on: the next sync applies the commit like
 any other.
 
+The config and secret files the app reads at SHA (files: from:, secrets:
+from:) are restored too: they are part of what its pods run.
+
 The app must be declared at SHA: rolling back to a commit before the app
 existed is refused (delete the app's files in a commit of your own for that).
+So is a SHA where the app does not validate against today's schema: sync
+would reject the commit and the app would keep running what it runs now.
 When a CUE file of the app also declares other apps, only the app's part of
 it is put back as at SHA (the file is formatted by CUE), after checking on the
 whole tree that the app becomes what it was at SHA and no other app changes.
 Where that cannot be done safely (YAML or JSON, apps not written as plain
-'apps: NAME: ...' fields), the rollback is refused and names the other apps,
+'apps: NAME: ...' fields, a config file other apps read too), the rollback
+is refused and names the other apps,
 unless --include-other-apps is given to roll them back too (the commit
 message then lists every app it rolls back).
 

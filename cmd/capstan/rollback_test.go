@@ -74,7 +74,7 @@ func TestRollbackMultiAppFile(t *testing.T) {
 		map[string]string{"apps/all.yaml": appYAML("web", 2) + "  " + strings.TrimPrefix(appYAML("blog", 3), "apps:\n  "), "apps/solo.cue": appCue("solo", 2)},
 	)
 	out, err := run(t, "rollback", "web", "--to", shas[0], "--repo", repo, "--path", "apps")
-	if err == nil || !strings.Contains(err.Error(), "also declare blog (in apps/all.yaml)") || !strings.Contains(err.Error(), "--include-other-apps") {
+	if err == nil || !strings.Contains(err.Error(), "are shared with blog (in apps/all.yaml)") || !strings.Contains(err.Error(), "--include-other-apps") {
 		t.Fatalf("rollback of one app of a shared file: err %v\n%s", err, out)
 	}
 	if head := gitCmd(t, repo, "rev-parse", "HEAD"); head != shas[1] {

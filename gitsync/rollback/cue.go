@@ -245,5 +245,5 @@ func loadDecls(fsys fs.FS, descPath string) (appDecls, error) {
 	if err != nil {
 		return appDecls{}, err
 	}
-	return declsOf(res), nil
+	return declsOf(res, descPath), nil
 }

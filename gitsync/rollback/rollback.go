@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -102,9 +103,12 @@ type Plan struct {
 }
 
 // PlanFor decides the files to restore for app on top of head (the tip
-// of the branch the commit goes on): those declaring it at head or at to.
-// It refuses when app is not declared at to, and when the files declare
-// other apps (at either commit) unless includeOthers.
+// of the branch the commit goes on): those declaring it at head or at to,
+// and the config and secret files it reads at to (files: from:,
+// secrets: from:), which are part of what its pods run. It refuses when
+// app is not declared at to or does not validate there against today's
+// schema, and when the files are shared with other apps (declared at
+// either commit, or read by them) unless includeOthers.
 func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan, error) {
 	atTo, err := declarations(repoDir, descPath, to)
 	if err != nil {
@@ -121,13 +125,29 @@ func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan,
 		}
 		return Plan{}, fmt.Errorf("app %s is not declared at %s (no file in %s declares it there): a rollback to it would delete the app; pick a commit where it exists from 'capstan history %s', or delete its files in a commit of your own", app, api.ShortCommit(to), where, app)
 	}
-	files := sortedUnion(atTo.files(app), atHead.files(app))
+	if errs := atTo.errs[app]; len(errs) > 0 {
+		// Sync would reject the commit, and the app would keep running
+		// what it runs now.
+		return Plan{}, fmt.Errorf("app %s at %s does not validate against today's schema ('capstan schema' prints it), so sync would reject the rollback and the app would keep running what it runs now: %s; pick another commit from 'capstan history %s', or fix the app forward in a commit of your own", app, api.ShortCommit(to), joinErrors(errs), app)
+	}
+	data := atTo.reads[app]
+	files := sortedUnion(sortedUnion(atTo.files(app), atHead.files(app)), data)
 	others := map[string][]string{} // other app -> files it shares
+	note := func(a, f string) {
+		if a != app && !contains(others[a], f) {
+			others[a] = append(others[a], f)
+		}
+	}
+	var sharedData []string // config files read by other apps too
 	for _, d := range []appDecls{atTo, atHead} {
 		for _, f := range files {
 			for _, a := range d.byFile[f] {
-				if a != app && !contains(others[a], f) {
-					others[a] = append(others[a], f)
+				note(a, f)
+			}
+			for _, a := range d.readBy[f] {
+				note(a, f)
+				if a != app && !contains(sharedData, f) {
+					sharedData = append(sharedData, f)
 				}
 			}
 		}
@@ -137,13 +157,18 @@ func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan,
 		// done safely.
 		var shared, whole []string
 		for _, f := range files {
-			if isShared(f, app, atHead, atTo) {
+			switch {
+			case contains(sharedData, f):
+			case isShared(f, app, atHead, atTo):
 				shared = append(shared, f)
-			} else {
+			default:
 				whole = append(whole, f)
 			}
 		}
-		rewritten, err := rewriteShared(repoDir, descPath, app, to, head, shared, whole, atHead, atTo)
+		rewritten, err := map[string][]byte(nil), fmt.Errorf("other apps read %s too", strings.Join(sharedData, ", "))
+		if len(sharedData) == 0 {
+			rewritten, err = rewriteShared(repoDir, descPath, app, to, head, shared, whole, atHead, atTo)
+		}
 		if err == nil {
 			return Plan{Files: whole, Apps: []string{app}, Rewritten: rewritten}, nil
 		}
@@ -151,17 +176,35 @@ func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan,
 		for _, a := range sortedKeys(others) {
 			parts = append(parts, fmt.Sprintf("%s (in %s)", a, strings.Join(others[a], ", ")))
 		}
-		return Plan{}, fmt.Errorf("the files of app %s also declare %s, and %s's part cannot be rolled back alone (%v): pass --include-other-apps to roll those apps back with %s, or move %s into a file of its own first", app, strings.Join(parts, ", "), app, err, app, app)
+		return Plan{}, fmt.Errorf("the files of app %s are shared with %s, and %s's part cannot be rolled back alone (%v): pass --include-other-apps to roll those apps back with %s, or move %s into files of its own first", app, strings.Join(parts, ", "), app, err, app, app)
 	}
 	return Plan{Files: files, Apps: append([]string{app}, sortedKeys(others)...)}, nil
 }
 
-// appDecls says which files declare which apps at one commit, and what
-// each valid app is (its spec as JSON).
+// joinErrors shows the first errors of a rejected app.
+func joinErrors(errs []api.SourceError) string {
+	const most = 3
+	var parts []string
+	for i, e := range errs {
+		if i == most {
+			parts = append(parts, fmt.Sprintf("and %d more", len(errs)-most))
+			break
+		}
+		parts = append(parts, e.String())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// appDecls says which files declare which apps at one commit, which
+// config and secret files each valid app reads, what each valid app is
+// (its spec as JSON) and why each rejected one is rejected.
 type appDecls struct {
 	byApp  map[string][]string
 	byFile map[string][]string
+	reads  map[string][]string // app -> files it reads, from the repository root
+	readBy map[string][]string // file -> apps that read it
 	specs  map[string][]byte
+	errs   map[string][]api.SourceError
 }
 
 // isShared reports whether file declares an app other than app at either
@@ -177,30 +220,59 @@ func isShared(file, app string, ds ...appDecls) bool {
 	return false
 }
 
-func declsOf(res *schema.Result) appDecls {
-	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, specs: map[string][]byte{}}
+// declsOf tells a loaded tree's declarations; descPath is the tree's
+// directory in the repository, to which from: paths are relative.
+func declsOf(res *schema.Result, descPath string) appDecls {
+	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, reads: map[string][]string{},
+		readBy: map[string][]string{}, specs: map[string][]byte{}, errs: map[string][]api.SourceError{}}
 	for _, a := range res.Apps {
 		for _, f := range a.Files {
 			d.byApp[a.Name] = append(d.byApp[a.Name], f)
 			d.byFile[f] = append(d.byFile[f], a.Name)
 		}
-		if a.Valid() {
-			b, _ := json.Marshal(struct {
-				Spec        any
-				Labels      map[string]string
-				Annotations map[string]string
-			}{a.App.Spec, a.App.Metadata.Labels, a.App.Metadata.Annotations})
-			d.specs[a.Name] = b
+		if !a.Valid() {
+			d.errs[a.Name] = a.Errors
+			continue
+		}
+		b, _ := json.Marshal(struct {
+			Spec        any
+			Labels      map[string]string
+			Annotations map[string]string
+		}{a.App.Spec, a.App.Metadata.Labels, a.App.Metadata.Annotations})
+		d.specs[a.Name] = b
+		for _, f := range readFiles(a.App) {
+			f = path.Join(descPath, f)
+			if !contains(d.reads[a.Name], f) {
+				d.reads[a.Name] = append(d.reads[a.Name], f)
+				d.readBy[f] = append(d.readBy[f], a.Name)
+			}
 		}
 	}
 	return d
+}
+
+// readFiles lists the repository files app reads (relative to the
+// descriptor directory): its secrets and its pods' config files.
+func readFiles(app *api.App) []string {
+	var out []string
+	for _, s := range app.Spec.Secrets {
+		out = append(out, s.Spec.From)
+	}
+	for _, w := range app.Spec.Workloads {
+		for _, f := range w.Spec.Template.Files {
+			if f.From != "" {
+				out = append(out, f.From)
+			}
+		}
+	}
+	return out
 }
 
 func (d appDecls) files(app string) []string { return d.byApp[app] }
 
 // declarations loads the descriptors at ref.
 func declarations(repoDir, descPath, ref string) (appDecls, error) {
-	d := appDecls{byApp: map[string][]string{}, byFile: map[string][]string{}, specs: map[string][]byte{}}
+	d := declsOf(&schema.Result{}, descPath)
 	fsys, err := gitsync.TreeAt(repoDir, ref)
 	if err != nil {
 		return d, fmt.Errorf("read %s at %s: %w", repoDir, ref, err)
@@ -216,7 +288,7 @@ func declarations(repoDir, descPath, ref string) (appDecls, error) {
 	if err != nil {
 		return d, fmt.Errorf("load the descriptors at %s: %w", ref, err)
 	}
-	return declsOf(res), nil
+	return declsOf(res, descPath), nil
 }
 
 func sortedUnion(a, b []string) []string {

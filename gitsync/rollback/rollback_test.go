@@ -135,3 +135,68 @@ func TestRollbackPlansOnTheBranchNotTheCheckout(t *testing.T) {
 		t.Fatalf("after the rollback main has:\n%s", gitCmd(t, repo, "show", "main:apps/all.cue"))
 	}
 }
+
+func confCue(name, from string) string {
+	return "apps: " + name + ": pods: p: {\n\tcontainers: c: image: \"127.0.0.1:5000/x:v1\"\n\tfiles: \"/etc/app/conf\": from: \"" + from + "\"\n}\n"
+}
+
+// A commit that changed only a config file an app reads (files: from:)
+// changed what its pods run: rolling the app back puts the file back too
+// (it said "nothing to revert" while the pods kept the new content).
+func TestRollbackRestoresTheConfigFilesTheAppReads(t *testing.T) {
+	repo, shas := rollbackRepo(t,
+		map[string]string{"apps/web.cue": confCue("web", "config/web.conf"), "apps/config/web.conf": "level: 1\n"},
+		map[string]string{"apps/config/web.conf": "level: 2\n"},
+	)
+	res, err := Run(context.Background(), Options{RepoDir: repo, Path: "apps", App: "web", To: shas[0]})
+	if err != nil {
+		t.Fatalf("rollback of a config file change: %v", err)
+	}
+	if got := gitCmd(t, repo, "show", "HEAD:apps/config/web.conf"); got != "level: 1" {
+		t.Fatalf("after the rollback (%+v) the config file is %q", res.Plan, got)
+	}
+	if msg := gitCmd(t, repo, "log", "-1", "--format=%B"); !strings.Contains(msg, "apps/config/web.conf") || !strings.Contains(msg, "commit B") {
+		t.Errorf("rollback message:\n%s", msg)
+	}
+}
+
+// A config file another app reads too is not rolled back behind that
+// app's back: refused, naming it, unless --include-other-apps.
+func TestRollbackOfASharedConfigFileNamesTheOtherApp(t *testing.T) {
+	repo, shas := rollbackRepo(t,
+		map[string]string{"apps/web.cue": confCue("web", "config/common.conf"), "apps/blog.cue": confCue("blog", "config/common.conf"), "apps/config/common.conf": "level: 1\n"},
+		map[string]string{"apps/config/common.conf": "level: 2\n"},
+	)
+	_, err := Run(context.Background(), Options{RepoDir: repo, Path: "apps", App: "web", To: shas[0]})
+	if err == nil || !strings.Contains(err.Error(), "blog (in apps/config/common.conf)") || !strings.Contains(err.Error(), "--include-other-apps") {
+		t.Fatalf("rollback of a config file another app reads: %v", err)
+	}
+	if head := gitCmd(t, repo, "rev-parse", "HEAD"); head != shas[1] {
+		t.Fatalf("a refused rollback committed %s", head)
+	}
+	res, err := Run(context.Background(), Options{RepoDir: repo, Path: "apps", App: "web", To: shas[0], IncludeOtherApps: true})
+	if err != nil || strings.Join(res.Plan.Apps, ",") != "web,blog" {
+		t.Fatalf("rollback --include-other-apps: %+v %v", res.Plan, err)
+	}
+	if got := gitCmd(t, repo, "show", "HEAD:apps/config/common.conf"); got != "level: 1" {
+		t.Fatalf("config file after the rollback: %q", got)
+	}
+}
+
+// A target the server's schema refuses today would be committed, then
+// rejected by sync, while the bad version kept running: the rollback is
+// refused with the errors, before any commit.
+func TestRollbackRefusesATargetTodaysSchemaRejects(t *testing.T) {
+	repo, shas := rollbackRepo(t,
+		// An old field name, once accepted, now unknown to the schema.
+		map[string]string{"apps/web.cue": "apps: web: pods: p: {\n\treplicas: 1\n\tcontainers: c: {\n\t\timage: \"127.0.0.1:5000/x:v1\"\n\t\tcpu: \"100m\"\n\t}\n}\n"},
+		map[string]string{"apps/web.cue": appCue("web", 2)},
+	)
+	_, err := Run(context.Background(), Options{RepoDir: repo, Path: "apps", App: "web", To: shas[0]})
+	if err == nil || !strings.Contains(err.Error(), "apps/web.cue:5:") || !strings.Contains(err.Error(), "does not validate") {
+		t.Fatalf("rollback to a commit today's schema rejects: %v", err)
+	}
+	if head := gitCmd(t, repo, "rev-parse", "HEAD"); head != shas[1] {
+		t.Fatalf("a refused rollback committed %s", head)
+	}
+}
