@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -44,8 +45,8 @@ unless --include-other-apps is given to roll them back too (the commit
 message then lists every app it rolls back).
 
 The repository is the app's source when it is a local path, else --repo (a
-local clone; the commit is made there and pushed when it is a bare mirror of
-the remote, or left for you to push).`,
+local clone: the commit is made there, and left for you to push to the
+repository sync reads; the output says so, with the command).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
@@ -58,8 +59,10 @@ the remote, or left for you to push).`,
 			// --path it is needed; with both, the branch is taken from it
 			// when the server answers, else it is main.
 			needed := repoDir == "" || descPath == ""
+			var src *api.Source
 			if needed || !cmd.Flags().Changed("branch") {
-				src, err := appSource(cmd, app)
+				var err error
+				src, err = appSource(cmd, app)
 				switch {
 				case err != nil && needed:
 					return err
@@ -88,8 +91,19 @@ the remote, or left for you to push).`,
 			}
 			sha, plan := res.Commit, res.Plan
 			what := append(append([]string(nil), plan.Files...), sortedKeys(plan.Rewritten)...)
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "committed %s: %s rolled back to %s in %s\nsync applies it next; follow with 'capstan history %s' and 'capstan get workloads --app %s'\n",
-				api.ShortCommit(sha), strings.Join(plan.Apps, ", "), api.ShortCommit(to), strings.Join(what, ", "), app, app)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "committed %s: %s rolled back to %s in %s\n", api.ShortCommit(sha), strings.Join(plan.Apps, ", "), api.ShortCommit(to), strings.Join(what, ", "))
+			switch {
+			case src != nil && sameRepository(src.Repo, repoDir):
+				fmt.Fprint(out, "sync applies it next")
+			case src != nil:
+				// A clone of the repository sync reads: the commit is
+				// only here until it is pushed.
+				fmt.Fprintf(out, "sync reads %s, not %s: push the commit there (git -C %s push origin %s); sync applies it then", src.Repo, repoDir, repoDir, branch)
+			default:
+				fmt.Fprintf(out, "sync applies it once the repository sync reads has it (push it there if %s is a clone)", repoDir)
+			}
+			_, err = fmt.Fprintf(out, "; follow with 'capstan history %s' and 'capstan get workloads --app %s'\n", app, app)
 			return err
 		},
 	}
@@ -99,6 +113,25 @@ the remote, or left for you to push).`,
 	cmd.Flags().StringVar(&branch, "branch", "main", "branch to commit on: the one sync tracks, or this one when the server cannot be asked")
 	cmd.Flags().BoolVar(&includeOthers, "include-other-apps", false, "also roll back the other apps declared in the app's files")
 	return cmd
+}
+
+// sameRepository reports whether url, the repository sync reads, is the
+// local directory dir.
+func sameRepository(url, dir string) bool {
+	url = strings.TrimPrefix(url, "file://")
+	if !filepath.IsAbs(url) {
+		return false // a remote URL, or a path relative to the server's config
+	}
+	canon := func(p string) string {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
+		return p
+	}
+	return canon(url) == canon(dir)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

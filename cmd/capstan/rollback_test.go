@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 )
 
@@ -115,5 +117,41 @@ func TestRollbackOfDeletedAppSaysWhatToGive(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--repo") || !strings.Contains(err.Error(), "--path") ||
 		!strings.Contains(err.Error(), "capstan history shop") {
 		t.Fatalf("rollback of an app the cluster does not have: err %v\n%s", err, out)
+	}
+}
+
+// A rollback committed in a clone of the repository sync reads from a
+// remote is not seen by sync until it is pushed: the output said "sync
+// applies it next" all the same, and the operator waited for nothing.
+func TestRollbackInACloneSaysToPush(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	for _, tt := range []struct {
+		app, remote string // "" remote: sync reads the clone itself
+		want        string
+	}{
+		{"web", "https://git.example.com/org/deploy.git", "sync reads https://git.example.com/org/deploy.git, not "},
+		{"blog", "", "sync applies it next"},
+	} {
+		repo, shas := rollbackRepo(t,
+			map[string]string{"apps/" + tt.app + ".cue": appCue(tt.app, 1)},
+			map[string]string{"apps/" + tt.app + ".cue": appCue(tt.app, 2)},
+		)
+		src := tt.remote
+		if src == "" {
+			src = repo
+		}
+		a := api.KindApp.New().(*api.App)
+		a.Metadata = api.ObjectMeta{Name: tt.app, App: tt.app, Source: &api.Source{Repo: src, Commit: shas[1], Path: "apps/" + tt.app + ".cue", Branch: "main", Root: "apps"}}
+		if _, err := c.Client.Create(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run(t, "rollback", tt.app, "--to", shas[0], "--repo", repo, "--config", cfg)
+		if err != nil || !strings.Contains(out, tt.want) {
+			t.Errorf("rollback %s (sync reads %s): %v, want %q in\n%s", tt.app, src, err, tt.want, out)
+		}
+		if tt.remote != "" && !strings.Contains(out, "git -C "+repo+" push origin main") {
+			t.Errorf("rollback in a clone does not say how to push:\n%s", out)
+		}
 	}
 }
