@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -161,6 +162,20 @@ func (c *Component) apply(ctx context.Context, a Action) (string, error) {
 	plan, err := rollback.PlanFor(dir, rc.Path, a.App, a.To, tip, false)
 	if err != nil {
 		return "", err
+	}
+	// A commit after the failing one that changed the app (a fix pushed
+	// and not synced yet) would be undone by the revert: sync applies it
+	// next, and its own rollout is judged then.
+	if tip != a.Failed {
+		changed, err := gitsync.Diff(ctx, dir, a.Failed, tip)
+		if err != nil {
+			return "", fmt.Errorf("compare %s with the branch's tip: %w", api.ShortCommit(a.Failed), err)
+		}
+		for _, f := range changed {
+			if slices.Contains(plan.Files, f) || plan.Rewritten[f] != nil {
+				return "", fmt.Errorf("the branch has a newer commit changing the app (%s at %s): reverting would undo it; sync applies it next", f, api.ShortCommit(tip))
+			}
+		}
 	}
 	note := fmt.Sprintf("The rollout of app %s at %s failed: %s.\nReverted by the cluster (rollback: \"auto\").\n\n%s: %s",
 		a.App, api.ShortCommit(a.Failed), a.Why, Trailer, a.Failed)

@@ -260,3 +260,49 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// startComponent runs the component on repo until the test ends.
+func startComponent(t *testing.T, c *client.Client, repo string) {
+	t.Helper()
+	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{{Name: "deploy", URL: repo, Branch: "main", Path: "apps"}}, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- comp.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// A fix pushed after the failing commit, that sync has not applied yet
+// (a poll away), was undone: the revert was planned on the branch's tip
+// and put the app back as at the commit before the failing one. The app
+// changed since the failing commit, so nothing is reverted and the event
+// names the newer commit.
+func TestAutoRevertLeavesANewerCommitOfTheApp(t *testing.T) {
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	if err := os.MkdirAll(filepath.Join(repo, "apps"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	good := commit(t, repo, desc("v1"), "x v1")
+	bad := commit(t, repo, desc("v2"), "x v2: the new image")
+	fix := commit(t, repo, desc("v3"), "x v3: the fix")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, repo, good, false)
+	startComponent(t, c, repo)
+	synced(t, c, repo, bad, true)
+	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
+	if e := event(c, ReasonStopped); !strings.Contains(e.Spec.Message, fix[:12]) || !strings.Contains(e.Spec.Message, "newer") {
+		t.Errorf("event: %s", e.Spec.Message)
+	}
+	if head := git(t, repo, "rev-parse", "HEAD"); head != fix {
+		t.Fatalf("the fix %s was reverted by %s:\n%s", fix[:12], head[:12], git(t, repo, "show", "HEAD:apps/x.cue"))
+	}
+}
