@@ -158,19 +158,7 @@ func TestAutoRevert(t *testing.T) {
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
 	synced(t, c, repo, good, false)
-	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{{Name: "deploy", URL: repo, Branch: "main", Path: "apps"}}, DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- comp.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	startComponent(t, c, repo)
 
 	synced(t, c, repo, bad, true)
 	// The component pushes into repo while the test reads it: a ref
