@@ -59,6 +59,7 @@ repository sync reads; the output says so, with the command).`,
 			// --path it is needed; with both, the branch is taken from it
 			// when the server answers, else it is main.
 			needed := repoDir == "" || descPath == ""
+			fromSource := repoDir == "" // the directory sync reads
 			var src *api.Source
 			if needed || !cmd.Flags().Changed("branch") {
 				var err error
@@ -94,7 +95,7 @@ repository sync reads; the output says so, with the command).`,
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "committed %s: %s rolled back to %s in %s\n", api.ShortCommit(sha), strings.Join(plan.Apps, ", "), api.ShortCommit(to), strings.Join(what, ", "))
 			switch {
-			case src != nil && sameRepository(src.Repo, repoDir):
+			case fromSource, src != nil && sameRepository(src.Repo, repoDir):
 				fmt.Fprint(out, "sync applies it next")
 			case src != nil:
 				// A clone of the repository sync reads: the commit is
