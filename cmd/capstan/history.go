@@ -9,6 +9,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/gitsync/autorevert"
 	"github.com/capstanhq/capstan/printer"
 	"github.com/spf13/cobra"
 )
@@ -70,6 +71,9 @@ not parse).`,
 					who = "repo:" + who
 				}
 				fmt.Fprintf(tw, "%s ago\t%s\t%s\t%s\t%s\t%s\n", printer.Age(now.Sub(r.Spec.SyncedAt)), who, api.ShortCommit(r.Spec.Commit), r.Spec.Result, r.Spec.Author, msg)
+				if why := autorevert.Reason(r.Spec.Message); why != "" {
+					fmt.Fprintf(tw, "\t\t\t\t\t  automatic revert: %s\n", why)
+				}
 				for _, e := range r.Spec.Errors {
 					fmt.Fprintf(tw, "\t\t\t\t\t  %s\n", e.String())
 				}

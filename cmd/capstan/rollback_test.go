@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
@@ -153,5 +154,24 @@ func TestRollbackInACloneSaysToPush(t *testing.T) {
 		if tt.remote != "" && !strings.Contains(out, "git -C "+repo+" push origin main") {
 			t.Errorf("rollback in a clone does not say how to push:\n%s", out)
 		}
+	}
+}
+
+// A revert the cluster made (rollback: "auto") showed in 'capstan history'
+// as "Rollback app x to ..." by Capstan, with no word on which rollout
+// failed or why: the reason is now shown under it.
+func TestHistorySaysWhyTheClusterReverted(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	why := "The rollout of app shop at 0123456789ab failed: pod group web: rollout to template 1a2b made no progress for 20s: 1 of 1 new pods not ready (web-x: ImagePullBackOff)."
+	r := api.KindRevision.New().(*api.Revision)
+	r.Metadata = api.ObjectMeta{Name: "shop-fedcba987654", App: "shop"}
+	r.Spec = api.RevisionSpec{Commit: strings.Repeat("f", 40), Result: api.SyncApplied, Author: "Capstan", SyncedAt: time.Now(),
+		Message: "Rollback app shop to abcdefabcdef\n\nRestores apps/shop.cue.\n\n" + why + "\nReverted by the cluster (rollback: \"auto\").\n\nCapstan-Auto-Revert: 0123456789abcdef0123456789abcdef01234567\n"}
+	if _, err := c.Client.Create(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "history", "shop", "--config", c.Server.AdminConfigPath())
+	if err != nil || !strings.Contains(out, "Rollback app shop to abcdefabcdef") || !strings.Contains(out, "automatic revert: "+why) {
+		t.Fatalf("history of an automatic revert: %v\n%s", err, out)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -177,10 +178,28 @@ func (c *Component) apply(ctx context.Context, a Action) (string, error) {
 			}
 		}
 	}
-	note := fmt.Sprintf("The rollout of app %s at %s failed: %s.\nReverted by the cluster (rollback: \"auto\").\n\n%s: %s",
-		a.App, api.ShortCommit(a.Failed), a.Why, Trailer, a.Failed)
+	note := fmt.Sprintf("%s %s at %s failed: %s.\nReverted by the cluster (rollback: \"auto\").\n\n%s: %s",
+		reasonPrefix, a.App, api.ShortCommit(a.Failed), a.Why, Trailer, a.Failed)
 	return gitsync.Revert(ctx, rc, gitsync.RevertRequest{Paths: plan.Files, To: a.To, Base: tip, Apps: plan.Apps, Rewritten: plan.Rewritten,
 		Author: gitsync.Author{Name: c.opts.AuthorName, Email: c.opts.AuthorEmail, When: c.opts.Now()}, Note: note})
+}
+
+// reasonPrefix starts the line of a revert's message that says why.
+const reasonPrefix = "The rollout of app"
+
+// Reason is why the cluster made the revert commit whose message is
+// message ("The rollout of app x at abc123 failed: ..."), or "" when the
+// commit is not an automatic revert.
+func Reason(message string) string {
+	if !strings.Contains(message, Trailer+": ") {
+		return ""
+	}
+	for line := range strings.Lines(message) {
+		if strings.HasPrefix(line, reasonPrefix+" ") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
 }
 
 func (c *Component) report(ctx context.Context, a Action, commit string, err error) {

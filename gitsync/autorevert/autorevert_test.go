@@ -175,6 +175,9 @@ func TestAutoRevert(t *testing.T) {
 			t.Errorf("revert message lacks %q:\n%s", want, msg)
 		}
 	}
+	if why := Reason(msg); !strings.Contains(why, "The rollout of app x at "+bad[:12]+" failed") || !strings.Contains(why, "CrashLoopBackOff") {
+		t.Errorf("Reason of the revert's message = %q", why)
+	}
 	if got := git(t, repo, "show", revert+":apps/x.cue"); got+"\n" != desc("v1") {
 		t.Errorf("apps/x.cue after the revert = %q, want v1", got)
 	}
@@ -292,5 +295,21 @@ func TestAutoRevertLeavesANewerCommitOfTheApp(t *testing.T) {
 	}
 	if head := git(t, repo, "rev-parse", "HEAD"); head != fix {
 		t.Fatalf("the fix %s was reverted by %s:\n%s", fix[:12], head[:12], git(t, repo, "show", "HEAD:apps/x.cue"))
+	}
+}
+
+// Reason finds why in the message of an automatic revert, and nothing in
+// any other commit's.
+func TestReason(t *testing.T) {
+	why := "The rollout of app x at 0123456789ab failed: pod group web: made no progress for 10m0s."
+	for _, tc := range []struct{ name, msg, want string }{
+		{"automatic revert", "Rollback app x to abc\n\nRestores apps/x.cue.\n\n" + why + "\nReverted by the cluster (rollback: \"auto\").\n\n" + Trailer + ": 0123", why},
+		{"a person's rollback", "Rollback app x to abc\n\n" + why + "\n", ""},
+		{"no reason line", "revert\n\n" + Trailer + ": 0123", ""},
+		{"empty", "", ""},
+	} {
+		if got := Reason(tc.msg); got != tc.want {
+			t.Errorf("%s: Reason = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
