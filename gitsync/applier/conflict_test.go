@@ -181,11 +181,16 @@ func TestStatusWritesSurviveConflicts(t *testing.T) {
 		if len(objs) != n {
 			t.Fatalf("%d apps, want %d", len(objs), n)
 		}
+		// A rejected app is not in sync with its repository.
+		want := api.ConditionTrue
+		if result == api.SyncRejected {
+			want = api.ConditionFalse
+		}
 		missing := 0
 		for _, o := range objs {
 			a := o.(*api.App)
 			cond := api.FindCondition(a.Status.Conditions, "Synced")
-			if cond == nil || cond.Status != api.ConditionTrue || a.Status.LastSyncResult != result || a.Status.AttemptedCommit != fmt.Sprintf("%040x", commit) {
+			if cond == nil || cond.Status != want || a.Status.LastSyncResult != result || a.Status.AttemptedCommit != fmt.Sprintf("%040x", commit) {
 				missing++
 				t.Logf("app %s after commit %d: result %s at %s, Synced %v", a.Metadata.Name, commit, a.Status.LastSyncResult, a.Status.AttemptedCommit, cond)
 			}

@@ -27,6 +27,7 @@ const (
 const (
 	ReasonSynced           = "Synced"
 	ReasonSyncFailed       = "SyncFailed"
+	ReasonSyncRejected     = "SyncRejected" // the head's descriptor of this app is invalid
 	ReasonSignatureRefused = "SignatureRefused"
 	ReasonPruneHeld        = "PruneHeld"
 	ReasonRepoErrors       = "RepositoryErrors"

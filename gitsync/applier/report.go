@@ -35,6 +35,12 @@ func (a *Applier) Report(ctx context.Context, r gitsync.Result) {
 	var sigErr *gitsync.SignatureError
 	var work []func() error
 	for name, cur := range existing {
+		cond := cond
+		if r.Err == nil && rejectedAt(cur, r.Head) {
+			// The head is fine but for this app's descriptor: its own
+			// rejection says more than the repository's condition.
+			cond = rejectedCondition(cur, r.At)
+		}
 		var extra []client.TxnOp
 		if errors.As(r.Err, &sigErr) && r.Head != "" {
 			info := sigErr.Head
@@ -62,4 +68,11 @@ func (a *Applier) Report(ctx context.Context, r gitsync.Result) {
 	if errs := a.parallel(work); len(errs) > 0 {
 		rs.forget()
 	}
+}
+
+// rejectedAt reports whether commit rejected app's own descriptor, so
+// that the app stays Synced=False/SyncRejected while its repository's
+// head is otherwise fine.
+func rejectedAt(app *api.App, commit string) bool {
+	return commit != "" && app.Status.LastSyncResult == api.SyncRejected && app.Status.AttemptedCommit == commit
 }

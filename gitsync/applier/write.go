@@ -26,6 +26,12 @@ func syncedCondition(at time.Time) api.Condition {
 	return api.Condition{Type: "Synced", Status: api.ConditionTrue, Reason: "Synced", LastTransitionTime: at}
 }
 
+// rejectedCondition is the Synced condition of an app whose own
+// descriptor the commit it attempted last rejected.
+func rejectedCondition(app *api.App, at time.Time) api.Condition {
+	return api.Condition{Type: "Synced", Status: api.ConditionFalse, Reason: ReasonSyncRejected, Message: app.Status.LastSyncMessage, LastTransitionTime: at}
+}
+
 // foreignAppError refuses an app that another repository (or the API,
 // Owner empty) owns: the first repository to declare an app keeps it.
 type foreignAppError struct {
@@ -185,11 +191,14 @@ func revisionStep(ops []client.TxnOp, err error) bool {
 	return isRev
 }
 
-// reject records a Rejected revision and marks the running app, leaving
-// its spec alone, in one transaction.
+// reject records a Rejected revision and marks the running app (its
+// result, and Synced=False/SyncRejected with the first error), leaving its
+// spec alone, in one transaction.
 func (a *Applier) reject(ctx context.Context, snap gitsync.Snapshot, rs *repoState, app string, cur *api.App, errs []api.SourceError) error {
-	if cur != nil && cur.Status.AttemptedCommit == snap.Commit && cur.Status.LastSyncResult == api.SyncRejected {
-		return nil // already recorded
+	if cur != nil && rejectedAt(cur, snap.Commit) {
+		if c := api.FindCondition(cur.Status.Conditions, "Synced"); c != nil && c.Reason == ReasonSyncRejected {
+			return nil // already recorded
+		}
 	}
 	rev := a.revision(snap, app, api.SyncRejected, errs)
 	now := a.opts.Now().UTC()
@@ -198,6 +207,9 @@ func (a *Applier) reject(ctx context.Context, snap gitsync.Snapshot, rs *repoSta
 		st.Status.AttemptedCommit = snap.Commit
 		st.Status.LastSyncTime = now
 		st.Status.LastSyncMessage = rejectMessage(snap.Commit, errs)
+		// The app runs the last good revision, not its repository's
+		// head: it is not in sync, whatever the rest of the repository.
+		api.SetCondition(&st.Status.Conditions, rejectedCondition(st, now))
 		return true
 	}, client.TxnOp{Op: "create", Object: rev})
 	if err != nil {
