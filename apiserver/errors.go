@@ -40,14 +40,24 @@ func errorf(code int, reason wire.Reason, err error) error {
 	return &apiError{code: code, reason: reason, err: err}
 }
 
-// decodeRequest decodes a small JSON request body (at most 64 KiB, one
-// object, no unknown fields) into v; the error, a 400 naming what, is the
-// answer. Anything after the object is refused, not dropped unread.
+// maxRequestBytes bounds the small JSON requests decodeRequest reads
+// (joins, tokens, node certificates, store administration).
+const maxRequestBytes = 64 << 10
+
+// decodeRequest decodes a small JSON request body (at most
+// maxRequestBytes, one object, no unknown fields) into v; the error, a 400
+// naming what (413 over the limit), is the answer. Anything after the
+// object is refused, not dropped unread.
 func decodeRequest(w http.ResponseWriter, r *http.Request, v any, what string) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return errorf(http.StatusRequestEntityTooLarge, wire.ReasonRequestEntityTooLarge,
+				fmt.Errorf("%s: %s: it is one small JSON object; check that the client sends the request, not a file", what, overLimit(mbe.Limit)))
+		case errors.Is(err, io.EOF):
 			return badRequest(what + ": the body is empty: send it as a JSON object")
 		}
 		return badRequest(what + ": " + err.Error())
@@ -56,6 +66,11 @@ func decodeRequest(w http.ResponseWriter, r *http.Request, v any, what string) e
 		return badRequest(what + ": more after the JSON object: send one object per request")
 	}
 	return nil
+}
+
+// overLimit says a request body was over limit bytes.
+func overLimit(limit int64) string {
+	return fmt.Sprintf("the request body is over the server's limit of %d bytes (%sB)", limit, api.FormatBytes(limit))
 }
 
 func badRequest(msg string) error {
@@ -86,7 +101,8 @@ func statusOf(err error) wire.Status {
 	case errors.As(err, &ae):
 		return wire.Status{Code: ae.code, Reason: ae.reason, Message: ae.err.Error()}
 	case errors.As(err, &mbe):
-		return wire.Status{Code: http.StatusRequestEntityTooLarge, Reason: wire.ReasonRequestEntityTooLarge, Message: "request body is larger than the server's limit"}
+		return wire.Status{Code: http.StatusRequestEntityTooLarge, Reason: wire.ReasonRequestEntityTooLarge,
+			Message: overLimit(mbe.Limit) + ": send one object per request, or split a transaction into smaller ones"}
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return wire.Status{Code: http.StatusRequestTimeout, Reason: wire.ReasonRequestTimeout, Message: "the request body did not arrive within the server's body read timeout: send it faster, or in smaller requests"}
 	case errors.As(err, &tle):

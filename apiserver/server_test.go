@@ -216,6 +216,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("good create: %d %s", code, body)
 	}
 	huge := bytes.Repeat([]byte("a"), 100<<10)
+	hugeJSON := []byte(`{"role":"` + string(huge) + `"}`)
 	tests := []struct {
 		name, token, method, path string
 		body                      []byte
@@ -243,6 +244,8 @@ func TestBadInput(t *testing.T) {
 		{"malformed token", "garbage", "GET", "/api/v1/pods", nil, 401, "Unauthorized"},
 		{"wrong role", viewer, "POST", "/api/v1/pods", good, 403, "Forbidden"},
 		{"body over limit", tok, "POST", "/api/v1/pods", huge, 413, "RequestEntityTooLarge"},
+		{"token request over limit", tok, "POST", "/tokens", hugeJSON, 413, "RequestEntityTooLarge"},
+		{"txn body over limit", tok, "POST", "/api/v1/txn", bytes.Repeat([]byte(" "), 4<<20), 413, "RequestEntityTooLarge"},
 		{"bad method", tok, "PATCH", "/api/v1/pods/shop/ok", nil, 405, "MethodNotAllowed"},
 		{"bad since", tok, "GET", "/api/v1/pods?watch=true&since=-4", nil, 400, "BadRequest"},
 		{"bad label selector", tok, "GET", "/api/v1/pods?labels=nokey", nil, 400, "BadRequest"},
@@ -268,6 +271,9 @@ func TestBadInput(t *testing.T) {
 			var st wire.Status
 			if err := json.Unmarshal([]byte(body), &st); err != nil || string(st.Reason) != tt.reason || st.Message == "" || st.Code != tt.code {
 				t.Fatalf("body %s, want reason %s", body, tt.reason)
+			}
+			if tt.code == http.StatusRequestEntityTooLarge && !strings.Contains(st.Message, " bytes") {
+				t.Errorf("message %q does not name the limit", st.Message)
 			}
 		})
 	}
