@@ -21,6 +21,13 @@ const DefaultInterval = 15 * time.Second
 // exist for anything faster.
 const MinInterval = time.Second
 
+// NoPolling as a RepoConfig.Interval turns polling off: the repository
+// syncs when the server starts, on webhooks, on fsnotify (local
+// repositories) and on 'capstan sync', as Argo CD does with a
+// reconciliation timeout of 0. In a config file and on the command line
+// it is written 0.
+const NoPolling time.Duration = -1
+
 // RepoConfig is one tracked repository.
 type RepoConfig struct {
 	// Name identifies the repository in status, revisions and the webhook
@@ -39,8 +46,8 @@ type RepoConfig struct {
 	Path string `yaml:"path"`
 	// Auth holds credentials for http(s) or ssh remotes.
 	Auth Auth `yaml:"auth"`
-	// Interval is the poll interval, jittered by ±10%. Default 15s, at
-	// least 1s.
+	// Interval is the poll interval, jittered by ±10%. Zero: the default,
+	// 15s; NoPolling: no polling. At least 1s otherwise.
 	Interval time.Duration `yaml:"-"`
 	// Verify is the signature policy; off by default.
 	Verify Verify `yaml:"verify"`
@@ -142,6 +149,10 @@ func (c RepoConfig) Ref() string {
 		return "branch " + c.Branch
 	}
 }
+
+// Polls reports whether the repository is polled (its Interval is not
+// NoPolling).
+func (c RepoConfig) Polls() bool { return c.Interval != NoPolling }
 
 // WithDefaults returns c with defaults filled in.
 func (c RepoConfig) WithDefaults() RepoConfig {
@@ -245,8 +256,11 @@ func (c RepoConfig) Validate() error {
 	if p := c.Path; p == ".." || strings.HasPrefix(p, "../") || strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) {
 		bad("path", "%q must stay inside the repository", p)
 	}
-	if c.Interval < MinInterval {
-		bad("interval", "%s is shorter than %s; use webhooks or a local repository for faster syncs", c.Interval, MinInterval)
+	switch {
+	case c.Interval < 0 && c.Interval != NoPolling:
+		bad("interval", "%s is negative: write 0 to turn polling off (webhooks and 'capstan sync' only), or a duration of at least %s", c.Interval, MinInterval)
+	case c.Interval >= 0 && c.Interval < MinInterval:
+		bad("interval", "%s is shorter than %s; use webhooks or a local repository for faster syncs, or 0 to turn polling off", c.Interval, MinInterval)
 	}
 	errs = append(errs, c.validateAuth(kind)...)
 	if err := c.Verify.validate(); err != nil {

@@ -38,6 +38,8 @@ func TestRepoConfigValidate(t *testing.T) {
 		{name: "bad branch", mut: func(c *RepoConfig) { c.Branch = "a..b" }, wantErr: "valid git ref"},
 		{name: "path escapes", mut: func(c *RepoConfig) { c.Path = "../etc" }, wantErr: "inside the repository"},
 		{name: "interval too short", mut: func(c *RepoConfig) { c.Interval = time.Millisecond }, wantErr: "shorter than"},
+		{name: "no polling", mut: func(c *RepoConfig) { c.Interval = NoPolling }},
+		{name: "negative interval", mut: func(c *RepoConfig) { c.Interval = -5 * time.Second }, wantErr: "write 0 to turn polling off"},
 		{name: "password without user", mut: func(c *RepoConfig) { c.Auth.Password = "x" }, wantErr: "username"},
 		{name: "token and password", mut: func(c *RepoConfig) { c.Auth = Auth{Username: "u", Password: "p", Token: "t"} }, wantErr: "not both"},
 		{name: "token on ssh", mut: func(c *RepoConfig) {
@@ -116,7 +118,7 @@ repos:
     url: ./checkout
     tag: v1
 `)
-	repos, err := LoadConfig(filepath.Join(dir, "capstan.yaml"))
+	repos, err := LoadConfig(filepath.Join(dir, "capstan.yaml"), Defaults{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ repos:
 	}
 	for name, content := range bad {
 		t.Run(name, func(t *testing.T) {
-			if _, err := ParseConfig([]byte(content), dir); !errors.Is(err, ErrInvalidConfig) {
+			if _, err := ParseConfig([]byte(content), dir, Defaults{}); !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("err %v, want ErrInvalidConfig", err)
 			}
 		})
@@ -156,7 +158,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("repos:\n  - {name: a, url: 'https://h/x', forge: {type: gitlab, project: a/b, tokenFile: t, pollInterval: 10s, events: [plans]}}\n"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		repos, err := ParseConfig(data, dir)
+		repos, err := ParseConfig(data, dir, Defaults{})
 		if err != nil {
 			if !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("error does not wrap ErrInvalidConfig: %v", err)
@@ -169,4 +171,45 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConfigIntervals: a repository of a config file that sets no
+// interval takes the server's --poll-interval (Defaults.Interval), which
+// the flag silently did not reach before; "interval: 0" turns polling off
+// (as Argo CD's reconciliation timeout of 0), a negative one is refused.
+func TestConfigIntervals(t *testing.T) {
+	const file = `
+repos:
+  - {name: unset, url: /x}
+  - {name: own, url: /y, interval: 30s}
+  - {name: off, url: /z, interval: 0}
+`
+	for _, tc := range []struct {
+		name     string
+		defaults Defaults
+		want     map[string]time.Duration
+	}{
+		{"no flag", Defaults{}, map[string]time.Duration{"unset": DefaultInterval, "own": 30 * time.Second, "off": NoPolling}},
+		{"--poll-interval 2m", Defaults{Interval: 2 * time.Minute}, map[string]time.Duration{"unset": 2 * time.Minute, "own": 30 * time.Second, "off": NoPolling}},
+		{"--poll-interval 0", Defaults{Interval: NoPolling}, map[string]time.Duration{"unset": NoPolling, "own": 30 * time.Second, "off": NoPolling}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repos, err := ParseConfig([]byte(file), t.TempDir(), tc.defaults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range repos {
+				if r.Interval != tc.want[r.Name] {
+					t.Errorf("repo %s: interval %s, want %s", r.Name, r.Interval, tc.want[r.Name])
+				}
+				if r.Polls() != (tc.want[r.Name] != NoPolling) {
+					t.Errorf("repo %s: Polls() %v with interval %s", r.Name, r.Polls(), r.Interval)
+				}
+			}
+		})
+	}
+	_, err := ParseConfig([]byte("repos:\n  - {name: a, url: /x, interval: -10s}\n"), t.TempDir(), Defaults{})
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "write 0 to turn polling off") {
+		t.Errorf("negative interval: %v, want ErrInvalidConfig saying how to turn polling off", err)
+	}
 }

@@ -31,7 +31,7 @@ func TestForgeConfig(t *testing.T) {
         secrets: true
         quota: {pods: 4, cpu: "2", memory: 4Gi}
 `
-	repos, err := ParseConfig([]byte(good), dir)
+	repos, err := ParseConfig([]byte(good), dir, Defaults{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestForgeConfig(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "repos:\n  - name: deploy\n    url: https://github.com/acme/deploy.git\n    forge:\n      " + tc.forge + "\n"
-			_, err := ParseConfig([]byte(src), dir)
+			_, err := ParseConfig([]byte(src), dir, Defaults{})
 			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one naming %s", err, tc.want)
 			}
@@ -72,11 +72,11 @@ func TestForgeConfig(t *testing.T) {
 	}
 	// GitLab projects may be nested groups; a tag cannot take pull requests.
 	nested := "repos:\n  - name: deploy\n    url: https://gitlab.com/acme/ops/deploy.git\n    forge: {type: gitlab, project: acme/ops/deploy, tokenFile: token}\n"
-	if _, err := ParseConfig([]byte(nested), dir); err != nil {
+	if _, err := ParseConfig([]byte(nested), dir, Defaults{}); err != nil {
 		t.Errorf("nested GitLab project: %v", err)
 	}
 	tag := "repos:\n  - name: deploy\n    url: https://github.com/acme/deploy.git\n    tag: v1\n    forge: {type: github, project: acme/deploy, tokenFile: token}\n"
-	if _, err := ParseConfig([]byte(tag), dir); err == nil || !strings.Contains(err.Error(), "track a branch") {
+	if _, err := ParseConfig([]byte(tag), dir, Defaults{}); err == nil || !strings.Contains(err.Error(), "track a branch") {
 		t.Errorf("forge on a tag: %v", err)
 	}
 }

@@ -217,7 +217,7 @@ func TestCABundleValidation(t *testing.T) {
 	if err := os.WriteFile(ca, []byte(srv.caPEM), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	repos, err := ParseConfig([]byte("repos:\n  - name: d\n    url: https://git.example.com/d.git\n    auth: {caFile: ca.pem}\n"), dir)
+	repos, err := ParseConfig([]byte("repos:\n  - name: d\n    url: https://git.example.com/d.git\n    auth: {caFile: ca.pem}\n"), dir, Defaults{})
 	if err != nil || repos[0].Auth.CABundle != srv.caPEM {
 		t.Fatalf("caFile: %v", err)
 	}

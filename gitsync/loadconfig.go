@@ -24,7 +24,7 @@ const maxConfigFile = 1 << 20
 //	    url: https://git.example.com/org/deploy.git
 //	    branch: main
 //	    path: apps
-//	    interval: 30s
+//	    interval: 30s      # 0: no polling; unset: Defaults.Interval
 //	    auth: {username: deploy, passwordFile: /etc/capstan/git-password}
 //	    verify: {enabled: true, sshKeysFile: trusted_signers}
 //	    webhookSecretFile: /etc/capstan/webhook-secret
@@ -93,14 +93,22 @@ type fileVerify struct {
 	SSHKeysFile     string   `yaml:"sshKeysFile"`
 }
 
+// Defaults are what the repositories of a config file take for the
+// fields they leave unset (the server's flags).
+type Defaults struct {
+	// Interval is the poll interval (`--poll-interval`): zero means
+	// DefaultInterval, NoPolling no polling.
+	Interval time.Duration
+}
+
 // LoadConfig reads a YAML config file listing repositories, fills in
 // defaults and validates them.
-func LoadConfig(file string) ([]RepoConfig, error) {
+func LoadConfig(file string, d Defaults) ([]RepoConfig, error) {
 	data, err := readLimited(file)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	repos, err := ParseConfig(data, filepath.Dir(file))
+	repos, err := ParseConfig(data, filepath.Dir(file), d)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
@@ -108,8 +116,9 @@ func LoadConfig(file string) ([]RepoConfig, error) {
 }
 
 // ParseConfig parses the YAML of a config file; baseDir resolves relative
-// file references. The result has defaults filled in and is validated.
-func ParseConfig(data []byte, baseDir string) ([]RepoConfig, error) {
+// file references. The result has defaults (d, then the package's) filled
+// in and is validated.
+func ParseConfig(data []byte, baseDir string, d Defaults) ([]RepoConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var fc fileConfig
@@ -126,6 +135,9 @@ func ParseConfig(data []byte, baseDir string) ([]RepoConfig, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%w: repos[%d] (%q): %w", ErrInvalidConfig, i, fr.Name, err))
 			continue
+		}
+		if fr.Interval == "" {
+			rc.Interval = d.Interval
 		}
 		repos = append(repos, rc)
 	}
@@ -172,8 +184,13 @@ func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 	}
 	if fr.Interval != "" {
 		d, err := time.ParseDuration(fr.Interval)
-		if err != nil {
-			return rc, fmt.Errorf("interval: %w (write e.g. 30s or 2m)", err)
+		switch {
+		case err != nil:
+			return rc, fmt.Errorf("interval: %w (write e.g. 30s or 2m, or 0 to turn polling off)", err)
+		case d < 0:
+			return rc, fmt.Errorf("interval: %s is negative: write 0 to turn polling off (webhooks and 'capstan sync' only), or a duration such as 30s", fr.Interval)
+		case d == 0:
+			d = NoPolling
 		}
 		rc.Interval = d
 	}

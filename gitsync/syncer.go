@@ -207,7 +207,11 @@ func (s *Syncer) Start(ctx context.Context) error {
 			defer wg.Done()
 			w.run(ctx)
 		}()
-		if kind, _ := classifyURL(w.cfg.URL); kind == transportLocal && !s.opts.DisableWatch {
+		kind, _ := classifyURL(w.cfg.URL)
+		if !w.cfg.Polls() && w.cfg.WebhookSecret == "" && (kind != transportLocal || s.opts.DisableWatch) {
+			s.log.Warn("polling is off and the repository has no webhook secret: it syncs at start and on 'capstan sync' only; set webhookSecret, or a poll interval", "repo", name)
+		}
+		if kind == transportLocal && !s.opts.DisableWatch {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -361,11 +365,18 @@ func (w *worker) run(ctx context.Context) {
 		case <-w.trigger:
 		case <-t.C:
 		}
-		w.sync(ctx)
+		r := w.sync(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		t.Reset(w.s.jitter(w.cfg.Interval))
+		switch {
+		case w.cfg.Polls():
+			t.Reset(w.s.jitter(w.cfg.Interval))
+		case r.Err != nil:
+			// No polling, and the webhook's push was not applied (the
+			// remote did not answer, say): try again, as a poll would.
+			t.Reset(w.s.jitter(DefaultInterval))
+		}
 	}
 }
 
@@ -584,12 +595,18 @@ func (w *worker) watchLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		wait := w.s.jitter(w.cfg.Interval)
+		// Without polling the watch is tried again as often as a poll
+		// would have run by default.
+		retry := w.cfg.Interval
+		if !w.cfg.Polls() {
+			retry = DefaultInterval
+		}
+		wait := w.s.jitter(retry)
 		switch {
 		case errors.Is(err, errWatchLost):
 			w.s.log.Info("repository directory replaced; watching it again", "repo", w.cfg.Name, "err", err)
 			lost, wait = true, w.s.opts.Debounce
-		case lost && backoff < w.cfg.Interval:
+		case lost && backoff < retry:
 			// The new directory is not there yet: look again soon.
 			wait, backoff = backoff, backoff*2
 		case !warned:

@@ -46,7 +46,7 @@ func (f *gitFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.branch, "branch", "main", "branch tracked in the --repo repositories")
 	cmd.Flags().StringVar(&f.path, "path", ".", "directory of the descriptors inside the --repo repositories")
 	cmd.Flags().StringVar(&f.config, "repo-config", "", "YAML file listing repositories with their own branch, path, auth, signature keys and webhook secret")
-	cmd.Flags().DurationVar(&f.interval, "poll-interval", 15*time.Second, "how often to poll remote repositories (jittered)")
+	cmd.Flags().DurationVar(&f.interval, "poll-interval", gitsync.DefaultInterval, "how often to poll the repositories (jittered ±10%), also those of --repo-config that set no interval; 0: never, sync on webhooks, local commits and 'capstan sync' only")
 	cmd.Flags().StringVar(&f.hookSecret, "webhook-secret", "", "secret for webhooks of the --repo repositories (POST /hooks/git/NAME)")
 	f.eval.register(cmd)
 }
@@ -73,11 +73,29 @@ func repoName(url string) string {
 	return name
 }
 
-// configs returns the tracked repositories, validated.
+// pollInterval is --poll-interval as a RepoConfig.Interval: 0 turns
+// polling off, as Argo CD's reconciliation timeout of 0 does.
+func (f *gitFlags) pollInterval() (time.Duration, error) {
+	switch {
+	case f.interval < 0:
+		return 0, usageError(fmt.Errorf("--poll-interval %s is negative: give a duration such as 30s, or 0 to turn polling off (webhooks, local commits and 'capstan sync' only)", f.interval))
+	case f.interval == 0:
+		return gitsync.NoPolling, nil
+	}
+	return f.interval, nil
+}
+
+// configs returns the tracked repositories, validated. --poll-interval
+// is the interval of the --repo repositories and of the --repo-config
+// ones that set none.
 func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
+	interval, err := f.pollInterval()
+	if err != nil {
+		return nil, err
+	}
 	var repos []gitsync.RepoConfig
 	if f.config != "" {
-		rs, err := gitsync.LoadConfig(f.config)
+		rs, err := gitsync.LoadConfig(f.config, gitsync.Defaults{Interval: interval})
 		if err != nil {
 			return nil, err
 		}
@@ -95,7 +113,7 @@ func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
 		for i := 2; containsRepo(repos, name); i++ {
 			name = fmt.Sprintf("%s-%d", repoName(u), i)
 		}
-		repos = append(repos, gitsync.RepoConfig{Name: name, URL: u, Branch: f.branch, Path: f.path, Interval: f.interval, WebhookSecret: f.hookSecret})
+		repos = append(repos, gitsync.RepoConfig{Name: name, URL: u, Branch: f.branch, Path: f.path, Interval: interval, WebhookSecret: f.hookSecret})
 	}
 	if err := gitsync.ValidateRepos(repos); err != nil {
 		return nil, err
