@@ -163,15 +163,16 @@ func (s *Syncer) serveHook(w http.ResponseWriter, r *http.Request) {
 		name = r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 	}
 	limit := s.opts.MaxWebhookBody
+	tooLarge := fmt.Sprintf("body over the webhook limit of %d bytes, not read: the push is applied on the next poll or 'capstan sync'", limit)
 	if r.ContentLength > limit {
-		hookReply(w, http.StatusRequestEntityTooLarge, name, false, fmt.Sprintf("body over %d bytes", limit))
+		hookReply(w, http.StatusRequestEntityTooLarge, name, false, tooLarge)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			hookReply(w, http.StatusRequestEntityTooLarge, name, false, fmt.Sprintf("body over %d bytes", limit))
+			hookReply(w, http.StatusRequestEntityTooLarge, name, false, tooLarge)
 			return
 		}
 		hookReply(w, http.StatusBadRequest, name, false, "cannot read body")

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -187,6 +188,9 @@ func TestWebhook(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != tt.want {
 				t.Errorf("status %d, want %d (%s)", resp.StatusCode, tt.want, strings.TrimSpace(string(msg)))
+			}
+			if tt.want == http.StatusRequestEntityTooLarge && !strings.Contains(string(msg), fmt.Sprintf("limit of %d bytes", s.opts.MaxWebhookBody)) {
+				t.Errorf("413 %s does not name the limit", msg)
 			}
 			for name, w := range s.workers {
 				got := drain(w.trigger)
