@@ -240,7 +240,7 @@ func TestHTTPFetchReadsRotatedTokenFile(t *testing.T) {
 	if err := os.WriteFile(config, []byte("repos:\n  - {name: deploy, url: '"+url+"', path: apps, auth: {tokenFile: token}}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	repos, err := LoadConfig(config)
+	repos, err := LoadConfig(config, Defaults{})
 	if err != nil {
 		t.Fatal(err)
 	}
