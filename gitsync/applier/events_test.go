@@ -1,17 +1,12 @@
 package applier_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
-	"testing/fstest"
-	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
-	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 )
 
@@ -21,22 +16,10 @@ import (
 // Flux do; each rejected commit counts it up once, a re-sync of the same
 // commit does not, and the app that applied gets none.
 func TestRejectedAppRecordsEvent(t *testing.T) {
-	cl := apiservertest.Start(t, apiservertest.Options{})
-	ap, err := applier.New(applier.Options{Client: cl.Client, RepoURLs: map[string]string{"demo": "file:///demo"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	cl, ap, ctx := startDemo(t)
 	apply := func(commit int, files map[string]string) {
 		t.Helper()
-		fsys := fstest.MapFS{}
-		for p, data := range files {
-			fsys[p] = &fstest.MapFile{Data: []byte(data)}
-		}
-		snap := gitsync.Snapshot{Repo: "demo", FS: fsys, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", commit)}}
-		if err := ap.Apply(ctx, snap); err != nil {
+		if err := ap.Apply(ctx, demoSnapshot(commit, files)); err != nil {
 			t.Fatalf("commit %d: %v", commit, err)
 		}
 	}

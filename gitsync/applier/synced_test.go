@@ -1,16 +1,12 @@
 package applier_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
 )
@@ -23,27 +19,16 @@ import (
 // makes it True again. Argo CD shows such an app OutOfSync, Flux sets
 // Ready=False.
 func TestRejectedAppIsNotSynced(t *testing.T) {
-	cl := apiservertest.Start(t, apiservertest.Options{})
-	ap, err := applier.New(applier.Options{Client: cl.Client, RepoURLs: map[string]string{"demo": "file:///demo"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	cl, ap, ctx := startDemo(t)
 	// sync is what the Syncer does with a head: apply it, then report.
 	sync := func(commit int, files map[string]string) string {
 		t.Helper()
-		fsys := fstest.MapFS{}
-		for p, data := range files {
-			fsys[p] = &fstest.MapFile{Data: []byte(data)}
-		}
-		sha := fmt.Sprintf("%040x", commit)
-		if err := ap.Apply(ctx, gitsync.Snapshot{Repo: "demo", FS: fsys, CommitInfo: gitsync.CommitInfo{Commit: sha}}); err != nil {
+		snap := demoSnapshot(commit, files)
+		if err := ap.Apply(ctx, snap); err != nil {
 			t.Fatalf("commit %d: %v", commit, err)
 		}
-		ap.Report(ctx, gitsync.Result{Repo: "demo", Head: sha, Applied: true, Changed: true, At: time.Now()})
-		return sha
+		ap.Report(ctx, gitsync.Result{Repo: "demo", Head: snap.Commit, Applied: true, Changed: true, At: time.Now()})
+		return snap.Commit
 	}
 	synced := func(app string) api.Condition {
 		t.Helper()
