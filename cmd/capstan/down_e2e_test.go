@@ -19,13 +19,9 @@ import (
 // table, no bridge, no runc state, no run or data directory. A second
 // down finds nothing to do.
 func TestUpDown(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
-	bin, imgs := buildUpInputs(t)
-	ns, hostIP := newUpNetns(t)
-	data := filepath.Join(t.TempDir(), "cluster")
-	e := &upEnv{t: t, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP}
-	t.Cleanup(e.cleanup)
+	e := newUpEnv(t, filepath.Join(t.TempDir(), "cluster"))
+	bin := e.bin
+	data := e.data
 	runDir := agent.RunDirFor(filepath.Join(data, "agent"))
 	// runc's state lives under the run directory; the shared default root
 	// must gain nothing (older runs on this machine may have left entries

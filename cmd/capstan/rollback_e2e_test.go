@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // vipPoller sends requests to a URL until stopped and counts those that
@@ -98,13 +97,7 @@ func (e *upEnv) serviceVIP(name string) string {
 // are reverted in git by the cluster, while the old pods keep answering
 // every request, and history and describe say what happened.
 func TestUpRollbackJourney(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
-	bin, imgs := buildUpInputs(t)
-	ns, hostIP := newUpNetns(t)
-	data := t.TempDir()
-	e := &upEnv{t: t, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP}
-	t.Cleanup(e.cleanup)
+	e := newUpEnv(t, "")
 	e.start()
 	e.wait("frontend running", 5*time.Minute, func() (bool, string) { return e.running("frontend", 3, "") })
 	url := "http://" + e.serviceVIP("frontend") + "/"

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // BenchmarkUpSecretChange measures, through capstan up on real
@@ -21,13 +20,9 @@ import (
 // seconds, with the default strategy and with maxSurge 100%.
 // Run with -benchtime 1x.
 func BenchmarkUpSecretChange(b *testing.B) {
-	testenv.RequireRoot(b)
-	testenv.RequireBinaries(b, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
-	bin, imgs := buildUpInputs(b)
-	ns, hostIP := newUpNetns(b)
-	data := b.TempDir()
-	e := &upEnv{t: b, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP}
-	b.Cleanup(e.cleanup)
+	e := newUpEnv(b, "")
+	data := e.data
+	bin := e.bin
 	e.start()
 	recipient, err := exec.Command(bin, "secret", "recipient", "--data-dir", data).CombinedOutput()
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // confApp is an app whose pods read a config file from the repository,
@@ -56,13 +55,9 @@ func randomToken(t *testing.T) string {
 // containerd in the container's spec on the node's disk, as Kubernetes
 // does: docs/secrets.md says to use files for what must not be.)
 func TestUpSecrets(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
-	bin, imgs := buildUpInputs(t)
-	ns, hostIP := newUpNetns(t)
-	data := t.TempDir()
-	e := &upEnv{t: t, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP}
-	t.Cleanup(e.cleanup)
+	e := newUpEnv(t, "")
+	data := e.data
+	bin := e.bin
 	e.start()
 
 	recipient, err := exec.Command(bin, "secret", "recipient", "--data-dir", data).CombinedOutput()

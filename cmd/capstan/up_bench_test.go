@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // BenchmarkCommitToReady measures, on `capstan up` with real containerd,
@@ -17,13 +15,7 @@ import (
 //
 //	go test ./cmd/capstan -run '^$' -bench CommitToReady -benchtime 10x
 func BenchmarkCommitToReady(b *testing.B) {
-	testenv.RequireRoot(b)
-	testenv.RequireBinaries(b, "containerd", "runc", "nft", "ip", "nsenter", "git")
-	bin, imgs := buildUpInputs(b)
-	ns, hostIP := newUpNetns(b)
-	data := b.TempDir()
-	e := &upEnv{t: b, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP}
-	b.Cleanup(e.cleanup)
+	e := newUpEnv(b, "")
 	e.start()
 	e.wait("frontend running", 5*time.Minute, func() (bool, string) { return e.running("frontend", 3, "") })
 	bench := filepath.Join(e.repo, "bench.cue")

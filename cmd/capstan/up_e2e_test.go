@@ -37,6 +37,24 @@ type upEnv struct {
 	frontendVIP, nodePrt string
 }
 
+// newUpEnv prepares a 'capstan up' of the example repository in a
+// network namespace of its own, with its data in data (a new temporary
+// directory when ""), removed when t ends; upArgs are more flags for up.
+// Start it with e.start().
+func newUpEnv(t testing.TB, data string, upArgs ...string) *upEnv {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
+	bin, imgs := buildUpInputs(t)
+	ns, hostIP := newUpNetns(t)
+	if data == "" {
+		data = t.TempDir()
+	}
+	e := &upEnv{t: t, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP, upArgs: upArgs}
+	t.Cleanup(e.cleanup)
+	return e
+}
+
 func (e *upEnv) inNS(args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + e.ns}, args...)...)
 }
@@ -279,13 +297,8 @@ func newUpNetns(t testing.TB) (name, hostIP string) {
 // failed request; revert back to v1; stop and restart with every container
 // kept.
 func TestUpJourney(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
-	bin, imgs := buildUpInputs(t)
-	ns, hostIP := newUpNetns(t)
-	data := t.TempDir()
-	e := &upEnv{t: t, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP}
-	t.Cleanup(e.cleanup)
+	e := newUpEnv(t, "")
+	hostIP := e.hostIP
 
 	e.start()
 	for _, w := range []string{"(created from examples/repo)", "✓ images pushed: examples/api:v1, examples/hello:v1, examples/hello:v2", "✓ agent: node", "✓ cluster DNS on " + hostIP + ":53", "✓ app shop synced at commit"} {
@@ -543,15 +556,9 @@ func allRunning(pods []api.Pod) bool {
 // runs over HTTPS from the cluster CA with the pull credentials; nothing
 // pushes anonymously, on loopback or on the node address.
 func TestUpOtherRegistryAddr(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireBinaries(t, "containerd", "runc", "nft", "ip", "nsenter", "curl", "git")
-	bin, imgs := buildUpInputs(t)
-	ns, hostIP := newUpNetns(t)
-	data := t.TempDir()
-	tlsAddr := hostIP + ":5001"
-	e := &upEnv{t: t, bin: bin, ns: ns, data: data, imgs: imgs, repo: filepath.Join(data, "demo-repo"), hostIP: hostIP,
-		upArgs: []string{"--registry-addr", "127.0.0.1:5001," + tlsAddr}}
-	t.Cleanup(e.cleanup)
+	e := newUpEnv(t, "")
+	tlsAddr := e.hostIP + ":5001"
+	e.upArgs = []string{"--registry-addr", "127.0.0.1:5001," + tlsAddr}
 	e.start()
 	for _, w := range []string{"images at 127.0.0.1:5001", "✓ registry on 127.0.0.1:5001, " + tlsAddr, "✓ images pushed: examples/api:v1, examples/hello:v1, examples/hello:v2"} {
 		if !strings.Contains(e.out.String(), w) {
