@@ -104,7 +104,7 @@ func diffWorkload(name string, o, n api.WorkloadSpec) []Field {
 	fs.keyed(name, "node selector", ot.NodeSelector, nt.NodeSelector)
 	fs.keyed(name, "label", ot.Labels, nt.Labels)
 	fs.keyed(name, "volume", volumes(ot.Volumes), volumes(nt.Volumes))
-	keptData(fs)
+	volumeFates(fs, ot.Volumes, nt.Volumes)
 	diffFiles(&fs, name, ot.Files, nt.Files)
 	diffSecretRefs(&fs, name, &ot, &nt)
 	diffBatch(&fs, name, o, n)
@@ -154,21 +154,55 @@ func dataLoss(name string, vs []api.Volume) []Field {
 	return fs
 }
 
-// keptData says, for each persistent volume a group no longer declares,
-// that its data stays (docs/volumes.md): the removal alone deletes
-// nothing.
-func keptData(fs fields) {
+// volumeFates ends the description of each changed volume with what the
+// change does to the persistent volumes that exist (docs/volumes.md): a
+// removal alone deletes no data; a new size applies only to volumes made
+// after it, a new reclaim to all of them; a persistent volume turned into
+// a scratch one keeps its data out of the pods' sight, and a scratch one
+// turned persistent starts empty.
+func volumeFates(fs fields, old, new []api.Volume) {
 	for i := range fs {
 		f := &fs[i]
-		if !strings.HasPrefix(f.Name, "volume ") || f.Op != Removed || !strings.HasPrefix(f.Old, "persistent ") {
+		name, ok := strings.CutPrefix(f.Name, "volume ")
+		if !ok {
 			continue
 		}
-		if strings.HasSuffix(f.Old, "reclaim delete") {
-			f.Old += "; data kept while the group exists"
-		} else {
-			f.Old += "; data kept"
+		o, n := persistentOf(old, name), persistentOf(new, name)
+		switch {
+		case f.Op == Removed && o != nil && o.Reclaim == api.ReclaimDelete:
+			f.Note = "data kept while the group exists"
+		case f.Op == Removed && o != nil:
+			f.Note = "data kept"
+		case f.Op != Changed:
+		case o != nil && n == nil:
+			f.Note = "the persistent data is kept but no longer mounted: the pods start on an empty scratch dir (put persistent back to find it)"
+		case o == nil && n != nil:
+			f.Note = "each replica starts on a new empty volume (the scratch dir's files are not copied)"
+		default:
+			var notes []string
+			if o.Size.Value() != n.Size.Value() {
+				notes = append(notes, "volumes made before keep "+api.FormatBytes(o.Size.Value())+
+					", the size applies to new replicas only (a volume is never resized)")
+			}
+			if o.Reclaim != n.Reclaim {
+				notes = append(notes, "reclaim "+strings.ToLower(n.Reclaim)+" applies to the existing volumes too")
+			}
+			if len(notes) > 0 {
+				f.Note = strings.Join(notes, "; ")
+			}
 		}
 	}
+}
+
+// persistentOf returns the persistent source of volume name in vs, nil
+// when it is absent or a scratch volume.
+func persistentOf(vs []api.Volume, name string) *api.PersistentSource {
+	for i := range vs {
+		if vs[i].Name == name {
+			return vs[i].Persistent
+		}
+	}
+	return nil
 }
 
 func volumes(vs []api.Volume) map[string]string {

@@ -152,6 +152,9 @@ type Field struct {
 	// its value does, and "" when it describes an added or removed object.
 	Op       Op
 	Old, New string
+	// Note says what the change does beyond its values ("volumes made
+	// before keep 1Gi, ..."); printed after them and never cut.
+	Note string
 	// Diff is a unified diff of a changed file's text ("" otherwise).
 	Diff string
 }

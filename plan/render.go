@@ -25,8 +25,16 @@ func clip(s string) string {
 }
 
 // String renders the change without its subject: "replicas 3 -> 5",
-// "image a:v1 -> :v2", "env BACKEND_URL added (\"http://backend\")".
+// "image a:v1 -> :v2", "env BACKEND_URL added (\"http://backend\")",
+// followed by its note.
 func (f Field) String() string {
+	if f.Note != "" {
+		return f.values() + "; " + f.Note
+	}
+	return f.values()
+}
+
+func (f Field) values() string {
 	switch f.Op {
 	case Added:
 		if f.New == "" {
