@@ -12,18 +12,21 @@ import (
 	"github.com/capstanhq/capstan/reconcile"
 )
 
-// Event reasons the agent records on pods, as the kubelet spells them.
+// Event reasons the agent records on pods (and volumes), as the kubelet
+// spells them.
 const (
-	EventFailed           = "Failed"                 // an image pull or a container start failed
-	EventBackOff          = "BackOff"                // a pull or a restart waits for its back-off
-	EventUnhealthy        = "Unhealthy"              // a readiness or liveness probe failed
-	EventProbeWarning     = "ProbeWarning"           // a probe passed with a warning: a redirect it did not follow
-	EventKilling          = "Killing"                // a container is stopped: its liveness probe failed
-	EventOOMKilled        = "OOMKilled"              // a container went over its memory limit
-	EventFailedCreatePod  = "FailedCreatePodSandBox" // the sandbox (namespaces, CNI) could not be made
-	eventDedupWindow      = time.Minute
-	eventQueueSize        = 256
-	eventMaxMessageLength = 1024
+	EventFailed             = "Failed"                 // an image pull or a container start failed
+	EventBackOff            = "BackOff"                // a pull or a restart waits for its back-off
+	EventUnhealthy          = "Unhealthy"              // a readiness or liveness probe failed
+	EventProbeWarning       = "ProbeWarning"           // a probe passed with a warning: a redirect it did not follow
+	EventKilling            = "Killing"                // a container is stopped: its liveness probe failed
+	EventOOMKilled          = "OOMKilled"              // a container went over its memory limit
+	EventFailedCreatePod    = "FailedCreatePodSandBox" // the sandbox (namespaces, CNI) could not be made
+	EventVolumeResized      = "VolumeResized"          // a volume's file system grew to its new size (on the Volume)
+	EventVolumeResizeFailed = "VolumeResizeFailed"     // it could not (on the Volume)
+	eventDedupWindow        = time.Minute
+	eventQueueSize          = 256
+	eventMaxMessageLength   = 1024
 )
 
 // events records the agent's events about pods. Repeats are merged twice:

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -51,31 +52,148 @@ func (d *volumeDirs) ensure(ctx context.Context, v *api.PersistentVolume) (strin
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dir := volumeDir{v.Metadata.App, v.Metadata.Name, v.Metadata.UID}.path(d.root)
-	mnt, img := filepath.Join(dir, "mnt"), filepath.Join(dir, "disk.img")
+	mnt := filepath.Join(dir, "mnt")
 	if mounted, err := isMountPoint(mnt); err != nil {
 		return "", err
 	} else if mounted {
 		return mnt, nil
 	}
+	if err := mount(ctx, v, dir); err != nil {
+		return "", err
+	}
+	return mnt, nil
+}
+
+// mount makes the volume's image in dir when it has none, grows it when
+// its size was raised, and loop-mounts it on dir/mnt.
+func mount(ctx context.Context, v *api.PersistentVolume, dir string) error {
+	mnt, img := filepath.Join(dir, "mnt"), filepath.Join(dir, "disk.img")
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
-		return "", fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
 	}
 	if _, err := os.Stat(img); errors.Is(err, fs.ErrNotExist) {
 		if err := makeImage(ctx, img, v.Spec.Size.Value()); err != nil {
-			return "", fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+			return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
 		}
 	} else if err != nil {
-		return "", fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+	}
+	if _, err := growImage(ctx, dir, v.Spec.Size.Value()); err != nil {
+		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
 	}
 	// -o loop attaches a loop device that is freed with the last unmount.
 	if out, err := exec.CommandContext(ctx, "mount", "-t", "ext4", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("volume %s: mount %s: %w: %s", v.Metadata.Name, img, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("volume %s: mount %s: %w: %s", v.Metadata.Name, img, err, strings.TrimSpace(string(out)))
 	}
 	// World-writable, like a scratch volume: images may run as any user.
 	if err := os.Chmod(mnt, 0o777); err != nil {
-		return "", fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
 	}
-	return mnt, nil
+	return nil
+}
+
+// grow grows the file system of v to its spec.size when v is mounted
+// here and smaller (a descriptor's size raised); an unmounted volume
+// grows when it is next mounted. It reports whether it grew.
+func (d *volumeDirs) grow(ctx context.Context, v *api.PersistentVolume) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dir := volumeDir{v.Metadata.App, v.Metadata.Name, v.Metadata.UID}.path(d.root)
+	// Cheap checks first: this runs for every volume of the node on every
+	// change of a volume or a pod.
+	if need, err := needsGrowth(dir, v.Spec.Size.Value()); err != nil || !need {
+		return false, err
+	}
+	if mounted, err := isMountPoint(filepath.Join(dir, "mnt")); err != nil || !mounted {
+		return false, err
+	}
+	return growImage(ctx, dir, v.Spec.Size.Value())
+}
+
+// needsGrowth reports whether the image in dir is smaller than size, or
+// a growth of it was cut short; false when it is not made yet.
+func needsGrowth(dir string, size int64) (bool, error) {
+	st, err := os.Stat(filepath.Join(dir, "disk.img"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	_, err = os.Stat(filepath.Join(dir, growMarker))
+	return st.Size() < size || err == nil, nil
+}
+
+// growMarker is left in a volume's directory while its image grows: a
+// failure between the image's new length and resize2fs leaves it, and
+// the next attempt runs resize2fs although the image has its size.
+const growMarker = "growing"
+
+// growImage grows the ext4 image in dir to size bytes. The sparse file is
+// lengthened, then the file system resized into the new room: in place
+// when it is mounted (its loop device told with LOOP_SET_CAPACITY, then
+// resize2fs on it; the containers keep running), checked (e2fsck) and
+// resized as a file before a mount otherwise. An image as large or
+// larger is left alone: a volume never shrinks. So is one not made yet.
+func growImage(ctx context.Context, dir string, size int64) (bool, error) {
+	img, marker := filepath.Join(dir, "disk.img"), filepath.Join(dir, growMarker)
+	if need, err := needsGrowth(dir, size); err != nil || !need {
+		return false, err
+	}
+	dev, err := loopDevice(filepath.Join(dir, "mnt"))
+	if err != nil {
+		return false, err
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		return false, err
+	}
+	if st, err := os.Stat(img); err != nil {
+		return false, err
+	} else if st.Size() < size {
+		if err := os.Truncate(img, size); err != nil {
+			return false, fmt.Errorf("grow %s to %d bytes: %w", img, size, err)
+		}
+	}
+	if dev == "" {
+		// e2fsck exits 1 when it corrected something: the file system is
+		// then fine to resize.
+		out, err := exec.CommandContext(ctx, "e2fsck", "-f", "-p", img).CombinedOutput()
+		if ee := (*exec.ExitError)(nil); err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
+			return false, fmt.Errorf("grow %s: e2fsck: %w: %s", img, err, strings.TrimSpace(string(out)))
+		}
+		if out, err := exec.CommandContext(ctx, "resize2fs", img).CombinedOutput(); err != nil {
+			return false, fmt.Errorf("grow %s: resize2fs: %w: %s", img, err, strings.TrimSpace(string(out)))
+		}
+		return true, os.Remove(marker)
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		return false, err
+	}
+	err = unix.IoctlSetInt(int(f.Fd()), unix.LOOP_SET_CAPACITY, 0)
+	_ = f.Close()
+	if err != nil {
+		return false, fmt.Errorf("grow %s: set the capacity of %s: %w", img, dev, err)
+	}
+	if out, err := exec.CommandContext(ctx, "resize2fs", dev).CombinedOutput(); err != nil {
+		return false, fmt.Errorf("grow %s in place: resize2fs %s: %w: %s (growing a mounted ext4 needs the agent to run as root with CAP_SYS_RESOURCE; otherwise the volume grows when next mounted, after capstan down or a reboot of the node)",
+			img, dev, err, strings.TrimSpace(string(out)))
+	}
+	return true, os.Remove(marker)
+}
+
+// loopDevice returns the loop device mounted on mnt, "" when nothing is.
+func loopDevice(mnt string) (string, error) {
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mnt))
+	if err != nil {
+		return "", fmt.Errorf("read mounts: %w", err)
+	}
+	if len(ms) == 0 {
+		return "", nil
+	}
+	if !strings.HasPrefix(ms[len(ms)-1].Source, "/dev/loop") {
+		return "", fmt.Errorf("%s is not a loop mount", mnt)
+	}
+	return ms[len(ms)-1].Source, nil
 }
 
 // makeImage writes a sparse file of size bytes holding an empty ext4 file
@@ -204,6 +322,29 @@ func (a *Agent) collectVolumes() {
 	}
 }
 
+// growVolumes grows the mounted volumes of this node whose spec.size was
+// raised (the workload controller applies a larger size in the
+// descriptor), and says so in an event on the volume.
+func (a *Agent) growVolumes(ctx context.Context) {
+	for _, o := range a.volumes.List() {
+		v := o.(*api.PersistentVolume)
+		if v.Spec.NodeName != a.opts.NodeName {
+			continue
+		}
+		ref := api.ObjectRef{Kind: api.KindVolume, App: v.Metadata.App, Name: v.Metadata.Name, UID: v.Metadata.UID}
+		size := api.FormatBytes(v.Spec.Size.Value())
+		grown, err := a.volDirs.grow(ctx, v)
+		switch {
+		case err != nil:
+			a.log.Error("grow volume; retrying on its next change", "volume", v.Metadata.App+"/"+v.Metadata.Name, "err", err)
+			a.ev.emit(ref, api.EventWarning, EventVolumeResizeFailed, fmt.Sprintf("growing to %s failed; the volume keeps its size and its data: %v", size, err))
+		case grown:
+			a.log.Info("volume grown", "volume", v.Metadata.App+"/"+v.Metadata.Name, "size", size)
+			a.ev.emit(ref, api.EventNormal, EventVolumeResized, "file system grown to "+size+" in place on node "+a.opts.NodeName)
+		}
+	}
+}
+
 // volumeMounts returns the host directory of each persistent volume of
 // pod, mounted, by pod volume name.
 func (a *Agent) volumeMounts(ctx context.Context, pod *api.Pod) (map[string]string, error) {
@@ -233,8 +374,9 @@ func (a *Agent) volumeMounts(ctx context.Context, pod *api.Pod) (map[string]stri
 	return out, nil
 }
 
-// startVolumes runs the informer of Volume objects and collects orphaned
-// volume directories after it syncs and whenever a volume goes away.
+// startVolumes runs the informer of Volume objects; after it syncs and
+// whenever a volume changes or goes away, it collects orphaned volume
+// directories and grows the volumes whose size was raised.
 func (a *Agent) startVolumes(ctx context.Context, bg *sync.WaitGroup) {
 	a.volumes = client.NewInformer(a.opts.Client, api.KindVolume, client.ListOptions{}, a.log)
 	collect := make(chan struct{}, 1)
@@ -253,13 +395,13 @@ func (a *Agent) startVolumes(ctx context.Context, bg *sync.WaitGroup) {
 		if err := a.volumes.WaitForSync(ctx); err != nil {
 			return
 		}
-		a.collectVolumes()
 		for {
+			a.collectVolumes()
+			a.growVolumes(ctx)
 			select {
 			case <-ctx.Done():
 				return
 			case <-collect:
-				a.collectVolumes()
 			}
 		}
 	})

@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/internal/testenv"
@@ -95,5 +98,110 @@ func TestVolumeDirs(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d.root, "shop")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("volume directories left: %v", err)
+	}
+}
+
+// TestVolumeGrows raises a volume's size as the workload controller does
+// after a larger size is committed: the file system grows with its data,
+// in place while mounted when the agent may (CAP_SYS_RESOURCE), else when
+// it is next mounted; a smaller size is never applied.
+func TestVolumeGrows(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "mkfs.ext4", "mount", "e2fsck", "resize2fs")
+	d := &volumeDirs{root: filepath.Join(t.TempDir(), VolumesSubdir)}
+	v := pv("shop", "db-0-data", "uid-1", "n1")
+	t.Cleanup(func() { _ = unmountVolumes(filepath.Dir(d.root)) })
+	dir := volumeDir{"shop", "db-0-data", "uid-1"}.path(d.root)
+	img := filepath.Join(dir, "disk.img")
+	capacity := func(mnt string) int64 {
+		t.Helper()
+		var st unix.Statfs_t
+		if err := unix.Statfs(mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		return int64(st.Blocks) * st.Bsize
+	}
+	write := func(mnt, name string, n int) error {
+		return os.WriteFile(filepath.Join(mnt, name), bytes.Repeat([]byte{1}, n), 0o644)
+	}
+	remount := func() string {
+		t.Helper()
+		if err := unmountVolumes(filepath.Dir(d.root)); err != nil {
+			t.Fatal(err)
+		}
+		mnt, err := d.ensure(t.Context(), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(mnt, "value")); err != nil || string(b) != "kept" {
+			t.Fatalf("after remount: %q, %v", b, err)
+		}
+		return mnt
+	}
+
+	if grown, err := d.grow(t.Context(), v); grown || err != nil {
+		t.Fatalf("grow before the volume is made = %v, %v; want false, nil", grown, err)
+	}
+	mnt, err := d.ensure(t.Context(), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "value"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := write(mnt, "big", 24<<20); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("writing 24 MiB into a 16 MiB volume: %v, want ENOSPC", err)
+	}
+	_ = os.Remove(filepath.Join(mnt, "big"))
+
+	// Raised while unmounted (a node down, capstan down): grown on mount.
+	if err := unmountVolumes(filepath.Dir(d.root)); err != nil {
+		t.Fatal(err)
+	}
+	v.Spec.Size = api.MustParseQuantity("48Mi")
+	if grown, err := d.grow(t.Context(), v); grown || err != nil {
+		t.Fatalf("grow while unmounted = %v, %v; want false, nil", grown, err)
+	}
+	mnt = remount()
+	if got := capacity(mnt); got < 40<<20 {
+		t.Fatalf("capacity %d bytes after mounting at 48Mi", got)
+	}
+	if err := write(mnt, "big", 24<<20); err != nil {
+		t.Fatalf("writing 24 MiB into the grown volume: %v", err)
+	}
+	if grown, err := d.grow(t.Context(), v); grown || err != nil {
+		t.Fatalf("grow again = %v, %v; want false, nil", grown, err)
+	}
+
+	// A smaller size is never applied, mounted or not.
+	v.Spec.Size = api.MustParseQuantity("16Mi")
+	if grown, err := d.grow(t.Context(), v); grown || err != nil {
+		t.Fatalf("grow to a smaller size = %v, %v; want false, nil", grown, err)
+	}
+	mnt = remount()
+	if st, err := os.Stat(img); err != nil || st.Size() != 48<<20 || capacity(mnt) < 40<<20 {
+		t.Fatalf("image after a smaller size: %v, %v; want 48 MiB", st, err)
+	}
+
+	// Raised while mounted: in place where the agent may; where it may
+	// not, the error says so and the next mount finishes the growth.
+	v.Spec.Size = api.MustParseQuantity("96Mi")
+	grown, err := d.grow(t.Context(), v)
+	switch {
+	case grown && err == nil:
+		if got := capacity(mnt); got < 88<<20 {
+			t.Fatalf("capacity %d bytes after growing in place to 96Mi", got)
+		}
+	case err != nil && strings.Contains(err.Error(), "grows when next mounted"):
+		t.Logf("no growth in place here: %v", err)
+	default:
+		t.Fatalf("grow in place = %v, %v", grown, err)
+	}
+	mnt = remount()
+	if got := capacity(mnt); got < 88<<20 {
+		t.Fatalf("capacity %d bytes after growing to 96Mi", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, growMarker)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("grow marker left: %v", err)
 	}
 }

@@ -156,8 +156,9 @@ func dataLoss(name string, vs []api.Volume) []Field {
 
 // volumeFates ends the description of each changed volume with what the
 // change does to the persistent volumes that exist (docs/volumes.md): a
-// removal alone deletes no data; a new size applies only to volumes made
-// after it, a new reclaim to all of them; a persistent volume turned into
+// removal alone deletes no data; a larger size grows the volumes, a
+// smaller one applies only to volumes made after it, a new reclaim to all
+// of them; a persistent volume turned into
 // a scratch one keeps its data out of the pods' sight, and a scratch one
 // turned persistent starts empty.
 func volumeFates(fs fields, old, new []api.Volume) {
@@ -180,9 +181,12 @@ func volumeFates(fs fields, old, new []api.Volume) {
 			f.Note = "each replica starts on a new empty volume (the scratch dir's files are not copied)"
 		default:
 			var notes []string
-			if o.Size.Value() != n.Size.Value() {
-				notes = append(notes, "volumes made before keep "+api.FormatBytes(o.Size.Value())+
-					", the size applies to new replicas only (a volume is never resized)")
+			switch was, now := o.Size.Value(), n.Size.Value(); {
+			case now > was:
+				notes = append(notes, "the existing volumes grow to "+api.FormatBytes(now)+" in place, data kept")
+			case now < was:
+				notes = append(notes, "the existing volumes keep "+api.FormatBytes(was)+
+					" (a volume never shrinks); new replicas get "+api.FormatBytes(now))
 			}
 			if o.Reclaim != n.Reclaim {
 				notes = append(notes, "reclaim "+strings.ToLower(n.Reclaim)+" applies to the existing volumes too")

@@ -158,8 +158,8 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 	return reconcile.Result{RequeueAfter: plan.RequeueAfter}, errors.Join(errs...)
 }
 
-// syncVolumes brings the reclaim policy of w's existing persistent volumes
-// in line with its template (api.ReclaimUpdates). An update compares on the
+// syncVolumes brings the reclaim policy and a grown size of w's existing
+// persistent volumes in line with its template (api.VolumeUpdates). An update compares on the
 // cached version: a conflict means the volume changed, and its event
 // queues w again.
 func (c *Controller) syncVolumes(ctx context.Context, key string, w *api.Workload) error {
@@ -171,10 +171,10 @@ func (c *Controller) syncVolumes(ctx context.Context, key string, w *api.Workloa
 	for _, o := range objs {
 		vols = append(vols, o.(*api.PersistentVolume))
 	}
-	return reconcile.Parallel(WriteParallelism, api.ReclaimUpdates(w, vols), func(v *api.PersistentVolume) error {
+	return reconcile.Parallel(WriteParallelism, api.VolumeUpdates(w, vols), func(v *api.PersistentVolume) error {
 		_, err := c.client.Update(ctx, v)
 		if err != nil && !client.IsNotFound(err) {
-			return fmt.Errorf("workload %s: set reclaim %s on volume %s: %w", key, v.Spec.Reclaim, v.Metadata.Name, err)
+			return fmt.Errorf("workload %s: set reclaim %s and size %s on volume %s: %w", key, v.Spec.Reclaim, api.FormatBytes(v.Spec.Size.Value()), v.Metadata.Name, err)
 		}
 		return nil
 	})
