@@ -171,7 +171,7 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 			}
 			return 1
 		})
-		res.Message = unschedulableMessage(n, res.Reasons) + volumeDetail(c.volumeNode, volume)
+		res.Message = unschedulableMessage(n, res.Reasons) + volumeDetail(pod.Metadata.App, c.volumeNode, volume, snap)
 		if pinned {
 			res.Message = requiredMessage(pod.Spec.RequiredNode, n, res.Message)
 		}

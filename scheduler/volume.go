@@ -139,14 +139,28 @@ func (s *Scheduler) watchVolumes(inf *client.Informer) {
 	})
 }
 
-// volumeDetail names the volume that pins an unschedulable pod, so that
-// "capstan describe" says why a replica whose node died stays down.
-func volumeDetail(node, volume string) string {
+// volumeDetail names the volume that pins an unschedulable pod and what
+// the operator can do, by the state of the volume's node, so that
+// "capstan describe" says why a replica stays down: a node cordoned
+// (drained) takes it back once uncordoned, a node not ready once it is
+// back; otherwise (a node gone, or full) or for good, --force gives the
+// replica a new empty volume elsewhere.
+func volumeDetail(app, node, volume string, snap *Snapshot) string {
 	switch node {
 	case "":
 		return ""
 	case "\x00":
 		return fmt.Sprintf(" (the pod's persistent volumes, %s among them, are on different nodes)", volume)
 	}
-	return fmt.Sprintf(" (persistent volume %s is on node %s; `capstan delete volume --force` gives the replica a new empty volume elsewhere)", volume, node)
+	force := fmt.Sprintf("`capstan delete volume %s/%s --force` gives the replica a new empty volume elsewhere", app, volume)
+	n := snap.Node(node)
+	switch {
+	case n == nil:
+		return fmt.Sprintf(" (persistent volume %s is on node %s, which is no longer in the cluster: %s)", volume, node, force)
+	case !n.Ready:
+		return fmt.Sprintf(" (persistent volume %s is on node %s, which is not ready: the replica starts there again when the node is back, or %s)", volume, node, force)
+	case n.Unschedulable:
+		return fmt.Sprintf(" (persistent volume %s is on node %s, which is cordoned: `capstan uncordon %s` lets the replica start there again on its data, or %s)", volume, node, node, force)
+	}
+	return fmt.Sprintf(" (persistent volume %s is on node %s; %s)", volume, node, force)
 }

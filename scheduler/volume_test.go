@@ -53,10 +53,30 @@ func TestScheduleVolumePinsReplica(t *testing.T) {
 	if !errors.Is(err, ErrUnschedulable) {
 		t.Fatalf("volume on a dead node: %+v, %v; want unschedulable", res, err)
 	}
-	want := "0/3 nodes available: 2 persistent volume on another node, 1 not ready (persistent volume db-0-data is on node n2;"
-	if !strings.HasPrefix(res.Message, want) {
-		t.Fatalf("message %q, want it to start %q", res.Message, want)
+	want := "0/3 nodes available: 2 persistent volume on another node, 1 not ready (persistent volume db-0-data is on node n2, " +
+		"which is not ready: the replica starts there again when the node is back, or `capstan delete volume shop/db-0-data --force` gives the replica a new empty volume elsewhere)"
+	if res.Message != want {
+		t.Fatalf("message %q, want %q", res.Message, want)
 	}
+	// Back, but cordoned (drained for maintenance): uncordon it.
+	cordoned := makeNode("n2", "4", "8Gi", 110)
+	cordoned.Spec.Unschedulable = true
+	snap.UpdateNode(cordoned)
+	res, _ = Schedule(pod, snap)
+	want = "0/3 nodes available: 2 persistent volume on another node, 1 cordoned (persistent volume db-0-data is on node n2, " +
+		"which is cordoned: `capstan uncordon n2` lets the replica start there again on its data, or `capstan delete volume shop/db-0-data --force` gives the replica a new empty volume elsewhere)"
+	if res.Message != want {
+		t.Fatalf("message %q, want %q", res.Message, want)
+	}
+	// Deleted from the cluster: only --force helps.
+	snap.RemoveNode("n2")
+	res, _ = Schedule(pod, snap)
+	want = "0/2 nodes available: 2 persistent volume on another node (persistent volume db-0-data is on node n2, " +
+		"which is no longer in the cluster: `capstan delete volume shop/db-0-data --force` gives the replica a new empty volume elsewhere)"
+	if res.Message != want {
+		t.Fatalf("message %q, want %q", res.Message, want)
+	}
+	snap.AddNode(down)
 
 	// Another replica's volume does not pin this one.
 	if res, err := Schedule(makeReplica("db-1", "data"), snap); err != nil || res.Feasible != 2 {
