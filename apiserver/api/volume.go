@@ -183,8 +183,12 @@ func VolumeDeleteProblem(v *PersistentVolume, node *Node, w *Workload, pod *Pod)
 		ready = c != nil && c.Status == ConditionTrue
 	}
 	if !ready {
-		return fmt.Errorf("%w: volume %s is on node %s, which is not ready, so its data cannot be removed now; delete with --force to forget the volume (its replica then starts on a new empty volume elsewhere, and %s's agent removes the old data if the node comes back)",
-			ErrVolumeInUse, key, v.Spec.NodeName, v.Spec.NodeName)
+		state := "is not ready"
+		if node == nil {
+			state = "is no longer in the cluster"
+		}
+		return fmt.Errorf("%w: volume %s is on node %s, which %s, so its data cannot be removed now; delete with --force to forget the volume (its replica then starts on a new empty volume elsewhere, and %s's agent removes the old data if the node comes back)",
+			ErrVolumeInUse, key, v.Spec.NodeName, state, v.Spec.NodeName)
 	}
 	replica := OrdinalPodName(v.Spec.Workload, int(v.Spec.Ordinal))
 	if w != nil && w.Metadata.Name == v.Spec.Workload && w.Spec.Ordered && v.Spec.Ordinal < w.Spec.Replicas && namesPersistent(w.Spec.Template.Volumes, v.Spec.Volume) {

@@ -180,7 +180,7 @@ func TestVolumeDeleteProblem(t *testing.T) {
 		{"a workload of another name", ready, &Workload{Metadata: ObjectMeta{App: "shop", Name: "other"}, Spec: workload(2, true, persistent).Spec}, nil, ""},
 		{"node dead, replica wanted", notReady, workload(2, true, persistent), pod("", false, persistent), "which is not ready"},
 		{"node dead, replica not wanted", notReady, nil, nil, "which is not ready"},
-		{"node gone", nil, nil, nil, "which is not ready"},
+		{"node gone", nil, nil, nil, "on node n1, which is no longer in the cluster"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := VolumeDeleteProblem(v, tc.node, tc.w, tc.pod)
