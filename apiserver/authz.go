@@ -73,8 +73,9 @@ func authorize(role string, req request, podNode nodeLookup) error {
 }
 
 // authorizeEvent decides whether role may write ev: a node only about
-// itself or about a pod bound to it (in the pod's app), so that a node
-// cannot put words in the mouth of another node or of a controller.
+// itself or about a pod bound to it or a persistent volume on it (in the
+// object's app), so that a node cannot put words in the mouth of another
+// node or of a controller.
 func authorizeEvent(role string, ev *api.Event, podNode nodeLookup) error {
 	node, isNode := strings.CutPrefix(role, RoleNodePrefix)
 	if !isNode {
@@ -86,20 +87,21 @@ func authorizeEvent(role string, ev *api.Event, podNode nodeLookup) error {
 		if ref.Name == node {
 			return nil
 		}
-	case api.KindPod:
+	case api.KindPod, api.KindVolume:
+		what := ref.Kind.Singular()
 		if ref.App != ev.Metadata.App {
-			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about pod %s/%s: an event lives in its pod's app", node, ev.Metadata.Name, ref.App, ref.Name))
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about %s %s/%s: an event lives in its %s's app", node, ev.Metadata.Name, what, ref.App, ref.Name, what))
 		}
-		bound, err := podNode(api.Key{Kind: api.KindPod, App: ref.App, Name: ref.Name})
+		bound, err := podNode(api.Key{Kind: ref.Kind, App: ref.App, Name: ref.Name})
 		if err != nil {
-			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about pod %s/%s: %w", node, ev.Metadata.Name, ref.App, ref.Name, err))
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about %s %s/%s: %w", node, ev.Metadata.Name, what, ref.App, ref.Name, err))
 		}
 		if bound == node {
 			return nil
 		}
-		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about pod %s/%s: it is bound to %q", node, ev.Metadata.Name, ref.App, ref.Name, bound))
+		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not record event %s about %s %s/%s: it is on %q", node, ev.Metadata.Name, what, ref.App, ref.Name, bound))
 	}
-	return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may record events only about itself and the pods bound to it, not about %s %s", node, ref.Kind, ref.Name))
+	return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may record events only about itself and the pods and persistent volumes on it, not about %s %s", node, ref.Kind, ref.Name))
 }
 
 // authorizeNodeCreate decides whether role may create n (authorize has

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -57,7 +58,8 @@ func event(app, name string, about api.ObjectRef) *api.Event {
 	return e
 }
 
-// A node records events only about itself and the pods bound to it.
+// A node records events only about itself, the pods bound to it and the
+// persistent volumes on it.
 func TestNodeEvents(t *testing.T) {
 	ctx := context.Background()
 	c := apiservertest.Start(t, apiservertest.Options{})
@@ -67,7 +69,17 @@ func TestNodeEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, v := range []struct{ name, node string }{{"db-0-data", "n1"}, {"db-1-data", "n2"}} {
+		pv := api.KindVolume.New().(*api.PersistentVolume)
+		pv.Metadata = api.ObjectMeta{App: "shop", Name: v.name}
+		ordinal, _ := strconv.Atoi(v.name[3:4])
+		pv.Spec = api.VolumeSpec{Workload: "db", Volume: "data", Ordinal: int32(ordinal), Size: api.MustParseQuantity("1Gi"), Reclaim: api.ReclaimRetain, NodeName: v.node}
+		if _, err := c.Client.Create(ctx, pv); err != nil {
+			t.Fatal(err)
+		}
+	}
 	podRef := func(app, name string) api.ObjectRef { return api.ObjectRef{Kind: api.KindPod, App: app, Name: name} }
+	volRef := func(name string) api.ObjectRef { return api.ObjectRef{Kind: api.KindVolume, App: "shop", Name: name} }
 	// An event the scheduler made about another node's pod.
 	if _, err := c.Client.Create(ctx, event("shop", "theirs-sched", podRef("shop", "theirs"))); err != nil {
 		t.Fatal(err)
@@ -84,6 +96,9 @@ func TestNodeEvents(t *testing.T) {
 		{"an unscheduled pod", event("shop", "pending-a", podRef("shop", "pending")), false},
 		{"a missing pod", event("shop", "ghost-a", podRef("shop", "ghost")), false},
 		{"its pod, event in another app", event("other", "mine-b", podRef("shop", "mine")), false},
+		{"a persistent volume on it (grown)", event("shop", "vol-a", volRef("db-0-data")), true},
+		{"a persistent volume on another node", event("shop", "vol-b", volRef("db-1-data")), false},
+		{"a missing persistent volume", event("shop", "vol-c", volRef("db-2-data")), false},
 		{"an app", event("shop", "app-a", api.ObjectRef{Kind: api.KindApp, App: "shop", Name: "shop"}), false},
 	}
 	for _, tt := range tests {

@@ -247,7 +247,13 @@ func (s *Server) podNode(ctx context.Context) nodeLookup {
 		if err != nil {
 			return "", err
 		}
-		return obj.(*api.Pod).Spec.NodeName, nil
+		switch o := obj.(type) {
+		case *api.Pod:
+			return o.Spec.NodeName, nil
+		case *api.PersistentVolume:
+			return o.Spec.NodeName, nil
+		}
+		return "", fmt.Errorf("%s is on no node", k)
 	}
 }
 
