@@ -405,8 +405,9 @@ func TestAppLifecycle(t *testing.T) {
 }
 
 // TestReclaimSwitchedToRetain: a pod group's volumes made with reclaim
-// "delete" follow the descriptor when it switches to "retain": the app
-// removed afterwards, the garbage collector deletes the volumes still on
+// "delete" follow the descriptor when it switches to "retain" (and grow
+// with a larger size, never shrink with a smaller one): the app removed
+// afterwards, the garbage collector deletes the volumes still on
 // "delete" and keeps the others.
 func TestReclaimSwitchedToRetain(t *testing.T) {
 	cl := apiservertest.Start(t, apiservertest.Options{})
@@ -429,19 +430,20 @@ func TestReclaimSwitchedToRetain(t *testing.T) {
 
 	appKey := api.Key{Kind: api.KindApp, App: "store", Name: "store"}
 	// setReclaim writes the app with groups kv and cache, each with one
-	// replica and a persistent volume "data" of the given policies.
+	// replica and a persistent volume "data" of the given policies, kv's
+	// of size kvSize.
+	kvSize := "64Mi"
 	setReclaim := func(kv, cache string) {
 		t.Helper()
-		group := func(name, reclaim string) api.AppWorkload {
+		group := func(name, reclaim, size string) api.AppWorkload {
 			return api.AppWorkload{Name: name, Spec: api.WorkloadSpec{Replicas: 1, Ordered: true, Template: api.PodTemplate{
 				Containers: []api.Container{{Name: "c", Image: "example/kv:v1"}},
-				Volumes:    []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("64Mi"), Reclaim: reclaim}}}}}}
+				Volumes:    []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity(size), Reclaim: reclaim}}}}}}
 		}
 		writeApp(t, c, "store", func(a *api.App) {
-			a.Metadata.Source = &api.Source{Repo: "test", Commit: kv + "/" + cache}
-			a.Spec.Workloads = []api.AppWorkload{group("cache", cache), group("kv", kv)}
+			a.Metadata.Source = &api.Source{Repo: "test", Commit: kv + "/" + cache + "/" + kvSize}
+			a.Spec.Workloads = []api.AppWorkload{group("cache", cache, "64Mi"), group("kv", kv, kvSize)}
 		})
-
 	}
 	setReclaim(api.ReclaimDelete, api.ReclaimDelete)
 	// The scheduler makes each replica's volume as it first binds it:
@@ -472,6 +474,37 @@ func TestReclaimSwitchedToRetain(t *testing.T) {
 	})
 	if v := must[*api.PersistentVolume](t)(volume("cache-0-data")); v.Spec.Reclaim != api.ReclaimDelete || v.Metadata.Owner == nil {
 		t.Fatalf("cache-0-data, still on delete: reclaim %s, owner %+v", v.Spec.Reclaim, v.Metadata.Owner)
+	}
+
+	// A commit raises kv's size: its volume grows (its agent then grows
+	// the file system); lowered again, the volume keeps the larger size.
+	kvSize = "128Mi"
+	setReclaim(api.ReclaimRetain, api.ReclaimDelete)
+	waitFor(t, 30*time.Second, "kv-0-data grown to 128Mi", func() string {
+		v, err := volume("kv-0-data")
+		if err != nil {
+			return err.Error()
+		}
+		if got := v.Spec.Size.Value(); got != 128<<20 || v.Spec.Reclaim != api.ReclaimRetain {
+			return fmt.Sprintf("size %d, reclaim %s", got, v.Spec.Reclaim)
+		}
+		return ""
+	})
+	kvSize = "32Mi"
+	setReclaim(api.ReclaimRetain, api.ReclaimDelete)
+	waitFor(t, 30*time.Second, "workload kv on the 32Mi template", func() string {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindWorkload, App: "store", Name: "kv"})
+		if err != nil {
+			return err.Error()
+		}
+		w := o.(*api.Workload)
+		if w.Status.ObservedGeneration != w.Metadata.Generation || w.Spec.Template.Volumes[0].Persistent.Size.Value() != 32<<20 {
+			return fmt.Sprintf("observed generation %d of %d", w.Status.ObservedGeneration, w.Metadata.Generation)
+		}
+		return ""
+	})
+	if v := must[*api.PersistentVolume](t)(volume("kv-0-data")); v.Spec.Size.Value() != 128<<20 {
+		t.Fatalf("kv-0-data after a smaller size: %d bytes, want 128Mi kept", v.Spec.Size.Value())
 	}
 
 	// The app removed: cache's volume goes with its workload, kv's stays.
