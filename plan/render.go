@@ -62,13 +62,6 @@ func (f Field) values() string {
 // Line renders the change with its subject: "frontend: replicas 3 -> 5".
 func (f Field) Line() string { return f.Subject + ": " + f.String() }
 
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return strconv.Itoa(n) + " " + noun + "s"
-}
-
 func revision(r Revision) string {
 	c := api.ShortCommit(r.Commit)
 	switch {
@@ -88,7 +81,7 @@ func (p *Plan) summary() []string {
 	if p.Valid() {
 		parts = append(parts, "head is valid")
 	} else {
-		parts = append(parts, "head is invalid ("+plural(len(p.Errors), "error")+")")
+		parts = append(parts, "head is invalid ("+api.Plural(len(p.Errors), "error")+")")
 	}
 	var counts []string
 	for _, s := range []AppStatus{AppAdded, AppChanged, AppRemoved, AppRejected, AppUnchanged} {
@@ -102,13 +95,13 @@ func (p *Plan) summary() []string {
 		parts = append(parts, "apps: "+strings.Join(counts, ", "))
 	}
 	if len(p.ChangedFiles) > 0 {
-		parts = append(parts, plural(len(p.ChangedFiles), "file")+" changed")
+		parts = append(parts, api.Plural(len(p.ChangedFiles), "file")+" changed")
 	}
 	if p.Held != "" {
 		parts = append(parts, p.Held)
 	}
 	if n := p.dataLoss(); n > 0 {
-		parts = append(parts, "persistent data of "+plural(n, "workload")+" deleted")
+		parts = append(parts, "persistent data of "+api.Plural(n, "workload")+" deleted")
 	}
 	parts = append(parts, p.capacitySummary())
 	return parts
@@ -138,9 +131,9 @@ func (p *Plan) capacitySummary() string {
 	case pods == 0:
 		return "capacity: no new pods to place"
 	case fit == pods:
-		return fmt.Sprintf("capacity: all %s fit", plural(pods, "new pod"))
+		return fmt.Sprintf("capacity: all %s fit", api.Plural(pods, "new pod"))
 	}
-	return fmt.Sprintf("capacity: %d of %s do not fit", pods-fit, plural(pods, "new pod"))
+	return fmt.Sprintf("capacity: %d of %s do not fit", pods-fit, api.Plural(pods, "new pod"))
 }
 
 func objectTitle(o Object) string {
@@ -162,7 +155,7 @@ func opMark(op Op) string {
 func (a App) title() string {
 	s := "app " + a.Name + ": " + string(a.Status)
 	if a.Status == AppRejected {
-		s += ", " + plural(len(a.Errors), "error")
+		s += ", " + api.Plural(len(a.Errors), "error")
 	}
 	if a.Note != "" {
 		s += " (" + a.Note + ")"
@@ -195,17 +188,17 @@ func (pl Placement) unfitTexts() []string {
 }
 
 func (pl Placement) podsText() string {
-	s := plural(pl.Pods, "pod")
+	s := api.Plural(pl.Pods, "pod")
 	if pl.Freed > 0 {
-		s += " (" + plural(pl.Freed, "old pod") + " freed)"
+		s += " (" + api.Plural(pl.Freed, "old pod") + " freed)"
 	}
 	return s
 }
 
 func (c *Capacity) header() string {
-	s := fmt.Sprintf("%s (%d ready)", plural(c.Nodes, "node"), c.Ready)
+	s := fmt.Sprintf("%s (%d ready)", api.Plural(c.Nodes, "node"), c.Ready)
 	if c.Freed > 0 {
-		s += ", " + plural(c.Freed, "live pod") + " freed by the change"
+		s += ", " + api.Plural(c.Freed, "live pod") + " freed by the change"
 	}
 	return s
 }
@@ -270,7 +263,7 @@ func RenderMarkdown(p *Plan) string {
 	if p.Valid() {
 		parts[0] = "**Valid**"
 	} else {
-		parts[0] = "**Invalid** (" + plural(len(p.Errors), "error") + ")"
+		parts[0] = "**Invalid** (" + api.Plural(len(p.Errors), "error") + ")"
 	}
 	b.WriteString(strings.Join(parts, " · ") + "\n")
 	if len(p.Errors) > 0 {
@@ -286,7 +279,7 @@ func RenderMarkdown(p *Plan) string {
 		}
 		fmt.Fprintf(&b, "\n#### App %s: %s\n\n", code(a.Name), a.Status)
 		if a.Status == AppRejected {
-			b.WriteString(cell(upperFirst(a.Note)+"; "+plural(len(a.Errors), "error")+" (see Errors).") + "\n")
+			b.WriteString(cell(upperFirst(a.Note)+"; "+api.Plural(len(a.Errors), "error")+" (see Errors).") + "\n")
 			continue
 		}
 		if a.Note != "" {

@@ -198,11 +198,11 @@ func evaluateGroup(aw api.AppWorkload, w *api.Workload, wantHash string) (g Grou
 	case st.UpdatedReplicas < g.Desired:
 		g.Reason = fmt.Sprintf("%d of %d pods updated", st.UpdatedReplicas, g.Desired)
 	case st.Replicas > st.UpdatedReplicas:
-		g.Reason = fmt.Sprintf("%d old pods pending termination", st.Replicas-st.UpdatedReplicas)
+		g.Reason = api.Plural(int(st.Replicas-st.UpdatedReplicas), "old pod") + " pending termination"
 	case st.AvailableReplicas < g.Desired:
 		g.Reason = fmt.Sprintf("%d of %d updated pods available", st.AvailableReplicas, g.Desired)
 	case st.Replicas > g.Desired:
-		g.Reason = fmt.Sprintf("%d extra pods pending termination", st.Replicas-g.Desired)
+		g.Reason = api.Plural(int(st.Replicas-g.Desired), "extra pod") + " pending termination"
 	default:
 		g.State = Complete
 	}

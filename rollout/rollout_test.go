@@ -72,7 +72,7 @@ func TestEvaluate(t *testing.T) {
 			Progressing, "frontend: 1 of 3 pods updated", []State{Complete, Progressing}},
 		{"old pods left", app(api.HealthProgressing, "", map[string]int32{"frontend": 3}),
 			[]*api.Workload{wl("frontend", 3, 4, 3, 4, 4)},
-			Progressing, "frontend: 1 old pods pending termination", []State{Progressing}},
+			Progressing, "frontend: 1 old pod pending termination", []State{Progressing}},
 		{"updated not available", app(api.HealthProgressing, "", map[string]int32{"frontend": 3}),
 			[]*api.Workload{wl("frontend", 3, 3, 3, 2, 2)},
 			Progressing, "frontend: 2 of 3 updated pods available", []State{Progressing}},

@@ -157,6 +157,14 @@ func FormatBytes(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// Plural counts n of noun in English: "1 error", "3 errors".
+func Plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
 // ErrVolumeInUse marks a volume delete refused because its data cannot be
 // removed safely now.
 var ErrVolumeInUse = errors.New("volume in use")

@@ -152,7 +152,7 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 	}
 	if !p.Valid() {
 		return &exitError{code: 1, err: fmt.Errorf("head %s is invalid: %s in %s; fix them and push again ('capstan validate' runs the same check locally)",
-			f.head, plural(len(p.Errors), "error"), plural(p.Count(plan.AppRejected), "rejected app"))}
+			f.head, api.Plural(len(p.Errors), "error"), api.Plural(p.Count(plan.AppRejected), "rejected app"))}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/schema"
 	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/spf13/cobra"
@@ -69,8 +70,8 @@ func runValidate(cmd *cobra.Command, dir string, opts schema.LoadOptions, eval e
 				rejected++
 			}
 		}
-		return &exitError{code: 1, err: errors.New(plural(len(errs), "error") + " in " + dir + " (" +
-			plural(rejected, "app") + " rejected, " + plural(len(res.Apps)-rejected, "app") + " valid)")}
+		return &exitError{code: 1, err: errors.New(api.Plural(len(errs), "error") + " in " + dir + " (" +
+			api.Plural(rejected, "app") + " rejected, " + api.Plural(len(res.Apps)-rejected, "app") + " valid)")}
 	}
 	groups, containers, services := 0, 0, 0
 	for _, a := range res.Valid() {
@@ -81,14 +82,7 @@ func runValidate(cmd *cobra.Command, dir string, opts schema.LoadOptions, eval e
 		}
 	}
 	_, err = fmt.Fprintf(out, "%s: %s, %s, %s, %s in %s: valid\n", dir,
-		plural(len(res.Apps), "app"), plural(groups, "pod group"), plural(containers, "container"),
-		plural(services, "service"), plural(res.Files, "file"))
+		api.Plural(len(res.Apps), "app"), api.Plural(groups, "pod group"), api.Plural(containers, "container"),
+		api.Plural(services, "service"), api.Plural(res.Files, "file"))
 	return err
-}
-
-func plural(n int, noun string) string {
-	if n == 1 {
-		return fmt.Sprintf("1 %s", noun)
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -224,7 +224,7 @@ func (a *Applier) reject(ctx context.Context, snap gitsync.Snapshot, rs *repoSta
 }
 
 func rejectMessage(commit string, errs []api.SourceError) string {
-	msg := fmt.Sprintf("commit %s rejected (%d errors); still running %s", api.ShortCommit(commit), len(errs), "the last good revision")
+	msg := fmt.Sprintf("commit %s rejected (%s); still running the last good revision", api.ShortCommit(commit), api.Plural(len(errs), "error"))
 	if len(errs) > 0 {
 		msg += ": " + errs[0].String()
 	}
