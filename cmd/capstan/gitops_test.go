@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -19,14 +20,24 @@ import (
 
 func gitCmd(t testing.TB, dir string, args ...string) string {
 	t.Helper()
+	out, err := gitTry(dir, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// gitTry runs git in dir; for reads in a wait while the server may be
+// committing into dir (a revert), where a read can meet a ref mid-write.
+func gitTry(dir string, args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
+		return "", fmt.Errorf("git %v: %v\n%s", args, err, out)
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(string(out)), nil
 }
 
 func waitApp(t *testing.T, c *apiservertest.Cluster, name string, cond func(*api.App) bool) *api.App {
