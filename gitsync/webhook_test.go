@@ -234,6 +234,22 @@ func FuzzParseHook(f *testing.F) {
 	})
 }
 
+// postHook posts a GitHub event with body, signed with secret, to repo's
+// webhook on srv, and returns the answer's code and body.
+func postHook(t *testing.T, srv *httptest.Server, repo, event, secret string, body []byte) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/git/"+repo, bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-Hub-Signature-256", "sha256="+sign(secret, body))
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // An unknown repository answers exactly like a known one with a bad
 // signature, so the answer does not tell which repositories exist.
 func TestWebhookUnknownRepoAnswersLikeBadSignature(t *testing.T) {
@@ -246,16 +262,8 @@ func TestWebhookUnknownRepoAnswersLikeBadSignature(t *testing.T) {
 	defer srv.Close()
 	body := []byte(`{"ref":"refs/heads/main"}`)
 	answer := func(repo string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/git/"+repo, bytes.NewReader(body))
-		req.Header.Set("X-GitHub-Event", "push")
-		req.Header.Set("X-Hub-Signature-256", "sha256="+sign("wrong", body))
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, strings.ReplaceAll(string(b), `"repo":"`+repo+`"`, `"repo":"X"`)
+		code, b := postHook(t, srv, repo, "push", "wrong", body)
+		return code, strings.ReplaceAll(b, `"repo":"`+repo+`"`, `"repo":"X"`)
 	}
 	code, known := answer("deploy")
 	for _, other := range []string{"nope", "open"} {
@@ -281,15 +289,8 @@ func TestWebhookSecretFileRotates(t *testing.T) {
 	defer srv.Close()
 	body := []byte(`{"zen":"hi"}`)
 	answer := func(secret string) int {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/hooks/git/deploy", bytes.NewReader(body))
-		req.Header.Set("X-GitHub-Event", "ping")
-		req.Header.Set("X-Hub-Signature-256", "sha256="+sign(secret, body))
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := postHook(t, srv, "deploy", "ping", secret, body)
+		return code
 	}
 	if code := answer("old-secret"); code != http.StatusOK {
 		t.Fatalf("with the secret of the file: %d", code)

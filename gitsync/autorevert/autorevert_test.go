@@ -47,6 +47,17 @@ func desc(tag string) string {
 	return `apps: x: {rollback: "auto", pods: web: {replicas: 2, containers: c: image: "r/x:` + tag + `"}}` + "\n"
 }
 
+// newAppsRepo is a new repository on branch main with an apps directory.
+func newAppsRepo(t *testing.T) string {
+	t.Helper()
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	if err := os.MkdirAll(filepath.Join(repo, "apps"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
 func commit(t *testing.T, dir, content, msg string) string {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "apps", "x.cue"), []byte(content), 0o644); err != nil {
@@ -148,11 +159,7 @@ func event(c *client.Client, reason string) *api.Event {
 // with the trailer; when the revert's own rollout fails too, nothing is
 // reverted again and an event says so.
 func TestAutoRevert(t *testing.T) {
-	repo := t.TempDir()
-	git(t, repo, "init", "-q", "-b", "main")
-	if err := os.MkdirAll(filepath.Join(repo, "apps"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	repo := newAppsRepo(t)
 	good := commit(t, repo, desc("v1"), "x v1")
 	bad := commit(t, repo, desc("v2"), "x v2: the new image")
 	cl := apiservertest.Start(t, apiservertest.Options{})
@@ -276,11 +283,7 @@ func startComponent(t *testing.T, c *client.Client, repo string) {
 // changed since the failing commit, so nothing is reverted and the event
 // names the newer commit.
 func TestAutoRevertLeavesANewerCommitOfTheApp(t *testing.T) {
-	repo := t.TempDir()
-	git(t, repo, "init", "-q", "-b", "main")
-	if err := os.MkdirAll(filepath.Join(repo, "apps"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	repo := newAppsRepo(t)
 	good := commit(t, repo, desc("v1"), "x v1")
 	bad := commit(t, repo, desc("v2"), "x v2: the new image")
 	fix := commit(t, repo, desc("v3"), "x v3: the fix")
