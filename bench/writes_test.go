@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -20,6 +23,7 @@ var (
 	writeWindow   = flag.Duration("bench.window", 2*time.Second, "how long each system is loaded in one round of BenchmarkCreatesVsEtcd")
 	writeWatchers = flag.Int("bench.watchers", 0, "watchers of the written keys connected during BenchmarkCreatesVsEtcd")
 	tlsAnchor     = flag.Bool("bench.tls-anchor", true, "also run etcd over TLS in BenchmarkCreatesVsEtcd")
+	diskProbe     = flag.Bool("bench.disk-probe", false, "during each round of BenchmarkCreatesVsEtcd, append 512 bytes to a file of its own and fdatasync it every 10 ms, and report the longest fdatasync of each system's rounds (<name>-disk-max-ms): how long the disk itself stalled meanwhile")
 )
 
 // BenchmarkCreatesVsEtcd measures creates per second over the network
@@ -32,11 +36,12 @@ var (
 // (b.N rounds). It reports each one's rate, p99 and longest write (the
 // longest a writer stalled), and the rate ratios Capstan / etcd
 // (rate-ratio) and Capstan / etcd over TLS (rate-ratio-tls). With
-// -bench.watchers N, N watchers of the written keys read along.
+// -bench.watchers N, N watchers of the written keys read along. With
+// -bench.disk-probe, a probe times the disk's own fdatasync alongside.
 //
 // The no-stall figure of issue 18: go test ./bench -run '^$' -bench
 // 'CreatesVsEtcd/clients=64$' -benchtime 1x -args -bench.window 5m
-// -bench.watchers 10 -bench.tls-anchor=false.
+// -bench.watchers 10 -bench.tls-anchor=false -bench.disk-probe.
 func BenchmarkCreatesVsEtcd(b *testing.B) {
 	for _, clients := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
@@ -75,6 +80,10 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 					}()
 				}
 			}
+			var probe string
+			if *diskProbe {
+				probe = filepath.Join(b.TempDir(), "probe")
+			}
 			var seq atomic.Int64
 			capstan := func(ctx context.Context) error {
 				p := api.KindPod.New().(*api.Pod)
@@ -92,12 +101,12 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 			}
 			var capRes, etcdRes, tlsRes []loadResult
 			for b.Loop() {
-				capRes = append(capRes, load(ctx, clients, *writeWindow, capstan))
+				capRes = append(capRes, loadProbed(ctx, clients, *writeWindow, probe, capstan))
 				if etcd != nil {
-					etcdRes = append(etcdRes, load(ctx, clients, *writeWindow, put(etcd)))
+					etcdRes = append(etcdRes, loadProbed(ctx, clients, *writeWindow, probe, put(etcd)))
 				}
 				if etcdTLS != nil {
-					tlsRes = append(tlsRes, load(ctx, clients, *writeWindow, put(etcdTLS)))
+					tlsRes = append(tlsRes, loadProbed(ctx, clients, *writeWindow, probe, put(etcdTLS)))
 				}
 			}
 			capRate := report(b, "capstan", capRes)
@@ -111,12 +120,55 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 	}
 }
 
-// loadResult is one round of load: writes done, their latencies, how long.
+// loadResult is one round of load: writes done, their latencies, how
+// long, and the disk probe's longest fdatasync (loadProbed).
 type loadResult struct {
 	n       int
 	lat     []time.Duration
 	elapsed time.Duration
 	err     error
+	diskMax time.Duration
+}
+
+// loadProbed runs load while, when probe names a file, a probe appends 512
+// bytes to it and fdatasyncs every 10 ms: the longest of those syncs is
+// how long the disk itself stalled during the round, the floor of any
+// durable write's stall then.
+func loadProbed(ctx context.Context, n int, d time.Duration, probe string, op func(context.Context) error) loadResult {
+	if probe == "" {
+		return load(ctx, n, d, op)
+	}
+	f, err := os.OpenFile(probe, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return loadResult{err: err}
+	}
+	defer f.Close()
+	done := make(chan struct{})
+	var longest time.Duration
+	var probeErr error
+	go func() {
+		defer close(done)
+		buf := make([]byte, 512)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for stop := time.Now().Add(d); time.Now().Before(stop); <-tick.C {
+			t0 := time.Now()
+			if _, probeErr = f.Write(buf); probeErr != nil {
+				return
+			}
+			if probeErr = unix.Fdatasync(int(f.Fd())); probeErr != nil {
+				return
+			}
+			longest = max(longest, time.Since(t0))
+		}
+	}()
+	res := load(ctx, n, d, op)
+	<-done
+	if res.err == nil && probeErr != nil {
+		res.err = fmt.Errorf("disk probe: %w", probeErr)
+	}
+	res.diskMax = longest
+	return res
 }
 
 // load runs op from n goroutines for d.
@@ -156,6 +208,7 @@ func report(b *testing.B, name string, rounds []loadResult) float64 {
 	var n int
 	var elapsed time.Duration
 	var lat []time.Duration
+	var diskMax time.Duration
 	for _, r := range rounds {
 		if r.err != nil {
 			b.Fatalf("%s: %v", name, r.err)
@@ -163,10 +216,14 @@ func report(b *testing.B, name string, rounds []loadResult) float64 {
 		n += r.n
 		elapsed += r.elapsed
 		lat = append(lat, r.lat...)
+		diskMax = max(diskMax, r.diskMax)
 	}
 	rate := float64(n) / elapsed.Seconds()
 	b.ReportMetric(rate, name+"-writes/s")
 	b.ReportMetric(pct(lat, 99), name+"-p99-ms")
 	b.ReportMetric(float64(slices.Max(lat).Microseconds())/1000, name+"-max-ms")
+	if diskMax > 0 {
+		b.ReportMetric(float64(diskMax.Microseconds())/1000, name+"-disk-max-ms")
+	}
 	return rate
 }
