@@ -264,29 +264,12 @@ func (s *Etcd) feedQueue(ctx context.Context, w *Watcher) {
 	for {
 		e := w.take()
 		if e == nil {
-			select {
-			case <-w.wake:
-				continue
-			case <-w.stop:
-				return
-			case <-s.closed:
-				w.end(ErrClosed)
-				return
-			case <-ctx.Done():
-				w.end(nil)
+			if !w.wait(ctx, s.closed) {
 				return
 			}
+			continue
 		}
-		select {
-		case w.ch <- *e:
-			w.sent(e)
-		case <-w.stop:
-			return
-		case <-s.closed:
-			w.end(ErrClosed)
-			return
-		case <-ctx.Done():
-			w.end(nil)
+		if !w.send(ctx, e, s.closed) {
 			return
 		}
 	}

@@ -443,19 +443,7 @@ func (s *Etcd) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
 				}
 			}
 			var err error
-			switch op.Type {
-			case OpCreate:
-				out[i], err = tx.create(obj)
-			case OpUpdate:
-				out[i], err = tx.update(obj)
-			case OpDelete:
-				out[i], err = tx.delete(op.Key, op.ResourceVersion)
-			case OpModify:
-				out[i], err = tx.modify(op.Key, op.ResourceVersion, op.Modify)
-			default:
-				err = fmt.Errorf("unknown operation %d", op.Type)
-			}
-			if err != nil {
+			if out[i], err = applyOp(tx, op, obj); err != nil {
 				return &TxnError{Index: i, Err: err}
 			}
 		}

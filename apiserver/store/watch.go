@@ -231,32 +231,45 @@ func (s *Bolt) feed(ctx context.Context, w *Watcher) {
 				}
 				continue
 			}
-			select {
-			case <-w.wake:
-				continue
-			case <-w.stop:
-				return
-			case <-h.stop:
-				w.end(ErrClosed)
-				return
-			case <-ctx.Done():
-				w.end(nil)
+			if !w.wait(ctx, h.stop) {
 				return
 			}
+			continue
 		}
-		select {
-		case w.ch <- *e:
-			w.sent(e)
-		case <-w.stop:
-			return
-		case <-h.stop:
-			w.end(ErrClosed)
-			return
-		case <-ctx.Done():
-			w.end(nil)
+		if !w.send(ctx, e, h.stop) {
 			return
 		}
 	}
+}
+
+// wait blocks until more events are queued for w (true), or w ends
+// (false): stopped, the store closed (closed) or ctx ended.
+func (w *Watcher) wait(ctx context.Context, closed <-chan struct{}) bool {
+	select {
+	case <-w.wake:
+		return true
+	case <-w.stop:
+	case <-closed:
+		w.end(ErrClosed)
+	case <-ctx.Done():
+		w.end(nil)
+	}
+	return false
+}
+
+// send delivers e on C (true), or gives up when w ends first (false).
+func (w *Watcher) send(ctx context.Context, e *Event, closed <-chan struct{}) bool {
+	select {
+	case w.ch <- *e:
+		w.sent(e)
+		return true
+	case <-w.stop:
+	case <-closed:
+		w.end(ErrClosed)
+	case <-ctx.Done():
+		w.end(nil)
+	}
+	return false
 }
 
 // catchUp queues the next batch of w's events after last from the change

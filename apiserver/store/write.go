@@ -298,6 +298,30 @@ func (s *Bolt) Delete(ctx context.Context, k api.Key, rv int64) (api.Object, err
 	return out, err
 }
 
+// opWriter is what a backend's transaction does with one op.
+type opWriter interface {
+	create(obj api.Object) (api.Object, error)
+	update(obj api.Object) (api.Object, error)
+	delete(k api.Key, rv int64) (api.Object, error)
+	modify(k api.Key, rv int64, fn func(api.Object) error) (api.Object, error)
+}
+
+// applyOp runs op in w's transaction; obj is op's object (Create, Update)
+// as the backend wants it written.
+func applyOp(w opWriter, op Op, obj api.Object) (api.Object, error) {
+	switch op.Type {
+	case OpCreate:
+		return w.create(obj)
+	case OpUpdate:
+		return w.update(obj)
+	case OpDelete:
+		return w.delete(op.Key, op.ResourceVersion)
+	case OpModify:
+		return w.modify(op.Key, op.ResourceVersion, op.Modify)
+	}
+	return nil, fmt.Errorf("unknown operation %d", op.Type)
+}
+
 // TxnError says which step of a transaction failed.
 type TxnError struct {
 	Index int
@@ -323,19 +347,7 @@ func (s *Bolt) Txn(ctx context.Context, ops []Op) ([]api.Object, error) {
 				op.Object.Meta().ResourceVersion = want[i]
 			}
 			var err error
-			switch op.Type {
-			case OpCreate:
-				out[i], err = w.create(op.Object)
-			case OpUpdate:
-				out[i], err = w.update(op.Object)
-			case OpDelete:
-				out[i], err = w.delete(op.Key, op.ResourceVersion)
-			case OpModify:
-				out[i], err = w.modify(op.Key, op.ResourceVersion, op.Modify)
-			default:
-				err = fmt.Errorf("unknown operation %d", op.Type)
-			}
-			if err != nil {
+			if out[i], err = applyOp(w, op, op.Object); err != nil {
 				return &TxnError{Index: i, Err: err}
 			}
 		}
