@@ -67,6 +67,37 @@ func (w *txWriter) bucket(k api.Kind) (*bolt.Bucket, error) {
 	return b, nil
 }
 
+// stored returns the bucket of k's kind and k's stored bytes, or
+// ErrNotFound.
+func (w *txWriter) stored(k api.Key) (*bolt.Bucket, []byte, error) {
+	b, err := w.bucket(k.Kind)
+	if err != nil {
+		return nil, nil, err
+	}
+	old := b.Get(objectKey(k))
+	if old == nil {
+		return nil, nil, fmt.Errorf("%s: %w", k, ErrNotFound)
+	}
+	return b, old, nil
+}
+
+// storedObject is stored, with the object decoded and the compare-and-swap
+// on rv (when not zero) done.
+func (w *txWriter) storedObject(k api.Key, rv int64) (*bolt.Bucket, []byte, api.Object, error) {
+	b, old, err := w.stored(k)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	obj, err := api.Decode(k.Kind, old)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("decode stored %s: %w", k, err)
+	}
+	if err := checkRV(k, rv, obj.Meta().ResourceVersion); err != nil {
+		return nil, nil, nil, err
+	}
+	return b, old, obj, nil
+}
+
 // checkRV is every write's compare-and-swap: want, when not zero, must be
 // the stored object's resourceVersion have.
 func checkRV(k api.Key, want, have int64) error {
@@ -125,13 +156,9 @@ func (w *txWriter) create(obj api.Object) (api.Object, error) {
 
 func (w *txWriter) update(obj api.Object) (api.Object, error) {
 	k := api.KeyOf(obj)
-	b, err := w.bucket(k.Kind)
+	b, old, err := w.stored(k)
 	if err != nil {
 		return nil, err
-	}
-	old := b.Get(objectKey(k))
-	if old == nil {
-		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
 	}
 	var prev struct {
 		Metadata api.ObjectMeta  `json:"metadata"`
@@ -194,22 +221,11 @@ func (w *txWriter) modify(k api.Key, rv int64, fn func(api.Object) error) (api.O
 	if fn == nil {
 		return nil, fmt.Errorf("%s: modify without a function", k)
 	}
-	b, err := w.bucket(k.Kind)
+	b, old, obj, err := w.storedObject(k, rv)
 	if err != nil {
 		return nil, err
-	}
-	old := b.Get(objectKey(k))
-	if old == nil {
-		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
-	}
-	obj, err := api.Decode(k.Kind, old)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored %s: %w", k, err)
 	}
 	m := obj.Meta()
-	if err := checkRV(k, rv, m.ResourceVersion); err != nil {
-		return nil, err
-	}
 	uid, created, gen, cur := m.UID, m.CreatedAt, m.Generation, m.ResourceVersion
 	before, err := specJSON(obj)
 	if err != nil {
@@ -227,19 +243,8 @@ func (w *txWriter) modify(k api.Key, rv int64, fn func(api.Object) error) (api.O
 }
 
 func (w *txWriter) delete(k api.Key, rv int64) (api.Object, error) {
-	b, err := w.bucket(k.Kind)
+	b, _, obj, err := w.storedObject(k, rv)
 	if err != nil {
-		return nil, err
-	}
-	old := b.Get(objectKey(k))
-	if old == nil {
-		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
-	}
-	obj, err := api.Decode(k.Kind, old)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored %s: %w", k, err)
-	}
-	if err := checkRV(k, rv, obj.Meta().ResourceVersion); err != nil {
 		return nil, err
 	}
 	if err := b.Delete(objectKey(k)); err != nil {
