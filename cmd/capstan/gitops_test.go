@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,30 +13,18 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/controlplane"
+	"github.com/capstanhq/capstan/internal/gittest"
 	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
 func gitCmd(t testing.TB, dir string, args ...string) string {
 	t.Helper()
-	out, err := gitTry(dir, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return gittest.Git(t, dir, args...)
 }
 
 // gitTry runs git in dir; for reads in a wait while the server may be
 // committing into dir (a revert), where a read can meet a ref mid-write.
-func gitTry(dir string, args ...string) (string, error) {
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
+func gitTry(dir string, args ...string) (string, error) { return gittest.Try(dir, args...) }
 
 func waitApp(t *testing.T, c *apiservertest.Cluster, name string, cond func(*api.App) bool) *api.App {
 	t.Helper()

@@ -2,47 +2,14 @@ package main
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/internal/gittest"
 )
-
-// rollbackRepo makes a repository with the given commits, each a map of
-// file -> content ("" deletes), and returns it with the commits' SHAs.
-func rollbackRepo(t *testing.T, commits ...map[string]string) (string, []string) {
-	t.Helper()
-	repo := t.TempDir()
-	gitCmd(t, repo, "init", "-q", "-b", "main")
-	gitCmd(t, repo, "config", "user.name", "Ada Lovelace")
-	gitCmd(t, repo, "config", "user.email", "ada@example.com")
-	var shas []string
-	for i, files := range commits {
-		for name, content := range files {
-			p := filepath.Join(repo, name)
-			if content == "" {
-				if err := os.Remove(p); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		gitCmd(t, repo, "add", "-A")
-		gitCmd(t, repo, "commit", "-q", "--allow-empty", "-m", "commit "+string(rune('A'+i)))
-		shas = append(shas, gitCmd(t, repo, "rev-parse", "HEAD"))
-	}
-	return repo, shas
-}
 
 func appCue(name string, replicas int) string {
 	return "apps: " + name + ": pods: p: {\n\treplicas: " + string(rune('0'+replicas)) + "\n\tcontainers: c: image: \"127.0.0.1:5000/x:v1\"\n}\n"
@@ -51,7 +18,7 @@ func appCue(name string, replicas int) string {
 // A rollback to a commit where the app did not exist would commit the
 // deletion of its files (and sync would prune it): it is refused.
 func TestRollbackRefusesCommitWithoutTheApp(t *testing.T) {
-	repo, shas := rollbackRepo(t,
+	repo, shas := gittest.Repo(t,
 		map[string]string{"apps/blog.cue": appCue("blog", 1)},
 		map[string]string{"apps/web.cue": appCue("web", 2)},
 	)
@@ -72,7 +39,7 @@ func appYAML(name string, replicas int) string {
 // rolled back for one of them unless the user says so; then the message
 // names both apps.
 func TestRollbackMultiAppFile(t *testing.T) {
-	repo, shas := rollbackRepo(t,
+	repo, shas := gittest.Repo(t,
 		map[string]string{"apps/all.yaml": appYAML("web", 1) + "  " + strings.TrimPrefix(appYAML("blog", 1), "apps:\n  "), "apps/solo.cue": appCue("solo", 1)},
 		map[string]string{"apps/all.yaml": appYAML("web", 2) + "  " + strings.TrimPrefix(appYAML("blog", 3), "apps:\n  "), "apps/solo.cue": appCue("solo", 2)},
 	)
@@ -134,7 +101,7 @@ func TestRollbackInACloneSaysToPush(t *testing.T) {
 		{"web", "https://git.example.com/org/deploy.git", "sync reads https://git.example.com/org/deploy.git, not "},
 		{"blog", "", "sync applies it next"},
 	} {
-		repo, shas := rollbackRepo(t,
+		repo, shas := gittest.Repo(t,
 			map[string]string{"apps/" + tt.app + ".cue": appCue(tt.app, 1)},
 			map[string]string{"apps/" + tt.app + ".cue": appCue(tt.app, 2)},
 		)

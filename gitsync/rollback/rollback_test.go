@@ -3,55 +3,12 @@ package rollback
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/capstanhq/capstan/internal/gittest"
 )
-
-func gitCmd(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// rollbackRepo makes a repository with the given commits, each a map of
-// file -> content ("" deletes), and returns it with the commits' SHAs.
-func rollbackRepo(t *testing.T, commits ...map[string]string) (string, []string) {
-	t.Helper()
-	repo := t.TempDir()
-	gitCmd(t, repo, "init", "-q", "-b", "main")
-	gitCmd(t, repo, "config", "user.name", "Ada Lovelace")
-	gitCmd(t, repo, "config", "user.email", "ada@example.com")
-	var shas []string
-	for i, files := range commits {
-		for name, content := range files {
-			p := filepath.Join(repo, name)
-			if content == "" {
-				if err := os.Remove(p); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		gitCmd(t, repo, "add", "-A")
-		gitCmd(t, repo, "commit", "-q", "--allow-empty", "-m", "commit "+string(rune('A'+i)))
-		shas = append(shas, gitCmd(t, repo, "rev-parse", "HEAD"))
-	}
-	return repo, shas
-}
 
 func appCue(name string, replicas int) string {
 	return "apps: " + name + ": pods: p: {\n\treplicas: " + string(rune('0'+replicas)) + "\n\tcontainers: c: image: \"127.0.0.1:5000/x:v1\"\n}\n"
@@ -69,7 +26,7 @@ func TestRunNeedsRepoAppAndTarget(t *testing.T) {
 // In a CUE file holding two apps, only the app's part is rolled back;
 // the other app is untouched and the message says what was done.
 func TestRollbackRewritesOnlyTheAppsPart(t *testing.T) {
-	repo, shas := rollbackRepo(t,
+	repo, shas := gittest.Repo(t,
 		map[string]string{"apps/all.cue": "// two apps\n" + appCue("web", 1) + appCue("blog", 1)},
 		map[string]string{"apps/all.cue": "// two apps\n" + appCue("web", 2) + appCue("blog", 3)},
 	)
@@ -77,7 +34,7 @@ func TestRollbackRewritesOnlyTheAppsPart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rollback of one app of a shared file: %v", err)
 	}
-	if head := gitCmd(t, repo, "rev-parse", "HEAD"); res.Commit != head || len(res.Plan.Files) != 0 || len(res.Plan.Rewritten) != 1 {
+	if head := gittest.Git(t, repo, "rev-parse", "HEAD"); res.Commit != head || len(res.Plan.Files) != 0 || len(res.Plan.Rewritten) != 1 {
 		t.Fatalf("result %+v; HEAD %s", res, head)
 	}
 	after, err := declarations(repo, "apps", "HEAD")
@@ -87,12 +44,12 @@ func TestRollbackRewritesOnlyTheAppsPart(t *testing.T) {
 	atFirst, _ := declarations(repo, "apps", shas[0])
 	atSecond, _ := declarations(repo, "apps", shas[1])
 	if string(after.specs["web"]) != string(atFirst.specs["web"]) || string(after.specs["blog"]) != string(atSecond.specs["blog"]) {
-		t.Fatalf("after the rollback:\n%s", gitCmd(t, repo, "show", "HEAD:apps/all.cue"))
+		t.Fatalf("after the rollback:\n%s", gittest.Git(t, repo, "show", "HEAD:apps/all.cue"))
 	}
-	if got := gitCmd(t, repo, "show", "HEAD:apps/all.cue"); !strings.Contains(got, "// two apps") {
+	if got := gittest.Git(t, repo, "show", "HEAD:apps/all.cue"); !strings.Contains(got, "// two apps") {
 		t.Errorf("the file lost its comment:\n%s", got)
 	}
-	msg := gitCmd(t, repo, "log", "-1", "--format=%B")
+	msg := gittest.Git(t, repo, "log", "-1", "--format=%B")
 	for _, want := range []string{"Rollback app web to " + shas[0][:12], "Rewrites apps/all.cue: only the part of web is as at", "Apps rolled back: web.", "commit B"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("rollback message lacks %q:\n%s", want, msg)
@@ -108,18 +65,18 @@ func TestRollbackRewritesOnlyTheAppsPart(t *testing.T) {
 // app's change, that change stays on the tracked branch. And --repo may be
 // a relative path.
 func TestRollbackPlansOnTheBranchNotTheCheckout(t *testing.T) {
-	repo, shas := rollbackRepo(t,
+	repo, shas := gittest.Repo(t,
 		map[string]string{"apps/all.cue": appCue("web", 1) + appCue("blog", 1)},
 		map[string]string{"apps/all.cue": appCue("web", 2) + appCue("blog", 1)},
 	)
-	gitCmd(t, repo, "checkout", "-q", "-b", "feature")
-	gitCmd(t, repo, "checkout", "-q", "main")
+	gittest.Git(t, repo, "checkout", "-q", "-b", "feature")
+	gittest.Git(t, repo, "checkout", "-q", "main")
 	if err := os.WriteFile(filepath.Join(repo, "apps/all.cue"), []byte(appCue("web", 2)+appCue("blog", 3)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gitCmd(t, repo, "commit", "-q", "-am", "blog to 3")
-	blog3 := gitCmd(t, repo, "rev-parse", "HEAD")
-	gitCmd(t, repo, "checkout", "-q", "feature")
+	gittest.Git(t, repo, "commit", "-q", "-am", "blog to 3")
+	blog3 := gittest.Git(t, repo, "rev-parse", "HEAD")
+	gittest.Git(t, repo, "checkout", "-q", "feature")
 
 	t.Chdir(repo)
 	if _, err := Run(context.Background(), Options{RepoDir: ".", Path: "apps", App: "web", To: shas[0], Branch: "main"}); err != nil {
@@ -132,7 +89,7 @@ func TestRollbackPlansOnTheBranchNotTheCheckout(t *testing.T) {
 	atFirst, _ := declarations(repo, "apps", shas[0])
 	atBlog3, _ := declarations(repo, "apps", blog3)
 	if string(after.specs["web"]) != string(atFirst.specs["web"]) || string(after.specs["blog"]) != string(atBlog3.specs["blog"]) {
-		t.Fatalf("after the rollback main has:\n%s", gitCmd(t, repo, "show", "main:apps/all.cue"))
+		t.Fatalf("after the rollback main has:\n%s", gittest.Git(t, repo, "show", "main:apps/all.cue"))
 	}
 }
 
@@ -144,7 +101,7 @@ func confCue(name, from string) string {
 // changed what its pods run: rolling the app back puts the file back too
 // (it said "nothing to revert" while the pods kept the new content).
 func TestRollbackRestoresTheConfigFilesTheAppReads(t *testing.T) {
-	repo, shas := rollbackRepo(t,
+	repo, shas := gittest.Repo(t,
 		map[string]string{"apps/web.cue": confCue("web", "config/web.conf"), "apps/config/web.conf": "level: 1\n"},
 		map[string]string{"apps/config/web.conf": "level: 2\n"},
 	)
@@ -152,10 +109,10 @@ func TestRollbackRestoresTheConfigFilesTheAppReads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rollback of a config file change: %v", err)
 	}
-	if got := gitCmd(t, repo, "show", "HEAD:apps/config/web.conf"); got != "level: 1" {
+	if got := gittest.Git(t, repo, "show", "HEAD:apps/config/web.conf"); got != "level: 1" {
 		t.Fatalf("after the rollback (%+v) the config file is %q", res.Plan, got)
 	}
-	if msg := gitCmd(t, repo, "log", "-1", "--format=%B"); !strings.Contains(msg, "apps/config/web.conf") || !strings.Contains(msg, "commit B") {
+	if msg := gittest.Git(t, repo, "log", "-1", "--format=%B"); !strings.Contains(msg, "apps/config/web.conf") || !strings.Contains(msg, "commit B") {
 		t.Errorf("rollback message:\n%s", msg)
 	}
 }
@@ -163,7 +120,7 @@ func TestRollbackRestoresTheConfigFilesTheAppReads(t *testing.T) {
 // A config file another app reads too is not rolled back behind that
 // app's back: refused, naming it, unless --include-other-apps.
 func TestRollbackOfASharedConfigFileNamesTheOtherApp(t *testing.T) {
-	repo, shas := rollbackRepo(t,
+	repo, shas := gittest.Repo(t,
 		map[string]string{"apps/web.cue": confCue("web", "config/common.conf"), "apps/blog.cue": confCue("blog", "config/common.conf"), "apps/config/common.conf": "level: 1\n"},
 		map[string]string{"apps/config/common.conf": "level: 2\n"},
 	)
@@ -171,14 +128,14 @@ func TestRollbackOfASharedConfigFileNamesTheOtherApp(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "blog (in apps/config/common.conf)") || !strings.Contains(err.Error(), "--include-other-apps") {
 		t.Fatalf("rollback of a config file another app reads: %v", err)
 	}
-	if head := gitCmd(t, repo, "rev-parse", "HEAD"); head != shas[1] {
+	if head := gittest.Git(t, repo, "rev-parse", "HEAD"); head != shas[1] {
 		t.Fatalf("a refused rollback committed %s", head)
 	}
 	res, err := Run(context.Background(), Options{RepoDir: repo, Path: "apps", App: "web", To: shas[0], IncludeOtherApps: true})
 	if err != nil || strings.Join(res.Plan.Apps, ",") != "web,blog" {
 		t.Fatalf("rollback --include-other-apps: %+v %v", res.Plan, err)
 	}
-	if got := gitCmd(t, repo, "show", "HEAD:apps/config/common.conf"); got != "level: 1" {
+	if got := gittest.Git(t, repo, "show", "HEAD:apps/config/common.conf"); got != "level: 1" {
 		t.Fatalf("config file after the rollback: %q", got)
 	}
 }
@@ -187,7 +144,7 @@ func TestRollbackOfASharedConfigFileNamesTheOtherApp(t *testing.T) {
 // rejected by sync, while the bad version kept running: the rollback is
 // refused with the errors, before any commit.
 func TestRollbackRefusesATargetTodaysSchemaRejects(t *testing.T) {
-	repo, shas := rollbackRepo(t,
+	repo, shas := gittest.Repo(t,
 		// An old field name, once accepted, now unknown to the schema.
 		map[string]string{"apps/web.cue": "apps: web: pods: p: {\n\treplicas: 1\n\tcontainers: c: {\n\t\timage: \"127.0.0.1:5000/x:v1\"\n\t\tcpu: \"100m\"\n\t}\n}\n"},
 		map[string]string{"apps/web.cue": appCue("web", 2)},
@@ -196,7 +153,7 @@ func TestRollbackRefusesATargetTodaysSchemaRejects(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "apps/web.cue:5:") || !strings.Contains(err.Error(), "does not validate") {
 		t.Fatalf("rollback to a commit today's schema rejects: %v", err)
 	}
-	if head := gitCmd(t, repo, "rev-parse", "HEAD"); head != shas[1] {
+	if head := gittest.Git(t, repo, "rev-parse", "HEAD"); head != shas[1] {
 		t.Fatalf("a refused rollback committed %s", head)
 	}
 }
