@@ -61,6 +61,10 @@ type EndpointAddress struct {
 	// Stable is set for a replica of an ordered workload: its name is its
 	// DNS name under the service's, whether the service is headless or not.
 	Stable bool `json:"stable,omitempty"`
+	// Terminating is set for a pod being deleted: it is listed, never
+	// ready, until it is gone, so proxies leave its open connections to
+	// finish during its grace period and cut them once it is gone.
+	Terminating bool `json:"terminating,omitempty"`
 }
 
 // EndpointPort maps a service port name to the pod's port.

@@ -33,8 +33,10 @@ func Selects(selector, labels map[string]string) bool {
 
 // Addresses returns the endpoint addresses of svc among pods (any pods of
 // any app; only those in the service's app and selected count), sorted by
-// pod name. A pod without an IP, being deleted or finished is left out; a
-// pod that is not Ready is listed with ready=false. Each service port's
+// pod name. A pod without an IP or finished is left out; a pod that is not
+// Ready is listed with ready=false, and so is a pod being deleted (marked
+// terminating): proxies keep its open connections until it is gone (as
+// Kubernetes lists terminating endpoints). Each service port's
 // target (a number, or a container port name; default the service port)
 // is resolved per pod; a port a pod does not have is left out for that
 // pod, and a pod with none of the service's ports is left out.
@@ -44,11 +46,12 @@ func Addresses(svc *api.Service, pods []*api.Pod) []api.EndpointAddress {
 		if p.Metadata.App != svc.Metadata.App || !Selects(svc.Spec.Selector, p.Metadata.Labels) {
 			continue
 		}
-		if p.Status.PodIP == "" || api.Terminating(p) || p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
+		if p.Status.PodIP == "" || p.Status.Phase == api.PodSucceeded || p.Status.Phase == api.PodFailed {
 			continue
 		}
-		addr := api.EndpointAddress{IP: p.Status.PodIP, Node: p.Spec.NodeName, Pod: p.Metadata.Name, Ready: api.IsPodReady(p),
-			Stable: p.Metadata.Labels[api.LabelOrdinal] != ""}
+		terminating := api.Terminating(p)
+		addr := api.EndpointAddress{IP: p.Status.PodIP, Node: p.Spec.NodeName, Pod: p.Metadata.Name, Ready: api.IsPodReady(p) && !terminating,
+			Stable: p.Metadata.Labels[api.LabelOrdinal] != "", Terminating: terminating}
 		for _, sp := range svc.Spec.Ports {
 			if port, ok := resolve(p, sp); ok {
 				proto := sp.Protocol

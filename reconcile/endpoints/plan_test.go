@@ -147,7 +147,11 @@ func (s *sim) run(t *testing.T, d *datadriven.TestData) string {
 			for _, p := range a.Ports {
 				ports = append(ports, fmt.Sprintf("%s=%d/%s", p.Name, p.Port, p.Protocol))
 			}
-			out = append(out, fmt.Sprintf("  %s %s node=%s ready=%v ports=%s", a.Pod, a.IP, a.Node, a.Ready, strings.Join(ports, ",")))
+			line := fmt.Sprintf("  %s %s node=%s ready=%v ports=%s", a.Pod, a.IP, a.Node, a.Ready, strings.Join(ports, ","))
+			if a.Terminating {
+				line += " terminating"
+			}
+			out = append(out, line)
 		}
 		return strings.Join(out, "\n")
 	}
