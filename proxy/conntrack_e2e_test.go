@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -118,35 +119,73 @@ func TestConntrackEndToEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("an established TCP connection to a removed endpoint is left to finish", func(t *testing.T) {
-		var c net.Conn
+	// One connection to the hold service, through its VIP, for the last
+	// two subtests: it outlives an endpoint turning unready (terminating),
+	// and is cut once the endpoint is gone.
+	var c net.Conn
+	var r *bufio.Reader
+	t.Cleanup(func() {
+		if c != nil {
+			c.Close()
+		}
+	})
+	echo := func(t *testing.T, msg string) error {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := fmt.Fprintln(c, msg); err != nil {
+			return err
+		}
+		line, err := r.ReadString('\n')
+		if err == nil && line != msg+"\n" {
+			err = fmt.Errorf("echo of %q: %q", msg, line)
+		}
+		return err
+	}
+
+	t.Run("an established TCP connection to an unready or terminating endpoint is left to finish", func(t *testing.T) {
 		if err := tp.clientW.Do(func() (err error) {
 			c, err = net.DialTimeout("tcp4", "10.99.201.20:80", 3*time.Second)
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		echo := func(msg string) {
-			t.Helper()
-			c.SetDeadline(time.Now().Add(3 * time.Second))
-			if _, err := fmt.Fprintln(c, msg); err != nil {
-				t.Fatal(err)
-			}
-			if line, err := r.ReadString('\n'); err != nil || line != msg+"\n" {
-				t.Fatalf("echo of %q: %q, %v", msg, line, err)
-			}
+		r = bufio.NewReader(c)
+		if err := echo(t, "before"); err != nil {
+			t.Fatal(err)
 		}
-		echo("before")
-		eps[2] = endpoints("shop", "hold", tcp(pod1IP, altPodPort+1))
+		unready := tcp(pod2IP, altPodPort+1)
+		unready.Ready, unready.Terminating = false, true
+		eps[2] = endpoints("shop", "hold", tcp(pod1IP, altPodPort+1), unready)
 		sync()
 		if f := conntrackFlows(t, tp, c.LocalAddr().String(), pod2IP); len(f) != 1 {
 			t.Fatalf("entries of the established connection: %v, want it kept", f)
 		}
-		echo("after")
+		if err := echo(t, "after"); err != nil {
+			t.Fatal(err)
+		}
 		if st := p.Stats(); st.StalePorts != 1 || st.StaleFlows != 0 {
 			t.Fatalf("stats = %+v, want one port checked and nothing deleted", st)
+		}
+	})
+
+	t.Run("an established TCP connection to an endpoint that is gone is cut, and reset at once", func(t *testing.T) {
+		if c == nil {
+			t.Fatal("no connection: the previous subtest failed")
+		}
+		eps[2] = endpoints("shop", "hold", tcp(pod1IP, altPodPort+1))
+		sync()
+		if f := conntrackFlows(t, tp, c.LocalAddr().String(), pod2IP); len(f) != 0 {
+			t.Fatalf("entries of the connection to the endpoint that is gone: %v, want none", f)
+		}
+		if st := p.Stats(); st.StalePorts != 1 || st.StaleFlows != 1 {
+			t.Fatalf("stats = %+v, want one port checked and one entry deleted", st)
+		}
+		// The next segment is balanced afresh, to pod1, which has no such
+		// connection and resets it: the client learns at once instead of
+		// retransmitting to a dead address.
+		err := echo(t, "gone")
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("writing on the connection after its endpoint is gone: %v, want a reset", err)
 		}
 	})
 }

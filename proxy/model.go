@@ -27,6 +27,13 @@ type ServicePort struct {
 	// Endpoints are the ready endpoints, sorted by address and port, without
 	// duplicates.
 	Endpoints []Endpoint
+	// Listed are the endpoints the Endpoints object lists, ready or not
+	// (an unready or terminating pod that still exists and may be
+	// finishing its connections), sorted, without duplicates. New
+	// connections go to Endpoints only; an established connection to an
+	// endpoint no longer Listed goes to a pod that is gone, and its
+	// conntrack entry is deleted (stale.go).
+	Listed []Endpoint
 }
 
 // String names the service port as app/service/protocol/name, the stable
@@ -134,19 +141,20 @@ func buildPort(key serviceKey, vip netip.Addr, external bool, p api.ServicePort,
 		sp.NodePort = uint16(p.NodePort)
 	}
 	if ep != nil {
-		sp.Endpoints = readyEndpoints(p, proto, ep.Spec.Addresses)
+		sp.Endpoints = addressEndpoints(p, proto, ep.Spec.Addresses, true)
+		sp.Listed = addressEndpoints(p, proto, ep.Spec.Addresses, false)
 	}
 	return sp, nil
 }
 
-// readyEndpoints picks, for service port p, the ready addresses and their
-// port: the endpoint port named like the service port (the endpoints
-// controller resolved the target port), or the numeric target port when the
-// address lists no ports at all.
-func readyEndpoints(p api.ServicePort, proto string, addrs []api.EndpointAddress) []Endpoint {
+// addressEndpoints picks, for service port p, the addresses (with
+// readyOnly, the ready ones) and their port: the endpoint port named like
+// the service port (the endpoints controller resolved the target port), or
+// the numeric target port when the address lists no ports at all.
+func addressEndpoints(p api.ServicePort, proto string, addrs []api.EndpointAddress, readyOnly bool) []Endpoint {
 	var out []Endpoint
 	for _, a := range addrs {
-		if !a.Ready {
+		if readyOnly && !a.Ready {
 			continue
 		}
 		ip, err := netip.ParseAddr(a.IP)

@@ -20,17 +20,19 @@ func TestBuild(t *testing.T) {
 		skipped   int
 	}{
 		{
-			name:     "ready endpoints by port name, sorted, unready left out",
+			name:     "ready endpoints by port name, sorted, unready left out but listed",
 			services: []*api.Service{service("shop", "web", "10.96.0.10", port("http", 80, ""))},
 			endpoints: []*api.Endpoints{endpoints("shop", "web",
 				addr("10.88.0.7", true, epPort("http", 8080, "TCP")),
 				addr("10.88.0.5", true, epPort("http", 8080, "")),
 				addr("10.88.0.6", false, epPort("http", 8080, "")),
 				addr("10.88.0.5", true, epPort("http", 8080, "")), // duplicate
+				addr("10.88.0.8", false, epPort("http", 8080, "UDP")),
 			)},
 			wantPorts: []ServicePort{{App: "shop", Service: "web", Name: "http", Protocol: "tcp",
 				VIP: netip.MustParseAddr("10.96.0.10"), Port: 80,
-				Endpoints: []Endpoint{ep("10.88.0.5", 8080), ep("10.88.0.7", 8080)}}},
+				Endpoints: []Endpoint{ep("10.88.0.5", 8080), ep("10.88.0.7", 8080)},
+				Listed:    []Endpoint{ep("10.88.0.5", 8080), ep("10.88.0.6", 8080), ep("10.88.0.7", 8080)}}},
 		},
 		{
 			name: "unnamed port falls back to the numeric target port when the address lists no ports",
@@ -41,7 +43,7 @@ func TestBuild(t *testing.T) {
 			}()},
 			endpoints: []*api.Endpoints{endpoints("shop", "web", addr("10.88.0.5", true))},
 			wantPorts: []ServicePort{{App: "shop", Service: "web", Name: "80", Protocol: "udp",
-				VIP: netip.MustParseAddr("10.96.0.10"), Port: 80, Endpoints: []Endpoint{ep("10.88.0.5", 9090)}}},
+				VIP: netip.MustParseAddr("10.96.0.10"), Port: 80, Endpoints: []Endpoint{ep("10.88.0.5", 9090)}, Listed: []Endpoint{ep("10.88.0.5", 9090)}}},
 		},
 		{
 			name: "named target port without a resolved endpoint port gets no endpoint",
@@ -94,7 +96,8 @@ func TestBuild(t *testing.T) {
 				}
 			}
 			if !slices.EqualFunc(got, tt.wantPorts, func(a, b ServicePort) bool {
-				return a.String() == b.String() && a.VIP == b.VIP && a.Port == b.Port && a.NodePort == b.NodePort && slices.Equal(a.Endpoints, b.Endpoints)
+				return a.String() == b.String() && a.VIP == b.VIP && a.Port == b.Port && a.NodePort == b.NodePort && slices.Equal(a.Endpoints, b.Endpoints) &&
+					slices.Equal(a.Listed, b.Listed)
 			}) {
 				t.Fatalf("Build =\n%+v\nwant\n%+v", got, tt.wantPorts)
 			}

@@ -295,18 +295,19 @@ func (p *Proxier) deleteStale(ctx context.Context, full bool, changes []change, 
 // table), the entries that point it at an endpoint other than those it
 // has now. Call it once the cache holds the new fragments.
 func (p *Proxier) staleFlows(full bool, keys map[flowKey]struct{}) *StaleFlows {
-	s := &StaleFlows{keep: map[flowKey][]Endpoint{}}
+	s := &StaleFlows{keep: map[flowKey][]Endpoint{}, listed: map[flowKey][]Endpoint{}}
 	if full {
 		s.keep = make(map[flowKey][]Endpoint, len(p.cache))
+		s.listed = make(map[flowKey][]Endpoint, len(p.cache))
 		for _, c := range p.cache {
 			if c.frag.dropped {
 				maps.Copy(s.keep, c.frag.flows())
 				continue
 			}
 			for _, pf := range c.frag.ports { // flows() without its map
-				s.keep[pf.vip] = pf.eps
+				s.keep[pf.vip], s.listed[pf.vip] = pf.eps, pf.listed
 				if pf.nodePort.proto != "" {
-					s.keep[pf.nodePort] = pf.eps
+					s.keep[pf.nodePort], s.listed[pf.nodePort] = pf.eps, pf.listed
 				}
 			}
 		}
@@ -317,7 +318,11 @@ func (p *Proxier) staleFlows(full bool, keys map[flowKey]struct{}) *StaleFlows {
 		}
 		var eps []Endpoint
 		if owner, ok := p.owners[k.identity()]; ok && p.cache[owner] != nil {
-			eps = p.cache[owner].frag.flows()[k]
+			frag := p.cache[owner].frag
+			eps = frag.flows()[k]
+			if listed, ok := frag.listedFlows()[k]; ok {
+				s.listed[k] = listed
+			}
 		}
 		s.keep[k] = eps
 	}

@@ -241,7 +241,7 @@ func (f *fragment) addPort(sp *ServicePort) {
 	if len(eps) > maxEndpoints {
 		eps = eps[:maxEndpoints]
 	}
-	pf := portFlows{vip: flowKey{sp.Protocol, sp.VIP, sp.Port}, eps: eps}
+	pf := portFlows{vip: flowKey{sp.Protocol, sp.VIP, sp.Port}, eps: eps, listed: sp.Listed}
 	if sp.NodePort != 0 {
 		pf.nodePort = flowKey{sp.Protocol, netip.Addr{}, sp.NodePort}
 	}

@@ -66,18 +66,23 @@ func (k flowKey) identity() string {
 }
 
 // portFlows is one service port of a fragment: its VIP key, its node port
-// key (proto "" when it has none) and its endpoints, sorted.
+// key (proto "" when it has none), its ready endpoints and the endpoints
+// listed ready or not (ServicePort.Listed), sorted.
 type portFlows struct {
 	vip, nodePort flowKey
-	eps           []Endpoint
+	eps, listed   []Endpoint
 }
 
 // StaleFlows selects the conntrack entries that point a service port or
 // node port at an endpoint it no longer has: for each port that lost an
 // endpoint (or went away) in a sync, the endpoints it still has (sorted,
-// shared with the Proxier's cache: read-only).
+// shared with the Proxier's cache: read-only). For a port that still
+// exists it also holds the endpoints still listed, ready or not: an
+// established TCP connection is cut only when its endpoint is no longer
+// listed at all (its pod is gone).
 type StaleFlows struct {
-	keep map[flowKey][]Endpoint
+	keep   map[flowKey][]Endpoint
+	listed map[flowKey][]Endpoint
 }
 
 // Len is the number of service ports and node ports whose entries are
@@ -85,56 +90,76 @@ type StaleFlows struct {
 func (s *StaleFlows) Len() int { return len(s.keep) }
 
 // Match reports whether f is stale: addressed to one of the selected ports
-// and DNATed to an endpoint the port no longer has. UDP entries match
-// whatever their state; TCP entries only when the endpoint never answered,
-// so that established connections to an endpoint that is shutting down
-// (unready, still serving) finish undisturbed; the price is that a client
-// reusing the port of a connection to an endpoint that died may be sent
-// there until that entry ends (docs/proxy.md, Limits). Node ports match only masqueraded entries (as
-// the node port chain makes them), so a pod's flow to some VIP that
-// happens to use the node port's number is not taken for one (unless it
-// is hairpinned, and then it is only balanced afresh).
+// and DNATed to an endpoint the port no longer has. UDP entries and TCP
+// entries the endpoint never answered match when the endpoint is no longer
+// ready. An established TCP connection matches only when the port still
+// exists and no longer lists its endpoint at all, ready or not: an
+// endpoint that turned unready or whose pod is terminating may still be
+// finishing its requests, while one no longer listed is a pod that is
+// gone (stopped, or force-deleted with its node), whose client would
+// otherwise retransmit to a dead address for many minutes; without the
+// entry its next packet is balanced afresh and the endpoint it reaches
+// resets the connection at once. Node ports match only masqueraded
+// entries (as the node port chain makes them), so a pod's flow to some
+// VIP that happens to use the node port's number is not taken for one
+// (unless it is hairpinned, and then it is only balanced afresh).
 func (s *StaleFlows) Match(f Flow) bool {
-	switch {
-	case s == nil || len(s.keep) == 0:
-		return false
-	case f.Protocol == "udp":
-	case f.Protocol == "tcp" && f.Unanswered:
-	default:
+	if s == nil || len(s.keep) == 0 || f.Protocol != "udp" && f.Protocol != "tcp" {
 		return false
 	}
 	if f.ReplySrc == f.OrigDst {
 		return false // not DNATed: not the proxy's
 	}
-	keep, ok := s.keep[flowKey{f.Protocol, f.OrigDst.Addr(), f.OrigDst.Port()}]
-	if !ok {
+	k := flowKey{f.Protocol, f.OrigDst.Addr(), f.OrigDst.Port()}
+	if _, ok := s.keep[k]; !ok {
 		if f.ReplyDst.Addr() == f.OrigSrc.Addr() {
 			return false // not masqueraded: not through a node port
 		}
-		if keep, ok = s.keep[flowKey{f.Protocol, netip.Addr{}, f.OrigDst.Port()}]; !ok {
+		if k = (flowKey{f.Protocol, netip.Addr{}, f.OrigDst.Port()}); !hasKey(s.keep, k) {
 			return false
 		}
 	}
-	_, kept := slices.BinarySearchFunc(keep, Endpoint{f.ReplySrc.Addr(), f.ReplySrc.Port()}, compareEndpoints)
+	eps := s.keep[k]
+	if f.Protocol == "tcp" && !f.Unanswered {
+		var ok bool
+		if eps, ok = s.listed[k]; !ok {
+			return false // the port went away: leave its connections be
+		}
+	}
+	_, kept := slices.BinarySearchFunc(eps, Endpoint{f.ReplySrc.Addr(), f.ReplySrc.Port()}, compareEndpoints)
 	return !kept
 }
 
-// String lists the selected ports and the endpoints each keeps, sorted:
-// "tcp 10.96.0.10:80 keep [10.88.0.2:8080]".
+func hasKey(m map[flowKey][]Endpoint, k flowKey) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// String lists the selected ports and the endpoints each keeps, sorted,
+// with those still listed when they differ:
+// "tcp 10.96.0.10:80 keep [10.88.0.2:8080] listed [10.88.0.2:8080 10.88.0.3:8080]".
 func (s *StaleFlows) String() string {
 	if s == nil {
 		return ""
 	}
 	lines := make([]string, 0, len(s.keep))
 	for k, keep := range s.keep {
-		strs := make([]string, len(keep))
-		for i, e := range keep {
-			strs[i] = e.String()
+		line := k.String() + " keep " + endpointList(keep)
+		if listed, ok := s.listed[k]; ok && !slices.Equal(listed, keep) {
+			line += " listed " + endpointList(listed)
 		}
-		lines = append(lines, k.String()+" keep ["+strings.Join(strs, " ")+"]")
+		lines = append(lines, line)
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+func endpointList(eps []Endpoint) string {
+	strs := make([]string, len(eps))
+	for i, e := range eps {
+		strs[i] = e.String()
+	}
+	return "[" + strings.Join(strs, " ") + "]"
 }
 
 // flows returns the service ports and node ports a fragment programs, each
@@ -215,20 +240,41 @@ func parseFlowKey(proto, vip, port string) (flowKey, bool) {
 	return k, true
 }
 
+// listedFlows returns, like flows, each port a fragment programs with the
+// endpoints it lists, ready or not; nil for a fragment whose ports claim
+// more than the table holds (its listed endpoints are unknown).
+func (f *fragment) listedFlows() map[flowKey][]Endpoint {
+	if f == nil || f.dropped {
+		return nil
+	}
+	out := make(map[flowKey][]Endpoint, 2*len(f.ports))
+	for _, pf := range f.ports {
+		out[pf.vip] = pf.listed
+		if pf.nodePort.proto != "" {
+			out[pf.nodePort] = pf.listed
+		}
+	}
+	return out
+}
+
 // lostEndpoints adds to keys the ports of a service whose endpoints lost a
-// member from old to new (a port that went away, or lost all its
-// endpoints, loses every one). Either fragment may be nil.
+// member from old to new, among the ready ones or among those listed ready
+// or not (a port that went away, or lost all its endpoints, loses every
+// one). Either fragment may be nil.
 func lostEndpoints(keys map[flowKey]struct{}, old, new *fragment) {
 	if old == nil {
 		return
 	}
-	after := new.flows()
-	for k, eps := range old.flows() {
-		for _, ep := range eps {
-			if _, ok := slices.BinarySearchFunc(after[k], ep, compareEndpoints); !ok {
-				keys[k] = struct{}{}
-				break
+	lost := func(before, after map[flowKey][]Endpoint) {
+		for k, eps := range before {
+			for _, ep := range eps {
+				if _, ok := slices.BinarySearchFunc(after[k], ep, compareEndpoints); !ok {
+					keys[k] = struct{}{}
+					break
+				}
 			}
 		}
 	}
+	lost(old.flows(), new.flows())
+	lost(old.listedFlows(), new.listedFlows())
 }

@@ -56,27 +56,36 @@ func TestStaleFlowsPerChange(t *testing.T) {
 		want   []string // one entry per DeleteStale call
 	}{
 		{"first sync: every port, the previous state is unknown", func() {}, []string{lines(
-			"tcp 10.96.0.10:80 keep [10.88.1.5:8080 10.88.1.6:8080]",
+			"tcp 10.96.0.10:80 keep [10.88.1.5:8080 10.88.1.6:8080] listed [10.88.1.5:8080 10.88.1.6:8080 10.88.1.7:8080]",
 			"tcp 10.96.0.11:5432 keep []",
-			"tcp nodeport 30080 keep [10.88.1.5:8080 10.88.1.6:8080]",
+			"tcp nodeport 30080 keep [10.88.1.5:8080 10.88.1.6:8080] listed [10.88.1.5:8080 10.88.1.6:8080 10.88.1.7:8080]",
 			"udp 10.96.0.53:53 keep [10.88.2.9:5353]",
 		)}},
 		{"nothing changed", func() {}, nil},
 		{"an endpoint turning ready: nothing lost", func() {
 			web(webAddr("10.88.1.5", true), webAddr("10.88.1.6", true), webAddr("10.88.1.7", true))
 		}, nil},
-		{"an endpoint removed: the VIP and the node port", func() {
+		{"an endpoint removed: the VIP and the node port, established connections to it too", func() {
 			web(webAddr("10.88.1.6", true), webAddr("10.88.1.7", true))
 		}, []string{lines(
 			"tcp 10.96.0.10:80 keep [10.88.1.6:8080 10.88.1.7:8080]",
 			"tcp nodeport 30080 keep [10.88.1.6:8080 10.88.1.7:8080]",
 		)}},
-		{"an endpoint turning unready", func() {
+		{"an endpoint turning unready: its established connections are left to finish", func() {
 			web(webAddr("10.88.1.6", true), webAddr("10.88.1.7", false))
+		}, []string{lines(
+			"tcp 10.96.0.10:80 keep [10.88.1.6:8080] listed [10.88.1.6:8080 10.88.1.7:8080]",
+			"tcp nodeport 30080 keep [10.88.1.6:8080] listed [10.88.1.6:8080 10.88.1.7:8080]",
+		)}},
+		{"the unready endpoint's pod gone: its established connections are cut", func() {
+			web(webAddr("10.88.1.6", true))
 		}, []string{lines(
 			"tcp 10.96.0.10:80 keep [10.88.1.6:8080]",
 			"tcp nodeport 30080 keep [10.88.1.6:8080]",
 		)}},
+		{"an unready endpoint appearing: nothing lost", func() {
+			web(webAddr("10.88.1.6", true), webAddr("10.88.1.7", false))
+		}, nil},
 		{"an endpoint replaced", func() {
 			web(webAddr("10.88.1.8", true))
 		}, []string{lines(
@@ -182,6 +191,10 @@ func TestStaleFlowsMatch(t *testing.T) {
 		{"tcp", netip.MustParseAddr("10.96.0.10"), 80}: {ep("10.88.1.5:80"), ep("10.88.1.6:8080")},
 		{"udp", netip.Addr{}, 30053}:                   {ep("10.88.2.9:53")},
 		{"tcp", netip.MustParseAddr("10.96.0.11"), 80}: nil,
+		{"tcp", netip.MustParseAddr("10.96.0.12"), 80}: {ep("10.88.1.6:8080")},
+	}, listed: map[flowKey][]Endpoint{
+		{"tcp", netip.MustParseAddr("10.96.0.10"), 80}: {ep("10.88.1.5:80"), ep("10.88.1.6:8080")},
+		{"tcp", netip.MustParseAddr("10.96.0.12"), 80}: {ep("10.88.1.6:8080"), ep("10.88.1.7:8080")},
 	}}
 	client := ap("10.88.0.7:40000")
 	for _, tc := range []struct {
@@ -193,7 +206,11 @@ func TestStaleFlowsMatch(t *testing.T) {
 		{"UDP to a VIP, DNATed to a kept endpoint", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.53:53"), ReplySrc: ap("10.88.2.9:53"), ReplyDst: client}, false},
 		{"UDP to a kept address on another port", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.53:53"), ReplySrc: ap("10.88.2.9:5353"), ReplyDst: client}, true},
 		{"TCP never answered, removed endpoint", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.88.1.5:8080"), ReplyDst: client, Unanswered: true}, true},
-		{"TCP established, removed endpoint: left to finish", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.88.1.5:8080"), ReplyDst: client}, false},
+		{"TCP established, endpoint no longer listed (its pod is gone): cut", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.88.1.5:8080"), ReplyDst: client}, true},
+		{"TCP established, endpoint still listed: left alone", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.88.1.6:8080"), ReplyDst: client}, false},
+		{"TCP established, endpoint unready but listed: left to finish", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.12:80"), ReplySrc: ap("10.88.1.7:8080"), ReplyDst: client}, false},
+		{"TCP never answered, endpoint unready but listed", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.12:80"), ReplySrc: ap("10.88.1.7:8080"), ReplyDst: client, Unanswered: true}, true},
+		{"TCP established, port gone (nothing listed known): left alone", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.11:80"), ReplySrc: ap("10.88.1.6:8080"), ReplyDst: client}, false},
 		{"TCP never answered, kept endpoint", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.10:80"), ReplySrc: ap("10.88.1.6:8080"), ReplyDst: client, Unanswered: true}, false},
 		{"TCP to a port without endpoints", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.11:80"), ReplySrc: ap("10.88.1.6:8080"), ReplyDst: client, Unanswered: true}, true},
 		{"a VIP port not selected", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.54:53"), ReplySrc: ap("10.88.2.8:53"), ReplyDst: client}, false},
