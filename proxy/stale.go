@@ -93,7 +93,7 @@ func (s *StaleFlows) Len() int { return len(s.keep) }
 // and DNATed to an endpoint the port no longer has. UDP entries and TCP
 // entries the endpoint never answered match when the endpoint is no longer
 // ready. An established TCP connection matches only when the port still
-// exists and no longer lists its endpoint at all, ready or not: an
+// exists and no longer lists its endpoint's address at all, ready or not: an
 // endpoint that turned unready or whose pod is terminating may still be
 // finishing its requests, while one no longer listed is a pod that is
 // gone (stopped, or force-deleted with its node), whose client would
@@ -119,14 +119,17 @@ func (s *StaleFlows) Match(f Flow) bool {
 			return false
 		}
 	}
-	eps := s.keep[k]
 	if f.Protocol == "tcp" && !f.Unanswered {
-		var ok bool
-		if eps, ok = s.listed[k]; !ok {
+		listed, ok := s.listed[k]
+		if !ok {
 			return false // the port went away: leave its connections be
 		}
+		// By address: a pod still listed with another port (a changed
+		// target port) still serves the connections it has.
+		_, kept := slices.BinarySearchFunc(listed, f.ReplySrc.Addr(), func(e Endpoint, ip netip.Addr) int { return e.IP.Compare(ip) })
+		return !kept
 	}
-	_, kept := slices.BinarySearchFunc(eps, Endpoint{f.ReplySrc.Addr(), f.ReplySrc.Port()}, compareEndpoints)
+	_, kept := slices.BinarySearchFunc(s.keep[k], Endpoint{f.ReplySrc.Addr(), f.ReplySrc.Port()}, compareEndpoints)
 	return !kept
 }
 
