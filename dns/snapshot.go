@@ -32,6 +32,39 @@ type Snapshot struct {
 	soaWire []byte    // the SOA record packed without compression
 	names   shards
 	skipped []string
+	// local are the networks whose reverse names the snapshot answers
+	// itself (WithLocalNetworks).
+	local []netip.Prefix
+}
+
+// WithLocalNetworks returns a copy of s that also answers the reverse
+// names of the addresses in nets (the cluster's pod and service networks)
+// that the zone has no PTR for: NXDOMAIN, without asking upstream. Other
+// reverse names, and names that are only part of a reverse name (such as
+// 88.10.in-addr.arpa), are still forwarded. The copy shares everything
+// else with s.
+func (s *Snapshot) WithLocalNetworks(nets []netip.Prefix) *Snapshot {
+	c := *s
+	c.local = slices.Clone(nets)
+	return &c
+}
+
+// ownsReverse reports whether key is the reverse name of an address in
+// one of the local networks.
+func (s *Snapshot) ownsReverse(key []byte) bool {
+	if len(s.local) == 0 {
+		return false
+	}
+	ip, ok := reverseAddr(key)
+	if !ok {
+		return false
+	}
+	for _, p := range s.local {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // shards hold a snapshot's names by lower-case wire-format key, spread
@@ -112,6 +145,11 @@ func (s *Snapshot) answer(key []byte, qtype uint16) (a zoneAnswer, ok bool) {
 	e := s.names.get(key)
 	if e == nil {
 		if !inZone(key, s.zoneKey) {
+			if s.ownsReverse(key) {
+				// No SOA: the reverse zone is not ours to describe, and
+				// without one nobody caches the answer.
+				return zoneAnswer{rcode: mdns.RcodeNameError}, true
+			}
 			return zoneAnswer{}, false
 		}
 		return zoneAnswer{rcode: mdns.RcodeNameError, ns: s.soaNS}, true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,14 @@ type Options struct {
 	// pushed at once, changes within Debounce of a push go out together at
 	// the end of the window. Default DefaultDebounce (100ms).
 	Debounce time.Duration
+	// LocalNetworks are the networks whose reverse names the DNS answers
+	// itself (dns.Snapshot.WithLocalNetworks), so that a PTR query for a
+	// pod or service address with no name of its own gets NXDOMAIN on the
+	// node instead of going to the upstream resolvers. Default: the
+	// cluster's pod and service networks, read from the server once the
+	// informers have listed (left empty, with a warning, when the server
+	// does not say).
+	LocalNetworks []netip.Prefix
 	// Logger receives pushes at debug level and skipped DNS names. Default:
 	// discard.
 	Logger *slog.Logger
@@ -153,6 +162,9 @@ func (f *Feeder) Start(ctx context.Context) error {
 			return nil
 		}
 	}
+	if f.opts.DNS != nil && f.opts.LocalNetworks == nil {
+		f.opts.LocalNetworks = f.clusterNetworks(ctx)
+	}
 	f.push(svcs, eps)
 	// A change after a quiet spell is pushed at once (a pod leaving a
 	// service must leave the proxy before its process stops); changes
@@ -187,6 +199,9 @@ func (f *Feeder) push(svcInf, epInf *client.Informer) {
 	services, endpoints := Lists(svcInf.List(), epInf.List())
 	if f.opts.DNS != nil {
 		snap := f.zone()
+		if len(f.opts.LocalNetworks) > 0 {
+			snap = snap.WithLocalNetworks(f.opts.LocalNetworks)
+		}
 		for _, s := range snap.Skipped() {
 			f.log.Warn("service left out of DNS", "why", s)
 		}
@@ -201,6 +216,25 @@ func (f *Feeder) push(svcInf, epInf *client.Informer) {
 	f.pushes.Add(1)
 	f.once.Do(func() { close(f.synced) })
 	f.log.Debug("pushed services", "services", len(services), "endpoints", len(endpoints))
+}
+
+// clusterNetworks asks the server for the cluster's pod and service
+// networks; none (and a warning) when it does not answer them.
+func (f *Feeder) clusterNetworks(ctx context.Context) []netip.Prefix {
+	info, err := f.opts.Client.ClusterInfo(ctx)
+	if err != nil {
+		f.log.Warn("cluster networks unknown: PTR queries for pod and service addresses without a name go to the upstream resolvers", "err", err)
+		return nil
+	}
+	var out []netip.Prefix
+	for _, s := range []string{info.PodCIDR, info.ServiceCIDR} {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		} else if s != "" {
+			f.log.Warn("cluster network left out of the DNS's reverse names", "cidr", s, "err", err)
+		}
+	}
+	return out
 }
 
 // zone applies the recorded changes to the Index and returns its snapshot.

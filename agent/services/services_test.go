@@ -139,6 +139,31 @@ func TestFeederDNSAndProxy(t *testing.T) {
 	}
 	eventually(t, "frontend resolves to its VIP", resolves("frontend.shop.svc.cluster.local.", webVIP))
 
+	// The reverse names of the cluster's networks are answered on the
+	// node (the upstream here is dead: forwarded, they would fail).
+	info, err := cl.Client.ClusterInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ip    netip.Addr
+		rcode int
+	}{
+		{netip.MustParsePrefix(info.PodCIDR).Addr().Next(), mdns.RcodeNameError},
+		{netip.MustParsePrefix(info.ServiceCIDR).Addr(), mdns.RcodeNameError},
+		{netip.MustParseAddr("192.0.2.1"), mdns.RcodeServerFailure},
+	} {
+		arpa, _ := mdns.ReverseAddr(tc.ip.String())
+		m := new(mdns.Msg).SetQuestion(arpa, mdns.TypePTR)
+		r, _, err := (&mdns.Client{Timeout: 10 * time.Second}).Exchange(m, dnsAddr.String())
+		if err != nil {
+			t.Fatalf("PTR %s: %v", tc.ip, err)
+		}
+		if r.Rcode != tc.rcode {
+			t.Errorf("PTR %s: %s, want %s", tc.ip, mdns.RcodeToString[r.Rcode], mdns.RcodeToString[tc.rcode])
+		}
+	}
+
 	// A service created through the API resolves.
 	api2 := newService("backend", 9000)
 	obj, err = cl.Client.Create(ctx, api2)
