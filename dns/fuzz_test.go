@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -21,7 +22,8 @@ func handlerServer(tb testing.TB) *Server {
 		tb.Fatal(err)
 	}
 	services, endpoints := fixture()
-	if err := s.Update(BuildSnapshot("", services, endpoints)); err != nil {
+	snap := BuildSnapshot("", services, endpoints).WithLocalNetworks([]netip.Prefix{netip.MustParsePrefix("10.88.0.0/16")})
+	if err := s.Update(snap); err != nil {
 		tb.Fatal(err)
 	}
 	s.fwd.exchange = func(ctx context.Context, m *mdns.Msg, network, addr string) (*mdns.Msg, error) {
@@ -60,6 +62,8 @@ func seedQueries() [][]byte {
 		q("nope.cluster.local.", mdns.TypeA, 0),
 		q("cluster.local.", mdns.TypeANY, 0),
 		q("www.example.org.", mdns.TypeA, 0),
+		q("9.9.88.10.in-addr.arpa.", mdns.TypePTR, 0),
+		q("9.9.88.10.in-addr.arpa.", mdns.TypePTR, 1232),
 		q("www.fail.example.", mdns.TypeA, 512),
 		q("backend.shop.svc.cluster.local.", mdns.TypeAXFR, 0),
 		header(1, 0x0100, 0, 0, 0, 0),
