@@ -78,8 +78,8 @@ type portFlows struct {
 // endpoint (or went away) in a sync, the endpoints it still has (sorted,
 // shared with the Proxier's cache: read-only). For a port that still
 // exists it also holds the endpoints still listed, ready or not: an
-// established TCP connection is cut only when its endpoint is no longer
-// listed at all (its pod is gone).
+// established TCP connection is cut only when its endpoint's address is
+// no longer listed at all (its pod is gone).
 type StaleFlows struct {
 	keep   map[flowKey][]Endpoint
 	listed map[flowKey][]Endpoint
@@ -115,7 +115,8 @@ func (s *StaleFlows) Match(f Flow) bool {
 		if f.ReplyDst.Addr() == f.OrigSrc.Addr() {
 			return false // not masqueraded: not through a node port
 		}
-		if k = (flowKey{f.Protocol, netip.Addr{}, f.OrigDst.Port()}); !hasKey(s.keep, k) {
+		k = flowKey{f.Protocol, netip.Addr{}, f.OrigDst.Port()}
+		if _, ok := s.keep[k]; !ok {
 			return false
 		}
 	}
@@ -131,11 +132,6 @@ func (s *StaleFlows) Match(f Flow) bool {
 	}
 	_, kept := slices.BinarySearchFunc(s.keep[k], Endpoint{f.ReplySrc.Addr(), f.ReplySrc.Port()}, compareEndpoints)
 	return !kept
-}
-
-func hasKey(m map[flowKey][]Endpoint, k flowKey) bool {
-	_, ok := m[k]
-	return ok
 }
 
 // String lists the selected ports and the endpoints each keeps, sorted,
