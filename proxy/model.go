@@ -142,7 +142,10 @@ func buildPort(key serviceKey, vip netip.Addr, external bool, p api.ServicePort,
 	}
 	if ep != nil {
 		sp.Endpoints = addressEndpoints(p, proto, ep.Spec.Addresses, true)
-		sp.Listed = addressEndpoints(p, proto, ep.Spec.Addresses, false)
+		sp.Listed = sp.Endpoints // shared when every address is ready, as usual
+		if slices.ContainsFunc(ep.Spec.Addresses, func(a api.EndpointAddress) bool { return !a.Ready }) {
+			sp.Listed = addressEndpoints(p, proto, ep.Spec.Addresses, false)
+		}
 	}
 	return sp, nil
 }
