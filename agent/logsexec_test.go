@@ -65,6 +65,46 @@ func TestLogsAndExec(t *testing.T) {
 		}
 	})
 
+	t.Run("since a time or a while ago", func(t *testing.T) {
+		all, err := logs(admin, client.LogOptions{Tail: -1, Timestamps: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stamped := strings.SplitAfter(all, "\n")
+		if stamped = stamped[:len(stamped)-1]; len(stamped) != 6 {
+			t.Fatalf("timestamped log: %q", all)
+		}
+		ts, _, _ := strings.Cut(stamped[3], " ")
+		since, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want, whole string
+		for _, l := range stamped {
+			lts, line, _ := strings.Cut(l, " ")
+			if at, _ := time.Parse(time.RFC3339Nano, lts); !at.Before(since) {
+				want += line
+			}
+			whole += line
+		}
+		if got, err := logs(admin, client.LogOptions{Tail: -1, SinceTime: since}); err != nil || got != want {
+			t.Errorf("since %s = %q, %v; want %q", ts, got, err, want)
+		}
+		if got, err := logs(admin, client.LogOptions{Tail: 1, SinceTime: since}); err != nil || got != "waiting\n" {
+			t.Errorf("since %s, tail 1 = %q, %v", ts, got, err)
+		}
+		if got, err := logs(admin, client.LogOptions{Tail: -1, SinceTime: time.Now().Add(time.Hour)}); err != nil || got != "" {
+			t.Errorf("since an hour from now = %q, %v", got, err)
+		}
+		if got, err := logs(admin, client.LogOptions{Tail: -1, SinceSeconds: 3600}); err != nil || got != whole {
+			t.Errorf("since an hour ago = %q, %v", got, err)
+		}
+		_, err = admin.Logs(ctx, key, client.LogOptions{Tail: -1, SinceSeconds: 5, SinceTime: since})
+		if se, ok := err.(*client.StatusError); !ok || se.Code != 400 || !strings.Contains(se.Message, "give one of them") {
+			t.Errorf("both bounds: %v", err)
+		}
+	})
+
 	t.Run("viewers read logs, nodes do not, only admins exec", func(t *testing.T) {
 		if got, err := logs(e.api.Token(t, "viewer"), client.LogOptions{Tail: 1}); err != nil || got != "waiting\n" {
 			t.Errorf("viewer logs = %q, %v", got, err)

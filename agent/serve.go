@@ -163,16 +163,12 @@ func (a *Agent) notCreated(key, uid, name string) error {
 }
 
 func (a *Agent) handleLog(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	opts := runtime.LogOptions{Tail: -1, Timestamps: q.Get("timestamps") == "true", Follow: q.Get("follow") == "true"}
-	if t := q.Get("tail"); t != "" {
-		n, err := strconv.Atoi(t)
-		if err != nil || n < 0 {
-			http.Error(w, fmt.Sprintf("tail %q: want a number of lines, 0 or more", t), http.StatusBadRequest)
-			return
-		}
-		opts.Tail = n
+	q, err := wire.ParseLogQuery(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
+	opts := runtime.LogOptions{Tail: q.Tail, Timestamps: q.Timestamps, Follow: q.Follow, Since: q.Since(a.opts.Now())}
 	c, code, err := a.container(r)
 	if err != nil {
 		http.Error(w, err.Error(), code)

@@ -126,34 +126,22 @@ func (t *agentTarget) call(req *http.Request, want int) (*http.Response, error) 
 }
 
 // handlePodLog streams a container's log: GET
-// /api/v1/pods/APP/NAME/log?container=&follow=&previous=&tail=&timestamps=
+// /api/v1/pods/APP/NAME/log?container=&follow=&previous=&tail=&timestamps=&sinceSeconds=&sinceTime=
+// (wire.LogQuery)
 func (s *Server) handlePodLog(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {
 	if err := s.authorize(ctx, role, request{verb: "log", kind: rt.kind, key: rt.key, subresource: "log"}); err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	fwd := url.Values{}
-	for _, b := range []string{"follow", "previous", "timestamps"} {
-		switch v := q.Get(b); v {
-		case "", "false":
-		case "true":
-			fwd.Set(b, "true")
-		default:
-			return badRequest(fmt.Sprintf("%s=%s: want true or false", b, strconv.QuoteToASCII(truncate(v, 16))))
-		}
+	q, err := wire.ParseLogQuery(r.URL.Query())
+	if err != nil {
+		return badRequest(err.Error())
 	}
-	if v := q.Get("tail"); v != "" {
-		if n, err := strconv.Atoi(v); err != nil || n < 0 {
-			return badRequest(fmt.Sprintf("tail=%s: want a number of lines, 0 or more", strconv.QuoteToASCII(truncate(v, 16))))
-		}
-		fwd.Set("tail", v)
-	}
-	t, err := s.agentTarget(ctx, rt.key, q.Get("container"))
+	t, err := s.agentTarget(ctx, rt.key, q.Container)
 	if err != nil {
 		return err
 	}
-	fwd.Set("container", t.container)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url+"/log?"+fwd.Encode(), nil)
+	q.Container = t.container
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url+"/log?"+q.Values().Encode(), nil)
 	if err != nil {
 		return err
 	}

@@ -255,6 +255,8 @@ func TestBadInput(t *testing.T) {
 		{"log of an unknown container", tok, "GET", "/api/v1/pods/shop/ok/log?container=nope", nil, 404, "NotFound"},
 		{"log with a bad tail", tok, "GET", "/api/v1/pods/shop/ok/log?tail=-3", nil, 400, "BadRequest"},
 		{"log with a bad flag", tok, "GET", "/api/v1/pods/shop/ok/log?follow=yes", nil, 400, "BadRequest"},
+		{"log with since both ways", tok, "GET", "/api/v1/pods/shop/ok/log?sinceSeconds=5&sinceTime=2026-12-06T10:00:00Z", nil, 400, "BadRequest"},
+		{"log with a bad since time", tok, "GET", "/api/v1/pods/shop/ok/log?sinceTime=yesterday", nil, 400, "BadRequest"},
 		{"log of a missing pod", tok, "GET", "/api/v1/pods/shop/nope/log", nil, 404, "NotFound"},
 		{"log of a node", tok, "GET", "/api/v1/nodes/n1/log", nil, 404, "NotFound"},
 		{"update a log", tok, "PUT", "/api/v1/pods/shop/ok/log", good, 405, "MethodNotAllowed"},

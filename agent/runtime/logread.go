@@ -24,6 +24,10 @@ type LogOptions struct {
 	Tail int
 	// Timestamps prefixes each line with the RFC 3339 time it was written.
 	Timestamps bool
+	// Since, when set, leaves out the lines written before it (a line cut
+	// into records has the time of its first part); Tail counts the lines
+	// that are left.
+	Since time.Time
 	// Follow keeps writing new lines as the container writes them, across
 	// rotations, until ctx ends or Running reports false and the log is
 	// drained.
@@ -51,7 +55,7 @@ func ReadLogs(ctx context.Context, path string, opts LogOptions, w io.Writer) er
 			return fmt.Errorf("log %s: follow: %w", path, err)
 		}
 	}
-	lw := &lineWriter{w: w, timestamps: opts.Timestamps}
+	lw := &lineWriter{w: w, timestamps: opts.Timestamps, since: opts.Since}
 	files := rotatedLogs(path)
 	cur, err := os.Open(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -308,6 +312,7 @@ const maxJoinedLine = 1 << 20
 type lineWriter struct {
 	w          io.Writer
 	timestamps bool
+	since      time.Time // zero: every line
 	partial    []byte
 	out        []byte
 	cut        []cutLine // by stream, in the order the lines began
@@ -386,8 +391,15 @@ func (lw *lineWriter) format(out, rec []byte) []byte {
 	return out
 }
 
-// appendLine appends line (ending in '\n') to out, after ts when asked.
+// appendLine appends line (ending in '\n') to out, after ts when asked,
+// unless it was written before lw.since. A time that does not parse
+// keeps the line: a filter never hides what it cannot judge.
 func (lw *lineWriter) appendLine(out, ts, line []byte) []byte {
+	if !lw.since.IsZero() {
+		if t, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil && t.Before(lw.since) {
+			return out
+		}
+	}
 	if lw.timestamps {
 		out = append(out, ts...)
 		out = append(out, ' ')

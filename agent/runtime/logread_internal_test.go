@@ -88,6 +88,59 @@ func TestReadLogsAcrossRotations(t *testing.T) {
 	}
 }
 
+// TestReadLogsSince: --since leaves out the lines written before the
+// time, across rotated files; --tail counts the lines left; a cut line
+// goes by the time of its first part; a time that does not parse is kept.
+func TestReadLogsSince(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c-0.log")
+	w, err := openRotating(path, 400, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	writeLines(t, w, 0, 20) // line i at 10:00:i
+	since := time.Date(2026, 11, 27, 10, 0, 15, 0, time.UTC)
+	read := func(opts LogOptions) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := ReadLogs(context.Background(), path, opts, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if got := read(LogOptions{Tail: -1, Since: since}); got != lines(15, 5) {
+		t.Errorf("since 10:00:15:\n%s", got)
+	}
+	if got := read(LogOptions{Tail: 2, Since: since}); got != lines(18, 2) {
+		t.Errorf("since 10:00:15, tail 2:\n%s", got)
+	}
+	if got := read(LogOptions{Tail: 10, Since: since}); got != lines(15, 5) {
+		t.Errorf("since 10:00:15, tail 10 (more than are left):\n%s", got)
+	}
+	// Exactly the time of a line keeps it, as kubectl --since-time does.
+	if got := read(LogOptions{Tail: -1, Since: since.Add(time.Nanosecond)}); got != lines(15, 5) {
+		t.Errorf("since the time of line 15:\n%s", got)
+	}
+	if got := read(LogOptions{Tail: -1, Since: since.Add(time.Hour)}); got != "" {
+		t.Errorf("since after the last line: %q", got)
+	}
+
+	var out bytes.Buffer
+	lw := &lineWriter{w: &out, since: since}
+	data := "2026-11-27T10:00:14Z stdout:P old \n2026-11-27T10:00:16Z stdout line\n" +
+		"2026-11-27T10:00:16Z stderr:P new \n2026-11-27T10:00:17Z stderr line\n" +
+		"not-a-time stdout kept\n"
+	if err := lw.write([]byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "new line\nkept\n" {
+		t.Errorf("cut lines and a time that does not parse: %q", got)
+	}
+}
+
 func TestReadLogsOfMissingFileIsEmpty(t *testing.T) {
 	var out bytes.Buffer
 	if err := ReadLogs(context.Background(), filepath.Join(t.TempDir(), "gone.log"), LogOptions{Tail: -1}, &out); err != nil || out.Len() != 0 {

@@ -6,37 +6,23 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/remotecmd"
 )
 
-// LogOptions select a container's log, as `capstan logs` flags do.
-type LogOptions struct {
-	Container  string // needed when the pod has more than one
-	Follow     bool   // keep streaming until the container stops
-	Previous   bool   // the run before the last restart
-	Tail       int    // last N lines; negative: all
-	Timestamps bool
-}
+// LogOptions select a container's log, as `capstan logs` flags do:
+// Container (needed when the pod has more than one), Follow (keep
+// streaming until the container stops), Previous (the run before the last
+// restart), Tail (last N lines; negative: all), Timestamps, and
+// SinceSeconds or SinceTime (only the lines written since).
+type LogOptions = wire.LogQuery
 
 // Logs streams a pod's container log from its node, through the server.
 // Close the reader to stop following.
 func (c *Client) Logs(ctx context.Context, pod api.Key, opts LogOptions) (io.ReadCloser, error) {
-	q := url.Values{}
-	if opts.Container != "" {
-		q.Set("container", opts.Container)
-	}
-	for name, on := range map[string]bool{"follow": opts.Follow, "previous": opts.Previous, "timestamps": opts.Timestamps} {
-		if on {
-			q.Set(name, "true")
-		}
-	}
-	if opts.Tail >= 0 {
-		q.Set("tail", strconv.Itoa(opts.Tail))
-	}
-	resp, err := c.request(ctx, c.http, http.MethodGet, objectPath(pod)+"/log?"+q.Encode(), nil, nil, func(code int) bool { return code == http.StatusOK })
+	resp, err := c.request(ctx, c.http, http.MethodGet, objectPath(pod)+"/log?"+opts.Values().Encode(), nil, nil, func(code int) bool { return code == http.StatusOK })
 	if err != nil {
 		return nil, err
 	}

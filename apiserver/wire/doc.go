@@ -2,7 +2,7 @@
 // its client alike: the error body (Status and its reasons), the
 // transaction request and response, the list body, the watch line's
 // encoder and decoder, the join token, the CA hash, the join and node
-// certificate bodies, and the client config file. The server never
+// certificate bodies, the client config file, and the log query. The server never
 // imports its client; both import this. The resource model itself is
 // apiserver/api.
 //

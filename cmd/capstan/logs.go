@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -16,7 +17,8 @@ import (
 )
 
 func newLogsCmd() *cobra.Command {
-	var app string
+	var app, sinceTime string
+	var since time.Duration
 	var opts client.LogOptions
 	cmd := &cobra.Command{
 		Use:   "logs POD|JOB",
@@ -25,17 +27,22 @@ func newLogsCmd() *cobra.Command {
 server. POD is APP/NAME (or NAME with --app); a pod with several containers
 needs -c. The name of a job run (capstan get jobs) prints the log of its
 latest pod, as kubectl logs job/NAME. --previous prints the run before the
-last restart; -f keeps printing until the container stops or Ctrl-C.
-Viewers may read logs.`,
+last restart; -f keeps printing until the container stops or Ctrl-C;
+--since 10m (or --since-time 2026-12-06T10:00:00Z) leaves out the lines
+written before, by the time the node stamped them. Viewers may read logs.`,
 		Example: `  capstan logs shop/backend-x2kq4
   capstan logs shop/worker-kkx57 -c shipper --tail 20 -f
   capstan logs shop/backend-x2kq4 --previous
+  capstan logs shop/backend-x2kq4 --since 10m --timestamps
   capstan logs shop/migrate-3f2a9c81d0`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completePods,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if opts.Tail < -1 {
 				return usageError(fmt.Errorf("--tail %d: want a number of lines, 0 or more (-1: all)", opts.Tail))
+			}
+			if err := setSince(&opts, since, sinceTime); err != nil {
+				return usageError(err)
 			}
 			k, err := objectKey(api.KindPod, args[0], app)
 			if err != nil {
@@ -65,7 +72,30 @@ Viewers may read logs.`,
 	cmd.Flags().BoolVarP(&opts.Previous, "previous", "p", false, "the container's run before its last restart")
 	cmd.Flags().IntVar(&opts.Tail, "tail", -1, "only the last N lines (-1: all)")
 	cmd.Flags().BoolVar(&opts.Timestamps, "timestamps", false, "prefix each line with the time it was written")
+	cmd.Flags().DurationVar(&since, "since", 0, "only the lines written in this last while, such as 30s, 10m or 2h")
+	cmd.Flags().StringVar(&sinceTime, "since-time", "", "only the lines written from this RFC 3339 time on, such as 2026-12-06T10:00:00Z")
 	return cmd
+}
+
+// setSince turns --since and --since-time into the log request's bound.
+// --since is sent in whole seconds (rounded up, as kubectl does) for the
+// node to count back on its own clock, which stamped the lines.
+func setSince(opts *client.LogOptions, since time.Duration, sinceTime string) error {
+	switch {
+	case since != 0 && sinceTime != "":
+		return errors.New("--since and --since-time: give one of them, not both")
+	case since < 0:
+		return fmt.Errorf("--since %s: want a positive duration, such as 10m", since)
+	case since > 0:
+		opts.SinceSeconds = int64((since + time.Second - 1) / time.Second)
+	case sinceTime != "":
+		t, err := time.Parse(time.RFC3339Nano, sinceTime)
+		if err != nil {
+			return fmt.Errorf("--since-time %q: want an RFC 3339 time, such as 2026-12-06T10:00:00Z", sinceTime)
+		}
+		opts.SinceTime = t
+	}
+	return nil
 }
 
 // logTarget is the pod whose log `capstan logs` prints for k: k itself,

@@ -5,8 +5,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 )
 
@@ -51,5 +53,41 @@ func TestLogTarget(t *testing.T) {
 	}
 	if _, err := logTarget(ctx, c.Client, key(empty.Meta().Name), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "has no pod") {
 		t.Errorf("logs of a run without pods: %v, want an error that it has no pod", err)
+	}
+}
+
+// TestSetSince: --since goes to the node as whole seconds (rounded up),
+// --since-time as the time; both, a negative while or a time that does
+// not parse are usage errors that say what to write.
+func TestSetSince(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		since     time.Duration
+		sinceTime string
+		seconds   int64
+		at        time.Time
+		err       string
+	}{
+		{name: "none"},
+		{name: "ten minutes", since: 10 * time.Minute, seconds: 600},
+		{name: "rounded up", since: 1500 * time.Millisecond, seconds: 2},
+		{name: "time", sinceTime: "2026-12-06T10:00:00+01:00", at: time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)},
+		{name: "both", since: time.Minute, sinceTime: "2026-12-06T10:00:00Z", err: "give one of them"},
+		{name: "negative", since: -time.Minute, err: "--since -1m0s: want a positive duration"},
+		{name: "bad time", sinceTime: "10:00", err: `--since-time "10:00": want an RFC 3339 time`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var opts client.LogOptions
+			err := setSince(&opts, tc.since, tc.sinceTime)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || opts.SinceSeconds != tc.seconds || !opts.SinceTime.Equal(tc.at) {
+				t.Fatalf("got %d s, %v, %v; want %d s, %v", opts.SinceSeconds, opts.SinceTime, err, tc.seconds, tc.at)
+			}
+		})
 	}
 }
