@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
@@ -282,6 +283,71 @@ func TestLogsAndExec(t *testing.T) {
 			t.Errorf("the agent's serving certificate is not the CA's for node %s: %v", e.node, err)
 		}
 	})
+}
+
+// TestLogFollowAcrossAgentRestart: an agent stopped while 'capstan logs
+// -f' follows a running container cuts the stream, so the user is told
+// it broke; it used to end cleanly, exactly as when the container stops,
+// and the user took the container for stopped. The agent started again
+// serves the same log, the container untouched.
+func TestLogFollowAcrossAgentRestart(t *testing.T) {
+	e := newEnv(t, false)
+	stop := e.startAgent()
+	ctx := context.Background()
+	p := e.create(e.pod("ops", "follow", api.Container{Name: "c", Args: []string{"spam", "3"}}))
+	e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+	key := api.KeyOf(p)
+	var want string
+	for i := range 3 {
+		want += fmt.Sprintf("line %06d %s\n", i, strings.Repeat("x", 80))
+	}
+	want += "waiting\n"
+	read := func() string {
+		rc, err := e.api.Client.Logs(ctx, key, client.LogOptions{Tail: -1})
+		if err != nil {
+			return err.Error()
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return string(b)
+	}
+	e.waitFor("the whole log", func() bool { return read() == want })
+	ps, ok := e.podState(p.Metadata.UID)
+	if !ok || len(ps.Containers) != 1 {
+		t.Fatalf("runtime state: %+v", ps)
+	}
+	pid := ps.Containers[0].PID
+
+	rc, err := e.api.Client.Logs(ctx, key, client.LogOptions{Follow: true, Tail: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	head := make([]byte, len(want))
+	if _, err := io.ReadFull(rc, head); err != nil || string(head) != want {
+		t.Fatalf("follow began with %q, %v", head, err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(rc)
+		ended <- err
+	}()
+	stop()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Error("the follow ended cleanly when the agent stopped, as if the container had stopped")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the follow did not end when the agent stopped")
+	}
+
+	e.startAgent()
+	e.waitFor("the log served again", func() bool { return read() == want })
+	ps, ok = e.podState(p.Metadata.UID)
+	if !ok || len(ps.Containers) != 1 || ps.Containers[0].PID != pid || ps.Containers[0].State != runtime.StateRunning {
+		t.Errorf("container after the agent's restart: %+v, want the same task (pid %d) running", ps, pid)
+	}
 }
 
 // issue makes a client certificate for name signed by the CA in dir.

@@ -182,8 +182,17 @@ func (a *Agent) handleLog(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	if err := runtime.ReadLogs(r.Context(), c.LogPath, opts, flushWriter{w}); err != nil && r.Context().Err() == nil {
+	err = runtime.ReadLogs(r.Context(), c.LogPath, opts, flushWriter{w})
+	if err != nil && r.Context().Err() == nil {
 		a.log.Warn("read container log", "container", c.ID, "err", err)
+	}
+	if err != nil || (opts.Follow && r.Context().Err() != nil) {
+		// A log that ends cleanly is whole, and a follow that ends
+		// cleanly means the container stopped. A read that failed, or a
+		// follow the agent's stop cut short, is cut, so that 'capstan
+		// logs -f' says the stream broke instead of ending as if the
+		// container had.
+		panic(http.ErrAbortHandler)
 	}
 }
 

@@ -162,7 +162,17 @@ func (s *Server) handlePodLog(ctx context.Context, w http.ResponseWriter, r *htt
 			}
 			_ = rc.Flush()
 		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
 		if err != nil {
+			if ctx.Err() == nil {
+				// The agent's stream broke (its agent stopped, the
+				// connection dropped): cut this one too, so the client
+				// sees a broken log rather than one that ended.
+				s.opts.Logger.Info("log stream from node broke", "pod", rt.key.String(), "node", t.node, "err", err)
+				panic(http.ErrAbortHandler)
+			}
 			return nil
 		}
 	}

@@ -61,7 +61,7 @@ written before, by the time the node stamped them. Viewers may read logs.`,
 			}
 			defer rc.Close()
 			if _, err := io.Copy(cmd.OutOrStdout(), rc); err != nil && cmd.Context().Err() == nil {
-				return fmt.Errorf("logs of %s: %w", k, err)
+				return logBroke(k, opts.Follow, err)
 			}
 			return nil
 		},
@@ -96,6 +96,17 @@ func setSince(opts *client.LogOptions, since time.Duration, sinceTime string) er
 		opts.SinceTime = t
 	}
 	return nil
+}
+
+// logBroke is the error of a log stream cut before its end: the agent
+// stopped (a restart, an upgrade) or the connection dropped. A follow
+// that ends without it means the container stopped.
+func logBroke(k api.Key, follow bool, err error) error {
+	pod := k.App + "/" + k.Name
+	if follow {
+		return fmt.Errorf("logs of pod %s: the stream broke before the container stopped (%w): its node's agent stopped or restarted, or the connection dropped; 'capstan logs %s -f --since 1m' goes on (with the lines of that minute again)", pod, err, pod)
+	}
+	return fmt.Errorf("logs of pod %s: the log came cut (%w): its node's agent stopped or the connection dropped; run 'capstan logs %s' again", pod, err, pod)
 }
 
 // logTarget is the pod whose log `capstan logs` prints for k: k itself,

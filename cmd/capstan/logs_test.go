@@ -3,13 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 )
 
 // TestLogTarget: `capstan logs APP/RUN` of a job run prints its latest
@@ -89,5 +91,24 @@ func TestSetSince(t *testing.T) {
 				t.Fatalf("got %d s, %v, %v; want %d s, %v", opts.SinceSeconds, opts.SinceTime, err, tc.seconds, tc.at)
 			}
 		})
+	}
+}
+
+// TestLogBroke: a log stream cut by the node's agent says so and how to
+// go on, for a follow and for a plain read; it once said only
+// "logs of pods/shop/web: unexpected EOF".
+func TestLogBroke(t *testing.T) {
+	k := api.Key{Kind: api.KindPod, App: "shop", Name: "web-1"}
+	err := logBroke(k, true, io.ErrUnexpectedEOF)
+	for _, want := range []string{"logs of pod shop/web-1: the stream broke before the container stopped (unexpected EOF)", "agent stopped or restarted", "'capstan logs shop/web-1 -f --since 1m' goes on"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("follow: %v; want %q", err, want)
+		}
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("follow: %v does not wrap its cause", err)
+	}
+	if err := logBroke(k, false, io.ErrUnexpectedEOF); !strings.Contains(err.Error(), "the log came cut (unexpected EOF)") || !strings.Contains(err.Error(), "run 'capstan logs shop/web-1' again") {
+		t.Errorf("read: %v", err)
 	}
 }
