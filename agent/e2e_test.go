@@ -119,6 +119,30 @@ func TestPods(t *testing.T) {
 		})
 	})
 
+	t.Run("a command that does not exist says which, and leaves nothing behind", func(t *testing.T) {
+		e := e.with(t)
+		p := e.create(e.pod("nocmd", "nocmd", api.Container{Name: "c", Command: []string{"/no/such/cmd"}, Args: []string{"x"}}))
+		var msg string
+		e.waitPod(p, "CreateContainerError", func(p *api.Pod) bool {
+			if len(p.Status.Containers) != 1 || p.Status.Containers[0].State.Waiting == nil {
+				return false
+			}
+			w := p.Status.Containers[0].State.Waiting
+			msg = w.Message
+			return w.Reason == agent.ReasonCreateContainerError
+		})
+		for _, want := range []string{"container c: command cannot run: \"/no/such/cmd\" in image ", "no such file", "check command and args in the descriptor"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("waiting message %q does not say %q", msg, want)
+			}
+		}
+		e.eventFor(p, agent.EventFailed, "command cannot run: \"/no/such/cmd\"")
+		ps, ok := e.podState(p.Metadata.UID)
+		if !ok || len(ps.Containers) != 0 {
+			t.Errorf("a container that could not start was left: %+v", ps.Containers)
+		}
+	})
+
 	t.Run("restart never, exit 0: succeeded", func(t *testing.T) {
 		e := e.with(t)
 		p := e.pod("jobs", "once", api.Container{Name: "c", Args: []string{"exit", "0"}})

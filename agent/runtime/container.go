@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"syscall"
 	"time"
@@ -89,9 +90,15 @@ func (c *Containerd) StartContainer(ctx context.Context, sb Sandbox, spec Contai
 	}()
 	task, err := ctr.NewTask(ctx, c.logCreator(logPath))
 	if err != nil {
+		if cerr := commandError(err, spec.Image); cerr != nil {
+			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w", sb.PodUID, spec.Name, cerr)
+		}
 		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: create task: %w", sb.PodUID, spec.Name, err)
 	}
 	if err := task.Start(ctx); err != nil {
+		if cerr := commandError(err, spec.Image); cerr != nil {
+			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w", sb.PodUID, spec.Name, cerr)
+		}
 		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: start: %w", sb.PodUID, spec.Name, err)
 	}
 	if _, err := ctr.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
@@ -99,6 +106,29 @@ func (c *Containerd) StartContainer(ctx context.Context, sb Sandbox, spec Contai
 	}
 	c.log.Info("container started", "pod", sb.PodUID, "container", spec.Name, "id", id, "pid", task.Pid())
 	return c.status(ctx, ctr)
+}
+
+// runcExec matches runc's report of a process it could not exec:
+// `exec: "PROGRAM": CAUSE`, CAUSE such as `stat /x: no such file or
+// directory`, `executable file not found in $PATH` or `permission denied`,
+// then containerd's `: unknown`.
+var runcExec = regexp.MustCompile(`exec: "((?:[^"\\]|\\.)*)": (.+?)(?:: unknown)?$`)
+
+// commandError turns runc's failure to exec a container's program into an
+// ErrCommand that names the program, the image and what to check; nil for
+// any other failure. The shim's wrapping ("failed to create shim task:
+// OCI runtime create failed: runc create failed: unable to start
+// container process") says nothing a user can act on and is left out.
+func commandError(err error, image string) error {
+	m := runcExec.FindStringSubmatch(err.Error())
+	if m == nil {
+		return nil
+	}
+	prog, cause := m[1], m[2]
+	if p, uerr := strconv.Unquote(`"` + m[1] + `"`); uerr == nil {
+		prog = p
+	}
+	return fmt.Errorf("%w: %q in image %s: %s (check command and args in the descriptor, and that the image has the program)", ErrCommand, prog, image, cause)
 }
 
 // specOpts builds the OCI spec: the image's config with the pod's

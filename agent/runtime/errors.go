@@ -17,6 +17,11 @@ var (
 	ErrImageNotPresent = errors.New("image not present on node")
 )
 
+// ErrCommand: a container's program cannot run (not in the image, not on
+// its PATH, not executable): a fault of the descriptor or the image, which
+// retrying will not mend.
+var ErrCommand = errors.New("command cannot run")
+
 // ErrNotFound: no such container or pod in the runtime's namespace.
 var ErrNotFound = errors.New("not found")
 

@@ -1,0 +1,54 @@
+package runtime
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestCommandError: runc's failures to exec a container's program become
+// ErrCommand naming the program, the image and what to check; other
+// failures are left alone.
+func TestCommandError(t *testing.T) {
+	const shim = "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: "
+	for _, tc := range []struct {
+		name, err, want string
+	}{
+		{"absent path", shim + `exec: "/no/such/cmd": stat /no/such/cmd: no such file or directory: unknown`,
+			`command cannot run: "/no/such/cmd" in image reg/app:v1: stat /no/such/cmd: no such file or directory (check command and args`},
+		{"not on PATH", shim + `exec: "nosuch": executable file not found in $PATH: unknown`,
+			`command cannot run: "nosuch" in image reg/app:v1: executable file not found in $PATH (check`},
+		{"not executable", shim + `exec: "/etc/passwd": permission denied: unknown`,
+			`"/etc/passwd" in image reg/app:v1: permission denied (check`},
+		{"quote in the name", shim + `exec: "/a\"b": stat /a"b: no such file or directory: unknown`,
+			`"/a\"b" in image reg/app:v1: stat /a"b: no such file`},
+		{"other failure", shim + `chdir to cwd ("/nope") set in config.json failed: no such file or directory: unknown`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := commandError(errors.New(tc.err), "reg/app:v1")
+			if tc.want == "" {
+				if got != nil {
+					t.Fatalf("got %v, want none", got)
+				}
+				return
+			}
+			if got == nil || !errors.Is(got, ErrCommand) || !strings.Contains(got.Error(), tc.want) || strings.Contains(got.Error(), "shim") {
+				t.Fatalf("got %v\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzCommandError: whatever runc says, commandError does not panic, and
+// what it returns is an ErrCommand that names the image.
+func FuzzCommandError(f *testing.F) {
+	f.Add(`exec: "/no/such/cmd": stat /no/such/cmd: no such file or directory: unknown`)
+	f.Add(`exec: "\\": x`)
+	f.Add(`exec: "": : unknown`)
+	f.Fuzz(func(t *testing.T, msg string) {
+		err := commandError(errors.New(msg), "img")
+		if err != nil && (!errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), " in image img: ")) {
+			t.Fatalf("%q gave %v", msg, err)
+		}
+	})
+}
