@@ -124,6 +124,10 @@ func TestLogsAndExec(t *testing.T) {
 		if code, err := admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/testbox", "echo", secret}, Stdout: io.Discard, Stderr: io.Discard}); err != nil || code != 0 {
 			t.Fatalf("exec: code %d, %v", code, err)
 		}
+		// Nor does a failed one's.
+		if _, err := admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/no/such/program", secret}, Stdout: io.Discard, Stderr: io.Discard}); err == nil {
+			t.Fatal("exec of a missing program: no error")
+		}
 		if got := logged.find(secret); got != "" {
 			t.Errorf("an exec argument reached the agent's log: %s", got)
 		}
@@ -148,7 +152,7 @@ func TestLogsAndExec(t *testing.T) {
 			t.Errorf("stdin: code %d err %v stdout %q", code, err, out.String())
 		}
 		_, err = admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/no/such/program"}})
-		if err == nil || !strings.Contains(err.Error(), "/no/such/program") {
+		if err == nil || !strings.Contains(err.Error(), `command cannot run: "/no/such/program" in image `) || !strings.Contains(err.Error(), "no such file or directory") {
 			t.Errorf("missing program: err = %v", err)
 		}
 	})

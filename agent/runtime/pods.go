@@ -76,6 +76,8 @@ func (c *Containerd) ListPods(ctx context.Context) ([]PodState, error) {
 
 // Exec implements Runtime. The process runs with the container's
 // environment, user and working directory; it ends with ctx (SIGKILL).
+// Its errors name the program, never the arguments: they can carry
+// secrets, and the agent logs a failed exec.
 func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio ExecIO) (int, error) {
 	ctx = c.ctx(ctx)
 	if len(cmd) == 0 {
@@ -86,7 +88,7 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 		return -1, err
 	}
 	if task == nil {
-		return -1, fmt.Errorf("container %s: exec %v: container is not running", id, cmd)
+		return -1, fmt.Errorf("container %s: exec %s: container is not running", id, cmd[0])
 	}
 	spec, err := ctr.Spec(ctx)
 	if err != nil {
@@ -122,19 +124,26 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 	}
 	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(opts...))
 	if err != nil {
-		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, orCtx(err))
+		return -1, fmt.Errorf("container %s: exec %s: %w", id, cmd[0], orCtx(err))
 	}
 	started <- proc
 	defer proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
 	exited, err := proc.Wait(ctx)
 	if err != nil {
-		return -1, fmt.Errorf("container %s: exec %v: wait: %w", id, cmd, orCtx(err))
+		return -1, fmt.Errorf("container %s: exec %s: wait: %w", id, cmd[0], orCtx(err))
 	}
 	if err := proc.Start(ctx); err != nil {
 		if ctx.Err() != nil {
-			return -1, fmt.Errorf("container %s: exec %v: start: %w", id, cmd, ctx.Err())
+			return -1, fmt.Errorf("container %s: exec %s: start: %w", id, cmd[0], ctx.Err())
 		}
-		return -1, fmt.Errorf("container %s: exec %v: start: %w (is the program in the image?)", id, cmd, err)
+		image := "of the container"
+		if info, ierr := ctr.Info(ctx); ierr == nil {
+			image = info.Image
+		}
+		if cerr := commandError(err, image); cerr != nil {
+			return -1, fmt.Errorf("container %s: exec: %w", id, cerr)
+		}
+		return -1, fmt.Errorf("container %s: exec %s: start: %w (is the program in the image?)", id, cmd[0], err)
 	}
 	var st containerd.ExitStatus
 wait:
@@ -148,7 +157,7 @@ wait:
 			}
 		case <-ctx.Done():
 			_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
-			return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, ctx.Err())
+			return -1, fmt.Errorf("container %s: exec %s: %w", id, cmd[0], ctx.Err())
 		}
 	}
 	code, _, err := st.Result()
@@ -158,7 +167,7 @@ wait:
 			// The wait's RPC ended with ctx: the command still runs.
 			_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
 		}
-		return -1, fmt.Errorf("container %s: exec %v: %w", id, cmd, err)
+		return -1, fmt.Errorf("container %s: exec %s: %w", id, cmd[0], err)
 	}
 	drainExecOutput(ctx, proc.IO())
 	return int(code), nil
