@@ -131,7 +131,7 @@ func TestPods(t *testing.T) {
 			msg = w.Message
 			return w.Reason == agent.ReasonCreateContainerError
 		})
-		for _, want := range []string{"container c: command cannot run: \"/no/such/cmd\" in image ", "no such file", "check command and args in the descriptor"} {
+		for _, want := range []string{"container c: command cannot run: \"/no/such/cmd\" in image ", "no such file", "check the command of the descriptor"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("waiting message %q does not say %q", msg, want)
 			}

@@ -90,13 +90,13 @@ func (c *Containerd) StartContainer(ctx context.Context, sb Sandbox, spec Contai
 	}()
 	task, err := ctr.NewTask(ctx, c.logCreator(logPath))
 	if err != nil {
-		if cerr := commandError(err, spec.Image); cerr != nil {
+		if cerr := commandError(err, spec.Image, "the descriptor"); cerr != nil {
 			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w", sb.PodUID, spec.Name, cerr)
 		}
 		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: create task: %w", sb.PodUID, spec.Name, err)
 	}
 	if err := task.Start(ctx); err != nil {
-		if cerr := commandError(err, spec.Image); cerr != nil {
+		if cerr := commandError(err, spec.Image, "the descriptor"); cerr != nil {
 			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w", sb.PodUID, spec.Name, cerr)
 		}
 		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: start: %w", sb.PodUID, spec.Name, err)
@@ -114,12 +114,13 @@ func (c *Containerd) StartContainer(ctx context.Context, sb Sandbox, spec Contai
 // then containerd's `: unknown`.
 var runcExec = regexp.MustCompile(`exec: "((?:[^"\\]|\\.)*)": (.+?)(?:: unknown)?$`)
 
-// commandError turns runc's failure to exec a container's program into an
-// ErrCommand that names the program, the image and what to check; nil for
+// commandError turns runc's failure to exec a container's program (or an
+// exec's, what being "the descriptor" or "the exec") into an ErrCommand
+// that names the program, the image and what to check; nil for
 // any other failure. The shim's wrapping ("failed to create shim task:
 // OCI runtime create failed: runc create failed: unable to start
 // container process") says nothing a user can act on and is left out.
-func commandError(err error, image string) error {
+func commandError(err error, image, what string) error {
 	m := runcExec.FindStringSubmatch(err.Error())
 	if m == nil {
 		return nil
@@ -128,7 +129,7 @@ func commandError(err error, image string) error {
 	if p, uerr := strconv.Unquote(`"` + m[1] + `"`); uerr == nil {
 		prog = p
 	}
-	return fmt.Errorf("%w: %q in image %s: %s (check command and args in the descriptor, and that the image has the program)", ErrCommand, prog, image, cause)
+	return fmt.Errorf("%w: %q in image %s: %s (check the command of %s, and that the image has the program)", ErrCommand, prog, image, cause, what)
 }
 
 // specOpts builds the OCI spec: the image's config with the pod's

@@ -15,7 +15,7 @@ func TestCommandError(t *testing.T) {
 		name, err, want string
 	}{
 		{"absent path", shim + `exec: "/no/such/cmd": stat /no/such/cmd: no such file or directory: unknown`,
-			`command cannot run: "/no/such/cmd" in image reg/app:v1: stat /no/such/cmd: no such file or directory (check command and args`},
+			`command cannot run: "/no/such/cmd" in image reg/app:v1: stat /no/such/cmd: no such file or directory (check the command of the descriptor`},
 		{"not on PATH", shim + `exec: "nosuch": executable file not found in $PATH: unknown`,
 			`command cannot run: "nosuch" in image reg/app:v1: executable file not found in $PATH (check`},
 		{"not executable", shim + `exec: "/etc/passwd": permission denied: unknown`,
@@ -25,7 +25,7 @@ func TestCommandError(t *testing.T) {
 		{"other failure", shim + `chdir to cwd ("/nope") set in config.json failed: no such file or directory: unknown`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := commandError(errors.New(tc.err), "reg/app:v1")
+			got := commandError(errors.New(tc.err), "reg/app:v1", "the descriptor")
 			if tc.want == "" {
 				if got != nil {
 					t.Fatalf("got %v, want none", got)
@@ -46,7 +46,7 @@ func FuzzCommandError(f *testing.F) {
 	f.Add(`exec: "\\": x`)
 	f.Add(`exec: "": : unknown`)
 	f.Fuzz(func(t *testing.T, msg string) {
-		err := commandError(errors.New(msg), "img")
+		err := commandError(errors.New(msg), "img", "the descriptor")
 		if err != nil && (!errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), " in image img: ")) {
 			t.Fatalf("%q gave %v", msg, err)
 		}

@@ -140,7 +140,7 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 		if info, ierr := ctr.Info(ctx); ierr == nil {
 			image = info.Image
 		}
-		if cerr := commandError(err, image); cerr != nil {
+		if cerr := commandError(err, image, "the exec"); cerr != nil {
 			return -1, fmt.Errorf("container %s: exec: %w", id, cerr)
 		}
 		return -1, fmt.Errorf("container %s: exec %s: start: %w (is the program in the image?)", id, cmd[0], err)
