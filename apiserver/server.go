@@ -181,6 +181,7 @@ type Server struct {
 	streams *streams
 	unauth  chan struct{}
 	ready   atomic.Bool
+	probe   *storeProbe // /readyz's look at the store (readiness.go)
 	// registryAccess goes into join answers (see registry.go).
 	registryAccess atomic.Pointer[wire.RegistryAccess]
 	// keys open the values of secrets (secrets.go).
@@ -239,7 +240,7 @@ func New(opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{opts: opts, store: opts.Store, pki: pki, tokens: tokens, mux: http.NewServeMux(),
+	s := &Server{opts: opts, store: opts.Store, probe: &storeProbe{st: opts.Store, now: time.Now}, pki: pki, tokens: tokens, mux: http.NewServeMux(),
 		joins: &joins{grants: grants, cluster: alloc.clusterInfo()}, keys: keys}
 	s.metrics = newMetrics(opts.Registry, opts.Store)
 	ln, err := net.Listen("tcp", opts.Listen)
