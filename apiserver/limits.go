@@ -88,6 +88,7 @@ func (s *Server) principal(r *http.Request) principal {
 var (
 	errRevoked      = errors.New("the token was revoked")
 	errTokenExpired = errors.New("the token expired")
+	errShutdown     = errors.New("this server is shutting down: resume on another server of the cluster")
 )
 
 // streams tracks the open streams of every token, to cap them per token
@@ -97,8 +98,9 @@ type streams struct {
 	valid func(id string) bool
 	m     *metrics
 
-	mu   sync.Mutex
-	byID map[string]map[*stream]struct{}
+	mu     sync.Mutex
+	byID   map[string]map[*stream]struct{}
+	closed bool // the server shuts down: no stream opens
 }
 
 type stream struct {
@@ -116,6 +118,10 @@ func newStreams(max int, valid func(string) bool, m *metrics) *streams {
 func (ss *streams) open(ctx context.Context, p principal, typ string) (context.Context, func(), error) {
 	class := roleClass(p.role)
 	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		return nil, nil, errorf(http.StatusServiceUnavailable, wire.ReasonShuttingDown, errShutdown)
+	}
 	set := ss.byID[p.id]
 	if p.role != RoleAdmin && len(set) >= ss.max {
 		n := len(set)
@@ -167,6 +173,20 @@ func (ss *streams) revoke(id string) {
 	defer ss.mu.Unlock()
 	for st := range ss.byID[id] {
 		st.cancel(errRevoked)
+	}
+}
+
+// shutdown ends every open stream and refuses new ones: requests end
+// by themselves and the server waits for them, but a watch, a log stream
+// or an exec session would keep it waiting for ever.
+func (ss *streams) shutdown() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.closed = true
+	for _, set := range ss.byID {
+		for st := range set {
+			st.cancel(errShutdown)
+		}
 	}
 }
 

@@ -368,7 +368,8 @@ func (s *Server) reapEvents(ctx context.Context) {
 }
 
 // Start serves until ctx ends, then shuts down gracefully: it stops
-// accepting, ends watches and waits up to 10 s for requests in flight.
+// accepting, ends watches, log streams and exec sessions, and lets the
+// requests in flight run to their answers for up to 10 s.
 // Meanwhile it holds the data directory's LockFile.
 func (s *Server) Start(ctx context.Context) error {
 	lock, err := lockDataDir(s.opts.DataDir)
@@ -384,7 +385,12 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests in flight when ctx ends run to their end (Shutdown
+		// waits for them): canceled, a read waiting on etcd failed with
+		// 500 "context canceled" instead of its answer, and the client
+		// did not know to ask another server. Streams end at once
+		// (streams.shutdown).
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(s.ln, "", "") }()
@@ -398,6 +404,7 @@ func (s *Server) Start(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.ready.Store(false)
+	s.streams.shutdown()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
