@@ -114,8 +114,26 @@ type Term struct {
 }
 
 // Campaign blocks until this server leads, and returns its term; or until
-// ctx ends.
+// ctx ends. A campaign whose lease expires before it leads (this server
+// was cut off from etcd, or paused, for longer than the TTL: etcd deleted
+// its key) starts again with a new lease: etcd's campaign would go on
+// waiting, and win, without its key, a term that had ended before it
+// began, whose controllers would start and exit at once.
 func (e *Elector) Campaign(ctx context.Context) (*Term, error) {
+	for {
+		t, err := e.campaign(ctx)
+		if !errors.Is(err, errLeaseLost) {
+			return t, err
+		}
+		e.opts.Logger.Warn("the campaign's lease expired before this server led (was it cut off from etcd, or paused, for longer than the TTL?): campaigning again", "id", e.opts.ID)
+	}
+}
+
+// errLeaseLost: a campaign's lease expired before it led.
+var errLeaseLost = errors.New("the campaign's lease expired")
+
+// campaign is one campaign on one lease.
+func (e *Elector) campaign(ctx context.Context) (*Term, error) {
 	sess, err := concurrency.NewSession(e.opts.Client, concurrency.WithTTL(int(e.opts.TTL/time.Second)), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("leader election: lease: %w (is etcd reachable?)", err)
@@ -125,18 +143,36 @@ func (e *Elector) Campaign(ctx context.Context) (*Term, error) {
 	// etcd's Campaign, when its context ends, withdraws with the client's
 	// context, which waits for etcd as long as the client lives: return
 	// at once instead, and let it finish (or end with the client).
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	won := make(chan error, 1)
-	go func() { won <- el.Campaign(ctx, e.opts.ID) }()
+	go func() { won <- el.Campaign(cctx, e.opts.ID) }()
+	giveUp := func(err error) (*Term, error) {
+		cancel()
+		go func() { <-won; sess.Close() }()
+		return nil, err
+	}
 	select {
 	case err = <-won:
 	case <-ctx.Done():
-		err = ctx.Err()
-		go func() { <-won; sess.Close() }()
-		return nil, fmt.Errorf("leader election: campaign: %w", err)
+		return giveUp(fmt.Errorf("leader election: campaign: %w", ctx.Err()))
+	case <-sess.Done():
+		return giveUp(errLeaseLost)
 	}
 	if err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("leader election: campaign: %w", err)
+	}
+	// The campaign may have won after its key went with its lease (the
+	// keys before it went too): lead only while the key is there.
+	resp, err := e.opts.Client.Get(ctx, el.Key())
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("leader election: read the campaign's key: %w", err)
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != el.Rev() {
+		sess.Close()
+		return nil, errLeaseLost
 	}
 	t := &Term{sess: sess, el: el, Key: el.Key(), Rev: el.Rev(), ID: e.opts.ID}
 	e.opts.Logger.Info("leading", "id", e.opts.ID, "key", t.Key, "revision", t.Rev)

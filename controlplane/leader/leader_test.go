@@ -8,6 +8,7 @@ import (
 
 	"github.com/capstanhq/capstan/internal/etcdtest"
 	"github.com/capstanhq/capstan/internal/testenv"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -139,5 +140,75 @@ func TestOptions(t *testing.T) {
 				t.Fatalf("New: %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A server waiting for its turn whose lease expires meanwhile (cut off
+// from etcd, or paused, for longer than the TTL) campaigns again with a
+// new lease: etcd's campaign went on waiting without its key and, once the
+// leader before it went, won a term that had ended before it began; the
+// server's controllers started and it exited as having lost the
+// leadership (seen after a total etcd outage: the follower led for 5 ms).
+func TestCampaignAgainAfterLeaseExpiredWhileWaiting(t *testing.T) {
+	ctx := t.Context()
+	cli := etcdClient(t)
+	ta, err := elector(t, cli, "a").Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		t   *Term
+		err error
+	}
+	bDone := make(chan result, 1)
+	go func() { t, err := elector(t, cli, "b").Campaign(ctx); bDone <- result{t, err} }()
+	var bKey *mvccpb.KeyValue
+	waitFor(t, "b campaigning", func() bool {
+		resp, err := cli.Get(ctx, "/capstan/leader/", clientv3.WithPrefix())
+		if err != nil {
+			return false
+		}
+		for _, kv := range resp.Kvs {
+			if string(kv.Value) == "b" {
+				bKey = kv
+			}
+		}
+		return bKey != nil
+	})
+	// b's lease goes (here: revoked from outside, as its expiry would),
+	// then a resigns.
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(bKey.Lease)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var rb result
+	select {
+	case rb = <-bDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("b does not lead after a resigned")
+	}
+	if rb.err != nil {
+		t.Fatal(rb.err)
+	}
+	defer rb.t.Resign(context.Background())
+	resp, err := cli.Get(ctx, rb.t.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != rb.t.Rev {
+		t.Fatalf("b leads with key %s@%d, which etcd does not hold (%v): a term that ended before it began", rb.t.Key, rb.t.Rev, resp.Kvs)
+	}
+	if rb.t.Key == string(bKey.Key) {
+		t.Fatalf("b leads with the key of its expired lease, %s", rb.t.Key)
+	}
+	select {
+	case <-rb.t.Done():
+		t.Fatal("b's term ended as it began")
+	default:
+	}
+	if id, err := elector(t, cli, "c").Leader(ctx); err != nil || id != "b" {
+		t.Fatalf("leader = %q, %v; want b", id, err)
 	}
 }
