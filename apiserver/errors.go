@@ -133,7 +133,7 @@ func statusOf(err error) wire.Status {
 	case errors.Is(err, store.ErrReadOnly):
 		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonReadOnly, Message: err.Error()}
 	case errors.Is(err, store.ErrUnavailable):
-		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonServiceUnavailable, Message: err.Error()}
+		return wire.Status{Code: http.StatusServiceUnavailable, Reason: wire.ReasonStoreUnavailable, Message: err.Error()}
 	}
 	return wire.Status{Code: http.StatusInternalServerError, Reason: wire.ReasonInternalError, Message: err.Error()}
 }

@@ -51,11 +51,13 @@ const (
 	// answered: the server answered (success or a definite error).
 	answered verdict = iota
 	// tryNext: the server failed in a way that the request cannot have
-	// had an effect (no connection, a shutting-down store, or a read):
+	// had an effect (no connection, a shutting-down store, or a read, also
+	// one its store did not answer):
 	// send it to the next server now.
 	tryNext
 	// moveOn: the server failed after the request may have had an
-	// effect (a write cut mid-way), or did not answer within the caller's
+	// effect (a write cut mid-way, or one its store did not answer in
+	// time), or did not answer within the caller's
 	// deadline: return the error, and send later requests to the next
 	// server. The caller's retry (every controller and agent loop retries)
 	// then goes there.
@@ -73,6 +75,14 @@ func judge(method string, err, ctxErr error) verdict {
 		switch se.Reason {
 		case wire.ReasonShuttingDown, wire.ReasonTooManyConnections:
 			return tryNext
+		case wire.ReasonStoreUnavailable:
+			// This server does not reach etcd; another may (it was cut
+			// off, or its member is). A read goes there now; a write may
+			// have reached etcd before the server gave up on it.
+			if method == http.MethodGet || method == http.MethodHead {
+				return tryNext
+			}
+			return moveOn
 		}
 		return answered
 	}

@@ -27,6 +27,8 @@ func TestJudge(t *testing.T) {
 		{"not found is an answer", http.MethodGet, &StatusError{Code: 404, Reason: wire.ReasonNotFound}, nil, answered},
 		{"conflict is an answer", http.MethodPut, &StatusError{Code: 409, Reason: wire.ReasonConflict}, nil, answered},
 		{"store shutting down", http.MethodPost, &StatusError{Code: 503, Reason: wire.ReasonShuttingDown}, nil, tryNext},
+		{"store unavailable: a read goes on", http.MethodGet, &StatusError{Code: 503, Reason: wire.ReasonStoreUnavailable}, nil, tryNext},
+		{"store unavailable: a write may have landed", http.MethodPut, &StatusError{Code: 503, Reason: wire.ReasonStoreUnavailable}, nil, moveOn},
 		{"connections full", http.MethodPost, &StatusError{Code: 503, Reason: wire.ReasonTooManyConnections}, nil, tryNext},
 		{"refused write never sent", http.MethodPost, refused, nil, tryNext},
 		{"unknown CA", http.MethodPut, fmt.Errorf("x: %w", x509.UnknownAuthorityError{}), nil, tryNext},

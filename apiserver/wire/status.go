@@ -38,6 +38,9 @@ const (
 	// ReasonReadOnly: a write refused while the store is read-only (a
 	// migration, see capstan store); the message says why.
 	ReasonReadOnly Reason = "ReadOnly"
+	// ReasonStoreUnavailable: the server's store (etcd) did not answer,
+	// or has no quorum; another server of the cluster may reach it.
+	ReasonStoreUnavailable Reason = "StoreUnavailable"
 )
 
 // Status is the JSON body of every error response, and the object of a
