@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,12 +142,13 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 		return nil, err
 	}
 	s := &Etcd{cli: opts.Client, opts: opts, objects: opts.Prefix + "objects/", allocs: opts.Prefix + "alloc/", closed: make(chan struct{})}
+	var tc *tls.Config
 	if s.cli == nil {
 		cfg := clientv3.Config{Endpoints: opts.Endpoints, DialTimeout: opts.DialTimeout, Logger: zap.NewNop()}
 		if opts.CAFile != "" || opts.CertFile != "" {
 			tlsInfo := transport.TLSInfo{TrustedCAFile: opts.CAFile, CertFile: opts.CertFile, KeyFile: opts.KeyFile}
-			tc, err := tlsInfo.ClientConfig()
-			if err != nil {
+			var err error
+			if tc, err = tlsInfo.ClientConfig(); err != nil {
 				return nil, fmt.Errorf("etcd store: TLS files: %w", err)
 			}
 			cfg.TLS = tc
@@ -163,7 +165,15 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 	if err != nil {
 		cause, endpoints := s.err(err), s.cli.Endpoints() // before Close, which would turn the cause into ErrClosed
 		s.Close()
-		return nil, fmt.Errorf("etcd store: %v did not answer within %s: %w (is etcd running, and are --etcd-endpoints and the TLS files right?)", endpoints, opts.DialTimeout, cause)
+		hint := "is etcd running, and are --etcd-endpoints and the TLS files right?"
+		if opts.Client == nil {
+			dctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+			defer cancel()
+			if tlsErr := diagnoseEndpoints(dctx, endpoints, tc); tlsErr != "" {
+				hint = "TLS: " + tlsErr
+			}
+		}
+		return nil, fmt.Errorf("etcd store: %v did not answer within %s: %w (%s)", endpoints, opts.DialTimeout, cause, hint)
 	}
 	for _, kv := range resp.Kvs {
 		switch string(kv.Key) {
