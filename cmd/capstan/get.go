@@ -299,16 +299,30 @@ func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.K
 }
 
 // completePods completes POD from the server.
-func completePods(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
-	if len(args) > 0 {
-		return nil, cobra.ShellCompDirectiveNoFileComp
+var completePods = completeFirst(api.KindPod, nil)
+
+// completeFirst completes a command's first argument with the names of
+// kind from the server (those keep accepts, when it is given), and
+// nothing after it: APP of rollout status, history, sync and rollback,
+// NODE of cordon and drain, APP/GROUP of run.
+func completeFirst(kind api.Kind, keep func(api.Object) bool) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return completeNamesOf(cmd, kind, keep), cobra.ShellCompDirectiveNoFileComp
 	}
-	return completeNames(cmd, api.KindPod), cobra.ShellCompDirectiveNoFileComp
 }
 
 // completeNames lists the names of kind (of --app, else APP/NAME), or
 // nothing when the server cannot be asked.
 func completeNames(cmd *cobra.Command, kind api.Kind) []string {
+	return completeNamesOf(cmd, kind, nil)
+}
+
+// completeNamesOf is completeNames of the objects keep accepts (all when
+// keep is nil).
+func completeNamesOf(cmd *cobra.Command, kind api.Kind, keep func(api.Object) bool) []string {
 	app, _ := cmd.Flags().GetString("app")
 	c, err := newClient(cmd)
 	if err != nil {
@@ -320,6 +334,9 @@ func completeNames(cmd *cobra.Command, kind api.Kind) []string {
 	}
 	names := make([]string, 0, len(objs))
 	for _, o := range objs {
+		if keep != nil && !keep(o) {
+			continue
+		}
 		m := o.Meta()
 		switch {
 		case app != "", kind.ClusterScoped(), kind == api.KindApp:

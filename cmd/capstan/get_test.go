@@ -345,7 +345,10 @@ func TestHistoryOfUnknownApp(t *testing.T) {
 }
 
 // Shell completion offered kinds and then nothing: NAME, POD (logs, exec)
-// now complete from the server.
+// now complete from the server. So do the APP of rollout status, history,
+// sync and rollback, the NODE of cordon, uncordon, drain and node
+// allow-rejoin, and the APP/GROUP of run (job groups only), which offered
+// nothing (or file names) before.
 func TestCompleteNames(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
 	cfg := c.Server.AdminConfigPath()
@@ -354,24 +357,56 @@ func TestCompleteNames(t *testing.T) {
 	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
 	a := api.KindApp.New().(*api.App)
 	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
-	for _, o := range []api.Object{p, a} {
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	objs := []api.Object{p, a, n}
+	for _, name := range []string{"nightly", "web"} {
+		w := api.KindWorkload.New().(*api.Workload)
+		w.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		w.Spec.Template = api.PodTemplate{RestartPolicy: api.RestartAlways, Containers: []api.Container{{Name: "c", Image: "example/hello:v1"}}}
+		if name == "nightly" {
+			w.Spec.Template.RestartPolicy = api.RestartOnFailure
+			w.Spec.Job = &api.JobPolicy{Schedule: "0 3 * * *"}
+		}
+		objs = append(objs, w)
+	}
+	for _, o := range objs {
 		if _, err := c.Client.Create(context.Background(), o); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, tt := range []struct {
 		args []string
-		want string
+		want []string // exactly these
 	}{
-		{[]string{"get", "pods", ""}, "shop/web-1"},
-		{[]string{"describe", "po", "--app", "shop", ""}, "web-1"},
-		{[]string{"delete", "app", ""}, "shop"},
-		{[]string{"logs", ""}, "shop/web-1"},
-		{[]string{"exec", ""}, "shop/web-1"},
+		{[]string{"get", "pods", ""}, []string{"shop/web-1"}},
+		{[]string{"describe", "po", "--app", "shop", ""}, []string{"web-1"}},
+		{[]string{"delete", "app", ""}, []string{"shop"}},
+		{[]string{"logs", ""}, []string{"shop/web-1"}},
+		{[]string{"exec", ""}, []string{"shop/web-1"}},
+		{[]string{"rollout", "status", ""}, []string{"shop"}},
+		{[]string{"history", ""}, []string{"shop"}},
+		{[]string{"sync", ""}, []string{"shop"}},
+		{[]string{"rollback", ""}, []string{"shop"}},
+		{[]string{"cordon", ""}, []string{"n1"}},
+		{[]string{"uncordon", ""}, []string{"n1"}},
+		{[]string{"drain", ""}, []string{"n1"}},
+		{[]string{"node", "allow-rejoin", ""}, []string{"n1"}},
+		{[]string{"run", ""}, []string{"shop/nightly"}},
+		{[]string{"run", "--app", "shop", ""}, []string{"nightly"}},
+		{[]string{"history", "shop", ""}, nil},
 	} {
 		out, err := run(t, append([]string{"__complete", "--config", cfg}, tt.args...)...)
-		if err != nil || !slices.Contains(strings.Split(out, "\n"), tt.want) {
-			t.Errorf("complete %v: %v, want %q among:\n%s", tt.args, err, tt.want, out)
+		// The choices come before cobra's directive line (":4").
+		var got []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, ":") {
+				break
+			}
+			got = append(got, l)
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("complete %v: %v, got %q, want %q:\n%s", tt.args, err, got, tt.want, out)
 		}
 	}
 }

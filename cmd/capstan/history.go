@@ -16,8 +16,9 @@ import (
 
 func newHistoryCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "history [APP]",
-		Short: "List sync attempts: commit, author, time, message, result and errors",
+		Use:               "history [APP]",
+		ValidArgsFunction: completeFirst(api.KindApp, nil),
+		Short:             "List sync attempts: commit, author, time, message, result and errors",
 		Long: `List the revisions git sync recorded, oldest first: every commit it looked at,
 for every app, whether it was Applied, Rejected, Deleted (its files were
 removed and the app pruned) or Held (the commit would delete most apps and
@@ -87,8 +88,9 @@ func newSyncCmd() *cobra.Command {
 	var repo string
 	var allowPruneAll bool
 	cmd := &cobra.Command{
-		Use:   "sync [APP]",
-		Short: "Ask for an immediate sync of an app's repository (or of all)",
+		Use:               "sync [APP]",
+		ValidArgsFunction: completeFirst(api.KindApp, nil),
+		Short:             "Ask for an immediate sync of an app's repository (or of all)",
 		Long: `Ask for an immediate sync of the repository of APP, of --repo, or of every
 repository.
 

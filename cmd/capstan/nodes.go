@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/reconcile/node"
 )
@@ -23,9 +24,10 @@ func newUncordonCmd() *cobra.Command {
 
 func newCordonishCmd(verb, short string, cordon bool) *cobra.Command {
 	return &cobra.Command{
-		Use:   verb + " NODE",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Use:               verb + " NODE",
+		ValidArgsFunction: completeFirst(api.KindNode, nil),
+		Short:             short,
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd)
 			if err != nil {
@@ -47,8 +49,9 @@ func newCordonishCmd(verb, short string, cordon bool) *cobra.Command {
 
 func newDrainCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "drain NODE",
-		Short: "Cordon a node and delete its pods gracefully, to be replaced elsewhere",
+		Use:               "drain NODE",
+		ValidArgsFunction: completeFirst(api.KindNode, nil),
+		Short:             "Cordon a node and delete its pods gracefully, to be replaced elsewhere",
 		Long: `Drain cordons NODE, then deletes every pod on it gracefully: its agent stops
 the containers, and the workload controller replaces the pods on other nodes.
 Finished (Succeeded or Failed) pods stay: they are their job's record of the
@@ -81,8 +84,9 @@ func newNodeCmd() *cobra.Command {
 	}
 	var ttl time.Duration
 	allow := &cobra.Command{
-		Use:   "allow-rejoin NAME",
-		Short: "Let a registered node name join once more with a join token",
+		Use:               "allow-rejoin NAME",
+		ValidArgsFunction: completeFirst(api.KindNode, nil),
+		Short:             "Let a registered node name join once more with a join token",
 		Long: `A join token never hands out the name of a node that is registered already
 (a Node of that name, or credentials for it): 'capstan agent --token' for
 such a name is refused. When a machine is replaced, or reinstalled and its

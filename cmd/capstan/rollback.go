@@ -20,8 +20,9 @@ func newRollbackCmd() *cobra.Command {
 	var to, repoDir, descPath, branch string
 	var includeOthers bool
 	cmd := &cobra.Command{
-		Use:   "rollback APP --to SHA",
-		Short: "Commit, in git, a change that restores an app's files to their content at SHA",
+		Use:               "rollback APP --to SHA",
+		ValidArgsFunction: completeFirst(api.KindApp, nil),
+		Short:             "Commit, in git, a change that restores an app's files to their content at SHA",
 		Long: `Roll an app back the GitOps way: make a commit on the tracked branch that
 restores the app's descriptor files to their content at SHA (files added since
 are removed), authored by you, naming the app and the commits it undoes. Git

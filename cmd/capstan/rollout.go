@@ -33,8 +33,9 @@ func newRolloutStatusCmd() *cobra.Command {
 	var watch bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "status APP",
-		Short: "Show each pod group's progress: updated, ready and available of desired",
+		Use:               "status APP",
+		ValidArgsFunction: completeFirst(api.KindApp, nil),
+		Short:             "Show each pod group's progress: updated, ready and available of desired",
 		Long: `Show the rollout of an app: for each pod group (workload) a progress bar and
 how many pods are updated (run the current template), ready and available,
 of how many are desired; then whether the rollout is complete, progressing,

@@ -15,7 +15,10 @@ import (
 func newRunCmd() *cobra.Command {
 	var app string
 	cmd := &cobra.Command{
-		Use:   "run APP/GROUP",
+		Use: "run APP/GROUP",
+		ValidArgsFunction: completeFirst(api.KindWorkload, func(o api.Object) bool {
+			return o.(*api.Workload).Spec.Job != nil
+		}),
 		Short: "Start a run of a job or cron job pod group now",
 		Long: `Start a run (a Job) of a job or cron job pod group now, with the group's
 current template, whatever its schedule. The run counts for the group's
