@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -29,11 +30,8 @@ func loadClientConfig(cmd *cobra.Command) (*client.Config, error) {
 		return nil, fmt.Errorf("no client config: pass --config FILE or set CAPSTAN_CONFIG")
 	}
 	cfg, err := client.LoadConfig(path)
-	if os.IsNotExist(unwrapAll(err)) {
-		return nil, fmt.Errorf("no client config at %s: pass --config DATA_DIR/admin.yaml (written by 'capstan server' on first start) or set CAPSTAN_CONFIG", path)
-	}
 	if err != nil {
-		return nil, err
+		return nil, clientConfigError(path, err)
 	}
 	overrideServers(cmd, cfg)
 	return cfg, nil
@@ -47,18 +45,17 @@ func overrideServers(cmd *cobra.Command, cfg *client.Config) {
 	}
 }
 
-func unwrapAll(err error) error {
-	for {
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return err
-		}
-		next := u.Unwrap()
-		if next == nil {
-			return err
-		}
-		err = next
+// clientConfigError says what to do about a client config that cannot
+// be read: one that does not exist, and one that is not the user's (the
+// admin config of 'sudo capstan up' is root's, in a private directory).
+func clientConfigError(path string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no client config at %s: pass --config DATA_DIR/admin.yaml (written by 'capstan up' or 'capstan server' on first start) or set CAPSTAN_CONFIG", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("the client config %s is not readable by this user (%w): it is root's when 'sudo capstan up' wrote it; run the command with sudo, or copy the config for your user: (umask 077; mkdir -p ~/.config/capstan && sudo cat %s > ~/.config/capstan/config.yaml)", path, fs.ErrPermission, path)
 	}
+	return err
 }
 
 // namedObject resolves KIND NAME arguments (NAME or APP/NAME, with --app)
