@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,13 +98,20 @@ func runDown(cmd *cobra.Command, f downFlags) error {
 		fmt.Fprintf(out, "nothing to do: no cluster at %s (nor %s, %s)\n", dataDir, f.opts.DataDir, runDir)
 		return nil
 	}
-	log := f.logger()
-	f.opts.Logger = log
+	// The lines below say what was done; the log on stderr is for
+	// warnings (and everything with -v).
+	f.opts.Logger = f.loggerAt(slog.LevelWarn)
+	// The containerd that down starts makes the run directory again:
+	// only one that was there before counts as found.
+	hadRunDir := exists(runDir)
 	rep, err := node.Down(cmd.Context(), f.opts, f.purge)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "✓ pods stopped and removed: %d (%d containers)\n", rep.Agent.Pods, rep.Agent.Containers)
+	found := rep.Agent.Pods > 0 || rep.Agent.Bridge || rep.ProxyTable || rep.EgressTable || hadRunDir
+	if rep.Agent.Pods > 0 {
+		fmt.Fprintf(out, "✓ pods stopped and removed: %d (%d containers)\n", rep.Agent.Pods, rep.Agent.Containers)
+	}
 	if rep.Agent.Bridge {
 		fmt.Fprintln(out, "✓ bridge removed")
 	}
@@ -123,8 +131,11 @@ func runDown(cmd *cobra.Command, f downFlags) error {
 	case rep.EgressTable:
 		fmt.Fprintf(out, "✓ routes to other nodes and nftables table ip %s removed\n", routes.DefaultEgressTable)
 	}
-	if rep.Agent.RunDir {
+	if rep.Agent.RunDir && hadRunDir {
 		fmt.Fprintln(out, "✓ run directory removed (namespace files, runc state)")
+	}
+	if !found && !f.purge && rep.Agent.Foreign == "" {
+		fmt.Fprintf(out, "nothing left to stop: no pod, bridge, nftables table or run directory of this node\n")
 	}
 	if f.purge {
 		if err := os.RemoveAll(dataDir); err != nil {

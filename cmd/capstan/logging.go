@@ -19,11 +19,16 @@ func (f *logFlags) register(fl *pflag.FlagSet) {
 
 // logger logs to stderr at info level, or debug with --verbose.
 func (f *logFlags) logger() *slog.Logger {
-	lvl := slog.LevelInfo
+	return f.loggerAt(slog.LevelInfo)
+}
+
+// loggerAt logs to stderr at level, or debug with --verbose: a command
+// that prints what it did (capstan down) logs only warnings by default.
+func (f *logFlags) loggerAt(level slog.Level) *slog.Logger {
 	if f.verbose {
-		lvl = slog.LevelDebug
+		level = slog.LevelDebug
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: level}
 	if f.logJSON {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
