@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,4 +123,105 @@ func TestHelpNamesOneDefaultPerFlag(t *testing.T) {
 		}
 	}
 	walk(newRootCmd())
+}
+
+// A capstan command the docs or a command's --help examples give must run
+// as written: its command exists, and its flags and argument count are
+// the command's. Every `capstan ...` line of the sh blocks of README.md and
+// docs/*.md (after an optional "$ " or "sudo ", up to a comment, pipe,
+// redirection or "&&") and of every Example is parsed, not run.
+func TestDocsCommandLinesParse(t *testing.T) {
+	type cmdLine struct{ where, line string }
+	var lines []cmdLine
+	// add adds the lines of text, a line ending in \ joined to the next.
+	add := func(where func(i int) string, text string) {
+		cont := ""
+		for i, l := range strings.Split(text, "\n") {
+			if cut, ok := strings.CutSuffix(l, "\\"); ok {
+				cont += cut
+				continue
+			}
+			lines = append(lines, cmdLine{where(i), cont + l})
+			cont = ""
+		}
+	}
+	for _, s := range docSnippets(t, "sh") {
+		add(func(i int) string { return fmt.Sprintf("%s:%d", s.page, s.line+1+i) }, s.text)
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		add(func(int) string { return c.CommandPath() + " --help" }, c.Example)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd())
+	checked := 0
+	for _, l := range lines {
+		args, ok := capstanArgs(l.line)
+		if !ok {
+			continue
+		}
+		checked++
+		root := newRootCmd()
+		cmd, rest, err := root.Find(args)
+		if err == nil && cmd == root {
+			err = fmt.Errorf("no command")
+		}
+		if err == nil {
+			err = cmd.ParseFlags(rest)
+		}
+		if err == nil && cmd.Args != nil {
+			err = cmd.Args(cmd, cmd.Flags().Args())
+		}
+		if err != nil {
+			t.Errorf("%s: %q does not parse: %v", l.where, strings.TrimSpace(l.line), err)
+		}
+	}
+	if checked < 40 {
+		t.Errorf("checked %d capstan command lines, want at least 40: the reader lost them", checked)
+	}
+}
+
+// capstanArgs returns the arguments of a shell line that runs capstan.
+func capstanArgs(line string) ([]string, bool) {
+	line = strings.TrimSpace(line)
+	for _, p := range []string{"$ ", "sudo ", "bin/"} {
+		line = strings.TrimPrefix(line, p)
+	}
+	if !strings.HasPrefix(line, "capstan ") {
+		return nil, false
+	}
+	for _, stop := range []string{" #", " |", " >", " &&", " ;", " <<"} {
+		if i := strings.Index(line, stop); i >= 0 {
+			line = line[:i]
+		}
+	}
+	var args []string
+	var cur strings.Builder
+	quote, in := byte(0), false
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case quote != 0 && ch == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteByte(ch)
+		case ch == '\'' || ch == '"':
+			quote, in = ch, true
+		case ch == ' ' || ch == '\t':
+			if in {
+				args = append(args, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteByte(ch)
+			in = true
+		}
+	}
+	if in {
+		args = append(args, cur.String())
+	}
+	return args[1:], true
 }
