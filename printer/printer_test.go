@@ -132,6 +132,30 @@ func TestAppsTableShowsSyncedCondition(t *testing.T) {
 	}
 }
 
+// 'capstan get apps' listed every app twice over: "APP NAME" columns,
+// "shop shop". An app is its own app, so its table has no APP column;
+// the other app-scoped kinds keep theirs.
+func TestAppsTableHasNoAppColumn(t *testing.T) {
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
+	w := api.KindWorkload.New().(*api.Workload)
+	w.Metadata = api.ObjectMeta{Name: "web", App: "shop"}
+	for _, tc := range []struct {
+		kind   api.Kind
+		obj    api.Object
+		header string
+	}{{api.KindApp, a, "NAME "}, {api.KindWorkload, w, "APP "}} {
+		var b strings.Builder
+		if err := Table(&b, tc.kind, []api.Object{tc.obj}, Options{Now: time.Now(), ShowApp: true}); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(b.String(), "\n")
+		if !strings.HasPrefix(lines[0], tc.header) || tc.kind == api.KindApp && strings.Count(lines[1], "shop") != 1 {
+			t.Errorf("%s table, want the header to start with %q:\n%s", tc.kind, tc.header, b.String())
+		}
+	}
+}
+
 // A cell with a newline or a tab (an app's sync errors, one per line; an
 // event message) broke its row over several lines or shifted its columns,
 // so scripts reading the table misread it. Each object is one line.

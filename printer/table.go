@@ -19,7 +19,8 @@ import (
 type Options struct {
 	// Wide adds more columns (pod IP and node, node addresses, ...).
 	Wide bool
-	// ShowApp adds the APP column (when objects of several apps are listed).
+	// ShowApp adds the APP column (when objects of several apps are
+	// listed) to the tables of app-scoped kinds other than apps.
 	ShowApp bool
 	// NoHeaders leaves out the header row (for rows streamed by a watch).
 	NoHeaders bool
@@ -45,8 +46,10 @@ type column struct {
 func Table(w io.Writer, kind api.Kind, objs []api.Object, opts Options) error {
 	cols := columnsFor(kind)
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	// An app is its own app: an APP column would repeat NAME.
+	showApp := opts.ShowApp && !kind.ClusterScoped() && kind != api.KindApp
 	var header []string
-	if opts.ShowApp && !kind.ClusterScoped() {
+	if showApp {
 		header = append(header, "APP")
 	}
 	for _, c := range cols {
@@ -59,7 +62,7 @@ func Table(w io.Writer, kind api.Kind, objs []api.Object, opts Options) error {
 	}
 	for _, o := range objs {
 		var row []string
-		if opts.ShowApp && !kind.ClusterScoped() {
+		if showApp {
 			row = append(row, o.Meta().App)
 		}
 		for _, c := range cols {
