@@ -39,6 +39,9 @@ the routes to other nodes and the egress table, the run directory and the
 containers' cgroups. With --purge it also removes the images and the data
 directory, so nothing of the cluster is left. Running it again finds
 nothing to do. Needs root.`,
+		Example: `  sudo capstan down                           # after Ctrl-C of 'capstan up': pods, bridge, nftables table, run directory
+  sudo capstan down --purge                   # and the data directory: nothing of the cluster is left
+  sudo capstan down --data-dir /tmp/capstan   # the cluster of 'capstan up --data-dir /tmp/capstan'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDown(cmd, f)

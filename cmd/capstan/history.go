@@ -16,7 +16,9 @@ import (
 
 func newHistoryCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:               "history [APP]",
+		Use: "history [APP]",
+		Example: `  capstan history shop
+  capstan history                              # every app and repository`,
 		ValidArgsFunction: completeFirst(api.KindApp, nil),
 		Short:             "List sync attempts: commit, author, time, message, result and errors",
 		Long: `List the revisions git sync recorded, oldest first: every commit it looked at,

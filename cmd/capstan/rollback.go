@@ -20,7 +20,9 @@ func newRollbackCmd() *cobra.Command {
 	var to, repoDir, descPath, branch string
 	var includeOthers bool
 	cmd := &cobra.Command{
-		Use:               "rollback APP --to SHA",
+		Use: "rollback APP --to SHA",
+		Example: `  capstan rollback shop --to 5dee3a3           # a SHA from 'capstan history shop' or 'git log'
+  capstan rollback shop --to HEAD~1 --repo ~/deploy --path apps   # in a clone of a remote repository, then push`,
 		ValidArgsFunction: completeFirst(api.KindApp, nil),
 		Short:             "Commit, in git, a change that restores an app's files to their content at SHA",
 		Long: `Roll an app back the GitOps way: make a commit on the tracked branch that

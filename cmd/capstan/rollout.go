@@ -33,7 +33,9 @@ func newRolloutStatusCmd() *cobra.Command {
 	var watch bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:               "status APP",
+		Use: "status APP",
+		Example: `  capstan rollout status shop -w               # follow it until it is done
+  capstan rollout status shop --timeout 5m     # in CI: exit 0 complete, 1 failed, 2 still progressing after 5m`,
 		ValidArgsFunction: completeFirst(api.KindApp, nil),
 		Short:             "Show each pod group's progress: updated, ready and available of desired",
 		Long: `Show the rollout of an app: for each pod group (workload) a progress bar and

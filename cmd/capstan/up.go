@@ -76,6 +76,10 @@ registry already has). It prints one line per step, then what to try.
 Ctrl-C stops everything; running 'capstan up' again resumes the same cluster
 (the store, registry, demo repository and containers are all kept in
 DATA_DIR). Needs root unless --no-agent; see docs/up.md.`,
+		Example: `  sudo make up                                # from a checkout: packages, build, example images, then capstan up
+  sudo capstan up --images bin/images         # the demo repository and the example images
+  sudo capstan up --repo https://git.example.com/you/deploy.git --branch main --path apps
+  capstan up --no-agent --data-dir /tmp/capstan --listen 127.0.0.1:7444 --registry-addr 127.0.0.1:5001`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runUp(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
