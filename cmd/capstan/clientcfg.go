@@ -73,18 +73,29 @@ func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *clien
 	return k, c, err
 }
 
-// listHint adds to err, when it says the object k does not exist, the
-// command that lists what there is.
+// listHint says, when err says the object k does not exist, which object
+// is missing as the user names it ("app shop", "pod shop/web-1", not the
+// store's "apps/shop/shop") and the command that lists what there is.
 func listHint(err error, k api.Key) error {
 	if !client.IsNotFound(err) {
 		return err
 	}
-	list := "capstan get " + string(k.Kind)
+	list, name := "capstan get "+string(k.Kind), k.Name
 	if !k.Kind.ClusterScoped() && k.Kind != api.KindApp {
 		list += " --app " + k.App
+		name = k.App + "/" + k.Name
 	}
-	return fmt.Errorf("%w: '%s' lists them", err, list)
+	return &hintedError{msg: fmt.Sprintf("%s %s not found: '%s' lists them", strings.ToLower(k.Kind.Singular()), name, list), err: err}
 }
+
+// hintedError is err (for errors.Is and As) told in the user's words.
+type hintedError struct {
+	msg string
+	err error
+}
+
+func (e *hintedError) Error() string { return e.msg }
+func (e *hintedError) Unwrap() error { return e.err }
 
 // podHint is listHint for an error of a request about pod k (logs, exec)
 // that a missing pod or something else (a container not yet created) may

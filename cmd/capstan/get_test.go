@@ -192,7 +192,8 @@ func FuzzObjectKey(f *testing.F) {
 	})
 }
 
-// A missing object said only "pods/shop/nope: not found"; it now says how
+// A missing object said only "pods/shop/nope: not found" (an app
+// "apps/nope/nope"); it now names it as the user does, says how
 // to list what there is, and still exits 1 (not 2: the command line was
 // fine). logs --tail -5 printed the whole log; it is now refused.
 func TestNotFoundAndTail(t *testing.T) {
@@ -202,16 +203,18 @@ func TestNotFoundAndTail(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"get", "pod", "shop/nope"}, "'capstan get pods --app shop' lists them"},
-		{[]string{"describe", "pod", "nope", "--app", "shop"}, "'capstan get pods --app shop' lists them"},
-		{[]string{"delete", "svc", "shop/nope"}, "'capstan get services --app shop' lists them"},
-		{[]string{"get", "node", "nope"}, "'capstan get nodes' lists them"},
-		{[]string{"describe", "app", "nope"}, "'capstan get apps' lists them"},
-		{[]string{"logs", "shop/nope"}, "'capstan get pods --app shop' lists them"},
-		{[]string{"exec", "shop/nope", "--", "ls"}, "'capstan get pods --app shop' lists them"},
+		{[]string{"get", "pod", "shop/nope"}, "pod shop/nope not found: 'capstan get pods --app shop' lists them"},
+		{[]string{"describe", "pod", "nope", "--app", "shop"}, "pod shop/nope not found: 'capstan get pods --app shop' lists them"},
+		{[]string{"delete", "svc", "shop/nope"}, "service shop/nope not found: 'capstan get services --app shop' lists them"},
+		{[]string{"get", "node", "nope"}, "node nope not found: 'capstan get nodes' lists them"},
+		{[]string{"describe", "app", "nope"}, "app nope not found: 'capstan get apps' lists them"},
+		{[]string{"get", "app", "nope"}, "app nope not found: 'capstan get apps' lists them"},
+		{[]string{"logs", "shop/nope"}, "pod shop/nope not found: 'capstan get pods --app shop' lists them"},
+		{[]string{"exec", "shop/nope", "--", "ls"}, "pod shop/nope not found: 'capstan get pods --app shop' lists them"},
 	} {
 		_, err := run(t, append([]string{"--config", cfg}, tt.args...)...)
-		if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), tt.want) {
+		// The store's key ("apps/nope/nope") is not how the user named it.
+		if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "/nope/nope") {
 			t.Errorf("%v: %v (exit %d), want exit 1 and %q", tt.args, err, exitCode(err), tt.want)
 		}
 	}
