@@ -52,7 +52,7 @@ func (s *Server) routes() {
 	s.HandleAdmin("POST /rejoin/{node}", http.HandlerFunc(s.handleAllowRejoin))
 	s.mux.HandleFunc("POST /nodecert/{node}", s.handleNodeCert)
 	s.mux.HandleFunc("GET /clusterinfo", s.handleClusterInfo)
-	s.mux.HandleFunc("GET /secrets/recipient", s.handleSecretsRecipient)
+	s.mux.HandleFunc("GET "+wire.SecretsRecipientPath, s.handleSecretsRecipient)
 
 	// Tokens (admins).
 	s.HandleAdmin("GET /tokens", http.HandlerFunc(s.handleListTokens))

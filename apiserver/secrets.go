@@ -111,14 +111,9 @@ func loadKeys(dataDir string) (*secrets.Keyring, error) {
 	return k, nil
 }
 
-// SecretsRecipient is the body of GET /secrets/recipient.
-type SecretsRecipient struct {
-	Recipient string `json:"recipient"`
-}
-
-// handleSecretsRecipient answers the cluster's current age recipient
-// (public: what repositories encrypt their secrets for) to any valid
-// token. The key file is read again (never made: see secrets.Load), so
+// handleSecretsRecipient answers the cluster's current age recipient,
+// and those of the older keys a rotation keeps (public: what
+// repositories encrypt their secrets for) to any valid token. The key file is read again (never made: see secrets.Load), so
 // a rotation shows at once.
 func (s *Server) handleSecretsRecipient(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.authenticate(r); err != nil {
@@ -130,5 +125,5 @@ func (s *Server) handleSecretsRecipient(w http.ResponseWriter, r *http.Request) 
 		writeError(w, errorf(http.StatusInternalServerError, wire.ReasonInternalError, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, SecretsRecipient{Recipient: k.Recipient()})
+	writeJSON(w, http.StatusOK, wire.SecretsRecipient{Recipient: k.Recipient(), Recipients: k.Recipients()})
 }

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"filippo.io/age"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
@@ -105,15 +108,33 @@ func second[T any](_ T, err error) error { return err }
 func second3[T, U any](_ T, _ U, err error) error { return err }
 
 // Any valid token reads the cluster's recipient (public), as the key
-// file says now.
+// file says now, and during a rotation the older key's too (sync still
+// decrypts the files encrypted for it).
 func TestSecretsRecipient(t *testing.T) {
 	c, ctx := secretWorld(t)
-	keys, err := secrets.LoadOrCreate(filepath.Join(c.DataDir, "secrets"))
+	dir := filepath.Join(c.DataDir, "secrets")
+	keys, err := secrets.LoadOrCreate(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := c.Token(t, "viewer").SecretsRecipient(ctx)
-	if err != nil || r != keys.Recipient() {
-		t.Fatalf("recipient = %q, %v; want %s", r, err, keys.Recipient())
+	if err != nil || r.Recipient != keys.Recipient() || !slices.Equal(r.Recipients, []string{keys.Recipient()}) {
+		t.Fatalf("recipient = %+v, %v; want %s", r, err, keys.Recipient())
+	}
+	idPath := filepath.Join(dir, secrets.IdentityFile)
+	old, err := os.ReadFile(idPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(idPath, append([]byte(next.String()+"\n"), old...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err = c.Token(t, "viewer").SecretsRecipient(ctx)
+	if want := []string{next.Recipient().String(), keys.Recipient()}; err != nil || r.Recipient != want[0] || !slices.Equal(r.Recipients, want) {
+		t.Fatalf("during a rotation, recipient = %+v, %v; want %s then %v", r, err, want[0], want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -517,4 +518,46 @@ func TestPlanSecretNotForCluster(t *testing.T) {
 	eventually(t, "the plan names the recipient missing", func() bool {
 		return strings.Contains(fl.comment(n), "not encrypted for the cluster's recipient "+keys.Recipient())
 	})
+}
+
+// While a cluster key rotation is under way (capstan secret rotate wrote
+// the new key before the old in cluster.agekey; its commit is not merged
+// yet), sync still decrypts the files encrypted for the old key: a pull
+// request's plan takes them too (it used to say every such file was not
+// encrypted for the cluster and sync would refuse it).
+func TestPlanSecretForTheOldKeyDuringRotation(t *testing.T) {
+	secretsDir := filepath.Join(t.TempDir(), "secrets")
+	old, err := secrets.LoadOrCreate(secretsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idPath := filepath.Join(secretsDir, secrets.IdentityFile)
+	oldText, err := os.ReadFile(idPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(idPath, []byte(next.String()+"\n"+string(oldText)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fl := startFlow(t, "github", "secret-token", func(_ *gitsync.RepoConfig, o *Options) { o.SecretsDir = secretsDir })
+	enc, err := secrets.Encrypt(map[string]string{"password": "hunter2"}, []string{old.Recipient()}, secrets.EncryptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl.bare.commit(t, "main", "apps/secrets/db.secret.yaml", string(enc))
+	fl.bare.branch(t, "try", "apps/x.cue", `apps: x: {
+	secrets: db: from: "secrets/db.secret.yaml"
+	pods: web: containers: c: {image: "r/x:v2", env: PW: secret: {name: "db", key: "password"}}
+}
+`)
+	n := fl.forge.open("try", "main", "try x")
+	hook(t, fl.hookURL, "github", n, "opened", "p1", true)
+	eventually(t, "the plan comment", func() bool { return strings.Contains(fl.comment(n), "#### App `x`") })
+	if body := fl.comment(n); !strings.Contains(body, "**valid:") || !strings.Contains(body, "secret `db`") || strings.Contains(body, "not encrypted") {
+		t.Fatalf("the plan refuses a file the cluster's old key decrypts:\n%s", body)
+	}
 }

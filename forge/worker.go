@@ -357,13 +357,13 @@ func (w *worker) prepare(ctx context.Context, st *prState) error {
 	}
 	// A secret file of head not encrypted for the cluster's key is an
 	// error in the plan, as sync will refuse it.
-	var recipient string
+	var recipients []string
 	if w.c.opts.SecretsDir != "" {
 		if keys, err := secrets.Load(w.c.opts.SecretsDir); err == nil {
-			recipient = keys.Recipient()
+			recipients = keys.Recipients()
 		}
 	}
-	in, err := plan.Read(ctx, plan.ReadOptions{Repo: w.dir, Base: base, Head: head, Path: w.cfg.Path, Load: w.load, Recipient: recipient})
+	in, err := plan.Read(ctx, plan.ReadOptions{Repo: w.dir, Base: base, Head: head, Path: w.cfg.Path, Load: w.load, Recipients: recipients})
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -30,10 +30,12 @@ type ReadOptions struct {
 	// Load loads each revision's tree: a sandbox.Evaluator's Load bounds
 	// the evaluation. Default schema.Load, unbounded.
 	Load Loader
-	// Recipient is the cluster's age recipient, when known (a server
-	// answered): a secret file of head not encrypted for it is an error,
-	// as sync would find. Empty: only the files' format is checked.
-	Recipient string
+	// Recipients are the cluster's age recipients, when known (a server
+	// answered): the current one first, then those of older keys a
+	// rotation keeps. A secret file of head encrypted for none of them
+	// is an error, as sync would find. Empty: only the files' format is
+	// checked.
+	Recipients []string
 }
 
 // Read reads the two revisions of a change and the files it touches
@@ -51,12 +53,12 @@ func Read(ctx context.Context, o ReadOptions) (Input, error) {
 	if dir == "." {
 		dir = ""
 	}
-	base, err := readRevision(ctx, o, o.Base, dir, "") // base ran: its secrets decrypted then
+	base, err := readRevision(ctx, o, o.Base, dir, nil) // base ran: its secrets decrypted then
 	baseFile := errors.Is(err, errPathIsFile)
 	if err != nil && !baseFile {
 		return Input{}, err
 	}
-	head, err := readRevision(ctx, o, o.Head, dir, o.Recipient)
+	head, err := readRevision(ctx, o, o.Head, dir, o.Recipients)
 	headFile := errors.Is(err, errPathIsFile)
 	if headFile {
 		err = nil
@@ -95,7 +97,7 @@ var errPathIsFile = errors.New("descriptor path is a file")
 // readRevision loads the descriptors of ref; Result is nil when dir does
 // not exist at ref (or is a file: then with errPathIsFile). A tree that cannot be loaded at all (over a limit)
 // gives a *treeError.
-func readRevision(ctx context.Context, o ReadOptions, ref, dir, recipient string) (Revision, error) {
+func readRevision(ctx context.Context, o ReadOptions, ref, dir string, recipients []string) (Revision, error) {
 	rev := Revision{Ref: ref}
 	fsys, err := gitsync.TreeAt(o.Repo, ref)
 	if errors.Is(err, gitsync.ErrRefNotFound) {
@@ -129,7 +131,7 @@ func readRevision(ctx context.Context, o ReadOptions, ref, dir, recipient string
 		}
 		return rev, &treeError{ref: ref, err: err}
 	}
-	schema.ResolveFiles(fsys, res, schema.ResolveOptions{PathPrefix: dir, Recipient: recipient})
+	schema.ResolveFiles(fsys, res, schema.ResolveOptions{PathPrefix: dir, Recipients: recipients})
 	rev.Result = res
 	return rev, nil
 }

@@ -154,7 +154,7 @@ func TestPlanSecretNotForCluster(t *testing.T) {
 	write("db.secret.yaml", encrypt(alice.Recipient().String()))
 	gitRun(t, repo, "commit", "-q", "-am", "head")
 
-	in, err := Read(context.Background(), ReadOptions{Repo: repo, Base: "main~1", Head: "main", Recipient: cluster.Recipient().String()})
+	in, err := Read(context.Background(), ReadOptions{Repo: repo, Base: "main~1", Head: "main", Recipients: []string{cluster.Recipient().String()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -121,10 +121,12 @@ type ResolveOptions struct {
 	// RequireKeys refuses secrets when Keys is nil (git sync: an app's
 	// secrets must be decrypted to run).
 	RequireKeys bool
-	// Recipient, with Keys nil, is the cluster's age recipient (age1...):
-	// a secret file that does not list it among its recipients is an
-	// error, the one sync would give (capstan plan against a server).
-	Recipient string
+	// Recipients, with Keys nil, are the cluster's age recipients
+	// (age1...; the current first, then the older ones of a rotation
+	// under way, as Keyring.Recipients gives them): a secret file that
+	// lists none of them is an error, the one sync would give (capstan
+	// plan against a server).
+	Recipients []string
 	// Cache, when set, keeps what opening each secret file gave, so that
 	// a sync decrypts only the files that changed.
 	Cache *SecretCache

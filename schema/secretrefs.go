@@ -169,7 +169,8 @@ func openSecret(fsys fs.FS, app string, s *api.AppSecret, opts ResolveOptions, p
 		return errors.New("this server has no cluster key to decrypt secrets with (see docs/secrets.md)")
 	}
 	if keys == nil {
-		if r := opts.Recipient; r != "" && !slices.Contains(f.Recipients, r) {
+		if rs := opts.Recipients; len(rs) > 0 && !slices.ContainsFunc(rs, func(r string) bool { return slices.Contains(f.Recipients, r) }) {
+			r := rs[0]
 			return fmt.Errorf("%s: not encrypted for the cluster's recipient %s (the file's recipients: %s), so sync will refuse it: a recipient of the file adds the cluster's with capstan secret edit -r %s %s",
 				shown, r, strings.Join(f.Recipients, ", "), r, shown)
 		}

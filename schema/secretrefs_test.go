@@ -149,12 +149,13 @@ func TestSecretsWithoutKeys(t *testing.T) {
 // Without the cluster key (capstan plan), a secret file that does not
 // list the cluster's recipient is the error sync would give, at the
 // secret's from field, naming the file and how to fix it; a file that
-// lists it passes.
+// lists it passes, and so does one for an older key of a rotation under
+// way (sync decrypts it with that key).
 func TestSecretsWithoutKeysWrongRecipient(t *testing.T) {
 	cluster, other := keyring(t), keyring(t)
 	fsys := mapFS(map[string]string{"shop.cue": secretApp,
 		"secrets/db.secret.yaml": encrypted(t, other, map[string]string{"password": "hunter2", "token": "t"})})
-	ar := resolveWith(t, fsys, ResolveOptions{Recipient: cluster.Recipient()})
+	ar := resolveWith(t, fsys, ResolveOptions{Recipients: []string{cluster.Recipient()}})
 	if ar.Valid() {
 		t.Fatal("a file not encrypted for the cluster passed")
 	}
@@ -167,8 +168,12 @@ func TestSecretsWithoutKeysWrongRecipient(t *testing.T) {
 	if strings.Contains(got, "hunter2") {
 		t.Fatalf("an error shows a value: %s", got)
 	}
-	ok := resolveWith(t, fsys, ResolveOptions{Recipient: other.Recipient()})
+	ok := resolveWith(t, fsys, ResolveOptions{Recipients: []string{other.Recipient()}})
 	if !ok.Valid() {
 		t.Fatalf("a file encrypted for the cluster: %v", errorStrings(ok.Errors))
+	}
+	rotating := resolveWith(t, fsys, ResolveOptions{Recipients: []string{cluster.Recipient(), other.Recipient()}})
+	if !rotating.Valid() {
+		t.Fatalf("a file encrypted for the cluster's older key during a rotation: %v", errorStrings(rotating.Errors))
 	}
 }

@@ -165,6 +165,17 @@ func (k *Keyring) StoreKeyFingerprint() string {
 // Recipient is the cluster's public age recipient (age1...).
 func (k *Keyring) Recipient() string { return k.identity.Recipient().String() }
 
+// Recipients are the recipients of every identity of the ring: the
+// current one first, then the older ones a rotation keeps until its
+// commit is synced. A file encrypted for any of them decrypts.
+func (k *Keyring) Recipients() []string {
+	out := []string{k.Recipient()}
+	for _, o := range k.old {
+		out = append(out, o.Recipient().String())
+	}
+	return out
+}
+
 // Identities decrypt secret files: the current identity, then the old.
 func (k *Keyring) Identities() []age.Identity {
 	out := []age.Identity{k.identity}

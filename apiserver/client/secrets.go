@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 // SecretValues reads the opened values of a secret (admins, and nodes
@@ -18,13 +19,16 @@ func (c *Client) SecretValues(ctx context.Context, app, name string) (*api.Secre
 	return &out, nil
 }
 
-// SecretsRecipient reads the cluster's age recipient (any valid token).
-func (c *Client) SecretsRecipient(ctx context.Context) (string, error) {
-	var out struct {
-		Recipient string `json:"recipient"`
+// SecretsRecipient reads the cluster's age recipients (any valid
+// token): the current one, and those of every key sync decrypts with
+// (the current one first; only it from a server that gives no others).
+func (c *Client) SecretsRecipient(ctx context.Context) (wire.SecretsRecipient, error) {
+	var out wire.SecretsRecipient
+	if err := c.Do(ctx, http.MethodGet, wire.SecretsRecipientPath, nil, &out); err != nil {
+		return wire.SecretsRecipient{}, err
 	}
-	if err := c.Do(ctx, http.MethodGet, "/secrets/recipient", nil, &out); err != nil {
-		return "", err
+	if len(out.Recipients) == 0 && out.Recipient != "" {
+		out.Recipients = []string{out.Recipient}
 	}
-	return out.Recipient, nil
+	return out, nil
 }

@@ -134,7 +134,7 @@ func runPlan(cmd *cobra.Command, f planFlags) error {
 			return &exitError{code: planExitError, err: err}
 		}
 	}
-	in, err := plan.Read(cmd.Context(), plan.ReadOptions{Repo: f.repo, Base: f.base, Head: f.head, Path: f.path, Load: ev.Load, Recipient: planRecipient(cmd)})
+	in, err := plan.Read(cmd.Context(), plan.ReadOptions{Repo: f.repo, Base: f.base, Head: f.head, Path: f.path, Load: ev.Load, Recipients: planRecipients(cmd)})
 	if err != nil {
 		return &exitError{code: planExitError, err: err}
 	}
@@ -167,26 +167,27 @@ func planRenderer(format string) (func(*plan.Plan) string, error) {
 	return nil, fmt.Errorf("plan: --format %q: want text or markdown", format)
 }
 
-// planRecipient asks the server of the client config (--config or
-// $CAPSTAN_CONFIG) for the cluster's age recipient, so that a secret
-// file not encrypted for it is an error of head, as sync would find.
-// "" when no config is given or the server does not answer: planLive
+// planRecipients asks the server of the client config (--config or
+// $CAPSTAN_CONFIG) for the cluster's age recipients (the current key's,
+// then those of the older keys a rotation keeps), so that a secret file
+// encrypted for none of them is an error of head, as sync would find.
+// Nil when no config is given or the server does not answer: planLive
 // then says the server is not reachable.
-func planRecipient(cmd *cobra.Command) string {
+func planRecipients(cmd *cobra.Command) []string {
 	if flag, _ := cmd.Flags().GetString("config"); flag == "" && os.Getenv("CAPSTAN_CONFIG") == "" {
-		return ""
+		return nil
 	}
 	c, err := newClient(cmd)
 	if err != nil {
-		return ""
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), planLiveTimeout)
 	defer cancel()
 	r, err := c.SecretsRecipient(ctx)
 	if err != nil {
-		return ""
+		return nil
 	}
-	return r
+	return r.Recipients
 }
 
 // planLive lists the live nodes, pods and volumes when a client config is given

@@ -61,7 +61,7 @@ config at the default path, the key file of /var/lib/capstan.`,
 					if err != nil {
 						return fmt.Errorf("ask the server for its recipient: %w (or run on the server with --data-dir)", err)
 					}
-					_, err = fmt.Fprintln(cmd.OutOrStdout(), r)
+					_, err = fmt.Fprintln(cmd.OutOrStdout(), r.Recipient)
 					return err
 				}
 				// A config named on purpose is not silently passed over
