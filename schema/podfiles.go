@@ -169,7 +169,7 @@ func ResolveApp(fsys fs.FS, ar AppResult, opts ResolveOptions) AppResult {
 				continue
 			}
 			at := opts.at(f.FromAt)
-			content, err := readRepoFile(fsys, f.From)
+			content, err := readRepoFile(fsys, f.From, configFile)
 			if err != nil {
 				at.Message = fmt.Sprintf("file %s: from %q: %v", f.Path, f.From, err)
 				errs = append(errs, at)
@@ -219,22 +219,40 @@ func HasRepoFiles(app *api.App) bool {
 	return false
 }
 
-// readRepoFile reads a config file: a regular file of the tree (a link
-// only when it stays in the tree), at most api.MaxFileBytes, text.
-func readRepoFile(fsys fs.FS, p string) (string, error) {
+// repoFileUse is what a file read from the repository is for: its size
+// limit, and what its errors tell the user to do.
+type repoFileUse struct {
+	limit int
+	// missing, tooLarge and notText follow the error's words.
+	missing, tooLarge, notText string
+}
+
+var (
+	configFile = repoFileUse{limit: api.MaxFileBytes,
+		tooLarge: "a config file; keep large data in the image or a volume",
+		notText:  "config files are text; put binary data in the image"}
+	secretFile = repoFileUse{limit: secrets.MaxFileBytes,
+		missing:  ": make it with capstan secret encrypt (or edit) and commit it, or correct from (relative to the descriptor root)",
+		tooLarge: "a secret file: split the secret into several files, each declared under secrets",
+		notText:  "a secret file is the YAML capstan secret encrypt writes; encrypt the plain values with it"}
+)
+
+// readRepoFile reads a file for use: a regular file of the tree (a link
+// only when it stays in the tree), at most use.limit bytes, text.
+func readRepoFile(fsys fs.FS, p string, use repoFileUse) (string, error) {
 	if why := cleanRepoPath(p); why != "" {
 		return "", fmt.Errorf("%s", why)
 	}
 	target := p
 	if rl, ok := fsys.(fs.ReadLinkFS); ok {
 		if err := noLinkedDirs(rl, path.Dir(p)); errors.Is(err, fs.ErrNotExist) {
-			return "", notFound(err)
+			return "", notFound(err, use)
 		} else if err != nil {
 			return "", fmt.Errorf("refused: %w", err)
 		}
 		info, err := rl.Lstat(p)
 		if err != nil {
-			return "", notFound(err)
+			return "", notFound(err, use)
 		}
 		if info.Mode()&fs.ModeSymlink != 0 {
 			t, err := resolveLink(fsys, p)
@@ -249,7 +267,7 @@ func readRepoFile(fsys fs.FS, p string) (string, error) {
 	}
 	f, err := fsys.Open(target)
 	if err != nil {
-		return "", notFound(err)
+		return "", notFound(err, use)
 	}
 	defer f.Close()
 	info, err := f.Stat()
@@ -262,25 +280,25 @@ func readRepoFile(fsys fs.FS, p string) (string, error) {
 	if !info.Mode().IsRegular() {
 		return "", fmt.Errorf("is not a regular file")
 	}
-	if info.Size() > api.MaxFileBytes {
-		return "", fmt.Errorf("is %d bytes, more than the limit of %d a config file; keep large data in the image or a volume", info.Size(), api.MaxFileBytes)
+	if info.Size() > int64(use.limit) {
+		return "", fmt.Errorf("is %d bytes, more than the limit of %d %s", info.Size(), use.limit, use.tooLarge)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, api.MaxFileBytes+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(use.limit)+1))
 	if err != nil {
 		return "", err
 	}
-	if len(b) > api.MaxFileBytes {
-		return "", fmt.Errorf("is more than the limit of %d bytes a config file", api.MaxFileBytes)
+	if len(b) > use.limit {
+		return "", fmt.Errorf("is more than the limit of %d bytes %s", use.limit, use.tooLarge)
 	}
 	if !api.IsText(b) {
-		return "", fmt.Errorf("is not text (UTF-8 without NUL bytes): config files are text; put binary data in the image")
+		return "", fmt.Errorf("is not text (UTF-8 without NUL bytes): %s", use.notText)
 	}
 	return string(b), nil
 }
 
-func notFound(err error) error {
+func notFound(err error, use repoFileUse) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no such file in the repository at this commit")
+		return fmt.Errorf("no such file in the repository at this commit%s", use.missing)
 	}
 	return err
 }

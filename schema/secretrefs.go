@@ -139,7 +139,7 @@ func prevSecret(prev *api.App, name string) *api.SecretSpec {
 // values when keys are given.
 func openSecret(fsys fs.FS, app string, s *api.AppSecret, opts ResolveOptions, prev *api.SecretSpec) error {
 	keys, requireKeys := opts.Keys, opts.RequireKeys
-	text, err := readRepoFile(fsys, s.Spec.From)
+	text, err := readRepoFile(fsys, s.Spec.From, secretFile)
 	if err != nil {
 		return fmt.Errorf("from %q: %w", s.Spec.From, err)
 	}
@@ -170,14 +170,15 @@ func openSecret(fsys fs.FS, app string, s *api.AppSecret, opts ResolveOptions, p
 	}
 	if keys == nil {
 		if rs := opts.Recipients; len(rs) > 0 && !slices.ContainsFunc(rs, func(r string) bool { return slices.Contains(f.Recipients, r) }) {
-			r := rs[0]
-			return fmt.Errorf("%s: not encrypted for the cluster's recipient %s (the file's recipients: %s), so sync will refuse it: a recipient of the file adds the cluster's with capstan secret edit -r %s %s",
-				shown, r, strings.Join(f.Recipients, ", "), r, shown)
+			return notForCluster(shown, rs[0], f.Recipients, ", so sync will refuse it")
 		}
 		s.Spec.Versions = f.Fingerprints()
 		return nil
 	}
 	vals, err := f.Decrypt(keys.Identities()...)
+	if errors.Is(err, secrets.ErrNoIdentity) {
+		return notForCluster(shown, keys.Recipient(), f.Recipients, "")
+	}
 	if err != nil {
 		return fmt.Errorf("%s:%w", shown, prefixColon(err))
 	}
@@ -193,6 +194,14 @@ func openSecret(fsys fs.FS, app string, s *api.AppSecret, opts ResolveOptions, p
 		}
 	}
 	return nil
+}
+
+// notForCluster is the error of a secret file that the cluster's keys do
+// not decrypt (sync's, with what: "") or would not (the plan's), and
+// how a recipient of the file gives the cluster its values.
+func notForCluster(shown, recipient string, fileRecipients []string, what string) error {
+	return fmt.Errorf("%s: not encrypted for the cluster's recipient %s (the file's recipients: %s)%s: a recipient of the file adds the cluster's with capstan secret edit -r %s %s",
+		shown, recipient, strings.Join(fileRecipients, ", "), what, recipient, shown)
 }
 
 // prefixColon makes "file:" + err read "file:3:5: msg" for errors with

@@ -91,18 +91,22 @@ func TestSecretsResolve(t *testing.T) {
 }
 
 func TestSecretsErrors(t *testing.T) {
-	k := keyring(t)
+	k, otherKeys := keyring(t), keyring(t)
 	good := encrypted(t, k, map[string]string{"password": "hunter2", "token": "t"})
-	other := encrypted(t, keyring(t), map[string]string{"password": "hunter2", "token": "t"})
+	other := encrypted(t, otherKeys, map[string]string{"password": "hunter2", "token": "t"})
 	tests := []struct {
 		name  string
 		files map[string]string
 		want  string
 	}{
 		{"wrong recipient", map[string]string{"shop.cue": secretApp, "secrets/db.secret.yaml": other},
-			`shop.cue:2:21: apps.shop.secrets.db.from: secret db: secrets/db.secret.yaml: the data key is not encrypted for this key`},
+			"shop.cue:2:21: apps.shop.secrets.db.from: secret db: secrets/db.secret.yaml: not encrypted for the cluster's recipient " + k.Recipient() + " (the file's recipients: " + otherKeys.Recipient() + "): a recipient of the file adds the cluster's with capstan secret edit -r " + k.Recipient() + " secrets/db.secret.yaml"},
 		{"missing file", map[string]string{"shop.cue": secretApp},
-			`shop.cue:2:21: apps.shop.secrets.db.from: secret db: from "secrets/db.secret.yaml": no such file`},
+			`shop.cue:2:21: apps.shop.secrets.db.from: secret db: from "secrets/db.secret.yaml": no such file in the repository at this commit: make it with capstan secret encrypt (or edit) and commit it, or correct from`},
+		{"over the limit", map[string]string{"shop.cue": secretApp, "secrets/db.secret.yaml": "password: " + strings.Repeat("a", secrets.MaxFileBytes)},
+			`from "secrets/db.secret.yaml": is 262154 bytes, more than the limit of 262144 a secret file: split the secret into several files, each declared under secrets`},
+		{"not text", map[string]string{"shop.cue": secretApp, "secrets/db.secret.yaml": "password: hunter2\x00\n"},
+			`from "secrets/db.secret.yaml": is not text (UTF-8 without NUL bytes): a secret file is the YAML capstan secret encrypt writes; encrypt the plain values with it`},
 		{"malformed", map[string]string{"shop.cue": secretApp, "secrets/db.secret.yaml": "password: hunter2\n"},
 			`secret db: secrets/db.secret.yaml:1:11: key "password": the value is not encrypted`},
 		{"missing key", map[string]string{"shop.cue": strings.Replace(secretApp, `key: "token"`, `key: "tls"`, 1), "secrets/db.secret.yaml": good},
