@@ -20,6 +20,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/reconcile/workload"
 	"github.com/capstanhq/capstan/schema"
 	"github.com/cockroachdb/datadriven"
 	"golang.org/x/crypto/ssh"
@@ -34,6 +35,8 @@ type world struct {
 	syncer  *gitsync.Syncer
 	verify  bool
 	hashes  *regexp.Regexp
+	// templates are the pod template hashes of the last rolls command.
+	templates map[string]string
 }
 
 // initOptions are the arguments of the init command.
@@ -176,6 +179,35 @@ func (w *world) state(ctx context.Context) string {
 	return b.String()
 }
 
+// rolls prints each workload as new, rolled (its pod template changed
+// since the last call: its pods roll) or same. The hashes themselves
+// differ from run to run (secret versions are keyed by the store key).
+func (w *world) rolls(ctx context.Context) string {
+	apps, _, err := w.cluster.Client.List(ctx, api.KindApp, client.ListOptions{})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	now := map[string]string{}
+	var b strings.Builder
+	for _, o := range apps {
+		a := o.(*api.App)
+		for _, wl := range a.Spec.Workloads {
+			name := a.Metadata.Name + "/" + wl.Name
+			now[name] = workload.TemplateHash(&wl.Spec.Template)
+			switch before, ok := w.templates[name]; {
+			case !ok:
+				fmt.Fprintf(&b, "%s new\n", name)
+			case before != now[name]:
+				fmt.Fprintf(&b, "%s rolled\n", name)
+			default:
+				fmt.Fprintf(&b, "%s same\n", name)
+			}
+		}
+	}
+	w.templates = now
+	return b.String()
+}
+
 // subject names a commit by its subject line.
 func (w *world) subject(sha string) string {
 	return fmt.Sprintf("%q", git(w.t, w.repo, "log", "-1", "--format=%s", sha))
@@ -280,6 +312,10 @@ func TestScenarios(t *testing.T) {
 					t.Fatal(err)
 				}
 				return ""
+			case "rolls":
+				// Which workloads' pod templates changed since the last
+				// rolls: the pods a commit rolls, and those it leaves.
+				return w.rolls(ctx)
 			case "key-files":
 				ents, err := os.ReadDir(filepath.Join(w.cluster.DataDir, "secrets"))
 				if err != nil {
