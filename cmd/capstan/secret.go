@@ -205,6 +205,10 @@ func parsePlain(b []byte) (map[string]string, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return map[string]string{}, nil
 	}
+	if _, err := secrets.Parse(b); err == nil {
+		// Its capstan: section is not a value to quote.
+		return nil, errors.New("already encrypted (it has a capstan: section): change its values with capstan secret edit, add a recipient with capstan secret edit -r age1..., read it with capstan secret decrypt")
+	}
 	var raw map[string]any
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&raw); err != nil {

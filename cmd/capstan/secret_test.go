@@ -126,6 +126,20 @@ func line(text, prefix string) string {
 	return ""
 }
 
+// encryptedForTest is a secret file encrypted for a new key.
+func encryptedForTest(t *testing.T) string {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := secrets.Encrypt(map[string]string{"password": "hunter2"}, []string{id.Recipient().String()}, secrets.EncryptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func TestParsePlain(t *testing.T) {
 	tests := []struct {
 		name, in string
@@ -141,6 +155,7 @@ func TestParsePlain(t *testing.T) {
 		{"bad second document", "a: b\n---\n[\n", nil, "after the first YAML document: yaml: line 3"},
 		{"number", "port: 5432\n", nil, `key "port": the value must be a string (quote it)`},
 		{"list", "- a\n", nil, "not a YAML map"},
+		{"encrypted", encryptedForTest(t), nil, "already encrypted (it has a capstan: section): change its values with capstan secret edit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
