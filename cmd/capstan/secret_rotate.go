@@ -33,8 +33,9 @@ maybe the top's) and commits these files only: what else is staged stays
 staged. The old key stays
 in DATA_DIR/secrets/cluster.agekey, after the new one, so that commits
 made before the rotation still decrypt; remove its line once the rotation
-commit is synced and pushed. Nothing is written when a file cannot be
-decrypted with the cluster key.`,
+commit is pushed and synced (a rollback or revert past the rotation is
+then refused by sync for the apps whose secrets it restores). Nothing is
+written when a file cannot be decrypted with the cluster key.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			old, err := readClusterIdentities(dataDir)
@@ -123,7 +124,7 @@ decrypted with the cluster key.`,
 					return fmt.Errorf("git %s: %w\n%s", strings.Join(args[2:], " "), err, b)
 				}
 			}
-			fmt.Fprintln(w, "committed; push it, then remove the old key's line from "+keyPath)
+			fmt.Fprintln(w, "committed; push it, and once the server has synced it remove the older keys' lines (every key line after the first) from "+keyPath+": commits before the rotation then no longer decrypt, so keep them while you may roll back past it")
 			return nil
 		},
 	}
