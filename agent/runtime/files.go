@@ -99,15 +99,23 @@ func writeFileMode(path string, b []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// mountSecretFS mounts a small tmpfs at dir unless one is there.
+// mountSecretFS mounts a small tmpfs at dir unless one is there, for
+// root only: the containers see its files through bind mounts, which
+// check only the file's own mode, while a user of the node would read
+// them by name (the mount is listed in /proc/self/mountinfo, the files
+// are named by index).
 func mountSecretFS(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("secret files: %w", err)
 	}
 	if isTmpfs(dir) {
+		// Made 0711 by an agent before this one.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("secret files: %w", err)
+		}
 		return nil
 	}
-	opts := "mode=0711,size=" + strconv.Itoa(secretFSSize)
+	opts := "mode=0700,size=" + strconv.Itoa(secretFSSize)
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 		return fmt.Errorf("secret files: mount tmpfs at %s: %w", dir, err)
 	}
