@@ -155,12 +155,13 @@ func Parse(data []byte) (*File, error) {
 		return nil, errAt(root, ErrFormat, "no capstan: section: the file is not encrypted; encrypt it with capstan secret encrypt")
 	}
 	if err := f.parseMeta(meta); err != nil {
+		err.Msg += ": " + damagedFix
 		return nil, err
 	}
 	return f, nil
 }
 
-func (f *File) parseMeta(m *yaml.Node) error {
+func (f *File) parseMeta(m *yaml.Node) *Error {
 	if m.Kind != yaml.MappingNode {
 		return errAt(m, ErrFormat, "capstan: must be a map (version, recipients, key, mac)")
 	}
@@ -242,11 +243,11 @@ func (f *File) dataKey(ids []age.Identity) ([]byte, error) {
 		if errors.As(err, &nm) {
 			return nil, fmt.Errorf("the data key is %w (recipients: %s): encrypt the file for this key's recipient (capstan secret recipient) with capstan secret encrypt or rotate", ErrNoIdentity, strings.Join(f.Recipients, ", "))
 		}
-		return nil, fmt.Errorf("%w: capstan.key: %w", ErrFormat, err)
+		return nil, fmt.Errorf("%w: capstan.key: %w: %s", ErrFormat, err, damagedFix)
 	}
 	dk, err := io.ReadAll(io.LimitReader(r, 64))
 	if err != nil || len(dk) != 32 {
-		return nil, fmt.Errorf("%w: capstan.key does not hold a 32-byte data key", ErrFormat)
+		return nil, fmt.Errorf("%w: capstan.key does not hold a 32-byte data key: %s", ErrFormat, damagedFix)
 	}
 	return dk, nil
 }
@@ -275,6 +276,10 @@ func (f *File) open(dk []byte) (map[string]string, error) {
 // command opens it (that is the point of the checks), so the way back is
 // its last good version in git.
 const tamperedFix = "restore the file's last good version from git (git checkout COMMIT -- FILE; after a merge, one side: git checkout --theirs FILE) and make the other changes again with capstan secret edit"
+
+// damagedFix ends the errors of a file whose capstan: section is not
+// what capstan secret wrote.
+const damagedFix = "the file was cut short or changed by hand: " + tamperedFix
 
 func gcm(key []byte) (cipher.AEAD, error) {
 	b, err := aes.NewCipher(key)

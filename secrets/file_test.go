@@ -133,7 +133,7 @@ func TestParseErrors(t *testing.T) {
 		{"version", "capstan:\n  version: 2\n", "this Capstan reads version 1"},
 		{"recipient", "capstan:\n  recipients: [bob]\n", `"bob" is not an age recipient`},
 		{"key not armored", "capstan:\n  key: x\n", "capstan.key must be an armored age file"},
-		{"missing mac", "capstan: {version: 1}\n", "capstan.key is missing"},
+		{"missing mac", "capstan: {version: 1}\n", "capstan.key is missing: the file was cut short or changed by hand: restore the file's last good version from git"},
 		{"unknown meta", "capstan: {foo: 1}\n", "capstan.foo: unknown field"},
 		{"nested value", "a: {b: c}\ncapstan: {}\n", `1:4: key "a": want an encrypted value`},
 	}
@@ -252,5 +252,37 @@ func TestLoadMakesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, StoreKeyFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Load made %s: %v", StoreKeyFile, err)
+	}
+}
+
+// A file cut short (a copy or an upload interrupted) or whose capstan:
+// section was edited is refused saying so and how to get it back, at
+// whatever point it was cut.
+func TestTruncatedFileSaysRestore(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Encrypt(map[string]string{"password": "hunter2", "token": "t"}, []string{id.Recipient().String()}, EncryptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := bytes.Index(b, []byte("capstan:"))
+	for n := meta + len("capstan:\n"); n < len(b); n += 7 {
+		cut := b[:n]
+		_, err := Parse(cut)
+		if err == nil {
+			f, _ := Parse(cut)
+			_, err = f.Decrypt(id)
+		}
+		if err == nil {
+			continue // cut inside the last line's trailing bytes
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("cut at %d: the error holds the value: %v", n, err)
+		}
+		if !strings.Contains(err.Error(), "restore the file's last good version from git") && !strings.Contains(err.Error(), "not YAML") {
+			t.Errorf("cut at %d of %d: %v; want the way to restore the file", n, len(b), err)
+		}
 	}
 }
