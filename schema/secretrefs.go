@@ -145,7 +145,7 @@ func openSecret(fsys fs.FS, app string, s *api.AppSecret, opts ResolveOptions, p
 	}
 	var ck secretCacheKey
 	if opts.Cache != nil && keys != nil {
-		ck = secretCacheKey{app: app, name: s.Name, recipient: keys.Recipient(), sum: sha256.Sum256([]byte(text))}
+		ck = secretCacheKey{app: app, name: s.Name, recipients: strings.Join(keys.Recipients(), " "), sum: sha256.Sum256([]byte(text))}
 		if spec, ok := opts.Cache.get(ck); ok {
 			spec.From = s.Spec.From
 			s.Spec = spec
@@ -214,7 +214,7 @@ func prefixColon(err error) error {
 	return fmt.Errorf(" %w", err)
 }
 
-// SecretCache keeps, by app, secret, cluster key and file content, what
+// SecretCache keeps, by app, secret, cluster keys and file content, what
 // opening a secret file gave: versions and sealed values, never a value.
 // Safe for concurrent use.
 type SecretCache struct {
@@ -223,8 +223,12 @@ type SecretCache struct {
 }
 
 type secretCacheKey struct {
-	app, name, recipient string
-	sum                  [32]byte
+	app, name string
+	// recipients are those of every key of the ring: a file the ring
+	// no longer opens (an old key's line removed after a rotation) is
+	// not served from the cache.
+	recipients string
+	sum        [32]byte
 }
 
 // maxSecretCache bounds the entries of a SecretCache: past it the cache

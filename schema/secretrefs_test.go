@@ -6,6 +6,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"filippo.io/age"
+
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/secrets"
 )
@@ -179,5 +181,41 @@ func TestSecretsWithoutKeysWrongRecipient(t *testing.T) {
 	rotating := resolveWith(t, fsys, ResolveOptions{Recipients: []string{cluster.Recipient(), other.Recipient()}})
 	if !rotating.Valid() {
 		t.Fatalf("a file encrypted for the cluster's older key during a rotation: %v", errorStrings(rotating.Errors))
+	}
+}
+
+// Once the old key's line is removed from cluster.agekey after a
+// rotation, a file encrypted for that key alone is refused, though the
+// same file opened (and was cached) while the rotation was under way.
+func TestSecretCacheForgetsRemovedKeys(t *testing.T) {
+	store := make([]byte, 32)
+	oldID, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newID, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotating, err := secrets.NewKeyring(newID, []*age.X25519Identity{oldID}, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := secrets.NewKeyring(newID, nil, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := secrets.Encrypt(map[string]string{"password": "hunter2", "token": "t"}, []string{oldID.Recipient().String()}, secrets.EncryptOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := mapFS(map[string]string{"shop.cue": secretApp, "secrets/db.secret.yaml": string(b)})
+	cache := NewSecretCache()
+	if ar := resolveWith(t, fsys, ResolveOptions{Keys: rotating, RequireKeys: true, Cache: cache}); !ar.Valid() {
+		t.Fatalf("during the rotation: %v", errorStrings(ar.Errors))
+	}
+	ar := resolveWith(t, fsys, ResolveOptions{Keys: rotated, RequireKeys: true, Cache: cache})
+	if got := strings.Join(errorStrings(ar.Errors), "\n"); ar.Valid() || !strings.Contains(got, "not encrypted for the cluster's recipient "+newID.Recipient().String()) {
+		t.Fatalf("after the old key was removed: valid %v, errors %q; want the file refused", ar.Valid(), got)
 	}
 }
