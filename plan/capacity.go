@@ -140,7 +140,7 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 	var needs []need
 	var free []need // workloads whose live pods go
 	for _, a := range p.Apps {
-		if a.Status == AppRejected || a.Status == AppUnchanged {
+		if a.Status == AppRejected || a.Status == AppUnchanged || a.Status == AppNotOwned {
 			continue
 		}
 		bw, _ := desired(validApp(baseApps, a.Name))

@@ -64,13 +64,16 @@ type AppStatus string
 
 // App statuses. Rejected: head declares the app but it is invalid (or the
 // tree has errors that may hide it), so sync refuses it and the last good
-// revision keeps running.
+// revision keeps running. NotOwned: head no longer declares the app, but
+// another repository (or the API) owns it on the cluster, so sync leaves
+// it alone: it is not this repository's to remove.
 const (
 	AppAdded     AppStatus = "added"
 	AppRemoved   AppStatus = "removed"
 	AppChanged   AppStatus = "changed"
 	AppUnchanged AppStatus = "unchanged"
 	AppRejected  AppStatus = "rejected"
+	AppNotOwned  AppStatus = "not this repository's"
 )
 
 // Op is what happens to an object or a field.
@@ -182,7 +185,7 @@ func Compute(in Input) *Plan {
 		p.Apps = append(p.Apps, compareApp(name, b, inBase, h, inHead, repoErrs))
 	}
 	if in.Live != nil && in.Repo != "" {
-		refuseForeign(p, head, in.Live.Apps, in.Repo)
+		markForeign(p, head, in.Live.Apps, in.Repo)
 	}
 	if removed := p.Count(AppRemoved); removed > 0 {
 		// Sync counts the apps it has; base's are the closest the plan
@@ -203,10 +206,12 @@ func Compute(in Input) *Plan {
 	return p
 }
 
-// refuseForeign rejects the apps of head that another repository (or
-// the API) owns on the live cluster, naming the owner, as sync refuses
-// them: nothing of them changes, and they are errors of head.
-func refuseForeign(p *Plan, head map[string]schema.AppResult, live []*api.App, repo string) {
+// markForeign shows the apps that another repository (or the API) owns
+// on the live cluster as sync treats them, naming the owner: one head
+// declares is refused (nothing of it changes, and it is an error of
+// head); one head no longer declares is not removed, as sync prunes only
+// its own repository's apps.
+func markForeign(p *Plan, head map[string]schema.AppResult, live []*api.App, repo string) {
 	owners := map[string]string{}
 	for _, a := range live {
 		if a.Metadata.App == a.Metadata.Name {
@@ -216,18 +221,24 @@ func refuseForeign(p *Plan, head map[string]schema.AppResult, live []*api.App, r
 	added := false
 	for i := range p.Apps {
 		a := &p.Apps[i]
-		h, inHead := head[a.Name]
 		owner, live := owners[a.Name]
-		if !inHead || !live || owner == repo || a.Status == AppRejected {
+		if !live || owner == repo || a.Status == AppRejected {
+			continue
+		}
+		who := "repository " + owner
+		if owner == "" {
+			who = "the API"
+		}
+		h, inHead := head[a.Name]
+		if !inHead {
+			if a.Status == AppRemoved {
+				*a = App{Name: a.Name, Status: AppNotOwned, Note: "sync leaves it: " + who + " owns it"}
+			}
 			continue
 		}
 		se := api.SourceError{Message: gitsync.ForeignAppMessage(a.Name, owner, repo)}
 		if src := h.App.Metadata.Source; src != nil {
 			se.File, se.Line = src.Path, src.Line
-		}
-		who := "repository " + owner
-		if owner == "" {
-			who = "the API"
 		}
 		*a = App{Name: a.Name, Status: AppRejected, Errors: []api.SourceError{se}, Note: "sync refuses it: " + who + " owns it"}
 		p.Errors = append(p.Errors, se)

@@ -84,7 +84,7 @@ func (p *Plan) summary() []string {
 		parts = append(parts, "head is invalid ("+api.Plural(len(p.Errors), "error")+")")
 	}
 	var counts []string
-	for _, s := range []AppStatus{AppAdded, AppChanged, AppRemoved, AppRejected, AppUnchanged} {
+	for _, s := range []AppStatus{AppAdded, AppChanged, AppRemoved, AppRejected, AppNotOwned, AppUnchanged} {
 		if n := p.Count(s); n > 0 {
 			counts = append(counts, fmt.Sprintf("%d %s", n, s))
 		}
@@ -280,6 +280,10 @@ func RenderMarkdown(p *Plan) string {
 		fmt.Fprintf(&b, "\n#### App %s: %s\n\n", code(a.Name), a.Status)
 		if a.Status == AppRejected {
 			b.WriteString(cell(upperFirst(a.Note)+"; "+api.Plural(len(a.Errors), "error")+" (see Errors).") + "\n")
+			continue
+		}
+		if a.Status == AppNotOwned {
+			b.WriteString(cell(upperFirst(a.Note)+".") + "\n")
 			continue
 		}
 		if a.Note != "" {
