@@ -43,15 +43,28 @@ type JobSpec struct {
 type JobStatus struct {
 	// Active, Succeeded and Failed count the run's pods that run, that
 	// succeeded and that failed; Failed also counts container restarts of
-	// pods under restart policy OnFailure.
-	Active         int32     `json:"active"`
-	Succeeded      int32     `json:"succeeded"`
-	Failed         int32     `json:"failed"`
+	// pods under restart policy OnFailure, and Deleted.
+	Active    int32 `json:"active"`
+	Succeeded int32 `json:"succeeded"`
+	Failed    int32 `json:"failed"`
+	// Deleted counts the pods deleted while they ran (evicted from a
+	// lost node, or deleted by hand), failures as in Kubernetes.
+	Deleted int32 `json:"deleted,omitempty"`
+	// Running is the pods last seen running, so that one that goes with
+	// no outcome is counted in Deleted once.
+	Running        []JobPod  `json:"running,omitempty"`
 	StartTime      time.Time `json:"startTime,omitzero"`
 	CompletionTime time.Time `json:"completionTime,omitzero"`
 	// Conditions: Complete or Failed (True once the run ended), with
 	// the reason of a failure (BackoffLimitExceeded, DeadlineExceeded).
 	Conditions []Condition `json:"conditions,omitempty"`
+}
+
+// JobPod names one pod of a run: a pod made again under the same name
+// has another UID.
+type JobPod struct {
+	Name string `json:"name"`
+	UID  string `json:"uid"`
 }
 
 // Job condition types and reasons.

@@ -23,8 +23,9 @@ const (
 
 // Event reasons.
 const (
-	ReasonCompleted = "Completed"
-	ReasonFailed    = "Failed"
+	ReasonCompleted  = "Completed"
+	ReasonFailed     = "Failed"
+	ReasonPodDeleted = "PodDeleted"
 )
 
 // Plan is what the controller must do for one Job.
@@ -42,22 +43,29 @@ type Plan struct {
 // counts is what the pods of a run say.
 type counts struct {
 	active, succeeded, failed []*api.Pod
-	restarts                  int32 // container restarts of OnFailure pods
-	lastFailure               time.Time
+	// deleted are the pods last seen running (j.Status.Running) that are
+	// now being deleted, or gone.
+	deleted     []api.JobPod
+	restarts    int32 // container restarts of OnFailure pods
+	lastFailure time.Time
 }
 
 func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 	var c counts
 	slices.SortFunc(pods, func(a, b *api.Pod) int { return podIndex(a) - podIndex(b) })
+	byUID := map[string]*api.Pod{}
 	for _, p := range pods {
+		byUID[p.Metadata.UID] = p
 		switch {
+		case api.Terminating(p):
+			// Being stopped: neither running for the run nor an outcome,
+			// whatever its phase says now (a pod killed on deletion
+			// fails); one seen running is counted below, once.
 		case p.Status.Phase == api.PodSucceeded:
 			c.succeeded = append(c.succeeded, p)
 		case p.Status.Phase == api.PodFailed:
 			c.failed = append(c.failed, p)
 			c.lastFailure = later(c.lastFailure, failedAt(p, now))
-		case api.Terminating(p):
-			// being stopped: neither running for the run nor an outcome
 		default:
 			c.active = append(c.active, p)
 		}
@@ -67,7 +75,21 @@ func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 			}
 		}
 	}
+	for _, r := range j.Status.Running {
+		if p, ok := byUID[r.UID]; !ok || api.Terminating(p) {
+			c.deleted = append(c.deleted, r)
+		}
+	}
 	return c
+}
+
+// running is the active pods, for JobStatus.Running.
+func (c counts) running() []api.JobPod {
+	var out []api.JobPod
+	for _, p := range c.active {
+		out = append(out, api.JobPod{Name: p.Metadata.Name, UID: p.Metadata.UID})
+	}
+	return out
 }
 
 // Compute plans one reconcile of Job j given its pods (in any order) and
@@ -79,12 +101,13 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	st.Conditions = slices.Clone(st.Conditions)
 	st.Active = int32(len(c.active))
 	st.Succeeded = int32(len(c.succeeded))
-	st.Failed = int32(len(c.failed)) + c.restarts
 	if st.StartTime.IsZero() {
 		st.StartTime = now.UTC()
 	}
 	if _, done := api.JobFinished(j); done {
 		// A finished run stops what still runs and changes no more.
+		st.Failed = int32(len(c.failed)) + c.restarts + st.Deleted
+		st.Running = nil
 		plan.Delete = c.active
 		plan.Status = st
 		plan.StatusChanged = !api.EqualJSON(st, j.Status)
@@ -95,6 +118,20 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	backoff := int32(api.DefaultBackoffLimit)
 	if j.Spec.BackoffLimit != nil {
 		backoff = *j.Spec.BackoffLimit
+	}
+	// A pod deleted while it ran (evicted, or deleted by hand) is a
+	// failure, as in Kubernetes, and a new pod takes its place.
+	st.Deleted += int32(len(c.deleted))
+	st.Failed = int32(len(c.failed)) + c.restarts + st.Deleted
+	st.Running = c.running()
+	next := "a new pod takes its place"
+	if st.Failed > backoff {
+		next = "more than the backoff limit: the run fails"
+	}
+	for _, d := range c.deleted {
+		plan.Events = append(plan.Events, reconcile.Event{Object: api.RefOf(j), Type: api.EventWarning, Reason: ReasonPodDeleted,
+			Message: fmt.Sprintf("job %s: pod %s was deleted while it ran (evicted, or deleted by hand): counted as a failure, %d with the backoff limit at %d; %s",
+				j.Metadata.Name, d.Name, st.Failed, backoff, next)})
 	}
 	var outcome, reason, msg string
 	switch {
@@ -112,6 +149,7 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 		api.SetCondition(&st.Conditions, api.Condition{Type: outcome, Status: api.ConditionTrue,
 			Reason: reason, Message: msg, LastTransitionTime: now.UTC()})
 		st.CompletionTime = now.UTC()
+		st.Running = nil
 		plan.Delete = c.active
 		typ, ev := api.EventNormal, ReasonCompleted
 		if outcome == api.JobFailed {

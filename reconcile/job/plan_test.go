@@ -254,3 +254,66 @@ func TestComputeRunsToCompletion(t *testing.T) {
 	}
 	t.Fatalf("not complete after 20 steps: %+v", j.Status)
 }
+
+// TestComputeCountsDeletedPods: a pod deleted while it runs (evicted from
+// a lost node and gone at once, or deleted by hand and still stopping,
+// its phase Failed from the kill) is a failure, counted once, with an
+// event naming it; a new pod takes its place, and one deletion more than
+// the backoff limit fails the run.
+func TestComputeCountsDeletedPods(t *testing.T) {
+	j := testJob(1, 1, 1, api.RestartNever)
+	j.Status.StartTime = t0
+	step := func(pods ...*api.Pod) Plan {
+		t.Helper()
+		plan := Compute(j, pods, t0)
+		j.Status = plan.Status
+		return plan
+	}
+	running := func(n int, uid string) *api.Pod {
+		p := pod(j, n, api.PodRunning, -1, t0, 0)
+		p.Metadata.UID = uid
+		return p
+	}
+	deletedEvent := func(plan Plan, want string) {
+		t.Helper()
+		var got []string
+		for _, e := range plan.Events {
+			if e.Reason == ReasonPodDeleted {
+				got = append(got, e.Message)
+			}
+		}
+		if want == "" && len(got) > 0 || want != "" && (len(got) != 1 || !strings.Contains(got[0], want)) {
+			t.Fatalf("PodDeleted events %q, want one with %q", got, want)
+		}
+	}
+
+	p0 := running(0, "uid-0")
+	step(p0)
+	if plan := step(p0); j.Status.Failed != 0 || len(plan.Create) != 0 {
+		t.Fatalf("running: failed %d, create %s", j.Status.Failed, names(plan.Create))
+	}
+	// Evicted: the pod is gone at once (a forced delete).
+	plan := step()
+	if j.Status.Failed != 1 || j.Status.Deleted != 1 || outcome(j.Status) != "running" || names(plan.Create) != "batch-1-0" {
+		t.Fatalf("after pod gone: %+v, create %s", j.Status, names(plan.Create))
+	}
+	deletedEvent(plan, "pod batch-1-0 was deleted while it ran (evicted, or deleted by hand): counted as a failure, 1 with the backoff limit at 1; a new pod takes its place")
+	// Looking again counts nothing more.
+	if plan := step(); j.Status.Failed != 1 || len(plan.Events) != 0 {
+		t.Fatalf("counted twice: %+v, events %+v", j.Status, plan.Events)
+	}
+
+	p1 := running(0, "uid-1")
+	step(p1)
+	// Deleted by hand: stopping, and its container killed.
+	p1 = pod(j, 0, api.PodFailed, 143, t0, 0)
+	p1.Metadata.UID, p1.Metadata.DeletionRequestedAt = "uid-1", &t0
+	plan = step(p1)
+	if j.Status.Failed != 2 || outcome(j.Status) != "Failed/BackoffLimitExceeded" {
+		t.Fatalf("after a second deletion: %+v", j.Status)
+	}
+	deletedEvent(plan, "2 with the backoff limit at 1; more than the backoff limit: the run fails")
+	if plan := step(); j.Status.Failed != 2 || len(plan.Events) != 0 {
+		t.Fatalf("finished run counted again: %+v, events %+v", j.Status, plan.Events)
+	}
+}
