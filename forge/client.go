@@ -66,6 +66,7 @@ type Client interface {
 	Comments(ctx context.Context, number int) ([]Comment, error)
 	CreateComment(ctx context.Context, number int, body string) (Comment, error)
 	EditComment(ctx context.Context, number int, id int64, body string) error
+	DeleteComment(ctx context.Context, number int, id int64) error
 	// SetStatus sets a commit status on sha.
 	SetStatus(ctx context.Context, sha string, s Status) error
 	// CommentLimit is the longest comment body the forge accepts, in

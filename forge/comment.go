@@ -27,12 +27,31 @@ func Marker(repo string) string { return "<!-- capstan:plan repo=" + repo + " --
 // content that a pull request wrote there).
 func FindOwn(comments []Comment, self, marker string) (Comment, bool) {
 	for _, c := range comments {
-		first, _, _ := strings.Cut(c.Body, "\n")
-		if c.Author == self && strings.TrimSpace(first) == marker {
+		if c.Author == self && marked(c, marker) {
 			return c, true
 		}
 	}
 	return Comment{}, false
+}
+
+// FindStale returns the comments by others than self whose first line is
+// the marker: plan comments the token's earlier user wrote before the
+// token was rotated to another user, or copies made to pass for the plan.
+// They are deleted once self's comment is up, never edited: an edit would
+// leave the plan in a comment its author can change.
+func FindStale(comments []Comment, self, marker string) []Comment {
+	var out []Comment
+	for _, c := range comments {
+		if c.Author != self && marked(c, marker) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func marked(c Comment, marker string) bool {
+	first, _, _ := strings.Cut(c.Body, "\n")
+	return strings.TrimSpace(first) == marker
 }
 
 // PlanStatus decides the plan check of a pull request's head: failure when

@@ -352,6 +352,40 @@ func TestPullRequestFlow(t *testing.T) {
 	}
 }
 
+// A token rotated to another user's, then a server that starts again (or
+// takes the lead): the plan comment the earlier user wrote gives way to
+// the new user's, so the pull request keeps one plan comment (a second
+// one was posted beside the first), and a human's comment quoting the
+// marker is left alone.
+func TestPlanCommentAfterTokenRotation(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			fl := startFlow(t, kind, "secret-token")
+			f, bare := fl.forge, fl.bare
+			bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: containers: c: image: \"r/x:v2\"\n")
+			n := f.open("web-v2", "main", "web v2")
+			hook(t, fl.hookURL, kind, n, "opened", "d1", true)
+			eventually(t, "the plan comment", func() bool { return strings.Contains(fl.comment(n), "r/x:v1 -> :v2") })
+			f.humanComment(n, "alice", "see "+Marker("deploy"))
+
+			f.setSelf("capstan-bot-2")
+			fl.restart()
+			eventually(t, "one plan comment, the new user's", func() bool {
+				var plans []fakeComment
+				for _, c := range f.allComments(n) {
+					if strings.HasPrefix(c.body, Marker("deploy")) {
+						plans = append(plans, c)
+					}
+				}
+				return len(plans) == 1 && plans[0].author == "capstan-bot-2" && strings.Contains(plans[0].body, "r/x:v1 -> :v2")
+			})
+			if all := f.allComments(n); len(all) != 2 || all[0].author != "alice" {
+				t.Fatalf("comments %+v: want alice's and the plan", all)
+			}
+		})
+	}
+}
+
 // A token the forge refuses is recorded as a ForgeError event of the
 // repository (what `capstan history` shows), and nothing stops.
 func TestWrongTokenRecorded(t *testing.T) {

@@ -286,7 +286,9 @@ func (f *fakeForge) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if path == "/user" || path == "/api/v1/user" || path == "/api/v4/user" {
 		u := f.fixture("user")
+		f.mu.Lock()
 		u["login"], u["username"] = f.self, f.self
+		f.mu.Unlock()
 		f.reply(w, http.StatusOK, u)
 		return
 	}
@@ -451,8 +453,16 @@ func (f *fakeForge) serveComments(w http.ResponseWriter, r *http.Request, n int)
 	f.reply(w, http.StatusCreated, f.renderComment(f.addComment(n, readBody(r))))
 }
 
-// serveEditComment sets comment id's body.
+// serveEditComment sets comment id's body, or deletes it.
 func (f *fakeForge) serveEditComment(w http.ResponseWriter, r *http.Request, id int) {
+	if r.Method == http.MethodDelete {
+		if !f.deleteComment(int64(id)) {
+			f.reply(w, http.StatusNotFound, f.fixture("error_404"))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	c := f.setComment(int64(id), readBody(r))
 	if c == nil {
 		f.reply(w, http.StatusNotFound, f.fixture("error_404"))
@@ -510,6 +520,27 @@ func (f *fakeForge) setComment(id int64, body string) *fakeComment {
 		}
 	}
 	return nil
+}
+
+func (f *fakeForge) deleteComment(id int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for n, cs := range f.comments {
+		for i, c := range cs {
+			if c.id == id {
+				f.comments[n] = append(cs[:i:i], cs[i+1:]...)
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// setSelf makes the token another user's, as a token rotated to one.
+func (f *fakeForge) setSelf(login string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.self = login
 }
 
 func (f *fakeForge) addStatus(sha string, s Status) {

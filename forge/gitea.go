@@ -169,6 +169,16 @@ func (g *giteaClient) EditComment(ctx context.Context, number int, id int64, bod
 	})
 }
 
+func (g *giteaClient) DeleteComment(ctx context.Context, number int, id int64) error {
+	return g.call(ctx, func() error {
+		resp, err := g.c.DeleteIssueComment(g.owner, g.repo, id)
+		if err != nil {
+			return g.fail(fmt.Sprintf("delete comment %d of #%d", id, number), resp, err)
+		}
+		return nil
+	})
+}
+
 func (g *giteaClient) SetStatus(ctx context.Context, sha string, s Status) error {
 	return g.call(idempotent(ctx), func() error {
 		_, resp, err := g.c.CreateStatus(g.owner, g.repo, sha, gitea.CreateStatusOption{State: gitea.StatusState(s.State),

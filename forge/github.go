@@ -143,6 +143,14 @@ func (g *gitHub) EditComment(ctx context.Context, number int, id int64, body str
 	return nil
 }
 
+func (g *gitHub) DeleteComment(ctx context.Context, number int, id int64) error {
+	resp, err := g.c.Issues.DeleteComment(ctx, g.owner, g.repo, id)
+	if err != nil {
+		return g.fail(fmt.Sprintf("delete comment %d of #%d", id, number), resp, err)
+	}
+	return nil
+}
+
 func (g *gitHub) SetStatus(ctx context.Context, sha string, s Status) error {
 	st := github.RepoStatus{State: github.Ptr(string(s.State)), Context: &s.Context, Description: github.Ptr(clipDescription(s.Description))}
 	if s.TargetURL != "" {

@@ -129,6 +129,14 @@ func (g *gitLab) EditComment(ctx context.Context, number int, id int64, body str
 	return nil
 }
 
+func (g *gitLab) DeleteComment(ctx context.Context, number int, id int64) error {
+	resp, err := g.c.Notes.DeleteMergeRequestNote(g.project, int64(number), id, gitlab.WithContext(ctx))
+	if err != nil {
+		return g.fail(fmt.Sprintf("delete note %d of !%d", id, number), resp, err)
+	}
+	return nil
+}
+
 func (g *gitLab) SetStatus(ctx context.Context, sha string, s Status) error {
 	state := gitlab.BuildStateValue(s.State)
 	if s.State == StateFailure || s.State == StateError {

@@ -85,6 +85,16 @@ func TestFindOwn(t *testing.T) {
 	}
 }
 
+func TestFindStale(t *testing.T) {
+	m := Marker("deploy")
+	cs := []Comment{{ID: 1, Author: "alice", Body: "quote " + m}, {ID: 2, Author: "old-bot", Body: m + "\nplan"},
+		{ID: 3, Author: "bot", Body: m + "\nplan"}, {ID: 4, Author: "old-bot", Body: Marker("other") + "\nplan"}}
+	got := FindStale(cs, "bot", m)
+	if len(got) != 1 || got[0].ID != 2 {
+		t.Fatalf("FindStale = %+v; want comment 2 only (not a quote, not ours, not another repository's)", got)
+	}
+}
+
 func TestPlanStatus(t *testing.T) {
 	valid := &plan.Plan{Apps: []plan.App{{Name: "x", Status: plan.AppChanged}}, Capacity: &plan.Capacity{Workloads: []plan.Placement{{Pods: 2, Fit: 2}}}}
 	invalid := &plan.Plan{Errors: []api.SourceError{{File: "a.cue", Line: 1, Message: "bad"}}, Apps: []plan.App{{Name: "x", Status: plan.AppRejected}}}

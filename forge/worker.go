@@ -74,7 +74,6 @@ type worker struct {
 
 	// Owned by run.
 	prs     map[int]*prState
-	self    string
 	failing bool
 }
 
@@ -436,36 +435,46 @@ func (w *worker) publish(ctx context.Context, st *prState, live *plan.Live, only
 }
 
 // upsertComment edits the pull request's plan comment, finding it by its
-// marker among the token user's comments, or posts it.
+// marker among the token user's comments, or posts it. The token's user
+// is asked each time the comment is looked for, not once: a token rotated
+// in its file may be another user's. Then the plan comment of the earlier
+// user is deleted once the new user's is up, so that the pull request
+// keeps one plan comment.
 func (w *worker) upsertComment(ctx context.Context, st *prState, body string) error {
 	n := st.pr.Number
-	if st.commentID == 0 {
-		if w.self == "" {
-			self, err := w.fc.Self(ctx)
-			if err != nil {
-				return err
-			}
-			w.self = self
+	var stale []Comment
+	searched := st.commentID == 0
+	if searched {
+		self, err := w.fc.Self(ctx)
+		if err != nil {
+			return err
 		}
 		comments, err := w.fc.Comments(ctx, n)
 		if err != nil {
 			return err
 		}
-		if c, ok := FindOwn(comments, w.self, Marker(w.cfg.Name)); ok {
+		marker := Marker(w.cfg.Name)
+		stale = FindStale(comments, self, marker)
+		if c, ok := FindOwn(comments, self, marker); ok {
 			st.commentID = c.ID
 			if c.Body == body {
 				st.body = body
-				return nil
+				return w.deleteStale(ctx, n, stale)
 			}
 		}
 	}
 	if st.commentID != 0 {
 		err := w.fc.EditComment(ctx, n, st.commentID, body)
-		if err == nil {
+		switch {
+		case err == nil:
 			st.body = body
-			return nil
-		}
-		if !errors.Is(err, ErrNotFound) {
+			return w.deleteStale(ctx, n, stale)
+		case errors.Is(err, ErrUnauthorized) && !searched:
+			// Maybe the token's earlier user's comment, which this
+			// user may not edit: look again, as the token's user now.
+			st.commentID = 0
+			return w.upsertComment(ctx, st, body)
+		case !errors.Is(err, ErrNotFound):
 			return err
 		}
 		// Deleted by a human: post it again.
@@ -475,6 +484,20 @@ func (w *worker) upsertComment(ctx context.Context, st *prState, body string) er
 		return err
 	}
 	st.commentID, st.body = c.ID, body
+	return w.deleteStale(ctx, n, stale)
+}
+
+// deleteStale deletes the plan comments of the token's earlier users,
+// once the plan comment is up. A forge that refuses (the new user may
+// not delete others' comments) leaves them, with a log line that says
+// what to do: the plan comment is up to date all the same.
+func (w *worker) deleteStale(ctx context.Context, n int, stale []Comment) error {
+	for _, c := range stale {
+		if err := w.fc.DeleteComment(ctx, n, c.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			w.c.log.Warn("an older plan comment by another user (the token's user before a rotation?) is left on the pull request: delete it by hand",
+				"repo", w.cfg.Name, "pr", n, "comment", c.ID, "author", c.Author, "err", err)
+		}
+	}
 	return nil
 }
 
