@@ -45,6 +45,12 @@ type Options struct {
 	// ClusterDebounce is how long the cluster must be quiet before the
 	// open pull requests are re-planned against it. Default 2s.
 	ClusterDebounce time.Duration
+	// DeployRetry is the wait before a deploy status the forge refused
+	// (a 5xx, a network error, after the transport's own retries) is
+	// posted again, doubled after each failure up to DeployRetryMax,
+	// until it lands or a newer state of the commit replaces it.
+	// Defaults 10s and 5m.
+	DeployRetry, DeployRetryMax time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger; default discards.
@@ -78,6 +84,12 @@ func New(o Options) (*Component, error) {
 	}
 	if o.ClusterDebounce <= 0 {
 		o.ClusterDebounce = 2 * time.Second
+	}
+	if o.DeployRetry <= 0 {
+		o.DeployRetry = 10 * time.Second
+	}
+	if o.DeployRetryMax < o.DeployRetry {
+		o.DeployRetryMax = max(5*time.Minute, o.DeployRetry)
 	}
 	if o.Client.Retry.Now == nil {
 		o.Client.Retry.Now = o.Now

@@ -144,11 +144,15 @@ func TestDeployStatuses(t *testing.T) {
 
 // startDeploys runs a component following the deploy statuses of
 // repository "deploy" on f; stop ends it (also at the test's end).
-func startDeploys(t *testing.T, c *client.Client, f *fakeForge, bare *bareRepo) (comp *Component, stop func()) {
+func startDeploys(t *testing.T, c *client.Client, f *fakeForge, bare *bareRepo, tweaks ...func(*Options)) (comp *Component, stop func()) {
 	t.Helper()
 	rc := gitsync.RepoConfig{Name: "deploy", URL: bare.dir, Branch: "main",
 		Forge: &gitsync.ForgeConfig{Type: f.kind, APIURL: f.apiURL(), Project: "org/deploy", Token: f.token, Events: []string{gitsync.ForgeEventDeploys}, PollInterval: time.Hour}}
-	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{rc}, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	o := Options{API: c, Repos: []gitsync.RepoConfig{rc}, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}
+	for _, tw := range tweaks {
+		tw(&o)
+	}
+	comp, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +217,53 @@ func deployRecordOf(t *testing.T, c *client.Client, key api.Key) (deployRecord, 
 // with no second pending and, on GitHub, no second deployment. A
 // deployment made just before a stop, whose ID never reached the record,
 // is found again on the forge rather than made twice.
+// TestDeployStatusRetried: a deploy status the forge refuses (502, after
+// the transport's own tries) is posted again on a timer, with a
+// ForgeError event that says what failed and when it is tried again,
+// though nothing changes on the cluster any more (it waited for the next
+// change, which may never come).
+func TestDeployStatusRetried(t *testing.T) {
+	bare := newBareRepo(t)
+	f := newFakeForge(t, "github", bare.dir)
+	c := apiservertest.Start(t, apiservertest.Options{}).Client
+	ctx := context.Background()
+	comp, _ := startDeploys(t, c, f, bare, func(o *Options) {
+		o.Client.Retry.Attempts = 1
+		o.DeployRetry = 200 * time.Millisecond
+	})
+	a := createSynced(t, c, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
+	eventually(t, "the component's informers", func() bool { return comp.revisions != nil && comp.revisions.Revision() > 0 })
+	if _, err := c.Create(ctx, revision("x", commitA, api.SyncApplied, false)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pending on the synced commit", func() bool { s, ok := f.lastStatus(commitA, DeployContext); return ok && s.State == StatePending })
+	statuses := "POST /repos/org/deploy/statuses/" + commitA
+	before := f.callCount(statuses)
+	f.fail("POST", "/statuses/", 502, "error_502", nil)
+	f.fail("POST", "/statuses/", 502, "error_502", nil)
+	rollOut(t, c, a)
+	eventually(t, "success posted after two refusals", func() bool {
+		s, ok := f.lastStatus(commitA, DeployContext)
+		return ok && s.State == StateSuccess
+	})
+	if n := f.callCount(statuses) - before; n != 3 {
+		t.Errorf("%d posts of the status after pending, want 3 (two refused, one that landed)", n)
+	}
+	eventually(t, "a ForgeError event naming the failure and the retry", func() bool {
+		objs, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: "deploy"})
+		if err != nil {
+			return false
+		}
+		for _, o := range objs {
+			e := o.(*api.Event)
+			if e.Spec.Reason == ReasonForgeError && strings.Contains(e.Spec.Message, "502") && strings.Contains(e.Spec.Message, "posted again in") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func TestDeployStatusAcrossRestart(t *testing.T) {
 	for _, kind := range []string{"github", "gitlab", "gitea"} {
 		t.Run(kind, func(t *testing.T) {

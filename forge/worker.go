@@ -70,6 +70,10 @@ type worker struct {
 	deploys   bool
 	commits   []tracked
 	timer     *time.Timer
+	// retry posts the deploy statuses again after a failed deploy round;
+	// retryWait is its next wait (0: none failed since the last success).
+	retry     *time.Timer
+	retryWait time.Duration
 	wake      chan struct{}
 
 	// Owned by run.
@@ -167,10 +171,43 @@ func (w *worker) deploysChanged() {
 	}
 }
 
+// retryDeploys schedules the deploy round again when err says it failed
+// (the forge answered 5xx, or not at all), after a wait that doubles with
+// each failure, as Flux's notification controller retries an alert: a
+// status is otherwise posted again only on the next change of the
+// cluster. It returns err saying when the retry comes.
+func (w *worker) retryDeploys(err error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		w.retryWait = 0
+		return nil
+	}
+	o := w.c.opts
+	wait := o.DeployRetry
+	if w.retryWait > 0 {
+		wait = min(2*w.retryWait, o.DeployRetryMax)
+	}
+	w.retryWait = wait
+	if w.retry != nil {
+		w.retry.Stop()
+	}
+	w.retry = time.AfterFunc(wait, func() {
+		w.mu.Lock()
+		w.deploys = w.deploys || len(w.commits) > 0
+		w.mu.Unlock()
+		w.kick()
+	})
+	return fmt.Errorf("deploy status: %w (posted again in %s, or on the next change)", err, wait)
+}
+
 func (w *worker) close() {
 	w.mu.Lock()
 	if w.timer != nil {
 		w.timer.Stop()
+	}
+	if w.retry != nil {
+		w.retry.Stop()
 	}
 	w.mu.Unlock()
 	if w.ev != nil {
@@ -223,7 +260,7 @@ func (w *worker) round(ctx context.Context) {
 		}
 	}
 	if deploys {
-		errs = append(errs, w.deployRound(ctx))
+		errs = append(errs, w.retryDeploys(w.deployRound(ctx)))
 	}
 	if ctx.Err() != nil {
 		return
