@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -121,6 +122,88 @@ func needsGrowth(dir string, size int64) (bool, error) {
 	}
 	_, err = os.Stat(filepath.Join(dir, growMarker))
 	return st.Size() < size || err == nil, nil
+}
+
+// capacity returns the size of v's file system on disk, its image's
+// length; known is false when the image is not made yet, or a growth of
+// it was cut short (the file system is then smaller than its image).
+func (d *volumeDirs) capacity(v *api.PersistentVolume) (size int64, known bool, err error) {
+	dir := volumeDir{v.Metadata.App, v.Metadata.Name, v.Metadata.UID}.path(d.root)
+	st, err := os.Stat(filepath.Join(dir, "disk.img"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	} else if err != nil {
+		return 0, false, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, growMarker)); err == nil {
+		return 0, false, nil
+	}
+	return st.Size(), true, nil
+}
+
+// volumeStatus is v's status as its node reports it: the capacity of its
+// file system (when known, else the last one reported), and while that
+// is below spec.size the FileSystemResizePending condition saying why:
+// the growth failed (growErr), or waits for the volume's next mount, as
+// a Kubernetes PersistentVolumeClaim shows it. Pure: the caller observes
+// the disk and the mounts.
+func volumeStatus(v *api.PersistentVolume, size int64, known, mounted bool, growErr error, node string, now time.Time) api.VolumeStatus {
+	st := api.VolumeStatus{Capacity: v.Status.Capacity, Conditions: slices.Clone(v.Status.Conditions)}
+	if known {
+		st.Capacity = api.NewQuantity(size, api.BinarySI)
+	}
+	want := v.Spec.Size.Value()
+	if st.Capacity.IsZero() || st.Capacity.Value() >= want {
+		st.Conditions = slices.DeleteFunc(st.Conditions, func(c api.Condition) bool { return c.Type == api.VolumeResizePending })
+		if len(st.Conditions) == 0 {
+			st.Conditions = nil
+		}
+		return st
+	}
+	have, to := api.FormatBytes(st.Capacity.Value()), api.FormatBytes(want)
+	c := api.Condition{Type: api.VolumeResizePending, Status: api.ConditionTrue, LastTransitionTime: now.UTC()}
+	switch {
+	case growErr != nil:
+		c.Reason = api.ReasonResizeFailed
+		c.Message = fmt.Sprintf("growing from %s to %s on node %s failed; the volume keeps its size and its data, and is grown again on its next change or when next mounted: %v", have, to, node, growErr)
+	case !mounted:
+		c.Reason = api.ReasonVolumeNotMounted
+		c.Message = fmt.Sprintf("not mounted on node %s: it grows from %s to %s when replica %s next starts there", node, have, to, api.OrdinalPodName(v.Spec.Workload, int(v.Spec.Ordinal)))
+	default:
+		c.Reason = "Resizing"
+		c.Message = fmt.Sprintf("growing from %s to %s on node %s", have, to, node)
+	}
+	api.SetCondition(&st.Conditions, c)
+	return st
+}
+
+// reportVolume writes v's status (volumeStatus) when it changed, so that
+// `capstan get volumes` shows the capacity beside the size asked for.
+// A failed write is logged; the next change of a volume or a pod writes
+// it again.
+func (a *Agent) reportVolume(ctx context.Context, v *api.PersistentVolume, growErr error) {
+	size, known, err := a.volDirs.capacity(v)
+	if err != nil {
+		a.log.Warn("volume capacity", "volume", v.Metadata.App+"/"+v.Metadata.Name, "err", err)
+		return
+	}
+	mounted := true
+	if (known && size < v.Spec.Size.Value()) || (!known && v.Status.Capacity.Value() < v.Spec.Size.Value()) {
+		dir := volumeDir{v.Metadata.App, v.Metadata.Name, v.Metadata.UID}.path(a.volDirs.root)
+		if mounted, err = isMountPoint(filepath.Join(dir, "mnt")); err != nil {
+			a.log.Warn("volume capacity", "volume", v.Metadata.App+"/"+v.Metadata.Name, "err", err)
+			return
+		}
+	}
+	st := volumeStatus(v, size, known, mounted, growErr, a.opts.NodeName, a.opts.Now())
+	if api.EqualJSON(st, v.Status) {
+		return
+	}
+	u := api.Clone(v)
+	u.Status = st
+	if _, err := a.opts.Client.UpdateStatus(ctx, u); err != nil && !client.IsNotFound(err) {
+		a.log.Warn("report volume capacity; again on the next change", "volume", v.Metadata.App+"/"+v.Metadata.Name, "err", err)
+	}
 }
 
 // growMarker is left in a volume's directory while its image grows: a
@@ -334,6 +417,7 @@ func (a *Agent) growVolumes(ctx context.Context) {
 		ref := api.ObjectRef{Kind: api.KindVolume, App: v.Metadata.App, Name: v.Metadata.Name, UID: v.Metadata.UID}
 		size := api.FormatBytes(v.Spec.Size.Value())
 		grown, err := a.volDirs.grow(ctx, v)
+		a.reportVolume(ctx, v, err)
 		switch {
 		case err != nil:
 			a.log.Error("grow volume; retrying on its next change", "volume", v.Metadata.App+"/"+v.Metadata.Name, "err", err)
@@ -366,6 +450,7 @@ func (a *Agent) volumeMounts(ctx context.Context, pod *api.Pod) (map[string]stri
 		if err != nil {
 			return nil, fmt.Errorf("pod %s/%s: %w", pod.Metadata.App, pod.Metadata.Name, err)
 		}
+		a.reportVolume(ctx, pv, nil) // made, or grown as it was mounted
 		if out == nil {
 			out = map[string]string{}
 		}

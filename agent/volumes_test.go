@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,6 +22,56 @@ func pv(app, name, uid, node string) *api.PersistentVolume {
 	v.Metadata.App, v.Metadata.Name, v.Metadata.UID = app, name, uid
 	v.Spec.NodeName, v.Spec.Size = node, api.MustParseQuantity("16Mi")
 	return v
+}
+
+// The capacity a node reports for a volume, and why a growth is pending:
+// what `capstan get volumes` and `describe volume` show.
+func TestVolumeStatus(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	grown := func(size string) *api.PersistentVolume {
+		v := pv("shop", "db-0-data", "u0", "n1")
+		v.Spec.Workload, v.Spec.Size = "db", api.MustParseQuantity(size)
+		v.Status.Capacity = api.MustParseQuantity("16Mi")
+		return v
+	}
+	for _, tc := range []struct {
+		name     string
+		v        *api.PersistentVolume
+		size     int64
+		known    bool
+		mounted  bool
+		growErr  error
+		capacity string
+		reason   string // of FileSystemResizePending; "" none
+		msg      string
+	}{
+		{name: "not made yet", v: pv("shop", "db-0-data", "u0", "n1"), capacity: "0"},
+		{name: "made", v: pv("shop", "db-0-data", "u0", "n1"), size: 16 << 20, known: true, mounted: true, capacity: "16Mi"},
+		{name: "raised while unmounted", v: grown("48Mi"), size: 16 << 20, known: true, capacity: "16Mi",
+			reason: api.ReasonVolumeNotMounted, msg: "not mounted on node n1: it grows from 16Mi to 48Mi when replica db-0 next starts there"},
+		{name: "the growth in place failed", v: grown("48Mi"), known: false, mounted: true, growErr: errors.New("resize2fs: permission denied"), capacity: "16Mi",
+			reason: api.ReasonResizeFailed, msg: "growing from 16Mi to 48Mi on node n1 failed; the volume keeps its size and its data, and is grown again on its next change or when next mounted: resize2fs: permission denied"},
+		{name: "grown", v: func() *api.PersistentVolume {
+			v := grown("48Mi")
+			v.Status.Conditions = []api.Condition{{Type: api.VolumeResizePending, Status: api.ConditionTrue, Reason: api.ReasonVolumeNotMounted}}
+			return v
+		}(), size: 48 << 20, known: true, mounted: true, capacity: "48Mi"},
+		{name: "a smaller size asked for later", v: grown("8Mi"), size: 16 << 20, known: true, mounted: true, capacity: "16Mi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := volumeStatus(tc.v, tc.size, tc.known, tc.mounted, tc.growErr, "n1", now)
+			if got := st.Capacity.String(); got != tc.capacity {
+				t.Errorf("capacity %s, want %s", got, tc.capacity)
+			}
+			c := api.FindCondition(st.Conditions, api.VolumeResizePending)
+			switch {
+			case tc.reason == "" && c != nil:
+				t.Errorf("condition %+v, want none", c)
+			case tc.reason != "" && (c == nil || c.Status != api.ConditionTrue || c.Reason != tc.reason || c.Message != tc.msg):
+				t.Errorf("condition %+v, want %s: %q", c, tc.reason, tc.msg)
+			}
+		})
+	}
 }
 
 func TestOrphanedVolumes(t *testing.T) {
@@ -162,7 +213,13 @@ func TestVolumeGrows(t *testing.T) {
 	if grown, err := d.grow(t.Context(), v); grown || err != nil {
 		t.Fatalf("grow while unmounted = %v, %v; want false, nil", grown, err)
 	}
+	if size, known, err := d.capacity(v); size != 16<<20 || !known || err != nil {
+		t.Fatalf("capacity while the growth waits for a mount = %d, %v, %v; want 16 MiB", size, known, err)
+	}
 	mnt = remount()
+	if size, known, err := d.capacity(v); size != 48<<20 || !known || err != nil {
+		t.Fatalf("capacity once mounted = %d, %v, %v; want 48 MiB", size, known, err)
+	}
 	if got := capacity(mnt); got < 40<<20 {
 		t.Fatalf("capacity %d bytes after mounting at 48Mi", got)
 	}

@@ -57,6 +57,15 @@ func authorize(role string, req request, podNode nodeLookup) error {
 			return nil
 		case req.kind == api.KindEvent && (req.verb == "create" || req.verb == "update") && req.subresource == "":
 			return nil
+		case req.kind == api.KindVolume && req.verb == "update" && req.subresource == "status":
+			on, err := podNode(req.key)
+			if err != nil {
+				return err
+			}
+			if on == node {
+				return nil
+			}
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not change volume %s: it is on %q", node, req.key, on))
 		case req.kind == api.KindPod && (req.verb == "update" && req.subresource == "status" || req.verb == "delete"):
 			bound, err := podNode(req.key)
 			if err != nil {
@@ -174,6 +183,13 @@ func nodeUpdateCheck(role string, in api.Object, statusOnly bool) func(api.Objec
 		return func(cur api.Object) error {
 			if bound := cur.(*api.Pod).Spec.NodeName; bound != node {
 				return fmt.Errorf("%s is now bound to %q, not to node %s: %w", api.KeyOf(cur), bound, node, store.ErrConflict)
+			}
+			return nil
+		}
+	case *api.PersistentVolume:
+		return func(cur api.Object) error {
+			if on := cur.(*api.PersistentVolume).Spec.NodeName; on != node {
+				return fmt.Errorf("%s is now on %q, not on node %s: %w", api.KeyOf(cur), on, node, store.ErrConflict)
 			}
 			return nil
 		}

@@ -313,3 +313,57 @@ func TestNodeWritesOnlyItsPod(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A node reports the capacity of the persistent volumes on it (their
+// status), and of no other: not another node's, nor their spec.
+func TestNodeVolumeStatus(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	n1 := c.Token(t, "node:n1")
+	vols := map[string]*api.PersistentVolume{}
+	for _, v := range []struct{ name, node string }{{"db-0-data", "n1"}, {"db-1-data", "n2"}} {
+		pv := api.KindVolume.New().(*api.PersistentVolume)
+		pv.Metadata = api.ObjectMeta{App: "shop", Name: v.name}
+		ordinal, _ := strconv.Atoi(v.name[3:4])
+		pv.Spec = api.VolumeSpec{Workload: "db", Volume: "data", Ordinal: int32(ordinal), Size: api.MustParseQuantity("2Gi"), Reclaim: api.ReclaimRetain, NodeName: v.node}
+		out, err := c.Client.Create(ctx, pv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vols[v.name] = out.(*api.PersistentVolume)
+	}
+	report := func(v *api.PersistentVolume) *api.PersistentVolume {
+		u := api.Clone(v)
+		u.Status.Capacity = api.MustParseQuantity("1Gi")
+		u.Status.Conditions = []api.Condition{{Type: api.VolumeResizePending, Status: api.ConditionTrue, Reason: api.ReasonVolumeNotMounted, Message: "m"}}
+		return u
+	}
+	if _, err := n1.UpdateStatus(ctx, report(vols["db-0-data"])); err != nil {
+		t.Fatalf("node reports its volume's capacity: %v", err)
+	}
+	got, err := c.Client.Get(ctx, api.KeyOf(vols["db-0-data"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got.(*api.PersistentVolume); v.Status.Capacity.Value() != 1<<30 || v.Spec.Size.Value() != 2<<30 {
+		t.Fatalf("stored %+v / %+v: want capacity 1Gi beside size 2Gi", v.Status, v.Spec)
+	}
+	if _, err := n1.UpdateStatus(ctx, report(vols["db-1-data"])); !client.IsForbidden(err) {
+		t.Fatalf("node reported another node's volume: %v, want 403", err)
+	}
+	spec := api.Clone(got.(*api.PersistentVolume))
+	spec.Spec.Size = api.MustParseQuantity("1Ti")
+	if _, err := n1.Update(ctx, spec); !client.IsForbidden(err) {
+		t.Fatalf("node changed its volume's spec: %v, want 403", err)
+	}
+	// An admin's spec update keeps the status.
+	spec = api.Clone(got.(*api.PersistentVolume))
+	spec.Spec.Size = api.MustParseQuantity("4Gi")
+	out, err := c.Client.Update(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := out.(*api.PersistentVolume); v.Status.Capacity.Value() != 1<<30 {
+		t.Fatalf("a spec update lost the status: %+v", v.Status)
+	}
+}

@@ -81,7 +81,9 @@ func CopyStatus(dst, src Object) {
 		d.Status = src.(*Service).Status
 	case *Job:
 		d.Status = src.(*Job).Status
-	case *Lease, *Endpoints, *Revision, *Event, *PersistentVolume, *Secret:
+	case *PersistentVolume:
+		d.Status = src.(*PersistentVolume).Status
+	case *Lease, *Endpoints, *Revision, *Event, *Secret:
 		// no status
 	default:
 		panic(fmt.Sprintf("api.CopyStatus: unknown kind %T", dst))

@@ -17,9 +17,30 @@ import (
 // the data once the object is gone.
 type PersistentVolume struct {
 	TypeMeta
-	Metadata ObjectMeta `json:"metadata"`
-	Spec     VolumeSpec `json:"spec"`
+	Metadata ObjectMeta   `json:"metadata"`
+	Spec     VolumeSpec   `json:"spec"`
+	Status   VolumeStatus `json:"status,omitzero"`
 }
+
+// VolumeStatus is what the volume's node reports of it, as a Kubernetes
+// PersistentVolumeClaim's status.capacity and conditions.
+type VolumeStatus struct {
+	// Capacity is the size of the file system the node holds now: zero
+	// until the node has made it; below spec.size while a growth is
+	// pending.
+	Capacity Quantity `json:"capacity,omitzero"`
+	// Conditions: FileSystemResizePending (True while the capacity is
+	// below spec.size, with the reason: NotMounted, ResizeFailed).
+	Conditions []Condition `json:"conditions,omitempty"`
+}
+
+// Volume condition types and reasons.
+const (
+	VolumeResizePending = "FileSystemResizePending"
+
+	ReasonVolumeNotMounted = "NotMounted"
+	ReasonResizeFailed     = "ResizeFailed"
+)
 
 // VolumeSpec says whose volume it is and where it lives.
 type VolumeSpec struct {
