@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/internal/testenv"
 )
 
@@ -260,5 +261,58 @@ func TestVolumeGrows(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, growMarker)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("grow marker left: %v", err)
+	}
+}
+
+// The agent reports a volume's capacity through the API with its node's
+// token: a growth that waits for the next mount shows as such, and the
+// growth done clears the condition.
+func TestReportVolume(t *testing.T) {
+	ctx := t.Context()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	a, err := New(Options{Client: c.Token(t, "node:n1"), NodeName: "n1", Address: "192.0.2.7", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := api.KindVolume.New().(*api.PersistentVolume)
+	v.Metadata = api.ObjectMeta{App: "shop", Name: "db-0-data"}
+	v.Spec = api.VolumeSpec{Workload: "db", Volume: "data", Size: api.MustParseQuantity("48Mi"), Reclaim: api.ReclaimRetain, NodeName: "n1"}
+	o, err := c.Client.Create(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = o.(*api.PersistentVolume)
+	// An image of 16 MiB on disk, made before the size was raised.
+	dir := volumeDir{"shop", "db-0-data", v.Metadata.UID}.path(a.volDirs.root)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() *api.PersistentVolume {
+		t.Helper()
+		o, err := c.Client.Get(ctx, api.KeyOf(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*api.PersistentVolume)
+	}
+	a.reportVolume(ctx, v, nil)
+	got := stored()
+	cond := api.FindCondition(got.Status.Conditions, api.VolumeResizePending)
+	if got.Status.Capacity.Value() != 16<<20 || cond == nil || cond.Reason != api.ReasonVolumeNotMounted {
+		t.Fatalf("status %+v: want capacity 16Mi and the growth waiting for a mount", got.Status)
+	}
+	if err := os.Truncate(img, 48<<20); err != nil {
+		t.Fatal(err)
+	}
+	a.reportVolume(ctx, got, nil)
+	if got = stored(); got.Status.Capacity.Value() != 48<<20 || len(got.Status.Conditions) != 0 {
+		t.Fatalf("status %+v: want capacity 48Mi, no condition", got.Status)
 	}
 }
