@@ -386,6 +386,22 @@ func TestPlanCommentAfterTokenRotation(t *testing.T) {
 	}
 }
 
+// A push whose plan has the same verdict as the last head's gets its own
+// capstan/plan status (it got none: the status was compared with the old
+// head's, so a required check waited forever on the new commit).
+func TestNewHeadSameVerdictGetsStatus(t *testing.T) {
+	fl := startFlow(t, "github", "secret-token")
+	f, bare := fl.forge, fl.bare
+	first := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: containers: c: image: \"r/x:v2\"\n")
+	n := f.open("web-v2", "main", "web v2")
+	hook(t, fl.hookURL, "github", n, "opened", "d1", true)
+	fl.waitStatus(first, StateSuccess, "a success status on the first head")
+	second := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: containers: c: image: \"r/x:v3\"\n")
+	f.syncHead(n)
+	hook(t, fl.hookURL, "github", n, "synchronize", "d2", true)
+	fl.waitStatus(second, StateSuccess, "a success status on the second head")
+}
+
 // A token the forge refuses is recorded as a ForgeError event of the
 // repository (what `capstan history` shows), and nothing stops.
 func TestWrongTokenRecorded(t *testing.T) {

@@ -341,7 +341,9 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 		st = &prState{}
 		w.prs[pr.Number] = st
 	}
-	st.pr = pr
+	// The status posted was on the old head: the new one has none yet,
+	// whatever its verdict.
+	st.pr, st.status = pr, Status{}
 	if err := w.prepare(ctx, st); err != nil {
 		// Try again on the next round.
 		st.pr.HeadSHA = ""
