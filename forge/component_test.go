@@ -402,6 +402,41 @@ func TestNewHeadSameVerdictGetsStatus(t *testing.T) {
 	fl.waitStatus(second, StateSuccess, "a success status on the second head")
 }
 
+// A token rotated, while the server runs, to another user's who may not
+// edit the earlier user's comments (a GitLab developer): the next plan
+// is posted as a new comment by the new user rather than failing on the
+// refused edit, and the old one, which the forge does not let it delete
+// either, is left with a warning.
+func TestPlanCommentEditRefusedAfterRotation(t *testing.T) {
+	for _, kind := range []string{"github", "gitlab"} {
+		t.Run(kind, func(t *testing.T) {
+			fl := startFlow(t, kind, "secret-token")
+			f, bare := fl.forge, fl.bare
+			bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: containers: c: image: \"r/x:v2\"\n")
+			n := f.open("web-v2", "main", "web v2")
+			hook(t, fl.hookURL, kind, n, "opened", "d1", true)
+			eventually(t, "the plan comment", func() bool { return strings.Contains(fl.comment(n), "r/x:v1 -> :v2") })
+
+			f.mu.Lock()
+			f.ownOnly = true
+			f.mu.Unlock()
+			f.setSelf("capstan-bot-2")
+			sha := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: containers: c: image: \"r/x:v3\"\n")
+			f.syncHead(n)
+			pushed := "synchronize"
+			if kind == "gitlab" {
+				pushed = "update"
+			}
+			hook(t, fl.hookURL, kind, n, pushed, "d2", true)
+			fl.waitStatus(sha, StateSuccess, "the new head planned")
+			eventually(t, "the new plan in the new user's comment", func() bool { return strings.Contains(fl.comment(n), "r/x:v1 -> :v3") })
+			if all := f.allComments(n); len(all) != 2 || all[0].author != "capstan-bot" || strings.Contains(all[0].body, ":v3") {
+				t.Fatalf("comments %+v: want the old one untouched beside the new user's", all)
+			}
+		})
+	}
+}
+
 // A token the forge refuses is recorded as a ForgeError event of the
 // repository (what `capstan history` shows), and nothing stops.
 func TestWrongTokenRecorded(t *testing.T) {

@@ -45,6 +45,9 @@ type fakeForge struct {
 	calls       map[string]int
 	// deployments are GitHub deployments: commit and statuses, by ID.
 	deployments []fakeDeployment
+	// ownOnly refuses (403) to edit or delete another user's comment, as
+	// GitLab does for a developer's token.
+	ownOnly bool
 }
 
 type fakeDeployment struct {
@@ -455,6 +458,10 @@ func (f *fakeForge) serveComments(w http.ResponseWriter, r *http.Request, n int)
 
 // serveEditComment sets comment id's body, or deletes it.
 func (f *fakeForge) serveEditComment(w http.ResponseWriter, r *http.Request, id int) {
+	if f.othersComment(int64(id)) {
+		f.reply(w, http.StatusForbidden, f.fixture("error_403_scope"))
+		return
+	}
 	if r.Method == http.MethodDelete {
 		if !f.deleteComment(int64(id)) {
 			f.reply(w, http.StatusNotFound, f.fixture("error_404"))
@@ -530,6 +537,20 @@ func (f *fakeForge) deleteComment(id int64) bool {
 			if c.id == id {
 				f.comments[n] = append(cs[:i:i], cs[i+1:]...)
 				return true
+			}
+		}
+	}
+	return false
+}
+
+// othersComment reports whether ownOnly refuses to touch comment id.
+func (f *fakeForge) othersComment(id int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, cs := range f.comments {
+		for _, c := range cs {
+			if c.id == id {
+				return f.ownOnly && c.author != f.self
 			}
 		}
 	}
