@@ -34,7 +34,8 @@ type nodeLookup func(k api.Key) (string, error)
 //
 // Viewers may read everything and read container logs; only admins exec.
 // Node roles may read everything but logs, write their own Node and Lease,
-// write the status of pods bound to them, delete pods bound to them, and
+// write the status of pods bound to them and of persistent volumes on
+// them, delete pods bound to them, and
 // create and update events (about what, authorizeEvent decides once the
 // body is read).
 func authorize(role string, req request, podNode nodeLookup) error {
@@ -57,7 +58,8 @@ func authorize(role string, req request, podNode nodeLookup) error {
 			return nil
 		case req.kind == api.KindEvent && (req.verb == "create" || req.verb == "update") && req.subresource == "":
 			return nil
-		case req.kind == api.KindVolume && req.verb == "update" && req.subresource == "status":
+		case req.kind == api.KindPod && (req.verb == "update" && req.subresource == "status" || req.verb == "delete"),
+			req.kind == api.KindVolume && req.verb == "update" && req.subresource == "status":
 			on, err := podNode(req.key)
 			if err != nil {
 				return err
@@ -65,16 +67,7 @@ func authorize(role string, req request, podNode nodeLookup) error {
 			if on == node {
 				return nil
 			}
-			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not change volume %s: it is on %q", node, req.key, on))
-		case req.kind == api.KindPod && (req.verb == "update" && req.subresource == "status" || req.verb == "delete"):
-			bound, err := podNode(req.key)
-			if err != nil {
-				return err
-			}
-			if bound == node {
-				return nil
-			}
-			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not change pod %s: it is bound to %q", node, req.key, bound))
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not change %s %s: it is on node %q", node, strings.ToLower(req.kind.Singular()), req.key, on))
 		}
 		return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not %s %s", node, req.verb, req.key))
 	}
