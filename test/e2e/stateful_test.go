@@ -124,6 +124,10 @@ func TestDataSurvives(t *testing.T) {
 	if err != nil || !strings.Contains(out, "kv-0-data") || !strings.Contains(out, h.Name) {
 		t.Fatalf("capstan get volumes after the app's deletion: %v\n%s", err, out)
 	}
+	// Its node reported the capacity it holds, shown beside the request.
+	if !strings.Contains(out, "CAPACITY") || strings.Contains(out, "<pending>") || strings.Contains(out, "(") {
+		t.Fatalf("capstan get volumes: want the capacity the node reports, no growth pending:\n%s", out)
+	}
 	repo.Commit("kv back", map[string]string{"kv.cue": kvApp(v2)})
 	pod = waitKV("v2", nil)
 	readBack("(d) after the app came back", pod)
