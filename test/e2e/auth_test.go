@@ -145,7 +145,7 @@ func testAuth(t *testing.T, c *Cluster, pods []*api.Pod) {
 		}
 		out, err := c.CLI(c.Hosts[0].ConfigPath(), "delete", "pod", other.Metadata.Name, "--app", EchoApp, "--force")
 		// The CLI shows the server's 403 message.
-		if err == nil || !strings.Contains(out, `bound to "h1"`) {
+		if err == nil || !strings.Contains(out, `on node "h1"`) {
 			t.Errorf("capstan delete with h0's credentials: %v\n%s\nwant a refusal naming the pod's node", err, out)
 		}
 		if _, err := c.Admin.Get(ctx, api.KeyOf(other)); err != nil {
