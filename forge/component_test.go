@@ -300,11 +300,7 @@ func TestPullRequestFlow(t *testing.T) {
 			// An invalid head: comment updated with file:line:col, failure.
 			bad := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: {\n\treplicas: \"three\"\n\tcontainers: c: image: \"r/x:v2\"\n}\n")
 			f.syncHead(n)
-			pushed := "synchronize"
-			if kind == "gitlab" {
-				pushed = "update"
-			}
-			hook(t, fl.hookURL, kind, n, pushed, "d3", true)
+			hook(t, fl.hookURL, kind, n, pushedAction(kind), "d3", true)
 			fl.waitStatus(bad, StateFailure, "a failure status on the invalid head")
 			eventually(t, "the comment naming the error", func() bool { return strings.Contains(fl.comment(n), "apps/x.cue:2:") })
 
@@ -314,7 +310,7 @@ func TestPullRequestFlow(t *testing.T) {
 			f.humanComment(n, "alice", "see "+Marker("deploy"))
 			good := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: {\n\treplicas: 2\n\tcontainers: c: image: \"r/x:v2\"\n}\n")
 			f.syncHead(n)
-			hook(t, fl.hookURL, kind, n, pushed, "d4", true)
+			hook(t, fl.hookURL, kind, n, pushedAction(kind), "d4", true)
 			fl.waitStatus(good, StateSuccess, "success after the fix")
 			eventually(t, "our comment updated in place", func() bool {
 				b := fl.comment(n)
@@ -423,11 +419,7 @@ func TestPlanCommentEditRefusedAfterRotation(t *testing.T) {
 			f.setSelf("capstan-bot-2")
 			sha := bare.branch(t, "web-v2", "apps/x.cue", "apps: x: pods: p: containers: c: image: \"r/x:v3\"\n")
 			f.syncHead(n)
-			pushed := "synchronize"
-			if kind == "gitlab" {
-				pushed = "update"
-			}
-			hook(t, fl.hookURL, kind, n, pushed, "d2", true)
+			hook(t, fl.hookURL, kind, n, pushedAction(kind), "d2", true)
 			fl.waitStatus(sha, StateSuccess, "the new head planned")
 			eventually(t, "the new plan in the new user's comment", func() bool { return strings.Contains(fl.comment(n), "r/x:v1 -> :v3") })
 			if all := f.allComments(n); len(all) != 2 || all[0].author != "capstan-bot" || strings.Contains(all[0].body, ":v3") {
@@ -509,4 +501,13 @@ func TestPullRequestForeignApp(t *testing.T) {
 	}
 	fl.waitStatus(sha, StateSuccess, "success once the other repository let the app go")
 	eventually(t, "blog added on the comment", func() bool { return strings.Contains(fl.comment(n), "#### App `blog`: added") })
+}
+
+// pushedAction is the pull-request webhook's action for a new head on
+// kind's forge.
+func pushedAction(kind string) string {
+	if kind == "gitlab" {
+		return "update"
+	}
+	return "synchronize"
 }
