@@ -7,9 +7,11 @@ LDFLAGS   := -s -w -X github.com/capstanhq/capstan/version.Version=$(VERSION)
 # Debian packages the end-to-end tests and `capstan up` need (curl: the
 # journeys of cmd/capstan; gpg: the OpenPGP interop tests of gitsync; etcd
 # and dnsperf: the anchors of the side-by-side benchmarks in bench/; kmod:
-# modprobe, for the br_netfilter module the service proxy loads). Go (the
+# modprobe, for the br_netfilter module the service proxy loads; age:
+# age-keygen, which docs/secrets.md and docs/ha.md use to make a team's own
+# key). Go (the
 # version go.mod names) and make come first, from go.dev.
-APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf curl gpg gpg-agent kmod
+APT_PKGS  := containerd runc containernetworking-plugins nftables git iproute2 openssh-client e2fsprogs etcd-server etcd-client dnsperf curl gpg gpg-agent kmod age
 TEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: all build test unit bench anchors lint deps fuzz clean mutate
