@@ -71,7 +71,7 @@ fi
 # startserver I: capstan server I on PORT+I with data in $work/dataI.
 startserver() {
 	"$BIN" server --data-dir "$work/data$1" --listen "127.0.0.1:$((PORT + $1))" --pod-cidr 10.128.0.0/10 \
-		--repo "$work/repo" $storeflags --leader-id "server-$1" > "$work/server$1.log" 2>&1 &
+		--repo "$work/repo" $storeflags ${storeflags:+--leader-id "server-$1"} > "$work/server$1.log" 2>&1 &
 	pids="$pids $!"
 	servers="${servers:-} $!"
 }
