@@ -13,12 +13,45 @@ type Index struct {
 	bucketsOf func(api.Object) []string
 
 	mu      sync.RWMutex
-	buckets map[string]map[string]api.Object // bucket -> full key (kinds may mix) -> object
+	buckets map[string]map[api.Key]api.Object // bucket -> key (kinds may mix) -> object
+}
+
+// Indexer names a way of filing objects into buckets, so that
+// controllers filing a kind the same way share one index (Manager.Index).
+type Indexer struct {
+	// Name tells indexers of one kind apart; equal names must file alike.
+	Name string
+	// BucketsOf returns the buckets an object is filed under.
+	BucketsOf func(api.Object) []string
+}
+
+// indexKey names a shared index: its kind and its indexer's name.
+type indexKey struct {
+	kind api.Kind
+	name string
+}
+
+// ByApp files objects under their app.
+var ByApp = Indexer{Name: "app", BucketsOf: func(o api.Object) []string { return []string{o.Meta().App} }}
+
+// ByNode files pods under the node they are bound to (unbound pods under
+// none).
+var ByNode = Indexer{Name: "node", BucketsOf: func(o api.Object) []string {
+	if n := o.(*api.Pod).Spec.NodeName; n != "" {
+		return []string{n}
+	}
+	return nil
+}}
+
+// ByOwner files objects owned by kind under their owner's ObjectKey (see
+// OwnerKeyOf).
+func ByOwner(kind api.Kind) Indexer {
+	return Indexer{Name: "owner/" + string(kind), BucketsOf: OwnerKeyOf(kind)}
 }
 
 // NewIndex returns an index that files each object under bucketsOf(obj).
 func NewIndex(bucketsOf func(api.Object) []string) *Index {
-	return &Index{bucketsOf: bucketsOf, buckets: map[string]map[string]api.Object{}}
+	return &Index{bucketsOf: bucketsOf, buckets: map[string]map[api.Key]api.Object{}}
 }
 
 // Handler keeps the index in step with an informer. Register it before the
@@ -35,7 +68,7 @@ func (x *Index) set(old, obj api.Object) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if old != nil {
-		k := api.KeyOf(old).String()
+		k := api.KeyOf(old)
 		for _, b := range x.bucketsOf(old) {
 			delete(x.buckets[b], k)
 			if len(x.buckets[b]) == 0 {
@@ -44,11 +77,11 @@ func (x *Index) set(old, obj api.Object) {
 		}
 	}
 	if obj != nil {
-		k := api.KeyOf(obj).String()
+		k := api.KeyOf(obj)
 		for _, b := range x.bucketsOf(obj) {
 			m := x.buckets[b]
 			if m == nil {
-				m = map[string]api.Object{}
+				m = map[api.Key]api.Object{}
 				x.buckets[b] = m
 			}
 			m[k] = obj

@@ -51,6 +51,44 @@ func TestManagerSyncsInformersFirst(t *testing.T) {
 	}
 }
 
+// TestManagerSharesIndexes: controllers asking for the same kind filed by
+// the same indexer get one index, fed by the shared informer, so a cache of
+// 30,000 pods is not filed again for each of them.
+func TestManagerSharesIndexes(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	if _, err := cl.Client.Create(t.Context(), n); err != nil {
+		t.Fatal(err)
+	}
+	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: cl.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := reconcile.Indexer{Name: "name", BucketsOf: func(o api.Object) []string { return []string{o.Meta().Name} }}
+	a, b := m.Index(api.KindNode, byName), m.Index(api.KindNode, byName)
+	if a != b {
+		t.Fatal("two indexes of one kind by one indexer: want one shared")
+	}
+	if m.Index(api.KindNode, reconcile.ByApp) == a || m.Index(api.KindPod, byName) == a {
+		t.Fatal("another indexer or another kind got the same index")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	seen := make(chan int, 1)
+	m.Add(runFunc(func(ctx context.Context) error {
+		seen <- a.Len("n1")
+		cancel()
+		<-ctx.Done()
+		return nil
+	}))
+	if err := m.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if got := <-seen; got != 1 {
+		t.Fatalf("the shared index held %d nodes named n1 at start, want 1 (fed by the informer)", got)
+	}
+}
+
 // TestManagerStopsOthersOnFailure: the first component to fail stops the
 // rest, and Start returns its error.
 func TestManagerStopsOthersOnFailure(t *testing.T) {

@@ -39,15 +39,12 @@ type Controller struct {
 	volumes *reconcile.Index
 }
 
-func byApp(o api.Object) []string { return []string{o.Meta().App} }
-
 func appByNamespace(o api.Object) []string { return []string{Namespace(o.(*api.App))} }
 
 // New builds the controller.
 func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c := &Controller{opts: opts, client: m.Client(),
-		appsByNS: reconcile.NewIndex(appByNamespace), wByNS: reconcile.NewIndex(byApp),
-		sByNS: reconcile.NewIndex(byApp), podsByNS: reconcile.NewIndex(byApp), secByNS: reconcile.NewIndex(byApp),
+		appsByNS:   reconcile.NewIndex(appByNamespace),
 		dependents: reconcile.NewIndex(func(o api.Object) []string { return o.(*api.App).Spec.DependsOn }),
 		rec:        m.Recorder("app-controller")}
 	var err error
@@ -66,18 +63,18 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 			return nil, fmt.Errorf("app controller: register metrics: %w", err)
 		}
 	}
-	c.secrets.AddHandler(c.secByNS.Handler())
+	c.wByNS = m.Index(api.KindWorkload, reconcile.ByApp)
+	c.sByNS = m.Index(api.KindService, reconcile.ByApp)
+	c.podsByNS = m.Index(api.KindPod, reconcile.ByApp)
+	c.secByNS = m.Index(api.KindSecret, reconcile.ByApp)
 	c.secrets.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
 	c.apps.AddHandler(c.appsByNS.Handler())
 	c.apps.AddHandler(c.dependents.Handler())
 	c.apps.AddHandler(reconcile.EnqueueHandler(q, reconcile.ObjectKeyOf))
 	c.apps.AddHandler(reconcile.EnqueueHandler(q, c.dependentsOf))
-	c.workloads.AddHandler(c.wByNS.Handler())
 	c.workloads.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
 	c.workloads.AddHandler(reconcile.EnqueueHandler(q, c.dependentsOf))
-	c.services.AddHandler(c.sByNS.Handler())
 	c.services.AddHandler(reconcile.EnqueueHandler(q, c.appsIn))
-	c.pods.AddHandler(c.podsByNS.Handler())
 	// Pods change an app's health, not its plan: only state changes that
 	// matter for health queue the app, not every status write.
 	c.pods.AddHandler(client.Handler{

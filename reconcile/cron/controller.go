@@ -37,8 +37,7 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	q := c.ctrl.Queue()
 	c.workloads = m.Informer(api.KindWorkload)
 	jobs := m.Informer(api.KindJob)
-	c.byOwner = reconcile.NewIndex(reconcile.OwnerKeyOf(api.KindWorkload))
-	jobs.AddHandler(c.byOwner.Handler())
+	c.byOwner = m.Index(api.KindJob, reconcile.ByOwner(api.KindWorkload))
 	// A run's status changes often (every pod); only its end matters here.
 	jobs.AddHandler(client.Handler{
 		OnAdd: func(o api.Object) { enqueueOwner(q, o) },

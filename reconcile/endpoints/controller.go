@@ -27,11 +27,9 @@ type Controller struct {
 	written   reconcile.Written
 }
 
-func byApp(o api.Object) []string { return []string{o.Meta().App} }
-
 // New builds the controller.
 func New(m *reconcile.Manager, opts Options) (*Controller, error) {
-	c := &Controller{opts: opts, client: m.Client(), podsByApp: reconcile.NewIndex(byApp), svcByApp: reconcile.NewIndex(byApp)}
+	c := &Controller{opts: opts, client: m.Client()}
 	var err error
 	c.ctrl, err = m.NewController("endpoints", c, opts.Workers)
 	if err != nil {
@@ -40,10 +38,10 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c.services = m.Informer(api.KindService)
 	c.endpoints = m.Informer(api.KindEndpoints)
 	c.pods = m.Informer(api.KindPod)
-	c.services.AddHandler(c.svcByApp.Handler())
+	c.svcByApp = m.Index(api.KindService, reconcile.ByApp)
+	c.podsByApp = m.Index(api.KindPod, reconcile.ByApp)
 	c.services.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
 	c.endpoints.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
-	c.pods.AddHandler(c.podsByApp.Handler())
 	c.pods.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), c.servicesOf))
 	return c, nil
 }

@@ -53,7 +53,7 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c.workloads = m.Informer(api.KindWorkload)
 	c.nodes = m.Informer(api.KindNode)
 	pods := m.Informer(api.KindPod)
-	c.byOwner = reconcile.NewIndex(reconcile.OwnerKeyOf(api.KindWorkload))
+	c.byOwner = m.Index(api.KindPod, reconcile.ByOwner(api.KindWorkload))
 	c.everyNode = reconcile.NewIndex(func(o api.Object) []string {
 		if o.(*api.Workload).Spec.EveryNode {
 			return []string{""}
@@ -67,7 +67,6 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 		}
 		return reconcile.ObjectKeyOf(o)
 	}))
-	pods.AddHandler(c.byOwner.Handler())
 	pods.AddHandler(reconcile.EnqueueHandler(q, func(o api.Object) []string {
 		keys := reconcile.OwnerKeyOf(api.KindWorkload)(o)
 		if len(keys) == 1 {

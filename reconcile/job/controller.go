@@ -40,8 +40,7 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	}
 	c.jobs = m.Informer(api.KindJob)
 	pods := m.Informer(api.KindPod)
-	c.byOwner = reconcile.NewIndex(reconcile.OwnerKeyOf(api.KindJob))
-	pods.AddHandler(c.byOwner.Handler())
+	c.byOwner = m.Index(api.KindPod, reconcile.ByOwner(api.KindJob))
 	pods.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.OwnerKeyOf(api.KindJob)))
 	c.jobs.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
 	return c, nil

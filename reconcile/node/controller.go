@@ -73,13 +73,7 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	c.nodes = m.Informer(api.KindNode)
 	c.leases = m.Informer(api.KindLease)
 	c.pods = m.Informer(api.KindPod)
-	c.byNode = reconcile.NewIndex(func(o api.Object) []string {
-		if n := o.(*api.Pod).Spec.NodeName; n != "" {
-			return []string{n}
-		}
-		return nil
-	})
-	c.pods.AddHandler(c.byNode.Handler())
+	c.byNode = m.Index(api.KindPod, reconcile.ByNode)
 	c.nodes.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
 	// A pod bound to a node the cache does not have queues that node, so
 	// the pods of a node that does not exist are found (ComputeGone).

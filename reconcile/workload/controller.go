@@ -63,8 +63,7 @@ func New(m *reconcile.Manager, opts Options) (*Controller, error) {
 	}
 	c.workloads = m.Informer(api.KindWorkload)
 	c.pods = m.Informer(api.KindPod)
-	c.byOwner = reconcile.NewIndex(reconcile.OwnerKeyOf(api.KindWorkload))
-	c.pods.AddHandler(c.byOwner.Handler())
+	c.byOwner = m.Index(api.KindPod, reconcile.ByOwner(api.KindWorkload))
 	c.pods.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.OwnerKeyOf(api.KindWorkload)))
 	c.workloads.AddHandler(reconcile.EnqueueHandler(c.ctrl.Queue(), reconcile.ObjectKeyOf))
 	// A volume made or changed (the scheduler makes it from a pod's
