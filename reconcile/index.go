@@ -13,7 +13,7 @@ type Index struct {
 	bucketsOf func(api.Object) []string
 
 	mu      sync.RWMutex
-	buckets map[string]map[api.Key]api.Object // bucket -> key (kinds may mix) -> object
+	buckets map[string]map[string]api.Object // bucket -> indexedKey (kinds may mix) -> object
 }
 
 // Indexer names a way of filing objects into buckets, so that
@@ -51,7 +51,7 @@ func ByOwner(kind api.Kind) Indexer {
 
 // NewIndex returns an index that files each object under bucketsOf(obj).
 func NewIndex(bucketsOf func(api.Object) []string) *Index {
-	return &Index{bucketsOf: bucketsOf, buckets: map[string]map[api.Key]api.Object{}}
+	return &Index{bucketsOf: bucketsOf, buckets: map[string]map[string]api.Object{}}
 }
 
 // Handler keeps the index in step with an informer. Register it before the
@@ -68,7 +68,7 @@ func (x *Index) set(old, obj api.Object) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if old != nil {
-		k := api.KeyOf(old)
+		k := indexedKey(old)
 		for _, b := range x.bucketsOf(old) {
 			delete(x.buckets[b], k)
 			if len(x.buckets[b]) == 0 {
@@ -77,16 +77,26 @@ func (x *Index) set(old, obj api.Object) {
 		}
 	}
 	if obj != nil {
-		k := api.KeyOf(obj)
+		k := indexedKey(obj)
 		for _, b := range x.bucketsOf(obj) {
 			m := x.buckets[b]
 			if m == nil {
-				m = map[api.Key]api.Object{}
+				m = map[string]api.Object{}
 				x.buckets[b] = m
 			}
 			m[k] = obj
 		}
 	}
+}
+
+// indexedKey is what the index files an object under in its buckets: its
+// UID, which every object the API serves has and which costs no new
+// string, or its key's string for an object without one.
+func indexedKey(o api.Object) string {
+	if uid := o.Meta().UID; uid != "" {
+		return uid
+	}
+	return api.KeyOf(o).String()
 }
 
 // Get returns the objects in bucket, in no particular order. They are
