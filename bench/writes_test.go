@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,11 +18,13 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 var (
 	writeWindow   = flag.Duration("bench.window", 2*time.Second, "how long each system is loaded in one round of BenchmarkCreatesVsEtcd")
 	writeWatchers = flag.Int("bench.watchers", 0, "watchers of the written keys connected during BenchmarkCreatesVsEtcd")
+	watchDecode   = flag.Bool("bench.watch-decode", false, "BenchmarkCreatesVsEtcd's Capstan watchers decode every Pod (client.Watch, as an informer does) instead of taking each event's bytes as etcd's watchers do")
 	tlsAnchor     = flag.Bool("bench.tls-anchor", true, "also run etcd over TLS in BenchmarkCreatesVsEtcd")
 	diskProbe     = flag.Bool("bench.disk-probe", false, "during each round of BenchmarkCreatesVsEtcd, append 512 bytes to a file of its own and fdatasync it every 10 ms, and report the longest fdatasync of each system's rounds (<name>-disk-max-ms): how long the disk itself stalled meanwhile")
 )
@@ -36,7 +39,10 @@ var (
 // (b.N rounds). It reports each one's rate, p99 and longest write (the
 // longest a writer stalled), and the rate ratios Capstan / etcd
 // (rate-ratio) and Capstan / etcd over TLS (rate-ratio-tls). With
-// -bench.watchers N, N watchers of the written keys read along. With
+// -bench.watchers N, N watchers of the written keys read along: each
+// event's bytes, as etcd's watchers get its value's (-bench.watch-decode:
+// Capstan's decode every Pod, as an informer does, in the writers' process
+// and on its garbage collector). With
 // -bench.disk-probe, a probe times the disk's own fdatasync alongside.
 //
 // The no-stall figure of issue 18: go test ./bench -run '^$' -bench
@@ -57,18 +63,30 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			var hc *http.Client
+			if !*watchDecode {
+				hc = rawClient(b, c.Config)
+			}
 			for range *writeWatchers {
-				w, err := c.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, rev)
-				if err != nil {
-					b.Fatal(err)
-				}
-				go func() {
-					for {
-						if _, err := w.Next(); err != nil {
-							return
+				if hc != nil {
+					go func() {
+						if err := rawWatch(ctx, hc, c.Config, "bench", rev, func(wire.WatchEvent) {}); err != nil && ctx.Err() == nil {
+							b.Error(err)
 						}
+					}()
+				} else {
+					w, err := c.Client.Watch(ctx, api.KindPod, client.ListOptions{App: "bench"}, rev)
+					if err != nil {
+						b.Fatal(err)
 					}
-				}()
+					go func() {
+						for {
+							if _, err := w.Next(); err != nil {
+								return
+							}
+						}
+					}()
+				}
 				for _, e := range []*etcdAnchor{etcd, etcdTLS} {
 					if e == nil {
 						continue
