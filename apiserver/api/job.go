@@ -50,9 +50,12 @@ type JobStatus struct {
 	// Deleted counts the pods deleted while they ran (evicted from a
 	// lost node, or deleted by hand), failures as in Kubernetes.
 	Deleted int32 `json:"deleted,omitempty"`
-	// Running is the pods last seen running, so that one that goes with
-	// no outcome is counted in Deleted once.
-	Running        []JobPod  `json:"running,omitempty"`
+	// Tracked is every pod the run made that has no outcome yet: each is
+	// recorded when it is made (and again while it is seen running),
+	// so that one that goes with no outcome, even before the
+	// controller saw it, is counted in Deleted once, across a restart
+	// of the controller too (Kubernetes' job-tracking finalizer).
+	Tracked        []JobPod  `json:"tracked,omitempty"`
 	StartTime      time.Time `json:"startTime,omitzero"`
 	CompletionTime time.Time `json:"completionTime,omitzero"`
 	// Conditions: Complete or Failed (True once the run ended), with

@@ -191,10 +191,24 @@ func (c *Cluster) URL() string { return c.Server.URL() }
 type Staller struct {
 	URL     string
 	stalled atomic.Bool
+	only    atomic.Pointer[func(*http.Request) bool]
 }
 
 // Stall makes the proxy stop (true) or resume (false) answering.
 func (s *Staller) Stall(on bool) { s.stalled.Store(on) }
+
+// StallOnly narrows what a stall holds to the requests match accepts (a
+// watch of one kind, say), so a client's cache can be held behind while
+// its other calls go through; nil holds every request.
+func (s *Staller) StallOnly(match func(*http.Request) bool) { s.only.Store(&match) }
+
+func (s *Staller) holds(r *http.Request) bool {
+	if !s.stalled.Load() {
+		return false
+	}
+	match := s.only.Load()
+	return match == nil || *match == nil || (*match)(r)
+}
 
 // Staller starts a proxy to c, stopped when the test ends.
 func (c *Cluster) Staller(t testing.TB) *Staller {
@@ -216,7 +230,7 @@ func (c *Cluster) Staller(t testing.TB) *Staller {
 	s := &Staller{}
 	done := make(chan struct{})
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.stalled.Load() {
+		if s.holds(r) {
 			select {
 			case <-r.Context().Done():
 			case <-done:

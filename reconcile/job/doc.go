@@ -1,7 +1,8 @@
 // Package job runs Jobs: one run of a job pod group. For each Job it
 // keeps up to parallelism pods running until completions of them
-// succeeded, counts failures (failed pods, and container restarts under
-// restart policy OnFailure) against the backoff limit, fails the run at
+// succeeded, counts failures (failed pods, container restarts under
+// restart policy OnFailure, and pods deleted before they finished)
+// against the backoff limit, fails the run at
 // its active deadline, and records the outcome in the Job's status. The
 // pods of a finished run are kept, with their logs, until the Job is
 // deleted (the cron controller keeps a bounded history).
@@ -11,4 +12,9 @@
 // up, so a create the cache does not show yet is never made twice: the
 // second create of a name fails with AlreadyExists. One Job is never
 // reconciled by two workers at once (the reconcile queue).
+//
+// Every pod is recorded in the Job's status.tracked when it is made, so
+// that one deleted before the cache showed it is still counted once; a
+// tracked pod missing from the cache is read from the API before it
+// counts as deleted.
 package job

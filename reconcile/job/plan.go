@@ -43,8 +43,8 @@ type Plan struct {
 // counts is what the pods of a run say.
 type counts struct {
 	active, succeeded, failed []*api.Pod
-	// deleted are the pods last seen running (j.Status.Running) that are
-	// now being deleted, or gone.
+	// deleted are the pods the run made and tracks (j.Status.Tracked)
+	// that are now being deleted, or gone, with no outcome.
 	deleted     []api.JobPod
 	restarts    int32 // container restarts of OnFailure pods
 	lastFailure time.Time
@@ -75,7 +75,7 @@ func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 			}
 		}
 	}
-	for _, r := range j.Status.Running {
+	for _, r := range j.Status.Tracked {
 		if p, ok := byUID[r.UID]; !ok || api.Terminating(p) {
 			c.deleted = append(c.deleted, r)
 		}
@@ -83,8 +83,8 @@ func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 	return c
 }
 
-// running is the active pods, for JobStatus.Running.
-func (c counts) running() []api.JobPod {
+// tracked is the active pods, for JobStatus.Tracked.
+func (c counts) tracked() []api.JobPod {
 	var out []api.JobPod
 	for _, p := range c.active {
 		out = append(out, api.JobPod{Name: p.Metadata.Name, UID: p.Metadata.UID})
@@ -107,7 +107,7 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	if _, done := api.JobFinished(j); done {
 		// A finished run stops what still runs and changes no more.
 		st.Failed = int32(len(c.failed)) + c.restarts + st.Deleted
-		st.Running = nil
+		st.Tracked = nil
 		plan.Delete = c.active
 		plan.Status = st
 		plan.StatusChanged = !api.EqualJSON(st, j.Status)
@@ -119,18 +119,18 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	if j.Spec.BackoffLimit != nil {
 		backoff = *j.Spec.BackoffLimit
 	}
-	// A pod deleted while it ran (evicted, or deleted by hand) is a
-	// failure, as in Kubernetes, and a new pod takes its place.
+	// A pod deleted before it finished (evicted, or deleted by hand) is
+	// a failure, as in Kubernetes, and a new pod takes its place.
 	st.Deleted += int32(len(c.deleted))
 	st.Failed = int32(len(c.failed)) + c.restarts + st.Deleted
-	st.Running = c.running()
+	st.Tracked = c.tracked()
 	next := "a new pod takes its place"
 	if st.Failed > backoff {
 		next = "more than the backoff limit: the run fails"
 	}
 	for _, d := range c.deleted {
 		plan.Events = append(plan.Events, reconcile.Event{Object: api.RefOf(j), Type: api.EventWarning, Reason: ReasonPodDeleted,
-			Message: fmt.Sprintf("job %s: pod %s was deleted while it ran (evicted, or deleted by hand): counted as a failure, %d with the backoff limit at %d; %s",
+			Message: fmt.Sprintf("job %s: pod %s was deleted before it finished (evicted, or deleted by hand): counted as a failure, %d with the backoff limit at %d; %s",
 				j.Metadata.Name, d.Name, st.Failed, backoff, next)})
 	}
 	var outcome, reason, msg string
@@ -149,7 +149,7 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 		api.SetCondition(&st.Conditions, api.Condition{Type: outcome, Status: api.ConditionTrue,
 			Reason: reason, Message: msg, LastTransitionTime: now.UTC()})
 		st.CompletionTime = now.UTC()
-		st.Running = nil
+		st.Tracked = nil
 		plan.Delete = c.active
 		typ, ev := api.EventNormal, ReasonCompleted
 		if outcome == api.JobFailed {

@@ -255,13 +255,14 @@ func TestComputeRunsToCompletion(t *testing.T) {
 	t.Fatalf("not complete after 20 steps: %+v", j.Status)
 }
 
-// TestComputeCountsDeletedPods: a pod deleted while it runs (evicted from
-// a lost node and gone at once, or deleted by hand and still stopping,
-// its phase Failed from the kill) is a failure, counted once, with an
-// event naming it; a new pod takes its place, and one deletion more than
-// the backoff limit fails the run.
+// TestComputeCountsDeletedPods: a pod deleted before it finished
+// (evicted from a lost node and gone at once, deleted by hand and still
+// stopping, its phase Failed from the kill, or made and deleted before
+// the controller saw it) is a failure, counted once, with an event
+// naming it; a new pod takes its place, and one deletion more than the
+// backoff limit fails the run.
 func TestComputeCountsDeletedPods(t *testing.T) {
-	j := testJob(1, 1, 1, api.RestartNever)
+	j := testJob(1, 1, 2, api.RestartNever)
 	j.Status.StartTime = t0
 	step := func(pods ...*api.Pod) Plan {
 		t.Helper()
@@ -297,10 +298,16 @@ func TestComputeCountsDeletedPods(t *testing.T) {
 	if j.Status.Failed != 1 || j.Status.Deleted != 1 || outcome(j.Status) != "running" || names(plan.Create) != "batch-1-0" {
 		t.Fatalf("after pod gone: %+v, create %s", j.Status, names(plan.Create))
 	}
-	deletedEvent(plan, "pod batch-1-0 was deleted while it ran (evicted, or deleted by hand): counted as a failure, 1 with the backoff limit at 1; a new pod takes its place")
+	deletedEvent(plan, "pod batch-1-0 was deleted before it finished (evicted, or deleted by hand): counted as a failure, 1 with the backoff limit at 2; a new pod takes its place")
 	// Looking again counts nothing more.
 	if plan := step(); j.Status.Failed != 1 || len(plan.Events) != 0 {
 		t.Fatalf("counted twice: %+v, events %+v", j.Status, plan.Events)
+	}
+
+	// Made and recorded, then deleted before any reconcile saw it.
+	j.Status.Tracked = []api.JobPod{{Name: "batch-1-0", UID: "uid-new"}}
+	if plan := step(); j.Status.Failed != 2 || j.Status.Deleted != 2 || names(plan.Create) != "batch-1-0" {
+		t.Fatalf("after an unseen pod went: %+v, create %s", j.Status, names(plan.Create))
 	}
 
 	p1 := running(0, "uid-1")
@@ -309,11 +316,11 @@ func TestComputeCountsDeletedPods(t *testing.T) {
 	p1 = pod(j, 0, api.PodFailed, 143, t0, 0)
 	p1.Metadata.UID, p1.Metadata.DeletionRequestedAt = "uid-1", &t0
 	plan = step(p1)
-	if j.Status.Failed != 2 || outcome(j.Status) != "Failed/BackoffLimitExceeded" {
+	if j.Status.Failed != 3 || outcome(j.Status) != "Failed/BackoffLimitExceeded" {
 		t.Fatalf("after a second deletion: %+v", j.Status)
 	}
-	deletedEvent(plan, "2 with the backoff limit at 1; more than the backoff limit: the run fails")
-	if plan := step(); j.Status.Failed != 2 || len(plan.Events) != 0 {
+	deletedEvent(plan, "3 with the backoff limit at 2; more than the backoff limit: the run fails")
+	if plan := step(); j.Status.Failed != 3 || len(plan.Events) != 0 {
 		t.Fatalf("finished run counted again: %+v, events %+v", j.Status, plan.Events)
 	}
 }
