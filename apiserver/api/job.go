@@ -55,7 +55,10 @@ type JobStatus struct {
 	// so that one that goes with no outcome, even before the
 	// controller saw it, is counted in Deleted once, across a restart
 	// of the controller too (Kubernetes' job-tracking finalizer).
-	Tracked        []JobPod  `json:"tracked,omitempty"`
+	Tracked []JobPod `json:"tracked,omitempty"`
+	// LastDeletion is when the latest pod counted in Deleted was seen
+	// gone: the retry back-off counts from it.
+	LastDeletion   time.Time `json:"lastDeletion,omitzero"`
 	StartTime      time.Time `json:"startTime,omitzero"`
 	CompletionTime time.Time `json:"completionTime,omitzero"`
 	// Conditions: Complete or Failed (True once the run ended), with

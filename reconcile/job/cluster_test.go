@@ -49,7 +49,8 @@ func startController(t *testing.T, c *client.Client, clock reconcile.Clock) (sto
 // TestPodDeletedBeforeSeen: a pod the controller made and that was
 // deleted before the controller ever saw it (its cache held behind, then
 // the controller restarted) is counted as a failure once, with a
-// PodDeleted event, and replaced.
+// PodDeleted event, and its replacement waits the 10 s back-off on the
+// controller's clock.
 func TestPodDeletedBeforeSeen(t *testing.T) {
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
@@ -110,9 +111,15 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 	startController(t, held, clock)
 	testenv.Eventually(t, 30*time.Second, "the deleted pod counted as a failure", func() bool {
 		st := getJob().Status
-		return st.Failed == 1 && st.Deleted == 1
+		return st.Failed == 1 && st.Deleted == 1 && len(st.Tracked) == 0
 	})
-	want := "job once: pod once-0 was deleted before it finished (evicted, or deleted by hand): counted as a failure, 1 with the backoff limit at 3; a new pod takes its place"
+	deletedAt := getJob().Status.LastDeletion
+	// The status is written after the creates of the same reconcile: no
+	// replacement yet.
+	if _, err := c.Get(ctx, podKey); !client.IsNotFound(err) {
+		t.Fatalf("a replacement was made at once (err %v), not after the back-off", err)
+	}
+	want := "job once: pod once-0 was deleted before it finished (evicted, or deleted by hand): counted as a failure, 1 with the backoff limit at 3; the next pod starts in 10s"
 	var msgs []string
 	if !testenv.Poll(30*time.Second, 20*time.Millisecond, func() bool {
 		evs, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: "jb"})
@@ -130,9 +137,16 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 		t.Fatalf("PodDeleted events %q, want one starting %q", msgs, want)
 	}
 
-	testenv.Eventually(t, 30*time.Second, "the replacement", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the replacement after the back-off", func() bool {
+		clock.Step(time.Second)
 		o, err := c.Get(ctx, podKey)
-		return err == nil && o.Meta().UID != first.Metadata.UID
+		if err != nil {
+			return false
+		}
+		if now := clock.Now(); now.Before(deletedAt.Add(job.BackoffBase)) {
+			t.Fatalf("replacement made at %s, before the back-off ends at %s", now, deletedAt.Add(job.BackoffBase))
+		}
+		return o.Meta().UID != first.Metadata.UID
 	})
 	if st := getJob().Status; st.Failed != 1 {
 		t.Fatalf("failures %d after the replacement, want 1", st.Failed)

@@ -2,7 +2,8 @@
 // keeps up to parallelism pods running until completions of them
 // succeeded, counts failures (failed pods, container restarts under
 // restart policy OnFailure, and pods deleted before they finished)
-// against the backoff limit, fails the run at
+// against the backoff limit, retries each failed or deleted pod after a
+// back-off that doubles, fails the run at
 // its active deadline, and records the outcome in the Job's status. The
 // pods of a finished run are kept, with their logs, until the Job is
 // deleted (the cron controller keeps a bounded history).

@@ -13,9 +13,10 @@ import (
 	"github.com/capstanhq/capstan/reconcile"
 )
 
-// Retry back-off of a run whose pods fail under restart policy Never: the
-// next pod starts BackoffBase after the first failure, doubling with each
-// failure up to BackoffMax (Kubernetes' numbers).
+// Retry back-off of a run whose pods fail (restart policy Never) or are
+// deleted before they finish: the next pod starts BackoffBase after the
+// first failure, doubling with each failure up to BackoffMax
+// (Kubernetes' numbers).
 const (
 	BackoffBase = 10 * time.Second
 	BackoffMax  = 6 * time.Minute
@@ -26,6 +27,8 @@ const (
 	ReasonCompleted  = "Completed"
 	ReasonFailed     = "Failed"
 	ReasonPodDeleted = "PodDeleted"
+	// ReasonBackOff says when the pod that follows a failure starts.
+	ReasonBackOff = "BackOff"
 )
 
 // Plan is what the controller must do for one Job.
@@ -120,13 +123,27 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 		backoff = *j.Spec.BackoffLimit
 	}
 	// A pod deleted before it finished (evicted, or deleted by hand) is
-	// a failure, as in Kubernetes, and a new pod takes its place.
+	// a failure, as in Kubernetes, and a new pod takes its place after
+	// the back-off.
 	st.Deleted += int32(len(c.deleted))
 	st.Failed = int32(len(c.failed)) + c.restarts + st.Deleted
 	st.Tracked = c.tracked()
+	if len(c.deleted) > 0 {
+		st.LastDeletion = now.UTC()
+	}
+	// Every failed or deleted pod is retried after a back-off that
+	// doubles with each one (Kubernetes' pod failure back-off), counted
+	// from the latest: when it ended, or when its deletion was seen.
+	var wait time.Duration
+	if n := len(c.failed) + int(st.Deleted); n > 0 {
+		wait = max(later(c.lastFailure, st.LastDeletion).Add(retryDelay(n)).Sub(now), 0)
+	}
 	next := "a new pod takes its place"
-	if st.Failed > backoff {
+	switch {
+	case st.Failed > backoff:
 		next = "more than the backoff limit: the run fails"
+	case wait > 0:
+		next = fmt.Sprintf("the next pod starts in %s, at %s (back-off)", wait, now.Add(wait).UTC().Format(time.RFC3339))
 	}
 	for _, d := range c.deleted {
 		plan.Events = append(plan.Events, reconcile.Event{Object: api.RefOf(j), Type: api.EventWarning, Reason: ReasonPodDeleted,
@@ -163,12 +180,12 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	}
 
 	want := min(parallelism, completions-st.Succeeded) - st.Active
-	if want > 0 && len(c.failed) > 0 {
-		// Restart policy Never: a failed pod is replaced after a back-off
-		// that doubles with each failure.
-		if wait := c.lastFailure.Add(retryDelay(len(c.failed))).Sub(now); wait > 0 {
-			plan.RequeueAfter = wait
-			want = 0
+	if want > 0 && wait > 0 {
+		plan.RequeueAfter = wait
+		want = 0
+		if len(c.deleted) == 0 && st.Failed > j.Status.Failed {
+			plan.Events = append(plan.Events, reconcile.Event{Object: api.RefOf(j), Type: api.EventNormal, Reason: ReasonBackOff,
+				Message: fmt.Sprintf("job %s: failure %d with the backoff limit at %d%s; %s", j.Metadata.Name, st.Failed, backoff, lastProblem(c), next)})
 		}
 	}
 	taken := map[int]bool{}

@@ -258,15 +258,17 @@ func TestComputeRunsToCompletion(t *testing.T) {
 // TestComputeCountsDeletedPods: a pod deleted before it finished
 // (evicted from a lost node and gone at once, deleted by hand and still
 // stopping, its phase Failed from the kill, or made and deleted before
-// the controller saw it) is a failure, counted once, with an event
-// naming it; a new pod takes its place, and one deletion more than the
-// backoff limit fails the run.
+// the controller saw it at all) is a failure, counted once, with an
+// event naming it; a new pod takes its place after the back-off, which
+// the event announces, and one deletion more than the backoff limit
+// fails the run.
 func TestComputeCountsDeletedPods(t *testing.T) {
 	j := testJob(1, 1, 2, api.RestartNever)
 	j.Status.StartTime = t0
+	now := t0
 	step := func(pods ...*api.Pod) Plan {
 		t.Helper()
-		plan := Compute(j, pods, t0)
+		plan := Compute(j, pods, now)
 		j.Status = plan.Status
 		return plan
 	}
@@ -293,34 +295,61 @@ func TestComputeCountsDeletedPods(t *testing.T) {
 	if plan := step(p0); j.Status.Failed != 0 || len(plan.Create) != 0 {
 		t.Fatalf("running: failed %d, create %s", j.Status.Failed, names(plan.Create))
 	}
-	// Evicted: the pod is gone at once (a forced delete).
+	// Evicted: the pod is gone at once (a forced delete). The next pod
+	// waits the back-off.
 	plan := step()
-	if j.Status.Failed != 1 || j.Status.Deleted != 1 || outcome(j.Status) != "running" || names(plan.Create) != "batch-1-0" {
-		t.Fatalf("after pod gone: %+v, create %s", j.Status, names(plan.Create))
+	if j.Status.Failed != 1 || j.Status.Deleted != 1 || outcome(j.Status) != "running" || len(plan.Create) != 0 || plan.RequeueAfter != 10*time.Second {
+		t.Fatalf("after pod gone: %+v, create %s, requeue after %s", j.Status, names(plan.Create), plan.RequeueAfter)
 	}
-	deletedEvent(plan, "pod batch-1-0 was deleted before it finished (evicted, or deleted by hand): counted as a failure, 1 with the backoff limit at 2; a new pod takes its place")
-	// Looking again counts nothing more.
-	if plan := step(); j.Status.Failed != 1 || len(plan.Events) != 0 {
-		t.Fatalf("counted twice: %+v, events %+v", j.Status, plan.Events)
+	deletedEvent(plan, "pod batch-1-0 was deleted before it finished (evicted, or deleted by hand): counted as a failure, 1 with the backoff limit at 2; the next pod starts in 10s, at 2026-01-02T03:00:10Z (back-off)")
+	// Looking again counts nothing more and still waits.
+	now = t0.Add(4 * time.Second)
+	if plan := step(); j.Status.Failed != 1 || len(plan.Events) != 0 || len(plan.Create) != 0 || plan.RequeueAfter != 6*time.Second {
+		t.Fatalf("counted twice, or the wait restarted: %+v, events %+v, requeue after %s", j.Status, plan.Events, plan.RequeueAfter)
+	}
+	now = t0.Add(10 * time.Second)
+	if plan := step(); names(plan.Create) != "batch-1-0" {
+		t.Fatalf("after the back-off: create %s, want batch-1-0", names(plan.Create))
 	}
 
-	// Made and recorded, then deleted before any reconcile saw it.
-	j.Status.Tracked = []api.JobPod{{Name: "batch-1-0", UID: "uid-new"}}
-	if plan := step(); j.Status.Failed != 2 || j.Status.Deleted != 2 || names(plan.Create) != "batch-1-0" {
-		t.Fatalf("after an unseen pod went: %+v, create %s", j.Status, names(plan.Create))
+	// Made and recorded, then deleted before any reconcile saw it: a
+	// failure too; the back-off doubles.
+	j.Status.Tracked = []api.JobPod{{Name: "batch-1-0", UID: "uid-1"}}
+	plan = step()
+	if j.Status.Failed != 2 || j.Status.Deleted != 2 || len(plan.Create) != 0 || plan.RequeueAfter != 20*time.Second {
+		t.Fatalf("after an unseen pod went: %+v, create %s, requeue after %s", j.Status, names(plan.Create), plan.RequeueAfter)
 	}
+	deletedEvent(plan, "2 with the backoff limit at 2; the next pod starts in 20s, at 2026-01-02T03:00:30Z (back-off)")
 
-	p1 := running(0, "uid-1")
-	step(p1)
+	now = t0.Add(30 * time.Second)
+	p2 := running(0, "uid-2")
+	step(p2)
 	// Deleted by hand: stopping, and its container killed.
-	p1 = pod(j, 0, api.PodFailed, 143, t0, 0)
-	p1.Metadata.UID, p1.Metadata.DeletionRequestedAt = "uid-1", &t0
-	plan = step(p1)
+	p2 = pod(j, 0, api.PodFailed, 143, t0, 0)
+	p2.Metadata.UID, p2.Metadata.DeletionRequestedAt = "uid-2", &now
+	plan = step(p2)
 	if j.Status.Failed != 3 || outcome(j.Status) != "Failed/BackoffLimitExceeded" {
-		t.Fatalf("after a second deletion: %+v", j.Status)
+		t.Fatalf("after a third deletion: %+v", j.Status)
 	}
 	deletedEvent(plan, "3 with the backoff limit at 2; more than the backoff limit: the run fails")
 	if plan := step(); j.Status.Failed != 3 || len(plan.Events) != 0 {
 		t.Fatalf("finished run counted again: %+v, events %+v", j.Status, plan.Events)
+	}
+}
+
+// TestComputeBackOffEvent: a failed pod's replacement waits the back-off,
+// and one event says when it starts, not one per look.
+func TestComputeBackOffEvent(t *testing.T) {
+	j := testJob(1, 1, 6, api.RestartNever)
+	j.Status.StartTime = t0
+	failed := pod(j, 0, api.PodFailed, 1, t0, 0)
+	plan := Compute(j, []*api.Pod{failed}, t0.Add(time.Second))
+	if len(plan.Events) != 1 || plan.Events[0].Reason != ReasonBackOff ||
+		plan.Events[0].Message != "job batch-1: failure 1 with the backoff limit at 6; last: pod batch-1-0 container c exited 1 (Error); the next pod starts in 9s, at 2026-01-02T03:00:10Z (back-off)" {
+		t.Fatalf("events %+v", plan.Events)
+	}
+	j.Status = plan.Status
+	if plan := Compute(j, []*api.Pod{failed}, t0.Add(2*time.Second)); len(plan.Events) != 0 || plan.RequeueAfter != 8*time.Second {
+		t.Fatalf("second look: events %+v, requeue after %s", plan.Events, plan.RequeueAfter)
 	}
 }
