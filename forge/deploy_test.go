@@ -2,6 +2,7 @@ package forge
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/applier"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/schema"
 )
@@ -262,6 +264,71 @@ func TestDeployStatusRetried(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestDeployStatusSuperseded: the deploy status of a commit that keeps
+// failing to post is not tried again once a newer commit of the same
+// environment synced and its status is posted: a log line says so, the
+// commit's record says superseded (a restart leaves it alone), and the
+// newer commit's status is posted as usual.
+func TestDeployStatusSuperseded(t *testing.T) {
+	bare := newBareRepo(t)
+	f := newFakeForge(t, "github", bare.dir)
+	c := apiservertest.Start(t, apiservertest.Options{}).Client
+	ctx := context.Background()
+	var logs testenv.SyncBuffer
+	comp, _ := startDeploys(t, c, f, bare, func(o *Options) {
+		o.Client.Retry.Attempts = 1
+		o.DeployRetry = 50 * time.Millisecond
+		o.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), nil))
+	})
+	a := createSynced(t, c, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
+	eventually(t, "the component's informers", func() bool { return comp.revisions != nil && comp.revisions.Revision() > 0 })
+	revA, err := c.Create(ctx, revision("x", commitA, api.SyncApplied, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "pending on the first commit", func() bool { s, ok := f.lastStatus(commitA, DeployContext); return ok && s.State == StatePending })
+	statusesA := "POST /repos/org/deploy/statuses/" + commitA
+	for range 1000 {
+		f.fail("POST", "/statuses/"+commitA, 502, "error_502", nil)
+	}
+	before := f.callCount(statusesA)
+	rollOut(t, c, a)
+	eventually(t, "the first commit's success refused, and tried again", func() bool { return f.callCount(statusesA)-before >= 2 })
+
+	// A newer commit of the same app syncs.
+	o, err := c.Get(ctx, api.KeyOf(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = o.(*api.App)
+	a.Status.SyncedCommit = commitB
+	if _, err := c.UpdateStatus(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	revB := revision("x", commitB, api.SyncApplied, false)
+	revB.Spec.SyncedAt = time.Now().Add(time.Second) // after the first, on any clock
+	if _, err := c.Create(ctx, revB); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the newer commit's status", func() bool { _, ok := f.lastStatus(commitB, DeployContext); return ok })
+	w := comp.workers["deploy"]
+	eventually(t, "the first commit no longer followed", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return !slices.ContainsFunc(w.commits, func(t tracked) bool { return t.commit == commitA })
+	})
+	if !strings.Contains(logs.String(), "deploy status of an older commit not posted again: superseded by a newer commit's") ||
+		!strings.Contains(logs.String(), "newer="+commitB) {
+		t.Errorf("no log line says the first commit's status was superseded by %s:\n%s", commitB, logs.String())
+	}
+	if rec, _ := deployRecordOf(t, c, api.KeyOf(revA)); rec.State != stateSuperseded {
+		t.Errorf("record of the superseded commit: %+v, want state %q", rec, stateSuperseded)
+	}
+	if s, _ := f.lastStatus(commitA, DeployContext); s.State != StatePending {
+		t.Errorf("status of the superseded commit %q, want the pending it had", s.State)
+	}
 }
 
 func TestDeployStatusAcrossRestart(t *testing.T) {

@@ -27,6 +27,11 @@ const (
 	AnnotationDeployEnvironment = "capstan.io/deploy-environment"
 )
 
+// stateSuperseded is the record of a commit whose status was not posted
+// again after a failure, as a newer commit's was posted or queued: a
+// restart leaves it alone.
+const stateSuperseded State = "superseded"
+
 // deployRecord is a commit's deploy record.
 type deployRecord struct {
 	State       State

@@ -3,13 +3,17 @@ package forge
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 )
 
 // deployRound posts the deploy status of every followed commit whose
-// state changed, and stops following those that are final.
+// state changed, and stops following those that are final, and those
+// whose post failed once a newer commit's status is posted or queued
+// (superseded: the forge would show a stale status, as Flux's
+// notification controller does not post one).
 func (w *worker) deployRound(ctx context.Context) error {
 	c := w.c
 	in := DeployInput{Repo: w.cfg.Name}
@@ -25,9 +29,23 @@ func (w *worker) deployRound(ctx context.Context) error {
 	w.mu.Lock()
 	commits := append([]tracked(nil), w.commits...)
 	w.mu.Unlock()
+	synced := map[string]time.Time{}
+	for _, t := range commits {
+		synced[t.commit] = syncedAt(in.Revisions, w.cfg.Name, t.commit)
+		if synced[t.commit].After(w.newest.at) {
+			w.newest.commit, w.newest.at = t.commit, synced[t.commit]
+		}
+	}
 	var errs []error
 	done := map[string]tracked{}
+	dropped := map[string]bool{}
 	for _, t := range commits {
+		superseded := w.newest.at.After(synced[t.commit])
+		if t.failed && superseded {
+			w.supersede(ctx, &t, nil)
+			dropped[t.commit] = true
+			continue
+		}
 		in.Commit = t.commit
 		st := DeployState(in)
 		st.TargetURL = w.target(t.commit, 0)
@@ -35,8 +53,15 @@ func (w *worker) deployRound(ctx context.Context) error {
 			continue
 		}
 		err := w.deploy(ctx, in.Revisions, &t, st)
+		t.failed = err != nil
 		done[t.commit] = t
-		errs = append(errs, err)
+		switch {
+		case err != nil && superseded:
+			w.supersede(ctx, &t, err)
+			dropped[t.commit] = true
+		case err != nil:
+			errs = append(errs, err)
+		}
 	}
 	w.mu.Lock()
 	kept := w.commits[:0]
@@ -44,7 +69,7 @@ func (w *worker) deployRound(ctx context.Context) error {
 		if d, ok := done[t.commit]; ok {
 			t = d
 		}
-		if t.posted.State == StateSuccess || t.posted.State == StateFailure {
+		if dropped[t.commit] || t.posted.State == StateSuccess || t.posted.State == StateFailure {
 			continue
 		}
 		kept = append(kept, t)
@@ -52,6 +77,36 @@ func (w *worker) deployRound(ctx context.Context) error {
 	w.commits = kept
 	w.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// supersede stops following t, whose status failed to post (err, or an
+// earlier round) while a newer commit's is posted or queued, and records
+// it as superseded, so a restart does not take it up again.
+func (w *worker) supersede(ctx context.Context, t *tracked, err error) {
+	log := w.c.log.With("repo", w.cfg.Name, "commit", t.commit, "newer", w.newest.commit)
+	if err != nil {
+		log = log.With("err", err)
+	}
+	log.Info("forge: deploy status of an older commit not posted again: superseded by a newer commit's")
+	if t.key == (api.Key{}) {
+		return
+	}
+	rec := t.rec
+	rec.State = stateSuperseded
+	if err := saveDeployRecord(ctx, w.c.opts.API, t.key, rec); err != nil && !client.IsNotFound(err) {
+		log.Warn("forge: record the superseded deploy status", "err", err)
+	}
+}
+
+// syncedAt is when sync last recorded repo's commit (zero: not yet).
+func syncedAt(revs []*api.Revision, repo, commit string) time.Time {
+	var at time.Time
+	for _, r := range revs {
+		if r.Spec.Commit == commit && r.Metadata.Labels[labelRepo] == repo && r.Spec.SyncedAt.After(at) {
+			at = r.Spec.SyncedAt
+		}
+	}
+	return at
 }
 
 // deploy posts st as the deploy status of t's commit (and its forge

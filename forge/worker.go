@@ -45,6 +45,9 @@ type prState struct {
 type tracked struct {
 	commit string
 	posted Status
+	// failed: the last post of its status failed (it is tried again,
+	// unless a newer commit supersedes it).
+	failed bool
 	// rec is the commit's deploy record as written at key; zero key
 	// until read from the Revisions.
 	rec deployRecord
@@ -78,6 +81,13 @@ type worker struct {
 	// Owned by run.
 	prs     map[int]*prState
 	failing bool
+	// newest is the latest synced commit whose deploy status was
+	// posted or queued, and when it was synced: an older commit's
+	// status that fails to post is not tried again.
+	newest struct {
+		commit string
+		at     time.Time
+	}
 }
 
 func newWorker(c *Component, rc gitsync.RepoConfig, fc Client) *worker {
