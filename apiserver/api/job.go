@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -56,6 +57,11 @@ type JobStatus struct {
 	// controller saw it, is counted in Deleted once, across a restart
 	// of the controller too (Kubernetes' job-tracking finalizer).
 	Tracked []JobPod `json:"tracked,omitempty"`
+	// Running is where servers before Tracked kept the pods they last
+	// saw running. It is read as part of Tracked (TrackedPods) and
+	// cleared at the next status write, so that their stored jobs still
+	// load and count their pods.
+	Running []JobPod `json:"running,omitempty"`
 	// LastDeletion is when the latest pod counted in Deleted was seen
 	// gone: the retry back-off counts from it.
 	LastDeletion   time.Time `json:"lastDeletion,omitzero"`
@@ -64,6 +70,12 @@ type JobStatus struct {
 	// Conditions: Complete or Failed (True once the run ended), with
 	// the reason of a failure (BackoffLimitExceeded, DeadlineExceeded).
 	Conditions []Condition `json:"conditions,omitempty"`
+}
+
+// TrackedPods is every pod the run tracks: Tracked and what an older
+// server left in Running.
+func (s *JobStatus) TrackedPods() []JobPod {
+	return slices.Concat(s.Tracked, s.Running)
 }
 
 // JobPod names one pod of a run: a pod made again under the same name

@@ -73,7 +73,7 @@ func (c *Controller) create(ctx context.Context, j *api.Job, p *api.Pod) (api.Jo
 // not show, read from the API: the cache may not have caught up with a
 // create, and only a pod the API no longer has is deleted.
 func (c *Controller) unseen(ctx context.Context, j *api.Job, pods []*api.Pod) ([]*api.Pod, error) {
-	for _, t := range j.Status.Tracked {
+	for _, t := range j.Status.TrackedPods() {
 		if slices.ContainsFunc(pods, func(p *api.Pod) bool { return p.Metadata.UID == t.UID }) {
 			continue
 		}

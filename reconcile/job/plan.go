@@ -78,7 +78,7 @@ func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 			}
 		}
 	}
-	for _, r := range j.Status.Tracked {
+	for _, r := range j.Status.TrackedPods() {
 		if p, ok := byUID[r.UID]; !ok || api.Terminating(p) {
 			c.deleted = append(c.deleted, r)
 		}
@@ -102,6 +102,7 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	c := classify(j, pods, now)
 	st := j.Status
 	st.Conditions = slices.Clone(st.Conditions)
+	st.Running = nil // read into c (TrackedPods); Tracked replaces it
 	st.Active = int32(len(c.active))
 	st.Succeeded = int32(len(c.succeeded))
 	if st.StartTime.IsZero() {

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -351,5 +352,45 @@ func TestComputeBackOffEvent(t *testing.T) {
 	j.Status = plan.Status
 	if plan := Compute(j, []*api.Pod{failed}, t0.Add(2*time.Second)); len(plan.Events) != 0 || plan.RequeueAfter != 8*time.Second {
 		t.Fatalf("second look: events %+v, requeue after %s", plan.Events, plan.RequeueAfter)
+	}
+}
+
+// TestComputeReadsRunningOfOlderServers: a job an older server stored
+// keeps its last-seen pods in status.running. It still loads, a pod listed
+// there that is gone counts as deleted once, and the next status moves the
+// list to tracked.
+func TestComputeReadsRunningOfOlderServers(t *testing.T) {
+	j := testJob(1, 1, 2, api.RestartNever)
+	j.Status.StartTime = t0
+	j.Status.Active = 1
+	j.Status.Running = []api.JobPod{{Name: "batch-1-0", UID: "uid-0"}}
+	data, err := json.Marshal(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"running":[{"name":"batch-1-0","uid":"uid-0"}]`) {
+		t.Fatalf("the stored form of an older server's job: %s", data)
+	}
+	obj, err := api.Decode(api.KindJob, data)
+	if err != nil {
+		t.Fatalf("a job an older server stored does not load: %v", err)
+	}
+	j = obj.(*api.Job)
+
+	plan := Compute(j, nil, t0)
+	if plan.Status.Deleted != 1 || plan.Status.Failed != 1 || plan.Status.Running != nil || !plan.StatusChanged {
+		t.Fatalf("the pod of status.running went: %+v (changed %v), want one deleted, running cleared", plan.Status, plan.StatusChanged)
+	}
+	j.Status = plan.Status
+	if plan := Compute(j, nil, t0.Add(time.Second)); plan.Status.Deleted != 1 {
+		t.Fatalf("counted again: %+v", plan.Status)
+	}
+
+	p := pod(j, 0, api.PodRunning, -1, t0, 0)
+	p.Metadata.UID = "uid-9"
+	j.Status = api.JobStatus{StartTime: t0, Active: 1, Running: []api.JobPod{{Name: "batch-1-0", UID: "uid-9"}}}
+	plan = Compute(j, []*api.Pod{p}, t0)
+	if plan.Status.Deleted != 0 || len(plan.Status.Tracked) != 1 || plan.Status.Tracked[0].UID != "uid-9" || plan.Status.Running != nil {
+		t.Fatalf("a pod of status.running still there: %+v, want it moved to tracked", plan.Status)
 	}
 }
