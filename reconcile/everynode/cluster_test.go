@@ -203,15 +203,23 @@ func TestEveryNodeOnHollowNodes(t *testing.T) {
 		seen.maxMissing = 0 // the informer's first list adds one pod at a time
 		return ""
 	})
-	o, err := c.Get(t.Context(), api.KeyOf(w))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := api.Clone(o.(*api.Workload))
-	u.Spec.Template.Containers[0].Image = "example/shipper:v2"
-	if _, err := c.Update(t.Context(), u); err != nil {
-		t.Fatal(err)
-	}
+	// The controller writes the workload's status meanwhile: read, change
+	// and write again on a conflict, as a user's tool would.
+	waitFor(t, "the workload's image changed to v2", func() string {
+		o, err := c.Get(t.Context(), api.KeyOf(w))
+		if err != nil {
+			return err.Error()
+		}
+		u := api.Clone(o.(*api.Workload))
+		u.Spec.Template.Containers[0].Image = "example/shipper:v2"
+		if _, err := c.Update(t.Context(), u); err != nil {
+			if !client.IsConflict(err) {
+				t.Fatal(err)
+			}
+			return err.Error()
+		}
+		return ""
+	})
 	waitFor(t, "v2 on every node", want("example/shipper:v2", "hn-0", "hn-1", "hn-2", "late-0"))
 	waitFor(t, "the workload Available and complete", func() string {
 		o, err := c.Get(t.Context(), api.KeyOf(w))
