@@ -2,11 +2,13 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,7 @@ import (
 var (
 	writeWindow   = flag.Duration("bench.window", 2*time.Second, "how long each system is loaded in one round of BenchmarkCreatesVsEtcd")
 	writeWatchers = flag.Int("bench.watchers", 0, "watchers of the written keys connected during BenchmarkCreatesVsEtcd")
+	flightDir     = flag.String("bench.flight-dir", "", "keep Go's flight recorder running in BenchmarkCreatesVsEtcd's process and write its last seconds of execution trace to this directory at each of the first three Capstan writes of 100 ms or more (go tool trace FILE): where the writers' own process was meanwhile")
 	watchDecode   = flag.Bool("bench.watch-decode", false, "BenchmarkCreatesVsEtcd's Capstan watchers decode every Pod (client.Watch, as an informer does) instead of taking each event's bytes as etcd's watchers do")
 	tlsAnchor     = flag.Bool("bench.tls-anchor", true, "also run etcd over TLS in BenchmarkCreatesVsEtcd")
 	diskProbe     = flag.Bool("bench.disk-probe", false, "during each round of BenchmarkCreatesVsEtcd, append 512 bytes to a file of its own and fdatasync it every 10 ms, and report the longest fdatasync of each system's rounds (<name>-disk-max-ms): how long the disk itself stalled meanwhile")
@@ -117,6 +120,9 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 					return err
 				}
 			}
+			if *flightDir != "" {
+				capstan = flightRecorded(b, *flightDir, capstan)
+			}
 			var capRes, etcdRes, tlsRes []loadResult
 			for b.Loop() {
 				capRes = append(capRes, loadProbed(ctx, clients, *writeWindow, probe, capstan))
@@ -135,6 +141,45 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 				b.ReportMetric(capRate/report(b, "etcd-tls", tlsRes), "rate-ratio-tls")
 			}
 		})
+	}
+}
+
+// flightRecorded returns op run under Go's flight recorder: the first
+// three calls that take 100 ms or more each write the recorder's window
+// (the last few seconds of this process's execution trace, the slow call
+// in it) to dir, named in the benchmark's log.
+func flightRecorded(b *testing.B, dir string, op func(context.Context) error) func(context.Context) error {
+	fr := trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 3 * time.Second})
+	if err := fr.Start(); err != nil {
+		b.Fatalf("flight recorder: %v", err)
+	}
+	b.Cleanup(fr.Stop)
+	var mu sync.Mutex
+	dumps := 0
+	return func(ctx context.Context) error {
+		t0 := time.Now()
+		err := op(ctx)
+		took := time.Since(t0)
+		if took < 100*time.Millisecond || !mu.TryLock() {
+			return err
+		}
+		defer mu.Unlock()
+		if dumps == 3 {
+			return err
+		}
+		dumps++
+		name := filepath.Join(dir, fmt.Sprintf("writers-%d.trace", dumps))
+		f, ferr := os.Create(name)
+		if ferr == nil {
+			_, ferr = fr.WriteTo(f)
+			ferr = errors.Join(ferr, f.Close())
+		}
+		if ferr != nil {
+			b.Logf("flight recorder: %v", ferr)
+		} else {
+			b.Logf("a write of %s ending at %s: the writers' process traced in %s", took.Round(time.Microsecond), time.Now().Format("15:04:05.000"), name)
+		}
+		return err
 	}
 }
 
