@@ -142,13 +142,32 @@ func (c *Client) request(ctx context.Context, hc *http.Client, method, path stri
 			return resp, err
 		case moveOn:
 			c.servers.moveOn(i)
-			return nil, err
+			return nil, storeHint([]error{err}, err)
 		}
 		c.servers.moveOn(i)
 		errs = append(errs, err)
 	}
 	if n == 1 {
-		return nil, errs[0]
+		return nil, storeHint(errs, errs[0])
 	}
-	return nil, fmt.Errorf("none of the %d API servers answered (%s): %w", n, strings.Join(c.servers.urls, ", "), errors.Join(errs...))
+	return nil, storeHint(errs, fmt.Errorf("none of the %d API servers answered (%s): %w", n, strings.Join(c.servers.urls, ", "), errors.Join(errs...)))
+}
+
+// storeUnavailableHint says what to check when no API server tried
+// reaches its store.
+const storeUnavailableHint = "no API server tried reaches its store (etcd): check that the etcd members are up and hold a quorum " +
+	"(etcdctl endpoint health --cluster), and that the servers' --etcd-endpoints (and --etcd-ca, --etcd-cert, --etcd-key) " +
+	"point at them; each server's /readyz says whether it reaches etcd"
+
+// storeHint returns err, which stands for errs, with storeUnavailableHint
+// when every one of errs is a server's 503 StoreUnavailable: no retry of
+// the client's mends that.
+func storeHint(errs []error, err error) error {
+	for _, e := range errs {
+		var se *StatusError
+		if !errors.As(e, &se) || se.Reason != wire.ReasonStoreUnavailable {
+			return err
+		}
+	}
+	return fmt.Errorf("%w\n%s", err, storeUnavailableHint)
 }

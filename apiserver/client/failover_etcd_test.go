@@ -2,17 +2,23 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/etcdtest"
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // cutOff is a server's etcd store that can be cut off from etcd: its
@@ -47,27 +53,24 @@ func copyFiles(t *testing.T, dst, src string, names ...string) {
 	}
 }
 
-// Two servers on one etcd, and the first is cut off from it: its reads
-// answer 503 "store unavailable ... use another API server", which the
-// client took as the answer, so a client given both servers kept failing
-// on the first. A read now goes on to the next server at once, and later
-// requests stay there.
-func TestClientMovesOnFromServerWithoutItsStore(t *testing.T) {
-	ctx := t.Context()
+// twoServersOnEtcd starts a one-member etcd cluster and two API servers
+// on it (a's store is wrapA's answer), and returns them with a client
+// given both, a first.
+func twoServersOnEtcd(t *testing.T, wrapA func(*store.Etcd) store.Backend) (a, b *apiservertest.Cluster, c *client.Client, cluster *etcdtest.Cluster) {
+	t.Helper()
 	cluster, err := etcdtest.Start(t.TempDir(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
 	open := func() *store.Etcd {
-		st, err := store.OpenEtcd(ctx, store.EtcdOptions{Endpoints: cluster.Endpoints()})
+		st, err := store.OpenEtcd(t.Context(), store.EtcdOptions{Endpoints: cluster.Endpoints()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return st
 	}
-	stA := &cutOff{Etcd: open()}
-	a := apiservertest.Start(t, apiservertest.Options{Backend: stA})
+	a = apiservertest.Start(t, apiservertest.Options{Backend: wrapA(open())})
 	dirB := t.TempDir()
 	copyFiles(t, dirB, a.DataDir, "pki/ca.crt", "pki/ca.key")
 	keys, err := os.ReadDir(filepath.Join(a.DataDir, "secrets"))
@@ -77,14 +80,58 @@ func TestClientMovesOnFromServerWithoutItsStore(t *testing.T) {
 	for _, k := range keys {
 		copyFiles(t, dirB, a.DataDir, filepath.Join("secrets", k.Name()))
 	}
-	b := apiservertest.Start(t, apiservertest.Options{DataDir: dirB, Backend: open()})
-	if _, err := a.Client.Create(ctx, pod("p0")); err != nil {
-		t.Fatal(err)
-	}
+	b = apiservertest.Start(t, apiservertest.Options{DataDir: dirB, Backend: open()})
 	cfg := *a.Config
 	cfg.Servers = []string{b.URL()}
-	c, err := client.New(&cfg)
-	if err != nil {
+	if c, err = client.New(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, c, cluster
+}
+
+// With etcd down, a read on a client given several API servers waited
+// 10 s (the store's request timeout) on each before "store unavailable",
+// half a minute with three servers, even though each server knew (its
+// /readyz said so), and the error did not say what to check. A server
+// that knows etcd is out of reach now answers 503 StoreUnavailable at
+// once (within 2 s at most), and the client's error names what to check.
+// The read runs under a deadline short of the old 10 s: it must end with
+// the servers' answer before it.
+func TestClientFailsFastWhenNoServerReachesEtcd(t *testing.T) {
+	a, b, c, cluster := twoServersOnEtcd(t, func(st *store.Etcd) store.Backend { return st })
+	if _, err := c.Create(t.Context(), pod("p0")); err != nil {
+		t.Fatal(err)
+	}
+	cluster.Members[0].Stop()
+	for _, s := range []*apiservertest.Cluster{a, b} {
+		testenv.Eventually(t, 30*time.Second, "/readyz of "+s.URL()+" failing with etcd down", func() bool {
+			return s.Client.Do(t.Context(), http.MethodGet, "/readyz", nil, nil) != nil
+		})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Second)
+	defer cancel()
+	_, _, err := c.List(ctx, api.KindPod, client.ListOptions{})
+	var se *client.StatusError
+	if !errors.As(err, &se) || se.Reason != wire.ReasonStoreUnavailable || ctx.Err() != nil {
+		t.Fatalf("list with etcd down: %v (deadline passed: %v); want 503 StoreUnavailable from the servers before the 8 s deadline", err, ctx.Err())
+	}
+	for _, want := range []string{"none of the 2 API servers answered", "etcd members are up and hold a quorum", "--etcd-endpoints"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error with etcd down says %q; want it to say %q", err, want)
+		}
+	}
+}
+
+// Two servers on one etcd, and the first is cut off from it: its reads
+// answer 503 "store unavailable ... use another API server", which the
+// client took as the answer, so a client given both servers kept failing
+// on the first. A read now goes on to the next server at once, and later
+// requests stay there.
+func TestClientMovesOnFromServerWithoutItsStore(t *testing.T) {
+	ctx := t.Context()
+	stA := &cutOff{}
+	a, b, c, _ := twoServersOnEtcd(t, func(st *store.Etcd) store.Backend { stA.Etcd = st; return stA })
+	if _, err := a.Client.Create(ctx, pod("p0")); err != nil {
 		t.Fatal(err)
 	}
 

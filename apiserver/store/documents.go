@@ -32,11 +32,9 @@ func (s *Etcd) documentKey(name string) string { return s.opts.Prefix + "documen
 // Document reads a document (see Documents), linearizably, within the
 // store's RequestTimeout.
 func (s *Etcd) Document(ctx context.Context, name string) ([]byte, int64, error) {
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
-	resp, err := s.cli.Get(rctx, s.documentKey(name))
+	resp, err := s.read(ctx, s.documentKey(name))
 	if err != nil {
-		return nil, 0, fmt.Errorf("document %s: %w", name, s.err(err))
+		return nil, 0, fmt.Errorf("document %s: %w", name, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, 0, nil

@@ -129,6 +129,8 @@ type Etcd struct {
 	nodes     NodeIndex
 	closed    chan struct{}
 	closeOnce atomic.Bool
+	// down: the last request to etcd found it unavailable (etcdhealth.go).
+	down atomic.Bool
 
 	// pushHook, when set by a test, sees each event a watcher queued.
 	pushHook func(e *Event)
@@ -248,11 +250,9 @@ func (s *Etcd) seen(rev int64) {
 
 // currentRevision asks etcd for its revision (a linearizable read).
 func (s *Etcd) currentRevision(ctx context.Context) (int64, error) {
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
-	resp, err := s.cli.Get(rctx, s.opts.Prefix, clientv3.WithCountOnly())
+	resp, err := s.read(ctx, s.opts.Prefix, clientv3.WithCountOnly())
 	if err != nil {
-		return 0, s.err(err)
+		return 0, err
 	}
 	rev := s.out(resp.Header.Revision)
 	s.seen(rev)
@@ -281,12 +281,14 @@ func (s *Etcd) err(err error) error {
 	case errors.Is(err, context.Canceled):
 		return err
 	case errors.Is(err, context.DeadlineExceeded):
+		s.markDown()
 		return fmt.Errorf("%w: no answer in time: %w", ErrUnavailable, err)
 	case errors.Is(err, rpctypes.ErrTooManyOps):
 		return fmt.Errorf("etcd: %w (a transaction of many objects: start the etcd members with a larger --max-txn-ops, see docs/ha.md)", err)
 	case errors.Is(err, rpctypes.ErrRequestTooLarge):
 		return fmt.Errorf("etcd: %w (start the etcd members with a larger --max-request-bytes, see docs/ha.md)", err)
 	case unavailable(err):
+		s.markDown()
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return fmt.Errorf("etcd: %w", err)
@@ -404,11 +406,9 @@ func (s *Etcd) Get(ctx context.Context, k api.Key) (api.Object, error) {
 	if !k.Kind.Valid() {
 		return nil, fmt.Errorf("%w: %q", api.ErrUnknownKind, k.Kind)
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
-	resp, err := s.cli.Get(rctx, s.objectKey(k))
+	resp, err := s.read(ctx, s.objectKey(k))
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", k, s.err(err))
+		return nil, fmt.Errorf("get %s: %w", k, err)
 	}
 	s.seen(s.out(resp.Header.Revision))
 	if len(resp.Kvs) == 0 {
@@ -443,11 +443,9 @@ func (s *Etcd) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]api
 		if rev != 0 {
 			o = append(o, clientv3.WithRev(rev))
 		}
-		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-		resp, err := s.cli.Get(rctx, from, o...)
-		cancel()
+		resp, err := s.read(ctx, from, o...)
 		if err != nil {
-			return nil, 0, fmt.Errorf("list %s: %w", kind, s.err(err))
+			return nil, 0, fmt.Errorf("list %s: %w", kind, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision

@@ -60,11 +60,9 @@ func (tx *etcdTx) get(key string) (string, bool, error) {
 	if ok {
 		tx.reads[key] = kv
 	} else {
-		rctx, cancel := context.WithTimeout(tx.ctx, tx.s.opts.RequestTimeout)
-		resp, err := tx.s.cli.Get(rctx, key)
-		cancel()
+		resp, err := tx.s.read(tx.ctx, key)
 		if err != nil {
-			return "", false, fmt.Errorf("read %s: %w", key, tx.s.err(err))
+			return "", false, fmt.Errorf("read %s: %w", key, err)
 		}
 		if len(resp.Kvs) > 0 {
 			kv = resp.Kvs[0]
@@ -131,6 +129,7 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("commit: %w", tx.s.err(err))
 	}
+	tx.s.markUp()
 	if !resp.Succeeded && len(resp.Responses) == len(gets) {
 		if kvs := resp.Responses[len(keys)].GetResponseRange().GetKvs(); len(kvs) > 0 {
 			return nil, false, readOnlyError(kvs[0].Value)

@@ -81,11 +81,9 @@ func (s *Etcd) SetReadOnly(ctx context.Context, reason string) error {
 
 // ReadOnly returns the switch's reason (see ReadOnlySwitch).
 func (s *Etcd) ReadOnly(ctx context.Context) (string, error) {
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
-	defer cancel()
-	resp, err := s.cli.Get(rctx, s.readOnlyKey())
+	resp, err := s.read(ctx, s.readOnlyKey())
 	if err != nil {
-		return "", fmt.Errorf("read the store's read-only switch: %w", s.err(err))
+		return "", fmt.Errorf("read the store's read-only switch: %w", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return "", nil

@@ -1,0 +1,80 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/capstanhq/capstan/apiserver/api"
+)
+
+// A read etcd cannot answer waited RequestTimeout (10 s) however well the
+// server knew that etcd was gone, so a client with three API servers
+// waited half a minute for "store unavailable". A store that knows now
+// answers ErrUnavailable at once (no connection to any member) or within
+// knownDownTimeout (the last request found no quorum), and reads as
+// before once etcd answers again.
+//
+// Each read runs under a deadline well short of the 10 s the old code
+// waited: it must end with ErrUnavailable before that deadline (the
+// store's own answer, not the caller's deadline).
+func TestEtcdReadsFailFastWhileEtcdIsKnownDown(t *testing.T) {
+	restoreCluster(t)
+	s := openEtcdTest(t, Options{})
+	k := api.Key{Kind: api.KindPod, App: "shop", Name: "p"}
+	if _, err := s.Create(t.Context(), testPod("shop", "p", "")); err != nil {
+		t.Fatal(err)
+	}
+	readBefore := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 6*time.Second)
+		defer cancel()
+		_, err := s.Get(ctx, k)
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			t.Fatalf("a read with %s: %v (deadline passed: %v); want ErrUnavailable from the store before the 6 s deadline", what, err, ctx.Err())
+		}
+		_, _, err = s.List(ctx, api.KindPod, ListOptions{})
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			t.Fatalf("a list with %s: %v (deadline passed: %v); want ErrUnavailable from the store before the 6 s deadline", what, err, ctx.Err())
+		}
+	}
+
+	// Quorum lost: the member left takes requests but answers none. The
+	// first request finds out (as /readyz's probe does, within its 2 s).
+	for _, m := range testCluster.Members[:2] {
+		m.Stop()
+	}
+	pctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	if _, err := s.ReadOnly(pctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("the readiness probe's read without a quorum: %v, want ErrUnavailable", err)
+	}
+	cancel()
+	readBefore("no quorum")
+
+	// Every member out of reach: no connection to any.
+	for _, m := range testCluster.Members {
+		m.Partition()
+	}
+	waitUntil(t, "the etcd client to have no connection", s.noConnection)
+	readBefore("no member reachable")
+
+	for _, m := range testCluster.Members {
+		m.Heal()
+	}
+	for _, m := range testCluster.Members[:2] {
+		if err := m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testCluster.WaitLeader(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "reads to work again with etcd back", func() bool {
+		_, err := s.Get(t.Context(), k)
+		return err == nil
+	})
+	if s.down.Load() {
+		t.Fatal("the store still takes etcd for down after a read it answered")
+	}
+}
