@@ -190,6 +190,83 @@ func TestConntrackEndToEnd(t *testing.T) {
 	})
 }
 
+// A service deleted while the agent was down left its UDP conntrack
+// entries behind, and the restarted proxy kept them: a client sending
+// from a fixed source port (a DNS resolver, a game, a metrics agent)
+// went on reaching the deleted service's endpoint through a VIP and a
+// node port that no longer existed. The first sync of a new proxier now
+// deletes the UDP entries of VIP ports in the service CIDR, and of node
+// ports, that no service holds, and keeps those of the current ones.
+func TestConntrackOrphansDeletedAtStart(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "nft", "ip")
+	tp := newTopology(t)
+	table := "capstan_ot_" + tp.node[len(tp.node)-6:]
+	ctx := context.Background()
+	if err := tp.nodeW.Do(func() error { _, err := EnsureSysctls(""); return err }); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *Proxier {
+		var p *Proxier
+		if err := tp.nodeW.Do(func() (err error) {
+			p, err = New(Options{Table: table, ServiceCIDR: netip.MustParsePrefix("10.99.201.0/24")})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tp.nodeW.Do(func() error { return p.Cleanup(ctx) }) })
+		return p
+	}
+	sync := func(p *Proxier, services []*api.Service, eps []*api.Endpoints) {
+		t.Helper()
+		if err := tp.nodeW.Do(func() error { return p.Sync(ctx, services, eps) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	udp := func(ip string) api.EndpointAddress { return addr(ip, true, epPort("dns", podPort, "UDP")) }
+	kept := external(service("infra", "dns", "10.99.201.53", nodePort(port("dns", 53, "UDP"), 30053)))
+	gone := external(service("infra", "old", "10.99.201.55", nodePort(port("dns", 53, "UDP"), 30055)))
+	keptEps, goneEps := endpoints("infra", "dns", udp(pod1IP)), endpoints("infra", "old", udp(pod2IP))
+	sync(start(), []*api.Service{kept, gone}, []*api.Endpoints{keptEps, goneEps})
+
+	flows := []struct {
+		name, src, dst, pod, podIP string
+		kept                       bool
+	}{
+		{"a current VIP", clientIP + ":42053", "10.99.201.53:53", "pod1", pod1IP, true},
+		{"a current node port", clientIP + ":42054", nodeUplinkIP + ":30053", "pod1", pod1IP, true},
+		{"a deleted VIP", clientIP + ":42055", "10.99.201.55:53", "pod2", pod2IP, false},
+		{"a deleted node port", clientIP + ":42056", nodeUplinkIP + ":30055", "pod2", pod2IP, false},
+	}
+	for _, f := range flows {
+		if got := exchangeUDP(t, udpFrom(t, tp.clientW, f.src), f.dst); got != f.pod {
+			t.Fatalf("%s: answer %q, want %s", f.name, got, f.pod)
+		}
+	}
+
+	// The agent restarts after the service "old" was deleted: a new
+	// proxier, whose first sync no longer has it.
+	sync(start(), []*api.Service{kept}, []*api.Endpoints{keptEps})
+	for _, f := range flows {
+		n := len(conntrackFlows(t, tp, f.src, f.podIP))
+		if f.kept && n != 1 {
+			t.Errorf("%s: %d conntrack entries from %s after the restart, want its 1 kept", f.name, n, f.src)
+		}
+		if !f.kept && n != 0 {
+			t.Errorf("%s: %d conntrack entries from %s to the deleted service's endpoint after the restart, want none", f.name, n, f.src)
+		}
+	}
+	for _, f := range flows {
+		got := exchangeUDP(t, udpFrom(t, tp.clientW, f.src), f.dst)
+		if f.kept && got != f.pod {
+			t.Errorf("%s after the restart: answer %q, want %s", f.name, got, f.pod)
+		}
+		if !f.kept && got == f.pod {
+			t.Errorf("%s after the restart: the same source port still reached %s", f.name, got)
+		}
+	}
+}
+
 // conntrackFlows lists the node's conntrack entries from src (client
 // address:port) answered by endpoint address ep.
 func conntrackFlows(t *testing.T, tp *topology, src, ep string) []Flow {

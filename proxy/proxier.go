@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"runtime"
@@ -61,6 +62,13 @@ type Options struct {
 	// with NFT set (tests), no entries are deleted unless Conntrack is
 	// given.
 	Conntrack Conntrack
+	// ServiceCIDR is the cluster's service network (the server's
+	// --service-cidr), or SetServiceCIDR gives it later. A full sync (the
+	// first of a proxier: a restarted agent) then also deletes the UDP
+	// conntrack entries to a VIP port in it that no service holds any
+	// more: those of services deleted while no proxier ran. Default:
+	// unknown, and only such entries to node ports are deleted.
+	ServiceCIDR netip.Prefix
 
 	fastPath bool // set by setDefaults: NFT is the real nft and NFTOnly is off
 	// runner runs transactions with batched elements when NFT is the real
@@ -88,6 +96,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.RetryInterval == 0 {
 		o.RetryInterval = 5 * time.Second
+	}
+	if o.ServiceCIDR.IsValid() && !o.ServiceCIDR.Addr().Is4() {
+		return fmt.Errorf("%w: service CIDR %s is not IPv4", ErrInvalidOptions, o.ServiceCIDR)
 	}
 	if o.MasqueradeMark&(o.MasqueradeMark-1) != 0 {
 		return fmt.Errorf("%w: masquerade mark %#x must be a single bit, e.g. 0x4000", ErrInvalidOptions, o.MasqueradeMark)
@@ -167,6 +178,9 @@ type Proxier struct {
 	// staleKeys are the ports whose stale conntrack entries are still to
 	// be deleted: a failed deletion is retried by the next sync.
 	staleKeys map[flowKey]struct{}
+	// serviceCIDR is where VIPs come from (Options.ServiceCIDR,
+	// SetServiceCIDR); invalid when unknown.
+	serviceCIDR netip.Prefix
 
 	// pending is the latest Update not yet taken by Start; wake signals it.
 	pendingMu sync.Mutex
@@ -186,11 +200,24 @@ func New(opts Options) (*Proxier, error) {
 		mark: fmt.Sprintf("%#08x", opts.MasqueradeMark),
 		wake: make(chan struct{}, 1),
 	}
+	p.serviceCIDR = opts.ServiceCIDR.Masked()
 	if ct, ok := opts.Conntrack.(*netlinkConntrack); ok {
 		// Close its socket when the Proxier goes away.
 		runtime.AddCleanup(p, (*netlinkConntrack).close, ct)
 	}
 	return p, nil
+}
+
+// SetServiceCIDR sets the cluster's service network (see
+// Options.ServiceCIDR) for the syncs to come; the node's service feeder
+// gives it once the server told it. An IPv6 prefix is ignored.
+func (p *Proxier) SetServiceCIDR(cidr netip.Prefix) {
+	if !cidr.Addr().Is4() {
+		return
+	}
+	p.mu.Lock()
+	p.serviceCIDR = cidr.Masked()
+	p.mu.Unlock()
 }
 
 type change struct {
@@ -274,7 +301,7 @@ func (p *Proxier) deleteStale(ctx context.Context, full bool, changes []change, 
 	}
 	stale := p.staleFlows(full, keys)
 	stats.StalePorts, stats.StaleFlows = stale.Len(), 0
-	if stale.Len() == 0 {
+	if stale.empty() {
 		p.staleKeys = nil
 		return nil
 	}
@@ -297,6 +324,9 @@ func (p *Proxier) deleteStale(ctx context.Context, full bool, changes []change, 
 func (p *Proxier) staleFlows(full bool, keys map[flowKey]struct{}) *StaleFlows {
 	s := &StaleFlows{keep: map[flowKey][]Endpoint{}, listed: map[flowKey][]Endpoint{}}
 	if full {
+		// What the table held before is unknown, services deleted
+		// meanwhile included: their UDP entries go too.
+		s.orphans, s.serviceCIDR = true, p.serviceCIDR
 		s.keep = make(map[flowKey][]Endpoint, len(p.cache))
 		s.listed = make(map[flowKey][]Endpoint, len(p.cache))
 		for _, c := range p.cache {

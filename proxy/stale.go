@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/capstanhq/capstan/apiserver/api"
 )
 
 // Stale connection tracking entries. The kernel picks an endpoint for the
@@ -83,11 +85,20 @@ type portFlows struct {
 type StaleFlows struct {
 	keep   map[flowKey][]Endpoint
 	listed map[flowKey][]Endpoint
+	// orphans (a full sync, when keep holds every port of the table) also
+	// selects the UDP entries of ports no service holds: addressed to a
+	// VIP in serviceCIDR (when known), or to a node port, DNATed and
+	// masqueraded; what services deleted while no proxier ran left behind.
+	orphans     bool
+	serviceCIDR netip.Prefix
 }
 
 // Len is the number of service ports and node ports whose entries are
 // checked.
 func (s *StaleFlows) Len() int { return len(s.keep) }
+
+// empty says whether s selects no entry at all.
+func (s *StaleFlows) empty() bool { return s == nil || len(s.keep) == 0 && !s.orphans }
 
 // Match reports whether f is stale: addressed to one of the selected ports
 // and DNATed to an endpoint the port no longer has. UDP entries and TCP
@@ -103,22 +114,15 @@ func (s *StaleFlows) Len() int { return len(s.keep) }
 // entries (as the node port chain makes them), so a pod's flow to some
 // VIP that happens to use the node port's number is not taken for one
 // (unless it is hairpinned, and then it is only balanced afresh).
+// With orphans, a UDP entry of a port no service holds matches too
+// (orphan).
 func (s *StaleFlows) Match(f Flow) bool {
-	if s == nil || len(s.keep) == 0 || f.Protocol != "udp" && f.Protocol != "tcp" {
+	if s.empty() || f.Protocol != "udp" && f.Protocol != "tcp" {
 		return false
 	}
-	if f.ReplySrc == f.OrigDst {
-		return false // not DNATed: not the proxy's
-	}
-	k := flowKey{f.Protocol, f.OrigDst.Addr(), f.OrigDst.Port()}
-	if _, ok := s.keep[k]; !ok {
-		if f.ReplyDst.Addr() == f.OrigSrc.Addr() {
-			return false // not masqueraded: not through a node port
-		}
-		k = flowKey{f.Protocol, netip.Addr{}, f.OrigDst.Port()}
-		if _, ok := s.keep[k]; !ok {
-			return false
-		}
+	k, ok := s.portOf(f)
+	if !ok {
+		return s.orphan(f)
 	}
 	if f.Protocol == "tcp" && !f.Unanswered {
 		listed, ok := s.listed[k]
@@ -132,6 +136,49 @@ func (s *StaleFlows) Match(f Flow) bool {
 	}
 	_, kept := slices.BinarySearchFunc(s.keep[k], Endpoint{f.ReplySrc.Addr(), f.ReplySrc.Port()}, compareEndpoints)
 	return !kept
+}
+
+// portOf returns the selected port f was addressed to: its VIP port,
+// or its node port when f was masqueraded. An entry not DNATed is not
+// the proxy's.
+func (s *StaleFlows) portOf(f Flow) (flowKey, bool) {
+	if f.ReplySrc == f.OrigDst {
+		return flowKey{}, false // not DNATed: not the proxy's
+	}
+	k := flowKey{f.Protocol, f.OrigDst.Addr(), f.OrigDst.Port()}
+	if _, ok := s.keep[k]; ok {
+		return k, true
+	}
+	if f.ReplyDst.Addr() == f.OrigSrc.Addr() {
+		return flowKey{}, false // not masqueraded: not through a node port
+	}
+	k = flowKey{f.Protocol, netip.Addr{}, f.OrigDst.Port()}
+	_, ok := s.keep[k]
+	return k, ok
+}
+
+// orphan reports, with orphans, a UDP entry of a port that no service
+// holds (portOf found none): one to a VIP port in the service CIDR,
+// DNATed or not (a VIP given to a new service must not be bypassed by an
+// entry made before it had rules), or a DNATed and masqueraded one to a
+// node port, as the node port chain makes them. Such an entry keeps a
+// client's datagrams going to the endpoint of a service deleted while
+// the proxy did not run, as long as the client sends (kube-proxy deletes
+// them too). TCP connections are left to end, as for any port gone.
+func (s *StaleFlows) orphan(f Flow) bool {
+	if !s.orphans || f.Protocol != "udp" {
+		return false
+	}
+	dst := f.OrigDst
+	if s.serviceCIDR.IsValid() && s.serviceCIDR.Contains(dst.Addr()) {
+		_, held := s.keep[flowKey{f.Protocol, dst.Addr(), dst.Port()}]
+		return !held
+	}
+	if f.ReplySrc == dst || f.ReplyDst.Addr() == f.OrigSrc.Addr() || dst.Port() < api.MinNodePort || dst.Port() > api.MaxNodePort {
+		return false // not through a node port
+	}
+	_, held := s.keep[flowKey{f.Protocol, netip.Addr{}, dst.Port()}]
+	return !held
 }
 
 // String lists the selected ports and the endpoints each keeps, sorted,
@@ -150,6 +197,11 @@ func (s *StaleFlows) String() string {
 		lines = append(lines, line)
 	}
 	slices.Sort(lines)
+	if s.orphans && s.serviceCIDR.IsValid() {
+		lines = append(lines, "udp orphans: service CIDR "+s.serviceCIDR.String()+", node ports")
+	} else if s.orphans {
+		lines = append(lines, "udp orphans: node ports")
+	}
 	return strings.Join(lines, "\n")
 }
 

@@ -41,7 +41,7 @@ func lines(s ...string) string { return strings.Join(s, "\n") }
 // ports the sync asks to clean and which endpoints each keeps.
 func TestStaleFlowsPerChange(t *testing.T) {
 	ct := &recordingConntrack{}
-	p, err := New(Options{NFT: knftables.NewFake(knftables.IPv4Family, "capstan"), Conntrack: ct})
+	p, err := New(Options{NFT: knftables.NewFake(knftables.IPv4Family, "capstan"), Conntrack: ct, ServiceCIDR: netip.MustParsePrefix("10.96.0.0/16")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +60,7 @@ func TestStaleFlowsPerChange(t *testing.T) {
 			"tcp 10.96.0.11:5432 keep []",
 			"tcp nodeport 30080 keep [10.88.1.5:8080 10.88.1.6:8080] listed [10.88.1.5:8080 10.88.1.6:8080 10.88.1.7:8080]",
 			"udp 10.96.0.53:53 keep [10.88.2.9:5353]",
+			"udp orphans: service CIDR 10.96.0.0/16, node ports",
 		)}},
 		{"nothing changed", func() {}, nil},
 		{"an endpoint turning ready: nothing lost", func() {
@@ -168,7 +169,7 @@ func TestStaleFlowsConflict(t *testing.T) {
 	ep := func(ip string) api.EndpointAddress { return addr(ip, true, epPort("http", 8080, "TCP")) }
 	eps := []*api.Endpoints{endpoints("shop", "a", ep("10.88.0.1"), ep("10.88.0.2")), endpoints("shop", "b", ep("10.88.0.3"))}
 	mustSync(t, p, services, eps)
-	if got, want := ct.take(), []string{"tcp 10.96.0.20:80 keep [10.88.0.1:8080 10.88.0.2:8080]"}; !slices.Equal(got, want) {
+	if got, want := ct.take(), []string{"tcp 10.96.0.20:80 keep [10.88.0.1:8080 10.88.0.2:8080]\nudp orphans: node ports"}; !slices.Equal(got, want) {
 		t.Fatalf("first sync: %q, want %q", got, want)
 	}
 	eps[1] = endpoints("shop", "b") // b holds nothing: nothing to clean
@@ -229,6 +230,52 @@ func TestStaleFlowsMatch(t *testing.T) {
 	var none *StaleFlows
 	if none.Match(Flow{Protocol: "udp", OrigDst: ap("10.96.0.53:53"), ReplySrc: ap("10.88.2.8:53")}) {
 		t.Error("a nil StaleFlows matched")
+	}
+}
+
+// A full sync (a restarted agent) also selects the UDP entries of ports no
+// service holds: a service deleted while no proxier ran left them, and a
+// client kept sending its datagrams to the old endpoint.
+func TestStaleFlowsOrphans(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	ep := func(s string) Endpoint { a := ap(s); return Endpoint{a.Addr(), a.Port()} }
+	stale := &StaleFlows{keep: map[flowKey][]Endpoint{
+		{"udp", netip.MustParseAddr("10.96.0.53"), 53}: {ep("10.88.2.9:53")},
+		{"udp", netip.Addr{}, 30053}:                   {ep("10.88.2.9:53")},
+	}, orphans: true, serviceCIDR: netip.MustParsePrefix("10.96.0.0/16")}
+	client := ap("10.88.0.7:40000")
+	outside, node, masq := ap("192.0.2.7:40000"), ap("192.0.2.1:30054"), ap("10.88.0.1:61000")
+	for _, tc := range []struct {
+		name string
+		flow Flow
+		want bool
+	}{
+		{"UDP to a deleted VIP, DNATed", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.54:53"), ReplySrc: ap("10.88.2.8:53"), ReplyDst: client}, true},
+		{"UDP to a deleted VIP, not DNATed", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.54:53"), ReplySrc: ap("10.96.0.54:53"), ReplyDst: client}, true},
+		{"UDP to a port a current VIP no longer has", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.53:54"), ReplySrc: ap("10.88.2.9:54"), ReplyDst: client}, true},
+		{"UDP to a current VIP port, kept endpoint", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.53:53"), ReplySrc: ap("10.88.2.9:53"), ReplyDst: client}, false},
+		{"UDP to a current VIP port, not DNATed", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.53:53"), ReplySrc: ap("10.96.0.53:53"), ReplyDst: client}, false},
+		{"TCP to a deleted VIP: left to end", Flow{Protocol: "tcp", OrigSrc: client, OrigDst: ap("10.96.0.54:80"), ReplySrc: ap("10.88.2.8:80"), ReplyDst: client}, false},
+		{"UDP outside the service CIDR, not a node port", Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.97.0.54:53"), ReplySrc: ap("10.88.2.8:53"), ReplyDst: masq}, false},
+		{"UDP to a deleted node port, DNATed and masqueraded", Flow{Protocol: "udp", OrigSrc: outside, OrigDst: node, ReplySrc: ap("10.88.2.8:53"), ReplyDst: masq}, true},
+		{"UDP to a current node port, kept endpoint", Flow{Protocol: "udp", OrigSrc: outside, OrigDst: ap("192.0.2.1:30053"), ReplySrc: ap("10.88.2.9:53"), ReplyDst: masq}, false},
+		{"UDP to a node port number, not DNATed", Flow{Protocol: "udp", OrigSrc: client, OrigDst: node, ReplySrc: node, ReplyDst: masq}, false},
+		{"UDP to a node port number, not masqueraded", Flow{Protocol: "udp", OrigSrc: outside, OrigDst: node, ReplySrc: ap("10.88.2.8:53"), ReplyDst: outside}, false},
+		{"UDP DNATed and masqueraded below the node port range", Flow{Protocol: "udp", OrigSrc: outside, OrigDst: ap("192.0.2.1:5353"), ReplySrc: ap("10.88.2.8:53"), ReplyDst: masq}, false},
+	} {
+		if got := stale.Match(tc.flow); got != tc.want {
+			t.Errorf("%s: Match(%s) = %v, want %v", tc.name, tc.flow, got, tc.want)
+		}
+	}
+	// Without a service CIDR, only node ports.
+	stale.serviceCIDR = netip.Prefix{}
+	if f := (Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.54:53"), ReplySrc: ap("10.88.2.8:53"), ReplyDst: client}); stale.Match(f) {
+		t.Errorf("Match(%s) without a service CIDR = true, want false", f)
+	}
+	// An empty table still selects orphans: every service was deleted.
+	empty := &StaleFlows{orphans: true, serviceCIDR: netip.MustParsePrefix("10.96.0.0/16")}
+	if f := (Flow{Protocol: "udp", OrigSrc: client, OrigDst: ap("10.96.0.54:53"), ReplySrc: ap("10.88.2.8:53"), ReplyDst: client}); empty.empty() || !empty.Match(f) {
+		t.Errorf("with no port left, Match(%s) = false, want true", f)
 	}
 }
 

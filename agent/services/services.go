@@ -25,8 +25,12 @@ type DNS interface {
 
 // Proxy receives the complete services and endpoints; *proxy.Proxier
 // implements it (its Start programs nftables from the latest Update).
+// SetServiceCIDR gives it the cluster's service network before the first
+// Update, so that its first sync deletes the conntrack entries of
+// services deleted while the node was down.
 type Proxy interface {
 	Update(services []*api.Service, endpoints []*api.Endpoints)
+	SetServiceCIDR(cidr netip.Prefix)
 }
 
 // Options configure a Feeder. Zero values take the documented defaults;
@@ -162,8 +166,18 @@ func (f *Feeder) Start(ctx context.Context) error {
 			return nil
 		}
 	}
-	if f.opts.DNS != nil && f.opts.LocalNetworks == nil {
-		f.opts.LocalNetworks = f.clusterNetworks(ctx)
+	if f.opts.Proxy != nil || f.opts.DNS != nil && f.opts.LocalNetworks == nil {
+		pods, svcs := f.clusterNetworks(ctx)
+		if f.opts.DNS != nil && f.opts.LocalNetworks == nil {
+			for _, p := range []netip.Prefix{pods, svcs} {
+				if p.IsValid() {
+					f.opts.LocalNetworks = append(f.opts.LocalNetworks, p)
+				}
+			}
+		}
+		if f.opts.Proxy != nil && svcs.IsValid() {
+			f.opts.Proxy.SetServiceCIDR(svcs)
+		}
 	}
 	f.push(svcs, eps)
 	// A change after a quiet spell is pushed at once (a pod leaving a
@@ -219,22 +233,22 @@ func (f *Feeder) push(svcInf, epInf *client.Informer) {
 }
 
 // clusterNetworks asks the server for the cluster's pod and service
-// networks; none (and a warning) when it does not answer them.
-func (f *Feeder) clusterNetworks(ctx context.Context) []netip.Prefix {
+// networks; an invalid prefix (and a warning) for one it does not answer.
+func (f *Feeder) clusterNetworks(ctx context.Context) (pods, services netip.Prefix) {
 	info, err := f.opts.Client.ClusterInfo(ctx)
 	if err != nil {
-		f.log.Warn("cluster networks unknown: PTR queries for pod and service addresses without a name go to the upstream resolvers", "err", err)
-		return nil
+		f.log.Warn("cluster networks unknown: PTR queries for pod and service addresses without a name go to the upstream resolvers, "+
+			"and the proxy's first sync keeps the UDP conntrack entries of services deleted while the node was down", "err", err)
+		return netip.Prefix{}, netip.Prefix{}
 	}
-	var out []netip.Prefix
-	for _, s := range []string{info.PodCIDR, info.ServiceCIDR} {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-		} else if s != "" {
-			f.log.Warn("cluster network left out of the DNS's reverse names", "cidr", s, "err", err)
+	parse := func(s string) netip.Prefix {
+		p, err := netip.ParsePrefix(s)
+		if err != nil && s != "" {
+			f.log.Warn("cluster network left out of the DNS's reverse names and the proxy's conntrack cleanup", "cidr", s, "err", err)
 		}
+		return p.Masked()
 	}
-	return out
+	return parse(info.PodCIDR), parse(info.ServiceCIDR)
 }
 
 // zone applies the recorded changes to the Index and returns its snapshot.

@@ -236,3 +236,56 @@ func newService(name string, port int32) *api.Service {
 	s.Spec.Ports = []api.ServicePort{{Name: "http", Port: port, Protocol: "TCP"}}
 	return s
 }
+
+// recordingProxy records what the feeder hands a proxy, in order.
+type recordingProxy struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recordingProxy) Update([]*api.Service, []*api.Endpoints) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "update")
+}
+
+func (r *recordingProxy) SetServiceCIDR(cidr netip.Prefix) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "service CIDR "+cidr.String())
+}
+
+func (r *recordingProxy) first() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+// The proxy learns the cluster's service network from the server before
+// its first sync, which deletes the UDP conntrack entries of VIPs in it
+// that no service holds (services deleted while the node was down).
+func TestFeederGivesTheProxyTheServiceCIDR(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	px := &recordingProxy{}
+	f, err := New(Options{Client: cl.Client, Proxy: px})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- f.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case <-f.Synced():
+	case <-time.After(20 * time.Second):
+		t.Fatal("feeder never pushed")
+	}
+	if got := px.first(); len(got) < 2 || got[0] != "service CIDR 10.96.0.0/16" || got[1] != "update" {
+		t.Fatalf("the proxy got %q, want the service CIDR 10.96.0.0/16 before the first update", got)
+	}
+}
