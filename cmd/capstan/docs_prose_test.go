@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// docProse calls fn with every line of README.md and docs/*.md outside
+// fenced blocks, and every line of the blocks whose info string is one
+// of langs, with its page and line number.
+func docProse(t *testing.T, fn func(where, line string, inBlock bool), langs ...string) {
+	t.Helper()
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range append([]string{"../../README.md"}, pages...) {
+		data, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, lang := false, ""
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for n := 1; sc.Scan(); n++ {
+			line := sc.Text()
+			if strings.HasPrefix(line, "```") {
+				if !in {
+					lang = strings.TrimPrefix(line, "```")
+				}
+				in = !in
+				continue
+			}
+			where := fmt.Sprintf("%s:%d", strings.TrimPrefix(page, "../../"), n)
+			switch {
+			case !in:
+				fn(where, line, false)
+			case slices.Contains(langs, lang):
+				fn(where, line, true)
+			}
+		}
+	}
+}
+
+// flagOf returns cmd's flag (its own or inherited) named as the docs
+// write it: --name or -x.
+func flagOf(cmd *cobra.Command, name string) *pflag.Flag {
+	if long, ok := strings.CutPrefix(name, "--"); ok {
+		if f := cmd.Flags().Lookup(long); f != nil {
+			return f
+		}
+		return cmd.InheritedFlags().Lookup(long)
+	}
+	short := strings.TrimPrefix(name, "-")
+	if f := cmd.Flags().ShorthandLookup(short); f != nil {
+		return f
+	}
+	return cmd.InheritedFlags().ShorthandLookup(short)
+}
+
+// A flag table (| `--flag` | default | meaning |) is where a reader
+// looks up a default: every flag in it must be the command's, and a
+// default written as one value must be the flag's. up.md said "none" for
+// --branch, --path and --poll-interval, whose defaults are main, "." and
+// 15s. Defaults written in words ("the host name", "30 s") are left to
+// the reader of the help.
+func TestDocsFlagTables(t *testing.T) {
+	// The command each page's flag tables are about.
+	pages := map[string][]string{
+		"docs/up.md":           {"up"},
+		"docs/agent.md":        {"agent"},
+		"docs/plan.md":         {"plan"},
+		"docs/ha.md":           {"server"},
+		"docs/architecture.md": {"server"},
+	}
+	name := regexp.MustCompile("`(--[a-z0-9-]+|-[a-z])")
+	same := map[string]string{"off": "false", "none": ""}
+	checked := 0
+	docProse(t, func(where, line string, _ bool) {
+		page, _, _ := strings.Cut(where, ":")
+		path, ok := pages[page]
+		if !ok || !strings.HasPrefix(line, "| `-") {
+			return
+		}
+		cmd, _, err := newRootCmd().Find(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cells := strings.Split(line, " | ")
+		for _, m := range name.FindAllStringSubmatch(cells[0], -1) {
+			checked++
+			f := flagOf(cmd, m[1])
+			if f == nil {
+				t.Errorf("%s: %s has no flag %s", where, cmd.CommandPath(), m[1])
+				continue
+			}
+			if len(cells) < 3 {
+				continue
+			}
+			doc := strings.TrimSpace(cells[1])
+			if strings.ContainsAny(doc, " ,(") {
+				continue // in words
+			}
+			doc = strings.Trim(doc, "`")
+			if v, ok := same[doc]; ok {
+				doc = v
+			}
+			def := strings.Trim(f.DefValue, "[]")
+			if m := usageDefault.FindStringSubmatch(f.Usage); def == "" && m != nil {
+				def = m[1] // "(default capstan0)", set in code
+			}
+			if def == "0" && doc == "" {
+				continue
+			}
+			if doc != def {
+				t.Errorf("%s: %s %s: the table's default is %q, the flag's %q", where, cmd.CommandPath(), m[1], strings.TrimSpace(cells[1]), f.DefValue)
+			}
+		}
+	})
+	if checked < 50 {
+		t.Errorf("checked %d flags in the docs' flag tables, want at least 50: the reader lost them", checked)
+	}
+}
+
+// usageDefault finds the default a flag's help names when the flag's
+// value is empty and the code sets it.
+var usageDefault = regexp.MustCompile(`\(default:? ([^ ),;]+)[),;]`)
