@@ -67,6 +67,67 @@ func flagOf(cmd *cobra.Command, name string) *pflag.Flag {
 	return cmd.InheritedFlags().ShorthandLookup(short)
 }
 
+var docFlag = regexp.MustCompile(`^-(-[a-z0-9][a-z0-9-]*|[a-zA-Z])(=|$)`)
+
+// A command the prose names is one a reader types: `capstan get volumes
+// --app APP` in a sentence or a table, a synopsis such as "capstan image
+// pack DIR --entrypoint CMD [--push]" in a block. Those are not whole
+// command lines (placeholders, [optional] parts, a bare "capstan logs"
+// naming the command), so TestDocsCommandLinesParse cannot parse them;
+// this test checks what they promise: the command exists and has every
+// flag they name.
+func TestDocsNamedCommandsAndFlagsExist(t *testing.T) {
+	span := regexp.MustCompile("`(capstan [^`]*)`")
+	checked := 0
+	check := func(where, text string) {
+		args, ok := capstanArgs(text)
+		if !ok || len(args) > 0 && strings.HasSuffix(args[0], ":") {
+			return // output: "capstan plan: main (4a3938f1c2d0) -> ..."
+		}
+		checked++
+		// The command's words come first: lower-case words, up to a
+		// placeholder (APP, [--flag], a|b, shop/POD) or a flag.
+		var words []string
+		for _, a := range args {
+			if strings.HasPrefix(a, "-") || strings.ContainsAny(a, "[]|./:=<>") || strings.ToLower(a) != a {
+				break
+			}
+			words = append(words, a)
+		}
+		root := newRootCmd()
+		root.InitDefaultCompletionCmd() // as Execute does
+		cmd, _, err := root.Find(words)
+		if err != nil || cmd == root {
+			t.Errorf("%s: %q: no such command (%v)", where, text, err)
+			return
+		}
+		for _, a := range args {
+			for _, alt := range strings.Split(a, "|") { // [-f|--follow]
+				alt = strings.Trim(alt, "[](),'\\")
+				m := docFlag.FindStringSubmatch(alt)
+				if m == nil {
+					continue
+				}
+				if name := "-" + m[1]; flagOf(cmd, name) == nil {
+					t.Errorf("%s: %q: %s has no flag %s", where, text, cmd.CommandPath(), name)
+				}
+			}
+		}
+	}
+	docProse(t, func(where, line string, inBlock bool) {
+		if inBlock {
+			check(where, line)
+			return
+		}
+		for _, m := range span.FindAllStringSubmatch(line, -1) {
+			check(where, m[1])
+		}
+	}, "") // the sh blocks are TestDocsCommandLinesParse's
+	if checked < 200 {
+		t.Errorf("checked %d capstan commands in the prose, want at least 200: the reader lost them", checked)
+	}
+}
+
 // A flag table (| `--flag` | default | meaning |) is where a reader
 // looks up a default: every flag in it must be the command's, and a
 // default written as one value must be the flag's. up.md said "none" for

@@ -129,7 +129,9 @@ func TestHelpNamesOneDefaultPerFlag(t *testing.T) {
 // as written: its command exists, and its flags and argument count are
 // the command's. Every `capstan ...` line of the sh blocks of README.md and
 // docs/*.md (after an optional "$ " or "sudo ", up to a comment, pipe,
-// redirection or "&&") and of every Example is parsed, not run.
+// redirection or "&&"), every "$ capstan ..." line of their other blocks
+// (a terminal session: the rest of the block is output) and of every
+// Example is parsed, not run.
 func TestDocsCommandLinesParse(t *testing.T) {
 	type cmdLine struct{ where, line string }
 	var lines []cmdLine
@@ -145,8 +147,12 @@ func TestDocsCommandLinesParse(t *testing.T) {
 			cont = ""
 		}
 	}
-	for _, s := range docSnippets(t, "sh") {
-		add(func(i int) string { return fmt.Sprintf("%s:%d", s.page, s.line+1+i) }, s.text)
+	for _, s := range docSnippets(t, "sh", "") {
+		text := s.text
+		if s.lang == "" {
+			text = sessionCommands(text)
+		}
+		add(func(i int) string { return fmt.Sprintf("%s:%d", s.page, s.line+1+i) }, text)
 	}
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -181,6 +187,18 @@ func TestDocsCommandLinesParse(t *testing.T) {
 	if checked < 40 {
 		t.Errorf("checked %d capstan command lines, want at least 40: the reader lost them", checked)
 	}
+}
+
+// sessionCommands keeps the command lines ("$ ...") of a block that shows
+// a terminal session, and blanks its output lines (so line numbers stay).
+func sessionCommands(text string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "$ ") {
+			lines[i] = ""
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // capstanArgs returns the arguments of a shell line that runs capstan.
