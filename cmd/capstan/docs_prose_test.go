@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +13,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/capstanhq/capstan/forge/notify"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/crypto/ssh"
 )
 
 // docProse calls fn with every line of README.md and docs/*.md outside
@@ -195,3 +202,86 @@ func TestDocsFlagTables(t *testing.T) {
 // usageDefault finds the default a flag's help names when the flag's
 // value is empty and the code sets it.
 var usageDefault = regexp.MustCompile(`\(default:? ([^ ),;]+)[),;]`)
+
+// A config file the docs show must load as the reader copies it: the
+// repository configs (--repo-config, repos:) through gitsync.LoadConfig,
+// the notification configs (--notify-config, webhooks:) through
+// notify.LoadConfig, with the files they name present (a webhook secret,
+// a token, trusted keys) and their commented-out options switched on.
+func TestDocsConfigSnippetsParse(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"webhook-secret":      "a webhook secret\n",
+		"git-password":        "a password\n",
+		"forge-token":         "a token\n",
+		"release.asc":         armoredKey(t),
+		"allowed_signers.pub": sshKey(t),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// "      # apiURL: ..." is an option the reader may switch on.
+	commented := regexp.MustCompile(`(?m)^(\s*)# (\s*[a-zA-Z]+:)`)
+	counts := map[string]int{}
+	for _, s := range docSnippets(t, "yaml") {
+		text := strings.ReplaceAll(s.text, "/etc/capstan/", dir+"/")
+		text = commented.ReplaceAllString(text, "$1$2")
+		file := filepath.Join(dir, "config.yaml")
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch {
+		case strings.HasPrefix(text, "repos:"):
+			_, err = gitsync.LoadConfig(file, gitsync.Defaults{})
+		case strings.HasPrefix(text, "webhooks:"):
+			_, err = notify.LoadConfig(file)
+		default:
+			continue // a descriptor, a secret file, a CI step
+		}
+		counts[strings.Fields(text)[0]]++
+		if err != nil {
+			t.Errorf("%s:%d: the config does not load: %v\n%s", s.page, s.line, err, text)
+		}
+	}
+	if counts["repos:"] < 2 || counts["webhooks:"] < 1 {
+		t.Errorf("checked %v config snippets, want at least 2 repository configs and 1 notification config: the reader lost them", counts)
+	}
+}
+
+// armoredKey returns a new OpenPGP public key, ASCII armored.
+func armoredKey(t *testing.T) string {
+	t.Helper()
+	e, err := openpgp.NewEntity("Release", "", "release@example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	w, err := armor.Encode(&b, openpgp.PublicKeyType, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Serialize(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// sshKey returns a new SSH public key, an authorized_keys line.
+func sshKey(t *testing.T) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ssh.MarshalAuthorizedKey(key))
+}
