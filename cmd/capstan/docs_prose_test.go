@@ -61,17 +61,16 @@ func docProse(t *testing.T, fn func(where, line string, inBlock bool), langs ...
 // flagOf returns cmd's flag (its own or inherited) named as the docs
 // write it: --name or -x.
 func flagOf(cmd *cobra.Command, name string) *pflag.Flag {
-	if long, ok := strings.CutPrefix(name, "--"); ok {
-		if f := cmd.Flags().Lookup(long); f != nil {
+	for _, set := range []*pflag.FlagSet{cmd.Flags(), cmd.PersistentFlags(), cmd.InheritedFlags()} {
+		if long, ok := strings.CutPrefix(name, "--"); ok {
+			if f := set.Lookup(long); f != nil {
+				return f
+			}
+		} else if f := set.ShorthandLookup(strings.TrimPrefix(name, "-")); f != nil {
 			return f
 		}
-		return cmd.InheritedFlags().Lookup(long)
 	}
-	short := strings.TrimPrefix(name, "-")
-	if f := cmd.Flags().ShorthandLookup(short); f != nil {
-		return f
-	}
-	return cmd.InheritedFlags().ShorthandLookup(short)
+	return nil
 }
 
 var docFlag = regexp.MustCompile(`^-(-[a-z0-9][a-z0-9-]*|[a-zA-Z])(=|$)`)
@@ -92,17 +91,26 @@ func TestDocsNamedCommandsAndFlagsExist(t *testing.T) {
 			return // output: "capstan plan: main (4a3938f1c2d0) -> ..."
 		}
 		checked++
-		// The command's words come first: lower-case words, up to a
-		// placeholder (APP, [--flag], a|b, shop/POD) or a flag.
+		root := newRootCmd()
+		root.InitDefaultCompletionCmd() // as Execute does
+		// The command's words come first (after global flags such as
+		// --config FILE): lower-case words, up to a placeholder (APP,
+		// [--flag], a|b, shop/POD) or a flag.
 		var words []string
-		for _, a := range args {
+		for i := 0; i < len(args); i++ {
+			a := args[i]
+			if m := docFlag.FindStringSubmatch(a); len(words) == 0 && m != nil && flagOf(root, "-"+m[1]) != nil {
+				f := flagOf(root, "-"+m[1])
+				if f.NoOptDefVal == "" && !strings.Contains(a, "=") {
+					i++ // its value
+				}
+				continue
+			}
 			if strings.HasPrefix(a, "-") || strings.ContainsAny(a, "[]|./:=<>") || strings.ToLower(a) != a {
 				break
 			}
 			words = append(words, a)
 		}
-		root := newRootCmd()
-		root.InitDefaultCompletionCmd() // as Execute does
 		cmd, _, err := root.Find(words)
 		if err != nil || cmd == root {
 			t.Errorf("%s: %q: no such command (%v)", where, text, err)
@@ -121,9 +129,19 @@ func TestDocsNamedCommandsAndFlagsExist(t *testing.T) {
 			}
 		}
 	}
+	cont := "" // an indented command line ending in \ and what follows
 	docProse(t, func(where, line string, inBlock bool) {
 		if inBlock {
 			check(where, line)
+			return
+		}
+		if code, ok := strings.CutPrefix(line, "    "); ok { // an indented code block
+			if head, more := strings.CutSuffix(code, "\\"); more {
+				cont += head
+				return
+			}
+			check(where, cont+code)
+			cont = ""
 			return
 		}
 		for _, m := range span.FindAllStringSubmatch(line, -1) {
