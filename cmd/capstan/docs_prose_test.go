@@ -303,3 +303,26 @@ func sshKey(t *testing.T) string {
 	}
 	return string(ssh.MarshalAuthorizedKey(key))
 }
+
+// The output sample of up.md is what 'capstan up' prints once the
+// cluster is up, for the data directory, node address and services it
+// shows: the lines a newcomer follows next.
+func TestDocsUpNextSteps(t *testing.T) {
+	var sample string
+	for _, s := range docSnippets(t, "") {
+		if s.page == "docs/up.md" && strings.HasPrefix(s.text, "✓ data directory ") {
+			sample = s.text
+		}
+	}
+	_, want, ok := strings.Cut(sample, "\nCapstan is up.")
+	if !ok {
+		t.Fatal("docs/up.md has no output sample of capstan up ending in 'Capstan is up. ...'")
+	}
+	var b strings.Builder
+	nextSteps(&b, "/var/lib/capstan", "/var/lib/capstan/admin.yaml", "/var/lib/capstan/demo-repo",
+		[]nodePortURL{{url: "http://10.0.0.5:30000/", service: "shop/frontend"}})
+	_, got, _ := strings.Cut(b.String(), "\nCapstan is up.")
+	if got != want {
+		t.Errorf("docs/up.md's sample ends\n%s\nbut capstan up prints\n%s", want, got)
+	}
+}
