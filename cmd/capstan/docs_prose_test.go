@@ -326,3 +326,35 @@ func TestDocsUpNextSteps(t *testing.T) {
 		t.Errorf("docs/up.md's sample ends\n%s\nbut capstan up prints\n%s", want, got)
 	}
 }
+
+// up.md lists what 'make deps' installs: every Debian package of the
+// Makefile's APT_PKGS. It had left out kmod, which the service proxy
+// needs to load br_netfilter.
+func TestDocsMakeDepsPackages(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkgs []string
+	for _, l := range strings.Split(string(mk), "\n") {
+		if rest, ok := strings.CutPrefix(l, "APT_PKGS"); ok {
+			_, list, _ := strings.Cut(rest, "=")
+			pkgs = strings.Fields(list)
+		}
+	}
+	if len(pkgs) < 5 {
+		t.Fatalf("found %d packages in the Makefile's APT_PKGS, want at least 5: the reader lost them", len(pkgs))
+	}
+	page, err := os.ReadFile("../../docs/up.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(page), "## `make up`")
+	section, _, _ = strings.Cut(section, "\n## ")
+	named := regexp.MustCompile(`[a-z0-9][a-z0-9-]*`).FindAllString(section, -1)
+	for _, p := range pkgs {
+		if !slices.Contains(named, p) {
+			t.Errorf("docs/up.md's make up section does not name %s, which make deps installs", p)
+		}
+	}
+}
