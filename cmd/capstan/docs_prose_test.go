@@ -17,6 +17,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/capstanhq/capstan/forge/notify"
 	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/schema"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/crypto/ssh"
@@ -356,5 +357,49 @@ func TestDocsMakeDepsPackages(t *testing.T) {
 		if !slices.Contains(named, p) {
 			t.Errorf("docs/up.md's make up section does not name %s, which make deps installs", p)
 		}
+	}
+}
+
+// A descriptor field the docs' field tables list (| `field` | type |
+// default | meaning |) is the schema's, and a default written as one
+// value is the schema's default (`replicas: *1 | ...`).
+func TestDocsDescriptorFieldTables(t *testing.T) {
+	src := string(schema.Source())
+	field := regexp.MustCompile("^\\| `(?:[a-z]+: <[a-z]+>: )?([a-zA-Z.]+)")
+	checked := 0
+	for _, page := range []string{"docs/descriptor.md", "docs/jobs.md"} {
+		docProse(t, func(where, line string, _ bool) {
+			if !strings.HasPrefix(where, page+":") {
+				return
+			}
+			m := field.FindStringSubmatch(line)
+			if m == nil {
+				return
+			}
+			name := m[1][strings.LastIndex(m[1], ".")+1:]
+			decl := regexp.MustCompile(`(?m)^\s*"?` + name + `"?[?!]?:\s*(.*)$`).FindStringSubmatch(src)
+			if decl == nil {
+				if !strings.HasPrefix(name, "Benchmark") {
+					t.Errorf("%s: field %s is not in the schema", where, m[1])
+				}
+				return
+			}
+			checked++
+			cells := strings.Split(line, " | ")
+			def := regexp.MustCompile(`^\*("[^"]*"|[^ |]+)`).FindStringSubmatch(decl[1])
+			if len(cells) < 3 || def == nil {
+				return
+			}
+			for _, c := range cells[1:min(3, len(cells)-1)] { // | field | [type |] default | meaning |
+				if v, ok := strings.CutPrefix(strings.TrimSpace(c), "`"); ok && strings.Count(c, "`") == 2 && strings.HasSuffix(v, "`") {
+					if v = strings.TrimSuffix(v, "`"); v != def[1] {
+						t.Errorf("%s: field %s: the table's default is %s, the schema's %s", where, m[1], v, def[1])
+					}
+				}
+			}
+		})
+	}
+	if checked < 40 {
+		t.Errorf("checked %d descriptor fields in the docs' tables, want at least 40: the reader lost them", checked)
 	}
 }
