@@ -94,9 +94,14 @@ repository sync reads; the output says so, with the command).`,
 				return err
 			}
 			sha, plan := res.Commit, res.Plan
-			what := append(append([]string(nil), plan.Files...), sortedKeys(plan.Rewritten)...)
+			// The files the commit changes: the plan restores every file
+			// of the app, most of them often as they are.
+			what, err := gitsync.Diff(ctx, repoDir, sha+"^", sha)
+			if err != nil {
+				what = append(append([]string(nil), plan.Files...), sortedKeys(plan.Rewritten)...)
+			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "committed %s: %s rolled back to %s in %s\n", api.ShortCommit(sha), strings.Join(plan.Apps, ", "), api.ShortCommit(to), strings.Join(what, ", "))
+			fmt.Fprintf(out, "committed %s: %s rolled back to %s, changing %s\n", api.ShortCommit(sha), strings.Join(plan.Apps, ", "), api.ShortCommit(to), strings.Join(what, ", "))
 			switch {
 			case fromSource, src != nil && sameRepository(src.Repo, repoDir):
 				fmt.Fprint(out, "sync applies it next")

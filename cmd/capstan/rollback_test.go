@@ -31,6 +31,25 @@ func TestRollbackRefusesCommitWithoutTheApp(t *testing.T) {
 	}
 }
 
+// A rollback restores every file of the app, most of them often as they
+// are: it said "web rolled back to SHA in apps/web.cue, apps/web-q.cue"
+// when only web.cue changed, so a user looked for a change in web-q.cue.
+// It names the files the commit changes.
+func TestRollbackNamesTheFilesItChanges(t *testing.T) {
+	other := "apps: web: pods: q: containers: c: image: \"127.0.0.1:5000/x:v1\"\n"
+	repo, shas := gittest.Repo(t,
+		map[string]string{"apps/web.cue": appCue("web", 1), "apps/web-q.cue": other},
+		map[string]string{"apps/web.cue": appCue("web", 2), "apps/web-q.cue": other},
+	)
+	out, err := run(t, "rollback", "web", "--to", shas[0], "--repo", repo, "--path", "apps")
+	if err != nil {
+		t.Fatalf("rollback: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "web rolled back to "+shas[0][:12]+", changing apps/web.cue\n") {
+		t.Errorf("the rollback's output does not name the one file it changes:\n%s", out)
+	}
+}
+
 func appYAML(name string, replicas int) string {
 	return "apps:\n  " + name + ":\n    pods:\n      p:\n        replicas: " + string(rune('0'+replicas)) + "\n        containers:\n          c:\n            image: 127.0.0.1:5000/x:v1\n"
 }
