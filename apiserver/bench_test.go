@@ -128,6 +128,7 @@ func BenchmarkAPIListAll(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Run("whole", func(b *testing.B) {
+		b.ReportAllocs()
 		for b.Loop() {
 			if err := c.Client.Do(ctx, "GET", "/api/v1/pods", nil, nil); err != nil {
 				b.Fatal(err)

@@ -17,7 +17,7 @@ import (
 // pageLister is a store that reads a list a page at a time, as stored
 // JSON (store.Bolt). A store without it answers lists whole.
 type pageLister interface {
-	ListPage(ctx context.Context, kind api.Kind, opts store.ListOptions, after string, limit int) (store.Page, error)
+	ListPage(ctx context.Context, kind api.Kind, opts store.ListOptions, after string, limit int, into []byte) (store.Page, error)
 }
 
 // compactedRevisioner tells the oldest revision a watch may start from.
@@ -89,7 +89,11 @@ func (s *Server) listPage(ctx context.Context, w http.ResponseWriter, pl pageLis
 			return fmt.Errorf("continue token from revision %d: %w", tok.Rev, store.ErrCompacted)
 		}
 	}
-	page, err := pl.ListPage(ctx, kind, opts, tok.After, limit)
+	chunk := limit
+	if limit == 0 {
+		chunk = wholeListChunk
+	}
+	page, err := pl.ListPage(ctx, kind, opts, tok.After, chunk, nil)
 	if err != nil {
 		return err
 	}
@@ -97,17 +101,61 @@ func (s *Server) listPage(ctx context.Context, w http.ResponseWriter, pl pageLis
 	if cont != "" {
 		rev = tok.Rev
 	}
-	var next string
-	if page.Last != "" {
-		next = encodeContinue(continueToken{Rev: rev, After: page.Last})
+	if limit > 0 {
+		var next string
+		if page.Last != "" {
+			next = encodeContinue(continueToken{Rev: rev, After: page.Last})
+		}
+		lw := startList(w, kind.Singular()+"List", rev, next)
+		lw.items(page.Items)
+		lw.end()
+		return nil
 	}
-	writeList(w, kind.Singular()+"List", rev, next, page.Items)
+	// A list without a limit is read wholeListChunk objects at a time
+	// and written as it is read, so that a list of every pod never holds
+	// its tens of MB at once (the server's memory at 30,000 pods). Each
+	// chunk is a read of its own, as the pages of a paged list are: an
+	// object changed meanwhile shows as it is when its chunk is read, and
+	// a watch from rev brings the changes, as after paged lists.
+	lw := startList(w, kind.Singular()+"List", rev, "")
+	var buf []byte // the chunks after the first are read into one buffer
+	for {
+		lw.items(page.Items)
+		if page.Last == "" {
+			break
+		}
+		if buf == nil {
+			n := 0
+			for _, it := range page.Items {
+				n += len(it)
+			}
+			buf = make([]byte, 0, n+n/4)
+		}
+		if page, err = pl.ListPage(ctx, kind, opts, page.Last, wholeListChunk, buf); err != nil {
+			// The status line is out: break the stream off, so the client
+			// sees an error rather than a part of the list for the whole.
+			s.opts.Logger.Warn("list cut short", "kind", kind, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	lw.end()
 	return nil
 }
 
-// writeList writes a wire.List from stored JSON items, streaming them
-// through a buffer instead of building the body.
-func writeList(w http.ResponseWriter, kind string, rev int64, next string, items [][]byte) {
+// wholeListChunk is how many objects a list without a limit reads at a
+// time (a variable: tests make it small).
+var wholeListChunk = 1000
+
+// listWriter writes a list's JSON as its items come: startList, items as
+// often as needed, end.
+type listWriter struct {
+	bw *bufio.Writer
+	n  int
+}
+
+// startList writes the status line and the list's head: its kind,
+// resourceVersion and continue token (when next is set).
+func startList(w http.ResponseWriter, kind string, rev int64, next string) *listWriter {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
@@ -121,12 +169,22 @@ func writeList(w http.ResponseWriter, kind string, rev int64, next string, items
 		bw.WriteByte('"')
 	}
 	bw.WriteString(`,"items":[`)
-	for i, it := range items {
-		if i > 0 {
-			bw.WriteByte(',')
+	return &listWriter{bw: bw}
+}
+
+// items writes objects' stored JSON as they are.
+func (l *listWriter) items(items [][]byte) {
+	for _, it := range items {
+		if l.n > 0 {
+			l.bw.WriteByte(',')
 		}
-		bw.Write(it)
+		l.bw.Write(it)
+		l.n++
 	}
-	bw.WriteString("]}\n")
-	_ = bw.Flush()
+}
+
+// end closes the list and flushes it.
+func (l *listWriter) end() {
+	l.bw.WriteString("]}\n")
+	_ = l.bw.Flush()
 }

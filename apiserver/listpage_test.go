@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -76,9 +77,24 @@ func TestListPages(t *testing.T) {
 			t.Fatalf("item %d = %s: pages out of order or repeated: %v", i, n, names)
 		}
 	}
-	// The whole list without a limit, as before.
-	if all := get("app=a"); len(all.Items) != 26 || all.Continue != "" {
+	// The whole list without a limit, read and written a few objects at
+	// a time: every object once, in key order, and no token.
+	t.Cleanup(apiserver.SetWholeListChunk(4))
+	all := get("app=a")
+	if len(all.Items) != 26 || all.Continue != "" {
 		t.Errorf("unlimited list: %d items, continue %q", len(all.Items), all.Continue)
+	}
+	for i, it := range all.Items {
+		obj, err := api.Decode(api.KindPod, it)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obj.Meta().Name != names[i] {
+			t.Fatalf("unlimited list: item %d is %s, want %s (the paged list's order)", i, obj.Meta().Name, names[i])
+		}
+	}
+	if all := get(""); len(all.Items) != 27 || all.ResourceVersion < first.ResourceVersion {
+		t.Errorf("every pod: %d items at revision %d, want 27 at %d or later", len(all.Items), all.ResourceVersion, first.ResourceVersion)
 	}
 	// A limit that ends exactly at the last object gives no token.
 	if l := get("app=b&limit=1"); len(l.Items) != 1 || l.Continue != "" {

@@ -28,9 +28,13 @@ type Page struct {
 // after after ("" from the first; 0 means no limit), without decoding them
 // unless a label or node filter needs it. Keys are "app/name", or "name"
 // for cluster-scoped kinds. Each page is its own read transaction.
-func (s *Bolt) ListPage(_ context.Context, kind api.Kind, opts ListOptions, after string, limit int) (Page, error) {
+//
+// The objects are copied into into's space (from its start) as far as it
+// goes, then into new buffers: a list read page after page reuses one
+// buffer, and the items of the page before must no longer be needed.
+func (s *Bolt) ListPage(_ context.Context, kind api.Kind, opts ListOptions, after string, limit int, into []byte) (Page, error) {
 	var p Page
-	var buf []byte
+	buf := into[:0]
 	decode := len(opts.Labels) > 0 || opts.Node != ""
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(kind))
