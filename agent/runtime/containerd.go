@@ -168,6 +168,7 @@ func New(ctx context.Context, opts Options) (*Containerd, error) {
 		return nil, fmt.Errorf("runtime: connect to containerd at %s: %w (is containerd running?)", opts.Address, err)
 	}
 	c := &Containerd{opts: opts, client: client, net: opts.Network, log: log}
+	c.protectPodFiles()
 	if err := c.waitServing(ctx); err != nil {
 		client.Close()
 		return nil, err

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,11 @@ import (
 // so that no decrypted byte reaches the node's disk, and unmounted when
 // the pod is removed. Every container of the pod bind-mounts each file
 // read-only at its path.
+//
+// Both directories are for root only (0700, owned by root): runc, as
+// root, resolves the bind mounts' sources, and a container then opens
+// its files through the mount, where only the file's own mode counts;
+// a user of the node would open them by path, through the directory.
 
 // PodFile is one file delivered into every container of a pod.
 type PodFile struct {
@@ -60,8 +66,8 @@ func (c *Containerd) writeFiles(uid string, files []PodFile) ([]SandboxFile, err
 				return nil, fmt.Errorf("pod %s: %w", uid, err)
 			}
 			dir = secDir
-		} else if err := os.MkdirAll(cfgDir, 0o711); err != nil {
-			return nil, fmt.Errorf("pod %s: %w", uid, err)
+		} else if err := rootOnlyDir(cfgDir); err != nil {
+			return nil, fmt.Errorf("pod %s: config files: %w", uid, err)
 		}
 		mode := f.Mode
 		if mode == 0 {
@@ -105,14 +111,11 @@ func writeFileMode(path string, b []byte, mode os.FileMode) error {
 // them by name (the mount is listed in /proc/self/mountinfo, the files
 // are named by index).
 func mountSecretFS(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Also the tmpfs an older agent mounted with mode=0711.
+	if err := rootOnlyDir(dir); err != nil {
 		return fmt.Errorf("secret files: %w", err)
 	}
 	if isTmpfs(dir) {
-		// Made 0711 by an agent before this one.
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("secret files: %w", err)
-		}
 		return nil
 	}
 	opts := "mode=0700,size=" + strconv.Itoa(secretFSSize)
@@ -120,6 +123,54 @@ func mountSecretFS(dir string) error {
 		return fmt.Errorf("secret files: mount tmpfs at %s: %w", dir, err)
 	}
 	return nil
+}
+
+// rootOnlyDir makes dir (and the directories above it that are missing)
+// and gives it to root alone: mode 0700, owned by root. A directory that
+// exists with another mode or owner (made by an older agent) is changed.
+func rootOnlyDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chown(dir, 0, 0); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// protectPodFiles gives the config and secret file directories of every
+// pod on the node to root alone, as writeFiles makes them: an older
+// agent made them 0711 (the secret tmpfs with mode=0711), which let any
+// user of the node read every pod's files by path until the pod was
+// made again. The pods and their mounts are left as they are: a chmod
+// of a tmpfs's root changes its mode in place. Failures are logged, not
+// returned: one pod's directory must not keep the node from starting.
+func (c *Containerd) protectPodFiles() {
+	for _, d := range []struct {
+		root, sub string
+	}{
+		{filepath.Join(c.opts.DataDir, "pods"), "files"},
+		{filepath.Join(c.opts.RunDir, "pods"), "secrets"},
+	} {
+		entries, err := os.ReadDir(d.root)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				c.log.Warn("protect pods' files: list pods", "dir", d.root, "err", err)
+			}
+			continue
+		}
+		for _, e := range entries {
+			dir := filepath.Join(d.root, e.Name(), d.sub)
+			st, err := os.Lstat(dir)
+			if err != nil || !st.IsDir() {
+				continue // a pod without files of this kind
+			}
+			if err := rootOnlyDir(dir); err != nil {
+				c.log.Warn("protect pod's files: users of the node other than root may read them; check the directory's mode (want 0700, owned by root)",
+					"pod_uid", e.Name(), "dir", dir, "err", err)
+			}
+		}
+	}
 }
 
 // isTmpfs reports whether dir is the root of a tmpfs mount of its own.

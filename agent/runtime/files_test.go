@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/capstanhq/capstan/agent/runtime"
+	"github.com/capstanhq/capstan/internal/testenv"
+	"github.com/capstanhq/capstan/internal/testimage"
+	"github.com/capstanhq/capstan/registry"
 )
 
 // A pod's config file and secret file are mounted read-only in its
@@ -71,4 +75,80 @@ func TestPodFiles(t *testing.T) {
 	if b, err := os.ReadFile("/proc/self/mounts"); err == nil && strings.Contains(string(b), filepath.Dir(src)) {
 		t.Errorf("the secret tmpfs %s is still mounted", filepath.Dir(src))
 	}
+}
+
+// A pod's config and secret files are in directories for root alone
+// (0700), yet a container whose image runs as another user reads them
+// through its bind mounts. The pods of an older agent, whose directories
+// are 0711 (any user of the node read their files by path), are mended
+// when the agent starts again, while their containers keep running.
+func TestPodFilesNonRootContainerAndOlderAgent(t *testing.T) {
+	e := newEnv(t)
+	setpriv := testenv.RequireBinaries(t, "setpriv")[0]
+	// A tree others may traverse, as /run/capstan and /var/lib/capstan.
+	if err := os.Chmod(e.dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	hostRead := func(p string) error {
+		return exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "cat", p).Run()
+	}
+	ctx := context.Background()
+	nobody := e.reg + "/test/testbox-nobody:v1"
+	testimage.Build(t, testboxPkg, nobody, registry.ImageConfig{User: "65534:65534"})
+	uid := fmt.Sprintf("uid-nobody-%d", time.Now().UnixNano())
+	sb, err := e.rt.CreatePodSandbox(ctx, runtime.PodSpec{UID: uid, Name: "nobody", App: "shop", Files: []runtime.PodFile{
+		{Path: "/etc/app/app.conf", Content: []byte("greeting=hello\n")},
+		{Path: "/run/secrets/token", Content: []byte("s3cret-token"), Secret: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := e.start(sb, runtime.ContainerSpec{Name: "c", Image: nobody, Args: []string{"sleep"}})
+	// containerRead checks, through an exec as the image's user, that
+	// the container reads every file of the pod.
+	containerRead := func(when string) {
+		t.Helper()
+		var out strings.Builder
+		if code, err := e.rt.Exec(ctx, ctr.ID, []string{"/testbox", "cat", "/proc/self/status"}, runtime.ExecIO{Stdout: &out}); err != nil || code != 0 || !strings.Contains(out.String(), "\nUid:\t65534\t") {
+			t.Fatalf("%s: the exec does not run as uid 65534 (code %d, %v):\n%s", when, code, err, out.String())
+		}
+		for path, want := range map[string]string{"/etc/app/app.conf": "greeting=hello\n", "/run/secrets/token": "s3cret-token"} {
+			out.Reset()
+			var errOut strings.Builder
+			if code, err := e.rt.Exec(ctx, ctr.ID, []string{"/testbox", "cat", path}, runtime.ExecIO{Stdout: &out, Stderr: &errOut}); err != nil || code != 0 || out.String() != want {
+				t.Errorf("%s: the container's user (65534) reads %s: code %d, %v, %q, stderr %q; want %q", when, path, code, err, out.String(), errOut.String(), want)
+			}
+		}
+	}
+	hostCannotRead := func(when string) {
+		t.Helper()
+		for _, f := range sb.Files {
+			if err := hostRead(f.Source); err == nil {
+				t.Errorf("%s: an unprivileged user of the node reads %s (%s in the containers)", when, f.Source, f.Path)
+			}
+			if st, err := os.Stat(filepath.Dir(f.Source)); err != nil || st.Mode().Perm() != 0o700 {
+				t.Errorf("%s: %s: %v, %v; want mode 0700", when, filepath.Dir(f.Source), st.Mode(), err)
+			}
+		}
+	}
+	containerRead("new pod")
+	hostCannotRead("new pod")
+
+	// As an older agent left them.
+	for _, f := range sb.Files {
+		if err := os.Chmod(filepath.Dir(f.Source), 0o711); err != nil {
+			t.Fatal(err)
+		}
+		if err := hostRead(f.Source); err != nil {
+			t.Fatalf("the older agent's 0711 directory: another user cannot read %s (%v); the test does not make what it means to", f.Source, err)
+		}
+	}
+	e.rt.Close()
+	e.rt = e.newRuntime()
+	hostCannotRead("after the agent restarts")
+	st, err := e.rt.ContainerStatus(ctx, ctr.ID)
+	if err != nil || st.State != runtime.StateRunning || st.PID != ctr.PID {
+		t.Errorf("the pod's container after the restart: %+v, %v; want still running as pid %d", st, err, ctr.PID)
+	}
+	containerRead("after the agent restarts")
 }
