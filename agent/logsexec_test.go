@@ -151,9 +151,15 @@ func TestLogsAndExec(t *testing.T) {
 		if err != nil || code != 0 || out.String() != "hello\nworld\neof\n" {
 			t.Errorf("stdin: code %d err %v stdout %q", code, err, out.String())
 		}
-		_, err = admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/no/such/program"}})
-		if err == nil || !strings.Contains(err.Error(), `command cannot run: "/no/such/program" in image `) || !strings.Contains(err.Error(), "no such file or directory") {
-			t.Errorf("missing program: err = %v", err)
+		// A program that cannot run: the shell's status, 127 not found,
+		// 126 not executable (a file of mode 0644), and what to check.
+		code, err = admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/no/such/program"}})
+		if err == nil || code != 127 || !strings.Contains(err.Error(), `command cannot run: "/no/such/program" in image `) || !strings.Contains(err.Error(), "no such file or directory") {
+			t.Errorf("missing program: code %d, err = %v; want 127", code, err)
+		}
+		code, err = admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/etc/hosts"}})
+		if err == nil || code != 126 || !strings.Contains(err.Error(), `command cannot run: "/etc/hosts" in image `) || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("a program that is not executable: code %d, err = %v; want 126", code, err)
 		}
 	})
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -129,7 +131,41 @@ func commandError(err error, image, what string) error {
 	if p, uerr := strconv.Unquote(`"` + m[1] + `"`); uerr == nil {
 		prog = p
 	}
-	return fmt.Errorf("%w: %q in image %s: %s (check the command of %s, and that the image has the program)", ErrCommand, prog, image, cause, what)
+	code := ExitCannotRun
+	if strings.Contains(cause, "no such file or directory") || strings.Contains(cause, "not found") {
+		code = ExitNotFound
+	}
+	return &cmdError{code: code, msg: fmt.Sprintf("%v: %q in image %s: %s (check the command of %s, and that the image has the program)", ErrCommand, prog, image, cause, what)}
+}
+
+// Exit statuses of a command that cannot run, as POSIX shells, Docker
+// and kubectl give them.
+const (
+	// ExitNotFound: the program is not in the image (or not on its PATH).
+	ExitNotFound = 127
+	// ExitCannotRun: the program is there but cannot run (not
+	// executable, permission denied, not a program).
+	ExitCannotRun = 126
+)
+
+// cmdError is an ErrCommand with the exit status a shell would give.
+type cmdError struct {
+	code int
+	msg  string
+}
+
+func (e *cmdError) Error() string        { return e.msg }
+func (e *cmdError) Is(target error) bool { return target == ErrCommand }
+
+// CommandExitCode returns the exit status a shell gives a command that
+// cannot run (ExitNotFound, ExitCannotRun) when err says so (an
+// ErrCommand of StartContainer or Exec); ok is false otherwise.
+func CommandExitCode(err error) (code int, ok bool) {
+	var ce *cmdError
+	if errors.As(err, &ce) {
+		return ce.code, true
+	}
+	return 0, false
 }
 
 // specOpts builds the OCI spec: the image's config with the pod's

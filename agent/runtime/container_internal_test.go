@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -13,16 +14,18 @@ func TestCommandError(t *testing.T) {
 	const shim = "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: "
 	for _, tc := range []struct {
 		name, err, want string
+		code            int // the shell's exit status
 	}{
 		{"absent path", shim + `exec: "/no/such/cmd": stat /no/such/cmd: no such file or directory: unknown`,
-			`command cannot run: "/no/such/cmd" in image reg/app:v1: stat /no/such/cmd: no such file or directory (check the command of the descriptor`},
+			`command cannot run: "/no/such/cmd" in image reg/app:v1: stat /no/such/cmd: no such file or directory (check the command of the descriptor`, 127},
 		{"not on PATH", shim + `exec: "nosuch": executable file not found in $PATH: unknown`,
-			`command cannot run: "nosuch" in image reg/app:v1: executable file not found in $PATH (check`},
+			`command cannot run: "nosuch" in image reg/app:v1: executable file not found in $PATH (check`, 127},
 		{"not executable", shim + `exec: "/etc/passwd": permission denied: unknown`,
-			`"/etc/passwd" in image reg/app:v1: permission denied (check`},
+			`"/etc/passwd" in image reg/app:v1: permission denied (check`, 126},
+		{"not a program", shim + `exec: "/data": is a directory: unknown`, `"/data" in image reg/app:v1: is a directory (check`, 126},
 		{"quote in the name", shim + `exec: "/a\"b": stat /a"b: no such file or directory: unknown`,
-			`"/a\"b" in image reg/app:v1: stat /a"b: no such file`},
-		{"other failure", shim + `chdir to cwd ("/nope") set in config.json failed: no such file or directory: unknown`, ""},
+			`"/a\"b" in image reg/app:v1: stat /a"b: no such file`, 127},
+		{"other failure", shim + `chdir to cwd ("/nope") set in config.json failed: no such file or directory: unknown`, "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := commandError(errors.New(tc.err), "reg/app:v1", "the descriptor")
@@ -34,6 +37,9 @@ func TestCommandError(t *testing.T) {
 			}
 			if got == nil || !errors.Is(got, ErrCommand) || !strings.Contains(got.Error(), tc.want) || strings.Contains(got.Error(), "shim") {
 				t.Fatalf("got %v\nwant %s", got, tc.want)
+			}
+			if code, ok := CommandExitCode(fmt.Errorf("container x: %w", got)); !ok || code != tc.code {
+				t.Errorf("exit code %d (%v), want %d", code, ok, tc.code)
 			}
 		})
 	}
@@ -47,7 +53,7 @@ func FuzzCommandError(f *testing.F) {
 	f.Add(`exec: "": : unknown`)
 	f.Fuzz(func(t *testing.T, msg string) {
 		err := commandError(errors.New(msg), "img", "the descriptor")
-		if err != nil && (!errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), " in image img: ")) {
+		if code, ok := CommandExitCode(err); err != nil && (!errors.Is(err, ErrCommand) || !strings.Contains(err.Error(), " in image img: ") || !ok || (code != 126 && code != 127)) {
 			t.Fatalf("%q gave %v", msg, err)
 		}
 	})

@@ -204,8 +204,11 @@ func TestExec(t *testing.T) {
 	if _, err := e.rt.Exec(ctx, st.ID, []string{"/testbox", "cat", "/proc/sys/kernel/hostname"}, runtime.ExecIO{Stdout: &out}); err != nil || out.String() != "exec\n" {
 		t.Errorf("hostname = %q (%v), want exec", out.String(), err)
 	}
-	if _, err := e.rt.Exec(ctx, st.ID, []string{"/no-such-program"}, runtime.ExecIO{}); err == nil {
-		t.Errorf("exec of a missing program: no error")
+	if code, err := e.rt.Exec(ctx, st.ID, []string{"/no-such-program"}, runtime.ExecIO{}); !errors.Is(err, runtime.ErrCommand) || code != runtime.ExitNotFound {
+		t.Errorf("exec of a missing program: code %d, %v; want 127 and ErrCommand", code, err)
+	}
+	if code, err := e.rt.Exec(ctx, st.ID, []string{"/etc/hosts"}, runtime.ExecIO{}); !errors.Is(err, runtime.ErrCommand) || code != runtime.ExitCannotRun {
+		t.Errorf("exec of a file that is not executable: code %d, %v; want 126 and ErrCommand", code, err)
 	}
 	if _, err := e.rt.Exec(ctx, "nope", []string{"/testbox"}, runtime.ExecIO{}); !errors.Is(err, runtime.ErrNotFound) {
 		t.Errorf("exec in missing container: %v, want ErrNotFound", err)

@@ -77,7 +77,9 @@ func (c *Containerd) ListPods(ctx context.Context) ([]PodState, error) {
 // Exec implements Runtime. The process runs with the container's
 // environment, user and working directory; it ends with ctx (SIGKILL).
 // Its errors name the program, never the arguments: they can carry
-// secrets, and the agent logs a failed exec.
+// secrets, and the agent logs a failed exec. A program that cannot run
+// returns the shell's exit status (ExitNotFound, ExitCannotRun) with an
+// ErrCommand; other errors return -1.
 func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio ExecIO) (int, error) {
 	ctx = c.ctx(ctx)
 	if len(cmd) == 0 {
@@ -141,7 +143,8 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 			image = info.Image
 		}
 		if cerr := commandError(err, image, "the exec"); cerr != nil {
-			return -1, fmt.Errorf("container %s: exec: %w", id, cerr)
+			code, _ := CommandExitCode(cerr)
+			return code, fmt.Errorf("container %s: exec: %w", id, cerr)
 		}
 		return -1, fmt.Errorf("container %s: exec %s: start: %w (is the program in the image?)", id, cmd[0], err)
 	}

@@ -42,7 +42,9 @@ type Runtime interface {
 	// PodContainers reports every container of one pod, ordered by name
 	// and attempt (the newest attempt of a name last).
 	PodContainers(ctx context.Context, podUID string) ([]ContainerStatus, error)
-	// Exec runs cmd inside a running container and returns its exit code.
+	// Exec runs cmd inside a running container and returns its exit code;
+	// a program that cannot run gives 127 (not found) or 126 (not
+	// executable) with an error wrapping ErrCommand, as shells do.
 	Exec(ctx context.Context, id string, cmd []string, stdio ExecIO) (int, error)
 	// Exits reports, by container ID, every container whose main process
 	// exits, until ctx ends or the connection to containerd breaks; then

@@ -153,7 +153,8 @@ func newExecCmd() *cobra.Command {
 		Long: `Run a command in a running container of a pod, through the API server and
 the pod's agent. -i passes standard input; -t gives the command a terminal
 (with -i, the local terminal goes raw until the command ends). capstan exits
-with the command's exit code. Only admins may exec.`,
+with the command's exit code: 127 when the program is not in the image, 126
+when it cannot run (not executable), as shells do. Only admins may exec.`,
 		Example: `  capstan exec shop/backend-x2kq4 -- ls /data
   capstan exec shop/backend-x2kq4 -it -- sh`,
 		Args:              cobra.MinimumNArgs(2),
@@ -184,6 +185,11 @@ with the command's exit code. Only admins may exec.`,
 				opts.Resize = resize
 			}
 			code, err := c.Exec(cmd.Context(), k, opts)
+			if err != nil && code > 0 {
+				// The program cannot run: 127 not found, 126 not
+				// executable, as shells, docker and kubectl exit.
+				return &exitError{code: code, err: err}
+			}
 			if err != nil {
 				return podHint(cmd.Context(), c, err, k)
 			}

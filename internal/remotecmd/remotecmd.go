@@ -51,7 +51,8 @@ type TermSize struct {
 }
 
 // ExitStatus ends a session: the command's exit code, or an error when it
-// could not be run (then Code is -1).
+// could not be run; then Code is the shell's status for a program that
+// cannot run (127 not found, 126 not executable), or -1.
 type ExitStatus struct {
 	Code  int    `json:"code"`
 	Error string `json:"error,omitempty"`
@@ -183,7 +184,8 @@ type Streams struct {
 // Run is the client's side of a session on an upgraded connection: it sends
 // s.Stdin (then CloseStdin) and the sizes from s.Resize, writes what comes
 // back to s.Stdout and s.Stderr, and returns the command's exit code. An
-// Exit frame with an error is returned as an error.
+// Exit frame with an error is returned as an error, with its code (127 or
+// 126 for a program that cannot run, else -1).
 func Run(ctx context.Context, conn io.ReadWriteCloser, s Streams) (int, error) {
 	fw := NewWriter(conn)
 	done := make(chan struct{})
@@ -243,7 +245,10 @@ func Run(ctx context.Context, conn io.ReadWriteCloser, s Streams) (int, error) {
 				return -1, fmt.Errorf("%w: exit status %q: %v", ErrProtocol, p, err)
 			}
 			if st.Error != "" {
-				return -1, errors.New(st.Error)
+				if st.Code <= 0 {
+					st.Code = -1
+				}
+				return st.Code, errors.New(st.Error)
 			}
 			return st.Code, nil
 		default:
@@ -283,7 +288,10 @@ func Serve(ctx context.Context, conn io.ReadWriteCloser, stdin bool, fn func(ctx
 	code, err := fn(ctx, s)
 	st := ExitStatus{Code: code}
 	if err != nil {
-		st = ExitStatus{Code: -1, Error: err.Error()}
+		st.Error = err.Error()
+		if code <= 0 {
+			st.Code = -1
+		}
 	}
 	b, _ := json.Marshal(st)
 	if werr := fw.Frame(Exit, b); werr != nil {

@@ -53,6 +53,20 @@ func TestSessionReportsFailureToRun(t *testing.T) {
 	}
 }
 
+// A program that cannot run came back as -1, and capstan exec exited 1;
+// the shell's status (127 not found, 126 not executable) now comes
+// through with the error, as docker and kubectl exit with it.
+func TestSessionCarriesTheStatusOfAProgramThatCannotRun(t *testing.T) {
+	for _, want := range []int{127, 126} {
+		code, _, _, err := session(t, nil, nil, func(context.Context, Streams) (int, error) {
+			return want, errors.New(`command cannot run: "nosuch"`)
+		})
+		if code != want || err == nil || err.Error() != `command cannot run: "nosuch"` {
+			t.Errorf("code %d err %v, want %d and the error", code, err, want)
+		}
+	}
+}
+
 func TestSessionDeliversResize(t *testing.T) {
 	resize := make(chan TermSize, 1)
 	resize <- TermSize{Width: 120, Height: 40}
