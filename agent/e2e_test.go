@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -23,6 +24,8 @@ import (
 // lifecycle as the API asks.
 func TestPods(t *testing.T) {
 	e := newEnv(t, false)
+	logged := &recordingHandler{Handler: e.log.Handler()}
+	e.opts.Logger = slog.New(logged)
 	e.startAgent()
 	cidr := netip.MustParsePrefix(e.opts.PodCIDR)
 
@@ -131,12 +134,24 @@ func TestPods(t *testing.T) {
 			msg = w.Message
 			return w.Reason == agent.ReasonCreateContainerError
 		})
-		for _, want := range []string{"container c: command cannot run: \"/no/such/cmd\" in image ", "no such file", "check the command of the descriptor"} {
+		// The pod is named as users know it, never by its UID: in the
+		// status, the event and the agent's log.
+		for _, want := range []string{"pod nocmd/nocmd: container c: command cannot run: \"/no/such/cmd\" in image ", "no such file", "check the command of the descriptor"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("waiting message %q does not say %q", msg, want)
 			}
 		}
-		e.eventFor(p, agent.EventFailed, "command cannot run: \"/no/such/cmd\"")
+		if strings.Contains(msg, p.Metadata.UID) {
+			t.Errorf("waiting message %q names the pod by its UID", msg)
+		}
+		ev := e.eventFor(p, agent.EventFailed, "pod nocmd/nocmd: container c: command cannot run: \"/no/such/cmd\"")
+		if strings.Contains(ev, p.Metadata.UID) {
+			t.Errorf("event %q names the pod by its UID", ev)
+		}
+		line := logged.find("container start failed pod=nocmd/nocmd")
+		if !strings.Contains(line, "container=c") || !strings.Contains(line, "pod nocmd/nocmd: container c: command cannot run") || strings.Contains(line, p.Metadata.UID) {
+			t.Errorf("the agent's log of the failed start: %q; want the pod as nocmd/nocmd, the container, and no UID", line)
+		}
 		ps, ok := e.podState(p.Metadata.UID)
 		if !ok || len(ps.Containers) != 0 {
 			t.Errorf("a container that could not start was left: %+v", ps.Containers)

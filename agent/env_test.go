@@ -389,11 +389,12 @@ func (e *env) reasons(app string) func() map[string]bool {
 	}
 }
 
-// eventFor waits until the API holds an event about p with reason whose
-// message contains msg.
-func (e *env) eventFor(p *api.Pod, reason, msg string) {
+// eventFor waits for an event about p of reason whose message contains
+// msg, and returns that message.
+func (e *env) eventFor(p *api.Pod, reason, msg string) string {
 	e.t.Helper()
 	var got []string
+	var found string
 	e.waitFor(fmt.Sprintf("a %s event about %s containing %q", reason, p.Metadata.Name, msg), func() bool {
 		objs, _, err := e.api.Client.List(context.Background(), api.KindEvent, client.ListOptions{App: p.Metadata.App})
 		if err != nil {
@@ -407,6 +408,7 @@ func (e *env) eventFor(p *api.Pod, reason, msg string) {
 			}
 			got = append(got, s.Reason+": "+s.Message)
 			if s.Reason == reason && strings.Contains(s.Message, msg) && s.Object.UID == p.Metadata.UID {
+				found = s.Message
 				return true
 			}
 		}
@@ -415,4 +417,5 @@ func (e *env) eventFor(p *api.Pod, reason, msg string) {
 	if e.t.Failed() {
 		e.t.Logf("events about %s: %q", p.Metadata.Name, got)
 	}
+	return found
 }

@@ -270,22 +270,11 @@ func (w *worker) apply(ctx context.Context, pod *api.Pod, p plan) {
 		w.refresh(ctx)
 	}
 	if p.Sandbox {
-		spec := a.podSpec(pod)
-		var sb runtime.Sandbox
-		vals, err := w.secretValues(ctx, pod)
-		if err == nil {
-			spec.Files, err = podFiles(pod, vals)
-		}
-		if err == nil {
-			err = ErrHostPortsDisabled
-			if len(spec.Ports) == 0 || a.opts.HostPorts {
-				sb, err = a.rt.CreatePodSandbox(ctx, spec)
-			}
-		}
+		sb, err := w.createSandbox(ctx, pod)
 		if err != nil {
 			now := a.opts.Now()
 			for _, s := range p.Start {
-				w.fail(s.Name, ReasonCreatePodSandboxError, fmt.Errorf("pod %s: create sandbox: %w", w.key, err), now)
+				w.fail(s.Name, ReasonCreatePodSandboxError, err, now)
 			}
 			return
 		}
@@ -294,6 +283,24 @@ func (w *worker) apply(ctx context.Context, pod *api.Pod, p plan) {
 	for _, s := range p.Start {
 		w.start(ctx, pod, s)
 	}
+}
+
+// createSandbox makes the pod's sandbox. Its errors name the pod as
+// users know it, APP/NAME (the runtime's do).
+func (w *worker) createSandbox(ctx context.Context, pod *api.Pod) (runtime.Sandbox, error) {
+	a := w.a
+	spec := a.podSpec(pod)
+	vals, err := w.secretValues(ctx, pod)
+	if err == nil {
+		spec.Files, err = podFiles(pod, vals)
+	}
+	if err == nil && len(spec.Ports) > 0 && !a.opts.HostPorts {
+		err = ErrHostPortsDisabled
+	}
+	if err != nil {
+		return runtime.Sandbox{}, fmt.Errorf("pod %s: create sandbox: %w", w.key, err)
+	}
+	return a.rt.CreatePodSandbox(ctx, spec)
 }
 
 // start pulls the image of one container and starts its next attempt.
@@ -331,8 +338,10 @@ func (w *worker) start(ctx context.Context, pod *api.Pod, s startAction) {
 		spec.Env = append(spec.Env, env...)
 	}
 	var st runtime.ContainerStatus
-	if err == nil {
-		st, err = a.rt.StartContainer(ctx, *w.obs.Sandbox, spec)
+	if err != nil {
+		err = fmt.Errorf("pod %s: container %s: %w", w.key, c.Name, err)
+	} else {
+		st, err = a.rt.StartContainer(ctx, *w.obs.Sandbox, spec) // its errors name the pod and container
 	}
 	if err != nil {
 		if ctx.Err() == nil {

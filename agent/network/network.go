@@ -185,11 +185,12 @@ func (m *Manager) NetNSPath(id string) string { return filepath.Join(m.opts.RunD
 
 // Setup creates the network namespace of pod id and attaches it. On failure
 // it undoes what it did (CNI DEL and the namespace), so nothing leaks, and
-// returns the plugin's message wrapped in ErrCNI.
+// returns the plugin's message wrapped in ErrCNI. Its errors leave the
+// pod for the caller to name (as users know it; id is its UID).
 func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (_ Attachment, err error) {
 	path := m.NetNSPath(id)
 	if err := nsfile.Create(path, nsfile.Net, ""); err != nil {
-		return Attachment{}, fmt.Errorf("pod %s: %w", id, err)
+		return Attachment{}, err
 	}
 	defer func() {
 		if err != nil {
@@ -211,8 +212,8 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (_ 
 		rt.CapabilityArgs = map[string]any{"portMappings": pm}
 	}
 	wrap := func(err error) error {
-		return fmt.Errorf("pod %s: attach to network %s: %w: %w (check the node's pod CIDR %s and the CNI plugins)",
-			id, m.opts.NetworkName, ErrCNI, err, m.opts.PodCIDR)
+		return fmt.Errorf("attach to network %s: %w: %w (check the node's pod CIDR %s and the CNI plugins)",
+			m.opts.NetworkName, ErrCNI, err, m.opts.PodCIDR)
 	}
 	raw, err := m.cni.AddNetworkList(ctx, m.pod, rt)
 	if err != nil {
@@ -238,7 +239,7 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []PortMapping) (_ 
 		}
 	}
 	if !att.IP.IsValid() {
-		return Attachment{}, fmt.Errorf("pod %s: network %s returned no IPv4 address: %w", id, m.opts.NetworkName, ErrCNI)
+		return Attachment{}, fmt.Errorf("network %s returned no IPv4 address: %w", m.opts.NetworkName, ErrCNI)
 	}
 	m.log.Debug("pod network attached", "pod", id, "ip", att.IP, "netns", path)
 	return att, nil

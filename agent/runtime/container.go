@@ -40,18 +40,18 @@ func (c *Containerd) StartContainer(ctx context.Context, sb Sandbox, spec Contai
 	ctx = c.ctx(ctx)
 	id := containerID(sb.PodUID, spec.Name, spec.Attempt)
 	if err := identifiers.Validate(id); err != nil {
-		return ContainerStatus{}, fmt.Errorf("pod %s: container %q: %w (use a short DNS-style name)", sb.PodUID, spec.Name, err)
+		return ContainerStatus{}, fmt.Errorf("pod %s: container %q: %w (use a short DNS-style name)", sb.Ref(), spec.Name, err)
 	}
 	named, err := reference.ParseDockerRef(spec.Image)
 	if err != nil {
-		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: image %q: %w", sb.PodUID, spec.Name, spec.Image, err)
+		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: image %q: %w", sb.Ref(), spec.Name, spec.Image, err)
 	}
 	img, err := c.client.GetImage(ctx, named.String())
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w: %s (call EnsureImage first)", sb.PodUID, spec.Name, ErrImageNotPresent, spec.Image)
+			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w: %s (call EnsureImage first)", sb.Ref(), spec.Name, ErrImageNotPresent, spec.Image)
 		}
-		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: image %s: %w", sb.PodUID, spec.Name, spec.Image, err)
+		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: image %s: %w", sb.Ref(), spec.Name, spec.Image, err)
 	}
 	logPath := filepath.Join(sb.Dir, "logs", fmt.Sprintf("%s-%d.log", spec.Name, spec.Attempt))
 	labels := map[string]string{
@@ -61,7 +61,7 @@ func (c *Containerd) StartContainer(ctx context.Context, sb Sandbox, spec Contai
 	}
 	if spec.StopSignal != "" {
 		if _, err := signal.ParseSignal(spec.StopSignal); err != nil {
-			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: stop signal: %w", sb.PodUID, spec.Name, err)
+			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: stop signal: %w", sb.Ref(), spec.Name, err)
 		}
 		labels[labelStopSig] = spec.StopSignal
 	}
@@ -79,34 +79,34 @@ func (c *Containerd) StartContainer(ctx context.Context, sb Sandbox, spec Contai
 	)
 	if err != nil {
 		if errdefs.IsAlreadyExists(err) {
-			return ContainerStatus{}, fmt.Errorf("pod %s: container %s attempt %d already exists: %w (remove it or use the next attempt)", sb.PodUID, spec.Name, spec.Attempt, err)
+			return ContainerStatus{}, fmt.Errorf("pod %s: container %s attempt %d already exists: %w (remove it or use the next attempt)", sb.Ref(), spec.Name, spec.Attempt, err)
 		}
-		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: create: %w", sb.PodUID, spec.Name, err)
+		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: create: %w", sb.Ref(), spec.Name, err)
 	}
 	defer func() {
 		if err != nil {
 			if rerr := c.RemoveContainer(context.WithoutCancel(ctx), id); rerr != nil {
-				c.log.Warn("cleanup after failed start", "container", id, "err", rerr)
+				c.log.Warn("cleanup after failed start", "pod", sb.Ref(), "container", spec.Name, "uid", sb.PodUID, "id", id, "err", rerr)
 			}
 		}
 	}()
 	task, err := ctr.NewTask(ctx, c.logCreator(logPath))
 	if err != nil {
 		if cerr := commandError(err, spec.Image, "the descriptor"); cerr != nil {
-			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w", sb.PodUID, spec.Name, cerr)
+			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w", sb.Ref(), spec.Name, cerr)
 		}
-		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: create task: %w", sb.PodUID, spec.Name, err)
+		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: create task: %w", sb.Ref(), spec.Name, err)
 	}
 	if err := task.Start(ctx); err != nil {
 		if cerr := commandError(err, spec.Image, "the descriptor"); cerr != nil {
-			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w", sb.PodUID, spec.Name, cerr)
+			return ContainerStatus{}, fmt.Errorf("pod %s: container %s: %w", sb.Ref(), spec.Name, cerr)
 		}
-		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: start: %w", sb.PodUID, spec.Name, err)
+		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: start: %w", sb.Ref(), spec.Name, err)
 	}
 	if _, err := ctr.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
-		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: record start time: %w", sb.PodUID, spec.Name, err)
+		return ContainerStatus{}, fmt.Errorf("pod %s: container %s: record start time: %w", sb.Ref(), spec.Name, err)
 	}
-	c.log.Info("container started", "pod", sb.PodUID, "container", spec.Name, "id", id, "pid", task.Pid())
+	c.log.Info("container started", "pod", sb.Ref(), "container", spec.Name, "uid", sb.PodUID, "id", id, "pid", task.Pid())
 	return c.status(ctx, ctr)
 }
 
@@ -199,7 +199,7 @@ func (c *Containerd) specOpts(img containerd.Image, sb Sandbox, spec ContainerSp
 			src = m.Source
 		}
 		if _, err := os.Stat(src); err != nil || m.Volume == "" || !filepath.IsAbs(m.Path) {
-			return nil, fmt.Errorf("pod %s: container %s: mount volume %q at %q: volume not declared in the pod or path not absolute", sb.PodUID, spec.Name, m.Volume, m.Path)
+			return nil, fmt.Errorf("pod %s: container %s: mount volume %q at %q: volume not declared in the pod or path not absolute", sb.Ref(), spec.Name, m.Volume, m.Path)
 		}
 		mounts = append(mounts, bindMount(src, m.Path, m.ReadOnly))
 	}

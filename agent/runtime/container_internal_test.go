@@ -58,3 +58,27 @@ func FuzzCommandError(f *testing.F) {
 		}
 	})
 }
+
+// Errors and logs named a pod by its UID, which users never see; they
+// now name it APP/NAME, as the CLI and the API do.
+func TestPodRef(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sb   Sandbox
+		want string
+	}{
+		{"app and name", Sandbox{PodUID: "0f3c9e", PodName: "web-1", App: "shop"}, "shop/web-1"},
+		{"no app", Sandbox{PodUID: "0f3c9e", PodName: "web-1"}, "web-1"},
+		{"found without its sandbox", Sandbox{PodUID: "0f3c9e"}, "0f3c9e"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.sb.Ref(); got != tc.want {
+				t.Errorf("Ref() = %q, want %q", got, tc.want)
+			}
+			ps := PodSpec{UID: tc.sb.PodUID, Name: tc.sb.PodName, App: tc.sb.App}
+			if got := ps.ref(); got != tc.want {
+				t.Errorf("PodSpec.ref() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -58,16 +58,16 @@ func (c *Containerd) writeFiles(uid string, files []PodFile) ([]SandboxFile, err
 	var out []SandboxFile
 	for i, f := range files {
 		if !filepath.IsAbs(f.Path) || filepath.Clean(f.Path) != f.Path {
-			return nil, fmt.Errorf("pod %s: file %q: not a clean absolute path", uid, f.Path)
+			return nil, fmt.Errorf("file %q: not a clean absolute path", f.Path)
 		}
 		dir := cfgDir
 		if f.Secret {
 			if err := mountSecretFS(secDir); err != nil {
-				return nil, fmt.Errorf("pod %s: %w", uid, err)
+				return nil, err
 			}
 			dir = secDir
 		} else if err := rootOnlyDir(cfgDir); err != nil {
-			return nil, fmt.Errorf("pod %s: config files: %w", uid, err)
+			return nil, fmt.Errorf("config files: %w", err)
 		}
 		mode := f.Mode
 		if mode == 0 {
@@ -75,7 +75,7 @@ func (c *Containerd) writeFiles(uid string, files []PodFile) ([]SandboxFile, err
 		}
 		src := filepath.Join(dir, strconv.Itoa(i))
 		if err := writeFileMode(src, f.Content, mode); err != nil {
-			return nil, fmt.Errorf("pod %s: file %s: %w", uid, f.Path, err)
+			return nil, fmt.Errorf("file %s: %w", f.Path, err)
 		}
 		out = append(out, SandboxFile{Source: src, Path: f.Path})
 	}

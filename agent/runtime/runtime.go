@@ -23,6 +23,8 @@ type Runtime interface {
 	// volume directories. It is idempotent for a pod that already has one.
 	CreatePodSandbox(ctx context.Context, pod PodSpec) (Sandbox, error)
 	// StartContainer creates and starts one container inside the sandbox.
+	// Its errors (and CreatePodSandbox's) name the pod APP/NAME and the
+	// container, as users know them.
 	StartContainer(ctx context.Context, sb Sandbox, c ContainerSpec) (ContainerStatus, error)
 	// StopContainer sends SIGTERM, waits up to grace, then SIGKILL, and waits
 	// for the exit. The exited container keeps its status until removed.
@@ -88,6 +90,25 @@ type PodSpec struct {
 	Ports []PortMapping
 	// Files are delivered read-only into every container (files.go).
 	Files []PodFile
+}
+
+// ref names the pod as its users know it (podRef).
+func (p PodSpec) ref() string { return podRef(p.App, p.Name, p.UID) }
+
+// Ref names the sandbox's pod as its users know it, APP/NAME; the UID
+// when the name is not known (a stale pod found without its sandbox).
+func (sb Sandbox) Ref() string { return podRef(sb.App, sb.PodName, sb.PodUID) }
+
+// podRef is how errors and logs name a pod: APP/NAME, as the CLI and the
+// API do; a user never sees the UID, which goes in logs as "uid".
+func podRef(app, name, uid string) string {
+	switch {
+	case name == "":
+		return uid
+	case app == "":
+		return name
+	}
+	return app + "/" + name
 }
 
 // DNSConfig points a pod at the cluster DNS.

@@ -23,8 +23,9 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 		return Sandbox{}, fmt.Errorf("pod %s/%s: uid %q: %w", pod.App, pod.Name, pod.UID, err)
 	}
 	if pod.Name == "" {
-		return Sandbox{}, fmt.Errorf("pod %s: name is required", pod.UID)
+		return Sandbox{}, fmt.Errorf("pod with uid %s: name is required", pod.UID)
 	}
+	ref := pod.ref()
 	if sb, err := c.loadSandbox(pod.UID); err == nil {
 		if nsfile.IsMounted(sb.NetNSPath) && nsfile.IsMounted(sb.UTSPath) && nsfile.IsMounted(sb.IPCPath) {
 			return sb, nil
@@ -32,7 +33,7 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 		// A stale sandbox (node rebooted, or interrupted): release its
 		// address and namespace before attaching again; volumes are kept.
 		if err := c.net.Teardown(ctx, pod.UID); err != nil {
-			return Sandbox{}, fmt.Errorf("pod %s: release stale sandbox: %w", pod.UID, err)
+			return Sandbox{}, fmt.Errorf("pod %s: release stale sandbox: %w", ref, err)
 		}
 	}
 	dir, run := c.podDir(pod.UID), c.podRunDir(pod.UID)
@@ -49,26 +50,26 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 	defer func() {
 		if err != nil {
 			if rerr := c.removeSandbox(context.WithoutCancel(ctx), pod.UID); rerr != nil {
-				c.log.Warn("cleanup after failed sandbox", "pod", pod.UID, "err", rerr)
+				c.log.Warn("cleanup after failed sandbox", "pod", ref, "uid", pod.UID, "err", rerr)
 			}
 		}
 	}()
 	for _, d := range []string{dir, run, filepath.Join(dir, "volumes"), filepath.Join(dir, "logs")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
-			return Sandbox{}, fmt.Errorf("pod %s: create %s: %w", pod.UID, d, err)
+			return Sandbox{}, fmt.Errorf("pod %s: create %s: %w", ref, d, err)
 		}
 	}
 	for _, v := range pod.Volumes {
 		if err := identifiers.Validate(v); err != nil {
-			return Sandbox{}, fmt.Errorf("pod %s: volume %q: %w", pod.UID, v, err)
+			return Sandbox{}, fmt.Errorf("pod %s: volume %q: %w", ref, v, err)
 		}
 		// World-writable: images may run as any user.
 		p := filepath.Join(dir, "volumes", v)
 		if err := os.MkdirAll(p, 0o777); err != nil {
-			return Sandbox{}, fmt.Errorf("pod %s: volume %s: %w", pod.UID, v, err)
+			return Sandbox{}, fmt.Errorf("pod %s: volume %s: %w", ref, v, err)
 		}
 		if err := os.Chmod(p, 0o777); err != nil {
-			return Sandbox{}, fmt.Errorf("pod %s: volume %s: %w", pod.UID, v, err)
+			return Sandbox{}, fmt.Errorf("pod %s: volume %s: %w", ref, v, err)
 		}
 	}
 	for _, ns := range []struct {
@@ -79,7 +80,7 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 			continue
 		}
 		if err := nsfile.Create(ns.path, ns.kind, sb.Hostname); err != nil {
-			return Sandbox{}, fmt.Errorf("pod %s: %w", pod.UID, err)
+			return Sandbox{}, fmt.Errorf("pod %s: %w", ref, err)
 		}
 	}
 	ports := make([]network.PortMapping, 0, len(pod.Ports))
@@ -88,20 +89,20 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 	}
 	att, err := c.net.Setup(ctx, pod.UID, ports)
 	if err != nil {
-		return Sandbox{}, err
+		return Sandbox{}, fmt.Errorf("pod %s: %w", ref, err)
 	}
 	sb.IP, sb.NetNSPath = att.IP, att.NetNSPath
 	if err := c.writePodFiles(sb, pod); err != nil {
 		return Sandbox{}, err
 	}
 	if sb.Files, err = c.writeFiles(pod.UID, pod.Files); err != nil {
-		return Sandbox{}, err
+		return Sandbox{}, fmt.Errorf("pod %s: %w", ref, err)
 	}
 	b, _ := json.MarshalIndent(sb, "", "  ")
 	if err := writeFileAtomic(filepath.Join(dir, sandboxFile), b); err != nil {
-		return Sandbox{}, fmt.Errorf("pod %s: %w", pod.UID, err)
+		return Sandbox{}, fmt.Errorf("pod %s: %w", ref, err)
 	}
-	c.log.Info("pod sandbox created", "pod", pod.UID, "name", pod.Name, "ip", sb.IP)
+	c.log.Info("pod sandbox created", "pod", ref, "uid", pod.UID, "ip", sb.IP)
 	return sb, nil
 }
 
@@ -112,7 +113,7 @@ func (c *Containerd) writePodFiles(sb Sandbox, pod PodSpec) error {
 	if err != nil {
 		// No cluster DNS configured: fall back to the host's resolvers.
 		if resolv, err = os.ReadFile("/etc/resolv.conf"); err != nil {
-			return fmt.Errorf("pod %s: no DNS server given and host resolv.conf unreadable: %w", pod.UID, err)
+			return fmt.Errorf("pod %s: no DNS server given and host resolv.conf unreadable: %w", pod.ref(), err)
 		}
 	}
 	files := map[string][]byte{
@@ -122,7 +123,7 @@ func (c *Containerd) writePodFiles(sb Sandbox, pod PodSpec) error {
 	}
 	for name, b := range files {
 		if err := writeFileAtomic(filepath.Join(sb.Dir, name), b); err != nil {
-			return fmt.Errorf("pod %s: %w", pod.UID, err)
+			return fmt.Errorf("pod %s: %w", pod.ref(), err)
 		}
 	}
 	return nil
