@@ -124,6 +124,9 @@ func (s *Server) listPage(ctx context.Context, w http.ResponseWriter, pl pageLis
 		if page.Last == "" {
 			break
 		}
+		if ctx.Err() != nil {
+			return nil // the client went away: read no more
+		}
 		if buf == nil {
 			n := 0
 			for _, it := range page.Items {
