@@ -95,10 +95,14 @@ type Report struct {
 	Reason string
 }
 
-// Evaluate decides the state of app's rollout from the app and its
-// workloads. Workloads the app no longer lists (being removed) are
+// Evaluate decides the state of app's rollout from the app, its workloads
+// and its pods. Workloads the app no longer lists (being removed) are
 // ignored; pod groups the app lists without a workload yet are waiting.
-func Evaluate(app *api.App, workloads []*api.Workload) Report {
+// Failed is judged from the pods as they are (appctl.Health), not from
+// the app's recorded health, which lags a rollback by a moment: only the
+// current revision's pods count, never the terminating or superseded
+// pods of the commit rolled back.
+func Evaluate(app *api.App, workloads []*api.Workload, pods []*api.Pod) Report {
 	r := Report{App: app.Metadata.Name, Commit: app.Status.SyncedCommit}
 	if app.Status.LastSyncResult == api.SyncRejected && app.Status.AttemptedCommit != "" && app.Status.AttemptedCommit != app.Status.SyncedCommit {
 		r.Refused = fmt.Sprintf("commit %s was refused: %s", api.ShortCommit(app.Status.AttemptedCommit), firstLine(app.Status.LastSyncMessage))
@@ -146,12 +150,11 @@ func Evaluate(app *api.App, workloads []*api.Workload) Report {
 	// The health rollup sees pods the workload counts do not explain (a
 	// crash loop, an image that cannot be pulled): that fails the rollout
 	// now rather than at the deadline. A stalled group already says why.
-	// While a group is behind, a Degraded health may be the commit
-	// before's (the crash loop this commit fixes): not this rollout's.
-	if r.State == Progressing && !behind && app.Status.Health == api.HealthDegraded {
-		r.State, r.Reason = Failed, app.Status.HealthMessage
-		if r.Reason == "" {
-			r.Reason = "the app is Degraded"
+	// While a group is behind, its pods are the commit before's (the
+	// crash loop this commit fixes): not this rollout's.
+	if r.State == Progressing && !behind {
+		if health, msg := appctl.Health(app, workloads, pods); health == api.HealthDegraded {
+			r.State, r.Reason = Failed, msg
 		}
 	}
 	return r

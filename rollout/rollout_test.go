@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	appctl "github.com/capstanhq/capstan/reconcile/app"
 )
 
+// app makes the app; its recorded health is what the app controller last
+// wrote, which Evaluate does not trust (it judges the pods).
 func app(health, msg string, groups map[string]int32) *api.App {
 	a := &api.App{Metadata: api.ObjectMeta{Name: "shop", App: "shop"}}
 	a.Status.SyncedCommit = "0123456789abcdef"
@@ -21,11 +24,12 @@ func app(health, msg string, groups map[string]int32) *api.App {
 	return a
 }
 
-// wl makes a workload at generation 2 with the given counts.
+// wl makes a workload of app shop at generation 2, running template
+// "good", with the given counts.
 func wl(name string, desired, current, updated, ready, avail int32, conds ...api.Condition) *api.Workload {
-	w := &api.Workload{Metadata: api.ObjectMeta{Name: name, App: "shop", Generation: 2}}
+	w := &api.Workload{Metadata: api.ObjectMeta{Name: name, App: "shop", Generation: 2, Owner: &api.OwnerRef{Kind: api.KindApp, Name: "shop"}}}
 	w.Spec.Replicas = desired
-	w.Status = api.WorkloadStatus{ObservedGeneration: 2, Replicas: current, UpdatedReplicas: updated,
+	w.Status = api.WorkloadStatus{ObservedGeneration: 2, TemplateHash: "good", Replicas: current, UpdatedReplicas: updated,
 		ReadyReplicas: ready, AvailableReplicas: avail, Conditions: conds}
 	return w
 }
@@ -86,9 +90,6 @@ func TestEvaluate(t *testing.T) {
 		{"progressing false is a stall too", app(api.HealthProgressing, "", map[string]int32{"backend": 2}),
 			[]*api.Workload{wl("backend", 2, 3, 1, 2, 2, api.Condition{Type: api.WorkloadProgressing, Status: api.ConditionFalse, Reason: "ProgressDeadlineExceeded"})},
 			Stalled, "backend: ProgressDeadlineExceeded", []State{Stalled}},
-		{"app degraded fails before the deadline", app(api.HealthDegraded, "frontend: pod frontend-x: CrashLoopBackOff", map[string]int32{"frontend": 3}),
-			[]*api.Workload{wl("frontend", 3, 4, 1, 3, 3)},
-			Failed, "frontend: pod frontend-x: CrashLoopBackOff", []State{Progressing}},
 		// Just after the commit that fixes a crash loop: the app's health
 		// is still the commit before's until every group shows this one.
 		{"a degraded health of the spec before is not this commit's failure", app(api.HealthDegraded, "frontend: pod frontend-x: CrashLoopBackOff", map[string]int32{"frontend": 3}),
@@ -109,7 +110,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := Evaluate(tt.app, tt.workloads)
+			r := Evaluate(tt.app, tt.workloads, nil)
 			if r.State != tt.want || r.Reason != tt.wantReason {
 				t.Errorf("state %v reason %q, want %v %q", r.State, r.Reason, tt.want, tt.wantReason)
 			}
@@ -133,7 +134,7 @@ func TestRefusedCommit(t *testing.T) {
 	a := app(api.HealthHealthy, "", map[string]int32{"frontend": 1})
 	a.Status.AttemptedCommit, a.Status.LastSyncResult = "fedcba9876543210", api.SyncRejected
 	a.Status.LastSyncMessage = "shop.cue:12:3: replicas: conflicting values\nmore"
-	r := Evaluate(a, []*api.Workload{wl("frontend", 1, 1, 1, 1, 1)})
+	r := Evaluate(a, []*api.Workload{wl("frontend", 1, 1, 1, 1, 1)}, nil)
 	if want := "commit fedcba987654 was refused: shop.cue:12:3: replicas: conflicting values ..."; r.Refused != want {
 		t.Errorf("refused %q, want %q", r.Refused, want)
 	}
@@ -173,7 +174,7 @@ func TestBar(t *testing.T) {
 
 func TestRender(t *testing.T) {
 	a := app(api.HealthProgressing, "", map[string]int32{"frontend": 3, "backend": 2})
-	r := Evaluate(a, []*api.Workload{wl("frontend", 3, 4, 1, 3, 3), wl("backend", 2, 2, 2, 2, 2)})
+	r := Evaluate(a, []*api.Workload{wl("frontend", 3, 4, 1, 3, 3), wl("backend", 2, 2, 2, 2, 2)}, nil)
 	var b bytes.Buffer
 	if err := Render(&b, r); err != nil {
 		t.Fatal(err)
@@ -206,12 +207,12 @@ func TestEvaluateWaits(t *testing.T) {
 	w.Metadata.Name, w.Metadata.Generation = "front", 1
 	w.Spec.Replicas = 1
 	w.Status = api.WorkloadStatus{ObservedGeneration: 1, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
-	r := Evaluate(a, []*api.Workload{w})
+	r := Evaluate(a, []*api.Workload{w}, nil)
 	if r.State != Progressing || r.Reason != "front: waiting for db: 1/2 ready" {
 		t.Fatalf("report %s: %s", r.State, r.Reason)
 	}
 	a.Status.Waits = nil
-	if r := Evaluate(a, []*api.Workload{w}); r.State != Complete {
+	if r := Evaluate(a, []*api.Workload{w}, nil); r.State != Complete {
 		t.Fatalf("without waits: %s: %s", r.State, r.Reason)
 	}
 }
@@ -224,8 +225,8 @@ func TestEvaluateDegradedWithHeldGroup(t *testing.T) {
 	a.Status.Waits = []api.DependencyWait{{Group: "frontend", On: "backend", Message: "frontend is waiting for backend: 0/2 ready"}}
 	behind := wl("frontend", 3, 3, 3, 3, 3)
 	behind.Metadata.Annotations = map[string]string{appctl.AnnotationSpecHash: "of-the-commit-before"}
-	r := Evaluate(a, []*api.Workload{behind, wl("backend", 2, 2, 2, 0, 0)})
-	if r.State != Failed || r.Reason != "backend: pod backend-x: CrashLoopBackOff" {
+	r := Evaluate(a, []*api.Workload{behind, wl("backend", 2, 2, 2, 0, 0)}, []*api.Pod{pod("backend-x", "backend", "good", crashLoop)})
+	if r.State != Failed || r.Reason != "backend: pod backend-x: container main: CrashLoopBackOff" {
 		t.Fatalf("report %s: %s; want failed: the crash loop of backend", r.State, r.Reason)
 	}
 }
@@ -239,8 +240,58 @@ func TestEvaluateEveryNodeDesired(t *testing.T) {
 	w := wl("worker", 0, 2, 1, 2, 2, api.Condition{Type: api.WorkloadAvailable, Status: api.ConditionFalse, Message: "2 of 3 nodes have a ready pod"})
 	w.Spec.EveryNode = true
 	w.Status.DesiredReplicas = 3
-	r := Evaluate(a, []*api.Workload{w})
+	r := Evaluate(a, []*api.Workload{w}, nil)
 	if len(r.Groups) != 1 || r.Groups[0].Desired != 3 || r.Groups[0].State != Progressing || r.Groups[0].Reason != "2 of 3 nodes have a ready pod" {
 		t.Fatalf("groups %+v, want worker Progressing with 3 desired", r.Groups)
+	}
+}
+
+var crashLoop = api.ContainerState{Waiting: &api.WaitingState{Reason: "CrashLoopBackOff"}}
+
+// pod makes a pod of group made from template, its container in state.
+func pod(name, group, template string, state api.ContainerState) *api.Pod {
+	p := &api.Pod{Metadata: api.ObjectMeta{Name: name, App: "shop", Labels: map[string]string{api.LabelTemplateHash: template},
+		Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: group}}}
+	p.Spec.NodeName = "n1"
+	p.Status.Containers = []api.ContainerStatus{{Name: "main", State: state}}
+	return p
+}
+
+// TestEvaluateJudgesTheCurrentRevision: a crash loop of the workload's
+// current template fails the rollout before its deadline; after a
+// rollback, the crash-looping pods of the template rolled back (on their
+// way out, or terminating) and the app's recorded health, Degraded
+// because of them a moment ago, do not: the rollout is progressing and
+// completes once the rolled-back revision is ready (as kubectl rollout
+// status waits for the new ReplicaSet).
+func TestEvaluateJudgesTheCurrentRevision(t *testing.T) {
+	running := api.ContainerState{Running: &api.RunningState{}}
+	stale := app(api.HealthDegraded, "frontend: pod frontend-bad1: container main: CrashLoopBackOff", map[string]int32{"frontend": 2})
+	terminating := pod("frontend-bad2", "frontend", "bad", crashLoop)
+	terminating.Metadata.DeletionRequestedAt = &time.Time{}
+	tests := []struct {
+		name       string
+		w          *api.Workload
+		pods       []*api.Pod
+		want       State
+		wantReason string
+	}{
+		{"a crash loop of the current template fails before the deadline", wl("frontend", 2, 2, 2, 1, 1),
+			[]*api.Pod{pod("frontend-new1", "frontend", "good", running), pod("frontend-new2", "frontend", "good", crashLoop)},
+			Failed, "frontend: pod frontend-new2: container main: CrashLoopBackOff"},
+		{"pods of the template rolled back do not fail the rollback", wl("frontend", 2, 3, 1, 1, 1),
+			[]*api.Pod{pod("frontend-new1", "frontend", "good", running), pod("frontend-bad1", "frontend", "bad", crashLoop), terminating},
+			Progressing, "frontend: 1 of 2 pods updated"},
+		{"the rollback completes once its pods are ready", wl("frontend", 2, 2, 2, 2, 2),
+			[]*api.Pod{pod("frontend-new1", "frontend", "good", running), pod("frontend-new2", "frontend", "good", running), terminating},
+			Complete, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Evaluate(stale, []*api.Workload{tt.w}, tt.pods)
+			if r.State != tt.want || r.Reason != tt.wantReason {
+				t.Errorf("state %v reason %q, want %v %q", r.State, r.Reason, tt.want, tt.wantReason)
+			}
+		})
 	}
 }

@@ -76,12 +76,12 @@ func rolloutStatus(ctx context.Context, c *client.Client, out io.Writer, app str
 	if !api.IsDNSLabel(app) {
 		return fmt.Errorf("app name %q is not a DNS label: give the app's name as 'capstan get apps' lists it", app)
 	}
-	a, ws, err := readRollout(ctx, c, app)
+	a, ws, pods, err := readRollout(ctx, c, app)
 	if err != nil && !(watch && client.IsNotFound(err)) {
 		return err
 	}
 	if !watch {
-		r := rollout.Evaluate(a, ws)
+		r := rollout.Evaluate(a, ws, pods)
 		if err := rollout.Render(out, r); err != nil {
 			return err
 		}
@@ -96,30 +96,47 @@ func rolloutStatus(ctx context.Context, c *client.Client, out io.Writer, app str
 	// informers have listed.
 	var first *rollout.Report
 	if a != nil {
-		r := rollout.Evaluate(a, ws)
+		r := rollout.Evaluate(a, ws, pods)
 		first = &r
 	}
 	return followRollout(ctx, c, out, app, timeout, first)
 }
 
-// readRollout gets the app and its workloads once.
-func readRollout(ctx context.Context, c *client.Client, app string) (*api.App, []*api.Workload, error) {
+// readRollout gets the app, its workloads and its pods once.
+func readRollout(ctx context.Context, c *client.Client, app string) (*api.App, []*api.Workload, []*api.Pod, error) {
 	obj, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: app, Name: app})
 	if err != nil {
 		if client.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("app %s not found: %w (see 'capstan get apps'; is it in the tracked repository?)", app, err)
+			return nil, nil, nil, fmt.Errorf("app %s not found: %w (see 'capstan get apps'; is it in the tracked repository?)", app, err)
 		}
-		return nil, nil, fmt.Errorf("get app %s: %w", app, err)
+		return nil, nil, nil, fmt.Errorf("get app %s: %w", app, err)
 	}
-	objs, _, err := c.List(ctx, api.KindWorkload, client.ListOptions{App: app})
+	ws, err := listOf[*api.Workload](ctx, c, api.KindWorkload, app)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list workloads of app %s: %w", app, err)
+		return nil, nil, nil, err
 	}
-	ws := make([]*api.Workload, 0, len(objs))
+	pods, err := listOf[*api.Pod](ctx, c, api.KindPod, app)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return obj.(*api.App), ws, pods, nil
+}
+
+// listOf lists the objects of kind in app.
+func listOf[T api.Object](ctx context.Context, c *client.Client, kind api.Kind, app string) ([]T, error) {
+	objs, _, err := c.List(ctx, kind, client.ListOptions{App: app})
+	if err != nil {
+		return nil, fmt.Errorf("list %s of app %s: %w", kind, app, err)
+	}
+	return typed[T](objs), nil
+}
+
+func typed[T api.Object](objs []api.Object) []T {
+	out := make([]T, 0, len(objs))
 	for _, o := range objs {
-		ws = append(ws, o.(*api.Workload))
+		out = append(out, o.(T))
 	}
-	return obj.(*api.App), ws, nil
+	return out
 }
 
 // rolloutResult turns a final report into the command's error.
@@ -143,6 +160,7 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 	quiet := slog.New(slog.DiscardHandler)
 	apps := client.NewInformer(c, api.KindApp, client.ListOptions{App: app}, quiet)
 	workloads := client.NewInformer(c, api.KindWorkload, client.ListOptions{App: app}, quiet)
+	pods := client.NewInformer(c, api.KindPod, client.ListOptions{App: app}, quiet)
 	changed := make(chan struct{}, 1)
 	poke := func(api.Object) {
 		select {
@@ -151,15 +169,16 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 		}
 	}
 	h := client.Handler{OnAdd: poke, OnUpdate: func(_, o api.Object) { poke(o) }, OnDelete: poke}
-	for _, inf := range []*client.Informer{apps, workloads} {
+	informers := []*client.Informer{apps, workloads, pods}
+	for _, inf := range informers {
 		inf.AddHandler(h)
 		wg.Add(1)
 		go func() { defer wg.Done(); inf.Start(wctx) }()
 	}
 	var last string
 	for {
-		if synced(apps) && synced(workloads) {
-			text, r := renderFromCache(app, apps, workloads)
+		if synced(informers...) {
+			text, r := renderFromCache(app, apps, workloads, pods)
 			if text != last {
 				if _, err := io.WriteString(out, text); err != nil {
 					return err
@@ -177,6 +196,7 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 		case <-changed:
 		case <-apps.Synced():
 		case <-workloads.Synced():
+		case <-pods.Synced():
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) && timeout > 0 {
 				why := "app " + app + " not found"
@@ -193,27 +213,25 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 	}
 }
 
-func synced(i *client.Informer) bool {
-	select {
-	case <-i.Synced():
-		return true
-	default:
-		return false
+func synced(infs ...*client.Informer) bool {
+	for _, i := range infs {
+		select {
+		case <-i.Synced():
+		default:
+			return false
+		}
 	}
+	return true
 }
 
 // renderFromCache evaluates the cached objects; the report is nil while
 // the app does not exist.
-func renderFromCache(app string, apps, workloads *client.Informer) (string, *rollout.Report) {
+func renderFromCache(app string, apps, workloads, pods *client.Informer) (string, *rollout.Report) {
 	obj, ok := apps.Get(app + "/" + app)
 	if !ok {
 		return fmt.Sprintf("waiting for app %s to appear (is it in the tracked repository? see 'capstan history')\n", app), nil
 	}
-	var ws []*api.Workload
-	for _, o := range workloads.List() {
-		ws = append(ws, o.(*api.Workload))
-	}
-	r := rollout.Evaluate(obj.(*api.App), ws)
+	r := rollout.Evaluate(obj.(*api.App), typed[*api.Workload](workloads.List()), typed[*api.Pod](pods.List()))
 	var b strings.Builder
 	rollout.Render(&b, r)
 	return b.String(), &r

@@ -81,19 +81,51 @@ func newRolloutFixture(t *testing.T) *rolloutFixture {
 	a := api.KindApp.New().(*api.App)
 	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop"}
 	a.Spec.Workloads = []api.AppWorkload{{Name: "frontend", Spec: spec(3)}, {Name: "backend", Spec: spec(2)}}
-	f.create(a)
+	uid := f.create(a).Meta().UID
 	for _, aw := range a.Spec.Workloads {
 		w := api.KindWorkload.New().(*api.Workload)
-		w.Metadata = api.ObjectMeta{Name: aw.Name, App: "shop"}
+		w.Metadata = api.ObjectMeta{Name: aw.Name, App: "shop", Owner: &api.OwnerRef{Kind: api.KindApp, Name: "shop", UID: uid}}
 		w.Spec = aw.Spec
 		f.create(w)
 	}
 	return f
 }
 
-func (f *rolloutFixture) create(o api.Object) {
-	if _, err := f.c.Create(context.Background(), o); err != nil {
+func (f *rolloutFixture) create(o api.Object) api.Object {
+	f.t.Helper()
+	made, err := f.c.Create(context.Background(), o)
+	if err != nil {
 		f.t.Fatal(err)
+	}
+	return made
+}
+
+// pod makes a pod of group from template (as the workload controller
+// labels it) whose container waits for reason, or runs when reason is
+// empty; terminating deletes it after (the agent has not yet stopped it).
+func (f *rolloutFixture) pod(name, group, template, reason string, terminating bool) {
+	f.t.Helper()
+	ctx := context.Background()
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{Name: name, App: "shop", Labels: map[string]string{api.LabelTemplateHash: template},
+		Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: group}}
+	p.Spec.Containers = []api.Container{{Name: "c", Image: "127.0.0.1:5000/examples/hello:v1"}}
+	p.Spec.NodeName = "n1"
+	p = f.create(p).(*api.Pod)
+	p.Status.Phase = api.PodRunning
+	st := api.ContainerState{Running: &api.RunningState{}}
+	if reason != "" {
+		p.Status.Phase = api.PodPending
+		st = api.ContainerState{Waiting: &api.WaitingState{Reason: reason}}
+	}
+	p.Status.Containers = []api.ContainerStatus{{Name: "c", State: st}}
+	if _, err := f.c.UpdateStatus(ctx, p); err != nil {
+		f.t.Fatal(err)
+	}
+	if terminating {
+		if _, err := f.c.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil {
+			f.t.Fatal(err)
+		}
 	}
 }
 
@@ -106,7 +138,7 @@ func (f *rolloutFixture) status(name string, current, updated, ready int32, cond
 		f.t.Fatal(err)
 	}
 	w := o.(*api.Workload)
-	w.Status = api.WorkloadStatus{ObservedGeneration: w.Metadata.Generation, Replicas: current, UpdatedReplicas: updated,
+	w.Status = api.WorkloadStatus{ObservedGeneration: w.Metadata.Generation, TemplateHash: "good", Replicas: current, UpdatedReplicas: updated,
 		ReadyReplicas: ready, AvailableReplicas: ready, Conditions: conds}
 	if _, err := f.c.UpdateStatus(ctx, w); err != nil {
 		f.t.Fatal(err)
@@ -165,14 +197,17 @@ func TestRolloutStatusStallFailAndTimeout(t *testing.T) {
 	_, err := run(t, "rollout", "status", "shop", "--timeout", "300ms", "--config", f.cfg)
 	wantExit(t, err, 2, "not done after 300ms: frontend: 0 of 3 pods updated")
 
-	// A crash loop before the deadline fails the rollout at once.
+	// A crash loop of the current template before the deadline fails the
+	// rollout at once.
 	wout, done := startCmd("rollout", "status", "shop", "-w", "--config", f.cfg)
 	waitOutput(t, wout, done, "rollout progressing")
-	f.health(api.HealthDegraded, "frontend: pod frontend-1: CrashLoopBackOff")
-	wantExit(t, waitDone(t, done), 1, "rollout of shop failed: frontend: pod frontend-1: CrashLoopBackOff")
+	f.pod("frontend-1", "frontend", "good", "CrashLoopBackOff", false)
+	wantExit(t, waitDone(t, done), 1, "rollout of shop failed: frontend: pod frontend-1: container c: CrashLoopBackOff")
 
 	// The progress deadline stalls it, with the controller's message.
-	f.health(api.HealthProgressing, "")
+	if _, err := f.c.Delete(context.Background(), api.Key{Kind: api.KindPod, App: "shop", Name: "frontend-1"}, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	wout, done = startCmd("rollout", "status", "shop", "-w", "--config", f.cfg)
 	waitOutput(t, wout, done, "rollout progressing")
 	f.status("frontend", 4, 1, 3, api.Condition{Type: api.WorkloadDegraded, Status: api.ConditionTrue,
@@ -180,6 +215,37 @@ func TestRolloutStatusStallFailAndTimeout(t *testing.T) {
 	wantExit(t, waitDone(t, done), 1, "rollout of shop stalled: frontend: ProgressDeadlineExceeded: rollout to template abc made no progress for 10m0s")
 	if !strings.Contains(wout.String(), "stalled: ProgressDeadlineExceeded") {
 		t.Errorf("stalled group not shown:\n%s", wout.String())
+	}
+}
+
+// TestRolloutStatusAfterRollback: right after a rollback the broken pods
+// of the commit rolled back still crash (one not yet deleted, one
+// terminating) and the app's recorded health is still Degraded because of
+// them: rollout status reports the rolled-back revision progressing, never
+// failed, and -w exits 0 once it is ready, as kubectl rollout status does.
+func TestRolloutStatusAfterRollback(t *testing.T) {
+	f := newRolloutFixture(t)
+	f.status("backend", 2, 2, 2)
+	f.status("frontend", 4, 1, 1)
+	f.pod("frontend-bad1", "frontend", "bad", "CrashLoopBackOff", false)
+	f.pod("frontend-bad2", "frontend", "bad", "ImagePullBackOff", true)
+	f.pod("frontend-new1", "frontend", "good", "", false)
+	f.health(api.HealthDegraded, "frontend: pod frontend-bad1: container c: CrashLoopBackOff")
+
+	out, err := run(t, "rollout", "status", "shop", "--config", f.cfg)
+	wantExit(t, err, 3, "rollout of shop still in progress: frontend: 1 of 3 pods updated")
+	if strings.Contains(out, "failed") {
+		t.Errorf("a rollback judged by the pods it replaces:\n%s", out)
+	}
+
+	wout, done := startCmd("rollout", "status", "shop", "-w", "--timeout", "60s", "--config", f.cfg)
+	waitOutput(t, wout, done, "rollout progressing: frontend: 1 of 3 pods updated")
+	f.pod("frontend-new2", "frontend", "good", "", false)
+	f.pod("frontend-new3", "frontend", "good", "", false)
+	f.status("frontend", 3, 3, 3)
+	wantExit(t, waitDone(t, done), 0, "")
+	if strings.Contains(wout.String(), "failed") {
+		t.Errorf("a rollback judged by the pods it replaces:\n%s", wout.String())
 	}
 }
 

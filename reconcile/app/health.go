@@ -18,6 +18,13 @@ var degradedReasons = []string{"CrashLoopBackOff", "ImagePullBackOff", "ErrImage
 // group is not yet at its desired, updated and available count; else
 // Healthy. The message names each pod group at the worst level and why,
 // sorted by name.
+//
+// Only the current revision is judged, as kubectl and Argo CD judge a
+// Deployment by its observed generation and its newest ReplicaSet:
+// terminating pods, pods of a template the workload replaced (the broken
+// pods a rollback leaves until the controller deletes them), and a
+// workload whose controller has not yet observed its spec never make a
+// group Degraded.
 func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, message string) {
 	haveW := map[string]*api.Workload{}
 	for _, w := range workloads {
@@ -47,7 +54,12 @@ func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, mes
 			progressing = append(progressing, name+": not created yet")
 			continue
 		}
-		if why := degradedWhy(w, podsOf[name], freeing); why != "" {
+		if w.Status.ObservedGeneration < w.Metadata.Generation {
+			// Its status and pods are the spec before's.
+			progressing = append(progressing, name+": "+notObserved)
+			continue
+		}
+		if why := degradedWhy(w, currentRevision(w, podsOf[name]), freeing); why != "" {
 			degraded = append(degraded, name+": "+why)
 			continue
 		}
@@ -67,6 +79,23 @@ func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, mes
 		return api.HealthHealthy, "no pod groups"
 	}
 	return api.HealthHealthy, fmt.Sprintf("%d pod groups available", len(a.Spec.Workloads))
+}
+
+const notObserved = "change not yet observed by the workload controller"
+
+// currentRevision is the pods of w's current template: those labelled
+// with another template hash are superseded and on their way out. A pod
+// without the label, or a workload whose controller has written no hash,
+// is kept: nothing says it is old.
+func currentRevision(w *api.Workload, pods []*api.Pod) []*api.Pod {
+	cur := w.Status.TemplateHash
+	if cur == "" {
+		return pods
+	}
+	return slices.DeleteFunc(slices.Clone(pods), func(p *api.Pod) bool {
+		h := p.Metadata.Labels[api.LabelTemplateHash]
+		return h != "" && h != cur
+	})
 }
 
 func degradedWhy(w *api.Workload, pods []*api.Pod, freeing bool) string {
@@ -116,9 +145,6 @@ func podDegraded(p *api.Pod, freeing bool) bool {
 
 func progressingWhy(w *api.Workload) string {
 	st := w.Status
-	if st.ObservedGeneration < w.Metadata.Generation {
-		return "change not yet observed by the workload controller"
-	}
 	if c := api.FindCondition(st.Conditions, api.WorkloadProgressing); c != nil && c.Reason != api.ReasonRolloutComplete {
 		return c.Message
 	}

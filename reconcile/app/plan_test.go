@@ -75,8 +75,9 @@ func (s *store) put(o api.Object) {
 //	edit workload=N replicas=K | edit service=N port=P   (a manual API write)
 //	foreign workload=N | foreign service=N               (an object the App does not own)
 //	objects
-//	wstatus name=N replicas=K updated=K available=K [generation=G] [progressing=(Reason,msg)] [degraded=msg]
-//	pod name=P workload=W [crash] [unschedulable=msg] [failed] [pull] [running]
+//	wstatus name=N replicas=K updated=K available=K [generation=G] [observed=G]
+//	    [template=HASH] [progressing=(Reason,msg)] [degraded=msg]
+//	pod name=P workload=W [template=HASH] [crash] [unschedulable=msg] [failed] [pull] [running]
 //	    [waiting=REASON] [stale-unschedulable] [owner=none|KIND] [terminating]
 //	health
 func TestPlan(t *testing.T) {
@@ -181,7 +182,8 @@ func (s *store) run(t *testing.T, d *datadriven.TestData) string {
 	case "wstatus":
 		w := s.workloads[str("name", "")]
 		w.Metadata.Generation = int64(num("generation", 1))
-		w.Status = api.WorkloadStatus{ObservedGeneration: 1, Replicas: num("replicas", 0), UpdatedReplicas: num("updated", 0),
+		w.Status = api.WorkloadStatus{ObservedGeneration: int64(num("observed", 1)), TemplateHash: str("template", ""),
+			Replicas: num("replicas", 0), UpdatedReplicas: num("updated", 0),
 			ReadyReplicas: num("available", 0), AvailableReplicas: num("available", 0)}
 		reason, msg := "RolloutComplete", "done"
 		if a, ok := d.Arg("progressing"); ok {
@@ -202,6 +204,9 @@ func (s *store) run(t *testing.T, d *datadriven.TestData) string {
 			p.Metadata.Owner = nil
 		default:
 			p.Metadata.Owner.Kind = api.Kind(k)
+		}
+		if h := str("template", ""); h != "" {
+			p.Metadata.Labels = map[string]string{api.LabelTemplateHash: h}
 		}
 		p.Spec.NodeName = "n1"
 		if r := str("waiting", ""); r != "" {
