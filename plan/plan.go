@@ -276,6 +276,9 @@ func compareApp(name string, b schema.AppResult, inBase bool, h schema.AppResult
 		}
 	}
 	switch {
+	case inHead && !h.Valid() && !inBase:
+		a.Status, a.Errors, a.Note = AppRejected, h.Errors, "sync refuses it; it is new, so nothing of it is deployed until a commit makes it valid"
+		return a
 	case inHead && !h.Valid():
 		a.Status, a.Errors, a.Note = AppRejected, h.Errors, "sync refuses it; the last good revision keeps running"
 		return a

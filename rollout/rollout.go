@@ -23,7 +23,8 @@ const (
 	// (workload condition Degraded, reason ProgressDeadlineExceeded).
 	Stalled
 	// Failed: the app is Degraded (crash-looping, unpullable or
-	// unschedulable pods) before any deadline passed.
+	// unschedulable pods) before any deadline passed, or no commit of it
+	// ever applied (its first commit was rejected).
 	Failed
 )
 
@@ -104,6 +105,15 @@ type Report struct {
 // pods of the commit rolled back.
 func Evaluate(app *api.App, workloads []*api.Workload, pods []*api.Pod) Report {
 	r := Report{App: app.Metadata.Name, Commit: app.Status.SyncedCommit}
+	if app.Status.NeverApplied() {
+		// Its first commit was rejected: nothing was deployed, and
+		// nothing will be without a new commit.
+		r.State, r.Reason = Failed, firstLine(app.Status.LastSyncMessage)
+		if r.Reason == "" {
+			r.Reason = api.NeverAppliedMessage
+		}
+		return r
+	}
 	if app.Status.LastSyncResult == api.SyncRejected && app.Status.AttemptedCommit != "" && app.Status.AttemptedCommit != app.Status.SyncedCommit {
 		r.Refused = fmt.Sprintf("commit %s was refused: %s", api.ShortCommit(app.Status.AttemptedCommit), firstLine(app.Status.LastSyncMessage))
 	}

@@ -295,3 +295,17 @@ func TestEvaluateJudgesTheCurrentRevision(t *testing.T) {
 		})
 	}
 }
+
+// TestEvaluateNeverApplied: an app whose first commit was rejected has
+// nothing deployed and will not without a new commit: the rollout failed,
+// with the sync's message, never "complete" for want of pod groups.
+func TestEvaluateNeverApplied(t *testing.T) {
+	a := app(api.HealthMissing, api.NeverAppliedMessage, nil)
+	a.Status.SyncedCommit, a.Status.AttemptedCommit, a.Status.LastSyncResult = "", "fedcba9876543210", api.SyncRejected
+	a.Status.LastSyncMessage = "commit fedcba987654 rejected (1 error); nothing was deployed: app shop has no earlier revision that applied (fix the descriptor and push again): shop.cue:1:2: bad\nmore"
+	r := Evaluate(a, nil, nil)
+	want := "commit fedcba987654 rejected (1 error); nothing was deployed: app shop has no earlier revision that applied (fix the descriptor and push again): shop.cue:1:2: bad ..."
+	if r.State != Failed || r.Reason != want || r.State.ExitCode() != ExitFailed {
+		t.Errorf("report %s: %q, want failed: %q", r.State, r.Reason, want)
+	}
+}

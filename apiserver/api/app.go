@@ -67,6 +67,10 @@ const (
 	HealthProgressing = "Progressing"
 	HealthDegraded    = "Degraded"
 	HealthUnknown     = "Unknown"
+	// HealthMissing: nothing of the app runs, because no commit of it
+	// ever applied (its first commit was rejected), as Argo CD shows an
+	// app whose resources do not exist.
+	HealthMissing = "Missing"
 )
 
 // Sync results.
@@ -93,7 +97,7 @@ type AppStatus struct {
 	LastSyncResult  string    `json:"lastSyncResult,omitempty"`
 	LastSyncTime    time.Time `json:"lastSyncTime,omitzero"`
 	LastSyncMessage string    `json:"lastSyncMessage,omitempty"`
-	// Health is Healthy, Progressing, Degraded or Unknown.
+	// Health is Healthy, Progressing, Degraded, Missing or Unknown.
 	Health        string      `json:"health,omitempty"`
 	HealthMessage string      `json:"healthMessage,omitempty"`
 	Conditions    []Condition `json:"conditions,omitempty"`
@@ -101,6 +105,15 @@ type AppStatus struct {
 	// controller makes or updates them (dependsOn).
 	Waits []DependencyWait `json:"waits,omitempty"`
 }
+
+// NeverApplied reports whether no commit of the app ever applied: git
+// sync made the App only to show that its first commit was rejected
+// (AttemptedCommit, LastSyncMessage), and it runs nothing.
+func (s *AppStatus) NeverApplied() bool { return s.SyncedCommit == "" && s.AttemptedCommit != "" }
+
+// NeverAppliedMessage is the health message of an app that NeverApplied
+// (health Missing).
+const NeverAppliedMessage = "nothing deployed: no commit of this app has applied yet"
 
 // DependencyWait is one dependency not yet Available.
 type DependencyWait struct {

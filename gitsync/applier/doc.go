@@ -7,8 +7,9 @@
 // its App (spec, and status with the sync result and the Synced
 // condition) and a Revision in one transaction; an invalid app gets a
 // Rejected Revision listing every error with file:line, in one
-// transaction with its status, and its running App is left alone, so one
-// broken app never blocks the others. Apps that git no longer declares
+// transaction with its status, and its running App is left alone (a new
+// one is created without pod groups, to show why nothing of it runs), so
+// one broken app never blocks the others. Apps that git no longer declares
 // are deleted (their workloads and services go with them through their
 // owner). Apps that did not change are not written at all.
 //

@@ -65,3 +65,38 @@ func TestRejectedAppRecordsEvent(t *testing.T) {
 		t.Errorf("app web applied, yet has %d SyncRejected events", len(evs))
 	}
 }
+
+// TestRejectedNewAppIsShown: a new app whose first commit is rejected is
+// an App with no pod groups, health Missing and the sync error, and its
+// event says nothing was deployed (there is no last good revision to run);
+// a rejected change to an app that applied before still says the last
+// good revision keeps running.
+func TestRejectedNewAppIsShown(t *testing.T) {
+	cl, ap, ctx := startDemo(t)
+	bad := map[string]string{"bad.cue": `apps: bad: pods: web: replicas: -3, containers: c: image: "reg/bad:v1"` + "\n"}
+	if err := ap.Apply(ctx, demoSnapshot(1, bad)); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := cl.Client.Get(ctx, api.Key{Kind: api.KindApp, App: "bad", Name: "bad"})
+	if err != nil {
+		t.Fatalf("the rejected new app is not shown: %v", err)
+	}
+	a := obj.(*api.App)
+	if len(a.Spec.Workloads) != 0 || a.Status.Health != api.HealthMissing || a.Status.LastSyncResult != api.SyncRejected || !a.Status.NeverApplied() {
+		t.Errorf("app %+v: want no pod groups, health Missing, last sync Rejected, never applied", a.Status)
+	}
+	objs, _, err := cl.Client.List(ctx, api.KindEvent, client.ListOptions{App: "bad"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 {
+		t.Fatalf("%d events about app bad, want 1", len(objs))
+	}
+	msg := objs[0].(*api.Event).Spec.Message
+	if !strings.Contains(msg, "nothing was deployed: app bad has no earlier revision that applied") || strings.Contains(msg, "last good revision") {
+		t.Errorf("event %q: want it to say nothing was deployed, never a last good revision", msg)
+	}
+	if msg != a.Status.LastSyncMessage {
+		t.Errorf("status message %q, event %q: want the same", a.Status.LastSyncMessage, msg)
+	}
+}

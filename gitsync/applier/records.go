@@ -35,7 +35,7 @@ const (
 
 // EventSyncRejected is the reason of the Warning event recorded on an App
 // when a commit's descriptor of it is rejected (the last good revision
-// keeps running).
+// keeps running; a new app runs nothing).
 const EventSyncRejected = "SyncRejected"
 
 // maxLoggedNames bounds the app names one log line carries.

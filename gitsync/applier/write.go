@@ -193,25 +193,37 @@ func revisionStep(ops []client.TxnOp, err error) bool {
 
 // reject records a Rejected revision and marks the running app (its
 // result, and Synced=False/SyncRejected with the first error), leaving its
-// spec alone, in one transaction.
+// spec alone, in one transaction. An app that does not exist yet (its
+// first commit is rejected) is created without pod groups, so that
+// 'capstan get apps' shows it with why, as Argo CD shows an app whose
+// manifests fail to generate and Flux a Kustomization with Ready=False.
 func (a *Applier) reject(ctx context.Context, snap gitsync.Snapshot, rs *repoState, app string, cur *api.App, errs []api.SourceError) error {
 	if cur != nil && rejectedAt(cur, snap.Commit) {
 		if c := api.FindCondition(cur.Status.Conditions, "Synced"); c != nil && c.Reason == ReasonSyncRejected {
 			return nil // already recorded
 		}
 	}
+	deployed := cur != nil && !cur.Status.NeverApplied()
+	msg := rejectMessage(snap.Commit, app, deployed, errs)
 	rev := a.revision(snap, app, api.SyncRejected, errs)
 	now := a.opts.Now().UTC()
-	err := a.writeStatus(ctx, rs, cur, func(st *api.App) bool {
+	mark := func(st *api.App) bool {
 		st.Status.LastSyncResult = api.SyncRejected
 		st.Status.AttemptedCommit = snap.Commit
 		st.Status.LastSyncTime = now
-		st.Status.LastSyncMessage = rejectMessage(snap.Commit, errs)
-		// The app runs the last good revision, not its repository's
-		// head: it is not in sync, whatever the rest of the repository.
+		st.Status.LastSyncMessage = msg
+		// The app runs the last good revision (or nothing), not its
+		// repository's head: it is not in sync, whatever the rest of
+		// the repository.
 		api.SetCondition(&st.Status.Conditions, rejectedCondition(st, now))
 		return true
-	}, client.TxnOp{Op: "create", Object: rev})
+	}
+	var err error
+	if cur == nil && api.IsDNSLabel(app) {
+		err = a.createRejected(ctx, snap, rs, app, mark, rev)
+	} else {
+		err = a.writeStatus(ctx, rs, cur, mark, client.TxnOp{Op: "create", Object: rev})
+	}
 	if err != nil {
 		return fmt.Errorf("record the rejection of app %s: %w", app, err)
 	}
@@ -219,12 +231,45 @@ func (a *Applier) reject(ctx context.Context, snap gitsync.Snapshot, rs *repoSta
 	// what 'capstan describe app' and 'capstan get events' show, counted
 	// up on each rejected commit.
 	a.events.Record(ctx, reconcile.Event{Object: api.ObjectRef{Kind: api.KindApp, App: app, Name: app},
-		Type: api.EventWarning, Reason: EventSyncRejected, Message: rejectMessage(snap.Commit, errs)})
+		Type: api.EventWarning, Reason: EventSyncRejected, Message: msg})
 	return nil
 }
 
-func rejectMessage(commit string, errs []api.SourceError) string {
-	msg := fmt.Sprintf("commit %s rejected (%s); still running the last good revision", api.ShortCommit(commit), api.Plural(len(errs), "error"))
+// createRejected creates app, whose first commit is rejected: no pod
+// groups, health Missing, and the status mark gives it, with its Rejected
+// revision, in one transaction. When the name is taken meanwhile (an app
+// of another repository, or of the API), only the revision is recorded.
+func (a *Applier) createRejected(ctx context.Context, snap gitsync.Snapshot, rs *repoState, app string, mark func(*api.App) bool, rev *api.Revision) error {
+	obj := api.KindApp.New().(*api.App)
+	obj.Metadata = api.ObjectMeta{Name: app, App: app,
+		Labels: map[string]string{LabelRepo: snap.Repo, LabelManagedBy: managedBy},
+		Source: &api.Source{Repo: a.repoURL(snap.Repo), Commit: snap.Commit, Branch: snap.Branch, Root: snap.Path}}
+	obj.Status.Health, obj.Status.HealthMessage = api.HealthMissing, api.NeverAppliedMessage
+	mark(obj)
+	written, err := a.txn(ctx, []client.TxnOp{{Op: "create", Object: obj}, {Op: "create", Object: rev}})
+	if client.IsAlreadyExists(err) { // txn took care of an existing revision: the app exists
+		_, err = a.txn(ctx, []client.TxnOp{{Op: "create", Object: rev}})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	for _, o := range written {
+		if w, ok := o.(*api.App); ok {
+			rs.wrote(app, w)
+		}
+	}
+	return nil
+}
+
+// rejectMessage says that commit was rejected for app, and what runs:
+// the last good revision when one was deployed, else nothing.
+func rejectMessage(commit, app string, deployed bool, errs []api.SourceError) string {
+	runs := "still running the last good revision"
+	if !deployed {
+		runs = fmt.Sprintf("nothing was deployed: app %s has no earlier revision that applied (fix the descriptor and push again)", app)
+	}
+	msg := fmt.Sprintf("commit %s rejected (%s); %s", api.ShortCommit(commit), api.Plural(len(errs), "error"), runs)
 	if len(errs) > 0 {
 		msg += ": " + errs[0].String()
 	}

@@ -53,6 +53,9 @@ func appWait(a *api.App, name string, dep *api.App, workloadsIn func(string) []*
 	if dep == nil {
 		return "no such app"
 	}
+	if dep.Status.NeverApplied() {
+		return "nothing deployed: its first commit was rejected"
+	}
 	if want, ok := a.Spec.DependsOnSpecs[name]; ok && api.DependencySpecHash(&dep.Spec) != want {
 		return "not yet at this commit's revision"
 	}

@@ -85,6 +85,21 @@ func TestWaits(t *testing.T) {
 	}
 }
 
+// TestWaitsForARejectedApp: an app whose first commit was rejected
+// exists (to show why) without pod groups; an app that depends on it,
+// from another repository (no spec to wait for), waits, as it waited
+// while no such app existed.
+func TestWaitsForARejectedApp(t *testing.T) {
+	db := depApp("db", "a-db")
+	db.Status.AttemptedCommit, db.Status.LastSyncResult = "c1", api.SyncRejected
+	web := depApp("web", "a-web", group("front", 1))
+	web.Spec.DependsOn = []string{"db"}
+	got := Waits(web, func(string) *api.App { return db }, func(string) []*api.Workload { return nil })
+	if want := "|db|waiting for db: nothing deployed: its first commit was rejected"; waitsText(got) != want {
+		t.Errorf("waits:\n%s\nwant:\n%s", waitsText(got), want)
+	}
+}
+
 func TestHold(t *testing.T) {
 	web := depApp("web", "a-web", group("front", 2, "api"), group("api", 1))
 	web.Spec.Services = []api.AppService{{Name: "front", Spec: api.ServiceSpec{Ports: []api.ServicePort{{Name: "http", Port: 80, TargetPort: api.FromInt(80)}}}}}

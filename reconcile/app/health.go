@@ -25,7 +25,13 @@ var degradedReasons = []string{"CrashLoopBackOff", "ImagePullBackOff", "ErrImage
 // pods a rollback leaves until the controller deletes them), and a
 // workload whose controller has not yet observed its spec never make a
 // group Degraded.
+//
+// An app no commit of which ever applied (its first commit was rejected)
+// is Missing: nothing of it runs.
 func Health(a *api.App, workloads []*api.Workload, pods []*api.Pod) (health, message string) {
+	if a.Status.NeverApplied() {
+		return api.HealthMissing, api.NeverAppliedMessage
+	}
 	haveW := map[string]*api.Workload{}
 	for _, w := range workloads {
 		if api.OwnedBy(w, api.KindApp, a.Metadata.UID) {

@@ -19,7 +19,7 @@ type appInfo struct {
 
 func newAppInfo(apps *client.Informer) *appInfo {
 	return &appInfo{apps: apps, desc: prometheus.NewDesc("capstan_app_info",
-		"1 for each app, with its health (Healthy, Progressing, Degraded, Unknown) and its last sync result (Applied, Rejected, Failed, Held).",
+		"1 for each app, with its health (Healthy, Progressing, Degraded, Missing, Unknown) and its last sync result (Applied, Rejected, Failed, Held).",
 		[]string{"app", "repo", "health", "sync"}, nil)}
 }
 

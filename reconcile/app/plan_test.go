@@ -70,7 +70,7 @@ func (s *store) put(o api.Object) {
 
 // TestPlan runs the scenario scripts in testdata. Commands:
 //
-//	app commit=C [workloads=(name:replicas:image,...)] [services=(name:port[:external],...)]
+//	app commit=C [workloads=(name:replicas:image,...)] [services=(name:port[:external],...)] [first-rejected=C]
 //	reconcile
 //	edit workload=N replicas=K | edit service=N port=P   (a manual API write)
 //	foreign workload=N | foreign service=N               (an object the App does not own)
@@ -111,6 +111,10 @@ func (s *store) run(t *testing.T, d *datadriven.TestData) string {
 		}
 		s.app.Metadata.Source = &api.Source{Repo: "git@example:deploy", Commit: str("commit", "c1"), Path: "apps/shop.cue"}
 		s.app.Spec = api.AppSpec{}
+		s.app.Status = api.AppStatus{}
+		if c := str("first-rejected", ""); c != "" { // git sync made it to show its first commit rejected
+			s.app.Status.AttemptedCommit, s.app.Status.LastSyncResult = c, api.SyncRejected
+		}
 		if a, ok := d.Arg("workloads"); ok {
 			for _, v := range a.Vals {
 				f := strings.Split(v, ":")
