@@ -170,6 +170,25 @@ func Evaluate(app *api.App, workloads []*api.Workload, pods []*api.Pod) Report {
 	return r
 }
 
+// AwaitCommit makes r, the report of app, progressing while sync has not
+// yet attempted commit (a SHA or a prefix of one, as 'capstan rollback'
+// prints it): a rollout followed right after a commit (a rollback) is
+// never judged by the commit before it. attempted says sync looked at
+// commit already (a Revision records it: a later commit overtook it); an
+// empty commit waits for nothing.
+func AwaitCommit(r Report, app *api.App, commit string, attempted bool) Report {
+	st := app.Status
+	if commit == "" || attempted || strings.HasPrefix(st.SyncedCommit, commit) || strings.HasPrefix(st.AttemptedCommit, commit) {
+		return r
+	}
+	at := "no commit yet"
+	if st.SyncedCommit != "" {
+		at = api.ShortCommit(st.SyncedCommit)
+	}
+	r.State, r.Reason = Progressing, fmt.Sprintf("waiting for sync to apply commit %s (the app is at %s)", api.ShortCommit(commit), at)
+	return r
+}
+
 // evaluateGroup is the state of the app's group aw, run by w; wantHash is
 // the hash of the spec the app controller gives w for the synced commit.
 // current reports whether w's status is of that spec: w exists, has it,

@@ -309,3 +309,30 @@ func TestEvaluateNeverApplied(t *testing.T) {
 		t.Errorf("report %s: %q, want failed: %q", r.State, r.Reason, want)
 	}
 }
+
+// TestAwaitCommit: until sync attempted the awaited commit (a prefix
+// names it), the report is progressing whatever the commit before's
+// rollout did; then, or when a later commit overtook it, it is as is.
+func TestAwaitCommit(t *testing.T) {
+	a := app(api.HealthDegraded, "", map[string]int32{"frontend": 1})
+	failed := Report{App: "shop", State: Failed, Reason: "frontend: pod frontend-x: ImagePullBackOff"}
+	for _, tt := range []struct {
+		name, commit string
+		attempted    bool
+		want         State
+	}{
+		{"no commit awaited", "", false, Failed},
+		{"not yet synced", "fedcba98", false, Progressing},
+		{"synced", "01234567", false, Failed},
+		{"attempted and overtaken", "fedcba98", true, Failed},
+	} {
+		r := AwaitCommit(failed, a, tt.commit, tt.attempted)
+		if r.State != tt.want {
+			t.Errorf("%s: %v (%s), want %v", tt.name, r.State, r.Reason, tt.want)
+		}
+	}
+	r := AwaitCommit(failed, a, "fedcba98", false)
+	if want := "waiting for sync to apply commit fedcba98 (the app is at 0123456789ab)"; r.Reason != want {
+		t.Errorf("reason %q, want %q", r.Reason, want)
+	}
+}

@@ -112,7 +112,9 @@ repository sync reads; the output says so, with the command).`,
 			default:
 				fmt.Fprintf(out, "sync applies it once the repository sync reads has it (push it there if %s is a clone)", repoDir)
 			}
-			_, err = fmt.Fprintf(out, "; follow with 'capstan history %s' and 'capstan get workloads --app %s'\n", app, app)
+			// rollout status waits for sync to apply this commit: right
+			// away it would judge the commit rolled back.
+			_, err = fmt.Fprintf(out, "; follow with 'capstan rollout status %s -w --commit %s' and 'capstan history %s'\n", app, api.ShortCommit(sha), app)
 			return err
 		},
 	}

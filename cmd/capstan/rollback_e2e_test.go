@@ -178,3 +178,47 @@ func TestUpRollbackJourney(t *testing.T) {
 		}
 	}
 }
+
+// TestUpRollbackStatus: 'capstan rollout status -w' run right after
+// 'capstan rollback' of a commit whose image cannot be pulled follows the
+// rolled-back revision to completion, as kubectl rollout status follows
+// 'kubectl rollout undo': it never reports the rollback failed because of
+// the broken pods it replaces, nor judges the broken commit again before
+// sync applied the rollback.
+func TestUpRollbackStatus(t *testing.T) {
+	e := newUpEnv(t, "")
+	e.start()
+	e.wait("frontend running", 5*time.Minute, func() (bool, string) { return e.running("frontend", 3, "") })
+	good := gitCmd(t, e.repo, "rev-parse", "HEAD")
+	bad := e.commit("frontend on an image that does not exist", func(s string) string {
+		return strings.Replace(s, "examples/hello:v1", "examples/hello:v404", 1)
+	})
+	e.wait("the rollout of "+bad+" fails", 3*time.Minute, func() (bool, string) {
+		out, err := e.cli("rollout", "status", "shop")
+		return err != nil && strings.Contains(out+err.Error(), "rollout failed"), fmt.Sprint(out, err)
+	})
+	out, err := e.cli("rollback", "shop", "--to", good)
+	if err != nil {
+		t.Fatalf("capstan rollback shop --to %s: %v\n%s", good, err, out)
+	}
+	out, err = e.cli(rolloutAfterRollback(t, out)...)
+	if err != nil || strings.Contains(out, "rollout failed") {
+		t.Fatalf("rollout status -w right after the rollback: %v\n%s", err, out)
+	}
+	if blocks := strings.Split(out, "shop @ "); !strings.Contains(blocks[len(blocks)-1], "rollout complete") {
+		t.Errorf("rollout status -w does not end complete:\n%s", out)
+	}
+	e.wait("frontend back on v1", 3*time.Minute, func() (bool, string) { return e.running("frontend", 3, "hello:v1") })
+}
+
+// rolloutAfterRollback is the rollout status command the rollback's
+// output says to follow it with, with a timeout.
+func rolloutAfterRollback(t *testing.T, out string) []string {
+	t.Helper()
+	_, rest, ok := strings.Cut(out, "follow with 'capstan ")
+	cmd, _, ok2 := strings.Cut(rest, "'")
+	if !ok || !ok2 || !strings.HasPrefix(cmd, "rollout status shop -w --commit ") {
+		t.Fatalf("the rollback does not say how to follow its rollout:\n%s", out)
+	}
+	return append(strings.Fields(cmd), "--timeout", "3m")
+}

@@ -32,10 +32,12 @@ func newRolloutCmd() *cobra.Command {
 func newRolloutStatusCmd() *cobra.Command {
 	var watch bool
 	var timeout time.Duration
+	var commit string
 	cmd := &cobra.Command{
 		Use: "status APP",
 		Example: `  capstan rollout status shop -w               # follow it until it is done
-  capstan rollout status shop --timeout 5m     # in CI: exit 0 complete, 1 failed, 2 still progressing after 5m`,
+  capstan rollout status shop --timeout 5m     # in CI: exit 0 complete, 1 failed, 2 still progressing after 5m
+  capstan rollout status shop -w --commit 5dee3a3   # after a rollback or a push: wait for sync to apply it`,
 		ValidArgsFunction: completeFirst(api.KindApp, nil),
 		Short:             "Show each pod group's progress: updated, ready and available of desired",
 		Long: `Show the rollout of an app: for each pod group (workload) a progress bar and
@@ -47,6 +49,10 @@ Degraded: crash-looping, unpullable or unschedulable pods), and why.
 With --watch it follows the changes and prints the progress again each time
 it changes, until the rollout completes, stalls or fails, or --timeout
 passes (--timeout implies --watch).
+
+With --commit SHA the rollout is progressing until sync has attempted that
+commit for the app: run right after 'capstan rollback' (which prints it) or
+a push, it never judges the commit before.
 
 Exit status: 0 complete; 1 stalled or failed (or an error); 2 --timeout
 passed while still progressing; 3 still progressing (without --watch).`,
@@ -62,26 +68,52 @@ passed while still progressing; 3 still progressing (without --watch).`,
 			if timeout > 0 {
 				watch = true
 			}
-			return rolloutStatus(cmd.Context(), c, cmd.OutOrStdout(), args[0], watch, timeout)
+			if !isCommitPrefix(commit) {
+				return fmt.Errorf("--commit %q is not a commit SHA: give 4 to 40 hexadecimal digits, as 'capstan rollback' or 'git log' prints them", commit)
+			}
+			return rolloutStatus(cmd.Context(), c, cmd.OutOrStdout(), rolloutQuery{app: args[0], commit: strings.ToLower(commit)}, watch, timeout)
 		},
 	}
+	cmd.Flags().StringVar(&commit, "commit", "", "progressing until sync has attempted this commit (a SHA or its prefix) for the app")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it completes, stalls or fails")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long with exit status 2 (0: no limit; implies --watch)")
 	return cmd
 }
 
-// rolloutStatus prints the rollout of app once, or follows it with watch;
+// rolloutQuery is what rollout status follows: an app, and the commit to
+// wait for ("" for none).
+type rolloutQuery struct{ app, commit string }
+
+// evaluate is the report of the app a, its workloads, pods and revisions.
+func (q rolloutQuery) evaluate(a *api.App, ws []*api.Workload, pods []*api.Pod, revs []*api.Revision) rollout.Report {
+	attempted := false
+	for _, r := range revs {
+		attempted = attempted || q.commit != "" && strings.HasPrefix(r.Spec.Commit, q.commit)
+	}
+	return rollout.AwaitCommit(rollout.Evaluate(a, ws, pods), a, q.commit, attempted)
+}
+
+// isCommitPrefix accepts "" or 4 to 40 hexadecimal digits.
+func isCommitPrefix(s string) bool {
+	if s == "" {
+		return true
+	}
+	return len(s) >= 4 && len(s) <= 40 && strings.Trim(s, "0123456789abcdefABCDEF") == ""
+}
+
+// rolloutStatus prints the rollout of q once, or follows it with watch;
 // the error carries the exit status.
-func rolloutStatus(ctx context.Context, c *client.Client, out io.Writer, app string, watch bool, timeout time.Duration) error {
+func rolloutStatus(ctx context.Context, c *client.Client, out io.Writer, q rolloutQuery, watch bool, timeout time.Duration) error {
+	app := q.app
 	if !api.IsDNSLabel(app) {
 		return fmt.Errorf("app name %q is not a DNS label: give the app's name as 'capstan get apps' lists it", app)
 	}
-	a, ws, pods, err := readRollout(ctx, c, app)
+	a, ws, pods, revs, err := readRollout(ctx, c, q)
 	if err != nil && !(watch && client.IsNotFound(err)) {
 		return err
 	}
 	if !watch {
-		r := rollout.Evaluate(a, ws, pods)
+		r := q.evaluate(a, ws, pods, revs)
 		if err := rollout.Render(out, r); err != nil {
 			return err
 		}
@@ -96,30 +128,38 @@ func rolloutStatus(ctx context.Context, c *client.Client, out io.Writer, app str
 	// informers have listed.
 	var first *rollout.Report
 	if a != nil {
-		r := rollout.Evaluate(a, ws, pods)
+		r := q.evaluate(a, ws, pods, revs)
 		first = &r
 	}
-	return followRollout(ctx, c, out, app, timeout, first)
+	return followRollout(ctx, c, out, q, timeout, first)
 }
 
-// readRollout gets the app, its workloads and its pods once.
-func readRollout(ctx context.Context, c *client.Client, app string) (*api.App, []*api.Workload, []*api.Pod, error) {
+// readRollout gets the app, its workloads and its pods once, and its
+// revisions when q waits for a commit.
+func readRollout(ctx context.Context, c *client.Client, q rolloutQuery) (*api.App, []*api.Workload, []*api.Pod, []*api.Revision, error) {
+	app := q.app
 	obj, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: app, Name: app})
 	if err != nil {
 		if client.IsNotFound(err) {
-			return nil, nil, nil, fmt.Errorf("app %s not found: %w (see 'capstan get apps'; is it in the tracked repository?)", app, err)
+			return nil, nil, nil, nil, fmt.Errorf("app %s not found: %w (see 'capstan get apps'; is it in the tracked repository?)", app, err)
 		}
-		return nil, nil, nil, fmt.Errorf("get app %s: %w", app, err)
+		return nil, nil, nil, nil, fmt.Errorf("get app %s: %w", app, err)
 	}
 	ws, err := listOf[*api.Workload](ctx, c, api.KindWorkload, app)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	pods, err := listOf[*api.Pod](ctx, c, api.KindPod, app)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return obj.(*api.App), ws, pods, nil
+	var revs []*api.Revision
+	if q.commit != "" {
+		if revs, err = listOf[*api.Revision](ctx, c, api.KindRevision, app); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	return obj.(*api.App), ws, pods, revs, nil
 }
 
 // listOf lists the objects of kind in app.
@@ -153,7 +193,8 @@ func rolloutResult(r rollout.Report) error {
 // followRollout watches the app and its workloads through informers and
 // prints the progress each time it changes, until the rollout is done or
 // ctx ends.
-func followRollout(ctx context.Context, c *client.Client, out io.Writer, app string, timeout time.Duration, lastReport *rollout.Report) error {
+func followRollout(ctx context.Context, c *client.Client, out io.Writer, q rolloutQuery, timeout time.Duration, lastReport *rollout.Report) error {
+	app := q.app
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stop(); wg.Wait() }()
@@ -161,6 +202,12 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 	apps := client.NewInformer(c, api.KindApp, client.ListOptions{App: app}, quiet)
 	workloads := client.NewInformer(c, api.KindWorkload, client.ListOptions{App: app}, quiet)
 	pods := client.NewInformer(c, api.KindPod, client.ListOptions{App: app}, quiet)
+	informers := []*client.Informer{apps, workloads, pods}
+	var revs *client.Informer // only to wait for a commit
+	if q.commit != "" {
+		revs = client.NewInformer(c, api.KindRevision, client.ListOptions{App: app}, quiet)
+		informers = append(informers, revs)
+	}
 	changed := make(chan struct{}, 1)
 	poke := func(api.Object) {
 		select {
@@ -169,7 +216,6 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 		}
 	}
 	h := client.Handler{OnAdd: poke, OnUpdate: func(_, o api.Object) { poke(o) }, OnDelete: poke}
-	informers := []*client.Informer{apps, workloads, pods}
 	for _, inf := range informers {
 		inf.AddHandler(h)
 		wg.Add(1)
@@ -178,7 +224,7 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 	var last string
 	for {
 		if synced(informers...) {
-			text, r := renderFromCache(app, apps, workloads, pods)
+			text, r := renderFromCache(q, apps, workloads, pods, revs)
 			if text != last {
 				if _, err := io.WriteString(out, text); err != nil {
 					return err
@@ -197,6 +243,7 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, app str
 		case <-apps.Synced():
 		case <-workloads.Synced():
 		case <-pods.Synced():
+		case <-syncedOrNever(revs):
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) && timeout > 0 {
 				why := "app " + app + " not found"
@@ -226,12 +273,25 @@ func synced(infs ...*client.Informer) bool {
 
 // renderFromCache evaluates the cached objects; the report is nil while
 // the app does not exist.
-func renderFromCache(app string, apps, workloads, pods *client.Informer) (string, *rollout.Report) {
+// syncedOrNever is i's Synced channel; nil (never ready) without i.
+func syncedOrNever(i *client.Informer) <-chan struct{} {
+	if i == nil {
+		return nil
+	}
+	return i.Synced()
+}
+
+func renderFromCache(q rolloutQuery, apps, workloads, pods, revs *client.Informer) (string, *rollout.Report) {
+	app := q.app
 	obj, ok := apps.Get(app + "/" + app)
 	if !ok {
 		return fmt.Sprintf("waiting for app %s to appear (is it in the tracked repository? see 'capstan history')\n", app), nil
 	}
-	r := rollout.Evaluate(obj.(*api.App), typed[*api.Workload](workloads.List()), typed[*api.Pod](pods.List()))
+	var rs []*api.Revision
+	if revs != nil {
+		rs = typed[*api.Revision](revs.List())
+	}
+	r := q.evaluate(obj.(*api.App), typed[*api.Workload](workloads.List()), typed[*api.Pod](pods.List()), rs)
 	var b strings.Builder
 	rollout.Render(&b, r)
 	return b.String(), &r

@@ -249,6 +249,65 @@ func TestRolloutStatusAfterRollback(t *testing.T) {
 	}
 }
 
+// synced sets the app's synced and attempted commit, as sync would.
+func (f *rolloutFixture) synced(commit string) {
+	f.t.Helper()
+	ctx := context.Background()
+	o, err := f.c.Get(ctx, api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	a := o.(*api.App)
+	a.Status.SyncedCommit, a.Status.AttemptedCommit, a.Status.LastSyncResult = commit, commit, api.SyncApplied
+	if _, err := f.c.UpdateStatus(ctx, a); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// TestRolloutStatusWaitsForTheCommit: right after 'capstan rollback'
+// made its commit, sync has not applied it yet and the app still runs
+// the broken commit: with --commit (what rollback says to run) the
+// rollout is progressing, waiting for sync, until the app has that
+// commit; without it, it is the broken commit's, failed.
+func TestRolloutStatusWaitsForTheCommit(t *testing.T) {
+	f := newRolloutFixture(t)
+	bad, rollback := strings.Repeat("b", 40), strings.Repeat("c", 40)
+	f.synced(bad)
+	f.status("backend", 2, 2, 2)
+	f.status("frontend", 4, 1, 3)
+	f.pod("frontend-new1", "frontend", "good", "ImagePullBackOff", false)
+
+	_, err := run(t, "rollout", "status", "shop", "--config", f.cfg)
+	wantExit(t, err, 1, "rollout of shop failed: frontend: pod frontend-new1: container c: ImagePullBackOff")
+	_, err = run(t, "rollout", "status", "shop", "--commit", "cccccccc", "--config", f.cfg)
+	wantExit(t, err, 3, "rollout of shop still in progress: waiting for sync to apply commit cccccccc (the app is at bbbbbbbbbbbb)")
+	_, err = run(t, "rollout", "status", "shop", "--commit", "not-a-sha", "--config", f.cfg)
+	if err == nil || !strings.Contains(err.Error(), `--commit "not-a-sha" is not a commit SHA`) {
+		t.Errorf("--commit not-a-sha: %v", err)
+	}
+
+	wout, done := startCmd("rollout", "status", "shop", "-w", "--commit", "cccccccc", "--timeout", "60s", "--config", f.cfg)
+	waitOutput(t, wout, done, "waiting for sync to apply commit cccccccc")
+	if _, err := f.c.Delete(context.Background(), api.Key{Kind: api.KindPod, App: "shop", Name: "frontend-new1"}, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.synced(rollback)
+	f.status("frontend", 3, 3, 3)
+	wantExit(t, waitDone(t, done), 0, "")
+	if strings.Contains(wout.String(), "failed") {
+		t.Errorf("a rollback judged by the commit it rolls back:\n%s", wout.String())
+	}
+
+	// A commit sync attempted before a later one overtook it is not
+	// waited for: its Revision says sync looked at it.
+	rev := api.KindRevision.New().(*api.Revision)
+	rev.Metadata = api.ObjectMeta{Name: "r20261206000000-dddddddddddd", App: "shop"}
+	rev.Spec = api.RevisionSpec{Commit: strings.Repeat("d", 40), Result: api.SyncApplied}
+	f.create(rev)
+	_, err = run(t, "rollout", "status", "shop", "--commit", "dddddddd", "--config", f.cfg)
+	wantExit(t, err, 0, "")
+}
+
 func TestRolloutStatusWaitsForTheApp(t *testing.T) {
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	cfg := cl.Server.AdminConfigPath()
