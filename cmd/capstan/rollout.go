@@ -240,10 +240,7 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, q rollo
 		}
 		select {
 		case <-changed:
-		case <-apps.Synced():
-		case <-workloads.Synced():
-		case <-pods.Synced():
-		case <-syncedOrNever(revs):
+		case <-nextSynced(informers):
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) && timeout > 0 {
 				why := "app " + app + " not found"
@@ -260,27 +257,24 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, q rollo
 	}
 }
 
-func synced(infs ...*client.Informer) bool {
+func synced(infs ...*client.Informer) bool { return nextSynced(infs) == nil }
+
+// nextSynced is the Synced channel of the first informer not synced yet;
+// nil (never ready) once all are: a closed channel in the select would
+// make the loop spin.
+func nextSynced(infs []*client.Informer) <-chan struct{} {
 	for _, i := range infs {
 		select {
 		case <-i.Synced():
 		default:
-			return false
+			return i.Synced()
 		}
 	}
-	return true
+	return nil
 }
 
 // renderFromCache evaluates the cached objects; the report is nil while
 // the app does not exist.
-// syncedOrNever is i's Synced channel; nil (never ready) without i.
-func syncedOrNever(i *client.Informer) <-chan struct{} {
-	if i == nil {
-		return nil
-	}
-	return i.Synced()
-}
-
 func renderFromCache(q rolloutQuery, apps, workloads, pods, revs *client.Informer) (string, *rollout.Report) {
 	app := q.app
 	obj, ok := apps.Get(app + "/" + app)

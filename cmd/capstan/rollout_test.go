@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,6 +308,40 @@ func TestRolloutStatusWaitsForTheCommit(t *testing.T) {
 	f.create(rev)
 	_, err = run(t, "rollout", "status", "shop", "--commit", "dddddddd", "--config", f.cfg)
 	wantExit(t, err, 0, "")
+}
+
+// TestNextSynced: the follow loop waits on the Synced channel of an
+// informer only until it has synced; after, nil, so that the loop sleeps
+// until a change instead of spinning on a closed channel (which cost a
+// whole core while 'rollout status -w' waited).
+func TestNextSynced(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	quiet := slog.New(slog.DiscardHandler)
+	infs := []*client.Informer{client.NewInformer(cl.Client, api.KindApp, client.ListOptions{}, quiet),
+		client.NewInformer(cl.Client, api.KindWorkload, client.ListOptions{}, quiet)}
+	if nextSynced(infs) == nil || synced(infs...) {
+		t.Fatal("informers not started count as synced")
+	}
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for _, i := range infs {
+			wg.Add(1)
+			go func() { defer wg.Done(); i.Start(ctx) }()
+		}
+		wg.Wait()
+	}()
+	for _, i := range infs {
+		if err := i.WaitForSync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ch := nextSynced(infs); ch != nil || !synced(infs...) {
+		t.Fatal("once every informer synced, nextSynced must be nil (a closed channel makes the follow loop spin)")
+	}
 }
 
 func TestRolloutStatusWaitsForTheApp(t *testing.T) {
