@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer, repos map[string]string) (*metrics, e
 	m := &metrics{
 		rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "capstan_gitsync_rejected_apps",
-			Help: "Apps whose descriptor the repository's last applied commit rejects; each keeps running what it ran before.",
+			Help: "Apps whose descriptor the repository's last applied commit rejects; each keeps running what it ran before (a new one runs nothing).",
 		}, []string{"repo"}),
 		errors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "capstan_gitsync_repository_errors",
