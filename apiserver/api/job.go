@@ -42,20 +42,25 @@ type JobSpec struct {
 
 // JobStatus is the observed state of a run.
 type JobStatus struct {
-	// Active, Succeeded and Failed count the run's pods that run, that
-	// succeeded and that failed; Failed also counts container restarts of
-	// pods under restart policy OnFailure, and Deleted.
+	// Active counts the run's pods that run now. Succeeded and Failed
+	// are running totals, as Kubernetes keeps them: a pod's outcome is
+	// counted once, when the controller first sees it finished, and
+	// deleting a finished pod afterwards changes neither. Failed counts
+	// failed pods, container restarts of pods under restart policy
+	// OnFailure, and Deleted.
 	Active    int32 `json:"active"`
 	Succeeded int32 `json:"succeeded"`
 	Failed    int32 `json:"failed"`
 	// Deleted counts the pods deleted while they ran (evicted from a
 	// lost node, or deleted by hand), failures as in Kubernetes.
 	Deleted int32 `json:"deleted,omitempty"`
-	// Tracked is every pod the run made that has no outcome yet: each is
-	// recorded when it is made (and again while it is seen running),
-	// so that one that goes with no outcome, even before the
-	// controller saw it, is counted in Deleted once, across a restart
-	// of the controller too (Kubernetes' job-tracking finalizer).
+	// Tracked is every pod of the run whose outcome is not counted yet
+	// (Kubernetes' uncountedTerminatedPods and job-tracking finalizer
+	// in one list): each is recorded before it is made (an intent, with
+	// no UID yet), then with its UID once made, and leaves the list in
+	// the status write that counts its outcome (succeeded, failed, or
+	// deleted before it finished). A pod of the run not listed here has
+	// been counted, so a restart of the controller counts nothing twice.
 	Tracked []JobPod `json:"tracked,omitempty"`
 	// Running is where servers before Tracked kept the pods they last
 	// saw running. It is read as part of Tracked (TrackedPods) and
@@ -63,10 +68,17 @@ type JobStatus struct {
 	// load and count their pods.
 	Running []JobPod `json:"running,omitempty"`
 	// LastDeletion is when the latest pod counted in Deleted was seen
-	// gone: the retry back-off counts from it.
-	LastDeletion   time.Time `json:"lastDeletion,omitzero"`
-	StartTime      time.Time `json:"startTime,omitzero"`
-	CompletionTime time.Time `json:"completionTime,omitzero"`
+	// gone.
+	LastDeletion time.Time `json:"lastDeletion,omitzero"`
+	// FailuresSinceSuccess counts the failures (failed or deleted pods)
+	// since the last pod that succeeded: the retry back-off doubles with
+	// each and starts again from 10 s after a success (Kubernetes' pod
+	// failure back-off). LastFailure is when the latest of them failed,
+	// or was seen deleted: the back-off counts from it.
+	FailuresSinceSuccess int32     `json:"failuresSinceSuccess,omitempty"`
+	LastFailure          time.Time `json:"lastFailure,omitzero"`
+	StartTime            time.Time `json:"startTime,omitzero"`
+	CompletionTime       time.Time `json:"completionTime,omitzero"`
 	// Conditions: Complete or Failed (True once the run ended), with
 	// the reason of a failure (BackoffLimitExceeded, DeadlineExceeded).
 	Conditions []Condition `json:"conditions,omitempty"`
@@ -79,10 +91,15 @@ func (s *JobStatus) TrackedPods() []JobPod {
 }
 
 // JobPod names one pod of a run: a pod made again under the same name
-// has another UID.
+// has another UID. An empty UID is an intent: the pod is about to be
+// made.
 type JobPod struct {
 	Name string `json:"name"`
 	UID  string `json:"uid"`
+	// Restarts is how many container restarts of the pod (under restart
+	// policy OnFailure) Failed counts already; nil in the records of
+	// older servers, which counted all of them.
+	Restarts *int32 `json:"restarts,omitempty"`
 }
 
 // Job condition types and reasons.

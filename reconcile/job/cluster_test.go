@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -150,5 +151,156 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 	})
 	if st := getJob().Status; st.Failed != 1 {
 		t.Fatalf("failures %d after the replacement, want 1", st.Failed)
+	}
+}
+
+// newJob stores a job of completions pods, parallelism at a time, restart
+// policy Never, in app jb.
+func newJob(t *testing.T, c *client.Client, name string, completions, parallelism, backoff int32) api.Key {
+	t.Helper()
+	j := api.KindJob.New().(*api.Job)
+	j.Metadata.Name, j.Metadata.App = name, "jb"
+	j.Spec = api.JobSpec{Completions: completions, Parallelism: parallelism, BackoffLimit: &backoff,
+		Template: api.PodTemplate{RestartPolicy: api.RestartNever, Containers: []api.Container{{Name: "c", Image: "x"}}}}
+	if _, err := c.Create(t.Context(), j); err != nil {
+		t.Fatal(err)
+	}
+	return api.KeyOf(j)
+}
+
+func getJob(t *testing.T, c *client.Client, k api.Key) *api.Job {
+	t.Helper()
+	o, err := c.Get(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.(*api.Job)
+}
+
+// finish sets the phase of pod name of app jb, as its agent would.
+func finish(t *testing.T, c *client.Client, name, phase string) {
+	t.Helper()
+	o, err := c.Get(t.Context(), api.Key{Kind: api.KindPod, App: "jb", Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := o.(*api.Pod)
+	p.Status.Phase = phase
+	if _, err := c.UpdateStatus(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// podNames lists the pods of app jb.
+func podNames(t *testing.T, c *client.Client) []string {
+	t.Helper()
+	ps, _, err := c.List(t.Context(), api.KindPod, client.ListOptions{App: "jb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Meta().Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestFinishedPodDeletedKeepsCounts: a run of 2 completions, 2 at a
+// time, whose succeeded pod is deleted (by hand, or by a clean-up of
+// finished pods) keeps its success: it makes no pod in its place and
+// completes when the other pod succeeds, with 2 successes.
+func TestFinishedPodDeletedKeepsCounts(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	k := newJob(t, c, "twice", 2, 2, 3)
+	startController(t, c, reconcile.NewFakeClock(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)))
+	testenv.Eventually(t, 30*time.Second, "two pods made and tracked", func() bool {
+		return len(getJob(t, c, k).Status.Tracked) == 2 && len(podNames(t, c)) == 2
+	})
+	finish(t, c, "twice-0", api.PodSucceeded)
+	testenv.Eventually(t, 30*time.Second, "the success counted", func() bool {
+		st := getJob(t, c, k).Status
+		return st.Succeeded == 1 && len(st.Tracked) == 1
+	})
+	if _, err := c.Delete(t.Context(), api.Key{Kind: api.KindPod, App: "jb", Name: "twice-0"}, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the succeeded pod gone", func() bool {
+		return slices.Equal(podNames(t, c), []string{"twice-1"})
+	})
+	finish(t, c, "twice-1", api.PodSucceeded)
+	testenv.Eventually(t, 30*time.Second, "the run complete", func() bool {
+		_, done := api.JobFinished(getJob(t, c, k))
+		return done
+	})
+	if st := getJob(t, c, k).Status; st.Succeeded != 2 || st.Failed != 0 || outcome(st) != api.JobComplete {
+		t.Fatalf("status %+v, want complete with 2 successes", st)
+	}
+	if got := podNames(t, c); !slices.Equal(got, []string{"twice-1"}) {
+		t.Fatalf("pods %q, want twice-1 alone: nothing made in place of a deleted success", got)
+	}
+}
+
+func outcome(st api.JobStatus) string {
+	for _, t := range []string{api.JobComplete, api.JobFailed} {
+		if c := api.FindCondition(st.Conditions, t); c != nil && c.Status == api.ConditionTrue {
+			return t
+		}
+	}
+	return ""
+}
+
+// TestPodMadeBeforeStopCounted: the controller records a pod before it
+// makes it. One whose create lands as the controller stops, before the
+// write of its UID, and that succeeds while the controller is down, is
+// counted once when it starts again, and the run completes without a
+// pod more.
+func TestPodMadeBeforeStopCounted(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	// The controller's pod creates are held: it stops with its create
+	// under way.
+	proxy := cl.Staller(t)
+	proxy.StallOnly(func(r *http.Request) bool {
+		return r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/pods")
+	})
+	proxy.Stall(true)
+	cfg := *cl.Config
+	cfg.Server, cfg.Servers = proxy.URL, nil
+	held, err := client.New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newJob(t, c, "once", 1, 1, 3)
+	clock := reconcile.NewFakeClock(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC))
+	stop := startController(t, held, clock)
+	testenv.Eventually(t, 30*time.Second, "the pod recorded before it is made", func() bool {
+		tr := getJob(t, c, k).Status.Tracked
+		return len(tr) == 1 && tr[0] == api.JobPod{Name: "once-0"}
+	})
+	stop()
+	// The create lands, and the pod succeeds while the controller is down.
+	j := getJob(t, c, k)
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{Name: "once-0", App: "jb", Labels: map[string]string{api.LabelJob: "once"},
+		Owner: &api.OwnerRef{Kind: api.KindJob, Name: "once", UID: j.Metadata.UID}}
+	p.Spec.PodTemplate = j.Spec.Template
+	if _, err := c.Create(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, c, "once-0", api.PodSucceeded)
+
+	proxy.Stall(false)
+	startController(t, held, clock)
+	testenv.Eventually(t, 30*time.Second, "the run complete", func() bool {
+		_, done := api.JobFinished(getJob(t, c, k))
+		return done
+	})
+	if st := getJob(t, c, k).Status; st.Succeeded != 1 || st.Failed != 0 || outcome(st) != api.JobComplete || len(st.Tracked) != 0 {
+		t.Fatalf("status %+v, want complete with its one success", st)
+	}
+	if got := podNames(t, c); !slices.Equal(got, []string{"once-0"}) {
+		t.Fatalf("pods %q, want once-0 alone", got)
 	}
 }

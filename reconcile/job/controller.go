@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -71,10 +71,13 @@ func (c *Controller) create(ctx context.Context, j *api.Job, p *api.Pod) (api.Jo
 
 // unseen adds to pods (the cache's) the pods j tracks that the cache does
 // not show, read from the API: the cache may not have caught up with a
-// create, and only a pod the API no longer has is deleted.
+// create, and only a pod the API no longer has is deleted. A record with
+// no UID (an intent) is the pod of its name that j owns.
 func (c *Controller) unseen(ctx context.Context, j *api.Job, pods []*api.Pod) ([]*api.Pod, error) {
 	for _, t := range j.Status.TrackedPods() {
-		if slices.ContainsFunc(pods, func(p *api.Pod) bool { return p.Metadata.UID == t.UID }) {
+		if slices.ContainsFunc(pods, func(p *api.Pod) bool {
+			return p.Metadata.UID == t.UID || t.UID == "" && p.Metadata.Name == t.Name
+		}) {
 			continue
 		}
 		o, err := c.client.Get(ctx, api.Key{Kind: api.KindPod, App: j.Metadata.App, Name: t.Name})
@@ -82,12 +85,57 @@ func (c *Controller) unseen(ctx context.Context, j *api.Job, pods []*api.Pod) ([
 		case client.IsNotFound(err):
 		case err != nil:
 			return nil, fmt.Errorf("read pod %s: %w", t.Name, err)
-		case o.Meta().UID == t.UID:
+		case o.Meta().UID == t.UID || t.UID == "" && api.OwnedBy(o, api.KindJob, j.Metadata.UID):
 			pods = slices.DeleteFunc(pods, func(p *api.Pod) bool { return p.Metadata.Name == t.Name })
 			pods = append(pods, o.(*api.Pod))
 		}
 	}
 	return pods, nil
+}
+
+// intend records the pods plan makes in j's status before they are
+// made (with no UID yet), so that a pod made just before the controller
+// stops is still counted once when it restarts. It returns j as
+// written.
+func (c *Controller) intend(ctx context.Context, key string, j *api.Job, plan *Plan) (*api.Job, error) {
+	u := api.Clone(j)
+	u.Status = plan.Status
+	for _, p := range plan.Create {
+		u.Status.Tracked = append(u.Status.Tracked, api.JobPod{Name: p.Metadata.Name})
+	}
+	out, err := c.client.UpdateStatus(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: record the pods to make: %w", key, err)
+	}
+	c.written.Put(key, out)
+	plan.StatusChanged = true
+	return out.(*api.Job), nil
+}
+
+// createAll makes the pods of plan and records them, with their UIDs,
+// in plan.Status.Tracked; the intent of a create that failed stays.
+func (c *Controller) createAll(ctx context.Context, key string, j *api.Job, plan *Plan) error {
+	var mu sync.Mutex
+	made := map[string]api.JobPod{}
+	err := reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
+		jp, err := c.create(ctx, j, p)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			made[p.Metadata.Name] = api.JobPod{Name: p.Metadata.Name}
+			return fmt.Errorf("job %s: create pod %s: %w", key, p.Metadata.Name, err)
+		}
+		if jp.UID != "" {
+			zero := int32(0)
+			jp.Restarts = &zero
+			made[p.Metadata.Name] = jp
+		}
+		return nil
+	})
+	for _, name := range slices.Sorted(maps.Keys(made)) {
+		plan.Status.Tracked = append(plan.Status.Tracked, made[name])
+	}
+	return err
 }
 
 // Start runs the controller until ctx ends.
@@ -115,29 +163,13 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		return reconcile.Result{}, fmt.Errorf("job %s: %w", key, err)
 	}
 	plan := Compute(j, pods, c.clock.Now())
-	var (
-		errs []error
-		mu   sync.Mutex
-		made []api.JobPod
-	)
-	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
-		jp, err := c.create(ctx, j, p)
+	var errs []error
+	if len(plan.Create) > 0 {
+		j, err = c.intend(ctx, key, j, &plan)
 		if err != nil {
-			return fmt.Errorf("job %s: create pod %s: %w", key, p.Metadata.Name, err)
+			return reconcile.Result{}, err
 		}
-		if jp.UID != "" {
-			mu.Lock()
-			made = append(made, jp)
-			mu.Unlock()
-		}
-		return nil
-	}))
-	if len(made) > 0 {
-		// Tracked from its create on: a pod deleted before any reconcile
-		// sees it is still counted.
-		slices.SortFunc(made, func(a, b api.JobPod) int { return strings.Compare(a.Name, b.Name) })
-		plan.Status.Tracked = append(plan.Status.Tracked, made...)
-		plan.StatusChanged = true
+		errs = append(errs, c.createAll(ctx, key, j, &plan))
 	}
 	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
 		if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {

@@ -14,8 +14,11 @@
 // second create of a name fails with AlreadyExists. One Job is never
 // reconciled by two workers at once (the reconcile queue).
 //
-// Every pod is recorded in the Job's status.tracked when it is made, so
-// that one deleted before the cache showed it is still counted once; a
-// tracked pod missing from the cache is read from the API before it
-// counts as deleted.
+// Succeeded and failed are running totals: a pod's outcome is counted
+// once, and deleting a finished pod changes neither. What is not counted
+// yet is the Job's status.tracked: every pod is recorded there before it
+// is made (an intent, no UID), then with its UID, until the status write
+// that counts its outcome; a tracked pod missing from the cache is read
+// from the API before it counts as deleted. The retry back-off counts
+// the failures since the last success.
 package job

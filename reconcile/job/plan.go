@@ -43,56 +43,148 @@ type Plan struct {
 	Events       []reconcile.Event
 }
 
-// counts is what the pods of a run say.
+// counts is what the pods of a run say, next to what its status
+// counted already: only the outcome of a tracked pod (j.Status.Tracked)
+// is counted, once, and it then leaves the list.
 type counts struct {
-	active, succeeded, failed []*api.Pod
-	// deleted are the pods the run made and tracks (j.Status.Tracked)
-	// that are now being deleted, or gone, with no outcome.
-	deleted     []api.JobPod
-	restarts    int32 // container restarts of OnFailure pods
-	lastFailure time.Time
+	// active are the pods that run for the run; failed the failed pods
+	// there are (to name the last failure).
+	active, failed []*api.Pod
+	// succeeded and failures are the tracked pods now seen succeeded or
+	// failed; restarts the container restarts of OnFailure pods not
+	// counted yet.
+	succeeded, failures, restarts int32
+	// deleted are the tracked pods now being deleted, or gone, with no
+	// outcome.
+	deleted []api.JobPod
+	// ends are the outcomes counted now, for the back-off.
+	ends []end
+	// counted are the failed pods there are that the status counted
+	// already (no longer tracked).
+	counted []*api.Pod
+}
+
+// end is one outcome for the back-off: a success resets it, a failure
+// doubles it.
+type end struct {
+	at time.Time
+	ok bool
 }
 
 func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 	var c counts
 	slices.SortFunc(pods, func(a, b *api.Pod) int { return podIndex(a) - podIndex(b) })
-	byUID := map[string]*api.Pod{}
+	byUID, byName := map[string]*api.Pod{}, map[string]*api.Pod{}
 	for _, p := range pods {
-		byUID[p.Metadata.UID] = p
+		byUID[p.Metadata.UID], byName[p.Metadata.Name] = p, p
 		switch {
 		case api.Terminating(p):
 			// Being stopped: neither running for the run nor an outcome,
 			// whatever its phase says now (a pod killed on deletion
-			// fails); one seen running is counted below, once.
-		case p.Status.Phase == api.PodSucceeded:
-			c.succeeded = append(c.succeeded, p)
+			// fails); a tracked one is counted below, once.
 		case p.Status.Phase == api.PodFailed:
 			c.failed = append(c.failed, p)
-			c.lastFailure = later(c.lastFailure, failedAt(p, now))
-		default:
+		case p.Status.Phase != api.PodSucceeded:
 			c.active = append(c.active, p)
 		}
-		if j.Spec.Template.RestartPolicy == api.RestartOnFailure {
-			for _, cs := range p.Status.Containers {
-				c.restarts += cs.RestartCount
+	}
+	tracked := map[*api.Pod]bool{}
+	for _, r := range j.Status.TrackedPods() {
+		p := byUID[r.UID]
+		if r.UID == "" {
+			// An intent: the pod made under this name, if it was; if
+			// not, the create did not happen and the plan makes it.
+			if p = byName[r.Name]; p == nil {
+				continue
 			}
 		}
-	}
-	for _, r := range j.Status.TrackedPods() {
-		if p, ok := byUID[r.UID]; !ok || api.Terminating(p) {
+		tracked[p] = true
+		if p == nil || api.Terminating(p) {
 			c.deleted = append(c.deleted, r)
+			c.ends = append(c.ends, end{at: now})
+			continue
+		}
+		if j.Spec.Template.RestartPolicy == api.RestartOnFailure {
+			c.restarts += max(restarts(p)-countedRestarts(r, p), 0)
+		}
+		switch p.Status.Phase {
+		case api.PodSucceeded:
+			c.succeeded++
+			c.ends = append(c.ends, end{at: endedAt(p, now), ok: true})
+		case api.PodFailed:
+			c.failures++
+			c.ends = append(c.ends, end{at: endedAt(p, now)})
 		}
 	}
+	for _, p := range c.failed {
+		if !tracked[p] {
+			c.counted = append(c.counted, p)
+		}
+	}
+	slices.SortStableFunc(c.ends, func(a, b end) int { return a.at.Compare(b.at) })
 	return c
 }
 
-// tracked is the active pods, for JobStatus.Tracked.
-func (c counts) tracked() []api.JobPod {
+// restarts is how many times p's containers restarted.
+func restarts(p *api.Pod) int32 {
+	var n int32
+	for _, cs := range p.Status.Containers {
+		n += cs.RestartCount
+	}
+	return n
+}
+
+// countedRestarts is how many of p's restarts its record r says are
+// counted: those recorded, none for an intent, all for the record of an
+// older server (which counted every restart of the pods there were).
+func countedRestarts(r api.JobPod, p *api.Pod) int32 {
+	switch {
+	case r.Restarts != nil:
+		return *r.Restarts
+	case r.UID == "":
+		return 0
+	}
+	return restarts(p)
+}
+
+// tracked is the active pods, with the restarts counted, for
+// JobStatus.Tracked. An active pod the run did not track (made by an
+// older server) is tracked from now on.
+func (c counts) tracked(j *api.Job) []api.JobPod {
 	var out []api.JobPod
 	for _, p := range c.active {
-		out = append(out, api.JobPod{Name: p.Metadata.Name, UID: p.Metadata.UID})
+		n := int32(0)
+		if j.Spec.Template.RestartPolicy == api.RestartOnFailure {
+			n = restarts(p)
+		}
+		out = append(out, api.JobPod{Name: p.Metadata.Name, UID: p.Metadata.UID, Restarts: &n})
 	}
 	return out
+}
+
+// backOff updates the failure back-off of st with the outcomes counted
+// now: each failure adds one, a success starts it again.
+func backOff(j *api.Job, st *api.JobStatus, c counts, now time.Time) {
+	if st.LastFailure.IsZero() && st.FailuresSinceSuccess == 0 {
+		// No back-off record: a run of an older server, which counted
+		// the failed pods it saw and the deleted ones without one. Its
+		// failures since the last success are those.
+		st.FailuresSinceSuccess = int32(len(c.counted)) + j.Status.Deleted
+		for _, p := range c.counted {
+			st.LastFailure = later(st.LastFailure, endedAt(p, now))
+		}
+		if j.Status.Deleted > 0 {
+			st.LastFailure = later(st.LastFailure, j.Status.LastDeletion)
+		}
+	}
+	for _, e := range c.ends {
+		if e.ok {
+			st.FailuresSinceSuccess = 0
+			continue
+		}
+		st.FailuresSinceSuccess++
+		st.LastFailure = later(st.LastFailure, e.at)
+	}
 }
 
 // Compute plans one reconcile of Job j given its pods (in any order) and
@@ -104,13 +196,11 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	st.Conditions = slices.Clone(st.Conditions)
 	st.Running = nil // read into c (TrackedPods); Tracked replaces it
 	st.Active = int32(len(c.active))
-	st.Succeeded = int32(len(c.succeeded))
 	if st.StartTime.IsZero() {
 		st.StartTime = now.UTC()
 	}
 	if _, done := api.JobFinished(j); done {
 		// A finished run stops what still runs and changes no more.
-		st.Failed = int32(len(c.failed)) + c.restarts + st.Deleted
 		st.Tracked = nil
 		plan.Delete = c.active
 		plan.Status = st
@@ -123,21 +213,24 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	if j.Spec.BackoffLimit != nil {
 		backoff = *j.Spec.BackoffLimit
 	}
-	// A pod deleted before it finished (evicted, or deleted by hand) is
-	// a failure, as in Kubernetes, and a new pod takes its place after
-	// the back-off.
+	// Running totals: each outcome counts once, and a pod deleted
+	// before it finished (evicted, or deleted by hand) is a failure, as
+	// in Kubernetes; a new pod takes its place after the back-off.
+	st.Succeeded += c.succeeded
 	st.Deleted += int32(len(c.deleted))
-	st.Failed = int32(len(c.failed)) + c.restarts + st.Deleted
-	st.Tracked = c.tracked()
+	st.Failed += c.failures + c.restarts + int32(len(c.deleted))
+	st.Tracked = c.tracked(j)
 	if len(c.deleted) > 0 {
 		st.LastDeletion = now.UTC()
 	}
 	// Every failed or deleted pod is retried after a back-off that
-	// doubles with each one (Kubernetes' pod failure back-off), counted
-	// from the latest: when it ended, or when its deletion was seen.
+	// doubles with each failure since the last success (Kubernetes' pod
+	// failure back-off), counted from the latest: when it ended, or
+	// when its deletion was seen.
+	backOff(j, &st, c, now)
 	var wait time.Duration
-	if n := len(c.failed) + int(st.Deleted); n > 0 {
-		wait = max(later(c.lastFailure, st.LastDeletion).Add(retryDelay(n)).Sub(now), 0)
+	if n := st.FailuresSinceSuccess; n > 0 {
+		wait = max(st.LastFailure.Add(retryDelay(int(n))).Sub(now), 0)
 	}
 	next := "a new pod takes its place"
 	switch {
@@ -184,9 +277,10 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	if want > 0 && wait > 0 {
 		plan.RequeueAfter = wait
 		want = 0
-		if len(c.deleted) == 0 && st.Failed > j.Status.Failed {
+		if len(c.deleted) == 0 && c.failures > 0 {
 			plan.Events = append(plan.Events, reconcile.Event{Object: api.RefOf(j), Type: api.EventNormal, Reason: ReasonBackOff,
-				Message: fmt.Sprintf("job %s: failure %d with the backoff limit at %d%s; %s", j.Metadata.Name, st.Failed, backoff, lastProblem(c), next)})
+				Message: fmt.Sprintf("job %s: failure %d with the backoff limit at %d, %d in a row since the last success (the back-off doubles with each)%s; %s",
+					j.Metadata.Name, st.Failed, backoff, st.FailuresSinceSuccess, lastProblem(c), next)})
 		}
 	}
 	taken := map[int]bool{}
@@ -244,13 +338,13 @@ func lastProblem(c counts) string {
 	return "; last: pod " + last.Metadata.Name + ": " + api.PodProblem(last)
 }
 
-// failedAt is when failed pod p failed, for the back-off: when its last
+// endedAt is when finished pod p ended, for the back-off: when its last
 // container ended, or, for a pod with no exit time (its container never
 // started), the later of when its sandbox started and when it was made,
 // so that such a pod is not replaced at once. A time after now (another
 // machine's clock ahead of the controller's) is left out, or its retry
 // would wait for that clock.
-func failedAt(p *api.Pod, now time.Time) time.Time {
+func endedAt(p *api.Pod, now time.Time) time.Time {
 	var t time.Time
 	for _, at := range []time.Time{finishedAt(p), p.Status.StartedAt, p.Metadata.CreatedAt} {
 		if !at.After(now) {

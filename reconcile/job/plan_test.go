@@ -45,6 +45,27 @@ func neverStarted(j *api.Job, n int, made time.Time) *api.Pod {
 	return p
 }
 
+// track gives each pod a UID if it has none and records it in j's
+// status as the controller does when it makes it: its outcome is not
+// counted yet.
+func track(j *api.Job, pods ...*api.Pod) {
+	for _, p := range pods {
+		if p.Metadata.UID == "" {
+			p.Metadata.UID = "uid-" + p.Metadata.Name
+		}
+		zero := int32(0)
+		j.Status.Tracked = append(j.Status.Tracked, api.JobPod{Name: p.Metadata.Name, UID: p.Metadata.UID, Restarts: &zero})
+	}
+}
+
+// apply takes plan's status into j and makes its pods, as the controller
+// does; it returns the pods made.
+func apply(j *api.Job, plan Plan) []*api.Pod {
+	j.Status = plan.Status
+	track(j, plan.Create...)
+	return plan.Create
+}
+
 func names(pods []*api.Pod) string {
 	var out []string
 	for _, p := range pods {
@@ -183,6 +204,7 @@ func TestCompute(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j, pods := tc.job()
+			track(j, pods...)
 			plan := Compute(j, pods, tc.now)
 			if got := names(plan.Create); got != tc.create {
 				t.Errorf("create %q, want %q", got, tc.create)
@@ -226,9 +248,7 @@ func TestComputeRunsToCompletion(t *testing.T) {
 	var pods []*api.Pod
 	now := t0
 	for step := 0; step < 20; step++ {
-		plan := Compute(j, pods, now)
-		j.Status = plan.Status
-		pods = append(pods, plan.Create...)
+		pods = append(pods, apply(j, Compute(j, pods, now))...)
 		running := 0
 		for _, p := range pods {
 			if p.Status.Phase == "" {
@@ -344,9 +364,10 @@ func TestComputeBackOffEvent(t *testing.T) {
 	j := testJob(1, 1, 6, api.RestartNever)
 	j.Status.StartTime = t0
 	failed := pod(j, 0, api.PodFailed, 1, t0, 0)
+	track(j, failed)
 	plan := Compute(j, []*api.Pod{failed}, t0.Add(time.Second))
 	if len(plan.Events) != 1 || plan.Events[0].Reason != ReasonBackOff ||
-		plan.Events[0].Message != "job batch-1: failure 1 with the backoff limit at 6; last: pod batch-1-0 container c exited 1 (Error); the next pod starts in 9s, at 2026-01-02T03:00:10Z (back-off)" {
+		plan.Events[0].Message != "job batch-1: failure 1 with the backoff limit at 6, 1 in a row since the last success (the back-off doubles with each); last: pod batch-1-0 container c exited 1 (Error); the next pod starts in 9s, at 2026-01-02T03:00:10Z (back-off)" {
 		t.Fatalf("events %+v", plan.Events)
 	}
 	j.Status = plan.Status
@@ -392,5 +413,182 @@ func TestComputeReadsRunningOfOlderServers(t *testing.T) {
 	plan = Compute(j, []*api.Pod{p}, t0)
 	if plan.Status.Deleted != 0 || len(plan.Status.Tracked) != 1 || plan.Status.Tracked[0].UID != "uid-9" || plan.Status.Running != nil {
 		t.Fatalf("a pod of status.running still there: %+v, want it moved to tracked", plan.Status)
+	}
+}
+
+// TestComputeCountsOutcomesOnce: succeeded and failed are running totals,
+// as in Kubernetes. A finished pod deleted afterwards (by hand, by the
+// garbage collection of finished pods, with a lost node) changes neither:
+// a run of 3 completions whose succeeded pod is deleted makes no pod
+// more than it needs, and a failed pod deleted by hand gives back no
+// retry of the backoff limit. A pod counted is counted once, however
+// often the controller looks.
+func TestComputeCountsOutcomesOnce(t *testing.T) {
+	t.Run("succeeded", func(t *testing.T) {
+		j := testJob(3, 1, 6, api.RestartNever)
+		p0 := apply(j, Compute(j, nil, t0))[0]
+		p0.Status.Phase = api.PodSucceeded
+		p1 := apply(j, Compute(j, []*api.Pod{p0}, t0))
+		if j.Status.Succeeded != 1 || names(p1) != "batch-1-1" {
+			t.Fatalf("after the first success: %+v, made %s", j.Status, names(p1))
+		}
+		// Pod 0 is deleted: still one success, and pod 1 runs alone.
+		if plan := Compute(j, p1, t0); plan.Status.Succeeded != 1 || len(plan.Create) != 0 {
+			t.Fatalf("a succeeded pod deleted: %+v, create %s, want 1 success and nothing made", plan.Status, names(plan.Create))
+		}
+		p1[0].Status.Phase = api.PodSucceeded
+		p2 := apply(j, Compute(j, p1, t0))
+		if j.Status.Succeeded != 2 || len(p2) != 1 {
+			t.Fatalf("after the second success: %+v, made %s", j.Status, names(p2))
+		}
+		p2[0].Status.Phase = api.PodSucceeded
+		plan := Compute(j, p2, t0)
+		if plan.Status.Succeeded != 3 || outcome(plan.Status) != "Complete/Completed" || len(plan.Create) != 0 {
+			t.Fatalf("3 successes, 1 pod left: %+v, create %s", plan.Status, names(plan.Create))
+		}
+	})
+	t.Run("failed", func(t *testing.T) {
+		j := testJob(1, 1, 1, api.RestartNever)
+		p0 := apply(j, Compute(j, nil, t0))[0]
+		p0.Status.Phase, p0.Metadata.CreatedAt = api.PodFailed, t0
+		apply(j, Compute(j, []*api.Pod{p0}, t0))
+		if j.Status.Failed != 1 || len(j.Status.Tracked) != 0 {
+			t.Fatalf("after the first failure: %+v", j.Status)
+		}
+		// Deleted by hand, looked at twice: still one failure.
+		for range 2 {
+			apply(j, Compute(j, nil, t0.Add(5*time.Second)))
+		}
+		if j.Status.Failed != 1 || j.Status.Deleted != 0 {
+			t.Fatalf("a failed pod deleted: %+v, want one failure, none deleted", j.Status)
+		}
+		p1 := apply(j, Compute(j, nil, t0.Add(10*time.Second)))
+		if names(p1) != "batch-1-0" {
+			t.Fatalf("after the back-off: made %s, want batch-1-0", names(p1))
+		}
+		p1[0].Status.Phase = api.PodFailed
+		plan := Compute(j, p1, t0.Add(20*time.Second))
+		if plan.Status.Failed != 2 || outcome(plan.Status) != "Failed/BackoffLimitExceeded" {
+			t.Fatalf("the second failure of a backoff limit of 1: %+v", plan.Status)
+		}
+	})
+	t.Run("OnFailure restarts", func(t *testing.T) {
+		j := testJob(1, 1, 6, api.RestartOnFailure)
+		p := apply(j, Compute(j, nil, t0))[0]
+		p.Status.Containers = []api.ContainerStatus{{Name: "c", RestartCount: 2}}
+		apply(j, Compute(j, []*api.Pod{p}, t0))
+		apply(j, Compute(j, []*api.Pod{p}, t0))
+		if j.Status.Failed != 2 {
+			t.Fatalf("2 restarts counted as %d failures", j.Status.Failed)
+		}
+		// The pod fails after one more restart, then is deleted.
+		p.Status.Phase, p.Status.Containers[0].RestartCount = api.PodFailed, 3
+		p.Metadata.CreatedAt = t0
+		apply(j, Compute(j, []*api.Pod{p}, t0))
+		if plan := Compute(j, nil, t0); len(plan.Create) != 0 {
+			t.Fatalf("made %s during the back-off", names(plan.Create))
+		}
+		apply(j, Compute(j, nil, t0))
+		if j.Status.Failed != 4 {
+			t.Fatalf("3 restarts and a failed pod, then deleted: %d failures, want 4", j.Status.Failed)
+		}
+	})
+}
+
+// TestComputeIntent: a pod recorded as about to be made (no UID: the
+// controller stopped between its intent and the write of its UID) is the
+// pod of its name if there is one, whose outcome counts once; if there
+// is none, the create did not happen and the pod is made.
+func TestComputeIntent(t *testing.T) {
+	j := testJob(1, 1, 6, api.RestartNever)
+	j.Status.Tracked = []api.JobPod{{Name: "batch-1-0"}}
+	if plan := Compute(j, nil, t0); names(plan.Create) != "batch-1-0" || plan.Status.Failed != 0 || len(plan.Status.Tracked) != 0 {
+		t.Fatalf("an intent with no pod: %+v, create %s, want the pod made, no failure", plan.Status, names(plan.Create))
+	}
+	p := pod(j, 0, api.PodSucceeded, 0, t0, 0)
+	p.Metadata.UID = "made"
+	plan := Compute(j, []*api.Pod{p}, t0)
+	if plan.Status.Succeeded != 1 || outcome(plan.Status) != "Complete/Completed" {
+		t.Fatalf("an intent whose pod succeeded: %+v", plan.Status)
+	}
+	p = pod(j, 0, api.PodRunning, -1, t0, 0)
+	p.Metadata.UID = "made"
+	plan = Compute(j, []*api.Pod{p}, t0)
+	if tr := plan.Status.Tracked; len(tr) != 1 || tr[0].UID != "made" || len(plan.Create) != 0 {
+		t.Fatalf("an intent whose pod runs: tracked %+v, create %s", tr, names(plan.Create))
+	}
+}
+
+// TestComputeBackOffResetsOnSuccess: the failure back-off counts the
+// failures since the last success, as Kubernetes': after two failures
+// and a success, the next failure waits 10 s, not 40 s, and its BackOff
+// event says it is the first in a row.
+func TestComputeBackOffResetsOnSuccess(t *testing.T) {
+	j := testJob(2, 1, 6, api.RestartNever)
+	var pods []*api.Pod
+	now := t0
+	// step ends the pod that runs at now (ok: it succeeds) and looks
+	// until the next pod is made, stepping the clock by a second.
+	step := func(ok bool) Plan {
+		t.Helper()
+		p := pods[len(pods)-1]
+		p.Status.Phase = api.PodFailed
+		if ok {
+			p.Status.Phase = api.PodSucceeded
+		}
+		p.Status.Containers = []api.ContainerStatus{{Name: "c", State: api.ContainerState{Terminated: &api.TerminatedState{ExitCode: 1, Reason: "Error", FinishedAt: now}}}}
+		plan := Compute(j, pods, now)
+		first := plan
+		for len(plan.Create) == 0 && outcome(plan.Status) == "running" {
+			j.Status = plan.Status
+			now = now.Add(time.Second)
+			plan = Compute(j, pods, now)
+		}
+		pods = append(pods, apply(j, plan)...)
+		return first
+	}
+	pods = apply(j, Compute(j, nil, now))
+	if plan := step(false); plan.RequeueAfter != 10*time.Second {
+		t.Fatalf("first failure: requeue after %s, want 10s", plan.RequeueAfter)
+	}
+	if plan := step(false); plan.RequeueAfter != 20*time.Second {
+		t.Fatalf("second failure: requeue after %s, want 20s", plan.RequeueAfter)
+	}
+	if plan := step(true); len(plan.Create) != 1 || j.Status.FailuresSinceSuccess != 0 {
+		t.Fatalf("a success: create %s, %d failures in a row, want the next pod at once and 0", names(plan.Create), j.Status.FailuresSinceSuccess)
+	}
+	plan := step(false)
+	if plan.RequeueAfter != 10*time.Second || len(plan.Events) != 1 ||
+		!strings.Contains(plan.Events[0].Message, "failure 3 with the backoff limit at 6, 1 in a row since the last success") {
+		t.Fatalf("a failure after a success: requeue after %s (want 10s), events %+v", plan.RequeueAfter, plan.Events)
+	}
+}
+
+// TestComputeKeepsCountsOfOlderServers: an older server counted the
+// pods there were at each look (every restart of them under OnFailure
+// too) and kept no back-off record. Its counts are taken as they are:
+// its finished pods, no longer tracked, are not counted again, nor the
+// restarts of a pod it tracked; its failed pods still hold the back-off.
+func TestComputeKeepsCountsOfOlderServers(t *testing.T) {
+	j := testJob(3, 1, 6, api.RestartOnFailure)
+	j.Status = api.JobStatus{StartTime: t0, Active: 1, Succeeded: 1, Failed: 3,
+		Tracked: []api.JobPod{{Name: "batch-1-2", UID: "uid-2"}}}
+	done := pod(j, 0, api.PodSucceeded, 0, t0, 0)
+	failed := pod(j, 1, api.PodFailed, 1, t0.Add(10*time.Second), 0)
+	running := pod(j, 2, api.PodRunning, -1, t0, 2)
+	running.Metadata.UID = "uid-2"
+	plan := Compute(j, []*api.Pod{done, failed, running}, t0.Add(15*time.Second))
+	st := plan.Status
+	if st.Succeeded != 1 || st.Failed != 3 || st.FailuresSinceSuccess != 1 || !st.LastFailure.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("an older server's run: %+v", st)
+	}
+	if len(st.Tracked) != 1 || st.Tracked[0].Restarts == nil || *st.Tracked[0].Restarts != 2 {
+		t.Fatalf("tracked %+v, want pod 2 with its 2 restarts counted", st.Tracked)
+	}
+	j.Status = st
+	running.Status.Phase = api.PodSucceeded
+	plan = Compute(j, []*api.Pod{done, failed, running}, t0.Add(16*time.Second))
+	if plan.Status.Succeeded != 2 || plan.Status.Failed != 3 || len(plan.Create) != 1 {
+		t.Fatalf("its pod succeeded: %+v, create %s", plan.Status, names(plan.Create))
 	}
 }
