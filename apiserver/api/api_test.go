@@ -193,6 +193,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(4), p)
 	f.Add(uint8(0), []byte(`{"kind":"Node","metadata":{"name":"n"},"status":{"capacity":{"cpu":"2","memory":"1Gi"}}}`))
 	f.Add(uint8(5), []byte(`{"kind":"Service","metadata":{"name":"s","app":"a"},"spec":{"ports":[{"port":80,"targetPort":"http"}]}}`))
+	f.Add(uint8(9), []byte(`{"kind":"Job","metadata":{"name":"j","app":"a"},"spec":{"template":{"containers":[]}},"status":{"succeeded":2,"failed":1,"tracked":[{"name":"j-0","uid":""},{"name":"j-1","uid":"u","restarts":3}],"failuresSinceSuccess":1,"lastFailure":"2026-01-02T03:00:00Z"}}`))
 	f.Add(uint8(2), []byte(`{"kind":"App","spec":{"workloads":[{"name":"w","spec":{"replicas":1,"template":{"containers":[]},"strategy":{"maxSurge":"25%"}}}]}}`))
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		k := Kinds[int(which)%len(Kinds)]
