@@ -47,6 +47,22 @@ func startController(t *testing.T, c *client.Client, clock reconcile.Clock) (sto
 	return stop
 }
 
+// heldClient is a client of cl through a proxy that holds the requests
+// match accepts, until the proxy's Stall(false).
+func heldClient(t *testing.T, cl *apiservertest.Cluster, match func(*http.Request) bool) (*apiservertest.Staller, *client.Client) {
+	t.Helper()
+	proxy := cl.Staller(t)
+	proxy.StallOnly(match)
+	proxy.Stall(true)
+	cfg := *cl.Config
+	cfg.Server, cfg.Servers = proxy.URL, nil
+	held, err := client.New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxy, held
+}
+
 // TestPodDeletedBeforeSeen: a pod the controller made and that was
 // deleted before the controller ever saw it (its cache held behind, then
 // the controller restarted) is counted as a failure once, with a
@@ -57,35 +73,12 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 	c := cl.Client
 	ctx := t.Context()
 	// The controller's pod watch is held: it never sees its pod.
-	proxy := cl.Staller(t)
-	proxy.StallOnly(func(r *http.Request) bool {
+	proxy, held := heldClient(t, cl, func(r *http.Request) bool {
 		return r.URL.Query().Get("watch") == "true" && strings.Contains(r.URL.Path, "/pods")
 	})
-	proxy.Stall(true)
-	cfg := *cl.Config
-	cfg.Server, cfg.Servers = proxy.URL, nil
-	held, err := client.New(&cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	j := api.KindJob.New().(*api.Job)
-	j.Metadata.Name, j.Metadata.App = "once", "jb"
-	backoff := int32(3)
-	j.Spec = api.JobSpec{Completions: 1, Parallelism: 1, BackoffLimit: &backoff,
-		Template: api.PodTemplate{RestartPolicy: api.RestartNever, Containers: []api.Container{{Name: "c", Image: "x"}}}}
-	if _, err := c.Create(ctx, j); err != nil {
-		t.Fatal(err)
-	}
-	jobKey := api.Key{Kind: api.KindJob, App: "jb", Name: "once"}
+	jobKey := newJob(t, c, "once", 1, 1, 3)
 	podKey := api.Key{Kind: api.KindPod, App: "jb", Name: "once-0"}
-	getJob := func() *api.Job {
-		o, err := c.Get(ctx, jobKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return o.(*api.Job)
-	}
 	clock := reconcile.NewFakeClock(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC))
 	stop := startController(t, held, clock)
 
@@ -96,7 +89,7 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 			return false
 		}
 		first = o.(*api.Pod)
-		tr := getJob().Status.Tracked
+		tr := getJob(t, c, jobKey).Status.Tracked
 		return len(tr) == 1 && tr[0].UID == first.Metadata.UID
 	})
 	stop()
@@ -111,10 +104,10 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 	proxy.Stall(false)
 	startController(t, held, clock)
 	testenv.Eventually(t, 30*time.Second, "the deleted pod counted as a failure", func() bool {
-		st := getJob().Status
+		st := getJob(t, c, jobKey).Status
 		return st.Failed == 1 && st.Deleted == 1 && len(st.Tracked) == 0
 	})
-	deletedAt := getJob().Status.LastDeletion
+	deletedAt := getJob(t, c, jobKey).Status.LastDeletion
 	// The status is written after the creates of the same reconcile: no
 	// replacement yet.
 	if _, err := c.Get(ctx, podKey); !client.IsNotFound(err) {
@@ -149,7 +142,7 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 		}
 		return o.Meta().UID != first.Metadata.UID
 	})
-	if st := getJob().Status; st.Failed != 1 {
+	if st := getJob(t, c, jobKey).Status; st.Failed != 1 {
 		t.Fatalf("failures %d after the replacement, want 1", st.Failed)
 	}
 }
@@ -261,17 +254,9 @@ func TestPodMadeBeforeStopCounted(t *testing.T) {
 	c := cl.Client
 	// The controller's pod creates are held: it stops with its create
 	// under way.
-	proxy := cl.Staller(t)
-	proxy.StallOnly(func(r *http.Request) bool {
+	proxy, held := heldClient(t, cl, func(r *http.Request) bool {
 		return r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/pods")
 	})
-	proxy.Stall(true)
-	cfg := *cl.Config
-	cfg.Server, cfg.Servers = proxy.URL, nil
-	held, err := client.New(&cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	k := newJob(t, c, "once", 1, 1, 3)
 	clock := reconcile.NewFakeClock(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC))
 	stop := startController(t, held, clock)
