@@ -183,7 +183,7 @@ func backOff(j *api.Job, st *api.JobStatus, c counts, now time.Time) {
 			continue
 		}
 		st.FailuresSinceSuccess++
-		st.LastFailure = later(st.LastFailure, e.at)
+		st.LastFailure = later(st.LastFailure, e.at).UTC()
 	}
 }
 
