@@ -17,20 +17,23 @@ import (
 )
 
 // dataDir makes a server's data directory: the store, the PKI, the
-// top-level files, and a git cache that a backup leaves out.
+// top-level files, and a git cache and logs that a backup leaves out.
 func dataDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, body := range map[string]string{
-		"capstan.db":       "the live store, never copied as a file",
-		"pki/ca.crt":       "CA CERT",
-		"pki/ca.key":       "CA KEY",
-		"pki/server.key":   "SERVER KEY",
-		"secrets/key.txt":  "AGE-SECRET-KEY-1X",
-		"tokens.json":      `{"tokens":[]}`,
-		"admin.yaml":       "server: https://127.0.0.1:7443\n",
-		"gitsync/repos/x":  "git cache",
-		"registry/blob/aa": "image layer",
+		"capstan.db":                          "the live store, never copied as a file",
+		"pki/ca.crt":                          "CA CERT",
+		"pki/ca.key":                          "CA KEY",
+		"pki/server.key":                      "SERVER KEY",
+		"secrets/key.txt":                     "AGE-SECRET-KEY-1X",
+		"tokens.json":                         `{"tokens":[]}`,
+		"admin.yaml":                          "server: https://127.0.0.1:7443\n",
+		"gitsync/repos/x":                     "git cache",
+		"registry/blob/aa":                    "image layer",
+		"capstan.log":                         "time=... level=INFO msg=up\n",
+		"capstan-2026-12-01T10-00-00.000.log": "an older log, rotated\n",
+		"server.log.1.gz":                     "an operator's log, rotated by logrotate",
 	} {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
@@ -234,6 +237,50 @@ func manifestOf(t testing.TB, files ...string) string {
 }
 
 // Restore writes only the names its manifest lists, inside the directory.
+func TestIsLog(t *testing.T) {
+	for name, want := range map[string]bool{
+		"capstan.log":                            true,
+		"capstan-2026-12-01T10-00-00.000.log":    true,
+		"capstan-2026-12-01T10-00-00.000.log.gz": true,
+		"server.log.1":                           true,
+		"server.log.2.gz":                        true,
+		"tokens.json":                            false,
+		"admin.yaml":                             false,
+		"node-vm.token":                          false,
+		"registry-credentials.json":              false,
+		"rejoin.json":                            false,
+		"catalog":                                false,
+		"log":                                    false,
+		"x.log.json":                             false,
+	} {
+		if got := IsLog(name); got != want {
+			t.Errorf("IsLog(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// A backup made before backups left the logs out lists capstan.log and
+// its rotated files: it restores, logs and all.
+func TestRestoreOlderBackupWithLogs(t *testing.T) {
+	files := []string{"admin.yaml", "capstan-2026-12-01T10-00-00.000.log", "capstan.log", "tokens.json", "pki/ca.crt", "pki/ca.key"}
+	old := tarOf(t, "manifest.json", manifestOf(t, files...), "capstan.db", "SNAPSHOT",
+		"admin.yaml", "server: x\n", "capstan-2026-12-01T10-00-00.000.log", "older\n", "capstan.log", "newer\n",
+		"tokens.json", "{}", "pki/ca.crt", "CA CERT", "pki/ca.key", "CA KEY")
+	dst := filepath.Join(t.TempDir(), "restored")
+	m, err := Restore(bytes.NewReader(old), dst, nil)
+	if err != nil {
+		t.Fatalf("restore of a backup that holds logs: %v", err)
+	}
+	if strings.Join(m.Files, ",") != strings.Join(files, ",") {
+		t.Errorf("manifest files = %v", m.Files)
+	}
+	for name, want := range map[string]string{"capstan.db": "SNAPSHOT", "capstan.log": "newer\n", "capstan-2026-12-01T10-00-00.000.log": "older\n", "pki/ca.key": "CA KEY"} {
+		if b, err := os.ReadFile(filepath.Join(dst, filepath.FromSlash(name))); err != nil || string(b) != want {
+			t.Errorf("restored %s = %q, %v; want %q", name, b, err, want)
+		}
+	}
+}
+
 func TestRestoreRefusesForeignNames(t *testing.T) {
 	for _, tc := range []struct {
 		name string

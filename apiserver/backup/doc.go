@@ -15,6 +15,9 @@
 //
 // The git cache and the registry's images are not in it: git sync fetches
 // again, and images are pushed again (or kept by copying DATA_DIR/registry).
+// Nor are the logs (IsLog: capstan.log and its rotated files): they are not
+// state. Restore writes whatever a backup's manifest lists, so a backup
+// made before logs were left out restores, its logs with it.
 //
 // Write makes the tar stream on the server; Restore unpacks one into a new
 // data directory, refusing any name outside it. Seal and Open wrap a

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -127,9 +128,21 @@ var KeyDirs = []string{"pki", "secrets"}
 // restore without them would make a server that no agent or admin trusts.
 var CAFiles = []string{"pki/ca.crt", "pki/ca.key"}
 
+// IsLog reports whether a top-level file of a data directory is a log,
+// which a backup leaves out (logs are not state, as etcd's snapshots and
+// Velero's backups leave them out): `capstan up`'s capstan.log and the
+// files it rotates into (capstan-2026-12-06T07-54-35.000.log), and any
+// other NAME.log an operator points a server's output at, with the names
+// logrotate gives old ones (NAME.log.1, NAME.log.2.gz).
+func IsLog(name string) bool {
+	return logName.MatchString(name)
+}
+
+var logName = regexp.MustCompile(`\.log(\.[0-9]+)?(\.gz)?$`)
+
 // dataFiles lists what a backup keeps of a data directory besides the
-// store: every regular top-level file but the store's and the staging
-// file, and everything under KeyDirs that exist. Symbolic links are
+// store: every regular top-level file but the store's, the staging file
+// and the logs (IsLog), and everything under KeyDirs that exist. Symbolic links are
 // followed (an operator may keep pki or the key ring elsewhere); a link
 // to a directory inside KeyDirs, or to nothing, is refused rather than
 // left out. It fails when the CA is not among the files.
@@ -141,7 +154,7 @@ func dataFiles(dir, staging string) ([]string, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if name == staging || name == StoreFile || strings.HasPrefix(name, StoreFile+".") || strings.HasPrefix(name, ".") || slices.Contains(KeyDirs, name) {
+		if name == staging || name == StoreFile || strings.HasPrefix(name, StoreFile+".") || strings.HasPrefix(name, ".") || slices.Contains(KeyDirs, name) || IsLog(name) {
 			continue
 		}
 		regular, err := isRegular(filepath.Join(dir, name), e)
