@@ -29,6 +29,7 @@ import (
 	"github.com/capstanhq/capstan/secrets"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"gopkg.in/natefinch/lumberjack.v2"
 )
 
 // upFlags are the flags of `capstan up`.
@@ -125,7 +126,7 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 		return err
 	}
 	defer closeLog()
-	logsAt := filepath.Join(dataDir, "capstan.log")
+	logsAt := filepath.Join(dataDir, upLogFile)
 	if f.server.verbose {
 		logsAt = "stderr"
 	}
@@ -230,7 +231,7 @@ func upSteps(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlplane
 			return ctx.Err()
 		}
 		if len(apps) == 0 {
-			p.warn("no app synced yet: see 'capstan history' and %s", filepath.Join(f.server.dataDir, "capstan.log"))
+			p.warn("no app synced yet: see 'capstan history' and %s", filepath.Join(f.server.dataDir, upLogFile))
 		}
 		for _, a := range apps {
 			if a.Status.LastSyncResult == api.SyncApplied || a.Status.SyncedCommit != "" {
@@ -480,8 +481,8 @@ func nextSteps(w io.Writer, dataDir, adminConfig, demoDir string, urls []nodePor
 	io.WriteString(w, b.String())
 }
 
-// upLogger writes logs to DATA_DIR/capstan.log, or with -v to stderr at
-// debug level, so the terminal shows the steps.
+// upLogger writes logs to DATA_DIR/capstan.log, rotated (upLogMaxMiB),
+// or with -v to stderr at debug level, so the terminal shows the steps.
 func upLogger(f serverFlags, dataDir string, errOut io.Writer) (*slog.Logger, func(), error) {
 	if f.verbose {
 		opts := &slog.HandlerOptions{Level: slog.LevelDebug}
@@ -490,13 +491,38 @@ func upLogger(f serverFlags, dataDir string, errOut io.Writer) (*slog.Logger, fu
 		}
 		return slog.New(slog.NewTextHandler(errOut, opts)), func() {}, nil
 	}
-	file, err := os.OpenFile(filepath.Join(dataDir, "capstan.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	file, err := openUpLog(dataDir, logRotation{maxMiB: upLogMaxMiB, keep: upLogKeep})
 	if err != nil {
-		return nil, nil, fmt.Errorf("log file: %w", err)
+		return nil, nil, err
 	}
 	var h slog.Handler = slog.NewTextHandler(file, nil)
 	if f.logJSON {
 		h = slog.NewJSONHandler(file, nil)
 	}
 	return slog.New(h), func() { file.Close() }, nil
+}
+
+// upLogFile is capstan up's log, in its data directory.
+const upLogFile = "capstan.log"
+
+// logRotation bounds a log file: once a write would take it past maxMiB
+// it is renamed NAME-TIME.ext (TIME in UTC) and a new one started; the
+// keep newest renamed files stay, uncompressed so that grep and tail read
+// them. Uncompressed is 10 MiB a file more on disk, but no gzip step that
+// runs on its own after a rotation.
+type logRotation struct{ maxMiB, keep int }
+
+// capstan up's log takes at most 60 MiB: capstan.log and five rotated
+// files of 10 MiB, kubelet's defaults for a container's log.
+const upLogMaxMiB, upLogKeep = 10, 5
+
+// openUpLog opens (appending) DATA_DIR/capstan.log, rotated by r. The
+// first write fails, not the open, if the file cannot be opened; so open
+// it now, for an error at start-up.
+func openUpLog(dataDir string, r logRotation) (*lumberjack.Logger, error) {
+	l := &lumberjack.Logger{Filename: filepath.Join(dataDir, upLogFile), MaxSize: r.maxMiB, MaxBackups: r.keep}
+	if _, err := l.Write(nil); err != nil {
+		return nil, fmt.Errorf("log file: %w (pick another --data-dir, or run with -v to log to stderr)", err)
+	}
+	return l, nil
 }
