@@ -69,6 +69,11 @@ func TestUpDown(t *testing.T) {
 	if err != nil || strings.Contains(out, "✓") || strings.Contains(out, "level=") || !strings.Contains(out, "nothing left to stop") {
 		t.Errorf("second capstan down: %v\n%s", err, out)
 	}
+	// The logs rotated out of capstan.log go with the rest.
+	rotated := filepath.Join(data, "capstan-2026-12-01T10-00-00.000.log")
+	if err := os.WriteFile(rotated, []byte("an older log\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, err = e.run(bin, "down", "--data-dir", data, "--purge")
 	if err != nil {
 		t.Fatalf("capstan down --purge: %v\n%s", err, out)
@@ -80,7 +85,7 @@ func TestUpDown(t *testing.T) {
 	if left := shims(); len(left) > 0 {
 		t.Errorf("processes of the cluster left: %v", left)
 	}
-	for _, p := range append([]string{runDir, data}, nsFiles...) {
+	for _, p := range append([]string{runDir, data, rotated}, nsFiles...) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left: %v", p, err)
 		}

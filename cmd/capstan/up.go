@@ -507,13 +507,13 @@ const upLogFile = "capstan.log"
 
 // logRotation bounds a log file: once a write would take it past maxMiB
 // it is renamed NAME-TIME.ext (TIME in UTC) and a new one started; the
-// keep newest renamed files stay, uncompressed so that grep and tail read
-// them. Uncompressed is 10 MiB a file more on disk, but no gzip step that
-// runs on its own after a rotation.
+// keep newest renamed files stay, uncompressed: grep and tail read them,
+// and no gzip runs in the background after a rotation, for a few tens of
+// MiB more on disk.
 type logRotation struct{ maxMiB, keep int }
 
 // capstan up's log takes at most 60 MiB: capstan.log and five rotated
-// files of 10 MiB, kubelet's defaults for a container's log.
+// files of 10 MiB (kubelet keeps a container's log in 5 files of 10 MiB).
 const upLogMaxMiB, upLogKeep = 10, 5
 
 // openUpLog opens (appending) DATA_DIR/capstan.log, rotated by r. The
