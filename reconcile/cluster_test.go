@@ -1,12 +1,10 @@
 package reconcile_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/reconcile"
 	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/reconcile/endpoints"
@@ -24,28 +23,6 @@ import (
 	"github.com/capstanhq/capstan/reconcile/workload"
 	"github.com/capstanhq/capstan/scheduler"
 )
-
-// starter is anything with the one lifecycle.
-type starter interface{ Start(context.Context) error }
-
-// run starts components until the test ends (or stop is called) and fails
-// the test if one stops with an error.
-func run(t *testing.T, ctx context.Context, cs ...starter) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for _, c := range cs {
-		wg.Go(func() {
-			if err := c.Start(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("%T stopped: %v", c, err)
-			}
-		})
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
-}
 
 func must[T any](t *testing.T) func(T, error) T {
 	return func(v T, err error) T {
@@ -134,8 +111,8 @@ func TestClusterConverges(t *testing.T) {
 		HeartbeatInterval: 2 * time.Second, Logger: log}))
 	doomed := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 10, Prefix: "doomed", CPU: "4", Memory: "8Gi",
 		HeartbeatInterval: 2 * time.Second, Logger: log}))
-	run(t, ctx, m, stable)
-	killDoomed := run(t, ctx, doomed)
+	testenv.Run(t, ctx, m, stable)
+	killDoomed := testenv.Run(t, ctx, doomed)
 
 	const replicas = 500
 	a := api.KindApp.New().(*api.App)
@@ -295,7 +272,7 @@ func TestAppLifecycle(t *testing.T) {
 		m.Add(r)
 	}
 	nodes := must[*hollow.Nodes](t)(hollow.New(hollow.Options{Client: c, Nodes: 3, Prefix: "n", Logger: log}))
-	run(t, ctx, m, nodes)
+	testenv.Run(t, ctx, m, nodes)
 
 	const replicas = 4
 	setImage := func(image, commit string) {
@@ -420,7 +397,7 @@ func TestReclaimSwitchedToRetain(t *testing.T) {
 	for _, r := range []reconcile.Runnable{wl, gcc, ac} {
 		m.Add(r)
 	}
-	run(t, ctx, m)
+	testenv.Run(t, ctx, m)
 	// The volumes' node, Ready: a volume is deleted only where its agent
 	// can remove the data.
 	n := api.KindNode.New().(*api.Node)
@@ -543,7 +520,7 @@ func TestRetainWinsOverPrune(t *testing.T) {
 	for _, r := range []reconcile.Runnable{gcc, ac} {
 		m.Add(r)
 	}
-	run(t, ctx, m)
+	testenv.Run(t, ctx, m)
 	n := api.KindNode.New().(*api.Node)
 	n.Metadata.Name = "n1"
 	n.Status.Conditions = []api.Condition{{Type: api.NodeReady, Status: api.ConditionTrue, LastTransitionTime: time.Unix(1, 0)}}

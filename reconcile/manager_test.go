@@ -14,10 +14,10 @@ type runFunc func(ctx context.Context) error
 
 func (f runFunc) Start(ctx context.Context) error { return f(ctx) }
 
-// TestManagerSyncsInformersFirst: a component starts only after the shared
-// informers hold their first list, and both components asking for the same
-// kind get one informer.
-func TestManagerSyncsInformersFirst(t *testing.T) {
+// managerWithNode returns a manager of a new API server that holds one
+// node, n1.
+func managerWithNode(t *testing.T) *reconcile.Manager {
+	t.Helper()
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	n := api.KindNode.New().(*api.Node)
 	n.Metadata.Name = "n1"
@@ -28,6 +28,14 @@ func TestManagerSyncsInformersFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// TestManagerSyncsInformersFirst: a component starts only after the shared
+// informers hold their first list, and both components asking for the same
+// kind get one informer.
+func TestManagerSyncsInformersFirst(t *testing.T) {
+	m := managerWithNode(t)
 	a, b := m.Informer(api.KindNode), m.Informer(api.KindNode)
 	if a != b {
 		t.Fatal("two informers for one kind: want one shared")
@@ -55,16 +63,7 @@ func TestManagerSyncsInformersFirst(t *testing.T) {
 // the same indexer get one index, fed by the shared informer, so a cache of
 // 30,000 pods is not filed again for each of them.
 func TestManagerSharesIndexes(t *testing.T) {
-	cl := apiservertest.Start(t, apiservertest.Options{})
-	n := api.KindNode.New().(*api.Node)
-	n.Metadata.Name = "n1"
-	if _, err := cl.Client.Create(t.Context(), n); err != nil {
-		t.Fatal(err)
-	}
-	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: cl.Client})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := managerWithNode(t)
 	byName := reconcile.Indexer{Name: "name", BucketsOf: func(o api.Object) []string { return []string{o.Meta().Name} }}
 	a, b := m.Index(api.KindNode, byName), m.Index(api.KindNode, byName)
 	if a != b {

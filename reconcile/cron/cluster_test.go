@@ -1,13 +1,11 @@
 package cron_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/reconcile"
 	"github.com/capstanhq/capstan/reconcile/cron"
 	"github.com/capstanhq/capstan/reconcile/gc"
@@ -46,17 +45,7 @@ func startControllers(t *testing.T, c *client.Client, clock reconcile.Clock) (st
 	m.Add(cc)
 	m.Add(jc)
 	m.Add(gcc)
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := m.Start(ctx); err != nil && ctx.Err() == nil {
-			t.Errorf("manager stopped: %v", err)
-		}
-	})
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
+	return testenv.Run(t, t.Context(), m)
 }
 
 // waitFor polls cond until it returns "" or 20 s pass; cond says what is

@@ -1,12 +1,10 @@
 package job_test
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,17 +32,7 @@ func startController(t *testing.T, c *client.Client, clock reconcile.Clock) (sto
 		t.Fatal(err)
 	}
 	m.Add(jc)
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := m.Start(ctx); err != nil && ctx.Err() == nil {
-			t.Errorf("manager stopped: %v", err)
-		}
-	})
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
+	return testenv.Run(t, t.Context(), m)
 }
 
 // heldClient is a client of cl through a proxy that holds the requests
