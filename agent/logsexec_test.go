@@ -157,6 +157,10 @@ func TestLogsAndExec(t *testing.T) {
 		if err == nil || code != 127 || !strings.Contains(err.Error(), `command cannot run: "/no/such/program" in image `) || !strings.Contains(err.Error(), "no such file or directory") {
 			t.Errorf("missing program: code %d, err = %v; want 127", code, err)
 		}
+		// Named as users know it, not by the container's runtime ID.
+		if err == nil || !strings.Contains(err.Error(), "pod ops/spam: container c: ") || strings.Contains(err.Error(), p.Metadata.UID[:12]) {
+			t.Errorf("missing program: err = %v; want it to name pod ops/spam and container c, not the runtime ID", err)
+		}
 		code, err = admin.Exec(ctx, key, client.ExecOptions{Command: []string{"/etc/hosts"}})
 		if err == nil || code != 126 || !strings.Contains(err.Error(), `command cannot run: "/etc/hosts" in image `) || !strings.Contains(err.Error(), "permission denied") {
 			t.Errorf("a program that is not executable: code %d, err = %v; want 126", code, err)

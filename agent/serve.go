@@ -144,6 +144,17 @@ func (a *Agent) container(r *http.Request) (runtime.ContainerStatus, int, error)
 // container waits (an image that cannot be pulled, a sandbox that fails),
 // so that 'capstan logs' of such a pod says what to fix. key is the
 // worker's (set when it is made, never changed).
+// podName is how users name the pod of uid on this node (app/name), or
+// its UID when the agent does not know it.
+func (a *Agent) podName(uid string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w, ok := a.workers[uid]; ok && w.key != "" {
+		return w.key
+	}
+	return uid
+}
+
 func (a *Agent) notCreated(key, uid, name string) error {
 	pod := uid
 	if key != "" {
@@ -247,7 +258,11 @@ func (a *Agent) handleExec(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}()
-		return a.rt.Exec(ctx, c.ID, cmd, runtime.ExecIO{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: tty, Resize: resize})
+		code, err := a.rt.Exec(ctx, c.ID, cmd, runtime.ExecIO{Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr, TTY: tty, Resize: resize})
+		if err != nil {
+			err = fmt.Errorf("pod %s: container %s: %w", a.podName(r.PathValue("uid")), c.Name, err)
+		}
+		return code, err
 	})
 	if err != nil {
 		a.log.Warn("exec session", "container", c.ID, "err", err)

@@ -77,24 +77,25 @@ func (c *Containerd) ListPods(ctx context.Context) ([]PodState, error) {
 // Exec implements Runtime. The process runs with the container's
 // environment, user and working directory; it ends with ctx (SIGKILL).
 // Its errors name the program, never the arguments: they can carry
-// secrets, and the agent logs a failed exec. A program that cannot run
+// secrets, and the agent logs a failed exec. They do not name the
+// container (its runtime ID means nothing to a user): the caller does. A program that cannot run
 // returns the shell's exit status (ExitNotFound, ExitCannotRun) with an
 // ErrCommand; other errors return -1.
 func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio ExecIO) (int, error) {
 	ctx = c.ctx(ctx)
 	if len(cmd) == 0 {
-		return -1, fmt.Errorf("container %s: exec: empty command", id)
+		return -1, errors.New("exec: empty command")
 	}
 	ctr, task, err := c.load(ctx, id)
 	if err != nil {
 		return -1, err
 	}
 	if task == nil {
-		return -1, fmt.Errorf("container %s: exec %s: container is not running", id, cmd[0])
+		return -1, fmt.Errorf("exec %s: container is not running", cmd[0])
 	}
 	spec, err := ctr.Spec(ctx)
 	if err != nil {
-		return -1, fmt.Errorf("container %s: exec: read spec: %w", id, err)
+		return -1, fmt.Errorf("exec: read spec: %w", err)
 	}
 	pspec := *spec.Process
 	pspec.Args = cmd
@@ -126,17 +127,17 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 	}
 	proc, err := task.Exec(ctx, execID, &pspec, cio.NewCreator(opts...))
 	if err != nil {
-		return -1, fmt.Errorf("container %s: exec %s: %w", id, cmd[0], orCtx(err))
+		return -1, fmt.Errorf("exec %s: %w", cmd[0], orCtx(err))
 	}
 	started <- proc
 	defer proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
 	exited, err := proc.Wait(ctx)
 	if err != nil {
-		return -1, fmt.Errorf("container %s: exec %s: wait: %w", id, cmd[0], orCtx(err))
+		return -1, fmt.Errorf("exec %s: wait: %w", cmd[0], orCtx(err))
 	}
 	if err := proc.Start(ctx); err != nil {
 		if ctx.Err() != nil {
-			return -1, fmt.Errorf("container %s: exec %s: start: %w", id, cmd[0], ctx.Err())
+			return -1, fmt.Errorf("exec %s: start: %w", cmd[0], ctx.Err())
 		}
 		image := "of the container"
 		if info, ierr := ctr.Info(ctx); ierr == nil {
@@ -144,9 +145,9 @@ func (c *Containerd) Exec(ctx context.Context, id string, cmd []string, stdio Ex
 		}
 		if cerr := commandError(err, image, "the exec"); cerr != nil {
 			code, _ := CommandExitCode(cerr)
-			return code, fmt.Errorf("container %s: exec: %w", id, cerr)
+			return code, fmt.Errorf("exec: %w", cerr)
 		}
-		return -1, fmt.Errorf("container %s: exec %s: start: %w (is the program in the image?)", id, cmd[0], err)
+		return -1, fmt.Errorf("exec %s: start: %w (is the program in the image?)", cmd[0], err)
 	}
 	var st containerd.ExitStatus
 wait:
@@ -160,7 +161,7 @@ wait:
 			}
 		case <-ctx.Done():
 			_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
-			return -1, fmt.Errorf("container %s: exec %s: %w", id, cmd[0], ctx.Err())
+			return -1, fmt.Errorf("exec %s: %w", cmd[0], ctx.Err())
 		}
 	}
 	code, _, err := st.Result()
@@ -170,7 +171,7 @@ wait:
 			// The wait's RPC ended with ctx: the command still runs.
 			_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
 		}
-		return -1, fmt.Errorf("container %s: exec %s: %w", id, cmd[0], err)
+		return -1, fmt.Errorf("exec %s: %w", cmd[0], err)
 	}
 	drainExecOutput(ctx, proc.IO())
 	return int(code), nil
