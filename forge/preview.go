@@ -185,6 +185,15 @@ type PreviewLink struct {
 	// URLs are the node-port URLs of its external services; none yet
 	// while the server allocates them.
 	URLs []string
+	// Names are its services' DNS names and ports inside the cluster
+	// (SERVICE.APP.svc:PORT; pods' search path completes the zone).
+	Names []string
+	// External: it has external services (URLs come once their node
+	// ports are allocated).
+	External bool
+	// Head is the commit it runs when that is not the pull request's
+	// head (a head that cannot be deployed keeps the last good one).
+	Head string
 	// Refused says why the preview is not deployed.
 	Refused string
 }
@@ -225,7 +234,16 @@ func (w *worker) previewsOf(ctx context.Context, n int) ([]*api.App, error) {
 func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 	var want []*api.App
 	var refused []PreviewLink
-	if w.wantsPreview(st.pr) && st.input != nil && st.input.Head.Result != nil && len(st.input.Head.Result.AllErrors()) == 0 {
+	// A head that cannot be deployed (it fails validation, or it could
+	// not be read) leaves the previews of the last good head running as
+	// they are, as sync keeps production's last good revision: only the
+	// label removed, the pull request closed or the ttl deletes them.
+	keep := false
+	switch {
+	case !w.wantsPreview(st.pr):
+	case st.input == nil || st.input.Head.Result == nil || len(st.input.Head.Result.AllErrors()) > 0:
+		keep = true
+	default:
 		var nodes []*api.Node
 		if l := w.c.live(); l != nil {
 			nodes = l.Nodes
@@ -237,6 +255,9 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 	have, err := w.previewsOf(ctx, st.pr.Number)
 	if err != nil {
 		return err
+	}
+	if keep {
+		want = have
 	}
 	var errs []error
 	now := w.c.opts.Now()
@@ -415,6 +436,18 @@ func (w *worker) previewLinks(ctx context.Context, st *prState) []PreviewLink {
 	var out []PreviewLink
 	for _, name := range st.previews {
 		link := PreviewLink{App: name}
+		if o, err := w.c.opts.API.Get(ctx, api.Key{Kind: api.KindApp, App: name, Name: name}); err == nil {
+			a := o.(*api.App)
+			if h := a.Metadata.Annotations[AnnotationHead]; h != "" && h != st.pr.HeadSHA {
+				link.Head = h
+			}
+			for _, s := range a.Spec.Services {
+				link.External = link.External || s.Spec.External
+				for _, p := range s.Spec.Ports {
+					link.Names = append(link.Names, fmt.Sprintf("%s.%s.svc:%d", s.Name, name, p.Port))
+				}
+			}
+		}
 		objs, _, err := w.c.opts.API.List(ctx, api.KindService, client.ListOptions{App: name})
 		if err == nil && host != "" {
 			for _, o := range objs {
@@ -440,14 +473,31 @@ func renderPreviews(links []PreviewLink) string {
 	var b strings.Builder
 	b.WriteString("\n#### Preview environments\n\n")
 	for _, l := range links {
-		urls := "starting (no external service yet)"
-		switch {
-		case l.Refused != "":
-			urls = "not deployed: " + l.Refused
-		case len(l.URLs) > 0:
-			urls = strings.Join(l.URLs, ", ")
-		}
-		fmt.Fprintf(&b, "- `%s`: %s\n", l.App, urls)
+		fmt.Fprintf(&b, "- `%s`: %s\n", l.App, l.where())
 	}
 	return b.String()
+}
+
+// where says how to reach a preview, or why it is not deployed.
+func (l PreviewLink) where() string {
+	if l.Refused != "" {
+		return "not deployed: " + l.Refused
+	}
+	var parts []string
+	switch {
+	case len(l.URLs) > 0:
+		parts = append(parts, strings.Join(l.URLs, ", "))
+	case l.External:
+		parts = append(parts, "starting (no node port yet)")
+	}
+	if len(l.Names) > 0 {
+		parts = append(parts, "in the cluster `"+strings.Join(l.Names, "`, `")+"`")
+	} else if !l.External {
+		parts = append(parts, "deployed (no services)")
+	}
+	s := strings.Join(parts, "; ")
+	if l.Head != "" {
+		s += "; still runs " + api.ShortCommit(l.Head) + ", the last head that could be deployed: this head is not (see above)"
+	}
+	return s
 }

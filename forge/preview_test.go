@@ -217,6 +217,9 @@ func TestPreviewFlow(t *testing.T) {
 		}
 	}
 	eventually(t, "the preview URL on the pull request", func() bool { return strings.Contains(fl.comment(n), "`x-pr-1`: http://10.0.0.1:") })
+	if body := fl.comment(n); !strings.Contains(body, "; in the cluster `web.x-pr-1.svc:80`") {
+		t.Errorf("the comment does not name the preview's service in the cluster:\n%s", body)
+	}
 
 	bare.branch(t, "try", "apps/x.cue", previewDesc("v3"))
 	f.syncHead(n)
@@ -559,5 +562,95 @@ func TestPlanSecretForTheOldKeyDuringRotation(t *testing.T) {
 	eventually(t, "the plan comment", func() bool { return strings.Contains(fl.comment(n), "#### App `x`") })
 	if body := fl.comment(n); !strings.Contains(body, "**valid:") || !strings.Contains(body, "secret `db`") || strings.Contains(body, "not encrypted") {
 		t.Fatalf("the plan refuses a file the cluster's old key decrypts:\n%s", body)
+	}
+}
+
+// A push of a head that fails validation keeps the pull request's last
+// good preview running, as it was, and the comment says which commit it
+// still runs beside the error (the preview used to be deleted, as if
+// the label had been removed); a fix updates it again.
+func TestPreviewKeptOnInvalidHead(t *testing.T) {
+	fl := startFlow(t, "github", "secret-token")
+	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	ctx := context.Background()
+	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	good := bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n := f.open("try", "main", "try v2")
+	f.mu.Lock()
+	f.prs[n].labels = []string{"preview"}
+	f.mu.Unlock()
+	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
+	preview := func() *api.App {
+		o, err := c.Get(ctx, key)
+		if err != nil {
+			return nil
+		}
+		return o.(*api.App)
+	}
+	eventually(t, "the preview app", func() bool { return preview() != nil })
+	before := preview()
+	defer func() {
+		if t.Failed() {
+			t.Logf("the comment:\n%s", fl.comment(n))
+		}
+	}()
+
+	bad := bare.branch(t, "try", "apps/x.cue", strings.Replace(previewDesc("v3"), "replicas: 3", `replicas: "three"`, 1))
+	f.syncHead(n)
+	hook(t, fl.hookURL, "github", n, "synchronize", "p2", true)
+	fl.waitStatus(bad, StateFailure, "a failure status on the invalid head")
+	eventually(t, "the comment naming the error and the preview kept", func() bool {
+		body := fl.comment(n)
+		return strings.Contains(body, "apps/x.cue:") && strings.Contains(body, "`x-pr-1`: ") &&
+			strings.Contains(body, "still runs "+api.ShortCommit(good))
+	})
+	p := preview()
+	if p == nil {
+		t.Fatal("the preview was deleted by a push that fails validation")
+	}
+	if p.Metadata.ResourceVersion != before.Metadata.ResourceVersion {
+		t.Errorf("the preview was written (rv %d -> %d) by a head that fails validation", before.Metadata.ResourceVersion, p.Metadata.ResourceVersion)
+	}
+
+	fixed := bare.branch(t, "try", "apps/x.cue", previewDesc("v4"))
+	f.syncHead(n)
+	hook(t, fl.hookURL, "github", n, "synchronize", "p3", true)
+	eventually(t, "the preview at the fixed head", func() bool {
+		p := preview()
+		return p != nil && p.Metadata.Annotations[AnnotationHead] == fixed && p.Spec.Workloads[0].Spec.Template.Containers[0].Image == "r/x:v4"
+	})
+	eventually(t, "the comment without the note", func() bool {
+		body := fl.comment(n)
+		return strings.Contains(body, "`x-pr-1`: ") && !strings.Contains(body, "still runs")
+	})
+}
+
+// How the comment says to reach a preview: its node-port URLs, its
+// services' names inside the cluster, and the commit it still runs when
+// the head cannot be deployed (a preview with internal services only used
+// to read "starting" for ever).
+func TestPreviewLinkWhere(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		link PreviewLink
+		want string
+	}{
+		{"external with its port", PreviewLink{URLs: []string{"http://10.0.0.1:30080"}, Names: []string{"web.x-pr-1.svc:80"}, External: true},
+			"http://10.0.0.1:30080; in the cluster `web.x-pr-1.svc:80`"},
+		{"external, no node port yet", PreviewLink{Names: []string{"web.x-pr-1.svc:80"}, External: true},
+			"starting (no node port yet); in the cluster `web.x-pr-1.svc:80`"},
+		{"internal only", PreviewLink{Names: []string{"api.x-pr-1.svc:80", "api.x-pr-1.svc:9090"}},
+			"in the cluster `api.x-pr-1.svc:80`, `api.x-pr-1.svc:9090`"},
+		{"no services", PreviewLink{}, "deployed (no services)"},
+		{"an older head", PreviewLink{Names: []string{"api.x-pr-1.svc:80"}, Head: "0123456789abcdef0123456789abcdef01234567"},
+			"in the cluster `api.x-pr-1.svc:80`; still runs " + api.ShortCommit("0123456789abcdef0123456789abcdef01234567") + ", the last head that could be deployed: this head is not (see above)"},
+		{"refused", PreviewLink{Refused: "it runs 3 pods, over the 2 of q", Names: []string{"x"}}, "not deployed: it runs 3 pods, over the 2 of q"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.link.where(); got != tt.want {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+		})
 	}
 }
