@@ -319,8 +319,14 @@ func (c *Component) live() *plan.Live {
 // record reports a forge problem (or its end) as an Event of the
 // repository, which `capstan history` shows, and in the log.
 func (c *Component) record(ctx context.Context, repo, reason, typ, msg string) {
+	c.recordApp(ctx, repo, reason, typ, msg)
+}
+
+// recordApp records an Event of the App name (which may not exist: a
+// preview refused is never made), in its namespace.
+func (c *Component) recordApp(ctx context.Context, name, reason, typ, msg string) {
 	rec := &reconcile.Recorder{Client: c.opts.API, Reporter: Reporter, Logger: c.log, Now: c.opts.Now}
-	rec.Record(ctx, reconcile.Event{Object: api.ObjectRef{Kind: api.KindApp, App: repo, Name: repo}, Type: typ, Reason: reason, Message: msg})
+	rec.Record(ctx, reconcile.Event{Object: api.ObjectRef{Kind: api.KindApp, App: name, Name: name}, Type: typ, Reason: reason, Message: msg})
 }
 
 // Reporter names the component in Events.
@@ -330,6 +336,11 @@ const Reporter = "forge"
 const (
 	ReasonForgeError = "ForgeError"
 	ReasonForgeOK    = "ForgeConnected"
+	// ReasonPreviewRefused: a pull request's preview is not deployed
+	// (its quota, its secrets, its name); an Event of the preview's App.
+	ReasonPreviewRefused = "PreviewRefused"
+	// ReasonPreviewExpired: a preview's ttl passed and it was deleted.
+	ReasonPreviewExpired = "PreviewExpired"
 )
 
 func dataName(dir, repo string) string { return filepath.Join(dir, repo+".git") }

@@ -194,8 +194,10 @@ type PreviewLink struct {
 	// Head is the commit it runs when that is not the pull request's
 	// head (a head that cannot be deployed keeps the last good one).
 	Head string
-	// Refused says why the preview is not deployed.
+	// Refused says why the preview is not deployed; Expired, that it is
+	// because its ttl passed.
 	Refused string
+	Expired bool
 }
 
 func (w *worker) previewLabel() string {
@@ -304,6 +306,7 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 			errs = append(errs, w.deletePreview(ctx, h))
 		}
 	}
+	w.recordRefused(ctx, st, refused)
 	st.previews, st.refused = nil, refused
 	w.mu.Lock()
 	for _, a := range want {
@@ -311,10 +314,24 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 		w.previewed[a.Metadata.Name] = true
 	}
 	w.mu.Unlock()
-	for _, r := range refused {
-		w.c.log.Info("preview not deployed", "repo", w.cfg.Name, "pr", st.pr.Number, "app", r.App, "why", r.Refused)
-	}
 	return errors.Join(errs...)
+}
+
+// recordRefused records each preview of st newly refused (not refused for
+// that reason by the last round) as an Event of the preview's App, so
+// that the cluster's events say it too, not only the pull request; a
+// ttl passed is a Normal PreviewExpired, anything else a Warning.
+func (w *worker) recordRefused(ctx context.Context, st *prState, refused []PreviewLink) {
+	for _, r := range refused {
+		if slices.ContainsFunc(st.refused, func(o PreviewLink) bool { return o.App == r.App && o.Refused == r.Refused }) {
+			continue
+		}
+		reason, typ := ReasonPreviewRefused, api.EventWarning
+		if r.Expired {
+			reason, typ = ReasonPreviewExpired, api.EventNormal
+		}
+		w.c.recordApp(ctx, r.App, reason, typ, fmt.Sprintf("preview of pull request #%d of %s not deployed: %s", st.pr.Number, w.cfg.Name, r.Refused))
+	}
 }
 
 // sealPreviewSecrets opens again, from the head's tree, the secrets of
@@ -382,7 +399,7 @@ func (w *worker) deletePreview(ctx context.Context, a *api.App) error {
 
 // expiredLink is an expired preview as the comment shows it.
 func expiredLink(a *api.App) PreviewLink {
-	return PreviewLink{App: a.Metadata.Name, Refused: fmt.Sprintf("its ttl passed (%s); push to the pull request to deploy it again",
+	return PreviewLink{App: a.Metadata.Name, Expired: true, Refused: fmt.Sprintf("its ttl passed (%s); push to the pull request to deploy it again",
 		a.Metadata.Annotations[AnnotationExpires])}
 }
 
@@ -408,7 +425,9 @@ func (w *worker) expirePreviews(ctx context.Context, open map[int]bool) error {
 		}
 		if st := w.prs[n]; st != nil && expired && slices.Contains(st.previews, a.Metadata.Name) {
 			st.previews = slices.DeleteFunc(st.previews, func(p string) bool { return p == a.Metadata.Name })
-			st.refused = append(st.refused, expiredLink(a))
+			refused := append(slices.Clip(st.refused), expiredLink(a))
+			w.recordRefused(ctx, st, refused)
+			st.refused = refused
 			changed[n] = st
 		}
 	}

@@ -421,6 +421,9 @@ func TestPreviewExpiresWhileRunning(t *testing.T) {
 	eventually(t, "the comment says it expired", func() bool {
 		return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: its ttl passed (2026-12-07T01:00:00Z)")
 	})
+	if e := previewEvent(t, c, "x-pr-1", ReasonPreviewExpired); e == nil || e.Spec.Type != api.EventNormal {
+		t.Errorf("no Normal %s event of x-pr-1: %+v", ReasonPreviewExpired, e)
+	}
 	lists := "GET /repos/org/deploy/pulls"
 	seen := f.callCount(lists)
 	eventually(t, "two more polls", func() bool { return f.callCount(lists) >= seen+2 })
@@ -652,5 +655,57 @@ func TestPreviewLinkWhere(t *testing.T) {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// previewEvent is the forge's Event of reason in app's namespace; nil
+// when there is none.
+func previewEvent(t *testing.T, c *client.Client, app, reason string) *api.Event {
+	t.Helper()
+	objs, _, err := c.List(context.Background(), api.KindEvent, client.ListOptions{App: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if e := o.(*api.Event); e.Spec.Reason == reason && e.Spec.Reporter == Reporter {
+			return e
+		}
+	}
+	return nil
+}
+
+// A preview over the repository's quota is not made, and the refusal is
+// a Warning event of the preview's App as well as a line of the comment
+// (it was only in the comment and the server's log), recorded once
+// however often the pull request is looked at again.
+func TestPreviewRefusedEvent(t *testing.T) {
+	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, _ *Options) {
+		rc.Forge.Previews.Quota.CPU = api.MustParseQuantity("100m")
+	})
+	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n := f.open("try", "main", "try v2")
+	f.mu.Lock()
+	f.prs[n].labels = []string{"preview"}
+	f.mu.Unlock()
+	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	const why = "container c of pod group web requests no cpu, and the preview quota counts requests"
+	eventually(t, "the refusal on the pull request", func() bool { return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: "+why) })
+	var e *api.Event
+	eventually(t, "the refusal's event", func() bool { e = previewEvent(t, c, "x-pr-1", ReasonPreviewRefused); return e != nil })
+	if e.Spec.Type != api.EventWarning || !strings.Contains(e.Spec.Message, "pull request #1 of deploy not deployed: "+why) {
+		t.Errorf("event %s %q", e.Spec.Type, e.Spec.Message)
+	}
+	hook(t, fl.hookURL, "github", n, "labeled", "p2", true)
+	lists := "GET /repos/org/deploy/pulls/1"
+	seen := f.callCount(lists)
+	hook(t, fl.hookURL, "github", n, "edited", "p3", true)
+	eventually(t, "the pull request looked at again", func() bool { return f.callCount(lists) > seen })
+	if e := previewEvent(t, c, "x-pr-1", ReasonPreviewRefused); e.Spec.Count != 1 {
+		t.Errorf("the refusal recorded %d times, want once", e.Spec.Count)
+	}
+	if _, err := c.Get(context.Background(), api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}); !client.IsNotFound(err) {
+		t.Errorf("the preview over its quota: %v, want not found", err)
 	}
 }
