@@ -24,15 +24,15 @@ import (
 // never touched: a preview is another App, APP-pr-N, with its own
 // namespace, services and DNS names.
 const (
-	LabelPreviewOf   = "capstan.io/preview-of"
-	LabelPreviewRepo = "capstan.io/preview-repo"
-	LabelPreviewPR   = "capstan.io/preview-pr"
+	LabelPreviewOf   = api.LabelPreviewOf
+	LabelPreviewRepo = api.LabelPreviewRepo
+	LabelPreviewPR   = api.LabelPreviewPR
 	// AnnotationExpires is when a preview is deleted (RFC 3339).
-	AnnotationExpires = "capstan.io/preview-expires"
+	AnnotationExpires = api.AnnotationPreviewExpires
 	// AnnotationHead is the pull request's head commit the preview runs:
 	// its ttl restarts only when the head moves, never on a server's
 	// restart.
-	AnnotationHead = "capstan.io/preview-head"
+	AnnotationHead = api.AnnotationPreviewHead
 )
 
 // PreviewName is the App of app's preview for pull request n; "" when it

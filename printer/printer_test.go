@@ -230,3 +230,27 @@ func TestDescribeNodeSaysEventsAreNotStored(t *testing.T) {
 		t.Errorf("describe pod without events:\n%s\nwant Events: <none>", b.String())
 	}
 }
+
+// A pull request's preview App says whose preview it is: the head it
+// runs, "Preview #N" and, wide, the app, pull request and repository and
+// when it goes (it showed <none> for its commit and sync, like an app
+// nothing synced).
+func TestAppsTableShowsPreview(t *testing.T) {
+	now := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop-pr-42", App: "shop-pr-42", CreatedAt: now,
+		Labels: map[string]string{api.LabelPreviewOf: "shop", api.LabelPreviewRepo: "deploy", api.LabelPreviewPR: "42"},
+		Annotations: map[string]string{api.AnnotationPreviewHead: "0123456789abcdef0123456789abcdef01234567",
+			api.AnnotationPreviewExpires: now.Add(72 * time.Hour).Format(time.RFC3339)}}
+	a.Status.Health, a.Status.HealthMessage = api.HealthHealthy, "1/1 ready"
+	var b strings.Builder
+	if err := Table(&b, api.KindApp, []api.Object{a}, Options{Now: now, Wide: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{api.ShortCommit("0123456789abcdef0123456789abcdef01234567"), "Preview #42",
+		"preview of shop for pull request #42 of deploy, deleted in 3d; 1/1 ready"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("apps table without %q:\n%s", want, b.String())
+		}
+	}
+}

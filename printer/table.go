@@ -138,9 +138,7 @@ func columnsFor(kind api.Kind) []column {
 		}
 	case api.KindApp:
 		return []column{nameCol,
-			{name: "COMMIT", cell: func(o api.Object, _ *Options) string {
-				return orNone(api.ShortCommit(o.(*api.App).Status.SyncedCommit))
-			}},
+			{name: "COMMIT", cell: func(o api.Object, _ *Options) string { return orNone(api.ShortCommit(appCommit(o.(*api.App)))) }},
 			{name: "SYNC", cell: func(o api.Object, _ *Options) string { return appSync(o.(*api.App)) }},
 			{name: "SYNCED", cell: func(o api.Object, opts *Options) string { return age(o.(*api.App).Status.LastSyncTime, opts) }},
 			{name: "HEALTH", cell: func(o api.Object, _ *Options) string {
@@ -151,12 +149,18 @@ func columnsFor(kind api.Kind) []column {
 				return h
 			}},
 			ageCol,
-			{name: "MESSAGE", wide: true, cell: func(o api.Object, _ *Options) string {
+			{name: "MESSAGE", wide: true, cell: func(o api.Object, opts *Options) string {
 				a := o.(*api.App)
 				if c := api.FindCondition(a.Status.Conditions, "Synced"); c != nil && c.Status == api.ConditionFalse {
 					return c.Message
 				}
-				return orNone(firstNonEmpty(a.Status.HealthMessage, a.Status.LastSyncMessage))
+				msg := firstNonEmpty(a.Status.HealthMessage, a.Status.LastSyncMessage)
+				if p := previewOf(a, opts); p != "" && msg != "" {
+					msg = p + "; " + msg
+				} else if p != "" {
+					msg = p
+				}
+				return orNone(msg)
 			}},
 		}
 	case api.KindWorkload:
@@ -420,8 +424,34 @@ func endpointList(e *api.Endpoints) string {
 // errors that belong to no app) or else the last sync's result, so that
 // an app whose repository fails to sync never shows a bare "Applied".
 func appSync(a *api.App) string {
+	if pr := a.Metadata.Labels[api.LabelPreviewPR]; pr != "" {
+		return "Preview #" + pr
+	}
 	if c := api.FindCondition(a.Status.Conditions, "Synced"); c != nil && c.Status == api.ConditionFalse && c.Reason != "" {
 		return c.Reason
 	}
 	return orNone(a.Status.LastSyncResult)
+}
+
+// appCommit is the commit an app runs: the one sync applied, or a
+// preview's pull-request head (sync never applies a preview).
+func appCommit(a *api.App) string {
+	if c := a.Status.SyncedCommit; c != "" {
+		return c
+	}
+	return a.Metadata.Annotations[api.AnnotationPreviewHead]
+}
+
+// previewOf says whose preview a preview App is and when it goes; ""
+// for any other App.
+func previewOf(a *api.App, opts *Options) string {
+	l := a.Metadata.Labels
+	if l[api.LabelPreviewPR] == "" {
+		return ""
+	}
+	s := fmt.Sprintf("preview of %s for pull request #%s of %s", l[api.LabelPreviewOf], l[api.LabelPreviewPR], l[api.LabelPreviewRepo])
+	if t, err := time.Parse(time.RFC3339, a.Metadata.Annotations[api.AnnotationPreviewExpires]); err == nil {
+		s += ", deleted in " + Age(t.Sub(opts.Now))
+	}
+	return s
 }

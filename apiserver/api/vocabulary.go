@@ -14,6 +14,22 @@ const (
 	LabelTemplateHash = "capstan.io/template-hash"
 )
 
+// Labels and annotations of a pull request's preview App (made by the
+// forge component; shown by the CLI).
+const (
+	// LabelPreviewOf names the app the preview is of.
+	LabelPreviewOf = "capstan.io/preview-of"
+	// LabelPreviewRepo names the repository of the pull request.
+	LabelPreviewRepo = "capstan.io/preview-repo"
+	// LabelPreviewPR is the pull request's number.
+	LabelPreviewPR = "capstan.io/preview-pr"
+	// AnnotationPreviewExpires is when the preview is deleted (RFC 3339).
+	AnnotationPreviewExpires = "capstan.io/preview-expires"
+	// AnnotationPreviewHead is the pull request's head commit the
+	// preview runs.
+	AnnotationPreviewHead = "capstan.io/preview-head"
+)
+
 // Reasons of a Workload's Progressing and Available conditions.
 const (
 	ReasonRollingOut       = "RollingOut"
