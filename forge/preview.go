@@ -260,6 +260,16 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 	}
 	if keep {
 		want = have
+	} else {
+		// A preview the head refuses (over its quota, secrets the
+		// repository does not give) keeps the one of the last good
+		// head, as a Kubernetes ResourceQuota refuses new pods and
+		// leaves the running ones; the comment says both.
+		for _, r := range refused {
+			if i := slices.IndexFunc(have, func(h *api.App) bool { return h.Metadata.Name == r.App }); i >= 0 && !r.Expired {
+				want = append(want, have[i])
+			}
+		}
 	}
 	var errs []error
 	now := w.c.opts.Now()
@@ -516,7 +526,7 @@ func (l PreviewLink) where() string {
 	}
 	s := strings.Join(parts, "; ")
 	if l.Head != "" {
-		s += "; still runs " + api.ShortCommit(l.Head) + ", the last head that could be deployed: this head is not (see above)"
+		s += "; still runs " + api.ShortCommit(l.Head) + ", the last head that could be deployed"
 	}
 	return s
 }

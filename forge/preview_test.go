@@ -647,7 +647,7 @@ func TestPreviewLinkWhere(t *testing.T) {
 			"in the cluster `api.x-pr-1.svc:80`, `api.x-pr-1.svc:9090`"},
 		{"no services", PreviewLink{}, "deployed (no services)"},
 		{"an older head", PreviewLink{Names: []string{"api.x-pr-1.svc:80"}, Head: "0123456789abcdef0123456789abcdef01234567"},
-			"in the cluster `api.x-pr-1.svc:80`; still runs " + api.ShortCommit("0123456789abcdef0123456789abcdef01234567") + ", the last head that could be deployed: this head is not (see above)"},
+			"in the cluster `api.x-pr-1.svc:80`; still runs " + api.ShortCommit("0123456789abcdef0123456789abcdef01234567") + ", the last head that could be deployed"},
 		{"refused", PreviewLink{Refused: "it runs 3 pods, over the 2 of q", Names: []string{"x"}}, "not deployed: it runs 3 pods, over the 2 of q"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -708,4 +708,51 @@ func TestPreviewRefusedEvent(t *testing.T) {
 	if _, err := c.Get(context.Background(), api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}); !client.IsNotFound(err) {
 		t.Errorf("the preview over its quota: %v, want not found", err)
 	}
+}
+
+// A push whose preview the repository's quota refuses keeps the preview
+// of the last good head running, unwritten, and the comment gives both
+// the refusal and the commit still running (the preview used to be
+// deleted, leaving the pull request with none); removing the label then
+// deletes it.
+func TestPreviewKeptOverQuota(t *testing.T) {
+	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, _ *Options) { rc.Forge.Previews.Quota.Pods = 2 })
+	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	ctx := context.Background()
+	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	good := bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n := f.open("try", "main", "try v2")
+	f.mu.Lock()
+	f.prs[n].labels = []string{"preview"}
+	f.mu.Unlock()
+	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
+	var before api.Object
+	eventually(t, "the preview app", func() bool { var err error; before, err = c.Get(ctx, key); return err == nil })
+	defer func() {
+		if t.Failed() {
+			t.Logf("the comment:\n%s", fl.comment(n))
+		}
+	}()
+
+	bare.branch(t, "try", "apps/x.cue", strings.Replace(previewDesc("v3"), `ttl: "48h"`, `ttl: "48h", replicas: 3`, 1))
+	f.syncHead(n)
+	hook(t, fl.hookURL, "github", n, "synchronize", "p2", true)
+	eventually(t, "the refusal and the preview kept on the comment", func() bool {
+		body := fl.comment(n)
+		return strings.Contains(body, "`x-pr-1`: not deployed: it runs 3 pods, over the 2") && strings.Contains(body, "still runs "+api.ShortCommit(good))
+	})
+	o, err := c.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("the preview of the last good head was deleted by a head over the quota: %v", err)
+	}
+	if o.Meta().ResourceVersion != before.Meta().ResourceVersion {
+		t.Errorf("the preview was written by a head over its quota")
+	}
+
+	f.mu.Lock()
+	f.prs[n].labels = nil
+	f.mu.Unlock()
+	hook(t, fl.hookURL, "github", n, "unlabeled", "p3", true)
+	eventually(t, "the preview deleted with the label", func() bool { _, err := c.Get(ctx, key); return client.IsNotFound(err) })
 }
