@@ -290,15 +290,15 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 			}
 			a.Metadata.Annotations[AnnotationExpires] = cur.Metadata.Annotations[AnnotationExpires]
 		}
+		if cur == nil {
+			if why := w.nameTaken(ctx, a); why != "" {
+				refused = append(refused, PreviewLink{App: a.Metadata.Name, Refused: why})
+				continue
+			}
+		}
 		kept = append(kept, a)
 		switch {
 		case cur == nil:
-			if existing, err := w.c.opts.API.Get(ctx, api.KeyOf(a)); err == nil {
-				if existing.Meta().Labels[LabelPreviewRepo] == "" {
-					errs = append(errs, fmt.Errorf("preview %s: an app of that name exists and is not a preview; not touched", a.Metadata.Name))
-					continue
-				}
-			}
 			_, err = w.c.opts.API.Create(ctx, a)
 		case !api.EqualJSON(cur.Spec, a.Spec) || cur.Metadata.Annotations[AnnotationExpires] != a.Metadata.Annotations[AnnotationExpires] ||
 			cur.Metadata.Annotations[AnnotationHead] != a.Metadata.Annotations[AnnotationHead]:
@@ -325,6 +325,22 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 	}
 	w.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// nameTaken says why preview a cannot be made under its name: an App of
+// that name that is not this pull request's preview (production's, or
+// another repository's preview) is never touched; "" when the name is
+// free.
+func (w *worker) nameTaken(ctx context.Context, a *api.App) string {
+	o, err := w.c.opts.API.Get(ctx, api.KeyOf(a))
+	if err != nil {
+		return ""
+	}
+	l := o.Meta().Labels
+	if l[LabelPreviewRepo] == "" {
+		return fmt.Sprintf("an app named %s exists and is not a preview, and it is never touched: rename one of them", a.Metadata.Name)
+	}
+	return fmt.Sprintf("%s is the preview of pull request #%s of repository %s: rename the app in one of them", a.Metadata.Name, l[LabelPreviewPR], l[LabelPreviewRepo])
 }
 
 // recordRefused records each preview of st newly refused (not refused for

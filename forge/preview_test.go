@@ -756,3 +756,51 @@ func TestPreviewKeptOverQuota(t *testing.T) {
 	hook(t, fl.hookURL, "github", n, "unlabeled", "p3", true)
 	eventually(t, "the preview deleted with the label", func() bool { _, err := c.Get(ctx, key); return client.IsNotFound(err) })
 }
+
+// An App that already has a preview's name and is not that preview (a
+// production app named x-pr-1) is never touched, and the pull request
+// says why its preview is not made (the comment listed the production
+// app as the preview, with its services, and the round failed with a
+// ForgeError event, as if the forge's calls failed).
+func TestPreviewNameTaken(t *testing.T) {
+	fl := startFlow(t, "github", "secret-token")
+	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	ctx := context.Background()
+	res, err := schema.Load(fstest.MapFS{"p.cue": {Data: []byte(`apps: "x-pr-1": pods: web: {
+	containers: c: {image: "r/prod:v1", ports: http: 8080}
+	service: {ports: http: 80, external: true}
+}
+`)}}, schema.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := c.Create(ctx, res.Apps[0].App)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n := f.open("try", "main", "try v2")
+	f.mu.Lock()
+	f.prs[n].labels = []string{"preview"}
+	f.mu.Unlock()
+	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	defer func() {
+		if t.Failed() {
+			t.Logf("the comment:\n%s", fl.comment(n))
+		}
+	}()
+	eventually(t, "the refusal on the pull request", func() bool {
+		return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: an app named x-pr-1 exists and is not a preview, and it is never touched: rename one of them")
+	})
+	if e := previewEvent(t, c, "x-pr-1", ReasonPreviewRefused); e == nil {
+		t.Error("no PreviewRefused event")
+	}
+	if e := previewEvent(t, c, "deploy", ReasonForgeError); e != nil {
+		t.Errorf("a ForgeError event: %s", e.Spec.Message)
+	}
+	o, err := c.Get(ctx, api.KeyOf(prod))
+	if err != nil || o.Meta().ResourceVersion != prod.Meta().ResourceVersion {
+		t.Fatalf("the production app x-pr-1 written: %v", err)
+	}
+}
