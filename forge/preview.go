@@ -234,43 +234,11 @@ func (w *worker) previewsOf(ctx context.Context, n int) ([]*api.App, error) {
 // through the API) when the pull request asks for them, and deletes the
 // others. It never writes an App without the preview labels.
 func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
-	var want []*api.App
-	var refused []PreviewLink
-	// A head that cannot be deployed (it fails validation, or it could
-	// not be read) leaves the previews of the last good head running as
-	// they are, as sync keeps production's last good revision: only the
-	// label removed, the pull request closed or the ttl deletes them.
-	keep := false
-	switch {
-	case !w.wantsPreview(st.pr):
-	case st.input == nil || st.input.Head.Result == nil || len(st.input.Head.Result.AllErrors()) > 0:
-		keep = true
-	default:
-		var nodes []*api.Node
-		if l := w.c.live(); l != nil {
-			nodes = l.Nodes
-		}
-		want, refused = PreviewApps(st.input.Head.Result, PreviewOptions{Repo: w.cfg.Name, PR: st.pr.Number, Head: st.input.Head.Commit, Now: w.c.opts.Now(),
-			Policy: w.cfg.Forge.Previews, Nodes: nodes})
-		want, refused = w.sealPreviewSecrets(st.input.Head.Commit, want, refused)
-	}
 	have, err := w.previewsOf(ctx, st.pr.Number)
 	if err != nil {
 		return err
 	}
-	if keep {
-		want = have
-	} else {
-		// A preview the head refuses (over its quota, secrets the
-		// repository does not give) keeps the one of the last good
-		// head, as a Kubernetes ResourceQuota refuses new pods and
-		// leaves the running ones; the comment says both.
-		for _, r := range refused {
-			if i := slices.IndexFunc(have, func(h *api.App) bool { return h.Metadata.Name == r.App }); i >= 0 && !r.Expired {
-				want = append(want, have[i])
-			}
-		}
-	}
+	want, refused := w.wantedPreviews(st, have)
 	var errs []error
 	now := w.c.opts.Now()
 	kept := want[:0]
@@ -358,6 +326,38 @@ func (w *worker) recordRefused(ctx context.Context, st *prState, refused []Previ
 		}
 		w.c.recordApp(ctx, r.App, reason, typ, fmt.Sprintf("preview of pull request #%d of %s not deployed: %s", st.pr.Number, w.cfg.Name, r.Refused))
 	}
+}
+
+// wantedPreviews are the preview Apps st's pull request should run,
+// given those it has, and those refused with the reason.
+//
+// A head that cannot be deployed (it fails validation, or it could not
+// be read) leaves the previews of the last good head running as they
+// are, as sync keeps production's last good revision; so does a preview
+// the head refuses (over its quota, secrets the repository does not
+// give), as a Kubernetes ResourceQuota refuses new pods and leaves the
+// running ones. Only the label removed, the pull request closed or the
+// ttl deletes them.
+func (w *worker) wantedPreviews(st *prState, have []*api.App) (want []*api.App, refused []PreviewLink) {
+	switch {
+	case !w.wantsPreview(st.pr):
+		return nil, nil
+	case st.input == nil || st.input.Head.Result == nil || len(st.input.Head.Result.AllErrors()) > 0:
+		return slices.Clone(have), nil // syncPreviews filters want in place
+	}
+	var nodes []*api.Node
+	if l := w.c.live(); l != nil {
+		nodes = l.Nodes
+	}
+	want, refused = PreviewApps(st.input.Head.Result, PreviewOptions{Repo: w.cfg.Name, PR: st.pr.Number, Head: st.input.Head.Commit, Now: w.c.opts.Now(),
+		Policy: w.cfg.Forge.Previews, Nodes: nodes})
+	want, refused = w.sealPreviewSecrets(st.input.Head.Commit, want, refused)
+	for _, r := range refused {
+		if i := slices.IndexFunc(have, func(h *api.App) bool { return h.Metadata.Name == r.App }); i >= 0 && !r.Expired {
+			want = append(want, have[i])
+		}
+	}
+	return want, refused
 }
 
 // sealPreviewSecrets opens again, from the head's tree, the secrets of
