@@ -126,6 +126,7 @@ type CommentInput struct {
 func CommentBody(in CommentInput) string {
 	var b strings.Builder
 	b.WriteString(Marker(in.Repo) + "\n")
+	b.WriteString(expiredMarks(in.Previews)) // first: never cut
 	verdict := map[State]string{StateSuccess: "✅", StateFailure: "❌", StatePending: "⏳", StateError: "⚠️"}[in.Status.State]
 	fmt.Fprintf(&b, "### %s Capstan plan for `%s` at %s\n\n", verdict, in.Repo, api.ShortCommit(in.PR.HeadSHA))
 	if in.Status.Description != "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -195,9 +196,10 @@ type PreviewLink struct {
 	// head (a head that cannot be deployed keeps the last good one).
 	Head string
 	// Refused says why the preview is not deployed; Expired, that it is
-	// because its ttl passed.
+	// because its ttl passed, at Expires (RFC 3339), running Head.
 	Refused string
 	Expired bool
+	Expires string
 }
 
 func (w *worker) previewLabel() string {
@@ -341,6 +343,7 @@ func (w *worker) recordRefused(ctx context.Context, st *prState, refused []Previ
 func (w *worker) wantedPreviews(st *prState, have []*api.App) (want []*api.App, refused []PreviewLink) {
 	switch {
 	case !w.wantsPreview(st.pr):
+		st.expired = nil // labelled again, they come back
 		return nil, nil
 	case st.input == nil || st.input.Head.Result == nil || len(st.input.Head.Result.AllErrors()) > 0:
 		return slices.Clone(have), nil // syncPreviews filters want in place
@@ -352,6 +355,16 @@ func (w *worker) wantedPreviews(st *prState, have []*api.App) (want []*api.App, 
 	want, refused = PreviewApps(st.input.Head.Result, PreviewOptions{Repo: w.cfg.Name, PR: st.pr.Number, Head: st.input.Head.Commit, Now: w.c.opts.Now(),
 		Policy: w.cfg.Forge.Previews, Nodes: nodes})
 	want, refused = w.sealPreviewSecrets(st.input.Head.Commit, want, refused)
+	// A preview deleted at its ttl stays deleted for its head, also
+	// across a restart of the server.
+	want = slices.DeleteFunc(want, func(a *api.App) bool {
+		m, ok := st.expired[a.Metadata.Name]
+		if ok && m.head == st.input.Head.Commit && !slices.ContainsFunc(have, func(h *api.App) bool { return h.Metadata.Name == a.Metadata.Name }) {
+			refused = append(refused, m.link())
+			return true
+		}
+		return false
+	})
 	for _, r := range refused {
 		if i := slices.IndexFunc(have, func(h *api.App) bool { return h.Metadata.Name == r.App }); i >= 0 && !r.Expired {
 			want = append(want, have[i])
@@ -425,8 +438,59 @@ func (w *worker) deletePreview(ctx context.Context, a *api.App) error {
 
 // expiredLink is an expired preview as the comment shows it.
 func expiredLink(a *api.App) PreviewLink {
-	return PreviewLink{App: a.Metadata.Name, Expired: true, Refused: fmt.Sprintf("its ttl passed (%s); push to the pull request to deploy it again",
-		a.Metadata.Annotations[AnnotationExpires])}
+	return expiredMark{app: a.Metadata.Name, head: a.Metadata.Annotations[AnnotationHead], expires: a.Metadata.Annotations[AnnotationExpires]}.link()
+}
+
+// expiredMark is a preview deleted at its ttl, remembered on the pull
+// request's comment (a hidden line under its marker) so that a server
+// started again does not deploy the same head once more: the App is
+// gone, and the forge's comment is the only state that outlives it.
+type expiredMark struct{ app, head, expires string }
+
+func (m expiredMark) link() PreviewLink {
+	return PreviewLink{App: m.app, Expired: true, Head: m.head, Expires: m.expires,
+		Refused: fmt.Sprintf("its ttl passed (%s); push to the pull request to deploy it again", m.expires)}
+}
+
+var expiredMarkRE = regexp.MustCompile(`(?m)^<!-- capstan:preview-expired ([a-z0-9-]{1,63}) ([0-9a-f]{7,64}) ([0-9A-Za-z:.+-]{1,40}) -->$`)
+
+// expiredMarks are the hidden lines of the comment for its expired
+// previews.
+func expiredMarks(links []PreviewLink) string {
+	var b strings.Builder
+	for _, l := range links {
+		m := fmt.Sprintf("<!-- capstan:preview-expired %s %s %s -->", l.App, l.Head, l.Expires)
+		if l.Expired && expiredMarkRE.MatchString(m) {
+			b.WriteString(m + "\n")
+		}
+	}
+	return b.String()
+}
+
+// parseExpiredMarks reads the expired previews back from a comment body
+// written by expiredMarks (the server's own comment; anything else in it
+// is ignored).
+func parseExpiredMarks(body string) map[string]expiredMark {
+	out := map[string]expiredMark{}
+	for _, m := range expiredMarkRE.FindAllStringSubmatch(body, 100) {
+		out[m[1]] = expiredMark{app: m[1], head: m[2], expires: m[3]}
+	}
+	return out
+}
+
+// readExpired reads the expired previews from the pull request's plan
+// comment, for a pull request the worker sees for the first time.
+func (w *worker) readExpired(ctx context.Context, n int) (map[string]expiredMark, error) {
+	self, err := w.fc.Self(ctx)
+	if err != nil {
+		return nil, err
+	}
+	comments, err := w.fc.Comments(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	c, _ := FindOwn(comments, self, Marker(w.cfg.Name))
+	return parseExpiredMarks(c.Body), nil
 }
 
 // expirePreviews deletes the repository's previews whose time is up and

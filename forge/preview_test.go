@@ -804,3 +804,77 @@ func TestPreviewNameTaken(t *testing.T) {
 		t.Fatalf("the production app x-pr-1 written: %v", err)
 	}
 }
+
+// A preview deleted at its ttl stays deleted when the server starts
+// again (a restart deployed the same head once more, for a new ttl: the
+// deletion was not remembered), and removing the label and adding it
+// again brings it back.
+func TestPreviewExpiredStaysDeletedAfterRestart(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)}
+	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, o *Options) {
+		o.Now = clock.now
+		fc := *rc.Forge
+		fc.PollInterval = 50 * time.Millisecond
+		r := *rc
+		r.Forge = &fc
+		o.Repos = []gitsync.RepoConfig{r}
+	})
+	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	ctx := context.Background()
+	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n := f.open("try", "main", "try v2")
+	setLabels := func(l ...string) {
+		f.mu.Lock()
+		f.prs[n].labels = l
+		f.mu.Unlock()
+	}
+	setLabels("preview")
+	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
+	exists := func() bool { _, err := c.Get(ctx, key); return err == nil }
+	eventually(t, "the preview app", exists)
+	defer func() {
+		if t.Failed() {
+			t.Logf("the comment:\n%s", fl.comment(n))
+		}
+	}()
+	clock.add(49 * time.Hour)
+	const gone = "`x-pr-1`: not deployed: its ttl passed (2026-12-07T01:00:00Z)"
+	eventually(t, "the comment says it expired", func() bool { return !exists() && strings.Contains(fl.comment(n), gone) })
+
+	fl.restart()
+	lists := "GET /repos/org/deploy/pulls"
+	seen := f.callCount(lists)
+	eventually(t, "three polls of the restarted server", func() bool { return f.callCount(lists) >= seen+3 })
+	if exists() {
+		t.Fatal("the expired preview deployed again by the restarted server")
+	}
+	if !strings.Contains(fl.comment(n), gone) {
+		t.Error("the comment no longer says the preview expired")
+	}
+
+	setLabels()
+	seen = f.callCount(lists)
+	eventually(t, "two polls without the label", func() bool { return f.callCount(lists) >= seen+2 })
+	setLabels("preview")
+	eventually(t, "the preview labelled again", exists)
+}
+
+// The comment's hidden lines of expired previews read back as written,
+// and nothing else of a body is taken for one.
+func FuzzExpiredMarks(f *testing.F) {
+	f.Add("x-pr-1", "0123456789abcdef0123456789abcdef01234567", "2026-12-07T01:00:00Z", "<!-- capstan:preview-expired a b c -->")
+	f.Fuzz(func(t *testing.T, app, head, expires, body string) {
+		marks := parseExpiredMarks(body)
+		if len(marks) > 100 {
+			t.Fatalf("%d marks", len(marks))
+		}
+		written := expiredMarks([]PreviewLink{{App: app, Head: head, Expires: expires, Expired: true}})
+		got := parseExpiredMarks(body + "\n" + written)
+		if written != "" {
+			if m := got[app]; m.head != head || m.expires != expires {
+				t.Fatalf("wrote %q, read %+v", written, m)
+			}
+		}
+	})
+}

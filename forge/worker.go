@@ -39,6 +39,9 @@ type prState struct {
 	// the repository's policy does not let run, with the reason.
 	previews []string
 	refused  []PreviewLink
+	// expired are the previews deleted at their ttl, read from the
+	// comment when the worker first sees the pull request.
+	expired map[string]expiredMark
 }
 
 // tracked is a commit whose deploy status is followed.
@@ -353,7 +356,11 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	// The status posted was on the old head: the new one has none yet,
 	// whatever its verdict.
 	st.pr, st.status = pr, Status{}
-	if err := w.prepare(ctx, st); err != nil {
+	err := w.prepare(ctx, st)
+	if err == nil && st.expired == nil && w.wantsPreview(pr) {
+		st.expired, err = w.readExpired(ctx, pr.Number)
+	}
+	if err != nil {
 		// Try again on the next round.
 		st.pr.HeadSHA = ""
 		return err
