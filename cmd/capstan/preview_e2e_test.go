@@ -131,6 +131,11 @@ func TestUpPreview(t *testing.T) {
 		}
 		return previewURL != "", c
 	})
+	// The comment names its services inside the cluster, the backend's
+	// (no node port) too.
+	if c := gh.comment(); !strings.Contains(c, "`backend.shop-pr-1.svc:80`") || !strings.Contains(c, "`frontend.shop-pr-1.svc:80`") {
+		t.Errorf("the comment does not name the preview's services in the cluster:\n%s", c)
+	}
 	answers := func(url, want string) func() (bool, string) {
 		return func() (bool, string) {
 			body, err := e.curl(url + "/")
