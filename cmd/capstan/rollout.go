@@ -13,6 +13,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/rollout"
 	"github.com/spf13/cobra"
 )
@@ -51,8 +52,10 @@ it changes, until the rollout completes, stalls or fails, or --timeout
 passes (--timeout implies --watch).
 
 With --commit SHA the rollout is progressing until sync has attempted that
-commit for the app: run right after 'capstan rollback' (which prints it) or
-a push, it never judges the commit before.
+commit (for this app, or for another app of its repository, which leaves
+this one at the commit): run right after 'capstan rollback' (which prints
+it) or a push, it never judges the commit before. A commit that changes no
+app of the repository is waited for until --timeout.
 
 Exit status: 0 complete; 1 stalled or failed (or an error); 2 --timeout
 passed while still progressing; 3 still progressing (without --watch).`,
@@ -81,8 +84,21 @@ passed while still progressing; 3 still progressing (without --watch).`,
 }
 
 // rolloutQuery is what rollout status follows: an app, and the commit to
-// wait for ("" for none).
-type rolloutQuery struct{ app, commit string }
+// wait for ("" for none), with the app's repository (its sync label; ""
+// while unknown), whose revisions say whether sync attempted the commit.
+type rolloutQuery struct{ app, commit, repo string }
+
+// revisions selects the revisions that say whether sync attempted
+// q.commit: every revision of the app's repository, as a commit that
+// leaves the app as it is records no revision of the app (a push that
+// changes another app of the repository), or the app's own while its
+// repository is unknown.
+func (q rolloutQuery) revisions() client.ListOptions {
+	if q.repo != "" {
+		return client.ListOptions{Labels: map[string]string{gitsync.LabelRepo: q.repo}}
+	}
+	return client.ListOptions{App: q.app}
+}
 
 // evaluate is the report of the app a, its workloads, pods and revisions.
 func (q rolloutQuery) evaluate(a *api.App, ws []*api.Workload, pods []*api.Pod, revs []*api.Revision) rollout.Report {
@@ -111,6 +127,9 @@ func rolloutStatus(ctx context.Context, c *client.Client, out io.Writer, q rollo
 	a, ws, pods, revs, err := readRollout(ctx, c, q)
 	if err != nil && !(watch && client.IsNotFound(err)) {
 		return err
+	}
+	if a != nil {
+		q.repo = a.Metadata.Labels[gitsync.LabelRepo]
 	}
 	if !watch {
 		r := q.evaluate(a, ws, pods, revs)
@@ -155,8 +174,13 @@ func readRollout(ctx context.Context, c *client.Client, q rolloutQuery) (*api.Ap
 	}
 	var revs []*api.Revision
 	if q.commit != "" {
-		if revs, err = listOf[*api.Revision](ctx, c, api.KindRevision, app); err != nil {
-			return nil, nil, nil, nil, err
+		q.repo = obj.Meta().Labels[gitsync.LabelRepo]
+		objs, _, err := c.List(ctx, api.KindRevision, q.revisions())
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("list the revisions of app %s: %w", app, err)
+		}
+		for _, o := range objs {
+			revs = append(revs, o.(*api.Revision))
 		}
 	}
 	return obj.(*api.App), ws, pods, revs, nil
@@ -205,7 +229,7 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, q rollo
 	informers := []*client.Informer{apps, workloads, pods}
 	var revs *client.Informer // only to wait for a commit
 	if q.commit != "" {
-		revs = client.NewInformer(c, api.KindRevision, client.ListOptions{App: app}, quiet)
+		revs = client.NewInformer(c, api.KindRevision, q.revisions(), quiet)
 		informers = append(informers, revs)
 	}
 	changed := make(chan struct{}, 1)

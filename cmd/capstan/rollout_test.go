@@ -12,6 +12,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/internal/testenv"
 )
 
@@ -308,6 +309,28 @@ func TestRolloutStatusWaitsForTheCommit(t *testing.T) {
 	f.create(rev)
 	_, err = run(t, "rollout", "status", "shop", "--commit", "dddddddd", "--config", f.cfg)
 	wantExit(t, err, 0, "")
+
+	// A push that changes another app of the repository: sync records a
+	// revision of that app only, and shop, left as it was, is at the
+	// commit too. A revision of another repository says nothing.
+	o, err := f.c.Get(context.Background(), api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Meta().Labels = map[string]string{gitsync.LabelRepo: "deploy"}
+	if _, err := f.c.Update(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ app, repo, commit string }{{"cart", "deploy", "e"}, {"blog", "website", "f"}} {
+		rev := api.KindRevision.New().(*api.Revision)
+		rev.Metadata = api.ObjectMeta{Name: "r20261206000001-" + strings.Repeat(r.commit, 12), App: r.app, Labels: map[string]string{gitsync.LabelRepo: r.repo}}
+		rev.Spec = api.RevisionSpec{Commit: strings.Repeat(r.commit, 40), Result: api.SyncApplied}
+		f.create(rev)
+	}
+	_, err = run(t, "rollout", "status", "shop", "--commit", "eeeeeeee", "--config", f.cfg)
+	wantExit(t, err, 0, "")
+	_, err = run(t, "rollout", "status", "shop", "--commit", "ffffffff", "--config", f.cfg)
+	wantExit(t, err, 3, "waiting for sync to apply commit ffffffff")
 }
 
 // TestNextSynced: the follow loop waits on the Synced channel of an
