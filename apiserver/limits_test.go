@@ -5,13 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -387,7 +385,7 @@ func TestRevokeEndsLogAndExec(t *testing.T) {
 	defer cancel()
 	// An agent whose log follow and exec session go on until the server
 	// hangs up.
-	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	agent := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/exec") {
 			conn, err := remotecmd.Accept(w)
 			if err != nil {
@@ -412,28 +410,10 @@ func TestRevokeEndsLogAndExec(t *testing.T) {
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
-	}))
+	})
 	// The server talks only to the certificate its CA issued to the node.
 	c := apiservertest.Start(t, apiservertest.Options{})
-	k, csr := csrFor(t, "n1")
-	certPEM, err := c.Server.PKI().SignNode(csr, "n1", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(certPEM)
-	agent.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{block.Bytes}, PrivateKey: k}}}
-	agent.EnableHTTP2 = false
-	agent.StartTLS()
-	defer agent.Close()
-	host, port, _ := net.SplitHostPort(strings.TrimPrefix(agent.URL, "https://"))
-	portN, _ := strconv.Atoi(port)
-
-	n := node("n1")
-	n.Status.Addresses = []api.NodeAddress{{Type: "InternalIP", Address: host}}
-	n.Status.DaemonPorts.Agent = int32(portN)
-	if _, err := c.Client.Create(ctx, n); err != nil {
-		t.Fatal(err)
-	}
+	c.FakeAgent(t, "n1", agent)
 	if _, err := c.Client.Create(ctx, pod("shop", "web", "n1")); err != nil {
 		t.Fatal(err)
 	}

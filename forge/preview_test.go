@@ -337,15 +337,9 @@ func (c *testClock) add(d time.Duration) {
 func TestPreviewExpiredWhileDown(t *testing.T) {
 	clock := &testClock{t: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)}
 	fl := startFlow(t, "github", "secret-token", func(_ *gitsync.RepoConfig, o *Options) { o.Now = clock.now })
-	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	f, c := fl.forge, fl.cluster.Client
 	ctx := context.Background()
-	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
-	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
-	n := f.open("try", "main", "try v2")
-	f.mu.Lock()
-	f.prs[n].labels = []string{"preview"}
-	f.mu.Unlock()
-	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	n, _ := fl.labelPreview(t)
 	preview := func() *api.App {
 		o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"})
 		if err != nil {
@@ -390,15 +384,7 @@ func TestPreviewExpiredWhileDown(t *testing.T) {
 // later polls do not deploy it again.
 func TestPreviewExpiresWhileRunning(t *testing.T) {
 	clock := &testClock{t: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)}
-	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, o *Options) {
-		o.Now = clock.now
-		// Polls faster than sync's config allows.
-		fc := *rc.Forge
-		fc.PollInterval = 50 * time.Millisecond
-		r := *rc
-		r.Forge = &fc
-		o.Repos = []gitsync.RepoConfig{r}
-	})
+	fl := startFlow(t, "github", "secret-token", fastPoll(clock))
 	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
 	ctx := context.Background()
 	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
@@ -437,15 +423,9 @@ func TestPreviewExpiresWhileRunning(t *testing.T) {
 // requests no longer names it).
 func TestPreviewDeletedAfterCloseWhileDown(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token")
-	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	f, c := fl.forge, fl.cluster.Client
 	ctx := context.Background()
-	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
-	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
-	n := f.open("try", "main", "try v2")
-	f.mu.Lock()
-	f.prs[n].labels = []string{"preview"}
-	f.mu.Unlock()
-	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	n, _ := fl.labelPreview(t)
 	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
 	exists := func() bool { _, err := c.Get(ctx, key); return err == nil }
 	eventually(t, "the preview app", exists)
@@ -576,13 +556,7 @@ func TestPreviewKeptOnInvalidHead(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token")
 	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
 	ctx := context.Background()
-	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
-	good := bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
-	n := f.open("try", "main", "try v2")
-	f.mu.Lock()
-	f.prs[n].labels = []string{"preview"}
-	f.mu.Unlock()
-	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	n, good := fl.labelPreview(t)
 	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
 	preview := func() *api.App {
 		o, err := c.Get(ctx, key)
@@ -682,14 +656,8 @@ func TestPreviewRefusedEvent(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, _ *Options) {
 		rc.Forge.Previews.Quota.CPU = api.MustParseQuantity("100m")
 	})
-	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
-	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
-	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
-	n := f.open("try", "main", "try v2")
-	f.mu.Lock()
-	f.prs[n].labels = []string{"preview"}
-	f.mu.Unlock()
-	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	f, c := fl.forge, fl.cluster.Client
+	n, _ := fl.labelPreview(t)
 	const why = "container c of pod group web requests no cpu, and the preview quota counts requests"
 	eventually(t, "the refusal on the pull request", func() bool { return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: "+why) })
 	var e *api.Event
@@ -719,13 +687,7 @@ func TestPreviewKeptOverQuota(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, _ *Options) { rc.Forge.Previews.Quota.Pods = 2 })
 	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
 	ctx := context.Background()
-	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
-	good := bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
-	n := f.open("try", "main", "try v2")
-	f.mu.Lock()
-	f.prs[n].labels = []string{"preview"}
-	f.mu.Unlock()
-	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	n, good := fl.labelPreview(t)
 	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
 	var before api.Object
 	eventually(t, "the preview app", func() bool { var err error; before, err = c.Get(ctx, key); return err == nil })
@@ -764,7 +726,7 @@ func TestPreviewKeptOverQuota(t *testing.T) {
 // ForgeError event, as if the forge's calls failed).
 func TestPreviewNameTaken(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token")
-	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
+	c := fl.cluster.Client
 	ctx := context.Background()
 	res, err := schema.Load(fstest.MapFS{"p.cue": {Data: []byte(`apps: "x-pr-1": pods: web: {
 	containers: c: {image: "r/prod:v1", ports: http: 8080}
@@ -778,13 +740,7 @@ func TestPreviewNameTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
-	bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
-	n := f.open("try", "main", "try v2")
-	f.mu.Lock()
-	f.prs[n].labels = []string{"preview"}
-	f.mu.Unlock()
-	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	n, _ := fl.labelPreview(t)
 	defer func() {
 		if t.Failed() {
 			t.Logf("the comment:\n%s", fl.comment(n))
@@ -811,14 +767,7 @@ func TestPreviewNameTaken(t *testing.T) {
 // again brings it back.
 func TestPreviewExpiredStaysDeletedAfterRestart(t *testing.T) {
 	clock := &testClock{t: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)}
-	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, o *Options) {
-		o.Now = clock.now
-		fc := *rc.Forge
-		fc.PollInterval = 50 * time.Millisecond
-		r := *rc
-		r.Forge = &fc
-		o.Repos = []gitsync.RepoConfig{r}
-	})
+	fl := startFlow(t, "github", "secret-token", fastPoll(clock))
 	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
 	ctx := context.Background()
 	bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
@@ -877,4 +826,32 @@ func FuzzExpiredMarks(f *testing.F) {
 			}
 		}
 	})
+}
+
+// labelPreview commits app x at v1 on main and v2 on branch try, opens a
+// pull request of try labelled preview and sends its webhook; it returns
+// the pull request's number and try's head.
+func (fl *prFlow) labelPreview(t *testing.T) (n int, head string) {
+	t.Helper()
+	fl.bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+	head = fl.bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+	n = fl.forge.open("try", "main", "try v2")
+	fl.forge.mu.Lock()
+	fl.forge.prs[n].labels = []string{"preview"}
+	fl.forge.mu.Unlock()
+	hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
+	return n, head
+}
+
+// fastPoll is a startFlow tweak: the server's time from clock, and the
+// forge polled every 50 ms (faster than sync's config allows).
+func fastPoll(clock *testClock) func(*gitsync.RepoConfig, *Options) {
+	return func(rc *gitsync.RepoConfig, o *Options) {
+		o.Now = clock.now
+		fc := *rc.Forge
+		fc.PollInterval = 50 * time.Millisecond
+		r := *rc
+		r.Forge = &fc
+		o.Repos = []gitsync.RepoConfig{r}
+	}
 }

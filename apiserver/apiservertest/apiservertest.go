@@ -4,22 +4,31 @@ package apiservertest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/store"
+	"github.com/capstanhq/capstan/internal/pki"
 )
 
 // Cluster is a running test server and an admin client for it.
@@ -245,4 +254,39 @@ func (c *Cluster) Staller(t testing.TB) *Staller {
 	t.Cleanup(func() { close(done); srv.Close() })
 	s.URL = srv.URL
 	return s
+}
+
+// FakeAgent serves h over TLS as node's agent, with the serving
+// certificate the cluster's CA issues to node (the server talks to no
+// other), and registers node with the agent's address; the server stops
+// when the test ends.
+func (c *Cluster) FakeAgent(t testing.TB, node string, h http.Handler) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NodeCSR(key, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := c.Server.PKI().SignNode(csr, node, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	agent := httptest.NewUnstartedServer(h)
+	agent.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{block.Bytes}, PrivateKey: key}}}
+	agent.EnableHTTP2 = false
+	agent.StartTLS()
+	t.Cleanup(agent.Close)
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(agent.URL, "https://"))
+	portN, _ := strconv.Atoi(port)
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = node
+	n.Status.Addresses = []api.NodeAddress{{Type: "InternalIP", Address: host}}
+	n.Status.DaemonPorts.Agent = int32(portN)
+	if _, err := c.Client.Create(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -2,23 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/pem"
 	"errors"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
-	"github.com/capstanhq/capstan/internal/pki"
 	"github.com/capstanhq/capstan/internal/remotecmd"
 )
 
@@ -39,7 +30,7 @@ func TestExecExitCodeOfAProgramThatCannotRun(t *testing.T) {
 		"/bin/false":       {1, ""},
 		"/gone":            {-1, "container web-0 is gone"},
 	}
-	agent := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	agent := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, err := remotecmd.Accept(w)
 		if err != nil {
 			return
@@ -51,35 +42,9 @@ func TestExecExitCodeOfAProgramThatCannotRun(t *testing.T) {
 			}
 			return a.code, nil
 		})
-	}))
+	})
 	c := apiservertest.Start(t, apiservertest.Options{})
-	// The server talks only to the certificate its CA issued to the node.
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := pki.NodeCSR(key, "n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, err := c.Server.PKI().SignNode(csr, "n1", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(certPEM)
-	agent.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{block.Bytes}, PrivateKey: key}}}
-	agent.EnableHTTP2 = false
-	agent.StartTLS()
-	t.Cleanup(agent.Close)
-	host, port, _ := net.SplitHostPort(strings.TrimPrefix(agent.URL, "https://"))
-	portN, _ := strconv.Atoi(port)
-	n := api.KindNode.New().(*api.Node)
-	n.Metadata.Name = "n1"
-	n.Status.Addresses = []api.NodeAddress{{Type: "InternalIP", Address: host}}
-	n.Status.DaemonPorts.Agent = int32(portN)
-	if _, err := c.Client.Create(ctx, n); err != nil {
-		t.Fatal(err)
-	}
+	c.FakeAgent(t, "n1", agent)
 	p := api.KindPod.New().(*api.Pod)
 	p.Metadata = api.ObjectMeta{Name: "web-0", App: "shop"}
 	p.Spec.NodeName = "n1"
