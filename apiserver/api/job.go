@@ -67,9 +67,6 @@ type JobStatus struct {
 	// cleared at the next status write, so that their stored jobs still
 	// load and count their pods.
 	Running []JobPod `json:"running,omitempty"`
-	// LastDeletion is when the latest pod counted in Deleted was seen
-	// gone.
-	LastDeletion time.Time `json:"lastDeletion,omitzero"`
 	// FailuresSinceSuccess counts the failures (failed or deleted pods)
 	// since the last pod that succeeded: the retry back-off doubles with
 	// each and starts again from 10 s after a success (Kubernetes' pod

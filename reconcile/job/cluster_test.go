@@ -95,7 +95,7 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 		st := getJob(t, c, jobKey).Status
 		return st.Failed == 1 && st.Deleted == 1 && len(st.Tracked) == 0
 	})
-	deletedAt := getJob(t, c, jobKey).Status.LastDeletion
+	deletedAt := getJob(t, c, jobKey).Status.LastFailure
 	// The status is written after the creates of the same reconcile: no
 	// replacement yet.
 	if _, err := c.Get(ctx, podKey); !client.IsNotFound(err) {

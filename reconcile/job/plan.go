@@ -173,9 +173,6 @@ func backOff(j *api.Job, st *api.JobStatus, c counts, now time.Time) {
 		for _, p := range c.counted {
 			st.LastFailure = later(st.LastFailure, endedAt(p, now))
 		}
-		if j.Status.Deleted > 0 {
-			st.LastFailure = later(st.LastFailure, j.Status.LastDeletion)
-		}
 	}
 	for _, e := range c.ends {
 		if e.ok {
@@ -220,9 +217,6 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 	st.Deleted += int32(len(c.deleted))
 	st.Failed += c.failures + c.restarts + int32(len(c.deleted))
 	st.Tracked = c.tracked(j)
-	if len(c.deleted) > 0 {
-		st.LastDeletion = now.UTC()
-	}
 	// Every failed or deleted pod is retried after a back-off that
 	// doubles with each failure since the last success (Kubernetes' pod
 	// failure back-off), counted from the latest: when it ended, or
