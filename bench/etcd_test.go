@@ -23,6 +23,7 @@ import (
 type etcdAnchor struct {
 	Client  *clientv3.Client
 	Version string
+	Pid     int
 }
 
 // startEtcd runs Debian's etcd (etcd-server) on loopback ports with its
@@ -101,7 +102,7 @@ func startEtcdWith(b *testing.B, withTLS bool) *etcdAnchor {
 		<-tick.C
 	}
 	b.Logf("anchor etcd %s on %s (%s gRPC, fsync on)", version, client, transport)
-	return &etcdAnchor{Client: c, Version: version}
+	return &etcdAnchor{Client: c, Version: version, Pid: cmd.Process.Pid}
 }
 
 func freePort(b *testing.B) string {

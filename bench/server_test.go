@@ -84,6 +84,8 @@ func serve(dir string) error {
 type capstanServer struct {
 	Config *client.Config
 	Client *client.Client
+	// Pid is the server's process, 0 when it runs in this one.
+	Pid int
 }
 
 // startCapstan starts Capstan's API server for b: in a process of its own
@@ -155,7 +157,7 @@ func startCapstan(b *testing.B) *capstanServer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &capstanServer{Config: cfg, Client: c}
+	return &capstanServer{Config: cfg, Client: c, Pid: cmd.Process.Pid}
 }
 
 // warnings is the store's logger: its warnings to stderr, as under

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime/trace"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -123,14 +126,17 @@ func BenchmarkCreatesVsEtcd(b *testing.B) {
 			if *flightDir != "" {
 				capstan = flightRecorded(b, *flightDir, capstan)
 			}
+			round := func(pid int, op func(context.Context) error) loadResult {
+				return cpuMeasured(pid, func() loadResult { return loadProbed(ctx, clients, *writeWindow, probe, op) })
+			}
 			var capRes, etcdRes, tlsRes []loadResult
 			for b.Loop() {
-				capRes = append(capRes, loadProbed(ctx, clients, *writeWindow, probe, capstan))
+				capRes = append(capRes, round(c.Pid, capstan))
 				if etcd != nil {
-					etcdRes = append(etcdRes, loadProbed(ctx, clients, *writeWindow, probe, put(etcd)))
+					etcdRes = append(etcdRes, round(etcd.Pid, put(etcd)))
 				}
 				if etcdTLS != nil {
-					tlsRes = append(tlsRes, loadProbed(ctx, clients, *writeWindow, probe, put(etcdTLS)))
+					tlsRes = append(tlsRes, round(etcdTLS.Pid, put(etcdTLS)))
 				}
 			}
 			capRate := report(b, "capstan", capRes)
@@ -184,13 +190,68 @@ func flightRecorded(b *testing.B, dir string, op func(context.Context) error) fu
 }
 
 // loadResult is one round of load: writes done, their latencies, how
-// long, and the disk probe's longest fdatasync (loadProbed).
+// long, the disk probe's longest fdatasync (loadProbed), and the CPU time
+// of the server and of the writers' own process (cpuMeasured).
 type loadResult struct {
-	n       int
-	lat     []time.Duration
-	elapsed time.Duration
-	err     error
-	diskMax time.Duration
+	n                    int
+	lat                  []time.Duration
+	elapsed              time.Duration
+	err                  error
+	diskMax              time.Duration
+	serverCPU, clientCPU time.Duration
+}
+
+// cpuMeasured runs round and adds to its result the CPU time that the
+// server's process pid and this one (the writers with their client
+// library, and the watchers) spent meanwhile: where a write's cost lies.
+// Nothing is added when the server runs in this process (pid 0).
+func cpuMeasured(pid int, round func() loadResult) loadResult {
+	if pid == 0 {
+		return round()
+	}
+	server0, err0 := procCPU(pid)
+	self0, err1 := selfCPU()
+	res := round()
+	server1, err2 := procCPU(pid)
+	self1, err3 := selfCPU()
+	if err := errors.Join(err0, err1, err2, err3); err != nil {
+		if res.err == nil {
+			res.err = fmt.Errorf("CPU time: %w", err)
+		}
+		return res
+	}
+	res.serverCPU, res.clientCPU = server1-server0, self1-self0
+	return res
+}
+
+// procCPU is the user and system CPU time process pid has used, from
+// /proc/PID/stat (in clock ticks of 10 ms, USER_HZ on Linux).
+func procCPU(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is the first, utime the 12th, stime the 13th.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name, want 13 or more", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// selfCPU is the user and system CPU time this process has used.
+func selfCPU() (time.Duration, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // loadProbed runs load while, when probe names a file, a probe appends 512
@@ -271,7 +332,7 @@ func report(b *testing.B, name string, rounds []loadResult) float64 {
 	var n int
 	var elapsed time.Duration
 	var lat []time.Duration
-	var diskMax time.Duration
+	var diskMax, serverCPU, clientCPU time.Duration
 	for _, r := range rounds {
 		if r.err != nil {
 			b.Fatalf("%s: %v", name, r.err)
@@ -280,6 +341,8 @@ func report(b *testing.B, name string, rounds []loadResult) float64 {
 		elapsed += r.elapsed
 		lat = append(lat, r.lat...)
 		diskMax = max(diskMax, r.diskMax)
+		serverCPU += r.serverCPU
+		clientCPU += r.clientCPU
 	}
 	rate := float64(n) / elapsed.Seconds()
 	b.ReportMetric(rate, name+"-writes/s")
@@ -287,6 +350,10 @@ func report(b *testing.B, name string, rounds []loadResult) float64 {
 	b.ReportMetric(float64(slices.Max(lat).Microseconds())/1000, name+"-max-ms")
 	if diskMax > 0 {
 		b.ReportMetric(float64(diskMax.Microseconds())/1000, name+"-disk-max-ms")
+	}
+	if serverCPU > 0 {
+		b.ReportMetric(float64(serverCPU.Microseconds())/float64(n), name+"-server-cpu-us/write")
+		b.ReportMetric(float64(clientCPU.Microseconds())/float64(n), name+"-client-cpu-us/write")
 	}
 	return rate
 }
