@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
@@ -21,11 +22,18 @@ import (
 	"github.com/capstanhq/capstan/apiserver/store"
 )
 
-var serverInProcess = flag.Bool("bench.in-process", false, "run Capstan's API server inside the benchmark's process instead of a process of its own (as etcd runs)")
+var (
+	serverInProcess = flag.Bool("bench.in-process", false, "run Capstan's API server inside the benchmark's process instead of a process of its own (as etcd runs)")
+	serverProfile   = flag.String("bench.server-cpuprofile", "", "write a CPU profile of Capstan's API server process to this file (each benchmark that starts a server overwrites it; go tool pprof FILE)")
+)
 
 // serveEnv, set to a data directory, makes the test binary a Capstan API
-// server (see TestMain).
-const serveEnv = "CAPSTAN_BENCH_SERVE"
+// server (see TestMain); profileEnv, set to a file, makes that server
+// write its CPU profile there.
+const (
+	serveEnv   = "CAPSTAN_BENCH_SERVE"
+	profileEnv = "CAPSTAN_BENCH_CPUPROFILE"
+)
 
 // TestMain runs the test binary as a Capstan API server when serveEnv is
 // set: the benchmarks load a server in a process of its own, as the etcd
@@ -49,6 +57,17 @@ func TestMain(m *testing.M) {
 func serve(dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if file := os.Getenv(profileEnv); file != "" {
+		f, err := os.Create(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	st, err := store.Open(filepath.Join(dir, "capstan.db"), store.Options{Logger: warnings()})
 	if err != nil {
 		return err
@@ -109,6 +128,9 @@ func startCapstan(b *testing.B) *capstanServer {
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), serveEnv+"="+dir)
+	if *serverProfile != "" {
+		cmd.Env = append(cmd.Env, profileEnv+"="+*serverProfile)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
