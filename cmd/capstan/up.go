@@ -128,7 +128,7 @@ func runUp(ctx context.Context, f upFlags, out, errOut io.Writer) error {
 	defer closeLog()
 	logsAt := filepath.Join(dataDir, upLogFile)
 	if f.server.verbose {
-		logsAt = "stderr"
+		logsAt += " and stderr"
 	}
 	p.ok("data directory %s (logs in %s)", dataDir, logsAt)
 
@@ -482,22 +482,23 @@ func nextSteps(w io.Writer, dataDir, adminConfig, demoDir string, urls []nodePor
 }
 
 // upLogger writes logs to DATA_DIR/capstan.log, rotated (upLogMaxMiB),
-// or with -v to stderr at debug level, so the terminal shows the steps.
+// at info level; with -v at debug level, to the file and to stderr, so
+// the terminal shows the steps and the file still holds what was shown.
 func upLogger(f serverFlags, dataDir string, errOut io.Writer) (*slog.Logger, func(), error) {
-	if f.verbose {
-		opts := &slog.HandlerOptions{Level: slog.LevelDebug}
-		if f.logJSON {
-			return slog.New(slog.NewJSONHandler(errOut, opts)), func() {}, nil
-		}
-		return slog.New(slog.NewTextHandler(errOut, opts)), func() {}, nil
-	}
 	file, err := openUpLog(dataDir, logRotation{maxMiB: upLogMaxMiB, keep: upLogKeep})
 	if err != nil {
 		return nil, nil, err
 	}
-	var h slog.Handler = slog.NewTextHandler(file, nil)
-	if f.logJSON {
-		h = slog.NewJSONHandler(file, nil)
+	handler := func(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
+		if f.logJSON {
+			return slog.NewJSONHandler(w, opts)
+		}
+		return slog.NewTextHandler(w, opts)
+	}
+	h := handler(file, nil)
+	if f.verbose {
+		opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+		h = slog.NewMultiHandler(handler(file, opts), handler(errOut, opts))
 	}
 	return slog.New(h), func() { file.Close() }, nil
 }
@@ -522,7 +523,7 @@ const upLogMaxMiB, upLogKeep = 10, 5
 func openUpLog(dataDir string, r logRotation) (*lumberjack.Logger, error) {
 	l := &lumberjack.Logger{Filename: filepath.Join(dataDir, upLogFile), MaxSize: r.maxMiB, MaxBackups: r.keep}
 	if _, err := l.Write(nil); err != nil {
-		return nil, fmt.Errorf("log file: %w (pick another --data-dir, or run with -v to log to stderr)", err)
+		return nil, fmt.Errorf("log file: %w (make it a file capstan up can write, or pick another --data-dir)", err)
 	}
 	return l, nil
 }

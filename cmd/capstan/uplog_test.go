@@ -78,32 +78,59 @@ func TestUpLogRotates(t *testing.T) {
 }
 
 // TestUpLoggerWritesTheFile: without -v capstan up logs into
-// DATA_DIR/capstan.log, nothing on the terminal; with -v to the terminal,
-// no file. (capstan server logs to stderr, through logFlags.)
+// DATA_DIR/capstan.log at info level, nothing on the terminal; with -v at
+// debug level into both, so a user who ran with -v finds in the file what
+// the terminal showed. (capstan server logs to stderr, through logFlags.)
 func TestUpLoggerWritesTheFile(t *testing.T) {
-	dir := t.TempDir()
-	var term bytes.Buffer
-	log, closeLog, err := upLogger(serverFlags{}, dir, &term)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log.Info("into the file")
-	closeLog()
-	if b, err := os.ReadFile(filepath.Join(dir, upLogFile)); err != nil || !strings.Contains(string(b), "msg=\"into the file\"") || term.Len() != 0 {
-		t.Errorf("capstan.log = %q, %v; terminal %q", b, err, term.String())
-	}
-
-	dir = t.TempDir()
-	f := serverFlags{}
-	f.verbose = true
-	log, closeLog, err = upLogger(f, dir, &term)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log.Debug("onto the terminal")
-	closeLog()
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 || !strings.Contains(term.String(), "onto the terminal") {
-		t.Errorf("with -v: files %v, terminal %q", entries, term.String())
+	for _, tc := range []struct {
+		name              string
+		verbose, json     bool
+		wantFile, notFile []string
+		wantTerm          []string
+	}{
+		{name: "default", wantFile: []string{`msg="an info line"`}, notFile: []string{"a debug line"}},
+		{name: "-v", verbose: true,
+			wantFile: []string{`msg="an info line"`, `msg="a debug line"`},
+			wantTerm: []string{`msg="an info line"`, `msg="a debug line"`}},
+		{name: "-v --log-json", verbose: true, json: true,
+			wantFile: []string{`"msg":"an info line"`, `"msg":"a debug line"`},
+			wantTerm: []string{`"msg":"an info line"`, `"msg":"a debug line"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var term bytes.Buffer
+			f := serverFlags{}
+			f.verbose, f.logJSON = tc.verbose, tc.json
+			log, closeLog, err := upLogger(f, dir, &term)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Debug("a debug line")
+			log.Info("an info line")
+			closeLog()
+			b, err := os.ReadFile(filepath.Join(dir, upLogFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range tc.wantFile {
+				if !strings.Contains(string(b), s) {
+					t.Errorf("capstan.log has no %s: %q", s, b)
+				}
+			}
+			for _, s := range tc.notFile {
+				if strings.Contains(string(b), s) {
+					t.Errorf("capstan.log has %s: %q", s, b)
+				}
+			}
+			for _, s := range tc.wantTerm {
+				if !strings.Contains(term.String(), s) {
+					t.Errorf("terminal has no %s: %q", s, term.String())
+				}
+			}
+			if len(tc.wantTerm) == 0 && term.Len() != 0 {
+				t.Errorf("terminal without -v: %q", term.String())
+			}
+		})
 	}
 }
 
@@ -115,7 +142,7 @@ func TestUpLogUnwritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := openUpLog(notDir, logRotation{maxMiB: 1, keep: 1})
-	if err == nil || !strings.Contains(err.Error(), "log file") || !strings.Contains(err.Error(), "-v") {
+	if err == nil || !strings.Contains(err.Error(), "log file") || !strings.Contains(err.Error(), "--data-dir") {
 		t.Fatalf("openUpLog under a file: %v", err)
 	}
 }
