@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -465,6 +466,74 @@ func TestRestoreEtcdSnapshotApart(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dst, StoreFile)); !os.IsNotExist(err) {
 		t.Fatalf("the etcd snapshot is also at %s: %v", StoreFile, err)
+	}
+}
+
+// The etcd-snapshot.db a restore leaves (the input of etcdutl snapshot
+// restore) is not state: the next backup of the data directory leaves it
+// out, of a bbolt store's as of an etcd store's, and a restore of that
+// backup holds the new snapshot, not the old one. (Before, an etcd
+// backup listed the old snapshot among its files and its restore was
+// refused: "the manifest lists etcd-snapshot.db".)
+func TestBackupLeavesRestoredEtcdSnapshotOut(t *testing.T) {
+	for _, kind := range []string{"bbolt", "etcd"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := dataDir(t)
+			if err := os.WriteFile(filepath.Join(dir, EtcdSnapshotFile), []byte("THE OLD SNAPSHOT"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			src := source(dir)
+			src.Store = kind
+			var buf bytes.Buffer
+			m, err := Write(context.Background(), &buf, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Contains(m.Files, EtcdSnapshotFile) {
+				t.Errorf("the backup lists %s: %v", EtcdSnapshotFile, m.Files)
+			}
+			dst := filepath.Join(t.TempDir(), "restored")
+			if _, err := Restore(bytes.NewReader(buf.Bytes()), dst, nil); err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			b, err := os.ReadFile(filepath.Join(dst, EtcdSnapshotFile))
+			if kind == "bbolt" && !os.IsNotExist(err) {
+				t.Errorf("a bbolt store's restore holds %s (%q, %v)", EtcdSnapshotFile, b, err)
+			}
+			if kind == "etcd" && (err != nil || string(b) != "SNAPSHOT") {
+				t.Errorf("%s = %q, %v; want the backup's snapshot", EtcdSnapshotFile, b, err)
+			}
+		})
+	}
+}
+
+// A backup made before backups left etcd-snapshot.db out lists it: it
+// restores, with the backup's own snapshot in its place (an etcd store's)
+// and no stale snapshot beside a bbolt store.
+func TestRestoreOlderBackupWithEtcdSnapshot(t *testing.T) {
+	for _, kind := range []string{"bbolt", "etcd"} {
+		t.Run(kind, func(t *testing.T) {
+			mb, err := json.Marshal(Manifest{Format: Format, Store: kind, Files: []string{"pki/ca.crt", "pki/ca.key", EtcdSnapshotFile}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := tarOf(t, ManifestFile, string(mb), StoreFile, "SNAPSHOT", "pki/ca.crt", "CERT", "pki/ca.key", "KEY", EtcdSnapshotFile, "THE OLD SNAPSHOT")
+			dst := filepath.Join(t.TempDir(), "restored")
+			m, err := Restore(bytes.NewReader(tr), dst, nil)
+			if err != nil {
+				t.Fatalf("restore: %v", err)
+			}
+			if slices.Contains(m.Files, EtcdSnapshotFile) {
+				t.Errorf("the restored manifest lists %s: %v", EtcdSnapshotFile, m.Files)
+			}
+			b, err := os.ReadFile(filepath.Join(dst, EtcdSnapshotFile))
+			if kind == "bbolt" && !os.IsNotExist(err) {
+				t.Errorf("a bbolt store's restore holds %s (%q, %v)", EtcdSnapshotFile, b, err)
+			}
+			if kind == "etcd" && (err != nil || string(b) != "SNAPSHOT") {
+				t.Errorf("%s = %q, %v; want the backup's snapshot", EtcdSnapshotFile, b, err)
+			}
+		})
 	}
 }
 

@@ -6,7 +6,9 @@
 //	manifest.json   format, time, store kind and revision, CA hash
 //	capstan.db      a consistent copy of the store (a bbolt file; on
 //	                etcd, the member's snapshot, which Restore writes as
-//	                etcd-snapshot.db so no bbolt server opens it)
+//	                etcd-snapshot.db so no bbolt server opens it; that
+//	                file is etcdutl's input, not state, so a backup of
+//	                the restored directory leaves it out)
 //	pki/...         the cluster CA and every key and certificate
 //	secrets/...     the key ring that decrypts the secrets
 //	*.json, *.yaml, *.token, ...   the data directory's other top-level

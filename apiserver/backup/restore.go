@@ -190,11 +190,16 @@ func unpack(r io.Reader, save func(name string, r io.Reader) error) (m Manifest,
 	}
 	want := map[string]bool{StoreFile: true}
 	for _, f := range m.Files {
-		if !safeName(f) || f == StoreFile || f == ManifestFile || f == m.RestoredStore() {
+		if !safeName(f) || f == StoreFile || f == ManifestFile {
 			return Manifest{}, fmt.Errorf("restore: %w: the manifest lists %q", ErrFormat, f)
 		}
 		want[f] = true
 	}
+	// A backup made before backups left EtcdSnapshotFile out holds the
+	// snapshot an earlier restore left in the data directory: read past
+	// it, so that it neither takes the place of an etcd backup's own
+	// snapshot nor lies stale in a bbolt store's directory.
+	m.Files = slices.DeleteFunc(m.Files, func(f string) bool { return f == EtcdSnapshotFile })
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -208,7 +213,10 @@ func unpack(r io.Reader, save func(name string, r io.Reader) error) (m Manifest,
 		}
 		delete(want, hdr.Name)
 		name := hdr.Name
-		if name == StoreFile {
+		switch name {
+		case EtcdSnapshotFile:
+			continue // tar.Reader.Next skips the rest of the entry
+		case StoreFile:
 			name = m.RestoredStore()
 		}
 		if err := save(name, tr); err != nil {

@@ -26,7 +26,9 @@ const StoreFile = "capstan.db"
 // EtcdSnapshotFile is where Restore puts the store copy of an etcd
 // store's backup (an etcd member's database, for etcdutl snapshot
 // restore): apart from StoreFile, so that a bbolt server started on the
-// directory neither opens nor changes it.
+// directory neither opens nor changes it. It is a restore's artefact, not
+// state: a backup leaves it out (it would hold the old snapshot beside
+// the new one), and Restore drops it from a backup that holds one.
 const EtcdSnapshotFile = "etcd-snapshot.db"
 
 // ManifestFile is the first entry of a backup.
@@ -141,8 +143,11 @@ func IsLog(name string) bool {
 var logName = regexp.MustCompile(`\.log(\.[0-9]+)?(\.gz)?$`)
 
 // dataFiles lists what a backup keeps of a data directory besides the
-// store: every regular top-level file but the store's, the staging file
-// and the logs (IsLog), and everything under KeyDirs that exist. Symbolic links are
+// store: every regular top-level file but the store's, the staging file,
+// the logs (IsLog) and a restore's EtcdSnapshotFile (the input of
+// etcdutl snapshot restore, not state: the backup of an etcd store holds
+// the live snapshot in its place), and everything under KeyDirs that
+// exist. Symbolic links are
 // followed (an operator may keep pki or the key ring elsewhere); a link
 // to a directory inside KeyDirs, or to nothing, is refused rather than
 // left out. It fails when the CA is not among the files.
@@ -154,7 +159,7 @@ func dataFiles(dir, staging string) ([]string, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if name == staging || name == StoreFile || strings.HasPrefix(name, StoreFile+".") || strings.HasPrefix(name, ".") || slices.Contains(KeyDirs, name) || IsLog(name) {
+		if name == staging || name == StoreFile || strings.HasPrefix(name, StoreFile+".") || name == EtcdSnapshotFile || strings.HasPrefix(name, ".") || slices.Contains(KeyDirs, name) || IsLog(name) {
 			continue
 		}
 		regular, err := isRegular(filepath.Join(dir, name), e)

@@ -222,7 +222,7 @@ backup list again instead of resuming in a history the restore replaced
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "restored the CA, keys and tokens into %s; the store is an etcd snapshot (revision %d or later): restore it into a new etcd cluster with\n"+
 					"  etcdutl snapshot restore %s --bump-revision %d --mark-compacted --data-dir ETCD_DATA_DIR ...\n"+
 					"(etcdutl of etcd 3.5.10 or newer: Debian 12's etcd 3.4 has no etcdutl, and its etcdctl snapshot restore cannot bump the revision; see docs/ha.md)\n"+
-					"then start the servers with --store etcd, the first with --data-dir %s\n",
+					"then start the servers with --store etcd, the first with --data-dir %s; the snapshot is no state of theirs (backups leave it out): remove it once etcd runs on it\n",
 					dataDir, m.Revision, filepath.Join(dataDir, m.RestoredStore()), bump, dataDir)
 				return err
 			}
