@@ -217,7 +217,7 @@ func downPods(ctx context.Context, opts Options, purge bool, rep *DownReport) er
 	var errs []error
 	for _, p := range pods {
 		if err := rt.RemovePod(ctx, p.Sandbox.PodUID); err != nil {
-			errs = append(errs, fmt.Errorf("down: %w", err))
+			errs = append(errs, fmt.Errorf("down: pod %s: remove: %w", p.Sandbox.Ref(), err))
 			continue
 		}
 		rep.Pods++

@@ -250,7 +250,8 @@ func (m *Manager) runtimeConf(id, netns, ifName string) *libcni.RuntimeConf {
 }
 
 // Teardown detaches pod id (CNI DEL releases its address, veth and port
-// mappings) and removes its network namespace. It is idempotent.
+// mappings) and removes its network namespace. It is idempotent. Its
+// errors, like Setup's, leave the pod for the caller to name.
 func (m *Manager) Teardown(ctx context.Context, id string) error {
 	return m.TeardownAt(ctx, id, m.NetNSPath(id))
 }
@@ -271,11 +272,11 @@ func (m *Manager) TeardownAt(ctx context.Context, id, path string) error {
 		ifName string
 	}{{m.pod, podIfName}, {m.lo, "lo"}} {
 		if err := m.cni.DelNetworkList(ctx, n.list, m.runtimeConf(id, nsPath, n.ifName)); err != nil {
-			errs = append(errs, fmt.Errorf("pod %s: detach from network %s: %w: %w", id, n.list.Name, ErrCNI, err))
+			errs = append(errs, fmt.Errorf("detach from network %s: %w: %w", n.list.Name, ErrCNI, err))
 		}
 	}
 	if err := nsfile.Remove(path); err != nil {
-		errs = append(errs, fmt.Errorf("pod %s: %w", id, err))
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

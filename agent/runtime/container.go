@@ -416,11 +416,12 @@ func (c *Containerd) RemoveContainer(ctx context.Context, id string) error {
 	return nil
 }
 
-// podContainers lists the containers of one pod.
+// podContainers lists the containers of one pod; its error leaves the
+// pod for the caller to name.
 func (c *Containerd) podContainers(ctx context.Context, podUID string) ([]containerd.Container, error) {
 	ctrs, err := c.client.Containers(c.ctx(ctx), fmt.Sprintf("labels.%q==%q", labelPodUID, podUID))
 	if err != nil {
-		return nil, fmt.Errorf("pod %s: list containers: %w", podUID, err)
+		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	return ctrs, nil
 }

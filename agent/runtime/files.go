@@ -195,7 +195,7 @@ func (c *Containerd) removeSecretFS(uid string) error {
 			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 				return nil
 			}
-			return fmt.Errorf("pod %s: unmount secret files: %w", uid, err)
+			return fmt.Errorf("unmount secret files: %w", err)
 		}
 	}
 	return nil

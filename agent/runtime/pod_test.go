@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/capstanhq/capstan/agent/runtime"
 )
 
@@ -113,5 +115,32 @@ func TestConcurrentSandboxes(t *testing.T) {
 	want := "stdout search shop.svc.capstan.local svc.capstan.local capstan.local"
 	if logs := logText(t, st); !strings.Contains(logs, "stdout nameserver 10.96.0.10") || !strings.Contains(logs, want) {
 		t.Errorf("resolv.conf in the pod:\n%s", logs)
+	}
+}
+
+// RemovePod's errors leave the pod for its caller to name as users know
+// it (the agent's "pod APP/NAME: remove from node: ...", capstan down's
+// "down: pod APP/NAME: remove: ..."): they named it by its UID, "pod
+// uid-...: remove DIR: ...", inside the caller's name for it. The
+// directory that could not be removed is the detail that helps.
+func TestRemovePodErrorLeavesThePodToTheCaller(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb := e.pod("busy", "data")
+	// A mount inside the pod's directory: its removal fails (EBUSY).
+	busy := filepath.Join(sb.Dir, "volumes", "data")
+	if err := unix.Mount("tmpfs", busy, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(busy, unix.MNT_DETACH) })
+	err := e.rt.RemovePod(ctx, sb.PodUID)
+	if err == nil || !strings.Contains(err.Error(), "remove "+sb.Dir) || strings.Contains(err.Error(), "pod "+sb.PodUID) {
+		t.Errorf("RemovePod of a pod whose directory cannot be removed: %v; want it to name the directory, not the pod by its UID", err)
+	}
+	if err := unix.Unmount(busy, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rt.RemovePod(ctx, sb.PodUID); err != nil {
+		t.Fatalf("RemovePod once the mount is gone: %v", err)
 	}
 }

@@ -36,7 +36,9 @@ type Runtime interface {
 	// needs to report.
 	RemoveContainer(ctx context.Context, id string) error
 	// RemovePod kills and removes every container of the pod, detaches and
-	// removes its namespaces and deletes its directory. Idempotent.
+	// removes its namespaces and deletes its directory. Idempotent. Its
+	// errors (and PodContainers') leave the pod for the caller to name, as
+	// users know it: the caller has its APP/NAME, the runtime only its UID.
 	RemovePod(ctx context.Context, podUID string) error
 	// ListPods rebuilds the state of every pod from containerd labels and the
 	// pod directories, without changing anything.

@@ -155,7 +155,11 @@ func (c *Containerd) loadSandbox(uid string) (Sandbox, error) {
 // RemovePod implements Runtime.
 func (c *Containerd) RemovePod(ctx context.Context, podUID string) error {
 	if err := identifiers.Validate(podUID); err != nil {
-		return fmt.Errorf("pod %q: %w", podUID, err)
+		return fmt.Errorf("uid %q: %w", podUID, err)
+	}
+	ref := podUID // for the log: APP/NAME once sandbox.json says it
+	if sb, err := c.loadSandbox(podUID); err == nil {
+		ref = sb.Ref()
 	}
 	ctrs, err := c.podContainers(ctx, podUID)
 	if err != nil {
@@ -174,12 +178,13 @@ func (c *Containerd) RemovePod(ctx context.Context, podUID string) error {
 	if err := c.removeSandbox(ctx, podUID); err != nil {
 		return err
 	}
-	c.log.Info("pod removed", "pod", podUID)
+	c.log.Info("pod removed", "pod", ref, "uid", podUID)
 	return nil
 }
 
 // removeSandbox detaches the network, removes the namespace files and the
-// pod's directories. Idempotent.
+// pod's directories. Idempotent. Its errors leave the pod for the caller
+// to name.
 // The namespace files are looked for where sandbox.json recorded them as
 // well as under the current RunDir: a pod made before the run directory
 // moved (an upgrade that derives it from the data directory) keeps its
@@ -211,7 +216,7 @@ func (c *Containerd) removeSandbox(ctx context.Context, uid string) error {
 	}
 	for _, p := range files {
 		if err := nsfile.Remove(p); err != nil {
-			errs = append(errs, fmt.Errorf("pod %s: %w", uid, err))
+			errs = append(errs, err)
 		}
 	}
 	if err := c.removeSecretFS(uid); err != nil {
@@ -222,7 +227,7 @@ func (c *Containerd) removeSandbox(ctx context.Context, uid string) error {
 	}
 	for _, d := range dirs {
 		if err := os.RemoveAll(d); err != nil {
-			errs = append(errs, fmt.Errorf("pod %s: remove %s: %w", uid, d, err))
+			errs = append(errs, fmt.Errorf("remove %s: %w", d, err))
 		}
 	}
 	return errors.Join(errs...)
