@@ -84,11 +84,8 @@ func (a *Agent) serve(ctx context.Context) {
 	if a.serveLn == nil {
 		return
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /pods/{uid}/log", a.handleLog)
-	mux.HandleFunc("POST /pods/{uid}/exec", a.handleExec)
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           a.handler(),
 		TLSConfig:         a.serveTLS,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){}, // HTTP/1.1: exec upgrades
 		ReadHeaderTimeout: 10 * time.Second,
@@ -106,6 +103,14 @@ func (a *Agent) serve(ctx context.Context) {
 	}
 }
 
+// handler serves the API server's log and exec requests.
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /pods/{uid}/log", a.handleLog)
+	mux.HandleFunc("POST /pods/{uid}/exec", a.handleExec)
+	return mux
+}
+
 // container finds the container a request names: its newest attempt, or
 // the one before with previous=true.
 func (a *Agent) container(r *http.Request) (runtime.ContainerStatus, int, error) {
@@ -114,11 +119,11 @@ func (a *Agent) container(r *http.Request) (runtime.ContainerStatus, int, error)
 	w, ok := a.workers[uid]
 	a.mu.Unlock()
 	if !ok {
-		return runtime.ContainerStatus{}, http.StatusNotFound, fmt.Errorf("pod %s does not run on node %s", uid, a.opts.NodeName)
+		return runtime.ContainerStatus{}, http.StatusNotFound, notHere(r.URL.Query().Get(wire.AgentPodParam), uid, a.opts.NodeName)
 	}
 	all, err := a.rt.PodContainers(r.Context(), uid)
 	if err != nil {
-		return runtime.ContainerStatus{}, http.StatusInternalServerError, err
+		return runtime.ContainerStatus{}, http.StatusInternalServerError, fmt.Errorf("pod %s: %w", a.podName(uid), err)
 	}
 	var attempts []runtime.ContainerStatus
 	for _, c := range all {
@@ -137,6 +142,20 @@ func (a *Agent) container(r *http.Request) (runtime.ContainerStatus, int, error)
 		return attempts[n-2], 0, nil
 	}
 	return attempts[n-1], 0, nil
+}
+
+// notHere is the error for a log or exec request about a pod this node
+// does not run: the API server read it bound here, but it has moved
+// (a replacement of the same name on another node), stopped, or not yet
+// reached this agent. pod is the API server's APP/NAME for it
+// (wire.AgentPodParam; the UID alone from a server that sends none); the
+// UID tells a pod from a replacement of the same name.
+func notHere(pod, uid, node string) error {
+	app, name := api.SplitObjectKey(pod)
+	if (api.Key{Kind: api.KindPod, App: app, Name: name}).Validate() != nil {
+		return fmt.Errorf("pod %s does not run on node %s", uid, node)
+	}
+	return fmt.Errorf("pod %s (uid %s) does not run on node %s: it has moved, stopped, or not started there yet (see capstan describe pod %s, then try again)", pod, uid, node, pod)
 }
 
 // notCreated is the error for a container that has no attempt yet: it

@@ -28,6 +28,7 @@ import (
 type agentTarget struct {
 	node      string
 	url       string // https://ADDR:PORT/pods/UID
+	pod       string // APP/NAME, for the agent's errors (wire.AgentPodParam)
 	container string
 	client    *http.Client
 }
@@ -101,6 +102,7 @@ func (s *Server) agentTarget(ctx context.Context, key api.Key, container string)
 	return &agentTarget{
 		node:      node.Metadata.Name,
 		url:       "https://" + net.JoinHostPort(addr, strconv.Itoa(int(port))) + "/pods/" + url.PathEscape(pod.Metadata.UID),
+		pod:       key.ObjectKey(),
 		container: container,
 		client:    &http.Client{Transport: tr},
 	}, nil
@@ -141,7 +143,9 @@ func (s *Server) handlePodLog(ctx context.Context, w http.ResponseWriter, r *htt
 		return err
 	}
 	q.Container = t.container
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url+"/log?"+q.Values().Encode(), nil)
+	fwd := q.Values()
+	fwd.Set(wire.AgentPodParam, t.pod)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.url+"/log?"+fwd.Encode(), nil)
 	if err != nil {
 		return err
 	}
@@ -198,7 +202,7 @@ func (s *Server) handlePodExec(ctx context.Context, w http.ResponseWriter, r *ht
 	if err != nil {
 		return err
 	}
-	fwd := url.Values{"container": {t.container}, "command": cmd}
+	fwd := url.Values{"container": {t.container}, "command": cmd, wire.AgentPodParam: {t.pod}}
 	for _, b := range []string{"stdin", "tty"} {
 		if q.Get(b) == "true" {
 			fwd.Set(b, "true")

@@ -28,6 +28,12 @@ type LogQuery struct {
 	SinceTime time.Time
 }
 
+// AgentPodParam names the pod, APP/NAME, in the API server's log and exec
+// requests to the pod's agent (/pods/UID/log?pod=APP/NAME&...): the agent
+// knows only the pods it runs, and says which one a user asked for when
+// it runs no pod of that UID (one that moved, or has not reached it yet).
+const AgentPodParam = "pod"
+
 // Values is the query string of q.
 func (q LogQuery) Values() url.Values {
 	v := url.Values{}
