@@ -133,7 +133,7 @@ var CAFiles = []string{"pki/ca.crt", "pki/ca.key"}
 // IsLog reports whether a top-level file of a data directory is a log,
 // which a backup leaves out (logs are not state, as etcd's snapshots and
 // Velero's backups leave them out): `capstan up`'s capstan.log and the
-// files it rotates into (capstan-2026-12-06T07-54-35.000.log), and any
+// files it rotates into (capstan-2026-12-06T07-54-35.000-size.log), and any
 // other NAME.log an operator points a server's output at, with the names
 // logrotate gives old ones (NAME.log.1, NAME.log.2.gz).
 func IsLog(name string) bool {

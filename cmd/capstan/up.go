@@ -10,11 +10,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/DeRuina/timberjack"
 	"github.com/capstanhq/capstan/agent"
 	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -29,7 +31,6 @@ import (
 	"github.com/capstanhq/capstan/secrets"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/natefinch/lumberjack.v2"
 )
 
 // upFlags are the flags of `capstan up`.
@@ -507,10 +508,10 @@ func upLogger(f serverFlags, dataDir string, errOut io.Writer) (*slog.Logger, fu
 const upLogFile = "capstan.log"
 
 // logRotation bounds a log file: once a write would take it past maxMiB
-// it is renamed NAME-TIME.ext (TIME in UTC) and a new one started; the
-// keep newest renamed files stay, uncompressed: grep and tail read them,
-// and no gzip runs in the background after a rotation, for a few tens of
-// MiB more on disk.
+// it is renamed NAME-TIME-size.ext (TIME in UTC) and a new one started;
+// the keep newest renamed files stay, uncompressed: grep and tail read
+// them, and no gzip runs in the background after a rotation, for a few
+// tens of MiB more on disk.
 type logRotation struct{ maxMiB, keep int }
 
 // capstan up's log takes at most 60 MiB: capstan.log and five rotated
@@ -519,11 +520,42 @@ const upLogMaxMiB, upLogKeep = 10, 5
 
 // openUpLog opens (appending) DATA_DIR/capstan.log, rotated by r. The
 // first write fails, not the open, if the file cannot be opened; so open
-// it now, for an error at start-up.
-func openUpLog(dataDir string, r logRotation) (*lumberjack.Logger, error) {
-	l := &lumberjack.Logger{Filename: filepath.Join(dataDir, upLogFile), MaxSize: r.maxMiB, MaxBackups: r.keep}
+// it now, for an error at start-up. timberjack is lumberjack's maintained
+// fork: lumberjack's Close leaves the goroutine that removes old files
+// running, timberjack's stops it; and a line written after Close is
+// appended with an open and close of its own, so nothing of the log
+// outlives capstan up.
+func openUpLog(dataDir string, r logRotation) (*timberjack.Logger, error) {
+	if err := renameLumberjackLogs(dataDir); err != nil {
+		return nil, fmt.Errorf("log file: %w (make it a file capstan up can write, or pick another --data-dir)", err)
+	}
+	l := &timberjack.Logger{Filename: filepath.Join(dataDir, upLogFile), MaxSize: r.maxMiB, MaxBackups: r.keep, FileMode: 0o600}
 	if _, err := l.Write(nil); err != nil {
 		return nil, fmt.Errorf("log file: %w (make it a file capstan up can write, or pick another --data-dir)", err)
 	}
 	return l, nil
+}
+
+// lumberjackLog is a capstan.log an older capstan up rotated, with
+// lumberjack: capstan-TIME.log.
+var lumberjackLog = regexp.MustCompile(`^capstan-(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3})\.log$`)
+
+// renameLumberjackLogs gives the files an older capstan up rotated the
+// name timberjack gives them (capstan-TIME-size.log), so that they count
+// among the rotated files kept, and go when newer ones come.
+func renameLumberjackLogs(dataDir string) error {
+	entries, err := os.ReadDir(dataDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		m := lumberjackLog.FindStringSubmatch(e.Name())
+		if m == nil || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Rename(filepath.Join(dataDir, e.Name()), filepath.Join(dataDir, "capstan-"+m[1]+"-size.log")); err != nil {
+			return err
+		}
+	}
+	return nil
 }

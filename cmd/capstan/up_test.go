@@ -161,6 +161,9 @@ func TestUpControlPlaneJourney(t *testing.T) {
 	if !strings.Contains(out.String(), "stopped; everything is kept in "+dataDir) {
 		t.Errorf("no stop line:\n%s", out.String())
 	}
+	if left := logLeft(t, dataDir); len(left) > 0 {
+		t.Errorf("capstan up stopped and left of its log: %v", left)
+	}
 
 	// A restart resumes: same repository, images not pushed again, the
 	// app as the last commit left it.

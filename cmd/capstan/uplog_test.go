@@ -6,12 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/capstanhq/capstan/apiserver/backup"
-	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 // TestUpLogRotates: capstan up's log appends to the capstan.log a
@@ -43,23 +43,18 @@ func TestUpLogRotates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rotated := regexp.MustCompile(`^capstan-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}\.log$`)
-	var names []string
-	testenv.Eventually(t, 30*time.Second, "two rotated files beside capstan.log", func() bool {
-		// Old files are removed by lumberjack's own goroutine.
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		names = names[:0]
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		return len(names) == 3
-	})
+	// Old files are removed by the logger's own goroutine, which Close
+	// waits for.
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names := dirNames(t, dir)
+	if len(names) != 3 {
+		t.Errorf("files after three rotations: %v; want capstan.log and two rotated", names)
+	}
 	for _, name := range names {
-		if name != upLogFile && !rotated.MatchString(name) {
-			t.Errorf("%s in the data directory: neither capstan.log nor a rotated capstan-TIME.log (all: %v)", name, names)
+		if name != upLogFile && !rotatedLog.MatchString(name) {
+			t.Errorf("%s in the data directory: neither capstan.log nor a rotated capstan-TIME-size.log (all: %v)", name, names)
 		}
 		if !backup.IsLog(name) {
 			t.Errorf("a backup would copy the log %s", name)
@@ -74,6 +69,106 @@ func TestUpLogRotates(t *testing.T) {
 	}
 	if b, err := os.ReadFile(logPath); err != nil || !bytes.HasPrefix(b, []byte(line)) {
 		t.Errorf("capstan.log after rotation: %v, or does not start with a whole line", err)
+	}
+}
+
+// rotatedLog is the name of a rotated capstan.log.
+var rotatedLog = regexp.MustCompile(`^capstan-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}-size\.log$`)
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// logLeft says what of capstan up's log in dataDir this process still
+// holds: the file open, or the rotation's goroutine that removes old
+// files (lumberjack's stayed after its Close, one per capstan up run).
+func logLeft(t *testing.T, dataDir string) []string {
+	t.Helper()
+	var left []string
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, filepath.Join(dataDir, "capstan")) && strings.HasSuffix(target, ".log") {
+			left = append(left, "open file "+target)
+		}
+	}
+	stacks := make([]byte, 1<<20)
+	stacks = stacks[:goruntime.Stack(stacks, true)]
+	for g := range strings.SplitSeq(string(stacks), "\n\n") {
+		if strings.Contains(g, ".(*Logger).millRun") {
+			left = append(left, "goroutine "+strings.SplitN(g, "\n", 3)[1])
+		}
+	}
+	return left
+}
+
+// TestUpLogLeavesNothing: once capstan up's log is closed, nothing of it
+// is left in the process: no open file and no goroutine, also after a
+// rotation started the one that removes old files. lumberjack's Close
+// left that goroutine running.
+func TestUpLogLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	l, err := openUpLog(dir, logRotation{maxMiB: 1, keep: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Repeat("x", 1023) + "\n"
+	for range 1536 { // 1.5 MiB: one rotation
+		if _, err := io.WriteString(l, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := logLeft(t, dir); len(left) > 0 {
+		t.Errorf("after Close the log left: %v", left)
+	}
+	if names := dirNames(t, dir); len(names) != 2 {
+		t.Errorf("files after a rotation: %v; want capstan.log and one rotated", names)
+	}
+}
+
+// The files an older capstan up rotated (capstan-TIME.log, lumberjack's
+// names) are renamed as now (capstan-TIME-size.log), so that they count
+// among the rotated files kept and go when newer ones come.
+func TestUpLogRenamesOlderRotatedFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"capstan-2026-12-01T10-00-00.000.log", "capstan-2026-12-02T10-00-00.000.log", "capstan.log", "other-2026-12-01T10-00-00.000.log"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("old\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := openUpLog(dir, logRotation{maxMiB: 1, keep: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(l, strings.Repeat("x", 1<<20-1)+"\n"); err != nil { // rotates
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var rotated []string
+	for _, name := range dirNames(t, dir) {
+		if rotatedLog.MatchString(name) {
+			rotated = append(rotated, name)
+		}
+	}
+	names := dirNames(t, dir)
+	if len(rotated) != 2 || rotated[0] != "capstan-2026-12-02T10-00-00.000-size.log" || !slices.Contains(names, "other-2026-12-01T10-00-00.000.log") || len(names) != 4 {
+		t.Errorf("files: %v; want capstan.log, the newer old one renamed and this run's rotated file (two kept), and other's log untouched", names)
 	}
 }
 
