@@ -526,11 +526,12 @@ const upLogMaxMiB, upLogKeep = 10, 5
 // appended with an open and close of its own, so nothing of the log
 // outlives capstan up.
 func openUpLog(dataDir string, r logRotation) (*timberjack.Logger, error) {
-	if err := renameLumberjackLogs(dataDir); err != nil {
-		return nil, fmt.Errorf("log file: %w (make it a file capstan up can write, or pick another --data-dir)", err)
-	}
 	l := &timberjack.Logger{Filename: filepath.Join(dataDir, upLogFile), MaxSize: r.maxMiB, MaxBackups: r.keep, FileMode: 0o600}
-	if _, err := l.Write(nil); err != nil {
+	err := renameLumberjackLogs(dataDir)
+	if err == nil {
+		_, err = l.Write(nil)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("log file: %w (make it a file capstan up can write, or pick another --data-dir)", err)
 	}
 	return l, nil
