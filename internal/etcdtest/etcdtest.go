@@ -233,6 +233,23 @@ func (m *Member) Partition() int { return m.proxy.setCut(true) }
 // Heal lets clients reach the member again.
 func (m *Member) Heal() { m.proxy.setCut(false) }
 
+// Dials returns how many connections clients have opened to the member
+// (to its proxy), those refused while it was stopped or cut off
+// included: each is a client's attempt to reach it.
+func (m *Member) Dials() int {
+	m.proxy.mu.Lock()
+	defer m.proxy.mu.Unlock()
+	return m.proxy.dials
+}
+
+// HasLeader says whether the member is up and knows a leader: a member
+// that lost its quorum has none once its election timeout passes.
+func (m *Member) HasLeader() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.etcd != nil && m.etcd.Server.Leader() != 0
+}
+
 // Close stops every member and the proxies.
 func (c *Cluster) Close() {
 	for _, m := range c.Members {
@@ -269,6 +286,7 @@ type proxy struct {
 
 	mu    sync.Mutex
 	cut   bool
+	dials int // connections accepted, refused ones included
 	conns map[net.Conn]struct{}
 }
 
@@ -291,6 +309,7 @@ func (p *proxy) serve() {
 			return
 		}
 		p.mu.Lock()
+		p.dials++
 		if p.cut {
 			p.mu.Unlock()
 			c.Close()
