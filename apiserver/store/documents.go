@@ -47,12 +47,15 @@ func (s *Etcd) Document(ctx context.Context, name string) ([]byte, int64, error)
 func (s *Etcd) PutDocument(ctx context.Context, name string, data []byte, version int64) (int64, error) {
 	key := s.documentKey(name)
 	ro := s.readOnlyKey()
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	rctx, cancel, err := s.request(ctx, false)
+	if err != nil {
+		return 0, fmt.Errorf("document %s: %w", name, err)
+	}
 	defer cancel()
 	resp, err := s.cli.Txn(rctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", version), clientv3.Compare(clientv3.Version(ro), "=", 0)).
 		Then(clientv3.OpPut(key, string(data))).Else(clientv3.OpGet(ro)).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("document %s: %w", name, s.err(err))
+		return 0, fmt.Errorf("document %s: %w", name, s.writeErr(err))
 	}
 	if !resp.Succeeded {
 		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {

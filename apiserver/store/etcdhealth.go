@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -59,19 +61,36 @@ func (s *Etcd) noConnection() bool {
 	return conn != nil && conn.GetState() == connectivity.TransientFailure
 }
 
-// read is one read request to etcd, within RequestTimeout, or within
-// knownDownTimeout while the last request found etcd unavailable. With no
-// connection to any member it fails at once instead of waiting for one.
-func (s *Etcd) read(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	if s.noConnection() {
+// request bounds one request to etcd and says what it needs: an answer
+// within RequestTimeout (knownDownTimeout for a read while the last
+// request found etcd unavailable), and a leader. With
+// clientv3.WithRequireLeader a member that lost its quorum refuses the
+// request at once ("etcdserver: no leader"; the etcd client retries a read
+// on the other members for about a second) instead of holding it until
+// the timeout. That costs a healthy cluster nothing: the member only looks
+// at the leader it knows of.
+//
+// With no connection to any member a read is not sent at all (it would
+// only wait for one): request returns ErrUnavailable at once.
+func (s *Etcd) request(ctx context.Context, read bool) (context.Context, context.CancelFunc, error) {
+	if read && s.noConnection() {
 		s.markDown()
-		return nil, fmt.Errorf("%w: no connection to any etcd member (%s)", ErrUnavailable, strings.Join(s.cli.Endpoints(), ", "))
+		return nil, nil, fmt.Errorf("%w: no connection to any etcd member (%s)", ErrUnavailable, strings.Join(s.cli.Endpoints(), ", "))
 	}
 	timeout := s.opts.RequestTimeout
-	if s.down.Load() {
+	if read && s.down.Load() {
 		timeout = min(timeout, knownDownTimeout)
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout)
+	rctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), timeout)
+	return rctx, cancel, nil
+}
+
+// read is one read request to etcd (see request).
+func (s *Etcd) read(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	rctx, cancel, err := s.request(ctx, true)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
 	resp, err := s.cli.Get(rctx, key, opts...)
 	if err != nil {
@@ -79,4 +98,21 @@ func (s *Etcd) read(ctx context.Context, key string, opts ...clientv3.OpOption) 
 	}
 	s.markUp()
 	return resp, nil
+}
+
+// writeErr maps the error of a write request sent to etcd, as err does,
+// and says whether the write may have been applied: a member without a
+// leader refuses it before anything else, but when no answer came in
+// time, or the connection broke meanwhile, etcd may have applied it all
+// the same (etcd's own "request timed out, possibly due to ..." errors
+// mean the same).
+func (s *Etcd) writeErr(err error) error {
+	err = s.err(err)
+	switch {
+	case !errors.Is(err, ErrUnavailable):
+		return err
+	case errors.Is(err, rpctypes.ErrNoLeader):
+		return fmt.Errorf("%w; the write was refused, not applied", err)
+	}
+	return fmt.Errorf("%w; the write may have been applied all the same: read what it wrote before you retry it", err)
 }

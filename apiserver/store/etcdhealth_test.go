@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/internal/etcdtest"
 	"github.com/capstanhq/capstan/internal/testenv"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // A read etcd cannot answer waited RequestTimeout (10 s) however well the
@@ -124,4 +128,97 @@ func TestEtcdReadsWorkSoonAfterLongOutage(t *testing.T) {
 		return err == nil
 	})
 	t.Logf("reads work %s after etcd's restart began", time.Since(back).Round(100*time.Millisecond))
+}
+
+// Two members of three stopped, the third up without a leader: the first
+// request waited the store's 10 s request timeout before ErrUnavailable
+// (only a request that had timed out, the /readyz probe's included, made
+// the next ones quicker). Requests now need a leader, which such a member
+// says at once it has not: the first read and the first write fail
+// within about a second, and the write says it was not applied.
+//
+// Each request runs under a deadline well short of 10 s and must end
+// with the store's ErrUnavailable before it.
+func TestEtcdFirstRequestsWithoutQuorumFailFast(t *testing.T) {
+	restoreCluster(t)
+	r := openEtcdTest(t, Options{})
+	w, err := OpenEtcd(t.Context(), EtcdOptions{Endpoints: testCluster.Endpoints(), Prefix: r.opts.Prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	k := api.Key{Kind: api.KindPod, App: "shop", Name: "p"}
+	if _, err := r.Create(t.Context(), testPod("shop", "p", "")); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range testCluster.Members[:2] {
+		m.Stop()
+	}
+	left := testCluster.Members[2]
+	testenv.Eventually(t, 30*time.Second, "the member left to know it has no leader", func() bool { return !left.HasLeader() })
+	if r.down.Load() || w.down.Load() {
+		t.Fatal("the stores took etcd for down before any request")
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := r.Get(ctx, k); !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+		t.Fatalf("the first read without a quorum: %v (deadline passed: %v); want ErrUnavailable from the store before the 6 s deadline", err, ctx.Err())
+	}
+	t.Logf("the first read failed after %s", time.Since(start).Round(10*time.Millisecond))
+	ctx, cancel = context.WithTimeout(t.Context(), 6*time.Second)
+	defer cancel()
+	start = time.Now()
+	_, err = w.Create(ctx, testPod("shop", "without-quorum", ""))
+	if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+		t.Fatalf("the first write without a quorum: %v (deadline passed: %v); want ErrUnavailable from the store before the 6 s deadline", err, ctx.Err())
+	}
+	t.Logf("the first write failed after %s: %v", time.Since(start).Round(10*time.Millisecond), err)
+	if !strings.Contains(err.Error(), "not applied") {
+		t.Errorf("the write refused for want of a leader says %q; want it to say it was not applied", err)
+	}
+
+	for _, m := range testCluster.Members[:2] {
+		if err := m.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "reads with the quorum back", func() bool {
+		_, err := r.Get(t.Context(), k)
+		return err == nil
+	})
+	if _, err := r.Get(t.Context(), api.Key{Kind: api.KindPod, App: "shop", Name: "without-quorum"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the refused write: %v, want ErrNotFound", err)
+	}
+}
+
+// writeErr says whether a write etcd did not answer may have been applied.
+func TestEtcdWriteErr(t *testing.T) {
+	s := &Etcd{closed: make(chan struct{})}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string // "" : neither "not applied" nor "may have been applied"
+	}{
+		{"no answer in time", context.DeadlineExceeded, "may have been applied"},
+		{"etcd's own timeout", rpctypes.ErrTimeout, "may have been applied"},
+		{"connection lost", status.Error(codes.Unavailable, "error reading from server: EOF"), "may have been applied"},
+		{"no leader", rpctypes.ErrNoLeader, "refused, not applied"},
+		{"too many operations", rpctypes.ErrTooManyOps, ""},
+		{"caller gave up", context.Canceled, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := s.writeErr(tc.err).Error()
+			if tc.want == "" {
+				if strings.Contains(got, "applied") {
+					t.Fatalf("%q says whether the write was applied", got)
+				}
+				return
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Fatalf("%q; want it to say %q", got, tc.want)
+			}
+		})
+	}
 }

@@ -123,11 +123,14 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev))
 		gets = append(gets, clientv3.OpGet(fence.Key))
 	}
-	rctx, cancel := context.WithTimeout(tx.ctx, tx.s.opts.RequestTimeout)
+	rctx, cancel, err := tx.s.request(tx.ctx, false)
+	if err != nil {
+		return nil, false, fmt.Errorf("commit: %w", err)
+	}
 	defer cancel()
 	resp, err := tx.s.cli.Txn(rctx).If(cmps...).Then(ops...).Else(gets...).Commit()
 	if err != nil {
-		return nil, false, fmt.Errorf("commit: %w", tx.s.err(err))
+		return nil, false, fmt.Errorf("commit: %w", tx.s.writeErr(err))
 	}
 	tx.s.markUp()
 	if !resp.Succeeded && len(resp.Responses) == len(gets) {
@@ -213,7 +216,7 @@ func (s *Etcd) wrapWriteErr(err error) error {
 	if _, own := err.(*TxnError); own {
 		return err
 	}
-	for _, e := range []error{ErrNotFound, ErrExists, ErrConflict, ErrClosed, ErrFenced, ErrReadOnly} {
+	for _, e := range []error{ErrNotFound, ErrExists, ErrConflict, ErrClosed, ErrFenced, ErrReadOnly, ErrUnavailable} {
 		if errors.Is(err, e) {
 			return err
 		}

@@ -65,16 +65,18 @@ func (s *Etcd) readOnlyKey() string { return s.opts.Prefix + "meta/read-only" }
 // server of the store: from the revision it is written at, every write's
 // transaction fails its compare.
 func (s *Etcd) SetReadOnly(ctx context.Context, reason string) error {
-	rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+	rctx, cancel, err := s.request(ctx, false)
+	if err != nil {
+		return fmt.Errorf("set the store read-only: %w", err)
+	}
 	defer cancel()
-	var err error
 	if reason == "" {
 		_, err = s.cli.Delete(rctx, s.readOnlyKey())
 	} else {
 		_, err = s.cli.Put(rctx, s.readOnlyKey(), reason)
 	}
 	if err != nil {
-		return fmt.Errorf("set the store read-only: %w", s.err(err))
+		return fmt.Errorf("set the store read-only: %w", s.writeErr(err))
 	}
 	return nil
 }
