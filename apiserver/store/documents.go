@@ -47,7 +47,7 @@ func (s *Etcd) Document(ctx context.Context, name string) ([]byte, int64, error)
 func (s *Etcd) PutDocument(ctx context.Context, name string, data []byte, version int64) (int64, error) {
 	key := s.documentKey(name)
 	ro := s.readOnlyKey()
-	rctx, cancel, err := s.request(ctx, false)
+	rctx, cancel, err := s.writeRequest(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("document %s: %w", name, err)
 	}

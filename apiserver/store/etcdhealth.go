@@ -70,10 +70,10 @@ func (s *Etcd) noConnection() bool {
 // the timeout. That costs a healthy cluster nothing: the member only looks
 // at the leader it knows of.
 //
-// With no connection to any member a read is not sent at all (it would
-// only wait for one): request returns ErrUnavailable at once.
+// With no connection to any member the request is not sent at all (it
+// would only wait for one): request returns ErrUnavailable at once.
 func (s *Etcd) request(ctx context.Context, read bool) (context.Context, context.CancelFunc, error) {
-	if read && s.noConnection() {
+	if s.noConnection() {
 		s.markDown()
 		return nil, nil, fmt.Errorf("%w: no connection to any etcd member (%s)", ErrUnavailable, strings.Join(s.cli.Endpoints(), ", "))
 	}
@@ -98,6 +98,15 @@ func (s *Etcd) read(ctx context.Context, key string, opts ...clientv3.OpOption) 
 	}
 	s.markUp()
 	return resp, nil
+}
+
+// writeRequest is request for a write: one that is not sent says so.
+func (s *Etcd) writeRequest(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	rctx, cancel, err := s.request(ctx, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w; the write was not sent", err)
+	}
+	return rctx, cancel, nil
 }
 
 // writeErr maps the error of a write request sent to etcd, as err does,

@@ -193,6 +193,43 @@ func TestEtcdFirstRequestsWithoutQuorumFailFast(t *testing.T) {
 	}
 }
 
+// With no connection to any member a write waited its 10 s for one,
+// although it could not have been sent. It now fails at once, saying it
+// was not sent, and nothing of it lands once etcd is reachable again.
+func TestEtcdWriteWithoutConnectionFailsFast(t *testing.T) {
+	restoreCluster(t)
+	s := openEtcdTest(t, Options{})
+	for _, m := range testCluster.Members {
+		m.Partition()
+	}
+	testenv.Eventually(t, 30*time.Second, "the etcd client to have no connection", s.noConnection)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := s.Create(ctx, testPod("shop", "unsent", ""))
+	if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+		t.Fatalf("a write with no member reachable: %v (deadline passed: %v); want ErrUnavailable from the store before the 6 s deadline", err, ctx.Err())
+	}
+	t.Logf("the write failed after %s: %v", time.Since(start).Round(10*time.Millisecond), err)
+	if !strings.Contains(err.Error(), "not sent") {
+		t.Errorf("the write never sent says %q; want it to say it was not sent", err)
+	}
+	_, err = s.PutDocument(ctx, "tokens", []byte("[]"), 0)
+	if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+		t.Fatalf("a document write with no member reachable: %v (deadline passed: %v); want ErrUnavailable from the store before the 6 s deadline", err, ctx.Err())
+	}
+	for _, m := range testCluster.Members {
+		m.Heal()
+	}
+	testenv.Eventually(t, 30*time.Second, "reads with the members reachable", func() bool {
+		_, _, err := s.List(t.Context(), api.KindPod, ListOptions{})
+		return err == nil
+	})
+	if _, err := s.Get(t.Context(), api.Key{Kind: api.KindPod, App: "shop", Name: "unsent"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the write not sent: %v, want ErrNotFound", err)
+	}
+}
+
 // writeErr says whether a write etcd did not answer may have been applied.
 func TestEtcdWriteErr(t *testing.T) {
 	s := &Etcd{closed: make(chan struct{})}

@@ -123,7 +123,7 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev))
 		gets = append(gets, clientv3.OpGet(fence.Key))
 	}
-	rctx, cancel, err := tx.s.request(tx.ctx, false)
+	rctx, cancel, err := tx.s.writeRequest(tx.ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("commit: %w", err)
 	}

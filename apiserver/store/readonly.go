@@ -65,7 +65,7 @@ func (s *Etcd) readOnlyKey() string { return s.opts.Prefix + "meta/read-only" }
 // server of the store: from the revision it is written at, every write's
 // transaction fails its compare.
 func (s *Etcd) SetReadOnly(ctx context.Context, reason string) error {
-	rctx, cancel, err := s.request(ctx, false)
+	rctx, cancel, err := s.writeRequest(ctx)
 	if err != nil {
 		return fmt.Errorf("set the store read-only: %w", err)
 	}
