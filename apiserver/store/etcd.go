@@ -146,7 +146,10 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 	s := &Etcd{cli: opts.Client, opts: opts, objects: opts.Prefix + "objects/", allocs: opts.Prefix + "alloc/", closed: make(chan struct{})}
 	var tc *tls.Config
 	if s.cli == nil {
-		cfg := clientv3.Config{Endpoints: opts.Endpoints, DialTimeout: opts.DialTimeout, DialOptions: dialOptions(), Logger: zap.NewNop()}
+		cfg := clientv3.Config{
+			Endpoints: opts.Endpoints, DialTimeout: opts.DialTimeout, Logger: zap.NewNop(),
+			DialKeepAliveTime: keepaliveTime, DialKeepAliveTimeout: keepaliveTimeout, DialOptions: dialOptions(),
+		}
 		if opts.CAFile != "" || opts.CertFile != "" {
 			tlsInfo := transport.TLSInfo{TrustedCAFile: opts.CAFile, CertFile: opts.CertFile, KeyFile: opts.KeyFile}
 			var err error

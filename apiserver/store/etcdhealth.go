@@ -33,6 +33,21 @@ func dialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: b, MinConnectTimeout: 20 * time.Second})}
 }
 
+// keepaliveTime and keepaliveTimeout: a connection to a member on which
+// nothing arrived for keepaliveTime while requests wait on it is pinged,
+// and closed when the ping gets no answer within keepaliveTimeout; the
+// etcd client then sends its requests to the other members. Without it a
+// member that vanished without closing its connections (a machine that
+// lost power, a network that drops its packets) kept its connection, and
+// every request the client gave it (one in three, with three members)
+// waited RequestTimeout and failed, until TCP gave up a quarter of an
+// hour later. 10 s is the least gRPC allows; etcd's members let clients
+// ping every 5 s (their --grpc-keepalive-min-time).
+const (
+	keepaliveTime    = 10 * time.Second
+	keepaliveTimeout = 5 * time.Second
+)
+
 // knownDownTimeout bounds a read while the store knows etcd to be
 // unreachable, as the /readyz probe's 2 s does: a healthy member answers
 // a read in milliseconds, so this is ample for a read that finds etcd back,

@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -230,8 +229,17 @@ func (m *Member) Running() bool {
 // how many client connections it dropped.
 func (m *Member) Partition() int { return m.proxy.setCut(true) }
 
-// Heal lets clients reach the member again.
-func (m *Member) Heal() { m.proxy.setCut(false) }
+// Heal lets clients reach the member again, and ends a Freeze.
+func (m *Member) Heal() {
+	m.proxy.setCut(false)
+	m.proxy.setFrozen(false)
+}
+
+// Freeze makes the way to the member a black hole, as a machine that
+// lost power or a network that drops packets: connections stay open but
+// nothing passes either way, and new ones are taken and never answered,
+// until Heal (which delivers what was held).
+func (m *Member) Freeze() { m.proxy.setFrozen(true) }
 
 // Dials returns how many connections clients have opened to the member
 // (to its proxy), those refused while it was stopped or cut off
@@ -288,6 +296,8 @@ type proxy struct {
 	cut   bool
 	dials int // connections accepted, refused ones included
 	conns map[net.Conn]struct{}
+	// thaw is closed when a Freeze ends; nil while not frozen.
+	thaw chan struct{}
 }
 
 func newProxy(target string) (*proxy, error) {
@@ -321,6 +331,7 @@ func (p *proxy) serve() {
 }
 
 func (p *proxy) forward(c net.Conn) {
+	p.waitThawed()
 	u, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		c.Close()
@@ -337,7 +348,19 @@ func (p *proxy) forward(c net.Conn) {
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				p.waitThawed()
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		done <- struct{}{}
 	}
 	go pipe(u, c)
@@ -365,7 +388,30 @@ func (p *proxy) setCut(cut bool) int {
 	return n / 2 // each connection is two sockets
 }
 
+func (p *proxy) setFrozen(frozen bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case frozen && p.thaw == nil:
+		p.thaw = make(chan struct{})
+	case !frozen && p.thaw != nil:
+		close(p.thaw)
+		p.thaw = nil
+	}
+}
+
+// waitThawed waits while the proxy is frozen.
+func (p *proxy) waitThawed() {
+	p.mu.Lock()
+	thaw := p.thaw
+	p.mu.Unlock()
+	if thaw != nil {
+		<-thaw
+	}
+}
+
 func (p *proxy) close() {
+	p.setFrozen(false)
 	p.setCut(true)
 	p.l.Close()
 }
