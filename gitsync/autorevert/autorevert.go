@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -166,16 +165,15 @@ func (c *Component) apply(ctx context.Context, a Action) (string, error) {
 	}
 	// A commit after the failing one that changed the app (a fix pushed
 	// and not synced yet) would be undone by the revert: sync applies it
-	// next, and its own rollout is judged then.
+	// next, and its own rollout is judged then. One that changed only
+	// other apps (in a file shared with this one too) stays as it is.
 	if tip != a.Failed {
-		changed, err := gitsync.Diff(ctx, dir, a.Failed, tip)
+		changed, err := rollback.Changed(ctx, dir, rc.Path, a.App, a.Failed, tip)
 		if err != nil {
 			return "", fmt.Errorf("compare %s with the branch's tip: %w", api.ShortCommit(a.Failed), err)
 		}
-		for _, f := range changed {
-			if slices.Contains(plan.Files, f) || plan.Rewritten[f] != nil {
-				return "", fmt.Errorf("the branch has a newer commit changing the app (%s at %s): reverting would undo it; sync applies it next", f, api.ShortCommit(tip))
-			}
+		if changed != "" {
+			return "", fmt.Errorf("the branch has a newer commit changing the app (%s at %s): reverting would undo it; sync applies it next", changed, api.ShortCommit(tip))
 		}
 	}
 	note := fmt.Sprintf("%s %s at %s failed: %s.\nReverted by the cluster (rollback: \"auto\").\n\n%s: %s",

@@ -3,12 +3,13 @@ package autorevert
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -60,7 +61,13 @@ func newAppsRepo(t *testing.T) string {
 
 func commit(t *testing.T, dir, content, msg string) string {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, "apps", "x.cue"), []byte(content), 0o644); err != nil {
+	return commitFile(t, dir, "x.cue", content, msg)
+}
+
+// commitFile commits content as apps/name.
+func commitFile(t *testing.T, dir, name, content, msg string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "apps", name), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	git(t, dir, "add", "-A")
@@ -73,12 +80,20 @@ func commit(t *testing.T, dir, content, msg string) string {
 func synced(t *testing.T, c *client.Client, dir, commit string, stall bool) {
 	t.Helper()
 	ctx := context.Background()
-	src := git(t, dir, "show", commit+":apps/x.cue")
-	res, err := schema.Load(fstest.MapFS{"x.cue": {Data: []byte(src)}}, schema.LoadOptions{})
-	if err != nil || len(res.Apps) != 1 || !res.Apps[0].Valid() {
+	tree, err := gitsync.TreeAt(dir, commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	descs, err := fs.Sub(tree, "apps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := schema.Load(descs, schema.LoadOptions{})
+	i := slices.IndexFunc(res.Apps, func(a schema.AppResult) bool { return a.Name == "x" })
+	if err != nil || i < 0 || !res.Apps[i].Valid() {
 		t.Fatalf("load: %v %+v", err, res)
 	}
-	want := res.Apps[0].App
+	want := res.Apps[i].App
 	var a *api.App
 	if o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "x", Name: "x"}); err == nil {
 		a = api.Clone(o.(*api.App))
@@ -299,6 +314,40 @@ func TestAutoRevertLeavesANewerCommitOfTheApp(t *testing.T) {
 	if head := git(t, repo, "rev-parse", "HEAD"); head != fix {
 		t.Fatalf("the fix %s was reverted by %s:\n%s", fix[:12], head[:12], git(t, repo, "show", "HEAD:apps/x.cue"))
 	}
+}
+
+// shared declares x (rollback "auto") at tag and y at yTag in one file.
+func shared(tag, yTag string) string {
+	return desc(tag) + `apps: y: pods: web: {replicas: 1, containers: c: image: "r/y:` + yTag + `"}` + "\n"
+}
+
+// A commit after the failing one that changed only another app of the
+// same file was taken for a change of the app: the revert was refused
+// ("the branch has a newer commit changing the app") and the failed
+// rollout stayed. Only the app's part of the file goes back; the other
+// app's change stays.
+func TestAutoRevertPastAnotherAppOfTheSameFile(t *testing.T) {
+	repo := newAppsRepo(t)
+	good := commitFile(t, repo, "apps.cue", shared("v1", "v1"), "x v1, y v1")
+	bad := commitFile(t, repo, "apps.cue", shared("v2", "v1"), "x v2: the new image")
+	other := commitFile(t, repo, "apps.cue", shared("v2", "v2"), "y v2")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, repo, good, false)
+	startComponent(t, c, repo)
+	synced(t, c, repo, bad, true)
+	eventually(t, "the revert commit", func() bool {
+		head, err := tryGit(repo, "rev-parse", "HEAD")
+		return (err == nil && head != other) || event(c, ReasonStopped) != nil
+	})
+	if e := event(c, ReasonStopped); e != nil {
+		t.Fatalf("not reverted: %s", e.Spec.Message)
+	}
+	got := git(t, repo, "show", "HEAD:apps/apps.cue")
+	if !strings.Contains(got, `"r/x:v1"`) || !strings.Contains(got, `"r/y:v2"`) || strings.Contains(got, `"r/x:v2"`) {
+		t.Errorf("apps/apps.cue after the revert:\n%s\nwant x as at %s and y as at %s", got, good[:12], other[:12])
+	}
+	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil })
 }
 
 // Reason finds why in the message of an automatic revert, and nothing in

@@ -7,6 +7,7 @@
 package rollback
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,6 +180,39 @@ func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan,
 		return Plan{}, fmt.Errorf("the files of app %s are shared with %s, and %s's part cannot be rolled back alone (%v): pass --include-other-apps to roll those apps back with %s, or move %s into files of its own first", app, strings.Join(parts, ", "), app, err, app, app)
 	}
 	return Plan{Files: files, Apps: append([]string{app}, sortedKeys(others)...)}, nil
+}
+
+// Changed names what of app differs between the commits from and to: the
+// files declaring it, when its declaration (spec, labels, annotations,
+// validity) differs; else a file it reads at either commit that differs;
+// "" when app is as it was. Commits that changed only other apps, even
+// in a file shared with app, leave it as it was.
+func Changed(ctx context.Context, repoDir, descPath, app, from, to string) (string, error) {
+	atFrom, err := declarations(repoDir, descPath, from)
+	if err != nil {
+		return "", err
+	}
+	atTo, err := declarations(repoDir, descPath, to)
+	if err != nil {
+		return "", err
+	}
+	if !bytes.Equal(atFrom.specs[app], atTo.specs[app]) || len(atFrom.errs[app]) != len(atTo.errs[app]) {
+		return strings.Join(sortedUnion(atFrom.files(app), atTo.files(app)), ", "), nil
+	}
+	reads := sortedUnion(atFrom.reads[app], atTo.reads[app])
+	if len(reads) == 0 {
+		return "", nil
+	}
+	diff, err := gitsync.Diff(ctx, repoDir, from, to)
+	if err != nil {
+		return "", err
+	}
+	for _, f := range diff {
+		if contains(reads, f) {
+			return f, nil
+		}
+	}
+	return "", nil
 }
 
 // joinErrors shows the first errors of a rejected app.

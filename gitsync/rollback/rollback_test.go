@@ -157,3 +157,27 @@ func TestRollbackRefusesATargetTodaysSchemaRejects(t *testing.T) {
 		t.Fatalf("a refused rollback committed %s", head)
 	}
 }
+
+// Changed sees a change of the app's declaration or of a file it reads,
+// and not a change of another app, even in a file they share.
+func TestChanged(t *testing.T) {
+	repo, shas := gittest.Repo(t,
+		map[string]string{"apps/all.cue": appCue("web", 1) + appCue("blog", 1), "apps/conf.cue": confCue("api", "config/api.conf"), "apps/config/api.conf": "level: 1\n"},
+		map[string]string{"apps/all.cue": appCue("web", 1) + appCue("blog", 2)},
+		map[string]string{"apps/all.cue": "// web\n" + appCue("web", 2) + appCue("blog", 2)},
+		map[string]string{"apps/config/api.conf": "level: 2\n"},
+	)
+	for _, tc := range []struct {
+		name, app, from, to, want string
+	}{
+		{"another app of the same file", "web", shas[0], shas[1], ""},
+		{"the app's declaration", "web", shas[1], shas[2], "apps/all.cue"},
+		{"a file the app reads", "api", shas[2], shas[3], "apps/config/api.conf"},
+		{"a file another app reads", "web", shas[2], shas[3], ""},
+	} {
+		got, err := Changed(context.Background(), repo, "apps", tc.app, tc.from, tc.to)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: Changed = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
