@@ -129,7 +129,7 @@ func (c *Component) round(ctx context.Context, infs map[api.Kind]*client.Informe
 	}
 	for _, a := range Decide(apps, ws, revs, c.done) {
 		c.done[a.Key()] = true
-		commit, err := c.apply(ctx, a)
+		commit, err := c.revert(ctx, a)
 		if ctx.Err() != nil {
 			return
 		}
@@ -137,8 +137,13 @@ func (c *Component) round(ctx context.Context, infs map[api.Kind]*client.Informe
 	}
 }
 
-// apply makes the revert commit of a, or returns why not.
-func (c *Component) apply(ctx context.Context, a Action) (string, error) {
+// maxPlans bounds the plans of one revert: each commit that lands on the
+// branch between a plan and its push makes another.
+const maxPlans = 3
+
+// revert makes the revert commit of a, or returns why not. A push refused
+// because the branch moved meanwhile is planned again on the new tip.
+func (c *Component) revert(ctx context.Context, a Action) (string, error) {
 	if a.Refused != "" {
 		return "", errors.New(a.Refused)
 	}
@@ -146,19 +151,44 @@ func (c *Component) apply(ctx context.Context, a Action) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("repository %q of app %s is not tracked by this server", a.Repo, a.App)
 	}
+	for n := 1; ; n++ {
+		dir, tip, err := c.tip(ctx, rc)
+		if err != nil {
+			return "", err
+		}
+		commit, err := c.apply(ctx, rc, dir, tip, a)
+		if !errors.Is(err, gitsync.ErrPushRejected) || n == maxPlans {
+			return commit, err
+		}
+		if _, now, terr := c.tip(ctx, rc); terr != nil || now == tip {
+			return "", err // refused for another reason: a protected branch
+		}
+		c.log.Info("the branch moved while the revert was made: planning it again", "app", a.App, "failed", a.Failed, "planned-on", tip)
+	}
+}
+
+// tip fetches the tracked branch of rc (into the component's clone, for a
+// remote repository) and returns the repository to plan in and the
+// branch's tip there, which the commit goes on (a local repository's
+// checkout may be on another branch).
+func (c *Component) tip(ctx context.Context, rc gitsync.RepoConfig) (dir, tip string, err error) {
 	dir, local := gitsync.IsLocal(rc.URL)
 	if !local {
 		dir = filepath.Join(c.opts.DataDir, rc.Name+".git")
 		if err := gitsync.FetchBranch(ctx, rc, dir); err != nil {
-			return "", err
+			return "", "", err
 		}
 	}
-	// Planned on the tracked branch's tip, which the commit goes on (a
-	// local repository's checkout may be on another branch).
-	tip, err := gitsync.ResolveCommit(dir, "refs/heads/"+rc.Branch)
+	tip, err = gitsync.ResolveCommit(dir, "refs/heads/"+rc.Branch)
 	if err != nil {
-		return "", fmt.Errorf("branch %s of repository %s: %w", rc.Branch, rc.Name, err)
+		return "", "", fmt.Errorf("branch %s of repository %s: %w", rc.Branch, rc.Name, err)
 	}
+	return dir, tip, nil
+}
+
+// apply plans the revert of a on tip (of the repository in dir) and
+// makes its commit.
+func (c *Component) apply(ctx context.Context, rc gitsync.RepoConfig, dir, tip string, a Action) (string, error) {
 	plan, err := rollback.PlanFor(dir, rc.Path, a.App, a.To, tip, false)
 	if err != nil {
 		return "", err

@@ -350,6 +350,51 @@ func TestAutoRevertPastAnotherAppOfTheSameFile(t *testing.T) {
 	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil })
 }
 
+// A commit that landed on the branch between the revert's planning and
+// its push (here another app's, pushed by the remote's pre-receive hook
+// during the revert's push) made the push fail, and the revert was
+// given up for good: the failed rollout stayed. The revert is planned
+// again on the new tip and pushed; the other app's commit stays.
+func TestAutoRevertPlansAgainWhenTheBranchMoved(t *testing.T) {
+	work := newAppsRepo(t)
+	good := commit(t, work, desc("v1"), "x v1")
+	bad := commit(t, work, desc("v2"), "x v2: the new image")
+	remote := filepath.Join(t.TempDir(), "deploy.git")
+	git(t, work, "clone", "-q", "--bare", work, remote)
+	git(t, work, "remote", "add", "origin", remote)
+	other := commitFile(t, work, "y.cue", `apps: y: pods: web: containers: c: image: "r/y:v1"`+"\n", "y v1")
+	// The hook pushes other once, before the revert's ref update.
+	hook := "#!/bin/sh\ncat >/dev/null\n[ -e " + work + "/.pushed ] && exit 0\ntouch " + work + "/.pushed\n" +
+		"exec env -i PATH=\"$PATH\" HOME=" + work + " GIT_CONFIG_NOSYSTEM=1 git -C " + work + " push -q origin main >&2\n"
+	if err := os.WriteFile(filepath.Join(remote, "hooks", "pre-receive"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, remote, good, false)
+	startComponent(t, c, remote)
+	synced(t, c, remote, bad, true)
+	eventually(t, "the revert or the AutoRevertStopped event", func() bool {
+		return event(c, ReasonReverted) != nil || event(c, ReasonStopped) != nil
+	})
+	if e := event(c, ReasonStopped); e != nil {
+		t.Fatalf("not reverted: %s", e.Spec.Message)
+	}
+	if _, err := os.Stat(filepath.Join(work, ".pushed")); err != nil {
+		t.Fatalf("the hook did not move the branch: %v", err)
+	}
+	head := git(t, remote, "rev-parse", "main")
+	if parent := git(t, remote, "rev-parse", "main^"); parent != other {
+		t.Errorf("the revert %s is on %s, want on the commit that landed meanwhile %s", head[:12], parent[:12], other[:12])
+	}
+	if got := git(t, remote, "show", "main:apps/x.cue") + "\n"; got != desc("v1") {
+		t.Errorf("apps/x.cue after the revert = %q, want v1", got)
+	}
+	if _, err := tryGit(remote, "cat-file", "-e", "main:apps/y.cue"); err != nil {
+		t.Errorf("the commit that landed meanwhile was undone: %v", err)
+	}
+}
+
 // Reason finds why in the message of an automatic revert, and nothing in
 // any other commit's.
 func TestReason(t *testing.T) {
