@@ -126,7 +126,7 @@ func (req RevertRequest) checkBase(tip plumbing.Hash) error {
 	if req.Base == "" || req.Base == tip.String() {
 		return nil
 	}
-	return fmt.Errorf("%w: the branch moved from %s to %s since the rollback was planned: run the rollback again", ErrPushRejected, api.ShortCommit(req.Base), api.ShortCommit(tip.String()))
+	return fmt.Errorf("%w: the branch moved from %s to %s since the rollback was planned", ErrPushRejected, api.ShortCommit(req.Base), api.ShortCommit(tip.String()))
 }
 
 // revertCommit builds (and stores) the rollback commit on top of head.
@@ -404,7 +404,7 @@ func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (str
 		CABundle:   caBundle(repo),
 	})
 	if err != nil {
-		return "", fmt.Errorf("%w: push %s to %s: %w (the branch may have moved meanwhile: run the rollback again)", ErrPushRejected, api.ShortCommit(h.String()), RedactURL(repo.URL), redactErr(err))
+		return "", fmt.Errorf("%w: push %s to %s: %w", ErrPushRejected, api.ShortCommit(h.String()), RedactURL(repo.URL), redactErr(err))
 	}
 	return h.String(), nil
 }
@@ -443,7 +443,7 @@ func revertInPlace(ctx context.Context, dir, branchName string, req RevertReques
 		return "", err
 	}
 	if err := r.Storer.CheckAndSetReference(plumbing.NewHashReference(branch, h), old); err != nil {
-		return "", fmt.Errorf("%w: update %s in %s: %w (the branch moved meanwhile: run the rollback again)", ErrPushRejected, branchName, dir, err)
+		return "", fmt.Errorf("%w: update %s in %s: %w (the branch moved meanwhile)", ErrPushRejected, branchName, dir, err)
 	}
 	if checkedOut {
 		if err := syncWorktree(ctx, r, wt, old.Hash(), h, paths); err != nil {

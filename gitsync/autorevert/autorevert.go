@@ -157,11 +157,15 @@ func (c *Component) revert(ctx context.Context, a Action) (string, error) {
 			return "", err
 		}
 		commit, err := c.apply(ctx, rc, dir, tip, a)
-		if !errors.Is(err, gitsync.ErrPushRejected) || n == maxPlans {
+		if !errors.Is(err, gitsync.ErrPushRejected) {
 			return commit, err
 		}
-		if _, now, terr := c.tip(ctx, rc); terr != nil || now == tip {
-			return "", err // refused for another reason: a protected branch
+		byHand := fmt.Sprintf("revert by hand with 'capstan rollback %s --to %s' (or a pull request doing the same)", a.App, api.ShortCommit(a.To))
+		if _, now, terr := c.tip(ctx, rc); terr == nil && now == tip {
+			return "", fmt.Errorf("%w; the branch did not move, so the remote refuses the server's push (a protected branch, or credentials that may not push to %s?): let repository %s's credentials push there, or %s", err, rc.Branch, rc.Name, byHand)
+		}
+		if n == maxPlans {
+			return "", fmt.Errorf("%w; the branch moved each of %d times the revert was planned: %s", err, maxPlans, byHand)
 		}
 		c.log.Info("the branch moved while the revert was made: planning it again", "app", a.App, "failed", a.Failed, "planned-on", tip)
 	}

@@ -395,6 +395,40 @@ func TestAutoRevertPlansAgainWhenTheBranchMoved(t *testing.T) {
 	}
 }
 
+// A remote that refuses the server's push (a protected branch) was
+// reported as "the branch may have moved meanwhile: run the rollback
+// again", which the operator never ran. The event says the branch did
+// not move and gives the command that reverts by hand.
+func TestAutoRevertRefusedPushSaysWhatToDo(t *testing.T) {
+	work := newAppsRepo(t)
+	good := commit(t, work, desc("v1"), "x v1")
+	bad := commit(t, work, desc("v2"), "x v2: the new image")
+	remote := filepath.Join(t.TempDir(), "deploy.git")
+	git(t, work, "clone", "-q", "--bare", work, remote)
+	hook := "#!/bin/sh\necho 'refs/heads/main is protected' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(remote, "hooks", "pre-receive"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, remote, good, false)
+	startComponent(t, c, remote)
+	synced(t, c, remote, bad, true)
+	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
+	msg := event(c, ReasonStopped).Spec.Message
+	for _, want := range []string{"push rejected", "did not move", "capstan rollback x --to " + good[:12]} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("event lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "run the rollback again") {
+		t.Errorf("event tells to run a rollback nobody ran: %s", msg)
+	}
+	if head := git(t, remote, "rev-parse", "main"); head != bad {
+		t.Errorf("main moved to %s", head[:12])
+	}
+}
+
 // Reason finds why in the message of an automatic revert, and nothing in
 // any other commit's.
 func TestReason(t *testing.T) {

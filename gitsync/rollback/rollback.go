@@ -87,6 +87,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	sha, err := gitsync.Revert(ctx, gitsync.RepoConfig{Name: "rollback", URL: o.RepoDir, Branch: o.Branch},
 		gitsync.RevertRequest{Paths: plan.Files, To: o.To, Base: tip, Author: o.Author, Apps: plan.Apps, Rewritten: plan.Rewritten})
+	if errors.Is(err, gitsync.ErrPushRejected) {
+		return Result{}, fmt.Errorf("%w (if the branch moved meanwhile, run the rollback again; if not, the remote refuses the push: a protected branch, or credentials that may not push to it)", err)
+	}
 	if err != nil {
 		return Result{}, err
 	}
