@@ -182,7 +182,7 @@ func TestDetect(t *testing.T) {
 	}
 	wl := func(degraded bool, at time.Time) *api.Workload {
 		w := api.KindWorkload.New().(*api.Workload)
-		w.Metadata = api.ObjectMeta{Name: "web", App: "shop"}
+		w.Metadata = api.ObjectMeta{Name: "web", App: "shop", Source: &api.Source{Repo: "https://git.example.com/deploy.git", Commit: "abc"}}
 		if degraded {
 			w.Status.Conditions = []api.Condition{{Type: api.WorkloadDegraded, Status: api.ConditionTrue, Message: "made no progress", LastTransitionTime: at}}
 		}
@@ -204,20 +204,22 @@ func TestDetect(t *testing.T) {
 		old, obj api.Object
 		kind     string
 		msg      string
+		commit   string
 	}{
-		{"rejected revision", nil, rev(api.SyncRejected, later), SyncRefused, `commit "web v3" was Rejected: apps/shop.cue:3:12: conflicting values`},
-		{"applied revision", nil, rev(api.SyncApplied, later), "", ""},
-		{"old rejected revision", nil, rev(api.SyncRejected, since.Add(-time.Hour)), "", ""},
-		{"rollout stalls", wl(false, later), wl(true, later), RolloutFailed, "pod group web: made no progress"},
-		{"still stalled", wl(true, later), wl(true, later), "", ""},
-		{"stalled before the start", nil, wl(true, since.Add(-time.Hour)), "", ""},
-		{"node lost", node(true), node(false), NodeLost, "no heartbeat for 40s; its pods are replaced elsewhere after the eviction timeout"},
-		{"node back", node(false), node(true), "", ""},
+		{"rejected revision", nil, rev(api.SyncRejected, later), SyncRefused, `commit "web v3" was Rejected: apps/shop.cue:3:12: conflicting values`, "abc"},
+		{"applied revision", nil, rev(api.SyncApplied, later), "", "", ""},
+		{"old rejected revision", nil, rev(api.SyncRejected, since.Add(-time.Hour)), "", "", ""},
+		// The commit whose spec the pod group stalls on.
+		{"rollout stalls", wl(false, later), wl(true, later), RolloutFailed, "pod group web: made no progress", "abc"},
+		{"still stalled", wl(true, later), wl(true, later), "", "", ""},
+		{"stalled before the start", nil, wl(true, since.Add(-time.Hour)), "", "", ""},
+		{"node lost", node(true), node(false), NodeLost, "no heartbeat for 40s; its pods are replaced elsewhere after the eviction timeout", ""},
+		{"node back", node(false), node(true), "", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, ok := Detect(tc.old, tc.obj, since)
-			if ok != (tc.kind != "") || m.Kind != tc.kind || m.Message != tc.msg {
-				t.Fatalf("Detect = %+v, %v; want %s %q", m, ok, tc.kind, tc.msg)
+			if ok != (tc.kind != "") || m.Kind != tc.kind || m.Message != tc.msg || m.Commit != tc.commit {
+				t.Fatalf("Detect = %+v, %v; want %s %q of commit %q", m, ok, tc.kind, tc.msg, tc.commit)
 			}
 		})
 	}

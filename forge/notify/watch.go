@@ -44,8 +44,12 @@ func Detect(old, obj api.Object, since time.Time) (Message, bool) {
 		} else if now.LastTransitionTime.Before(since) {
 			return Message{}, false
 		}
-		return Message{Kind: RolloutFailed, Time: now.LastTransitionTime, App: o.Metadata.App,
-			Message: fmt.Sprintf("pod group %s: %s", o.Metadata.Name, now.Message)}, true
+		m := Message{Kind: RolloutFailed, Time: now.LastTransitionTime, App: o.Metadata.App,
+			Message: fmt.Sprintf("pod group %s: %s", o.Metadata.Name, now.Message)}
+		if src := o.Metadata.Source; src != nil {
+			m.Commit = src.Commit // the commit its spec came from
+		}
+		return m, true
 	case *api.Node:
 		on, ok := old.(*api.Node)
 		if !ok || !ready(on) || ready(o) {
