@@ -54,6 +54,10 @@ type PreviewOptions struct {
 	Now  time.Time
 	// Policy is the repository's (forge.previews).
 	Policy gitsync.PreviewPolicy
+	// Fork: the pull request's head lives in another repository, whose
+	// owner may push to it after the label was given, so its previews
+	// get no secrets whatever the policy.
+	Fork bool
 	// Nodes are the live nodes: an everyNode pod group runs a pod on each
 	// that it matches (plan.Pods), and they count against the quota.
 	Nodes []*api.Node
@@ -132,10 +136,13 @@ func PreviewApps(head *schema.Result, o PreviewOptions) (apps []*api.App, refuse
 // refusePreview says why the policy does not let preview a run; "" when
 // it does.
 func refusePreview(a *api.App, o PreviewOptions) string {
-	if len(a.Spec.Secrets) > 0 && !o.Policy.Secrets {
+	if len(a.Spec.Secrets) > 0 && (!o.Policy.Secrets || o.Fork) {
 		names := make([]string, len(a.Spec.Secrets))
 		for i, s := range a.Spec.Secrets {
 			names[i] = s.Name
+		}
+		if o.Fork {
+			return fmt.Sprintf("it uses secrets (%s) and the pull request comes from a fork, whose previews get none (its author could push code that reads them after the label): push the branch to the repository itself to preview it", strings.Join(names, ", "))
 		}
 		return fmt.Sprintf("it uses secrets (%s) and this repository gives none to previews (forge.previews.secrets)", strings.Join(names, ", "))
 	}
@@ -346,7 +353,7 @@ func (w *worker) wantedPreviews(st *prState, have []*api.App) (want []*api.App, 
 		nodes = l.Nodes
 	}
 	want, refused = PreviewApps(st.input.Head.Result, PreviewOptions{Repo: w.cfg.Name, PR: st.pr.Number, Head: st.input.Head.Commit, Now: w.c.opts.Now(),
-		Policy: w.cfg.Forge.Previews, Nodes: nodes})
+		Policy: w.cfg.Forge.Previews, Nodes: nodes, Fork: st.pr.Fork})
 	want, refused = w.sealPreviewSecrets(st.input.Head.Commit, want, refused)
 	// A preview deleted at its ttl stays deleted for its head, also
 	// across a restart of the server.

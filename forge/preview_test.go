@@ -116,6 +116,7 @@ apps: secret: {
 	for _, tt := range []struct {
 		name    string
 		policy  gitsync.PreviewPolicy
+		fork    bool              // the pull request comes from a fork
 		want    []string          // previews made
 		refused map[string]string // preview: part of the reason
 	}{
@@ -125,6 +126,12 @@ apps: secret: {
 			refused: map[string]string{"secret-pr-7": "uses secrets (db) and this repository gives none to previews (forge.previews.secrets)"}},
 		{name: "secrets allowed", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true},
 			want: []string{"bare-pr-7", "daemon-pr-7", "opted-pr-7", "plain-pr-7", "secret-pr-7"}},
+		// Anyone can push to a fork's pull request once it is labelled:
+		// its previews never open the repository's secrets, as GitHub
+		// Actions gives a fork's pull request none.
+		{name: "secrets allowed, not to a fork", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true}, fork: true,
+			want:    []string{"bare-pr-7", "daemon-pr-7", "opted-pr-7", "plain-pr-7"},
+			refused: map[string]string{"secret-pr-7": "uses secrets (db) and the pull request comes from a fork"}},
 		// plain: one web replica and two job pods; daemon: one per node.
 		{name: "pods", policy: gitsync.PreviewPolicy{AllApps: true, Secrets: true, Quota: q(2, "", "")},
 			want: []string{"bare-pr-7", "opted-pr-7", "secret-pr-7"},
@@ -142,7 +149,7 @@ apps: secret: {
 			refused: map[string]string{"opted-pr-7": "its pods request 64Mi memory, over the 63Mi"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			apps, refused := PreviewApps(res, PreviewOptions{Repo: "deploy", PR: 7, Now: time.Now(), Policy: tt.policy, Nodes: nodes})
+			apps, refused := PreviewApps(res, PreviewOptions{Repo: "deploy", PR: 7, Now: time.Now(), Policy: tt.policy, Nodes: nodes, Fork: tt.fork})
 			var names []string
 			for _, a := range apps {
 				names = append(names, a.Metadata.Name)
@@ -254,8 +261,17 @@ func TestPreviewSecrets(t *testing.T) {
 	pods: web: containers: c: {image: "r/x:v2", env: PW: secret: {name: "db", key: "password"}}
 }
 `
-	for _, allowed := range []bool{false, true} {
-		t.Run(fmt.Sprintf("allowed=%v", allowed), func(t *testing.T) {
+	for _, tc := range []struct {
+		allowed, fork bool
+		refusal       string // "": the preview is made
+	}{
+		{false, false, "it uses secrets (db) and this repository gives none to previews (forge.previews.secrets)"},
+		{true, false, ""},
+		// The fork's author may push after the label: no secrets.
+		{true, true, "it uses secrets (db) and the pull request comes from a fork, whose previews get none"},
+	} {
+		allowed := tc.allowed
+		t.Run(fmt.Sprintf("allowed=%v,fork=%v", allowed, tc.fork), func(t *testing.T) {
 			secretsDir := filepath.Join(t.TempDir(), "secrets")
 			keys, err := secrets.LoadOrCreate(secretsDir)
 			if err != nil {
@@ -274,16 +290,16 @@ func TestPreviewSecrets(t *testing.T) {
 			bare.commit(t, "main", "apps/secrets/db.secret.yaml", string(enc))
 			bare.branch(t, "try", "apps/x.cue", desc)
 			n := f.open("try", "main", "try x")
-			f.prs[n].labels = []string{"preview"}
+			f.prs[n].labels, f.prs[n].fork = []string{"preview"}, tc.fork
 			hook(t, fl.hookURL, "github", n, "labeled", "p1", true)
 			defer func() {
 				if t.Failed() {
 					t.Logf("the comment:\n%s", fl.comment(n))
 				}
 			}()
-			if !allowed {
+			if tc.refusal != "" {
 				eventually(t, "the refusal on the pull request", func() bool {
-					return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: it uses secrets (db) and this repository gives none to previews (forge.previews.secrets)")
+					return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: "+tc.refusal)
 				})
 				if objs, _, _ := c.List(ctx, api.KindApp, client.ListOptions{}); len(objs) != 0 {
 					t.Fatalf("%d apps made, want none", len(objs))
