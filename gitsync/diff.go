@@ -159,3 +159,36 @@ func TreeAt(repoDir, ref string) (fs.FS, error) {
 	}
 	return newTreeFS(r.Storer, nil, t.Hash, c.Committer.When), nil
 }
+
+// FindCommit returns the first commit, walking the first-parent history
+// of head back to base (excluded), whose message match accepts; "" when
+// none does (at most maxUndoneWalk commits are read).
+func FindCommit(repoDir, base, head string, match func(message string) bool) (string, error) {
+	r, err := openLocal(repoDir)
+	if err != nil {
+		return "", err
+	}
+	b, _, err := resolveTree(r, base)
+	if err != nil {
+		return "", err
+	}
+	c, _, err := resolveTree(r, head)
+	if err != nil {
+		return "", err
+	}
+	for range maxUndoneWalk {
+		if c.Hash == b.Hash {
+			return "", nil
+		}
+		if match(c.Message) {
+			return c.Hash.String(), nil
+		}
+		if c.NumParents() == 0 {
+			return "", nil
+		}
+		if c, err = c.Parent(0); err != nil {
+			return "", fmt.Errorf("parent of %s: %w", c.Hash, err)
+		}
+	}
+	return "", nil
+}

@@ -133,6 +133,10 @@ func (c *Component) round(ctx context.Context, infs map[api.Kind]*client.Informe
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errReverted) {
+			c.log.Info("failed rollout already reverted on the branch; sync applies it next", "app", a.App, "failed", a.Failed, "revert", commit)
+			continue
+		}
 		c.report(ctx, a, commit, err)
 	}
 }
@@ -155,6 +159,15 @@ func (c *Component) revert(ctx context.Context, a Action) (string, error) {
 		dir, tip, err := c.tip(ctx, rc)
 		if err != nil {
 			return "", err
+		}
+		// Made already (by this server before a restart, or by the
+		// leader before this one), and not synced yet.
+		made, err := gitsync.FindCommit(dir, a.Failed, tip, func(msg string) bool { return strings.Contains(msg, Trailer+": "+a.Failed) })
+		if err != nil {
+			return "", fmt.Errorf("look for a revert of %s on the branch: %w", api.ShortCommit(a.Failed), err)
+		}
+		if made != "" {
+			return made, fmt.Errorf("%w by %s", errReverted, api.ShortCommit(made))
 		}
 		commit, err := c.apply(ctx, rc, dir, tip, a)
 		if !errors.Is(err, gitsync.ErrPushRejected) {

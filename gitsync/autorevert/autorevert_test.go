@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,19 +279,62 @@ func TestDecide(t *testing.T) {
 // startComponent runs the component on repo until the test ends.
 func startComponent(t *testing.T, c *client.Client, repo string) {
 	t.Helper()
-	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{{Name: "deploy", URL: repo, Branch: "main", Path: "apps"}}, DataDir: t.TempDir()})
+	runComponent(t, c, repo, nil)
+}
+
+// runComponent runs the component on repo, logging to log (nil: nowhere),
+// until stop is called or the test ends.
+func runComponent(t *testing.T, c *client.Client, repo string, log *slog.Logger) (stop func()) {
+	t.Helper()
+	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{{Name: "deploy", URL: repo, Branch: "main", Path: "apps"}}, DataDir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- comp.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// A server that restarted (or a new leader) after pushing a revert,
+// before sync applied it, took the revert for a newer commit of the app:
+// AutoRevertStopped and a "NOT reverted" notification for a revert that
+// was made. The revert on the branch is found by its trailer, and nothing
+// else is done or said.
+func TestAutoRevertAfterARestartFindsItsRevert(t *testing.T) {
+	repo := newAppsRepo(t)
+	good := commit(t, repo, desc("v1"), "x v1")
+	bad := commit(t, repo, desc("v2"), "x v2: the new image")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, repo, good, false)
+	stop := runComponent(t, c, repo, nil)
+	synced(t, c, repo, bad, true)
+	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil })
+	stop()
+	revert := git(t, repo, "rev-parse", "HEAD")
+
+	var logs testenv.SyncBuffer
+	runComponent(t, c, repo, slog.New(slog.NewTextHandler(&logs, nil)))
+	eventually(t, "the restarted component's decision", func() bool {
+		return event(c, ReasonStopped) != nil || strings.Contains(logs.String(), "already reverted")
 	})
+	if e := event(c, ReasonStopped); e != nil {
+		t.Errorf("the restarted component reported: %s", e.Spec.Message)
+	}
+	if head := git(t, repo, "rev-parse", "HEAD"); head != revert {
+		t.Errorf("HEAD moved from the revert %s to %s", revert[:12], head[:12])
+	}
 }
 
 // A fix pushed after the failing commit, that sync has not applied yet
