@@ -215,9 +215,13 @@ func (c *Component) apply(ctx context.Context, rc gitsync.RepoConfig, dir, tip s
 	// next, and its own rollout is judged then. One that changed only
 	// other apps (in a file shared with this one too) stays as it is.
 	if tip != a.Failed {
-		changed, err := rollback.Changed(ctx, dir, rc.Path, a.App, a.Failed, tip)
+		changed, rejected, err := rollback.Changed(ctx, dir, rc.Path, a.App, a.Failed, tip)
 		if err != nil {
 			return "", fmt.Errorf("compare %s with the branch's tip: %w", api.ShortCommit(a.Failed), err)
+		}
+		if len(rejected) > 0 {
+			return "", fmt.Errorf("the branch has a newer commit changing the app (%s at %s), where it does not validate (%s), so sync refuses it: fix the app in git, or revert by hand with 'capstan rollback %s --to %s'",
+				changed, api.ShortCommit(tip), rejected[0], a.App, api.ShortCommit(a.To))
 		}
 		if changed != "" {
 			return "", fmt.Errorf("the branch has a newer commit changing the app (%s at %s): reverting would undo it; sync applies it next", changed, api.ShortCommit(tip))

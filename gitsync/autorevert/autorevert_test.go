@@ -474,6 +474,32 @@ func TestAutoRevertRefusedPushSaysWhatToDo(t *testing.T) {
 	}
 }
 
+// A newer commit that breaks the app's descriptor (a fix pushed in a
+// hurry) stops the revert, as any newer commit of the app does, but the
+// event said "sync applies it next" while sync refuses it: the broken
+// rollout stays until someone acts. It says so and what to do.
+func TestAutoRevertStoppedByAnInvalidNewerCommit(t *testing.T) {
+	repo := newAppsRepo(t)
+	good := commit(t, repo, desc("v1"), "x v1")
+	bad := commit(t, repo, desc("v2"), "x v2: the new image")
+	invalid := commit(t, repo, strings.Replace(desc("v3"), "replicas: 2", `replicas: "two"`, 1), "x v3: the fix, with a typo")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, repo, good, false)
+	startComponent(t, c, repo)
+	synced(t, c, repo, bad, true)
+	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
+	msg := event(c, ReasonStopped).Spec.Message
+	for _, want := range []string{invalid[:12], "does not validate (apps/x.cue:1:", "capstan rollback x --to " + good[:12]} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("event lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "sync applies it next") {
+		t.Errorf("event says sync applies a commit it refuses: %s", msg)
+	}
+}
+
 // Reason finds why in the message of an automatic revert, and nothing in
 // any other commit's.
 func TestReason(t *testing.T) {

@@ -187,35 +187,36 @@ func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan,
 
 // Changed names what of app differs between the commits from and to: the
 // files declaring it, when its declaration (spec, labels, annotations,
-// validity) differs; else a file it reads at either commit that differs;
-// "" when app is as it was. Commits that changed only other apps, even
-// in a file shared with app, leave it as it was.
-func Changed(ctx context.Context, repoDir, descPath, app, from, to string) (string, error) {
+// validity) differs, with why sync rejects it at to when it does; else a
+// file it reads at either commit that differs; "" when app is as it was.
+// Commits that changed only other apps, even in a file shared with app,
+// leave it as it was.
+func Changed(ctx context.Context, repoDir, descPath, app, from, to string) (where string, rejected []api.SourceError, err error) {
 	atFrom, err := declarations(repoDir, descPath, from)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	atTo, err := declarations(repoDir, descPath, to)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if !bytes.Equal(atFrom.specs[app], atTo.specs[app]) || len(atFrom.errs[app]) != len(atTo.errs[app]) {
-		return strings.Join(sortedUnion(atFrom.files(app), atTo.files(app)), ", "), nil
+		return strings.Join(sortedUnion(atFrom.files(app), atTo.files(app)), ", "), atTo.errs[app], nil
 	}
 	reads := sortedUnion(atFrom.reads[app], atTo.reads[app])
 	if len(reads) == 0 {
-		return "", nil
+		return "", nil, nil
 	}
 	diff, err := gitsync.Diff(ctx, repoDir, from, to)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	for _, f := range diff {
 		if contains(reads, f) {
-			return f, nil
+			return f, nil, nil
 		}
 	}
-	return "", nil
+	return "", nil, nil
 }
 
 // joinErrors shows the first errors of a rejected app.

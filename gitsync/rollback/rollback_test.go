@@ -175,8 +175,8 @@ func TestChanged(t *testing.T) {
 		{"a file the app reads", "api", shas[2], shas[3], "apps/config/api.conf"},
 		{"a file another app reads", "web", shas[2], shas[3], ""},
 	} {
-		got, err := Changed(context.Background(), repo, "apps", tc.app, tc.from, tc.to)
-		if err != nil || got != tc.want {
+		got, rejected, err := Changed(context.Background(), repo, "apps", tc.app, tc.from, tc.to)
+		if err != nil || got != tc.want || len(rejected) != 0 {
 			t.Errorf("%s: Changed = %q, %v; want %q", tc.name, got, err, tc.want)
 		}
 	}
