@@ -127,6 +127,14 @@ func (c *Component) round(ctx context.Context, infs map[api.Kind]*client.Informe
 	for _, o := range infs[api.KindRevision].List() {
 		revs = append(revs, o.(*api.Revision))
 	}
+	// Commits whose rollout completed are where a revert goes back to.
+	for _, r := range RolledOut(apps, ws, revs, c.opts.Now()) {
+		// Lost to another writer (the forge's deploy record): its write
+		// brings another round, which marks it.
+		if _, err := c.opts.API.Update(ctx, r); err != nil && !client.IsConflict(err) && ctx.Err() == nil {
+			c.log.Warn("mark a completed rollout", "app", r.Metadata.App, "commit", r.Spec.Commit, "err", err)
+		}
+	}
 	for _, a := range Decide(apps, ws, revs, c.done) {
 		c.done[a.Key()] = true
 		commit, err := c.revert(ctx, a)

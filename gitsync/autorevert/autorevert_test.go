@@ -77,9 +77,18 @@ func commitFile(t *testing.T, dir, name, content, msg string) string {
 	return git(t, dir, "rev-parse", "HEAD")
 }
 
+// rollState is how synced leaves the workloads' rollouts.
+type rollState int
+
+const (
+	rollComplete    rollState = iota // every replica updated and available
+	rollStalled                      // past the progress deadline
+	rollProgressing                  // no replica updated yet
+)
+
 // synced writes, as sync and the controllers would, the app at commit
-// (with its Revision) and its workloads, stalled past their deadline.
-func synced(t *testing.T, c *client.Client, dir, commit string, stall bool) {
+// (with its Revision) and its workloads, their rollouts as state says.
+func synced(t *testing.T, c *client.Client, dir, commit string, state rollState) {
 	t.Helper()
 	ctx := context.Background()
 	tree, err := gitsync.TreeAt(dir, commit)
@@ -128,7 +137,7 @@ func synced(t *testing.T, c *client.Client, dir, commit string, stall bool) {
 		var cur *api.Workload
 		if o, err := c.Get(ctx, api.KeyOf(w)); err == nil {
 			cur = api.Clone(o.(*api.Workload))
-			cur.Spec = w.Spec
+			cur.Spec, cur.Metadata.Annotations = w.Spec, w.Metadata.Annotations
 			o, err = c.Update(ctx, cur)
 			if err != nil {
 				t.Fatal(err)
@@ -143,7 +152,12 @@ func synced(t *testing.T, c *client.Client, dir, commit string, stall bool) {
 		}
 		cur.Status.ObservedGeneration = cur.Metadata.Generation
 		cur.Status.Conditions = nil
-		if stall {
+		n := cur.Spec.Replicas
+		cur.Status.Replicas, cur.Status.UpdatedReplicas, cur.Status.ReadyReplicas, cur.Status.AvailableReplicas = n, n, n, n
+		if state != rollComplete {
+			cur.Status.UpdatedReplicas, cur.Status.ReadyReplicas, cur.Status.AvailableReplicas = 0, 0, 0
+		}
+		if state == rollStalled {
 			cur.Status.Conditions = []api.Condition{{Type: api.WorkloadDegraded, Status: api.ConditionTrue, Reason: api.ReasonDeadlineExceeded,
 				Message: "rollout to template abc made no progress for 10m0s: 2 of 2 new pods not ready (x-web-1: CrashLoopBackOff)"}}
 		}
@@ -181,10 +195,10 @@ func TestAutoRevert(t *testing.T) {
 	bad := commit(t, repo, desc("v2"), "x v2: the new image")
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
-	synced(t, c, repo, good, false)
+	synced(t, c, repo, good, rollComplete)
 	startComponent(t, c, repo)
 
-	synced(t, c, repo, bad, true)
+	synced(t, c, repo, bad, rollStalled)
 	// The component pushes into repo while the test reads it: a ref
 	// being written (go-git's file transport) does not resolve for a
 	// moment, so a failed read is "not yet".
@@ -208,7 +222,7 @@ func TestAutoRevert(t *testing.T) {
 	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil })
 
 	// Sync applies the revert; its rollout fails too: no second revert.
-	synced(t, c, repo, revert, true)
+	synced(t, c, repo, revert, rollStalled)
 	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
 	if e := event(c, ReasonStopped); !strings.Contains(e.Spec.Message, "itself an automatic revert") {
 		t.Errorf("event: %s", e.Spec.Message)
@@ -230,6 +244,10 @@ func TestDecide(t *testing.T) {
 		r := api.KindRevision.New().(*api.Revision)
 		r.Metadata = api.ObjectMeta{Name: commit, App: "x", ResourceVersion: rv}
 		r.Spec = api.RevisionSpec{Commit: commit, Result: api.SyncApplied, Message: msg}
+		return r
+	}
+	rolled := func(r *api.Revision) *api.Revision {
+		r.Metadata.Annotations = map[string]string{AnnotationRolledOut: "2026-12-06T10:00:00Z"}
 		return r
 	}
 	manual := api.Clone(a)
@@ -255,6 +273,12 @@ func TestDecide(t *testing.T) {
 		{"already reverted", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b"), rev(3, "c", "revert\n\n"+Trailer+": b")}, nil, nil},
 		{"a failing revert is not reverted", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "revert\n\n"+Trailer+": z")}, nil,
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", Refused: "the failing commit is itself an automatic revert: not reverting again; fix the app by hand"}}},
+		// a rolled out; z came and was replaced by b before its own
+		// rollout finished: nothing says z works, so back to a.
+		{"back to the last commit that rolled out", []*api.App{a}, nil, []*api.Revision{rolled(rev(1, "a", "a")), rev(2, "z", "z"), rev(3, "b", "b")}, nil,
+			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", To: "a"}}},
+		{"the latest that rolled out", []*api.App{a}, nil, []*api.Revision{rolled(rev(1, "a", "a")), rolled(rev(2, "z", "z")), rev(3, "b", "b")}, nil,
+			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", To: "z"}}},
 		{"no earlier commit", []*api.App{a}, nil, []*api.Revision{rev(2, "b", "b")}, nil,
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", Refused: "no earlier applied commit of the app to go back to"}}},
 	} {
@@ -317,9 +341,9 @@ func TestAutoRevertAfterARestartFindsItsRevert(t *testing.T) {
 	bad := commit(t, repo, desc("v2"), "x v2: the new image")
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
-	synced(t, c, repo, good, false)
+	synced(t, c, repo, good, rollComplete)
 	stop := runComponent(t, c, repo, nil)
-	synced(t, c, repo, bad, true)
+	synced(t, c, repo, bad, rollStalled)
 	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil })
 	stop()
 	revert := git(t, repo, "rev-parse", "HEAD")
@@ -349,9 +373,9 @@ func TestAutoRevertLeavesANewerCommitOfTheApp(t *testing.T) {
 	fix := commit(t, repo, desc("v3"), "x v3: the fix")
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
-	synced(t, c, repo, good, false)
+	synced(t, c, repo, good, rollComplete)
 	startComponent(t, c, repo)
-	synced(t, c, repo, bad, true)
+	synced(t, c, repo, bad, rollStalled)
 	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
 	if e := event(c, ReasonStopped); !strings.Contains(e.Spec.Message, fix[:12]) || !strings.Contains(e.Spec.Message, "newer") {
 		t.Errorf("event: %s", e.Spec.Message)
@@ -378,9 +402,9 @@ func TestAutoRevertPastAnotherAppOfTheSameFile(t *testing.T) {
 	other := commitFile(t, repo, "apps.cue", shared("v2", "v2"), "y v2")
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
-	synced(t, c, repo, good, false)
+	synced(t, c, repo, good, rollComplete)
 	startComponent(t, c, repo)
-	synced(t, c, repo, bad, true)
+	synced(t, c, repo, bad, rollStalled)
 	eventually(t, "the revert commit", func() bool {
 		head, err := tryGit(repo, "rev-parse", "HEAD")
 		return (err == nil && head != other) || event(c, ReasonStopped) != nil
@@ -416,9 +440,9 @@ func TestAutoRevertPlansAgainWhenTheBranchMoved(t *testing.T) {
 	}
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
-	synced(t, c, remote, good, false)
+	synced(t, c, remote, good, rollComplete)
 	startComponent(t, c, remote)
-	synced(t, c, remote, bad, true)
+	synced(t, c, remote, bad, rollStalled)
 	eventually(t, "the revert or the AutoRevertStopped event", func() bool {
 		return event(c, ReasonReverted) != nil || event(c, ReasonStopped) != nil
 	})
@@ -456,9 +480,9 @@ func TestAutoRevertRefusedPushSaysWhatToDo(t *testing.T) {
 	}
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
-	synced(t, c, remote, good, false)
+	synced(t, c, remote, good, rollComplete)
 	startComponent(t, c, remote)
-	synced(t, c, remote, bad, true)
+	synced(t, c, remote, bad, rollStalled)
 	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
 	msg := event(c, ReasonStopped).Spec.Message
 	for _, want := range []string{"push rejected", "did not move", "capstan rollback x --to " + good[:12]} {
@@ -485,9 +509,9 @@ func TestAutoRevertStoppedByAnInvalidNewerCommit(t *testing.T) {
 	invalid := commit(t, repo, strings.Replace(desc("v3"), "replicas: 2", `replicas: "two"`, 1), "x v3: the fix, with a typo")
 	cl := apiservertest.Start(t, apiservertest.Options{})
 	c := cl.Client
-	synced(t, c, repo, good, false)
+	synced(t, c, repo, good, rollComplete)
 	startComponent(t, c, repo)
-	synced(t, c, repo, bad, true)
+	synced(t, c, repo, bad, rollStalled)
 	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
 	msg := event(c, ReasonStopped).Spec.Message
 	for _, want := range []string{invalid[:12], "does not validate (apps/x.cue:1:", "capstan rollback x --to " + good[:12]} {
@@ -497,6 +521,38 @@ func TestAutoRevertStoppedByAnInvalidNewerCommit(t *testing.T) {
 	}
 	if strings.Contains(msg, "sync applies it next") {
 		t.Errorf("event says sync applies a commit it refuses: %s", msg)
+	}
+}
+
+// A commit replaced by the next one before its own rollout finished was
+// taken as the one to go back to: the revert restored a commit nothing
+// showed to work (and, when it did not, stopped there as "itself an
+// automatic revert"). The revert goes back to the last commit whose
+// rollout completed, marked on its Revision when the rollout completes.
+func TestAutoRevertGoesBackToTheLastCommitThatRolledOut(t *testing.T) {
+	repo := newAppsRepo(t)
+	good := commit(t, repo, desc("v1"), "x v1")
+	unproven := commit(t, repo, desc("v2"), "x v2")
+	bad := commit(t, repo, desc("v3"), "x v3, pushed before v2 rolled out")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	startComponent(t, c, repo)
+	synced(t, c, repo, good, rollComplete)
+	eventually(t, "the mark of the completed rollout", func() bool {
+		o, err := c.Get(context.Background(), api.Key{Kind: api.KindRevision, App: "x", Name: "x-" + good[:12]})
+		return err == nil && o.Meta().Annotations[AnnotationRolledOut] != ""
+	})
+	synced(t, c, repo, unproven, rollProgressing)
+	synced(t, c, repo, bad, rollStalled)
+	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil || event(c, ReasonStopped) != nil })
+	if e := event(c, ReasonStopped); e != nil {
+		t.Fatalf("not reverted: %s", e.Spec.Message)
+	}
+	if got := git(t, repo, "show", "HEAD:apps/x.cue") + "\n"; got != desc("v1") {
+		t.Errorf("apps/x.cue after the revert = %q, want v1 (%s), the last that rolled out", got, good[:12])
+	}
+	if o, err := c.Get(context.Background(), api.Key{Kind: api.KindRevision, App: "x", Name: "x-" + unproven[:12]}); err != nil || o.Meta().Annotations[AnnotationRolledOut] != "" {
+		t.Errorf("the commit whose rollout never finished is marked: %v %v", err, o)
 	}
 }
 

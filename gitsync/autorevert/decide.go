@@ -19,15 +19,23 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/reconcile/app"
+	"github.com/capstanhq/capstan/rollout"
 )
 
 // Trailer marks the commits this package makes; its value is the commit
 // reverted.
 const Trailer = "Capstan-Auto-Revert"
+
+// AnnotationRolledOut marks the app's Revision of a commit whose rollout
+// completed (every pod group updated and available), with when it was
+// seen: a revert goes back to such a commit. The component writes it on
+// the Revisions of apps with rollback "auto".
+const AnnotationRolledOut = "capstan.io/rolled-out"
 
 // Action is what to do about one failed rollout.
 type Action struct {
@@ -43,7 +51,7 @@ type Action struct {
 func (a Action) Key() string { return a.App + "@" + a.Failed }
 
 // Decide returns the failed rollouts of apps with rollback "auto" not in
-// done: the commit to restore (the app's previous applied commit), or
+// done: the commit to restore (see target), or
 // why not (the failing commit is itself an automatic revert; no earlier
 // commit). A commit already reverted (a later Revision carries the
 // trailer naming it) is left out. Pure.
@@ -79,12 +87,7 @@ func Decide(apps []*api.App, workloads []*api.Workload, revisions []*api.Revisio
 		case failedAt >= 0 && strings.Contains(revs[failedAt].Spec.Message, Trailer+":"):
 			act.Refused = "the failing commit is itself an automatic revert: not reverting again; fix the app by hand"
 		default:
-			for i := failedAt - 1; i >= 0; i-- {
-				if r := revs[i]; r.Spec.Result == api.SyncApplied && r.Spec.Commit != act.Failed {
-					act.To = r.Spec.Commit
-					break
-				}
-			}
+			act.To = target(revs[:max(failedAt, 0)], act.Failed)
 			if act.To == "" {
 				act.Refused = "no earlier applied commit of the app to go back to"
 			}
@@ -93,6 +96,65 @@ func Decide(apps []*api.App, workloads []*api.Workload, revisions []*api.Revisio
 	}
 	slices.SortFunc(out, func(x, y Action) int { return strings.Compare(x.Key(), y.Key()) })
 	return out
+}
+
+// RolledOut returns the Revisions to mark with AnnotationRolledOut (seen
+// at now): of each app with rollback "auto" whose rollout at its synced
+// commit is complete (rollout.Evaluate), its applied Revision of that
+// commit, unless marked already. Pure.
+func RolledOut(apps []*api.App, workloads []*api.Workload, revisions []*api.Revision, now time.Time) []*api.Revision {
+	var out []*api.Revision
+	for _, a := range apps {
+		if a.Spec.Rollback != api.RollbackAuto || a.Status.SyncedCommit == "" {
+			continue
+		}
+		var ws []*api.Workload
+		for _, w := range workloads {
+			if w.Metadata.App == a.Metadata.Name {
+				ws = append(ws, w)
+			}
+		}
+		if rollout.Evaluate(a, ws, nil).State != rollout.Complete {
+			continue
+		}
+		for _, r := range slices.Backward(appRevisions(a.Metadata.Name, revisions)) {
+			if r.Spec.Commit != a.Status.SyncedCommit || r.Spec.Result != api.SyncApplied {
+				continue
+			}
+			if _, ok := r.Metadata.Annotations[AnnotationRolledOut]; !ok {
+				m := api.Clone(r)
+				if m.Metadata.Annotations == nil {
+					m.Metadata.Annotations = map[string]string{}
+				}
+				m.Metadata.Annotations[AnnotationRolledOut] = now.UTC().Format(time.RFC3339)
+				out = append(out, m)
+			}
+			break
+		}
+	}
+	return out
+}
+
+// target is the commit to go back to among the app's Revisions before
+// the failed commit's (oldest first): the latest whose rollout completed
+// (AnnotationRolledOut), as Helm's --atomic goes back to the last
+// successful release, since an applied commit replaced before its rollout
+// finished may be as broken as the failed one; else, when none is known
+// to have (Revisions from before the mark), the latest applied.
+func target(revs []*api.Revision, failed string) string {
+	latest := ""
+	for _, r := range slices.Backward(revs) {
+		if r.Spec.Result != api.SyncApplied || r.Spec.Commit == failed {
+			continue
+		}
+		if _, ok := r.Metadata.Annotations[AnnotationRolledOut]; ok {
+			return r.Spec.Commit
+		}
+		if latest == "" {
+			latest = r.Spec.Commit
+		}
+	}
+	return latest
 }
 
 // stalled says why a workload of a, at the spec of its synced commit, is

@@ -49,8 +49,9 @@ var allowed = map[string][]string{
 	// A rollback loads the app's descriptors at both commits.
 	"gitsync/rollback": {"gitsync", "schema"},
 	// Automatic revert finds the failed rollout with the app
-	// controller's desired workloads.
-	"gitsync/autorevert": {"reconcile/app"},
+	// controller's desired workloads, and the completed ones (where it
+	// goes back to) with rollout's judgement.
+	"gitsync/autorevert": {"reconcile/app", "rollout"},
 	// Rollout progress compares each workload with the spec the app
 	// controller gives it for the synced commit.
 	"rollout": {"reconcile/app"},
