@@ -103,9 +103,12 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 	ar, err := autorevert.New(autorevert.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "autorevert"), Logger: log.With("component", "autorevert"),
 		OnRevert: func(a autorevert.Action, commit string, err error) {
 			m := notify.Message{Kind: notify.RollbackMade, Time: time.Now(), App: a.App, Repo: a.Repo, Commit: a.Failed}
-			if err != nil {
+			switch {
+			case errors.Is(err, gitsync.ErrUnreachable):
+				m.Message = fmt.Sprintf("the failed rollout of %s is NOT reverted yet: %v", api.ShortCommit(a.Failed), err)
+			case err != nil:
 				m.Message = fmt.Sprintf("the failed rollout of %s was NOT reverted: %v", api.ShortCommit(a.Failed), err)
-			} else {
+			default:
 				m.Message = fmt.Sprintf("the failed rollout of %s (%s) was reverted by commit %s", api.ShortCommit(a.Failed), a.Why, api.ShortCommit(commit))
 			}
 			nt.Notify(m)

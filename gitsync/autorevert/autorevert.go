@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,15 +36,30 @@ type Options struct {
 	// OnRevert is told of every revert made or refused (notifications);
 	// it must not block. Default none.
 	OnRevert func(a Action, commit string, err error)
+	// Backoff is the wait before a revert whose repository could not be
+	// reached is tried again, doubled each time up to maxBackoff.
+	// Default 10s.
+	Backoff time.Duration
 	// Logger; default discards.
 	Logger *slog.Logger
 }
+
+// maxBackoff bounds the wait between tries of a revert whose repository
+// cannot be reached.
+const maxBackoff = 5 * time.Minute
 
 // Event reasons.
 const (
 	ReasonReverted = "AutoReverted"
 	ReasonStopped  = "AutoRevertStopped"
+	ReasonRetrying = "AutoRevertRetrying"
 )
+
+// retry is a revert waiting to be tried again.
+type retry struct {
+	tries int
+	at    time.Time
+}
 
 // Component watches Apps, Workloads and Revisions and makes the reverts.
 type Component struct {
@@ -51,8 +67,10 @@ type Component struct {
 	log   *slog.Logger
 	repos map[string]gitsync.RepoConfig
 	wake  chan struct{}
-	// done are the failed rollouts handled (Action.Key); owned by run.
-	done map[string]bool
+	// done are the failed rollouts handled (Action.Key); retries, those
+	// tried again later. Owned by run.
+	done    map[string]bool
+	retries map[string]*retry
 }
 
 // New checks the options.
@@ -69,7 +87,10 @@ func New(o Options) (*Component, error) {
 	if o.AuthorName == "" {
 		o.AuthorName, o.AuthorEmail = "Capstan", "capstan@cluster.local"
 	}
-	c := &Component{opts: o, log: o.Logger, repos: map[string]gitsync.RepoConfig{}, wake: make(chan struct{}, 1), done: map[string]bool{}}
+	if o.Backoff <= 0 {
+		o.Backoff = 10 * time.Second
+	}
+	c := &Component{opts: o, log: o.Logger, repos: map[string]gitsync.RepoConfig{}, wake: make(chan struct{}, 1), done: map[string]bool{}, retries: map[string]*retry{}}
 	for _, rc := range o.Repos {
 		c.repos[rc.Name] = rc.WithDefaults()
 	}
@@ -135,18 +156,53 @@ func (c *Component) round(ctx context.Context, infs map[api.Kind]*client.Informe
 			c.log.Warn("mark a completed rollout", "app", r.Metadata.App, "commit", r.Spec.Commit, "err", err)
 		}
 	}
-	for _, a := range Decide(apps, ws, revs, c.done) {
+	acts := Decide(apps, ws, revs, c.done)
+	for key := range c.retries { // the app moved on: nothing to retry
+		if !slices.ContainsFunc(acts, func(a Action) bool { return a.Key() == key }) {
+			delete(c.retries, key)
+		}
+	}
+	for _, a := range acts {
+		r := c.retries[a.Key()]
+		if r != nil && c.opts.Now().Before(r.at) {
+			continue
+		}
 		c.done[a.Key()] = true
 		commit, err := c.revert(ctx, a)
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, errReverted) {
+		switch {
+		case errors.Is(err, errReverted):
 			c.log.Info("failed rollout already reverted on the branch; sync applies it next", "app", a.App, "failed", a.Failed, "revert", commit)
-			continue
+		case errors.Is(err, gitsync.ErrUnreachable):
+			c.later(ctx, a, r, err)
+		default:
+			delete(c.retries, a.Key())
+			c.report(ctx, a, commit, err)
 		}
-		c.report(ctx, a, commit, err)
 	}
+}
+
+// later tries the revert of a again after a back-off, as long as its
+// rollout stays failed: its repository could not be reached (r: the
+// tries before). The first failure is told, the others logged.
+func (c *Component) later(ctx context.Context, a Action, r *retry, err error) {
+	delete(c.done, a.Key())
+	if r == nil {
+		r = &retry{}
+		c.retries[a.Key()] = r
+	}
+	r.tries++
+	wait := min(c.opts.Backoff<<min(r.tries-1, 20), maxBackoff)
+	r.at = c.opts.Now().Add(wait)
+	time.AfterFunc(wait, c.kick)
+	err = fmt.Errorf("%w (tried again in %s, and on until it is made or the app moves on)", err, wait)
+	if r.tries > 1 {
+		c.log.Warn("automatic revert not made yet", "app", a.App, "failed", a.Failed, "tries", r.tries, "err", err)
+		return
+	}
+	c.report(ctx, a, "", err)
 }
 
 // maxPlans bounds the plans of one revert: each commit that lands on the
@@ -262,11 +318,16 @@ func Reason(message string) string {
 func (c *Component) report(ctx context.Context, a Action, commit string, err error) {
 	rec := &reconcile.Recorder{Client: c.opts.API, Reporter: "autorevert", Logger: c.log, Now: c.opts.Now}
 	ev := reconcile.Event{Object: api.ObjectRef{Kind: api.KindApp, App: a.App, Name: a.App}}
-	if err != nil {
+	switch {
+	case errors.Is(err, gitsync.ErrUnreachable):
+		ev.Type, ev.Reason = api.EventWarning, ReasonRetrying
+		ev.Message = fmt.Sprintf("rollout of %s failed (%s) and is not reverted yet: %v", api.ShortCommit(a.Failed), a.Why, err)
+		c.log.Warn("automatic revert not made yet", "app", a.App, "failed", a.Failed, "err", err)
+	case err != nil:
 		ev.Type, ev.Reason = api.EventWarning, ReasonStopped
 		ev.Message = fmt.Sprintf("rollout of %s failed (%s) and was not reverted: %v", api.ShortCommit(a.Failed), a.Why, err)
 		c.log.Warn("automatic revert not made", "app", a.App, "failed", a.Failed, "err", err)
-	} else {
+	default:
 		ev.Type, ev.Reason = api.EventNormal, ReasonReverted
 		ev.Message = fmt.Sprintf("rollout of %s failed (%s): committed %s restoring %s", api.ShortCommit(a.Failed), a.Why, api.ShortCommit(commit), api.ShortCommit(a.To))
 		c.log.Info("automatic revert committed", "app", a.App, "failed", a.Failed, "to", a.To, "commit", commit)

@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -306,11 +310,15 @@ func startComponent(t *testing.T, c *client.Client, repo string) {
 	runComponent(t, c, repo, nil)
 }
 
-// runComponent runs the component on repo, logging to log (nil: nowhere),
-// until stop is called or the test ends.
-func runComponent(t *testing.T, c *client.Client, repo string, log *slog.Logger) (stop func()) {
+// runComponent runs the component on repo, with its options changed by
+// opts (nil: as they are), until stop is called or the test ends.
+func runComponent(t *testing.T, c *client.Client, repo string, opts func(*Options)) (stop func()) {
 	t.Helper()
-	comp, err := New(Options{API: c, Repos: []gitsync.RepoConfig{{Name: "deploy", URL: repo, Branch: "main", Path: "apps"}}, DataDir: t.TempDir(), Logger: log})
+	o := Options{API: c, Repos: []gitsync.RepoConfig{{Name: "deploy", URL: repo, Branch: "main", Path: "apps"}}, DataDir: t.TempDir()}
+	if opts != nil {
+		opts(&o)
+	}
+	comp, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +357,7 @@ func TestAutoRevertAfterARestartFindsItsRevert(t *testing.T) {
 	revert := git(t, repo, "rev-parse", "HEAD")
 
 	var logs testenv.SyncBuffer
-	runComponent(t, c, repo, slog.New(slog.NewTextHandler(&logs, nil)))
+	runComponent(t, c, repo, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	eventually(t, "the restarted component's decision", func() bool {
 		return event(c, ReasonStopped) != nil || strings.Contains(logs.String(), "already reverted")
 	})
@@ -553,6 +561,64 @@ func TestAutoRevertGoesBackToTheLastCommitThatRolledOut(t *testing.T) {
 	}
 	if o, err := c.Get(context.Background(), api.Key{Kind: api.KindRevision, App: "x", Name: "x-" + unproven[:12]}); err != nil || o.Meta().Annotations[AnnotationRolledOut] != "" {
 		t.Errorf("the commit whose rollout never finished is marked: %v %v", err, o)
+	}
+}
+
+// httpRemote serves the bare repository dir over git's smart HTTP (git
+// http-backend, pushes allowed) on 127.0.0.1, answering 503 while down
+// is set, and returns its URL.
+func httpRemote(t *testing.T, dir string, down *atomic.Bool) string {
+	t.Helper()
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	git(t, dir, "config", "http.receivepack", "true")
+	backend := &cgi.Handler{Path: gitBin, Args: []string{"http-backend"},
+		Env: []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + dir}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/" + filepath.Base(dir)
+}
+
+// A remote that could not be reached when the rollout failed (a forge
+// outage, a network blip) made the revert be given up for good: the
+// failed rollout stayed. It is tried again with back-off, said once,
+// and made when the remote answers again.
+func TestAutoRevertRetriedWhileTheRemoteIsDown(t *testing.T) {
+	work := newAppsRepo(t)
+	good := commit(t, work, desc("v1"), "x v1")
+	bad := commit(t, work, desc("v2"), "x v2: the new image")
+	remote := filepath.Join(t.TempDir(), "deploy.git")
+	git(t, work, "clone", "-q", "--bare", work, remote)
+	var down atomic.Bool
+	down.Store(true)
+	url := httpRemote(t, remote, &down)
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, remote, good, rollComplete)
+	runComponent(t, c, url, func(o *Options) { o.Backoff = 200 * time.Millisecond })
+	synced(t, c, remote, bad, rollStalled)
+	eventually(t, "the AutoRevertRetrying event", func() bool { return event(c, ReasonRetrying) != nil || event(c, ReasonStopped) != nil })
+	if e := event(c, ReasonStopped); e != nil {
+		t.Fatalf("given up: %s", e.Spec.Message)
+	}
+	if msg := event(c, ReasonRetrying).Spec.Message; !strings.Contains(msg, "503") || !strings.Contains(msg, "tried again in") {
+		t.Errorf("event: %s", msg)
+	}
+	down.Store(false)
+	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil })
+	if got := git(t, remote, "show", "main:apps/x.cue") + "\n"; got != desc("v1") {
+		t.Errorf("apps/x.cue on the remote after the revert = %q, want v1", got)
+	}
+	if e := event(c, ReasonStopped); e != nil {
+		t.Errorf("AutoRevertStopped after the revert: %s", e.Spec.Message)
 	}
 }
 
