@@ -71,6 +71,8 @@ type Component struct {
 	// tried again later. Owned by run.
 	done    map[string]bool
 	retries map[string]*retry
+	// recheck wakes run when a complete rollout has been for StableFor.
+	recheck *time.Timer
 }
 
 // New checks the options.
@@ -148,8 +150,16 @@ func (c *Component) round(ctx context.Context, infs map[api.Kind]*client.Informe
 	for _, o := range infs[api.KindRevision].List() {
 		revs = append(revs, o.(*api.Revision))
 	}
-	// Commits whose rollout completed are where a revert goes back to.
-	for _, r := range RolledOut(apps, ws, revs, c.opts.Now()) {
+	// Commits whose rollout completed are where a revert goes back to,
+	// and are not reverted for a failure after.
+	marks, next := RolledOut(apps, ws, revs, c.opts.Now())
+	if next > 0 {
+		if c.recheck != nil {
+			c.recheck.Stop()
+		}
+		c.recheck = time.AfterFunc(next, c.kick)
+	}
+	for _, r := range marks {
 		// Lost to another writer (the forge's deploy record): its write
 		// brings another round, which marks it.
 		if _, err := c.opts.API.Update(ctx, r); err != nil && !client.IsConflict(err) && ctx.Err() == nil {

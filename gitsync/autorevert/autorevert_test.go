@@ -161,6 +161,10 @@ func synced(t *testing.T, c *client.Client, dir, commit string, state rollState)
 		if state != rollComplete {
 			cur.Status.UpdatedReplicas, cur.Status.ReadyReplicas, cur.Status.AvailableReplicas = 0, 0, 0
 		}
+		if state == rollComplete {
+			cur.Status.Conditions = []api.Condition{{Type: api.WorkloadProgressing, Status: api.ConditionTrue, Reason: api.ReasonRolloutComplete,
+				LastTransitionTime: time.Now().Add(-time.Hour)}}
+		}
 		if state == rollStalled {
 			cur.Status.Conditions = []api.Condition{{Type: api.WorkloadDegraded, Status: api.ConditionTrue, Reason: api.ReasonDeadlineExceeded,
 				Message: "rollout to template abc made no progress for 10m0s: 2 of 2 new pods not ready (x-web-1: CrashLoopBackOff)"}}
@@ -283,6 +287,12 @@ func TestDecide(t *testing.T) {
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", To: "a"}}},
 		{"the latest that rolled out", []*api.App{a}, nil, []*api.Revision{rolled(rev(1, "a", "a")), rolled(rev(2, "z", "z")), rev(3, "b", "b")}, nil,
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", To: "z"}}},
+		// b rolled out and failed later (a node, a dependency): not the
+		// commit's doing, as Kubernetes judges progress only until a
+		// rollout completes.
+		{"a failure after the rollout completed", []*api.App{a}, nil, []*api.Revision{rolled(rev(1, "a", "a")), rolled(rev(2, "b", "b"))}, nil,
+			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck",
+				Refused: "its rollout completed (at 2026-12-06T10:00:00Z) before it failed, so the failure is not the commit's (a node, a dependency?): not reverted; 'capstan rollback x --to a' reverts it by hand"}}},
 		{"no earlier commit", []*api.App{a}, nil, []*api.Revision{rev(2, "b", "b")}, nil,
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", Refused: "no earlier applied commit of the app to go back to"}}},
 	} {
@@ -619,6 +629,80 @@ func TestAutoRevertRetriedWhileTheRemoteIsDown(t *testing.T) {
 	}
 	if e := event(c, ReasonStopped); e != nil {
 		t.Errorf("AutoRevertStopped after the revert: %s", e.Spec.Message)
+	}
+}
+
+// A commit whose rollout completed and whose pods failed later (a
+// dependency down for longer than the progress deadline, a node lost)
+// was reverted in git by the cluster, undoing a change that worked. It
+// is left as it is, and the event says why and how to revert by hand.
+func TestAutoRevertLeavesACommitThatRolledOut(t *testing.T) {
+	repo := newAppsRepo(t)
+	good := commit(t, repo, desc("v1"), "x v1")
+	fine := commit(t, repo, desc("v2"), "x v2")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	startComponent(t, c, repo)
+	synced(t, c, repo, good, rollComplete)
+	synced(t, c, repo, fine, rollComplete)
+	eventually(t, "the mark of the completed rollout", func() bool {
+		o, err := c.Get(context.Background(), api.Key{Kind: api.KindRevision, App: "x", Name: "x-" + fine[:12]})
+		return err == nil && o.Meta().Annotations[AnnotationRolledOut] != ""
+	})
+	// Its pods fail later, past the deadline, at the same commit.
+	ws, _, err := c.List(context.Background(), api.KindWorkload, client.ListOptions{App: "x"})
+	if err != nil || len(ws) == 0 {
+		t.Fatal(err, ws)
+	}
+	for _, o := range ws {
+		w := api.Clone(o.(*api.Workload))
+		w.Status.AvailableReplicas, w.Status.ReadyReplicas = 0, 0
+		w.Status.Conditions = []api.Condition{{Type: api.WorkloadDegraded, Status: api.ConditionTrue, Reason: api.ReasonDeadlineExceeded, Message: "0 of 2 pods ready (CrashLoopBackOff)"}}
+		if _, err := c.UpdateStatus(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil || event(c, ReasonReverted) != nil })
+	if e := event(c, ReasonReverted); e != nil {
+		t.Fatalf("a commit that rolled out was reverted: %s", e.Spec.Message)
+	}
+	if msg := event(c, ReasonStopped).Spec.Message; !strings.Contains(msg, "its rollout completed") || !strings.Contains(msg, "capstan rollback x --to "+good[:12]) {
+		t.Errorf("event: %s", msg)
+	}
+	if head := git(t, repo, "rev-parse", "HEAD"); head != fine {
+		t.Errorf("HEAD moved from %s to %s", fine[:12], head[:12])
+	}
+}
+
+// A rollout is marked once it has stayed complete for a while: pods that
+// pass their readiness check and crash a moment later are the commit's.
+func TestRolledOutWaitsForAStableRollout(t *testing.T) {
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "x", App: "x", UID: "u"}
+	a.Spec.Rollback = api.RollbackAuto
+	a.Spec.Workloads = []api.AppWorkload{{Name: "web", Spec: api.WorkloadSpec{Replicas: 1, Template: api.PodTemplate{Containers: []api.Container{{Name: "c", Image: "r/x:v2"}}}}}}
+	a.Status.SyncedCommit = "b"
+	ws, _ := app.Desired(a)
+	w := ws[0]
+	w.Status.Replicas, w.Status.UpdatedReplicas, w.Status.ReadyReplicas, w.Status.AvailableReplicas = 1, 1, 1, 1
+	r := api.KindRevision.New().(*api.Revision)
+	r.Metadata = api.ObjectMeta{Name: "x-b", App: "x", ResourceVersion: 1}
+	r.Spec = api.RevisionSpec{Commit: "b", Result: api.SyncApplied}
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		completed time.Duration // ago
+		marked    bool
+		next      time.Duration
+	}{
+		{"just completed", 10 * time.Second, false, StableFor - 10*time.Second},
+		{"stable", StableFor, true, 0},
+	} {
+		w.Status.Conditions = []api.Condition{{Type: api.WorkloadProgressing, Status: api.ConditionTrue, Reason: api.ReasonRolloutComplete, LastTransitionTime: now.Add(-tc.completed)}}
+		got, next := RolledOut([]*api.App{a}, []*api.Workload{w}, []*api.Revision{r}, now)
+		if (len(got) == 1) != tc.marked || next != tc.next {
+			t.Errorf("%s: RolledOut = %d revisions, next check in %s; want marked %v, next %s", tc.name, len(got), next, tc.marked, tc.next)
+		}
 	}
 }
 

@@ -7,6 +7,9 @@
 // failed commit, why, and a `Capstan-Auto-Revert: SHA` trailer. Git stays
 // the truth: sync applies the revert like any commit.
 //
+// A commit whose rollout completed (marked on its Revision) is never
+// reverted for a failure after: that is not the commit's doing.
+//
 // It never loops: each failed commit is handled once; a failing commit
 // that is itself an automatic revert is not reverted again (an Event says
 // so and the notifications, when configured, tell people).
@@ -86,6 +89,14 @@ func Decide(apps []*api.App, workloads []*api.Workload, revisions []*api.Revisio
 			continue
 		case failedAt >= 0 && strings.Contains(revs[failedAt].Spec.Message, Trailer+":"):
 			act.Refused = "the failing commit is itself an automatic revert: not reverting again; fix the app by hand"
+		case failedAt >= 0 && revs[failedAt].Metadata.Annotations[AnnotationRolledOut] != "":
+			// As Kubernetes judges a Deployment's progress only until its
+			// rollout completes.
+			act.Refused = fmt.Sprintf("its rollout completed (at %s) before it failed, so the failure is not the commit's (a node, a dependency?): not reverted",
+				revs[failedAt].Metadata.Annotations[AnnotationRolledOut])
+			if to := target(revs[:failedAt], act.Failed); to != "" {
+				act.Refused += fmt.Sprintf("; 'capstan rollback %s --to %s' reverts it by hand", act.App, api.ShortCommit(to))
+			}
 		default:
 			act.To = target(revs[:max(failedAt, 0)], act.Failed)
 			if act.To == "" {
@@ -98,23 +109,39 @@ func Decide(apps []*api.App, workloads []*api.Workload, revisions []*api.Revisio
 	return out
 }
 
+// StableFor is how long a rollout stays complete before its commit is
+// marked rolled out: pods that pass their readiness check and crash a
+// moment later are the commit's doing.
+const StableFor = time.Minute
+
 // RolledOut returns the Revisions to mark with AnnotationRolledOut (seen
 // at now): of each app with rollback "auto" whose rollout at its synced
-// commit is complete (rollout.Evaluate), its applied Revision of that
-// commit, unless marked already. Pure.
-func RolledOut(apps []*api.App, workloads []*api.Workload, revisions []*api.Revision, now time.Time) []*api.Revision {
-	var out []*api.Revision
+// commit is complete (rollout.Evaluate) and has been for StableFor (its
+// workloads' Progressing conditions say since when), its applied Revision
+// of that commit, unless marked already; and when to look again for a
+// rollout complete but not for long enough yet (0: none). Pure.
+func RolledOut(apps []*api.App, workloads []*api.Workload, revisions []*api.Revision, now time.Time) (marks []*api.Revision, next time.Duration) {
 	for _, a := range apps {
 		if a.Spec.Rollback != api.RollbackAuto || a.Status.SyncedCommit == "" {
 			continue
 		}
 		var ws []*api.Workload
+		var since time.Time // the rollout complete since
 		for _, w := range workloads {
 			if w.Metadata.App == a.Metadata.Name {
 				ws = append(ws, w)
+				if c := api.FindCondition(w.Status.Conditions, api.WorkloadProgressing); c != nil && c.Reason == api.ReasonRolloutComplete && c.LastTransitionTime.After(since) {
+					since = c.LastTransitionTime
+				}
 			}
 		}
 		if rollout.Evaluate(a, ws, nil).State != rollout.Complete {
+			continue
+		}
+		if wait := since.Add(StableFor).Sub(now); wait > 0 {
+			if next == 0 || wait < next {
+				next = wait
+			}
 			continue
 		}
 		for _, r := range slices.Backward(appRevisions(a.Metadata.Name, revisions)) {
@@ -127,12 +154,12 @@ func RolledOut(apps []*api.App, workloads []*api.Workload, revisions []*api.Revi
 					m.Metadata.Annotations = map[string]string{}
 				}
 				m.Metadata.Annotations[AnnotationRolledOut] = now.UTC().Format(time.RFC3339)
-				out = append(out, m)
+				marks = append(marks, m)
 			}
 			break
 		}
 	}
-	return out
+	return marks, next
 }
 
 // target is the commit to go back to among the app's Revisions before
