@@ -73,8 +73,31 @@ var errBadName = fmt.Errorf("the file name is not valid UTF-8: rename the file: 
 // errNotGitDir marks a local URL whose git directory cannot be watched.
 var errNotGitDir = errors.New("not a git directory")
 
+// AppError is a sync error of a whole repository (a failed fetch, a head
+// refused by the signature policy) that can say what it means for one of
+// the repository's apps: what that app runs meanwhile, and what to do.
+type AppError interface {
+	error
+	// ForApp is the error as app's status shows it; synced is the commit
+	// the app runs ("" when its App does not say), deployed false when no
+	// commit of the app ever applied, so that nothing of it runs.
+	ForApp(app string, deployed bool, synced string) string
+}
+
+// appRuns says what app runs while its repository's head is not applied:
+// its last good revision, or nothing when no commit of it ever applied.
+func appRuns(app string, deployed bool, synced string) string {
+	switch {
+	case !deployed:
+		return fmt.Sprintf("nothing of app %s is deployed yet: no commit of it has applied", app)
+	case synced != "":
+		return fmt.Sprintf("app %s keeps running commit %s, its last good revision", app, api.ShortCommit(synced))
+	}
+	return fmt.Sprintf("app %s keeps running its last good revision", app)
+}
+
 // FetchError reports that a repository could not be fetched. Nothing is
-// applied; the last good snapshot stays in force. It wraps ErrUnreachable,
+// applied; what runs stays as it is. It wraps ErrUnreachable,
 // ErrRefNotFound or ErrCorruptClone (when re-cloning failed too).
 type FetchError struct {
 	Repo string
@@ -84,19 +107,31 @@ type FetchError struct {
 }
 
 func (e *FetchError) Error() string {
-	hint := "check the URL, the network and the credentials"
+	return fmt.Sprintf("%s; nothing was applied, what runs stays as it is (%s)", e.what(), e.hint())
+}
+
+// ForApp implements AppError.
+func (e *FetchError) ForApp(app string, deployed bool, synced string) string {
+	return fmt.Sprintf("%s; nothing was applied, and %s (%s)", e.what(), appRuns(app, deployed, synced), e.hint())
+}
+
+func (e *FetchError) what() string {
+	return fmt.Sprintf("repo %s: fetch %s %s: %v", e.Repo, RedactURL(e.URL), e.Ref, redactText(fmt.Sprint(e.Err)))
+}
+
+// hint says what to do about the failed fetch.
+func (e *FetchError) hint() string {
 	switch {
 	case errors.Is(e.Err, ErrRefNotFound):
-		hint = "check that " + e.Ref + " exists on the remote, or change the tracked ref"
+		return "check that " + e.Ref + " exists on the remote, or change the tracked ref"
 	case errors.Is(e.Err, ErrPathNotFound):
-		hint = "create the path in the repository or fix the configured path"
+		return "create the path in the repository or fix the configured path"
 	case errors.Is(e.Err, ErrCorruptClone):
-		hint = "the cache clone was removed and will be cloned again on the next sync"
+		return "the cache clone was removed and will be cloned again on the next sync"
 	case e.Err != nil && strings.Contains(e.Err.Error(), "x509: "):
-		hint = "the remote's TLS certificate is not trusted: add its CA under the repository's auth.caBundle or auth.caFile"
+		return "the remote's TLS certificate is not trusted: add its CA under the repository's auth.caBundle or auth.caFile"
 	}
-	return fmt.Sprintf("repo %s: fetch %s %s: %v; nothing was applied, the last good revision keeps running (%s)",
-		e.Repo, RedactURL(e.URL), e.Ref, redactText(fmt.Sprint(e.Err)), hint)
+	return "check the URL, the network and the credentials"
 }
 
 func (e *FetchError) Unwrap() error { return e.Err }
@@ -113,12 +148,24 @@ type SignatureError struct {
 	Err    error
 }
 
+// signatureFix says what to do about a refused head.
+const signatureFix = "sign it with a trusted key or add the signer's key to the repository's verify keys"
+
 func (e *SignatureError) Error() string {
+	return fmt.Sprintf("%s; it was not applied: %s", e.what(), signatureFix)
+}
+
+// ForApp implements AppError.
+func (e *SignatureError) ForApp(app string, deployed bool, synced string) string {
+	return fmt.Sprintf("%s; it was not applied, and %s; %s", e.what(), appRuns(app, deployed, synced), signatureFix)
+}
+
+func (e *SignatureError) what() string {
 	signer := e.Signer
 	if signer == "" {
 		signer = "nobody"
 	}
-	return fmt.Sprintf("repo %s: commit %s (author %s <%s>) signed by %s: %v; it was not applied: sign it with a trusted key or add the signer's key to the repository's verify keys",
+	return fmt.Sprintf("repo %s: commit %s (author %s <%s>) signed by %s: %v",
 		e.Repo, api.ShortCommit(e.Head.Commit), e.Head.Author, e.Head.Email, signer, e.Err)
 }
 

@@ -63,8 +63,8 @@ type Input struct {
 type AppStatus string
 
 // App statuses. Rejected: head declares the app but it is invalid (or the
-// tree has errors that may hide it), so sync refuses it and the last good
-// revision keeps running. NotOwned: head no longer declares the app, but
+// tree has errors that may hide it), so sync refuses it and its last good
+// revision keeps running, if it has one. NotOwned: head no longer declares the app, but
 // another repository (or the API) owns it on the cluster, so sync leaves
 // it alone: it is not this repository's to remove.
 const (
@@ -187,6 +187,9 @@ func Compute(in Input) *Plan {
 	if in.Live != nil && in.Repo != "" {
 		markForeign(p, head, in.Live.Apps, in.Repo)
 	}
+	if in.Live != nil {
+		noteWhatRuns(p, in.Live.Apps, in.Repo)
+	}
 	if removed := p.Count(AppRemoved); removed > 0 {
 		// Sync counts the apps it has; base's are the closest the plan
 		// knows.
@@ -277,10 +280,13 @@ func compareApp(name string, b schema.AppResult, inBase bool, h schema.AppResult
 	}
 	switch {
 	case inHead && !h.Valid() && !inBase:
-		a.Status, a.Errors, a.Note = AppRejected, h.Errors, "sync refuses it; it is new, so nothing of it is deployed until a commit makes it valid"
+		a.Status, a.Errors, a.Note = AppRejected, h.Errors, noteRejectedNew
+		return a
+	case inHead && !h.Valid() && !b.Valid():
+		a.Status, a.Errors, a.Note = AppRejected, h.Errors, noteRejectedBoth
 		return a
 	case inHead && !h.Valid():
-		a.Status, a.Errors, a.Note = AppRejected, h.Errors, "sync refuses it; the last good revision keeps running"
+		a.Status, a.Errors, a.Note = AppRejected, h.Errors, noteRejectedRuns
 		return a
 	case !inHead && len(repoErrs) > 0:
 		a.Status, a.Errors, a.Note = AppRejected, repoErrs, "missing at head while files fail to parse: not removed"
@@ -301,6 +307,43 @@ func compareApp(name string, b schema.AppResult, inBase bool, h schema.AppResult
 		}
 	}
 	return a
+}
+
+// What sync does with an app invalid at head, and what of it runs then.
+const (
+	noteRejectedNew  = "sync refuses it; it is new, so nothing of it is deployed until a commit makes it valid"
+	noteRejectedRuns = "sync refuses it; the last good revision keeps running"
+	noteRejectedBoth = "sync refuses it; it is invalid at base too, so what runs of it is the last revision that applied, if one ever did"
+	// noteNothingRuns: the cluster has no revision of the app that applied.
+	noteNothingRuns = "sync refuses it; no commit of it has applied on the cluster, so nothing of it is deployed until a commit makes it valid"
+)
+
+// noteWhatRuns tells, for each app rejected at head, what of it runs
+// on the live cluster rather than what base suggests: base may never
+// have applied (invalid there too, or rejected when it was new), and then
+// nothing of the app runs. Apps of another repository are left as
+// markForeign says.
+func noteWhatRuns(p *Plan, live []*api.App, repo string) {
+	apps := map[string]*api.App{}
+	for _, a := range live {
+		if a.Metadata.App == a.Metadata.Name {
+			apps[a.Metadata.Name] = a
+		}
+	}
+	for i := range p.Apps {
+		a := &p.Apps[i]
+		if a.Note != noteRejectedRuns && a.Note != noteRejectedBoth {
+			continue
+		}
+		cur, ok := apps[a.Name]
+		switch {
+		case ok && repo != "" && cur.Metadata.Labels[gitsync.LabelRepo] != repo:
+		case !ok || cur.Status.NeverApplied():
+			a.Note = noteNothingRuns
+		case cur.Status.SyncedCommit != "":
+			a.Note = fmt.Sprintf("sync refuses it; the last good revision (commit %s) keeps running", api.ShortCommit(cur.Status.SyncedCommit))
+		}
+	}
 }
 
 // diffObjects compares the objects the app controller would create from

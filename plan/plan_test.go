@@ -29,7 +29,8 @@ type scenario struct {
 //	node name=N cpu=Q memory=Q [pods=K] [notready] [cordoned] [labels=(k=v,...)]
 //	pod app=A name=P workload=W node=N [cpu=Q] [memory=Q] [hostport=K]
 //	volume app=A name=V node=N                     a persistent volume on node N
-//	app name=A [repo=R]                            a live App, owned by repository R (none: made through the API)
+//	app name=A [repo=R] [synced=SHA] [never-applied] a live App, owned by repository R (none: made through the API),
+//	                                               running SHA, or nothing (its first commit was rejected)
 //	plan [format=text|markdown] [path=DIR] [repo=R]  R: the repository planned
 //
 // Nodes and pods make the cluster live: plan then dry-runs the scheduling;
@@ -157,6 +158,11 @@ func (s *scenario) app(t *testing.T, d *datadriven.TestData) string {
 	var repo string
 	if d.MaybeScanArgs(t, "repo", &repo) {
 		a.Metadata.Labels = map[string]string{gitsync.LabelRepo: repo}
+	}
+	d.MaybeScanArgs(t, "synced", &a.Status.SyncedCommit)
+	if d.HasArg("never-applied") {
+		// As sync makes an app whose first commit it rejected.
+		a.Status.LastSyncResult, a.Status.AttemptedCommit = api.SyncRejected, "0123456789abcdef"
 	}
 	s.cluster().Apps = append(s.cluster().Apps, a)
 	return ""

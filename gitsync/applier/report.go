@@ -33,13 +33,20 @@ func (a *Applier) Report(ctx context.Context, r gitsync.Result) {
 	}
 	cond := a.syncedFor(r)
 	var sigErr *gitsync.SignatureError
+	var appErr gitsync.AppError
+	forApp := errors.As(r.Err, &appErr)
 	var work []func() error
 	for name, cur := range existing {
 		cond := cond
-		if r.Err == nil && rejectedAt(cur, r.Head) {
+		switch {
+		case r.Err == nil && rejectedAt(cur, r.Head):
 			// The head is fine but for this app's descriptor: its own
 			// rejection says more than the repository's condition.
 			cond = rejectedCondition(cur, r.At)
+		case forApp:
+			// What the app runs meanwhile: its last good revision, or
+			// nothing when no commit of it ever applied.
+			cond.Message = appErr.ForApp(name, !cur.Status.NeverApplied(), cur.Status.SyncedCommit)
 		}
 		var extra []client.TxnOp
 		if errors.As(r.Err, &sigErr) && r.Head != "" {
@@ -48,7 +55,7 @@ func (a *Applier) Report(ctx context.Context, r gitsync.Result) {
 				info.Commit = r.Head
 			}
 			rev := a.revision(gitsync.Snapshot{Repo: r.Repo, CommitInfo: info}, name, api.SyncRejected,
-				[]api.SourceError{{Message: r.Err.Error()}})
+				[]api.SourceError{{Message: cond.Message}})
 			// One row per app and refused commit, however often a
 			// restarted server or a new leader reports it again.
 			rev.Metadata.Name = commitRowName("refused", info.Commit)

@@ -274,9 +274,24 @@ func TestScenarios(t *testing.T) {
 				d.ScanArgs(t, "name", &name)
 				a := api.KindApp.New().(*api.App)
 				a.Metadata = api.ObjectMeta{Name: name, App: name, Labels: map[string]string{applier.LabelRepo: "demo"}}
-				if _, err := w.cluster.Client.Create(ctx, a); err != nil {
+				made, err := w.cluster.Client.Create(ctx, a)
+				if err != nil {
 					t.Fatal(err)
 				}
+				if d.HasArg("never-applied") {
+					// As sync makes an app whose first commit it
+					// rejected: nothing of it was ever deployed.
+					a = made.(*api.App)
+					a.Status.LastSyncResult, a.Status.AttemptedCommit = api.SyncRejected, strings.Repeat("e", 40)
+					if _, err := w.cluster.Client.UpdateStatus(ctx, a); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return ""
+			case "git":
+				// The input's words are the arguments of one git command
+				// run in the repository.
+				git(t, w.repo, strings.Fields(d.Input)...)
 				return ""
 			case "delete-app":
 				var name string
@@ -345,14 +360,16 @@ func TestScenarios(t *testing.T) {
 			case "sync":
 				res, err := w.syncer.Sync(ctx, "demo")
 				out := w.state(ctx)
+				if err == nil {
+					err = res.Err
+				}
 				if err != nil {
 					out = "sync error: " + maskedFirstLine(strings.ReplaceAll(err.Error(), w.cluster.DataDir, "DATA_DIR")) + "\n" + out
-				} else if res.Err != nil {
-					out = "sync error: " + maskedFirstLine(strings.ReplaceAll(res.Err.Error(), w.cluster.DataDir, "DATA_DIR")) + "\n" + out
 				}
 				if d.HasArg("conditions") {
 					out += w.conditions(ctx)
 				}
+				out = strings.ReplaceAll(out, w.repo, "REPO")
 				return ageRecipient.ReplaceAllString(out, "age1<recipient>")
 			}
 			t.Fatalf("unknown command %q", d.Cmd)
