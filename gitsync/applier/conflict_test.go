@@ -438,3 +438,35 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A new app whose first commit is rejected claims its name for its
+// repository, as an Argo CD Application belongs to whoever made it: a
+// second repository that declares the name is refused, saying whose it
+// is and what to do, and the app stays the first one's (nothing
+// deployed); it does not change hands because its owner pushed a typo.
+func TestRejectedNewAppKeepsItsName(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: cl.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	one := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: {replicas: "two", containers: c: image: "reg/a:v1"}`)}}
+	two := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v2"`)}}
+	if out, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "one", FS: one, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 1)}}); err != nil || fmt.Sprint(out.Rejected) != "[a]" {
+		t.Fatalf("repository one: %+v, %v; want app a rejected", out, err)
+	}
+	out, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "two", FS: two, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 2)}})
+	if err != nil || fmt.Sprint(out.Foreign) != "[a]" || len(out.Errors) != 1 || !strings.Contains(out.Errors[0].Message, "belongs to repository one") {
+		t.Fatalf("repository two: %+v, %v; want app a refused as repository one's", out, err)
+	}
+	obj, err := cl.Client.Get(ctx, api.Key{Kind: api.KindApp, App: "a", Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := obj.(*api.App); a.Metadata.Labels[applier.LabelRepo] != "one" || len(a.Spec.Workloads) != 0 || !a.Status.NeverApplied() {
+		t.Errorf("app a: repo %q, %d pod groups, never applied %v; want repository one's, nothing deployed", a.Metadata.Labels[applier.LabelRepo], len(a.Spec.Workloads), a.Status.NeverApplied())
+	}
+}
