@@ -3,30 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/capstanhq/capstan/agent/hollow"
 	"github.com/capstanhq/capstan/apiserver/api"
-	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
-	"github.com/capstanhq/capstan/controlplane"
 	"github.com/capstanhq/capstan/internal/testenv"
-	"github.com/capstanhq/capstan/reconcile"
-	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/reconcile/cron"
-	"github.com/capstanhq/capstan/reconcile/gc"
-	"github.com/capstanhq/capstan/reconcile/job"
-	"github.com/capstanhq/capstan/reconcile/workload"
-	"github.com/capstanhq/capstan/scheduler"
-	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
 // TestDependenciesThroughGit commits two apps to a real repository and
@@ -63,50 +49,8 @@ apps: web: {
 	gitCmd(t, repo, "add", "-A")
 	gitCmd(t, repo, "commit", "-q", "-m", "db, and web after it")
 
-	c := apiservertest.Start(t, apiservertest.Options{})
-	cfg := c.Server.AdminConfigPath()
-	log := slog.New(slog.DiscardHandler)
-
-	// db's pod stays unbound, so never ready, until the hollow nodes run.
-	m, err := reconcile.NewManager(reconcile.ManagerOptions{Client: c.Client, Registry: prometheus.NewRegistry(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, build := range []func() (reconcile.Runnable, error){
-		func() (reconcile.Runnable, error) { return app.New(m, app.Options{}) },
-		func() (reconcile.Runnable, error) { return workload.New(m, workload.Options{}) },
-		func() (reconcile.Runnable, error) { return cron.New(m, cron.Options{}) },
-		func() (reconcile.Runnable, error) { return job.New(m, job.Options{}) },
-		func() (reconcile.Runnable, error) { return gc.New(m, gc.Options{}) },
-		func() (reconcile.Runnable, error) { return scheduler.New(m, scheduler.Options{}) },
-	} {
-		r, err := build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Add(r)
-	}
-	f := gitFlags{repos: []string{repo}, branch: "main", interval: time.Hour}
-	repos, err := f.configs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	syncStart, err := controlplane.AttachGitSync(c.Server, c.DataDir, repos, sandbox.Options{}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	start := func(f func(context.Context) error) {
-		wg.Go(func() {
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("stopped: %v", err)
-			}
-		})
-	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	start(syncStart)
-	start(m.Start)
+	c := startGitOpsCluster(t, repo, "main")
+	ctx, cfg := c.ctx, c.cfg
 
 	get := func(kind api.Kind, ns, name string) api.Object {
 		o, err := c.Client.Get(ctx, api.Key{Kind: kind, App: ns, Name: name})
@@ -149,11 +93,7 @@ apps: web: {
 		t.Errorf("web's health while it waits: %s: %s", a.Status.Health, a.Status.HealthMessage)
 	}
 
-	nodes, err := hollow.New(hollow.Options{Client: c.Client, Nodes: 2, Prefix: "hn", HeartbeatInterval: time.Second, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start(nodes.Start)
+	c.addNodes(t, 2)
 	waitFor("the migration's run", func() bool { return get(api.KindPod, "web", "migrate-"+runSuffix(t, c.Client)+"-0") != nil })
 	if get(api.KindWorkload, "web", "api") != nil {
 		t.Fatal("api was made before its migration completed")
