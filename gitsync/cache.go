@@ -395,11 +395,11 @@ func (m *mirror) tryUpdate(ctx context.Context, checked plumbing.Hash) (*object.
 // descends reports whether head descends from prev, deepening a shallow
 // clone as needed. known is false when it cannot be told (prev is beyond
 // the deepest fetch).
-func (m *mirror) descends(ctx context.Context, prev, head plumbing.Hash) (descends, known bool) {
+func (m *mirror) descends(ctx context.Context, prev, head plumbing.Hash) (descends, known bool, between []plumbing.Hash) {
 	if prev == head {
-		return true, true
+		return true, true, nil
 	}
-	d, k := m.walk(prev, head)
+	d, k, between := m.walk(prev, head)
 	m.log.Debug("ancestry walk", "prev", prev, "head", head, "found", d, "known", k)
 	for _, depth := range deepenSteps {
 		if k || m.cfg.Commit != "" {
@@ -409,24 +409,35 @@ func (m *mirror) descends(ctx context.Context, prev, head plumbing.Hash) (descen
 			m.log.Warn("git deepen fetch failed", "repo", m.cfg.Name, "depth", depth, "err", err)
 			break
 		}
-		d, k = m.walk(prev, head)
+		d, k, between = m.walk(prev, head)
 		m.log.Debug("ancestry walk", "depth", depth, "found", d, "known", k)
 	}
-	return d, k
+	if !d {
+		between = nil
+	}
+	return d, k, between
 }
 
-// walk searches head's ancestry for prev in the local objects. The shallow
-// list is not consulted: go-git does not drop entries when a fetch deepens
-// the clone, so a missing parent object is what marks the boundary.
-func (m *mirror) walk(prev, head plumbing.Hash) (found, known bool) {
+// walk searches head's ancestry for prev in the local objects. between
+// are the commits head brings besides itself, newest first (at most
+// MaxIncludes once prev is found): the walk goes on past prev on other
+// paths (the commits of a branch merged since), but never below prev.
+// The shallow list is not consulted: go-git does not drop entries when a
+// fetch deepens the clone, so a missing parent object is what marks the
+// boundary.
+func (m *mirror) walk(prev, head plumbing.Hash) (found, known bool, between []plumbing.Hash) {
 	seen := map[plumbing.Hash]bool{head: true}
 	queue := []plumbing.Hash{head}
 	complete := true
-	for len(queue) > 0 {
+	for len(queue) > 0 && !(found && len(between) >= MaxIncludes) {
 		h := queue[0]
 		queue = queue[1:]
 		if h == prev {
-			return true, true
+			found = true
+			continue
+		}
+		if h != head {
+			between = append(between, h)
 		}
 		c, err := m.repo.CommitObject(h)
 		if err != nil {
@@ -440,7 +451,10 @@ func (m *mirror) walk(prev, head plumbing.Hash) (found, known bool) {
 			}
 		}
 	}
-	return false, complete
+	if found {
+		return true, true, between
+	}
+	return false, complete, nil
 }
 
 // treeAt returns the hash of the tree at the configured path in commit h,

@@ -237,6 +237,13 @@ func (sc *scenario) sync(ctx context.Context) string {
 		if s.HistoryRewrite {
 			b.WriteString(" history-rewrite")
 		}
+		if len(s.Includes) > 0 {
+			var labels []string
+			for _, c := range s.Includes {
+				labels = append(labels, sc.label(c))
+			}
+			fmt.Fprintf(&b, " includes=[%s]", strings.Join(labels, " "))
+		}
 		if s.Signature.Type != SignatureNone {
 			fmt.Fprintf(&b, " sig=%s", s.Signature.Type)
 			if s.Signature.Verified {

@@ -61,6 +61,10 @@ type Signature struct {
 	Verified bool
 }
 
+// MaxIncludes bounds Snapshot.Includes: the older commits of a longer
+// push are not named.
+const MaxIncludes = 32
+
 // Snapshot is one head of a tracked repository, handed to the Sink.
 type Snapshot struct {
 	// Repo is the repository's configured name.
@@ -80,6 +84,12 @@ type Snapshot struct {
 	// differ between Previous and Commit. Nil means unknown: treat every
 	// file as changed. The first snapshot after Start always has nil Paths.
 	Paths []string
+	// Includes are the commits since Previous that Commit brings besides
+	// itself, newest first, at most MaxIncludes: a push of several
+	// commits is applied as its head alone, and these say which commits
+	// that applied too ('capstan rollout status --commit' waits for
+	// one of them). Empty when Previous is unknown or not an ancestor.
+	Includes []string
 	// HistoryRewrite is true when Commit does not descend from Previous
 	// (a force-push, or a tracked tag moved to an unrelated commit).
 	HistoryRewrite bool

@@ -469,8 +469,11 @@ func (w *worker) attempt(ctx context.Context) Result {
 	if !w.applied.IsZero() {
 		snap.Previous = w.applied.String()
 		if head != w.applied {
-			desc, known := w.mirror.descends(ctx, w.applied, head)
+			desc, known, between := w.mirror.descends(ctx, w.applied, head)
 			snap.HistoryRewrite = known && !desc
+			for _, h := range between[:min(len(between), MaxIncludes)] {
+				snap.Includes = append(snap.Includes, h.String())
+			}
 			if !known {
 				w.s.log.Info("cannot tell whether the new head descends from the previous one", "repo", w.cfg.Name, "previous", w.applied.String(), "head", head.String())
 			}

@@ -24,6 +24,10 @@ type RevisionSpec struct {
 	Result         string        `json:"result"`
 	Errors         []SourceError `json:"errors,omitempty"`
 	HistoryRewrite bool          `json:"historyRewrite,omitempty"`
+	// Includes are the commits since the previously synced head that
+	// Commit brought with it, newest first (at most 32): a push of
+	// several commits is synced as its head alone.
+	Includes []string `json:"includes,omitempty"`
 }
 
 // SourceError is a problem in a file of the repository.

@@ -519,7 +519,7 @@ func (a *Applier) revision(snap gitsync.Snapshot, app, result string, errs []api
 	r.Spec = api.RevisionSpec{
 		Repo: a.repoURL(snap.Repo), Commit: snap.Commit, Author: snap.Author, Message: snap.Message,
 		CommittedAt: snap.Time, SyncedAt: a.opts.Now().UTC(), Result: result, Errors: errs,
-		HistoryRewrite: snap.HistoryRewrite,
+		HistoryRewrite: snap.HistoryRewrite, Includes: snap.Includes,
 	}
 	return r
 }
