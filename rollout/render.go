@@ -46,8 +46,10 @@ func Headline(r Report) string {
 func Render(w io.Writer, r Report) error {
 	var b strings.Builder
 	b.WriteString(Headline(r) + "\n")
-	if r.Refused != "" {
-		b.WriteString("  note: " + r.Refused + "\n")
+	for _, note := range []string{r.Refused, r.Note} {
+		if note != "" {
+			b.WriteString("  note: " + note + "\n")
+		}
 	}
 	if len(r.Groups) == 0 {
 		b.WriteString("  (no pod groups)\n")

@@ -89,6 +89,12 @@ type Report struct {
 	// Refused, when set, says a newer commit was refused by sync and the
 	// rollout shown is of the last good one.
 	Refused string
+	// Note says what an awaited commit did to the app when that is not
+	// its own commit (one that changes no file of it).
+	Note string
+	// Awaiting is the commit the report waits for sync to process; ""
+	// when it waits for none.
+	Awaiting string
 	Groups  []Group
 	State   State
 	// Reason explains State: the first group that holds the rollout up,
@@ -171,14 +177,20 @@ func Evaluate(app *api.App, workloads []*api.Workload, pods []*api.Pod) Report {
 }
 
 // AwaitCommit makes r, the report of app, progressing while sync has not
-// yet attempted commit (a SHA or a prefix of one, as 'capstan rollback'
+// yet processed commit (a SHA or a prefix of one, as 'capstan rollback'
 // prints it): a rollout followed right after a commit (a rollback) is
-// never judged by the commit before it. attempted says sync looked at
-// commit already (a Revision records it: a later commit overtook it); an
-// empty commit waits for nothing.
-func AwaitCommit(r Report, app *api.App, commit string, attempted bool) Report {
+// never judged by the commit before it. seen is the Revision of the
+// app's repository that says sync processed commit (nil: none does): its
+// commit, or one its head brought with it (a push of several commits);
+// then what runs is what commit left running, and r says so when it is
+// not the app's own commit. An empty commit waits for nothing.
+func AwaitCommit(r Report, app *api.App, commit string, seen *api.Revision) Report {
 	st := app.Status
-	if commit == "" || attempted || strings.HasPrefix(st.SyncedCommit, commit) || strings.HasPrefix(st.AttemptedCommit, commit) {
+	if commit == "" || strings.HasPrefix(st.SyncedCommit, commit) || strings.HasPrefix(st.AttemptedCommit, commit) {
+		return r
+	}
+	if seen != nil {
+		r.Note = seenNote(app, commit, seen)
 		return r
 	}
 	at := "no commit yet"
@@ -186,7 +198,36 @@ func AwaitCommit(r Report, app *api.App, commit string, attempted bool) Report {
 		at = api.ShortCommit(st.SyncedCommit)
 	}
 	r.State, r.Reason = Progressing, fmt.Sprintf("waiting for sync to apply commit %s (the app is at %s)", api.ShortCommit(commit), at)
+	r.Awaiting = commit
 	return r
+}
+
+// seenNote says what commit, which sync processed (seen records it), did
+// to app, when that is not plain from the app's own commit.
+func seenNote(app *api.App, commit string, seen *api.Revision) string {
+	name, short := app.Metadata.Name, api.ShortCommit(commit)
+	runs := fmt.Sprintf("%s runs revision %s", name, api.ShortCommit(app.Status.SyncedCommit))
+	if app.Status.SyncedCommit == "" {
+		runs = name + " runs no revision yet"
+	}
+	own := seen.Metadata.App == name
+	switch head := api.ShortCommit(seen.Spec.Commit); {
+	case strings.HasPrefix(seen.Spec.Commit, commit) && own:
+		return "" // a later commit overtook it: the report says what runs
+	case strings.HasPrefix(seen.Spec.Commit, commit):
+		return fmt.Sprintf("commit %s changes no file of app %s; %s", short, name, runs)
+	case own:
+		return fmt.Sprintf("commit %s was synced with commit %s, pushed after it; %s", short, head, runs)
+	default:
+		return fmt.Sprintf("commit %s was synced with commit %s, pushed after it, which changes no file of app %s; %s", short, head, name, runs)
+	}
+}
+
+// Seen reports whether rev says sync processed commit (a SHA or a prefix
+// of one): it is rev's commit or one rev's head brought with it.
+func Seen(rev *api.Revision, commit string) bool {
+	return commit != "" && (strings.HasPrefix(rev.Spec.Commit, commit) ||
+		slices.ContainsFunc(rev.Spec.Includes, func(c string) bool { return strings.HasPrefix(c, commit) }))
 }
 
 // evaluateGroup is the state of the app's group aw, run by w; wantHash is

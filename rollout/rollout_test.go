@@ -310,29 +310,52 @@ func TestEvaluateNeverApplied(t *testing.T) {
 	}
 }
 
-// TestAwaitCommit: until sync attempted the awaited commit (a prefix
+// TestAwaitCommit: until sync processed the awaited commit (a prefix
 // names it), the report is progressing whatever the commit before's
-// rollout did; then, or when a later commit overtook it, it is as is.
+// rollout did; then, or when a later commit overtook it, it is as is,
+// with a note when the commit is not the app's own (it changes no file
+// of the app, or came with a later head).
 func TestAwaitCommit(t *testing.T) {
 	a := app(api.HealthDegraded, "", map[string]int32{"frontend": 1})
 	failed := Report{App: "shop", State: Failed, Reason: "frontend: pod frontend-x: ImagePullBackOff"}
+	rev := func(app, commit string, includes ...string) *api.Revision {
+		return &api.Revision{Metadata: api.ObjectMeta{App: app}, Spec: api.RevisionSpec{Commit: commit, Includes: includes}}
+	}
 	for _, tt := range []struct {
 		name, commit string
-		attempted    bool
+		seen         *api.Revision
 		want         State
+		note         string
 	}{
-		{"no commit awaited", "", false, Failed},
-		{"not yet synced", "fedcba98", false, Progressing},
-		{"synced", "01234567", false, Failed},
-		{"attempted and overtaken", "fedcba98", true, Failed},
+		{"no commit awaited", "", nil, Failed, ""},
+		{"not yet synced", "fedcba98", nil, Progressing, ""},
+		{"synced", "01234567", nil, Failed, ""},
+		{"attempted and overtaken", "fedcba98", rev("shop", "fedcba9876543210"), Failed, ""},
+		{"changes no file of the app", "fedcba98", rev("cart", "fedcba9876543210"), Failed,
+			"commit fedcba98 changes no file of app shop; shop runs revision 0123456789ab"},
+		{"came with a later commit of the app", "fedcba98", rev("shop", "aaaabbbbccccdddd", "fedcba9876543210"), Failed,
+			"commit fedcba98 was synced with commit aaaabbbbcccc, pushed after it; shop runs revision 0123456789ab"},
+		{"came with a later commit of another app", "fedcba98", rev("deploy", "aaaabbbbccccdddd", "1111", "fedcba9876543210"), Failed,
+			"commit fedcba98 was synced with commit aaaabbbbcccc, pushed after it, which changes no file of app shop; shop runs revision 0123456789ab"},
 	} {
-		r := AwaitCommit(failed, a, tt.commit, tt.attempted)
-		if r.State != tt.want {
-			t.Errorf("%s: %v (%s), want %v", tt.name, r.State, r.Reason, tt.want)
+		r := AwaitCommit(failed, a, tt.commit, tt.seen)
+		if r.State != tt.want || r.Note != tt.note {
+			t.Errorf("%s: %v (%s), note %q; want %v, note %q", tt.name, r.State, r.Reason, r.Note, tt.want, tt.note)
 		}
 	}
-	r := AwaitCommit(failed, a, "fedcba98", false)
-	if want := "waiting for sync to apply commit fedcba98 (the app is at 0123456789ab)"; r.Reason != want {
-		t.Errorf("reason %q, want %q", r.Reason, want)
+	r := AwaitCommit(failed, a, "fedcba98", nil)
+	if want := "waiting for sync to apply commit fedcba98 (the app is at 0123456789ab)"; r.Reason != want || r.Awaiting != "fedcba98" {
+		t.Errorf("reason %q, awaiting %q; want %q, fedcba98", r.Reason, r.Awaiting, want)
+	}
+}
+
+// TestSeen: a revision says sync processed a commit that is its own or
+// one its head brought with it, named by any prefix.
+func TestSeen(t *testing.T) {
+	rev := &api.Revision{Spec: api.RevisionSpec{Commit: "aaaabbbbccccdddd", Includes: []string{"1111222233334444"}}}
+	for commit, want := range map[string]bool{"aaaa": true, "aaaabbbbccccdddd": true, "1111": true, "11112222": true, "2222": false, "": false, "aaaabbbbccccddddeeee": false} {
+		if got := Seen(rev, commit); got != want {
+			t.Errorf("Seen(%q) = %v, want %v", commit, got, want)
+		}
 	}
 }

@@ -51,11 +51,13 @@ With --watch it follows the changes and prints the progress again each time
 it changes, until the rollout completes, stalls or fails, or --timeout
 passes (--timeout implies --watch).
 
-With --commit SHA the rollout is progressing until sync has attempted that
-commit (for this app, or for another app of its repository, which leaves
-this one at the commit): run right after 'capstan rollback' (which prints
-it) or a push, it never judges the commit before. A commit that changes no
-app of the repository is waited for until --timeout.
+With --commit SHA the rollout is progressing until sync has processed that
+commit (it synced the commit, or a later commit pushed with it): run right
+after 'capstan rollback' (which prints it) or a push, it never judges the
+commit before. A commit that changes no file of the app leaves it as it
+was: the rollout shown is then the app's current one, with a note. A
+commit sync never sees (not on the tracked branch) is waited for until
+--timeout, which then says so.
 
 Exit status: 0 complete; 1 stalled or failed (or an error); 2 --timeout
 passed while still progressing; 3 still progressing (without --watch).`,
@@ -77,7 +79,7 @@ passed while still progressing; 3 still progressing (without --watch).`,
 			return rolloutStatus(cmd.Context(), c, cmd.OutOrStdout(), rolloutQuery{app: args[0], commit: strings.ToLower(commit)}, watch, timeout)
 		},
 	}
-	cmd.Flags().StringVar(&commit, "commit", "", "progressing until sync has attempted this commit (a SHA or its prefix) for the app")
+	cmd.Flags().StringVar(&commit, "commit", "", "progressing until sync has processed this commit (a SHA or its prefix)")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it completes, stalls or fails")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long with exit status 2 (0: no limit; implies --watch)")
 	return cmd
@@ -85,8 +87,18 @@ passed while still progressing; 3 still progressing (without --watch).`,
 
 // rolloutQuery is what rollout status follows: an app, and the commit to
 // wait for ("" for none), with the app's repository (its sync label; ""
-// while unknown), whose revisions say whether sync attempted the commit.
-type rolloutQuery struct{ app, commit, repo string }
+// while unknown), whose revisions say whether sync processed the commit,
+// and the branch sync reads the app from ("" when unknown).
+type rolloutQuery struct{ app, commit, repo, branch string }
+
+// from fills in what q learns from the app a.
+func (q rolloutQuery) from(a *api.App) rolloutQuery {
+	q.repo = a.Metadata.Labels[gitsync.LabelRepo]
+	if src := a.Metadata.Source; src != nil {
+		q.branch = src.Branch
+	}
+	return q
+}
 
 // revisions selects the revisions that say whether sync attempted
 // q.commit: every revision of the app's repository, as a commit that
@@ -102,11 +114,44 @@ func (q rolloutQuery) revisions() client.ListOptions {
 
 // evaluate is the report of the app a, its workloads, pods and revisions.
 func (q rolloutQuery) evaluate(a *api.App, ws []*api.Workload, pods []*api.Pod, revs []*api.Revision) rollout.Report {
-	attempted := false
-	for _, r := range revs {
-		attempted = attempted || q.commit != "" && strings.HasPrefix(r.Spec.Commit, q.commit)
+	return rollout.AwaitCommit(rollout.Evaluate(a, ws, pods), a, q.commit, q.seen(revs))
+}
+
+// seen is the revision that says sync processed q.commit (nil: none):
+// one of the app's own before another app's or the repository's, and
+// one whose commit it is before one whose head brought it.
+func (q rolloutQuery) seen(revs []*api.Revision) *api.Revision {
+	rank := func(r *api.Revision) int {
+		n := 0
+		if r.Metadata.App == q.app {
+			n += 2
+		}
+		if strings.HasPrefix(r.Spec.Commit, q.commit) {
+			n++
+		}
+		return n
 	}
-	return rollout.AwaitCommit(rollout.Evaluate(a, ws, pods), a, q.commit, attempted)
+	var best *api.Revision
+	for _, r := range revs {
+		if rollout.Seen(r, q.commit) && (best == nil || rank(r) > rank(best)) {
+			best = r
+		}
+	}
+	return best
+}
+
+// unseen says why the commit r awaits may never come: sync processes
+// only what reaches the branch it tracks, and a failing sync nothing.
+func (q rolloutQuery) unseen(r rollout.Report) string {
+	where := "the branch sync tracks"
+	if q.branch != "" {
+		where = "branch " + q.branch
+	}
+	if q.repo != "" {
+		where += " of repository " + q.repo
+	}
+	return fmt.Sprintf("sync has not seen commit %s: a commit that is not on %s (not pushed, or on another branch; 'git branch -r --contains %s' tells) is never applied, and a failing sync applies nothing ('capstan sync' says why); %s",
+		api.ShortCommit(r.Awaiting), where, r.Awaiting, r.Reason)
 }
 
 // isCommitPrefix accepts "" or 4 to 40 hexadecimal digits.
@@ -129,7 +174,7 @@ func rolloutStatus(ctx context.Context, c *client.Client, out io.Writer, q rollo
 		return err
 	}
 	if a != nil {
-		q.repo = a.Metadata.Labels[gitsync.LabelRepo]
+		q = q.from(a)
 	}
 	if !watch {
 		r := q.evaluate(a, ws, pods, revs)
@@ -174,8 +219,7 @@ func readRollout(ctx context.Context, c *client.Client, q rolloutQuery) (*api.Ap
 	}
 	var revs []*api.Revision
 	if q.commit != "" {
-		q.repo = obj.Meta().Labels[gitsync.LabelRepo]
-		objs, _, err := c.List(ctx, api.KindRevision, q.revisions())
+		objs, _, err := c.List(ctx, api.KindRevision, q.from(obj.(*api.App)).revisions())
 		if err != nil {
 			return nil, nil, nil, nil, fmt.Errorf("list the revisions of app %s: %w", app, err)
 		}
@@ -270,6 +314,9 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, q rollo
 				why := "app " + app + " not found"
 				if lastReport != nil {
 					why = lastReport.Reason
+					if lastReport.Awaiting != "" {
+						why = q.unseen(*lastReport)
+					}
 					if last == "" {
 						rollout.Render(out, *lastReport)
 					}
