@@ -211,8 +211,8 @@ func Compute(in Input) *Plan {
 
 // markForeign shows the apps that another repository (or the API) owns
 // on the live cluster as sync treats them, naming the owner: one head
-// declares is refused (nothing of it changes, and it is an error of
-// head); one head no longer declares is not removed, as sync prunes only
+// declares, valid or not, is refused (nothing of it changes, and it is
+// an error of head); one head no longer declares is not removed, as sync prunes only
 // its own repository's apps.
 func markForeign(p *Plan, head map[string]schema.AppResult, live []*api.App, repo string) {
 	owners := map[string]string{}
@@ -225,7 +225,7 @@ func markForeign(p *Plan, head map[string]schema.AppResult, live []*api.App, rep
 	for i := range p.Apps {
 		a := &p.Apps[i]
 		owner, live := owners[a.Name]
-		if !live || owner == repo || a.Status == AppRejected {
+		if !live || owner == repo {
 			continue
 		}
 		who := "repository " + owner
@@ -239,10 +239,10 @@ func markForeign(p *Plan, head map[string]schema.AppResult, live []*api.App, rep
 			}
 			continue
 		}
+		// Invalid or not, sync refuses it as another's: that is what
+		// the commit does to it.
 		se := api.SourceError{Message: gitsync.ForeignAppMessage(a.Name, owner, repo)}
-		if src := h.App.Metadata.Source; src != nil {
-			se.File, se.Line = src.Path, src.Line
-		}
+		se.File, se.Line = h.Position()
 		*a = App{Name: a.Name, Status: AppRejected, Errors: []api.SourceError{se}, Note: "sync refuses it: " + who + " owns it"}
 		p.Errors = append(p.Errors, se)
 		added = true

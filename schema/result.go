@@ -19,6 +19,18 @@ type AppResult struct {
 // Valid reports whether the app was accepted.
 func (a AppResult) Valid() bool { return len(a.Errors) == 0 && a.App != nil }
 
+// Position is where the app is declared: its source when it is valid,
+// else its first file (line 0: unknown).
+func (a AppResult) Position() (file string, line int) {
+	if a.App != nil && a.App.Metadata.Source != nil {
+		return a.App.Metadata.Source.Path, a.App.Metadata.Source.Line
+	}
+	if len(a.Files) > 0 {
+		return a.Files[0], 0
+	}
+	return "", 0
+}
+
 // Result is the outcome of loading a tree.
 type Result struct {
 	// Apps lists every app declared in the tree, valid or rejected, sorted

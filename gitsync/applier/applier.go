@@ -220,23 +220,29 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	if err != nil {
 		return out, err
 	}
-	var mu sync.Mutex // out.Applied, out.Pruned, out.Foreign, clashes
+	var mu sync.Mutex // out.Applied, out.Rejected, out.Pruned, out.Foreign, clashes
 	var clashes []api.SourceError
+	// clash records ar, an app another repository owns, as one of the
+	// commit's repository errors when err says so: one app of another
+	// repository must not fail the commit for the others, nor be tried
+	// on every sync.
+	clash := func(ar schema.AppResult, err error) bool {
+		var foreign *foreignAppError
+		if !errors.As(err, &foreign) {
+			return false
+		}
+		se := api.SourceError{Message: foreign.Error()}
+		se.File, se.Line = ar.Position()
+		mu.Lock()
+		out.Foreign = append(out.Foreign, ar.Name)
+		clashes = append(clashes, se)
+		mu.Unlock()
+		return true
+	}
 	apply := func(ar schema.AppResult) func() error {
 		return func() error {
 			err := a.applyApp(ctx, snap, rs, ar.App, existing[ar.Name])
-			var foreign *foreignAppError
-			if errors.As(err, &foreign) {
-				// One app of another repository must not fail the
-				// commit for the others, nor be tried on every sync.
-				se := api.SourceError{Message: err.Error()}
-				if src := ar.App.Metadata.Source; src != nil {
-					se.File, se.Line = src.Path, src.Line
-				}
-				mu.Lock()
-				out.Foreign = append(out.Foreign, ar.Name)
-				clashes = append(clashes, se)
-				mu.Unlock()
+			if clash(ar, err) {
 				return nil
 			}
 			if err != nil {
@@ -308,8 +314,16 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 		switch {
 		case submitted[ar.Name]:
 		case !ar.Valid():
-			out.Rejected = append(out.Rejected, ar.Name)
-			p.submit(func() error { return a.reject(ctx, snap, rs, ar.Name, cur, ar.Errors) })
+			p.submit(func() error {
+				err := a.reject(ctx, snap, rs, ar.Name, cur, ar.Errors)
+				if clash(ar, err) {
+					return nil
+				}
+				mu.Lock()
+				out.Rejected = append(out.Rejected, ar.Name)
+				mu.Unlock()
+				return err
+			})
 		case !fresh[ar.Name] && !readsFiles && rs.isChecked(ar.Name, cur) && cur.Status.LastSyncResult == api.SyncApplied:
 			// Not evaluated again, and its App was found equal before:
 			// no comparison (10,000 of them cost 100-400 ms).
@@ -347,6 +361,7 @@ func (a *Applier) ApplySnapshot(ctx context.Context, snap gitsync.Snapshot) (Out
 	}
 	errs := p.wait()
 	sort.Strings(out.Applied)
+	sort.Strings(out.Rejected)
 	sort.Strings(out.Pruned)
 	sort.Strings(out.Foreign)
 	if len(clashes) > 0 {

@@ -470,3 +470,52 @@ func TestRejectedNewAppKeepsItsName(t *testing.T) {
 		t.Errorf("app a: repo %q, %d pod groups, never applied %v; want repository one's, nothing deployed", a.Metadata.Labels[applier.LabelRepo], len(a.Spec.Workloads), a.Status.NeverApplied())
 	}
 }
+
+// The other way round: an app another repository runs is not this
+// repository's to reject. A commit declaring it, invalid, is refused as
+// an app of another repository (a repository error saying whose it is
+// and what to do), and the running app gets no Rejected revision or
+// event from it, which said 'nothing was deployed' of an app that runs.
+func TestRejectedAppOfAnotherRepositoryLeftAlone(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	ap, err := applier.New(applier.Options{Client: cl.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	one := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)}}
+	two := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: {replicas: "two", containers: c: image: "reg/a:v2"}`)}}
+	if _, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "one", FS: one, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "two", FS: two, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 2)}})
+	if err != nil || fmt.Sprint(out.Foreign) != "[a]" || len(out.Rejected) != 0 || len(out.Errors) != 1 ||
+		!strings.Contains(out.Errors[0].Message, "belongs to repository one") || out.Errors[0].File != "a.cue" {
+		t.Fatalf("repository two: %+v, %v; want app a refused as repository one's, in a.cue", out, err)
+	}
+	revs, _, err := cl.Client.List(ctx, api.KindRevision, client.ListOptions{App: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range revs {
+		if r := o.(*api.Revision); r.Metadata.Labels[applier.LabelRepo] != "one" {
+			t.Errorf("app a, repository one's, has a revision of repository %s: %+v", r.Metadata.Labels[applier.LabelRepo], r.Spec)
+		}
+	}
+	evs, _, err := cl.Client.List(ctx, api.KindEvent, client.ListOptions{App: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range evs {
+		t.Errorf("app a, running repository one's commit, got an event from repository two: %+v", o)
+	}
+	obj, err := cl.Client.Get(ctx, api.Key{Kind: api.KindApp, App: "a", Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := obj.(*api.App); a.Status.LastSyncResult != api.SyncApplied || a.Status.SyncedCommit != fmt.Sprintf("%040x", 1) {
+		t.Errorf("app a's status changed: %+v", a.Status)
+	}
+}

@@ -237,8 +237,10 @@ func (a *Applier) reject(ctx context.Context, snap gitsync.Snapshot, rs *repoSta
 
 // createRejected creates app, whose first commit is rejected: no pod
 // groups, health Missing, and the status mark gives it, with its Rejected
-// revision, in one transaction. When the name is taken meanwhile (an app
-// of another repository, or of the API), only the revision is recorded.
+// revision, in one transaction. When the name is another repository's
+// (or the API's), nothing is written: a *foreignAppError says whose it
+// is. When this repository made it meanwhile, only the revision is
+// recorded.
 func (a *Applier) createRejected(ctx context.Context, snap gitsync.Snapshot, rs *repoState, app string, mark func(*api.App) bool, rev *api.Revision) error {
 	obj := api.KindApp.New().(*api.App)
 	obj.Metadata = api.ObjectMeta{Name: app, App: app,
@@ -248,6 +250,13 @@ func (a *Applier) createRejected(ctx context.Context, snap gitsync.Snapshot, rs 
 	mark(obj)
 	written, err := a.txn(ctx, []client.TxnOp{{Op: "create", Object: obj}, {Op: "create", Object: rev}})
 	if client.IsAlreadyExists(err) { // txn took care of an existing revision: the app exists
+		cur, err := a.fresh(ctx, api.KeyOf(obj))
+		if err != nil {
+			return err
+		}
+		if cur != nil && cur.Metadata.Labels[LabelRepo] != snap.Repo {
+			return &foreignAppError{App: app, Owner: cur.Metadata.Labels[LabelRepo], Repo: snap.Repo}
+		}
 		_, err = a.txn(ctx, []client.TxnOp{{Op: "create", Object: rev}})
 		return err
 	}
