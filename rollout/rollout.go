@@ -95,8 +95,8 @@ type Report struct {
 	// Awaiting is the commit the report waits for sync to process; ""
 	// when it waits for none.
 	Awaiting string
-	Groups  []Group
-	State   State
+	Groups   []Group
+	State    State
 	// Reason explains State: the first group that holds the rollout up,
 	// stalled it, or the app's health message when failed.
 	Reason string
@@ -187,6 +187,13 @@ func Evaluate(app *api.App, workloads []*api.Workload, pods []*api.Pod) Report {
 func AwaitCommit(r Report, app *api.App, commit string, seen *api.Revision) Report {
 	st := app.Status
 	if commit == "" || strings.HasPrefix(st.SyncedCommit, commit) || strings.HasPrefix(st.AttemptedCommit, commit) {
+		return r
+	}
+	if seen != nil && seen.Metadata.App == app.Metadata.Name && app.Metadata.ResourceVersion < seen.Metadata.ResourceVersion {
+		// Sync wrote the app with its revision, in one transaction: the
+		// app read here is older than that write, so its rollout is not
+		// yet that commit's.
+		r.State, r.Reason = Progressing, fmt.Sprintf("waiting for app %s to show commit %s, which sync applied", app.Metadata.Name, api.ShortCommit(seen.Spec.Commit))
 		return r
 	}
 	if seen != nil {

@@ -347,6 +347,14 @@ func TestAwaitCommit(t *testing.T) {
 	if want := "waiting for sync to apply commit fedcba98 (the app is at 0123456789ab)"; r.Reason != want || r.Awaiting != "fedcba98" {
 		t.Errorf("reason %q, awaiting %q; want %q, fedcba98", r.Reason, r.Awaiting, want)
 	}
+	// The app's own revision is newer than the app read (its informer is
+	// behind the revisions'): the rollout is not yet that commit's.
+	ahead := rev("shop", "aaaabbbbccccdddd", "fedcba9876543210")
+	a.Metadata.ResourceVersion, ahead.Metadata.ResourceVersion = 10, 11
+	r = AwaitCommit(failed, a, "fedcba98", ahead)
+	if want := "waiting for app shop to show commit aaaabbbbcccc, which sync applied"; r.State != Progressing || r.Reason != want || r.Awaiting != "" {
+		t.Errorf("app behind its revision: %v %q (awaiting %q), want progressing %q", r.State, r.Reason, r.Awaiting, want)
+	}
 }
 
 // TestSeen: a revision says sync processed a commit that is its own or

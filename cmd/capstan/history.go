@@ -25,8 +25,8 @@ func newHistoryCmd() *cobra.Command {
 for every app, whether it was Applied, Rejected, Deleted (its files were
 removed and the app pruned) or Held (the commit would delete most apps and
 waits for 'capstan sync --allow-prune-all'), and the errors (file:line) that
-rejected it. Rows for "repo:NAME" belong to a repository, not an app: a
-commit that changed no app, or errors that belong to no app (a symbolic
+rejected it. Rows for "repo:NAME" belong to a repository, not an app: one
+for every commit sync applied, with the errors that belong to no app (a symbolic
 link out of the repository, a file over the size limit, a file that does
 not parse).`,
 		Args: cobra.MaximumNArgs(1),

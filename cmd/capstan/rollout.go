@@ -14,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/rollout"
 	"github.com/spf13/cobra"
 )
@@ -118,8 +119,10 @@ func (q rolloutQuery) evaluate(a *api.App, ws []*api.Workload, pods []*api.Pod, 
 }
 
 // seen is the revision that says sync processed q.commit (nil: none):
-// one of the app's own before another app's or the repository's, and
-// one whose commit it is before one whose head brought it.
+// one of the app's own before the repository's, and one whose commit it
+// is before one whose head brought it. Another app's revision says
+// nothing: the rows of one commit are written app by app, and this app's
+// may still come; the repository's row is written after them all.
 func (q rolloutQuery) seen(revs []*api.Revision) *api.Revision {
 	rank := func(r *api.Revision) int {
 		n := 0
@@ -133,6 +136,9 @@ func (q rolloutQuery) seen(revs []*api.Revision) *api.Revision {
 	}
 	var best *api.Revision
 	for _, r := range revs {
+		if r.Metadata.App != q.app && r.Metadata.Labels[applier.LabelScope] != applier.ScopeRepository {
+			continue
+		}
 		if rollout.Seen(r, q.commit) && (best == nil || rank(r) > rank(best)) {
 			best = r
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
+	"github.com/capstanhq/capstan/gitsync/applier"
 	"github.com/capstanhq/capstan/internal/testenv"
 )
 
@@ -307,12 +308,15 @@ func TestRolloutStatusWaitsForTheCommit(t *testing.T) {
 	rev.Metadata = api.ObjectMeta{Name: "r20261206000000-dddddddddddd", App: "shop"}
 	rev.Spec = api.RevisionSpec{Commit: strings.Repeat("d", 40), Result: api.SyncApplied}
 	f.create(rev)
+	f.synced(rollback) // sync writes the app with its revision (after it, here)
 	_, err = run(t, "rollout", "status", "shop", "--commit", "dddddddd", "--config", f.cfg)
 	wantExit(t, err, 0, "")
 
 	// A push that changes another app of the repository: sync records a
-	// revision of that app only, and shop, left as it was, is at the
-	// commit too. A revision of another repository says nothing.
+	// revision of that app, then the repository's row, and shop, left as
+	// it was, is at the commit too. Another app's row alone says nothing
+	// (shop's row of the commit may still come), nor does a revision of
+	// another repository.
 	o, err := f.c.Get(context.Background(), api.Key{Kind: api.KindApp, App: "shop", Name: "shop"})
 	if err != nil {
 		t.Fatal(err)
@@ -321,14 +325,25 @@ func TestRolloutStatusWaitsForTheCommit(t *testing.T) {
 	if _, err := f.c.Update(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range []struct{ app, repo, commit string }{{"cart", "deploy", "e"}, {"blog", "website", "f"}} {
+	row := func(app, repo, commit string, labels ...string) {
 		rev := api.KindRevision.New().(*api.Revision)
-		rev.Metadata = api.ObjectMeta{Name: "r20261206000001-" + strings.Repeat(r.commit, 12), App: r.app, Labels: map[string]string{gitsync.LabelRepo: r.repo}}
-		rev.Spec = api.RevisionSpec{Commit: strings.Repeat(r.commit, 40), Result: api.SyncApplied}
+		rev.Metadata = api.ObjectMeta{Name: "r20261206000001-" + strings.Repeat(commit, 12), App: app, Labels: map[string]string{gitsync.LabelRepo: repo}}
+		for i := 0; i+1 < len(labels); i += 2 {
+			rev.Metadata.Labels[labels[i]] = labels[i+1]
+		}
+		rev.Spec = api.RevisionSpec{Commit: strings.Repeat(commit, 40), Result: api.SyncApplied}
 		f.create(rev)
 	}
+	row("cart", "deploy", "e")
+	row("blog", "website", "f")
 	_, err = run(t, "rollout", "status", "shop", "--commit", "eeeeeeee", "--config", f.cfg)
+	wantExit(t, err, 3, "waiting for sync to apply commit eeeeeeee")
+	row("deploy", "deploy", "e", applier.LabelScope, applier.ScopeRepository)
+	out, err := run(t, "rollout", "status", "shop", "--commit", "eeeeeeee", "--config", f.cfg)
 	wantExit(t, err, 0, "")
+	if !strings.Contains(out, "note: commit eeeeeeee changes no file of app shop; shop runs revision cccccccccccc") {
+		t.Errorf("a commit of another app, done: no note that says so:\n%s", out)
+	}
 	_, err = run(t, "rollout", "status", "shop", "--commit", "ffffffff", "--config", f.cfg)
 	wantExit(t, err, 3, "waiting for sync to apply commit ffffffff")
 }

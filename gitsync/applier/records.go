@@ -16,8 +16,9 @@ import (
 
 // Repository-level records. A Revision normally records one app's sync
 // attempt; one labelled LabelScope=ScopeRepository, in the app namespace
-// named after the repository, records what belongs to no app: errors that
-// make the tree incomplete, and commits that change no app.
+// named after the repository, records what belongs to no app: each
+// commit applied, after its apps' rows, and errors that make the tree
+// incomplete.
 const (
 	LabelScope      = "capstan.io/scope"
 	ScopeRepository = "repository"
@@ -187,8 +188,11 @@ type repoRecord struct {
 // recordRepository writes the repository-level revision of an applied
 // snapshot: Rejected with the errors that belong to no app (a symlink out
 // of the repository, a file over the size limit, a file that does not
-// parse), or Applied when the commit changed no app, so that history
-// shows every commit. Such errors are logged too.
+// parse), else Applied, so that history shows every commit, also one that
+// changed no app. It is written after the apps' rows, so it says that
+// sync is done with the commit: an app without a row of it was left as
+// it was ('capstan rollout status --commit' reads it so). Such errors are
+// logged too.
 func (a *Applier) recordRepository(ctx context.Context, snap gitsync.Snapshot, out Outcome) error {
 	applied := make(map[string]bool, len(out.Applied)+len(out.Unchanged))
 	for _, list := range [][]string{out.Applied, out.Unchanged} {
@@ -207,8 +211,8 @@ func (a *Applier) recordRepository(ctx context.Context, snap gitsync.Snapshot, o
 		result = api.SyncRejected
 		a.opts.Logger.Warn("apps of another repository left alone", "repo", snap.Repo,
 			"commit", api.ShortCommit(snap.Commit), "apps", logNames(out.Foreign), "first", out.Errors[0].String())
-	case len(out.Applied)+len(out.Rejected)+len(out.Pruned) > 0 || snap.Previous == snap.Commit:
-		return nil // the apps' rows show this commit (or it was recorded before a restart)
+	case snap.Previous == snap.Commit:
+		return nil // recorded before a restart
 	}
 	rev := a.revision(snap, snap.Repo, result, out.Errors)
 	rev.Metadata.Name = commitRowName("commit", snap.Commit)
