@@ -219,6 +219,10 @@ func seenNote(app *api.App, commit string, seen *api.Revision) string {
 	}
 	own := seen.Metadata.App == name
 	switch head := api.ShortCommit(seen.Spec.Commit); {
+	case own && seen.Spec.Result != api.SyncApplied && len(seen.Spec.Errors) > 0:
+		// Refused for the app (an untrusted signature, a held mass
+		// deletion), which its status may not say.
+		return fmt.Sprintf("commit %s was %s for app %s: %s; %s", head, strings.ToLower(seen.Spec.Result), name, firstLine(seen.Spec.Errors[0].String()), runs)
 	case strings.HasPrefix(seen.Spec.Commit, commit) && own:
 		return "" // a later commit overtook it: the report says what runs
 	case strings.HasPrefix(seen.Spec.Commit, commit):
