@@ -101,11 +101,10 @@ func (q rolloutQuery) from(a *api.App) rolloutQuery {
 	return q
 }
 
-// revisions selects the revisions that say whether sync attempted
-// q.commit: every revision of the app's repository, as a commit that
-// leaves the app as it is records no revision of the app (a push that
-// changes another app of the repository), or the app's own while its
-// repository is unknown.
+// revisions selects the revisions that say whether sync processed
+// q.commit: every revision of the app's repository (seen keeps the app's
+// own and the repository's, which also records a commit that leaves the
+// app as it is), or the app's own while its repository is unknown.
 func (q rolloutQuery) revisions() client.ListOptions {
 	if q.repo != "" {
 		return client.ListOptions{Labels: map[string]string{gitsync.LabelRepo: q.repo}}
