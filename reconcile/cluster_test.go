@@ -352,7 +352,7 @@ func TestAppLifecycle(t *testing.T) {
 	rolledOut("example/web:v1")
 
 	// Drain one node: its pods move to the other two.
-	keys := must[[]api.Key](t)(node.DrainNode(ctx, c, nodes.Name(0)))
+	keys := must[[]*api.Pod](t)(node.DrainNode(ctx, c, nodes.Name(0)))
 	waitFor(t, time.Minute, "drained node empty", func() string {
 		objs, _, err := c.List(ctx, api.KindPod, client.ListOptions{Node: nodes.Name(0)})
 		if err != nil {

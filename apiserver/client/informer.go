@@ -18,6 +18,20 @@ type Handler struct {
 	OnDelete func(obj api.Object)
 }
 
+// Notifier returns a Handler that signals on the channel after any
+// change, never blocking (one signal stands for any number of changes),
+// and the channel: for a loop that looks at the caches again on each.
+func Notifier() (Handler, <-chan struct{}) {
+	ch := make(chan struct{}, 1)
+	poke := func(api.Object) {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	return Handler{OnAdd: poke, OnUpdate: func(_, o api.Object) { poke(o) }, OnDelete: poke}, ch
+}
+
 // Informer keeps a local cache of one kind in step with the server.
 type Informer struct {
 	c    *Client

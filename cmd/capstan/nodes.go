@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,33 +51,64 @@ func newCordonishCmd(verb, short string, cordon bool) *cobra.Command {
 }
 
 func newDrainCmd() *cobra.Command {
-	return &cobra.Command{
+	var timeout time.Duration
+	cmd := &cobra.Command{
 		Use:               "drain NODE",
 		ValidArgsFunction: completeFirst(api.KindNode, nil),
 		Short:             "Cordon a node and delete its pods gracefully, to be replaced elsewhere",
 		Long: `Drain cordons NODE, then deletes every pod on it gracefully: its agent stops
 the containers, and the workload controller replaces the pods on other nodes.
-Finished (Succeeded or Failed) pods stay: they are their job's record of the
-work done. Pods of everyNode workloads stay (as kubectl drain --ignore-daemonsets
-leaves DaemonSet pods): they would come straight back on the node.
-Undo the cordon with 'capstan uncordon NODE' when the node is back.`,
+It waits until those pods are gone (--timeout), so that the machine can be
+stopped when it returns. Finished (Succeeded or Failed) pods stay: they are
+their job's record of the work done. Pods of everyNode workloads stay (as
+kubectl drain --ignore-daemonsets leaves DaemonSet pods): they would come
+straight back on the node. Undo the cordon with 'capstan uncordon NODE'
+when the node is back.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
 			}
-			keys, err := node.DrainNode(cmd.Context(), c, args[0])
-			for _, k := range keys {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s terminating\n", k)
+			name, out := args[0], cmd.OutOrStdout()
+			pods, err := node.DrainNode(cmd.Context(), c, name)
+			for _, p := range pods {
+				fmt.Fprintf(out, "%s terminating\n", api.KeyOf(p))
 			}
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "node %s drained (%d pods)\n", args[0], len(keys))
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			left, err := node.WaitDrained(ctx, c, name, pods, func(p *api.Pod) {
+				fmt.Fprintf(out, "%s stopped\n", api.KeyOf(p))
+			})
+			if errors.Is(err, context.DeadlineExceeded) && cmd.Context().Err() == nil {
+				return drainTimeout(name, timeout, left)
+			}
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(out, "node %s drained (%d pods)\n", name, len(pods))
 			return err
 		},
 	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the pods to stop (0: as long as it takes)")
+	return cmd
+}
+
+// drainTimeout says which pods a drain left running and what to do.
+func drainTimeout(name string, timeout time.Duration, left []*api.Pod) error {
+	keys := make([]string, len(left))
+	for i, p := range left {
+		keys[i] = api.KeyOf(p).ObjectKey()
+	}
+	return fmt.Errorf("node %s cordoned, but %d pods still stopping after %s: %s (their agent stops them within their grace period; on a node that is down the node controller deletes them after the pod eviction timeout): run 'capstan drain %s' again to wait on, or 'capstan delete pod APP/NAME --force' for a pod whose node is gone for good",
+		name, len(left), timeout, strings.Join(keys, ", "), name)
 }
 
 func newNodeCmd() *cobra.Command {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 )
 
 func TestCordonUncordonDrain(t *testing.T) {
@@ -36,10 +39,15 @@ func TestCordonUncordonDrain(t *testing.T) {
 		{[]string{"cordon", "n1"}, "node n1 cordoned", true},
 		{[]string{"cordon", "n1"}, "node n1 already cordoned", true},
 		{[]string{"uncordon", "n1"}, "node n1 uncordoned", false},
-		{[]string{"drain", "n1"}, "node n1 drained (2 pods)", true},
+		// No agent removes the pods: drain waits for them, in vain.
+		{[]string{"drain", "n1", "--timeout", "1s"}, "", true},
 	} {
 		out, err := run(t, append(tt.args, "--config", cfg)...)
-		if err != nil {
+		if tt.want == "" {
+			if err == nil || !strings.Contains(err.Error(), "2 pods still stopping after 1s: shop/a, shop/b") || strings.Contains(out, "drained") {
+				t.Fatalf("%v with pods left: err %v, want them named\n%s", tt.args, err, out)
+			}
+		} else if err != nil {
 			t.Fatalf("%v: %v\n%s", tt.args, err, out)
 		}
 		if !strings.Contains(out, tt.want) {
@@ -57,6 +65,31 @@ func TestCordonUncordonDrain(t *testing.T) {
 		if o.Meta().DeletionRequestedAt == nil {
 			t.Fatalf("pod %s not being deleted after drain", name)
 		}
+	}
+	// Drain again (the pods are being deleted already: it waits for
+	// them too), and, once it waits, an agent stops the pods: drain says
+	// so, and says drained only when they are gone.
+	root := newRootCmd()
+	var buf testenv.SyncBuffer
+	root.SetOut(&buf)
+	root.SetErr(&buf)
+	root.SetArgs([]string{"drain", "n1", "--config", cfg})
+	done := make(chan error, 1)
+	go func() { done <- root.Execute() }()
+	testenv.Eventually(t, time.Minute, "drain lists the pods it waits for", func() bool {
+		return strings.Count(buf.String(), " terminating\n") == 2
+	})
+	for _, name := range []string{"a", "b"} {
+		if _, err := c.Client.Delete(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: name}, client.DeleteOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := <-done
+	if out := buf.String(); err != nil || !strings.Contains(out, "node n1 drained (2 pods)") || strings.Count(out, " stopped\n") != 2 {
+		t.Fatalf("drain as the agent stops the pods: %v\n%s", err, out)
+	}
+	if objs, _, err := c.Client.List(ctx, api.KindPod, client.ListOptions{Node: "n1"}); err != nil || len(objs) != 0 {
+		t.Fatalf("drain returned with %d pods on n1 (%v)", len(objs), err)
 	}
 	if out, err := run(t, "cordon", "nope", "--config", cfg); err == nil {
 		t.Fatalf("cordon of a missing node succeeded:\n%s", out)

@@ -281,14 +281,7 @@ func followRollout(ctx context.Context, c *client.Client, out io.Writer, q rollo
 		revs = client.NewInformer(c, api.KindRevision, q.revisions(), quiet)
 		informers = append(informers, revs)
 	}
-	changed := make(chan struct{}, 1)
-	poke := func(api.Object) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	h := client.Handler{OnAdd: poke, OnUpdate: func(_, o api.Object) { poke(o) }, OnDelete: poke}
+	h, changed := client.Notifier()
 	for _, inf := range informers {
 		inf.AddHandler(h)
 		wg.Add(1)

@@ -209,8 +209,10 @@ func CordonNode(ctx context.Context, c *client.Client, name string, cordon bool)
 }
 
 // DrainNode cordons a node and deletes its pods gracefully, but those of
-// everyNode workloads (see Drain); it returns the pods it asked to delete.
-func DrainNode(ctx context.Context, c *client.Client, name string) ([]api.Key, error) {
+// everyNode workloads (see Drain); it returns the pods it asked to delete
+// and those being deleted already (an earlier drain's): WaitDrained waits
+// until they are gone.
+func DrainNode(ctx context.Context, c *client.Client, name string) ([]*api.Pod, error) {
 	if _, err := CordonNode(ctx, c, name, true); err != nil {
 		return nil, err
 	}
@@ -233,12 +235,61 @@ func DrainNode(ctx context.Context, c *client.Client, name string) ([]api.Key, e
 		}
 	}
 	_, evict := Drain(o.(*api.Node), reconcile.Pods(objs), everyNode)
-	var keys []api.Key
+	var asked []*api.Pod
+	for _, p := range reconcile.Pods(objs) {
+		if api.Terminating(p) {
+			asked = append(asked, p)
+		}
+	}
 	for _, p := range evict {
 		if _, err := c.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
-			return keys, fmt.Errorf("drain %s: delete pod %s: %w", name, api.KeyOf(p), err)
+			return asked, fmt.Errorf("drain %s: delete pod %s: %w", name, api.KeyOf(p), err)
 		}
-		keys = append(keys, api.KeyOf(p))
+		asked = append(asked, p)
 	}
-	return keys, nil
+	return asked, nil
+}
+
+// WaitDrained waits until none of pods, which DrainNode asked to delete
+// from node name, exists any more: its agent stopped the containers (or,
+// on a node that is down, the node controller evicted it). It calls gone
+// for each pod as it goes, and returns the pods left when ctx ends first,
+// with ctx's error. As kubectl drain, the node is empty only when this
+// returns nil: a machine shut down earlier cuts the pods' graceful stop
+// short.
+func WaitDrained(ctx context.Context, c *client.Client, name string, pods []*api.Pod, gone func(*api.Pod)) ([]*api.Pod, error) {
+	if len(pods) == 0 {
+		return nil, nil
+	}
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	inf := client.NewInformer(c, api.KindPod, client.ListOptions{Node: name}, nil)
+	h, changed := client.Notifier()
+	inf.AddHandler(h)
+	wg.Go(func() { _ = inf.Start(wctx) })
+	left := pods
+	if err := inf.WaitForSync(ctx); err != nil {
+		return left, fmt.Errorf("drain %s: %w", name, err)
+	}
+	for {
+		var still []*api.Pod
+		for _, p := range left {
+			// A pod made again under the same name (an ordered replica)
+			// is another pod: only this UID counts.
+			if o, ok := inf.Get(api.KeyOf(p).ObjectKey()); ok && o.Meta().UID == p.Metadata.UID {
+				still = append(still, p)
+			} else if gone != nil {
+				gone(p)
+			}
+		}
+		if left = still; len(left) == 0 {
+			return nil, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return left, fmt.Errorf("drain %s: %w", name, ctx.Err())
+		}
+	}
 }
