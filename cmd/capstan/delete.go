@@ -2,9 +2,15 @@ package main
 
 import (
 	"fmt"
+	"net/http"
+	"strings"
 
-	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/spf13/cobra"
+
+	"github.com/capstanhq/capstan/apiserver"
+	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 )
 
 func newDeleteCmd() *cobra.Command {
@@ -38,11 +44,37 @@ next time it is placed (see docs/volumes.md).`,
 			if obj.Meta().DeletionRequestedAt != nil && !force {
 				verb = "terminating"
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", k, verb)
-			return err
+			if _, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", k, verb); err != nil || k.Kind != api.KindNode {
+				return err
+			}
+			return nodeCredentialsHint(cmd, c, k.Name)
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "the object's app (or write APP/NAME)")
 	cmd.Flags().BoolVar(&force, "force", false, "remove a pod at once, without waiting for its agent; forget a persistent volume whose replica still exists or whose node is down")
 	return cmd
+}
+
+// nodeCredentialsHint tells, after a Node is deleted, that the credentials
+// of its join still work, and how to end them: deleting the Node does not
+// revoke them (its agent needs them to stop the pods), so the machine
+// registers the node again when its agent restarts. Nothing is said when
+// the tokens cannot be listed (not an admin).
+func nodeCredentialsHint(cmd *cobra.Command, c *client.Client, node string) error {
+	var list []wire.TokenInfo
+	if err := c.Do(cmd.Context(), http.MethodGet, "/tokens", nil, &list); err != nil {
+		return nil
+	}
+	var ids []string
+	for _, t := range list {
+		if t.Role == apiserver.RoleNodePrefix+node {
+			ids = append(ids, t.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := fmt.Fprintf(cmd.OutOrStdout(), "node %s's credentials still work: its agent stops the pods that were bound to it, and registers the node again when it restarts. To retire the machine for good: capstan token revoke %s\n",
+		node, strings.Join(ids, " && capstan token revoke "))
+	return err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/internal/testenv"
 )
 
@@ -93,5 +95,34 @@ func TestCordonUncordonDrain(t *testing.T) {
 	}
 	if out, err := run(t, "cordon", "nope", "--config", cfg); err == nil {
 		t.Fatalf("cordon of a missing node succeeded:\n%s", out)
+	}
+}
+
+// 'capstan delete node' says that the node's credentials still work (its
+// agent would register it again) and how to revoke them; a node without
+// credentials gets no such line.
+func TestDeleteNodeNamesItsCredentials(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	ctx := context.Background()
+	var cred wire.CreateTokenResponse
+	if err := c.Client.Do(ctx, http.MethodPost, "/tokens", wire.CreateTokenRequest{Role: "node:n1"}, &cred); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"n1", "n2"} {
+		n := api.KindNode.New().(*api.Node)
+		n.Metadata.Name = name
+		if _, err := c.Client.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := run(t, "delete", "node", "n1", "--config", cfg)
+	if err != nil || !strings.Contains(out, "nodes/n1 deleted") || !strings.Contains(out, "credentials still work") ||
+		!strings.Contains(out, "capstan token revoke "+cred.ID+"\n") {
+		t.Fatalf("delete node n1: %v\n%s", err, out)
+	}
+	out, err = run(t, "delete", "node", "n2", "--config", cfg)
+	if err != nil || !strings.Contains(out, "nodes/n2 deleted") || strings.Contains(out, "credentials") {
+		t.Fatalf("delete node n2 (no credentials): %v\n%s", err, out)
 	}
 }
