@@ -195,7 +195,7 @@ func (t *Tokens) Revoke(id string) error {
 	defer t.mu.Unlock()
 	err := t.updateLocked(func(m map[string]Token) error {
 		if _, ok := m[id]; !ok {
-			return errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("token %s: %w (capstan token list shows them)", id, errTokenNotFound))
+			return errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("token %s: %w (capstan token ls shows them)", id, errTokenNotFound))
 		}
 		delete(m, id)
 		return nil
@@ -248,11 +248,8 @@ func (t *Tokens) Authenticate(bearer string, now time.Time) (string, error) {
 	if !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1 {
 		return "", errors.New("unknown or revoked token")
 	}
-	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt) {
-		return "", fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339))
-	}
-	if tok.usedUp() {
-		return "", fmt.Errorf("token %s: %w: it let in %d nodes, its limit", id, errTokenUsedUp, tok.Uses)
+	if err := tok.spent(now); err != nil {
+		return "", err
 	}
 	return tok.Role, nil
 }

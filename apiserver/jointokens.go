@@ -26,6 +26,18 @@ var errTokenIDCollision = errors.New("token ID collided with an existing one sev
 // usedUp reports whether a join token has let in as many nodes as it may.
 func (tok Token) usedUp() bool { return tok.MaxUses > 0 && tok.Uses >= tok.MaxUses }
 
+// spent says why tok no longer works at now (expired, or a join token
+// used up), in the terms of 'capstan token ls'; nil while it works.
+func (tok Token) spent(now time.Time) error {
+	switch {
+	case !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt):
+		return fmt.Errorf("token %s expired at %s", tok.ID, tok.ExpiresAt.Format(time.RFC3339))
+	case tok.usedUp():
+		return fmt.Errorf("token %s: %w (%d of %d uses)", tok.ID, errTokenUsedUp, tok.Uses, tok.MaxUses)
+	}
+	return nil
+}
+
 // create stores tok (its Role, Description and MaxUses) under a new ID and
 // secret and returns the bearer string "<id>.<secret>".
 // A bad role or number of uses is the caller's mistake (400); a failed
@@ -97,10 +109,8 @@ func (t *Tokens) admit(bearer, node string, registered, rejoin bool, now time.Ti
 			return joinRefused(errors.New("unknown or revoked token"))
 		case tok.Role != RoleJoin:
 			return joinRefused(fmt.Errorf("role %s is not a join token", tok.Role))
-		case !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt):
-			return joinRefused(fmt.Errorf("token %s expired at %s", id, tok.ExpiresAt.Format(time.RFC3339)))
-		case tok.usedUp():
-			return joinRefused(fmt.Errorf("token %s: %w: it let in %d nodes, its limit", id, errTokenUsedUp, tok.Uses))
+		case tok.spent(now) != nil:
+			return joinRefused(tok.spent(now))
 		}
 		revoked = revoked[:0]
 		for cid, c := range m {

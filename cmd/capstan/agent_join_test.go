@@ -78,8 +78,9 @@ func TestAgentJoin(t *testing.T) {
 	}
 }
 
-// TestTokenUsesFlag: 'capstan token create --uses 1' lets one node in, and
-// 'token ls' shows the count.
+// TestTokenUsesFlag: 'capstan token create --uses 1' lets one node in, the
+// second join is told the count as 'token ls' shows it, and 'token revoke'
+// of an unknown ID names the command that lists them.
 func TestTokenUsesFlag(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
 	out, err := run(t, "token", "create", "--uses", "1", "--config", c.Server.AdminConfigPath())
@@ -89,7 +90,7 @@ func TestTokenUsesFlag(t *testing.T) {
 	joinToken := strings.TrimSpace(out)
 	cmd := &cobra.Command{}
 	cmd.SetContext(context.Background())
-	for i, want := range []string{"", "used up"} {
+	for i, want := range []string{"", "used up (1 of 1 uses)"} {
 		f := agentFlags{servers: []string{c.Config.Server}, token: joinToken}
 		f.opts.DataDir, f.opts.NodeName = t.TempDir(), fmt.Sprintf("once-%d", i)
 		_, err := f.agentClient(cmd)
@@ -100,6 +101,9 @@ func TestTokenUsesFlag(t *testing.T) {
 	out, err = run(t, "token", "ls", "--config", c.Server.AdminConfigPath())
 	if err != nil || !strings.Contains(out, "1/1") {
 		t.Fatalf("token ls: %q %v", out, err)
+	}
+	if _, err := run(t, "token", "revoke", "nosuch", "--config", c.Server.AdminConfigPath()); err == nil || !strings.Contains(err.Error(), "(capstan token ls shows them)") {
+		t.Fatalf("revoke of an unknown ID: %v, want it to name 'capstan token ls'", err)
 	}
 }
 
