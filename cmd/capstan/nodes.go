@@ -38,7 +38,7 @@ func newCordonishCmd(verb, short string, cordon bool) *cobra.Command {
 			}
 			changed, err := node.CordonNode(cmd.Context(), c, args[0], cordon)
 			if err != nil {
-				return err
+				return listHint(err, api.Key{Kind: api.KindNode, Name: args[0]})
 			}
 			state := verb + "ed"
 			if !changed {
@@ -76,7 +76,7 @@ when the node is back.`,
 				fmt.Fprintf(out, "%s terminating\n", api.KeyOf(p))
 			}
 			if err != nil {
-				return err
+				return listHint(err, api.Key{Kind: api.KindNode, Name: name})
 			}
 			ctx := cmd.Context()
 			if timeout > 0 {

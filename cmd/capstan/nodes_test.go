@@ -93,8 +93,10 @@ func TestCordonUncordonDrain(t *testing.T) {
 	if objs, _, err := c.Client.List(ctx, api.KindPod, client.ListOptions{Node: "n1"}); err != nil || len(objs) != 0 {
 		t.Fatalf("drain returned with %d pods on n1 (%v)", len(objs), err)
 	}
-	if out, err := run(t, "cordon", "nope", "--config", cfg); err == nil {
-		t.Fatalf("cordon of a missing node succeeded:\n%s", out)
+	for _, verb := range []string{"cordon", "uncordon", "drain"} {
+		if out, err := run(t, verb, "nope", "--config", cfg); err == nil || err.Error() != "node nope not found: 'capstan get nodes' lists them" {
+			t.Fatalf("%s of a missing node: %v\n%s", verb, err, out)
+		}
 	}
 }
 
