@@ -65,19 +65,28 @@ func (d *volumeDirs) ensure(ctx context.Context, v *api.PersistentVolume) (strin
 	return mnt, nil
 }
 
-// mount makes the volume's image in dir when it has none, grows it when
-// its size was raised, and loop-mounts it on dir/mnt.
+// mount makes the volume's image in dir when it has none and the volume
+// was never made (ErrVolumeDataMissing when it was: its data is lost to
+// this machine), grows it when its size was raised, and loop-mounts it on
+// dir/mnt.
 func mount(ctx context.Context, v *api.PersistentVolume, dir string) error {
 	mnt, img := filepath.Join(dir, "mnt"), filepath.Join(dir, "disk.img")
+	_, err := os.Stat(img)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !v.Status.Capacity.IsZero():
+		key := v.Metadata.App + "/" + v.Metadata.Name
+		return fmt.Errorf("volume %s: %w: node %s made it (%s), but %s does not exist (the machine was replaced, or the agent's data directory lost or moved); the replica waits rather than start on an empty volume: restore that file, or, if the data is lost, 'capstan delete volume %s --force' and the replica starts on a new, empty one",
+			key, ErrVolumeDataMissing, v.Spec.NodeName, api.FormatBytes(v.Status.Capacity.Value()), img, key)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
+	}
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
 		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
 	}
-	if _, err := os.Stat(img); errors.Is(err, fs.ErrNotExist) {
+	if err != nil { // no image yet: a new volume
 		if err := makeImage(ctx, img, v.Spec.Size.Value()); err != nil {
 			return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
 		}
-	} else if err != nil {
-		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
 	}
 	if _, err := growImage(ctx, dir, v.Spec.Size.Value()); err != nil {
 		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)

@@ -153,6 +153,31 @@ func TestVolumeDirs(t *testing.T) {
 	}
 }
 
+// A volume its node made already (status.capacity set) whose image is
+// not on this machine (the machine replaced under the node's name, its
+// data directory lost) is not made again empty: the start fails with
+// ErrVolumeDataMissing, saying what to do, and nothing is left on disk.
+// Before, the agent made a new, empty image and the replica started on
+// it as if it had no data.
+func TestVolumeDataMissing(t *testing.T) {
+	d := &volumeDirs{root: filepath.Join(t.TempDir(), VolumesSubdir)}
+	t.Cleanup(func() { _ = unmountVolumes(filepath.Dir(d.root)) }) // the old code mounted one
+	v := pv("store", "kv-0-data", "uid-1", "n1")
+	v.Status.Capacity = api.MustParseQuantity("16Mi")
+	_, err := d.ensure(t.Context(), v)
+	if !errors.Is(err, ErrVolumeDataMissing) {
+		t.Fatalf("ensure of a made volume without its image: %v, want ErrVolumeDataMissing", err)
+	}
+	for _, want := range []string{"store/kv-0-data", "node n1 made it (16Mi)", "disk.img does not exist", "capstan delete volume store/kv-0-data --force"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d.root, "store")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused volume left a directory: %v", err)
+	}
+}
+
 // TestVolumeGrows raises a volume's size as the workload controller does
 // after a larger size is committed: the file system grows with its data,
 // in place while mounted when the agent may (CAP_SYS_RESOURCE), else when
