@@ -367,6 +367,24 @@ func (a *Agent) ensureWorkerLocked(o api.Object) (*worker, bool) {
 	return w, true
 }
 
+// earlierPod returns the UID of another pod of w's name that this agent
+// still has a worker for: an earlier pod of an ordered replica, deleted or
+// evicted (force-deleted from a node silent past the eviction timeout, and
+// made again under its name), whose containers the worker still stops.
+// The replica's persistent volumes go by its name, so w's containers must
+// not start on them before that pod is gone: two of the replica's
+// processes would write its data at once.
+func (a *Agent) earlierPod(w *worker) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for uid, o := range a.workers {
+		if uid != w.uid && w.key != "" && o.key == w.key {
+			return uid, true
+		}
+	}
+	return "", false
+}
+
 // retire removes a finished worker unless a change arrived meanwhile.
 func (a *Agent) retire(w *worker) bool {
 	a.mu.Lock()

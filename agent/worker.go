@@ -222,6 +222,10 @@ func (w *worker) refresh(ctx context.Context) {
 // errorRetry bounds the wait before a failed step is tried again.
 const errorRetry = 2 * time.Second
 
+// earlierPodPoll is how often a replica's pod looks whether its earlier
+// pod on the node is gone (Agent.earlierPod).
+const earlierPodPoll = 250 * time.Millisecond
+
 // fullRefreshEvery is how many status syncs pass between full refreshes.
 const fullRefreshEvery = 6
 
@@ -320,6 +324,12 @@ func (w *worker) start(ctx context.Context, pod *api.Pod, s startAction) {
 	}
 	spec := containerSpec(c, s.Attempt)
 	if pod.Spec.HasPersistentVolumes() {
+		if uid, ok := a.earlierPod(w); ok {
+			// No back-off: the earlier pod is usually gone a moment later
+			// (a replica's rolling update replaces it so).
+			w.failRetry(c.Name, ReasonCreateContainerError, fmt.Errorf("pod %s: %w: the earlier pod %s (uid %s) still stops on this node, and the replica's volumes are in its containers until it has", w.key, ErrVolumeNotReady, w.key, uid), a.opts.Now(), earlierPodPoll)
+			return
+		}
 		dirs, err := a.volumeMounts(ctx, pod)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -372,16 +382,22 @@ func (a *Agent) ensureImage(ctx context.Context, ref string, policy runtime.Pull
 	return err
 }
 
-// fail records a failed start and when to retry it.
+// fail records a failed start and when to retry it: after the back-off.
 func (w *worker) fail(name, reason string, err error, now time.Time) {
+	w.failRetry(name, reason, err, now, 0)
+}
+
+// failRetry is fail, retried after delay when it is not 0.
+func (w *worker) failRetry(name, reason string, err error, now time.Time, delay time.Duration) {
 	m := w.mem[name]
 	f := &failure{Reason: reason, Message: err.Error(), Count: 1}
 	if m.Failure != nil {
 		f.Count = m.Failure.Count + 1
 	}
-	delay := time.Duration(0)
-	for range f.Count {
-		delay = w.a.opts.Backoff.next(delay)
+	if delay == 0 {
+		for range f.Count {
+			delay = w.a.opts.Backoff.next(delay)
+		}
 	}
 	f.RetryAt = now.Add(delay)
 	m.Failure = f
