@@ -74,9 +74,9 @@ func mount(ctx context.Context, v *api.PersistentVolume, dir string) error {
 	_, err := os.Stat(img)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !v.Status.Capacity.IsZero():
-		key := v.Metadata.App + "/" + v.Metadata.Name
-		return fmt.Errorf("volume %s: %w: node %s made it (%s), but %s does not exist (the machine was replaced, or the agent's data directory lost or moved); the replica waits rather than start on an empty volume: restore that file, or, if the data is lost, 'capstan delete volume %s --force' and the replica starts on a new, empty one",
-			key, ErrVolumeDataMissing, v.Spec.NodeName, api.FormatBytes(v.Status.Capacity.Value()), img, key)
+		key, pod := v.Metadata.App+"/"+v.Metadata.Name, v.Metadata.App+"/"+api.OrdinalPodName(v.Spec.Workload, int(v.Spec.Ordinal))
+		return fmt.Errorf("volume %s: %w: node %s made it (%s), but %s does not exist (the machine was replaced, or the agent's data directory lost or moved); the replica waits rather than start on an empty volume: restore that file, or, if the data is lost, 'capstan delete volume %s --force' then 'capstan delete pod %s', and the replica starts again on a new, empty volume",
+			key, ErrVolumeDataMissing, v.Spec.NodeName, api.FormatBytes(v.Status.Capacity.Value()), img, key, pod)
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("volume %s: %w", v.Metadata.Name, err)
 	}

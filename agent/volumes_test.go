@@ -163,12 +163,13 @@ func TestVolumeDataMissing(t *testing.T) {
 	d := &volumeDirs{root: filepath.Join(t.TempDir(), VolumesSubdir)}
 	t.Cleanup(func() { _ = unmountVolumes(filepath.Dir(d.root)) }) // the old code mounted one
 	v := pv("store", "kv-0-data", "uid-1", "n1")
+	v.Spec.Workload, v.Spec.Volume = "kv", "data"
 	v.Status.Capacity = api.MustParseQuantity("16Mi")
 	_, err := d.ensure(t.Context(), v)
 	if !errors.Is(err, ErrVolumeDataMissing) {
 		t.Fatalf("ensure of a made volume without its image: %v, want ErrVolumeDataMissing", err)
 	}
-	for _, want := range []string{"store/kv-0-data", "node n1 made it (16Mi)", "disk.img does not exist", "capstan delete volume store/kv-0-data --force"} {
+	for _, want := range []string{"store/kv-0-data", "node n1 made it (16Mi)", "disk.img does not exist", "capstan delete volume store/kv-0-data --force' then 'capstan delete pod store/kv-0'"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
