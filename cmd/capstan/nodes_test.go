@@ -120,6 +120,7 @@ func TestDeleteNodeNamesItsCredentials(t *testing.T) {
 	}
 	out, err := run(t, "delete", "node", "n1", "--config", cfg)
 	if err != nil || !strings.Contains(out, "nodes/n1 deleted") || !strings.Contains(out, "credentials still work") ||
+		!strings.Contains(out, "stop its agent and run 'capstan down' there") ||
 		!strings.Contains(out, "capstan token revoke "+cred.ID+"\n") {
 		t.Fatalf("delete node n1: %v\n%s", err, out)
 	}
