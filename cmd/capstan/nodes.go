@@ -13,6 +13,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/reconcile/node"
 )
@@ -78,6 +79,9 @@ when the node is back.`,
 			if err != nil {
 				return listHint(err, api.Key{Kind: api.KindNode, Name: name})
 			}
+			if len(pods) > 0 {
+				drainingDownNode(cmd, c, name)
+			}
 			ctx := cmd.Context()
 			if timeout > 0 {
 				var cancel context.CancelFunc
@@ -99,6 +103,18 @@ when the node is back.`,
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the pods to stop (0: as long as it takes)")
 	return cmd
+}
+
+// drainingDownNode says, when node name is not Ready, that its agent will
+// not stop the pods the drain waits for: the node controller evicts them.
+func drainingDownNode(cmd *cobra.Command, c *client.Client, name string) {
+	o, err := c.Get(cmd.Context(), api.Key{Kind: api.KindNode, Name: name})
+	if err != nil {
+		return // the wait says what goes wrong
+	}
+	if r := api.FindCondition(o.(*api.Node).Status.Conditions, api.NodeReady); r == nil || r.Status != api.ConditionTrue {
+		fmt.Fprintf(cmd.OutOrStdout(), "node %s is not ready: no agent stops its pods; the node controller deletes them at the pod eviction timeout after its last heartbeat (or 'capstan delete pod APP/NAME --force' now)\n", name)
+	}
 }
 
 // drainTimeout says which pods a drain left running and what to do.

@@ -46,6 +46,10 @@ func TestCordonUncordonDrain(t *testing.T) {
 	} {
 		out, err := run(t, append(tt.args, "--config", cfg)...)
 		if tt.want == "" {
+			// n1 has no Ready condition: the drain says no agent stops the pods.
+			if !strings.Contains(out, "node n1 is not ready: no agent stops its pods") {
+				t.Fatalf("%v of a node that is not ready: output lacks why the pods do not stop\n%s", tt.args, out)
+			}
 			if err == nil || !strings.Contains(err.Error(), "2 pods still stopping after 1s: shop/a, shop/b") || strings.Contains(out, "drained") {
 				t.Fatalf("%v with pods left: err %v, want them named\n%s", tt.args, err, out)
 			}

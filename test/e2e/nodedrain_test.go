@@ -28,7 +28,7 @@ func TestClusterDrain(t *testing.T) {
 		}
 	}
 	out, err := c.CLI(c.AdminConfigPath(), "drain", "h1", "--timeout", "2m")
-	if err != nil || !strings.Contains(out, "node h1 drained (2 pods)") || strings.Count(out, " stopped\n") != 2 {
+	if err != nil || !strings.Contains(out, "node h1 drained (2 pods)") || strings.Count(out, " stopped\n") != 2 || strings.Contains(out, "is not ready") {
 		t.Fatalf("capstan drain h1: %v\n%s", err, out)
 	}
 	for _, p := range drained {
