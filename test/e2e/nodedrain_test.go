@@ -27,7 +27,9 @@ func TestClusterDrain(t *testing.T) {
 			t.Fatalf("pod %s on h1 before the drain: %v, want its namespace", p.Metadata.Name, err)
 		}
 	}
+	start := time.Now()
 	out, err := c.CLI(c.AdminConfigPath(), "drain", "h1", "--timeout", "2m")
+	t.Logf("capstan drain h1 returned after %s:\n%s", time.Since(start).Round(time.Millisecond), out)
 	if err != nil || !strings.Contains(out, "node h1 drained (2 pods)") || strings.Count(out, " stopped\n") != 2 || strings.Contains(out, "is not ready") {
 		t.Fatalf("capstan drain h1: %v\n%s", err, out)
 	}
