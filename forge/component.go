@@ -45,12 +45,13 @@ type Options struct {
 	// ClusterDebounce is how long the cluster must be quiet before the
 	// open pull requests are re-planned against it. Default 2s.
 	ClusterDebounce time.Duration
-	// DeployRetry is the wait before a deploy status the forge refused
-	// (a 5xx, a network error, after the transport's own retries) is
-	// posted again, doubled after each failure up to DeployRetryMax,
-	// until it lands or a newer state of the commit replaces it.
-	// Defaults 10s and 5m.
-	DeployRetry, DeployRetryMax time.Duration
+	// Retry is the wait before a deploy status the forge refused (a
+	// 5xx, a network error, after the transport's own retries) is posted
+	// again, and before a preview the API did not take for a moment
+	// (its store unavailable, a conflict, a timeout) is written again;
+	// doubled after each failure in a row up to RetryMax. Defaults 10s
+	// and 5m.
+	Retry, RetryMax time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger; default discards.
@@ -85,11 +86,11 @@ func New(o Options) (*Component, error) {
 	if o.ClusterDebounce <= 0 {
 		o.ClusterDebounce = 2 * time.Second
 	}
-	if o.DeployRetry <= 0 {
-		o.DeployRetry = 10 * time.Second
+	if o.Retry <= 0 {
+		o.Retry = 10 * time.Second
 	}
-	if o.DeployRetryMax < o.DeployRetry {
-		o.DeployRetryMax = max(5*time.Minute, o.DeployRetry)
+	if o.RetryMax < o.Retry {
+		o.RetryMax = max(5*time.Minute, o.Retry)
 	}
 	if o.Client.Retry.Now == nil {
 		o.Client.Retry.Now = o.Now
@@ -208,10 +209,17 @@ func (c *Component) Start(ctx context.Context) error {
 			}
 		}})
 		// An app another repository takes (or frees) is refused (or
-		// accepted) by sync.
-		c.apps.AddHandler(client.Handler{OnAdd: changed, OnDelete: changed, OnUpdate: func(old, obj api.Object) {
+		// accepted) by sync; a preview deleted by hand comes back.
+		c.apps.AddHandler(client.Handler{OnAdd: changed, OnUpdate: func(old, obj api.Object) {
 			if old.Meta().Labels[labelRepo] != obj.Meta().Labels[labelRepo] {
 				changed(obj)
+			}
+		}, OnDelete: func(obj api.Object) {
+			changed(obj)
+			l := obj.Meta().Labels
+			n, err := strconv.Atoi(l[LabelPreviewPR])
+			if w := c.workers[l[LabelPreviewRepo]]; w != nil && err == nil {
+				w.markPreview(obj.Meta().Name, n)
 			}
 		}})
 		// A persistent volume pins its replica to its node.

@@ -159,10 +159,15 @@ type prFlow struct {
 // smart HTTP, with the forge API in the test and a real API server; pull
 // request webhooks reach it through gitsync's webhook handler.
 func startFlow(t testing.TB, kind, token string, tweaks ...func(*gitsync.RepoConfig, *Options)) *prFlow {
+	return startFlowOn(t, apiservertest.Options{}, kind, token, tweaks...)
+}
+
+// startFlowOn is startFlow on an API server started with server.
+func startFlowOn(t testing.TB, server apiservertest.Options, kind, token string, tweaks ...func(*gitsync.RepoConfig, *Options)) *prFlow {
 	bare := newBareRepo(t)
 	gitURL := serveGit(t, filepath.Dir(bare.dir)) + "/deploy.git"
 	f := newFakeForge(t, kind, bare.dir)
-	cl := apiservertest.Start(t, apiservertest.Options{})
+	cl := apiservertest.Start(t, server)
 	addNode(t, cl.Client, "n1")
 	rc := gitsync.RepoConfig{Name: "deploy", URL: gitURL, Branch: "main", Path: "apps", WebhookSecret: hookSecret,
 		Forge: &gitsync.ForgeConfig{Type: kind, APIURL: f.apiURL(), Project: "org/deploy", Token: token, PollInterval: time.Hour,

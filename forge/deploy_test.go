@@ -231,7 +231,7 @@ func TestDeployStatusRetried(t *testing.T) {
 	ctx := context.Background()
 	comp, _ := startDeploys(t, c, f, bare, func(o *Options) {
 		o.Client.Retry.Attempts = 1
-		o.DeployRetry = 200 * time.Millisecond
+		o.Retry = 200 * time.Millisecond
 	})
 	a := createSynced(t, c, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
 	eventually(t, "the component's informers", func() bool { return comp.revisions != nil && comp.revisions.Revision() > 0 })
@@ -279,7 +279,7 @@ func TestDeployStatusSuperseded(t *testing.T) {
 	var logs testenv.SyncBuffer
 	comp, _ := startDeploys(t, c, f, bare, func(o *Options) {
 		o.Client.Retry.Attempts = 1
-		o.DeployRetry = 50 * time.Millisecond
+		o.Retry = 50 * time.Millisecond
 		o.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), nil))
 	})
 	a := createSynced(t, c, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)

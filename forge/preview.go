@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"path"
 	"slices"
 	"strconv"
@@ -195,9 +196,11 @@ type PreviewLink struct {
 	// Head is the commit it runs when that is not the pull request's
 	// head (a head that cannot be deployed keeps the last good one).
 	Head string
-	// Refused says why the preview is not deployed; Expired, that it is
-	// because its ttl passed, at Expires (RFC 3339), running Head.
+	// Refused says why the preview is not deployed; Pending, that it is
+	// not yet (the API did not take it for a moment: it is tried again);
+	// Expired, that its ttl passed, at Expires (RFC 3339), running Head.
 	Refused string
+	Pending bool
 	Expired bool
 	Expires string
 }
@@ -234,8 +237,23 @@ func (w *worker) previewsOf(ctx context.Context, n int) ([]*api.App, error) {
 
 // syncPreviews makes the previews of st's head exist (created or updated
 // through the API) when the pull request asks for them, and deletes the
-// others. It never writes an App without the preview labels.
+// others. It never writes an App without the preview labels. Level-based:
+// each round puts back a preview deleted by hand, as Argo CD's
+// ApplicationSet puts back a generated Application. A write or a delete
+// that failed for a moment (see transient) is tried again after a wait
+// that doubles with each failure in a row.
 func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
+	err := w.writePreviews(ctx, st)
+	if err == nil {
+		st.retry.reset()
+		return nil
+	}
+	n := st.pr.Number
+	wait := st.retry.fail(w.c.opts.Retry, w.c.opts.RetryMax, func() { w.mark(n) })
+	return fmt.Errorf("%w (tried again in %s)", err, wait)
+}
+
+func (w *worker) writePreviews(ctx context.Context, st *prState) error {
 	have, err := w.previewsOf(ctx, st.pr.Number)
 	if err != nil {
 		return err
@@ -245,39 +263,53 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 	now := w.c.opts.Now()
 	kept := want[:0]
 	for _, a := range want {
+		name := a.Metadata.Name
 		var cur *api.App
-		for _, h := range have {
-			if h.Metadata.Name == a.Metadata.Name {
-				cur = h
-			}
+		if i := slices.IndexFunc(have, func(h *api.App) bool { return h.Metadata.Name == name }); i >= 0 {
+			cur = have[i]
 		}
-		if cur != nil && cur.Metadata.Annotations[AnnotationHead] == a.Metadata.Annotations[AnnotationHead] {
+		if m, ok := st.lastDeployed(name, cur); ok && m.head == a.Metadata.Annotations[AnnotationHead] && !st.renew {
 			// The same head seen again (a server restart, the label
-			// read again): its ttl runs from when the head was deployed.
-			if Expired(cur, now) {
-				refused = append(refused, expiredLink(cur))
+			// read again, the App deleted by hand): its ttl runs from
+			// when the head was deployed.
+			if m.expired(now) {
+				st.markExpired(m)
+				refused = append(refused, m.link())
 				continue // deleted below
 			}
-			a.Metadata.Annotations[AnnotationExpires] = cur.Metadata.Annotations[AnnotationExpires]
+			a.Metadata.Annotations[AnnotationExpires] = m.expires
 		}
 		if cur == nil {
-			if why := w.nameTaken(ctx, a); why != "" {
-				refused = append(refused, PreviewLink{App: a.Metadata.Name, Refused: why})
+			why := w.nameTaken(ctx, a)
+			if r, ok := st.writeRefused[name]; ok && why == "" {
+				why = r
+			}
+			if why != "" {
+				refused = append(refused, PreviewLink{App: name, Refused: why})
 				continue
 			}
 		}
-		kept = append(kept, a)
+		err := w.writePreview(ctx, cur, a)
 		switch {
-		case cur == nil:
-			_, err = w.c.opts.API.Create(ctx, a)
-		case !api.EqualJSON(cur.Spec, a.Spec) || cur.Metadata.Annotations[AnnotationExpires] != a.Metadata.Annotations[AnnotationExpires] ||
-			cur.Metadata.Annotations[AnnotationHead] != a.Metadata.Annotations[AnnotationHead]:
-			u := api.Clone(cur)
-			u.Spec, u.Metadata.Annotations, u.Metadata.Source = a.Spec, a.Metadata.Annotations, a.Metadata.Source
-			_, err = w.c.opts.API.Update(ctx, u)
+		case err == nil:
+			kept = append(kept, a)
+		case transient(err):
+			errs = append(errs, fmt.Errorf("preview %s: %w", name, err))
+			if cur == nil {
+				refused = append(refused, PreviewLink{App: name, Pending: true, Refused: "the cluster's API did not take it: " + err.Error()})
+			}
+		default:
+			// The same App would be refused again: shown, and not
+			// written again until the next push.
+			why := "the cluster's API refused it: " + err.Error()
+			if st.writeRefused == nil {
+				st.writeRefused = map[string]string{}
+			}
+			st.writeRefused[name] = why
+			refused = append(refused, PreviewLink{App: name, Refused: why})
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("preview %s: %w", a.Metadata.Name, err))
+		if err != nil && cur != nil {
+			kept = append(kept, cur) // it runs on as it was
 		}
 	}
 	want = kept
@@ -287,14 +319,56 @@ func (w *worker) syncPreviews(ctx context.Context, st *prState) error {
 		}
 	}
 	w.recordRefused(ctx, st, refused)
-	st.previews, st.refused = nil, refused
+	deployed := map[string]previewMark{}
+	for _, r := range refused {
+		if m, ok := st.deployed[r.App]; ok && r.Pending {
+			deployed[r.App] = m // deleted by hand, and not yet back
+		}
+	}
+	st.previews, st.refused, st.deployed = nil, refused, deployed
 	w.mu.Lock()
 	for _, a := range want {
 		st.previews = append(st.previews, a.Metadata.Name)
+		st.deployed[a.Metadata.Name] = markOf(a)
 		w.previewed[a.Metadata.Name] = true
 	}
 	w.mu.Unlock()
+	if len(errs) == 0 {
+		st.renew = false
+	}
 	return errors.Join(errs...)
+}
+
+// writePreview creates preview a, or updates cur to it where they differ.
+func (w *worker) writePreview(ctx context.Context, cur, a *api.App) error {
+	var err error
+	switch {
+	case cur == nil:
+		_, err = w.c.opts.API.Create(ctx, a)
+	case !api.EqualJSON(cur.Spec, a.Spec) || cur.Metadata.Annotations[AnnotationExpires] != a.Metadata.Annotations[AnnotationExpires] ||
+		cur.Metadata.Annotations[AnnotationHead] != a.Metadata.Annotations[AnnotationHead]:
+		u := api.Clone(cur)
+		u.Spec, u.Metadata.Annotations, u.Metadata.Source = a.Spec, a.Metadata.Annotations, a.Metadata.Source
+		_, err = w.c.opts.API.Update(ctx, u)
+	}
+	return err
+}
+
+// transient tells an API refusal that may pass (no answer, a timeout,
+// the store unavailable or read-only for a moment, a conflict with
+// another write, a lost leadership, a rate limit) from one the same
+// write meets again (invalid, too large, forbidden): the first is tried
+// again on the next rounds, the second is shown on the pull request.
+func transient(err error) bool {
+	var se *client.StatusError
+	if !errors.As(err, &se) {
+		return true
+	}
+	switch se.Code {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusPreconditionFailed, http.StatusTooManyRequests:
+		return true
+	}
+	return se.Code >= 500
 }
 
 // nameTaken says why preview a cannot be made under its name: an App of
@@ -319,7 +393,7 @@ func (w *worker) nameTaken(ctx context.Context, a *api.App) string {
 // ttl passed is a Normal PreviewExpired, anything else a Warning.
 func (w *worker) recordRefused(ctx context.Context, st *prState, refused []PreviewLink) {
 	for _, r := range refused {
-		if slices.ContainsFunc(st.refused, func(o PreviewLink) bool { return o.App == r.App && o.Refused == r.Refused }) {
+		if r.Pending || slices.ContainsFunc(st.refused, func(o PreviewLink) bool { return o.App == r.App && o.Refused == r.Refused }) {
 			continue
 		}
 		reason, typ := ReasonPreviewRefused, api.EventWarning
@@ -428,6 +502,11 @@ func (w *worker) deletePreview(ctx context.Context, a *api.App) error {
 	if a.Metadata.Labels[LabelPreviewRepo] != w.cfg.Name {
 		return nil
 	}
+	// Its deletion is the worker's own: no need to look at its pull
+	// request again (markPreview).
+	w.mu.Lock()
+	delete(w.previewed, a.Metadata.Name)
+	w.mu.Unlock()
 	_, err := w.c.opts.API.Delete(ctx, api.KeyOf(a), client.DeleteOptions{})
 	if err != nil && !client.IsNotFound(err) {
 		return fmt.Errorf("delete preview %s: %w", a.Metadata.Name, err)
@@ -498,7 +577,10 @@ func renderPreviews(links []PreviewLink) string {
 
 // where says how to reach a preview, or why it is not deployed.
 func (l PreviewLink) where() string {
-	if l.Refused != "" {
+	switch {
+	case l.Pending:
+		return "not deployed yet: " + l.Refused + "; tried again shortly"
+	case l.Refused != "":
 		return "not deployed: " + l.Refused
 	}
 	var parts []string

@@ -17,23 +17,49 @@ import (
 )
 
 // Expired reports whether a preview App's time is up.
-func Expired(a *api.App, now time.Time) bool {
-	t, err := time.Parse(time.RFC3339, a.Metadata.Annotations[AnnotationExpires])
+func Expired(a *api.App, now time.Time) bool { return markOf(a).expired(now) }
+
+// expiredLink is an expired preview as the comment shows it.
+func expiredLink(a *api.App) PreviewLink { return markOf(a).link() }
+
+// previewMark is the head a preview runs and when it expires. The worker
+// keeps those of the previews it deployed (a preview deleted by hand
+// comes back with the same expiry) and of those deleted at their ttl;
+// the latter also on the pull request's comment (a hidden line under its
+// marker) so that a server started again does not deploy the same head
+// once more: the App is gone, and the forge's comment is the only state
+// that outlives it.
+type previewMark struct{ app, head, expires string }
+
+func markOf(a *api.App) previewMark {
+	return previewMark{app: a.Metadata.Name, head: a.Metadata.Annotations[AnnotationHead], expires: a.Metadata.Annotations[AnnotationExpires]}
+}
+
+func (m previewMark) expired(now time.Time) bool {
+	t, err := time.Parse(time.RFC3339, m.expires)
 	return err == nil && !now.Before(t)
 }
 
-// expiredLink is an expired preview as the comment shows it.
-func expiredLink(a *api.App) PreviewLink {
-	return expiredMark{app: a.Metadata.Name, head: a.Metadata.Annotations[AnnotationHead], expires: a.Metadata.Annotations[AnnotationExpires]}.link()
+// lastDeployed is what preview name runs (cur, when it exists) or ran
+// when the worker last saw it.
+func (st *prState) lastDeployed(name string, cur *api.App) (previewMark, bool) {
+	if cur != nil {
+		return markOf(cur), true
+	}
+	m, ok := st.deployed[name]
+	return m, ok
 }
 
-// expiredMark is a preview deleted at its ttl, remembered on the pull
-// request's comment (a hidden line under its marker) so that a server
-// started again does not deploy the same head once more: the App is
-// gone, and the forge's comment is the only state that outlives it.
-type expiredMark struct{ app, head, expires string }
+// markExpired remembers that m's preview was deleted at its ttl: the
+// same head is not deployed again.
+func (st *prState) markExpired(m previewMark) {
+	if st.expired == nil {
+		st.expired = map[string]previewMark{}
+	}
+	st.expired[m.app] = m
+}
 
-func (m expiredMark) link() PreviewLink {
+func (m previewMark) link() PreviewLink {
 	return PreviewLink{App: m.app, Expired: true, Head: m.head, Expires: m.expires,
 		Refused: fmt.Sprintf("its ttl passed (%s); push to the pull request to deploy it again", m.expires)}
 }
@@ -56,17 +82,17 @@ func expiredMarks(links []PreviewLink) string {
 // parseExpiredMarks reads the expired previews back from a comment body
 // written by expiredMarks (the server's own comment; anything else in it
 // is ignored).
-func parseExpiredMarks(body string) map[string]expiredMark {
-	out := map[string]expiredMark{}
+func parseExpiredMarks(body string) map[string]previewMark {
+	out := map[string]previewMark{}
 	for _, m := range expiredMarkRE.FindAllStringSubmatch(body, 100) {
-		out[m[1]] = expiredMark{app: m[1], head: m[2], expires: m[3]}
+		out[m[1]] = previewMark{app: m[1], head: m[2], expires: m[3]}
 	}
 	return out
 }
 
 // readExpired reads the expired previews from the pull request's plan
 // comment, for a pull request the worker sees for the first time.
-func (w *worker) readExpired(ctx context.Context, n int) (map[string]expiredMark, error) {
+func (w *worker) readExpired(ctx context.Context, n int) (map[string]previewMark, error) {
 	self, err := w.fc.Self(ctx)
 	if err != nil {
 		return nil, err
@@ -101,6 +127,7 @@ func (w *worker) expirePreviews(ctx context.Context, open map[int]bool) error {
 		}
 		if st := w.prs[n]; st != nil && expired && slices.Contains(st.previews, a.Metadata.Name) {
 			st.previews = slices.DeleteFunc(st.previews, func(p string) bool { return p == a.Metadata.Name })
+			st.markExpired(markOf(a))
 			refused := append(slices.Clip(st.refused), expiredLink(a))
 			w.recordRefused(ctx, st, refused)
 			st.refused = refused

@@ -168,3 +168,35 @@ func clampWait(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// backoff calls a function again after a wait that doubles with each
+// failure in a row, as Flux's notification controller retries an alert
+// and controller-runtime requeues a failed key.
+type backoff struct {
+	wait  time.Duration
+	timer *time.Timer
+}
+
+// fail schedules fire after the next wait (first, doubled each time up
+// to limit) and returns that wait; a retry already scheduled is
+// replaced.
+func (b *backoff) fail(first, limit time.Duration, fire func()) time.Duration {
+	wait := first
+	if b.wait > 0 {
+		wait = min(2*b.wait, limit)
+	}
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.wait, b.timer = wait, time.AfterFunc(wait, fire)
+	return wait
+}
+
+// reset forgets the failures (the next wait is first again) and stops a
+// scheduled retry.
+func (b *backoff) reset() {
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	*b = backoff{}
+}

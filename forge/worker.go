@@ -40,8 +40,18 @@ type prState struct {
 	previews []string
 	refused  []PreviewLink
 	// expired are the previews deleted at their ttl, read from the
-	// comment when the worker first sees the pull request.
-	expired map[string]expiredMark
+	// comment when the worker first sees the pull request; deployed,
+	// what the previews ran when last written or seen.
+	expired, deployed map[string]previewMark
+	// writeRefused are the previews of the head the API refused to
+	// write, with the reason: not written again until the next push.
+	writeRefused map[string]string
+	// renew: the pull request was labelled again; its previews' ttl
+	// starts again.
+	renew bool
+	// retry looks at the pull request again after a round failed to
+	// write or delete its previews.
+	retry backoff
 }
 
 // tracked is a commit whose deploy status is followed.
@@ -75,11 +85,9 @@ type worker struct {
 	deploys   bool
 	commits   []tracked
 	timer     *time.Timer
-	// retry posts the deploy statuses again after a failed deploy round;
-	// retryWait is its next wait (0: none failed since the last success).
-	retry     *time.Timer
-	retryWait time.Duration
-	wake      chan struct{}
+	// retry posts the deploy statuses again after a failed deploy round.
+	retry backoff
+	wake  chan struct{}
 
 	// Owned by run.
 	prs     map[int]*prState
@@ -185,26 +193,16 @@ func (w *worker) deploysChanged() {
 
 // retryDeploys schedules the deploy round again when err says it failed
 // (the forge answered 5xx, or not at all), after a wait that doubles with
-// each failure, as Flux's notification controller retries an alert: a
-// status is otherwise posted again only on the next change of the
-// cluster. It returns err saying when the retry comes.
+// each failure: a status is otherwise posted again only on the next
+// change of the cluster. It returns err saying when the retry comes.
 func (w *worker) retryDeploys(err error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err == nil {
-		w.retryWait = 0
+		w.retry.reset()
 		return nil
 	}
-	o := w.c.opts
-	wait := o.DeployRetry
-	if w.retryWait > 0 {
-		wait = min(2*w.retryWait, o.DeployRetryMax)
-	}
-	w.retryWait = wait
-	if w.retry != nil {
-		w.retry.Stop()
-	}
-	w.retry = time.AfterFunc(wait, func() {
+	wait := w.retry.fail(w.c.opts.Retry, w.c.opts.RetryMax, func() {
 		w.mu.Lock()
 		w.deploys = w.deploys || len(w.commits) > 0
 		w.mu.Unlock()
@@ -218,9 +216,7 @@ func (w *worker) close() {
 	if w.timer != nil {
 		w.timer.Stop()
 	}
-	if w.retry != nil {
-		w.retry.Stop()
-	}
+	w.retry.reset()
 	w.mu.Unlock()
 	if w.ev != nil {
 		w.ev.Close()
@@ -336,18 +332,18 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	st := w.prs[pr.Number]
 	if st != nil && st.pr.HeadSHA == pr.HeadSHA {
 		st.pr.Title, st.pr.Labels, st.pr.Open = pr.Title, pr.Labels, pr.Open
-		if w.wantsPreview(pr) == (len(st.previews)+len(st.refused) == 0) {
-			// The preview label came or went.
-			if err := w.syncPreviews(ctx, st); err != nil {
-				return err
-			}
+		var perr error
+		if w.wantsPreview(pr) || len(st.previews)+len(st.refused) > 0 {
+			// The label came or went, a preview was deleted by hand, or
+			// a write failed: the previews converge on every round.
+			perr = w.syncPreviews(ctx, st)
 		}
 		// Nothing new to post, unless the last round failed to post
 		// the comment or the status (a rate limit, a 5xx): try again.
 		if len(st.previews)+len(st.refused) == 0 && st.body != "" && (st.status.State != "" || st.pr.HeadSHA == "") {
-			return nil
+			return perr
 		}
-		return w.publish(ctx, st, w.c.live(), false)
+		return errors.Join(perr, w.publish(ctx, st, w.c.live(), false))
 	}
 	if st == nil {
 		st = &prState{}
@@ -355,7 +351,7 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	}
 	// The status posted was on the old head: the new one has none yet,
 	// whatever its verdict.
-	st.pr, st.status = pr, Status{}
+	st.pr, st.status, st.writeRefused = pr, Status{}, nil
 	err := w.prepare(ctx, st)
 	if err == nil && st.expired == nil && w.wantsPreview(pr) {
 		st.expired, err = w.readExpired(ctx, pr.Number)
