@@ -68,12 +68,12 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 		if !relay.relays() {
 			return fg.HandleHook(repo, forge, event, body)
 		}
-		n, ok := fg.Accept(repo, forge, event, body)
+		p, ok := fg.Accept(repo, forge, event, body)
 		if !ok {
 			return false
 		}
-		if err := relay.pass(context.Background(), relayedTrigger{Repo: repo, Kind: relayPull, Pull: n}); err != nil {
-			log.Error("webhook: pass the pull request on to the leader; it is planned at the leader's next poll of the forge", "repo", repo, "pull", n, "err", err)
+		if err := relay.pass(context.Background(), relayedTrigger{Repo: repo, Kind: relayPull, Pull: p.Number, PreviewAgain: p.PreviewAgain}); err != nil {
+			log.Error("webhook: pass the pull request on to the leader; it is planned at the leader's next poll of the forge", "repo", repo, "pull", p.Number, "err", err)
 			return false
 		}
 		return true
@@ -243,7 +243,7 @@ func actOnRelayed(t relayedTrigger, syncer *gitsync.Syncer, fg *forge.Component,
 			syncer.TriggerAll()
 		}
 	case relayPull:
-		fg.Mark(t.Repo, t.Pull)
+		fg.Mark(t.Repo, forge.Pull{Number: t.Pull, PreviewAgain: t.PreviewAgain})
 	default:
 		log.Warn("unknown trigger from another server (a newer version?); ignored")
 	}

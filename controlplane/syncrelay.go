@@ -30,11 +30,14 @@ const (
 
 // relayedTrigger is one trigger a follower recorded; Seq orders them.
 type relayedTrigger struct {
-	Seq  int64     `json:"seq"`
-	Repo string    `json:"repo"`
-	Kind string    `json:"kind"`
-	Pull int       `json:"pull,omitempty"`
-	At   time.Time `json:"at"`
+	Seq  int64  `json:"seq"`
+	Repo string `json:"repo"`
+	Kind string `json:"kind"`
+	Pull int    `json:"pull,omitempty"`
+	// PreviewAgain: the pull-request event added the preview label
+	// (forge.Pull).
+	PreviewAgain bool      `json:"previewAgain,omitempty"`
+	At           time.Time `json:"at"`
 }
 
 // relayedTriggers is the document: the last triggers and the last Seq.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -124,42 +125,58 @@ func (c *Component) Enabled() bool { return len(c.workers) > 0 }
 // gitsync.Options.OnHook): a pull-request event marks that pull request
 // for a new plan and wakes its repository's worker. It never blocks.
 func (c *Component) HandleHook(repo string, forge gitsync.Forge, event string, body []byte) bool {
-	n, ok := c.Accept(repo, forge, event, body)
+	p, ok := c.Accept(repo, forge, event, body)
 	if ok {
-		c.Mark(repo, n)
+		c.Mark(repo, p)
 	}
 	return ok
 }
 
+// Pull is a pull request a webhook asks to look at again.
+type Pull struct {
+	Number int
+	// PreviewAgain: the event added the preview label (maybe removed a
+	// moment before): the reviewer asks for the previews again, those
+	// whose ttl passed too, for a new ttl.
+	PreviewAgain bool
+}
+
 // Accept tells whether a webhook delivery gitsync authenticated is a
 // pull-request event this component plans, and which pull request; it
-// marks nothing. A server that does not lead passes the number on to the
+// marks nothing. A server that does not lead passes it on to the
 // leader's component (Mark).
-func (c *Component) Accept(repo string, forge gitsync.Forge, event string, body []byte) (int, bool) {
+func (c *Component) Accept(repo string, forge gitsync.Forge, event string, body []byte) (Pull, bool) {
 	w := c.workers[repo]
 	if w == nil || !w.cfg.Forge.Enabled(gitsync.ForgeEventPlans) {
-		return 0, false
+		return Pull{}, false
 	}
 	h, ok, err := ParseHook(forge, event, body)
 	if !ok {
-		return 0, false
+		return Pull{}, false
 	}
 	if err != nil {
 		c.log.Warn("pull-request webhook refused", "repo", repo, "forge", forge, "event", event, "err", err)
-		return 0, false
+		return Pull{}, false
 	}
 	if h.Base != "" && h.Base != w.cfg.Branch && !mayRetarget(h.Action) {
-		return 0, false
+		return Pull{}, false
 	}
-	return h.Number, true
+	return Pull{Number: h.Number, PreviewAgain: slices.Contains(h.Labeled, w.previewLabel())}, true
 }
 
-// Mark marks pull request number of repo for a new plan and wakes its
+// Mark marks pull request p of repo for a new plan and wakes its
 // repository's worker; an unknown repository is ignored. It never blocks.
-func (c *Component) Mark(repo string, number int) {
-	if w := c.workers[repo]; w != nil {
-		w.mark(number)
+func (c *Component) Mark(repo string, p Pull) {
+	w := c.workers[repo]
+	if w == nil {
+		return
 	}
+	if p.PreviewAgain {
+		w.mu.Lock()
+		w.previewAgain[p.Number] = true
+		w.mu.Unlock()
+	}
+	w.mark(p.Number)
 }
 
 // mayRetarget tells the pull-request actions that may have moved its

@@ -59,6 +59,28 @@ func hook(t testing.TB, url, kind string, n int, action, delivery string, sign b
 // hookInto is hook for a pull request into base.
 func hookInto(t testing.TB, url, kind string, n int, action, delivery, base string, sign bool) int {
 	t.Helper()
+	return hookEdit(t, url, kind, n, action, delivery, base, sign, nil)
+}
+
+// hookLabeled sends the webhook of label added to pull request n.
+func hookLabeled(t testing.TB, url, kind string, n int, label, delivery string) int {
+	t.Helper()
+	action := "labeled"
+	if kind == "gitlab" {
+		action = "update"
+	}
+	return hookEdit(t, url, kind, n, action, delivery, "main", true, func(m map[string]any) {
+		if kind == "gitlab" {
+			m["changes"] = map[string]any{"labels": map[string]any{"previous": []any{}, "current": []any{map[string]any{"title": label}}}}
+		} else {
+			m["label"] = map[string]any{"name": label}
+		}
+	})
+}
+
+// hookEdit is hookInto with the payload changed by edit (when not nil).
+func hookEdit(t testing.TB, url, kind string, n int, action, delivery, base string, sign bool, edit func(map[string]any)) int {
+	t.Helper()
 	name := map[string]string{"github": "event_pull_request", "gitea": "event_pull_request", "gitlab": "event_merge_request"}[kind]
 	b, err := os.ReadFile(filepath.Join("testdata", kind, name+".json"))
 	if err != nil {
@@ -75,6 +97,9 @@ func hookInto(t testing.TB, url, kind string, n int, action, delivery, base stri
 		m["number"], m["action"] = n, action
 		m["pull_request"].(map[string]any)["number"] = n
 		m["pull_request"].(map[string]any)["base"].(map[string]any)["ref"] = base
+	}
+	if edit != nil {
+		edit(m)
 	}
 	body, _ := json.Marshal(m)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/capstanhq/capstan/gitsync"
@@ -19,6 +20,12 @@ type Hook struct {
 	Action string
 	// Base is the branch the pull request merges into.
 	Base string
+	// Labeled are the labels the event added: GitHub's labeled (one),
+	// GitLab's update (its changes' labels); Gitea's label_updated does
+	// not say which. A reviewer who removes the preview label and adds
+	// it again asks for the previews again, which a round that sees the
+	// label on, as before, cannot tell.
+	Labeled []string
 }
 
 // ParseHook reads a pull-request webhook payload. ok is false for events
@@ -36,8 +43,11 @@ func ParseHook(forge gitsync.Forge, event string, body []byte) (h Hook, ok bool,
 			body = []byte(form.Get("payload"))
 		}
 		var p struct {
-			Action      string `json:"action"`
-			Number      int    `json:"number"`
+			Action string `json:"action"`
+			Number int    `json:"number"`
+			Label  struct {
+				Name string `json:"name"`
+			} `json:"label"`
 			PullRequest struct {
 				Number int `json:"number"`
 				Base   struct {
@@ -52,7 +62,13 @@ func ParseHook(forge gitsync.Forge, event string, body []byte) (h Hook, ok bool,
 		if h.Number == 0 {
 			h.Number = p.PullRequest.Number
 		}
+		if p.Action == "labeled" && p.Label.Name != "" {
+			h.Labeled = []string{p.Label.Name}
+		}
 	case forge == gitsync.ForgeGitLab && event == "Merge Request Hook":
+		type glLabel struct {
+			Title string `json:"title"`
+		}
 		var p struct {
 			Kind  string `json:"object_kind"`
 			Attrs struct {
@@ -60,11 +76,23 @@ func ParseHook(forge gitsync.Forge, event string, body []byte) (h Hook, ok bool,
 				Action       string `json:"action"`
 				TargetBranch string `json:"target_branch"`
 			} `json:"object_attributes"`
+			Changes struct {
+				Labels struct {
+					Previous []glLabel `json:"previous"`
+					Current  []glLabel `json:"current"`
+				} `json:"labels"`
+			} `json:"changes"`
 		}
 		if err := json.Unmarshal(body, &p); err != nil {
 			return h, true, fmt.Errorf("%w: %w", ErrBadHook, err)
 		}
 		h = Hook{Number: p.Attrs.IID, Action: p.Attrs.Action, Base: p.Attrs.TargetBranch}
+		ch := p.Changes.Labels
+		for _, l := range ch.Current {
+			if l.Title != "" && !slices.Contains(ch.Previous, l) {
+				h.Labeled = append(h.Labeled, l.Title)
+			}
+		}
 	default:
 		return h, false, nil
 	}

@@ -134,3 +134,47 @@ func TestPreviewDeletedByHandComesBack(t *testing.T) {
 		t.Fatal("a preview whose label is gone came back")
 	}
 }
+
+// A preview deleted at its ttl comes back, for a new ttl, when the
+// preview label is removed and added again within one round (no round
+// saw the pull request without it), as a reviewer asks for it again; on
+// GitHub and GitLab, whose webhooks say which label was added (it stayed
+// deleted until the next push, the comment saying so).
+func TestPreviewLabelledAgainWithinARound(t *testing.T) {
+	for _, kind := range []string{"github", "gitlab"} {
+		t.Run(kind, func(t *testing.T) {
+			clock := &testClock{t: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)}
+			fl := startFlow(t, kind, "secret-token", fastPoll(clock))
+			f, bare := fl.forge, fl.bare
+			bare.commit(t, "main", "apps/x.cue", previewDesc("v1"))
+			bare.branch(t, "try", "apps/x.cue", previewDesc("v2"))
+			n := f.open("try", "main", "try v2")
+			f.mu.Lock()
+			f.prs[n].labels = []string{"preview"}
+			f.mu.Unlock()
+			eventually(t, "the preview app", func() bool { return fl.previewApp() != nil })
+			defer func() {
+				if t.Failed() {
+					t.Logf("the comment:\n%s", fl.comment(n))
+				}
+			}()
+			clock.add(49 * time.Hour)
+			const gone = "`x-pr-1`: not deployed: its ttl passed"
+			eventually(t, "the comment says it expired", func() bool { return fl.previewApp() == nil && strings.Contains(fl.comment(n), gone) })
+
+			// Removed and added again: the forge's pull request has the
+			// label throughout, as every round sees it.
+			unlabeled := "unlabeled"
+			if kind == "gitlab" {
+				unlabeled = "update"
+			}
+			hook(t, fl.hookURL, kind, n, unlabeled, "p8", true)
+			hookLabeled(t, fl.hookURL, kind, n, "preview", "p9")
+			eventually(t, "the preview deployed again", func() bool { return fl.previewApp() != nil })
+			if got, want := fl.previewApp().Metadata.Annotations[AnnotationExpires], "2026-12-09T02:00:00Z"; got != want {
+				t.Errorf("the preview deployed again expires at %s, want %s (48h from now)", got, want)
+			}
+			eventually(t, "the comment no longer says it expired", func() bool { return !strings.Contains(fl.comment(n), gone) })
+		})
+	}
+}

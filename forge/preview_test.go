@@ -391,7 +391,7 @@ func TestPreviewExpiredWhileDown(t *testing.T) {
 	fl.restart()
 	eventually(t, "the expired preview deleted", func() bool { return preview() == nil })
 	eventually(t, "the comment says it expired", func() bool {
-		return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: its ttl passed (2026-12-07T01:00:00Z); push to the pull request to deploy it again")
+		return strings.Contains(fl.comment(n), "`x-pr-1`: not deployed: its ttl passed (2026-12-07T01:00:00Z); push to the pull request, or remove its preview label and add it again, to deploy it again")
 	})
 }
 

@@ -61,7 +61,7 @@ func (st *prState) markExpired(m previewMark) {
 
 func (m previewMark) link() PreviewLink {
 	return PreviewLink{App: m.app, Expired: true, Head: m.head, Expires: m.expires,
-		Refused: fmt.Sprintf("its ttl passed (%s); push to the pull request to deploy it again", m.expires)}
+		Refused: fmt.Sprintf("its ttl passed (%s); push to the pull request, or remove its preview label and add it again, to deploy it again", m.expires)}
 }
 
 var expiredMarkRE = regexp.MustCompile(`(?m)^<!-- capstan:preview-expired ([a-z0-9-]{1,63}) ([0-9a-f]{7,64}) ([0-9A-Za-z:.+-]{1,40}) -->$`)

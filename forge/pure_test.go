@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -131,10 +132,13 @@ func TestParseHook(t *testing.T) {
 		want        Hook
 		ok, bad     bool
 	}{
-		{"github opened", gitsync.ForgeGitHub, "pull_request", `{"action":"opened","number":7,"pull_request":{"base":{"ref":"main"}}}`, Hook{7, "opened", "main"}, true, false},
-		{"github form-encoded", gitsync.ForgeGitHub, "pull_request", `payload=%7B%22action%22%3A%22closed%22%2C%22number%22%3A3%7D`, Hook{3, "closed", ""}, true, false},
-		{"gitea synchronized", gitsync.ForgeGitea, "pull_request_sync", `{"action":"synchronized","number":2,"pull_request":{"number":2,"base":{"ref":"main"}}}`, Hook{2, "synchronized", "main"}, true, false},
-		{"gitlab merge request", gitsync.ForgeGitLab, "Merge Request Hook", `{"object_kind":"merge_request","object_attributes":{"iid":9,"action":"update","target_branch":"main"}}`, Hook{9, "update", "main"}, true, false},
+		{"github opened", gitsync.ForgeGitHub, "pull_request", `{"action":"opened","number":7,"pull_request":{"base":{"ref":"main"}}}`, Hook{7, "opened", "main", nil}, true, false},
+		{"github form-encoded", gitsync.ForgeGitHub, "pull_request", `payload=%7B%22action%22%3A%22closed%22%2C%22number%22%3A3%7D`, Hook{3, "closed", "", nil}, true, false},
+		{"gitea synchronized", gitsync.ForgeGitea, "pull_request_sync", `{"action":"synchronized","number":2,"pull_request":{"number":2,"base":{"ref":"main"}}}`, Hook{2, "synchronized", "main", nil}, true, false},
+		{"gitlab merge request", gitsync.ForgeGitLab, "Merge Request Hook", `{"object_kind":"merge_request","object_attributes":{"iid":9,"action":"update","target_branch":"main"}}`, Hook{9, "update", "main", nil}, true, false},
+		{"github labeled", gitsync.ForgeGitHub, "pull_request", `{"action":"labeled","number":7,"label":{"name":"preview"},"pull_request":{"base":{"ref":"main"}}}`, Hook{7, "labeled", "main", []string{"preview"}}, true, false},
+		{"github unlabeled adds none", gitsync.ForgeGitHub, "pull_request", `{"action":"unlabeled","number":7,"label":{"name":"preview"}}`, Hook{7, "unlabeled", "", nil}, true, false},
+		{"gitlab labels added", gitsync.ForgeGitLab, "Merge Request Hook", `{"object_attributes":{"iid":9,"action":"update","target_branch":"main"},"changes":{"labels":{"previous":[{"title":"bug"},{"title":"ui"}],"current":[{"title":"ui"},{"title":"preview"},{"title":""}]}}}`, Hook{9, "update", "main", []string{"preview"}}, true, false},
 		{"a review is not a pull-request change", gitsync.ForgeGitHub, "pull_request_review", `{}`, Hook{}, false, false},
 		{"an issue", gitsync.ForgeGitHub, "issues", `{"number":1}`, Hook{}, false, false},
 		{"no number", gitsync.ForgeGitHub, "pull_request", `{"action":"opened"}`, Hook{}, true, true},
@@ -145,7 +149,7 @@ func TestParseHook(t *testing.T) {
 			if ok != tc.ok || (err != nil) != tc.bad || (err != nil && !errors.Is(err, ErrBadHook)) {
 				t.Fatalf("ParseHook = %+v, %v, %v", h, ok, err)
 			}
-			if !tc.bad && h != tc.want {
+			if !tc.bad && !reflect.DeepEqual(h, tc.want) {
 				t.Fatalf("hook %+v, want %+v", h, tc.want)
 			}
 		})

@@ -78,6 +78,9 @@ type worker struct {
 
 	mu    sync.Mutex
 	dirty map[int]bool
+	// previewAgain are the pull requests whose preview label a webhook
+	// says was added since the last round (Pull.PreviewAgain).
+	previewAgain map[int]bool
 	// previewed are the preview Apps the worker made, for markPreview.
 	previewed map[string]bool
 	all       bool
@@ -90,7 +93,9 @@ type worker struct {
 	wake  chan struct{}
 
 	// Owned by run.
-	prs     map[int]*prState
+	prs map[int]*prState
+	// again is previewAgain as the round took it.
+	again   map[int]bool
 	failing bool
 	// newest is the latest synced commit whose deploy status was
 	// posted or queued, and when it was synced: an older commit's
@@ -103,7 +108,7 @@ type worker struct {
 
 func newWorker(c *Component, rc gitsync.RepoConfig, fc Client) *worker {
 	return &worker{c: c, cfg: rc, fc: fc, dir: dataName(c.opts.DataDir, rc.Name), load: c.opts.Load,
-		dirty: map[int]bool{}, previewed: map[string]bool{}, wake: make(chan struct{}, 1), prs: map[int]*prState{}}
+		dirty: map[int]bool{}, previewAgain: map[int]bool{}, previewed: map[string]bool{}, wake: make(chan struct{}, 1), prs: map[int]*prState{}}
 }
 
 func (w *worker) kick() {
@@ -252,6 +257,7 @@ func (w *worker) round(ctx context.Context) {
 	w.mu.Lock()
 	all, dirty, cluster, deploys := w.all, w.dirty, w.cluster, w.deploys
 	w.all, w.dirty, w.cluster, w.deploys = false, map[int]bool{}, false, false
+	w.again, w.previewAgain = w.previewAgain, map[int]bool{}
 	w.mu.Unlock()
 	var errs []error
 	if w.cfg.Forge.Enabled(gitsync.ForgeEventPlans) {
@@ -332,6 +338,7 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	st := w.prs[pr.Number]
 	if st != nil && st.pr.HeadSHA == pr.HeadSHA {
 		st.pr.Title, st.pr.Labels, st.pr.Open = pr.Title, pr.Labels, pr.Open
+		w.askedAgain(st)
 		var perr error
 		if w.wantsPreview(pr) || len(st.previews)+len(st.refused) > 0 {
 			// The label came or went, a preview was deleted by hand, or
@@ -352,6 +359,7 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	// The status posted was on the old head: the new one has none yet,
 	// whatever its verdict.
 	st.pr, st.status, st.writeRefused = pr, Status{}, nil
+	w.askedAgain(st)
 	err := w.prepare(ctx, st)
 	if err == nil && st.expired == nil && w.wantsPreview(pr) {
 		st.expired, err = w.readExpired(ctx, pr.Number)
@@ -363,6 +371,16 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 	}
 	perr := w.syncPreviews(ctx, st)
 	return errors.Join(perr, w.publish(ctx, st, w.c.live(), false))
+}
+
+// askedAgain starts st's previews again when a webhook said the preview
+// label was added since the last round, as a reviewer asks for them
+// again (the label removed and added within one round): those deleted
+// at their ttl are deployed again, and every preview's ttl starts again.
+func (w *worker) askedAgain(st *prState) {
+	if w.again[st.pr.Number] && w.wantsPreview(st.pr) {
+		st.expired, st.renew, st.writeRefused = map[string]previewMark{}, true, nil
+	}
 }
 
 // publicProblem is err as the pull request's comment and status show it:
