@@ -198,9 +198,11 @@ type PreviewLink struct {
 	Head string
 	// Refused says why the preview is not deployed; Pending, that it is
 	// not yet (the API did not take it for a moment: it is tried again);
-	// Expired, that its ttl passed, at Expires (RFC 3339), running Head.
+	// Deleted, that it was deleted (its pull request closed); Expired,
+	// that its ttl passed, at Expires (RFC 3339), running Head.
 	Refused string
 	Pending bool
+	Deleted bool
 	Expired bool
 	Expires string
 }
@@ -578,6 +580,8 @@ func renderPreviews(links []PreviewLink) string {
 // where says how to reach a preview, or why it is not deployed.
 func (l PreviewLink) where() string {
 	switch {
+	case l.Deleted:
+		return "deleted: " + l.Refused
 	case l.Pending:
 		return "not deployed yet: " + l.Refused + "; tried again shortly"
 	case l.Refused != "":

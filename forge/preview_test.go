@@ -182,8 +182,9 @@ apps: secret: {
 
 // A pull request labelled "preview" deploys its head as x-pr-N (one
 // replica), its node-port URL is posted on the pull request, a push
-// updates it, closing the pull request deletes it, and the production App
-// is never written.
+// updates it, closing the pull request deletes it and the comment says
+// so in place of the URL (it went on linking the deleted preview), and
+// the production App is never written.
 func TestPreviewFlow(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token")
 	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
@@ -241,6 +242,12 @@ func TestPreviewFlow(t *testing.T) {
 	f.mu.Unlock()
 	hook(t, fl.hookURL, "github", n, "closed", "p3", true)
 	eventually(t, "the preview deleted", func() bool { return preview() == nil })
+	eventually(t, "the comment says the preview is deleted", func() bool {
+		return strings.Contains(fl.comment(n), "`x-pr-1`: deleted: the pull request is no longer open against main")
+	})
+	if body := fl.comment(n); strings.Contains(body, "http://10.0.0.1:") {
+		t.Errorf("the comment of the closed pull request still links the deleted preview:\n%s", body)
+	}
 	o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "x", Name: "x"})
 	if err != nil || o.Meta().ResourceVersion != prodRV {
 		t.Fatalf("production app written (rv %d -> %v, %v)", prodRV, o.Meta().ResourceVersion, err)
@@ -639,6 +646,9 @@ func TestPreviewLinkWhere(t *testing.T) {
 		{"an older head", PreviewLink{Names: []string{"api.x-pr-1.svc:80"}, Head: "0123456789abcdef0123456789abcdef01234567"},
 			"in the cluster `api.x-pr-1.svc:80`; still runs " + api.ShortCommit("0123456789abcdef0123456789abcdef01234567") + ", the last head that could be deployed"},
 		{"refused", PreviewLink{Refused: "it runs 3 pods, over the 2 of q", Names: []string{"x"}}, "not deployed: it runs 3 pods, over the 2 of q"},
+		{"not taken yet", PreviewLink{Refused: "the cluster's API did not take it: read-only", Pending: true}, "not deployed yet: the cluster's API did not take it: read-only; tried again shortly"},
+		{"deleted", PreviewLink{Refused: "the pull request is no longer open against main", Deleted: true, URLs: []string{"http://10.0.0.1:30080"}},
+			"deleted: the pull request is no longer open against main"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.link.where(); got != tt.want {

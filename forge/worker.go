@@ -31,10 +31,11 @@ type prState struct {
 	problem string
 	sigErr  error
 	// commentID is the plan comment, 0 until found or posted; body and
-	// status are what was last posted.
+	// status are what was last posted, shown what body was made of.
 	commentID int64
 	body      string
 	status    Status
+	shown     CommentInput
 	// previews are the preview Apps made for the head; refused, those
 	// the repository's policy does not let run, with the reason.
 	previews []string
@@ -223,6 +224,9 @@ func (w *worker) close() {
 	}
 	w.retry.reset()
 	w.mu.Unlock()
+	for _, st := range w.prs { // run has returned: w.prs is ours
+		st.retry.reset()
+	}
 	if w.ev != nil {
 		w.ev.Close()
 	}
@@ -309,7 +313,7 @@ func (w *worker) listAll(ctx context.Context) error {
 	}
 	for n := range w.prs {
 		if !open[n] {
-			delete(w.prs, n)
+			errs = append(errs, w.closed(ctx, n))
 		}
 	}
 	errs = append(errs, w.expirePreviews(ctx, open))
@@ -326,11 +330,33 @@ func (w *worker) refresh(ctx context.Context, n int) error {
 		return err
 	}
 	if !pr.Open || pr.Base != w.cfg.Branch {
-		delete(w.prs, n)
-		// Merged or closed: its previews go.
-		return w.syncPreviews(ctx, &prState{pr: PullRequest{Number: n}})
+		return w.closed(ctx, n)
 	}
 	return w.consider(ctx, pr)
+}
+
+// closed forgets pull request n, no longer open against the tracked
+// branch (merged, closed, moved to another base): its previews are
+// deleted, and its comment, when it listed them, says so in their place
+// (their links would lead nowhere).
+func (w *worker) closed(ctx context.Context, n int) error {
+	st := w.prs[n]
+	delete(w.prs, n)
+	if st == nil {
+		st = &prState{pr: PullRequest{Number: n}}
+	}
+	listed := st.previews
+	st.pr.Open = false
+	if err := w.syncPreviews(ctx, st); err != nil || len(listed) == 0 || st.body == "" {
+		return err
+	}
+	in := st.shown
+	in.Previews = nil
+	for _, name := range listed {
+		in.Previews = append(in.Previews, PreviewLink{App: name, Deleted: true,
+			Refused: "the pull request is no longer open against " + w.cfg.Branch})
+	}
+	return w.upsertComment(ctx, st, CommentBody(in))
 }
 
 // consider plans a pull request whose head is new to the worker.
@@ -487,8 +513,9 @@ func (w *worker) publish(ctx context.Context, st *prState, live *plan.Live, only
 		return nil
 	}
 	status.TargetURL = w.target(st.pr.HeadSHA, st.pr.Number)
-	body := CommentBody(CommentInput{Repo: w.cfg.Name, PR: st.pr, Plan: p, Problem: st.problem, Status: status, SigErr: st.sigErr,
-		Previews: w.previewLinks(ctx, st), Limit: w.fc.CommentLimit()})
+	st.shown = CommentInput{Repo: w.cfg.Name, PR: st.pr, Plan: p, Problem: st.problem, Status: status, SigErr: st.sigErr,
+		Previews: w.previewLinks(ctx, st), Limit: w.fc.CommentLimit()}
+	body := CommentBody(st.shown)
 	if body != st.body {
 		if err := w.upsertComment(ctx, st, body); err != nil {
 			return err
