@@ -708,7 +708,7 @@ func TestPreviewRefusedEvent(t *testing.T) {
 // of the last good head running, unwritten, and the comment gives both
 // the refusal and the commit still running (the preview used to be
 // deleted, leaving the pull request with none); removing the label then
-// deletes it.
+// deletes it, and takes it off the comment (which went on listing it).
 func TestPreviewKeptOverQuota(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token", func(rc *gitsync.RepoConfig, _ *Options) { rc.Forge.Previews.Quota.Pods = 2 })
 	f, bare, c := fl.forge, fl.bare, fl.cluster.Client
@@ -743,6 +743,7 @@ func TestPreviewKeptOverQuota(t *testing.T) {
 	f.mu.Unlock()
 	hook(t, fl.hookURL, "github", n, "unlabeled", "p3", true)
 	eventually(t, "the preview deleted with the label", func() bool { _, err := c.Get(ctx, key); return client.IsNotFound(err) })
+	eventually(t, "the comment no longer lists it", func() bool { return !strings.Contains(fl.comment(n), "`x-pr-1`") })
 }
 
 // An App that already has a preview's name and is not that preview (a

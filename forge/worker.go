@@ -366,14 +366,17 @@ func (w *worker) consider(ctx context.Context, pr PullRequest) error {
 		st.pr.Title, st.pr.Labels, st.pr.Open = pr.Title, pr.Labels, pr.Open
 		w.askedAgain(st)
 		var perr error
-		if w.wantsPreview(pr) || len(st.previews)+len(st.refused) > 0 {
+		listed := len(st.previews)+len(st.refused) > 0
+		if w.wantsPreview(pr) || listed {
 			// The label came or went, a preview was deleted by hand, or
 			// a write failed: the previews converge on every round.
 			perr = w.syncPreviews(ctx, st)
 		}
-		// Nothing new to post, unless the last round failed to post
-		// the comment or the status (a rate limit, a 5xx): try again.
-		if len(st.previews)+len(st.refused) == 0 && st.body != "" && (st.status.State != "" || st.pr.HeadSHA == "") {
+		// Nothing new to post, unless the comment listed previews (the
+		// label removed takes them off), or the last round failed to
+		// post the comment or the status (a rate limit, a 5xx): try
+		// again.
+		if !listed && len(st.previews)+len(st.refused) == 0 && st.body != "" && (st.status.State != "" || st.pr.HeadSHA == "") {
 			return perr
 		}
 		return errors.Join(perr, w.publish(ctx, st, w.c.live(), false))
