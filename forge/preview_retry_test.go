@@ -104,8 +104,9 @@ func TestPreviewCreateRefused(t *testing.T) {
 
 // A preview App deleted by hand comes back on the next round, as Argo
 // CD's ApplicationSet puts back a generated Application, with the expiry
-// it had (it came back only on the next push); once the label is gone,
-// a deleted preview stays deleted.
+// it had (it came back only on the next push); one changed by hand is
+// written back, and a round that finds it as it should be writes
+// nothing; once the label is gone, a deleted preview stays deleted.
 func TestPreviewDeletedByHandComesBack(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token")
 	f, c := fl.forge, fl.cluster.Client
@@ -117,19 +118,41 @@ func TestPreviewDeletedByHandComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the preview back", func() bool { p := fl.previewApp(); return p != nil && p.Metadata.UID != first.Metadata.UID })
-	if p := fl.previewApp(); p.Metadata.Annotations[AnnotationExpires] != first.Metadata.Annotations[AnnotationExpires] {
-		t.Errorf("the preview came back expiring at %s, want %s as before", p.Metadata.Annotations[AnnotationExpires], first.Metadata.Annotations[AnnotationExpires])
+	back := fl.previewApp()
+	if back.Metadata.Annotations[AnnotationExpires] != first.Metadata.Annotations[AnnotationExpires] {
+		t.Errorf("the preview came back expiring at %s, want %s as before", back.Metadata.Annotations[AnnotationExpires], first.Metadata.Annotations[AnnotationExpires])
 	}
+	lists := "GET /repos/org/deploy/pulls/1"
+	lookAgain := func(delivery string) {
+		t.Helper()
+		seen := f.callCount(lists)
+		hook(t, fl.hookURL, "github", n, "edited", delivery, true)
+		eventually(t, "the pull request looked at again", func() bool { return f.callCount(lists) > seen })
+	}
+	lookAgain("p1b")
+	if p := fl.previewApp(); p == nil || p.Metadata.ResourceVersion != back.Metadata.ResourceVersion {
+		t.Fatalf("a round of the same head wrote the preview (rv %d -> %v)", back.Metadata.ResourceVersion, p)
+	}
+
+	// Scaled by hand: the next round writes it back, as sync reverts
+	// production's drift.
+	scaled := api.Clone(back)
+	scaled.Spec.Workloads[0].Spec.Replicas = 5
+	if _, err := c.Update(ctx, scaled); err != nil {
+		t.Fatal(err)
+	}
+	lookAgain("p1c")
+	eventually(t, "the preview's replicas written back", func() bool {
+		p := fl.previewApp()
+		return p != nil && p.Spec.Workloads[0].Spec.Replicas == 1
+	})
 
 	f.mu.Lock()
 	f.prs[n].labels = nil
 	f.mu.Unlock()
 	hook(t, fl.hookURL, "github", n, "unlabeled", "p2", true)
 	eventually(t, "the preview deleted with the label", func() bool { return fl.previewApp() == nil })
-	lists := "GET /repos/org/deploy/pulls/1"
-	seen := f.callCount(lists)
-	hook(t, fl.hookURL, "github", n, "edited", "p3", true)
-	eventually(t, "the pull request looked at again", func() bool { return f.callCount(lists) > seen })
+	lookAgain("p3")
 	if fl.previewApp() != nil {
 		t.Fatal("a preview whose label is gone came back")
 	}
