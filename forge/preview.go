@@ -281,15 +281,16 @@ func (w *worker) writePreviews(ctx context.Context, st *prState) error {
 			}
 			a.Metadata.Annotations[AnnotationExpires] = m.expires
 		}
-		if cur == nil {
-			why := w.nameTaken(ctx, a)
-			if r, ok := st.writeRefused[name]; ok && why == "" {
-				why = r
+		why := st.writeRefused[name]
+		if cur == nil && why == "" {
+			why = w.nameTaken(ctx, a)
+		}
+		if why != "" {
+			refused = append(refused, PreviewLink{App: name, Refused: why})
+			if cur != nil {
+				kept = append(kept, cur) // it runs on as it was
 			}
-			if why != "" {
-				refused = append(refused, PreviewLink{App: name, Refused: why})
-				continue
-			}
+			continue
 		}
 		err := w.writePreview(ctx, cur, a)
 		switch {
