@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,10 +161,15 @@ func FuzzParseHook(f *testing.F) {
 	f.Add("github", "pull_request", []byte(`{"action":"opened","number":7}`))
 	f.Add("gitlab", "Merge Request Hook", []byte(`{"object_attributes":{"iid":1}}`))
 	f.Add("gitea", "pull_request", []byte(`payload=%7B%7D`))
+	f.Add("github", "pull_request", []byte(`{"action":"labeled","number":7,"label":{"name":"preview"}}`))
+	f.Add("gitlab", "Merge Request Hook", []byte(`{"object_attributes":{"iid":1},"changes":{"labels":{"previous":[{"title":"a"}],"current":[{"title":"b"}]}}}`))
 	f.Fuzz(func(t *testing.T, forge, event string, body []byte) {
 		h, ok, err := ParseHook(gitsync.Forge(forge), event, body)
 		if err == nil && ok && h.Number <= 0 {
 			t.Fatalf("accepted a hook without a pull request: %+v", h)
+		}
+		if slices.Contains(h.Labeled, "") {
+			t.Fatalf("an empty label taken as added: %+v", h)
 		}
 	})
 }
