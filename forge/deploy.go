@@ -25,18 +25,21 @@ type DeployInput struct {
 // failure when an app was refused at it (Rejected, Failed) or a rollout
 // it started stalled past its progress deadline; success when every app it
 // changed has rolled out completely and is available (or was changed again
-// by a newer commit); pending otherwise, and while no Revision of it
-// exists yet. Pure.
+// by a newer commit); pending otherwise, while no Revision of it exists
+// yet, and until sync has written the repository's row of it (written
+// after the apps' rows: before it, an app the commit changes may have no
+// row yet). Pure.
 func DeployState(in DeployInput) Status {
 	st := Status{Context: DeployContext, State: StatePending, Description: "waiting for sync"}
 	var changed, refused, held []string
-	seen := false
+	seen, synced := false, false
 	for _, r := range in.Revisions {
 		if r.Spec.Commit != in.Commit || r.Metadata.Labels[applier.LabelRepo] != in.Repo {
 			continue
 		}
 		seen = true
 		repoScope := r.Metadata.Labels[applier.LabelScope] == applier.ScopeRepository
+		synced = synced || repoScope
 		switch r.Spec.Result {
 		case api.SyncRejected, api.SyncFailed:
 			what := r.Metadata.App
@@ -64,6 +67,9 @@ func DeployState(in DeployInput) Status {
 		return st
 	case len(held) > 0:
 		st.Description = "held: it would delete most apps; confirm with 'capstan sync --allow-prune-all'"
+		return st
+	case !synced:
+		st.Description = "syncing"
 		return st
 	}
 	changed = dedupe(changed)

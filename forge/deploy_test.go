@@ -76,7 +76,7 @@ func TestDeployState(t *testing.T) {
 	v1 := loadApp(t, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v1"}`, commitA)
 	v2 := loadApp(t, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v2"}`, commitA)
 	newer := loadApp(t, `apps: x: pods: web: {replicas: 2, containers: c: image: "r/x:v3"}`, commitB)
-	applied := []*api.Revision{revision("x", commitA, api.SyncApplied, false)}
+	applied := []*api.Revision{revision("x", commitA, api.SyncApplied, false), revision("deploy", commitA, api.SyncApplied, true)}
 	for _, tc := range []struct {
 		name      string
 		revs      []*api.Revision
@@ -89,6 +89,9 @@ func TestDeployState(t *testing.T) {
 		{"refused", []*api.Revision{revision("x", commitA, api.SyncRejected, false)}, nil, nil, StateFailure, "refused: x (apps/x.cue:2:12: conflicting values)"},
 		{"held", []*api.Revision{revision("x", commitA, api.SyncHeld, false)}, nil, nil, StatePending, "held"},
 		{"no app changed", []*api.Revision{revision("deploy", commitA, api.SyncApplied, true)}, nil, nil, StateSuccess, "synced; no app changed"},
+		// Sync writes a commit's rows app by app, the repository's last:
+		// another app of the commit may have no row yet.
+		{"an app's row before the repository's", applied[:1], []*api.App{v2}, rolled(v2, "complete"), StatePending, "syncing"},
 		{"workload not updated yet", applied, []*api.App{v2}, rolled(v1, "complete"), StatePending, "rolling out x: web not updated yet"},
 		{"rolling out", applied, []*api.App{v2}, rolled(v2, "rolling"), StatePending, "rolling out x: web 2 of 2 pods updated, 0 available"},
 		{"rolled out", applied, []*api.App{v2}, rolled(v2, "complete"), StateSuccess, "deployed: x rolled out and available"},
@@ -127,6 +130,7 @@ func TestDeployStatuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "pending on the synced commit", func() bool { s, ok := f.lastStatus(commitA, DeployContext); return ok && s.State == StatePending })
+	syncDone(t, c, commitA)
 	rollOut(t, c, a)
 	eventually(t, "success once rolled out", func() bool { s, ok := f.lastStatus(commitA, DeployContext); return ok && s.State == StateSuccess })
 	if h := f.statusHistory(commitA, DeployContext); len(h) != 2 {
@@ -181,6 +185,15 @@ func createSynced(t *testing.T, c *client.Client, src, commit string) *api.App {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// syncDone writes the repository's row of commit, as sync does once it
+// has written the rows of every app the commit changes.
+func syncDone(t *testing.T, c *client.Client, commit string) {
+	t.Helper()
+	if _, err := c.Create(context.Background(), revision("deploy", commit, api.SyncApplied, true)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // rollOut creates a's workloads as the workload controller leaves them
@@ -243,6 +256,7 @@ func TestDeployStatusRetried(t *testing.T) {
 	before := f.callCount(statuses)
 	f.fail("POST", "/statuses/", 502, "error_502", nil)
 	f.fail("POST", "/statuses/", 502, "error_502", nil)
+	syncDone(t, c, commitA)
 	rollOut(t, c, a)
 	eventually(t, "success posted after two refusals", func() bool {
 		s, ok := f.lastStatus(commitA, DeployContext)
@@ -294,6 +308,7 @@ func TestDeployStatusSuperseded(t *testing.T) {
 		f.fail("POST", "/statuses/"+commitA, 502, "error_502", nil)
 	}
 	before := f.callCount(statusesA)
+	syncDone(t, c, commitA)
 	rollOut(t, c, a)
 	eventually(t, "the first commit's success refused, and tried again", func() bool { return f.callCount(statusesA)-before >= 2 })
 
@@ -353,6 +368,7 @@ func TestDeployStatusAcrossRestart(t *testing.T) {
 			})
 			stop()
 
+			syncDone(t, c, commitA)
 			rollOut(t, c, a)
 			// A GitHub deployment made just before the stop, its ID not
 			// recorded yet.
