@@ -231,14 +231,7 @@ func TestStatusWritesSurviveConflicts(t *testing.T) {
 // it (the applier compares git with the apps as they are, not as it last
 // wrote them).
 func TestDeletedAppRestoredOnNextCommit(t *testing.T) {
-	cl := apiservertest.Start(t, apiservertest.Options{})
-	ap, err := applier.New(applier.Options{Client: cl.Client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	cl, ap, ctx := startDemo(t)
 	fsys := fstest.MapFS{
 		"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)},
 		"b.cue": {Data: []byte(`apps: b: pods: web: containers: c: image: "reg/b:v1"`)},
@@ -292,14 +285,7 @@ func TestDeletedAppRestoredOnNextCommit(t *testing.T) {
 // the clash as a repository error, instead of failing whole and being
 // tried again on every sync.
 func TestAppOfAnotherRepositoryRefusedAlone(t *testing.T) {
-	cl := apiservertest.Start(t, apiservertest.Options{})
-	ap, err := applier.New(applier.Options{Client: cl.Client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	cl, ap, ctx := startDemo(t)
 	one := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)}}
 	two := fstest.MapFS{
 		"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v2"`)},
@@ -445,14 +431,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // is and what to do, and the app stays the first one's (nothing
 // deployed); it does not change hands because its owner pushed a typo.
 func TestRejectedNewAppKeepsItsName(t *testing.T) {
-	cl := apiservertest.Start(t, apiservertest.Options{})
-	ap, err := applier.New(applier.Options{Client: cl.Client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	cl, ap, ctx := startDemo(t)
 	one := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: {replicas: "two", containers: c: image: "reg/a:v1"}`)}}
 	two := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v2"`)}}
 	if out, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "one", FS: one, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 1)}}); err != nil || fmt.Sprint(out.Rejected) != "[a]" {
@@ -477,14 +456,7 @@ func TestRejectedNewAppKeepsItsName(t *testing.T) {
 // and what to do), and the running app gets no Rejected revision or
 // event from it, which said 'nothing was deployed' of an app that runs.
 func TestRejectedAppOfAnotherRepositoryLeftAlone(t *testing.T) {
-	cl := apiservertest.Start(t, apiservertest.Options{})
-	ap, err := applier.New(applier.Options{Client: cl.Client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ap.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	cl, ap, ctx := startDemo(t)
 	one := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: containers: c: image: "reg/a:v1"`)}}
 	two := fstest.MapFS{"a.cue": {Data: []byte(`apps: a: pods: web: {replicas: "two", containers: c: image: "reg/a:v2"}`)}}
 	if _, err := ap.ApplySnapshot(ctx, gitsync.Snapshot{Repo: "one", FS: one, CommitInfo: gitsync.CommitInfo{Commit: fmt.Sprintf("%040x", 1)}}); err != nil {
