@@ -55,7 +55,7 @@ func (s *Etcd) PutDocument(ctx context.Context, name string, data []byte, versio
 	resp, err := s.cli.Txn(rctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", version), clientv3.Compare(clientv3.Version(ro), "=", 0)).
 		Then(clientv3.OpPut(key, string(data))).Else(clientv3.OpGet(ro)).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("document %s: %w", name, s.writeErr(err))
+		return 0, fmt.Errorf("document %s: %w", name, s.writeErr(ctx, err))
 	}
 	if !resp.Succeeded {
 		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
@@ -63,6 +63,7 @@ func (s *Etcd) PutDocument(ctx context.Context, name string, data []byte, versio
 		}
 		return 0, fmt.Errorf("document %s: %w: changed since version %d", name, ErrConflict, version)
 	}
+	wrote(ctx)
 	return resp.Header.Revision, nil
 }
 

@@ -39,4 +39,9 @@ var (
 	// ErrUnavailable: the store's backend (etcd) did not answer, or has no
 	// quorum; retry, or use another API server.
 	ErrUnavailable = errors.New("store unavailable: etcd did not answer or has no leader; retry, or use another API server")
+	// ErrNotApplied: found next to the error's own sentinel, it says that
+	// nothing of the request changed the store (see TrackWrites): it may
+	// be sent again, to this server or another, without being applied
+	// twice.
+	ErrNotApplied = errors.New("not applied")
 )

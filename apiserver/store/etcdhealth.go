@@ -104,22 +104,23 @@ func (s *Etcd) request(ctx context.Context, read bool) (context.Context, context
 func (s *Etcd) read(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
 	rctx, cancel, err := s.request(ctx, true)
 	if err != nil {
-		return nil, err
+		return nil, notApplied(ctx, err)
 	}
 	defer cancel()
 	resp, err := s.cli.Get(rctx, key, opts...)
 	if err != nil {
-		return nil, s.err(err)
+		return nil, notApplied(ctx, s.err(err))
 	}
 	s.markUp()
 	return resp, nil
 }
 
-// writeRequest is request for a write: one that is not sent says so.
+// writeRequest is request for a write: one that is not sent says so, and
+// is ErrNotApplied.
 func (s *Etcd) writeRequest(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	rctx, cancel, err := s.request(ctx, false)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w; the write was not sent", err)
+		return nil, nil, notApplied(ctx, fmt.Errorf("%w; the write was not sent", err))
 	}
 	return rctx, cancel, nil
 }
@@ -129,14 +130,16 @@ func (s *Etcd) writeRequest(ctx context.Context) (context.Context, context.Cance
 // leader refuses it before anything else, but when no answer came in
 // time, or the connection broke meanwhile, etcd may have applied it all
 // the same (etcd's own "request timed out, possibly due to ..." errors
-// mean the same).
-func (s *Etcd) writeErr(err error) error {
+// mean the same). Only a refused write is ErrNotApplied; ctx records that
+// any other may have changed the store (see TrackWrites).
+func (s *Etcd) writeErr(ctx context.Context, err error) error {
 	err = s.err(err)
-	switch {
-	case !errors.Is(err, ErrUnavailable):
+	if errors.Is(err, ErrUnavailable) && errors.Is(err, rpctypes.ErrNoLeader) {
+		return notApplied(ctx, fmt.Errorf("%w; the write was refused, not applied", err))
+	}
+	wrote(ctx)
+	if !errors.Is(err, ErrUnavailable) {
 		return err
-	case errors.Is(err, rpctypes.ErrNoLeader):
-		return fmt.Errorf("%w; the write was refused, not applied", err)
 	}
 	return fmt.Errorf("%w; the write may have been applied all the same: read what it wrote before you retry it", err)
 }

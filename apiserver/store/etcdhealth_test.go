@@ -199,11 +199,17 @@ func TestEtcdFirstRequestsWithoutQuorumFailFast(t *testing.T) {
 func TestEtcdWriteWithoutConnectionFailsFast(t *testing.T) {
 	restoreCluster(t)
 	s := openEtcdTest(t, Options{})
+	// A request whose first write landed: its later ones, unsent, are not
+	// the request's not being applied.
+	landed := TrackWrites(t.Context())
+	if _, err := s.Create(landed, testPod("shop", "landed", "")); err != nil {
+		t.Fatal(err)
+	}
 	for _, m := range testCluster.Members {
 		m.Partition()
 	}
 	testenv.Eventually(t, 30*time.Second, "the etcd client to have no connection", s.noConnection)
-	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Second)
+	ctx, cancel := context.WithTimeout(TrackWrites(t.Context()), 6*time.Second)
 	defer cancel()
 	start := time.Now()
 	_, err := s.Create(ctx, testPod("shop", "unsent", ""))
@@ -213,6 +219,12 @@ func TestEtcdWriteWithoutConnectionFailsFast(t *testing.T) {
 	t.Logf("the write failed after %s: %v", time.Since(start).Round(10*time.Millisecond), err)
 	if !strings.Contains(err.Error(), "not sent") {
 		t.Errorf("the write never sent says %q; want it to say it was not sent", err)
+	}
+	if !errors.Is(err, ErrNotApplied) || MayHaveWritten(ctx) {
+		t.Errorf("the write never sent: ErrNotApplied %v, the request may have written %v; want true, false", errors.Is(err, ErrNotApplied), MayHaveWritten(ctx))
+	}
+	if _, err := s.Create(landed, testPod("shop", "second", "")); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotApplied) {
+		t.Errorf("the second write of a request whose first landed: %v, ErrNotApplied %v; want ErrUnavailable, not ErrNotApplied", err, errors.Is(err, ErrNotApplied))
 	}
 	_, err = s.PutDocument(ctx, "tokens", []byte("[]"), 0)
 	if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
@@ -230,7 +242,9 @@ func TestEtcdWriteWithoutConnectionFailsFast(t *testing.T) {
 	}
 }
 
-// writeErr says whether a write etcd did not answer may have been applied.
+// writeErr says whether a write etcd did not answer may have been
+// applied; only one refused is ErrNotApplied, and only while no earlier
+// write of the request may have changed the store.
 func TestEtcdWriteErr(t *testing.T) {
 	s := &Etcd{closed: make(chan struct{})}
 	for _, tc := range []struct {
@@ -246,7 +260,20 @@ func TestEtcdWriteErr(t *testing.T) {
 		{"caller gave up", context.Canceled, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := s.writeErr(tc.err).Error()
+			ctx := TrackWrites(t.Context())
+			err := s.writeErr(ctx, tc.err)
+			refused := tc.want == "refused, not applied"
+			if errors.Is(err, ErrNotApplied) != refused || MayHaveWritten(ctx) == refused {
+				t.Fatalf("%q: ErrNotApplied %v, the request may have written %v; want %v, %v",
+					err, errors.Is(err, ErrNotApplied), MayHaveWritten(ctx), refused, !refused)
+			}
+			if refused {
+				wrote(ctx) // an earlier write of the same request landed
+				if err := s.writeErr(ctx, tc.err); errors.Is(err, ErrNotApplied) {
+					t.Fatalf("%q after an earlier write of the request landed is ErrNotApplied", err)
+				}
+			}
+			got := err.Error()
 			if tc.want == "" {
 				if strings.Contains(got, "applied") {
 					t.Fatalf("%q says whether the write was applied", got)

@@ -130,9 +130,12 @@ func (tx *etcdTx) commit() (*clientv3.TxnResponse, bool, error) {
 	defer cancel()
 	resp, err := tx.s.cli.Txn(rctx).If(cmps...).Then(ops...).Else(gets...).Commit()
 	if err != nil {
-		return nil, false, fmt.Errorf("commit: %w", tx.s.writeErr(err))
+		return nil, false, fmt.Errorf("commit: %w", tx.s.writeErr(tx.ctx, err))
 	}
 	tx.s.markUp()
+	if resp.Succeeded {
+		wrote(tx.ctx)
+	}
 	if !resp.Succeeded && len(resp.Responses) == len(gets) {
 		if kvs := resp.Responses[len(keys)].GetResponseRange().GetKvs(); len(kvs) > 0 {
 			return nil, false, readOnlyError(kvs[0].Value)
@@ -177,22 +180,24 @@ func (a etcdAllocations) Delete(key string) error {
 
 // write runs fn until its transaction commits and returns the revision
 // it committed at. fn may run more than once, each time on fresh reads.
+// An error before a commit was sent is ErrNotApplied: a commit whose
+// compare failed applied nothing either.
 func (s *Etcd) write(ctx context.Context, fn func(tx *etcdTx) error) (int64, error) {
 	var known map[string]*mvccpb.KeyValue
 	for run := 0; ; run++ {
 		if err := s.checkOpen(); err != nil {
-			return 0, err
+			return 0, notApplied(ctx, err)
 		}
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return 0, notApplied(ctx, err)
 		}
 		tx := &etcdTx{s: s, ctx: ctx, now: s.opts.Now(), reads: map[string]*mvccpb.KeyValue{}, writes: map[string]*string{}, known: known, first: run == 0}
 		err := fn(tx)
 		if tx.err != nil {
-			return 0, tx.err // a failed read may have misled fn
+			return 0, notApplied(ctx, tx.err) // a failed read may have misled fn
 		}
 		if err != nil {
-			return 0, err
+			return 0, notApplied(ctx, err)
 		}
 		resp, ok, err := tx.commit()
 		if err != nil {

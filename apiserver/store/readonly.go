@@ -38,13 +38,17 @@ func readOnlyError(reason []byte) error {
 // its own through the group committer, so every write queued before it
 // commits first and every one after it sees the switch.
 func (s *Bolt) SetReadOnly(ctx context.Context, reason string) error {
-	return s.enqueue(ctx, func(w *txWriter) error {
+	err := s.enqueue(ctx, func(w *txWriter) error {
 		w.readOnly = reason
 		if reason == "" {
 			return w.meta.Delete(keyReadOnly)
 		}
 		return w.meta.Put(keyReadOnly, []byte(reason))
 	})
+	if err == nil {
+		wrote(ctx) // a migration's later writes to etcd are not its first (see TrackWrites)
+	}
+	return err
 }
 
 // ReadOnly returns the switch's reason (see ReadOnlySwitch).
@@ -76,8 +80,9 @@ func (s *Etcd) SetReadOnly(ctx context.Context, reason string) error {
 		_, err = s.cli.Put(rctx, s.readOnlyKey(), reason)
 	}
 	if err != nil {
-		return fmt.Errorf("set the store read-only: %w", s.writeErr(err))
+		return fmt.Errorf("set the store read-only: %w", s.writeErr(ctx, err))
 	}
+	wrote(ctx)
 	return nil
 }
 
