@@ -113,13 +113,13 @@ func encodeTokens(m map[string]Token) ([]byte, error) {
 // updateLocked runs fn on a copy of the table and keeps the copy once it
 // is saved. A shared table that another server changed first is read
 // again and fn runs again on it (fn must not have effects beyond m).
-func (t *Tokens) updateLocked(fn func(m map[string]Token) error) error {
+func (t *Tokens) updateLocked(ctx context.Context, fn func(m map[string]Token) error) error {
 	for attempt := 0; ; attempt++ {
 		m := maps.Clone(t.byID)
 		if err := fn(m); err != nil {
 			return err
 		}
-		err := t.saveLocked(m)
+		err := t.saveLocked(ctx, m)
 		if err == nil {
 			t.byID = m
 			return nil
@@ -148,13 +148,15 @@ func (t *Tokens) snapshot(ctx context.Context) ([]byte, error) {
 	return encodeTokens(t.byID)
 }
 
-func (t *Tokens) saveLocked(m map[string]Token) error {
+// saveLocked writes m with ctx: a request's (see store.TrackWrites), or
+// none when the save is the request's one write.
+func (t *Tokens) saveLocked(ctx context.Context, m map[string]Token) error {
 	data, err := encodeTokens(m)
 	if err != nil {
 		return err
 	}
 	if t.shared != nil {
-		v, err := t.shared.PutDocument(context.Background(), tokensDocument, data, t.version)
+		v, err := t.shared.PutDocument(ctx, tokensDocument, data, t.version)
 		if err != nil {
 			return err
 		}
@@ -162,7 +164,7 @@ func (t *Tokens) saveLocked(m map[string]Token) error {
 		return nil
 	}
 	if t.writable != nil {
-		if err := t.writable(context.Background()); err != nil {
+		if err := t.writable(ctx); err != nil {
 			return err
 		}
 	}
@@ -193,7 +195,7 @@ func (t *Tokens) Create(role, description string, ttl time.Duration, now time.Ti
 func (t *Tokens) Revoke(id string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	err := t.updateLocked(func(m map[string]Token) error {
+	err := t.updateLocked(context.Background(), func(m map[string]Token) error {
 		if _, ok := m[id]; !ok {
 			return errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("token %s: %w (capstan token ls shows them)", id, errTokenNotFound))
 		}

@@ -79,8 +79,15 @@ func badRequest(msg string) error {
 
 // toStatus maps an error to the response the client gets; an error in one
 // step of a transaction names the step.
+//
+// The status says the request was not applied (wire.Status.NotApplied)
+// when the store says nothing of it changed the store (store.ErrNotApplied:
+// the store checks the request's earlier writes), or when the server
+// refused it before its handler ran (shutting down, at its connection
+// limit).
 func toStatus(err error) wire.Status {
 	st := statusOf(err)
+	st.NotApplied = errors.Is(err, store.ErrNotApplied) || errors.Is(err, errShutdown) || st.Reason == wire.ReasonTooManyConnections
 	var te *store.TxnError
 	var se *wire.StepError
 	switch {

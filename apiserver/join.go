@@ -168,7 +168,7 @@ func (s *Server) join(ctx context.Context, joinBearer, node string) (string, err
 	if err != nil {
 		return "", fmt.Errorf("join %s: read the rejoin permissions: %w", node, err)
 	}
-	cred, revoked, err := s.tokens.admit(joinBearer, node, nodeExists, granted, now)
+	cred, revoked, err := s.tokens.admit(ctx, joinBearer, node, nodeExists, granted, now)
 	if granted && (err != nil || !nodeExists && len(revoked) == 0) {
 		if err := s.joins.grants.give(ctx, node, until, now); err != nil {
 			s.opts.Logger.Error("a join did not use node's rejoin permission, but it could not be given back: run 'capstan node allow-rejoin' again", "node", node, "err", err)

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -52,7 +53,7 @@ func (t *Tokens) create(tok Token, ttl time.Duration, now time.Time) (string, To
 	secret, tok := newToken(tok, ttl, now)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	err := t.updateLocked(func(m map[string]Token) error {
+	err := t.updateLocked(context.Background(), func(m map[string]Token) error {
 		var err error
 		tok, err = t.addLocked(m, tok)
 		return err
@@ -97,12 +98,15 @@ func (t *Tokens) addLocked(m map[string]Token, tok Token) (Token, error) {
 // again on the table with the first one's credentials, and is refused.
 // registered says that a Node object of that name exists. A refused
 // token is a 401 (joinRefused), a name taken errNodeExists.
-func (t *Tokens) admit(bearer, node string, registered, rejoin bool, now time.Time) (cred string, revoked []string, err error) {
+//
+// ctx is the join request's: its write of the table follows the join's
+// take of a rejoin permission (see store.TrackWrites).
+func (t *Tokens) admit(ctx context.Context, bearer, node string, registered, rejoin bool, now time.Time) (cred string, revoked []string, err error) {
 	id, secret, _ := strings.Cut(bearer, ".")
 	credSecret, credTok := newToken(Token{Role: RoleNodePrefix + node, Description: "node credentials (joined " + now.UTC().Format(time.RFC3339) + ")"}, 0, now)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	err = t.updateLocked(func(m map[string]Token) error {
+	err = t.updateLocked(ctx, func(m map[string]Token) error {
 		tok, found := m[id]
 		switch {
 		case !found || subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hashSecret(secret))) != 1:

@@ -148,7 +148,7 @@ func TestTokenErrorStatus(t *testing.T) {
 	if err := toks.Revoke("nope"); code(err) != http.StatusNotFound {
 		t.Errorf("revoke an unknown ID: %v (%d), want 404", err, code(err))
 	}
-	if _, _, err := toks.admit("nope.x", "n1", false, false, now); code(err) != http.StatusUnauthorized {
+	if _, _, err := toks.admit(t.Context(), "nope.x", "n1", false, false, now); code(err) != http.StatusUnauthorized {
 		t.Errorf("join with an unknown token: %v (%d), want 401", err, code(err))
 	}
 
@@ -159,7 +159,7 @@ func TestTokenErrorStatus(t *testing.T) {
 	if err := toks.Revoke(viewer.ID); code(err) != http.StatusServiceUnavailable {
 		t.Errorf("revoke while the store fails: %v (%d), want 503", err, code(err))
 	}
-	if _, _, err := toks.admit(joinBearer, "n1", false, false, now); code(err) != http.StatusServiceUnavailable {
+	if _, _, err := toks.admit(t.Context(), joinBearer, "n1", false, false, now); code(err) != http.StatusServiceUnavailable {
 		t.Errorf("join while the store fails: %v (%d), want 503", err, code(err))
 	}
 	if _, ok := toks.expiry(viewer.ID); !ok {
@@ -176,7 +176,7 @@ func TestTokenErrorStatus(t *testing.T) {
 
 	// Once the store answers, the one-use token still lets its node in.
 	docs.setFail(nil)
-	cred, _, err := toks.admit(joinBearer, "n1", false, false, now)
+	cred, _, err := toks.admit(t.Context(), joinBearer, "n1", false, false, now)
 	if err != nil {
 		t.Fatalf("join once the store answers: %v", err)
 	}
@@ -197,15 +197,15 @@ func TestAdmitOneNameOnTwoServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := sharedTokensOn(t, docs) // has the join token, and never follows a
-	if _, _, err := a.admit(join, "n1", false, false, now); err != nil {
+	if _, _, err := a.admit(t.Context(), join, "n1", false, false, now); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := b.admit(join, "n1", false, false, now); !errors.Is(err, errNodeExists) {
+	if _, _, err := b.admit(t.Context(), join, "n1", false, false, now); !errors.Is(err, errNodeExists) {
 		t.Fatalf("second server admitting n1: %v, want errNodeExists", err)
 	}
 	// With the admin's permission the name is taken over: the first
 	// credentials are revoked.
-	cred, revoked, err := b.admit(join, "n1", false, true, now)
+	cred, revoked, err := b.admit(t.Context(), join, "n1", false, true, now)
 	if err != nil || len(revoked) != 1 {
 		t.Fatalf("rejoin: %v, revoked %v", err, revoked)
 	}

@@ -424,7 +424,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// guess otherwise (a log line or an object name rendered as HTML).
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	p := s.identify(r)
-	r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+	r = r.WithContext(context.WithValue(store.TrackWrites(r.Context()), principalKey{}, p))
 	done, ok := s.guard(w, r, p)
 	if !ok {
 		return

@@ -27,7 +27,7 @@ func openSharedTokens(ctx context.Context, docs store.Documents, path string) (*
 		return nil, err
 	}
 	if t.version == 0 && len(local.byID) > 0 {
-		if err := t.saveLocked(local.byID); err == nil {
+		if err := t.saveLocked(ctx, local.byID); err == nil {
 			t.byID = local.byID
 		} else if err := t.reloadLocked(ctx); err != nil { // another server seeded it first
 			return nil, err

@@ -55,6 +55,13 @@ type Status struct {
 	// Step is the index of the transaction step that failed, when a
 	// transaction failed in one step.
 	Step *int `json:"step,omitempty"`
+	// NotApplied says that the request changed nothing, for certain: it
+	// failed before its first write was sent to the store, or the store
+	// refused that write unapplied. A client may send it again, to this
+	// server or another, without its being applied twice. Without it the
+	// outcome of a write that failed is not known (a store that did not
+	// answer in time may have applied it): read before sending it again.
+	NotApplied bool `json:"notApplied,omitempty"`
 }
 
 func (s *Status) Error() string { return s.Message }
