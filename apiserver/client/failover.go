@@ -51,8 +51,8 @@ const (
 	// answered: the server answered (success or a definite error).
 	answered verdict = iota
 	// tryNext: the server failed in a way that the request cannot have
-	// had an effect (no connection, a shutting-down store, or a read, also
-	// one its store did not answer):
+	// had an effect (no connection, a read, or a write the server says it
+	// did not apply: not sent to its store, shutting down, full):
 	// send it to the next server now.
 	tryNext
 	// moveOn: the server failed after the request may have had an
@@ -73,13 +73,14 @@ func judge(method string, err, ctxErr error) verdict {
 	var se *StatusError
 	if errors.As(err, &se) {
 		switch se.Reason {
-		case wire.ReasonShuttingDown, wire.ReasonTooManyConnections:
-			return tryNext
-		case wire.ReasonStoreUnavailable:
-			// This server does not reach etcd; another may (it was cut
-			// off, or its member is). A read goes there now; a write may
-			// have reached etcd before the server gave up on it.
-			if method == http.MethodGet || method == http.MethodHead {
+		case wire.ReasonShuttingDown, wire.ReasonTooManyConnections, wire.ReasonStoreUnavailable:
+			// This server cannot take the request now (it stops, it is
+			// full, it does not reach etcd); another may. A read goes
+			// there now, and so does a write the server says it did not
+			// apply. Any other write may have reached etcd before the
+			// server gave up on it: sent again, a create could fail
+			// AlreadyExists on its own object, an update Conflict.
+			if se.NotApplied || method == http.MethodGet || method == http.MethodHead {
 				return tryNext
 			}
 			return moveOn
