@@ -143,32 +143,40 @@ func (c *Client) request(ctx context.Context, hc *http.Client, method, path stri
 			return resp, err
 		case moveOn:
 			c.servers.moveOn(i)
-			return nil, storeHint([]error{err}, err)
+			if n > 1 && try < n-1 {
+				// The others were not tried: they may reach the store.
+				return nil, storeHint([]error{err}, err, fmt.Sprintf("API server %s does not reach its store (etcd); later requests go to the next server. If none does: ", base))
+			}
+			return nil, storeHint([]error{err}, err, "")
 		}
 		c.servers.moveOn(i)
 		errs = append(errs, err)
 	}
 	if n == 1 {
-		return nil, storeHint(errs, errs[0])
+		return nil, storeHint(errs, errs[0], "")
 	}
-	return nil, storeHint(errs, fmt.Errorf("none of the %d API servers answered (%s): %w", n, strings.Join(c.servers.urls, ", "), errors.Join(errs...)))
+	return nil, storeHint(errs, fmt.Errorf("none of the %d API servers answered (%s): %w", n, strings.Join(c.servers.urls, ", "), errors.Join(errs...)), "")
 }
 
-// storeUnavailableHint says what to check when no API server tried
-// reaches its store.
-const storeUnavailableHint = "no API server tried reaches its store (etcd): check that the etcd members are up and hold a quorum " +
+// storeUnavailableHint says what to check when no API server reaches its
+// store.
+const storeUnavailableHint = "check that the etcd members are up and hold a quorum " +
 	"(etcdctl endpoint health --cluster), and that the servers' --etcd-endpoints (and --etcd-ca, --etcd-cert, --etcd-key) " +
 	"point at them; each server's /readyz says whether it reaches etcd"
 
 // storeHint returns err, which stands for errs, with storeUnavailableHint
 // when every one of errs is a server's 503 StoreUnavailable: no retry of
-// the client's mends that.
-func storeHint(errs []error, err error) error {
+// the client's mends that. lead begins the hint; "" says no server tried
+// reaches its store.
+func storeHint(errs []error, err error, lead string) error {
 	for _, e := range errs {
 		var se *StatusError
 		if !errors.As(e, &se) || se.Reason != wire.ReasonStoreUnavailable {
 			return err
 		}
 	}
-	return fmt.Errorf("%w\n%s", err, storeUnavailableHint)
+	if lead == "" {
+		lead = "no API server tried reaches its store (etcd): "
+	}
+	return fmt.Errorf("%w\n%s%s", err, lead, storeUnavailableHint)
 }

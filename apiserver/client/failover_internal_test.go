@@ -3,10 +3,14 @@ package client
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -62,5 +66,35 @@ func TestServersMoveOnOnce(t *testing.T) {
 	s.moveOn(2)
 	if s.current() != 0 {
 		t.Fatalf("current = %d after every server failed, want 0 (wrap around)", s.current())
+	}
+}
+
+// A write the first of two servers may have applied is not sent to the
+// second; its error names that server as the one not reaching its store,
+// not every server (only one was tried), and says where later requests
+// go. With every server tried, the hint says none reaches its store.
+func TestStoreHintNamesTheServerTried(t *testing.T) {
+	unavailable := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(&StatusError{Code: 503, Reason: wire.ReasonStoreUnavailable, Message: "etcd: no connection"})
+	}
+	a := httptest.NewTLSServer(http.HandlerFunc(unavailable))
+	defer a.Close()
+	b := httptest.NewTLSServer(http.HandlerFunc(unavailable))
+	defer b.Close()
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.Certificate().Raw}))
+	c, err := New(&Config{Server: a.URL, Servers: []string{b.URL}, CA: ca, Token: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = c.send(ctx, http.MethodPost, "/api/v1/pods", map[string]string{})
+	if err == nil || !strings.Contains(err.Error(), "API server "+a.URL+" does not reach its store") || strings.Contains(err.Error(), "no API server tried") {
+		t.Fatalf("a write server %s may have applied: %v; want the hint naming that server alone", a.URL, err)
+	}
+	_, err = c.send(ctx, http.MethodGet, "/api/v1/pods", nil)
+	if err == nil || !strings.Contains(err.Error(), "no API server tried reaches its store") {
+		t.Fatalf("a read both servers refused: %v; want the hint that none reaches its store", err)
 	}
 }
