@@ -387,8 +387,15 @@ func orphanedVolumes(onDisk []volumeDir, volumes []*api.PersistentVolume, pods [
 	return out
 }
 
-// collectVolumes removes the data of volumes no longer wanted here.
+// collectVolumes removes the data of volumes no longer wanted here. It
+// does nothing until both the Volume objects and this node's pods are
+// listed: a pod list not in yet (an agent restart, the pods' list slower
+// than the volumes') would make the volume of a running pod whose object
+// was deleted with --force look orphaned, and its data go under the pod.
 func (a *Agent) collectVolumes() {
+	if !synced(a.volumes) || !synced(a.pods) {
+		return
+	}
 	onDisk, err := a.volDirs.list()
 	if err != nil {
 		a.log.Warn("list volumes", "err", err)
@@ -411,6 +418,16 @@ func (a *Agent) collectVolumes() {
 			continue
 		}
 		a.log.Info("volume removed", "volume", d.App+"/"+d.Name, "uid", d.UID)
+	}
+}
+
+// synced reports whether i has its first list.
+func synced(i *client.Informer) bool {
+	select {
+	case <-i.Synced():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -468,9 +485,10 @@ func (a *Agent) volumeMounts(ctx context.Context, pod *api.Pod) (map[string]stri
 	return out, nil
 }
 
-// startVolumes runs the informer of Volume objects; after it syncs and
-// whenever a volume changes or goes away, it collects orphaned volume
-// directories and grows the volumes whose size was raised.
+// startVolumes runs the informer of Volume objects; once it and the
+// pods' informer have synced, and whenever a volume changes or goes away,
+// it collects orphaned volume directories and grows the volumes whose
+// size was raised.
 func (a *Agent) startVolumes(ctx context.Context, bg *sync.WaitGroup) {
 	a.volumes = client.NewInformer(a.opts.Client, api.KindVolume, client.ListOptions{}, a.log)
 	collect := make(chan struct{}, 1)
@@ -486,7 +504,7 @@ func (a *Agent) startVolumes(ctx context.Context, bg *sync.WaitGroup) {
 	a.pods.AddHandler(client.Handler{OnDelete: poke})
 	bg.Go(func() { _ = a.volumes.Start(ctx) })
 	bg.Go(func() {
-		if err := a.volumes.WaitForSync(ctx); err != nil {
+		if a.volumes.WaitForSync(ctx) != nil || a.pods.WaitForSync(ctx) != nil {
 			return
 		}
 		for {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/internal/testenv"
 )
 
@@ -340,5 +341,59 @@ func TestReportVolume(t *testing.T) {
 	a.reportVolume(ctx, got, nil)
 	if got = stored(); got.Status.Capacity.Value() != 48<<20 || len(got.Status.Conditions) != 0 {
 		t.Fatalf("status %+v: want capacity 48Mi, no condition", got.Status)
+	}
+}
+
+// The data of a volume deleted with --force while its pod runs stays
+// until the pod is gone, also when the agent collects before it has this
+// node's pods (a restart: the pods' list slower than the volumes'). Before,
+// collection ran as soon as the volumes were listed, found no pod naming
+// the volume, and removed its data under the running pod.
+func TestCollectVolumesWaitsForPods(t *testing.T) {
+	ctx := t.Context()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	a, err := New(Options{Client: c.Client, NodeName: "n1", Address: "192.0.2.7", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := api.KindPod.New().(*api.Pod)
+	pod.Metadata = api.ObjectMeta{App: "store", Name: "kv-0"}
+	pod.Spec.NodeName = "n1"
+	pod.Spec.Containers = []api.Container{{Name: "kv", Image: "example/kv:v1"}}
+	pod.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("16Mi")}}}
+	if _, err := c.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	forced := volumeDir{"store", "kv-0-data", "uid-forced"}.path(a.volDirs.root) // its pod runs
+	orphan := volumeDir{"store", "kv-9-data", "uid-gone"}.path(a.volDirs.root)   // no pod, no object
+	for _, d := range []string{forced, orphan} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exists := func(d string) bool {
+		_, err := os.Stat(d)
+		return err == nil
+	}
+	a.volumes = client.NewInformer(c.Client, api.KindVolume, client.ListOptions{}, nil)
+	a.pods = client.NewInformer(c.Client, api.KindPod, client.ListOptions{Node: "n1"}, nil)
+	go func() { _ = a.volumes.Start(ctx) }()
+	if err := a.volumes.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.collectVolumes() // the pods not listed yet
+	if !exists(forced) || !exists(orphan) {
+		t.Fatalf("collected before the pods were listed: %s kept %v, %s kept %v; want both kept until then", forced, exists(forced), orphan, exists(orphan))
+	}
+	go func() { _ = a.pods.Start(ctx) }()
+	if err := a.pods.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.collectVolumes()
+	if !exists(forced) {
+		t.Fatalf("the data of %s went while pod store/kv-0 still names it", forced)
+	}
+	if exists(orphan) {
+		t.Fatalf("%s, whose object and pods are gone, was not removed once both lists were in", orphan)
 	}
 }
