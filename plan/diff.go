@@ -156,7 +156,8 @@ func dataLoss(name string, vs []api.Volume) []Field {
 
 // volumeFates ends the description of each changed volume with what the
 // change does to the persistent volumes that exist (docs/volumes.md): a
-// removal alone deletes no data; a larger size grows the volumes, a
+// removal alone deletes no data, and an addition (a rename is both)
+// starts empty; a larger size grows the volumes, a
 // smaller one applies only to volumes made after it, a new reclaim to all
 // of them; a persistent volume turned into
 // a scratch one keeps its data out of the pods' sight, and a scratch one
@@ -171,9 +172,11 @@ func volumeFates(fs fields, old, new []api.Volume) {
 		o, n := persistentOf(old, name), persistentOf(new, name)
 		switch {
 		case f.Op == Removed && o != nil && o.Reclaim == api.ReclaimDelete:
-			f.Note = "data kept while the group exists"
+			f.Note = "data kept while the group exists, no longer mounted (put volume " + name + " back to find it)"
 		case f.Op == Removed && o != nil:
-			f.Note = "data kept"
+			f.Note = "data kept, no longer mounted (put volume " + name + " back to find it)"
+		case f.Op == Added && n != nil:
+			f.Note = "a replica with no kept volume of that name starts on a new empty one (no data is copied from another volume)"
 		case f.Op != Changed:
 		case o != nil && n == nil:
 			f.Note = "the persistent data is kept but no longer mounted: the pods start on an empty scratch dir (put persistent back to find it)"

@@ -269,7 +269,7 @@ func TestEveryTemplateChangeIsNamed(t *testing.T) {
 		{"ordered", func(w *api.WorkloadSpec) { w.Ordered = true }, "c: ordered no -> yes"},
 		{"persistent volume", func(w *api.WorkloadSpec) {
 			w.Template.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("1Gi"), Reclaim: api.ReclaimRetain}}}
-		}, "c: volume data added (persistent 1Gi, reclaim retain)"},
+		}, "c: volume data added (persistent 1Gi, reclaim retain); a replica with no kept volume of that name starts on a new empty one (no data is copied from another volume)"},
 		{"container removed", func(w *api.WorkloadSpec) {
 			w.Template.Containers = []api.Container{{Name: "d", Image: "i:v1"}}
 		}, "c: container c removed (was i:v1)"},
