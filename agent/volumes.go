@@ -22,7 +22,7 @@ import (
 
 // Persistent volumes on the node. Each lives in its own directory,
 //
-//	DATA_DIR/volumes/APP/NAME/UID/disk.img   a sparse file of the volume's size
+//	DATA_DIR/volumes/APP/NAME/UID/disk.img   a file of the volume's size, allocated
 //	DATA_DIR/volumes/APP/NAME/UID/mnt        the ext4 file system in it, loop-mounted
 //
 // so its size is a hard limit (a full volume answers ENOSPC, and the node's
@@ -220,8 +220,8 @@ func (a *Agent) reportVolume(ctx context.Context, v *api.PersistentVolume, growE
 // the next attempt runs resize2fs although the image has its size.
 const growMarker = "growing"
 
-// growImage grows the ext4 image in dir to size bytes. The sparse file is
-// lengthened, then the file system resized into the new room: in place
+// growImage grows the ext4 image in dir to size bytes. The file is
+// lengthened (reserve), then the file system resized into the new room: in place
 // when it is mounted (its loop device told with LOOP_SET_CAPACITY, then
 // resize2fs on it; the containers keep running), checked (e2fsck) and
 // resized as a file before a mount otherwise. An image as large or
@@ -241,8 +241,8 @@ func growImage(ctx context.Context, dir string, size int64) (bool, error) {
 	if st, err := os.Stat(img); err != nil {
 		return false, err
 	} else if st.Size() < size {
-		if err := os.Truncate(img, size); err != nil {
-			return false, fmt.Errorf("grow %s to %d bytes: %w", img, size, err)
+		if err := reserve(img, size); err != nil {
+			return false, fmt.Errorf("grow %s: %w", img, err)
 		}
 	}
 	if dev == "" {
@@ -288,26 +288,52 @@ func loopDevice(mnt string) (string, error) {
 	return ms[len(ms)-1].Source, nil
 }
 
-// makeImage writes a sparse file of size bytes holding an empty ext4 file
-// system, through a temporary name so a crash leaves no half-made image.
+// makeImage writes a file of size bytes, reserved on the node's disk,
+// holding an empty ext4 file system, through a temporary name so a crash
+// leaves no half-made image.
 func makeImage(ctx context.Context, img string, size int64) error {
 	tmp := img + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	err = f.Truncate(size)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err := reserve(tmp, size); err != nil {
+		_ = os.Remove(tmp) // give back what was taken
+		return err
 	}
-	if err != nil {
-		return fmt.Errorf("size %s: %w", tmp, err)
-	}
-	// No reserved blocks: the whole size is the application's.
-	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", tmp).CombinedOutput(); err != nil {
+	// No reserved blocks: the whole size is the application's. No
+	// discard: on a file it punches holes in what reserve allocated.
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-E", "nodiscard", tmp).CombinedOutput(); err != nil {
 		return fmt.Errorf("mkfs.ext4 %s: %w: %s (is e2fsprogs installed? make deps)", tmp, err, strings.TrimSpace(string(out)))
 	}
 	return os.Rename(tmp, img)
+}
+
+// reserve makes the file at path size bytes long with its blocks
+// allocated on the node's disk (fallocate), as a thick-provisioned
+// volume: a sparse image would take writes its node's disk has no room
+// for, and fail them as I/O errors inside the volume's file system
+// ("potential data loss" in the kernel's log) while the volume still
+// shows free space. A file system without fallocate gets a sparse file.
+func reserve(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	err = unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		err = f.Truncate(size)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case errors.Is(err, unix.ENOSPC):
+		return fmt.Errorf("reserve %s for %s: %w: the node's disk has less free space than the volume's size; free space there (df -h %s) or ask a smaller size",
+			api.FormatBytes(size), path, err, filepath.Dir(path))
+	case err != nil:
+		return fmt.Errorf("reserve %s for %s: %w", api.FormatBytes(size), path, err)
+	}
+	return nil
 }
 
 // list returns the volume directories on disk.

@@ -397,3 +397,52 @@ func TestCollectVolumesWaitsForPods(t *testing.T) {
 		t.Fatalf("%s, whose object and pods are gone, was not removed once both lists were in", orphan)
 	}
 }
+
+// A volume's image holds its whole size on the node's disk, made or
+// grown, so a node's disk filled by something else never fails the
+// volume's writes; a volume that does not fit is refused when it is made,
+// saying so. Before, the image was sparse: a 128 MiB volume on a node
+// with 40 MiB free showed 112 MiB free and failed writes past 40 MiB with
+// I/O errors ("potential data loss" in the kernel log). Needs root.
+func TestVolumeImageReservesItsSize(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "mkfs.ext4", "mount", "e2fsck", "resize2fs")
+	ctx := t.Context()
+	allocated := func(img string) int64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(img, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "disk.img")
+	if err := makeImage(ctx, img, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	if got := allocated(img); got < 16<<20 {
+		t.Fatalf("a new 16 MiB image holds %d bytes of the node's disk; want all 16 MiB reserved", got)
+	}
+	if grew, err := growImage(ctx, dir, 32<<20); err != nil || !grew {
+		t.Fatalf("grow to 32 MiB: %v, %v", grew, err)
+	}
+	if got := allocated(img); got < 32<<20 {
+		t.Fatalf("grown to 32 MiB, the image holds %d bytes of the node's disk; want all 32 MiB reserved", got)
+	}
+
+	// A node's disk with 24 MiB free: a 32 MiB volume is refused, and
+	// leaves nothing behind.
+	small := t.TempDir()
+	if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=24m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(small, unix.MNT_DETACH) })
+	err := makeImage(ctx, filepath.Join(small, "disk.img"), 32<<20)
+	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "less free space than the volume's size") {
+		t.Fatalf("a 32 MiB volume on a disk with 24 MiB free: %v; want it refused, saying the node lacks room", err)
+	}
+	if left, _ := os.ReadDir(small); len(left) != 0 {
+		t.Fatalf("the refused volume left %v on the node's disk", left)
+	}
+}

@@ -159,7 +159,7 @@ func sizeText(q Quantity) string {
 const MinVolumeBytes = 8 << 20
 
 // MaxVolumeBytes is the largest persistent volume: the agent makes it as a
-// sparse file on the node's disk, and a file on ext4 (4 KiB blocks) holds
+// file on the node's disk, and a file on ext4 (4 KiB blocks) holds
 // at most 2^32-1 blocks; a larger one fails there, when the replica is
 // placed.
 const MaxVolumeBytes = (1<<32 - 1) * 4096
