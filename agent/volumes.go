@@ -328,7 +328,7 @@ func reserve(path string, size int64) error {
 	}
 	switch {
 	case errors.Is(err, unix.ENOSPC):
-		return fmt.Errorf("reserve %s for %s: %w: the node's disk has less free space than the volume's size; free space there (df -h %s) or ask a smaller size",
+		return fmt.Errorf("reserve %s for %s: %w: the node's disk has less free space than the volume's size; free space there (df -h %s)",
 			api.FormatBytes(size), path, err, filepath.Dir(path))
 	case err != nil:
 		return fmt.Errorf("reserve %s for %s: %w", api.FormatBytes(size), path, err)
