@@ -21,20 +21,25 @@ const keepApps = `apps: keep1: pods: idle: {replicas: 0, containers: c: image: "
 apps: keep2: pods: idle: {replicas: 0, containers: c: image: "none"}
 `
 
-func kvApp(image string) string {
+func kvApp(image string) string { return kvGroup(image, 1, "data") }
+
+// kvGroup is the kv example with replicas and its persistent volume
+// named vol, which the server uses as its data directory.
+func kvGroup(image string, replicas int, vol string) string {
 	return fmt.Sprintf(`apps: store: pods: kv: {
 	ordered: true
+	replicas: %d
 	containers: kv: {
 		image: %q
 		ports: http: 8080
-		env: DATA_DIR: "/data"
+		env: DATA_DIR: "/%s"
 		readiness: {http: {path: "/healthz", port: "http"}, period: 1}
 	}
-	volumes: data: persistent: size: "32Mi"
+	volumes: %s: persistent: size: "32Mi"
 	terminationGrace: 2
 	service: ports: http: 80
 }
-`, image)
+`, replicas, image, vol, vol)
 }
 
 // TestDataSurvives writes a value through the kv example, an ordered
@@ -371,5 +376,84 @@ func TestVolumeNodeDies(t *testing.T) {
 	})
 	if p := c.ReadyPod(app, "db-0"); p == nil || p.Metadata.UID != moved.Metadata.UID {
 		t.Fatalf("db-0 after %s came back: %v, want %s still running", dead.Name, p, moved.Metadata.UID)
+	}
+}
+
+// TestVolumeKeptAcrossScaleAndRename walks what a team does to a
+// replica's volume by commits: scaled down, the removed replica's volume
+// stays (as a StatefulSet's claims do) and scaling up again finds its
+// data; the volume renamed by a typo gives the replicas new, empty
+// volumes and keeps the old ones, and reverting the commit finds the
+// data again.
+func TestVolumeKeptAcrossScaleAndRename(t *testing.T) {
+	repo := NewGitRepo(t, map[string]string{"keep.cue": keepApps})
+	c := New(t, Options{Hosts: 1, ServerArgs: []string{"--repo", repo.Dir}})
+	v1 := c.PushExample("kv", "v1", "VERSION=v1")
+	ctx := context.Background()
+
+	// replica waits for a Ready kv-N other than the pod old, mounting
+	// volume vol.
+	replica := func(n int, vol string, old *api.Pod) *api.Pod {
+		t.Helper()
+		var p *api.Pod
+		c.WaitFor(fmt.Sprintf("kv-%d ready on volume %s", n, vol), 3*time.Minute, func() bool {
+			p = c.ReadyPod("store", fmt.Sprintf("kv-%d", n))
+			return p != nil && (old == nil || p.Metadata.UID != old.Metadata.UID) &&
+				slices.ContainsFunc(p.Spec.Volumes, func(v api.Volume) bool { return v.Name == vol })
+		})
+		return p
+	}
+	get := func(p *api.Pod) string {
+		t.Helper()
+		code, body, _, err := c.KV(p, "GET", "greeting", "")
+		if err != nil {
+			t.Fatalf("GET greeting from %s: %v", p.Metadata.Name, err)
+		}
+		return fmt.Sprintf("%d %s", code, strings.TrimSpace(body))
+	}
+	put := func(p *api.Pod, value string) {
+		t.Helper()
+		if code, _, _, err := c.KV(p, "PUT", "greeting", value); err != nil || code != 204 {
+			t.Fatalf("PUT greeting on %s = %d, %v", p.Metadata.Name, code, err)
+		}
+	}
+	volumeExists := func(name string) bool {
+		_, err := c.Admin.Get(ctx, api.Key{Kind: api.KindVolume, App: "store", Name: name})
+		return err == nil
+	}
+
+	repo.Commit("kv, 2 replicas", map[string]string{"kv.cue": kvGroup(v1, 2, "data")})
+	replica(0, "data", nil)
+	kv1 := replica(1, "data", nil)
+	put(kv1, "hello")
+
+	repo.Commit("scale kv to 1", map[string]string{"kv.cue": kvGroup(v1, 1, "data")})
+	c.WaitFor("kv-1 gone", 2*time.Minute, func() bool { return len(c.AppPods("store")) == 1 })
+	if !volumeExists("kv-1-data") {
+		t.Fatal("scaled down, the volume kv-1-data of the removed replica is gone; want it kept")
+	}
+	repo.Commit("scale kv to 2", map[string]string{"kv.cue": kvGroup(v1, 2, "data")})
+	kv1 = replica(1, "data", kv1)
+	if got := get(kv1); got != "200 hello" {
+		t.Fatalf("scaled up again, kv-1 answers %q; want its data back, 200 hello", got)
+	}
+
+	repo.Commit("rename the volume (a typo)", map[string]string{"kv.cue": kvGroup(v1, 2, "dta")})
+	replica(0, "dta", nil)
+	kv1 = replica(1, "dta", kv1)
+	if got := get(kv1); got != "404 no such key" {
+		t.Fatalf("on the renamed volume kv-1 answers %q; want a new, empty volume", got)
+	}
+	put(kv1, "typo")
+	for _, name := range []string{"kv-0-data", "kv-1-data", "kv-1-dta"} {
+		if !volumeExists(name) {
+			t.Fatalf("volume %s gone after the rename; want the old ones kept and the new one made", name)
+		}
+	}
+	repo.Commit("Revert the rename", map[string]string{"kv.cue": kvGroup(v1, 2, "data")})
+	replica(0, "data", nil)
+	kv1 = replica(1, "data", kv1)
+	if got := get(kv1); got != "200 hello" {
+		t.Fatalf("after the revert kv-1 answers %q; want its data back, 200 hello", got)
 	}
 }
