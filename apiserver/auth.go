@@ -220,6 +220,25 @@ func (t *Tokens) expiry(id string) (time.Time, bool) {
 	return tok.ExpiresAt, ok
 }
 
+// heldBy reports whether a token has role. A shared table is read again
+// first, as the other commands that change it do: a node that joined
+// through another server a moment ago may not have reached this one yet.
+func (t *Tokens) heldBy(ctx context.Context, role string) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.shared != nil {
+		if err := t.reloadLocked(ctx); err != nil {
+			return false, err
+		}
+	}
+	for _, tok := range t.byID {
+		if tok.Role == role {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // List returns the tokens without secrets, sorted by ID.
 func (t *Tokens) List() []Token {
 	t.mu.RLock()

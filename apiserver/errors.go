@@ -20,6 +20,9 @@ var (
 	errAgentIdentity = errors.New("the agent's certificate is not the one the cluster CA issued to this node")
 	// errNodeExists: a join for a name that is registered already.
 	errNodeExists = errors.New("node name is taken")
+	// errNodeUnknown: allow-rejoin of a name that no Node and no
+	// credentials hold (a typo, or a node that never joined).
+	errNodeUnknown = errors.New("no such node")
 	// errTokenUsedUp: a join token has been used as often as it may.
 	errTokenUsedUp = errors.New("join token used up")
 	// errTokenNotFound: no token has the ID (never made, or revoked).

@@ -217,6 +217,10 @@ func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
 	if req.TTL == 0 {
 		req.TTL = DefaultRejoinTTL
 	}
+	if err := s.registered(r.Context(), node); err != nil {
+		writeError(w, err)
+		return
+	}
 	now := s.opts.Now()
 	until := now.Add(req.TTL).UTC()
 	if err := s.joins.grants.allow(r.Context(), node, until, now); err != nil {
@@ -225,6 +229,28 @@ func (s *Server) handleAllowRejoin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.opts.Logger.Info("node may join again", "node", node, "until", until)
 	writeJSON(w, http.StatusOK, wire.AllowRejoinResponse{Node: node, Until: until})
+}
+
+// registered returns nil when a Node named node exists or credentials
+// act as node (a join for it would be refused), else a 404: a permission
+// for a name nothing holds would hide a typo, and a machine joining under
+// a new name needs none.
+func (s *Server) registered(ctx context.Context, node string) error {
+	_, err := s.store.Get(ctx, api.Key{Kind: api.KindNode, Name: node})
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("allow node %s to join again: %w", node, err)
+	}
+	held, err := s.tokens.heldBy(ctx, RoleNodePrefix+node)
+	if err != nil {
+		return fmt.Errorf("allow node %s to join again: %w", node, err)
+	}
+	if !held {
+		return errorf(http.StatusNotFound, wire.ReasonNotFound, fmt.Errorf("%w: node %s has no Node and no credentials, so nothing keeps it from joining: check the name with 'capstan get nodes' (or 'capstan token ls', role node:NAME); a machine joining under a new name needs only a join token", errNodeUnknown, node))
+	}
+	return nil
 }
 
 // handleNodeCert signs a node agent's serving certificate: POST

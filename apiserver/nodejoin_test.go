@@ -17,6 +17,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,6 +395,40 @@ func TestRejoinPermissionExpires(t *testing.T) {
 	}
 	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/bad_name", nil, nil); !hasCode(err, http.StatusBadRequest) {
 		t.Fatalf("allow-rejoin of a bad name: %v", err)
+	}
+}
+
+// TestAllowRejoinUnknownName: allow-rejoin of a name that no Node and no
+// credentials hold is refused (404, naming 'capstan get nodes'), so a typo
+// does not pass as "may join again"; a name held by either is allowed.
+func TestAllowRejoinUnknownName(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	err := c.Client.Do(ctx, http.MethodPost, "/rejoin/n-typo", nil, nil)
+	if !client.IsNotFound(err) {
+		t.Fatalf("allow-rejoin of a name nothing holds: %v, want 404", err)
+	}
+	for _, want := range []string{"n-typo", "no Node and no credentials", "capstan get nodes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("allow-rejoin of an unknown name: %q lacks %q", err, want)
+		}
+	}
+	if data, _ := os.ReadFile(filepath.Join(c.DataDir, "rejoin.json")); strings.Contains(string(data), "n-typo") {
+		t.Errorf("the refused permission was kept: %s", data)
+	}
+	// A Node without credentials (made by an admin), and credentials
+	// without a Node (a join that never registered), both hold the name.
+	if _, err := c.Client.Create(ctx, node("n-made")); err != nil {
+		t.Fatal(err)
+	}
+	tok := createToken(t, c.Client, wire.CreateTokenRequest{})
+	if _, err := client.Join(ctx, c.Config.Server, tok.Token, "n-joined"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"n-made", "n-joined"} {
+		if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/"+name, nil, nil); err != nil {
+			t.Errorf("allow-rejoin of %s: %v", name, err)
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ func TestRejoinFileLeftoverTemp(t *testing.T) {
 	if err := os.Chmod(path+".tmp", 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := c.Client.Create(ctx, node("n1")); err != nil {
+		t.Fatal(err)
+	}
 	var out wire.AllowRejoinResponse
 	if err := c.Client.Do(ctx, http.MethodPost, "/rejoin/n1", nil, &out); err != nil {
 		t.Fatal(err)

@@ -58,6 +58,15 @@ func TestRejoinAllowedOnOneServerJoinsThroughAnother(t *testing.T) {
 	if _, err := client.Join(ctx, b.URL(), made.Token, "n1"); err != nil {
 		t.Fatalf("join through B after allow-rejoin on A: %v", err)
 	}
+	// A node that joined through B a moment ago may be allowed on A at
+	// once: A reads the shared token table again, and does not answer
+	// that nothing holds the name.
+	if _, err := client.Join(ctx, b.URL(), made.Token, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := adminA.Do(ctx, http.MethodPost, "/rejoin/n3", wire.AllowRejoinRequest{TTL: time.Hour}, nil); err != nil {
+		t.Fatalf("allow-rejoin on A of n3, joined through B: %v", err)
+	}
 	// The permission is used up on every server.
 	for name, srv := range map[string]*apiserver.Server{"A": a, "B": b} {
 		if _, err := client.Join(ctx, srv.URL(), made.Token, "n1"); !isConflict(err) {

@@ -141,7 +141,9 @@ func newNodeCmd() *cobra.Command {
 (a Node of that name, or credentials for it): 'capstan agent --token' for
 such a name is refused. When a machine is replaced, or reinstalled and its
 DATA_DIR/node.yaml is lost, allow-rejoin lets the next join for NAME (one,
-within --ttl) through; that join revokes the node's old credentials.`,
+within --ttl) through; that join revokes the node's old credentials.
+A NAME that no Node and no credentials hold is refused: check it with
+'capstan get nodes'.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd)
