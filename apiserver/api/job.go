@@ -67,6 +67,13 @@ type JobStatus struct {
 	// cleared at the next status write, so that their stored jobs still
 	// load and count their pods.
 	Running []JobPod `json:"running,omitempty"`
+	// Made is how many pod names the run has used: its pods are named
+	// <run>-0 to <run>-(Made-1), and the next is <run>-<Made>, so a
+	// deleted pod's name is never made again (its logs and events would
+	// mix with the new pod's; Kubernetes gives each pod a random
+	// suffix). Runs stored by older servers have none: the highest index
+	// of their pods stands for it.
+	Made int32 `json:"made,omitempty"`
 	// FailuresSinceSuccess counts the failures (failed or deleted pods)
 	// since the last pod that succeeded: the retry back-off doubles with
 	// each and starts again from 10 s after a success (Kubernetes' pod

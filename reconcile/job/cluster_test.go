@@ -98,7 +98,10 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 	deletedAt := getJob(t, c, jobKey).Status.LastFailure
 	// The status is written after the creates of the same reconcile: no
 	// replacement yet.
-	if _, err := c.Get(ctx, podKey); !client.IsNotFound(err) {
+	// The replacement takes a name of its own: once-0's logs and events
+	// stay the deleted pod's.
+	nextKey := api.Key{Kind: api.KindPod, App: "jb", Name: "once-1"}
+	if _, err := c.Get(ctx, nextKey); !client.IsNotFound(err) {
 		t.Fatalf("a replacement was made at once (err %v), not after the back-off", err)
 	}
 	want := "job once: pod once-0 was deleted before it finished (evicted, or deleted by hand): counted as a failure, 1 with the backoff limit at 3; the next pod starts in 10s"
@@ -121,15 +124,17 @@ func TestPodDeletedBeforeSeen(t *testing.T) {
 
 	testenv.Eventually(t, 30*time.Second, "the replacement after the back-off", func() bool {
 		clock.Step(time.Second)
-		o, err := c.Get(ctx, podKey)
-		if err != nil {
+		if _, err := c.Get(ctx, nextKey); err != nil {
 			return false
 		}
 		if now := clock.Now(); now.Before(deletedAt.Add(job.BackoffBase)) {
 			t.Fatalf("replacement made at %s, before the back-off ends at %s", now, deletedAt.Add(job.BackoffBase))
 		}
-		return o.Meta().UID != first.Metadata.UID
+		return true
 	})
+	if _, err := c.Get(ctx, podKey); !client.IsNotFound(err) {
+		t.Fatalf("the deleted pod's name %s was made again (err %v)", podKey.Name, err)
+	}
 	if st := getJob(t, c, jobKey).Status; st.Failed != 1 {
 		t.Fatalf("failures %d after the replacement, want 1", st.Failed)
 	}

@@ -57,6 +57,9 @@ type counts struct {
 	// deleted are the tracked pods now being deleted, or gone, with no
 	// outcome.
 	deleted []api.JobPod
+	// unmade are the intents with no pod: creates that did not happen,
+	// made again under their names.
+	unmade []string
 	// ends are the outcomes counted now, for the back-off.
 	ends []end
 	// counted are the failed pods there are that the status counted
@@ -73,7 +76,7 @@ type end struct {
 
 func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 	var c counts
-	slices.SortFunc(pods, func(a, b *api.Pod) int { return podIndex(a) - podIndex(b) })
+	slices.SortFunc(pods, func(a, b *api.Pod) int { return podIndex(a.Metadata.Name) - podIndex(b.Metadata.Name) })
 	byUID, byName := map[string]*api.Pod{}, map[string]*api.Pod{}
 	for _, p := range pods {
 		byUID[p.Metadata.UID], byName[p.Metadata.Name] = p, p
@@ -95,6 +98,7 @@ func classify(j *api.Job, pods []*api.Pod, now time.Time) counts {
 			// An intent: the pod made under this name, if it was; if
 			// not, the create did not happen and the plan makes it.
 			if p = byName[r.Name]; p == nil {
+				c.unmade = append(c.unmade, r.Name)
 				continue
 			}
 		}
@@ -277,16 +281,19 @@ func Compute(j *api.Job, pods []*api.Pod, now time.Time) Plan {
 					j.Metadata.Name, st.Failed, backoff, st.FailuresSinceSuccess, lastProblem(c), next)})
 		}
 	}
-	taken := map[int]bool{}
-	for _, p := range pods {
-		taken[podIndex(p)] = true
-	}
-	for n := 0; want > 0; n++ {
-		if taken[n] {
-			continue
+	// A new pod takes a name never used, as a deleted pod's logs and
+	// events must not mix with its; an intent with no pod keeps its own.
+	st.Made = made(j, pods, c.deleted)
+	for ; want > 0; want-- {
+		n := -1
+		for n < 0 && len(c.unmade) > 0 {
+			n, c.unmade = podIndex(c.unmade[0]), c.unmade[1:]
+		}
+		if n < 0 {
+			n = int(st.Made)
+			st.Made++
 		}
 		plan.Create = append(plan.Create, newPod(j, n))
-		want--
 	}
 	if d := j.Spec.ActiveDeadlineSeconds; d > 0 {
 		left := st.StartTime.Add(time.Duration(d) * time.Second).Sub(now)
@@ -368,9 +375,22 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
+// made is how many pod names run j has used: its status says, or, for a
+// run an older server stored, one past the highest index of its pods
+// (those there are, tracked, or just seen deleted).
+func made(j *api.Job, pods []*api.Pod, deleted []api.JobPod) int32 {
+	n := j.Status.Made
+	for _, p := range pods {
+		n = max(n, int32(podIndex(p.Metadata.Name))+1)
+	}
+	for _, r := range slices.Concat(j.Status.TrackedPods(), deleted) {
+		n = max(n, int32(podIndex(r.Name))+1)
+	}
+	return n
+}
+
 // podIndex is n of a pod named "<job>-<n>" (-1 for any other name).
-func podIndex(p *api.Pod) int {
-	name := p.Metadata.Name
+func podIndex(name string) int {
 	i := strings.LastIndexByte(name, '-')
 	n, err := strconv.Atoi(name[i+1:])
 	if i < 0 || err != nil || n < 0 {

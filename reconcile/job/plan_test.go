@@ -329,13 +329,15 @@ func TestComputeCountsDeletedPods(t *testing.T) {
 		t.Fatalf("counted twice, or the wait restarted: %+v, events %+v, requeue after %s", j.Status, plan.Events, plan.RequeueAfter)
 	}
 	now = t0.Add(10 * time.Second)
-	if plan := step(); names(plan.Create) != "batch-1-0" {
-		t.Fatalf("after the back-off: create %s, want batch-1-0", names(plan.Create))
+	// The replacement takes a new name: the deleted pod's logs and
+	// events stay its own.
+	if plan := step(); names(plan.Create) != "batch-1-1" {
+		t.Fatalf("after the back-off: create %s, want batch-1-1 (batch-1-0 was the deleted pod's)", names(plan.Create))
 	}
 
 	// Made and recorded, then deleted before any reconcile saw it: a
 	// failure too; the back-off doubles.
-	j.Status.Tracked = []api.JobPod{{Name: "batch-1-0", UID: "uid-1"}}
+	j.Status.Tracked = []api.JobPod{{Name: "batch-1-1", UID: "uid-1"}}
 	plan = step()
 	if j.Status.Failed != 2 || j.Status.Deleted != 2 || len(plan.Create) != 0 || plan.RequeueAfter != 20*time.Second {
 		t.Fatalf("after an unseen pod went: %+v, create %s, requeue after %s", j.Status, names(plan.Create), plan.RequeueAfter)
@@ -343,10 +345,14 @@ func TestComputeCountsDeletedPods(t *testing.T) {
 	deletedEvent(plan, "2 with the backoff limit at 2; the next pod starts in 20s, at 2026-01-02T03:00:30Z (back-off)")
 
 	now = t0.Add(30 * time.Second)
-	p2 := running(0, "uid-2")
+	plan = step()
+	if names(plan.Create) != "batch-1-2" {
+		t.Fatalf("after the second back-off: create %s, want batch-1-2", names(plan.Create))
+	}
+	p2 := running(2, "uid-2")
 	step(p2)
 	// Deleted by hand: stopping, and its container killed.
-	p2 = pod(j, 0, api.PodFailed, 143, t0, 0)
+	p2 = pod(j, 2, api.PodFailed, 143, t0, 0)
 	p2.Metadata.UID, p2.Metadata.DeletionRequestedAt = "uid-2", &now
 	plan = step(p2)
 	if j.Status.Failed != 3 || outcome(j.Status) != "Failed/BackoffLimitExceeded" {
@@ -463,8 +469,8 @@ func TestComputeCountsOutcomesOnce(t *testing.T) {
 			t.Fatalf("a failed pod deleted: %+v, want one failure, none deleted", j.Status)
 		}
 		p1 := apply(j, Compute(j, nil, t0.Add(10*time.Second)))
-		if names(p1) != "batch-1-0" {
-			t.Fatalf("after the back-off: made %s, want batch-1-0", names(p1))
+		if names(p1) != "batch-1-1" {
+			t.Fatalf("after the back-off: made %s, want batch-1-1 (a new name, not the deleted pod's)", names(p1))
 		}
 		p1[0].Status.Phase = api.PodFailed
 		plan := Compute(j, p1, t0.Add(20*time.Second))
@@ -590,5 +596,24 @@ func TestComputeKeepsCountsOfOlderServers(t *testing.T) {
 	plan = Compute(j, []*api.Pod{done, failed, running}, t0.Add(16*time.Second))
 	if plan.Status.Succeeded != 2 || plan.Status.Failed != 3 || len(plan.Create) != 1 {
 		t.Fatalf("its pod succeeded: %+v, create %s", plan.Status, names(plan.Create))
+	}
+}
+
+// TestComputeNeverReusesNames: a new pod takes a name no pod of the run
+// had, also in a run an older server stored with no Status.Made, whose
+// pod 0 was deleted: its logs and events are not mixed with the new
+// pod's. An intent with no pod is made under its own name.
+func TestComputeNeverReusesNames(t *testing.T) {
+	j := testJob(3, 2, 6, api.RestartNever)
+	p1 := pod(j, 1, api.PodRunning, -1, t0, 0)
+	track(j, p1)
+	if plan := Compute(j, []*api.Pod{p1}, t0); names(plan.Create) != "batch-1-2" || plan.Status.Made != 3 {
+		t.Fatalf("older run, pod 0 gone: create %s, made %d, want batch-1-2, 3", names(plan.Create), plan.Status.Made)
+	}
+	j = testJob(3, 2, 6, api.RestartNever)
+	j.Status.Made = 5
+	j.Status.Tracked = []api.JobPod{{Name: "batch-1-4"}}
+	if plan := Compute(j, nil, t0); names(plan.Create) != "batch-1-4,batch-1-5" || plan.Status.Made != 6 {
+		t.Fatalf("an intent and a new pod: create %s, made %d, want batch-1-4,batch-1-5, 6", names(plan.Create), plan.Status.Made)
 	}
 }
