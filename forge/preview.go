@@ -565,17 +565,45 @@ func (w *worker) previewLinks(ctx context.Context, st *prState) []PreviewLink {
 	return append(out, st.refused...)
 }
 
+// previewsHeading starts the comment's preview section.
+const previewsHeading = "\n#### Preview environments\n\n"
+
 // renderPreviews is the comment's preview section.
 func renderPreviews(links []PreviewLink) string {
 	if len(links) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("\n#### Preview environments\n\n")
+	b.WriteString(previewsHeading)
 	for _, l := range links {
 		fmt.Fprintf(&b, "- `%s`: %s\n", l.App, l.where())
 	}
 	return b.String()
+}
+
+// ClosedBody is a plan comment's body (the server's own, read back from
+// the forge) with its preview section listing the previews deleted as
+// deleted, why, in place of their links, and the other previews' lines
+// (refused, expired) and the hidden expired marks gone: what the comment
+// of a pull request seen closed live says. It is for a pull request
+// closed while the server was down, whose plan the server no longer has.
+// ok is false when the body lists no preview (nothing to change).
+func ClosedBody(body string, deleted []string, why string) (string, bool) {
+	i := strings.LastIndex(body, previewsHeading)
+	if i < 0 || len(deleted) == 0 {
+		return "", false
+	}
+	rest := body[i+len(previewsHeading):]
+	for strings.HasPrefix(rest, "- `") {
+		_, rest, _ = strings.Cut(rest, "\n")
+	}
+	links := make([]PreviewLink, 0, len(deleted))
+	for _, name := range deleted {
+		links = append(links, PreviewLink{App: name, Deleted: true, Refused: why})
+	}
+	head := expiredMarkLineRE.ReplaceAllString(body[:i], "")
+	out := head + renderPreviews(links) + rest
+	return out, out != body
 }
 
 // where says how to reach a preview, or why it is not deployed.

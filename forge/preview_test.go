@@ -443,7 +443,9 @@ func TestPreviewExpiresWhileRunning(t *testing.T) {
 
 // A pull request closed while the server was down has its preview
 // deleted when the server starts again (its listing of the open pull
-// requests no longer names it).
+// requests no longer names it), and its comment, found again by its
+// marker, says so in place of the preview's line, as for a close seen
+// live (it went on showing the deleted preview as deployed).
 func TestPreviewDeletedAfterCloseWhileDown(t *testing.T) {
 	fl := startFlow(t, "github", "secret-token")
 	f, c := fl.forge, fl.cluster.Client
@@ -452,6 +454,9 @@ func TestPreviewDeletedAfterCloseWhileDown(t *testing.T) {
 	key := api.Key{Kind: api.KindApp, App: "x-pr-1", Name: "x-pr-1"}
 	exists := func() bool { _, err := c.Get(ctx, key); return err == nil }
 	eventually(t, "the preview app", exists)
+	const listed = "- `x-pr-1`: starting (no node port yet); in the cluster `web.x-pr-1.svc:80`"
+	eventually(t, "the preview on the pull request", func() bool { return strings.Contains(fl.comment(n), listed) })
+	before := fl.comment(n)
 
 	fl.stop()
 	f.mu.Lock()
@@ -459,6 +464,11 @@ func TestPreviewDeletedAfterCloseWhileDown(t *testing.T) {
 	f.mu.Unlock()
 	fl.restart()
 	eventually(t, "the preview of the pull request closed while the server was down deleted", func() bool { return !exists() })
+	const deleted = "- `x-pr-1`: deleted: the pull request is no longer open against main"
+	eventually(t, "the comment says the preview is deleted", func() bool { return strings.Contains(fl.comment(n), deleted) })
+	if want := strings.Replace(before, listed, deleted, 1); fl.comment(n) != want {
+		t.Errorf("comment after the close:\n%s\nwant the plan kept, the preview's line replaced:\n%s", fl.comment(n), want)
+	}
 }
 
 // A pull request retargeted from the tracked branch to another has its

@@ -66,6 +66,9 @@ func (m previewMark) link() PreviewLink {
 
 var expiredMarkRE = regexp.MustCompile(`(?m)^<!-- capstan:preview-expired ([a-z0-9-]{1,63}) ([0-9a-f]{7,64}) ([0-9A-Za-z:.+-]{1,40}) -->$`)
 
+// expiredMarkLineRE is a line of expiredMarkRE with its line end.
+var expiredMarkLineRE = regexp.MustCompile(expiredMarkRE.String() + `\n`)
+
 // expiredMarks are the hidden lines of the comment for its expired
 // previews.
 func expiredMarks(links []PreviewLink) string {
@@ -93,15 +96,10 @@ func parseExpiredMarks(body string) map[string]previewMark {
 // readExpired reads the expired previews from the pull request's plan
 // comment, for a pull request the worker sees for the first time.
 func (w *worker) readExpired(ctx context.Context, n int) (map[string]previewMark, error) {
-	self, err := w.fc.Self(ctx)
+	c, _, err := w.ownComment(ctx, n)
 	if err != nil {
 		return nil, err
 	}
-	comments, err := w.fc.Comments(ctx, n)
-	if err != nil {
-		return nil, err
-	}
-	c, _ := FindOwn(comments, self, Marker(w.cfg.Name))
 	return parseExpiredMarks(c.Body), nil
 }
 
@@ -125,6 +123,10 @@ func (w *worker) expirePreviews(ctx context.Context, open map[int]bool) error {
 			errs = append(errs, err)
 			continue
 		}
+		if open != nil && !open[n] && w.prs[n] == nil {
+			// Closed while the server was down (closed did not see it).
+			w.uncommented[n] = append(w.uncommented[n], a.Metadata.Name)
+		}
 		if st := w.prs[n]; st != nil && expired && slices.Contains(st.previews, a.Metadata.Name) {
 			st.previews = slices.DeleteFunc(st.previews, func(p string) bool { return p == a.Metadata.Name })
 			st.markExpired(markOf(a))
@@ -136,6 +138,19 @@ func (w *worker) expirePreviews(ctx context.Context, open map[int]bool) error {
 	}
 	for _, st := range changed {
 		errs = append(errs, w.publish(ctx, st, w.c.live(), false))
+	}
+	// Tried again on the next listing until the forge takes the edit.
+	for n, names := range w.uncommented {
+		if w.prs[n] != nil {
+			delete(w.uncommented, n) // open again: publish writes its comment
+			continue
+		}
+		slices.Sort(names)
+		err := w.commentClosed(ctx, n, names)
+		if err == nil {
+			delete(w.uncommented, n)
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -230,3 +230,66 @@ func TestPublicProblem(t *testing.T) {
 		t.Errorf("publicProblem = %q", got)
 	}
 }
+
+// TestClosedBody: the comment of a pull request closed while the server
+// was down, edited from its body alone, reads as the comment of a close
+// seen live: the deleted previews say so, the refused and expired ones
+// and the expired marks are gone, the rest stays.
+func TestClosedBody(t *testing.T) {
+	const why = "the pull request is no longer open against main"
+	in := CommentInput{Repo: "deploy", PR: PullRequest{Number: 4, HeadSHA: "0123456789abcdef"}, Problem: "head gone",
+		Status: Status{State: StateFailure, Description: "no plan"}}
+	shown := in
+	shown.Previews = []PreviewLink{
+		{App: "x-pr-4", URLs: []string{"http://10.0.0.1:30080"}, Names: []string{"web.x-pr-4.svc:80"}},
+		{App: "y-pr-4", Refused: "over the quota"},
+		{App: "z-pr-4", Expired: true, Head: "0123456789abcdef", Expires: "2026-01-02T03:00:00Z", Refused: "its ttl passed"},
+	}
+	live := in
+	live.Previews = []PreviewLink{{App: "x-pr-4", Deleted: true, Refused: why}}
+	body := CommentBody(shown)
+	if !strings.Contains(body, "capstan:preview-expired z-pr-4") {
+		t.Fatalf("the test's comment has no expired mark:\n%s", body)
+	}
+	got, ok := ClosedBody(body, []string{"x-pr-4"}, why)
+	if want := CommentBody(live); !ok || got != want {
+		t.Fatalf("ClosedBody = %v\n%s\nwant the live close's comment:\n%s", ok, got, want)
+	}
+	if again, ok := ClosedBody(got, []string{"x-pr-4"}, why); ok {
+		t.Errorf("ClosedBody of its own output changed it again:\n%s", again)
+	}
+	// A comment cut before its previews, or with none, is left alone.
+	if _, ok := ClosedBody(CommentBody(in), []string{"x-pr-4"}, why); ok {
+		t.Error("ClosedBody changed a comment that lists no preview")
+	}
+	// Text after the list (the note of a cut comment) stays.
+	cut := body + "\n\n---\n_The plan was cut_\n"
+	if got, _ := ClosedBody(cut, []string{"x-pr-4"}, why); !strings.HasSuffix(got, "deleted: "+why+"\n\n\n---\n_The plan was cut_\n") {
+		t.Errorf("the text after the previews lost:\n%s", got)
+	}
+}
+
+// FuzzClosedBody: any comment body (it comes back from the forge) is
+// edited without a panic, names each deleted preview once done, and a
+// second edit changes nothing.
+func FuzzClosedBody(f *testing.F) {
+	f.Add(CommentBody(CommentInput{Repo: "r", Problem: "p", Previews: []PreviewLink{{App: "a-pr-1"}, {App: "b-pr-1", Expired: true, Head: "abcdef0", Expires: "x"}}}), "a-pr-1")
+	f.Add("\n#### Preview environments\n\n- `", "a")
+	f.Add("<!-- capstan:preview-expired a 0123456 x -->\n\n#### Preview environments\n\n\n#### Preview environments\n\n- `x`: y", "x")
+	f.Fuzz(func(t *testing.T, body, name string) {
+		if !api.IsDNSSubdomain(name) {
+			return // the deleted are App names
+		}
+		const why = "closed"
+		out, ok := ClosedBody(body, []string{name}, why)
+		if !ok {
+			return
+		}
+		if !strings.Contains(out, "- `"+name+"`: deleted: "+why+"\n") {
+			t.Fatalf("ClosedBody(%q) = %q: no line for %s", body, out, name)
+		}
+		if again, ok := ClosedBody(out, []string{name}, why); ok {
+			t.Fatalf("ClosedBody changed its own output %q again: %q", out, again)
+		}
+	})
+}

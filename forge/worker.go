@@ -95,6 +95,10 @@ type worker struct {
 
 	// Owned by run.
 	prs map[int]*prState
+	// uncommented are the previews deleted at start-up of pull requests
+	// closed while the server was down, by number, whose comment does
+	// not say so yet (commentClosed).
+	uncommented map[int][]string
 	// again is previewAgain as the round took it.
 	again   map[int]bool
 	failing bool
@@ -109,7 +113,7 @@ type worker struct {
 
 func newWorker(c *Component, rc gitsync.RepoConfig, fc Client) *worker {
 	return &worker{c: c, cfg: rc, fc: fc, dir: dataName(c.opts.DataDir, rc.Name), load: c.opts.Load,
-		dirty: map[int]bool{}, previewAgain: map[int]bool{}, previewed: map[string]bool{}, wake: make(chan struct{}, 1), prs: map[int]*prState{}}
+		dirty: map[int]bool{}, previewAgain: map[int]bool{}, previewed: map[string]bool{}, wake: make(chan struct{}, 1), prs: map[int]*prState{}, uncommented: map[int][]string{}}
 }
 
 func (w *worker) kick() {
@@ -353,10 +357,49 @@ func (w *worker) closed(ctx context.Context, n int) error {
 	in := st.shown
 	in.Previews = nil
 	for _, name := range listed {
-		in.Previews = append(in.Previews, PreviewLink{App: name, Deleted: true,
-			Refused: "the pull request is no longer open against " + w.cfg.Branch})
+		in.Previews = append(in.Previews, PreviewLink{App: name, Deleted: true, Refused: w.closedWhy()})
 	}
 	return w.upsertComment(ctx, st, CommentBody(in))
+}
+
+// closedWhy is why the previews of a closed pull request were deleted.
+func (w *worker) closedWhy() string {
+	return "the pull request is no longer open against " + w.cfg.Branch
+}
+
+// commentClosed edits the plan comment of pull request n, closed while
+// the server was down, whose previews names were deleted at start-up: it
+// says so in place of their links, as closed does for a close seen live.
+// The server no longer has the plan; the rest of the comment stays. A
+// comment that cannot be found (deleted by hand) is left alone.
+func (w *worker) commentClosed(ctx context.Context, n int, names []string) error {
+	c, ok, err := w.ownComment(ctx, n)
+	if err != nil || !ok {
+		return err
+	}
+	body, changed := ClosedBody(c.Body, names, w.closedWhy())
+	if !changed {
+		return nil
+	}
+	if err := w.fc.EditComment(ctx, n, c.ID, body); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("pull request %d: say that its previews are deleted: %w", n, err)
+	}
+	return nil
+}
+
+// ownComment is the server's plan comment on pull request n, found by
+// its marker (FindOwn).
+func (w *worker) ownComment(ctx context.Context, n int) (Comment, bool, error) {
+	self, err := w.fc.Self(ctx)
+	if err != nil {
+		return Comment{}, false, err
+	}
+	comments, err := w.fc.Comments(ctx, n)
+	if err != nil {
+		return Comment{}, false, err
+	}
+	c, ok := FindOwn(comments, self, Marker(w.cfg.Name))
+	return c, ok, nil
 }
 
 // consider plans a pull request whose head is new to the worker.
