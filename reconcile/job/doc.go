@@ -10,8 +10,9 @@
 //
 // The decision is Compute, a pure function of the Job, its pods and the
 // time; Controller applies it. Pods are named "<job>-<n>", n counting
-// up, so a create the cache does not show yet is never made twice: the
-// second create of a name fails with AlreadyExists. One Job is never
+// up (status.made) and never used twice, so a replacement's logs and
+// events are its own, and a create the cache does not show yet is never
+// made twice: the second create of a name fails with AlreadyExists. One Job is never
 // reconciled by two workers at once (the reconcile queue).
 //
 // Succeeded and failed are running totals: a pod's outcome is counted
