@@ -133,3 +133,24 @@ func TestDeleteNodeNamesItsCredentials(t *testing.T) {
 		t.Fatalf("delete node n2 (no credentials): %v\n%s", err, out)
 	}
 }
+
+// 'capstan node allow-rejoin' of a name nothing holds (a typo) fails and
+// names 'capstan get nodes'; it answered "may join again" before. A
+// registered name is allowed.
+func TestAllowRejoinUnknownNode(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	if _, err := c.Client.Create(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "node", "allow-rejoin", "nl", "--config", cfg)
+	if err == nil || strings.Contains(out, "may join again") || !strings.Contains(err.Error()+out, "capstan get nodes") {
+		t.Fatalf("allow-rejoin of an unknown name: %v\n%s", err, out)
+	}
+	out, err = run(t, "node", "allow-rejoin", "n1", "--config", cfg)
+	if err != nil || !strings.Contains(out, "node n1 may join again once") {
+		t.Fatalf("allow-rejoin n1: %v\n%s", err, out)
+	}
+}
