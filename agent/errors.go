@@ -8,7 +8,7 @@ var ErrNoPodCIDR = errors.New("no pod CIDR: the server allocated none to the nod
 
 // ErrHostPortsDisabled: a pod asks for a host port on a node whose agent
 // runs without HostPorts.
-var ErrHostPortsDisabled = errors.New("host ports are disabled on this node (start the agent with --host-ports)")
+var ErrHostPortsDisabled = errors.New("host ports are disabled on this node (start its agent with --host-ports: capstan agent --host-ports, or capstan up --host-ports)")
 
 // ErrRunDirInUse: the run directory belongs to another data directory,
 // that is another cluster on this machine.

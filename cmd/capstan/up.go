@@ -42,6 +42,7 @@ type upFlags struct {
 	containerd string
 	dnsAddr    string
 	runDir     string
+	hostPorts  bool
 }
 
 func (f *upFlags) register(cmd *cobra.Command) {
@@ -59,6 +60,7 @@ func (f *upFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.containerd, "containerd-address", "", "containerd socket to use (default: start a containerd child under DATA_DIR/agent/containerd)")
 	fl.StringVar(&f.runDir, "run-dir", "", "directory for the pods' namespace files and runc state, on a tmpfs (default: /run/capstan for the default --data-dir, else /run/capstan-HASH of DATA_DIR/agent)")
 	fl.StringVar(&f.dnsAddr, "dns-addr", "", `cluster DNS address, ip:port (default: this host's IPv4 address on port 53; "off" for none)`)
+	fl.BoolVar(&f.hostPorts, "host-ports", false, "let containers publish host ports (CNI portmap; needs iptables), as 'capstan agent --host-ports'")
 }
 
 func newUpCmd() *cobra.Command {
@@ -366,15 +368,14 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlpla
 	}
 	srv, reg := cp.Server(), cp.Registry()
 	n, err := node.New(node.Options{
-		Agent: agent.Options{
+		Agent: f.agentOptions(agent.Options{
 			Client: nodeClient, NodeName: id.Name, Address: id.Address.String(),
-			DataDir: filepath.Join(f.server.dataDir, "agent"), RunDir: f.runDir, ContainerdAddress: f.containerd,
 			Logger:             log.With("component", "agent"),
 			ServerCA:           string(srv.PKI().CAPEM),
 			InsecureRegistries: reg.AgentInsecure(),
 			RegistryCA:         string(srv.PKI().CAPEM),
 			RegistryLogins:     reg.NodeLogins(),
-		},
+		}),
 		Services:       true,
 		ServicesClient: admin,
 		DNSAddr:        f.dnsAddr,
@@ -400,6 +401,15 @@ func startNode(ctx context.Context, g *errgroup.Group, f upFlags, cp *controlpla
 	}
 	p.ok("agent: node %s Ready (containerd, CNI bridge)", name)
 	return nil
+}
+
+// agentOptions sets in o what the flags of up say about the agent.
+func (f upFlags) agentOptions(o agent.Options) agent.Options {
+	o.DataDir = filepath.Join(f.server.dataDir, "agent")
+	o.RunDir = f.runDir
+	o.ContainerdAddress = f.containerd
+	o.HostPorts = f.hostPorts
+	return o
 }
 
 // upNodeError adds what to do when a port of the node side is taken: the

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/capstanhq/capstan/agent"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/registry"
+	"github.com/spf13/cobra"
 )
 
 // startUp runs `capstan up ARGS` in process until the returned stop is
@@ -243,5 +245,30 @@ func TestUpNodeErrorHint(t *testing.T) {
 	}
 	if upNodeError(nil) != nil {
 		t.Error("nil became an error")
+	}
+}
+
+// A pod with a host port on `capstan up`'s node failed with "host ports
+// are disabled on this node (start the agent with --host-ports)", and
+// capstan up had no such flag: descriptor.md's hostPort could not work on
+// the newcomer's cluster. up's --host-ports reaches its agent.
+func TestUpHostPorts(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"--host-ports"}, true},
+	} {
+		var f upFlags
+		cmd := &cobra.Command{Use: "up"}
+		f.register(cmd)
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		o := f.agentOptions(agent.Options{NodeName: "vm"})
+		if o.HostPorts != tc.want || o.NodeName != "vm" {
+			t.Errorf("up %v: agent options HostPorts %v NodeName %q, want %v and vm", tc.args, o.HostPorts, o.NodeName, tc.want)
+		}
 	}
 }
