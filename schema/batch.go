@@ -32,6 +32,7 @@ func (c *converter) batch(w *api.AppWorkload, g dGroup, wp string, sub func(...s
 	c.note(wp+".spec.job", sub("job")...)
 	c.note(wp+".spec.job.schedule", sub("schedule")...)
 	c.note(wp+".spec.job.concurrency", sub("job", "concurrency")...)
+	c.note(wp+".spec.everyNode", sub("everyNode")...)
 	c.note(wp+".spec.template.restartPolicy", sub("restartPolicy")...)
 	for i := range g.DependsOn {
 		c.note(fmt.Sprintf("%s.spec.dependsOn[%d]", wp, i), sub("dependsOn")...)
