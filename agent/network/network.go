@@ -271,7 +271,14 @@ func (m *Manager) TeardownAt(ctx context.Context, id, path string) error {
 		list   *libcni.NetworkConfigList
 		ifName string
 	}{{m.pod, podIfName}, {m.lo, "lo"}} {
-		if err := m.cni.DelNetworkList(ctx, n.list, m.runtimeConf(id, nsPath, n.ifName)); err != nil {
+		rt := m.runtimeConf(id, nsPath, n.ifName)
+		// portmap removes a pod's host port rules only when DEL names its
+		// ports again: take them from what ADD cached (as CRI passes the
+		// pod's port mappings on teardown).
+		if _, cached, err := m.cni.GetNetworkListCachedConfig(n.list, rt); err == nil && cached != nil {
+			rt.CapabilityArgs = cached.CapabilityArgs
+		}
+		if err := m.cni.DelNetworkList(ctx, n.list, rt); err != nil {
 			errs = append(errs, fmt.Errorf("detach from network %s: %w: %w", n.list.Name, ErrCNI, err))
 		}
 	}

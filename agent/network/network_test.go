@@ -145,6 +145,66 @@ func TestCNICacheUnderCacheDir(t *testing.T) {
 	}
 }
 
+// A pod's host port outlived it: Teardown's CNI DEL named no ports, so
+// portmap left the pod's DNAT chain, and a later pod on the same host port
+// was shadowed by the dead pod's rule. DEL now names the ports ADD cached.
+func TestTeardownRemovesHostPortRules(t *testing.T) {
+	testenv.RequireBinaries(t, "iptables")
+	if exec.Command("iptables", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").Run() != nil {
+		t.Cleanup(removePortmapChains) // made by this test's portmap
+	}
+	m := newManager(t, func(o *network.Options) { o.PortMap = true })
+	id := fmt.Sprintf("pod-hostport-%d", os.Getpid())
+	port := int32(40000 + os.Getpid()%10000)
+	ctx := context.Background()
+	rules := func() string {
+		out, err := exec.Command("iptables", "-t", "nat", "-S").CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables -t nat -S: %v\n%s", err, out)
+		}
+		var mine []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, fmt.Sprintf("--dport %d ", port)) || strings.Contains(l, fmt.Sprintf("--dports %d ", port)) {
+				mine = append(mine, l)
+			}
+		}
+		return strings.Join(mine, "\n")
+	}
+	att, err := m.Setup(ctx, id, []network.PortMapping{{HostPort: port, ContainerPort: 8080, Protocol: "tcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Teardown(context.Background(), id) })
+	if r := rules(); !strings.Contains(r, att.IP.String()+":8080") {
+		t.Fatalf("no DNAT of host port %d to %s:8080 after Setup:\n%s", port, att.IP, r)
+	}
+	if err := m.Teardown(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if r := rules(); r != "" {
+		t.Errorf("host port %d rules left after Teardown:\n%s", port, r)
+	}
+}
+
+// removePortmapChains removes the chains portmap shares between pods (it
+// never removes them itself), once no pod's chain uses them.
+func removePortmapChains() {
+	out, _ := exec.Command("iptables", "-t", "nat", "-S").Output()
+	if strings.Contains(string(out), "-N CNI-DN-") {
+		return
+	}
+	for _, args := range [][]string{
+		{"-D", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+		{"-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "CNI-HOSTPORT-DNAT"},
+		{"-D", "POSTROUTING", "-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", "CNI-HOSTPORT-MASQ"},
+		{"-F", "CNI-HOSTPORT-DNAT"}, {"-X", "CNI-HOSTPORT-DNAT"},
+		{"-F", "CNI-HOSTPORT-MASQ"}, {"-X", "CNI-HOSTPORT-MASQ"},
+		{"-F", "CNI-HOSTPORT-SETMARK"}, {"-X", "CNI-HOSTPORT-SETMARK"},
+	} {
+		exec.Command("iptables", append([]string{"-t", "nat"}, args...)...).Run()
+	}
+}
+
 func TestBadConfListFailsCleanly(t *testing.T) {
 	m := newManager(t, func(o *network.Options) {
 		o.ConfList = []byte(`{"cniVersion":"1.0.0","name":"bad","plugins":[{"type":"no-such-plugin"}]}`)
