@@ -184,11 +184,19 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 			return plumbing.ZeroHash, err
 		}
 	}
+	// The message names the paths the commit changes: a rollback of an
+	// app restores every file of it, most often as they are.
+	var changed []string
+	for _, p := range paths {
+		if !sameEntry(headTree, toTree, p) {
+			changed = append(changed, p)
+		}
+	}
 	sig := object.Signature{Name: author.Name, Email: author.Email, When: author.When}
 	c := &object.Commit{
 		Author:       sig,
 		Committer:    sig,
-		Message:      withNote(revertMessage(r, headC, toC, paths, sortedKeys(req.Rewritten), req.Apps), req.Note),
+		Message:      withNote(revertMessage(r, headC, toC, changed, sortedKeys(req.Rewritten), req.Apps), req.Note),
 		TreeHash:     root,
 		ParentHashes: []plumbing.Hash{head},
 	}
@@ -197,6 +205,17 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 		return plumbing.ZeroHash, err
 	}
 	return r.Storer.SetEncodedObject(obj)
+}
+
+// sameEntry reports that path is the same file or tree in a and b (or in
+// neither).
+func sameEntry(a, b *object.Tree, path string) bool {
+	ea, errA := a.FindEntry(path)
+	eb, errB := b.FindEntry(path)
+	if errA != nil || errB != nil {
+		return (errA != nil) == (errB != nil)
+	}
+	return ea.Hash == eb.Hash && ea.Mode == eb.Mode
 }
 
 // revertMessage names the target and the undone commits: those on the

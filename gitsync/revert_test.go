@@ -159,3 +159,19 @@ func TestRevertNote(t *testing.T) {
 		t.Errorf("trailer %q, want %s", got, cs[2])
 	}
 }
+
+// A rollback restores every file of an app, most of them often as they
+// are: the commit's message names those it changes, not the others.
+func TestRevertMessageNamesChangedFiles(t *testing.T) {
+	r := newGitRepo(t)
+	c1 := r.commit("shop v1", map[string]string{"apps/shop/a.cue": "a1", "apps/shop/same.cue": "s1"})
+	r.commit("shop a2", map[string]string{"apps/shop/a.cue": "a2"})
+	sha, err := Revert(context.Background(), RepoConfig{URL: r.dir}, RevertRequest{Paths: []string{"apps/shop/a.cue", "apps/shop/same.cue"}, To: c1, Author: rollbacker, Apps: []string{"shop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := r.git("log", "-1", "--format=%B", sha)
+	if !strings.Contains(msg, "Restores apps/shop/a.cue to its content at") || strings.Contains(msg, "same.cue") {
+		t.Errorf("rollback message:\n%s\nwant it to restore apps/shop/a.cue alone", msg)
+	}
+}
