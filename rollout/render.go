@@ -14,9 +14,14 @@ const BarWidth = 20
 
 // Bar draws a pod group's progress: '=' for available pods, '-' for
 // updated pods not yet available, '.' for the rest of the desired count.
+// A group of no pods is full once complete, empty before (it waits for
+// the apps it depends on, or for its old pods to go).
 func Bar(g Group) string {
 	if g.Desired <= 0 {
-		return "[" + strings.Repeat("=", BarWidth) + "]"
+		if g.State == Complete {
+			return "[" + strings.Repeat("=", BarWidth) + "]"
+		}
+		return "[" + strings.Repeat(".", BarWidth) + "]"
 	}
 	cells := func(n int32) int {
 		n = max(0, min(n, g.Desired))

@@ -163,7 +163,8 @@ func TestBar(t *testing.T) {
 		{"old pods available do not count", Group{Desired: 4, Updated: 1, Available: 4}, "[=====...............]"},
 		{"done", Group{Desired: 3, Updated: 3, Available: 3}, "[====================]"},
 		{"surge is capped", Group{Desired: 2, Updated: 3, Available: 3}, "[====================]"},
-		{"zero desired", Group{}, "[====================]"},
+		{"zero desired, complete", Group{State: Complete}, "[====================]"},
+		{"zero desired, waiting (for the apps it depends on)", Group{State: Progressing}, "[....................]"},
 	}
 	for _, tt := range tests {
 		if got := Bar(tt.g); got != tt.want {
