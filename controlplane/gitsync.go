@@ -100,7 +100,7 @@ func attachGitSync(srv *apiserver.Server, c *client.Client, dataDir string, repo
 		log.Info("tracking repository", "name", r.Name, "url", gitsync.RedactURL(r.URL), "ref", r.Ref(), "path", r.Path)
 	}
 	// Apps with rollback "auto" get their failed rollouts reverted in git.
-	ar, err := autorevert.New(autorevert.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "autorevert"), Logger: log.With("component", "autorevert"),
+	ar, err := autorevert.New(autorevert.Options{API: c, Repos: repos, DataDir: filepath.Join(dataDir, "autorevert"), Eval: eval, Logger: log.With("component", "autorevert"),
 		OnRevert: func(a autorevert.Action, commit string, err error) {
 			m := notify.Message{Kind: notify.RollbackMade, Time: time.Now(), App: a.App, Repo: a.Repo, Commit: a.Failed}
 			switch {

@@ -13,12 +13,14 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/rollback"
+	"github.com/capstanhq/capstan/schema/sandbox"
 	"github.com/spf13/cobra"
 )
 
 func newRollbackCmd() *cobra.Command {
 	var to, repoDir, descPath, branch string
 	var includeOthers bool
+	var eval evalFlags
 	cmd := &cobra.Command{
 		Use: "rollback APP --to SHA",
 		Example: `  capstan rollback shop --to 5dee3a3           # a SHA from 'capstan history shop' or 'git log'
@@ -46,6 +48,10 @@ Where that cannot be done safely (YAML or JSON, apps not written as plain
 is refused and names the other apps,
 unless --include-other-apps is given to roll them back too (the commit
 message then lists every app it rolls back).
+
+The descriptors are evaluated in a bounded child process, as validate, plan
+and sync do (--eval-timeout, --eval-memory): a descriptor over the bounds is
+refused for its apps only.
 
 The repository is the app's source when it is a local path, else --repo (a
 local clone: the commit is made there, and left for you to push to the
@@ -89,7 +95,14 @@ repository sync reads; the output says so, with the command).`,
 			if st, err := os.Stat(repoDir); err != nil || !st.IsDir() {
 				return fmt.Errorf("repository %q is not a local directory: pass --repo with a local clone", gitsync.RedactURL(repoDir))
 			}
-			res, err := rollback.Run(ctx, rollback.Options{RepoDir: repoDir, Path: descPath, App: app, To: to, Branch: branch, IncludeOtherApps: includeOthers, Now: time.Now})
+			// The descriptors are evaluated in a bounded child process,
+			// as sync evaluates them.
+			ev, err := sandbox.New(eval.options(nil))
+			if err != nil {
+				return err
+			}
+			defer ev.Close()
+			res, err := rollback.Run(ctx, rollback.Options{RepoDir: repoDir, Path: descPath, App: app, To: to, Branch: branch, IncludeOtherApps: includeOthers, Now: time.Now, Load: ev.Load})
 			if err != nil {
 				return err
 			}
@@ -123,6 +136,7 @@ repository sync reads; the output says so, with the command).`,
 	cmd.Flags().StringVar(&descPath, "path", "", "descriptor directory in the repository (default: the one sync reads)")
 	cmd.Flags().StringVar(&branch, "branch", "main", "branch to commit on: the one sync tracks, or this one when the server cannot be asked")
 	cmd.Flags().BoolVar(&includeOthers, "include-other-apps", false, "also roll back the other apps declared in the app's files")
+	eval.register(cmd)
 	return cmd
 }
 

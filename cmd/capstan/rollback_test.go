@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +49,29 @@ func TestRollbackNamesTheFilesItChanges(t *testing.T) {
 	}
 	if !strings.Contains(out, "web rolled back to "+shas[0][:12]+", changing apps/web.cue\n") {
 		t.Errorf("the rollback's output does not name the one file it changes:\n%s", out)
+	}
+}
+
+// 'capstan rollback' evaluated the repository's descriptors without
+// bounds: a descriptor that makes evaluation huge (here one doubling
+// forty times) took the user's machine with it. It evaluates them in the
+// sandbox, as validate, plan and sync do: the descriptor is refused, its
+// app only, and the rollback is made.
+func TestRollbackEvaluatesWithinTheBounds(t *testing.T) {
+	bomb, err := os.ReadFile(filepath.Join("..", "..", "schema", "sandbox", "testdata", "bomb.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, shas := gittest.Repo(t,
+		map[string]string{"apps/web.cue": appCue("web", 1)},
+		map[string]string{"apps/web.cue": appCue("web", 2), "apps/bomb.cue": string(bomb)},
+	)
+	out, err := run(t, "rollback", "web", "--to", shas[0], "--repo", repo, "--path", "apps", "--eval-memory", "256", "--eval-timeout", "1s")
+	if err != nil {
+		t.Fatalf("rollback: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "web rolled back to "+shas[0][:12]+", changing apps/web.cue\n") {
+		t.Errorf("rollback output:\n%s", out)
 	}
 }
 

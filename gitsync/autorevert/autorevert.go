@@ -17,6 +17,7 @@ import (
 	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/gitsync/rollback"
 	"github.com/capstanhq/capstan/reconcile"
+	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
 // Options configure the component.
@@ -40,6 +41,12 @@ type Options struct {
 	// reached is tried again, doubled each time up to maxBackoff.
 	// Default 10s.
 	Backoff time.Duration
+	// Eval bounds the evaluation of the descriptors a revert is planned
+	// on, as sync's (schema/sandbox, the server's --eval-timeout and
+	// --eval-memory): a commit that makes evaluation huge costs its own
+	// evaluation, never the control plane. Its zero value takes the
+	// sandbox's defaults; StateFile is set per repository in DataDir.
+	Eval sandbox.Options
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -73,6 +80,9 @@ type Component struct {
 	retries map[string]*retry
 	// recheck wakes run when a complete rollout has been for StableFor.
 	recheck *time.Timer
+	// evs evaluate each repository's descriptors; their child process
+	// runs only while a revert is planned. Owned by run.
+	evs map[string]*sandbox.Evaluator
 }
 
 // New checks the options.
@@ -92,7 +102,7 @@ func New(o Options) (*Component, error) {
 	if o.Backoff <= 0 {
 		o.Backoff = 10 * time.Second
 	}
-	c := &Component{opts: o, log: o.Logger, repos: map[string]gitsync.RepoConfig{}, wake: make(chan struct{}, 1), done: map[string]bool{}, retries: map[string]*retry{}}
+	c := &Component{opts: o, log: o.Logger, repos: map[string]gitsync.RepoConfig{}, wake: make(chan struct{}, 1), done: map[string]bool{}, retries: map[string]*retry{}, evs: map[string]*sandbox.Evaluator{}}
 	for _, rc := range o.Repos {
 		c.repos[rc.Name] = rc.WithDefaults()
 	}
@@ -117,6 +127,11 @@ func (c *Component) Start(ctx context.Context) error {
 		g.Go(func() error { return i.Start(ctx) })
 	}
 	g.Go(func() error {
+		defer func() {
+			for _, ev := range c.evs {
+				ev.Close()
+			}
+		}()
 		for _, i := range infs {
 			if err := i.WaitForSync(ctx); err != nil {
 				return nil
@@ -277,21 +292,44 @@ func (c *Component) tip(ctx context.Context, rc gitsync.RepoConfig) (dir, tip st
 	return dir, tip, nil
 }
 
+// evaluator is the bounded evaluator of repository rc, made on first use.
+func (c *Component) evaluator(rc gitsync.RepoConfig) (*sandbox.Evaluator, error) {
+	if ev := c.evs[rc.Name]; ev != nil {
+		return ev, nil
+	}
+	eo := c.opts.Eval
+	eo.StateFile = filepath.Join(c.opts.DataDir, rc.Name+".refused.json")
+	if eo.Logger == nil {
+		eo.Logger = c.log.With("repo", rc.Name)
+	}
+	ev, err := sandbox.New(eo)
+	if err != nil {
+		return nil, err
+	}
+	c.evs[rc.Name] = ev
+	return ev, nil
+}
+
 // apply plans the revert of a on tip (of the repository in dir) and
 // makes its commit.
 func (c *Component) apply(ctx context.Context, rc gitsync.RepoConfig, dir, tip string, a Action) (string, error) {
-	plan, err := rollback.PlanFor(dir, rc.Path, a.App, a.To, tip, false)
+	ev, err := c.evaluator(rc)
 	if err != nil {
 		return "", err
+	}
+	defer ev.Close() // the child process; the next revert starts another
+	plan, err := rollback.PlanFor(ctx, ev.Load, dir, rc.Path, a.App, a.To, tip, false)
+	if err != nil {
+		return "", refused(err, a)
 	}
 	// A commit after the failing one that changed the app (a fix pushed
 	// and not synced yet) would be undone by the revert: sync applies it
 	// next, and its own rollout is judged then. One that changed only
 	// other apps (in a file shared with this one too) stays as it is.
 	if tip != a.Failed {
-		changed, rejected, err := rollback.Changed(ctx, dir, rc.Path, a.App, a.Failed, tip)
+		changed, rejected, err := rollback.Changed(ctx, ev.Load, dir, rc.Path, a.App, a.Failed, tip)
 		if err != nil {
-			return "", fmt.Errorf("compare %s with the branch's tip: %w", api.ShortCommit(a.Failed), err)
+			return "", refused(fmt.Errorf("compare %s with the branch's tip: %w", api.ShortCommit(a.Failed), err), a)
 		}
 		if len(rejected) > 0 {
 			return "", fmt.Errorf("the branch has a newer commit changing the app (%s at %s), where it does not validate (%s), so sync refuses it: fix the app in git, or revert by hand with 'capstan rollback %s --to %s'",
@@ -305,6 +343,18 @@ func (c *Component) apply(ctx context.Context, rc gitsync.RepoConfig, dir, tip s
 		reasonPrefix, a.App, api.ShortCommit(a.Failed), a.Why, Trailer, a.Failed)
 	return gitsync.Revert(ctx, rc, gitsync.RevertRequest{Paths: plan.Files, To: a.To, Base: tip, Apps: plan.Apps, Rewritten: plan.Rewritten,
 		Author: gitsync.Author{Name: c.opts.AuthorName, Email: c.opts.AuthorEmail, When: c.opts.Now()}, Note: note})
+}
+
+// refused says what to do about err when the evaluation of the
+// descriptors the revert of a is planned on was refused as a whole (too
+// many descriptors over the bounds); else it returns err as it is. (One
+// descriptor over them only rejects its apps, as in sync.)
+func refused(err error, a Action) error {
+	if !errors.Is(err, sandbox.ErrTooManyRefusals) {
+		return err
+	}
+	return fmt.Errorf("the evaluation of the descriptors to plan the revert on was refused (%w): the server evaluates them within the same bounds as sync (--eval-timeout, --eval-memory); simplify or remove the descriptors over the bounds in git, or revert by hand with 'capstan rollback %s --to %s'",
+		err, a.App, api.ShortCommit(a.To))
 }
 
 // reasonPrefix starts the line of a revert's message that says why.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -22,6 +23,7 @@ import (
 	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/schema"
+	"github.com/capstanhq/capstan/schema/sandbox"
 )
 
 func git(t *testing.T, dir string, args ...string) string {
@@ -99,6 +101,13 @@ func synced(t *testing.T, c *client.Client, dir, commit string, state rollState)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Sync refuses the descriptors over the bounds; the test's own
+	// process does not evaluate them.
+	for _, name := range hostile {
+		if descs, err = without(descs, name); err != nil {
+			t.Fatal(err)
+		}
+	}
 	res, err := schema.Load(descs, schema.LoadOptions{})
 	i := slices.IndexFunc(res.Apps, func(a schema.AppResult) bool { return a.Name == "x" })
 	if err != nil || i < 0 || !res.Apps[i].Valid() {
@@ -166,6 +175,38 @@ func synced(t *testing.T, c *client.Client, dir, commit string, state rollState)
 				Message: "rollout to template abc made no progress for 10m0s: 2 of 2 new pods not ready (x-web-1: CrashLoopBackOff)"}}
 		}
 		if _, err := c.UpdateStatus(ctx, cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// hostile are the descriptors over the evaluation bounds the tests
+// commit (schema/sandbox/testdata).
+var hostile = []string{"bomb.cue", "slow.cue"}
+
+// without is fsys without the file name.
+func without(fsys fs.FS, name string) (fs.FS, error) {
+	out := fstest.MapFS{}
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || p == name {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		out[p] = &fstest.MapFile{Data: b}
+		return err
+	})
+	return out, err
+}
+
+// commitHostile commits the descriptors over the evaluation bounds.
+func commitHostile(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range hostile {
+		b, err := os.ReadFile(filepath.Join("..", "..", "schema", "sandbox", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "apps", name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -578,5 +619,81 @@ func TestReason(t *testing.T) {
 		if got := Reason(tc.msg); got != tc.want {
 			t.Errorf("%s: Reason = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// bounds are small evaluation bounds, which the hostile descriptors
+// exceed at once.
+func bounds(o *Options) { o.Eval = sandbox.Options{Timeout: time.Second, Memory: 256 << 20} }
+
+// The revert planned its commit evaluating the repository's descriptors
+// in the server's own process, without the bounds sync has: a commit
+// with a descriptor that makes evaluation huge, once its rollout failed,
+// took the control plane's memory and CPU. The revert evaluates in the
+// sandbox, as sync: the descriptors over the bounds are refused (their
+// apps only), and the app is reverted.
+func TestAutoRevertEvaluatesInTheSandbox(t *testing.T) {
+	repo := newAppsRepo(t)
+	good := commit(t, repo, desc("v1"), "x v1")
+	commitHostile(t, repo)
+	bad := commit(t, repo, desc("v2"), "x v2, and two descriptors over the bounds")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, repo, good, rollComplete)
+	data := t.TempDir()
+	runComponent(t, c, repo, func(o *Options) { bounds(o); o.DataDir = data })
+	synced(t, c, repo, bad, rollStalled)
+	eventually(t, "the revert", func() bool { return event(c, ReasonReverted) != nil || event(c, ReasonStopped) != nil })
+	if e := event(c, ReasonStopped); e != nil {
+		t.Fatalf("not reverted: %s", e.Spec.Message)
+	}
+	if got := git(t, repo, "show", "HEAD:apps/x.cue") + "\n"; got != desc("v1") {
+		t.Errorf("apps/x.cue after the revert = %q, want v1", got)
+	}
+	if got := git(t, repo, "diff", "--name-only", bad, "HEAD"); got != "apps/x.cue" {
+		t.Errorf("the revert changed %q, want apps/x.cue only", got)
+	}
+	// The sandbox refused them, and remembers it across a restart.
+	state, err := os.ReadFile(filepath.Join(data, "deploy.refused.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"apps/bomb.cue", "apps/slow.cue"} {
+		if !strings.Contains(string(state), want) {
+			t.Errorf("the evaluator's refusals lack %s: %s", want, state)
+		}
+	}
+}
+
+// A branch whose tip has more descriptors over the bounds than the
+// sandbox takes (sync refuses such a commit whole) cannot have a revert
+// planned on it: the AutoRevertStopped event says the evaluation was
+// refused and what to do.
+func TestAutoRevertStoppedByATipOverTheBounds(t *testing.T) {
+	repo := newAppsRepo(t)
+	good := commit(t, repo, desc("v1"), "x v1")
+	bad := commit(t, repo, desc("v2"), "x v2: the new image")
+	commitHostile(t, repo)
+	git(t, repo, "add", "-A")
+	git(t, repo, "commit", "-q", "-m", "two descriptors over the bounds")
+	tip := git(t, repo, "rev-parse", "HEAD")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	synced(t, c, repo, good, rollComplete)
+	runComponent(t, c, repo, func(o *Options) { bounds(o); o.Eval.MaxRefusals = 2 })
+	synced(t, c, repo, bad, rollStalled)
+	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil || event(c, ReasonReverted) != nil })
+	e := event(c, ReasonStopped)
+	if e == nil {
+		t.Fatalf("reverted on a tip sync refuses: %s", event(c, ReasonReverted).Spec.Message)
+	}
+	for _, want := range []string{"evaluation of the descriptors to plan the revert on was refused", "exceeded the bounds of 1s / 256 MiB",
+		"simplify or remove the descriptors over the bounds", "capstan rollback x --to " + good[:12]} {
+		if !strings.Contains(e.Spec.Message, want) {
+			t.Errorf("event lacks %q: %s", want, e.Spec.Message)
+		}
+	}
+	if head := git(t, repo, "rev-parse", "HEAD"); head != tip {
+		t.Errorf("HEAD moved from %s to %s", tip[:12], head[:12])
 	}
 }

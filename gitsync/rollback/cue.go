@@ -2,6 +2,7 @@ package rollback
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -147,7 +148,7 @@ func fieldName(f *ast.Field) string {
 // other apps at head or at to), only app's part as at to. It then checks
 // on the whole descriptor tree that app becomes exactly what it was at to
 // and no other app changes; any doubt is an error.
-func rewriteShared(repoDir, descPath, app, to, head string, shared, whole []string, atHead, atTo appDecls) (map[string][]byte, error) {
+func rewriteShared(ctx context.Context, load Loader, repoDir, descPath, app, to, head string, shared, whole []string, atHead, atTo appDecls) (map[string][]byte, error) {
 	headFS, err := gitsync.TreeAt(repoDir, head)
 	if err != nil {
 		return nil, err
@@ -216,7 +217,7 @@ func rewriteShared(repoDir, descPath, app, to, head string, shared, whole []stri
 	for f, b := range out {
 		tree[strings.TrimPrefix(f, prefix)] = &fstest.MapFile{Data: b}
 	}
-	after, err := loadDecls(tree, descPath)
+	after, err := loadDecls(ctx, load, tree, descPath)
 	if err != nil {
 		return nil, err
 	}
@@ -240,8 +241,8 @@ func rewriteShared(repoDir, descPath, app, to, head string, shared, whole []stri
 }
 
 // loadDecls loads a tree of descriptors (rooted at descPath).
-func loadDecls(fsys fs.FS, descPath string) (appDecls, error) {
-	res, err := schema.Load(fsys, schema.LoadOptions{PathPrefix: descPath})
+func loadDecls(ctx context.Context, load Loader, fsys fs.FS, descPath string) (appDecls, error) {
+	res, err := load.orDefault()(ctx, fsys, schema.LoadOptions{PathPrefix: descPath})
 	if err != nil {
 		return appDecls{}, err
 	}

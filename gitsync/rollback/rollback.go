@@ -46,6 +46,23 @@ type Options struct {
 	Author gitsync.Author
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Load evaluates the descriptors. Default schema.Load, in this
+	// process and unbounded; a sandbox.Evaluator's Load bounds it.
+	Load Loader
+}
+
+// Loader evaluates a tree of descriptors: schema.Load, or the Load of a
+// bounded evaluator (schema/sandbox), as sync evaluates them.
+type Loader func(ctx context.Context, fsys fs.FS, o schema.LoadOptions) (*schema.Result, error)
+
+// orDefault is l, or schema.Load when l is nil.
+func (l Loader) orDefault() Loader {
+	if l != nil {
+		return l
+	}
+	return func(_ context.Context, fsys fs.FS, o schema.LoadOptions) (*schema.Result, error) {
+		return schema.Load(fsys, o)
+	}
 }
 
 // Result is the commit made and what it restored.
@@ -81,7 +98,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("branch %s in %s: %w", o.Branch, o.RepoDir, err)
 	}
-	plan, err := PlanFor(o.RepoDir, o.Path, o.App, o.To, tip, o.IncludeOtherApps)
+	plan, err := PlanFor(ctx, o.Load, o.RepoDir, o.Path, o.App, o.To, tip, o.IncludeOtherApps)
 	if err != nil {
 		return Result{}, err
 	}
@@ -112,13 +129,14 @@ type Plan struct {
 // secrets: from:), which are part of what its pods run. It refuses when
 // app is not declared at to or does not validate there against today's
 // schema, and when the files are shared with other apps (declared at
-// either commit, or read by them) unless includeOthers.
-func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan, error) {
-	atTo, err := declarations(repoDir, descPath, to)
+// either commit, or read by them) unless includeOthers. load evaluates the
+// descriptors (nil: schema.Load).
+func PlanFor(ctx context.Context, load Loader, repoDir, descPath, app, to, head string, includeOthers bool) (Plan, error) {
+	atTo, err := declarations(ctx, load, repoDir, descPath, to)
 	if err != nil {
 		return Plan{}, err
 	}
-	atHead, err := declarations(repoDir, descPath, head)
+	atHead, err := declarations(ctx, load, repoDir, descPath, head)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -171,7 +189,7 @@ func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan,
 		}
 		rewritten, err := map[string][]byte(nil), fmt.Errorf("other apps read %s too", strings.Join(sharedData, ", "))
 		if len(sharedData) == 0 {
-			rewritten, err = rewriteShared(repoDir, descPath, app, to, head, shared, whole, atHead, atTo)
+			rewritten, err = rewriteShared(ctx, load, repoDir, descPath, app, to, head, shared, whole, atHead, atTo)
 		}
 		if err == nil {
 			return Plan{Files: whole, Apps: []string{app}, Rewritten: rewritten}, nil
@@ -190,13 +208,13 @@ func PlanFor(repoDir, descPath, app, to, head string, includeOthers bool) (Plan,
 // validity) differs, with why sync rejects it at to when it does; else a
 // file it reads at either commit that differs; "" when app is as it was.
 // Commits that changed only other apps, even in a file shared with app,
-// leave it as it was.
-func Changed(ctx context.Context, repoDir, descPath, app, from, to string) (where string, rejected []api.SourceError, err error) {
-	atFrom, err := declarations(repoDir, descPath, from)
+// leave it as it was. load evaluates the descriptors (nil: schema.Load).
+func Changed(ctx context.Context, load Loader, repoDir, descPath, app, from, to string) (where string, rejected []api.SourceError, err error) {
+	atFrom, err := declarations(ctx, load, repoDir, descPath, from)
 	if err != nil {
 		return "", nil, err
 	}
-	atTo, err := declarations(repoDir, descPath, to)
+	atTo, err := declarations(ctx, load, repoDir, descPath, to)
 	if err != nil {
 		return "", nil, err
 	}
@@ -309,7 +327,7 @@ func readFiles(app *api.App) []string {
 func (d appDecls) files(app string) []string { return d.byApp[app] }
 
 // declarations loads the descriptors at ref.
-func declarations(repoDir, descPath, ref string) (appDecls, error) {
+func declarations(ctx context.Context, load Loader, repoDir, descPath, ref string) (appDecls, error) {
 	d := declsOf(&schema.Result{}, descPath)
 	fsys, err := gitsync.TreeAt(repoDir, ref)
 	if err != nil {
@@ -322,9 +340,9 @@ func declarations(repoDir, descPath, ref string) (appDecls, error) {
 		}
 		fsys = sub
 	}
-	res, err := schema.Load(fsys, schema.LoadOptions{PathPrefix: descPath})
+	res, err := load.orDefault()(ctx, fsys, schema.LoadOptions{PathPrefix: descPath, Commit: ref})
 	if err != nil {
-		return d, fmt.Errorf("load the descriptors at %s: %w", ref, err)
+		return d, fmt.Errorf("load the descriptors at %s: %w", api.ShortCommit(ref), err)
 	}
 	return declsOf(res, descPath), nil
 }

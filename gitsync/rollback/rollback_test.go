@@ -37,12 +37,12 @@ func TestRollbackRewritesOnlyTheAppsPart(t *testing.T) {
 	if head := gittest.Git(t, repo, "rev-parse", "HEAD"); res.Commit != head || len(res.Plan.Files) != 0 || len(res.Plan.Rewritten) != 1 {
 		t.Fatalf("result %+v; HEAD %s", res, head)
 	}
-	after, err := declarations(repo, "apps", "HEAD")
+	after, err := declarations(context.Background(), nil, repo, "apps", "HEAD")
 	if err != nil {
 		t.Fatal(err)
 	}
-	atFirst, _ := declarations(repo, "apps", shas[0])
-	atSecond, _ := declarations(repo, "apps", shas[1])
+	atFirst, _ := declarations(context.Background(), nil, repo, "apps", shas[0])
+	atSecond, _ := declarations(context.Background(), nil, repo, "apps", shas[1])
 	if string(after.specs["web"]) != string(atFirst.specs["web"]) || string(after.specs["blog"]) != string(atSecond.specs["blog"]) {
 		t.Fatalf("after the rollback:\n%s", gittest.Git(t, repo, "show", "HEAD:apps/all.cue"))
 	}
@@ -82,12 +82,12 @@ func TestRollbackPlansOnTheBranchNotTheCheckout(t *testing.T) {
 	if _, err := Run(context.Background(), Options{RepoDir: ".", Path: "apps", App: "web", To: shas[0], Branch: "main"}); err != nil {
 		t.Fatalf("rollback from a relative path with another branch checked out: %v", err)
 	}
-	after, err := declarations(repo, "apps", "main")
+	after, err := declarations(context.Background(), nil, repo, "apps", "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	atFirst, _ := declarations(repo, "apps", shas[0])
-	atBlog3, _ := declarations(repo, "apps", blog3)
+	atFirst, _ := declarations(context.Background(), nil, repo, "apps", shas[0])
+	atBlog3, _ := declarations(context.Background(), nil, repo, "apps", blog3)
 	if string(after.specs["web"]) != string(atFirst.specs["web"]) || string(after.specs["blog"]) != string(atBlog3.specs["blog"]) {
 		t.Fatalf("after the rollback main has:\n%s", gittest.Git(t, repo, "show", "main:apps/all.cue"))
 	}
@@ -175,7 +175,7 @@ func TestChanged(t *testing.T) {
 		{"a file the app reads", "api", shas[2], shas[3], "apps/config/api.conf"},
 		{"a file another app reads", "web", shas[2], shas[3], ""},
 	} {
-		got, rejected, err := Changed(context.Background(), repo, "apps", tc.app, tc.from, tc.to)
+		got, rejected, err := Changed(context.Background(), nil, repo, "apps", tc.app, tc.from, tc.to)
 		if err != nil || got != tc.want || len(rejected) != 0 {
 			t.Errorf("%s: Changed = %q, %v; want %q", tc.name, got, err, tc.want)
 		}

@@ -50,8 +50,9 @@ var allowed = map[string][]string{
 	"gitsync/rollback": {"gitsync", "schema"},
 	// Automatic revert finds the failed rollout with the app
 	// controller's desired workloads, and the completed ones (where it
-	// goes back to) with rollout's judgement.
-	"gitsync/autorevert": {"reconcile/app", "rollout"},
+	// goes back to) with rollout's judgement; it evaluates the
+	// descriptors in the sandbox, as sync does.
+	"gitsync/autorevert": {"reconcile/app", "rollout", "schema/sandbox"},
 	// Rollout progress compares each workload with the spec the app
 	// controller gives it for the synced commit.
 	"rollout": {"reconcile/app"},
