@@ -204,8 +204,40 @@ func (c *Component) round(ctx context.Context, infs map[api.Kind]*client.Informe
 			c.later(ctx, a, r, err)
 		default:
 			delete(c.retries, a.Key())
-			c.report(ctx, a, commit, err)
+			c.markHandled(ctx, a, c.report(ctx, a, commit, err), revs)
 		}
+	}
+}
+
+// markHandled writes AnnotationHandled (reason: the outcome's event) on
+// the app's Revision of a's failed commit, when there is one among revs,
+// retrying a write that raced another (the rolled-out mark, the forge's
+// deploy record). A mark lost is logged: a restart tells the outcome
+// again.
+func (c *Component) markHandled(ctx context.Context, a Action, reason string, revs []*api.Revision) {
+	mine := appRevisions(a.App, revs)
+	i := appliedAt(mine, a.Failed)
+	if i < 0 {
+		return
+	}
+	key := api.KeyOf(mine[i])
+	var err error
+	for range 5 {
+		var o api.Object
+		if o, err = c.opts.API.Get(ctx, key); err != nil {
+			break
+		}
+		r := o.(*api.Revision)
+		if r.Metadata.Annotations == nil {
+			r.Metadata.Annotations = map[string]string{}
+		}
+		r.Metadata.Annotations[AnnotationHandled] = reason + " " + c.opts.Now().UTC().Format(time.RFC3339)
+		if _, err = c.opts.API.Update(ctx, r); !client.IsConflict(err) {
+			break
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("mark a failed rollout handled; a restart reports it again", "app", a.App, "failed", a.Failed, "err", err)
 	}
 }
 
@@ -227,7 +259,7 @@ func (c *Component) later(ctx context.Context, a Action, r *retry, err error) {
 		c.log.Warn("automatic revert not made yet", "app", a.App, "failed", a.Failed, "tries", r.tries, "err", err)
 		return
 	}
-	c.report(ctx, a, "", err)
+	c.report(ctx, a, "", err) // not handled: tried again
 }
 
 // maxPlans bounds the plans of one revert: each commit that lands on the
@@ -375,7 +407,9 @@ func Reason(message string) string {
 	return ""
 }
 
-func (c *Component) report(ctx context.Context, a Action, commit string, err error) {
+// report records the outcome of a's revert as an event of the app and
+// tells OnRevert; it returns the event's reason.
+func (c *Component) report(ctx context.Context, a Action, commit string, err error) string {
 	rec := &reconcile.Recorder{Client: c.opts.API, Reporter: "autorevert", Logger: c.log, Now: c.opts.Now}
 	ev := reconcile.Event{Object: api.ObjectRef{Kind: api.KindApp, App: a.App, Name: a.App}}
 	switch {
@@ -396,4 +430,5 @@ func (c *Component) report(ctx context.Context, a Action, commit string, err err
 	if c.opts.OnRevert != nil {
 		c.opts.OnRevert(a, commit, err)
 	}
+	return ev.Reason
 }

@@ -92,6 +92,12 @@ const (
 // (with its Revision) and its workloads, their rollouts as state says.
 func synced(t *testing.T, c *client.Client, dir, commit string, state rollState) {
 	t.Helper()
+	syncedApp(t, c, dir, commit, "x", state)
+}
+
+// syncedApp is synced of the app name.
+func syncedApp(t *testing.T, c *client.Client, dir, commit, name string, state rollState) {
+	t.Helper()
 	ctx := context.Background()
 	tree, err := gitsync.TreeAt(dir, commit)
 	if err != nil {
@@ -109,13 +115,13 @@ func synced(t *testing.T, c *client.Client, dir, commit string, state rollState)
 		}
 	}
 	res, err := schema.Load(descs, schema.LoadOptions{})
-	i := slices.IndexFunc(res.Apps, func(a schema.AppResult) bool { return a.Name == "x" })
+	i := slices.IndexFunc(res.Apps, func(a schema.AppResult) bool { return a.Name == name })
 	if err != nil || i < 0 || !res.Apps[i].Valid() {
 		t.Fatalf("load: %v %+v", err, res)
 	}
 	want := res.Apps[i].App
 	var a *api.App
-	if o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: "x", Name: "x"}); err == nil {
+	if o, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: name, Name: name}); err == nil {
 		a = api.Clone(o.(*api.App))
 		a.Spec = want.Spec
 		o, err = c.Update(ctx, a)
@@ -136,7 +142,7 @@ func synced(t *testing.T, c *client.Client, dir, commit string, state rollState)
 		t.Fatal(err)
 	}
 	r := api.KindRevision.New().(*api.Revision)
-	r.Metadata = api.ObjectMeta{Name: "x-" + commit[:12], App: "x", Labels: map[string]string{applier.LabelRepo: "deploy"}}
+	r.Metadata = api.ObjectMeta{Name: name + "-" + commit[:12], App: name, Labels: map[string]string{applier.LabelRepo: "deploy"}}
 	r.Spec = api.RevisionSpec{Repo: dir, Commit: commit, Result: api.SyncApplied, Message: git(t, dir, "log", "-1", "--format=%B", commit), SyncedAt: time.Now()}
 	if _, err := c.Create(ctx, r); err != nil {
 		t.Fatal(err)
@@ -295,6 +301,10 @@ func TestDecide(t *testing.T) {
 		r.Metadata.Annotations = map[string]string{AnnotationRolledOut: "2026-12-06T10:00:00Z"}
 		return r
 	}
+	handled := func(r *api.Revision) *api.Revision {
+		r.Metadata.Annotations = map[string]string{AnnotationHandled: ReasonStopped + " 2026-12-06T10:00:00Z"}
+		return r
+	}
 	manual := api.Clone(a)
 	manual.Spec.Rollback = ""
 	// The workload's spec was just updated to the synced commit's; its
@@ -315,6 +325,7 @@ func TestDecide(t *testing.T) {
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", To: "a"}}},
 		{"manual apps are left alone", []*api.App{manual}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, nil, nil},
 		{"handled once", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b")}, map[string]bool{"x@b": true}, nil},
+		{"handled before a restart", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), handled(rev(2, "b", "b"))}, nil, nil},
 		{"already reverted", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "b"), rev(3, "c", "revert\n\n"+Trailer+": b")}, nil, nil},
 		{"a failing revert is not reverted", []*api.App{a}, nil, []*api.Revision{rev(1, "a", "a"), rev(2, "b", "revert\n\n"+Trailer+": z")}, nil,
 			[]Action{{App: "x", Repo: "deploy", Failed: "b", Why: "pod group web: stuck", Refused: "the failing commit is itself an automatic revert: not reverting again; fix the app by hand"}}},
@@ -402,6 +413,16 @@ func TestAutoRevertAfterARestartFindsItsRevert(t *testing.T) {
 	eventually(t, "the AutoReverted event", func() bool { return event(c, ReasonReverted) != nil })
 	stop()
 	revert := git(t, repo, "rev-parse", "HEAD")
+	// The server stopped before it marked the failed commit handled.
+	key := api.Key{Kind: api.KindRevision, App: "x", Name: "x-" + bad[:12]}
+	o, err := c.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(o.Meta().Annotations, AnnotationHandled)
+	if _, err := c.Update(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
 
 	var logs testenv.SyncBuffer
 	runComponent(t, c, repo, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
@@ -695,5 +716,53 @@ func TestAutoRevertStoppedByATipOverTheBounds(t *testing.T) {
 	}
 	if head := git(t, repo, "rev-parse", "HEAD"); head != tip {
 		t.Errorf("HEAD moved from %s to %s", tip[:12], head[:12])
+	}
+}
+
+// After every restart of the server or change of leader, the
+// AutoRevertStopped event and the "NOT reverted" notification of an app
+// stuck at a refused revert were sent again: the handled commits were
+// kept in memory only. They are marked on the failed commit's Revision,
+// and the restarted component tells nothing again.
+func TestAutoRevertRefusedIsNotToldAgainAfterARestart(t *testing.T) {
+	repo := newAppsRepo(t)
+	commitFile(t, repo, "y.cue", strings.ReplaceAll(desc("v1"), "x:", "y:"), "y v1")
+	bad := commit(t, repo, desc("v2"), "x v2: the app's first commit, failing")
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	var mu sync.Mutex
+	var told []string // apps whose outcome OnRevert got, after the restart
+	stop := runComponent(t, c, repo, nil)
+	synced(t, c, repo, bad, rollStalled)
+	eventually(t, "the AutoRevertStopped event", func() bool { return event(c, ReasonStopped) != nil })
+	eventually(t, "the mark of the failed commit handled", func() bool {
+		o, err := c.Get(context.Background(), api.Key{Kind: api.KindRevision, App: "x", Name: "x-" + bad[:12]})
+		return err == nil && strings.HasPrefix(o.Meta().Annotations[AnnotationHandled], ReasonStopped+" ")
+	})
+	stop()
+	before := event(c, ReasonStopped).Spec.Count
+
+	runComponent(t, c, repo, func(o *Options) {
+		o.OnRevert = func(a Action, _ string, _ error) {
+			mu.Lock()
+			defer mu.Unlock()
+			told = append(told, a.App)
+		}
+	})
+	// Another app fails after the restart: the component handles it in
+	// a round after the one where it saw x's (actions in key order).
+	syncedApp(t, c, repo, bad, "y", rollStalled)
+	eventually(t, "y's outcome told", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(told, "y")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.Contains(told, "x") {
+		t.Errorf("the restarted component told x's refused revert again: %v", told)
+	}
+	if after := event(c, ReasonStopped).Spec.Count; after != before {
+		t.Errorf("x's AutoRevertStopped event recorded %d times after the restart, want none", after-before)
 	}
 }

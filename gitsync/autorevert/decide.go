@@ -10,7 +10,9 @@
 // A commit whose rollout completed (marked on its Revision) is never
 // reverted for a failure after: that is not the commit's doing.
 //
-// It never loops: each failed commit is handled once; a failing commit
+// It never loops: each failed commit is handled once (marked on its
+// Revision, AnnotationHandled, so a restart or a new leader does not
+// handle it, nor tell it, again); a failing commit
 // that is itself an automatic revert is not reverted again (an Event says
 // so and the notifications, when configured, tell people).
 //
@@ -39,6 +41,13 @@ const Trailer = "Capstan-Auto-Revert"
 // seen: a revert goes back to such a commit. The component writes it on
 // the Revisions of apps with rollback "auto".
 const AnnotationRolledOut = "capstan.io/rolled-out"
+
+// AnnotationHandled marks the app's Revision of a failed commit whose
+// failed rollout was handled (reverted, or the revert refused: its event
+// and notification sent), with the outcome's event reason and when: a
+// restarted server or a new leader does not handle it, nor tell it,
+// again.
+const AnnotationHandled = "capstan.io/auto-revert"
 
 // Action is what to do about one failed rollout.
 type Action struct {
@@ -74,19 +83,13 @@ func Decide(apps []*api.App, workloads []*api.Workload, revisions []*api.Revisio
 		}
 		act.Why = why
 		revs := appRevisions(a.Metadata.Name, revisions)
-		failedAt := -1
-		for i, r := range revs {
-			if r.Spec.Commit == act.Failed && r.Spec.Result == api.SyncApplied {
-				failedAt = i
-			}
-			if strings.Contains(r.Spec.Message, Trailer+": "+act.Failed) {
-				failedAt = -2 // reverted already
-				break
-			}
+		if slices.ContainsFunc(revs, func(r *api.Revision) bool { return strings.Contains(r.Spec.Message, Trailer+": "+act.Failed) }) {
+			continue // reverted already
 		}
+		failedAt := appliedAt(revs, act.Failed)
 		switch {
-		case failedAt == -2:
-			continue
+		case failedAt >= 0 && revs[failedAt].Metadata.Annotations[AnnotationHandled] != "":
+			continue // before a restart
 		case failedAt >= 0 && strings.Contains(revs[failedAt].Spec.Message, Trailer+":"):
 			act.Refused = "the failing commit is itself an automatic revert: not reverting again; fix the app by hand"
 		case failedAt >= 0 && revs[failedAt].Metadata.Annotations[AnnotationRolledOut] != "":
@@ -205,6 +208,17 @@ func stalled(a *api.App, workloads []*api.Workload) string {
 		}
 	}
 	return ""
+}
+
+// appliedAt is the index in revs (an app's Revisions, oldest first) of
+// the latest applied Revision of commit; -1 when none is.
+func appliedAt(revs []*api.Revision, commit string) int {
+	for i, r := range slices.Backward(revs) {
+		if r.Spec.Commit == commit && r.Spec.Result == api.SyncApplied {
+			return i
+		}
+	}
+	return -1
 }
 
 // appRevisions are the app's own Revisions, oldest first.
