@@ -2,7 +2,8 @@
 // failed, a rollback made (or refused), a node lost. Each is posted to the
 // configured webhooks, as generic JSON or as a Slack-compatible message
 // ({"text": ...}, which Slack, Mattermost, Rocket.Chat and Discord's
-// /slack endpoint accept), retried with back-off.
+// /slack endpoint accept; escaped as Slack asks, except for Rocket.Chat),
+// retried with back-off.
 //
 // Sending never blocks its caller: Notify queues (a bounded queue per
 // webhook; when one is full the oldest message is dropped and counted in
@@ -42,9 +43,16 @@ var allKinds = []string{SyncRefused, RolloutFailed, RollbackMade, NodeLost}
 
 // Formats of a webhook.
 const (
-	FormatJSON  = "json"
+	FormatJSON = "json"
+	// FormatSlack is {"text": ...} with Slack's control characters
+	// escaped (SlackText): Slack, Mattermost, Discord's /slack.
 	FormatSlack = "slack"
+	// FormatRocketChat is {"text": ...} as it is: Rocket.Chat parses no
+	// Slack sequences in it and shows HTML entities as typed.
+	FormatRocketChat = "rocketchat"
 )
+
+var formats = []string{FormatJSON, FormatSlack, FormatRocketChat}
 
 // Message is one notification; its JSON is the generic payload.
 type Message struct {
@@ -78,10 +86,20 @@ func (m Message) Text() string {
 	return ":warning: *Capstan* " + head + ": " + m.Message
 }
 
+// slackEscaper escapes the characters Slack parses in a message's text
+// (its "Escaping text": &, < and >), so that a commit subject with
+// <!channel> does not ping the channel nor <http://x|y> make a link.
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// SlackText is Text escaped for Slack: it reads the same there, and in
+// Mattermost, which turns the same <...> sequences into links and
+// mentions and shows the entities as the characters.
+func (m Message) SlackText() string { return slackEscaper.Replace(m.Text()) }
+
 // Webhook is one destination.
 type Webhook struct {
 	URL string `yaml:"url"`
-	// Format is json (default) or slack.
+	// Format is json (default), slack or rocketchat.
 	Format string `yaml:"format"`
 	// Kinds are the notifications sent; default all.
 	Kinds []string `yaml:"events"`
@@ -112,8 +130,8 @@ func ParseConfig(data []byte) (Config, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("notifications: webhooks[%d].url: not an http(s) URL", i))
 		}
-		if w.Format != "" && w.Format != FormatJSON && w.Format != FormatSlack {
-			errs = append(errs, fmt.Errorf("notifications: webhooks[%d].format: %q is not json or slack", i, w.Format))
+		if w.Format != "" && !slices.Contains(formats, w.Format) {
+			errs = append(errs, fmt.Errorf("notifications: webhooks[%d].format: %q is not one of %s", i, w.Format, strings.Join(formats, ", ")))
 		}
 		for _, k := range w.Kinds {
 			if !slices.Contains(allKinds, k) {
@@ -275,9 +293,12 @@ func (n *Notifier) run(ctx context.Context, s *sink) {
 // send posts m, retrying 5xx, 429 and network errors with back-off.
 func (n *Notifier) send(ctx context.Context, w Webhook, m Message) error {
 	var body []byte
-	if w.Format == FormatSlack {
+	switch w.Format {
+	case FormatSlack:
+		body, _ = json.Marshal(map[string]string{"text": m.SlackText()})
+	case FormatRocketChat:
 		body, _ = json.Marshal(map[string]string{"text": m.Text()})
-	} else {
+	default:
 		body, _ = json.Marshal(m)
 	}
 	wait := n.opts.Backoff

@@ -142,10 +142,71 @@ func TestNotifyNeverBlocks(t *testing.T) {
 	}
 }
 
+// A commit subject with <!channel> pinged the whole Slack channel, and
+// <http://x|y> made a link: the text was not escaped. Slack's control
+// characters are escaped for Slack (and Mattermost, which parses the same
+// sequences); Rocket.Chat, which parses none and shows entities as typed,
+// gets the text as it is.
+func TestSlackTextEscapes(t *testing.T) {
+	for _, tc := range []struct{ name, msg, slack string }{
+		{"a channel mention", `commit "<!channel> deploy" was Rejected`, `commit "&lt;!channel&gt; deploy" was Rejected`},
+		{"a link", "commit \"see <http://evil.example|the docs>\"", "commit \"see &lt;http://evil.example|the docs&gt;\""},
+		{"an ampersand", "web & api: 1 < 2", "web &amp; api: 1 &lt; 2"},
+		{"an entity typed", "&lt;!here&gt;", "&amp;lt;!here&amp;gt;"},
+		{"plain", "pod group web: made no progress", "pod group web: made no progress"},
+	} {
+		m := Message{Kind: SyncRefused, App: "shop", Commit: "0123456789abcdef", Message: tc.msg}
+		const head = ":warning: *Capstan* Sync refused (shop, commit 0123456789ab): "
+		if got := m.SlackText(); got != head+tc.slack {
+			t.Errorf("%s: SlackText = %q, want %q", tc.name, got, head+tc.slack)
+		}
+		if got := m.Text(); got != head+tc.msg {
+			t.Errorf("%s: Text = %q, want the message as it is", tc.name, got)
+		}
+	}
+}
+
+// The payload of each format: escaped for slack, as it is for
+// rocketchat.
+func TestSlackCompatiblePayloads(t *testing.T) {
+	slack, rocket := newReceiver(t), newReceiver(t)
+	n := New(Options{Config: Config{Webhooks: []Webhook{{URL: slack.srv.URL, Format: FormatSlack}, {URL: rocket.srv.URL, Format: FormatRocketChat}}}})
+	start(t, n)
+	n.Notify(Message{Kind: RollbackMade, App: "shop", Message: "<!channel> x & y"})
+	eventually(t, "both messages", func() bool { return len(slack.got()) == 1 && len(rocket.got()) == 1 })
+	for _, tc := range []struct {
+		name, body, want string
+	}{{"slack", slack.got()[0], "&lt;!channel&gt; x &amp; y"}, {"rocketchat", rocket.got()[0], "<!channel> x & y"}} {
+		var p struct{ Text string }
+		if err := json.Unmarshal([]byte(tc.body), &p); err != nil || !strings.HasSuffix(p.Text, ": "+tc.want) {
+			t.Errorf("%s payload %q (%v): want the text to end with %q", tc.name, tc.body, err, tc.want)
+		}
+	}
+}
+
+// Whatever a message holds, its Slack text has no < or > left for Slack
+// to parse, and reads as the message once Slack decodes the entities.
+func FuzzSlackText(f *testing.F) {
+	for _, s := range []string{"<!channel>", "<http://x|y>", "&amp;", "a & b <c>", "<@U024BE7LH>", "&&lt;<"} {
+		f.Add(s)
+	}
+	unescape := strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">")
+	f.Fuzz(func(t *testing.T, msg string) {
+		m := Message{Kind: NodeLost, Node: "n1", Message: msg}
+		got := m.SlackText()
+		if strings.ContainsAny(got, "<>") {
+			t.Fatalf("SlackText(%q) = %q: a < or > is left", msg, got)
+		}
+		if back := unescape.Replace(got); back != m.Text() {
+			t.Fatalf("SlackText(%q) = %q reads %q, want %q", msg, got, back, m.Text())
+		}
+	})
+}
+
 func TestParseConfig(t *testing.T) {
-	good := "webhooks:\n  - url: https://hooks.slack.com/services/T/B/X\n    format: slack\n  - url: http://127.0.0.1:9/x\n    events: [rolloutFailed, nodeLost]\n"
+	good := "webhooks:\n  - url: https://hooks.slack.com/services/T/B/X\n    format: slack\n  - url: http://127.0.0.1:9/x\n    events: [rolloutFailed, nodeLost]\n  - url: https://chat.example.com/hooks/ID/TOKEN\n    format: rocketchat\n"
 	c, err := ParseConfig([]byte(good))
-	if err != nil || len(c.Webhooks) != 2 || c.Webhooks[1].Kinds[1] != NodeLost {
+	if err != nil || len(c.Webhooks) != 3 || c.Webhooks[1].Kinds[1] != NodeLost || c.Webhooks[2].Format != FormatRocketChat {
 		t.Fatalf("ParseConfig = %+v, %v", c, err)
 	}
 	for _, bad := range []string{"webhooks:\n  - url: ftp://x\n", "webhooks:\n  - url: https://x\n    format: xml\n",
