@@ -91,21 +91,13 @@ func recordHolder(revs []*api.Revision, repo, commit string) (key api.Key, rec d
 // saveDeployRecord writes rec on the Revision at key, retrying a write
 // that raced another.
 func saveDeployRecord(ctx context.Context, c *client.Client, key api.Key, rec deployRecord) error {
-	var err error
-	for range 5 {
-		var o api.Object
-		if o, err = c.Get(ctx, key); err != nil {
-			break
+	_, err := c.Modify(ctx, key, func(o api.Object) {
+		m := o.Meta()
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
 		}
-		r := o.(*api.Revision)
-		if r.Metadata.Annotations == nil {
-			r.Metadata.Annotations = map[string]string{}
-		}
-		rec.write(r.Metadata.Annotations)
-		if _, err = c.Update(ctx, r); !client.IsConflict(err) {
-			break
-		}
-	}
+		rec.write(m.Annotations)
+	})
 	if err != nil {
 		return fmt.Errorf("record the deploy state in the API: %w", err)
 	}

@@ -262,6 +262,24 @@ func (c *Client) Update(ctx context.Context, obj api.Object) (api.Object, error)
 	return c.objectCall(ctx, http.MethodPut, objectPath(k), k.Kind, obj)
 }
 
+// Modify reads the object at k, applies change to it and writes it with
+// Update; a write that raced another (a conflict) is done again from a
+// fresh read, up to 5 times, as client-go's RetryOnConflict does.
+func (c *Client) Modify(ctx context.Context, k api.Key, change func(api.Object)) (api.Object, error) {
+	var err error
+	for range 5 {
+		var o api.Object
+		if o, err = c.Get(ctx, k); err != nil {
+			return nil, err
+		}
+		change(o)
+		if o, err = c.Update(ctx, o); !IsConflict(err) {
+			return o, err
+		}
+	}
+	return nil, err
+}
+
 // UpdateStatus replaces an object's status.
 func (c *Client) UpdateStatus(ctx context.Context, obj api.Object) (api.Object, error) {
 	k := api.KeyOf(obj)

@@ -220,22 +220,14 @@ func (c *Component) markHandled(ctx context.Context, a Action, reason string, re
 	if i < 0 {
 		return
 	}
-	key := api.KeyOf(mine[i])
-	var err error
-	for range 5 {
-		var o api.Object
-		if o, err = c.opts.API.Get(ctx, key); err != nil {
-			break
+	mark := reason + " " + c.opts.Now().UTC().Format(time.RFC3339)
+	_, err := c.opts.API.Modify(ctx, api.KeyOf(mine[i]), func(o api.Object) {
+		m := o.Meta()
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
 		}
-		r := o.(*api.Revision)
-		if r.Metadata.Annotations == nil {
-			r.Metadata.Annotations = map[string]string{}
-		}
-		r.Metadata.Annotations[AnnotationHandled] = reason + " " + c.opts.Now().UTC().Format(time.RFC3339)
-		if _, err = c.opts.API.Update(ctx, r); !client.IsConflict(err) {
-			break
-		}
-	}
+		m.Annotations[AnnotationHandled] = mark
+	})
 	if err != nil && ctx.Err() == nil {
 		c.log.Warn("mark a failed rollout handled; a restart reports it again", "app", a.App, "failed", a.Failed, "err", err)
 	}
