@@ -174,7 +174,9 @@ type freezeOnCreate struct {
 	member *etcdtest.Member
 }
 
-func (f *freezeOnCreate) SetHooks(h store.Hooks) { f.Etcd.SetHooks(&freezeHooks{Hooks: h, member: f.member}) }
+func (f *freezeOnCreate) SetHooks(h store.Hooks) {
+	f.Etcd.SetHooks(&freezeHooks{Hooks: h, member: f.member})
+}
 
 type freezeHooks struct {
 	store.Hooks
