@@ -149,7 +149,14 @@ func TestCNICacheUnderCacheDir(t *testing.T) {
 // portmap left the pod's DNAT chain, and a later pod on the same host port
 // was shadowed by the dead pod's rule. DEL now names the ports ADD cached.
 func TestTeardownRemovesHostPortRules(t *testing.T) {
-	testenv.RequireBinaries(t, "iptables")
+	testenv.RequireBinaries(t, "iptables", "nft")
+	// iptables (nft) makes the ip and ip6 nat tables when portmap first
+	// writes to them, and leaves them, empty, when the rules go.
+	for _, family := range []string{"ip", "ip6"} {
+		if exec.Command("nft", "list", "table", family, "nat").Run() != nil {
+			t.Cleanup(func() { exec.Command("nft", "delete", "table", family, "nat").Run() })
+		}
+	}
 	if exec.Command("iptables", "-t", "nat", "-S", "CNI-HOSTPORT-DNAT").Run() != nil {
 		t.Cleanup(removePortmapChains) // made by this test's portmap
 	}
