@@ -222,6 +222,23 @@ func (s *Staller) holds(r *http.Request) bool {
 // Staller starts a proxy to c, stopped when the test ends.
 func (c *Cluster) Staller(t testing.TB) *Staller {
 	t.Helper()
+	s := &Staller{}
+	s.URL = c.Proxy(t, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if s.holds(r) {
+			<-r.Context().Done()
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	return s
+}
+
+// Proxy starts an HTTPS proxy to c, with the server's own certificate,
+// and returns its URL: h sees each request first, and passes it on with
+// next or answers it itself (as a server of another version would, say).
+// A request's context also ends when the test does, when the proxy stops.
+func (c *Cluster) Proxy(t testing.TB, h func(w http.ResponseWriter, r *http.Request, next http.Handler)) string {
+	t.Helper()
 	dir := filepath.Join(c.DataDir, "pki")
 	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
 	if err != nil {
@@ -236,24 +253,18 @@ func (c *Cluster) Staller(t testing.TB) *Staller {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}, ForceAttemptHTTP2: true}
 	rp.FlushInterval = -1 // watches stream
-	s := &Staller{}
-	done := make(chan struct{})
+	stopping, stop := context.WithCancel(context.Background())
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.holds(r) {
-			select {
-			case <-r.Context().Done():
-			case <-done:
-			}
-			return
-		}
-		rp.ServeHTTP(w, r)
+		ctx, cancel := context.WithCancel(r.Context())
+		defer context.AfterFunc(stopping, cancel)()
+		defer cancel()
+		h(w, r.WithContext(ctx), rp)
 	}))
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
 	srv.StartTLS()
-	t.Cleanup(func() { close(done); srv.Close() })
-	s.URL = srv.URL
-	return s
+	t.Cleanup(func() { stop(); srv.Close() })
+	return srv.URL
 }
 
 // FakeAgent serves h over TLS as node's agent, with the serving
