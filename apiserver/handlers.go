@@ -100,6 +100,7 @@ type route struct {
 	named       bool
 	subresource string
 	txn         bool
+	batch       bool
 }
 
 // kindNames lists the kinds the API serves, for the unknown-kind error.
@@ -114,6 +115,9 @@ var kindNames = func() string {
 func parseRoute(parts []string) (route, error) {
 	if len(parts) == 1 && parts[0] == "txn" {
 		return route{txn: true}, nil
+	}
+	if len(parts) == 1 && parts[0] == "batch" {
+		return route{batch: true}, nil
 	}
 	k := api.Kind(parts[0])
 	if !k.Valid() {
@@ -175,8 +179,11 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kind = string(rt.kind)
-	if rt.txn {
+	switch {
+	case rt.txn:
 		kind = "txn"
+	case rt.batch:
+		kind = "batch"
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	ctx, err := s.fenced(r)
@@ -188,6 +195,9 @@ func (s *Server) serveAPI(rw http.ResponseWriter, r *http.Request) {
 	case rt.txn && r.Method == http.MethodPost:
 		verb = "txn"
 		err = s.handleTxn(ctx, w, r, role)
+	case rt.batch && r.Method == http.MethodPost:
+		verb = "batch"
+		err = s.handleBatch(ctx, w, r, role)
 	case !rt.named && r.Method == http.MethodGet && r.URL.Query().Get("watch") == "true":
 		verb = "watch"
 		err = s.handleWatch(ctx, w, r, rt, role)
@@ -361,13 +371,29 @@ func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *htt
 	if err != nil {
 		return err
 	}
+	if err := s.admitCreate(ctx, role, obj); err != nil {
+		return err
+	}
+	out, err := s.store.Create(ctx, obj)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// admitCreate readies obj, sent by role to be created, for the store:
+// what the server sets is cleared, and obj must be valid and role allowed
+// to create it.
+func (s *Server) admitCreate(ctx context.Context, role string, obj api.Object) error {
 	m := obj.Meta()
 	m.ResourceVersion, m.UID, m.Generation = 0, "", 0
 	m.CreatedAt = time.Time{}
 	if err := api.Validate(obj); err != nil {
 		return err
 	}
-	if err := s.authorize(ctx, role, request{verb: "create", kind: rt.kind, key: api.KeyOf(obj)}); err != nil {
+	k := api.KeyOf(obj)
+	if err := s.authorize(ctx, role, request{verb: "create", kind: k.Kind, key: k}); err != nil {
 		return err
 	}
 	if ev, ok := obj.(*api.Event); ok {
@@ -380,11 +406,6 @@ func (s *Server) handleCreate(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 	}
-	out, err := s.store.Create(ctx, obj)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
 

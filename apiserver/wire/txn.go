@@ -85,6 +85,23 @@ func (e *StepError) Unwrap() error { return e.Err }
 // step's object is decoded by its kind. An error in one step is a
 // *StepError.
 func DecodeTxnRequest(r io.Reader) (TxnRequest, error) {
+	ops, errs, err := decodeOps(r, "transaction")
+	if err != nil {
+		return TxnRequest{}, err
+	}
+	for i, err := range errs {
+		if err != nil {
+			return TxnRequest{}, &StepError{Index: i, Err: err}
+		}
+	}
+	return TxnRequest{Ops: ops}, nil
+}
+
+// decodeOps reads a body of steps ({"ops":[...]}, a transaction or a
+// batch: what), refusing unknown fields and anything after it, and decodes
+// each step's object by its kind. A step whose object does not decode has
+// its error in errs (at its index), the others are decoded.
+func decodeOps(r io.Reader, what string) (ops []TxnOp, errs []error, err error) {
 	var raw struct {
 		Ops []struct {
 			Op              OpKind          `json:"op"`
@@ -98,28 +115,24 @@ func DecodeTxnRequest(r io.Reader) (TxnRequest, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&raw); err != nil {
 		if errors.Is(err, io.EOF) {
-			return TxnRequest{}, fmt.Errorf("%w: transaction body is empty: send {\"ops\":[...]}", api.ErrInvalid)
+			return nil, nil, fmt.Errorf("%w: %s body is empty: send {\"ops\":[...]}", api.ErrInvalid, what)
 		}
-		return TxnRequest{}, fmt.Errorf("%w: transaction body: %w", api.ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: %s body: %w", api.ErrInvalid, what, err)
 	}
-	// Anything after the transaction (a second one pasted after it) is
-	// refused rather than dropped unrun.
+	// Anything after the body (a second one pasted after it) is refused
+	// rather than dropped unrun.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return TxnRequest{}, fmt.Errorf("%w: transaction body: more after the transaction: send one {\"ops\":[...]} per request", api.ErrInvalid)
+		return nil, nil, fmt.Errorf("%w: %s body: more after the %s: send one {\"ops\":[...]} per request", api.ErrInvalid, what, what)
 	}
-	req := TxnRequest{Ops: make([]TxnOp, len(raw.Ops))}
+	ops, errs = make([]TxnOp, len(raw.Ops)), make([]error, len(raw.Ops))
 	for i, op := range raw.Ops {
-		req.Ops[i] = TxnOp{Op: op.Op, Key: op.Key, ResourceVersion: op.ResourceVersion, NodeName: op.NodeName}
+		ops[i] = TxnOp{Op: op.Op, Key: op.Key, ResourceVersion: op.ResourceVersion, NodeName: op.NodeName}
 		if len(op.Object) == 0 || string(op.Object) == "null" {
 			continue
 		}
-		obj, err := api.DecodeAny(op.Object)
-		if err != nil {
-			return TxnRequest{}, &StepError{Index: i, Err: err}
-		}
-		req.Ops[i].Object = obj
+		ops[i].Object, errs[i] = api.DecodeAny(op.Object)
 	}
-	return req, nil
+	return ops, errs, nil
 }
 
 // TxnResponse lists the objects as written, one per step.
