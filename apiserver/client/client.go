@@ -32,6 +32,8 @@ type Client struct {
 	upgrade *http.Client
 	// headers are added to every request (see WithHeader).
 	headers []header
+	// batch gathers concurrent creates into shared requests (batch.go).
+	batch *batcher
 }
 
 // header is a request header whose value is read at each request; an
@@ -48,6 +50,8 @@ type header struct {
 func (c *Client) WithHeader(name string, value func() string) *Client {
 	cp := *c
 	cp.headers = append(append([]header(nil), c.headers...), header{name, value})
+	// Creates sent with other headers go in batches of their own.
+	cp.batch = new(batcher)
 	return &cp
 }
 
@@ -86,7 +90,7 @@ func New(cfg *Config) (*Client, error) {
 		TLSHandshakeTimeout: tr.TLSHandshakeTimeout,
 		DisableKeepAlives:   true,
 	}
-	return &Client{servers: newServers(urls), token: cfg.Token, http: &http.Client{Transport: tr}, upgrade: &http.Client{Transport: up}}, nil
+	return &Client{servers: newServers(urls), token: cfg.Token, http: &http.Client{Transport: tr}, upgrade: &http.Client{Transport: up}, batch: new(batcher)}, nil
 }
 
 // StatusError is an error answer from the server: the wire's Status,
@@ -164,8 +168,14 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		}
 		body = b
 	}
+	return c.sendJSON(ctx, method, path, body)
+}
+
+// sendJSON sends body, JSON (none when nil), and returns a 2xx response or
+// the server's error.
+func (c *Client) sendJSON(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
 	return c.request(ctx, c.http, method, path, body, func(req *http.Request) {
-		if in != nil {
+		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
 	}, func(code int) bool { return code/100 == 2 })
@@ -249,10 +259,24 @@ func (c *Client) Get(ctx context.Context, k api.Key) (api.Object, error) {
 	return c.objectCall(ctx, http.MethodGet, objectPath(k), k.Kind, nil)
 }
 
-// Create stores a new object and returns it as stored.
+// Create stores a new object and returns it as stored. Creates made
+// concurrently on one client may share requests (see batch.go); each
+// is applied and answered as if sent alone.
 func (c *Client) Create(ctx context.Context, obj api.Object) (api.Object, error) {
-	k := api.KeyOf(obj)
-	return c.objectCall(ctx, http.MethodPost, "/api/v1/"+string(k.Kind), k.Kind, obj)
+	body, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	return c.create(ctx, api.KeyOf(obj).Kind, body)
+}
+
+// createOne sends one create, body being the object's JSON, alone.
+func (c *Client) createOne(ctx context.Context, k api.Kind, body []byte) (api.Object, error) {
+	resp, err := c.sendJSON(ctx, http.MethodPost, "/api/v1/"+string(k), body)
+	if err != nil {
+		return nil, err
+	}
+	return decodeObject(k, resp)
 }
 
 // Update replaces an object's spec and metadata; with a ResourceVersion set
