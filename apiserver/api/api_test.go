@@ -256,3 +256,29 @@ func TestCopyStatusEveryKind(t *testing.T) {
 		t.Fatal("status not copied")
 	}
 }
+
+// FuzzDecodeAny: an object DecodeAny accepts is of the kind encoding/json
+// reads in its kind field, and decodes as Decode does with that kind.
+func FuzzDecodeAny(f *testing.F) {
+	p, _ := json.Marshal(validPod())
+	f.Add(p)
+	f.Add([]byte(` { "kind" : "Node","metadata":{"name":"n"}}`))
+	f.Add([]byte(`{"kind":"Pod","kind":"App","metadata":{"name":"a","app":"a"}}`))
+	f.Add([]byte(`{"Kind":"Service","metadata":{"name":"s","app":"a"}}`))
+	f.Add([]byte(`{"kind":"P\u006fd","metadata":{"name":"a","app":"a"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		obj, err := DecodeAny(data)
+		if err != nil {
+			return
+		}
+		var tm TypeMeta
+		if err := json.Unmarshal(data, &tm); err != nil || tm.Kind != obj.GetKind() {
+			t.Fatalf("DecodeAny read a %s from %q; encoding/json reads kind %q (%v)", obj.GetKind(), data, tm.Kind, err)
+		}
+		k, _ := KindOf(tm.Kind)
+		want, err := Decode(k, data)
+		if err != nil || mustJSON(t, want) != mustJSON(t, obj) {
+			t.Fatalf("DecodeAny and Decode(%s) differ on %q: %v", k, data, err)
+		}
+	})
+}

@@ -39,15 +39,39 @@ func Decode(k Kind, data []byte) (Object, error) {
 
 // DecodeAny parses an object whose kind is read from its kind field.
 func DecodeAny(data []byte) (Object, error) {
-	var tm TypeMeta
-	if err := json.Unmarshal(data, &tm); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	k, ok := KindOf(tm.Kind)
+	kind, ok := leadingKind(data)
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, tm.Kind)
+		var tm TypeMeta
+		if err := json.Unmarshal(data, &tm); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		kind = tm.Kind
+	}
+	k, ok := KindOf(kind)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}
 	return Decode(k, data)
+}
+
+// leadingKind reads the kind field of an object that begins with it, as
+// every object this package encodes does, without reading the rest
+// (Decode then reads it all, and checks that the kind it finds there is
+// the same); ok is false for any other input, which DecodeAny then reads
+// whole as encoding/json would.
+func leadingKind(data []byte) (kind string, ok bool) {
+	const space = " \t\r\n"
+	rest := data
+	for _, want := range []string{"{", `"kind"`, ":", `"`} {
+		if rest, ok = bytes.CutPrefix(bytes.TrimLeft(rest, space), []byte(want)); !ok {
+			return "", false
+		}
+	}
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 || bytes.IndexByte(rest[:end], '\\') >= 0 {
+		return "", false
+	}
+	return string(rest[:end]), true
 }
 
 // Clone returns a deep copy of obj.
