@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -77,5 +78,29 @@ func TestBatchStepsAnsweredOneByOne(t *testing.T) {
 	err := cl.Client.Do(t.Context(), http.MethodPost, wire.BatchPath, json.RawMessage(`{"ops":[]}`), nil)
 	if !errors.As(err, &se) || se.Code != http.StatusBadRequest {
 		t.Fatalf("an empty batch: %v, want 400", err)
+	}
+}
+
+// A create over its kind's cap is 413 naming the cap, alone and as a
+// batch's step, and nothing of it is stored (the store checks the size
+// of what it would store).
+func TestCreateOverItsCapIs413(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	limit := api.MaxObjectBytes(api.KindPod)
+	huge := `{"kind":"Pod","metadata":{"name":"big","app":"shop"},"spec":{"containers":[{"name":"web","image":"example/web:v1","env":[{"name":"PAD","value":"` + strings.Repeat("x", limit) + `"}]}]}}`
+	err := cl.Client.Do(t.Context(), http.MethodPost, "/api/v1/pods", json.RawMessage(huge), nil)
+	var se *client.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusRequestEntityTooLarge || !strings.Contains(se.Message, fmt.Sprint(limit)) {
+		t.Fatalf("a create over the cap: %v, want 413 naming %d", err, limit)
+	}
+	res := postBatch(t, cl.Client, `{"ops":[{"op":"create","object":`+huge+`},{"op":"create","object":`+fmt.Sprintf(batchPod, "small")+`}]}`)
+	if st := res[0].Status; st == nil || st.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a batch's create over the cap: %+v, want 413", st)
+	}
+	if res[1].Status != nil {
+		t.Fatalf("the other step: %+v", res[1].Status)
+	}
+	if _, err := cl.Client.Get(t.Context(), api.Key{Kind: api.KindPod, App: "shop", Name: "big"}); !client.IsNotFound(err) {
+		t.Fatalf("the create over the cap: %v, want not stored", err)
 	}
 }

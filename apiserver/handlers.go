@@ -389,7 +389,8 @@ func (s *Server) admitCreate(ctx context.Context, role string, obj api.Object) e
 	m := obj.Meta()
 	m.ResourceVersion, m.UID, m.Generation = 0, "", 0
 	m.CreatedAt = time.Time{}
-	if err := api.Validate(obj); err != nil {
+	// The store checks the size of the object as it stores it.
+	if err := api.ValidateFields(obj); err != nil {
 		return err
 	}
 	k := api.KeyOf(obj)

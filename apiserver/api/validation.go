@@ -141,8 +141,20 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
-// Validate checks every field the API accepts of obj.
+// Validate checks every field the API accepts of obj, and the size of
+// its encoding.
 func Validate(obj Object) error {
+	if err := ValidateFields(obj); err != nil {
+		return err
+	}
+	k, _ := KindOf(obj.GetKind())
+	return validateSize(k, obj)
+}
+
+// ValidateFields is Validate without the size check: for the API server,
+// whose store checks the size of the encoding it stores (CheckSize)
+// instead of encoding the object once more for it.
+func ValidateFields(obj Object) error {
 	var errs ErrorList
 	kind, ok := KindOf(obj.GetKind())
 	if !ok {
@@ -211,10 +223,7 @@ func Validate(obj Object) error {
 	case *PersistentVolume:
 		validateVolume(&errs, o)
 	}
-	if err := errs.Err(); err != nil {
-		return err
-	}
-	return validateSize(kind, obj)
+	return errs.Err()
 }
 
 func validateMeta(errs *ErrorList, kind Kind, m *ObjectMeta) {

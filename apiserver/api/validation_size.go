@@ -73,8 +73,14 @@ func validateSize(k Kind, obj Object) error {
 	if err != nil {
 		return fmt.Errorf("%w: encode %s: %w", ErrInvalid, k.Singular(), err)
 	}
-	if len(b) > limit {
-		return &TooLargeError{Kind: k, Size: len(b), Limit: limit}
+	return CheckSize(k, len(b))
+}
+
+// CheckSize checks the size of an object of kind k's encoding against its
+// kind's limit.
+func CheckSize(k Kind, size int) error {
+	if limit := maxObjectBytes[k]; limit > 0 && size > limit {
+		return &TooLargeError{Kind: k, Size: size, Limit: limit}
 	}
 	return nil
 }

@@ -357,6 +357,9 @@ func (s *Etcd) encodeValue(obj api.Object) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encode %s: %w", api.KeyOf(obj), err)
 	}
+	if err := api.CheckSize(api.KeyOf(obj).Kind, len(data)); err != nil {
+		return "", err
+	}
 	return s.nodeOf(obj) + "\n" + string(data), nil
 }
 

@@ -13,6 +13,10 @@ import (
 )
 
 // bigPod is a pod of about size bytes of JSON.
+// nearlyMiB is the size of a big pod's filler: 1 MiB less room for the
+// rest of the pod, which the cap of a pod's encoding leaves.
+const nearlyMiB = 1<<20 - 4<<10
+
 func bigPod(name string, size int) *api.Pod {
 	p := testPod("shop", name, "")
 	p.Metadata.Labels["filler"] = strings.Repeat("x", size)
@@ -52,8 +56,8 @@ func heapAlloc() uint64 {
 // WatchBufferBytes, shared between them, instead of a copy of the log
 // each (8 such watchers over 2.5 MB Node statuses took 600 MB).
 func TestSlowWatchersFromZeroShareRecords(t *testing.T) {
-	const records, size, watchers = 40, 1 << 20, 8
-	const budget = 8 << 20
+	const records, size, watchers = 40, nearlyMiB, 8
+	const budget = 15 << 19 // 7.5 MiB: 7 events of nearly 1 MiB fit, not 8
 	s := openTest(t, Options{WatchBufferBytes: budget})
 	ctx := t.Context()
 	for i := 0; i < records; i++ {
@@ -76,12 +80,12 @@ func TestSlowWatchersFromZeroShareRecords(t *testing.T) {
 		}
 		ws[i] = w
 	}
-	// Each feeder has queued its first batch (7 events of a bit more than
-	// 1 MiB: the budget) and is stuck sending the first of them.
+	// Each feeder has queued its first batch (the 7 events that fit the
+	// budget) and is stuck sending the first of them, 6 left queued.
 	waitUntil(t, "every watcher to fill its first batch", func() bool {
 		for _, w := range ws {
 			w.mu.Lock()
-			stuck := w.inHand && len(w.queue) == budget/size-2
+			stuck := w.inHand && len(w.queue) == 6
 			w.mu.Unlock()
 			if !stuck {
 				return false
@@ -124,7 +128,7 @@ func TestSlowWatchersFromZeroShareRecords(t *testing.T) {
 func TestLiveWatcherCutOffByBytes(t *testing.T) { eachBackend(t, testLiveWatcherCutOffByBytes) }
 
 func testLiveWatcherCutOffByBytes(t *testing.T, b backend) {
-	const records, size = 12, 1 << 20
+	const records, size = 12, nearlyMiB
 	s, base := b.open(t, Options{WatchBuffer: 1024, WatchBufferBytes: 4 << 20})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

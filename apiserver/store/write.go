@@ -115,6 +115,9 @@ func (w *txWriter) put(b *bolt.Bucket, k api.Key, obj api.Object, typ EventType)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", k, err)
 	}
+	if err := api.CheckSize(k.Kind, len(data)); err != nil {
+		return nil, err
+	}
 	if err := b.Put(objectKey(k), data); err != nil {
 		return nil, fmt.Errorf("write %s: %w", k, err)
 	}
