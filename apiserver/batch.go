@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -44,6 +45,18 @@ func (s *Server) handleBatch(ctx context.Context, w http.ResponseWriter, r *http
 		})
 	}
 	wg.Wait()
+	// Each step counts as the create it is (the batch as a request too).
+	for i, r := range results {
+		code := http.StatusCreated
+		if r.Status != nil {
+			code = r.Status.Code
+		}
+		kind := "unknown"
+		if ops[i].Object != nil {
+			kind = string(api.KeyOf(ops[i].Object).Kind)
+		}
+		s.metrics.requests.WithLabelValues("create", kind, strconv.Itoa(code)).Inc()
+	}
 	writeJSON(w, http.StatusOK, wire.BatchResponse{Results: results})
 	return nil
 }

