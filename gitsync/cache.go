@@ -189,15 +189,17 @@ func (m *mirror) fetch(ctx context.Context, depth int) error {
 	if err != nil {
 		return err
 	}
-	err = m.repo.FetchContext(ctx, &git.FetchOptions{
-		RemoteName: "origin",
-		RemoteURL:  m.cfg.URL,
-		RefSpecs:   []config.RefSpec{spec},
-		Depth:      depth,
-		Auth:       auth,
-		Tags:       git.NoTags,
-		Force:      true,
-		CABundle:   caBundle(m.cfg),
+	err = remoteCall(ctx, m.cfg, func(ctx context.Context) error {
+		return m.repo.FetchContext(ctx, &git.FetchOptions{
+			RemoteName: "origin",
+			RemoteURL:  m.cfg.URL,
+			RefSpecs:   []config.RefSpec{spec},
+			Depth:      depth,
+			Auth:       auth,
+			Tags:       git.NoTags,
+			Force:      true,
+			CABundle:   caBundle(m.cfg),
+		})
 	})
 	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return nil
@@ -215,6 +217,8 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 	}
 	var noRef git.NoMatchingRefSpecError
 	switch {
+	case errors.Is(err, ErrTimeout):
+		return err
 	case errors.As(err, &noRef), errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, plumbing.ErrReferenceNotFound):
 		return fmt.Errorf("%w: %w", ErrRefNotFound, err)
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrAuthenticationRequired),
@@ -226,7 +230,7 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	remote := git.NewRemote(nil, &config.RemoteConfig{Name: "origin", URLs: []string{m.cfg.URL}})
-	refs, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: auth, CABundle: caBundle(m.cfg)})
+	refs, listErr := listRemote(ctx, m.cfg, remote, auth)
 	if listErr != nil {
 		if errors.Is(listErr, transport.ErrEmptyRemoteRepository) {
 			return fmt.Errorf("%w: %w", ErrRefNotFound, listErr)

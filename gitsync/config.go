@@ -49,6 +49,9 @@ type RepoConfig struct {
 	// Interval is the poll interval, jittered by ±10%. Zero: the default,
 	// 15s; NoPolling: no polling. At least 1s otherwise.
 	Interval time.Duration `yaml:"-"`
+	// Timeout bounds each call to the remote (a fetch, a list of its refs,
+	// a clone or a push). Zero: DefaultTimeout (1m).
+	Timeout time.Duration `yaml:"-"`
 	// Verify is the signature policy; off by default.
 	Verify Verify `yaml:"verify"`
 	// WebhookSecret authenticates webhooks for this repository (HMAC key
@@ -162,6 +165,9 @@ func (c RepoConfig) WithDefaults() RepoConfig {
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
 	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
 	c.Path = cleanRepoPath(c.Path)
 	c.Commit = strings.ToLower(c.Commit)
 	return c
@@ -261,6 +267,9 @@ func (c RepoConfig) Validate() error {
 		bad("interval", "%s is negative: write 0 to turn polling off (webhooks and 'capstan sync' only), or a duration of at least %s", c.Interval, MinInterval)
 	case c.Interval >= 0 && c.Interval < MinInterval:
 		bad("interval", "%s is shorter than %s; use webhooks or a local repository for faster syncs, or 0 to turn polling off", c.Interval, MinInterval)
+	}
+	if c.Timeout < 0 {
+		bad("timeout", "%s is negative: write a duration such as 1m", c.Timeout)
 	}
 	errs = append(errs, c.validateAuth(kind)...)
 	if err := c.Verify.validate(); err != nil {

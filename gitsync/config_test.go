@@ -111,6 +111,7 @@ repos:
     url: https://git.example.com/org/deploy.git
     path: apps
     interval: 30s
+    timeout: 90s
     auth: {tokenFile: token}
     verify: {enabled: true, sshKeysFile: signers}
     webhookSecretFile: hook
@@ -126,11 +127,11 @@ repos:
 		t.Fatalf("%d repos", len(repos))
 	}
 	a, l := repos[0], repos[1]
-	if a.Branch != "main" || a.Path != "apps" || a.Interval != 30*time.Second || a.Auth.Token != "tok-123" ||
+	if a.Branch != "main" || a.Path != "apps" || a.Interval != 30*time.Second || a.Timeout != 90*time.Second || a.Auth.Token != "tok-123" ||
 		a.WebhookSecret != "hooksecret" || !a.Verify.Enabled || !strings.Contains(a.Verify.SSHKeys, "ssh-ed25519") {
 		t.Errorf("apps: %+v", a)
 	}
-	if l.URL != filepath.Join(dir, "checkout") || l.Tag != "v1" || l.Branch != "" || l.Interval != DefaultInterval {
+	if l.URL != filepath.Join(dir, "checkout") || l.Tag != "v1" || l.Branch != "" || l.Interval != DefaultInterval || l.Timeout != DefaultTimeout {
 		t.Errorf("local: %+v", l)
 	}
 
@@ -139,6 +140,7 @@ repos:
 		"duplicate name": "repos:\n  - {name: a, url: /x}\n  - {name: a, url: /y}\n",
 		"no repos":       "repos: []\n",
 		"bad interval":   "repos:\n  - {name: a, url: /x, interval: soon}\n",
+		"bad timeout":    "repos:\n  - {name: a, url: /x, timeout: 0s}\n",
 		"missing file":   "repos:\n  - {name: a, url: 'https://h/x', auth: {tokenFile: nope}}\n",
 		"not yaml":       "repos: [",
 	}
@@ -153,7 +155,7 @@ repos:
 
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("repos:\n  - {name: a, url: /x}\n"))
-	f.Add([]byte("repos:\n  - {name: a, url: 'https://h/x', branch: main, interval: 20s, auth: {username: u, password: p}}\n"))
+	f.Add([]byte("repos:\n  - {name: a, url: 'https://h/x', branch: main, interval: 20s, timeout: 2m, auth: {username: u, password: p}}\n"))
 	f.Add([]byte("repos:\n  - {name: a, url: 'ssh://git@h/x', verify: {enabled: true, sshKeys: 'ssh-ed25519 AAAA'}}\n"))
 	f.Add([]byte("repos:\n  - {name: a, url: 'https://h/x', forge: {type: gitlab, project: a/b, tokenFile: t, pollInterval: 10s, events: [plans]}}\n"))
 	dir := f.TempDir()

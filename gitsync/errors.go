@@ -20,6 +20,10 @@ var (
 	// ErrUnreachable marks a remote that could not be contacted or refused
 	// the credentials.
 	ErrUnreachable = errors.New("remote unreachable")
+	// ErrTimeout marks a remote that did not answer within the
+	// repository's timeout (RepoConfig.Timeout); it comes wrapped with
+	// ErrUnreachable.
+	ErrTimeout = errors.New("remote did not answer in time")
 	// ErrRefNotFound marks a branch, tag or commit that the remote does not
 	// have (for example a deleted branch).
 	ErrRefNotFound = errors.New("ref not found")
@@ -126,6 +130,8 @@ func (e *FetchError) hint() string {
 		return "check that " + e.Ref + " exists on the remote, or change the tracked ref"
 	case errors.Is(e.Err, ErrPathNotFound):
 		return "create the path in the repository or fix the configured path"
+	case errors.Is(e.Err, ErrTimeout):
+		return "the remote took the connection but did not answer: check that the git server is up and answering, or raise the repository's timeout if it is only slow"
 	case errors.Is(e.Err, ErrCorruptClone):
 		return "the cache clone was removed and will be cloned again on the next sync"
 	case e.Err != nil && strings.Contains(e.Err.Error(), "x509: "):

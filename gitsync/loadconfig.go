@@ -25,6 +25,7 @@ const maxConfigFile = 1 << 20
 //	    branch: main
 //	    path: apps
 //	    interval: 30s      # 0: no polling; unset: Defaults.Interval
+//	    timeout: 1m        # of each fetch, list, clone or push
 //	    auth: {username: deploy, passwordFile: /etc/capstan/git-password}
 //	    verify: {enabled: true, sshKeysFile: trusted_signers}
 //	    webhookSecretFile: /etc/capstan/webhook-secret
@@ -43,6 +44,7 @@ type fileRepo struct {
 	Commit            string      `yaml:"commit"`
 	Path              string      `yaml:"path"`
 	Interval          string      `yaml:"interval"`
+	Timeout           string      `yaml:"timeout"`
 	Auth              fileAuth    `yaml:"auth"`
 	Verify            fileVerify  `yaml:"verify"`
 	WebhookSecret     string      `yaml:"webhookSecret"`
@@ -193,6 +195,13 @@ func (fr fileRepo) resolve(baseDir string) (RepoConfig, error) {
 			d = NoPolling
 		}
 		rc.Interval = d
+	}
+	if fr.Timeout != "" {
+		d, err := time.ParseDuration(fr.Timeout)
+		if err != nil || d <= 0 {
+			return rc, fmt.Errorf("timeout: %q is not a positive duration (write e.g. 1m or 90s)", fr.Timeout)
+		}
+		rc.Timeout = d
 	}
 	var err error
 	read := func(dst *string, file, field string) {

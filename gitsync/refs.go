@@ -47,7 +47,9 @@ func FetchRefs(ctx context.Context, cfg RepoConfig, dir string, refspecs ...stri
 		url = local
 	}
 	remote := git.NewRemote(r.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{url}})
-	err = remote.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: specs, Auth: auth, Tags: git.NoTags, Force: true, CABundle: caBundle(cfg)})
+	err = remoteCall(ctx, cfg, func(ctx context.Context) error {
+		return remote.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: specs, Auth: auth, Tags: git.NoTags, Force: true, CABundle: caBundle(cfg)})
+	})
 	var noRef git.NoMatchingRefSpecError
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
@@ -56,10 +58,12 @@ func FetchRefs(ctx context.Context, cfg RepoConfig, dir string, refspecs ...stri
 		return ctx.Err()
 	case errors.As(err, &noRef), errors.Is(err, plumbing.ErrReferenceNotFound), errors.Is(err, transport.ErrEmptyRemoteRepository):
 		return &FetchError{Repo: cfg.Name, URL: RedactURL(cfg.URL), Err: fmt.Errorf("%w: %w", ErrRefNotFound, err)}
+	case errors.Is(err, ErrTimeout):
+		return &FetchError{Repo: cfg.Name, URL: RedactURL(cfg.URL), Err: err}
 	}
 	// go-git's transports hand "reference not found" back as text only:
 	// the remote's own list says whether a ref asked for is missing.
-	refs, listErr := remote.ListContext(ctx, &git.ListOptions{Auth: auth, CABundle: caBundle(cfg)})
+	refs, listErr := listRemote(ctx, cfg, remote, auth)
 	if listErr == nil {
 		for _, s := range specs {
 			if src := plumbing.ReferenceName(s.Src()); !s.IsWildcard() && !hasRef(refs, src) {

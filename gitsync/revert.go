@@ -396,8 +396,13 @@ func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (str
 	}
 	defer os.RemoveAll(dir)
 	branch := plumbing.NewBranchReferenceName(repo.Branch)
-	r, err := git.PlainCloneContext(ctx, dir, true, &git.CloneOptions{
-		URL: repo.URL, Auth: auth, ReferenceName: branch, SingleBranch: true, Tags: git.NoTags, CABundle: caBundle(repo),
+	var r *git.Repository
+	err = remoteCall(ctx, repo, func(ctx context.Context) error {
+		var err error
+		r, err = git.PlainCloneContext(ctx, dir, true, &git.CloneOptions{
+			URL: repo.URL, Auth: auth, ReferenceName: branch, SingleBranch: true, Tags: git.NoTags, CABundle: caBundle(repo),
+		})
+		return err
 	})
 	if err != nil {
 		return "", fmt.Errorf("clone %s %s: %w", RedactURL(repo.URL), repo.Ref(), redactErr(err))
@@ -416,12 +421,17 @@ func revertAndPush(ctx context.Context, repo RepoConfig, req RevertRequest) (str
 	if err := r.Storer.SetReference(plumbing.NewHashReference(branch, h)); err != nil {
 		return "", err
 	}
-	err = r.PushContext(ctx, &git.PushOptions{
-		RemoteName: "origin",
-		RefSpecs:   []config.RefSpec{config.RefSpec(branch + ":" + branch)},
-		Auth:       auth,
-		CABundle:   caBundle(repo),
+	err = remoteCall(ctx, repo, func(ctx context.Context) error {
+		return r.PushContext(ctx, &git.PushOptions{
+			RemoteName: "origin",
+			RefSpecs:   []config.RefSpec{config.RefSpec(branch + ":" + branch)},
+			Auth:       auth,
+			CABundle:   caBundle(repo),
+		})
 	})
+	if errors.Is(err, ErrTimeout) {
+		return "", fmt.Errorf("push %s to %s: %w (whether it landed shows on the branch)", api.ShortCommit(h.String()), RedactURL(repo.URL), err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%w: push %s to %s: %w", ErrPushRejected, api.ShortCommit(h.String()), RedactURL(repo.URL), redactErr(err))
 	}
