@@ -91,7 +91,7 @@ func authMethod(cfg RepoConfig) (transport.AuthMethod, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: repo %q: auth.knownHostsFile %s: %w", ErrInvalidConfig, cfg.Name, a.KnownHostsFile, err)
 		}
-		keys.HostKeyCallback = cb
+		keys.HostKeyCallback = pinnedHostKeys(cb, a.KnownHostsFile)
 		return keys, nil
 	}
 	return nil, nil
@@ -219,6 +219,8 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 	switch {
 	case errors.Is(err, ErrTimeout):
 		return err
+	case errors.As(err, new(*hostKeyError)):
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	case errors.As(err, &noRef), errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, plumbing.ErrReferenceNotFound):
 		return fmt.Errorf("%w: %w", ErrRefNotFound, err)
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrAuthenticationRequired),

@@ -125,11 +125,14 @@ func (e *FetchError) what() string {
 
 // hint says what to do about the failed fetch.
 func (e *FetchError) hint() string {
+	var hostKey *hostKeyError
 	switch {
 	case errors.Is(e.Err, ErrRefNotFound):
 		return "check that " + e.Ref + " exists on the remote, or change the tracked ref"
 	case errors.Is(e.Err, ErrPathNotFound):
 		return "create the path in the repository or fix the configured path"
+	case errors.As(e.Err, &hostKey):
+		return hostKey.hint()
 	case errors.Is(e.Err, ErrTimeout):
 		return "the remote took the connection but did not answer: check that the git server is up and answering, or raise the repository's timeout if it is only slow"
 	case errors.Is(e.Err, ErrCorruptClone):

@@ -27,6 +27,8 @@ type gitSSHServer struct {
 	addr       string
 	keyFile    string // client's private key
 	knownHosts string // known_hosts naming the server's host key
+	// hostKeyFingerprint is the SHA256 fingerprint of the host key.
+	hostKeyFingerprint string
 }
 
 func newGitSSHServer(t *testing.T) *gitSSHServer {
@@ -94,7 +96,7 @@ func newGitSSHServer(t *testing.T) *gitSSHServer {
 	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &gitSSHServer{addr: ln.Addr().String(), keyFile: keyFile, knownHosts: kh}
+	return &gitSSHServer{addr: ln.Addr().String(), keyFile: keyFile, knownHosts: kh, hostKeyFingerprint: ssh.FingerprintSHA256(hostSigner.PublicKey())}
 }
 
 func serveSSHConn(c net.Conn, cfg *ssh.ServerConfig) {
@@ -196,17 +198,36 @@ func TestSSHFetch(t *testing.T) {
 		}
 	}
 
-	// A host key that does not match known_hosts is refused.
+	// A host key that does not match known_hosts, or that known_hosts
+	// does not name, is refused, and the error says which key the server
+	// offered and how to pin it (it said "knownhosts: key mismatch" and
+	// "check the URL, the network and the credentials").
 	wrongKH := filepath.Join(t.TempDir(), "known_hosts")
 	_, other, _ := ed25519.GenerateKey(rand.Reader)
 	otherSigner, _ := ssh.NewSignerFromKey(other)
 	line := knownhosts.Line([]string{knownhosts.Normalize(srv.addr)}, otherSigner.PublicKey())
-	if err := os.WriteFile(wrongKH, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	unknownKH := filepath.Join(t.TempDir(), "known_hosts")
+	for file, content := range map[string]string{wrongKH: line + "\n", unknownKH: "# no keys yet\n"} {
+		if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s2, rec2 := newTestSyncer(t, RepoConfig{Name: "deploy", URL: url, Auth: Auth{SSHKeyFile: srv.keyFile, KnownHostsFile: wrongKH}})
-	if _, err := s2.Sync(ctx, "deploy"); !errors.Is(err, ErrUnreachable) || len(rec2.snaps) != 0 {
-		t.Fatalf("wrong host key: err %v, %d snapshots", err, len(rec2.snaps))
+	_, port, _ := net.SplitHostPort(srv.addr)
+	scan := "ssh-keyscan -p " + port + " 127.0.0.1"
+	for file, want := range map[string][]string{
+		wrongKH:   {"is not the one pinned for it at " + wrongKH + ":1", "replace line 1 of " + wrongKH, scan},
+		unknownKH: {"is not in auth.knownHostsFile " + unknownKH, "'" + scan + " >> " + unknownKH + "'"},
+	} {
+		s2, rec2 := newTestSyncer(t, RepoConfig{Name: "deploy", URL: url, Auth: Auth{SSHKeyFile: srv.keyFile, KnownHostsFile: file}})
+		_, err := s2.Sync(ctx, "deploy")
+		if !errors.Is(err, ErrUnreachable) || len(rec2.snaps) != 0 {
+			t.Fatalf("host key not pinned: err %v, %d snapshots", err, len(rec2.snaps))
+		}
+		for _, w := range append(want, srv.hostKeyFingerprint) {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q does not say %q", err, w)
+			}
+		}
 	}
 }
 
