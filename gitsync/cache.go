@@ -223,8 +223,9 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	case errors.As(err, &noRef), errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, plumbing.ErrReferenceNotFound):
 		return fmt.Errorf("%w: %w", ErrRefNotFound, err)
-	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrAuthenticationRequired),
-		errors.Is(err, transport.ErrAuthorizationFailed), errors.Is(err, transport.ErrInvalidAuthMethod):
+	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Errorf("%w: %w", ErrUnreachable, &credentialsError{cfg: m.cfg, err: err})
+	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrInvalidAuthMethod):
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	var netErr net.Error

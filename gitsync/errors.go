@@ -125,14 +125,14 @@ func (e *FetchError) what() string {
 
 // hint says what to do about the failed fetch.
 func (e *FetchError) hint() string {
-	var hostKey *hostKeyError
+	var hinted interface{ hint() string }
 	switch {
+	case errors.As(e.Err, &hinted):
+		return hinted.hint()
 	case errors.Is(e.Err, ErrRefNotFound):
 		return "check that " + e.Ref + " exists on the remote, or change the tracked ref"
 	case errors.Is(e.Err, ErrPathNotFound):
 		return "create the path in the repository or fix the configured path"
-	case errors.As(e.Err, &hostKey):
-		return hostKey.hint()
 	case errors.Is(e.Err, ErrTimeout):
 		return "the remote took the connection but did not answer: check that the git server is up and answering, or raise the repository's timeout if it is only slow"
 	case errors.Is(e.Err, ErrCorruptClone):
@@ -179,3 +179,35 @@ func (e *SignatureError) what() string {
 }
 
 func (e *SignatureError) Unwrap() error { return e.Err }
+
+// credentialsError is a remote's refusal of the repository's credentials
+// (HTTP 401 or 403): it says which credential and what to do, never the
+// credential itself.
+type credentialsError struct {
+	cfg RepoConfig
+	err error
+}
+
+// Error leaves out the new line a server ends its 401 page with.
+func (e *credentialsError) Error() string { return strings.TrimSpace(e.err.Error()) }
+func (e *credentialsError) Unwrap() error { return e.err }
+
+func (e *credentialsError) hint() string {
+	a := e.cfg.Auth
+	const why = "it may have expired, been revoked, or lack read access to the repository"
+	switch {
+	case a.TokenFile != "" || a.PasswordFile != "":
+		field, file := "tokenFile", a.TokenFile
+		if file == "" {
+			field, file = "passwordFile", a.PasswordFile
+		}
+		return fmt.Sprintf("the remote refused the credential in auth.%s %s: %s; write a new one to that file, the next sync reads it (no restart)", field, file, why)
+	case a.Token != "", a.Password != "":
+		field := "token"
+		if a.Token == "" {
+			field = "password"
+		}
+		return fmt.Sprintf("the remote refused auth.%s: %s; set a new one and restart the server, or keep it in auth.%sFile, which is read again before every sync", field, why, field)
+	}
+	return "the remote asks for credentials and the repository has none: set auth.tokenFile (or username and passwordFile) for an https URL, or use an ssh URL with auth.sshKeyFile"
+}

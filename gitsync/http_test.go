@@ -16,16 +16,19 @@ import (
 func TestHTTPFetch(t *testing.T) {
 	const user, pass = "deployer", "pa55word"
 	tests := []struct {
-		name    string
-		user    string // server's
-		auth    Auth
-		wantErr error
+		name     string
+		user     string // server's
+		auth     Auth
+		wantErr  error
+		wantText string
 	}{
 		{name: "anonymous", auth: Auth{}},
 		{name: "basic auth", user: user, auth: Auth{Username: user, Password: pass}},
 		{name: "token auth", user: "git", auth: Auth{Token: pass}},
-		{name: "wrong password", user: user, auth: Auth{Username: user, Password: "nope"}, wantErr: ErrUnreachable},
-		{name: "no credentials", user: user, auth: Auth{}, wantErr: ErrUnreachable},
+		{name: "wrong password", user: user, auth: Auth{Username: user, Password: "nope"}, wantErr: ErrUnreachable,
+			wantText: "the remote refused auth.password: it may have expired"},
+		{name: "no credentials", user: user, auth: Auth{}, wantErr: ErrUnreachable,
+			wantText: "the remote asks for credentials and the repository has none: set auth.tokenFile"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,6 +43,9 @@ func TestHTTPFetch(t *testing.T) {
 				var fe *FetchError
 				if !errors.Is(err, tt.wantErr) || !errors.As(err, &fe) {
 					t.Fatalf("err %v, want a FetchError wrapping %v", err, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantText) || strings.Contains(err.Error(), "nope") {
+					t.Errorf("error %q does not say %q, or shows the password", err, tt.wantText)
 				}
 				if len(rec.snaps) != 0 {
 					t.Fatalf("applied %d snapshots despite the error", len(rec.snaps))
@@ -253,6 +259,21 @@ func TestHTTPFetchReadsRotatedTokenFile(t *testing.T) {
 	srv.setPassword("token-2")
 	second := src.commit("second", map[string]string{"apps/web.cue": "v2"})
 	srv.push(t, src, "deploy")
+	// Until then the sync fails saying which credential the remote refused
+	// and what to do (it said "authentication required: unauthorized" and
+	// "check the URL, the network and the credentials"), never the token.
+	_, err = s.Sync(ctx, "deploy")
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("sync with a revoked token: %v, want ErrUnreachable", err)
+	}
+	for _, want := range []string{"refused the credential in auth.tokenFile " + tokenFile, "expired", "write a new one to that file"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "token-1") {
+		t.Errorf("error %q shows the token", err)
+	}
 	if err := os.WriteFile(tokenFile, []byte("token-2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
