@@ -451,6 +451,8 @@ func TestLimits(t *testing.T) {
 			[]string{"a.cue: file is 2244 bytes, more than the limit of 1000; split it into smaller files"}},
 		{"binary", mapFS(map[string]string{"a.json": "{\"apps\": \x00}"}), LoadOptions{}, nil,
 			[]string{"a.json: binary file (NUL byte at offset 9): descriptors are text"}},
+		{"lfs pointer", mapFS(map[string]string{"apps.cue": lfsPointerText}), LoadOptions{}, nil,
+			[]string{"apps.cue: " + lfsPointerError}},
 		{"too many files", mapFS(map[string]string{"a.cue": "", "b.cue": "", "c.txt": ""}), LoadOptions{MaxFiles: 1}, ErrTooManyFiles, nil},
 		{"too many bytes", mapFS(map[string]string{"a.cue": big, "b.cue": big}), LoadOptions{MaxTotalBytes: 3000}, ErrTooLarge, nil},
 		{"negative limit", mapFS(nil), LoadOptions{MaxFiles: -1}, ErrOptions, nil},

@@ -290,6 +290,9 @@ func readRepoFile(fsys fs.FS, p string, use repoFileUse) (string, error) {
 	if len(b) > use.limit {
 		return "", fmt.Errorf("is more than the limit of %d bytes %s", use.limit, use.tooLarge)
 	}
+	if isLFSPointer(b) {
+		return "", errors.New(lfsPointerError)
+	}
 	if !api.IsText(b) {
 		return "", fmt.Errorf("is not text (UTF-8 without NUL bytes): %s", use.notText)
 	}

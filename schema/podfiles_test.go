@@ -97,6 +97,8 @@ func TestFilesErrors(t *testing.T) {
 			nil, `a.cue:4:17: apps.shop.pods.web.files./etc/a.from: file /etc/a: from "big": is 262145 bytes, more than the limit of 262144 a config file`},
 		{"binary", map[string]string{"a.cue": one(`"/etc/a": from: "bin"`), "bin": "ab\x00cd"},
 			nil, `a.cue:4:17: apps.shop.pods.web.files./etc/a.from: file /etc/a: from "bin": is not text`},
+		{"lfs pointer", map[string]string{"a.cue": one(`"/etc/a": from: "big.conf"`), "big.conf": lfsPointerText},
+			nil, `a.cue:4:17: apps.shop.pods.web.files./etc/a.from: file /etc/a: from "big.conf": is a Git LFS pointer, not the file's content (sync does not fetch LFS objects)`},
 		{"symlink out", map[string]string{"a.cue": one(`"/etc/a": from: "l"`)},
 			map[string]string{"l": "../../etc/passwd"}, `a.cue:4:17: apps.shop.pods.web.files./etc/a.from: file /etc/a: from "l": symbolic link refused: it points outside the repository`},
 		{"both", map[string]string{"a.cue": one(`"/etc/a": {from: "x", content: "y"}`)},
@@ -130,6 +132,9 @@ func TestFilesErrors(t *testing.T) {
 		})
 	}
 }
+
+// lfsPointerText is what git holds for a file tracked by Git LFS.
+const lfsPointerText = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n"
 
 // one is an app with one pod group whose files field holds entry.
 func one(entry string) string {

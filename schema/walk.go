@@ -143,6 +143,9 @@ func readTarget(fsys fs.FS, p string, d fs.DirEntry, opts LoadOptions) rawFile {
 	if i := bytes.IndexByte(data, 0); i >= 0 {
 		return refused(p, "binary file (NUL byte at offset %d): descriptors are text", i)
 	}
+	if isLFSPointer(data) {
+		return refused(p, "%s", lfsPointerError)
+	}
 	return rawFile{path: p, data: data, hash: sha256.Sum256(data)}
 }
 
