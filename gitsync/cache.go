@@ -222,6 +222,13 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 	case errors.As(err, new(*hostKeyError)):
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	case errors.As(err, &noRef), errors.Is(err, transport.ErrEmptyRemoteRepository), errors.Is(err, plumbing.ErrReferenceNotFound):
+		if m.cfg.Branch != "" {
+			refs, listErr := listRemote(ctx, m.cfg, git.NewRemote(nil, &config.RemoteConfig{Name: "origin", URLs: []string{m.cfg.URL}}), auth)
+			if errors.Is(err, transport.ErrEmptyRemoteRepository) || errors.Is(listErr, transport.ErrEmptyRemoteRepository) {
+				refs = []*plumbing.Reference{}
+			}
+			return fmt.Errorf("%w: %w", ErrRefNotFound, newMissingBranchError(m.cfg.Branch, refs, err))
+		}
 		return fmt.Errorf("%w: %w", ErrRefNotFound, err)
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
 		return fmt.Errorf("%w: %w", ErrUnreachable, &credentialsError{cfg: m.cfg, err: err})
@@ -236,6 +243,9 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 	refs, listErr := listRemote(ctx, m.cfg, remote, auth)
 	if listErr != nil {
 		if errors.Is(listErr, transport.ErrEmptyRemoteRepository) {
+			if m.cfg.Branch != "" {
+				listErr = newMissingBranchError(m.cfg.Branch, []*plumbing.Reference{}, listErr)
+			}
 			return fmt.Errorf("%w: %w", ErrRefNotFound, listErr)
 		}
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
@@ -244,6 +254,9 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 	// text only: the remote's own list of references says whether the
 	// tracked one is missing.
 	if want := m.remoteRef(); want != "" && !hasRef(refs, want) {
+		if m.cfg.Branch != "" {
+			return fmt.Errorf("%w: %w", ErrRefNotFound, newMissingBranchError(m.cfg.Branch, refs, err))
+		}
 		return fmt.Errorf("%w: %s: %w", ErrRefNotFound, want, err)
 	}
 	return fmt.Errorf("%w: %w", ErrCorruptClone, err)

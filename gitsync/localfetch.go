@@ -49,7 +49,7 @@ func (m *mirror) localFetch(ctx context.Context, srcDir string, depth int) error
 	default:
 		ref, err := src.Reference(plumbing.NewBranchReferenceName(m.cfg.Branch), true)
 		if err != nil {
-			return fmt.Errorf("%w: branch %s: %w", ErrRefNotFound, m.cfg.Branch, err)
+			return fmt.Errorf("%w: %w", ErrRefNotFound, newMissingBranchError(m.cfg.Branch, localRefs(src), err))
 		}
 		tip = ref.Hash()
 	}
@@ -216,4 +216,25 @@ func (m *mirror) missingTree(src storer.EncodedObjectStorer, has func(plumbing.H
 		}
 	}
 	return out, nil
+}
+
+// localRefs lists a local repository's references, HEAD as the symbolic
+// reference it is; nil when they cannot be read.
+func localRefs(r *git.Repository) []*plumbing.Reference {
+	iter, err := r.References()
+	if err != nil {
+		return nil
+	}
+	refs := []*plumbing.Reference{}
+	err = iter.ForEach(func(ref *plumbing.Reference) error {
+		refs = append(refs, ref)
+		return nil
+	})
+	if err != nil {
+		return nil
+	}
+	if head, err := r.Reference(plumbing.HEAD, false); err == nil {
+		refs = append(refs, head)
+	}
+	return refs
 }

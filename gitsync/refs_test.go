@@ -145,3 +145,37 @@ func TestDataDirLocked(t *testing.T) {
 		t.Fatalf("second Start on the same data dir: %v", err)
 	}
 }
+
+// TestMissingBranchSaysWhatTheRemoteHas: a tracked branch renamed on the
+// remote (its default branch changed with it) fails the sync naming the
+// branches the remote has and its default branch, over HTTP and from a
+// local repository (it said "reference not found" and "check that branch
+// main exists on the remote"); an empty repository says it is empty.
+func TestMissingBranchSaysWhatTheRemoteHas(t *testing.T) {
+	srv := newGitHTTPServer(t, "", "")
+	src := newGitRepo(t)
+	src.commit("first", map[string]string{"apps/web.cue": "v1"})
+	url := srv.publish(t, src, "deploy")
+	bare := filepath.Join(srv.root, "deploy.git")
+	src.git("push", "-q", bare, "main:trunk", "main:feature/x")
+	src.git("-C", bare, "symbolic-ref", "HEAD", "refs/heads/trunk")
+	src.git("-C", bare, "update-ref", "-d", "refs/heads/main")
+	empty := filepath.Join(srv.root, "empty.git")
+	src.git("init", "-q", "--bare", "-b", "main", empty)
+	for name, tc := range map[string]struct{ url, want string }{
+		"http":       {url, "the remote has no branch main (deleted or renamed?); it has feature/x, trunk, and its default branch is trunk: set branch: trunk"},
+		"local":      {bare, "the remote has no branch main (deleted or renamed?); it has feature/x, trunk, and its default branch is trunk: set branch: trunk"},
+		"http empty": {srv.url + "/empty.git", "the remote has no branch at all (an empty repository): push a first commit to branch main"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, rec := newTestSyncer(t, RepoConfig{Name: "deploy", URL: tc.url, Path: "apps"})
+			_, err := s.Sync(context.Background(), "deploy")
+			if !errors.Is(err, ErrRefNotFound) || len(rec.snaps) != 0 {
+				t.Fatalf("err %v (%d applied), want ErrRefNotFound", err, len(rec.snaps))
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
