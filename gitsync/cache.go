@@ -235,6 +235,9 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrInvalidAuthMethod):
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
+	if (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) && m.intact() {
+		return fmt.Errorf("%w: the connection broke off during the transfer: %w", ErrUnreachable, err)
+	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)
@@ -260,6 +263,34 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 		return fmt.Errorf("%w: %s: %w", ErrRefNotFound, want, err)
 	}
 	return fmt.Errorf("%w: %w", ErrCorruptClone, err)
+}
+
+// intact reports whether the clone still reads back what it had before a
+// failed fetch: the tracked commit (or annotated tag) and its tree. A
+// clone that has nothing yet is intact. A fetch cut off midway leaves the
+// clone as it was (go-git keeps a partial pack out of it), so such a
+// failure is the network's, not a reason to delete the cache and clone
+// the whole repository again.
+func (m *mirror) intact() bool {
+	_, local := m.refSpec()
+	if local == "" {
+		return true // a pinned commit: fetched until it is here
+	}
+	ref, err := m.repo.Reference(local, true)
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	obj, err := m.repo.Object(plumbing.AnyObject, ref.Hash())
+	if err != nil {
+		return false
+	}
+	if c, ok := obj.(*object.Commit); ok {
+		_, err = c.Tree()
+	}
+	return err == nil
 }
 
 // head resolves the tracked commit in the cache clone and checks that every

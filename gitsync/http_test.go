@@ -2,6 +2,8 @@ package gitsync
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -302,4 +305,50 @@ func TestHTTPFetchReadsRotatedTokenFile(t *testing.T) {
 	if got := rec.snaps[len(rec.snaps)-1].Commit; got != third {
 		t.Fatalf("applied %s, want %s", got, third)
 	}
+}
+
+// TestHTTPFetchCutMidway: a fetch whose connection breaks off mid-pack is
+// the network's failure: the cache clone is kept (it was deleted and
+// cloned again, in full, on every such failure, and the error blamed a
+// corrupted local clone), and the next sync fetches into it and applies.
+func TestHTTPFetchCutMidway(t *testing.T) {
+	srv := newGitHTTPServer(t, "", "")
+	src := newGitRepo(t)
+	noise := func() string { // incompressible, so the pack is large
+		b := make([]byte, 64<<10)
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
+		return hex.EncodeToString(b)
+	}
+	src.commit("first", map[string]string{"apps/web.cue": "v1", "apps/data.txt": noise()})
+	url := srv.publish(t, src, "deploy")
+	cut := new(atomic.Int64)
+	proxied := cuttingProxy(t, srv.url, cut) + strings.TrimPrefix(url, srv.url)
+	s, rec := newTestSyncer(t, RepoConfig{Name: "deploy", URL: proxied, Path: "apps"})
+	ctx := context.Background()
+	sync := func(wantCommit string) {
+		t.Helper()
+		res, err := s.Sync(ctx, "deploy")
+		if wantCommit == "" {
+			if !errors.Is(err, ErrUnreachable) || errors.Is(err, ErrCorruptClone) || res.Recloned ||
+				!strings.Contains(err.Error(), "the connection broke off during the transfer") {
+				t.Fatalf("cut fetch: recloned %v, err %v; want ErrUnreachable saying the connection broke off, the clone kept", res.Recloned, err)
+			}
+			return
+		}
+		if err != nil || res.Recloned || rec.snaps[len(rec.snaps)-1].Commit != wantCommit {
+			t.Fatalf("sync: recloned %v, err %v, want %s applied", res.Recloned, err, wantCommit)
+		}
+	}
+	cut.Store(4 << 10)
+	sync("") // the first clone
+	cut.Store(0)
+	sync(src.head())
+	second := src.commit("second", map[string]string{"apps/web.cue": "v2", "apps/data.txt": noise()})
+	srv.push(t, src, "deploy")
+	cut.Store(4 << 10)
+	sync("")
+	cut.Store(0)
+	sync(second)
 }

@@ -3,9 +3,12 @@ package gitsync
 import (
 	"encoding/pem"
 	"io"
+	"log"
+	"maps"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -43,6 +46,7 @@ func startGitHTTPServer(t testing.TB, user, pass string, tls bool) *gitHTTPServe
 	h := &cgi.Handler{
 		Path:   backend,
 		Stderr: io.Discard,
+		Logger: log.New(io.Discard, "", 0), // a client that hangs up is no news
 		Env:    []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root},
 	}
 	var handler http.Handler = h
@@ -84,4 +88,34 @@ func (s *gitHTTPServer) publish(t testing.TB, src *gitRepo, name string) string 
 func (s *gitHTTPServer) push(t testing.TB, src *gitRepo, name string) {
 	t.Helper()
 	src.git("push", "-q", "-f", filepath.Join(s.root, name+".git"), "HEAD:refs/heads/main")
+}
+
+// cuttingProxy forwards to the git server at target and, while cut holds
+// n > 0, sends only the first n bytes of each upload-pack answer before
+// breaking the connection (a network that drops mid-transfer).
+func cuttingProxy(t testing.TB, target string, cut *atomic.Int64) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := r.Clone(r.Context())
+		out.URL.Scheme, out.URL.Host, out.RequestURI = u.Scheme, u.Host, ""
+		resp, err := http.DefaultTransport.RoundTrip(out)
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		defer resp.Body.Close()
+		maps.Copy(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		if n := cut.Load(); n > 0 && strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
+			io.CopyN(w, resp.Body, n)
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		}
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
