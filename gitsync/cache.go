@@ -230,7 +230,8 @@ func (m *mirror) classify(ctx context.Context, err error, auth transport.AuthMet
 			return fmt.Errorf("%w: %w", ErrRefNotFound, newMissingBranchError(m.cfg.Branch, refs, err))
 		}
 		return fmt.Errorf("%w: %w", ErrRefNotFound, err)
-	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
+	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed),
+		strings.Contains(err.Error(), "ssh: unable to authenticate"): // x/crypto/ssh has no error value for it
 		return fmt.Errorf("%w: %w", ErrUnreachable, &credentialsError{cfg: m.cfg, err: err})
 	case errors.Is(err, transport.ErrRepositoryNotFound), errors.Is(err, transport.ErrInvalidAuthMethod):
 		return fmt.Errorf("%w: %w", ErrUnreachable, err)

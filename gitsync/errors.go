@@ -181,7 +181,7 @@ func (e *SignatureError) what() string {
 func (e *SignatureError) Unwrap() error { return e.Err }
 
 // credentialsError is a remote's refusal of the repository's credentials
-// (HTTP 401 or 403): it says which credential and what to do, never the
+// (HTTP 401 or 403, an ssh key the server does not accept): it says which credential and what to do, never the
 // credential itself.
 type credentialsError struct {
 	cfg RepoConfig
@@ -196,6 +196,8 @@ func (e *credentialsError) hint() string {
 	a := e.cfg.Auth
 	const why = "it may have expired, been revoked, or lack read access to the repository"
 	switch {
+	case a.SSHKeyFile != "":
+		return fmt.Sprintf("the server refused the key in auth.sshKeyFile %s: give its public key ('ssh-keygen -y -f %s') read access to the repository (a deploy key), or write the right key to that file; the next sync reads it again", a.SSHKeyFile, a.SSHKeyFile)
 	case a.TokenFile != "" || a.PasswordFile != "":
 		field, file := "tokenFile", a.TokenFile
 		if file == "" {

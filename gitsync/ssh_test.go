@@ -212,6 +212,21 @@ func TestSSHFetch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A key the server does not accept is named, with what to do.
+	_, otherClient, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(otherClient, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey := filepath.Join(t.TempDir(), "id_other")
+	if err := os.WriteFile(otherKey, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s4, _ := newTestSyncer(t, RepoConfig{Name: "deploy", URL: url, Auth: Auth{SSHKeyFile: otherKey, KnownHostsFile: srv.knownHosts}})
+	if _, err := s4.Sync(ctx, "deploy"); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "the server refused the key in auth.sshKeyFile "+otherKey) {
+		t.Fatalf("refused key: %v, want ErrUnreachable naming auth.sshKeyFile %s", err, otherKey)
+	}
+
 	_, port, _ := net.SplitHostPort(srv.addr)
 	scan := "ssh-keyscan -p " + port + " 127.0.0.1"
 	for file, want := range map[string][]string{
