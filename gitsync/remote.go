@@ -15,6 +15,10 @@ import (
 // Flux's GitRepository spec.timeout (60s) does.
 const DefaultTimeout = time.Minute
 
+// abandonGrace is how long a call whose time is up is waited for before
+// it is left behind.
+const abandonGrace = 2 * time.Second
+
 // remoteCall runs call, one call to cfg's remote, under cfg's timeout.
 //
 // go-git (v5) dials an ssh remote and shakes hands without the context,
@@ -39,6 +43,13 @@ func remoteCall(ctx context.Context, cfg RepoConfig, call func(context.Context) 
 	select {
 	case err = <-done:
 	case <-cctx.Done():
+		// A call that reads through the context (http, ssh after the
+		// handshake) ends at once: wait for it, so that it is done with
+		// the clone before the next call starts.
+		select {
+		case <-done:
+		case <-time.After(abandonGrace):
+		}
 	}
 	switch {
 	case ctx.Err() != nil:
