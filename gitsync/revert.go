@@ -147,7 +147,8 @@ func revertCommit(r *git.Repository, head plumbing.Hash, req RevertRequest) (plu
 		return plumbing.ZeroHash, fmt.Errorf("%w: %q is not a commit: %w", ErrRefNotFound, to, err)
 	}
 	if ok, err := toC.IsAncestor(headC); err != nil || !ok {
-		return plumbing.ZeroHash, fmt.Errorf("%w: %s is not in the history of the branch (head %s)", ErrRefNotFound, api.ShortCommit(toC.Hash.String()), api.ShortCommit(head.String()))
+		return plumbing.ZeroHash, fmt.Errorf("%w: %s is not in the history of the branch (head %s): a force-push dropped it from the branch, or it is on another branch; roll back to a commit of the branch (git log shows them), or commit the content you want by hand",
+			ErrRefNotFound, api.ShortCommit(toC.Hash.String()), api.ShortCommit(head.String()))
 	}
 	headTree, err := headC.Tree()
 	if err != nil {

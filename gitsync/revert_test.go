@@ -108,18 +108,20 @@ func TestRevertPathsErrors(t *testing.T) {
 	r.git("fetch", "-q", other.dir, "main")
 	ctx := context.Background()
 	tests := []struct {
-		name  string
-		repo  RepoConfig
-		paths []string
-		to    string
-		base  string
-		dirty map[string]string
-		want  error
+		name     string
+		repo     RepoConfig
+		paths    []string
+		to       string
+		base     string
+		dirty    map[string]string
+		want     error
+		wantText string
 	}{
 		{name: "branch moved since the plan", paths: []string{"apps/shop"}, to: cs[0], base: cs[2], want: ErrPushRejected},
 		{name: "nothing to revert", paths: []string{"apps/other"}, to: cs[3], want: ErrNothingToRevert},
 		{name: "unknown revision", paths: []string{"apps/shop"}, to: "deadbeef", want: ErrRefNotFound},
-		{name: "not in history", paths: []string{"apps/shop"}, to: foreign, want: ErrRefNotFound},
+		{name: "not in history", paths: []string{"apps/shop"}, to: foreign, want: ErrRefNotFound,
+			wantText: "a force-push dropped it from the branch, or it is on another branch"},
 		{name: "no paths", to: cs[0], want: ErrInvalidConfig},
 		{name: "path escapes", paths: []string{"../x"}, to: cs[0], want: ErrInvalidConfig},
 		{name: "tag config", repo: RepoConfig{Tag: "v1"}, paths: []string{"apps/shop"}, to: cs[0], want: ErrInvalidConfig},
@@ -133,8 +135,8 @@ func TestRevertPathsErrors(t *testing.T) {
 			repo.URL = r.dir
 			before := r.head()
 			_, err := Revert(ctx, repo, RevertRequest{Paths: tt.paths, To: tt.to, Author: rollbacker, Base: tt.base})
-			if !errors.Is(err, tt.want) {
-				t.Fatalf("err %v, want %v", err, tt.want)
+			if !errors.Is(err, tt.want) || (err != nil && !strings.Contains(err.Error(), tt.wantText)) {
+				t.Fatalf("err %v, want %v saying %q", err, tt.want, tt.wantText)
 			}
 			if r.head() != before {
 				t.Fatal("the branch moved despite the error")
