@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -87,14 +88,33 @@ func authMethod(cfg RepoConfig) (transport.AuthMethod, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: repo %q: auth.sshKeyFile %s: %w", ErrInvalidConfig, cfg.Name, a.SSHKeyFile, err)
 		}
-		cb, err := gitssh.NewKnownHostsCallback(a.KnownHostsFile)
+		db, err := gitssh.NewKnownHostsDb(a.KnownHostsFile)
 		if err != nil {
 			return nil, fmt.Errorf("%w: repo %q: auth.knownHostsFile %s: %w", ErrInvalidConfig, cfg.Name, a.KnownHostsFile, err)
 		}
-		keys.HostKeyCallback = pinnedHostKeys(cb, a.KnownHostsFile)
+		keys.HostKeyCallback = pinnedHostKeys(db.HostKeyCallback(), a.KnownHostsFile)
+		// Ask the server for a key of a type the file pins: a server has
+		// several (GitHub: ECDSA, ed25519, RSA), and left to itself the
+		// client takes ECDSA, which a file pinning only the ed25519 key
+		// refused as a mismatch.
+		keys.HostKeyAlgorithms = db.HostKeyAlgorithms(sshHostPort(cfg.URL))
 		return keys, nil
 	}
 	return nil, nil
+}
+
+// sshHostPort is the host:port an ssh URL dials ("" when it does not
+// parse; the client then offers every key type).
+func sshHostPort(raw string) string {
+	ep, err := transport.NewEndpoint(raw)
+	if err != nil {
+		return ""
+	}
+	port := ep.Port
+	if port <= 0 {
+		port = gitssh.DefaultPort
+	}
+	return net.JoinHostPort(strings.Trim(ep.Host, "[]"), strconv.Itoa(port))
 }
 
 func sshUser(raw string) string {

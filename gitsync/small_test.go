@@ -117,3 +117,16 @@ func TestDataDirMadePrivate(t *testing.T) {
 		t.Fatalf("data dir mode %04o, want 0700", st.Mode().Perm())
 	}
 }
+
+func TestSSHHostPort(t *testing.T) {
+	for url, want := range map[string]string{
+		"ssh://git@git.example.com:2222/org/deploy.git": "git.example.com:2222",
+		"ssh://git@git.example.com/org/deploy.git":      "git.example.com:22",
+		"git@github.com:org/deploy.git":                 "github.com:22",
+		"ssh://git@[::1]:2222/deploy.git":               "[::1]:2222",
+	} {
+		if got := sshHostPort(url); got != want {
+			t.Errorf("sshHostPort(%q) = %q, want %q", url, got, want)
+		}
+	}
+}

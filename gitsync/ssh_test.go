@@ -2,7 +2,9 @@ package gitsync
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/pem"
@@ -27,8 +29,9 @@ type gitSSHServer struct {
 	addr       string
 	keyFile    string // client's private key
 	knownHosts string // known_hosts naming the server's host key
-	// hostKeyFingerprint is the SHA256 fingerprint of the host key.
-	hostKeyFingerprint string
+	// hostKeyFingerprints are the SHA256 fingerprints of the host keys:
+	// the ed25519 one known_hosts pins, and an ECDSA one.
+	hostKeyFingerprints []string
 }
 
 func newGitSSHServer(t *testing.T) *gitSSHServer {
@@ -67,6 +70,17 @@ func newGitSSHServer(t *testing.T) *gitSSHServer {
 		},
 	}
 	cfg.AddHostKey(hostSigner)
+	// A second host key, of a type ssh clients prefer to ed25519, that
+	// known_hosts does not pin, as servers such as GitHub's have.
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecSigner, err := ssh.NewSignerFromKey(ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AddHostKey(ecSigner)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +110,7 @@ func newGitSSHServer(t *testing.T) *gitSSHServer {
 	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &gitSSHServer{addr: ln.Addr().String(), keyFile: keyFile, knownHosts: kh, hostKeyFingerprint: ssh.FingerprintSHA256(hostSigner.PublicKey())}
+	return &gitSSHServer{addr: ln.Addr().String(), keyFile: keyFile, knownHosts: kh, hostKeyFingerprints: []string{ssh.FingerprintSHA256(hostSigner.PublicKey()), ssh.FingerprintSHA256(ecSigner.PublicKey())}}
 }
 
 func serveSSHConn(c net.Conn, cfg *ssh.ServerConfig) {
@@ -238,10 +252,13 @@ func TestSSHFetch(t *testing.T) {
 		if !errors.Is(err, ErrUnreachable) || len(rec2.snaps) != 0 {
 			t.Fatalf("host key not pinned: err %v, %d snapshots", err, len(rec2.snaps))
 		}
-		for _, w := range append(want, srv.hostKeyFingerprint) {
+		for _, w := range want {
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("error %q does not say %q", err, w)
 			}
+		}
+		if !strings.Contains(err.Error(), srv.hostKeyFingerprints[0]) && !strings.Contains(err.Error(), srv.hostKeyFingerprints[1]) {
+			t.Errorf("error %q names neither host key's fingerprint %q", err, srv.hostKeyFingerprints)
 		}
 	}
 }
