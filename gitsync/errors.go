@@ -134,7 +134,7 @@ func (e *FetchError) hint() string {
 	case errors.Is(e.Err, ErrPathNotFound):
 		return "create the path in the repository or fix the configured path"
 	case errors.Is(e.Err, ErrTimeout):
-		return "the remote took the connection but did not answer: check that the git server is up and answering, or raise the repository's timeout if it is only slow"
+		return "check that the git server is up and answering; if it is only slow, or the repository large (a first clone fetches it whole), raise the repository's timeout"
 	case errors.Is(e.Err, ErrCorruptClone):
 		return "the cache clone was removed and will be cloned again on the next sync"
 	case e.Err != nil && strings.Contains(e.Err.Error(), "x509: "):

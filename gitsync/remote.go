@@ -55,7 +55,7 @@ func remoteCall(ctx context.Context, cfg RepoConfig, call func(context.Context) 
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case cctx.Err() != nil:
-		return fmt.Errorf("%w: %w: %s did not answer within %s", ErrUnreachable, ErrTimeout, RedactURL(cfg.URL), d)
+		return fmt.Errorf("%w: %w: %s did not finish answering within %s", ErrUnreachable, ErrTimeout, RedactURL(cfg.URL), d)
 	}
 	return err
 }

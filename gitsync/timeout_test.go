@@ -64,7 +64,7 @@ func TestRemoteThatNeverAnswers(t *testing.T) {
 				if !errors.Is(err, ErrTimeout) || !errors.Is(err, ErrUnreachable) || !errors.As(err, &fe) {
 					t.Fatalf("err %v, want a FetchError wrapping ErrTimeout and ErrUnreachable", err)
 				}
-				for _, want := range []string{"did not answer within 1s", "raise the repository's timeout"} {
+				for _, want := range []string{"did not finish answering within 1s", "raise the repository's timeout"} {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("error %q does not say %q", err, want)
 					}
