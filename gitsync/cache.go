@@ -355,7 +355,7 @@ func (m *mirror) head(checked plumbing.Hash) (*object.Commit, plumbing.Hash, err
 			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %q in %s is a submodule, which sync does not read: commit the descriptors into this repository, or track the submodule's repository itself",
 				ErrPathNotFound, m.cfg.Path, api.ShortCommit(h.String()))
 		case errors.Is(err, object.ErrEntryNotFound), errors.Is(err, object.ErrDirectoryNotFound), err == nil && e.Mode != filemode.Dir:
-			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %q in %s", ErrPathNotFound, m.cfg.Path, api.ShortCommit(h.String()))
+			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %w", ErrPathNotFound, newMissingPathError(tree, m.cfg.Path, h))
 		case err != nil:
 			return nil, plumbing.ZeroHash, fmt.Errorf("%w: %s: %w", ErrCorruptClone, m.cfg.Path, err)
 		}

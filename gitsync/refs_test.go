@@ -179,3 +179,29 @@ func TestMissingBranchSaysWhatTheRemoteHas(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingPathSaysWhatTheCommitHas: a descriptor path the commit does
+// not have fails the sync naming the directories of its deepest existing
+// part (it said only "create the path in the repository or fix the
+// configured path").
+func TestMissingPathSaysWhatTheCommitHas(t *testing.T) {
+	src := newGitRepo(t)
+	src.commit("first", map[string]string{"deploy/apps/web.cue": "v1", "docs/README.md": "x", "main.go": "package main"})
+	for p, want := range map[string]string{
+		"apps":        "the commit has no directory apps; at the repository's root it has the directories deploy, docs: set path: to the directory that holds the descriptors",
+		"deploy/app":  "the commit has no directory deploy/app; in deploy it has the directories apps",
+		"main.go":     "the commit has no directory main.go; at the repository's root it has the directories deploy, docs",
+		"docs/guides": "in docs it has no directory",
+	} {
+		t.Run(p, func(t *testing.T) {
+			s, rec := newTestSyncer(t, RepoConfig{Name: "deploy", URL: src.dir, Path: p})
+			_, err := s.Sync(context.Background(), "deploy")
+			if !errors.Is(err, ErrPathNotFound) || len(rec.snaps) != 0 {
+				t.Fatalf("err %v (%d applied), want ErrPathNotFound", err, len(rec.snaps))
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("error %q does not say %q", err, want)
+			}
+		})
+	}
+}
