@@ -101,6 +101,9 @@ type Defaults struct {
 	// Interval is the poll interval (`--poll-interval`): zero means
 	// DefaultInterval, NoPolling no polling.
 	Interval time.Duration
+	// Timeout bounds each call to a remote (`--git-timeout`): zero means
+	// DefaultTimeout.
+	Timeout time.Duration
 }
 
 // LoadConfig reads a YAML config file listing repositories, fills in
@@ -140,6 +143,9 @@ func ParseConfig(data []byte, baseDir string, d Defaults) ([]RepoConfig, error) 
 		}
 		if fr.Interval == "" {
 			rc.Interval = d.Interval
+		}
+		if fr.Timeout == "" {
+			rc.Timeout = d.Timeout
 		}
 		repos = append(repos, rc)
 	}

@@ -21,6 +21,7 @@ type gitFlags struct {
 	path       string
 	config     string
 	interval   time.Duration
+	timeout    time.Duration
 	hookSecret string
 	eval       evalFlags
 }
@@ -47,6 +48,7 @@ func (f *gitFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.path, "path", ".", "directory of the descriptors inside the --repo repositories")
 	cmd.Flags().StringVar(&f.config, "repo-config", "", "YAML file listing repositories with their own branch, path, auth, signature keys and webhook secret")
 	cmd.Flags().DurationVar(&f.interval, "poll-interval", gitsync.DefaultInterval, "how often to poll the repositories (jittered ±10%), also those of --repo-config that set no interval; 0: never, sync on webhooks, local commits and 'capstan sync' only")
+	cmd.Flags().DurationVar(&f.timeout, "git-timeout", gitsync.DefaultTimeout, "longest fetch, ref listing, clone or push to a remote repository, also for those of --repo-config that set no timeout; raise it for a large repository on a slow link")
 	cmd.Flags().StringVar(&f.hookSecret, "webhook-secret", "", "secret for webhooks of the --repo repositories (POST /hooks/git/NAME)")
 	f.eval.register(cmd)
 }
@@ -93,9 +95,12 @@ func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	if f.timeout <= 0 {
+		return nil, usageError(fmt.Errorf("--git-timeout %s is not positive: give a duration such as 1m", f.timeout))
+	}
 	var repos []gitsync.RepoConfig
 	if f.config != "" {
-		rs, err := gitsync.LoadConfig(f.config, gitsync.Defaults{Interval: interval})
+		rs, err := gitsync.LoadConfig(f.config, gitsync.Defaults{Interval: interval, Timeout: f.timeout})
 		if err != nil {
 			return nil, err
 		}
@@ -113,7 +118,7 @@ func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
 		for i := 2; containsRepo(repos, name); i++ {
 			name = fmt.Sprintf("%s-%d", repoName(u), i)
 		}
-		repos = append(repos, gitsync.RepoConfig{Name: name, URL: u, Branch: f.branch, Path: f.path, Interval: interval, WebhookSecret: f.hookSecret})
+		repos = append(repos, gitsync.RepoConfig{Name: name, URL: u, Branch: f.branch, Path: f.path, Interval: interval, Timeout: f.timeout, WebhookSecret: f.hookSecret})
 	}
 	if err := gitsync.ValidateRepos(repos); err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/controlplane"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/internal/gittest"
 	"github.com/capstanhq/capstan/schema/sandbox"
 )
@@ -68,7 +69,7 @@ func TestGitOpsJourney(t *testing.T) {
 	good := gitCmd(t, repo, "rev-parse", "HEAD")
 
 	c := apiservertest.Start(t, apiservertest.Options{})
-	f := gitFlags{repos: []string{repo}, branch: "prod", path: "apps", interval: time.Hour}
+	f := gitFlags{repos: []string{repo}, branch: "prod", path: "apps", interval: time.Hour, timeout: gitsync.DefaultTimeout}
 	repos, err := f.configs()
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +171,7 @@ func TestGitOpsJourney(t *testing.T) {
 func TestSyncSaysWhyARepositoryFails(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-such-repo")
 	c := apiservertest.Start(t, apiservertest.Options{})
-	f := gitFlags{repos: []string{missing}, branch: "main", path: ".", interval: time.Hour}
+	f := gitFlags{repos: []string{missing}, branch: "main", path: ".", interval: time.Hour, timeout: gitsync.DefaultTimeout}
 	repos, err := f.configs()
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/capstanhq/capstan/agent/hollow"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/controlplane"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/reconcile"
 	"github.com/capstanhq/capstan/reconcile/app"
 	"github.com/capstanhq/capstan/reconcile/cron"
@@ -55,7 +56,7 @@ func startGitOpsCluster(t *testing.T, repo, branch string) *gitOpsCluster {
 		}
 		m.Add(r)
 	}
-	f := gitFlags{repos: []string{repo}, branch: branch, interval: time.Hour}
+	f := gitFlags{repos: []string{repo}, branch: branch, interval: time.Hour, timeout: gitsync.DefaultTimeout}
 	repos, err := f.configs()
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ func TestPollIntervalFlag(t *testing.T) {
 		t.Errorf("exit %d %q, want exit %d saying the value is negative and how to turn polling off", got, err, usageExit)
 	}
 
-	f := gitFlags{repos: []string{"/srv/deploy"}, branch: "main", path: ".", interval: 0}
+	f := gitFlags{repos: []string{"/srv/deploy"}, branch: "main", path: ".", interval: 0, timeout: gitsync.DefaultTimeout}
 	repos, err := f.configs()
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestPollIntervalAppliesToRepoConfig(t *testing.T) {
 		{5 * time.Minute, 5 * time.Minute},
 		{0, gitsync.NoPolling},
 	} {
-		f := gitFlags{config: file, branch: "main", path: ".", interval: tc.flag}
+		f := gitFlags{config: file, branch: "main", path: ".", interval: tc.flag, timeout: gitsync.DefaultTimeout}
 		repos, err := f.configs()
 		if err != nil {
 			t.Fatal(err)
@@ -61,6 +61,35 @@ func TestPollIntervalAppliesToRepoConfig(t *testing.T) {
 			if r.Interval != want[r.Name] {
 				t.Errorf("--poll-interval %s: repo %s polls every %s, want %s", tc.flag, r.Name, r.Interval, want[r.Name])
 			}
+		}
+	}
+}
+
+// --git-timeout bounds each call to a remote (a server that takes the
+// connection and never answers hung the sync for ever): it reaches the
+// --repo repositories and those of --repo-config that set no timeout,
+// and a value that is not positive is a command line error.
+func TestGitTimeoutFlag(t *testing.T) {
+	out, err := run(t, "server", "--git-timeout", "0", "--data-dir", filepath.Join(t.TempDir(), "data"))
+	if err == nil {
+		t.Fatalf("server --git-timeout 0 started:\n%s", out)
+	}
+	if got := exitCode(err); got != usageExit || !strings.Contains(err.Error(), "--git-timeout 0s is not positive") {
+		t.Errorf("exit %d %q, want exit %d saying the value is not positive", got, err, usageExit)
+	}
+	file := filepath.Join(t.TempDir(), "repos.yaml")
+	if err := os.WriteFile(file, []byte("repos:\n  - {name: unset, url: /srv/a}\n  - {name: own, url: /srv/b, timeout: 10m}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := gitFlags{repos: []string{"/srv/deploy"}, config: file, branch: "main", path: ".", interval: time.Minute, timeout: 3 * time.Minute}
+	repos, err := f.configs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Duration{"unset": 3 * time.Minute, "own": 10 * time.Minute, "deploy": 3 * time.Minute}
+	for _, r := range repos {
+		if r.Timeout != want[r.Name] {
+			t.Errorf("repo %s: timeout %s, want %s", r.Name, r.Timeout, want[r.Name])
 		}
 	}
 }
