@@ -181,8 +181,8 @@ func (e *SignatureError) what() string {
 func (e *SignatureError) Unwrap() error { return e.Err }
 
 // credentialsError is a remote's refusal of the repository's credentials
-// (HTTP 401 or 403, an ssh key the server does not accept): it says which credential and what to do, never the
-// credential itself.
+// (HTTP 401 or 403, an ssh key the server does not accept): it says which
+// credential and what to do, never the credential itself.
 type credentialsError struct {
 	cfg RepoConfig
 	err error
