@@ -194,7 +194,7 @@ func (c *Containerd) specOpts(img containerd.Image, sb Sandbox, spec ContainerSp
 		bindMount(filepath.Join(sb.Dir, "hostname"), "/etc/hostname", true),
 	}
 	for _, m := range spec.Mounts {
-		src := filepath.Join(sb.Dir, "volumes", m.Volume)
+		src := filepath.Join(sb.Dir, scratchSubdir, m.Volume)
 		if m.Source != "" {
 			src = m.Source
 		}

@@ -138,11 +138,26 @@ func rootOnlyDir(dir string) error {
 	return os.Chmod(dir, 0o700)
 }
 
-// protectPodFiles gives the config and secret file directories of every
-// pod on the node to root alone, as writeFiles makes them: an older
-// agent made them 0711 (the secret tmpfs with mode=0711), which let any
-// user of the node read every pod's files by path until the pod was
-// made again. The pods and their mounts are left as they are: a chmod
+// scratchSubdir is the directory of a pod's scratch volumes under its
+// data directory.
+const scratchSubdir = "volumes"
+
+// scratchDir holds the pod's scratch volumes, each a directory of mode
+// 0777 (images run as any user), in a directory for root alone: the
+// containers reach their volumes through bind mounts, which check only
+// the volume's own mode, while a user of the node would reach them by
+// path (the pod's UID is in every container's /proc/PID/mountinfo, which
+// anyone reads) and read and write what the pods keep there.
+func (c *Containerd) scratchDir(uid string) string {
+	return filepath.Join(c.podDir(uid), scratchSubdir)
+}
+
+// protectPodFiles gives the config file, secret file and scratch volume
+// directories of every pod on the node to root alone, as CreatePodSandbox
+// makes them: an older agent made them 0711 (the secret tmpfs with
+// mode=0711), which let any user of the node read every pod's files, and
+// read and write its scratch volumes, by path until the pod was made
+// again. The pods and their mounts are left as they are: a chmod
 // of a tmpfs's root changes its mode in place. Failures are logged, not
 // returned: one pod's directory must not keep the node from starting.
 func (c *Containerd) protectPodFiles() {
@@ -150,6 +165,7 @@ func (c *Containerd) protectPodFiles() {
 		root, sub string
 	}{
 		{filepath.Join(c.opts.DataDir, "pods"), "files"},
+		{filepath.Join(c.opts.DataDir, "pods"), scratchSubdir},
 		{filepath.Join(c.opts.RunDir, "pods"), "secrets"},
 	} {
 		entries, err := os.ReadDir(d.root)

@@ -77,11 +77,13 @@ func TestPodFiles(t *testing.T) {
 	}
 }
 
-// A pod's config and secret files are in directories for root alone
-// (0700), yet a container whose image runs as another user reads them
-// through its bind mounts. The pods of an older agent, whose directories
-// are 0711 (any user of the node read their files by path), are mended
-// when the agent starts again, while their containers keep running.
+// A pod's config and secret files and its scratch volumes are in
+// directories for root alone (0700), yet a container whose image runs as
+// another user reads the files and writes the volumes through its bind
+// mounts. The pods of an older agent, whose directories are 0711 (any
+// user of the node read their files, and read and wrote their volumes,
+// by path), are mended when the agent starts again, while their
+// containers keep running.
 func TestPodFilesNonRootContainerAndOlderAgent(t *testing.T) {
 	e := newEnv(t)
 	setpriv := testenv.RequireBinaries(t, "setpriv")[0]
@@ -89,9 +91,10 @@ func TestPodFilesNonRootContainerAndOlderAgent(t *testing.T) {
 	if err := os.Chmod(e.dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	hostRead := func(p string) error {
-		return exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "cat", p).Run()
+	asNobody := func(args ...string) error {
+		return exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups"}, args...)...).Run()
 	}
+	hostRead := func(p string) error { return asNobody("cat", p) }
 	ctx := context.Background()
 	nobody := e.reg + "/test/testbox-nobody:v1"
 	testimage.Build(t, testboxPkg, nobody, registry.ImageConfig{User: "65534:65534"})
@@ -99,11 +102,20 @@ func TestPodFilesNonRootContainerAndOlderAgent(t *testing.T) {
 	sb, err := e.rt.CreatePodSandbox(ctx, runtime.PodSpec{UID: uid, Name: "nobody", App: "shop", Files: []runtime.PodFile{
 		{Path: "/etc/app/app.conf", Content: []byte("greeting=hello\n")},
 		{Path: "/run/secrets/token", Content: []byte("s3cret-token"), Secret: true},
-	}})
+	}, Volumes: []string{"data"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctr := e.start(sb, runtime.ContainerSpec{Name: "c", Image: nobody, Args: []string{"sleep"}})
+	data := []runtime.VolumeMount{{Volume: "data", Path: "/data"}}
+	ctr := e.start(sb, runtime.ContainerSpec{Name: "c", Image: nobody, Args: []string{"sleep"}, Mounts: data})
+	// What the pod keeps in its volume, written by the image's user.
+	e.start(sb, runtime.ContainerSpec{Name: "w", Image: nobody, Args: []string{"serve", "127.0.0.1:0", "/data/kept", "s3cret-data"}, Mounts: data})
+	volume := filepath.Join(sb.Dir, "volumes", "data")
+	kept := filepath.Join(volume, "kept")
+	testenv.Eventually(t, time.Minute, "the container of uid 65534 writes its volume", func() bool {
+		b, err := os.ReadFile(kept)
+		return err == nil && string(b) == "s3cret-data"
+	})
 	// containerRead checks, through an exec as the image's user, that
 	// the container reads every file of the pod.
 	containerRead := func(when string) {
@@ -112,7 +124,7 @@ func TestPodFilesNonRootContainerAndOlderAgent(t *testing.T) {
 		if code, err := e.rt.Exec(ctx, ctr.ID, []string{"/testbox", "cat", "/proc/self/status"}, runtime.ExecIO{Stdout: &out}); err != nil || code != 0 || !strings.Contains(out.String(), "\nUid:\t65534\t") {
 			t.Fatalf("%s: the exec does not run as uid 65534 (code %d, %v):\n%s", when, code, err, out.String())
 		}
-		for path, want := range map[string]string{"/etc/app/app.conf": "greeting=hello\n", "/run/secrets/token": "s3cret-token"} {
+		for path, want := range map[string]string{"/etc/app/app.conf": "greeting=hello\n", "/run/secrets/token": "s3cret-token", "/data/kept": "s3cret-data"} {
 			out.Reset()
 			var errOut strings.Builder
 			if code, err := e.rt.Exec(ctx, ctr.ID, []string{"/testbox", "cat", path}, runtime.ExecIO{Stdout: &out, Stderr: &errOut}); err != nil || code != 0 || out.String() != want {
@@ -130,6 +142,15 @@ func TestPodFilesNonRootContainerAndOlderAgent(t *testing.T) {
 				t.Errorf("%s: %s: %v, %v; want mode 0700", when, filepath.Dir(f.Source), st.Mode(), err)
 			}
 		}
+		if err := hostRead(kept); err == nil {
+			t.Errorf("%s: an unprivileged user of the node reads the pod's volume (%s)", when, kept)
+		}
+		if err := asNobody("touch", filepath.Join(volume, "planted")); err == nil {
+			t.Errorf("%s: an unprivileged user of the node writes into the pod's volume (%s)", when, volume)
+		}
+		if st, err := os.Stat(filepath.Dir(volume)); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %s: %v, %v; want mode 0700", when, filepath.Dir(volume), st.Mode(), err)
+		}
 	}
 	containerRead("new pod")
 	hostCannotRead("new pod")
@@ -142,6 +163,12 @@ func TestPodFilesNonRootContainerAndOlderAgent(t *testing.T) {
 		if err := hostRead(f.Source); err != nil {
 			t.Fatalf("the older agent's 0711 directory: another user cannot read %s (%v); the test does not make what it means to", f.Source, err)
 		}
+	}
+	if err := os.Chmod(filepath.Dir(volume), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := hostRead(kept); err != nil {
+		t.Fatalf("the older agent's 0711 volumes directory: another user cannot read %s (%v); the test does not make what it means to", kept, err)
 	}
 	e.rt.Close()
 	e.rt = e.newRuntime()

@@ -54,17 +54,22 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 			}
 		}
 	}()
-	for _, d := range []string{dir, run, filepath.Join(dir, "volumes"), filepath.Join(dir, "logs")} {
+	for _, d := range []string{dir, run, filepath.Join(dir, "logs")} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return Sandbox{}, fmt.Errorf("pod %s: create %s: %w", ref, d, err)
 		}
+	}
+	// The scratch volumes are root's alone to reach (see scratchDir).
+	volumes := c.scratchDir(pod.UID)
+	if err := rootOnlyDir(volumes); err != nil {
+		return Sandbox{}, fmt.Errorf("pod %s: create %s: %w", ref, volumes, err)
 	}
 	for _, v := range pod.Volumes {
 		if err := identifiers.Validate(v); err != nil {
 			return Sandbox{}, fmt.Errorf("pod %s: volume %q: %w", ref, v, err)
 		}
 		// World-writable: images may run as any user.
-		p := filepath.Join(dir, "volumes", v)
+		p := filepath.Join(volumes, v)
 		if err := os.MkdirAll(p, 0o777); err != nil {
 			return Sandbox{}, fmt.Errorf("pod %s: volume %s: %w", ref, v, err)
 		}
