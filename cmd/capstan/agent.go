@@ -19,6 +19,7 @@ import (
 	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/node"
 	"github.com/capstanhq/capstan/proxy"
 )
@@ -27,6 +28,7 @@ import (
 type agentFlags struct {
 	servers          []string
 	token, caFile    string
+	tokenFile        string
 	opts             agent.Options
 	labels           []string
 	clusterDNS       string
@@ -41,6 +43,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.servers, "server", nil, "API server URL, e.g. https://10.0.0.1:7443 (with --token and --ca-file; else --config); repeat it, or separate with commas, for a control plane of several servers: the agent uses one and moves to the next when it fails")
 	fl.StringVar(&f.token, "token", "", "join token from 'capstan token create' (checks the server's CA, then gets node credentials kept in DATA_DIR/node.yaml), or a node token with --ca-file")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the --token (mode 0600): a token on the command line is readable by every user of the machine (ps, /proc/PID/cmdline)")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of the cluster CA that signed the server's certificate")
 	fl.StringVar(&f.opts.NodeName, "node-name", "", "node name (default: the host name)")
 	fl.StringVar(&f.opts.DataDir, "data-dir", agent.DefaultDataDir, "directory for pods, CNI state and the managed containerd")
@@ -109,6 +112,9 @@ func (f *agentFlags) agentClient(cmd *cobra.Command) (*client.Client, error) {
 }
 
 func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
+	if err := f.readToken(cmd); err != nil {
+		return nil, err
+	}
 	if strings.HasPrefix(f.token, client.JoinTokenPrefix) {
 		return f.join(cmd)
 	}
@@ -123,6 +129,35 @@ func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
 		return nil, fmt.Errorf("--ca-file: %w", err)
 	}
 	return &client.Config{Servers: f.servers, Token: f.token, CA: string(ca)}, nil
+}
+
+// readToken takes the token from --token-file, which others may not
+// read, and warns about a --token on the command line, which every user
+// of the machine reads in its process list while the agent runs (a
+// node token for good; a join token until it expires).
+func (f *agentFlags) readToken(cmd *cobra.Command) error {
+	if f.tokenFile == "" {
+		if f.token != "" {
+			fmt.Fprintln(cmd.ErrOrStderr(), "warning: --token on the command line is readable by every user of this machine (ps, /proc/PID/cmdline) while the agent runs: write it to a file of mode 0600 and pass --token-file FILE instead")
+		}
+		return nil
+	}
+	if f.token != "" {
+		return errors.New("--token and --token-file: give one")
+	}
+	st, err := os.Stat(f.tokenFile)
+	if err != nil {
+		return fmt.Errorf("--token-file: %w", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("--token-file %s has mode %#o: other users may read the token; run chmod 600 %s", f.tokenFile, perm, f.tokenFile)
+	}
+	tok, err := gitsync.ReadCredential(f.tokenFile)
+	if err != nil {
+		return fmt.Errorf("--token-file: %w", err)
+	}
+	f.token = tok
+	return nil
 }
 
 // join trades a join token for node credentials once, and keeps them in

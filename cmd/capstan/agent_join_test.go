@@ -181,3 +181,65 @@ func countNodeCreds(c *apiservertest.Cluster, role string) int {
 	}
 	return n
 }
+
+// TestAgentTokenFile: a token on the command line is in the agent's
+// process list for every user of the machine to read, so the agent warns
+// about --token and takes the token from --token-file, a file others may
+// not read.
+func TestAgentTokenFile(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	out, err := run(t, "token", "create", "--config", c.Server.AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	joinToken := strings.TrimSpace(out)
+	agentCmd := func() (*cobra.Command, *strings.Builder) {
+		var stderr strings.Builder
+		cmd := &cobra.Command{}
+		cmd.SetContext(context.Background())
+		cmd.SetErr(&stderr)
+		return cmd, &stderr
+	}
+
+	cmd, stderr := agentCmd()
+	f := agentFlags{servers: []string{c.Config.Server}, token: joinToken}
+	f.opts.DataDir, f.opts.NodeName = t.TempDir(), "node-argv"
+	if _, err := f.agentClient(cmd); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "readable by every user") || !strings.Contains(stderr.String(), "--token-file") {
+		t.Errorf("--token on the command line: stderr %q, want a warning that points to --token-file", stderr.String())
+	}
+
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(joinToken+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, stderr = agentCmd()
+	f = agentFlags{servers: []string{c.Config.Server}, tokenFile: file}
+	f.opts.DataDir, f.opts.NodeName = t.TempDir(), "node-file"
+	if _, err := f.agentClient(cmd); err == nil || !strings.Contains(err.Error(), "chmod 600 "+file) {
+		t.Fatalf("--token-file others may read: %v, want a refusal that says to chmod 600 it", err)
+	}
+	if err := os.Chmod(file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := f.agentClient(cmd)
+	if err != nil {
+		t.Fatalf("--token-file: %v", err)
+	}
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "node-file"
+	if _, err := cl.Create(context.Background(), n); err != nil {
+		t.Fatalf("the node joined with --token-file creates itself: %v", err)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("--token-file: stderr %q, want no warning", stderr.String())
+	}
+
+	f = agentFlags{servers: []string{c.Config.Server}, token: joinToken, tokenFile: file}
+	f.opts.DataDir = t.TempDir()
+	if _, err := f.agentClient(cmd); err == nil || !strings.Contains(err.Error(), "give one") {
+		t.Fatalf("--token and --token-file: %v, want a refusal", err)
+	}
+}

@@ -24,7 +24,7 @@ func newTokenCmd() *cobra.Command {
 		Use:   "create",
 		Short: "Make a token; a join token (the default) lets new nodes in",
 		Long: `Make a token. A join token (the default role) is given to 'capstan agent
---token' on a new node: it carries the hash of the cluster CA, so the agent
+--token-file' (a file of mode 0600) on a new node: it carries the hash of the cluster CA, so the agent
 checks the server before sending anything, then trades the token for its
 own node credentials. It lets in any number of nodes until it expires,
 unless --uses limits it; a node name that is registered already is refused
