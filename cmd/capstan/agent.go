@@ -19,7 +19,6 @@ import (
 	"github.com/capstanhq/capstan/agent/identity"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/apiserver/wire"
-	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/node"
 	"github.com/capstanhq/capstan/proxy"
 )
@@ -138,23 +137,16 @@ func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
 func (f *agentFlags) readToken(cmd *cobra.Command) error {
 	if f.tokenFile == "" {
 		if f.token != "" {
-			fmt.Fprintln(cmd.ErrOrStderr(), "warning: --token on the command line is readable by every user of this machine (ps, /proc/PID/cmdline) while the agent runs: write it to a file of mode 0600 and pass --token-file FILE instead")
+			fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+argvWarning("token"))
 		}
 		return nil
 	}
 	if f.token != "" {
 		return errors.New("--token and --token-file: give one")
 	}
-	st, err := os.Stat(f.tokenFile)
+	tok, err := readSecretFile("token", f.tokenFile)
 	if err != nil {
-		return fmt.Errorf("--token-file: %w", err)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("--token-file %s has mode %#o: other users may read the token; run chmod 600 %s", f.tokenFile, perm, f.tokenFile)
-	}
-	tok, err := gitsync.ReadCredential(f.tokenFile)
-	if err != nil {
-		return fmt.Errorf("--token-file: %w", err)
+		return err
 	}
 	f.token = tok
 	return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"path"
@@ -23,7 +24,9 @@ type gitFlags struct {
 	interval   time.Duration
 	timeout    time.Duration
 	hookSecret string
-	eval       evalFlags
+	// hookSecretFile holds the webhook secret instead of hookSecret.
+	hookSecretFile string
+	eval           evalFlags
 }
 
 // evalFlags bound descriptor evaluation (schema/sandbox) in the server,
@@ -49,7 +52,8 @@ func (f *gitFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.config, "repo-config", "", "YAML file listing repositories with their own branch, path, auth, signature keys and webhook secret")
 	cmd.Flags().DurationVar(&f.interval, "poll-interval", gitsync.DefaultInterval, "how often to poll the repositories (jittered ±10%), also those of --repo-config that set no interval; 0: never, sync on webhooks, local commits and 'capstan sync' only")
 	cmd.Flags().DurationVar(&f.timeout, "git-timeout", gitsync.DefaultTimeout, "longest fetch, ref listing, clone or push to a remote repository, also for those of --repo-config that set no timeout; raise it for a large repository on a slow link")
-	cmd.Flags().StringVar(&f.hookSecret, "webhook-secret", "", "secret for webhooks of the --repo repositories (POST /hooks/git/NAME)")
+	cmd.Flags().StringVar(&f.hookSecret, "webhook-secret", "", "secret for webhooks of the --repo repositories (POST /hooks/git/NAME); --webhook-secret-file keeps it out of the process list")
+	cmd.Flags().StringVar(&f.hookSecretFile, "webhook-secret-file", "", "file holding the --webhook-secret (mode 0600), read again for every webhook, so a rotated secret needs no restart")
 	f.eval.register(cmd)
 }
 
@@ -98,6 +102,18 @@ func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
 	if f.timeout <= 0 {
 		return nil, usageError(fmt.Errorf("--git-timeout %s is not positive: give a duration such as 1m", f.timeout))
 	}
+	secret, secretFile := f.hookSecret, ""
+	if f.hookSecretFile != "" {
+		if secret != "" {
+			return nil, usageError(errors.New("--webhook-secret and --webhook-secret-file: give one"))
+		}
+		if secretFile, err = filepath.Abs(f.hookSecretFile); err != nil {
+			return nil, err
+		}
+		if secret, err = readSecretFile("webhook-secret", secretFile); err != nil {
+			return nil, err
+		}
+	}
 	var repos []gitsync.RepoConfig
 	if f.config != "" {
 		rs, err := gitsync.LoadConfig(f.config, gitsync.Defaults{Interval: interval, Timeout: f.timeout})
@@ -118,7 +134,7 @@ func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
 		for i := 2; containsRepo(repos, name); i++ {
 			name = fmt.Sprintf("%s-%d", repoName(u), i)
 		}
-		repos = append(repos, gitsync.RepoConfig{Name: name, URL: u, Branch: f.branch, Path: f.path, Interval: interval, Timeout: f.timeout, WebhookSecret: f.hookSecret})
+		repos = append(repos, gitsync.RepoConfig{Name: name, URL: u, Branch: f.branch, Path: f.path, Interval: interval, Timeout: f.timeout, WebhookSecret: secret, WebhookSecretFile: secretFile})
 	}
 	if err := gitsync.ValidateRepos(repos); err != nil {
 		return nil, err

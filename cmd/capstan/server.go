@@ -56,6 +56,9 @@ func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
 	if err != nil {
 		return controlplane.Options{}, err
 	}
+	if f.git.hookSecret != "" {
+		log.Warn(argvWarning("webhook-secret"))
+	}
 	o := controlplane.Options{
 		DataDir:       f.dataDir,
 		API:           apiserver.Options{Listen: f.listen, SANs: f.sans, Network: f.network},

@@ -2,11 +2,16 @@ package main
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/capstanhq/capstan/controlplane"
 )
 
 // The server's flags land in the control plane's Options unchanged.
@@ -41,5 +46,57 @@ func TestServerFlagsToOptions(t *testing.T) {
 	}
 	if len(o.Repos) != 1 || o.Repos[0].URL != repo || o.Repos[0].Branch != "prod" || o.Repos[0].Path != "apps" {
 		t.Fatalf("repos = %+v", o.Repos)
+	}
+}
+
+// A webhook secret on the command line is in the server's process list
+// for every user of the machine to read: the server warns about
+// --webhook-secret and takes it from --webhook-secret-file, a file
+// others may not read, which is read again for every webhook.
+func TestServerWebhookSecretFile(t *testing.T) {
+	repo := t.TempDir()
+	file := filepath.Join(t.TempDir(), "hook-secret")
+	if err := os.WriteFile(file, []byte("s3cret-hook\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	options := func(args ...string) (controlplane.Options, string, error) {
+		t.Helper()
+		cmd := &cobra.Command{Use: "server"}
+		var f serverFlags
+		f.register(cmd)
+		if err := cmd.Flags().Parse(append([]string{"--data-dir", t.TempDir(), "--repo", repo}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		var log strings.Builder
+		o, err := f.options(slog.New(slog.NewTextHandler(&log, nil)))
+		return o, log.String(), err
+	}
+
+	o, log, err := options("--webhook-secret", "s3cret-argv")
+	if err != nil || o.Repos[0].WebhookSecret != "s3cret-argv" {
+		t.Fatalf("--webhook-secret: %v, %+v", err, o.Repos)
+	}
+	if !strings.Contains(log, "readable by every user") || !strings.Contains(log, "--webhook-secret-file") {
+		t.Errorf("--webhook-secret on the command line: log %q, want a warning that points to --webhook-secret-file", log)
+	}
+
+	if _, _, err := options("--webhook-secret-file", file); err == nil || !strings.Contains(err.Error(), "chmod 600 "+file) {
+		t.Fatalf("--webhook-secret-file others may read: %v, want a refusal that says to chmod 600 it", err)
+	}
+	if err := os.Chmod(file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, log, err = options("--webhook-secret-file", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := o.Repos[0]; r.WebhookSecret != "s3cret-hook" || r.WebhookSecretFile != file {
+		t.Errorf("--webhook-secret-file: secret %q from %q, want s3cret-hook from %s (read again for every webhook)", r.WebhookSecret, r.WebhookSecretFile, file)
+	}
+	if strings.Contains(log, "readable by every user") {
+		t.Errorf("--webhook-secret-file: log %q, want no warning", log)
+	}
+	if _, _, err := options("--webhook-secret", "x", "--webhook-secret-file", file); err == nil || !strings.Contains(err.Error(), "give one") {
+		t.Errorf("--webhook-secret and --webhook-secret-file: %v, want a refusal", err)
 	}
 }
