@@ -201,6 +201,10 @@ func parseRecipients(text string) []string {
 }
 
 // parsePlain reads a plaintext secret: a YAML map of keys to strings.
+// It reads the YAML's nodes, not Go values, so that no error quotes a
+// value: yaml's own decoding errors do (cannot unmarshal !!str `s3cre...`,
+// cannot decode !!str `...` as a !!int), and they reach the terminal and
+// CI logs.
 func parsePlain(b []byte) (map[string]string, error) {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return map[string]string{}, nil
@@ -209,13 +213,13 @@ func parsePlain(b []byte) (map[string]string, error) {
 		// Its capstan: section is not a value to quote.
 		return nil, errors.New("already encrypted (it has a capstan: section): change its values with capstan secret edit, add a recipient with capstan secret edit -r age1..., read it with capstan secret decrypt")
 	}
-	var raw map[string]any
+	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&raw); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("not a YAML map of keys to values: %w", err)
 	}
 	for {
-		// yaml.Unmarshal would drop every document after the first.
+		// Only the first document would be read.
 		var extra yaml.Node
 		err := dec.Decode(&extra)
 		if errors.Is(err, io.EOF) {
@@ -228,15 +232,44 @@ func parsePlain(b []byte) (map[string]string, error) {
 			return nil, fmt.Errorf("line %d: a second YAML document (after ---): a secret is one map of keys to values; put every key in the first document, or each document in a file of its own", extra.Line)
 		}
 	}
-	out := map[string]string{}
-	for k, v := range raw {
-		s, ok := v.(string)
-		if !ok {
-			return nil, fmt.Errorf("key %q: the value must be a string (quote it)", k)
+	root := &doc
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			return map[string]string{}, nil
 		}
-		out[k] = s
+		root = root.Content[0]
+	}
+	root = unalias(root)
+	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		return map[string]string{}, nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: not a YAML map of keys to values (key: value, a line each)", root.Line)
+	}
+	out := map[string]string{}
+	lines := map[string]int{}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := unalias(root.Content[i]), unalias(root.Content[i+1])
+		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+			return nil, fmt.Errorf("line %d: a key must be a plain name (no list, map or merge key <<)", k.Line)
+		}
+		if at, dup := lines[k.Value]; dup {
+			return nil, fmt.Errorf("line %d: key %q is given twice (first on line %d)", k.Line, k.Value, at)
+		}
+		if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!str" {
+			return nil, fmt.Errorf("line %d: key %q: the value must be a string (quote it)", v.Line, k.Value)
+		}
+		out[k.Value], lines[k.Value] = v.Value, k.Line
 	}
 	return out, nil
+}
+
+// unalias is the node an alias (*name) stands for, or n.
+func unalias(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
 }
 
 func plainYAML(vals map[string]string) []byte {

@@ -156,6 +156,18 @@ func TestParsePlain(t *testing.T) {
 		{"number", "port: 5432\n", nil, `key "port": the value must be a string (quote it)`},
 		{"list", "- a\n", nil, "not a YAML map"},
 		{"encrypted", encryptedForTest(t), nil, "already encrypted (it has a capstan: section): change its values with capstan secret edit"},
+		{"alias", "a: &x hunter2\nb: *x\n", map[string]string{"a": "hunter2", "b": "hunter2"}, ""},
+		{"only ---", "---\n", map[string]string{}, ""},
+		{"explicit string tag", "port: !!str 5432\n", map[string]string{"port": "5432"}, ""},
+		{"twice", "a: b\na: c\n", nil, `line 2: key "a" is given twice (first on line 1)`},
+		{"merge key", "<<: {x: y}\n", nil, "line 1: a key must be a plain name"},
+		// The errors of a careless file (the bare password, a tag) name
+		// the line and the key, never the value: yaml's own errors quote
+		// it.
+		{"bare value", "s3cret-password-42\n", nil, "line 1: not a YAML map of keys to values"},
+		{"tagged value", "password: !!int s3cret-password-42\n", nil, `line 1: key "password": the value must be a string (quote it)`},
+		{"list value", "password: [s3cret-password-42]\n", nil, `line 1: key "password": the value must be a string`},
+		{"map value", "password: {s3cret-password-42: x}\n", nil, `line 1: key "password": the value must be a string`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +175,9 @@ func TestParsePlain(t *testing.T) {
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("parsePlain = %v, %v; want an error containing %q", got, err, tt.err)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Fatalf("parsePlain error %q shows the value", err)
 				}
 				return
 			}
@@ -400,7 +415,7 @@ func TestEditUntilValid(t *testing.T) {
 		shown2 string   // the second call is shown this, when there is one
 	}{
 		{"good", []string{"a: b\n"}, "", ""},
-		{"fixed", []string{"port: 5432\n", "port: \"5432\"\n"}, "", "#| The text below was not saved: fix it and save to try again;\n#| save it unchanged, or empty, to give up (nothing is written):\n#|   key \"port\": the value must be a string (quote it)\nport: 5432\n"},
+		{"fixed", []string{"port: 5432\n", "port: \"5432\"\n"}, "", "#| The text below was not saved: fix it and save to try again;\n#| save it unchanged, or empty, to give up (nothing is written):\n#|   line 1: key \"port\": the value must be a string (quote it)\nport: 5432\n"},
 		{"fixed with the error kept", []string{"port: 5432\n", "#| stale\nport: \"5432\"\n"}, "", ""},
 		{"left unchanged", []string{"port: 5432\n", "SHOWN"}, `key "port": the value must be a string (quote it) (nothing written`, ""},
 		{"saved the same again", []string{"port: 5432\n", "port: 5432\n"}, "nothing written", ""},
