@@ -179,3 +179,42 @@ func TestPodFilesNonRootContainerAndOlderAgent(t *testing.T) {
 	}
 	containerRead("after the agent restarts")
 }
+
+// A container's environment (values from secrets among them) is in
+// containerd's metadata and in the runc bundle on the node's disk; no
+// file that holds it may be read by a user of the node other than root,
+// though the directories above are 0711 (as /var/lib/capstan) and the
+// files' paths are well known: containerd writes meta.db and config.json
+// 0644, and it is containerd's own root (0700) and bundle directories
+// (0700) that keep them from other users.
+func TestContainerEnvOnlyForRoot(t *testing.T) {
+	e := newEnv(t)
+	setpriv := testenv.RequireBinaries(t, "setpriv")[0]
+	if err := os.Chmod(e.dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	const value = "s3cret-env-value-7d41"
+	sb := e.pod("env")
+	e.start(sb, runtime.ContainerSpec{Name: "c", Args: []string{"sleep"}, Env: []string{"API_TOKEN=" + value}})
+	var holders []string
+	err := filepath.WalkDir(e.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil // gone meanwhile, a socket, a FIFO
+		}
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), value) {
+			holders = append(holders, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(holders) == 0 {
+		t.Fatalf("no file under %s holds the container's environment: the test does not look where containerd keeps it", e.dir)
+	}
+	for _, p := range holders {
+		if err := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "cat", p).Run(); err == nil {
+			t.Errorf("an unprivileged user of the node reads %s, which holds a container's environment", p)
+		}
+	}
+}
