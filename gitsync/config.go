@@ -128,6 +128,28 @@ type Auth struct {
 	TokenFile    string `yaml:"-"`
 }
 
+// InlineCredentials names the credentials that c holds as written in
+// its config (auth.password, auth.token, auth.sshKeyPassphrase,
+// webhookSecret), not read from files of their own: a config file that
+// holds them must be as private as they are.
+func (c RepoConfig) InlineCredentials() []string {
+	var out []string
+	for _, f := range []struct {
+		name       string
+		value, src string
+	}{
+		{"auth.password", c.Auth.Password, c.Auth.PasswordFile},
+		{"auth.token", c.Auth.Token, c.Auth.TokenFile},
+		{"auth.sshKeyPassphrase", c.Auth.SSHKeyPassphrase, ""},
+		{"webhookSecret", c.WebhookSecret, c.WebhookSecretFile},
+	} {
+		if f.value != "" && f.src == "" {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
 // Verify is a repository's signature policy. When Enabled, only a head
 // commit signed by one of the trusted keys is applied.
 type Verify struct {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,10 @@ type gitFlags struct {
 	hookSecret string
 	// hookSecretFile holds the webhook secret instead of hookSecret.
 	hookSecretFile string
-	eval           evalFlags
+	// exposed are the warnings of configs about secrets that other
+	// users of the machine read (the command line, a config file).
+	exposed []string
+	eval    evalFlags
 }
 
 // evalFlags bound descriptor evaluation (schema/sandbox) in the server,
@@ -102,6 +106,10 @@ func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
 	if f.timeout <= 0 {
 		return nil, usageError(fmt.Errorf("--git-timeout %s is not positive: give a duration such as 1m", f.timeout))
 	}
+	f.exposed = nil
+	if f.hookSecret != "" {
+		f.exposed = append(f.exposed, argvWarning("webhook-secret"))
+	}
 	secret, secretFile := f.hookSecret, ""
 	if f.hookSecretFile != "" {
 		if secret != "" {
@@ -121,6 +129,7 @@ func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
 			return nil, err
 		}
 		repos = append(repos, rs...)
+		f.exposed = append(f.exposed, f.configExposes(rs)...)
 	}
 	for _, u := range f.repos {
 		if !strings.Contains(u, "://") && !strings.Contains(u, "@") {
@@ -140,6 +149,24 @@ func (f *gitFlags) configs() ([]gitsync.RepoConfig, error) {
 		return nil, err
 	}
 	return repos, nil
+}
+
+// configExposes says which credentials of repos, loaded from
+// --repo-config, other users of the machine read in that file: those
+// written in it when its mode lets them.
+func (f *gitFlags) configExposes(repos []gitsync.RepoConfig) []string {
+	st, err := os.Stat(f.config)
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	var out []string
+	for _, r := range repos {
+		if inline := r.InlineCredentials(); len(inline) > 0 {
+			out = append(out, fmt.Sprintf("--repo-config %s (mode %#o) is readable by other users of this machine and holds repo %s's %s: run chmod 600 %s, or keep each in a file of its own (passwordFile, tokenFile, webhookSecretFile)",
+				f.config, st.Mode().Perm(), r.Name, strings.Join(inline, ", "), f.config))
+		}
+	}
+	return out
 }
 
 func containsRepo(repos []gitsync.RepoConfig, name string) bool {

@@ -56,8 +56,8 @@ func (f *serverFlags) options(log *slog.Logger) (controlplane.Options, error) {
 	if err != nil {
 		return controlplane.Options{}, err
 	}
-	if f.git.hookSecret != "" {
-		log.Warn(argvWarning("webhook-secret"))
+	for _, w := range f.git.exposed {
+		log.Warn(w)
 	}
 	o := controlplane.Options{
 		DataDir:       f.dataDir,

@@ -100,3 +100,51 @@ func TestServerWebhookSecretFile(t *testing.T) {
 		t.Errorf("--webhook-secret and --webhook-secret-file: %v, want a refusal", err)
 	}
 }
+
+// A --repo-config that holds credentials written in it (not in files of
+// their own) and that other users of the machine may read is named in a
+// warning at start, with what it exposes and how to fix it.
+func TestServerRepoConfigReadableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "repos.yaml")
+	secretFile := filepath.Join(dir, "hook")
+	if err := os.WriteFile(secretFile, []byte("s3cret-hook"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(text string, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(cfg, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startLog := func() string {
+		t.Helper()
+		cmd := &cobra.Command{Use: "server"}
+		var f serverFlags
+		f.register(cmd)
+		if err := cmd.Flags().Parse([]string{"--data-dir", t.TempDir(), "--repo-config", cfg}); err != nil {
+			t.Fatal(err)
+		}
+		var log strings.Builder
+		if _, err := f.options(slog.New(slog.NewTextHandler(&log, nil))); err != nil {
+			t.Fatal(err)
+		}
+		return log.String()
+	}
+	inline := "repos:\n- name: deploy\n  url: https://git.example/deploy.git\n  auth: {token: s3cret-token}\n  webhookSecret: s3cret-hook\n"
+	write(inline, 0o644)
+	if log := startLog(); !strings.Contains(log, "repo deploy's auth.token, webhookSecret") || !strings.Contains(log, "chmod 600 "+cfg) {
+		t.Errorf("a config of mode 0644 with credentials in it: log %q, want a warning naming them and chmod 600", log)
+	}
+	write(inline, 0o600)
+	if log := startLog(); strings.Contains(log, "readable by other users") {
+		t.Errorf("a config of mode 0600: log %q, want no warning", log)
+	}
+	write("repos:\n- name: deploy\n  url: https://git.example/deploy.git\n  webhookSecretFile: "+secretFile+"\n", 0o644)
+	if log := startLog(); strings.Contains(log, "readable by other users") {
+		t.Errorf("a config of mode 0644 that names credential files only: log %q, want no warning", log)
+	}
+}
