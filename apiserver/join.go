@@ -93,9 +93,10 @@ func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// handleClusterInfo answers the cluster's networks to any valid token.
+// handleClusterInfo answers the cluster's networks to any valid token
+// but a join token (the join's answer carries them).
 func (s *Server) handleClusterInfo(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.authenticate(r); err != nil {
+	if _, err := s.authenticateMember(r); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -125,3 +125,22 @@ func FuzzParseJoinToken(f *testing.F) {
 		}
 	})
 }
+
+// A join token only lets machines in: it travels in scripts and
+// cloud-init data, so it reads nothing of the cluster, neither its
+// networks (the join's answer carries them), nor the metrics (every app's
+// name and health), nor the secrets' recipient, which other tokens read.
+func TestJoinTokenReadsNothing(t *testing.T) {
+	ctx := context.Background()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	joinOnly, viewer := c.Token(t, apiserver.RoleJoin), c.Token(t, apiserver.RoleViewer)
+	for _, path := range []string{"/metrics", "/clusterinfo", wire.SecretsRecipientPath} {
+		if err := viewer.Do(ctx, http.MethodGet, path, nil, nil); err != nil {
+			t.Errorf("viewer: GET %s: %v", path, err)
+		}
+		err := joinOnly.Do(ctx, http.MethodGet, path, nil, nil)
+		if !client.IsForbidden(err) || !strings.Contains(err.Error(), "a join token only lets a node join (POST /join)") {
+			t.Errorf("join token: GET %s: %v, want 403 saying a join token only joins", path, err)
+		}
+	}
+}

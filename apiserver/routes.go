@@ -27,7 +27,7 @@ import (
 //	GET    /backup                                       backup (tar; admins)
 //	POST   /store/migrate                                copy the store into the other backend (admins)
 //	GET    /store/read-only, PUT                         the store's read-only switch (admins)
-//	GET    /secrets/recipient                            the cluster's age recipient (any valid token)
+//	GET    /secrets/recipient                            the cluster's age recipient (any valid token but a join token)
 //
 // Components that capstan server assembles add theirs with Handle or
 // HandleAdmin (controlplane: git sync's POST /hooks/git/{repo} and POST
@@ -39,7 +39,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, version.Get()) })
 	metrics := promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{})
 	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := s.authenticate(r); err != nil {
+		if _, err := s.authenticateMember(r); err != nil {
 			writeError(w, err)
 			return
 		}

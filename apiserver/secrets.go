@@ -113,10 +113,11 @@ func loadKeys(dataDir string) (*secrets.Keyring, error) {
 
 // handleSecretsRecipient answers the cluster's current age recipient,
 // and those of the older keys a rotation keeps (public: what
-// repositories encrypt their secrets for) to any valid token. The key file is read again (never made: see secrets.Load), so
+// repositories encrypt their secrets for) to any valid token but a join
+// token. The key file is read again (never made: see secrets.Load), so
 // a rotation shows at once.
 func (s *Server) handleSecretsRecipient(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.authenticate(r); err != nil {
+	if _, err := s.authenticateMember(r); err != nil {
 		writeError(w, err)
 		return
 	}

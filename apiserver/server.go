@@ -447,3 +447,15 @@ func (s *Server) authenticate(r *http.Request) (string, error) {
 	p := s.principal(r)
 	return p.role, p.err
 }
+
+// authenticateMember returns the role of a caller with any valid token but
+// a join token: a join token only lets machines in (POST /join), and it
+// travels in scripts and cloud-init data, so it reads nothing of the
+// cluster (its networks, its apps in the metrics, its recipient).
+func (s *Server) authenticateMember(r *http.Request) (string, error) {
+	role, err := s.authenticate(r)
+	if err == nil && role == RoleJoin {
+		return "", errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("a join token only lets a node join (POST /join), not %s %s: use an admin, viewer or node token", r.Method, r.URL.Path))
+	}
+	return role, err
+}
