@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -33,8 +34,33 @@ func loadClientConfig(cmd *cobra.Command) (*client.Config, error) {
 	if err != nil {
 		return nil, clientConfigError(path, err)
 	}
+	if w := exposedConfig(path, cfg); w != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+	}
 	overrideServers(cmd, cfg)
 	return cfg, nil
+}
+
+// exposedConfig says, when the client config at path holds credentials
+// and other users of the machine may read it, what it exposes and what
+// to do; "" otherwise. A config copied by hand (sudo cat admin.yaml >
+// ~/.config/capstan/config.yaml, without umask 077) is 0644, in a home
+// directory that others may often enter.
+func exposedConfig(path string, cfg *client.Config) string {
+	what := ""
+	switch {
+	case cfg.Token != "":
+		what = "its token"
+	case cfg.Registry != nil && cfg.Registry.Password != "":
+		what = "the registry password"
+	default:
+		return ""
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the client config %s (mode %#o) is readable by other users of this machine, who may act with %s: run chmod 600 %s", path, st.Mode().Perm(), what, path)
 }
 
 // overrideServers puts the URLs of --server, when given, in place of the

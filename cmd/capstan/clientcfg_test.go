@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/capstanhq/capstan/apiserver/apiservertest"
 )
 
 // A user who ran 'sudo make up' and then 'capstan get pods' with
@@ -40,5 +44,35 @@ func TestClientConfigError(t *testing.T) {
 				t.Errorf("error %q is not %v", err, tt.is)
 			}
 		})
+	}
+}
+
+// A client config that other users of the machine may read hands them
+// its token: every command that loads it warns, saying what to run.
+func TestClientConfigReadableByOthers(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	b, err := os.ReadFile(c.Server.AdminConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "get", "nodes", "--config", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "warning: the client config " + path + " (mode 0644) is readable by other users of this machine, who may act with its token: run chmod 600 " + path; !strings.Contains(out, want) {
+		t.Errorf("a config of mode 0644: output %q, want %q", out, want)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, "get", "nodes", "--config", path); err != nil || strings.Contains(out, "warning") {
+		t.Errorf("a config of mode 0600: %q, %v; want no warning", out, err)
 	}
 }
