@@ -97,6 +97,10 @@ func (s *Server) handleSecretValues(ctx context.Context, w http.ResponseWriter, 
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
+	// The audit trail of who opened which secret: the role (a node's
+	// names it) and the token's ID, which 'capstan token ls' lists.
+	p, _ := ctx.Value(principalKey{}).(principal)
+	s.opts.Logger.Info("secret values read", "secret", rt.key.App+"/"+rt.key.Name, "keys", len(out.Data), "role", role, "token", p.id)
 	return nil
 }
 

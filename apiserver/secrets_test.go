@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
 	"filippo.io/age"
 
+	"github.com/capstanhq/capstan/apiserver"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/internal/testenv"
 	"github.com/capstanhq/capstan/secrets"
 )
 
@@ -21,9 +26,10 @@ const plaintext = "correct-horse-battery-staple"
 
 // secretWorld is a server with secret db of app shop, used by pod
 // "uses" on node n1; pod "other" on n2 uses none.
-func secretWorld(t *testing.T) (*apiservertest.Cluster, context.Context) {
+func secretWorld(t *testing.T, opts ...apiservertest.Options) (*apiservertest.Cluster, context.Context) {
 	ctx := context.Background()
-	c := apiservertest.Start(t, apiservertest.Options{})
+	opts = append(opts, apiservertest.Options{})
+	c := apiservertest.Start(t, opts[0])
 	keys, err := secrets.LoadOrCreate(filepath.Join(c.DataDir, "secrets"))
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +90,40 @@ func TestSecretAuthorization(t *testing.T) {
 	}
 	if _, err := n1.SecretValues(ctx, "shop", "db"); !client.IsForbidden(err) {
 		t.Errorf("n1 values after its pod is gone: %v, want 403", err)
+	}
+}
+
+// Every opening of a secret's values is in the server's log, with who
+// opened it (role and token ID), and never the value: an operator can
+// tell which admin token or node read a secret, and when.
+func TestSecretValuesReadsAreLogged(t *testing.T) {
+	var log testenv.SyncBuffer
+	c, ctx := secretWorld(t, apiservertest.Options{Server: apiserver.Options{Logger: slog.New(slog.NewTextHandler(&log, nil))}})
+	n1 := c.Token(t, "node:n1")
+	if _, err := n1.SecretValues(ctx, "shop", "db"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.SecretValues(ctx, "shop", "db"); err != nil {
+		t.Fatal(err)
+	}
+	var n1Lines, adminLines int
+	tokenID := regexp.MustCompile(` token=[0-9a-f]{32}$`)
+	for _, l := range strings.Split(log.String(), "\n") {
+		if !strings.Contains(l, `msg="secret values read" secret=shop/db keys=1`) {
+			continue
+		}
+		switch {
+		case tokenID.MatchString(l) && strings.Contains(l, "role=node:n1 token="):
+			n1Lines++
+		case tokenID.MatchString(l) && strings.Contains(l, "role=admin token="):
+			adminLines++
+		}
+	}
+	if n1Lines != 1 || adminLines != 1 {
+		t.Errorf("log has %d reads by node n1 and %d by the admin, want one each:\n%s", n1Lines, adminLines, log.String())
+	}
+	if strings.Contains(log.String(), plaintext) {
+		t.Errorf("the log holds the secret's value:\n%s", log.String())
 	}
 }
 
