@@ -185,6 +185,44 @@ func TestStaleSandboxAfterReboot(t *testing.T) {
 	}
 }
 
+// What an agent killed in the middle of CreatePodSandbox leaves (its
+// namespaces mounted, its address leased, no sandbox.json yet) is a stale
+// pod, and making its sandbox again succeeds: it does not fail on the
+// namespace left behind, and the pod keeps one address.
+func TestUnfinishedSandbox(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb := e.pod("unfinished")
+	if err := os.Remove(filepath.Join(sb.Dir, "sandbox.json")); err != nil {
+		t.Fatal(err)
+	}
+	pods, err := e.rt.ListPods(ctx)
+	if err != nil || len(pods) != 1 || !pods[0].Stale {
+		t.Fatalf("ListPods = %+v, %v; want one stale pod", pods, err)
+	}
+	again, err := e.rt.CreatePodSandbox(ctx, runtime.PodSpec{UID: sb.PodUID, Name: "unfinished", App: "shop"})
+	if err != nil {
+		t.Fatalf("CreatePodSandbox of the unfinished sandbox: %v", err)
+	}
+	if !nsfile.IsMounted(again.NetNSPath) || !again.IP.IsValid() {
+		t.Errorf("sandbox = %+v, want a mounted namespace and an IP", again)
+	}
+	dir := filepath.Join(e.net.Options().IPAMDir, e.net.Options().NetworkName)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leases []string
+	for _, en := range entries {
+		if b, err := os.ReadFile(filepath.Join(dir, en.Name())); err == nil && strings.HasPrefix(string(b), sb.PodUID) {
+			leases = append(leases, en.Name())
+		}
+	}
+	if len(leases) != 1 || leases[0] != again.IP.String() {
+		t.Errorf("leases of the pod = %v, want only %s", leases, again.IP)
+	}
+}
+
 // waitLog waits until the container log at path holds want.
 func waitLog(t *testing.T, path, want string) {
 	t.Helper()

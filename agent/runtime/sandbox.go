@@ -26,17 +26,19 @@ func (c *Containerd) CreatePodSandbox(ctx context.Context, pod PodSpec) (_ Sandb
 		return Sandbox{}, fmt.Errorf("pod with uid %s: name is required", pod.UID)
 	}
 	ref := pod.ref()
-	if sb, err := c.loadSandbox(pod.UID); err == nil {
-		if nsfile.IsMounted(sb.NetNSPath) && nsfile.IsMounted(sb.UTSPath) && nsfile.IsMounted(sb.IPCPath) {
-			return sb, nil
-		}
-		// A stale sandbox (node rebooted, or interrupted): release its
-		// address and namespace before attaching again; volumes are kept.
+	dir, run := c.podDir(pod.UID), c.podRunDir(pod.UID)
+	if sb, err := c.loadSandbox(pod.UID); err == nil && nsfile.IsMounted(sb.NetNSPath) && nsfile.IsMounted(sb.UTSPath) && nsfile.IsMounted(sb.IPCPath) {
+		return sb, nil
+	}
+	if _, err := os.Stat(dir); err == nil {
+		// A stale sandbox (the node rebooted), or one never finished (the
+		// agent killed before it wrote sandbox.json, maybe in the middle
+		// of CNI ADD): release its address and network namespace before
+		// attaching again; volumes are kept.
 		if err := c.net.Teardown(ctx, pod.UID); err != nil {
 			return Sandbox{}, fmt.Errorf("pod %s: release stale sandbox: %w", ref, err)
 		}
 	}
-	dir, run := c.podDir(pod.UID), c.podRunDir(pod.UID)
 	sb := Sandbox{
 		PodUID: pod.UID, PodName: pod.Name, App: pod.App, Hostname: pod.Hostname,
 		UTSPath: filepath.Join(run, "uts"), IPCPath: filepath.Join(run, "ipc"), Dir: dir,
