@@ -281,17 +281,23 @@ func (a *Agent) adopt(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, ps := range states {
-		key := ""
-		if ps.Sandbox.PodName != "" {
-			key = ps.Sandbox.App + "/" + ps.Sandbox.PodName
-		}
-		w := a.newWorker(ps.Sandbox.PodUID, key)
-		w.seed(ps)
-		a.workers[w.uid] = w
-	}
+	// The pods bound here first: they name their workers. A pod whose
+	// sandbox was never finished (the agent killed while making it) has
+	// no name in the runtime, and a worker without one removes its pod.
 	for _, o := range a.pods.List() {
 		a.ensureWorkerLocked(o)
+	}
+	for _, ps := range states {
+		w := a.workers[ps.Sandbox.PodUID]
+		if w == nil {
+			key := ""
+			if ps.Sandbox.PodName != "" {
+				key = ps.Sandbox.App + "/" + ps.Sandbox.PodName
+			}
+			w = a.newWorker(ps.Sandbox.PodUID, key)
+			a.workers[w.uid] = w
+		}
+		w.seed(ps)
 	}
 	a.adopted, a.ctx = true, ctx
 	for _, w := range a.workers {

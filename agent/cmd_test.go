@@ -3,16 +3,20 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/capstanhq/capstan/agent/network/nsfile"
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/internal/nodetest"
 )
 
@@ -32,6 +36,22 @@ func buildCapstan(t testing.TB) string {
 		t.Fatalf("go build capstan: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// agentBinary builds capstan and returns it with what its agent needs to
+// join the env's server: the CA file and a node token.
+func (e *env) agentBinary() (bin, caFile, token string) {
+	e.t.Helper()
+	bin = buildCapstan(e.t)
+	token, _, err := e.api.Server.Tokens().Create("node:"+e.node, "test", 0, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	caFile = filepath.Join(e.t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, []byte(e.api.Config.CA), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return bin, caFile, token
 }
 
 // runAgent starts `capstan agent` for the env's node with its own
@@ -94,15 +114,7 @@ func (p *agentProc) stop(t testing.TB) {
 // task PIDs), and status reporting resumes.
 func TestAgentBinarySurvivesSIGKILL(t *testing.T) {
 	e := newEnv(t, true)
-	bin := buildCapstan(t)
-	tok, _, err := e.api.Server.Tokens().Create("node:"+e.node, "test", 0, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, []byte(e.api.Config.CA), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bin, caFile, tok := e.agentBinary()
 	first := e.runAgent(bin, caFile, tok)
 	var pods []*api.Pod
 	for _, name := range []string{"a", "b", "c", "d", "e"} {
@@ -167,4 +179,95 @@ func TestAgentBinarySurvivesSIGKILL(t *testing.T) {
 	if _, err := os.Stat(e.managedSocket()); errors.Is(err, os.ErrNotExist) {
 		t.Errorf("no managed containerd socket at %s", e.managedSocket())
 	}
+}
+
+// The agent is SIGKILLed while CNI ADD runs for a new pod: the test holds
+// host-local's lock, so the agent waits in the middle of the ADD with the
+// pod's network namespace mounted and no sandbox.json written yet. The
+// orphaned plugin then leases the address. The agent started again makes
+// the sandbox at once, as if nothing had happened: before, it failed once
+// on the namespace left behind ("already exists (remove it first)",
+// event FailedCreatePodSandBox) and waited a back-off. The node keeps one
+// lease for the pod, the address it runs with.
+func TestAgentKilledDuringCNIAdd(t *testing.T) {
+	e := newEnv(t, true)
+	bin, caFile, tok := e.agentBinary()
+	first := e.runAgent(bin, caFile, tok)
+
+	leases := filepath.Join(e.opts.DataDir, "cni", "networks", "capstan")
+	unlock := holdFileLock(t, filepath.Join(leases, "lock"))
+	p := e.create(e.pod("kill", "sandbox", api.Container{Name: "c", Args: []string{"sleep"}}))
+	uid := p.Metadata.UID
+	e.waitFor("the pod's network namespace (CNI ADD under way)", func() bool {
+		return nsfile.IsMounted(filepath.Join(e.opts.RunDir, "netns", uid))
+	})
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The agent runs no more code once the signal is sent; its plugins
+	// carry on, holding its output pipes until they end.
+	unlock()
+	<-first.done
+	e.waitFor("the orphaned CNI ADD to lease an address", func() bool { return len(podLeases(t, leases, uid)) == 1 })
+	if _, err := os.Stat(filepath.Join(e.opts.DataDir, "pods", uid, "sandbox.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("sandbox.json of the interrupted pod: %v; want none (the kill came too late)", err)
+	}
+
+	e.runAgent(bin, caFile, tok)
+	got := e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning && ready(p) })
+	objs, _, err := e.api.Client.List(context.Background(), api.KindEvent, client.ListOptions{App: p.Metadata.App})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if s := o.(*api.Event).Spec; s.Object.UID == uid && s.Type == api.EventWarning {
+			t.Errorf("event %s: %s; want none", s.Reason, s.Message)
+		}
+	}
+	if l := podLeases(t, leases, uid); len(l) != 1 || l[0] != got.Status.PodIP {
+		t.Errorf("leases of the pod = %v, want only its address %s", l, got.Status.PodIP)
+	}
+}
+
+// holdFileLock takes an exclusive flock on path (made if missing), as
+// host-local takes it around every lease; unlock (also run at cleanup)
+// gives it back.
+func holdFileLock(t *testing.T, path string) (unlock func()) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	unlock = func() { once.Do(func() { f.Close() }) }
+	t.Cleanup(unlock)
+	return unlock
+}
+
+// podLeases lists the addresses host-local leased to pod uid in dir (one
+// file per address, holding the container ID).
+func podLeases(t *testing.T, dir, uid string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, en := range entries {
+		if _, err := netip.ParseAddr(en.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, en.Name()))
+		if err == nil && strings.HasPrefix(string(b), uid) {
+			out = append(out, en.Name())
+		}
+	}
+	return out
 }
