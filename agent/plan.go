@@ -232,10 +232,16 @@ func podPlan(pod *api.Pod, obs observed, mem map[string]memory, b Backoff, now t
 			}
 			next.Attempt, next.CrashDelay = last.Attempt+1, b.next(delay)
 		default:
-			// Created but never started, or unknown: an interrupted start.
-			// Remove it and start the next attempt.
+			// Created but never started (the agent killed between
+			// creating and starting it), or its task lost (a reboot) or
+			// unknown: remove it and start again. One that never ran
+			// starts again as the same attempt: it is no restart, and a
+			// job counts restarts as failures.
 			p.Remove = append(p.Remove, last.ID)
 			next.Attempt = last.Attempt + 1
+			if last.State == runtime.StateCreated && last.StartedAt.IsZero() {
+				next.Attempt = last.Attempt
+			}
 		}
 		if f := m.Failure; f != nil && now.Before(f.RetryAt) {
 			p.wakeAt(f.RetryAt)

@@ -165,8 +165,18 @@ func TestPodPlan(t *testing.T) {
 			want: plan{},
 		},
 		{
-			name: "interrupted start is removed and retried as the next attempt",
-			pod:  testPod("", "web"), obs: obsOf(sandbox, runtime.ContainerStatus{ID: "web-0", Name: "web", State: runtime.StateCreated}), now: t0,
+			name: "interrupted start (never ran) is removed and retried as the same attempt",
+			pod:  testPod(api.RestartOnFailure, "web"), obs: obsOf(sandbox, exited("web", 0, 1, quick, quick), runtime.ContainerStatus{ID: "web-1", Name: "web", Attempt: 1, State: runtime.StateCreated}), now: t0,
+			want: plan{Remove: []string{"web-1"}, Start: []startAction{{Name: "web", Attempt: 1}}},
+		},
+		{
+			name: "a container that ran and lost its task (a reboot) is removed and restarted as the next attempt",
+			pod:  testPod("", "web"), obs: obsOf(sandbox, runtime.ContainerStatus{ID: "web-0", Name: "web", State: runtime.StateCreated, StartedAt: quick}), now: t0,
+			want: plan{Remove: []string{"web-0"}, Start: []startAction{{Name: "web", Attempt: 1}}},
+		},
+		{
+			name: "an unknown state is removed and restarted as the next attempt",
+			pod:  testPod("", "web"), obs: obsOf(sandbox, runtime.ContainerStatus{ID: "web-0", Name: "web", State: runtime.StateUnknown}), now: t0,
 			want: plan{Remove: []string{"web-0"}, Start: []startAction{{Name: "web", Attempt: 1}}},
 		},
 		{
