@@ -123,20 +123,27 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 
 	exp := c.expectations.Begin(now)
 	errs := []error{volErr}
-	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
-		if _, err := c.client.Create(ctx, p); err != nil {
-			return fmt.Errorf("workload %s: create pod %s: %w", key, p.Metadata.Name, err)
-		}
-		exp.Created(p.Metadata.Name)
-		return nil
-	}))
-	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
+	// Deletes first: the creates of a rolling update count on them to
+	// stay within maxSurge, so a create never lands while the pod it
+	// replaces is still counted (a moment, or for good when the
+	// controller stops in between), and none lands when a delete failed.
+	delErr := reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
 		if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
 			return fmt.Errorf("workload %s: delete pod %s: %w", key, p.Metadata.Name, err)
 		}
 		exp.Deleted(p.Metadata.Name)
 		return nil
-	}))
+	})
+	errs = append(errs, delErr)
+	if delErr == nil {
+		errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Create, func(p *api.Pod) error {
+			if _, err := c.client.Create(ctx, p); err != nil {
+				return fmt.Errorf("workload %s: create pod %s: %w", key, p.Metadata.Name, err)
+			}
+			exp.Created(p.Metadata.Name)
+			return nil
+		}))
+	}
 	c.expectations.Expect(key, exp)
 	if plan.StatusChanged {
 		u := api.Clone(w)
