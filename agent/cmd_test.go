@@ -271,3 +271,53 @@ func podLeases(t *testing.T, dir, uid string) []string {
 	}
 	return out
 }
+
+// The agent is SIGKILLed while it stops a deleted pod whose container
+// ignores SIGTERM (grace 30 s): started again, it stops the pod and
+// removes everything of it (container, network namespace, address,
+// directories) and then the API object.
+func TestAgentKilledWhileStoppingPod(t *testing.T) {
+	e := newEnv(t, true)
+	bin, caFile, tok := e.agentBinary()
+	first := e.runAgent(bin, caFile, tok)
+	p := e.pod("kill", "stopping", api.Container{Name: "c", Args: []string{"ignore-term"}})
+	p.Spec.TerminationGracePeriodSeconds = new(int64(30))
+	p = e.create(p)
+	got := e.waitPod(p, "running", func(p *api.Pod) bool { return p.Status.Phase == api.PodRunning })
+	uid := p.Metadata.UID
+	if _, err := e.api.Client.Delete(context.Background(), api.KeyOf(p), client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.connect(e.managedSocket())
+	ps, ok := e.podState(uid)
+	if !ok || len(ps.Containers) != 1 {
+		t.Fatalf("pod state: %+v", ps)
+	}
+	e.waitFor("the agent's SIGTERM (the grace period under way)", func() bool {
+		b, _ := os.ReadFile(ps.Containers[0].LogPath)
+		return strings.Contains(string(b), "got SIGTERM, ignored")
+	})
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-first.done
+
+	e.runAgent(bin, caFile, tok)
+	e.connect(e.managedSocket())
+	e.waitFor("the pod object gone", func() bool {
+		_, err := e.api.Client.Get(context.Background(), api.KeyOf(p))
+		return client.IsNotFound(err)
+	})
+	if ps, ok := e.podState(uid); ok {
+		t.Errorf("the runtime still has the pod: %+v", ps)
+	}
+	if nsfile.IsMounted(filepath.Join(e.opts.RunDir, "netns", uid)) {
+		t.Errorf("the pod's network namespace is still mounted")
+	}
+	if _, err := os.Stat(filepath.Join(e.opts.DataDir, "pods", uid)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the pod's directory is left: %v", err)
+	}
+	if l := podLeases(t, filepath.Join(e.opts.DataDir, "cni", "networks", "capstan"), uid); len(l) != 0 {
+		t.Errorf("addresses still leased to the pod: %v (it had %s)", l, got.Status.PodIP)
+	}
+}

@@ -59,14 +59,15 @@ func main() {
 	case "sleep":
 		waitTerm()
 	case "ignore-term":
-		signal.Ignore(syscall.SIGTERM)
-		fmt.Println("ignoring SIGTERM")
-		// Block on a signal channel: a bare select{} would be reported
-		// as a deadlock by the Go runtime.
+		// Caught rather than ignored, so each one is logged (a test
+		// waits for the stop to have begun); a bare select{} would be
+		// reported as a deadlock by the Go runtime.
 		c := make(chan os.Signal, 1)
-		signal.Notify(c, syscall.SIGUSR2)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("ignoring SIGTERM")
 		for {
 			<-c
+			fmt.Println("got SIGTERM, ignored")
 		}
 	case "exit":
 		code, _ := strconv.Atoi(args[0])
