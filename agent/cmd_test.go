@@ -1,12 +1,14 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -198,9 +200,12 @@ func TestAgentKilledDuringCNIAdd(t *testing.T) {
 	unlock := holdFileLock(t, filepath.Join(leases, "lock"))
 	p := e.create(e.pod("kill", "sandbox", api.Container{Name: "c", Args: []string{"sleep"}}))
 	uid := p.Metadata.UID
-	e.waitFor("the pod's network namespace (CNI ADD under way)", func() bool {
-		return nsfile.IsMounted(filepath.Join(e.opts.RunDir, "netns", uid))
+	e.waitFor("host-local to run for the pod (CNI ADD under way, held on the lock)", func() bool {
+		return cniPluginRuns("host-local", uid)
 	})
+	if !nsfile.IsMounted(filepath.Join(e.opts.RunDir, "netns", uid)) {
+		t.Fatal("CNI ADD runs, but the pod's network namespace is not mounted")
+	}
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +254,23 @@ func holdFileLock(t *testing.T, path string) (unlock func()) {
 	unlock = func() { once.Do(func() { f.Close() }) }
 	t.Cleanup(unlock)
 	return unlock
+}
+
+// cniPluginRuns reports whether CNI plugin name runs for container id
+// (the plugin's CNI_CONTAINERID).
+func cniPluginRuns(name, id string) bool {
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		cmd, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil || filepath.Base(string(bytes.SplitN(cmd, []byte{0}, 2)[0])) != name {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
+		if err == nil && slices.Contains(strings.Split(string(env), "\x00"), "CNI_CONTAINERID="+id) {
+			return true
+		}
+	}
+	return false
 }
 
 // podLeases lists the addresses host-local leased to pod uid in dir (one
