@@ -95,6 +95,22 @@ func TestCompute(t *testing.T) {
 				return []*api.Job{run(w, minute(m1), TriggerSchedule, api.JobComplete, m1)}
 			},
 			now: m5.Add(10 * time.Second), create: minute(m5), last: m5, requeue: 50 * time.Second},
+		{name: "a run made just before the server was killed, its status write lost, is not made again (allow)",
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", api.ConcurrencyAllow, 3, 0)
+				w.Status.LastScheduleTime = m1.Add(-time.Minute)
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, "", m1)} },
+			now:  m1.Add(20 * time.Second), last: m1, requeue: 40 * time.Second},
+		{name: "the same under replace: the run is not stopped for itself",
+			w: func() *api.Workload {
+				w := cronWorkload("* * * * *", api.ConcurrencyReplace, 3, 0)
+				w.Status.LastScheduleTime = m1.Add(-time.Minute)
+				return w
+			}(),
+			runs: func(w *api.Workload) []*api.Job { return []*api.Job{run(w, minute(m1), TriggerSchedule, "", m1)} },
+			now:  m1.Add(20 * time.Second), last: m1, requeue: 40 * time.Second},
 		{name: "a missed time beyond the starting deadline is skipped",
 			w: func() *api.Workload {
 				w := cronWorkload("*/5 * * * *", "", 3, 60)
