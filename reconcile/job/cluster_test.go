@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,4 +282,51 @@ func TestPodMadeBeforeStopCounted(t *testing.T) {
 	if got := podNames(t, c); !slices.Equal(got, []string{"once-0"}) {
 		t.Fatalf("pods %q, want once-0 alone", got)
 	}
+}
+
+// TestFailedRunStoppedAcrossRestart: a run of 2 pods at a time with
+// backoffLimit 0 fails with its first failed pod, and the controller
+// stops the other one. It is stopped itself (a server killed) at that
+// moment, with its status write held. Started again, the run counts
+// one failure, the pod it stopped none: the status saying the run
+// failed is written before the pod is stopped. Before, the pod was
+// stopped first, and the restarted controller took it for a pod deleted
+// before it finished: a second failure and a PodDeleted event.
+func TestFailedRunStoppedAcrossRestart(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	var held atomic.Bool // a job status write was held
+	proxy, hc := heldClient(t, cl, func(r *http.Request) bool {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/jobs/") && strings.HasSuffix(r.URL.Path, "/status") {
+			held.Store(true)
+			return true
+		}
+		return false
+	})
+	proxy.Stall(false)
+	k := newJob(t, c, "pair", 2, 2, 0)
+	clock := reconcile.NewFakeClock(time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC))
+	stop := startController(t, hc, clock)
+	testenv.Eventually(t, 30*time.Second, "two pods made and tracked", func() bool {
+		tr := getJob(t, c, k).Status.Tracked
+		return len(tr) == 2 && tr[0].UID != "" && tr[1].UID != "" && len(podNames(t, c)) == 2
+	})
+	proxy.Stall(true)
+	finish(t, c, "pair-0", api.PodFailed)
+	testenv.Eventually(t, 30*time.Second, "the controller's status write held", held.Load)
+	stop()
+
+	proxy.Stall(false)
+	startController(t, hc, clock)
+	testenv.Eventually(t, 30*time.Second, "the run failed", func() bool {
+		_, done := api.JobFinished(getJob(t, c, k))
+		return done
+	})
+	st := getJob(t, c, k).Status
+	if st.Failed != 1 || st.Deleted != 0 || outcome(st) != api.JobFailed {
+		t.Errorf("status %+v, want failed with one failure, no pod counted as deleted", st)
+	}
+	testenv.Eventually(t, 30*time.Second, "the other pod stopped", func() bool {
+		return slices.Equal(podNames(t, c), []string{"pair-0"})
+	})
 }

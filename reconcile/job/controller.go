@@ -171,12 +171,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		}
 		errs = append(errs, c.createAll(ctx, key, j, &plan))
 	}
-	errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
-		if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
-			return fmt.Errorf("job %s: stop pod %s: %w", key, p.Metadata.Name, err)
-		}
-		return nil
-	}))
+	var statusErr error
 	if plan.StatusChanged {
 		u := api.Clone(j)
 		u.Status = plan.Status
@@ -185,8 +180,21 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (reconcile.Resul
 		case err == nil:
 			c.written.Put(key, out)
 		case !client.IsNotFound(err):
-			errs = append(errs, fmt.Errorf("job %s: write status: %w", key, err))
+			statusErr = fmt.Errorf("job %s: write status: %w", key, err)
+			errs = append(errs, statusErr)
 		}
+	}
+	// The pods of a run that ended are stopped only once its status says
+	// so (and no longer tracks them): stopped first, they would be taken
+	// for pods deleted before they finished, and counted as failures, by
+	// a controller that stopped (a server killed) before that write.
+	if statusErr == nil {
+		errs = append(errs, reconcile.Parallel(WriteParallelism, plan.Delete, func(p *api.Pod) error {
+			if _, err := c.client.Delete(ctx, api.KeyOf(p), client.DeleteOptions{}); err != nil && !client.IsNotFound(err) {
+				return fmt.Errorf("job %s: stop pod %s: %w", key, p.Metadata.Name, err)
+			}
+			return nil
+		}))
 	}
 	for _, e := range plan.Events {
 		c.rec.Record(ctx, e)
