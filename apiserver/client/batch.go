@@ -19,30 +19,34 @@ import (
 )
 
 // Concurrent creates share requests, as concurrent writes share a commit
-// in the store. A create made while fewer than maxCreatesSending requests
+// in the store. A create made while fewer than minCreatesSending requests
 // of the client's creates are in flight is sent alone at once, a plain
-// POST /api/v1/{kind}; one made while they all are waits for the next of
-// them to end, and goes with every create that waited meanwhile in one
-// POST /api/v1/batch (wire.BatchPath), which the server answers step by
-// step. So a lone writer (the CLI, a loop creating one object after the
-// other) sends what it always sent and waits for nothing, and 64 writers
-// send a few requests at a time, each carrying a share of the creates:
-// one request's HTTP/2 and TLS work, one decode of the body and one
-// answer for many creates, which is most of what a create costs both
-// sides when they are many (docs/benchmarks.md). Each create keeps its
-// own outcome: an error in one is that one's alone.
+// POST /api/v1/{kind}; one made while more are waits, and goes with the
+// creates that waited with it in one POST /api/v1/batch (wire.BatchPath),
+// which the server answers step by step: when a request of creates ends,
+// or at once when fullBatch creates wait and fewer than maxCreatesSending
+// requests are in flight. So a lone writer (the CLI, a loop creating one
+// object after the other) sends what it always sent and waits for
+// nothing, and 64 writers send a few requests at a time, each carrying a
+// share of the creates: one request's HTTP/2 and TLS work, one decode of
+// the body and one answer for many creates, which is most of what a
+// create costs both sides when they are many. The three numbers were
+// chosen by measuring 64 and 256 writers (docs/benchmarks.md). Each create
+// keeps its own outcome: an error in one is that one's alone.
 
 const (
-	// maxCreatesSending is how many requests of creates a client has in
-	// flight at most; the creates made meanwhile wait for one to end.
-	maxCreatesSending = 4
+	// minCreatesSending is how many requests of creates a client sends
+	// before its creates wait to go together.
+	minCreatesSending = 2
+	// fullBatch waiting creates go at once, without waiting for a request
+	// to end, while fewer than maxCreatesSending requests are in flight.
+	fullBatch         = 16
+	maxCreatesSending = 8
 	// maxBatchCreates and maxBatchBytes bound one batch (the server takes
 	// up to 1,000 steps and 3 MiB).
 	maxBatchCreates = 128
 	maxBatchBytes   = 512 << 10
 )
-
-var fullBatch, maxSendingFull = 0, 8
 
 // batcher holds the creates that wait for a request of a client (one per
 // set of headers: see WithHeader).
@@ -78,7 +82,7 @@ func (c *Client) create(ctx context.Context, k api.Kind, body []byte) (api.Objec
 		return c.createOne(ctx, k, body)
 	}
 	b.mu.Lock()
-	if b.sending < maxCreatesSending {
+	if b.sending < minCreatesSending {
 		b.sending++
 		b.mu.Unlock()
 		defer c.sentCreates()
@@ -86,10 +90,8 @@ func (c *Client) create(ctx context.Context, k api.Kind, body []byte) (api.Objec
 	}
 	q := &queuedCreate{ctx: ctx, kind: k, body: body, done: make(chan createResult, 1)}
 	b.queue = append(b.queue, q)
-	if fullBatch > 0 && len(b.queue) >= fullBatch && b.sending < maxSendingFull {
-		batch := b.take()
-		b.sending++
-		go c.sendBatch(batch)
+	if len(b.queue) >= fullBatch && b.sending < maxCreatesSending {
+		b.sendNext(c)
 	}
 	b.mu.Unlock()
 	select {
@@ -111,10 +113,15 @@ func (c *Client) sentCreates() {
 	defer b.mu.Unlock()
 	b.sending--
 	for len(b.queue) > 0 && b.sending < maxCreatesSending {
-		batch := b.take()
-		b.sending++
-		go c.sendBatch(batch)
+		b.sendNext(c)
 	}
+}
+
+// sendNext sends the next batch off the queue; b.mu is held.
+func (b *batcher) sendNext(c *Client) {
+	batch := b.take()
+	b.sending++
+	go c.sendBatch(batch)
 }
 
 // take takes the next batch off the queue.

@@ -109,13 +109,13 @@ func TestConcurrentCreatesShareARequest(t *testing.T) {
 	if _, err := cl.Client.Create(ctx, pod("taken")); err != nil {
 		t.Fatal(err)
 	}
-	alone := createAll(ctx, c, pods("alone", client.MaxCreatesSending))
-	waitCreates(t, c, 0, client.MaxCreatesSending)
+	alone := createAll(ctx, c, pods("alone", client.MinCreatesSending))
+	waitCreates(t, c, 0, client.MinCreatesSending)
 	batched := pods("batched", 6)
 	invalid := pod("bad_name")
 	batched = append(batched, pod("taken"), invalid)
 	together := createAll(ctx, c, batched)
-	waitCreates(t, c, len(batched), client.MaxCreatesSending)
+	waitCreates(t, c, len(batched), client.MinCreatesSending)
 	close(h.release)
 
 	for i, o := range alone() {
@@ -156,8 +156,8 @@ func TestConcurrentCreatesShareARequest(t *testing.T) {
 		t.Errorf("%d batches sent, want the 8 waiting creates in 1", n)
 	}
 	// The server counts each create of the batch as a create.
-	if n := requests(t, h.reg, "create", "pods"); n != float64(1+client.MaxCreatesSending+len(batched)) {
-		t.Errorf("the server counted %v creates, want %d", n, 1+client.MaxCreatesSending+len(batched))
+	if n := requests(t, h.reg, "create", "pods"); n != float64(1+client.MinCreatesSending+len(batched)) {
+		t.Errorf("the server counted %v creates, want %d", n, 1+client.MinCreatesSending+len(batched))
 	}
 }
 
@@ -166,16 +166,16 @@ func TestWaitingCreateGivenUpIsNotSent(t *testing.T) {
 	ctx := t.Context()
 	h := &heldCreates{}
 	cl, c := clientBehind(t, h)
-	alone := createAll(ctx, c, pods("alone", client.MaxCreatesSending))
-	waitCreates(t, c, 0, client.MaxCreatesSending)
+	alone := createAll(ctx, c, pods("alone", client.MinCreatesSending))
+	waitCreates(t, c, 0, client.MinCreatesSending)
 	gaveUp, giveUp := context.WithCancel(ctx)
 	wait := createAll(gaveUp, c, pods("given-up", 1))
-	waitCreates(t, c, 1, client.MaxCreatesSending)
+	waitCreates(t, c, 1, client.MinCreatesSending)
 	giveUp()
 	if o := wait()[0]; o.err == nil {
 		t.Fatal("a create whose caller gave up while it waited succeeded")
 	}
-	waitCreates(t, c, 0, client.MaxCreatesSending)
+	waitCreates(t, c, 0, client.MinCreatesSending)
 	close(h.release)
 	alone()
 	if _, err := cl.Client.Get(ctx, api.Key{Kind: api.KindPod, App: "shop", Name: "given-up0"}); !client.IsNotFound(err) {
@@ -197,10 +197,10 @@ func TestCreatesGoAloneToAServerWithoutBatches(t *testing.T) {
 		fmt.Fprint(w, `{"code":404,"reason":"UnknownKind","message":"unknown kind: \"batch\""}`)
 	}}
 	cl, c := clientBehind(t, h)
-	first := createAll(ctx, c, pods("alone", client.MaxCreatesSending))
-	waitCreates(t, c, 0, client.MaxCreatesSending)
+	first := createAll(ctx, c, pods("alone", client.MinCreatesSending))
+	waitCreates(t, c, 0, client.MinCreatesSending)
 	waiting := createAll(ctx, c, pods("refused", 5))
-	waitCreates(t, c, 5, client.MaxCreatesSending)
+	waitCreates(t, c, 5, client.MinCreatesSending)
 	close(h.release)
 	for _, o := range append(first(), waiting()...) {
 		if o.err != nil {
@@ -218,5 +218,29 @@ func TestCreatesGoAloneToAServerWithoutBatches(t *testing.T) {
 	}
 	if n := h.batches.Load(); n != 1 {
 		t.Fatalf("%d batches sent to a server without batches, want 1 (the first, then none)", n)
+	}
+}
+
+// A full batch of waiting creates goes at once, without waiting for the
+// requests in flight to end.
+func TestFullBatchGoesAtOnce(t *testing.T) {
+	ctx := t.Context()
+	h := &heldCreates{}
+	_, c := clientBehind(t, h)
+	alone := createAll(ctx, c, pods("alone", client.MinCreatesSending))
+	waitCreates(t, c, 0, client.MinCreatesSending)
+	for i, o := range createAll(ctx, c, pods("full", client.FullBatch))() {
+		if o.err != nil {
+			t.Fatalf("create full%d: %v", i, o.err)
+		}
+	}
+	if n := h.batches.Load(); n != 1 {
+		t.Errorf("%d batches sent, want the %d waiting creates in 1", n, client.FullBatch)
+	}
+	close(h.release)
+	for _, o := range alone() {
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
 	}
 }

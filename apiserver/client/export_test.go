@@ -8,6 +8,9 @@ func CreatesWaiting(c *Client) (waiting, sending int) {
 	return len(c.batch.queue), c.batch.sending
 }
 
-// MaxCreatesSending is how many requests of creates a client has in
-// flight before its creates wait.
-const MaxCreatesSending = maxCreatesSending
+// MinCreatesSending is how many requests of creates a client has in
+// flight before its creates wait; FullBatch waiting creates go at once.
+const (
+	MinCreatesSending = minCreatesSending
+	FullBatch         = fullBatch
+)
