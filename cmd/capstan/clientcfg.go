@@ -101,8 +101,9 @@ func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *clien
 
 // listHint says, when err says the object k does not exist, which object
 // is missing as the user names it ("app shop", "pod shop/web-1", not the
-// store's "apps/shop/shop") and the command that lists what there is.
-func listHint(err error, k api.Key) error {
+// store's "apps/shop/shop") and the command that lists what there is; or,
+// when its app does not exist either (a misspelt app), that.
+func listHint(ctx context.Context, c *client.Client, err error, k api.Key) error {
 	if !client.IsNotFound(err) {
 		return err
 	}
@@ -110,6 +111,9 @@ func listHint(err error, k api.Key) error {
 	if !k.Kind.ClusterScoped() && k.Kind != api.KindApp {
 		list += " --app " + k.App
 		name = k.App + "/" + k.Name
+		if missingApp(ctx, c, k.App) {
+			return &hintedError{msg: fmt.Sprintf("%s %s not found: there is no app %s ('capstan get apps' lists the apps)", strings.ToLower(k.Kind.Singular()), name, k.App), err: err}
+		}
 	}
 	return &hintedError{msg: fmt.Sprintf("%s %s not found: '%s' lists them", strings.ToLower(k.Kind.Singular()), name, list), err: err}
 }
@@ -131,7 +135,7 @@ func podHint(ctx context.Context, c *client.Client, err error, k api.Key) error 
 		return err
 	}
 	if _, gerr := c.Get(ctx, k); client.IsNotFound(gerr) {
-		return listHint(err, k)
+		return listHint(ctx, c, err, k)
 	}
 	return err
 }

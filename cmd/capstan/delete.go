@@ -38,7 +38,7 @@ next time it is placed (see docs/volumes.md).`,
 			}
 			obj, err := c.Delete(cmd.Context(), k, client.DeleteOptions{Force: force})
 			if err != nil {
-				return listHint(err, k)
+				return listHint(cmd.Context(), c, err, k)
 			}
 			verb := "deleted"
 			if obj.Meta().DeletionRequestedAt != nil && !force {

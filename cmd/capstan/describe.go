@@ -25,7 +25,7 @@ func newDescribeCmd() *cobra.Command {
 			ctx := cmd.Context()
 			obj, err := c.Get(ctx, k)
 			if err != nil {
-				return listHint(err, k)
+				return listHint(ctx, c, err, k)
 			}
 			events, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: k.App})
 			if err != nil {

@@ -60,7 +60,7 @@ Without --app, objects of every app are listed.`,
 			if len(args) == 2 && !watch {
 				obj, err := c.Get(ctx, k)
 				if err != nil {
-					return listHint(err, k)
+					return listHint(ctx, c, err, k)
 				}
 				return printObjects(ctx, c, out, kind, []api.Object{obj}, output, false, true)
 			}
@@ -80,11 +80,15 @@ Without --app, objects of every app are listed.`,
 			if len(args) == 2 {
 				objs = slices.DeleteFunc(objs, func(o api.Object) bool { return o.Meta().Name != k.Name })
 				if len(objs) == 0 {
-					return listHint(&client.StatusError{Code: http.StatusNotFound, Reason: wire.ReasonNotFound, Message: k.String() + ": not found"}, k)
+					return listHint(ctx, c, &client.StatusError{Code: http.StatusNotFound, Reason: wire.ReasonNotFound, Message: k.String() + ": not found"}, k)
 				}
 				showApp = false
 			}
-			if err := printObjects(ctx, c, out, kind, objs, output, showApp, len(args) == 2); err != nil {
+			if len(objs) == 0 && (output == "table" || output == "wide") {
+				// A message, not data: on stderr, as kubectl's "No
+				// resources found", so that a pipe or file gets no rows.
+				fmt.Fprintln(cmd.ErrOrStderr(), noObjects(ctx, c, kind, app))
+			} else if err := printObjects(ctx, c, out, kind, objs, output, showApp, len(args) == 2); err != nil {
 				return err
 			}
 			if !watch {
@@ -130,10 +134,6 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 		}
 		return printValue(out, output, v)
 	}
-	if len(objs) == 0 {
-		_, err := fmt.Fprintf(out, "No %s found.\n", kind)
-		return err
-	}
 	opts := printer.Options{Wide: output == "wide", ShowApp: showApp, Now: time.Now()}
 	if kind == api.KindService {
 		opts.Endpoints = map[string]*api.Endpoints{}
@@ -156,12 +156,26 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 	return printer.Table(out, kind, objs, opts)
 }
 
-// watchObjects prints the changes to kind after revision since until ctx
-// ends. The server ends every watch after its lifetime
-// (--watch-max-lifetime) and a failing server ends it too: the watch then
-// resumes from the last revision printed, on the next server of the client
-// config, so -w runs until Ctrl-C. Only a revision the server no longer has
-// (compacted, or a store restored since) ends it.
+// noObjects says that a list of kind (of app, when set) is empty, and
+// when app names no app, that it does not exist: a misspelt --app
+// listed nothing, as an app without such objects does.
+func noObjects(ctx context.Context, c *client.Client, kind api.Kind, app string) string {
+	if app == "" || kind.ClusterScoped() {
+		return fmt.Sprintf("No %s found.", kind)
+	}
+	if missingApp(ctx, c, app) {
+		return fmt.Sprintf("No %s found: there is no app %s ('capstan get apps' lists the apps).", kind, app)
+	}
+	return fmt.Sprintf("No %s found in app %s.", kind, app)
+}
+
+// missingApp says whether the server answers that app does not exist
+// (false when it cannot be asked).
+func missingApp(ctx context.Context, c *client.Client, app string) bool {
+	_, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: app, Name: app})
+	return client.IsNotFound(err)
+}
+
 // printValue writes v as json or yaml (output).
 func printValue(out io.Writer, output string, v any) error {
 	if output == "json" {
@@ -177,6 +191,12 @@ func printValue(out io.Writer, output string, v any) error {
 	return err
 }
 
+// watchObjects prints the changes to kind after revision since until ctx
+// ends. The server ends every watch after its lifetime
+// (--watch-max-lifetime) and a failing server ends it too: the watch then
+// resumes from the last revision printed, on the next server of the client
+// config, so -w runs until Ctrl-C. Only a revision the server no longer has
+// (compacted, or a store restored since) ends it.
 func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, app, name string, showApp bool, since int64, output string, events bool) error {
 	// The output reflects every change up to rev; with partial, only those
 	// before rev and the keys in printed: on etcd the events of one

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -196,9 +197,14 @@ func FuzzObjectKey(f *testing.F) {
 // "apps/nope/nope"); it now names it as the user does, says how
 // to list what there is, and still exits 1 (not 2: the command line was
 // fine). logs --tail -5 printed the whole log; it is now refused.
+//
+// A misspelt app said "pod shpo/web-1 not found: 'capstan get pods --app
+// shpo' lists them", a command that lists nothing; it now says there is no
+// app shpo.
 func TestNotFoundAndTail(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
 	cfg := c.Server.AdminConfigPath()
+	createApp(t, c.Client, "shop")
 	for _, tt := range []struct {
 		args []string
 		want string
@@ -211,6 +217,9 @@ func TestNotFoundAndTail(t *testing.T) {
 		{[]string{"get", "app", "nope"}, "app nope not found: 'capstan get apps' lists them"},
 		{[]string{"logs", "shop/nope"}, "pod shop/nope not found: 'capstan get pods --app shop' lists them"},
 		{[]string{"exec", "shop/nope", "--", "ls"}, "pod shop/nope not found: 'capstan get pods --app shop' lists them"},
+		{[]string{"get", "pod", "shpo/nope"}, "pod shpo/nope not found: there is no app shpo ('capstan get apps' lists the apps)"},
+		{[]string{"describe", "wl", "nope", "--app", "shpo"}, "workload shpo/nope not found: there is no app shpo"},
+		{[]string{"logs", "shpo/nope"}, "pod shpo/nope not found: there is no app shpo"},
 	} {
 		_, err := run(t, append([]string{"--config", cfg}, tt.args...)...)
 		// The store's key ("apps/nope/nope") is not how the user named it.
@@ -220,6 +229,55 @@ func TestNotFoundAndTail(t *testing.T) {
 	}
 	if _, err := run(t, "logs", "shop/web-1", "--tail", "-5", "--config", cfg); err == nil || exitCode(err) != usageExit || !strings.Contains(err.Error(), "--tail -5") {
 		t.Errorf("logs --tail -5: %v (exit %d), want a usage error", err, exitCode(err))
+	}
+}
+
+// An empty list printed "No pods found." on stdout, among the data a pipe
+// or a file gets (kubectl says "No resources found" on stderr), and a
+// misspelt --app listed nothing as an app without pods does. The message
+// is on stderr now, names the app, and says when there is no such app.
+func TestGetEmptyList(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	createApp(t, c.Client, "shop")
+	for _, tt := range []struct {
+		args             []string
+		wantOut, wantErr string
+	}{
+		{[]string{"get", "pods"}, "", "No pods found.\n"},
+		{[]string{"get", "pods", "-o", "wide"}, "", "No pods found.\n"},
+		{[]string{"get", "nodes"}, "", "No nodes found.\n"},
+		{[]string{"get", "pods", "--app", "shop"}, "", "No pods found in app shop.\n"},
+		{[]string{"get", "svc", "--app", "shpo"}, "", "No services found: there is no app shpo ('capstan get apps' lists the apps).\n"},
+		{[]string{"get", "pods", "--app", "shop", "-o", "json"}, "{\n  \"items\": [],\n  \"kind\": \"List\"\n}\n", ""},
+		{[]string{"get", "pods", "-o", "yaml"}, "items: []\nkind: List\n", ""},
+	} {
+		out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
+		if err != nil || out != tt.wantOut || errOut != tt.wantErr {
+			t.Errorf("%v: %v\nstdout %q, want %q\nstderr %q, want %q", tt.args, err, out, tt.wantOut, errOut, tt.wantErr)
+		}
+	}
+}
+
+// runSplit is run with stdout and stderr apart.
+func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(args)
+	err = root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+// createApp makes an App object name, as sync does.
+func createApp(t *testing.T, c *client.Client, name string) {
+	t.Helper()
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: name, App: name}
+	if _, err := c.Create(context.Background(), a); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -39,7 +39,7 @@ func newCordonishCmd(verb, short string, cordon bool) *cobra.Command {
 			}
 			changed, err := node.CordonNode(cmd.Context(), c, args[0], cordon)
 			if err != nil {
-				return listHint(err, api.Key{Kind: api.KindNode, Name: args[0]})
+				return listHint(cmd.Context(), c, err, api.Key{Kind: api.KindNode, Name: args[0]})
 			}
 			state := verb + "ed"
 			if !changed {
@@ -77,7 +77,7 @@ when the node is back.`,
 				fmt.Fprintf(out, "%s terminating\n", api.KeyOf(p))
 			}
 			if err != nil {
-				return listHint(err, api.Key{Kind: api.KindNode, Name: name})
+				return listHint(cmd.Context(), c, err, api.Key{Kind: api.KindNode, Name: name})
 			}
 			if len(pods) > 0 {
 				drainingDownNode(cmd, c, name)
