@@ -44,8 +44,14 @@ next time it is placed (see docs/volumes.md).`,
 			if obj.Meta().DeletionRequestedAt != nil && !force {
 				verb = "terminating"
 			}
-			if _, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", k, verb); err != nil || k.Kind != api.KindNode {
+			if _, err = fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", k, verb); err != nil {
 				return err
+			}
+			if note := fromGitNote(k, obj); note != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "note:", note)
+			}
+			if k.Kind != api.KindNode {
+				return nil
 			}
 			return nodeCredentialsHint(cmd, c, k.Name)
 		},
@@ -77,4 +83,36 @@ func nodeCredentialsHint(cmd *cobra.Command, c *client.Client, node string) erro
 	_, err := fmt.Fprintf(cmd.OutOrStdout(), "node %s's credentials still work: its agent, while it runs, stops the pods that were bound to it, and registers the node again when it restarts. To retire the machine for good: stop its agent and run 'capstan down' there (revoked first, the agent could no longer hear that its pods are gone, and would leave them running), then capstan token revoke %s\n",
 		node, strings.Join(ids, " && capstan token revoke "))
 	return err
+}
+
+// fromGitNote says, of a deleted object that came from git, what the
+// deletion did and that it does not last: an app took its workloads,
+// services and pods with it, and the next sync makes it again; the app
+// controller makes a workload or service again at once (new pods, a new
+// VIP). The command printed "deleted" alone, and a user who meant to
+// remove the app, or to restart it, could not tell what happened.
+func fromGitNote(k api.Key, obj api.Object) string {
+	src := obj.Meta().Source
+	if src == nil {
+		return ""
+	}
+	where := "repository " + src.Repo
+	if src.Path != "" {
+		where = fmt.Sprintf("%s:%d in %s", src.Path, src.Line, where)
+	}
+	name := strings.ToLower(k.Kind.Singular()) + " " + k.App + "/" + k.Name
+	switch {
+	case k.Kind == api.KindApp:
+		return fmt.Sprintf("app %s comes from git (%s): its workloads, services and pods are deleted with it, and the next sync of its repository makes it again ('capstan sync' does it now). To remove the app, delete it from the repository.", k.Name, where)
+	case obj.Meta().Owner == nil || obj.Meta().Owner.Kind != api.KindApp:
+		return fmt.Sprintf("%s comes from git (%s): the next sync of its repository makes it again. To change or remove it, change the repository.", name, where)
+	}
+	again := ""
+	switch k.Kind {
+	case api.KindWorkload:
+		again = ", with new pods"
+	case api.KindService:
+		again = ", with a new VIP and node ports"
+	}
+	return fmt.Sprintf("%s comes from git, through app %s: the app controller makes it again at once%s. To change or remove it, change the app in the repository.", name, k.App, again)
 }

@@ -485,3 +485,41 @@ func createPod(t *testing.T, c *client.Client, name, node string) *api.Pod {
 	}
 	return p
 }
+
+// Deleting an object that came from git printed "apps/shop/shop deleted"
+// alone: nothing said that the app's workloads, services and pods went
+// with it, nor that sync makes it again (a workload or service the app
+// controller remakes at once, with new pods or a new VIP). A note on
+// stderr says so and what to change instead; other objects get none.
+func TestDeleteFromGitNote(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	ctx := context.Background()
+	a := api.KindApp.New().(*api.App)
+	a.Metadata = api.ObjectMeta{Name: "shop", App: "shop", Source: &api.Source{Repo: "https://git.example/deploy", Commit: "ae9ad96c01f3", Path: "shop.cue", Line: 8}}
+	created, err := c.Client.Create(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := &api.OwnerRef{Kind: api.KindApp, Name: "shop", UID: created.Meta().UID}
+	s := api.KindService.New().(*api.Service)
+	s.Metadata = api.ObjectMeta{Name: "web", App: "shop", Owner: owner, Source: a.Metadata.Source}
+	s.Spec.Ports = []api.ServicePort{{Name: "http", Port: 80}}
+	if _, err := c.Client.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	createPod(t, c.Client, "web-1", "")
+	for _, tt := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"delete", "pod", "shop/web-1"}, ""},
+		{[]string{"delete", "svc", "shop/web"}, "note: service shop/web comes from git, through app shop: the app controller makes it again at once, with a new VIP and node ports. To change or remove it, change the app in the repository.\n"},
+		{[]string{"delete", "app", "shop"}, "note: app shop comes from git (shop.cue:8 in repository https://git.example/deploy): its workloads, services and pods are deleted with it, and the next sync of its repository makes it again ('capstan sync' does it now). To remove the app, delete it from the repository.\n"},
+	} {
+		out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
+		if err != nil || !strings.HasSuffix(out, " deleted\n") || errOut != tt.wantErr {
+			t.Errorf("%v: %v\nstdout %q\nstderr %q, want %q", tt.args, err, out, errOut, tt.wantErr)
+		}
+	}
+}
