@@ -140,13 +140,45 @@ func podHint(ctx context.Context, c *client.Client, err error, k api.Key) error 
 	return err
 }
 
-// parseKindArg accepts "pods", "pod", "po", ...
+// parseKindArg accepts "pods", "pod", "po", ..., in any case (as kubectl
+// does: "Pods"). A Kubernetes kind Capstan has under another name
+// ("deploy", "ns") is refused naming that kind.
 func parseKindArg(s string) (api.Kind, error) {
-	k, ok := api.ParseKind(s)
-	if !ok {
-		return "", usageError(fmt.Errorf("unknown kind %q: want one of %s", s, kindList()))
+	k, ok := api.ParseKind(strings.ToLower(s))
+	if ok {
+		return k, nil
 	}
-	return k, nil
+	if k, ok := kubernetesKinds[strings.ToLower(s)]; ok {
+		return "", usageError(fmt.Errorf("unknown kind %q: %s are Capstan's %s, %s ('capstan get %s'); kinds: %s", s, k.what, k.kind, k.note, k.kind, kindList()))
+	}
+	return "", usageError(fmt.Errorf("unknown kind %q: want one of %s", s, kindList()))
+}
+
+// kubernetesKinds maps the Kubernetes kinds (plural, singular, short)
+// kubectl users type to the Capstan kind that plays their part.
+var kubernetesKinds = func() map[string]kubernetesKind {
+	m := map[string]kubernetesKind{}
+	for _, k := range []struct {
+		names []string
+		kubernetesKind
+	}{
+		{[]string{"deployments", "deployment", "deploy", "statefulsets", "statefulset", "sts", "daemonsets", "daemonset", "ds", "replicasets", "replicaset", "rs", "cronjobs", "cronjob", "cj"},
+			kubernetesKind{api.KindWorkload, "Kubernetes' deployments, stateful sets, daemon sets and cron jobs", "an app's pod groups"}},
+		{[]string{"namespaces", "namespace", "ns"}, kubernetesKind{api.KindApp, "Kubernetes' namespaces", "each with its pod groups and services"}},
+		{[]string{"persistentvolumeclaims", "persistentvolumeclaim", "pvc", "persistentvolumes", "persistentvolume"}, kubernetesKind{api.KindVolume, "Kubernetes' persistent volumes and claims", "one per replica of a pod group"}},
+	} {
+		for _, n := range k.names {
+			m[n] = k.kubernetesKind
+		}
+	}
+	return m
+}()
+
+// kubernetesKind is the Capstan kind that does the work of some
+// Kubernetes kinds (what), and what it is in Capstan's words.
+type kubernetesKind struct {
+	kind       api.Kind
+	what, note string
 }
 
 // kindList names every kind, in the API's order.

@@ -11,6 +11,10 @@ import (
 // object or a refused request does, so a script could not tell a typo from
 // a missing object. It now exits 2 and says where the help is; rollout
 // status keeps 1, since its 2 means --timeout passed.
+//
+// "get deploy" or "get ns" said only "unknown kind": it now names the
+// Capstan kind that does their work (workloads, apps), and "get PODS" is
+// "get pods", as in kubectl.
 func TestUsageErrorsExit2(t *testing.T) {
 	// No server is needed: the command line is refused before the config
 	// is read.
@@ -32,6 +36,10 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"get", "pods", "a", "b"}, 2, "capstan get --help"},
 		{[]string{"describe", "pod"}, 2, "capstan describe --help"},
 		{[]string{"delete", "widget", "x"}, 2, `unknown kind "widget"`},
+		// A kubectl user's kind names the Capstan kind that plays its part.
+		{[]string{"get", "deploy"}, 2, `unknown kind "deploy": Kubernetes' deployments, stateful sets, daemon sets and cron jobs are Capstan's workloads, an app's pod groups ('capstan get workloads'); kinds: nodes,`},
+		{[]string{"describe", "ns", "shop"}, 2, `Kubernetes' namespaces are Capstan's apps`},
+		{[]string{"get", "pvc", "--app", "shop"}, 2, `Capstan's volumes`},
 		{[]string{"logs"}, 2, "capstan logs --help"},
 		{[]string{"logs", "web-1"}, 2, "give --app APP or APP/NAME"},
 		{[]string{"exec", "shop/web-1", "ls"}, 2, "write the command after --"},
@@ -41,6 +49,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		// Not usage errors: the command line is fine, the config is missing.
 		{[]string{"get", "pods"}, 1, "no client config"},
 		{[]string{"get", "app", "shop"}, 1, "no client config"},
+		{[]string{"get", "PODS"}, 1, "no client config"}, // kinds in any case, as kubectl
+		{[]string{"describe", "Svc", "shop/web"}, 1, "no client config"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
