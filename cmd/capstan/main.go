@@ -164,6 +164,30 @@ func newRootCmd() *cobra.Command {
 		newSecretCmd(),
 		newRunCmd(),
 	)
+	const fromGit = "objects come from the git repository: commit the change and push it ('capstan validate' checks it first, 'capstan sync' syncs at once); a change made through the API is reverted by the next sync"
+	root.AddCommand(
+		kubectlVerb("scale", "an app's replicas are set in git: change replicas: of its pod group in the repository and push ('capstan sync' syncs at once)"),
+		kubectlVerb("apply", fromGit),
+		kubectlVerb("edit", fromGit),
+		kubectlVerb("create", fromGit),
+		kubectlVerb("patch", fromGit),
+		kubectlVerb("events", "'capstan get events [--app APP]' lists them, 'capstan describe KIND NAME' shows an object's"),
+	)
 	markUsageErrors(root, usageExit)
 	return root
+}
+
+// kubectlVerb is a hidden command for a kubectl verb Capstan does another
+// way ("scale", "rollout undo"): it says which, and exits as a command
+// line that cannot be run, whatever its arguments. Without it cobra said
+// "unknown command" and left the kubectl user to guess.
+func kubectlVerb(verb, instead string) *cobra.Command {
+	return &cobra.Command{
+		Use:                verb,
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usageError(fmt.Errorf("there is no '%s': %s", cmd.CommandPath(), instead))
+		},
+	}
 }

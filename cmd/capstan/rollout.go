@@ -23,11 +23,10 @@ func newRolloutCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rollout",
 		Short: "Follow the rollout of an app",
-		// rollout status exits 2 when --timeout passes: its usage errors
-		// keep 1 (rollout.ExitFailed), as docs/cli.md says.
-		Annotations: map[string]string{usageExitAnnotation: strconv.Itoa(rollout.ExitFailed)},
 	}
-	cmd.AddCommand(newRolloutStatusCmd())
+	cmd.AddCommand(newRolloutStatusCmd(),
+		kubectlVerb("history", "'capstan history APP' lists the commits sync applied to the app, and those it rejected"),
+		kubectlVerb("undo", "'capstan rollback APP --to SHA' commits, in git, the app's files as they were at SHA (pick it from 'capstan history APP'); the next sync rolls it out"))
 	return cmd
 }
 
@@ -62,7 +61,10 @@ commit sync never sees (not on the tracked branch) is waited for until
 
 Exit status: 0 complete; 1 stalled or failed (or an error); 2 --timeout
 passed while still progressing; 3 still progressing (without --watch).`,
-		Args: cobra.ExactArgs(1),
+		// rollout status exits 2 when --timeout passes: its usage errors
+		// keep 1 (rollout.ExitFailed), as docs/cli.md says.
+		Annotations: map[string]string{usageExitAnnotation: strconv.Itoa(rollout.ExitFailed)},
+		Args:        cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(cmd)
 			if err != nil {

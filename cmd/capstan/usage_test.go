@@ -14,7 +14,10 @@ import (
 //
 // "get deploy" or "get ns" said only "unknown kind": it now names the
 // Capstan kind that does their work (workloads, apps), and "get PODS" is
-// "get pods", as in kubectl.
+// "get pods", as in kubectl. "scale", "apply", "rollout undo" and "rollout
+// history" were unknown commands; they now say what to do in Capstan
+// (change git, capstan rollback, capstan history). "rollout frob" exited 1
+// as rollout status's usage errors do; it exits 2 as the docs say.
 func TestUsageErrorsExit2(t *testing.T) {
 	// No server is needed: the command line is refused before the config
 	// is read.
@@ -44,6 +47,15 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"logs", "web-1"}, 2, "give --app APP or APP/NAME"},
 		{[]string{"exec", "shop/web-1", "ls"}, 2, "write the command after --"},
 		{[]string{"plan", "--bogus"}, 2, "unknown flag: --bogus"},
+		// kubectl verbs Capstan does another way say which, whatever
+		// their arguments.
+		{[]string{"scale", "wl", "shop/web", "--replicas", "3"}, 2, "there is no 'capstan scale': an app's replicas are set in git: change replicas: of its pod group in the repository and push"},
+		{[]string{"apply", "-f", "web.yaml"}, 2, "there is no 'capstan apply': objects come from the git repository: commit the change and push it"},
+		{[]string{"rollout", "undo", "shop", "--to-revision", "2"}, 2, "there is no 'capstan rollout undo': 'capstan rollback APP --to SHA'"},
+		{[]string{"rollout", "history", "shop"}, 2, "there is no 'capstan rollout history': 'capstan history APP'"},
+		{[]string{"events"}, 2, "'capstan get events [--app APP]'"},
+		// Only rollout status keeps 1 for its usage errors.
+		{[]string{"rollout", "frob"}, 2, `unknown command "frob" for "capstan rollout"`},
 		{[]string{"rollout", "status", "--bogus"}, 1, "unknown flag: --bogus"},
 		{[]string{"rollout", "status"}, 1, "accepts 1 arg(s)"},
 		// Not usage errors: the command line is fine, the config is missing.
