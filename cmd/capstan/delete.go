@@ -89,7 +89,8 @@ func nodeCredentialsHint(cmd *cobra.Command, c *client.Client, node string) erro
 // deletion did and that it does not last: an app took its workloads,
 // services and pods with it, and the next sync makes it again; the app
 // controller makes a workload or service again at once (new pods, a new
-// VIP). The command printed "deleted" alone, and a user who meant to
+// VIP); a pod is replaced by its workload, as users expect, and gets
+// none. The command printed "deleted" alone, and a user who meant to
 // remove the app, or to restart it, could not tell what happened.
 func fromGitNote(k api.Key, obj api.Object) string {
 	src := obj.Meta().Source
@@ -100,12 +101,13 @@ func fromGitNote(k api.Key, obj api.Object) string {
 	if src.Path != "" {
 		where = fmt.Sprintf("%s:%d in %s", src.Path, src.Line, where)
 	}
-	name := strings.ToLower(k.Kind.Singular()) + " " + k.App + "/" + k.Name
 	switch {
 	case k.Kind == api.KindApp:
 		return fmt.Sprintf("app %s comes from git (%s): its workloads, services and pods are deleted with it, and the next sync of its repository makes it again ('capstan sync' does it now). To remove the app, delete it from the repository.", k.Name, where)
 	case obj.Meta().Owner == nil || obj.Meta().Owner.Kind != api.KindApp:
-		return fmt.Sprintf("%s comes from git (%s): the next sync of its repository makes it again. To change or remove it, change the repository.", name, where)
+		// A pod or a job carries its workload's source: its workload
+		// replaces it, as kubectl users expect of a deleted pod.
+		return ""
 	}
 	again := ""
 	switch k.Kind {
@@ -114,5 +116,5 @@ func fromGitNote(k api.Key, obj api.Object) string {
 	case api.KindService:
 		again = ", with a new VIP and node ports"
 	}
-	return fmt.Sprintf("%s comes from git, through app %s: the app controller makes it again at once%s. To change or remove it, change the app in the repository.", name, k.App, again)
+	return fmt.Sprintf("%s %s/%s comes from git, through app %s: the app controller makes it again at once%s. To change or remove it, change the app in the repository.", strings.ToLower(k.Kind.Singular()), k.App, k.Name, k.App, again)
 }

@@ -508,7 +508,13 @@ func TestDeleteFromGitNote(t *testing.T) {
 	if _, err := c.Client.Create(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	createPod(t, c.Client, "web-1", "")
+	// A pod carries its workload's source: its workload replaces it.
+	p := api.KindPod.New().(*api.Pod)
+	p.Metadata = api.ObjectMeta{Name: "web-1", App: "shop", Source: a.Metadata.Source, Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: "web", UID: "u1"}}
+	p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
+	if _, err := c.Client.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		args    []string
 		wantErr string
