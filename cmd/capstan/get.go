@@ -42,9 +42,9 @@ Without --app, objects of every app are listed.`,
 				return usageError(fmt.Errorf("--app %s and -A (every app) contradict each other: give one", app))
 			}
 			switch output {
-			case "table", "wide", "json", "yaml":
+			case "table", "wide", "json", "yaml", "name":
 			default:
-				return usageError(fmt.Errorf("output %q: want table, wide, json or yaml", output))
+				return usageError(fmt.Errorf("output %q: want table, wide, json, yaml or name", output))
 			}
 			var k api.Key
 			if len(args) == 2 {
@@ -84,7 +84,7 @@ Without --app, objects of every app are listed.`,
 				}
 				showApp = false
 			}
-			if len(objs) == 0 && (output == "table" || output == "wide") {
+			if len(objs) == 0 && output != "json" && output != "yaml" {
 				// A message, not data: on stderr, as kubectl's "No
 				// resources found", so that a pipe or file gets no rows.
 				fmt.Fprintln(cmd.ErrOrStderr(), noObjects(ctx, c, kind, app))
@@ -99,7 +99,7 @@ Without --app, objects of every app are listed.`,
 	}
 	cmd.Flags().StringVar(&app, "app", "", "limit to one app")
 	cmd.Flags().BoolVarP(&all, "all-apps", "A", false, "list objects of every app (the default without --app)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json or yaml")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml, or name (each object as commands take it, APP/NAME or NAME, one a line)")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen")
 	cmd.Flags().BoolVar(&watchEvents, "output-watch-events", false, `with -w and -o json or yaml: print each change as {"type": ADDED, MODIFIED or DELETED, "object": ...}, so that a deletion can be told from a change`)
 	return cmd
@@ -133,6 +133,13 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 			v = map[string]any{"kind": "List", "items": objs}
 		}
 		return printValue(out, output, v)
+	case "name":
+		for _, o := range objs {
+			if _, err := fmt.Fprintln(out, objectArg(o)); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	opts := printer.Options{Wide: output == "wide", ShowApp: showApp, Now: time.Now()}
 	if kind == api.KindService {
@@ -303,8 +310,8 @@ func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.K
 			return err
 		}
 	}
-	if output == "json" || output == "yaml" {
-		if events {
+	if output == "json" || output == "yaml" || output == "name" {
+		if events && output != "name" {
 			return printValue(out, output, map[string]any{"type": e.Type, "object": e.Object})
 		}
 		return printObjects(ctx, c, out, kind, []api.Object{e.Object}, output, false, true)
@@ -316,6 +323,16 @@ func printEvent(ctx context.Context, c *client.Client, out io.Writer, kind api.K
 		}
 	}
 	return printer.Table(out, kind, []api.Object{e.Object}, opts)
+}
+
+// objectArg is o named as the commands take it: APP/NAME, or NAME for an
+// app or a cluster-scoped object (a node).
+func objectArg(o api.Object) string {
+	k := api.KeyOf(o)
+	if k.Kind.ClusterScoped() || k.Kind == api.KindApp {
+		return k.Name
+	}
+	return k.App + "/" + k.Name
 }
 
 // completePods completes POD from the server.
@@ -358,11 +375,10 @@ func completeNamesOf(cmd *cobra.Command, kind api.Kind, keep func(api.Object) bo
 			continue
 		}
 		m := o.Meta()
-		switch {
-		case app != "", kind.ClusterScoped(), kind == api.KindApp:
+		if app != "" {
 			names = append(names, m.Name)
-		default:
-			names = append(names, m.App+"/"+m.Name)
+		} else {
+			names = append(names, objectArg(o))
 		}
 	}
 	return names

@@ -259,6 +259,32 @@ func TestGetEmptyList(t *testing.T) {
 	}
 }
 
+// get had no -o name, which kubectl users script with ("get pods -o name |
+// xargs ..."): it prints each object as capstan's commands take it, one a
+// line (APP/NAME, an app or a node by its name), and nothing else.
+func TestGetOutputName(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	createApp(t, c.Client, "shop")
+	createPod(t, c.Client, "web-1", "")
+	createPod(t, c.Client, "web-2", "")
+	for _, tt := range []struct {
+		args             []string
+		wantOut, wantErr string
+	}{
+		{[]string{"get", "pods", "-o", "name"}, "shop/web-1\nshop/web-2\n", ""},
+		{[]string{"get", "po", "--app", "shop", "-o", "name"}, "shop/web-1\nshop/web-2\n", ""},
+		{[]string{"get", "pod", "shop/web-2", "-o", "name"}, "shop/web-2\n", ""},
+		{[]string{"get", "apps", "-o", "name"}, "shop\n", ""},
+		{[]string{"get", "svc", "-o", "name"}, "", "No services found.\n"},
+	} {
+		out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
+		if err != nil || out != tt.wantOut || errOut != tt.wantErr {
+			t.Errorf("%v: %v\nstdout %q, want %q\nstderr %q, want %q", tt.args, err, out, tt.wantOut, errOut, tt.wantErr)
+		}
+	}
+}
+
 // runSplit is run with stdout and stderr apart.
 func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
