@@ -3,7 +3,6 @@ package printer
 import (
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -32,7 +31,6 @@ func Describe(w io.Writer, obj api.Object, events []*api.Event, now time.Time) e
 		fmt.Fprintln(w, "  <none>")
 		return nil
 	}
-	sort.Slice(events, func(i, j int) bool { return events[i].Spec.LastSeen.Before(events[j].Spec.LastSeen) })
 	objs := make([]api.Object, len(events))
 	for i, e := range events {
 		objs[i] = e

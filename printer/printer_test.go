@@ -185,6 +185,34 @@ func TestTableOneLinePerObject(t *testing.T) {
 	}
 }
 
+// get events listed events in the store's order of their names (by
+// object, a pod's FailedScheduling before the app's SyncRejected that
+// came first); they are listed oldest first, the last seen at the bottom.
+func TestEventsTableOldestFirst(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	ev := func(name, reason string, ago time.Duration) api.Object {
+		e := api.KindEvent.New().(*api.Event)
+		e.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		e.Spec = api.EventSpec{Object: api.ObjectRef{Kind: api.KindPod, App: "shop", Name: name}, Type: api.EventWarning, Reason: reason, LastSeen: now.Add(-ago)}
+		return e
+	}
+	objs := []api.Object{ev("a", "Third", time.Minute), ev("b", "First", time.Hour), ev("c", "Second", 10*time.Minute)}
+	var b strings.Builder
+	if err := Table(&b, api.KindEvent, objs, Options{Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n")[1:] {
+		reasons = append(reasons, strings.Fields(l)[2])
+	}
+	if got := strings.Join(reasons, ","); got != "First,Second,Third" {
+		t.Errorf("events in order %s, want First,Second,Third:\n%s", got, b.String())
+	}
+	if objs[0].(*api.Event).Spec.Reason != "Third" {
+		t.Error("Table reordered its caller's slice")
+	}
+}
+
 // TestEventsAboutMatchesUID: describe of an ordered replica made again
 // (same name, new UID) leaves out the events of the earlier one, and keeps
 // events that name no UID.

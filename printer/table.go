@@ -42,8 +42,16 @@ type column struct {
 	cell func(o api.Object, opts *Options) string
 }
 
-// Table writes objs (all of one kind) as a table.
+// Table writes objs (all of one kind) as a table; events oldest first,
+// the last one seen at the bottom (as 'kubectl events' and describe show
+// them), not in the store's order of their names.
 func Table(w io.Writer, kind api.Kind, objs []api.Object, opts Options) error {
+	if kind == api.KindEvent {
+		objs = slices.Clone(objs)
+		slices.SortStableFunc(objs, func(a, b api.Object) int {
+			return a.(*api.Event).Spec.LastSeen.Compare(b.(*api.Event).Spec.LastSeen)
+		})
+	}
 	cols := columnsFor(kind)
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	// An app is its own app: an APP column would repeat NAME.
