@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 
@@ -25,6 +26,10 @@ func newClient(cmd *cobra.Command) (*client.Client, error) {
 
 // loadClientConfig reads --config, $CAPSTAN_CONFIG or the default path.
 func loadClientConfig(cmd *cobra.Command) (*client.Config, error) {
+	servers, err := serverFlag(cmd)
+	if err != nil {
+		return nil, err
+	}
 	flag, _ := cmd.Flags().GetString("config")
 	path := client.ResolveConfigPath(flag)
 	if path == "" {
@@ -37,7 +42,9 @@ func loadClientConfig(cmd *cobra.Command) (*client.Config, error) {
 	if w := exposedConfig(path, cfg); w != "" {
 		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
 	}
-	overrideServers(cmd, cfg)
+	if len(servers) > 0 {
+		cfg.Server, cfg.Servers = "", servers // in place of the config's
+	}
 	return cfg, nil
 }
 
@@ -63,12 +70,24 @@ func exposedConfig(path string, cfg *client.Config) string {
 	return fmt.Sprintf("the client config %s (mode %#o) is readable by other users of this machine, who may act with %s: run chmod 600 %s", path, st.Mode().Perm(), what, path)
 }
 
-// overrideServers puts the URLs of --server, when given, in place of the
-// config's.
-func overrideServers(cmd *cobra.Command, cfg *client.Config) {
-	if urls, err := cmd.Flags().GetStringSlice("server"); err == nil && len(urls) > 0 {
-		cfg.Server, cfg.Servers = "", urls
+// serverFlag reads the URLs of --server. HOST:PORT is https://HOST:PORT,
+// as kubectl reads it; another scheme (http://) is a usage error naming
+// --server. Both were refused as "client config: server ...: want
+// https://HOST:PORT", exit 1, as if the config file were wrong.
+func serverFlag(cmd *cobra.Command) ([]string, error) {
+	urls, err := cmd.Flags().GetStringSlice("server")
+	if err != nil {
+		return nil, nil
 	}
+	for i, s := range urls {
+		if !strings.Contains(s, "://") {
+			urls[i] = "https://" + s
+		}
+		if u, err := url.Parse(urls[i]); err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, usageError(fmt.Errorf("--server %q: want https://HOST:PORT, an API server's address (e.g. https://127.0.0.1:7443)", s))
+		}
+	}
+	return urls, nil
 }
 
 // clientConfigError says what to do about a client config that cannot

@@ -555,3 +555,14 @@ func TestDeleteFromGitNote(t *testing.T) {
 		}
 	}
 }
+
+// --server HOST:PORT was refused ("client config: server ...: want
+// https://HOST:PORT", exit 1); it is https://HOST:PORT, as kubectl reads
+// it.
+func TestServerFlagWithoutScheme(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	hostPort := strings.TrimPrefix(c.Config.URLs()[0], "https://")
+	if out, err := run(t, "get", "nodes", "--server", hostPort, "--config", c.Server.AdminConfigPath()); err != nil || !strings.Contains(out, "No nodes found.") {
+		t.Errorf("get nodes --server %s: %v\n%s", hostPort, err, out)
+	}
+}

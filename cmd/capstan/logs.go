@@ -157,12 +157,16 @@ with the command's exit code: 127 when the program is not in the image, 126
 when it cannot run (not executable), as shells do. Only admins may exec.`,
 		Example: `  capstan exec shop/backend-x2kq4 -- ls /data
   capstan exec shop/backend-x2kq4 -it -- sh`,
-		Args:              cobra.MinimumNArgs(2),
+		// A missing command said "requires at least 2 arg(s), only
+		// received 1"; it gets the same help as one without --.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 || cmd.ArgsLenAtDash() != 1 {
+				return errors.New("write the command after --: capstan exec POD -- COMMAND [ARGS...]")
+			}
+			return nil
+		},
 		ValidArgsFunction: completePods,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.ArgsLenAtDash() != 1 {
-				return usageError(errors.New("write the command after --: capstan exec POD -- COMMAND [ARGS...]"))
-			}
 			k, err := objectKey(api.KindPod, args[0], app)
 			if err != nil {
 				return err

@@ -59,7 +59,7 @@ repository sync reads; the output says so, with the command).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
-				return fmt.Errorf("--to SHA is required: pick one from 'capstan history %s'", args[0])
+				return usageError(fmt.Errorf("--to SHA is required: pick one from 'capstan history %s'", args[0]))
 			}
 			ctx := cmd.Context()
 			app := args[0]

@@ -17,7 +17,10 @@ import (
 // "get pods", as in kubectl. "scale", "apply", "rollout undo" and "rollout
 // history" were unknown commands; they now say what to do in Capstan
 // (change git, capstan rollback, capstan history). "rollout frob" exited 1
-// as rollout status's usage errors do; it exits 2 as the docs say.
+// as rollout status's usage errors do; it exits 2 as the docs say. So do
+// "exec POD" without a command (it said "requires at least 2 arg(s)"),
+// "rollback APP" without --to and an http:// --server (exit 1, "client
+// config: server ...", as if the config file were wrong).
 func TestUsageErrorsExit2(t *testing.T) {
 	// No server is needed: the command line is refused before the config
 	// is read.
@@ -46,6 +49,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"logs"}, 2, "capstan logs --help"},
 		{[]string{"logs", "web-1"}, 2, "give --app APP or APP/NAME"},
 		{[]string{"exec", "shop/web-1", "ls"}, 2, "write the command after --"},
+		{[]string{"exec", "shop/web-1"}, 2, "write the command after --: capstan exec POD -- COMMAND [ARGS...] (see 'capstan exec --help')"},
+		{[]string{"rollback", "shop"}, 2, "--to SHA is required: pick one from 'capstan history shop'"},
+		{[]string{"get", "pods", "--server", "http://127.0.0.1:7443"}, 2, `--server "http://127.0.0.1:7443": want https://HOST:PORT`},
 		{[]string{"plan", "--bogus"}, 2, "unknown flag: --bogus"},
 		// kubectl verbs Capstan does another way say which, whatever
 		// their arguments.
@@ -62,6 +68,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"get", "pods"}, 1, "no client config"},
 		{[]string{"get", "app", "shop"}, 1, "no client config"},
 		{[]string{"get", "PODS"}, 1, "no client config"}, // kinds in any case, as kubectl
+		{[]string{"get", "pods", "--server", "127.0.0.1:7443"}, 1, "no client config"}, // https://, as kubectl
 		{[]string{"describe", "Svc", "shop/web"}, 1, "no client config"},
 	}
 	for _, tt := range tests {
