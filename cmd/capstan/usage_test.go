@@ -67,7 +67,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		// Not usage errors: the command line is fine, the config is missing.
 		{[]string{"get", "pods"}, 1, "no client config"},
 		{[]string{"get", "app", "shop"}, 1, "no client config"},
-		{[]string{"get", "PODS"}, 1, "no client config"}, // kinds in any case, as kubectl
+		{[]string{"get", "PODS"}, 1, "no client config"},                               // kinds in any case, as kubectl
 		{[]string{"get", "pods", "--server", "127.0.0.1:7443"}, 1, "no client config"}, // https://, as kubectl
 		{[]string{"describe", "Svc", "shop/web"}, 1, "no client config"},
 	}
