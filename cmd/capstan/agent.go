@@ -114,6 +114,13 @@ func (f *agentFlags) agentConfig(cmd *cobra.Command) (*client.Config, error) {
 	if err := f.readToken(cmd); err != nil {
 		return nil, err
 	}
+	servers, err := serverFlag(cmd) // HOST:PORT is https://HOST:PORT
+	if err != nil {
+		return nil, err
+	}
+	if len(servers) > 0 {
+		f.servers = servers
+	}
 	if strings.HasPrefix(f.token, client.JoinTokenPrefix) {
 		return f.join(cmd)
 	}

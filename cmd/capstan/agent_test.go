@@ -36,6 +36,7 @@ func TestAgentCommandBadFlags(t *testing.T) {
 		{"no client config", []string{"--config", "/nonexistent/admin.yaml"}, "no client config"},
 		{"bad node name", []string{"--server", "https://127.0.0.1:7443", "--token", "t", "--ca-file", testCA(t), "--node-name", "Bad_Name"}, "node name"},
 		{"stray argument", []string{"extra"}, "unknown command"},
+		{"http server", []string{"--server", "http://127.0.0.1:7443", "--token", "t", "--ca-file", testCA(t)}, `--server "http://127.0.0.1:7443": want https://HOST:PORT`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
