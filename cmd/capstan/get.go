@@ -84,12 +84,18 @@ Without --app, objects of every app are listed.`,
 				}
 				showApp = false
 			}
-			if len(objs) == 0 && output != "json" && output != "yaml" {
+			empty := len(objs) == 0 && output != "json" && output != "yaml"
+			if empty {
 				// A message, not data: on stderr, as kubectl's "No
 				// resources found", so that a pipe or file gets no rows.
 				fmt.Fprintln(cmd.ErrOrStderr(), noObjects(ctx, c, kind, app))
-			} else if err := printObjects(ctx, c, out, kind, objs, output, showApp, len(args) == 2); err != nil {
-				return err
+			}
+			// With -w an empty table still gets its header: the rows of
+			// the changes come under it.
+			if !empty || watch && output != "name" {
+				if err := printObjects(ctx, c, out, kind, objs, output, showApp, len(args) == 2); err != nil {
+					return err
+				}
 			}
 			if !watch {
 				return nil

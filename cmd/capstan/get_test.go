@@ -314,6 +314,7 @@ func TestGetOneWatch(t *testing.T) {
 	cfg := c.Server.AdminConfigPath()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	createApp(t, c.Client, "shop") // else "there is no app shop"
 	for _, name := range []string{"web-1", "web-2"} {
 		createPod(t, c.Client, name, "n1")
 	}
@@ -330,6 +331,21 @@ func TestGetOneWatch(t *testing.T) {
 	waitOutput(t, out, done, "(deleted) web-2")
 	if text := out.String(); strings.Contains(text, "web-1") || strings.Contains(text, "shop ") {
 		t.Errorf("output shows another pod or an APP column:\n%s", text)
+	}
+}
+
+// get -w of an empty list printed the rows of the changes with no header
+// (the header came with the list's rows); the header now comes first.
+func TestGetWatchEmptyListHasHeader(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	createApp(t, c.Client, "shop")
+	out, done := startWatch(t, "get", "pods", "--app", "shop", "-w", "--config", c.Server.AdminConfigPath())
+	waitOutput(t, out, done, "No pods found in app shop.")
+	createPod(t, c.Client, "web-1", "n1")
+	waitOutput(t, out, done, "web-1")
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[1], "NAME ") || !strings.HasPrefix(lines[2], "web-1 ") {
+		t.Errorf("want the message, the header and then the row:\n%s", out.String())
 	}
 }
 
