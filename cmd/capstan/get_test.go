@@ -220,6 +220,11 @@ func TestNotFoundAndTail(t *testing.T) {
 		{[]string{"get", "pod", "shpo/nope"}, "pod shpo/nope not found: there is no app shpo ('capstan get apps' lists the apps)"},
 		{[]string{"describe", "wl", "nope", "--app", "shpo"}, "workload shpo/nope not found: there is no app shpo"},
 		{[]string{"logs", "shpo/nope"}, "pod shpo/nope not found: there is no app shpo"},
+		// These said "app nope: apps/nope/nope: not found" and "run
+		// shop/nope: workloads/shop/nope: not found".
+		{[]string{"sync", "nope"}, "app nope not found: 'capstan get apps' lists them"},
+		{[]string{"rollout", "status", "nope"}, "app nope not found: 'capstan get apps' lists them (is it in the tracked repository?)"},
+		{[]string{"run", "shop/nope"}, "workload shop/nope not found: 'capstan get workloads --app shop' lists them"},
 	} {
 		_, err := run(t, append([]string{"--config", cfg}, tt.args...)...)
 		// The store's key ("apps/nope/nope") is not how the user named it.

@@ -111,9 +111,10 @@ deletions included. A newer commit is judged anew.`,
 				repo = "all"
 			}
 			if len(args) == 1 {
-				obj, err := c.Get(cmd.Context(), api.Key{Kind: api.KindApp, App: args[0], Name: args[0]})
+				k := api.Key{Kind: api.KindApp, App: args[0], Name: args[0]}
+				obj, err := c.Get(cmd.Context(), k)
 				if err != nil {
-					return fmt.Errorf("app %s: %w", args[0], err)
+					return listHint(cmd.Context(), c, err, k)
 				}
 				if repo = obj.Meta().Labels[applier.LabelRepo]; repo == "" {
 					return fmt.Errorf("app %s did not come from git", args[0])

@@ -212,7 +212,7 @@ func readRollout(ctx context.Context, c *client.Client, q rolloutQuery) (*api.Ap
 	obj, err := c.Get(ctx, api.Key{Kind: api.KindApp, App: app, Name: app})
 	if err != nil {
 		if client.IsNotFound(err) {
-			return nil, nil, nil, nil, fmt.Errorf("app %s not found: %w (see 'capstan get apps'; is it in the tracked repository?)", app, err)
+			return nil, nil, nil, nil, &hintedError{msg: fmt.Sprintf("app %s not found: 'capstan get apps' lists them (is it in the tracked repository?)", app), err: err}
 		}
 		return nil, nil, nil, nil, fmt.Errorf("get app %s: %w", app, err)
 	}

@@ -36,7 +36,7 @@ by hand is an explicit request). Follow it with 'capstan get jobs --app APP'.`,
 			}
 			o, err := c.Get(cmd.Context(), k)
 			if err != nil {
-				return fmt.Errorf("run %s/%s: %w", k.App, k.Name, err)
+				return listHint(cmd.Context(), c, err, k)
 			}
 			w := o.(*api.Workload)
 			if w.Spec.Job == nil {
