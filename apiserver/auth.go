@@ -275,7 +275,9 @@ func (t *Tokens) Authenticate(bearer string, now time.Time) (string, error) {
 	return tok.Role, nil
 }
 
-func validRole(role string) error {
+// ValidRole says whether role is one a token can have (the CLI checks
+// --role with it before it asks).
+func ValidRole(role string) error {
 	switch {
 	case role == RoleAdmin, role == RoleViewer, role == RoleJoin:
 		return nil

@@ -44,7 +44,7 @@ func (tok Token) spent(now time.Time) error {
 // A bad role or number of uses is the caller's mistake (400); a failed
 // save is the store's (503 when it is unavailable or read-only).
 func (t *Tokens) create(tok Token, ttl time.Duration, now time.Time) (string, Token, error) {
-	if err := validRole(tok.Role); err != nil {
+	if err := ValidRole(tok.Role); err != nil {
 		return "", Token{}, badRequest(err.Error())
 	}
 	if tok.MaxUses < 0 || tok.MaxUses > 0 && tok.Role != RoleJoin {

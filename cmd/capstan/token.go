@@ -31,6 +31,17 @@ unless --uses limits it; a node name that is registered already is refused
 (see 'capstan node allow-rejoin'). Other roles: admin, viewer.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Bad values are usage errors naming the flag, not the
+			// server's refusal ("ttl must not be negative", exit 1).
+			if err := apiserver.ValidRole(role); err != nil {
+				return usageError(fmt.Errorf("--role: %w", err))
+			}
+			if ttl < 0 {
+				return usageError(fmt.Errorf("--ttl %s: want 0 (forever) or more", ttl))
+			}
+			if uses < 0 {
+				return usageError(fmt.Errorf("--uses %d: want 0 (no limit) or more", uses))
+			}
 			c, err := newClient(cmd)
 			if err != nil {
 				return err
