@@ -80,14 +80,23 @@ func serverFlag(cmd *cobra.Command) ([]string, error) {
 		return nil, nil
 	}
 	for i, s := range urls {
-		if !strings.Contains(s, "://") {
-			urls[i] = "https://" + s
-		}
-		if u, err := url.Parse(urls[i]); err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, usageError(fmt.Errorf("--server %q: want https://HOST:PORT, an API server's address (e.g. https://127.0.0.1:7443)", s))
+		if urls[i], err = serverURL(s); err != nil {
+			return nil, usageError(err)
 		}
 	}
 	return urls, nil
+}
+
+// serverURL reads one URL of --server: HOST:PORT is https://HOST:PORT.
+func serverURL(s string) (string, error) {
+	u := s
+	if !strings.Contains(s, "://") {
+		u = "https://" + s
+	}
+	if p, err := url.Parse(u); err != nil || p.Scheme != "https" || p.Host == "" {
+		return "", fmt.Errorf("--server %q: want https://HOST:PORT, an API server's address (e.g. https://127.0.0.1:7443)", s)
+	}
+	return u, nil
 }
 
 // clientConfigError says what to do about a client config that cannot

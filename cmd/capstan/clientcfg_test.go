@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,4 +76,29 @@ func TestClientConfigReadableByOthers(t *testing.T) {
 	if out, err := run(t, "get", "nodes", "--config", path); err != nil || strings.Contains(out, "warning") {
 		t.Errorf("a config of mode 0600: %q, %v; want no warning", out, err)
 	}
+}
+
+// FuzzServerURL: a --server value is refused, or read as an https URL
+// with a host that the client accepts; HOST:PORT gains https://, and an
+// https URL is kept as given.
+func FuzzServerURL(f *testing.F) {
+	for _, s := range []string{"https://127.0.0.1:7443", "127.0.0.1:7443", "[::1]:7443", "http://x:1", "ftp://x", "", "://", "https://", "a b:1", "https://h:1/p?q"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := serverURL(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), "--server") {
+				t.Errorf("%q: error %q does not name --server", s, err)
+			}
+			return
+		}
+		p, perr := url.Parse(u)
+		if perr != nil || p.Scheme != "https" || p.Host == "" {
+			t.Errorf("%q read as %q, not an https URL with a host (%v)", s, u, perr)
+		}
+		if strings.HasPrefix(s, "https://") && u != s {
+			t.Errorf("%q changed to %q", s, u)
+		}
+	})
 }
