@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,7 +27,9 @@ func newLogsCmd() *cobra.Command {
 		Long: `Print the log of a pod's container, fetched from its node through the API
 server. POD is APP/NAME (or NAME with --app); a pod with several containers
 needs -c. The name of a job run (capstan get jobs) prints the log of its
-latest pod, as kubectl logs job/NAME. --previous prints the run before the
+latest pod, as kubectl logs job/NAME; the name of a pod group that of one
+of its pods (a ready one, the oldest), as kubectl logs deploy/NAME; the
+pod is named on stderr. --previous prints the run before the
 last restart; -f keeps printing until the container stops or Ctrl-C;
 --since 10m (or --since-time 2026-12-06T10:00:00Z) leaves out the lines
 written before, by the time the node stamped them. Viewers may read logs.`,
@@ -52,7 +55,7 @@ written before, by the time the node stamped them. Viewers may read logs.`,
 			if err != nil {
 				return err
 			}
-			if k, err = logTarget(cmd.Context(), c, k, cmd.ErrOrStderr()); err != nil {
+			if k, err = podTarget(cmd.Context(), c, k, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			rc, err := c.Logs(cmd.Context(), k, opts)
@@ -109,38 +112,67 @@ func logBroke(k api.Key, follow bool, err error) error {
 	return fmt.Errorf("logs of pod %s: the log came cut (%w): its node's agent stopped or the connection dropped; run 'capstan logs %s' again", pod, err, pod)
 }
 
-// logTarget is the pod whose log `capstan logs` prints for k: k itself,
-// or, when no pod has that name and a job run does, the run's latest pod
-// (the one made last: the last retry), named on w.
-func logTarget(ctx context.Context, c *client.Client, k api.Key, w io.Writer) (api.Key, error) {
+// podTarget is the pod whose log `capstan logs` prints, or in which
+// `capstan exec` runs, for k: k itself; or, when no pod has that name, as
+// kubectl logs job/NAME and deploy/NAME do: a job run's latest pod (the
+// one made last: the last retry), or one pod of a pod group (a ready one,
+// the oldest: the one serving longest); the pod is named on w.
+func podTarget(ctx context.Context, c *client.Client, k api.Key, w io.Writer) (api.Key, error) {
 	if _, err := c.Get(ctx, k); !client.IsNotFound(err) {
 		return k, nil // the pod, or an error Logs will say again
 	}
-	jk := api.Key{Kind: api.KindJob, App: k.App, Name: k.Name}
-	j, err := c.Get(ctx, jk)
-	if err != nil {
-		return k, nil
-	}
-	pods, _, err := c.List(ctx, api.KindPod, client.ListOptions{App: k.App, Labels: map[string]string{api.LabelJob: k.Name}})
-	if err != nil {
-		return k, fmt.Errorf("pods of job %s: %w", jk, err)
-	}
-	var last *api.Pod
-	for _, o := range pods {
-		p := o.(*api.Pod)
-		if !api.OwnedBy(p, api.KindJob, j.Meta().UID) {
+	for _, owner := range []struct {
+		kind        api.Kind
+		label, what string
+		better      func(p, than *api.Pod) bool
+	}{
+		{api.KindJob, api.LabelJob, "job", func(p, than *api.Pod) bool {
+			return p.Metadata.CreatedAt.After(than.Metadata.CreatedAt) ||
+				p.Metadata.CreatedAt.Equal(than.Metadata.CreatedAt) && p.Metadata.Name > than.Metadata.Name
+		}},
+		{api.KindWorkload, api.LabelWorkload, "pod group", func(p, than *api.Pod) bool {
+			if r := api.IsPodReady(p); r != api.IsPodReady(than) {
+				return r
+			}
+			return p.Metadata.CreatedAt.Before(than.Metadata.CreatedAt) ||
+				p.Metadata.CreatedAt.Equal(than.Metadata.CreatedAt) && p.Metadata.Name < than.Metadata.Name
+		}},
+	} {
+		ok := api.Key{Kind: owner.kind, App: k.App, Name: k.Name}
+		o, err := c.Get(ctx, ok)
+		if err != nil {
 			continue
 		}
-		if last == nil || p.Metadata.CreatedAt.After(last.Metadata.CreatedAt) ||
-			(p.Metadata.CreatedAt.Equal(last.Metadata.CreatedAt) && p.Metadata.Name > last.Metadata.Name) {
-			last = p
+		pods, _, err := c.List(ctx, api.KindPod, client.ListOptions{App: k.App, Labels: map[string]string{owner.label: k.Name}})
+		if err != nil {
+			return k, fmt.Errorf("pods of %s %s/%s: %w", owner.what, k.App, k.Name, err)
 		}
+		var pick *api.Pod
+		n := 0
+		for _, po := range pods {
+			p := po.(*api.Pod)
+			if !api.OwnedBy(p, owner.kind, o.Meta().UID) || api.Terminating(p) && owner.kind == api.KindWorkload {
+				continue
+			}
+			n++
+			if pick == nil || owner.better(p, pick) {
+				pick = p
+			}
+		}
+		if wl, ok := o.(*api.Workload); ok && wl.Spec.Job != nil && pick == nil {
+			return k, fmt.Errorf("pod group %s/%s runs as jobs: give a run's name ('capstan get jobs --app %s' lists them)", k.App, k.Name, k.App)
+		}
+		if pick == nil {
+			return k, fmt.Errorf("%s %s/%s has no pod (yet, or any more): 'capstan describe %s %s/%s' says why", owner.what, k.App, k.Name, strings.ToLower(owner.kind.Singular()), k.App, k.Name)
+		}
+		of := ""
+		if n > 1 && owner.kind == api.KindWorkload {
+			of = fmt.Sprintf(" (one of %d)", n)
+		}
+		fmt.Fprintf(w, "pod %s/%s of %s %s%s\n", pick.Metadata.App, pick.Metadata.Name, owner.what, k.Name, of)
+		return api.KeyOf(pick), nil
 	}
-	if last == nil {
-		return k, fmt.Errorf("job %s has no pod (yet, or any more): 'capstan describe job %s' says why", jk, k.App+"/"+k.Name)
-	}
-	fmt.Fprintf(w, "pod %s/%s of job %s\n", last.Metadata.App, last.Metadata.Name, k.Name)
-	return api.KeyOf(last), nil
+	return k, nil
 }
 
 func newExecCmd() *cobra.Command {
@@ -151,7 +183,7 @@ func newExecCmd() *cobra.Command {
 		Use:   "exec POD [-c CONTAINER] [-i] [-t] -- COMMAND [ARGS...]",
 		Short: "Run a command in a container",
 		Long: `Run a command in a running container of a pod, through the API server and
-the pod's agent. -i passes standard input; -t gives the command a terminal
+the pod's agent. POD may name a pod group or a job run, as for logs. -i passes standard input; -t gives the command a terminal
 (with -i, the local terminal goes raw until the command ends). capstan exits
 with the command's exit code: 127 when the program is not in the image, 126
 when it cannot run (not executable), as shells do. Only admins may exec.`,
@@ -173,6 +205,9 @@ when it cannot run (not executable), as shells do. Only admins may exec.`,
 			}
 			c, err := newClient(cmd)
 			if err != nil {
+				return err
+			}
+			if k, err = podTarget(cmd.Context(), c, k, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			opts.Command, opts.TTY = args[1:], tty

@@ -14,10 +14,10 @@ import (
 	"github.com/capstanhq/capstan/apiserver/client"
 )
 
-// TestLogTarget: `capstan logs APP/RUN` of a job run prints its latest
+// TestPodTarget: `capstan logs APP/RUN` of a job run prints its latest
 // pod's log (the last retry of a failing job), as kubectl logs job/NAME;
 // a pod's name is a pod; a run with no pod says so.
-func TestLogTarget(t *testing.T) {
+func TestPodTarget(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
 	ctx := context.Background()
 	tmpl := api.PodTemplate{RestartPolicy: api.RestartNever, Containers: []api.Container{{Name: "m", Image: "example/migrate:v1"}}}
@@ -48,13 +48,71 @@ func TestLogTarget(t *testing.T) {
 		{arg: "nosuch", want: "nosuch"},
 	} {
 		var w bytes.Buffer
-		got, err := logTarget(ctx, c.Client, key(tc.arg), &w)
+		got, err := podTarget(ctx, c.Client, key(tc.arg), &w)
 		if err != nil || got != key(tc.want) || strings.TrimSpace(w.String()) != tc.said {
 			t.Errorf("logs %s: pod %v, %v, said %q; want pod %s, said %q", tc.arg, got, err, w.String(), tc.want, tc.said)
 		}
 	}
-	if _, err := logTarget(ctx, c.Client, key(empty.Meta().Name), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "has no pod") {
+	if _, err := podTarget(ctx, c.Client, key(empty.Meta().Name), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "has no pod") {
 		t.Errorf("logs of a run without pods: %v, want an error that it has no pod", err)
+	}
+}
+
+// `capstan logs shop/frontend` and `capstan exec shop/frontend -- ...`
+// said "pod shop/frontend not found" where kubectl logs deploy/frontend
+// picks a pod: a pod group's name is one of its pods, a ready one, the
+// oldest (not one being deleted), named on stderr; a job group says to
+// give a run.
+func TestPodTargetOfPodGroup(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	ctx := context.Background()
+	mk := func(o api.Object) api.Object {
+		t.Helper()
+		got, err := c.Client.Create(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	tmpl := api.PodTemplate{Containers: []api.Container{{Name: "web", Image: "example/hello:v1"}}}
+	wl := func(name string, job bool) api.Object {
+		w := api.KindWorkload.New().(*api.Workload)
+		w.Metadata = api.ObjectMeta{Name: name, App: "shop"}
+		w.Spec.Replicas = 3
+		w.Spec.Template = tmpl
+		w.Spec.Template.Labels = map[string]string{api.LabelWorkload: name}
+		if job {
+			w.Spec.Job = &api.JobPolicy{}
+			w.Spec.Template.RestartPolicy = api.RestartNever
+		}
+		return mk(w)
+	}
+	front := wl("frontend", false)
+	wl("nightly", true)
+	now := time.Now()
+	for i, name := range []string{"frontend-old-not-ready", "frontend-ready", "frontend-ready-newer"} {
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: name, App: "shop", Labels: map[string]string{api.LabelWorkload: "frontend"},
+			Owner: &api.OwnerRef{Kind: api.KindWorkload, Name: "frontend", UID: front.Meta().UID}}
+		p.Spec.PodTemplate = tmpl
+		p = mk(p).(*api.Pod)
+		if i > 0 {
+			p.Status.Conditions = []api.Condition{{Type: api.PodReady, Status: api.ConditionTrue, LastTransitionTime: now}}
+			if _, err := c.Client.UpdateStatus(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var w bytes.Buffer
+	got, err := podTarget(ctx, c.Client, api.Key{Kind: api.KindPod, App: "shop", Name: "frontend"}, &w)
+	if err != nil || got.Name != "frontend-ready" || w.String() != "pod shop/frontend-ready of pod group frontend (one of 3)\n" {
+		t.Errorf("logs shop/frontend: pod %v, %v, said %q; want frontend-ready", got, err, w.String())
+	}
+	if _, err := podTarget(ctx, c.Client, api.Key{Kind: api.KindPod, App: "shop", Name: "nightly"}, &w); err == nil || !strings.Contains(err.Error(), "pod group shop/nightly runs as jobs: give a run's name ('capstan get jobs --app shop' lists them)") {
+		t.Errorf("logs of a job group: %v", err)
+	}
+	if _, err := run(t, "exec", "shop/frontend", "--config", c.Server.AdminConfigPath(), "--", "ls"); err == nil || !strings.Contains(err.Error(), "frontend-ready") {
+		t.Errorf("exec shop/frontend: %v, want it to go to pod frontend-ready (which no node runs)", err)
 	}
 }
 
