@@ -26,15 +26,39 @@ func main() {
 	if !signal.Ignored(syscall.SIGHUP) {
 		sigs = append(sigs, syscall.SIGHUP)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, sigs...)
+	go func() {
+		cancel(signalStop{(<-sigc).(syscall.Signal)})
+	}()
+	stop := func() { signal.Stop(sigc) }
 	defer stop()
 	root := newRootCmd()
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
 		stop()
-		os.Exit(exitCode(err))
+		code := exitCode(err)
+		// A command a signal stopped exits 128+N, as shells, kubectl and
+		// docker do when it kills them: 1 would read as a failure
+		// (rollout status: stalled or failed), and its "context
+		// canceled" says nothing the user does not know.
+		var ss signalStop
+		if errors.As(context.Cause(ctx), &ss) {
+			code = 128 + int(ss.sig)
+			if errors.Is(err, context.Canceled) {
+				os.Exit(code)
+			}
+		}
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(code)
 	}
 }
+
+// signalStop is the cause of the cancellation of the commands' context:
+// the signal that stopped them.
+type signalStop struct{ sig syscall.Signal }
+
+func (s signalStop) Error() string { return s.sig.String() + " signal received" }
 
 // exitError carries a specific exit status (for example 1 for "invalid" from
 // validate and plan) through cobra.

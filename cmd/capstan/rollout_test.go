@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -399,5 +402,39 @@ func TestRolloutStatusWaitsForTheApp(t *testing.T) {
 	wantExit(t, waitDone(t, done), 0, "")
 	if !strings.Contains(wout.String(), "(no pod groups)") {
 		t.Errorf("output:\n%s", wout.String())
+	}
+}
+
+// Ctrl-C on 'rollout status -w' printed "error: context canceled" and
+// exited 1, which means a stalled or failed rollout: a script could not
+// tell an interrupted wait from a failure. A command a signal stops exits
+// 128+N (130 for SIGINT, 143 for SIGTERM), as shells and kubectl do, and
+// says nothing more.
+func TestRolloutStatusInterruptedExits128PlusSignal(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		cmd := exec.Command(os.Args[0], "rollout", "status", "nope", "-w", "--config", c.Server.AdminConfigPath())
+		cmd.Env = append(os.Environ(), runMainEnv+"=1")
+		var out, errOut testenv.SyncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		testenv.Eventually(t, time.Minute, "rollout status waits for the app", func() bool { return strings.Contains(out.String(), "waiting for app nope") })
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-exited:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 128+int(sig) || errOut.String() != "" {
+				t.Errorf("after %s: %v, stderr %q; want exit %d and nothing said", sig, err, errOut.String(), 128+int(sig))
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("rollout status did not exit within a minute of %s", sig)
+		}
 	}
 }
