@@ -115,6 +115,7 @@ func clientConfigError(path string, err error) error {
 // namedObject resolves KIND NAME arguments (NAME or APP/NAME, with --app)
 // and makes the client, for the commands that act on one object.
 func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *client.Client, error) {
+	args = kindName(args)
 	kind, err := parseKindArg(args[0])
 	if err != nil {
 		return api.Key{}, nil, err
@@ -125,6 +126,24 @@ func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *clien
 	}
 	c, err := newClient(cmd)
 	return k, c, err
+}
+
+// kindName splits a first argument written KIND/NAME, as kubectl takes it
+// ("pod/shop/web-1", "app/shop"), into KIND and NAME, when KIND is a kind.
+func kindName(args []string) []string {
+	if len(args) > 0 {
+		if kind, name, ok := strings.Cut(args[0], "/"); ok {
+			if _, known := api.ParseKind(strings.ToLower(kind)); known {
+				return append([]string{kind, name}, args[1:]...)
+			}
+		}
+	}
+	return args
+}
+
+// kindNameArgs is check on the arguments as kindName splits them.
+func kindNameArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error { return check(cmd, kindName(args)) }
 }
 
 // listHint says, when err says the object k does not exist, which object

@@ -29,7 +29,7 @@ replica no longer needs it (its pod group no longer wants the replica with
 the volume and no pod of the replica names it) and its node is ready; the
 node's agent then removes the data. --force deletes it anyway: its replica starts on a new empty volume the
 next time it is placed (see docs/volumes.md).`,
-		Args:              cobra.ExactArgs(2),
+		Args:              kindNameArgs(cobra.ExactArgs(2)),
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, c, err := namedObject(cmd, args, app)

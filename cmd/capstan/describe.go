@@ -15,7 +15,7 @@ func newDescribeCmd() *cobra.Command {
 		Use:               "describe KIND NAME",
 		Short:             "Show one object's fields and its recent events",
 		Example:           "  capstan describe pod shop/frontend-x7k2p\n  capstan describe node node-1",
-		Args:              cobra.ExactArgs(2),
+		Args:              kindNameArgs(cobra.ExactArgs(2)),
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, c, err := namedObject(cmd, args, app)

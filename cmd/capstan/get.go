@@ -31,9 +31,10 @@ Without --app, objects of every app are listed.`,
   capstan get pod shop/frontend-x7k2p -o yaml
   capstan get nodes -o wide
   capstan get pods -A -w`,
-		Args:              cobra.RangeArgs(1, 2),
+		Args:              kindNameArgs(cobra.RangeArgs(1, 2)),
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			args = kindName(args)
 			kind, err := parseKindArg(args[0])
 			if err != nil {
 				return err

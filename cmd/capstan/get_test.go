@@ -31,6 +31,10 @@ func TestGetDescribeDelete(t *testing.T) {
 		{[]string{"get", "po", "--app", "shop", "-o", "wide"}, []string{"NODE", "n1"}},
 		{[]string{"get", "pod", "shop/web-1", "-o", "json"}, []string{`"name": "web-1"`}},
 		{[]string{"get", "pod", "web-1", "--app", "shop", "-o", "yaml"}, []string{"name: web-1"}},
+		// KIND/NAME, as kubectl takes it.
+		{[]string{"get", "pod/shop/web-1"}, []string{"web-1", "ContainerCreating"}},
+		{[]string{"get", "po/web-1", "--app", "shop", "-o", "name"}, []string{"shop/web-1"}},
+		{[]string{"describe", "pod/shop/web-1"}, []string{"image: example/hello:v1", "Events:"}},
 		{[]string{"get", "nodes"}, []string{"No nodes found."}},
 		{[]string{"describe", "pod", "shop/web-1"}, []string{"image: example/hello:v1", "Events:"}},
 		{[]string{"delete", "pod", "shop/web-1"}, []string{"pods/shop/web-1 terminating"}},
@@ -586,4 +590,28 @@ func TestServerFlagWithoutScheme(t *testing.T) {
 	if out, err := run(t, "get", "nodes", "--server", hostPort, "--config", c.Server.AdminConfigPath()); err != nil || !strings.Contains(out, "No nodes found.") {
 		t.Errorf("get nodes --server %s: %v\n%s", hostPort, err, out)
 	}
+}
+
+// FuzzKindName: a first argument KIND/NAME is split only when KIND is a
+// kind, and the split keeps every byte: KIND, "/", NAME.
+func FuzzKindName(f *testing.F) {
+	for _, s := range []string{"pod/shop/web-1", "po/web-1", "app/shop", "Pods/x", "shop/web-1", "/", "pod/", "deploy/x", ""} {
+		f.Add(s, "extra")
+	}
+	f.Fuzz(func(t *testing.T, first, second string) {
+		in := []string{first, second}
+		out := kindName(slices.Clone(in))
+		switch len(out) {
+		case 2:
+			if !slices.Equal(out, in) {
+				t.Errorf("kindName(%q) = %q", in, out)
+			}
+		case 3:
+			if _, ok := api.ParseKind(strings.ToLower(out[0])); !ok || out[0]+"/"+out[1] != first || out[2] != second {
+				t.Errorf("kindName(%q) = %q", in, out)
+			}
+		default:
+			t.Errorf("kindName(%q) = %q", in, out)
+		}
+	})
 }
