@@ -129,16 +129,25 @@ func namedObject(cmd *cobra.Command, args []string, app string) (api.Key, *clien
 }
 
 // kindName splits a first argument written KIND/NAME, as kubectl takes it
-// ("pod/shop/web-1", "app/shop"), into KIND and NAME, when KIND is a kind.
+// ("pod/shop/web-1", "app/shop"), into KIND and NAME, when KIND is a kind
+// (or a Kubernetes kind: "deploy/web" is then refused naming Capstan's).
 func kindName(args []string) []string {
 	if len(args) > 0 {
 		if kind, name, ok := strings.Cut(args[0], "/"); ok {
-			if _, known := api.ParseKind(strings.ToLower(kind)); known {
+			if isKindName(kind) {
 				return append([]string{kind, name}, args[1:]...)
 			}
 		}
 	}
 	return args
+}
+
+// isKindName says whether s names a kind, or a Kubernetes kind that
+// parseKindArg refuses naming Capstan's.
+func isKindName(s string) bool {
+	_, known := api.ParseKind(strings.ToLower(s))
+	_, kubernetes := kubernetesKinds[strings.ToLower(s)]
+	return known || kubernetes
 }
 
 // kindNameArgs is check on the arguments as kindName splits them.

@@ -45,6 +45,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		// A kubectl user's kind names the Capstan kind that plays its part.
 		{[]string{"get", "deploy"}, 2, `unknown kind "deploy": Kubernetes' deployments, stateful sets, daemon sets and cron jobs are Capstan's workloads, an app's pod groups ('capstan get workloads'); kinds: nodes,`},
 		{[]string{"describe", "ns", "shop"}, 2, `Kubernetes' namespaces are Capstan's apps`},
+		{[]string{"describe", "deploy/web", "--app", "shop"}, 2, `unknown kind "deploy": Kubernetes' deployments`},
 		{[]string{"get", "pvc", "--app", "shop"}, 2, `Capstan's volumes`},
 		{[]string{"logs"}, 2, "capstan logs --help"},
 		{[]string{"logs", "web-1"}, 2, "give --app APP or APP/NAME"},
