@@ -25,10 +25,13 @@ func newGetCmd() *cobra.Command {
 		Use:   "get KIND [NAME]",
 		Short: "List objects of a kind, or show one",
 		Long: `List objects of a kind (nodes, leases, apps, workloads, pods, services,
-endpoints, revisions, events, jobs, volumes, secrets), or show one by name.
-Without --app, objects of every app are listed.`,
+endpoints, revisions, events, jobs, volumes, secrets), or show one by name
+(NAME is APP/NAME, or NAME with --app; KIND/NAME in one argument works too,
+as in kubectl). Without --app, objects of every app are listed. An empty
+list says so on stderr.`,
 		Example: `  capstan get pods --app shop
   capstan get pod shop/frontend-x7k2p -o yaml
+  capstan get pods --app shop -o name
   capstan get nodes -o wide
   capstan get pods -A -w`,
 		Args:              kindNameArgs(cobra.RangeArgs(1, 2)),

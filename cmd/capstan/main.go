@@ -156,7 +156,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", "", "client config file (default $CAPSTAN_CONFIG, else ~/.config/capstan/config.yaml)")
-	root.PersistentFlags().StringSlice("server", nil, "API server URL to use instead of the config file's (repeatable, or comma-separated: the client uses one and moves to the next when it fails)")
+	root.PersistentFlags().StringSlice("server", nil, "API server URL (https://HOST:PORT, or HOST:PORT) to use instead of the config file's (repeatable, or comma-separated: the client uses one and moves to the next when it fails)")
 	root.AddCommand(
 		newServerCmd(),
 		newAgentCmd(),
