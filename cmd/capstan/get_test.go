@@ -450,9 +450,13 @@ func TestGetWatchJSONYAML(t *testing.T) {
 // per app and commit.", as if the app were waiting for its first sync.
 func TestHistoryOfUnknownApp(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
-	out, err := run(t, "history", "shpo", "--config", c.Server.AdminConfigPath())
-	if err != nil || !strings.Contains(out, "No revisions of app shpo") || !strings.Contains(out, "is it declared in the tracked repository?") {
-		t.Errorf("history shpo: %v\n%s", err, out)
+	// The message is on stderr, as get's "No pods found.": stdout had it.
+	out, errOut, err := runSplit(t, "history", "shpo", "--config", c.Server.AdminConfigPath())
+	if err != nil || out != "" || !strings.Contains(errOut, "No revisions of app shpo") || !strings.Contains(errOut, "is it declared in the tracked repository?") {
+		t.Errorf("history shpo: %v\nstdout %q\nstderr %q", err, out, errOut)
+	}
+	if out, errOut, err := runSplit(t, "history", "--config", c.Server.AdminConfigPath()); err != nil || out != "" || errOut != "No revisions yet: git sync records one per app and commit.\n" {
+		t.Errorf("history: %v\nstdout %q\nstderr %q", err, out, errOut)
 	}
 }
 

@@ -52,13 +52,15 @@ not parse).`,
 			if err := printForgeProblems(cmd, c, opts); err != nil {
 				return err
 			}
+			// An empty history is said on stderr, as get's empty list:
+			// a pipe gets rows only.
 			if len(revs) == 0 && opts.App != "" {
 				// A misspelt app read as an app not synced yet.
-				_, err := fmt.Fprintf(out, "No revisions of app %s: git sync has recorded none for it; is it declared in the tracked repository? ('capstan history' lists every app's)\n", opts.App)
+				_, err := fmt.Fprintf(cmd.ErrOrStderr(), "No revisions of app %s: git sync has recorded none for it; is it declared in the tracked repository? ('capstan history' lists every app's)\n", opts.App)
 				return err
 			}
 			if len(revs) == 0 {
-				_, err := fmt.Fprintln(out, "No revisions yet: git sync records one per app and commit.")
+				_, err := fmt.Fprintln(cmd.ErrOrStderr(), "No revisions yet: git sync records one per app and commit.")
 				return err
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
