@@ -80,7 +80,7 @@ func nodeCredentialsHint(cmd *cobra.Command, c *client.Client, node string) erro
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := fmt.Fprintf(cmd.OutOrStdout(), "node %s's credentials still work: its agent, while it runs, stops the pods that were bound to it, and registers the node again when it restarts. To retire the machine for good: stop its agent and run 'capstan down' there (revoked first, the agent could no longer hear that its pods are gone, and would leave them running), then capstan token revoke %s\n",
+	_, err := fmt.Fprintf(cmd.ErrOrStderr(), "note: node %s's credentials still work: its agent, while it runs, stops the pods that were bound to it, and registers the node again when it restarts. To retire the machine for good: stop its agent and run 'capstan down' there (revoked first, the agent could no longer hear that its pods are gone, and would leave them running), then capstan token revoke %s\n",
 		node, strings.Join(ids, " && capstan token revoke "))
 	return err
 }

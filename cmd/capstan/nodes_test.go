@@ -122,11 +122,13 @@ func TestDeleteNodeNamesItsCredentials(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := run(t, "delete", "node", "n1", "--config", cfg)
-	if err != nil || !strings.Contains(out, "nodes/n1 deleted") || !strings.Contains(out, "credentials still work") ||
-		!strings.Contains(out, "stop its agent and run 'capstan down' there") ||
-		!strings.Contains(out, "capstan token revoke "+cred.ID+"\n") {
-		t.Fatalf("delete node n1: %v\n%s", err, out)
+	// The hint is a message, on stderr as delete's other notes: stdout
+	// holds "nodes/n1 deleted" alone.
+	out, errOut, err := runSplit(t, "delete", "node", "n1", "--config", cfg)
+	if err != nil || out != "nodes/n1 deleted\n" || !strings.HasPrefix(errOut, "note: node n1's credentials still work") ||
+		!strings.Contains(errOut, "stop its agent and run 'capstan down' there") ||
+		!strings.Contains(errOut, "capstan token revoke "+cred.ID+"\n") {
+		t.Fatalf("delete node n1: %v\nstdout %q\nstderr %q", err, out, errOut)
 	}
 	out, err = run(t, "delete", "node", "n2", "--config", cfg)
 	if err != nil || !strings.Contains(out, "nodes/n2 deleted") || strings.Contains(out, "credentials") {
