@@ -281,24 +281,11 @@ func (s *Server) authorize(ctx context.Context, role string, req request) error 
 // refused: the selector could only answer an empty (or, with the last
 // value winning, a wrong) list.
 func parseLabels(s string) (map[string]string, error) {
-	if s == "" {
-		return nil, nil
+	labels, err := api.ParseLabelSelector(s)
+	if err != nil {
+		return nil, badRequest(err.Error())
 	}
-	out := map[string]string{}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, badRequest(fmt.Sprintf("label selector: %s: want key=value[,key=value]", strconv.QuoteToASCII(truncate(kv, 64))))
-		}
-		if err := api.ValidateLabel(k, v); err != nil {
-			return nil, badRequest(fmt.Sprintf("label selector: %v: no object can match it", err))
-		}
-		if _, dup := out[k]; dup {
-			return nil, badRequest(fmt.Sprintf("label selector: label %s twice: give each key once", k))
-		}
-		out[k] = v
-	}
-	return out, nil
+	return labels, nil
 }
 
 func (s *Server) handleList(ctx context.Context, w http.ResponseWriter, r *http.Request, rt route, role string) error {

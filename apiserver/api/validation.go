@@ -85,6 +85,33 @@ func isLabelKey(s string) bool {
 	return isLabelValue(name) && name != ""
 }
 
+// ParseLabelSelector reads a label selector, key=value[,key=value] (every
+// label must match): the ?labels= of a list or watch, and capstan get -l.
+// A label no object may carry is refused, as it could never match.
+func ParseLabelSelector(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			if len(kv) > 64 {
+				kv = kv[:64] + "..."
+			}
+			return nil, fmt.Errorf("label selector: %s: want key=value[,key=value]", strconv.QuoteToASCII(kv))
+		}
+		if err := ValidateLabel(k, v); err != nil {
+			return nil, fmt.Errorf("label selector: %v: no object can match it", err)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("label selector: label %s twice: give each key once", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
 // ValidateLabel says what is wrong with a label key=value that no object
 // may carry (for a label selector, which could never match it); nil when
 // an object may.

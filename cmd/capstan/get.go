@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
@@ -19,7 +20,7 @@ import (
 )
 
 func newGetCmd() *cobra.Command {
-	var app, output string
+	var app, output, selector string
 	var all, watch, watchEvents bool
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
@@ -50,6 +51,13 @@ list says so on stderr.`,
 			default:
 				return usageError(fmt.Errorf("output %q: want table, wide, json, yaml or name", output))
 			}
+			labels, err := api.ParseLabelSelector(selector)
+			if err != nil {
+				return usageError(fmt.Errorf("-l %q: %w", selector, err))
+			}
+			if len(labels) > 0 && len(args) == 2 {
+				return usageError(errors.New("-l and NAME contradict each other: give one"))
+			}
 			var k api.Key
 			if len(args) == 2 {
 				if k, err = objectKey(kind, args[1], app); err != nil {
@@ -76,7 +84,7 @@ list says so on stderr.`,
 			}
 			// One object with -w: list its app, for the revision its
 			// changes are watched from.
-			objs, rev, err := c.List(ctx, kind, client.ListOptions{App: app})
+			objs, rev, err := c.List(ctx, kind, client.ListOptions{App: app, Labels: labels})
 			if err != nil {
 				return err
 			}
@@ -92,7 +100,11 @@ list says so on stderr.`,
 			if empty {
 				// A message, not data: on stderr, as kubectl's "No
 				// resources found", so that a pipe or file gets no rows.
-				fmt.Fprintln(cmd.ErrOrStderr(), noObjects(ctx, c, kind, app))
+				msg := noObjects(ctx, c, kind, app)
+				if selector != "" {
+					msg = strings.TrimSuffix(msg, ".") + " with labels " + selector + "."
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), msg)
 			}
 			// With -w an empty table still gets its header: the rows of
 			// the changes come under it.
@@ -104,13 +116,14 @@ list says so on stderr.`,
 			if !watch {
 				return nil
 			}
-			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, app, k.Name, showApp, rev, output, watchEvents)
+			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, client.ListOptions{App: app, Labels: labels}, k.Name, showApp, rev, output, watchEvents)
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "limit to one app")
 	cmd.Flags().BoolVarP(&all, "all-apps", "A", false, "list objects of every app (the default without --app)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml, or name (each object as commands take it, APP/NAME or NAME, one a line)")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only objects with these labels: key=value[,key=value] (e.g. -l capstan.io/workload=frontend)")
 	cmd.Flags().BoolVar(&watchEvents, "output-watch-events", false, `with -w and -o json or yaml: print each change as {"type": ADDED, MODIFIED or DELETED, "object": ...}, so that a deletion can be told from a change`)
 	return cmd
 }
@@ -214,7 +227,7 @@ func printValue(out io.Writer, output string, v any) error {
 // resumes from the last revision printed, on the next server of the client
 // config, so -w runs until Ctrl-C. Only a revision the server no longer has
 // (compacted, or a store restored since) ends it.
-func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, app, name string, showApp bool, since int64, output string, events bool) error {
+func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, list client.ListOptions, name string, showApp bool, since int64, output string, events bool) error {
 	// The output reflects every change up to rev; with partial, only those
 	// before rev and the keys in printed: on etcd the events of one
 	// transaction share its revision, so a watch cut after an event
@@ -228,7 +241,7 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 		if partial {
 			from = max(rev-1, 0)
 		}
-		w, err := c.Watch(ctx, kind, client.ListOptions{App: app}, from)
+		w, err := c.Watch(ctx, kind, list, from)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

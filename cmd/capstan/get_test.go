@@ -294,6 +294,51 @@ func TestGetOutputName(t *testing.T) {
 	}
 }
 
+// get had no -l, with which kubectl users pick objects by label ("-l
+// app=web"): it lists, and with -w watches, the objects with every label
+// given; a bad selector is a usage error.
+func TestGetSelector(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	createApp(t, c.Client, "shop")
+	labelled := func(name, group string) {
+		t.Helper()
+		p := api.KindPod.New().(*api.Pod)
+		p.Metadata = api.ObjectMeta{Name: name, App: "shop", Labels: map[string]string{api.LabelWorkload: group}}
+		p.Spec.Containers = []api.Container{{Name: "web", Image: "example/hello:v1"}}
+		if _, err := c.Client.Create(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	labelled("web-1", "web")
+	labelled("db-1", "db")
+	for _, tt := range []struct {
+		args             []string
+		wantOut, wantErr string
+	}{
+		{[]string{"get", "pods", "-l", "capstan.io/workload=web", "-o", "name"}, "shop/web-1\n", ""},
+		{[]string{"get", "pods", "--selector", "capstan.io/workload=db,capstan.io/workload2=x", "-o", "name"}, "", "No pods found with labels capstan.io/workload=db,capstan.io/workload2=x.\n"},
+	} {
+		out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
+		if err != nil || out != tt.wantOut || errOut != tt.wantErr {
+			t.Errorf("%v: %v\nstdout %q, want %q\nstderr %q, want %q", tt.args, err, out, tt.wantOut, errOut, tt.wantErr)
+		}
+	}
+	for _, bad := range [][]string{{"get", "pods", "-l", "web"}, {"get", "pod", "shop/web-1", "-l", "a=b"}} {
+		if _, err := run(t, append(bad, "--config", cfg)...); exitCode(err) != usageExit {
+			t.Errorf("%v: %v (exit %d), want a usage error", bad, err, exitCode(err))
+		}
+	}
+	out, done := startWatch(t, "get", "pods", "-l", "capstan.io/workload=web", "-w", "-o", "name", "--config", cfg)
+	waitOutput(t, out, done, "shop/web-1")
+	labelled("db-2", "db")
+	labelled("web-2", "web")
+	waitOutput(t, out, done, "shop/web-2")
+	if strings.Contains(out.String(), "db-") {
+		t.Errorf("the watch printed a pod the selector leaves out:\n%s", out.String())
+	}
+}
+
 // runSplit is run with stdout and stderr apart.
 func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
