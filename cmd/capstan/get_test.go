@@ -249,10 +249,7 @@ func TestGetEmptyList(t *testing.T) {
 	c := apiservertest.Start(t, apiservertest.Options{})
 	cfg := c.Server.AdminConfigPath()
 	createApp(t, c.Client, "shop")
-	for _, tt := range []struct {
-		args             []string
-		wantOut, wantErr string
-	}{
+	checkOutputs(t, cfg, []outputCase{
 		{[]string{"get", "pods"}, "", "No pods found.\n"},
 		{[]string{"get", "pods", "-o", "wide"}, "", "No pods found.\n"},
 		{[]string{"get", "nodes"}, "", "No nodes found.\n"},
@@ -260,12 +257,7 @@ func TestGetEmptyList(t *testing.T) {
 		{[]string{"get", "svc", "--app", "shpo"}, "", "No services found: there is no app shpo ('capstan get apps' lists the apps).\n"},
 		{[]string{"get", "pods", "--app", "shop", "-o", "json"}, "{\n  \"items\": [],\n  \"kind\": \"List\"\n}\n", ""},
 		{[]string{"get", "pods", "-o", "yaml"}, "items: []\nkind: List\n", ""},
-	} {
-		out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
-		if err != nil || out != tt.wantOut || errOut != tt.wantErr {
-			t.Errorf("%v: %v\nstdout %q, want %q\nstderr %q, want %q", tt.args, err, out, tt.wantOut, errOut, tt.wantErr)
-		}
-	}
+	})
 }
 
 // get had no -o name, which kubectl users script with ("get pods -o name |
@@ -277,21 +269,13 @@ func TestGetOutputName(t *testing.T) {
 	createApp(t, c.Client, "shop")
 	createPod(t, c.Client, "web-1", "")
 	createPod(t, c.Client, "web-2", "")
-	for _, tt := range []struct {
-		args             []string
-		wantOut, wantErr string
-	}{
+	checkOutputs(t, cfg, []outputCase{
 		{[]string{"get", "pods", "-o", "name"}, "shop/web-1\nshop/web-2\n", ""},
 		{[]string{"get", "po", "--app", "shop", "-o", "name"}, "shop/web-1\nshop/web-2\n", ""},
 		{[]string{"get", "pod", "shop/web-2", "-o", "name"}, "shop/web-2\n", ""},
 		{[]string{"get", "apps", "-o", "name"}, "shop\n", ""},
 		{[]string{"get", "svc", "-o", "name"}, "", "No services found.\n"},
-	} {
-		out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
-		if err != nil || out != tt.wantOut || errOut != tt.wantErr {
-			t.Errorf("%v: %v\nstdout %q, want %q\nstderr %q, want %q", tt.args, err, out, tt.wantOut, errOut, tt.wantErr)
-		}
-	}
+	})
 }
 
 // get had no -l, with which kubectl users pick objects by label ("-l
@@ -312,18 +296,10 @@ func TestGetSelector(t *testing.T) {
 	}
 	labelled("web-1", "web")
 	labelled("db-1", "db")
-	for _, tt := range []struct {
-		args             []string
-		wantOut, wantErr string
-	}{
+	checkOutputs(t, cfg, []outputCase{
 		{[]string{"get", "pods", "-l", "capstan.io/workload=web", "-o", "name"}, "shop/web-1\n", ""},
 		{[]string{"get", "pods", "--selector", "capstan.io/workload=db,capstan.io/workload2=x", "-o", "name"}, "", "No pods found with labels capstan.io/workload=db,capstan.io/workload2=x.\n"},
-	} {
-		out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
-		if err != nil || out != tt.wantOut || errOut != tt.wantErr {
-			t.Errorf("%v: %v\nstdout %q, want %q\nstderr %q, want %q", tt.args, err, out, tt.wantOut, errOut, tt.wantErr)
-		}
-	}
+	})
 	for _, bad := range [][]string{{"get", "pods", "-l", "web"}, {"get", "pod", "shop/web-1", "-l", "a=b"}} {
 		if _, err := run(t, append(bad, "--config", cfg)...); exitCode(err) != usageExit {
 			t.Errorf("%v: %v (exit %d), want a usage error", bad, err, exitCode(err))
@@ -336,6 +312,24 @@ func TestGetSelector(t *testing.T) {
 	waitOutput(t, out, done, "shop/web-2")
 	if strings.Contains(out.String(), "db-") {
 		t.Errorf("the watch printed a pod the selector leaves out:\n%s", out.String())
+	}
+}
+
+// outputCase is a command line and what it should print on stdout and
+// stderr (and succeed).
+type outputCase struct {
+	args             []string
+	wantOut, wantErr string
+}
+
+// checkOutputs runs each case with --config cfg.
+func checkOutputs(t *testing.T, cfg string, cases []outputCase) {
+	t.Helper()
+	for _, tt := range cases {
+		out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
+		if err != nil || out != tt.wantOut || errOut != tt.wantErr {
+			t.Errorf("%v: %v\nstdout %q, want %q\nstderr %q, want %q", tt.args, err, out, tt.wantOut, errOut, tt.wantErr)
+		}
 	}
 }
 
