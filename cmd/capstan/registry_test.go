@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/capstanhq/capstan/gitsync"
 	"github.com/capstanhq/capstan/registry"
 )
 
@@ -14,7 +15,7 @@ import (
 // own default lists only 127.0.0.1:5000), with the pull credentials.
 func TestUpAgentFollowsRegistryAddr(t *testing.T) {
 	dataDir := t.TempDir()
-	cp, err := newControlPlane(serverFlags{dataDir: dataDir, listen: "127.0.0.1:0", registryAddrs: []string{"127.0.0.1:0"}}, slog.New(slog.DiscardHandler))
+	cp, err := newControlPlane(serverFlags{dataDir: dataDir, listen: "127.0.0.1:0", registryAddrs: []string{"127.0.0.1:0"}, git: gitFlags{timeout: gitsync.DefaultTimeout}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
