@@ -91,6 +91,15 @@ func waitCreates(t *testing.T, c *client.Client, waiting, sending int) {
 	})
 }
 
+// holdAlone makes the creates c sends alone before its creates wait,
+// and waits until they are in flight (held by heldCreates).
+func holdAlone(ctx context.Context, t *testing.T, c *client.Client) (wait func() []outcome) {
+	t.Helper()
+	wait = createAll(ctx, c, pods("alone", client.MinCreatesSending))
+	waitCreates(t, c, 0, client.MinCreatesSending)
+	return wait
+}
+
 func pods(prefix string, n int) []*api.Pod {
 	out := make([]*api.Pod, n)
 	for i := range out {
@@ -109,8 +118,7 @@ func TestConcurrentCreatesShareARequest(t *testing.T) {
 	if _, err := cl.Client.Create(ctx, pod("taken")); err != nil {
 		t.Fatal(err)
 	}
-	alone := createAll(ctx, c, pods("alone", client.MinCreatesSending))
-	waitCreates(t, c, 0, client.MinCreatesSending)
+	alone := holdAlone(ctx, t, c)
 	batched := pods("batched", 6)
 	invalid := pod("bad_name")
 	batched = append(batched, pod("taken"), invalid)
@@ -166,8 +174,7 @@ func TestWaitingCreateGivenUpIsNotSent(t *testing.T) {
 	ctx := t.Context()
 	h := &heldCreates{}
 	cl, c := clientBehind(t, h)
-	alone := createAll(ctx, c, pods("alone", client.MinCreatesSending))
-	waitCreates(t, c, 0, client.MinCreatesSending)
+	alone := holdAlone(ctx, t, c)
 	gaveUp, giveUp := context.WithCancel(ctx)
 	wait := createAll(gaveUp, c, pods("given-up", 1))
 	waitCreates(t, c, 1, client.MinCreatesSending)
@@ -197,8 +204,7 @@ func TestCreatesGoAloneToAServerWithoutBatches(t *testing.T) {
 		fmt.Fprint(w, `{"code":404,"reason":"UnknownKind","message":"unknown kind: \"batch\""}`)
 	}}
 	cl, c := clientBehind(t, h)
-	first := createAll(ctx, c, pods("alone", client.MinCreatesSending))
-	waitCreates(t, c, 0, client.MinCreatesSending)
+	first := holdAlone(ctx, t, c)
 	waiting := createAll(ctx, c, pods("refused", 5))
 	waitCreates(t, c, 5, client.MinCreatesSending)
 	close(h.release)
@@ -227,8 +233,7 @@ func TestFullBatchGoesAtOnce(t *testing.T) {
 	ctx := t.Context()
 	h := &heldCreates{}
 	_, c := clientBehind(t, h)
-	alone := createAll(ctx, c, pods("alone", client.MinCreatesSending))
-	waitCreates(t, c, 0, client.MinCreatesSending)
+	alone := holdAlone(ctx, t, c)
 	for i, o := range createAll(ctx, c, pods("full", client.FullBatch))() {
 		if o.err != nil {
 			t.Fatalf("create full%d: %v", i, o.err)
