@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,9 +66,16 @@ func TestJobAcrossServerSIGKILL(t *testing.T) {
 }
 
 // endPod SIGTERMs the processes of running pod p (found by its network
-// namespace) and waits until none is left: the echo server exits 0.
+// namespace) and waits until none is left: the echo server exits 0. It
+// first waits for the echo server to answer: a SIGTERM before the server
+// handles it ends the program with status 2 (Go's exit for a fatal signal
+// that PID 1 ignores), a failure.
 func (c *Cluster) endPod(p *api.Pod) {
 	c.t.Helper()
+	c.waitFor("pod "+p.Metadata.Name+"'s echo server to answer", time.Minute, func() bool {
+		_, _, err := c.Get(p, net.JoinHostPort(p.Status.PodIP, "8080"))
+		return err == nil
+	})
 	var st syscall.Stat_t
 	if err := syscall.Stat(c.PodNetNS(p), &st); err != nil {
 		c.t.Fatalf("e2e: network namespace of pod %s: %v", p.Metadata.Name, err)
