@@ -137,9 +137,8 @@ func (p *Process) runOnce(ctx context.Context, bin, cfg string, first bool) erro
 	}
 	defer logf.Close()
 	// Pdeathsig fires when the forking OS thread exits, not the process;
-	// Go ends threads whose locked goroutine returns (nsfile's, when it
-	// cannot go back to its namespace), so hold this thread for as long as
-	// the child lives.
+	// Go ends threads whose locked goroutine returns (nsfile does that), so
+	// hold this thread for as long as the child lives.
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	cmd := exec.Command(bin, "--config", cfg)

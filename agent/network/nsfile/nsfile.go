@@ -63,49 +63,28 @@ func Create(path string, kind Kind, hostname string) (err error) {
 
 	done := make(chan error, 1)
 	go func() {
+		// The thread is never unlocked: when this goroutine returns, the Go
+		// runtime kills the thread, and with it the namespace membership.
 		runtime.LockOSThread()
-		restored, err := unshareAndBind(path, kind, flag, hostname)
-		if restored {
-			runtime.UnlockOSThread()
-		}
-		// Otherwise the thread stays locked: when this goroutine returns,
-		// the Go runtime ends the thread, and with it the membership.
-		done <- err
+		done <- unshareAndBind(path, kind, flag, hostname)
 	}()
 	return <-done
 }
 
-// unshareAndBind moves the calling thread (locked to its goroutine) into
-// a new namespace of kind, binds it to path, and moves the thread back
-// into the namespace it was in; restored says whether it is back. Going
-// back matters: a locked goroutine that returns ends its thread, except
-// the process's main thread, which the Go runtime parks for good instead.
-// Left in the pod's namespace, that thread held the namespace after the
-// pod was gone, and made the agent look a process of the pod
-// (/proc/PID/ns/net is the main thread's): a test that stopped a pod's
-// processes by their namespace stopped the agent too.
-func unshareAndBind(path string, kind Kind, flag int, hostname string) (restored bool, err error) {
-	self := fmt.Sprintf("/proc/%d/task/%d/ns/%s", os.Getpid(), unix.Gettid(), kind)
-	orig, err := os.Open(self)
-	if err != nil {
-		return true, fmt.Errorf("namespace %s: open the thread's %s namespace: %w", path, kind, err)
-	}
-	defer orig.Close()
+func unshareAndBind(path string, kind Kind, flag int, hostname string) error {
 	if err := unix.Unshare(flag); err != nil {
-		return true, fmt.Errorf("namespace %s: unshare %s: %w", path, kind, err)
+		return fmt.Errorf("namespace %s: unshare %s: %w", path, kind, err)
 	}
-	defer func() {
-		restored = unix.Setns(int(orig.Fd()), flag) == nil
-	}()
 	if kind == UTS && hostname != "" {
 		if err := unix.Sethostname([]byte(hostname)); err != nil {
-			return false, fmt.Errorf("namespace %s: set hostname %q: %w", path, hostname, err)
+			return fmt.Errorf("namespace %s: set hostname %q: %w", path, hostname, err)
 		}
 	}
-	if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
-		return false, fmt.Errorf("namespace %s: bind mount %s: %w", path, self, err)
+	src := fmt.Sprintf("/proc/%d/task/%d/ns/%s", os.Getpid(), unix.Gettid(), kind)
+	if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("namespace %s: bind mount %s: %w", path, src, err)
 	}
-	return false, nil
+	return nil
 }
 
 // Remove unmounts and deletes the namespace file at path. A missing file is
