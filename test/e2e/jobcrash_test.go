@@ -89,6 +89,11 @@ func (c *Cluster) endPod(p *api.Pod) {
 			if err != nil {
 				continue
 			}
+			// The agent is not one of them, though its main thread may
+			// be in the first pod's namespace (see nsfile.Create).
+			if exe, _ := os.Readlink(filepath.Join("/proc", d.Name(), "exe")); exe == c.Bin {
+				continue
+			}
 			if ns, err := os.Readlink(filepath.Join("/proc", d.Name(), "ns", "net")); err == nil && ns == want {
 				out = append(out, pid)
 			}
