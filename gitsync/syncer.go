@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/capstanhq/capstan/internal/atomicfile"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -566,11 +567,7 @@ func (w *worker) saveState() error {
 	if err := os.MkdirAll(filepath.Dir(w.state), 0o755); err != nil {
 		return err
 	}
-	tmp := w.state + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, w.state)
+	return atomicfile.WriteFile(w.state, b, 0o644)
 }
 
 // watchLoop runs fsnotify on a local repository. When the watch cannot

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/capstanhq/capstan/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -338,11 +339,7 @@ goes to stdout, to --output, or over FILE with --in-place.`,
 }
 
 func writePrivate(p string, b []byte) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return atomicfile.WriteFile(p, b, 0o644)
 }
 
 func newSecretDecryptCmd() *cobra.Command {

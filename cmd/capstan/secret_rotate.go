@@ -1,8 +1,8 @@
 package main
 
 import (
-	"errors"
 	"fmt"
+	"github.com/capstanhq/capstan/internal/atomicfile"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -89,7 +89,10 @@ written when a file cannot be decrypted with the cluster key.`,
 			for _, id := range old {
 				text += id.String() + "\n"
 			}
-			if err := writeKeyFile(keyPath, []byte(text)); err != nil {
+			// Durably: the rotation commit is encrypted for the new key
+			// only, so a key file lost to a crash after the push would
+			// leave the cluster unable to decrypt it.
+			if err := atomicfile.WriteFile(keyPath, []byte(text), 0o600); err != nil {
 				return err
 			}
 			changed := slices.Sorted(func(yield func(string) bool) {
@@ -203,39 +206,4 @@ func relAll(root string, ps []string) []string {
 		}
 	}
 	return out
-}
-
-// writeKeyFile replaces a key file, 0600, durably: the rotation commit
-// is encrypted for the new key only, so a key file lost to a crash after
-// the push would leave the cluster unable to decrypt it. A temporary
-// file left by an earlier run is replaced, whatever its mode.
-func writeKeyFile(p string, b []byte) error {
-	tmp := p + ".tmp"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(p))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

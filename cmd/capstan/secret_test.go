@@ -534,23 +534,3 @@ exec sleep 600`)
 		t.Errorf("%s was written after SIGHUP: %v", file, err)
 	}
 }
-
-// rotate's key file is 0600 even when an earlier run left a temporary
-// file readable by others (the server refuses such a key file, and a
-// rotation commit is encrypted for the new key only).
-func TestWriteKeyFileLeftoverTemp(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "cluster.agekey")
-	if err := os.WriteFile(p+".tmp", []byte("left over\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeKeyFile(p, []byte("AGE-SECRET-KEY-1X\n")); err != nil {
-		t.Fatal(err)
-	}
-	info, err := os.Stat(p)
-	if err != nil || info.Mode().Perm() != 0o600 {
-		t.Fatalf("key file: %v, mode %v; want 0600", err, info.Mode().Perm())
-	}
-	if b, _ := os.ReadFile(p); string(b) != "AGE-SECRET-KEY-1X\n" {
-		t.Fatalf("key file holds %q", b)
-	}
-}

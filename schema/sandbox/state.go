@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/capstanhq/capstan/internal/atomicfile"
 	"os"
 	"path/filepath"
 )
@@ -79,11 +80,7 @@ func (r *refusals) add(k [32]byte, msg string) error {
 	if err := os.MkdirAll(filepath.Dir(r.file), 0o755); err != nil {
 		return err
 	}
-	tmp := r.file + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, r.file)
+	return atomicfile.WriteFile(r.file, b, 0o644)
 }
 
 func (r *refusals) wire() map[string]string {
