@@ -33,6 +33,9 @@ type Options struct {
 	// table shows where node ports answer (ADDRESS:NODEPORT). Node ports
 	// answer on the nodes' addresses, not on 127.0.0.1.
 	NodeAddress string
+	// KindPrefix writes each NAME as KIND/NAME ("pod/web-1"), as kubectl
+	// does when one listing holds several kinds ('get all').
+	KindPrefix bool
 }
 
 // column is one column of a kind's table.
@@ -75,7 +78,11 @@ func Table(w io.Writer, kind api.Kind, objs []api.Object, opts Options) error {
 		}
 		for _, c := range cols {
 			if !c.wide || opts.Wide {
-				row = append(row, oneLine(c.cell(o, &opts)))
+				cell := oneLine(c.cell(o, &opts))
+				if opts.KindPrefix && c.name == "NAME" {
+					cell = strings.ToLower(kind.Singular()) + "/" + cell
+				}
+				row = append(row, cell)
 			}
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))

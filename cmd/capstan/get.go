@@ -26,7 +26,8 @@ func newGetCmd() *cobra.Command {
 		Use:   "get KIND [NAME]",
 		Short: "List objects of a kind, or show one",
 		Long: `List objects of a kind (nodes, leases, apps, workloads, pods, services,
-endpoints, revisions, events, jobs, volumes, secrets), or show one by name
+endpoints, revisions, events, jobs, volumes, secrets; "all" lists the
+workloads, pods, services and jobs, as kubectl's), or show one by name
 (NAME is APP/NAME, or NAME with --app; KIND/NAME in one argument works too,
 as in kubectl). Without --app, objects of every app are listed. An empty
 list says so on stderr.`,
@@ -34,15 +35,12 @@ list says so on stderr.`,
   capstan get pod shop/frontend-x7k2p -o yaml
   capstan get pods --app shop -o name
   capstan get nodes -o wide
-  capstan get pods -A -w`,
+  capstan get pods -A -w
+  capstan get all --app shop`,
 		Args:              kindNameArgs(cobra.RangeArgs(1, 2)),
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			args = kindName(args)
-			kind, err := parseKindArg(args[0])
-			if err != nil {
-				return err
-			}
 			if all && app != "" {
 				return usageError(fmt.Errorf("--app %s and -A (every app) contradict each other: give one", app))
 			}
@@ -54,6 +52,19 @@ list says so on stderr.`,
 			labels, err := api.ParseLabelSelector(selector)
 			if err != nil {
 				return usageError(fmt.Errorf("-l %q: %w", selector, err))
+			}
+			if strings.EqualFold(args[0], "all") {
+				switch {
+				case len(args) == 2:
+					return usageError(fmt.Errorf("'get all' lists every kind of what runs and takes no NAME: 'capstan get KIND %s'", args[1]))
+				case watch:
+					return usageError(errors.New("-w watches one kind: 'capstan get pods -w', for instance"))
+				}
+				return getAll(cmd, app, labels, selector, output)
+			}
+			kind, err := parseKindArg(args[0])
+			if err != nil {
+				return err
 			}
 			if len(labels) > 0 && len(args) == 2 {
 				return usageError(errors.New("-l and NAME contradict each other: give one"))
@@ -128,6 +139,58 @@ list says so on stderr.`,
 	return cmd
 }
 
+// allKinds are what 'get all' lists, as kubectl's "all" category: what
+// runs, not its history, configuration or data.
+var allKinds = []api.Kind{api.KindWorkload, api.KindPod, api.KindService, api.KindJob}
+
+// getAll lists each of allKinds in turn (of app, or of every app): one
+// table a kind with objects, a blank line between; KIND/APP/NAME lines
+// with -o name; one List of every object with -o json or yaml.
+func getAll(cmd *cobra.Command, app string, labels map[string]string, selector, output string) error {
+	c, err := newClient(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, out := cmd.Context(), cmd.OutOrStdout()
+	var every []api.Object
+	tables := 0
+	for _, kind := range allKinds {
+		objs, _, err := c.List(ctx, kind, client.ListOptions{App: app, Labels: labels})
+		if err != nil {
+			return err
+		}
+		every = append(every, objs...)
+		switch {
+		case len(objs) == 0 || output == "json" || output == "yaml":
+		case output == "name":
+			for _, o := range objs {
+				if _, err := fmt.Fprintf(out, "%s/%s\n", strings.ToLower(kind.Singular()), objectArg(o)); err != nil {
+					return err
+				}
+			}
+		default:
+			if tables > 0 {
+				fmt.Fprintln(out)
+			}
+			tables++
+			if err := printTable(ctx, c, out, kind, objs, printer.Options{Wide: output == "wide", ShowApp: app == "", KindPrefix: true, Now: time.Now()}); err != nil {
+				return err
+			}
+		}
+	}
+	if output == "json" || output == "yaml" {
+		return printObjects(ctx, c, out, "", every, output, false, false)
+	}
+	if len(every) == 0 {
+		msg := noObjects(ctx, c, "workloads, pods, services or jobs", app)
+		if selector != "" {
+			msg = strings.TrimSuffix(msg, ".") + " with labels " + selector + "."
+		}
+		fmt.Fprintln(cmd.ErrOrStderr(), msg)
+	}
+	return nil
+}
+
 // completeKinds completes KIND, then NAME from the server (APP/NAME
 // without --app).
 func completeKinds(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
@@ -164,7 +227,12 @@ func printObjects(ctx context.Context, c *client.Client, out io.Writer, kind api
 		}
 		return nil
 	}
-	opts := printer.Options{Wide: output == "wide", ShowApp: showApp, Now: time.Now()}
+	return printTable(ctx, c, out, kind, objs, printer.Options{Wide: output == "wide", ShowApp: showApp, Now: time.Now()})
+}
+
+// printTable writes objs of kind as a table; a services table gets its
+// endpoints and the address node ports answer on.
+func printTable(ctx context.Context, c *client.Client, out io.Writer, kind api.Kind, objs []api.Object, opts printer.Options) error {
 	if kind == api.KindService {
 		opts.Endpoints = map[string]*api.Endpoints{}
 		eps, _, err := c.List(ctx, api.KindEndpoints, client.ListOptions{})

@@ -474,3 +474,62 @@ func createPod(t *testing.T, c *client.Client, name, node string) *api.Pod {
 	}
 	return p
 }
+
+// 'get all' said `unknown kind "all"`, and 'describe pods' wanted a
+// name; kubectl users reach for both first. 'get all' lists what runs,
+// kind after kind, each name as KIND/NAME; 'describe KIND' describes
+// every object of the kind.
+func TestGetAllAndDescribeKind(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{})
+	cfg := c.Server.AdminConfigPath()
+	createPod(t, c.Client, "web-1", "n1")
+	createPod(t, c.Client, "web-2", "n1")
+	svc := api.KindService.New().(*api.Service)
+	svc.Metadata = api.ObjectMeta{Name: "web", App: "shop"}
+	svc.Spec.Ports = []api.ServicePort{{Name: "http", Port: 80}}
+	if _, err := c.Client.Create(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args      []string
+		stdout    []string
+		stderr    string
+		notStdout string
+		wantUsage bool
+	}{
+		{args: []string{"get", "all", "--app", "shop"}, stdout: []string{"pod/web-1", "pod/web-2", "ContainerCreating", "\n\nNAME", "service/web "}},
+		{args: []string{"get", "all", "-o", "name"}, stdout: []string{"pod/shop/web-1\n", "pod/shop/web-2\n", "service/shop/web\n"}},
+		{args: []string{"get", "all", "-o", "json"}, stdout: []string{`"kind": "List"`, `"name": "web-2"`, `"kind": "Service"`}},
+		{args: []string{"get", "all", "-l", "nope=1"}, stderr: "No workloads, pods, services or jobs found with labels nope=1.", notStdout: "web"},
+		{args: []string{"get", "all", "--app", "nope"}, stderr: "there is no app nope"},
+		{args: []string{"get", "all", "web-1"}, wantUsage: true},
+		{args: []string{"get", "all", "-w"}, wantUsage: true},
+		{args: []string{"describe", "pods", "--app", "shop"}, stdout: []string{"web-1", "web-2", "image: example/hello:v1", "Events:"}},
+		{args: []string{"describe", "pods", "--app", "nope"}, stderr: "No pods found: there is no app nope"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			out, errOut, err := runSplit(t, append(tt.args, "--config", cfg)...)
+			if tt.wantUsage {
+				if err == nil {
+					t.Fatalf("succeeded:\n%s", out)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\n%s%s", err, out, errOut)
+			}
+			for _, w := range tt.stdout {
+				if !strings.Contains(out, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, out)
+				}
+			}
+			if !strings.Contains(errOut, tt.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.stderr, errOut)
+			}
+			if tt.notStdout != "" && strings.Contains(out, tt.notStdout) {
+				t.Errorf("stdout has %q:\n%s", tt.notStdout, out)
+			}
+		})
+	}
+}
