@@ -114,7 +114,11 @@ func (i *Informer) List() []api.Object {
 	return out
 }
 
-// Revision returns the last revision the cache reflects.
+// Revision returns the revision of the last change, list or bookmark the
+// cache took. On etcd the objects of one transaction share its revision
+// and come one by one: at that revision the cache may hold only the first
+// of them for a moment. A caller that needs a transaction's objects waits
+// for the objects, or for a later revision.
 func (i *Informer) Revision() int64 {
 	i.mu.RLock()
 	defer i.mu.RUnlock()
