@@ -131,6 +131,9 @@ type Etcd struct {
 	closeOnce atomic.Bool
 	// down: the last request to etcd found it unavailable (etcdhealth.go).
 	down atomic.Bool
+	// progressOrdered: every member answers watch progress requests in
+	// order with the events (etcdprogress.go); set once, at open.
+	progressOrdered bool
 
 	// pushHook, when set by a test, sees each event a watcher queued.
 	pushHook func(e *Event)
@@ -192,6 +195,7 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 			}
 		}
 	}
+	s.checkProgressRequests(pctx)
 	s.seen(s.out(resp.Header.Revision))
 	return s, nil
 }

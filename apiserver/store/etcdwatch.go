@@ -19,7 +19,8 @@ import (
 // stream, which requires a leader: a member cut off from the others ends
 // the watch with an error instead of going quiet, and the client resumes
 // through a server that can reach the cluster. Progress comes from
-// etcd's progress notifications, asked for on each call.
+// etcd's progress notifications, asked for on each call where etcd
+// answers such requests in order with the events (etcdprogress.go).
 func (s *Etcd) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	if opts.Kind != "" && !opts.Kind.Valid() {
 		return nil, fmt.Errorf("%w: %q", api.ErrUnknownKind, opts.Kind)
@@ -75,7 +76,9 @@ func (s *Etcd) Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 	ew.ctx = wctx
 	events := ew.watcher.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(since+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	go ew.read(events)
-	go ew.askProgress()
+	if s.progressOrdered {
+		go ew.askProgress()
+	}
 	go func() {
 		s.feedQueue(ctx, w)
 		cancel()
@@ -198,11 +201,26 @@ const progressWait = time.Second
 // progress is the Watcher's Progress: when nothing is queued or in hand,
 // it asks etcd for a progress notification and waits for it (at most
 // progressWait: etcd answers only once the watch has caught up), and
-// returns the revision every event up to which has been delivered.
+// returns the revision every event up to which has been delivered. Of an
+// etcd whose answers may overtake the events it asks nothing: it says
+// what the events and etcd's periodic notifications said.
 func (ew *etcdWatch) progress() (int64, bool) {
 	if ew.pending() {
 		return 0, false
 	}
+	if ew.s.progressOrdered {
+		ew.askAndWait()
+	}
+	rev := ew.known.Load()
+	if ew.pending() || rev == 0 {
+		return 0, false
+	}
+	return rev, true
+}
+
+// askAndWait asks etcd for a progress notification and waits for one, at
+// most progressWait.
+func (ew *etcdWatch) askAndWait() {
 	select {
 	case <-ew.progressed: // an old answer
 	default:
@@ -213,7 +231,6 @@ func (ew *etcdWatch) progress() (int64, bool) {
 	defer t.Stop()
 	again := time.NewTicker(100 * time.Millisecond)
 	defer again.Stop()
-wait:
 	for {
 		select {
 		case ew.ask <- struct{}{}:
@@ -221,19 +238,14 @@ wait:
 		}
 		select {
 		case <-ew.progressed:
-			break wait
+			return
 		case <-again.C:
 		case <-t.C:
-			break wait
+			return
 		case <-ew.ctx.Done():
-			break wait
+			return
 		}
 	}
-	rev := ew.known.Load()
-	if ew.pending() || rev == 0 {
-		return 0, false
-	}
-	return rev, true
 }
 
 // pending says whether events wait for the consumer (or the watch ended).

@@ -9,6 +9,10 @@
 // member, the leader in particular, without touching the network.
 // Stop and Restart take a member down and back up on its data.
 //
+// StartBinary runs one member from the etcd binary on PATH instead (Debian's
+// etcd-server, older than the embedded server), for tests of what an
+// older member does.
+//
 // Concurrency: the methods are safe for concurrent use.
 package etcdtest
 

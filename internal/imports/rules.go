@@ -64,6 +64,7 @@ var allowed = map[string][]string{
 	// Test harnesses.
 	"internal/testimage": {"registry"},
 	"internal/nodetest":  {"agent/network", "agent/runtime", "internal/testenv"},
+	"internal/etcdtest":  {"internal/testenv"},
 	"dns/dnsload/...":    {"dns"},
 	// The forge component plans pull requests with plan (and its
 	// loaders), reads their heads with gitsync, and reads the records
