@@ -388,6 +388,9 @@ func (s *Server) admitCreate(ctx context.Context, role string, obj api.Object) e
 		if err := authorizeEvent(role, ev, s.podNode(ctx)); err != nil {
 			return err
 		}
+		if err := s.limitEvent(ctx, role, ev); err != nil {
+			return err
+		}
 	}
 	if n, ok := obj.(*api.Node); ok {
 		if err := authorizeNodeCreate(role, n); err != nil {

@@ -14,6 +14,7 @@ type metrics struct {
 	connsRefused   *prometheus.CounterVec
 	unauthRefused  prometheus.Counter
 	bodyTimeouts   prometheus.Counter
+	eventsDropped  *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, st store.Store) *metrics {
@@ -43,8 +44,11 @@ func newMetrics(reg *prometheus.Registry, st store.Store) *metrics {
 		bodyTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "capstan_api_body_read_timeouts_total", Help: "Requests cut because their body did not arrive within the body read timeout.",
 		}),
+		eventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "capstan_api_events_dropped_total", Help: "New events refused with 429 by the event limits, by limit (object: one source about one object; source: one source about all).",
+		}, []string{"limit"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.watches, m.streams, m.streamsRefused, m.connsRefused, m.unauthRefused, m.bodyTimeouts,
+	reg.MustRegister(m.requests, m.latency, m.watches, m.streams, m.streamsRefused, m.connsRefused, m.unauthRefused, m.bodyTimeouts, m.eventsDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "capstan_store_revision", Help: "The store's current revision."},
 			func() float64 { return float64(st.Revision()) }))
 	return m

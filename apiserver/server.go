@@ -42,6 +42,10 @@ type Options struct {
 	// EventTTL is how long an event is kept after it was last seen
 	// (default 1 hour).
 	EventTTL time.Duration
+	// EventLimits bound how fast new events are made per source and
+	// object (defaults: Kubernetes' spam filter, 25 then 1 every 5
+	// minutes; see EventLimits).
+	EventLimits EventLimits
 	// MaxStreamsPerToken bounds the watches, log streams and exec sessions
 	// one token may hold open at once; the next is answered 429. Admin
 	// tokens are not bounded. Default 64.
@@ -117,6 +121,9 @@ func (o *Options) validate() error {
 	if o.EventTTL == 0 {
 		o.EventTTL = time.Hour
 	}
+	if err := o.EventLimits.validate(); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		name string
 		v    int
@@ -182,6 +189,7 @@ type Server struct {
 	unauth  chan struct{}
 	ready   atomic.Bool
 	probe   *storeProbe // /readyz's look at the store (readiness.go)
+	events  *eventLimiter
 	// registryAccess goes into join answers (see registry.go).
 	registryAccess atomic.Pointer[wire.RegistryAccess]
 	// keys open the values of secrets (secrets.go).
@@ -243,6 +251,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, store: opts.Store, probe: &storeProbe{st: opts.Store, now: time.Now}, pki: pki, tokens: tokens, mux: http.NewServeMux(),
 		joins: &joins{grants: grants, cluster: alloc.clusterInfo()}, keys: keys}
 	s.metrics = newMetrics(opts.Registry, opts.Store)
+	s.events = newEventLimiter(opts.EventLimits)
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: listen on %s: %w (is another server running? pick another --listen)", opts.Listen, err)

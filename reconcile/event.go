@@ -9,4 +9,7 @@ type Event struct {
 	Type    string // api.EventNormal or api.EventWarning
 	Reason  string
 	Message string
+	// Count is how many times it happened since it was last recorded
+	// (0: once), for a source that merges repeats before it records.
+	Count int32
 }

@@ -14,8 +14,11 @@ import (
 
 // Recorder writes Events: one object per (object, reason), counted up when
 // the same thing happens again to the same object (by UID: the count of a
-// new object of the same name starts over). Recording is best-effort: a failure is
-// logged, never returned, because an event must not fail a reconcile.
+// new object of the same name starts over), with the latest message.
+// Recording is best-effort: a failure is logged, never returned, because
+// an event must not fail a reconcile. A new event the server's event
+// limits drop (429) is logged at debug level only: the server records on
+// the object that it drops them.
 type Recorder struct {
 	Client   *client.Client
 	Reporter string
@@ -39,6 +42,7 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 		clock = r.Now
 	}
 	now := clock()
+	n := max(e.Count, 1)
 	sum := sha256.Sum256([]byte(string(e.Object.Kind) + "/" + e.Object.Name + "/" + e.Reason))
 	name := eventName(e.Object.Name, hex.EncodeToString(sum[:4]))
 	key := api.Key{Kind: api.KindEvent, App: e.Object.App, Name: name}
@@ -48,11 +52,17 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 			ev := api.KindEvent.New().(*api.Event)
 			ev.Metadata = api.ObjectMeta{Name: name, App: e.Object.App}
 			ev.Spec = api.EventSpec{Object: e.Object, Type: e.Type, Reason: e.Reason, Message: e.Message, Reporter: r.Reporter,
-				Count: 1, FirstSeen: now, LastSeen: now}
-			if _, err = r.Client.Create(ctx, ev); err == nil || !client.IsAlreadyExists(err) {
-				if err != nil {
-					log.Warn("record event", "event", key, "err", err)
-				}
+				Count: n, FirstSeen: now, LastSeen: now}
+			_, err = r.Client.Create(ctx, ev)
+			switch {
+			case client.IsTooManyRequests(err):
+				// The server's event limits: it records on the object
+				// that it drops them, and counts them.
+				log.Debug("record event: dropped by the server's event limits", "event", key, "err", err)
+			case err != nil && !client.IsAlreadyExists(err):
+				log.Warn("record event", "event", key, "err", err)
+			}
+			if !client.IsAlreadyExists(err) {
 				return
 			}
 			continue
@@ -68,7 +78,7 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 			// over rather than carrying on the old one's.
 			ev.Spec.Count, ev.Spec.FirstSeen = 0, now
 		}
-		ev.Spec.Count++
+		ev.Spec.Count += n
 		ev.Spec.LastSeen, ev.Spec.Message, ev.Spec.Object, ev.Spec.Type = now, e.Message, e.Object, e.Type
 		if _, err = r.Client.Update(ctx, ev); err == nil || !client.IsConflict(err) {
 			if err != nil {

@@ -74,3 +74,21 @@ func TestRecorderNewObjectSameName(t *testing.T) {
 			e.Object.UID, e.Count, e.FirstSeen, now, start)
 	}
 }
+
+// A source that merged repeats before recording (the agent, within its
+// dedup window) gives their number: the stored count adds it up.
+func TestRecorderAddsCount(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	r := &reconcile.Recorder{Client: cl.Client, Reporter: "test"}
+	obj := api.ObjectRef{Kind: api.KindPod, App: "shop", Name: "web-1", UID: "u1"}
+	for _, n := range []int32{5, 0, 3} {
+		r.Record(t.Context(), reconcile.Event{Object: obj, Type: api.EventWarning, Reason: "Unhealthy", Message: "probe failed", Count: n})
+	}
+	objs, _, err := cl.Client.List(t.Context(), api.KindEvent, client.ListOptions{App: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].(*api.Event).Spec.Count != 9 {
+		t.Fatalf("events %v, want one counted to 9 (5, then 1 for a count of 0, then 3)", objs)
+	}
+}

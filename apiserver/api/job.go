@@ -242,15 +242,20 @@ func validateJobPolicy(errs *ErrorList, s *WorkloadSpec, path string) {
 
 // JobName is the name of a run of workload: the workload's name, cut so
 // that "-suffix" fits a DNS label, then "-suffix".
-func JobName(workload, suffix string) string {
+func JobName(workload, suffix string) string { return SuffixedName(workload, suffix) }
+
+// SuffixedName is name cut so that "-suffix" fits a DNS label (and ends
+// in no '-'), then "-suffix": the name of an object made for another
+// (a job run, an event).
+func SuffixedName(name, suffix string) string {
 	max := MaxLabelLen - 1 - len(suffix)
-	if len(workload) > max {
-		workload = workload[:max]
-		for len(workload) > 0 && workload[len(workload)-1] == '-' {
-			workload = workload[:len(workload)-1]
+	if len(name) > max {
+		name = name[:max]
+		for len(name) > 0 && name[len(name)-1] == '-' {
+			name = name[:len(name)-1]
 		}
 	}
-	return fmt.Sprintf("%s-%s", workload, suffix)
+	return fmt.Sprintf("%s-%s", name, suffix)
 }
 
 // validateBatchSpec checks a workload's everyNode and dependsOn fields.

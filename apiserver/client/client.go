@@ -137,6 +137,10 @@ func FailedStep(err error) (int, bool) {
 // IsForbidden reports a 403.
 func IsForbidden(err error) bool { return hasCode(err, http.StatusForbidden) }
 
+// IsTooManyRequests reports a 429: a limit refused the request (an event
+// limit, a stream limit).
+func IsTooManyRequests(err error) bool { return hasCode(err, http.StatusTooManyRequests) }
+
 // IsUnauthorized reports whether the server refused the credentials
 // (401: unknown, revoked or expired).
 func IsUnauthorized(err error) bool { return hasCode(err, http.StatusUnauthorized) }
