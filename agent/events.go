@@ -32,9 +32,11 @@ const (
 // events records the agent's events about pods. Repeats are merged twice:
 // the same (pod, reason, message) is sent at most once per dedup window (a
 // failing probe or a back-off loop would otherwise write on every pass),
-// and the recorder counts repeats of a (pod, reason) up on one Event
-// object. Sending is asynchronous and never blocks a worker; when the API
-// is slow and the queue is full, events are dropped with a log line.
+// its repeats in between counted and sent with the next one (or by flush,
+// once the window is over), so that the stored count is how often it
+// happened; and the recorder counts repeats of a (pod, reason) up on one
+// Event object. Sending is asynchronous and never blocks a worker; when the
+// API is slow and the queue is full, events are dropped with a log line.
 type events struct {
 	rec    *reconcile.Recorder
 	now    func() time.Time
@@ -43,7 +45,14 @@ type events struct {
 	queue  chan reconcile.Event
 
 	mu   sync.Mutex
-	sent map[string]time.Time // pod uid/reason/message -> last sent
+	sent map[string]*sentEvent // pod uid/reason/message -> last sent
+}
+
+// sentEvent is an event sent within the window and its repeats since.
+type sentEvent struct {
+	at      time.Time
+	ev      reconcile.Event
+	repeats int32
 }
 
 func newEvents(c *client.Client, node string, now func() time.Time, log *slog.Logger) *events {
@@ -51,7 +60,7 @@ func newEvents(c *client.Client, node string, now func() time.Time, log *slog.Lo
 		rec: &reconcile.Recorder{Client: c, Reporter: "agent/" + node, Logger: log, Now: now},
 		now: now, log: log, window: eventDedupWindow,
 		queue: make(chan reconcile.Event, eventQueueSize),
-		sent:  map[string]time.Time{},
+		sent:  map[string]*sentEvent{},
 	}
 }
 
@@ -61,8 +70,9 @@ func podRef(key, uid string) api.ObjectRef {
 	return api.ObjectRef{Kind: api.KindPod, App: app, Name: name, UID: uid}
 }
 
-// emit queues an event unless the same one went out within the window. It
-// reports whether it queued it.
+// emit queues an event unless the same one went out within the window
+// (then it is counted, to go out with the next). It reports whether it
+// queued it.
 func (e *events) emit(ref api.ObjectRef, typ, reason, message string) bool {
 	if e == nil || ref.Name == "" {
 		return false
@@ -72,36 +82,66 @@ func (e *events) emit(ref api.ObjectRef, typ, reason, message string) bool {
 	}
 	key := ref.UID + "/" + reason + "/" + message
 	now := e.now()
+	ev := reconcile.Event{Object: ref, Type: typ, Reason: reason, Message: message, Count: 1}
 	e.mu.Lock()
-	if last, ok := e.sent[key]; ok && now.Sub(last) < e.window {
+	if s, ok := e.sent[key]; ok && now.Sub(s.at) < e.window {
+		s.repeats++
 		e.mu.Unlock()
 		return false
+	} else if ok {
+		ev.Count += s.repeats
 	}
-	e.sent[key] = now
-	for k, t := range e.sent { // keep the map small: forget what has expired
-		if len(e.sent) < 1024 {
-			break
-		}
-		if now.Sub(t) >= e.window {
-			delete(e.sent, k)
-		}
-	}
+	e.sent[key] = &sentEvent{at: now, ev: ev}
 	e.mu.Unlock()
+	return e.send(ev)
+}
+
+func (e *events) send(ev reconcile.Event) bool {
 	select {
-	case e.queue <- reconcile.Event{Object: ref, Type: typ, Reason: reason, Message: message}:
+	case e.queue <- ev:
 		return true
 	default:
-		e.log.Warn("event dropped: the queue is full", "object", ref.App+"/"+ref.Name, "reason", reason)
+		e.log.Warn("event dropped: the queue is full", "object", ev.Object.App+"/"+ev.Object.Name, "reason", ev.Reason, "count", ev.Count)
 		return false
 	}
 }
 
-// run writes queued events until ctx ends.
+// flush sends the repeats counted for events whose window is over, and
+// forgets the events without repeats whose window is over.
+func (e *events) flush() {
+	now := e.now()
+	var out []reconcile.Event
+	e.mu.Lock()
+	for k, s := range e.sent {
+		if now.Sub(s.at) < e.window {
+			continue
+		}
+		if s.repeats == 0 {
+			delete(e.sent, k)
+			continue
+		}
+		ev := s.ev
+		ev.Count = s.repeats
+		s.at, s.repeats = now, 0
+		out = append(out, ev)
+	}
+	e.mu.Unlock()
+	for _, ev := range out {
+		e.send(ev)
+	}
+}
+
+// run writes queued events, and every window the counted repeats, until
+// ctx ends.
 func (e *events) run(ctx context.Context) {
+	t := time.NewTicker(e.window)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-t.C:
+			e.flush()
 		case ev := <-e.queue:
 			e.rec.Record(ctx, ev)
 		}
