@@ -213,6 +213,29 @@ func TestEventsTableOldestFirst(t *testing.T) {
 	}
 }
 
+// An event repeated 10,000 times read "0s" in get events, like one seen
+// once (its count only under -o wide), and its object "Pod/web-1", which
+// --for and describe did not take; now "5s (x10000 over 17m)" and
+// "pod/web-1", as kubectl events prints them.
+func TestEventsTableCountAndObject(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	e := api.KindEvent.New().(*api.Event)
+	e.Metadata = api.ObjectMeta{Name: "web-1-x", App: "shop"}
+	e.Spec = api.EventSpec{Object: api.ObjectRef{Kind: api.KindPod, App: "shop", Name: "web-1"}, Type: api.EventWarning, Reason: "Unhealthy",
+		Message: "probe failed", Count: 10000, FirstSeen: now.Add(-17 * time.Minute), LastSeen: now.Add(-5 * time.Second)}
+	once := api.Clone(e)
+	once.Spec.Count, once.Spec.FirstSeen, once.Spec.Reason = 1, once.Spec.LastSeen, "Killing"
+	var b strings.Builder
+	if err := Table(&b, api.KindEvent, []api.Object{e, once}, Options{Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "5s (x10000 over 17m)") || !strings.Contains(lines[1], " pod/web-1 ") ||
+		!strings.HasPrefix(lines[2], "5s ") || strings.Contains(lines[2], "(x") {
+		t.Errorf("events table:\n%s\nwant the repeated one's LAST SEEN to be 5s (x10000 over 17m), the other's 5s, OBJECT pod/web-1", b.String())
+	}
+}
+
 // TestEventsAboutMatchesUID: describe of an ordered replica made again
 // (same name, new UID) leaves out the events of the earlier one, and keeps
 // events that name no UID.

@@ -121,6 +121,16 @@ func age(t time.Time, opts *Options) string {
 	return Age(opts.Now.Sub(t))
 }
 
+// lastSeen is when e was last seen and, when it repeated, how often
+// since when: "3s (x12 over 2m)", as kubectl events shows it.
+func lastSeen(e api.EventSpec, opts *Options) string {
+	s := age(e.LastSeen, opts)
+	if e.Count > 1 && !e.FirstSeen.IsZero() {
+		s += fmt.Sprintf(" (x%d over %s)", e.Count, age(e.FirstSeen, opts))
+	}
+	return s
+}
+
 var nameCol = column{name: "NAME", cell: func(o api.Object, _ *Options) string { return o.Meta().Name }}
 var ageCol = column{name: "AGE", cell: func(o api.Object, opts *Options) string { return age(o.Meta().CreatedAt, opts) }}
 
@@ -255,12 +265,13 @@ func columnsFor(kind api.Kind) []column {
 		return volumeColumns(nameCol, ageCol)
 	case api.KindEvent:
 		return []column{
-			{name: "LAST SEEN", cell: func(o api.Object, opts *Options) string { return age(o.(*api.Event).Spec.LastSeen, opts) }},
+			{name: "LAST SEEN", cell: func(o api.Object, opts *Options) string { return lastSeen(o.(*api.Event).Spec, opts) }},
 			{name: "TYPE", cell: func(o api.Object, _ *Options) string { return o.(*api.Event).Spec.Type }},
 			{name: "REASON", cell: func(o api.Object, _ *Options) string { return o.(*api.Event).Spec.Reason }},
 			{name: "OBJECT", cell: func(o api.Object, _ *Options) string {
 				r := o.(*api.Event).Spec.Object
-				return strings.TrimSuffix(r.Kind.Singular(), "s") + "/" + r.Name
+				// kubectl's spelling, which --for and describe take.
+				return strings.ToLower(r.Kind.Singular()) + "/" + r.Name
 			}},
 			{name: "COUNT", wide: true, cell: func(o api.Object, _ *Options) string { return strconv.Itoa(int(o.(*api.Event).Spec.Count)) }},
 			{name: "MESSAGE", cell: func(o api.Object, _ *Options) string { return o.(*api.Event).Spec.Message }},
