@@ -22,6 +22,7 @@ import (
 func newGetCmd() *cobra.Command {
 	var app, output, selector string
 	var all, watch, watchEvents bool
+	var evf eventFlags
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
 		Short: "List objects of a kind, or show one",
@@ -32,6 +33,8 @@ workloads, pods, services and jobs, as kubectl's), or show one by name
 as in kubectl). Without --app, objects of every app are listed. An empty
 list says so on stderr.`,
 		Example: `  capstan get pods --app shop
+  capstan get events --for pod/shop/web-1 --types Warning -w
+  capstan get events -A --field-selector involvedObject.kind=Pod,reason=BackOff
   capstan get pod shop/frontend-x7k2p -o yaml
   capstan get pods --app shop -o name
   capstan get nodes -o wide
@@ -69,6 +72,13 @@ list says so on stderr.`,
 			if len(labels) > 0 && len(args) == 2 {
 				return usageError(errors.New("-l and NAME contradict each other: give one"))
 			}
+			keep, err := evf.selector(kind, app)
+			if err != nil {
+				return err
+			}
+			if keep != nil && len(args) == 2 {
+				return usageError(fmt.Errorf("%s and NAME contradict each other: give one", strings.Join(evf.given(), ", ")))
+			}
 			var k api.Key
 			if len(args) == 2 {
 				if k, err = objectKey(kind, args[1], app); err != nil {
@@ -101,7 +111,12 @@ list says so on stderr.`,
 			}
 			showApp := app == ""
 			if len(args) == 2 {
-				objs = slices.DeleteFunc(objs, func(o api.Object) bool { return o.Meta().Name != k.Name })
+				keep = func(o api.Object) bool { return o.Meta().Name == k.Name }
+			}
+			if keep != nil {
+				objs = slices.DeleteFunc(objs, func(o api.Object) bool { return !keep(o) })
+			}
+			if len(args) == 2 {
 				if len(objs) == 0 {
 					return listHint(ctx, c, &client.StatusError{Code: http.StatusNotFound, Reason: wire.ReasonNotFound, Message: k.String() + ": not found"}, k)
 				}
@@ -115,6 +130,9 @@ list says so on stderr.`,
 				if selector != "" {
 					msg = strings.TrimSuffix(msg, ".") + " with labels " + selector + "."
 				}
+				if given := evf.given(); len(given) > 0 {
+					msg = strings.TrimSuffix(msg, ".") + " for " + strings.Join(given, ", ") + "."
+				}
 				fmt.Fprintln(cmd.ErrOrStderr(), msg)
 			}
 			// With -w an empty table still gets its header: the rows of
@@ -127,7 +145,7 @@ list says so on stderr.`,
 			if !watch {
 				return nil
 			}
-			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, client.ListOptions{App: app, Labels: labels}, k.Name, showApp, rev, output, watchEvents)
+			return watchObjects(ctx, c, out, cmd.ErrOrStderr(), kind, client.ListOptions{App: app, Labels: labels}, keep, showApp, rev, output, watchEvents)
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "limit to one app")
@@ -135,6 +153,9 @@ list says so on stderr.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, wide, json, yaml, or name (each object as commands take it, APP/NAME or NAME, one a line)")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after listing, print changes as they happen")
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "only objects with these labels: key=value[,key=value] (e.g. -l capstan.io/workload=frontend)")
+	cmd.Flags().StringVar(&evf.forObject, "for", "", "events: only those about this object, KIND/NAME (with --app) or KIND/APP/NAME, as kubectl events --for (e.g. --for pod/shop/web-1)")
+	cmd.Flags().StringVar(&evf.types, "types", "", "events: only those of these types, Normal or Warning (comma-separated), as kubectl events --types")
+	cmd.Flags().StringVar(&evf.fields, "field-selector", "", "events: only those with these fields, FIELD=VALUE or FIELD!=VALUE[,...]: involvedObject.kind, involvedObject.name, involvedObject.namespace (the app), involvedObject.uid, type, reason, source, metadata.name")
 	cmd.Flags().BoolVar(&watchEvents, "output-watch-events", false, `with -w and -o json or yaml: print each change as {"type": ADDED, MODIFIED or DELETED, "object": ...}, so that a deletion can be told from a change`)
 	return cmd
 }
@@ -295,7 +316,7 @@ func printValue(out io.Writer, output string, v any) error {
 // resumes from the last revision printed, on the next server of the client
 // config, so -w runs until Ctrl-C. Only a revision the server no longer has
 // (compacted, or a store restored since) ends it.
-func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, list client.ListOptions, name string, showApp bool, since int64, output string, events bool) error {
+func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, kind api.Kind, list client.ListOptions, keep func(api.Object) bool, showApp bool, since int64, output string, events bool) error {
 	// The output reflects every change up to rev; with partial, only those
 	// before rev and the keys in printed: on etcd the events of one
 	// transaction share its revision, so a watch cut after an event
@@ -326,7 +347,7 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 			continue
 		}
 		lastErr = nil
-		delivered, err := printWatch(ctx, c, w, out, kind, name, showApp, output, events, &rev, &partial, printed)
+		delivered, err := printWatch(ctx, c, w, out, kind, keep, showApp, output, events, &rev, &partial, printed)
 		w.Close()
 		var pe *printError
 		switch {
@@ -351,10 +372,10 @@ func watchObjects(ctx context.Context, c *client.Client, out, errOut io.Writer, 
 }
 
 // printWatch prints the events of w not yet printed (see watchObjects), of
-// the object name when it is set, moving rev on, until the stream ends; it
+// the objects keep keeps when it is set, moving rev on, until the stream ends; it
 // says whether the stream delivered anything. An error writing the output
 // is a *printError.
-func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.Writer, kind api.Kind, name string, showApp bool, output string, events bool, rev *int64, partial *bool, printed map[string]bool) (bool, error) {
+func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.Writer, kind api.Kind, keep func(api.Object) bool, showApp bool, output string, events bool, rev *int64, partial *bool, printed map[string]bool) (bool, error) {
 	for delivered := false; ; delivered = true {
 		e, err := w.Next()
 		if err != nil {
@@ -376,7 +397,7 @@ func printWatch(ctx context.Context, c *client.Client, w *client.Watch, out io.W
 			continue // printed before the watch resumed
 		}
 		printed[key] = true
-		if name != "" && e.Object.Meta().Name != name {
+		if keep != nil && !keep(e.Object) {
 			continue
 		}
 		if err := printEvent(ctx, c, out, kind, showApp, output, events, e); err != nil {

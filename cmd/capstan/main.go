@@ -195,7 +195,7 @@ func newRootCmd() *cobra.Command {
 		kubectlVerb("edit", fromGit),
 		kubectlVerb("create", fromGit),
 		kubectlVerb("patch", fromGit),
-		kubectlVerb("events", "'capstan get events [--app APP]' lists them, 'capstan describe KIND NAME' shows an object's"),
+		kubectlVerb("events", "'capstan get events [--app APP] [--for KIND/NAME] [--types Warning] [-w]' lists them, 'capstan describe KIND NAME' shows an object's"),
 	)
 	markUsageErrors(root, usageExit)
 	return root

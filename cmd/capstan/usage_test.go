@@ -63,7 +63,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"apply", "-f", "web.yaml"}, 2, "there is no 'capstan apply': objects come from the git repository: commit the change and push it"},
 		{[]string{"rollout", "undo", "shop", "--to-revision", "2"}, 2, "there is no 'capstan rollout undo': 'capstan rollback APP --to SHA'"},
 		{[]string{"rollout", "history", "shop"}, 2, "there is no 'capstan rollout history': 'capstan history APP'"},
-		{[]string{"events"}, 2, "'capstan get events [--app APP]'"},
+		{[]string{"events"}, 2, "'capstan get events [--app APP] [--for KIND/NAME]"},
 		// Only rollout status keeps 1 for its usage errors.
 		{[]string{"rollout", "frob"}, 2, `unknown command "frob" for "capstan rollout"`},
 		{[]string{"rollout", "status", "--bogus"}, 1, "unknown flag: --bogus"},
