@@ -40,7 +40,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"get", "pods", "--app", "shop", "-A"}, 2, "contradict"},
 		{[]string{"get", "pods", "web-1"}, 2, "give --app APP or APP/NAME"},
 		{[]string{"get", "pods", "a", "b"}, 2, "capstan get --help"},
-		{[]string{"describe", "pod"}, 2, "capstan describe --help"},
+		{[]string{"describe"}, 2, "capstan describe --help"},
 		{[]string{"delete", "widget", "x"}, 2, `unknown kind "widget"`},
 		// A kubectl user's kind names the Capstan kind that plays its part.
 		{[]string{"get", "deploy"}, 2, `unknown kind "deploy": Kubernetes' deployments, stateful sets, daemon sets and cron jobs are Capstan's workloads, an app's pod groups ('capstan get workloads'); kinds: nodes,`},
