@@ -210,6 +210,14 @@ func FuzzDecode(f *testing.F) {
 		if a, b := mustJSON(t, obj), mustJSON(t, old); a != b {
 			t.Fatalf("%s decodes differently:\n%s\n%s", k, a, b)
 		}
+		// A client reads what a server accepts, to the same object.
+		lenient, err := DecodeFromServer(k, data)
+		if err != nil {
+			t.Fatalf("%s: Decode accepts, DecodeFromServer refuses: %v\n%q", k, err, data)
+		}
+		if a, b := mustJSON(t, obj), mustJSON(t, lenient); a != b {
+			t.Fatalf("%s: DecodeFromServer decodes differently:\n%s\n%s", k, a, b)
+		}
 		_ = Validate(obj) // must not panic on anything that decodes
 		b, err := json.Marshal(obj)
 		if err != nil {

@@ -18,14 +18,32 @@ import (
 // encoding/json (faster there, and the stored bytes stay the same).
 var decodeOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectUnknownMembers(true))
 
+// skewDecodeOptions are decodeOptions that drop unknown fields (see
+// DecodeFromServer).
+var skewDecodeOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectUnknownMembers(false))
+
 // Decode parses the JSON of one object of kind k, refusing unknown fields
 // and trailing data, and checks that its kind field matches.
 func Decode(k Kind, data []byte) (Object, error) {
+	return decode(k, data, decodeOptions)
+}
+
+// DecodeFromServer is Decode for what a client reads from an API server,
+// which may be newer than the client (docs/cluster.md#upgrading: servers
+// are upgraded before agents and CLIs): fields this binary does not know
+// are dropped, as client-go drops them, instead of failing every read of
+// an object a newer server gave a new field. What a server reads from a
+// request stays strict (Decode).
+func DecodeFromServer(k Kind, data []byte) (Object, error) {
+	return decode(k, data, skewDecodeOptions)
+}
+
+func decode(k Kind, data []byte, opts jsonv2.Options) (Object, error) {
 	obj := k.New()
 	if obj == nil {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, k)
 	}
-	if err := jsonv2.Unmarshal(data, obj, decodeOptions); err != nil {
+	if err := jsonv2.Unmarshal(data, obj, opts); err != nil {
 		return nil, fmt.Errorf("%w: decode %s: %w", ErrInvalid, k.Singular(), err)
 	}
 	if obj.GetKind() == "" {
@@ -39,6 +57,16 @@ func Decode(k Kind, data []byte) (Object, error) {
 
 // DecodeAny parses an object whose kind is read from its kind field.
 func DecodeAny(data []byte) (Object, error) {
+	return decodeAny(data, decodeOptions)
+}
+
+// DecodeAnyFromServer is DecodeAny for what a client reads from an API
+// server: unknown fields are dropped (see DecodeFromServer).
+func DecodeAnyFromServer(data []byte) (Object, error) {
+	return decodeAny(data, skewDecodeOptions)
+}
+
+func decodeAny(data []byte, opts jsonv2.Options) (Object, error) {
 	kind, ok := leadingKind(data)
 	if !ok {
 		var tm TypeMeta
@@ -51,7 +79,7 @@ func DecodeAny(data []byte) (Object, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}
-	return Decode(k, data)
+	return decode(k, data, opts)
 }
 
 // leadingKind reads the kind field of an object that begins with it, as
