@@ -19,6 +19,7 @@ import (
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/version"
 )
 
 // Agent runs the pods bound to one node.
@@ -205,12 +206,37 @@ func (a *Agent) run(ctx context.Context) error {
 // registerRetrying registers the node, retrying with back-off while the
 // API server cannot be reached; a refusal (forbidden, invalid) is final.
 func (a *Agent) registerRetrying(ctx context.Context, ready bool, reason, msg string) (*api.Node, error) {
+	if err := a.checkServerVersion(ctx); err != nil {
+		return nil, err
+	}
 	var n *api.Node
 	err := a.retrying(ctx, "register node", func() (err error) {
 		n, err = a.register(ctx, ready, reason, msg)
 		return err
 	})
 	return n, err
+}
+
+// checkServerVersion refuses to go on when the API server is older than
+// this agent (or of another major version): servers are upgraded first
+// (docs/cluster.md#upgrading), and a newer agent may write what the older
+// server refuses or drops.
+func (a *Agent) checkServerVersion(ctx context.Context) error {
+	var sv version.Info
+	err := a.retrying(ctx, "read the API server's version", func() (err error) {
+		sv, err = a.opts.Client.ServerVersion(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
+	}
+	if err := version.CheckAgent(a.opts.Version, sv.Version); err != nil {
+		return fmt.Errorf("node %s: %w", a.opts.NodeName, err)
+	}
+	if !version.Comparable(a.opts.Version) || !version.Comparable(sv.Version) {
+		a.log.Debug("agent and API server versions not compared: one is a development build", "agent", a.opts.Version, "server", sv.Version)
+	}
+	return nil
 }
 
 // retrying calls fn until it succeeds, with a growing delay, while the

@@ -14,7 +14,6 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
-	"github.com/capstanhq/capstan/version"
 )
 
 // hostInfo is what the node reports about its machine.
@@ -78,7 +77,7 @@ func (a *Agent) desiredNode(ready bool, reason, msg string) *api.Node {
 		Addresses: []api.NodeAddress{{Type: "InternalIP", Address: a.address}, {Type: "Hostname", Address: o.NodeName}},
 		Conditions: []api.Condition{{Type: api.NodeReady, Status: status, Reason: reason, Message: msg,
 			LastTransitionTime: o.Now().UTC()}},
-		Info:        api.NodeInfo{AgentVersion: version.Version, OS: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: a.host.Kernel},
+		Info:        api.NodeInfo{AgentVersion: o.Version, OS: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: a.host.Kernel},
 		DaemonPorts: api.NodeDaemonPorts{Agent: a.servePort()},
 	}
 	return n

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/apiservertest"
 	"github.com/capstanhq/capstan/apiserver/client"
 	"github.com/capstanhq/capstan/internal/testenv"
+	"github.com/capstanhq/capstan/version"
 )
 
 func TestParseMemTotal(t *testing.T) {
@@ -225,5 +227,41 @@ func TestHeartbeatRefusedSaysJoinAgain(t *testing.T) {
 		return strings.Contains(logs.String(), "restart the agent with --token")
 	}) {
 		t.Fatalf("no advice to join again within 30s; the log:\n%s", logs.String())
+	}
+}
+
+// Version skew (docs/cluster.md#upgrading): an agent newer than its API
+// server is refused before it registers, saying to upgrade the servers
+// first; an older agent registers and shows its version on the Node.
+func TestRegisterChecksServerVersion(t *testing.T) {
+	c := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Version: version.Info{Version: "v1.4.2"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		agent string
+		want  string // substring of the error; empty for none
+	}{
+		{"v1.5.0", "agent v1.5.0 is newer than the API server v1.4.2: upgrade the servers first"},
+		{"v2.0.0", "a different major version"},
+		{"v1.3.7", ""},
+		{"v1.4.2", ""},
+	} {
+		a, err := New(Options{Client: c.Token(t, "node:n1"), NodeName: "n1", Address: "192.0.2.7", Version: tc.agent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := a.registerRetrying(ctx, false, "AgentStarting", "")
+		if tc.want != "" {
+			if err == nil || ctx.Err() != nil || !errors.Is(err, version.ErrSkew) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("agent %s, server v1.4.2: register = %v (ctx %v), want a fast refusal containing %q", tc.agent, err, ctx.Err(), tc.want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("agent %s, server v1.4.2: %v", tc.agent, err)
+		}
+		if n.Status.Info.AgentVersion != tc.agent {
+			t.Errorf("agent %s: the Node shows agentVersion %q", tc.agent, n.Status.Info.AgentVersion)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/capstanhq/capstan/agent/runtime"
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/version"
 )
 
 // Defaults of Options.
@@ -126,6 +127,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Version is the agent's version, shown on its Node and compared with
+	// the API server's before it registers (version.CheckAgent). Default
+	// version.Version, this binary's.
+	Version string
 }
 
 // RunDirFor is the run directory that belongs to the agent data directory
@@ -189,6 +194,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Version == "" {
+		o.Version = version.Version
 	}
 	return nil
 }

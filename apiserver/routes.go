@@ -6,7 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/capstanhq/capstan/apiserver/wire"
-	"github.com/capstanhq/capstan/version"
 )
 
 // routes registers every route the API server serves; this is the one
@@ -36,7 +35,7 @@ func (s *Server) routes() {
 	// Health and identity: no token needed.
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz) // readiness.go
-	s.mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, version.Get()) })
+	s.mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.opts.Version) })
 	metrics := promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{})
 	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := s.authenticateMember(r); err != nil {

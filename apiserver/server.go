@@ -19,6 +19,7 @@ import (
 	"github.com/capstanhq/capstan/apiserver/store"
 	"github.com/capstanhq/capstan/apiserver/wire"
 	"github.com/capstanhq/capstan/secrets"
+	"github.com/capstanhq/capstan/version"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -97,6 +98,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the time (default time.Now).
 	Now func() time.Time
+	// Version is what GET /version answers (default version.Get(), this
+	// binary's); agents compare theirs with it (version.CheckAgent).
+	Version version.Info
 }
 
 func (o *Options) validate() error {
@@ -164,6 +168,9 @@ func (o *Options) validate() error {
 	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Version == (version.Info{}) {
+		o.Version = version.Get()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

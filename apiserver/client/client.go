@@ -20,6 +20,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/wire"
+	"github.com/capstanhq/capstan/version"
 )
 
 // Client talks to the API server, or to one of several servers of the
@@ -543,3 +544,10 @@ func (w *Watch) Next() (Event, error) {
 
 // Close ends the stream.
 func (w *Watch) Close() error { return w.body.Close() }
+
+// ServerVersion returns the version of the API server that answers.
+func (c *Client) ServerVersion(ctx context.Context) (version.Info, error) {
+	var v version.Info
+	err := c.Do(ctx, http.MethodGet, "/version", nil, &v)
+	return v, err
+}
