@@ -25,10 +25,10 @@ func CheckAgent(agent, server string) error {
 	if a == "" || s == "" {
 		return nil
 	}
-	switch c := semver.Compare(semver.MajorMinor(a), semver.MajorMinor(s)); {
+	switch {
 	case semver.Major(a) != semver.Major(s):
 		return fmt.Errorf("%w: agent %s, API server %s: a different major version; upgrade the servers, then every agent, one major at a time", ErrSkew, agent, server)
-	case c > 0:
+	case MinorAfter(a, s):
 		return fmt.Errorf("%w: agent %s is newer than the API server %s: upgrade the servers first, then the agents (an agent may be older than its servers, never newer), or run the agent of the servers' version", ErrSkew, agent, server)
 	}
 	return nil
@@ -36,6 +36,20 @@ func CheckAgent(agent, server string) error {
 
 // Comparable reports whether v is a semantic version CheckAgent compares.
 func Comparable(v string) bool { return canonical(v) != "" }
+
+// After reports whether a is a later release than b, by semantic
+// version precedence; false when either is not Comparable.
+func After(a, b string) bool {
+	ca, cb := canonical(a), canonical(b)
+	return ca != "" && cb != "" && semver.Compare(ca, cb) > 0
+}
+
+// MinorAfter reports whether a is a later major.minor release than b;
+// false when either is not Comparable.
+func MinorAfter(a, b string) bool {
+	ca, cb := canonical(a), canonical(b)
+	return ca != "" && cb != "" && semver.Compare(semver.MajorMinor(ca), semver.MajorMinor(cb)) > 0
+}
 
 // canonical returns v as a semantic version with its leading "v" (as git
 // describe on a tag such as v1.2.3 gives, or without the "v"), or "" when

@@ -30,6 +30,28 @@ func TestCheckAgent(t *testing.T) {
 	}
 }
 
+func TestMinorAfter(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"v1.5.0", "v1.4.9", true},
+		{"v1.5.0-rc.1", "v1.4.9", true},
+		{"v1.4.9", "v1.4.0", false}, // a patch is not a minor (After: true)
+		{"v1.4.0", "v1.5.0", false},
+		{"v2.0.0", "v1.9.0", true},
+		{"dev", "v1.0.0", false},
+		{"v1.0.0", "84a5072", false},
+	} {
+		if got := MinorAfter(tc.a, tc.b); got != tc.want {
+			t.Errorf("MinorAfter(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+		if tc.want && !After(tc.a, tc.b) {
+			t.Errorf("After(%q, %q) = false, want true (a later minor)", tc.a, tc.b)
+		}
+	}
+}
+
 func FuzzCheckAgent(f *testing.F) {
 	for _, s := range []string{"v1.2.3", "1.2", "v1.2.3-rc.1+meta", "dev", "84a5072", "v01.2.3", ""} {
 		f.Add(s, "v1.2.3")

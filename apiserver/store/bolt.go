@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/capstanhq/capstan/apiserver/api"
+	"github.com/capstanhq/capstan/version"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -48,6 +49,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives store diagnostics (default: discard).
 	Logger *slog.Logger
+	// Version is the release opening the store, recorded in it; a store a
+	// later minor release opened is refused (see checkFormat). Default
+	// version.Version, this binary's.
+	Version string
 }
 
 // DefaultInitialMmapSize is Options.InitialMmapSize's default.
@@ -83,6 +88,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Version == "" {
+		o.Version = version.Version
 	}
 	if o.MaxEvents < 0 || o.MaxEventAge < 0 || o.CompactInterval < 0 || o.WatchBuffer < 0 || o.WatchBufferBytes < 0 || o.MaxBatch < 0 || o.CompactBatch < 0 || o.InitialMmapSize < 0 {
 		return errors.New("store options: limits must not be negative")
@@ -175,6 +183,9 @@ func Open(path string, opts Options) (*Bolt, error) {
 			return err
 		}
 		if err := makeBuckets(tx); err != nil {
+			return err
+		}
+		if err := checkFormat(tx.Bucket(bucketMeta), opts.Version); err != nil {
 			return err
 		}
 		s.rev.Store(readInt(tx.Bucket(bucketMeta), keyRev))

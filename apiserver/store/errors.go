@@ -31,6 +31,9 @@ var (
 	// ErrNotStore: Open was given a bbolt file that is not a Capstan
 	// store (an etcd snapshot, say); it is left untouched.
 	ErrNotStore = errors.New("not a Capstan store")
+	// ErrNewerStore: Open was given a store a newer Capstan wrote (a
+	// later store format or minor release); it is left untouched.
+	ErrNewerStore = errors.New("the store was written by a newer Capstan")
 	// ErrIncompleteMigration: an etcd prefix holds a copy that capstan
 	// store migrate is still making, or was cut off in (the server
 	// stopped mid-copy): no server may run on it; the error says how to
