@@ -19,7 +19,7 @@ import (
 var decodeOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectUnknownMembers(true))
 
 // skewDecodeOptions are decodeOptions that drop unknown fields (see
-// DecodeFromServer).
+// DecodeLenient).
 var skewDecodeOptions = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv2.RejectUnknownMembers(false))
 
 // Decode parses the JSON of one object of kind k, refusing unknown fields
@@ -28,13 +28,15 @@ func Decode(k Kind, data []byte) (Object, error) {
 	return decode(k, data, decodeOptions)
 }
 
-// DecodeFromServer is Decode for what a client reads from an API server,
-// which may be newer than the client (docs/cluster.md#upgrading: servers
-// are upgraded before agents and CLIs): fields this binary does not know
-// are dropped, as client-go drops them, instead of failing every read of
-// an object a newer server gave a new field. What a server reads from a
-// request stays strict (Decode).
-func DecodeFromServer(k Kind, data []byte) (Object, error) {
+// DecodeLenient is Decode for what a newer Capstan may have written
+// (docs/cluster.md#upgrading): fields this binary does not know are
+// dropped, as client-go and the Kubernetes API server drop them, instead
+// of failing every read of an object a newer release gave a new field.
+// Clients read what servers send with it (servers are upgraded before
+// agents and CLIs), and the store what it holds (during a rolling upgrade
+// of several servers on one etcd, the older ones read what the newer ones
+// wrote). What a server reads from a request stays strict (Decode).
+func DecodeLenient(k Kind, data []byte) (Object, error) {
 	return decode(k, data, skewDecodeOptions)
 }
 
@@ -60,9 +62,9 @@ func DecodeAny(data []byte) (Object, error) {
 	return decodeAny(data, decodeOptions)
 }
 
-// DecodeAnyFromServer is DecodeAny for what a client reads from an API
-// server: unknown fields are dropped (see DecodeFromServer).
-func DecodeAnyFromServer(data []byte) (Object, error) {
+// DecodeAnyLenient is DecodeAny dropping unknown fields (see
+// DecodeLenient).
+func DecodeAnyLenient(data []byte) (Object, error) {
 	return decodeAny(data, skewDecodeOptions)
 }
 

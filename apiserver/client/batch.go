@@ -199,7 +199,7 @@ func (c *Client) sendBatch(batch []*queuedCreate) {
 		case r.Status != nil:
 			q.answer(nil, r.Status)
 		default:
-			q.answer(api.DecodeFromServer(q.kind, r.Object))
+			q.answer(api.DecodeLenient(q.kind, r.Object))
 		}
 	}
 }

@@ -248,7 +248,7 @@ func decodeObject(k api.Kind, resp *http.Response) (api.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	return api.DecodeFromServer(k, data)
+	return api.DecodeLenient(k, data)
 }
 
 func (c *Client) objectCall(ctx context.Context, method, path string, k api.Kind, in any) (api.Object, error) {
@@ -394,7 +394,7 @@ func (c *Client) List(ctx context.Context, kind api.Kind, opts ListOptions) ([]a
 			out = make([]api.Object, 0, len(l.Items))
 		}
 		for _, raw := range l.Items {
-			obj, err := api.DecodeFromServer(kind, raw)
+			obj, err := api.DecodeLenient(kind, raw)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -535,7 +535,7 @@ func (w *Watch) Next() (Event, error) {
 		}
 		return Event{Type: e.Type, Revision: rev}, nil
 	}
-	obj, err := api.DecodeFromServer(w.kind, e.Object)
+	obj, err := api.DecodeLenient(w.kind, e.Object)
 	if err != nil {
 		return Event{}, err
 	}

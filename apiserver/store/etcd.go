@@ -382,7 +382,7 @@ func decodeValue(kind api.Kind, v []byte, rev int64) (api.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	obj, err := api.Decode(kind, data)
+	obj, err := api.DecodeLenient(kind, data)
 	if err != nil {
 		return nil, err
 	}

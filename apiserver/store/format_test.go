@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -108,5 +109,83 @@ func TestOpenRefusesStoreOfNewerRelease(t *testing.T) {
 	editMeta(t, path, func(meta *bolt.Bucket) error { return writeInt(meta, keyFormat, storeFormat+1) })
 	if _, err := open("dev"); !errors.Is(err, ErrNewerStore) || !strings.Contains(err.Error(), "store format 2") {
 		t.Fatalf("a store of a later format: %v, want ErrNewerStore", err)
+	}
+}
+
+// addUnknownField gives the stored object at k a field this binary does
+// not know, as a newer server writing it would.
+func addUnknownField(t *testing.T, s Backend, k api.Key) {
+	t.Helper()
+	add := func(v []byte) []byte {
+		out := bytes.Replace(v, []byte(`"spec":{`), []byte(`"spec":{"fieldOfTomorrow":{"on":true},`), 1)
+		if bytes.Equal(out, v) {
+			t.Fatalf("no spec in the stored %s: %s", k, v)
+		}
+		return out
+	}
+	ctx := context.Background()
+	switch s := s.(type) {
+	case *Bolt:
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket([]byte(k.Kind))
+			return b.Put(objectKey(k), add(b.Get(objectKey(k))))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	case *Etcd:
+		resp, err := s.cli.Get(ctx, s.objectKey(k))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("get the stored %s: %v", k, err)
+		}
+		if _, err := s.cli.Put(ctx, s.objectKey(k), string(add(resp.Kvs[0].Value))); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("no way to write into a %T", s)
+	}
+}
+
+// Servers of two releases share an etcd store during a rolling upgrade
+// (docs/cluster.md#upgrading): the older ones read, watch and update
+// objects the newer ones gave fields they do not know. Before, the store
+// refused to decode such an object ("unknown field"), so every Get, List
+// and update of it failed on the older servers.
+func TestReadsObjectsOfNewerServer(t *testing.T) { eachBackend(t, testReadsObjectsOfNewerServer) }
+
+func testReadsObjectsOfNewerServer(t *testing.T, b backend) {
+	ctx := context.Background()
+	s, _ := b.open(t, Options{})
+	created, err := s.Create(ctx, testPod("shop", "web-1", "n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := api.KeyOf(created)
+	wctx, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	w, err := s.Watch(wctx, WatchOptions{Kind: api.KindPod, Since: created.Meta().ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addUnknownField(t, s, k)
+
+	got, err := s.Get(ctx, k)
+	if err != nil || got.(*api.Pod).Spec.NodeName != "n1" {
+		t.Fatalf("get of an object a newer server wrote: %v, %v", got, err)
+	}
+	objs, _, err := s.List(ctx, api.KindPod, ListOptions{})
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("list of an object a newer server wrote: %d objects, %v", len(objs), err)
+	}
+	p := got.(*api.Pod)
+	p.Status.Phase = api.PodRunning
+	if _, err := s.Update(ctx, p); err != nil {
+		t.Fatalf("update of an object a newer server wrote: %v", err)
+	}
+	if _, ok := s.(*Etcd); ok { // the direct write is an event on etcd alone
+		ev := collect(t, w, 1)[0]
+		if obj, err := ev.Decode(); err != nil || obj.(*api.Pod).Spec.NodeName != "n1" {
+			t.Fatalf("watch event of an object a newer server wrote: %v", err)
+		}
 	}
 }

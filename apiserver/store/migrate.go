@@ -67,7 +67,7 @@ func (s *Bolt) Dump(ctx context.Context, each func(int64, Record) error) (int64,
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				obj, err := api.Decode(kind, v)
+				obj, err := api.DecodeLenient(kind, v)
 				if err != nil {
 					return fmt.Errorf("decode %s/%s: %w", kind, k, err)
 				}

@@ -56,7 +56,7 @@ func (s *Bolt) ListPage(_ context.Context, kind api.Kind, opts ListOptions, afte
 		}
 		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if decode {
-				obj, err := api.Decode(kind, v)
+				obj, err := api.DecodeLenient(kind, v)
 				if err != nil {
 					return fmt.Errorf("decode %s/%s: %w", kind, k, err)
 				}

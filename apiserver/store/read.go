@@ -22,7 +22,7 @@ func (s *Bolt) Get(_ context.Context, k api.Key) (api.Object, error) {
 			return fmt.Errorf("%s: %w", k, ErrNotFound)
 		}
 		var err error
-		obj, err = api.Decode(k.Kind, v)
+		obj, err = api.DecodeLenient(k.Kind, v)
 		return err
 	})
 	return obj, err
@@ -44,7 +44,7 @@ func (s *Bolt) List(_ context.Context, kind api.Kind, opts ListOptions) ([]api.O
 			prefix = []byte(opts.App + "/")
 		}
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			obj, err := api.Decode(kind, v)
+			obj, err := api.DecodeLenient(kind, v)
 			if err != nil {
 				return fmt.Errorf("decode %s/%s: %w", kind, k, err)
 			}

@@ -176,4 +176,4 @@ type Event struct {
 }
 
 // Decode parses the event's object.
-func (e Event) Decode() (api.Object, error) { return api.Decode(e.Key.Kind, e.Object) }
+func (e Event) Decode() (api.Object, error) { return api.DecodeLenient(e.Key.Kind, e.Object) }

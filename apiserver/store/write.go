@@ -88,7 +88,7 @@ func (w *txWriter) storedObject(k api.Key, rv int64) (*bolt.Bucket, []byte, api.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	obj, err := api.Decode(k.Kind, old)
+	obj, err := api.DecodeLenient(k.Kind, old)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("decode stored %s: %w", k, err)
 	}
@@ -182,7 +182,7 @@ func (w *txWriter) update(obj api.Object) (api.Object, error) {
 // generation when the spec differs from oldSpec, the put and its event.
 func (w *txWriter) replace(b *bolt.Bucket, k api.Key, old []byte, oldSpec json.RawMessage, obj api.Object) (api.Object, error) {
 	if h := w.updateHooks(k.Kind); h != nil {
-		oldObj, err := api.Decode(k.Kind, old)
+		oldObj, err := api.DecodeLenient(k.Kind, old)
 		if err != nil {
 			return nil, fmt.Errorf("decode stored %s: %w", k, err)
 		}

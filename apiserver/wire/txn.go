@@ -161,7 +161,7 @@ func (r *TxnResponse) UnmarshalJSON(data []byte) error {
 	}
 	r.Objects = make([]api.Object, 0, len(raw.Objects))
 	for _, b := range raw.Objects {
-		obj, err := api.DecodeAnyFromServer(b)
+		obj, err := api.DecodeAnyLenient(b)
 		if err != nil {
 			return err
 		}
