@@ -28,6 +28,11 @@ type Config struct {
 	// Registry, when set, says how to reach the cluster's embedded
 	// registry and with which credentials.
 	Registry *RegistryAccess `json:"registry,omitempty"`
+
+	// Ignored, after LoadConfig, says what of the file this binary did
+	// not read (fields it does not know, as in a config a newer Capstan
+	// wrote), for the caller to warn about; "" when nothing. Not saved.
+	Ignored string `json:"-"`
 }
 
 // URLs returns Server and then Servers, without trailing slashes, blanks
@@ -75,8 +80,15 @@ func LoadConfig(path string) (*Config, error) {
 // parseConfig reads and validates a config file's bytes.
 func parseConfig(data []byte) (*Config, error) {
 	var c Config
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
-		return nil, fmt.Errorf("client config: %w", err)
+	if strictErr := yaml.UnmarshalStrict(data, &c); strictErr != nil {
+		// A newer Capstan may have written fields this one does not know
+		// (admin.yaml of an upgraded server, read by an older CLI): read
+		// the rest, and say what was left, rather than refuse the file.
+		c = Config{}
+		if err := yaml.Unmarshal(data, &c); err != nil {
+			return nil, fmt.Errorf("client config: %w", strictErr)
+		}
+		c.Ignored = strictErr.Error()
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -75,6 +75,41 @@ func TestLoadConfigServersList(t *testing.T) {
 	}
 }
 
+// A config a newer Capstan wrote (admin.yaml of an upgraded server, read
+// by a CLI one release behind) may hold fields this one does not know:
+// it loads, and Ignored names one for a warning. Before, the CLI refused
+// the file ('error unmarshaling JSON: ... unknown field "registry"', seen
+// with a week-old capstan on this release's admin.yaml).
+func TestLoadConfigOfNewerRelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "admin.yaml")
+	data := "server: https://a:7443\nca: x\ntoken: t\nsessionCache: {size: 3}\nregistry: {hosts: [a:5000], username: u, password: p, mirror: b}\n"
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("a config with fields of a newer release: %v", err)
+	}
+	if c.Server != "https://a:7443" || c.Token != "t" || c.Registry == nil || c.Registry.Password != "p" {
+		t.Fatalf("the known fields were not read: %+v", c)
+	}
+	if !strings.Contains(c.Ignored, `unknown field "mirror"`) && !strings.Contains(c.Ignored, `unknown field "sessionCache"`) {
+		t.Fatalf("Ignored = %q, want it to name an unknown field", c.Ignored)
+	}
+	if err := os.WriteFile(path, []byte(data+"token: again\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := LoadConfig(path); err == nil && c.Ignored == "" {
+		t.Fatal("a repeated key was read without a word")
+	}
+	if err := os.WriteFile(path, []byte("server: [unclosed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(path); err == nil {
+		t.Fatal("a config that is not YAML loaded")
+	}
+}
+
 // FuzzParseConfig: whatever admin.yaml or node.yaml holds, reading it does
 // not panic; a config it accepts validates, and saving it and reading it
 // back gives the same config (SaveConfig loses nothing LoadConfig read).
@@ -93,6 +128,9 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if err := c.Validate(); err != nil {
 			t.Fatalf("accepted %q, which does not validate: %v", data, err)
+		}
+		if c.Ignored != "" && !strings.Contains(c.Ignored, "error") {
+			t.Fatalf("Ignored %q of %q says nothing", c.Ignored, data)
 		}
 		saved, err := yaml.Marshal(c)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
+	"github.com/capstanhq/capstan/version"
 	"github.com/spf13/cobra"
 )
 
@@ -41,6 +42,9 @@ func loadClientConfig(cmd *cobra.Command) (*client.Config, error) {
 	}
 	if w := exposedConfig(path, cfg); w != "" {
 		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+	}
+	if cfg.Ignored != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: the client config %s holds what this capstan (%s) does not read, left aside (%s): a newer Capstan wrote it? upgrade this binary\n", path, version.Version, cfg.Ignored)
 	}
 	if len(servers) > 0 {
 		cfg.Server, cfg.Servers = "", servers // in place of the config's
