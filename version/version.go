@@ -1,4 +1,6 @@
-// Package version holds the build's version, set by the linker.
+// Package version holds the build's version, set by the linker, and the
+// rules for which versions work together during an upgrade (skew.go,
+// docs/cluster.md#upgrading). It holds no other state.
 package version
 
 import "runtime"
