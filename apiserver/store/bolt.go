@@ -53,6 +53,9 @@ type Options struct {
 	// later minor release opened is refused (see checkFormat). Default
 	// version.Version, this binary's.
 	Version string
+	// NoRecord leaves Version out of the store: for a tool that checks a
+	// file a server of another release is to serve (capstan restore).
+	NoRecord bool
 }
 
 // DefaultInitialMmapSize is Options.InitialMmapSize's default.
@@ -185,7 +188,7 @@ func Open(path string, opts Options) (*Bolt, error) {
 		if err := makeBuckets(tx); err != nil {
 			return err
 		}
-		if err := checkFormat(tx.Bucket(bucketMeta), opts.Version); err != nil {
+		if err := checkFormat(tx.Bucket(bucketMeta), opts.Version, !opts.NoRecord); err != nil {
 			return err
 		}
 		s.rev.Store(readInt(tx.Bucket(bucketMeta), keyRev))

@@ -106,6 +106,17 @@ func TestOpenRefusesStoreOfNewerRelease(t *testing.T) {
 		}
 	}
 
+	// capstan restore opens the file a server is to serve, and leaves
+	// the version alone.
+	s, err = Open(path, Options{Version: "v1.9.0", NoRecord: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, v := readMeta(t, path); v != "v1.4.1" {
+		t.Fatalf("an open with NoRecord by v1.9.0 recorded version %q", v)
+	}
+
 	editMeta(t, path, func(meta *bolt.Bucket) error { return writeInt(meta, keyFormat, storeFormat+1) })
 	if _, err := open("dev"); !errors.Is(err, ErrNewerStore) || !strings.Contains(err.Error(), "store format 2") {
 		t.Fatalf("a store of a later format: %v, want ErrNewerStore", err)

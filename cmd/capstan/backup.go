@@ -251,7 +251,9 @@ func prepareRestoredStore(dir string, m backup.Manifest, bump int64) error {
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	st, err := store.Open(path, store.Options{})
+	// NoRecord: the server that serves it, maybe of another release
+	// than this binary, records its own version.
+	st, err := store.Open(path, store.Options{NoRecord: true})
 	if err != nil {
 		return fmt.Errorf("restore: the restored store: %w", err)
 	}
