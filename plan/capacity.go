@@ -132,9 +132,7 @@ func dryRun(p *Plan, base, head *schema.Result, live *Live) *Capacity {
 		snap.AddPod(pod)
 	}
 	for _, v := range live.Volumes {
-		if v.Spec.NodeName != "" {
-			snap.SetVolume(v.Metadata.App, v.Metadata.Name, v.Spec.NodeName)
-		}
+		snap.SetVolume(v)
 	}
 	baseApps, headApps := results(base), results(head)
 	var needs []need

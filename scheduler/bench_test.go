@@ -64,7 +64,7 @@ func BenchmarkScheduleVolumes(b *testing.B) {
 		w := fmt.Sprintf("w%d", i%100)
 		p := makePod("bench", api.OrdinalPodName(w, i/100), "100m", "128Mi", w)
 		p.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("1Gi")}}}
-		snap.SetVolume("bench", api.VolumeName(p.Metadata.Name, "data"), fmt.Sprintf("node-%05d", i%nodes))
+		snap.SetVolume(makeVolume("bench", api.VolumeName(p.Metadata.Name, "data"), fmt.Sprintf("node-%05d", i%nodes), "1Gi", "1Gi"))
 		pods[i] = p
 	}
 	for _, p := range pods {

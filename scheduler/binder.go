@@ -179,9 +179,17 @@ func (s *Scheduler) nodeChanged(old, n *api.Node) {
 	// Only a change that can make room retries unschedulable pods, so
 	// status churn does not turn into a hot loop.
 	if before == nil || after.Ready && !before.Ready || !after.Unschedulable && before.Unschedulable ||
-		after.Allocatable != before.Allocatable || !sameLabels(after.Labels, before.Labels) {
+		after.Allocatable != before.Allocatable || !sameLabels(after.Labels, before.Labels) ||
+		volumeRoomGrew(before.Node, n) {
 		s.retryUnschedulable()
 	}
+}
+
+// volumeRoomGrew reports whether node n reports more free space for
+// volumes than before (or no longer reports it, and so is not filtered).
+func volumeRoomGrew(before, n *api.Node) bool {
+	b, a := before.Status.VolumeStorage, n.Status.VolumeStorage
+	return b != nil && (a == nil || a.Available.Value() > b.Available.Value())
 }
 
 func sameLabels(a, b map[string]string) bool {

@@ -30,7 +30,8 @@ type UnschedulableError struct {
 	Pod     string
 	Message string
 	// Detail is Result.Detail: what the pod requests against the most
-	// free, when CPU or memory rejected a node; "" otherwise.
+	// free, when CPU, memory or room for volumes rejected a node; ""
+	// otherwise.
 	Detail  string
 	Reasons []Reason
 }
@@ -68,13 +69,16 @@ func requiredMessage(node string, found int, counted string) string {
 	return fmt.Sprintf("%s (the pod may only run on node %s)", counted, node)
 }
 
-// shortfall remembers, among the nodes rejected for CPU or for memory, the
-// one with the most of that resource free, and among those rejected for a
-// host port, the first by name (the first by name on a tie, so that the
-// message does not change with the sampling offset).
+// shortfall remembers, among the nodes rejected for CPU, for memory or
+// for room for volumes, the one with the most of that resource free, and
+// among those rejected for a host port, the first by name (the first by
+// name on a tie, so that the message does not change with the sampling
+// offset).
 type shortfall struct {
 	cpu, memory      int64 // most free, in millis
 	cpuNode, memNode string
+	disk             int64 // most free for volumes, in bytes
+	diskNode         string
 	portNode         *NodeInfo
 }
 
@@ -88,6 +92,10 @@ func (s *shortfall) note(reason string, n *NodeInfo) {
 		if free := n.Allocatable.MilliMemory - n.Requested.MilliMemory; s.memNode == "" || free > s.memory || free == s.memory && n.Name < s.memNode {
 			s.memory, s.memNode = free, n.Name
 		}
+	case ReasonVolumeSpace:
+		if free, _ := n.snap.volumeFree(n); s.diskNode == "" || free > s.disk || free == s.disk && n.Name < s.diskNode {
+			s.disk, s.diskNode = free, n.Name
+		}
 	case ReasonHostPorts:
 		if s.portNode == nil || n.Name < s.portNode.Name {
 			s.portNode = n
@@ -97,9 +105,11 @@ func (s *shortfall) note(reason string, n *NodeInfo) {
 
 // detail renders "; cpu: the pod requests 2, at most 1500m is free (on
 // n2); lower the request or add room" for each resource that rejected a
-// node, and "; host port TCP/8080 is taken on n1 by pod shop/web-0: ..."
-// when a host port did, or "" when none did.
-func (s *shortfall) detail(pod *podInfo) string {
+// node, "; disk: the pod's new persistent volumes take 2Gi, ..." when
+// room for volumes did, and "; host port TCP/8080 is taken on n1 by pod
+// shop/web-0: ..." when a host port did, or "" when none did.
+func (s *shortfall) detail(c *candidate) string {
+	pod := c.info
 	req := pod.request
 	var parts []string
 	if s.cpuNode != "" {
@@ -114,6 +124,10 @@ func (s *shortfall) detail(pod *podInfo) string {
 	if len(parts) > 0 {
 		out = "; " + strings.Join(parts, "; ") + "; lower the request, or free or add room"
 	}
+	if s.diskNode != "" {
+		out += fmt.Sprintf("; disk: the pod's new persistent volumes take %s, at most %s is free for volumes (on %s); lower the volume's size, free room on a node's disk (AGENT_DATA_DIR/volumes), or add a node",
+			api.FormatBytes(c.newVolumeBytes), bytesDown(max(s.disk, 0)), s.diskNode)
+	}
 	if s.portNode != nil {
 		hp, holder := s.portNode.hostPortHolder(pod.hostPorts)
 		out += fmt.Sprintf("; host port %s/%d is taken on %s by pod %s: give the group another hostPort, or move that pod away",
@@ -122,11 +136,14 @@ func (s *shortfall) detail(pod *podInfo) string {
 	return out
 }
 
-// memory renders milli-bytes for a person: in Mi, Gi, Ti... when that is
+// memory renders milli-bytes for a person as bytesDown does.
+func memory(milli int64) string { return bytesDown(milli / 1000) }
+
+// bytesDown renders bytes for a person: in Mi, Gi, Ti... when that is
 // exact, else rounded down to Mi (to Ki under 1Mi), so that free room is
 // never overstated.
-func memory(milli int64) string {
-	switch bytes := milli / 1000; {
+func bytesDown(bytes int64) string {
+	switch {
 	case bytes < 1<<10:
 		return fmt.Sprint(bytes)
 	case bytes < 1<<20:

@@ -9,6 +9,9 @@ type candidate struct {
 	info *podInfo
 	// volumeNode is the node holding the pod's persistent volumes, if any.
 	volumeNode string
+	// newVolumeBytes is what its persistent volumes that do not exist
+	// yet take on the node it goes to.
+	newVolumeBytes int64
 	// spread counts the pods of the pod's workload on each node that has
 	// any (nil for none, or no workload).
 	spread map[*NodeInfo]int32

@@ -54,6 +54,9 @@ func describeNode(n *NodeInfo) string {
 		api.NewMilliQuantity(n.Requested.MilliCPU, api.DecimalSI), api.NewMilliQuantity(n.Allocatable.MilliCPU, api.DecimalSI),
 		api.NewMilliQuantity(n.Requested.MilliMemory, api.BinarySI), api.NewMilliQuantity(n.Allocatable.MilliMemory, api.BinarySI),
 		n.Requested.Pods, n.Allocatable.Pods)
+	if free, known := n.snap.volumeFree(n); known {
+		s += " disk-free=" + api.FormatBytes(free)
+	}
 	if len(n.hostPorts) > 0 {
 		ports := make([]string, 0, len(n.hostPorts))
 		for hp := range n.hostPorts {
@@ -71,4 +74,16 @@ func describeNode(n *NodeInfo) string {
 		s += " workloads=" + joinSorted(ws)
 	}
 	return s
+}
+
+// makeVolume returns the persistent volume app/name bound to node, of
+// size, whose node made it at capacity ("" for not made yet).
+func makeVolume(app, name, node, size, capacity string) *api.PersistentVolume {
+	v := api.KindVolume.New().(*api.PersistentVolume)
+	v.Metadata.App, v.Metadata.Name = app, name
+	v.Spec.NodeName, v.Spec.Size = node, api.MustParseQuantity(size)
+	if capacity != "" {
+		v.Status.Capacity = api.MustParseQuantity(capacity)
+	}
+	return v
 }

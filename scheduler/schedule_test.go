@@ -3,6 +3,8 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,12 +17,14 @@ import (
 
 // TestSchedule runs the scenario scripts in testdata. Commands:
 //
-//	node name=N cpu=Q memory=Q [pods=K] [ready=false] [cordoned] [labels=(k=v,...)]
+//	node name=N cpu=Q memory=Q [pods=K] [ready=false] [cordoned] [labels=(k=v,...)] [disk=Q]
 //	nodes-bulk prefix=P count=K cpu=Q memory=Q [pods=K]
 //	remove-node name=N
 //	pod app=A name=N [cpu=Q] [memory=Q] [workload=W] [hostport=(80,...)] [node=N] [required=N] [phase=P]
 //	remove-pod app=A name=N
-//	schedule app=A name=N [pod fields] [selector=(k=v,...)] [bind] [percentage=P]
+//	volume app=A name=N node=N size=Q [capacity=Q]
+//	remove-volume app=A name=N
+//	schedule app=A name=N [pod fields] [selector=(k=v,...)] [volumes=(name=Q,...)] [bind] [percentage=P]
 //	schedule-many app=A prefix=P count=K [pod fields] [percentage=P]
 //	nodes
 //
@@ -75,6 +79,11 @@ func runScheduleCmd(t *testing.T, snap *Snapshot, d *datadriven.TestData) string
 		p.Spec.NodeName = str("node", "")
 		p.Spec.RequiredNode = str("required", "")
 		p.Status.Phase = str("phase", "")
+		vols := kv("volumes")
+		for _, name := range slices.Sorted(maps.Keys(vols)) {
+			size := vols[name]
+			p.Spec.Volumes = append(p.Spec.Volumes, api.Volume{Name: name, Persistent: &api.PersistentSource{Size: api.MustParseQuantity(size)}})
+		}
 		return p
 	}
 	stack := func() (*Stack, error) {
@@ -88,6 +97,10 @@ func runScheduleCmd(t *testing.T, snap *Snapshot, d *datadriven.TestData) string
 		}
 		n.Spec.Unschedulable = d.HasArg("cordoned")
 		n.Metadata.Labels = kv("labels")
+		if disk := str("disk", ""); disk != "" {
+			// The agent's report: free space of a 100Gi file system.
+			n.Status.VolumeStorage = &api.NodeVolumeStorage{Capacity: api.MustParseQuantity("100Gi"), Available: api.MustParseQuantity(disk)}
+		}
 		snap.UpdateNode(n)
 		return describeNode(snap.Node(n.Metadata.Name))
 	case "nodes-bulk":
@@ -110,6 +123,16 @@ func runScheduleCmd(t *testing.T, snap *Snapshot, d *datadriven.TestData) string
 		return "not counted"
 	case "remove-pod":
 		snap.RemovePod(str("app", "default"), str("name", ""))
+		return "ok"
+	case "volume":
+		v := makeVolume(str("app", "default"), str("name", ""), str("node", ""), str("size", ""), str("capacity", ""))
+		snap.SetVolume(v)
+		if ni := snap.Node(v.Spec.NodeName); ni != nil {
+			return describeNode(ni)
+		}
+		return "on unknown node " + v.Spec.NodeName
+	case "remove-volume":
+		snap.RemoveVolume(str("app", "default"), str("name", ""))
 		return "ok"
 	case "schedule":
 		p := pod(str("name", ""))

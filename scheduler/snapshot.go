@@ -224,8 +224,11 @@ type Snapshot struct {
 	spread map[workloadID]map[*NodeInfo]int32
 	// next is where the next sampled search starts in order.
 	next int
-	// volumes maps app/name of each persistent volume to its node.
-	volumes map[string]string
+	// volumes maps app/name of each persistent volume to its node and
+	// the bytes it will still take there; pendingBytes sums those by
+	// node (volumeFree).
+	volumes      map[string]volumeInfo
+	pendingBytes map[string]int64
 }
 
 // NewSnapshot returns an empty snapshot.

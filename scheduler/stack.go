@@ -20,6 +20,7 @@ var (
 		{ReasonTooManyPods, podCount},
 		{ReasonCPU, cpuFits},
 		{ReasonMemory, memoryFits},
+		{ReasonVolumeSpace, volumeSpaceFits},
 		{ReasonHostPorts, hostPortsFree},
 	}
 	// selectorFilter is the index of the node selector filter.
@@ -84,9 +85,9 @@ type Result struct {
 	// Message and Reasons say why no node fits, when none does. Message
 	// counts the nodes by reason; Detail names the node selector labels
 	// no node has (selectorDetail) and, when CPU or memory rejected a
-	// node, says how much the pod asks for and the most any of those nodes
-	// has free, and where (shortfall.detail), so that the user knows
-	// what to change.
+	// node, or room for its new persistent volumes did, says how much
+	// the pod asks for and the most any of those nodes has free, and
+	// where (shortfall.detail), so that the user knows what to change.
 	Message string
 	Detail  string
 	Reasons []Reason
@@ -123,7 +124,7 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 		c.spread = snap.spread[c.info.workload]
 	}
 	var volume string
-	c.volumeNode, volume = snap.volumeNode(pod)
+	c.volumeNode, volume, c.newVolumeBytes = snap.volumeNode(pod)
 	// A pod pinned to its node is tried there alone: the search costs one
 	// node, not the cluster, and leaves the sampling offset alone.
 	order, pinned := snap.order, pod.Spec.RequiredNode != ""
@@ -175,7 +176,7 @@ func (s *Stack) Schedule(pod *api.Pod, snap *Snapshot) (Result, error) {
 		if pinned {
 			res.Message = requiredMessage(pod.Spec.RequiredNode, n, res.Message)
 		}
-		res.Detail = short.detail(c.info)
+		res.Detail = short.detail(c)
 		if rejected[selectorFilter] > 0 {
 			res.Detail = selectorDetail(pod.Spec.NodeSelector, snap) + res.Detail
 		}

@@ -12,41 +12,111 @@ import (
 // of the pod: a replica whose volume exists runs only where it is.
 const ReasonVolumeNode = "persistent volume on another node"
 
-// SetVolume records that the persistent volume app/name is on node.
-func (s *Snapshot) SetVolume(app, name, node string) {
-	if s.volumes == nil {
-		s.volumes = map[string]string{}
+// ReasonVolumeSpace counts the nodes whose disk has no room for the
+// pod's new persistent volumes.
+const ReasonVolumeSpace = "insufficient disk for volumes"
+
+// volumeInfo is what the snapshot keeps of a persistent volume: its node,
+// and the bytes it will still take there (pending): its whole size until
+// the node made it, the difference while a growth waits, else 0. The
+// node's reported free space does not count those yet.
+type volumeInfo struct {
+	node    string
+	pending int64
+}
+
+// SetVolume records the persistent volume v, bound to its spec.nodeName
+// (one without a node is as good as none).
+func (s *Snapshot) SetVolume(v *api.PersistentVolume) {
+	key := v.Metadata.App + "/" + v.Metadata.Name
+	if v.Spec.NodeName == "" {
+		s.removeVolume(key)
+		return
 	}
-	s.volumes[app+"/"+name] = node
+	s.setVolume(key, volumeInfo{node: v.Spec.NodeName,
+		pending: max(v.Spec.Size.Value()-v.Status.Capacity.Value(), 0)})
+}
+
+func (s *Snapshot) setVolume(key string, vi volumeInfo) {
+	if s.volumes == nil {
+		s.volumes = map[string]volumeInfo{}
+		s.pendingBytes = map[string]int64{}
+	}
+	s.removeVolume(key)
+	s.volumes[key] = vi
+	if vi.pending > 0 {
+		s.pendingBytes[vi.node] += vi.pending
+	}
 }
 
 // RemoveVolume forgets the persistent volume app/name.
-func (s *Snapshot) RemoveVolume(app, name string) { delete(s.volumes, app+"/"+name) }
+func (s *Snapshot) RemoveVolume(app, name string) { s.removeVolume(app + "/" + name) }
+
+func (s *Snapshot) removeVolume(key string) {
+	old, ok := s.volumes[key]
+	if !ok {
+		return
+	}
+	delete(s.volumes, key)
+	if old.pending > 0 {
+		if s.pendingBytes[old.node] -= old.pending; s.pendingBytes[old.node] <= 0 {
+			delete(s.pendingBytes, old.node)
+		}
+	}
+}
 
 // VolumeNode returns the node holding the persistent volume app/name, or
 // "" when it does not exist (yet).
-func (s *Snapshot) VolumeNode(app, name string) string { return s.volumes[app+"/"+name] }
+func (s *Snapshot) VolumeNode(app, name string) string { return s.volumes[app+"/"+name].node }
 
 // volumeNode returns the node pod must run on because one of its
-// persistent volumes is there ("" for anywhere), and which volume says so.
-// Volumes on two different nodes pin the pod to none ("\x00", no node
-// name can match); a pod with no persistent volume costs one loop.
-func (s *Snapshot) volumeNode(pod *api.Pod) (node, volume string) {
+// persistent volumes is there ("" for anywhere), and which volume says
+// so, and the bytes its volumes that do not exist yet will take on the
+// node it goes to. Volumes on two different nodes pin the pod to none
+// ("\x00", no node name can match); a pod with no persistent volume costs
+// one loop.
+func (s *Snapshot) volumeNode(pod *api.Pod) (node, volume string, newBytes int64) {
 	for _, v := range pod.Spec.Volumes {
 		if v.Persistent == nil {
 			continue
 		}
 		name := api.VolumeName(pod.Metadata.Name, v.Name)
-		n := s.volumes[pod.Metadata.App+"/"+name]
+		n := s.volumes[pod.Metadata.App+"/"+name].node
 		switch {
 		case n == "":
+			newBytes += v.Persistent.Size.Value()
 		case node == "":
 			node, volume = n, name
 		case n != node:
-			return "\x00", name
+			return "\x00", name, newBytes
 		}
 	}
-	return node, volume
+	return node, volume, newBytes
+}
+
+// volumeFree returns the bytes n's disk has free for new volumes: what
+// its agent last reported, less what the volumes bound to it and not
+// made or grown yet will take; known is false when its agent reports
+// nothing (an older agent), and the node is then not filtered.
+func (s *Snapshot) volumeFree(n *NodeInfo) (free int64, known bool) {
+	vs := n.Node.Status.VolumeStorage
+	if vs == nil {
+		return 0, false
+	}
+	return vs.Available.Value() - s.pendingBytes[n.Name], true
+}
+
+// volumeSpaceFits is the filter: a node takes the pod's new persistent
+// volumes only when its disk has room for them, as Kubernetes' storage
+// capacity tracking places a claim where its storage class has room. A
+// volume that exists is never moved (volumeOnNode), and its growth is
+// the node's to do or refuse.
+func volumeSpaceFits(c *candidate, n *NodeInfo) bool {
+	if c.newVolumeBytes == 0 {
+		return true
+	}
+	free, known := n.snap.volumeFree(n)
+	return !known || c.newVolumeBytes <= free
 }
 
 // volumeOnNode is the filter: a pod whose volume exists fits only on the
@@ -69,7 +139,7 @@ func (s *Snapshot) missingVolumes(pod *api.Pod, node string) ([]*api.PersistentV
 			continue
 		}
 		name := api.VolumeName(pod.Metadata.Name, v.Name)
-		if s.volumes[pod.Metadata.App+"/"+name] != "" {
+		if s.volumes[pod.Metadata.App+"/"+name].node != "" {
 			continue
 		}
 		workload := api.WorkloadOf(pod)
@@ -112,7 +182,7 @@ func (s *Scheduler) createVolumes(ctx context.Context, pod *api.Pod, node string
 			return fmt.Errorf("pod %s: create volume %s on node %s: %w", api.KeyOf(pod), v.Metadata.Name, node, err)
 		}
 		s.mu.Lock()
-		s.snap.SetVolume(v.Metadata.App, v.Metadata.Name, node)
+		s.snap.SetVolume(v)
 		s.mu.Unlock()
 	}
 	return nil
@@ -122,9 +192,8 @@ func (s *Scheduler) createVolumes(ctx context.Context, pod *api.Pod, node string
 // removed frees the replicas it pinned, so they are tried again.
 func (s *Scheduler) watchVolumes(inf *client.Informer) {
 	set := func(o api.Object) {
-		v := o.(*api.PersistentVolume)
 		s.mu.Lock()
-		s.snap.SetVolume(v.Metadata.App, v.Metadata.Name, v.Spec.NodeName)
+		s.snap.SetVolume(o.(*api.PersistentVolume))
 		s.mu.Unlock()
 	}
 	inf.AddHandler(client.Handler{

@@ -39,7 +39,7 @@ func TestScheduleVolumePinsReplica(t *testing.T) {
 	if res, err := Schedule(pod, snap); err != nil || res.Feasible != 3 {
 		t.Fatalf("no volume: %+v, %v; want 3 feasible nodes", res, err)
 	}
-	snap.SetVolume("shop", "db-0-data", "n2")
+	snap.SetVolume(makeVolume("shop", "db-0-data", "n2", "1Gi", "1Gi"))
 	res, err := Schedule(pod, snap)
 	if err != nil || res.NodeName != "n2" || res.Feasible != 1 {
 		t.Fatalf("volume on n2: %+v, %v; want n2 alone", res, err)
@@ -83,8 +83,8 @@ func TestScheduleVolumePinsReplica(t *testing.T) {
 		t.Fatalf("db-1: %+v, %v; want the 2 ready nodes", res, err)
 	}
 	// Volumes on two nodes: nowhere.
-	snap.SetVolume("shop", "db-1-data", "n1")
-	snap.SetVolume("shop", "db-1-logs", "n3")
+	snap.SetVolume(makeVolume("shop", "db-1-data", "n1", "1Gi", "1Gi"))
+	snap.SetVolume(makeVolume("shop", "db-1-logs", "n3", "1Gi", "1Gi"))
 	if _, err := Schedule(makeReplica("db-1", "data", "logs"), snap); !errors.Is(err, ErrUnschedulable) {
 		t.Fatalf("volumes on n1 and n3: %v, want unschedulable", err)
 	}
@@ -97,7 +97,7 @@ func TestScheduleVolumePinsReplica(t *testing.T) {
 
 func TestMissingVolumes(t *testing.T) {
 	snap := NewSnapshot()
-	snap.SetVolume("shop", "db-2-data", "n1")
+	snap.SetVolume(makeVolume("shop", "db-2-data", "n1", "1Gi", "1Gi"))
 	vols, err := snap.missingVolumes(makeReplica("db-2", "data", "logs!"), "n1")
 	if err != nil || len(vols) != 1 {
 		t.Fatalf("missingVolumes = %v, %v; want logs alone", vols, err)
@@ -156,5 +156,60 @@ func TestSchedulerBindsVolumes(t *testing.T) {
 	}
 	if v := o.(*api.PersistentVolume); v.Spec.NodeName != p0.Spec.NodeName || v.Spec.Size.String() != "1Gi" {
 		t.Fatalf("db-0's volume %+v, want it on %s with 1Gi", v.Spec, p0.Spec.NodeName)
+	}
+}
+
+// TestSchedulerVolumeRoom runs the scheduler against a real API server:
+// a replica's new volume goes to a node whose agent reports room for it
+// (not to the first by name, where it would wait on a full disk), the
+// volumes bound to a node and not made yet count against its room, a
+// replica that fits nowhere says why in its Scheduled condition, and it
+// is bound once a node reports room.
+func TestSchedulerVolumeRoom(t *testing.T) {
+	cl := apiservertest.Start(t, apiservertest.Options{})
+	c := cl.Client
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	withDisk := func(name, free string) *api.Node {
+		n := makeNode(name, "4", "8Gi", 110)
+		n.Status.VolumeStorage = &api.NodeVolumeStorage{Capacity: api.MustParseQuantity("10Gi"), Available: api.MustParseQuantity(free)}
+		return n
+	}
+	for _, n := range []*api.Node{withDisk("n1", "512Mi"), withDisk("n2", "1536Mi")} {
+		if _, err := c.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runScheduler(t, ctx, c, prometheus.NewRegistry())
+
+	if _, err := c.Create(ctx, makeReplica("db-0", "data")); err != nil {
+		t.Fatal(err)
+	}
+	if p := waitScheduled(t, ctx, c, "db-0", api.ConditionTrue); p.Spec.NodeName != "n2" {
+		t.Fatalf("db-0 (a 1Gi volume) bound to %s, want n2, the only node with room", p.Spec.NodeName)
+	}
+	// n2 still reports 1536Mi free (its agent has not made db-0-data
+	// yet): 512Mi of it is left for db-1's 1Gi.
+	if _, err := c.Create(ctx, makeReplica("db-1", "data")); err != nil {
+		t.Fatal(err)
+	}
+	p := waitScheduled(t, ctx, c, "db-1", api.ConditionFalse)
+	want := "0/2 nodes available: 2 insufficient disk for volumes; disk: the pod's new persistent volumes take 1Gi, at most 512Mi is free for volumes (on n1); " +
+		"lower the volume's size, free room on a node's disk (AGENT_DATA_DIR/volumes), or add a node"
+	if got := api.FindCondition(p.Status.Conditions, api.PodScheduled).Message; got != want {
+		t.Fatalf("db-1's Scheduled message\n%q, want\n%q", got, want)
+	}
+	// Room freed on n1: its agent reports it, and db-1 goes there.
+	o, err := c.Get(ctx, api.Key{Kind: api.KindNode, Name: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := o.(*api.Node)
+	n1.Status.VolumeStorage.Available = api.MustParseQuantity("4Gi")
+	if _, err := c.UpdateStatus(ctx, n1); err != nil {
+		t.Fatal(err)
+	}
+	if p := waitScheduled(t, ctx, c, "db-1", api.ConditionTrue); p.Spec.NodeName != "n1" {
+		t.Fatalf("db-1 bound to %s, want n1, which has room now", p.Spec.NodeName)
 	}
 }

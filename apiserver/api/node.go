@@ -31,6 +31,11 @@ type NodeStatus struct {
 	Conditions  []Condition     `json:"conditions,omitempty"`
 	Info        NodeInfo        `json:"info,omitzero"`
 	DaemonPorts NodeDaemonPorts `json:"daemonPorts,omitzero"`
+	// VolumeStorage is the file system that holds the node's persistent
+	// volumes, as its agent last saw it; nil from an agent that does not
+	// report it. The scheduler places a replica's new volume only on a
+	// node with room for it.
+	VolumeStorage *NodeVolumeStorage `json:"volumeStorage,omitempty"`
 	// AgentCert was the hash of the agent's self-signed serving key, which
 	// the API server pinned. Deprecated and ignored: the server now checks
 	// that the agent's certificate was issued by the cluster CA to this
@@ -51,6 +56,20 @@ type NodeInfo struct {
 	Arch           string `json:"arch,omitempty"`
 	KernelVersion  string `json:"kernelVersion,omitempty"`
 	RuntimeVersion string `json:"runtimeVersion,omitempty"`
+}
+
+// NodeVolumeStorage is the size and the free space of the file system
+// holding a node's persistent volumes (AGENT_DATA_DIR/volumes), as
+// statfs(2) gives them: Available is what an unprivileged writer may
+// still take. A volume's image takes its whole size there as soon as it
+// is made, so Available is what new volumes, and growths, may still take.
+// The agent writes it when it registers, after it makes or grows a
+// volume, and when the free space moved by more than a step (1% of the
+// file system, at least 64Mi), checked every heartbeat: the heartbeat
+// itself stays one small write of the node's Lease.
+type NodeVolumeStorage struct {
+	Capacity  Quantity `json:"capacity"`
+	Available Quantity `json:"available"`
 }
 
 // NodeDaemonPorts are the ports the agent listens on.

@@ -291,6 +291,11 @@ func validateNode(errs *ErrorList, n *Node) {
 	}
 	validateResources(errs, n.Status.Capacity, "status.capacity")
 	validateResources(errs, n.Status.Allocatable, "status.allocatable")
+	if vs := n.Status.VolumeStorage; vs != nil {
+		if vs.Capacity.Value() < 0 || vs.Available.Value() < 0 {
+			errs.add("status.volumeStorage", "must not be negative")
+		}
+	}
 }
 
 func validateApp(errs *ErrorList, s *AppSpec) {

@@ -241,6 +241,12 @@ func TestValidateNodeAndLease(t *testing.T) {
 		{name: "negative allocatable", obj: n(func(n *Node) { n.Status.Allocatable.Memory = NewMilliQuantity(-1, BinarySI) }),
 			want: []string{"status.allocatable.memory"}},
 		{name: "zero capacity", obj: n(func(n *Node) { n.Status.Capacity = ResourceList{} })},
+		{name: "volume storage full", obj: n(func(n *Node) {
+			n.Status.VolumeStorage = &NodeVolumeStorage{Capacity: NewQuantity(1<<30, BinarySI)}
+		})},
+		{name: "negative volume storage", obj: n(func(n *Node) {
+			n.Status.VolumeStorage = &NodeVolumeStorage{Capacity: NewQuantity(1<<30, BinarySI), Available: NewQuantity(-1, BinarySI)}
+		}), want: []string{"status.volumeStorage"}},
 		{name: "valid lease", obj: lease},
 		{name: "lease without holder", obj: edit(lease, func(l *Lease) { l.Spec.Holder = "" }), want: []string{"spec.holder"}},
 		{name: "lease name 253 long", obj: edit(lease, func(l *Lease) { l.Metadata.Name = subdomain(253) })},
