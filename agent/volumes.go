@@ -235,6 +235,8 @@ func growImage(ctx context.Context, dir string, size int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	_, err = os.Stat(marker)
+	resumed := err == nil // a growth cut short: its file system is smaller than its image
 	if err := os.WriteFile(marker, nil, 0o600); err != nil {
 		return false, err
 	}
@@ -242,7 +244,7 @@ func growImage(ctx context.Context, dir string, size int64) (bool, error) {
 		return false, err
 	} else if st.Size() < size {
 		if err := reserve(img, size); err != nil {
-			return false, fmt.Errorf("grow %s: %w", img, err)
+			return false, undoReserve(img, marker, st.Size(), size, resumed, err)
 		}
 	}
 	if dev == "" {
@@ -271,6 +273,36 @@ func growImage(ctx context.Context, dir string, size int64) (bool, error) {
 			img, dev, err, strings.TrimSpace(string(out)))
 	}
 	return true, os.Remove(marker)
+}
+
+// undoReserve gives back what a growth of img from old to size bytes
+// took before reserve failed with err: fallocate may stop part way (ext4
+// leaves the image longer, its file system not; other file systems keep
+// blocks past the end), and that room would stay lost to the node. The
+// image is cut back to old (which frees every block past it), and the
+// growth marker goes unless an earlier growth left it (resumed). It
+// returns the error to report, which says how much room the growth
+// lacks when the disk is full.
+func undoReserve(img, marker string, old, size int64, resumed bool, err error) error {
+	what := fmt.Sprintf("grow %s from %s to %s", img, api.FormatBytes(old), api.FormatBytes(size))
+	if terr := os.Truncate(img, old); terr != nil {
+		return fmt.Errorf("%s: %w; giving back the room it took failed too (the next attempt retries): %w", what, err, terr)
+	}
+	if !resumed {
+		if rerr := os.Remove(marker); rerr != nil {
+			return fmt.Errorf("%s: %w; %w", what, err, rerr)
+		}
+	}
+	if !errors.Is(err, unix.ENOSPC) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	disk := "the node's disk lacks room"
+	var st unix.Statfs_t
+	if unix.Statfs(filepath.Dir(img), &st) == nil {
+		disk = fmt.Sprintf("the node's disk has %dMi free", int64(st.Bavail)*st.Bsize>>20)
+	}
+	return fmt.Errorf("%s: %w: %s, the growth needs %s more; free space there (df -h %s), or ask for a smaller size",
+		what, unix.ENOSPC, disk, api.FormatBytes(size-old), filepath.Dir(img))
 }
 
 // loopDevice returns the loop device mounted on mnt, "" when nothing is.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -445,4 +446,188 @@ func TestVolumeImageReservesItsSize(t *testing.T) {
 	if left, _ := os.ReadDir(small); len(left) != 0 {
 		t.Fatalf("the refused volume left %v on the node's disk", left)
 	}
+}
+
+// smallDisk mounts a fresh ext4 file system of size bytes, in a loop
+// image, and returns where: a node's disk nearly full, for the growth of
+// a volume on it. Needs root; unmounted and removed at the end.
+func smallDisk(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	img, mnt := filepath.Join(dir, "disk.img"), filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-m", "0", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	if out, err := exec.Command("mount", "-t", "ext4", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		// The volumes in it first, then the disk itself.
+		_ = unmountVolumes(mnt)
+		if err := unix.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmount the small disk: %v", err)
+		}
+	})
+	return mnt
+}
+
+// freeBytes is what statfs says is free on the file system of path.
+func freeBytes(t *testing.T, path string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// A growth that does not fit on the node's disk fails saying so, and
+// gives back what it took: the image keeps its length and its blocks,
+// the disk its free space, and the volume its size, data and reported
+// capacity. Before, fallocate's partial work stayed: the image was left
+// longer than its file system (and the growth marker made its capacity
+// unknown), the room it took lost to the node until a later growth.
+func TestVolumeGrowthOnFullDisk(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "mkfs.ext4", "mount", "e2fsck", "resize2fs")
+	ctx := t.Context()
+	disk := smallDisk(t, 64<<20)
+	d := &volumeDirs{root: filepath.Join(disk, VolumesSubdir)}
+	v := pv("shop", "db-0-data", "uid-1", "n1")
+	dir := volumeDir{"shop", "db-0-data", "uid-1"}.path(d.root)
+	img := filepath.Join(dir, "disk.img")
+	mnt, err := d.ensure(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "value"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Something else fills the node's disk but for about 8 MiB.
+	filler := filepath.Join(disk, "filler")
+	if err := reserve(filler, freeBytes(t, disk)-8<<20); err != nil {
+		t.Fatal(err)
+	}
+	before := freeBytes(t, disk)
+
+	v.Spec.Size = api.MustParseQuantity("40Mi") // 24 MiB more: no room
+	grown, err := d.grow(ctx, v)
+	if grown || !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "the growth needs 24Mi more") {
+		t.Fatalf("growing by 24 MiB with 8 MiB free = %v, %v; want ENOSPC saying how much more it needs", grown, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(img, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != 16<<20 || st.Blocks*512 > 16<<20+1<<20 {
+		t.Fatalf("after the failed growth the image is %d bytes long and holds %d: want 16 MiB, nothing taken past its end", st.Size, st.Blocks*512)
+	}
+	if after := freeBytes(t, disk); after < before {
+		t.Fatalf("the failed growth kept %d bytes of the node's disk", before-after)
+	}
+	if size, known, err := d.capacity(v); size != 16<<20 || !known || err != nil {
+		t.Fatalf("capacity after the failed growth = %d, %v, %v; want 16 MiB, known", size, known, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "value")); err != nil || string(b) != "kept" {
+		t.Fatalf("the volume's data after the failed growth: %q, %v", b, err)
+	}
+
+	// Room freed: the growth goes through when the volume is next
+	// mounted (in place too, where the agent may).
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := unmountVolumes(disk); err != nil {
+		t.Fatal(err)
+	}
+	if mnt, err = d.ensure(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if size, known, err := d.capacity(v); size != 40<<20 || !known || err != nil {
+		t.Fatalf("capacity once room is freed = %d, %v, %v; want 40 MiB", size, known, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(mnt, "value")); err != nil || string(b) != "kept" {
+		t.Fatalf("the volume's data after growing: %q, %v", b, err)
+	}
+}
+
+// A growth that does not fit on the node's disk is reported where the
+// user looks: a VolumeResizeFailed event on the volume, and its status
+// (capacity unchanged, FileSystemResizePending with reason ResizeFailed),
+// both saying how much room the growth lacks.
+func TestVolumeGrowthFailureReported(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinaries(t, "mkfs.ext4", "mount", "e2fsck", "resize2fs")
+	ctx := t.Context()
+	c := apiservertest.Start(t, apiservertest.Options{})
+	disk := smallDisk(t, 64<<20)
+	nc := c.Token(t, "node:n1")
+	a, err := New(Options{Client: nc, NodeName: "n1", Address: "192.0.2.7", DataDir: disk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := api.KindVolume.New().(*api.PersistentVolume)
+	v.Metadata = api.ObjectMeta{App: "shop", Name: "db-0-data"}
+	v.Spec = api.VolumeSpec{Workload: "db", Volume: "data", Size: api.MustParseQuantity("16Mi"), Reclaim: api.ReclaimRetain, NodeName: "n1"}
+	o, err := c.Client.Create(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = o.(*api.PersistentVolume)
+	if _, err := a.volDirs.ensure(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	if err := reserve(filepath.Join(disk, "filler"), freeBytes(t, disk)-8<<20); err != nil {
+		t.Fatal(err)
+	}
+	v.Spec.Size = api.MustParseQuantity("40Mi")
+	if _, err := c.Client.Update(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	a.volumes = client.NewInformer(nc, api.KindVolume, client.ListOptions{}, a.log)
+	go func() { _ = a.volumes.Start(ctx) }()
+	go a.ev.run(ctx)
+	testenv.Eventually(t, 30*time.Second, "the agent sees the volume at 40Mi", func() bool {
+		o, ok := a.volumes.Get("shop/db-0-data")
+		return ok && o.(*api.PersistentVolume).Spec.Size.Value() == 40<<20
+	})
+	a.growVolumes(ctx)
+
+	const lacks = "the growth needs 24Mi more"
+	o, err = c.Client.Get(ctx, api.KeyOf(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := o.(*api.PersistentVolume).Status
+	cond := api.FindCondition(st.Conditions, api.VolumeResizePending)
+	if st.Capacity.Value() != 16<<20 || cond == nil || cond.Reason != api.ReasonResizeFailed || !strings.Contains(cond.Message, lacks) {
+		t.Fatalf("status %+v: want capacity 16Mi and ResizeFailed saying %q", st, lacks)
+	}
+	var got []string
+	testenv.Eventually(t, 30*time.Second, "a VolumeResizeFailed event saying "+lacks, func() bool {
+		evs, _, err := c.Client.List(ctx, api.KindEvent, client.ListOptions{App: "shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, o := range evs {
+			e := o.(*api.Event)
+			got = append(got, e.Spec.Reason+": "+e.Spec.Message)
+			if e.Spec.Object.Kind == api.KindVolume && e.Spec.Reason == EventVolumeResizeFailed && e.Spec.Type == api.EventWarning &&
+				strings.Contains(e.Spec.Message, lacks) && strings.Contains(e.Spec.Message, "keeps its size and its data") {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("events: %q", got)
 }
