@@ -38,6 +38,9 @@ type Agent struct {
 	// Persistent volumes (volumes.go).
 	volumes *client.Informer
 	volDirs *volumeDirs
+	// The free space for volumes the Node shows (storage.go).
+	storageMu sync.Mutex
+	storage   *api.NodeVolumeStorage
 
 	mu      sync.Mutex
 	ctx     context.Context        // the workers' context, set by adopt
@@ -196,6 +199,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.log.Warn("first heartbeat failed; retrying next interval", "err", err)
 	}
 	bg.Go(func() { a.heartbeat(runCtx) })
+	bg.Go(func() { a.watchStorage(runCtx, a.opts.HeartbeatInterval) })
 	bg.Go(func() { a.serve(runCtx) })
 	bg.Go(func() { a.watchExits(runCtx) })
 	a.log.Info("agent running", "pods", len(a.pods.List()))

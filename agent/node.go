@@ -77,8 +77,9 @@ func (a *Agent) desiredNode(ready bool, reason, msg string) *api.Node {
 		Addresses: []api.NodeAddress{{Type: "InternalIP", Address: a.address}, {Type: "Hostname", Address: o.NodeName}},
 		Conditions: []api.Condition{{Type: api.NodeReady, Status: status, Reason: reason, Message: msg,
 			LastTransitionTime: o.Now().UTC()}},
-		Info:        api.NodeInfo{AgentVersion: o.Version, OS: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: a.host.Kernel},
-		DaemonPorts: api.NodeDaemonPorts{Agent: a.servePort()},
+		Info:          api.NodeInfo{AgentVersion: o.Version, OS: goruntime.GOOS, Arch: goruntime.GOARCH, KernelVersion: a.host.Kernel},
+		DaemonPorts:   api.NodeDaemonPorts{Agent: a.servePort()},
+		VolumeStorage: a.measureStorage(),
 	}
 	return n
 }
@@ -92,6 +93,7 @@ func (a *Agent) register(ctx context.Context, ready bool, reason, msg string) (*
 	key := api.Key{Kind: api.KindNode, Name: want.Metadata.Name}
 	obj, err := a.opts.Client.Create(ctx, want)
 	if err == nil {
+		a.setStorage(want.Status.VolumeStorage)
 		return obj.(*api.Node), nil
 	}
 	if !client.IsAlreadyExists(err) {
@@ -129,7 +131,15 @@ func (a *Agent) register(ctx context.Context, ready bool, reason, msg string) (*
 		}
 		cur = obj.(*api.Node)
 	}
-	return a.updateNodeStatus(ctx, cur, want.Status)
+	// Free space that moved by less than a step is not worth a write.
+	if vs := cur.Status.VolumeStorage; vs != nil && !storageMoved(vs, want.Status.VolumeStorage) {
+		want.Status.VolumeStorage = vs
+	}
+	n, err := a.updateNodeStatus(ctx, cur, want.Status)
+	if err == nil {
+		a.setStorage(n.Status.VolumeStorage)
+	}
+	return n, err
 }
 
 // updateNodeStatus writes status unless the Node already shows it; the

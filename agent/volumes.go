@@ -208,6 +208,14 @@ func (a *Agent) reportVolume(ctx context.Context, v *api.PersistentVolume, growE
 	if api.EqualJSON(st, v.Status) {
 		return
 	}
+	if known && size != v.Status.Capacity.Value() {
+		// Made or grown: the node's free space first, so that the
+		// scheduler, which counts a volume not made yet against its
+		// node's room, never sees it made without the room it took.
+		if err := a.reportStorage(ctx, true); err != nil {
+			a.log.Warn("free space for volumes; again on the next check", "err", err)
+		}
+	}
 	u := api.Clone(v)
 	u.Status = st
 	if _, err := a.opts.Client.UpdateStatus(ctx, u); err != nil && !client.IsNotFound(err) {

@@ -64,9 +64,9 @@ type NodeInfo struct {
 // still take. A volume's image takes its whole size there as soon as it
 // is made, so Available is what new volumes, and growths, may still take.
 // The agent writes it when it registers, after it makes or grows a
-// volume, and when the free space moved by more than a step (1% of the
-// file system, at least 64Mi), checked every heartbeat: the heartbeat
-// itself stays one small write of the node's Lease.
+// volume, and when the free space moved by a step (1% of the file
+// system, from 64Mi to 1Gi), checked every heartbeat interval: the
+// heartbeat itself stays one small write of the node's Lease.
 type NodeVolumeStorage struct {
 	Capacity  Quantity `json:"capacity"`
 	Available Quantity `json:"available"`
