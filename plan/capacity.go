@@ -30,7 +30,9 @@ import (
 //     choice), and the surge of a rolling update is not counted: old and
 //     new pods are never placed side by side. A replica of an ordered
 //     workload whose persistent volume exists fits only on the volume's
-//     node, as in the live scheduler.
+//     node, as in the live scheduler; one whose volume does not exist yet
+//     fits only where its node reports room for it, the volumes placed
+//     before it counted.
 //
 // Rejected apps change nothing and are left out.
 type Capacity struct {
@@ -228,6 +230,7 @@ func place(snap *scheduler.Snapshot, nd need, freed int) Placement {
 		switch {
 		case err == nil:
 			snap.Assume(pod, res.NodeName)
+			snap.AssumeVolumes(pod, res.NodeName)
 			pl.Fit++
 			pl.Nodes[res.NodeName]++
 		case errors.As(err, &ue):

@@ -103,6 +103,10 @@ func (s *scenario) node(t *testing.T, d *datadriven.TestData) string {
 	n.Status.Allocatable.CPU = quantityArg(t, d, "cpu")
 	n.Status.Allocatable.Memory = quantityArg(t, d, "memory")
 	d.MaybeScanArgs(t, "pods", &n.Status.Allocatable.Pods)
+	if d.HasArg("disk") {
+		// The agent's report of the room for volumes on a 100Gi disk.
+		n.Status.VolumeStorage = &api.NodeVolumeStorage{Capacity: api.MustParseQuantity("100Gi"), Available: quantityArg(t, d, "disk")}
+	}
 	ready := api.ConditionTrue
 	if d.HasArg("notready") {
 		ready = api.ConditionFalse

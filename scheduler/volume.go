@@ -65,6 +65,22 @@ func (s *Snapshot) removeVolume(key string) {
 	}
 }
 
+// AssumeVolumes counts the persistent volumes of pod that do not exist
+// yet against node's room, as their creation by the scheduler would, so
+// that a dry run placing several pods (capstan plan) does not put two
+// new volumes in the room of one.
+func (s *Snapshot) AssumeVolumes(pod *api.Pod, node string) {
+	for _, v := range pod.Spec.Volumes {
+		if v.Persistent == nil {
+			continue
+		}
+		key := pod.Metadata.App + "/" + api.VolumeName(pod.Metadata.Name, v.Name)
+		if s.volumes[key].node == "" {
+			s.setVolume(key, volumeInfo{node: node, pending: v.Persistent.Size.Value()})
+		}
+	}
+}
+
 // VolumeNode returns the node holding the persistent volume app/name, or
 // "" when it does not exist (yet).
 func (s *Snapshot) VolumeNode(app, name string) string { return s.volumes[app+"/"+name].node }
