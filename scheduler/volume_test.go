@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -211,5 +213,80 @@ func TestSchedulerVolumeRoom(t *testing.T) {
 	}
 	if p := waitScheduled(t, ctx, c, "db-1", api.ConditionTrue); p.Spec.NodeName != "n1" {
 		t.Fatalf("db-1 bound to %s, want n1, which has room now", p.Spec.NodeName)
+	}
+}
+
+// TestVolumeRoomProperty drives the snapshot's volumes through random
+// changes (made, grown, moved by a delete and a new object, removed,
+// placed by Schedule) and checks after each that the room it counts
+// against every node is the sum a model keeps by recomputing, and that
+// no placement puts more new volume on a node than it reports free.
+func TestVolumeRoomProperty(t *testing.T) {
+	const mi = 1 << 20
+	rng := rand.New(rand.NewPCG(7, 11))
+	snap := NewSnapshot()
+	nodes := []string{"n1", "n2", "n3"}
+	free := map[string]int64{}
+	for _, n := range nodes {
+		node := makeNode(n, "64", "256Gi", 1000)
+		free[n] = int64(rng.IntN(64)) * 64 * mi
+		node.Status.VolumeStorage = &api.NodeVolumeStorage{Capacity: api.NewQuantity(8<<30, api.BinarySI), Available: api.NewQuantity(free[n], api.BinarySI)}
+		snap.AddNode(node)
+	}
+	model := map[string]*api.PersistentVolume{} // app/name -> volume
+	pending := func(node string) (sum int64) {
+		for _, v := range model {
+			if v.Spec.NodeName == node {
+				sum += max(v.Spec.Size.Value()-v.Status.Capacity.Value(), 0)
+			}
+		}
+		return sum
+	}
+	size := func() string { return fmt.Sprintf("%dMi", 64*(1+rng.IntN(16))) }
+	placed, refused := 0, 0
+	for step := range 2000 {
+		name := fmt.Sprintf("db-%d-data", rng.IntN(12))
+		switch rng.IntN(4) {
+		case 0: // made, or changed (its node may make or grow it)
+			v := makeVolume("shop", name, nodes[rng.IntN(len(nodes))], size(), "")
+			if rng.IntN(2) == 0 {
+				v.Status.Capacity = api.MustParseQuantity(size())
+			}
+			if old := model[name]; old != nil {
+				v.Spec.NodeName = old.Spec.NodeName // a volume never moves
+			}
+			model[name] = v
+			snap.SetVolume(v)
+		case 1:
+			delete(model, name)
+			snap.RemoveVolume("shop", name)
+		default: // a replica placed, its new volume counted as created
+			pod := makeReplica(strings.TrimSuffix(name, "-data"))
+			pod.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity(size())}}}
+			res, err := Schedule(pod, snap)
+			if err != nil {
+				refused++
+				continue
+			}
+			if model[name] == nil {
+				placed++
+				if room := free[res.NodeName] - pending(res.NodeName); pod.Spec.Volumes[0].Persistent.Size.Value() > room {
+					t.Fatalf("step %d: %s (%s) placed on %s with %d bytes of room", step, name, pod.Spec.Volumes[0].Persistent.Size, res.NodeName, room)
+				}
+				v := makeVolume("shop", name, res.NodeName, pod.Spec.Volumes[0].Persistent.Size.String(), "")
+				model[name] = v
+				snap.SetVolume(v)
+			} else if res.NodeName != model[name].Spec.NodeName {
+				t.Fatalf("step %d: %s placed on %s, its volume is on %s", step, name, res.NodeName, model[name].Spec.NodeName)
+			}
+		}
+		for _, n := range nodes {
+			if got, _ := snap.volumeFree(snap.Node(n)); got != free[n]-pending(n) {
+				t.Fatalf("step %d: node %s: snapshot counts %d bytes free for volumes, the model %d", step, n, got, free[n]-pending(n))
+			}
+		}
+	}
+	if placed < 20 || refused < 20 {
+		t.Fatalf("%d new volumes placed, %d refused: the walk does not exercise both", placed, refused)
 	}
 }
