@@ -41,6 +41,11 @@ type Agent struct {
 	// The free space for volumes the Node shows (storage.go).
 	storageMu sync.Mutex
 	storage   *api.NodeVolumeStorage
+	// The orphaned volume data last reported (volumegc.go), and whether
+	// the node's condition says so; only the collecting goroutine uses
+	// them.
+	orphans         map[volumeDir]bool
+	orphansReported bool
 
 	mu      sync.Mutex
 	ctx     context.Context        // the workers' context, set by adopt

@@ -24,6 +24,7 @@ const (
 	EventFailedCreatePod    = "FailedCreatePodSandBox" // the sandbox (namespaces, CNI) could not be made
 	EventVolumeResized      = "VolumeResized"          // a volume's file system grew to its new size (on the Volume)
 	EventVolumeResizeFailed = "VolumeResizeFailed"     // it could not (on the Volume)
+	EventVolumeAdopted      = "VolumeAdopted"          // a volume got the data an earlier object of it left on the node (on the Volume)
 	eventDedupWindow        = time.Minute
 	eventQueueSize          = 256
 	eventMaxMessageLength   = 1024

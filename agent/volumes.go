@@ -29,8 +29,8 @@ import (
 // disk is not filled). The UID is the Volume object's: a volume deleted and
 // made again under the same name never finds the old data. Containers bind
 // mount mnt. Mounts outlive the agent (a restart adopts them, as it adopts
-// containers); only the garbage collection below and `capstan down`
-// unmount them.
+// containers); only the collection in volumegc.go (which removes data
+// only on proof of its deletion) and `capstan down` unmount them.
 
 // VolumesSubdir is where persistent volumes live under the data directory.
 const VolumesSubdir = "volumes"
@@ -423,70 +423,6 @@ func isMountPoint(dir string) (bool, error) {
 	return slices.Contains(mps, dir), nil
 }
 
-// orphanedVolumes decides which directories on disk to remove: those whose
-// Volume object is gone (deleted by hand, or with its workload under
-// reclaim Delete) or no longer on this node, unless a pod bound here still
-// names the volume (a --force delete while it runs: its data goes once the
-// pod does). It is pure: the caller lists the disk, the API objects and
-// the pods.
-func orphanedVolumes(onDisk []volumeDir, volumes []*api.PersistentVolume, pods []*api.Pod, node string) []volumeDir {
-	live := map[string]bool{}
-	for _, v := range volumes {
-		if v.Spec.NodeName == node {
-			live[v.Metadata.UID] = true
-		}
-	}
-	used := map[string]bool{}
-	for _, p := range pods {
-		for _, v := range p.Spec.Volumes {
-			if v.Persistent != nil {
-				used[p.Metadata.App+"/"+api.VolumeName(p.Metadata.Name, v.Name)] = true
-			}
-		}
-	}
-	var out []volumeDir
-	for _, d := range onDisk {
-		if !live[d.UID] && !used[d.App+"/"+d.Name] {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// collectVolumes removes the data of volumes no longer wanted here. It
-// does nothing until both the Volume objects and this node's pods are
-// listed: a pod list not in yet (an agent restart, the pods' list slower
-// than the volumes') would make the volume of a running pod whose object
-// was deleted with --force look orphaned, and its data go under the pod.
-func (a *Agent) collectVolumes() {
-	if !synced(a.volumes) || !synced(a.pods) {
-		return
-	}
-	onDisk, err := a.volDirs.list()
-	if err != nil {
-		a.log.Warn("list volumes", "err", err)
-		return
-	}
-	if len(onDisk) == 0 {
-		return
-	}
-	vols := make([]*api.PersistentVolume, 0)
-	for _, o := range a.volumes.List() {
-		vols = append(vols, o.(*api.PersistentVolume))
-	}
-	pods := make([]*api.Pod, 0)
-	for _, o := range a.pods.List() {
-		pods = append(pods, o.(*api.Pod))
-	}
-	for _, d := range orphanedVolumes(onDisk, vols, pods, a.opts.NodeName) {
-		if err := a.volDirs.remove(d); err != nil {
-			a.log.Error("remove volume; retrying on the next change", "volume", d.App+"/"+d.Name, "uid", d.UID, "err", err)
-			continue
-		}
-		a.log.Info("volume removed", "volume", d.App+"/"+d.Name, "uid", d.UID)
-	}
-}
-
 // synced reports whether i has its first list.
 func synced(i *client.Informer) bool {
 	select {
@@ -538,6 +474,9 @@ func (a *Agent) volumeMounts(ctx context.Context, pod *api.Pod) (map[string]stri
 		if pv.Spec.NodeName != a.opts.NodeName {
 			return nil, fmt.Errorf("pod %s/%s: %w: volume %s is on node %s", pod.Metadata.App, pod.Metadata.Name, ErrVolumeNotReady, name, pv.Spec.NodeName)
 		}
+		if err := a.adoptVolume(pv); err != nil {
+			return nil, fmt.Errorf("pod %s/%s: %w", pod.Metadata.App, pod.Metadata.Name, err)
+		}
 		dir, err := a.volDirs.ensure(ctx, pv)
 		if err != nil {
 			return nil, fmt.Errorf("pod %s/%s: %w", pod.Metadata.App, pod.Metadata.Name, err)
@@ -550,6 +489,10 @@ func (a *Agent) volumeMounts(ctx context.Context, pod *api.Pod) (map[string]stri
 	}
 	return out, nil
 }
+
+// volumeRecheck is how often the volumes on disk are looked at again
+// without a change of a volume or a pod.
+const volumeRecheck = 30 * time.Second
 
 // startVolumes runs the informer of Volume objects; once it and the
 // pods' informer have synced, and whenever a volume changes or goes away,
@@ -564,7 +507,15 @@ func (a *Agent) startVolumes(ctx context.Context, bg *sync.WaitGroup) {
 		default:
 		}
 	}
-	a.volumes.AddHandler(client.Handler{OnDelete: poke, OnUpdate: func(_, o api.Object) { poke(o) }})
+	// A deletion is recorded as soon as it is seen (a --force delete
+	// removes the object right after its mark), then collected.
+	note := func(o api.Object) {
+		if err := a.volDirs.noteDeletion(o, a.opts.NodeName); err != nil {
+			a.log.Error("record a volume's deletion; its data is kept", "volume", o.Meta().App+"/"+o.Meta().Name, "err", err)
+		}
+		poke(o)
+	}
+	a.volumes.AddHandler(client.Handler{OnDelete: note, OnUpdate: func(_, o api.Object) { note(o) }})
 	// A pod gone may have been the last user of a volume deleted with
 	// --force.
 	a.pods.AddHandler(client.Handler{OnDelete: poke})
@@ -573,13 +524,19 @@ func (a *Agent) startVolumes(ctx context.Context, bg *sync.WaitGroup) {
 		if a.volumes.WaitForSync(ctx) != nil || a.pods.WaitForSync(ctx) != nil {
 			return
 		}
+		// Also every volumeRecheck: data an operator removed by hand is
+		// no longer reported, and a failed removal or report is tried
+		// again, with no change to wake the loop.
+		tick := time.NewTicker(volumeRecheck)
+		defer tick.Stop()
 		for {
-			a.collectVolumes()
+			a.collectVolumes(ctx)
 			a.growVolumes(ctx)
 			select {
 			case <-ctx.Done():
 				return
 			case <-collect:
+			case <-tick.C:
 			}
 		}
 	})

@@ -77,24 +77,42 @@ func TestVolumeStatus(t *testing.T) {
 	}
 }
 
-func TestOrphanedVolumes(t *testing.T) {
+func TestPlanVolumes(t *testing.T) {
 	onDisk := []volumeDir{
-		{"shop", "db-0-data", "u0"},    // its object is here: kept
-		{"shop", "db-1-data", "old"},   // deleted and made again: the old UID goes
-		{"shop", "db-1-data", "u1"},    // ...the new one stays
-		{"shop", "db-2-data", "u2"},    // object gone, pod still here (--force): kept
-		{"shop", "db-3-data", "u3"},    // object gone: removed
-		{"shop", "db-4-data", "moved"}, // object says another node: removed
+		{"shop", "db-0-data", "u0"},     // its object is here: kept
+		{"shop", "db-1-data", "old"},    // object gone, no deletion seen: kept, an orphan
+		{"shop", "db-1-data", "u1"},     // ...the new object's: kept
+		{"shop", "db-2-data", "u2"},     // deletion recorded, object gone, pod still here (--force): kept
+		{"shop", "db-3-data", "u3"},     // object gone, no deletion seen: an orphan
+		{"shop", "db-4-data", "moved"},  // object says another node: an orphan
+		{"shop", "db-5-data", "u5"},     // marked for deletion, no pod: recorded and removed
+		{"shop", "db-6-data", "u6"},     // marked for deletion, its pod stopping: recorded, kept
+		{"shop", "db-7-data", "forced"}, // deletion recorded, object gone (--force), no pod: removed
 	}
+	marked := map[volumeDir]bool{{"shop", "db-2-data", "u2"}: true, {"shop", "db-7-data", "forced"}: true}
+	deleting := func(v *api.PersistentVolume) *api.PersistentVolume {
+		now := time.Unix(1, 0)
+		v.Metadata.DeletionRequestedAt = &now
+		return v
+	}
+	v5, v6, v8 := deleting(pv("shop", "db-5-data", "u5", "n1")), deleting(pv("shop", "db-6-data", "u6", "n1")), deleting(pv("shop", "db-8-data", "u8", "n1"))
 	vols := []*api.PersistentVolume{pv("shop", "db-0-data", "u0", "n1"), pv("shop", "db-1-data", "u1", "n1"),
-		pv("shop", "db-4-data", "moved", "n2")}
-	pod := &api.Pod{}
-	pod.Metadata.App, pod.Metadata.Name = "shop", "db-2"
-	pod.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{}}, {Name: "scratch"}}
-	got := orphanedVolumes(onDisk, vols, []*api.Pod{pod}, "n1")
-	want := []volumeDir{{"shop", "db-1-data", "old"}, {"shop", "db-3-data", "u3"}, {"shop", "db-4-data", "moved"}}
-	if !slices.Equal(got, want) {
-		t.Fatalf("orphaned = %v, want %v", got, want)
+		pv("shop", "db-4-data", "moved", "n2"), v8, v6, v5, deleting(pv("shop", "db-9-data", "u9", "n2"))}
+	podNaming := func(name string) *api.Pod {
+		pod := &api.Pod{}
+		pod.Metadata.App, pod.Metadata.Name = "shop", name
+		pod.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{}}, {Name: "scratch"}}
+		return pod
+	}
+	got := planVolumes(onDisk, marked, vols, []*api.Pod{podNaming("db-2"), podNaming("db-6")}, "n1")
+	want := volumePlan{
+		Mark:    []volumeDir{{"shop", "db-5-data", "u5"}, {"shop", "db-6-data", "u6"}},
+		Remove:  []volumeDir{{"shop", "db-5-data", "u5"}, {"shop", "db-7-data", "forced"}},
+		Finish:  []*api.PersistentVolume{v5, v8}, // db-8: never made here, nothing to remove
+		Orphans: []volumeDir{{"shop", "db-1-data", "old"}, {"shop", "db-3-data", "u3"}, {"shop", "db-4-data", "moved"}},
+	}
+	if !slices.Equal(got.Mark, want.Mark) || !slices.Equal(got.Remove, want.Remove) || !slices.Equal(got.Finish, want.Finish) || !slices.Equal(got.Orphans, want.Orphans) {
+		t.Fatalf("plan = %+v\nwant %+v", got, want)
 	}
 }
 
@@ -365,10 +383,15 @@ func TestCollectVolumesWaitsForPods(t *testing.T) {
 	if _, err := c.Client.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	forced := volumeDir{"store", "kv-0-data", "uid-forced"}.path(a.volDirs.root) // its pod runs
-	orphan := volumeDir{"store", "kv-9-data", "uid-gone"}.path(a.volDirs.root)   // no pod, no object
+	// Both deleted with --force, their deletion recorded: one's pod runs,
+	// the other has none.
+	forced := volumeDir{"store", "kv-0-data", "uid-forced"}.path(a.volDirs.root)
+	orphan := volumeDir{"store", "kv-9-data", "uid-gone"}.path(a.volDirs.root)
 	for _, d := range []string{forced, orphan} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, deletedMarker), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -382,7 +405,7 @@ func TestCollectVolumesWaitsForPods(t *testing.T) {
 	if err := a.volumes.WaitForSync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a.collectVolumes() // the pods not listed yet
+	a.collectVolumes(ctx) // the pods not listed yet
 	if !exists(forced) || !exists(orphan) {
 		t.Fatalf("collected before the pods were listed: %s kept %v, %s kept %v; want both kept until then", forced, exists(forced), orphan, exists(orphan))
 	}
@@ -390,7 +413,7 @@ func TestCollectVolumesWaitsForPods(t *testing.T) {
 	if err := a.pods.WaitForSync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a.collectVolumes()
+	a.collectVolumes(ctx)
 	if !exists(forced) {
 		t.Fatalf("the data of %s went while pod store/kv-0 still names it", forced)
 	}

@@ -35,7 +35,8 @@ type nodeLookup func(k api.Key) (string, error)
 // Viewers may read everything and read container logs; only admins exec.
 // Node roles may read everything but logs, write their own Node and Lease,
 // write the status of pods bound to them and of persistent volumes on
-// them, delete pods bound to them, and
+// them, delete pods bound to them, finish the deletion of persistent
+// volumes on them (deleteVolume), and
 // create and update events (about what, authorizeEvent decides once the
 // body is read).
 func authorize(role string, req request, podNode nodeLookup) error {
@@ -59,7 +60,7 @@ func authorize(role string, req request, podNode nodeLookup) error {
 		case req.kind == api.KindEvent && (req.verb == "create" || req.verb == "update") && req.subresource == "":
 			return nil
 		case req.kind == api.KindPod && (req.verb == "update" && req.subresource == "status" || req.verb == "delete"),
-			req.kind == api.KindVolume && req.verb == "update" && req.subresource == "status":
+			req.kind == api.KindVolume && (req.verb == "update" && req.subresource == "status" || req.verb == "delete"):
 			on, err := podNode(req.key)
 			if err != nil {
 				return err

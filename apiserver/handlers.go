@@ -461,10 +461,8 @@ func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	force := q.Get("force") == "true"
 	isNode := strings.HasPrefix(role, RoleNodePrefix)
-	if rt.kind == api.KindVolume && !force {
-		if err := s.checkVolumeDelete(ctx, rt.key); err != nil {
-			return err
-		}
+	if rt.kind == api.KindVolume {
+		return s.deleteVolume(ctx, w, rt.key, rv, force, role)
 	}
 	if rt.kind == api.KindPod && isNode {
 		// Delete the version whose binding is checked here: the pod

@@ -3,7 +3,9 @@ package apiserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/store"
@@ -42,5 +44,61 @@ func (s *Server) checkVolumeDelete(ctx context.Context, key api.Key) error {
 	if err := api.VolumeDeleteProblem(v, node, w, pod); err != nil {
 		return errorf(http.StatusUnprocessableEntity, wire.ReasonInUse, err)
 	}
+	return nil
+}
+
+// deleteVolume deletes a persistent volume the way its data asks: never
+// by making the object vanish before its node knew. A delete marks the
+// volume (metadata.deletionRequestedAt, 202 Accepted), as a Kubernetes
+// PersistentVolume with its finalizer waits for its volume plugin; the
+// volume's agent removes the data once no pod there names it, then deletes
+// the object: the only delete a node may make of a volume, and only of a
+// marked one on it. --force marks it too, then deletes it at once: an
+// agent that watched saw the mark and removes the data when it can; a
+// node that was down keeps the data as orphaned (docs/volumes.md). A
+// node's agent keeps the data of a volume whose object is simply gone
+// (a restore of an older backup, a wrong write), since nothing proves it
+// was meant to go.
+func (s *Server) deleteVolume(ctx context.Context, w http.ResponseWriter, key api.Key, rv int64, force bool, role string) error {
+	node, isNode := strings.CutPrefix(role, RoleNodePrefix)
+	if !force && !isNode {
+		if err := s.checkVolumeDelete(ctx, key); err != nil {
+			return err
+		}
+	}
+	o, err := s.store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	v := o.(*api.PersistentVolume)
+	if rv != 0 && rv != v.Metadata.ResourceVersion {
+		return fmt.Errorf("%s at resourceVersion %d, now %d: %w", key, rv, v.Metadata.ResourceVersion, store.ErrConflict)
+	}
+	if isNode {
+		if v.Spec.NodeName != node {
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not delete volume %s: it is on node %q", node, key, v.Spec.NodeName))
+		}
+		if !api.Terminating(v) {
+			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not delete volume %s: its deletion was not asked for (a node only finishes one, after it removed the data)", node, key))
+		}
+	}
+	if !api.Terminating(v) {
+		now := s.opts.Now().UTC()
+		v.Metadata.DeletionRequestedAt = &now
+		u, err := s.store.Update(ctx, v)
+		if err != nil {
+			return err
+		}
+		v = u.(*api.PersistentVolume)
+	}
+	if !force && !isNode {
+		writeJSON(w, http.StatusAccepted, v)
+		return nil
+	}
+	out, err := s.store.Delete(ctx, key, v.Metadata.ResourceVersion)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

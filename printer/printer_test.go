@@ -109,6 +109,17 @@ func TestTables(t *testing.T) {
 	if !strings.Contains(b.String(), "Ready,SchedulingDisabled") || !strings.Contains(b.String(), "POD-CIDR") {
 		t.Errorf("nodes table:\n%s", b.String())
 	}
+	// Volume data the node keeps without its object shows, as the
+	// operator's to look at.
+	n.Spec.Unschedulable = false
+	n.Status.Conditions = append(n.Status.Conditions, api.Condition{Type: api.NodeVolumeDataOrphaned, Status: api.ConditionTrue})
+	b.Reset()
+	if err := Table(&b, api.KindNode, []api.Object{n}, Options{Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Ready,OrphanedVolumes") {
+		t.Errorf("nodes table with orphaned volume data:\n%s", b.String())
+	}
 }
 
 // An app whose repository fails to sync shows the Synced condition's

@@ -302,6 +302,11 @@ func nodeStatus(n *api.Node) string {
 	if n.Spec.Unschedulable {
 		st += ",SchedulingDisabled"
 	}
+	// Volume data kept without its object: the operator's to look at
+	// (capstan describe node; docs/volumes.md).
+	if c := api.FindCondition(n.Status.Conditions, api.NodeVolumeDataOrphaned); c != nil && c.Status == api.ConditionTrue {
+		st += ",OrphanedVolumes"
+	}
 	return st
 }
 

@@ -484,7 +484,8 @@ func TestReclaimSwitchedToRetain(t *testing.T) {
 		t.Fatalf("kv-0-data after a smaller size: %d bytes, want 128Mi kept", v.Spec.Size.Value())
 	}
 
-	// The app removed: cache's volume goes with its workload, kv's stays.
+	// The app removed: cache's volume goes with its workload (marked for
+	// deletion), kv's stays.
 	must[api.Object](t)(c.Delete(ctx, appKey, client.DeleteOptions{}))
 	waitFor(t, 30*time.Second, "the workloads and cache-0-data collected", func() string {
 		objs, _, err := c.List(ctx, api.KindWorkload, client.ListOptions{App: "store"})
@@ -494,8 +495,10 @@ func TestReclaimSwitchedToRetain(t *testing.T) {
 		if len(objs) > 0 {
 			return fmt.Sprintf("%d workloads left", len(objs))
 		}
-		if _, err := volume("cache-0-data"); !client.IsNotFound(err) {
-			return fmt.Sprintf("cache-0-data: %v", err)
+		// Marked for deletion: its node's agent removes the data, then
+		// the object.
+		if v, err := volume("cache-0-data"); err != nil || !api.Terminating(v) {
+			return fmt.Sprintf("cache-0-data: %v, want it marked for deletion", err)
 		}
 		return ""
 	})
@@ -573,7 +576,15 @@ func TestRetainWinsOverPrune(t *testing.T) {
 	// The app removed: the garbage collector deletes the workloads.
 	must[api.Object](t)(c.Delete(ctx, api.Key{Kind: api.KindApp, App: "store", Name: "store"}, client.DeleteOptions{}))
 	waitFor(t, 30*time.Second, "workload db collected", gone(api.KindWorkload, "db"))
-	waitFor(t, 30*time.Second, "cache-0-data collected with its workload", gone(api.KindVolume, "cache-0-data"))
+	// Its volume is marked for deletion: its node's agent removes the
+	// data, then the object.
+	waitFor(t, 30*time.Second, "cache-0-data collected with its workload", func() string {
+		o, err := c.Get(ctx, api.Key{Kind: api.KindVolume, App: "store", Name: "cache-0-data"})
+		if err != nil || !api.Terminating(o) {
+			return fmt.Sprintf("volume cache-0-data: %v, want it marked for deletion", err)
+		}
+		return ""
+	})
 	kept("db-0-data")
 	kept("kv-0-data")
 }

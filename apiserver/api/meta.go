@@ -125,7 +125,8 @@ type ObjectMeta struct {
 	// CreatedAt is set by the server on create.
 	CreatedAt time.Time `json:"createdAt,omitzero"`
 	// DeletionRequestedAt is set when a graceful delete has begun (pods:
-	// the agent stops the containers, then removes the object).
+	// the agent stops the containers, then removes the object; volumes:
+	// the agent removes the data, then the object).
 	DeletionRequestedAt *time.Time `json:"deletionRequestedAt,omitempty"`
 	// Labels select objects (services select pods by label).
 	Labels map[string]string `json:"labels,omitempty"`

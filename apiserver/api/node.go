@@ -118,6 +118,10 @@ func NodeMayRegisterLabel(node, key, value string) bool {
 // Node condition types.
 const (
 	NodeReady = "Ready"
+	// NodeVolumeDataOrphaned is True while the node keeps volume data
+	// whose Volume object is gone without a deletion seen (the agent
+	// removes data only on proof of its deletion): its message lists them.
+	NodeVolumeDataOrphaned = "VolumeDataOrphaned"
 )
 
 // Lease is a small object renewed often: agents heartbeat by renewing the

@@ -12,9 +12,11 @@ import (
 // workload (kind Volume): a directory on one node that outlives its pods.
 // The scheduler creates it when it first binds the replica, bound to the
 // chosen node, and from then on places that replica only there. It is
-// removed only by `capstan delete volume` or, with reclaim "delete", with
-// its workload (the workload is then its owner); the node's agent removes
-// the data once the object is gone.
+// deleted only by `capstan delete volume` or, with reclaim "delete", with
+// its workload (the workload is then its owner): the delete marks it
+// (metadata.deletionRequestedAt), and the node's agent removes the data,
+// then the object. An object gone without that mark (a restore of an
+// older backup) never removes data: its node keeps and reports it.
 type PersistentVolume struct {
 	TypeMeta
 	Metadata ObjectMeta   `json:"metadata"`
@@ -216,8 +218,8 @@ func VolumeDeleteProblem(v *PersistentVolume, node *Node, w *Workload, pod *Pod)
 		if node == nil {
 			state = "is no longer in the cluster"
 		}
-		return fmt.Errorf("%w: volume %s is on node %s, which %s, so its data cannot be removed now; delete with --force to forget the volume (its replica then starts on a new empty volume elsewhere, and %s's agent removes the old data if the node comes back)",
-			ErrVolumeInUse, key, v.Spec.NodeName, state, v.Spec.NodeName)
+		return fmt.Errorf("%w: volume %s is on node %s, which %s, so its data cannot be removed now; delete with --force to forget the volume (its replica then starts on a new empty volume elsewhere; if the node comes back, its agent keeps the old data, reported as orphaned on the node, for you to remove: docs/volumes.md)",
+			ErrVolumeInUse, key, v.Spec.NodeName, state)
 	}
 	replica := OrdinalPodName(v.Spec.Workload, int(v.Spec.Ordinal))
 	if w != nil && w.Metadata.Name == v.Spec.Workload && w.Spec.Ordered && v.Spec.Ordinal < w.Spec.Replicas && namesPersistent(w.Spec.Template.Volumes, v.Spec.Volume) {

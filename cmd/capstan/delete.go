@@ -27,8 +27,10 @@ change the repository instead.
 A persistent volume (capstan delete volume APP/NAME) is deleted only once its
 replica no longer needs it (its pod group no longer wants the replica with
 the volume and no pod of the replica names it) and its node is ready; the
-node's agent then removes the data. --force deletes it anyway: its replica starts on a new empty volume the
-next time it is placed (see docs/volumes.md).`,
+node's agent then removes the data, and then the volume (shown as
+terminating until then). --force deletes it anyway: its replica starts on a new empty volume the
+next time it is placed; a node that was down meanwhile keeps the old data,
+reported as orphaned (see docs/volumes.md).`,
 		Args:              kindNameArgs(cobra.ExactArgs(2)),
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
