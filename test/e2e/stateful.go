@@ -50,6 +50,26 @@ func (c *Cluster) KillServer() {
 	c.startServer()
 }
 
+// RestoreServer stops the server (SIGTERM), moves its data directory
+// aside, restores the backup file (made by `capstan backup` with the
+// passphrase in passFile) in its place, and starts the server on it; it
+// returns once the API is ready.
+func (c *Cluster) RestoreServer(file, passFile string) {
+	c.t.Helper()
+	c.server.stop(syscall.SIGTERM)
+	dir := filepath.Join(Base, "server")
+	if err := os.Rename(dir, dir+"-before-restore"); err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, c.Bin, "restore", file, "--data-dir", dir, "--passphrase-file", passFile).CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("e2e: capstan restore: %v\n%s", err, out)
+	}
+	c.startServer()
+}
+
 // RestartServer stops the server (SIGTERM) and starts it again on the
 // same data directory with args in place of Options.ServerArgs; it
 // returns once the API is ready.

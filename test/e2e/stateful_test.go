@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/capstanhq/capstan/apiserver/api"
 	"github.com/capstanhq/capstan/apiserver/client"
@@ -147,10 +150,11 @@ func TestDataSurvives(t *testing.T) {
 	if out, err := c.CLI(c.AdminConfigPath(), "delete", "volume", "store/kv-0-data"); err != nil {
 		t.Fatalf("delete volume: %v\n%s", err, out)
 	}
-	c.WaitFor("the volume's data removed from "+h.Name, time.Minute, func() bool {
+	c.WaitFor("the volume's data removed from "+h.Name+", then its object", time.Minute, func() bool {
 		_, err := os.Stat(volDir)
 		mps, _ := mountsUnder(volDir)
-		return os.IsNotExist(err) && len(mps) == 0
+		_, gerr := c.Admin.Get(ctx, api.Key{Kind: api.KindVolume, App: "store", Name: "kv-0-data"})
+		return os.IsNotExist(err) && len(mps) == 0 && client.IsNotFound(gerr)
 	})
 }
 
@@ -296,7 +300,8 @@ func TestOrderedGroup(t *testing.T) {
 // `capstan describe` says why; the volume cannot be deleted while its node
 // is down, except with --force, after which the replica starts on the
 // other node on a new empty volume. When the dead node comes back, its
-// agent removes the old data.
+// agent keeps the old data (it never saw the deletion) and reports it as
+// orphaned until an operator removes it by hand.
 func TestVolumeNodeDies(t *testing.T) {
 	const app = "vol"
 	c := New(t, Options{Hosts: 2, GracePeriod: 6 * time.Second, EvictionTimeout: 10 * time.Second})
@@ -368,15 +373,41 @@ func TestVolumeNodeDies(t *testing.T) {
 		t.Fatalf("the new volume: %+v, %v; want a new one on %s", o, err, other.Name)
 	}
 
+	// The old node comes back: it never saw the deletion, so it keeps the
+	// old data and reports it, until an operator removes it by hand.
 	dead.Start()
 	dead.WaitReady()
-	c.WaitFor("the old data removed from "+dead.Name, time.Minute, func() bool {
-		_, err := os.Stat(oldDir)
-		return os.IsNotExist(err)
+	orphaned := func() *api.Condition {
+		n, ok := c.Node(dead.Name)
+		if !ok {
+			return nil
+		}
+		return api.FindCondition(n.Status.Conditions, api.NodeVolumeDataOrphaned)
+	}
+	c.WaitFor("the old data reported as orphaned on "+dead.Name, time.Minute, func() bool {
+		cond := orphaned()
+		return cond != nil && cond.Status == api.ConditionTrue && strings.Contains(cond.Message, oldUID)
 	})
+	if _, err := os.Stat(filepath.Join(oldDir, "disk.img")); err != nil {
+		t.Fatalf("the old data on %s, whose deletion it never saw: %v; want it kept", dead.Name, err)
+	}
+	if out, err := c.CLI(c.AdminConfigPath(), "get", "nodes"); err != nil || !strings.Contains(out, "Ready,OrphanedVolumes") {
+		t.Fatalf("capstan get nodes: want %s shown with orphaned volumes: %v\n%s", dead.Name, err, out)
+	}
 	if p := c.ReadyPod(app, "db-0"); p == nil || p.Metadata.UID != moved.Metadata.UID {
 		t.Fatalf("db-0 after %s came back: %v, want %s still running", dead.Name, p, moved.Metadata.UID)
 	}
+	// Removed on purpose, as docs/volumes.md says.
+	if err := unix.Unmount(filepath.Join(oldDir, "mnt"), 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(oldDir); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor("no orphaned data reported on "+dead.Name, 2*time.Minute, func() bool {
+		cond := orphaned()
+		return cond != nil && cond.Status == api.ConditionFalse
+	})
 }
 
 // TestVolumeKeptAcrossScaleAndRename walks what a team does to a
