@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/datadriven"
 
@@ -22,7 +23,7 @@ import (
 //	remove-node name=N
 //	pod app=A name=N [cpu=Q] [memory=Q] [workload=W] [hostport=(80,...)] [node=N] [required=N] [phase=P]
 //	remove-pod app=A name=N
-//	volume app=A name=N node=N size=Q [capacity=Q]
+//	volume app=A name=N node=N size=Q [capacity=Q] [deleting]
 //	remove-volume app=A name=N
 //	schedule app=A name=N [pod fields] [selector=(k=v,...)] [volumes=(name=Q,...)] [bind] [percentage=P]
 //	schedule-many app=A prefix=P count=K [pod fields] [percentage=P]
@@ -126,6 +127,9 @@ func runScheduleCmd(t *testing.T, snap *Snapshot, d *datadriven.TestData) string
 		return "ok"
 	case "volume":
 		v := makeVolume(str("app", "default"), str("name", ""), str("node", ""), str("size", ""), str("capacity", ""))
+		if d.HasArg("deleting") {
+			v.Metadata.DeletionRequestedAt = &time.Time{}
+		}
 		snap.SetVolume(v)
 		if ni := snap.Node(v.Spec.NodeName); ni != nil {
 			return describeNode(ni)

@@ -23,7 +23,17 @@ const ReasonVolumeSpace = "insufficient disk for volumes"
 type volumeInfo struct {
 	node    string
 	pending int64
+	// deleting: a delete of the volume began (its node removes the data,
+	// then the object): no replica may start on it meanwhile.
+	deleting bool
 }
+
+// The pins of volumeNode that are no node: volumes on two nodes, or a
+// volume being deleted. No node name can match either.
+const (
+	pinNone     = "\x00"
+	pinDeleting = "\x01"
+)
 
 // SetVolume records the persistent volume v, bound to its spec.nodeName
 // (one without a node is as good as none).
@@ -34,7 +44,8 @@ func (s *Snapshot) SetVolume(v *api.PersistentVolume) {
 		return
 	}
 	s.setVolume(key, volumeInfo{node: v.Spec.NodeName,
-		pending: max(v.Spec.Size.Value()-v.Status.Capacity.Value(), 0)})
+		pending:  max(v.Spec.Size.Value()-v.Status.Capacity.Value(), 0),
+		deleting: v.Metadata.DeletionRequestedAt != nil})
 }
 
 func (s *Snapshot) setVolume(key string, vi volumeInfo) {
@@ -89,22 +100,25 @@ func (s *Snapshot) VolumeNode(app, name string) string { return s.volumes[app+"/
 // persistent volumes is there ("" for anywhere), and which volume says
 // so, and the bytes its volumes that do not exist yet will take on the
 // node it goes to. Volumes on two different nodes pin the pod to none
-// ("\x00", no node name can match); a pod with no persistent volume costs
-// one loop.
+// (pinNone), and so does a volume being deleted (pinDeleting: the replica
+// waits for it to go, then gets a new one, rather than write into data
+// about to be removed); a pod with no persistent volume costs one loop.
 func (s *Snapshot) volumeNode(pod *api.Pod) (node, volume string, newBytes int64) {
 	for _, v := range pod.Spec.Volumes {
 		if v.Persistent == nil {
 			continue
 		}
 		name := api.VolumeName(pod.Metadata.Name, v.Name)
-		n := s.volumes[pod.Metadata.App+"/"+name].node
-		switch {
+		vi := s.volumes[pod.Metadata.App+"/"+name]
+		switch n := vi.node; {
+		case vi.deleting:
+			return pinDeleting, name, newBytes
 		case n == "":
 			newBytes += v.Persistent.Size.Value()
 		case node == "":
 			node, volume = n, name
 		case n != node:
-			return "\x00", name, newBytes
+			return pinNone, name, newBytes
 		}
 	}
 	return node, volume, newBytes
@@ -234,8 +248,10 @@ func volumeDetail(app, node, volume string, snap *Snapshot) string {
 	switch node {
 	case "":
 		return ""
-	case "\x00":
+	case pinNone:
 		return fmt.Sprintf(" (the pod's persistent volumes, %s among them, are on different nodes)", volume)
+	case pinDeleting:
+		return fmt.Sprintf(" (persistent volume %s is being deleted: the replica starts on a new empty volume once its node has removed the old data)", volume)
 	}
 	force := fmt.Sprintf("`capstan delete volume %s/%s --force` gives the replica a new empty volume elsewhere", app, volume)
 	n := snap.Node(node)
