@@ -137,8 +137,9 @@ func (p *Process) runOnce(ctx context.Context, bin, cfg string, first bool) erro
 	}
 	defer logf.Close()
 	// Pdeathsig fires when the forking OS thread exits, not the process;
-	// Go ends threads whose locked goroutine returns (nsfile does that), so
-	// hold this thread for as long as the child lives.
+	// Go ends threads whose locked goroutine returns (nsfile does that to
+	// a thread that cannot leave a pod's namespace), so hold this thread
+	// for as long as the child lives.
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	cmd := exec.Command(bin, "--config", cfg)

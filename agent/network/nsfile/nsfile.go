@@ -62,29 +62,64 @@ func Create(path string, kind Kind, hostname string) (err error) {
 	}()
 
 	done := make(chan error, 1)
-	go func() {
-		// The thread is never unlocked: when this goroutine returns, the Go
-		// runtime kills the thread, and with it the namespace membership.
-		runtime.LockOSThread()
-		done <- unshareAndBind(path, kind, flag, hostname)
-	}()
+	go createOnThread(path, kind, flag, hostname, done)
 	return <-done
 }
 
-func unshareAndBind(path string, kind Kind, flag int, hostname string) error {
-	if err := unix.Unshare(flag); err != nil {
-		return fmt.Errorf("namespace %s: unshare %s: %w", path, kind, err)
+// createOnThread makes the namespace on an OS thread locked to this
+// goroutine and sends the result on done. The thread goes back to its own
+// namespace afterwards and is reused; only if it cannot go back does it
+// stay locked, so that the Go runtime ends it when the goroutine returns.
+// The runtime cannot end the process's main thread (it parks it for good
+// instead), and /proc/PID/ns/KIND is the main thread's: left in a pod's
+// namespace, it would hold that namespace after the pod was gone and make
+// the agent look like one of the pod's processes. So the main thread never
+// makes a namespace: when this goroutine runs on it, it hands the work to
+// another goroutine, which cannot run on the main thread while it is
+// locked here.
+func createOnThread(path string, kind Kind, flag int, hostname string, done chan<- error) {
+	runtime.LockOSThread()
+	if unix.Gettid() == unix.Getpid() {
+		inner := make(chan error, 1)
+		go createOnThread(path, kind, flag, hostname, inner)
+		err := <-inner
+		runtime.UnlockOSThread()
+		done <- err
+		return
 	}
+	restored, err := unshareAndBind(path, kind, flag, hostname)
+	if restored {
+		runtime.UnlockOSThread()
+	}
+	done <- err
+}
+
+// unshareAndBind moves the calling thread, locked to its goroutine, into a
+// new namespace of kind, binds that to path and moves the thread back to
+// the namespace it was in; restored says whether it is back there (or
+// never left). The namespace to go back to is the thread's own
+// (/proc/thread-self), not the process's (/proc/self, the main thread's).
+func unshareAndBind(path string, kind Kind, flag int, hostname string) (restored bool, err error) {
+	self := "/proc/thread-self/ns/" + string(kind)
+	orig, err := os.Open(self)
+	if err != nil {
+		return true, fmt.Errorf("namespace %s: open the thread's own %s namespace %s: %w (is /proc mounted?)", path, kind, self, err)
+	}
+	defer orig.Close()
+	if err := unix.Unshare(flag); err != nil {
+		return true, fmt.Errorf("namespace %s: unshare %s: %w", path, kind, err)
+	}
+	// Failing to go back is no error of Create's: the thread then ends.
+	defer func() { restored = unix.Setns(int(orig.Fd()), flag) == nil }()
 	if kind == UTS && hostname != "" {
 		if err := unix.Sethostname([]byte(hostname)); err != nil {
-			return fmt.Errorf("namespace %s: set hostname %q: %w", path, hostname, err)
+			return false, fmt.Errorf("namespace %s: set hostname %q: %w", path, hostname, err)
 		}
 	}
-	src := fmt.Sprintf("/proc/%d/task/%d/ns/%s", os.Getpid(), unix.Gettid(), kind)
-	if err := unix.Mount(src, path, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("namespace %s: bind mount %s: %w", path, src, err)
+	if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
+		return false, fmt.Errorf("namespace %s: bind mount %s: %w", path, self, err)
 	}
-	return nil
+	return false, nil
 }
 
 // Remove unmounts and deletes the namespace file at path. A missing file is
