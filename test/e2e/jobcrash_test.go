@@ -89,11 +89,6 @@ func (c *Cluster) endPod(p *api.Pod) {
 			if err != nil {
 				continue
 			}
-			// The agent is not one of them, though its main thread may
-			// be in the first pod's namespace (see nsfile.Create).
-			if exe, _ := os.Readlink(filepath.Join("/proc", d.Name(), "exe")); exe == c.Bin {
-				continue
-			}
 			if ns, err := os.Readlink(filepath.Join("/proc", d.Name(), "ns", "net")); err == nil && ns == want {
 				out = append(out, pid)
 			}
@@ -105,6 +100,11 @@ func (c *Cluster) endPod(p *api.Pod) {
 		c.t.Fatalf("e2e: no process in pod %s's network namespace", p.Metadata.Name)
 	}
 	for _, pid := range ps {
+		// No thread of Capstan's is left in a pod's namespace (see
+		// nsfile.Create): /proc/PID/ns is the main thread's.
+		if exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe")); exe == c.Bin {
+			c.t.Fatalf("e2e: %s (pid %d) is in pod %s's network namespace", c.Bin, pid, p.Metadata.Name)
+		}
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 	}
 	c.waitFor("pod "+p.Metadata.Name+"'s processes to end", time.Minute, func() bool { return len(procs()) == 0 })
