@@ -230,6 +230,7 @@ func (a *Agent) collectVolumes(ctx context.Context) {
 	marked := a.volDirs.marked(onDisk)
 	plan := planVolumes(onDisk, marked, vols, pods, a.opts.NodeName)
 	failed := map[string]bool{} // UIDs whose data is still here
+	removed := false
 	for _, d := range plan.Mark {
 		if err := a.volDirs.mark(d); err != nil {
 			a.log.Error("record a volume's deletion; retrying on the next change", "volume", d.App+"/"+d.Name, "uid", d.UID, "err", err)
@@ -246,6 +247,14 @@ func (a *Agent) collectVolumes(ctx context.Context) {
 			continue
 		}
 		a.log.Info("volume removed: its deletion was asked for", "volume", d.App+"/"+d.Name, "uid", d.UID)
+		removed = true
+	}
+	if removed {
+		// The room freed shows at once, not at the next step of the
+		// periodic check: a replica waiting for room is tried again.
+		if err := a.reportStorage(ctx, true); err != nil {
+			a.log.Warn("free space for volumes; again on the next check", "err", err)
+		}
 	}
 	for _, v := range plan.Finish {
 		if failed[v.Metadata.UID] {

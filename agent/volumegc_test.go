@@ -166,6 +166,15 @@ func TestVolumeDeletionRemovesDataThenObject(t *testing.T) {
 		_, err := c.Client.Get(ctx, api.KeyOf(v))
 		return !exists(dir) && client.IsNotFound(err)
 	})
+	// The room freed is on the Node at once (the periodic check writes
+	// it only once it moved by a step), for replicas waiting for room.
+	no, err := c.Client.Get(ctx, api.Key{Kind: api.KindNode, Name: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if no.(*api.Node).Status.VolumeStorage == nil {
+		t.Error("the node's free space for volumes was not written when a volume's data was removed")
+	}
 
 	// --force while the replica's pod still names the volume.
 	v = createVolume(t, c.Client, "kv")
