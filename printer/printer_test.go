@@ -316,3 +316,26 @@ func TestAppsTableShowsPreview(t *testing.T) {
 		}
 	}
 }
+
+// get nodes showed no room for volumes, though the scheduler places new
+// volumes by it; -o wide shows it as free of capacity, rounded down.
+func TestNodesWideVolumeRoom(t *testing.T) {
+	n := api.KindNode.New().(*api.Node)
+	n.Metadata.Name = "n1"
+	old := api.Clone(n)
+	old.Metadata.Name = "n0"
+	n.Status.VolumeStorage = &api.NodeVolumeStorage{Capacity: api.MustParseQuantity("50Gi"), Available: api.NewQuantity(39_999_999_999, api.BinarySI)}
+	var b strings.Builder
+	if err := Table(&b, api.KindNode, []api.Object{old, n}, Options{Wide: true, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	if !strings.Contains(lines[0], "VOLUME-ROOM") || !strings.HasSuffix(strings.TrimSpace(lines[1]), "<none>") || !strings.HasSuffix(strings.TrimSpace(lines[2]), "37.2Gi/50Gi") {
+		t.Errorf("nodes table:\n%s", b.String())
+	}
+	for n, want := range map[int64]string{0: "0", 1023: "1023", 1 << 20: "1Mi", 1<<30 + 1<<29: "1.5Gi", 1<<30 - 1: "1023.9Mi", 3 << 40: "3Ti", -5: "0"} {
+		if got := bytesDown(n); got != want {
+			t.Errorf("bytesDown(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

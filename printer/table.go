@@ -155,6 +155,7 @@ func columnsFor(kind api.Kind) []column {
 			{name: "ADDRESS", wide: true, cell: func(o api.Object, _ *Options) string { return nodeAddress(o.(*api.Node)) }},
 			{name: "POD-CIDR", wide: true, cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Node).Spec.PodCIDR) }},
 			{name: "VERSION", wide: true, cell: func(o api.Object, _ *Options) string { return orNone(o.(*api.Node).Status.Info.AgentVersion) }},
+			{name: "VOLUME-ROOM", wide: true, cell: func(o api.Object, _ *Options) string { return volumeRoom(o.(*api.Node).Status.VolumeStorage) }},
 		}
 	case api.KindLease:
 		return []column{nameCol,
@@ -485,4 +486,33 @@ func previewOf(a *api.App, opts *Options) string {
 		s += ", deleted in " + Age(t.Sub(opts.Now))
 	}
 	return s
+}
+
+// volumeRoom renders a node's room for persistent volumes as free of
+// capacity ("37.2Gi/50Gi"), rounded down, or <none> when its agent does
+// not report it.
+func volumeRoom(st *api.NodeVolumeStorage) string {
+	if st == nil {
+		return "<none>"
+	}
+	return bytesDown(st.Available.Value()) + "/" + bytesDown(st.Capacity.Value())
+}
+
+// bytesDown renders bytes in Ki, Mi, Gi or Ti with one decimal at most,
+// rounded down, so that free room is never overstated.
+func bytesDown(n int64) string {
+	units := []struct {
+		suffix string
+		size   int64
+	}{{"Ti", 1 << 40}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}}
+	for _, u := range units {
+		if n >= u.size {
+			tenths := n * 10 / u.size
+			if n >= 1<<50 || tenths%10 == 0 {
+				return strconv.FormatInt(n/u.size, 10) + u.suffix
+			}
+			return fmt.Sprintf("%d.%d%s", tenths/10, tenths%10, u.suffix)
+		}
+	}
+	return strconv.FormatInt(max(n, 0), 10)
 }
