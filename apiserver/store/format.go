@@ -26,9 +26,9 @@ var (
 // checkFormat refuses a store that a newer Capstan wrote (a later format,
 // or a later minor release), and otherwise brings it to this binary's
 // format and, with record, records binary's version when it is the newest
-// to open it. It runs in the transaction that
-// opens the store, so a crash leaves the file as it was or upgraded,
-// never between, and the next open does what is left.
+// to open it. It runs in the transaction that opens the store, so a crash
+// leaves the file as it was or upgraded, never between, and the next open
+// does what is left.
 func checkFormat(meta *bolt.Bucket, binary string, record bool) error {
 	format, wrote := readInt(meta, keyFormat), string(meta.Get(keyVersion))
 	if format > storeFormat || version.MinorAfter(wrote, binary) {
