@@ -23,14 +23,18 @@ import (
 // the store without bound within the event TTL. Only new events count: a
 // repeat of an event counts up on the existing object and grows nothing.
 // The source is the writer: a node, or an admin's reporter (a
-// controller). Each server keeps its own buckets (in memory).
+// controller). The limit across all objects is a node's only: a node's
+// credentials are what a compromised or broken machine holds, while the
+// controllers are the cluster's own and record one event per object they
+// act on (the scheduler's Scheduled of each pod of a large rollout).
+// Each server keeps its own buckets (in memory).
 type EventLimits struct {
 	// PerObjectBurst new events one source may make about one object at
 	// once (default 25); after it one more every PerObjectEvery (default
 	// 5 minutes).
 	PerObjectBurst int
 	PerObjectEvery time.Duration
-	// PerSourceBurst new events one source may make about all objects at
+	// PerSourceBurst new events one node may make about all objects at
 	// once (default 500); after it one more every PerSourceEvery (default
 	// 1 second).
 	PerSourceBurst int
@@ -92,25 +96,27 @@ func newEventLimiter(l EventLimits) *eventLimiter {
 	return &eventLimiter{limits: l, buckets: map[string]*eventBucket{}, nextPrune: 1024}
 }
 
-// admit takes a token of source's bucket and of its bucket for object,
-// or says which one is empty.
-func (l *eventLimiter) admit(now time.Time, source string, object api.ObjectRef) *eventDrop {
+// admit takes a token of source's bucket for object and, for a node, of
+// its bucket for all objects, or says which one is empty.
+func (l *eventLimiter) admit(now time.Time, source string, node bool, object api.ObjectRef) *eventDrop {
 	objKey := source + "\x00" + string(object.Kind) + "/" + object.App + "/" + object.Name
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.prune(now)
 	ob := l.bucket(objKey, l.limits.PerObjectBurst, l.limits.PerObjectEvery)
-	sb := l.bucket(source, l.limits.PerSourceBurst, l.limits.PerSourceEvery)
-	// Take from both only when both have a token: a drop by one limit
-	// must not use up the other.
-	switch {
-	case ob.lim.TokensAt(now) < 1:
+	if ob.lim.TokensAt(now) < 1 {
 		return ob.drop(now, "object", l.limits.PerObjectBurst, l.limits.PerObjectEvery)
-	case sb.lim.TokensAt(now) < 1:
-		return sb.drop(now, "source", l.limits.PerSourceBurst, l.limits.PerSourceEvery)
+	}
+	if node {
+		// Take from both only when both have a token: a drop by one
+		// limit must not use up the other.
+		sb := l.bucket(source, l.limits.PerSourceBurst, l.limits.PerSourceEvery)
+		if sb.lim.TokensAt(now) < 1 {
+			return sb.drop(now, "source", l.limits.PerSourceBurst, l.limits.PerSourceEvery)
+		}
+		sb.lim.AllowN(now, 1)
 	}
 	ob.lim.AllowN(now, 1)
-	sb.lim.AllowN(now, 1)
 	return nil
 }
 
@@ -148,24 +154,24 @@ func (l *eventLimiter) prune(now time.Time) {
 
 // eventSource names who writes ev as role: a node by its role (it cannot
 // claim another reporter), anyone else by the reporter it gives.
-func eventSource(role string, ev *api.Event) string {
+func eventSource(role string, ev *api.Event) (source string, node bool) {
 	if node, ok := strings.CutPrefix(role, RoleNodePrefix); ok {
-		return "node " + node
+		return "node " + node, true
 	}
 	if ev.Spec.Reporter != "" {
-		return ev.Spec.Reporter
+		return ev.Spec.Reporter, false
 	}
-	return role
+	return role, false
 }
 
 // limitEvent admits ev, to be created by role, under the event limits:
 // a drop is counted, recorded on the object once per stretch of drops,
 // and answered 429.
 func (s *Server) limitEvent(ctx context.Context, role string, ev *api.Event) error {
-	source := eventSource(role, ev)
+	source, node := eventSource(role, ev)
 	ref := ev.Spec.Object
 	now := s.opts.Now()
-	d := s.events.admit(now, source, ref)
+	d := s.events.admit(now, source, node, ref)
 	if d == nil {
 		return nil
 	}

@@ -141,15 +141,31 @@ func TestEventSourceLimit(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cl := apiservertest.Start(t, apiservertest.Options{Server: apiserver.Options{Now: clock.Now, Registry: reg,
 		EventLimits: apiserver.EventLimits{PerSourceBurst: 10, PerSourceEvery: time.Minute}}})
+	nc := cl.Token(t, "node:n1")
+	for i := range 30 {
+		if _, err := cl.Client.Create(context.Background(), pod("shop", fmt.Sprintf("p%d", i), "n1")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	took := 0
 	for i := range 30 {
-		took += createEvents(t, cl.Client, api.ObjectRef{Kind: api.KindPod, App: "shop", Name: fmt.Sprintf("p%d", i)}, "agent/n1", fmt.Sprintf("p%d", i), 1, clock.Now())
+		took += createEvents(t, nc, api.ObjectRef{Kind: api.KindPod, App: "shop", Name: fmt.Sprintf("p%d", i)}, "agent/n1", fmt.Sprintf("p%d", i), 1, clock.Now())
 	}
 	if took != 10 {
-		t.Errorf("%d of 30 events about 30 pods taken, want 10 (the source's burst)", took)
+		t.Errorf("the node made %d of 30 events about 30 pods, want 10 (its burst)", took)
 	}
 	if got := counterValue(t, reg, "capstan_api_events_dropped_total", "source"); got != 20 {
 		t.Errorf("capstan_api_events_dropped_total{limit=source} = %v, want 20", got)
+	}
+	// A controller records one event per object it acts on (the
+	// scheduler's Scheduled of each pod of a large rollout): the limit
+	// across objects is a node's only.
+	took = 0
+	for i := range 30 {
+		took += createEvents(t, cl.Client, api.ObjectRef{Kind: api.KindPod, App: "shop", Name: fmt.Sprintf("p%d", i)}, "scheduler", fmt.Sprintf("s%d", i), 1, clock.Now())
+	}
+	if took != 30 {
+		t.Errorf("the scheduler made %d of 30 events about 30 pods, want all", took)
 	}
 }
 
