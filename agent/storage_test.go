@@ -95,21 +95,14 @@ func TestReportStorage(t *testing.T) {
 
 	// A volume made here: the node's free space is written before the
 	// volume's capacity.
-	v := api.KindVolume.New().(*api.PersistentVolume)
-	v.Metadata = api.ObjectMeta{App: "shop", Name: "db-0-data"}
-	v.Spec = api.VolumeSpec{Workload: "db", Volume: "data", Size: api.MustParseQuantity("16Mi"), Reclaim: api.ReclaimRetain, NodeName: "n1"}
-	o, err := c.Client.Create(ctx, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v = o.(*api.PersistentVolume)
+	v := createVolume(t, c.Client, "db")
 	if _, err := a.volDirs.ensure(ctx, v); err != nil {
 		t.Fatal(err)
 	}
 	a.reportVolume(ctx, v, nil)
 	n := node()
 	wantFree(n, "volume made")
-	o, err = c.Client.Get(ctx, api.KeyOf(v))
+	o, err := c.Client.Get(ctx, api.KeyOf(v))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -598,14 +598,7 @@ func TestVolumeGrowthFailureReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := api.KindVolume.New().(*api.PersistentVolume)
-	v.Metadata = api.ObjectMeta{App: "shop", Name: "db-0-data"}
-	v.Spec = api.VolumeSpec{Workload: "db", Volume: "data", Size: api.MustParseQuantity("16Mi"), Reclaim: api.ReclaimRetain, NodeName: "n1"}
-	o, err := c.Client.Create(ctx, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v = o.(*api.PersistentVolume)
+	v := createVolume(t, c.Client, "db")
 	if _, err := a.volDirs.ensure(ctx, v); err != nil {
 		t.Fatal(err)
 	}
@@ -620,13 +613,13 @@ func TestVolumeGrowthFailureReported(t *testing.T) {
 	go func() { _ = a.volumes.Start(ctx) }()
 	go a.ev.run(ctx)
 	testenv.Eventually(t, 30*time.Second, "the agent sees the volume at 40Mi", func() bool {
-		o, ok := a.volumes.Get("shop/db-0-data")
+		o, ok := a.volumes.Get("store/db-0-data")
 		return ok && o.(*api.PersistentVolume).Spec.Size.Value() == 40<<20
 	})
 	a.growVolumes(ctx)
 
 	const lacks = "the growth needs 24Mi more"
-	o, err = c.Client.Get(ctx, api.KeyOf(v))
+	o, err := c.Client.Get(ctx, api.KeyOf(v))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -637,7 +630,7 @@ func TestVolumeGrowthFailureReported(t *testing.T) {
 	}
 	var got []string
 	testenv.Eventually(t, 30*time.Second, "a VolumeResizeFailed event saying "+lacks, func() bool {
-		evs, _, err := c.Client.List(ctx, api.KindEvent, client.ListOptions{App: "shop"})
+		evs, _, err := c.Client.List(ctx, api.KindEvent, client.ListOptions{App: "store"})
 		if err != nil {
 			t.Fatal(err)
 		}
