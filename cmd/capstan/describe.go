@@ -61,7 +61,7 @@ func describeAll(cmd *cobra.Command, arg, app string) error {
 		return err
 	}
 	if len(objs) == 0 {
-		_, err := fmt.Fprintln(cmd.ErrOrStderr(), noObjects(ctx, c, kind, app))
+		_, err := fmt.Fprintln(cmd.ErrOrStderr(), noObjects(ctx, c, string(kind), kind.ClusterScoped(), app))
 		return err
 	}
 	events, _, err := c.List(ctx, api.KindEvent, client.ListOptions{App: app})

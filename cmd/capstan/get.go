@@ -126,10 +126,7 @@ list says so on stderr.`,
 			if empty {
 				// A message, not data: on stderr, as kubectl's "No
 				// resources found", so that a pipe or file gets no rows.
-				msg := noObjects(ctx, c, kind, app)
-				if selector != "" {
-					msg = strings.TrimSuffix(msg, ".") + " with labels " + selector + "."
-				}
+				msg := withLabels(noObjects(ctx, c, string(kind), kind.ClusterScoped(), app), selector)
 				if given := evf.given(); len(given) > 0 {
 					msg = strings.TrimSuffix(msg, ".") + " for " + strings.Join(given, ", ") + "."
 				}
@@ -203,11 +200,7 @@ func getAll(cmd *cobra.Command, app string, labels map[string]string, selector, 
 		return printObjects(ctx, c, out, "", every, output, false, false)
 	}
 	if len(every) == 0 {
-		msg := noObjects(ctx, c, "workloads, pods, services or jobs", app)
-		if selector != "" {
-			msg = strings.TrimSuffix(msg, ".") + " with labels " + selector + "."
-		}
-		fmt.Fprintln(cmd.ErrOrStderr(), msg)
+		fmt.Fprintln(cmd.ErrOrStderr(), withLabels(noObjects(ctx, c, "workloads, pods, services or jobs", false, app), selector))
 	}
 	return nil
 }
@@ -275,17 +268,27 @@ func printTable(ctx context.Context, c *client.Client, out io.Writer, kind api.K
 	return printer.Table(out, kind, objs, opts)
 }
 
-// noObjects says that a list of kind (of app, when set) is empty, and
-// when app names no app, that it does not exist: a misspelt --app
-// listed nothing, as an app without such objects does.
-func noObjects(ctx context.Context, c *client.Client, kind api.Kind, app string) string {
-	if app == "" || kind.ClusterScoped() {
-		return fmt.Sprintf("No %s found.", kind)
+// noObjects says that a list of what (of app, when set, unless the kind
+// is cluster-scoped) is empty, and when app names no app, that it does
+// not exist: a misspelt --app listed nothing, as an app without such
+// objects does.
+func noObjects(ctx context.Context, c *client.Client, what string, clusterScoped bool, app string) string {
+	if app == "" || clusterScoped {
+		return fmt.Sprintf("No %s found.", what)
 	}
 	if missingApp(ctx, c, app) {
-		return fmt.Sprintf("No %s found: there is no app %s ('capstan get apps' lists the apps).", kind, app)
+		return fmt.Sprintf("No %s found: there is no app %s ('capstan get apps' lists the apps).", what, app)
 	}
-	return fmt.Sprintf("No %s found in app %s.", kind, app)
+	return fmt.Sprintf("No %s found in app %s.", what, app)
+}
+
+// withLabels adds the label selector, when given, to a "No ... found."
+// message.
+func withLabels(msg, selector string) string {
+	if selector == "" {
+		return msg
+	}
+	return strings.TrimSuffix(msg, ".") + " with labels " + selector + "."
 }
 
 // missingApp says whether the server answers that app does not exist
