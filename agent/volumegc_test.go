@@ -83,6 +83,21 @@ func createVolume(t *testing.T, c *client.Client, name string) *api.PersistentVo
 	return o.(*api.PersistentVolume)
 }
 
+// createVolumePod creates replica 0 of workload name in app store, on n1,
+// with the persistent volume data createVolume makes.
+func createVolumePod(t *testing.T, c *client.Client, name string) *api.Pod {
+	t.Helper()
+	pod := api.KindPod.New().(*api.Pod)
+	pod.Metadata = api.ObjectMeta{App: "store", Name: api.OrdinalPodName(name, 0)}
+	pod.Spec.NodeName = "n1"
+	pod.Spec.Containers = []api.Container{{Name: name, Image: "example/" + name + ":v1"}}
+	pod.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("16Mi")}}}
+	if _, err := c.Create(t.Context(), pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
 // nodeCondition returns n1's VolumeDataOrphaned condition.
 func nodeCondition(t *testing.T, c *client.Client) *api.Condition {
 	t.Helper()
@@ -179,14 +194,7 @@ func TestVolumeDeletionRemovesDataThenObject(t *testing.T) {
 	// --force while the replica's pod still names the volume.
 	v = createVolume(t, c.Client, "kv")
 	dir = makeVolumeDir(t, a, volumeDir{"store", "kv-0-data", v.Metadata.UID})
-	pod := api.KindPod.New().(*api.Pod)
-	pod.Metadata = api.ObjectMeta{App: "store", Name: "kv-0"}
-	pod.Spec.NodeName = "n1"
-	pod.Spec.Containers = []api.Container{{Name: "kv", Image: "example/kv:v1"}}
-	pod.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("16Mi")}}}
-	if _, err := c.Client.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	pod := createVolumePod(t, c.Client, "kv")
 	testenv.Eventually(t, time.Minute, "the volume and the pod listed", func() bool {
 		_, ok := a.volumes.Get("store/kv-0-data")
 		_, ok2 := a.pods.Get("store/kv-0")

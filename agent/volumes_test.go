@@ -375,14 +375,7 @@ func TestCollectVolumesWaitsForPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod := api.KindPod.New().(*api.Pod)
-	pod.Metadata = api.ObjectMeta{App: "store", Name: "kv-0"}
-	pod.Spec.NodeName = "n1"
-	pod.Spec.Containers = []api.Container{{Name: "kv", Image: "example/kv:v1"}}
-	pod.Spec.Volumes = []api.Volume{{Name: "data", Persistent: &api.PersistentSource{Size: api.MustParseQuantity("16Mi")}}}
-	if _, err := c.Client.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	createVolumePod(t, c.Client, "kv")
 	// Both deleted with --force, their deletion recorded: one's pod runs,
 	// the other has none.
 	forced := volumeDir{"store", "kv-0-data", "uid-forced"}.path(a.volDirs.root)
