@@ -476,8 +476,8 @@ func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *htt
 		if node := strings.TrimPrefix(role, RoleNodePrefix); pod.Spec.NodeName != node {
 			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not delete pod %s: it is now bound to %q", node, rt.key, pod.Spec.NodeName))
 		}
-		if rv != 0 && rv != pod.Metadata.ResourceVersion {
-			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, rv, pod.Metadata.ResourceVersion, store.ErrConflict)
+		if err := deleteConflict(rt.key, rv, pod); err != nil {
+			return err
 		}
 		rv = pod.Metadata.ResourceVersion
 	}
@@ -489,21 +489,15 @@ func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 		pod := cur.(*api.Pod)
-		if rv != 0 && rv != pod.Metadata.ResourceVersion {
-			return fmt.Errorf("%s at resourceVersion %d, now %d: %w", rt.key, rv, pod.Metadata.ResourceVersion, store.ErrConflict)
+		if err := deleteConflict(rt.key, rv, pod); err != nil {
+			return err
 		}
 		if pod.Spec.NodeName != "" {
-			if pod.Metadata.DeletionRequestedAt == nil {
-				now := s.opts.Now().UTC()
-				pod.Metadata.DeletionRequestedAt = &now
-				out, err := s.store.Update(ctx, pod)
-				if err != nil {
-					return err
-				}
-				writeJSON(w, http.StatusAccepted, out)
-				return nil
+			out, err := s.markDeletion(ctx, pod)
+			if err != nil {
+				return err
 			}
-			writeJSON(w, http.StatusAccepted, pod)
+			writeJSON(w, http.StatusAccepted, out)
 			return nil
 		}
 		rv = pod.Metadata.ResourceVersion
@@ -514,6 +508,27 @@ func (s *Server) handleDelete(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// deleteConflict refuses a delete at resourceVersion rv (0: any) of cur,
+// stored at another.
+func deleteConflict(k api.Key, rv int64, cur api.Object) error {
+	if now := cur.Meta().ResourceVersion; rv != 0 && rv != now {
+		return fmt.Errorf("%s at resourceVersion %d, now %d: %w", k, rv, now, store.ErrConflict)
+	}
+	return nil
+}
+
+// markDeletion begins the graceful delete of obj (a pod its agent stops,
+// a volume whose data its agent removes): it sets
+// metadata.deletionRequestedAt, once, and returns obj as stored.
+func (s *Server) markDeletion(ctx context.Context, obj api.Object) (api.Object, error) {
+	if api.Terminating(obj) {
+		return obj, nil
+	}
+	now := s.opts.Now().UTC()
+	obj.Meta().DeletionRequestedAt = &now
+	return s.store.Update(ctx, obj)
 }
 
 func (s *Server) handleTxn(ctx context.Context, w http.ResponseWriter, r *http.Request, role string) error {

@@ -71,8 +71,8 @@ func (s *Server) deleteVolume(ctx context.Context, w http.ResponseWriter, key ap
 		return err
 	}
 	v := o.(*api.PersistentVolume)
-	if rv != 0 && rv != v.Metadata.ResourceVersion {
-		return fmt.Errorf("%s at resourceVersion %d, now %d: %w", key, rv, v.Metadata.ResourceVersion, store.ErrConflict)
+	if err := deleteConflict(key, rv, v); err != nil {
+		return err
 	}
 	if isNode {
 		if v.Spec.NodeName != node {
@@ -82,20 +82,15 @@ func (s *Server) deleteVolume(ctx context.Context, w http.ResponseWriter, key ap
 			return errorf(http.StatusForbidden, wire.ReasonForbidden, fmt.Errorf("node %s may not delete volume %s: its deletion was not asked for (a node only finishes one, after it removed the data)", node, key))
 		}
 	}
-	if !api.Terminating(v) {
-		now := s.opts.Now().UTC()
-		v.Metadata.DeletionRequestedAt = &now
-		u, err := s.store.Update(ctx, v)
-		if err != nil {
-			return err
-		}
-		v = u.(*api.PersistentVolume)
+	marked, err := s.markDeletion(ctx, v)
+	if err != nil {
+		return err
 	}
 	if !force && !isNode {
-		writeJSON(w, http.StatusAccepted, v)
+		writeJSON(w, http.StatusAccepted, marked)
 		return nil
 	}
-	out, err := s.store.Delete(ctx, key, v.Metadata.ResourceVersion)
+	out, err := s.store.Delete(ctx, key, marked.Meta().ResourceVersion)
 	if err != nil {
 		return err
 	}
